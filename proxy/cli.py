@@ -1,0 +1,92 @@
+"""The ``h2scope`` command line.
+
+Each subcommand lives in its own module with a ``register(subparsers, common)``
+function; this module only assembles them and maps outcomes to exit codes:
+0 clean, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from proxy import __version__
+
+#: Modules that contribute subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "proxy.commands.decode",
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed without a traceback, exit 2."""
+
+
+def default_confdir() -> Path:
+    """The configuration directory: ``$H2SCOPE_HOME`` or ``~/.h2scope``."""
+    env = os.environ.get("H2SCOPE_HOME")
+    return Path(env).expanduser() if env else Path("~/.h2scope").expanduser()
+
+
+def resolve_confdir(args: argparse.Namespace) -> Path:
+    """``--confdir`` if given (before or after the subcommand), else the default."""
+    value = getattr(args, "confdir", None)
+    return Path(value).expanduser() if value else default_confdir()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Options shared by every subcommand are declared on a parent parser with
+    # SUPPRESS defaults, so `h2scope --confdir D ca path` and
+    # `h2scope ca path --confdir D` both work and neither overwrites the other.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--confdir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="configuration directory holding the CA and config.yaml "
+        "(default: $H2SCOPE_HOME or ~/.h2scope)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="h2scope",
+        description="An HTTP/2 frame debugging proxy: decodes both directions of every "
+        "connection into frames and annotated HPACK header blocks.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"h2scope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(func(args) or 0)
+    except UsageError as exc:
+        print(f"h2scope: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # `h2scope decode ... | head`: the reader went away; not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
