@@ -27,8 +27,10 @@ must treat the HPACK context as broken (RFC 9113 §4.3: a COMPRESSION_ERROR).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from enum import IntEnum
+from typing import Any, TypeAlias, overload
 
 from hpack.exceptions import HPACKError
 from hpack.hpack import decode_integer
@@ -38,9 +40,11 @@ from hpack.table import HeaderTable
 __all__ = [
     "AnnotatedDecoder",
     "FieldAnnotation",
+    "FieldAnnotations",
     "HeaderBlock",
     "HpackDecodeError",
     "Representation",
+    "clear_huffman_cache",
 ]
 
 DEFAULT_TABLE_SIZE = 4096
@@ -134,8 +138,9 @@ class HeaderBlock:
 
     headers: tuple[tuple[str, str], ...]
     """The decoded header list, in order."""
-    fields: tuple[FieldAnnotation, ...]
-    """Every representation, size updates included, in wire order."""
+    fields: Sequence[FieldAnnotation]
+    """Every representation, size updates included, in wire order (from
+    :meth:`AnnotatedDecoder.decode`: a :class:`FieldAnnotations`)."""
     wire_length: int
     """Bytes of the block."""
     decoded_size: int
@@ -153,6 +158,102 @@ class HeaderBlock:
     """Entries the block added to the dynamic table."""
     evicted: int
     """Entries the block evicted from the dynamic table."""
+
+
+_Record: TypeAlias = tuple[Any, ...]
+"""A FieldAnnotation's values in field order, as the decode loop collects them."""
+
+_new_object = object.__new__
+(
+    _set_representation,
+    _set_offset,
+    _set_wire_length,
+    _set_name,
+    _set_value,
+    _set_index,
+    _set_table,
+    _set_name_huffman,
+    _set_name_wire_length,
+    _set_name_length,
+    _set_value_huffman,
+    _set_value_wire_length,
+    _set_value_length,
+    _set_new_table_size,
+    _set_inserted,
+    _set_evicted,
+) = (getattr(FieldAnnotation, f.name).__set__ for f in fields(FieldAnnotation))
+
+
+def _materialize(r: _Record) -> FieldAnnotation:
+    # The dataclass __init__ of a frozen class makes one object.__setattr__
+    # call per field; setting the slots directly is about three times cheaper.
+    # The record holds the values in field order (a test pins the equivalence).
+    a: FieldAnnotation = _new_object(FieldAnnotation)
+    _set_representation(a, r[0])
+    _set_offset(a, r[1])
+    _set_wire_length(a, r[2])
+    _set_name(a, r[3])
+    _set_value(a, r[4])
+    _set_index(a, r[5])
+    _set_table(a, r[6])
+    _set_name_huffman(a, r[7])
+    _set_name_wire_length(a, r[8])
+    _set_name_length(a, r[9])
+    _set_value_huffman(a, r[10])
+    _set_value_wire_length(a, r[11])
+    _set_value_length(a, r[12])
+    _set_new_table_size(a, r[13])
+    _set_inserted(a, r[14])
+    _set_evicted(a, r[15])
+    return a
+
+
+class FieldAnnotations(Sequence[FieldAnnotation]):
+    """The annotations of one block: an immutable sequence of FieldAnnotation.
+
+    The decoder records every annotation's values when it decodes the block
+    (nothing is computed later) but builds the FieldAnnotation objects only
+    when the sequence is first read: building them is most of the cost of an
+    annotated decode, and on the live path most blocks are never inspected.
+    """
+
+    __slots__ = ("_annotations", "_records")
+
+    def __init__(self, records: tuple[_Record, ...]) -> None:
+        self._records = records
+        self._annotations: tuple[FieldAnnotation, ...] | None = None
+
+    def _all(self) -> tuple[FieldAnnotation, ...]:
+        annotations = self._annotations
+        if annotations is None:
+            annotations = self._annotations = tuple(map(_materialize, self._records))
+        return annotations
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, item: int) -> FieldAnnotation: ...
+    @overload
+    def __getitem__(self, item: slice) -> tuple[FieldAnnotation, ...]: ...
+    def __getitem__(self, item: int | slice) -> FieldAnnotation | tuple[FieldAnnotation, ...]:
+        return self._all()[item]
+
+    def __iter__(self) -> Iterator[FieldAnnotation]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FieldAnnotations):
+            return self._records == other._records
+        if isinstance(other, tuple):
+            return self._all() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"FieldAnnotations({self._all()!r})"
 
 
 def _text(raw: bytes) -> str:
@@ -178,6 +279,11 @@ _STATIC_NAME_LENGTHS: tuple[int, ...] = (0, *(len(name) for name, _ in HeaderTab
 _huffman_cache: dict[bytes, tuple[str, int]] = {}
 """Huffman wire bytes -> (decoded text, decoded byte length). Shared by all
 decoders: the mapping is a pure function, so sharing is safe and hits more."""
+
+
+def clear_huffman_cache() -> None:
+    """Forget every cached Huffman string (benchmarks start cold with it)."""
+    _huffman_cache.clear()
 
 
 def _read_integer(view: memoryview, pos: int, prefix_bits: int, what: str) -> tuple[int, int]:
@@ -304,9 +410,10 @@ class AnnotatedDecoder:
         static_sizes = _STATIC_SIZES
         headers: list[tuple[str, str]] = []
         table: str | None
-        fields: list[FieldAnnotation] = []
+        records: list[_Record] = []
         append_header = headers.append
-        append_field = fields.append
+        # One plain tuple per representation, in FieldAnnotation field order.
+        append_field = records.append
         decoded_size = 0
         inserted_count = 0
         evicted_count = 0
@@ -345,23 +452,23 @@ class AnnotatedDecoder:
                     self._check_table_max(start)
                 append_header(header)
                 append_field(
-                    FieldAnnotation(
-                        representation=Representation.INDEXED,
-                        offset=start,
-                        wire_length=pos - start,
-                        name=header[0],
-                        value=header[1],
-                        index=index,
-                        table=table,
-                        name_huffman=None,
-                        name_wire_length=None,
-                        name_length=None,
-                        value_huffman=None,
-                        value_wire_length=None,
-                        value_length=None,
-                        new_table_size=None,
-                        inserted=False,
-                        evicted=_EMPTY,
+                    (
+                        Representation.INDEXED,
+                        start,
+                        pos - start,
+                        header[0],
+                        header[1],
+                        index,
+                        table,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        False,
+                        _EMPTY,
                     )
                 )
                 continue
@@ -396,23 +503,23 @@ class AnnotatedDecoder:
                 evicted = self._evict(new_size)
                 evicted_count += len(evicted)
                 append_field(
-                    FieldAnnotation(
-                        representation=Representation.SIZE_UPDATE,
-                        offset=start,
-                        wire_length=pos - start,
-                        name="",
-                        value="",
-                        index=None,
-                        table=None,
-                        name_huffman=None,
-                        name_wire_length=None,
-                        name_length=None,
-                        value_huffman=None,
-                        value_wire_length=None,
-                        value_length=None,
-                        new_table_size=new_size,
-                        inserted=False,
-                        evicted=evicted,
+                    (
+                        Representation.SIZE_UPDATE,
+                        start,
+                        pos - start,
+                        "",
+                        "",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        new_size,
+                        False,
+                        evicted,
                     )
                 )
                 continue
@@ -486,23 +593,23 @@ class AnnotatedDecoder:
                 evicted_count += len(evicted)
 
             append_field(
-                FieldAnnotation(
-                    representation=representation,
-                    offset=start,
-                    wire_length=pos - start,
-                    name=name,
-                    value=value,
-                    index=name_index,
-                    table=table,
-                    name_huffman=name_huffman,
-                    name_wire_length=name_wire_length,
-                    name_length=name_length,
-                    value_huffman=value_huffman,
-                    value_wire_length=value_wire_length,
-                    value_length=value_bytes,
-                    new_table_size=None,
-                    inserted=inserted,
-                    evicted=evicted,
+                (
+                    representation,
+                    start,
+                    pos - start,
+                    name,
+                    value,
+                    name_index,
+                    table,
+                    name_huffman,
+                    name_wire_length,
+                    name_length,
+                    value_huffman,
+                    value_wire_length,
+                    value_bytes,
+                    None,
+                    inserted,
+                    evicted,
                 )
             )
 
@@ -511,7 +618,7 @@ class AnnotatedDecoder:
 
         return HeaderBlock(
             headers=tuple(headers),
-            fields=tuple(fields),
+            fields=FieldAnnotations(tuple(records)),
             wire_length=end,
             decoded_size=decoded_size,
             table_size_before=table_size_before,
