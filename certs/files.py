@@ -1,0 +1,96 @@
+"""Private files on disk: directories 0700, secrets 0600, certificates 0644.
+
+Modes are set when a file is created (``os.open`` with the mode, then
+``fchmod`` so a permissive or restrictive umask cannot change the outcome) —
+never by a later ``chmod`` that leaves a window in which a private key is
+readable. Writes go to a temporary file in the same directory and are renamed
+into place, so a reader (another h2scope process, ``ssl.load_cert_chain``)
+sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+PRIVATE_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+PUBLIC_FILE_MODE = 0o644
+
+_POSIX = os.name == "posix"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create *path* (and missing parents) with mode 0700 if it does not exist.
+
+    An existing directory keeps its mode: it may be the user's own choice.
+    """
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=PRIVATE_DIR_MODE)
+            if _POSIX:
+                os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int, replace: bool = True) -> bool:
+    """Write *data* to *path* with exactly *mode*, atomically.
+
+    With ``replace=False`` an existing file wins (and ``False`` is returned):
+    two processes creating the same file at once end up agreeing on one.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        try:
+            if _POSIX:
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)  # fails with FileExistsError instead of replacing
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def loose_permissions(path: Path) -> int | None:
+    """The mode of *path* if group or others can access it, else ``None``."""
+    if not _POSIX:
+        return None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return mode if mode & 0o077 else None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on *path* (created 0600) across processes.
+
+    Where ``fcntl`` does not exist (Windows) this only serialises nothing and
+    the atomic renames above are the remaining protection.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, SECRET_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
