@@ -1,0 +1,239 @@
+"""``h2scope decode``: decode HTTP/2 frames or HPACK header blocks given as hex.
+
+"Paste the hex from a log": the input may come from an argument, a file or
+stdin; whitespace and ``0x`` prefixes are ignored. Errors name the line and
+the offset, and everything decoded before them is still printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
+from proxy.observe.enums import Direction
+from proxy.observe.events import ConnectionFindingRaised, Desynced, Event, FrameObserved
+from proxy.observe.hpack_annotated import AnnotatedDecoder, HpackDecodeError
+from proxy.observe.jsonview import block_dict, finding_dict, frame_dict
+
+_HEX_PREFIX = re.compile(r"0[xX]")
+_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
+
+EPILOG = """\
+examples:
+  h2scope decode 000004080000000000000f0001          a WINDOW_UPDATE frame
+  h2scope decode -f client.hex --json | jq .type      frames from a file, as JSON Lines
+  h2scope decode --hpack 828684418cf1e3c2e5f23a6ba0ab90f4ff
+  pbpaste | h2scope decode --hpack --table-size 256 -  one header block per line, from stdin
+
+Frames: one direction's bytes, optionally starting with the client preface.
+Without --from, a stream that starts with the preface is decoded as the
+client's; otherwise as the server's if its first header block has :status.
+"""
+
+
+class HexError(ValueError):
+    def __init__(self, line: int, column: int, message: str) -> None:
+        super().__init__(f"line {line}, column {column}: {message}")
+        self.line = line
+        self.column = column
+
+
+def parse_hex_line(text: str, line_no: int) -> bytes:
+    """Bytes from one line of hex; whitespace, ``0x`` prefixes, ``:`` and ``,`` ignored."""
+    cleaned = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in " \t\r\n:,":
+            i += 1
+            continue
+        if _HEX_PREFIX.match(text, i) and (i + 2 < n and text[i + 2] not in " \t"):
+            i += 2
+            continue
+        if _NOT_HEX.match(ch):
+            raise HexError(line_no, i + 1, f"{ch!r} is not a hex digit")
+        cleaned.append(ch)
+        i += 1
+    digits = "".join(cleaned)
+    if len(digits) % 2:
+        raise HexError(line_no, len(text.rstrip()) + 1,
+                       f"odd number of hex digits ({len(digits)}): a byte is cut in half")
+    return bytes.fromhex(digits)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "decode",
+        parents=[common],
+        help="decode HTTP/2 frames or HPACK header blocks given as hex",
+        description="Decode HTTP/2 frames (default) or HPACK header blocks (--hpack) "
+        "from hex, with every field annotated and protocol problems flagged.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("hex", nargs="?", default=None,
+                   help="hex to decode; omit or '-' to read stdin")
+    p.add_argument("-f", "--file", type=Path, help="read the hex from FILE")
+    p.add_argument("--hpack", action="store_true",
+                   help="input is HPACK header blocks, one per line, sharing one dynamic table")
+    p.add_argument("--table-size", type=int, default=4096, metavar="N",
+                   help="with --hpack: the maximum table size the decoder allows, as if "
+                   "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096)")
+    p.add_argument("--from", dest="sender", choices=("auto", "client", "server"),
+                   default="auto", help="which endpoint sent the frames (default auto)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON Lines: one object per frame or header block (see docs/json.md)")
+    p.add_argument("--no-annotate", action="store_true",
+                   help="human output: list header fields without their HPACK representation")
+    p.set_defaults(func=run)
+
+
+def _read_lines(args: argparse.Namespace) -> list[str]:
+    if args.file is not None:
+        try:
+            return args.file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise SystemExit(f"h2scope decode: cannot read {args.file}: {exc.strerror}") from exc
+    if args.hex is None or args.hex == "-":
+        return sys.stdin.read().splitlines()
+    return args.hex.splitlines() or [""]
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.cli import UsageError
+
+    if args.table_size < 0:
+        raise UsageError("--table-size must be 0 or more")
+    lines = _read_lines(args)
+    out = sys.stdout
+    if args.hpack:
+        return _decode_hpack(lines, args, out)
+    return _decode_frames(lines, args, out)
+
+
+def _err(msg: str) -> None:
+    sys.stdout.flush()
+    print(f"h2scope decode: {msg}", file=sys.stderr)
+
+
+def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> int:
+    decoder = AnnotatedDecoder(args.table_size)
+    count = 0
+    for line_no, text in enumerate(lines, 1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            data = parse_hex_line(text, line_no)
+        except HexError as exc:
+            _err(f"bad hex at {exc}")
+            return 1
+        try:
+            block = decoder.decode(data)
+        except HpackDecodeError as exc:
+            _err(f"header block on line {line_no} does not decode at byte offset "
+                 f"{exc.offset}: {exc}")
+            return 1
+        count += 1
+        if args.json:
+            d = {"line": line_no, "block": count - 1, **block_dict(block)}
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+        else:
+            out.write(f"block {count - 1} (line {line_no}): {block.wire_length} bytes, "
+                      f"{len(block.headers)} headers\n")
+            for ln in block_lines(block, annotate=not args.no_annotate):
+                out.write(ln + "\n")
+    return 0
+
+
+def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
+    from proxy.observe.enums import CONNECTION_PREFACE
+
+    obs = ConnectionObserver(preface=preface, partial=not data.startswith(CONNECTION_PREFACE))
+    if sender is Direction.S2C:
+        # A lone server stream: pretend the client's preface and SETTINGS went by
+        # so the server's frames are judged as a reply, not as a first contact.
+        obs.sides[Direction.C2S].preface = "done"
+    events = obs.feed(sender, data, 0.0)
+    # One direction alone can't show an ACK: only report what is cut short.
+    events += [ev for ev in obs.close(0.0) if not (
+        isinstance(ev, ConnectionFindingRaised)
+        and ev.finding.code == "settings-not-acknowledged")]
+    return events
+
+
+def _guess_sender(data: bytes) -> Direction:
+    from proxy.observe.enums import CONNECTION_PREFACE
+
+    if data.startswith(CONNECTION_PREFACE):
+        return Direction.C2S
+    for ev in _run_observer(data, Direction.C2S, "optional"):
+        if isinstance(ev, FrameObserved) and ev.block is not None:
+            return Direction.S2C if any(n == ":status" for n, _ in ev.block.headers) \
+                else Direction.C2S
+    return Direction.C2S
+
+
+def _iter_bytes(lines: list[str]) -> Iterator[tuple[int, bytes]]:
+    for line_no, text in enumerate(lines, 1):
+        if text.lstrip().startswith("#"):
+            continue
+        yield line_no, parse_hex_line(text, line_no)
+
+
+def _decode_frames(lines: list[str], args: argparse.Namespace, out: TextIO) -> int:
+    chunks = []
+    bad: HexError | None = None
+    try:
+        for _, chunk in _iter_bytes(lines):
+            chunks.append(chunk)
+    except HexError as exc:
+        bad = exc
+    data = b"".join(chunks)
+    sender = {"client": Direction.C2S, "server": Direction.S2C}.get(args.sender) \
+        or _guess_sender(data)
+    events = _run_observer(data, sender, "optional")
+    status = 0
+    annotate = not args.no_annotate
+    for ev in events:
+        if args.json:
+            if isinstance(ev, FrameObserved):
+                out.write(json.dumps(frame_dict(ev), ensure_ascii=False) + "\n")
+            elif isinstance(ev, (Desynced, ConnectionFindingRaised)):
+                out.write(json.dumps({"event": type(ev).__name__,
+                                      "finding": finding_dict(ev.finding)}) + "\n")
+        else:
+            _write_human(ev, out, annotate)
+        if isinstance(ev, Desynced) or (isinstance(ev, ConnectionFindingRaised)
+                                        and ev.finding.code == "frame-truncated"):
+            status = 1
+    if bad is not None:
+        _err(f"bad hex at {bad}; the bytes before it were decoded")
+        return 1
+    if status:
+        _err("the input does not end on a frame boundary or is not HTTP/2 framing "
+             "(see the last message above)")
+    return status
+
+
+def _write_human(ev: Event, out: TextIO, annotate: bool) -> None:
+    if isinstance(ev, FrameObserved):
+        f = ev.frame
+        out.write(f"#{ev.seq} {f.type_name} <length={f.length}, "
+                  f"flags={flags_text(f) or '[]'}, stream={f.stream_id}>  {frame_summary(ev)}\n")
+        if ev.block is not None:
+            for ln in block_lines(ev.block, annotate=annotate):
+                out.write(ln + "\n")
+        for finding in ev.findings:
+            out.write(f"    ! {finding}\n")
+        return
+    line = event_line(ev)
+    if line:
+        out.write(f"  {line}\n")

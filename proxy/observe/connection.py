@@ -1,0 +1,789 @@
+"""The connection model: one HTTP/2 connection observed from the middle.
+
+:class:`ConnectionObserver` is fed the bytes of either direction (with a time)
+and returns events. Both directions share one model, because HTTP/2 state is
+end-to-end: a SETTINGS frame sent by the client changes what the server may
+send once the server acknowledges it; a WINDOW_UPDATE sent by one side widens
+the window of the other side's DATA; each side's HPACK encoder is mirrored by
+a decoder whose limit the *other* side's settings set.
+
+The observer never raises on traffic (DESIGN.md principle 4). Anything
+malformed becomes a :class:`~proxy.observe.findings.Finding`; if a direction's
+bytes can no longer be split into frames it is marked desynced and the rest of
+its bytes are only counted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from proxy.observe.enums import (
+    CONNECTION_PREFACE,
+    MAX_WINDOW,
+    Direction,
+    FrameType,
+    SettingCode,
+    error_name,
+    setting_name,
+    type_name,
+)
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    Event,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+    PingAnswered,
+    PrefaceObserved,
+    SettingsAcknowledged,
+    StreamStateChanged,
+)
+from proxy.observe.findings import Finding, Severity
+from proxy.observe.frames import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    PriorityUpdateFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+    parse_frame,
+    parse_header,
+)
+from proxy.observe.header_rules import BlockRole, check_fields, header_value, status_of
+from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
+from proxy.observe.priority import PriorityTree, parse_priority_field
+from proxy.observe.sides import HeaderBlockInProgress, PendingSettings, Side
+from proxy.observe.streams import (
+    Stream,
+    StreamState,
+    check_frame_allowed,
+    sender_finished,
+    transition,
+)
+
+C2S, S2C = Direction.C2S, Direction.S2C
+CLOSED_HISTORY = 512
+"""Closed streams kept for display and late-frame checks; older ones are
+known closed by their id alone, so memory stays bounded on long connections."""
+_DATA, _HEADERS, _PRIORITY, _RST = 0, 1, 2, 3
+_SETTINGS, _PUSH, _PING, _GOAWAY, _WU, _CONT = 4, 5, 6, 7, 8, 9
+_STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
+                               int(FrameType.PRIORITY_UPDATE)})
+_NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
+_SETTING_RANGES = {
+    SettingCode.ENABLE_PUSH: (0, 1),
+    SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
+    SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215),
+    SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1),
+    SettingCode.NO_RFC7540_PRIORITIES: (0, 1),
+}
+
+
+def _f(code: str, sev: Severity, rfc: str, msg: str, seq: int | None = None,
+       sid: int | None = None) -> Finding:
+    return Finding(code=code, severity=sev, rfc=rfc, message=msg, seq=seq, stream_id=sid)
+
+
+class ConnectionObserver:
+    """Sans-IO model of one HTTP/2 connection, fed by both directions.
+
+    ``preface`` says what the client→server bytes start with: ``"required"``
+    (a real connection), ``"optional"`` (decoding a paste that may or may not
+    include it) or ``"none"`` (starts with frames, e.g. after the caller
+    consumed the preface itself). ``partial`` marks an excerpt (a paste from
+    a log): rules about how a connection starts and ends are not applied.
+    """
+
+    def __init__(self, *, preface: str = "required", max_table_size: int | None = None,
+                 partial: bool = False) -> None:
+        self.partial = partial
+        self.sides = (Side(C2S), Side(S2C))
+        self.sides[C2S].preface = "done" if preface == "none" else preface
+        self.sides[S2C].preface = "done"
+        if max_table_size is not None:
+            for side in self.sides:
+                side.decoder.max_allowed_table_size = max_table_size
+        self.streams: dict[int, Stream] = {}
+        self.closed: OrderedDict[int, Stream] = OrderedDict()
+        self.priority = PriorityTree()
+        self.seq = 0
+        self.findings_count = 0
+        self._events: list[Event] = []
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, direction: Direction, data: bytes | bytearray | memoryview,
+             t: float) -> list[Event]:
+        """Observe ``data`` sent in ``direction`` at time ``t``; return the new events.
+
+        Bytes may be split anywhere; incomplete frames wait for more data.
+        """
+        side = self.sides[direction]
+        events = self._events = []
+        if side.desynced:
+            side.skipped_bytes += len(data)
+            side.offset += len(data)
+            return events
+        buf = side.buffer
+        buf += data
+        pos = 0
+        if side.preface != "done":
+            pos = self._preface(side, t)
+            if pos < 0:
+                return events
+        n = len(buf)
+        limit_frame = self.sides[direction.peer].max_frame_size_allowing_pending
+        while n - pos >= 9:
+            length, ftype, _flags, _sid = parse_header(buf, pos)
+            if length > 16_384 and length > limit_frame() and (
+                    ftype not in FrameType._value2member_map_ or side.frames == 0):
+                # An unknown type (or a first frame) that claims more than the
+                # receiver accepts is not HTTP/2 framing: stop decoding.
+                self._desync(side, pos, t, f"a {type_name(ftype)} frame header claims {length} "
+                             f"bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
+                             f"{limit_frame()}: these bytes are not HTTP/2 frames")
+                return events
+            end = pos + 9 + length
+            if end > n:
+                break
+            raw = bytes(buf[pos:end])
+            side.offset += end - pos
+            pos = end
+            self._frame(side, parse_frame(raw), t)
+            if side.desynced:
+                return events
+        if pos:
+            del buf[:pos]
+        return events
+
+    def close(self, t: float) -> list[Event]:
+        """The connection ended: report what was left unfinished."""
+        events = self._events = []
+        for side in self.sides:
+            for p in () if self.partial else side.pending:
+                self._conn_finding(side.direction, t, _f(
+                    "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
+                    f"the {side.direction.peer.sender} never acknowledged the SETTINGS sent "
+                    f"by the {side.direction.sender} (frame #{p.seq})", p.seq))
+            if side.block is not None:
+                self._conn_finding(side.direction, t, _f(
+                    "header-block-truncated", Severity.ERROR, "RFC 9113 §6.10",
+                    f"the connection ended inside a header block on stream "
+                    f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
+                    side.block.stream_id))
+            if side.buffer and not side.desynced:
+                self._conn_finding(side.direction, t, _f(
+                    "frame-truncated", Severity.WARNING, "RFC 9113 §4.1",
+                    f"{len(side.buffer)} bytes of an incomplete frame from the "
+                    f"{side.direction.sender} at the end of the connection"))
+        return events
+
+    def upgrade_h2c(self, *, http2_settings: bytes, request_headers: tuple[tuple[str, str], ...],
+                    t: float) -> list[Event]:
+        """An HTTP/1.1 ``Upgrade: h2c`` succeeded (RFC 7540 §3.2).
+
+        ``http2_settings`` is the decoded HTTP2-Settings payload; the 101
+        acknowledges it implicitly (RFC 7540 §3.2.1). Stream 1 carries the
+        HTTP/1.1 request and is half-closed by the client.
+        """
+        events = self._events = []
+        client = self.sides[C2S]
+        settings = tuple(
+            (int.from_bytes(http2_settings[i:i + 2], "big"),
+             int.from_bytes(http2_settings[i + 2:i + 6], "big"))
+            for i in range(0, len(http2_settings) - len(http2_settings) % 6, 6))
+        self._apply_settings(client, settings, t)
+        stream = Stream(1, state=StreamState.HALF_CLOSED_CLIENT, request_headers=request_headers)
+        self._init_windows(stream)
+        self.streams[1] = stream
+        client.highest_stream_id = 1
+        self.priority.ensure(1)
+        return events
+
+    # ------------------------------------------------------------- framing
+
+    def _preface(self, side: Side, t: float) -> int:
+        buf = side.buffer
+        have = bytes(buf[:24])
+        if CONNECTION_PREFACE.startswith(have):
+            if len(have) < 24:
+                return -1
+            side.preface = "done"
+            side.offset += 24
+            self._events.append(PrefaceObserved(t=t, direction=side.direction))
+            return 24
+        if side.preface == "optional":
+            side.preface = "done"
+            return 0
+        self._desync(side, 0, t, "the client's bytes do not start with the HTTP/2 connection "
+                     f"preface (they start with {have[:16]!r})", rfc="RFC 9113 §3.4")
+        return -1
+
+    def _desync(self, side: Side, pos: int, t: float, why: str, rfc: str = "RFC 9113 §4.1") -> None:
+        side.desynced = True
+        side.skipped_bytes += len(side.buffer) - pos
+        side.offset += len(side.buffer) - pos
+        side.buffer.clear()
+        finding = _f("desynced", Severity.ERROR, rfc, why)
+        self.findings_count += 1
+        self._events.append(Desynced(t=t, direction=side.direction, offset=side.offset,
+                                     finding=finding))
+
+    # --------------------------------------------------------------- frames
+
+    def _frame(self, side: Side, frame: Frame, t: float) -> None:
+        seq = self.seq
+        self.seq = seq + 1
+        direction = side.direction
+        findings: list[Finding] = []
+        ftype = frame.type
+        sid = frame.stream_id
+        first = side.frames == 0
+        side.frames += 1
+        block: HeaderBlock | None = None
+        block_sid: int | None = None
+        windows: tuple[int, int | None] | None = None
+
+        if (ftype == _DATA and frame.length <= 16_384 and not first and frame.malformed is None
+                and side.block is None and not frame.reserved):
+            assert isinstance(frame, DataFrame)
+            windows = self._data(side, frame, seq, t, findings)
+            self._events.append(FrameObserved(t=t, direction=direction, seq=seq, frame=frame,
+                                              findings=tuple(findings), windows=windows))
+            if findings:
+                self.findings_count += len(findings)
+            return
+
+        if frame.malformed is not None:
+            findings.append(_f("frame-malformed", Severity.ERROR, _rfc_for(ftype),
+                               frame.malformed, seq, sid))
+        if frame.reserved:
+            findings.append(_f("reserved-bit-set", Severity.WARNING, "RFC 9113 §4.1",
+                               "the reserved bit of the stream identifier is set", seq, sid))
+        if first and not self.partial and not (ftype == _SETTINGS and not frame.flags & 1):
+            findings.append(_f("first-frame-not-settings", Severity.ERROR, "RFC 9113 §3.4",
+                               f"the {direction.sender}'s first frame is {type_name(ftype)}, "
+                               "not SETTINGS", seq, sid))
+        receiver = self.sides[direction.peer]
+        max_size = receiver.max_frame_size_allowing_pending()
+        if frame.length > max_size:
+            findings.append(_f("frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
+                               f"{type_name(ftype)} of {frame.length} bytes exceeds the "
+                               f"receiver's SETTINGS_MAX_FRAME_SIZE {max_size}", seq, sid))
+        if ftype in _STREAM_ZERO_ONLY and sid != 0:
+            findings.append(_f("stream-id-not-zero", Severity.ERROR, _rfc_for(ftype),
+                               f"{type_name(ftype)} must be sent on stream 0, not {sid}", seq, sid))
+        elif ftype in _NEEDS_STREAM and sid == 0:
+            findings.append(_f("stream-id-zero", Severity.ERROR, _rfc_for(ftype),
+                               f"{type_name(ftype)} must not be sent on stream 0", seq, 0))
+
+        if side.block is not None and ftype != _CONT:
+            findings.append(_f("continuation-missing", Severity.ERROR, "RFC 9113 §6.10",
+                               f"{type_name(ftype)} arrived while the header block on stream "
+                               f"{side.block.stream_id} still expected CONTINUATION", seq, sid))
+            side.block = None  # the peer would have failed the connection; start afresh
+
+        if frame.malformed is None:
+            if ftype == _DATA:
+                assert isinstance(frame, DataFrame)
+                windows = self._data(side, frame, seq, t, findings)
+            elif ftype in (_HEADERS, _PUSH, _CONT):
+                done = self._header_fragment(side, frame, seq, t, findings)
+                if done is not None:
+                    block, block_sid = done
+            elif ftype == _WU:
+                assert isinstance(frame, WindowUpdateFrame)
+                windows = self._window_update(side, frame, seq, t, findings)
+            elif ftype == _SETTINGS:
+                assert isinstance(frame, SettingsFrame)
+                self._settings(side, frame, seq, t, findings)
+            elif ftype == _RST:
+                assert isinstance(frame, RstStreamFrame)
+                self._rst(side, frame, seq, t, findings)
+            elif ftype == _PRIORITY:
+                assert isinstance(frame, PriorityFrame)
+                self._priority_frame(frame, seq, findings)
+            elif ftype == _PING:
+                assert isinstance(frame, PingFrame)
+                self._ping(side, frame, seq, t, findings)
+            elif ftype == _GOAWAY:
+                assert isinstance(frame, GoAwayFrame)
+                side.goaway_last_stream_id = frame.last_stream_id
+            elif ftype == int(FrameType.PRIORITY_UPDATE):
+                assert isinstance(frame, PriorityUpdateFrame)
+                self._priority_update(side, frame, seq, findings)
+            elif ftype not in FrameType._value2member_map_:
+                findings.append(_f("unknown-frame-type", Severity.INFO, "RFC 9113 §5.5",
+                                   f"frame type 0x{ftype:02x} is not one h2scope knows; "
+                                   "receivers ignore it", seq, sid))
+        elif ftype in (_CONT, _HEADERS, _PUSH):
+            side.block = None
+
+        self._events.append(FrameObserved(t=t, direction=direction, seq=seq, frame=frame,
+                                          block=block, block_stream_id=block_sid,
+                                          findings=tuple(findings), windows=windows))
+        if findings:
+            self.findings_count += len(findings)
+
+    # ------------------------------------------------------------- streams
+
+    def stream(self, sid: int) -> Stream | None:
+        """The model of stream ``sid`` if it is open or recently closed."""
+        return self.streams.get(sid) or self.closed.get(sid)
+
+    def _lookup(self, sid: int) -> Stream:
+        stream = self.streams.get(sid)
+        if stream is not None:
+            return stream
+        stream = self.closed.get(sid)
+        if stream is not None:
+            return stream
+        opener = self.sides[C2S if sid % 2 else S2C]
+        if sid <= opener.highest_stream_id:
+            # Closed long ago and forgotten: ids are never reused (§5.1.1).
+            return Stream(sid, state=StreamState.CLOSED)
+        return Stream(sid)
+
+    def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
+                   t: float) -> None:
+        old = stream.state
+        if old is new:
+            return
+        stream.state = new
+        sid = stream.stream_id
+        self._events.append(StreamStateChanged(t=t, direction=direction, stream_id=sid,
+                                               old=old.value, new=new.value, seq=seq))
+        if old is StreamState.IDLE:
+            self.streams[sid] = stream
+        if new is StreamState.CLOSED:
+            self.streams.pop(sid, None)
+            self.priority.remove(sid)
+            closed = self.closed
+            closed[sid] = stream
+            if len(closed) > CLOSED_HISTORY:
+                closed.popitem(last=False)
+
+    def _init_windows(self, stream: Stream) -> None:
+        # Data flowing C2S is limited by the server's INITIAL_WINDOW_SIZE, and vice versa.
+        stream.send_window[C2S] = self.sides[S2C].advertised[SettingCode.INITIAL_WINDOW_SIZE]
+        stream.send_window[S2C] = self.sides[C2S].advertised[SettingCode.INITIAL_WINDOW_SIZE]
+
+    def _open_stream(self, side: Side, stream: Stream, seq: int, findings: list[Finding]) -> None:
+        """Checks for a stream a HEADERS frame is about to open (RFC 9113 §5.1.1, §5.1.2)."""
+        sid = stream.stream_id
+        direction = side.direction
+        if direction is S2C:
+            findings.append(_f("server-opened-stream", Severity.ERROR, "RFC 9113 §8.4",
+                               f"the server sent HEADERS on idle stream {sid}; servers open "
+                               "streams only with PUSH_PROMISE", seq, sid))
+        elif sid % 2 == 0:
+            findings.append(_f("stream-id-parity", Severity.ERROR, "RFC 9113 §5.1.1",
+                               f"the client opened even-numbered stream {sid}", seq, sid))
+        if sid <= side.highest_stream_id:
+            findings.append(_f("stream-id-order", Severity.ERROR, "RFC 9113 §5.1.1",
+                               f"stream {sid} opened after stream {side.highest_stream_id}; "
+                               "new stream ids must increase", seq, sid))
+        else:
+            side.highest_stream_id = sid
+        limit = self.sides[direction.peer].advertised[SettingCode.MAX_CONCURRENT_STREAMS]
+        active = sum(1 for s in self.streams.values()
+                     if s.opened_by is direction and s.state is not StreamState.RESERVED)
+        if active >= limit:
+            findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
+                               "RFC 9113 §5.1.2",
+                               f"stream {sid} would be concurrent stream {active + 1} but the "
+                               f"{direction.peer.sender} allows {limit}", seq, sid))
+        goaway = self.sides[direction.peer].goaway_last_stream_id
+        if goaway is not None and sid > goaway:
+            findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
+                               f"stream {sid} opened after the {direction.peer.sender}'s GOAWAY "
+                               f"with last stream id {goaway}; it will not be processed",
+                               seq, sid))
+        stream.opened_by = direction
+        self._init_windows(stream)
+        self.priority.ensure(sid)
+
+    # ------------------------------------------------------------------ DATA
+
+    def _data(self, side: Side, frame: DataFrame, seq: int, t: float,
+              findings: list[Finding]) -> tuple[int, int | None]:
+        sid = frame.stream_id
+        direction = side.direction
+        length = frame.length  # RFC 9113 §6.9.1: padding counts against the windows
+        side.conn_window -= length
+        conn_window = side.conn_window
+        if conn_window < 0:
+            findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
+                               f"DATA of {length} bytes exceeds the connection window by "
+                               f"{-conn_window}", seq, sid))
+        stream = self.streams.get(sid)
+        if stream is None:
+            stream = self._lookup(sid)
+        state: StreamState = stream.state
+        end = frame.flags & 1
+        if state is StreamState.OPEN and not end:
+            new: StreamState = state
+            problem: str | None = None  # the common case, without the table
+        else:
+            new, problem = transition(state, _DATA, bool(end), direction)
+        if problem:
+            findings.append(self._state_finding(stream, direction, problem, seq))
+        stream.data_bytes[direction] += frame.data_length
+        window = stream.send_window[direction] - length
+        stream.send_window[direction] = window
+        if window < 0 and state is not StreamState.CLOSED and state is not StreamState.IDLE:
+            findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
+                               f"DATA of {length} bytes exceeds stream {sid}'s window by "
+                               f"{-window}", seq, sid))
+        if new is not state:
+            self._set_state(stream, new, direction, seq, t)
+        elif not end and length:
+            if conn_window <= 0 and side.conn_stalled_since is None:
+                side.conn_stalled_since = t
+                self._events.append(FlowControlStalled(t=t, direction=direction, stream_id=0,
+                                                       seq=seq))
+            if window <= 0 and stream.stalled_since[direction] is None:
+                stream.stalled_since[direction] = t
+                self._events.append(FlowControlStalled(t=t, direction=direction,
+                                                       stream_id=sid, seq=seq))
+        return conn_window, window
+
+    def _state_finding(self, stream: Stream, direction: Direction, problem: str,
+                       seq: int) -> Finding:
+        sid = stream.stream_id
+        if stream.reset_by is direction.peer:
+            # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an error.
+            return _f("frame-after-reset", Severity.INFO, "RFC 9113 §5.1",
+                      f"{problem} (the {direction.peer.sender} had reset it; frames in flight "
+                      "are expected)", seq, sid)
+        code = "frame-on-idle-stream" if "idle" in problem else "frame-on-closed-stream"
+        return _f(code, Severity.ERROR, "RFC 9113 §5.1", f"stream {sid}: {problem}", seq, sid)
+
+    # -------------------------------------------------------- header blocks
+
+    def _header_fragment(self, side: Side, frame: Frame, seq: int, t: float,
+                         findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
+        direction = side.direction
+        sid = frame.stream_id
+        if frame.type == _CONT:
+            pending = side.block
+            if pending is None or pending.stream_id != sid:
+                findings.append(_f("continuation-unexpected", Severity.ERROR, "RFC 9113 §6.10",
+                                   f"CONTINUATION on stream {sid} without a preceding HEADERS or "
+                                   "PUSH_PROMISE lacking END_HEADERS", seq, sid))
+                side.block = None
+                return None
+            pending.fragments.append(frame.raw[9:])
+        elif frame.type == _HEADERS:
+            assert isinstance(frame, HeadersFrame)
+            stream = self.streams.get(sid) or self._lookup(sid)
+            role = self._headers_role(stream, direction, frame, seq, findings)
+            if frame.priority is not None:
+                self._apply_priority(sid, frame.priority.depends_on, frame.priority.weight,
+                                     frame.priority.exclusive, seq, findings)
+            if stream.state is StreamState.IDLE and sid:
+                self._open_stream(side, stream, seq, findings)
+            new, problem = transition(stream.state, _HEADERS, frame.end_stream, direction)
+            if problem:
+                findings.append(self._state_finding(stream, direction, problem, seq))
+            self._set_state(stream, new, direction, seq, t)
+            pending = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq)
+        else:
+            assert isinstance(frame, PushPromiseFrame)
+            pending = self._push_promise(side, frame, seq, t, findings)
+        if not frame.flags & 0x4:
+            side.block = pending
+            return None
+        side.block = None
+        return self._decode_block(side, pending, seq, findings)
+
+    def _headers_role(self, stream: Stream, direction: Direction, frame: HeadersFrame, seq: int,
+                      findings: list[Finding]) -> BlockRole:
+        if direction is C2S:
+            if stream.state is StreamState.IDLE:
+                return BlockRole.REQUEST
+            if not frame.end_stream:
+                findings.append(_f("trailers-without-end-stream", Severity.ERROR,
+                                   "RFC 9113 §8.1",
+                                   "a second HEADERS from the client without END_STREAM",
+                                   seq, stream.stream_id))
+            return BlockRole.TRAILERS
+        if stream.response_headers is None:
+            return BlockRole.RESPONSE
+        if not frame.end_stream:
+            findings.append(_f("trailers-without-end-stream", Severity.ERROR, "RFC 9113 §8.1",
+                               "a HEADERS after the final response without END_STREAM",
+                               seq, stream.stream_id))
+        return BlockRole.TRAILERS
+
+    def _push_promise(self, side: Side, frame: PushPromiseFrame, seq: int, t: float,
+                      findings: list[Finding]) -> HeaderBlockInProgress:
+        sid, promised = frame.stream_id, frame.promised_stream_id
+        if side.direction is C2S:
+            findings.append(_f("push-from-client", Severity.ERROR, "RFC 9113 §8.4",
+                               "the client sent PUSH_PROMISE; only servers push", seq, sid))
+        elif not self.sides[C2S].advertised[SettingCode.ENABLE_PUSH]:
+            findings.append(_f("push-disabled", Severity.ERROR, "RFC 9113 §6.5.2",
+                               "PUSH_PROMISE after the client set SETTINGS_ENABLE_PUSH to 0",
+                               seq, sid))
+        assoc = self.streams.get(sid)
+        if assoc is None or sender_finished(assoc.state, side.direction):
+            findings.append(_f("push-on-closed-stream", Severity.ERROR, "RFC 9113 §6.6",
+                               f"PUSH_PROMISE on stream {sid}, which is not open for the server",
+                               seq, sid))
+        if promised % 2 or promised <= side.highest_stream_id:
+            findings.append(_f("stream-id-order" if promised % 2 == 0 else "stream-id-parity",
+                               Severity.ERROR, "RFC 9113 §5.1.1",
+                               f"promised stream {promised} is odd or not above "
+                               f"{side.highest_stream_id}", seq, promised))
+        else:
+            side.highest_stream_id = promised
+        pushed = self._lookup(promised)
+        if pushed.state is StreamState.IDLE:
+            pushed.promised_by = sid
+            pushed.opened_by = S2C
+            self._init_windows(pushed)
+            self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
+            self._set_state(pushed, StreamState.RESERVED, side.direction, seq, t)
+        return HeaderBlockInProgress(sid, BlockRole.PUSH_REQUEST, [frame.fragment], promised, seq)
+
+    def _decode_block(self, side: Side, pending: HeaderBlockInProgress, seq: int,
+                      findings: list[Finding]) -> tuple[HeaderBlock | None, int | None]:
+        promised = pending.promised_stream_id
+        if side.hpack_broken:
+            return None, promised
+        data = pending.fragments[0] if len(pending.fragments) == 1 else b"".join(pending.fragments)
+        try:
+            block = side.decoder.decode(data)
+        except HpackDecodeError as exc:
+            side.hpack_broken = True
+            findings.append(_f("hpack-error", Severity.ERROR, "RFC 9113 §4.3",
+                               f"header block on stream {pending.stream_id} does not decode: "
+                               f"{exc}; later blocks from the {side.direction.sender} cannot be "
+                               "decoded (COMPRESSION_ERROR)", seq, pending.stream_id))
+            return None, promised
+        sid = promised if promised is not None else pending.stream_id
+        role = pending.role
+        assert isinstance(role, BlockRole)
+        findings.extend(check_fields(block.headers, role, seq=seq, stream_id=sid))
+        limit = self.sides[side.direction.peer].advertised[SettingCode.MAX_HEADER_LIST_SIZE]
+        if block.decoded_size > limit:
+            findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
+                               f"header list of {block.decoded_size} bytes exceeds the "
+                               f"receiver's SETTINGS_MAX_HEADER_LIST_SIZE {limit}", seq, sid))
+        stream = self.stream(sid)
+        if stream is not None:
+            headers = block.headers
+            if role is BlockRole.REQUEST or role is BlockRole.PUSH_REQUEST:
+                stream.request_headers = headers
+                prio = header_value(headers, "priority")
+                if prio is not None:
+                    self._apply_rfc9218(stream, prio, seq, findings)
+            elif role is BlockRole.RESPONSE:
+                status = status_of(headers)
+                if status is not None and 100 <= status < 200:
+                    stream.informational.append(headers)
+                    if status == 101:
+                        findings.append(_f("status-101", Severity.ERROR, "RFC 9113 §8.6",
+                                           "101 (Switching Protocols) is not allowed in HTTP/2",
+                                           seq, sid))
+                else:
+                    stream.response_headers = headers
+            else:
+                stream.trailers[side.direction] = headers
+        return block, promised
+
+    # ---------------------------------------------------- flow control etc.
+
+    def _window_update(self, side: Side, frame: WindowUpdateFrame, seq: int, t: float,
+                       findings: list[Finding]) -> tuple[int, int | None] | None:
+        sid, inc = frame.stream_id, frame.increment
+        # A WINDOW_UPDATE widens the window of data flowing towards its sender.
+        data_dir = side.direction.peer
+        data_side = self.sides[data_dir]
+        if inc == 0:
+            findings.append(_f("window-update-zero", Severity.ERROR, "RFC 9113 §6.9",
+                               "WINDOW_UPDATE with an increment of 0", seq, sid))
+        if sid == 0:
+            before = data_side.conn_window
+            data_side.conn_window = after = before + inc
+            if after > MAX_WINDOW:
+                findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
+                                   f"connection window would reach {after}, above 2^31-1",
+                                   seq, 0))
+            if data_side.conn_stalled_since is not None and after > 0:
+                self._events.append(FlowControlResumed(
+                    t=t, direction=data_dir, stream_id=0,
+                    stalled_for=t - data_side.conn_stalled_since, seq=seq))
+                data_side.conn_stalled_since = None
+            return after, None
+        stream = self.streams.get(sid) or self._lookup(sid)
+        problem = check_frame_allowed(stream.state, _WU)
+        if problem:
+            findings.append(self._state_finding(stream, side.direction, problem, seq))
+            return data_side.conn_window, None
+        if stream.state is StreamState.CLOSED:
+            return data_side.conn_window, None  # §5.1: allowed shortly after closing
+        after = stream.send_window[data_dir] + inc
+        stream.send_window[data_dir] = after
+        if after > MAX_WINDOW:
+            findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
+                               f"stream {sid}'s window would reach {after}, above 2^31-1",
+                               seq, sid))
+        since = stream.stalled_since[data_dir]
+        if since is not None and after > 0:
+            stream.stalled_since[data_dir] = None
+            self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
+                                                   stalled_for=t - since, seq=seq))
+        return data_side.conn_window, after
+
+    def _settings(self, side: Side, frame: SettingsFrame, seq: int, t: float,
+                  findings: list[Finding]) -> None:
+        if frame.ack:
+            if frame.length:
+                findings.append(_f("settings-ack-with-payload", Severity.ERROR, "RFC 9113 §6.5",
+                                   "SETTINGS with ACK carries a payload", seq, 0))
+            owner = self.sides[side.direction.peer]
+            if not owner.pending:
+                findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
+                                   "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
+                return
+            acked = owner.pending.popleft()
+            self._apply_settings(owner, acked.settings, t)
+            self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
+                                                     settings=acked.settings, seq=seq))
+            return
+        for ident, value in frame.settings:
+            bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
+                                   f"{setting_name(ident)} = {value} is outside "
+                                   f"{bounds[0]}..{bounds[1]}", seq, 0))
+            elif ident == SettingCode.ENABLE_PUSH and value == 1 and side.direction is S2C:
+                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
+                                   "the server set SETTINGS_ENABLE_PUSH to 1", seq, 0))
+            elif ident not in SettingCode._value2member_map_:
+                findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
+                                   f"setting 0x{ident:x} = {value} is unknown and ignored",
+                                   seq, 0))
+        side.pending.append(PendingSettings(frame.settings, seq, t))
+        side.sent_settings = True
+
+    def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
+                        t: float) -> None:
+        """Settings advertised by ``owner`` take effect for what its peer sends."""
+        peer = self.sides[owner.direction.peer]
+        adv = owner.advertised
+        for ident, value in settings:
+            if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
+                # RFC 9113 §6.9.2: the change applies to every stream's window.
+                delta = value - adv[SettingCode.INITIAL_WINDOW_SIZE]
+                data_dir = peer.direction
+                for stream in self.streams.values():
+                    stream.send_window[data_dir] += delta
+            elif ident == SettingCode.HEADER_TABLE_SIZE:
+                # The owner's decoder limit governs the peer's encoder (RFC 7541 §4.2).
+                peer.decoder.max_allowed_table_size = value
+            adv[ident] = value
+
+    def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
+             findings: list[Finding]) -> None:
+        stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id)
+        new, problem = transition(stream.state, _RST, False, side.direction)
+        if problem:
+            findings.append(self._state_finding(stream, side.direction, problem, seq))
+        if stream.state is not StreamState.CLOSED:
+            stream.reset_by = side.direction
+            stream.reset_code = frame.error_code
+        self._set_state(stream, new, side.direction, seq, t)
+
+    def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,
+              findings: list[Finding]) -> None:
+        if not frame.ack:
+            side.pings[frame.opaque] = (t, seq)
+            for p in side.pending:
+                p.pings_after += 1
+            if len(side.pings) > 64:  # bounded: a peer may never answer
+                side.pings.pop(next(iter(side.pings)))
+            return
+        pinger = self.sides[side.direction.peer]
+        sent = pinger.pings.pop(frame.opaque, None)
+        if sent is None:
+            findings.append(_f("ping-ack-unmatched", Severity.WARNING, "RFC 9113 §6.7",
+                               f"PING ACK with opaque data {frame.opaque.hex()} matches no PING",
+                               seq, 0))
+            return
+        self._events.append(PingAnswered(t=t, direction=side.direction, opaque=frame.opaque,
+                                         rtt=t - sent[0], seq=seq))
+        # A PING sent after SETTINGS and answered first proves the SETTINGS were
+        # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately").
+        for p in side.pending:
+            if p.pings_after:
+                findings.append(_f("settings-not-acknowledged", Severity.ERROR,
+                                   "RFC 9113 §6.5.3",
+                                   f"the {side.direction.sender} answered a PING sent after "
+                                   f"SETTINGS frame #{p.seq} but has not acknowledged it",
+                                   seq, 0))
+                p.pings_after = 0
+
+    # -------------------------------------------------------------- priority
+
+    def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
+                        seq: int, findings: list[Finding]) -> None:
+        if depends_on == sid:
+            findings.append(_f("self-dependency", Severity.ERROR, "RFC 9113 §5.3.1",
+                               f"stream {sid} depends on itself", seq, sid))
+            return
+        self.priority.set(sid, depends_on, weight, exclusive)
+
+    def _priority_frame(self, frame: PriorityFrame, seq: int, findings: list[Finding]) -> None:
+        p = frame.priority
+        self._apply_priority(frame.stream_id, p.depends_on, p.weight, p.exclusive, seq, findings)
+
+    def _apply_rfc9218(self, stream: Stream, value: str, seq: int,
+                       findings: list[Finding]) -> None:
+        urgency, incremental, problem = parse_priority_field(value)
+        if problem:
+            findings.append(_f("priority-field-invalid", Severity.WARNING, "RFC 9218 §4",
+                               f"priority {value!r}: {problem}", seq, stream.stream_id))
+        if urgency is not None:
+            stream.urgency = urgency
+        if incremental is not None:
+            stream.incremental = incremental
+
+    def _priority_update(self, side: Side, frame: PriorityUpdateFrame, seq: int,
+                         findings: list[Finding]) -> None:
+        if side.direction is S2C:
+            findings.append(_f("priority-update-from-server", Severity.ERROR, "RFC 9218 §7.1",
+                               "the server sent PRIORITY_UPDATE; only clients send it", seq, 0))
+            return
+        target = frame.prioritized_stream_id
+        stream = self.streams.get(target)
+        if stream is None:
+            return  # §7.1: may precede the stream; nothing to apply yet
+        self._apply_rfc9218(stream, frame.field_value.decode("latin-1"), seq, findings)
+
+    def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None:
+        self.findings_count += 1
+        self._events.append(ConnectionFindingRaised(t=t, direction=direction, finding=finding))
+
+
+_RFC_BY_TYPE = {
+    0: "RFC 9113 §6.1", 1: "RFC 9113 §6.2", 2: "RFC 9113 §6.3", 3: "RFC 9113 §6.4",
+    4: "RFC 9113 §6.5", 5: "RFC 9113 §6.6", 6: "RFC 9113 §6.7", 7: "RFC 9113 §6.8",
+    8: "RFC 9113 §6.9", 9: "RFC 9113 §6.10", 0xA: "RFC 7838 §4", 0xC: "RFC 8336 §2",
+    0x10: "RFC 9218 §7.1",
+}
+
+
+def _rfc_for(ftype: int) -> str:
+    return _RFC_BY_TYPE.get(ftype, "RFC 9113 §4.1")
+
+
+__all__ = ["ConnectionObserver", "error_name"]

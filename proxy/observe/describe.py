@@ -1,0 +1,191 @@
+"""Human descriptions of observer events: the one-line summaries every view shares.
+
+The headless printer, ``h2scope decode``, the text export and the UI's timeline
+all say the same thing about a frame, so the wording lives here once.
+"""
+
+from __future__ import annotations
+
+from proxy.observe.enums import setting_name
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    Event,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+    PingAnswered,
+    PrefaceObserved,
+    SettingsAcknowledged,
+    StreamStateChanged,
+)
+from proxy.observe.frames import (
+    AltSvcFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    OriginFrame,
+    PingFrame,
+    PriorityFrame,
+    PriorityUpdateFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from proxy.observe.hpack_annotated import FieldAnnotation, HeaderBlock, Representation
+
+_REPR_SHORT = {
+    Representation.INDEXED: "idx",
+    Representation.LITERAL_INCREMENTAL: "lit+idx",
+    Representation.LITERAL_WITHOUT_INDEXING: "lit",
+    Representation.LITERAL_NEVER_INDEXED: "lit-never",
+    Representation.SIZE_UPDATE: "size-update",
+}
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def block_summary(headers: tuple[tuple[str, str], ...]) -> str:
+    """``GET example.com/path`` for a request, ``200 text/html`` for a response."""
+    h = dict(headers)
+    if ":status" in h:
+        ctype = h.get("content-type")
+        return f":status {h[':status']}" + (f" {ctype}" if ctype else "")
+    if ":method" in h:
+        return _clip(f"{h[':method']} {h.get(':authority', '')}{h.get(':path', '')}", 80)
+    return f"{len(headers)} fields"
+
+
+def frame_summary(ev: FrameObserved) -> str:
+    """The decoded gist of a frame, without the common columns."""
+    f = ev.frame
+    if f.malformed is not None:
+        return f"malformed: {f.malformed}"
+    match f:
+        case DataFrame():
+            text = f"{f.data_length} bytes"
+            if f.pad_length is not None:
+                text += f" +{f.pad_length} padding"
+            if ev.windows is not None:
+                text += f"  window conn={ev.windows[0]} stream={ev.windows[1]}"
+            return text
+        case HeadersFrame() | PushPromiseFrame():
+            parts = []
+            if isinstance(f, PushPromiseFrame):
+                parts.append(f"promised={f.promised_stream_id}")
+            if isinstance(f, HeadersFrame) and f.priority is not None:
+                p = f.priority
+                parts.append(f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} "
+                             f"weight={p.weight}")
+            if ev.block is not None:
+                parts.append(block_summary(ev.block.headers))
+            elif not f.end_headers:
+                parts.append(f"fragment {len(f.fragment)} bytes, CONTINUATION follows")
+            return "  ".join(parts)
+        case SettingsFrame():
+            if f.ack:
+                return "ACK"
+            return ", ".join(f"{setting_name(k)}={v}" for k, v in f.settings) or "(none)"
+        case WindowUpdateFrame():
+            text = f"+{f.increment}"
+            if ev.windows is not None:
+                text += f"  window conn={ev.windows[0]}"
+                if ev.windows[1] is not None:
+                    text += f" stream={ev.windows[1]}"
+            return text
+        case RstStreamFrame():
+            return f.error_name
+        case GoAwayFrame():
+            text = f"last_stream_id={f.last_stream_id} {f.error_name}"
+            if f.debug_data:
+                text += f" debug={f.debug_data[:60]!r}"
+            return text
+        case PingFrame():
+            return f"{'ACK ' if f.ack else ''}opaque={f.opaque.hex()}"
+        case PriorityFrame():
+            p = f.priority
+            return f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} weight={p.weight}"
+        case PriorityUpdateFrame():
+            return f"stream={f.prioritized_stream_id} {f.field_value.decode('latin-1')}"
+        case AltSvcFrame():
+            return f"origin={f.origin.decode('latin-1')!r} {f.field_value.decode('latin-1')}"
+        case OriginFrame():
+            return " ".join(o.decode("latin-1") for o in f.origins)
+        case Frame() if f.type == 9:
+            if ev.block is not None:
+                return block_summary(ev.block.headers)
+            return f"fragment {f.length} bytes"
+    return f"{f.length} bytes"
+
+
+def flags_text(frame: Frame) -> str:
+    names = frame.flag_names
+    return "[" + ",".join(names) + "]" if names else ""
+
+
+def field_annotation(fa: FieldAnnotation) -> str:
+    """``lit+idx name=static:1 H 12→16`` — how one field was encoded."""
+    rep = _REPR_SHORT.get(fa.representation, str(fa.representation))
+    if fa.representation is Representation.SIZE_UPDATE:
+        return f"{rep} {fa.new_table_size}"
+    bits = [rep]
+    if fa.representation is Representation.INDEXED:
+        bits.append(f"{fa.table}:{fa.index}")
+    else:
+        if fa.index is not None:
+            bits.append(f"name={fa.table}:{fa.index}")
+        else:
+            bits.append(f"name={'H' if fa.name_huffman else 'raw'} "
+                        f"{fa.name_wire_length}→{fa.name_length}")
+        bits.append(f"value={'H' if fa.value_huffman else 'raw'} "
+                    f"{fa.value_wire_length}→{fa.value_length}")
+    if fa.evicted:
+        bits.append(f"evicted {len(fa.evicted)}")
+    return " ".join(bits)
+
+
+def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "    ") -> list[str]:
+    """The header list, one field a line; with ``annotate``, its representation too."""
+    lines = []
+    if annotate:
+        for fa in block.fields:
+            if fa.representation is Representation.SIZE_UPDATE:
+                lines.append(f"{indent}<{field_annotation(fa)}>")
+            else:
+                lines.append(f"{indent}{fa.name}: {fa.value}    ; {field_annotation(fa)}")
+        lines.append(f"{indent}; block {block.wire_length} bytes on the wire, "
+                     f"{block.decoded_size} decoded (RFC 7541 size); table "
+                     f"{block.table_size_before}→{block.table_size}/{block.table_max} bytes, "
+                     f"{block.table_entries} entries, +{block.inserted} -{block.evicted}")
+    else:
+        lines.extend(f"{indent}{name}: {value}" for name, value in block.headers)
+    return lines
+
+
+def event_line(ev: Event) -> str | None:
+    """A line for non-frame events worth showing in a log; None for the rest."""
+    match ev:
+        case PrefaceObserved():
+            return "connection preface"
+        case SettingsAcknowledged():
+            named = ", ".join(f"{setting_name(k)}={v}" for k, v in ev.settings)
+            return f"settings in force for the {ev.direction.sender}: {named or '(defaults)'}"
+        case PingAnswered():
+            return f"PING answered, rtt {ev.rtt * 1000:.3f} ms"
+        case FlowControlStalled():
+            where = "connection" if ev.stream_id == 0 else f"stream {ev.stream_id}"
+            return f"flow control: {ev.direction.sender} blocked, {where} window is 0"
+        case FlowControlResumed():
+            where = "connection" if ev.stream_id == 0 else f"stream {ev.stream_id}"
+            return f"flow control: {where} reopened after {ev.stalled_for * 1000:.1f} ms"
+        case Desynced():
+            return f"DESYNCED at byte {ev.offset}: {ev.finding.message}"
+        case ConnectionFindingRaised():
+            return str(ev.finding)
+        case StreamStateChanged():
+            return None
+    return None

@@ -1,0 +1,141 @@
+"""Observer events as plain JSON-able dicts (``decode --json``, the jsonl export).
+
+The schema is documented in ``docs/json-schema.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.observe.enums import error_name, setting_name
+from proxy.observe.events import FrameObserved
+from proxy.observe.findings import Finding
+from proxy.observe.frames import (
+    AltSvcFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    OriginFrame,
+    PingFrame,
+    PriorityFrame,
+    PriorityUpdateFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    UnknownFrame,
+    WindowUpdateFrame,
+)
+from proxy.observe.hpack_annotated import FieldAnnotation, HeaderBlock
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {"code": f.code, "severity": f.severity.name.lower(), "rfc": f.rfc,
+            "message": f.message, "seq": f.seq, "stream_id": f.stream_id}
+
+
+def field_dict(fa: FieldAnnotation) -> dict[str, Any]:
+    return {
+        "representation": fa.representation.name.lower(),
+        "offset": fa.offset,
+        "wire_length": fa.wire_length,
+        "name": fa.name,
+        "value": fa.value,
+        "index": fa.index,
+        "table": fa.table,
+        "name_huffman": fa.name_huffman,
+        "name_wire_length": fa.name_wire_length,
+        "name_length": fa.name_length,
+        "value_huffman": fa.value_huffman,
+        "value_wire_length": fa.value_wire_length,
+        "value_length": fa.value_length,
+        "new_table_size": fa.new_table_size,
+        "inserted": fa.inserted,
+        "evicted": [{"name": n, "value": v} for n, v in fa.evicted],
+    }
+
+
+def block_dict(block: HeaderBlock) -> dict[str, Any]:
+    return {
+        "headers": [{"name": n, "value": v} for n, v in block.headers],
+        "fields": [field_dict(fa) for fa in block.fields],
+        "wire_length": block.wire_length,
+        "decoded_size": block.decoded_size,
+        "inserted": block.inserted,
+        "evicted": block.evicted,
+        "table": {"size_before": block.table_size_before, "size": block.table_size,
+                  "max": block.table_max, "entries": block.table_entries},
+    }
+
+
+def _priority(p: Any) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"exclusive": p.exclusive, "depends_on": p.depends_on, "weight": p.weight}
+
+
+def frame_dict(ev: FrameObserved) -> dict[str, Any]:
+    f = ev.frame
+    d: dict[str, Any] = {
+        "seq": ev.seq,
+        "t": ev.t,
+        "direction": ev.direction.name.lower(),
+        "type": f.type_name,
+        "type_id": f.type,
+        "flags": list(f.flag_names),
+        "flags_raw": f.flags,
+        "stream_id": f.stream_id,
+        "length": f.length,
+        "reserved_bit": f.reserved,
+    }
+    if f.malformed is not None:
+        d["malformed"] = f.malformed
+    match f:
+        case DataFrame():
+            d["pad_length"] = f.pad_length
+            d["data_length"] = f.data_length
+            d["data_hex"] = f.data.hex()
+        case HeadersFrame():
+            d["pad_length"] = f.pad_length
+            d["priority"] = _priority(f.priority)
+            d["fragment_length"] = len(f.fragment)
+        case PushPromiseFrame():
+            d["pad_length"] = f.pad_length
+            d["promised_stream_id"] = f.promised_stream_id
+            d["fragment_length"] = len(f.fragment)
+        case PriorityFrame():
+            d["priority"] = _priority(f.priority)
+        case RstStreamFrame():
+            d["error_code"] = f.error_code
+            d["error"] = error_name(f.error_code)
+        case SettingsFrame():
+            d["settings"] = [{"id": k, "name": setting_name(k), "value": v}
+                             for k, v in f.settings]
+        case PingFrame():
+            d["opaque_hex"] = f.opaque.hex()
+        case GoAwayFrame():
+            d["last_stream_id"] = f.last_stream_id
+            d["error_code"] = f.error_code
+            d["error"] = error_name(f.error_code)
+            d["debug_data"] = f.debug_data.decode("utf-8", "replace")
+        case WindowUpdateFrame():
+            d["increment"] = f.increment
+        case AltSvcFrame():
+            d["origin"] = f.origin.decode("latin-1")
+            d["field_value"] = f.field_value.decode("latin-1")
+        case OriginFrame():
+            d["origins"] = [o.decode("latin-1") for o in f.origins]
+        case PriorityUpdateFrame():
+            d["prioritized_stream_id"] = f.prioritized_stream_id
+            d["field_value"] = f.field_value.decode("latin-1")
+        case UnknownFrame():
+            d["payload_hex"] = f.payload.hex()
+    if f.malformed is not None:
+        d["payload_hex"] = f.payload.hex()
+    if ev.windows is not None:
+        d["windows"] = {"connection": ev.windows[0], "stream": ev.windows[1]}
+    if ev.block is not None:
+        d["block"] = block_dict(ev.block)
+        if ev.block_stream_id is not None:
+            d["block"]["promised_stream_id"] = ev.block_stream_id
+    d["findings"] = [finding_dict(x) for x in ev.findings]
+    return d

@@ -1,0 +1,82 @@
+"""Per-endpoint state of a connection model: what one side has sent and declared.
+
+A :class:`Side` belongs to the endpoint that *sends* one direction's bytes.
+Settings are kept as the RFC describes them: values this endpoint advertised
+are *pending* until the peer acknowledges them, then *acknowledged* — and only
+then do they bind what the peer sends (RFC 9113 §6.5.3).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from proxy.observe.enums import DEFAULT_SETTINGS, Direction, SettingCode
+from proxy.observe.hpack_annotated import AnnotatedDecoder
+
+
+@dataclass(slots=True)
+class PendingSettings:
+    settings: tuple[tuple[int, int], ...]
+    seq: int
+    t: float
+    pings_after: int = 0
+    """PINGs this side sent after these settings; an ACK of one of them proves
+    the peer processed the settings (see ``settings-not-acknowledged``)."""
+
+
+@dataclass(slots=True)
+class HeaderBlockInProgress:
+    """HEADERS/PUSH_PROMISE waiting for CONTINUATION (RFC 9113 §6.10)."""
+
+    stream_id: int
+    role: object
+    fragments: list[bytes]
+    promised_stream_id: int | None
+    first_seq: int
+
+
+@dataclass(slots=True)
+class Side:
+    direction: Direction
+    """The direction this endpoint sends."""
+    decoder: AnnotatedDecoder = field(default_factory=AnnotatedDecoder)
+    """Decodes the header blocks this endpoint sends (its encoder's mirror)."""
+    buffer: bytearray = field(default_factory=bytearray)
+    offset: int = 0
+    """Bytes of this direction consumed by the framer so far."""
+    preface: str = "required"
+    """"required", "optional" (decode tool) or "done"."""
+    desynced: bool = False
+    skipped_bytes: int = 0
+    frames: int = 0
+    hpack_broken: bool = False
+    advertised: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    """Settings this endpoint advertised that the peer has acknowledged."""
+    pending: deque[PendingSettings] = field(default_factory=deque)
+    block: HeaderBlockInProgress | None = None
+    highest_stream_id: int = 0
+    """Highest stream id this endpoint opened (or promised)."""
+    conn_window: int = 65_535
+    """Connection-level flow-control window for data this endpoint sends."""
+    conn_stalled_since: float | None = None
+    pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
+    """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
+    goaway_last_stream_id: int | None = None
+    sent_settings: bool = False
+
+    def setting(self, code: SettingCode) -> int:
+        return self.advertised[code]
+
+    def max_frame_size_allowing_pending(self) -> int:
+        """The largest frame this endpoint has said it accepts, pending included.
+
+        Used to judge frames the *peer* sends: a peer may use a larger size as
+        soon as it processes SETTINGS, slightly before its ACK crosses us.
+        """
+        size = self.advertised[SettingCode.MAX_FRAME_SIZE]
+        for p in self.pending:
+            for k, v in p.settings:
+                if k == SettingCode.MAX_FRAME_SIZE and v > size:
+                    size = v
+        return size

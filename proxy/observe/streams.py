@@ -1,0 +1,130 @@
+"""The RFC 9113 §5.1 stream state machine, seen from the middle.
+
+An endpoint's states are relative ("half-closed (local)"); an observer sees
+both endpoints, so states here are named by *who* has finished sending:
+
+=====================  ==========================================================
+``IDLE``               not yet used
+``RESERVED``           promised by a PUSH_PROMISE (server: reserved (local),
+                       client: reserved (remote))
+``OPEN``               both sides may send
+``HALF_CLOSED_CLIENT`` the client sent END_STREAM (client: half-closed (local),
+                       server: half-closed (remote)); the server may still send
+``HALF_CLOSED_SERVER`` the server sent END_STREAM; the client may still send
+``CLOSED``             both ended, or RST_STREAM
+=====================  ==========================================================
+
+Everything that moves a stream between states is in :func:`transition`; it
+returns the new state and, when the frame was not allowed in the old state, the
+rule it broke. Frames that do not change state (PRIORITY, WINDOW_UPDATE on an
+open stream, ...) are checked by :func:`check_frame_allowed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from proxy.observe.enums import Direction, FrameType
+
+
+class StreamState(Enum):
+    IDLE = "idle"
+    RESERVED = "reserved"
+    OPEN = "open"
+    HALF_CLOSED_CLIENT = "half-closed (client)"
+    HALF_CLOSED_SERVER = "half-closed (server)"
+    CLOSED = "closed"
+
+
+S = StreamState
+C2S, S2C = Direction.C2S, Direction.S2C
+HEADERS, DATA, RST = int(FrameType.HEADERS), int(FrameType.DATA), int(FrameType.RST_STREAM)
+PUSH_PROMISE = int(FrameType.PUSH_PROMISE)
+
+
+def _ended(state: StreamState, sender: Direction) -> StreamState:
+    """The state after ``sender`` sends END_STREAM."""
+    if state is S.OPEN:
+        return S.HALF_CLOSED_CLIENT if sender is C2S else S.HALF_CLOSED_SERVER
+    return S.CLOSED
+
+
+def sender_finished(state: StreamState, sender: Direction) -> bool:
+    """True when ``sender`` may no longer send DATA/HEADERS on the stream."""
+    if state is S.CLOSED:
+        return True
+    if sender is C2S:
+        return state is S.HALF_CLOSED_CLIENT or state is S.RESERVED
+    return state is S.HALF_CLOSED_SERVER
+
+
+def transition(state: StreamState, ftype: int, end_stream: bool,
+               sender: Direction) -> tuple[StreamState, str | None]:
+    """(new state, violation) for a HEADERS, DATA or RST_STREAM frame.
+
+    The violation is a sentence naming the broken rule, or None.
+    """
+    match state, ftype:
+        case _, 3:  # RST_STREAM
+            if state is S.IDLE:
+                # RFC 9113 §5.1 idle: only HEADERS and PRIORITY may be received.
+                return S.CLOSED, "RST_STREAM on an idle stream"
+            return S.CLOSED, None
+        case S.IDLE, 1:  # HEADERS opens a stream
+            if end_stream:
+                return (S.HALF_CLOSED_CLIENT if sender is C2S else S.HALF_CLOSED_SERVER), None
+            return S.OPEN, None
+        case S.IDLE, 0:
+            return S.IDLE, "DATA on an idle stream"
+        case S.RESERVED, 1:
+            if sender is C2S:
+                return state, "the client sent HEADERS on a stream reserved by the server's push"
+            # RFC 9113 §5.1 reserved (local): sending HEADERS moves to half-closed (remote).
+            return (S.CLOSED if end_stream else S.HALF_CLOSED_CLIENT), None
+        case S.RESERVED, 0:
+            return state, "DATA on a reserved stream before its HEADERS"
+        case (S.OPEN | S.HALF_CLOSED_CLIENT | S.HALF_CLOSED_SERVER), _:
+            if sender_finished(state, sender):
+                return state, (f"the {sender.sender} sent {_NAME[ftype]} after it ended "
+                               f"the stream")
+            return (_ended(state, sender) if end_stream else state), None
+        case S.CLOSED, _:
+            return state, f"{_NAME[ftype]} on a closed stream"
+    return state, None  # pragma: no cover - every (state, type) is matched above
+
+
+_NAME = {0: "DATA", 1: "HEADERS", 3: "RST_STREAM"}
+
+
+def check_frame_allowed(state: StreamState, ftype: int) -> str | None:
+    """Rules for frames that never change a stream's state."""
+    if state is S.IDLE and ftype in (int(FrameType.WINDOW_UPDATE), int(FrameType.CONTINUATION)):
+        # RFC 9113 §5.1 idle: receiving anything but HEADERS or PRIORITY is a PROTOCOL_ERROR.
+        return f"{FrameType(ftype).name} on an idle stream"
+    return None
+
+
+@dataclass(slots=True)
+class Stream:
+    """What the model tracks per stream (mutable, internal to the observer)."""
+
+    stream_id: int
+    state: StreamState = S.IDLE
+    opened_by: Direction = C2S
+    promised_by: int | None = None
+    """For a pushed stream: the stream whose PUSH_PROMISE reserved it."""
+    reset_by: Direction | None = None
+    reset_code: int | None = None
+    request_headers: tuple[tuple[str, str], ...] | None = None
+    response_headers: tuple[tuple[str, str], ...] | None = None
+    informational: list[tuple[tuple[str, str], ...]] = field(default_factory=list)
+    trailers: dict[Direction, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    data_bytes: list[int] = field(default_factory=lambda: [0, 0])
+    """DATA payload bytes (padding excluded) per direction index."""
+    send_window: list[int] = field(default_factory=lambda: [0, 0])
+    """Flow-control window for data flowing in each direction (index = Direction)."""
+    stalled_since: list[float | None] = field(default_factory=lambda: [None, None])
+    urgency: int = 3
+    """RFC 9218 §4.1 urgency (0 highest .. 7), default 3."""
+    incremental: bool = False
