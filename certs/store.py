@@ -163,6 +163,19 @@ class CertStore:
         return context
 
 
+def discard_leaves(confdir: Path) -> int:
+    """Delete the cached leaf chains of *confdir* (after the CA changed); returns how many."""
+    leaf_dir = confdir / LEAF_DIR
+    removed = 0
+    if leaf_dir.is_dir():
+        for path in leaf_dir.iterdir():
+            if path.name != LEAF_KEY_FILE and path.name.endswith(".pem"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def _load_or_create_leaf_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """The shared leaf key: loaded if present and sound, else generated and written once."""
     try:

@@ -19,6 +19,7 @@ from proxy import __version__
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.decode",
+    "certs.cli",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,305 @@
+"""``h2scope ca``: show, export, trust and regenerate the certificate authority.
+
+Every action that needs the CA creates the configuration directory (0700) and
+the CA when both CA files are missing; damaged CA files are reported with the
+file's name and exit status 1, never replaced behind the user's back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certs.ca import (
+    CAFileError,
+    CertificateAuthority,
+    ca_paths,
+    colon_hex,
+    load_ca,
+    load_or_create_ca,
+    regenerate_ca,
+)
+from certs.files import PUBLIC_FILE_MODE, write_atomic
+from certs.hints import DEFAULT_PROXY_URL, render_hints
+from certs.store import discard_leaves
+from proxy.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, resolve_confdir
+
+FORMATS = ("pem", "der", "p12")
+_SUFFIX_FORMATS = {
+    ".pem": "pem",
+    ".crt": "pem",
+    ".der": "der",
+    ".cer": "der",
+    ".p12": "p12",
+    ".pfx": "p12",
+}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Add ``h2scope ca ...`` to the command line."""
+    ca = sub.add_parser(
+        "ca",
+        parents=[common],
+        help="the certificate authority: path, show, export, install-hints, regenerate",
+        description="Manage the CA that signs h2scope's intercepting certificates. It is "
+        "created in the configuration directory on first use.",
+    )
+    ca.set_defaults(func=_usage(ca))
+    actions = ca.add_subparsers(dest="ca_action", metavar="ACTION")
+
+    def action(name: str, func: Handler, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, parents=[common], help=help_text, description=help_text)
+        parser.set_defaults(func=func)
+        return parser
+
+    action("path", cmd_path, "print the CA certificate's path")
+    action("show", cmd_show, "print the CA's subject, fingerprints, SPKI hash and validity")
+    export = action("export", cmd_export, "write the CA certificate as PEM, DER or PKCS#12")
+    export.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="pem (default), der, or p12 (certificate only, no key, no password); "
+        "guessed from the -o suffix when omitted",
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (mode 0644) instead of stdout"
+    )
+    hints = action(
+        "install-hints", cmd_install_hints, "print copy-pasteable steps to trust the CA"
+    )
+    hints.add_argument(
+        "--proxy",
+        metavar="URL",
+        default=DEFAULT_PROXY_URL,
+        help=f"the proxy address used in examples (default: {DEFAULT_PROXY_URL})",
+    )
+    regen = action(
+        "regenerate",
+        cmd_regenerate,
+        "replace the CA with a new one (every trust store must then be updated)",
+    )
+    regen.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+def cmd_path(args: argparse.Namespace) -> int:
+    """``h2scope ca path``: the certificate's path, alone on stdout."""
+    ca = _load(args)
+    if ca is None:
+        return EXIT_FAILURE
+    print(ca.cert_path)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``h2scope ca show``."""
+    ca = _load(args)
+    if ca is None:
+        return EXIT_FAILURE
+    cert = ca.cert
+    rows = [
+        ("Certificate", str(ca.cert_path)),
+        ("Subject", cert.subject.rfc4514_string()),
+        ("Serial", f"{cert.serial_number:x}"),
+        ("Not before", f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Not after", f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Key", _describe_key(ca)),
+        ("SHA-256 fingerprint", ca.fingerprint),
+        ("SHA-1 fingerprint", colon_hex(hashlib.sha1(ca.cert_der).digest())),
+        ("SPKI SHA-256 (base64)", ca.spki_hash),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label + ':':<{width + 1}} {value}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``h2scope ca export [--format pem|der|p12] [-o FILE]``."""
+    output: str | None = args.output
+    fmt: str | None = args.format
+    if fmt is None:
+        suffix = Path(output).suffix.lower() if output and output != "-" else ""
+        fmt = _SUFFIX_FORMATS.get(suffix, "pem")
+    to_stdout = output is None or output == "-"
+    if to_stdout and fmt != "pem" and sys.stdout.isatty():
+        raise UsageError(f"refusing to write binary {fmt.upper()} to a terminal; use -o FILE")
+    ca = _load(args)
+    if ca is None:
+        return EXIT_FAILURE
+    data = export_bytes(ca, fmt)
+    if to_stdout:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    assert output is not None
+    try:
+        write_atomic(Path(output), data, mode=PUBLIC_FILE_MODE)
+    except OSError as exc:
+        print(f"h2scope: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"h2scope: wrote the CA certificate ({fmt.upper()}) to {output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def export_bytes(ca: CertificateAuthority, fmt: str) -> bytes:
+    """The CA certificate in *fmt*: ``pem``, ``der`` or ``p12``.
+
+    The PKCS#12 file holds only the certificate — never the key — without a
+    password, marked as a trusted certificate entry so Java's ``keytool``
+    reads it as a trust store too.
+    """
+    if fmt == "pem":
+        return ca.cert_pem
+    if fmt == "der":
+        return ca.cert_der
+    if fmt == "p12":
+        return pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(ca.cert, b"h2scope-ca")],
+            serialization.NoEncryption(),
+        )
+    raise UsageError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def cmd_install_hints(args: argparse.Namespace) -> int:
+    """``h2scope ca install-hints``."""
+    ca = _load(args)
+    if ca is None:
+        return EXIT_FAILURE
+    sys.stdout.write(render_hints(ca, proxy_url=args.proxy))
+    return EXIT_OK
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    """``h2scope ca regenerate [--yes]``: asks unless ``--yes``; no tty and no --yes: exit 2."""
+    confdir = resolve_confdir(args)
+    old: CertificateAuthority | None = None
+    old_problem: str | None = None
+    try:
+        with _warnings_to_stderr():
+            old = load_ca(confdir) if _ca_present(confdir) else None
+    except CAFileError as exc:
+        old_problem = str(exc)
+    if not args.yes:
+        if not _interactive():
+            raise UsageError(
+                "ca regenerate replaces the CA that browsers and systems trust; "
+                "there is no terminal to confirm on, so pass --yes"
+            )
+        if old is not None:
+            print(f"Current CA: {old.cert.subject.rfc4514_string()}")
+            print(f"  SHA-256:  {old.fingerprint}")
+        elif old_problem is not None:
+            print(f"Current CA is damaged: {old_problem}")
+        print(
+            "A new CA invalidates every trust store that holds the current one; "
+            "each must be updated."
+        )
+        answer = input("Replace the h2scope CA? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("Not replaced.")
+            return EXIT_FAILURE
+    new = regenerate_ca(confdir)
+    discard_leaves(confdir)
+    print(f"Replaced the h2scope CA in {confdir}.")
+    if old is not None:
+        print(f"  old SHA-256: {old.fingerprint}")
+    print(f"  new SHA-256: {new.fingerprint}")
+    print(f"  new SPKI:    {new.spki_hash}")
+    print(
+        "\nUpdate every trust store that held the old CA: remove it and add the new\n"
+        f"certificate {new.cert_path}:\n"
+        "  - system stores (Debian/Ubuntu update-ca-certificates, Fedora/RHEL update-ca-trust)\n"
+        "  - Firefox and Chromium NSS databases (certutil)\n"
+        "  - the macOS keychain, the Windows certificate store\n"
+        "  - Java keystores (keytool)\n"
+        "  - copies of the certificate made for curl, Python, Node or Go; variables that\n"
+        "    point at the path above (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, ...) see the new\n"
+        "    one automatically\n"
+        "  - Chromium's --ignore-certificate-errors-spki-list: use the new SPKI above\n"
+        "Restart any running h2scope. Steps: h2scope ca install-hints"
+    )
+    return EXIT_OK
+
+
+def _usage(parser: argparse.ArgumentParser) -> Handler:
+    def show_usage(_: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    return show_usage
+
+
+def _load(args: argparse.Namespace) -> CertificateAuthority | None:
+    """The CA (created if absent), or ``None`` after printing why it cannot be loaded."""
+    confdir = resolve_confdir(args)
+    try:
+        with _warnings_to_stderr():
+            ca = load_or_create_ca(confdir)
+    except CAFileError as exc:
+        print(f"h2scope: {exc}", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"h2scope: cannot create the CA in {confdir}: {exc}", file=sys.stderr)
+        return None
+    if ca.created:
+        print(
+            f"h2scope: created a new CA: {ca.cert_path} "
+            "(trust it with the steps of `h2scope ca install-hints`)",
+            file=sys.stderr,
+        )
+    return ca
+
+
+def _ca_present(confdir: Path) -> bool:
+    return any(path.exists() for path in ca_paths(confdir))
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _describe_key(ca: CertificateAuthority) -> str:
+    key = ca.key
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"RSA {key.key_size} bits"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"ECDSA {key.curve.name}"
+    return type(key).__name__
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show the CA's warnings as ``h2scope: warning: ...`` on the current stderr.
+
+    Only around CLI actions, which are the whole program while they run.
+    """
+    logger = logging.getLogger("h2scope.certs")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("h2scope: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+
