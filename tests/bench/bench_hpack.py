@@ -145,12 +145,12 @@ def main() -> None:
     }
     for blocks in workloads.values():  # both must agree before timing means anything
         reference = hpack.Decoder()
-        ours = AnnotatedDecoder()
+        annotated = AnnotatedDecoder()
         for block in blocks:
             want = [(bytes(n), bytes(v)) for n, v in reference.decode(block, raw=True)]
             got = [
                 (n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
-                for n, v in ours.decode(block).headers
+                for n, v in annotated.decode(block).headers
             ]
             assert got == want, "decoders disagree"
 
