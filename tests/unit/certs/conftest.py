@@ -39,16 +39,26 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertStore
     yield CertStore(tmp_path_factory.mktemp("shared") / "conf")
 
 
-Handshake = Callable[..., ssl.SSLObject]
+Handshake = Callable[[ssl.SSLContext, ssl.SSLContext, str], ssl.SSLObject]
+StrictClient = Callable[..., ssl.SSLContext]
 
 
-def strict_client_context(ca_file: Path, alpn: list[str] | None = None) -> ssl.SSLContext:
-    """A client that trusts only *ca_file* and verifies like Python 3.13's default."""
+def _strict_client_context(ca_file: Path, alpn: list[str] | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca_file))
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     if alpn:
         context.set_alpn_protocols(alpn)
     return context
+
+
+@pytest.fixture
+def strict_client() -> StrictClient:
+    """``strict_client(ca_file, alpn=None)``: a client context trusting only *ca_file*.
+
+    Verification is strict (``VERIFY_X509_STRICT``, Python 3.13's default) with
+    hostname checking on.
+    """
+    return _strict_client_context
 
 
 @pytest.fixture
