@@ -1,0 +1,324 @@
+"""Parsing a TLS ClientHello from the bytes a client sent first.
+
+The proxy reads the ClientHello *before* answering it (DESIGN.md principle 2):
+the SNI picks the leaf certificate and the upstream name, the ALPN list is
+offered upstream unchanged. Everything else (versions, cipher suites, groups,
+extensions in order, GREASE values) is kept for display, so a user can see
+what the client really offered.
+
+Pure functions over bytes: no sockets, no :mod:`ssl`. :func:`parse_client_hello`
+returns ``None`` while more bytes are needed and raises
+:class:`ClientHelloError` for bytes that are not a ClientHello.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+RECORD_HEADER = 5
+#: RFC 8446 §5.1: a record fragment is at most 2^14 bytes (+ slack for old stacks).
+MAX_RECORD = 2**14 + 2048
+#: A ClientHello larger than this is refused (real ones are 0.5-2 KiB; with
+#: post-quantum key shares still under 4 KiB).
+MAX_CLIENT_HELLO = 64 * 1024
+
+
+class ContentType(IntEnum):
+    """TLS record content types (RFC 8446 §5.1)."""
+
+    CHANGE_CIPHER_SPEC = 20
+    ALERT = 21
+    HANDSHAKE = 22
+    APPLICATION_DATA = 23
+
+
+class ExtensionType(IntEnum):
+    """The extensions h2scope names (IANA TLS ExtensionType registry)."""
+
+    SERVER_NAME = 0  # RFC 6066 §3
+    STATUS_REQUEST = 5
+    SUPPORTED_GROUPS = 10  # RFC 8446 §4.2.7
+    EC_POINT_FORMATS = 11
+    SIGNATURE_ALGORITHMS = 13  # RFC 8446 §4.2.3
+    ALPN = 16  # RFC 7301 §3.1
+    SIGNED_CERTIFICATE_TIMESTAMP = 18
+    PADDING = 21
+    ENCRYPT_THEN_MAC = 22
+    EXTENDED_MASTER_SECRET = 23
+    COMPRESS_CERTIFICATE = 27
+    RECORD_SIZE_LIMIT = 28
+    SESSION_TICKET = 35
+    PRE_SHARED_KEY = 41
+    EARLY_DATA = 42
+    SUPPORTED_VERSIONS = 43  # RFC 8446 §4.2.1
+    PSK_KEY_EXCHANGE_MODES = 45
+    POST_HANDSHAKE_AUTH = 49
+    SIGNATURE_ALGORITHMS_CERT = 50
+    KEY_SHARE = 51  # RFC 8446 §4.2.8
+    APPLICATION_SETTINGS = 17513
+    ENCRYPTED_CLIENT_HELLO = 65037
+    RENEGOTIATION_INFO = 65281
+
+
+_VERSION_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
+                  0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+
+_CIPHER_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+}
+
+_GROUP_NAMES = {23: "secp256r1", 24: "secp384r1", 25: "secp521r1", 29: "x25519", 30: "x448",
+                256: "ffdhe2048", 257: "ffdhe3072", 4588: "X25519MLKEM768",
+                25497: "X25519Kyber768Draft00"}
+
+
+class ClientHelloError(ValueError):
+    """The bytes are not a TLS ClientHello (or one h2scope refuses to parse)."""
+
+
+def is_grease(value: int) -> bool:
+    """RFC 8701 §2: GREASE values are 0x?A?A with both bytes equal."""
+    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+
+
+def version_name(value: int) -> str:
+    if is_grease(value):
+        return f"GREASE(0x{value:04x})"
+    return _VERSION_NAMES.get(value, f"0x{value:04x}")
+
+
+def cipher_name(value: int) -> str:
+    if is_grease(value):
+        return f"GREASE(0x{value:04x})"
+    return _CIPHER_NAMES.get(value, f"0x{value:04x}")
+
+
+def group_name(value: int) -> str:
+    if is_grease(value):
+        return f"GREASE(0x{value:04x})"
+    return _GROUP_NAMES.get(value, f"0x{value:04x}")
+
+
+def extension_name(value: int) -> str:
+    if is_grease(value):
+        return f"GREASE(0x{value:04x})"
+    try:
+        return ExtensionType(value).name.lower()
+    except ValueError:
+        return f"0x{value:04x}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extension:
+    type: int
+    """The extension type number; unknown and GREASE values kept as they are."""
+    data: bytes
+    """The extension body, undecoded."""
+
+    @property
+    def name(self) -> str:
+        return extension_name(self.type)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientHello:
+    """What a TLS client offered in its first handshake message (RFC 8446 §4.1.2)."""
+
+    legacy_version: int
+    """``ClientHello.legacy_version`` (0x0303 for TLS 1.2 and 1.3)."""
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    """In the client's order, GREASE values included."""
+    compression_methods: bytes
+    extensions: tuple[Extension, ...]
+    """Every extension, in the client's order."""
+    sni: str | None
+    """The host_name from server_name (RFC 6066 §3), or None if absent."""
+    alpn: tuple[str, ...]
+    """The ALPN protocol names offered, in order (RFC 7301 §3.1); () if absent."""
+    supported_versions: tuple[int, ...]
+    """From supported_versions (RFC 8446 §4.2.1); () if absent (TLS 1.2 and older)."""
+    supported_groups: tuple[int, ...]
+    signature_algorithms: tuple[int, ...]
+    key_share_groups: tuple[int, ...]
+    """The groups the client sent key shares for."""
+    length: int
+    """Bytes of records the ClientHello occupied (all its handshake records)."""
+
+    @property
+    def max_version(self) -> int:
+        real = [v for v in self.supported_versions if not is_grease(v)]
+        return max(real) if real else self.legacy_version
+
+    @property
+    def grease(self) -> bool:
+        """True if the client sends GREASE values (Chromium does, OpenSSL does not)."""
+        return any(is_grease(v) for v in self.cipher_suites) or any(
+            is_grease(e.type) for e in self.extensions)
+
+    def summary(self) -> str:
+        """One line: ``sni=example.com alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ...``."""
+        versions = ",".join(version_name(v) for v in self.supported_versions) \
+            or version_name(self.legacy_version)
+        return (f"sni={self.sni or '-'} alpn={','.join(self.alpn) or '-'} versions={versions} "
+                f"ciphers={len(self.cipher_suites)} extensions={len(self.extensions)}"
+                f"{' grease' if self.grease else ''}")
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """True if *data* starts like a TLS handshake record (enough to decide: 3 bytes)."""
+    return len(data) >= 3 and data[0] == ContentType.HANDSHAKE and data[1] == 3 \
+        and data[2] <= 4
+
+
+def parse_client_hello(data: bytes | bytearray) -> ClientHello | None:
+    """The ClientHello at the start of *data*, or None if more bytes are needed.
+
+    The handshake message may span several records (RFC 8446 §5.1 allows
+    fragmenting it). Raises :class:`ClientHelloError` if the bytes are not a
+    TLS handshake starting with a ClientHello, or it is malformed or too large.
+    """
+    fragments = bytearray()
+    pos = 0
+    need: int | None = None
+    while need is None or len(fragments) < need:
+        if len(data) - pos < RECORD_HEADER:
+            if pos == 0 and data and data[0] != ContentType.HANDSHAKE:
+                raise ClientHelloError(f"not a TLS handshake record (first byte 0x{data[0]:02x})")
+            return None
+        ctype, major = data[pos], data[pos + 1]
+        rlen = int.from_bytes(data[pos + 3:pos + 5], "big")
+        if ctype != ContentType.HANDSHAKE or major != 3:
+            raise ClientHelloError(
+                f"not a TLS handshake record (bytes {bytes(data[pos:pos + 5]).hex()})")
+        if rlen == 0 or rlen > MAX_RECORD:
+            raise ClientHelloError(f"TLS record length {rlen} is invalid")
+        if len(data) - pos - RECORD_HEADER < rlen:
+            return None
+        fragments += data[pos + RECORD_HEADER:pos + RECORD_HEADER + rlen]
+        pos += RECORD_HEADER + rlen
+        if need is None and len(fragments) >= 4:
+            if fragments[0] != 1:
+                raise ClientHelloError(f"handshake message type {fragments[0]} is not "
+                                       "ClientHello (1)")
+            need = 4 + int.from_bytes(fragments[1:4], "big")
+            if need > MAX_CLIENT_HELLO:
+                raise ClientHelloError(f"ClientHello of {need} bytes is too large")
+    return _parse_body(bytes(fragments[4:need]), pos)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ClientHelloError(f"ClientHello truncated in {what}")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, n: int, what: str) -> int:
+        return int.from_bytes(self.take(n, what), "big")
+
+    def vector(self, len_bytes: int, what: str) -> bytes:
+        return self.take(self.uint(len_bytes, what), what)
+
+    def done(self) -> bool:
+        return self.pos >= len(self.data)
+
+
+def _u16s(data: bytes) -> tuple[int, ...]:
+    return tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data) - 1, 2))
+
+
+def _parse_body(body: bytes, length: int) -> ClientHello:
+    r = _Reader(body)
+    legacy_version = r.uint(2, "legacy_version")
+    random = r.take(32, "random")
+    session_id = r.vector(1, "legacy_session_id")
+    suites = r.vector(2, "cipher_suites")
+    if len(suites) % 2:
+        raise ClientHelloError("cipher_suites has an odd length")
+    compression = r.vector(1, "legacy_compression_methods")
+    extensions: list[Extension] = []
+    if not r.done():
+        ext = _Reader(r.vector(2, "extensions"))
+        while not ext.done():
+            etype = ext.uint(2, "extension type")
+            extensions.append(Extension(type=etype, data=ext.vector(2, "extension data")))
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    versions: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] = ()
+    shares: tuple[int, ...] = ()
+    for e in extensions:
+        match e.type:
+            case ExtensionType.SERVER_NAME:
+                sni = _server_name(e.data)
+            case ExtensionType.ALPN:
+                alpn = _alpn(e.data)
+            case ExtensionType.SUPPORTED_VERSIONS:
+                versions = _u16s(_Reader(e.data).vector(1, "supported_versions"))
+            case ExtensionType.SUPPORTED_GROUPS:
+                groups = _u16s(_Reader(e.data).vector(2, "supported_groups"))
+            case ExtensionType.SIGNATURE_ALGORITHMS:
+                sigalgs = _u16s(_Reader(e.data).vector(2, "signature_algorithms"))
+            case ExtensionType.KEY_SHARE:
+                shares = _key_share_groups(e.data)
+    return ClientHello(
+        legacy_version=legacy_version, random=random, session_id=session_id,
+        cipher_suites=_u16s(suites), compression_methods=compression,
+        extensions=tuple(extensions), sni=sni, alpn=alpn, supported_versions=versions,
+        supported_groups=groups, signature_algorithms=sigalgs, key_share_groups=shares,
+        length=length)
+
+
+def _server_name(data: bytes) -> str | None:
+    # RFC 6066 §3: ServerNameList of (name_type, HostName); type 0 is host_name.
+    r = _Reader(_Reader(data).vector(2, "server_name_list"))
+    while not r.done():
+        name_type = r.uint(1, "server name type")
+        name = r.vector(2, "server name")
+        if name_type == 0:
+            return name.decode("ascii", errors="replace")
+    return None
+
+
+def _alpn(data: bytes) -> tuple[str, ...]:
+    # RFC 7301 §3.1: ProtocolNameList of non-empty opaque<1..2^8-1> names.
+    r = _Reader(_Reader(data).vector(2, "protocol_name_list"))
+    names = []
+    while not r.done():
+        names.append(r.vector(1, "protocol name").decode("ascii", errors="replace"))
+    return tuple(names)
+
+
+def _key_share_groups(data: bytes) -> tuple[int, ...]:
+    r = _Reader(_Reader(data).vector(2, "client_shares"))
+    groups = []
+    while not r.done():
+        groups.append(r.uint(2, "key share group"))
+        r.vector(2, "key_exchange")
+    return tuple(groups)
