@@ -1,0 +1,302 @@
+"""Connection-level events and the bus that carries every event to the sinks.
+
+The relay publishes :class:`Batch` es: one per read (the chunk of bytes it
+forwarded and the events the observer made of it, DESIGN.md principle 7) or
+one per connection-level fact (opened, TLS up, closed, an error). Every batch
+is tagged with the connection id, so observer events (which know nothing of
+connections) need no wrapping one by one.
+
+:class:`EventBus` gives every sink its own bounded queue. A normal sink makes
+``publish`` wait while its queue is full — back-pressure reaches the relay,
+which then stops reading from the sockets (principle 5). A *lossy* sink (a
+UI that would rather skip than slow the traffic down) never blocks: batches
+it has no room for are counted in :attr:`Subscription.dropped`, never lost
+silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
+
+from proxy.observe.enums import Direction
+from proxy.observe.events import Event
+
+if TYPE_CHECKING:
+    from proxy.net.clienthello import ClientHello
+
+log = logging.getLogger("h2scope.bus")
+
+
+class Leg(IntEnum):
+    """Which side of the proxy a TLS session or an error belongs to."""
+
+    CLIENT = 0
+    """Between the client and h2scope."""
+    SERVER = 1
+    """Between h2scope and the upstream server."""
+
+
+class Closer(IntEnum):
+    """Who ended a connection."""
+
+    CLIENT = 0
+    SERVER = 1
+    PROXY = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionEvent:
+    conn_id: int
+    """The proxy's id for the client connection, from 1, unique per run."""
+    t: float
+    """Wall-clock time (``time.time()``) when it happened."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionOpened(ConnectionEvent):
+    """A client connected to one of the listeners."""
+
+    client: tuple[str, int]
+    """The client's address and port."""
+    mode: str
+    """The listener's mode spec, e.g. ``regular``, ``socks5``, ``reverse:https://a:443``."""
+    target: str | None
+    """``host:port`` the client wants, once known (the reverse target is known at once)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetChosen(ConnectionEvent):
+    """The client named where it wants to go (CONNECT, SOCKS5, an absolute-form request)."""
+
+    target: str
+    """``host:port``."""
+    via: str
+    """``CONNECT``, ``SOCKS5``, ``HTTP`` (an absolute-form request) or ``reverse``."""
+    intercept: bool
+    """False if the target matches ``ignore_hosts``: its bytes are passed through untouched."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertSummary:
+    """The parts of a certificate a user checks first."""
+
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_after: str
+    """ISO 8601, UTC."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsEstablished(ConnectionEvent):
+    """A TLS handshake completed on one leg."""
+
+    leg: Leg
+    version: str
+    """As :mod:`ssl` names it: ``TLSv1.3``."""
+    cipher: str
+    alpn_offered: tuple[str, ...]
+    """What the client offered (on the server leg: what h2scope offered, the same list)."""
+    alpn: str | None
+    """The protocol chosen, or None if ALPN was not negotiated."""
+    sni: str | None
+    """The server name sent (client leg: the client's SNI; server leg: h2scope's)."""
+    cert: CertSummary | None
+    """The certificate presented: upstream's on the server leg, h2scope's leaf on the client leg."""
+    client_hello: ClientHello | None = None
+    """On the client leg, everything the client's ClientHello offered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayStarted(ConnectionEvent):
+    """Bytes start flowing between client and server with this protocol."""
+
+    protocol: str
+    """``h2``, ``h2c``, ``http/1.1``, ``tcp`` (opaque) or ``passthrough`` (ignored host)."""
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed(ConnectionEvent):
+    """The connection ended; both sides are closed."""
+
+    closed_by: Closer
+    reason: str
+    """Plain words: ``client closed``, ``server reset the connection``, ..."""
+    error: str | None = None
+    """The error behind it, if one (an OSError's text, a TLS alert)."""
+    bytes_c2s: int = 0
+    """Bytes forwarded client → server (after TLS)."""
+    bytes_s2c: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyErrorRaised(ConnectionEvent):
+    """Something failed at a stage of setting up or relaying the connection."""
+
+    stage: str
+    """``request``, ``auth``, ``connect``, ``client-tls``, ``server-tls``, ``socks5``,
+    ``http1``, ``detect``, ``relay`` or ``internal``."""
+    message: str
+    hint: str | None = None
+    """What the user can do about it, if anything."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Http1MessageObserved(ConnectionEvent):
+    """One HTTP/1.x message went through (logged when complete, or cut short)."""
+
+    direction: Direction
+    start_line: str
+    """``GET /path HTTP/1.1`` or ``HTTP/1.1 200 OK`` as sent."""
+    headers: tuple[tuple[str, str], ...]
+    """As sent, names in their original case."""
+    head_size: int
+    body_size: int
+    """Body bytes on the wire (chunked framing included)."""
+    started: float
+    """Time the first byte of the head was seen."""
+    duration: float
+    """Seconds from the first head byte to the last body byte."""
+    complete: bool = True
+    """False if the connection ended before the body did."""
+
+
+ProxyEvent: TypeAlias = ConnectionEvent | Event
+"""Anything a sink receives: connection events and observer events."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """The unit the bus delivers: one read's worth of events on one connection."""
+
+    conn_id: int
+    t: float
+    events: tuple[ProxyEvent, ...]
+    direction: Direction | None = None
+    """For a relayed chunk: its direction; None for connection-level batches."""
+    data: bytes = b""
+    """The relayed bytes (after TLS) the events were decoded from; b"" if none.
+    A recorder stores these: the capture is raw truth (DESIGN.md principle 6)."""
+    protocol: str | None = None
+    """For a relayed chunk: ``h2``, ``h2c``, ``http/1.1`` or ``tcp``."""
+
+
+class Sink(Protocol):
+    """A consumer of batches: the printer, the recorder, the UI.
+
+    ``handle`` may be a plain function or a coroutine; it runs in the sink's
+    own task, never on the relay's path.
+    """
+
+    def handle(self, batch: Batch) -> Awaitable[None] | None: ...
+
+
+SinkCallable: TypeAlias = Callable[[Batch], "Awaitable[None] | None"]
+
+
+class Subscription:
+    """One sink's queue and the task that feeds it; see :meth:`EventBus.subscribe`."""
+
+    def __init__(self, sink: Sink | SinkCallable, *, maxsize: int, lossy: bool) -> None:
+        handle = getattr(sink, "handle", None)
+        self.handler = cast(SinkCallable, handle if callable(handle) else sink)
+        self.lossy = lossy
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        """Batches a lossy sink had no room for."""
+        self.delivered = 0
+        self.failed = False
+        """True once the sink raised: it gets nothing more (and never blocks the relay)."""
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            if batch is None:
+                return
+            if self.failed:
+                continue
+            try:
+                result = self.handler(batch)
+                if inspect.isawaitable(result):
+                    await result
+                self.delivered += 1
+            except Exception:
+                log.exception("sink %r failed; it receives no more events", self.handler)
+                self.failed = True
+
+
+class EventBus:
+    """Bounded fan-out of batches to sinks, with back-pressure.
+
+    Use from one event loop. ``publish`` waits while a non-lossy sink's queue
+    is full; call :meth:`close` to let the sinks drain and stop.
+    """
+
+    def __init__(self, *, maxsize: int = 1024) -> None:
+        self.maxsize = maxsize
+        self.subscriptions: list[Subscription] = []
+        self.published = 0
+        self._closed = False
+
+    def subscribe(self, sink: Sink | SinkCallable, *, lossy: bool = False,
+                  maxsize: int | None = None) -> Subscription:
+        """Add a sink; it receives every batch published from now on, in order."""
+        sub = Subscription(sink, maxsize=maxsize or self.maxsize, lossy=lossy)
+        sub.task = asyncio.get_running_loop().create_task(sub._run(), name="h2scope-sink")
+        self.subscriptions.append(sub)
+        return sub
+
+    @property
+    def dropped(self) -> int:
+        """Batches lossy sinks had no room for, summed."""
+        return sum(s.dropped for s in self.subscriptions)
+
+    async def publish(self, batch: Batch) -> None:
+        """Hand *batch* to every sink; waits while a non-lossy sink is behind."""
+        if self._closed:
+            return
+        self.published += 1
+        for sub in self.subscriptions:
+            if sub.lossy or sub.failed:
+                try:
+                    sub.queue.put_nowait(batch)
+                except asyncio.QueueFull:
+                    sub.dropped += 1
+            else:
+                await sub.queue.put(batch)
+
+    async def emit(self, *events: ConnectionEvent) -> None:
+        """Publish connection events as one batch (tagged with the first one's id)."""
+        if events:
+            await self.publish(Batch(conn_id=events[0].conn_id, t=events[0].t, events=events))
+
+    async def close(self, *, timeout: float = 5.0) -> None:
+        """Stop accepting batches, let every sink finish its queue (bounded by *timeout*)."""
+        self._closed = True
+        tasks: Sequence[asyncio.Task[None]] = [s.task for s in self.subscriptions if s.task]
+        for sub in self.subscriptions:
+            if sub.lossy or sub.failed:
+                while True:
+                    try:
+                        sub.queue.put_nowait(None)
+                        break
+                    except asyncio.QueueFull:
+                        sub.queue.get_nowait()
+                        sub.dropped += 1
+            else:
+                try:
+                    await asyncio.wait_for(sub.queue.put(None), timeout)
+                except TimeoutError:
+                    pass
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
