@@ -1,0 +1,276 @@
+"""``h2scope ca ...`` through the real entry point, ``proxy.cli.main``, with temporary confdirs."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certs.ca import CA_CERT_FILE, CA_KEY_FILE, load_ca
+from certs.store import LEAF_DIR, CertStore
+from proxy import cli
+from proxy.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ca_command_is_registered() -> None:
+    assert "certs.cli" in cli.COMMAND_MODULES
+
+
+def test_path_prints_only_the_path_and_creates_the_ca(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "ca", "path", "--confdir", str(confdir))
+    assert code == 0
+    assert out == f"{confdir / CA_CERT_FILE}\n"
+    assert "created a new CA" in err
+    assert stat.S_IMODE(confdir.stat().st_mode) == 0o700
+    code, out, err = run(capsys, "ca", "path", "--confdir", str(confdir))
+    assert (code, out, err) == (0, f"{confdir / CA_CERT_FILE}\n", "")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--confdir", "{d}", "ca", "path"],
+        ["ca", "--confdir", "{d}", "path"],
+        ["ca", "path", "--confdir", "{d}"],
+    ],
+    ids=["before-command", "between", "after-action"],
+)
+def test_confdir_is_accepted_before_or_after_the_subcommand(
+    confdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, _ = run(capsys, *(a.replace("{d}", str(confdir)) for a in argv))
+    assert code == 0
+    assert out.strip() == str(confdir / CA_CERT_FILE)
+
+
+def test_h2scope_home_is_the_default_confdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "from-env"
+    monkeypatch.setenv("H2SCOPE_HOME", str(home))
+    code, out, _ = run(capsys, "ca", "path")
+    assert code == 0 and out.strip() == str(home / CA_CERT_FILE)
+    assert (home / CA_KEY_FILE).exists()
+
+
+def test_confdir_flag_beats_h2scope_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("H2SCOPE_HOME", str(tmp_path / "env"))
+    code, out, _ = run(capsys, "ca", "path", "--confdir", str(tmp_path / "flag"))
+    assert code == 0
+    assert out.strip() == str(tmp_path / "flag" / CA_CERT_FILE)
+    assert not (tmp_path / "env").exists()
+
+
+def test_without_either_the_default_is_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("H2SCOPE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    code, out, _ = run(capsys, "ca", "path")
+    assert code == 0
+    assert out.strip() == str(tmp_path / "home" / ".h2scope" / CA_CERT_FILE)
+
+
+def test_show_prints_subject_fingerprints_spki_and_validity(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = CertStore(confdir).ca
+    code, out, _ = run(capsys, "ca", "show", "--confdir", str(confdir))
+    assert code == 0
+    assert ca.cert.subject.rfc4514_string() in out
+    assert f"SHA-256 fingerprint:   {ca.fingerprint}" in out
+    assert f"SPKI SHA-256 (base64): {ca.spki_hash}" in out
+    assert f"{ca.cert.not_valid_after_utc:%Y-%m-%d}" in out
+    assert "Not before:" in out and "RSA 2048" in out
+
+
+@pytest.mark.parametrize(
+    ("fmt", "loader"),
+    [
+        ("pem", x509.load_pem_x509_certificate),
+        ("der", x509.load_der_x509_certificate),
+    ],
+)
+def test_export_to_a_file(
+    confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, loader: object
+) -> None:
+    target = tmp_path / f"out.{fmt}"
+    code, out, _ = run(
+        capsys, "ca", "export", "--format", fmt, "-o", str(target), "--confdir", str(confdir)
+    )
+    assert code == 0 and out == ""
+    assert callable(loader)
+    assert loader(target.read_bytes()) == load_ca(confdir).cert
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_export_p12_holds_the_certificate_and_no_key(
+    confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "ca.p12"
+    code, _, _ = run(capsys, "ca", "export", "-o", str(target), "--confdir", str(confdir))
+    assert code == 0  # format guessed from the suffix
+    bundle = pkcs12.load_pkcs12(target.read_bytes(), None)
+    assert bundle.key is None
+    assert [c.certificate for c in bundle.additional_certs] == [load_ca(confdir).cert]
+
+
+def test_export_pem_to_stdout_by_default(
+    confdir: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    assert main(["ca", "export", "--confdir", str(confdir)]) == 0
+    out, _ = capsysbinary.readouterr()
+    assert out == (confdir / CA_CERT_FILE).read_bytes()
+
+
+def test_export_der_to_stdout_is_binary(
+    confdir: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    assert main(["ca", "export", "--format", "der", "--confdir", str(confdir)]) == 0
+    out, _ = capsysbinary.readouterr()
+    assert x509.load_der_x509_certificate(out) == load_ca(confdir).cert
+
+
+def test_export_rejects_an_unknown_format(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["ca", "export", "--format", "jks", "--confdir", str(confdir)])
+    assert info.value.code == 2
+
+
+def test_install_hints_fill_in_this_ca(confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ca", "install-hints", "--confdir", str(confdir))
+    ca = load_ca(confdir)
+    assert code == 0
+    assert f"--ignore-certificate-errors-spki-list={ca.spki_hash}" in out
+    assert str(ca.cert_path) in out
+    for needle in ("update-ca-certificates", "update-ca-trust", "keytool", "NODE_EXTRA_CA_CERTS"):
+        assert needle in out
+
+
+def test_regenerate_without_tty_and_without_yes_refuses_with_exit_2(
+    confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = CertStore(confdir).ca.fingerprint
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, _, err = run(capsys, "ca", "regenerate", "--confdir", str(confdir))
+    assert code == 2
+    assert "--yes" in err
+    assert load_ca(confdir).fingerprint == before
+
+
+def test_regenerate_yes_replaces_the_ca_and_lists_trust_stores(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = CertStore(confdir)
+    store.leaf("old.example")
+    before = store.ca.fingerprint
+    code, out, _ = run(capsys, "ca", "regenerate", "--yes", "--confdir", str(confdir))
+    after = load_ca(confdir)
+    assert code == 0
+    assert after.fingerprint != before
+    assert before in out and after.fingerprint in out
+    for store_name in ("update-ca-certificates", "NSS", "keychain", "Windows", "keytool"):
+        assert store_name in out
+    assert [p.name for p in (confdir / LEAF_DIR).iterdir()] == ["leaf-key.pem"]
+
+
+@pytest.fixture
+def tty_stdin(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Make stdin a real terminal (a pty); yields the master fd to type into."""
+    master, slave = os.openpty()
+    stdin = open(slave, encoding="utf-8")  # noqa: SIM115 - closed below
+    monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        yield master
+    finally:
+        stdin.close()
+        os.close(master)
+
+
+@pytest.mark.parametrize(("answer", "replaced"), [("y", True), ("n", False), ("", False)])
+def test_regenerate_asks_on_a_terminal(
+    confdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    tty_stdin: int,
+    answer: str,
+    replaced: bool,
+) -> None:
+    before = CertStore(confdir).ca.fingerprint
+    os.write(tty_stdin, f"{answer}\n".encode())
+    code, out, _ = run(capsys, "ca", "regenerate", "--confdir", str(confdir))
+    assert "Replace the h2scope CA?" in out
+    assert (load_ca(confdir).fingerprint != before) is replaced
+    assert code == (0 if replaced else 1)
+
+
+def test_regenerate_works_when_the_old_ca_is_corrupt(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    CertStore(confdir)
+    (confdir / CA_CERT_FILE).write_text("garbage")
+    code, _, _ = run(capsys, "ca", "regenerate", "--yes", "--confdir", str(confdir))
+    assert code == 0
+    load_ca(confdir)
+
+
+@pytest.mark.parametrize("action", ["path", "show", "export", "install-hints"])
+@pytest.mark.parametrize("victim", [CA_CERT_FILE, CA_KEY_FILE])
+def test_corrupt_ca_files_give_exit_1_naming_the_file(
+    confdir: Path, capsys: pytest.CaptureFixture[str], action: str, victim: str
+) -> None:
+    CertStore(confdir)
+    (confdir / victim).write_bytes(b"\x00garbage")
+    code, out, err = run(capsys, "ca", action, "--confdir", str(confdir))
+    assert code == 1
+    assert out == ""
+    assert str(confdir / victim) in err
+    assert "Traceback" not in err
+
+
+def test_mismatched_pair_gives_exit_1_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = CertStore(tmp_path / "a"), CertStore(tmp_path / "b")
+    a.ca.key_path.write_bytes(b.ca.key_path.read_bytes())
+    code, _, err = run(capsys, "ca", "show", "--confdir", str(tmp_path / "a"))
+    assert code == 1
+    assert "does not belong to" in err and str(a.ca.key_path) in err
+
+
+def test_group_readable_key_warns_on_stderr_with_the_fix(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = CertStore(confdir).ca
+    ca.key_path.chmod(0o644)
+    code, out, err = run(capsys, "ca", "path", "--confdir", str(confdir))
+    assert code == 0 and out.strip() == str(ca.cert_path)
+    assert "h2scope: warning:" in err
+    assert f"chmod 600 '{ca.key_path}'" in err
+
+
+def test_ca_without_an_action_prints_help_and_exits_2(
+    confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "ca", "--confdir", str(confdir))
+    assert code == 2
+    assert "install-hints" in err
+    assert not confdir.exists()
