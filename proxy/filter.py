@@ -1,0 +1,531 @@
+"""The filter language: which frames to show, shared by ``--filter`` and the UI.
+
+A filter is a line of terms. Terms separated by spaces must all match (AND);
+the keyword ``or`` between terms separates alternatives, and AND binds tighter
+(``a b or c`` is ``(a and b) or c``). Inside one term's value, ``,`` separates
+alternatives (``type:DATA,HEADERS``). A ``!`` or ``-`` prefix negates a term.
+
+Terms (keys are case-insensitive)::
+
+    type:DATA,HEADERS   type:0x1    frame type by RFC name or number
+    stream:5  stream:1-9            stream id, or an inclusive range
+    conn:3    conn:2-4              connection id
+    dir:c2s   dir:s2c               also client/server and the arrows → ←
+    host:*.example.com              glob on the connection's target host (SNI)
+    finding:any                     frames with at least one finding
+    finding:error,warning,info      ... of that severity
+    finding:flow-control-exceeded   ... with that code (glob: finding:stream-*)
+    len>1000  len<10  len=0         payload length (also >=, <=, len:10-20)
+    flags:END_STREAM,ACK            any of these flags set (or a mask: flags:0x20)
+    header:content-type=json        header name (glob), optional case-insensitive
+                                    substring of its value
+    status:404  status:5xx          response status, exact or with x wildcards
+    method:POST                     request method (case-insensitive)
+    path:/api*                      request :path, glob (case-sensitive)
+    word  "two words"               case-insensitive substring of a decoded header
+                                    name or value, the frame type or its summary
+
+``header:`` and bare words look at the frame's own header block. ``status:``,
+``method:`` and ``path:`` look at the frame's own block first and then at
+``stream_headers`` (the request and response headers of the frame's stream)
+when the caller passes them, so ``status:404`` can select a stream's DATA
+frames too.
+
+Compiling turns the text into nested closures once; matching is a plain
+function call per frame with no parsing and no allocation on the common
+paths. Everything here is pure: no I/O, no state between calls.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.observe.describe import frame_summary
+from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
+from proxy.observe.events import FrameObserved
+from proxy.observe.findings import Severity
+
+__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "compile_filter"]
+
+
+class ConnMeta(Protocol):
+    """What a filter needs to know about the frame's connection."""
+
+    @property
+    def conn_id(self) -> int: ...
+
+    @property
+    def host(self) -> str | None:
+        """The target host (CONNECT authority, SNI or reverse target), if known."""
+        ...
+
+
+StreamHeaders = Sequence[tuple[str, str]]
+Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"], bool]
+
+#: Filter keys, in the order error messages and help list them.
+KEYS = ("type", "stream", "conn", "dir", "host", "finding", "len", "flags", "header",
+        "status", "method", "path")
+
+_TYPE_NAMES = {t.name: int(t) for t in FrameType}
+_FLAG_NAMES = sorted({name for flags in FLAGS_BY_TYPE.values() for _, name in flags})
+_DIRECTIONS = {
+    "c2s": Direction.C2S, "client": Direction.C2S, "→": Direction.C2S,
+    "s2c": Direction.S2C, "server": Direction.S2C, "←": Direction.S2C,
+}
+_SEVERITIES = {s.name.lower(): s for s in Severity}
+_LEN_TERM = re.compile(r"len(>=|<=|>|<|=|:)", re.IGNORECASE)
+_KEY_TERM = re.compile(r"([A-Za-z]+):")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+_STATUS = re.compile(r"[1-5][0-9xX]{2}")
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2 token
+_CODE = re.compile(r"[a-z0-9*?-]+")
+
+# Cheap terms run first inside an AND: they read one attribute of the frame.
+_COST = {"type": 0, "stream": 0, "dir": 0, "len": 0, "flags": 0, "conn": 1, "finding": 1,
+         "host": 2, "header": 3, "status": 3, "method": 3, "path": 3, "word": 4}
+
+
+class FilterError(ValueError):
+    """The filter text is invalid; the message says what and where (1-based column)."""
+
+    def __init__(self, message: str, *, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A compiled filter. ``matches`` is the whole API; ``predicate`` is the same
+    function without the method call, for loops over millions of frames."""
+
+    text: str
+    predicate: Predicate
+    needs_stream_headers: bool
+    """True when a ``status:``/``method:``/``path:`` term could use ``stream_headers``."""
+
+    @property
+    def matches_everything(self) -> bool:
+        return not self.text.strip()
+
+    def matches(self, ev: FrameObserved, conn: ConnMeta | None = None,
+                stream_headers: StreamHeaders | None = None) -> bool:
+        """Whether the frame passes; ``conn`` and ``stream_headers`` are optional context."""
+        return self.predicate(ev, conn, stream_headers)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# ------------------------------------------------------------------ lexing
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str
+    """The token with quotes removed."""
+    cols: tuple[int, ...]
+    """1-based column in the filter text of each character of ``text``."""
+    column: int
+    """Column where the token starts (its first quote, if quoted)."""
+    raw: str
+    """The token as typed."""
+    quoted_from: int
+    """Index in ``text`` of the first character that came from inside quotes."""
+
+    @property
+    def quoted(self) -> bool:
+        return self.quoted_from < len(self.text) or self.raw[-1] in "\"'"
+
+    def col(self, index: int) -> int:
+        return self.cols[index] if index < len(self.cols) else self.column + len(self.raw)
+
+
+def _tokens(text: str) -> list[_Token]:
+    out: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        start = i
+        chars: list[str] = []
+        cols: list[int] = []
+        quoted_from = -1
+        while i < n and not text[i].isspace():
+            ch = text[i]
+            if ch in "\"'":
+                end = text.find(ch, i + 1)
+                if end < 0:
+                    raise FilterError(f"unclosed quote {ch} (column {i + 1})", column=i + 1)
+                if quoted_from < 0:
+                    quoted_from = len(chars)
+                chars.extend(text[i + 1:end])
+                cols.extend(range(i + 2, end + 1))
+                i = end + 1
+                continue
+            chars.append(ch)
+            cols.append(i + 1)
+            i += 1
+        out.append(_Token("".join(chars), tuple(cols), start + 1, text[start:i],
+                          len(chars) if quoted_from < 0 else quoted_from))
+    return out
+
+
+# ----------------------------------------------------------------- parsing
+
+def compile_filter(text: str) -> Filter:
+    """Compile ``text``; an empty or blank text matches every frame.
+
+    Raises :class:`FilterError` naming the offending term and its column.
+    """
+    groups: list[list[tuple[str, Predicate]]] = [[]]
+    uses_stream = False
+    last_or: _Token | None = None
+    for tok in _tokens(text):
+        if not tok.quoted:  # typed without quotes: may be a keyword
+            low = tok.text.lower()
+            if low == "or":
+                if not groups[-1]:
+                    raise FilterError(f"'or' needs a term before it (column {tok.column})",
+                                      column=tok.column)
+                groups.append([])
+                last_or = tok
+                continue
+            if low == "and":
+                continue
+        elif not tok.text:
+            raise FilterError(f"empty quotes (column {tok.column})", column=tok.column)
+        kind, pred = _term(tok)
+        uses_stream = uses_stream or kind in ("status", "method", "path")
+        groups[-1].append((kind, pred))
+    if last_or is not None and not groups[-1]:
+        raise FilterError(f"'or' needs a term after it (column {last_or.column})",
+                          column=last_or.column)
+    alternatives = [_all([p for _, p in sorted(g, key=lambda kp: _COST[kp[0]])])
+                    for g in groups]
+    return Filter(text, _any(alternatives), uses_stream)
+
+
+def _term(tok: _Token) -> tuple[str, Predicate]:
+    if len(tok.text) > 1 and tok.text[0] in "!-" and tok.quoted_from > 0:
+        kind, inner = _positive_term(tok, tok.text[1:], 1)
+        return kind, lambda ev, c, sh: not inner(ev, c, sh)
+    return _positive_term(tok, tok.text, 0)
+
+
+def _positive_term(tok: _Token, body: str, offset: int) -> tuple[str, Predicate]:
+    unquoted = tok.quoted_from - offset  # chars of body typed outside quotes
+    m = _LEN_TERM.match(body)
+    if m and unquoted >= m.end():
+        return "len", _len_term(tok, body[m.end():], m.group(1), offset + m.end())
+    m = _KEY_TERM.match(body)
+    if m and unquoted >= m.end():
+        key = m.group(1).lower()
+        if key not in _BUILDERS:
+            raise FilterError(
+                f"unknown filter key '{m.group(1)}' in '{tok.raw}' (column {tok.col(offset)}); "
+                f"known: {', '.join(KEYS)}; to search for text containing ':', "
+                f"put it in quotes", column=tok.col(offset))
+        start = offset + m.end()
+        if start >= len(tok.text):
+            raise FilterError(f"'{tok.raw}' needs a value after ':' (column {tok.col(start)})",
+                              column=tok.col(start))
+        return key, _BUILDERS[key](tok, _alternatives(tok, start))
+    return "word", _word(body)
+
+
+def _alternatives(tok: _Token, start: int) -> list[tuple[str, int]]:
+    """The comma-separated values from ``tok.text[start:]`` with their columns."""
+    out = []
+    pos = start
+    for part in tok.text[start:].split(","):
+        if not part:
+            raise FilterError(f"empty value in '{tok.raw}' (column {tok.col(pos)})",
+                              column=tok.col(pos))
+        out.append((part, tok.col(pos)))
+        pos += len(part) + 1
+    return out
+
+
+def _bad(what: str, value: str, tok: _Token, column: int, known: str = "") -> FilterError:
+    tail = f"; {known}" if known else ""
+    return FilterError(f"{what} '{value}' in '{tok.raw}' (column {column}){tail}", column=column)
+
+
+# --------------------------------------------------------------- the terms
+
+Values = list[tuple[str, int]]
+
+
+def _type_term(tok: _Token, values: Values) -> Predicate:
+    types: set[int] = set()
+    for value, col in values:
+        name = value.upper().replace("-", "_")
+        if name in _TYPE_NAMES:
+            types.add(_TYPE_NAMES[name])
+        elif _NUMBER.fullmatch(value) and int(value, 0) <= 0xFF:
+            types.add(int(value, 0))
+        else:
+            raise _bad("unknown frame type", value, tok, col,
+                       "known: " + ", ".join(_TYPE_NAMES) + ", or a number 0x0-0xff")
+    only = frozenset(types)
+    return lambda ev, c, sh: ev.frame.type in only
+
+
+def _ranges(tok: _Token, values: Values, what: str) -> list[tuple[int, int]]:
+    out = []
+    for value, col in values:
+        m = _RANGE.fullmatch(value)
+        if not m:
+            raise _bad(f"bad {what}", value, tok, col, "expected a number or a range like 1-9")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise _bad(f"empty {what} range", value, tok, col, "write the smaller number first")
+        out.append((lo, hi))
+    return out
+
+
+def _in_ranges(ranges: list[tuple[int, int]]) -> Callable[[int], bool]:
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return lambda x: lo <= x <= hi
+    return lambda x: any(lo <= x <= hi for lo, hi in ranges)
+
+
+def _stream_term(tok: _Token, values: Values) -> Predicate:
+    inside = _in_ranges(_ranges(tok, values, "stream id"))
+    return lambda ev, c, sh: inside(ev.frame.stream_id)
+
+
+def _conn_term(tok: _Token, values: Values) -> Predicate:
+    inside = _in_ranges(_ranges(tok, values, "connection id"))
+    return lambda ev, c, sh: c is not None and inside(c.conn_id)
+
+
+def _dir_term(tok: _Token, values: Values) -> Predicate:
+    dirs = set()
+    for value, col in values:
+        d = _DIRECTIONS.get(value.lower())
+        if d is None:
+            raise _bad("unknown direction", value, tok, col, "known: " + ", ".join(_DIRECTIONS))
+        dirs.add(d)
+    if len(dirs) == 2:
+        return lambda ev, c, sh: True
+    (only,) = dirs
+    return lambda ev, c, sh: ev.direction is only
+
+
+def _glob(values: Values, *, ignore_case: bool) -> re.Pattern[str]:
+    parts = "|".join(fnmatch.translate(v) for v, _ in values)
+    return re.compile(parts, re.IGNORECASE if ignore_case else 0)
+
+
+def _host_term(tok: _Token, values: Values) -> Predicate:
+    match = _glob(values, ignore_case=True).match
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        host = c.host if c is not None else None
+        return host is not None and match(host) is not None
+    return pred
+
+
+def _finding_term(tok: _Token, values: Values) -> Predicate:
+    severities: set[Severity] = set()
+    codes: Values = []
+    for value, col in values:
+        low = value.lower()
+        if low == "any":
+            return lambda ev, c, sh: bool(ev.findings)
+        if low in _SEVERITIES:
+            severities.add(_SEVERITIES[low])
+        elif _CODE.fullmatch(low):
+            codes.append((low, col))
+        else:
+            raise _bad("bad finding", value, tok, col,
+                       "expected any, error, warning, info or a finding code like "
+                       "flow-control-exceeded")
+    code_match = _glob(codes, ignore_case=True).match if codes else None
+    sevs = frozenset(severities)
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        for f in ev.findings:
+            if f.severity in sevs or (code_match is not None and code_match(f.code)):
+                return True
+        return False
+    return pred
+
+
+def _len_term(tok: _Token, value: str, op: str, start: int) -> Predicate:
+    col = tok.col(start)
+    if op == ":":
+        inside = _in_ranges(_ranges(tok, [(value, col)], "length"))
+        return lambda ev, c, sh: inside(ev.frame.length)
+    if not value.isdigit():
+        raise _bad("bad length", value, tok, col, f"expected a number after 'len{op}'")
+    n = int(value)
+    match op:
+        case ">":
+            return lambda ev, c, sh: ev.frame.length > n
+        case "<":
+            return lambda ev, c, sh: ev.frame.length < n
+        case ">=":
+            return lambda ev, c, sh: ev.frame.length >= n
+        case "<=":
+            return lambda ev, c, sh: ev.frame.length <= n
+    return lambda ev, c, sh: ev.frame.length == n
+
+
+def _flags_term(tok: _Token, values: Values) -> Predicate:
+    # A flag's bit depends on the frame type (0x1 is END_STREAM or ACK), so the
+    # mask to test is looked up per type; a numeric mask applies to every type.
+    masks: dict[int, int] = {}
+    raw = 0
+    for value, col in values:
+        name = value.upper().replace("-", "_")
+        if name in _FLAG_NAMES:
+            for ftype, flags in FLAGS_BY_TYPE.items():
+                for bit, flag in flags:
+                    if flag == name:
+                        masks[ftype] = masks.get(ftype, 0) | bit
+        elif _NUMBER.fullmatch(value) and 0 < int(value, 0) <= 0xFF:
+            raw |= int(value, 0)
+        else:
+            raise _bad("unknown flag", value, tok, col,
+                       "known: " + ", ".join(_FLAG_NAMES) + ", or a mask 0x01-0xff")
+    table = tuple(masks.get(t, 0) | raw for t in range(256))
+    return lambda ev, c, sh: bool(ev.frame.flags & table[ev.frame.type])
+
+
+def _header_term(tok: _Token, values: Values) -> Predicate:
+    wanted: list[tuple[Callable[[str], object], str | None]] = []
+    for value, col in values:
+        name, eq, sub = value.partition("=")
+        if not name:
+            raise _bad("missing header name", value, tok, col, "write header:NAME or "
+                       "header:NAME=TEXT")
+        name = name.lower()
+        is_name: Callable[[str], object]
+        if any(ch in name for ch in "*?["):
+            is_name = re.compile(fnmatch.translate(name)).match
+        else:
+            is_name = name.__eq__
+        wanted.append((is_name, sub.lower() if eq else None))
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        block = ev.block
+        if block is None:
+            return False
+        for n, v in block.headers:
+            for is_name, sub in wanted:
+                if is_name(n) and (sub is None or sub in v.lower()):
+                    return True
+        return False
+    return pred
+
+
+def _pseudo_term(name: str, test: Callable[[str], bool]) -> Predicate:
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        block = ev.block
+        if block is not None:
+            for n, v in block.headers:
+                if n == name:
+                    return test(v)
+        if sh is not None:
+            for n, v in sh:
+                if n == name:
+                    return test(v)
+        return False
+    return pred
+
+
+def _status_term(tok: _Token, values: Values) -> Predicate:
+    for value, col in values:
+        if not _STATUS.fullmatch(value):
+            raise _bad("bad status", value, tok, col,
+                       "expected a code like 404 or a class like 5xx or 40x")
+    rx = re.compile("|".join(v.lower().replace("x", "[0-9]") for v, _ in values))
+    return _pseudo_term(":status", lambda v: rx.fullmatch(v) is not None)
+
+
+def _method_term(tok: _Token, values: Values) -> Predicate:
+    for value, col in values:
+        if not _METHOD.fullmatch(value):
+            raise _bad("bad method", value, tok, col, "expected a token like GET or POST")
+    methods = frozenset(v.upper() for v, _ in values)
+    return _pseudo_term(":method", lambda v: v.upper() in methods)
+
+
+def _path_term(tok: _Token, values: Values) -> Predicate:
+    match = _glob(values, ignore_case=False).match
+    return _pseudo_term(":path", lambda v: match(v) is not None)
+
+
+def _word(word: str) -> Predicate:
+    needle = word.lower()
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        block = ev.block
+        if block is not None:
+            for n, v in block.headers:
+                if needle in n or needle in v.lower():
+                    return True
+        if needle in ev.frame.type_name.lower():
+            return True
+        return needle in frame_summary(ev).lower()
+    return pred
+
+
+_BUILDERS: dict[str, Callable[[_Token, Values], Predicate]] = {
+    "type": _type_term,
+    "stream": _stream_term,
+    "conn": _conn_term,
+    "dir": _dir_term,
+    "host": _host_term,
+    "finding": _finding_term,
+    "flags": _flags_term,
+    "header": _header_term,
+    "status": _status_term,
+    "method": _method_term,
+    "path": _path_term,
+}
+
+
+# ------------------------------------------------------------- combinators
+
+def _all(preds: list[Predicate]) -> Predicate:
+    if not preds:
+        return lambda ev, c, sh: True
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        a, b = preds
+        return lambda ev, c, sh: a(ev, c, sh) and b(ev, c, sh)
+    every = tuple(preds)
+
+    # A plain loop: all() over a generator costs a frame object per call.
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        for p in every:  # noqa: SIM110
+            if not p(ev, c, sh):
+                return False
+        return True
+    return pred
+
+
+def _any(preds: list[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    some = tuple(preds)
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        for p in some:  # noqa: SIM110
+            if p(ev, c, sh):
+                return True
+        return False
+    return pred

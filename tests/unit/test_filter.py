@@ -1,0 +1,286 @@
+"""The filter language, over real frames: an h2 client and server talk through
+the observer and the filters select from what it reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import pytest
+
+from proxy.filter import Filter, FilterError, compile_filter
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+
+
+@dataclass(frozen=True)
+class Conn:
+    conn_id: int
+    host: str | None
+
+
+def _exchange() -> list[FrameObserved]:
+    """Two requests and responses, a PING, an unknown frame and a zero WINDOW_UPDATE.
+
+    Sequence numbers (asserted below so a change in h2 shows up here first):
+    0-3 SETTINGS and ACKs, 4 GET /index.html (stream 1), 5 POST /api/items +
+    6 its DATA (stream 3), 7 PING, 8 :status 200, 9-10 DATA 1000 + 500 bytes,
+    11 :status 404, 12 PING ACK, 13 UNKNOWN(0xbb) (info), 14 WINDOW_UPDATE +0 (error).
+    """
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    obs = ConnectionObserver()
+    events = []
+
+    def pump() -> None:
+        for _ in range(20):
+            up, down = client.data_to_send(), b""
+            if up:
+                events.extend(obs.feed(Direction.C2S, up, 0.0))
+                server.receive_data(up)
+            down = server.data_to_send()
+            if down:
+                events.extend(obs.feed(Direction.S2C, down, 0.0))
+                client.receive_data(down)
+            if not up and not down:
+                return
+        raise AssertionError("h2 peers kept talking")
+
+    client.initiate_connection()
+    server.initiate_connection()
+    pump()
+    req = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com")]
+    client.send_headers(1, [*req, (":path", "/index.html"), ("user-agent", "Curl/8")],
+                        end_stream=True)
+    client.send_headers(3, [(":method", "POST"), (":scheme", "https"),
+                            (":authority", "example.com"), (":path", "/api/items"),
+                            ("content-type", "application/JSON")])
+    client.send_data(3, b'{"a":1}', end_stream=True)
+    pump()
+    server.send_headers(1, [(":status", "200"), ("content-type", "text/html")])
+    server.send_data(1, b"x" * 1000)
+    server.send_data(1, b"y" * 500, end_stream=True)
+    server.send_headers(3, [(":status", "404")], end_stream=True)
+    client.ping(b"12345678")
+    pump()
+    events.extend(obs.feed(Direction.C2S, bytes.fromhex("000003bb0000000000") + b"abc", 1.0))
+    events.extend(obs.feed(Direction.C2S, bytes.fromhex("000004080000000000") + bytes(4), 1.0))
+    frames = [e for e in events if isinstance(e, FrameObserved)]
+    layout = [(e.seq, e.frame.type_name, e.frame.stream_id) for e in frames]
+    assert layout == [
+        (0, "SETTINGS", 0), (1, "SETTINGS", 0), (2, "SETTINGS", 0), (3, "SETTINGS", 0),
+        (4, "HEADERS", 1), (5, "HEADERS", 3), (6, "DATA", 3), (7, "PING", 0),
+        (8, "HEADERS", 1), (9, "DATA", 1), (10, "DATA", 1), (11, "HEADERS", 3),
+        (12, "PING", 0), (13, "UNKNOWN(0xbb)", 0), (14, "WINDOW_UPDATE", 0)]
+    return frames
+
+
+FRAMES = _exchange()
+CONN = Conn(conn_id=3, host="api.example.com")
+
+
+def _stream_headers() -> dict[int, tuple[tuple[str, str], ...]]:
+    out: dict[int, tuple[tuple[str, str], ...]] = {}
+    for ev in FRAMES:
+        if ev.block is not None:
+            out[ev.frame.stream_id] = out.get(ev.frame.stream_id, ()) + ev.block.headers
+    return out
+
+
+STREAM_HEADERS = _stream_headers()
+
+
+def seqs(text: str, conn: Conn | None = CONN, *, with_streams: bool = False) -> list[int]:
+    flt = compile_filter(text)
+    return [ev.seq for ev in FRAMES
+            if flt.matches(ev, conn, STREAM_HEADERS.get(ev.frame.stream_id)
+                           if with_streams else None)]
+
+
+def error(text: str) -> FilterError:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    return info.value
+
+
+ALL = list(range(15))
+
+
+def test_an_empty_filter_matches_every_frame() -> None:
+    assert seqs("") == ALL
+    assert seqs("   ") == ALL
+    assert compile_filter(" ").matches_everything
+    assert not compile_filter("type:DATA").matches_everything
+
+
+def test_type_matches_rfc_names_case_insensitively_and_numbers() -> None:
+    assert seqs("type:DATA") == [6, 9, 10]
+    assert seqs("type:data,ping") == [6, 7, 9, 10, 12]
+    assert seqs("type:0x1") == [4, 5, 8, 11]
+    assert seqs("type:0xbb") == [13]
+    assert seqs("TYPE:window-update") == [14]
+
+
+def test_an_unknown_frame_type_is_named_with_its_column_and_the_known_types() -> None:
+    exc = error("type:DATUM")
+    assert str(exc).startswith(
+        "unknown frame type 'DATUM' in 'type:DATUM' (column 6); known: DATA, HEADERS, ")
+    assert exc.column == 6
+    assert error("dir:c2s type:DATA,DATUM").column == 19
+
+
+def test_stream_selects_one_id_or_an_inclusive_range() -> None:
+    assert seqs("stream:3") == [5, 6, 11]
+    assert seqs("stream:1-3") == [4, 5, 6, 8, 9, 10, 11]
+    assert seqs("stream:0 type:settings") == [0, 1, 2, 3]
+    assert seqs("stream:5,1") == [4, 8, 9, 10]
+    assert "write the smaller number first" in str(error("stream:9-1"))
+    assert error("stream:x").column == 8
+
+
+def test_conn_matches_the_connection_id_and_nothing_without_a_connection() -> None:
+    assert seqs("conn:3") == ALL
+    assert seqs("conn:1-2") == []
+    assert seqs("conn:3", conn=None) == []
+
+
+def test_dir_accepts_c2s_client_and_arrows() -> None:
+    sent_by_client = [0, 3, 4, 5, 6, 7, 13, 14]
+    assert seqs("dir:c2s") == sent_by_client
+    assert seqs("dir:client") == sent_by_client
+    assert seqs("dir:→") == sent_by_client
+    assert seqs("dir:S2C") == [1, 2, 8, 9, 10, 11, 12]
+    assert seqs("dir:←") == seqs("dir:server")
+    assert seqs("dir:c2s,s2c") == ALL
+    assert "known: c2s, client, →, s2c, server, ←" in str(error("dir:up"))
+
+
+def test_host_is_a_case_insensitive_glob_on_the_connection_host() -> None:
+    assert seqs("host:*.example.com") == ALL
+    assert seqs("host:API.EXAMPLE.COM") == ALL
+    assert seqs("host:example.com") == []
+    assert seqs("host:*", conn=Conn(conn_id=1, host=None)) == []
+
+
+def test_finding_selects_by_presence_severity_or_code() -> None:
+    assert seqs("finding:any") == [13, 14]
+    assert seqs("finding:error") == [14]
+    assert seqs("finding:INFO") == [13]
+    assert seqs("finding:warning") == []
+    assert seqs("finding:window-update-zero") == [14]
+    assert seqs("finding:unknown-*") == [13]
+    assert seqs("-finding:any") == list(range(13))
+    assert "expected any, error, warning, info" in str(error("finding:E!"))
+
+
+def test_len_compares_the_payload_length() -> None:
+    assert seqs("len>999") == [9]
+    assert seqs("len>=500 type:DATA") == [9, 10]
+    assert seqs("len<1") == [2, 3]
+    assert seqs("len=0") == [2, 3]
+    assert seqs("len<=1 type:headers") == [11]
+    assert seqs("len:7-8") == [6, 7, 12]
+    assert error("len>big").column == 5
+
+
+def test_flags_are_looked_up_per_frame_type() -> None:
+    # END_STREAM and ACK share bit 0x1: each name selects only the types it belongs to.
+    assert seqs("flags:END_STREAM") == [4, 6, 10, 11]
+    assert seqs("flags:ack") == [2, 3, 12]
+    assert seqs("flags:ACK,END_STREAM") == [2, 3, 4, 6, 10, 11, 12]
+    assert seqs("flags:0x1") == [2, 3, 4, 6, 10, 11, 12]
+    assert seqs("flags:END_HEADERS -flags:END_STREAM") == [5, 8]
+    assert "known: ACK, END_HEADERS, END_STREAM, PADDED, PRIORITY" in str(error("flags:FIN"))
+
+
+def test_header_matches_a_decoded_name_and_a_case_insensitive_value_substring() -> None:
+    assert seqs("header:content-type") == [5, 8]
+    assert seqs("header:Content-Type=json") == [5]
+    assert seqs("header:content-type=HTML") == [8]
+    assert seqs("header:user-agent=curl") == [4]
+    assert seqs("header:x-*") == []
+    assert seqs("header:*agent") == [4]
+    assert seqs("header::status=404") == [11]
+    assert "missing header name" in str(error("header:=json"))
+
+
+def test_status_method_and_path_apply_to_their_own_header_frames() -> None:
+    assert seqs("status:404") == [11]
+    assert seqs("status:2xx") == [8]
+    assert seqs("status:4XX,200") == [8, 11]
+    assert seqs("method:post") == [5]
+    assert seqs("path:/api*") == [5]
+    assert seqs("path:/API*") == []
+    assert seqs("path:/index.html,/api/items") == [4, 5]
+    assert "expected a code like 404" in str(error("status:999"))
+    assert "expected a token" in str(error("method:P@ST"))
+
+
+def test_status_method_and_path_reach_the_whole_stream_with_stream_headers() -> None:
+    assert seqs("status:404", with_streams=True) == [5, 6, 11]
+    assert seqs("method:GET", with_streams=True) == [4, 8, 9, 10]
+    assert seqs("path:/index.html type:DATA", with_streams=True) == [9, 10]
+    assert seqs("status:200 method:GET len>0", with_streams=True) == [4, 8, 9, 10]
+    assert compile_filter("type:DATA status:5xx").needs_stream_headers
+    assert not compile_filter("type:DATA header:x").needs_stream_headers
+
+
+def test_bare_words_search_header_names_values_type_and_summary() -> None:
+    assert seqs("api/items") == [5]
+    assert seqs("EXAMPLE.COM") == [4, 5]
+    assert seqs("ping") == [7, 12]
+    assert seqs("opaque=3132") == [7, 12]
+    assert seqs("window-update") == []
+    assert seqs("window_update") == [14]
+    assert seqs('"1000 bytes"') == [9]
+    assert seqs("text/html 200") == [8]
+
+
+def test_negation_with_bang_or_minus_inverts_one_term() -> None:
+    assert seqs("!type:settings dir:c2s") == [4, 5, 6, 7, 13, 14]
+    assert seqs("-type:settings -type:data dir:s2c") == [8, 11, 12]
+    assert seqs("!ping !finding:any stream:0") == [0, 1, 2, 3]
+
+
+def test_or_joins_alternatives_and_binds_looser_than_spaces() -> None:
+    assert seqs("type:PING or status:404") == [7, 11, 12]
+    assert seqs("type:DATA dir:c2s or type:PING dir:s2c") == [6, 12]
+    assert seqs("type:DATA and dir:c2s") == [6]
+    # Quoted, "or" is a word to search for (":authority" contains it), not the keyword.
+    assert seqs('"or"') == [4, 5]
+    assert error("or type:DATA").column == 1
+    assert error("type:DATA or").column == 11
+    assert error("type:DATA or or dir:c2s").column == 14
+
+
+def test_quotes_keep_spaces_and_colons_in_a_value() -> None:
+    assert seqs('header:user-agent="curl/8"') == [4]
+    assert seqs("'example.com/index.html'") == [4]
+    exc = error('header:"user-agent')
+    assert str(exc) == "unclosed quote \" (column 8)"
+
+
+def test_an_unknown_key_is_named_with_the_known_keys_and_how_to_search_for_colons() -> None:
+    exc = error("dir:c2s tpye:DATA")
+    assert exc.column == 9
+    assert str(exc) == (
+        "unknown filter key 'tpye' in 'tpye:DATA' (column 9); known: type, stream, conn, "
+        "dir, host, finding, len, flags, header, status, method, path; to search for "
+        "text containing ':', put it in quotes")
+    assert seqs('"ping:"') == []
+
+
+def test_empty_values_are_reported_where_they_are() -> None:
+    assert str(error("type:")) == "'type:' needs a value after ':' (column 6)"
+    assert str(error("type:DATA,,PING")) == "empty value in 'type:DATA,,PING' (column 11)"
+    assert str(error('""')) == "empty quotes (column 1)"
+
+
+def test_the_compiled_filter_keeps_its_text_and_is_reusable() -> None:
+    flt = compile_filter("type:DATA  dir:s2c")
+    assert isinstance(flt, Filter)
+    assert str(flt) == "type:DATA  dir:s2c"
+    assert [ev.seq for ev in FRAMES if flt.predicate(ev, None, None)] == [9, 10]
+    assert [ev.seq for ev in FRAMES if flt.matches(ev)] == [9, 10]
