@@ -35,6 +35,7 @@ Wildcards are not host names; :func:`validate_san` additionally accepts a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -109,6 +110,9 @@ def _parse_ip(name: str) -> IPAddress | None:
     return address
 
 
+# Cached: IDNA conversion and A-label checks cost tens of microseconds, and the
+# same few names arrive on every connection. Failures (exceptions) are not cached.
+@functools.lru_cache(maxsize=4096)
 def _validate_dns_name(name: str) -> str:
     shown = _shorten(name)
     text = name[:-1] if name.endswith(".") else name
@@ -118,8 +122,7 @@ def _validate_dns_name(name: str) -> str:
         ascii_name = text.lower()
     else:
         try:
-            # RFC 3490 ToASCII per label (nameprep + punycode), as ssl does it.
-            ascii_name = text.encode("idna").decode("ascii").lower()
+            ascii_name = _idna_to_ascii(text)
         except UnicodeError as exc:
             raise InvalidHostname(f"hostname {shown} is not a valid IDN: {exc}") from None
     if len(ascii_name) > MAX_NAME_LENGTH:
@@ -135,6 +138,11 @@ def _validate_dns_name(name: str) -> str:
             f"hostname {shown} ends in a numeric label: not a valid IP address nor DNS name"
         )
     return ascii_name
+
+
+def _idna_to_ascii(text: str) -> str:
+    # RFC 3490 ToASCII per label (nameprep + punycode), as ssl does it.
+    return text.encode("idna").decode("ascii").lower()
 
 
 def _check_label(label: str, shown: str) -> None:
