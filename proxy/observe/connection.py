@@ -71,6 +71,9 @@ C2S, S2C = Direction.C2S, Direction.S2C
 CLOSED_HISTORY = 512
 """Closed streams kept for display and late-frame checks; older ones are
 known closed by their id alone, so memory stays bounded on long connections."""
+_ACTIVE = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_CLIENT,
+                     StreamState.HALF_CLOSED_SERVER})
+"""States that count towards SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2)."""
 _DATA, _HEADERS, _PRIORITY, _RST = 0, 1, 2, 3
 _SETTINGS, _PUSH, _PING, _GOAWAY, _WU, _CONT = 4, 5, 6, 7, 8, 9
 _STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
@@ -104,6 +107,8 @@ class ConnectionObserver:
                  partial: bool = False) -> None:
         self.partial = partial
         self.sides = (Side(C2S), Side(S2C))
+        self.sides[C2S].peer = self.sides[S2C]
+        self.sides[S2C].peer = self.sides[C2S]
         self.sides[C2S].preface = "done" if preface == "none" else preface
         self.sides[S2C].preface = "done"
         if max_table_size is not None:
@@ -138,16 +143,16 @@ class ConnectionObserver:
             if pos < 0:
                 return events
         n = len(buf)
-        limit_frame = self.sides[direction.peer].max_frame_size_allowing_pending
+        receiver = self.sides[1 - direction]
         while n - pos >= 9:
             length, ftype, _flags, _sid = parse_header(buf, pos)
-            if length > 16_384 and length > limit_frame() and (
+            if length > 16_384 and length > receiver.accepts_frame_size and (
                     ftype not in FrameType._value2member_map_ or side.frames == 0):
                 # An unknown type (or a first frame) that claims more than the
                 # receiver accepts is not HTTP/2 framing: stop decoding.
                 self._desync(side, pos, t, f"a {type_name(ftype)} frame header claims {length} "
                              f"bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
-                             f"{limit_frame()}: these bytes are not HTTP/2 frames")
+                             f"{receiver.accepts_frame_size}: these bytes are not HTTP/2 frames")
                 return events
             end = pos + 9 + length
             if end > n:
@@ -199,6 +204,7 @@ class ConnectionObserver:
              int.from_bytes(http2_settings[i + 2:i + 6], "big"))
             for i in range(0, len(http2_settings) - len(http2_settings) % 6, 6))
         self._apply_settings(client, settings, t)
+        client.refresh_frame_size()
         stream = Stream(1, state=StreamState.HALF_CLOSED_CLIENT, request_headers=request_headers)
         self._init_windows(stream)
         self.streams[1] = stream
@@ -270,8 +276,7 @@ class ConnectionObserver:
             findings.append(_f("first-frame-not-settings", Severity.ERROR, "RFC 9113 §3.4",
                                f"the {direction.sender}'s first frame is {type_name(ftype)}, "
                                "not SETTINGS", seq, sid))
-        receiver = self.sides[direction.peer]
-        max_size = receiver.max_frame_size_allowing_pending()
+        max_size = self.sides[1 - direction].accepts_frame_size
         if frame.length > max_size:
             findings.append(_f("frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
                                f"{type_name(ftype)} of {frame.length} bytes exceeds the "
@@ -361,6 +366,9 @@ class ConnectionObserver:
                                                old=old.value, new=new.value, seq=seq))
         if old is StreamState.IDLE:
             self.streams[sid] = stream
+        was, now = old in _ACTIVE, new in _ACTIVE
+        if was is not now:
+            self.sides[stream.opened_by].active_streams += 1 if now else -1
         if new is StreamState.CLOSED:
             self.streams.pop(sid, None)
             self.priority.remove(sid)
@@ -391,15 +399,15 @@ class ConnectionObserver:
                                "new stream ids must increase", seq, sid))
         else:
             side.highest_stream_id = sid
-        limit = self.sides[direction.peer].advertised[SettingCode.MAX_CONCURRENT_STREAMS]
-        active = sum(1 for s in self.streams.values()
-                     if s.opened_by is direction and s.state is not StreamState.RESERVED)
+        peer = self.sides[1 - direction]
+        limit = peer.advertised[SettingCode.MAX_CONCURRENT_STREAMS]
+        active = side.active_streams
         if active >= limit:
             findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
                                "RFC 9113 §5.1.2",
                                f"stream {sid} would be concurrent stream {active + 1} but the "
                                f"{direction.peer.sender} allows {limit}", seq, sid))
-        goaway = self.sides[direction.peer].goaway_last_stream_id
+        goaway = peer.goaway_last_stream_id
         if goaway is not None and sid > goaway:
             findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
                                f"stream {sid} opened after the {direction.peer.sender}'s GOAWAY "
@@ -572,7 +580,7 @@ class ConnectionObserver:
         role = pending.role
         assert isinstance(role, BlockRole)
         findings.extend(check_fields(block.headers, role, seq=seq, stream_id=sid))
-        limit = self.sides[side.direction.peer].advertised[SettingCode.MAX_HEADER_LIST_SIZE]
+        limit = self.sides[1 - side.direction].advertised[SettingCode.MAX_HEADER_LIST_SIZE]
         if block.decoded_size > limit:
             findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
                                f"header list of {block.decoded_size} bytes exceeds the "
@@ -656,6 +664,7 @@ class ConnectionObserver:
                 return
             acked = owner.pending.popleft()
             self._apply_settings(owner, acked.settings, t)
+            owner.refresh_frame_size()
             self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
                                                      settings=acked.settings, seq=seq))
             return
@@ -673,6 +682,7 @@ class ConnectionObserver:
                                    f"setting 0x{ident:x} = {value} is unknown and ignored",
                                    seq, 0))
         side.pending.append(PendingSettings(frame.settings, seq, t))
+        side.refresh_frame_size()
         side.sent_settings = True
 
     def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],

@@ -9,18 +9,18 @@ answered, a flow-control stall starting or ending, a direction losing framing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from proxy.observe.enums import Direction
 from proxy.observe.findings import Finding
 from proxy.observe.frames import Frame
+from proxy.observe.records import record
 
 if TYPE_CHECKING:
     from proxy.observe.hpack_annotated import HeaderBlock
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Event:
     t: float
     """Timestamp passed in by the caller with the bytes (seconds, any epoch)."""
@@ -28,12 +28,12 @@ class Event:
     """The direction whose bytes produced this event."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PrefaceObserved(Event):
     """The client connection preface (RFC 9113 §3.4) went by."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class FrameObserved(Event):
     seq: int
     """Connection-wide frame sequence number, from 0, in observation order."""
@@ -49,7 +49,7 @@ class FrameObserved(Event):
     (a WINDOW_UPDATE affects the opposite direction's data)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class StreamStateChanged(Event):
     stream_id: int
     old: str
@@ -59,7 +59,7 @@ class StreamStateChanged(Event):
     """The frame that caused the change."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SettingsAcknowledged(Event):
     """A SETTINGS frame took effect: ``direction`` is the ACK's direction, so the
     settings were sent the other way and now bind this direction's sender."""
@@ -68,7 +68,7 @@ class SettingsAcknowledged(Event):
     seq: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PingAnswered(Event):
     """A PING ACK matched an earlier PING by its opaque data."""
 
@@ -78,7 +78,7 @@ class PingAnswered(Event):
     seq: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class FlowControlStalled(Event):
     """Data flowing in ``direction`` cannot continue: a send window reached 0."""
 
@@ -87,7 +87,7 @@ class FlowControlStalled(Event):
     seq: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class FlowControlResumed(Event):
     """A WINDOW_UPDATE (sent the other way) reopened a stalled window."""
 
@@ -96,7 +96,7 @@ class FlowControlResumed(Event):
     seq: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Desynced(Event):
     """Framing was lost for this direction: later bytes are counted, not decoded."""
 
@@ -105,7 +105,7 @@ class Desynced(Event):
     finding: Finding
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ConnectionFindingRaised(Event):
     """A finding not tied to one frame (e.g. SETTINGS never acknowledged at close)."""
 

@@ -7,8 +7,9 @@ flowing. Each carries the RFC section its rule comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+
+from proxy.observe.records import record
 
 
 class Severity(IntEnum):
@@ -20,7 +21,7 @@ class Severity(IntEnum):
     """A MUST-level rule broken: a conforming peer would reset or close."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Finding:
     code: str
     """Stable identifier, e.g. ``flow-control-exceeded``; filters and tests use it."""

@@ -13,9 +13,9 @@ views and verbatim replay never need to re-encode anything.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from proxy.observe.enums import FrameType, error_name, flag_names, setting_name, type_name
+from proxy.observe.records import record
 
 FRAME_HEADER = struct.Struct(">HBBBL")
 """Length (24 bits as 16+8), type, flags, R bit + stream id (31 bits)."""
@@ -26,7 +26,7 @@ _GOAWAY = struct.Struct(">LL")
 STREAM_MASK = 0x7FFF_FFFF
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Frame:
     """Any frame. Typed subclasses add the fields their payload carries."""
 
@@ -56,7 +56,7 @@ class Frame:
         return self.raw[9:]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Priority:
     """RFC 7540 §5.3 priority fields carried by HEADERS and PRIORITY."""
 
@@ -66,7 +66,7 @@ class Priority:
     """Actual weight 1..256 (the wire carries weight - 1)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class DataFrame(Frame):
     pad_length: int | None
     """Bytes of padding when PADDED is set; flow control counts them (§6.9.1)."""
@@ -82,7 +82,7 @@ class DataFrame(Frame):
         return bool(self.flags & 0x1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class HeadersFrame(Frame):
     pad_length: int | None
     priority: Priority | None
@@ -98,12 +98,12 @@ class HeadersFrame(Frame):
         return bool(self.flags & 0x4)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PriorityFrame(Frame):
     priority: Priority
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RstStreamFrame(Frame):
     error_code: int
 
@@ -112,7 +112,7 @@ class RstStreamFrame(Frame):
         return error_name(self.error_code)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SettingsFrame(Frame):
     settings: tuple[tuple[int, int], ...]
     """(identifier, value) pairs in wire order; repeats are kept (§6.5: last wins)."""
@@ -125,7 +125,7 @@ class SettingsFrame(Frame):
         return tuple((setting_name(k), v) for k, v in self.settings)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PushPromiseFrame(Frame):
     pad_length: int | None
     promised_stream_id: int
@@ -136,7 +136,7 @@ class PushPromiseFrame(Frame):
         return bool(self.flags & 0x4)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PingFrame(Frame):
     opaque: bytes
 
@@ -145,7 +145,7 @@ class PingFrame(Frame):
         return bool(self.flags & 0x1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class GoAwayFrame(Frame):
     last_stream_id: int
     error_code: int
@@ -156,12 +156,12 @@ class GoAwayFrame(Frame):
         return error_name(self.error_code)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class WindowUpdateFrame(Frame):
     increment: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ContinuationFrame(Frame):
     fragment: bytes
 
@@ -170,7 +170,7 @@ class ContinuationFrame(Frame):
         return bool(self.flags & 0x4)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AltSvcFrame(Frame):
     """RFC 7838 §4."""
 
@@ -178,14 +178,14 @@ class AltSvcFrame(Frame):
     field_value: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OriginFrame(Frame):
     """RFC 8336 §2."""
 
     origins: tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PriorityUpdateFrame(Frame):
     """RFC 9218 §7.1."""
 
@@ -193,7 +193,7 @@ class PriorityUpdateFrame(Frame):
     field_value: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class UnknownFrame(Frame):
     """A type nobody registered (or GREASE, RFC 9113 §5.5): kept raw, ignored by peers."""
 

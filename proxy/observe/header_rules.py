@@ -8,6 +8,7 @@ trailers.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from proxy.observe.findings import Finding, Severity
@@ -18,7 +19,6 @@ RESPONSE_PSEUDO = frozenset({":status"})
 CONNECTION_SPECIFIC = frozenset(
     {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade"}
 )
-_NAME_OK = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
 class BlockRole(Enum):
@@ -33,36 +33,83 @@ def _finding(code: str, sev: Severity, rfc: str, msg: str, seq: int | None,
     return Finding(code=code, severity=sev, rfc=rfc, message=msg, seq=seq, stream_id=sid)
 
 
+_GOOD_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9a-z]+")
+_BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
+_name_cache: dict[str, str | None] = {}
+_clean_fields: set[tuple[str, str]] = set()
+"""Regular fields that passed every check: repeated fields skip them (bounded)."""
+
+
 def _bad_name(name: str) -> str | None:
-    raw = name.encode("utf-8", "surrogateescape")
-    body = raw[1:] if raw.startswith(b":") else raw
-    if not body:
-        return "is empty"
-    if any(c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in body):
-        return "contains uppercase characters"
-    if not all(c in _NAME_OK for c in body):
-        return "contains characters not allowed in a field name"
-    return None
+    # Names repeat on every request: remember the verdict (bounded).
+    try:
+        return _name_cache[name]
+    except KeyError:
+        pass
+    verdict: str | None = None
+    if not _GOOD_NAME.fullmatch(name):
+        body = name[1:] if name.startswith(":") else name
+        if not body:
+            verdict = "is empty"
+        elif body.lower() != body:
+            verdict = "contains uppercase characters"
+        else:
+            verdict = "contains characters not allowed in a field name"
+    if len(_name_cache) < 4096:
+        _name_cache[name] = verdict
+    return verdict
 
 
 def _bad_value(value: str) -> str | None:
-    raw = value.encode("utf-8", "surrogateescape")
-    if b"\x00" in raw or b"\r" in raw or b"\n" in raw:
+    if not value or not _BAD_VALUE.search(value):
+        return None
+    if "\x00" in value or "\r" in value or "\n" in value:
         return "contains NUL, CR or LF"
-    if raw[:1] in (b" ", b"\t") or raw[-1:] in (b" ", b"\t"):
-        return "starts or ends with whitespace"
-    return None
+    return "starts or ends with whitespace"
 
 
 def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: int | None,
                  stream_id: int) -> list[Finding]:
     """Findings for one decoded header block in its role. Never raises."""
     out: list[Finding] = []
+    allowed = RESPONSE_PSEUDO if role is BlockRole.RESPONSE else REQUEST_PSEUDO
+    pseudo = _quick_scan(headers, allowed, role)
+    if pseudo is None:
+        pseudo = _full_scan(headers, role, allowed, seq, stream_id, out)
+    return _check_pseudo(pseudo, role, seq, stream_id, out)
+
+
+def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
+                role: BlockRole) -> dict[str, str] | None:
+    """The pseudo-header map of a block with nothing wrong in its fields, or
+    None when something needs the full scan. The common case, made cheap:
+    leading unique allowed pseudo-headers, then regular fields seen clean before."""
+    pseudo: dict[str, str] = {}
+    clean = _clean_fields
+    regular = False
+    for field in headers:
+        if field in clean:
+            regular = True
+            continue
+        name, value = field
+        if regular or name[:1] != ":" or name in pseudo or name not in allowed \
+                or role is BlockRole.TRAILERS or (value and _BAD_VALUE.search(value)):
+            return None
+        pseudo[name] = value
+    return pseudo
+
+
+def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: frozenset[str],
+               seq: int | None, stream_id: int, out: list[Finding]) -> dict[str, str]:
     seen_regular = False
     pseudo: dict[str, str] = {}
-    allowed = RESPONSE_PSEUDO if role is BlockRole.RESPONSE else REQUEST_PSEUDO
-    for name, value in headers:
-        if name.startswith(":"):
+    clean = _clean_fields
+    for field in headers:
+        if field in clean:
+            seen_regular = True
+            continue  # this exact regular field passed every check before
+        name, value = field
+        if name[:1] == ":":
             if role is BlockRole.TRAILERS:
                 out.append(_finding("pseudo-header-in-trailers", Severity.ERROR, "RFC 9113 §8.1",
                                     f"trailers carry the pseudo-header {name}", seq, stream_id))
@@ -102,7 +149,16 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
             sev = Severity.ERROR if "NUL" in vproblem else Severity.WARNING
             out.append(_finding("header-value-invalid", sev, "RFC 9113 §8.2.1",
                                 f"value of {name!r} {vproblem}", seq, stream_id))
-    if role in (BlockRole.REQUEST, BlockRole.PUSH_REQUEST):
+        if not problem and not vproblem and name[:1] != ":" and name not in CONNECTION_SPECIFIC \
+                and name != "te" and len(clean) < 8192:
+            clean.add(field)
+    return pseudo
+
+
+def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stream_id: int,
+                  out: list[Finding]) -> list[Finding]:
+    """What a block in this role must carry (RFC 9113 §8.3.1, §8.3.2, §8.5)."""
+    if role is BlockRole.REQUEST or role is BlockRole.PUSH_REQUEST:
         method = pseudo.get(":method")
         if method == "CONNECT" and ":protocol" not in pseudo:
             # RFC 9113 §8.5: CONNECT carries :authority only.
@@ -114,7 +170,10 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
                     out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.5",
                                         f"CONNECT request carries {extra}", seq, stream_id))
         else:
-            missing = [p for p in (":method", ":scheme", ":path") if p not in pseudo]
+            if ":method" in pseudo and ":scheme" in pseudo and ":path" in pseudo:
+                missing = None
+            else:
+                missing = [p for p in (":method", ":scheme", ":path") if p not in pseudo]
             if missing:
                 out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
                                     f"request without {', '.join(missing)}", seq, stream_id))

@@ -34,8 +34,10 @@ from typing import Any, TypeAlias, overload
 
 from hpack.exceptions import HPACKError
 from hpack.hpack import decode_integer
-from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
+
+from proxy.observe.huffman import HuffmanDecodeError
+from proxy.observe.huffman import decode as huffman_decode
 
 __all__ = [
     "AnnotatedDecoder",
@@ -306,8 +308,8 @@ def _huffman(raw: bytes, offset: int, what: str) -> tuple[str, int]:
     if cached is not None:
         return cached
     try:
-        plain = decode_huffman(raw)
-    except HPACKError as err:
+        plain = huffman_decode(raw)
+    except HuffmanDecodeError as err:
         # §5.2: padding longer than 7 bits, padding not of EOS bits, or an
         # encoded EOS symbol are all decoding errors.
         raise HpackDecodeError(f"invalid Huffman {what}: {err}", offset=offset) from None

@@ -9,12 +9,12 @@ stream gives its children to its parent (§5.3.4).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from proxy.observe.records import record
 
 DEFAULT_WEIGHT = 16
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PriorityNode:
     stream_id: int
     parent: int
@@ -22,11 +22,13 @@ class PriorityNode:
 
 
 class PriorityTree:
-    """Parent and weight per stream; children derived on demand."""
+    """Parent and weight per stream, with a children index so that closing a
+    stream or an exclusive insert costs the size of one family, not the tree."""
 
     def __init__(self) -> None:
         self._parent: dict[int, int] = {}
         self._weight: dict[int, int] = {}
+        self._children: dict[int, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._parent)
@@ -34,43 +36,60 @@ class PriorityTree:
     def __contains__(self, stream_id: int) -> bool:
         return stream_id in self._parent
 
+    def _attach(self, stream_id: int, parent: int) -> None:
+        old = self._parent.get(stream_id)
+        if old is not None:
+            kids = self._children.get(old)
+            if kids is not None:
+                kids.discard(stream_id)
+                if not kids:
+                    del self._children[old]
+        self._parent[stream_id] = parent
+        self._children.setdefault(parent, set()).add(stream_id)
+
     def set(self, stream_id: int, depends_on: int, weight: int, exclusive: bool) -> None:
         """Apply a priority signal. The caller has rejected self-dependency."""
         parent = self._parent
         if depends_on and depends_on not in parent:
             # RFC 7540 §5.3.1: a dependency on a stream not in the tree gets default priority.
-            parent[depends_on] = 0
+            self._attach(depends_on, 0)
             self._weight[depends_on] = DEFAULT_WEIGHT
         # RFC 7540 §5.3.3: if the new parent depends on this stream, it first
         # moves to this stream's former parent.
         ancestor = depends_on
         while ancestor:
             if ancestor == stream_id:
-                parent[depends_on] = parent.get(stream_id, 0)
+                self._attach(depends_on, parent.get(stream_id, 0))
                 break
             ancestor = parent.get(ancestor, 0)
         if exclusive:
-            for child, p in list(parent.items()):
-                if p == depends_on and child != stream_id:
-                    parent[child] = stream_id
-        parent[stream_id] = depends_on
+            for child in list(self._children.get(depends_on, ())):
+                if child != stream_id:
+                    self._attach(child, stream_id)
+        self._attach(stream_id, depends_on)
         self._weight[stream_id] = weight
 
     def ensure(self, stream_id: int) -> None:
         """A new stream without a priority signal: default dependency on 0."""
         if stream_id not in self._parent:
-            self._parent[stream_id] = 0
+            self._attach(stream_id, 0)
             self._weight[stream_id] = DEFAULT_WEIGHT
 
     def remove(self, stream_id: int) -> None:
-        parent = self._parent
-        if stream_id not in parent:
+        """RFC 7540 §5.3.4: a removed stream's children move to its parent."""
+        if stream_id not in self._parent:
             return
-        up = parent.pop(stream_id)
+        up = self._parent[stream_id]
+        for child in list(self._children.get(stream_id, ())):
+            self._attach(child, up)
+        self._children.pop(stream_id, None)
+        kids = self._children.get(up)
+        if kids is not None:
+            kids.discard(stream_id)
+            if not kids:
+                del self._children[up]
+        del self._parent[stream_id]
         self._weight.pop(stream_id, None)
-        for child, p in list(parent.items()):
-            if p == stream_id:
-                parent[child] = up
 
     def node(self, stream_id: int) -> PriorityNode | None:
         if stream_id not in self._parent:
@@ -79,7 +98,7 @@ class PriorityTree:
                             weight=self._weight[stream_id])
 
     def children(self, stream_id: int) -> list[int]:
-        return sorted(c for c, p in self._parent.items() if p == stream_id)
+        return sorted(self._children.get(stream_id, ()))
 
     def nodes(self) -> list[PriorityNode]:
         return [PriorityNode(stream_id=s, parent=p, weight=self._weight[s])

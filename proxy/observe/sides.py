@@ -64,19 +64,22 @@ class Side:
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
     goaway_last_stream_id: int | None = None
     sent_settings: bool = False
+    active_streams: int = 0
+    """Streams this endpoint opened that are open or half-closed (§5.1.2 counts them)."""
+    accepts_frame_size: int = 16_384
+    """The largest frame this endpoint has said it accepts, pending SETTINGS included:
+    a peer may use a larger size as soon as it processes SETTINGS, slightly before
+    its ACK crosses the observer. Kept current by :meth:`refresh_frame_size`."""
+    peer: Side | None = None
+    """The other endpoint (set once by the connection model)."""
 
     def setting(self, code: SettingCode) -> int:
         return self.advertised[code]
 
-    def max_frame_size_allowing_pending(self) -> int:
-        """The largest frame this endpoint has said it accepts, pending included.
-
-        Used to judge frames the *peer* sends: a peer may use a larger size as
-        soon as it processes SETTINGS, slightly before its ACK crosses us.
-        """
+    def refresh_frame_size(self) -> None:
         size = self.advertised[SettingCode.MAX_FRAME_SIZE]
         for p in self.pending:
             for k, v in p.settings:
                 if k == SettingCode.MAX_FRAME_SIZE and v > size:
                     size = v
-        return size
+        self.accepts_frame_size = size
