@@ -193,7 +193,7 @@ def main() -> None:
                 if isinstance(ev, FrameObserved) and ev.frame.type == 0
             )
 
-        def run_data(chunks: list[tuple[Direction, bytes]] = chunks) -> int:
+        def run_data(chunks: list[tuple[Direction, bytes]] = chunks, nframes: int = nframes) -> int:
             o = ConnectionObserver()
             for direction, c in chunks:
                 o.feed(direction, c, 0.0)
@@ -204,7 +204,7 @@ def main() -> None:
 
     t_hpack, _ = _time(run_hpack)
     t_ann, _ = _time(run_annotated)
-    t_obs, nev = _time(run_observer_headers)
+    t_obs, _ = _time(run_observer_headers)
     print(
         f"workload: {args.requests} request/response exchanges, {nblocks} header blocks, "
         f"~{len(REQUEST_FIELDS)} fields per request block"
