@@ -11,11 +11,12 @@ Every leaf carries (see docs/certificates.md for the reasoning):
   client that connected to one name of a multi-name or wildcard server still
   matches (RFC 6125 §6.4: clients match the SAN, not the common name);
 * basicConstraints CA:FALSE (critical), keyUsage digitalSignature (critical),
-  extendedKeyUsage serverAuth (RFC 5280 §4.2.1.12; required by Apple and
-  Chromium), subject and authority key identifiers (RFC 5280 §4.2.1.1-2,
-  required by OpenSSL's ``-x509_strict`` for non-self-signed certificates);
+  extendedKeyUsage serverAuth (RFC 5280 §4.2.1.12; Apple requires it),
+  subject and authority key identifiers (RFC 5280 §4.2.1.1-2; OpenSSL's
+  ``-x509_strict`` requires the latter on non-self-signed certificates);
 * validity: ``notBefore`` a day in the past for clock skew, total lifetime
-  397 days (the CA/Browser Forum limit; Apple rejects longer TLS leaves),
+  397 days (the CA/Browser Forum limit, BR §6.3.2; Apple allows at most 825
+  days even for user-added roots),
   never past the CA's own ``notAfter``;
 * a random 128-bit serial (RFC 5280 §4.1.2.2; CA/B Forum BR §7.1 asks for at
   least 64 random bits).
