@@ -1,0 +1,603 @@
+"""Configuration: a YAML file plus command-line flags, validated into one :class:`Config`.
+
+Precedence, lowest first: the defaults below, the config file (``--config FILE``
+or ``<confdir>/config.yaml`` when it exists), environment variables the
+command honours (``$SSLKEYLOGFILE``), then flags. Flags reach
+:func:`load_config` as ``overrides``: dotted keys (``listen.port``) mapped to
+raw values, validated exactly like the file's.
+
+Every mistake stops with a :class:`ConfigError` that names the key by its
+dotted path (``ui.keymap.quitt``, ``modes[1]``), the line in the file when it
+came from the file, and what would have been accepted. The CLI turns it into
+exit status 2 (it is a :class:`proxy.cli.UsageError`).
+
+The schema is the dataclasses below; ``config.example.yaml`` at the top of the
+repository lists every option with its default, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, get_type_hints
+
+import yaml
+
+from proxy.cli import UsageError, default_confdir
+
+__all__ = [
+    "KEYMAP_ACTIONS",
+    "Config",
+    "ConfigError",
+    "HeadlessConfig",
+    "ListenConfig",
+    "LogConfig",
+    "ModeKind",
+    "ModeSpec",
+    "RecordConfig",
+    "UIConfig",
+    "UpstreamConfig",
+    "default_config_path",
+    "load_config",
+    "parse_mode",
+]
+
+#: UI action ids a keymap may rebind. Empty means "not validated yet": the UI
+#: fills this in when its bindings exist; until then any action id is accepted.
+KEYMAP_ACTIONS: tuple[str, ...] = ()
+
+THEMES = ("auto", "dark", "light")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(UsageError):
+    """An invalid configuration value or key; ``str()`` says where and what is accepted."""
+
+    def __init__(self, message: str, *, key: str | None = None, line: int | None = None,
+                 source: str | None = None, flag: str | None = None) -> None:
+        self.message = message
+        self.key = key
+        """Dotted path of the offending key, e.g. ``listen.port`` or ``modes[1]``."""
+        self.line = line
+        """1-based line in the config file, when the value came from the file."""
+        self.source = source
+        """The config file's path, when the value came from a file."""
+        self.flag = flag
+        """The command-line flag that gave the value, when it came from one."""
+        if flag is not None:
+            text = f"{flag} ({key}): {message}" if key else f"{flag}: {message}"
+        else:
+            where = source or ""
+            if line is not None:
+                where = f"{where}, line {line}" if where else f"line {line}"
+            text = f"{key}: {message}" if key else message
+            text = f"{where}: {text}" if where else text
+        super().__init__(text)
+
+
+# ------------------------------------------------------------------- modes
+
+class ModeKind(StrEnum):
+    REGULAR = "regular"
+    """Explicit HTTP proxy: CONNECT for https, absolute-form requests for http."""
+    REVERSE = "reverse"
+    """Every client connection goes to one fixed upstream server."""
+    SOCKS5 = "socks5"
+    """A SOCKS5 proxy (RFC 1928)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeSpec:
+    """One ``modes`` entry, parsed."""
+
+    kind: ModeKind
+    scheme: str | None = None
+    """Reverse mode: ``https`` (TLS to the upstream) or ``http`` (cleartext, h2c or h1)."""
+    host: str | None = None
+    """Reverse mode: the upstream host (an IPv6 address without brackets)."""
+    port: int | None = None
+    """Reverse mode: the upstream port (the scheme's default when not written)."""
+    listen_port: int | None = None
+    """``@PORT``: this mode's own listening port; ``None`` means ``listen.port``."""
+    text: str
+    """The entry as written."""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_MODE_KINDS = "regular[@PORT], reverse:https://HOST[:PORT][@PORT], " \
+    "reverse:http://HOST[:PORT][@PORT], socks5[@PORT]"
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?")
+
+
+def _port(text: str, what: str, low: int = 1) -> int:
+    if not text.isdigit() or not low <= int(text) <= 65535:
+        raise ValueError(f"{what} {text!r} is not a port number ({low}-65535)")
+    return int(text)
+
+
+def _host(text: str) -> str:
+    """An IP address or a DNS name; raises ValueError naming what is wrong."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(text):
+        raise ValueError(f"{text!r} is not a host name or IP address")
+    return text
+
+
+def parse_mode(text: str) -> ModeSpec:
+    """Parse one mode entry; raises ValueError with the accepted forms."""
+    spec, at, listen = text.partition("@")
+    listen_port = _port(listen, "listening port") if at else None
+    kind, colon, target = spec.partition(":")
+    if kind in (ModeKind.REGULAR, ModeKind.SOCKS5) and not colon:
+        return ModeSpec(kind=ModeKind(kind), listen_port=listen_port, text=text)
+    if kind != ModeKind.REVERSE or not colon:
+        raise ValueError(f"unknown mode {text!r}; accepted: {_MODE_KINDS}")
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme not in ("https", "http"):
+        raise ValueError(f"{text!r}: reverse mode needs an http:// or https:// upstream, "
+                         f"e.g. reverse:https://example.com:443")
+    rest = rest.removesuffix("/")
+    if not rest or any(ch in rest for ch in "/?#"):
+        raise ValueError(f"{text!r}: the upstream is a host and an optional port, "
+                         f"without a path")
+    if rest.startswith("["):  # RFC 3986 §3.2.2: an IPv6 literal is bracketed
+        host, bracket, port_text = rest[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            raise ValueError(f"{text!r}: bad bracketed IPv6 address")
+        port_text = port_text[1:]
+        if not isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address")
+    else:
+        host, _, port_text = rest.partition(":")
+        host = _host(host)
+    port = _port(port_text, "upstream port") if port_text else (443 if scheme == "https" else 80)
+    return ModeSpec(kind=ModeKind.REVERSE, scheme=scheme, host=host, port=port,
+                    listen_port=listen_port, text=text)
+
+
+# ------------------------------------------------------------------ schema
+# Each field's metadata may hold ``check``: a function that returns the
+# (normalised) value or raises ValueError whose message says what is accepted.
+
+def _meta(check: Callable[[Any], Any] | None = None, *, in_file: bool = True) -> dict[str, Any]:
+    return {"check": check, "in_file": in_file}
+
+
+def _check_listen_host(value: str) -> str:
+    if value == "localhost":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or 'localhost'; accepted: "
+                         f"127.0.0.1, ::1, localhost, 0.0.0.0 (all IPv4 interfaces), "
+                         f":: (all interfaces) or one interface's address") from None
+
+
+def _check_listen_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number; accepted: 0-65535 "
+                         f"(0 picks a free port)")
+    return value
+
+
+def _check_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"{value!r} is not accepted; accepted: {', '.join(choices)}")
+        return value.lower()
+    return check
+
+
+def _check_proxyauth(value: str | None) -> str | None:
+    if value is not None:
+        user, colon, _ = value.partition(":")
+        if not colon or not user:
+            raise ValueError("expected USER:PASS, e.g. alice:secret")
+    return value
+
+
+def _check_max_data(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise ValueError(f"{value} is negative; accepted: an integer >= 0 or null (no cap)")
+    return value
+
+
+def _check_filter(value: str) -> str:
+    from proxy.filter import FilterError, compile_filter
+
+    try:
+        compile_filter(value)
+    except FilterError as exc:
+        raise ValueError(f"invalid filter: {exc}") from None
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    host: str = field(default="127.0.0.1", metadata=_meta(_check_listen_host))
+    """Address the listeners bind to."""
+    port: int = field(default=8080, metadata=_meta(_check_listen_port))
+    """Port of the first mode (and of every mode without ``@PORT``)."""
+    allow_remote: bool = False
+    """Allow a non-loopback ``host``: anyone who can reach it can use the proxy."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    insecure: bool = False
+    """Do not verify upstream servers' certificates."""
+    ca_file: Path | None = None
+    """Extra trust anchors (PEM) for upstream servers, added to the system's."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordConfig:
+    file: Path | None = None
+    """Record every connection to this capture file."""
+    max_data_bytes: int | None = field(default=None, metadata=_meta(_check_max_data))
+    """Keep at most this many bytes of each DATA frame's payload in the capture."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadlessConfig:
+    filter: str = field(default="", metadata=_meta(_check_filter))
+    """Only print frames matching this filter (docs/filters.md)."""
+    quiet: bool = False
+    """Print nothing per frame (recording and findings summaries still happen)."""
+
+
+def _check_keymap(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UIConfig:
+    keymap: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}),
+                                      metadata=_meta(_check_keymap))
+    """Action id -> key, overriding the default bindings."""
+    theme: str = field(default="auto", metadata=_meta(_check_choice(THEMES)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    file: Path | None = None
+    """Write h2scope's own log here (not traffic)."""
+    level: str = field(default="warning", metadata=_meta(_check_choice(LOG_LEVELS)))
+
+
+def _check_modes(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError(f"needs at least one mode; accepted: {_MODE_KINDS}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole configuration. The proxy core reads the flat properties."""
+
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    modes: tuple[str, ...] = field(default=("regular",), metadata=_meta(_check_modes))
+    """Validated mode entries as written; :attr:`mode_specs` has them parsed."""
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    ignore_hosts: tuple[str, ...] = ()
+    """Regexes matched against ``host:port``; matching connections are passed
+    through untouched (no TLS interception, no decoding)."""
+    proxyauth: str | None = field(default=None, metadata=_meta(_check_proxyauth))
+    """``USER:PASS`` required from clients (Proxy-Authorization / SOCKS5)."""
+    sslkeylogfile: Path | None = None
+    """Append TLS secrets of both legs in NSS key log format (for Wireshark)."""
+    record: RecordConfig = field(default_factory=RecordConfig)
+    headless: HeadlessConfig = field(default_factory=HeadlessConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    confdir: Path = field(default_factory=default_confdir, metadata=_meta(in_file=False))
+    """Holds the CA and config.yaml: ``--confdir`` or ``$H2SCOPE_HOME``, never the file."""
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.host
+
+    @property
+    def listen_port(self) -> int:
+        return self.listen.port
+
+    @property
+    def allow_remote(self) -> bool:
+        return self.listen.allow_remote
+
+    @property
+    def insecure(self) -> bool:
+        return self.upstream.insecure
+
+    @property
+    def upstream_ca(self) -> Path | None:
+        return self.upstream.ca_file
+
+    @property
+    def mode_specs(self) -> tuple[ModeSpec, ...]:
+        return tuple(parse_mode(m) for m in self.modes)
+
+    @property
+    def listen_is_loopback(self) -> bool:
+        return _is_loopback(self.listen.host)
+
+    def listen_port_of(self, mode: ModeSpec) -> int:
+        """The port ``mode`` listens on: its ``@PORT`` or ``listen.port``."""
+        return mode.listen_port if mode.listen_port is not None else self.listen.port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_config_path(confdir: Path) -> Path | None:
+    """``<confdir>/config.yaml`` if it exists."""
+    path = confdir / "config.yaml"
+    return path if path.is_file() else None
+
+
+# ----------------------------------------------------------------- loading
+
+def _kind(value: Any) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return f"{str(value).lower()}"
+        case int() | float():
+            return f"the number {value}"
+        case str():
+            return f"the string {value!r}"
+        case list():
+            return "a list"
+        case dict():
+            return "a mapping"
+    return type(value).__name__
+
+
+class _Loader:
+    """Converts raw values (from YAML or flags) into the dataclasses, keeping
+    track of where each value came from so errors can point at it."""
+
+    def __init__(self, file: Path | None, lines: dict[str, int],
+                 flags: dict[str, str]) -> None:
+        self.file = file
+        self.lines = lines
+        self.flags = flags
+
+    def error(self, key: str, message: str) -> ConfigError:
+        for prefix, flag in self.flags.items():
+            if key == prefix or key.startswith((prefix + ".", prefix + "[")):
+                return ConfigError(message, key=key, flag=flag)
+        line = self.lines.get(key)
+        if line is None:  # a missing key's parent, e.g. for a whole section
+            parent = key.rpartition(".")[0]
+            line = self.lines.get(parent)
+        return ConfigError(message, key=key, line=line,
+                           source=str(self.file) if self.file else None)
+
+    def base_dir(self, key: str) -> Path:
+        # Relative paths in the file are relative to the file; from flags, to the cwd.
+        if self.file is not None and not any(
+                key == p or key.startswith(p + ".") for p in self.flags):
+            return self.file.parent
+        return Path.cwd()
+
+    def section(self, cls: type, raw: Any, path: str) -> Any:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise self.error(path or "(top level)",
+                             f"expected a mapping of options, got {_kind(raw)}")
+        hints = get_type_hints(cls)
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            dotted = f"{path}.{key}" if path else str(key)
+            f = known.get(key) if isinstance(key, str) else None
+            if f is None:
+                names = [n for n, fd in known.items() if fd.metadata.get("in_file", True)]
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise self.error(dotted, f"unknown key; {hint}known keys here: "
+                                 f"{', '.join(names)}")
+            values[key] = self.value(hints[key], value, dotted, f.metadata.get("check"))
+        return cls(**values)
+
+    def value(self, hint: Any, raw: Any, key: str, check: Callable[[Any], Any] | None) -> Any:
+        if is_dataclass(hint):
+            return self.section(hint, raw, key)  # type: ignore[arg-type]
+        value = self.convert(hint, raw, key)
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as exc:
+                raise self.error(key, str(exc)) from None
+        return value
+
+    def convert(self, hint: Any, raw: Any, key: str) -> Any:
+        optional = hint in (Path | None, int | None, str | None)
+        if optional and raw is None:
+            return None
+        base = {Path | None: Path, int | None: int, str | None: str}.get(hint, hint)
+        if base is bool:
+            if not isinstance(raw, bool):
+                raise self.error(key, f"expected true or false, got {_kind(raw)}")
+            return raw
+        if base is int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise self.error(key, f"expected an integer{' or null' if optional else ''}, "
+                                 f"got {_kind(raw)}")
+            return raw
+        if base is str:
+            if not isinstance(raw, str):
+                raise self.error(key, f"expected a string{' or null' if optional else ''}, "
+                                 f"got {_kind(raw)}")
+            return raw
+        if base is Path:
+            if isinstance(raw, Path):
+                raw = str(raw)
+            if not isinstance(raw, str) or not raw:
+                raise self.error(key, f"expected a file path or null, got {_kind(raw)}")
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else self.base_dir(key) / path
+        if hint == tuple[str, ...]:
+            if isinstance(raw, tuple):
+                raw = list(raw)
+            if not isinstance(raw, list):
+                raise self.error(key, f"expected a list of strings, got {_kind(raw)}")
+            for i, item in enumerate(raw):
+                if not isinstance(item, str):
+                    raise self.error(f"{key}[{i}]", f"expected a string, got {_kind(item)}")
+            return tuple(raw)
+        if hint == Mapping[str, str]:
+            if not isinstance(raw, dict):
+                raise self.error(key, f"expected a mapping of strings, got {_kind(raw)}")
+            for k, v in raw.items():
+                if not isinstance(v, str) or not v:
+                    raise self.error(f"{key}.{k}", f"expected a non-empty string, "
+                                     f"got {_kind(v)}")
+            return raw
+        raise TypeError(f"no converter for {hint!r} ({key})")  # a schema bug, not user input
+
+
+def _node_lines(node: yaml.Node | None, path: str, out: dict[str, int],
+                dupes: list[tuple[str, int]]) -> None:
+    """Map each dotted key path in the composed YAML tree to its 1-based line."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            dotted = f"{path}.{key}" if path else key
+            if key in seen:
+                dupes.append((dotted, key_node.start_mark.line + 1))
+            seen.add(key)
+            out[dotted] = key_node.start_mark.line + 1
+            _node_lines(value_node, dotted, out, dupes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[f"{path}[{i}]"] = item.start_mark.line + 1
+            _node_lines(item, f"{path}[{i}]", out, dupes)
+
+
+def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("the config file does not exist", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file: {exc}", source=source) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"not valid YAML: {exc.problem or exc}", line=line,
+                          source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from None
+    lines: dict[str, int] = {}
+    dupes: list[tuple[str, int]] = []
+    _node_lines(node, "", lines, dupes)
+    if dupes:
+        key, line = dupes[0]
+        raise ConfigError("this key appears twice", key=key, line=line, source=source)
+    return raw, lines
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *,
+                flag_names: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (``None``: defaults only), apply ``overrides``, validate.
+
+    ``overrides`` maps dotted keys (``listen.port``, ``modes``, ``confdir``) to
+    raw values as a flag would give them; ``None`` values mean "not given" and
+    are skipped. ``flag_names`` maps those keys to the flag the user typed
+    (``--listen-port``) so an error can name it. Raises :class:`ConfigError`.
+    """
+    raw: Any = {}
+    lines: dict[str, int] = {}
+    if path is not None:
+        raw, lines = _read_file(path)
+        if raw is None:
+            raw = {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    names = dict(flag_names or {})
+    flags = {k: names.get(k, "the command line") for k in given}
+    loader = _Loader(path, lines, flags)
+    if not isinstance(raw, dict):
+        raise loader.error("(top level)", f"expected a mapping of options, got {_kind(raw)}")
+    if "confdir" in raw:
+        raise loader.error("confdir", "cannot be set in the config file (the file lives in "
+                           "it); use --confdir or $H2SCOPE_HOME")
+    for key, value in given.items():
+        _set_dotted(raw, key, value)
+    config: Config = loader.section(Config, raw, "")
+    _check_whole(config, loader)
+    return config
+
+
+def _check_whole(config: Config, loader: _Loader) -> None:
+    """Rules that involve more than one key, and what must exist on disk."""
+    if not config.listen_is_loopback and not config.allow_remote:
+        raise loader.error("listen.host", f"{config.listen_host} is not a loopback address: "
+                           f"anyone who can reach it could use the proxy; set "
+                           f"listen.allow_remote: true (or --allow-remote) if you mean it")
+    ports: dict[int, str] = {}
+    for i, text in enumerate(config.modes):
+        try:
+            mode = parse_mode(text)
+        except ValueError as exc:
+            raise loader.error(f"modes[{i}]", str(exc)) from None
+        port = config.listen_port_of(mode)
+        if port and port in ports:
+            raise loader.error(f"modes[{i}]", f"{text!r} and {ports[port]!r} would both "
+                               f"listen on port {port}; give one of them its own port "
+                               f"with @PORT, e.g. {mode.text.partition('@')[0]}@{port + 1}")
+        ports[port] = text
+    for i, pattern in enumerate(config.ignore_hosts):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise loader.error(f"ignore_hosts[{i}]", f"{pattern!r} is not a valid regular "
+                               f"expression: {exc}") from None
+    for key in config.ui.keymap:
+        if KEYMAP_ACTIONS and key not in KEYMAP_ACTIONS:
+            close = difflib.get_close_matches(key, KEYMAP_ACTIONS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise loader.error(f"ui.keymap.{key}", f"unknown action; {hint}known actions: "
+                               f"{', '.join(KEYMAP_ACTIONS)}")
+    ca = config.upstream.ca_file
+    if ca is not None and not ca.is_file():
+        raise loader.error("upstream.ca_file", f"{ca} does not exist or is not a file "
+                           f"(expected PEM certificates)")

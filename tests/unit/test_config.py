@@ -1,0 +1,319 @@
+"""Configuration: the example file mirrors the defaults, errors name key and line,
+flags override the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.cli import UsageError
+from proxy.config import (
+    Config,
+    ConfigError,
+    ModeKind,
+    ModeSpec,
+    default_config_path,
+    load_config,
+    parse_mode,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error(tmp_path: Path, text: str, overrides: dict[str, object] | None = None,
+          flag_names: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), overrides or {}, flag_names=flag_names)
+    return info.value
+
+
+def dotted_fields(cls: type, prefix: str = "") -> Iterator[str]:
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("in_file", True):
+            continue
+        name = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        if dataclasses.is_dataclass(default):
+            yield from dotted_fields(type(default), name + ".")
+        else:
+            yield name
+
+
+# ------------------------------------------------------------ the example
+
+def test_the_example_file_loads_to_exactly_the_defaults() -> None:
+    assert load_config(EXAMPLE, {}) == Config()
+
+
+def test_every_option_appears_in_the_example_file() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    options = list(dotted_fields(Config))
+    assert len(options) >= 17
+    for dotted in options:
+        node = data
+        for part in dotted.split("."):
+            assert isinstance(node, dict) and part in node, f"{dotted} missing from the example"
+            node = node[part]
+
+
+def test_every_option_in_the_example_has_a_comment_right_above_it() -> None:
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    options = 0
+    for i, line in enumerate(lines):
+        m = re.match(r"( *)[a-z_]+:(.*)$", line)
+        if m is None:
+            continue
+        nested = (lines[i + 1] if i + 1 < len(lines) else "")[len(m.group(1)):]
+        section = not m.group(2).strip() and nested.startswith("  ") and \
+            not nested.lstrip().startswith("- ")
+        if section:
+            continue
+        options += 1
+        assert lines[i - 1].lstrip().startswith("#"), f"line {i + 1} has no comment: {line}"
+    assert options == len(list(dotted_fields(Config)))
+
+
+def test_no_file_and_no_overrides_gives_the_defaults() -> None:
+    config = load_config(None, {})
+    assert config == Config()
+    assert config.listen_host == "127.0.0.1"
+    assert config.listen_port == 8080
+    assert config.modes == ("regular",)
+    assert config.mode_specs == (ModeSpec(kind=ModeKind.REGULAR, text="regular"),)
+    assert config.insecure is False and config.upstream_ca is None
+    assert config.allow_remote is False
+    assert config.ignore_hosts == () and config.proxyauth is None
+    assert config.sslkeylogfile is None
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "# nothing\n"), {}) == Config()
+
+
+def test_the_config_is_immutable() -> None:
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.listen.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.ui.keymap["quit"] = "q"  # type: ignore[index]
+
+
+# ------------------------------------------------------- errors in a file
+
+def test_an_unknown_key_is_named_by_its_dotted_path_and_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  host: 127.0.0.1\n  hots: 1\n")
+    assert (exc.key, exc.line) == ("listen.hots", 3)
+    assert str(exc) == (f"{tmp_path / 'config.yaml'}, line 3: listen.hots: unknown key; did you "
+                        f"mean 'host'? known keys here: host, port, allow_remote")
+    assert isinstance(exc, UsageError)
+
+
+def test_an_unknown_top_level_key_suggests_the_closest(tmp_path: Path) -> None:
+    exc = error(tmp_path, "modes: [regular]\nsslkeylog: x\n")
+    assert (exc.key, exc.line) == ("sslkeylog", 2)
+    assert "did you mean 'sslkeylogfile'?" in str(exc)
+
+
+def test_a_wrong_type_names_the_key_line_and_expected_type(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  port: '8080'\n")
+    assert (exc.key, exc.line) == ("listen.port", 2)
+    assert "expected an integer, got the string '8080'" in str(exc)
+    exc = error(tmp_path, "upstream:\n  insecure: 1\n")
+    assert "upstream.insecure: expected true or false, got the number 1" in str(exc)
+    exc = error(tmp_path, "listen: 8080\n")
+    assert (exc.key, exc.line) == ("listen", 1)
+    assert "expected a mapping of options, got the number 8080" in str(exc)
+    exc = error(tmp_path, "record:\n  max_data_bytes: true\n")
+    assert "expected an integer or null, got true" in str(exc)
+
+
+def test_a_bad_value_names_the_accepted_values(tmp_path: Path) -> None:
+    exc = error(tmp_path, "ui:\n  theme: solarized\n")
+    assert (exc.key, exc.line) == ("ui.theme", 2)
+    assert "accepted: auto, dark, light" in str(exc)
+    exc = error(tmp_path, "log:\n  level: verbose\n")
+    assert "accepted: debug, info, warning, error, critical" in str(exc)
+    exc = error(tmp_path, "listen:\n  port: 65536\n")
+    assert "accepted: 0-65535" in str(exc)
+    exc = error(tmp_path, "record:\n  max_data_bytes: -1\n")
+    assert "accepted: an integer >= 0 or null" in str(exc)
+    exc = error(tmp_path, "proxyauth: alice\n")
+    assert "expected USER:PASS" in str(exc)
+
+
+def test_a_bad_list_item_is_named_by_its_index_and_its_own_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "ignore_hosts:\n  - example\\.com\n  - '(unclosed'\n")
+    assert (exc.key, exc.line) == ("ignore_hosts[1]", 3)
+    assert "is not a valid regular expression" in str(exc)
+    exc = error(tmp_path, "modes:\n  - regular\n  - transparent\n")
+    assert (exc.key, exc.line) == ("modes[1]", 3)
+    assert "accepted: regular[@PORT], reverse:https://HOST[:PORT][@PORT]" in str(exc)
+    exc = error(tmp_path, "ignore_hosts: [1]\n")
+    assert (exc.key, exc.line) == ("ignore_hosts[0]", 1)
+
+
+def test_keymap_entries_must_be_strings(tmp_path: Path) -> None:
+    exc = error(tmp_path, "ui:\n  keymap:\n    quit: q\n    help: 1\n")
+    assert (exc.key, exc.line) == ("ui.keymap.help", 4)
+    assert load_config(write(tmp_path, "ui:\n  keymap: {quit: ctrl+q}\n"), {}) \
+        .ui.keymap == {"quit": "ctrl+q"}
+
+
+def test_a_headless_filter_is_compiled_when_loading(tmp_path: Path) -> None:
+    exc = error(tmp_path, "headless:\n  filter: 'type:DATUM'\n")
+    assert (exc.key, exc.line) == ("headless.filter", 2)
+    assert "unknown frame type 'DATUM' in 'type:DATUM' (column 6)" in str(exc)
+
+
+def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  host: [127.0.0.1\nmodes: x\n")
+    assert exc.line is not None and exc.line >= 2
+    assert "not valid YAML" in str(exc)
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  port: 1\n  port: 2\n")
+    assert (exc.key, exc.line) == ("listen.port", 3)
+
+
+def test_confdir_cannot_be_set_in_the_file(tmp_path: Path) -> None:
+    exc = error(tmp_path, "confdir: /elsewhere\n")
+    assert (exc.key, exc.line) == ("confdir", 1)
+    assert "--confdir" in str(exc)
+
+
+def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", {})
+
+
+def test_a_top_level_list_is_rejected(tmp_path: Path) -> None:
+    exc = error(tmp_path, "- regular\n")
+    assert "expected a mapping of options, got a list" in str(exc)
+
+
+# ---------------------------------------------------- cross-field rules
+
+def test_a_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  host: 0.0.0.0\n")
+    assert (exc.key, exc.line) == ("listen.host", 2)
+    assert "--allow-remote" in str(exc)
+    config = load_config(write(tmp_path, "listen:\n  host: 0.0.0.0\n  allow_remote: true\n"), {})
+    assert config.listen_host == "0.0.0.0" and not config.listen_is_loopback
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "localhost"):
+        assert load_config(None, {"listen.host": host}).listen_is_loopback
+
+
+def test_a_listen_host_must_be_an_address(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  host: my-laptop\n")
+    assert "is not an IP address or 'localhost'" in str(exc)
+
+
+def test_two_modes_on_one_port_are_rejected_with_a_fix(tmp_path: Path) -> None:
+    exc = error(tmp_path, "modes: [regular, socks5]\n")
+    assert exc.key == "modes[1]"
+    assert "e.g. socks5@8081" in str(exc)
+    config = load_config(write(tmp_path, "modes: [regular, socks5@1080]\n"), {})
+    assert [config.listen_port_of(m) for m in config.mode_specs] == [8080, 1080]
+
+
+def test_an_upstream_ca_file_must_exist(tmp_path: Path) -> None:
+    exc = error(tmp_path, "upstream:\n  ca_file: missing.pem\n")
+    assert (exc.key, exc.line) == ("upstream.ca_file", 2)
+    assert str(tmp_path / "missing.pem") in str(exc)
+
+
+def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    config = load_config(write(tmp_path, "upstream: {ca_file: ca.pem}\nrecord: {file: out.h2c}\n"
+                                         "sslkeylogfile: ~/keys.log\n"), {})
+    assert config.upstream_ca == tmp_path / "ca.pem"
+    assert config.record.file == tmp_path / "out.h2c"
+    assert config.sslkeylogfile == Path("~/keys.log").expanduser()
+
+
+# ------------------------------------------------------------- overrides
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen:\n  port: 9000\n  host: ::1\nmodes: [socks5]\n"
+                           "headless: {quiet: true}\n")
+    config = load_config(path, {"listen.port": 9100, "modes": ["regular"], "listen.host": None})
+    assert config.listen_port == 9100
+    assert config.listen_host == "::1"  # None means "flag not given"
+    assert config.modes == ("regular",)
+    assert config.headless.quiet is True
+
+
+def test_an_invalid_flag_value_names_the_flag_and_the_key(tmp_path: Path) -> None:
+    exc = error(tmp_path, "listen:\n  port: 9000\n", {"listen.port": 70000},
+                {"listen.port": "--listen-port"})
+    assert (exc.key, exc.line, exc.flag) == ("listen.port", None, "--listen-port")
+    assert str(exc) == ("--listen-port (listen.port): 70000 is not a port number; "
+                        "accepted: 0-65535 (0 picks a free port)")
+    exc = error(tmp_path, "", {"modes": ["regular", "reverse:ftp://x"]}, {"modes": "--mode"})
+    assert exc.key == "modes[1]" and exc.flag == "--mode"
+
+
+def test_relative_paths_from_flags_are_relative_to_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, {"record.file": "rec.h2c", "confdir": tmp_path / "conf"})
+    assert config.record.file == tmp_path / "rec.h2c"
+    assert config.confdir == tmp_path / "conf"
+
+
+def test_the_default_config_path_is_used_only_when_it_exists(tmp_path: Path) -> None:
+    assert default_config_path(tmp_path) is None
+    write(tmp_path, "listen: {port: 1}\n")
+    assert default_config_path(tmp_path) == tmp_path / "config.yaml"
+
+
+# ----------------------------------------------------------------- modes
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("regular", ModeSpec(kind=ModeKind.REGULAR, text="regular")),
+    ("regular@8081", ModeSpec(kind=ModeKind.REGULAR, listen_port=8081, text="regular@8081")),
+    ("socks5@1080", ModeSpec(kind=ModeKind.SOCKS5, listen_port=1080, text="socks5@1080")),
+    ("reverse:https://example.com", ModeSpec(kind=ModeKind.REVERSE, scheme="https",
+                                             host="example.com", port=443,
+                                             text="reverse:https://example.com")),
+    ("reverse:http://127.0.0.1:8000/@9000", ModeSpec(
+        kind=ModeKind.REVERSE, scheme="http", host="127.0.0.1", port=8000, listen_port=9000,
+        text="reverse:http://127.0.0.1:8000/@9000")),
+    ("reverse:https://[::1]:8443", ModeSpec(kind=ModeKind.REVERSE, scheme="https", host="::1",
+                                            port=8443, text="reverse:https://[::1]:8443")),
+])
+def test_modes_parse_into_their_parts(text: str, expected: ModeSpec) -> None:
+    assert parse_mode(text) == expected
+    assert str(parse_mode(text)) == text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("transparent", "unknown mode 'transparent'; accepted: regular[@PORT]"),
+    ("reverse:ftp://example.com", "needs an http:// or https:// upstream"),
+    ("reverse:example.com", "needs an http:// or https:// upstream"),
+    ("reverse:https://example.com:0", "upstream port '0' is not a port number (1-65535)"),
+    ("reverse:https://example.com:99999", "is not a port number"),
+    ("reverse:https://exa mple.com", "is not a host name or IP address"),
+    ("reverse:https://example.com/api", "without a path"),
+    ("reverse:https://", "without a path"),
+    ("socks5@x", "listening port 'x' is not a port number"),
+    ("regular:x", "unknown mode"),
+])
+def test_invalid_modes_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        parse_mode(text)
