@@ -1,0 +1,181 @@
+"""HAR 1.2 export (http://www.softwareishard.com/blog/har-12-spec/).
+
+One entry per stream that carried a request. HTTP/2 specifics that HAR has
+no field for go in a custom ``_h2scope`` object per entry (custom fields must
+start with an underscore, HAR 1.2 "Custom Fields"): the connection, stream id,
+frame counts, resets, findings and push origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from proxy import __version__
+from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
+from proxy.capture.replay import Replayed
+from proxy.observe.jsonview import finding_dict
+
+_TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
+               "application/x-www-form-urlencoded", "image/svg+xml")
+
+
+def _iso(wall: float | None) -> str:
+    moment = datetime.fromtimestamp(wall or 0.0, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return 0.0
+    return round(max(b - a, 0.0) * 1000, 3)
+
+
+def _headers(headers: Headers | None) -> list[dict[str, str]]:
+    return [{"name": n, "value": v} for n, v in headers or () if not n.startswith(":")]
+
+
+def _size(headers: Headers | None) -> int:
+    # HAR wants header bytes; HPACK has no plain size, so use the RFC 7541 §4.1
+    # field size (name + value + 32) of every field, pseudo-headers included.
+    return sum(len(n) + len(v) + 32 for n, v in headers or ())
+
+
+def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
+    cookies: list[dict[str, Any]] = []
+    for n, v in headers or ():
+        if n != name:
+            continue
+        if name == "cookie":
+            for part in v.split(";"):
+                key, _, value = part.strip().partition("=")
+                if key:
+                    cookies.append({"name": key, "value": value})
+        else:
+            key, _, rest = v.partition("=")
+            cookies.append({"name": key.strip(), "value": rest.split(";", 1)[0]})
+    return cookies
+
+
+def _content(body: bytes, mime: str, truncated: bool) -> dict[str, Any]:
+    content: dict[str, Any] = {"size": len(body), "mimeType": mime}
+    textual = mime.startswith(_TEXT_TYPES) or mime.endswith(("+json", "+xml"))
+    try:
+        text = body.decode("utf-8") if textual else None
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        content["text"] = text
+    elif body:
+        content["text"] = base64.b64encode(body).decode("ascii")
+        content["encoding"] = "base64"
+    if truncated:
+        content["comment"] = "body truncated by max_data_bytes when recorded"
+    return content
+
+
+def _url(ex: Exchange) -> str:
+    scheme = ex.header(":scheme") or "https"
+    authority = ex.header(":authority") or ex.header("host") or ""
+    path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
+    return f"{scheme}://{authority}{path}"
+
+
+def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
+    url = _url(ex)
+    req_mime = ex.header("content-type") or ""
+    resp_mime = ex.header("content-type", response=True) or ""
+    status_text = ex.header(":status", response=True)
+    status = int(status_text) if status_text and status_text.isdigit() else 0
+    send = _ms(ex.started, ex.request_end)
+    wait = _ms(ex.request_end, ex.response_start)
+    receive = _ms(ex.response_start, ex.response_end)
+    request: dict[str, Any] = {
+        "method": ex.header(":method") or "",
+        "url": url,
+        "httpVersion": "h2",
+        "cookies": _cookies(ex.request_headers, "cookie"),
+        "headers": _headers(ex.request_headers),
+        "queryString": [{"name": k, "value": v}
+                        for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
+        "headersSize": _size(ex.request_headers),
+        "bodySize": len(ex.request_body),
+    }
+    if ex.request_body or ex.header("content-type"):
+        body = bytes(ex.request_body)
+        post: dict[str, Any] = {"mimeType": req_mime}
+        try:
+            post["text"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            post["text"] = base64.b64encode(body).decode("ascii")
+            post["comment"] = "base64: the request body is not UTF-8"
+        request["postData"] = post
+    response: dict[str, Any] = {
+        "status": status,
+        "statusText": "",
+        "httpVersion": "h2",
+        "cookies": _cookies(ex.response_headers, "set-cookie"),
+        "headers": _headers(ex.response_headers),
+        "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated),
+        "redirectURL": ex.header("location", response=True) or "",
+        "headersSize": _size(ex.response_headers),
+        "bodySize": len(ex.response_body),
+    }
+    server = meta.get("server") or {}
+    h2: dict[str, Any] = {
+        "connection": ex.conn_id,
+        "stream_id": ex.stream_id,
+        "frames": dict(ex.frames),
+        "frame_count": ex.frame_count,
+        "resets": ex.resets,
+        "findings": [finding_dict(f) for f in ex.findings],
+        "pushed": ex.pushed,
+        "promised_by": ex.promised_by,
+        "informational": [[list(h) for h in hs] for hs in ex.informational],
+        "request_trailers": [list(h) for h in ex.request_trailers or ()],
+        "response_trailers": [list(h) for h in ex.response_trailers or ()],
+        "request_body_truncated": ex.request_body_truncated,
+        "response_body_truncated": ex.response_body_truncated,
+    }
+    out: dict[str, Any] = {
+        "pageref": None,
+        "startedDateTime": _iso(ex.started if ex.started is not None else ex.response_start),
+        "time": round(send + wait + receive, 3),
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {"blocked": -1, "dns": -1, "connect": -1, "ssl": -1,
+                    "send": send, "wait": wait, "receive": receive},
+        "connection": str(ex.conn_id),
+        "_h2scope": h2,
+    }
+    del out["pageref"]
+    ip = server.get("ip")
+    if ip:
+        out["serverIPAddress"] = str(ip)
+    if ex.pushed:
+        out["comment"] = f"server push, promised on stream {ex.promised_by}"
+    return out
+
+
+def har_document(exchanges: Exchanges) -> dict[str, Any]:
+    entries = [entry(ex, exchanges.connections.get(ex.conn_id, {}))
+               for ex in exchanges.items if ex.request_headers is not None]
+    return {"log": {
+        "version": "1.2",
+        "creator": {"name": "h2scope", "version": __version__},
+        "entries": entries,
+    }}
+
+
+def write_har(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
+              stream: int | None = None) -> int:
+    """Write the HAR document; return the number of entries."""
+    doc = har_document(collect(replayed, conn=conn, stream=stream))
+    json.dump(doc, out, ensure_ascii=False, indent=1)
+    out.write("\n")
+    return len(doc["log"]["entries"])

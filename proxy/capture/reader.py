@@ -1,0 +1,349 @@
+"""Reading a capture file: a validating, streaming record generator.
+
+:class:`CaptureReader` yields :class:`Record` objects as it reads, so a large
+file starts showing before it is fully read. Every record's CRC is checked. A
+record that does not validate is reported as a :class:`BadRecord` (with its
+byte offset) and skipped: the reader looks for the next record that does
+validate. A file that ends inside a record (a crash mid-write) reports that
+last record as *torn*; every complete record before it is still read. Only a
+file that is not a capture at all raises (:class:`CaptureFormatError`).
+
+Gzip-compressed captures are recognised by their magic bytes, not the name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from zlib import crc32
+
+from proxy.capture.format import (
+    FILE_HEADER,
+    FORMAT_NAME,
+    GZIP_MAGIC,
+    HTTP1_HEAD_LENGTH,
+    KNOWN_TYPES,
+    MAGIC,
+    MAX_BODY,
+    MAX_HEADER_JSON,
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE,
+    RECORD_PREFIX,
+    SYNC,
+    VERSION,
+    RecordFlag,
+    RecordType,
+)
+from proxy.observe.enums import Direction
+
+CHUNK = 1 << 20
+_HDR = RECORD_HEADER_SIZE
+_PREFIX = RECORD_PREFIX.size
+_unpack_record = RECORD_HEADER.unpack_from
+
+
+class CaptureFormatError(Exception):
+    """The file is not an h2scope capture, or a version this reader cannot read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaptureHeader:
+    version: int
+    h2scope: str
+    started: float
+    """Wall clock (Unix seconds) when recording started."""
+    started_monotonic: float
+    max_data_bytes: int | None
+    config: dict[str, Any]
+    size: int
+    """Bytes the file header occupies: the first record starts here."""
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The whole header JSON, including keys newer writers add."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    offset: int
+    """Byte offset of the record in the (uncompressed) file."""
+    type: int
+    """A :class:`RecordType` value."""
+    flags: int
+    conn_id: int
+    seq: int
+    t: float
+    """The observer clock when the bytes were fed (seconds, monotonic)."""
+    wall: float
+    """Wall clock (Unix seconds)."""
+    body: bytes
+
+    @property
+    def direction(self) -> Direction:
+        return Direction.S2C if self.flags & RecordFlag.S2C else Direction.C2S
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.flags & RecordFlag.TRUNCATED)
+
+    def json(self) -> dict[str, Any]:
+        """The body of a JSON record (CONNECTION, CLOSE, H2C_UPGRADE, LOST, END)."""
+        value = json.loads(self.body)
+        return value if isinstance(value, dict) else {"value": value}
+
+    def http1(self) -> tuple[bytes, bytes]:
+        """(head, body) of an HTTP1 record."""
+        (n,) = HTTP1_HEAD_LENGTH.unpack_from(self.body, 0)
+        start = HTTP1_HEAD_LENGTH.size
+        return self.body[start:start + n], self.body[start + n:]
+
+    def frame_bytes(self) -> bytes:
+        """A FRAME record's frame, zero-padded to the length its header states.
+
+        A DATA payload cut by ``max_data_bytes`` is padded so the observer
+        accounts flow control and stream state exactly as it did live; only the
+        DATA content differs (:attr:`truncated` says so).
+        """
+        body = self.body
+        if not self.flags & RecordFlag.TRUNCATED:
+            return body
+        want = 9 + ((body[0] << 16) | (body[1] << 8) | body[2])
+        return body + bytes(want - len(body)) if len(body) < want else body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadRecord:
+    offset: int
+    """Byte offset where the unreadable bytes start."""
+    reason: str
+    torn: bool = False
+    """The file ends inside this record (a crash while writing)."""
+    skipped: int = 0
+    """Bytes skipped before the next valid record (or the end of the file)."""
+
+    def __str__(self) -> str:
+        return f"byte offset {self.offset}: {self.reason}"
+
+
+def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a capture for reading, transparently gunzipping by magic bytes."""
+    f: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    if f.read(2) == GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def read_header(f: BinaryIO) -> CaptureHeader:
+    """Read and validate the file header; raises :class:`CaptureFormatError`."""
+    head = f.read(FILE_HEADER.size)
+    if len(head) < FILE_HEADER.size or not head.startswith(MAGIC):
+        raise CaptureFormatError("not an h2scope capture (the file does not start with the "
+                                 "H2SCOPE magic)")
+    _, version, _, n = FILE_HEADER.unpack(head)
+    if version > VERSION:
+        raise CaptureFormatError(f"capture format version {version} is newer than this "
+                                 f"h2scope reads ({VERSION}); upgrade h2scope")
+    if n > MAX_HEADER_JSON:
+        raise CaptureFormatError(f"capture header claims {n} bytes; the file is corrupt")
+    body = f.read(n)
+    try:
+        meta = json.loads(body)
+    except ValueError as exc:
+        raise CaptureFormatError(f"capture header is not valid JSON ({exc}); the file is "
+                                 "corrupt or was cut inside its header") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CaptureFormatError("capture header does not name the h2scope-capture format")
+    return CaptureHeader(version=version, h2scope=str(meta.get("h2scope", "?")),
+                         started=float(meta.get("started", 0.0)),
+                         started_monotonic=float(meta.get("started_monotonic", 0.0)),
+                         max_data_bytes=meta.get("max_data_bytes"),
+                         config=dict(meta.get("config") or {}),
+                         size=FILE_HEADER.size + n, raw=meta)
+
+
+class _Window:
+    """A sliding window over a stream of bytes, addressed by absolute offset."""
+
+    def __init__(self, f: BinaryIO, base: int) -> None:
+        self.f = f
+        self.data = b""
+        self.base = base
+        self.eof = False
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
+
+    def ensure(self, off: int, n: int) -> bool:
+        """Make ``[off, off + n)`` available, dropping bytes before ``off``."""
+        need = off + n
+        while self.end < need and not self.eof:
+            if off > self.base:
+                self.data = self.data[off - self.base:]
+                self.base = off
+            chunk = self.f.read(max(CHUNK, need - self.end))
+            if not chunk:
+                self.eof = True
+                break
+            self.data += chunk
+        return self.end >= need
+
+
+def _valid_at(w: _Window, off: int) -> tuple[bool, str]:
+    """Whether a whole, valid record starts at ``off`` (reason when not)."""
+    if not w.ensure(off, _HDR):
+        return False, "the file ends inside a record header"
+    i = off - w.base
+    sync, rtype, _, length, _, _, _, _, crc = _unpack_record(w.data, i)
+    if sync != SYNC:
+        return False, f"no record marker (found {w.data[i:i + 2].hex()})"
+    if length > MAX_BODY:
+        return False, f"record claims a {length}-byte body, more than any record holds"
+    if not w.ensure(off, _HDR + length):
+        return False, f"the file ends inside a {length}-byte record"
+    i = off - w.base
+    view = memoryview(w.data)
+    if crc32(view[i + _HDR:i + _HDR + length], crc32(view[i:i + _PREFIX])) != crc:
+        return False, "CRC mismatch: the record's bytes are damaged"
+    if rtype not in KNOWN_TYPES:
+        return False, f"unknown record type {rtype}"
+    return True, ""
+
+
+class CaptureReader:
+    """Streaming reader of one capture file (plain or gzip).
+
+    ``on_problem`` is called with each :class:`BadRecord` as it is found; all of
+    them are also collected in :attr:`problems`.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *,
+                 on_problem: Callable[[BadRecord], None] | None = None) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self._f = open_binary(source)
+            self._owned = True
+        else:
+            self._f = source
+            self._owned = False
+            self._f.seek(0)
+        try:
+            self.header = read_header(self._f)
+        except BaseException:
+            if self._owned:
+                self._f.close()
+            raise
+        self.problems: list[BadRecord] = []
+        self._on_problem = on_problem
+        self.clean_end = False
+        """An END record was read: the writer closed the file normally."""
+
+    def close(self) -> None:
+        if self._owned:
+            self._f.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def position(self) -> int:
+        """Compressed bytes consumed so far (for progress against the file size)."""
+        f: Any = self._f
+        raw = getattr(f, "fileobj", None)
+        return int((raw or f).tell())
+
+    def _report(self, problem: BadRecord) -> None:
+        self.problems.append(problem)
+        if self._on_problem is not None:
+            self._on_problem(problem)
+
+    def records(self, start: int | None = None) -> Iterator[Record]:
+        """Yield every valid record in file order; report and skip the rest.
+
+        ``start`` resumes at a byte offset (seekable, uncompressed files only).
+        """
+        off = self.header.size if start is None else start
+        if start is not None:
+            self._f.seek(start)
+        w = _Window(self._f, off)
+        while True:
+            if not w.ensure(off, _HDR):
+                if w.end > off:
+                    self._report(BadRecord(offset=off, torn=True, skipped=w.end - off,
+                                           reason=f"the file ends inside a record header "
+                                           f"({w.end - off} of {_HDR} bytes): torn last "
+                                           "record skipped"))
+                return
+            i = off - w.base
+            sync, rtype, flags, length, conn, seq, t, wall, crc = _unpack_record(w.data, i)
+            ok = sync == SYNC and length <= MAX_BODY
+            if ok and not w.ensure(off, _HDR + length):
+                resumed = self._resync(w, off + 1)
+                if resumed is None:
+                    self._report(BadRecord(offset=off, torn=True, skipped=w.end - off,
+                                           reason=f"the file ends inside a record "
+                                           f"({w.end - off} of {_HDR + length} bytes): torn "
+                                           "last record skipped"))
+                    return
+                self._report(BadRecord(offset=off, skipped=resumed - off,
+                                       reason=f"record claims {length} bytes, past the next "
+                                       "valid record: its length field is damaged"))
+                off = resumed
+                continue
+            if ok:
+                i = off - w.base
+                view = memoryview(w.data)
+                body_end = i + _HDR + length
+                ok = crc32(view[i + _HDR:body_end], crc32(view[i:i + _PREFIX])) == crc
+            if not ok:
+                _, why = _valid_at(w, off)
+                resumed = self._resync(w, off + 1)
+                end = w.end if resumed is None else resumed
+                self._report(BadRecord(offset=off, reason=why, skipped=end - off))
+                if resumed is None:
+                    return
+                off = resumed
+                continue
+            if rtype not in KNOWN_TYPES:
+                self._report(BadRecord(offset=off, skipped=_HDR + length,
+                                       reason=f"unknown record type {rtype} (written by a newer "
+                                       "h2scope?) skipped"))
+                off += _HDR + length
+                continue
+            i = off - w.base
+            yield Record(offset=off, type=rtype, flags=flags, conn_id=conn, seq=seq, t=t,
+                         wall=wall, body=w.data[i + _HDR:i + _HDR + length])
+            if rtype == RecordType.END:
+                self.clean_end = True
+            off += _HDR + length
+
+    def _resync(self, w: _Window, start: int) -> int | None:
+        """Offset of the next valid record at or after ``start``, or None."""
+        off = start
+        while True:
+            if not w.ensure(off, 2):
+                return None
+            i = w.data.find(SYNC, off - w.base)
+            if i < 0:
+                off = w.end - 1  # the marker may straddle the next read
+                if w.eof:
+                    return None
+                w.ensure(off, CHUNK)
+                continue
+            off = w.base + i
+            if _valid_at(w, off)[0]:
+                return off
+            off += 1
+
+
+def iter_records(path: str | os.PathLike[str],
+                 on_problem: Callable[[BadRecord], None] | None = None) -> Iterator[Record]:
+    """Convenience: every valid record of ``path``."""
+    with CaptureReader(path, on_problem=on_problem) as reader:
+        yield from reader.records()

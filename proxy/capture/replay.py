@@ -1,0 +1,118 @@
+"""Re-running the observer over a capture (DESIGN.md principle 6).
+
+Captures store raw bytes, never decoded views, so every view of a capture —
+the UI, exports, ``h2scope view`` — comes from :func:`replay`: one
+:class:`~proxy.observe.connection.ConnectionObserver` per connection, fed the
+recorded bytes in recorded order with the recorded times. Because the observer
+is deterministic and the records are the same bytes in the same order, the
+events equal the ones the live observer produced.
+
+A DATA payload capped by ``max_data_bytes`` is zero-padded back to the length
+its frame header states before it is fed (see :meth:`Record.frame_bytes`), so
+flow-control windows, stream states and everything after it stay exact; only
+the DATA bytes themselves are unknown, and :attr:`Replayed.record` says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from proxy.capture.format import RecordType
+from proxy.capture.reader import BadRecord, CaptureReader, Record
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.events import Event
+
+_FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
+_NO_OBSERVER = ("http/1.1", "http/1.0", "http/1", "tcp", "websocket")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replayed:
+    """One record and the observer events it produced (possibly none)."""
+
+    record: Record
+    events: tuple[Event, ...] = ()
+
+
+def observer_for(meta: dict[str, object]) -> ConnectionObserver | None:
+    """The observer a connection's metadata calls for; None for non-h2 connections.
+
+    ``meta["observer"]`` holds the keyword arguments the live observer was built
+    with (``preface``, ``max_table_size``, ``partial``); the default is a real
+    connection (``preface="required"``).
+    """
+    protocol = str(meta.get("protocol") or "h2").lower()
+    if protocol in _NO_OBSERVER:
+        return None
+    kwargs = meta.get("observer")
+    opts = dict(kwargs) if isinstance(kwargs, dict) else {}
+    table = opts.get("max_table_size")
+    return ConnectionObserver(preface=str(opts.get("preface", "required")),
+                              max_table_size=int(table) if table is not None else None,
+                              partial=bool(opts.get("partial", False)))
+
+
+def replay_records(records: Iterator[Record], *, close_open: bool = False) -> Iterator[Replayed]:
+    """Feed ``records`` through per-connection observers.
+
+    A connection whose CONNECTION record is missing (e.g. the capture was cut
+    and resumed) gets a default observer on its first h2 record. With
+    ``close_open``, connections still open at the end are closed (as if the
+    capture ended them), so their unfinished business is reported.
+    """
+    observers: dict[int, ConnectionObserver | None] = {}
+    last: Record | None = None
+    for rec in records:
+        rtype = rec.type
+        conn = rec.conn_id
+        if rtype in (_FRAME, _RAW):
+            obs = observers.get(conn)
+            if obs is None:  # no CONNECTION record seen: assume a real h2 connection
+                obs = observers[conn] = ConnectionObserver()
+            data = rec.frame_bytes() if rtype == _FRAME else rec.body
+            yield Replayed(record=rec, events=tuple(obs.feed(rec.direction, data, rec.t)))
+        elif rtype == RecordType.CONNECTION:
+            observers[conn] = observer_for(rec.json())
+            yield Replayed(record=rec)
+        elif rtype == RecordType.H2C_UPGRADE:
+            info = rec.json()
+            obs = observers.get(conn)
+            if obs is None:
+                obs = observers[conn] = ConnectionObserver()
+            headers = tuple((str(n), str(v)) for n, v in info.get("request_headers", ()))
+            events = obs.upgrade_h2c(http2_settings=bytes.fromhex(info.get("http2_settings", "")),
+                                     request_headers=headers, t=rec.t)
+            yield Replayed(record=rec, events=tuple(events))
+        elif rtype == RecordType.CLOSE:
+            obs = observers.pop(conn, None)
+            events = obs.close(rec.t) if obs is not None else []
+            yield Replayed(record=rec, events=tuple(events))
+        else:
+            yield Replayed(record=rec)
+        last = rec
+    if close_open and last is not None:
+        for conn, obs in observers.items():
+            if obs is not None:
+                end = Record(offset=last.offset, type=RecordType.CLOSE, flags=0, conn_id=conn,
+                             seq=last.seq, t=last.t, wall=last.wall,
+                             body=b'{"closed_by":null,"error":"capture ended"}')
+                yield Replayed(record=end, events=tuple(obs.close(last.t)))
+
+
+def replay(path: str | os.PathLike[str], *, close_open: bool = False,
+           on_problem: Callable[[BadRecord], None] | None = None) -> Iterator[Replayed]:
+    """Every record of the capture at ``path`` with the events it produced."""
+    with CaptureReader(path, on_problem=on_problem) as reader:
+        yield from replay_records(reader.records(), close_open=close_open)
+
+
+def replay_observer(path: str | os.PathLike[str], *, close_open: bool = False,
+                    on_problem: Callable[[BadRecord], None] | None = None,
+                    ) -> Iterator[tuple[int, Event]]:
+    """``(conn_id, event)`` for every observer event of the capture, in order."""
+    for item in replay(path, close_open=close_open, on_problem=on_problem):
+        conn = item.record.conn_id
+        for ev in item.events:
+            yield conn, ev

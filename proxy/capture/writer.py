@@ -1,0 +1,279 @@
+"""Writing a capture file incrementally, with bounded memory and periodic flushes.
+
+:class:`CaptureWriter` appends records to an in-memory buffer and writes the
+buffer to the file
+
+* every ``flush_interval`` seconds from a small background thread (so a
+  ``kill -9`` loses at most that much: the bytes are in the kernel after
+  ``os.write``, and the kernel survives the process),
+* whenever the buffer reaches ``buffer_limit`` bytes (back-pressure: the
+  appending thread writes it itself and so waits for the disk), and
+* on :meth:`flush` / :meth:`close`, or awaited with :meth:`drain` from asyncio.
+
+Nothing is ever dropped: a caller that cannot wait checks :attr:`full` and
+either awaits :meth:`drain` or records a :meth:`lost` count.
+
+Every public method is thread-safe. The file is created mode 0600: captures
+hold cookies, tokens and bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from zlib import crc32
+
+from proxy import __version__
+from proxy.capture.format import (
+    CRC,
+    FILE_HEADER,
+    FORMAT_NAME,
+    HTTP1_HEAD_LENGTH,
+    MAGIC,
+    MAX_BODY,
+    RECORD_PREFIX,
+    SYNC,
+    VERSION,
+    RecordFlag,
+    RecordType,
+)
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+_PACK_PREFIX = RECORD_PREFIX.pack
+_PACK_CRC = CRC.pack
+_FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
+_TRUNCATED = int(RecordFlag.TRUNCATED)
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+class CaptureWriter:
+    """Append-only writer of one capture file.
+
+    ``t`` arguments are the observer's clock (whatever the caller feeds
+    :meth:`ConnectionObserver.feed`, normally ``time.monotonic()``); ``wall``
+    defaults to ``time.time()`` at the call. ``max_data_bytes`` caps the DATA
+    payload stored per frame (``None``: store everything).
+
+    Raises :class:`OSError` if the file cannot be created; appends after
+    :meth:`close` raise :class:`ValueError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None,
+                 max_data_bytes: int | None = None, flush_interval: float = 0.5,
+                 buffer_limit: int = 4 << 20, autoflush: bool = True) -> None:
+        if max_data_bytes is not None and max_data_bytes < 0:
+            raise ValueError("max_data_bytes must be None or >= 0")
+        self.path = Path(path)
+        self.max_data_bytes = max_data_bytes
+        self.buffer_limit = buffer_limit
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._io_lock = threading.Lock()  # keeps file writes in buffer order
+        self._buf = bytearray()
+        self._seq = 0
+        self._counts = [0] * 256
+        self._truncated_frames = 0
+        self._closed = False
+        self.started_wall = time.time()
+        self.started_t = time.monotonic()
+        header = {
+            "format": FORMAT_NAME,
+            "version": VERSION,
+            "h2scope": __version__,
+            "started": self.started_wall,
+            "started_monotonic": self.started_t,
+            "max_data_bytes": max_data_bytes,
+            "config": dict(config or {}),
+        }
+        body = _json(header)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                           0o600)
+        try:
+            os.fchmod(self._fd, 0o600)  # an existing file keeps its mode otherwise
+            self._write_all(FILE_HEADER.pack(MAGIC, VERSION, 0, len(body)) + body)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if autoflush:
+            self._flusher = threading.Thread(target=self._flush_loop, name="capture-flush",
+                                             daemon=True)
+            self._flusher.start()
+
+    # ----------------------------------------------------------------- records
+
+    def connection(self, conn_id: int, meta: Mapping[str, Any], *, t: float,
+                   wall: float | None = None) -> None:
+        """A connection opened; ``meta`` is JSON-able (see docs/capture-format.md)."""
+        self._append(RecordType.CONNECTION, 0, conn_id, t, wall, _json(meta))
+
+    def frame(self, conn_id: int, direction: Direction, raw: bytes, *, t: float,
+              wall: float | None = None) -> None:
+        """One whole frame (9-byte header + payload), e.g. ``FrameObserved.frame.raw``."""
+        flags = int(direction)
+        cap = self.max_data_bytes
+        if cap is not None and raw[3] == 0 and len(raw) > 9 + cap:
+            # RFC 9113 §6.1: keep the Pad Length byte so the reader still knows the
+            # padding; the cap applies to what follows it.
+            keep = 9 + cap + (1 if raw[4] & 0x8 else 0)
+            if len(raw) > keep:
+                raw = raw[:keep]
+                flags |= _TRUNCATED
+                self._truncated_frames += 1
+        self._append(_FRAME, flags, conn_id, t, wall, raw)
+
+    def raw(self, conn_id: int, direction: Direction, data: bytes, *, t: float,
+            wall: float | None = None) -> None:
+        """Bytes of an h2 connection that are not frames (kept so the capture is whole)."""
+        flags = int(direction)
+        if direction is Direction.C2S and data == CONNECTION_PREFACE:
+            flags |= RecordFlag.PREFACE
+        for start in range(0, len(data), MAX_BODY - 64):
+            self._append(_RAW, flags, conn_id, t, wall, data[start:start + MAX_BODY - 64])
+
+    def h2c_upgrade(self, conn_id: int, *, http2_settings: bytes,
+                    request_headers: Sequence[tuple[str, str]], t: float,
+                    wall: float | None = None) -> None:
+        """An ``Upgrade: h2c`` took effect (the arguments of ``observer.upgrade_h2c``)."""
+        body = {"http2_settings": http2_settings.hex(),
+                "request_headers": [list(h) for h in request_headers]}
+        self._append(RecordType.H2C_UPGRADE, 0, conn_id, t, wall, _json(body))
+
+    def http1(self, conn_id: int, direction: Direction, head: bytes, body: bytes = b"", *,
+              t: float, wall: float | None = None, body_truncated: bool = False) -> None:
+        """One HTTP/1.x message: ``head`` is the start line and header fields as sent
+        (through the blank line), ``body`` the decoded message body."""
+        flags = int(direction)
+        cap = self.max_data_bytes
+        if cap is not None and len(body) > cap:
+            body = body[:cap]
+            body_truncated = True
+        if body_truncated:
+            flags |= _TRUNCATED
+        room = MAX_BODY - 64 - HTTP1_HEAD_LENGTH.size - len(head)
+        if len(body) > room:
+            body = body[:max(room, 0)]
+            flags |= _TRUNCATED
+        self._append(RecordType.HTTP1, flags, conn_id, t, wall,
+                     HTTP1_HEAD_LENGTH.pack(len(head)) + head + body)
+
+    def close_connection(self, conn_id: int, *, t: float, closed_by: str | None = None,
+                         error: str | None = None, wall: float | None = None) -> None:
+        """The connection ended; ``closed_by`` is ``"client"``, ``"server"``, ``"proxy"``."""
+        self._append(RecordType.CLOSE, 0, conn_id, t, wall,
+                     _json({"closed_by": closed_by, "error": error}))
+
+    def lost(self, conn_id: int, *, count: int, reason: str, t: float,
+             wall: float | None = None) -> None:
+        """Say that ``count`` records could not be written (e.g. a sink overflowed)."""
+        self._append(RecordType.LOST, 0, conn_id, t, wall,
+                     _json({"count": count, "reason": reason}))
+
+    # ------------------------------------------------------------ buffering
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes appended but not yet written to the file."""
+        return len(self._buf)
+
+    @property
+    def full(self) -> bool:
+        """The buffer reached ``buffer_limit``: the next append will block on disk."""
+        return len(self._buf) >= self.buffer_limit
+
+    @property
+    def records_written(self) -> int:
+        return self._seq
+
+    def counts(self) -> dict[str, int]:
+        """Records appended so far, by record type name."""
+        return {RecordType(i).name: n for i, n in enumerate(self._counts)
+                if n and i in RecordType._value2member_map_}
+
+    @property
+    def truncated_frames(self) -> int:
+        return self._truncated_frames
+
+    def flush(self) -> None:
+        """Write everything appended so far to the file (blocks on the disk)."""
+        with self._io_lock:
+            with self._lock:
+                data = self._buf
+                if not data:
+                    return
+                self._buf = bytearray()
+            self._write_all(data)
+
+    async def drain(self) -> None:
+        """Await room in the buffer: flush in a worker thread if it is full."""
+        if self.full:
+            await asyncio.get_running_loop().run_in_executor(None, self.flush)
+
+    def close(self, *, fsync: bool = True) -> None:
+        """Write an END record, flush, and close the file. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+        self._append(RecordType.END, 0, 0, time.monotonic(), None,
+                     _json({"records": self._seq, "counts": self.counts(),
+                            "truncated_frames": self._truncated_frames}))
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        with self._lock:
+            self._closed = True
+        self.flush()
+        if fsync:
+            os.fsync(self._fd)
+        os.close(self._fd)
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- internals
+
+    def _append(self, rtype: int, flags: int, conn_id: int, t: float, wall: float | None,
+                body: bytes) -> None:
+        if wall is None:
+            wall = time.time()
+        with self._lock:
+            if self._closed:
+                raise ValueError("capture writer is closed")
+            seq = self._seq
+            self._seq = seq + 1
+            prefix = _PACK_PREFIX(SYNC, rtype, flags, len(body), conn_id, seq, t, wall)
+            buf = self._buf
+            buf += prefix
+            buf += _PACK_CRC(crc32(body, crc32(prefix)))
+            buf += body
+            self._counts[rtype] += 1
+            full = len(buf) >= self.buffer_limit
+        if full:
+            self.flush()  # back-pressure: the producer waits for the disk
+
+    def _write_all(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except OSError:
+                # The next flush from the producer raises it where it can be handled.
+                return

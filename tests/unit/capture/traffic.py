@@ -1,0 +1,153 @@
+"""Real HTTP/2 traffic for capture tests: python-hyper ``h2`` client and server
+talking in-process, every byte passing through a :class:`RecordingObserver`.
+
+:func:`record_session` plays one connection with the things a capture must
+keep: requests and responses, request and response bodies (text and binary),
+trailers, a server push, a SETTINGS change, PING, RST_STREAM, WINDOW_UPDATE
+and GOAWAY. It returns the live events (what the proxy's observer saw) so
+tests can compare them with what a reader reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import Direction
+from proxy.observe.events import Event
+
+BINARY_BODY = bytes(range(256)) * 8
+"""A response body that is not text (HAR must base64 it)."""
+LARGE_BODY = b"0123456789abcdef" * 2048
+"""32 KiB: several DATA frames and WINDOW_UPDATEs."""
+
+META = {
+    "client": {"ip": "127.0.0.1", "port": 51000},
+    "server": {"host": "example.test", "ip": "127.0.0.1", "port": 8443},
+    "mode": "regular",
+    "protocol": "h2",
+    "sni": "example.test",
+    "client_tls": {"alpn_offered": ["h2", "http/1.1"], "alpn": "h2", "version": "TLSv1.3",
+                   "cipher": "TLS_AES_128_GCM_SHA256"},
+    "server_tls": {"alpn_offered": ["h2", "http/1.1"], "alpn": "h2", "version": "TLSv1.3",
+                   "cipher": "TLS_AES_128_GCM_SHA256",
+                   "certificate": {"subject": "CN=example.test", "issuer": "CN=test CA"}},
+}
+
+
+@dataclass
+class Session:
+    live: list[tuple[int, Event]] = field(default_factory=list)
+    """(conn_id, event) in the order the live observer produced them."""
+    chunks: list[tuple[Direction, bytes]] = field(default_factory=list)
+
+
+class _Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def tick(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def _request(path: str, method: str = "GET") -> list[tuple[str, str]]:
+    return [(":method", method), (":scheme", "https"), (":authority", "example.test"),
+            (":path", path), ("user-agent", "h2scope-test/1"), ("accept", "*/*")]
+
+
+def record_session(writer: CaptureWriter, conn_id: int = 1, *, t0: float = 1000.0,
+                   session: Session | None = None, close: bool = True) -> Session:
+    """Play one full connection through a tap into ``writer``."""
+    session = session or Session()
+    clock = _Clock(t0)
+    tap = RecordingObserver(writer, conn_id, {**META, "client": {"ip": "127.0.0.1",
+                                                                 "port": 51000 + conn_id}},
+                            t=clock.now)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8"))
+    pending: dict[int, bytes] = {}
+
+    def feed(direction: Direction, data: bytes) -> None:
+        if not data:
+            return
+        session.chunks.append((direction, data))
+        for ev in tap.feed(direction, data, clock.tick()):
+            session.live.append((conn_id, ev))
+
+    def pump() -> None:
+        for _ in range(50):
+            c2s = client.data_to_send()
+            feed(Direction.C2S, c2s)
+            for ev in server.receive_data(c2s) if c2s else ():
+                if isinstance(ev, h2.events.DataReceived):
+                    server.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    pending[ev.stream_id] = pending.get(ev.stream_id, b"") + ev.data
+            s2c = server.data_to_send()
+            feed(Direction.S2C, s2c)
+            for ev in client.receive_data(s2c) if s2c else ():
+                if isinstance(ev, h2.events.DataReceived):
+                    client.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            if not c2s and not s2c:
+                return
+
+    client.initiate_connection()
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100})
+    pump()
+
+    # 1: GET with a pushed stylesheet, an HTML body and trailers.
+    client.send_headers(1, _request("/index.html"), end_stream=True)
+    pump()
+    server.push_stream(1, 2, _request("/style.css"))
+    server.send_headers(1, [(":status", "200"), ("content-type", "text/html"),
+                            ("set-cookie", "id=42; Secure")])
+    server.send_data(1, b"<html><body>hello</body></html>")
+    server.send_headers(1, [("grpc-status", "0"), ("x-trailer", "done")], end_stream=True)
+    server.send_headers(2, [(":status", "200"), ("content-type", "text/css")])
+    server.send_data(2, b"body { color: red }", end_stream=True)
+    pump()
+
+    # 3: POST with a request body and request trailers; binary response.
+    client.send_headers(3, [*_request("/upload", "POST"), ("content-type", "text/plain")])
+    client.send_data(3, b"hello world")
+    client.send_headers(3, [("x-checksum", "abc")], end_stream=True)
+    pump()
+    server.send_headers(3, [(":status", "201"), ("content-type", "application/octet-stream")])
+    server.send_data(3, BINARY_BODY, end_stream=True)
+    pump()
+
+    # The client changes a setting and pings.
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.ping(b"h2scope!")
+    pump()
+
+    # 5: a large response: several DATA frames and WINDOW_UPDATEs.
+    client.send_headers(5, _request("/large.bin"), end_stream=True)
+    pump()
+    server.send_headers(5, [(":status", "200"), ("content-type", "application/octet-stream")])
+    server.send_data(5, LARGE_BODY[:16384])
+    server.send_data(5, LARGE_BODY[16384:], end_stream=True)
+    pump()
+
+    # 7: the client cancels a request.
+    client.send_headers(7, _request("/slow"), end_stream=True)
+    pump()
+    server.send_headers(7, [(":status", "200")])
+    pump()
+    client.reset_stream(7, h2.errors.ErrorCodes.CANCEL)
+    pump()
+
+    client.close_connection()
+    pump()
+    if close:
+        for ev in tap.close(clock.tick(), closed_by="client"):
+            session.live.append((conn_id, ev))
+    return session
