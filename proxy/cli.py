@@ -18,7 +18,9 @@ from proxy import __version__
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "proxy.commands.run",
     "proxy.commands.decode",
+    "proxy.commands.export",
     "certs.cli",
 )
 
@@ -58,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="h2scope",
         description="An HTTP/2 frame debugging proxy: decodes both directions of every "
-        "connection into frames and annotated HPACK header blocks.",
+        "connection into frames and annotated HPACK header blocks. Without a command, "
+        "h2scope starts the proxy (h2scope run).",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"h2scope {__version__}")
@@ -68,8 +71,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What ``h2scope`` does when no command is given.
+DEFAULT_COMMAND = "run"
+
+
+def _without_command(argv: Sequence[str]) -> bool:
+    """True when ``argv`` names no command: ``h2scope``, ``h2scope -p 9000 --headless``.
+
+    Only the top-level options are skipped over; the first other option or a
+    word decides (a word is a command or a typo argparse will report).
+    """
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help", "--version"):
+            return False
+        if arg == "--confdir":
+            i += 2
+            continue
+        if arg.startswith("--confdir="):
+            i += 1
+            continue
+        return arg.startswith("-")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _without_command(argv):
+        argv = [DEFAULT_COMMAND, *argv]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

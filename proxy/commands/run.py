@@ -1,0 +1,204 @@
+"""``h2scope run`` (also plain ``h2scope``): start the proxy.
+
+Flags follow mitmproxy's where the concept is the same. They override the
+config file (``--config FILE`` or ``<confdir>/config.yaml``); see
+docs/configuration.md. Exit status: 0 after a clean shutdown (SIGINT or
+SIGTERM), 1 when the proxy cannot run (a port in use, ...), 2 for a usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from proxy.config import Config, default_config_path, load_config
+
+EPILOG = """\
+examples:
+  h2scope run --headless
+      explicit proxy on 127.0.0.1:8080, frames printed to stdout; then, elsewhere:
+      curl --cacert "$(h2scope ca path)" -x http://127.0.0.1:8080 https://example.com/
+  h2scope run --headless --filter 'type:HEADERS,RST_STREAM or finding:any'
+      print only header frames, resets and frames with findings (docs/filters.md)
+  h2scope run --headless --mode reverse:https://example.com -p 8443
+      reverse proxy: point the client at https://127.0.0.1:8443/ instead of the server
+      (it sees h2scope's certificate for 127.0.0.1, signed by the h2scope CA)
+  h2scope run --headless --mode regular --mode socks5@1080 --record session.h2c
+      two listeners (HTTP proxy on 8080, SOCKS5 on 1080), everything recorded
+  h2scope run --headless --mode reverse:http://127.0.0.1:8000 -p 9000 --quiet
+      h2c (cleartext HTTP/2) reverse proxy, no per-frame output
+
+trusting the CA:
+  Clients must trust h2scope's CA to accept its certificates: `h2scope ca path`
+  prints the PEM file, `h2scope ca install-hints` says how to trust it in browsers,
+  curl, Python, Node, Java and the OS. Browsers can also fetch it at http://h2scope/
+  through the proxy.
+
+precedence: flags > $SSLKEYLOGFILE (for sslkeylogfile) > config file > defaults.
+Every option and its config-file key: docs/configuration.md, config.example.yaml.
+"""
+
+#: Config keys each flag sets, and the flag's name for error messages.
+FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "listen_host": ("listen.host", "--listen-host"),
+    "listen_port": ("listen.port", "--listen-port"),
+    "allow_remote": ("listen.allow_remote", "--allow-remote"),
+    "modes": ("modes", "--mode"),
+    "insecure": ("upstream.insecure", "--insecure"),
+    "upstream_ca": ("upstream.ca_file", "--upstream-ca"),
+    "ignore_hosts": ("ignore_hosts", "--ignore-hosts"),
+    "proxyauth": ("proxyauth", "--proxyauth"),
+    "sslkeylogfile": ("sslkeylogfile", "--sslkeylogfile"),
+    "record": ("record.file", "--record"),
+    "max_data_bytes": ("record.max_data_bytes", "--record-max-data"),
+    "filter": ("headless.filter", "--filter"),
+    "quiet": ("headless.quiet", "--quiet"),
+    "log_file": ("log.file", "--log-file"),
+    "log_level": ("log.level", "--log-level"),
+}
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="start the proxy (the default when no command is given)",
+        description="Start the HTTP/2 debugging proxy: intercept TLS with h2scope's CA, "
+        "relay every frame unchanged and decode both directions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Every default is None ("not given") so the config file's value stands.
+    listen = p.add_argument_group("listening")
+    listen.add_argument("--listen-host", metavar="ADDR",
+                        help="address to listen on (default 127.0.0.1; a non-loopback "
+                        "address needs --allow-remote)")
+    listen.add_argument("-p", "--listen-port", metavar="PORT", type=int,
+                        help="port of the first mode (default 8080; 0 picks a free port)")
+    listen.add_argument("--mode", dest="modes", action="append", metavar="MODE",
+                        help="regular[@PORT], reverse:https://HOST[:PORT][@PORT], "
+                        "reverse:http://HOST[:PORT][@PORT] or socks5[@PORT]; repeat for "
+                        "several listeners (default: regular)")
+    listen.add_argument("--allow-remote", action=argparse.BooleanOptionalAction,
+                        help="allow listening on a non-loopback address (anyone who can "
+                        "reach it can use the proxy)")
+    listen.add_argument("--proxyauth", metavar="USER:PASS",
+                        help="require these credentials from clients (Proxy-Authorization)")
+
+    upstream = p.add_argument_group("upstream servers")
+    upstream.add_argument("--insecure", action=argparse.BooleanOptionalAction,
+                          help="do not verify upstream servers' certificates")
+    upstream.add_argument("--upstream-ca", metavar="FILE",
+                          help="PEM file of extra CAs to trust for upstream servers")
+    upstream.add_argument("--ignore-hosts", action="append", metavar="REGEX",
+                          help="pass connections whose host:port matches REGEX through "
+                          "untouched (repeatable)")
+    upstream.add_argument("--sslkeylogfile", metavar="FILE",
+                          help="append TLS secrets of both legs for Wireshark "
+                          "(default: $SSLKEYLOGFILE)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--config", metavar="FILE",
+                     help="config file (default: <confdir>/config.yaml if present)")
+    out.add_argument("--headless", action="store_true",
+                     help="print frames to stdout instead of starting the UI")
+    out.add_argument("--filter", metavar="EXPR",
+                     help="headless: print only frames matching EXPR (docs/filters.md)")
+    out.add_argument("-q", "--quiet", action="store_const", const=True,
+                     help="headless: print no frames")
+    out.add_argument("--record", metavar="FILE", help="record every connection to FILE")
+    out.add_argument("--record-max-data", dest="max_data_bytes", metavar="N", type=int,
+                     help="with --record: keep at most N bytes of each DATA payload")
+    out.add_argument("--log-file", metavar="FILE",
+                     help="write h2scope's own log to FILE (default: stderr)")
+    out.add_argument("--log-level", metavar="LEVEL",
+                     help="debug, info, warning (default), error or critical")
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config file plus the flags given; raises :class:`ConfigError`."""
+    from proxy.cli import resolve_confdir
+
+    confdir = resolve_confdir(args)
+    path = Path(args.config).expanduser() if args.config else default_config_path(confdir)
+    overrides: dict[str, Any] = {"confdir": confdir}
+    names = {"confdir": "--confdir"}
+    for attr, (key, flag) in FLAG_KEYS.items():
+        overrides[key] = getattr(args, attr, None)
+        names[key] = flag
+    if overrides["sslkeylogfile"] is None and os.environ.get("SSLKEYLOGFILE"):
+        overrides["sslkeylogfile"] = os.environ["SSLKEYLOGFILE"]
+        names["sslkeylogfile"] = "$SSLKEYLOGFILE"
+    return load_config(path, overrides, flag_names=names)
+
+
+def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> list[str]:
+    """The start-up lines for stderr: where it listens, the CA and how to try it."""
+    lines = [f"h2scope: {mode} proxy listening on {addr}" for mode, addr in addresses]
+    lines.append(f"h2scope: CA certificate: {ca_path}")
+    for mode, addr in addresses:
+        if mode.startswith("regular"):
+            lines.append(f"h2scope: try: curl --cacert {ca_path} -x http://{addr} "
+                         f"https://example.com/")
+            break
+        if mode.startswith("socks5"):
+            lines.append(f"h2scope: try: curl --cacert {ca_path} --socks5-hostname {addr} "
+                         f"https://example.com/")
+            break
+        if mode.startswith("reverse:"):
+            scheme = "https" if mode.startswith("reverse:https") else "http"
+            lines.append(f"h2scope: try: curl --cacert {ca_path} {scheme}://{addr}/")
+            break
+    if config.sslkeylogfile is not None:
+        lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
+    return lines
+
+
+def _print_err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    if not config.listen_is_loopback:
+        _print_err(f"h2scope: warning: listening on {config.listen_host}, not loopback: "
+                   f"anyone who can reach this address can use the proxy and read what "
+                   f"goes through it")
+    if not args.headless:
+        # TODO(ui): start the Textual UI here (ui/ app fed by the event bus) instead
+        # of falling back to the headless printer. This is the only place to change.
+        _print_err("h2scope: the interactive UI is not available yet; running headless "
+                   "(use --headless to silence this note)")
+    return _serve(config)
+
+
+def _serve(config: Config) -> int:
+    """Run the proxy until SIGINT/SIGTERM; wired to the proxy core."""
+    _print_err("h2scope: the proxy core is not wired in yet")
+    return 1
+
+
+def address_in_use_message(host: str, port: int, exc: OSError) -> str:
+    """The one-line explanation for a listener that cannot bind."""
+    addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {addr}: the address is already in use (another h2scope "
+                f"or another program); choose another port with -p PORT (or @PORT in the "
+                f"mode) or stop the other program")
+    if exc.errno == errno.EACCES:
+        return (f"cannot listen on {addr}: permission denied (ports below 1024 need "
+                f"privileges); choose a port above 1023 with -p PORT")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {addr}: no network interface has this address; use "
+                f"127.0.0.1 or an address of this machine with --listen-host")
+    return f"cannot listen on {addr}: {exc.strerror or exc}"
