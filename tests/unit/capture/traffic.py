@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 
@@ -117,7 +118,7 @@ def record_session(writer: CaptureWriter, conn_id: int = 1, *, t0: float = 1000.
 
     # 3: POST with a request body and request trailers; binary response.
     client.send_headers(3, [*_request("/upload", "POST"), ("content-type", "text/plain")])
-    client.send_data(3, b"hello world")
+    client.send_data(3, b"hello world", pad_length=5)
     client.send_headers(3, [("x-checksum", "abc")], end_stream=True)
     pump()
     server.send_headers(3, [(":status", "201"), ("content-type", "application/octet-stream")])
@@ -141,6 +142,8 @@ def record_session(writer: CaptureWriter, conn_id: int = 1, *, t0: float = 1000.
     client.send_headers(7, _request("/slow"), end_stream=True)
     pump()
     server.send_headers(7, [(":status", "200")])
+    pump()
+    client.prioritize(7, weight=32, depends_on=0, exclusive=False)
     pump()
     client.reset_stream(7, h2.errors.ErrorCodes.CANCEL)
     pump()

@@ -1,0 +1,167 @@
+"""``h2scope export``: turn a capture into HAR, pcapng, text, JSON Lines or a frame script.
+
+Every format re-runs the observer over the capture's raw frames (DESIGN.md
+principle 6), so an export reflects the current decoder. Text formats go to
+stdout by default (or ``-o -``); binary formats need ``-o FILE``. Long exports
+show progress on stderr when it is a terminal, and are quiet otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
+from proxy.capture.replay import Replayed, replay_records
+
+FORMATS = ("har", "pcapng", "text", "jsonl", "script")
+BINARY_FORMATS = frozenset({"pcapng"})
+
+EPILOG = """\
+examples:
+  h2scope export session.h2scope --format har -o session.har
+  h2scope export session.h2scope --format pcapng -o session.pcapng && wireshark session.pcapng
+  h2scope export session.h2scope --format jsonl --conn 3 | jq 'select(.type=="HEADERS")'
+  h2scope export session.h2scope --format text --conn 3 --stream 5
+  h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
+
+A gzip-compressed capture (session.h2scope.gz) is read as is. See docs/export.md.
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export a capture as HAR, pcapng, text, JSON Lines or a frame script",
+        description="Export a capture file. The frames are decoded afresh, so exports "
+        "benefit from every decoder improvement.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
+    p.add_argument("--format", "-f", choices=FORMATS, required=True,
+                   help="har: HAR 1.2; pcapng: decrypted TCP flows for Wireshark; text: one "
+                   "line per frame; jsonl: one JSON object per frame; script: the client "
+                   "frames of one connection as YAML")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file; '-' or omitted: stdout (text formats only)")
+    p.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
+    p.add_argument("--stream", type=int, metavar="ID",
+                   help="only stream ID (har, text, jsonl; combine with --conn)")
+    p.set_defaults(func=run)
+
+
+class _Progress:
+    """A one-line progress meter on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.next = time.monotonic() + 0.5
+        self.shown = False
+
+    def update(self, done: int, records: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + 0.2
+        self.shown = True
+        pct = min(100.0, 100.0 * done / self.total)
+        sys.stderr.write(f"\rexport: {records} records, {pct:5.1f}%")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def _records(reader: CaptureReader, progress: _Progress) -> Iterator[Record]:
+    for n, rec in enumerate(reader.records(), 1):
+        if n % 4096 == 0:
+            progress.update(reader.position, n)
+        yield rec
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.cli import UsageError
+
+    fmt = args.format
+    to_stdout = args.output in (None, "-")
+    if fmt in BINARY_FORMATS and to_stdout:
+        raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
+    if args.stream is not None and fmt in ("pcapng", "script"):
+        raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
+    problems: list[BadRecord] = []
+    try:
+        reader = CaptureReader(args.file, on_problem=problems.append)
+    except FileNotFoundError:
+        raise UsageError(f"no such capture file: {args.file}") from None
+    except CaptureFormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        size = os.path.getsize(args.file)
+    except OSError:
+        size = 0
+    progress = _Progress(size, sys.stderr.isatty())
+    with reader, contextlib.ExitStack() as stack:
+        out: IO[Any]
+        if to_stdout:
+            out = sys.stdout
+        else:
+            out = stack.enter_context(open(args.output, "wb" if fmt in BINARY_FORMATS else "w",
+                                           encoding=None if fmt in BINARY_FORMATS else "utf-8"))
+        records = _records(reader, progress)
+        try:
+            count = _export(fmt, records, out, args)
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            progress.done()
+        if to_stdout:
+            sys.stdout.flush()
+    for problem in problems:
+        print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
+    if args.conn is not None and count == 0 and fmt != "pcapng":
+        print(f"h2scope export: nothing matched (connection {args.conn}"
+              f"{'' if args.stream is None else f', stream {args.stream}'})", file=sys.stderr)
+    return 0
+
+
+def _replayed(records: Iterator[Record]) -> Iterator[Replayed]:
+    return replay_records(records)
+
+
+def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
+    conn, stream = args.conn, args.stream
+    if fmt == "pcapng":
+        from proxy.capture.export_pcapng import write_pcapng
+
+        return write_pcapng(records, out, conn=conn)
+    text_out: TextIO = out
+    if fmt == "har":
+        from proxy.capture.export_har import write_har
+
+        return write_har(_replayed(records), text_out, conn=conn, stream=stream)
+    if fmt == "jsonl":
+        from proxy.capture.export_text import write_jsonl
+
+        return write_jsonl(_replayed(records), text_out, conn=conn, stream=stream)
+    if fmt == "script":
+        from proxy.capture.script import write_script
+
+        return write_script(_replayed(records), text_out, conn=conn)
+    from proxy.capture.export_text import write_text
+
+    return write_text(_replayed(records), text_out, conn=conn, stream=stream)

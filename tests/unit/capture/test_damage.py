@@ -1,0 +1,147 @@
+"""Damaged captures: every intact record is still read, the damage is reported
+by byte offset, and nothing about it is fatal."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.format import RECORD_HEADER_SIZE, RecordType
+from proxy.capture.index import CaptureIndex
+from proxy.capture.reader import CaptureFormatError, CaptureReader, Record
+from proxy.capture.replay import replay_observer
+from tests.unit.capture.traffic import Session
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _read(path: Path) -> tuple[list[Record], CaptureReader]:
+    reader = CaptureReader(path)
+    with reader:
+        return list(reader.records()), reader
+
+
+def test_torn_last_record_is_reported_and_every_complete_record_is_read(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    path, _ = recorded
+    full, _ = _read(path)
+    data = path.read_bytes()
+    ends = {r.offset + RECORD_HEADER_SIZE + len(r.body) for r in full}
+    rng = random.Random(3)
+    cuts = rng.sample(range(full[0].offset + 1, len(data)), 60)
+    for cut in cuts:
+        torn = tmp_path / "torn.h2scope"
+        torn.write_bytes(data[:cut])
+        records, reader = _read(torn)
+        complete = [r for r in full if r.offset + RECORD_HEADER_SIZE + len(r.body) <= cut]
+        assert [r.seq for r in records] == [r.seq for r in complete], cut
+        if cut in ends:
+            assert reader.problems == []
+        else:
+            assert len(reader.problems) == 1, (cut, reader.problems)
+            problem = reader.problems[0]
+            assert problem.torn
+            assert problem.offset == max((r.offset + RECORD_HEADER_SIZE + len(r.body)
+                                          for r in complete), default=full[0].offset)
+        with CaptureIndex.build(torn) as index:
+            assert len(index) == sum(1 for r in complete if r.type == RecordType.FRAME)
+            assert [p.offset for p in index.problems] == [p.offset for p in reader.problems]
+
+
+def test_damaged_record_is_reported_by_offset_and_reading_resumes(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    path, _ = recorded
+    full, _ = _read(path)
+    victim = full[len(full) // 2]
+    data = bytearray(path.read_bytes())
+    data[victim.offset + RECORD_HEADER_SIZE + len(victim.body) // 2] ^= 0xFF
+    bad = tmp_path / "bad.h2scope"
+    bad.write_bytes(bytes(data))
+    records, reader = _read(bad)
+    assert [r.seq for r in records] == [r.seq for r in full if r.seq != victim.seq]
+    assert len(reader.problems) == 1
+    assert reader.problems[0].offset == victim.offset
+    assert "CRC" in reader.problems[0].reason
+    assert not reader.problems[0].torn
+    with CaptureIndex.build(bad) as index:
+        assert [p.offset for p in index.problems] == [victim.offset]
+
+
+def test_damaged_length_field_is_skipped_to_the_next_valid_record(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    path, _ = recorded
+    full, _ = _read(path)
+    victim = full[10]
+    data = bytearray(path.read_bytes())
+    data[victim.offset + 4:victim.offset + 8] = (1 << 23).to_bytes(4, "big")
+    bad = tmp_path / "bad-length.h2scope"
+    bad.write_bytes(bytes(data))
+    records, reader = _read(bad)
+    assert [r.seq for r in records] == [r.seq for r in full if r.seq != victim.seq]
+    assert [p.offset for p in reader.problems] == [victim.offset]
+
+
+def test_a_file_that_is_not_a_capture_raises_a_clear_error(tmp_path: Path) -> None:
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    with pytest.raises(CaptureFormatError, match="not an h2scope capture"):
+        CaptureReader(other)
+
+
+WRITER_SCRIPT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import Direction
+w = CaptureWriter(sys.argv[1], flush_interval=0.2)
+w.connection(1, {"protocol": "h2"}, t=0.0)
+frame = bytes.fromhex("000008060000000000") + b"pingpong"
+i = 0
+while True:
+    w.frame(1, Direction.C2S, frame, t=float(i))
+    i += 1
+    if i % 100 == 0:
+        print(i, flush=True)
+        time.sleep(0.01)
+"""
+
+
+def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
+    path = tmp_path / "killed.h2scope"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(REPO)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        written = 0
+        deadline = time.monotonic() + 20
+        while written < 2000 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            written = int(line)
+        assert written >= 2000, "the writer subprocess did not start"
+        # Frames appended before this moment must be on disk within one flush interval.
+        time.sleep(0.6)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    records, reader = _read(path)
+    frames = [r for r in records if r.type == RecordType.FRAME]
+    assert len(frames) >= written
+    assert [r.t for r in frames] == [float(i) for i in range(len(frames))]
+    assert not reader.clean_end
+    assert all(p.torn for p in reader.problems)  # at most one torn tail, never worse
+    assert len(reader.problems) <= 1
+    assert sum(1 for _ in replay_observer(path)) > 0

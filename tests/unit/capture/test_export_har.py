@@ -1,0 +1,99 @@
+"""The HAR export is valid HAR 1.2 and says what HTTP/2 did for each stream."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from proxy.capture.export_har import write_har
+from proxy.capture.replay import replay
+from tests.unit.capture.traffic import BINARY_BODY, LARGE_BODY, Session
+
+SCHEMA = json.loads((Path(__file__).parent / "har12.schema.json").read_text())
+
+
+def _har(path: Path, **kw: Any) -> dict[str, Any]:
+    out = io.StringIO()
+    write_har(replay(path), out, **kw)
+    return json.loads(out.getvalue())
+
+
+def _by_path(har: dict[str, Any], conn: int = 1) -> dict[str, dict[str, Any]]:
+    return {e["request"]["url"].split("example.test", 1)[1]: e for e in har["log"]["entries"]
+            if e["_h2scope"]["connection"] == conn}
+
+
+def test_har_validates_against_the_har_1_2_schema(recorded: tuple[Path, Session]) -> None:
+    har = _har(recorded[0])
+    jsonschema.Draft7Validator(SCHEMA).validate(har)
+    assert len(har["log"]["entries"]) == 10  # 5 streams with requests on each of 2 connections
+
+
+def test_the_schema_check_can_fail(recorded: tuple[Path, Session]) -> None:
+    har = _har(recorded[0])
+    broken = copy.deepcopy(har)
+    del broken["log"]["entries"][0]["timings"]["wait"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMA)
+    broken = copy.deepcopy(har)
+    broken["log"]["entries"][0]["h2scope"] = {}  # custom fields need a leading underscore
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMA)
+
+
+def test_entries_carry_headers_bodies_and_h2_details(recorded: tuple[Path, Session]) -> None:
+    entries = _by_path(_har(recorded[0]))
+    index = entries["/index.html"]
+    assert index["request"]["method"] == "GET"
+    assert index["request"]["httpVersion"] == index["response"]["httpVersion"] == "h2"
+    assert index["response"]["status"] == 200
+    assert index["response"]["content"]["text"] == "<html><body>hello</body></html>"
+    assert index["response"]["cookies"] == [{"name": "id", "value": "42"}]
+    assert {"name": "user-agent", "value": "h2scope-test/1"} in index["request"]["headers"]
+    assert index["serverIPAddress"] == "127.0.0.1"
+    h2 = index["_h2scope"]
+    assert h2["stream_id"] == 1 and h2["connection"] == 1
+    assert h2["frames"] == {"HEADERS": 3, "DATA": 1, "PUSH_PROMISE": 1}
+    assert h2["response_trailers"] == [["grpc-status", "0"], ["x-trailer", "done"]]
+
+    binary = entries["/upload"]
+    assert binary["request"]["postData"]["text"] == "hello world"
+    assert binary["_h2scope"]["request_trailers"] == [["x-checksum", "abc"]]
+    content = binary["response"]["content"]
+    assert content["encoding"] == "base64"
+    assert base64.b64decode(content["text"]) == BINARY_BODY
+
+    assert entries["/large.bin"]["response"]["bodySize"] == len(LARGE_BODY)
+
+
+def test_pushed_responses_are_marked(recorded: tuple[Path, Session]) -> None:
+    entries = _by_path(_har(recorded[0]))
+    pushed = entries["/style.css"]
+    assert pushed["_h2scope"]["pushed"] is True
+    assert pushed["_h2scope"]["promised_by"] == 1
+    assert pushed["response"]["content"]["text"] == "body { color: red }"
+    assert "push" in pushed["comment"]
+    assert entries["/index.html"]["_h2scope"]["pushed"] is False
+
+
+def test_resets_and_timings_come_from_the_frames(recorded: tuple[Path, Session]) -> None:
+    entries = _by_path(_har(recorded[0]))
+    slow = entries["/slow"]
+    assert slow["_h2scope"]["resets"] == [{"by": "client", "error_code": 8, "error": "CANCEL"}]
+    for e in entries.values():
+        t = e["timings"]
+        assert e["time"] == pytest.approx(t["send"] + t["wait"] + t["receive"], abs=0.01)
+    assert slow["timings"]["receive"] >= 0 and slow["time"] > 0
+
+
+def test_conn_and_stream_select_entries(recorded: tuple[Path, Session]) -> None:
+    har = _har(recorded[0], conn=2, stream=3)
+    (entry,) = har["log"]["entries"]
+    assert entry["_h2scope"]["connection"] == 2 and entry["_h2scope"]["stream_id"] == 3

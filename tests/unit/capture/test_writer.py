@@ -1,0 +1,142 @@
+"""The writer: back-pressure instead of loss, periodic flushes, unframed bytes kept."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.format import RecordFlag, RecordType
+from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import replay_observer
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import Desynced, FrameObserved
+from tests.unit.capture.traffic import META
+
+PING = bytes.fromhex("000008060000000000") + b"12345678"
+SETTINGS = bytes.fromhex("000000040000000000")
+
+
+def _records(path: Path) -> list:
+    with CaptureReader(path) as reader:
+        return list(reader.records())
+
+
+def test_buffer_never_exceeds_its_limit_by_more_than_one_record(tmp_path: Path) -> None:
+    path = tmp_path / "bp.h2scope"
+    writer = CaptureWriter(path, buffer_limit=4096, autoflush=False)
+    peak = 0
+    for i in range(2000):
+        writer.frame(1, Direction.C2S, PING, t=float(i))
+        peak = max(peak, writer.pending_bytes)
+    assert peak < 4096 + 40 + len(PING)
+    assert path.stat().st_size > 2000 * 40  # the producer wrote it itself: nothing dropped
+    writer.close()
+    assert sum(1 for r in _records(path) if r.type == RecordType.FRAME) == 2000
+
+
+def test_drain_awaits_the_disk_when_the_buffer_is_full(tmp_path: Path) -> None:
+    writer = CaptureWriter(tmp_path / "drain.h2scope", buffer_limit=1 << 20, autoflush=False)
+
+    async def produce() -> int:
+        peak = 0
+        for i in range(5000):
+            if writer.full:
+                await writer.drain()
+                assert not writer.full
+            writer.frame(1, Direction.C2S, PING + bytes(200), t=float(i))
+            peak = max(peak, writer.pending_bytes)
+        return peak
+
+    assert asyncio.run(produce()) <= (1 << 20) + 300
+    writer.close()
+
+
+def test_background_flush_puts_records_on_disk_within_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "periodic.h2scope"
+    writer = CaptureWriter(path, flush_interval=0.1)
+    try:
+        writer.frame(1, Direction.C2S, PING, t=1.0)
+        deadline = time.monotonic() + 5
+        while writer.pending_bytes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.pending_bytes == 0
+        assert [r.body for r in _records(path) if r.type == RecordType.FRAME] == [PING]
+    finally:
+        writer.close()
+
+
+def test_appending_after_close_raises(tmp_path: Path) -> None:
+    writer = CaptureWriter(tmp_path / "c.h2scope")
+    writer.close()
+    writer.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        writer.frame(1, Direction.C2S, PING, t=0.0)
+
+
+def test_end_record_counts_what_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "end.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.frame(1, Direction.C2S, PING, t=0.0)
+        writer.lost(1, count=3, reason="ui queue full", t=0.0)
+    end = _records(path)[-1]
+    assert end.type == RecordType.END
+    assert end.json()["counts"] == {"CONNECTION": 1, "FRAME": 1, "LOST": 1}
+
+
+def test_desynced_bytes_are_recorded_raw_and_replay_the_same_desync(tmp_path: Path) -> None:
+    path = tmp_path / "desync.h2scope"
+    garbage = b"\xff\xff\xff\xfe\x00\x00\x00\x00\x01this is not http/2 at all"
+    with CaptureWriter(path) as writer:
+        tap = RecordingObserver(writer, 1, META, t=0.0)
+        live = tap.feed(Direction.C2S, CONNECTION_PREFACE + SETTINGS + PING[:5], 1.0)
+        live += tap.feed(Direction.C2S, PING[5:] + garbage[:4], 2.0)
+        live += tap.feed(Direction.C2S, garbage[4:], 3.0)
+        live += tap.feed(Direction.C2S, b"more after the desync", 4.0)
+        live += tap.close(5.0)
+    assert any(isinstance(e, Desynced) for e in live)
+    assert [e for _, e in replay_observer(path)] == live
+    raws = [r for r in _records(path) if r.type == RecordType.RAW]
+    assert raws[0].body == CONNECTION_PREFACE and raws[0].flags & RecordFlag.PREFACE
+    assert b"".join(r.body for r in raws[1:]) == garbage + b"more after the desync"
+
+
+def test_incomplete_frame_at_close_replays_the_same_findings(tmp_path: Path) -> None:
+    path = tmp_path / "cut.h2scope"
+    with CaptureWriter(path) as writer:
+        tap = RecordingObserver(writer, 1, META, t=0.0)
+        live = tap.feed(Direction.C2S, CONNECTION_PREFACE + SETTINGS + PING[:12], 1.0)
+        live += tap.feed(Direction.S2C, SETTINGS[:4], 1.5)
+        live += tap.close(2.0, closed_by="server", error="connection reset")
+    codes = [getattr(getattr(e, "finding", None), "code", None) for e in live]
+    assert codes.count("frame-truncated") == 2
+    assert [e for _, e in replay_observer(path)] == live
+    close = next(r for r in _records(path) if r.type == RecordType.CLOSE)
+    assert close.json() == {"closed_by": "server", "error": "connection reset"}
+
+
+def test_h2c_upgrade_and_http1_records_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "h2c.h2scope"
+    settings = bytes.fromhex("000300000064")
+    req = ((":method", "GET"), (":path", "/"), (":authority", "a"), (":scheme", "http"))
+    with CaptureWriter(path) as writer:
+        writer.connection(2, {"protocol": "http/1.1"}, t=0.0)
+        writer.http1(2, Direction.C2S, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", t=0.1)
+        writer.http1(2, Direction.S2C, b"HTTP/1.1 200 OK\r\n\r\n", b"hi", t=0.2)
+        tap = RecordingObserver(writer, 1, {"protocol": "h2c"}, t=0.0)
+        live = tap.upgrade_h2c(http2_settings=settings, request_headers=req, t=0.5)
+        live += tap.feed(Direction.C2S, CONNECTION_PREFACE + SETTINGS, 1.0)
+        live += tap.feed(Direction.S2C, SETTINGS + bytes.fromhex("000001010500000001") + b"\x88",
+                         1.1)
+        live += tap.close(2.0)
+    events = list(replay_observer(path))
+    assert [e for c, e in events if c == 1] == live
+    assert all(c == 1 for c, _ in events)  # the HTTP/1 connection has no observer
+    h1 = [r.http1() for r in _records(path) if r.type == RecordType.HTTP1]
+    assert h1[1] == (b"HTTP/1.1 200 OK\r\n\r\n", b"hi")
+    assert any(isinstance(e, FrameObserved) and e.block is not None for e in live)
