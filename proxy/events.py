@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
@@ -300,3 +300,64 @@ class EventBus:
             _done, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionInfo:
+    """What is known about a connection so far, for filters and views."""
+
+    conn_id: int
+    client: tuple[str, int]
+    mode: str
+    target: str | None = None
+    """``host:port`` once known."""
+    sni: str | None = None
+    alpn: str | None = None
+    """The protocol negotiated with the client, if TLS."""
+    protocol: str | None = None
+    """What is being relayed: ``h2``, ``h2c``, ``http/1.1``, ``tcp``, ``passthrough``."""
+    opened: float = 0.0
+    closed: bool = False
+
+
+class ConnectionTracker:
+    """Keeps a :class:`ConnectionInfo` per connection up to date from batches.
+
+    Closed connections are forgotten after :attr:`keep_closed` newer ones
+    closed, so memory stays bounded on long runs.
+    """
+
+    def __init__(self, *, keep_closed: int = 1024) -> None:
+        self.connections: dict[int, ConnectionInfo] = {}
+        self.keep_closed = keep_closed
+        self._closed: list[int] = []
+
+    def get(self, conn_id: int) -> ConnectionInfo:
+        info = self.connections.get(conn_id)
+        if info is None:
+            info = ConnectionInfo(conn_id=conn_id, client=("?", 0), mode="?")
+            self.connections[conn_id] = info
+        return info
+
+    def update(self, event: ProxyEvent) -> ConnectionInfo | None:
+        """Fold a connection event in; returns the connection's info (None for others)."""
+        if not isinstance(event, ConnectionEvent):
+            return None
+        info = self.get(event.conn_id)
+        match event:
+            case ConnectionOpened():
+                info = replace(info, client=event.client, mode=event.mode,
+                               target=event.target, opened=event.t)
+            case TargetChosen():
+                info = replace(info, target=event.target)
+            case TlsEstablished() if event.leg is Leg.CLIENT:
+                info = replace(info, sni=event.sni, alpn=event.alpn)
+            case RelayStarted():
+                info = replace(info, protocol=event.protocol)
+            case ConnectionClosed():
+                info = replace(info, closed=True)
+                self._closed.append(event.conn_id)
+                if len(self._closed) > self.keep_closed:
+                    self.connections.pop(self._closed.pop(0), None)
+        self.connections[event.conn_id] = info
+        return info

@@ -1,0 +1,163 @@
+"""The console printer: every frame of every connection, one line each, like ``nghttp -v``.
+
+A sink for the event bus (``h2scope run --headless``). Each line starts with
+the time since the first event, the connection id and the direction arrow
+(``→`` client to server, ``←`` server to client); frame lines go on with the
+stream id, the frame type by its RFC name, flags, length and the decoded
+summary, and a HEADERS or PUSH_PROMISE is followed by its header list.
+Connection lines (opened, target, TLS on each leg, relay protocol, closed)
+and findings (marked ``!``) are always shown; ``quiet`` shows only those.
+
+The wording comes from :mod:`proxy.observe.describe`, shared with
+``h2scope decode``, the text export and the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TextIO
+
+from proxy.events import (
+    Batch,
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionInfo,
+    ConnectionOpened,
+    ConnectionTracker,
+    Http1MessageObserved,
+    Leg,
+    ProxyErrorRaised,
+    ProxyEvent,
+    RelayStarted,
+    TargetChosen,
+    TlsEstablished,
+)
+from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    FrameObserved,
+    PrefaceObserved,
+    StreamStateChanged,
+)
+
+log = logging.getLogger("h2scope.headless")
+
+EventFilter = Callable[[ProxyEvent, ConnectionInfo], bool]
+"""A predicate over an event and what is known of its connection; False hides it."""
+
+_ALWAYS = (ConnectionOpened, ConnectionClosed, ProxyErrorRaised)
+
+
+def _bytes(n: int) -> str:
+    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 10_000_000 \
+        else f"{n / 1048576:.1f} MiB"
+
+
+class HeadlessPrinter:
+    """Writes batches as text lines to *out*, flushing after every batch."""
+
+    def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
+                 quiet: bool = False, annotate: bool = False) -> None:
+        self.out = out
+        self.filter = filter
+        self.quiet = quiet
+        self.annotate = annotate
+        """Show each header field's HPACK representation too."""
+        self.tracker = ConnectionTracker()
+        self.start: float | None = None
+        self.lines = 0
+        self.broken = False
+
+    def handle(self, batch: Batch) -> None:
+        if self.broken:
+            return
+        if self.start is None:
+            self.start = batch.t
+        lines: list[str] = []
+        for ev in batch.events:
+            info = self.tracker.update(ev) or self.tracker.get(batch.conn_id)
+            if self.filter is not None and not isinstance(ev, _ALWAYS):
+                try:
+                    if not self.filter(ev, info):
+                        continue
+                except Exception:
+                    log.exception("the filter failed on %r; showing the event", ev)
+            self._format(batch.conn_id, ev, lines)
+        if lines:
+            try:
+                self.out.write("\n".join(lines) + "\n")
+                self.out.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                # The reader went away (`| head`); the proxy keeps running.
+                self.broken = True
+            self.lines += len(lines)
+
+    def _prefix(self, conn_id: int, t: float, arrow: str) -> str:
+        rel = t - (self.start or t)
+        return f"{rel:9.3f} #{conn_id:<3} {arrow}"
+
+    def _format(self, conn_id: int, ev: ProxyEvent, lines: list[str]) -> None:
+        if isinstance(ev, ConnectionEvent):
+            text = connection_line(ev)
+            if text:
+                lines.append(f"{self._prefix(conn_id, ev.t, '*')} {text}")
+            return
+        arrow = ev.direction.arrow
+        if isinstance(ev, FrameObserved):
+            if not self.quiet:
+                f = ev.frame
+                lines.append(f"{self._prefix(conn_id, ev.t, arrow)} {f.stream_id:>5} "
+                             f"{f.type_name} {flags_text(f) or '[]'} len={f.length}  "
+                             f"{frame_summary(ev)}".rstrip())
+                if ev.block is not None:
+                    lines.extend(block_lines(ev.block, annotate=self.annotate,
+                                             indent=" " * 22))
+            for finding in ev.findings:
+                lines.append(f"{self._prefix(conn_id, ev.t, arrow)} ! {finding}")
+            return
+        if isinstance(ev, (Desynced, ConnectionFindingRaised)):
+            lines.append(f"{self._prefix(conn_id, ev.t, arrow)} ! {event_line(ev)}")
+            return
+        if self.quiet or isinstance(ev, (StreamStateChanged, PrefaceObserved)):
+            return
+        text = event_line(ev)
+        if text:
+            lines.append(f"{self._prefix(conn_id, ev.t, arrow)} {text}")
+
+
+def connection_line(ev: ConnectionEvent) -> str | None:
+    """The one-line description of a connection event."""
+    match ev:
+        case ConnectionOpened():
+            return f"opened from {ev.client[0]}:{ev.client[1]} ({ev.mode})"
+        case TargetChosen():
+            how = "intercept" if ev.intercept else "pass through (ignore_hosts)"
+            return f"{ev.via} {ev.target} → {how}"
+        case TlsEstablished():
+            leg = "client" if ev.leg is Leg.CLIENT else "server"
+            text = (f"TLS {leg} leg {ev.version} {ev.cipher} alpn={ev.alpn or '-'} "
+                    f"(offered {','.join(ev.alpn_offered) or 'none'}) sni={ev.sni or '-'}")
+            if ev.cert is not None and ev.leg is Leg.SERVER:
+                text += (f" cert subject={ev.cert.subject} issuer={ev.cert.issuer} "
+                         f"sans={','.join(ev.cert.sans[:4]) or '-'}"
+                         f"{'…' if len(ev.cert.sans) > 4 else ''} not_after={ev.cert.not_after}")
+            if ev.client_hello is not None:
+                text += f" hello: {ev.client_hello.summary()}"
+            return text
+        case RelayStarted():
+            return f"relaying {ev.protocol} to {ev.target}"
+        case Http1MessageObserved():
+            arrow = ev.direction.arrow
+            cut = "" if ev.complete else " INCOMPLETE"
+            return (f"{arrow} {ev.start_line}  (head {_bytes(ev.head_size)}, body "
+                    f"{_bytes(ev.body_size)}, {ev.duration * 1000:.1f} ms){cut}")
+        case ProxyErrorRaised():
+            hint = f" — hint: {ev.hint}" if ev.hint else ""
+            return f"! {ev.stage}: {ev.message}{hint}"
+        case ConnectionClosed():
+            err = f" [{ev.error}]" if ev.error else ""
+            return (f"closed by {ev.closed_by.name.lower()}: {ev.reason}{err} "
+                    f"(→ {_bytes(ev.bytes_c2s)}, ← {_bytes(ev.bytes_s2c)})")
+    return None

@@ -1,0 +1,212 @@
+"""What every connection handler shares: options, certificates, TLS contexts, the bus.
+
+:class:`ProxyOptions` is the subset of the configuration the network layer
+reads (``proxy.config.Config`` satisfies it). :class:`ProxyState` holds what
+is built from it once per run; :class:`Conn` is one client connection's
+handle on it: its id, and helpers that stamp events with that id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from certs.store import CertStore
+from proxy.events import (
+    Batch,
+    Closer,
+    ConnectionClosed,
+    ConnectionEvent,
+    EventBus,
+    ProxyErrorRaised,
+    ProxyEvent,
+)
+from proxy.net.modes import Mode
+from proxy.net.streams import Stream
+from proxy.observe.enums import Direction
+
+log = logging.getLogger("h2scope.proxy")
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a TCP connection upstream."""
+HANDSHAKE_TIMEOUT = 15.0
+"""Seconds for a TLS handshake, on either leg."""
+REQUEST_TIMEOUT = 60.0
+"""Seconds a client may take to send a request head (and idle between requests)."""
+
+
+class ProxyOptions(Protocol):
+    """The configuration the proxy core reads (``proxy.config.Config`` provides it)."""
+
+    @property
+    def listen_host(self) -> str: ...
+    @property
+    def listen_port(self) -> int: ...
+    @property
+    def modes(self) -> Sequence[str]: ...
+    @property
+    def confdir(self) -> Path: ...
+    @property
+    def insecure(self) -> bool: ...
+    @property
+    def upstream_ca(self) -> Path | None: ...
+    @property
+    def ignore_hosts(self) -> Sequence[str]: ...
+    @property
+    def proxyauth(self) -> str | None: ...
+    @property
+    def allow_remote(self) -> bool: ...
+    @property
+    def sslkeylogfile(self) -> Path | None: ...
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ProxyState:
+    """Built once per run from the options; shared by every connection."""
+
+    def __init__(self, options: ProxyOptions, bus: EventBus, certs: CertStore) -> None:
+        self.options = options
+        self.bus = bus
+        self.certs = certs
+        self.ignore = [re.compile(p) for p in options.ignore_hosts]
+        self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
+        self._auth = _parse_auth(options.proxyauth)
+        self._upstream_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+        self._next_id = 0
+
+    def new_conn_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def ignored(self, host: str, port: int) -> bool:
+        """True if ``host:port`` matches an ignore_hosts pattern (``re.search``, as mitmproxy)."""
+        text = hostport(host, port)
+        return any(p.search(text) for p in self.ignore)
+
+    @property
+    def auth_required(self) -> bool:
+        return self._auth is not None
+
+    def check_basic(self, header: str | None) -> bool:
+        """Is *header* (``Proxy-Authorization``) the configured Basic credential?"""
+        if self._auth is None:
+            return True
+        if not header:
+            return False
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(decoded, self._auth)
+
+    def check_userpass(self, user: bytes, password: bytes) -> bool:
+        if self._auth is None:
+            return True
+        return hmac.compare_digest(user + b":" + password, self._auth)
+
+    def upstream_context(self, alpn: Sequence[str]) -> ssl.SSLContext:
+        """A client context for the server leg offering *alpn* (cached per list)."""
+        key = tuple(alpn)
+        with self._lock:
+            ctx = self._upstream_contexts.get(key)
+            if ctx is None:
+                ctx = ssl.create_default_context()
+                if self.options.upstream_ca is not None:
+                    ctx.load_verify_locations(cafile=str(self.options.upstream_ca))
+                if self.options.insecure:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                if key:
+                    ctx.set_alpn_protocols(list(key))
+                if self.keylog:
+                    ctx.keylog_filename = self.keylog
+                self._upstream_contexts[key] = ctx
+            return ctx
+
+    def client_context(self, host: str, alpn: Sequence[str],
+                       extra_sans: Sequence[str]) -> ssl.SSLContext:
+        """The server context for the client leg (leaf for *host*); raises InvalidHostname."""
+        ctx = self.certs.server_context(host, alpn, extra_sans)
+        if self.keylog and ctx.keylog_filename != self.keylog:
+            ctx.keylog_filename = self.keylog
+        return ctx
+
+
+def _parse_auth(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if ":" not in value:
+        raise ValueError("proxyauth must be USER:PASS")
+    return value.encode("utf-8")
+
+
+class Conn:
+    """One client connection: its id and the way it reports what happens to it."""
+
+    def __init__(self, state: ProxyState, mode: Mode, client: tuple[str, int]) -> None:
+        self.state = state
+        self.mode = mode
+        self.client = client
+        self.id = state.new_conn_id()
+        self.target: str | None = mode.target
+        self.closed_emitted = False
+        self.streams: list[Stream] = []
+        """Every stream opened for this connection; the server closes them all at the end."""
+        self.errored = False
+        """True once a ProxyErrorRaised was published: the close reason says so too."""
+        self.last_error: str | None = None
+
+    @property
+    def bus(self) -> EventBus:
+        return self.state.bus
+
+    async def emit(self, event: ConnectionEvent) -> None:
+        await self.state.bus.publish(Batch(conn_id=self.id, t=event.t, events=(event,)))
+
+    async def closed(self, closer: Closer, reason: str, error: str | None = None, *,
+                     bytes_c2s: int = 0, bytes_s2c: int = 0) -> None:
+        """Publish the connection's one ConnectionClosed (later calls do nothing)."""
+        if self.closed_emitted:
+            return
+        self.closed_emitted = True
+        await self.emit(ConnectionClosed(conn_id=self.id, t=time.time(), closed_by=closer,
+                                         reason=reason, error=error, bytes_c2s=bytes_c2s,
+                                         bytes_s2c=bytes_s2c))
+
+    async def error(self, stage: str, message: str, hint: str | None = None) -> None:
+        """Publish a ProxyErrorRaised and log it with the connection id."""
+        self.errored = True
+        self.last_error = message
+        log.info("[conn %d] %s: %s%s", self.id, stage, message, f" ({hint})" if hint else "")
+        await self.emit(ProxyErrorRaised(conn_id=self.id, t=time.time(), stage=stage,
+                                         message=message, hint=hint))
+
+    async def publish_chunk(self, direction: Direction, data: bytes, t: float,
+                            events: Sequence[ProxyEvent], protocol: str) -> None:
+        await self.state.bus.publish(Batch(conn_id=self.id, t=t, events=tuple(events),
+                                           direction=direction, data=data, protocol=protocol))

@@ -1,0 +1,237 @@
+"""HTTP/1.x message heads and body framing (RFC 9112), as pure functions.
+
+The HTTP/1.1 relay forwards bytes as they are; it only needs to know where
+each message ends (to log it, to find the next one, and to notice an
+``Upgrade``). These functions parse a head and say how its body is framed;
+they raise :class:`Http1Error` with a sentence naming the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VERSION = re.compile(rb"^HTTP/\d\.\d$")
+_REQUEST_LINE = re.compile(rb"^([^ ]+) ([^ ]+) (HTTP/\d\.\d)$")
+
+
+class Http1Error(ValueError):
+    """The bytes are not a valid HTTP/1.x message head or framing."""
+
+
+class Framing(IntEnum):
+    NONE = 0
+    LENGTH = 1
+    CHUNKED = 2
+    UNTIL_CLOSE = 3
+    """RFC 9112 §6.3 rule 8: a response without length ends when the server closes."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    raw: bytes
+    """The head as received, up to and including the empty line."""
+    start_line: str
+    version: str
+    headers: tuple[tuple[str, str], ...]
+    """Names in their original case, values stripped of surrounding whitespace."""
+
+    def get(self, name: str) -> str | None:
+        lower = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lower:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        lower = name.lower()
+        return [v for n, v in self.headers if n.lower() == lower]
+
+    def tokens(self, name: str) -> set[str]:
+        """Comma-separated tokens of every *name* header, lower-cased."""
+        return {t.strip().lower() for v in self.get_all(name) for t in v.split(",") if t.strip()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestHead(Head):
+    method: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseHead(Head):
+    status: int
+    reason: str
+
+
+def _lines(raw: bytes) -> tuple[bytes, list[bytes]]:
+    if not raw.endswith(b"\r\n\r\n") and not raw.endswith(b"\n\n"):
+        raise Http1Error("the message head does not end with an empty line")
+    lines = raw.replace(b"\r\n", b"\n").split(b"\n")[:-2]
+    # RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request.
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not lines:
+        raise Http1Error("empty message head")
+    return lines[0], lines[1:]
+
+
+def _headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            # RFC 9112 §5.2: obsolete line folding is rejected.
+            raise Http1Error("obsolete header line folding (a line starting with whitespace)")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise Http1Error(f"invalid header line {line[:60]!r}")
+        out.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+    return tuple(out)
+
+
+def parse_request_head(raw: bytes) -> RequestHead:
+    first, rest = _lines(raw)
+    m = _REQUEST_LINE.match(first)
+    if m is None or not _TOKEN.match(m.group(1)):
+        raise Http1Error(f"invalid request line {first[:80]!r}")
+    return RequestHead(raw=raw, start_line=first.decode("latin-1"),
+                       method=m.group(1).decode("ascii"), target=m.group(2).decode("latin-1"),
+                       version=m.group(3).decode("ascii"), headers=_headers(rest))
+
+
+def parse_response_head(raw: bytes) -> ResponseHead:
+    first, rest = _lines(raw)
+    parts = first.split(b" ", 2)
+    if len(parts) < 2 or not _VERSION.match(parts[0]) or not re.fullmatch(rb"\d{3}", parts[1]):
+        raise Http1Error(f"invalid status line {first[:80]!r}")
+    return ResponseHead(raw=raw, start_line=first.decode("latin-1"),
+                        version=parts[0].decode("ascii"), status=int(parts[1]),
+                        reason=parts[2].decode("latin-1") if len(parts) > 2 else "",
+                        headers=_headers(rest))
+
+
+def looks_like_http1_request(data: bytes) -> bool:
+    """True if *data* starts like an HTTP/1 request line (a method token and a space)."""
+    m = re.match(rb"^(\r?\n)?([A-Z][A-Z\-_]{1,19}) ", data[:24])
+    return m is not None
+
+
+def _content_length(head: Head) -> int | None:
+    values = {v.strip() for v in head.get_all("content-length") for v in v.split(",")}
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Http1Error(f"conflicting Content-Length values {sorted(values)}")
+    value = values.pop()
+    if not value.isdigit() or len(value) > 18:
+        raise Http1Error(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+def _chunked(head: Head) -> bool:
+    codings = [t.strip().lower() for v in head.get_all("transfer-encoding") for t in v.split(",")]
+    if not codings:
+        return False
+    return codings[-1] == "chunked"
+
+
+def request_framing(head: RequestHead) -> tuple[Framing, int]:
+    """How the request body is delimited (RFC 9112 §6.3), and its length if known."""
+    te = head.get_all("transfer-encoding")
+    cl = _content_length(head)
+    if te:
+        if cl is not None:
+            # RFC 9112 §6.3 rule 3: both present is a request smuggling sign.
+            raise Http1Error("both Transfer-Encoding and Content-Length")
+        if not _chunked(head):
+            raise Http1Error("a request Transfer-Encoding must end with chunked")
+        return Framing.CHUNKED, 0
+    if cl:
+        return Framing.LENGTH, cl
+    return Framing.NONE, 0
+
+
+def response_framing(head: ResponseHead, method: str) -> tuple[Framing, int]:
+    """How the response body is delimited, given the request's *method* (RFC 9112 §6.3)."""
+    if method == "HEAD" or head.status < 200 or head.status in (204, 304):
+        return Framing.NONE, 0
+    if method == "CONNECT" and 200 <= head.status < 300:
+        return Framing.NONE, 0
+    if head.get_all("transfer-encoding"):
+        return (Framing.CHUNKED, 0) if _chunked(head) else (Framing.UNTIL_CLOSE, 0)
+    cl = _content_length(head)
+    if cl is not None:
+        return (Framing.LENGTH, cl) if cl else (Framing.NONE, 0)
+    return Framing.UNTIL_CLOSE, 0
+
+
+def parse_chunk_size(line: bytes) -> int:
+    """The size from a chunk-size line (extensions ignored); raises Http1Error."""
+    size = line.split(b";", 1)[0].strip()
+    if not size or len(size) > 15 or not re.fullmatch(rb"[0-9a-fA-F]+", size):
+        raise Http1Error(f"invalid chunk size line {line[:40]!r}")
+    return int(size, 16)
+
+
+def keeps_alive(head: Head) -> bool:
+    """RFC 9112 §9.3: persistence unless ``close``; HTTP/1.0 needs ``keep-alive``."""
+    tokens = head.tokens("connection")
+    if "close" in tokens:
+        return False
+    if head.version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return True
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` (brackets around IPv6) → (host, port); raises Http1Error."""
+    host, port = authority, default_port
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise Http1Error(f"invalid authority {authority!r}")
+        host, rest = authority[1:end], authority[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise Http1Error(f"invalid authority {authority!r}")
+            port = _port(rest[1:], authority)
+    elif authority.count(":") == 1:
+        host, _, p = authority.partition(":")
+        port = _port(p, authority)
+    if not host or any(c in host for c in " /?#@"):
+        raise Http1Error(f"invalid authority {authority!r}")
+    return host, port
+
+
+def _port(text: str, authority: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise Http1Error(f"invalid port in {authority!r}")
+    return int(text)
+
+
+def absolute_target(target: str) -> tuple[str, str, int, str]:
+    """``http://host:port/path`` → (scheme, host, port, origin-form path); raises Http1Error."""
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://([^/?#]*)(.*)$", target)
+    if m is None:
+        raise Http1Error(f"not an absolute URI: {target[:80]!r}")
+    scheme = m.group(1).lower()
+    if scheme not in ("http", "https"):
+        raise Http1Error(f"unsupported scheme {scheme!r}")
+    authority = m.group(2).rsplit("@", 1)[-1]
+    host, port = split_authority(authority, 80 if scheme == "http" else 443)
+    path = m.group(3).split("#", 1)[0] or "/"
+    if path.startswith("?"):
+        path = "/" + path
+    return scheme, host, port, path
+
+
+def simple_response(status: int, reason: str, body: str | bytes, *,
+                    extra: tuple[tuple[str, str], ...] = (),
+                    content_type: str = "text/plain; charset=utf-8") -> bytes:
+    """A complete HTTP/1.1 response h2scope itself sends (errors, the CA page)."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}",
+             f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in extra)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data

@@ -1,0 +1,162 @@
+"""The per-mode connection handlers: explicit proxy (CONNECT, absolute-form HTTP) and reverse.
+
+SOCKS5 lives in :mod:`proxy.net.socks5`. Each handler gets a fresh
+:class:`~proxy.net.context.Conn` and the client stream; the server wraps it
+so that every connection ends with exactly one ConnectionClosed and every
+stream it opened is closed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from proxy.events import Closer, RelayStarted, TargetChosen
+from proxy.net import http1, tls
+from proxy.net.clienthello import looks_like_tls
+from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
+from proxy.net.http1 import Http1Error, RequestHead
+from proxy.net.relay import relay
+from proxy.net.relay_http1 import Http1Relay
+from proxy.net.streams import TcpStream, open_tcp
+from proxy.net.tunnel import (
+    first_bytes,
+    peek_client_hello,
+    relay_decrypted,
+    relay_plain,
+    run_tunnel,
+)
+from proxy.observe.enums import CONNECTION_PREFACE
+
+
+async def handle_regular(conn: Conn, client: TcpStream) -> None:
+    """The explicit proxy: CONNECT tunnels and absolute-form plain HTTP."""
+    first = await first_bytes(conn, client, None)
+    if first != "client":
+        await conn.closed(Closer.CLIENT, "client closed without sending a request")
+        return
+    if looks_like_tls(bytes(client.buffer[:3])):
+        await conn.error("request", "the client started TLS on the proxy port: h2scope is an "
+                         "HTTP proxy", "configure the proxy as http://HOST:PORT, not https://")
+        await tls.refuse_client(client, 70)  # protocol_version: clear on the client side
+        await conn.closed(Closer.PROXY, "TLS sent to the HTTP proxy port")
+        return
+
+    async def on_connect(request: RequestHead) -> None:
+        await handle_connect(conn, client, request)
+
+    await Http1Relay(conn, client, None, forward_proxy=True, on_connect=on_connect).run()
+
+
+async def _answer(client: TcpStream, status: int, reason: str, body: str) -> None:
+    client.write(http1.simple_response(status, reason, body, extra=(("Connection", "close"),)))
+    await client.drain()
+
+
+async def handle_connect(conn: Conn, client: TcpStream, request: RequestHead) -> None:
+    """``CONNECT host:port``: open the server connection first, then answer 200 (or 502)."""
+    try:
+        host, port = http1.split_authority(request.target, -1)
+        if port < 0:
+            raise Http1Error(f"CONNECT target {request.target!r} has no port")
+    except Http1Error as exc:
+        await conn.error("request", f"invalid CONNECT target: {exc}")
+        await _answer(client, 400, "Bad Request", f"h2scope: invalid CONNECT target: {exc}\n")
+        await conn.closed(Closer.PROXY, "invalid CONNECT target", str(exc))
+        return
+    where = hostport(host, port)
+    conn.target = where
+    intercept = not conn.state.ignored(host, port)
+    await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via="CONNECT",
+                                 intercept=intercept))
+    try:
+        server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        await conn.error("connect", f"cannot connect to {where}: {reason}")
+        await _answer(client, 502, "Bad Gateway",
+                      f"h2scope: cannot connect to {where}: {reason}\n")
+        await conn.closed(Closer.PROXY, "upstream connection failed", reason)
+        return
+    conn.streams.append(server)
+    client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await client.drain()
+    if not intercept:
+        await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol="passthrough",
+                                     target=where))
+        await relay(conn, client, server, protocol="passthrough", publish=False)
+        return
+    await run_tunnel(conn, client, server, host, port)
+
+
+async def handle_reverse(conn: Conn, client: TcpStream) -> None:
+    """Reverse proxy to the mode's fixed target; the client may speak TLS or cleartext."""
+    mode = conn.mode
+    assert mode.host is not None and mode.port is not None
+    host, port = mode.host, mode.port
+    first = await first_bytes(conn, client, None)
+    if first != "client":
+        await conn.closed(Closer.CLIENT, "client closed without sending anything")
+        return
+    hello = None
+    if looks_like_tls(bytes(client.buffer[:3])):
+        hello = await peek_client_hello(conn, client)
+        if hello is None:
+            await conn.closed(Closer.CLIENT, "TLS handshake not started", conn.last_error)
+            return
+    try:
+        server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}")
+        if hello is not None:
+            await tls.refuse_client(client)
+        elif http1.looks_like_http1_request(bytes(client.buffer[:24])):
+            await _answer(client, 502, "Bad Gateway",
+                          f"h2scope: cannot connect to {hostport(host, port)}: {reason}\n")
+        await conn.closed(Closer.PROXY, "upstream connection failed", reason)
+        return
+    conn.streams.append(server_tcp)
+    if mode.scheme == "https":
+        if hello is not None:
+            offers = hello.alpn
+        else:
+            await client.peek(lambda b: len(b) >= 24 or not CONNECTION_PREFACE.startswith(b),
+                              limit=64)
+            h2 = bytes(client.buffer[:24]) == CONNECTION_PREFACE
+            offers = ("h2",) if h2 else ("http/1.1",)
+        try:
+            server = await tls.connect_upstream_tls(conn, server_tcp, host, offers, None)
+        except tls.InterceptFailed as exc:
+            if hello is not None:
+                await tls.refuse_client(client)
+            elif http1.looks_like_http1_request(bytes(client.buffer[:24])):
+                await _answer(client, 502, "Bad Gateway",
+                              f"h2scope: TLS to {hostport(host, port)} failed: {exc}\n")
+            await conn.closed(Closer.PROXY, "upstream TLS failed", str(exc))
+            return
+        alpn = server.ssl.selected_alpn_protocol()
+        if hello is None:
+            await relay_plain(conn, client, server, secure=True)
+            return
+        _, sans = tls.cert_summary(server.ssl.getpeercert(binary_form=True))
+        try:
+            client_tls = await tls.accept_client_tls(conn, client, hello, hello.sni or host,
+                                                     alpn, sans)
+        except tls.InterceptFailed as exc:
+            await conn.closed(Closer.PROXY, "TLS with the client failed", str(exc))
+            return
+        await relay_decrypted(conn, client_tls, server, alpn)
+        return
+    # reverse:http:// — cleartext upstream.
+    if hello is not None:
+        # TLS on the client leg only: pick the protocol a cleartext upstream can speak.
+        alpn = "http/1.1" if "http/1.1" in hello.alpn or not hello.alpn else hello.alpn[0]
+        try:
+            client_tls = await tls.accept_client_tls(conn, client, hello, hello.sni or host,
+                                                     alpn if hello.alpn else None, ())
+        except tls.InterceptFailed as exc:
+            await conn.closed(Closer.PROXY, "TLS with the client failed", str(exc))
+            return
+        await relay_plain(conn, client_tls, server_tcp, secure=False)
+        return
+    await relay_plain(conn, client, server_tcp, secure=False)

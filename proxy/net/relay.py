@@ -1,0 +1,189 @@
+"""Byte relays: HTTP/2 frame mode (observed) and opaque TCP.
+
+Each direction is one pump: read what is available, write it to the other
+side unchanged, wait for the write to drain, then feed the same bytes to the
+observer and publish the batch (DESIGN.md principles 1, 5, 7). The observer
+never stops the relay: if it ever raised (a bug), the connection goes on
+unobserved and the error is logged and published (principle 4).
+
+A direction that reaches end of stream half-closes the other side and the
+opposite direction goes on until it ends too (bounded by
+:data:`HALF_CLOSE_GRACE` of silence). A reset or a failed write ends both
+at once. Either way one :class:`~proxy.events.ConnectionClosed` says who
+closed and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+from proxy.events import Closer
+from proxy.net.context import Conn
+from proxy.net.streams import Stream
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from proxy.observe.events import Event
+
+log = logging.getLogger("h2scope.relay")
+
+HALF_CLOSE_GRACE = 10.0
+"""Seconds the still-open direction may stay silent after the other one ended."""
+
+
+class Outcome(IntEnum):
+    EOF = 0
+    """The source closed its sending side cleanly."""
+    SOURCE_FAILED = 1
+    """Reading from the source failed (reset, TLS error)."""
+    SINK_FAILED = 2
+    """Writing to the other side failed: it went away."""
+    IDLE = 3
+    """Silent past the grace period after the other direction ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class PumpResult:
+    direction: Direction
+    outcome: Outcome
+    error: str | None = None
+
+
+def _side(direction: Direction, *, source: bool) -> Closer:
+    c2s = direction is Direction.C2S
+    return Closer.CLIENT if c2s == source else Closer.SERVER
+
+
+class Observed:
+    """The observer of one connection, guarded so that a bug in it never stops bytes."""
+
+    def __init__(self, conn: Conn, observer: ConnectionObserver | None) -> None:
+        self.conn = conn
+        self.observer = observer
+        self.failed: str | None = None
+
+    def feed(self, direction: Direction, data: bytes, t: float) -> list[Event]:
+        if self.observer is None or self.failed:
+            return []
+        try:
+            return self.observer.feed(direction, data, t)
+        except Exception as exc:
+            log.exception("[conn %d] observer failed; relaying unobserved", self.conn.id)
+            self.failed = f"{type(exc).__name__}: {exc}"
+            return []
+
+    def close(self, t: float) -> list[Event]:
+        if self.observer is None or self.failed:
+            return []
+        try:
+            return self.observer.close(t)
+        except Exception:
+            log.exception("[conn %d] observer failed at close", self.conn.id)
+            return []
+
+
+async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
+                observed: Observed, protocol: str, publish: bool,
+                idle: asyncio.Event) -> PumpResult:
+    while True:
+        try:
+            if idle.is_set():
+                async with asyncio.timeout(HALF_CLOSE_GRACE):
+                    data = await src.read_some()
+            else:
+                data = await src.read_some()
+        except TimeoutError:
+            return PumpResult(direction, Outcome.IDLE)
+        except Exception as exc:
+            return PumpResult(direction, Outcome.SOURCE_FAILED, _err(exc))
+        if not data:
+            dst.write_eof()
+            with contextlib.suppress(Exception):
+                await dst.drain()
+            return PumpResult(direction, Outcome.EOF)
+        try:
+            dst.write(data)
+            await dst.drain()
+        except Exception as exc:
+            return PumpResult(direction, Outcome.SINK_FAILED, _err(exc))
+        if publish:
+            t = time.time()
+            await conn.publish_chunk(direction, data, t, observed.feed(direction, data, t),
+                                     protocol)
+
+
+def _err(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, BrokenPipeError):
+        return "broken pipe"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
+                observer: ConnectionObserver | None = None, publish: bool = True) -> None:
+    """Relay until both directions end; publishes ConnectionClosed and closes both streams.
+
+    ``observer`` decodes HTTP/2 (``protocol`` ``h2``/``h2c``); ``publish=False``
+    relays without publishing the bytes (ignored hosts are passed through unseen).
+    """
+    observed = Observed(conn, observer)
+    idle = asyncio.Event()
+    tasks = {
+        asyncio.create_task(_pump(conn, client, server, Direction.C2S, observed, protocol,
+                                  publish, idle)),
+        asyncio.create_task(_pump(conn, server, client, Direction.S2C, observed, protocol,
+                                  publish, idle)),
+    }
+    first: PumpResult | None = None
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        first = next(iter(done)).result()
+        if first.outcome is Outcome.EOF and pending:
+            idle.set()
+            await asyncio.wait(pending)
+        else:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if first is None or first.outcome is not Outcome.EOF:
+            # A reset or a vanished peer: the other side learns at once (RST), not by a
+            # clean close that could pass for a complete response.
+            client.abort()
+            server.abort()
+        await _close(client, server)
+    t = time.time()
+    closing = observed.close(t)
+    if closing:
+        await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
+    assert first is not None
+    by, reason = _describe(first)
+    await conn.closed(by, reason, first.error or observed.failed,
+                      bytes_c2s=client.bytes_in, bytes_s2c=server.bytes_in)
+
+
+def _describe(result: PumpResult) -> tuple[Closer, str]:
+    src = _side(result.direction, source=True)
+    dst = _side(result.direction, source=False)
+    match result.outcome:
+        case Outcome.EOF:
+            return src, f"{src.name.lower()} closed the connection"
+        case Outcome.SOURCE_FAILED:
+            return src, f"{src.name.lower()} connection failed ({result.error})"
+        case Outcome.SINK_FAILED:
+            return dst, f"{dst.name.lower()} went away while data was sent to it ({result.error})"
+        case _:
+            return Closer.PROXY, (f"{src.name.lower()} idle for {HALF_CLOSE_GRACE:.0f} s after "
+                                  "the other side closed")
+
+
+async def _close(*streams: Stream) -> None:
+    await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)

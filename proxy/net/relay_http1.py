@@ -1,0 +1,472 @@
+"""The HTTP/1.1 relay: messages pass through byte for byte, each one logged.
+
+One request at a time: read the request head, forward it, then forward the
+request body (framed as its head says) while reading the response(s) — so
+``Expect: 100-continue`` works, interim responses pass, and the final
+response's body is forwarded as its framing says. Keep-alive continues with
+the next request; ``Connection: close`` or a body delimited by close ends it.
+
+After a ``101 Switching Protocols`` the relay stops parsing: ``h2c`` switches
+to HTTP/2 frame mode (the observer learns the HTTP2-Settings and the request,
+RFC 7540 §3.2), anything else (WebSocket, ...) is piped as opaque bytes.
+
+As an explicit proxy (``forward_proxy``) requests arrive in absolute form
+(``GET http://host/path HTTP/1.1``): the target picks the upstream connection
+and the request line is sent in origin form (RFC 9112 §3.2.1); that line —
+and ``Proxy-Authorization`` when h2scope checks it — are the only bytes
+changed. ``http://h2scope/`` is answered with the CA page, CONNECT is handed
+to the tunnel code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from certs import page
+from proxy.events import (
+    Closer,
+    Http1MessageObserved,
+    ProxyEvent,
+    RelayStarted,
+    TargetChosen,
+)
+from proxy.net import http1
+from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
+from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
+from proxy.net.relay import relay
+from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, open_tcp
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+
+log = logging.getLogger("h2scope.http1")
+
+IDLE_TIMEOUT = 300.0
+"""Seconds a keep-alive connection may sit idle between requests."""
+PAGE_HOST = "h2scope"
+
+ConnectHandler = Callable[[RequestHead], Awaitable[None]]
+
+
+class _Done(Exception):
+    """Ends the relay; ``args`` = (closer, reason, error)."""
+
+    def __init__(self, closer: Closer, reason: str, error: str | None = None) -> None:
+        super().__init__(closer, reason, error)
+        self.closer, self.reason, self.error = closer, reason, error
+
+
+class _Handed(Exception):
+    """The connection was handed to another relay (upgrade, CONNECT): it reports the close."""
+
+
+def _b64url(value: str) -> bytes:
+    # RFC 7540 §3.2.1: token68, base64url without padding.
+    value = value.strip()
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+class Http1Relay:
+    """Relays one client connection's HTTP/1.x messages; see the module docstring."""
+
+    def __init__(self, conn: Conn, client: Stream, server: Stream | None, *,
+                 forward_proxy: bool = False, on_connect: ConnectHandler | None = None,
+                 scheme: str = "http") -> None:
+        self.conn = conn
+        self.client = client
+        self.server = server
+        self.server_target: str | None = conn.target if server is not None else None
+        self.forward_proxy = forward_proxy
+        self.on_connect = on_connect
+        self.scheme = scheme
+        self.requests = 0
+
+    # ------------------------------------------------------------------ driving
+
+    async def run(self) -> None:
+        """Relay until the connection ends; publishes ConnectionClosed (unless handed over)."""
+        try:
+            while True:
+                await self._exchange()
+        except _Handed:
+            return
+        except _Done as done:
+            closer, reason, error = done.closer, done.reason, done.error
+        except (ConnectionError, OSError) as exc:
+            closer, reason = Closer.PROXY, "connection failed"
+            error = str(exc) or type(exc).__name__
+        await self._close_all(graceful=error is None)
+        await self.conn.closed(closer, reason, error, bytes_c2s=self.client.bytes_in,
+                               bytes_s2c=self.server.bytes_in if self.server else 0)
+
+    async def _close_all(self, *, graceful: bool) -> None:
+        streams = [s for s in (self.client, self.server) if s is not None]
+        for s in streams:
+            if not graceful:
+                s.abort()
+            else:
+                s.write_eof()
+        await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
+
+    async def _read_head(self, stream: Stream, who: Closer) -> bytes | None:
+        try:
+            return await stream.read_until(b"\r\n\r\n")
+        except StreamClosed:
+            if stream.buffer.strip():
+                raise _Done(who, f"{who.name.lower()} closed in the middle of a message head"
+                            ) from None
+            return None
+        except HeadTooLarge as exc:
+            raise Http1Error(str(exc)) from None
+
+    async def _wait_request(self) -> bytes | None:
+        """The next request head; None when the client closes between requests."""
+        if self.forward_proxy or self.server is None or self.client.buffer:
+            async with asyncio.timeout(IDLE_TIMEOUT):
+                return await self._read_head(self.client, Closer.CLIENT)
+        # Fixed upstream: watch the server too, it may close the idle connection.
+        server = self.server
+        client_wait = asyncio.create_task(self.client.peek(bool))
+        server_wait = asyncio.create_task(server.peek(bool))
+        try:
+            done, _ = await asyncio.wait({client_wait, server_wait}, timeout=IDLE_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (client_wait, server_wait):
+                task.cancel()
+            await asyncio.gather(client_wait, server_wait, return_exceptions=True)
+        if not done:
+            raise _Done(Closer.PROXY, f"idle for {IDLE_TIMEOUT:.0f} s")
+        if server_wait in done:
+            if server.buffer:
+                # Unsolicited bytes (a 408, say): pass them on, then close.
+                data = await server.read_some()
+                self.client.write(data)
+                await self.client.drain()
+            raise _Done(Closer.SERVER, "server closed the idle connection")
+        return await self._read_head(self.client, Closer.CLIENT)
+
+    # ---------------------------------------------------------------- exchange
+
+    async def _exchange(self) -> None:
+        try:
+            raw = await self._wait_request()
+        except TimeoutError:
+            raise _Done(Closer.PROXY, f"idle for {IDLE_TIMEOUT:.0f} s") from None
+        except Http1Error as exc:
+            await self._reject_request(str(exc))
+        if raw is None:
+            raise _Done(Closer.CLIENT, "client closed the connection")
+        started = time.time()
+        try:
+            request = http1.parse_request_head(raw)
+            req_framing, req_length = http1.request_framing(request)
+        except Http1Error as exc:
+            await self._reject_request(str(exc))
+        self.requests += 1
+        forwarded = raw
+        if self.forward_proxy:
+            forwarded = await self._route(request)
+            if not forwarded:
+                return
+        assert self.server is not None
+        server = self.server
+        server.write(forwarded)
+        await self._publish(Direction.C2S, forwarded, ())
+        try:
+            await server.drain()
+        except (ConnectionError, OSError) as exc:
+            raise _Done(Closer.SERVER, "server went away", str(exc)) from None
+
+        if req_framing is Framing.NONE:
+            await self._publish(Direction.C2S, b"", (self._message(
+                Direction.C2S, request, len(raw), 0, started, time.time()),))
+        body_task = asyncio.create_task(
+            self._forward_body(self.client, server, req_framing, req_length, Direction.C2S,
+                               request, started))
+        try:
+            response, resp_framing = await self._responses(request, started)
+            upgraded = response.status == 101 or (
+                request.method == "CONNECT" and 200 <= response.status < 300)
+            if not upgraded:
+                await self._forward_body(server, self.client, resp_framing[0], resp_framing[1],
+                                         Direction.S2C, response, started)
+            if not body_task.done():
+                if not upgraded:
+                    # The response is complete while the request body is not (an early
+                    # 4xx, a refused Expect): the connection can't be reused.
+                    body_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, _Done):
+                        await body_task
+                    raise _Done(Closer.PROXY, "response completed before the request body")
+            else:
+                body_task.result()
+        finally:
+            if not body_task.done():
+                body_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await body_task
+        if upgraded:
+            await self._upgrade(request, response)
+        if resp_framing[0] is Framing.UNTIL_CLOSE:
+            raise _Done(Closer.SERVER, "server closed the connection (end of response body)")
+        if not http1.keeps_alive(request):
+            raise _Done(Closer.CLIENT, "client asked to close (Connection: close)")
+        if not http1.keeps_alive(response):
+            raise _Done(Closer.SERVER, "server asked to close (Connection: close)")
+
+    async def _responses(self, request: RequestHead, started: float
+                         ) -> tuple[ResponseHead, tuple[Framing, int]]:
+        """Forward interim responses; return the final (or 101) head, already forwarded."""
+        assert self.server is not None
+        while True:
+            try:
+                raw = await self._read_head(self.server, Closer.SERVER)
+            except Http1Error as exc:
+                await self._bad_gateway(f"the server sent an oversized response head: {exc}")
+            if raw is None:
+                raise _Done(Closer.SERVER, "server closed the connection before responding")
+            try:
+                response = http1.parse_response_head(raw)
+                framing = http1.response_framing(response, request.method)
+            except Http1Error as exc:
+                await self._bad_gateway(f"the server sent an invalid response: {exc}")
+            self.client.write(raw)
+            await self.client.drain()
+            t = time.time()
+            if 100 <= response.status < 200 and response.status != 101:
+                await self._publish(Direction.S2C, raw, (self._message(
+                    Direction.S2C, response, len(raw), 0, t, t),))
+                continue
+            if response.status == 101 or framing[0] is Framing.NONE:
+                await self._publish(Direction.S2C, raw, (self._message(
+                    Direction.S2C, response, len(raw), 0, t, t),))
+                return response, (Framing.NONE, 0) if response.status == 101 else framing
+            await self._publish(Direction.S2C, raw, ())
+            return response, framing
+
+    async def _forward_body(self, src: Stream, dst: Stream, framing: Framing, length: int,
+                            direction: Direction, head: Head, started: float) -> int:
+        """Forward one body as framed; publishes the message event at its end."""
+        who = Closer.CLIENT if direction is Direction.C2S else Closer.SERVER
+        size = 0
+        if framing is Framing.NONE:
+            return 0
+        try:
+            if framing is Framing.LENGTH:
+                left = length
+                while left:
+                    data = await src.read_at_most(min(left, 65536))
+                    if not data:
+                        raise StreamClosed(f"closed {length - left} bytes into a "
+                                           f"{length}-byte body")
+                    left -= len(data)
+                    size += await self._send(dst, data, direction)
+            elif framing is Framing.CHUNKED:
+                size = await self._forward_chunked(src, dst, direction)
+            elif framing is Framing.UNTIL_CLOSE:
+                while data := await src.read_some():
+                    size += await self._send(dst, data, direction)
+        except StreamClosed as exc:
+            await self._publish(direction, b"", (self._message(
+                direction, head, len(head.raw), size, started, time.time(), complete=False),))
+            raise _Done(who, f"{who.name.lower()} closed in the middle of a message body",
+                        str(exc)) from None
+        except Http1Error as exc:
+            await self.conn.error("http1", f"{who.name.lower()} sent invalid chunked framing: "
+                                  f"{exc}")
+            raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None
+        await self._publish(direction, b"", (self._message(
+            direction, head, len(head.raw), size, started, time.time()),))
+        return size
+
+    async def _forward_chunked(self, src: Stream, dst: Stream, direction: Direction) -> int:
+        size = 0
+        while True:
+            line = await src.read_until(b"\r\n", limit=4096)
+            chunk = http1.parse_chunk_size(line)
+            size += await self._send(dst, line, direction)
+            if chunk == 0:
+                # RFC 9112 §7.1.2: trailer fields, then the final CRLF.
+                while True:
+                    trailer = await src.read_until(b"\r\n", limit=16384)
+                    size += await self._send(dst, trailer, direction)
+                    if trailer == b"\r\n":
+                        return size
+            left = chunk + 2
+            while left:
+                data = await src.read_at_most(min(left, 65536))
+                if not data:
+                    raise StreamClosed("closed inside a chunk")
+                left -= len(data)
+                size += await self._send(dst, data, direction)
+
+    async def _send(self, dst: Stream, data: bytes, direction: Direction) -> int:
+        dst.write(data)
+        try:
+            await dst.drain()
+        except (ConnectionError, OSError) as exc:
+            who = Closer.SERVER if direction is Direction.C2S else Closer.CLIENT
+            raise _Done(who, f"{who.name.lower()} went away", str(exc)) from None
+        await self._publish(direction, data, ())
+        return len(data)
+
+    async def _publish(self, direction: Direction, data: bytes,
+                       events: tuple[ProxyEvent, ...]) -> None:
+        await self.conn.publish_chunk(direction, data, time.time(), events, "http/1.1")
+
+    def _message(self, direction: Direction, head: Head, head_size: int, body: int,
+                 started: float, ended: float, *, complete: bool = True) -> Http1MessageObserved:
+        return Http1MessageObserved(conn_id=self.conn.id, t=ended, direction=direction,
+                                    start_line=head.start_line, headers=head.headers,
+                                    head_size=head_size, body_size=body, started=started,
+                                    duration=max(0.0, ended - started), complete=complete)
+
+    # ----------------------------------------------------------------- errors
+
+    async def _reject_request(self, why: str) -> NoReturn:
+        await self.conn.error("http1", f"invalid HTTP/1.1 request from the client: {why}")
+        self.client.write(http1.simple_response(400, "Bad Request",
+                                                f"h2scope: invalid HTTP/1.1 request: {why}\n",
+                                                extra=(("Connection", "close"),)))
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.client.drain()
+        raise _Done(Closer.PROXY, "invalid request", why)
+
+    async def _bad_gateway(self, why: str) -> NoReturn:
+        await self.conn.error("http1", why)
+        self.client.write(http1.simple_response(502, "Bad Gateway", f"h2scope: {why}\n",
+                                                extra=(("Connection", "close"),)))
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.client.drain()
+        raise _Done(Closer.PROXY, "invalid response from the server", why)
+
+    # ---------------------------------------------------------------- upgrades
+
+    async def _upgrade(self, request: RequestHead, response: ResponseHead) -> None:
+        assert self.server is not None
+        protocol = (response.get("upgrade") or "tcp").strip().lower() or "tcp"
+        if request.method == "CONNECT":
+            protocol = "tcp"
+        observer = None
+        if response.status == 101 and protocol == "h2c":
+            observer = ConnectionObserver(preface="required")
+            settings = b""
+            try:
+                settings = _b64url(request.get("http2-settings") or "")
+            except (binascii.Error, ValueError):
+                await self.conn.error("http1", "the HTTP2-Settings header is not base64url")
+            authority = request.get("host") or ""
+            pseudo = [(":method", request.method), (":scheme", self.scheme),
+                      (":authority", authority), (":path", request.target)]
+            headers = tuple(pseudo + [(n.lower(), v) for n, v in request.headers
+                                      if n.lower() != "host"])
+            t = time.time()
+            events = observer.upgrade_h2c(http2_settings=settings, request_headers=headers, t=t)
+            await self.conn.publish_chunk(Direction.S2C, b"", t, events, "h2c")
+        await self.conn.emit(RelayStarted(conn_id=self.conn.id, t=time.time(), protocol=protocol,
+                                          target=self.server_target or "?"))
+        await relay(self.conn, self.client, self.server, protocol=protocol, observer=observer)
+        raise _Handed()
+
+    # ------------------------------------------------------- explicit proxying
+
+    async def _route(self, request: RequestHead) -> bytes:
+        """Pick the upstream for an explicit-proxy request; returns the head to send,
+        or b"" if h2scope answered the request itself."""
+        state = self.conn.state
+        if request.method == "CONNECT":
+            if self.on_connect is None:
+                await self._reject_request("CONNECT is not supported here")
+            if not state.check_basic(request.get("proxy-authorization")):
+                await self._auth_required()
+            assert self.on_connect is not None
+            await self.on_connect(request)
+            raise _Handed()
+        target = request.target
+        if target.startswith("/") or target == "*":
+            host = (request.get("host") or "").split(":")[0].lower()
+            if host == PAGE_HOST:
+                await self._page(request, target)
+                return b""
+            await self._reject_request(
+                "h2scope is a proxy: send requests in absolute form (http://host/path) "
+                "or tunnel with CONNECT")
+        try:
+            scheme, host, port, path = http1.absolute_target(target)
+        except Http1Error as exc:
+            await self._reject_request(str(exc))
+        if host.lower() == PAGE_HOST:
+            await self._page(request, path)
+            return b""
+        if not state.check_basic(request.get("proxy-authorization")):
+            await self._auth_required()
+        if scheme != "http":
+            await self._reply(501, "Not Implemented", f"h2scope: {target} — use CONNECT for "
+                              "https:// through a proxy\n", request)
+            return b""
+        where = hostport(host, port)
+        if self.server is None or self.server_target != where or self.server.at_eof:
+            if self.server is not None:
+                self.server.write_eof()
+                await self.server.aclose()
+                self.server = None
+            self.conn.target = where
+            await self.conn.emit(TargetChosen(conn_id=self.conn.id, t=time.time(), target=where,
+                                              via="HTTP", intercept=True))
+            try:
+                self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+                self.conn.streams.append(self.server)
+            except (OSError, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+                await self.conn.error("connect", f"cannot connect to {where}: {reason}")
+                await self._reply(502, "Bad Gateway",
+                                  f"h2scope: cannot connect to {where}: {reason}\n", request)
+                return b""
+            self.server_target = where
+        return _origin_form(request, path, drop_auth=state.auth_required)
+
+    async def _reply(self, status: int, reason: str, body: str, request: RequestHead) -> None:
+        framing, _ = http1.request_framing(request)
+        close = framing is not Framing.NONE or not http1.keeps_alive(request)
+        extra = (("Connection", "close"),) if close else ()
+        self.client.write(http1.simple_response(status, reason, body, extra=extra))
+        await self.client.drain()
+        if close:
+            raise _Done(Closer.PROXY, f"answered {status} {reason}")
+
+    async def _auth_required(self) -> NoReturn:
+        await self.conn.error("auth", "proxy authentication required (Basic)")
+        self.client.write(http1.simple_response(
+            407, "Proxy Authentication Required", "h2scope: proxy authentication required\n",
+            extra=(("Proxy-Authenticate", 'Basic realm="h2scope"'), ("Connection", "close"))))
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.client.drain()
+        raise _Done(Closer.PROXY, "proxy authentication required")
+
+    async def _page(self, request: RequestHead, path: str) -> None:
+        listen = self.conn.mode.listen_port
+        resp = page.respond(path, ca=self.conn.state.certs.ca,
+                            proxy_url=f"http://127.0.0.1:{listen}" if listen else None)
+        extra: list[tuple[str, str]] = []
+        name = page.download_filename(path)
+        if name:
+            extra.append(("Content-Disposition", f'attachment; filename="{name}"'))
+        self.client.write(http1.simple_response(resp.status, "OK" if resp.status == 200
+                                                else "Not Found", resp.body,
+                                                extra=tuple(extra), content_type=resp.content_type))
+        await self.client.drain()
+
+
+def _origin_form(request: RequestHead, path: str, *, drop_auth: bool) -> bytes:
+    lines = request.raw.split(b"\r\n")
+    lines[0] = f"{request.method} {path} {request.version}".encode("latin-1")
+    if drop_auth:
+        lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
+    return b"\r\n".join(lines)

@@ -1,0 +1,272 @@
+"""Byte streams with a read buffer: plain TCP, and TLS driven through memory BIOs.
+
+Why not asyncio's own TLS: the proxy must read the client's ClientHello
+*before* deciding how to answer it (DESIGN.md principle 2). Bytes read into
+:attr:`Stream.buffer` are not consumed until something takes them, so the
+peeked ClientHello is simply still there when :class:`TlsStream` starts the
+handshake on top (``ssl.MemoryBIO`` + ``SSLObject``). Any TLS alert OpenSSL
+produces (ours or a failure) is written out before an error is raised, so
+a client always learns why its handshake failed.
+
+Every read returns what is available (at most :data:`READ_SIZE` bytes), so a
+relay forwards bytes as they come; writes go through ``drain()`` so a slow
+reader on the other side slows the relay down (principle 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+
+READ_SIZE = 64 * 1024
+#: Most bytes an HTTP/1 head or a peek may grow to before it is refused.
+MAX_HEAD = 64 * 1024
+
+
+class StreamClosed(ConnectionError):
+    """The peer closed before the bytes a parser needed arrived."""
+
+
+class HeadTooLarge(ValueError):
+    """More than the limit arrived without the separator."""
+
+
+class Stream:
+    """A byte stream with a pushback buffer. Subclasses implement ``_recv``."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        """Bytes received and not yet consumed."""
+        self.at_eof = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    async def _recv(self) -> bytes:
+        raise NotImplementedError
+
+    async def fill(self) -> bool:
+        """Append one read to :attr:`buffer`; False at end of stream."""
+        if self.at_eof:
+            return False
+        data = await self._recv()
+        if not data:
+            self.at_eof = True
+            return False
+        self.bytes_in += len(data)
+        self.buffer += data
+        return True
+
+    async def read_some(self) -> bytes:
+        """Buffered bytes if any, else the next read; b"" at end of stream."""
+        if self.buffer:
+            data = bytes(self.buffer)
+            self.buffer.clear()
+            return data
+        if self.at_eof:
+            return b""
+        data = await self._recv()
+        if not data:
+            self.at_eof = True
+        self.bytes_in += len(data)
+        return data
+
+    async def peek(self, enough: Callable[[bytearray], bool], limit: int = MAX_HEAD) -> bool:
+        """Read until ``enough(buffer)``, consuming nothing; False if the stream ended first."""
+        while not enough(self.buffer):
+            if len(self.buffer) > limit:
+                raise HeadTooLarge(f"more than {limit} bytes without a complete message")
+            if not await self.fill():
+                return enough(self.buffer)
+        return True
+
+    async def read_until(self, sep: bytes, limit: int = MAX_HEAD) -> bytes:
+        """Bytes up to and including *sep*. Raises StreamClosed or HeadTooLarge."""
+        start = 0
+        while True:
+            i = self.buffer.find(sep, start)
+            if i >= 0:
+                out = bytes(self.buffer[:i + len(sep)])
+                del self.buffer[:i + len(sep)]
+                return out
+            if len(self.buffer) > limit:
+                raise HeadTooLarge(f"more than {limit} bytes without {sep!r}")
+            start = max(0, len(self.buffer) - len(sep) + 1)
+            if not await self.fill():
+                raise StreamClosed(f"closed after {len(self.buffer)} bytes, before {sep!r}")
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            if not await self.fill():
+                raise StreamClosed(f"closed after {len(self.buffer)} of {n} bytes")
+        out = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return out
+
+    async def read_at_most(self, n: int) -> bytes:
+        """Up to *n* bytes (at least one); b"" at end of stream."""
+        if not self.buffer and not await self.fill():
+            return b""
+        out = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return out
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    def write_eof(self) -> None:
+        """Half-close: no more bytes will be written."""
+
+    def abort(self) -> None:
+        """Close at once (TCP RST where possible)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class TcpStream(Stream):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__()
+        self.reader = reader
+        self.writer = writer
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        peer = self.writer.get_extra_info("peername")
+        return (str(peer[0]), int(peer[1])) if peer else ("?", 0)
+
+    async def _recv(self) -> bytes:
+        return await self.reader.read(READ_SIZE)
+
+    def write(self, data: bytes) -> None:
+        if data and not self.writer.is_closing():
+            self.bytes_out += len(data)
+            self.writer.write(data)
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def write_eof(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            if not self.writer.is_closing() and self.writer.can_write_eof():
+                self.writer.write_eof()
+
+    def abort(self) -> None:
+        transport = self.writer.transport
+        transport.abort()
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+
+class TlsStream(Stream):
+    """TLS over another :class:`Stream`; bytes already in its buffer feed the handshake."""
+
+    def __init__(self, inner: Stream, context: ssl.SSLContext, *, server_side: bool,
+                 server_hostname: str | None = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
+                                    server_hostname=server_hostname)
+        self._closed_notify = False
+
+    def _flush(self) -> None:
+        pending = self.outgoing.read()
+        if pending:
+            self.inner.write(pending)
+
+    async def _feed(self) -> bool:
+        data = await self.inner.read_some()
+        if not data:
+            self.incoming.write_eof()
+            return False
+        self.incoming.write(data)
+        return True
+
+    async def handshake(self) -> None:
+        """Complete the handshake; raises ``ssl.SSLError`` (after sending any alert)
+        or :class:`StreamClosed` if the peer left in the middle."""
+        while True:
+            try:
+                self.ssl.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                await self.inner.drain()
+                if not await self._feed():
+                    raise StreamClosed("the peer closed the connection during the TLS "
+                                       "handshake") from None
+            except ssl.SSLError:
+                self._flush()
+                with contextlib.suppress(OSError):
+                    await self.inner.drain()
+                raise
+        self._flush()
+        await self.inner.drain()
+
+    async def _recv(self) -> bytes:
+        while True:
+            try:
+                return self.ssl.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not await self._feed():
+                    with contextlib.suppress(ssl.SSLError):
+                        return self.ssl.read(READ_SIZE)
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+            except ssl.SSLEOFError:
+                return b""
+            finally:
+                # TLS 1.3 tickets and key updates answer from inside read().
+                if self.outgoing.pending:
+                    self._flush()
+
+    def write(self, data: bytes) -> None:
+        if not data or self._closed_notify:
+            return
+        self.bytes_out += len(data)
+        view = memoryview(data)
+        while view:
+            n = self.ssl.write(view)
+            view = view[n:]
+        self._flush()
+
+    async def drain(self) -> None:
+        await self.inner.drain()
+
+    def write_eof(self) -> None:
+        # RFC 8446 §6.1: close_notify is TLS's half-close.
+        if self._closed_notify:
+            return
+        self._closed_notify = True
+        with contextlib.suppress(ssl.SSLError):
+            self.ssl.unwrap()
+        self._flush()
+        self.inner.write_eof()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def tcp(self) -> Stream:
+        return self.inner
+
+
+async def open_tcp(host: str, port: int, *, timeout: float) -> TcpStream:
+    """Connect to *host*:*port*; raises OSError or TimeoutError."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE * 2)
+    return TcpStream(reader, writer)

@@ -1,0 +1,185 @@
+"""TLS interception, upstream first (DESIGN.md principle 2).
+
+1. The client's ClientHello is already in the client stream's buffer (peeked,
+   not consumed) and parsed: SNI and the ALPN list are known.
+2. h2scope connects upstream offering *the same* ALPN list, verifying the
+   server's certificate (system store + ``upstream_ca``, unless ``insecure``).
+3. Only then is the client's handshake finished, with a leaf for the SNI (or
+   the target host) that also carries the upstream certificate's names, and
+   offering exactly the protocol the server chose — so both legs speak the
+   same protocol and no translation is ever needed.
+
+A failure on the server leg ends the client's handshake with a TLS alert
+(handshake_failure) and is published with the reason. A client that rejects
+h2scope's certificate is recognised by the alert it sends and reported with
+the hint to trust the CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import ssl
+import time
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certs.hostnames import InvalidHostname
+from proxy.events import CertSummary, Leg, TlsEstablished
+from proxy.net.clienthello import ClientHello
+from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
+from proxy.net.streams import Stream, StreamClosed, TlsStream
+
+#: OpenSSL reasons for alerts a client sends when it does not trust our certificate.
+_UNTRUSTED_ALERTS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
+                     "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_CERTIFICATE_EXPIRED",
+                     "ALERT_ACCESS_DENIED")
+CA_HINT = ("the client does not trust the h2scope CA: run `h2scope ca install-hints` "
+           "(or open http://h2scope/ through the proxy) and trust the CA certificate")
+VERIFY_HINT = ("if this server is yours, pass its CA with --upstream-ca FILE, "
+               "or use --insecure to skip upstream verification")
+
+
+class InterceptFailed(Exception):
+    """The interception could not complete; the event explaining why is published."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Intercepted:
+    client: TlsStream
+    server: TlsStream
+    alpn: str | None
+    """The protocol both legs negotiated (None: no ALPN, i.e. HTTP/1.1 or whatever the
+    client speaks)."""
+
+
+def cert_summary(der: bytes | None) -> tuple[CertSummary | None, tuple[str, ...]]:
+    """Subject, issuer, SANs and expiry of a DER certificate, plus the SANs as names."""
+    if not der:
+        return None, ()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None, ()
+    sans: list[str] = []
+    with contextlib.suppress(x509.ExtensionNotFound):
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans += [str(n) for n in ext.get_values_for_type(x509.DNSName)]
+        sans += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
+    not_after = cert.not_valid_after_utc.astimezone(datetime.UTC).isoformat()
+    return CertSummary(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(),
+                       sans=tuple(sans), not_after=not_after), tuple(sans)
+
+
+def _alert_context(alert: int) -> ssl.SSLContext:
+    """A server context that answers any ClientHello with *alert*."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sni_callback = lambda *_: alert
+    return ctx
+
+
+async def refuse_client(client: Stream, alert: int = ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+                        ) -> None:
+    """End the client's handshake (its ClientHello is in the buffer) with a TLS alert."""
+    tls = TlsStream(client, _alert_context(alert), server_side=True)
+    with contextlib.suppress(ssl.SSLError, StreamClosed, OSError, TimeoutError):
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            await tls.handshake()
+
+
+def _tls_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def client_rejected_cert(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) and any(a in (exc.reason or "")
+                                                 for a in _UNTRUSTED_ALERTS)
+
+
+def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
+             sni: str | None, der: bytes | None, hello: ClientHello | None) -> TlsEstablished:
+    cipher = tls.ssl.cipher()
+    summary, _ = cert_summary(der)
+    return TlsEstablished(conn_id=conn.id, t=time.time(), leg=leg,
+                          version=tls.ssl.version() or "?", cipher=cipher[0] if cipher else "?",
+                          alpn_offered=offered, alpn=tls.ssl.selected_alpn_protocol(), sni=sni,
+                          cert=summary, client_hello=hello)
+
+
+async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[str, ...],
+                               sni: str | None) -> TlsStream:
+    """TLS handshake with the server over *tcp*; publishes TlsEstablished or the error.
+
+    Raises InterceptFailed after publishing the reason.
+    """
+    server_hostname = sni or host
+    ctx = conn.state.upstream_context(alpn)
+    server = TlsStream(tcp, ctx, server_side=False, server_hostname=server_hostname)
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            await server.handshake()
+    except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
+        hint = VERIFY_HINT if isinstance(exc, ssl.SSLCertVerificationError) else None
+        await conn.error("server-tls", f"TLS handshake with {conn.target or host} failed: "
+                         f"{_tls_error(exc)}", hint)
+        raise InterceptFailed(_tls_error(exc)) from exc
+    sent_sni = None if is_ip(server_hostname) else server_hostname
+    await conn.emit(_summary(server, Leg.SERVER, conn, alpn, sent_sni,
+                             server.ssl.getpeercert(binary_form=True), None))
+    return server
+
+
+async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | None,
+                            leaf_host: str, alpn: str | None,
+                            extra_sans: tuple[str, ...]) -> TlsStream:
+    """Finish the client's handshake with a leaf for *leaf_host*, offering only *alpn*."""
+    try:
+        ctx = conn.state.client_context(leaf_host, [alpn] if alpn else [], extra_sans)
+    except InvalidHostname as exc:
+        await conn.error("client-tls", f"no certificate for {leaf_host!r}: {exc}")
+        await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+        raise InterceptFailed(str(exc)) from exc
+    tls = TlsStream(client, ctx, server_side=True)
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            await tls.handshake()
+    except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
+        if client_rejected_cert(exc):
+            await conn.error("client-tls", f"the client rejected h2scope's certificate for "
+                             f"{leaf_host} ({_tls_error(exc)})", CA_HINT)
+        else:
+            await conn.error("client-tls", f"TLS handshake with the client failed: "
+                             f"{_tls_error(exc)}")
+        raise InterceptFailed(_tls_error(exc)) from exc
+    leaf = conn.state.certs.leaf(leaf_host, extra_sans)
+    await conn.emit(_summary(tls, Leg.CLIENT, conn, hello.alpn if hello else (),
+                             hello.sni if hello else None, leaf.cert.public_bytes(Encoding.DER),
+                             hello))
+    return tls
+
+
+async def intercept(conn: Conn, client: Stream, hello: ClientHello, upstream: Stream,
+                    host: str) -> Intercepted:
+    """Upstream first, then the client. Raises InterceptFailed (event already published)."""
+    try:
+        server = await connect_upstream_tls(conn, upstream, host, hello.alpn, hello.sni)
+    except InterceptFailed:
+        await refuse_client(client)
+        raise
+    alpn = server.ssl.selected_alpn_protocol()
+    _, sans = cert_summary(server.ssl.getpeercert(binary_form=True))
+    leaf_host = hello.sni or host
+    with contextlib.suppress(ValueError):
+        leaf_host = str(ipaddress.ip_address(leaf_host))
+    client_tls = await accept_client_tls(conn, client, hello, leaf_host, alpn, sans)
+    return Intercepted(client=client_tls, server=server, alpn=alpn)

@@ -1,0 +1,149 @@
+"""What happens once the proxy knows the target: detect the client's protocol and relay.
+
+Used by CONNECT and SOCKS5 tunnels and by reverse mode. The first bytes
+decide: a TLS ClientHello is intercepted (or passed through for an ignored
+SNI), the HTTP/2 preface means h2c prior knowledge, an HTTP/1 request line
+the HTTP/1.1 relay, and anything else — or a server that speaks first — an
+opaque TCP relay (reported, so nothing passes unseen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from proxy.events import Closer, RelayStarted
+from proxy.net import tls
+from proxy.net.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
+from proxy.net.context import Conn
+from proxy.net.http1 import looks_like_http1_request
+from proxy.net.relay import relay
+from proxy.net.relay_http1 import Http1Relay
+from proxy.net.streams import HeadTooLarge, Stream
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import CONNECTION_PREFACE
+
+FIRST_BYTES_TIMEOUT = 60.0
+"""Seconds to wait for either side's first bytes in a new tunnel."""
+
+
+def _preface_decided(buf: bytearray) -> bool:
+    n = min(len(buf), len(CONNECTION_PREFACE))
+    return n == len(CONNECTION_PREFACE) or buf[:n] != CONNECTION_PREFACE[:n]
+
+
+async def first_bytes(conn: Conn, client: Stream, server: Stream | None) -> str:
+    """Wait for the first bytes: ``client``, ``server`` (it spoke first) or ``eof``."""
+    waits = {asyncio.create_task(client.peek(bool)): "client"}
+    if server is not None:
+        waits[asyncio.create_task(server.peek(bool))] = "server"
+    try:
+        done, _ = await asyncio.wait(waits, timeout=FIRST_BYTES_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    if not done:
+        return "timeout"
+    if client.buffer:
+        return "client"
+    if server is not None and server.buffer:
+        return "server"
+    return "eof"
+
+
+async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
+    """The ClientHello at the front of *client*'s buffer (not consumed), or None after
+    publishing why not (garbage, truncated, oversized)."""
+    hello: ClientHello | None = None
+
+    def complete(buf: bytearray) -> bool:
+        nonlocal hello
+        hello = parse_client_hello(buf)
+        return hello is not None
+
+    try:
+        async with asyncio.timeout(tls.HANDSHAKE_TIMEOUT):
+            ok = await client.peek(complete, limit=70_000)
+    except (ClientHelloError, HeadTooLarge) as exc:
+        await conn.error("client-tls", f"invalid TLS ClientHello from the client: {exc}")
+        await tls.refuse_client(client, 50)  # RFC 8446 §6.2 decode_error
+        return None
+    except TimeoutError:
+        await conn.error("client-tls", "the client did not finish its ClientHello in time")
+        return None
+    if not ok:
+        await conn.error("client-tls", f"the client closed the connection in the middle of "
+                         f"its ClientHello ({len(client.buffer)} bytes sent)")
+        return None
+    return hello
+
+
+async def started(conn: Conn, protocol: str) -> None:
+    await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol=protocol,
+                                 target=conn.target or "?"))
+
+
+async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port: int) -> None:
+    """Relay an established tunnel to *host*:*port* (TCP to the server is open)."""
+    first = await first_bytes(conn, client, server)
+    if first == "eof":
+        await conn.closed(Closer.CLIENT, "client closed the tunnel without sending anything")
+        return
+    if first == "timeout":
+        await conn.closed(Closer.PROXY, "no bytes from either side in "
+                          f"{FIRST_BYTES_TIMEOUT:.0f} s")
+        return
+    if first == "server" or not looks_like_tls(bytes(client.buffer[:3])):
+        await relay_plain(conn, client, server, secure=False, server_first=first == "server")
+        return
+    hello = await peek_client_hello(conn, client)
+    if hello is None:
+        await conn.closed(Closer.CLIENT, "TLS handshake not started", conn.last_error)
+        return
+    if hello.sni and conn.state.ignored(hello.sni, port):
+        await started(conn, "passthrough")
+        await relay(conn, client, server, protocol="passthrough", publish=False)
+        return
+    try:
+        legs = await tls.intercept(conn, client, hello, server, host)
+    except tls.InterceptFailed as exc:
+        await conn.closed(Closer.PROXY, "TLS interception failed", str(exc))
+        return
+    await relay_decrypted(conn, legs.client, legs.server, legs.alpn)
+
+
+async def relay_decrypted(conn: Conn, client: Stream, server: Stream, alpn: str | None) -> None:
+    if alpn == "h2":
+        await started(conn, "h2")
+        await relay(conn, client, server, protocol="h2",
+                    observer=ConnectionObserver(preface="required"))
+    else:
+        await relay_plain(conn, client, server, secure=True)
+
+
+async def relay_plain(conn: Conn, client: Stream, server: Stream, *, secure: bool,
+                      server_first: bool = False) -> None:
+    """Relay cleartext (over TLS or not): h2 by preface, HTTP/1 by request line, else TCP."""
+    if not server_first:
+        try:
+            async with asyncio.timeout(FIRST_BYTES_TIMEOUT):
+                await client.peek(_preface_decided, limit=64)
+        except TimeoutError:
+            pass
+    data = bytes(client.buffer[:24])
+    if not server_first and data == CONNECTION_PREFACE[:len(data)] and len(data) == 24:
+        protocol = "h2" if secure else "h2c"
+        await started(conn, protocol)
+        await relay(conn, client, server, protocol=protocol,
+                    observer=ConnectionObserver(preface="required"))
+    elif not server_first and looks_like_http1_request(data):
+        await started(conn, "http/1.1")
+        await Http1Relay(conn, client, server, scheme="https" if secure else "http").run()
+    else:
+        why = "the server spoke first" if server_first else \
+            f"the client's first bytes ({data[:16]!r}) are neither TLS nor HTTP"
+        await conn.error("detect", f"{why}: relaying opaque bytes", None)
+        await started(conn, "tcp")
+        await relay(conn, client, server, protocol="tcp")

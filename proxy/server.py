@@ -1,0 +1,243 @@
+"""The proxy server: listeners per mode, the certificate store, the event bus, the sinks.
+
+``ProxyServer(options, sinks)`` → ``await start()`` binds every mode's
+listener (``addresses`` then says where) → connections are handled until
+``await stop()``. :func:`serve` wraps that for the ``h2scope run`` command:
+it runs until cancelled or SIGINT/SIGTERM and returns an exit status.
+
+No internal error reaches the user's terminal as a traceback: a failing
+connection is logged with its id (Python logging, ``h2scope.*`` loggers),
+published as ProxyErrorRaised, closed, and the proxy keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from certs.store import CertStore
+from proxy.events import Closer, ConnectionOpened, EventBus, Sink, SinkCallable
+from proxy.net.context import Conn, ProxyOptions, ProxyState
+from proxy.net.listeners import handle_regular, handle_reverse
+from proxy.net.modes import Mode, ModeError, ModeKind, parse_mode
+from proxy.net.socks5 import handle_socks5
+from proxy.net.streams import READ_SIZE, TcpStream
+
+log = logging.getLogger("h2scope.proxy")
+
+LOG_FILE = "h2scope.log"
+
+_HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
+    ModeKind.REGULAR: handle_regular,
+    ModeKind.REVERSE: handle_reverse,
+    ModeKind.SOCKS5: handle_socks5,
+}
+
+
+class ProxyStartError(Exception):
+    """The proxy cannot start (bad mode, port in use, remote bind refused); a user message."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_logging(confdir: Path | None, *, stderr: bool = False,
+                      level: int = logging.INFO) -> Path | None:
+    """Send ``h2scope.*`` logs to ``confdir/h2scope.log`` (or stderr); returns the file."""
+    logger = logging.getLogger("h2scope")
+    logger.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = None
+    handler: logging.Handler
+    if confdir is not None and not stderr:
+        confdir.mkdir(parents=True, exist_ok=True)
+        path = confdir / LOG_FILE
+        handler = logging.FileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    logger.addHandler(handler)
+    logger.propagate = False
+    return path
+
+
+class ProxyServer:
+    """Every listener of one run, sharing one CertStore and one EventBus."""
+
+    def __init__(self, options: ProxyOptions, sinks: Sequence[Sink | SinkCallable] = (), *,
+                 lossy_sinks: Sequence[Sink | SinkCallable] = (),
+                 bus_size: int = 1024) -> None:
+        self.options = options
+        self.sinks = list(sinks)
+        self.lossy_sinks = list(lossy_sinks)
+        self.bus_size = bus_size
+        self.bus: EventBus | None = None
+        self.state: ProxyState | None = None
+        self.modes: list[Mode] = []
+        self.addresses: dict[str, tuple[str, int]] = {}
+        """Mode spec → the (host, port) its listener is bound to, after :meth:`start`."""
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def address(self, kind: str = "regular") -> tuple[str, int]:
+        """The bound address of the first mode whose spec starts with *kind*."""
+        for spec, addr in self.addresses.items():
+            if spec.startswith(kind):
+                return addr
+        raise KeyError(kind)
+
+    async def start(self) -> None:
+        """Bind all listeners; raises ProxyStartError with a message for the user."""
+        opts = self.options
+        try:
+            self.modes = [parse_mode(m) for m in (opts.modes or ["regular"])]
+        except ModeError as exc:
+            raise ProxyStartError(str(exc)) from None
+        binds: list[tuple[Mode, str, int]] = []
+        for mode in self.modes:
+            host = mode.listen_host or opts.listen_host
+            port = opts.listen_port if mode.listen_port is None else mode.listen_port
+            if not is_loopback(host):
+                if not opts.allow_remote:
+                    raise ProxyStartError(
+                        f"refusing to listen on {host} (not a loopback address) for mode "
+                        f"{mode.spec!r}: anyone who can reach it could use the proxy; "
+                        "set allow_remote to do it anyway")
+                log.warning("listening on %s for mode %s: reachable from other machines%s",
+                            host, mode.spec, "" if opts.proxyauth else
+                            " and no proxyauth is set")
+            if port and any((h, p) == (host, port) for _, h, p in binds):
+                raise ProxyStartError(f"two modes want {host}:{port}: give each its own "
+                                      "port with MODE@PORT")
+            binds.append((mode, host, port))
+        try:
+            certs = await asyncio.to_thread(CertStore, Path(opts.confdir))
+        except Exception as exc:
+            raise ProxyStartError(f"cannot open the CA in {opts.confdir}: {exc}") from exc
+        self.bus = EventBus(maxsize=self.bus_size)
+        for sink in self.sinks:
+            self.bus.subscribe(sink)
+        for sink in self.lossy_sinks:
+            self.bus.subscribe(sink, lossy=True)
+        try:
+            self.state = ProxyState(opts, self.bus, certs)
+        except (ValueError, OSError) as exc:
+            raise ProxyStartError(str(exc)) from exc
+        try:
+            for mode, host, port in binds:
+                server = await asyncio.start_server(
+                    functools.partial(self._accept, mode), host, port,
+                    limit=READ_SIZE * 2, reuse_address=True)
+                self._servers.append(server)
+                sockname = server.sockets[0].getsockname()
+                self.addresses[mode.spec] = (str(sockname[0]), int(sockname[1]))
+                log.info("mode %s listening on %s:%d", mode.spec, sockname[0], sockname[1])
+        except OSError as exc:
+            await self.stop()
+            raise ProxyStartError(f"cannot listen on {host}:{port} for mode {mode.spec!r}: "
+                                  f"{exc.strerror or exc}") from exc
+
+    def _accept(self, mode: Mode, reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(mode, reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, mode: Mode, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        assert self.state is not None
+        client = TcpStream(reader, writer)
+        conn = Conn(self.state, mode, client.peername)
+        conn.streams.append(client)
+        try:
+            await conn.emit(ConnectionOpened(conn_id=conn.id, t=time.time(), client=conn.client,
+                                             mode=mode.spec, target=mode.target))
+            await _HANDLERS[mode.kind](conn, client)
+        except asyncio.CancelledError:
+            for s in conn.streams:
+                s.abort()
+            raise
+        except Exception as exc:
+            log.exception("[conn %d] internal error", conn.id)
+            with contextlib.suppress(Exception):
+                await conn.error("internal", f"internal error: {type(exc).__name__}: {exc}",
+                                 "this is a bug in h2scope; the log has the details")
+            for s in conn.streams:
+                s.abort()
+            with contextlib.suppress(Exception):
+                await conn.closed(Closer.PROXY, "internal error", str(exc))
+        finally:
+            for s in conn.streams:
+                with contextlib.suppress(Exception):
+                    await s.aclose()
+            if not conn.closed_emitted:
+                with contextlib.suppress(Exception):
+                    await conn.closed(Closer.PROXY, "connection ended", conn.last_error)
+
+    async def stop(self) -> None:
+        """Close the listeners and every connection, then let the sinks drain."""
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        self._servers.clear()
+        if self.bus is not None:
+            await self.bus.close()
+
+    async def __aenter__(self) -> ProxyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(options: ProxyOptions, sinks: Sequence[Sink | SinkCallable] = (), *,
+                ready: Callable[[ProxyServer], object] | None = None,
+                lossy_sinks: Sequence[Sink | SinkCallable] = ()) -> int:
+    """Run the proxy until SIGINT/SIGTERM or cancellation; 0 on a clean stop, 1 if it
+    cannot start (the reason is printed to stderr and logged)."""
+    server = ProxyServer(options, sinks, lossy_sinks=lossy_sinks)
+    try:
+        await server.start()
+    except ProxyStartError as exc:
+        log.error("%s", exc)
+        print(f"h2scope: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        if ready is not None:
+            result = ready(server)
+            if asyncio.iscoroutine(result):
+                await result
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.stop()
+    return 0

@@ -1,0 +1,203 @@
+"""Explicit proxy: CONNECT + TLS interception (upstream first) + the HTTP/2 relay, with curl."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from proxy.events import (
+    ConnectionClosed,
+    Leg,
+    ProxyErrorRaised,
+    RelayStarted,
+    TlsEstablished,
+)
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles, make_self_signed
+
+
+def curl(proxy: ProxyThread, url: str, *args: str) -> tuple[int, str, str]:
+    exe = procs.require("curl")
+    result = procs.run([exe, "-sS", "-x", proxy.url, "--cacert", str(proxy.ca_cert),
+                        "-w", "\n%{http_code} %{http_version}", *args, url])
+    out = result.stdout.decode(errors="replace")
+    body, _, status = out.rpartition("\n")
+    return result.returncode, body, status + " " + result.stderr.decode(errors="replace")
+
+
+def status_headers(proxy: ProxyThread, direction: Direction) -> list[str]:
+    return [dict(e.block.headers).get(":status", "") for e in proxy.events(FrameObserved)
+            if e.direction is direction and e.block is not None]
+
+
+def test_curl_h2_through_connect_to_nghttpd_is_intercepted_and_decoded(
+        proxy: ProxyThread, docroot: Path, origin_cert: CertFiles) -> None:
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as port:
+        code, body, status = curl(proxy, f"https://localhost:{port}/index.html", "--http2")
+    assert code == 0, status
+    assert body == "<html><body>hello from nghttpd</body></html>\n"
+    assert status.startswith("200 2"), status
+    proxy.wait_closed()
+    legs = {e.leg: e for e in proxy.events(TlsEstablished)}
+    assert legs[Leg.SERVER].alpn == "h2" and legs[Leg.CLIENT].alpn == "h2"
+    assert legs[Leg.CLIENT].client_hello is not None
+    assert legs[Leg.CLIENT].client_hello.alpn == ("h2", "http/1.1")
+    assert legs[Leg.SERVER].cert is not None and "localhost" in legs[Leg.SERVER].cert.sans
+    assert "200" in status_headers(proxy, Direction.S2C)
+    requests = [e for e in proxy.events(FrameObserved)
+                if e.direction is Direction.C2S and e.block is not None]
+    assert dict(requests[0].block.headers)[":path"] == "/index.html"
+
+
+def test_curl_h2_to_python_h2_origin_keeps_body_and_status(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    code, body, status = curl(proxy, f"https://127.0.0.1:{h2_origin.port}/big/300000",
+                              "--http2")
+    assert code == 0, status
+    assert body == "x" * 300000
+    assert status.startswith("200 2")
+    proxy.wait_closed()
+    assert "200" in status_headers(proxy, Direction.S2C)
+    data = sum(e.frame.length for e in proxy.events(FrameObserved)
+               if e.direction is Direction.S2C and e.frame.type == 0)
+    assert data == 300000
+
+
+def test_client_offering_only_http11_gets_http11(proxy: ProxyThread, tmp_path: Path,
+                                                 origin_cert: CertFiles) -> None:
+    with procs.process([procs.require("openssl"), "version"]):
+        pass
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = b"h1 only " + self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(origin_cert.cert, origin_cert.key)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        code, body, status = curl(proxy, f"https://localhost:{port}/x", "--http1.1")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 0, status
+    assert body == "h1 only /x"
+    assert status.startswith("200 1.1")
+    legs = {e.leg: e for e in proxy.events(TlsEstablished)}
+    assert legs[Leg.SERVER].alpn_offered == ("http/1.1",)
+    assert legs[Leg.CLIENT].alpn == "http/1.1"
+    assert [e.protocol for e in proxy.events(RelayStarted)] == ["http/1.1"]
+
+
+def test_ignored_host_passes_through_with_the_real_certificate(
+        make_proxy: object, h2_origin: ServerThread, origin_cert: CertFiles) -> None:
+    proxy = make_proxy(ignore_hosts=[r"^127\.0\.0\.1:"])  # type: ignore[operator]
+    # The client trusts only the origin's own certificate: it works only if the
+    # proxy did not intercept.
+    exe = procs.require("curl")
+    result = procs.run([exe, "-sS", "-x", proxy.url, "--cacert", str(origin_cert.cert),
+                        "--http2", f"https://127.0.0.1:{h2_origin.port}/pass"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hello /pass\n"
+    assert [e.protocol for e in proxy.events(RelayStarted)] == ["passthrough"]
+    assert proxy.events(TlsEstablished) == []
+
+
+def test_upstream_with_untrusted_certificate_fails_clearly(
+        make_proxy: object, tmp_path: Path) -> None:
+    bad = make_self_signed(tmp_path / "bad", stem="untrusted")
+    server = ServerThread(bad.cert, bad.key)
+    try:
+        proxy = make_proxy()  # type: ignore[operator]
+        code, _body, status = curl(proxy, f"https://localhost:{server.port}/", "--http2")
+    finally:
+        server.close()
+    assert code != 0
+    assert "alert handshake failure" in status
+    errors = proxy.wait_for(lambda: proxy.events(ProxyErrorRaised), what="an error event")
+    assert errors[0].stage == "server-tls"
+    assert "certificate verification failed" in errors[0].message
+    assert errors[0].hint and "--upstream-ca" in errors[0].hint
+
+
+def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Path) -> None:
+    bad = make_self_signed(tmp_path / "bad", stem="untrusted")
+    server = ServerThread(bad.cert, bad.key)
+    try:
+        proxy = make_proxy(insecure=True, upstream_ca=None)  # type: ignore[operator]
+        code, body, status = curl(proxy, f"https://localhost:{server.port}/ok", "--http2")
+    finally:
+        server.close()
+    assert code == 0, status
+    assert body == "hello /ok\n"
+
+
+def test_client_rejecting_the_h2scope_ca_is_reported_with_a_hint(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    exe = procs.require("curl")
+    result = procs.run([exe, "-sS", "-x", proxy.url, "--http2",
+                        f"https://localhost:{h2_origin.port}/"])
+    assert result.returncode != 0
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert "rejected h2scope's certificate" in errors[0].message
+    assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
+
+
+def test_unreachable_connect_target_gets_502(proxy: ProxyThread) -> None:
+    port = procs.free_port()
+    code, _body, status = curl(proxy, f"https://localhost:{port}/")
+    assert code != 0
+    assert "502" in status
+    closed = proxy.wait_closed()
+    assert closed[0].reason == "upstream connection failed"
+    assert [e.stage for e in proxy.events(ProxyErrorRaised)] == ["connect"]
+
+
+def test_peer_reset_mid_stream_is_relayed_and_reported(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    code, _body, status = curl(proxy, f"https://localhost:{h2_origin.port}/reset", "--http2")
+    assert code != 0  # curl: stream was not closed cleanly: INTERNAL_ERROR
+    assert "INTERNAL_ERROR" in status or "92" in status
+    rst = proxy.wait_for(lambda: [e for e in proxy.events(FrameObserved) if e.frame.type == 3],
+                         what="an RST_STREAM frame")
+    assert rst[0].direction is Direction.S2C
+    assert rst[0].frame.error_name == "INTERNAL_ERROR"
+
+
+def test_upstream_connection_reset_mid_stream_closes_the_client(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    code, _body, _status = curl(proxy, f"https://localhost:{h2_origin.port}/abort", "--http2")
+    assert code != 0
+    closed = proxy.wait_closed()
+    assert closed[0].closed_by.name == "SERVER"
+    assert "reset" in (closed[0].error or "") or "failed" in closed[0].reason
+
+
+def test_connection_closed_says_the_client_closed(proxy: ProxyThread,
+                                                  h2_origin: ServerThread) -> None:
+    code, _body, status = curl(proxy, f"https://localhost:{h2_origin.port}/x", "--http2")
+    assert code == 0, status
+    closed: list[ConnectionClosed] = proxy.wait_closed()
+    assert closed[0].closed_by.name == "CLIENT"
+    assert closed[0].bytes_c2s > 0 and closed[0].bytes_s2c > 0
