@@ -1,55 +1,68 @@
 """Text and JSON Lines exports: one line per frame.
 
-:func:`frame_line` is the headless log format — time, connection, arrow,
-frame number, type, the common header fields and the decoded gist
-(:func:`proxy.observe.describe.frame_summary`). The headless console printer
-should call it too, so a live log and an exported one read the same.
+:func:`frame_line` is the headless log format (``h2scope run --headless``):
+seconds since the first event, connection, arrow, stream, type, flags, length
+and the decoded gist (:func:`proxy.observe.describe.frame_summary`), so a live
+log and an exported one read the same and diff cleanly.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
-from proxy.observe.events import Event, FrameObserved, StreamStateChanged
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    Event,
+    FrameObserved,
+    PrefaceObserved,
+    StreamStateChanged,
+)
 from proxy.observe.jsonview import frame_dict
 
 
-def clock(wall: float) -> str:
-    """``HH:MM:SS.mmm`` in local time."""
-    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+def prefix(conn_id: int, rel: float, arrow: str) -> str:
+    """The columns every line starts with: seconds since the first event, the
+    connection and a direction arrow (``*`` for connection lines). The same as
+    the headless printer's."""
+    return f"{rel:9.3f} #{conn_id:<3} {arrow}"
 
 
-def frame_line(conn_id: int, ev: FrameObserved, wall: float, *, truncated: bool = False) -> str:
-    """One frame: ``12:00:01.234 c3 → #17 HEADERS <length=42, flags=[END_HEADERS], stream=5>
-    GET example.com/``."""
+def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool = False) -> str:
+    """One frame, as the headless printer shows it::
+
+        0.004 #1   →     1 HEADERS [END_STREAM,END_HEADERS] len=31  GET example.test/
+    """
     f = ev.frame
-    line = (f"{clock(wall)} c{conn_id} {ev.direction.arrow} #{ev.seq} {f.type_name} "
-            f"<length={f.length}, flags={flags_text(f) or '[]'}, stream={f.stream_id}>  "
-            f"{frame_summary(ev)}")
+    line = (f"{prefix(conn_id, rel, ev.direction.arrow)} {f.stream_id:>5} {f.type_name} "
+            f"{flags_text(f) or '[]'} len={f.length}  {frame_summary(ev)}").rstrip()
     if truncated:
         line += "  (payload truncated when recorded)"
-    return line.rstrip()
+    return line
 
 
-def event_lines(conn_id: int, ev: Event, wall: float, *, headers: bool = True,
+def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
                 truncated: bool = False) -> list[str]:
     """The log lines for one observer event (none for unremarkable ones)."""
     if isinstance(ev, FrameObserved):
-        lines = [frame_line(conn_id, ev, wall, truncated=truncated)]
+        lines = [frame_line(conn_id, ev, rel, truncated=truncated)]
         if headers and ev.block is not None:
-            lines.extend(block_lines(ev.block, indent="      "))
-        lines.extend(f"      ! {finding}" for finding in ev.findings)
+            lines.extend(block_lines(ev.block, indent=" " * 22))
+        head = prefix(conn_id, rel, ev.direction.arrow)
+        lines.extend(f"{head} ! {finding}" for finding in ev.findings)
         return lines
-    if isinstance(ev, StreamStateChanged):
+    if isinstance(ev, (StreamStateChanged, PrefaceObserved)):
         return []
     text = event_line(ev)
-    return [f"{clock(wall)} c{conn_id}   {text}"] if text else []
+    if not text:
+        return []
+    bang = "! " if isinstance(ev, (Desynced, ConnectionFindingRaised)) else ""
+    return [f"{prefix(conn_id, rel, ev.direction.arrow)} {bang}{text}"]
 
 
 def _selected(item: Replayed, conn: int | None) -> bool:
@@ -64,29 +77,28 @@ def _stream_ok(ev: Event, stream: int | None) -> bool:
     return getattr(ev, "stream_id", None) == stream
 
 
-def _record_line(item: Replayed) -> str | None:
+def _record_line(item: Replayed, rel: float) -> str | None:
     rec = item.record
+    head = prefix(rec.conn_id, rel, "*")
     if rec.type == RecordType.CONNECTION:
         meta = rec.json()
         client = meta.get("client") or {}
         server = meta.get("server") or {}
-        return (f"{clock(rec.wall)} c{rec.conn_id} connection {client.get('ip', '?')}:"
-                f"{client.get('port', '?')} → {server.get('host') or server.get('ip', '?')}:"
+        return (f"{head} opened from {client.get('ip', '?')}:{client.get('port', '?')} "
+                f"({meta.get('mode', '?')}) to {server.get('host') or server.get('ip', '?')}:"
                 f"{server.get('port', '?')} {meta.get('protocol', 'h2')}")
     if rec.type == RecordType.CLOSE:
         info = rec.json()
-        by = info.get("closed_by") or "?"
-        err = f" ({info['error']})" if info.get("error") else ""
-        return f"{clock(rec.wall)} c{rec.conn_id} closed by {by}{err}"
+        err = f" [{info['error']}]" if info.get("error") else ""
+        return f"{head} closed by {info.get('closed_by') or '?'}{err}"
     if rec.type == RecordType.HTTP1:
-        head, body = rec.http1()
-        first = head.split(b"\r\n", 1)[0].decode("latin-1")
-        return (f"{clock(rec.wall)} c{rec.conn_id} {rec.direction.arrow} HTTP/1 {first}  "
-                f"body {len(body)} bytes")
+        start, body = rec.http1()
+        first = start.split(b"\r\n", 1)[0].decode("latin-1")
+        return (f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}  "
+                f"(body {len(body)} B)")
     if rec.type == RecordType.LOST:
         info = rec.json()
-        return f"{clock(rec.wall)} c{rec.conn_id} LOST {info.get('count')} records: " \
-               f"{info.get('reason')}"
+        return f"{head} ! LOST {info.get('count')} records: {info.get('reason')}"
     return None
 
 
@@ -94,18 +106,22 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                stream: int | None = None, headers: bool = True) -> int:
     """Write the log; return the number of frames written."""
     frames = 0
+    start: float | None = None
     for item in replayed:
         if not _selected(item, conn):
             continue
         rec = item.record
+        if start is None:
+            start = rec.wall
+        rel = rec.wall - start
         if stream is None:
-            line = _record_line(item)
+            line = _record_line(item, rel)
             if line:
                 out.write(line + "\n")
         for ev in item.events:
             if not _stream_ok(ev, stream):
                 continue
-            for line in event_lines(rec.conn_id, ev, rec.wall, headers=headers,
+            for line in event_lines(rec.conn_id, ev, rel, headers=headers,
                                     truncated=rec.truncated):
                 out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)

@@ -1,0 +1,129 @@
+"""``h2scope export`` from the command line: formats, selection, output targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.capture.replay import replay_observer
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.events import FrameObserved
+from tests.unit.capture.traffic import Session, record_session
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "two.h2scope"
+    session = Session()
+    with CaptureWriter(path) as writer:
+        record_session(writer, 1, session=session)
+        record_session(writer, 2, t0=2000.0, session=session)
+    return path
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", "export", *args], capture_output=True,
+                          text=True, timeout=60, check=check)
+
+
+def _frames(capture: Path, conn: int | None = None,
+            stream: int | None = None) -> list[FrameObserved]:
+    return [ev for c, ev in replay_observer(capture) if isinstance(ev, FrameObserved)
+            and (conn is None or c == conn) and (stream is None or ev.frame.stream_id == stream)]
+
+
+def test_jsonl_has_one_object_per_frame_with_decoded_fields(capture: Path) -> None:
+    lines = _run(str(capture), "--format", "jsonl").stdout.splitlines()
+    objs = [json.loads(ln) for ln in lines]
+    assert len(objs) == len(_frames(capture))
+    assert {o["conn"] for o in objs} == {1, 2}
+    headers = next(o for o in objs if o["type"] == "HEADERS")
+    assert headers["block"]["headers"][0] == {"name": ":method", "value": "GET"}
+    assert headers["block"]["fields"][0]["representation"] == "indexed"
+    ping = next(o for o in objs if o["type"] == "PING")
+    assert ping["opaque_hex"] == b"h2scope!".hex()
+
+
+def test_conn_and_stream_select_frames(capture: Path) -> None:
+    objs = [json.loads(ln) for ln in _run(str(capture), "--format", "jsonl", "--conn", "2",
+                                          "--stream", "3").stdout.splitlines()]
+    assert objs and all(o["conn"] == 2 and o["stream_id"] == 3 for o in objs)
+    assert len(objs) == len(_frames(capture, conn=2, stream=3))
+    text = _run(str(capture), "--format", "text", "--conn", "1", "-o", "-").stdout
+    assert "#1 " in text and "#2 " not in text
+
+
+def test_text_is_the_headless_line_format(capture: Path) -> None:
+    lines = _run(str(capture), "--format", "text", "--conn", "1").stdout.splitlines()
+    frame_lines = [ln for ln in lines if " len=" in ln]
+    assert len(frame_lines) == len(_frames(capture, conn=1))
+    assert any("HEADERS [END_STREAM,END_HEADERS] len=" in ln and "GET example.test/index.html"
+               in ln for ln in frame_lines)
+    assert any("RST_STREAM" in ln and "CANCEL" in ln for ln in frame_lines)
+    assert "opened from 127.0.0.1:51001" in lines[0]
+    assert any("closed by client" in ln for ln in lines)
+
+
+def test_output_file_and_stdout_agree(capture: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.har"
+    assert _run(str(capture), "--format", "har", "-o", str(out)).stdout == ""
+    assert json.loads(out.read_text()) == json.loads(_run(str(capture), "--format",
+                                                          "har").stdout)
+
+
+def test_binary_format_needs_an_output_file(capture: Path) -> None:
+    run = _run(str(capture), "--format", "pcapng", check=False)
+    assert run.returncode == 2 and "-o" in run.stderr
+
+
+def test_missing_or_foreign_file_is_a_usage_error(tmp_path: Path) -> None:
+    run = _run(str(tmp_path / "nope.h2scope"), "--format", "text", check=False)
+    assert run.returncode == 2 and "no such capture" in run.stderr
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"\x00" * 100)
+    run = _run(str(other), "--format", "text", check=False)
+    assert run.returncode == 2 and "not an h2scope capture" in run.stderr
+
+
+def test_damaged_capture_exports_what_is_intact_and_says_where(capture: Path,
+                                                               tmp_path: Path) -> None:
+    cut = tmp_path / "cut.h2scope"
+    data = capture.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    run = _run(str(cut), "--format", "jsonl")
+    assert run.stdout.count("\n") > 10
+    assert "byte offset" in run.stderr and "torn" in run.stderr
+
+
+def test_script_lists_client_frames_of_one_connection(capture: Path) -> None:
+    script = yaml.safe_load(_run(str(capture), "--format", "script", "--conn", "2").stdout)
+    assert script["h2scope_script"] == 1 and script["connection"] == 2
+    assert script["server"]["host"] == "example.test" and script["preface"] is True
+    frames = script["frames"]
+    types = [f["type"] for f in frames]
+    for t in ("SETTINGS", "HEADERS", "DATA", "WINDOW_UPDATE", "PING", "PRIORITY", "RST_STREAM",
+              "GOAWAY"):
+        assert t in types, t
+    client_frames = [ev for ev in _frames(capture, conn=2) if ev.direction == 0]
+    assert len(frames) == len(client_frames)
+    first = next(f for f in frames if f["type"] == "HEADERS")
+    assert first["headers"][:2] == [[":method", "GET"], [":scheme", "https"]]
+    assert first["flags"] == ["END_STREAM", "END_HEADERS"]
+    data = next(f for f in frames if f["type"] == "DATA")
+    assert data["text"] == "hello world" and data["padding"] == 5
+    settings = next(f for f in frames if f["type"] == "SETTINGS" and "settings" in f
+                    and ["INITIAL_WINDOW_SIZE", 1 << 20] in f["settings"])
+    assert settings["delay"] >= 0
+    assert next(f for f in frames if f["type"] == "RST_STREAM")["error"] == "CANCEL"
+    assert next(f for f in frames if f["type"] == "PRIORITY")["priority"]["weight"] == 32
+    assert all(f["delay"] >= 0 for f in frames)
+
+
+def test_script_of_a_missing_connection_is_a_usage_error(capture: Path) -> None:
+    run = _run(str(capture), "--format", "script", "--conn", "9", check=False)
+    assert run.returncode == 2 and "no connection 9" in run.stderr

@@ -1,0 +1,104 @@
+"""pcapng export, checked by Wireshark itself: plain ``tshark -r OUT -Y http2``
+shows every frame with the same types and header fields h2scope decoded."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.replay import replay_observer
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.events import FrameObserved
+from tests.unit.capture.traffic import Session, record_session
+
+pytestmark = pytest.mark.peer
+
+
+def _tshark() -> str:
+    path = shutil.which("tshark")
+    if path is None:
+        pytest.fail("tshark is not installed (Debian package tshark); bash tests/run installs it")
+    return path
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    path = tmp_path / "two.h2scope"
+    session = Session()
+    with CaptureWriter(path, max_data_bytes=20_000) as writer:
+        record_session(writer, 1, session=session)
+        record_session(writer, 2, t0=2000.0, session=session)
+    return path
+
+
+def _export(capture: Path, out: Path, *extra: str) -> None:
+    subprocess.run([sys.executable, "-m", "proxy", "export", str(capture), "--format",
+                    "pcapng", "-o", str(out), *extra], check=True, timeout=60)
+
+
+def _tshark_frames(pcap: Path) -> list[tuple[str, str, str]]:
+    fields = subprocess.run(
+        [_tshark(), "-r", str(pcap), "-Y", "http2", "-T", "fields", "-E", "occurrence=a",
+         "-e", "tcp.srcport", "-e", "http2.type", "-e", "http2.header.name",
+         "-e", "http2.header.value"],
+        check=True, capture_output=True, text=True, timeout=120).stdout
+    frames = []
+    for line in fields.splitlines():
+        _port, types, names, values = (line.split("\t") + ["", "", ""])[:4]
+        for t in filter(None, types.split(",")):
+            frames.append((t, "", ""))
+        if names:
+            # One packet per frame here, so a packet's header fields are its frame's.
+            frames[-1] = (frames[-1][0], names, values)
+    return frames
+
+
+def _h2scope_frames(capture: Path, conn: int | None = None) -> list[tuple[str, str, str]]:
+    frames = []
+    for c, ev in replay_observer(capture):
+        if isinstance(ev, FrameObserved) and (conn is None or c == conn):
+            headers = ev.block.headers if ev.block is not None else ()
+            frames.append((str(ev.frame.type), ",".join(n for n, _ in headers),
+                           ",".join(v for _, v in headers)))
+    return frames
+
+
+def test_tshark_sees_every_frame_and_header_h2scope_decoded(capture: Path,
+                                                            tmp_path: Path) -> None:
+    pcap = tmp_path / "out.pcapng"
+    _export(capture, pcap)
+    mine = _h2scope_frames(capture)
+    theirs = _tshark_frames(pcap)
+    assert len(mine) > 60
+    assert theirs == mine
+
+
+def test_tcp_flows_are_clean_for_wireshark(capture: Path, tmp_path: Path) -> None:
+    pcap = tmp_path / "out.pcapng"
+    _export(capture, pcap)
+    run = subprocess.run(
+        [_tshark(), "-r", str(pcap), "-Y", "tcp.analysis.flags or _ws.malformed or _ws.expert",
+         "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message"],
+        check=True, capture_output=True, text=True, timeout=120)
+    problems = [ln for ln in run.stdout.splitlines()
+                if ln.strip() and "Connection establish" not in ln and "Connection finish" not in ln
+                and "Magic" not in ln]
+    assert problems == []
+    convs = subprocess.run([_tshark(), "-r", str(pcap), "-q", "-z", "conv,tcp"],
+                           check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "127.0.0.1:51001" in convs and "127.0.0.1:51002" in convs
+    assert "127.0.0.1:80" in convs or "127.0.0.1:http" in convs
+
+
+def test_conn_option_exports_one_flow(capture: Path, tmp_path: Path) -> None:
+    pcap = tmp_path / "one.pcapng"
+    _export(capture, pcap, "--conn", "2")
+    assert _tshark_frames(pcap) == _h2scope_frames(capture, conn=2)
+    comments = subprocess.run([_tshark(), "-r", str(pcap), "-Y", "frame.comment",
+                               "-T", "fields", "-e", "frame.comment"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "h2scope connection 2" in comments and ":8443" in comments
