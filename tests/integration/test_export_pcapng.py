@@ -48,7 +48,7 @@ def _tshark_frames(pcap: Path) -> list[tuple[str, str, str]]:
         check=True, capture_output=True, text=True, timeout=120).stdout
     frames = []
     for line in fields.splitlines():
-        _port, types, names, values = (line.split("\t") + ["", "", ""])[:4]
+        _port, types, names, values = ([*line.split("\t"), "", "", ""])[:4]
         for t in filter(None, types.split(",")):
             frames.append((t, "", ""))
         if names:
