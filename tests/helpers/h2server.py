@@ -8,7 +8,9 @@ Routes (any method):
 * ``/slow/N``  — N bytes in 16 KiB pieces, 20 ms apart (a long download);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
 
-Runs on its own event loop in a thread (:class:`ServerThread`), so sync tests
+Cleartext with ``upgrade=True`` it also accepts ``Upgrade: h2c`` (nghttpd
+1.52 does not: it sends its SETTINGS first, so ``curl --http2`` to it fails
+even without a proxy). Runs on its own event loop in a thread (:class:`ServerThread`), so sync tests
 drive it with real clients.
 """
 
@@ -29,9 +31,11 @@ from tests.helpers.loop_thread import LoopThread
 
 
 class H2Origin(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, *, upgrade: bool = False) -> None:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.transport: asyncio.Transport | None = None
+        self.upgrade_buffer: bytearray | None = bytearray() if upgrade else None
+        """With ``upgrade``: cleartext HTTP/1.1 ``Upgrade: h2c`` is accepted (RFC 7540 §3.2)."""
         self.bodies: dict[int, bytearray] = {}
         self.pending: dict[int, bytes] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -39,8 +43,9 @@ class H2Origin(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.conn.initiate_connection()
-        self.flush()
+        if self.upgrade_buffer is None:
+            self.conn.initiate_connection()
+            self.flush()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -48,6 +53,32 @@ class H2Origin(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        if self.upgrade_buffer is not None:
+            self.upgrade_buffer += data
+            if self.upgrade_buffer.startswith(b"PRI * HTTP/2.0"[:len(self.upgrade_buffer)]):
+                if len(self.upgrade_buffer) < 14:
+                    return
+                data, self.upgrade_buffer = bytes(self.upgrade_buffer), None
+                self.conn.initiate_connection()
+            else:
+                end = self.upgrade_buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.upgrade_buffer[:end]).decode("latin-1").split("\r\n")
+                data = bytes(self.upgrade_buffer[end + 4:])
+                self.upgrade_buffer = None
+                fields = {k.strip().lower(): v.strip() for k, _, v in
+                          (line.partition(":") for line in head[1:])}
+                path = head[0].split(" ")[1]
+                assert self.transport is not None
+                self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                     b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+                self.conn.initiate_upgrade_connection(fields["http2-settings"])
+                self.bodies_path = {1: path}
+                self.respond(1)
+                self.flush()
+                if not data:
+                    return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -151,7 +182,9 @@ class H2Origin(asyncio.Protocol):
 class ServerThread:
     """The H2 origin listening on a free loopback port (TLS with ALPN h2, or h2c)."""
 
-    def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(self, cert: Path | None = None, key: Path | None = None, *,
+                 upgrade: bool = False) -> None:
+        self.upgrade = upgrade
         self.loop = LoopThread()
         ctx = None
         if cert is not None and key is not None:
@@ -162,7 +195,8 @@ class ServerThread:
         self.port = int(self.server.sockets[0].getsockname()[1])
 
     async def _start(self, ctx: ssl.SSLContext | None) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(H2Origin, "127.0.0.1", 0, ssl=ctx)
+        return await asyncio.get_running_loop().create_server(
+            lambda: H2Origin(upgrade=self.upgrade), "127.0.0.1", 0, ssl=ctx)
 
     def close(self) -> None:
         async def stop() -> None:
