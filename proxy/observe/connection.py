@@ -342,7 +342,7 @@ class ConnectionObserver:
         """The model of stream ``sid`` if it is open or recently closed."""
         return self.streams.get(sid) or self.closed.get(sid)
 
-    def _lookup(self, sid: int) -> Stream:
+    def _lookup(self, sid: int, sender: Direction | None = None) -> Stream:
         stream = self.streams.get(sid)
         if stream is not None:
             return stream
@@ -350,9 +350,18 @@ class ConnectionObserver:
         if stream is not None:
             return stream
         opener = self.sides[C2S if sid % 2 else S2C]
+        if self.partial and sender is not None and sender is not opener.direction \
+                and sid > opener.highest_stream_id:
+            # An excerpt: the frames that opened this stream are outside it.
+            stream = Stream(sid, state=StreamState.OPEN, opened_by=opener.direction)
+            self._init_windows(stream)
+            self.streams[sid] = stream
+            opener.highest_stream_id = sid
+            opener.active_streams += 1
+            return stream
         if sid <= opener.highest_stream_id:
             # Closed long ago and forgotten: ids are never reused (§5.1.1).
-            return Stream(sid, state=StreamState.CLOSED)
+            return Stream(sid, state=StreamState.CLOSED, presumed_closed=True)
         return Stream(sid)
 
     def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
@@ -432,7 +441,7 @@ class ConnectionObserver:
                                f"{-conn_window}", seq, sid))
         stream = self.streams.get(sid)
         if stream is None:
-            stream = self._lookup(sid)
+            stream = self._lookup(sid, direction)
         state: StreamState = stream.state
         end = frame.flags & 1
         if state is StreamState.OPEN and not end:
@@ -490,7 +499,11 @@ class ConnectionObserver:
             pending.fragments.append(frame.raw[9:])
         elif frame.type == _HEADERS:
             assert isinstance(frame, HeadersFrame)
-            stream = self.streams.get(sid) or self._lookup(sid)
+            stream = self.streams.get(sid) or self._lookup(sid, direction)
+            if stream.presumed_closed and (sid % 2 == 1) == (direction is C2S):
+                # An id below the highest in use, never seen: a new stream opened
+                # out of order (§5.1.1), not trailers on an old one.
+                stream = Stream(sid)
             role = self._headers_role(stream, direction, frame, seq, findings)
             if frame.priority is not None:
                 self._apply_priority(sid, frame.priority.depends_on, frame.priority.weight,
@@ -545,6 +558,7 @@ class ConnectionObserver:
             findings.append(_f("push-on-closed-stream", Severity.ERROR, "RFC 9113 §6.6",
                                f"PUSH_PROMISE on stream {sid}, which is not open for the server",
                                seq, sid))
+        pushed = self.streams.get(promised) or self._lookup(promised)
         if promised % 2 or promised <= side.highest_stream_id:
             findings.append(_f("stream-id-order" if promised % 2 == 0 else "stream-id-parity",
                                Severity.ERROR, "RFC 9113 §5.1.1",
@@ -552,7 +566,6 @@ class ConnectionObserver:
                                f"{side.highest_stream_id}", seq, promised))
         else:
             side.highest_stream_id = promised
-        pushed = self._lookup(promised)
         if pushed.state is StreamState.IDLE:
             pushed.promised_by = sid
             pushed.opened_by = S2C
@@ -631,7 +644,7 @@ class ConnectionObserver:
                     stalled_for=t - data_side.conn_stalled_since, seq=seq))
                 data_side.conn_stalled_since = None
             return after, None
-        stream = self.streams.get(sid) or self._lookup(sid)
+        stream = self.streams.get(sid) or self._lookup(sid, side.direction)
         problem = check_frame_allowed(stream.state, _WU)
         if problem:
             findings.append(self._state_finding(stream, side.direction, problem, seq))
@@ -659,6 +672,8 @@ class ConnectionObserver:
                                    "SETTINGS with ACK carries a payload", seq, 0))
             owner = self.sides[side.direction.peer]
             if not owner.pending:
+                if self.partial:
+                    return
                 findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
                                    "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
                 return
@@ -704,7 +719,8 @@ class ConnectionObserver:
 
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
              findings: list[Finding]) -> None:
-        stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id)
+        stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id,
+                                                                   side.direction)
         new, problem = transition(stream.state, _RST, False, side.direction)
         if problem:
             findings.append(self._state_finding(stream, side.direction, problem, seq))
@@ -717,14 +733,14 @@ class ConnectionObserver:
               findings: list[Finding]) -> None:
         if not frame.ack:
             side.pings[frame.opaque] = (t, seq)
-            for p in side.pending:
-                p.pings_after += 1
             if len(side.pings) > 64:  # bounded: a peer may never answer
                 side.pings.pop(next(iter(side.pings)))
             return
-        pinger = self.sides[side.direction.peer]
+        pinger = self.sides[1 - side.direction]
         sent = pinger.pings.pop(frame.opaque, None)
         if sent is None:
+            if self.partial:
+                return
             findings.append(_f("ping-ack-unmatched", Severity.WARNING, "RFC 9113 §6.7",
                                f"PING ACK with opaque data {frame.opaque.hex()} matches no PING",
                                seq, 0))
@@ -732,15 +748,16 @@ class ConnectionObserver:
         self._events.append(PingAnswered(t=t, direction=side.direction, opaque=frame.opaque,
                                          rtt=t - sent[0], seq=seq))
         # A PING sent after SETTINGS and answered first proves the SETTINGS were
-        # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately").
-        for p in side.pending:
-            if p.pings_after:
+        # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately"): frames
+        # are processed in order.
+        for p in pinger.pending:
+            if p.seq < sent[1] and not p.reported:
                 findings.append(_f("settings-not-acknowledged", Severity.ERROR,
                                    "RFC 9113 §6.5.3",
                                    f"the {side.direction.sender} answered a PING sent after "
                                    f"SETTINGS frame #{p.seq} but has not acknowledged it",
                                    seq, 0))
-                p.pings_after = 0
+                p.reported = True
 
     # -------------------------------------------------------------- priority
 

@@ -65,7 +65,7 @@ def decode(data: bytes) -> bytes:
         _build()
     nxt, out, flg = _next, _out, _flags
     state = 0
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     flags = 0
     for byte in data:

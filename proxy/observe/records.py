@@ -24,7 +24,7 @@ def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
     for klass in cls.__mro__:
         desc = klass.__dict__.get(name)
         if desc is not None and hasattr(desc, "__set__"):
-            return desc.__set__  # type: ignore[no-any-return]
+            return desc.__set__
     raise TypeError(f"{cls.__name__}.{name} is not a slot")  # pragma: no cover
 
 

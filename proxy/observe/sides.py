@@ -20,9 +20,8 @@ class PendingSettings:
     settings: tuple[tuple[int, int], ...]
     seq: int
     t: float
-    pings_after: int = 0
-    """PINGs this side sent after these settings; an ACK of one of them proves
-    the peer processed the settings (see ``settings-not-acknowledged``)."""
+    reported: bool = False
+    """A finding already said these settings went unacknowledged."""
 
 
 @dataclass(slots=True)

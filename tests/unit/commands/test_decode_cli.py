@@ -1,0 +1,132 @@
+"""``h2scope decode``: frames and HPACK blocks from hex, human and JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import pytest
+
+from proxy.cli import main
+
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "hpack-test-case"
+
+
+def client_bytes() -> bytes:
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":path", "/index.html"), (":scheme", "https"),
+                       (":authority", "example.com")], end_stream=True)
+    return c.data_to_send()
+
+
+def test_frames_human_output_names_types_and_fields(capsys):
+    assert main(["decode", client_bytes().hex()]) == 0
+    out = capsys.readouterr().out
+    assert "connection preface" in out
+    assert "#0 SETTINGS <length=" in out
+    assert "HEADERS <length=" in out and "[END_STREAM,END_HEADERS]" in out
+    assert ":path: /index.html    ; idx static:5" in out
+    assert ":authority: example.com    ; lit+idx name=static:1 value=H" in out
+
+
+def test_frames_json_lines(capsys):
+    spaced = " ".join("0x" + client_bytes().hex()[i:i + 2] for i in range(0, 40, 2)) + \
+        client_bytes().hex()[40:]
+    assert main(["decode", "--json", spaced]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    headers = [x for x in lines if x["type"] == "HEADERS"][0]
+    assert headers["flags"] == ["END_STREAM", "END_HEADERS"]
+    assert headers["block"]["headers"][1] == {"name": ":path", "value": "/index.html"}
+    assert headers["block"]["fields"][3]["representation"] == "literal_incremental"
+    assert headers["block"]["table"]["entries"] == 1
+
+
+def test_server_frames_detected_without_preface(capsys):
+    s = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    s.initiate_connection()
+    s.receive_data(client_bytes())
+    s.send_headers(1, [(":status", "404")], end_stream=True)
+    assert main(["decode", s.data_to_send().hex()]) == 0
+    out = capsys.readouterr().out
+    assert ":status: 404" in out and "!" not in out  # no findings: judged as the server
+
+
+def test_bad_hex_names_line_and_column(capsys):
+    assert main(["decode", "000004080000000000\n00000fzz01"]) == 1
+    err = capsys.readouterr().err
+    assert "line 2, column 7" in err and "'z' is not a hex digit" in err
+
+
+def test_truncated_frame_exits_1_after_printing_what_decoded(capsys):
+    data = client_bytes().hex()
+    assert main(["decode", data[:-4]]) == 1
+    captured = capsys.readouterr()
+    assert "SETTINGS" in captured.out and "frame-truncated" in captured.out
+
+
+def test_hpack_blocks_share_a_table(capsys):
+    # RFC 7541 C.4.1 and C.4.2: the second block indexes the first's entry.
+    text = "828684418cf1e3c2e5f23a6ba0ab90f4ff\n828684be5886a8eb10649cbf\n"
+    assert main(["decode", "--hpack", "--json", text]) == 0
+    blocks = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert blocks[1]["headers"][3] == {"name": ":authority", "value": "www.example.com"}
+    assert blocks[1]["fields"][3]["table"] == "dynamic"
+    assert blocks[1]["table"] == {"size_before": 57, "size": 110, "max": 4096, "entries": 2}
+
+
+def test_hpack_error_reports_line_and_offset_after_earlier_blocks(capsys):
+    assert main(["decode", "--hpack", "8286\n82ff"]) == 1
+    captured = capsys.readouterr()
+    assert "block 0 (line 1)" in captured.out
+    assert "line 2" in captured.err and "offset 1" in captured.err
+
+
+def test_table_size_limits_size_updates(capsys):
+    assert main(["decode", "--hpack", "--table-size", "100", "3f4682"]) == 1  # update to 101
+    assert main(["decode", "--hpack", "--table-size", "100", "3f4582"]) == 0  # to 100
+
+
+def test_reads_file_and_stdin(tmp_path, capsys, monkeypatch):
+    p = tmp_path / "in.hex"
+    p.write_text("# a comment\n8286\n")
+    assert main(["decode", "--hpack", "-f", str(p)]) == 0
+    assert ":method: GET" in capsys.readouterr().out
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("8286"))
+    assert main(["decode", "--hpack", "-"]) == 0
+    assert ":scheme: http" in capsys.readouterr().out
+
+
+def _stories() -> list[Path]:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the HPACK corpus is missing: expected {CORPUS} beside the repository")
+    return sorted(p for d in CORPUS.iterdir() if d.is_dir() and d.name != "raw-data"
+                  for p in d.glob("story_*.json"))
+
+
+def test_corpus_decodes_through_the_cli(tmp_path, capsys):
+    stories = _stories()
+    assert len(stories) > 100
+    for story in stories:
+        cases = json.loads(story.read_text())["cases"]
+        size = max([c.get("header_table_size") or 4096 for c in cases])
+        hexfile = tmp_path / "blocks.hex"
+        hexfile.write_text("\n".join(c["wire"] for c in cases) + "\n")
+        assert main(["decode", "--hpack", "--json", "--table-size", str(size), "-f",
+                     str(hexfile)]) == 0, story
+        got = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert len(got) == len(cases), story
+        for case, block in zip(cases, got, strict=True):
+            expected = [next(iter(h.items())) for h in case["headers"]]
+            assert [(h["name"], h["value"]) for h in block["headers"]] == expected, story
+
+
+def test_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "proxy", "decode", "--hpack", "82"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and ":method: GET" in proc.stdout

@@ -1,0 +1,380 @@
+"""The connection model: state, windows, settings and the findings it raises."""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+    PingAnswered,
+    PrefaceObserved,
+    SettingsAcknowledged,
+    StreamStateChanged,
+)
+
+C2S, S2C = Direction.C2S, Direction.S2C
+REQ = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com"), (":path", "/")]
+RESP = [(":status", "200")]
+
+
+def raw_frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def test_preface_then_settings_is_clean(make_conv):
+    c = make_conv()
+    assert isinstance(c.events[0], PrefaceObserved)
+    assert c.findings() == []
+    acks = [e for e in c.events if isinstance(e, SettingsAcknowledged)]
+    assert len(acks) == 2
+
+
+def test_request_response_walks_stream_states(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, RESP))
+    conv.send(S2C, f.data(1, b"body", flags=["END_STREAM"]))
+    changes = [(e.old, e.new) for e in conv.events if isinstance(e, StreamStateChanged)]
+    assert changes == [("idle", "half-closed (client)"), ("half-closed (client)", "closed")]
+    assert conv.findings() == []
+    stream = conv.obs.stream(1)
+    assert stream is not None and stream.request_headers == tuple(REQ)
+    assert stream.response_headers == tuple(RESP)
+
+
+def test_header_block_across_continuation_decodes_once(conv):
+    block = conv.f.block(C2S, REQ)
+    h = raw_frame(1, 0x1, 1, block[:3])
+    c1 = raw_frame(9, 0, 1, block[3:5])
+    c2 = raw_frame(9, 0x4, 1, block[5:])
+    evs = conv.send(C2S, h + c1 + c2)
+    frames = conv.frames(evs)
+    assert [fr.block is not None for fr in frames] == [False, False, True]
+    assert frames[-1].block is not None and frames[-1].block.headers == tuple(REQ)
+
+
+def test_frame_between_headers_and_continuation_is_flagged(conv):
+    block = conv.f.block(C2S, REQ)
+    conv.send(C2S, raw_frame(1, 0x1, 1, block[:3]))
+    evs = conv.send(C2S, conv.f.ping())
+    assert "continuation-missing" in conv.findings(evs)
+
+
+def test_continuation_without_headers_is_flagged(conv):
+    evs = conv.send(C2S, raw_frame(9, 0x4, 1, b"\x82"))
+    assert "continuation-unexpected" in conv.findings(evs)
+
+
+def test_data_beyond_stream_window_is_flagged(make_conv):
+    c = make_conv(settings=False)
+    f = c.f
+    c.send(C2S, f.settings(initial_window_size=10))
+    c.send(S2C, f.settings())
+    c.send(S2C, f.settings(ack=True))  # server acknowledges: 10 now binds the server
+    c.send(C2S, f.settings(ack=True))
+    c.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    c.send(S2C, f.headers(S2C, 1, RESP))
+    ok = c.send(S2C, f.data(1, b"x" * 10))
+    assert c.findings(ok) == []
+    over = c.send(S2C, f.data(1, b"y"))
+    assert "flow-control-exceeded" in c.findings(over)
+
+
+def test_initial_window_applies_only_after_ack(make_conv):
+    c = make_conv(settings=False)
+    f = c.f
+    c.send(C2S, f.settings())
+    c.send(S2C, f.settings())
+    c.send(C2S, f.settings(ack=True))
+    c.send(S2C, f.settings(ack=True))
+    c.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    c.send(C2S, f.settings(initial_window_size=100))
+    stream = c.obs.stream(1)
+    assert stream is not None and stream.send_window[S2C] == 65_535
+    c.send(S2C, f.settings(ack=True))
+    # RFC 9113 §6.9.2: the change applies to open streams, by the difference.
+    assert stream.send_window[S2C] == 100
+
+
+def test_window_update_and_padding_accounting(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, RESP))
+    ev = conv.frames(conv.send(S2C, f.data(1, b"abc", pad_length=6)))[0]
+    # 3 data + 6 padding + 1 Pad Length byte = 10 bytes of window (RFC 9113 §6.9.1).
+    assert ev.windows == (65_535 - 10, 65_535 - 10)
+    wu = conv.frames(conv.send(C2S, f.window_update(1, 10)))[0]
+    assert wu.windows == (65_525, 65_535)
+
+
+def test_window_exhaustion_stalls_and_window_update_resumes(make_conv):
+    c = make_conv(settings=False)
+    f = c.f
+    for d in (C2S, S2C):
+        c.send(d, f.settings(initial_window_size=4) if d is C2S else f.settings())
+    c.send(S2C, f.settings(ack=True))
+    c.send(C2S, f.settings(ack=True))
+    c.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    c.send(S2C, f.headers(S2C, 1, RESP))
+    evs = c.send(S2C, f.data(1, b"abcd"))
+    stalls = [e for e in evs if isinstance(e, FlowControlStalled)]
+    assert [(e.direction, e.stream_id) for e in stalls] == [(S2C, 1)]
+    evs = c.send(C2S, f.window_update(1, 100), dt=0.5)
+    resumed = [e for e in evs if isinstance(e, FlowControlResumed)]
+    assert len(resumed) == 1 and abs(resumed[0].stalled_for - 0.5) < 1e-9
+
+
+def test_window_overflow_and_zero_increment(conv):
+    f = conv.f
+    assert "window-update-zero" in conv.findings(conv.send(C2S, f.window_update(0, 0)))
+    assert "window-overflow" in conv.findings(conv.send(C2S, f.window_update(0, 2**31 - 1)))
+
+
+def test_stream_id_rules(conv):
+    f = conv.f
+    assert "stream-id-parity" in conv.findings(conv.send(C2S, f.headers(C2S, 2, REQ)))
+    conv.send(C2S, f.headers(C2S, 7, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert "stream-id-order" in conv.findings(
+        conv.send(C2S, f.headers(C2S, 5, REQ, flags=["END_HEADERS", "END_STREAM"])))
+
+
+def test_data_on_idle_and_closed_streams(conv):
+    f = conv.f
+    assert "frame-on-idle-stream" in conv.findings(conv.send(C2S, f.data(1, b"x")))
+    conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert "frame-on-closed-stream" in conv.findings(conv.send(C2S, f.data(3, b"late")))
+
+
+def test_frames_racing_a_reset_are_info_not_error(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, RESP))
+    conv.send(C2S, f.rst(1))
+    ev = conv.frames(conv.send(S2C, f.data(1, b"in flight")))[0]
+    assert [(x.code, x.severity.name) for x in ev.findings] == [("frame-after-reset", "INFO")]
+
+
+def test_header_field_rules(conv):
+    f = conv.f
+    bad = [(":method", "GET"), (":path", "/"), ("x-a", "1"), (":scheme", "https"),
+           ("Upper", "v"), ("connection", "close"), ("te", "gzip"), (":bogus", "1")]
+    codes = conv.findings(conv.send(C2S, f.headers(C2S, 1, bad)))
+    for code in ("pseudo-header-after-regular", "header-name-uppercase",
+                 "connection-specific-header", "pseudo-header-invalid"):
+        assert code in codes, code
+
+
+def test_missing_and_duplicated_pseudo_headers(conv):
+    f = conv.f
+    codes = conv.findings(conv.send(C2S, f.headers(C2S, 1, [(":method", "GET"),
+                                                             (":method", "GET")])))
+    assert "pseudo-header-duplicated" in codes and "pseudo-header-missing" in codes
+    codes = conv.findings(conv.send(S2C, f.headers(S2C, 1, [("server", "x")])))
+    assert "pseudo-header-missing" in codes
+
+
+def test_trailers_and_informational_responses(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ))
+    conv.send(C2S, f.headers(C2S, 1, [("x-checksum", "abc")],
+                             flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "103"), ("link", "</a.css>")]))
+    conv.send(S2C, f.headers(S2C, 1, RESP))
+    conv.send(S2C, f.headers(S2C, 1, [("grpc-status", "0")], flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings() == []
+    s = conv.obs.stream(1)
+    assert s is not None
+    assert s.informational == [((":status", "103"), ("link", "</a.css>"))]
+    assert s.trailers == {C2S: (("x-checksum", "abc"),), S2C: (("grpc-status", "0"),)}
+
+
+def test_pseudo_header_in_trailers(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ))
+    evs = conv.send(C2S, f.headers(C2S, 1, [(":path", "/x")], flags=["END_HEADERS", "END_STREAM"]))
+    assert "pseudo-header-in-trailers" in conv.findings(evs)
+
+
+def test_frame_larger_than_max_frame_size(conv):
+    evs = conv.send(S2C, raw_frame(0, 0, 1, b"x" * 16_385))
+    assert "frame-too-large" in conv.findings(evs)
+
+
+def test_settings_out_of_range_and_unknown(conv):
+    payload = struct.pack(">HIHIHI", 2, 5, 5, 100, 0x4A4A, 1)
+    codes = conv.findings(conv.send(C2S, raw_frame(4, 0, 0, payload)))
+    assert codes.count("setting-out-of-range") == 2 and "unknown-setting" in codes
+
+
+def test_unexpected_settings_ack(conv):
+    assert "settings-ack-unexpected" in conv.findings(conv.send(S2C, conv.f.settings(ack=True)))
+
+
+def test_settings_never_acknowledged_is_reported_at_close(make_conv):
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings(header_table_size=0))
+    c.send(S2C, c.f.settings())
+    evs = c.obs.close(1.0)
+    codes = [e.finding.code for e in evs if isinstance(e, ConnectionFindingRaised)]
+    assert codes == ["settings-not-acknowledged", "settings-not-acknowledged"]
+
+
+def test_ping_answered_before_settings_proves_missing_ack(make_conv):
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings())
+    c.send(S2C, c.f.settings())
+    c.send(S2C, c.f.settings(ack=True))
+    c.send(S2C, c.f.settings(initial_window_size=1000))
+    c.send(S2C, c.f.ping(b"abcdefgh"))
+    evs = c.send(C2S, c.f.ping(b"abcdefgh", ack=True), dt=0.25)
+    assert "settings-not-acknowledged" in c.findings(evs)
+    rtt = [e for e in evs if isinstance(e, PingAnswered)]
+    assert len(rtt) == 1 and abs(rtt[0].rtt - 0.25) < 1e-9
+
+
+def test_unmatched_ping_ack(conv):
+    assert "ping-ack-unmatched" in conv.findings(conv.send(S2C, conv.f.ping(ack=True)))
+
+
+def test_server_push_links_promised_stream(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    pp = raw_frame(5, 0x4, 1, struct.pack(">I", 2) + f.block(S2C, REQ[:3] + [(":path", "/a.css")]))
+    ev = conv.frames(conv.send(S2C, pp))[0]
+    assert ev.block_stream_id == 2 and ev.block is not None
+    assert ("/a.css" in dict(ev.block.headers).values())
+    conv.send(S2C, f.headers(S2C, 2, RESP))
+    conv.send(S2C, f.data(2, b"css", flags=["END_STREAM"]))
+    pushed = conv.obs.stream(2)
+    assert pushed is not None and pushed.promised_by == 1
+    assert conv.findings() == []
+
+
+def test_push_from_client_and_push_disabled(make_conv):
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings(enable_push=0))
+    c.send(S2C, c.f.settings())
+    c.send(S2C, c.f.settings(ack=True))
+    c.send(C2S, c.f.settings(ack=True))
+    c.send(C2S, c.f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    pp = raw_frame(5, 0x4, 1, struct.pack(">I", 2) + c.f.block(S2C, REQ))
+    assert "push-disabled" in c.findings(c.send(S2C, pp))
+    pp2 = raw_frame(5, 0x4, 1, struct.pack(">I", 4) + c.f.block(C2S, REQ))
+    assert "push-from-client" in c.findings(c.send(C2S, pp2))
+
+
+def test_priority_tree_and_self_dependency(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS"]))
+    conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS"]))
+    conv.send(C2S, raw_frame(2, 0, 5, struct.pack(">IB", 0x8000_0000 | 1, 31)))
+    tree = conv.obs.priority
+    assert tree.children(1) == [5] and tree.node(5).weight == 32  # type: ignore[union-attr]
+    conv.send(C2S, raw_frame(2, 0, 7, struct.pack(">IB", 0x8000_0000 | 0, 0)))
+    assert tree.children(7) == [1, 3]  # exclusive: adopts stream 0's other children
+    assert "self-dependency" in conv.findings(
+        conv.send(C2S, raw_frame(2, 0, 9, struct.pack(">IB", 9, 0))))
+
+
+def test_rfc9218_priority_header_and_update(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ + [("priority", "u=1, i")], flags=["END_HEADERS"]))
+    s = conv.obs.stream(1)
+    assert s is not None and (s.urgency, s.incremental) == (1, True)
+    conv.send(C2S, raw_frame(0x10, 0, 0, struct.pack(">I", 1) + b"u=5"))
+    assert s.urgency == 5
+    assert "priority-update-from-server" in conv.findings(
+        conv.send(S2C, raw_frame(0x10, 0, 0, struct.pack(">I", 1) + b"u=0")))
+
+
+def test_hpack_error_marks_direction_broken(conv):
+    evs = conv.send(C2S, raw_frame(1, 0x5, 1, b"\x80"))  # index 0
+    assert "hpack-error" in conv.findings(evs)
+    evs = conv.send(C2S, conv.f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.frames(evs)[0].block is None  # the context is gone (COMPRESSION_ERROR)
+
+
+def test_max_concurrent_streams_exceeded(make_conv):
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings())
+    c.send(S2C, c.f.settings(max_concurrent_streams=1))
+    c.send(C2S, c.f.settings(ack=True))
+    c.send(S2C, c.f.settings(ack=True))
+    c.send(C2S, c.f.headers(C2S, 1, REQ))
+    assert "max-concurrent-streams-exceeded" in c.findings(c.send(C2S, c.f.headers(C2S, 3, REQ)))
+
+
+def test_bad_preface_desyncs_client_direction():
+    obs = ConnectionObserver()
+    evs = obs.feed(C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    assert [type(e) for e in evs] == [Desynced]
+    assert obs.feed(C2S, b"more bytes", 0.1) == []
+    assert obs.sides[C2S].skipped_bytes == 37
+
+
+def test_http1_response_from_server_desyncs():
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE, 0.0)
+    evs = obs.feed(S2C, b"HTTP/1.1 400 Bad Request\r\n\r\n", 0.0)
+    assert any(isinstance(e, Desynced) for e in evs)
+
+
+def test_h2c_upgrade_opens_stream_one():
+    obs = ConnectionObserver()
+    settings = base64.urlsafe_b64decode("AAMAAABkAARAAAAAAAIAAAAA")
+    obs.upgrade_h2c(http2_settings=settings, request_headers=tuple(REQ), t=0.0)
+    s = obs.stream(1)
+    assert s is not None and s.state.value == "half-closed (client)"
+    assert obs.sides[C2S].advertised[4] == 0x4000_0000
+    assert s.send_window[S2C] == 0x4000_0000
+
+
+def test_byte_splits_do_not_change_events(make_conv):
+    c = make_conv()
+    f = c.f
+    script = [
+        (C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"])),
+        (S2C, f.headers(S2C, 1, RESP)),
+        (S2C, f.data(1, b"x" * 3000)),
+        (C2S, f.window_update(0, 3000)),
+        (S2C, f.data(1, b"end", flags=["END_STREAM"], pad_length=3)),
+        (C2S, f.ping()),
+        (S2C, f.ping(ack=True)),
+    ]
+    whole = ConnectionObserver()
+    expected = []
+    for d, data in [(C2S, CONNECTION_PREFACE)] + script:
+        expected.extend(whole.feed(d, data, 0.0))
+    rng = random.Random(7)
+    for _ in range(20):
+        split = ConnectionObserver()
+        got = []
+        for d, data in [(C2S, CONNECTION_PREFACE)] + script:
+            pos = 0
+            while pos < len(data):
+                step = rng.randint(1, 40)
+                got.extend(split.feed(d, data[pos:pos + step], 0.0))
+                pos += step
+        assert got == expected
+
+
+def test_unknown_frame_type_is_info(conv):
+    ev = conv.frames(conv.send(C2S, raw_frame(0xEE, 0, 0, b"abc")))[0]
+    assert [(x.code, x.severity.name) for x in ev.findings] == [("unknown-frame-type", "INFO")]
+
+
+def test_first_frame_must_be_settings():
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE, 0.0)
+    evs = obs.feed(C2S, raw_frame(6, 0, 0, b"12345678"), 0.0)
+    assert isinstance(evs[0], FrameObserved)
+    assert [x.code for x in evs[0].findings] == ["first-frame-not-settings"]
