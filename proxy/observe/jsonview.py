@@ -1,6 +1,6 @@
 """Observer events as plain JSON-able dicts (``decode --json``, the jsonl export).
 
-The schema is documented in ``docs/json-schema.md``; keep the two in step.
+The schema is documented in ``docs/json.md``; keep the two in step.
 """
 
 from __future__ import annotations
