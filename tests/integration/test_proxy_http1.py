@@ -1,0 +1,185 @@
+"""HTTP/1.1 through the proxy: plain explicit proxying, keep-alive, chunked, Expect,
+WebSocket upgrades, the CA page, proxy authentication, SOCKS5 and several modes at once."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from proxy.events import (
+    ConnectionOpened,
+    Http1MessageObserved,
+    ProxyErrorRaised,
+    RelayStarted,
+    TargetChosen,
+)
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from tests.helpers import procs
+from tests.helpers.h1servers import (
+    http_server,
+    recv_exactly,
+    recv_until,
+    websocket_echo_server,
+    ws_frame,
+)
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+
+
+def curl(*args: str) -> tuple[int, bytes, str]:
+    result = procs.run([procs.require("curl"), "-sS", *args])
+    return result.returncode, result.stdout, result.stderr.decode(errors="replace")
+
+
+def messages(proxy: ProxyThread, direction: Direction) -> list[Http1MessageObserved]:
+    return [e for e in proxy.events(Http1MessageObserved) if e.direction is direction]
+
+
+def test_plain_http_keep_alive_reuses_one_connection_and_logs_each_message(
+        proxy: ProxyThread) -> None:
+    with http_server() as port:
+        code, out, err = curl("-x", proxy.url, f"http://127.0.0.1:{port}/a",
+                              f"http://127.0.0.1:{port}/b")
+        proxy.wait_closed()
+    assert code == 0, err
+    assert out == b"h1 /ah1 /b"
+    assert len(proxy.events(ConnectionOpened)) == 1
+    requests = messages(proxy, Direction.C2S)
+    # Logged as the client sent them (absolute form); the server got origin form.
+    assert [m.start_line for m in requests] == [f"GET http://127.0.0.1:{port}/a HTTP/1.1",
+                                                f"GET http://127.0.0.1:{port}/b HTTP/1.1"]
+    sent = b"".join(b.data for b in proxy.chunks(1) if b.direction is Direction.C2S)
+    assert sent.startswith(b"GET /a HTTP/1.1\r\n")
+    responses = messages(proxy, Direction.S2C)
+    assert [m.start_line for m in responses] == ["HTTP/1.1 200 OK"] * 2
+    assert [m.body_size for m in responses] == [5, 5]
+    assert [e.via for e in proxy.events(TargetChosen)] == ["HTTP"]
+
+
+def test_chunked_response_and_expect_100_continue_upload_pass_through(
+        proxy: ProxyThread, tmp_path: Path) -> None:
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(b"u" * 200_000)
+    with http_server() as port:
+        code, out, err = curl("-x", proxy.url, f"http://127.0.0.1:{port}/chunked")
+        assert code == 0, err
+        assert out == b"first second third"
+        code, out, err = curl("-x", proxy.url, "-H", "Expect: 100-continue",
+                              "--data-binary", f"@{upload}", f"http://127.0.0.1:{port}/up")
+        assert code == 0, err
+        assert out == upload.read_bytes()
+        proxy.wait_closed(2)
+    responses = messages(proxy, Direction.S2C)
+    starts = [m.start_line for m in responses]
+    assert "HTTP/1.1 100 Continue" in starts
+    chunked = responses[0]
+    assert chunked.body_size == len(b"6\r\nfirst \r\n7\r\nsecond \r\n5\r\nthird\r\n0\r\n\r\n")
+    post = [m for m in messages(proxy, Direction.C2S) if m.start_line.startswith("POST")]
+    assert post[0].body_size == 200_000
+
+
+def test_http11_only_server_through_reverse_http(make_proxy: Callable[..., ProxyThread]) -> None:
+    with http_server() as port:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        code, out, err = curl(f"http://127.0.0.1:{proxy.port('reverse')}/rev")
+    assert code == 0, err
+    assert out == b"h1 /rev"
+    assert [e.protocol for e in proxy.events(RelayStarted)] == ["http/1.1"]
+
+
+def test_websocket_upgrade_then_bytes_are_piped_both_ways(proxy: ProxyThread) -> None:
+    with websocket_echo_server() as port, socket.create_connection(
+            ("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"GET http://127.0.0.1:{port}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = recv_until(sock, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        for text in (b"hello", b"again, over the same tunnel"):
+            frame = ws_frame(text)
+            sock.sendall(frame)
+            assert recv_exactly(sock, len(frame)) == frame
+    proxy.wait_closed()
+    assert [e.protocol for e in proxy.events(RelayStarted)] == ["websocket"]
+
+
+def test_ca_page_is_served_for_http_h2scope(proxy: ProxyThread) -> None:
+    code, out, err = curl("-x", proxy.url, "http://h2scope/")
+    assert code == 0, err
+    assert b"h2scope CA certificate" in out
+    code, out, err = curl("-x", proxy.url, "http://h2scope/cert/pem")
+    assert code == 0, err
+    assert out == proxy.ca_cert.read_bytes()
+
+
+def test_unreachable_plain_http_target_gets_502_naming_host_and_reason(
+        proxy: ProxyThread) -> None:
+    port = procs.free_port()
+    code, out, err = curl("-x", proxy.url, "-w", "%{http_code}", f"http://127.0.0.1:{port}/")
+    assert code == 0, err
+    assert out.endswith(b"502")
+    assert f"cannot connect to 127.0.0.1:{port}".encode() in out
+
+
+def test_proxyauth_is_required_for_http_connect_and_socks5(
+        make_proxy: Callable[..., ProxyThread], origin_cert: object) -> None:
+    proxy = make_proxy(proxyauth="alice:s3cret", modes=["regular", "socks5@0"])
+    with http_server() as port:
+        url = f"http://127.0.0.1:{port}/auth"
+        code, out, _ = curl("-x", proxy.url, "-w", "%{http_code}", url)
+        assert out.endswith(b"407")
+        code, out, err = curl("-x", proxy.url, "-U", "alice:s3cret", url)
+        assert code == 0 and out == b"h1 /auth", err
+        code, out, err = curl("-x", proxy.url, "-U", "alice:wrong", "-w", "%{http_code}", url)
+        assert out.endswith(b"407")
+        # CONNECT without credentials: curl reports the 407 on the tunnel.
+        code, out, err = curl("-x", proxy.url, "-p", url)
+        assert code != 0 and "407" in err
+        socks = proxy.port("socks5")
+        code, out, err = curl("-x", f"socks5h://127.0.0.1:{socks}", url)
+        assert code != 0
+        code, out, err = curl("-x", f"socks5h://alice:s3cret@127.0.0.1:{socks}", url)
+        assert code == 0 and out == b"h1 /auth", err
+    stages = [e.stage for e in proxy.events(ProxyErrorRaised)]
+    assert stages.count("auth") >= 3
+
+
+def test_socks5_by_name_and_by_address_gets_tls_interception(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    proxy = make_proxy(modes=["socks5"])
+    port = proxy.port("socks5")
+    ca = str(proxy.ca_cert)
+    code, out, err = curl("--socks5-hostname", f"127.0.0.1:{port}", "--cacert", ca, "--http2",
+                          f"https://localhost:{h2_origin.port}/byname")
+    assert code == 0, err
+    assert out == b"hello /byname\n"
+    code, out, err = curl("--socks5", f"127.0.0.1:{port}", "--cacert", ca, "--http2",
+                          f"https://127.0.0.1:{h2_origin.port}/byaddr")
+    assert code == 0, err
+    assert out == b"hello /byaddr\n"
+    targets = [e.target for e in proxy.events(TargetChosen)]
+    assert targets == [f"localhost:{h2_origin.port}", f"127.0.0.1:{h2_origin.port}"]
+    assert all(e.via == "SOCKS5" for e in proxy.events(TargetChosen))
+    paths = [dict(e.block.headers)[":path"] for e in proxy.events(FrameObserved)
+             if e.direction is Direction.C2S and e.block is not None]
+    assert paths == ["/byname", "/byaddr"]
+
+
+def test_several_modes_listen_at_once_on_their_own_ports(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    with http_server() as port:
+        proxy = make_proxy(modes=["regular@0", "socks5@0", f"reverse:http://127.0.0.1:{port}@0"])
+        ports = {spec.split(":")[0].split("@")[0]: addr[1]
+                 for spec, addr in proxy.server.addresses.items()}
+        assert len(set(ports.values())) == 3
+        assert curl(f"http://127.0.0.1:{ports['reverse']}/r")[1] == b"h1 /r"
+        assert curl("-x", f"socks5h://127.0.0.1:{ports['socks5']}",
+                    f"http://127.0.0.1:{port}/s")[1] == b"h1 /s"
+        assert curl("-x", f"http://127.0.0.1:{ports['regular']}",
+                    f"http://127.0.0.1:{port}/x")[1] == b"h1 /x"
+    modes = sorted(e.mode.split(":")[0].split("@")[0] for e in proxy.events(ConnectionOpened))
+    assert modes == ["regular", "reverse", "socks5"]
