@@ -1,0 +1,170 @@
+"""Hostile and broken clients: each gets the failure its protocol expects, an event says
+what happened, and the proxy keeps serving a concurrent good request."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from proxy.events import ConnectionClosed, ProxyErrorRaised
+from proxy.observe.events import Desynced, FrameObserved
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+
+
+@pytest.fixture
+def good_request(proxy: ProxyThread, h2_origin: ServerThread) -> Iterator[Callable[[], None]]:
+    """Starts a slow good download through the same proxy; calling it checks it succeeded."""
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        result["r"] = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",
+                                 str(proxy.ca_cert), "--http2",
+                                 f"https://localhost:{h2_origin.port}/slow/200000"])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def check() -> None:
+        thread.join(30)
+        r = result["r"]
+        assert r.returncode == 0, r.stderr  # type: ignore[attr-defined]
+        assert r.stdout == b"s" * 200000  # type: ignore[attr-defined]
+
+    yield check
+    thread.join(30)
+
+
+def connect(proxy: ProxyThread) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", proxy.port()), timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def errors(proxy: ProxyThread, stage: str) -> list[ProxyErrorRaised]:
+    return proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                   if e.stage == stage], what=f"a {stage} error")
+
+
+def test_random_bytes_instead_of_a_request_get_400(proxy: ProxyThread,
+                                                   good_request: Callable[[], None]) -> None:
+    with connect(proxy) as sock:
+        sock.sendall(os.urandom(300).replace(b"\r\n\r\n", b"") + b"\r\n\r\n")
+        reply = read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    assert errors(proxy, "http1")
+    good_request()
+
+
+def test_invalid_http11_gets_400_naming_the_problem(proxy: ProxyThread,
+                                                    good_request: Callable[[], None]) -> None:
+    with connect(proxy) as sock:
+        sock.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: abc\r\n\r\n")
+        reply = read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"invalid Content-Length" in reply
+    assert "invalid Content-Length" in errors(proxy, "http1")[0].message
+    good_request()
+
+
+def test_random_bytes_inside_a_connect_tunnel_are_reported_and_relayed(
+        proxy: ProxyThread, h2_origin: ServerThread, good_request: Callable[[], None]) -> None:
+    with connect(proxy) as sock:
+        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        assert recv_head(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"\x00\x01garbage that is neither TLS nor HTTP" * 3)
+        reply = read_all(sock)
+    # The TLS origin answers the garbage with an alert (or just closes).
+    assert reply == b"" or reply[0] == 0x15
+    assert "neither TLS nor HTTP" in errors(proxy, "detect")[0].message
+    good_request()
+
+
+def recv_head(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_tls_client_aborting_mid_handshake_is_reported(
+        proxy: ProxyThread, h2_origin: ServerThread, good_request: Callable[[], None]) -> None:
+    ctx = ssl.create_default_context()
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = out.read()
+    with connect(proxy) as sock:
+        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        assert recv_head(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(hello[:len(hello) // 2])
+    assert "in the middle of its ClientHello" in errors(proxy, "client-tls")[0].message
+    good_request()
+
+
+def test_tls_client_on_the_plain_proxy_port_gets_an_alert(
+        proxy: ProxyThread, good_request: Callable[[], None]) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with connect(proxy) as raw, pytest.raises(ssl.SSLError, match=r"(?i)protocol.version"):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+    err = errors(proxy, "request")[0]
+    assert "started TLS on the proxy port" in err.message
+    assert err.hint and "http://" in err.hint
+    good_request()
+
+
+def test_malformed_http2_frames_are_forwarded_and_flagged(
+        make_proxy: Callable[..., ProxyThread], good_request: Callable[[], None],
+        tmp_path: object) -> None:
+    origin = ServerThread()
+    try:
+        proxy = make_proxy(modes=["regular", f"reverse:http://127.0.0.1:{origin.port}@0"])
+        with socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10) as s:
+            # Preface, then a SETTINGS frame whose length (5) is not a multiple of 6.
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x05\x04\x00\x00\x00\x00\x00"
+                      + b"\x00" * 5)
+            reply = read_all(s)
+        # The server answers with its SETTINGS and a GOAWAY(FRAME_SIZE_ERROR = 6).
+        assert b"\x07\x00\x00\x00\x00\x00" in reply
+        frames = proxy.wait_for(lambda: [e for e in proxy.events(FrameObserved)
+                                         if e.findings], what="a frame with findings")
+        assert frames[0].frame.type == 4
+        goaway = proxy.wait_for(lambda: [e for e in proxy.events(FrameObserved)
+                                         if e.frame.type == 7], what="GOAWAY")
+        assert goaway[0].frame.error_name == "FRAME_SIZE_ERROR"  # type: ignore[attr-defined]
+        proxy.wait_closed()
+    finally:
+        origin.close()
+    assert not proxy.events(Desynced)
+
+
+def test_client_disconnecting_mid_download_closes_the_server_side(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",
+                        str(proxy.ca_cert), "--http2", "--max-time", "0.5",
+                        f"https://localhost:{h2_origin.port}/slow/10000000"])
+    assert result.returncode == 28  # curl: operation timed out
+    closed: list[ConnectionClosed] = proxy.wait_closed()
+    assert closed[0].closed_by.name == "CLIENT"
+    assert 0 < closed[0].bytes_s2c < 10_000_000
