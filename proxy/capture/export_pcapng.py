@@ -168,11 +168,16 @@ def write_pcapng(records: Iterable[Record], out: BinaryIO, *, conn: int | None =
             emit(wall, flow.packet(Direction.C2S, _ACK))
         return flow
 
+    raw_seen: set[int] = set()
     for rec in records:
         c = rec.conn_id
         if conn is not None and c != conn:
             continue
         rtype = rec.type
+        if rtype == RecordType.RAW:
+            raw_seen.add(c)
+        elif rtype == RecordType.HTTP1 and c in raw_seen:
+            continue  # the recorder keeps HTTP/1 bytes as RAW; the HTTP1 record is a summary
         if rtype == RecordType.CONNECTION:
             flows[c] = _flow_for(c, rec.json())
             continue

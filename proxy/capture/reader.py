@@ -44,6 +44,10 @@ CHUNK = 1 << 20
 _HDR = RECORD_HEADER_SIZE
 _PREFIX = RECORD_PREFIX.size
 _unpack_record = RECORD_HEADER.unpack_from
+_S2C_FLAG = int(RecordFlag.S2C)
+_TRUNCATED_FLAG = int(RecordFlag.TRUNCATED)
+_S2C_DIR, _C2S_DIR = Direction.S2C, Direction.C2S
+_END = int(RecordType.END)
 
 
 class CaptureFormatError(Exception):
@@ -82,11 +86,11 @@ class Record:
 
     @property
     def direction(self) -> Direction:
-        return Direction.S2C if self.flags & RecordFlag.S2C else Direction.C2S
+        return _S2C_DIR if self.flags & _S2C_FLAG else _C2S_DIR
 
     @property
     def truncated(self) -> bool:
-        return bool(self.flags & RecordFlag.TRUNCATED)
+        return bool(self.flags & _TRUNCATED_FLAG)
 
     def json(self) -> dict[str, Any]:
         """The body of a JSON record (CONNECTION, CLOSE, H2C_UPGRADE, LOST, END)."""
@@ -107,7 +111,7 @@ class Record:
         DATA content differs (:attr:`truncated` says so).
         """
         body = self.body
-        if not self.flags & RecordFlag.TRUNCATED:
+        if not self.flags & _TRUNCATED_FLAG:
             return body
         want = 9 + ((body[0] << 16) | (body[1] << 8) | body[2])
         return body + bytes(want - len(body)) if len(body) < want else body
@@ -273,7 +277,7 @@ class CaptureReader:
             self._f.seek(start)
         w = _Window(self._f, off)
         while True:
-            if not w.ensure(off, _HDR):
+            if off + _HDR > w.base + len(w.data) and not w.ensure(off, _HDR):
                 if w.end > off:
                     self._report(BadRecord(offset=off, torn=True, skipped=w.end - off,
                                            reason=f"the file ends inside a record header "
@@ -283,7 +287,8 @@ class CaptureReader:
             i = off - w.base
             sync, rtype, flags, length, conn, seq, t, wall, crc = _unpack_record(w.data, i)
             ok = sync == SYNC and length <= MAX_BODY
-            if ok and not w.ensure(off, _HDR + length):
+            if ok and off + _HDR + length > w.base + len(w.data) \
+                    and not w.ensure(off, _HDR + length):
                 resumed = self._resync(w, off + 1)
                 if resumed is None:
                     self._report(BadRecord(offset=off, torn=True, skipped=w.end - off,
@@ -319,7 +324,7 @@ class CaptureReader:
             i = off - w.base
             yield Record(offset=off, type=rtype, flags=flags, conn_id=conn, seq=seq, t=t,
                          wall=wall, body=w.data[i + _HDR:i + _HDR + length])
-            if rtype == RecordType.END:
+            if rtype == _END:
                 self.clean_end = True
             off += _HDR + length
 

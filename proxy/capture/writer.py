@@ -168,10 +168,14 @@ class CaptureWriter:
                      HTTP1_HEAD_LENGTH.pack(len(head)) + head + body)
 
     def close_connection(self, conn_id: int, *, t: float, closed_by: str | None = None,
-                         error: str | None = None, wall: float | None = None) -> None:
-        """The connection ended; ``closed_by`` is ``"client"``, ``"server"``, ``"proxy"``."""
+                         error: str | None = None, wall: float | None = None,
+                         details: Mapping[str, Any] | None = None) -> None:
+        """The connection ended; ``closed_by`` is ``"client"``, ``"server"``, ``"proxy"``.
+
+        ``t`` is the time the observer was closed with (:meth:`ConnectionObserver.close`);
+        ``details`` adds JSON-able fields (reason, byte counts, errors)."""
         self._append(RecordType.CLOSE, 0, conn_id, t, wall,
-                     _json({"closed_by": closed_by, "error": error}))
+                     _json({"closed_by": closed_by, "error": error, **(details or {})}))
 
     def lost(self, conn_id: int, *, count: int, reason: str, t: float,
              wall: float | None = None) -> None:
