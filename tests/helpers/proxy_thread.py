@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,12 +17,12 @@ E = TypeVar("E")
 
 
 class ProxyThread:
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, sinks: Sequence[object] = ()) -> None:
         self.options = options
         self.batches: list[Batch] = []
         self.lock = threading.Lock()
         self.loop = LoopThread()
-        self.server = ProxyServer(options, [self._collect])
+        self.server = ProxyServer(options, [self._collect, *sinks])  # type: ignore[list-item]
         self.loop.run(self.server.start())
 
     def _collect(self, batch: Batch) -> None:
