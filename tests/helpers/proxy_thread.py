@@ -21,6 +21,7 @@ class ProxyThread:
         self.options = options
         self.batches: list[Batch] = []
         self.lock = threading.Lock()
+        self.closed = False
         self.loop = LoopThread()
         self.server = ProxyServer(options, [self._collect, *sinks])  # type: ignore[list-item]
         self.loop.run(self.server.start())
@@ -70,6 +71,10 @@ class ProxyThread:
                              timeout, f"{count} ConnectionClosed events")
 
     def close(self) -> None:
+        """Stop the proxy and let the sinks drain (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.loop.run(self.server.stop(), timeout=20)
         finally:

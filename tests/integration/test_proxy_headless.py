@@ -1,0 +1,76 @@
+"""The headless printer on real traffic: one line per frame, both directions, headers
+under HEADERS, connection lines; quiet mode and the filter predicate."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+
+from proxy.events import ConnectionInfo, ProxyEvent
+from proxy.headless import HeadlessPrinter
+from proxy.observe.events import FrameObserved
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+
+
+def fetch(proxy: ProxyThread, port: int, path: str = "/hello") -> None:
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",
+                        str(proxy.ca_cert), "--http2", f"https://localhost:{port}{path}"])
+    assert result.returncode == 0, result.stderr
+    proxy.wait_closed()
+
+
+def test_printer_shows_every_frame_both_ways_with_headers_and_connection_lines(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    out = io.StringIO()
+    proxy = make_proxy(sinks=(HeadlessPrinter(out),))
+    fetch(proxy, h2_origin.port)
+    proxy.close()
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert re.match(r"^\s+0\.000 #1\s+\* opened from 127\.0\.0\.1:\d+ \(regular\)$", lines[0])
+    assert any("CONNECT localhost:" in ln and "intercept" in ln for ln in lines)
+    assert any("TLS server leg" in ln and "alpn=h2" in ln for ln in lines)
+    assert any("TLS client leg" in ln and "hello: sni=localhost" in ln for ln in lines)
+    assert re.search(r"#1\s+→\s+1 HEADERS \[END_STREAM,END_HEADERS\] len=\d+  GET "
+                     r"localhost:\d+/hello", text)
+    assert re.search(r"#1\s+←\s+1 HEADERS \[END_HEADERS\] len=\d+  :status 200", text)
+    assert re.search(r"#1\s+←\s+1 DATA \[\] len=13  13 bytes", text)
+    assert re.search(r"#1\s+←\s+1 DATA \[END_STREAM\] len=0", text)
+    assert re.search(r"^\s+:status: 200$", text, re.M)
+    assert re.search(r"^\s+:path: /hello$", text, re.M)
+    assert "←     0 SETTINGS" in text and "→     0 SETTINGS" in text
+    assert "closed by client" in lines[-1]
+    frames = len(proxy.events(FrameObserved))
+    assert len([ln for ln in lines if re.search(r"[→←]\s+\d+ [A-Z_]+ \[", ln)]) == frames
+
+
+def test_quiet_printer_shows_only_connection_lines_and_findings(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    out = io.StringIO()
+    proxy = make_proxy(sinks=(HeadlessPrinter(out, quiet=True),))
+    fetch(proxy, h2_origin.port)
+    proxy.close()
+    lines = out.getvalue().splitlines()
+    assert lines and all(" * " in ln or " ! " in ln for ln in lines)
+    assert not any("HEADERS" in ln for ln in lines)
+
+
+def test_filter_predicate_hides_what_it_rejects(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    out = io.StringIO()
+    seen: list[ConnectionInfo] = []
+
+    def only_headers(ev: ProxyEvent, info: ConnectionInfo) -> bool:
+        seen.append(info)
+        return isinstance(ev, FrameObserved) and ev.frame.type == 1
+
+    proxy = make_proxy(sinks=(HeadlessPrinter(out, filter=only_headers),))
+    fetch(proxy, h2_origin.port)
+    proxy.close()
+    text = out.getvalue()
+    assert " HEADERS " in text and " SETTINGS " not in text and " DATA " not in text
+    assert "opened from" in text and "closed by" in text  # always shown
+    assert any(i.target and i.target.startswith("localhost:") and i.alpn == "h2" for i in seen)
