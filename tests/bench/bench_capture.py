@@ -32,14 +32,12 @@ from pathlib import Path
 
 import hpack
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from proxy.capture.index import CaptureIndex  # noqa: E402
-from proxy.capture.reader import CaptureReader  # noqa: E402
-from proxy.capture.replay import replay  # noqa: E402
-from proxy.capture.writer import CaptureWriter  # noqa: E402
-from proxy.observe.enums import CONNECTION_PREFACE, Direction  # noqa: E402
-from proxy.observe.events import FrameObserved  # noqa: E402
+from proxy.capture.index import CaptureIndex
+from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import FrameObserved
 
 C2S, S2C = Direction.C2S, Direction.S2C
 UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
