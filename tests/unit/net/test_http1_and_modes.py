@@ -1,0 +1,78 @@
+"""HTTP/1 head parsing and body framing (RFC 9112), and mode specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.net.http1 import (
+    Framing,
+    Http1Error,
+    absolute_target,
+    keeps_alive,
+    parse_chunk_size,
+    parse_request_head,
+    parse_response_head,
+    request_framing,
+    response_framing,
+)
+from proxy.net.modes import ModeError, ModeKind, parse_mode
+
+
+def test_request_head_keeps_header_case_and_order() -> None:
+    head = parse_request_head(b"POST /x HTTP/1.1\r\nHost: a\r\nX-Thing:  v \r\n\r\n")
+    assert (head.method, head.target, head.version) == ("POST", "/x", "HTTP/1.1")
+    assert head.headers == (("Host", "a"), ("X-Thing", "v"))
+
+
+def test_request_with_both_length_and_chunked_is_refused() -> None:
+    head = parse_request_head(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(Http1Error, match="both"):
+        request_framing(head)
+
+
+def test_response_framing_follows_rfc9112_section_6_3() -> None:
+    ok = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    assert response_framing(ok, "GET") == (Framing.LENGTH, 5)
+    assert response_framing(ok, "HEAD") == (Framing.NONE, 0)
+    bare = parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert response_framing(bare, "GET") == (Framing.UNTIL_CLOSE, 0)
+    assert response_framing(parse_response_head(b"HTTP/1.1 304 Not Modified\r\n\r\n"),
+                            "GET") == (Framing.NONE, 0)
+    assert response_framing(bare, "CONNECT") == (Framing.NONE, 0)
+
+
+def test_invalid_heads_and_chunks_raise_with_the_reason() -> None:
+    with pytest.raises(Http1Error, match="request line"):
+        parse_request_head(b"\x00\x01garbage\r\n\r\n")
+    with pytest.raises(Http1Error, match="folding"):
+        parse_request_head(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n")
+    with pytest.raises(Http1Error, match="chunk size"):
+        parse_chunk_size(b"zz\r\n")
+    assert parse_chunk_size(b"1a;ext=1\r\n") == 26
+
+
+def test_keep_alive_defaults_by_version() -> None:
+    assert keeps_alive(parse_request_head(b"GET / HTTP/1.1\r\n\r\n"))
+    assert not keeps_alive(parse_request_head(b"GET / HTTP/1.0\r\n\r\n"))
+    assert not keeps_alive(parse_request_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+
+
+def test_absolute_target_gives_origin_form() -> None:
+    assert absolute_target("http://h:81/p?q") == ("http", "h", 81, "/p?q")
+    assert absolute_target("http://[::1]/") == ("http", "::1", 80, "/")
+    assert absolute_target("http://h?x") == ("http", "h", 80, "/?x")
+
+
+def test_mode_specs_with_listen_ports() -> None:
+    assert parse_mode("regular").kind is ModeKind.REGULAR
+    socks = parse_mode("socks5@1080")
+    assert (socks.kind, socks.listen_port) == (ModeKind.SOCKS5, 1080)
+    rev = parse_mode("reverse:https://example.com@8443")
+    assert (rev.scheme, rev.host, rev.port, rev.listen_port) == ("https", "example.com", 443, 8443)
+    assert rev.target == "example.com:443"
+    assert parse_mode("reverse:http://127.0.0.1:9000").port == 9000
+    with pytest.raises(ModeError, match="unknown mode"):
+        parse_mode("transparent")
+    with pytest.raises(ModeError, match="no path"):
+        parse_mode("reverse:https://example.com/x")
