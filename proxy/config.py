@@ -22,7 +22,6 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, get_type_hints
@@ -30,6 +29,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from proxy.cli import UsageError, default_confdir
+from proxy.net.modes import Mode, ModeError, parse_mode
 
 __all__ = [
     "KEYMAP_ACTIONS",
@@ -38,14 +38,11 @@ __all__ = [
     "HeadlessConfig",
     "ListenConfig",
     "LogConfig",
-    "ModeKind",
-    "ModeSpec",
     "RecordConfig",
     "UIConfig",
     "UpstreamConfig",
     "default_config_path",
     "load_config",
-    "parse_mode",
 ]
 
 #: UI action ids a keymap may rebind. Empty means "not validated yet": the UI
@@ -81,90 +78,10 @@ class ConfigError(UsageError):
         super().__init__(text)
 
 
-# ------------------------------------------------------------------- modes
-
-class ModeKind(StrEnum):
-    REGULAR = "regular"
-    """Explicit HTTP proxy: CONNECT for https, absolute-form requests for http."""
-    REVERSE = "reverse"
-    """Every client connection goes to one fixed upstream server."""
-    SOCKS5 = "socks5"
-    """A SOCKS5 proxy (RFC 1928)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModeSpec:
-    """One ``modes`` entry, parsed."""
-
-    kind: ModeKind
-    scheme: str | None = None
-    """Reverse mode: ``https`` (TLS to the upstream) or ``http`` (cleartext, h2c or h1)."""
-    host: str | None = None
-    """Reverse mode: the upstream host (an IPv6 address without brackets)."""
-    port: int | None = None
-    """Reverse mode: the upstream port (the scheme's default when not written)."""
-    listen_port: int | None = None
-    """``@PORT``: this mode's own listening port; ``None`` means ``listen.port``."""
-    text: str
-    """The entry as written."""
-
-    def __str__(self) -> str:
-        return self.text
-
-
-_MODE_KINDS = "regular[@PORT], reverse:https://HOST[:PORT][@PORT], " \
-    "reverse:http://HOST[:PORT][@PORT], socks5[@PORT]"
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})"
-                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?")
-
-
-def _port(text: str, what: str, low: int = 1) -> int:
-    if not text.isdigit() or not low <= int(text) <= 65535:
-        raise ValueError(f"{what} {text!r} is not a port number ({low}-65535)")
-    return int(text)
-
-
-def _host(text: str) -> str:
-    """An IP address or a DNS name; raises ValueError naming what is wrong."""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    if not _HOSTNAME.fullmatch(text):
-        raise ValueError(f"{text!r} is not a host name or IP address")
-    return text
-
-
-def parse_mode(text: str) -> ModeSpec:
-    """Parse one mode entry; raises ValueError with the accepted forms."""
-    spec, at, listen = text.partition("@")
-    listen_port = _port(listen, "listening port") if at else None
-    kind, colon, target = spec.partition(":")
-    if kind in (ModeKind.REGULAR, ModeKind.SOCKS5) and not colon:
-        return ModeSpec(kind=ModeKind(kind), listen_port=listen_port, text=text)
-    if kind != ModeKind.REVERSE or not colon:
-        raise ValueError(f"unknown mode {text!r}; accepted: {_MODE_KINDS}")
-    scheme, sep, rest = target.partition("://")
-    if not sep or scheme not in ("https", "http"):
-        raise ValueError(f"{text!r}: reverse mode needs an http:// or https:// upstream, "
-                         f"e.g. reverse:https://example.com:443")
-    rest = rest.removesuffix("/")
-    if not rest or any(ch in rest for ch in "/?#"):
-        raise ValueError(f"{text!r}: the upstream is a host and an optional port, "
-                         f"without a path")
-    if rest.startswith("["):  # RFC 3986 §3.2.2: an IPv6 literal is bracketed
-        host, bracket, port_text = rest[1:].partition("]")
-        if not bracket or (port_text and not port_text.startswith(":")):
-            raise ValueError(f"{text!r}: bad bracketed IPv6 address")
-        port_text = port_text[1:]
-        if not isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address")
-    else:
-        host, _, port_text = rest.partition(":")
-        host = _host(host)
-    port = _port(port_text, "upstream port") if port_text else (443 if scheme == "https" else 80)
-    return ModeSpec(kind=ModeKind.REVERSE, scheme=scheme, host=host, port=port,
-                    listen_port=listen_port, text=text)
+# Modes are parsed by the proxy core's parser (proxy/net/modes.py), so the
+# config accepts exactly what the listeners can do.
+_MODE_KINDS = "regular, socks5, reverse:https://HOST[:PORT], reverse:http://HOST[:PORT], " \
+    "each optionally followed by @PORT or @HOST:PORT"
 
 
 # ------------------------------------------------------------------ schema
@@ -327,16 +244,17 @@ class Config:
         return self.upstream.ca_file
 
     @property
-    def mode_specs(self) -> tuple[ModeSpec, ...]:
+    def mode_specs(self) -> tuple[Mode, ...]:
         return tuple(parse_mode(m) for m in self.modes)
 
     @property
     def listen_is_loopback(self) -> bool:
         return _is_loopback(self.listen.host)
 
-    def listen_port_of(self, mode: ModeSpec) -> int:
-        """The port ``mode`` listens on: its ``@PORT`` or ``listen.port``."""
-        return mode.listen_port if mode.listen_port is not None else self.listen.port
+    def listen_address_of(self, mode: Mode) -> tuple[str, int]:
+        """Where ``mode`` listens: its ``@HOST:PORT`` / ``@PORT``, else ``listen.*``."""
+        return (mode.listen_host or self.listen.host,
+                self.listen.port if mode.listen_port is None else mode.listen_port)
 
 
 def _is_loopback(host: str) -> bool:
@@ -569,22 +487,24 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
 
 def _check_whole(config: Config, loader: _Loader) -> None:
     """Rules that involve more than one key, and what must exist on disk."""
+    remote = "is not a loopback address: anyone who can reach it could use the proxy; " \
+        "set listen.allow_remote: true (or --allow-remote) if you mean it"
     if not config.listen_is_loopback and not config.allow_remote:
-        raise loader.error("listen.host", f"{config.listen_host} is not a loopback address: "
-                           f"anyone who can reach it could use the proxy; set "
-                           f"listen.allow_remote: true (or --allow-remote) if you mean it")
-    ports: dict[int, str] = {}
+        raise loader.error("listen.host", f"{config.listen_host} {remote}")
+    addresses: dict[tuple[str, int], str] = {}
     for i, text in enumerate(config.modes):
         try:
             mode = parse_mode(text)
-        except ValueError as exc:
-            raise loader.error(f"modes[{i}]", str(exc)) from None
-        port = config.listen_port_of(mode)
-        if port and port in ports:
-            raise loader.error(f"modes[{i}]", f"{text!r} and {ports[port]!r} would both "
-                               f"listen on port {port}; give one of them its own port "
-                               f"with @PORT, e.g. {mode.text.partition('@')[0]}@{port + 1}")
-        ports[port] = text
+        except ModeError as exc:
+            raise loader.error(f"modes[{i}]", f"{exc}") from None
+        host, port = config.listen_address_of(mode)
+        if not _is_loopback(host) and not config.allow_remote:
+            raise loader.error(f"modes[{i}]", f"{text!r} listens on {host}, which {remote}")
+        if port and (host, port) in addresses:
+            raise loader.error(f"modes[{i}]", f"{text!r} and {addresses[host, port]!r} would "
+                               f"both listen on {host}:{port}; give one of them its own port "
+                               f"with @PORT, e.g. {mode.name}@{port + 1}")
+        addresses[host, port] = text
     for i, pattern in enumerate(config.ignore_hosts):
         try:
             re.compile(pattern)

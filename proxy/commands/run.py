@@ -86,9 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listen.add_argument("-p", "--listen-port", metavar="PORT", type=int,
                         help="port of the first mode (default 8080; 0 picks a free port)")
     listen.add_argument("--mode", dest="modes", action="append", metavar="MODE",
-                        help="regular[@PORT], reverse:https://HOST[:PORT][@PORT], "
-                        "reverse:http://HOST[:PORT][@PORT] or socks5[@PORT]; repeat for "
-                        "several listeners (default: regular)")
+                        help="regular, reverse:https://HOST[:PORT], reverse:http://HOST[:PORT] "
+                        "or socks5, each optionally followed by @PORT or @HOST:PORT; repeat "
+                        "for several listeners (default: regular)")
     listen.add_argument("--allow-remote", action=argparse.BooleanOptionalAction,
                         help="allow listening on a non-loopback address (anyone who can "
                         "reach it can use the proxy)")

@@ -15,12 +15,10 @@ from proxy.cli import UsageError
 from proxy.config import (
     Config,
     ConfigError,
-    ModeKind,
-    ModeSpec,
     default_config_path,
     load_config,
-    parse_mode,
 )
+from proxy.net.modes import ModeKind
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -92,7 +90,7 @@ def test_no_file_and_no_overrides_gives_the_defaults() -> None:
     assert config.listen_host == "127.0.0.1"
     assert config.listen_port == 8080
     assert config.modes == ("regular",)
-    assert config.mode_specs == (ModeSpec(kind=ModeKind.REGULAR, text="regular"),)
+    assert [m.kind for m in config.mode_specs] == [ModeKind.REGULAR]
     assert config.insecure is False and config.upstream_ca is None
     assert config.allow_remote is False
     assert config.ignore_hosts == () and config.proxyauth is None
@@ -160,7 +158,7 @@ def test_a_bad_list_item_is_named_by_its_index_and_its_own_line(tmp_path: Path) 
     assert "is not a valid regular expression" in str(exc)
     exc = error(tmp_path, "modes:\n  - regular\n  - transparent\n")
     assert (exc.key, exc.line) == ("modes[1]", 3)
-    assert "accepted: regular[@PORT], reverse:https://HOST[:PORT][@PORT]" in str(exc)
+    assert "unknown mode 'transparent': use regular, socks5, reverse:https://" in str(exc)
     exc = error(tmp_path, "ignore_hosts: [1]\n")
     assert (exc.key, exc.line) == ("ignore_hosts[0]", 1)
 
@@ -227,7 +225,10 @@ def test_two_modes_on_one_port_are_rejected_with_a_fix(tmp_path: Path) -> None:
     assert exc.key == "modes[1]"
     assert "e.g. socks5@8081" in str(exc)
     config = load_config(write(tmp_path, "modes: [regular, socks5@1080]\n"), {})
-    assert [config.listen_port_of(m) for m in config.mode_specs] == [8080, 1080]
+    assert [config.listen_address_of(m) for m in config.mode_specs] == [
+        ("127.0.0.1", 8080), ("127.0.0.1", 1080)]
+    config = load_config(write(tmp_path, "modes: [regular, socks5@127.0.0.2:8080]\n"), {})
+    assert config.listen_address_of(config.mode_specs[1]) == ("127.0.0.2", 8080)
 
 
 def test_an_upstream_ca_file_must_exist(tmp_path: Path) -> None:
@@ -283,37 +284,42 @@ def test_the_default_config_path_is_used_only_when_it_exists(tmp_path: Path) -> 
 
 # ----------------------------------------------------------------- modes
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("regular", ModeSpec(kind=ModeKind.REGULAR, text="regular")),
-    ("regular@8081", ModeSpec(kind=ModeKind.REGULAR, listen_port=8081, text="regular@8081")),
-    ("socks5@1080", ModeSpec(kind=ModeKind.SOCKS5, listen_port=1080, text="socks5@1080")),
-    ("reverse:https://example.com", ModeSpec(kind=ModeKind.REVERSE, scheme="https",
-                                             host="example.com", port=443,
-                                             text="reverse:https://example.com")),
-    ("reverse:http://127.0.0.1:8000/@9000", ModeSpec(
-        kind=ModeKind.REVERSE, scheme="http", host="127.0.0.1", port=8000, listen_port=9000,
-        text="reverse:http://127.0.0.1:8000/@9000")),
-    ("reverse:https://[::1]:8443", ModeSpec(kind=ModeKind.REVERSE, scheme="https", host="::1",
-                                            port=8443, text="reverse:https://[::1]:8443")),
+@pytest.mark.parametrize("text", [
+    "regular", "regular@8081", "socks5@1080", "reverse:https://example.com",
+    "reverse:http://127.0.0.1:8000/@9000", "reverse:https://[::1]:8443",
 ])
-def test_modes_parse_into_their_parts(text: str, expected: ModeSpec) -> None:
-    assert parse_mode(text) == expected
-    assert str(parse_mode(text)) == text
+def test_valid_modes_are_kept_as_written(tmp_path: Path, text: str) -> None:
+    config = load_config(None, {"modes": [text]})
+    assert config.modes == (text,)
+    assert config.mode_specs[0].spec == text
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("transparent", "unknown mode 'transparent'; accepted: regular[@PORT]"),
-    ("reverse:ftp://example.com", "needs an http:// or https:// upstream"),
-    ("reverse:example.com", "needs an http:// or https:// upstream"),
-    ("reverse:https://example.com:0", "upstream port '0' is not a port number (1-65535)"),
-    ("reverse:https://example.com:99999", "is not a port number"),
-    ("reverse:https://exa mple.com", "is not a host name or IP address"),
-    ("reverse:https://example.com/api", "without a path"),
-    ("reverse:https://", "without a path"),
-    ("socks5@x", "listening port 'x' is not a port number"),
-    ("regular:x", "unknown mode"),
+    ("transparent", "unknown mode 'transparent'"),
+    ("reverse:ftp://example.com", "unsupported scheme 'ftp'"),
+    ("reverse:example.com", "not an absolute URI"),
+    ("reverse:https://example.com:0", "invalid port"),
+    ("reverse:https://exa mple.com", "invalid authority"),
+    ("reverse:https://example.com/api", "a reverse target has no path"),
+    ("socks5@x", "bad listen address after '@'"),
+    ("regular@70000", "invalid port 70000"),
 ])
-def test_invalid_modes_say_what_is_wrong(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
-                       .replace(")", r"\)")):
-        parse_mode(text)
+def test_invalid_modes_are_named_by_index_with_the_reason(
+        tmp_path: Path, text: str, message: str) -> None:
+    exc = error(tmp_path, f"modes:\n  - regular@9000\n  - '{text}'\n")
+    assert (exc.key, exc.line) == ("modes[1]", 3)
+    assert message in str(exc)
+
+
+def test_a_mode_on_a_remote_address_needs_allow_remote(tmp_path: Path) -> None:
+    exc = error(tmp_path, "modes: [regular, 'socks5@0.0.0.0:1080']\n")
+    assert exc.key == "modes[1]" and "allow_remote" in str(exc)
+    config = load_config(write(tmp_path, "modes: [regular, 'socks5@0.0.0.0:1080']\n"
+                                         "listen: {allow_remote: true}\n"), {})
+    assert config.modes[1] == "socks5@0.0.0.0:1080"
+
+
+def test_an_empty_mode_list_is_rejected(tmp_path: Path) -> None:
+    exc = error(tmp_path, "modes: []\n")
+    assert (exc.key, exc.line) == ("modes", 1)
+    assert "needs at least one mode" in str(exc)
