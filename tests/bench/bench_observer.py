@@ -107,9 +107,13 @@ def build_traffic(requests: int, body: bytes) -> list[tuple[Direction, bytes]]:
         req[3] = (":path", f"/static/img/sprite-{i:06d}.png?v={i * 7919 % 100000}")
         client.send_headers(sid, req, end_stream=True)
         pump()
+        # Every resource has its own validators: responses are not all alike.
         resp = list(RESPONSE_FIELDS)
         resp[2] = ("content-length", str(len(body)))
-        server.send_headers(sid, resp)
+        resp[6] = ("etag", f'"{i * 2654435761 % 2**32:08x}-{i:05x}"')
+        resp[7] = ("last-modified", f"Tue, {1 + i % 28:02d} Sep 2026 {i % 24:02d}:{i % 60:02d}:00 GMT")
+        # A header-only exchange is two header blocks: no empty DATA frame to end it.
+        server.send_headers(sid, resp, end_stream=not body)
         if body:
             for off in range(0, len(body), 16384):
                 piece = body[off : off + 16384]
@@ -118,7 +122,7 @@ def build_traffic(requests: int, body: bytes) -> list[tuple[Direction, bytes]]:
                 client.increment_flow_control_window(len(piece))  # a WINDOW_UPDATE per DATA
                 client.increment_flow_control_window(len(piece), stream_id=sid)
                 pump()
-        server.end_stream(sid)
+            server.end_stream(sid)
         pump()
     return chunks
 
