@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,7 +50,7 @@ from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 
-__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "compile_filter"]
+__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "StreamHeadersTracker", "compile_filter"]
 
 
 class ConnMeta(Protocol):
@@ -121,6 +122,42 @@ class Filter:
 
     def __str__(self) -> str:
         return self.text
+
+
+class StreamHeadersTracker:
+    """The ``stream_headers`` argument for a live view: each stream's request and
+    response header lists, folded in frame by frame.
+
+    Bounded: the least recently seen streams are forgotten beyond ``max_streams``
+    (their later frames then match as if no context were given).
+    """
+
+    def __init__(self, *, max_streams: int = 4096) -> None:
+        self.max_streams = max_streams
+        self._streams: OrderedDict[tuple[int, int], tuple[tuple[str, str], ...]] = \
+            OrderedDict()
+
+    def update(self, conn_id: int, ev: FrameObserved) -> StreamHeaders | None:
+        """Fold ``ev`` in; return the headers known for its stream (``None``: none yet)."""
+        streams = self._streams
+        block = ev.block
+        if block is not None:
+            # A PUSH_PROMISE's block is the promised stream's request (RFC 9113 §8.4).
+            sid = ev.block_stream_id if ev.block_stream_id is not None else ev.frame.stream_id
+            key = (conn_id, sid)
+            streams[key] = streams.get(key, ()) + block.headers
+            streams.move_to_end(key)
+            if len(streams) > self.max_streams:
+                streams.popitem(last=False)
+        return streams.get((conn_id, ev.frame.stream_id))
+
+    def forget(self, conn_id: int) -> None:
+        """Drop a closed connection's streams."""
+        for key in [k for k in self._streams if k[0] == conn_id]:
+            del self._streams[key]
+
+    def __len__(self) -> int:
+        return len(self._streams)
 
 
 # ------------------------------------------------------------------ lexing

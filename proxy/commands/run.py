@@ -13,10 +13,12 @@ import argparse
 import errno
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.config import Config, default_config_path, load_config
+from proxy.config import Config, ConfigError, default_config_path, load_config
 
 EPILOG = """\
 examples:
@@ -183,9 +185,138 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config) -> int:
-    """Run the proxy until SIGINT/SIGTERM; wired to the proxy core."""
-    _print_err("h2scope: the proxy core is not wired in yet")
-    return 1
+    """Run the proxy until SIGINT/SIGTERM: 0 after a clean stop, 1 if it cannot start."""
+    import asyncio
+
+    _configure_logging(config)
+    return asyncio.run(_serve_async(config))
+
+
+def _configure_logging(config: Config) -> None:
+    import logging
+
+    handler: logging.Handler
+    if config.log.file is not None:
+        try:
+            config.log.file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(config.log.file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot open {config.log.file}: {exc.strerror or exc}",
+                              key="log.file") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("h2scope")
+    logger.handlers[:] = [handler]
+    logger.setLevel(config.log.level.upper())
+    logger.propagate = False
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnView:
+    """A :class:`proxy.filter.ConnMeta` over the proxy core's ConnectionInfo."""
+
+    conn_id: int
+    host: str | None
+
+
+def _target_host(target: str | None, sni: str | None) -> str | None:
+    if target:  # always host:port, IPv6 in brackets
+        return (target.rpartition(":")[0] or target).strip("[]") or None
+    return sni
+
+
+def event_filter(text: str) -> Callable[[Any, Any], bool]:
+    """The headless printer's predicate for a filter text (docs/filters.md).
+
+    Frames go through the filter, with their connection (conn id, target host
+    or SNI) and, when the filter uses status/method/path, their stream's
+    headers. Connection lines and connection-level findings are always shown;
+    other observer events (stream states, settings ACKs, pings, flow control)
+    and HTTP/1.1 messages only without a filter.
+    """
+    from proxy.events import ConnectionEvent, Http1MessageObserved
+    from proxy.filter import StreamHeadersTracker, compile_filter
+    from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
+
+    flt = compile_filter(text)
+    predicate = flt.predicate
+    streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+
+    def accept(ev: Any, info: Any) -> bool:
+        if isinstance(ev, FrameObserved):
+            conn = _ConnView(info.conn_id, _target_host(info.target, info.sni))
+            stream = streams.update(info.conn_id, ev) if streams is not None else None
+            return predicate(ev, conn, stream)
+        if isinstance(ev, Http1MessageObserved):
+            return False
+        return isinstance(ev, (ConnectionEvent, Desynced, ConnectionFindingRaised))
+    return accept
+
+
+def _sinks(config: Config) -> list[Any]:
+    """The event-bus sinks of this run: the headless printer (and, later, the recorder)."""
+    from proxy.headless import HeadlessPrinter
+
+    text = config.headless.filter
+    printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
+                              quiet=config.headless.quiet)
+    if config.record.file is not None:
+        # TODO(capture): add the CaptureRecorder sink for config.record.file
+        # (and config.record.max_data_bytes) here, and close it in _serve_async.
+        _print_err(f"h2scope: note: recording to {config.record.file} is not wired in yet")
+    return [printer]
+
+
+async def _serve_async(config: Config) -> int:
+    import asyncio
+    import contextlib
+    import signal
+
+    from proxy.server import ProxyServer, ProxyStartError
+
+    server = ProxyServer(config, _sinks(config))
+    try:
+        await server.start()
+    except ProxyStartError as exc:
+        _print_err(f"h2scope: {_start_error(config, server, exc)}")
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        assert server.state is not None
+        addresses = [(spec, _hostport(*addr)) for spec, addr in server.addresses.items()]
+        for line in banner(config, addresses, server.state.certs.ca_cert_path):
+            _print_err(line)
+        await stop.wait()
+        _print_err("h2scope: stopping: closing connections")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.stop()  # closes every connection, then lets the sinks drain
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+    return 0
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _start_error(config: Config, server: Any, exc: Exception) -> str:
+    """The proxy core's start error, with the address and the fix when a bind failed."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno is not None:
+        for mode in config.mode_specs:
+            if mode.spec not in server.addresses:  # the first listener that did not bind
+                host, port = config.listen_address_of(mode)
+                return address_in_use_message(host, port, cause)
+    return str(exc)
 
 
 def address_in_use_message(host: str, port: int, exc: OSError) -> str:

@@ -9,7 +9,7 @@ import h2.config
 import h2.connection
 import pytest
 
-from proxy.filter import Filter, FilterError, compile_filter
+from proxy.filter import Filter, FilterError, StreamHeadersTracker, compile_filter
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
@@ -284,3 +284,27 @@ def test_the_compiled_filter_keeps_its_text_and_is_reusable() -> None:
     assert str(flt) == "type:DATA  dir:s2c"
     assert [ev.seq for ev in FRAMES if flt.predicate(ev, None, None)] == [9, 10]
     assert [ev.seq for ev in FRAMES if flt.matches(ev)] == [9, 10]
+
+
+def test_the_stream_tracker_gives_each_frame_its_streams_headers_so_far() -> None:
+    tracker = StreamHeadersTracker()
+    seen = {ev.seq: tracker.update(7, ev) for ev in FRAMES}
+    assert seen[0] is None  # stream 0 never has headers
+    assert seen[4] is not None and dict(seen[4])[":path"] == "/index.html"
+    assert seen[9] is not None and dict(seen[9])[":status"] == "200"
+    assert dict(seen[9])[":method"] == "GET"
+    flt = compile_filter("status:200 type:DATA")
+    assert [ev.seq for ev in FRAMES if flt.matches(ev, CONN, seen[ev.seq])] == [9, 10]
+    assert len(tracker) == 2
+    tracker.forget(7)
+    assert len(tracker) == 0
+
+
+def test_the_stream_tracker_is_bounded() -> None:
+    tracker = StreamHeadersTracker(max_streams=1)
+    for ev in FRAMES:
+        tracker.update(1, ev)
+    assert len(tracker) == 1
+    # Stream 3's response came last: stream 1 was evicted.
+    assert tracker.update(1, FRAMES[6]) is not None
+    assert tracker.update(1, FRAMES[9]) is None

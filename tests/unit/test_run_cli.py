@@ -4,12 +4,26 @@ config, plain ``h2scope`` means ``h2scope run``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from proxy import cli
 from proxy.commands import run as run_cmd
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.tls_files import make_self_signed
 
 
 @pytest.fixture
@@ -171,3 +185,155 @@ def test_an_address_in_use_message_names_the_address_and_the_fix() -> None:
     assert "-p PORT" in msg
     msg = run_cmd.address_in_use_message("::1", 80, OSError(errno.EACCES, "x"))
     assert msg.startswith("cannot listen on [::1]:80: permission denied")
+
+
+# ------------------------------------------------ the real proxy, as a process
+
+class H2scopeProcess:
+    """``h2scope ...`` as a subprocess; stderr lines are collected by a thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "proxy", *argv], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err_lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err_lines.put(line)
+        self.err_lines.put("")
+
+    def wait_for_line(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.err_lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line == "":
+                break
+            self.stderr.append(line)
+            m = re.search(pattern, line)
+            if m:
+                return m
+        raise AssertionError(f"no stderr line matching {pattern!r}; got {self.stderr!r}, "
+                             f"exit status {self.proc.poll()}")
+
+    def finish(self, sig: int | None = signal.SIGINT, timeout: float = 20.0) -> tuple[int, str]:
+        if sig is not None:
+            self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=timeout)
+        while True:
+            try:
+                line = self.err_lines.get(timeout=5)
+            except queue.Empty:
+                break
+            if line == "":
+                break
+            self.stderr.append(line)
+        return self.proc.returncode, out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.communicate(timeout=5)
+
+
+@pytest.fixture
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Path]]:
+    cert = make_self_signed(tmp_path_factory.mktemp("origin"))
+    server = ServerThread(cert.cert, cert.key)
+    try:
+        yield server, cert.cert
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def h2scope(tmp_path: Path) -> Iterator[Callable[..., H2scopeProcess]]:
+    started: list[H2scopeProcess] = []
+    env = {k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"}
+    env["H2SCOPE_HOME"] = str(tmp_path / "conf")
+
+    def start(*argv: str) -> H2scopeProcess:
+        proc = H2scopeProcess(list(argv), env)
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+
+
+def curl_through(port: int, ca: Path, url: str) -> str:
+    result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(ca),
+                        "-x", f"http://127.0.0.1:{port}", url])
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+@pytest.mark.peer
+def test_headless_run_prints_frames_of_a_curl_request_and_stops_cleanly_on_sigint(
+        h2scope: Callable[..., H2scopeProcess], origin: tuple[ServerThread, Path],
+        tmp_path: Path) -> None:
+    server, origin_ca = origin
+    proc = h2scope("run", "--headless", "-p", "0", "--upstream-ca", str(origin_ca))
+    port = int(proc.wait_for_line(r"regular proxy listening on 127\.0\.0\.1:(\d+)").group(1))
+    ca = Path(proc.wait_for_line(r"CA certificate: (\S+)").group(1))
+    proc.wait_for_line(r"try: curl --cacert \S+ -x http://127\.0\.0\.1:\d+ https://")
+    assert ca.is_file() and ca.parent == tmp_path / "conf"
+    assert curl_through(port, ca, f"https://localhost:{server.port}/hello") == "hello /hello\n"
+    code, out = proc.finish(signal.SIGINT)
+    assert code == 0, proc.stderr
+    assert re.search(r"#1\s+→\s+1 HEADERS \[END_STREAM,END_HEADERS\] len=\d+  GET "
+                     r"localhost:\d+/hello", out)
+    assert re.search(r"#1\s+←\s+1 DATA \[\] len=13  13 bytes", out)
+    assert re.search(r"#1\s+→\s+0 SETTINGS", out) and re.search(r"#1\s+←\s+0 SETTINGS", out)
+    assert "Traceback" not in "".join(proc.stderr)
+
+
+@pytest.mark.peer
+def test_plain_h2scope_runs_the_proxy_with_a_filter_and_stops_on_sigterm(
+        h2scope: Callable[..., H2scopeProcess], origin: tuple[ServerThread, Path]) -> None:
+    server, origin_ca = origin
+    proc = h2scope("-p", "0", "--upstream-ca", str(origin_ca), "--filter",
+                   "type:DATA status:200")
+    proc.wait_for_line(r"interactive UI is not available yet; running headless")
+    port = int(proc.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    ca = Path(proc.wait_for_line(r"CA certificate: (\S+)").group(1))
+    curl_through(port, ca, f"https://localhost:{server.port}/a")
+    code, out = proc.finish(signal.SIGTERM)
+    assert code == 0, proc.stderr
+    frames = re.findall(r"[→←]\s+\d+ [A-Z_]+ \[", out)
+    assert frames == ["←     1 DATA [", "←     1 DATA ["], out  # the 200 stream's DATA only
+    assert "opened from" in out and "closed by" in out  # connection lines always shown
+
+
+@pytest.mark.peer
+def test_a_listen_port_in_use_exits_1_naming_the_address_and_the_fix(
+        h2scope: Callable[..., H2scopeProcess]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = h2scope("run", "--headless", "-p", str(port))
+        code, _ = proc.finish(sig=None)
+    assert code == 1
+    err = "".join(proc.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in err
+    assert "choose another port with -p PORT" in err
+    assert "Traceback" not in err
+
+
+def test_a_config_error_in_a_process_exits_2_naming_the_key(
+        h2scope: Callable[..., H2scopeProcess], tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("headless:\n  filtr: x\n")
+    proc = h2scope("run", "--config", str(tmp_path / "bad.yaml"))
+    code, _ = proc.finish(sig=None)
+    assert code == 2
+    assert "line 2: headless.filtr: unknown key; did you mean 'filter'?" in "".join(proc.stderr)
