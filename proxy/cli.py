@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.run",
     "proxy.commands.decode",
     "proxy.commands.export",
+    "proxy.commands.replay",
     "proxy.commands.demo",
     "certs.cli",
 )

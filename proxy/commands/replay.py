@@ -1,0 +1,197 @@
+"""``h2scope replay``: send a capture's (or a frame script's) client side to a server.
+
+Exit status: 0 when every replayed stream matches the original (status,
+response header names, body length and SHA-256, reset), 3 when any differs —
+usable in CI — 1 when the replay could not run, 2 for usage errors. See
+docs/replay.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_DIFFERS = 3
+
+EPILOG = """\
+examples:
+  h2scope replay session.h2scope --target https://staging.example:8443
+  h2scope replay session.h2scope --target https://127.0.0.1:8443 --insecure --speed 0
+  h2scope replay session.h2scope --target http://127.0.0.1:8080 --mode reencode \\
+      --authority staging.example --record replay.h2scope
+  h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
+  $EDITOR conn3.yaml && h2scope replay conn3.yaml --target https://staging.example
+
+exit status: 0 all streams match, 3 some differ, 1 the replay failed, 2 usage error.
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "replay", parents=[common],
+        help="replay the client side of recorded connections against a server",
+        description="Replay the client side of a capture (or a YAML frame script) against a "
+        "server, observe it like live traffic, and compare each stream with the original.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", type=Path, metavar="FILE|SCRIPT",
+                   help="a capture file (plain or gzip) or a frame script (YAML)")
+    p.add_argument("--target", required=True, metavar="URL",
+                   help="https://host[:port] (TLS, ALPN h2) or http://host[:port] (h2c, prior "
+                   "knowledge)")
+    p.add_argument("--conn", type=int, metavar="ID",
+                   help="replay only connection ID (default: every HTTP/2 connection, in turn)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="S",
+                   help="divide the recorded gaps by S (default 1; 0 = as fast as possible)")
+    p.add_argument("--mode", choices=("verbatim", "reencode"), default="verbatim",
+                   help="verbatim: the recorded bytes exactly (default); reencode: rebuild "
+                   "each request with a fresh HPACK encoder (an h2 client endpoint)")
+    p.add_argument("--authority", metavar="HOST[:PORT]",
+                   help="reencode: send this :authority instead of the recorded one")
+    p.add_argument("--record", type=Path, metavar="OUT", help="record the replay to OUT")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not verify the server's certificate")
+    p.add_argument("--upstream-ca", type=Path, metavar="FILE",
+                   help="trust this CA (PEM) for the server's certificate")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="stop waiting for a server that sent nothing for this long (default 10)")
+    p.add_argument("--sslkeylogfile", type=Path, metavar="FILE",
+                   help="append NSS key-log lines for the TLS session (default: "
+                   "$SSLKEYLOGFILE)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every frame of the replay, both directions (like h2scope run "
+                   "--headless)")
+    p.set_defaults(func=run)
+
+
+class _Progress:
+    """Progress on a terminal's stderr; silent when stderr is not a tty."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.next = time.monotonic() + 0.5
+        self.shown = False
+
+    def loading(self, _position: int, records: int) -> None:
+        self._show(f"replay: loading, {records} records")
+
+    def connection(self, n: int, total: int) -> None:
+        if total > 1:
+            self.next = 0.0
+            self._show(f"replay: connection {n} of {total}")
+
+    def _show(self, text: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or now < self.next:
+            return
+        self.next = now + 0.2
+        self.shown = True
+        sys.stderr.write("\r" + text.ljust(60)[:60])
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from proxy.capture.reader import CaptureFormatError
+    from proxy.cli import EXIT_FAILURE, UsageError
+    from proxy.replay.client import ReplayError, ReplayOptions, parse_target
+    from proxy.replay.script_frames import ScriptError, is_script, load_script
+    from proxy.replay.session import run_replay
+    from proxy.replay.source import ReplaySource, load_capture, plan_from_script
+
+    try:
+        target = parse_target(args.target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.speed < 0:
+        raise UsageError("--speed must be 0 (no waiting) or more")
+    if args.authority and args.mode != "reencode":
+        raise UsageError("--authority needs --mode reencode (verbatim sends the recorded "
+                         "HPACK bytes unchanged)")
+    if not args.file.exists():
+        raise UsageError(f"no such file: {args.file}")
+    keylog = args.sslkeylogfile or (Path(os.environ["SSLKEYLOGFILE"])
+                                    if os.environ.get("SSLKEYLOGFILE") else None)
+    options = ReplayOptions(mode=args.mode, speed=args.speed, insecure=args.insecure,
+                            upstream_ca=args.upstream_ca, authority=args.authority,
+                            idle_timeout=args.timeout, sslkeylogfile=keylog)
+    progress = _Progress(sys.stderr.isatty())
+    source: ReplaySource
+    try:
+        if is_script(args.file):
+            source = plan_from_script(load_script(args.file))
+        else:
+            source = load_capture(args.file, conn=args.conn, progress=progress.loading)
+    except (ScriptError, CaptureFormatError, LookupError) as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    finally:
+        progress.done()
+    for note in source.notes:
+        print(f"h2scope replay: note: {note}", file=sys.stderr)
+
+    on_batch = None
+    if args.verbose:
+        from proxy.headless import HeadlessPrinter
+
+        on_batch = HeadlessPrinter(sys.stdout).handle
+    try:
+        report = run_replay(source, target, options, record=args.record, on_batch=on_batch,
+                            on_connection=progress.connection)
+    except ReplayError as exc:
+        progress.done()
+        print(f"h2scope replay: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    progress.done()
+    _print_report(report, target.url, args.mode)
+    if report.failed and not any(c.replayed for c in report.connections):
+        return EXIT_FAILURE
+    return EXIT_DIFFERS if report.differs else 0
+
+
+def _print_report(report: Any, url: str, mode: str) -> None:
+    from proxy.replay.compare import report_lines
+
+    out = sys.stdout
+    same = differ = 0
+    for c in report.connections:
+        r = c.result
+        plan = r.plan
+        origin = f"connection {plan.conn_id}" if plan.conn_id is not None else "script"
+        out.write(f"{origin} → {url} ({mode}, {r.sent_frames} frames sent"
+                  f"{f', {r.extra_frames} window top-ups' if r.extra_frames else ''})\n")
+        for note in (*plan.notes, *r.skipped):
+            out.write(f"  note: {note}\n")
+        if r.error:
+            out.write(f"  error: {r.error}\n")
+        if r.timed_out:
+            out.write("  note: stopped waiting: the server sent nothing for the --timeout and "
+                      "streams were still open\n")
+        if c.diffs is None:
+            for s in c.replayed:
+                body = f"{s.body_length} bytes"
+                reset = f", reset {s.reset}" if s.reset else ""
+                out.write(f"  {s.label}: {s.status or 'no response'}, {body}{reset}\n")
+            continue
+        out.write("\n".join(report_lines(list(c.diffs))) + "\n")
+        for d in c.diffs:
+            if d.matches:
+                same += 1
+            else:
+                differ += 1
+    if report.record is not None:
+        out.write(f"replay recorded to {report.record}\n")
+    if same or differ:
+        verdict = "all match" if not differ else f"{differ} differ"
+        out.write(f"{same + differ} streams compared: {verdict}\n")
+    out.flush()

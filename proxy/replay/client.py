@@ -1,0 +1,512 @@
+"""Replaying the client side of a recorded connection against a server.
+
+One :class:`ReplayConnection` per plan (:mod:`proxy.replay.source`) opens a
+connection to the target (TLS with ALPN ``h2`` for ``https``, verified unless
+``insecure``; prior-knowledge h2c for ``http``) and sends the client's side in
+one of two modes:
+
+``verbatim``
+    The recorded bytes exactly: preface, SETTINGS, HPACK blocks, WINDOW_UPDATEs,
+    in order, with the recorded gaps divided by ``speed`` (0: no waiting). A
+    DATA frame waits until the server's flow-control windows (tracked by the
+    observer) allow it. Once the recording is exhausted, the replay tops up the
+    windows for the server's data with WINDOW_UPDATEs of its own if they run
+    low — the recorded ones were sized for the original server's responses —
+    and counts them (``extra_frames``).
+``reencode``
+    A python-hyper ``h2`` client endpoint rebuilds each request from the
+    frame-script view of the recording: fresh HPACK blocks (so a target with
+    other SETTINGS decodes them), ``:authority`` optionally rewritten, DATA
+    chunked as the new windows and frame size allow, trailers, RST_STREAM,
+    PRIORITY and PING as recorded. WINDOW_UPDATE and SETTINGS ACK are the
+    endpoint's own business and are not copied.
+
+Both directions go through a :class:`~proxy.observe.connection.ConnectionObserver`
+(inside a :class:`~proxy.capture.tap.RecordingObserver` when recording), so
+the replay is decoded, printed and recorded like live traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.events import Batch
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
+from proxy.observe.events import Event
+from proxy.observe.streams import StreamState
+from proxy.replay.script_frames import (
+    data_of,
+    error_code,
+    flags_of,
+    headers_of,
+    setting_code,
+)
+from proxy.replay.source import ConnectionPlan
+
+C2S, S2C = Direction.C2S, Direction.S2C
+MODES = ("verbatim", "reencode")
+LOW_WINDOW = 1 << 15
+"""Below this, a verbatim replay past its recording tops the server's window up."""
+TOP_UP = 1 << 24
+READ_SIZE = 1 << 16
+
+
+class ReplayError(Exception):
+    """The replay could not run (connection refused, TLS failed, no h2); a user message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+
+def parse_target(url: str) -> Target:
+    """``https://host[:port]`` or ``http://host[:port]``; raises :class:`ValueError`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--target must be an http:// or https:// URL, not {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"--target {url!r} has an invalid port") from None
+    return Target(scheme=parts.scheme, host=parts.hostname, port=port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayOptions:
+    mode: str = "verbatim"
+    speed: float = 1.0
+    """Recorded gaps are divided by this; 0 sends as fast as possible."""
+    insecure: bool = False
+    upstream_ca: Path | None = None
+    authority: str | None = None
+    """reencode: the ``:authority`` every request gets instead of the recorded one."""
+    idle_timeout: float = 10.0
+    """Give up waiting for the server after this long without a byte from it."""
+    sslkeylogfile: Path | None = None
+
+
+@dataclass(slots=True)
+class ConnectionResult:
+    """How one replayed connection went (the streams are compared afterwards)."""
+
+    plan: ConnectionPlan
+    conn_id: int
+    """The connection's id in the replay's own capture."""
+    sent_frames: int = 0
+    extra_frames: int = 0
+    """Frames the verbatim replay added beyond the recording (window top-ups)."""
+    skipped: list[str] = field(default_factory=list)
+    """Entries reencode could not send, with why."""
+    error: str | None = None
+    timed_out: bool = False
+
+
+def client_context(options: ReplayOptions) -> ssl.SSLContext:
+    """The TLS client context: verified unless ``insecure``, ALPN ``h2`` only."""
+    ctx = ssl.create_default_context()
+    if options.upstream_ca is not None:
+        ctx.load_verify_locations(cafile=str(options.upstream_ca))
+    if options.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    if options.sslkeylogfile is not None:
+        ctx.keylog_filename = str(options.sslkeylogfile)
+    return ctx
+
+
+class ReplayConnection:
+    """Replays one :class:`ConnectionPlan`; :meth:`run` returns its result."""
+
+    def __init__(self, plan: ConnectionPlan, target: Target, options: ReplayOptions, *,
+                 conn_id: int, writer: CaptureWriter | None = None,
+                 on_batch: Callable[[Batch], Any] | None = None) -> None:
+        self.plan = plan
+        self.target = target
+        self.options = options
+        self.conn_id = conn_id
+        self.writer = writer
+        self.on_batch = on_batch
+        self.result = ConnectionResult(plan=plan, conn_id=conn_id)
+        self.changed = asyncio.Event()
+        self.eof = False
+        self.last_rx = time.monotonic()
+        self.observer: ConnectionObserver | None = None
+        self.tap: RecordingObserver | None = None
+        self.h2: h2.connection.H2Connection | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    # ------------------------------------------------------------------ io
+
+    def _observe(self, direction: Direction, data: bytes) -> None:
+        t = time.monotonic()
+        events: list[Event]
+        if self.tap is not None:
+            events = self.tap.feed(direction, data, t)
+        else:
+            assert self.observer is not None
+            events = self.observer.feed(direction, data, t)
+        if events and self.on_batch is not None:
+            self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events),
+                                direction=direction, data=data, protocol="h2"))
+
+    async def _send(self, data: bytes) -> None:
+        assert self._writer is not None
+        if not data:
+            return
+        self._writer.write(data)
+        self._observe(C2S, data)
+        await self._writer.drain()
+
+    async def _connect(self) -> None:
+        t = self.target
+        ctx = client_context(self.options) if t.tls else None
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                t.host, t.port, ssl=ctx, server_hostname=t.host if ctx else None,
+                limit=READ_SIZE), self.options.idle_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise ReplayError(f"{t.url}: the server's certificate did not verify "
+                              f"({exc.verify_message}); use --upstream-ca FILE to trust its "
+                              "CA or --insecure to skip verification") from None
+        except (OSError, TimeoutError) as exc:
+            raise ReplayError(f"cannot connect to {t.url}: {exc}") from None
+        self._reader, self._writer = reader, writer
+        tls: dict[str, Any] = {}
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            alpn = sslobj.selected_alpn_protocol()
+            if alpn != "h2":
+                writer.close()
+                raise ReplayError(f"{t.url} did not choose h2 by ALPN (it chose "
+                                  f"{alpn or 'nothing'}): h2scope replays HTTP/2 only")
+            cipher = sslobj.cipher()
+            tls = {"alpn_offered": ["h2"], "alpn": alpn, "version": sslobj.version(),
+                   "cipher": cipher[0] if cipher else None}
+        local = writer.get_extra_info("sockname") or ("?", 0)
+        peer = writer.get_extra_info("peername") or (t.host, t.port)
+        now = time.monotonic()
+        if self.writer is not None:
+            meta = {"client": {"ip": local[0], "port": local[1]},
+                    "server": {"host": t.host, "ip": peer[0], "port": peer[1]},
+                    "mode": f"replay-{self.options.mode}", "protocol": "h2" if t.tls else "h2c",
+                    "sni": t.host if t.tls else None, "server_tls": tls or None,
+                    "replay_of": {"conn": self.plan.conn_id}}
+            self.tap = RecordingObserver(self.writer, self.conn_id, meta, t=now)
+            self.observer = self.tap.observer
+        else:
+            self.observer = ConnectionObserver()
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    break
+                self.last_rx = time.monotonic()
+                self._observe(S2C, data)
+                if self.h2 is not None:
+                    self._h2_received(data)
+                    await self._flush_h2()
+                self.changed.set()
+        except (OSError, ssl.SSLError) as exc:
+            self.result.error = self.result.error or f"reading from the server: {exc}"
+        finally:
+            self.eof = True
+            self.changed.set()
+
+    async def _wait(self, timeout: float) -> bool:
+        """Wait for news from the server (or its end); False on timeout."""
+        if self.eof:
+            return False
+        self.changed.clear()
+        try:
+            await asyncio.wait_for(self.changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _pause(self, delay: float) -> None:
+        speed = self.options.speed
+        if speed > 0 and delay > 0:
+            await asyncio.sleep(delay / speed)
+
+    def _streams_done(self) -> bool:
+        assert self.observer is not None
+        return all(s.state in (StreamState.CLOSED, StreamState.IDLE)
+                   for s in self.observer.streams.values())
+
+    async def _await_responses(self, top_up: bool) -> None:
+        """Wait until every stream closed, the server hung up, or it went quiet."""
+        idle = self.options.idle_timeout
+        while not self.eof and not self._streams_done():
+            if top_up:
+                await self._top_up()
+            if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
+                self.result.timed_out = not self.eof
+                return
+
+    # ---------------------------------------------------------- verbatim
+
+    def _window_allows(self, stream_id: int, flow: int) -> bool:
+        assert self.observer is not None
+        if self.observer.sides[C2S].conn_window < flow:
+            return False
+        stream = self.observer.streams.get(stream_id)
+        return stream is None or stream.send_window[C2S] >= flow
+
+    async def _top_up(self) -> None:
+        """RFC 9113 §6.9: keep the server able to send once the recording is used up."""
+        assert self.observer is not None
+        frames = b""
+        side = self.observer.sides[S2C]
+        if side.conn_window < LOW_WINDOW:
+            frames += _window_update(0, min(TOP_UP, MAX_WINDOW - side.conn_window))
+        for sid, s in self.observer.streams.items():
+            if s.state in (StreamState.OPEN, StreamState.HALF_CLOSED_CLIENT) \
+                    and s.send_window[S2C] < LOW_WINDOW:
+                frames += _window_update(sid, min(TOP_UP, MAX_WINDOW - s.send_window[S2C]))
+        if frames:
+            self.result.extra_frames += len(frames) // 13
+            await self._send(frames)
+
+    async def _run_verbatim(self) -> None:
+        idle = self.options.idle_timeout
+        for send in self.plan.sends:
+            await self._pause(send.delay)
+            if self.eof:
+                break
+            if send.frame_type == FrameType.GOAWAY:
+                # The recorded client said goodbye after its responses arrived; an
+                # endpoint may stop answering once it reads GOAWAY (python-hyper h2
+                # does), so wait for the replay's responses first.
+                await self._await_responses(top_up=True)
+            waited = time.monotonic()
+            while send.flow and not self._window_allows(send.stream_id, send.flow):
+                if not await self._wait(0.2) and time.monotonic() - waited > idle:
+                    self.result.error = (f"stream {send.stream_id}: the server's flow-control "
+                                         f"window stayed too small for a recorded "
+                                         f"{send.flow}-byte DATA frame for {idle:g} s; the "
+                                         "rest of the recording was not sent")
+                    return
+                if self.eof:
+                    return
+            await self._send(send.data)
+            self.result.sent_frames += send.frame_type is not None
+        await self._await_responses(top_up=True)
+
+    # ---------------------------------------------------------- reencode
+
+    def _h2_received(self, data: bytes) -> None:
+        conn = self.h2
+        assert conn is not None
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.result.error = self.result.error or f"the h2 client endpoint: {exc}"
+            return
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived) and ev.flow_controlled_length:
+                with contextlib.suppress(h2.exceptions.StreamClosedError,
+                                         h2.exceptions.ProtocolError):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+
+    async def _flush_h2(self) -> None:
+        assert self.h2 is not None
+        await self._send(self.h2.data_to_send())
+
+    def _start_h2(self) -> h2.connection.H2Connection:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False,
+            normalize_inbound_headers=False))
+        first = next((e for e in self.plan.entries if e.get("type") == "SETTINGS"
+                      and not flags_of(e) & 0x1), None)
+        if first is not None:
+            values: dict[Any, int] = {setting_code(k): int(v)
+                                      for k, v in first.get("settings", ())}
+            try:
+                conn.local_settings = h2.settings.Settings(client=True, initial_values=values)
+                conn.max_inbound_frame_size = conn.local_settings.max_frame_size
+            except (h2.exceptions.InvalidSettingsValueError, ValueError) as exc:
+                self.result.skipped.append(f"recorded SETTINGS not used ({exc}); h2's "
+                                           "defaults were sent")
+        conn.initiate_connection()
+        return conn
+
+    async def _send_data(self, sid: int, data: bytes, end: bool, pad: int | None) -> None:
+        conn = self.h2
+        assert conn is not None
+        idle = self.options.idle_timeout
+        waited = time.monotonic()
+        while True:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            room -= (pad + 1) if pad else 0
+            if data and room <= 0:
+                if not await self._wait(0.2) and time.monotonic() - waited > idle:
+                    raise ReplayError(f"the server's window for stream {sid} stayed closed "
+                                      f"for {idle:g} s")
+                if self.eof:
+                    raise ReplayError("the server closed the connection")
+                continue
+            chunk = data[:max(room, 0)]
+            last = len(chunk) == len(data)
+            conn.send_data(sid, chunk, end_stream=end and last, pad_length=pad)
+            await self._flush_h2()
+            self.result.sent_frames += 1
+            data = data[len(chunk):]
+            if last:
+                return
+
+    async def _run_reencode(self) -> None:
+        conn = self.h2 = self._start_h2()
+        await self._flush_h2()
+        streams: dict[int, int] = {}
+        goaway: dict[str, Any] | None = None
+        authority = self.options.authority
+        for i, entry in enumerate(self.plan.entries):
+            await self._pause(float(entry.get("delay", 0.0)))
+            if self.eof:
+                self.result.skipped.append(f"frames[{i}] and later: the server closed the "
+                                           "connection")
+                break
+            kind = str(entry.get("type"))
+            flags = flags_of(entry)
+            s = int(entry.get("stream", 0))
+            try:
+                if kind == "HEADERS":
+                    headers = headers_of(entry)
+                    if authority is not None:
+                        headers = [(n, authority if n == ":authority" else v)
+                                   for n, v in headers]
+                    sid = streams.get(s)
+                    kwargs: dict[str, Any] = {}
+                    prio = entry.get("priority")
+                    if isinstance(prio, dict):
+                        dep = int(prio.get("depends_on", 0))
+                        kwargs = {"priority_weight": int(prio.get("weight", 16)),
+                                  "priority_depends_on": streams.get(dep, dep),
+                                  "priority_exclusive": bool(prio.get("exclusive"))}
+                    if sid is None:
+                        sid = s if s % 2 == 1 and s > conn.highest_outbound_stream_id \
+                            else conn.get_next_available_stream_id()
+                        streams[s] = sid
+                        conn.send_headers(sid, headers, end_stream=bool(flags & 0x1), **kwargs)
+                    else:
+                        conn.send_headers(sid, headers, end_stream=bool(flags & 0x1))
+                elif kind == "DATA":
+                    pad = entry.get("padding") if flags & 0x8 else None
+                    await self._send_data(streams.get(s, s), data_of(entry), bool(flags & 0x1),
+                                          int(pad) if pad is not None else None)
+                    continue
+                elif kind == "RST_STREAM":
+                    conn.reset_stream(streams.get(s, s), error_code(entry.get("error", 8)))
+                elif kind == "PRIORITY":
+                    prio = entry.get("priority") or {}
+                    dep = int(prio.get("depends_on", 0))
+                    conn.prioritize(streams.get(s, s), weight=int(prio.get("weight", 16)),
+                                    depends_on=streams.get(dep, dep),
+                                    exclusive=bool(prio.get("exclusive")))
+                elif kind == "PING" and not flags & 0x1:
+                    conn.ping(bytes.fromhex(str(entry.get("opaque_hex", "00" * 8)))[:8]
+                              .ljust(8, b"\0"))
+                elif kind == "SETTINGS" and not flags & 0x1:
+                    if entry is not next(e for e in self.plan.entries
+                                         if e.get("type") == "SETTINGS"):
+                        conn.update_settings({setting_code(k): int(v)
+                                              for k, v in entry.get("settings", ())})
+                    continue
+                elif kind == "GOAWAY":
+                    goaway = entry
+                    continue
+                elif kind in ("SETTINGS", "PING", "WINDOW_UPDATE"):
+                    continue  # ACKs and flow control: the h2 endpoint does its own
+                else:
+                    self.result.skipped.append(f"frames[{i}] ({kind}) is not sent in reencode "
+                                               "mode (use --mode verbatim)")
+                    continue
+            except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
+                    ReplayError, ValueError) as exc:
+                self.result.skipped.append(f"frames[{i}] ({kind} on stream {s}) not sent: "
+                                           f"{exc or type(exc).__name__}")
+                continue
+            self.result.sent_frames += 1
+            await self._flush_h2()
+        await self._await_responses(top_up=False)
+        if goaway is not None and not self.eof:
+            conn.close_connection(error_code(goaway.get("error", 0)))
+            await self._flush_h2()
+            self.result.sent_frames += 1
+
+    # ------------------------------------------------------------- run
+
+    async def run(self) -> ConnectionResult:
+        """Connect, replay, wait for the responses, close; raises :class:`ReplayError`
+        when the connection cannot be made."""
+        await self._connect()
+        reader = asyncio.get_running_loop().create_task(self._read_loop())
+        try:
+            if self.options.mode == "reencode":
+                await self._run_reencode()
+            else:
+                await self._run_verbatim()
+        except (OSError, ssl.SSLError) as exc:
+            self.result.error = f"writing to the server: {exc}"
+        finally:
+            assert self._writer is not None
+            self._writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(self._writer.wait_closed(), 2)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._finish()
+        return self.result
+
+    def _finish(self) -> None:
+        t = time.monotonic()
+        events = self.tap.close(t, closed_by="client") if self.tap is not None else \
+            self.observer.close(t) if self.observer is not None else []
+        if events and self.on_batch is not None:
+            self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events)))
+
+
+def _window_update(stream_id: int, increment: int) -> bytes:
+    return (4).to_bytes(3, "big") + bytes([FrameType.WINDOW_UPDATE, 0]) + \
+        stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")

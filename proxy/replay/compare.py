@@ -1,0 +1,226 @@
+"""Per-stream comparison of an original capture with its replay.
+
+:func:`outcomes` folds one connection's replayed records into a
+:class:`StreamOutcome` per stream: the request line, the response status,
+response header names, body length and SHA-256, and whether the stream was
+reset. :func:`compare` pairs the original's streams with the replay's (client
+streams by the order they were opened — stream ids may differ after
+re-encoding — and pushed streams by their promised request) and lists what
+differs.
+
+Header *values* are never compared, and names in :data:`VOLATILE_HEADERS`
+(which come and go with time or per request) are left out of the name
+comparison. A response body whose DATA was truncated when recorded
+(``record.max_data_bytes``) has no SHA-256: only its length is compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from proxy.capture.exchanges import stored_data
+from proxy.capture.replay import Replayed
+from proxy.observe.enums import Direction, error_name
+from proxy.observe.events import FrameObserved
+from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
+
+VOLATILE_HEADERS = frozenset({
+    "date", "age", "expires", "last-modified", "etag", "server-timing", "set-cookie",
+    "x-request-id", "x-amzn-trace-id", "cf-ray", "x-cache", "via", "alt-svc", "report-to",
+    "nel",
+})
+"""Response header names excluded from the name comparison (docs/replay.md)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOutcome:
+    """What happened on one stream, as far as the comparison cares."""
+
+    stream_id: int
+    pushed: bool
+    method: str | None
+    authority: str | None
+    path: str | None
+    status: str | None
+    """The final (non-1xx) response status; None when no response came."""
+    header_names: tuple[str, ...]
+    """Response header names (pseudo-headers excluded), sorted, without repeats."""
+    body_length: int
+    """Response DATA bytes (padding excluded), as the frame headers state them."""
+    body_sha256: str | None
+    """None when part of the body was not recorded (truncated DATA)."""
+    reset: str | None
+    """``CANCEL by client`` when a RST_STREAM ended the stream, else None."""
+
+    @property
+    def label(self) -> str:
+        what = f"{self.method or '?'} {self.path or '?'}"
+        return f"{'push ' if self.pushed else ''}stream {self.stream_id} ({what})"
+
+
+@dataclass(slots=True)
+class _Acc:
+    stream_id: int
+    pushed: bool = False
+    request: tuple[tuple[str, str], ...] | None = None
+    status: str | None = None
+    names: set[str] = field(default_factory=set)
+    length: int = 0
+    sha: hashlib._Hash = field(default_factory=hashlib.sha256)
+    truncated: bool = False
+    reset: str | None = None
+
+
+def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[StreamOutcome]:
+    """Every stream of connection ``conn`` (default: all records) in opening order."""
+    accs: dict[int, _Acc] = {}
+
+    def get(sid: int) -> _Acc:
+        acc = accs.get(sid)
+        if acc is None:
+            acc = accs[sid] = _Acc(sid)
+        return acc
+
+    for item in replayed:
+        rec = item.record
+        if conn is not None and rec.conn_id != conn:
+            continue
+        for ev in item.events:
+            if not isinstance(ev, FrameObserved):
+                continue
+            f = ev.frame
+            sid = f.stream_id
+            if sid == 0 or f.malformed is not None:
+                continue
+            s2c = ev.direction is Direction.S2C
+            if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
+                promised = ev.block_stream_id
+                if promised is not None and ev.block is not None:
+                    p = get(promised)
+                    p.pushed = True
+                    p.request = ev.block.headers
+                continue
+            acc = get(sid)
+            if isinstance(f, DataFrame) and s2c:
+                acc.length += f.data_length
+                acc.sha.update(stored_data(rec, f))
+                acc.truncated |= rec.truncated
+            elif isinstance(f, RstStreamFrame):
+                if acc.reset is None:
+                    acc.reset = f"{error_name(f.error_code)} by {ev.direction.sender}"
+            elif ev.block is not None:
+                if not s2c:
+                    if acc.request is None:
+                        acc.request = ev.block.headers
+                    continue
+                status = next((v for n, v in ev.block.headers if n == ":status"), None)
+                if status is not None and status.startswith("1"):
+                    continue
+                if status is not None and acc.status is None:
+                    acc.status = status
+                acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
+    out = []
+    for acc in accs.values():
+        req = dict(acc.request or ())
+        out.append(StreamOutcome(
+            stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
+            authority=req.get(":authority"), path=req.get(":path"), status=acc.status,
+            header_names=tuple(sorted(acc.names)), body_length=acc.length,
+            body_sha256=None if acc.truncated else acc.sha.hexdigest(), reset=acc.reset))
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamDiff:
+    """One original stream and its replay counterpart, with what differs."""
+
+    original: StreamOutcome | None
+    replayed: StreamOutcome | None
+    differences: tuple[str, ...]
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+
+def _pairs(original: list[StreamOutcome], replayed: list[StreamOutcome],
+           ) -> list[tuple[StreamOutcome | None, StreamOutcome | None]]:
+    pairs: list[tuple[StreamOutcome | None, StreamOutcome | None]] = []
+    client_o = [s for s in original if not s.pushed and s.method is not None]
+    client_r = [s for s in replayed if not s.pushed and s.method is not None]
+    for i in range(max(len(client_o), len(client_r))):
+        pairs.append((client_o[i] if i < len(client_o) else None,
+                      client_r[i] if i < len(client_r) else None))
+    pushes_r = [s for s in replayed if s.pushed]
+    for o in (s for s in original if s.pushed):
+        match = next((r for r in pushes_r if (r.authority, r.path) == (o.authority, o.path)),
+                     None)
+        if match is not None:
+            pushes_r.remove(match)
+        pairs.append((o, match))
+    pairs.extend((None, r) for r in pushes_r)
+    return pairs
+
+
+def _body(s: StreamOutcome) -> str:
+    sha = s.body_sha256[:16] + "…" if s.body_sha256 else "not recorded in full"
+    return f"{s.body_length} bytes, sha256 {sha}"
+
+
+def diff_streams(o: StreamOutcome, r: StreamOutcome,
+                 volatile: frozenset[str] = VOLATILE_HEADERS) -> tuple[str, ...]:
+    out = []
+    if (o.method, o.path) != (r.method, r.path):
+        out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
+    if o.status != r.status:
+        out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+    names_o = set(o.header_names) - volatile
+    names_r = set(r.header_names) - volatile
+    if names_o != names_r:
+        missing = ", ".join(sorted(names_o - names_r))
+        added = ", ".join(sorted(names_r - names_o))
+        parts = ([f"missing {missing}"] if missing else []) + ([f"new {added}"] if added else [])
+        out.append(f"response header names: {'; '.join(parts)}")
+    if o.body_length != r.body_length or (
+            o.body_sha256 is not None and r.body_sha256 is not None
+            and o.body_sha256 != r.body_sha256):
+        out.append(f"body: {_body(o)} → {_body(r)}")
+    if o.reset != r.reset:
+        out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
+    return tuple(out)
+
+
+def compare(original: list[StreamOutcome], replayed: list[StreamOutcome],
+            volatile: frozenset[str] = VOLATILE_HEADERS) -> list[StreamDiff]:
+    """Pair the streams and say, for each pair, what differs."""
+    result = []
+    for o, r in _pairs(original, replayed):
+        if o is None:
+            assert r is not None
+            diffs: tuple[str, ...] = (f"not in the original: {r.label}",)
+        elif r is None:
+            diffs = ("no such stream in the replay",)
+        else:
+            diffs = diff_streams(o, r, volatile)
+        result.append(StreamDiff(original=o, replayed=r, differences=diffs))
+    return result
+
+
+def report_lines(diffs: list[StreamDiff]) -> list[str]:
+    """A readable summary: one line per matching stream, details for the others."""
+    lines = []
+    for d in diffs:
+        s = d.original or d.replayed
+        assert s is not None
+        target = f" → replay stream {d.replayed.stream_id}" if (
+            d.original is not None and d.replayed is not None
+            and d.replayed.stream_id != d.original.stream_id) else ""
+        if d.matches:
+            status = s.status or "no response"
+            lines.append(f"  same     {s.label}{target}: {status}, {_body(s)}")
+            continue
+        lines.append(f"  DIFFERS  {s.label}{target}:")
+        lines.extend(f"             {text}" for text in d.differences)
+    return lines

@@ -1,0 +1,237 @@
+"""Frame scripts for replay: loading the YAML and turning entries back into frames.
+
+``h2scope export --format script`` writes a script (:mod:`proxy.capture.script`,
+format in docs/export.md); this module reads one back. :func:`load_script`
+validates the document and names the entry at fault (``frames[3].type``).
+:func:`encode_entry` builds the exact frame bytes an entry describes, with a
+fresh HPACK encoder for header lists (the script keeps header lists, not HPACK
+bytes) — the verbatim replay of a script is this, frame for frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hpack
+import yaml
+
+from proxy.capture.script import SCRIPT_VERSION
+from proxy.observe.enums import FLAGS_BY_TYPE, ErrorCode, FrameType, SettingCode
+
+_HEADER = struct.Struct(">HBBBL")
+_TYPES = {t.name: int(t) for t in FrameType}
+_ERRORS = {e.name: int(e) for e in ErrorCode}
+_SETTINGS = {s.name: int(s) for s in SettingCode}
+_FLAGS = {(int(t), name): bit for t, flags in FLAGS_BY_TYPE.items() for bit, name in flags}
+
+
+class ScriptError(ValueError):
+    """The script cannot be used; the message names the entry and key at fault."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Script:
+    """A loaded frame script."""
+
+    connection: int | None
+    server: dict[str, Any]
+    preface: bool
+    frames: tuple[dict[str, Any], ...]
+    """The entries, as in the YAML (validated: types, streams, flags known)."""
+
+
+def is_script(path: str | Path) -> bool:
+    """True if the file looks like a YAML frame script rather than a capture."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    return b"h2scope_script" in head or head.lstrip().startswith((b"#", b"frames:"))
+
+
+def load_script(path: str | Path) -> Script:
+    """Read and validate a script; raises :class:`ScriptError`."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScriptError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ScriptError(f"{path} is not valid YAML: {exc}") from None
+    return parse_script(doc)
+
+
+def parse_script(doc: Any) -> Script:
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+        raise ScriptError("a frame script is a mapping with a 'frames' list")
+    version = doc.get("h2scope_script", SCRIPT_VERSION)
+    if version != SCRIPT_VERSION:
+        raise ScriptError(f"h2scope_script: version {version} is not {SCRIPT_VERSION}, the "
+                          "version this h2scope reads")
+    frames = []
+    for i, entry in enumerate(doc["frames"]):
+        if not isinstance(entry, dict):
+            raise ScriptError(f"frames[{i}]: an entry is a mapping")
+        kind = entry.get("type")
+        if "type_id" not in entry and kind not in _TYPES:
+            raise ScriptError(f"frames[{i}].type: unknown frame type {kind!r} (use type_id "
+                              "and payload_hex for other types)")
+        stream = entry.get("stream", 0)
+        if not isinstance(stream, int) or not 0 <= stream < 2**31:
+            raise ScriptError(f"frames[{i}].stream: {stream!r} is not a stream id")
+        delay = entry.get("delay", 0.0)
+        if not isinstance(delay, (int, float)) or delay < 0:
+            raise ScriptError(f"frames[{i}].delay: {delay!r} is not a number of seconds >= 0")
+        for name in entry.get("flags", ()):
+            if kind in _TYPES and (_TYPES[kind], name) not in _FLAGS \
+                    and not str(name).startswith("0x"):
+                raise ScriptError(f"frames[{i}].flags: {kind} has no flag {name!r}")
+        if kind in ("HEADERS", "PUSH_PROMISE") and "headers" not in entry \
+                and "header_block_hex" not in entry:
+            raise ScriptError(f"frames[{i}]: a {kind} entry needs 'headers'")
+        if kind == "HEADERS":
+            for j, pair in enumerate(entry.get("headers", ())):
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise ScriptError(f"frames[{i}].headers[{j}]: a header is [name, value]")
+        frames.append(entry)
+    conn = doc.get("connection")
+    return Script(connection=conn if isinstance(conn, int) else None,
+                  server=dict(doc.get("server") or {}), preface=bool(doc.get("preface", True)),
+                  frames=tuple(frames))
+
+
+def flags_of(entry: dict[str, Any]) -> int:
+    """The flag bits an entry names (``flags_raw`` wins when present)."""
+    if "flags_raw" in entry:
+        return int(entry["flags_raw"])
+    ftype = frame_type(entry)
+    bits = 0
+    for name in entry.get("flags", ()):
+        name = str(name)
+        bits |= int(name, 16) if name.startswith("0x") else _FLAGS.get((ftype, name), 0)
+    return bits
+
+
+def frame_type(entry: dict[str, Any]) -> int:
+    if "type_id" in entry:
+        return int(entry["type_id"])
+    return _TYPES[str(entry["type"])]
+
+
+def error_code(value: Any) -> int:
+    """An error code given by name (``CANCEL``) or number."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text in _ERRORS:
+        return _ERRORS[text]
+    if text.startswith("UNKNOWN_ERROR(") and text.endswith(")"):
+        return int(text[14:-1], 16)
+    raise ScriptError(f"unknown error code {value!r}")
+
+
+def setting_code(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text in _SETTINGS:
+        return _SETTINGS[text]
+    if text.startswith("UNKNOWN_SETTING(") and text.endswith(")"):
+        return int(text[16:-1], 16)
+    raise ScriptError(f"unknown setting {value!r}")
+
+
+def data_of(entry: dict[str, Any]) -> bytes:
+    """A DATA entry's payload: text, hex, zero-padded to ``length`` if given."""
+    if "hex" in entry:
+        data = bytes.fromhex(str(entry["hex"]))
+    else:
+        data = str(entry.get("text", "")).encode("utf-8")
+    length = entry.get("length")
+    if isinstance(length, int) and length > len(data):
+        data += bytes(length - len(data))  # truncated when recorded: zeros in its place
+    return data
+
+
+def headers_of(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(n), str(v)) for n, v in entry.get("headers", ())]
+
+
+def _frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    n = len(payload)
+    return _HEADER.pack(n >> 8, n & 0xFF, ftype, flags, stream & 0x7FFF_FFFF) + payload
+
+
+def _priority(p: dict[str, Any]) -> bytes:
+    dep = int(p.get("depends_on", 0)) | (0x8000_0000 if p.get("exclusive") else 0)
+    return struct.pack(">LB", dep, max(1, min(256, int(p.get("weight", 16)))) - 1)
+
+
+def encode_entry(entry: dict[str, Any], encoder: hpack.Encoder,
+                 max_frame_size: int = 16_384) -> bytes:
+    """The frame bytes of one script entry (several frames for CONTINUATIONs).
+
+    HEADERS use ``encoder`` (a fresh HPACK context per connection); a block
+    that was split over CONTINUATION frames when recorded is split again into
+    ``continuations + 1`` pieces.
+    """
+    ftype = frame_type(entry)
+    flags = flags_of(entry)
+    stream = int(entry.get("stream", 0))
+    if "payload_hex" in entry:
+        return _frame(ftype, flags, stream, bytes.fromhex(str(entry["payload_hex"])))
+    pad = int(entry.get("padding", 0) or 0)
+    padded = flags & 0x8
+    match ftype:
+        case FrameType.DATA:
+            body = data_of(entry)
+            if padded:
+                body = bytes([pad]) + body + bytes(pad)
+            return _frame(ftype, flags, stream, body)
+        case FrameType.HEADERS:
+            if "header_block_hex" in entry:
+                block = bytes.fromhex(str(entry["header_block_hex"]))
+            else:
+                block = encoder.encode(headers_of(entry), huffman=True)
+            prio = _priority(entry["priority"]) if "priority" in entry else b""
+            if prio:
+                flags |= 0x20
+            pieces = max(1, int(entry.get("continuations", 0)) + 1)
+            size = max(1, -(-len(block) // pieces))
+            size = min(size, max_frame_size - len(prio) - (pad + 1 if padded else 0))
+            chunks = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
+            first = prio + chunks[0]
+            if padded:
+                first = bytes([pad]) + first + bytes(pad)
+            if len(chunks) > 1:
+                flags &= ~0x4
+            out = [_frame(ftype, flags, stream, first)]
+            for i, chunk in enumerate(chunks[1:], 1):
+                out.append(_frame(FrameType.CONTINUATION, 0x4 if i == len(chunks) - 1 else 0,
+                                  stream, chunk))
+            return b"".join(out)
+        case FrameType.PRIORITY:
+            return _frame(ftype, flags, stream, _priority(entry.get("priority") or {}))
+        case FrameType.RST_STREAM:
+            return _frame(ftype, flags, stream,
+                          struct.pack(">L", error_code(entry.get("error", "CANCEL"))))
+        case FrameType.SETTINGS:
+            payload = b"".join(struct.pack(">HL", setting_code(k), int(v))
+                               for k, v in entry.get("settings", ()))
+            return _frame(ftype, flags, 0, payload)
+        case FrameType.PING:
+            opaque = bytes.fromhex(str(entry.get("opaque_hex", "00" * 8)))
+            return _frame(ftype, flags, 0, opaque[:8].ljust(8, b"\0"))
+        case FrameType.GOAWAY:
+            debug = bytes.fromhex(entry["debug_hex"]) if "debug_hex" in entry else \
+                str(entry.get("debug_text", "")).encode()
+            return _frame(ftype, flags, 0, struct.pack(
+                ">LL", int(entry.get("last_stream_id", 0)),
+                error_code(entry.get("error", "NO_ERROR"))) + debug)
+        case FrameType.WINDOW_UPDATE:
+            return _frame(ftype, flags, stream, struct.pack(">L", int(entry["increment"])))
+        case FrameType.PRIORITY_UPDATE:
+            value = str(entry.get("value", "")).encode("latin-1")
+            return _frame(ftype, flags, 0,
+                          struct.pack(">L", int(entry["prioritized_stream"])) + value)
+    raise ScriptError(f"cannot encode a {entry.get('type')} entry without payload_hex")

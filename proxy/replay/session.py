@@ -1,0 +1,107 @@
+"""A whole replay: every planned connection, one after another, then the comparison.
+
+The replay is always recorded — to ``record`` if given, else to a private
+temporary capture — and the comparison reads that capture back through the
+observer, exactly as ``h2scope export`` would (DESIGN.md principle 6): what
+is compared is what a user can open afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
+from proxy.events import Batch
+from proxy.replay.client import (
+    ConnectionResult,
+    ReplayConnection,
+    ReplayError,
+    ReplayOptions,
+    Target,
+)
+from proxy.replay.compare import StreamDiff, StreamOutcome, compare, outcomes
+from proxy.replay.source import ReplaySource
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionReport:
+    result: ConnectionResult
+    replayed: tuple[StreamOutcome, ...]
+    diffs: tuple[StreamDiff, ...] | None
+    """None when there is no original to compare with (a frame script)."""
+
+    @property
+    def differs(self) -> bool:
+        return self.diffs is not None and any(not d.matches for d in self.diffs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayReport:
+    connections: tuple[ConnectionReport, ...]
+    record: Path | None
+
+    @property
+    def differs(self) -> bool:
+        return any(c.differs for c in self.connections)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.result.error is not None for c in self.connections)
+
+
+async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptions,
+                      writer: CaptureWriter, on_batch: Callable[[Batch], Any] | None,
+                      on_connection: Callable[[int, int], None] | None,
+                      ) -> list[ConnectionResult]:
+    results = []
+    for n, plan in enumerate(source.plans, 1):
+        if on_connection is not None:
+            on_connection(n, len(source.plans))
+        conn = ReplayConnection(plan, target, options, conn_id=n, writer=writer,
+                                on_batch=on_batch)
+        results.append(await conn.run())
+    return results
+
+
+def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
+               record: Path | None = None, on_batch: Callable[[Batch], Any] | None = None,
+               on_connection: Callable[[int, int], None] | None = None) -> ReplayReport:
+    """Replay every plan of ``source`` against ``target`` and compare.
+
+    Raises :class:`ReplayError` when a connection cannot be made.
+    """
+    tmpdir = None
+    if record is None:  # a private directory (mode 0700): captures hold secrets
+        tmpdir = tempfile.TemporaryDirectory(prefix="h2scope-replay-")
+        path = Path(tmpdir.name) / "replay.h2scope"
+    else:
+        path = record
+    try:
+        writer = CaptureWriter(path, config={"replay": {"target": target.url,
+                                                        "mode": options.mode,
+                                                        "speed": options.speed}})
+        try:
+            results = asyncio.run(_replay_all(source, target, options, writer, on_batch,
+                                              on_connection))
+        finally:
+            writer.close(fsync=record is not None)
+        items = list(replay(path))
+        reports = []
+        for result in results:
+            got = outcomes(items, result.conn_id)
+            original = result.plan.original
+            diffs = None if original is None else tuple(compare(list(original), got))
+            reports.append(ConnectionReport(result=result, replayed=tuple(got), diffs=diffs))
+        return ReplayReport(connections=tuple(reports), record=record)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+
+__all__ = ["ReplayError", "ReplayReport", "run_replay"]

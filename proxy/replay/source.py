@@ -1,0 +1,182 @@
+"""What a replay sends: one :class:`ConnectionPlan` per recorded connection.
+
+A plan holds the client side of one connection twice over:
+
+* ``sends``, the exact client bytes in recorded order with the recorded gaps
+  (preface, every client frame's raw bytes) — for ``--mode verbatim``;
+* ``entries``, the same frames as frame-script entries (header lists, DATA,
+  flags by name) — for ``--mode reencode``, which builds new HPACK blocks;
+
+plus the original per-stream outcomes to compare the replay with, and notes
+on what the capture cannot reproduce (DATA truncated by ``max_data_bytes``,
+HTTP/1.1 connections, an ``Upgrade: h2c`` first request).
+
+A YAML frame script gives a plan too: its ``sends`` are the entries encoded
+frame by frame (:func:`~proxy.replay.script_frames.encode_entry`) and it has
+no original outcomes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import hpack
+
+from proxy.capture.format import RecordType
+from proxy.capture.reader import BadRecord, CaptureReader
+from proxy.capture.replay import Replayed, replay_records
+from proxy.capture.script import build_script
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import FrameObserved
+from proxy.observe.frames import DataFrame, parse_header
+from proxy.replay.compare import StreamOutcome, outcomes
+from proxy.replay.script_frames import Script, encode_entry
+
+_HTTP1 = ("http/1.1", "http/1.0", "http/1", "tcp", "websocket", "passthrough")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    """Bytes the client sent at once (one frame, or the preface)."""
+
+    delay: float
+    """Seconds after the previous send, as recorded."""
+    data: bytes
+    stream_id: int = 0
+    frame_type: int | None = None
+    """None for the preface."""
+    flow: int = 0
+    """Flow-controlled length (RFC 9113 §6.9.1: a DATA frame's whole payload)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionPlan:
+    conn_id: int | None
+    """The recorded connection id (None for a script without one)."""
+    meta: dict[str, Any]
+    sends: tuple[Send, ...]
+    entries: tuple[dict[str, Any], ...]
+    original: tuple[StreamOutcome, ...] | None
+    """The recorded streams; None when there is nothing to compare with (a script)."""
+    notes: tuple[str, ...] = ()
+    """What the replay cannot reproduce, in plain words."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaySource:
+    plans: tuple[ConnectionPlan, ...]
+    notes: tuple[str, ...] = ()
+    """Notes about the source as a whole (skipped connections, damaged records)."""
+
+
+def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ReplaySource:
+    """The plans of every HTTP/2 connection (or only ``conn``) in a capture.
+
+    Raises :class:`~proxy.capture.reader.CaptureFormatError` for a file that is
+    not a capture and :class:`LookupError` when no connection qualifies.
+    """
+    problems: list[BadRecord] = []
+    items: dict[int, list[Replayed]] = {}
+    metas: dict[int, dict[str, Any]] = {}
+    with CaptureReader(path, on_problem=problems.append) as reader:
+        for n, item in enumerate(replay_records(reader.records()), 1):
+            rec = item.record
+            if n % 4096 == 0 and progress is not None:
+                progress(reader.position, n)
+            if rec.type in (RecordType.END, RecordType.LOST) or (conn is not None
+                                                                  and rec.conn_id != conn):
+                continue
+            if rec.type == RecordType.CONNECTION:
+                metas[rec.conn_id] = rec.json()
+            items.setdefault(rec.conn_id, []).append(item)
+    notes = [f"damaged record at {p}" for p in problems]
+    plans = []
+    for cid, conn_items in items.items():
+        meta = metas.get(cid, {})
+        protocol = str(meta.get("protocol") or "h2").lower()
+        if protocol in _HTTP1:
+            notes.append(f"connection {cid} is {protocol}, not HTTP/2: not replayed")
+            continue
+        plan = _plan(cid, meta, conn_items)
+        if plan is not None:
+            plans.append(plan)
+    if not plans:
+        raise LookupError(f"the capture has no HTTP/2 connection {conn}" if conn is not None
+                          else "the capture has no HTTP/2 connection to replay")
+    return ReplaySource(plans=tuple(plans), notes=tuple(notes))
+
+
+def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPlan | None:
+    sends: list[Send] = []
+    notes: list[str] = []
+    last_t: float | None = None
+    for item in items:
+        rec = item.record
+        if rec.type == RecordType.H2C_UPGRADE:
+            notes.append("the connection began with an HTTP/1.1 Upgrade: h2c request (stream "
+                         "1): replay uses prior knowledge, so stream 1 is not sent")
+            continue
+        if rec.direction is not Direction.C2S or rec.type not in (RecordType.FRAME,
+                                                                  RecordType.RAW):
+            continue
+        delay = 0.0 if last_t is None else max(rec.t - last_t, 0.0)
+        last_t = rec.t
+        if rec.type == RecordType.RAW:
+            if rec.body == CONNECTION_PREFACE:
+                sends.append(Send(delay=delay, data=rec.body))
+            else:
+                notes.append(f"{len(rec.body)} client bytes that were not frames (after a "
+                             "framing error, or cut at close) are not sent")
+            continue
+        data = rec.frame_bytes()
+        length, ftype, _flags, word = parse_header(data)
+        sid = word & 0x7FFF_FFFF
+        flow = length if ftype == 0 else 0
+        if rec.truncated:
+            f = next((ev.frame for ev in item.events if isinstance(ev, FrameObserved)), None)
+            total = f.data_length if isinstance(f, DataFrame) else length
+            kept = len(rec.body) - 9
+            notes.append(f"stream {sid}: a request DATA frame was truncated when recorded "
+                         f"(about {max(kept, 0)} of {total} bytes kept): replay sends zeros "
+                         "for the rest, so the request body differs from the original")
+        sends.append(Send(delay=delay, data=data, stream_id=sid, frame_type=ftype, flow=flow))
+    if not sends:
+        return None
+    try:
+        script = build_script(iter(items), cid)
+    except LookupError:
+        return None
+    original = outcomes(items, cid)
+    for s in original:
+        if s.body_sha256 is None:
+            notes.append(f"{s.label}: the recorded response body was truncated (max_data_bytes"
+                         f"): only its length ({s.body_length} bytes) is compared, not its "
+                         "SHA-256")
+    return ConnectionPlan(conn_id=cid, meta=meta, sends=tuple(sends),
+                          entries=tuple(script["frames"]), original=tuple(original),
+                          notes=tuple(notes))
+
+
+def plan_from_script(script: Script) -> ReplaySource:
+    """A plan from a YAML frame script: its entries, encoded frame by frame."""
+    encoder = hpack.Encoder()
+    sends = []
+    if script.preface:
+        sends.append(Send(delay=0.0, data=CONNECTION_PREFACE))
+    for entry in script.frames:
+        data = encode_entry(entry, encoder)
+        length, ftype, _flags, word = parse_header(data)
+        sid = word & 0x7FFF_FFFF
+        sends.append(Send(delay=float(entry.get("delay", 0.0)), data=data, stream_id=sid,
+                          frame_type=ftype, flow=length if ftype == 0 else 0))
+    notes = [f"frames[{i}]: DATA padded with zeros to its recorded length ({e['length']} "
+             "bytes): it was truncated when recorded"
+             for i, e in enumerate(script.frames) if "length" in e and e.get("type") == "DATA"]
+    meta = {"server": script.server, "script": True}
+    plan = ConnectionPlan(conn_id=script.connection, meta=meta, sends=tuple(sends),
+                          entries=script.frames, original=None, notes=tuple(notes))
+    return ReplaySource(plans=(plan,))
