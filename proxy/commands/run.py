@@ -255,17 +255,45 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
 
 
 def _sinks(config: Config) -> list[Any]:
-    """The event-bus sinks of this run: the headless printer (and, later, the recorder)."""
+    """The event-bus sinks of this run: the headless printer and, with ``--record``,
+    the capture recorder (a blocking sink: a slow disk slows the relay, nothing is lost)."""
     from proxy.headless import HeadlessPrinter
 
     text = config.headless.filter
     printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet)
-    if config.record.file is not None:
-        # TODO(capture): add the CaptureRecorder sink for config.record.file
-        # (and config.record.max_data_bytes) here, and close it in _serve_async.
-        _print_err(f"h2scope: note: recording to {config.record.file} is not wired in yet")
-    return [printer]
+    sinks: list[Any] = [printer]
+    recorder = open_recorder(config)
+    if recorder is not None:
+        sinks.append(recorder)
+    return sinks
+
+
+def capture_config(config: Config) -> dict[str, Any]:
+    """What a capture's header keeps of the configuration: what shaped the traffic."""
+    return {
+        "modes": list(config.modes),
+        "listen": f"{config.listen_host}:{config.listen_port}",
+        "insecure": config.insecure,
+        "ignore_hosts": list(config.ignore_hosts),
+        "max_data_bytes": config.record.max_data_bytes,
+    }
+
+
+def open_recorder(config: Config) -> Any:
+    """A CaptureRecorder sink writing ``record.file``, or None when not recording."""
+    if config.record.file is None:
+        return None
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.writer import CaptureWriter
+
+    try:
+        writer = CaptureWriter(config.record.file, config=capture_config(config),
+                               max_data_bytes=config.record.max_data_bytes)
+    except OSError as exc:
+        raise ConfigError(f"cannot record to {config.record.file}: {exc.strerror or exc}",
+                          key="record.file") from None
+    return CaptureRecorder(writer)
 
 
 async def _serve_async(config: Config) -> int:
@@ -275,11 +303,15 @@ async def _serve_async(config: Config) -> int:
 
     from proxy.server import ProxyServer, ProxyStartError
 
-    server = ProxyServer(config, _sinks(config))
+    sinks = _sinks(config)
+    recorders = [s for s in sinks if hasattr(s, "writer")]
+    server = ProxyServer(config, sinks)
     try:
         await server.start()
     except ProxyStartError as exc:
         _print_err(f"h2scope: {_start_error(config, server, exc)}")
+        for rec in recorders:
+            rec.close()
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -299,6 +331,9 @@ async def _serve_async(config: Config) -> int:
         for sig in installed:
             loop.remove_signal_handler(sig)
         await server.stop()  # closes every connection, then lets the sinks drain
+        for rec in recorders:
+            rec.close()  # flushes and fsyncs the capture
+            _print_err(f"h2scope: recorded to {config.record.file}")
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
     return 0

@@ -337,3 +337,32 @@ def test_a_config_error_in_a_process_exits_2_naming_the_key(
     code, _ = proc.finish(sig=None)
     assert code == 2
     assert "line 2: headless.filtr: unknown key; did you mean 'filter'?" in "".join(proc.stderr)
+
+
+@pytest.mark.peer
+def test_record_writes_a_private_capture_that_replays_to_the_live_frames(
+        h2scope: Callable[..., H2scopeProcess], origin: tuple[ServerThread, Path],
+        tmp_path: Path) -> None:
+    from proxy.capture.replay import replay_observer
+    from proxy.observe.events import FrameObserved
+
+    server, origin_ca = origin
+    capture = tmp_path / "session.cap"
+    proc = h2scope("run", "--headless", "-p", "0", "--upstream-ca", str(origin_ca),
+                   "--record", str(capture))
+    port = int(proc.wait_for_line(r"regular proxy listening on 127\.0\.0\.1:(\d+)").group(1))
+    ca = Path(proc.wait_for_line(r"CA certificate: (\S+)").group(1))
+    for path in ("/one", "/two"):
+        assert curl_through(port, ca, f"https://localhost:{server.port}{path}") == \
+            f"hello {path}\n"
+    code, out = proc.finish(signal.SIGINT)
+    assert code == 0, proc.stderr
+    assert any("recorded to" in line for line in proc.stderr)
+    assert capture.stat().st_mode & 0o777 == 0o600
+    live = re.findall(r"#(\d+)\s+([→←])\s+(\d+) ([A-Z_]+) ", out)
+    replayed = [(str(conn), ev.direction.arrow, str(ev.frame.stream_id), ev.frame.type_name)
+                for conn, ev in replay_observer(capture) if isinstance(ev, FrameObserved)]
+    assert replayed == live and len(live) >= 10
+    paths = [dict(ev.block.headers).get(":path") for _, ev in replay_observer(capture)
+             if isinstance(ev, FrameObserved) and ev.block is not None]
+    assert "/one" in paths and "/two" in paths
