@@ -123,6 +123,19 @@ class RelayStarted(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class H2cUpgraded(ConnectionEvent):
+    """An HTTP/1.1 ``Upgrade: h2c`` was accepted (101): frames follow (RFC 7540 §3.2).
+
+    Carries what the observer was primed with, so a recording can prime a
+    replaying observer the same way."""
+
+    http2_settings: bytes
+    """The decoded HTTP2-Settings header: the client's initial SETTINGS payload."""
+    request_headers: tuple[tuple[str, str], ...]
+    """The upgraded HTTP/1.1 request as HTTP/2 fields: stream 1's request."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed(ConnectionEvent):
     """The connection ended; both sides are closed."""
 

@@ -25,6 +25,7 @@ from proxy.events import (
     ConnectionInfo,
     ConnectionOpened,
     ConnectionTracker,
+    H2cUpgraded,
     Http1MessageObserved,
     Leg,
     ProxyErrorRaised,
@@ -148,6 +149,9 @@ def connection_line(ev: ConnectionEvent) -> str | None:
             return text
         case RelayStarted():
             return f"relaying {ev.protocol} to {ev.target}"
+        case H2cUpgraded():
+            return (f"upgraded to h2c: stream 1 carries {dict(ev.request_headers).get(':path')}, "
+                    f"HTTP2-Settings {len(ev.http2_settings)} bytes")
         case Http1MessageObserved():
             arrow = ev.direction.arrow
             cut = "" if ev.complete else " INCOMPLETE"

@@ -68,9 +68,13 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False) -> It
         rtype = rec.type
         conn = rec.conn_id
         if rtype in (_FRAME, _RAW):
-            obs = observers.get(conn)
-            if obs is None:  # no CONNECTION record seen: assume a real h2 connection
-                obs = observers[conn] = ConnectionObserver()
+            if conn not in observers:  # no CONNECTION record seen: assume a real h2 connection
+                observers[conn] = ConnectionObserver()
+            obs = observers[conn]
+            if obs is None:  # HTTP/1.1 or opaque bytes (before any h2c upgrade)
+                yield Replayed(record=rec)
+                last = rec
+                continue
             data = rec.frame_bytes() if rtype == _FRAME else rec.body
             yield Replayed(record=rec, events=tuple(obs.feed(rec.direction, data, rec.t)))
         elif rtype == RecordType.CONNECTION:

@@ -32,6 +32,7 @@ from typing import NoReturn
 from certs import page
 from proxy.events import (
     Closer,
+    H2cUpgraded,
     Http1MessageObserved,
     ProxyEvent,
     RelayStarted,
@@ -368,8 +369,10 @@ class Http1Relay:
             headers = tuple(pseudo + [(n.lower(), v) for n, v in request.headers
                                       if n.lower() != "host"])
             t = time.time()
+            upgraded = H2cUpgraded(conn_id=self.conn.id, t=t, http2_settings=settings,
+                                   request_headers=headers)
             events = observer.upgrade_h2c(http2_settings=settings, request_headers=headers, t=t)
-            await self.conn.publish_chunk(Direction.S2C, b"", t, events, "h2c")
+            await self.conn.publish_chunk(Direction.S2C, b"", t, [upgraded, *events], "h2c")
         await self.conn.emit(RelayStarted(conn_id=self.conn.id, t=time.time(), protocol=protocol,
                                           target=self.server_target or "?"))
         await relay(self.conn, self.client, self.server, protocol=protocol, observer=observer)

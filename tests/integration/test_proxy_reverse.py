@@ -102,3 +102,31 @@ def test_h2c_upgrade_switches_the_relay_to_frames(
     errors = [f for e in proxy.events(FrameObserved) for f in e.findings
               if f.severity.name == "ERROR"]
     assert errors == []
+
+
+def test_h2c_upgrade_is_recorded_so_the_capture_replays_it(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.replay import replay_observer
+    from proxy.capture.writer import CaptureWriter
+
+    origin = ServerThread(upgrade=True)
+    capture = tmp_path / "h2c.cap"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"], sinks=(recorder,))
+        result = procs.run([procs.require("curl"), "-sS", "--http2",
+                            f"http://127.0.0.1:{proxy.port('reverse')}/up"])
+        proxy.wait_closed()
+        proxy.close()
+    finally:
+        origin.close()
+        recorder.close()
+    assert result.returncode == 0, result.stderr
+    replayed = [ev for _, ev in replay_observer(capture) if isinstance(ev, FrameObserved)]
+    live = proxy.events(FrameObserved)
+    assert [(e.direction, e.frame.raw) for e in replayed] == \
+        [(e.direction, e.frame.raw) for e in live]
+    response = next(e for e in replayed if e.block is not None and e.frame.stream_id == 1)
+    assert dict(response.block.headers)[":status"] == "200"
+    assert not [f for e in replayed for f in e.findings if f.severity.name == "ERROR"]
