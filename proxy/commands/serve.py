@@ -1,0 +1,139 @@
+"""``h2scope serve``: a mock HTTP/2 server answering with a capture's recorded responses.
+
+For reproducing a client's bug without the real server: each request is
+matched to a recorded one (method, authority, path by default; ``--match``)
+and answered with the recorded frame sequence. TLS uses a leaf from the
+h2scope CA (trust it as for the proxy: ``h2scope ca path``); ``--h2c`` serves
+cleartext HTTP/2 with prior knowledge. See docs/replay.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  h2scope serve session.h2scope -p 8443
+  curl --http2 --cacert ~/.h2scope/h2scope-ca.pem https://localhost:8443/index.html
+  h2scope serve session.h2scope --h2c -p 8080 --match method,path
+  nghttp -v http://127.0.0.1:8080/index.html
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve", parents=[common], help="serve a capture's recorded responses (a mock server)",
+        description="A mock HTTP/2 server: requests are matched to recorded ones and answered "
+        "with the recorded frames (headers, DATA chunks, trailers, pushes, resets).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
+    p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on (default 127.0.0.1)")
+    p.add_argument("-p", "--port", type=int, default=8443,
+                   help="port to listen on (default 8443; 0 picks a free port)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--tls", dest="tls", action="store_true", default=True,
+                     help="HTTP/2 over TLS with a certificate from the h2scope CA (default)")
+    how.add_argument("--h2c", dest="tls", action="store_false",
+                     help="cleartext HTTP/2 with prior knowledge")
+    p.add_argument("--match", default="method,authority,path", metavar="FIELDS",
+                   help="what identifies a request: a comma-separated subset of method, "
+                   "authority, path (default: all three; authority ignores the port)")
+    p.add_argument("--conn", type=int, metavar="ID", help="serve only connection ID's responses")
+    p.add_argument("--cert-host", metavar="NAME",
+                   help="the certificate's main name (default: the first recorded authority); "
+                   "every recorded host, localhost and the listen address are added")
+    p.add_argument("--sslkeylogfile", type=Path, metavar="FILE",
+                   help="append NSS key-log lines for each TLS session (default: "
+                   "$SSLKEYLOGFILE)")
+    p.set_defaults(func=run)
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.capture.reader import CaptureFormatError
+    from proxy.cli import EXIT_FAILURE, UsageError, resolve_confdir
+    from proxy.replay.responses import ResponseBook, load_responses
+
+    fields = [f.strip() for f in args.match.split(",") if f.strip()]
+    if not args.file.exists():
+        raise UsageError(f"no such capture file: {args.file}")
+    try:
+        responses = load_responses(args.file, conn=args.conn)
+        book = ResponseBook(responses, fields)
+    except CaptureFormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not responses:
+        raise UsageError(f"{args.file}: no recorded HTTP/2 responses to serve"
+                         + (f" on connection {args.conn}" if args.conn is not None else ""))
+    for r in responses:
+        if r.truncated:
+            print(f"h2scope serve: note: {r.method} {r.path} (connection {r.conn_id}, stream "
+                  f"{r.stream_id}): its DATA was truncated when recorded; zeros are sent in "
+                  "place of the missing bytes", file=sys.stderr)
+    ctx = ca = None
+    if args.tls:
+        ctx, ca = _tls_context(args, resolve_confdir(args), [r.authority for r in responses])
+    try:
+        return asyncio.run(_serve(args, book, ctx, ca, len(responses)))
+    except OSError as exc:
+        print(f"h2scope serve: cannot listen on {args.listen_host}:{args.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _tls_context(args: argparse.Namespace, confdir: Path,
+                 authorities: list[str]) -> tuple[Any, Path]:
+    from certs.store import CertStore
+    from proxy.cli import UsageError
+    from proxy.replay.responses import host_of
+
+    hosts = [host_of(a).strip("[]") for a in authorities if a]
+    main = args.cert_host or (hosts[0] if hosts else "localhost")
+    extra = sorted({*hosts, "localhost", "127.0.0.1", args.listen_host} - {main})
+    try:
+        store = CertStore(confdir)
+        ctx = store.server_context(main, ["h2", "http/1.1"], extra)
+    except ValueError as exc:
+        raise UsageError(f"cannot make a certificate for {main}: {exc}") from None
+    keylog = args.sslkeylogfile or (Path(os.environ["SSLKEYLOGFILE"])
+                                    if os.environ.get("SSLKEYLOGFILE") else None)
+    if keylog is not None:
+        ctx.keylog_filename = str(keylog)
+    return ctx, store.ca_cert_path
+
+
+async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
+                 count: int) -> int:
+    from proxy.replay.mock_server import start_mock_server
+
+    server = await start_mock_server(book, args.listen_host, args.port, ctx, _log)
+    host, port = server.sockets[0].getsockname()[:2]
+    scheme = "https" if ctx is not None else "http"
+    shown = f"[{host}]" if ":" in host else host
+    print(f"h2scope serve: listening on {scheme}://{shown}:{port}/ ({count} recorded "
+          f"responses from {args.file}; matching on {','.join(book.fields)})",
+          file=sys.stderr, flush=True)
+    if ca is not None:
+        print(f"h2scope serve: CA certificate: {ca} (curl --http2 --cacert {ca} "
+              f"{scheme}://localhost:{port}/)", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    return 0

@@ -1,0 +1,219 @@
+"""The mock server behind ``h2scope serve``: recorded responses, frame by frame.
+
+A python-hyper ``h2`` server endpoint per connection (h2 over TLS with a leaf
+from the h2scope CA, or h2c with prior knowledge). When a request's stream
+ends, its recorded response (:class:`~proxy.replay.responses.ResponseBook`)
+is played back action by action: response HEADERS, each DATA frame as it was
+chunked (and padded) when recorded, as the client's flow-control windows
+allow, trailers, PUSH_PROMISE with the pushed response — only if the client
+allows pushes (RFC 9113 §8.4: SETTINGS_ENABLE_PUSH) — and RST_STREAM. A
+request nothing matches gets a 404 whose body names the closest recorded
+paths.
+
+Timing is not reproduced: the mock answers as fast as the windows allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+
+from proxy.replay.responses import Action, Headers, ResponseBook
+
+READ_SIZE = 1 << 16
+HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
+                 b"connection: close\r\ncontent-length: 47\r\n\r\n"
+                 b"h2scope serve answers HTTP/2 only (ALPN h2).\r\n\r\n")
+
+
+def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -> bytes:
+    lines = [f"h2scope serve: no recorded response for {method} {path} (authority "
+             f"{authority or '-'}; matching on {','.join(book.fields)})"]
+    closest = book.closest_paths(path)
+    if closest:
+        lines.append("closest recorded paths:")
+        lines.extend(f"  {p}" for p in closest)
+    else:
+        lines.append("the capture has no recorded responses")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class MockConnection:
+    """One client connection to the mock server."""
+
+    def __init__(self, book: ResponseBook, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, log: Callable[[str], None]) -> None:
+        self.book = book
+        self.reader = reader
+        self.writer = writer
+        self.log = log
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False))
+        self.requests: dict[int, Headers] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.window = asyncio.Event()
+        self.closed = False
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def run(self) -> None:
+        self.conn.initiate_connection()
+        self.flush()
+        try:
+            while not self.closed:
+                data = await self.reader.read(READ_SIZE)
+                if not data:
+                    break
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:
+                    self.log(f"protocol error from the client: {exc}")
+                    self.flush()
+                    break
+                for ev in events:
+                    self._handle(ev)
+                self.flush()
+                await self.writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            self.closed = True
+            self.window.set()
+            for task in list(self.tasks.values()):
+                task.cancel()
+            for task in list(self.tasks.values()):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+    def _handle(self, ev: h2.events.Event) -> None:
+        if isinstance(ev, h2.events.RequestReceived):
+            self.requests[ev.stream_id] = tuple((str(n), str(v)) for n, v in ev.headers or ())
+            if ev.stream_ended is not None:
+                self._respond(ev.stream_id)
+        elif isinstance(ev, h2.events.DataReceived):
+            if ev.flow_controlled_length:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                        ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            if ev.stream_id in self.requests and ev.stream_id not in self.tasks:
+                self._respond(ev.stream_id)
+        elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self.window.set()
+        elif isinstance(ev, h2.events.StreamReset):
+            task = self.tasks.pop(ev.stream_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.closed = True
+
+    def _respond(self, sid: int) -> None:
+        req = dict(self.requests.get(sid, ()))
+        method, path = req.get(":method", ""), req.get(":path", "")
+        authority = req.get(":authority", req.get("host", ""))
+        found = self.book.find(method, authority, path)
+        if found is None:
+            body = not_found_body(self.book, method, authority, path)
+            self.log(f"{method} {authority}{path} → 404 (no recorded response)")
+            actions: tuple[Action, ...] = (
+                Action(kind="headers", headers=((":status", "404"),
+                                                ("content-type", "text/plain; charset=utf-8"),
+                                                ("content-length", str(len(body))))),
+                Action(kind="data", data=body, end_stream=True))
+        else:
+            self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
+                     f"{found.conn_id}, stream {found.stream_id})")
+            actions = found.actions
+        self._start(sid, actions)
+
+    def _start(self, sid: int, actions: tuple[Action, ...]) -> None:
+        task = asyncio.get_running_loop().create_task(self._play(sid, actions))
+        self.tasks[sid] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(sid, None))
+
+    async def _play(self, sid: int, actions: tuple[Action, ...]) -> None:
+        conn = self.conn
+        try:
+            for action in actions:
+                if action.kind == "headers":
+                    conn.send_headers(sid, list(action.headers), end_stream=action.end_stream)
+                elif action.kind == "data":
+                    await self._send_data(sid, action)
+                elif action.kind == "push":
+                    if not conn.remote_settings.enable_push:
+                        self.log(f"  push of {dict(action.headers).get(':path')} skipped: the "
+                                 "client disabled server push")
+                        continue
+                    promised = conn.get_next_available_stream_id()
+                    conn.push_stream(sid, promised, list(action.headers))
+                    self.flush()
+                    self._start(promised, action.pushed)
+                elif action.kind == "reset":
+                    conn.reset_stream(sid, action.error_code)
+                self.flush()
+                await self.writer.drain()
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as exc:
+            self.log(f"  stream {sid}: the rest of the recorded response was not sent ({exc})")
+            self.flush()
+        except (OSError, ssl.SSLError):
+            pass
+
+    async def _send_data(self, sid: int, action: Action) -> None:
+        conn = self.conn
+        data = action.data
+        pad = action.pad
+        while True:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            room -= (pad + 1) if pad else 0
+            if data and room <= 0:
+                if self.closed:
+                    return
+                self.window.clear()
+                await self.window.wait()
+                continue
+            chunk = data[:max(room, 0)]
+            last = len(chunk) == len(data)
+            conn.send_data(sid, chunk, end_stream=action.end_stream and last, pad_length=pad)
+            self.flush()
+            data = data[len(chunk):]
+            if last:
+                return
+
+
+async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter, log: Callable[[str], None]) -> None:
+    sslobj: Any = writer.get_extra_info("ssl_object")
+    if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
+        # The client cannot speak h2 here: say so in HTTP/1.1 and hang up.
+        with contextlib.suppress(OSError, ssl.SSLError):
+            writer.write(HTTP1_REFUSAL)
+            await writer.drain()
+        writer.close()
+        return
+    await MockConnection(book, reader, writer, log).run()
+
+
+async def start_mock_server(book: ResponseBook, host: str, port: int,
+                            ssl_context: ssl.SSLContext | None,
+                            log: Callable[[str], None]) -> asyncio.Server:
+    """Listen on ``host:port`` (0: a free port); raises :class:`OSError`."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_connection(book, reader, writer, log)
+
+    return await asyncio.start_server(handle, host, port, ssl=ssl_context, limit=READ_SIZE)

@@ -1,0 +1,194 @@
+"""Recorded responses for the mock server: what each server stream sent, in order.
+
+:func:`load_responses` re-runs the observer over a capture (DESIGN.md
+principle 6) and keeps, per client stream that carried a request, the
+server's frame sequence as :class:`Action` s — response HEADERS (1xx
+included), DATA in its recorded chunks and padding, trailers, PUSH_PROMISE
+(with the pushed stream's own actions), RST_STREAM. :class:`ResponseBook`
+finds the recorded response for an incoming request by the configured fields
+(method, authority, path) and names the closest recorded paths when none
+matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from proxy.capture.exchanges import stored_data
+from proxy.capture.replay import replay
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from proxy.observe.frames import DataFrame, HeadersFrame, PushPromiseFrame, RstStreamFrame
+
+Headers = tuple[tuple[str, str], ...]
+MATCH_FIELDS = ("method", "authority", "path")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    """One thing the recorded server did on a stream."""
+
+    kind: str
+    """``headers``, ``data``, ``push`` or ``reset``."""
+    headers: Headers = ()
+    """headers: the block; push: the promised request."""
+    data: bytes = b""
+    end_stream: bool = False
+    pad: int | None = None
+    error_code: int = 0
+    pushed: tuple[Action, ...] = ()
+    """push: the pushed stream's own actions."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedResponse:
+    conn_id: int
+    stream_id: int
+    method: str
+    authority: str
+    path: str
+    actions: tuple[Action, ...]
+    truncated: bool = False
+    """Some DATA was cut when recorded: the mock sends zeros in its place."""
+
+    @property
+    def status(self) -> str:
+        for a in self.actions:
+            if a.kind == "headers":
+                status = dict(a.headers).get(":status", "")
+                if not status.startswith("1"):
+                    return status
+        return "-"
+
+
+@dataclass(slots=True)
+class _Stream:
+    request: Headers | None = None
+    actions: list[Action] = field(default_factory=list)
+    truncated: bool = False
+    headers_end: bool = False
+    """END_STREAM of the last HEADERS frame (its block may end in a CONTINUATION)."""
+
+
+def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
+                   ) -> list[RecordedResponse]:
+    """Every recorded request/response of the capture (or of connection ``conn``)."""
+    streams: dict[tuple[int, int], _Stream] = {}
+    pushes: list[tuple[tuple[int, int], int, int]] = []
+    """(parent key, index of the push action, promised stream id)."""
+    order: list[tuple[int, int]] = []
+
+    def get(key: tuple[int, int]) -> _Stream:
+        s = streams.get(key)
+        if s is None:
+            s = streams[key] = _Stream()
+            order.append(key)
+        return s
+
+    for item in replay(path):
+        rec = item.record
+        c = rec.conn_id
+        if conn is not None and c != conn:
+            continue
+        for ev in item.events:
+            if not isinstance(ev, FrameObserved) or ev.frame.stream_id == 0:
+                continue
+            f = ev.frame
+            if f.malformed is not None:
+                continue
+            s = get((c, f.stream_id))
+            if ev.direction is Direction.C2S:
+                if ev.block is not None and s.request is None:
+                    s.request = ev.block.headers
+                continue
+            if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
+                if ev.block is not None and ev.block_stream_id is not None:
+                    get((c, ev.block_stream_id)).request = ev.block.headers
+                    pushes.append(((c, f.stream_id), len(s.actions), ev.block_stream_id))
+                    s.actions.append(Action(kind="push", headers=ev.block.headers))
+            elif isinstance(f, DataFrame):
+                data = stored_data(rec, f)
+                if len(data) < f.data_length:
+                    data += bytes(f.data_length - len(data))
+                    s.truncated = True
+                s.actions.append(Action(kind="data", data=data, end_stream=f.end_stream,
+                                        pad=f.pad_length))
+            elif isinstance(f, HeadersFrame) or ev.block is not None:
+                if isinstance(f, HeadersFrame):
+                    s.headers_end = f.end_stream  # a CONTINUATION may complete the block
+                if ev.block is not None:
+                    s.actions.append(Action(kind="headers", headers=ev.block.headers,
+                                            end_stream=s.headers_end))
+            elif isinstance(f, RstStreamFrame):
+                s.actions.append(Action(kind="reset", error_code=f.error_code))
+    # Attach each pushed stream's actions to its PUSH_PROMISE, innermost first.
+    for parent, index, promised in reversed(pushes):
+        p = streams[parent]
+        pushed = streams.get((parent[0], promised), _Stream())
+        old = p.actions[index]
+        p.actions[index] = Action(kind="push", headers=old.headers, pushed=tuple(pushed.actions))
+    pushed_keys = {(parent[0], promised) for parent, _, promised in pushes}
+    out = []
+    for key in order:
+        s = streams[key]
+        if key in pushed_keys or s.request is None or not s.actions:
+            continue
+        req = dict(s.request)
+        out.append(RecordedResponse(conn_id=key[0], stream_id=key[1],
+                                    method=req.get(":method", ""),
+                                    authority=req.get(":authority", req.get("host", "")),
+                                    path=req.get(":path", ""), actions=tuple(s.actions),
+                                    truncated=s.truncated))
+    return out
+
+
+def host_of(authority: str) -> str:
+    if authority.startswith("["):
+        return authority.split("]")[0] + "]"
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+class ResponseBook:
+    """Finds the recorded response for a request.
+
+    ``fields`` is a subset of :data:`MATCH_FIELDS`. The authority matches when
+    equal, or when the hosts are equal (the mock listens on another port than
+    the original server). Several recorded responses for the same request are
+    served in recorded order, the last one again once all were used.
+    """
+
+    def __init__(self, responses: Sequence[RecordedResponse],
+                 fields: Sequence[str] = MATCH_FIELDS) -> None:
+        unknown = set(fields) - set(MATCH_FIELDS)
+        if unknown or not fields:
+            raise ValueError(f"--match takes a comma-separated subset of "
+                             f"{','.join(MATCH_FIELDS)}, not {','.join(fields) or 'nothing'}")
+        self.responses = list(responses)
+        self.fields = tuple(fields)
+        self._used: dict[tuple[str, ...], int] = {}
+
+    def _matches(self, r: RecordedResponse, method: str, authority: str, path: str) -> bool:
+        if "method" in self.fields and r.method != method:
+            return False
+        if "path" in self.fields and r.path != path:
+            return False
+        return "authority" not in self.fields or r.authority == authority \
+            or host_of(r.authority) == host_of(authority)
+
+    def find(self, method: str, authority: str, path: str) -> RecordedResponse | None:
+        found = [r for r in self.responses if self._matches(r, method, authority, path)]
+        if not found:
+            return None
+        key = (method if "method" in self.fields else "",
+               host_of(authority) if "authority" in self.fields else "",
+               path if "path" in self.fields else "")
+        n = self._used.get(key, 0)
+        self._used[key] = n + 1
+        return found[min(n, len(found) - 1)]
+
+    def closest_paths(self, path: str, n: int = 5) -> list[str]:
+        paths = list(dict.fromkeys(r.path for r in self.responses))
+        return difflib.get_close_matches(path, paths, n=n, cutoff=0.0)
