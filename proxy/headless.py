@@ -34,14 +34,7 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
-from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
-from proxy.observe.events import (
-    ConnectionFindingRaised,
-    Desynced,
-    FrameObserved,
-    PrefaceObserved,
-    StreamStateChanged,
-)
+from proxy.textlog import event_lines
 
 log = logging.getLogger("h2scope.headless")
 
@@ -105,27 +98,8 @@ class HeadlessPrinter:
             if text:
                 lines.append(f"{self._prefix(conn_id, ev.t, '*')} {text}")
             return
-        arrow = ev.direction.arrow
-        if isinstance(ev, FrameObserved):
-            if not self.quiet:
-                f = ev.frame
-                lines.append(f"{self._prefix(conn_id, ev.t, arrow)} {f.stream_id:>5} "
-                             f"{f.type_name} {flags_text(f) or '[]'} len={f.length}  "
-                             f"{frame_summary(ev)}".rstrip())
-                if ev.block is not None:
-                    lines.extend(block_lines(ev.block, annotate=self.annotate,
-                                             indent=" " * 22))
-            for finding in ev.findings:
-                lines.append(f"{self._prefix(conn_id, ev.t, arrow)} ! {finding}")
-            return
-        if isinstance(ev, (Desynced, ConnectionFindingRaised)):
-            lines.append(f"{self._prefix(conn_id, ev.t, arrow)} ! {event_line(ev)}")
-            return
-        if self.quiet or isinstance(ev, (StreamStateChanged, PrefaceObserved)):
-            return
-        text = event_line(ev)
-        if text:
-            lines.append(f"{self._prefix(conn_id, ev.t, arrow)} {text}")
+        rel = ev.t - (self.start or ev.t)
+        lines.extend(event_lines(conn_id, ev, rel, annotate=self.annotate, quiet=self.quiet))
 
 
 def connection_line(ev: ConnectionEvent) -> str | None:

@@ -14,55 +14,14 @@ from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
-from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
 from proxy.observe.events import (
-    ConnectionFindingRaised,
-    Desynced,
     Event,
     FrameObserved,
-    PrefaceObserved,
-    StreamStateChanged,
 )
 from proxy.observe.jsonview import frame_dict
+from proxy.textlog import event_lines, frame_line, prefix
 
-
-def prefix(conn_id: int, rel: float, arrow: str) -> str:
-    """The columns every line starts with: seconds since the first event, the
-    connection and a direction arrow (``*`` for connection lines). The same as
-    the headless printer's."""
-    return f"{rel:9.3f} #{conn_id:<3} {arrow}"
-
-
-def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool = False) -> str:
-    """One frame, as the headless printer shows it::
-
-        0.004 #1   →     1 HEADERS [END_STREAM,END_HEADERS] len=31  GET example.test/
-    """
-    f = ev.frame
-    line = (f"{prefix(conn_id, rel, ev.direction.arrow)} {f.stream_id:>5} {f.type_name} "
-            f"{flags_text(f) or '[]'} len={f.length}  {frame_summary(ev)}").rstrip()
-    if truncated:
-        line += "  (payload truncated when recorded)"
-    return line
-
-
-def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
-                truncated: bool = False) -> list[str]:
-    """The log lines for one observer event (none for unremarkable ones)."""
-    if isinstance(ev, FrameObserved):
-        lines = [frame_line(conn_id, ev, rel, truncated=truncated)]
-        if headers and ev.block is not None:
-            lines.extend(block_lines(ev.block, indent=" " * 22))
-        head = prefix(conn_id, rel, ev.direction.arrow)
-        lines.extend(f"{head} ! {finding}" for finding in ev.findings)
-        return lines
-    if isinstance(ev, (StreamStateChanged, PrefaceObserved)):
-        return []
-    text = event_line(ev)
-    if not text:
-        return []
-    bang = "! " if isinstance(ev, (Desynced, ConnectionFindingRaised)) else ""
-    return [f"{prefix(conn_id, rel, ev.direction.arrow)} {bang}{text}"]
+__all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
 
 
 def _selected(item: Replayed, conn: int | None) -> bool:

@@ -25,6 +25,15 @@ import h2.settings
 SMALL_WINDOW = 32_768
 
 
+def _text_headers(headers: object) -> dict[str, str]:
+    """h2's header list as text (it is text already with ``header_encoding``)."""
+    out: dict[str, str] = {}
+    for k, v in headers or []:  # type: ignore[attr-defined]
+        out[k.decode() if isinstance(k, bytes) else str(k)] = \
+            v.decode() if isinstance(v, bytes) else str(v)
+    return out
+
+
 class DemoClientError(Exception):
     """The demo traffic could not be made; the message says at which step."""
 
@@ -112,7 +121,7 @@ class DemoClient:
             sid = getattr(ev, "stream_id", None) or 0
             s = streams.get(sid)
             if isinstance(ev, h2.events.ResponseReceived) and s is not None:
-                s.status = dict(ev.headers or []).get(":status")
+                s.status = _text_headers(ev.headers).get(":status")
             elif isinstance(ev, h2.events.DataReceived) and s is not None:
                 s.body.extend(ev.data or b"")
                 n = ev.flow_controlled_length or 0
@@ -123,7 +132,7 @@ class DemoClient:
             elif isinstance(ev, h2.events.TrailersReceived) and s is not None:
                 s.trailers = [(str(k), str(v)) for k, v in ev.headers or []]
             elif isinstance(ev, h2.events.PushedStreamReceived):
-                path = dict(ev.headers or []).get(":path", "?")
+                path = _text_headers(ev.headers).get(":path", "?")
                 pushed.append(str(path))
                 streams[ev.pushed_stream_id or 0] = _Stream(str(path))
             elif isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset) and s is not None:
