@@ -1,0 +1,171 @@
+"""``h2scope replay`` against real servers, with captures recorded through the real proxy.
+
+nghttp fetches two resources through the proxy (reverse mode) from nghttpd;
+the proxy's CaptureRecorder writes the capture. Replaying it against the same
+nghttpd must reproduce every stream (exit 0) in both modes; against another
+server (the python-hyper h2 origin, which answers ``hello <path>``) the
+replay exits 3 and says what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture(scope="module")
+def nghttpd_tls(docroot: Path, origin_cert: CertFiles) -> Iterator[int]:
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as port:
+        yield port
+
+
+def fetch_through(proxy: ProxyThread) -> None:
+    """nghttp fetches /index.html and /big.bin (one connection) through the proxy."""
+    url = f"https://127.0.0.1:{proxy.port('reverse')}"
+    result = procs.run([procs.require("nghttp"), "-n", f"{url}/index.html", f"{url}/big.bin"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    proxy.wait_closed()
+
+
+def record(make_proxy: Callable[..., ProxyThread], origin_port: int, path: Path,
+           *, max_data_bytes: int | None = None) -> Path:
+    """Record :func:`fetch_through` to ``path`` with the proxy's CaptureRecorder."""
+    recorder = CaptureRecorder(CaptureWriter(path, max_data_bytes=max_data_bytes))
+    try:
+        proxy = make_proxy(modes=[f"reverse:https://127.0.0.1:{origin_port}"],
+                           sinks=(recorder,))
+        fetch_through(proxy)
+        proxy.close()
+    finally:
+        recorder.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory, confdir: Path, origin_cert: CertFiles,
+            nghttpd_tls: int) -> Iterator[Path]:
+    from tests.helpers.options import Options
+
+    path = tmp_path_factory.mktemp("replay") / "nghttp.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(path))
+    proxy = ProxyThread(Options(confdir=confdir, upstream_ca=origin_cert.cert,
+                                modes=[f"reverse:https://127.0.0.1:{nghttpd_tls}"]),
+                        [recorder])
+    try:
+        fetch_through(proxy)
+    finally:
+        proxy.close()
+        recorder.close()
+    yield path
+
+
+def replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["replay", *args, "--speed", "0", "--timeout", "5"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("mode", ["verbatim", "reencode"])
+def test_replay_against_the_same_server_matches_every_stream_and_exits_0(
+        capture: Path, nghttpd_tls: int, origin_cert: CertFiles, mode: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = replay(capsys, str(capture), "--target",
+                            f"https://127.0.0.1:{nghttpd_tls}", "--upstream-ca",
+                            str(origin_cert.cert), "--mode", mode)
+    assert code == 0, out + err
+    assert "2 streams compared: all match" in out
+    assert "same     stream 13 (GET /index.html): 200, 45 bytes" in out
+    assert "(GET /big.bin): 200, 1048576 bytes" in out
+
+
+def test_replay_of_a_recording_made_through_the_proxy_records_itself(
+        capture: Path, nghttpd_tls: int, origin_cert: CertFiles, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.capture.replay import replay as replay_capture
+    from proxy.replay.compare import outcomes
+
+    out_file = tmp_path / "replayed.h2scope"
+    code, out, err = replay(capsys, str(capture), "--target",
+                            f"https://127.0.0.1:{nghttpd_tls}", "--upstream-ca",
+                            str(origin_cert.cert), "--record", str(out_file), "-v")
+    assert code == 0, out + err
+    assert (out_file.stat().st_mode & 0o777) == 0o600
+    # -v prints both directions like the headless proxy: the server's DATA too.
+    assert "← " in out and "DATA" in out
+    streams = outcomes(list(replay_capture(out_file)))
+    assert [(s.path, s.status) for s in streams if s.method] == \
+        [("/index.html", "200"), ("/big.bin", "200")]
+
+
+def test_replay_verifies_the_server_certificate_unless_insecure(
+        capture: Path, nghttpd_tls: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = replay(capsys, str(capture), "--target",
+                            f"https://127.0.0.1:{nghttpd_tls}")
+    assert code == 1
+    assert "certificate did not verify" in err and "--insecure" in err
+    code, out, err = replay(capsys, str(capture), "--target",
+                            f"https://127.0.0.1:{nghttpd_tls}", "--insecure")
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize("mode", ["verbatim", "reencode"])
+def test_replay_against_a_server_that_answers_differently_exits_3_with_a_readable_diff(
+        capture: Path, origin_cert: CertFiles, mode: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    other = ServerThread(origin_cert.cert, origin_cert.key)
+    try:
+        code, out, err = replay(capsys, str(capture), "--target",
+                                f"https://127.0.0.1:{other.port}", "--upstream-ca",
+                                str(origin_cert.cert), "--mode", mode)
+    finally:
+        other.close()
+    assert code == 3, out + err
+    assert "DIFFERS  stream 13 (GET /index.html):" in out
+    # The h2 origin answers "hello /index.html\n" (18 bytes) instead of the file.
+    assert "body: 45 bytes, sha256 " in out and "→ 18 bytes, sha256 " in out
+    assert "response header names: missing " in out  # nghttpd's server, last-modified...
+    assert "2 streams compared: 2 differ" in out
+
+
+def test_replay_of_a_capture_with_truncated_data_says_what_it_cannot_reproduce(
+        make_proxy: Callable[..., ProxyThread], nghttpd_tls: int, origin_cert: CertFiles,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = record(make_proxy, nghttpd_tls, tmp_path / "cut.h2scope", max_data_bytes=100)
+    code, out, err = replay(capsys, str(path), "--target", f"https://127.0.0.1:{nghttpd_tls}",
+                            "--upstream-ca", str(origin_cert.cert))
+    # Lengths still compare (the frame headers say them); SHA-256 cannot.
+    assert code == 0, out + err
+    assert "(GET /big.bin): the recorded response body was truncated" in out
+    assert "only its length (1048576 bytes) is compared" in out
+    assert "1048576 bytes, sha256 not recorded in full" in out
+
+
+def test_replay_against_h2c_with_prior_knowledge(capture: Path, docroot: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with procs.nghttpd(docroot) as port:
+        code, out, err = replay(capsys, str(capture), "--target", f"http://127.0.0.1:{port}",
+                                "--mode", "reencode", "--authority", f"127.0.0.1:{port}")
+    assert code == 0, out + err
+    assert "all match" in out
+
+
+def test_replay_usage_errors_exit_2(capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(capture), "--target", "ftp://x"]) == 2
+    assert "http:// or https://" in capsys.readouterr().err
+    assert main(["replay", str(capture), "--target", "https://x", "--authority", "y"]) == 2
+    assert "--mode reencode" in capsys.readouterr().err
+    assert main(["replay", str(capture), "--target", "https://x", "--conn", "99"]) == 2
+    assert "no HTTP/2 connection 99" in capsys.readouterr().err
