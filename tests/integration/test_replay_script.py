@@ -1,0 +1,119 @@
+"""An edited frame script replays with the edits visible on the server side.
+
+curl fetches a page through the proxy from nghttpd (recorded); ``h2scope
+export --format script`` turns the connection into YAML; the test changes a
+header value and adds a frame (a second request on a new stream), replays
+the script against ``nghttpd -v`` — which logs every header it receives — and
+finds both edits in nghttpd's log.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from tests.helpers import procs
+from tests.helpers.proxy_thread import ProxyThread
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture
+def verbose_nghttpd(docroot: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """``nghttpd -v`` (h2c) logging received frames to a file."""
+    exe = procs.require("nghttpd")
+    log = tmp_path / "nghttpd.log"
+    port = procs.free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "-v", "--no-tls", "-d", str(docroot),
+                                 "--address=127.0.0.1", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            procs.wait_for_port(port, proc)
+            yield port, log
+        finally:
+            proc.kill()
+            proc.wait(5)
+
+
+def script_of_a_curl_fetch(make_proxy: Callable[..., ProxyThread], docroot: Path,
+                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    capture = tmp_path / "curl.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    with procs.nghttpd(docroot) as origin:
+        try:
+            proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin}"], sinks=(recorder,))
+            result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                                "-H", "x-edit-me: original",
+                                f"http://127.0.0.1:{proxy.port('reverse')}/index.html"])
+            assert result.returncode == 0, result.stderr
+            proxy.wait_closed()
+            proxy.close()
+        finally:
+            recorder.close()
+    script = tmp_path / "conn.yaml"
+    assert main(["export", str(capture), "--format", "script", "-o", str(script)]) == 0
+    capsys.readouterr()
+    return script
+
+
+def wait_for_text(path: Path, *needles: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace")
+        if all(n in text for n in needles):
+            return text
+        time.sleep(0.05)
+    return text
+
+
+@pytest.mark.parametrize("mode", ["verbatim", "reencode"])
+def test_an_edited_script_replays_with_the_changed_header_and_the_added_frame(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, tmp_path: Path,
+        verbose_nghttpd: tuple[int, Path], capsys: pytest.CaptureFixture[str],
+        mode: str) -> None:
+    script = script_of_a_curl_fetch(make_proxy, docroot, tmp_path, capsys)
+    doc = yaml.safe_load(script.read_text())
+    frames = doc["frames"]
+    request = next(f for f in frames if f["type"] == "HEADERS")
+    assert ["x-edit-me", "original"] in request["headers"]
+    request["headers"] = [[n, "edited by the test" if n == "x-edit-me" else v]
+                          for n, v in request["headers"]]
+    added = {"delay": 0.0, "type": "HEADERS", "stream": request["stream"] + 2,
+             "flags": ["END_STREAM", "END_HEADERS"],
+             "headers": [[":method", "GET"], [":scheme", "http"],
+                         [":authority", "127.0.0.1"], [":path", "/added-by-the-test"]]}
+    frames.insert(frames.index(request) + 1, added)
+    script.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    port, log = verbose_nghttpd
+    capsys.readouterr()
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}", "--mode", mode,
+                 "--speed", "0", "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    text = wait_for_text(log, "x-edit-me: edited by the test", ":path: /added-by-the-test")
+    assert "x-edit-me: edited by the test" in text, text
+    assert "x-edit-me: original" not in text
+    assert ":path: /added-by-the-test" in text, text
+    # Without an original to compare with, the replay lists what came back.
+    assert "(GET /index.html): 200" in out
+    assert "(GET /added-by-the-test): 404" in out
+
+
+def test_a_script_with_an_unknown_frame_type_is_a_usage_error_naming_the_entry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "bad.yaml"
+    script.write_text("h2scope_script: 1\npreface: true\nframes:\n"
+                      "- {type: SETTINGS, settings: []}\n- {type: HEADRES, stream: 1}\n")
+    assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
+    assert "frames[1].type: unknown frame type 'HEADRES'" in capsys.readouterr().err
