@@ -1,0 +1,149 @@
+"""``h2scope serve`` answers real clients with what was recorded.
+
+nghttp fetches /index.html through the proxy from ``nghttpd -p`` (which
+pushes /style.css with it); the proxy records. ``h2scope serve`` (a real
+subprocess) then serves that capture: curl and nghttp get the recorded
+bodies and headers, nghttp the pushed stylesheet too; an unknown path gets a
+404 naming the closest recorded paths.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.replay.responses import load_responses
+from tests.helpers import procs
+from tests.helpers.options import Options
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles
+
+pytestmark = pytest.mark.peer
+
+STYLE = b"body { color: #123456 }\n"
+
+
+@pytest.fixture(scope="module")
+def pushed_capture(tmp_path_factory: pytest.TempPathFactory, docroot: Path, confdir: Path,
+                   origin_cert: CertFiles) -> Path:
+    (docroot / "style.css").write_bytes(STYLE)
+    path = tmp_path_factory.mktemp("serve") / "push.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(path))
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["-p/index.html=/style.css"]) as origin:
+        proxy = ProxyThread(Options(confdir=confdir, upstream_ca=origin_cert.cert,
+                                    modes=[f"reverse:https://127.0.0.1:{origin}"]), [recorder])
+        try:
+            url = f"https://127.0.0.1:{proxy.port('reverse')}"
+            result = procs.run([procs.require("nghttp"), "-n", f"{url}/index.html",
+                                f"{url}/big.bin"])
+            assert result.returncode == 0, result.stdout + result.stderr
+            proxy.wait_closed()
+        finally:
+            proxy.close()
+            recorder.close()
+    return path
+
+
+@pytest.fixture
+def serve(confdir: Path) -> Iterator[Callable[..., str]]:
+    """Start ``h2scope serve ARGS`` on a free port; yields a function returning the URL."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-p", "0",
+                                 "--confdir", str(confdir), *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started.append(proc)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 15
+        seen = b""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen += line
+            m = re.search(rb"listening on (\S+?)/ ", line)
+            if m:
+                url = m.group(1).decode()
+                procs.wait_for_port(int(url.rsplit(":", 1)[1]), None)
+                return url
+            if not line and proc.poll() is not None:
+                break
+        raise AssertionError(f"h2scope serve did not start: {seen.decode(errors='replace')}")
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait(5)
+            if proc.stderr:
+                proc.stderr.close()
+
+
+def recorded(capture: Path, path: str) -> tuple[dict[str, str], bytes]:
+    """The recorded response headers (first block) and body for ``path``."""
+    r = next(r for r in load_responses(capture) if r.path == path)
+    headers = next(dict(a.headers) for a in r.actions if a.kind == "headers")
+    body = b"".join(a.data for a in r.actions if a.kind == "data")
+    return headers, body
+
+
+def test_curl_gets_the_recorded_body_and_headers_over_tls(
+        pushed_capture: Path, serve: Callable[..., str], confdir: Path, docroot: Path) -> None:
+    url = serve(str(pushed_capture))
+    ca = confdir / "h2scope-ca-cert.pem"
+    result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(ca),
+                        "-D", "-", f"{url}/index.html"])
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/2 200")
+    assert body == (docroot / "index.html").read_bytes()
+    headers, recorded_body = recorded(pushed_capture, "/index.html")
+    assert body == recorded_body
+    got = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    for name in ("server", "content-length", "last-modified", "date"):
+        assert got[name] == headers[name]
+
+
+def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: Callable[..., str],
+                                                  docroot: Path) -> None:
+    url = serve(str(pushed_capture))
+    result = procs.run([procs.require("nghttp"), "-v", f"{url}/index.html"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert b"recv PUSH_PROMISE frame" in out
+    assert b":path: /style.css" in out
+    # nghttp writes every stream's body to stdout: the page and the pushed stylesheet.
+    assert (docroot / "index.html").read_bytes() in out
+    assert STYLE in out
+    _, big = recorded(pushed_capture, "/big.bin")
+    result = procs.run([procs.require("nghttp"), f"{url}/big.bin"])
+    assert result.stdout == big
+
+
+def test_h2c_serve_and_a_404_naming_the_closest_recorded_paths(
+        pushed_capture: Path, serve: Callable[..., str]) -> None:
+    url = serve(str(pushed_capture), "--h2c", "--match", "method,path")
+    assert url.startswith("http://")
+    result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge", "-D", "-",
+                        f"{url}/indx.html"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"HTTP/2 404")
+    body = result.stdout.partition(b"\r\n\r\n")[2].decode()
+    assert "no recorded response for GET /indx.html" in body
+    assert body.index("/index.html") < body.index("/big.bin")  # closest first
+
+
+def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None:
+    from proxy.cli import main
+
+    assert main(["serve", str(pushed_capture), "--match", "method,colour"]) == 2
+    assert main(["serve", str(tmp_path / "missing.h2scope")]) == 2
