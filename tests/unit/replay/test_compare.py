@@ -1,0 +1,96 @@
+"""The per-stream comparison of an original with its replay."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
+from proxy.replay.compare import StreamOutcome, compare, outcomes, report_lines
+from tests.unit.capture.traffic import BINARY_BODY, LARGE_BODY, record_session
+
+
+@pytest.fixture(scope="module")
+def streams(tmp_path_factory: pytest.TempPathFactory) -> list[StreamOutcome]:
+    path = tmp_path_factory.mktemp("compare") / "traffic.h2scope"
+    with CaptureWriter(path) as writer:
+        record_session(writer)
+    return outcomes(replay(path))
+
+
+def by_path(streams: list[StreamOutcome], path: str) -> StreamOutcome:
+    return next(s for s in streams if s.path == path)
+
+
+def test_outcomes_hold_status_header_names_body_and_resets(
+        streams: list[StreamOutcome]) -> None:
+    import hashlib
+
+    page = by_path(streams, "/index.html")
+    assert (page.method, page.status, page.pushed) == ("GET", "200", False)
+    assert page.header_names == ("content-type", "grpc-status", "set-cookie", "x-trailer")
+    upload = by_path(streams, "/upload")
+    assert upload.body_length == len(BINARY_BODY)
+    assert upload.body_sha256 == hashlib.sha256(BINARY_BODY).hexdigest()
+    assert by_path(streams, "/large.bin").body_length == len(LARGE_BODY)
+    assert by_path(streams, "/slow").reset == "CANCEL by client"
+    push = by_path(streams, "/style.css")
+    assert push.pushed and push.stream_id == 2 and push.status == "200"
+
+
+def test_a_replay_equal_to_the_original_matches_everywhere(
+        streams: list[StreamOutcome]) -> None:
+    diffs = compare(streams, list(streams))
+    assert diffs and all(d.matches for d in diffs)
+
+
+def test_every_compared_field_is_reported_when_it_differs(
+        streams: list[StreamOutcome]) -> None:
+    page = by_path(streams, "/index.html")
+    changed = dataclasses.replace(page, status="503", header_names=("content-type", "x-new"),
+                                  body_length=3, body_sha256="00" * 32,
+                                  reset="INTERNAL_ERROR by server")
+    replayed = [changed if s is page else s for s in streams]
+    diff = next(d for d in compare(streams, replayed) if d.original is page)
+    assert diff.differences == (
+        "status: 200 → 503",
+        "response header names: missing grpc-status, x-trailer; new x-new",
+        f"body: 31 bytes, sha256 {page.body_sha256[:16]}… → 3 bytes, sha256 0000000000000000…",
+        "reset: none → INTERNAL_ERROR by server",
+    )
+    text = "\n".join(report_lines(compare(streams, replayed)))
+    assert "DIFFERS  stream 1 (GET /index.html):" in text
+    assert "same     stream 3 (POST /upload): 201" in text
+
+
+def test_volatile_header_names_and_renumbered_streams_do_not_count(
+        streams: list[StreamOutcome]) -> None:
+    page = by_path(streams, "/index.html")
+    replayed = [dataclasses.replace(s, stream_id=s.stream_id + 100,
+                                    header_names=tuple(sorted({*s.header_names, "date", "age"}
+                                                              - {"set-cookie"})))
+                if not s.pushed else s for s in streams]
+    diffs = compare(streams, replayed)
+    assert all(d.matches for d in diffs)
+    assert any("→ replay stream 101" in line for line in report_lines(diffs))
+    assert page.stream_id == 1
+
+
+def test_a_missing_push_and_an_extra_request_are_differences(
+        streams: list[StreamOutcome]) -> None:
+    extra = dataclasses.replace(by_path(streams, "/upload"), stream_id=99, path="/extra")
+    replayed = [s for s in streams if not s.pushed] + [extra]
+    texts = [t for d in compare(streams, replayed) for t in d.differences]
+    assert "no such stream in the replay" in texts
+    assert "not in the original: stream 99 (POST /extra)" in texts
+
+
+def test_a_truncated_body_compares_by_length_only(streams: list[StreamOutcome]) -> None:
+    big = by_path(streams, "/large.bin")
+    cut = dataclasses.replace(big, body_sha256=None)
+    original = [cut if s is big else s for s in streams]
+    assert all(d.matches for d in compare(original, streams))
+    shorter = [dataclasses.replace(big, body_length=1) if s is big else s for s in streams]
+    assert not all(d.matches for d in compare(original, shorter))

@@ -1,0 +1,74 @@
+"""Recorded responses for the mock server, and matching requests to them."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.capture.writer import CaptureWriter
+from proxy.replay.mock_server import not_found_body
+from proxy.replay.responses import RecordedResponse, ResponseBook, load_responses
+from tests.unit.capture.traffic import BINARY_BODY, LARGE_BODY, record_session
+
+
+@pytest.fixture(scope="module")
+def responses(tmp_path_factory: pytest.TempPathFactory) -> list[RecordedResponse]:
+    path = tmp_path_factory.mktemp("responses") / "traffic.h2scope"
+    with CaptureWriter(path) as writer:
+        record_session(writer, 1)
+        record_session(writer, 2, t0=2000.0)
+    return load_responses(path)
+
+
+def test_each_request_keeps_the_recorded_frame_sequence(
+        responses: list[RecordedResponse]) -> None:
+    page = responses[0]
+    assert (page.conn_id, page.stream_id, page.method, page.path, page.authority) == \
+        (1, 1, "GET", "/index.html", "example.test")
+    assert [a.kind for a in page.actions] == ["push", "headers", "data", "headers"]
+    push, head, data, trailers = page.actions
+    assert dict(push.headers)[":path"] == "/style.css"
+    assert [a.kind for a in push.pushed] == ["headers", "data"]
+    assert push.pushed[-1].data == b"body { color: red }" and push.pushed[-1].end_stream
+    assert dict(head.headers)[":status"] == "200" and not head.end_stream
+    assert data.data == b"<html><body>hello</body></html>"
+    assert dict(trailers.headers) == {"grpc-status": "0", "x-trailer": "done"}
+    assert trailers.end_stream
+
+
+def test_data_chunking_resets_and_padding_are_kept(responses: list[RecordedResponse]) -> None:
+    large = next(r for r in responses if r.path == "/large.bin")
+    chunks = [a.data for a in large.actions if a.kind == "data"]
+    assert b"".join(chunks) == LARGE_BODY and len(chunks) >= 2
+    upload = next(r for r in responses if r.path == "/upload")
+    assert b"".join(a.data for a in upload.actions if a.kind == "data") == BINARY_BODY
+    assert upload.status == "201"
+    # Pushed streams are served through their PUSH_PROMISE, not as requests.
+    assert "/style.css" not in [r.path for r in responses]
+
+
+def test_matching_ignores_the_port_and_serves_repeats_in_recorded_order(
+        responses: list[RecordedResponse]) -> None:
+    book = ResponseBook(responses)
+    first = book.find("GET", "example.test:9443", "/index.html")
+    second = book.find("GET", "example.test", "/index.html")
+    third = book.find("GET", "example.test", "/index.html")
+    assert first is not None and second is not None and third is not None
+    assert (first.conn_id, second.conn_id, third.conn_id) == (1, 2, 2)
+    assert book.find("GET", "other.test", "/index.html") is None
+    assert book.find("POST", "example.test", "/index.html") is None
+    assert ResponseBook(responses, ["method", "path"]).find("GET", "other.test",
+                                                            "/index.html") is not None
+
+
+def test_an_unmatched_request_names_the_closest_recorded_paths(
+        responses: list[RecordedResponse]) -> None:
+    book = ResponseBook(responses, ["path"])
+    body = not_found_body(book, "GET", "a.test", "/index.htm").decode()
+    assert "no recorded response for GET /index.htm" in body
+    lines = body.splitlines()
+    assert lines[lines.index("closest recorded paths:") + 1] == "  /index.html"
+
+
+def test_unknown_match_fields_are_refused(responses: list[RecordedResponse]) -> None:
+    with pytest.raises(ValueError, match="subset of method,authority,path"):
+        ResponseBook(responses, ["method", "colour"])

@@ -1,0 +1,108 @@
+"""Frame scripts turn back into the frames they describe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hpack
+import pytest
+
+from proxy.capture.replay import replay
+from proxy.capture.script import build_script
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from proxy.replay.script_frames import ScriptError, encode_entry, parse_script
+from proxy.replay.source import load_capture, plan_from_script
+from tests.unit.capture.traffic import record_session
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    path = tmp_path / "traffic.h2scope"
+    with CaptureWriter(path) as writer:
+        record_session(writer)
+    return path
+
+
+def client_frames(frames: list[FrameObserved]) -> list[tuple[object, ...]]:
+    """What a script keeps of each client frame: type, stream, flags, headers, DATA."""
+    out = []
+    for ev in frames:
+        f = ev.frame
+        if f.type == 9:  # CONTINUATION: folded into its HEADERS entry
+            continue
+        out.append((f.type, f.stream_id, f.flags,
+                    ev.block.headers if ev.block is not None else None,
+                    getattr(f, "data", None), f.payload if f.type not in (0, 1) else None))
+    return out
+
+
+def observe(data: list[bytes]) -> list[FrameObserved]:
+    obs = ConnectionObserver()
+    events = []
+    for chunk in data:
+        events += obs.feed(Direction.C2S, chunk, 0.0)
+    return [e for e in events if isinstance(e, FrameObserved)]
+
+
+def test_a_script_encodes_back_to_the_recorded_client_frames(capture: Path) -> None:
+    script = parse_script(build_script(replay(capture)))
+    sends = plan_from_script(script).plans[0].sends
+    recorded = [ev for item in replay(capture) if item.record.direction is Direction.C2S
+                for ev in item.events if isinstance(ev, FrameObserved)]
+    rebuilt = observe([s.data for s in sends])
+    assert client_frames(rebuilt) == client_frames(recorded)
+    # Only the client side is fed here, so its SETTINGS ACKs answer nothing seen.
+    assert not [f for e in rebuilt for f in e.findings
+                if f.severity.name == "ERROR" and f.code != "settings-ack-unexpected"]
+
+
+def test_the_verbatim_plan_of_a_capture_is_its_recorded_bytes(capture: Path) -> None:
+    plan = load_capture(capture).plans[0]
+    recorded = b"".join(item.record.body for item in replay(capture)
+                        if item.record.direction is Direction.C2S
+                        and item.record.type in (2, 3))
+    assert b"".join(s.data for s in plan.sends) == recorded
+    assert plan.sends[0].frame_type is None  # the preface
+    data = [s for s in plan.sends if s.frame_type == 0]
+    assert data and all(s.flow == len(s.data) - 9 for s in data)
+
+
+def test_a_header_block_split_over_continuations_is_split_again() -> None:
+    entry = {"type": "HEADERS", "stream": 1, "flags": ["END_STREAM", "END_HEADERS"],
+             "continuations": 2,
+             "headers": [[":method", "GET"], [":path", "/" + "x" * 300],
+                         [":scheme", "https"], [":authority", "a.test"]]}
+    data = encode_entry(entry, hpack.Encoder())
+    frames = observe([b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + data])
+    assert [e.frame.type_name for e in frames] == ["HEADERS", "CONTINUATION", "CONTINUATION"]
+    assert frames[0].frame.flags == 0x1  # END_STREAM kept, END_HEADERS moved to the last
+    assert frames[-1].frame.flags == 0x4
+    assert frames[-1].block is not None
+    assert dict(frames[-1].block.headers)[":path"] == "/" + "x" * 300
+
+
+def test_truncated_data_is_padded_with_zeros_to_its_recorded_length() -> None:
+    entry = {"type": "DATA", "stream": 1, "text": "abc", "length": 10, "flags": ["PADDED"],
+             "padding": 4}
+    data = encode_entry(entry, hpack.Encoder())
+    assert data[9] == 4 and data[10:20] == b"abc" + bytes(7) and data[20:] == bytes(4)
+    assert int.from_bytes(data[:3], "big") == 1 + 10 + 4
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"frames": [{"type": "HEADRES"}]}, "frames[0].type: unknown frame type 'HEADRES'"),
+    ({"frames": [{"type": "DATA", "stream": -1}]}, "frames[0].stream"),
+    ({"frames": [{"type": "DATA", "flags": ["END_HEADERS"]}]},
+     "frames[0].flags: DATA has no flag 'END_HEADERS'"),
+    ({"frames": [{"type": "HEADERS", "stream": 1}]}, "frames[0]: a HEADERS entry needs"),
+    ({"frames": [{"type": "PING", "delay": "soon"}]}, "frames[0].delay"),
+    ({"h2scope_script": 9, "frames": []}, "version 9"),
+    ([1, 2], "a mapping with a 'frames' list"),
+])
+def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: str) -> None:
+    with pytest.raises(ScriptError, match=None) as info:
+        parse_script(doc)
+    assert message in str(info.value)
