@@ -1,0 +1,75 @@
+"""``h2scope view FILE``: open a capture in the interactive UI.
+
+The UI (``ui/``) is imported only when the command runs: the proxy and the
+other commands never depend on Textual being importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EPILOG = """\
+examples:
+  h2scope view session.h2c
+      browse a capture: connections, every frame, HPACK, flow control, streams
+  h2scope view session.h2c --filter 'type:HEADERS status:5xx'
+      start with a filter applied (docs/filters.md)
+
+Press ? inside the viewer for every key; q quits.
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "view",
+        parents=[common],
+        help="open a capture file in the interactive UI",
+        description="Open a capture recorded with --record in the interactive UI "
+        "(the same views as live, re-decoded from the recorded frames).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
+    p.add_argument("--filter", metavar="EXPR", default="",
+                   help="filter applied when the capture opens")
+    p.add_argument("--theme", choices=("auto", "dark", "light", "ansi"), default=None,
+                   help="colour theme (default: ui.theme from the config, else auto)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.capture.reader import CaptureFormatError
+    from proxy.cli import UsageError
+    from proxy.filter import FilterError, compile_filter
+
+    if args.filter:
+        try:
+            compile_filter(args.filter)
+        except FilterError as exc:
+            raise UsageError(f"--filter: {exc}") from None
+    keys, theme = _ui_config(args)
+    from ui.app import run_view
+
+    try:
+        return run_view(args.file, keys=keys, theme_name=args.theme or theme,
+                        initial_filter=args.filter)
+    except FileNotFoundError:
+        raise UsageError(f"no such capture file: {args.file}") from None
+    except CaptureFormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{args.file} is a directory, not a capture file") from None
+
+
+def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str]:
+    """The user's keymap and theme from config.yaml, if it loads (defaults otherwise)."""
+    try:
+        from proxy.cli import resolve_confdir
+        from proxy.config import default_config_path, load_config
+
+        confdir = resolve_confdir(args)
+        config = load_config(default_config_path(confdir), {"confdir": confdir})
+    except Exception:
+        return {}, "auto"
+    return dict(config.ui.keymap), config.ui.theme

@@ -1,0 +1,635 @@
+"""The h2scope Textual app: live (``h2scope run``) or on a capture (``h2scope view``).
+
+Layout (top to bottom): the filter bar, the connections pane, the timeline
+with the frame detail tabs beside it, the stream lanes, the status bar and the
+footer. Work that grows with the number of frames — reading a capture,
+filtering — runs in thread workers; the UI wakes on a timer ("tick", 10 Hz)
+and takes whatever arrived since, so a million frames cost one refresh per
+tick, not a million messages.
+
+Entry points: :func:`run_view` (a capture file) and :func:`run_live` (start the
+proxy with this UI); :class:`H2ScopeApp` for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from proxy.filter import Filter, FilterError, compile_filter
+from ui import keymap
+from ui.model.capture import CaptureFile, load
+from ui.model.export import EXTENSIONS, export
+from ui.model.filtering import run_filter, scope_rows
+from ui.model.live import LiveFeed, LiveProxy, addresses_text, ingest, rate
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+from ui.screens.help import HelpScreen
+from ui.screens.prompt import ExportPrompt, Prompt
+from ui.screens.state import StateScreen
+from ui.screens.stream import StreamScreen
+from ui.widgets.lanes import LEGEND, Lanes
+from ui.widgets.panes import ConnectionsPane, DetailPane, StatusBar
+from ui.widgets.rowlist import RowList
+from ui.widgets.timeline import Timeline
+
+TICK = 0.1
+
+
+class H2ScopeApp(App[int]):
+    """The UI over one :class:`Session` (a capture being read, or live traffic)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "h2scope"
+    BINDINGS = keymap.bindings()  # type: ignore[assignment]
+
+    def __init__(self, session: Session, *, capture: CaptureFile | None = None,
+                 live: LiveProxy | None = None, feed: LiveFeed | None = None,
+                 frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
+                 listen: str = "", theme_name: str = "auto",
+                 initial_filter: str = "") -> None:
+        super().__init__()
+        self.initial_filter = initial_filter
+        self.session = session
+        self.capture = capture
+        self.live = live
+        self.feed = feed
+        self.live_frames = frames
+        self.keys = dict(keys or {})
+        self.listen = listen
+        self.filter: Filter = compile_filter("")
+        self.filter_error: str | None = None
+        self.scope_conn: int | None = None
+        self.scope_stream: int | None = None
+        self.paused = False
+        self.skipped = 0
+        self.message = ""
+        self.search_text = ""
+        self._scanned = 0
+        """Rows the active filter has looked at (new rows are filtered on each tick)."""
+        self._filter_gen = 0
+        self._filtering = False
+        self._stop = threading.Event()
+        self._rates: deque[tuple[float, int]] = deque()
+        self._last_count = -1
+        self.first_rows_at: float | None = None
+        self.loaded_at: float | None = None
+        self.started = time.monotonic()
+        if theme_name == "light":
+            self.theme = "textual-light"
+        elif theme_name == "ansi":
+            self.theme = "textual-ansi"
+        if self.keys:
+            self.set_keymap(self.keys)
+
+    # ---------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: type:HEADERS stream:5 dir:s2c finding:any "
+                    "header:content-type=json …  (/ to edit, Enter to apply)", id="filter")
+        yield Static("", id="filter-error", markup=False)
+        yield ConnectionsPane(self.session, id="connections")
+        with Horizontal(id="main"):
+            yield Timeline(self.session, id="timeline")
+            yield DetailPane(self.session, id="detail")
+        yield Static(LEGEND, id="lanes-title", markup=False)
+        yield Lanes(self.session, id="lanes")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.query_one("#timeline", Timeline)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one("#detail", DetailPane)
+
+    @property
+    def lanes(self) -> Lanes:
+        return self.query_one("#lanes", Lanes)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    def on_mount(self) -> None:
+        self.timeline.focus()
+        if self.live is not None:
+            self.timeline.follow = True
+        if self.capture is not None and not self.session.loaded:
+            self._load()
+        if self.initial_filter:
+            self.query_one("#filter", Input).value = self.initial_filter
+            self.set_filter(self.initial_filter)
+        self.set_interval(TICK, self.tick)
+        self.tick()
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load(self) -> None:
+        assert self.capture is not None
+        load(self.session, self.capture, stop=self._stop)
+
+    # ----------------------------------------------------------------- tick
+
+    def tick(self) -> None:
+        """Take what arrived since the last tick and refresh the views once."""
+        s = self.session
+        if self.feed is not None and self.live_frames is not None:
+            _, skipped = ingest(s, self.live_frames, self.feed, paused=self.paused)
+            self.skipped += skipped
+        count = len(s.table)
+        if count and self.first_rows_at is None:
+            self.first_rows_at = time.monotonic() - self.started
+        if s.loaded and self.loaded_at is None:
+            self.loaded_at = time.monotonic() - self.started
+        if count != self._last_count:
+            self._last_count = count
+            self._extend_view(count)
+            self.timeline.refresh_rows()
+            self.query_one(ConnectionsPane).sync()
+            if self.lanes.display:
+                self.lanes.rebuild()
+            if self.detail.row is None and count:
+                self.detail.show(self.timeline.selected_row)
+        self._status()
+
+    def _extend_view(self, count: int) -> None:
+        """Filter rows that arrived since the filter ran (bounded work per tick)."""
+        tl = self.timeline
+        if tl.view is None or self._filtering or self._scanned >= count:
+            return
+        stop = min(count, self._scanned + 200_000)
+        matched = run_filter(self.session, self.filter, start=self._scanned, stop=stop)
+        if matched is not None:
+            t = self.session.table
+            for row in matched:
+                if self._in_scope(t.conn[row], t.stream[row]):
+                    tl.view.append(row)
+        self._scanned = stop
+
+    def _in_scope(self, conn: int, stream: int) -> bool:
+        if self.scope_conn is not None and conn != self.scope_conn:
+            return False
+        return self.scope_stream is None or stream == self.scope_stream
+
+    def _status(self) -> None:
+        s = self.session
+        parts: list[tuple[str, str]] = []
+        if self.live is not None:
+            parts.append((f"listening {self.listen}", "bold"))
+            rec = self.live.recording
+            parts.append((f"● REC {rec}" if rec else "not recording",
+                          "bold red" if rec else "dim"))
+            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
+            if self.paused:
+                parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
+        else:
+            state = "loaded" if s.loaded else f"reading {s.progress * 100:.0f}%"
+            parts.append((f"{s.title} ({state})", "bold"))
+        total = len(s.table)
+        shown = self.timeline.row_count()
+        parts.append((f"{shown:,} of {total:,} frames" if shown != total
+                      else f"{total:,} frames", ""))
+        parts.append((f"{len(s.conns)} connections", ""))
+        scope = "all" if self.scope_conn is None else f"conn #{self.scope_conn}"
+        if self.scope_stream is not None:
+            scope += f" stream {self.scope_stream}"
+        parts.append((f"scope {scope}", ""))
+        if self.filter.text.strip():
+            parts.append((f"filter {self.filter.text}" + (" …" if self._filtering else ""),
+                          "bold cyan"))
+        if self.timeline.follow:
+            parts.append(("FOLLOW", "bold green"))
+        dropped = s.dropped
+        if dropped:
+            parts.append((f"dropped {dropped} batches", "bold red"))
+        if self.live_frames is not None and self.live_frames.forgotten:
+            parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
+        if s.problems:
+            parts.append((f"{len(s.problems)} damaged records skipped", "yellow"))
+        if self.message:
+            parts.append((self.message, "italic"))
+        self.status.set_parts(parts)
+
+    # -------------------------------------------------------------- selection
+
+    @on(RowList.Highlighted, "#timeline")
+    def _frame_highlighted(self, event: RowList.Highlighted) -> None:
+        self.detail.show(self.timeline.row_at(event.index))
+
+    @on(RowList.Chosen, "#timeline")
+    def _frame_chosen(self, event: RowList.Chosen) -> None:
+        self.action_stream_view()
+
+    @on(RowList.Chosen, "#lanes")
+    @on(RowList.Highlighted, "#lanes")
+    def _lane_selected(self, event: RowList.Highlighted | RowList.Chosen) -> None:
+        if isinstance(event, RowList.Highlighted) and not self.lanes.has_focus:
+            return
+        lane = self.lanes.lane_at(event.index)
+        if lane is not None:
+            self.scope_conn, self.scope_stream = lane.conn_id, lane.stream_id
+            self.apply_filter()
+
+    def on_data_table_row_highlighted(self, event: Any) -> None:
+        pane = self.query_one(ConnectionsPane)
+        if event.data_table is not pane or not pane.has_focus:
+            return
+        conn = pane.selected_conn()
+        if conn != self.scope_conn or self.scope_stream is not None:
+            self.scope_conn, self.scope_stream = conn, None
+            self.lanes.set_scope(conn)
+            self.apply_filter()
+
+    # ---------------------------------------------------------------- filter
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.set_filter(event.value)
+        self.timeline.focus()
+
+    def set_filter(self, text: str) -> bool:
+        """Compile and apply ``text``; an invalid filter leaves the view as it was."""
+        err = self.query_one("#filter-error", Static)
+        try:
+            flt = compile_filter(text)
+        except FilterError as exc:
+            self.filter_error = exc.message
+            err.update(f"✗ {exc.message}")
+            err.add_class("shown")
+            return False
+        self.filter_error = None
+        err.update("")
+        err.remove_class("shown")
+        self.filter = flt
+        self.apply_filter()
+        return True
+
+    def apply_filter(self) -> None:
+        """Recompute the view for the filter and scope (in a worker if it is big)."""
+        self._filter_gen += 1
+        tl = self.timeline
+        if self.filter.matches_everything and self.scope_conn is None:
+            tl.set_view(None)
+            self._filtering = False
+            return
+        self._filtering = True
+        self._filter_worker(self._filter_gen, self.filter, self.scope_conn, self.scope_stream)
+
+    @work(thread=True, exclusive=True, group="filter")
+    def _filter_worker(self, gen: int, flt: Filter, conn: int | None,
+                       stream: int | None) -> None:
+        s = self.session
+        count = len(s.table)
+        rows = scope_rows(s, conn, stream)
+        if rows is not None:
+            rows = array("I", (r for r in rows if r < count))
+        if flt.matches_everything:
+            view: array[int] | None = rows if rows is not None else None
+        else:
+            view = run_filter(s, flt, rows=rows, stop=count)
+        if view is None:
+            view = array("I")
+        self.call_from_thread(self._filter_done, gen, view, count)
+
+    def _filter_done(self, gen: int, view: array[int], scanned: int) -> None:
+        if gen != self._filter_gen:
+            return  # a newer filter superseded this one
+        self._filtering = False
+        self._scanned = scanned
+        self.timeline.set_view(view)
+        self._extend_view(len(self.session.table))
+        self.timeline.refresh_rows()
+        self.detail.show(self.timeline.selected_row)
+
+    # --------------------------------------------------------------- actions
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keys))
+
+    def action_toggle_follow(self) -> None:
+        tl = self.timeline
+        tl.follow = not tl.follow
+        if tl.follow:
+            tl.refresh_rows()
+            tl.action_last()
+
+    def action_toggle_pause(self) -> None:
+        if self.live is None:
+            self.message = "pause applies to live capture"
+            return
+        self.paused = not self.paused
+        self.message = "paused: new traffic is not shown" if self.paused else "resumed"
+
+    def action_toggle_lanes(self) -> None:
+        lanes = self.lanes
+        lanes.display = not lanes.display
+        self.query_one("#lanes-title").display = lanes.display
+        if lanes.display:
+            lanes.set_scope(self.scope_conn)
+
+    def action_lanes_time(self) -> None:
+        self.lanes.by_time = not self.lanes.by_time
+        self.lanes.refresh_rows(reset=True)
+
+    def action_toggle_detail(self) -> None:
+        self.detail.display = not self.detail.display
+
+    def action_detail_tab(self, tab: str) -> None:
+        self.detail.active = tab
+
+    def action_next_finding(self, step: int) -> None:
+        rows = self.session.table.finding_rows
+        tl = self.timeline
+        current = tl.selected_row
+        current = -1 if current is None else current
+        candidates = [r for r in rows if (r > current if step > 0 else r < current)]
+        if self.timeline.view is not None:
+            shown = set(self.timeline.view)
+            candidates = [r for r in candidates if r in shown]
+        if not candidates:
+            self.message = "no more findings"
+            return
+        self._select_row(candidates[0] if step > 0 else candidates[-1])
+
+    def _select_row(self, row: int) -> None:
+        tl = self.timeline
+        i = tl.index_of(row)
+        if i is None or tl.row_at(i) != row:
+            # Not in the view: widen to everything, then select.
+            self.scope_conn = self.scope_stream = None
+            self.query_one("#filter", Input).value = ""
+            self.filter = compile_filter("")
+            tl.set_view(None)
+            i = row
+        tl.follow = False
+        tl.move_to(i)
+        height = tl.scrollable_content_region.height
+        tl.scroll_to(y=max(0, i - height // 2), animate=False, immediate=True)
+        self.detail.show(row)
+
+    def action_search(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.search_text = text
+                self.action_search_next(1)
+        self.push_screen(Prompt("Search decoded headers (names and values)", self.search_text),
+                         done)
+
+    def action_search_next(self, step: int) -> None:
+        needle = self.search_text.lower()
+        if not needle:
+            self.action_search()
+            return
+        t = self.session.table
+        current = self.timeline.selected_row or 0
+        blocks = sorted(t.blocks) if step > 0 else sorted(t.blocks, reverse=True)
+        for row in blocks:
+            after = (row > current) if step > 0 else (row < current)
+            if after and any(needle in n or needle in v.lower()
+                             for n, v in t.blocks[row].headers):
+                self._select_row(row)
+                self.message = f"found {self.search_text!r}"
+                return
+        self.message = f"{self.search_text!r} not found"
+
+    def action_goto(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.goto(text)
+        self.push_screen(Prompt("Go to: a frame number, sN (stream N of this connection) "
+                                "or #N (connection N)"), done)
+
+    def goto(self, text: str) -> None:
+        text = text.strip()
+        s = self.session
+        try:
+            if text.startswith("#"):
+                conn = int(text[1:])
+                if conn not in s.conns:
+                    raise ValueError(f"no connection #{conn}")
+                self.scope_conn, self.scope_stream = conn, None
+                self.query_one(ConnectionsPane).select_conn(conn)
+                self.lanes.set_scope(conn)
+                self.apply_filter()
+            elif text[:1] in "sS":
+                sid = int(text[1:])
+                row = self.timeline.selected_row
+                conn_id = self.scope_conn if self.scope_conn is not None else (
+                    s.table.conn[row] if row is not None else next(iter(s.conns), None))
+                c = s.conns.get(conn_id) if conn_id is not None else None
+                st = c.streams.get(sid) if c is not None else None
+                if st is None or not st.rows:
+                    raise ValueError(f"no stream {sid} on connection #{conn_id}")
+                self._select_row(st.rows[0])
+            else:
+                n = int(text)
+                if not 1 <= n <= len(s.table):
+                    raise ValueError(f"no frame {n} (1-{len(s.table)})")
+                self._select_row(n - 1)
+        except ValueError as exc:
+            self.message = str(exc) if "invalid literal" not in str(exc) else \
+                f"cannot go to {text!r}"
+
+    def _selected_stream(self) -> tuple[Any, Any] | None:
+        row = self.timeline.selected_row
+        if row is None:
+            return None
+        s = self.session
+        c = s.conns.get(s.table.conn[row])
+        st = s.stream_of_row(row)
+        return (c, st) if c is not None and st is not None else None
+
+    def action_stream_view(self) -> None:
+        found = self._selected_stream()
+        if found is None:
+            self.message = "select a frame of a stream (not stream 0) first"
+            return
+        self.push_screen(StreamScreen(self.session, *found))
+
+    def action_scope_stream(self) -> None:
+        found = self._selected_stream()
+        if found is None:
+            self.message = "select a frame of a stream first"
+            return
+        self.scope_conn, self.scope_stream = found[0].conn_id, found[1].stream_id
+        self.apply_filter()
+
+    def action_scope_conn(self) -> None:
+        row = self.timeline.selected_row
+        if row is None:
+            return
+        self.scope_conn, self.scope_stream = self.session.table.conn[row], None
+        self.query_one(ConnectionsPane).select_conn(self.scope_conn)
+        self.lanes.set_scope(self.scope_conn)
+        self.apply_filter()
+
+    def action_scope_all(self) -> None:
+        self.scope_conn = self.scope_stream = None
+        self.query_one(ConnectionsPane).select_conn(None)
+        self.lanes.set_scope(None)
+        self.apply_filter()
+
+    def action_state(self, tab: str) -> None:
+        s = self.session
+        conn_id = self.scope_conn
+        if conn_id is None:
+            row = self.timeline.selected_row
+            conn_id = s.table.conn[row] if row is not None else next(iter(s.conns), None)
+        c = s.conns.get(conn_id) if conn_id is not None else None
+        if c is None:
+            self.message = "no connection yet"
+            return
+        self.push_screen(StateScreen(s, c, tab))
+
+    def action_toggle_record(self) -> None:
+        if self.live is None:
+            self.message = "recording applies to live capture (this is a capture already)"
+            return
+        if self.live.recording:
+            path = self.live.stop_recording()
+            self.message = f"recording stopped: {path}"
+            return
+
+        def done(text: str | None) -> None:
+            if text and self.live is not None:
+                try:
+                    self.live.start_recording(Path(text).expanduser())
+                except OSError as exc:
+                    self.message = f"cannot record: {exc.strerror or exc}"
+                else:
+                    self.message = f"recording new connections to {text}"
+        default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2c")
+        self.push_screen(Prompt("Record new connections to file", default), done)
+
+    def action_export(self) -> None:
+        source: Path | None = None
+        if self.capture is not None:
+            source = self.capture.path
+        elif self.live is not None and self.live.recording:
+            self.live.flush_recording()
+            source = self.live.recording
+        if source is None:
+            self.message = "nothing to export: start recording (r) first"
+            return
+        scope = "everything" if self.scope_conn is None else f"connection #{self.scope_conn}"
+        if self.scope_stream is not None:
+            scope += f" stream {self.scope_stream}"
+        stem = source.stem
+
+        def done(answer: tuple[str, str] | None) -> None:
+            if answer:
+                self._export(source, answer[0], Path(answer[1]).expanduser())
+        self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
+
+    @work(thread=True, group="export")
+    def _export(self, source: Path, fmt: str, out: Path) -> None:
+        try:
+            export(source, fmt, out, conn=self.scope_conn,
+                   stream=self.scope_stream if fmt not in ("pcapng", "script") else None)
+        except (OSError, ValueError, LookupError) as exc:
+            msg = f"export failed: {exc}"
+        else:
+            msg = f"exported {fmt} to {out}"
+        self.call_from_thread(setattr, self, "message", msg)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Any:
+        yield from super().get_system_commands(screen)
+        for bid, _, action, desc, _ in keymap.KEYS:
+            if bid in ("quit", "help"):
+                continue
+            yield SystemCommand(desc, f"h2scope: {desc.lower()} ({bid})",
+                                lambda a=action: self.run_action(a))
+
+    async def action_quit(self) -> None:
+        self._stop.set()
+        if self.live is not None:
+            self.message = "stopping the proxy…"
+            live = self.live
+            self.live = None
+            await self._shutdown_live(live)
+        self.exit(0)
+
+    async def _shutdown_live(self, live: LiveProxy) -> None:
+        import asyncio
+
+        await asyncio.get_running_loop().run_in_executor(None, live.stop)
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        if self.live is not None:
+            self.live.stop()
+
+
+# ------------------------------------------------------------------ entry points
+
+def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
+             theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
+    """An app on the capture at ``path`` (raises CaptureFormatError / OSError)."""
+    from proxy.capture.reader import CaptureReader
+
+    CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
+    capture = CaptureFile(path)
+    session = Session(capture, title=Path(path).name)
+    return H2ScopeApp(session, capture=capture, keys=keys, theme_name=theme_name,
+                      initial_filter=initial_filter)
+
+
+def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
+             theme_name: str = "auto", initial_filter: str = "") -> int:
+    app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
+    try:
+        return app.run() or 0
+    finally:
+        if app.capture is not None:
+            app.capture.close()
+
+
+def live_app(config: Any) -> H2ScopeApp:
+    """An app with the proxy for ``config`` started (raises ProxyStartError)."""
+    frames = LiveFrames()
+    feed = LiveFeed()
+    live = LiveProxy(config, feed=feed, record=config.record.file,
+                     max_data_bytes=config.record.max_data_bytes)
+    try:
+        addresses = live.start()
+    except BaseException:
+        live.stop()
+        raise
+    session = Session(frames, title="live")
+    return H2ScopeApp(session, live=live, feed=feed, frames=frames,
+                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
+                      theme_name=config.ui.theme)
+
+
+def run_live(config: Any) -> int:
+    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+    from proxy.server import ProxyStartError
+
+    try:
+        app = live_app(config)
+    except ProxyStartError as exc:
+        import sys
+
+        print(f"h2scope: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return app.run() or 0
+    finally:
+        if app.live is not None:
+            app.live.stop()

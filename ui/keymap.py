@@ -1,0 +1,63 @@
+"""Every key of the UI, with an id the user can rebind (``ui.keymap`` in config.yaml).
+
+One table, so the footer, the ``?`` help screen and the command palette list
+the same actions with the same words. Ids are stable: they are the config
+keys (``ui: keymap: {quit: ctrl+x}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from textual.binding import Binding
+
+#: (id, default keys, action, description, shown in the footer)
+KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("quit", "q,ctrl+q", "quit", "Quit", True),
+    ("help", "question_mark,f1", "help", "Help", True),
+    ("filter", "slash", "focus_filter", "Filter", True),
+    ("search", "ctrl+f", "search", "Search headers", False),
+    ("search_next", "greater_than_sign", "search_next(1)", "Next match", False),
+    ("search_prev", "less_than_sign", "search_next(-1)", "Previous match", False),
+    ("next_finding", "n", "next_finding(1)", "Next finding", True),
+    ("prev_finding", "N", "next_finding(-1)", "Previous finding", False),
+    ("goto", "g", "goto", "Go to frame/stream/conn", False),
+    ("stream_view", "s", "stream_view", "Stream view", True),
+    ("scope_stream", "S", "scope_stream", "Only this stream", False),
+    ("scope_conn", "C", "scope_conn", "Only this connection", False),
+    ("scope_all", "a", "scope_all", "All connections", False),
+    ("follow", "f", "toggle_follow", "Follow", True),
+    ("pause", "space", "toggle_pause", "Pause", True),
+    ("lanes", "l", "toggle_lanes", "Lanes", True),
+    ("lanes_time", "t", "lanes_time", "Lanes by time/order", False),
+    ("detail", "d", "toggle_detail", "Detail pane", False),
+    ("tab_decoded", "1", "detail_tab('decoded')", "Decoded tab", False),
+    ("tab_hpack", "2", "detail_tab('hpack')", "HPACK tab", False),
+    ("tab_hex", "3", "detail_tab('hex')", "Hex tab", False),
+    ("tab_findings", "4", "detail_tab('findings')", "Findings tab", False),
+    ("hpack_tables", "h", "state('hpack')", "HPACK tables", True),
+    ("flow_control", "w", "state('flow')", "Flow control", True),
+    ("settings", "e", "state('settings')", "Settings", False),
+    ("priority", "p", "state('priority')", "Priority", False),
+    ("record", "r", "toggle_record", "Record", True),
+    ("export", "x", "export", "Export", True),
+    ("focus_next", "tab", "focus_next", "Next pane", False),
+)
+
+
+def bindings(overrides: Mapping[str, str] | None = None) -> list[Binding]:
+    """The app's bindings, with ``overrides`` (id → keys) applied."""
+    overrides = overrides or {}
+    return [Binding(overrides.get(bid, keys), action, desc, show=show, id=bid)
+            for bid, keys, action, desc, show in KEYS]
+
+
+def help_rows(overrides: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(keys, description, id) for the help screen."""
+    overrides = overrides or {}
+    out = []
+    for bid, keys, _, desc, _ in KEYS:
+        shown = overrides.get(bid, keys).replace("question_mark", "?").replace(
+            "slash", "/").replace("greater_than_sign", ">").replace("less_than_sign", "<")
+        out.append((shown, desc, bid))
+    return out

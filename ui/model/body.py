@@ -1,0 +1,178 @@
+"""A stream's message bodies: reassembled from DATA frames, decoded for reading.
+
+Reassembly reads only this stream's DATA frames (by row) from wherever the
+table keeps frame bytes. Decoding follows ``content-encoding`` (gzip and
+deflate from the standard library; ``br`` and ``zstd`` when the optional
+``brotli`` / ``zstandard`` packages are installed) and then ``content-type``:
+JSON pretty-printed, text as text, gRPC (RFC-less but specified in
+grpc/doc/PROTOCOL-HTTP2.md) split into its length-prefixed messages, anything
+else as a hex dump.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import zlib
+from dataclasses import dataclass
+
+from proxy.observe.frames import DataFrame
+from ui.model.connections import ConnInfo, Headers, StreamInfo
+from ui.model.session import Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Body:
+    raw: bytes
+    """The bytes as they crossed the wire (still content-encoded)."""
+    frames: int
+    truncated: bool = False
+    """Some DATA payloads were not kept (capture cap, or live memory budget)."""
+
+
+def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
+    """The DATA payloads of ``stream`` sent in ``direction`` (0 request, 1 response)."""
+    table = session.table
+    parts: list[bytes] = []
+    frames = 0
+    truncated = False
+    for row in stream.rows:
+        if table.type[row] != 0 or table.direction[row] != direction:
+            continue
+        frames += 1
+        frame = table.frame(row)
+        if frame is None:
+            truncated = True
+            continue
+        if isinstance(frame, DataFrame):
+            parts.append(frame.data)
+    return Body(raw=b"".join(parts), frames=frames, truncated=truncated)
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    for n, v in headers or ():
+        if n == name:
+            return v
+    return None
+
+
+def decode_content(raw: bytes, encoding: str | None) -> tuple[bytes, str]:
+    """(decoded bytes, note) for a ``content-encoding``; the note says what happened."""
+    enc = (encoding or "").strip().lower()
+    if not enc or enc == "identity":
+        return raw, ""
+    try:
+        if enc in ("gzip", "x-gzip"):
+            return zlib.decompress(raw, 16 + zlib.MAX_WBITS), "gzip decoded"
+        if enc == "deflate":
+            try:
+                return zlib.decompress(raw), "deflate decoded"
+            except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
+                return zlib.decompress(raw, -zlib.MAX_WBITS), "deflate (raw) decoded"
+        if enc == "br":
+            try:
+                import brotli
+            except ImportError:
+                return raw, "br: install the 'brotli' package to decode"
+            return brotli.decompress(raw), "br decoded"
+        if enc == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                return raw, "zstd: install the 'zstandard' package to decode"
+            return zstandard.ZstdDecompressor().decompressobj().decompress(raw), "zstd decoded"
+    except Exception as exc:  # a cut or corrupt body is shown raw, with why
+        return raw, f"{enc}: cannot decode ({exc})"
+    return raw, f"unknown content-encoding {enc!r}: shown as received"
+
+
+def grpc_messages(data: bytes) -> list[tuple[bool, bytes]]:
+    """Split a gRPC body into (compressed flag, message) by its 5-byte prefixes."""
+    out = []
+    pos = 0
+    while pos + 5 <= len(data):
+        flag = data[pos]
+        n = int.from_bytes(data[pos + 1:pos + 5], "big")
+        out.append((bool(flag & 1), data[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    return out
+
+
+def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0) -> list[str]:
+    """Classic 16-bytes-a-line hex dump (offsets from ``start``)."""
+    lines = []
+    for off in range(0, min(len(data), limit), 16):
+        chunk = data[off:off + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{start + off:08x}  {hexes:<47}  {text}")
+    if len(data) > limit:
+        lines.append(f"… {len(data) - limit} more bytes")
+    return lines
+
+
+def render_body(data: bytes, content_type: str | None, encoding: str | None) -> list[str]:
+    """The body as lines for reading: decoded, then JSON / text / gRPC / hex."""
+    if not data:
+        return ["(no body)"]
+    decoded, note = decode_content(data, encoding)
+    lines = [f"; {note}"] if note else []
+    ctype = (content_type or "").lower()
+    if ctype.startswith("application/grpc"):
+        msgs = grpc_messages(decoded)
+        lines.append(f"; gRPC: {len(msgs)} length-prefixed message(s)")
+        for i, (compressed, msg) in enumerate(msgs, 1):
+            lines.append(f"message {i}: {len(msg)} bytes{' (compressed)' if compressed else ''}")
+            lines.extend("  " + x for x in hexdump(msg, limit=4096))
+        return lines
+    if "json" in ctype or decoded[:1] in (b"{", b"["):
+        try:
+            value = json.loads(decoded)
+        except ValueError:
+            pass
+        else:
+            lines.extend(json.dumps(value, indent=2, ensure_ascii=False).splitlines())
+            return lines
+    if ctype.startswith("text/") or any(k in ctype for k in ("xml", "javascript", "html",
+                                                             "x-www-form-urlencoded")) \
+            or _looks_textual(decoded):
+        text = decoded.decode("utf-8", "replace")
+        lines.extend(text.splitlines()[:5000] or [""])
+        return lines
+    lines.extend(hexdump(decoded))
+    return lines
+
+
+def _looks_textual(data: bytes) -> bool:
+    sample = data[:512]
+    if not sample:
+        return False
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def curl_command(conn: ConnInfo, stream: StreamInfo, body: bytes = b"") -> str:
+    """``curl --http2 ...`` reproducing the stream's request (pseudo-headers to the URL)."""
+    h = stream.request_headers or ()
+    pseudo = {n: v for n, v in h if n.startswith(":")}
+    scheme = pseudo.get(":scheme", "https")
+    authority = pseudo.get(":authority") or conn.host or "localhost"
+    url = f"{scheme}://{authority}{pseudo.get(':path', '/')}"
+    method = pseudo.get(":method", "GET")
+    args = ["curl", "--http2-prior-knowledge" if scheme == "http" else "--http2"]
+    if method != "GET" or body:
+        args += ["-X", method]
+    for n, v in h:
+        if n.startswith(":") or n in ("content-length",):
+            continue
+        args += ["-H", f"{n}: {v}"]
+    if body:
+        try:
+            args += ["--data-binary", body.decode("utf-8")]
+        except UnicodeDecodeError:
+            args += ["--data-binary", "@body.bin"]
+    args.append(url)
+    return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,218 @@
+"""What the UI knows about each connection and each stream, built from events only.
+
+The proxy never lends the UI its observers (the UI is just another sink), so
+everything the state views show — HPACK dynamic tables, settings pending and
+in force, flow-control windows over time, the priority tree — is rebuilt here
+from the observer's events: header blocks carry every insert and eviction,
+SETTINGS frames and ``SettingsAcknowledged`` carry the settings, DATA and
+WINDOW_UPDATE events carry the windows after them. The same code serves a live
+proxy and a replayed capture.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
+from proxy.observe.findings import Finding
+from proxy.observe.hpack_annotated import HeaderBlock, Representation
+from proxy.observe.priority import PriorityTree
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """One stream of one connection: its messages and where its frames are."""
+
+    conn_id: int
+    stream_id: int
+    request_headers: Headers | None = None
+    response_headers: Headers | None = None
+    informational: list[Headers] = field(default_factory=list)
+    request_trailers: Headers | None = None
+    response_trailers: Headers | None = None
+    rows: array[int] = field(default_factory=lambda: array("I"))
+    """Timeline rows of the stream's frames, in order."""
+    first_t: float = 0.0
+    last_t: float = 0.0
+    first_response_t: float | None = None
+    state: str = "idle"
+    reset: str | None = None
+    """``by client: CANCEL`` once reset."""
+    pushed_by: int | None = None
+    urgency: int | None = None
+    """RFC 9218 §4.1 urgency (0-7) from the ``priority`` header or PRIORITY_UPDATE."""
+    incremental: bool | None = None
+    data_bytes: list[int] = field(default_factory=lambda: [0, 0])
+    stalls: list[tuple[float, float | None]] = field(default_factory=list)
+    """(stalled at, resumed at) for this stream's windows."""
+    findings: int = 0
+
+    @property
+    def stream_headers(self) -> Headers:
+        """Request then response fields: the context ``status:``/``method:`` filters use."""
+        return (self.request_headers or ()) + (self.response_headers or ())
+
+    @property
+    def label(self) -> str:
+        h = dict(self.request_headers or ())
+        status = dict(self.response_headers or ()).get(":status", "…")
+        if ":method" in h:
+            return f"{h[':method']} {h.get(':path', '')} → {status}"
+        return f"stream {self.stream_id}"
+
+
+@dataclass(slots=True)
+class HpackTable:
+    """One direction's dynamic table, replayed from header block annotations."""
+
+    entries: deque[tuple[str, str]] = field(default_factory=deque)
+    """Newest first (index 62 is ``entries[0]``, RFC 7541 §2.3.3)."""
+    size: int = 0
+    max_size: int = 4096
+    inserts: int = 0
+    evictions: int = 0
+    in_sync: bool = True
+    """False if an annotation disagreed with the replayed table (lost events)."""
+    sizes_t: array[float] = field(default_factory=lambda: array("d"))
+    sizes: array[int] = field(default_factory=lambda: array("I"))
+
+    def apply(self, block: HeaderBlock, t: float) -> None:
+        entries = self.entries
+        for fa in block.fields:
+            for _ in fa.evicted:  # oldest first, from the end
+                if entries:
+                    entries.pop()
+                self.evictions += 1
+            if fa.representation is Representation.SIZE_UPDATE and fa.new_table_size is not None:
+                self.max_size = fa.new_table_size
+            elif fa.inserted:
+                entries.appendleft((fa.name, fa.value))
+                self.inserts += 1
+        self.size = block.table_size
+        self.max_size = block.table_max
+        if len(entries) != block.table_entries:
+            self.in_sync = False
+        self.sizes_t.append(t)
+        self.sizes.append(block.table_size)
+
+
+@dataclass(slots=True)
+class FlowSeries:
+    """Windows after every DATA and WINDOW_UPDATE, for one direction of data."""
+
+    t: array[float] = field(default_factory=lambda: array("d"))
+    conn: array[int] = field(default_factory=lambda: array("q"))
+    stream: array[int] = field(default_factory=lambda: array("q"))
+    stream_id: array[int] = field(default_factory=lambda: array("I"))
+    kind: array[int] = field(default_factory=lambda: array("B"))
+    """Frame type: 0 DATA (window shrinks), 8 WINDOW_UPDATE (window grows)."""
+
+
+@dataclass(slots=True)
+class ConnInfo:
+    """One connection as the connections pane and the state views show it."""
+
+    conn_id: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Capture-format connection metadata (client, server, mode, TLS legs, protocol)."""
+    closed: str | None = None
+    """Why it closed, once it did."""
+    frames: list[int] = field(default_factory=lambda: [0, 0])
+    bytes: list[int] = field(default_factory=lambda: [0, 0])
+    streams: dict[int, StreamInfo] = field(default_factory=dict)
+    open_streams: int = 0
+    findings: int = 0
+    conn_findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    first_t: float | None = None
+    last_t: float = 0.0
+    settings_pending: tuple[list[tuple[tuple[int, int], ...]], ...] = field(
+        default_factory=lambda: ([], []))
+    """Per sender (Direction): SETTINGS sent and not yet acknowledged, oldest first."""
+    settings_acked: tuple[dict[int, int], dict[int, int]] = field(
+        default_factory=lambda: (dict(DEFAULT_SETTINGS), dict(DEFAULT_SETTINGS)))
+    """Per sender: the settings in force (RFC 9113 §6.5.3: after the ACK)."""
+    hpack: tuple[HpackTable, HpackTable] = field(
+        default_factory=lambda: (HpackTable(), HpackTable()))
+    """Per direction of the header blocks (the sender's encoder = receiver's decoder)."""
+    flow: tuple[FlowSeries, FlowSeries] = field(default_factory=lambda: (FlowSeries(),
+                                                                          FlowSeries()))
+    """Per direction of the data the windows govern."""
+    window: list[list[int]] = field(default_factory=lambda: [[65_535, 65_535],
+                                                             [65_535, 65_535]])
+    """Latest [connection window, last stream window] per data direction."""
+    stalls: list[tuple[float, int, int, float | None]] = field(default_factory=list)
+    """(time, data direction, stream id (0 = connection), resumed at)."""
+    pings: list[float] = field(default_factory=list)
+    """Round-trip times of answered PINGs, seconds."""
+    priority: PriorityTree = field(default_factory=PriorityTree)
+    """RFC 7540 §5.3 dependency tree, as HEADERS and PRIORITY frames built it."""
+    lost: int = 0
+    """Batches the UI missed for this connection (a lossy sink fell behind)."""
+
+    @property
+    def host(self) -> str | None:
+        server = self.meta.get("server") or {}
+        host = server.get("host") or self.meta.get("sni")
+        if host:
+            return str(host)
+        target = self.meta.get("target")
+        return str(target).rsplit(":", 1)[0] if target else None
+
+    @property
+    def client(self) -> str:
+        c = self.meta.get("client") or {}
+        return f"{c.get('ip', '?')}:{c.get('port', '?')}" if c else "?"
+
+    @property
+    def target(self) -> str:
+        t = self.meta.get("target")
+        if t:
+            return str(t)
+        server = self.meta.get("server") or {}
+        if server.get("host"):
+            port = server.get("port")
+            return f"{server['host']}:{port}" if port else str(server["host"])
+        return "?"
+
+    @property
+    def protocol(self) -> str:
+        return str(self.meta.get("protocol") or "h2")
+
+    def tls(self, leg: str) -> str:
+        """``TLSv1.3 h2`` for the ``client`` or ``server`` leg; ``-`` without TLS."""
+        info = self.meta.get(f"{leg}_tls")
+        if not info:
+            return "-"
+        return f"{info.get('version') or '?'} {info.get('alpn') or 'no-alpn'}"
+
+    @property
+    def state(self) -> str:
+        return "closed" if self.closed is not None else "open"
+
+    def stream(self, sid: int) -> StreamInfo:
+        s = self.streams.get(sid)
+        if s is None:
+            s = self.streams[sid] = StreamInfo(self.conn_id, sid)
+        return s
+
+
+def settings_view(conn: ConnInfo, sender: Direction) -> list[tuple[str, str, str]]:
+    """(setting, in force, pending) rows for one sender's SETTINGS."""
+    from proxy.observe.enums import setting_name
+
+    acked = conn.settings_acked[sender]
+    pending: dict[int, int] = {}
+    for frame_settings in conn.settings_pending[sender]:
+        pending.update(frame_settings)
+    keys = sorted(set(acked) | set(pending))
+    return [(setting_name(k), str(acked.get(k, "-")),
+             str(pending[k]) if k in pending else "") for k in keys]
+
+
+FRAME_TYPE_NAMES = {int(t): t.name for t in FrameType}

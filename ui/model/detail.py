@@ -1,0 +1,204 @@
+"""The frame detail tabs as text: decoded fields, HPACK, hex, findings.
+
+Pure functions of the session and a row, so tests can check the content
+without a screen. Wording reuses :mod:`proxy.observe.describe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from rich.text import Text
+
+from proxy.observe.describe import field_annotation, flags_text, frame_summary
+from proxy.observe.enums import error_name, setting_name
+from proxy.observe.events import FrameObserved
+from proxy.observe.frames import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PushPromiseFrame,
+    SettingsFrame,
+)
+from proxy.observe.hpack_annotated import Representation
+from ui.model.body import hexdump
+from ui.model.session import Session
+from ui.widgets import style
+
+_SKIP = {"raw", "type", "flags", "stream_id", "length", "fragment"}
+_HEX_LIMIT = 64 * 1024
+
+
+def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
+    t = session.table
+    conn = session.conns.get(t.conn[row])
+    out = Text()
+    if ev is None:
+        out.append("The bytes of this frame are no longer in memory (the live memory budget "
+                   "was exceeded); record with --record or r to keep every frame.\n")
+        return out
+    f = ev.frame
+    out.append(f"{f.type_name}", style.TYPE_STYLES.get(f.type, style.SUMMARY) + style.BOLD)
+    out.append(f"  frame {row + 1} (connection #{t.conn[row]} frame {ev.seq})\n")
+    out.append(f"direction   {ev.direction.arrow} {ev.direction.name} "
+               f"(sent by the {ev.direction.sender})\n")
+    out.append(f"time        {session.relative(ev.t):.6f} s\n")
+    if conn is not None:
+        out.append(f"connection  #{conn.conn_id} {conn.client} → {conn.target}\n")
+    out.append(f"stream      {f.stream_id}\n", style.stream_style(f.stream_id))
+    out.append(f"type        0x{f.type:02x} {f.type_name}\n")
+    out.append(f"flags       0x{f.flags:02x} {flags_text(f) or '[]'}\n")
+    out.append(f"length      {f.length} (payload; +9 header = {f.length + 9} bytes)\n")
+    if f.reserved:
+        out.append("reserved    R bit set (RFC 9113 §4.1: MUST be unset)\n", style.WARNING)
+    if f.malformed:
+        out.append(f"malformed   {f.malformed}\n", style.FINDING)
+    out.append(f"summary     {frame_summary(ev)}\n")
+    for fld in fields(f):
+        if fld.name in _SKIP or fld.name in ("reserved", "malformed"):
+            continue
+        value = getattr(f, fld.name)
+        if isinstance(f, SettingsFrame) and fld.name == "settings":
+            out.append("settings\n")
+            for k, v in value:
+                out.append(f"  {setting_name(k)} (0x{k:x}) = {v}\n")
+            continue
+        if isinstance(value, bytes):
+            value = value[:64].hex() + ("…" if len(value) > 64 else "")
+        if fld.name == "error_code":
+            value = f"{value} {error_name(value)}"
+        out.append(f"{fld.name:<11} {value}\n")
+    if isinstance(f, DataFrame):
+        data = f.data
+        out.append(f"data        {len(data)} bytes: {data[:80]!r}{'…' if len(data) > 80 else ''}\n")
+    if isinstance(f, GoAwayFrame) and f.debug_data:
+        out.append(f"debug data  {f.debug_data!r}\n")
+    if ev.windows is not None:
+        out.append(f"windows     after this frame: connection {ev.windows[0]}"
+                   + (f", stream {ev.windows[1]}" if ev.windows[1] is not None else "") + "\n")
+    if ev.block is not None:
+        out.append("\nheader block\n", style.Style(bold=True))
+        if ev.block_stream_id is not None:
+            out.append(f"  (request of promised stream {ev.block_stream_id})\n")
+        for n, v in _ordered(ev.block.headers):
+            out.append(f"  {n}", style.Style(bold=True))
+            out.append(f": {v}\n")
+    elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
+        out.append("\nheader block continues in CONTINUATION frames\n", style.TIME)
+    return out
+
+
+def _ordered(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """As sent: pseudo-headers already come first on the wire (RFC 9113 §8.3)."""
+    return headers
+
+
+def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
+    out = Text()
+    if ev is None or ev.block is None:
+        ftype = session.table.type[row]
+        if ftype in (1, 5, 9):
+            out.append("This frame does not complete a header block: the block is decoded on "
+                       "the frame carrying END_HEADERS.\n")
+        else:
+            out.append("No header block: HPACK applies to HEADERS, PUSH_PROMISE and "
+                       "CONTINUATION frames.\n")
+        return out
+    b = ev.block
+    out.append(f"header block: {b.wire_length} bytes on the wire → {b.decoded_size} decoded "
+               f"(RFC 7541 §4.1 size)\n", style.Style(bold=True))
+    out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "
+               f"{b.table_entries} entries, +{b.inserted} inserted, -{b.evicted} evicted\n\n")
+    for fa in b.fields:
+        if fa.representation is Representation.SIZE_UPDATE:
+            out.append(f"<dynamic table size update → {fa.new_table_size}>", style.WARNING)
+            out.append(f"  @{fa.offset} {fa.wire_length}B\n", style.TIME)
+        else:
+            out.append(f"{fa.name}", style.Style(bold=True))
+            out.append(f": {fa.value}\n")
+            out.append(f"    {field_annotation(fa)}", style.TIME)
+            out.append(f"  @{fa.offset} {fa.wire_length}B wire\n", style.TIME)
+        if fa.inserted:
+            out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)
+        for n, v in fa.evicted:
+            out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
+    out.append("\nlegend: idx = indexed (RFC 7541 §6.1); lit+idx = literal with incremental "
+               "indexing (§6.2.1); lit = without indexing (§6.2.2); lit-never = never "
+               "indexed (§6.2.3); H = Huffman coded (§5.2); wire→decoded bytes\n", style.TIME)
+    return out
+
+
+def hex_view(frame: Frame | None) -> Text:
+    out = Text()
+    if frame is None:
+        out.append("(bytes no longer in memory)\n")
+        return out
+    raw = frame.raw
+    regions: list[tuple[int, int, style.Style, str]] = [(0, 9, style.HEADER_BYTES,
+                                                         "frame header (9)")]
+    pos = 9
+    pad = getattr(frame, "pad_length", None)
+    if pad is not None:
+        regions.append((9, 10, style.PAD_BYTES, "pad length (1)"))
+        pos = 10
+    if isinstance(frame, HeadersFrame) and frame.priority is not None:
+        regions.append((pos, pos + 5, style.PRIORITY_BYTES, "priority (5)"))
+        pos += 5
+    if isinstance(frame, PushPromiseFrame):
+        regions.append((pos, pos + 4, style.PRIORITY_BYTES, "promised stream (4)"))
+        pos += 4
+    end = len(raw) - (pad or 0)
+    regions.append((pos, end, style.PAYLOAD_BYTES, f"payload ({end - pos})"))
+    if pad:
+        regions.append((end, len(raw), style.PAD_BYTES, f"padding ({pad})"))
+    for a, b, sty, label in regions:
+        if b > a:
+            out.append(f"■ {label}  ", sty)
+    out.append("\n\n")
+
+    def style_at(i: int) -> style.Style:
+        for a, b, sty, _ in regions:
+            if a <= i < b:
+                return sty
+        return style.SUMMARY
+
+    shown = raw[:_HEX_LIMIT]
+    for off in range(0, len(shown), 16):
+        chunk = shown[off:off + 16]
+        out.append(f"{off:08x}  ", style.TIME)
+        for j, byte in enumerate(chunk):
+            out.append(f"{byte:02x}", style_at(off + j))
+            out.append(" ")
+        out.append("   " * (16 - len(chunk)))
+        out.append(" ")
+        for j, byte in enumerate(chunk):
+            out.append(chr(byte) if 32 <= byte < 127 else ".", style_at(off + j))
+        out.append("\n")
+    if len(raw) > _HEX_LIMIT:
+        out.append(f"… {len(raw) - _HEX_LIMIT} more bytes\n", style.TIME)
+    return out
+
+
+def findings_view(session: Session, row: int) -> Text:
+    out = Text()
+    found = session.table.findings.get(row, ())
+    if not found:
+        out.append("No findings on this frame.\n")
+    for f in found:
+        sty = style.FINDING if f.severity >= 2 else style.WARNING if f.severity == 1 else \
+            style.SUMMARY
+        out.append(f"{f.severity.name}", sty)
+        out.append(f"  {f.code}  ")
+        out.append(f"{f.rfc}\n", style.Style(underline=True))
+        out.append(f"  {f.message}\n\n")
+    conn = session.conns.get(session.table.conn[row])
+    if conn is not None and conn.conn_findings:
+        out.append(f"connection #{conn.conn_id}: {len(conn.conn_findings)} finding(s) not tied "
+                   f"to a frame\n", style.Style(bold=True))
+        for f in conn.conn_findings[:50]:
+            out.append(f"  {f}\n")
+    return out
+
+
+__all__ = ["decoded", "findings_view", "hex_view", "hexdump", "hpack"]

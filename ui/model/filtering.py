@@ -1,0 +1,161 @@
+"""Running a compiled filter (proxy/filter.py) over the frame table.
+
+A filter's result is an index array of rows (``array('I')``); the timeline
+only needs ``len(view)`` and ``view[i]`` (DESIGN.md §3).
+
+Most terms read a frame's header fields, direction, findings or header block,
+all of which the table has without touching the frame's bytes. So rows are
+matched through one reusable :class:`_Row` object whose attributes are set
+from the columns — no frame is parsed and nothing is allocated per row. Only
+a bare word needs the frame's one-line summary (:func:`frame_summary` needs
+the typed frame); filters with words take the exact path: the real event
+rebuilt per row.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections.abc import Callable
+
+from proxy.filter import _KEY_TERM, _LEN_TERM, Filter, _tokens
+from proxy.observe.enums import type_name
+from proxy.observe.events import FrameObserved
+from ui.model.session import Session
+from ui.model.table import DIRECTIONS, FrameTable
+
+_EMPTY: tuple[()] = ()
+
+
+def needs_frames(text: str) -> bool:
+    """Whether ``text`` has a bare-word term (which searches frame summaries)."""
+    for tok in _tokens(text):
+        body = tok.text
+        if not tok.quoted and body.lower() in ("or", "and"):
+            continue
+        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
+            body = body[1:]
+        if _LEN_TERM.match(body) or _KEY_TERM.match(body):
+            continue
+        return True
+    return False
+
+
+class _RowFrame:
+    __slots__ = ("flags", "length", "stream_id", "type")
+
+    def __init__(self) -> None:
+        self.type = 0
+        self.flags = 0
+        self.stream_id = 0
+        self.length = 0
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.type)
+
+
+class _Row:
+    """Quacks like a FrameObserved for every filter term except bare words."""
+
+    __slots__ = ("block", "direction", "findings", "frame")
+
+    def __init__(self) -> None:
+        self.frame = _RowFrame()
+        self.direction = DIRECTIONS[0]
+        self.findings: tuple[object, ...] = ()
+        self.block: object = None
+
+
+def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
+               start: int = 0, stop: int | None = None,
+               cancel: threading.Event | None = None,
+               on_chunk: Callable[[array[int], int], None] | None = None,
+               chunk: int = 65_536) -> array[int] | None:
+    """Rows in ``[start, stop)`` (or of ``rows``) that ``flt`` matches, ascending.
+
+    ``on_chunk(matched_so_far, scanned_up_to)`` is called every ``chunk`` rows
+    (the UI shows partial results early); returns None if ``cancel`` was set.
+    """
+    table = session.table
+    end = len(table) if stop is None else stop
+    candidates: range | array[int] = range(start, end) if rows is None else rows
+    out = array("I")
+    pred = flt.predicate
+    conns = session.conns
+    need_sh = flt.needs_stream_headers
+    exact = needs_frames(flt.text)
+    if exact:
+        return _run_exact(session, table, flt, candidates, cancel, on_chunk, chunk)
+    row = _Row()
+    rf = row.frame
+    t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
+        table.type, table.flags, table.stream, table.length, table.direction, table.conn)
+    blocks_get = table.blocks.get
+    findings_get = table.findings.get
+    dirs = DIRECTIONS
+    append = out.append
+    for n, i in enumerate(candidates, 1):
+        rf.type = t_type[i]
+        rf.flags = t_flags[i]
+        sid = rf.stream_id = t_stream[i]
+        rf.length = t_len[i]
+        row.direction = dirs[t_dir[i]]
+        row.findings = findings_get(i, _EMPTY)
+        row.block = blocks_get(i)
+        c = conns.get(t_conn[i])
+        sh = None
+        if need_sh and c is not None and sid:
+            s = c.streams.get(sid)
+            sh = s.stream_headers if s is not None else None
+        if pred(row, c, sh):  # type: ignore[arg-type]
+            append(i)
+        if n % chunk == 0:
+            if cancel is not None and cancel.is_set():
+                return None
+            if on_chunk is not None:
+                on_chunk(out, i + 1)
+    return out
+
+
+def _run_exact(session: Session, table: FrameTable, flt: Filter,
+               candidates: range | array[int], cancel: threading.Event | None,
+               on_chunk: Callable[[array[int], int], None] | None,
+               chunk: int) -> array[int] | None:
+    out = array("I")
+    pred = flt.predicate
+    conns = session.conns
+    n = 0
+    for i in candidates:
+        ev: FrameObserved | None = table.event(i)
+        n += 1
+        if n % chunk == 0:
+            if cancel is not None and cancel.is_set():
+                return None
+            if on_chunk is not None:
+                on_chunk(out, i + 1)
+        if ev is None:
+            continue
+        c = conns.get(table.conn[i])
+        sid = table.stream[i]
+        sh = None
+        if flt.needs_stream_headers and c is not None and sid:
+            s = c.streams.get(sid)
+            sh = s.stream_headers if s is not None else None
+        if pred(ev, c, sh):
+            out.append(i)
+    return out
+
+
+def scope_rows(session: Session, conn_id: int | None, stream_id: int | None) -> array[int] | None:
+    """The rows of one connection (and stream), or None for everything."""
+    if conn_id is None:
+        return None
+    c = session.conns.get(conn_id)
+    if c is None:
+        return array("I")
+    if stream_id is not None:
+        s = c.streams.get(stream_id)
+        return array("I", s.rows) if s is not None else array("I")
+    t_conn = session.table.conn
+    return array("I", (i for i in range(len(session.table)) if t_conn[i] == conn_id))

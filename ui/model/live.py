@@ -1,0 +1,199 @@
+"""Live traffic into the UI: a lossy bus sink and the proxy on its own thread.
+
+The proxy never imports ``ui/`` (DESIGN.md §3); the UI subscribes a
+:class:`LiveFeed` to the proxy's event bus as a *lossy* sink. The feed only
+appends batches to a bounded deque (no work on the proxy's loop); the UI
+drains it once per tick — one coalesced wake-up, never one per frame. If the
+UI falls behind, the bus counts the batches it could not take and the status
+bar shows the number.
+
+:class:`LiveProxy` runs :class:`proxy.server.ProxyServer` on a private event
+loop in a thread, so the relay never waits for a screen redraw, and can start
+and stop recording while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from proxy.events import Batch, ConnectionEvent, ConnectionOpened
+from proxy.observe.events import FrameObserved
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+
+
+class LiveFeed:
+    """Bus sink: keeps at most ``maxsize`` batches for the UI to collect."""
+
+    def __init__(self, maxsize: int = 65_536) -> None:
+        self.maxsize = maxsize
+        self.batches: deque[Batch] = deque()
+        self.dropped = 0
+        self.received = 0
+
+    def handle(self, batch: Batch) -> None:
+        if len(self.batches) >= self.maxsize:
+            self.dropped += 1
+            return
+        self.received += 1
+        self.batches.append(batch)  # deque.append is atomic: no lock needed
+
+
+def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool = False,
+           limit: int = 50_000) -> tuple[int, int]:
+    """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, skipped).
+
+    While ``paused``, batches are taken off the feed and counted as skipped.
+    """
+    added = skipped = 0
+    events = 0
+    popleft = feed.batches.popleft
+    with session.lock:
+        while feed.batches and events < limit:
+            batch = popleft()
+            if paused:
+                skipped += 1
+                continue
+            conn = batch.conn_id
+            for ev in batch.events:
+                events += 1
+                if isinstance(ev, ConnectionEvent):
+                    session.connection_event(ev)
+                elif type(ev) is FrameObserved:
+                    session.observe(conn, ev, frames.add(ev.frame.raw))
+                    added += 1
+                else:
+                    session.observe(conn, ev)
+        session.dropped = feed.dropped
+        if added or events:
+            session.touch()
+    return added, skipped
+
+
+class _RecorderTap:
+    """Bus sink that records only connections opened after recording started
+    (a capture of a connection from its middle could not be decoded)."""
+
+    def __init__(self, path: Path, max_data_bytes: int | None) -> None:
+        from proxy.capture.recorder import CaptureRecorder
+        from proxy.capture.writer import CaptureWriter
+
+        self.path = path
+        self.recorder = CaptureRecorder(CaptureWriter(path, max_data_bytes=max_data_bytes))
+        self.conns: set[int] = set()
+        self.active = True
+        self.frames = 0
+
+    async def handle(self, batch: Batch) -> None:
+        if not self.active:
+            return
+        if any(isinstance(ev, ConnectionOpened) for ev in batch.events):
+            self.conns.add(batch.conn_id)
+        if batch.conn_id not in self.conns:
+            return
+        self.frames += sum(1 for ev in batch.events if type(ev) is FrameObserved)
+        await self.recorder.handle(batch)
+
+    def close(self) -> None:
+        if self.active:
+            self.active = False
+            self.recorder.close()
+
+
+class LiveProxy:
+    """The proxy server running on its own loop thread, with the UI's feed attached."""
+
+    def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
+                 max_data_bytes: int | None = None) -> None:
+        self.options = options
+        self.feed = feed
+        self.max_data_bytes = max_data_bytes
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="h2scope-proxy",
+                                       daemon=True)
+        self.server: Any = None
+        self.tap: _RecorderTap | None = None
+        self._initial_record = record
+        self.error: str | None = None
+
+    def start(self, timeout: float = 30.0) -> list[tuple[str, str]]:
+        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError."""
+        from proxy.server import ProxyServer
+
+        self.thread.start()
+        sinks: list[Any] = []
+        if self._initial_record is not None:
+            self.tap = _RecorderTap(self._initial_record, self.max_data_bytes)
+            self.tap.conns = _AllConns()
+            sinks.append(self.tap)
+        self.server = ProxyServer(self.options, sinks, lossy_sinks=[self.feed])
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)
+        return [(spec, f"{h}:{p}") for spec, (h, p) in self.server.addresses.items()]
+
+    def start_recording(self, path: Path) -> None:
+        tap = _RecorderTap(path, self.max_data_bytes)
+
+        async def subscribe() -> None:
+            assert self.server is not None and self.server.bus is not None
+            self.server.bus.subscribe(tap)
+        asyncio.run_coroutine_threadsafe(subscribe(), self.loop).result(10)
+        self.tap = tap
+
+    def stop_recording(self) -> Path | None:
+        tap, self.tap = self.tap, None
+        if tap is None:
+            return None
+
+        async def close() -> None:
+            tap.close()
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(30)
+        return tap.path
+
+    @property
+    def recording(self) -> Path | None:
+        return self.tap.path if self.tap is not None and self.tap.active else None
+
+    def flush_recording(self) -> None:
+        if self.tap is not None and self.tap.active:
+            self.tap.recorder.writer.flush()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the proxy (closing connections), let the sinks drain, end the thread."""
+        if self.server is not None and self.thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout)
+            except Exception as exc:  # shutting down: report, never hang
+                self.error = f"stopping the proxy: {exc}"
+        self.stop_recording()
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class _AllConns(set[int]):
+    """With --record from the start, every connection is recorded."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def rate(samples: deque[tuple[float, int]], count: int, window: float = 2.0) -> float:
+    """Frames per second over the last ``window`` seconds, given (time, count) samples."""
+    now = time.monotonic()
+    samples.append((now, count))
+    while samples and now - samples[0][0] > window:
+        samples.popleft()
+    t0, c0 = samples[0]
+    return (count - c0) / (now - t0) if now > t0 else 0.0
+
+
+def addresses_text(addresses: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{mode} {addr}" for mode, addr in addresses)

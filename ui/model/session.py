@@ -1,0 +1,292 @@
+"""Everything the UI shows, fed with observer and connection events.
+
+:class:`Session` is the one model behind every view. A loader (capture) or the
+live ingest calls :meth:`Session.observe` with each ``(conn_id, event, ref)``
+in order — ``ref`` says where a frame's bytes are — and :meth:`Session.connection`
+with connection metadata. Views read it from the UI thread; only one thread
+ever writes. :attr:`version` moves after every batch so views know to refresh.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from proxy.events import (
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionOpened,
+    Leg,
+    ProxyErrorRaised,
+    RelayStarted,
+    TargetChosen,
+    TlsEstablished,
+)
+from proxy.observe.enums import Direction
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    Event,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+    PingAnswered,
+    SettingsAcknowledged,
+    StreamStateChanged,
+)
+from proxy.observe.frames import (
+    DataFrame,
+    HeadersFrame,
+    PriorityFrame,
+    PriorityUpdateFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+from proxy.observe.priority import parse_priority_field
+from ui.model.connections import ConnInfo, StreamInfo
+from ui.model.table import FrameBytes, FrameTable
+
+_DATA, _HEADERS, _WU = 0, 1, 8
+_NOT_OPEN = frozenset({"idle", "reserved", "closed"})
+"""Stream states (StreamState values) that do not count as open streams."""
+
+
+class Session:
+    """The UI's model: the frame table, connections, streams and their state."""
+
+    def __init__(self, source: FrameBytes, *, title: str = "") -> None:
+        self.table = FrameTable(source)
+        self.conns: dict[int, ConnInfo] = {}
+        self.title = title
+        self.version = 0
+        self.t0: float | None = None
+        """Time of the first frame: the timeline shows times relative to it."""
+        self.loaded = False
+        """A capture was read to its end (always False while live)."""
+        self.progress = 0.0
+        """Fraction of a capture read so far."""
+        self.problems: list[str] = []
+        self.dropped = 0
+        """Batches the UI lost (live, lossy sink) — shown, never silent."""
+        self.lock = threading.RLock()
+        """Held by the writer while it appends a batch and by views that walk
+        dictionaries (streams, connections) so neither sees a resize midway."""
+
+    # ------------------------------------------------------------- writing
+
+    def conn(self, conn_id: int) -> ConnInfo:
+        c = self.conns.get(conn_id)
+        if c is None:
+            c = self.conns[conn_id] = ConnInfo(conn_id)
+        return c
+
+    def connection(self, conn_id: int, meta: dict[str, Any]) -> None:
+        """A connection's metadata (capture CONNECTION record or folded events)."""
+        c = self.conn(conn_id)
+        c.meta.update(meta)
+
+    def closed(self, conn_id: int, reason: str) -> None:
+        c = self.conn(conn_id)
+        c.closed = reason or "closed"
+        c.open_streams = 0
+
+    def connection_event(self, ev: ConnectionEvent) -> None:
+        """Fold a live connection event into the connection's metadata."""
+        c = self.conn(ev.conn_id)
+        meta = c.meta
+        match ev:
+            case ConnectionOpened():
+                meta["client"] = {"ip": ev.client[0], "port": ev.client[1]}
+                meta["mode"] = ev.mode
+                if ev.target:
+                    meta["target"] = ev.target
+            case TargetChosen():
+                meta["target"] = ev.target
+                meta["via"] = ev.via
+            case TlsEstablished():
+                key = "client_tls" if ev.leg is Leg.CLIENT else "server_tls"
+                meta[key] = {"version": ev.version, "cipher": ev.cipher, "alpn": ev.alpn,
+                             "alpn_offered": list(ev.alpn_offered), "sni": ev.sni}
+                if ev.leg is Leg.CLIENT and ev.sni:
+                    meta["sni"] = ev.sni
+            case RelayStarted():
+                meta["protocol"] = ev.protocol
+                meta["target"] = ev.target
+            case ProxyErrorRaised():
+                c.errors.append(f"{ev.stage}: {ev.message}")
+            case ConnectionClosed():
+                self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
+
+    def observe(self, conn_id: int, ev: Event, ref: int = 0) -> None:
+        """One observer event of connection ``conn_id``; ``ref`` locates a frame's bytes."""
+        c = self.conns.get(conn_id) or self.conn(conn_id)
+        if type(ev) is FrameObserved:
+            self._frame(c, conn_id, ev, ref)
+            return
+        d = ev.direction
+        match ev:
+            case StreamStateChanged():
+                s = c.stream(ev.stream_id)
+                was_open = s.state not in _NOT_OPEN
+                s.state = ev.new
+                now_open = ev.new not in _NOT_OPEN
+                if now_open and not was_open:
+                    c.open_streams += 1
+                elif was_open and not now_open:
+                    c.open_streams = max(0, c.open_streams - 1)
+            case SettingsAcknowledged():
+                # RFC 9113 §6.5.3: the settings bind their sender once acknowledged.
+                sender = d.peer
+                c.settings_acked[sender].update(ev.settings)
+                if c.settings_pending[sender]:
+                    c.settings_pending[sender].pop(0)
+            case PingAnswered():
+                c.pings.append(ev.rtt)
+            case FlowControlStalled():
+                c.stalls.append((ev.t, int(d), ev.stream_id, None))
+                if ev.stream_id:
+                    c.stream(ev.stream_id).stalls.append((ev.t, None))
+            case FlowControlResumed():
+                for i in range(len(c.stalls) - 1, -1, -1):
+                    t, sd, sid, end = c.stalls[i]
+                    if sid == ev.stream_id and end is None:
+                        c.stalls[i] = (t, sd, sid, ev.t)
+                        break
+                if ev.stream_id:
+                    st = c.stream(ev.stream_id).stalls
+                    if st and st[-1][1] is None:
+                        st[-1] = (st[-1][0], ev.t)
+            case Desynced():
+                c.conn_findings.append(ev.finding)
+                c.findings += 1
+            case ConnectionFindingRaised():
+                c.conn_findings.append(ev.finding)
+                c.findings += 1
+
+    def _frame(self, c: ConnInfo, conn_id: int, ev: FrameObserved, ref: int) -> None:
+        table = self.table
+        row = table.append(conn_id, ev, ref)
+        f = ev.frame
+        d = int(ev.direction)
+        t = ev.t
+        if self.t0 is None:
+            self.t0 = t
+        if c.first_t is None:
+            c.first_t = t
+        c.last_t = t
+        c.frames[d] += 1
+        c.bytes[d] += 9 + f.length
+        if ev.findings:
+            c.findings += len(ev.findings)
+        sid = f.stream_id
+        ftype = f.type
+        s: StreamInfo | None = None
+        if sid:
+            s = c.streams.get(sid)
+            if s is None:
+                s = c.stream(sid)
+                s.first_t = t
+            s.rows.append(row)
+            s.last_t = t
+            if ev.findings:
+                s.findings += len(ev.findings)
+            if d == 1 and s.first_response_t is None:
+                s.first_response_t = t
+        if ftype == _DATA:
+            if s is not None and type(f) is DataFrame:
+                s.data_bytes[d] += f.data_length
+            self._windows(c, ev, d, sid, t, ftype)
+            return
+        if ftype == _WU:
+            self._windows(c, ev, 1 - d, sid, t, ftype)
+            return
+        block = ev.block
+        if block is not None:
+            c.hpack[d].apply(block, t)
+            target = ev.block_stream_id
+            if target is not None:
+                pushed = c.stream(target)
+                pushed.pushed_by = sid
+                pushed.request_headers = block.headers
+                if not pushed.first_t:
+                    pushed.first_t = t
+            elif s is not None:
+                self._message(s, d, block.headers)
+        if isinstance(f, HeadersFrame) and f.priority is not None:
+            p = f.priority
+            c.priority.set(sid, p.depends_on, p.weight, p.exclusive)
+        elif isinstance(f, SettingsFrame) and not f.ack:
+            c.settings_pending[d].append(f.settings)
+        elif isinstance(f, RstStreamFrame) and s is not None:
+            s.reset = f"by {ev.direction.sender}: {f.error_name}"
+        elif isinstance(f, PriorityFrame):
+            p = f.priority
+            c.priority.set(sid, p.depends_on, p.weight, p.exclusive)
+        elif isinstance(f, PriorityUpdateFrame):
+            u, inc, _ = parse_priority_field(f.field_value.decode("latin-1"))
+            target_s = c.stream(f.prioritized_stream_id)
+            if u is not None:
+                target_s.urgency = u
+            if inc is not None:
+                target_s.incremental = inc
+        elif isinstance(f, PushPromiseFrame) and s is not None:
+            c.stream(f.promised_stream_id).pushed_by = sid
+
+    @staticmethod
+    def _message(s: StreamInfo, d: int, headers: tuple[tuple[str, str], ...]) -> None:
+        if d == 0:
+            if s.request_headers is None:
+                s.request_headers = headers
+                for n, v in headers:
+                    if n == "priority":
+                        u, inc, _ = parse_priority_field(v)
+                        s.urgency = u if u is not None else s.urgency
+                        s.incremental = inc if inc is not None else s.incremental
+            else:
+                s.request_trailers = headers
+            return
+        status = next((v for n, v in headers if n == ":status"), None)
+        if status is not None and status[:1] == "1":
+            s.informational.append(headers)
+        elif s.response_headers is None:
+            s.response_headers = headers
+        else:
+            s.response_trailers = headers
+
+    @staticmethod
+    def _windows(c: ConnInfo, ev: FrameObserved, data_dir: int, sid: int, t: float,
+                 ftype: int) -> None:
+        w = ev.windows
+        if w is None:
+            return
+        series = c.flow[data_dir]
+        series.t.append(t)
+        series.conn.append(w[0])
+        series.stream.append(-1 if w[1] is None else w[1])
+        series.stream_id.append(sid)
+        series.kind.append(ftype)
+        latest = c.window[data_dir]
+        latest[0] = w[0]
+        if w[1] is not None:
+            latest[1] = w[1]
+
+    def touch(self) -> None:
+        self.version += 1
+
+    # ------------------------------------------------------------- reading
+
+    def stream_of_row(self, row: int) -> StreamInfo | None:
+        t = self.table
+        c = self.conns.get(t.conn[row])
+        sid = t.stream[row]
+        if c is None or not sid:
+            return None
+        return c.streams.get(sid)
+
+    def relative(self, t: float) -> float:
+        return t - (self.t0 if self.t0 is not None else t)
+
+
+def direction_of(value: int) -> Direction:
+    return Direction.S2C if value else Direction.C2S

@@ -1,0 +1,166 @@
+"""The UI's frame index: one row per frame, in arrival order, as columns.
+
+DESIGN.md §3: a million frames must scroll like ten, so the UI never holds a
+million frame objects. :class:`FrameTable` keeps one ``array`` per field
+(time, connection, stream, type, flags, direction, length, where the bytes
+are) — about 40 bytes a frame — plus sparse dictionaries for what only some
+frames have (a decoded header block, findings). The frame's bytes stay where
+they are (the capture file, memory-mapped, or a bounded in-memory store for
+live traffic) and are read for the rows on screen and the selected frame only.
+
+Rows are only ever appended, by one thread (the loader or the live ingest);
+the UI thread reads them. ``len()`` is read once per refresh, so a reader never
+sees a half-appended row: every column is appended before :attr:`count` moves.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from typing import Protocol
+
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from proxy.observe.findings import Finding
+from proxy.observe.frames import Frame, parse_frame
+from proxy.observe.hpack_annotated import HeaderBlock
+
+NO_WINDOW = -(1 << 62)
+"""Sentinel in the window columns: the frame changed no window."""
+
+DIRECTIONS = (Direction.C2S, Direction.S2C)
+
+
+class FrameBytes(Protocol):
+    """Where a row's frame bytes live: a capture (by offset) or live memory."""
+
+    def frame_bytes(self, ref: int) -> bytes | None:
+        """The whole frame (header + payload) for ``ref``; None if no longer kept."""
+        ...
+
+
+class FrameTable:
+    """Columns of every frame seen, plus sparse per-frame details."""
+
+    def __init__(self, source: FrameBytes) -> None:
+        self.source = source
+        self.time = array("d")
+        self.conn = array("I")
+        self.stream = array("I")
+        self.type = array("B")
+        self.flags = array("B")
+        self.direction = array("B")
+        self.length = array("I")
+        self.ref = array("Q")
+        """Where the frame's bytes are, for :attr:`source` (a file offset or a slot)."""
+        self.seq = array("Q")
+        """The observer's connection-wide frame sequence number."""
+        self.win_conn = array("q")
+        self.win_stream = array("q")
+        self.blocks: dict[int, HeaderBlock] = {}
+        """Row → the header block the frame completed (END_HEADERS)."""
+        self.block_stream: dict[int, int] = {}
+        """Row → the promised stream of a PUSH_PROMISE's block."""
+        self.findings: dict[int, tuple[Finding, ...]] = {}
+        self.finding_rows = array("I")
+        """Rows with findings, ascending (for "next finding")."""
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, conn_id: int, ev: FrameObserved, ref: int) -> int:
+        """Add ``ev``'s frame as the next row; returns the row number."""
+        f = ev.frame
+        row = self.count
+        self.time.append(ev.t)
+        self.conn.append(conn_id)
+        self.stream.append(f.stream_id)
+        self.type.append(f.type & 0xFF)
+        self.flags.append(f.flags & 0xFF)
+        self.direction.append(int(ev.direction))
+        self.length.append(f.length)
+        self.ref.append(ref)
+        self.seq.append(ev.seq)
+        w = ev.windows
+        if w is None:
+            self.win_conn.append(NO_WINDOW)
+            self.win_stream.append(NO_WINDOW)
+        else:
+            self.win_conn.append(w[0])
+            self.win_stream.append(NO_WINDOW if w[1] is None else w[1])
+        if ev.block is not None:
+            self.blocks[row] = ev.block
+        if ev.block_stream_id is not None:
+            self.block_stream[row] = ev.block_stream_id
+        if ev.findings:
+            self.findings[row] = ev.findings
+            self.finding_rows.append(row)
+        self.count = row + 1
+        return row
+
+    def frame(self, row: int) -> Frame | None:
+        """Row ``row``'s frame, parsed from its bytes; None if they are gone."""
+        data = self.source.frame_bytes(self.ref[row])
+        return None if data is None else parse_frame(data)
+
+    def event(self, row: int) -> FrameObserved | None:
+        """The observer's event for row ``row``, rebuilt from the columns and bytes."""
+        frame = self.frame(row)
+        if frame is None:
+            return None
+        wc, ws = self.win_conn[row], self.win_stream[row]
+        return FrameObserved(t=self.time[row], direction=DIRECTIONS[self.direction[row]],
+                             seq=self.seq[row], frame=frame, block=self.blocks.get(row),
+                             block_stream_id=self.block_stream.get(row),
+                             findings=self.findings.get(row, ()),
+                             windows=None if wc == NO_WINDOW else
+                             (wc, None if ws == NO_WINDOW else ws))
+
+    def memory_bytes(self) -> int:
+        """Bytes the columns hold (the per-frame cost of the index)."""
+        cols = (self.time, self.conn, self.stream, self.type, self.flags, self.direction,
+                self.length, self.ref, self.seq, self.win_conn, self.win_stream)
+        return sum(c.buffer_info()[1] * c.itemsize for c in cols)
+
+
+class LiveFrames:
+    """Frame bytes of live traffic, kept in memory up to ``budget`` bytes.
+
+    When the budget is exceeded the oldest frames' bytes are forgotten (their
+    rows stay, with everything decoded); :attr:`forgotten` counts them so the
+    UI can say so. Recording keeps everything on disk instead.
+    """
+
+    def __init__(self, budget: int = 256 << 20) -> None:
+        self.budget = budget
+        self._frames: list[bytes | None] = []
+        self._held = 0
+        self._oldest = 0
+        self.forgotten = 0
+
+    def add(self, raw: bytes) -> int:
+        ref = len(self._frames)
+        self._frames.append(raw)
+        self._held += len(raw)
+        while self._held > self.budget and self._oldest < ref:
+            old = self._frames[self._oldest]
+            if old is not None:
+                self._held -= len(old)
+                self._frames[self._oldest] = None
+                self.forgotten += 1
+            self._oldest += 1
+        return ref
+
+    def frame_bytes(self, ref: int) -> bytes | None:
+        return self._frames[ref] if 0 <= ref < len(self._frames) else None
+
+
+class CallableSource:
+    """A :class:`FrameBytes` from a function (the capture index's reader)."""
+
+    def __init__(self, read: Callable[[int], bytes | None]) -> None:
+        self._read = read
+
+    def frame_bytes(self, ref: int) -> bytes | None:
+        return self._read(ref)

@@ -1,0 +1,48 @@
+"""The ``?`` screen: every key, the filter language in brief, the glyphs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ui.keymap import help_rows
+from ui.widgets.lanes import LEGEND
+
+FILTER_HELP = """\
+type:DATA,HEADERS  stream:5  stream:1-9  conn:2  dir:c2s|s2c  host:*.example.com
+finding:any|error|warning|CODE  len>1000  flags:END_STREAM  header:content-type=json
+status:404  status:5xx  method:POST  path:/api*  "a word"   -term negates   a b or c
+An invalid filter says what is wrong (and where); the view stays as it was."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss", "Close"),
+    ]
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.overrides = overrides
+
+    def compose(self) -> ComposeResult:
+        table = Table(title="h2scope keys", expand=True, show_edge=False)
+        table.add_column("keys", style="bold")
+        table.add_column("does")
+        table.add_column("id (ui.keymap)", style="dim")
+        for keys, desc, bid in help_rows(self.overrides):
+            table.add_row(keys, desc, bid)
+        with VerticalScroll(id="help"):
+            yield Static(table, id="help-keys")
+            yield Static(Text("Filter language (docs/filters.md)\n", style="bold")
+                         + Text(FILTER_HELP), id="help-filter")
+            yield Static(Text("Stream lanes: ", style="bold") + Text(LEGEND), id="help-lanes")
+            yield Static(Text("Timeline: → client to server, ← server to client, ! a frame "
+                              "with findings. Esc closes this screen.", style="dim"))

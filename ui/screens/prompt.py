@@ -1,0 +1,71 @@
+"""Small modal prompts: go to, search, export, record file."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select
+
+from ui.model.export import FORMATS
+
+
+class Prompt(ModalScreen[str | None]):
+    """One line of input; dismisses with the text (None on Esc)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="prompt"):
+            yield Label(self.title_text)
+            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ExportPrompt(ModalScreen[tuple[str, str] | None]):
+    """Format and output file; dismisses with (format, path)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, scope: str, default_path: str) -> None:
+        super().__init__()
+        self.scope = scope
+        self.default_path = default_path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="prompt"):
+            yield Label(f"Export {self.scope}: format, then a file name (Enter)")
+            yield Select([(f, f) for f in FORMATS], value="har", allow_blank=False,
+                         id="export-format")
+            yield Input(value=self.default_path, id="export-path")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-path", Input).focus()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        box = self.query_one("#export-path", Input)
+        stem = box.value.rsplit(".", 1)[0]
+        from ui.model.export import EXTENSIONS
+
+        box.value = f"{stem}.{EXTENSIONS.get(str(event.value), str(event.value))}"
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        fmt = self.query_one("#export-format", Select).value
+        self.dismiss((str(fmt), event.value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,193 @@
+"""A connection's state over time: HPACK tables, flow control, settings, priority.
+
+Textual has no plot widget; the plots here are character charts drawn with
+the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from proxy.observe.enums import Direction
+from ui.model.connections import ConnInfo, settings_view
+from ui.model.session import Session
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def chart(values: Sequence[float], width: int = 72, height: int = 6,
+          lo: float | None = None, hi: float | None = None,
+          marks: Sequence[int] = ()) -> list[str]:
+    """A bar chart of ``values`` resampled to ``width`` columns, ``height`` lines tall.
+
+    Each column shows the minimum of its bucket (a stall must not be hidden by
+    an average); ``marks`` are value indexes to flag with ``↑`` underneath.
+    """
+    if not values:
+        return ["(no data)"]
+    n = len(values)
+    width = max(1, min(width, n))
+    cols = []
+    for x in range(width):
+        a, b = x * n // width, max(x * n // width + 1, (x + 1) * n // width)
+        cols.append(min(values[a:b]))
+    lo = min(cols) if lo is None else lo
+    hi = max(cols) if hi is None else hi
+    span = (hi - lo) or 1
+    levels = [int((v - lo) / span * height * 8) for v in cols]
+    lines = []
+    for row in range(height - 1, -1, -1):
+        base = row * 8
+        lines.append("".join(BLOCKS[max(0, min(8, lv - base))] for lv in levels))
+    if marks:
+        under = [" "] * width
+        for m in marks:
+            under[min(width - 1, m * width // n)] = "↑"
+        lines.append("".join(under))
+    return lines
+
+
+def hpack_text(conn: ConnInfo) -> Text:
+    out = Text()
+    for d in Direction:
+        tbl = conn.hpack[d]
+        out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
+                   f"table): {len(tbl.entries)} entries, {tbl.size}/{tbl.max_size} bytes, "
+                   f"{tbl.inserts} inserted, {tbl.evictions} evicted\n", "bold")
+        if not tbl.in_sync:
+            out.append("  (the UI missed events: this table may differ from the peer's)\n",
+                       "yellow")
+        for i, (n, v) in enumerate(list(tbl.entries)[:200]):
+            out.append(f"  {62 + i:>4}  ", "dim")
+            out.append(f"{n}: {v[:100]}  ", "")
+            out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
+        out.append(f"  table size over time ({len(tbl.sizes)} blocks, max {tbl.max_size}):\n",
+                   "dim")
+        for line in chart(list(tbl.sizes), lo=0, hi=max(tbl.max_size, 1), height=4):
+            out.append("  │" + line + "\n", "cyan")
+        out.append("\n")
+    return out
+
+
+def flow_text(conn: ConnInfo) -> Text:
+    out = Text()
+    for d in Direction:
+        series = conn.flow[d]
+        out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
+                   f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
+        updates = [i for i, k in enumerate(series.kind) if k == 8]
+        out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
+                   f"(↑ = WINDOW_UPDATE, {len(updates)}):\n", "dim")
+        for line in chart(list(series.conn), lo=0, height=5, marks=updates):
+            out.append("  │" + line + "\n", "green" if d == 0 else "blue")
+        out.append("\n")
+    out.append("stalls (window 0 while data waits)\n", "bold")
+    if not conn.stalls:
+        out.append("  none\n")
+    for t, sd, sid, end in conn.stalls[-100:]:
+        where = "connection" if sid == 0 else f"stream {sid}"
+        dur = f"{(end - t) * 1000:.1f} ms" if end is not None else "still stalled"
+        out.append(f"  {Direction(sd).arrow} {where}: {dur}\n", "bold red")
+    out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
+    for st in list(conn.streams.values())[-50:]:
+        out.append(f"  stream {st.stream_id:>5}  {st.data_bytes[0]:>10}/{st.data_bytes[1]:<10}"
+                   f"  {len(st.stalls)} stall(s)\n")
+    return out
+
+
+def settings_text(conn: ConnInfo) -> Text:
+    out = Text()
+    for d in Direction:
+        out.append(f"{d.arrow} SETTINGS sent by the {d.sender} "
+                   f"({len(conn.settings_pending[d])} awaiting ACK)\n", "bold")
+        out.append(f"  {'setting':<26}{'in force (acked)':>18}{'pending':>14}\n", "dim")
+        for name, acked, pending in settings_view(conn, d):
+            out.append(f"  {name:<26}{acked:>18}")
+            out.append(f"{pending:>14}\n", "yellow" if pending else "")
+        out.append("\n")
+    if conn.pings:
+        rtts = ", ".join(f"{r * 1000:.3f}" for r in conn.pings[-10:])
+        out.append(f"PING round trips (ms): {rtts}\n")
+    return out
+
+
+def priority_text(conn: ConnInfo) -> Text:
+    out = Text()
+    out.append("RFC 9218 extensible priorities (urgency 0 highest … 7, incremental)\n", "bold")
+    any9218 = False
+    for st in conn.streams.values():
+        if st.urgency is not None or st.incremental is not None:
+            any9218 = True
+            u = st.urgency if st.urgency is not None else 3  # RFC 9218 §4.1 default
+            out.append(f"  stream {st.stream_id:>5}  u={u} i={'1' if st.incremental else '0'}"
+                       f"  {st.label}\n")
+    if not any9218:
+        out.append("  (no priority header or PRIORITY_UPDATE frame seen)\n", "dim")
+    out.append("\nRFC 7540 §5.3 dependency tree (deprecated by RFC 9113 §5.3.2, still sent)\n",
+               "bold")
+    tree = conn.priority
+    if not len(tree):
+        out.append("  (no HEADERS priority or PRIORITY frame seen)\n", "dim")
+        return out
+
+    def walk(sid: int, depth: int, budget: list[int]) -> None:
+        for child in tree.children(sid):
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            node = tree.node(child)
+            weight = node.weight if node is not None else 16
+            out.append(f"  {'  ' * depth}└ stream {child} weight {weight}\n")
+            walk(child, depth + 1, budget)
+    out.append("  0 (root)\n")
+    walk(0, 1, [500])
+    return out
+
+
+STATE_TABS = ("hpack", "flow", "settings", "priority")
+
+
+class StateScreen(ModalScreen[None]):
+    """One connection's state, a tab per view."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "Back"),
+        Binding("h", "tab('hpack')", "HPACK"),
+        Binding("w", "tab('flow')", "Flow control"),
+        Binding("e", "tab('settings')", "Settings"),
+        Binding("p", "tab('priority')", "Priority"),
+    ]
+
+    def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack") -> None:
+        super().__init__()
+        self.session = session
+        self.conn = conn
+        self.tab = tab
+
+    def compose(self) -> ComposeResult:
+        c = self.conn
+        yield Static(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
+                          f"{c.state})", "bold"), id="state-title")
+        with TabbedContent(initial=self.tab, id="state-tabs"):
+            for tab, title, fn in (("hpack", "HPACK tables", hpack_text),
+                                   ("flow", "Flow control", flow_text),
+                                   ("settings", "Settings", settings_text),
+                                   ("priority", "Priority", priority_text)):
+                with TabPane(title, id=tab), VerticalScroll():
+                    yield Static(fn(c), id=f"state-{tab}", markup=False)
+        yield Footer()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def text(self, tab: str) -> str:
+        content = self.query_one(f"#state-{tab}", Static).content
+        return content.plain if isinstance(content, Text) else str(content)

@@ -1,0 +1,127 @@
+"""One stream as a message exchange: headers, informational responses, trailers,
+bodies (reassembled, decompressed, pretty), timing; copy as curl, save a body."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Static
+
+from ui.model.body import curl_command, header, reassemble, render_body
+from ui.model.connections import ConnInfo, Headers, StreamInfo
+from ui.model.session import Session
+
+
+def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
+    out = Text()
+    out.append(f"connection #{conn.conn_id} {conn.client} → {conn.target}   stream "
+               f"{st.stream_id}   state {st.state}", "bold")
+    if st.pushed_by is not None:
+        out.append(f"   pushed (PUSH_PROMISE on stream {st.pushed_by})", "magenta")
+    if st.reset:
+        out.append(f"   reset {st.reset}", "bold red")
+    out.append("\n")
+    t0 = st.first_t
+    rel = session.relative
+    timing = [f"started {rel(t0):.6f} s"]
+    if st.first_response_t is not None:
+        timing.append(f"first response byte +{(st.first_response_t - t0) * 1000:.3f} ms")
+    timing.append(f"last frame +{(st.last_t - t0) * 1000:.3f} ms")
+    if st.stalls:
+        total = sum((end - start) for start, end in st.stalls if end is not None)
+        timing.append(f"{len(st.stalls)} flow-control stall(s), {total * 1000:.1f} ms")
+    if st.urgency is not None or st.incremental is not None:
+        timing.append(f"priority u={st.urgency} i={st.incremental}")
+    out.append("timing: " + ", ".join(timing) + "\n", "dim")
+    _headers(out, "request headers", st.request_headers)
+    req = reassemble(session, st, 0)
+    if req.frames:
+        _body(out, "request body", req.raw, req.frames, req.truncated, st.request_headers)
+    _headers(out, "request trailers", st.request_trailers)
+    for info in st.informational:
+        _headers(out, "informational response", info)
+    _headers(out, "response headers", st.response_headers)
+    resp = reassemble(session, st, 1)
+    if resp.frames:
+        _body(out, "response body", resp.raw, resp.frames, resp.truncated, st.response_headers)
+    _headers(out, "response trailers", st.response_trailers)
+    return out
+
+
+def _headers(out: Text, title: str, headers: Headers | None) -> None:
+    if headers is None:
+        return
+    out.append(f"\n{title}\n", "bold underline")
+    for n, v in headers:  # as sent: pseudo-headers first (RFC 9113 §8.3)
+        out.append(f"  {n}", "bold cyan" if n.startswith(":") else "bold")
+        out.append(f": {v}\n")
+
+
+def _body(out: Text, title: str, raw: bytes, frames: int, truncated: bool,
+          headers: Headers | None) -> None:
+    out.append(f"\n{title}: {len(raw)} bytes in {frames} DATA frame(s)", "bold underline")
+    if truncated:
+        out.append("  (some payloads were not kept)", "yellow")
+    out.append("\n")
+    for line in render_body(raw, header(headers, "content-type"),
+                            header(headers, "content-encoding"))[:3000]:
+        out.append("  " + line + "\n")
+
+
+class StreamScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "Back"),
+        Binding("c", "copy_curl", "Copy as curl"),
+        Binding("b", "save_body", "Save response body"),
+        Binding("B", "save_body(0)", "Save request body"),
+    ]
+
+    def __init__(self, session: Session, conn: ConnInfo, stream: StreamInfo) -> None:
+        super().__init__()
+        self.session = session
+        self.conn = conn
+        self.stream = stream
+        self.curl = ""
+        self._save_direction = 1
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="stream-view"):
+            yield Static(stream_text(self.session, self.conn, self.stream), id="stream-body",
+                         markup=False)
+        yield Input(placeholder="save to file…", id="save-path", classes="hidden")
+        yield Static("", id="stream-note")
+        yield Footer()
+
+    def action_copy_curl(self) -> None:
+        req = reassemble(self.session, self.stream, 0)
+        self.curl = curl_command(self.conn, self.stream, req.raw)
+        self.app.copy_to_clipboard(self.curl)
+        self.query_one("#stream-note", Static).update(Text(f"copied: {self.curl}"))
+
+    def action_save_body(self, direction: int = 1) -> None:
+        self._save_direction = direction
+        box = self.query_one("#save-path", Input)
+        path = self.stream.request_headers and dict(self.stream.request_headers).get(":path")
+        name = Path((path or "/body").split("?")[0]).name or "body"
+        box.value = f"{name}.stream{self.stream.stream_id}.{'resp' if direction else 'req'}"
+        box.remove_class("hidden")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        body = reassemble(self.session, self.stream, self._save_direction).raw
+        path = Path(event.value).expanduser()
+        note = self.query_one("#stream-note", Static)
+        try:
+            path.write_bytes(body)
+        except OSError as exc:
+            note.update(Text(f"cannot save: {exc.strerror or exc}", "bold red"))
+        else:
+            note.update(Text(f"saved {len(body)} bytes (as received, still content-encoded) "
+                             f"to {path}"))
+        event.input.add_class("hidden")

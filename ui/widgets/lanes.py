@@ -1,0 +1,131 @@
+"""Stream lanes: one line per stream, its frames as glyphs along arrival order.
+
+The "interleaved streams" picture: multiplexing, head-of-line waits and
+flow-control stalls show as the shape of the lanes. The x axis is the frame
+sequence of the scope (all connections or one) — arrival order shows
+interleaving even when frames arrive within the same millisecond; ``t``
+switches it to wall time. Glyphs (legend in the title):
+
+    H HEADERS   ▪ DATA   ▶ END_STREAM   ✕ RST_STREAM   P PUSH_PROMISE
+    ↑ WINDOW_UPDATE   ┄ the stream's lifetime   ! a finding   ░ stalled
+
+Like the timeline, lanes are drawn with the line API: one lane per visible
+line, computed from the stream's row list when it comes on screen.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from rich.text import Text
+
+from ui.model.connections import StreamInfo
+from ui.model.session import Session
+from ui.widgets import style
+from ui.widgets.rowlist import RowList
+
+LABEL = 30
+GLYPHS = {0: "▪", 1: "H", 3: "✕", 5: "P", 8: "↑", 9: "h"}
+RANK = {3: 6, 5: 5, 1: 4, 9: 3, 0: 2, 8: 1}
+"""When frames share a cell, the most telling glyph wins."""
+LEGEND = "H HEADERS  ▪ DATA  ▶ END_STREAM  ✕ RST  P PUSH  ↑ WINDOW_UPDATE  ░ stalled"
+
+
+class Lanes(RowList):
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.conn_id: int | None = None
+        self.lanes: list[StreamInfo] = []
+        self.by_time = False
+        self._span = (0, 1)
+        self._tspan = (0.0, 1.0)
+        self._version = -1
+
+    def set_scope(self, conn_id: int | None) -> None:
+        self.conn_id = conn_id
+        self._version = -1
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Recompute the lanes if the session changed (called on each UI tick)."""
+        s = self.session
+        if s.version == self._version and self.lanes:
+            return
+        self._version = s.version
+        with s.lock:
+            conns = [s.conns[self.conn_id]] if self.conn_id in s.conns else \
+                ([] if self.conn_id is not None else list(s.conns.values()))
+            lanes = [st for c in conns for st in list(c.streams.values()) if st.rows]
+        lanes.sort(key=lambda st: (st.rows[0], st.conn_id))
+        self.lanes = lanes
+        if lanes:
+            self._span = (min(st.rows[0] for st in lanes), max(st.rows[-1] for st in lanes))
+            table = s.table
+            self._tspan = (table.time[self._span[0]], table.time[self._span[1]])
+        self.refresh_rows(reset=True)
+
+    def row_count(self) -> int:
+        return len(self.lanes)
+
+    def row_key(self, index: int) -> object:
+        st = self.lanes[index] if index < len(self.lanes) else None
+        return (index, id(st), len(st.rows) if st else 0, self._version, self.by_time,
+                self.size.width)
+
+    def lane_at(self, index: int) -> StreamInfo | None:
+        return self.lanes[index] if 0 <= index < len(self.lanes) else None
+
+    def render_row(self, index: int) -> Text:
+        st = self.lanes[index]
+        width = max(10, self.scrollable_content_region.width - LABEL - 1)
+        text = Text()
+        label = f"#{st.conn_id} {st.stream_id:>4} {st.label}"
+        text.append(f"{label[:LABEL]:<{LABEL}} ", style.stream_style(st.stream_id))
+        text.append_text(self.lane(st, width))
+        return text
+
+    def _x(self, row: int, width: int) -> int:
+        table = self.session.table
+        if self.by_time:
+            t0, t1 = self._tspan
+            frac = (table.time[row] - t0) / (t1 - t0) if t1 > t0 else 0.0
+        else:
+            r0, r1 = self._span
+            frac = (row - r0) / (r1 - r0) if r1 > r0 else 0.0
+        return min(width - 1, max(0, int(frac * (width - 1))))
+
+    def lane(self, st: StreamInfo, width: int) -> Text:
+        table = self.session.table
+        cells = [" "] * width
+        ranks = [0] * width
+        styles: list[object] = [None] * width
+        rows = st.rows
+        first, last = self._x(rows[0], width), self._x(rows[-1], width)
+        for x in range(first, last + 1):
+            cells[x] = "┄"
+        for start, end in st.stalls:
+            t = table.time
+            a = bisect_left(t, start, rows[0], rows[-1] + 1)
+            b = bisect_right(t, end, rows[0], rows[-1] + 1) if end is not None else rows[-1]
+            for x in range(self._x(min(a, rows[-1]), width),
+                           self._x(max(min(b, rows[-1]), rows[0]), width) + 1):
+                cells[x] = "░"
+                styles[x] = style.FINDING
+        for row in rows:
+            x = self._x(row, width)
+            ftype = table.type[row]
+            glyph = GLYPHS.get(ftype, "·")
+            rank = RANK.get(ftype, 0)
+            if ftype in (0, 1) and table.flags[row] & 1:
+                glyph, rank = "▶", 5
+            if row in table.findings:
+                glyph, rank = "!", 7
+            if rank >= ranks[x]:
+                ranks[x] = rank
+                cells[x] = glyph
+                styles[x] = style.FINDING if glyph in "!✕" else style.stream_style(st.stream_id)
+        text = Text()
+        for ch, sty in zip(cells, styles, strict=True):
+            text.append(ch, sty)  # type: ignore[arg-type]
+        return text

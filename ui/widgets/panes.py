@@ -1,0 +1,154 @@
+"""The connections pane, the frame detail tabs and the status bar.
+
+Connections are few (hundreds, not millions), so a DataTable is fine here;
+the frame timeline is the one place that must not have a widget per row.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+from ui.model import detail
+from ui.model.connections import ConnInfo
+from ui.model.session import Session
+
+ALL = "all"
+
+
+def _n(x: int) -> str:
+    if x >= 10_000_000:
+        return f"{x / 1_048_576:.0f}M"
+    if x >= 10_000:
+        return f"{x / 1024:.0f}K"
+    return str(x)
+
+
+def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
+    total = len(c.streams)
+    findings = Text(str(c.findings), style="bold red") if c.findings else Text("0")
+    return (f"#{c.conn_id}", c.client, c.target, str(c.meta.get("mode", "-")), c.protocol,
+            c.tls("client"), c.tls("server"), c.state,
+            f"{_n(c.frames[0])}/{_n(c.frames[1])}", f"{_n(c.bytes[0])}/{_n(c.bytes[1])}",
+            f"{c.open_streams}/{total}", findings)
+
+
+COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client leg", "TLS server leg",
+           "state", "frames →/←", "bytes →/←", "streams open/total", "findings")
+
+
+class ConnectionsPane(DataTable[str | Text]):
+    """Every connection, plus an "all" row; selecting one scopes the other views."""
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.session = session
+        self._version = -1
+        self._rows: list[str] = []
+
+    def on_mount(self) -> None:
+        for col in COLUMNS:
+            self.add_column(col, key=col)
+        self.add_row("all", "", "every connection, interleaved", *([""] * (len(COLUMNS) - 3)),
+                     key=ALL)
+        self._rows = [ALL]
+
+    def sync(self) -> None:
+        s = self.session
+        if s.version == self._version:
+            return
+        self._version = s.version
+        with s.lock:
+            conns = list(s.conns.values())
+        for c in conns:
+            key = str(c.conn_id)
+            cells = conn_cells(c)
+            if key not in self._rows:
+                self.add_row(*cells, key=key)
+                self._rows.append(key)
+            else:
+                for col, value in zip(COLUMNS, cells, strict=True):
+                    self.update_cell(key, col, value)
+        total_frames = sum(sum(c.frames) for c in conns)
+        self.update_cell(ALL, "frames →/←", _n(total_frames))
+        self.update_cell(ALL, "findings", str(sum(c.findings for c in conns)))
+
+    def selected_conn(self) -> int | None:
+        if not self._rows or self.cursor_row >= len(self._rows):
+            return None
+        key = self._rows[self.cursor_row]
+        return None if key == ALL else int(key)
+
+    def select_conn(self, conn_id: int | None) -> None:
+        key = ALL if conn_id is None else str(conn_id)
+        if key in self._rows:
+            self.move_cursor(row=self._rows.index(key))
+
+
+TABS = ("decoded", "hpack", "hex", "findings")
+
+
+class DetailPane(Vertical):
+    """Frame detail for the selected row, in tabs."""
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.row: int | None = None
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="decoded", id="detail-tabs"):
+            for tab, title in zip(TABS, ("Decoded", "HPACK", "Hex", "Findings"), strict=True):
+                with TabPane(title, id=tab), VerticalScroll():
+                    yield Static(id=f"{tab}-body", markup=False)
+
+    @property
+    def active(self) -> str:
+        return self.query_one(TabbedContent).active
+
+    @active.setter
+    def active(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def show(self, row: int | None) -> None:
+        self.row = row
+        bodies = {tab: self.query_one(f"#{tab}-body", Static) for tab in TABS}
+        if row is None or row >= len(self.session.table):
+            for b in bodies.values():
+                b.update("No frame selected.")
+            return
+        table = self.session.table
+        ev = table.event(row)
+        bodies["decoded"].update(detail.decoded(self.session, row, ev))
+        bodies["hpack"].update(detail.hpack(self.session, row, ev))
+        bodies["hex"].update(detail.hex_view(ev.frame if ev is not None else None))
+        n = len(table.findings.get(row, ()))
+        bodies["findings"].update(detail.findings_view(self.session, row))
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("findings").label = f"Findings ({n})" if n else "Findings"
+
+    def text(self, tab: str) -> str:
+        """The plain text a tab shows (for tests and copy)."""
+        body = self.query_one(f"#{tab}-body", Static)
+        content = body.content
+        return content.plain if isinstance(content, Text) else str(content)
+
+
+class StatusBar(Static):
+    """Listen address, mode, recording, rates, totals, dropped."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)
+
+    def set_parts(self, parts: list[tuple[str, str]]) -> None:
+        text = Text()
+        for i, (part, sty) in enumerate(parts):
+            if i:
+                text.append(" │ ", "dim")
+            text.append(part, sty)
+        self.update(text)
+        self.plain = text.plain
+
+    plain = ""

@@ -1,0 +1,186 @@
+"""A cursor over a virtual list of rows, drawn with the Textual line API.
+
+The shape of toolong's log view (DESIGN.md §3): a :class:`ScrollView` whose
+virtual height is the number of rows and whose :meth:`render_line` formats
+only the rows on screen, with an LRU cache of rendered strips keyed by the row
+and everything that changes its look. No widget per row, so a million rows
+cost what twenty do.
+
+Subclasses say how many rows there are (:meth:`row_count`) and how one looks
+(:meth:`render_row`); this class does the cursor, scrolling, mouse and follow.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.events import Click
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ui.widgets.style import SELECTED
+
+
+class RowList(ScrollView, can_focus=True):
+    """Rows with a cursor; posts :class:`RowList.Highlighted` when the cursor moves."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+        Binding("enter", "choose", "Open", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
+
+    class Highlighted(Message):
+        def __init__(self, widget: RowList, index: int) -> None:
+            super().__init__()
+            self.widget = widget
+            self.index = index
+
+        @property
+        def control(self) -> RowList:
+            return self.widget
+
+    class Chosen(Message):
+        def __init__(self, widget: RowList, index: int) -> None:
+            super().__init__()
+            self.widget = widget
+            self.index = index
+
+        @property
+        def control(self) -> RowList:
+            return self.widget
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(1024)
+        self._count = 0
+        self.follow = False
+        """Keep the cursor on the last row as rows are added."""
+        self.content_width = 200
+
+    # ------------------------------------------------------------ subclass API
+
+    def row_count(self) -> int:
+        raise NotImplementedError
+
+    def render_row(self, index: int) -> Text:
+        raise NotImplementedError
+
+    def row_key(self, index: int) -> object:
+        """What identifies a row's content (the cache key part); the index by default."""
+        return index
+
+    # ---------------------------------------------------------------- updates
+
+    def refresh_rows(self, *, reset: bool = False) -> None:
+        """Rows were added (or, with ``reset``, replaced): resize and repaint."""
+        if reset:
+            self._cache.clear()
+        count = self.row_count()
+        grew = count != self._count
+        self._count = count
+        self.virtual_size = Size(self.content_width, count)
+        if self.follow and count:
+            if self.cursor != count - 1:
+                self.cursor = count - 1
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif self.cursor >= count:
+            self.cursor = max(0, count - 1)
+        if grew or reset:
+            self.refresh()
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    # ----------------------------------------------------------------- render
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= self._count:
+            return Strip.blank(width, self.rich_style)
+        selected = index == self.cursor
+        key = (self.row_key(index), selected, scroll_x, width, self.has_focus)
+        strip = self._cache.get(key)
+        if strip is None:
+            text = self.render_row(index)
+            text.no_wrap = True
+            text.overflow = "ellipsis"
+            segments = list(text.render(self.app.console))
+            strip = Strip(segments, text.cell_len).crop(scroll_x, scroll_x + width)
+            strip = strip.extend_cell_length(width, self.rich_style)
+            if selected:
+                strip = strip.apply_style(SELECTED if self.has_focus
+                                          else Style(reverse=True, dim=True))
+            strip = Strip([Segment(s.text, s.style) for s in strip], width)
+            self._cache.set(key, strip)
+        return strip
+
+    # ----------------------------------------------------------------- cursor
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        if not self._count:
+            return
+        self.refresh_line(old)
+        self.refresh_line(new)
+        top = self.scroll_offset.y
+        height = self.scrollable_content_region.height or 1
+        if new < top:
+            self.scroll_to(y=new, animate=False, immediate=True)
+        elif new >= top + height:
+            self.scroll_to(y=new - height + 1, animate=False, immediate=True)
+        self.post_message(self.Highlighted(self, new))
+
+    def move_to(self, index: int) -> None:
+        if self._count:
+            self.cursor = max(0, min(index, self._count - 1))
+
+    def action_cursor(self, delta: int) -> None:
+        self.follow = False
+        self.move_to(self.cursor + delta)
+
+    def action_page(self, delta: int) -> None:
+        self.follow = False
+        self.move_to(self.cursor + delta * max(1, self.scrollable_content_region.height - 1))
+
+    def action_first(self) -> None:
+        self.follow = False
+        self.move_to(0)
+
+    def action_last(self) -> None:
+        self.move_to(self._count - 1)
+
+    def action_choose(self) -> None:
+        if self._count:
+            self.post_message(self.Chosen(self, self.cursor))
+
+    def on_click(self, event: Click) -> None:
+        index = self.scroll_offset.y + event.y
+        if 0 <= index < self._count:
+            self.follow = False
+            self.cursor = index
+            if event.chain == 2:
+                self.post_message(self.Chosen(self, index))
+
+    def on_focus(self) -> None:
+        self.invalidate()
+
+    def on_blur(self) -> None:
+        self.invalidate()

@@ -1,0 +1,49 @@
+"""Colours shared by the views.
+
+Only the 16 ANSI colours (by name) are used for content, never RGB: the
+terminal's own palette then decides the exact shade, so the same styles read
+in dark and light themes and in 16-colour terminals. Emphasis uses bold and
+reverse video, which every terminal has.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+
+STREAM_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan",
+                  "bright_magenta", "bright_green", "bright_blue", "red")
+"""A stream's colour is picked from these by its id: stable for the stream."""
+
+TYPE_STYLES = {
+    0: Style(),                                   # DATA
+    1: Style(bold=True),                          # HEADERS
+    2: Style(dim=True),                           # PRIORITY
+    3: Style(color="red", bold=True),             # RST_STREAM
+    4: Style(color="blue"),                       # SETTINGS
+    5: Style(color="magenta", bold=True),         # PUSH_PROMISE
+    6: Style(color="blue"),                       # PING
+    7: Style(color="red", bold=True),             # GOAWAY
+    8: Style(dim=True),                           # WINDOW_UPDATE
+    9: Style(bold=True),                          # CONTINUATION
+}
+
+TIME = Style(dim=True)
+CONN = Style(color="bright_black")
+ARROW_C2S = Style(color="green", bold=True)
+ARROW_S2C = Style(color="blue", bold=True)
+FINDING = Style(color="red", bold=True)
+WARNING = Style(color="yellow", bold=True)
+SUMMARY = Style()
+SELECTED = Style(reverse=True)
+BOLD = Style(bold=True)
+HEADER_BYTES = Style(color="yellow", bold=True)
+PAD_BYTES = Style(color="bright_black")
+PAYLOAD_BYTES = Style(color="cyan")
+PRIORITY_BYTES = Style(color="magenta")
+
+
+def stream_style(stream_id: int) -> Style:
+    if stream_id == 0:
+        return Style(dim=True)
+    return Style(color=STREAM_COLOURS[(stream_id // 2 + stream_id % 2) % len(STREAM_COLOURS)],
+                 bold=True)

@@ -1,0 +1,119 @@
+"""The timeline: one row per frame, all connections and streams interleaved.
+
+Columns: time since the first frame, connection, direction (→ client to
+server, ← server to client), stream id in the stream's colour, frame type by
+its RFC name, flags, payload length and the one-line summary shared with the
+headless printer (:func:`proxy.observe.describe.frame_summary`). A ``!`` marks
+frames with findings.
+
+The rows shown are a *view*: ``None`` (every frame) or an index array a
+filter produced. Only visible rows are formatted (see :class:`RowList`).
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from rich.text import Text
+
+from proxy.observe.describe import frame_summary
+from proxy.observe.enums import flag_names, type_name
+from proxy.observe.findings import Severity
+from ui.model.session import Session
+from ui.widgets import style
+from ui.widgets.rowlist import RowList
+
+_SHORT_FLAGS = {"END_STREAM": "ES", "END_HEADERS": "EH", "PADDED": "PAD", "PRIORITY": "PRI",
+                "ACK": "ACK"}
+
+
+def short_flags(ftype: int, flags: int) -> str:
+    return ",".join(_SHORT_FLAGS.get(n, n) for n in flag_names(ftype, flags))
+
+
+class Timeline(RowList):
+    """Every frame (or a filtered view of them), newest at the bottom."""
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.view: array[int] | None = None
+        """Rows shown, ascending; None shows every row of the table."""
+        self.content_width = 160
+
+    def set_session(self, session: Session) -> None:
+        self.session = session
+        self.view = None
+        self.refresh_rows(reset=True)
+
+    def row_count(self) -> int:
+        return len(self.view) if self.view is not None else len(self.session.table)
+
+    def row_at(self, index: int) -> int | None:
+        """The table row shown at ``index`` (None past the end)."""
+        if index < 0 or index >= self.row_count():
+            return None
+        return self.view[index] if self.view is not None else index
+
+    @property
+    def selected_row(self) -> int | None:
+        return self.row_at(self.cursor)
+
+    def index_of(self, row: int) -> int | None:
+        """Where table row ``row`` is shown (or the nearest row after it)."""
+        if self.view is None:
+            return row if row < len(self.session.table) else None
+        from bisect import bisect_left
+
+        i = bisect_left(self.view, row)
+        return i if i < len(self.view) else (len(self.view) - 1 if self.view else None)
+
+    def set_view(self, view: array[int] | None) -> None:
+        """Show ``view`` instead, keeping the selected frame selected if it is in it."""
+        keep = self.selected_row
+        self.view = view
+        self._count = -1
+        self.refresh_rows(reset=True)
+        if keep is not None and not self.follow:
+            i = self.index_of(keep)
+            if i is not None:
+                self.cursor = i
+                self.scroll_to(y=max(0, i - self.scrollable_content_region.height // 2),
+                               animate=False, immediate=True)
+
+    def row_key(self, index: int) -> object:
+        return self.row_at(index)
+
+    def render_row(self, index: int) -> Text:
+        row = self.row_at(index)
+        if row is None:
+            return Text("")
+        return render_frame_row(self.session, row)
+
+
+def render_frame_row(session: Session, row: int) -> Text:
+    """One timeline row as styled text."""
+    t = session.table
+    ftype = t.type[row]
+    sid = t.stream[row]
+    findings = t.findings.get(row)
+    text = Text()
+    if findings:
+        worst = max(f.severity for f in findings)
+        text.append("!", style.FINDING if worst >= Severity.ERROR else style.WARNING)
+    else:
+        text.append(" ")
+    text.append(f"{session.relative(t.time[row]):10.6f} ", style.TIME)
+    text.append(f"#{t.conn[row]:<3} ", style.CONN)
+    s2c = t.direction[row]
+    text.append("← " if s2c else "→ ", style.ARROW_S2C if s2c else style.ARROW_C2S)
+    text.append(f"{sid:>5} ", style.stream_style(sid))
+    text.append(f"{type_name(ftype):<13.13} ", style.TYPE_STYLES.get(ftype, style.SUMMARY))
+    text.append(f"{short_flags(ftype, t.flags[row]):<9} ", style.TIME)
+    text.append(f"{t.length[row]:>6} ")
+    ev = t.event(row)
+    if ev is None:
+        text.append("(bytes no longer in memory)", style.TIME)
+    else:
+        text.append(frame_summary(ev))
+    return text
