@@ -282,6 +282,26 @@ class ReplayConnection:
                 self.result.timed_out = not self.eof
                 return
 
+    def _answered_before_reset(self, recorded_sid: int) -> bool:
+        """Whether the original server's response headers came before the client's reset."""
+        return any(o.stream_id == recorded_sid and o.status is not None
+                   for o in self.plan.original or ())
+
+    async def _await_response_headers(self, sid: int) -> None:
+        """Wait (bounded) until the server answered stream ``sid`` or closed it.
+
+        A client RST_STREAM recorded after the response headers arrived was a
+        reaction to them; sent at once (``--speed 0``) it would race them.
+        """
+        assert self.observer is not None
+        idle = self.options.idle_timeout
+        while not self.eof:
+            s = self.observer.streams.get(sid)
+            if s is None or s.response_headers is not None or s.state is StreamState.CLOSED:
+                return
+            if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
+                return
+
     # ---------------------------------------------------------- verbatim
 
     def _window_allows(self, stream_id: int, flow: int) -> bool:
@@ -317,6 +337,9 @@ class ReplayConnection:
                 # endpoint may stop answering once it reads GOAWAY (python-hyper h2
                 # does), so wait for the replay's responses first.
                 await self._await_responses(top_up=True)
+            elif send.frame_type == FrameType.RST_STREAM \
+                    and self._answered_before_reset(send.stream_id):
+                await self._await_response_headers(send.stream_id)
             waited = time.monotonic()
             while send.flow and not self._window_allows(send.stream_id, send.flow):
                 if not await self._wait(0.2) and time.monotonic() - waited > idle:
@@ -436,6 +459,8 @@ class ReplayConnection:
                                           int(pad) if pad is not None else None)
                     continue
                 elif kind == "RST_STREAM":
+                    if self._answered_before_reset(s):
+                        await self._await_response_headers(streams.get(s, s))
                     conn.reset_stream(streams.get(s, s), error_code(entry.get("error", 8)))
                 elif kind == "PRIORITY":
                     prio = entry.get("priority") or {}
