@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import Any, TypeAlias, overload
+from typing import overload
 
 from hpack.exceptions import HPACKError
 from hpack.hpack import decode_integer
@@ -38,6 +38,7 @@ from hpack.table import HeaderTable
 
 from proxy.observe.huffman import HuffmanDecodeError
 from proxy.observe.huffman import decode as huffman_decode
+from proxy.observe.records import positional
 
 __all__ = [
     "AnnotatedDecoder",
@@ -162,8 +163,48 @@ class HeaderBlock:
     """Entries the block evicted from the dynamic table."""
 
 
-_Record: TypeAlias = tuple[Any, ...]
-"""A FieldAnnotation's values in field order, as the decode loop collects them."""
+_header_block = positional(HeaderBlock)
+
+
+def _annotation(
+    representation: Representation,
+    offset: int,
+    wire_length: int,
+    name: str,
+    value: str,
+    index: int | None,
+    table: str | None,
+    name_huffman: bool | None,
+    name_wire_length: int | None,
+    name_length: int | None,
+    value_huffman: bool | None,
+    value_wire_length: int | None,
+    value_length: int | None,
+    new_table_size: int | None,
+    inserted: bool,
+    evicted: tuple[tuple[str, str], ...],
+) -> FieldAnnotation:
+    # The dataclass __init__ of a frozen class makes one object.__setattr__
+    # call per field; setting the slots directly is about three times cheaper.
+    a: FieldAnnotation = _new_object(FieldAnnotation)
+    _set_representation(a, representation)
+    _set_offset(a, offset)
+    _set_wire_length(a, wire_length)
+    _set_name(a, name)
+    _set_value(a, value)
+    _set_index(a, index)
+    _set_table(a, table)
+    _set_name_huffman(a, name_huffman)
+    _set_name_wire_length(a, name_wire_length)
+    _set_name_length(a, name_length)
+    _set_value_huffman(a, value_huffman)
+    _set_value_wire_length(a, value_wire_length)
+    _set_value_length(a, value_length)
+    _set_new_table_size(a, new_table_size)
+    _set_inserted(a, inserted)
+    _set_evicted(a, evicted)
+    return a
+
 
 _new_object = object.__new__
 (
@@ -185,54 +226,41 @@ _new_object = object.__new__
     _set_evicted,
 ) = (getattr(FieldAnnotation, f.name).__set__ for f in fields(FieldAnnotation))
 
-
-def _materialize(r: _Record) -> FieldAnnotation:
-    # The dataclass __init__ of a frozen class makes one object.__setattr__
-    # call per field; setting the slots directly is about three times cheaper.
-    # The record holds the values in field order (a test pins the equivalence).
-    a: FieldAnnotation = _new_object(FieldAnnotation)
-    _set_representation(a, r[0])
-    _set_offset(a, r[1])
-    _set_wire_length(a, r[2])
-    _set_name(a, r[3])
-    _set_value(a, r[4])
-    _set_index(a, r[5])
-    _set_table(a, r[6])
-    _set_name_huffman(a, r[7])
-    _set_name_wire_length(a, r[8])
-    _set_name_length(a, r[9])
-    _set_value_huffman(a, r[10])
-    _set_value_wire_length(a, r[11])
-    _set_value_length(a, r[12])
-    _set_new_table_size(a, r[13])
-    _set_inserted(a, r[14])
-    _set_evicted(a, r[15])
-    return a
-
-
 class FieldAnnotations(Sequence[FieldAnnotation]):
     """The annotations of one block: an immutable sequence of FieldAnnotation.
 
-    The decoder records every annotation's values when it decodes the block
-    (nothing is computed later) but builds the FieldAnnotation objects only
-    when the sequence is first read: building them is most of the cost of an
-    annotated decode, and on the live path most blocks are never inspected.
+    Decoding records only what depends on the dynamic table at that moment:
+    the header list and, for each representation that inserted or evicted,
+    what it inserted and evicted. Everything else an annotation holds (offsets,
+    lengths, indexes, Huffman flags, new table sizes) is a function of the
+    block's bytes alone, so the FieldAnnotation objects are built by a second
+    pass over the bytes when the sequence is first read: building them is most
+    of the cost of an annotated decode, and on the live path most blocks are
+    never inspected. The annotations are the same either way (the HPACK tests
+    read every one of them).
     """
 
-    __slots__ = ("_annotations", "_records")
+    __slots__ = ("_annotations", "_changes", "_count", "_data", "_headers")
 
-    def __init__(self, records: tuple[_Record, ...]) -> None:
-        self._records = records
+    def __init__(self, data: bytes, headers: tuple[tuple[str, str], ...],
+                 changes: tuple[tuple[int, bool, tuple[tuple[str, str], ...]], ...],
+                 count: int) -> None:
+        self._data = data
+        self._headers = headers
+        self._changes = changes
+        """(offset, inserted, evicted) per representation that touched the table."""
+        self._count = count
         self._annotations: tuple[FieldAnnotation, ...] | None = None
 
     def _all(self) -> tuple[FieldAnnotation, ...]:
         annotations = self._annotations
         if annotations is None:
-            annotations = self._annotations = tuple(map(_materialize, self._records))
+            annotations = self._annotations = _annotate(self._data, self._headers,
+                                                        self._changes)
         return annotations
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._count
 
     @overload
     def __getitem__(self, item: int) -> FieldAnnotation: ...
@@ -246,7 +274,9 @@ class FieldAnnotations(Sequence[FieldAnnotation]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FieldAnnotations):
-            return self._records == other._records
+            # The annotations are a function of these three (see the class doc).
+            return (self._data == other._data and self._headers == other._headers
+                    and self._changes == other._changes)
         if isinstance(other, tuple):
             return self._all() == other
         return NotImplemented
@@ -288,13 +318,13 @@ def clear_huffman_cache() -> None:
     _huffman_cache.clear()
 
 
-def _read_integer(view: memoryview, pos: int, prefix_bits: int, what: str) -> tuple[int, int]:
+def _read_integer(data: bytes, pos: int, prefix_bits: int, what: str) -> tuple[int, int]:
     """Decode a multi-byte integer (RFC 7541 §5.1) at ``pos``: (value, bytes used).
 
     Raises HpackDecodeError if it is truncated, over-long or above MAX_INTEGER.
     """
     try:
-        value, consumed = decode_integer(view[pos:], prefix_bits)
+        value, consumed = decode_integer(memoryview(data)[pos:], prefix_bits)
     except HPACKError:
         raise HpackDecodeError(f"truncated or over-long integer ({what})", offset=pos) from None
     if value > MAX_INTEGER:
@@ -321,9 +351,7 @@ def _huffman(raw: bytes, offset: int, what: str) -> tuple[str, int]:
     return result
 
 
-def _read_string(
-    data: bytes, view: memoryview, pos: int, what: str
-) -> tuple[str, int, bool, int, int]:
+def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int, bool, int, int]:
     """Decode a string literal (RFC 7541 §5.2) at ``pos``.
 
     Returns (text, decoded byte length, huffman, string wire length, next pos).
@@ -334,7 +362,7 @@ def _read_string(
     first = data[pos]
     length = first & 0x7F
     if length == 0x7F:
-        length, used = _read_integer(view, pos, 7, f"{what} length")
+        length, used = _read_integer(data, pos, 7, f"{what} length")
     else:
         used = 1
     start = pos + used
@@ -349,6 +377,85 @@ def _read_string(
         text, decoded_length = _huffman(raw, start, what)
         return text, decoded_length, True, length, stop
     return _text(raw), length, False, length, stop
+
+
+def _string_layout(data: bytes, pos: int) -> tuple[bool, int, int]:
+    """(huffman, string wire length, next pos) of a string already decoded once."""
+    first = data[pos]
+    length = first & 0x7F
+    used = 1
+    if length == 0x7F:
+        length, used = decode_integer(memoryview(data)[pos:], 7)
+    return bool(first & 0x80), length, pos + used + length
+
+
+def _annotate(data: bytes, headers: tuple[tuple[str, str], ...],
+              changes: tuple[tuple[int, bool, tuple[tuple[str, str], ...]], ...],
+              ) -> tuple[FieldAnnotation, ...]:
+    """The annotations of a block that decoded to ``headers``, by a second pass.
+
+    The block is known to be valid, so nothing here can fail. Text comes from
+    the decoded header list (field ``k`` of the block is ``headers[k]``); what
+    the dynamic table did comes from ``changes``.
+    """
+    touched = {offset: (inserted, evicted) for offset, inserted, evicted in changes}
+    out: list[FieldAnnotation] = []
+    end = len(data)
+    pos = 0
+    k = 0
+    while pos < end:
+        start = pos
+        first = data[pos]
+        if first & 0x80:
+            index, used = (first & 0x7F, 1) if first & 0x7F != 0x7F else decode_integer(
+                memoryview(data)[pos:], 7)
+            pos += used
+            name, value = headers[k]
+            k += 1
+            out.append(_annotation(Representation.INDEXED, start, pos - start, name, value, index,
+                                   "static" if index <= STATIC_TABLE_LENGTH else "dynamic",
+                                   None, None, None, None, None, None, None, False, _EMPTY))
+            continue
+        if first & 0xE0 == 0x20:
+            new_size, used = (first & 0x1F, 1) if first & 0x1F != 0x1F else decode_integer(
+                memoryview(data)[pos:], 5)
+            pos += used
+            out.append(_annotation(Representation.SIZE_UPDATE, start, pos - start, "", "", None,
+                                   None, None, None, None, None, None, None, new_size, False,
+                                   touched[start][1]))
+            continue
+        if first & 0x40:
+            representation = Representation.LITERAL_INCREMENTAL
+            prefix_bits = 6
+        else:
+            representation = (Representation.LITERAL_NEVER_INDEXED if first & 0x10
+                              else Representation.LITERAL_WITHOUT_INDEXING)
+            prefix_bits = 4
+        mask = (1 << prefix_bits) - 1
+        name, value = headers[k]
+        k += 1
+        name_index: int | None = first & mask
+        table: str | None
+        name_huffman: bool | None
+        name_wire_length: int | None
+        name_length: int | None
+        if name_index:
+            used = 1
+            if name_index == mask:
+                name_index, used = decode_integer(memoryview(data)[pos:], prefix_bits)
+            pos += used
+            table = "static" if name_index <= STATIC_TABLE_LENGTH else "dynamic"
+            name_huffman = name_wire_length = name_length = None
+        else:
+            name_index = table = None
+            name_huffman, name_wire_length, pos = _string_layout(data, pos + 1)
+            name_length = _byte_length(name)
+        value_huffman, value_wire_length, pos = _string_layout(data, pos)
+        inserted, evicted = touched.get(start, (False, _EMPTY))
+        out.append(_annotation(representation, start, pos - start, name, value, name_index, table,
+                               name_huffman, name_wire_length, name_length, value_huffman,
+                               value_wire_length, _byte_length(value), None, inserted, evicted))
+    return tuple(out)
 
 
 _EMPTY: tuple[tuple[str, str], ...] = ()
@@ -403,233 +510,186 @@ class AnnotatedDecoder:
 
         Raises HpackDecodeError on any malformed input, and nothing else.
         """
-        data = bytes(block)
-        view = memoryview(data)
+        data = block if type(block) is bytes else bytes(block)
         end = len(data)
         entries = self._entries
         sizes = self._sizes
         static = _STATIC
         static_sizes = _STATIC_SIZES
+        cache = _huffman_cache
         headers: list[tuple[str, str]] = []
-        table: str | None
-        records: list[_Record] = []
         append_header = headers.append
-        # One plain tuple per representation, in FieldAnnotation field order.
-        append_field = records.append
+        # Only what depends on the table is recorded: (offset, inserted, evicted).
+        changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]] = []
         decoded_size = 0
         inserted_count = 0
         evicted_count = 0
         table_size_before = self._table_size
-        at_start = True
         pos = 0
+
+        # RFC 7541 §4.2: dynamic table size updates come first in a block.
+        while pos < end and data[pos] & 0xE0 == 0x20:
+            start = pos
+            new_size = data[pos] & 0x1F
+            if new_size == 0x1F:
+                new_size, used = _read_integer(data, pos, 5, "table size")
+                pos += used
+            else:
+                pos += 1
+            if new_size > self._max_allowed:
+                # §6.3: a value above the acknowledged SETTINGS_HEADER_TABLE_SIZE
+                # MUST be treated as a decoding error.
+                raise HpackDecodeError(
+                    f"table size update to {new_size} exceeds the allowed maximum "
+                    f"{self._max_allowed}",
+                    offset=start,
+                )
+            self._table_max = new_size
+            evicted = self._evict(new_size)
+            evicted_count += len(evicted)
+            changes.append((start, False, evicted))
+        updates = len(changes)
+        if self._table_max > self._max_allowed:
+            self._table_max_error(data, pos)
 
         while pos < end:
             start = pos
             first = data[pos]
 
             if first & 0x80:
-                # RFC 7541 §6.1: indexed header field.
+                # RFC 7541 §6.1: indexed header field, the most common representation.
                 index = first & 0x7F
                 if index == 0x7F:
-                    index, used = _read_integer(view, pos, 7, "index")
+                    index, used = _read_integer(data, pos, 7, "index")
                     pos += used
                 else:
                     pos += 1
-                if index <= STATIC_TABLE_LENGTH:
-                    if index == 0:
-                        # §6.1: the index value 0 is not used.
-                        raise HpackDecodeError("index 0 in an indexed field", offset=start)
-                    header = static[index]
-                    decoded_size += static_sizes[index]
-                    table = "static"
-                else:
+                if index > STATIC_TABLE_LENGTH:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
                         raise HpackDecodeError(_index_error(index, len(entries)), offset=start)
-                    header = entries[position]
+                    append_header(entries[position])
                     decoded_size += sizes[position]
-                    table = "dynamic"
-                if at_start:
-                    at_start = False
-                    self._check_table_max(start)
-                append_header(header)
-                append_field(
-                    (
-                        Representation.INDEXED,
-                        start,
-                        pos - start,
-                        header[0],
-                        header[1],
-                        index,
-                        table,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        False,
-                        _EMPTY,
-                    )
-                )
+                elif index:
+                    append_header(static[index])
+                    decoded_size += static_sizes[index]
+                else:
+                    # §6.1: the index value 0 is not used.
+                    raise HpackDecodeError("index 0 in an indexed field", offset=start)
                 continue
 
             if first & 0x40:
                 # §6.2.1: literal with incremental indexing, 6-bit name index.
-                representation = Representation.LITERAL_INCREMENTAL
+                incremental = True
                 index = first & 0x3F
-                prefix_bits = 6
+                mask = 0x3F
             elif first & 0x20:
-                # §6.3: dynamic table size update, 5-bit prefix.
-                if not at_start:
-                    # §4.2: a size update MUST come at the start of a block.
-                    raise HpackDecodeError(
-                        "dynamic table size update after the first header field", offset=start
-                    )
-                new_size = first & 0x1F
-                if new_size == 0x1F:
-                    new_size, used = _read_integer(view, pos, 5, "table size")
-                    pos += used
-                else:
-                    pos += 1
-                if new_size > self._max_allowed:
-                    # §6.3: a value above the acknowledged SETTINGS_HEADER_TABLE_SIZE
-                    # MUST be treated as a decoding error.
-                    raise HpackDecodeError(
-                        f"table size update to {new_size} exceeds the allowed maximum "
-                        f"{self._max_allowed}",
-                        offset=start,
-                    )
-                self._table_max = new_size
-                evicted = self._evict(new_size)
-                evicted_count += len(evicted)
-                append_field(
-                    (
-                        Representation.SIZE_UPDATE,
-                        start,
-                        pos - start,
-                        "",
-                        "",
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        new_size,
-                        False,
-                        evicted,
-                    )
+                # §4.2: a size update MUST come at the start of a block.
+                raise HpackDecodeError(
+                    "dynamic table size update after the first header field", offset=start
                 )
-                continue
             else:
                 # §6.2.2 / §6.2.3: literal without indexing / never indexed, 4-bit index.
-                representation = (
-                    Representation.LITERAL_NEVER_INDEXED
-                    if first & 0x10
-                    else Representation.LITERAL_WITHOUT_INDEXING
-                )
+                incremental = False
                 index = first & 0x0F
-                prefix_bits = 4
+                mask = 0x0F
 
-            if at_start:
-                at_start = False
-                self._check_table_max(start)
-
-            name_huffman: bool | None
-            name_wire_length: int | None
-            name_length: int | None
             if index:
-                if index == (1 << prefix_bits) - 1:
-                    index, used = _read_integer(view, pos, prefix_bits, "name index")
+                if index == mask:
+                    index, used = _read_integer(data, pos, 4 if mask == 0x0F else 6, "name index")
                     pos += used
                 else:
                     pos += 1
                 if index <= STATIC_TABLE_LENGTH:
                     name = static[index][0]
                     name_bytes = _STATIC_NAME_LENGTHS[index]
-                    table = "static"
                 else:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
                         raise HpackDecodeError(_index_error(index, len(entries)), offset=start)
                     name = entries[position][0]
                     name_bytes = _byte_length(name)
-                    table = "dynamic"
-                name_huffman = name_wire_length = name_length = None
-                name_index: int | None = index
             else:
-                name, name_bytes, name_huffman, name_wire_length, pos = _read_string(
-                    data, view, pos + 1, "name"
-                )
-                name_length = name_bytes
-                name_index = table = None
+                name, name_bytes, _, _, pos = _read_string(data, pos + 1, "name")
 
-            value, value_bytes, value_huffman, value_wire_length, pos = _read_string(
-                data, view, pos, "value"
-            )
+            # §5.2: the value string, inline for the one-byte length prefix.
+            if pos >= end:
+                raise HpackDecodeError("block ends before the value string", offset=pos)
+            prefix = data[pos]
+            length = prefix & 0x7F
+            if length == 0x7F:
+                value, value_bytes, _, _, pos = _read_string(data, pos, "value")
+            else:
+                stop = pos + 1 + length
+                if stop > end:
+                    raise HpackDecodeError(
+                        f"truncated value string: {length} bytes announced, "
+                        f"{end - pos - 1} left",
+                        offset=pos,
+                    )
+                raw = data[pos + 1 : stop]
+                if prefix & 0x80:
+                    cached = cache.get(raw)
+                    value, value_bytes = (
+                        cached if cached is not None else _huffman(raw, pos + 1, "value")
+                    )
+                else:
+                    value = raw.decode("utf-8", "surrogateescape")
+                    value_bytes = length
+                pos = stop
+
             header = (name, value)
             size = name_bytes + value_bytes + ENTRY_OVERHEAD
             decoded_size += size
             append_header(header)
 
-            inserted = False
-            evicted = _EMPTY
-            if representation is Representation.LITERAL_INCREMENTAL:
+            if incremental:
                 # §4.4: evict until the new entry fits; an entry larger than the
                 # whole table empties it and is not added.
                 table_max = self._table_max
                 if size > table_max:
                     evicted = self._evict(0)
+                    changes.append((start, False, evicted))
                 else:
                     if self._table_size + size > table_max:
                         evicted = self._evict(table_max - size)
+                    else:
+                        evicted = _EMPTY
                     entries.appendleft(header)
                     sizes.appendleft(size)
                     self._table_size += size
-                    inserted = True
                     inserted_count += 1
+                    changes.append((start, True, evicted))
                 evicted_count += len(evicted)
 
-            append_field(
-                (
-                    representation,
-                    start,
-                    pos - start,
-                    name,
-                    value,
-                    name_index,
-                    table,
-                    name_huffman,
-                    name_wire_length,
-                    name_length,
-                    value_huffman,
-                    value_wire_length,
-                    value_bytes,
-                    None,
-                    inserted,
-                    evicted,
-                )
-            )
-
-        if at_start:
-            self._check_table_max(end)
-
-        return HeaderBlock(
-            headers=tuple(headers),
-            fields=FieldAnnotations(tuple(records)),
-            wire_length=end,
-            decoded_size=decoded_size,
-            table_size_before=table_size_before,
-            table_size=self._table_size,
-            table_max=self._table_max,
-            table_entries=len(entries),
-            inserted=inserted_count,
-            evicted=evicted_count,
+        header_list = tuple(headers)
+        return _header_block(
+            header_list,
+            FieldAnnotations(data, header_list, tuple(changes), len(header_list) + updates),
+            end,
+            decoded_size,
+            table_size_before,
+            self._table_size,
+            self._table_max,
+            len(entries),
+            inserted_count,
+            evicted_count,
         )
+
+    def _table_max_error(self, data: bytes, pos: int) -> None:
+        # RFC 7541 §4.2: after SETTINGS_HEADER_TABLE_SIZE shrinks below the
+        # table's maximum, the next block MUST start with a size update that
+        # brings it within the new limit. A bad index in a first indexed field
+        # is reported before this (the order the checks have always run in).
+        if pos < len(data) and data[pos] & 0x80:
+            index = data[pos] & 0x7F
+            if index == 0x7F:
+                index, _ = _read_integer(data, pos, 7, "index")
+            if index == 0:
+                raise HpackDecodeError("index 0 in an indexed field", offset=pos)
+            if index - STATIC_TABLE_LENGTH - 1 >= len(self._entries):
+                raise HpackDecodeError(_index_error(index, len(self._entries)), offset=pos)
+        self._check_table_max(pos)
 
     def _evict(self, limit: int) -> tuple[tuple[str, str], ...]:
         """Evict oldest entries until the table size is at most ``limit`` (§4.3, §4.4)."""

@@ -2,8 +2,9 @@
 
 ``hpack.huffman_table.decode_huffman`` walks a 4-bit state machine: two table
 lookups and two branches per input byte. This module composes two of hpack's
-nibble steps into one byte step (state × byte → next state, emitted symbols,
-flags) the first time it is needed, so decoding takes one lookup per byte. The
+nibble steps into one byte step (state × byte → next state, emitted symbols)
+the first time it is needed, so decoding takes one lookup and no branch per
+byte: an invalid code leads to a sink state that is checked once at the end. The
 code table itself is hpack's (RFC 7541 Appendix B), never restated here; a test
 checks every result against ``decode_huffman``.
 
@@ -20,12 +21,15 @@ from hpack.huffman_table import (
     HUFFMAN_TABLE,
 )
 
-_FAIL = 1
-_COMPLETE = 2
+_SINK = 256
+"""A state past an invalid code: every byte leads back to it, emitting nothing."""
 
-_next: list[int] = []
-_out: list[bytes] = []
-_flags: list[int] = []
+_steps: list[tuple[int, bytes]] = []
+"""(state × 256 + byte) → (next state × 256, bytes emitted). Row 256 is the sink."""
+_accepting: list[bool] = []
+"""Per state: a string may end here (the bits since the last symbol are valid
+EOS padding, RFC 7541 §5.2). hpack flags this per transition; it depends only
+on the state reached, which :func:`_build` checks."""
 
 
 class HuffmanDecodeError(ValueError):
@@ -33,7 +37,8 @@ class HuffmanDecodeError(ValueError):
 
 
 def _build() -> None:
-    nxt, out, flg = [0] * 65536, [b""] * 65536, [0] * 65536
+    steps: list[tuple[int, bytes]] = [(_SINK << 8, b"")] * (257 * 256)
+    accepting: dict[int, bool] = {}
     table = HUFFMAN_TABLE
     for state in range(256):
         for byte in range(256):
@@ -48,36 +53,33 @@ def _build() -> None:
                     break
                 if flags & HUFFMAN_EMIT_SYMBOL:
                     emitted.append(sym)
-            i = state << 8 | byte
-            nxt[i] = s
-            out[i] = bytes(emitted)
-            flg[i] = _FAIL if failed else (_COMPLETE if flags & HUFFMAN_COMPLETE else 0)
-    _next[:] = nxt
-    _out[:] = out
-    _flags[:] = flg
+            if failed:
+                continue
+            complete = bool(flags & HUFFMAN_COMPLETE)
+            if accepting.setdefault(s, complete) != complete:  # pragma: no cover
+                raise AssertionError("HPACK Huffman acceptance is not a property of the state")
+            steps[state << 8 | byte] = (s << 8, bytes(emitted))
+    _accepting[:] = [accepting.get(state, False) for state in range(257)]
+    _steps[:] = steps
 
 
 def decode(data: bytes) -> bytes:
     """Decode a Huffman string; raises :class:`HuffmanDecodeError` when invalid."""
     if not data:
         return b""
-    if not _next:
+    if not _steps:
         _build()
-    nxt, out, flg = _next, _out, _flags
+    steps = _steps
     state = 0
     parts: list[bytes] = []
     append = parts.append
-    flags = 0
     for byte in data:
-        i = state << 8 | byte
-        flags = flg[i]
-        if flags == _FAIL:
-            raise HuffmanDecodeError("invalid Huffman code (an EOS symbol or an unused code)")
-        o = out[i]
-        if o:
-            append(o)
-        state = nxt[i]
-    if not flags & _COMPLETE:
+        state, out = steps[state | byte]
+        append(out)
+    state >>= 8
+    if state == _SINK:
+        raise HuffmanDecodeError("invalid Huffman code (an EOS symbol or an unused code)")
+    if not _accepting[state]:
         raise HuffmanDecodeError("Huffman string ends with incomplete or non-EOS padding "
                                  "(RFC 7541 §5.2)")
     return b"".join(parts)
