@@ -1,0 +1,60 @@
+"""A verbatim replay of a large upload waits for the server's windows (RFC 9113 §6.9).
+
+curl POSTs 1 MiB through the proxy to the python-hyper h2 origin, which
+echoes it; the upload is far larger than the initial 65,535-byte windows, so
+the recorded DATA frames can only go as the new server's WINDOW_UPDATEs
+allow. At ``--speed 0`` a replay that ignored the windows would overrun them
+(FLOW_CONTROL_ERROR) and the echoed body would differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.mark.parametrize("mode", ["verbatim", "reencode"])
+def test_a_large_upload_replays_within_the_servers_flow_control_windows(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread,
+        origin_cert: CertFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        mode: str) -> None:
+    body = tmp_path / "upload.bin"
+    body.write_bytes(bytes(range(256)) * 4096)
+    capture = tmp_path / "upload.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = make_proxy(modes=[f"reverse:https://127.0.0.1:{h2_origin.port}"],
+                           sinks=(recorder,))
+        result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert",
+                            str(proxy.ca_cert), "--data-binary", f"@{body}", "-o", "/dev/null",
+                            f"https://127.0.0.1:{proxy.port('reverse')}/echo"])
+        assert result.returncode == 0, result.stderr
+        proxy.wait_closed()
+        proxy.close()
+    finally:
+        recorder.close()
+
+    fresh = ServerThread(origin_cert.cert, origin_cert.key)
+    try:
+        capsys.readouterr()
+        code = main(["replay", str(capture), "--target", f"https://127.0.0.1:{fresh.port}",
+                     "--upstream-ca", str(origin_cert.cert), "--speed", "0", "--mode", mode,
+                     "--timeout", "5"])
+    finally:
+        fresh.close()
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    # The origin echoes the upload after "hello /echo\n": 12 + 1 MiB bytes came back.
+    assert f"(POST /echo): 200, {12 + 1048576} bytes" in out
