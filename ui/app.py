@@ -86,10 +86,7 @@ class H2ScopeApp(App[int]):
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
         self.started = time.monotonic()
-        if theme_name == "light":
-            self.theme = "textual-light"
-        elif theme_name == "ansi":
-            self.theme = "textual-ansi"
+        self.theme = pick_theme(theme_name)
         if self.keys:
             self.set_keymap(self.keys)
 
@@ -108,21 +105,27 @@ class H2ScopeApp(App[int]):
         yield StatusBar(id="status")
         yield Footer()
 
+    # The main views live on the first screen; modal screens (help, stream, ...)
+    # go on top of it, so look there rather than on the active screen.
+    @property
+    def main(self) -> Screen[Any]:
+        return self.screen_stack[0]
+
     @property
     def timeline(self) -> Timeline:
-        return self.query_one("#timeline", Timeline)
+        return self.main.query_one("#timeline", Timeline)
 
     @property
     def detail(self) -> DetailPane:
-        return self.query_one("#detail", DetailPane)
+        return self.main.query_one("#detail", DetailPane)
 
     @property
     def lanes(self) -> Lanes:
-        return self.query_one("#lanes", Lanes)
+        return self.main.query_one("#lanes", Lanes)
 
     @property
     def status(self) -> StatusBar:
-        return self.query_one("#status", StatusBar)
+        return self.main.query_one("#status", StatusBar)
 
     def on_mount(self) -> None:
         self.timeline.focus()
@@ -131,7 +134,7 @@ class H2ScopeApp(App[int]):
         if self.capture is not None and not self.session.loaded:
             self._load()
         if self.initial_filter:
-            self.query_one("#filter", Input).value = self.initial_filter
+            self.main.query_one("#filter", Input).value = self.initial_filter
             self.set_filter(self.initial_filter)
         self.set_interval(TICK, self.tick)
         self.tick()
@@ -145,6 +148,8 @@ class H2ScopeApp(App[int]):
 
     def tick(self) -> None:
         """Take what arrived since the last tick and refresh the views once."""
+        if not self.screen_stack or not self.main.query("#status"):
+            return  # starting up or shutting down
         s = self.session
         if self.feed is not None and self.live_frames is not None:
             _, skipped = ingest(s, self.live_frames, self.feed, paused=self.paused)
@@ -158,7 +163,7 @@ class H2ScopeApp(App[int]):
             self._last_count = count
             self._extend_view(count)
             self.timeline.refresh_rows()
-            self.query_one(ConnectionsPane).sync()
+            self.main.query_one(ConnectionsPane).sync()
             if self.lanes.display:
                 self.lanes.rebuild()
             if self.detail.row is None and count:
@@ -244,7 +249,7 @@ class H2ScopeApp(App[int]):
             self.apply_filter()
 
     def on_data_table_row_highlighted(self, event: Any) -> None:
-        pane = self.query_one(ConnectionsPane)
+        pane = self.main.query_one(ConnectionsPane)
         if event.data_table is not pane or not pane.has_focus:
             return
         conn = pane.selected_conn()
@@ -262,7 +267,7 @@ class H2ScopeApp(App[int]):
 
     def set_filter(self, text: str) -> bool:
         """Compile and apply ``text``; an invalid filter leaves the view as it was."""
-        err = self.query_one("#filter-error", Static)
+        err = self.main.query_one("#filter-error", Static)
         try:
             flt = compile_filter(text)
         except FilterError as exc:
@@ -317,7 +322,7 @@ class H2ScopeApp(App[int]):
     # --------------------------------------------------------------- actions
 
     def action_focus_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self.main.query_one("#filter", Input).focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keys))
@@ -339,7 +344,7 @@ class H2ScopeApp(App[int]):
     def action_toggle_lanes(self) -> None:
         lanes = self.lanes
         lanes.display = not lanes.display
-        self.query_one("#lanes-title").display = lanes.display
+        self.main.query_one("#lanes-title").display = lanes.display
         if lanes.display:
             lanes.set_scope(self.scope_conn)
 
@@ -373,7 +378,7 @@ class H2ScopeApp(App[int]):
         if i is None or tl.row_at(i) != row:
             # Not in the view: widen to everything, then select.
             self.scope_conn = self.scope_stream = None
-            self.query_one("#filter", Input).value = ""
+            self.main.query_one("#filter", Input).value = ""
             self.filter = compile_filter("")
             tl.set_view(None)
             i = row
@@ -424,7 +429,7 @@ class H2ScopeApp(App[int]):
                 if conn not in s.conns:
                     raise ValueError(f"no connection #{conn}")
                 self.scope_conn, self.scope_stream = conn, None
-                self.query_one(ConnectionsPane).select_conn(conn)
+                self.main.query_one(ConnectionsPane).select_conn(conn)
                 self.lanes.set_scope(conn)
                 self.apply_filter()
             elif text[:1] in "sS":
@@ -475,13 +480,13 @@ class H2ScopeApp(App[int]):
         if row is None:
             return
         self.scope_conn, self.scope_stream = self.session.table.conn[row], None
-        self.query_one(ConnectionsPane).select_conn(self.scope_conn)
+        self.main.query_one(ConnectionsPane).select_conn(self.scope_conn)
         self.lanes.set_scope(self.scope_conn)
         self.apply_filter()
 
     def action_scope_all(self) -> None:
         self.scope_conn = self.scope_stream = None
-        self.query_one(ConnectionsPane).select_conn(None)
+        self.main.query_one(ConnectionsPane).select_conn(None)
         self.lanes.set_scope(None)
         self.apply_filter()
 
@@ -578,6 +583,22 @@ class H2ScopeApp(App[int]):
 
 # ------------------------------------------------------------------ entry points
 
+def pick_theme(name: str) -> str:
+    """The Textual theme for ``ui.theme``: ``auto`` picks the ANSI theme (the
+    terminal's own 16 colours) unless the terminal says it has more."""
+    import os
+
+    if name == "light":
+        return "textual-light"
+    if name == "dark":
+        return "textual-dark"
+    if name == "ansi":
+        return "ansi-dark"
+    rich = os.environ.get("COLORTERM", "") in ("truecolor", "24bit") or \
+        "256" in os.environ.get("TERM", "")
+    return "textual-dark" if rich else "ansi-dark"
+
+
 def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
              theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
     """An app on the capture at ``path`` (raises CaptureFormatError / OSError)."""
@@ -619,8 +640,23 @@ def live_app(config: Any) -> H2ScopeApp:
 
 def run_live(config: Any) -> int:
     """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+    import logging
+
     from proxy.server import ProxyStartError
 
+    # Log lines on stderr would tear the screen: they go to log.file or
+    # <confdir>/h2scope.log instead.
+    log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("h2scope")
+    logger.handlers[:] = [handler]
+    logger.setLevel(str(config.log.level).upper())
+    logger.propagate = False
     try:
         app = live_app(config)
     except ProxyStartError as exc:

@@ -177,10 +177,9 @@ def run(args: argparse.Namespace) -> int:
                    f"anyone who can reach this address can use the proxy and read what "
                    f"goes through it")
     if not args.headless:
-        # TODO(ui): start the Textual UI here (ui/ app fed by the event bus) instead
-        # of falling back to the headless printer. This is the only place to change.
-        _print_err("h2scope: the interactive UI is not available yet; running headless "
-                   "(use --headless to silence this note)")
+        from ui.app import run_live  # Textual is imported only when the UI runs
+
+        return run_live(config)
     return _serve(config)
 
 

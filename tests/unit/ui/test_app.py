@@ -1,0 +1,335 @@
+"""Pilot tests: every view and action of ``h2scope view``, asserting what is on screen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Input, Static
+
+from tests.unit.ui.conftest import drive, screen_text
+from ui.app import H2ScopeApp
+from ui.screens.help import HelpScreen
+from ui.screens.state import StateScreen
+from ui.screens.stream import StreamScreen
+from ui.widgets.panes import ConnectionsPane
+from ui.widgets.timeline import render_frame_row
+
+
+def _screen_text(app: H2ScopeApp) -> str:
+    """Everything the terminal shows, as text (what a user reads)."""
+    return screen_text(app)
+
+
+def _row_of(app: H2ScopeApp, ftype: int, stream: int | None = None) -> int:
+    t = app.session.table
+    for row in range(len(t)):
+        if t.type[row] == ftype and (stream is None or t.stream[row] == stream):
+            return row
+    raise AssertionError(f"no frame of type {ftype}")
+
+
+async def _filter(app: H2ScopeApp, pilot: Any, text: str) -> None:
+    await pilot.press("slash")
+    box = app.query_one("#filter", Input)
+    box.value = text
+    await pilot.press("enter")
+    for _ in range(100):
+        await pilot.pause(0.02)
+        if not app._filtering:
+            break
+    await pilot.pause()
+
+
+def test_view_shows_connections_timeline_rows_and_status(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = _screen_text(app)
+        assert "api.example.test:443" in screen
+        assert "TLSv1.3 h2" in screen
+        assert "HEADERS" in screen and "SETTINGS" in screen and "PUSH_PROMISE" in screen
+        assert "GET api.example.test/api/users" in screen
+        status = app.status.plain
+        assert f"{len(app.session.table):,} frames" in status
+        assert "(loaded)" in status and "1 connections" in status
+    drive(capture_path, scenario)
+
+
+def test_timeline_row_has_time_conn_direction_stream_type_flags_length_summary(
+        session: Any) -> None:
+    t = session.table
+    row = next(r for r in range(len(t)) if t.type[r] == 1 and t.direction[r] == 1)
+    text = render_frame_row(session, row).plain
+    assert "#1" in text and "←" in text and "HEADERS" in text
+    assert ":status 200" in text
+    finding = t.finding_rows[0]
+    assert render_frame_row(session, finding).plain.startswith("!")
+
+
+def test_selecting_a_frame_fills_every_detail_tab(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        row = _row_of(app, 1, 1)  # the request HEADERS of stream 1
+        app._select_row(row)
+        await pilot.pause()
+        decoded = app.detail.text("decoded")
+        assert "HEADERS" in decoded and ":path: /api/users" in decoded
+        assert "→ C2S (sent by the client)" in decoded
+        hp = app.detail.text("hpack")
+        assert "lit+idx" in hp and "dynamic table: 0 →" in hp
+        assert "inserted into the dynamic table" in hp
+        hx = app.detail.text("hex")
+        assert "frame header (9)" in hx and "payload (" in hx
+        assert hx.splitlines()[2].startswith("00000000  00 00 ")
+        await pilot.press("4")
+        assert app.detail.active == "findings"
+        assert "No findings on this frame" in app.detail.text("findings")
+    drive(capture_path, scenario)
+
+
+def test_next_finding_jumps_to_the_frame_and_shows_its_rfc_section(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("home", "n")
+        await pilot.pause()
+        row = app.timeline.selected_row
+        assert row == app.session.table.finding_rows[0]
+        text = app.detail.text("findings")
+        assert "RFC 9113 §6.9" in text and "ERROR" in text
+    drive(capture_path, scenario)
+
+
+def test_valid_filter_narrows_the_view_and_invalid_one_keeps_it(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        total = app.timeline.row_count()
+        await _filter(app, pilot, "type:HEADERS dir:s2c")
+        t = app.session.table
+        shown = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
+        assert shown and all(t.type[r] == 1 and t.direction[r] == 1 for r in shown)
+        assert f"{len(shown):,} of {total:,} frames" in app.status.plain
+        await _filter(app, pilot, "tpye:DATA")
+        err = app.query_one("#filter-error", Static)
+        assert "unknown filter key 'tpye'" in str(err.content)
+        assert "column 1" in str(err.content)
+        assert app.timeline.row_count() == len(shown)  # unchanged
+        await _filter(app, pilot, "")
+        assert app.timeline.row_count() == total
+    drive(capture_path, scenario)
+
+
+def test_stream_view_shows_messages_decoded_body_and_copies_curl(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app._select_row(_row_of(app, 1, 1))
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StreamScreen)
+        body = screen.query_one("#stream-body", Static).content
+        text = getattr(body, "plain", str(body))
+        assert "request headers" in text and ":path: /api/users" in text
+        assert "response headers" in text and "content-encoding: gzip" in text
+        assert "; gzip decoded" in text and '"name": "grace"' in text
+        await pilot.press("c")
+        assert screen.curl.endswith("https://api.example.test/api/users")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, StreamScreen)
+    drive(capture_path, scenario)
+
+
+def test_stream_view_splits_grpc_and_saves_the_body(capture_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resp.bin"
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app._select_row(_row_of(app, 0, 3))
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StreamScreen)
+        text = screen.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
+        assert "gRPC: 2 length-prefixed message(s)" in text
+        assert "response trailers" in text and "grpc-status: 0" in text
+        await pilot.press("b")
+        box = screen.query_one("#save-path", Input)
+        box.value = str(out)
+        await pilot.press("enter")
+        await pilot.pause()
+    drive(capture_path, scenario)
+    assert out.read_bytes()[:5] == b"\x00\x00\x00\x00\x07"
+
+
+def test_state_views_show_hpack_tables_flow_control_settings_priority(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("h")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StateScreen)
+        hp = screen.text("hpack")
+        assert "→ client's header blocks" in hp and ":path: /api/users" in hp
+        assert "table size over time" in hp
+        fl = screen.text("flow")
+        assert "connection window" in fl and "↑" in fl
+        assert "stalls" in fl and "connection:" in fl
+        st = screen.text("settings")
+        assert "HEADER_TABLE_SIZE" in st and "8192" in st
+        pr = screen.text("priority")
+        assert "u=1 i=1" in pr
+        await pilot.press("w")
+        assert screen.query_one("#state-tabs").active == "flow"  # type: ignore[attr-defined]
+        await pilot.press("escape")
+    drive(capture_path, scenario)
+
+
+def test_selecting_a_lane_filters_the_timeline_to_that_stream(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        lanes = app.lanes
+        lanes.rebuild()
+        labels = [f"{st.conn_id}/{st.stream_id}" for st in lanes.lanes]
+        assert labels[:3] == ["1/1", "1/2", "1/3"]
+        lanes.focus()
+        await pilot.press("down", "down")  # stream 3
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        t = app.session.table
+        rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
+        assert rows and {t.stream[r] for r in rows} == {3}
+        assert "stream 3" in app.status.plain
+        lane_text = lanes.render_row(0).plain
+        assert "H" in lane_text and "▶" in lane_text
+    drive(capture_path, scenario)
+
+
+def test_choosing_a_connection_scopes_the_views(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        pane = app.query_one(ConnectionsPane)
+        pane.focus()
+        await pilot.press("down", "down")  # rows: all, #1, #2
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        assert app.scope_conn == 2
+        t = app.session.table
+        rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
+        assert rows and {t.conn[r] for r in rows} == {2}
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        assert app.scope_conn is None
+    path = capture_path.with_name("two.h2c")
+    from tests.unit.ui.traffic import record
+
+    record(path, conns=2)
+    drive(path, scenario)
+
+
+def test_help_screen_lists_every_key_and_the_filter_language(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        screen = _screen_text(app)
+        for words in ("Quit", "Next finding", "Stream view", "HPACK tables", "Record",
+                      "Export", "type:DATA,HEADERS"):
+            assert words in screen
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+    drive(capture_path, scenario)
+
+
+def test_footer_shows_the_main_keys(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = _screen_text(app)
+        for words in ("Quit", "Help", "Filter", "Follow", "Stream view"):
+            assert words in screen
+    drive(capture_path, scenario, size=(220, 48))
+
+
+def test_command_palette_lists_the_actions(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Next finding", "Stream view", "HPACK tables", "Flow control", "Export",
+                      "Record", "Follow"):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"flow con")
+        await pilot.pause(0.5)
+        assert "Flow control" in _screen_text(app)
+    drive(capture_path, scenario)
+
+
+def test_goto_and_header_search_select_frames(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.goto("5")
+        assert app.timeline.selected_row == 4
+        app.goto("s3")
+        assert app.session.table.stream[app.timeline.selected_row or 0] == 3
+        app.goto("s99")
+        assert "no stream 99" in app.message
+        app.search_text = "grpc-message"
+        await pilot.press("home")
+        app.action_search_next(1)
+        await pilot.pause()
+        row = app.timeline.selected_row
+        assert row is not None
+        headers = dict(app.session.table.blocks[row].headers)
+        assert headers["grpc-message"] == "OK"
+    drive(capture_path, scenario)
+
+
+def test_follow_mode_sticks_to_the_last_row(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("home")
+        assert app.timeline.cursor == 0
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.timeline.follow and "FOLLOW" in app.status.plain
+        assert app.timeline.cursor == app.timeline.row_count() - 1
+        await pilot.press("up")
+        assert not app.timeline.follow
+    drive(capture_path, scenario)
+
+
+def test_export_from_the_ui_writes_har(capture_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.har"
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("x")
+        await pilot.pause()
+        box = app.screen.query_one("#export-path", Input)
+        box.value = str(out)
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if "exported" in app.message or "failed" in app.message:
+                break
+        assert app.message == f"exported har to {out}"
+    drive(capture_path, scenario)
+    har = json.loads(out.read_text())
+    urls = [e["request"]["url"] for e in har["log"]["entries"]]
+    assert "https://api.example.test/api/users" in urls
+
+
+def test_record_and_pause_say_they_need_live_capture(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("r")
+        assert "live capture" in app.message
+        await pilot.press("space")
+        assert "live capture" in app.message
+    drive(capture_path, scenario)
+
+
+def test_q_quits_cleanly(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("q")
+        await pilot.pause()
+    app = drive(capture_path, scenario)
+    assert app.return_code == 0
+
+
+def test_light_and_ansi_themes_render(capture_path: Path) -> None:
+    for theme in ("light", "ansi"):
+        async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+            assert "HEADERS" in _screen_text(app)
+        app = drive(capture_path, scenario, theme_name=theme)
+        assert app.theme == ("textual-light" if theme == "light" else "ansi-dark")

@@ -1,0 +1,148 @@
+"""The UI model (no screen): what the views are built from must equal the observer's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.replay import replay
+from proxy.filter import compile_filter
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction, SettingCode
+from proxy.observe.events import FrameObserved
+from tests.unit.ui.traffic import BIG, GRPC_MESSAGES, JSON_BODY
+from ui.model.body import curl_command, grpc_messages, reassemble, render_body
+from ui.model.filtering import needs_frames, run_filter
+from ui.model.session import Session
+
+
+def _frames(path: Path) -> list[tuple[int, FrameObserved]]:
+    return [(item.record.conn_id, ev) for item in replay(path) for ev in item.events
+            if isinstance(ev, FrameObserved)]
+
+
+def test_table_has_one_row_per_frame_event_in_capture_order(session: Session,
+                                                             capture_path: Path) -> None:
+    frames = _frames(capture_path)
+    t = session.table
+    assert len(t) == len(frames) > 30
+    for row, (conn, ev) in enumerate(frames):
+        assert (t.conn[row], t.stream[row], t.type[row], t.flags[row], t.length[row]) == (
+            conn, ev.frame.stream_id, ev.frame.type, ev.frame.flags, ev.frame.length)
+        assert t.event(row) == ev
+
+
+def test_connection_summary_counts_frames_bytes_streams_and_findings(session: Session) -> None:
+    c = session.conns[1]
+    assert c.target == "api.example.test:443"
+    assert c.tls("client") == "TLSv1.3 h2"
+    assert c.state == "closed"
+    assert sum(c.frames) == len(session.table)
+    assert sorted(c.streams) == [1, 2, 3, 5, 7]
+    assert c.findings >= 1
+
+
+def test_streams_hold_request_response_informational_and_trailers(session: Session) -> None:
+    st = session.conns[1].streams
+    assert dict(st[1].request_headers or ())[":path"] == "/api/users"
+    assert dict(st[1].response_headers or ())["content-encoding"] == "gzip"
+    assert st[2].pushed_by == 1 and dict(st[2].request_headers or ())[":path"] == "/app.js"
+    assert st[3].response_trailers == (("grpc-status", "0"), ("grpc-message", "OK"))
+    assert st[7].reset == "by client: CANCEL"
+    assert (st[1].urgency, st[1].incremental) == (1, True)
+
+
+def test_hpack_tables_rebuilt_from_annotations_equal_the_observers_decoder(
+        session: Session, capture_path: Path) -> None:
+    obs = ConnectionObserver()
+    for item in replay(capture_path):
+        if item.record.type in (2, 3):
+            obs.feed(item.record.direction, item.record.frame_bytes()
+                     if item.record.type == 2 else item.record.body, item.record.t)
+    c = session.conns[1]
+    for d in Direction:
+        decoder = obs.sides[d].decoder
+        entries = [(str(n), str(v)) for n, v in decoder.entries]
+        assert entries, "the traffic inserts into both directions' tables"
+        assert c.hpack[d].in_sync
+        assert list(c.hpack[d].entries) == entries
+        assert c.hpack[d].size == decoder.table_size
+        assert len(c.hpack[d].sizes) > 0
+
+
+def test_settings_are_pending_until_acknowledged_then_in_force(session: Session) -> None:
+    c = session.conns[1]
+    client = c.settings_acked[Direction.C2S]
+    assert client[SettingCode.HEADER_TABLE_SIZE] == 8192
+    assert c.settings_acked[Direction.S2C][SettingCode.MAX_CONCURRENT_STREAMS] == 100
+    assert c.settings_pending[Direction.C2S] == []
+
+
+def test_flow_control_series_show_the_stall_and_the_window_updates(session: Session) -> None:
+    c = session.conns[1]
+    s2c = c.flow[Direction.S2C]
+    assert 0 in s2c.conn  # the connection window reached 0
+    assert 8 in s2c.kind  # WINDOW_UPDATE markers
+    assert any(sid == 0 and end is not None for _, d, sid, end in c.stalls)
+    assert c.pings and c.pings[0] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("text", [
+    "type:DATA", "type:HEADERS,DATA dir:s2c", "stream:3", "stream:1-3 -type:DATA",
+    "finding:any", "len>16000", "flags:END_STREAM", "header:content-type=grpc",
+    "status:200", "method:POST", "path:/api*", "conn:1", "host:*.example.test",
+    "type:WINDOW_UPDATE or type:RST_STREAM", "gzip", "opaque=6832", "-type:SETTINGS big",
+])
+def test_filter_over_the_table_equals_the_filter_on_real_events(session: Session,
+                                                                capture_path: Path,
+                                                                text: str) -> None:
+    flt = compile_filter(text)
+    got = list(run_filter(session, flt) or [])
+    want = []
+    for row in range(len(session.table)):
+        ev = session.table.event(row)
+        assert ev is not None
+        c = session.conns[session.table.conn[row]]
+        st = c.streams.get(ev.frame.stream_id)
+        sh = st.stream_headers if st is not None and flt.needs_stream_headers else None
+        if flt.matches(ev, c, sh):
+            want.append(row)
+    assert got == want
+    if text in ("stream:3", "type:DATA", "status:200"):
+        assert got
+
+
+def test_bare_words_take_the_exact_path() -> None:
+    assert needs_frames("gzip")
+    assert needs_frames("type:DATA -gzip")
+    assert not needs_frames("type:DATA len>10 or stream:3")
+    assert not needs_frames('header:user-agent="a b"')
+
+
+def test_bodies_reassemble_from_data_frames_and_decode(session: Session) -> None:
+    c = session.conns[1]
+    js = reassemble(session, c.streams[1], 1)
+    lines = render_body(js.raw, "application/json", "gzip")
+    assert lines[0] == "; gzip decoded"
+    assert json.loads("\n".join(lines[1:])) == JSON_BODY
+    assert reassemble(session, c.streams[5], 1).raw == BIG
+    grpc = reassemble(session, c.streams[3], 0).raw
+    assert [m for _, m in grpc_messages(grpc)] == list(GRPC_MESSAGES)
+    shown = render_body(grpc, "application/grpc", None)
+    assert "; gRPC: 2 length-prefixed message(s)" in shown
+
+
+def test_copy_as_curl_rebuilds_the_request(session: Session) -> None:
+    c = session.conns[1]
+    cmd = curl_command(c, c.streams[1])
+    assert cmd.startswith("curl --http2 ")
+    assert "'accept-encoding: gzip'" in cmd
+    assert cmd.endswith("https://api.example.test/api/users")
+
+
+def test_render_body_says_why_it_cannot_decode() -> None:
+    assert render_body(b"not gzip", "text/plain", "gzip")[0].startswith("; gzip: cannot decode")
+    assert render_body(b"", None, None) == ["(no body)"]
+    assert render_body(bytes(range(20)), None, None)[0].startswith("00000000  00 01 02")
