@@ -1,0 +1,209 @@
+"""The proxy as a separate process, and what /proc says about a process's memory.
+
+Shared by the proxy benchmark (``bench_proxy.py``) and the load tests
+(``tests/integration/test_proxy_load.py``): both need the proxy in its own
+process so that its memory (``VmRSS``, ``VmHWM``) and CPU are its own, not
+mixed with the clients' and servers'.
+
+:class:`ProxyProcess` starts ``python -m proxy run --headless`` (the real
+command, frames printed to /dev/null), or ``proxy_launcher.py`` beside this
+file when recording is asked for and ``run --record`` is not wired in yet.
+It listens on a free port (``-p 0``) and learns the port from the start-up
+banner on stderr, so there is no race for a port.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+LAUNCHER = Path(__file__).with_name("proxy_launcher.py")
+_LISTENING = re.compile(r"proxy listening on (?:\[(?P<h6>[^\]]+)\]|(?P<h4>[^:\s]+)):(?P<port>\d+)")
+_NOT_WIRED = "not wired in yet"
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as a dict (``{"VmRSS": "12345 kB", ...}``)."""
+    out: dict[str, str] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def _kib(value: str) -> int:
+    number, _, unit = value.partition(" ")
+    if unit.strip().lower() != "kb":
+        raise ValueError(f"unexpected unit in {value!r}")
+    return int(number)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size now, MiB."""
+    return _kib(proc_status(pid)["VmRSS"]) / 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size since the process started (``VmHWM``), MiB."""
+    return _kib(proc_status(pid)["VmHWM"]) / 1024
+
+
+def fd_count(pid: int) -> int:
+    """Open file descriptors of the process (sockets included)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rpartition(")")[2].split()
+    # proc(5): utime and stime are fields 14 and 15, counted from 1 with pid first.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ProxyStartFailed(RuntimeError):
+    """The proxy process exited or printed no listening address in time."""
+
+
+class ProxyProcess:
+    """One h2scope proxy in a child process, stopped with SIGTERM (then killed).
+
+    ``mode`` is a ``--mode`` spec; ``record`` a capture file to write.
+    Use as a context manager; :attr:`port` is the first listener's port.
+    """
+
+    def __init__(self, *, confdir: Path, mode: str, upstream_ca: Path | None = None,
+                 record: Path | None = None, extra: Sequence[str] = (),
+                 cwd: Path | None = None, start_timeout: float = 20.0) -> None:
+        self.confdir = confdir
+        self.mode = mode
+        self.upstream_ca = upstream_ca
+        self.record = record
+        self.extra = list(extra)
+        self.cwd = cwd
+        self.start_timeout = start_timeout
+        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=200)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.name = mode
+        """A label for reports."""
+        self.port = 0
+        self.launcher_used = False
+        """True if the recording run went through ``proxy_launcher.py``."""
+        self._listening = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- process
+
+    def _flags(self) -> list[str]:
+        flags = ["--confdir", str(self.confdir), "--mode", self.mode, "-p", "0"]
+        if self.upstream_ca is not None:
+            flags += ["--upstream-ca", str(self.upstream_ca)]
+        if self.record is not None:
+            flags += ["--record", str(self.record)]
+        return flags + self.extra
+
+    def _command(self, launcher: bool) -> list[str]:
+        if launcher:
+            return [sys.executable, str(LAUNCHER), *self._flags()]
+        return [sys.executable, "-m", "proxy", "run", "--headless", *self._flags()]
+
+    def start(self) -> ProxyProcess:
+        self._spawn(launcher=False)
+        if self.record is not None and any(_NOT_WIRED in line for line in self.stderr_lines):
+            # `run --record` only prints a note for now: record through the launcher.
+            self.stop()
+            self._spawn(launcher=True)
+            self.launcher_used = True
+        return self
+
+    def _spawn(self, *, launcher: bool) -> None:
+        self.stderr_lines.clear()
+        self._listening.clear()
+        self.port = 0
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(self._command(launcher), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     cwd=self.cwd, env=env)
+        self._reader = threading.Thread(target=self._read_stderr, args=(self.proc,),
+                                        daemon=True, name="proxy-stderr")
+        self._reader.start()
+        if not self._listening.wait(self.start_timeout) or not self.port:
+            text = "\n".join(self.stderr_lines)
+            self.stop()
+            raise ProxyStartFailed(f"the proxy did not start listening within "
+                                   f"{self.start_timeout} s; its stderr:\n{text}")
+
+    def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:  # ends when the process closes stderr
+            line = raw.decode(errors="replace").rstrip()
+            self.stderr_lines.append(line)
+            m = _LISTENING.search(line)
+            if m and not self.port:
+                self.port = int(m["port"])
+                self._listening.set()
+        self._listening.set()  # exited: stop waiting
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (a clean shutdown), SIGKILL after *timeout*; the exit status."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        return proc.returncode
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ memory
+
+    def rss_mib(self) -> float:
+        return rss_mib(self.pid)
+
+    def peak_rss_mib(self) -> float:
+        return peak_rss_mib(self.pid)
+
+    def fd_count(self) -> int:
+        return fd_count(self.pid)
+
+    def wait_fds_at_most(self, limit: int, timeout: float = 15.0) -> int:
+        """Wait until the proxy holds at most *limit* descriptors (its connections
+        closed); returns the count, which may still be above after *timeout*."""
+        deadline = time.monotonic() + timeout
+        count = self.fd_count()
+        while count > limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = self.fd_count()
+        return count
