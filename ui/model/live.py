@@ -49,7 +49,8 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
            limit: int = 50_000) -> tuple[int, int]:
     """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, skipped).
 
-    While ``paused``, batches are taken off the feed and counted as skipped.
+    While ``paused``, batches are taken off the feed and counted as skipped; only
+    their connection events are kept (the connections pane stays complete).
     """
     added = skipped = 0
     events = 0
@@ -57,10 +58,15 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
     with session.lock:
         while feed.batches and events < limit:
             batch = popleft()
-            if paused:
-                skipped += 1
-                continue
             conn = batch.conn_id
+            if paused:  # connections stay listed; their frames are not kept
+                skipped += 1
+                for ev in batch.events:
+                    if isinstance(ev, ConnectionEvent):
+                        session.connection_event(ev)
+                    elif type(ev) is FrameObserved:
+                        session.conn(conn).lost += 1
+                continue
             for ev in batch.events:
                 events += 1
                 if isinstance(ev, ConnectionEvent):

@@ -1,0 +1,124 @@
+"""The UI on a live proxy: real curl through the real proxy to a real h2 origin.
+
+The app is driven with Textual's Pilot; the proxy runs on its own thread as in
+``h2scope run``. Covers live ingest (rows appear, follow sticks to the tail),
+pause/resume, start/stop recording from the UI (the file is a capture that
+replays), export of the recording, and quitting (the proxy stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.capture.reader import CaptureReader
+from proxy.config import Config, ListenConfig, UpstreamConfig
+from tests.helpers.h2server import ServerThread
+from tests.helpers.procs import require
+from tests.helpers.tls_files import make_self_signed
+from ui.app import H2ScopeApp, live_app
+
+
+def _curl(proxy_port: int, ca: Path, url: str) -> str:
+    out = subprocess.run([require("curl"), "-sS", "--http2", "--cacert", str(ca), "-x",
+                          f"http://127.0.0.1:{proxy_port}", url], capture_output=True,
+                         timeout=30, check=True)
+    return out.stdout.decode()
+
+
+async def _until(pilot: Any, cond: Any, what: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Any:
+    cert = make_self_signed(tmp_path / "origin")
+    server = ServerThread(cert.cert, cert.key)
+    try:
+        yield server, cert
+    finally:
+        server.close()
+
+
+def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
+                                                                  tmp_path: Path) -> None:
+    server, cert = origin
+    config = Config(listen=ListenConfig(port=0), confdir=tmp_path / "conf",
+                    upstream=UpstreamConfig(ca_file=cert.cert))
+    app: H2ScopeApp = live_app(config)
+    assert app.live is not None
+    port = int(app.listen.rsplit(":", 1)[1])
+    assert app.live.server is not None and app.live.server.state is not None
+    ca = app.live.server.state.certs.ca_cert_path
+    recording = tmp_path / "rec.h2c"
+    har = tmp_path / "rec.har"
+    url = f"https://localhost:{server.port}"
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            loop = asyncio.get_running_loop()
+            assert "listening regular 127.0.0.1:" in app.status.plain
+            body = await loop.run_in_executor(None, _curl, port, ca, f"{url}/hello")
+            assert body.startswith("hello /hello")
+            await _until(pilot, lambda: any(c.closed for c in app.session.conns.values()),
+                         "the connection to close")
+            t = app.session.table
+            assert any(t.type[r] == 1 for r in range(len(t)))
+            assert app.timeline.follow and app.timeline.cursor == app.timeline.row_count() - 1
+            conn = next(iter(app.session.conns.values()))
+            assert conn.target.startswith("localhost:") and conn.tls("client") != "-"
+
+            # Pause: traffic still flows through the proxy but is not added.
+            await pilot.press("space")
+            assert app.paused and "PAUSED" in (app.tick() or app.status.plain)
+            before = len(t)
+            await loop.run_in_executor(None, _curl, port, ca, f"{url}/paused")
+            await _until(pilot, lambda: app.skipped > 0, "batches skipped while paused")
+            assert len(app.session.table) == before
+            await pilot.press("space")
+            assert not app.paused
+
+            # Record from the UI, make traffic, stop, export the recording.
+            await pilot.press("r")
+            await pilot.pause()
+            app.screen.query_one("#prompt-input").value = str(recording)  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await _until(pilot, lambda: app.live is not None and app.live.recording is not None,
+                         "recording to start")
+            await loop.run_in_executor(None, _curl, port, ca, f"{url}/recorded")
+            await _until(pilot, lambda: sum(1 for c in app.session.conns.values()
+                                            if c.closed) >= 3, "the third connection")
+            await pilot.press("x")
+            await pilot.pause()
+            app.screen.query_one("#export-path").value = str(har)  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await _until(pilot, lambda: "exported" in app.message or "failed" in app.message,
+                         "the export")
+            assert "exported har" in app.message
+            await pilot.press("r")  # stop recording
+            await _until(pilot, lambda: "recording stopped" in app.message, "recording stop")
+            await pilot.press("q")
+            await pilot.pause()
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+    assert app.return_code == 0
+    assert app.live is None  # quitting stopped the proxy
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        pass
+    with CaptureReader(recording) as reader:
+        types = [r.type for r in reader.records()]
+        assert reader.clean_end
+    assert types.count(1) == 1 and 2 in types  # one CONNECTION, FRAMEs
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert [e["request"]["url"] for e in entries] == [f"{url}/recorded"]
