@@ -177,9 +177,14 @@ def run(args: argparse.Namespace) -> int:
                    f"anyone who can reach this address can use the proxy and read what "
                    f"goes through it")
     if not args.headless:
-        from ui.app import run_live  # Textual is imported only when the UI runs
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from ui.app import run_live  # Textual is imported only when the UI runs
 
-        return run_live(config)
+            return run_live(config)
+        # Piped or redirected (a script, a service, `| grep`): the UI needs a
+        # terminal, the frame log does not.
+        _print_err("h2scope: not a terminal: running headless (use --headless to "
+                   "silence this note)")
     return _serve(config)
 
 

@@ -197,7 +197,15 @@ class H2scopeProcess:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err_lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
+        self._out: list[str] = []
+        # One reader thread per pipe: communicate() would race the stderr pump.
         threading.Thread(target=self._pump, daemon=True).start()
+        self._out_thread = threading.Thread(target=self._pump_out, daemon=True)
+        self._out_thread.start()
+
+    def _pump_out(self) -> None:
+        assert self.proc.stdout is not None
+        self._out.append(self.proc.stdout.read())
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -224,7 +232,9 @@ class H2scopeProcess:
     def finish(self, sig: int | None = signal.SIGINT, timeout: float = 20.0) -> tuple[int, str]:
         if sig is not None:
             self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
+        self._out_thread.join(timeout=timeout)
+        out = "".join(self._out)
         while True:
             try:
                 line = self.err_lines.get(timeout=5)
@@ -239,7 +249,7 @@ class H2scopeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         with contextlib.suppress(Exception):
-            self.proc.communicate(timeout=5)
+            self.proc.wait(timeout=5)
 
 
 @pytest.fixture
@@ -303,7 +313,7 @@ def test_plain_h2scope_runs_the_proxy_with_a_filter_and_stops_on_sigterm(
     server, origin_ca = origin
     proc = h2scope("-p", "0", "--upstream-ca", str(origin_ca), "--filter",
                    "type:DATA status:200")
-    proc.wait_for_line(r"interactive UI is not available yet; running headless")
+    proc.wait_for_line(r"not a terminal: running headless")
     port = int(proc.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
     ca = Path(proc.wait_for_line(r"CA certificate: (\S+)").group(1))
     curl_through(port, ca, f"https://localhost:{server.port}/a")
