@@ -41,6 +41,7 @@ from proxy.observe.events import (
 )
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.frames import (
+    FRAME_HEADER,
     DataFrame,
     Frame,
     GoAwayFrame,
@@ -52,12 +53,12 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
-    parse_frame,
-    parse_header,
+    parse_known_header,
 )
 from proxy.observe.header_rules import BlockRole, check_fields, header_value, status_of
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import PriorityTree, parse_priority_field
+from proxy.observe.records import positional
 from proxy.observe.sides import HeaderBlockInProgress, PendingSettings, Side
 from proxy.observe.streams import (
     Stream,
@@ -71,14 +72,27 @@ C2S, S2C = Direction.C2S, Direction.S2C
 CLOSED_HISTORY = 512
 """Closed streams kept for display and late-frame checks; older ones are
 known closed by their id alone, so memory stays bounded on long connections."""
-_ACTIVE = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_CLIENT,
-                     StreamState.HALF_CLOSED_SERVER})
-"""States that count towards SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2)."""
+_IDLE, _RESERVED, _OPEN = StreamState.IDLE, StreamState.RESERVED, StreamState.OPEN
+_HALF_CLOSED_CLIENT = StreamState.HALF_CLOSED_CLIENT
+_HALF_CLOSED_SERVER = StreamState.HALF_CLOSED_SERVER
+_CLOSED = StreamState.CLOSED
+# OPEN and both half-closed states count towards SETTINGS_MAX_CONCURRENT_STREAMS
+# (RFC 9113 §5.1.2); :meth:`ConnectionObserver._set_state` tests them by identity.
+_PEER = (S2C, C2S)
+"""The opposite direction, by index (``Direction.peer`` is a property call)."""
+_INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
+_MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
+_MAX_CONCURRENT_STREAMS = int(SettingCode.MAX_CONCURRENT_STREAMS)
+_ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
+_ROLE_RESPONSE, _ROLE_TRAILERS = BlockRole.RESPONSE, BlockRole.TRAILERS
+_frame_observed = positional(FrameObserved)
+_stream_state_changed = positional(StreamStateChanged)
 _DATA, _HEADERS, _PRIORITY, _RST = 0, 1, 2, 3
 _SETTINGS, _PUSH, _PING, _GOAWAY, _WU, _CONT = 4, 5, 6, 7, 8, 9
 _STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
                                int(FrameType.PRIORITY_UPDATE)})
 _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
+_KNOWN_TYPES = frozenset(int(t) for t in FrameType)
 _SETTING_RANGES = {
     SettingCode.ENABLE_PUSH: (0, 1),
     SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
@@ -135,36 +149,45 @@ class ConnectionObserver:
             side.skipped_bytes += len(data)
             side.offset += len(data)
             return events
+        # Frames are cut straight from ``data``; only an incomplete frame at the
+        # end waits in the buffer. A call carrying exactly one frame (a capture
+        # record, a relay read of one frame) copies nothing: the frame's raw
+        # bytes are ``data`` itself.
         buf = side.buffer
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         pos = 0
         if side.preface != "done":
-            pos = self._preface(side, t)
+            pos = self._preface(side, data, t)
             if pos < 0:
                 return events
-        n = len(buf)
+        n = len(data)
         receiver = self.sides[1 - direction]
+        unpack = FRAME_HEADER.unpack_from
         while n - pos >= 9:
-            length, ftype, _flags, _sid = parse_header(buf, pos)
+            hi, lo, ftype, flags, sid_word = unpack(data, pos)
+            length = hi << 8 | lo
             if length > 16_384 and length > receiver.accepts_frame_size and (
-                    ftype not in FrameType._value2member_map_ or side.frames == 0):
+                    ftype not in _KNOWN_TYPES or side.frames == 0):
                 # An unknown type (or a first frame) that claims more than the
                 # receiver accepts is not HTTP/2 framing: stop decoding.
-                self._desync(side, pos, t, f"a {type_name(ftype)} frame header claims {length} "
-                             f"bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
+                self._desync(side, n - pos, t, f"a {type_name(ftype)} frame header claims "
+                             f"{length} bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
                              f"{receiver.accepts_frame_size}: these bytes are not HTTP/2 frames")
                 return events
             end = pos + 9 + length
             if end > n:
                 break
-            raw = bytes(buf[pos:end])
+            raw = data if end == n and pos == 0 else data[pos:end]
             side.offset += end - pos
             pos = end
-            self._frame(side, parse_frame(raw), t)
-            if side.desynced:
-                return events
-        if pos:
-            del buf[:pos]
+            self._frame(side, parse_known_header(raw, ftype, flags, sid_word, length), t)
+        if pos < n:
+            buf += data[pos:] if pos else data
         return events
 
     def close(self, t: float) -> list[Event]:
@@ -205,7 +228,7 @@ class ConnectionObserver:
             for i in range(0, len(http2_settings) - len(http2_settings) % 6, 6))
         self._apply_settings(client, settings, t)
         client.refresh_frame_size()
-        stream = Stream(1, state=StreamState.HALF_CLOSED_CLIENT, request_headers=request_headers)
+        stream = Stream(1, state=_HALF_CLOSED_CLIENT, request_headers=request_headers)
         self._init_windows(stream)
         self.streams[1] = stream
         client.highest_stream_id = 1
@@ -214,11 +237,13 @@ class ConnectionObserver:
 
     # ------------------------------------------------------------- framing
 
-    def _preface(self, side: Side, t: float) -> int:
-        buf = side.buffer
-        have = bytes(buf[:24])
+    def _preface(self, side: Side, data: bytes, t: float) -> int:
+        """Where frames start in ``data`` (the first bytes of the client's
+        direction), or -1 when there is nothing more to decode for now."""
+        have = data[:24]
         if CONNECTION_PREFACE.startswith(have):
             if len(have) < 24:
+                side.buffer += data
                 return -1
             side.preface = "done"
             side.offset += 24
@@ -227,14 +252,16 @@ class ConnectionObserver:
         if side.preface == "optional":
             side.preface = "done"
             return 0
-        self._desync(side, 0, t, "the client's bytes do not start with the HTTP/2 connection "
-                     f"preface (they start with {have[:16]!r})", rfc="RFC 9113 §3.4")
+        self._desync(side, len(data), t, "the client's bytes do not start with the HTTP/2 "
+                     f"connection preface (they start with {have[:16]!r})", rfc="RFC 9113 §3.4")
         return -1
 
-    def _desync(self, side: Side, pos: int, t: float, why: str, rfc: str = "RFC 9113 §4.1") -> None:
+    def _desync(self, side: Side, remaining: int, t: float, why: str,
+                rfc: str = "RFC 9113 §4.1") -> None:
+        """Framing is lost; ``remaining`` bytes of this call were not decoded."""
         side.desynced = True
-        side.skipped_bytes += len(side.buffer) - pos
-        side.offset += len(side.buffer) - pos
+        side.skipped_bytes += remaining
+        side.offset += remaining
         side.buffer.clear()
         finding = _f("desynced", Severity.ERROR, rfc, why)
         self.findings_count += 1
@@ -256,15 +283,31 @@ class ConnectionObserver:
         block_sid: int | None = None
         windows: tuple[int, int | None] | None = None
 
-        if (ftype == _DATA and frame.length <= 16_384 and not first and frame.malformed is None
+        if (not first and frame.length <= 16_384 and frame.malformed is None
                 and side.block is None and not frame.reserved):
-            assert isinstance(frame, DataFrame)
-            windows = self._data(side, frame, seq, t, findings)
-            self._events.append(FrameObserved(t=t, direction=direction, seq=seq, frame=frame,
-                                              findings=tuple(findings), windows=windows))
-            if findings:
-                self.findings_count += len(findings)
-            return
+            # The frames that make up most of the traffic, when none of the
+            # generic checks below can apply (the frame size is within the
+            # protocol minimum every receiver accepts).
+            handled = True
+            if ftype == _DATA:
+                assert isinstance(frame, DataFrame)
+                windows = self._data(side, frame, seq, t, findings)
+            elif ftype == _HEADERS and sid:
+                assert isinstance(frame, HeadersFrame)
+                done = self._headers(side, frame, seq, t, findings)
+                if done is not None:
+                    block, block_sid = done
+            elif ftype == _WU:
+                assert isinstance(frame, WindowUpdateFrame)
+                windows = self._window_update(side, frame, seq, t, findings)
+            else:
+                handled = False
+            if handled:
+                self._events.append(_frame_observed(t, direction, seq, frame, block, block_sid,
+                                                    tuple(findings), windows))
+                if findings:
+                    self.findings_count += len(findings)
+                return
 
         if frame.malformed is not None:
             findings.append(_f("frame-malformed", Severity.ERROR, _rfc_for(ftype),
@@ -330,9 +373,8 @@ class ConnectionObserver:
         elif ftype in (_CONT, _HEADERS, _PUSH):
             side.block = None
 
-        self._events.append(FrameObserved(t=t, direction=direction, seq=seq, frame=frame,
-                                          block=block, block_stream_id=block_sid,
-                                          findings=tuple(findings), windows=windows))
+        self._events.append(_frame_observed(t, direction, seq, frame, block, block_sid,
+                                            tuple(findings), windows))
         if findings:
             self.findings_count += len(findings)
 
@@ -353,7 +395,7 @@ class ConnectionObserver:
         if self.partial and sender is not None and sender is not opener.direction \
                 and sid > opener.highest_stream_id:
             # An excerpt: the frames that opened this stream are outside it.
-            stream = Stream(sid, state=StreamState.OPEN, opened_by=opener.direction)
+            stream = Stream(sid, state=_OPEN, opened_by=opener.direction)
             self._init_windows(stream)
             self.streams[sid] = stream
             opener.highest_stream_id = sid
@@ -361,7 +403,7 @@ class ConnectionObserver:
             return stream
         if sid <= opener.highest_stream_id:
             # Closed long ago and forgotten: ids are never reused (§5.1.1).
-            return Stream(sid, state=StreamState.CLOSED, presumed_closed=True)
+            return Stream(sid, state=_CLOSED, presumed_closed=True)
         return Stream(sid)
 
     def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
@@ -371,14 +413,17 @@ class ConnectionObserver:
             return
         stream.state = new
         sid = stream.stream_id
-        self._events.append(StreamStateChanged(t=t, direction=direction, stream_id=sid,
-                                               old=old.value, new=new.value, seq=seq))
-        if old is StreamState.IDLE:
+        # ``_value_``, not ``.value``: the enum property costs a Python call.
+        self._events.append(_stream_state_changed(t, direction, sid, old._value_, new._value_,
+                                                  seq))
+        if old is _IDLE:
             self.streams[sid] = stream
-        was, now = old in _ACTIVE, new in _ACTIVE
+        # Identity tests: hashing an Enum member is a Python-level call.
+        was = old is _OPEN or old is _HALF_CLOSED_CLIENT or old is _HALF_CLOSED_SERVER
+        now = new is _OPEN or new is _HALF_CLOSED_CLIENT or new is _HALF_CLOSED_SERVER
         if was is not now:
             self.sides[stream.opened_by].active_streams += 1 if now else -1
-        if new is StreamState.CLOSED:
+        if new is _CLOSED:
             self.streams.pop(sid, None)
             self.priority.remove(sid)
             closed = self.closed
@@ -388,8 +433,9 @@ class ConnectionObserver:
 
     def _init_windows(self, stream: Stream) -> None:
         # Data flowing C2S is limited by the server's INITIAL_WINDOW_SIZE, and vice versa.
-        stream.send_window[C2S] = self.sides[S2C].advertised[SettingCode.INITIAL_WINDOW_SIZE]
-        stream.send_window[S2C] = self.sides[C2S].advertised[SettingCode.INITIAL_WINDOW_SIZE]
+        sides = self.sides
+        stream.send_window = [sides[S2C].advertised[_INITIAL_WINDOW_SIZE],
+                              sides[C2S].advertised[_INITIAL_WINDOW_SIZE]]
 
     def _open_stream(self, side: Side, stream: Stream, seq: int, findings: list[Finding]) -> None:
         """Checks for a stream a HEADERS frame is about to open (RFC 9113 §5.1.1, §5.1.2)."""
@@ -409,7 +455,7 @@ class ConnectionObserver:
         else:
             side.highest_stream_id = sid
         peer = self.sides[1 - direction]
-        limit = peer.advertised[SettingCode.MAX_CONCURRENT_STREAMS]
+        limit = peer.advertised[_MAX_CONCURRENT_STREAMS]
         active = side.active_streams
         if active >= limit:
             findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
@@ -444,7 +490,7 @@ class ConnectionObserver:
             stream = self._lookup(sid, direction)
         state: StreamState = stream.state
         end = frame.flags & 1
-        if state is StreamState.OPEN and not end:
+        if state is _OPEN and not end:
             new: StreamState = state
             problem: str | None = None  # the common case, without the table
         else:
@@ -454,7 +500,7 @@ class ConnectionObserver:
         stream.data_bytes[direction] += frame.data_length
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
-        if window < 0 and state is not StreamState.CLOSED and state is not StreamState.IDLE:
+        if window < 0 and state is not _CLOSED and state is not _IDLE:
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds stream {sid}'s window by "
                                f"{-window}", seq, sid))
@@ -474,7 +520,7 @@ class ConnectionObserver:
     def _state_finding(self, stream: Stream, direction: Direction, problem: str,
                        seq: int) -> Finding:
         sid = stream.stream_id
-        if stream.reset_by is direction.peer:
+        if stream.reset_by is _PEER[direction]:
             # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an error.
             return _f("frame-after-reset", Severity.INFO, "RFC 9113 §5.1",
                       f"{problem} (the {direction.peer.sender} had reset it; frames in flight "
@@ -486,9 +532,11 @@ class ConnectionObserver:
 
     def _header_fragment(self, side: Side, frame: Frame, seq: int, t: float,
                          findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
-        direction = side.direction
-        sid = frame.stream_id
+        if frame.type == _HEADERS:
+            assert isinstance(frame, HeadersFrame)
+            return self._headers(side, frame, seq, t, findings)
         if frame.type == _CONT:
+            sid = frame.stream_id
             pending = side.block
             if pending is None or pending.stream_id != sid:
                 findings.append(_f("continuation-unexpected", Severity.ERROR, "RFC 9113 §6.10",
@@ -497,24 +545,6 @@ class ConnectionObserver:
                 side.block = None
                 return None
             pending.fragments.append(frame.raw[9:])
-        elif frame.type == _HEADERS:
-            assert isinstance(frame, HeadersFrame)
-            stream = self.streams.get(sid) or self._lookup(sid, direction)
-            if stream.presumed_closed and (sid % 2 == 1) == (direction is C2S):
-                # An id below the highest in use, never seen: a new stream opened
-                # out of order (§5.1.1), not trailers on an old one.
-                stream = Stream(sid)
-            role = self._headers_role(stream, direction, frame, seq, findings)
-            if frame.priority is not None:
-                self._apply_priority(sid, frame.priority.depends_on, frame.priority.weight,
-                                     frame.priority.exclusive, seq, findings)
-            if stream.state is StreamState.IDLE and sid:
-                self._open_stream(side, stream, seq, findings)
-            new, problem = transition(stream.state, _HEADERS, frame.end_stream, direction)
-            if problem:
-                findings.append(self._state_finding(stream, direction, problem, seq))
-            self._set_state(stream, new, direction, seq, t)
-            pending = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq)
         else:
             assert isinstance(frame, PushPromiseFrame)
             pending = self._push_promise(side, frame, seq, t, findings)
@@ -522,26 +552,56 @@ class ConnectionObserver:
             side.block = pending
             return None
         side.block = None
-        return self._decode_block(side, pending, seq, findings)
+        role = pending.role
+        assert isinstance(role, BlockRole)
+        return self._decode_block(side, pending.stream_id, role, b"".join(pending.fragments),
+                                  pending.promised_stream_id, seq, findings)
+
+    def _headers(self, side: Side, frame: HeadersFrame, seq: int, t: float,
+                 findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
+        """A HEADERS frame: the stream it opens or continues, then its block if complete."""
+        direction = side.direction
+        sid = frame.stream_id
+        stream = self.streams.get(sid) or self._lookup(sid, direction)
+        if stream.presumed_closed and (sid % 2 == 1) == (direction is C2S):
+            # An id below the highest in use, never seen: a new stream opened
+            # out of order (§5.1.1), not trailers on an old one.
+            stream = Stream(sid)
+        role = self._headers_role(stream, direction, frame, seq, findings)
+        priority = frame.priority
+        if priority is not None:
+            self._apply_priority(sid, priority.depends_on, priority.weight, priority.exclusive,
+                                 seq, findings)
+        if stream.state is _IDLE and sid:
+            self._open_stream(side, stream, seq, findings)
+        new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
+        if problem:
+            findings.append(self._state_finding(stream, direction, problem, seq))
+        self._set_state(stream, new, direction, seq, t)
+        if not frame.flags & 0x4:
+            side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq)
+            return None
+        side.block = None
+        return self._decode_block(side, sid, role, frame.fragment, None, seq, findings)
 
     def _headers_role(self, stream: Stream, direction: Direction, frame: HeadersFrame, seq: int,
                       findings: list[Finding]) -> BlockRole:
         if direction is C2S:
-            if stream.state is StreamState.IDLE:
-                return BlockRole.REQUEST
+            if stream.state is _IDLE:
+                return _ROLE_REQUEST
             if not frame.end_stream:
                 findings.append(_f("trailers-without-end-stream", Severity.ERROR,
                                    "RFC 9113 §8.1",
                                    "a second HEADERS from the client without END_STREAM",
                                    seq, stream.stream_id))
-            return BlockRole.TRAILERS
+            return _ROLE_TRAILERS
         if stream.response_headers is None:
-            return BlockRole.RESPONSE
+            return _ROLE_RESPONSE
         if not frame.end_stream:
             findings.append(_f("trailers-without-end-stream", Severity.ERROR, "RFC 9113 §8.1",
                                "a HEADERS after the final response without END_STREAM",
                                seq, stream.stream_id))
-        return BlockRole.TRAILERS
+        return _ROLE_TRAILERS
 
     def _push_promise(self, side: Side, frame: PushPromiseFrame, seq: int, t: float,
                       findings: list[Finding]) -> HeaderBlockInProgress:
@@ -566,34 +626,34 @@ class ConnectionObserver:
                                f"{side.highest_stream_id}", seq, promised))
         else:
             side.highest_stream_id = promised
-        if pushed.state is StreamState.IDLE:
+        if pushed.state is _IDLE:
             pushed.promised_by = sid
             pushed.opened_by = S2C
             self._init_windows(pushed)
             self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
-            self._set_state(pushed, StreamState.RESERVED, side.direction, seq, t)
-        return HeaderBlockInProgress(sid, BlockRole.PUSH_REQUEST, [frame.fragment], promised, seq)
+            self._set_state(pushed, _RESERVED, side.direction, seq, t)
+        return HeaderBlockInProgress(sid, _ROLE_PUSH_REQUEST, [frame.fragment], promised, seq)
 
-    def _decode_block(self, side: Side, pending: HeaderBlockInProgress, seq: int,
+    def _decode_block(self, side: Side, block_sid: int, role: BlockRole, data: bytes,
+                      promised: int | None, seq: int,
                       findings: list[Finding]) -> tuple[HeaderBlock | None, int | None]:
-        promised = pending.promised_stream_id
+        """Decode a complete header block sent on ``block_sid`` and apply it."""
         if side.hpack_broken:
             return None, promised
-        data = pending.fragments[0] if len(pending.fragments) == 1 else b"".join(pending.fragments)
         try:
             block = side.decoder.decode(data)
         except HpackDecodeError as exc:
             side.hpack_broken = True
             findings.append(_f("hpack-error", Severity.ERROR, "RFC 9113 §4.3",
-                               f"header block on stream {pending.stream_id} does not decode: "
+                               f"header block on stream {block_sid} does not decode: "
                                f"{exc}; later blocks from the {side.direction.sender} cannot be "
-                               "decoded (COMPRESSION_ERROR)", seq, pending.stream_id))
+                               "decoded (COMPRESSION_ERROR)", seq, block_sid))
             return None, promised
-        sid = promised if promised is not None else pending.stream_id
-        role = pending.role
-        assert isinstance(role, BlockRole)
-        findings.extend(check_fields(block.headers, role, seq=seq, stream_id=sid))
-        limit = self.sides[1 - side.direction].advertised[SettingCode.MAX_HEADER_LIST_SIZE]
+        sid = promised if promised is not None else block_sid
+        problems = check_fields(block.headers, role, seq=seq, stream_id=sid)
+        if problems:
+            findings.extend(problems)
+        limit = self.sides[1 - side.direction].advertised[_MAX_HEADER_LIST_SIZE]
         if block.decoded_size > limit:
             findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
                                f"header list of {block.decoded_size} bytes exceeds the "
@@ -601,12 +661,12 @@ class ConnectionObserver:
         stream = self.stream(sid)
         if stream is not None:
             headers = block.headers
-            if role is BlockRole.REQUEST or role is BlockRole.PUSH_REQUEST:
+            if role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST:
                 stream.request_headers = headers
                 prio = header_value(headers, "priority")
                 if prio is not None:
                     self._apply_rfc9218(stream, prio, seq, findings)
-            elif role is BlockRole.RESPONSE:
+            elif role is _ROLE_RESPONSE:
                 status = status_of(headers)
                 if status is not None and 100 <= status < 200:
                     stream.informational.append(headers)
@@ -626,7 +686,7 @@ class ConnectionObserver:
                        findings: list[Finding]) -> tuple[int, int | None] | None:
         sid, inc = frame.stream_id, frame.increment
         # A WINDOW_UPDATE widens the window of data flowing towards its sender.
-        data_dir = side.direction.peer
+        data_dir = _PEER[side.direction]
         data_side = self.sides[data_dir]
         if inc == 0:
             findings.append(_f("window-update-zero", Severity.ERROR, "RFC 9113 §6.9",
@@ -649,7 +709,7 @@ class ConnectionObserver:
         if problem:
             findings.append(self._state_finding(stream, side.direction, problem, seq))
             return data_side.conn_window, None
-        if stream.state is StreamState.CLOSED:
+        if stream.state is _CLOSED:
             return data_side.conn_window, None  # §5.1: allowed shortly after closing
         after = stream.send_window[data_dir] + inc
         stream.send_window[data_dir] = after
@@ -670,7 +730,7 @@ class ConnectionObserver:
             if frame.length:
                 findings.append(_f("settings-ack-with-payload", Severity.ERROR, "RFC 9113 §6.5",
                                    "SETTINGS with ACK carries a payload", seq, 0))
-            owner = self.sides[side.direction.peer]
+            owner = self.sides[_PEER[side.direction]]
             if not owner.pending:
                 if self.partial:
                     return
@@ -703,12 +763,12 @@ class ConnectionObserver:
     def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
                         t: float) -> None:
         """Settings advertised by ``owner`` take effect for what its peer sends."""
-        peer = self.sides[owner.direction.peer]
+        peer = self.sides[_PEER[owner.direction]]
         adv = owner.advertised
         for ident, value in settings:
             if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
                 # RFC 9113 §6.9.2: the change applies to every stream's window.
-                delta = value - adv[SettingCode.INITIAL_WINDOW_SIZE]
+                delta = value - adv[_INITIAL_WINDOW_SIZE]
                 data_dir = peer.direction
                 for stream in self.streams.values():
                     stream.send_window[data_dir] += delta
@@ -724,7 +784,7 @@ class ConnectionObserver:
         new, problem = transition(stream.state, _RST, False, side.direction)
         if problem:
             findings.append(self._state_finding(stream, side.direction, problem, seq))
-        if stream.state is not StreamState.CLOSED:
+        if stream.state is not _CLOSED:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
         self._set_state(stream, new, side.direction, seq, t)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 
 from proxy.observe.enums import FrameType, error_name, flag_names, setting_name, type_name
-from proxy.observe.records import record
+from proxy.observe.records import positional, record
 
 FRAME_HEADER = struct.Struct(">HBBBL")
 """Length (24 bits as 16+8), type, flags, R bit + stream id (31 bits)."""
@@ -226,17 +226,18 @@ def _priority(raw: bytes, pos: int) -> Priority:
 def parse_frame(raw: bytes) -> Frame:
     """Decode one complete frame (header + payload). Never raises on content."""
     hi, lo, ftype, flags, sid_word = FRAME_HEADER.unpack_from(raw, 0)
-    length = (hi << 8) | lo
+    return parse_known_header(raw, ftype, flags, sid_word, (hi << 8) | lo)
+
+
+def parse_known_header(raw: bytes, ftype: int, flags: int, sid_word: int, length: int) -> Frame:
+    """:func:`parse_frame` for a caller that has already unpacked the frame header."""
     sid = sid_word & STREAM_MASK
     reserved = sid_word > STREAM_MASK
     if ftype == 0:  # the hot path first
         if not flags & 0x8:
-            return DataFrame(type=0, flags=flags, stream_id=sid, length=length, raw=raw,
-                             reserved=reserved, pad_length=None, data_length=length)
+            return _data_frame(0, flags, sid, length, raw, reserved, None, None, length)
         pad, start, end, problem = _strip_padding(raw, length, flags)
-        return DataFrame(type=0, flags=flags, stream_id=sid, length=length, raw=raw,
-                         reserved=reserved, malformed=problem, pad_length=pad,
-                         data_length=end - start)
+        return _data_frame(0, flags, sid, length, raw, reserved, problem, pad, end - start)
     parser = _PARSERS.get(ftype)
     if parser is None:
         return UnknownFrame(type=ftype, flags=flags, stream_id=sid, length=length, raw=raw,
@@ -262,9 +263,8 @@ def _parse_headers(raw: bytes, ftype: int, flags: int, sid: int, length: int,
                             "PRIORITY flag set but fewer than 5 bytes for the priority fields")
         priority = _priority(raw, start)
         start += 5
-    return HeadersFrame(type=ftype, flags=flags, stream_id=sid, length=length, raw=raw,
-                        reserved=reserved, pad_length=pad, priority=priority,
-                        fragment=raw[start:end])
+    return _headers_frame(ftype, flags, sid, length, raw, reserved, None, pad, priority,
+                          raw[start:end])
 
 
 def _parse_priority(raw: bytes, ftype: int, flags: int, sid: int, length: int,
@@ -335,9 +335,8 @@ def _parse_window_update(raw: bytes, ftype: int, flags: int, sid: int, length: i
     if length != 4:
         return _generic(raw, ftype, flags, sid, length, reserved,
                         f"WINDOW_UPDATE payload is {length} bytes; it must be 4 (RFC 9113 §6.9)")
-    return WindowUpdateFrame(type=ftype, flags=flags, stream_id=sid, length=length, raw=raw,
-                             reserved=reserved,
-                             increment=_U32.unpack_from(raw, 9)[0] & STREAM_MASK)
+    return _window_update_frame(ftype, flags, sid, length, raw, reserved, None,
+                                _U32.unpack_from(raw, 9)[0] & STREAM_MASK)
 
 
 def _parse_continuation(raw: bytes, ftype: int, flags: int, sid: int, length: int,
@@ -389,6 +388,11 @@ def _parse_priority_update(raw: bytes, ftype: int, flags: int, sid: int, length:
                                prioritized_stream_id=_U32.unpack_from(raw, 9)[0] & STREAM_MASK,
                                field_value=raw[13:])
 
+
+# Positional constructors for the frames that make up most of the traffic.
+_data_frame = positional(DataFrame)
+_headers_frame = positional(HeadersFrame)
+_window_update_frame = positional(WindowUpdateFrame)
 
 _PARSER_TABLE = {
     FrameType.HEADERS: _parse_headers,

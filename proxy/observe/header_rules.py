@@ -28,6 +28,11 @@ class BlockRole(Enum):
     TRAILERS = "trailers"
 
 
+# Module constants: looking a member up on an Enum class costs ~90 ns in 3.11.
+_REQUEST, _PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
+_RESPONSE, _TRAILERS = BlockRole.RESPONSE, BlockRole.TRAILERS
+
+
 def _finding(code: str, sev: Severity, rfc: str, msg: str, seq: int | None,
              sid: int) -> Finding:
     return Finding(code=code, severity=sev, rfc=rfc, message=msg, seq=seq, stream_id=sid)
@@ -37,7 +42,13 @@ _GOOD_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
 _name_cache: dict[str, str | None] = {}
 _clean_fields: set[tuple[str, str]] = set()
-"""Regular fields that passed every check: repeated fields skip them (bounded)."""
+"""Regular fields that passed every check: repeated fields skip them."""
+_clean_pseudo: set[tuple[str, str]] = set()
+"""Pseudo-header fields whose value passed the value check."""
+_CLEAN_MAX = 8192
+"""Both sets start over when they reach this size: they are caches, so memory
+stays bounded and a long run of one-off values cannot crowd out the repeated
+ones for good."""
 
 
 def _bad_name(name: str) -> str | None:
@@ -72,7 +83,7 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
                  stream_id: int) -> list[Finding]:
     """Findings for one decoded header block in its role. Never raises."""
     out: list[Finding] = []
-    allowed = RESPONSE_PSEUDO if role is BlockRole.RESPONSE else REQUEST_PSEUDO
+    allowed = RESPONSE_PSEUDO if role is _RESPONSE else REQUEST_PSEUDO
     pseudo = _quick_scan(headers, allowed, role)
     if pseudo is None:
         pseudo = _full_scan(headers, role, allowed, seq, stream_id, out)
@@ -83,7 +94,8 @@ def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
                 role: BlockRole) -> dict[str, str] | None:
     """The pseudo-header map of a block with nothing wrong in its fields, or
     None when something needs the full scan. The common case, made cheap:
-    leading unique allowed pseudo-headers, then regular fields seen clean before."""
+    leading unique allowed pseudo-headers, then regular fields, each checked
+    once and then known clean by a set lookup."""
     pseudo: dict[str, str] = {}
     clean = _clean_fields
     regular = False
@@ -91,12 +103,36 @@ def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
         if field in clean:
             regular = True
             continue
-        name, value = field
-        if regular or name[:1] != ":" or name in pseudo or name not in allowed \
-                or role is BlockRole.TRAILERS or (value and _BAD_VALUE.search(value)):
+        name = field[0]
+        if name[:1] != ":":
+            if not _clean_regular(field):
+                return None
+            regular = True
+            continue
+        if regular or name in pseudo or name not in allowed or role is _TRAILERS:
             return None
+        value = field[1]
+        if field not in _clean_pseudo:
+            if value and _BAD_VALUE.search(value):
+                return None
+            if len(_clean_pseudo) >= _CLEAN_MAX:
+                _clean_pseudo.clear()
+            _clean_pseudo.add(field)
         pseudo[name] = value
     return pseudo
+
+
+def _clean_regular(field: tuple[str, str]) -> bool:
+    """Whether a regular field passes every check :func:`_full_scan` makes of it
+    (and so raises no finding); a clean one is remembered."""
+    name, value = field
+    if name in CONNECTION_SPECIFIC or name == "te" or _bad_name(name) is not None \
+            or _bad_value(value) is not None:
+        return False
+    if len(_clean_fields) >= _CLEAN_MAX:
+        _clean_fields.clear()
+    _clean_fields.add(field)
+    return True
 
 
 def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: frozenset[str],
@@ -110,7 +146,7 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
             continue  # this exact regular field passed every check before
         name, value = field
         if name[:1] == ":":
-            if role is BlockRole.TRAILERS:
+            if role is _TRAILERS:
                 out.append(_finding("pseudo-header-in-trailers", Severity.ERROR, "RFC 9113 §8.1",
                                     f"trailers carry the pseudo-header {name}", seq, stream_id))
             elif name not in allowed:
@@ -150,7 +186,9 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
             out.append(_finding("header-value-invalid", sev, "RFC 9113 §8.2.1",
                                 f"value of {name!r} {vproblem}", seq, stream_id))
         if not problem and not vproblem and name[:1] != ":" and name not in CONNECTION_SPECIFIC \
-                and name != "te" and len(clean) < 8192:
+                and name != "te":
+            if len(clean) >= _CLEAN_MAX:
+                clean.clear()
             clean.add(field)
     return pseudo
 
@@ -158,7 +196,7 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
 def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stream_id: int,
                   out: list[Finding]) -> list[Finding]:
     """What a block in this role must carry (RFC 9113 §8.3.1, §8.3.2, §8.5)."""
-    if role is BlockRole.REQUEST or role is BlockRole.PUSH_REQUEST:
+    if role is _REQUEST or role is _PUSH_REQUEST:
         method = pseudo.get(":method")
         if method == "CONNECT" and ":protocol" not in pseudo:
             # RFC 9113 §8.5: CONNECT carries :authority only.
@@ -180,7 +218,7 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             if pseudo.get(":path") == "" :
                 out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",
                                     "empty :path", seq, stream_id))
-    elif role is BlockRole.RESPONSE:
+    elif role is _RESPONSE:
         status = pseudo.get(":status")
         if status is None:
             out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.2",

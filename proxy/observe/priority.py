@@ -45,7 +45,11 @@ class PriorityTree:
                 if not kids:
                     del self._children[old]
         self._parent[stream_id] = parent
-        self._children.setdefault(parent, set()).add(stream_id)
+        kids = self._children.get(parent)
+        if kids is None:
+            self._children[parent] = {stream_id}
+        else:
+            kids.add(stream_id)
 
     def set(self, stream_id: int, depends_on: int, weight: int, exclusive: bool) -> None:
         """Apply a priority signal. The caller has rejected self-dependency."""
@@ -80,9 +84,10 @@ class PriorityTree:
         if stream_id not in self._parent:
             return
         up = self._parent[stream_id]
-        for child in list(self._children.get(stream_id, ())):
-            self._attach(child, up)
-        self._children.pop(stream_id, None)
+        orphans = self._children.pop(stream_id, None)
+        if orphans:
+            for child in orphans:
+                self._attach(child, up)
         kids = self._children.get(up)
         if kids is not None:
             kids.discard(stream_id)
