@@ -559,11 +559,15 @@ class AnnotatedDecoder:
             if first & 0x80:
                 # RFC 7541 §6.1: indexed header field, the most common representation.
                 index = first & 0x7F
-                if index == 0x7F:
+                if index != 0x7F:
+                    pos += 1
+                elif pos + 1 < end and data[pos + 1] < 0x80:
+                    # §5.1: a two-byte index (127..254), common with a full table.
+                    index += data[pos + 1]
+                    pos += 2
+                else:
                     index, used = _read_integer(data, pos, 7, "index")
                     pos += used
-                else:
-                    pos += 1
                 if index > STATIC_TABLE_LENGTH:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
