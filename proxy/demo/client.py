@@ -5,7 +5,7 @@ h2scope CA, ALPN h2): a page and its subresources as concurrent streams with
 different priorities (RFC 7540 weights and RFC 9218 ``priority`` headers), a
 large download that stalls because the client holds back WINDOW_UPDATE and
 then resumes, a server push, a POST answered with trailers, a PING, a stream
-cancelled with RST_STREAM, and a SETTINGS_HEADER_TABLE_SIZE change.
+cancelled with RST_STREAM, and a smaller SETTINGS_HEADER_TABLE_SIZE than the default.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ class DemoClient:
         conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: SMALL_WINDOW,
             h2.settings.SettingCodes.ENABLE_PUSH: 1,
+            # A smaller HPACK table than the default: the server's first header
+            # block must start with a table size update.
+            h2.settings.SettingCodes.HEADER_TABLE_SIZE: 256,
         })
         conn.initiate_connection()
         streams: dict[int, _Stream] = {}
@@ -98,13 +101,15 @@ class DemoClient:
         ping_sent: list[float] = []
         rtt: list[float] = []
         flushes: set[asyncio.Future[None]] = set()
+        failure: list[str] = []
         loop = asyncio.get_running_loop()
 
         async def flush() -> None:
             data = conn.data_to_send()
             if data:
                 writer.write(data)
-                await writer.drain()
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
 
         async def read_loop() -> None:
             while True:
@@ -113,7 +118,12 @@ class DemoClient:
                     for s in streams.values():
                         s.done.set()
                     return
-                for ev in conn.receive_data(data):
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:
+                    failure.append(f"the client's h2 rejected the server's bytes: {exc}")
+                    raise
+                for ev in events:
                     on_event(ev)
                 await flush()
 
@@ -183,19 +193,22 @@ class DemoClient:
                                      h2.exceptions.StreamClosedError):
                 conn.reset_stream(slow, error_code=8)  # CANCEL
                 streams[slow].done.set()
-            # A smaller HPACK table from here on: the server must send a size update.
-            conn.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 256})
-            await flush()
             await asyncio.wait_for(pong.wait(), 10)
             await asyncio.wait_for(streams[big].done.wait(), 30)
-            request(f"/img/7.png?after-table-change={round_no}", urgency=4)
+            request(f"/img/7.png?after-the-download={round_no}", urgency=4)
             await flush()
             await asyncio.wait_for(
                 asyncio.gather(*(s.done.wait() for s in list(streams.values()))), 30)
             conn.close_connection()
             await flush()
         except TimeoutError as exc:
-            raise DemoClientError("the demo server did not answer in time") from exc
+            waiting = [s.path for s in streams.values() if not s.done.is_set()]
+            if not pong.is_set():
+                waiting.append("PING ACK")
+            raise DemoClientError("the demo server did not answer in time; still waiting for "
+                                  f"{', '.join(waiting) or 'nothing?'} "
+                                  f"({conn.state_machine.state.name}) "
+                                  f"{'; '.join(failure)}") from exc
         finally:
             reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
