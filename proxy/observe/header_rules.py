@@ -41,14 +41,14 @@ def _finding(code: str, sev: Severity, rfc: str, msg: str, seq: int | None,
 _GOOD_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
 _name_cache: dict[str, str | None] = {}
-_clean_fields: set[tuple[str, str]] = set()
-"""Regular fields that passed every check: repeated fields skip them."""
-_clean_pseudo: set[tuple[str, str]] = set()
-"""Pseudo-header fields whose value passed the value check."""
-_CLEAN_MAX = 8192
-"""Both sets start over when they reach this size: they are caches, so memory
-stays bounded and a long run of one-off values cannot crowd out the repeated
-ones for good."""
+_known: dict[tuple[str, str], bool] = {}
+"""Fields seen before and found clean: True for a regular field that passed
+every check, False for a pseudo-header field whose value passed the value
+check. Repeated fields (most of them: indexed from the HPACK tables) cost one
+lookup."""
+_KNOWN_MAX = 8192
+"""The cache starts over when it reaches this size: memory stays bounded and a
+long run of one-off values cannot crowd out the repeated ones for good."""
 
 
 def _bad_name(name: str) -> str | None:
@@ -94,32 +94,37 @@ def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
                 role: BlockRole) -> dict[str, str] | None:
     """The pseudo-header map of a block with nothing wrong in its fields, or
     None when something needs the full scan. The common case, made cheap:
-    leading unique allowed pseudo-headers, then regular fields, each checked
-    once and then known clean by a set lookup."""
+    leading unique allowed pseudo-headers, then regular fields, each field
+    checked once and then known clean by one dict lookup."""
     pseudo: dict[str, str] = {}
-    clean = _clean_fields
+    known = _known
     regular = False
     for field in headers:
-        if field in clean:
+        kind = known.get(field)
+        if kind is True:
             regular = True
             continue
         name = field[0]
-        if name[:1] != ":":
-            if not _clean_regular(field):
-                return None
-            regular = True
-            continue
-        if regular or name in pseudo or name not in allowed or role is _TRAILERS:
-            return None
-        value = field[1]
-        if field not in _clean_pseudo:
+        if kind is None:
+            if name[:1] != ":":
+                if not _clean_regular(field):
+                    return None
+                regular = True
+                continue
+            value = field[1]
             if value and _BAD_VALUE.search(value):
                 return None
-            if len(_clean_pseudo) >= _CLEAN_MAX:
-                _clean_pseudo.clear()
-            _clean_pseudo.add(field)
-        pseudo[name] = value
+            _remember(field, False)
+        if regular or name in pseudo or name not in allowed or role is _TRAILERS:
+            return None
+        pseudo[name] = field[1]
     return pseudo
+
+
+def _remember(field: tuple[str, str], regular: bool) -> None:
+    if len(_known) >= _KNOWN_MAX:
+        _known.clear()
+    _known[field] = regular
 
 
 def _clean_regular(field: tuple[str, str]) -> bool:
@@ -129,9 +134,7 @@ def _clean_regular(field: tuple[str, str]) -> bool:
     if name in CONNECTION_SPECIFIC or name == "te" or _bad_name(name) is not None \
             or _bad_value(value) is not None:
         return False
-    if len(_clean_fields) >= _CLEAN_MAX:
-        _clean_fields.clear()
-    _clean_fields.add(field)
+    _remember(field, True)
     return True
 
 
@@ -139,9 +142,9 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
                seq: int | None, stream_id: int, out: list[Finding]) -> dict[str, str]:
     seen_regular = False
     pseudo: dict[str, str] = {}
-    clean = _clean_fields
+    known = _known
     for field in headers:
-        if field in clean:
+        if known.get(field) is True:
             seen_regular = True
             continue  # this exact regular field passed every check before
         name, value = field
@@ -187,9 +190,7 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
                                 f"value of {name!r} {vproblem}", seq, stream_id))
         if not problem and not vproblem and name[:1] != ":" and name not in CONNECTION_SPECIFIC \
                 and name != "te":
-            if len(clean) >= _CLEAN_MAX:
-                clean.clear()
-            clean.add(field)
+            _remember(field, True)
     return pseudo
 
 
