@@ -31,7 +31,7 @@ from proxy.filter import Filter, FilterError, compile_filter
 from ui import keymap
 from ui.model.capture import CaptureFile, load
 from ui.model.export import EXTENSIONS, export
-from ui.model.filtering import run_filter, scope_rows
+from ui.model.filtering import needs_decoding, run_filter, scope_rows
 from ui.model.live import LiveFeed, LiveProxy, addresses_text, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -82,7 +82,7 @@ class H2ScopeApp(App[int]):
         self._filtering = False
         self._stop = threading.Event()
         self._rates: deque[tuple[float, int]] = deque()
-        self._last_count = -1
+        self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
         self.started = time.monotonic()
@@ -155,12 +155,13 @@ class H2ScopeApp(App[int]):
             _, skipped = ingest(s, self.live_frames, self.feed, paused=self.paused)
             self.skipped += skipped
         count = len(s.table)
+        decoded = s.decoded
         if count and self.first_rows_at is None:
             self.first_rows_at = time.monotonic() - self.started
         if s.loaded and self.loaded_at is None:
             self.loaded_at = time.monotonic() - self.started
-        if count != self._last_count:
-            self._last_count = count
+        if (count, decoded) != self._last_count:
+            self._last_count = (count, decoded)
             self._extend_view(count)
             self.timeline.refresh_rows()
             self.main.query_one(ConnectionsPane).sync()
@@ -173,6 +174,8 @@ class H2ScopeApp(App[int]):
     def _extend_view(self, count: int) -> None:
         """Filter rows that arrived since the filter ran (bounded work per tick)."""
         tl = self.timeline
+        if needs_decoding(self.filter.text):
+            count = min(count, self.session.decoded)
         if tl.view is None or self._filtering or self._scanned >= count:
             return
         stop = min(count, self._scanned + 200_000)
@@ -201,7 +204,8 @@ class H2ScopeApp(App[int]):
             if self.paused:
                 parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
         else:
-            state = "loaded" if s.loaded else f"reading {s.progress * 100:.0f}%"
+            state = ("loaded" if s.loaded else f"decoding {s.progress * 100:.0f}%"
+                     if s.indexed else "indexing…")
             parts.append((f"{s.title} ({state})", "bold"))
         total = len(s.table)
         shown = self.timeline.row_count()
@@ -297,7 +301,7 @@ class H2ScopeApp(App[int]):
     def _filter_worker(self, gen: int, flt: Filter, conn: int | None,
                        stream: int | None) -> None:
         s = self.session
-        count = len(s.table)
+        count = s.decoded if needs_decoding(flt.text) else len(s.table)
         rows = scope_rows(s, conn, stream)
         if rows is not None:
             rows = array("I", (r for r in rows if r < count))

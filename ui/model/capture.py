@@ -2,27 +2,23 @@
 
 DESIGN.md principle 6: the capture holds raw frames, so viewing it re-runs
 the observer — one per connection, records in file order, recorded times.
-The loader runs in a worker thread and hands the UI rows as it goes (rows are
-visible long before a large file is read to its end). Frame bytes are not
-copied: the file is memory-mapped and a row keeps only its record's offset.
-
-A gzip capture is first decompressed into an anonymous temporary file, as
-:class:`proxy.capture.index.CaptureIndex` does, so offsets can be mapped.
+The loader runs in a worker thread: first the columnar index
+(:class:`proxy.capture.index.CaptureIndex`, no decoding) so every row is on
+screen in seconds, then the observer replay attaches what it decodes. Frame
+bytes are not copied: the file is memory-mapped and a row keeps only its
+record's offset (a gzip capture is decompressed to a temporary file first).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, BinaryIO, cast
 
-from proxy.capture.format import GZIP_MAGIC, RECORD_HEADER, RECORD_HEADER_SIZE, RecordType
-from proxy.capture.reader import CaptureReader, Record, open_binary
+from proxy.capture.format import RecordType
+from proxy.capture.index import CaptureIndex
+from proxy.capture.reader import Record
 from proxy.capture.replay import observer_for
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
@@ -37,97 +33,104 @@ enough that the UI thread never waits long for the lock."""
 
 
 class CaptureFile:
-    """A capture file mapped into memory: frame bytes by record offset."""
+    """A capture opened for viewing: its columnar index and frame bytes by offset.
+
+    :meth:`open` builds the index (run it in a worker: it reads the whole file);
+    until then no frame bytes are available.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        with open(path, "rb") as probe:
-            gz = probe.read(2) == GZIP_MAGIC
-        backing: IO[bytes]
-        if gz:
-            backing = tempfile.TemporaryFile()  # noqa: SIM115 - owned by this object
-            with open_binary(path) as src:
-                shutil.copyfileobj(src, backing, 1 << 20)
-            backing.flush()
-        else:
-            backing = open(path, "rb")  # noqa: SIM115 - owned by this object
-        self._backing = backing
-        size = os.fstat(backing.fileno()).st_size
-        self.size = size
-        self._mm = mmap.mmap(backing.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self.index: CaptureIndex | None = None
+        self.size = os.path.getsize(path)
 
-    def record(self, offset: int) -> Record | None:
-        mm = self._mm
-        if mm is None or offset + RECORD_HEADER_SIZE > len(mm):
-            return None
-        _, rtype, rflags, blen, conn, seq, t, wall, _ = RECORD_HEADER.unpack_from(mm, offset)
-        start = offset + RECORD_HEADER_SIZE
-        return Record(offset=offset, type=rtype, flags=rflags, conn_id=conn, seq=seq, t=t,
-                      wall=wall, body=mm[start:start + blen])
+    def open(self) -> CaptureIndex:
+        if self.index is None:
+            self.index = CaptureIndex.build(self.path, verify=True)
+        return self.index
 
     def frame_bytes(self, ref: int) -> bytes | None:
-        rec = self.record(ref)
-        return None if rec is None else rec.frame_bytes()
-
-    def data_bytes(self, ref: int) -> tuple[bytes, bool] | None:
-        """A DATA record's stored frame bytes and whether its payload was capped."""
-        rec = self.record(ref)
-        return None if rec is None else (rec.body, rec.truncated)
+        index = self.index
+        if index is None:
+            return None
+        return index.record_at(ref).frame_bytes()
 
     def close(self) -> None:
-        if self._mm is not None:
-            self._mm.close()
-        self._backing.close()
+        if self.index is not None:
+            self.index.close()
 
 
 def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None = None,
          on_progress: Callable[[], None] | None = None) -> None:
-    """Replay every record of ``capture`` into ``session`` (run in a worker thread).
+    """Read ``capture`` into ``session`` (run in a worker thread), in two passes.
 
-    ``on_progress`` is called after each batch of records (the UI coalesces);
-    setting ``stop`` ends the load early (the app is quitting).
+    1. The columnar index (one ``struct`` unpack per record, no decoding): every
+       row appears at once with its type, flags, stream, direction and length.
+    2. The observer replay, one connection observer each, records in file
+       order: header blocks, findings, windows, streams and connection state
+       are attached to the rows as it goes (:attr:`Session.decoded`).
+
+    ``on_progress`` is called after each batch (the UI coalesces); setting
+    ``stop`` ends the load early (the app is quitting).
     """
-    observers: dict[int, ConnectionObserver | None] = {}
-    mm_file = open(capture._backing.fileno(), "rb", closefd=False)  # noqa: SIM115
-    reader = CaptureReader(cast(BinaryIO, mm_file))
-    total = max(capture.size, 1)
+    index = capture.open()
     session.title = session.title or capture.path.name
+    with session.lock:
+        for conn_id, entry in index.connections.items():
+            session.connection(conn_id, dict(entry.meta))
+        session.table.adopt(index.time, index.conn, index.stream, index.type, index.flags,
+                            index.direction, index.length, index.offset)
+        session.problems.extend(str(p) for p in index.problems)
+        session.indexed = True
+        session.touch()
+    if on_progress is not None:
+        on_progress()
+    observers: dict[int, ConnectionObserver | None] = {}
+    offsets = index.offset
+    others = index.others
+    n_frames = len(offsets)
+    record_at = index.record_at
     lock = session.lock
-    n = 0
-    try:
-        records = reader.records()
-        while True:
-            if stop is not None and stop.is_set():
-                return
-            with lock:
-                for rec in records:
-                    _apply(session, observers, rec)
-                    n += 1
-                    if n % BATCH == 0:
-                        session.progress = rec.offset / total
-                        break
-                else:
-                    for conn, obs in observers.items():
-                        if obs is not None:
-                            for ev in obs.close(session.table.time[-1] if session.table.count
-                                                else 0.0):
-                                session.observe(conn, ev)
-                    session.progress = 1.0
-                    session.loaded = True
-                    session.problems.extend(str(p) for p in reader.problems)
-                    session.touch()
-                    break
-                session.touch()
-            if on_progress is not None:
-                on_progress()
+    row = 0
+    j = 0
+    while row < n_frames or j < len(others):
+        if stop is not None and stop.is_set():
+            return
+        with lock:
+            end = min(n_frames, row + BATCH)
+            while row < end or (row >= n_frames and j < len(others)):
+                if j < len(others) and (row >= n_frames or others[j][0] < offsets[row]):
+                    _apply(session, observers, record_at(others[j][0]), None)
+                    j += 1
+                    continue
+                _apply(session, observers, record_at(offsets[row]), row)
+                row += 1
+            session.decoded = row
+            session.progress = row / max(1, n_frames)
+            session.touch()
         if on_progress is not None:
             on_progress()
-    finally:
-        mm_file.close()
+    with lock:
+        last = session.table.time[-1] if n_frames else 0.0
+        for conn, obs in observers.items():
+            if obs is not None:
+                for ev in obs.close(last):
+                    session.observe(conn, ev)
+        session.decoded = n_frames
+        session.progress = 1.0
+        session.loaded = True
+        session.touch()
+    if on_progress is not None:
+        on_progress()
 
 
 def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
-           rec: Record) -> None:
+           rec: Record, row: int | None) -> None:
+    """Feed one record; a FRAME record's events attach to ``row`` (its index row).
+
+    The observer is fed the record's wall clock: the index's time column is
+    wall clock, and every time the UI shows must be on the same clock.
+    """
     rtype = rec.type
     conn = rec.conn_id
     if rtype in (_FRAME, _RAW):
@@ -139,8 +142,11 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
             session.conn(conn)
         data = rec.frame_bytes() if rtype == _FRAME else rec.body
         observe = session.observe
-        for ev in obs.feed(rec.direction, data, rec.t):
-            observe(conn, ev, rec.offset if type(ev) is FrameObserved else 0)
+        for ev in obs.feed(rec.direction, data, rec.wall):
+            if type(ev) is FrameObserved:
+                observe(conn, ev, rec.offset, row)
+            else:
+                observe(conn, ev)
     elif rtype == _CONNECTION:
         meta = rec.json()
         observers[conn] = observer_for(meta)
@@ -152,13 +158,13 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
             obs = observers[conn] = ConnectionObserver()
         headers = tuple((str(n), str(v)) for n, v in info.get("request_headers", ()))
         for ev in obs.upgrade_h2c(http2_settings=bytes.fromhex(info.get("http2_settings", "")),
-                                  request_headers=headers, t=rec.t):
+                                  request_headers=headers, t=rec.wall):
             session.observe(conn, ev)
     elif rtype == _CLOSE:
         obs = observers.pop(conn, None)
         observers[conn] = None
         if obs is not None:
-            for ev in obs.close(rec.t):
+            for ev in obs.close(rec.wall):
                 session.observe(conn, ev)
         info = rec.json()
         reason = info.get("reason") or info.get("error") or ""

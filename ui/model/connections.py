@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,37 +69,53 @@ class StreamInfo:
 
 @dataclass(slots=True)
 class HpackTable:
-    """One direction's dynamic table, replayed from header block annotations."""
+    """One direction's dynamic table, replayed from header block annotations.
 
-    entries: deque[tuple[str, str]] = field(default_factory=deque)
-    """Newest first (index 62 is ``entries[0]``, RFC 7541 §2.3.3)."""
+    Loading notes only each block's row and the table size after it (cheap);
+    :meth:`rebuild` replays the blocks' inserts and evictions when a view
+    asks for the entries.
+    """
+
+    block_rows: array[int] = field(default_factory=lambda: array("I"))
+    sizes_t: array[float] = field(default_factory=lambda: array("d"))
+    sizes: array[int] = field(default_factory=lambda: array("I"))
     size: int = 0
     max_size: int = 4096
+    entries: deque[tuple[str, str]] = field(default_factory=deque)
+    """Newest first (index 62 is ``entries[0]``, RFC 7541 §2.3.3); see :meth:`rebuild`."""
     inserts: int = 0
     evictions: int = 0
     in_sync: bool = True
     """False if an annotation disagreed with the replayed table (lost events)."""
-    sizes_t: array[float] = field(default_factory=lambda: array("d"))
-    sizes: array[int] = field(default_factory=lambda: array("I"))
+    _built: int = 0
 
-    def apply(self, block: HeaderBlock, t: float) -> None:
-        entries = self.entries
-        for fa in block.fields:
-            for _ in fa.evicted:  # oldest first, from the end
-                if entries:
-                    entries.pop()
-                self.evictions += 1
-            if fa.representation is Representation.SIZE_UPDATE and fa.new_table_size is not None:
-                self.max_size = fa.new_table_size
-            elif fa.inserted:
-                entries.appendleft((fa.name, fa.value))
-                self.inserts += 1
-        self.size = block.table_size
-        self.max_size = block.table_max
-        if len(entries) != block.table_entries:
-            self.in_sync = False
+    def note(self, block: HeaderBlock, t: float, row: int) -> None:
+        self.block_rows.append(row)
         self.sizes_t.append(t)
         self.sizes.append(block.table_size)
+        self.size = block.table_size
+        self.max_size = block.table_max
+
+    def rebuild(self, blocks: Mapping[int, HeaderBlock]) -> None:
+        """Bring :attr:`entries` up to date with the blocks noted so far."""
+        entries = self.entries
+        rows = self.block_rows
+        for i in range(self._built, len(rows)):
+            block = blocks.get(rows[i])
+            if block is None:
+                self.in_sync = False
+                continue
+            for fa in block.fields:
+                for _ in fa.evicted:  # oldest first, from the end
+                    if entries:
+                        entries.pop()
+                    self.evictions += 1
+                if fa.inserted and fa.representation is not Representation.SIZE_UPDATE:
+                    entries.appendleft((fa.name, fa.value))
+                    self.inserts += 1
+            if len(entries) != block.table_entries:
+                self.in_sync = False
+        self._built = len(rows)
 
 
 @dataclass(slots=True)

@@ -27,7 +27,8 @@ from ui.model.session import Session
 from ui.widgets import style
 
 _SKIP = {"raw", "type", "flags", "stream_id", "length", "fragment"}
-_HEX_LIMIT = 64 * 1024
+_HEX_LIMIT = 4096
+"""Bytes of a frame the hex tab shows (a 16 KiB DATA frame would be 1,000 lines)."""
 
 
 def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
@@ -157,26 +158,23 @@ def hex_view(frame: Frame | None) -> Text:
             out.append(f"■ {label}  ", sty)
     out.append("\n\n")
 
-    def style_at(i: int) -> style.Style:
-        for a, b, sty, _ in regions:
-            if a <= i < b:
-                return sty
-        return style.SUMMARY
-
     shown = raw[:_HEX_LIMIT]
     for off in range(0, len(shown), 16):
         chunk = shown[off:off + 16]
-        out.append(f"{off:08x}  ", style.TIME)
-        for j, byte in enumerate(chunk):
-            out.append(f"{byte:02x}", style_at(off + j))
-            out.append(" ")
-        out.append("   " * (16 - len(chunk)))
-        out.append(" ")
-        for j, byte in enumerate(chunk):
-            out.append(chr(byte) if 32 <= byte < 127 else ".", style_at(off + j))
-        out.append("\n")
+        line = Text(f"{off:08x}  ", style.TIME)
+        hex_start = len(line)
+        line.append(" ".join(f"{b:02x}" for b in chunk).ljust(48))
+        text_start = len(line) + 1
+        line.append(" " + "".join(chr(b) if 32 <= b < 127 else "." for b in chunk) + "\n")
+        for a, b, sty, _ in regions:
+            lo, hi = max(a, off), min(b, off + len(chunk))
+            if lo < hi:
+                line.stylize(sty, hex_start + 3 * (lo - off), hex_start + 3 * (hi - off) - 1)
+                line.stylize(sty, text_start + lo - off, text_start + hi - off)
+        out.append_text(line)
     if len(raw) > _HEX_LIMIT:
-        out.append(f"… {len(raw) - _HEX_LIMIT} more bytes\n", style.TIME)
+        out.append(f"… {len(raw) - _HEX_LIMIT} more bytes (the stream view and export have "
+                   f"them all)\n", style.TIME)
     return out
 
 

@@ -41,6 +41,27 @@ def needs_frames(text: str) -> bool:
     return False
 
 
+_COLUMN_KEYS = frozenset({"type", "stream", "conn", "dir", "len", "flags", "host"})
+"""Filter keys answered from the index columns (and connection metadata) alone."""
+
+
+def needs_decoding(text: str) -> bool:
+    """Whether ``text`` needs what only the observer knows (header blocks, findings,
+    summaries): over a capture still being decoded it sees only decoded rows."""
+    for tok in _tokens(text):
+        body = tok.text
+        if not tok.quoted and body.lower() in ("or", "and"):
+            continue
+        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
+            body = body[1:]
+        if _LEN_TERM.match(body):
+            continue
+        m = _KEY_TERM.match(body)
+        if m is None or m.group(1).lower() not in _COLUMN_KEYS:
+            return True
+    return False
+
+
 class _RowFrame:
     __slots__ = ("flags", "length", "stream_id", "type")
 

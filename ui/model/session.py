@@ -65,7 +65,11 @@ class Session:
         self.loaded = False
         """A capture was read to its end (always False while live)."""
         self.progress = 0.0
-        """Fraction of a capture read so far."""
+        """Fraction of a capture decoded so far."""
+        self.decoded = 0
+        """Rows whose frames the observer has decoded (all of them when live)."""
+        self.indexed = False
+        """A capture's frame index is built: every row exists, decoding may go on."""
         self.problems: list[str] = []
         self.dropped = 0
         """Batches the UI lost (live, lossy sink) — shown, never silent."""
@@ -118,11 +122,15 @@ class Session:
             case ConnectionClosed():
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
 
-    def observe(self, conn_id: int, ev: Event, ref: int = 0) -> None:
-        """One observer event of connection ``conn_id``; ``ref`` locates a frame's bytes."""
+    def observe(self, conn_id: int, ev: Event, ref: int = 0, row: int | None = None) -> None:
+        """One observer event of connection ``conn_id``; ``ref`` locates a frame's bytes.
+
+        ``row`` is given when the frame's row already exists (a capture's index
+        was adopted): the decoded details are attached to it.
+        """
         c = self.conns.get(conn_id) or self.conn(conn_id)
         if type(ev) is FrameObserved:
-            self._frame(c, conn_id, ev, ref)
+            self._frame(c, conn_id, ev, ref, row)
             return
         d = ev.direction
         match ev:
@@ -164,9 +172,14 @@ class Session:
                 c.conn_findings.append(ev.finding)
                 c.findings += 1
 
-    def _frame(self, c: ConnInfo, conn_id: int, ev: FrameObserved, ref: int) -> None:
+    def _frame(self, c: ConnInfo, conn_id: int, ev: FrameObserved, ref: int,
+               row: int | None) -> None:
         table = self.table
-        row = table.append(conn_id, ev, ref)
+        if row is None:
+            row = table.append(conn_id, ev, ref)
+            self.decoded = row + 1
+        else:
+            table.attach(row, ev)
         f = ev.frame
         d = int(ev.direction)
         t = ev.t
@@ -203,7 +216,7 @@ class Session:
             return
         block = ev.block
         if block is not None:
-            c.hpack[d].apply(block, t)
+            c.hpack[d].note(block, t, row)
             target = ev.block_stream_id
             if target is not None:
                 pushed = c.stream(target)

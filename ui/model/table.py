@@ -69,6 +69,35 @@ class FrameTable:
     def __len__(self) -> int:
         return self.count
 
+    def adopt(self, time: array[float], conn: array[int], stream: array[int],
+              type: array[int], flags: array[int], direction: array[int],
+              length: array[int], ref: array[int]) -> None:
+        """Take whole columns at once (a capture's index): every row is shown at
+        once, and :meth:`attach` adds the decoded details row by row later."""
+        n = len(ref)
+        self.time, self.conn, self.stream, self.type = time, conn, stream, type
+        self.flags, self.direction, self.length, self.ref = flags, direction, length, ref
+        self.seq = array("Q", bytes(8 * n))
+        self.win_conn = array("q", [NO_WINDOW]) * n
+        self.win_stream = array("q", [NO_WINDOW]) * n
+        self.count = n
+
+    def attach(self, row: int, ev: FrameObserved) -> None:
+        """Add what the observer decoded to an adopted row."""
+        self.seq[row] = ev.seq
+        w = ev.windows
+        if w is not None:
+            self.win_conn[row] = w[0]
+            if w[1] is not None:
+                self.win_stream[row] = w[1]
+        if ev.block is not None:
+            self.blocks[row] = ev.block
+        if ev.block_stream_id is not None:
+            self.block_stream[row] = ev.block_stream_id
+        if ev.findings:
+            self.findings[row] = ev.findings
+            self.finding_rows.append(row)
+
     def append(self, conn_id: int, ev: FrameObserved, ref: int) -> int:
         """Add ``ev``'s frame as the next row; returns the row number."""
         f = ev.frame

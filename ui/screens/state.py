@@ -6,7 +6,7 @@ the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from proxy.observe.enums import Direction
+from proxy.observe.hpack_annotated import HeaderBlock
 from ui.model.connections import ConnInfo, settings_view
 from ui.model.session import Session
 
@@ -55,10 +56,11 @@ def chart(values: Sequence[float], width: int = 72, height: int = 6,
     return lines
 
 
-def hpack_text(conn: ConnInfo) -> Text:
+def hpack_text(conn: ConnInfo, blocks: Mapping[int, HeaderBlock]) -> Text:
     out = Text()
     for d in Direction:
         tbl = conn.hpack[d]
+        tbl.rebuild(blocks)
         out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
                    f"table): {len(tbl.entries)} entries, {tbl.size}/{tbl.max_size} bytes, "
                    f"{tbl.inserts} inserted, {tbl.evictions} evicted\n", "bold")
@@ -177,12 +179,14 @@ class StateScreen(ModalScreen[None]):
         yield Static(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
                           f"{c.state})", "bold"), id="state-title")
         with TabbedContent(initial=self.tab, id="state-tabs"):
-            for tab, title, fn in (("hpack", "HPACK tables", hpack_text),
-                                   ("flow", "Flow control", flow_text),
-                                   ("settings", "Settings", settings_text),
-                                   ("priority", "Priority", priority_text)):
+            with self.session.lock:
+                texts = (("hpack", "HPACK tables", hpack_text(c, self.session.table.blocks)),
+                         ("flow", "Flow control", flow_text(c)),
+                         ("settings", "Settings", settings_text(c)),
+                         ("priority", "Priority", priority_text(c)))
+            for tab, title, text in texts:
                 with TabPane(title, id=tab), VerticalScroll():
-                    yield Static(fn(c), id=f"state-{tab}", markup=False)
+                    yield Static(text, id=f"state-{tab}", markup=False)
         yield Footer()
 
     def action_tab(self, tab: str) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from proxy.observe.events import FrameObserved
 from ui.model import detail
 from ui.model.connections import ConnInfo
 from ui.model.session import Session
+from ui.widgets.textview import TextView
 
 ALL = "all"
 
@@ -97,12 +99,15 @@ class DetailPane(Vertical):
         super().__init__(id=id)
         self.session = session
         self.row: int | None = None
+        self._rendered: set[str] = set()
+        self._event: FrameObserved | None = None
+        self._findings_label = "Findings"
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="decoded", id="detail-tabs"):
             for tab, title in zip(TABS, ("Decoded", "HPACK", "Hex", "Findings"), strict=True):
-                with TabPane(title, id=tab), VerticalScroll():
-                    yield Static(id=f"{tab}-body", markup=False)
+                with TabPane(title, id=tab):
+                    yield TextView(id=f"{tab}-body")
 
     @property
     def active(self) -> str:
@@ -113,27 +118,47 @@ class DetailPane(Vertical):
         self.query_one(TabbedContent).active = tab
 
     def show(self, row: int | None) -> None:
+        """Show frame ``row``: the visible tab now, the others when they are opened."""
         self.row = row
-        bodies = {tab: self.query_one(f"#{tab}-body", Static) for tab in TABS}
-        if row is None or row >= len(self.session.table):
-            for b in bodies.values():
-                b.update("No frame selected.")
+        self._rendered.clear()
+        self._event = None
+        self._render_tab(self.active)
+
+    def _render_tab(self, tab: str) -> None:
+        if tab in self._rendered:
             return
+        self._rendered.add(tab)
+        body = self.query_one(f"#{tab}-body", TextView)
+        row = self.row
         table = self.session.table
-        ev = table.event(row)
-        bodies["decoded"].update(detail.decoded(self.session, row, ev))
-        bodies["hpack"].update(detail.hpack(self.session, row, ev))
-        bodies["hex"].update(detail.hex_view(ev.frame if ev is not None else None))
+        if row is None or row >= len(table):
+            body.update("No frame selected.")
+            return
+        if self._event is None:
+            self._event = table.event(row)
+        ev = self._event
+        if tab == "decoded":
+            body.update(detail.decoded(self.session, row, ev))
+        elif tab == "hpack":
+            body.update(detail.hpack(self.session, row, ev))
+        elif tab == "hex":
+            body.update(detail.hex_view(ev.frame if ev is not None else None))
+        else:
+            body.update(detail.findings_view(self.session, row))
         n = len(table.findings.get(row, ()))
-        bodies["findings"].update(detail.findings_view(self.session, row))
-        tabs = self.query_one(TabbedContent)
-        tabs.get_tab("findings").label = f"Findings ({n})" if n else "Findings"
+        label = f"Findings ({n})" if n else "Findings"
+        if label != self._findings_label:  # a label change relayouts the tabs
+            self._findings_label = label
+            self.query_one(TabbedContent).get_tab("findings").label = label
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if self.row is not None and event.pane.id:
+            self._render_tab(event.pane.id)
 
     def text(self, tab: str) -> str:
         """The plain text a tab shows (for tests and copy)."""
-        body = self.query_one(f"#{tab}-body", Static)
-        content = body.content
-        return content.plain if isinstance(content, Text) else str(content)
+        self._render_tab(tab)
+        return self.query_one(f"#{tab}-body", TextView).content.plain
 
 
 class StatusBar(Static):
@@ -141,8 +166,12 @@ class StatusBar(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, markup=False)
+        self._parts: list[tuple[str, str]] = []
 
     def set_parts(self, parts: list[tuple[str, str]]) -> None:
+        if parts == self._parts:
+            return  # the bar is refreshed every tick: repaint only on change
+        self._parts = parts
         text = Text()
         for i, (part, sty) in enumerate(parts):
             if i:

@@ -23,6 +23,8 @@ from ui.model.session import Session
 from ui.widgets import style
 from ui.widgets.rowlist import RowList
 
+_BLOCK_TYPES = (1, 5, 9)
+"""HEADERS, PUSH_PROMISE, CONTINUATION: their summary needs the decoded block."""
 _SHORT_FLAGS = {"END_STREAM": "ES", "END_HEADERS": "EH", "PADDED": "PAD", "PRIORITY": "PRI",
                 "ACK": "ACK"}
 
@@ -82,7 +84,8 @@ class Timeline(RowList):
                                animate=False, immediate=True)
 
     def row_key(self, index: int) -> object:
-        return self.row_at(index)
+        row = self.row_at(index)
+        return (row, row is not None and row < self.session.decoded)
 
     def render_row(self, index: int) -> Text:
         row = self.row_at(index)
@@ -111,9 +114,13 @@ def render_frame_row(session: Session, row: int) -> Text:
     text.append(f"{type_name(ftype):<13.13} ", style.TYPE_STYLES.get(ftype, style.SUMMARY))
     text.append(f"{short_flags(ftype, t.flags[row]):<9} ", style.TIME)
     text.append(f"{t.length[row]:>6} ")
+    if row >= session.decoded and ftype in _BLOCK_TYPES:
+        text.append("(decoding…)", style.TIME)
+        return text
     ev = t.event(row)
     if ev is None:
-        text.append("(bytes no longer in memory)", style.TIME)
+        text.append("(bytes no longer in memory)" if session.indexed or session.loaded
+                    or session.decoded else "(reading…)", style.TIME)
     else:
         text.append(frame_summary(ev))
     return text

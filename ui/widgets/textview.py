@@ -1,0 +1,64 @@
+"""A read-only, scrollable view of styled text, drawn with the line API.
+
+The frame detail tabs change on every cursor move. A ``Static`` inside a
+scroll container makes Textual lay out the whole screen again each time its
+content changes (≈ 40 ms here, most of a key press's budget). This view keeps
+its outer size fixed and only its scrollable extent changes, which it sets
+without a relayout, so showing another frame repaints just this widget.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+MAX_WIDTH = 400
+
+
+class TextView(ScrollView, can_focus=True):
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._lines: list[Text] = [Text("")]
+        self._text = Text("")
+        self._cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(256)
+
+    @property
+    def content(self) -> Text:
+        """What the view shows (tests read ``content.plain``)."""
+        return self._text
+
+    def update(self, text: Text | str) -> None:
+        if isinstance(text, str):
+            text = Text(text)
+        self._text = text
+        self._lines = list(text.split("\n", allow_blank=True)) or [Text("")]
+        if self._lines and not self._lines[-1].plain and len(self._lines) > 1:
+            self._lines.pop()
+        self._cache.clear()
+        width = min(MAX_WIDTH, max((line.cell_len for line in self._lines), default=0))
+        size = Size(width, len(self._lines))
+        # Set the extent without the relayout the reactive would ask for: the
+        # widget's own size does not change, only what it scrolls over.
+        self.set_reactive(TextView.virtual_size, size)
+        self._scroll_update(size)
+        self.scroll_to(0, 0, animate=False, immediate=True)
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        key = (index, scroll_x, width)
+        strip = self._cache.get(key)
+        if strip is None:
+            line = self._lines[index]
+            segments = list(line.render(self.app.console))
+            strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
+            strip = strip.extend_cell_length(width, self.rich_style)
+            self._cache.set(key, strip)
+        return strip
