@@ -9,21 +9,27 @@ mixed with the clients' and servers'.
 command, frames printed to /dev/null), or ``proxy_launcher.py`` beside this
 file when recording is asked for and ``run --record`` is not wired in yet.
 It listens on a free port (``-p 0``) and learns the port from the start-up
-banner on stderr, so there is no race for a port.
+banner on stderr, so there is no race for a port. :class:`UiProcess` is
+``h2scope run`` with its UI, in a pseudo-terminal.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import os
+import pty
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("proxy_launcher.py")
@@ -84,13 +90,16 @@ class ProxyProcess:
 
     def __init__(self, *, confdir: Path, mode: str, upstream_ca: Path | None = None,
                  record: Path | None = None, extra: Sequence[str] = (),
-                 cwd: Path | None = None, start_timeout: float = 20.0) -> None:
+                 cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 start_timeout: float = 20.0) -> None:
         self.confdir = confdir
         self.mode = mode
         self.upstream_ca = upstream_ca
         self.record = record
         self.extra = list(extra)
         self.cwd = cwd
+        self.env = env
+        """Extra environment variables for the proxy process."""
         self.start_timeout = start_timeout
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=200)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -130,7 +139,7 @@ class ProxyProcess:
         self.stderr_lines.clear()
         self._listening.clear()
         self.port = 0
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
         self.proc = subprocess.Popen(self._command(launcher), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      cwd=self.cwd, env=env)
@@ -207,3 +216,111 @@ class ProxyProcess:
             time.sleep(0.05)
             count = self.fd_count()
         return count
+
+
+class UiProcess:
+    """``h2scope run`` with its Textual UI, in a pseudo-terminal nobody looks at.
+
+    The UI only starts on a terminal, so the process gets a pty of
+    ``columns`` × ``rows`` whose output is read and thrown away (a full pty
+    would stall the UI). It listens on a port chosen here (the UI prints no
+    banner) and logs to ``log_file``; :attr:`stderr_lines` holds that log's
+    lines once :meth:`problems` has read it.
+    """
+
+    def __init__(self, *, confdir: Path, mode: str, port: int, log_file: Path,
+                 upstream_ca: Path | None = None, columns: int = 160, rows: int = 48,
+                 start_timeout: float = 30.0) -> None:
+        self.confdir = confdir
+        self.mode = mode
+        self.port = port
+        self.log_file = log_file
+        self.upstream_ca = upstream_ca
+        self.size = (rows, columns)
+        self.start_timeout = start_timeout
+        self.name = "UI"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=200)
+        self._master = -1
+        self._drain: threading.Thread | None = None
+
+    def start(self) -> UiProcess:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *self.size, 0, 0))
+        args = [sys.executable, "-m", "proxy", "run", "--confdir", str(self.confdir),
+                "--mode", self.mode, "-p", str(self.port), "--log-file", str(self.log_file)]
+        if self.upstream_ca is not None:
+            args += ["--upstream-ca", str(self.upstream_ca)]
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(self.size[1]),
+                   LINES=str(self.size[0]))
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self._master = master
+        self._drain = threading.Thread(target=self._discard, daemon=True, name="ui-pty")
+        self._drain.start()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise ProxyStartFailed(f"h2scope run (UI) exited with {self.proc.returncode}"
+                                       if self.proc else "h2scope run (UI) exited")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port),
+                                                                        0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise ProxyStartFailed(f"the UI proxy did not listen on {self.port} within "
+                               f"{self.start_timeout} s")
+
+    def _discard(self) -> None:
+        while True:
+            try:
+                if not os.read(self._master, 65536):
+                    return
+            except OSError:
+                return
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def problems(self) -> list[str]:
+        """ERROR/CRITICAL lines and tracebacks of the log so far."""
+        with contextlib.suppress(OSError):
+            text = self.log_file.read_text(errors="replace")
+            self.stderr_lines.clear()
+            self.stderr_lines.extend(text.splitlines()[-200:])
+        return [line for line in self.stderr_lines
+                if "Traceback" in line or " ERROR " in line or " CRITICAL " in line]
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+        if self._drain is not None:
+            self._drain.join(2)
+        return proc.returncode if proc is not None else None
+
+    def __enter__(self) -> UiProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def peak_rss_mib(self) -> float:
+        return peak_rss_mib(self.pid)
