@@ -196,9 +196,8 @@ class Session:
         ftype = f.type
         s: StreamInfo | None = None
         if sid:
-            s = c.streams.get(sid)
-            if s is None:
-                s = c.stream(sid)
+            s = c.streams.get(sid) or c.stream(sid)
+            if not s.rows:  # (a state change may have created it a moment before)
                 s.first_t = t
             s.rows.append(row)
             s.last_t = t

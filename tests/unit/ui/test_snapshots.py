@@ -1,0 +1,81 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screens on a fixed capture.
+
+The capture is generated deterministically (fixed clock, fixed wall times) and
+the theme is fixed, so the same pixels come out everywhere; the SVGs under
+``__snapshots__/`` were checked by eye. After an intended change of the UI:
+``pytest tests/unit/ui/test_snapshots.py --snapshot-update`` and look at them.
+The Textual version is pinned in the test extra, since its rendering changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ui.app import H2ScopeApp, view_app
+
+SIZE = (150, 44)
+
+
+@pytest.fixture
+def app(capture_path: Path) -> Any:
+    made: list[H2ScopeApp] = []
+
+    def make() -> H2ScopeApp:
+        a = view_app(capture_path, theme_name="dark")
+        made.append(a)
+        return a
+    try:
+        yield make
+    finally:
+        for a in made:
+            if a.capture is not None:
+                a.capture.close()
+
+
+def _loaded_then(*keys: str, row: Callable[[H2ScopeApp], int] | None = None) -> Any:
+    async def run_before(pilot: Any) -> None:
+        app: H2ScopeApp = pilot.app
+        for _ in range(1000):
+            if app.session.loaded:
+                break
+            await pilot.pause(0.01)
+        app.tick()
+        await pilot.pause()
+        if row is not None:
+            app._select_row(row(app))
+            await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause(0.1)
+        app.tick()
+        await pilot.pause()
+    return run_before
+
+
+def _headers_row(app: H2ScopeApp) -> int:
+    t = app.session.table
+    return next(r for r in range(len(t)) if t.type[r] == 1 and t.stream[r] == 3)
+
+
+def test_main_screen(snap_compare: Any, app: Callable[[], H2ScopeApp]) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=_loaded_then("home"))
+
+
+def test_frame_detail_hpack_tab(snap_compare: Any, app: Callable[[], H2ScopeApp]) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=_loaded_then("2", row=_headers_row))
+
+
+def test_stream_view(snap_compare: Any, app: Callable[[], H2ScopeApp]) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=_loaded_then("s", row=_headers_row))
+
+
+def test_flow_control_view(snap_compare: Any, app: Callable[[], H2ScopeApp]) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=_loaded_then("w"))
+
+
+def test_help_screen(snap_compare: Any, app: Callable[[], H2ScopeApp]) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=_loaded_then("question_mark"))
