@@ -253,6 +253,9 @@ def _generic(raw: bytes, ftype: int, flags: int, sid: int, length: int, reserved
 
 def _parse_headers(raw: bytes, ftype: int, flags: int, sid: int, length: int,
                    reserved: bool) -> Frame:
+    if not flags & 0x28:  # neither PADDED nor PRIORITY: the common case
+        return _headers_frame(ftype, flags, sid, length, raw, reserved, None, None, None,
+                              raw[9:])
     pad, start, end, problem = _strip_padding(raw, length, flags)
     if problem:
         return _generic(raw, ftype, flags, sid, length, reserved, problem)

@@ -243,7 +243,7 @@ class FieldAnnotations(Sequence[FieldAnnotation]):
     __slots__ = ("_annotations", "_changes", "_count", "_data", "_headers")
 
     def __init__(self, data: bytes, headers: tuple[tuple[str, str], ...],
-                 changes: tuple[tuple[int, bool, tuple[tuple[str, str], ...]], ...],
+                 changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
                  count: int) -> None:
         self._data = data
         self._headers = headers
@@ -390,7 +390,7 @@ def _string_layout(data: bytes, pos: int) -> tuple[bool, int, int]:
 
 
 def _annotate(data: bytes, headers: tuple[tuple[str, str], ...],
-              changes: tuple[tuple[int, bool, tuple[tuple[str, str], ...]], ...],
+              changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
               ) -> tuple[FieldAnnotation, ...]:
     """The annotations of a block that decoded to ``headers``, by a second pass.
 
@@ -669,7 +669,7 @@ class AnnotatedDecoder:
         header_list = tuple(headers)
         return _header_block(
             header_list,
-            FieldAnnotations(data, header_list, tuple(changes), len(header_list) + updates),
+            FieldAnnotations(data, header_list, changes, len(header_list) + updates),
             end,
             decoded_size,
             table_size_before,
