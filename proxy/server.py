@@ -34,6 +34,9 @@ from proxy.net.streams import READ_SIZE, TcpStream
 log = logging.getLogger("h2scope.proxy")
 
 LOG_FILE = "h2scope.log"
+#: Connections the kernel may queue before the proxy accepts them (asyncio's default,
+#: 100, drops the SYNs of a browser's or a load test's burst: each waits 1 s to retry).
+LISTEN_BACKLOG = 1024
 
 _HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
     ModeKind.REGULAR: handle_regular,
@@ -141,7 +144,7 @@ class ProxyServer:
             for mode, host, port in binds:
                 server = await asyncio.start_server(
                     functools.partial(self._accept, mode), host, port,
-                    limit=READ_SIZE * 2, reuse_address=True)
+                    limit=READ_SIZE * 2, reuse_address=True, backlog=LISTEN_BACKLOG)
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()
                 self.addresses[mode.spec] = (str(sockname[0]), int(sockname[1]))

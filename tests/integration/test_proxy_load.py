@@ -17,9 +17,13 @@ proxy's own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import os
 import random
 import re
+import selectors
+import signal
 import socket
 import ssl
 import threading
@@ -155,6 +159,41 @@ def test_500_concurrent_connections_complete_and_rss_does_not_grow_over_three_ro
     assert rss_after[-1] <= rss_after[0] * 1.10, (
         f"RSS grew from {rss_after[0]:.1f} MiB after round 1 to {rss_after[-1]:.1f} MiB "
         f"after round {ROUNDS}")
+
+
+def test_a_burst_of_500_connection_attempts_is_queued_while_the_proxy_is_busy(
+        proxy_for: Callable[[str], ProxyProcess]) -> None:
+    # The kernel completes handshakes into the listener's accept queue even while the
+    # proxy's loop is busy; past the backlog it drops SYNs, and each dropped client
+    # waits a whole second for its retransmission. A stopped proxy is the busiest.
+    proxy = proxy_for("https://localhost:9")  # never contacted: nothing is sent
+    socks: list[socket.socket] = []
+    connected = 0
+    os.kill(proxy.pid, signal.SIGSTOP)
+    try:
+        with selectors.DefaultSelector() as sel:
+            for _ in range(CONNECTIONS):
+                s = socket.socket()
+                socks.append(s)
+                s.setblocking(False)
+                assert s.connect_ex(("127.0.0.1", proxy.port)) in (0, errno.EINPROGRESS)
+                sel.register(s, selectors.EVENT_WRITE)
+            deadline = time.monotonic() + 0.8  # under the first SYN retransmission (1 s)
+            while connected < CONNECTIONS and time.monotonic() < deadline:
+                for key, _ in sel.select(max(0.0, deadline - time.monotonic())):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    sel.unregister(sock)
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        connected += 1
+    finally:
+        os.kill(proxy.pid, signal.SIGCONT)
+        for s in socks:
+            s.close()
+    assert connected == CONNECTIONS, (
+        f"only {connected} of {CONNECTIONS} connection attempts completed while the proxy "
+        "was busy: the listen backlog is too small")
+    assert proxy.alive()
 
 
 # ------------------------------------------------------------------ back-pressure
