@@ -15,7 +15,9 @@ driver, 160x48) and measures, against the targets of issue 6:
 * key-press latency: press → screen updated, for cursor keys, page down and
   end on the full table (≤ 100 ms), next to the same round trip for an
   unbound key (what Pilot and the refresh cycle cost by themselves);
-* memory: the frame table's columns per frame, and the process's peak RSS.
+* memory: the frame table's columns per frame, the process's peak RSS (which
+  counts the pages of the memory-mapped capture it touched) and its anonymous
+  memory (the heap: columns, decoded header blocks, connection state).
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ def write_capture(path: Path, frames: int) -> int:
     return n
 
 
+def rss_anon() -> int:
+    """RssAnon from /proc (kB): the process's own memory, not the mapped capture."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 async def _measure(app: H2ScopeApp, out: dict[str, float]) -> None:
     t0 = time.monotonic()
     async with app.run_test(size=(160, 48)) as pilot:
@@ -145,8 +159,9 @@ def main() -> int:
     table = session.table
     results["frames in the table"] = len(table)
     results["table columns (bytes/frame)"] = table.memory_bytes() / max(1, len(table))
-    results["peak RSS growth (MB)"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                       - rss0) / 1024
+    results["peak RSS growth (MB, file pages of the mapped capture included)"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    results["anonymous memory now (MB, the heap: without the mapped file)"] = rss_anon() / 1024
     for text in ("type:HEADERS dir:s2c", "stream:1001-2001", "len>10000 or finding:any",
                  "header:etag", "status:404", "max-age"):
         gc.collect()

@@ -1,0 +1,117 @@
+"""Regenerate the UI screenshots in this directory from real traffic.
+
+    python docs/images/make_screenshots.py
+
+curl (HTTP/2 over TLS, several requests multiplexed on one connection with
+``--parallel``) talks through h2scope — the live UI with recording on — to a
+local ``h2`` origin (tests/helpers/h2server.py) that serves a large download
+(flow control), a reset stream and small responses. The recording is then
+opened with ``h2scope view``'s app and each screen is saved as SVG (Textual's
+own export), so the pictures show exactly what a terminal shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig  # noqa: E402
+from tests.helpers.h2server import ServerThread  # noqa: E402
+from tests.helpers.tls_files import make_self_signed  # noqa: E402
+from ui.app import H2ScopeApp, live_app, view_app  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+SIZE = (160, 46)
+
+
+def record(tmp: Path) -> Path:
+    cert = make_self_signed(tmp / "origin")
+    origin = ServerThread(cert.cert, cert.key)
+    capture = Path("curl.h2c")  # relative (cwd is the temp dir): no paths on screen
+    config = Config(listen=ListenConfig(port=0), confdir=tmp / "conf",
+                    upstream=UpstreamConfig(ca_file=cert.cert),
+                    record=RecordConfig(file=capture))
+    app: H2ScopeApp = live_app(config)
+    assert app.live is not None and app.live.server is not None
+    port = int(app.listen.rsplit(":", 1)[1])
+    ca = app.live.server.state.certs.ca_cert_path
+    base = f"https://localhost:{origin.port}"
+    curl = [shutil.which("curl") or "curl", "-sS", "--http2", "--cacert", str(ca), "-x",
+            f"http://127.0.0.1:{port}", "--parallel", "--parallel-immediate",
+            "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+            "-o", "/dev/null", "-H", "accept-encoding: gzip",
+            f"{base}/index.html", f"{base}/big/300000", f"{base}/api/users",
+            f"{base}/reset", f"{base}/slow/65536"]
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: subprocess.run(curl, timeout=60))
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.session.conns and all(c.closed for c in app.session.conns.values()):
+                    break
+            app.tick()
+            await pilot.pause(0.2)
+            app.save_screenshot("live.svg", str(OUT))
+            await pilot.press("q")
+    try:
+        asyncio.run(main())
+    finally:
+        origin.close()
+    return capture
+
+
+def shoot(capture: Path) -> None:
+    app = view_app(capture, theme_name="dark")
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            while not app.session.loaded:
+                await pilot.pause(0.05)
+            app.tick()
+            t = app.session.table
+            headers = next(r for r in range(len(t)) if t.type[r] == 1 and t.direction[r] == 0)
+            app._select_row(headers)
+            await pilot.press("2")
+            await pilot.pause(0.2)
+            app.save_screenshot("timeline-hpack.svg", str(OUT))
+            await pilot.press("3")
+            await pilot.pause(0.2)
+            app.save_screenshot("timeline-hex.svg", str(OUT))
+            await pilot.press("w")
+            await pilot.pause(0.2)
+            app.save_screenshot("flow-control.svg", str(OUT))
+            await pilot.press("escape", "h")
+            await pilot.pause(0.2)
+            app.save_screenshot("hpack-tables.svg", str(OUT))
+            await pilot.press("escape")
+            big = next(st for c in app.session.conns.values() for st in c.streams.values()
+                       if "/big/" in dict(st.request_headers or ()).get(":path", ""))
+            app._select_row(big.rows[0])
+            await pilot.press("s")
+            await pilot.pause(0.2)
+            app.save_screenshot("stream.svg", str(OUT))
+            await pilot.press("escape", "q")
+    try:
+        asyncio.run(main())
+    finally:
+        if app.capture is not None:
+            app.capture.close()
+
+
+if __name__ == "__main__":
+    import os
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)
+        shoot(record(Path(d)).resolve())
+        os.chdir(ROOT)
+    print("screenshots written to", OUT)
