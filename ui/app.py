@@ -642,14 +642,11 @@ def live_app(config: Any) -> H2ScopeApp:
                       theme_name=config.ui.theme)
 
 
-def run_live(config: Any) -> int:
-    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+def prepare_logging(config: Any) -> None:
+    """Log lines on stderr would tear the screen: send them to ``log.file`` or
+    ``<confdir>/h2scope.log`` while the UI runs."""
     import logging
 
-    from proxy.server import ProxyStartError
-
-    # Log lines on stderr would tear the screen: they go to log.file or
-    # <confdir>/h2scope.log instead.
     log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -661,6 +658,13 @@ def run_live(config: Any) -> int:
     logger.handlers[:] = [handler]
     logger.setLevel(str(config.log.level).upper())
     logger.propagate = False
+
+
+def run_live(config: Any) -> int:
+    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+    from proxy.server import ProxyStartError
+
+    prepare_logging(config)
     try:
         app = live_app(config)
     except ProxyStartError as exc:

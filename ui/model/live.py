@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +127,18 @@ class LiveProxy:
         self.tap: _RecorderTap | None = None
         self._initial_record = record
         self.error: str | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._on_stop: list[Callable[[], Awaitable[Any]]] = []
 
-    def start(self, timeout: float = 30.0) -> list[tuple[str, str]]:
-        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError."""
+    def start(self, timeout: float = 30.0, *,
+              starter: Callable[[list[Any], list[Any]], Coroutine[Any, Any, Any]] | None = None,
+              ) -> list[tuple[str, str]]:
+        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError.
+
+        ``starter(sinks, lossy_sinks)``, if given, is awaited on the proxy's loop
+        instead of starting a plain ProxyServer, and returns the started server
+        (``h2scope demo`` starts its origin and client with it).
+        """
         from proxy.server import ProxyServer
 
         self.thread.start()
@@ -138,9 +147,25 @@ class LiveProxy:
             self.tap = _RecorderTap(self._initial_record, self.max_data_bytes)
             self.tap.conns = _AllConns()
             sinks.append(self.tap)
-        self.server = ProxyServer(self.options, sinks, lossy_sinks=[self.feed])
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)
+
+        async def plain(sinks: list[Any], lossy: list[Any]) -> Any:
+            server = ProxyServer(self.options, sinks, lossy_sinks=lossy)
+            await server.start()
+            return server
+        start = starter or plain
+        self.server = asyncio.run_coroutine_threadsafe(start(sinks, [self.feed]),
+                                                       self.loop).result(timeout)
         return [(spec, f"{h}:{p}") for spec, (h, p) in self.server.addresses.items()]
+
+    def run_soon(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task on the proxy's loop (cancelled when it stops)."""
+        def create() -> None:
+            self._tasks.append(self.loop.create_task(coro))
+        self.loop.call_soon_threadsafe(create)
+
+    def on_stop(self, coro_fn: Callable[[], Awaitable[Any]]) -> None:
+        """Await ``coro_fn()`` on the proxy's loop after the proxy stopped."""
+        self._on_stop.append(coro_fn)
 
     def start_recording(self, path: Path) -> None:
         tap = _RecorderTap(path, self.max_data_bytes)
@@ -172,10 +197,17 @@ class LiveProxy:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the proxy (closing connections), let the sinks drain, end the thread."""
         if self.server is not None and self.thread.is_alive():
+            async def stop_all() -> None:
+                for task in self._tasks:
+                    task.cancel()
+                await self.server.stop()
+                for fn in self._on_stop:
+                    await fn()
             try:
-                asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout)
+                asyncio.run_coroutine_threadsafe(stop_all(), self.loop).result(timeout)
             except Exception as exc:  # shutting down: report, never hang
                 self.error = f"stopping the proxy: {exc}"
+            self.server = None
         self.stop_recording()
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
