@@ -334,3 +334,35 @@ def test_light_and_ansi_themes_render(capture_path: Path) -> None:
             assert "HEADERS" in _screen_text(app)
         app = drive(capture_path, scenario, theme_name=theme)
         assert app.theme == ("textual-light" if theme == "light" else "ansi-dark")
+
+
+def test_shifted_keys_scope_to_stream_and_connection_and_go_back(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app._select_row(_row_of(app, 0, 5))
+        await pilot.press("S")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        t = app.session.table
+        rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
+        assert {t.stream[r] for r in rows} == {5}
+        await pilot.press("C")
+        await pilot.pause(0.2)
+        assert app.scope_conn == 1 and app.scope_stream is None
+        await pilot.press("end", "N")
+        await pilot.pause()
+        assert app.timeline.selected_row == t.finding_rows[-1]
+    drive(capture_path, scenario)
+
+
+def test_initial_filter_from_the_command_line(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        t = app.session.table
+        rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
+        assert rows and {t.type[r] for r in rows} == {3}
+    drive(capture_path, scenario, initial_filter="type:RST_STREAM")
