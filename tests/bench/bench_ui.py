@@ -15,6 +15,8 @@ driver, 160x48) and measures, against the targets of issue 6:
 * key-press latency: press → screen updated, for cursor keys, page down and
   end on the full table (≤ 100 ms), next to the same round trip for an
   unbound key (what Pilot and the refresh cycle cost by themselves);
+* live ingest: frames per second the UI thread takes in from the bus sink
+  (20,000 frames/s must leave it mostly idle);
 * memory: the frame table's columns per frame, the process's peak RSS (which
   counts the pages of the memory-mapped capture it touched) and its anonymous
   memory (the heap: columns, decoded header blocks, connection state).
@@ -140,6 +142,28 @@ async def _measure(app: H2ScopeApp, out: dict[str, float]) -> None:
         await pilot.press("q")
 
 
+def live_ingest(path: Path, frames: int = 200_000) -> float:
+    """Frames per second the live path (LiveFeed → ingest → Session) takes in."""
+    from itertools import islice
+
+    from proxy.capture.replay import replay
+    from proxy.events import Batch
+    from ui.model.live import LiveFeed, ingest
+    from ui.model.session import Session
+    from ui.model.table import LiveFrames
+
+    feed = LiveFeed(maxsize=10**7)
+    for item in islice(replay(path), frames):
+        if item.events:
+            feed.handle(Batch(conn_id=1, t=0.0, events=item.events))
+    store = LiveFrames()
+    session = Session(store)
+    a = time.monotonic()
+    while feed.batches:
+        ingest(session, store, feed, limit=2000)  # what one UI tick takes at most
+    return len(session.table) / (time.monotonic() - a)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1_000_000)
@@ -171,6 +195,7 @@ def main() -> int:
         results[f"  rows matching {text!r}"] = len(rows or ())
     if app.capture is not None:
         app.capture.close()
+    results["live ingest (frames/s the UI thread absorbs)"] = live_ingest(path)
     width = max(len(k) for k in results)
     print(f"{'measure':<{width}}  value")
     for k, v in results.items():
