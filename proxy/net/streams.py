@@ -215,7 +215,7 @@ class TlsStream(Stream):
     async def _recv(self) -> bytes:
         while True:
             try:
-                return self.ssl.read(READ_SIZE)
+                return self._read_available(self.ssl.read(READ_SIZE))
             except ssl.SSLWantReadError:
                 self._flush()
                 if not await self._feed():
@@ -230,6 +230,28 @@ class TlsStream(Stream):
                 # TLS 1.3 tickets and key updates answer from inside read().
                 if self.outgoing.pending:
                     self._flush()
+
+    def _read_available(self, first: bytes) -> bytes:
+        """``first`` plus whatever else is already decryptable, up to READ_SIZE.
+
+        ``SSLObject.read`` returns at most one TLS record (16 KiB); taking every
+        record already received makes one relay step (write, observe, publish)
+        per read instead of per record."""
+        if not first or len(first) >= READ_SIZE or not (self.incoming.pending or
+                                                         self.ssl.pending()):
+            return first
+        parts = [first]
+        size = len(first)
+        while size < READ_SIZE and (self.incoming.pending or self.ssl.pending()):
+            try:
+                more = self.ssl.read(READ_SIZE - size)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break  # the next _recv() call reports EOF or waits, as before
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        return b"".join(parts)
 
     def write(self, data: bytes) -> None:
         if not data or self._closed_notify:
