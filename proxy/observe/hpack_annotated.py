@@ -8,8 +8,9 @@ produces exactly the header list ``hpack.Decoder(...).decode(block, raw=True)``
 produces, plus one :class:`FieldAnnotation` per representation in wire order.
 
 Only what ``hpack`` does not do is written here: ``hpack`` still provides the
-Huffman decoder, the static table and the integer coding (the one-byte integer
-case is inlined because it is almost every integer on the wire).
+Huffman code table (walked a byte at a time by :mod:`proxy.observe.huffman`),
+the static table and the integer coding (the one- and two-byte integer cases
+are inlined because they are almost every integer on the wire).
 
 Names and values are decoded as UTF-8 with ``errors="surrogateescape"``, which
 is lossless: ``s.encode("utf-8", "surrogateescape")`` gives the wire bytes back.
@@ -17,7 +18,10 @@ Every size follows RFC 7541 §4.1 and counts *bytes*, never characters.
 
 The decoder is the proxy's hot path, hence the shape of :meth:`decode`: one
 loop with the common cases inline, entries kept already decoded with their
-sizes, and a bounded cache of Huffman-decoded strings.
+sizes, a bounded cache of Huffman-decoded strings, and only what depends on
+the dynamic table recorded per field; the annotations themselves are derived
+from the block's bytes when first read (:mod:`proxy.observe.hpack_fields`).
+See ``docs/performance.md``.
 
 A malformed block raises :class:`HpackDecodeError` and nothing else; the
 dynamic table is then left as it was when the error was found and the caller
@@ -27,15 +31,20 @@ must treat the HPACK context as broken (RFC 9113 §4.3: a COMPRESSION_ERROR).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
-from enum import IntEnum
-from typing import overload
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from hpack.exceptions import HPACKError
 from hpack.hpack import decode_integer
 from hpack.table import HeaderTable
 
+from proxy.observe.hpack_fields import (
+    STATIC_TABLE_LENGTH,
+    FieldAnnotation,
+    FieldAnnotations,
+    Representation,
+    _byte_length,
+)
 from proxy.observe.huffman import HuffmanDecodeError
 from proxy.observe.huffman import decode as huffman_decode
 from proxy.observe.records import positional
@@ -60,29 +69,11 @@ MAX_INTEGER = 2**32
 """RFC 7541 §5.1: integers beyond an implementation limit MUST be treated as a
 decoding error. Nothing legitimate in HTTP/2 comes near 2**32."""
 
-STATIC_TABLE_LENGTH = len(HeaderTable.STATIC_TABLE)
-"""RFC 7541 §2.3.3: indexes 1..61 are static, 62.. dynamic."""
-
 _HUFFMAN_CACHE_ENTRIES = 4096
 _HUFFMAN_CACHE_MAX_WIRE = 512
 """The Huffman cache holds at most this many strings of at most this many wire
 bytes each (about 2 MiB at worst): big enough for every repeated value on a busy
 proxy, small enough to need no eviction policy beyond starting over."""
-
-
-class Representation(IntEnum):
-    """How a field is represented on the wire (RFC 7541 §6)."""
-
-    INDEXED = 0
-    """§6.1: a whole field taken from the static or dynamic table."""
-    LITERAL_INCREMENTAL = 1
-    """§6.2.1: a literal field added to the dynamic table."""
-    LITERAL_WITHOUT_INDEXING = 2
-    """§6.2.2: a literal field left out of the dynamic table."""
-    LITERAL_NEVER_INDEXED = 3
-    """§6.2.3: a literal that intermediaries must never index either."""
-    SIZE_UPDATE = 4
-    """§6.3: a dynamic table size update; carries no field."""
 
 
 class HpackDecodeError(Exception):
@@ -94,45 +85,6 @@ class HpackDecodeError(Exception):
         """Byte offset in the block of the element that is wrong."""
         self.reason = message
         """The message without the offset."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FieldAnnotation:
-    """One representation of a header block, as it was on the wire."""
-
-    representation: Representation
-    offset: int
-    """Byte offset of the representation's first byte in the block."""
-    wire_length: int
-    """Bytes the whole representation takes."""
-    name: str
-    """Decoded name; ``""`` for a size update."""
-    value: str
-    """Decoded value; ``""`` for a size update."""
-    index: int | None
-    """The HPACK index used (a whole field, or just the name); ``None`` when the
-    name is a literal or for a size update."""
-    table: str | None
-    """``"static"`` or ``"dynamic"``: the table ``index`` hit."""
-    name_huffman: bool | None
-    """Whether the literal name is Huffman coded; ``None`` if the name was indexed."""
-    name_wire_length: int | None
-    """Bytes of the literal name string on the wire, without its length prefix."""
-    name_length: int | None
-    """Bytes of the literal name once decoded."""
-    value_huffman: bool | None
-    """Whether the literal value is Huffman coded; ``None`` for an indexed field."""
-    value_wire_length: int | None
-    """Bytes of the value string on the wire, without its length prefix."""
-    value_length: int | None
-    """Bytes of the value once decoded."""
-    new_table_size: int | None
-    """The new maximum table size of a size update."""
-    inserted: bool
-    """Whether this representation added an entry to the dynamic table (§4.4: an
-    entry larger than the whole table empties it and is not inserted)."""
-    evicted: tuple[tuple[str, str], ...]
-    """Entries evicted by this insert or size update, oldest first."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,135 +118,8 @@ class HeaderBlock:
 _header_block = positional(HeaderBlock)
 
 
-def _annotation(
-    representation: Representation,
-    offset: int,
-    wire_length: int,
-    name: str,
-    value: str,
-    index: int | None,
-    table: str | None,
-    name_huffman: bool | None,
-    name_wire_length: int | None,
-    name_length: int | None,
-    value_huffman: bool | None,
-    value_wire_length: int | None,
-    value_length: int | None,
-    new_table_size: int | None,
-    inserted: bool,
-    evicted: tuple[tuple[str, str], ...],
-) -> FieldAnnotation:
-    # The dataclass __init__ of a frozen class makes one object.__setattr__
-    # call per field; setting the slots directly is about three times cheaper.
-    a: FieldAnnotation = _new_object(FieldAnnotation)
-    _set_representation(a, representation)
-    _set_offset(a, offset)
-    _set_wire_length(a, wire_length)
-    _set_name(a, name)
-    _set_value(a, value)
-    _set_index(a, index)
-    _set_table(a, table)
-    _set_name_huffman(a, name_huffman)
-    _set_name_wire_length(a, name_wire_length)
-    _set_name_length(a, name_length)
-    _set_value_huffman(a, value_huffman)
-    _set_value_wire_length(a, value_wire_length)
-    _set_value_length(a, value_length)
-    _set_new_table_size(a, new_table_size)
-    _set_inserted(a, inserted)
-    _set_evicted(a, evicted)
-    return a
-
-
-_new_object = object.__new__
-(
-    _set_representation,
-    _set_offset,
-    _set_wire_length,
-    _set_name,
-    _set_value,
-    _set_index,
-    _set_table,
-    _set_name_huffman,
-    _set_name_wire_length,
-    _set_name_length,
-    _set_value_huffman,
-    _set_value_wire_length,
-    _set_value_length,
-    _set_new_table_size,
-    _set_inserted,
-    _set_evicted,
-) = (getattr(FieldAnnotation, f.name).__set__ for f in fields(FieldAnnotation))
-
-class FieldAnnotations(Sequence[FieldAnnotation]):
-    """The annotations of one block: an immutable sequence of FieldAnnotation.
-
-    Decoding records only what depends on the dynamic table at that moment:
-    the header list and, for each representation that inserted or evicted,
-    what it inserted and evicted. Everything else an annotation holds (offsets,
-    lengths, indexes, Huffman flags, new table sizes) is a function of the
-    block's bytes alone, so the FieldAnnotation objects are built by a second
-    pass over the bytes when the sequence is first read: building them is most
-    of the cost of an annotated decode, and on the live path most blocks are
-    never inspected. The annotations are the same either way (the HPACK tests
-    read every one of them).
-    """
-
-    __slots__ = ("_annotations", "_changes", "_count", "_data", "_headers")
-
-    def __init__(self, data: bytes, headers: tuple[tuple[str, str], ...],
-                 changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
-                 count: int) -> None:
-        self._data = data
-        self._headers = headers
-        self._changes = changes
-        """(offset, inserted, evicted) per representation that touched the table."""
-        self._count = count
-        self._annotations: tuple[FieldAnnotation, ...] | None = None
-
-    def _all(self) -> tuple[FieldAnnotation, ...]:
-        annotations = self._annotations
-        if annotations is None:
-            annotations = self._annotations = _annotate(self._data, self._headers,
-                                                        self._changes)
-        return annotations
-
-    def __len__(self) -> int:
-        return self._count
-
-    @overload
-    def __getitem__(self, item: int) -> FieldAnnotation: ...
-    @overload
-    def __getitem__(self, item: slice) -> tuple[FieldAnnotation, ...]: ...
-    def __getitem__(self, item: int | slice) -> FieldAnnotation | tuple[FieldAnnotation, ...]:
-        return self._all()[item]
-
-    def __iter__(self) -> Iterator[FieldAnnotation]:
-        return iter(self._all())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FieldAnnotations):
-            # The annotations are a function of these three (see the class doc).
-            return (self._data == other._data and self._headers == other._headers
-                    and self._changes == other._changes)
-        if isinstance(other, tuple):
-            return self._all() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._all())
-
-    def __repr__(self) -> str:
-        return f"FieldAnnotations({self._all()!r})"
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
-
-
-def _byte_length(text: str) -> int:
-    # isascii() is O(1) in CPython; non-ASCII needs the real UTF-8 length.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
 
 
 _STATIC: tuple[tuple[str, str], ...] = (
@@ -377,85 +202,6 @@ def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int, bool, int,
         text, decoded_length = _huffman(raw, start, what)
         return text, decoded_length, True, length, stop
     return _text(raw), length, False, length, stop
-
-
-def _string_layout(data: bytes, pos: int) -> tuple[bool, int, int]:
-    """(huffman, string wire length, next pos) of a string already decoded once."""
-    first = data[pos]
-    length = first & 0x7F
-    used = 1
-    if length == 0x7F:
-        length, used = decode_integer(memoryview(data)[pos:], 7)
-    return bool(first & 0x80), length, pos + used + length
-
-
-def _annotate(data: bytes, headers: tuple[tuple[str, str], ...],
-              changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
-              ) -> tuple[FieldAnnotation, ...]:
-    """The annotations of a block that decoded to ``headers``, by a second pass.
-
-    The block is known to be valid, so nothing here can fail. Text comes from
-    the decoded header list (field ``k`` of the block is ``headers[k]``); what
-    the dynamic table did comes from ``changes``.
-    """
-    touched = {offset: (inserted, evicted) for offset, inserted, evicted in changes}
-    out: list[FieldAnnotation] = []
-    end = len(data)
-    pos = 0
-    k = 0
-    while pos < end:
-        start = pos
-        first = data[pos]
-        if first & 0x80:
-            index, used = (first & 0x7F, 1) if first & 0x7F != 0x7F else decode_integer(
-                memoryview(data)[pos:], 7)
-            pos += used
-            name, value = headers[k]
-            k += 1
-            out.append(_annotation(Representation.INDEXED, start, pos - start, name, value, index,
-                                   "static" if index <= STATIC_TABLE_LENGTH else "dynamic",
-                                   None, None, None, None, None, None, None, False, _EMPTY))
-            continue
-        if first & 0xE0 == 0x20:
-            new_size, used = (first & 0x1F, 1) if first & 0x1F != 0x1F else decode_integer(
-                memoryview(data)[pos:], 5)
-            pos += used
-            out.append(_annotation(Representation.SIZE_UPDATE, start, pos - start, "", "", None,
-                                   None, None, None, None, None, None, None, new_size, False,
-                                   touched[start][1]))
-            continue
-        if first & 0x40:
-            representation = Representation.LITERAL_INCREMENTAL
-            prefix_bits = 6
-        else:
-            representation = (Representation.LITERAL_NEVER_INDEXED if first & 0x10
-                              else Representation.LITERAL_WITHOUT_INDEXING)
-            prefix_bits = 4
-        mask = (1 << prefix_bits) - 1
-        name, value = headers[k]
-        k += 1
-        name_index: int | None = first & mask
-        table: str | None
-        name_huffman: bool | None
-        name_wire_length: int | None
-        name_length: int | None
-        if name_index:
-            used = 1
-            if name_index == mask:
-                name_index, used = decode_integer(memoryview(data)[pos:], prefix_bits)
-            pos += used
-            table = "static" if name_index <= STATIC_TABLE_LENGTH else "dynamic"
-            name_huffman = name_wire_length = name_length = None
-        else:
-            name_index = table = None
-            name_huffman, name_wire_length, pos = _string_layout(data, pos + 1)
-            name_length = _byte_length(name)
-        value_huffman, value_wire_length, pos = _string_layout(data, pos)
-        inserted, evicted = touched.get(start, (False, _EMPTY))
-        out.append(_annotation(representation, start, pos - start, name, value, name_index, table,
-                               name_huffman, name_wire_length, name_length, value_huffman,
-                               value_wire_length, _byte_length(value), None, inserted, evicted))
-    return tuple(out)
 
 
 _EMPTY: tuple[tuple[str, str], ...] = ()
