@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
     MAX_WINDOW,
@@ -24,7 +25,6 @@ from proxy.observe.enums import (
     FrameType,
     SettingCode,
     error_name,
-    setting_name,
     type_name,
 )
 from proxy.observe.events import (
@@ -34,12 +34,11 @@ from proxy.observe.events import (
     FlowControlResumed,
     FlowControlStalled,
     FrameObserved,
-    PingAnswered,
     PrefaceObserved,
-    SettingsAcknowledged,
     StreamStateChanged,
 )
 from proxy.observe.findings import Finding, Severity
+from proxy.observe.findings import finding as _f
 from proxy.observe.frames import (
     FRAME_HEADER,
     DataFrame,
@@ -57,9 +56,9 @@ from proxy.observe.frames import (
 )
 from proxy.observe.header_rules import BlockRole, check_fields, header_value, status_of
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
-from proxy.observe.priority import PriorityTree, parse_priority_field
+from proxy.observe.priority import PriorityTree
 from proxy.observe.records import positional
-from proxy.observe.sides import HeaderBlockInProgress, PendingSettings, Side
+from proxy.observe.sides import HeaderBlockInProgress, Side
 from proxy.observe.streams import (
     Stream,
     StreamState,
@@ -93,21 +92,9 @@ _STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
                                int(FrameType.PRIORITY_UPDATE)})
 _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
-_SETTING_RANGES = {
-    SettingCode.ENABLE_PUSH: (0, 1),
-    SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
-    SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215),
-    SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1),
-    SettingCode.NO_RFC7540_PRIORITIES: (0, 1),
-}
 
 
-def _f(code: str, sev: Severity, rfc: str, msg: str, seq: int | None = None,
-       sid: int | None = None) -> Finding:
-    return Finding(code=code, severity=sev, rfc=rfc, message=msg, seq=seq, stream_id=sid)
-
-
-class ConnectionObserver:
+class ConnectionObserver(ControlFrames):
     """Sans-IO model of one HTTP/2 connection, fed by both directions.
 
     ``preface`` says what the client→server bytes start with: ``"required"``
@@ -724,59 +711,6 @@ class ConnectionObserver:
                                                    stalled_for=t - since, seq=seq))
         return data_side.conn_window, after
 
-    def _settings(self, side: Side, frame: SettingsFrame, seq: int, t: float,
-                  findings: list[Finding]) -> None:
-        if frame.ack:
-            if frame.length:
-                findings.append(_f("settings-ack-with-payload", Severity.ERROR, "RFC 9113 §6.5",
-                                   "SETTINGS with ACK carries a payload", seq, 0))
-            owner = self.sides[_PEER[side.direction]]
-            if not owner.pending:
-                if self.partial:
-                    return
-                findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
-                                   "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
-                return
-            acked = owner.pending.popleft()
-            self._apply_settings(owner, acked.settings, t)
-            owner.refresh_frame_size()
-            self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
-                                                     settings=acked.settings, seq=seq))
-            return
-        for ident, value in frame.settings:
-            bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
-            if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
-                                   f"{setting_name(ident)} = {value} is outside "
-                                   f"{bounds[0]}..{bounds[1]}", seq, 0))
-            elif ident == SettingCode.ENABLE_PUSH and value == 1 and side.direction is S2C:
-                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
-                                   "the server set SETTINGS_ENABLE_PUSH to 1", seq, 0))
-            elif ident not in SettingCode._value2member_map_:
-                findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
-                                   f"setting 0x{ident:x} = {value} is unknown and ignored",
-                                   seq, 0))
-        side.pending.append(PendingSettings(frame.settings, seq, t))
-        side.refresh_frame_size()
-        side.sent_settings = True
-
-    def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
-                        t: float) -> None:
-        """Settings advertised by ``owner`` take effect for what its peer sends."""
-        peer = self.sides[_PEER[owner.direction]]
-        adv = owner.advertised
-        for ident, value in settings:
-            if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
-                # RFC 9113 §6.9.2: the change applies to every stream's window.
-                delta = value - adv[_INITIAL_WINDOW_SIZE]
-                data_dir = peer.direction
-                for stream in self.streams.values():
-                    stream.send_window[data_dir] += delta
-            elif ident == SettingCode.HEADER_TABLE_SIZE:
-                # The owner's decoder limit governs the peer's encoder (RFC 7541 §4.2).
-                peer.decoder.max_allowed_table_size = value
-            adv[ident] = value
-
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
              findings: list[Finding]) -> None:
         stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id,
@@ -788,73 +722,6 @@ class ConnectionObserver:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
         self._set_state(stream, new, side.direction, seq, t)
-
-    def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,
-              findings: list[Finding]) -> None:
-        if not frame.ack:
-            side.pings[frame.opaque] = (t, seq)
-            if len(side.pings) > 64:  # bounded: a peer may never answer
-                side.pings.pop(next(iter(side.pings)))
-            return
-        pinger = self.sides[1 - side.direction]
-        sent = pinger.pings.pop(frame.opaque, None)
-        if sent is None:
-            if self.partial:
-                return
-            findings.append(_f("ping-ack-unmatched", Severity.WARNING, "RFC 9113 §6.7",
-                               f"PING ACK with opaque data {frame.opaque.hex()} matches no PING",
-                               seq, 0))
-            return
-        self._events.append(PingAnswered(t=t, direction=side.direction, opaque=frame.opaque,
-                                         rtt=t - sent[0], seq=seq))
-        # A PING sent after SETTINGS and answered first proves the SETTINGS were
-        # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately"): frames
-        # are processed in order.
-        for p in pinger.pending:
-            if p.seq < sent[1] and not p.reported:
-                findings.append(_f("settings-not-acknowledged", Severity.ERROR,
-                                   "RFC 9113 §6.5.3",
-                                   f"the {side.direction.sender} answered a PING sent after "
-                                   f"SETTINGS frame #{p.seq} but has not acknowledged it",
-                                   seq, 0))
-                p.reported = True
-
-    # -------------------------------------------------------------- priority
-
-    def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
-                        seq: int, findings: list[Finding]) -> None:
-        if depends_on == sid:
-            findings.append(_f("self-dependency", Severity.ERROR, "RFC 9113 §5.3.1",
-                               f"stream {sid} depends on itself", seq, sid))
-            return
-        self.priority.set(sid, depends_on, weight, exclusive)
-
-    def _priority_frame(self, frame: PriorityFrame, seq: int, findings: list[Finding]) -> None:
-        p = frame.priority
-        self._apply_priority(frame.stream_id, p.depends_on, p.weight, p.exclusive, seq, findings)
-
-    def _apply_rfc9218(self, stream: Stream, value: str, seq: int,
-                       findings: list[Finding]) -> None:
-        urgency, incremental, problem = parse_priority_field(value)
-        if problem:
-            findings.append(_f("priority-field-invalid", Severity.WARNING, "RFC 9218 §4",
-                               f"priority {value!r}: {problem}", seq, stream.stream_id))
-        if urgency is not None:
-            stream.urgency = urgency
-        if incremental is not None:
-            stream.incremental = incremental
-
-    def _priority_update(self, side: Side, frame: PriorityUpdateFrame, seq: int,
-                         findings: list[Finding]) -> None:
-        if side.direction is S2C:
-            findings.append(_f("priority-update-from-server", Severity.ERROR, "RFC 9218 §7.1",
-                               "the server sent PRIORITY_UPDATE; only clients send it", seq, 0))
-            return
-        target = frame.prioritized_stream_id
-        stream = self.streams.get(target)
-        if stream is None:
-            return  # §7.1: may precede the stream; nothing to apply yet
-        self._apply_rfc9218(stream, frame.field_value.decode("latin-1"), seq, findings)
 
     def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None:
         self.findings_count += 1

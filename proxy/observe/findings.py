@@ -36,3 +36,10 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.severity.name} {self.code} ({self.rfc}): {self.message}"
+
+
+def finding(code: str, severity: Severity, rfc: str, message: str, seq: int | None = None,
+            stream_id: int | None = None) -> Finding:
+    """A :class:`Finding`, positionally (the observer makes them in many places)."""
+    return Finding(code=code, severity=severity, rfc=rfc, message=message, seq=seq,
+                   stream_id=stream_id)

@@ -1,0 +1,165 @@
+"""Connection-level control frames: SETTINGS, PING and priority signals.
+
+Part of :class:`~proxy.observe.connection.ConnectionObserver` (a base class
+of it, kept in its own module so each stays small): these handlers change
+connection-wide state — the settings each endpoint has advertised and had
+acknowledged, outstanding PINGs, the priority tree — and raise findings about
+it. Stream states, flow control and header blocks live in ``connection.py``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
+from proxy.observe.events import Event, PingAnswered, SettingsAcknowledged
+from proxy.observe.findings import Finding, Severity
+from proxy.observe.findings import finding as _f
+from proxy.observe.priority import PriorityTree, parse_priority_field
+from proxy.observe.sides import PendingSettings, Side
+
+if TYPE_CHECKING:
+    from proxy.observe.frames import PingFrame, PriorityFrame, PriorityUpdateFrame, SettingsFrame
+    from proxy.observe.streams import Stream
+
+C2S, S2C = Direction.C2S, Direction.S2C
+_PEER = (S2C, C2S)
+_INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
+_SETTING_RANGES = {
+    SettingCode.ENABLE_PUSH: (0, 1),
+    SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
+    SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215),
+    SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1),
+    SettingCode.NO_RFC7540_PRIORITIES: (0, 1),
+}
+
+
+class ControlFrames:
+    """SETTINGS, PING, PRIORITY and PRIORITY_UPDATE handling of the connection model."""
+
+    # Provided by ConnectionObserver.
+    sides: tuple[Side, Side]
+    streams: dict[int, Stream]
+    partial: bool
+    priority: PriorityTree
+    _events: list[Event]
+
+    def _settings(self, side: Side, frame: SettingsFrame, seq: int, t: float,
+                  findings: list[Finding]) -> None:
+        if frame.ack:
+            if frame.length:
+                findings.append(_f("settings-ack-with-payload", Severity.ERROR, "RFC 9113 §6.5",
+                                   "SETTINGS with ACK carries a payload", seq, 0))
+            owner = self.sides[_PEER[side.direction]]
+            if not owner.pending:
+                if self.partial:
+                    return
+                findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
+                                   "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
+                return
+            acked = owner.pending.popleft()
+            self._apply_settings(owner, acked.settings, t)
+            owner.refresh_frame_size()
+            self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
+                                                     settings=acked.settings, seq=seq))
+            return
+        for ident, value in frame.settings:
+            bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
+                                   f"{setting_name(ident)} = {value} is outside "
+                                   f"{bounds[0]}..{bounds[1]}", seq, 0))
+            elif ident == SettingCode.ENABLE_PUSH and value == 1 and side.direction is S2C:
+                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
+                                   "the server set SETTINGS_ENABLE_PUSH to 1", seq, 0))
+            elif ident not in SettingCode._value2member_map_:
+                findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
+                                   f"setting 0x{ident:x} = {value} is unknown and ignored",
+                                   seq, 0))
+        side.pending.append(PendingSettings(frame.settings, seq, t))
+        side.refresh_frame_size()
+        side.sent_settings = True
+
+    def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
+                        t: float) -> None:
+        """Settings advertised by ``owner`` take effect for what its peer sends."""
+        peer = self.sides[_PEER[owner.direction]]
+        adv = owner.advertised
+        for ident, value in settings:
+            if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
+                # RFC 9113 §6.9.2: the change applies to every stream's window.
+                delta = value - adv[_INITIAL_WINDOW_SIZE]
+                data_dir = peer.direction
+                for stream in self.streams.values():
+                    stream.send_window[data_dir] += delta
+            elif ident == SettingCode.HEADER_TABLE_SIZE:
+                # The owner's decoder limit governs the peer's encoder (RFC 7541 §4.2).
+                peer.decoder.max_allowed_table_size = value
+            adv[ident] = value
+
+    def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,
+              findings: list[Finding]) -> None:
+        if not frame.ack:
+            side.pings[frame.opaque] = (t, seq)
+            if len(side.pings) > 64:  # bounded: a peer may never answer
+                side.pings.pop(next(iter(side.pings)))
+            return
+        pinger = self.sides[1 - side.direction]
+        sent = pinger.pings.pop(frame.opaque, None)
+        if sent is None:
+            if self.partial:
+                return
+            findings.append(_f("ping-ack-unmatched", Severity.WARNING, "RFC 9113 §6.7",
+                               f"PING ACK with opaque data {frame.opaque.hex()} matches no PING",
+                               seq, 0))
+            return
+        self._events.append(PingAnswered(t=t, direction=side.direction, opaque=frame.opaque,
+                                         rtt=t - sent[0], seq=seq))
+        # A PING sent after SETTINGS and answered first proves the SETTINGS were
+        # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately"): frames
+        # are processed in order.
+        for p in pinger.pending:
+            if p.seq < sent[1] and not p.reported:
+                findings.append(_f("settings-not-acknowledged", Severity.ERROR,
+                                   "RFC 9113 §6.5.3",
+                                   f"the {side.direction.sender} answered a PING sent after "
+                                   f"SETTINGS frame #{p.seq} but has not acknowledged it",
+                                   seq, 0))
+                p.reported = True
+
+    # -------------------------------------------------------------- priority
+
+    def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
+                        seq: int, findings: list[Finding]) -> None:
+        if depends_on == sid:
+            findings.append(_f("self-dependency", Severity.ERROR, "RFC 9113 §5.3.1",
+                               f"stream {sid} depends on itself", seq, sid))
+            return
+        self.priority.set(sid, depends_on, weight, exclusive)
+
+    def _priority_frame(self, frame: PriorityFrame, seq: int, findings: list[Finding]) -> None:
+        p = frame.priority
+        self._apply_priority(frame.stream_id, p.depends_on, p.weight, p.exclusive, seq, findings)
+
+    def _apply_rfc9218(self, stream: Stream, value: str, seq: int,
+                       findings: list[Finding]) -> None:
+        urgency, incremental, problem = parse_priority_field(value)
+        if problem:
+            findings.append(_f("priority-field-invalid", Severity.WARNING, "RFC 9218 §4",
+                               f"priority {value!r}: {problem}", seq, stream.stream_id))
+        if urgency is not None:
+            stream.urgency = urgency
+        if incremental is not None:
+            stream.incremental = incremental
+
+    def _priority_update(self, side: Side, frame: PriorityUpdateFrame, seq: int,
+                         findings: list[Finding]) -> None:
+        if side.direction is S2C:
+            findings.append(_f("priority-update-from-server", Severity.ERROR, "RFC 9218 §7.1",
+                               "the server sent PRIORITY_UPDATE; only clients send it", seq, 0))
+            return
+        target = frame.prioritized_stream_id
+        stream = self.streams.get(target)
+        if stream is None:
+            return  # §7.1: may precede the stream; nothing to apply yet
+        self._apply_rfc9218(stream, frame.field_value.decode("latin-1"), seq, findings)
