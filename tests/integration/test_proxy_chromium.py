@@ -101,3 +101,8 @@ def test_chromium_loads_a_page_with_20_subresources_multiplexed_on_one_connectio
     assert {"/index.html", "/img7.png", "/style5.css", "/script5.js"} <= paths
     assert len(requests) >= 21
     assert max_concurrent_streams(frames) >= 5
+    # A real browser against a real server: nothing to flag but Chromium's
+    # GREASE (unknown settings and frame types, which are INFO).
+    flagged = [(e.seq, f.code, f.message) for e in proxy.events(FrameObserved)
+               for f in e.findings if f.severity.name != "INFO"]
+    assert flagged == []
