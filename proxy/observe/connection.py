@@ -11,6 +11,12 @@ The observer never raises on traffic (DESIGN.md principle 4). Anything
 malformed becomes a :class:`~proxy.observe.findings.Finding`; if a direction's
 bytes can no longer be split into frames it is marked desynced and the rest of
 its bytes are only counted.
+
+Header blocks (HEADERS, PUSH_PROMISE, CONTINUATION) are handled in
+:mod:`proxy.observe.header_blocks` and SETTINGS, PING and priority signals in
+:mod:`proxy.observe.control`: base classes of :class:`ConnectionObserver`, kept
+apart so that each module stays small. ``docs/performance.md`` explains the
+shape of the hot paths here.
 """
 
 from __future__ import annotations
@@ -48,22 +54,20 @@ from proxy.observe.frames import (
     PingFrame,
     PriorityFrame,
     PriorityUpdateFrame,
-    PushPromiseFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
     parse_known_header,
 )
-from proxy.observe.header_rules import BlockRole, check_fields, header_value, status_of
-from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
+from proxy.observe.header_blocks import HeaderBlocks
+from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import PriorityTree
 from proxy.observe.records import positional
-from proxy.observe.sides import HeaderBlockInProgress, Side
+from proxy.observe.sides import Side
 from proxy.observe.streams import (
     Stream,
     StreamState,
     check_frame_allowed,
-    sender_finished,
     transition,
 )
 
@@ -71,7 +75,7 @@ C2S, S2C = Direction.C2S, Direction.S2C
 CLOSED_HISTORY = 512
 """Closed streams kept for display and late-frame checks; older ones are
 known closed by their id alone, so memory stays bounded on long connections."""
-_IDLE, _RESERVED, _OPEN = StreamState.IDLE, StreamState.RESERVED, StreamState.OPEN
+_IDLE, _OPEN = StreamState.IDLE, StreamState.OPEN
 _HALF_CLOSED_CLIENT = StreamState.HALF_CLOSED_CLIENT
 _HALF_CLOSED_SERVER = StreamState.HALF_CLOSED_SERVER
 _CLOSED = StreamState.CLOSED
@@ -80,10 +84,7 @@ _CLOSED = StreamState.CLOSED
 _PEER = (S2C, C2S)
 """The opposite direction, by index (``Direction.peer`` is a property call)."""
 _INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
-_MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
 _MAX_CONCURRENT_STREAMS = int(SettingCode.MAX_CONCURRENT_STREAMS)
-_ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
-_ROLE_RESPONSE, _ROLE_TRAILERS = BlockRole.RESPONSE, BlockRole.TRAILERS
 _frame_observed = positional(FrameObserved)
 _stream_state_changed = positional(StreamStateChanged)
 _DATA, _HEADERS, _PRIORITY, _RST = 0, 1, 2, 3
@@ -94,7 +95,7 @@ _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
 
 
-class ConnectionObserver(ControlFrames):
+class ConnectionObserver(HeaderBlocks, ControlFrames):
     """Sans-IO model of one HTTP/2 connection, fed by both directions.
 
     ``preface`` says what the client→server bytes start with: ``"required"``
@@ -514,158 +515,6 @@ class ConnectionObserver(ControlFrames):
                       "are expected)", seq, sid)
         code = "frame-on-idle-stream" if "idle" in problem else "frame-on-closed-stream"
         return _f(code, Severity.ERROR, "RFC 9113 §5.1", f"stream {sid}: {problem}", seq, sid)
-
-    # -------------------------------------------------------- header blocks
-
-    def _header_fragment(self, side: Side, frame: Frame, seq: int, t: float,
-                         findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
-        if frame.type == _HEADERS:
-            assert isinstance(frame, HeadersFrame)
-            return self._headers(side, frame, seq, t, findings)
-        if frame.type == _CONT:
-            sid = frame.stream_id
-            pending = side.block
-            if pending is None or pending.stream_id != sid:
-                findings.append(_f("continuation-unexpected", Severity.ERROR, "RFC 9113 §6.10",
-                                   f"CONTINUATION on stream {sid} without a preceding HEADERS or "
-                                   "PUSH_PROMISE lacking END_HEADERS", seq, sid))
-                side.block = None
-                return None
-            pending.fragments.append(frame.raw[9:])
-        else:
-            assert isinstance(frame, PushPromiseFrame)
-            pending = self._push_promise(side, frame, seq, t, findings)
-        if not frame.flags & 0x4:
-            side.block = pending
-            return None
-        side.block = None
-        role = pending.role
-        assert isinstance(role, BlockRole)
-        return self._decode_block(side, pending.stream_id, role, b"".join(pending.fragments),
-                                  pending.promised_stream_id, seq, findings)
-
-    def _headers(self, side: Side, frame: HeadersFrame, seq: int, t: float,
-                 findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
-        """A HEADERS frame: the stream it opens or continues, then its block if complete."""
-        direction = side.direction
-        sid = frame.stream_id
-        stream = self.streams.get(sid) or self._lookup(sid, direction)
-        if stream.presumed_closed and (sid % 2 == 1) == (direction is C2S):
-            # An id below the highest in use, never seen: a new stream opened
-            # out of order (§5.1.1), not trailers on an old one.
-            stream = Stream(sid)
-        role = self._headers_role(stream, direction, frame, seq, findings)
-        priority = frame.priority
-        if priority is not None:
-            self._apply_priority(sid, priority.depends_on, priority.weight, priority.exclusive,
-                                 seq, findings)
-        if stream.state is _IDLE and sid:
-            self._open_stream(side, stream, seq, findings)
-        new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
-        if problem:
-            findings.append(self._state_finding(stream, direction, problem, seq))
-        self._set_state(stream, new, direction, seq, t)
-        if not frame.flags & 0x4:
-            side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq)
-            return None
-        side.block = None
-        return self._decode_block(side, sid, role, frame.fragment, None, seq, findings)
-
-    def _headers_role(self, stream: Stream, direction: Direction, frame: HeadersFrame, seq: int,
-                      findings: list[Finding]) -> BlockRole:
-        if direction is C2S:
-            if stream.state is _IDLE:
-                return _ROLE_REQUEST
-            if not frame.end_stream:
-                findings.append(_f("trailers-without-end-stream", Severity.ERROR,
-                                   "RFC 9113 §8.1",
-                                   "a second HEADERS from the client without END_STREAM",
-                                   seq, stream.stream_id))
-            return _ROLE_TRAILERS
-        if stream.response_headers is None:
-            return _ROLE_RESPONSE
-        if not frame.end_stream:
-            findings.append(_f("trailers-without-end-stream", Severity.ERROR, "RFC 9113 §8.1",
-                               "a HEADERS after the final response without END_STREAM",
-                               seq, stream.stream_id))
-        return _ROLE_TRAILERS
-
-    def _push_promise(self, side: Side, frame: PushPromiseFrame, seq: int, t: float,
-                      findings: list[Finding]) -> HeaderBlockInProgress:
-        sid, promised = frame.stream_id, frame.promised_stream_id
-        if side.direction is C2S:
-            findings.append(_f("push-from-client", Severity.ERROR, "RFC 9113 §8.4",
-                               "the client sent PUSH_PROMISE; only servers push", seq, sid))
-        elif not self.sides[C2S].advertised[SettingCode.ENABLE_PUSH]:
-            findings.append(_f("push-disabled", Severity.ERROR, "RFC 9113 §6.5.2",
-                               "PUSH_PROMISE after the client set SETTINGS_ENABLE_PUSH to 0",
-                               seq, sid))
-        assoc = self.streams.get(sid)
-        if assoc is None or sender_finished(assoc.state, side.direction):
-            findings.append(_f("push-on-closed-stream", Severity.ERROR, "RFC 9113 §6.6",
-                               f"PUSH_PROMISE on stream {sid}, which is not open for the server",
-                               seq, sid))
-        pushed = self.streams.get(promised) or self._lookup(promised)
-        if promised % 2 or promised <= side.highest_stream_id:
-            findings.append(_f("stream-id-order" if promised % 2 == 0 else "stream-id-parity",
-                               Severity.ERROR, "RFC 9113 §5.1.1",
-                               f"promised stream {promised} is odd or not above "
-                               f"{side.highest_stream_id}", seq, promised))
-        else:
-            side.highest_stream_id = promised
-        if pushed.state is _IDLE:
-            pushed.promised_by = sid
-            pushed.opened_by = S2C
-            self._init_windows(pushed)
-            self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
-            self._set_state(pushed, _RESERVED, side.direction, seq, t)
-        return HeaderBlockInProgress(sid, _ROLE_PUSH_REQUEST, [frame.fragment], promised, seq)
-
-    def _decode_block(self, side: Side, block_sid: int, role: BlockRole, data: bytes,
-                      promised: int | None, seq: int,
-                      findings: list[Finding]) -> tuple[HeaderBlock | None, int | None]:
-        """Decode a complete header block sent on ``block_sid`` and apply it."""
-        if side.hpack_broken:
-            return None, promised
-        try:
-            block = side.decoder.decode(data)
-        except HpackDecodeError as exc:
-            side.hpack_broken = True
-            findings.append(_f("hpack-error", Severity.ERROR, "RFC 9113 §4.3",
-                               f"header block on stream {block_sid} does not decode: "
-                               f"{exc}; later blocks from the {side.direction.sender} cannot be "
-                               "decoded (COMPRESSION_ERROR)", seq, block_sid))
-            return None, promised
-        sid = promised if promised is not None else block_sid
-        problems = check_fields(block.headers, role, seq=seq, stream_id=sid)
-        if problems:
-            findings.extend(problems)
-        limit = self.sides[1 - side.direction].advertised[_MAX_HEADER_LIST_SIZE]
-        if block.decoded_size > limit:
-            findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
-                               f"header list of {block.decoded_size} bytes exceeds the "
-                               f"receiver's SETTINGS_MAX_HEADER_LIST_SIZE {limit}", seq, sid))
-        stream = self.stream(sid)
-        if stream is not None:
-            headers = block.headers
-            if role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST:
-                stream.request_headers = headers
-                prio = header_value(headers, "priority")
-                if prio is not None:
-                    self._apply_rfc9218(stream, prio, seq, findings)
-            elif role is _ROLE_RESPONSE:
-                status = status_of(headers)
-                if status is not None and 100 <= status < 200:
-                    stream.informational.append(headers)
-                    if status == 101:
-                        findings.append(_f("status-101", Severity.ERROR, "RFC 9113 §8.6",
-                                           "101 (Switching Protocols) is not allowed in HTTP/2",
-                                           seq, sid))
-                else:
-                    stream.response_headers = headers
-            else:
-                stream.trailers[side.direction] = headers
-        return block, promised
 
     # ---------------------------------------------------- flow control etc.
 
