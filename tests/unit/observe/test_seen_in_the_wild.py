@@ -1,0 +1,63 @@
+"""Protocol bugs in real implementations that h2scope flags — kept as regression tests.
+
+Each test drives real endpoints (python-hyper ``h2``) into the situation and
+checks the observer names the broken rule.
+"""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.exceptions
+import h2.settings
+
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+def test_hpack_encoder_signalling_a_superseded_table_size_is_a_compression_error():
+    """Two SETTINGS_HEADER_TABLE_SIZE reductions in a row (4096 → 256 → 128).
+
+    RFC 7541 §4.2 asks the encoder to signal the smallest size of the interval
+    and the final one; python-hyper's hpack encoder signals every change in
+    order, so its first block opens with an update to 256 — above the 128 the
+    client has acknowledged, a decoding error by §6.3. python-hyper's own
+    decoder rejects it too ("Encoder exceeded max allowable table size").
+    """
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 256})
+    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 128})
+    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    server.initiate_connection()
+    obs = ConnectionObserver()
+    events = obs.feed(C2S, client.data_to_send(), 0.0)
+    server.receive_data(_client_bytes_seen(events))
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    events = obs.feed(S2C, server.data_to_send(), 0.1)
+    findings = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 9113 §4.3")]
+    assert "table size update to 256 exceeds the allowed maximum 128" in findings[0].message
+    # And the client endpoint agrees that the block is broken.
+    try:
+        client.receive_data(_server_bytes_seen(events))
+    except h2.exceptions.ProtocolError as exc:
+        assert "table size" in str(exc)
+    else:  # pragma: no cover - would mean hpack fixed its encoder
+        raise AssertionError("python-hyper accepted the block: update this test")
+
+
+def _client_bytes_seen(events: list) -> bytes:
+    from proxy.observe.enums import CONNECTION_PREFACE
+
+    return CONNECTION_PREFACE + b"".join(e.frame.raw for e in events
+                                         if isinstance(e, FrameObserved))
+
+
+def _server_bytes_seen(events: list) -> bytes:
+    return b"".join(e.frame.raw for e in events if isinstance(e, FrameObserved))
