@@ -277,7 +277,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             # generic checks below can apply (the frame size is within the
             # protocol minimum every receiver accepts).
             handled = True
-            if ftype == _DATA:
+            if ftype == _DATA and sid:
                 assert isinstance(frame, DataFrame)
                 windows = self._data(side, frame, seq, t, findings)
             elif ftype == _HEADERS and sid:
@@ -326,7 +326,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             side.block = None  # the peer would have failed the connection; start afresh
 
         if frame.malformed is None:
-            if ftype == _DATA:
+            if ftype == _DATA and sid:
                 assert isinstance(frame, DataFrame)
                 windows = self._data(side, frame, seq, t, findings)
             elif ftype in (_HEADERS, _PUSH, _CONT):

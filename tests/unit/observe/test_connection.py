@@ -378,3 +378,8 @@ def test_first_frame_must_be_settings():
     evs = obs.feed(C2S, raw_frame(6, 0, 0, b"12345678"), 0.0)
     assert isinstance(evs[0], FrameObserved)
     assert [x.code for x in evs[0].findings] == ["first-frame-not-settings"]
+
+
+def test_data_and_headers_on_stream_zero_are_flagged(conv):
+    assert "stream-id-zero" in conv.findings(conv.send(C2S, raw_frame(0, 0, 0, b"x")))
+    assert "stream-id-zero" in conv.findings(conv.send(C2S, raw_frame(1, 0x4, 0, b"\x82")))
