@@ -326,7 +326,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             side.block = None  # the peer would have failed the connection; start afresh
 
         if frame.malformed is None:
-            if ftype == _DATA and sid:
+            if ftype == _DATA:
                 assert isinstance(frame, DataFrame)
                 windows = self._data(side, frame, seq, t, findings)
             elif ftype in (_HEADERS, _PUSH, _CONT):
