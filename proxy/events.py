@@ -205,21 +205,36 @@ class Sink(Protocol):
     """A consumer of batches: the printer, the recorder, the UI.
 
     ``handle`` may be a plain function or a coroutine; it runs in the sink's
-    own task, never on the relay's path.
+    own task, never on the relay's path. A sink may also offer
+    ``handle_many(batches)`` (same rules): it then receives, in order, every
+    batch already waiting in its queue at once (see :class:`Subscription`).
     """
 
     def handle(self, batch: Batch) -> Awaitable[None] | None: ...
 
 
 SinkCallable: TypeAlias = Callable[[Batch], "Awaitable[None] | None"]
+ManyCallable: TypeAlias = Callable[[list[Batch]], "Awaitable[None] | None"]
+
+MAX_GROUP = 256
+"""Most batches one ``handle_many`` call receives."""
 
 
 class Subscription:
-    """One sink's queue and the task that feeds it; see :meth:`EventBus.subscribe`."""
+    """One sink's queue and the task that feeds it; see :meth:`EventBus.subscribe`.
+
+    A sink with ``handle_many`` is woken once for everything queued: under load
+    the relay publishes many batches per wake-up of the sink's task, and the
+    sink pays its per-call costs (a write, a flush) once per group. The group
+    leaves the queue before the sink sees it, so while a *coroutine*
+    ``handle_many`` runs, up to twice the queue size is held — still bounded.
+    """
 
     def __init__(self, sink: Sink | SinkCallable, *, maxsize: int, lossy: bool) -> None:
         handle = getattr(sink, "handle", None)
         self.handler = cast(SinkCallable, handle if callable(handle) else sink)
+        many = getattr(sink, "handle_many", None)
+        self.many_handler = cast(ManyCallable, many) if callable(many) else None
         self.lossy = lossy
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize)
         self.dropped = 0
@@ -230,6 +245,9 @@ class Subscription:
         self.task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        if self.many_handler is not None:
+            await self._run_many(self.many_handler)
+            return
         while True:
             batch = await self.queue.get()
             if batch is None:
@@ -244,6 +262,29 @@ class Subscription:
             except Exception:
                 log.exception("sink %r failed; it receives no more events", self.handler)
                 self.failed = True
+
+    async def _run_many(self, handler: ManyCallable) -> None:
+        queue = self.queue
+        while True:
+            first = await queue.get()
+            group: list[Batch] = []
+            last: Batch | None = first
+            while last is not None:
+                group.append(last)
+                if len(group) >= MAX_GROUP or queue.empty():
+                    break
+                last = queue.get_nowait()
+            if group and not self.failed:
+                try:
+                    result = handler(group)
+                    if inspect.isawaitable(result):
+                        await result
+                    self.delivered += len(group)
+                except Exception:
+                    log.exception("sink %r failed; it receives no more events", handler)
+                    self.failed = True
+            if last is None:
+                return  # close() puts None last: nothing follows it
 
 
 class EventBus:
@@ -283,8 +324,10 @@ class EventBus:
                     sub.queue.put_nowait(batch)
                 except asyncio.QueueFull:
                     sub.dropped += 1
-            else:
+            elif sub.queue.full():
                 await sub.queue.put(batch)
+            else:
+                sub.queue.put_nowait(batch)  # no coroutine per batch while there is room
 
     async def emit(self, *events: ConnectionEvent) -> None:
         """Publish connection events as one batch (tagged with the first one's id)."""

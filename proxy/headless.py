@@ -15,7 +15,7 @@ The wording comes from :mod:`proxy.observe.describe`, shared with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from proxy.events import (
@@ -34,7 +34,7 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
-from proxy.textlog import event_lines
+from proxy.textlog import add_event_lines, prefix
 
 log = logging.getLogger("h2scope.headless")
 
@@ -50,7 +50,11 @@ def _bytes(n: int) -> str:
 
 
 class HeadlessPrinter:
-    """Writes batches as text lines to *out*, flushing after every batch."""
+    """Writes batches as text lines to *out*, flushing after every batch.
+
+    The event bus hands it every batch already queued at once
+    (:meth:`handle_many`): their lines go out in one write and one flush.
+    """
 
     def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
                  quiet: bool = False, annotate: bool = False) -> None:
@@ -65,41 +69,54 @@ class HeadlessPrinter:
         self.broken = False
 
     def handle(self, batch: Batch) -> None:
+        self.handle_many((batch,))
+
+    def handle_many(self, batches: Sequence[Batch]) -> None:
+        """Write the lines of several batches, in order, with one write and flush."""
         if self.broken:
             return
-        if self.start is None:
-            self.start = batch.t
         lines: list[str] = []
-        for ev in batch.events:
-            info = self.tracker.update(ev) or self.tracker.get(batch.conn_id)
-            if self.filter is not None and not isinstance(ev, _ALWAYS):
-                try:
-                    if not self.filter(ev, info):
-                        continue
-                except Exception:
-                    log.exception("the filter failed on %r; showing the event", ev)
-            self._format(batch.conn_id, ev, lines)
+        for batch in batches:
+            self._add(batch, lines)
         if lines:
+            lines.append("")
             try:
-                self.out.write("\n".join(lines) + "\n")
+                self.out.write("\n".join(lines))
                 self.out.flush()
             except (BrokenPipeError, ValueError, OSError):
                 # The reader went away (`| head`); the proxy keeps running.
                 self.broken = True
-            self.lines += len(lines)
+            self.lines += len(lines) - 1
 
-    def _prefix(self, conn_id: int, t: float, arrow: str) -> str:
-        rel = t - (self.start or t)
-        return f"{rel:9.3f} #{conn_id:<3} {arrow}"
+    def _add(self, batch: Batch, lines: list[str]) -> None:
+        start = self.start
+        if start is None:
+            start = self.start = batch.t
+        conn_id = batch.conn_id
+        tracker = self.tracker
+        keep = self.filter
+        for ev in batch.events:
+            if isinstance(ev, ConnectionEvent):
+                info = tracker.update(ev) or tracker.get(conn_id)
+                if keep is not None and not isinstance(ev, _ALWAYS) \
+                        and not self._kept(keep, ev, info):
+                    continue
+                text = connection_line(ev)
+                if text:
+                    lines.append(f"{prefix(conn_id, ev.t - (start or ev.t), '*')} {text}")
+                continue
+            if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
+                continue
+            add_event_lines(lines, conn_id, ev, ev.t - (start or ev.t), annotate=self.annotate,
+                            quiet=self.quiet)
 
-    def _format(self, conn_id: int, ev: ProxyEvent, lines: list[str]) -> None:
-        if isinstance(ev, ConnectionEvent):
-            text = connection_line(ev)
-            if text:
-                lines.append(f"{self._prefix(conn_id, ev.t, '*')} {text}")
-            return
-        rel = ev.t - (self.start or ev.t)
-        lines.extend(event_lines(conn_id, ev, rel, annotate=self.annotate, quiet=self.quiet))
+    @staticmethod
+    def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:
+        try:
+            return keep(ev, info)
+        except Exception:
+            log.exception("the filter failed on %r; showing the event", ev)
+            return True
 
 
 def connection_line(ev: ConnectionEvent) -> str | None:

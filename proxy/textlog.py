@@ -6,11 +6,19 @@ A live log (``h2scope run --headless``) and an exported one (``h2scope export
         0.004 #1   →     1 HEADERS [END_STREAM,END_HEADERS] len=31  GET example.test/
                           :method: GET
         0.009 #1   ←     1 DATA [END_STREAM] len=13  13 bytes  window conn=65522 stream=65522
+
+The headless printer formats every frame on the proxy's event loop, so the
+parts that repeat are computed once: the line prefix (all events of one relayed
+read share their time, connection and direction) and the ``TYPE [FLAGS]``
+column (a handful of distinct type and flag combinations) are cached.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
+from proxy.observe.enums import Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -19,24 +27,41 @@ from proxy.observe.events import (
     PrefaceObserved,
     StreamStateChanged,
 )
+from proxy.observe.frames import Frame
 
 HEADER_INDENT = " " * 22
+_ARROW = {Direction.C2S: Direction.C2S.arrow, Direction.S2C: Direction.S2C.arrow}
+_TYPE_FLAGS: dict[tuple[int, int], str] = {}
+"""``"HEADERS [END_STREAM,END_HEADERS]"`` by (type, flags); at most 2^16 entries."""
 
 
+@lru_cache(maxsize=64)
 def prefix(conn_id: int, rel: float, arrow: str) -> str:
     """The columns every line starts with: seconds since the first event, the
     connection and a direction arrow (``*`` for connection lines)."""
     return f"{rel:9.3f} #{conn_id:<3} {arrow}"
 
 
-def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool = False) -> str:
-    """One frame: stream, RFC type name, flags, length and the decoded gist."""
+def _type_flags(f: Frame) -> str:
+    key = (f.type, f.flags)
+    text = _TYPE_FLAGS.get(key)
+    if text is None:
+        text = _TYPE_FLAGS[key] = f"{f.type_name} {flags_text(f) or '[]'}"
+    return text
+
+
+def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
     f = ev.frame
-    line = (f"{prefix(conn_id, rel, ev.direction.arrow)} {f.stream_id:>5} {f.type_name} "
-            f"{flags_text(f) or '[]'} len={f.length}  {frame_summary(ev)}").rstrip()
+    line = f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {frame_summary(ev)}"
+    line = line.rstrip()
     if truncated:
         line += "  (payload truncated when recorded)"
     return line
+
+
+def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool = False) -> str:
+    """One frame: stream, RFC type name, flags, length and the decoded gist."""
+    return _frame_line(prefix(conn_id, rel, _ARROW[ev.direction]), ev, truncated)
 
 
 def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
@@ -47,16 +72,35 @@ def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
     ``headers`` lists each decoded header block under its frame (``annotate``
     adds every field's HPACK representation); ``quiet`` keeps only findings.
     """
-    if isinstance(ev, FrameObserved):
-        lines = [] if quiet else [frame_line(conn_id, ev, rel, truncated=truncated)]
-        if headers and not quiet and ev.block is not None:
-            lines.extend(block_lines(ev.block, annotate=annotate, indent=HEADER_INDENT))
-        head = prefix(conn_id, rel, ev.direction.arrow)
-        lines.extend(f"{head} ! {finding}" for finding in ev.findings)
-        return lines
+    lines: list[str] = []
+    add_event_lines(lines, conn_id, ev, rel, headers=headers, annotate=annotate, quiet=quiet,
+                    truncated=truncated)
+    return lines
+
+
+def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
+                    headers: bool = True, annotate: bool = False, quiet: bool = False,
+                    truncated: bool = False) -> None:
+    """:func:`event_lines`, appended to ``lines`` (no list per event)."""
+    if type(ev) is FrameObserved:
+        head = prefix(conn_id, rel, _ARROW[ev.direction])
+        if not quiet:
+            lines.append(_frame_line(head, ev, truncated))
+            block = ev.block
+            if headers and block is not None:
+                if annotate:
+                    lines.extend(block_lines(block, annotate=True, indent=HEADER_INDENT))
+                else:
+                    lines.extend([f"{HEADER_INDENT}{name}: {value}"
+                                  for name, value in block.headers])
+        if ev.findings:
+            lines.extend([f"{head} ! {finding}" for finding in ev.findings])
+        return
     if isinstance(ev, (Desynced, ConnectionFindingRaised)):
-        return [f"{prefix(conn_id, rel, ev.direction.arrow)} ! {event_line(ev)}"]
+        lines.append(f"{prefix(conn_id, rel, _ARROW[ev.direction])} ! {event_line(ev)}")
+        return
     if quiet or isinstance(ev, (StreamStateChanged, PrefaceObserved)):
-        return []
+        return
     text = event_line(ev)
-    return [f"{prefix(conn_id, rel, ev.direction.arrow)} {text}"] if text else []
+    if text:
+        lines.append(f"{prefix(conn_id, rel, _ARROW[ev.direction])} {text}")

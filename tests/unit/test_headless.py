@@ -1,0 +1,81 @@
+"""The console printer: the same lines whether batches come one by one or in groups."""
+
+from __future__ import annotations
+
+import io
+
+from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened
+from proxy.headless import HeadlessPrinter
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from proxy.textlog import event_lines, prefix
+from tests.unit.capture.traffic import record_session
+
+
+def _batches() -> list[Batch]:
+    """Two interleaved connections of real h2 traffic, each read its own batch."""
+    out: list[Batch] = []
+    for conn_id in (1, 2):
+        obs = ConnectionObserver(preface="required")
+        chunks = record_session(_NullWriter(), conn_id).chunks  # type: ignore[arg-type]
+        t = 1000.0
+        out.append(Batch(conn_id=conn_id, t=t, events=(ConnectionOpened(
+            conn_id=conn_id, t=t, client=("127.0.0.1", 5000 + conn_id), mode="regular",
+            target="example.test:443"),)))
+        for direction, data in chunks:
+            t += 0.001  # both connections share the same times: the prefix is per connection
+            out.append(Batch(conn_id=conn_id, t=t, events=tuple(obs.feed(direction, data, t)),
+                             direction=direction, data=data, protocol="h2"))
+        out.append(Batch(conn_id=conn_id, t=t, events=(ConnectionClosed(
+            conn_id=conn_id, t=t, closed_by=Closer.CLIENT, reason="client closed"),)))
+    return sorted(out, key=lambda b: b.t)  # stable: interleaves the two connections
+
+
+class _NullWriter:
+    """Enough of a CaptureWriter for record_session's tap: records nothing."""
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: None
+
+
+def _one_by_one(batches: list[Batch], **kw: object) -> str:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out, **kw)  # type: ignore[arg-type]
+    for b in batches:
+        printer.handle(b)
+    return out.getvalue()
+
+
+def test_grouped_batches_print_exactly_the_lines_of_one_by_one() -> None:
+    batches = _batches()
+    for kw in ({}, {"annotate": True}, {"quiet": True}):
+        out = io.StringIO()
+        printer = HeadlessPrinter(out, **kw)  # type: ignore[arg-type]
+        printer.handle_many(batches[:5])
+        printer.handle_many(batches[5:])
+        expected = _one_by_one(batches, **kw)
+        assert out.getvalue() == expected
+        assert printer.lines == expected.count("\n")
+
+
+def test_every_frame_line_is_the_text_log_line_with_its_own_connection() -> None:
+    batches = _batches()
+    text = _one_by_one(batches)
+    start = batches[0].t
+    expected: list[str] = []
+    for b in batches:
+        for ev in b.events:
+            if b.direction is not None:
+                expected += event_lines(b.conn_id, ev, ev.t - start)
+    frame_lines = [ln for ln in text.splitlines() if " * " not in ln]
+    assert frame_lines == expected
+    assert any(ln.startswith(prefix(1, 0.001, Direction.C2S.arrow)) for ln in frame_lines)
+    assert any(ln.startswith(prefix(2, 0.001, Direction.C2S.arrow)) for ln in frame_lines)
+
+
+def test_a_reader_that_went_away_stops_the_printer_not_the_proxy() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    out.close()
+    printer.handle_many(_batches()[:3])
+    assert printer.broken
