@@ -407,11 +407,11 @@ class H2ScopeApp(App[int]):
             return
         t = self.session.table
         current = self.timeline.selected_row or 0
-        blocks = sorted(t.blocks) if step > 0 else sorted(t.blocks, reverse=True)
+        headers = t.block_headers
+        blocks = sorted(headers) if step > 0 else sorted(headers, reverse=True)
         for row in blocks:
             after = (row > current) if step > 0 else (row < current)
-            if after and any(needle in n or needle in v.lower()
-                             for n, v in t.blocks[row].headers):
+            if after and any(needle in n or needle in v.lower() for n, v in headers[row]):
                 self._select_row(row)
                 self.message = f"found {self.search_text!r}"
                 return

@@ -22,6 +22,7 @@ from proxy.capture.reader import Record
 from proxy.capture.replay import observer_for
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
+from ui.model.hpack_replay import EVERY
 from ui.model.session import Session
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
@@ -124,6 +125,17 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
         on_progress()
 
 
+def _checkpoint(session: Session, conn: int, obs: ConnectionObserver, d: int) -> None:
+    """Every EVERY blocks, note the decoder's table (the HPACK tab then decodes
+    a block again from the nearest checkpoint, not from the connection's start)."""
+    tbl = session.conns[conn].hpack[d]
+    n = len(tbl.block_rows)
+    if n % EVERY == 0:
+        decoder = obs.sides[d].decoder
+        if decoder.table_size == tbl.size:  # (a block that failed to decode would not be)
+            tbl.replay.checkpoint(n, decoder.entries, decoder.table_max)
+
+
 def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
            rec: Record, row: int | None) -> None:
     """Feed one record; a FRAME record's events attach to ``row`` (its index row).
@@ -145,6 +157,8 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
         for ev in obs.feed(rec.direction, data, rec.wall):
             if type(ev) is FrameObserved:
                 observe(conn, ev, rec.offset, row)
+                if ev.block is not None:
+                    _checkpoint(session, conn, obs, int(ev.direction))
             else:
                 observe(conn, ev)
     elif rtype == _CONNECTION:

@@ -12,15 +12,16 @@ proxy and a replayed capture.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
-from proxy.observe.hpack_annotated import HeaderBlock, Representation
+from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import PriorityTree
+from ui.model.hpack_replay import BlockBytes, BlockReplay
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -33,7 +34,7 @@ class StreamInfo:
     stream_id: int
     request_headers: Headers | None = None
     response_headers: Headers | None = None
-    informational: list[Headers] = field(default_factory=list)
+    informational: tuple[Headers, ...] = ()
     request_trailers: Headers | None = None
     response_trailers: Headers | None = None
     rows: array[int] = field(default_factory=lambda: array("I"))
@@ -48,10 +49,18 @@ class StreamInfo:
     urgency: int | None = None
     """RFC 9218 §4.1 urgency (0-7) from the ``priority`` header or PRIORITY_UPDATE."""
     incremental: bool | None = None
-    data_bytes: list[int] = field(default_factory=lambda: [0, 0])
-    stalls: list[tuple[float, float | None]] = field(default_factory=list)
-    """(stalled at, resumed at) for this stream's windows."""
+    data_c2s: int = 0
+    """DATA payload bytes the client sent on this stream (padding excluded)."""
+    data_s2c: int = 0
+    stalls: tuple[tuple[float, float | None], ...] = ()
+    """(stalled at, resumed at) for this stream's windows. Rare, so a tuple
+    replaced on change: a stream without stalls costs no list."""
     findings: int = 0
+
+    @property
+    def data_bytes(self) -> tuple[int, int]:
+        """DATA payload bytes per direction (index: Direction)."""
+        return (self.data_c2s, self.data_s2c)
 
     @property
     def stream_headers(self) -> Headers:
@@ -69,11 +78,12 @@ class StreamInfo:
 
 @dataclass(slots=True)
 class HpackTable:
-    """One direction's dynamic table, replayed from header block annotations.
+    """One direction's dynamic table, as its header blocks left it.
 
-    Loading notes only each block's row and the table size after it (cheap);
-    :meth:`rebuild` replays the blocks' inserts and evictions when a view
-    asks for the entries.
+    Loading notes only each block's row, the table size after it and its
+    counts (cheap); :meth:`rebuild` decodes the blocks again
+    (:class:`~ui.model.hpack_replay.BlockReplay`, from its nearest checkpoint)
+    when a view asks for the entries.
     """
 
     block_rows: array[int] = field(default_factory=lambda: array("I"))
@@ -85,9 +95,12 @@ class HpackTable:
     """Newest first (index 62 is ``entries[0]``, RFC 7541 §2.3.3); see :meth:`rebuild`."""
     inserts: int = 0
     evictions: int = 0
+    entry_count: int = 0
+    """Entries after the last block, as the observer counted them."""
     in_sync: bool = True
-    """False if an annotation disagreed with the replayed table (lost events)."""
-    _built: int = 0
+    """False if the blocks could not be decoded again to the table the observer
+    reported (lost events, or frame bytes no longer kept)."""
+    replay: BlockReplay = field(default_factory=BlockReplay)
 
     def note(self, block: HeaderBlock, t: float, row: int) -> None:
         self.block_rows.append(row)
@@ -95,27 +108,28 @@ class HpackTable:
         self.sizes.append(block.table_size)
         self.size = block.table_size
         self.max_size = block.table_max
+        self.inserts += block.inserted
+        self.evictions += block.evicted
+        self.entry_count = block.table_entries
 
-    def rebuild(self, blocks: Mapping[int, HeaderBlock]) -> None:
+    def rebuild(self, block_bytes: BlockBytes) -> None:
         """Bring :attr:`entries` up to date with the blocks noted so far."""
-        entries = self.entries
         rows = self.block_rows
-        for i in range(self._built, len(rows)):
-            block = blocks.get(rows[i])
-            if block is None:
-                self.in_sync = False
-                continue
-            for fa in block.fields:
-                for _ in fa.evicted:  # oldest first, from the end
-                    if entries:
-                        entries.pop()
-                    self.evictions += 1
-                if fa.inserted and fa.representation is not Representation.SIZE_UPDATE:
-                    entries.appendleft((fa.name, fa.value))
-                    self.inserts += 1
-            if len(entries) != block.table_entries:
-                self.in_sync = False
-        self._built = len(rows)
+        decoder = self.replay.table_after(len(rows), rows, block_bytes)
+        if decoder is None:
+            self.in_sync = False
+            return
+        self.entries = deque(decoder.entries)
+        self.in_sync = (len(self.entries) == self.entry_count
+                        and decoder.table_size == self.size)
+
+    def block(self, row: int, block_bytes: BlockBytes) -> HeaderBlock | None:
+        """The block at ``row`` decoded again, annotations and all."""
+        rows = self.block_rows
+        k = bisect_left(rows, row)
+        if k >= len(rows) or rows[k] != row:
+            return None
+        return self.replay.block(k, rows, block_bytes)
 
 
 @dataclass(slots=True)

@@ -97,7 +97,12 @@ def _ordered(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...
 
 def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
     out = Text()
-    if ev is None or ev.block is None:
+    b = session.header_block(row) if ev is not None and ev.block is not None else None
+    if ev is not None and ev.block is not None and b is None:
+        out.append("The header block cannot be decoded again: the bytes of an earlier block "
+                   "of this connection are no longer in memory.\n")
+        return out
+    if ev is None or b is None:
         ftype = session.table.type[row]
         if ftype in (1, 5, 9):
             out.append("This frame does not complete a header block: the block is decoded on "
@@ -106,7 +111,6 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
             out.append("No header block: HPACK applies to HEADERS, PUSH_PROMISE and "
                        "CONTINUATION frames.\n")
         return out
-    b = ev.block
     out.append(f"header block: {b.wire_length} bytes on the wire → {b.decoded_size} decoded "
                f"(RFC 7541 §4.1 size)\n", style.Style(bold=True))
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "

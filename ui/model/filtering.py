@@ -76,6 +76,15 @@ class _RowFrame:
         return type_name(self.type)
 
 
+class _Block:
+    """A header block as filters see it: the header list."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self) -> None:
+        self.headers: tuple[tuple[str, str], ...] = ()
+
+
 class _Row:
     """Quacks like a FrameObserved for every filter term except bare words."""
 
@@ -112,7 +121,8 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     rf = row.frame
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
         table.type, table.flags, table.stream, table.length, table.direction, table.conn)
-    blocks_get = table.blocks.get
+    blocks_get = table.block_headers.get
+    block = _Block()
     findings_get = table.findings.get
     dirs = DIRECTIONS
     append = out.append
@@ -123,7 +133,12 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
         rf.length = t_len[i]
         row.direction = dirs[t_dir[i]]
         row.findings = findings_get(i, _EMPTY)
-        row.block = blocks_get(i)
+        headers = blocks_get(i)
+        if headers is None:
+            row.block = None
+        else:
+            block.headers = headers
+            row.block = block
         c = conns.get(t_conn[i])
         sh = None
         if need_sh and c is not None and sid:

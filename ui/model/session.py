@@ -10,6 +10,7 @@ ever writes. :attr:`version` moves after every batch so views know to refresh.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from typing import Any
 
 from proxy.events import (
@@ -43,11 +44,12 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
 )
+from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import parse_priority_field
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.table import FrameBytes, FrameTable
 
-_DATA, _HEADERS, _WU = 0, 1, 8
+_DATA, _HEADERS, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 5, 8, 9
 _NOT_OPEN = frozenset({"idle", "reserved", "closed"})
 """Stream states (StreamState values) that do not count as open streams."""
 
@@ -154,7 +156,8 @@ class Session:
             case FlowControlStalled():
                 c.stalls.append((ev.t, int(d), ev.stream_id, None))
                 if ev.stream_id:
-                    c.stream(ev.stream_id).stalls.append((ev.t, None))
+                    st = c.stream(ev.stream_id)
+                    st.stalls = (*st.stalls, (ev.t, None))
             case FlowControlResumed():
                 for i in range(len(c.stalls) - 1, -1, -1):
                     t, sd, sid, end = c.stalls[i]
@@ -162,9 +165,9 @@ class Session:
                         c.stalls[i] = (t, sd, sid, ev.t)
                         break
                 if ev.stream_id:
-                    st = c.stream(ev.stream_id).stalls
-                    if st and st[-1][1] is None:
-                        st[-1] = (st[-1][0], ev.t)
+                    sst = c.stream(ev.stream_id)
+                    if sst.stalls and sst.stalls[-1][1] is None:
+                        sst.stalls = (*sst.stalls[:-1], (sst.stalls[-1][0], ev.t))
             case Desynced():
                 c.conn_findings.append(ev.finding)
                 c.findings += 1
@@ -207,7 +210,10 @@ class Session:
                 s.first_response_t = t
         if ftype == _DATA:
             if s is not None and type(f) is DataFrame:
-                s.data_bytes[d] += f.data_length
+                if d:
+                    s.data_s2c += f.data_length
+                else:
+                    s.data_c2s += f.data_length
             self._windows(c, ev, d, sid, t, ftype)
             return
         if ftype == _WU:
@@ -260,7 +266,7 @@ class Session:
             return
         status = next((v for n, v in headers if n == ":status"), None)
         if status is not None and status[:1] == "1":
-            s.informational.append(headers)
+            s.informational = (*s.informational, headers)
         elif s.response_headers is None:
             s.response_headers = headers
         else:
@@ -295,6 +301,56 @@ class Session:
         if c is None or not sid:
             return None
         return c.streams.get(sid)
+
+    def block_bytes(self, row: int) -> bytes | None:
+        """The bytes of the header block completed at ``row``: the HEADERS or
+        PUSH_PROMISE fragment and the CONTINUATION fragments after it (RFC 9113
+        §6.10: they follow it on the same stream and direction, nothing in between
+        on the connection, so the stream's rows find them)."""
+        t = self.table
+        c = self.conns.get(t.conn[row])
+        s = c.streams.get(t.stream[row]) if c is not None else None
+        if s is None:
+            return None
+        rows = s.rows
+        d = t.direction[row]
+        parts: list[bytes] = []
+        i = bisect_left(rows, row)
+        if i >= len(rows) or rows[i] != row:
+            return None
+        while i >= 0:
+            r = rows[i]
+            i -= 1
+            if t.direction[r] != d:
+                continue
+            ftype = t.type[r]
+            if ftype == _CONTINUATION:
+                data = t.source.frame_bytes(t.ref[r])
+                if data is None:
+                    return None
+                parts.append(data[9:])
+                continue
+            if ftype not in (_HEADERS, _PUSH_PROMISE):
+                return None
+            frame = t.frame(r)
+            if not isinstance(frame, (HeadersFrame, PushPromiseFrame)):
+                return None
+            parts.append(frame.fragment)
+            parts.reverse()
+            return b"".join(parts)
+        return None
+
+    def header_block(self, row: int) -> HeaderBlock | None:
+        """Row ``row``'s header block with every HPACK annotation, decoded again
+        (:mod:`ui.model.hpack_replay`); None if it has none or it cannot be rebuilt."""
+        t = self.table
+        if row not in t.block_headers:
+            return None
+        c = self.conns.get(t.conn[row])
+        if c is None:
+            return None
+        with self.lock:
+            return c.hpack[t.direction[row]].block(row, self.block_bytes)
 
     def relative(self, t: float) -> float:
         return t - (self.t0 if self.t0 is not None else t)

@@ -25,10 +25,21 @@ from proxy.observe.findings import Finding
 from proxy.observe.frames import Frame, parse_frame
 from proxy.observe.hpack_annotated import HeaderBlock
 
+Headers = tuple[tuple[str, str], ...]
+
 NO_WINDOW = -(1 << 62)
 """Sentinel in the window columns: the frame changed no window."""
 
 DIRECTIONS = (Direction.C2S, Direction.S2C)
+_BLOCK_TYPES = frozenset({1, 5, 9})
+"""HEADERS, PUSH_PROMISE, CONTINUATION."""
+
+
+def headers_only(headers: Headers) -> HeaderBlock:
+    """A HeaderBlock with only its header list (what the table keeps)."""
+    return HeaderBlock(headers=headers, fields=(), wire_length=0, decoded_size=0,
+                       table_size_before=0, table_size=0, table_max=0, table_entries=0,
+                       inserted=0, evicted=0)
 
 
 class FrameBytes(Protocol):
@@ -57,8 +68,11 @@ class FrameTable:
         """The observer's connection-wide frame sequence number."""
         self.win_conn = array("q")
         self.win_stream = array("q")
-        self.blocks: dict[int, HeaderBlock] = {}
-        """Row → the header block the frame completed (END_HEADERS)."""
+        self.block_headers: dict[int, Headers] = {}
+        """Row → the header list of the block the frame completed (END_HEADERS).
+        Only the list: the same tuple the stream holds as its request, response
+        or trailers, so it costs a dictionary entry. The HPACK annotations are
+        decoded again when a view asks (:meth:`Session.header_block`)."""
         self.block_stream: dict[int, int] = {}
         """Row → the promised stream of a PUSH_PROMISE's block."""
         self.findings: dict[int, tuple[Finding, ...]] = {}
@@ -91,7 +105,7 @@ class FrameTable:
             if w[1] is not None:
                 self.win_stream[row] = w[1]
         if ev.block is not None:
-            self.blocks[row] = ev.block
+            self.block_headers[row] = ev.block.headers
         if ev.block_stream_id is not None:
             self.block_stream[row] = ev.block_stream_id
         if ev.findings:
@@ -119,7 +133,7 @@ class FrameTable:
             self.win_conn.append(w[0])
             self.win_stream.append(NO_WINDOW if w[1] is None else w[1])
         if ev.block is not None:
-            self.blocks[row] = ev.block
+            self.block_headers[row] = ev.block.headers
         if ev.block_stream_id is not None:
             self.block_stream[row] = ev.block_stream_id
         if ev.findings:
@@ -134,13 +148,20 @@ class FrameTable:
         return None if data is None else parse_frame(data)
 
     def event(self, row: int) -> FrameObserved | None:
-        """The observer's event for row ``row``, rebuilt from the columns and bytes."""
+        """The observer's event for row ``row``, rebuilt from the columns and bytes.
+
+        Its ``block`` carries the header list only (no field annotations, sizes
+        zero): what summaries and filters read. :meth:`Session.header_block`
+        decodes the whole block again.
+        """
         frame = self.frame(row)
         if frame is None:
             return None
+        headers = self.block_headers.get(row)
         wc, ws = self.win_conn[row], self.win_stream[row]
         return FrameObserved(t=self.time[row], direction=DIRECTIONS[self.direction[row]],
-                             seq=self.seq[row], frame=frame, block=self.blocks.get(row),
+                             seq=self.seq[row], frame=frame,
+                             block=None if headers is None else headers_only(headers),
                              block_stream_id=self.block_stream.get(row),
                              findings=self.findings.get(row, ()),
                              windows=None if wc == NO_WINDOW else
@@ -159,9 +180,13 @@ class LiveFrames:
     When the budget is exceeded the oldest frames' bytes are forgotten (their
     rows stay, with everything decoded); :attr:`forgotten` counts them so the
     UI can say so. Recording keeps everything on disk instead.
+
+    Frames of header blocks (HEADERS, PUSH_PROMISE, CONTINUATION) are kept
+    outside the budget: they are small, and decoding any later block again
+    (the HPACK tab) needs every earlier one (RFC 7541 §2.3.2).
     """
 
-    def __init__(self, budget: int = 256 << 20) -> None:
+    def __init__(self, budget: int = 32 << 20) -> None:
         self.budget = budget
         self._frames: list[bytes | None] = []
         self._held = 0
@@ -169,16 +194,22 @@ class LiveFrames:
         self.forgotten = 0
 
     def add(self, raw: bytes) -> int:
-        ref = len(self._frames)
-        self._frames.append(raw)
+        frames = self._frames
+        ref = len(frames)
+        frames.append(raw)
+        if len(raw) > 3 and raw[3] in _BLOCK_TYPES:
+            return ref
         self._held += len(raw)
-        while self._held > self.budget and self._oldest < ref:
-            old = self._frames[self._oldest]
-            if old is not None:
-                self._held -= len(old)
-                self._frames[self._oldest] = None
-                self.forgotten += 1
-            self._oldest += 1
+        if self._held > self.budget:
+            oldest = self._oldest
+            while self._held > self.budget and oldest < ref:
+                old = frames[oldest]
+                if old is not None and not (len(old) > 3 and old[3] in _BLOCK_TYPES):
+                    self._held -= len(old)
+                    frames[oldest] = None
+                    self.forgotten += 1
+                oldest += 1
+            self._oldest = oldest
         return ref
 
     def frame_bytes(self, ref: int) -> bytes | None:

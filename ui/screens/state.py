@@ -6,7 +6,7 @@ the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from proxy.observe.enums import Direction
-from proxy.observe.hpack_annotated import HeaderBlock
 from ui.model.connections import ConnInfo, settings_view
+from ui.model.hpack_replay import BlockBytes
 from ui.model.session import Session
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -56,17 +56,17 @@ def chart(values: Sequence[float], width: int = 72, height: int = 6,
     return lines
 
 
-def hpack_text(conn: ConnInfo, blocks: Mapping[int, HeaderBlock]) -> Text:
+def hpack_text(conn: ConnInfo, block_bytes: BlockBytes) -> Text:
     out = Text()
     for d in Direction:
         tbl = conn.hpack[d]
-        tbl.rebuild(blocks)
+        tbl.rebuild(block_bytes)
         out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
                    f"table): {len(tbl.entries)} entries, {tbl.size}/{tbl.max_size} bytes, "
                    f"{tbl.inserts} inserted, {tbl.evictions} evicted\n", "bold")
         if not tbl.in_sync:
-            out.append("  (the UI missed events: this table may differ from the peer's)\n",
-                       "yellow")
+            out.append("  (the UI missed events or no longer holds the bytes of a block: this "
+                       "table may differ from the peer's)\n", "yellow")
         for i, (n, v) in enumerate(list(tbl.entries)[:200]):
             out.append(f"  {62 + i:>4}  ", "dim")
             out.append(f"{n}: {v[:100]}  ", "")
@@ -180,7 +180,7 @@ class StateScreen(ModalScreen[None]):
                           f"{c.state})", "bold"), id="state-title")
         with TabbedContent(initial=self.tab, id="state-tabs"):
             with self.session.lock:
-                texts = (("hpack", "HPACK tables", hpack_text(c, self.session.table.blocks)),
+                texts = (("hpack", "HPACK tables", hpack_text(c, self.session.block_bytes)),
                          ("flow", "Flow control", flow_text(c)),
                          ("settings", "Settings", settings_text(c)),
                          ("priority", "Priority", priority_text(c)))

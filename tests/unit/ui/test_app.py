@@ -273,7 +273,7 @@ def test_goto_and_header_search_select_frames(capture_path: Path) -> None:
         await pilot.pause()
         row = app.timeline.selected_row
         assert row is not None
-        headers = dict(app.session.table.blocks[row].headers)
+        headers = dict(app.session.table.block_headers[row])
         assert headers["grpc-message"] == "OK"
     drive(capture_path, scenario)
 

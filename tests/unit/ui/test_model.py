@@ -33,7 +33,15 @@ def test_table_has_one_row_per_frame_event_in_capture_order(session: Session,
         assert (t.conn[row], t.stream[row], t.type[row], t.flags[row], t.length[row]) == (
             conn, ev.frame.stream_id, ev.frame.type, ev.frame.flags, ev.frame.length)
         # The UI runs on the capture's wall clock (one clock for every view).
-        assert dataclasses.replace(t.event(row), t=ev.t) == ev  # type: ignore[type-var]
+        got = t.event(row)
+        assert got is not None
+        assert dataclasses.replace(got, t=ev.t, block=ev.block) == ev
+        if ev.block is not None:
+            # The table keeps the header list; the annotated block is decoded again.
+            assert got.block is not None and got.block.headers == ev.block.headers
+            assert session.header_block(row) == ev.block
+        else:
+            assert got.block is None and session.header_block(row) is None
 
 
 def test_connection_summary_counts_frames_bytes_streams_and_findings(session: Session) -> None:
@@ -65,7 +73,7 @@ def test_hpack_tables_rebuilt_from_annotations_equal_the_observers_decoder(
                      if item.record.type == 2 else item.record.body, item.record.t)
     c = session.conns[1]
     for d in Direction:
-        c.hpack[d].rebuild(session.table.blocks)
+        c.hpack[d].rebuild(session.block_bytes)
         decoder = obs.sides[d].decoder
         entries = [(str(n), str(v)) for n, v in decoder.entries]
         assert entries, "the traffic inserts into both directions' tables"
