@@ -25,7 +25,7 @@ What it writes, per batch:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from proxy.capture.writer import CaptureWriter
 from proxy.events import (
@@ -126,27 +126,43 @@ class CaptureRecorder:
                 self._finish(cid, conn, batch.t)  # the observer's closing events
             return
         d = int(direction)
+        data = batch.data
         if conn.raw_only[d]:
-            writer.raw(cid, direction, batch.data, t=batch.t, wall=batch.t)
+            writer.raw(cid, direction, data, t=batch.t, wall=batch.t)
             return
         pending = conn.pending[d]
-        pending += batch.data
+        if pending:
+            pending += data  # an incomplete frame goes on: the bytes read as one
+            buf: bytes | bytearray = pending
+        else:
+            buf = data  # the usual case: nothing held, nothing copied
         consumed = 0
+        frames: list[tuple[bytes, float]] = []
         for ev in batch.events:
-            if type(ev) is FrameObserved:
-                raw = ev.frame.raw
+            kind = type(ev)
+            if kind is FrameObserved:
+                raw = cast(FrameObserved, ev).frame.raw
                 consumed += len(raw)
-                writer.frame(cid, direction, raw, t=ev.t, wall=batch.t)
-            elif type(ev) is PrefaceObserved:
+                frames.append((raw, ev.t))
+                continue
+            if frames:  # keep the records in wire order
+                writer.frames(cid, direction, frames, wall=batch.t)
+                frames = []
+            if kind is PrefaceObserved:
                 consumed += len(CONNECTION_PREFACE)
                 writer.raw(cid, direction, CONNECTION_PREFACE, t=ev.t, wall=batch.t)
-            elif type(ev) is Desynced:
-                if len(pending) > consumed:
-                    writer.raw(cid, direction, bytes(pending[consumed:]), t=ev.t, wall=batch.t)
-                consumed = len(pending)
+            elif kind is Desynced:
+                if len(buf) > consumed:
+                    writer.raw(cid, direction, bytes(buf[consumed:]), t=ev.t, wall=batch.t)
+                consumed = len(buf)
                 conn.raw_only[d] = True
-        if consumed:
-            del pending[:consumed]
+        if frames:
+            writer.frames(cid, direction, frames, wall=batch.t)
+        if pending:
+            if consumed:
+                del pending[:consumed]
+        elif consumed < len(data):
+            pending += memoryview(data)[consumed:]  # the start of a frame not complete yet
         if len(pending) > _MAX_PENDING:
             writer.raw(cid, direction, bytes(pending), t=batch.t, wall=batch.t)
             pending.clear()

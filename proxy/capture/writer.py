@@ -6,9 +6,20 @@ buffer to the file
 * every ``flush_interval`` seconds from a small background thread (so a
   ``kill -9`` loses at most that much: the bytes are in the kernel after
   ``os.write``, and the kernel survives the process),
-* whenever the buffer reaches ``buffer_limit`` bytes (back-pressure: the
-  appending thread writes it itself and so waits for the disk), and
+* as soon as half of ``buffer_limit`` is pending, from that same thread
+  (woken up), so the appending thread — the proxy's event loop — does not
+  wait for the disk,
+* by the appending thread itself when the buffer reaches ``buffer_limit``
+  without a background thread, or ``HARD_LIMIT_FACTOR`` × ``buffer_limit``
+  with one (back-pressure: it waits for the disk), and
 * on :meth:`flush` / :meth:`close`, or awaited with :meth:`drain` from asyncio.
+
+Large bodies (a DATA frame) are neither copied nor checksummed when appended:
+the record keeps a reference to the (immutable) bytes, and the thread that
+writes computes its CRC (``zlib.crc32`` releases the GIL for buffers above a
+few KiB) and hands it to ``os.writev`` next to the other records, so on a
+machine with a spare core the disk side of recording runs beside the relay.
+Small records are packed at once, which is cheaper than deferring them.
 
 Nothing is ever dropped: a caller that cannot wait checks :attr:`full` and
 either awaits :meth:`drain` or records a :meth:`lost` count.
@@ -50,6 +61,14 @@ _PACK_CRC = CRC.pack
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _TRUNCATED = int(RecordFlag.TRUNCATED)
 
+DEFER_BODY = 4096
+"""Bodies at least this long are checksummed and written by the flushing thread."""
+HARD_LIMIT_FACTOR = 4
+"""With a background thread, the appender writes itself only past this many
+``buffer_limit`` s (the thread is behind): memory stays bounded either way."""
+_IOV_MAX = 1024
+"""Buffers per ``os.writev`` call (Linux's IOV_MAX)."""
+
 
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
@@ -78,7 +97,11 @@ class CaptureWriter:
         self.flush_interval = flush_interval
         self._lock = threading.Lock()  # guards the buffer and counters
         self._io_lock = threading.Lock()  # keeps file writes in buffer order
-        self._buf = bytearray()
+        self._parts: list[bytearray | tuple[bytes, bytes]] = []
+        """Pending output in file order: runs of finished small records, and large
+        records as (prefix, body) whose CRC is computed when written."""
+        self._pending = 0
+        self._kick_at = max(buffer_limit // 2, 1)
         self._seq = 0
         self._counts = [0] * 256
         self._truncated_frames = 0
@@ -104,6 +127,7 @@ class CaptureWriter:
             os.close(self._fd)
             raise
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
         if autoflush:
             self._flusher = threading.Thread(target=self._flush_loop, name="capture-flush",
@@ -131,6 +155,49 @@ class CaptureWriter:
                 flags |= _TRUNCATED
                 self._truncated_frames += 1
         self._append(_FRAME, flags, conn_id, t, wall, raw)
+
+    def frames(self, conn_id: int, direction: Direction, frames: Sequence[tuple[bytes, float]],
+               *, wall: float | None = None) -> None:
+        """Several whole frames of one direction, each with its ``t``, in order: the
+        records :meth:`frame` would write, appended under one lock acquisition."""
+        if wall is None:
+            wall = time.time()
+        flags = int(direction)
+        cap = self.max_data_bytes
+        with self._lock:
+            if self._closed:
+                raise ValueError("capture writer is closed")
+            seq = self._seq
+            parts = self._parts
+            last = parts[-1] if parts else None
+            added = 0
+            for raw, t in frames:
+                rflags = flags
+                if cap is not None and raw[3] == 0 and len(raw) > 9 + cap:
+                    keep = 9 + cap + (1 if raw[4] & 0x8 else 0)  # as in frame()
+                    if len(raw) > keep:
+                        raw = raw[:keep]
+                        rflags |= _TRUNCATED
+                        self._truncated_frames += 1
+                n = len(raw)
+                prefix = _PACK_PREFIX(SYNC, _FRAME, rflags, n, conn_id, seq, t, wall)
+                seq += 1
+                if n >= DEFER_BODY:
+                    parts.append((prefix, raw if type(raw) is bytes else bytes(raw)))
+                    last = None
+                else:
+                    if last is None or type(last) is not bytearray:
+                        last = bytearray()
+                        parts.append(last)
+                    last += prefix
+                    last += _PACK_CRC(crc32(raw, crc32(prefix)))
+                    last += raw
+                added += n + 40
+            self._counts[_FRAME] += seq - self._seq
+            self._seq = seq
+            pending = self._pending = self._pending + added
+        if pending >= self._kick_at:
+            self._backlog(pending)
 
     def raw(self, conn_id: int, direction: Direction, data: bytes, *, t: float,
             wall: float | None = None) -> None:
@@ -188,12 +255,12 @@ class CaptureWriter:
     @property
     def pending_bytes(self) -> int:
         """Bytes appended but not yet written to the file."""
-        return len(self._buf)
+        return self._pending
 
     @property
     def full(self) -> bool:
-        """The buffer reached ``buffer_limit``: the next append will block on disk."""
-        return len(self._buf) >= self.buffer_limit
+        """The buffer reached ``buffer_limit``: an asyncio producer should :meth:`drain`."""
+        return self._pending >= self.buffer_limit
 
     @property
     def records_written(self) -> int:
@@ -212,11 +279,12 @@ class CaptureWriter:
         """Write everything appended so far to the file (blocks on the disk)."""
         with self._io_lock:
             with self._lock:
-                data = self._buf
-                if not data:
+                parts = self._parts
+                if not parts:
                     return
-                self._buf = bytearray()
-            self._write_all(data)
+                self._parts = []
+                self._pending = 0
+            self._write_parts(parts)
 
     async def drain(self) -> None:
         """Await room in the buffer: flush in a worker thread if it is full."""
@@ -232,6 +300,7 @@ class CaptureWriter:
                      _json({"records": self._seq, "counts": self.counts(),
                             "truncated_frames": self._truncated_frames}))
         self._stop.set()
+        self._wake.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         with self._lock:
@@ -253,29 +322,77 @@ class CaptureWriter:
                 body: bytes) -> None:
         if wall is None:
             wall = time.time()
+        n = len(body)
         with self._lock:
             if self._closed:
                 raise ValueError("capture writer is closed")
             seq = self._seq
             self._seq = seq + 1
-            prefix = _PACK_PREFIX(SYNC, rtype, flags, len(body), conn_id, seq, t, wall)
-            buf = self._buf
-            buf += prefix
-            buf += _PACK_CRC(crc32(body, crc32(prefix)))
-            buf += body
+            prefix = _PACK_PREFIX(SYNC, rtype, flags, n, conn_id, seq, t, wall)
+            parts = self._parts
+            if n >= DEFER_BODY:
+                parts.append((prefix, body if type(body) is bytes else bytes(body)))
+            else:
+                last = parts[-1] if parts else None
+                if type(last) is not bytearray:
+                    last = bytearray()
+                    parts.append(last)
+                last += prefix
+                last += _PACK_CRC(crc32(body, crc32(prefix)))
+                last += body
             self._counts[rtype] += 1
-            full = len(buf) >= self.buffer_limit
-        if full:
-            self.flush()  # back-pressure: the producer waits for the disk
+            pending = self._pending = self._pending + n + 40
+        if pending >= self._kick_at:
+            self._backlog(pending)
 
-    def _write_all(self, data: bytes | bytearray) -> None:
+    def _backlog(self, pending: int) -> None:
+        if self._flusher is None:
+            if pending >= self.buffer_limit:
+                self.flush()  # back-pressure: the producer waits for the disk
+            return
+        if not self._wake.is_set():
+            self._wake.set()
+        if pending >= self.buffer_limit * HARD_LIMIT_FACTOR:
+            self.flush()  # the background thread is behind: wait for the disk too
+
+    def _write_parts(self, parts: list[bytearray | tuple[bytes, bytes]]) -> None:
+        iov: list[bytes | bytearray] = []
+        for part in parts:
+            if type(part) is tuple:
+                prefix, body = part
+                iov.append(prefix + _PACK_CRC(crc32(body, crc32(prefix))))
+                iov.append(body)
+            else:
+                iov.append(part)  # type: ignore[arg-type]
+            if len(iov) >= _IOV_MAX - 1:
+                self._writev(iov)
+                iov = []
+        if iov:
+            self._writev(iov)
+
+    def _writev(self, iov: list[bytes | bytearray]) -> None:
+        total = sum(map(len, iov))
+        n = os.writev(self._fd, iov)
+        if n == total:
+            return
+        # A short write (a full disk, a signal): write the rest one buffer at a time.
+        for buf in iov:
+            if n >= len(buf):
+                n -= len(buf)
+                continue
+            self._write_all(memoryview(buf)[n:])
+            n = 0
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
             try:
                 self.flush()
             except OSError:
