@@ -153,6 +153,7 @@ def connection_line(ev: ConnectionEvent) -> str | None:
             return f"! {ev.stage}: {ev.message}{hint}"
         case ConnectionClosed():
             err = f" [{ev.error}]" if ev.error else ""
-            return (f"closed by {ev.closed_by.name.lower()}: {ev.reason}{err} "
-                    f"(→ {_bytes(ev.bytes_c2s)}, ← {_bytes(ev.bytes_s2c)})")
+            counts = (f" (→ {_bytes(ev.bytes_c2s)}, ← {_bytes(ev.bytes_s2c)})"
+                      if ev.bytes_c2s or ev.bytes_s2c else "")
+            return f"closed by {ev.closed_by.name.lower()}: {ev.reason}{err}{counts}"
     return None

@@ -173,6 +173,8 @@ class ProxyServer:
         except asyncio.CancelledError:
             for s in conn.streams:
                 s.abort()
+            with contextlib.suppress(Exception):
+                await conn.closed(Closer.PROXY, "closed because h2scope is stopping")
             raise
         except Exception as exc:
             log.exception("[conn %d] internal error", conn.id)
@@ -190,6 +192,16 @@ class ProxyServer:
             if not conn.closed_emitted:
                 with contextlib.suppress(Exception):
                     await conn.closed(Closer.PROXY, "connection ended", conn.last_error)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no connection is open (True), or ``timeout`` seconds (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def stop(self) -> None:
         """Close the listeners and every connection, then let the sinks drain."""

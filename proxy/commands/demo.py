@@ -148,6 +148,7 @@ async def run_headless(config: Any, store: Any, rounds: int | None, interval: fl
         print(f"h2scope demo: {exc}", file=sys.stderr)
         status = 1
     finally:
+        await proxy.wait_idle(2.0)  # the last round's connection closes on its own
         await proxy.stop()
         await origin.stop()
         if recorder is not None:
