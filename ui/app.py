@@ -45,6 +45,10 @@ from ui.widgets.rowlist import RowList
 from ui.widgets.timeline import Timeline
 
 TICK = 0.1
+UI_CPU_SHARE = 0.10
+"""Live: the share of one core the UI thread may spend (ingest and repaint)
+before repaints are spaced out (see :meth:`H2ScopeApp._refresh_due`)."""
+MAX_REPAINT_GAP = 1.0
 
 
 class H2ScopeApp(App[int]):
@@ -86,6 +90,7 @@ class H2ScopeApp(App[int]):
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
         self.started = time.monotonic()
+        self._repaint_mark = (self.started, time.thread_time())
         self.theme = pick_theme(theme_name)
         if self.keys:
             self.set_keymap(self.keys)
@@ -154,6 +159,8 @@ class H2ScopeApp(App[int]):
         if self.feed is not None and self.live_frames is not None:
             _, skipped = ingest(s, self.live_frames, self.feed, paused=self.paused)
             self.skipped += skipped
+            if not self._refresh_due():
+                return
         count = len(s.table)
         decoded = s.decoded
         if count and self.first_rows_at is None:
@@ -170,6 +177,25 @@ class H2ScopeApp(App[int]):
             if self.detail.row is None and count:
                 self.detail.show(self.timeline.selected_row)
         self._status()
+
+    def _refresh_due(self) -> bool:
+        """Live: whether to repaint on this tick.
+
+        The UI thread shares the GIL with the proxy's thread, and every moment it
+        holds it the relay waits (a thread back from a socket call waits for the
+        GIL for up to the switch interval). Repainting costs the same whatever the
+        traffic, so under load the views are repainted less often: only once the
+        UI thread's CPU time since the last repaint is at most
+        :data:`UI_CPU_SHARE` of the time passed (and at least every
+        :data:`MAX_REPAINT_GAP` seconds). Idle, that is every tick.
+        """
+        now, cpu = time.monotonic(), time.thread_time()
+        wall0, cpu0 = self._repaint_mark
+        elapsed = now - wall0
+        if cpu - cpu0 > UI_CPU_SHARE * elapsed and elapsed < MAX_REPAINT_GAP:
+            return False
+        self._repaint_mark = (now, cpu)
+        return True
 
     def _extend_view(self, count: int) -> None:
         """Filter rows that arrived since the filter ran (bounded work per tick)."""

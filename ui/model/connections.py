@@ -156,6 +156,10 @@ class ConnInfo:
     frames: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     streams: dict[int, StreamInfo] = field(default_factory=dict)
+    stream_order: list[StreamInfo] = field(default_factory=list)
+    """Streams with frames, by their first row (the lanes of this connection)."""
+    last_row: int = 0
+    """The connection's latest row."""
     open_streams: int = 0
     findings: int = 0
     conn_findings: list[Finding] = field(default_factory=list)

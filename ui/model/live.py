@@ -15,6 +15,7 @@ and stop recording while it runs.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections import deque
@@ -26,6 +27,10 @@ from proxy.events import Batch, ConnectionEvent, ConnectionOpened
 from proxy.observe.events import FrameObserved
 from ui.model.session import Session
 from ui.model.table import LiveFrames
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while another waits for it, while the
+proxy runs in this process (see :meth:`LiveProxy.start`)."""
 
 
 class LiveFeed:
@@ -129,6 +134,7 @@ class LiveProxy:
         self.error: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_stop: list[Callable[[], Awaitable[Any]]] = []
+        self._switch_interval: float | None = None
 
     def start(self, timeout: float = 30.0, *,
               starter: Callable[[list[Any], list[Any]], Coroutine[Any, Any, Any]] | None = None,
@@ -141,6 +147,12 @@ class LiveProxy:
         """
         from proxy.server import ProxyServer
 
+        # Two threads share the GIL: the relay, which mostly waits on sockets, and
+        # the UI, which computes. A thread back from a socket call waits for the
+        # GIL until the holder is made to drop it — up to the switch interval
+        # (5 ms by default) each time, which is where the relay's time went.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.thread.start()
         sinks: list[Any] = []
         if self._initial_record is not None:
@@ -214,6 +226,9 @@ class LiveProxy:
             self.thread.join(timeout)
         if not self.loop.is_running():
             self.loop.close()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
 
 class _AllConns(set[int]):

@@ -60,6 +60,8 @@ class Session:
     def __init__(self, source: FrameBytes, *, title: str = "") -> None:
         self.table = FrameTable(source)
         self.conns: dict[int, ConnInfo] = {}
+        self.stream_order: list[StreamInfo] = []
+        """Every stream with frames, by its first row (the lanes of "all")."""
         self.title = title
         self.version = 0
         self.t0: float | None = None
@@ -191,6 +193,7 @@ class Session:
         if c.first_t is None:
             c.first_t = t
         c.last_t = t
+        c.last_row = row
         c.frames[d] += 1
         c.bytes[d] += 9 + f.length
         if ev.findings:
@@ -202,6 +205,9 @@ class Session:
             s = c.streams.get(sid) or c.stream(sid)
             if not s.rows:  # (a state change may have created it a moment before)
                 s.first_t = t
+                # Ordered by first row as they come: the lanes never sort.
+                self.stream_order.append(s)
+                c.stream_order.append(s)
             s.rows.append(row)
             s.last_t = t
             if ev.findings:

@@ -53,14 +53,20 @@ class Lanes(RowList):
         if s.version == self._version and self.lanes:
             return
         self._version = s.version
-        with s.lock:
-            conns = [s.conns[self.conn_id]] if self.conn_id in s.conns else \
-                ([] if self.conn_id is not None else list(s.conns.values()))
-            lanes = [st for c in conns for st in list(c.streams.values()) if st.rows]
-        lanes.sort(key=lambda st: (st.rows[0], st.conn_id))
+        # The session keeps streams ordered by first row as they arrive: taking
+        # the (growing, append-only) list is O(1) a tick, however many streams.
+        last = len(s.table) - 1
+        if self.conn_id is None:
+            lanes = s.stream_order
+        elif self.conn_id in s.conns:
+            c = s.conns[self.conn_id]
+            lanes, last = c.stream_order, c.last_row
+        else:
+            lanes = []
         self.lanes = lanes
         if lanes:
-            self._span = (min(st.rows[0] for st in lanes), max(st.rows[-1] for st in lanes))
+            first = lanes[0].rows[0]
+            self._span = (first, max(first, last))
             table = s.table
             self._tspan = (table.time[self._span[0]], table.time[self._span[1]])
         self.refresh_rows(reset=True)

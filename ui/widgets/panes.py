@@ -9,7 +9,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import DataTable, TabbedContent, TabPane
 
 from proxy.observe.events import FrameObserved
 from ui.model import detail
@@ -49,6 +50,9 @@ class ConnectionsPane(DataTable[str | Text]):
         self.session = session
         self._version = -1
         self._rows: list[str] = []
+        self._shown: dict[str, tuple[str | Text, ...]] = {}
+        """Cells as last drawn, per row key."""
+        self._totals: tuple[str, str] = ("", "")
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -64,18 +68,24 @@ class ConnectionsPane(DataTable[str | Text]):
         self._version = s.version
         with s.lock:
             conns = list(s.conns.values())
+        shown = self._shown
         for c in conns:
             key = str(c.conn_id)
             cells = conn_cells(c)
-            if key not in self._rows:
+            before = shown.get(key)
+            if before is None:
                 self.add_row(*cells, key=key)
                 self._rows.append(key)
-            else:
-                for col, value in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(key, col, value)
-        total_frames = sum(sum(c.frames) for c in conns)
-        self.update_cell(ALL, "frames →/←", _n(total_frames))
-        self.update_cell(ALL, "findings", str(sum(c.findings for c in conns)))
+            elif before != cells:  # only what changed: closed connections cost nothing
+                for col, value, old in zip(COLUMNS, cells, before, strict=True):
+                    if value != old:
+                        self.update_cell(key, col, value)
+            shown[key] = cells
+        totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)))
+        if totals != self._totals:
+            self._totals = totals
+            self.update_cell(ALL, "frames →/←", totals[0])
+            self.update_cell(ALL, "findings", totals[1])
 
     def selected_conn(self) -> int | None:
         if not self._rows or self.cursor_row >= len(self._rows):
@@ -161,23 +171,33 @@ class DetailPane(Vertical):
         return self.query_one(f"#{tab}-body", TextView).content.plain
 
 
-class StatusBar(Static):
-    """Listen address, mode, recording, rates, totals, dropped."""
+class StatusBar(Widget):
+    """Listen address, mode, recording, rates, totals, dropped.
+
+    One line of fixed height (app.tcss): a change repaints this widget only.
+    (``Static.update`` would lay the whole screen out again, every tick, since
+    the frame rate in the bar changes every tick.)
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, markup=False)
+        super().__init__(id=id)
         self._parts: list[tuple[str, str]] = []
+        self._text = Text()
 
     def set_parts(self, parts: list[tuple[str, str]]) -> None:
         if parts == self._parts:
             return  # the bar is refreshed every tick: repaint only on change
         self._parts = parts
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")
         for i, (part, sty) in enumerate(parts):
             if i:
                 text.append(" │ ", "dim")
             text.append(part, sty)
-        self.update(text)
+        self._text = text
         self.plain = text.plain
+        self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
     plain = ""
