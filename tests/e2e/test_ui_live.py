@@ -75,7 +75,10 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
                          "the connection to close")
             t = app.session.table
             assert any(t.type[r] == 1 for r in range(len(t)))
-            assert app.timeline.follow and app.timeline.cursor == app.timeline.row_count() - 1
+            # Follow sticks to the tail (the views repaint on the next due tick).
+            await _until(pilot, lambda: app.timeline.follow and app.timeline.row_count() > 0
+                         and app.timeline.cursor == app.timeline.row_count() - 1,
+                         "the timeline to follow to its last row")
             conn = next(iter(app.session.conns.values()))
             assert conn.target.startswith("localhost:") and conn.tls("client") != "-"
 

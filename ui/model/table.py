@@ -186,7 +186,7 @@ class LiveFrames:
     (the HPACK tab) needs every earlier one (RFC 7541 §2.3.2).
     """
 
-    def __init__(self, budget: int = 32 << 20) -> None:
+    def __init__(self, budget: int = 16 << 20) -> None:
         self.budget = budget
         self._frames: list[bytes | None] = []
         self._held = 0
