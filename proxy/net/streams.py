@@ -157,7 +157,12 @@ class TcpStream(Stream):
             self.writer.write(data)
 
     async def drain(self) -> None:
-        await self.writer.drain()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing() \
+                or self.reader.exception() is not None:
+            await self.writer.drain()
+        # else: everything went to the kernel at once and nothing failed — the common
+        # case, which needs no trip through StreamWriter.drain's coroutines.
 
     def write_eof(self) -> None:
         with contextlib.suppress(OSError, RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 from collections import deque
@@ -87,5 +88,20 @@ def test_a_read_does_not_wait_for_more_than_has_arrived(tmp_path: Path) -> None:
         assert await asyncio.wait_for(client.read_some(), 5) == b"x" * 100
         server.write(b"y" * 70_000)
         assert await asyncio.wait_for(client.read_some(), 5) == b"y" * 70_000
+
+    asyncio.run(main())
+
+
+def test_close_notify_right_after_data_ends_the_stream_while_tcp_stays_open(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        client, server, client_pipe = await _tls_pair(tmp_path)
+        server.ssl.write(b"last words")
+        with contextlib.suppress(ssl.SSLError):
+            server.ssl.unwrap()  # close_notify only: TCP stays open (no write_eof)
+        server._flush()  # the data record and close_notify arrive together
+        assert await asyncio.wait_for(client.read_some(), 5) == b"last words"
+        assert await asyncio.wait_for(client.read_some(), 5) == b""
+        assert not client_pipe.eof
 
     asyncio.run(main())
