@@ -19,6 +19,7 @@ from array import array
 from collections.abc import Callable
 
 from proxy.filter import _KEY_TERM, _LEN_TERM, Filter, _tokens
+from proxy.observe.describe import block_summary
 from proxy.observe.enums import type_name
 from proxy.observe.events import FrameObserved
 from ui.model.session import Session
@@ -39,6 +40,47 @@ def needs_frames(text: str) -> bool:
             continue
         return True
     return False
+
+
+def bare_words(text: str) -> list[str]:
+    """The bare-word terms of ``text``, lowercased (what they search for)."""
+    words = []
+    for tok in _tokens(text):
+        body = tok.text
+        if not tok.quoted and body.lower() in ("or", "and"):
+            continue
+        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
+            body = body[1:]
+        if _LEN_TERM.match(body) or _KEY_TERM.match(body):
+            continue
+        words.append(body.lower())
+    return words
+
+
+_FALLBACK = frozenset("0123456789 bytes")
+"""What ``frame_summary`` of a row object (no typed frame) can say: ``N bytes``."""
+_SUMMARY_CHARS: dict[int, frozenset[str]] = {
+    t: frozenset(chars) | _FALLBACK for t, chars in {
+        0: "0123456789 bytes+padding window conn=stream=-none",
+        8: "+0123456789 window conn=stream=-none",
+        6: "ack opaque=0123456789abcdef",
+        2: "dep=0123456789(excl) weight=",
+        1: "fragment 0123456789 bytes, continuation follows",
+        9: "fragment 0123456789 bytes",
+    }.items()}
+"""Every character (lowercased) the summary of a frame of that type can contain
+when it has no header block and no finding (proxy.observe.describe.frame_summary):
+a word with a character outside the set cannot occur in such a summary."""
+_PRIORITY_FLAG = 0x20
+
+
+def _word_types(words: list[str]) -> list[bool]:
+    """Per frame type: whether no word can occur in the summary of a frame of that
+    type without a block or finding — then the row object answers exactly."""
+    ok = [False] * 256
+    for t, chars in _SUMMARY_CHARS.items():
+        ok[t] = all(any(ch not in chars for ch in w) for w in words)
+    return ok
 
 
 _COLUMN_KEYS = frozenset({"type", "stream", "conn", "dir", "len", "flags", "host"})
@@ -64,6 +106,8 @@ def needs_decoding(text: str) -> bool:
 
 class _RowFrame:
     __slots__ = ("flags", "length", "stream_id", "type")
+    malformed = None
+    """Rows with findings (a malformed frame has one) never use the row object."""
 
     def __init__(self) -> None:
         self.type = 0
@@ -114,9 +158,9 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     pred = flt.predicate
     conns = session.conns
     need_sh = flt.needs_stream_headers
-    exact = needs_frames(flt.text)
-    if exact:
-        return _run_exact(session, table, flt, candidates, cancel, on_chunk, chunk)
+    words = bare_words(flt.text)
+    if words:
+        return _run_words(session, table, flt, words, candidates, cancel, on_chunk, chunk)
     row = _Row()
     rf = row.frame
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
@@ -152,6 +196,87 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
             if on_chunk is not None:
                 on_chunk(out, i + 1)
     return out
+
+
+def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str],
+               candidates: range | array[int], cancel: threading.Event | None,
+               on_chunk: Callable[[array[int], int], None] | None,
+               chunk: int) -> array[int] | None:
+    """A filter with bare words: they search the frame's one-line summary, which
+    needs the typed frame — parsed from its bytes, several microseconds a row.
+
+    Most rows do not need it: the summary of a DATA, WINDOW_UPDATE, PING or
+    PRIORITY frame (and of a header frame, from its header list) is made of few
+    characters, so a word with any other character cannot be in it
+    (:data:`_SUMMARY_CHARS`), and a block's summary is computed from the header
+    list the table keeps. Those rows are matched through the row object as in
+    :func:`run_filter`; the others (findings, SETTINGS, RST_STREAM, a PUSH_PROMISE
+    or prioritised HEADERS, a word the summary may hold) are rebuilt exactly.
+    """
+    out = array("I")
+    pred = flt.predicate
+    conns = session.conns
+    need_sh = flt.needs_stream_headers
+    type_ok = _word_types(words)
+    block_ok = all(any(ch not in _FALLBACK for ch in w) for w in words)
+    row = _Row()
+    rf = row.frame
+    t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
+        table.type, table.flags, table.stream, table.length, table.direction, table.conn)
+    blocks_get = table.block_headers.get
+    block = _Block()
+    findings = table.findings
+    dirs = DIRECTIONS
+    append = out.append
+    event = table.event
+    for n, i in enumerate(candidates, 1):
+        if n % chunk == 0:
+            if cancel is not None and cancel.is_set():
+                return None
+            if on_chunk is not None:
+                on_chunk(out, i)
+        ftype = t_type[i]
+        flags = t_flags[i]
+        sid = t_stream[i]
+        headers = blocks_get(i)
+        ev: object
+        if i in findings:
+            ev = event(i)
+        elif headers is not None:
+            if (block_ok and ftype != 5 and not flags & _PRIORITY_FLAG
+                    and not _in_summary(words, headers)):
+                block.headers = headers
+                row.block = block
+                ev = row
+            else:
+                ev = event(i)
+        elif type_ok[ftype] and not (ftype == 1 and flags & _PRIORITY_FLAG):
+            row.block = None
+            ev = row
+        else:
+            ev = event(i)
+        if ev is None:
+            continue
+        if ev is row:
+            rf.type = ftype
+            rf.flags = flags
+            rf.stream_id = sid
+            rf.length = t_len[i]
+            row.direction = dirs[t_dir[i]]
+            row.findings = _EMPTY
+        c = conns.get(t_conn[i])
+        sh = None
+        if need_sh and c is not None and sid:
+            s = c.streams.get(sid)
+            sh = s.stream_headers if s is not None else None
+        if pred(ev, c, sh):  # type: ignore[arg-type]
+            append(i)
+    return out
+
+
+def _in_summary(words: list[str], headers: tuple[tuple[str, str], ...]) -> bool:
+    summary = block_summary(headers).lower()
+    return any(w in summary for w in words)
 
 
 def _run_exact(session: Session, table: FrameTable, flt: Filter,

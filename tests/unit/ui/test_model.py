@@ -105,6 +105,11 @@ def test_flow_control_series_show_the_stall_and_the_window_updates(session: Sess
     "finding:any", "len>16000", "flags:END_STREAM", "header:content-type=grpc",
     "status:200", "method:POST", "path:/api*", "conn:1", "host:*.example.test",
     "type:WINDOW_UPDATE or type:RST_STREAM", "gzip", "opaque=6832", "-type:SETTINGS big",
+    # Bare words: the summary's own characters take the exact path, the others
+    # the row object; both must agree with the real events.
+    "bytes", "window", "conn=", "+1", "ack", "promised", "weight", "cancel", "fragment",
+    "GET", "example.test/api", '"200 application"', ":status", "grpc-status", "zzz",
+    "-gzip", "type:DATA or users", "data", "settings_max",
 ])
 def test_filter_over_the_table_equals_the_filter_on_real_events(session: Session,
                                                                 capture_path: Path,
