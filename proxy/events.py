@@ -218,6 +218,9 @@ ManyCallable: TypeAlias = Callable[[list[Batch]], "Awaitable[None] | None"]
 
 MAX_GROUP = 256
 """Most batches one ``handle_many`` call receives."""
+MAX_QUEUED_BYTES = 16 << 20
+"""Relayed bytes (``Batch.data``) one sink may hold queued or in hand: a batch
+count alone would let 1024 reads of 256 KiB (256 MiB) pile up behind a slow sink."""
 
 
 class Subscription:
@@ -228,9 +231,14 @@ class Subscription:
     sink pays its per-call costs (a write, a flush) once per group. The group
     leaves the queue before the sink sees it, so while a *coroutine*
     ``handle_many`` runs, up to twice the queue size is held — still bounded.
+
+    Besides the count of batches, the relayed bytes they carry are bounded
+    (``max_bytes``, counted until the sink has handled them): past it, a normal
+    sink makes ``publish`` wait and a lossy one drops (and counts) the batch.
     """
 
-    def __init__(self, sink: Sink | SinkCallable, *, maxsize: int, lossy: bool) -> None:
+    def __init__(self, sink: Sink | SinkCallable, *, maxsize: int, lossy: bool,
+                 max_bytes: int = MAX_QUEUED_BYTES) -> None:
         handle = getattr(sink, "handle", None)
         self.handler = cast(SinkCallable, handle if callable(handle) else sink)
         many = getattr(sink, "handle_many", None)
@@ -243,6 +251,21 @@ class Subscription:
         self.failed = False
         """True once the sink raised: it gets nothing more (and never blocks the relay)."""
         self.task: asyncio.Task[None] | None = None
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
+        """Bytes of ``Batch.data`` published to this sink and not yet handled."""
+        self._room = asyncio.Event()
+
+    def _handled(self, n: int) -> None:
+        self.queued_bytes -= n
+        if self.queued_bytes < self.max_bytes or self.failed:
+            self._room.set()
+
+    async def wait_room(self) -> None:
+        """Wait until the sink holds fewer than ``max_bytes`` (or has failed)."""
+        while self.queued_bytes >= self.max_bytes and not self.failed:
+            self._room.clear()
+            await self._room.wait()
 
     async def _run(self) -> None:
         if self.many_handler is not None:
@@ -252,16 +275,16 @@ class Subscription:
             batch = await self.queue.get()
             if batch is None:
                 return
-            if self.failed:
-                continue
-            try:
-                result = self.handler(batch)
-                if inspect.isawaitable(result):
-                    await result
-                self.delivered += 1
-            except Exception:
-                log.exception("sink %r failed; it receives no more events", self.handler)
-                self.failed = True
+            if not self.failed:
+                try:
+                    result = self.handler(batch)
+                    if inspect.isawaitable(result):
+                        await result
+                    self.delivered += 1
+                except Exception:
+                    log.exception("sink %r failed; it receives no more events", self.handler)
+                    self.failed = True
+            self._handled(len(batch.data))
 
     async def _run_many(self, handler: ManyCallable) -> None:
         queue = self.queue
@@ -283,6 +306,7 @@ class Subscription:
                 except Exception:
                     log.exception("sink %r failed; it receives no more events", handler)
                     self.failed = True
+            self._handled(sum(len(b.data) for b in group))
             if last is None:
                 return  # close() puts None last: nothing follows it
 
@@ -294,8 +318,10 @@ class EventBus:
     is full; call :meth:`close` to let the sinks drain and stop.
     """
 
-    def __init__(self, *, maxsize: int = 1024) -> None:
+    def __init__(self, *, maxsize: int = 1024, max_bytes: int = MAX_QUEUED_BYTES) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        """Relayed bytes each sink may hold (see :class:`Subscription`)."""
         self.subscriptions: list[Subscription] = []
         self.published = 0
         self._closed = False
@@ -303,7 +329,8 @@ class EventBus:
     def subscribe(self, sink: Sink | SinkCallable, *, lossy: bool = False,
                   maxsize: int | None = None) -> Subscription:
         """Add a sink; it receives every batch published from now on, in order."""
-        sub = Subscription(sink, maxsize=maxsize or self.maxsize, lossy=lossy)
+        sub = Subscription(sink, maxsize=maxsize or self.maxsize, lossy=lossy,
+                           max_bytes=self.max_bytes)
         sub.task = asyncio.get_running_loop().create_task(sub._run(), name="h2scope-sink")
         self.subscriptions.append(sub)
         return sub
@@ -318,16 +345,25 @@ class EventBus:
         if self._closed:
             return
         self.published += 1
+        size = len(batch.data)
         for sub in self.subscriptions:
             if sub.lossy or sub.failed:
+                if sub.queued_bytes >= sub.max_bytes and size:
+                    sub.dropped += 1
+                    continue
                 try:
                     sub.queue.put_nowait(batch)
                 except asyncio.QueueFull:
                     sub.dropped += 1
-            elif sub.queue.full():
-                await sub.queue.put(batch)
+                    continue
             else:
-                sub.queue.put_nowait(batch)  # no coroutine per batch while there is room
+                if sub.queued_bytes >= sub.max_bytes:
+                    await sub.wait_room()
+                if sub.queue.full():
+                    await sub.queue.put(batch)
+                else:
+                    sub.queue.put_nowait(batch)  # no coroutine per batch while there is room
+            sub.queued_bytes += size
 
     async def emit(self, *events: ConnectionEvent) -> None:
         """Publish connection events as one batch (tagged with the first one's id)."""
@@ -345,7 +381,8 @@ class EventBus:
                         sub.queue.put_nowait(None)
                         break
                     except asyncio.QueueFull:
-                        sub.queue.get_nowait()
+                        dropped = sub.queue.get_nowait()
+                        sub.queued_bytes -= len(dropped.data) if dropped is not None else 0
                         sub.dropped += 1
             else:
                 try:
