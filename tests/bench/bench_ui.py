@@ -19,7 +19,7 @@ driver, 160x48) and measures, against the targets of issue 6:
   (20,000 frames/s must leave it mostly idle);
 * memory: the frame table's columns per frame, the process's peak RSS (which
   counts the pages of the memory-mapped capture it touched) and its anonymous
-  memory (the heap: columns, decoded header blocks, connection state).
+  memory (the heap: columns, header lists, stream records, connection state).
 """
 
 from __future__ import annotations
