@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -30,15 +30,15 @@ from textual.widgets import Footer, Input, Static
 from proxy.filter import Filter, FilterError, compile_filter
 from ui import keymap
 from ui.model.capture import CaptureFile, load
-from ui.model.export import EXTENSIONS, export
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
 from ui.model.live import LiveFeed, LiveProxy, addresses_text, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
 from ui.screens.help import HelpScreen
-from ui.screens.prompt import ExportPrompt, Prompt
+from ui.screens.prompt import Prompt
 from ui.screens.state import StateScreen
 from ui.screens.stream import StreamScreen
+from ui.session_actions import SessionActions
 from ui.widgets.lanes import LEGEND, Lanes
 from ui.widgets.panes import ConnectionsPane, DetailPane, StatusBar
 from ui.widgets.rowlist import RowList
@@ -54,7 +54,7 @@ INGEST_TICK = 0.025
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
 
 
-class H2ScopeApp(App[int]):
+class H2ScopeApp(SessionActions):
     """The UI over one :class:`Session` (a capture being read, or live traffic)."""
 
     CSS_PATH = "app.tcss"
@@ -237,7 +237,8 @@ class H2ScopeApp(App[int]):
         if self.live is not None:
             parts.append((f"listening {self.listen}", "bold"))
             rec = self.live.recording
-            parts.append((f"● REC {rec}" if rec else "not recording",
+            save = self.keys.get("save_session", "ctrl+s")
+            parts.append((f"● REC {rec}" if rec else f"unsaved session ({save} saves)",
                           "bold red" if rec else "dim"))
             parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
             if self.paused:
@@ -545,57 +546,6 @@ class H2ScopeApp(App[int]):
             return
         self.push_screen(StateScreen(s, c, tab))
 
-    def action_toggle_record(self) -> None:
-        if self.live is None:
-            self.message = "recording applies to live capture (this is a capture already)"
-            return
-        if self.live.recording:
-            path = self.live.stop_recording()
-            self.message = f"recording stopped: {path}"
-            return
-
-        def done(text: str | None) -> None:
-            if text and self.live is not None:
-                try:
-                    self.live.start_recording(Path(text).expanduser())
-                except OSError as exc:
-                    self.message = f"cannot record: {exc.strerror or exc}"
-                else:
-                    self.message = f"recording new connections to {text}"
-        default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2c")
-        self.push_screen(Prompt("Record new connections to file", default), done)
-
-    def action_export(self) -> None:
-        source: Path | None = None
-        if self.capture is not None:
-            source = self.capture.path
-        elif self.live is not None and self.live.recording:
-            self.live.flush_recording()
-            source = self.live.recording
-        if source is None:
-            self.message = "nothing to export: start recording (r) first"
-            return
-        scope = "everything" if self.scope_conn is None else f"connection #{self.scope_conn}"
-        if self.scope_stream is not None:
-            scope += f" stream {self.scope_stream}"
-        stem = source.stem
-
-        def done(answer: tuple[str, str] | None) -> None:
-            if answer:
-                self._export(source, answer[0], Path(answer[1]).expanduser())
-        self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
-
-    @work(thread=True, group="export")
-    def _export(self, source: Path, fmt: str, out: Path) -> None:
-        try:
-            export(source, fmt, out, conn=self.scope_conn,
-                   stream=self.scope_stream if fmt not in ("pcapng", "script") else None)
-        except (OSError, ValueError, LookupError) as exc:
-            msg = f"export failed: {exc}"
-        else:
-            msg = f"exported {fmt} to {out}"
-        self.call_from_thread(setattr, self, "message", msg)
-
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)
         for bid, _, action, desc, _ in keymap.KEYS:
@@ -675,6 +625,7 @@ def live_app(config: Any) -> H2ScopeApp:
     except BaseException:
         live.stop()
         raise
+    frames.backing = live.backing  # freed payloads are read back from the session's capture
     session = Session(frames, title="live")
     return H2ScopeApp(session, live=live, feed=feed, frames=frames,
                       keys=dict(config.ui.keymap), listen=addresses_text(addresses),

@@ -37,6 +37,7 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
     except BaseException:
         live.stop()
         raise
+    frames.backing = live.backing
 
     async def stop_demo() -> None:
         for name in ("client", "origin"):

@@ -41,6 +41,7 @@ KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("priority", "p", "state('priority')", "Priority", False),
     ("record", "r", "toggle_record", "Record", True),
     ("export", "x", "export", "Export", True),
+    ("save_session", "ctrl+s", "save_session", "Save session", True),
     ("focus_next", "tab", "focus_next", "Next pane", False),
 )
 

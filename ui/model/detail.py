@@ -36,8 +36,9 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     conn = session.conns.get(t.conn[row])
     out = Text()
     if ev is None:
-        out.append("The bytes of this frame are no longer in memory (the live memory budget "
-                   "was exceeded); record with --record or r to keep every frame.\n")
+        out.append("The bytes of this frame are not available: freed from memory (the live "
+                   "memory budget was exceeded) and not in the session's capture file yet "
+                   "(the recorder is behind); select it again in a moment.\n")
         return out
     f = ev.frame
     out.append(f"{f.type_name}", style.TYPE_STYLES.get(f.type, style.SUMMARY) + style.BOLD)
@@ -100,7 +101,7 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
     b = session.header_block(row) if ev is not None and ev.block is not None else None
     if ev is not None and ev.block is not None and b is None:
         out.append("The header block cannot be decoded again: the bytes of an earlier block "
-                   "of this connection are no longer in memory.\n")
+                   "of this connection are not available.\n")
         return out
     if ev is None or b is None:
         ftype = session.table.type[row]
@@ -137,7 +138,7 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
 def hex_view(frame: Frame | None) -> Text:
     out = Text()
     if frame is None:
-        out.append("(bytes no longer in memory)\n")
+        out.append("(bytes not available: freed from memory, not on disk yet)\n")
         return out
     raw = frame.raw
     regions: list[tuple[int, int, style.Style, str]] = [(0, 9, style.HEADER_BYTES,

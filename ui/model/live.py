@@ -25,6 +25,7 @@ from typing import Any
 
 from proxy.events import Batch, ConnectionEvent, ConnectionOpened
 from proxy.observe.events import FrameObserved
+from ui.model.backing import SessionCapture
 from ui.model.session import Session
 from ui.model.table import LiveFrames
 
@@ -77,7 +78,7 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
                 if isinstance(ev, ConnectionEvent):
                     session.connection_event(ev)
                 elif type(ev) is FrameObserved:
-                    session.observe(conn, ev, frames.add(ev.frame.raw))
+                    session.observe(conn, ev, frames.add(ev.frame.raw, conn, ev.seq))
                     added += 1
                 else:
                     session.observe(conn, ev)
@@ -118,7 +119,14 @@ class _RecorderTap:
 
 
 class LiveProxy:
-    """The proxy server running on its own loop thread, with the UI's feed attached."""
+    """The proxy server running on its own loop thread, with the UI's feed attached.
+
+    The session is always backed by a capture (issue 5): ``record`` (``--record
+    FILE``) or a private temporary one, written by a normal (blocking) sink
+    subscribed before the first connection — :attr:`backing`. Recording started
+    from the UI (:meth:`start_recording`) is a second, separate file of the
+    connections opened from then on.
+    """
 
     def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
                  max_data_bytes: int | None = None) -> None:
@@ -130,7 +138,8 @@ class LiveProxy:
                                        daemon=True)
         self.server: Any = None
         self.tap: _RecorderTap | None = None
-        self._initial_record = record
+        self.backing: SessionCapture | None = None
+        self._record = record
         self.error: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_stop: list[Callable[[], Awaitable[Any]]] = []
@@ -139,14 +148,21 @@ class LiveProxy:
     def start(self, timeout: float = 30.0, *,
               starter: Callable[[list[Any], list[Any]], Coroutine[Any, Any, Any]] | None = None,
               ) -> list[tuple[str, str]]:
-        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError.
+        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError
+        (also when the session's capture file cannot be created).
 
         ``starter(sinks, lossy_sinks)``, if given, is awaited on the proxy's loop
         instead of starting a plain ProxyServer, and returns the started server
         (``h2scope demo`` starts its origin and client with it).
         """
-        from proxy.server import ProxyServer
+        from proxy.server import ProxyServer, ProxyStartError
 
+        try:
+            self.backing = SessionCapture(self._record, config=_capture_config(self.options),
+                                          max_data_bytes=self.max_data_bytes)
+        except OSError as exc:
+            where = self._record or "a temporary file"
+            raise ProxyStartError(f"cannot record to {where}: {exc.strerror or exc}") from None
         # Two threads share the GIL: the relay, which mostly waits on sockets, and
         # the UI, which computes. A thread back from a socket call waits for the
         # GIL until the holder is made to drop it — up to the switch interval
@@ -154,11 +170,7 @@ class LiveProxy:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.thread.start()
-        sinks: list[Any] = []
-        if self._initial_record is not None:
-            self.tap = _RecorderTap(self._initial_record, self.max_data_bytes)
-            self.tap.conns = _AllConns()
-            sinks.append(self.tap)
+        sinks: list[Any] = [self.backing.recorder]
 
         async def plain(sinks: list[Any], lossy: list[Any]) -> Any:
             server = ProxyServer(self.options, sinks, lossy_sinks=lossy)
@@ -178,6 +190,12 @@ class LiveProxy:
     def on_stop(self, coro_fn: Callable[[], Awaitable[Any]]) -> None:
         """Await ``coro_fn()`` on the proxy's loop after the proxy stopped."""
         self._on_stop.append(coro_fn)
+
+    @property
+    def record_file(self) -> Path | None:
+        """The user's ``--record`` file backing the session, if that is what backs it."""
+        b = self.backing
+        return b.path if b is not None and not b.temporary else None
 
     def start_recording(self, path: Path) -> None:
         tap = _RecorderTap(path, self.max_data_bytes)
@@ -200,14 +218,44 @@ class LiveProxy:
 
     @property
     def recording(self) -> Path | None:
-        return self.tap.path if self.tap is not None and self.tap.active else None
+        """The file being recorded to: the UI's recording, else ``--record``."""
+        if self.tap is not None and self.tap.active:
+            return self.tap.path
+        return self.record_file
+
+    def settle(self, timeout: float = 2.0) -> bool:
+        """Wait (bounded) until the session capture's recorder has taken every batch
+        published so far — what the UI shows is then in the file, once flushed.
+        False if it did not within ``timeout`` (traffic keeps coming)."""
+        backing = self.backing
+        if backing is None or self.server is None or not self.thread.is_alive():
+            return False
+        recorder = backing.recorder
+
+        async def wait() -> bool:
+            bus = self.server.bus if self.server is not None else None
+            subs = [s for s in getattr(bus, "subscriptions", ())
+                    if getattr(s.handler, "__self__", None) is recorder]
+            deadline = self.loop.time() + timeout
+            while any(not s.queue.empty() or s.queued_bytes for s in subs):
+                if self.loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.01)
+            return True
+        try:
+            return asyncio.run_coroutine_threadsafe(wait(), self.loop).result(timeout + 5)
+        except Exception:  # the loop stopped meanwhile: nothing more to wait for
+            return False
 
     def flush_recording(self) -> None:
         if self.tap is not None and self.tap.active:
             self.tap.recorder.writer.flush()
+        if self.backing is not None and not self.backing.closed:
+            self.backing.writer.flush()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the proxy (closing connections), let the sinks drain, end the thread."""
+        """Stop the proxy (closing connections), let the sinks drain, end the thread,
+        close the session's capture (a temporary one is removed)."""
         if self.server is not None and self.thread.is_alive():
             async def stop_all() -> None:
                 for task in self._tasks:
@@ -226,16 +274,24 @@ class LiveProxy:
             self.thread.join(timeout)
         if not self.loop.is_running():
             self.loop.close()
+        if self.backing is not None:
+            try:
+                self.backing.close()
+            except (OSError, ValueError) as exc:
+                self.error = f"closing {self.backing.path}: {exc}"
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
 
 
-class _AllConns(set[int]):
-    """With --record from the start, every connection is recorded."""
+def _capture_config(options: Any) -> dict[str, Any]:
+    """The capture header's config (as ``h2scope run --record`` writes it)."""
+    from proxy.commands.run import capture_config
 
-    def __contains__(self, item: object) -> bool:
-        return True
+    try:
+        return capture_config(options)
+    except AttributeError:  # options without every Config field (tests' stand-ins)
+        return {}
 
 
 def rate(samples: deque[tuple[float, int]], count: int, window: float = 2.0) -> float:

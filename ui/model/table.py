@@ -177,9 +177,11 @@ class FrameTable:
 class LiveFrames:
     """Frame bytes of live traffic, kept in memory up to ``budget`` bytes.
 
-    When the budget is exceeded the oldest frames' bytes are forgotten (their
-    rows stay, with everything decoded); :attr:`forgotten` counts them so the
-    UI can say so. Recording keeps everything on disk instead.
+    When the budget is exceeded the oldest frames' bytes are freed (their rows
+    stay, with everything decoded); :attr:`forgotten` counts them. A freed
+    frame is read back from the session's capture file (:attr:`backing`, a
+    :class:`ui.model.backing.SessionCapture`) by its connection and observer
+    sequence number, which :meth:`add` keeps for every frame (12 bytes).
 
     Frames of header blocks (HEADERS, PUSH_PROMISE, CONTINUATION) are kept
     outside the budget: they are small, and decoding any later block again
@@ -189,14 +191,21 @@ class LiveFrames:
     def __init__(self, budget: int = 16 << 20) -> None:
         self.budget = budget
         self._frames: list[bytes | None] = []
+        self._conn = array("I")
+        self._seq = array("Q")
         self._held = 0
         self._oldest = 0
         self.forgotten = 0
+        self.backing: BackingFrames | None = None
 
-    def add(self, raw: bytes) -> int:
+    def add(self, raw: bytes, conn_id: int = 0, seq: int = 0) -> int:
+        """Keep frame ``raw`` (observer sequence number ``seq`` of connection
+        ``conn_id``); returns its ref."""
         frames = self._frames
         ref = len(frames)
         frames.append(raw)
+        self._conn.append(conn_id)
+        self._seq.append(seq)
         if len(raw) > 3 and raw[3] in _BLOCK_TYPES:
             return ref
         self._held += len(raw)
@@ -213,7 +222,22 @@ class LiveFrames:
         return ref
 
     def frame_bytes(self, ref: int) -> bytes | None:
-        return self._frames[ref] if 0 <= ref < len(self._frames) else None
+        if not 0 <= ref < len(self._frames):
+            return None
+        data = self._frames[ref]
+        if data is None and self.backing is not None:
+            return self.backing.frame_bytes(self._conn[ref], self._seq[ref])
+        return data
+
+    def in_memory(self, ref: int) -> bool:
+        return 0 <= ref < len(self._frames) and self._frames[ref] is not None
+
+
+class BackingFrames(Protocol):
+    """Where :class:`LiveFrames` finds frames it freed: the session's capture."""
+
+    def frame_bytes(self, conn_id: int, seq: int) -> bytes | None:
+        ...
 
 
 class CallableSource:

@@ -119,7 +119,7 @@ def render_frame_row(session: Session, row: int) -> Text:
         return text
     ev = t.event(row)
     if ev is None:
-        text.append("(bytes no longer in memory)" if session.indexed or session.loaded
+        text.append("(bytes not available)" if session.indexed or session.loaded
                     or session.decoded else "(reading…)", style.TIME)
     else:
         text.append(frame_summary(ev))

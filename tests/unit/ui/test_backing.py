@@ -1,0 +1,193 @@
+"""The capture behind a live session (ui/model/backing.py): freed frames read back
+by (connection, observer sequence), saving the session so far, cleaning up.
+
+The batches are the ones the proxy would publish: each record of a real h2
+capture (two interleaved connections) with the observer events it produced,
+fed at once to the session's recorder and to the UI's ingest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.format import RecordType
+from proxy.capture.index import CaptureIndex
+from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
+from proxy.events import Batch
+from proxy.observe.events import FrameObserved
+from tests.unit.ui.traffic import record
+from ui.model.backing import FrameOffsets, SessionCapture
+from ui.model.live import LiveFeed, ingest
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+
+
+def _interleaved(path: Path) -> list[Batch]:
+    """The chunk batches of ``path``, connections interleaved record by record."""
+    per_conn: dict[int, list[Batch]] = {}
+    for item in replay(path):
+        rec = item.record
+        if rec.type not in (RecordType.FRAME, RecordType.RAW):
+            continue
+        data = rec.frame_bytes() if rec.type == RecordType.FRAME else rec.body
+        per_conn.setdefault(rec.conn_id, []).append(
+            Batch(conn_id=rec.conn_id, t=rec.t, events=tuple(item.events),
+                  direction=rec.direction, data=bytes(data), protocol="h2"))
+    out: list[Batch] = []
+    lists = list(per_conn.values())
+    for i in range(max(map(len, lists))):
+        out.extend(lst[i] for lst in lists if i < len(lst))
+    return out
+
+
+@pytest.fixture
+def traffic(tmp_path: Path) -> list[Batch]:
+    return _interleaved(record(tmp_path / "source.h2c", conns=2))
+
+
+def _session(backing: SessionCapture, batches: list[Batch], budget: int) -> tuple[Session,
+                                                                                   LiveFrames]:
+    frames = LiveFrames(budget=budget)
+    frames.backing = backing
+    session = Session(frames)
+    feed = LiveFeed()
+    for batch in batches:
+        backing.recorder.consume(batch)
+        feed.handle(batch)
+    ingest(session, frames, feed)
+    return session, frames
+
+
+def _expected(batches: list[Batch]) -> list[bytes]:
+    return [ev.frame.raw for b in batches for ev in b.events if type(ev) is FrameObserved]
+
+
+def test_freed_frames_are_read_back_from_the_private_capture(traffic: list[Batch]) -> None:
+    backing = SessionCapture()
+    try:
+        assert backing.temporary and backing.temp_dir is not None
+        assert stat.S_IMODE(os.stat(backing.temp_dir).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(backing.path).st_mode) == 0o600
+        session, frames = _session(backing, traffic, budget=1)
+        expected = _expected(traffic)
+        t = session.table
+        assert len(t) == len(expected) and len(set(t.conn)) == 2
+        freed = [r for r in range(len(t)) if not frames.in_memory(t.ref[r])]
+        assert len(freed) == frames.forgotten > 20
+        # Every row's bytes, freed or not, are the frame's own (no flush beforehand:
+        # the lookup forces one).
+        assert [frames.frame_bytes(t.ref[r]) for r in range(len(t))] == expected
+        assert backing.offsets.records > 0
+    finally:
+        backing.close()
+    assert not backing.temp_dir.exists()
+    assert frames.frame_bytes(t.ref[freed[0]]) is None  # closed: nothing to read from
+
+
+def test_a_frame_not_in_the_file_yet_is_none_not_another_frame(traffic: list[Batch]) -> None:
+    backing = SessionCapture()
+    try:
+        half = len(traffic) // 2
+        _session(backing, traffic[:half], budget=1)
+        conn = traffic[0].conn_id
+        recorded = sum(1 for b in traffic[:half] if b.conn_id == conn
+                       for ev in b.events if type(ev) is FrameObserved)
+        assert backing.frame_bytes(conn, recorded - 1) is not None
+        assert backing.frame_bytes(conn, recorded) is None
+        assert backing.frame_bytes(999, 0) is None
+    finally:
+        backing.close()
+
+
+def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
+                                                            tmp_path: Path) -> None:
+    backing = SessionCapture()
+    dest = tmp_path / "saved.h2scope"
+    dest.write_bytes(b"old")
+    dest.chmod(0o644)
+    try:
+        _session(backing, traffic, budget=1 << 20)
+        records = backing.save(dest)
+        with pytest.raises(ValueError, match="own capture"):
+            backing.save(backing.path)
+    finally:
+        backing.close()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    with CaptureReader(dest) as reader:
+        types = [r.type for r in reader.records()]
+        assert reader.clean_end and not reader.problems
+    assert len(types) == records + 1 and types[-1] == RecordType.END
+    index = CaptureIndex.build(dest)
+    try:
+        assert [index.frame_record(i).frame_bytes() for i in range(len(index.offset))] \
+            == _expected(traffic)
+    finally:
+        index.close()
+
+
+def test_record_file_backing_is_kept_and_closed_cleanly(traffic: list[Batch],
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "rec.h2scope"
+    backing = SessionCapture(path)
+    assert not backing.temporary and backing.path == path
+    _session(backing, traffic, budget=1)
+    backing.close()
+    with CaptureReader(path) as reader:
+        frames = sum(1 for r in reader.records() if r.type == RecordType.FRAME)
+        assert reader.clean_end
+    assert frames == len(_expected(traffic))
+
+
+def test_offsets_scan_stops_at_an_incomplete_record_and_resumes(tmp_path: Path) -> None:
+    source = record(tmp_path / "source.h2c", conns=2)
+    data = source.read_bytes()
+    index = CaptureIndex.build(source)
+    want = {c: [o for o, cc in zip(index.offset, index.conn, strict=True) if cc == c]
+            for c in set(index.conn)}
+    index.close()
+    growing = tmp_path / "growing.h2c"
+    cut = want[2][3] + 45  # inside a FRAME record of connection 2
+    growing.write_bytes(data[:cut])
+    offsets = FrameOffsets(growing)
+    try:
+        offsets.scan()
+        assert list(offsets.conns[2]) == want[2][:3]
+        assert offsets.end == want[2][3]
+        with open(growing, "ab") as f:
+            f.write(data[cut:])
+        offsets.scan()
+        assert {c: list(a) for c, a in offsets.conns.items()} == want
+        assert offsets.end == len(data) and offsets.broken is None
+    finally:
+        offsets.close()
+
+
+def test_a_file_that_is_not_a_capture_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"not a capture at all, no magic here")
+    with pytest.raises(ValueError, match="not an h2scope capture"):
+        FrameOffsets(bad)
+
+
+def test_capped_payloads_read_back_zero_padded_like_the_reader(tmp_path: Path) -> None:
+    path = tmp_path / "capped.h2c"
+    writer = CaptureWriter(path, max_data_bytes=4, autoflush=False)
+    frame = bytes([0, 0, 10, 0, 1, 0, 0, 0, 1]) + b"0123456789"
+    writer.frame(1, 1, frame, t=1.0)  # type: ignore[arg-type]
+    writer.flush()
+    offsets = FrameOffsets(path)
+    try:
+        offsets.scan()
+        off = offsets.offset_of(1, 0)
+        assert off is not None
+        assert offsets.frame_at(off, 1) == frame[:13] + bytes(6)
+        assert offsets.frame_at(off, 2) is None  # another connection's record: refused
+    finally:
+        offsets.close()
+        writer.close(fsync=False)

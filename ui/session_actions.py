@@ -1,0 +1,140 @@
+"""The app's actions on files: save the session, record, export.
+
+A live session is always backed by a capture (:class:`ui.model.backing.SessionCapture`:
+the ``--record`` file or a private temporary one), so
+
+* **save** (``ctrl+s``) copies the whole session so far to a file the user
+  names — after the fact, nothing has to be started beforehand;
+* **export** (``x``) converts the session's capture (live) or the capture
+  being viewed, scoped to the selected connection/stream;
+* **record** (``r``) starts/stops a *separate* recording of the connections
+  opened from then on (with ``--record FILE`` the session already records
+  everything there: ``r`` says so).
+
+:class:`SessionActions` is a base class of :class:`ui.app.H2ScopeApp`; the
+file work runs in thread workers, and the outcome is the status bar message.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import App
+
+from ui.model.export import EXTENSIONS, export
+from ui.screens.prompt import ExportPrompt, Prompt
+
+if TYPE_CHECKING:
+    from ui.model.capture import CaptureFile
+    from ui.model.live import LiveProxy
+
+SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
+"""The default file name of a saved session (``time.strftime``), in the current directory."""
+
+
+class SessionActions(App[int]):
+    """Save, record and export; the app provides the attributes below."""
+
+    live: LiveProxy | None
+    capture: CaptureFile | None
+    message: str
+    scope_conn: int | None
+    scope_stream: int | None
+
+    # ----------------------------------------------------------------- save
+
+    def action_save_session(self) -> None:
+        live = self.live
+        if live is None or live.backing is None:
+            self.message = ("save applies to a live session (this capture is a file "
+                            "already: x exports it)")
+            return
+
+        def done(text: str | None) -> None:
+            if text:
+                self.message = "saving the session…"
+                self._save(Path(text).expanduser())
+        self.push_screen(Prompt("Save the whole session so far to file",
+                                time.strftime(SAVE_NAME)), done)
+
+    @work(thread=True, group="save")
+    def _save(self, dest: Path) -> None:
+        live = self.live
+        if live is None or live.backing is None:
+            return
+        live.settle()  # what the UI shows has reached the recorder
+        try:
+            records = live.backing.save(dest)
+        except (OSError, ValueError) as exc:
+            msg = f"cannot save: {getattr(exc, 'strerror', None) or exc}"
+        else:
+            msg = f"saved the session ({records:,} records) to {dest.resolve()}"
+        self.call_from_thread(setattr, self, "message", msg)
+
+    # --------------------------------------------------------------- record
+
+    def action_toggle_record(self) -> None:
+        live = self.live
+        if live is None:
+            self.message = "recording applies to live capture (this is a capture already)"
+            return
+        if live.record_file is not None and (live.tap is None or not live.tap.active):
+            self.message = (f"recording every connection to {live.record_file} (--record); "
+                            f"ctrl+s saves a copy of the session so far")
+            return
+        if live.tap is not None and live.tap.active:
+            path = live.stop_recording()
+            self.message = f"recording stopped: {path}"
+            return
+
+        def done(text: str | None) -> None:
+            if text and self.live is not None:
+                try:
+                    self.live.start_recording(Path(text).expanduser())
+                except OSError as exc:
+                    self.message = f"cannot record: {exc.strerror or exc}"
+                else:
+                    self.message = f"recording new connections to {text}"
+        default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2c")
+        self.push_screen(Prompt("Record new connections to file (ctrl+s saves the session "
+                                "so far instead)", default), done)
+
+    # --------------------------------------------------------------- export
+
+    def action_export(self) -> None:
+        source: Path | None = None
+        if self.capture is not None:
+            source = self.capture.path
+        elif self.live is not None and self.live.backing is not None:
+            source = self.live.backing.path
+        if source is None:
+            self.message = "nothing to export"
+            return
+        scope = "everything" if self.scope_conn is None else f"connection #{self.scope_conn}"
+        if self.scope_stream is not None:
+            scope += f" stream {self.scope_stream}"
+        stem = source.stem if self.capture is not None or self.live is None or \
+            self.live.record_file is not None else time.strftime("h2scope-%Y%m%d-%H%M%S")
+
+        def done(answer: tuple[str, str] | None) -> None:
+            if answer:
+                self._export(source, answer[0], Path(answer[1]).expanduser())
+        self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
+
+    @work(thread=True, group="export")
+    def _export(self, source: Path, fmt: str, out: Path) -> None:
+        live = self.live
+        if self.capture is None and live is not None:
+            live.settle()
+            live.flush_recording()
+        try:
+            export(source, fmt, out, conn=self.scope_conn,
+                   stream=self.scope_stream if fmt not in ("pcapng", "script") else None)
+        except (OSError, ValueError, LookupError) as exc:
+            msg = f"export failed: {exc}"
+        else:
+            msg = f"exported {fmt} to {out}"
+        self.call_from_thread(setattr, self, "message", msg)
