@@ -3,7 +3,8 @@
 The app is driven with Textual's Pilot; the proxy runs on its own thread as in
 ``h2scope run``. Covers live ingest (rows appear, follow sticks to the tail),
 pause/resume, start/stop recording from the UI (the file is a capture that
-replays), export of the recording, and quitting (the proxy stops).
+replays), export of the session, and quitting (the proxy stops).
+tests/e2e/test_ui_live_backing.py covers the capture behind the session.
 """
 
 from __future__ import annotations
@@ -123,5 +124,7 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
         types = [r.type for r in reader.records()]
         assert reader.clean_end
     assert types.count(1) == 1 and 2 in types  # one CONNECTION, FRAMEs
+    # The export is of the whole session (its backing capture), paused traffic included.
     entries = json.loads(har.read_text())["log"]["entries"]
-    assert [e["request"]["url"] for e in entries] == [f"{url}/recorded"]
+    assert sorted(e["request"]["url"] for e in entries) == sorted(
+        f"{url}/{p}" for p in ("hello", "paused", "recorded"))
