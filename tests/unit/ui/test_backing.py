@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +22,14 @@ from proxy.capture.replay import replay
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
 from proxy.observe.events import FrameObserved
+from tests.unit.ui.conftest import drive
 from tests.unit.ui.traffic import record
+from ui.app import H2ScopeApp
 from ui.model.backing import FrameOffsets, SessionCapture
 from ui.model.live import LiveFeed, ingest
 from ui.model.session import Session
 from ui.model.table import LiveFrames
+from ui.screens.prompt import Prompt
 
 
 def _interleaved(path: Path) -> list[Batch]:
@@ -191,3 +195,12 @@ def test_capped_payloads_read_back_zero_padded_like_the_reader(tmp_path: Path) -
     finally:
         offsets.close()
         writer.close(fsync=False)
+
+
+def test_save_in_view_mode_says_it_is_for_live_sessions(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "save applies to a live session" in app.message
+        assert not isinstance(app.screen, Prompt)
+    drive(capture_path, scenario)
