@@ -68,6 +68,8 @@ class H2ScopeApp(SessionActions):
                  initial_filter: str = "") -> None:
         super().__init__()
         self.initial_filter = initial_filter
+        self.termination: TerminationGuard | None = None
+        """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
         self.capture = capture
         self.live = live
@@ -146,6 +148,8 @@ class H2ScopeApp(SessionActions):
             self.set_filter(self.initial_filter)
         self.set_interval(TICK, self.tick)
         self._repaint_mark = (0.0, time.thread_time())  # start-up is not traffic: repaint now
+        if self.live is not None:
+            self._catch_termination()
         if self.feed is not None:
             self.set_interval(INGEST_TICK, self._ingest)
         self.tick()
@@ -568,8 +572,30 @@ class H2ScopeApp(SessionActions):
 
         await asyncio.get_running_loop().run_in_executor(None, live.stop)
 
+    def _catch_termination(self) -> None:
+        """Live: SIGTERM (a service manager, ``kill``) and SIGHUP (the terminal
+        closed) quit like ``q`` does, so the proxy stops, the capture is closed and
+        a temporary one removed — their default action would leave it behind.
+        One noted by :class:`TerminationGuard` before the app ran quits at once."""
+        import asyncio
+        import contextlib
+
+        loop = asyncio.get_running_loop()
+        for sig in termination_signals():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit, 0)
+        if self.termination is not None and self.termination.pending:
+            self.exit(0)
+
     def on_unmount(self) -> None:
+        import asyncio
+        import contextlib
+
         self._stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for sig in termination_signals():
+                loop.remove_signal_handler(sig)
         if self.live is not None:
             self.live.stop()
 
@@ -650,20 +676,69 @@ def prepare_logging(config: Any) -> None:
     logger.propagate = False
 
 
+def termination_signals() -> list[int]:
+    import signal
+
+    return [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+
+
+class TerminationGuard:
+    """While a live UI starts and while it cleans up — when the app's own handlers
+    (:meth:`H2ScopeApp._catch_termination`) are not installed — SIGTERM and
+    SIGHUP are noted instead of killing the process, so the proxy always stops
+    and a temporary capture is always removed. Main thread only."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending.append(signum)
+
+    def arm(self) -> None:
+        import signal
+
+        for sig in termination_signals():
+            try:
+                previous = signal.signal(sig, self._note)
+            except (ValueError, OSError):  # not the main thread
+                continue
+            self._previous.setdefault(sig, previous)
+
+    def disarm(self) -> None:
+        import signal
+
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+
+def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
+    """Run a live app; stop its proxy afterwards (with termination signals noted)."""
+    app.termination = guard
+    try:
+        return app.run() or 0
+    finally:
+        guard.arm()  # closing the app's loop reset its signal handlers to the defaults
+        if app.live is not None:
+            app.live.stop()
+
+
 def run_live(config: Any) -> int:
     """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
     from proxy.server import ProxyStartError
 
     prepare_logging(config)
+    guard = TerminationGuard()
+    guard.arm()
     try:
-        app = live_app(config)
-    except ProxyStartError as exc:
-        import sys
+        try:
+            app = live_app(config)
+        except ProxyStartError as exc:
+            import sys
 
-        print(f"h2scope: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return app.run() or 0
+            print(f"h2scope: {exc}", file=sys.stderr)
+            return 1
+        return run_app(app, guard)
     finally:
-        if app.live is not None:
-            app.live.stop()
+        guard.disarm()

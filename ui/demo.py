@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ui.app import H2ScopeApp, prepare_logging
+from ui.app import H2ScopeApp, TerminationGuard, prepare_logging, run_app
 from ui.model.live import LiveFeed, LiveProxy, addresses_text
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -18,7 +18,7 @@ from ui.model.table import LiveFrames
 
 def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) -> int:
     """Run the demo with the UI until the user quits; the exit status."""
-    from proxy.commands.demo import drive, start_demo
+    from proxy.commands.demo import start_demo
 
     prepare_logging(config)
     frames = LiveFrames()
@@ -31,6 +31,18 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
         proxy, origin, client = await start_demo(config, store, sinks, lossy_sinks=lossy)
         parts.update(origin=origin, client=client)
         return proxy
+
+    guard = TerminationGuard()  # noted, not fatal, until the app handles them
+    guard.arm()
+    try:
+        return _run(live, parts, starter, frames, config, rounds, interval, guard)
+    finally:
+        guard.disarm()
+
+
+def _run(live: LiveProxy, parts: dict[str, Any], starter: Any, frames: LiveFrames,
+         config: Any, rounds: int | None, interval: float, guard: TerminationGuard) -> int:
+    from proxy.commands.demo import drive
 
     try:
         addresses = live.start(starter=starter)
@@ -50,11 +62,7 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
     live.on_stop(stop_demo)
     live.run_soon(drive(parts["client"], rounds, interval))
     session = Session(frames, title="demo")
-    app = H2ScopeApp(session, live=live, feed=feed, frames=frames,
+    app = H2ScopeApp(session, live=live, feed=live.feed, frames=frames,
                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
                      theme_name=config.ui.theme)
-    try:
-        return app.run() or 0
-    finally:
-        if app.live is not None:
-            app.live.stop()
+    return run_app(app, guard)

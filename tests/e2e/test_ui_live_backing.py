@@ -5,17 +5,22 @@ here); everything is in the session's capture — a private temporary one, or
 the ``--record`` file — and the views read freed payloads back from it: the
 hex tab, the stream view's reassembled bodies. ``ctrl+s`` saves the session
 so far; ``h2scope export`` reads the copy with every frame. Quitting removes
-the temporary capture and its directory.
+the temporary capture and its directory — so does SIGTERM or SIGHUP to the
+real ``h2scope run`` in a pseudo-terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from proxy.capture.reader import CaptureReader
 from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig
 from proxy.observe.enums import type_name
 from tests.helpers.h2server import ServerThread
-from tests.helpers.procs import require
+from tests.helpers.procs import free_port, require, wait_for_port
 from tests.helpers.tls_files import make_self_signed
 from ui.app import H2ScopeApp, live_app
 from ui.model.body import reassemble
@@ -242,3 +247,46 @@ def test_record_file_backs_the_session_instead_of_a_temporary_capture(
         frames = sum(1 for r in reader.records() if r.type == 2)
         assert reader.clean_end
     assert frames == len(app.session.table)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_termination_signal_quits_and_removes_the_private_capture(signame: str,
+                                                                  tmp_path: Path) -> None:
+    """``h2scope run`` in a real pty: the private capture exists while it runs and
+    is gone after ``kill -TERM`` / a hang-up, like after ``q``."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    master, slave = pty.openpty()
+    env = dict(os.environ, TMPDIR=str(tmp), TERM="xterm-256color")
+    proc = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--confdir",
+                             str(tmp_path / "conf"), "-p", str(port), "--log-file",
+                             str(tmp_path / "log")], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, start_new_session=True)
+    os.close(slave)
+
+    def drain() -> None:  # a full pty would stall the UI
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            return
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        wait_for_port(port, timeout=30)
+        dirs = list(tmp.glob("h2scope-*"))
+        assert len(dirs) == 1 and (dirs[0] / "session.h2scope").is_file(), dirs
+        assert stat.S_IMODE(dirs[0].stat().st_mode) == 0o700
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 5
+        while dirs[0].exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not dirs[0].exists(), "the private capture was left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+        reader.join(5)
