@@ -32,7 +32,6 @@ from proxy.cli import UsageError, default_confdir
 from proxy.net.modes import Mode, ModeError, parse_mode
 
 __all__ = [
-    "KEYMAP_ACTIONS",
     "Config",
     "ConfigError",
     "HeadlessConfig",
@@ -42,12 +41,18 @@ __all__ = [
     "UIConfig",
     "UpstreamConfig",
     "default_config_path",
+    "keymap_actions",
     "load_config",
 ]
 
-#: UI action ids a keymap may rebind. Empty means "not validated yet": the UI
-#: fills this in when its bindings exist; until then any action id is accepted.
-KEYMAP_ACTIONS: tuple[str, ...] = ()
+def keymap_actions() -> tuple[str, ...]:
+    """The UI action ids a keymap may rebind (``ui/keymap.py`` is the one table).
+
+    Imported only when a config file has a keymap: the proxy alone never loads
+    the UI's modules."""
+    from ui.keymap import KEYS
+
+    return tuple(bid for bid, *_ in KEYS)
 
 THEMES = ("auto", "dark", "light")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -511,12 +516,13 @@ def _check_whole(config: Config, loader: _Loader) -> None:
         except re.error as exc:
             raise loader.error(f"ignore_hosts[{i}]", f"{pattern!r} is not a valid regular "
                                f"expression: {exc}") from None
+    actions = keymap_actions() if config.ui.keymap else ()
     for key in config.ui.keymap:
-        if KEYMAP_ACTIONS and key not in KEYMAP_ACTIONS:
-            close = difflib.get_close_matches(key, KEYMAP_ACTIONS, n=1)
+        if key not in actions:
+            close = difflib.get_close_matches(key, actions, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise loader.error(f"ui.keymap.{key}", f"unknown action; {hint}known actions: "
-                               f"{', '.join(KEYMAP_ACTIONS)}")
+                               f"{', '.join(actions)}")
     ca = config.upstream.ca_file
     if ca is not None and not ca.is_file():
         raise loader.error("upstream.ca_file", f"{ca} does not exist or is not a file "

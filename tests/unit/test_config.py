@@ -323,3 +323,11 @@ def test_an_empty_mode_list_is_rejected(tmp_path: Path) -> None:
     exc = error(tmp_path, "modes: []\n")
     assert (exc.key, exc.line) == ("modes", 1)
     assert "needs at least one mode" in str(exc)
+
+
+def test_keymap_action_ids_are_checked_against_the_ui(tmp_path: Path) -> None:
+    exc = error(tmp_path, "ui:\n  keymap:\n    quitt: x\n")
+    assert (exc.key, exc.line) == ("ui.keymap.quitt", 3)
+    assert "did you mean 'quit'?" in str(exc)
+    assert load_config(write(tmp_path, "ui:\n  keymap: {save_session: ctrl+w}\n"), {}) \
+        .ui.keymap == {"save_session": "ctrl+w"}
