@@ -66,9 +66,15 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
             for k, v in value:
                 out.append(f"  {setting_name(k)} (0x{k:x}) = {v}\n")
             continue
-        if isinstance(value, bytes):
+        if fld.name == "pad_length":
+            value = "not padded" if value is None else f"{value} bytes of padding"
+        elif fld.name == "priority":
+            value = ("none (no PRIORITY flag)" if value is None else
+                     f"depends on {value.depends_on}{' (exclusive)' if value.exclusive else ''}, "
+                     f"weight {value.weight}")
+        elif isinstance(value, bytes):
             value = value[:64].hex() + ("…" if len(value) > 64 else "")
-        if fld.name == "error_code":
+        elif fld.name == "error_code":
             value = f"{value} {error_name(value)}"
         out.append(f"{fld.name:<11} {value}\n")
     if isinstance(f, DataFrame):

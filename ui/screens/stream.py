@@ -37,7 +37,10 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         total = sum((end - start) for start, end in st.stalls if end is not None)
         timing.append(f"{len(st.stalls)} flow-control stall(s), {total * 1000:.1f} ms")
     if st.urgency is not None or st.incremental is not None:
-        timing.append(f"priority u={st.urgency} i={st.incremental}")
+        # RFC 9218 §4: urgency defaults to 3, incremental to false.
+        urgency = 3 if st.urgency is None else st.urgency
+        incremental = ", incremental" if st.incremental else ""
+        timing.append(f"priority urgency {urgency}{incremental} (RFC 9218)")
     out.append("timing: " + ", ".join(timing) + "\n", "dim")
     _headers(out, "request headers", st.request_headers)
     req = reassemble(session, st, 0)
