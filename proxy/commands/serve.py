@@ -21,7 +21,7 @@ from typing import Any
 EPILOG = """\
 examples:
   h2scope serve session.h2scope -p 8443
-  curl --http2 --cacert ~/.h2scope/h2scope-ca.pem https://localhost:8443/index.html
+  curl --http2 --cacert "$(h2scope ca path)" https://localhost:8443/index.html
   h2scope serve session.h2scope --h2c -p 8080 --match method,path
   nghttp -v http://127.0.0.1:8080/index.html
 """
