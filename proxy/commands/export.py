@@ -120,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
         if to_stdout:
             out = sys.stdout
         else:
-            out = stack.enter_context(open(args.output, "wb" if fmt in BINARY_FORMATS else "w",
-                                           encoding=None if fmt in BINARY_FORMATS else "utf-8"))
+            try:
+                out = stack.enter_context(open(
+                    args.output, "wb" if fmt in BINARY_FORMATS else "w",
+                    encoding=None if fmt in BINARY_FORMATS else "utf-8"))
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         records = _records(reader, progress)
         try:
             count = _export(fmt, records, out, args)
