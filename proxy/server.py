@@ -29,7 +29,7 @@ from proxy.net.context import Conn, ProxyOptions, ProxyState
 from proxy.net.listeners import handle_regular, handle_reverse
 from proxy.net.modes import Mode, ModeError, ModeKind, parse_mode
 from proxy.net.socks5 import handle_socks5
-from proxy.net.streams import READ_SIZE, TcpStream
+from proxy.net.streams import TcpStream
 
 log = logging.getLogger("h2scope.proxy")
 
@@ -142,9 +142,9 @@ class ProxyServer:
             raise ProxyStartError(str(exc)) from exc
         try:
             for mode, host, port in binds:
-                server = await asyncio.start_server(
-                    functools.partial(self._accept, mode), host, port,
-                    limit=READ_SIZE * 2, reuse_address=True, backlog=LISTEN_BACKLOG)
+                server = await asyncio.get_running_loop().create_server(
+                    functools.partial(TcpStream, functools.partial(self._accept, mode)),
+                    host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()
                 self.addresses[mode.spec] = (str(sockname[0]), int(sockname[1]))
@@ -154,16 +154,13 @@ class ProxyServer:
             raise ProxyStartError(f"cannot listen on {host}:{port} for mode {mode.spec!r}: "
                                   f"{exc.strerror or exc}") from exc
 
-    def _accept(self, mode: Mode, reader: asyncio.StreamReader,
-                writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._handle(mode, reader, writer))
+    def _accept(self, mode: Mode, client: TcpStream) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(mode, client))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, mode: Mode, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, mode: Mode, client: TcpStream) -> None:
         assert self.state is not None
-        client = TcpStream(reader, writer)
         conn = Conn(self.state, mode, client.peername)
         conn.streams.append(client)
         try:

@@ -136,7 +136,7 @@ async def handle_socks5(conn: Conn, client: TcpStream) -> None:
         await conn.closed(Closer.PROXY, "upstream connection failed", reason)
         return
     conn.streams.append(server)
-    sock = server.writer.get_extra_info("sockname")
+    sock = server.get_extra_info("sockname")
     client.write(reply(SUCCEEDED, (sock[0], sock[1]) if sock else ("0.0.0.0", 0)))
     await client.drain()
     if not intercept:
