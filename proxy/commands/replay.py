@@ -152,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         progress.done()
         print(f"h2scope replay: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:
+        if args.record is None or exc.filename != str(args.record):
+            raise
+        progress.done()
+        raise UsageError(f"--record: cannot write {args.record}: {exc.strerror}") from None
     progress.done()
     _print_report(report, target.url, args.mode)
     if report.failed and not any(c.replayed for c in report.connections):
