@@ -103,6 +103,8 @@ def _read_lines(args: argparse.Namespace) -> list[str]:
         except OSError as exc:
             raise SystemExit(f"h2scope decode: cannot read {args.file}: {exc.strerror}") from exc
     if args.hex is None or args.hex == "-":
+        if sys.stdin.isatty():
+            print("h2scope decode: reading hex from stdin (end with Ctrl-D)", file=sys.stderr)
         return sys.stdin.read().splitlines()
     return args.hex.splitlines() or [""]
 
@@ -113,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     if args.table_size < 0:
         raise UsageError("--table-size must be 0 or more")
     lines = _read_lines(args)
+    if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in lines):
+        where = f"{args.file} holds" if args.file is not None else "the input holds"
+        raise UsageError(f"nothing to decode: {where} no hex (give it as an argument, "
+                         "with -f FILE, or on stdin)")
     out = sys.stdout
     if args.hpack:
         return _decode_hpack(lines, args, out)
