@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo", parents=[common],
         help="show h2scope on built-in HTTP/2 traffic (local server + client, no network)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description=textwrap.fill(__doc__.split("\n\n")[1].replace("``", "`"), width=79),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--headless", action="store_true",
                    help="print frames to stdout instead of opening the UI")
@@ -135,6 +136,10 @@ async def run_headless(config: Any, store: Any, rounds: int | None, interval: fl
     print(f"h2scope demo: proxy on {host}:{port}, origin https://localhost:{origin.port}/ "
           f"(try: curl --cacert {store.ca_cert_path} -x http://{host}:{port} "
           f"https://localhost:{origin.port}/)", file=sys.stderr)
+    if rounds is not None:
+        print(f"h2scope demo: both stop after {rounds} round{'s' if rounds != 1 else ''}; "
+              f"for time to try your own client, give --rounds N (one round every "
+              f"{interval:g} s)", file=sys.stderr)
 
     def report(n: int, result: Any) -> None:
         print(f"h2scope demo: round {n + 1}: {len(result.statuses)} streams, "

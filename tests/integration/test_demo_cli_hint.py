@@ -1,0 +1,19 @@
+"""``h2scope demo --headless`` tells a newcomer how long its origin stays up for their own curl."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_headless_demo_says_when_it_stops_and_how_to_keep_it(tmp_path: Path) -> None:
+    env = {**os.environ, "H2SCOPE_HOME": str(tmp_path / "conf")}
+    run = subprocess.run([sys.executable, "-m", "proxy", "demo", "--headless", "--rounds", "1",
+                          "--interval", "0"], capture_output=True, text=True, timeout=90, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert "(try: curl --cacert" in lines[0]
+    assert "both stop after 1 round; for time to try your own client, give --rounds N" \
+        in lines[1]
