@@ -28,8 +28,9 @@ examples:
   h2scope run --headless --filter 'type:HEADERS,RST_STREAM or finding:any'
       print only header frames, resets and frames with findings (docs/filters.md)
   h2scope run --headless --mode reverse:https://example.com -p 8443
-      reverse proxy: point the client at https://127.0.0.1:8443/ instead of the server
-      (it sees h2scope's certificate for 127.0.0.1, signed by the h2scope CA)
+      reverse proxy: the client connects to 127.0.0.1:8443 but keeps the server's name,
+      whose certificate h2scope mints (signed by the h2scope CA), e.g.
+      curl --cacert "$(h2scope ca path)" --connect-to example.com:443:127.0.0.1:8443 https://example.com/
   h2scope run --headless --mode regular --mode socks5@1080 --record session.h2c
       two listeners (HTTP proxy on 8080, SOCKS5 on 1080), everything recorded
   h2scope run --headless --mode reverse:http://127.0.0.1:8000 -p 9000 --quiet
@@ -158,12 +159,32 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
                          f"https://example.com/")
             break
         if mode.startswith("reverse:"):
-            scheme = "https" if mode.startswith("reverse:https") else "http"
-            lines.append(f"h2scope: try: curl --cacert {ca_path} {scheme}://{addr}/")
+            lines.append(f"h2scope: try: {_reverse_curl(mode, addr, ca_path)}")
             break
     if config.sslkeylogfile is not None:
         lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
     return lines
+
+
+def _reverse_curl(mode: str, addr: str, ca_path: Path) -> str:
+    """A curl line for a reverse mode listening at ``addr``.
+
+    With TLS the client must keep the target's name: without SNI (a URL with an
+    IP) h2scope's leaf is minted for the target host, not the listen address.
+    """
+    from proxy.net.modes import ModeError, parse_mode
+
+    try:
+        spec = parse_mode(mode)
+    except ModeError:
+        spec = None
+    if spec is None or spec.target is None:
+        return f"curl --cacert {ca_path} https://{addr}/"
+    if spec.scheme != "https":  # h2c: HTTP/2 with prior knowledge (RFC 9113 §3.3)
+        return f"curl --http2-prior-knowledge http://{addr}/"
+    default = ":443" if spec.port == 443 else ""
+    url_host = spec.target[:-len(default)] if default else spec.target
+    return f"curl --cacert {ca_path} --connect-to {spec.target}:{addr} https://{url_host}/"
 
 
 def _print_err(line: str) -> None:
