@@ -38,6 +38,11 @@ HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text
 def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -> bytes:
     lines = [f"h2scope serve: no recorded response for {method} {path} (authority "
              f"{authority or '-'}; matching on {','.join(book.fields)})"]
+    others = book.authorities_for(method, path)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        lines.append(f"{method} {path} was recorded for authority {shown}: ask for that host "
+                     f"name (the port may differ), or start serve with --match method,path")
     closest = book.closest_paths(path)
     if closest:
         lines.append("closest recorded paths:")
@@ -130,7 +135,10 @@ class MockConnection:
         found = self.book.find(method, authority, path)
         if found is None:
             body = not_found_body(self.book, method, authority, path)
-            self.log(f"{method} {authority}{path} → 404 (no recorded response)")
+            others = self.book.authorities_for(method, path)
+            why = f"recorded only for {', '.join(others[:3])}" if others else \
+                "no recorded response"
+            self.log(f"{method} {authority}{path} → 404 ({why})")
             actions: tuple[Action, ...] = (
                 Action(kind="headers", headers=((":status", "404"),
                                                 ("content-type", "text/plain; charset=utf-8"),

@@ -189,6 +189,16 @@ class ResponseBook:
         self._used[key] = n + 1
         return found[min(n, len(found) - 1)]
 
+    def authorities_for(self, method: str, path: str) -> list[str]:
+        """Recorded authorities of requests that match but for the authority."""
+        if "authority" not in self.fields:
+            return []
+        rest = tuple(f for f in self.fields if f != "authority")
+        probe = ResponseBook(self.responses, rest) if rest else None
+        return list(dict.fromkeys(
+            r.authority for r in self.responses
+            if probe is None or probe._matches(r, method, "", path)))
+
     def closest_paths(self, path: str, n: int = 5) -> list[str]:
         paths = list(dict.fromkeys(r.path for r in self.responses))
         return difflib.get_close_matches(path, paths, n=n, cutoff=0.0)
