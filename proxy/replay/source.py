@@ -82,11 +82,14 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     problems: list[BadRecord] = []
     items: dict[int, list[Replayed]] = {}
     metas: dict[int, dict[str, Any]] = {}
+    seen: list[int] = []  # every connection id, to name them when --conn misses
     with CaptureReader(path, on_problem=problems.append) as reader:
         for n, item in enumerate(replay_records(reader.records()), 1):
             rec = item.record
             if n % 4096 == 0 and progress is not None:
                 progress(reader.position, n)
+            if rec.type == RecordType.CONNECTION:
+                seen.append(rec.conn_id)
             if rec.type in (RecordType.END, RecordType.LOST) or (conn is not None
                                                                   and rec.conn_id != conn):
                 continue
@@ -105,8 +108,11 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
         if plan is not None:
             plans.append(plan)
     if not plans:
-        raise LookupError(f"the capture has no HTTP/2 connection {conn}" if conn is not None
-                          else "the capture has no HTTP/2 connection to replay")
+        if conn is None:
+            raise LookupError("the capture has no HTTP/2 connection to replay")
+        ids = ", ".join(map(str, sorted(set(seen) - {conn}))) or "none"
+        raise LookupError(f"the capture has no HTTP/2 connection {conn} "
+                          f"(its connections: {ids}; pick one with --conn ID)")
     return ReplaySource(plans=tuple(plans), notes=tuple(notes))
 
 
