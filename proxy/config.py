@@ -54,7 +54,7 @@ def keymap_actions() -> tuple[str, ...]:
 
     return tuple(bid for bid, *_ in KEYS)
 
-THEMES = ("auto", "dark", "light")
+THEMES = ("auto", "dark", "light", "ansi")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 

@@ -255,7 +255,8 @@ class H2ScopeApp(SessionActions):
         shown = self.timeline.row_count()
         parts.append((f"{shown:,} of {total:,} frames" if shown != total
                       else f"{total:,} frames", ""))
-        parts.append((f"{len(s.conns)} connections", ""))
+        n = len(s.conns)
+        parts.append((f"{n} connection{'' if n == 1 else 's'}", ""))
         scope = "all" if self.scope_conn is None else f"conn #{self.scope_conn}"
         if self.scope_stream is not None:
             scope += f" stream {self.scope_stream}"

@@ -51,7 +51,7 @@ def test_view_shows_connections_timeline_rows_and_status(capture_path: Path) -> 
         assert "GET api.example.test/api/users" in screen
         status = app.status.plain
         assert f"{len(app.session.table):,} frames" in status
-        assert "(loaded)" in status and "1 connections" in status
+        assert "(loaded)" in status and "1 connection " in status + " "
     drive(capture_path, scenario)
 
 
