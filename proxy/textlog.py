@@ -27,7 +27,7 @@ from proxy.observe.events import (
     PrefaceObserved,
     StreamStateChanged,
 )
-from proxy.observe.frames import DataFrame, Frame
+from proxy.observe.frames import DataFrame, Frame, WindowUpdateFrame
 
 HEADER_INDENT = " " * 22
 _ARROW = {Direction.C2S: Direction.C2S.arrow, Direction.S2C: Direction.S2C.arrow}
@@ -65,6 +65,12 @@ def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
             text = _DATA_FLAGS[flags] = _type_flags(f)
         return (f"{head} {f.stream_id:>5} {text} len={f.length}  {f.data_length} bytes"
                 f"  window conn={windows[0]} stream={windows[1]}")
+    if f.type == 8 and windows is not None and type(f) is WindowUpdateFrame \
+            and not truncated:
+        # The flow-control answer to every DATA frame: the same, for WINDOW_UPDATE.
+        stream = "" if windows[1] is None else f" stream={windows[1]}"
+        return (f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  +{f.increment}"
+                f"  window conn={windows[0]}{stream}")
     line = f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {frame_summary(ev)}"
     line = line.rstrip()
     if truncated:
