@@ -47,6 +47,7 @@ from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.frames import (
     FRAME_HEADER,
+    STREAM_MASK,
     DataFrame,
     Frame,
     GoAwayFrame,
@@ -57,6 +58,7 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
+    _data_frame,
     parse_known_header,
 )
 from proxy.observe.header_blocks import HeaderBlocks
@@ -143,8 +145,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         # bytes are ``data`` itself.
         buf = side.buffer
         if buf:
-            buf += data
-            data = bytes(buf)
+            data = b"".join((buf, data))  # one copy (``buf += data; bytes(buf)`` is two)
             buf.clear()
         elif type(data) is not bytes:
             data = bytes(data)
@@ -156,6 +157,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         n = len(data)
         receiver = self.sides[1 - direction]
         unpack = FRAME_HEADER.unpack_from
+        sender = side.direction
         while n - pos >= 9:
             hi, lo, ftype, flags, sid_word = unpack(data, pos)
             length = hi << 8 | lo
@@ -173,6 +175,25 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             raw = data if end == n and pos == 0 else data[pos:end]
             side.offset += end - pos
             pos = end
+            if (ftype == 0 and not flags & 0x8 and 0 < sid_word <= STREAM_MASK
+                    and length <= 16_384 and side.block is None and side.frames):
+                # The bulk of a transfer: an unpadded DATA frame that none of
+                # _frame's generic checks can apply to (see its fast path),
+                # without the parser's dispatch and _frame's prelude.
+                frame = _data_frame(0, flags, sid_word, length, raw, False, None, None, length)
+                seq = self.seq
+                self.seq = seq + 1
+                side.frames += 1
+                findings: list[Finding] = []
+                windows = self._data(side, frame, seq, t, findings)
+                if findings:
+                    self.findings_count += len(findings)
+                    events.append(_frame_observed(t, sender, seq, frame, None, None,
+                                                  tuple(findings), windows))
+                else:
+                    events.append(_frame_observed(t, sender, seq, frame, None, None, (),
+                                                 windows))
+                continue
             self._frame(side, parse_known_header(raw, ftype, flags, sid_word, length), t)
         if pos < n:
             buf += data[pos:] if pos else data
@@ -478,9 +499,12 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             stream = self._lookup(sid, direction)
         state: StreamState = stream.state
         end = frame.flags & 1
-        if state is _OPEN and not end:
+        if not end and (state is _OPEN or state is (
+                _HALF_CLOSED_CLIENT if direction is S2C else _HALF_CLOSED_SERVER)):
+            # The common cases without the table: DATA on an open stream, or a
+            # response body after a request that ended with its HEADERS (§5.1).
             new: StreamState = state
-            problem: str | None = None  # the common case, without the table
+            problem: str | None = None
         else:
             new, problem = transition(state, _DATA, bool(end), direction)
         if problem:

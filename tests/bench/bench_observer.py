@@ -28,6 +28,7 @@ from collections.abc import Callable
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import hpack
 
 from proxy.observe.connection import ConnectionObserver
@@ -85,10 +86,20 @@ def _pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
     return client, server
 
 
-def build_traffic(requests: int, body: bytes) -> list[tuple[Direction, bytes]]:
-    """Chunks of wire bytes, by direction, for ``requests`` exchanges."""
+def build_traffic(requests: int, body: bytes, *, bulk: bool = False,
+                  read_size: int = 65536) -> list[tuple[Direction, bytes]]:
+    """Chunks of wire bytes, by direction, for ``requests`` exchanges.
+
+    ``bulk``: the client opens its windows wide at the start, so the server
+    sends each body in one go, and the relay reads ``read_size`` bytes at a
+    time (cut anywhere, as TLS reads cut them): many whole DATA frames of one
+    stream per chunk, as under W2/W3 of ``docs/benchmarks.md``.
+    """
     client, server = _pair()
     chunks: list[tuple[Direction, bytes]] = []
+    if bulk:
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        client.increment_flow_control_window(2**31 - 1 - 65535)
 
     def pump() -> None:
         for _ in range(4):
@@ -118,7 +129,15 @@ def build_traffic(requests: int, body: bytes) -> list[tuple[Direction, bytes]]:
         resp[7] = ("last-modified", modified)
         # A header-only exchange is two header blocks: no empty DATA frame to end it.
         server.send_headers(sid, resp, end_stream=not body)
-        if body:
+        if body and bulk:
+            for off in range(0, len(body), 16384):
+                server.send_data(sid, body[off : off + 16384],
+                                 end_stream=off + 16384 >= len(body))
+            out = server.data_to_send()
+            chunks.extend((Direction.S2C, out[i : i + read_size])
+                          for i in range(0, len(out), read_size))
+            client.receive_data(out)
+        elif body:
             for off in range(0, len(body), 16384):
                 piece = body[off : off + 16384]
                 server.send_data(sid, piece)
@@ -201,8 +220,9 @@ def main() -> None:
         return n
 
     data_rows = []
-    for label, size in (("DATA 16 KB", 16384 * 8), ("DATA 1 KB", 1024)):
-        chunks = build_traffic(max(200, args.requests // 10), b"x" * size)
+    for label, size, bulk in (("DATA 16 KB", 16384 * 8, False), ("DATA 1 KB", 1024, False),
+                              ("bulk 64 KB reads", 1 << 18, True)):
+        chunks = build_traffic(max(200, args.requests // 10), b"x" * size, bulk=bulk)
         o = ConnectionObserver()
         nframes = sum(
             1
