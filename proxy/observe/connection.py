@@ -158,6 +158,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         receiver = self.sides[1 - direction]
         unpack = FRAME_HEADER.unpack_from
         sender = side.direction
+        streams = self.streams
+        # The half-closed state in which the sender may still send DATA (§5.1).
+        open_half = _HALF_CLOSED_CLIENT if sender is S2C else _HALF_CLOSED_SERVER
         while n - pos >= 9:
             hi, lo, ftype, flags, sid_word = unpack(data, pos)
             length = hi << 8 | lo
@@ -184,6 +187,23 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                 seq = self.seq
                 self.seq = seq + 1
                 side.frames += 1
+                stream = streams.get(sid_word)
+                if stream is not None and not flags & 1:
+                    # _data's outcome when nothing can happen but the windows
+                    # shrinking (both stay open, the state allows the sender's
+                    # DATA and does not change): no findings, no other events.
+                    state = stream.state
+                    if state is _OPEN or state is open_half:
+                        conn_window = side.conn_window - length
+                        send_window = stream.send_window
+                        window = send_window[sender] - length
+                        if conn_window > 0 and window > 0:
+                            side.conn_window = conn_window
+                            send_window[sender] = window
+                            stream.data_bytes[sender] += length
+                            events.append(_frame_observed(t, sender, seq, frame, None, None, (),
+                                                          (conn_window, window)))
+                            continue
                 findings: list[Finding] = []
                 windows = self._data(side, frame, seq, t, findings)
                 if findings:
