@@ -34,7 +34,8 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
-from proxy.textlog import add_event_lines, prefix
+from proxy.observe.events import FrameObserved
+from proxy.textlog import add_event_lines, frame_line, prefix
 
 log = logging.getLogger("h2scope.headless")
 
@@ -95,7 +96,13 @@ class HeadlessPrinter:
         conn_id = batch.conn_id
         tracker = self.tracker
         keep = self.filter
+        quiet = self.quiet
         for ev in batch.events:
+            if type(ev) is FrameObserved and keep is None and not quiet \
+                    and ev.block is None and not ev.findings:
+                # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
+                lines.append(frame_line(conn_id, ev, ev.t - (start or ev.t)))
+                continue
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \
@@ -108,7 +115,7 @@ class HeadlessPrinter:
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 continue
             add_event_lines(lines, conn_id, ev, ev.t - (start or ev.t), annotate=self.annotate,
-                            quiet=self.quiet)
+                            quiet=quiet)
 
     @staticmethod
     def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:
