@@ -58,7 +58,7 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
-    _data_frame,
+    new_data_frame,
     parse_known_header,
 )
 from proxy.observe.header_blocks import HeaderBlocks
@@ -183,7 +183,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                 # The bulk of a transfer: an unpadded DATA frame that none of
                 # _frame's generic checks can apply to (see its fast path),
                 # without the parser's dispatch and _frame's prelude.
-                frame = _data_frame(0, flags, sid_word, length, raw, False, None, None, length)
+                frame = new_data_frame(0, flags, sid_word, length, raw, False, None, None, length)
                 seq = self.seq
                 self.seq = seq + 1
                 side.frames += 1

@@ -235,9 +235,9 @@ def parse_known_header(raw: bytes, ftype: int, flags: int, sid_word: int, length
     reserved = sid_word > STREAM_MASK
     if ftype == 0:  # the hot path first
         if not flags & 0x8:
-            return _data_frame(0, flags, sid, length, raw, reserved, None, None, length)
+            return new_data_frame(0, flags, sid, length, raw, reserved, None, None, length)
         pad, start, end, problem = _strip_padding(raw, length, flags)
-        return _data_frame(0, flags, sid, length, raw, reserved, problem, pad, end - start)
+        return new_data_frame(0, flags, sid, length, raw, reserved, problem, pad, end - start)
     parser = _PARSERS.get(ftype)
     if parser is None:
         return UnknownFrame(type=ftype, flags=flags, stream_id=sid, length=length, raw=raw,
@@ -393,7 +393,9 @@ def _parse_priority_update(raw: bytes, ftype: int, flags: int, sid: int, length:
 
 
 # Positional constructors for the frames that make up most of the traffic.
-_data_frame = positional(DataFrame)
+new_data_frame = positional(DataFrame)
+"""``DataFrame(...)`` with every field positional, in field order (the observer's
+framing loop builds unpadded DATA frames with it directly)."""
 _headers_frame = positional(HeadersFrame)
 _window_update_frame = positional(WindowUpdateFrame)
 
