@@ -101,7 +101,7 @@ class HeadlessPrinter:
             if type(ev) is FrameObserved and keep is None and not quiet \
                     and ev.block is None and not ev.findings:
                 # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
-                lines.append(frame_line(conn_id, ev, ev.t - (start or ev.t)))
+                lines.append(frame_line(conn_id, ev, ev.t - start))
                 continue
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
@@ -110,11 +110,11 @@ class HeadlessPrinter:
                     continue
                 text = connection_line(ev)
                 if text:
-                    lines.append(f"{prefix(conn_id, ev.t - (start or ev.t), '*')} {text}")
+                    lines.append(f"{prefix(conn_id, ev.t - start, '*')} {text}")
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 continue
-            add_event_lines(lines, conn_id, ev, ev.t - (start or ev.t), annotate=self.annotate,
+            add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                             quiet=quiet)
 
     @staticmethod
