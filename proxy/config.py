@@ -29,7 +29,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from proxy.cli import UsageError, default_confdir
-from proxy.net.modes import Mode, ModeError, parse_mode
+from proxy.net.modes import Mode, ModeError, is_loopback, parse_mode
 
 __all__ = [
     "Config",
@@ -254,21 +254,12 @@ class Config:
 
     @property
     def listen_is_loopback(self) -> bool:
-        return _is_loopback(self.listen.host)
+        return is_loopback(self.listen.host)
 
     def listen_address_of(self, mode: Mode) -> tuple[str, int]:
         """Where ``mode`` listens: its ``@HOST:PORT`` / ``@PORT``, else ``listen.*``."""
         return (mode.listen_host or self.listen.host,
                 self.listen.port if mode.listen_port is None else mode.listen_port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def default_config_path(confdir: Path) -> Path | None:
@@ -503,7 +494,7 @@ def _check_whole(config: Config, loader: _Loader) -> None:
         except ModeError as exc:
             raise loader.error(f"modes[{i}]", f"{exc}") from None
         host, port = config.listen_address_of(mode)
-        if not _is_loopback(host) and not config.allow_remote:
+        if not is_loopback(host) and not config.allow_remote:
             raise loader.error(f"modes[{i}]", f"{text!r} listens on {host}, which {remote}")
         if port and (host, port) in addresses:
             raise loader.error(f"modes[{i}]", f"{text!r} and {addresses[host, port]!r} would "

@@ -2,8 +2,8 @@
 
 ``ProxyServer(options, sinks)`` → ``await start()`` binds every mode's
 listener (``addresses`` then says where) → connections are handled until
-``await stop()``. :func:`serve` wraps that for the ``h2scope run`` command:
-it runs until cancelled or SIGINT/SIGTERM and returns an exit status.
+``await stop()``. The ``run`` command (``proxy/commands/run.py``) adds the
+signal handling, the logging set-up and the exit statuses around it.
 
 No internal error reaches the user's terminal as a traceback: a failing
 connection is logged with its id (Python logging, ``h2scope.*`` loggers),
@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -27,7 +24,7 @@ from certs.store import CertStore
 from proxy.events import Closer, ConnectionOpened, EventBus, Sink, SinkCallable
 from proxy.net.context import Conn, ProxyOptions, ProxyState
 from proxy.net.listeners import handle_regular, handle_reverse
-from proxy.net.modes import Mode, ModeError, ModeKind, parse_mode
+from proxy.net.modes import Mode, ModeError, ModeKind, is_loopback, parse_mode
 from proxy.net.socks5 import handle_socks5
 from proxy.net.streams import TcpStream
 
@@ -47,35 +44,6 @@ _HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
 
 class ProxyStartError(Exception):
     """The proxy cannot start (bad mode, port in use, remote bind refused); a user message."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def configure_logging(confdir: Path | None, *, stderr: bool = False,
-                      level: int = logging.INFO) -> Path | None:
-    """Send ``h2scope.*`` logs to ``confdir/h2scope.log`` (or stderr); returns the file."""
-    logger = logging.getLogger("h2scope")
-    logger.setLevel(level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = None
-    handler: logging.Handler
-    if confdir is not None and not stderr:
-        confdir.mkdir(parents=True, exist_ok=True)
-        path = confdir / LOG_FILE
-        handler = logging.FileHandler(path, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(fmt)
-    logger.addHandler(handler)
-    logger.propagate = False
-    return path
 
 
 class ProxyServer:
@@ -221,35 +189,3 @@ class ProxyServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def serve(options: ProxyOptions, sinks: Sequence[Sink | SinkCallable] = (), *,
-                ready: Callable[[ProxyServer], object] | None = None,
-                lossy_sinks: Sequence[Sink | SinkCallable] = ()) -> int:
-    """Run the proxy until SIGINT/SIGTERM or cancellation; 0 on a clean stop, 1 if it
-    cannot start (the reason is printed to stderr and logged)."""
-    server = ProxyServer(options, sinks, lossy_sinks=lossy_sinks)
-    try:
-        await server.start()
-    except ProxyStartError as exc:
-        log.error("%s", exc)
-        print(f"h2scope: {exc}", file=sys.stderr)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        if ready is not None:
-            result = ready(server)
-            if asyncio.iscoroutine(result):
-                await result
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await server.stop()
-    return 0

@@ -7,6 +7,7 @@ and ``reverse:http://host:port``; any of them may end with ``@port`` (or
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -91,3 +92,13 @@ def parse_mode(spec: str) -> Mode:
                     listen_port=listen_port, scheme=scheme, host=host, port=port)
     raise ModeError(f"unknown mode {spec!r}: use regular, socks5, reverse:https://host:port "
                     "or reverse:http://host:port, optionally followed by @port")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: safe to listen on without ``allow_remote``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
