@@ -50,7 +50,8 @@ from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 
-__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "StreamHeadersTracker", "compile_filter"]
+__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "StreamHeadersTracker", "compile_filter",
+           "term_keys"]
 
 
 class ConnMeta(Protocol):
@@ -181,6 +182,27 @@ class _Token:
 
     def col(self, index: int) -> int:
         return self.cols[index] if index < len(self.cols) else self.column + len(self.raw)
+
+
+def term_keys(text: str) -> list[tuple[str | None, str]]:
+    """``(key, term)`` for each term of a filter: the lowercased key (``type``,
+    ``len``, ...) or None for a bare word, and the term without its negation.
+
+    For callers that plan around a filter (which terms need decoded frames)
+    without compiling it; raises :class:`FilterError` like the compiler."""
+    out: list[tuple[str | None, str]] = []
+    for tok in _tokens(text):
+        body = tok.text
+        if not tok.quoted and body.lower() in ("or", "and"):
+            continue
+        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
+            body = body[1:]
+        if _LEN_TERM.match(body):
+            out.append(("len", body))
+            continue
+        m = _KEY_TERM.match(body)
+        out.append((m.group(1).lower() if m else None, body))
+    return out
 
 
 def _tokens(text: str) -> list[_Token]:

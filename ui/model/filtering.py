@@ -18,7 +18,7 @@ import threading
 from array import array
 from collections.abc import Callable
 
-from proxy.filter import _KEY_TERM, _LEN_TERM, Filter, _tokens
+from proxy.filter import Filter, term_keys
 from proxy.observe.describe import block_summary
 from proxy.observe.enums import type_name
 from proxy.observe.events import FrameObserved
@@ -30,31 +30,12 @@ _EMPTY: tuple[()] = ()
 
 def needs_frames(text: str) -> bool:
     """Whether ``text`` has a bare-word term (which searches frame summaries)."""
-    for tok in _tokens(text):
-        body = tok.text
-        if not tok.quoted and body.lower() in ("or", "and"):
-            continue
-        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
-            body = body[1:]
-        if _LEN_TERM.match(body) or _KEY_TERM.match(body):
-            continue
-        return True
-    return False
+    return any(key is None for key, _ in term_keys(text))
 
 
 def bare_words(text: str) -> list[str]:
     """The bare-word terms of ``text``, lowercased (what they search for)."""
-    words = []
-    for tok in _tokens(text):
-        body = tok.text
-        if not tok.quoted and body.lower() in ("or", "and"):
-            continue
-        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
-            body = body[1:]
-        if _LEN_TERM.match(body) or _KEY_TERM.match(body):
-            continue
-        words.append(body.lower())
-    return words
+    return [term.lower() for key, term in term_keys(text) if key is None]
 
 
 _FALLBACK = frozenset("0123456789 bytes")
@@ -90,18 +71,7 @@ _COLUMN_KEYS = frozenset({"type", "stream", "conn", "dir", "len", "flags", "host
 def needs_decoding(text: str) -> bool:
     """Whether ``text`` needs what only the observer knows (header blocks, findings,
     summaries): over a capture still being decoded it sees only decoded rows."""
-    for tok in _tokens(text):
-        body = tok.text
-        if not tok.quoted and body.lower() in ("or", "and"):
-            continue
-        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
-            body = body[1:]
-        if _LEN_TERM.match(body):
-            continue
-        m = _KEY_TERM.match(body)
-        if m is None or m.group(1).lower() not in _COLUMN_KEYS:
-            return True
-    return False
+    return any(key not in _COLUMN_KEYS for key, _ in term_keys(text))
 
 
 class _RowFrame:
