@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureReader, Record
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import Event
+from proxy.observe.records import positional, record
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _NO_OBSERVER = ("http/1.1", "http/1.0", "http/1", "tcp", "websocket")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Replayed:
     """One record and the observer events it produced (possibly none)."""
 
     record: Record
     events: tuple[Event, ...] = ()
+
+
+_replayed = positional(Replayed)
 
 
 def observer_for(meta: dict[str, object]) -> ConnectionObserver | None:
@@ -76,7 +79,7 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False) -> It
                 last = rec
                 continue
             data = rec.frame_bytes() if rtype == _FRAME else rec.body
-            yield Replayed(record=rec, events=tuple(obs.feed(rec.direction, data, rec.t)))
+            yield _replayed(rec, tuple(obs.feed(rec.direction, data, rec.t)))
         elif rtype == RecordType.CONNECTION:
             observers[conn] = observer_for(rec.json())
             yield Replayed(record=rec)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import hpack
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
 from proxy.capture.replay import replay

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 import hpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
