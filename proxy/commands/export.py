@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
 from proxy.capture.replay import Replayed, replay_records
 
+_PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
+                                              RecordType.RAW, RecordType.HTTP1))
 FORMATS = ("har", "pcapng", "text", "jsonl", "script")
 BINARY_FORMATS = frozenset({"pcapng"})
 
@@ -85,11 +88,21 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _records(reader: CaptureReader, progress: _Progress) -> Iterator[Record]:
+def _records(reader: CaptureReader, progress: _Progress, seen: set[int]) -> Iterator[Record]:
+    """The capture's records, with progress; the connection ids go into ``seen``."""
+    add = seen.add
     for n, rec in enumerate(reader.records(), 1):
         if n % 4096 == 0:
             progress.update(reader.position, n)
+        if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
+            add(rec.conn_id)
         yield rec
+
+
+def _ids(ids: set[int]) -> str:
+    shown = sorted(ids)
+    text = ", ".join(map(str, shown[:20]))
+    return text + (f", … ({len(shown)} in all)" if len(shown) > 20 else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,21 +139,41 @@ def run(args: argparse.Namespace) -> int:
                     encoding=None if fmt in BINARY_FORMATS else "utf-8"))
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
-        records = _records(reader, progress)
+        seen: set[int] = set()
+        records = _records(reader, progress, seen)
         try:
             count = _export(fmt, records, out, args)
         except LookupError as exc:
-            raise UsageError(str(exc)) from None
+            for _ in records:  # the rest of the file, for the connections it has
+                pass
+            missing: str | None = str(exc)
+        else:
+            missing = _missing(args, seen, count, fmt)
         finally:
             progress.done()
         if to_stdout:
             sys.stdout.flush()
     for problem in problems:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
-    if args.conn is not None and count == 0 and fmt != "pcapng":
-        print(f"h2scope export: nothing matched (connection {args.conn}"
-              f"{'' if args.stream is None else f', stream {args.stream}'})", file=sys.stderr)
+    if missing:
+        if args.conn not in seen and args.conn is not None:
+            missing = (f"the capture has no connection {args.conn}; its connections are "
+                       f"{_ids(seen) or 'none'}")
+        if not to_stdout:
+            with contextlib.suppress(OSError):
+                os.unlink(args.output)  # nothing was exported: leave no empty file behind
+        raise UsageError(missing)
     return 0
+
+
+def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> str | None:
+    """What ``--conn``/``--stream`` asked for that the capture lacks, if anything."""
+    if args.conn is not None and args.conn not in seen:
+        return f"the capture has no connection {args.conn}"
+    if args.stream is not None and count == 0 and fmt != "pcapng":
+        where = "" if args.conn is None else f" of connection {args.conn}"
+        return f"the capture has nothing on stream {args.stream}{where}"
+    return None
 
 
 def _replayed(records: Iterator[Record]) -> Iterator[Replayed]:

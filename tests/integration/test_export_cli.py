@@ -127,3 +127,19 @@ def test_script_lists_client_frames_of_one_connection(capture: Path) -> None:
 def test_script_of_a_missing_connection_is_a_usage_error(capture: Path) -> None:
     run = _run(str(capture), "--format", "script", "--conn", "9", check=False)
     assert run.returncode == 2 and "no connection 9" in run.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "har", "text", "pcapng"])
+def test_a_missing_connection_is_a_usage_error_naming_the_ones_there(capture: Path, fmt: str,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / f"out.{fmt}"
+    run = _run(str(capture), "--format", fmt, "--conn", "9", "-o", str(out), check=False)
+    assert run.returncode == 2
+    assert "no connection 9; its connections are 1, 2" in run.stderr
+    assert not out.exists()
+
+
+def test_a_stream_with_no_frames_is_a_usage_error(capture: Path) -> None:
+    run = _run(str(capture), "--format", "text", "--conn", "1", "--stream", "999", check=False)
+    assert run.returncode == 2 and "nothing on stream 999 of connection 1" in run.stderr
+    assert run.stdout == ""
