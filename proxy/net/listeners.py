@@ -8,22 +8,19 @@ stream it opened is closed.
 
 from __future__ import annotations
 
-import time
-
-from proxy.events import Closer, RelayStarted, TargetChosen
+from proxy.events import Closer
 from proxy.net import http1, tls
 from proxy.net.clienthello import looks_like_tls
 from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Http1Error, RequestHead
-from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
 from proxy.net.streams import TcpStream, open_tcp
 from proxy.net.tunnel import (
     first_bytes,
+    open_tunnel,
     peek_client_hello,
     relay_decrypted,
     relay_plain,
-    run_tunnel,
 )
 from proxy.observe.enums import CONNECTION_PREFACE
 
@@ -64,28 +61,16 @@ async def handle_connect(conn: Conn, client: TcpStream, request: RequestHead) ->
         await conn.closed(Closer.PROXY, "invalid CONNECT target", str(exc))
         return
     where = hostport(host, port)
-    conn.target = where
-    intercept = not conn.state.ignored(host, port)
-    await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via="CONNECT",
-                                 intercept=intercept))
-    try:
-        server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        await conn.error("connect", f"cannot connect to {where}: {reason}")
+
+    async def refuse(reason: str, exc: BaseException) -> None:
         await _answer(client, 502, "Bad Gateway",
                       f"h2scope: cannot connect to {where}: {reason}\n")
-        await conn.closed(Closer.PROXY, "upstream connection failed", reason)
-        return
-    conn.streams.append(server)
-    client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-    await client.drain()
-    if not intercept:
-        await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol="passthrough",
-                                     target=where))
-        await relay(conn, client, server, protocol="passthrough", publish=False)
-        return
-    await run_tunnel(conn, client, server, host, port)
+
+    async def accept(server: TcpStream) -> None:
+        client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await client.drain()
+
+    await open_tunnel(conn, client, host, port, via="CONNECT", refuse=refuse, accept=accept)
 
 
 async def handle_reverse(conn: Conn, client: TcpStream) -> None:

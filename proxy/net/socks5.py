@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import time
 
-from proxy.events import Closer, RelayStarted, TargetChosen
-from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
-from proxy.net.relay import relay
-from proxy.net.streams import Stream, StreamClosed, TcpStream, open_tcp
-from proxy.net.tunnel import run_tunnel
+from proxy.events import Closer
+from proxy.net.context import Conn
+from proxy.net.streams import Stream, StreamClosed, TcpStream
+from proxy.net.tunnel import open_tunnel
 
 VERSION = 5
 NO_AUTH, USERPASS, NO_ACCEPTABLE = 0x00, 0x02, 0xFF
@@ -121,27 +119,14 @@ async def handle_socks5(conn: Conn, client: TcpStream) -> None:
         await conn.closed(Closer.PROXY, "SOCKS5 request refused", conn.last_error)
         return
     host, port = target
-    where = hostport(host, port)
-    conn.target = where
-    intercept = not conn.state.ignored(host, port)
-    await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via="SOCKS5",
-                                 intercept=intercept))
-    try:
-        server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
+
+    async def refuse(reason: str, exc: BaseException) -> None:
         client.write(reply(_connect_error_code(exc)))
         await client.drain()
-        await conn.error("connect", f"cannot connect to {where}: {reason}")
-        await conn.closed(Closer.PROXY, "upstream connection failed", reason)
-        return
-    conn.streams.append(server)
-    sock = server.get_extra_info("sockname")
-    client.write(reply(SUCCEEDED, (sock[0], sock[1]) if sock else ("0.0.0.0", 0)))
-    await client.drain()
-    if not intercept:
-        await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol="passthrough",
-                                     target=where))
-        await relay(conn, client, server, protocol="passthrough", publish=False)
-        return
-    await run_tunnel(conn, client, server, host, port)
+
+    async def accept(server: TcpStream) -> None:
+        sock = server.get_extra_info("sockname")
+        client.write(reply(SUCCEEDED, (sock[0], sock[1]) if sock else ("0.0.0.0", 0)))
+        await client.drain()
+
+    await open_tunnel(conn, client, host, port, via="SOCKS5", refuse=refuse, accept=accept)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
-from proxy.events import Closer, RelayStarted
+from proxy.events import Closer, RelayStarted, TargetChosen
 from proxy.net import tls
 from proxy.net.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
-from proxy.net.context import Conn
+from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import looks_like_http1_request
 from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
-from proxy.net.streams import HeadTooLarge, Stream
+from proxy.net.streams import HeadTooLarge, Stream, TcpStream, open_tcp
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import CONNECTION_PREFACE
 
@@ -83,6 +84,39 @@ async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
 async def started(conn: Conn, protocol: str) -> None:
     await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol=protocol,
                                  target=conn.target or "?"))
+
+
+async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: str,
+                      refuse: Callable[[str, BaseException], Awaitable[None]],
+                      accept: Callable[[TcpStream], Awaitable[None]]) -> None:
+    """A tunnel a client asked for (``CONNECT``, SOCKS5 ``CONNECT``), to its end.
+
+    Announces the target, connects to it, then tells the client how that went
+    in its own protocol: ``refuse(reason, exc)`` when the server cannot be
+    reached (the connection is then closed), ``accept(server)`` when it can.
+    Hosts matching ``ignore_hosts`` are passed through untouched; the others go
+    to :func:`run_tunnel`.
+    """
+    where = hostport(host, port)
+    conn.target = where
+    intercept = not conn.state.ignored(host, port)
+    await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
+                                 intercept=intercept))
+    try:
+        server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        await refuse(reason, exc)
+        await conn.error("connect", f"cannot connect to {where}: {reason}")
+        await conn.closed(Closer.PROXY, "upstream connection failed", reason)
+        return
+    conn.streams.append(server)
+    await accept(server)
+    if not intercept:
+        await started(conn, "passthrough")
+        await relay(conn, client, server, protocol="passthrough", publish=False)
+        return
+    await run_tunnel(conn, client, server, host, port)
 
 
 async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port: int) -> None:

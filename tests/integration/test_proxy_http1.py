@@ -183,3 +183,19 @@ def test_several_modes_listen_at_once_on_their_own_ports(
                     f"http://127.0.0.1:{port}/x")[1] == b"h1 /x"
     modes = sorted(e.mode.split(":")[0].split("@")[0] for e in proxy.events(ConnectionOpened))
     assert modes == ["regular", "reverse", "socks5"]
+
+
+def test_socks5_to_a_closed_port_replies_connection_refused_and_says_why(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    proxy = make_proxy(modes=["socks5"])
+    closed = procs.free_port()
+    with socket.create_connection(("127.0.0.1", proxy.port("socks5")), timeout=10) as s:
+        s.sendall(b"\x05\x01\x00")  # RFC 1928 §3: version 5, one method, no authentication
+        assert recv_exactly(s, 2) == b"\x05\x00"
+        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + closed.to_bytes(2, "big"))
+        answer = recv_exactly(s, 10)
+    assert answer[:2] == b"\x05\x05"  # §6: REP 5, connection refused
+    proxy.wait_closed()
+    errors = [e.message for e in proxy.events(ProxyErrorRaised) if e.stage == "connect"]
+    assert len(errors) == 1 and f"cannot connect to 127.0.0.1:{closed}" in errors[0]
+    assert [e.via for e in proxy.events(TargetChosen)] == ["SOCKS5"]
