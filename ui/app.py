@@ -7,8 +7,8 @@ filtering — runs in thread workers; the UI wakes on a timer ("tick", 10 Hz)
 and takes whatever arrived since, so a million frames cost one refresh per
 tick, not a million messages.
 
-Entry points: :func:`run_view` (a capture file) and :func:`run_live` (start the
-proxy with this UI); :class:`H2ScopeApp` for tests and the demo.
+The entry points (``h2scope view``, ``h2scope run``) are in :mod:`ui.launch`;
+the terminal's theme and signals in :mod:`ui.terminal`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -31,7 +30,7 @@ from proxy.filter import Filter, FilterError, compile_filter
 from ui import keymap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
-from ui.model.live import LiveFeed, LiveProxy, addresses_text, ingest, rate
+from ui.model.live import LiveFeed, LiveProxy, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
 from ui.screens.help import HelpScreen
@@ -39,6 +38,7 @@ from ui.screens.prompt import Prompt
 from ui.screens.state import StateScreen
 from ui.screens.stream import StreamScreen
 from ui.session_actions import SessionActions
+from ui.terminal import TerminationGuard, pick_theme, termination_signals
 from ui.widgets.lanes import LEGEND, Lanes
 from ui.widgets.panes import ConnectionsPane, DetailPane, StatusBar
 from ui.widgets.rowlist import RowList
@@ -599,147 +599,3 @@ class H2ScopeApp(SessionActions):
                 loop.remove_signal_handler(sig)
         if self.live is not None:
             self.live.stop()
-
-
-# ------------------------------------------------------------------ entry points
-
-def pick_theme(name: str) -> str:
-    """The Textual theme for ``ui.theme``: ``auto`` picks the ANSI theme (the
-    terminal's own 16 colours) unless the terminal says it has more."""
-    import os
-
-    if name == "light":
-        return "textual-light"
-    if name == "dark":
-        return "textual-dark"
-    if name == "ansi":
-        return "ansi-dark"
-    rich = os.environ.get("COLORTERM", "") in ("truecolor", "24bit") or \
-        "256" in os.environ.get("TERM", "")
-    return "textual-dark" if rich else "ansi-dark"
-
-
-def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
-             theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
-    """An app on the capture at ``path`` (raises CaptureFormatError / OSError)."""
-    from proxy.capture.reader import CaptureReader
-
-    CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
-    capture = CaptureFile(path)
-    session = Session(capture, title=Path(path).name)
-    return H2ScopeApp(session, capture=capture, keys=keys, theme_name=theme_name,
-                      initial_filter=initial_filter)
-
-
-def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
-             theme_name: str = "auto", initial_filter: str = "") -> int:
-    app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
-    try:
-        return app.run() or 0
-    finally:
-        if app.capture is not None:
-            app.capture.close()
-
-
-def live_app(config: Any) -> H2ScopeApp:
-    """An app with the proxy for ``config`` started (raises ProxyStartError)."""
-    frames = LiveFrames()
-    feed = LiveFeed()
-    live = LiveProxy(config, feed=feed, record=config.record.file,
-                     max_data_bytes=config.record.max_data_bytes)
-    try:
-        addresses = live.start()
-    except BaseException:
-        live.stop()
-        raise
-    frames.backing = live.backing  # freed payloads are read back from the session's capture
-    session = Session(frames, title="live")
-    return H2ScopeApp(session, live=live, feed=feed, frames=frames,
-                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                      theme_name=config.ui.theme)
-
-
-def prepare_logging(config: Any) -> None:
-    """Log lines on stderr would tear the screen: send them to ``log.file`` or
-    ``<confdir>/h2scope.log`` while the UI runs."""
-    import logging
-
-    log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
-    try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8")
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("h2scope")
-    logger.handlers[:] = [handler]
-    logger.setLevel(str(config.log.level).upper())
-    logger.propagate = False
-
-
-def termination_signals() -> list[int]:
-    import signal
-
-    return [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
-
-
-class TerminationGuard:
-    """While a live UI starts and while it cleans up — when the app's own handlers
-    (:meth:`H2ScopeApp._catch_termination`) are not installed — SIGTERM and
-    SIGHUP are noted instead of killing the process, so the proxy always stops
-    and a temporary capture is always removed. Main thread only."""
-
-    def __init__(self) -> None:
-        self.pending: list[int] = []
-        self._previous: dict[int, Any] = {}
-
-    def _note(self, signum: int, frame: Any) -> None:
-        self.pending.append(signum)
-
-    def arm(self) -> None:
-        import signal
-
-        for sig in termination_signals():
-            try:
-                previous = signal.signal(sig, self._note)
-            except (ValueError, OSError):  # not the main thread
-                continue
-            self._previous.setdefault(sig, previous)
-
-    def disarm(self) -> None:
-        import signal
-
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
-
-
-def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
-    """Run a live app; stop its proxy afterwards (with termination signals noted)."""
-    app.termination = guard
-    try:
-        return app.run() or 0
-    finally:
-        guard.arm()  # closing the app's loop reset its signal handlers to the defaults
-        if app.live is not None:
-            app.live.stop()
-
-
-def run_live(config: Any) -> int:
-    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
-    from proxy.server import ProxyStartError
-
-    prepare_logging(config)
-    guard = TerminationGuard()
-    guard.arm()
-    try:
-        try:
-            app = live_app(config)
-        except ProxyStartError as exc:
-            import sys
-
-            print(f"h2scope: {exc}", file=sys.stderr)
-            return 1
-        return run_app(app, guard)
-    finally:
-        guard.disarm()

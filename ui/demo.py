@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ui.app import H2ScopeApp, TerminationGuard, prepare_logging, run_app
+from ui.app import H2ScopeApp
+from ui.launch import prepare_logging, run_app
 from ui.model.live import LiveFeed, LiveProxy, addresses_text
 from ui.model.session import Session
 from ui.model.table import LiveFrames
+from ui.terminal import TerminationGuard
 
 
 def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) -> int:

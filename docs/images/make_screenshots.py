@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig  # noqa: E402
 from tests.helpers.h2server import ServerThread  # noqa: E402
 from tests.helpers.tls_files import make_self_signed  # noqa: E402
-from ui.app import H2ScopeApp, live_app, view_app  # noqa: E402
+from ui.app import H2ScopeApp  # noqa: E402
+from ui.launch import live_app, view_app  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (160, 46)

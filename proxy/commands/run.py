@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                    f"goes through it")
     if not args.headless:
         if sys.stdin.isatty() and sys.stdout.isatty():
-            from ui.app import run_live  # Textual is imported only when the UI runs
+            from ui.launch import run_live  # Textual is imported only when the UI runs
 
             return run_live(config)
         # Piped or redirected (a script, a service, `| grep`): the UI needs a

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         except FilterError as exc:
             raise UsageError(f"--filter: {exc}") from None
     keys, theme = _ui_config(args)
-    from ui.app import run_view
+    from ui.launch import run_view
 
     try:
         return run_view(args.file, keys=keys, theme_name=args.theme or theme,

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from proxy.capture.writer import CaptureWriter
 from proxy.filter import compile_filter
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
-from ui.app import H2ScopeApp, view_app
+from ui.app import H2ScopeApp
+from ui.launch import view_app
 from ui.model.filtering import run_filter
 
 C2S, S2C = Direction.C2S, Direction.S2C

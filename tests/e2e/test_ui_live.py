@@ -23,7 +23,8 @@ from proxy.config import Config, ListenConfig, UpstreamConfig
 from tests.helpers.h2server import ServerThread
 from tests.helpers.procs import require
 from tests.helpers.tls_files import make_self_signed
-from ui.app import H2ScopeApp, live_app
+from ui.app import H2ScopeApp
+from ui.launch import live_app
 
 
 def _curl(proxy_port: int, ca: Path, url: str) -> str:

@@ -35,7 +35,8 @@ from proxy.observe.enums import type_name
 from tests.helpers.h2server import ServerThread
 from tests.helpers.procs import free_port, require, wait_for_port
 from tests.helpers.tls_files import make_self_signed
-from ui.app import H2ScopeApp, live_app
+from ui.app import H2ScopeApp
+from ui.launch import live_app
 from ui.model.body import reassemble
 from ui.model.detail import hex_view
 from ui.screens.prompt import Prompt

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.unit.ui.traffic import record
-from ui.app import H2ScopeApp, view_app
+from ui.app import H2ScopeApp
+from ui.launch import view_app
 from ui.model.capture import CaptureFile, load
 from ui.model.session import Session
 

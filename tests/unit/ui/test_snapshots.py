@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ui.app import H2ScopeApp, view_app
+from ui.app import H2ScopeApp
+from ui.launch import view_app
 
 SIZE = (150, 44)
 

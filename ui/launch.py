@@ -1,0 +1,106 @@
+"""Entry points of the UI: :func:`run_view` (``h2scope view FILE``) and
+:func:`run_live` (``h2scope run`` with the UI: the proxy on a thread, the UI in
+the foreground); :func:`view_app` and :func:`live_app` build the app without
+running it (tests, the demo, screenshots)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ui.app import H2ScopeApp
+from ui.model.capture import CaptureFile
+from ui.model.live import LiveFeed, LiveProxy, addresses_text
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+from ui.terminal import TerminationGuard
+
+
+def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
+             theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
+    """An app on the capture at ``path`` (raises CaptureFormatError / OSError)."""
+    from proxy.capture.reader import CaptureReader
+
+    CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
+    capture = CaptureFile(path)
+    session = Session(capture, title=Path(path).name)
+    return H2ScopeApp(session, capture=capture, keys=keys, theme_name=theme_name,
+                      initial_filter=initial_filter)
+
+
+def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
+             theme_name: str = "auto", initial_filter: str = "") -> int:
+    app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
+    try:
+        return app.run() or 0
+    finally:
+        if app.capture is not None:
+            app.capture.close()
+
+
+def live_app(config: Any) -> H2ScopeApp:
+    """An app with the proxy for ``config`` started (raises ProxyStartError)."""
+    frames = LiveFrames()
+    feed = LiveFeed()
+    live = LiveProxy(config, feed=feed, record=config.record.file,
+                     max_data_bytes=config.record.max_data_bytes)
+    try:
+        addresses = live.start()
+    except BaseException:
+        live.stop()
+        raise
+    frames.backing = live.backing  # freed payloads are read back from the session's capture
+    session = Session(frames, title="live")
+    return H2ScopeApp(session, live=live, feed=feed, frames=frames,
+                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
+                      theme_name=config.ui.theme)
+
+
+def prepare_logging(config: Any) -> None:
+    """Log lines on stderr would tear the screen: send them to ``log.file`` or
+    ``<confdir>/h2scope.log`` while the UI runs."""
+    import logging
+
+    log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("h2scope")
+    logger.handlers[:] = [handler]
+    logger.setLevel(str(config.log.level).upper())
+    logger.propagate = False
+
+
+def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
+    """Run a live app; stop its proxy afterwards (with termination signals noted)."""
+    app.termination = guard
+    try:
+        return app.run() or 0
+    finally:
+        guard.arm()  # closing the app's loop reset its signal handlers to the defaults
+        if app.live is not None:
+            app.live.stop()
+
+
+def run_live(config: Any) -> int:
+    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+    from proxy.server import ProxyStartError
+
+    prepare_logging(config)
+    guard = TerminationGuard()
+    guard.arm()
+    try:
+        try:
+            app = live_app(config)
+        except ProxyStartError as exc:
+            import sys
+
+            print(f"h2scope: {exc}", file=sys.stderr)
+            return 1
+        return run_app(app, guard)
+    finally:
+        guard.disarm()
