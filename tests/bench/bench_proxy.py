@@ -3,7 +3,7 @@
 A plain script (not collected by pytest)::
 
     python tests/bench/bench_proxy.py [--quick] [--profile FILE] [--json FILE]
-                                      [--mitmdump PATH] [--duration S]
+                                      [--mitmdump PATH] [--duration S] [--no-reference]
 
 Everything runs in one go on this machine, side by side, TLS on both legs:
 
@@ -17,7 +17,15 @@ Everything runs in one go on this machine, side by side, TLS on both legs:
   fed by a lossy sink), in a pseudo-terminal of 160 × 48 nobody looks at;
 * ``mitmproxy``: ``mitmdump --mode reverse:https://…`` when a ``mitmdump`` is
   found (``--mitmdump``, ``$MITMDUMP`` or ``$PATH``; never a project
-  dependency — install it into a separate virtualenv to compare).
+  dependency — install it into a separate virtualenv to compare);
+* ``py relay``: ``reference_relay.py`` beside this file, a bare asyncio TLS
+  byte relay (no decoding) in reverse-proxy style — the reference the
+  issue's targets were calibrated against;
+* ``py relay+hpack``: the same relay splitting both directions into frames
+  and decoding every header block with ``hpack.Decoder`` (``--hpack``).
+
+The two reference relays run unless ``--no-reference``; like the proxies,
+their CPU time and peak RSS are measured.
 
 Workloads (h2load, timed with ``-D`` after a warm-up):
 
@@ -29,6 +37,9 @@ Workloads (h2load, timed with ``-D`` after a warm-up):
 The table gives each figure with its ratio to direct (W4: the latency
 added), h2scope against mitmproxy, recording against not recording, and the
 proxies' peak RSS (``VmHWM``) after all workloads, then the issue's targets.
+A second table sets h2scope (headless) beside the reference relays: each
+figure × direct (W4: the latency added) and h2scope ÷ ``py relay+hpack``
+(W4: h2scope's mean latency minus the relay's).
 ``--profile FILE`` adds a py-spy profile of the headless proxy under W1 (a
 separate run, so sampling does not slow the measured one) and summarizes it
 (``--profile-workload``, ``--profile-target`` choose another).
@@ -64,7 +75,11 @@ from tests.bench.proxyproc import (  # noqa: E402
 )
 from tests.bench.pyspy_summary import summarize  # noqa: E402
 from tests.helpers.procs import free_port, wait_for_port  # noqa: E402
-from tests.helpers.tls_files import make_self_signed  # noqa: E402
+from tests.helpers.tls_files import CertFiles, make_self_signed  # noqa: E402
+
+RELAY = Path(__file__).with_name("reference_relay.py")
+REFERENCES = {"py relay": False, "py relay+hpack": True}
+"""The reference relays' columns, and whether each decodes header blocks."""
 
 FILES = {"1k": 1024, "100k": 100 * 1024, "10m": 10 * 1024 * 1024}
 
@@ -185,13 +200,65 @@ def mitmdump(exe: str, upstream: int, ca: Path, confdir: Path) -> Iterator[tuple
             proc.wait(5)
 
 
+@contextlib.contextmanager
+def reference_relay(upstream: int, cert: CertFiles, log: Path, *,
+                    decode: bool) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``reference_relay.py`` in front of *upstream* (stderr to *log*); yields (port, process)."""
+    args = [sys.executable, str(RELAY), "--upstream-port", str(upstream), "--cert",
+            str(cert.cert), "--key", str(cert.key), "--upstream-ca", str(cert.cert)]
+    if decode:
+        args.append("--hpack")
+    for _attempt in range(3):
+        port = free_port()
+        with log.open("ab") as err:
+            proc = subprocess.Popen([*args, "--listen-port", str(port)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err)
+        try:
+            wait_for_port(port, proc, timeout=10)
+        except (RuntimeError, TimeoutError):
+            proc.kill()
+            proc.wait(5)
+            continue
+        try:
+            yield port, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return
+    raise ProxyStartFailed(f"{RELAY.name} did not start; its stderr is in {log}")
+
+
+def relay_problem(proc: subprocess.Popen[bytes], log: Path) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if proc.poll() is not None:
+            return f"the relay exited with {proc.returncode}"
+        for line in tail(log):
+            if "Traceback" in line or "ERROR" in line:
+                return line.strip()
+        return None
+    return check
+
+
+def tail(log: Path, lines: int = 40) -> list[str]:
+    """The last *lines* of a log file (none if it cannot be read)."""
+    try:
+        return log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
 def ui_unavailable() -> str | None:
     """Why there can be no "with the UI" column, or None if ``h2scope run`` has a UI."""
     try:
-        import ui.app
+        import ui.launch
     except Exception:
         return "n/a (UI not built)"
-    if not hasattr(ui.app, "run_live"):
+    if not hasattr(ui.launch, "run_live"):
         return "n/a (the UI cannot run live yet)"
     return None
 
@@ -314,9 +381,9 @@ def table(targets: dict[str, Target]) -> tuple[list[str], list[str]]:
             rec_ratio, ui_ratio = f"{r / h:.2f}", f"{u / h:.2f}"
             vs_mitm = f"{h / m:.0f}×" if m > 0 else "—"
         else:
-            h_ratio = f"+{h - d:.3f} ms"
-            m_ratio = f"+{m - d:.3f} ms"
-            rec_ratio, ui_ratio = f"+{r - h:.3f} ms", f"+{u - h:.3f} ms"
+            h_ratio = f"{h - d:+.3f} ms"
+            m_ratio = f"{m - d:+.3f} ms"
+            rec_ratio, ui_ratio = f"{r - h:+.3f} ms", f"{u - h:+.3f} ms"
             vs_mitm = f"{m / h:.1f}× lower" if h > 0 else "—"
         if mitm.unavailable:
             m_ratio = vs_mitm = "—"
@@ -353,6 +420,47 @@ def table(targets: dict[str, Target]) -> tuple[list[str], list[str]]:
     return lines, checks
 
 
+def reference_table(targets: dict[str, Target]) -> list[str]:
+    """h2scope (headless) beside the reference relays; no lines if they did not run."""
+    direct, h2s = targets["direct"], targets["h2scope"]
+    relay, decoding = targets["py relay"], targets["py relay+hpack"]
+    if relay.unavailable and decoding.unavailable:
+        return []
+    head = ["workload", "direct", "py relay (× direct)", "py relay+hpack (× direct)",
+            "h2scope headless (× direct)", "h2scope ÷ py relay+hpack"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def val(t: Target, wl: Workload) -> float:
+        r = t.results.get(wl.name)
+        return wl.value(r) if r is not None else float("nan")
+
+    def cell(t: Target, wl: Workload) -> str:
+        if t.unavailable:
+            return t.unavailable
+        v, d = val(t, wl), val(direct, wl)
+        vs = f"{v / d:.3f}×" if wl.higher_is_better else f"{v - d:+.3f} ms"
+        text = f"{fmt(v, wl.metric)} ({vs})"
+        return text + (" (!)" if wl.name in t.errors else "")
+
+    for wl in WORKLOADS:
+        h, rh = val(h2s, wl), val(decoding, wl)
+        if decoding.unavailable:
+            vs_relay = "—"
+        elif wl.higher_is_better:
+            vs_relay = f"{h / rh:.2f}"
+        else:
+            vs_relay = f"{h - rh:+.3f} ms"
+        lines.append(f"| {wl.name} | {fmt(val(direct, wl), wl.metric)} | {cell(relay, wl)} | "
+                     f"{cell(decoding, wl)} | {cell(h2s, wl)} | {vs_relay} |")
+    shown = (relay, decoding, h2s)
+    rss = [f"{t.peak_rss:.0f} MiB" if t.peak_rss is not None else (t.unavailable or "—")
+           for t in shown]
+    lines.append(f"| peak RSS (VmHWM) | — | {rss[0]} | {rss[1]} | {rss[2]} | |")
+    cpu = [f"{t.cpu:.1f} s" if not t.unavailable else "—" for t in shown]
+    lines.append(f"| CPU time during the workloads | — | {cpu[0]} | {cpu[1]} | {cpu[2]} | |")
+    return lines
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -367,6 +475,8 @@ def parse_args() -> argparse.Namespace:
                    help="runs of each workload per target, the best kept (default 2, "
                    "--quick 1); the targets take turns, so a noisy moment hits one run")
     p.add_argument("--no-ui", action="store_true", help="leave out the run with the UI")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the reference relays (py relay, py relay+hpack)")
     p.add_argument("--mitmdump", help="mitmdump executable to compare with "
                    "(default: $MITMDUMP, then $PATH)")
     p.add_argument("--profile", type=Path, metavar="FILE",
@@ -396,7 +506,7 @@ def main() -> int:
         for name, size in FILES.items():
             (docroot / name).write_bytes(os.urandom(size))
         targets = {name: Target(name) for name in ("direct", "h2scope", "h2scope+rec", "UI",
-                                                   "mitmproxy")}
+                                                   "mitmproxy", *REFERENCES)}
         with contextlib.ExitStack() as stack:
             upstream = stack.enter_context(nghttpd(docroot, cert.cert, cert.key))
             targets["direct"].port = upstream
@@ -431,6 +541,21 @@ def main() -> int:
                 port, pid = stack.enter_context(mitmdump(mitm_exe, upstream, cert.cert,
                                                          work / "mitmconf"))
                 targets["mitmproxy"].port, targets["mitmproxy"].pid = port, pid
+            relay_logs: dict[str, Path] = {}
+            for name, decode in REFERENCES.items():
+                t = targets[name]
+                if args.no_reference:
+                    t.unavailable = "n/a (--no-reference)"
+                    continue
+                relay_logs[name] = work / f"{name.replace(' ', '-')}.log"
+                try:
+                    port, relay = stack.enter_context(reference_relay(
+                        upstream, cert, relay_logs[name], decode=decode))
+                except ProxyStartFailed as exc:
+                    t.unavailable = f"n/a (did not start: {exc})"
+                    continue
+                t.port, t.pid = port, relay.pid
+                t.check = relay_problem(relay, relay_logs[name])
             print(f"set-up {time.monotonic() - started:.1f} s; each run {warmup:g} s warm-up "
                   f"+ {duration:g} s, best of {repeat}", flush=True)
             for wl in WORKLOADS:
@@ -441,7 +566,7 @@ def main() -> int:
                     r = t.results.get(wl.name)
                     shown = fmt(wl.value(r), wl.metric) if r else t.unavailable or "failed"
                     err = f"  [{t.errors[wl.name]}]" if wl.name in t.errors else ""
-                    print(f"  {wl.name} {t.name:<12} {shown}{err}", flush=True)
+                    print(f"  {wl.name} {t.name:<14} {shown}{err}", flush=True)
             for t in targets.values():
                 if t.pid is not None:
                     t.peak_rss = peak_rss_mib(t.pid)
@@ -449,6 +574,9 @@ def main() -> int:
                 t = targets[running.name]
                 if t.errors:
                     t.stderr = list(running.stderr_lines)[-40:]
+            for name, log in relay_logs.items():
+                if targets[name].errors:
+                    targets[name].stderr = tail(log)
             profile_text = None
             if args.profile is not None:
                 wl = next(w for w in WORKLOADS if w.name == args.profile_workload)
@@ -460,6 +588,10 @@ def main() -> int:
     print()
     print("\n".join(lines))
     print()
+    reference = reference_table(targets)
+    if reference:
+        print("\n".join(reference))
+        print()
     print(f"capture written by h2scope+rec: {capture_mib:,.0f} MiB")
     for t in targets.values():
         for wl_name, err in t.errors.items():
