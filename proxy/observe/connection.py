@@ -197,10 +197,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                         conn_window = side.conn_window - length
                         send_window = stream.send_window
                         window = send_window[sender] - length
-                        if conn_window > 0 and window > 0:
+                        received = stream.data_bytes
+                        total = received[sender] + length
+                        declared = stream.content_length[sender]
+                        if conn_window > 0 and window > 0 and (declared < 0 or total <= declared):
                             side.conn_window = conn_window
                             send_window[sender] = window
-                            stream.data_bytes[sender] += length
+                            received[sender] = total
                             events.append(_frame_observed(t, sender, seq, frame, None, None, (),
                                                           (conn_window, window)))
                             continue
@@ -529,7 +532,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
             new, problem = transition(state, _DATA, bool(end), direction)
         if problem:
             findings.append(self._state_finding(stream, direction, problem, seq))
-        stream.data_bytes[direction] += frame.data_length
+        received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
+        declared = stream.content_length[direction]
+        if declared >= 0 and (end or received > declared):
+            self._body_ended(stream, direction, seq, findings, bool(end))
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
         if window < 0 and state is not _CLOSED and state is not _IDLE:
@@ -548,6 +554,24 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                 self._events.append(FlowControlStalled(t=t, direction=direction,
                                                        stream_id=sid, seq=seq))
         return conn_window, window
+
+    def _body_ended(self, stream: Stream, direction: Direction, seq: int,
+                    findings: list[Finding], ended: bool = True) -> None:
+        """The ``direction``'s message on ``stream`` ended (END_STREAM), or its DATA went
+        past the declared length: the two must agree (RFC 9113 §8.1.1)."""
+        declared = stream.content_length[direction]
+        if declared < 0 or stream.reset_by is not None:
+            return
+        stream.content_length[direction] = -1  # one finding per message at most
+        received = stream.data_bytes[direction]
+        if received == declared:
+            return
+        message = "request" if direction is C2S else "response"
+        how = "in all" if ended else "so far"
+        findings.append(_f("content-length-mismatch", Severity.ERROR, "RFC 9113 §8.1.1",
+                           f"the {message} on stream {stream.stream_id} declares content-length "
+                           f"{declared} but its DATA frames carried {received} bytes {how}; "
+                           "the receiver must treat it as malformed", seq, stream.stream_id))
 
     def _state_finding(self, stream: Stream, direction: Direction, problem: str,
                        seq: int) -> Finding:

@@ -15,7 +15,13 @@ from proxy.observe.enums import Direction, SettingCode
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.frames import Frame, HeadersFrame, PushPromiseFrame
-from proxy.observe.header_rules import BlockRole, check_fields, header_value, status_of
+from proxy.observe.header_rules import (
+    BlockRole,
+    check_fields,
+    content_length_of,
+    header_value,
+    status_of,
+)
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import PriorityTree
 from proxy.observe.sides import HeaderBlockInProgress, Side
@@ -53,6 +59,8 @@ class HeaderBlocks:
                             seq: int, findings: list[Finding]) -> None: ...
         def _apply_rfc9218(self, stream: Stream, value: str, seq: int,
                            findings: list[Finding]) -> None: ...
+        def _body_ended(self, stream: Stream, direction: Direction, seq: int,
+                        findings: list[Finding]) -> None: ...
 
     def _header_fragment(self, side: Side, frame: Frame, seq: int, t: float,
                          findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
@@ -185,8 +193,11 @@ class HeaderBlocks:
         stream = self.stream(sid)
         if stream is not None:
             headers = block.headers
+            direction = side.direction
             if role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST:
                 stream.request_headers = headers
+                if role is _ROLE_REQUEST:
+                    stream.content_length[C2S] = content_length_of(headers)
                 prio = header_value(headers, "priority")
                 if prio is not None:
                     self._apply_rfc9218(stream, prio, seq, findings)
@@ -198,8 +209,16 @@ class HeaderBlocks:
                         findings.append(_f("status-101", Severity.ERROR, "RFC 9113 §8.6",
                                            "101 (Switching Protocols) is not allowed in HTTP/2",
                                            seq, sid))
-                else:
-                    stream.response_headers = headers
+                    return block, promised
+                stream.response_headers = headers
+                # RFC 9110 §8.6: in a response to HEAD and in a 304, content-length
+                # is the size the full response would have had, not of this one.
+                method = (header_value(stream.request_headers, ":method")
+                          if stream.request_headers is not None else None)
+                if method != "HEAD" and status != 304:
+                    stream.content_length[S2C] = content_length_of(headers)
             else:
-                stream.trailers[side.direction] = headers
+                stream.trailers[direction] = headers
+            if promised is None and sender_finished(stream.state, direction):
+                self._body_ended(stream, direction, seq, findings)  # END_STREAM on this block
         return block, promised

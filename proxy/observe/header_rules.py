@@ -245,3 +245,17 @@ def header_value(headers: tuple[tuple[str, str], ...], wanted: str) -> str | Non
         if name == wanted:
             return value
     return None
+
+
+def content_length_of(headers: tuple[tuple[str, str], ...]) -> int:
+    """The body length a message's ``content-length`` declares; -1 if it has none
+    or its value is not one decimal number (RFC 9110 §8.6 allows a list of the
+    same number repeated: ``42, 42``)."""
+    value = header_value(headers, "content-length")
+    if value is None:
+        return -1
+    numbers = {part.strip() for part in value.split(",")}
+    if len(numbers) != 1:
+        return -1
+    (number,) = numbers
+    return int(number) if number.isdigit() and number.isascii() else -1

@@ -128,6 +128,10 @@ class Stream:
     trailers: dict[Direction, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     data_bytes: list[int] = field(default_factory=lambda: [0, 0])
     """DATA payload bytes (padding excluded) per direction index."""
+    content_length: list[int] = field(default_factory=lambda: [-1, -1])
+    """Per direction index: the ``content-length`` its message declared, which its
+    DATA must add up to (RFC 9113 §8.1.1); -1 when there is none to check (none
+    declared, a response to HEAD, a 304, or a mismatch already reported)."""
     send_window: list[int] = field(default_factory=lambda: [0, 0])
     """Flow-control window for data flowing in each direction (index = Direction)."""
     stalled_since: list[float | None] = field(default_factory=lambda: [None, None])

@@ -18,6 +18,7 @@ from hyperframe import frame as hf
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
+from proxy.observe.findings import Finding
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
@@ -92,6 +93,9 @@ class Conversation:
 
     def findings(self, new: list[Event] | None = None) -> list[str]:
         return [x.code for e in self.frames(new) for x in e.findings]
+
+    def finding_objects(self, new: list[Event] | None = None) -> list[Finding]:
+        return [x for e in self.frames(new) for x in e.findings]
 
 
 @pytest.fixture
