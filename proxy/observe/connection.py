@@ -21,7 +21,7 @@ shape of the hot paths here.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
@@ -74,6 +74,10 @@ from proxy.observe.streams import (
 )
 
 C2S, S2C = Direction.C2S, Direction.S2C
+RAPID_RESET_COUNT = 100
+RAPID_RESET_WINDOW = 1.0
+"""Streams a client resets before any response, and the seconds they fit in,
+that make a ``rapid-reset`` warning (once per connection)."""
 CLOSED_HISTORY = 512
 """Closed streams kept for display and late-frame checks; older ones are
 known closed by their id alone, so memory stays bounded on long connections."""
@@ -124,6 +128,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         self.seq = 0
         self.findings_count = 0
         self._events: list[Event] = []
+        self._cancels: deque[float] = deque(maxlen=RAPID_RESET_COUNT)
+        """When the client's last streams were reset by it before a response."""
+        self._rapid_reset_reported = False
 
     # ---------------------------------------------------------------- input
 
@@ -394,6 +401,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                 self._ping(side, frame, seq, t, findings)
             elif ftype == _GOAWAY:
                 assert isinstance(frame, GoAwayFrame)
+                before = side.goaway_last_stream_id
+                if before is not None and frame.last_stream_id > before:
+                    findings.append(_f("goaway-last-stream-id-increased", Severity.ERROR,
+                                       "RFC 9113 §6.8",
+                                       f"a GOAWAY raises the last stream id from {before} to "
+                                       f"{frame.last_stream_id}; it may only stay or decrease",
+                                       seq, 0))
                 side.goaway_last_stream_id = frame.last_stream_id
             elif ftype == int(FrameType.PRIORITY_UPDATE):
                 assert isinstance(frame, PriorityUpdateFrame)
@@ -635,10 +649,27 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         new, problem = transition(stream.state, _RST, False, side.direction)
         if problem:
             findings.append(self._state_finding(stream, side.direction, problem, seq))
+        elif (side.direction is C2S and stream.opened_by is C2S
+              and stream.response_headers is None and stream.state is not _CLOSED):
+            self._cancelled(stream.stream_id, seq, t, findings)
         if stream.state is not _CLOSED:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
         self._set_state(stream, new, side.direction, seq, t)
+
+    def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:
+        """The client reset a stream of its own before any response: one is normal (a
+        navigation away); :data:`RAPID_RESET_COUNT` within :data:`RAPID_RESET_WINDOW`
+        seconds is the HTTP/2 Rapid Reset attack (CVE-2023-44487)."""
+        cancels = self._cancels
+        cancels.append(t)
+        if (len(cancels) == RAPID_RESET_COUNT and not self._rapid_reset_reported
+                and t - cancels[0] <= RAPID_RESET_WINDOW):
+            self._rapid_reset_reported = True
+            findings.append(_f("rapid-reset", Severity.WARNING, "RFC 9113 §10.5",
+                               f"the client reset {RAPID_RESET_COUNT} of its streams before "
+                               f"any response within {t - cancels[0]:.3f} s: the pattern of the "
+                               "HTTP/2 Rapid Reset attack (CVE-2023-44487)", seq, sid))
 
     def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None:
         self.findings_count += 1

@@ -24,7 +24,7 @@ from proxy.observe.header_rules import (
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import PriorityTree
-from proxy.observe.sides import HeaderBlockInProgress, Side
+from proxy.observe.sides import MAX_BLOCK_BYTES, HeaderBlockInProgress, Side
 from proxy.observe.streams import Stream, StreamState, sender_finished, transition
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -35,6 +35,9 @@ _ENABLE_PUSH = int(SettingCode.ENABLE_PUSH)
 # Module constants: looking a member up on an Enum class costs ~90 ns in 3.11.
 _ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
 _ROLE_RESPONSE, _ROLE_TRAILERS = BlockRole.RESPONSE, BlockRole.TRAILERS
+CONTINUATION_FLOOD = 32
+"""CONTINUATION frames in one header block that earn a warning: encoders fill
+frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
 class HeaderBlocks:
@@ -76,7 +79,7 @@ class HeaderBlocks:
                                    "PUSH_PROMISE lacking END_HEADERS", seq, sid))
                 side.block = None
                 return None
-            pending.fragments.append(frame.raw[9:])
+            self._continuation(side, pending, frame.raw[9:], seq, findings)
         else:
             assert isinstance(frame, PushPromiseFrame)
             pending = self._push_promise(side, frame, seq, t, findings)
@@ -88,6 +91,30 @@ class HeaderBlocks:
         assert isinstance(role, BlockRole)
         return self._decode_block(side, pending.stream_id, role, b"".join(pending.fragments),
                                   pending.promised_stream_id, seq, findings)
+
+    def _continuation(self, side: Side, pending: HeaderBlockInProgress, fragment: bytes,
+                      seq: int, findings: list[Finding]) -> None:
+        """One more fragment of a header block, within bounds (RFC 9113 §10.5)."""
+        sid = pending.stream_id
+        if len(pending.fragments) == CONTINUATION_FLOOD:  # a HEADERS and this many more
+            findings.append(_f("continuation-flood", Severity.WARNING, "RFC 9113 §10.5",
+                               f"the header block on stream {sid} goes on past "
+                               f"{CONTINUATION_FLOOD} CONTINUATION frames (the pattern of the "
+                               "2024 CONTINUATION flood attacks)", seq, sid))
+        if pending.size < 0:
+            return
+        pending.size += len(fragment)
+        if pending.size > MAX_BLOCK_BYTES:
+            side.hpack_broken = True
+            pending.size = -1
+            pending.fragments.clear()
+            findings.append(_f("header-block-too-large", Severity.WARNING, "RFC 9113 §10.5.1",
+                               f"the header block on stream {sid} passed {MAX_BLOCK_BYTES} "
+                               "bytes without END_HEADERS: h2scope stops buffering it, so "
+                               f"this and later blocks from the {side.direction.sender} are "
+                               "not decoded", seq, sid))
+            return
+        pending.fragments.append(fragment)
 
     def _headers(self, side: Side, frame: HeadersFrame, seq: int, t: float,
                  findings: list[Finding]) -> tuple[HeaderBlock | None, int | None] | None:
@@ -111,7 +138,8 @@ class HeaderBlocks:
             findings.append(self._state_finding(stream, direction, problem, seq))
         self._set_state(stream, new, direction, seq, t)
         if not frame.flags & 0x4:
-            side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq)
+            side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq,
+                                               len(frame.fragment))
             return None
         side.block = None
         return self._decode_block(side, sid, role, frame.fragment, None, seq, findings)
@@ -164,7 +192,8 @@ class HeaderBlocks:
             self._init_windows(pushed)
             self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
             self._set_state(pushed, _RESERVED, side.direction, seq, t)
-        return HeaderBlockInProgress(sid, _ROLE_PUSH_REQUEST, [frame.fragment], promised, seq)
+        return HeaderBlockInProgress(sid, _ROLE_PUSH_REQUEST, [frame.fragment], promised, seq,
+                                     len(frame.fragment))
 
     def _decode_block(self, side: Side, block_sid: int, role: BlockRole, data: bytes,
                       promised: int | None, seq: int,

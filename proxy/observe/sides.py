@@ -24,6 +24,10 @@ class PendingSettings:
     """A finding already said these settings went unacknowledged."""
 
 
+MAX_BLOCK_BYTES = 16 << 20
+"""A header block still open past this many bytes is not buffered any further."""
+
+
 @dataclass(slots=True)
 class HeaderBlockInProgress:
     """HEADERS/PUSH_PROMISE waiting for CONTINUATION (RFC 9113 §6.10)."""
@@ -33,6 +37,8 @@ class HeaderBlockInProgress:
     fragments: list[bytes]
     promised_stream_id: int | None
     first_seq: int
+    size: int = 0
+    """Bytes of the fragments so far; -1 once past :data:`MAX_BLOCK_BYTES` (dropped)."""
 
 
 @dataclass(slots=True)
