@@ -6,6 +6,8 @@ Routes (any method):
 * ``/reset``   — 200 headers, 1000 bytes, then RST_STREAM(INTERNAL_ERROR);
 * ``/abort``   — 200 headers, 1000 bytes, then the TCP connection is reset;
 * ``/slow/N``  — N bytes in 16 KiB pieces, 20 ms apart (a long download);
+* ``/short/N`` — 200 declaring ``content-length: N``, then only N // 2 bytes and
+  END_STREAM (a truncated body);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
 
 Cleartext with ``upgrade=True`` it also accepts ``Upgrade: h2c`` (nghttpd
@@ -114,6 +116,11 @@ class H2Origin(asyncio.Protocol):
                 task.add_done_callback(self.tasks.discard)
                 return
             self.pending[sid] = b"x" * n
+            self.send_pending()
+        elif path.startswith("/short/"):
+            n = int(path.rsplit("/", 1)[1])
+            self.conn.send_headers(sid, [*headers, ("content-length", str(n))])
+            self.pending[sid] = b"s" * (n // 2)
             self.send_pending()
         elif path in ("/reset", "/abort"):
             self.conn.send_headers(sid, headers)

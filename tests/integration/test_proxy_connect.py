@@ -201,3 +201,14 @@ def test_connection_closed_says_the_client_closed(proxy: ProxyThread,
     closed: list[ConnectionClosed] = proxy.wait_closed()
     assert closed[0].closed_by.name == "CLIENT"
     assert closed[0].bytes_c2s > 0 and closed[0].bytes_s2c > 0
+
+
+def test_a_truncated_body_is_flagged_with_its_rfc_section(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    code, _body, _status = curl(proxy, f"https://localhost:{h2_origin.port}/short/4000", "--http2")
+    assert code != 0  # curl, like any receiver, rejects the short body
+    flagged = proxy.wait_for(
+        lambda: [x for e in proxy.events(FrameObserved) for x in e.findings
+                 if x.code == "content-length-mismatch"], what="a content-length finding")
+    assert flagged[0].rfc == "RFC 9113 §8.1.1"
+    assert "content-length 4000" in flagged[0].message and "2000 bytes" in flagged[0].message
