@@ -254,6 +254,8 @@ def content_length_of(headers: tuple[tuple[str, str], ...]) -> int:
     value = header_value(headers, "content-length")
     if value is None:
         return -1
+    if value.isdigit() and value.isascii():
+        return int(value)
     numbers = {part.strip() for part in value.split(",")}
     if len(numbers) != 1:
         return -1

@@ -205,6 +205,8 @@ def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int, bool, int,
 
 
 _EMPTY: tuple[tuple[str, str], ...] = ()
+MEMO_BLOCKS = 64
+"""Distinct table-neutral blocks remembered per decoder while its table is unchanged."""
 
 
 class AnnotatedDecoder:
@@ -215,7 +217,7 @@ class AnnotatedDecoder:
     time a new value is acknowledged.
     """
 
-    __slots__ = ("_entries", "_max_allowed", "_sizes", "_table_max", "_table_size")
+    __slots__ = ("_entries", "_max_allowed", "_memo", "_sizes", "_table_max", "_table_size")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE) -> None:
         self._max_allowed = _check_table_size(max_table_size)
@@ -226,6 +228,8 @@ class AnnotatedDecoder:
         # Newest entry first, so that index 62 is position 0 (§2.3.3).
         self._entries: deque[tuple[str, str]] = deque()
         self._sizes: deque[int] = deque()
+        self._memo: dict[bytes, HeaderBlock] = {}
+        """Blocks that left the table as it is, by their bytes, while it stays so."""
 
     @property
     def max_allowed_table_size(self) -> int:
@@ -235,6 +239,7 @@ class AnnotatedDecoder:
     @max_allowed_table_size.setter
     def max_allowed_table_size(self, value: int) -> None:
         self._max_allowed = _check_table_size(value)
+        self._memo.clear()  # a block that decoded before may now be an error (§4.2)
 
     @property
     def table_size(self) -> int:
@@ -257,6 +262,15 @@ class AnnotatedDecoder:
         Raises HpackDecodeError on any malformed input, and nothing else.
         """
         data = block if type(block) is bytes else bytes(block)
+        # A block that changes nothing in the table (only indexed fields and
+        # literals without indexing: a client repeating a request, a gRPC
+        # channel repeating its metadata) decodes to the same result for as
+        # long as the table stays as it is — the same record, annotations and
+        # all, is that result.
+        memo = self._memo
+        known = memo.get(data)
+        if known is not None:
+            return known
         end = len(data)
         entries = self._entries
         sizes = self._sizes
@@ -413,7 +427,7 @@ class AnnotatedDecoder:
                 evicted_count += len(evicted)
 
         header_list = tuple(headers)
-        return _header_block(
+        result = _header_block(
             header_list,
             FieldAnnotations(data, header_list, changes, len(header_list) + updates),
             end,
@@ -425,6 +439,11 @@ class AnnotatedDecoder:
             inserted_count,
             evicted_count,
         )
+        if changes:
+            memo.clear()  # the table changed: what was decoded before may not hold
+        elif len(memo) < MEMO_BLOCKS:
+            memo[data] = result
+        return result
 
     def _table_max_error(self, data: bytes, pos: int) -> None:
         # RFC 7541 §4.2: after SETTINGS_HEADER_TABLE_SIZE shrinks below the

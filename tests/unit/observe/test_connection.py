@@ -383,3 +383,14 @@ def test_first_frame_must_be_settings():
 def test_data_and_headers_on_stream_zero_are_flagged(conv):
     assert "stream-id-zero" in conv.findings(conv.send(C2S, raw_frame(0, 0, 0, b"x")))
     assert "stream-id-zero" in conv.findings(conv.send(C2S, raw_frame(1, 0x4, 0, b"\x82")))
+
+
+def test_a_repeated_block_is_checked_again_in_another_role(conv):
+    """A block seen clean as a request is reused by the decoder; sent as trailers,
+    the same bytes still break the trailers' rules (RFC 9113 §8.1)."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(C2S, f.headers(C2S, 3, REQ))  # all indexed now: the same record each time
+    assert conv.findings() == []
+    evs = conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert "pseudo-header-in-trailers" in conv.findings(evs)

@@ -476,3 +476,36 @@ def test_fuzz_mutated_blocks_only_raise_decode_errors(
         assert _ours(ours, block) == expected
         if expected is None:
             break
+
+
+# ----------------------------------------------------------- repeated blocks
+
+
+def test_a_repeated_table_neutral_block_is_the_same_record_while_the_table_holds() -> None:
+    enc = hpack.Encoder()
+    dec = AnnotatedDecoder()
+    fields = [(":method", "GET"), (":path", "/api"), ("x-id", "7")]
+    first = dec.decode(enc.encode(fields))  # inserts :path and x-id
+    again = enc.encode(fields)  # every field indexed now: changes nothing
+    second = dec.decode(again)
+    assert second.inserted == 0 and second.evicted == 0
+    assert dec.decode(bytes(again)) is second
+    assert second.headers == first.headers == tuple(fields)
+    assert [f.representation for f in second.fields] == [R.INDEXED] * 3
+    # A block that changes the table ends the reuse: the same bytes now mean
+    # other entries (index 62 is the newest one).
+    dec.decode(enc.encode([("x-other", "1")]))
+    third = dec.decode(again)
+    assert third is not second
+    assert third.headers == ((":method", "GET"), ("x-id", "7"), ("x-other", "1"))
+
+
+def test_a_repeated_block_is_checked_against_a_lowered_table_limit() -> None:
+    enc = hpack.Encoder()
+    dec = AnnotatedDecoder()
+    dec.decode(enc.encode([("x-id", "7")]))
+    block = enc.encode([("x-id", "7")])
+    dec.decode(block)
+    dec.max_allowed_table_size = 100  # SETTINGS acknowledged: a size update is now due
+    with pytest.raises(HpackDecodeError, match="exceeds the acknowledged"):
+        dec.decode(block)
