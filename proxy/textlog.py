@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
+from proxy.observe.describe import (
+    block_lines,
+    block_summary,
+    event_line,
+    flags_text,
+    frame_summary,
+)
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -27,7 +33,8 @@ from proxy.observe.events import (
     PrefaceObserved,
     StreamStateChanged,
 )
-from proxy.observe.frames import DataFrame, Frame, WindowUpdateFrame
+from proxy.observe.frames import DataFrame, Frame, HeadersFrame, WindowUpdateFrame
+from proxy.observe.hpack_annotated import HeaderBlock
 
 HEADER_INDENT = " " * 22
 _ARROW = {Direction.C2S: Direction.C2S.arrow, Direction.S2C: Direction.S2C.arrow}
@@ -35,6 +42,23 @@ _TYPE_FLAGS: dict[tuple[int, int], str] = {}
 """``"HEADERS [END_STREAM,END_HEADERS]"`` by (type, flags); at most 2^16 entries."""
 _DATA_FLAGS: dict[int, str] = {}
 """The same, for DATA frames, by flags alone (the per-line fast path)."""
+_BLOCK_TEXT: dict[int, tuple[HeaderBlock, str, list[str]]] = {}
+"""A decoded block's summary and header lines, by ``id``: the observer hands back
+the same record for a repeated block (a client repeating its request), so its
+text is made once. Holding the block keeps its ``id`` from being reused."""
+_BLOCK_TEXT_MAX = 256
+
+
+def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
+    known = _BLOCK_TEXT.get(id(block))
+    if known is not None and known[0] is block:
+        return known
+    if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
+        _BLOCK_TEXT.clear()
+    text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(),
+                                     [f"{HEADER_INDENT}{name}: {value}"
+                                      for name, value in block.headers])
+    return text
 
 
 @lru_cache(maxsize=64)
@@ -71,6 +95,11 @@ def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
         stream = "" if windows[1] is None else f" stream={windows[1]}"
         return (f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  +{f.increment}"
                 f"  window conn={windows[0]}{stream}")
+    block = ev.block
+    if f.type == 1 and block is not None and type(f) is HeadersFrame and f.priority is None \
+            and f.malformed is None and not truncated:
+        # A request or response: its summary is its block's, made once per block.
+        return f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {_block_text(block)[1]}"
     line = f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {frame_summary(ev)}"
     line = line.rstrip()
     if truncated:
@@ -110,8 +139,7 @@ def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
                 if annotate:
                     lines.extend(block_lines(block, annotate=True, indent=HEADER_INDENT))
                 else:
-                    lines.extend([f"{HEADER_INDENT}{name}: {value}"
-                                  for name, value in block.headers])
+                    lines.extend(_block_text(block)[2])
         if ev.findings:
             lines.extend([f"{head} ! {finding}" for finding in ev.findings])
         return

@@ -1,13 +1,16 @@
-"""The headless printer's cost per DATA frame line.
+"""The headless printer's cost per DATA frame line, and per repeated request.
 
-Run: ``python tests/bench/bench_headless.py [--requests N] [--clock cpu]``
+Run: ``python tests/bench/bench_headless.py [--requests N] [--clock cpu]
+[--workload bulk|repeated]``
 
 Builds bulk-DATA traffic once (the workload of ``bench_observer.py``: 128 KB
 responses in 16 KB DATA frames, a WINDOW_UPDATE pair after each), decodes it
 with the observer, and wraps each fed chunk's events in a :class:`Batch` as the
 relay does. Then it times :class:`HeadlessPrinter` writing all of them to an
 in-memory text stream: the formatting the proxy's event loop pays under
-``run --headless``. ``--dump FILE`` writes the text, to compare the output of
+``run --headless``. ``--workload repeated`` prints h2load's W1 exchange
+instead (``bench_observer.build_repeated``: the same 1 KiB GET each time, its
+header lines under every HEADERS). ``--dump FILE`` writes the text, to compare the output of
 two versions byte for byte.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_observer import build_traffic
+from bench_observer import build_repeated, build_traffic
 
 from proxy.events import Batch
 from proxy.headless import HeadlessPrinter
@@ -32,9 +35,12 @@ from proxy.observe.events import FrameObserved
 _CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def build_batches(requests: int) -> tuple[list[Batch], int, int]:
+def build_batches(requests: int, workload: str = "bulk") -> tuple[list[Batch], int, int]:
     """(batches, frame events, DATA frame events)."""
-    chunks = build_traffic(requests, b"x" * (16384 * 8))
+    if workload == "repeated":
+        chunks = build_repeated(requests)[0]
+    else:
+        chunks = build_traffic(requests, b"x" * (16384 * 8))
     obs = ConnectionObserver()
     batches = []
     frames = data = 0
@@ -56,9 +62,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="runs (the best counts)")
     ap.add_argument("--clock", choices=sorted(_CLOCKS), default="wall")
     ap.add_argument("--dump", type=Path, help="write the printed text to this file")
+    ap.add_argument("--workload", choices=("bulk", "repeated"), default="bulk")
     args = ap.parse_args()
     clock = _CLOCKS[args.clock]
-    batches, frames, data = build_batches(args.requests)
+    batches, frames, data = build_batches(
+        args.requests * (100 if args.workload == "repeated" else 1), args.workload)
     best = float("inf")
     text = ""
     for _ in range(max(1, args.repeat)):

@@ -8,7 +8,7 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.describe import flags_text, frame_summary
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
-from proxy.textlog import frame_line, prefix
+from proxy.textlog import HEADER_INDENT, event_lines, frame_line, prefix
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
@@ -49,6 +49,11 @@ def frames() -> list[FrameObserved]:
     send(C2S, hf.WindowUpdateFrame(0, window_increment=116).serialize())
     send(S2C, hf.DataFrame(1, data=b"z" * 16_000).serialize())
     send(S2C, hf.DataFrame(1, data=b"", flags=["END_STREAM"]).serialize())
+    for sid in (3, 5):  # the same request again: indexed fields, the same block record
+        again = hf.HeadersFrame(sid, flags=["END_HEADERS", "END_STREAM"])
+        again.data = enc_c.encode([(":method", "GET"), (":scheme", "https"),
+                                   (":authority", "a"), (":path", "/")])
+        send(C2S, again.serialize())
     return out
 
 
@@ -57,10 +62,15 @@ def test_fast_lines_equal_the_generic_wording():
     kinds = {(e.frame.type_name, e.frame.flag_names) for e in evs}
     assert ("DATA", ()) in kinds and ("DATA", ("PADDED",)) in kinds
     assert ("DATA", ("END_STREAM",)) in kinds and ("WINDOW_UPDATE", ()) in kinds
+    assert ("HEADERS", ("END_STREAM", "END_HEADERS")) in kinds
+    assert evs[-1].block is evs[-2].block  # a repeated block: its text is made once
     for ev in evs:
         for rel in (0.0, 0.25, 12.5):
             assert frame_line(3, ev, rel) == generic(3, ev, rel), ev
             assert frame_line(3, ev, rel, truncated=True) == generic(3, ev, rel, True)
+        if ev.block is not None:
+            lines = event_lines(3, ev, 0.0)
+            assert lines[1:] == [f"{HEADER_INDENT}{n}: {v}" for n, v in ev.block.headers]
 
 
 def test_headless_times_start_at_the_first_batch_even_at_zero():
@@ -72,7 +82,7 @@ def test_headless_times_start_at_the_first_batch_even_at_zero():
     evs = frames()
     out = io.StringIO()
     printer = HeadlessPrinter(out)
-    first, later = evs[0], evs[-1]
+    first, later = evs[0], next(e for e in reversed(evs) if e.block is None)
     printer.handle(Batch(conn_id=1, t=0.0, direction=C2S, protocol="h2", data=b"",
                          events=(first,)))
     printer.handle(Batch(conn_id=1, t=1.5, direction=S2C, protocol="h2", data=b"",
