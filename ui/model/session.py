@@ -270,7 +270,10 @@ class Session:
             else:
                 s.request_trailers = headers
             return
-        status = next((v for n, v in headers if n == ":status"), None)
+        if headers and headers[0][0] == ":status":  # where RFC 9113 §8.3 puts it
+            status: str | None = headers[0][1]
+        else:
+            status = next((v for n, v in headers if n == ":status"), None)
         if status is not None and status[:1] == "1":
             s.informational = (*s.informational, headers)
         elif s.response_headers is None:
