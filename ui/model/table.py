@@ -79,6 +79,14 @@ class FrameTable:
         self.finding_rows = array("I")
         """Rows with findings, ascending (for "next finding")."""
         self.count = 0
+        self._bind()
+
+    def _bind(self) -> None:
+        # The columns' append methods, bound once: :meth:`append` runs per frame.
+        self._appends = (self.time.append, self.conn.append, self.stream.append,
+                         self.type.append, self.flags.append, self.direction.append,
+                         self.length.append, self.ref.append, self.seq.append,
+                         self.win_conn.append, self.win_stream.append)
 
     def __len__(self) -> int:
         return self.count
@@ -95,6 +103,7 @@ class FrameTable:
         self.win_conn = array("q", [NO_WINDOW]) * n
         self.win_stream = array("q", [NO_WINDOW]) * n
         self.count = n
+        self._bind()
 
     def attach(self, row: int, ev: FrameObserved) -> None:
         """Add what the observer decoded to an adopted row."""
@@ -116,22 +125,24 @@ class FrameTable:
         """Add ``ev``'s frame as the next row; returns the row number."""
         f = ev.frame
         row = self.count
-        self.time.append(ev.t)
-        self.conn.append(conn_id)
-        self.stream.append(f.stream_id)
-        self.type.append(f.type & 0xFF)
-        self.flags.append(f.flags & 0xFF)
-        self.direction.append(int(ev.direction))
-        self.length.append(f.length)
-        self.ref.append(ref)
-        self.seq.append(ev.seq)
+        (time, conn, stream, ftype, flags, direction, length, refs, seq, win_conn,
+         win_stream) = self._appends
+        time(ev.t)
+        conn(conn_id)
+        stream(f.stream_id)
+        ftype(f.type & 0xFF)
+        flags(f.flags & 0xFF)
+        direction(ev.direction._value_)
+        length(f.length)
+        refs(ref)
+        seq(ev.seq)
         w = ev.windows
         if w is None:
-            self.win_conn.append(NO_WINDOW)
-            self.win_stream.append(NO_WINDOW)
+            win_conn(NO_WINDOW)
+            win_stream(NO_WINDOW)
         else:
-            self.win_conn.append(w[0])
-            self.win_stream.append(NO_WINDOW if w[1] is None else w[1])
+            win_conn(w[0])
+            win_stream(NO_WINDOW if w[1] is None else w[1])
         if ev.block is not None:
             self.block_headers[row] = ev.block.headers
         if ev.block_stream_id is not None:
