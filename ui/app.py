@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.filter import Filter, FilterError, compile_filter
 from ui import keymap
+from ui.model import heap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
 from ui.model.live import LiveFeed, LiveProxy, ingest, rate
@@ -91,6 +93,8 @@ class H2ScopeApp(SessionActions):
         self._filtering = False
         self._stop = threading.Event()
         self._rates: deque[tuple[float, int]] = deque()
+        self._frozen = 0
+        """Live: the frame count at the last :func:`ui.model.heap.freeze`."""
         self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
@@ -160,6 +164,10 @@ class H2ScopeApp(SessionActions):
         if self.feed is not None and self.live_frames is not None:
             _, skipped = ingest(self.session, self.live_frames, self.feed, paused=self.paused)
             self.skipped += skipped
+            count = len(self.session.table)
+            if count - self._frozen >= heap.EVERY:
+                heap.freeze()  # full collections would stall the relay more and more
+                self._frozen = count
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
@@ -385,10 +393,10 @@ class H2ScopeApp(SessionActions):
 
     def action_toggle_pause(self) -> None:
         if self.live is None:
-            self.message = "pause applies to live capture"
+            self.say("pause applies to live capture")
             return
         self.paused = not self.paused
-        self.message = "paused: new traffic is not shown" if self.paused else "resumed"
+        self.say("paused: new traffic is not shown" if self.paused else "resumed")
 
     def action_toggle_lanes(self) -> None:
         lanes = self.lanes
@@ -408,18 +416,32 @@ class H2ScopeApp(SessionActions):
         self.detail.active = tab
 
     def action_next_finding(self, step: int) -> None:
-        rows = self.session.table.finding_rows
+        rows = self.session.table.finding_rows  # ascending
         tl = self.timeline
         current = tl.selected_row
         current = -1 if current is None else current
-        candidates = [r for r in rows if (r > current if step > 0 else r < current)]
-        if self.timeline.view is not None:
-            shown = set(self.timeline.view)
-            candidates = [r for r in candidates if r in shown]
-        if not candidates:
-            self.message = "no more findings"
-            return
-        self._select_row(candidates[0] if step > 0 else candidates[-1])
+        view = tl.view
+        # From the selected row on, in the step's direction: the first finding row
+        # the view shows (binary searches: a million rows cost what ten do).
+        i = bisect_right(rows, current) if step > 0 else bisect_left(rows, current) - 1
+        while 0 <= i < len(rows):
+            row = rows[i]
+            if view is None or self._shown(view, row):
+                self._select_row(row)
+                return
+            i += 1 if step > 0 else -1
+        self.say("no more findings" if rows else "no findings")
+
+    @staticmethod
+    def _shown(view: array[int], row: int) -> bool:
+        j = bisect_left(view, row)
+        return j < len(view) and view[j] == row
+
+    def say(self, message: str) -> None:
+        """Show ``message`` in the status bar now (not at the next tick)."""
+        self.message = message
+        if self.screen_stack and self.main.query("#status"):
+            self._status()
 
     def _select_row(self, row: int) -> None:
         tl = self.timeline
@@ -458,9 +480,9 @@ class H2ScopeApp(SessionActions):
             after = (row > current) if step > 0 else (row < current)
             if after and any(needle in n or needle in v.lower() for n, v in headers[row]):
                 self._select_row(row)
-                self.message = f"found {self.search_text!r}"
+                self.say(f"found {self.search_text!r}")
                 return
-        self.message = f"{self.search_text!r} not found"
+        self.say(f"{self.search_text!r} not found")
 
     def action_goto(self) -> None:
         def done(text: str | None) -> None:
@@ -497,8 +519,8 @@ class H2ScopeApp(SessionActions):
                     raise ValueError(f"no frame {n} (1-{len(s.table)})")
                 self._select_row(n - 1)
         except ValueError as exc:
-            self.message = str(exc) if "invalid literal" not in str(exc) else \
-                f"cannot go to {text!r}"
+            self.say(str(exc) if "invalid literal" not in str(exc) else
+                     f"cannot go to {text!r}")
 
     def _selected_stream(self) -> tuple[Any, Any] | None:
         row = self.timeline.selected_row
@@ -512,14 +534,14 @@ class H2ScopeApp(SessionActions):
     def action_stream_view(self) -> None:
         found = self._selected_stream()
         if found is None:
-            self.message = "select a frame of a stream (not stream 0) first"
+            self.say("select a frame of a stream (not stream 0) first")
             return
         self.push_screen(StreamScreen(self.session, *found))
 
     def action_scope_stream(self) -> None:
         found = self._selected_stream()
         if found is None:
-            self.message = "select a frame of a stream first"
+            self.say("select a frame of a stream first")
             return
         self.scope_conn, self.scope_stream = found[0].conn_id, found[1].stream_id
         self.apply_filter()
@@ -547,7 +569,7 @@ class H2ScopeApp(SessionActions):
             conn_id = s.table.conn[row] if row is not None else next(iter(s.conns), None)
         c = s.conns.get(conn_id) if conn_id is not None else None
         if c is None:
-            self.message = "no connection yet"
+            self.say("no connection yet")
             return
         self.push_screen(StateScreen(s, c, tab))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from proxy.capture.reader import Record
 from proxy.capture.replay import observer_for
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
+from ui.model import heap
 from ui.model.hpack_replay import EVERY
 from ui.model.session import Session
 
@@ -31,6 +33,8 @@ _H2C = int(RecordType.H2C_UPGRADE)
 BATCH = 4096
 """Records applied to the session per lock hold: big enough to be cheap, small
 enough that the UI thread never waits long for the lock."""
+LOCK_GAP = 0.001
+"""Seconds the loader leaves the lock free after each batch."""
 
 
 class CaptureFile:
@@ -94,6 +98,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
     lock = session.lock
     row = 0
     j = 0
+    frozen = 0
     while row < n_frames or j < len(others):
         if stop is not None and stop.is_set():
             return
@@ -111,6 +116,12 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
             session.touch()
         if on_progress is not None:
             on_progress()
+        if row - frozen >= heap.EVERY:
+            heap.freeze()
+            frozen = row
+        # Let the UI thread have the lock between batches: a lock is not fair, and
+        # retaking it at once could keep the screen from refreshing for the whole load.
+        time.sleep(LOCK_GAP)
     with lock:
         last = session.table.time[-1] if n_frames else 0.0
         for conn, obs in observers.items():
@@ -121,6 +132,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
         session.progress = 1.0
         session.loaded = True
         session.touch()
+    heap.freeze()
     if on_progress is not None:
         on_progress()
 

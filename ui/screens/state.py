@@ -6,7 +6,8 @@ the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -56,6 +57,21 @@ def chart(values: Sequence[float], width: int = 72, height: int = 6,
     return lines
 
 
+def first_in_columns(kinds: Sequence[int], value: int, width: int) -> list[int]:
+    """For :func:`chart`'s ``marks``: in each of the ``width`` columns the
+    values of ``kinds`` are resampled to, the index of the first ``value``.
+    One slice and one C-level search per column, however long ``kinds`` is."""
+    n = len(kinds)
+    width = max(1, min(width, n))
+    marks = []
+    for x in range(width):
+        a, b = x * n // width, max(x * n // width + 1, (x + 1) * n // width)
+        part = kinds[a:b]
+        if value in part:
+            marks.append(a + part.index(value))
+    return marks
+
+
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes) -> Text:
     out = Text()
     for d in Direction:
@@ -85,10 +101,10 @@ def flow_text(conn: ConnInfo) -> Text:
         series = conn.flow[d]
         out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
                    f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
-        updates = [i for i, k in enumerate(series.kind) if k == 8]
+        updates = first_in_columns(series.kind, 8, 72)
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
-                   f"(↑ = WINDOW_UPDATE, {len(updates)}):\n", "dim")
-        for line in chart(list(series.conn), lo=0, height=5, marks=updates):
+                   f"(↑ = WINDOW_UPDATE, {series.kind.count(8)}):\n", "dim")
+        for line in chart(series.conn, lo=0, height=5, marks=updates):
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")
     out.append("stalls (window 0 while data waits)\n", "bold")
@@ -99,7 +115,9 @@ def flow_text(conn: ConnInfo) -> Text:
         dur = f"{(end - t) * 1000:.1f} ms" if end is not None else "still stalled"
         out.append(f"  {Direction(sd).arrow} {where}: {dur}\n", "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
-    for st in list(conn.streams.values())[-50:]:
+    streams = conn.streams
+    for sid in list(itertools.islice(reversed(streams), 50))[::-1]:
+        st = streams[sid]
         out.append(f"  stream {st.stream_id:>5}  {st.data_bytes[0]:>10}/{st.data_bytes[1]:<10}"
                    f"  {len(st.stalls)} stall(s)\n")
     return out
@@ -154,7 +172,15 @@ def priority_text(conn: ConnInfo) -> Text:
     return out
 
 
-STATE_TABS = ("hpack", "flow", "settings", "priority")
+TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
+          "priority": "Priority"}
+STATE_TABS = tuple(TITLES)
+_TEXTS: dict[str, Callable[[ConnInfo, Session], Text]] = {
+    "hpack": lambda c, s: hpack_text(c, s.block_bytes),
+    "flow": lambda c, s: flow_text(c),
+    "settings": lambda c, s: settings_text(c),
+    "priority": lambda c, s: priority_text(c),
+}
 
 
 class StateScreen(ModalScreen[None]):
@@ -178,20 +204,34 @@ class StateScreen(ModalScreen[None]):
         c = self.conn
         yield Static(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
                           f"{c.state})", "bold"), id="state-title")
+        # Only the tab shown is drawn now; the others when first shown (each is
+        # work over every frame of a connection that may have a million).
+        self._drawn: set[str] = set()
         with TabbedContent(initial=self.tab, id="state-tabs"):
-            with self.session.lock:
-                texts = (("hpack", "HPACK tables", hpack_text(c, self.session.block_bytes)),
-                         ("flow", "Flow control", flow_text(c)),
-                         ("settings", "Settings", settings_text(c)),
-                         ("priority", "Priority", priority_text(c)))
-            for tab, title, text in texts:
+            for tab, title in TITLES.items():
                 with TabPane(title, id=tab), VerticalScroll():
-                    yield Static(text, id=f"state-{tab}", markup=False)
+                    yield Static(self._make(tab) if tab == self.tab else "", id=f"state-{tab}",
+                                 markup=False)
         yield Footer()
 
+    def _make(self, tab: str) -> Text:
+        self._drawn.add(tab)
+        with self.session.lock:
+            return _TEXTS[tab](self.conn, self.session)
+
+    def _draw(self, tab: str) -> None:
+        if tab not in self._drawn:
+            self.query_one(f"#state-{tab}", Static).update(self._make(tab))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id in TITLES:
+            self._draw(event.pane.id)
+
     def action_tab(self, tab: str) -> None:
+        self._draw(tab)
         self.query_one(TabbedContent).active = tab
 
     def text(self, tab: str) -> str:
+        self._draw(tab)
         content = self.query_one(f"#state-{tab}", Static).content
         return content.plain if isinstance(content, Text) else str(content)

@@ -94,6 +94,16 @@ def test_next_finding_jumps_to_the_frame_and_shows_its_rfc_section(capture_path:
         assert row == app.session.table.finding_rows[0]
         text = app.detail.text("findings")
         assert "RFC 9113 §6.9" in text and "ERROR" in text
+        rows = list(app.session.table.finding_rows)
+        for want in rows[1:]:
+            await pilot.press("n")
+            assert app.timeline.selected_row == want
+        await pilot.press("n")  # past the last: said at once, the selection stays
+        assert app.timeline.selected_row == rows[-1]
+        assert "no more findings" in app.status.plain
+        for want in reversed(rows[:-1]):
+            await pilot.press("N")
+            assert app.timeline.selected_row == want
     drive(capture_path, scenario)
 
 
@@ -163,6 +173,8 @@ def test_state_views_show_hpack_tables_flow_control_settings_priority(
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, StateScreen)
+        # Only the tab shown is drawn on opening; the others when first shown.
+        assert str(screen.query_one("#state-flow", Static).content) == ""
         hp = screen.text("hpack")
         assert "→ client's header blocks" in hp and ":path: /api/users" in hp
         assert "table size over time" in hp
@@ -177,6 +189,35 @@ def test_state_views_show_hpack_tables_flow_control_settings_priority(
         assert screen.query_one("#state-tabs").active == "flow"  # type: ignore[attr-defined]
         await pilot.press("escape")
     drive(capture_path, scenario)
+
+
+def test_flow_control_view_opens_on_its_tab_drawn_and_the_others_not(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("w")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StateScreen)
+        assert "connection window" in str(screen.query_one("#state-flow", Static).content)
+        assert str(screen.query_one("#state-hpack", Static).content) == ""
+        await pilot.press("p")  # switching draws the tab
+        await pilot.pause()
+        assert "RFC 9218" in str(screen.query_one("#state-priority", Static).content)
+    drive(capture_path, scenario)
+
+
+def test_chart_marks_are_one_per_column_with_a_match() -> None:
+    from array import array
+
+    from ui.screens.state import chart, first_in_columns
+
+    kinds = array("B", [0] * 1000)
+    kinds[5] = kinds[6] = 8
+    kinds[999] = 8
+    marks = first_in_columns(kinds, 8, 10)
+    assert marks == [5, 999]
+    lines = chart(array("q", range(1000)), width=10, height=2, marks=marks)
+    assert lines[-1] == "↑        ↑"
 
 
 def test_selecting_a_lane_filters_the_timeline_to_that_stream(capture_path: Path) -> None:
