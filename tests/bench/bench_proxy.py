@@ -291,6 +291,10 @@ def measure(exe: str, target: Target, wl: Workload, duration: float, warmup: flo
     if target.unavailable:
         return
     url = f"https://127.0.0.1:{target.port}{wl.path}"
+    # The recording proxy's capture grows by gigabytes over the workloads: write
+    # back what is dirty now, so that no run pays for the kernel flushing an
+    # earlier run's data (the recording's own writes still count in its run).
+    os.sync()
     before = cpu_seconds(target.pid) if target.pid else 0.0
     try:
         result = h2load.run(exe, url, clients=wl.clients, streams=wl.streams,
