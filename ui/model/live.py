@@ -61,6 +61,7 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
     added = skipped = 0
     events = 0
     popleft = feed.batches.popleft
+    add = frames.add
     with session.lock:
         while feed.batches and events < limit:
             batch = popleft()
@@ -73,13 +74,13 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
                     elif type(ev) is FrameObserved:
                         session.conn(conn).lost += 1
                 continue
+            events += len(batch.events)
             for ev in batch.events:
-                events += 1
-                if isinstance(ev, ConnectionEvent):
-                    session.connection_event(ev)
-                elif type(ev) is FrameObserved:
-                    session.observe(conn, ev, frames.add(ev.frame.raw, conn, ev.seq))
+                if type(ev) is FrameObserved:  # most events: checked first
+                    session.observe(conn, ev, add(ev.frame.raw, conn, ev.seq))
                     added += 1
+                elif isinstance(ev, ConnectionEvent):
+                    session.connection_event(ev)
                 else:
                     session.observe(conn, ev)
         session.dropped = feed.dropped
