@@ -6,6 +6,8 @@ all say the same thing about a frame, so the wording lives here once.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from proxy.observe.enums import setting_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -49,15 +51,40 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+GRPC_STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+               "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+               "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+               "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+"""gRPC status codes by number (grpc/doc/statuscodes.md)."""
+
+
+def grpc_status_text(headers: dict[str, str]) -> str | None:
+    """``grpc-status 14 UNAVAILABLE "no healthy upstream"`` from a block carrying
+    one (trailers, or a trailers-only response); ``grpc-message`` is
+    percent-decoded as the gRPC HTTP/2 protocol says."""
+    code = headers.get("grpc-status")
+    if code is None:
+        return None
+    name = GRPC_STATUS[int(code)] if code.isdigit() and int(code) < len(GRPC_STATUS) else "?"
+    text = f"grpc-status {code} {name}"
+    message = unquote(headers.get("grpc-message") or "")
+    if message and message.upper() != name:
+        text += f" {_clip(message, 60)!r}"
+    return text
+
+
 def block_summary(headers: tuple[tuple[str, str], ...]) -> str:
-    """``GET example.com/path`` for a request, ``200 text/html`` for a response."""
+    """``GET example.com/path`` for a request, ``200 text/html`` for a response,
+    the gRPC status for gRPC trailers."""
     h = dict(headers)
+    grpc = grpc_status_text(h) if "grpc-status" in h else None
     if ":status" in h:
         ctype = h.get("content-type")
-        return f":status {h[':status']}" + (f" {ctype}" if ctype else "")
+        text = f":status {h[':status']}" + (f" {ctype}" if ctype else "")
+        return f"{text}  {grpc}" if grpc else text
     if ":method" in h:
         return _clip(f"{h[':method']} {h.get(':authority', '')}{h.get(':path', '')}", 80)
-    return f"{len(headers)} fields"
+    return grpc or f"{len(headers)} fields"
 
 
 def frame_summary(ev: FrameObserved) -> str:
