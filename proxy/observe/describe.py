@@ -84,7 +84,7 @@ def block_summary(headers: tuple[tuple[str, str], ...]) -> str:
         return f"{text}  {grpc}" if grpc else text
     if ":method" in h:
         return _clip(f"{h[':method']} {h.get(':authority', '')}{h.get(':path', '')}", 80)
-    return grpc or f"{len(headers)} fields"
+    return grpc or (f"{len(headers)} fields" if len(headers) != 1 else "1 field")
 
 
 def frame_summary(ev: FrameObserved) -> str:

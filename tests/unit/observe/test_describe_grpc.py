@@ -26,3 +26,6 @@ def test_an_unknown_grpc_status_and_other_trailers() -> None:
 
 def test_a_message_that_only_repeats_the_status_name_is_left_out() -> None:
     assert block_summary((("grpc-status", "0"), ("grpc-message", "OK"))) == "grpc-status 0 OK"
+
+def test_one_field_is_one_field() -> None:
+    assert block_summary((("x-request-trailer", "yes"),)) == "1 field"
