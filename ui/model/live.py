@@ -50,6 +50,15 @@ class LiveFeed:
         self.received += 1
         self.batches.append(batch)  # deque.append is atomic: no lock needed
 
+    def handle_many(self, batches: Sequence[Batch]) -> None:
+        """What the bus queued meanwhile, in one call: one wake-up of the sink's task
+        on the proxy's loop per group, not one per relayed read."""
+        room = self.maxsize - len(self.batches)
+        keep = len(batches) if room >= len(batches) else max(0, room)
+        self.batches.extend(batches[:keep] if keep < len(batches) else batches)  # atomic
+        self.received += keep
+        self.dropped += len(batches) - keep
+
 
 def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool = False,
            limit: int = 50_000) -> tuple[int, int]:
@@ -112,6 +121,10 @@ class _RecorderTap:
             return
         self.frames += sum(1 for ev in batch.events if type(ev) is FrameObserved)
         await self.recorder.handle(batch)
+
+    async def handle_many(self, batches: Sequence[Batch]) -> None:
+        for batch in batches:
+            await self.handle(batch)
 
     def close(self) -> None:
         if self.active:
