@@ -9,6 +9,10 @@ switches it to wall time. Glyphs (legend in the title):
     H HEADERS   ▪ DATA   ▶ END_STREAM   ✕ RST_STREAM   P PUSH_PROMISE
     ↑ WINDOW_UPDATE   ┄ the stream's lifetime   ! a finding   ░ stalled
 
+A lane starts with the request: its HEADERS is an ``H`` even when it ends
+the client's side of the stream (a GET), so every lane reads from its
+request; a later END_STREAM (the last DATA, trailers) is a ``▶``.
+
 Like the timeline, lanes are drawn with the line API: one lane per visible
 line, computed from the stream's row list when it comes on screen.
 """
@@ -107,6 +111,7 @@ class Lanes(RowList):
         ranks = [0] * width
         styles: list[object] = [None] * width
         rows = st.rows
+        opening = rows[0]
         first, last = self._x(rows[0], width), self._x(rows[-1], width)
         for x in range(first, last + 1):
             cells[x] = "┄"
@@ -123,8 +128,8 @@ class Lanes(RowList):
             ftype = table.type[row]
             glyph = GLYPHS.get(ftype, "·")
             rank = RANK.get(ftype, 0)
-            if ftype in (0, 1) and table.flags[row] & 1:
-                glyph, rank = "▶", 5
+            if ftype in (0, 1) and table.flags[row] & 1 and not (ftype == 1 and row == opening):
+                glyph, rank = "▶", 5  # (the HEADERS that opens a stream stays "H": a GET)
             if row in table.findings:
                 glyph, rank = "!", 7
             if rank >= ranks[x]:
