@@ -59,6 +59,9 @@ def record(tmp: Path) -> Path:
                 await pilot.pause(0.05)
                 if app.session.conns and all(c.closed for c in app.session.conns.values()):
                     break
+            # Under load the app spaces its repaints out (up to MAX_REPAINT_GAP):
+            # wait for the repaint that shows everything.
+            await pilot.pause(1.5)
             app.tick()
             await pilot.pause(0.2)
             app.save_screenshot("live.svg", str(OUT))
