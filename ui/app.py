@@ -93,6 +93,9 @@ class H2ScopeApp(SessionActions):
         self._filtering = False
         self._stop = threading.Event()
         self._rates: deque[tuple[float, int]] = deque()
+        self._last_arrival = 0.0
+        """Live: when batches were last waiting for the UI (repaints are spaced out
+        only while traffic keeps coming; once it stops, the views catch up)."""
         self._frozen = 0
         """Live: the frame count at the last :func:`ui.model.heap.freeze`."""
         self._last_count: tuple[int, int] = (-1, -1)
@@ -162,6 +165,8 @@ class H2ScopeApp(SessionActions):
         """Live: take what the proxy published (between repaints too, so that
         batches — and the frame bytes they hold — wait at most INGEST_TICK)."""
         if self.feed is not None and self.live_frames is not None:
+            if self.feed.batches:
+                self._last_arrival = time.monotonic()
             _, skipped = ingest(self.session, self.live_frames, self.feed, paused=self.paused)
             self.skipped += skipped
             count = len(self.session.table)
@@ -183,7 +188,8 @@ class H2ScopeApp(SessionActions):
         s = self.session
         if self.feed is not None:
             self._ingest()
-            if not self._refresh_due():
+            busy = time.monotonic() - self._last_arrival < TICK
+            if busy and not self._refresh_due():
                 self._status()  # one line, repainted only if it changed
                 return
         count = len(s.table)

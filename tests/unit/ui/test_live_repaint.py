@@ -1,0 +1,48 @@
+"""Live repaints are spaced out while traffic keeps coming, and catch up once it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from proxy.capture.format import RecordType
+from proxy.capture.replay import replay
+from proxy.events import Batch
+from tests.unit.ui.traffic import record
+from ui.app import H2ScopeApp
+from ui.model.live import LiveFeed
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+
+
+def _batches(path: Path) -> list[Batch]:
+    return [Batch(conn_id=item.record.conn_id, t=item.record.t, events=tuple(item.events),
+                  direction=item.record.direction, data=b"", protocol="h2")
+            for item in replay(path) if item.record.type in (RecordType.FRAME, RecordType.RAW)]
+
+
+def test_views_catch_up_as_soon_as_the_traffic_stops(tmp_path: Path) -> None:
+    batches = _batches(record(tmp_path / "t.h2c"))
+    frames = LiveFrames()
+    feed = LiveFeed()
+    app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+
+    def over_budget() -> None:  # as if the UI thread had just spent a lot of CPU
+        app._repaint_mark = (time.monotonic(), time.thread_time() - 100.0)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.pause()
+            shown = app._last_count
+            for batch in batches:
+                feed.handle(batch)
+            over_budget()
+            app.tick()  # traffic is coming: the views wait
+            assert app._last_count == shown
+            assert len(app.session.table) > 0
+            await asyncio.sleep(0.15)  # nothing more arrived for a tick
+            over_budget()
+            app.tick()  # quiet now: the views show everything at once
+            assert app._last_count[0] == len(app.session.table)
+    asyncio.run(scenario())
