@@ -96,8 +96,8 @@ class H2ScopeApp(SessionActions):
         self._last_arrival = 0.0
         """Live: when batches were last waiting for the UI (repaints are spaced out
         only while traffic keeps coming; once it stops, the views catch up)."""
-        self._frozen = 0
-        """Live: the frame count at the last :func:`ui.model.heap.freeze`."""
+        self._freezer = heap.Freezer()
+        """Live: full collections would stall the relay more and more."""
         self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
@@ -169,10 +169,7 @@ class H2ScopeApp(SessionActions):
                 self._last_arrival = time.monotonic()
             _, skipped = ingest(self.session, self.live_frames, self.feed, paused=self.paused)
             self.skipped += skipped
-            count = len(self.session.table)
-            if count - self._frozen >= heap.EVERY:
-                heap.freeze()  # full collections would stall the relay more and more
-                self._frozen = count
+            self._freezer.note(len(self.session.table))
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
@@ -432,16 +429,12 @@ class H2ScopeApp(SessionActions):
         i = bisect_right(rows, current) if step > 0 else bisect_left(rows, current) - 1
         while 0 <= i < len(rows):
             row = rows[i]
-            if view is None or self._shown(view, row):
+            j = tl.index_of(row)
+            if view is None or (j is not None and tl.row_at(j) == row):
                 self._select_row(row)
                 return
             i += 1 if step > 0 else -1
         self.say("no more findings" if rows else "no findings")
-
-    @staticmethod
-    def _shown(view: array[int], row: int) -> bool:
-        j = bisect_left(view, row)
-        return j < len(view) and view[j] == row
 
     def say(self, message: str) -> None:
         """Show ``message`` in the status bar now (not at the next tick)."""

@@ -77,9 +77,7 @@ class CaptureRecorder:
         self.conns: dict[int, _Conn] = {}
 
     async def handle(self, batch: Batch) -> None:
-        self.consume(batch)
-        if self.writer.full:
-            await self.writer.drain()
+        await self.handle_many((batch,))
 
     async def handle_many(self, batches: Sequence[Batch]) -> None:
         """Everything the bus queued since the last call: one wake-up of the sink's

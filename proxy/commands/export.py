@@ -141,24 +141,21 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()
         records = _records(reader, progress, seen)
+        lookup: str | None = None
         try:
             count = _export(fmt, records, out, args)
-        except LookupError as exc:
+        except LookupError as exc:  # the script export found no such connection
             for _ in records:  # the rest of the file, for the connections it has
                 pass
-            missing: str | None = str(exc)
-        else:
-            missing = _missing(args, seen, count, fmt)
+            count, lookup = 0, str(exc)
         finally:
             progress.done()
         if to_stdout:
             sys.stdout.flush()
     for problem in problems:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
+    missing = _missing(args, seen, count, fmt) or lookup
     if missing:
-        if args.conn not in seen and args.conn is not None:
-            missing = (f"the capture has no connection {args.conn}; its connections are "
-                       f"{_ids(seen) or 'none'}")
         if not to_stdout:
             with contextlib.suppress(OSError):
                 os.unlink(args.output)  # nothing was exported: leave no empty file behind
@@ -169,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
 def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> str | None:
     """What ``--conn``/``--stream`` asked for that the capture lacks, if anything."""
     if args.conn is not None and args.conn not in seen:
-        return f"the capture has no connection {args.conn}"
+        return (f"the capture has no connection {args.conn}; its connections are "
+                f"{_ids(seen) or 'none'}")
     if args.stream is not None and count == 0 and fmt != "pcapng":
         where = "" if args.conn is None else f" of connection {args.conn}"
         return f"the capture has nothing on stream {args.stream}{where}"

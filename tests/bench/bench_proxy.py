@@ -172,6 +172,16 @@ def nghttpd(docroot: Path, cert: Path, key: Path) -> Iterator[int]:
     sys.exit("bench_proxy: nghttpd did not start")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def find_mitmdump(given: str | None) -> str | None:
     for candidate in (given, os.environ.get("MITMDUMP"), shutil.which("mitmdump")):
         if candidate and Path(candidate).is_file():
@@ -192,12 +202,7 @@ def mitmdump(exe: str, upstream: int, ca: Path, confdir: Path) -> Iterator[tuple
         wait_for_port(port, timeout=30)
         yield port, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -223,12 +228,7 @@ def reference_relay(upstream: int, cert: CertFiles, log: Path, *,
         try:
             yield port, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
         return
     raise ProxyStartFailed(f"{RELAY.name} did not start; its stderr is in {log}")
 

@@ -98,7 +98,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
     lock = session.lock
     row = 0
     j = 0
-    frozen = 0
+    freezer = heap.Freezer()
     while row < n_frames or j < len(others):
         if stop is not None and stop.is_set():
             return
@@ -116,9 +116,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
             session.touch()
         if on_progress is not None:
             on_progress()
-        if row - frozen >= heap.EVERY:
-            heap.freeze()
-            frozen = row
+        freezer.note(row)
         # Let the UI thread have the lock between batches: a lock is not fair, and
         # retaking it at once could keep the screen from refreshing for the whole load.
         time.sleep(LOCK_GAP)

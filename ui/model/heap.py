@@ -14,7 +14,8 @@ as usual when their last reference goes (reference counting); only a
 reference cycle that was alive when frozen and dies later is not reclaimed
 until the process exits — a modal screen open at that moment, say, at most
 a few hundred kilobytes each time. Callers freeze after a capture is loaded
-and then each time another :data:`EVERY` frames have come in.
+and then each time another :data:`EVERY` frames have come in
+(:class:`Freezer`).
 """
 
 from __future__ import annotations
@@ -28,3 +29,16 @@ EVERY = 100_000
 def freeze() -> None:
     gc.collect(1)
     gc.freeze()
+
+
+class Freezer:
+    """Calls :func:`freeze` each time a growing count has gone :data:`EVERY` past
+    the last freeze."""
+
+    def __init__(self) -> None:
+        self.at = 0
+
+    def note(self, count: int) -> None:
+        if count - self.at >= EVERY:
+            freeze()
+            self.at = count
