@@ -78,14 +78,14 @@ class ConnectionsPane(DataTable[str | Text]):
                 self._rows.append(key)
             elif before != cells:  # only what changed: closed connections cost nothing
                 for col, value, old in zip(COLUMNS, cells, before, strict=True):
-                    if value != old:
-                        self.update_cell(key, col, value)
+                    if value != old:  # (a column widens with what it shows: open → closed)
+                        self.update_cell(key, col, value, update_width=True)
             shown[key] = cells
         totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)))
         if totals != self._totals:
             self._totals = totals
-            self.update_cell(ALL, "frames →/←", totals[0])
-            self.update_cell(ALL, "findings", totals[1])
+            self.update_cell(ALL, "frames →/←", totals[0], update_width=True)
+            self.update_cell(ALL, "findings", totals[1], update_width=True)
 
     def selected_conn(self) -> int | None:
         if not self._rows or self.cursor_row >= len(self._rows):

@@ -1,0 +1,35 @@
+"""The connections pane: a column widens when what it shows grows."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ui.app import H2ScopeApp
+from ui.model.live import LiveFeed
+from ui.model.session import Session
+from ui.model.table import LiveFrames
+from ui.widgets.panes import ConnectionsPane
+
+
+def test_cells_that_grow_widen_their_column() -> None:
+    frames = LiveFrames()
+    session = Session(frames, title="live")
+    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = app.main.query_one(ConnectionsPane)
+            session.conn(1)  # a connection known before its metadata ("?", "-", "open")
+            session.touch()
+            pane.sync()
+            await pilot.pause()
+            session.connection(1, {"client": {"ip": "127.0.0.1", "port": 51001},
+                                   "mode": "regular"})
+            session.closed(1, "by client: done")
+            session.touch()
+            pane.sync()
+            await pilot.pause()
+            width = {key.value: col.content_width for key, col in pane.columns.items()}
+            assert width["client"] >= len("127.0.0.1:51001")
+            assert width["mode"] >= len("regular") and width["state"] >= len("closed")
+    asyncio.run(scenario())
