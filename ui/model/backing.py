@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zlib import crc32
@@ -58,6 +59,8 @@ not read)."""
 FLUSH_GAP = 0.05
 """Seconds between forced flushes when frames are asked for that are not in
 the file yet (the recorder may be behind the UI under load)."""
+SETTLE_TIMEOUT = 1.0
+"""Seconds the UI waits at most for the recorder to take a frame it shows."""
 TEMP_NAME = "session.h2scope"
 
 
@@ -196,6 +199,11 @@ class SessionCapture:
         self._flushed_at = 0.0
         self.closed = False
         self.saved: list[Path] = []
+        self.settle: Callable[[float], bool] | None = None
+        """Waits (bounded, in seconds) until the recorder has taken every batch
+        published so far; set by the live proxy. The UI may see a frame before the
+        recorder does: a frame it asks for that is not in the file yet is waited
+        for, not reported missing."""
 
     @property
     def temporary(self) -> bool:
@@ -205,7 +213,19 @@ class SessionCapture:
 
     def frame_bytes(self, conn_id: int, seq: int) -> bytes | None:
         """Frame ``seq`` of connection ``conn_id`` from the file; None if it is not
-        there (yet: the recorder is behind, and a forced flush did not bring it)."""
+        there (yet: the recorder is behind, and waiting for it and a forced flush
+        did not bring it)."""
+        found = self._read(conn_id, seq, flush=False)
+        if found is not None or self.closed:
+            return found
+        if time.monotonic() - self._flushed_at < FLUSH_GAP:
+            return None  # just waited and flushed in vain: do not stall the UI again
+        if self.settle is not None:
+            self.settle(SETTLE_TIMEOUT)  # outside the lock: the recorder needs the writer
+        self._flushed_at = time.monotonic()
+        return self._read(conn_id, seq, flush=True)
+
+    def _read(self, conn_id: int, seq: int, *, flush: bool) -> bytes | None:
         with self._lock:
             if self.closed:
                 return None
@@ -214,10 +234,8 @@ class SessionCapture:
                 self.offsets.scan()
                 off = self.offsets.offset_of(conn_id, seq)
             if off is None:
-                now = time.monotonic()
-                if now - self._flushed_at < FLUSH_GAP:
+                if not flush:
                     return None
-                self._flushed_at = now
                 try:
                     self.writer.flush()
                 except (OSError, ValueError):

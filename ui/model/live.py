@@ -193,6 +193,7 @@ class LiveProxy:
         start = starter or plain
         self.server = asyncio.run_coroutine_threadsafe(start(sinks, [self.feed]),
                                                        self.loop).result(timeout)
+        self.backing.settle = self.settle  # a frame the UI shows first is waited for
         return [(spec, f"{h}:{p}") for spec, (h, p) in self.server.addresses.items()]
 
     def run_soon(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -242,7 +243,8 @@ class LiveProxy:
         published so far — what the UI shows is then in the file, once flushed.
         False if it did not within ``timeout`` (traffic keeps coming)."""
         backing = self.backing
-        if backing is None or self.server is None or not self.thread.is_alive():
+        if backing is None or self.server is None or not self.thread.is_alive() \
+                or threading.current_thread() is self.thread:  # (waiting would deadlock)
             return False
         recorder = backing.recorder
 

@@ -109,6 +109,34 @@ def test_a_frame_not_in_the_file_yet_is_none_not_another_frame(traffic: list[Bat
         backing.close()
 
 
+def test_frames_the_ui_saw_before_the_recorder_are_waited_for(traffic: list[Batch]) -> None:
+    """The UI's feed and the recorder are separate bus subscribers: the UI can show
+    a frame (and free its bytes) before the recorder has written it. Asking for it
+    waits for the recorder (``settle``), once, instead of calling it missing."""
+    backing = SessionCapture()
+    try:
+        frames = LiveFrames(budget=1)
+        frames.backing = backing
+        session = Session(frames)
+        feed = LiveFeed()
+        for batch in traffic:
+            feed.handle(batch)  # the UI has every batch; the recorder none yet
+        ingest(session, frames, feed)
+        calls: list[float] = []
+
+        def settle(timeout: float) -> bool:
+            calls.append(timeout)
+            for batch in traffic:  # the recorder catches up while the UI waits
+                backing.recorder.consume(batch)
+            return True
+        backing.settle = settle
+        t = session.table
+        assert [frames.frame_bytes(t.ref[r]) for r in range(len(t))] == _expected(traffic)
+        assert len(calls) == 1 and 0 < calls[0] <= 2
+    finally:
+        backing.close()
+
+
 def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
                                                             tmp_path: Path) -> None:
     backing = SessionCapture()
