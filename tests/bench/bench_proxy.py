@@ -328,8 +328,9 @@ def profile(exe: str, target: Target, wl: Workload, duration: float, out: Path) 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)  # connections up; then sample the steady state
+        gil = ["--gil"] if target.name == "UI" else []
         subprocess.run([spy, "record", "-f", "raw", "-o", str(out), "--pid", str(target.pid),
-                        "-d", f"{max(1, math.ceil(duration))}"], capture_output=True,
+                        "-d", f"{max(1, math.ceil(duration))}", *gil], capture_output=True,
                        timeout=duration + 60, check=False)
     finally:
         try:
@@ -488,8 +489,11 @@ def parse_args() -> argparse.Namespace:
                    "collapsed stacks to FILE) and print a summary")
     p.add_argument("--profile-workload", choices=[w.name for w in WORKLOADS], default="W1",
                    help="the workload to profile under (default W1)")
-    p.add_argument("--profile-target", choices=["h2scope", "h2scope+rec"], default="h2scope",
-                   help="the proxy to profile (default: h2scope, headless)")
+    p.add_argument("--profile-target", choices=["h2scope", "h2scope+rec", "UI"],
+                   default="h2scope",
+                   help="the proxy to profile (default: h2scope, headless); with UI, only "
+                        "the thread holding the GIL is sampled (py-spy --gil): the UI and "
+                        "the proxy's thread share it")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON")
     return p.parse_args()
 
