@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -98,6 +98,9 @@ class H2ScopeApp(SessionActions):
         only while traffic keeps coming; once it stops, the views catch up)."""
         self._freezer = heap.Freezer()
         """Live: full collections would stall the relay more and more."""
+        self.collector = heap.IdleCollector()
+        self._state_screen: StateScreen | None = None
+        """Full collections while no key is being answered."""
         self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
         self.loaded_at: float | None = None
@@ -153,6 +156,7 @@ class H2ScopeApp(SessionActions):
         if self.initial_filter:
             self.main.query_one("#filter", Input).value = self.initial_filter
             self.set_filter(self.initial_filter)
+        self.collector.start()
         self.set_interval(TICK, self.tick)
         self._repaint_mark = (0.0, time.thread_time())  # start-up is not traffic: repaint now
         if self.live is not None:
@@ -182,6 +186,7 @@ class H2ScopeApp(SessionActions):
         """Take what arrived since the last tick and refresh the views once."""
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
+        self.collector.tick()
         s = self.session
         if self.feed is not None:
             self._ingest()
@@ -570,7 +575,15 @@ class H2ScopeApp(SessionActions):
         if c is None:
             self.say("no connection yet")
             return
-        self.push_screen(StateScreen(s, c, tab))
+        screen = self._state_screen
+        if screen is None:
+            # Composed once and kept when closed (installed): building its tabs
+            # anew took most of the time a press of ``w`` or ``h`` took.
+            screen = self._state_screen = StateScreen(s, c, tab)
+            self.install_screen(screen, name="state")
+        else:
+            screen.show(c, tab)
+        self.push_screen(screen)
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)
@@ -609,11 +622,17 @@ class H2ScopeApp(SessionActions):
         if self.termination is not None and self.termination.pending:
             self.exit(0)
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.collector.input_seen()
+        await super().on_event(event)
+
     def on_unmount(self) -> None:
         import asyncio
         import contextlib
 
         self._stop.set()
+        self.collector.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop = asyncio.get_running_loop()
             for sig in termination_signals():

@@ -72,7 +72,12 @@ def first_in_columns(kinds: Sequence[int], value: int, width: int) -> list[int]:
     return marks
 
 
-def hpack_text(conn: ConnInfo, block_bytes: BlockBytes) -> Text:
+ChartCache = dict[tuple[int, int], tuple[int, list[str], int]]
+"""(connection, chart: 0 and 1 flow control by direction, 2 and 3 HPACK tables) →
+(points charted, the chart's lines, WINDOW_UPDATEs counted or 0)."""
+
+
+def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None) -> Text:
     out = Text()
     for d in Direction:
         tbl = conn.hpack[d]
@@ -89,22 +94,38 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes) -> Text:
             out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
         out.append(f"  table size over time ({len(tbl.sizes)} blocks, max {tbl.max_size}):\n",
                    "dim")
-        for line in chart(list(tbl.sizes), lo=0, hi=max(tbl.max_size, 1), height=4):
+        key = (conn.conn_id, 2 + int(d))  # (flow_text's keys are 0 and 1)
+        kept = cache.get(key) if cache is not None else None
+        if kept is None or kept[0] != len(tbl.sizes):
+            kept = (len(tbl.sizes), chart(tbl.sizes, lo=0, hi=max(tbl.max_size, 1), height=4), 0)
+            if cache is not None:
+                cache[key] = kept
+        for line in kept[1]:
             out.append("  │" + line + "\n", "cyan")
         out.append("\n")
     return out
 
 
-def flow_text(conn: ConnInfo) -> Text:
+def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
+    """The flow-control tab. ``cache`` keeps each chart while its series has not
+    grown (a million-frame connection's chart is a pass over every point)."""
     out = Text()
     for d in Direction:
         series = conn.flow[d]
         out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
                    f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
-        updates = first_in_columns(series.kind, 8, 72)
+        n = len(series.conn)
+        key = (conn.conn_id, int(d))
+        kept = cache.get(key) if cache is not None else None
+        if kept is None or kept[0] != n:
+            updates = first_in_columns(series.kind, 8, 72)
+            kept = (n, chart(series.conn, lo=0, height=5, marks=updates), series.kind.count(8))
+            if cache is not None:
+                cache[key] = kept
+        _, lines, n_updates = kept
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
-                   f"(↑ = WINDOW_UPDATE, {series.kind.count(8)}):\n", "dim")
-        for line in chart(series.conn, lo=0, height=5, marks=updates):
+                   f"(↑ = WINDOW_UPDATE, {n_updates}):\n", "dim")
+        for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")
     out.append("stalls (window 0 while data waits)\n", "bold")
@@ -175,11 +196,11 @@ def priority_text(conn: ConnInfo) -> Text:
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
           "priority": "Priority"}
 STATE_TABS = tuple(TITLES)
-_TEXTS: dict[str, Callable[[ConnInfo, Session], Text]] = {
-    "hpack": lambda c, s: hpack_text(c, s.block_bytes),
-    "flow": lambda c, s: flow_text(c),
-    "settings": lambda c, s: settings_text(c),
-    "priority": lambda c, s: priority_text(c),
+_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache], Text]] = {
+    "hpack": lambda c, s, cache: hpack_text(c, s.block_bytes, cache),
+    "flow": lambda c, s, cache: flow_text(c, cache),
+    "settings": lambda c, s, _: settings_text(c),
+    "priority": lambda c, s, _: priority_text(c),
 }
 
 
@@ -199,11 +220,12 @@ class StateScreen(ModalScreen[None]):
         self.session = session
         self.conn = conn
         self.tab = tab
+        self._charts: ChartCache = {}
 
     def compose(self) -> ComposeResult:
         c = self.conn
         yield Static(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
-                          f"{c.state})", "bold"), id="state-title")
+                          f"{c.state})", "bold"), id="state-title", markup=False)
         # Only the tab shown is drawn now; the others when first shown (each is
         # work over every frame of a connection that may have a million).
         self._drawn: set[str] = set()
@@ -214,10 +236,26 @@ class StateScreen(ModalScreen[None]):
                                  markup=False)
         yield Footer()
 
+    def show(self, conn: ConnInfo, tab: str) -> None:
+        """Show ``conn`` from ``tab`` on: the screen is kept between showings, and
+        every tab is drawn afresh (when first shown), since the state moves on."""
+        self.conn = conn
+        self.tab = tab
+        c = conn
+        self.query_one("#state-title", Static).update(Text(
+            f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, {c.state})",
+            "bold"))
+        self._drawn = set()
+        for name in TITLES:
+            if name != tab:
+                self.query_one(f"#state-{name}", Static).update("")
+        self.query_one(f"#state-{tab}", Static).update(self._make(tab))
+        self.query_one(TabbedContent).active = tab
+
     def _make(self, tab: str) -> Text:
         self._drawn.add(tab)
         with self.session.lock:
-            return _TEXTS[tab](self.conn, self.session)
+            return _TEXTS[tab](self.conn, self.session, self._charts)
 
     def _draw(self, tab: str) -> None:
         if tab not in self._drawn:

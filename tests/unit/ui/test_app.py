@@ -9,6 +9,7 @@ from typing import Any
 from textual.widgets import Input, Static
 
 from tests.unit.ui.conftest import drive, screen_text
+from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
 from ui.screens.help import HelpScreen
 from ui.screens.state import StateScreen
@@ -204,6 +205,37 @@ def test_flow_control_view_opens_on_its_tab_drawn_and_the_others_not(
         await pilot.pause()
         assert "RFC 9218" in str(screen.query_one("#state-priority", Static).content)
     drive(capture_path, scenario)
+
+
+def test_the_state_screen_is_kept_and_redrawn_for_the_connection_in_scope(
+        tmp_path: Path) -> None:
+    """Composed once (its tabs are costly to build): opened again, it shows the
+    connection now in scope, from the tab asked for, with the other tabs stale
+    no more."""
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        conns = sorted(app.session.conns)
+        assert len(conns) >= 2
+        app.scope_conn = conns[0]
+        await pilot.press("w")
+        await pilot.pause()
+        first = app.screen
+        assert isinstance(first, StateScreen) and first.conn.conn_id == conns[0]
+        assert f"connection #{conns[0]} " in str(first.query_one("#state-title", Static).content)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not isinstance(app.screen, StateScreen)
+        app.scope_conn = conns[1]
+        await pilot.press("h")
+        await pilot.pause()
+        again = app.screen
+        assert again is first and again.conn.conn_id == conns[1]
+        assert f"connection #{conns[1]} " in str(again.query_one("#state-title", Static).content)
+        assert again.query_one("#state-tabs").active == "hpack"  # type: ignore[attr-defined]
+        assert "header blocks" in str(again.query_one("#state-hpack", Static).content)
+        assert str(again.query_one("#state-flow", Static).content) == ""  # drawn when shown
+        assert "connection window" in again.text("flow")
+        await pilot.press("q")
+    drive(record(tmp_path / "two.h2c", conns=2), scenario)
 
 
 def test_chart_marks_are_one_per_column_with_a_match() -> None:
@@ -407,3 +439,22 @@ def test_initial_filter_from_the_command_line(capture_path: Path) -> None:
         rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
         assert rows and {t.type[r] for r in rows} == {3}
     drive(capture_path, scenario, initial_filter="type:RST_STREAM")
+
+
+def test_charts_are_kept_while_their_series_has_not_grown(session: Any) -> None:
+    from ui.screens.state import ChartCache, flow_text
+
+    conn = next(c for c in session.conns.values() if len(c.flow[1].conn))
+    cache: ChartCache = {}
+    first = flow_text(conn, cache).plain
+    assert cache and flow_text(conn, cache).plain == first
+    series = conn.flow[1]
+    n = len(series.t)
+    series.t.append(series.t[-1])  # one more DATA frame: the window at 0
+    series.conn.append(0)
+    series.stream.append(0)
+    series.stream_id.append(1)
+    series.kind.append(0)
+    grown = flow_text(conn, cache).plain
+    assert f"over {n + 1} DATA/WINDOW_UPDATE frames" in grown
+    assert grown == flow_text(conn, None).plain  # the same as drawn without a cache
