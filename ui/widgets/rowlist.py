@@ -98,7 +98,10 @@ class RowList(ScrollView, can_focus=True):
         if self.follow and count:
             if self.cursor != count - 1:
                 self.cursor = count - 1
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # force: when these rows are the first that overflow the view, the
+            # vertical scrollbar (which allows scrolling) appears only at the next
+            # layout, and an unforced scroll would do nothing.
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         elif self.cursor >= count:
             self.cursor = max(0, count - 1)
         if grew or reset:

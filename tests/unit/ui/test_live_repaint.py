@@ -46,3 +46,32 @@ def test_views_catch_up_as_soon_as_the_traffic_stops(tmp_path: Path) -> None:
             app.tick()  # quiet now: the views show everything at once
             assert app._last_count[0] == len(app.session.table)
     asyncio.run(scenario())
+
+
+def test_follow_scrolls_to_the_tail_after_a_first_burst_that_overflows_the_view(
+        tmp_path: Path) -> None:
+    """Live, following: the first traffic arrives in one burst of more rows than
+    the timeline shows. The view must end on the last rows — not on the first
+    ones with the cursor out of sight (the vertical scrollbar did not exist yet
+    when the burst was taken, so a plain scroll to the end did nothing)."""
+    batches = _batches(record(tmp_path / "t.h2c"))
+    frames = LiveFrames()
+    feed = LiveFeed()
+    app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            tl = app.timeline
+            tl.follow = True
+            await pilot.pause()
+            for batch in batches:
+                feed.handle(batch)
+            await asyncio.sleep(0.15)  # a quiet moment: the views repaint at the next tick
+            app.tick()
+            await pilot.pause()
+            await pilot.pause()
+            count = tl.row_count()
+            assert count > tl.size.height > 0
+            assert tl.cursor == count - 1
+            assert tl.scroll_offset.y == tl.max_scroll_y > 0
+    asyncio.run(scenario())
