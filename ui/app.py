@@ -258,8 +258,16 @@ class H2ScopeApp(SessionActions):
             parts.append((f"listening {self.listen}", "bold"))
             rec = self.live.recording
             save = self.keys.get("save_session", "ctrl+s")
-            parts.append((f"● REC {rec}" if rec else f"unsaved session ({save} saves)",
-                          "bold red" if rec else "dim"))
+            backing = self.live.backing
+            if rec:
+                parts.append((f"● REC {rec}", "bold red"))
+            elif backing is not None and backing.saved and not backing.unsaved:
+                parts.append((f"saved to {backing.saved[-1].name}", "dim"))
+            elif backing is not None and backing.saved:
+                parts.append((f"new traffic since saved to {backing.saved[-1].name} ({save} "
+                              "saves)", "dim"))
+            else:
+                parts.append((f"unsaved session ({save} saves)", "dim"))
             parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
             if self.paused:
                 parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))

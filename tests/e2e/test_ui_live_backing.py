@@ -181,6 +181,8 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
             await _until(pilot, lambda: "saved the session" in app.message
                          or "cannot save" in app.message, "the save")
             assert str(seen["saved"]) in app.message
+            app.tick()
+            assert f"saved to {default}" in app.status.plain  # no new traffic since
             seen["frames"] = [(t.conn[r], t.stream[r], type_name(t.type[r]))
                               for r in range(len(t))]
             await pilot.press("q")

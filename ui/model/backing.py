@@ -199,6 +199,8 @@ class SessionCapture:
         self._flushed_at = 0.0
         self.closed = False
         self.saved: list[Path] = []
+        self.saved_records = 0
+        """Records in the file when it was last saved."""
         self.settle: Callable[[float], bool] | None = None
         """Waits (bounded, in seconds) until the recorder has taken every batch
         published so far; set by the live proxy. The UI may see a frame before the
@@ -274,7 +276,13 @@ class SessionCapture:
             finally:
                 os.close(fd)
         self.saved.append(dest)
+        self.saved_records = records
         return records
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether records were written since the last save (or nothing was saved)."""
+        return not self.saved or self.writer.records_written != self.saved_records
 
     # ------------------------------------------------------------- closing
 

@@ -144,8 +144,16 @@ def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
     dest.write_bytes(b"old")
     dest.chmod(0o644)
     try:
-        _session(backing, traffic, budget=1 << 20)
+        half = len(traffic) // 2
+        _session(backing, traffic[:half], budget=1 << 20)
+        assert backing.unsaved
+        backing.save(dest)
+        assert not backing.unsaved  # the status bar says "saved to saved.h2scope"
+        for batch in traffic[half:]:
+            backing.recorder.consume(batch)
+        assert backing.unsaved  # ... and "new traffic since" once more comes
         records = backing.save(dest)
+        assert not backing.unsaved
         with pytest.raises(ValueError, match="own capture"):
             backing.save(backing.path)
     finally:
