@@ -100,6 +100,7 @@ class H2ScopeApp(SessionActions):
         """Live: full collections would stall the relay more and more."""
         self.collector = heap.IdleCollector()
         self._state_screen: StateScreen | None = None
+        self._stream_screen: StreamScreen | None = None
         """Full collections while no key is being answered."""
         self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
@@ -548,7 +549,13 @@ class H2ScopeApp(SessionActions):
         if found is None:
             self.say("select a frame of a stream (not stream 0) first")
             return
-        self.push_screen(StreamScreen(self.session, *found))
+        screen = self._stream_screen
+        if screen is None:
+            screen = self._stream_screen = StreamScreen(self.session, *found)
+            self.install_screen(screen, name="stream")  # kept when closed (see show)
+        else:
+            screen.show(*found)
+        self.push_screen(screen)
 
     def action_scope_stream(self) -> None:
         found = self._selected_stream()

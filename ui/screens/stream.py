@@ -101,6 +101,19 @@ class StreamScreen(ModalScreen[None]):
         yield Static("", id="stream-note")
         yield Footer()
 
+    def show(self, conn: ConnInfo, stream: StreamInfo) -> None:
+        """Show ``stream``. The screen is kept between showings (installed), so
+        closing it does not tear its widgets down: with live traffic, that
+        teardown was most of what closing the view cost."""
+        self.conn = conn
+        self.stream = stream
+        self.curl = ""
+        self._save_direction = 1
+        self.query_one("#stream-body", Static).update(stream_text(self.session, conn, stream))
+        self.query_one("#stream-note", Static).update("")
+        self.query_one("#save-path", Input).add_class("hidden")
+        self.query_one("#stream-view", VerticalScroll).scroll_home(animate=False)
+
     def action_copy_curl(self) -> None:
         req = reassemble(self.session, self.stream, 0)
         self.curl = curl_command(self.conn, self.stream, req.raw)

@@ -146,6 +146,35 @@ def test_stream_view_shows_messages_decoded_body_and_copies_curl(capture_path: P
     drive(capture_path, scenario)
 
 
+def test_the_stream_view_is_kept_and_shows_the_stream_selected_next(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app._select_row(_row_of(app, 1, 1))
+        await pilot.press("s")
+        await pilot.pause()
+        first = app.screen
+        assert isinstance(first, StreamScreen)
+        await pilot.press("c")  # a note and a curl command that must not stay
+        assert first.curl
+        await pilot.press("b")  # the save box, left open
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, StreamScreen)
+        app._select_row(_row_of(app, 0, 3))
+        await pilot.press("s")
+        await pilot.pause()
+        again = app.screen
+        assert again is first and again.stream.stream_id == 3
+        text = again.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
+        assert "stream 3" in text and "gRPC: 2 length-prefixed message(s)" in text
+        assert again.curl == "" and str(again.query_one("#stream-note", Static).content) == ""
+        assert again.query_one("#save-path", Input).has_class("hidden")
+        await pilot.press("escape")
+    drive(capture_path, scenario)
+
+
 def test_stream_view_splits_grpc_and_saves_the_body(capture_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "resp.bin"
 
