@@ -17,6 +17,7 @@ import pytest
 
 from ui.app import H2ScopeApp
 from ui.launch import view_app
+from ui.widgets.panes import ConnectionsPane
 
 SIZE = (150, 44)
 
@@ -54,7 +55,22 @@ def _loaded_then(*keys: str, row: Callable[[H2ScopeApp], int] | None = None) -> 
         await pilot.pause(0.1)
         app.tick()
         await pilot.pause()
+        await _tables_measured(app, pilot)
     return run_before
+
+
+async def _tables_measured(app: H2ScopeApp, pilot: Any) -> None:
+    """Wait until the connections table has measured its new rows and cells.
+
+    A DataTable sizes its columns to new content when its message queue runs
+    empty (its Idle handler); on a loaded machine that can come after the
+    screenshot, which then shows the columns at their headers' widths."""
+    pane = app.main.query_one(ConnectionsPane)
+    for _ in range(200):
+        if not pane._require_update_dimensions and not pane._updated_cells:
+            break
+        await pilot.pause(0.01)
+    await pilot.pause()
 
 
 def _headers_row(app: H2ScopeApp) -> int:
