@@ -51,6 +51,8 @@ UI_CPU_SHARE = 0.10
 """Live: the share of one core the UI thread may spend (ingest and repaint)
 before repaints are spaced out (see :meth:`H2ScopeApp._refresh_due`)."""
 MAX_REPAINT_GAP = 1.0
+QUIT_AGAIN = 3.0
+"""Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
 """Live: how often the UI takes batches off the feed (each holds frame bytes
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
@@ -67,9 +69,13 @@ class H2ScopeApp(SessionActions):
                  live: LiveProxy | None = None, feed: LiveFeed | None = None,
                  frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
-                 initial_filter: str = "") -> None:
+                 initial_filter: str = "", confirm_quit: bool = True) -> None:
         super().__init__()
         self.initial_filter = initial_filter
+        self.confirm_quit = confirm_quit
+        """Live: ask for a second quit key while the session holds unsaved frames
+        (the private capture goes with the app)."""
+        self._quit_asked = -QUIT_AGAIN
         self.termination: TerminationGuard | None = None
         """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
@@ -608,7 +614,24 @@ class H2ScopeApp(SessionActions):
             yield SystemCommand(desc, f"h2scope: {desc.lower()} ({bid})",
                                 lambda a=action: self.run_action(a))
 
+    def unsaved_frames(self) -> int:
+        """Live: frames only the private capture holds (it is removed on quitting)."""
+        live = self.live
+        backing = live.backing if live is not None else None
+        if backing is None or not backing.temporary or not backing.unsaved:
+            return 0
+        return len(self.session.table)
+
     async def action_quit(self) -> None:
+        unsaved = self.unsaved_frames() if self.confirm_quit else 0
+        now = time.monotonic()
+        if unsaved and now - self._quit_asked > QUIT_AGAIN:
+            self._quit_asked = now
+            quit_key = self.keys.get("quit", "q").split(",")[0]
+            save = self.keys.get("save_session", "ctrl+s")
+            self.say(f"{unsaved:,} frames are not saved and go when h2scope quits: "
+                     f"{quit_key} again to quit, {save} to save them first")
+            return
         self._stop.set()
         if self.live is not None:
             self.message = "stopping the proxy…"

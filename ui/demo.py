@@ -66,5 +66,5 @@ def _run(live: LiveProxy, parts: dict[str, Any], starter: Any, frames: LiveFrame
     session = Session(frames, title="demo")
     app = H2ScopeApp(session, live=live, feed=live.feed, frames=frames,
                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                     theme_name=config.ui.theme)
+                     theme_name=config.ui.theme, confirm_quit=False)  # a demo: nothing to keep
     return run_app(app, guard)

@@ -113,6 +113,14 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             assert "exported har" in app.message
             await pilot.press("r")  # stop recording
             await _until(pilot, lambda: "recording stopped" in app.message, "recording stop")
+            # The session itself was never saved: the first q says what would go.
+            unsaved = app.unsaved_frames()
+            assert unsaved == len(app.session.table) > 0
+            await pilot.press("q")
+            await pilot.pause()
+            assert app.live is not None and app.return_code is None
+            assert f"{unsaved:,} frames are not saved" in app.message
+            assert "q again to quit, ctrl+s to save them first" in app.message
             await pilot.press("q")
             await pilot.pause()
 
