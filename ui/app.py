@@ -76,6 +76,7 @@ class H2ScopeApp(SessionActions):
         """Live: ask for a second quit key while the session holds unsaved frames
         (the private capture goes with the app)."""
         self._quit_asked = -QUIT_AGAIN
+        self._quit_prompt = ""
         self.termination: TerminationGuard | None = None
         """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
@@ -194,6 +195,10 @@ class H2ScopeApp(SessionActions):
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
         self.collector.tick()
+        if self._quit_prompt and time.monotonic() - self._quit_asked > QUIT_AGAIN:
+            if self.message == self._quit_prompt:
+                self.message = ""  # the question has lapsed: a quit key asks again
+            self._quit_prompt = ""
         s = self.session
         if self.feed is not None:
             self._ingest()
@@ -304,9 +309,7 @@ class H2ScopeApp(SessionActions):
             parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
         if s.problems:
             parts.append((f"{len(s.problems)} damaged records skipped", "yellow"))
-        if self.message:
-            parts.append((self.message, "italic"))
-        self.status.set_parts(parts)
+        self.status.set_parts(parts, self.message)
 
     # -------------------------------------------------------------- selection
 
@@ -629,8 +632,9 @@ class H2ScopeApp(SessionActions):
             self._quit_asked = now
             quit_key = self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
-            self.say(f"{unsaved:,} frames are not saved and go when h2scope quits: "
-                     f"{quit_key} again to quit, {save} to save them first")
+            self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} unsaved frames go "
+                                 f"with it ({save} saves)")
+            self.say(self._quit_prompt)
             return
         self._stop.set()
         if self.live is not None:

@@ -182,22 +182,40 @@ class StatusBar(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._parts: list[tuple[str, str]] = []
+        self._message = ""
         self._text = Text()
 
-    def set_parts(self, parts: list[tuple[str, str]]) -> None:
-        if parts == self._parts:
+    def set_parts(self, parts: list[tuple[str, str]], message: str = "") -> None:
+        """The bar's parts, then ``message`` (the last thing said) after them."""
+        if parts == self._parts and message == self._message:
             return  # the bar is refreshed every tick: repaint only on change
         self._parts = parts
+        self._message = message
         text = Text(no_wrap=True, overflow="ellipsis")
         for i, (part, sty) in enumerate(parts):
             if i:
                 text.append(" │ ", "dim")
             text.append(part, sty)
         self._text = text
-        self.plain = text.plain
+        self.plain = text.plain + (f" │ {message}" if message else "")
         self.refresh()
 
     def render(self) -> Text:
-        return self._text
+        """The parts, cut short with "…" where the line is too narrow for them and
+        the message: what was just said (a save's file, a question) stays whole."""
+        message = self._message
+        if not message:
+            return self._text
+        width = self.size.width or 10_000
+        room = width - len(message) - 3
+        text = self._text.copy()
+        if len(text) > room:
+            if room < 8:  # no room left: the message alone
+                return Text(message, "italic", no_wrap=True, overflow="ellipsis")
+            text.truncate(max(1, room - 1), overflow="crop")
+            text.append("…", "dim")
+        text.append(" │ ", "dim")
+        text.append(message, "italic")
+        return text
 
     plain = ""

@@ -487,3 +487,18 @@ def test_charts_are_kept_while_their_series_has_not_grown(session: Any) -> None:
     grown = flow_text(conn, cache).plain
     assert f"over {n + 1} DATA/WINDOW_UPDATE frames" in grown
     assert grown == flow_text(conn, None).plain  # the same as drawn without a cache
+
+
+def test_the_last_message_stays_whole_when_the_status_bar_is_too_narrow(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.goto("s99")  # says something
+        app.say("saved the session (71 records) to /some/long/directory/name/session.h2scope")
+        await pilot.pause()
+        bar = app.status
+        shown = bar.render().plain
+        assert len(bar.plain) > bar.size.width  # everything would not fit ...
+        assert shown.endswith("to /some/long/directory/name/session.h2scope")  # ... this does
+        assert "…" in shown and shown.startswith("traffic.h")
+        assert len(shown) <= bar.size.width
+    drive(capture_path, scenario, size=(90, 40))
