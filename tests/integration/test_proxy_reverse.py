@@ -80,6 +80,8 @@ def test_h2c_prior_knowledge_through_reverse_http(
     assert result.returncode == 0, result.stderr
     assert b"hello from nghttpd" in result.stdout
     assert [e.protocol for e in proxy.events(RelayStarted)] == ["h2c"]
+    # curl can have its answer before the proxy's sinks have the events for it.
+    proxy.wait_closed()
     statuses = [dict(e.block.headers)[":status"] for e in frames(proxy, 1, Direction.S2C)
                 if e.block is not None]
     assert statuses == ["200"]
