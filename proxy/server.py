@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from certs.store import CertStore
+from proxy import memory
 from proxy.events import Closer, ConnectionOpened, EventBus, Sink, SinkCallable
 from proxy.net.context import Conn, ProxyOptions, ProxyState
 from proxy.net.listeners import handle_regular, handle_reverse
@@ -34,6 +35,8 @@ LOG_FILE = "h2scope.log"
 #: Connections the kernel may queue before the proxy accepts them (asyncio's default,
 #: 100, drops the SYNs of a browser's or a load test's burst: each waits 1 s to retry).
 LISTEN_BACKLOG = 1024
+IDLE_RELEASE_DELAY = 0.5
+"""Seconds without a connection before memory is given back (:mod:`proxy.memory`)."""
 
 _HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
     ModeKind.REGULAR: handle_regular,
@@ -63,6 +66,8 @@ class ProxyServer:
         """Mode spec → the (host, port) its listener is bound to, after :meth:`start`."""
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted = 0
+        """Connections accepted so far (a release is called off if one came since)."""
 
     def address(self, kind: str = "regular") -> tuple[str, int]:
         """The bound address of the first mode whose spec starts with *kind*."""
@@ -125,7 +130,18 @@ class ProxyServer:
     def _accept(self, mode: Mode, client: TcpStream) -> None:
         task = asyncio.get_running_loop().create_task(self._handle(mode, client))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._accepted += 1
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:  # the last connection closed: trim once it stays so
+            asyncio.get_running_loop().call_later(IDLE_RELEASE_DELAY, self._release_if_idle,
+                                                  self._accepted)
+
+    def _release_if_idle(self, accepted: int) -> None:
+        if not self._tasks and self._accepted == accepted:
+            memory.release()
 
     async def _handle(self, mode: Mode, client: TcpStream) -> None:
         assert self.state is not None

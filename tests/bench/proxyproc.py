@@ -207,6 +207,22 @@ class ProxyProcess:
     def fd_count(self) -> int:
         return fd_count(self.pid)
 
+    def settled_rss_mib(self, steady: float = 1.0, timeout: float = 10.0) -> float:
+        """RSS once it has stopped moving for ``steady`` seconds (longer than the
+        proxy's delay before it gives memory back when idle): what the proxy holds,
+        not the high-water mark of the burst before."""
+        deadline = time.monotonic() + timeout
+        last = self.rss_mib()
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.rss_mib()
+            if abs(now - last) > 0.5:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= steady:
+                break
+        return last
+
     def wait_fds_at_most(self, limit: int, timeout: float = 15.0) -> int:
         """Wait until the proxy holds at most *limit* descriptors (its connections
         closed); returns the count, which may still be above after *timeout*."""
