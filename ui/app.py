@@ -18,7 +18,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from textual import events, on, work
@@ -106,8 +106,6 @@ class H2ScopeApp(SessionActions):
         self._freezer = heap.Freezer()
         """Live: full collections would stall the relay more and more."""
         self.collector = heap.IdleCollector()
-        self._state_screen: StateScreen | None = None
-        self._stream_screen: StreamScreen | None = None
         """Full collections while no key is being answered."""
         self._last_count: tuple[int, int] = (-1, -1)
         self.first_rows_at: float | None = None
@@ -558,13 +556,8 @@ class H2ScopeApp(SessionActions):
         if found is None:
             self.say("select a frame of a stream (not stream 0) first")
             return
-        screen = self._stream_screen
-        if screen is None:
-            screen = self._stream_screen = StreamScreen(self.session, *found)
-            self.install_screen(screen, name="stream")  # kept when closed (see show)
-        else:
-            screen.show(*found)
-        self.push_screen(screen)
+        self._push_kept("stream", lambda: StreamScreen(self.session, *found),
+                        lambda screen: screen.show(*found))
 
     def action_scope_stream(self) -> None:
         found = self._selected_stream()
@@ -599,14 +592,19 @@ class H2ScopeApp(SessionActions):
         if c is None:
             self.say("no connection yet")
             return
-        screen = self._state_screen
-        if screen is None:
-            # Composed once and kept when closed (installed): building its tabs
-            # anew took most of the time a press of ``w`` or ``h`` took.
-            screen = self._state_screen = StateScreen(s, c, tab)
-            self.install_screen(screen, name="state")
+        self._push_kept("state", lambda: StateScreen(s, c, tab), lambda screen: screen.show(c, tab))
+
+    def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
+        """Show the view installed as ``name``: made and composed the first time,
+        then kept when closed and shown again with ``show``. Composing it anew
+        (the state view's tabs) was most of what a key press cost, and tearing
+        it down most of what closing it cost under live traffic."""
+        if self.is_screen_installed(name):
+            screen = self.get_screen(name)
+            show(screen)
         else:
-            screen.show(c, tab)
+            screen = make()
+            self.install_screen(screen, name=name)
         self.push_screen(screen)
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:

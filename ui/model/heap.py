@@ -77,7 +77,7 @@ class IdleCollector:
     def start(self) -> None:
         if self._saved is None:
             self._saved = gc.get_threshold()
-            young, middle = self._saved[0], self._saved[1] if len(self._saved) > 1 else 10
+            young, middle, _ = self._saved
             gc.set_threshold(young, middle, 1 << 30)
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from proxy.observe.enums import Direction
-from ui.model.connections import ConnInfo, settings_view
+from ui.model.connections import ConnInfo, FlowSeries, HpackTable, settings_view
 from ui.model.hpack_replay import BlockBytes
 from ui.model.session import Session
 
@@ -77,6 +78,27 @@ ChartCache = dict[tuple[int, int], tuple[int, list[str], int]]
 (points charted, the chart's lines, WINDOW_UPDATEs counted or 0)."""
 
 
+def _kept(cache: ChartCache | None, key: tuple[int, int], points: int,
+          make: Callable[[], tuple[list[str], int]]) -> tuple[int, list[str], int]:
+    """The chart of ``key`` from ``cache`` while its series still has ``points``
+    points; else made anew (and kept)."""
+    kept = cache.get(key) if cache is not None else None
+    if kept is None or kept[0] != points:
+        kept = (points, *make())
+        if cache is not None:
+            cache[key] = kept
+    return kept
+
+
+def _table_chart(tbl: HpackTable) -> tuple[list[str], int]:
+    return chart(tbl.sizes, lo=0, hi=max(tbl.max_size, 1), height=4), 0
+
+
+def _flow_chart(series: FlowSeries) -> tuple[list[str], int]:
+    marks = first_in_columns(series.kind, 8, 72)
+    return chart(series.conn, lo=0, height=5, marks=marks), series.kind.count(8)
+
+
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None) -> Text:
     out = Text()
     for d in Direction:
@@ -94,13 +116,9 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
             out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
         out.append(f"  table size over time ({len(tbl.sizes)} blocks, max {tbl.max_size}):\n",
                    "dim")
-        key = (conn.conn_id, 2 + int(d))  # (flow_text's keys are 0 and 1)
-        kept = cache.get(key) if cache is not None else None
-        if kept is None or kept[0] != len(tbl.sizes):
-            kept = (len(tbl.sizes), chart(tbl.sizes, lo=0, hi=max(tbl.max_size, 1), height=4), 0)
-            if cache is not None:
-                cache[key] = kept
-        for line in kept[1]:
+        _, lines, _ = _kept(cache, (conn.conn_id, 2 + int(d)), len(tbl.sizes),
+                            partial(_table_chart, tbl))
+        for line in lines:
             out.append("  │" + line + "\n", "cyan")
         out.append("\n")
     return out
@@ -114,15 +132,8 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         series = conn.flow[d]
         out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
                    f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
-        n = len(series.conn)
-        key = (conn.conn_id, int(d))
-        kept = cache.get(key) if cache is not None else None
-        if kept is None or kept[0] != n:
-            updates = first_in_columns(series.kind, 8, 72)
-            kept = (n, chart(series.conn, lo=0, height=5, marks=updates), series.kind.count(8))
-            if cache is not None:
-                cache[key] = kept
-        _, lines, n_updates = kept
+        _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)), len(series.conn),
+                                    partial(_flow_chart, series))
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
                    f"(↑ = WINDOW_UPDATE, {n_updates}):\n", "dim")
         for line in lines:
@@ -222,10 +233,13 @@ class StateScreen(ModalScreen[None]):
         self.tab = tab
         self._charts: ChartCache = {}
 
-    def compose(self) -> ComposeResult:
+    def _title(self) -> Text:
         c = self.conn
-        yield Static(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
-                          f"{c.state})", "bold"), id="state-title", markup=False)
+        return Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
+                    f"{c.state})", "bold")
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="state-title", markup=False)
         # Only the tab shown is drawn now; the others when first shown (each is
         # work over every frame of a connection that may have a million).
         self._drawn: set[str] = set()
@@ -241,10 +255,7 @@ class StateScreen(ModalScreen[None]):
         every tab is drawn afresh (when first shown), since the state moves on."""
         self.conn = conn
         self.tab = tab
-        c = conn
-        self.query_one("#state-title", Static).update(Text(
-            f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, {c.state})",
-            "bold"))
+        self.query_one("#state-title", Static).update(self._title())
         self._drawn = set()
         for name in TITLES:
             if name != tab:

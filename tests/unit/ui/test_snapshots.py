@@ -47,6 +47,7 @@ def _loaded_then(*keys: str, row: Callable[[H2ScopeApp], int] | None = None) -> 
             await pilot.pause(0.01)
         app.tick()
         await pilot.pause()
+        await _tables_measured(app, pilot)  # before a view goes on top of the table
         if row is not None:
             app._select_row(row(app))
             await pilot.pause()
