@@ -32,6 +32,7 @@ from ui import keymap
 from ui.model import heap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
+from ui.model.follow import ChildProxy
 from ui.model.live import LiveFeed, LiveProxy, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -66,7 +67,7 @@ class H2ScopeApp(SessionActions):
     BINDINGS = keymap.bindings()  # type: ignore[assignment]
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
-                 live: LiveProxy | None = None, feed: LiveFeed | None = None,
+                 live: LiveProxy | ChildProxy | None = None, feed: LiveFeed | None = None,
                  frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
                  initial_filter: str = "", confirm_quit: bool = True) -> None:
@@ -77,6 +78,7 @@ class H2ScopeApp(SessionActions):
         (the private capture goes with the app)."""
         self._quit_asked = -QUIT_AGAIN
         self._quit_prompt = ""
+        self._problem_shown = False
         self.termination: TerminationGuard | None = None
         """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
@@ -197,6 +199,11 @@ class H2ScopeApp(SessionActions):
             if self.message == self._quit_prompt:
                 self.message = ""  # the question has lapsed: a quit key asks again
             self._quit_prompt = ""
+        if self.live is not None and not self._problem_shown:
+            problem = self.live.problem()
+            if problem:  # said once
+                self._problem_shown = True
+                self.say(f"live capture stopped: {problem}")
         s = self.session
         if self.feed is not None:
             self._ingest()
@@ -642,7 +649,7 @@ class H2ScopeApp(SessionActions):
             await self._shutdown_live(live)
         self.exit(0)
 
-    async def _shutdown_live(self, live: LiveProxy) -> None:
+    async def _shutdown_live(self, live: LiveProxy | ChildProxy) -> None:
         import asyncio
 
         await asyncio.get_running_loop().run_in_executor(None, live.stop)

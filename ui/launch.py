@@ -1,7 +1,7 @@
 """Entry points of the UI: :func:`run_view` (``h2scope view FILE``) and
-:func:`run_live` (``h2scope run`` with the UI: the proxy on a thread, the UI in
-the foreground); :func:`view_app` and :func:`live_app` build the app without
-running it (tests, the demo, screenshots)."""
+:func:`run_live` (``h2scope run`` with the UI: the proxy in a child process,
+the UI in the foreground following its capture); :func:`view_app` and
+:func:`live_app` build the app without running it (tests, screenshots)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from ui.app import H2ScopeApp
 from ui.model.capture import CaptureFile
-from ui.model.live import LiveFeed, LiveProxy, addresses_text
+from ui.model.follow import ChildProxy
+from ui.model.live import LiveFeed, addresses_text
 from ui.model.session import Session
 from ui.model.table import LiveFrames
 from ui.terminal import TerminationGuard
@@ -39,12 +40,13 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
             app.capture.close()
 
 
-def live_app(config: Any) -> H2ScopeApp:
-    """An app with the proxy for ``config`` started (raises ProxyStartError)."""
+def live_app(config: Any, *, log_file: Path | None = None) -> H2ScopeApp:
+    """An app with the proxy for ``config`` started in a child process, the UI
+    following its capture (raises ProxyStartError)."""
     frames = LiveFrames()
     feed = LiveFeed()
-    live = LiveProxy(config, feed=feed, record=config.record.file,
-                     max_data_bytes=config.record.max_data_bytes)
+    live = ChildProxy(config, feed=feed, record=config.record.file,
+                      max_data_bytes=config.record.max_data_bytes, log_file=log_file)
     try:
         addresses = live.start()
     except BaseException:
@@ -57,9 +59,10 @@ def live_app(config: Any) -> H2ScopeApp:
                       theme_name=config.ui.theme)
 
 
-def prepare_logging(config: Any) -> None:
+def prepare_logging(config: Any) -> Path | None:
     """Log lines on stderr would tear the screen: send them to ``log.file`` or
-    ``<confdir>/h2scope.log`` while the UI runs."""
+    ``<confdir>/h2scope.log`` while the UI runs (returns the file, or None if it
+    cannot be written)."""
     import logging
 
     log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
@@ -73,6 +76,7 @@ def prepare_logging(config: Any) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(str(config.log.level).upper())
     logger.propagate = False
+    return None if isinstance(handler, logging.NullHandler) else log_path
 
 
 def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
@@ -87,15 +91,15 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
 
 
 def run_live(config: Any) -> int:
-    """``h2scope run`` with the UI: the proxy on a thread, the UI in the foreground."""
+    """``h2scope run`` with the UI: the proxy in a child process, the UI here."""
     from proxy.server import ProxyStartError
 
-    prepare_logging(config)
+    log_file = prepare_logging(config)
     guard = TerminationGuard()
     guard.arm()
     try:
         try:
-            app = live_app(config)
+            app = live_app(config, log_file=log_file)
         except ProxyStartError as exc:
             import sys
 

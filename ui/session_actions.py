@@ -29,6 +29,7 @@ from ui.screens.prompt import ExportPrompt, Prompt
 
 if TYPE_CHECKING:
     from ui.model.capture import CaptureFile
+    from ui.model.follow import ChildProxy
     from ui.model.live import LiveProxy
 
 SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
@@ -38,7 +39,7 @@ SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 class SessionActions(App[int]):
     """Save, record and export; the app provides the attributes below."""
 
-    live: LiveProxy | None
+    live: LiveProxy | ChildProxy | None
     capture: CaptureFile | None
     message: str
     scope_conn: int | None

@@ -13,8 +13,10 @@ Everything runs in one go on this machine, side by side, TLS on both legs:
   formatted as a line) → nghttpd, the upstream verified against the
   test certificate (``--upstream-ca``);
 * ``h2scope+rec``: the same with ``--record`` (a capture of every frame);
-* ``UI``: ``h2scope run`` with its Textual UI (the proxy on a thread, the UI
-  fed by a lossy sink), in a pseudo-terminal of 160 × 48 nobody looks at;
+* ``UI``: ``h2scope run`` with its Textual UI, in a pseudo-terminal of
+  160 × 48 nobody looks at: the proxy runs as the UI's child process and the
+  UI follows the capture it writes (its CPU time and RSS are the proxy
+  process's; the UI process's are printed below the table);
 * ``mitmproxy``: ``mitmdump --mode reverse:https://…`` when a ``mitmdump`` is
   found (``--mitmdump``, ``$MITMDUMP`` or ``$PATH``; never a project
   dependency — install it into a separate virtualenv to compare);
@@ -127,6 +129,9 @@ class Target:
     port: int = 0
     pid: int | None = None
     """The proxy's process (None for direct)."""
+    ui_pid: int | None = None
+    """With the UI: the UI's process (the proxy's parent)."""
+    ui_cpu: float = 0.0
     unavailable: str | None = None
     """Why this column has no figures."""
     results: dict[str, h2load.H2loadResult] = field(default_factory=dict)
@@ -296,6 +301,7 @@ def measure(exe: str, target: Target, wl: Workload, duration: float, warmup: flo
     # earlier run's data (the recording's own writes still count in its run).
     os.sync()
     before = cpu_seconds(target.pid) if target.pid else 0.0
+    ui_before = cpu_seconds(target.ui_pid) if target.ui_pid else 0.0
     try:
         result = h2load.run(exe, url, clients=wl.clients, streams=wl.streams,
                             duration=duration, warmup=warmup, timeout=duration + warmup + 60)
@@ -304,6 +310,8 @@ def measure(exe: str, target: Target, wl: Workload, duration: float, warmup: flo
         return
     if target.pid:
         target.cpu += cpu_seconds(target.pid) - before
+    if target.ui_pid:
+        target.ui_cpu += cpu_seconds(target.ui_pid) - ui_before
     best = target.results.get(wl.name)
     if best is None or better(wl, result, best):
         target.results[wl.name] = result
@@ -328,9 +336,8 @@ def profile(exe: str, target: Target, wl: Workload, duration: float, out: Path) 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)  # connections up; then sample the steady state
-        gil = ["--gil"] if target.name == "UI" else []
         subprocess.run([spy, "record", "-f", "raw", "-o", str(out), "--pid", str(target.pid),
-                        "-d", f"{max(1, math.ceil(duration))}", *gil], capture_output=True,
+                        "-d", f"{max(1, math.ceil(duration))}"], capture_output=True,
                        timeout=duration + 60, check=False)
     finally:
         try:
@@ -491,9 +498,8 @@ def parse_args() -> argparse.Namespace:
                    help="the workload to profile under (default W1)")
     p.add_argument("--profile-target", choices=["h2scope", "h2scope+rec", "UI"],
                    default="h2scope",
-                   help="the proxy to profile (default: h2scope, headless); with UI, only "
-                        "the thread holding the GIL is sampled (py-spy --gil): the UI and "
-                        "the proxy's thread share it")
+                   help="the proxy to profile (default: h2scope, headless); with UI, the "
+                        "proxy process the UI runs")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON")
     return p.parse_args()
 
@@ -541,7 +547,8 @@ def main() -> int:
                     ui_target.unavailable = f"n/a (the UI did not start: {exc})"
                 else:
                     proxies.append(ui_proc)
-                    ui_target.port, ui_target.pid = ui_proc.port, ui_proc.pid
+                    ui_target.port, ui_target.pid = ui_proc.port, ui_proc.proxy_pid
+                    ui_target.ui_pid = ui_proc.pid
                     ui_target.check = proxy_problem(ui_proc)
             if mitm_exe is None:
                 targets["mitmproxy"].unavailable = "n/a (mitmdump not found)"
@@ -578,6 +585,7 @@ def main() -> int:
             for t in targets.values():
                 if t.pid is not None:
                     t.peak_rss = peak_rss_mib(t.pid)
+            ui_rss = peak_rss_mib(ui_target.ui_pid) if ui_target.ui_pid else None
             for running in proxies:
                 t = targets[running.name]
                 if t.errors:
@@ -601,6 +609,9 @@ def main() -> int:
         print("\n".join(reference))
         print()
     print(f"capture written by h2scope+rec: {capture_mib:,.0f} MiB")
+    if ui_rss is not None:
+        print(f"the UI's own process (beside its proxy): {ui_target.ui_cpu:.1f} s CPU during "
+              f"the workloads, peak RSS {ui_rss:.0f} MiB")
     for t in targets.values():
         for wl_name, err in t.errors.items():
             print(f"(!) {t.name} {wl_name}: {err}")

@@ -64,6 +64,16 @@ def peak_rss_mib(pid: int) -> float:
     return _kib(proc_status(pid)["VmHWM"]) / 1024
 
 
+def children(pid: int) -> list[int]:
+    """The pids of the process's children (``/proc/PID/task/*/children``)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                out.extend(int(c) for c in f.read().split())
+    return out
+
+
 def fd_count(pid: int) -> int:
     """Open file descriptors of the process (sockets included)."""
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -301,6 +311,14 @@ class UiProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def proxy_pid(self) -> int:
+        """The proxy's own process: the UI runs it as its child (``proxy.child``)."""
+        kids = children(self.pid)
+        if len(kids) != 1:
+            raise ProxyStartFailed(f"expected the UI to run one proxy process, found {kids}")
+        return kids[0]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -25,6 +25,7 @@ from tests.helpers.procs import require
 from tests.helpers.tls_files import make_self_signed
 from ui.app import H2ScopeApp
 from ui.launch import live_app
+from ui.model.follow import ChildProxy
 
 
 def _curl(proxy_port: int, ca: Path, url: str) -> str:
@@ -61,8 +62,8 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
     app: H2ScopeApp = live_app(config)
     assert app.live is not None
     port = int(app.listen.rsplit(":", 1)[1])
-    assert app.live.server is not None and app.live.server.state is not None
-    ca = app.live.server.state.certs.ca_cert_path
+    assert isinstance(app.live, ChildProxy) and app.live.ca_cert_path is not None
+    ca = app.live.ca_cert_path
     recording = tmp_path / "rec.h2c"
     har = tmp_path / "rec.har"
     url = f"https://localhost:{server.port}"

@@ -39,6 +39,7 @@ from ui.app import H2ScopeApp
 from ui.launch import live_app
 from ui.model.body import reassemble
 from ui.model.detail import hex_view
+from ui.model.follow import ChildProxy
 from ui.screens.prompt import Prompt
 from ui.screens.stream import StreamScreen
 
@@ -80,9 +81,9 @@ def origin(tmp_path: Path) -> Any:
 
 def _start(config: Config) -> tuple[H2ScopeApp, int, Path]:
     app = live_app(config)
-    assert app.live is not None and app.live.server is not None
+    assert isinstance(app.live, ChildProxy) and app.live.ca_cert_path is not None
     port = int(app.listen.rsplit(":", 1)[1])
-    return app, port, app.live.server.state.certs.ca_cert_path
+    return app, port, app.live.ca_cert_path
 
 
 def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(

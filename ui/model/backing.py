@@ -239,7 +239,7 @@ class SessionCapture:
                 if not flush:
                     return None
                 try:
-                    self.writer.flush()
+                    self._flush()
                 except (OSError, ValueError):
                     return None
                 self.offsets.scan()
@@ -259,7 +259,7 @@ class SessionCapture:
         with self._lock:
             if self.closed:
                 raise ValueError("the session's capture is closed")
-            self.writer.flush()
+            self._flush()
             offsets = self.offsets
             offsets.scan()
             end, records, last_seq = offsets.end, offsets.records, offsets.last_seq
@@ -282,7 +282,18 @@ class SessionCapture:
     @property
     def unsaved(self) -> bool:
         """Whether records were written since the last save (or nothing was saved)."""
-        return not self.saved or self.writer.records_written != self.saved_records
+        return not self.saved or self._records() != self.saved_records
+
+    # The writer's side: in this process (here), or in the proxy's (FollowedCapture).
+
+    def _flush(self) -> None:
+        self.writer.flush()
+
+    def _records(self) -> int:
+        return self.writer.records_written
+
+    def _close_writer(self) -> None:
+        self.writer.close(fsync=not self.temporary)  # a temporary one is about to go
 
     # ------------------------------------------------------------- closing
 
@@ -294,13 +305,10 @@ class SessionCapture:
                 return
             self.closed = True
             self.offsets.close()
-        if self.temporary:
-            try:
-                self.writer.close(fsync=False)  # about to be removed: no need to sync
-            finally:
-                self._remove_temp()
-        else:
-            self.writer.close()
+        try:
+            self._close_writer()
+        finally:
+            self._remove_temp()
 
     def _remove_temp(self) -> None:
         if self.temp_dir is not None:

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy.events import Batch, ConnectionEvent, ConnectionOpened
+from proxy.child import FromNowRecorder
+from proxy.events import Batch, ConnectionEvent
 from proxy.observe.events import FrameObserved
 from ui.model.backing import SessionCapture
 from ui.model.session import Session
@@ -98,40 +99,6 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
     return added, skipped
 
 
-class _RecorderTap:
-    """Bus sink that records only connections opened after recording started
-    (a capture of a connection from its middle could not be decoded)."""
-
-    def __init__(self, path: Path, max_data_bytes: int | None) -> None:
-        from proxy.capture.recorder import CaptureRecorder
-        from proxy.capture.writer import CaptureWriter
-
-        self.path = path
-        self.recorder = CaptureRecorder(CaptureWriter(path, max_data_bytes=max_data_bytes))
-        self.conns: set[int] = set()
-        self.active = True
-        self.frames = 0
-
-    async def handle(self, batch: Batch) -> None:
-        if not self.active:
-            return
-        if any(isinstance(ev, ConnectionOpened) for ev in batch.events):
-            self.conns.add(batch.conn_id)
-        if batch.conn_id not in self.conns:
-            return
-        self.frames += sum(1 for ev in batch.events if type(ev) is FrameObserved)
-        await self.recorder.handle(batch)
-
-    async def handle_many(self, batches: Sequence[Batch]) -> None:
-        for batch in batches:
-            await self.handle(batch)
-
-    def close(self) -> None:
-        if self.active:
-            self.active = False
-            self.recorder.close()
-
-
 class LiveProxy:
     """The proxy server running on its own loop thread, with the UI's feed attached.
 
@@ -151,7 +118,7 @@ class LiveProxy:
         self.thread = threading.Thread(target=self.loop.run_forever, name="h2scope-proxy",
                                        daemon=True)
         self.server: Any = None
-        self.tap: _RecorderTap | None = None
+        self.tap: FromNowRecorder | None = None
         self.backing: SessionCapture | None = None
         self._record = record
         self.error: str | None = None
@@ -213,7 +180,7 @@ class LiveProxy:
         return b.path if b is not None and not b.temporary else None
 
     def start_recording(self, path: Path) -> None:
-        tap = _RecorderTap(path, self.max_data_bytes)
+        tap = FromNowRecorder(path, self.max_data_bytes)
 
         async def subscribe() -> None:
             assert self.server is not None and self.server.bus is not None
@@ -262,6 +229,12 @@ class LiveProxy:
             return asyncio.run_coroutine_threadsafe(wait(), self.loop).result(timeout + 5)
         except Exception:  # the loop stopped meanwhile: nothing more to wait for
             return False
+
+    def problem(self) -> str | None:
+        """Why live traffic stopped, if it did (the proxy's thread ended)."""
+        if self.server is not None and not self.thread.is_alive():
+            return "the proxy's thread ended"
+        return None
 
     def flush_recording(self) -> None:
         if self.tap is not None and self.tap.active:

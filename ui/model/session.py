@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.events import (
@@ -48,6 +49,23 @@ from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import parse_priority_field
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.table import FrameBytes, FrameTable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedConnection(ConnectionEvent):
+    """A capture's CONNECTION record, as the live UI reads it from the proxy's
+    capture (``ui/model/follow.py``): the connection's metadata."""
+
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedClose(ConnectionEvent):
+    """A capture's CLOSE record (who closed and why, the proxy's errors)."""
+
+    reason: str
+    errors: tuple[str, ...] = ()
+
 
 _DATA, _HEADERS, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 5, 8, 9
 _NOT_OPEN = frozenset({"idle", "reserved", "closed"})
@@ -125,6 +143,11 @@ class Session:
                 c.errors.append(f"{ev.stage}: {ev.message}")
             case ConnectionClosed():
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
+            case RecordedConnection():
+                meta.update(ev.meta)
+            case RecordedClose():
+                c.errors.extend(ev.errors)
+                self.closed(ev.conn_id, ev.reason)
 
     def observe(self, conn_id: int, ev: Event, ref: int = 0, row: int | None = None) -> None:
         """One observer event of connection ``conn_id``; ``ref`` locates a frame's bytes.

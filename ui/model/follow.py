@@ -1,0 +1,429 @@
+"""The live UI with the proxy in a child process: follow the capture it writes.
+
+``h2scope run`` with the UI starts the proxy as a child process
+(:mod:`proxy.child`) that records every connection to the session's capture —
+the user's ``--record FILE`` or a private temporary one — and flushes it every
+50 ms. The UI process reads that file as it grows (:class:`Follower`), runs
+the observer over the new records as ``h2scope view`` does (DESIGN.md
+principle 6) and hands the events to the same feed and ingest as before
+(:mod:`ui.model.live`). Relay and screen no longer share an interpreter lock:
+the proxy keeps its headless speed while the UI draws (docs/architecture.md).
+
+What the UI shows is always in the file already, so saving it, exporting it
+or reading back a frame it freed never waits for a recorder.
+
+:class:`ChildProxy` has the interface of :class:`ui.model.live.LiveProxy`
+(start, stop, recording, backing), so the app does not care which it has.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+from proxy.capture.format import (
+    FILE_HEADER,
+    MAX_BODY,
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE,
+    SYNC,
+    RecordType,
+)
+from proxy.capture.reader import new_record
+from proxy.capture.replay import observer_for
+from proxy.events import Batch
+from proxy.observe.connection import ConnectionObserver
+from ui.model.backing import TEMP_NAME, FrameOffsets, SessionCapture
+from ui.model.live import LiveFeed
+from ui.model.session import RecordedClose, RecordedConnection
+
+_HDR = RECORD_HEADER_SIZE
+_FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
+_CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
+_H2C = int(RecordType.H2C_UPGRADE)
+CHUNK = 1 << 20
+"""Bytes read from the capture per step."""
+POLL = 0.01
+"""Seconds the follower waits when the file has not grown."""
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 15.0
+
+
+class Follower:
+    """Reads the records appended to a growing capture, decodes them and puts
+    their events on ``feed`` (waiting while it is full: nothing is dropped, the
+    UI only falls behind the proxy, and says by how much)."""
+
+    def __init__(self, path: Path, feed: LiveFeed) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        head = os.pread(self.fd, FILE_HEADER.size, 0)
+        _, _, _, n = FILE_HEADER.unpack(head)
+        self.pos = FILE_HEADER.size + n
+        self.feed = feed
+        self.observers: dict[int, ConnectionObserver | None] = {}
+        self.records = 0
+        self.broken: str | None = None
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="h2scope-follow", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(5)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def behind(self) -> int:
+        """Bytes of the capture not read yet."""
+        try:
+            return max(0, os.fstat(self.fd).st_size - self.pos) if self.fd >= 0 else 0
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                found = self.poll()
+            except OSError as exc:  # the file went away: nothing more to follow
+                self.broken = f"reading the session's capture: {exc.strerror or exc}"
+                return
+            if not found:
+                self.stopped.wait(POLL)
+
+    def poll(self) -> int:
+        """Read and decode the complete records appended since the last call."""
+        if self.broken is not None:
+            return 0
+        fd, pos = self.fd, self.pos
+        size = os.fstat(fd).st_size
+        if size - pos < _HDR:
+            return 0
+        chunk = os.pread(fd, min(CHUNK, size - pos), pos)
+        unpack = RECORD_HEADER.unpack_from
+        n = len(chunk)
+        i = 0
+        found = 0
+        out: list[Batch] = []
+        events: list[Any] = []
+        conn_of_events = -1
+        while i + _HDR <= n:
+            sync, rtype, flags, blen, conn, seq, t, wall, _crc = unpack(chunk, i)
+            if sync != SYNC or blen > MAX_BODY:
+                self.broken = f"no record at byte offset {pos + i} of the session's capture"
+                break
+            end = i + _HDR + blen
+            if end > n:
+                if i == 0 and pos + _HDR + blen <= size:  # one record bigger than a chunk
+                    chunk = os.pread(fd, _HDR + blen, pos)
+                    n = len(chunk)
+                    continue
+                break  # the rest is not written yet
+            rec = new_record(pos + i, rtype, flags, conn, seq, t, wall, chunk[i + _HDR:end])
+            i = end
+            found += 1
+            if conn != conn_of_events and events:
+                out.append(Batch(conn_id=conn_of_events, t=wall, events=tuple(events)))
+                events = []
+            conn_of_events = conn
+            self._decode(rec, events)
+        if events:
+            out.append(Batch(conn_id=conn_of_events, t=time.time(), events=tuple(events)))
+        self.pos = pos + i
+        self.records += found
+        self._put(out)
+        return found
+
+    def _decode(self, rec: Any, events: list[Any]) -> None:
+        rtype, conn = rec.type, rec.conn_id
+        if rtype in (_FRAME, _RAW):
+            obs = self.observers.get(conn)
+            if obs is None:
+                if conn in self.observers:  # HTTP/1.1 or a tunnel: nothing to decode
+                    return
+                obs = self.observers[conn] = ConnectionObserver()
+            data = rec.frame_bytes() if rtype == _FRAME else rec.body
+            events.extend(obs.feed(rec.direction, data, rec.wall))
+        elif rtype == _CONNECTION:
+            meta = rec.json()
+            self.observers[conn] = observer_for(meta)
+            events.append(RecordedConnection(conn_id=conn, t=rec.wall, meta=meta))
+        elif rtype == _H2C:
+            info = rec.json()
+            obs = self.observers.get(conn)
+            if obs is None:
+                obs = self.observers[conn] = ConnectionObserver()
+            headers = tuple((str(k), str(v)) for k, v in info.get("request_headers", ()))
+            events.extend(obs.upgrade_h2c(
+                http2_settings=bytes.fromhex(info.get("http2_settings", "")),
+                request_headers=headers, t=rec.wall))
+        elif rtype == _CLOSE:
+            obs = self.observers.get(conn)
+            self.observers[conn] = None
+            if obs is not None:
+                events.extend(obs.close(rec.wall))
+            info = rec.json()
+            reason = str(info.get("reason") or info.get("error") or "closed")
+            by = info.get("closed_by")
+            errors = tuple(f"{e.get('stage')}: {e.get('message')}"
+                           for e in info.get("errors", ()) if isinstance(e, dict))
+            events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=errors,
+                                        reason=f"by {by}: {reason}" if by else reason))
+
+    def _put(self, batches: list[Batch]) -> None:
+        feed = self.feed
+        for batch in batches:
+            while len(feed.batches) >= feed.maxsize and not self.stopped.is_set():
+                time.sleep(POLL)  # the UI is behind: wait for it, drop nothing
+            feed.batches.append(batch)
+            feed.received += 1
+
+
+class FollowedCapture(SessionCapture):
+    """The session's capture written by the proxy's process: saved and read back
+    from here, flushed by asking the child (``flush``)."""
+
+    def __init__(self, path: Path, temp_dir: Path | None, flush: Callable[[], None]) -> None:
+        self.temp_dir = temp_dir
+        self.path = path
+        self.offsets = FrameOffsets(path)
+        self._lock = threading.Lock()
+        self._flushed_at = 0.0
+        self.closed = False
+        self.saved: list[Path] = []
+        self.saved_records = 0
+        self.settle = None  # what the UI shows was read from this file: never waited for
+        self._flush_child = flush
+
+    def _flush(self) -> None:
+        self._flush_child()
+
+    def _records(self) -> int:
+        with self._lock:
+            if not self.closed:
+                self.offsets.scan()
+            return self.offsets.records
+
+    def _close_writer(self) -> None:
+        pass  # the proxy's process closed it when it stopped
+
+
+@dataclass
+class _Recording:
+    path: Path
+    active: bool = True
+
+
+class ChildProxyError(Exception):
+    pass
+
+
+class ChildProxy:
+    """The proxy in a child process (:mod:`proxy.child`), its capture followed
+    into ``feed``. Same interface as :class:`ui.model.live.LiveProxy`."""
+
+    def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
+                 max_data_bytes: int | None = None, log_file: Path | None = None) -> None:
+        self.options = options
+        self.feed = feed
+        self.max_data_bytes = max_data_bytes
+        self._record = record
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.backing: FollowedCapture | None = None
+        self.follower: Follower | None = None
+        self.tap: _Recording | None = None
+        self.error: str | None = None
+        self.ca_cert_path: Path | None = None
+        self.addresses: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._temp_dir: Path | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------ starting
+
+    def start(self, timeout: float = START_TIMEOUT) -> list[tuple[str, str]]:
+        """Start the child and wait until it listens; returns (mode, address) pairs.
+        Raises ProxyStartError with the child's reason."""
+        from proxy.child import LENGTH, Start, dumps
+        from proxy.config import UIConfig
+        from proxy.server import ProxyStartError
+
+        path = self._record
+        if path is None:
+            # mkdtemp makes the directory mode 0700; the writer makes the file 0600.
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="h2scope-"))
+            atexit.register(self._remove_temp)
+            path = self._temp_dir / TEMP_NAME
+        with contextlib.ExitStack() as stack:
+            err: IO[bytes] | int = subprocess.DEVNULL
+            if self.log_file is not None:
+                with contextlib.suppress(OSError):  # a crash's traceback, not on the screen
+                    err = stack.enter_context(open(self.log_file, "ab"))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "proxy.child"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=err, start_new_session=True, close_fds=True)
+        assert self.proc.stdin is not None
+        try:
+            config = replace(self.options, ui=UIConfig())  # (key maps are not the proxy's)
+            payload = dumps(Start(config=config, capture=Path(path), log_file=self.log_file))
+            self.proc.stdin.write(LENGTH.pack(len(payload)) + payload)
+            self.proc.stdin.flush()
+            first = self._read_reply(timeout)
+        except (OSError, ChildProxyError) as exc:
+            self.stop()
+            raise ProxyStartError(f"the proxy process did not start: {exc}") from None
+        except BaseException:
+            self.stop()
+            raise
+        if "error" in first:
+            self.stop()
+            raise ProxyStartError(str(first["error"]))
+        self.addresses = [(str(m), str(a)) for m, a in first.get("ready", ())]
+        if first.get("ca"):
+            self.ca_cert_path = Path(first["ca"])
+        self.backing = FollowedCapture(Path(path), self._temp_dir, self.flush_recording)
+        self.follower = Follower(Path(path), self.feed)
+        self.follower.start()
+        return self.addresses
+
+    # ------------------------------------------------------------ commands
+
+    def _read_reply(self, timeout: float) -> dict[str, Any]:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        line = bytearray()
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChildProxyError(f"no answer within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1)
+            if not chunk:
+                code = proc.wait(5)
+                where = f" (see {self.log_file})" if self.log_file is not None else ""
+                raise ChildProxyError(f"the proxy process exited with status {code}{where}")
+            line += chunk
+        value = json.loads(line)
+        return value if isinstance(value, dict) else {}
+
+    def _command(self, line: str, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
+        with self._lock:
+            proc = self.proc
+            if proc is None or proc.poll() is not None or proc.stdin is None:
+                raise ChildProxyError("the proxy process is not running")
+            try:
+                proc.stdin.write(line.encode() + b"\n")
+                proc.stdin.flush()
+            except OSError as exc:
+                raise ChildProxyError(f"the proxy process is not running: {exc}") from None
+            return self._read_reply(timeout)
+
+    def flush_recording(self) -> None:
+        """Ask the proxy to write out everything it has taken so far."""
+        with contextlib.suppress(ChildProxyError):
+            self._command("flush")
+
+    def settle(self, timeout: float = 2.0) -> bool:
+        """What the UI shows was read from the capture: nothing to wait for."""
+        return True
+
+    @property
+    def record_file(self) -> Path | None:
+        b = self.backing
+        return b.path if b is not None and not b.temporary else None
+
+    def start_recording(self, path: Path) -> None:
+        try:
+            reply = self._command(f"record {path}")
+        except ChildProxyError as exc:
+            raise OSError(str(exc)) from None
+        if "error" in reply:
+            raise OSError(str(reply["error"]))
+        self.tap = _Recording(path)
+
+    def stop_recording(self) -> Path | None:
+        tap, self.tap = self.tap, None
+        if tap is None:
+            return None
+        tap.active = False
+        with contextlib.suppress(ChildProxyError):
+            self._command("unrecord", STOP_TIMEOUT)
+        return tap.path
+
+    @property
+    def recording(self) -> Path | None:
+        if self.tap is not None and self.tap.active:
+            return self.tap.path
+        return self.record_file
+
+    def problem(self) -> str | None:
+        """Why live traffic stopped, if it did: the proxy exited, or the capture
+        could not be read."""
+        if self.proc is not None and not self._stopping and self.proc.poll() is not None:
+            where = f" (see {self.log_file})" if self.log_file is not None else ""
+            return f"the proxy process exited with status {self.proc.returncode}{where}"
+        if self.follower is not None and self.follower.broken:
+            return self.follower.broken
+        return None
+
+    # ------------------------------------------------------------ stopping
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the proxy (its connections closed, its capture closed), then the
+        follower; a temporary capture is removed. Idempotent."""
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None and not self.addresses:
+            proc.kill()  # it never got going: nothing of it to close cleanly
+            proc.wait(5)
+        if proc is not None and proc.poll() is None:
+            try:
+                self._command("stop", timeout)
+            except (ChildProxyError, ValueError) as exc:
+                self.error = f"stopping the proxy: {exc}"
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        self.tap = None
+        if self.follower is not None:
+            self.follower.stop()
+        if self.backing is not None:
+            try:
+                self.backing.close()
+            except (OSError, ValueError) as exc:
+                self.error = f"closing {self.backing.path}: {exc}"
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            atexit.unregister(self._remove_temp)
