@@ -55,6 +55,8 @@ MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
+BEHIND_SHOWN = 1 << 20
+"""Live: capture bytes the view has not read yet from which the status bar says so."""
 """Live: how often the UI takes batches off the feed (each holds frame bytes
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
 
@@ -286,6 +288,9 @@ class H2ScopeApp(SessionActions):
             else:
                 parts.append((f"unsaved session ({save} saves)", "dim"))
             parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
+            behind = self.live.behind()
+            if behind >= BEHIND_SHOWN:  # the proxy is never slowed for the UI: say so
+                parts.append((f"view {behind / 1048576:.1f} MiB behind the proxy", "yellow"))
             if self.paused:
                 parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
         else:

@@ -378,6 +378,10 @@ class ChildProxy:
             return self.tap.path
         return self.record_file
 
+    def behind(self) -> int:
+        """Bytes of the capture the UI has not read yet."""
+        return self.follower.behind() if self.follower is not None else 0
+
     def problem(self) -> str | None:
         """Why live traffic stopped, if it did: the proxy exited, or the capture
         could not be read."""

@@ -230,6 +230,10 @@ class LiveProxy:
         except Exception:  # the loop stopped meanwhile: nothing more to wait for
             return False
 
+    def behind(self) -> int:
+        """Bytes of traffic the UI has not taken yet (the feed is lossy: none)."""
+        return 0
+
     def problem(self) -> str | None:
         """Why live traffic stopped, if it did (the proxy's thread ended)."""
         if self.server is not None and not self.thread.is_alive():

@@ -67,7 +67,7 @@ async def _tables_measured(app: H2ScopeApp, pilot: Any) -> None:
     empty (its Idle handler); on a loaded machine that can come after the
     screenshot, which then shows the columns at their headers' widths."""
     pane = app.main.query_one(ConnectionsPane)
-    for _ in range(200):
+    for _ in range(1000):
         if not pane._require_update_dimensions and not pane._updated_cells:
             break
         await pilot.pause(0.01)

@@ -1,0 +1,54 @@
+"""The proxy as the UI's child process (proxy/child.py, ui/model/follow.py):
+start-up errors reach the UI, and the child never outlives its parent."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.reader import CaptureReader
+from proxy.config import Config, ListenConfig, RecordConfig
+from proxy.server import ProxyStartError
+from ui.model.follow import ChildProxy
+from ui.model.live import LiveFeed
+
+
+def test_a_port_in_use_is_reported_and_no_child_is_left(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        child = ChildProxy(Config(listen=ListenConfig(port=port), confdir=tmp_path),
+                           feed=LiveFeed())
+        with pytest.raises(ProxyStartError, match=f"cannot listen on 127.0.0.1:{port}: the "
+                                                  "address is already in use"):
+            child.start()
+    assert child.proc is not None and child.proc.poll() is not None
+    assert child._temp_dir is not None and not child._temp_dir.exists()
+
+
+def test_the_child_stops_and_closes_the_capture_when_its_parent_goes(tmp_path: Path) -> None:
+    record = tmp_path / "session.h2scope"
+    config = Config(listen=ListenConfig(port=0), confdir=tmp_path,
+                    record=RecordConfig(file=record))
+    child = ChildProxy(config, feed=LiveFeed(), record=record)
+    addresses = child.start()
+    try:
+        host, _, port = addresses[0][1].rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass  # it listens
+        assert child.proc is not None and child.proc.stdin is not None
+        child.proc.stdin.close()  # what the kernel does when the UI is killed
+        deadline = time.monotonic() + 20
+        while child.proc.poll() is None:
+            assert time.monotonic() < deadline, "the child outlived its parent's pipe"
+            time.sleep(0.05)
+        assert child.proc.returncode == 0
+    finally:
+        child.stop()
+    with CaptureReader(record) as reader:
+        list(reader.records())
+        assert reader.clean_end and not reader.problems

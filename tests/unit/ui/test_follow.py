@@ -1,0 +1,133 @@
+"""The live UI's follower: a growing capture read record by record, decoded,
+and handed to the feed the UI ingests (ui/model/follow.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from proxy.capture.reader import read_header
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.events import FrameObserved
+from tests.unit.capture.traffic import record_session
+from ui.model.follow import Follower
+from ui.model.live import LiveFeed, ingest
+from ui.model.session import RecordedClose, RecordedConnection, Session
+from ui.model.table import LiveFrames
+
+
+def _capture(path: Path) -> list[Any]:
+    """Two full connections (real h2 client and server); their live events."""
+    with CaptureWriter(path, autoflush=False) as writer:
+        live = record_session(writer, 1).live
+        live += record_session(writer, 2, t0=2000.0).live
+    return live
+
+
+def _frames(events: list[Any]) -> list[tuple[int, bytes]]:
+    return [(int(ev.direction), ev.frame.raw) for ev in events if type(ev) is FrameObserved]
+
+
+def _drain(feed: LiveFeed) -> list[Any]:
+    out: list[Any] = []
+    while feed.batches:
+        out.extend(feed.batches.popleft().events)
+    return out
+
+
+def test_a_capture_read_as_it_grows_gives_the_live_observers_frames(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.h2scope"
+    live = _capture(whole)
+    data = whole.read_bytes()
+    growing = tmp_path / "growing.h2scope"
+    # The follower opens the file once its header is there, like the UI does
+    # after the proxy's "ready"; then the file grows by odd-sized pieces, so
+    # most reads end in the middle of a record.
+    with open(whole, "rb") as f:
+        read_header(f)
+        start = f.tell()
+    growing.write_bytes(data[:start])
+    feed = LiveFeed()
+    follower = Follower(growing, feed)
+    try:
+        events: list[Any] = []
+        pos = start
+        step = 37
+        while pos < len(data):
+            pos = min(len(data), pos + step)
+            step = step * 3 % 1021 + 1
+            with open(growing, "ab") as out:
+                out.write(data[len(growing.read_bytes()):pos])
+            follower.poll()
+            events += _drain(feed)
+        assert follower.broken is None
+        assert follower.behind() == 0
+    finally:
+        follower.stop()
+    live_frames = [(c, int(ev.direction), ev.frame.raw) for c, ev in live
+                   if type(ev) is FrameObserved]
+    assert len(live_frames) > 50
+    assert _frames(events) == [(d, raw) for _, d, raw in live_frames]
+    opened = [ev for ev in events if isinstance(ev, RecordedConnection)]
+    closed = [ev for ev in events if isinstance(ev, RecordedClose)]
+    assert [ev.conn_id for ev in opened] == [1, 2] == [ev.conn_id for ev in closed]
+    assert opened[0].meta["sni"] == "example.test"
+
+
+def test_what_it_reads_fills_the_session_like_live_traffic(tmp_path: Path) -> None:
+    path = tmp_path / "c.h2scope"
+    live = _capture(path)
+    feed = LiveFeed()
+    follower = Follower(path, feed)
+    try:
+        follower.poll()
+    finally:
+        follower.stop()
+    frames = LiveFrames()
+    session = Session(frames)
+    added, skipped = ingest(session, frames, feed)
+    n = sum(1 for _, ev in live if type(ev) is FrameObserved)
+    assert (added, skipped) == (n, 0)
+    c = session.conns[1]
+    assert c.meta["server"]["host"] == "example.test" and c.closed
+    assert sum(c.frames) == sum(1 for cid, ev in live if cid == 1 and type(ev) is FrameObserved)
+    assert any(s.request_headers for s in c.streams.values())
+
+
+def test_a_full_feed_makes_the_follower_wait_not_drop(tmp_path: Path) -> None:
+    path = tmp_path / "c.h2scope"
+    live = _capture(path)
+    feed = LiveFeed(maxsize=1)
+    follower = Follower(path, feed)
+    follower.start()
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + 10
+        while sum(isinstance(ev, RecordedClose) for ev in got) < 2:
+            assert time.monotonic() < deadline, "the follower did not read the whole file"
+            assert len(feed.batches) <= feed.maxsize
+            got += _drain(feed)
+            time.sleep(0.001)
+    finally:
+        follower.stop()
+    assert feed.dropped == 0
+    assert [ev.conn_id for ev in got if isinstance(ev, RecordedClose)] == [1, 2]
+    assert len(_frames(got)) == sum(1 for _, ev in live if type(ev) is FrameObserved)
+
+
+def test_garbage_in_the_file_stops_the_follower_with_its_offset(tmp_path: Path) -> None:
+    path = tmp_path / "c.h2scope"
+    _capture(path)
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(b"\x00" * 64)
+    feed = LiveFeed()
+    follower = Follower(path, feed)
+    try:
+        follower.poll()
+        follower.poll()
+    finally:
+        follower.stop()
+    assert follower.broken == f"no record at byte offset {size} of the session's capture"
