@@ -677,6 +677,8 @@ class H2ScopeApp(SessionActions):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):
             self.collector.input_seen()
+            if self.live is not None:
+                self.live.input_seen()
         await super().on_event(event)
 
     def on_unmount(self) -> None:

@@ -47,17 +47,24 @@ from proxy.capture.replay import observer_for
 from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from ui.model.backing import TEMP_NAME, FrameOffsets, SessionCapture
-from ui.model.live import LiveFeed
+from ui.model.live import SWITCH_INTERVAL, LiveFeed
 from ui.model.session import RecordedClose, RecordedConnection
 
 _HDR = RECORD_HEADER_SIZE
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
 _H2C = int(RecordType.H2C_UPGRADE)
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 """Bytes read from the capture per step."""
 POLL = 0.01
 """Seconds the follower waits when the file has not grown."""
+INPUT_HOLD = 0.3
+"""Seconds after a key press or a mouse event during which the follower
+decodes only in small slices (:data:`HELD_SLICE` records every
+:data:`HELD_GAP` seconds), so the UI's thread has the interpreter almost to
+itself while it answers. The proxy is not slowed; the view catches up after."""
+HELD_SLICE = 64
+HELD_GAP = 0.02
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 15.0
@@ -77,6 +84,8 @@ class Follower:
         self.observers: dict[int, ConnectionObserver | None] = {}
         self.records = 0
         self.broken: str | None = None
+        self.hold_until = 0.0
+        """Monotonic time until which the follower does not decode (input first)."""
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="h2scope-follow", daemon=True)
 
@@ -98,18 +107,26 @@ class Follower:
         except OSError:
             return 0
 
+    def hold(self, seconds: float) -> None:
+        """Leave the interpreter to the UI for ``seconds`` (it is answering input)."""
+        self.hold_until = max(self.hold_until, time.monotonic() + seconds)
+
     def _run(self) -> None:
         while not self.stopped.is_set():
+            held = time.monotonic() < self.hold_until
             try:
-                found = self.poll()
+                found = self.poll(HELD_SLICE if held else None)
             except OSError as exc:  # the file went away: nothing more to follow
                 self.broken = f"reading the session's capture: {exc.strerror or exc}"
                 return
-            if not found:
+            if held:
+                self.stopped.wait(HELD_GAP)
+            elif not found:
                 self.stopped.wait(POLL)
 
-    def poll(self) -> int:
-        """Read and decode the complete records appended since the last call."""
+    def poll(self, limit: int | None = None) -> int:
+        """Read and decode the complete records appended since the last call (at
+        most ``limit``; fewer if input comes meanwhile)."""
         if self.broken is not None:
             return 0
         fd, pos = self.fd, self.pos
@@ -125,6 +142,10 @@ class Follower:
         events: list[Any] = []
         conn_of_events = -1
         while i + _HDR <= n:
+            if limit is not None and found >= limit:
+                break
+            if not found & 255 and found and time.monotonic() < self.hold_until:
+                break  # input came: the rest waits until the UI has answered it
             sync, rtype, flags, blen, conn, seq, t, wall, _crc = unpack(chunk, i)
             if sync != SYNC or blen > MAX_BODY:
                 self.broken = f"no record at byte offset {pos + i} of the session's capture"
@@ -256,6 +277,7 @@ class ChildProxy:
         self._lock = threading.Lock()
         self._temp_dir: Path | None = None
         self._stopping = False
+        self._switch_interval: float | None = None
 
     # ------------------------------------------------------------ starting
 
@@ -300,6 +322,10 @@ class ChildProxy:
         if first.get("ca"):
             self.ca_cert_path = Path(first["ca"])
         self.backing = FollowedCapture(Path(path), self._temp_dir, self.flush_recording)
+        # The follower decodes on its own thread; the UI's loop, woken by a key or
+        # a timer, must not wait the default 5 ms for it to let go of the GIL.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.follower = Follower(Path(path), self.feed)
         self.follower.start()
         return self.addresses
@@ -382,6 +408,11 @@ class ChildProxy:
         """Bytes of the capture the UI has not read yet."""
         return self.follower.behind() if self.follower is not None else 0
 
+    def input_seen(self) -> None:
+        """A key or mouse event arrived: the UI's thread goes first for a moment."""
+        if self.follower is not None:
+            self.follower.hold(INPUT_HOLD)
+
     def problem(self) -> str | None:
         """Why live traffic stopped, if it did: the proxy exited, or the capture
         could not be read."""
@@ -426,6 +457,9 @@ class ChildProxy:
             except (OSError, ValueError) as exc:
                 self.error = f"closing {self.backing.path}: {exc}"
         self._remove_temp()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     def _remove_temp(self) -> None:
         if self._temp_dir is not None:

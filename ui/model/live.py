@@ -230,6 +230,9 @@ class LiveProxy:
         except Exception:  # the loop stopped meanwhile: nothing more to wait for
             return False
 
+    def input_seen(self) -> None:
+        """A key or mouse event arrived (the in-process proxy is not held back)."""
+
     def behind(self) -> int:
         """Bytes of traffic the UI has not taken yet (the feed is lossy: none)."""
         return 0
