@@ -56,6 +56,9 @@ class Start:
     capture: Path
     """The session's capture file (the user's ``--record`` file or a private one)."""
     log_file: Path | None = None
+    demo: tuple[int | None, float] | None = None
+    """``h2scope demo``: (rounds, interval); the child then runs the demo's origin
+    and client beside the proxy (:mod:`proxy.commands.demo`)."""
 
 
 class FromNowRecorder:
@@ -155,9 +158,18 @@ async def _serve(start: Start) -> int:
         _reply({"error": f"cannot record to {start.capture}: {exc.strerror or exc}"})
         return 1
     recorder = CaptureRecorder(writer)
-    server = ProxyServer(config, [recorder])
+    server: Any = ProxyServer(config, [recorder])
+    demo: list[Any] = []  # the demo's origin, then the task driving its client
     try:
-        await server.start()
+        if start.demo is not None:
+            from certs.store import CertStore
+            from proxy.commands.demo import start_demo
+
+            server, origin, client = await start_demo(config, CertStore(config.confdir),
+                                                      [recorder])
+            demo += [origin, client]
+        else:
+            await server.start()
     except ProxyStartError as exc:
         _reply({"error": _start_error(config, server, exc)})
         recorder.close()
@@ -209,6 +221,12 @@ async def _serve(start: Start) -> int:
                 _reply({"error": f"{cmd}: {getattr(exc, 'strerror', None) or exc}"})
 
     task = loop.create_task(commands())
+    if start.demo is not None:
+        from proxy.commands.demo import drive
+
+        rounds, interval = start.demo
+        demo[1] = loop.create_task(drive(demo[1], rounds, interval))
+        demo[1].add_done_callback(_demo_ended)
     stop_wait = loop.create_task(stopping.wait())
     try:
         await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -216,12 +234,23 @@ async def _serve(start: Start) -> int:
         task.cancel()
         stop_wait.cancel()
         await server.stop()  # closes every connection, then lets the sinks drain
+        if demo:
+            demo[1].cancel()  # the demo client's rounds, then its origin
+            with contextlib.suppress(Exception):
+                await demo[0].stop()
         if tap is not None:
             tap.close()
         recorder.close()
         with contextlib.suppress(OSError):
             _reply({"stopped": True})
     return 0
+
+
+def _demo_ended(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        import logging
+
+        logging.getLogger("h2scope.demo").error("the demo client stopped: %s", task.exception())
 
 
 def _configure_logging(path: Path | None) -> None:

@@ -33,7 +33,7 @@ from ui.model import heap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
 from ui.model.follow import ChildProxy
-from ui.model.live import LiveFeed, LiveProxy, ingest, rate
+from ui.model.live import LiveFeed, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
 from ui.screens.help import HelpScreen
@@ -69,7 +69,7 @@ class H2ScopeApp(SessionActions):
     BINDINGS = keymap.bindings()  # type: ignore[assignment]
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
-                 live: LiveProxy | ChildProxy | None = None, feed: LiveFeed | None = None,
+                 live: ChildProxy | None = None, feed: LiveFeed | None = None,
                  frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
                  initial_filter: str = "", confirm_quit: bool = True) -> None:
@@ -654,7 +654,7 @@ class H2ScopeApp(SessionActions):
             await self._shutdown_live(live)
         self.exit(0)
 
-    async def _shutdown_live(self, live: LiveProxy | ChildProxy) -> None:
+    async def _shutdown_live(self, live: ChildProxy) -> None:
         import asyncio
 
         await asyncio.get_running_loop().run_in_executor(None, live.stop)

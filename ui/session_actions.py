@@ -30,7 +30,6 @@ from ui.screens.prompt import ExportPrompt, Prompt
 if TYPE_CHECKING:
     from ui.model.capture import CaptureFile
     from ui.model.follow import ChildProxy
-    from ui.model.live import LiveProxy
 
 SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 """The default file name of a saved session (``time.strftime``), in the current directory."""
@@ -39,7 +38,7 @@ SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 class SessionActions(App[int]):
     """Save, record and export; the app provides the attributes below."""
 
-    live: LiveProxy | ChildProxy | None
+    live: ChildProxy | None
     capture: CaptureFile | None
     message: str
     scope_conn: int | None
@@ -66,7 +65,6 @@ class SessionActions(App[int]):
         live = self.live
         if live is None or live.backing is None:
             return
-        live.settle()  # what the UI shows has reached the recorder
         try:
             records = live.backing.save(dest)
         except (OSError, ValueError) as exc:
@@ -129,7 +127,6 @@ class SessionActions(App[int]):
     def _export(self, source: Path, fmt: str, out: Path) -> None:
         live = self.live
         if self.capture is None and live is not None:
-            live.settle()
             live.flush_recording()
         try:
             export(source, fmt, out, conn=self.scope_conn,

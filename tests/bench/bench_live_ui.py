@@ -7,10 +7,10 @@ A plain script (not collected by pytest)::
 
 For each rate it starts the real live app (``ui.launch.live_app``: the proxy in
 its child process recording the private backing capture, the UI following
-that file, Textual's headless driver at 160x48) in reverse mode in front of ``nghttpd``, and drives ``h2load``
-at a fixed request rate (``--rps``; 1 KiB responses, 10 connections), so that
-about RATE frames per second go through. Meanwhile it measures, on the UI's
-own event loop:
+that file, Textual's headless driver at 160x48) in reverse mode in front of
+``nghttpd``, and drives ``h2load`` at a fixed request rate (``--rps``; 1 KiB
+responses, 10 connections), so that about RATE frames per second go through.
+Meanwhile it measures, on the UI's own event loop:
 
 * **loop lag**: a probe that asks to wake up every 10 ms and records how late
   it woke — what a key press waits before its handler even starts;

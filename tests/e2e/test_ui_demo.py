@@ -1,5 +1,5 @@
 """``h2scope demo`` with the UI: ui.demo.launch_demo runs the demo's origin, proxy
-and client on the UI's proxy thread; the live views fill with its traffic."""
+and client in the proxy's child process; the live views fill with its traffic."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_demo_traffic_shows_in_the_live_ui_and_quit_stops_it(tmp_path: Path,
     assert {1, 0, 4}.issubset(seen["types"])  # HEADERS, DATA, SETTINGS
     assert "listening regular 127.0.0.1:" in seen["status"]
     live = seen["live"]
-    assert live.server is None and not live.thread.is_alive()
+    assert live.proc is not None and live.proc.returncode == 0  # stopped cleanly
     with pytest.raises(OSError):
         import socket
 

@@ -3,10 +3,10 @@
 Issue 5: the live session is always backed by a capture file — the user's
 ``--record FILE``, or else a private temporary one (a fresh ``mkdtemp``
 directory, mode 0700, holding one capture, mode 0600) that is removed when
-h2scope exits. The recorder writing it is an ordinary, non-lossy bus sink
-(:class:`proxy.capture.recorder.CaptureRecorder`), so nothing is lost; the UI
-keeps only a bounded amount of frame bytes in memory
-(:class:`ui.model.table.LiveFrames`) and reads older ones from this file.
+h2scope exits. The proxy's process writes it (:mod:`proxy.child`, its recorder
+an ordinary, non-lossy bus sink, so nothing is lost) and the UI follows it
+(:mod:`ui.model.follow`); the UI keeps only a bounded amount of frame bytes in
+memory (:class:`ui.model.table.LiveFrames`) and reads older ones from this file.
 
 How a frame is found again without the writer reporting offsets: the
 recorder writes one FRAME record per ``FrameObserved``, in the order the
@@ -17,18 +17,16 @@ the file since the last look (40 bytes each, bodies skipped) and appends each
 FRAME record's offset to its connection's array — 8 bytes a frame, and only
 when the UI asks for a frame it no longer holds.
 
-"Save what you just saw": :meth:`SessionCapture.save` flushes the writer and
+"Save what you just saw": :meth:`SessionCapture.save` has the writer flush and
 copies every complete record so far (plus an END record) to a file of the
 user's, mode 0600.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from array import array
@@ -58,9 +56,7 @@ SCAN_CHUNK = 1 << 20
 not read)."""
 FLUSH_GAP = 0.05
 """Seconds between forced flushes when frames are asked for that are not in
-the file yet (the recorder may be behind the UI under load)."""
-SETTLE_TIMEOUT = 1.0
-"""Seconds the UI waits at most for the recorder to take a frame it shows."""
+the file yet."""
 TEMP_NAME = "session.h2scope"
 
 
@@ -167,45 +163,29 @@ class FrameOffsets:
 
 
 class SessionCapture:
-    """The capture a live session writes, and reads old frames back from.
+    """The capture a live session's proxy writes, and the UI reads old frames back from.
 
-    ``path`` is the user's ``--record`` file, or None for a private temporary
-    capture (removed by :meth:`close`, or at interpreter exit at the latest).
-    ``recorder`` is the bus sink to subscribe (a normal, blocking one).
+    ``path`` is the user's ``--record`` file or a private temporary capture in
+    ``temp_dir`` (removed by :meth:`close`). The file is written by another
+    process (:mod:`proxy.child`); ``flush`` asks the writer to write out what
+    it holds, and returns when it has.
 
-    Raises :class:`OSError` if the file cannot be created.
+    Raises :class:`OSError` if the file cannot be opened, :class:`ValueError`
+    if it is not a capture.
     """
 
-    def __init__(self, path: Path | None = None, *, config: dict[str, Any] | None = None,
-                 max_data_bytes: int | None = None) -> None:
-        from proxy.capture.recorder import CaptureRecorder
-        from proxy.capture.writer import CaptureWriter
-
-        self.temp_dir: Path | None = None
-        if path is None:
-            # mkdtemp makes the directory mode 0700; the writer makes the file 0600.
-            self.temp_dir = Path(tempfile.mkdtemp(prefix="h2scope-"))
-            path = self.temp_dir / TEMP_NAME
-            atexit.register(self._remove_temp)
-        self.path = path
-        try:
-            self.writer = CaptureWriter(path, config=config, max_data_bytes=max_data_bytes)
-            self.offsets = FrameOffsets(path)
-        except BaseException:
-            self._remove_temp()
-            raise
-        self.recorder = CaptureRecorder(self.writer)
+    def __init__(self, path: Path, *, temp_dir: Path | None = None,
+                 flush: Callable[[], None] | None = None) -> None:
+        self.path = Path(path)
+        self.temp_dir = temp_dir
+        self.offsets = FrameOffsets(path)
+        self._flush_writer = flush
         self._lock = threading.Lock()
         self._flushed_at = 0.0
         self.closed = False
         self.saved: list[Path] = []
         self.saved_records = 0
         """Records in the file when it was last saved."""
-        self.settle: Callable[[float], bool] | None = None
-        """Waits (bounded, in seconds) until the recorder has taken every batch
-        published so far; set by the live proxy. The UI may see a frame before the
-        recorder does: a frame it asks for that is not in the file yet is waited
-        for, not reported missing."""
 
     @property
     def temporary(self) -> bool:
@@ -215,15 +195,12 @@ class SessionCapture:
 
     def frame_bytes(self, conn_id: int, seq: int) -> bytes | None:
         """Frame ``seq`` of connection ``conn_id`` from the file; None if it is not
-        there (yet: the recorder is behind, and waiting for it and a forced flush
-        did not bring it)."""
+        there (even after asking the writer to flush)."""
         found = self._read(conn_id, seq, flush=False)
         if found is not None or self.closed:
             return found
         if time.monotonic() - self._flushed_at < FLUSH_GAP:
-            return None  # just waited and flushed in vain: do not stall the UI again
-        if self.settle is not None:
-            self.settle(SETTLE_TIMEOUT)  # outside the lock: the recorder needs the writer
+            return None  # just flushed in vain: do not stall the UI again
         self._flushed_at = time.monotonic()
         return self._read(conn_id, seq, flush=True)
 
@@ -247,6 +224,10 @@ class SessionCapture:
                 if off is None:
                     return None
             return self.offsets.frame_at(off, conn_id)
+
+    def _flush(self) -> None:
+        if self._flush_writer is not None:
+            self._flush_writer()
 
     # -------------------------------------------------------------- saving
 
@@ -282,38 +263,25 @@ class SessionCapture:
     @property
     def unsaved(self) -> bool:
         """Whether records were written since the last save (or nothing was saved)."""
-        return not self.saved or self._records() != self.saved_records
-
-    # The writer's side: in this process (here), or in the proxy's (FollowedCapture).
-
-    def _flush(self) -> None:
-        self.writer.flush()
-
-    def _records(self) -> int:
-        return self.writer.records_written
-
-    def _close_writer(self) -> None:
-        self.writer.close(fsync=not self.temporary)  # a temporary one is about to go
+        if not self.saved:
+            return True
+        with self._lock:
+            if not self.closed:
+                self.offsets.scan()
+            return self.offsets.records != self.saved_records
 
     # ------------------------------------------------------------- closing
 
     def close(self) -> None:
-        """Close the file (after the proxy stopped and the recorder drained); a
-        temporary capture is removed with its directory. Idempotent."""
+        """Stop reading (after the writer closed the file); a temporary capture is
+        removed with its directory. Idempotent."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             self.offsets.close()
-        try:
-            self._close_writer()
-        finally:
-            self._remove_temp()
-
-    def _remove_temp(self) -> None:
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
-            atexit.unregister(self._remove_temp)
 
 
 def _copy(src: Any, out: Any, length: int) -> None:

@@ -12,8 +12,8 @@ the proxy keeps its headless speed while the UI draws (docs/architecture.md).
 What the UI shows is always in the file already, so saving it, exporting it
 or reading back a frame it freed never waits for a recorder.
 
-:class:`ChildProxy` has the interface of :class:`ui.model.live.LiveProxy`
-(start, stop, recording, backing), so the app does not care which it has.
+:class:`ChildProxy` is what the app talks to: start, stop, recording,
+backing (the :class:`ui.model.backing.SessionCapture`), input_seen, behind.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -46,8 +45,8 @@ from proxy.capture.reader import new_record
 from proxy.capture.replay import observer_for
 from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
-from ui.model.backing import TEMP_NAME, FrameOffsets, SessionCapture
-from ui.model.live import SWITCH_INTERVAL, LiveFeed
+from ui.model.backing import TEMP_NAME, SessionCapture
+from ui.model.live import LiveFeed
 from ui.model.session import RecordedClose, RecordedConnection
 
 _HDR = RECORD_HEADER_SIZE
@@ -65,6 +64,9 @@ decodes only in small slices (:data:`HELD_SLICE` records every
 itself while it answers. The proxy is not slowed; the view catches up after."""
 HELD_SLICE = 64
 HELD_GAP = 0.02
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while another waits for it, while the
+follower runs (the default, 5 ms, is what a key press would wait)."""
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 15.0
@@ -217,35 +219,6 @@ class Follower:
             feed.received += 1
 
 
-class FollowedCapture(SessionCapture):
-    """The session's capture written by the proxy's process: saved and read back
-    from here, flushed by asking the child (``flush``)."""
-
-    def __init__(self, path: Path, temp_dir: Path | None, flush: Callable[[], None]) -> None:
-        self.temp_dir = temp_dir
-        self.path = path
-        self.offsets = FrameOffsets(path)
-        self._lock = threading.Lock()
-        self._flushed_at = 0.0
-        self.closed = False
-        self.saved: list[Path] = []
-        self.saved_records = 0
-        self.settle = None  # what the UI shows was read from this file: never waited for
-        self._flush_child = flush
-
-    def _flush(self) -> None:
-        self._flush_child()
-
-    def _records(self) -> int:
-        with self._lock:
-            if not self.closed:
-                self.offsets.scan()
-            return self.offsets.records
-
-    def _close_writer(self) -> None:
-        pass  # the proxy's process closed it when it stopped
-
-
 @dataclass
 class _Recording:
     path: Path
@@ -258,17 +231,19 @@ class ChildProxyError(Exception):
 
 class ChildProxy:
     """The proxy in a child process (:mod:`proxy.child`), its capture followed
-    into ``feed``. Same interface as :class:`ui.model.live.LiveProxy`."""
+    into ``feed``."""
 
     def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
-                 max_data_bytes: int | None = None, log_file: Path | None = None) -> None:
+                 max_data_bytes: int | None = None, log_file: Path | None = None,
+                 demo: tuple[int | None, float] | None = None) -> None:
         self.options = options
+        self.demo = demo
         self.feed = feed
         self.max_data_bytes = max_data_bytes
         self._record = record
         self.log_file = log_file
         self.proc: subprocess.Popen[bytes] | None = None
-        self.backing: FollowedCapture | None = None
+        self.backing: SessionCapture | None = None
         self.follower: Follower | None = None
         self.tap: _Recording | None = None
         self.error: str | None = None
@@ -305,7 +280,8 @@ class ChildProxy:
         assert self.proc.stdin is not None
         try:
             config = replace(self.options, ui=UIConfig())  # (key maps are not the proxy's)
-            payload = dumps(Start(config=config, capture=Path(path), log_file=self.log_file))
+            payload = dumps(Start(config=config, capture=Path(path), log_file=self.log_file,
+                                  demo=self.demo))
             self.proc.stdin.write(LENGTH.pack(len(payload)) + payload)
             self.proc.stdin.flush()
             first = self._read_reply(timeout)
@@ -321,7 +297,8 @@ class ChildProxy:
         self.addresses = [(str(m), str(a)) for m, a in first.get("ready", ())]
         if first.get("ca"):
             self.ca_cert_path = Path(first["ca"])
-        self.backing = FollowedCapture(Path(path), self._temp_dir, self.flush_recording)
+        self.backing = SessionCapture(Path(path), temp_dir=self._temp_dir,
+                                      flush=self.flush_recording)
         # The follower decodes on its own thread; the UI's loop, woken by a key or
         # a timer, must not wait the default 5 ms for it to let go of the GIL.
         self._switch_interval = sys.getswitchinterval()
@@ -370,10 +347,6 @@ class ChildProxy:
         """Ask the proxy to write out everything it has taken so far."""
         with contextlib.suppress(ChildProxyError):
             self._command("flush")
-
-    def settle(self, timeout: float = 2.0) -> bool:
-        """What the UI shows was read from the capture: nothing to wait for."""
-        return True
 
     @property
     def record_file(self) -> Path | None:

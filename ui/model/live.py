@@ -1,38 +1,23 @@
-"""Live traffic into the UI: a lossy bus sink and the proxy on its own thread.
+"""Live traffic into the UI: the feed of event batches and the ingest that drains it.
 
-The proxy never imports ``ui/`` (DESIGN.md §3); the UI subscribes a
-:class:`LiveFeed` to the proxy's event bus as a *lossy* sink. The feed only
-appends batches to a bounded deque (no work on the proxy's loop); the UI
-drains it once per tick — one coalesced wake-up, never one per frame. If the
-UI falls behind, the bus counts the batches it could not take and the status
-bar shows the number.
-
-:class:`LiveProxy` runs :class:`proxy.server.ProxyServer` on a private event
-loop in a thread, so the relay never waits for a screen redraw, and can start
-and stop recording while it runs.
+The proxy runs in its own process and the UI follows the capture it writes
+(:mod:`ui.model.follow`); the follower puts the events it decodes on a
+:class:`LiveFeed`, a bounded deque, and the UI drains it once per tick — one
+coalesced wake-up, never one per frame (DESIGN.md §3). The feed can also be a
+lossy bus sink (``handle``/``handle_many``: batches it has no room for are
+counted, and the status bar shows the number).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from proxy.child import FromNowRecorder
 from proxy.events import Batch, ConnectionEvent
 from proxy.observe.events import FrameObserved
-from ui.model.backing import SessionCapture
 from ui.model.session import Session
 from ui.model.table import LiveFrames
-
-SWITCH_INTERVAL = 0.0005
-"""Seconds a thread may hold the GIL while another waits for it, while the
-proxy runs in this process (see :meth:`LiveProxy.start`)."""
 
 
 class LiveFeed:
@@ -97,197 +82,6 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
         if added or events:
             session.touch()
     return added, skipped
-
-
-class LiveProxy:
-    """The proxy server running on its own loop thread, with the UI's feed attached.
-
-    The session is always backed by a capture (issue 5): ``record`` (``--record
-    FILE``) or a private temporary one, written by a normal (blocking) sink
-    subscribed before the first connection — :attr:`backing`. Recording started
-    from the UI (:meth:`start_recording`) is a second, separate file of the
-    connections opened from then on.
-    """
-
-    def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
-                 max_data_bytes: int | None = None) -> None:
-        self.options = options
-        self.feed = feed
-        self.max_data_bytes = max_data_bytes
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="h2scope-proxy",
-                                       daemon=True)
-        self.server: Any = None
-        self.tap: FromNowRecorder | None = None
-        self.backing: SessionCapture | None = None
-        self._record = record
-        self.error: str | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._on_stop: list[Callable[[], Awaitable[Any]]] = []
-        self._switch_interval: float | None = None
-
-    def start(self, timeout: float = 30.0, *,
-              starter: Callable[[list[Any], list[Any]], Coroutine[Any, Any, Any]] | None = None,
-              ) -> list[tuple[str, str]]:
-        """Bind the listeners; returns (mode, address) pairs. Raises ProxyStartError
-        (also when the session's capture file cannot be created).
-
-        ``starter(sinks, lossy_sinks)``, if given, is awaited on the proxy's loop
-        instead of starting a plain ProxyServer, and returns the started server
-        (``h2scope demo`` starts its origin and client with it).
-        """
-        from proxy.server import ProxyServer, ProxyStartError
-
-        try:
-            self.backing = SessionCapture(self._record, config=_capture_config(self.options),
-                                          max_data_bytes=self.max_data_bytes)
-        except OSError as exc:
-            where = self._record or "a temporary file"
-            raise ProxyStartError(f"cannot record to {where}: {exc.strerror or exc}") from None
-        # Two threads share the GIL: the relay, which mostly waits on sockets, and
-        # the UI, which computes. A thread back from a socket call waits for the
-        # GIL until the holder is made to drop it — up to the switch interval
-        # (5 ms by default) each time, which is where the relay's time went.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        self.thread.start()
-        sinks: list[Any] = [self.backing.recorder]
-
-        async def plain(sinks: list[Any], lossy: list[Any]) -> Any:
-            server = ProxyServer(self.options, sinks, lossy_sinks=lossy)
-            await server.start()
-            return server
-        start = starter or plain
-        self.server = asyncio.run_coroutine_threadsafe(start(sinks, [self.feed]),
-                                                       self.loop).result(timeout)
-        self.backing.settle = self.settle  # a frame the UI shows first is waited for
-        return [(spec, f"{h}:{p}") for spec, (h, p) in self.server.addresses.items()]
-
-    def run_soon(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` as a task on the proxy's loop (cancelled when it stops)."""
-        def create() -> None:
-            self._tasks.append(self.loop.create_task(coro))
-        self.loop.call_soon_threadsafe(create)
-
-    def on_stop(self, coro_fn: Callable[[], Awaitable[Any]]) -> None:
-        """Await ``coro_fn()`` on the proxy's loop after the proxy stopped."""
-        self._on_stop.append(coro_fn)
-
-    @property
-    def record_file(self) -> Path | None:
-        """The user's ``--record`` file backing the session, if that is what backs it."""
-        b = self.backing
-        return b.path if b is not None and not b.temporary else None
-
-    def start_recording(self, path: Path) -> None:
-        tap = FromNowRecorder(path, self.max_data_bytes)
-
-        async def subscribe() -> None:
-            assert self.server is not None and self.server.bus is not None
-            self.server.bus.subscribe(tap)
-        asyncio.run_coroutine_threadsafe(subscribe(), self.loop).result(10)
-        self.tap = tap
-
-    def stop_recording(self) -> Path | None:
-        tap, self.tap = self.tap, None
-        if tap is None:
-            return None
-
-        async def close() -> None:
-            tap.close()
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(30)
-        return tap.path
-
-    @property
-    def recording(self) -> Path | None:
-        """The file being recorded to: the UI's recording, else ``--record``."""
-        if self.tap is not None and self.tap.active:
-            return self.tap.path
-        return self.record_file
-
-    def settle(self, timeout: float = 2.0) -> bool:
-        """Wait (bounded) until the session capture's recorder has taken every batch
-        published so far — what the UI shows is then in the file, once flushed.
-        False if it did not within ``timeout`` (traffic keeps coming)."""
-        backing = self.backing
-        if backing is None or self.server is None or not self.thread.is_alive() \
-                or threading.current_thread() is self.thread:  # (waiting would deadlock)
-            return False
-        recorder = backing.recorder
-
-        async def wait() -> bool:
-            bus = self.server.bus if self.server is not None else None
-            subs = [s for s in getattr(bus, "subscriptions", ())
-                    if getattr(s.handler, "__self__", None) is recorder]
-            deadline = self.loop.time() + timeout
-            while any(not s.queue.empty() or s.queued_bytes for s in subs):
-                if self.loop.time() > deadline:
-                    return False
-                await asyncio.sleep(0.01)
-            return True
-        try:
-            return asyncio.run_coroutine_threadsafe(wait(), self.loop).result(timeout + 5)
-        except Exception:  # the loop stopped meanwhile: nothing more to wait for
-            return False
-
-    def input_seen(self) -> None:
-        """A key or mouse event arrived (the in-process proxy is not held back)."""
-
-    def behind(self) -> int:
-        """Bytes of traffic the UI has not taken yet (the feed is lossy: none)."""
-        return 0
-
-    def problem(self) -> str | None:
-        """Why live traffic stopped, if it did (the proxy's thread ended)."""
-        if self.server is not None and not self.thread.is_alive():
-            return "the proxy's thread ended"
-        return None
-
-    def flush_recording(self) -> None:
-        if self.tap is not None and self.tap.active:
-            self.tap.recorder.writer.flush()
-        if self.backing is not None and not self.backing.closed:
-            self.backing.writer.flush()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the proxy (closing connections), let the sinks drain, end the thread,
-        close the session's capture (a temporary one is removed)."""
-        if self.server is not None and self.thread.is_alive():
-            async def stop_all() -> None:
-                for task in self._tasks:
-                    task.cancel()
-                await self.server.stop()
-                for fn in self._on_stop:
-                    await fn()
-            try:
-                asyncio.run_coroutine_threadsafe(stop_all(), self.loop).result(timeout)
-            except Exception as exc:  # shutting down: report, never hang
-                self.error = f"stopping the proxy: {exc}"
-            self.server = None
-        self.stop_recording()
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout)
-        if not self.loop.is_running():
-            self.loop.close()
-        if self.backing is not None:
-            try:
-                self.backing.close()
-            except (OSError, ValueError) as exc:
-                self.error = f"closing {self.backing.path}: {exc}"
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-
-
-def _capture_config(options: Any) -> dict[str, Any]:
-    """The capture header's config (as ``h2scope run --record`` writes it)."""
-    from proxy.commands.run import capture_config
-
-    try:
-        return capture_config(options)
-    except AttributeError:  # options without every Config field (tests' stand-ins)
-        return {}
 
 
 def rate(samples: deque[tuple[float, int]], count: int, window: float = 2.0) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
+from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.replay import replay
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
@@ -25,7 +27,7 @@ from proxy.observe.events import FrameObserved
 from tests.unit.ui.conftest import drive
 from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
-from ui.model.backing import FrameOffsets, SessionCapture
+from ui.model.backing import TEMP_NAME, FrameOffsets, SessionCapture
 from ui.model.live import LiveFeed, ingest
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -55,7 +57,25 @@ def traffic(tmp_path: Path) -> list[Batch]:
     return _interleaved(record(tmp_path / "source.h2c", conns=2))
 
 
-def _session(backing: SessionCapture, batches: list[Batch], budget: int) -> tuple[Session,
+class _Written(SessionCapture):
+    """The session's capture with its writer here (in the product it is the proxy's
+    child process's): ``recorder`` is the bus sink the child runs."""
+
+    def __init__(self, path: Path | None = None, *, autoflush: bool = True) -> None:
+        temp_dir = None
+        if path is None:
+            temp_dir = Path(tempfile.mkdtemp(prefix="h2scope-test-"))
+            path = temp_dir / TEMP_NAME
+        self.writer = CaptureWriter(path, autoflush=autoflush)
+        self.recorder = CaptureRecorder(self.writer)
+        super().__init__(path, temp_dir=temp_dir, flush=self.writer.flush)
+
+    def close(self) -> None:
+        self.writer.close()
+        super().close()
+
+
+def _session(backing: _Written, batches: list[Batch], budget: int) -> tuple[Session,
                                                                                    LiveFrames]:
     frames = LiveFrames(budget=budget)
     frames.backing = backing
@@ -73,7 +93,7 @@ def _expected(batches: list[Batch]) -> list[bytes]:
 
 
 def test_freed_frames_are_read_back_from_the_private_capture(traffic: list[Batch]) -> None:
-    backing = SessionCapture()
+    backing = _Written()
     try:
         assert backing.temporary and backing.temp_dir is not None
         assert stat.S_IMODE(os.stat(backing.temp_dir).st_mode) == 0o700
@@ -95,7 +115,7 @@ def test_freed_frames_are_read_back_from_the_private_capture(traffic: list[Batch
 
 
 def test_a_frame_not_in_the_file_yet_is_none_not_another_frame(traffic: list[Batch]) -> None:
-    backing = SessionCapture()
+    backing = _Written()
     try:
         half = len(traffic) // 2
         _session(backing, traffic[:half], budget=1)
@@ -109,37 +129,32 @@ def test_a_frame_not_in_the_file_yet_is_none_not_another_frame(traffic: list[Bat
         backing.close()
 
 
-def test_frames_the_ui_saw_before_the_recorder_are_waited_for(traffic: list[Batch]) -> None:
-    """The UI's feed and the recorder are separate bus subscribers: the UI can show
-    a frame (and free its bytes) before the recorder has written it. Asking for it
-    waits for the recorder (``settle``), once, instead of calling it missing."""
-    backing = SessionCapture()
-    try:
-        frames = LiveFrames(budget=1)
-        frames.backing = backing
-        session = Session(frames)
-        feed = LiveFeed()
-        for batch in traffic:
-            feed.handle(batch)  # the UI has every batch; the recorder none yet
-        ingest(session, frames, feed)
-        calls: list[float] = []
+def test_frames_still_in_the_writers_buffer_are_flushed_on_demand(
+        traffic: list[Batch]) -> None:
+    """A frame the writer holds but has not written is asked for: the backing has
+    the writer flush (in the product: the ``flush`` command to the proxy's
+    process), once, and reads it."""
+    backing = _Written(autoflush=False)
+    flushes: list[int] = []
+    flush = backing.writer.flush
 
-        def settle(timeout: float) -> bool:
-            calls.append(timeout)
-            for batch in traffic:  # the recorder catches up while the UI waits
-                backing.recorder.consume(batch)
-            return True
-        backing.settle = settle
+    def counted() -> None:
+        flushes.append(1)
+        flush()
+    backing._flush_writer = counted
+    try:
+        session, frames = _session(backing, traffic, budget=1)
+        assert backing.offsets.scan() == 0  # nothing is in the file yet
         t = session.table
         assert [frames.frame_bytes(t.ref[r]) for r in range(len(t))] == _expected(traffic)
-        assert len(calls) == 1 and 0 < calls[0] <= 2
+        assert len(flushes) == 1
     finally:
         backing.close()
 
 
 def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
                                                             tmp_path: Path) -> None:
-    backing = SessionCapture()
+    backing = _Written()
     dest = tmp_path / "saved.h2scope"
     dest.write_bytes(b"old")
     dest.chmod(0o644)
@@ -151,6 +166,7 @@ def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
         assert not backing.unsaved  # the status bar says "saved to saved.h2scope"
         for batch in traffic[half:]:
             backing.recorder.consume(batch)
+        backing.writer.flush()  # (the proxy's process flushes every 50 ms)
         assert backing.unsaved  # ... and "new traffic since" once more comes
         records = backing.save(dest)
         assert not backing.unsaved
@@ -174,7 +190,7 @@ def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
 def test_record_file_backing_is_kept_and_closed_cleanly(traffic: list[Batch],
                                                          tmp_path: Path) -> None:
     path = tmp_path / "rec.h2scope"
-    backing = SessionCapture(path)
+    backing = _Written(path)
     assert not backing.temporary and backing.path == path
     _session(backing, traffic, budget=1)
     backing.close()
