@@ -27,7 +27,8 @@ class Body:
     """The bytes as they crossed the wire (still content-encoded)."""
     frames: int
     truncated: bool = False
-    """Some DATA payloads were not kept (capture cap, or live memory budget)."""
+    """Some DATA payloads were not kept, or only their start (record.max_data_bytes):
+    ``raw`` holds what was."""
 
 
 def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
@@ -45,7 +46,13 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
             truncated = True
             continue
         if isinstance(frame, DataFrame):
-            parts.append(frame.data)
+            kept = session.capped.get(row)
+            if kept is None:
+                parts.append(frame.data)
+            else:  # the capture kept only the start: the rest would be zeros
+                truncated = True
+                start = 1 if frame.pad_length is not None else 0
+                parts.append(frame.data[:max(0, kept - start)])
     return Body(raw=b"".join(parts), frames=frames, truncated=truncated)
 
 

@@ -163,6 +163,8 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
             obs = observers[conn] = ConnectionObserver()
             session.conn(conn)
         data = rec.frame_bytes() if rtype == _FRAME else rec.body
+        if rtype == _FRAME and rec.truncated and row is not None:
+            session.capped[row] = max(0, len(rec.body) - 9)
         observe = session.observe
         for ev in obs.feed(rec.direction, data, rec.wall):
             if type(ev) is FrameObserved:

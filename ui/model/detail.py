@@ -37,8 +37,8 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     out = Text()
     if ev is None:
         out.append("The bytes of this frame are not available: freed from memory (the live "
-                   "memory budget was exceeded) and not in the session's capture file yet "
-                   "(the recorder is behind); select it again in a moment.\n")
+                   "memory budget was exceeded) and not found in the session's capture "
+                   "file; select it again in a moment.\n")
         return out
     f = ev.frame
     out.append(f"{f.type_name}", style.TYPE_STYLES.get(f.type, style.SUMMARY) + style.BOLD)
@@ -82,6 +82,10 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         out.append(f"data        {len(data)} bytes: {data[:80]!r}{'…' if len(data) > 80 else ''}\n")
     if isinstance(f, GoAwayFrame) and f.debug_data:
         out.append(f"debug data  {f.debug_data!r}\n")
+    kept = session.capped.get(row)
+    if kept is not None:
+        out.append(f"recorded    only the first {kept} of {ev.frame.length} payload bytes "
+                   "(record.max_data_bytes): the rest shows as zeros\n", "yellow")
     if ev.windows is not None:
         out.append(f"windows     after this frame: connection {ev.windows[0]}"
                    + (f", stream {ev.windows[1]}" if ev.windows[1] is not None else "") + "\n")

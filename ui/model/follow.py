@@ -47,7 +47,7 @@ from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from ui.model.backing import TEMP_NAME, SessionCapture
 from ui.model.live import LiveFeed
-from ui.model.session import RecordedClose, RecordedConnection
+from ui.model.session import RecordedCap, RecordedClose, RecordedConnection
 
 _HDR = RECORD_HEADER_SIZE
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
@@ -184,6 +184,9 @@ class Follower:
                 obs = self.observers[conn] = ConnectionObserver()
             data = rec.frame_bytes() if rtype == _FRAME else rec.body
             events.extend(obs.feed(rec.direction, data, rec.wall))
+            if rtype == _FRAME and rec.truncated:  # follows its frame: marks that row
+                events.append(RecordedCap(conn_id=conn, t=rec.wall,
+                                          kept=max(0, len(rec.body) - 9)))
         elif rtype == _CONNECTION:
             meta = rec.json()
             self.observers[conn] = observer_for(meta)

@@ -60,6 +60,15 @@ class RecordedConnection(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedCap(ConnectionEvent):
+    """The frame before it on this connection was recorded with its DATA payload
+    capped (``record.max_data_bytes``): ``kept`` payload bytes are real, the rest
+    of what the frame reads as are zeros."""
+
+    kept: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedClose(ConnectionEvent):
     """A capture's CLOSE record (who closed and why, the proxy's errors)."""
 
@@ -95,6 +104,9 @@ class Session:
         self.problems: list[str] = []
         self.dropped = 0
         """Batches the UI lost (live, lossy sink) — shown, never silent."""
+        self.capped: dict[int, int] = {}
+        """Rows whose DATA payload the capture kept only in part (record.max_data_bytes):
+        row → payload bytes kept. The frame reads as zeros past them."""
         self.lock = threading.RLock()
         """Held by the writer while it appends a batch and by views that walk
         dictionaries (streams, connections) so neither sees a resize midway."""
@@ -145,6 +157,9 @@ class Session:
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
             case RecordedConnection():
                 meta.update(ev.meta)
+            case RecordedCap():
+                if c.last_row is not None:
+                    self.capped[c.last_row] = ev.kept
             case RecordedClose():
                 c.errors.extend(ev.errors)
                 self.closed(ev.conn_id, ev.reason)

@@ -12,6 +12,9 @@ from proxy.capture.reader import read_header
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.events import FrameObserved
 from tests.unit.capture.traffic import record_session
+from ui.model.body import reassemble
+from ui.model.capture import CaptureFile, load
+from ui.model.detail import decoded
 from ui.model.follow import Follower
 from ui.model.live import LiveFeed, ingest
 from ui.model.session import RecordedClose, RecordedConnection, Session
@@ -131,3 +134,45 @@ def test_garbage_in_the_file_stops_the_follower_with_its_offset(tmp_path: Path) 
     finally:
         follower.stop()
     assert follower.broken == f"no record at byte offset {size} of the session's capture"
+
+
+def test_payloads_capped_by_the_capture_are_marked_live_and_offline(tmp_path: Path) -> None:
+    """record.max_data_bytes: the frames read as zero-padded (flow control stays
+    exact) but the views must not pass the zeros off as the body."""
+    path = tmp_path / "capped.h2scope"
+    with CaptureWriter(path, autoflush=False, max_data_bytes=5) as writer:
+        live = record_session(writer, 1).live
+    full = {ev.seq: ev.frame for c, ev in live if type(ev) is FrameObserved}
+
+    feed = LiveFeed()
+    follower = Follower(path, feed)
+    try:
+        follower.poll()
+    finally:
+        follower.stop()
+    frames = LiveFrames()
+    followed = Session(frames)
+    ingest(followed, frames, feed)
+
+    capture = CaptureFile(path)
+    viewed = Session(capture)
+    try:
+        load(viewed, capture)
+        for session in (followed, viewed):
+            t = session.table
+            data_rows = [r for r in range(len(t)) if t.type[r] == 0 and t.length[r] > 5]
+            assert data_rows and set(data_rows) <= set(session.capped)
+            # five bytes of data kept, after the pad length byte of a padded frame
+            assert all(session.capped[r] == 5 + (t.event(r).frame.pad_length is not None)
+                       for r in data_rows)
+            st = next(s for s in session.conns[1].streams.values()
+                      if any(r in session.capped for r in s.rows))
+            body = reassemble(session, st, 1)
+            assert body.truncated
+            sent = b"".join(full[t.seq[r]].data for r in st.rows  # type: ignore[attr-defined]
+                            if t.type[r] == 0 and t.direction[r] == 1)
+            assert len(body.raw) < len(sent) and sent.startswith(body.raw[:5])
+            text = decoded(session, data_rows[0], t.event(data_rows[0])).plain
+            assert f"only the first {session.capped[data_rows[0]]} of" in text
+    finally:
+        capture.close()
