@@ -16,6 +16,8 @@ The parent talks to the child over its stdin and stdout:
   "capture": PATH, "ca": CA_PEM_PATH}`` once listening, or ``{"error": MESSAGE}`` if the proxy
   cannot start (exit 1); then one reply per command (``{"flushed": true}``,
   ``{"recording": PATH}`` or ``{"error": ...}``, ``{"stopped": true}``).
+  If the session's capture cannot be written (a full disk), the child stops
+  by itself: ``{"fatal": MESSAGE}``, ``{"stopped": true}``, exit status 3.
 
 The child runs in its own session, so keys typed in the terminal (ctrl+c,
 ctrl+z) reach only the UI, which stops the child with ``stop``.
@@ -96,6 +98,29 @@ class FromNowRecorder:
             self.recorder.close()
 
 
+class _Watched:
+    """The session capture's recorder, with the first error it raised kept: if the
+    capture cannot be written (a full disk), the UI is blind, so the child says
+    why (``{"fatal": ...}``) and stops rather than relay traffic nobody sees."""
+
+    def __init__(self, recorder: Any, on_error: Any) -> None:
+        self.recorder = recorder
+        self.error: Exception | None = None
+        self._on_error = on_error
+
+    async def handle_many(self, batches: Sequence[Batch]) -> None:
+        try:
+            await self.recorder.handle_many(batches)
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+                self._on_error()
+            raise
+
+    async def handle(self, batch: Batch) -> None:
+        await self.handle_many((batch,))
+
+
 async def settle(server: Any, sink: Any, timeout: float) -> bool:
     """Wait (bounded) until ``sink`` has taken every batch the bus published so far."""
     loop = asyncio.get_running_loop()
@@ -157,8 +182,10 @@ async def _serve(start: Start) -> int:
     except OSError as exc:
         _reply({"error": f"cannot record to {start.capture}: {exc.strerror or exc}"})
         return 1
+    stopping = asyncio.Event()
     recorder = CaptureRecorder(writer)
-    server: Any = ProxyServer(config, [recorder])
+    watched = _Watched(recorder, stopping.set)
+    server: Any = ProxyServer(config, [watched])
     demo: list[Any] = []  # the demo's origin, then the task driving its client
     try:
         if start.demo is not None:
@@ -166,7 +193,7 @@ async def _serve(start: Start) -> int:
             from proxy.commands.demo import start_demo
 
             server, origin, client = await start_demo(config, CertStore(config.confdir),
-                                                      [recorder])
+                                                      [watched])
             demo += [origin, client]
         else:
             await server.start()
@@ -181,7 +208,6 @@ async def _serve(start: Start) -> int:
     _reply({"ready": addresses, "capture": str(start.capture), "ca": str(ca) if ca else None})
 
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -196,7 +222,7 @@ async def _serve(start: Start) -> int:
             cmd, _, arg = line.partition(" ")
             try:
                 if cmd == "flush":
-                    await settle(server, recorder, 2.0)
+                    await settle(server, watched, 2.0)
                     writer.flush()
                     if tap is not None:
                         await settle(server, tap, 2.0)
@@ -233,17 +259,25 @@ async def _serve(start: Start) -> int:
     finally:
         task.cancel()
         stop_wait.cancel()
+        if demo:
+            demo[1].cancel()  # the demo client's rounds first: no new connections
         await server.stop()  # closes every connection, then lets the sinks drain
         if demo:
-            demo[1].cancel()  # the demo client's rounds, then its origin
             with contextlib.suppress(Exception):
-                await demo[0].stop()
+                await demo[0].stop()  # the demo's origin
         if tap is not None:
             tap.close()
-        recorder.close()
+        with contextlib.suppress(OSError, ValueError):
+            recorder.close()  # (after a write error, closing may fail the same way)
         with contextlib.suppress(OSError):
+            if watched.error is not None:
+                err = watched.error
+                _reply({"fatal": f"writing the session's capture {start.capture} failed: "
+                                 f"{getattr(err, 'strerror', None) or err}; the proxy "
+                                 f"stopped (free some space, or record elsewhere with "
+                                 f"--record FILE or TMPDIR)"})
             _reply({"stopped": True})
-    return 0
+    return 3 if watched.error is not None else 0
 
 
 def _demo_ended(task: asyncio.Task[Any]) -> None:
@@ -268,6 +302,7 @@ def _configure_logging(path: Path | None) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the UI decides when to stop
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit: an error, not death
     (n,) = LENGTH.unpack(_read_exactly(0, LENGTH.size))
     start: Start = pickle.loads(_read_exactly(0, n))
     _configure_logging(start.log_file)

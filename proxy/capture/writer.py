@@ -106,6 +106,8 @@ class CaptureWriter:
         self._counts = [0] * 256
         self._truncated_frames = 0
         self._closed = False
+        self._failed: OSError | None = None
+        """What the background flush failed with: every later append raises it."""
         self.started_wall = time.time()
         self.started_t = time.monotonic()
         header = {
@@ -167,6 +169,8 @@ class CaptureWriter:
         with self._lock:
             if self._closed:
                 raise ValueError("capture writer is closed")
+            if self._failed is not None:
+                raise self._failed_again()
             seq = self._seq
             parts = self._parts
             last = parts[-1] if parts else None
@@ -296,19 +300,29 @@ class CaptureWriter:
         with self._lock:
             if self._closed:
                 return
-        self._append(RecordType.END, 0, 0, time.monotonic(), None,
-                     _json({"records": self._seq, "counts": self.counts(),
-                            "truncated_frames": self._truncated_frames}))
+        error: OSError | None = None
+        try:
+            self._append(RecordType.END, 0, 0, time.monotonic(), None,
+                         _json({"records": self._seq, "counts": self.counts(),
+                                "truncated_frames": self._truncated_frames}))
+        except OSError as exc:  # a write failed earlier: close the file all the same
+            error = exc
         self._stop.set()
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         with self._lock:
             self._closed = True
-        self.flush()
-        if fsync:
-            os.fsync(self._fd)
-        os.close(self._fd)
+        try:
+            self.flush()
+            if fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            error = error or exc
+        finally:
+            os.close(self._fd)
+        if error is not None:
+            raise error
 
     def __enter__(self) -> CaptureWriter:
         return self
@@ -326,6 +340,8 @@ class CaptureWriter:
         with self._lock:
             if self._closed:
                 raise ValueError("capture writer is closed")
+            if self._failed is not None:
+                raise self._failed_again()
             seq = self._seq
             self._seq = seq + 1
             prefix = _PACK_PREFIX(SYNC, rtype, flags, n, conn_id, seq, t, wall)
@@ -344,6 +360,11 @@ class CaptureWriter:
             pending = self._pending = self._pending + n + 40
         if pending >= self._kick_at:
             self._backlog(pending)
+
+    def _failed_again(self) -> OSError:
+        exc = self._failed
+        assert exc is not None
+        return OSError(exc.errno, exc.strerror or str(exc), str(self.path))
 
     def _backlog(self, pending: int) -> None:
         if self._flusher is None:
@@ -395,6 +416,8 @@ class CaptureWriter:
             self._wake.clear()
             try:
                 self.flush()
-            except OSError:
-                # The next flush from the producer raises it where it can be handled.
+            except OSError as exc:
+                # The next append raises it where it can be handled (the recorder's
+                # sink fails, and says so), instead of buffering on regardless.
+                self._failed = exc
                 return

@@ -3,14 +3,17 @@ start-up errors reach the UI, and the child never outlives its parent."""
 
 from __future__ import annotations
 
+import resource
+import signal
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from certs.store import CertStore
 from proxy.capture.reader import CaptureReader
-from proxy.config import Config, ListenConfig, RecordConfig
+from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig
 from proxy.server import ProxyStartError
 from ui.model.follow import ChildProxy
 from ui.model.live import LiveFeed
@@ -52,3 +55,31 @@ def test_the_child_stops_and_closes_the_capture_when_its_parent_goes(tmp_path: P
     with CaptureReader(record) as reader:
         list(reader.records())
         assert reader.clean_end and not reader.problems
+
+
+def test_a_capture_that_cannot_be_written_stops_the_child_and_says_why(
+        tmp_path: Path) -> None:
+    """The UI sees traffic only through the capture: when it cannot be written (here
+    a file size limit, as a full disk would), the child stops and tells the UI."""
+    store = CertStore(tmp_path)
+    config = Config(listen=ListenConfig(port=0), confdir=tmp_path,
+                    upstream=UpstreamConfig(ca_file=store.ca_cert_path))
+    child = ChildProxy(config, feed=LiveFeed(), demo=(None, 0.05))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, hard))  # inherited by the child
+    try:
+        child.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    try:
+        deadline = time.monotonic() + 60
+        while (problem := child.problem()) is None:
+            assert time.monotonic() < deadline, "the child kept going without its capture"
+            time.sleep(0.05)
+        assert problem.startswith("writing the session's capture ")
+        assert "File too large" in problem and "the proxy stopped" in problem
+        assert child.proc is not None and child.proc.returncode == 3
+    finally:
+        child.stop()

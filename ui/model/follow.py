@@ -250,6 +250,8 @@ class ChildProxy:
         self.follower: Follower | None = None
         self.tap: _Recording | None = None
         self.error: str | None = None
+        self.fatal: str | None = None
+        """Why the proxy's process stopped by itself, as it said it."""
         self.ca_cert_path: Path | None = None
         self.addresses: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -331,8 +333,38 @@ class ChildProxy:
                 where = f" (see {self.log_file})" if self.log_file is not None else ""
                 raise ChildProxyError(f"the proxy process exited with status {code}{where}")
             line += chunk
+            if line.endswith(b"\n") and b'"fatal"' in line:
+                self._note(line)  # said on its own, before it stops: keep reading
+                line = bytearray()
         value = json.loads(line)
         return value if isinstance(value, dict) else {}
+
+    def _note(self, line: bytes | bytearray) -> None:
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict) and value.get("fatal"):
+                self.fatal = str(value["fatal"])
+
+    def _last_words(self) -> None:
+        """Read what the child said before exiting (nothing waits for a reply)."""
+        proc = self.proc
+        if proc is None or proc.stdout is None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            fd = proc.stdout.fileno()
+            data = b""
+            while select.select([fd], [], [], 0)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                data += chunk
+            for line in data.splitlines():
+                if b'"fatal"' in line:
+                    self._note(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._lock.release()
 
     def _command(self, line: str, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
         with self._lock:
@@ -393,6 +425,10 @@ class ChildProxy:
         """Why live traffic stopped, if it did: the proxy exited, or the capture
         could not be read."""
         if self.proc is not None and not self._stopping and self.proc.poll() is not None:
+            if self.fatal is None:
+                self._last_words()
+            if self.fatal is not None:
+                return self.fatal
             where = f" (see {self.log_file})" if self.log_file is not None else ""
             return f"the proxy process exited with status {self.proc.returncode}{where}"
         if self.follower is not None and self.follower.broken:

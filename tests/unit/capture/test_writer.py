@@ -70,6 +70,35 @@ def test_background_flush_puts_records_on_disk_within_the_interval(tmp_path: Pat
         writer.close()
 
 
+def test_a_failed_background_flush_makes_the_next_append_raise(tmp_path: Path) -> None:
+    """A full disk seen by the flushing thread must reach the producer at once (its
+    sink then fails and says so), not after the buffer has grown to its limit."""
+    path = tmp_path / "full.h2scope"
+    writer = CaptureWriter(path, flush_interval=0.05)
+    real_writev = writer._writev
+
+    def disk_full(iov: object) -> None:
+        raise OSError(28, "No space left on device")
+    writer._writev = disk_full  # type: ignore[method-assign]
+    try:
+        writer.frame(1, Direction.C2S, PING, t=1.0)
+        deadline = time.monotonic() + 5
+        while writer._failed is None:
+            assert time.monotonic() < deadline, "the background flush did not run"
+            time.sleep(0.01)
+        with pytest.raises(OSError, match="No space left on device") as raised:
+            writer.frame(1, Direction.C2S, PING, t=2.0)
+        assert raised.value.errno == 28 and raised.value.filename == str(path)
+        with pytest.raises(OSError):
+            writer.frames(1, Direction.C2S, [(PING, 3.0)])
+    finally:
+        writer._writev = real_writev  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="No space left"):
+            writer.close(fsync=False)  # says so again, and closes the file all the same
+        writer.close()  # idempotent
+    assert writer._closed
+
+
 def test_appending_after_close_raises(tmp_path: Path) -> None:
     writer = CaptureWriter(tmp_path / "c.h2scope")
     writer.close()
