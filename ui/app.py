@@ -32,7 +32,7 @@ from ui import keymap
 from ui.model import heap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
-from ui.model.follow import ChildProxy
+from ui.model.follow import ChildProxy, FileFollow
 from ui.model.live import LiveFeed, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -69,7 +69,7 @@ class H2ScopeApp(SessionActions):
     BINDINGS = keymap.bindings()  # type: ignore[assignment]
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
-                 live: ChildProxy | None = None, feed: LiveFeed | None = None,
+                 live: ChildProxy | FileFollow | None = None, feed: LiveFeed | None = None,
                  frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
                  initial_filter: str = "", confirm_quit: bool = True) -> None:
@@ -273,7 +273,9 @@ class H2ScopeApp(SessionActions):
     def _status(self) -> None:
         s = self.session
         parts: list[tuple[str, str]] = []
-        if self.live is not None:
+        if isinstance(self.live, FileFollow):  # view --follow: the file is the writer's
+            parts.append((self.listen, "bold"))
+        elif self.live is not None:
             parts.append((f"listening {self.listen}", "bold"))
             rec = self.live.recording
             save = self.keys.get("save_session", "ctrl+s")
@@ -287,10 +289,13 @@ class H2ScopeApp(SessionActions):
                               "saves)", "dim"))
             else:
                 parts.append((f"unsaved session ({save} saves)", "dim"))
+        if self.live is not None:
             parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
             behind = self.live.behind()
             if behind >= BEHIND_SHOWN:  # the proxy is never slowed for the UI: say so
-                parts.append((f"view {behind / 1048576:.1f} MiB behind the proxy", "yellow"))
+                parts.append((f"view {behind / 1048576:.1f} MiB behind the "
+                              f"{'file' if isinstance(self.live, FileFollow) else 'proxy'}",
+                              "yellow"))
             if self.paused:
                 parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
         else:
@@ -654,7 +659,7 @@ class H2ScopeApp(SessionActions):
             await self._shutdown_live(live)
         self.exit(0)
 
-    async def _shutdown_live(self, live: ChildProxy) -> None:
+    async def _shutdown_live(self, live: ChildProxy | FileFollow) -> None:
         import asyncio
 
         await asyncio.get_running_loop().run_in_executor(None, live.stop)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ui.app import H2ScopeApp
 from ui.model.capture import CaptureFile
-from ui.model.follow import ChildProxy
+from ui.model.follow import ChildProxy, FileFollow
 from ui.model.live import LiveFeed, addresses_text
 from ui.model.session import Session
 from ui.model.table import LiveFrames
@@ -30,8 +30,34 @@ def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
                       initial_filter=initial_filter)
 
 
+def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
+               theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
+    """An app following the capture at ``path`` as another program writes it
+    (``h2scope view --follow``; raises CaptureFormatError / OSError)."""
+    from proxy.capture.reader import CaptureReader
+
+    CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
+    frames = LiveFrames()
+    feed = LiveFeed()
+    live = FileFollow(Path(path), feed=feed)
+    addresses = live.start()
+    frames.backing = live.backing
+    session = Session(frames, title=Path(path).name)
+    return H2ScopeApp(session, live=live, feed=feed, frames=frames, keys=keys,
+                      listen=f"following {addresses[0][1]}", theme_name=theme_name,
+                      initial_filter=initial_filter, confirm_quit=False)
+
+
 def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
-             theme_name: str = "auto", initial_filter: str = "") -> int:
+             theme_name: str = "auto", initial_filter: str = "", follow: bool = False) -> int:
+    if follow:
+        live_view = follow_app(path, keys=keys, theme_name=theme_name,
+                               initial_filter=initial_filter)
+        try:
+            return live_view.run() or 0
+        finally:
+            if live_view.live is not None:
+                live_view.live.stop()
     app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
     try:
         return app.run() or 0

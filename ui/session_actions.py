@@ -29,7 +29,7 @@ from ui.screens.prompt import ExportPrompt, Prompt
 
 if TYPE_CHECKING:
     from ui.model.capture import CaptureFile
-    from ui.model.follow import ChildProxy
+    from ui.model.follow import ChildProxy, FileFollow
 
 SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 """The default file name of a saved session (``time.strftime``), in the current directory."""
@@ -38,7 +38,7 @@ SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 class SessionActions(App[int]):
     """Save, record and export; the app provides the attributes below."""
 
-    live: ChildProxy | None
+    live: ChildProxy | FileFollow | None
     capture: CaptureFile | None
     message: str
     scope_conn: int | None
@@ -76,9 +76,15 @@ class SessionActions(App[int]):
     # --------------------------------------------------------------- record
 
     def action_toggle_record(self) -> None:
+        from ui.model.follow import FileFollow
+
         live = self.live
         if live is None:
             self.message = "recording applies to live capture (this is a capture already)"
+            return
+        if isinstance(live, FileFollow):
+            self.message = (f"{live.path} is recorded by the program writing it; ctrl+s "
+                            "saves a copy of what it holds so far")
             return
         if live.record_file is not None and (live.tap is None or not live.tap.active):
             self.message = (f"recording every connection to {live.record_file} (--record); "

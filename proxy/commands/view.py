@@ -15,6 +15,9 @@ examples:
       browse a capture: connections, every frame, HPACK, flow control, streams
   h2scope view session.h2c --filter 'type:HEADERS status:5xx'
       start with a filter applied (docs/filters.md)
+  h2scope run --headless -q --record live.h2c   (in one terminal), then
+  h2scope view --follow live.h2c                (in another)
+      watch a capture while it is being recorded, like tail -f
 
 Press ? inside the viewer for every key; q quits.
 """
@@ -33,6 +36,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
     p.add_argument("--filter", metavar="EXPR", default="",
                    help="filter applied when the capture opens")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep reading as the file grows (a capture still being recorded); "
+                   "the view is live, as under h2scope run")
     p.add_argument("--theme", choices=("auto", "dark", "light", "ansi"), default=None,
                    help="colour theme (default: ui.theme from the config, else auto)")
     p.set_defaults(func=run)
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return run_view(args.file, keys=keys, theme_name=args.theme or theme,
-                        initial_filter=args.filter)
+                        initial_filter=args.filter, follow=args.follow)
     except FileNotFoundError:
         raise UsageError(f"no such capture file: {args.file}") from None
     except CaptureFormatError as exc:

@@ -477,3 +477,59 @@ class ChildProxy:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             atexit.unregister(self._remove_temp)
+
+
+class FileFollow:
+    """``h2scope view --follow FILE``: a capture another process is writing (say
+    ``h2scope run --headless --record FILE``, elsewhere), followed like the
+    live session's. The app sees the same interface as :class:`ChildProxy`;
+    there is no proxy to stop or to record with."""
+
+    def __init__(self, path: Path, *, feed: LiveFeed) -> None:
+        self.path = Path(path)
+        self.feed = feed
+        self.backing: SessionCapture | None = None
+        self.follower: Follower | None = None
+        self.tap: _Recording | None = None
+        self.record_file: Path | None = None
+        self.recording: Path | None = None
+        self.error: str | None = None
+        self._switch_interval: float | None = None
+
+    def start(self) -> list[tuple[str, str]]:
+        """Open the file (raises OSError, ValueError if it is not a capture)."""
+        self.backing = SessionCapture(self.path)
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.follower = Follower(self.path, self.feed)
+        self.follower.start()
+        return [("following", str(self.path))]
+
+    def start_recording(self, path: Path) -> None:
+        raise OSError(f"{self.path} is recorded by the program writing it; ctrl+s saves "
+                      "a copy of what it holds so far")
+
+    def stop_recording(self) -> Path | None:
+        return None
+
+    def flush_recording(self) -> None:
+        """(The writer is another program: it flushes on its own schedule.)"""
+
+    def input_seen(self) -> None:
+        if self.follower is not None:
+            self.follower.hold(INPUT_HOLD)
+
+    def behind(self) -> int:
+        return self.follower.behind() if self.follower is not None else 0
+
+    def problem(self) -> str | None:
+        return self.follower.broken if self.follower is not None else None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+        if self.backing is not None:
+            self.backing.close()  # (not temporary: the file stays)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None

@@ -176,3 +176,50 @@ def test_payloads_capped_by_the_capture_are_marked_live_and_offline(tmp_path: Pa
             assert f"only the first {session.capped[data_rows[0]]} of" in text
     finally:
         capture.close()
+
+
+def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path) -> None:
+    """``h2scope view --follow FILE``: rows appear as the file grows; quitting
+    leaves the file alone; the record key explains itself."""
+    import asyncio
+
+    from ui.launch import follow_app
+
+    path = tmp_path / "growing.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    first = record_session(writer, 1).live
+    writer.flush()
+    n1 = sum(1 for _, ev in first if type(ev) is FrameObserved)
+    app = follow_app(path)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 40)) as pilot:
+            loop = asyncio.get_running_loop()
+
+            async def until(cond: Any, what: str) -> None:
+                deadline = loop.time() + 20
+                while not cond():
+                    assert loop.time() < deadline, f"timed out waiting for {what}"
+                    await pilot.pause(0.05)
+            await until(lambda: len(app.session.table) == n1, "the first connection")
+            seen["status"] = app.status.plain
+            second = record_session(writer, 2, t0=2000.0).live
+            writer.flush()
+            n2 = sum(1 for _, ev in second if type(ev) is FrameObserved)
+            await until(lambda: len(app.session.table) == n1 + n2, "the second connection")
+            seen["conns"] = sorted(app.session.conns)
+            await pilot.press("r")
+            await pilot.pause()
+            seen["record"] = app.message
+            await pilot.press("q")
+            await pilot.pause()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        writer.close()
+    assert seen["status"].startswith(f"following {path}")
+    assert seen["conns"] == [1, 2]
+    assert "is recorded by the program writing it" in seen["record"]
+    assert app.return_code == 0 and path.exists()
