@@ -34,9 +34,14 @@ def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
                theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
     """An app following the capture at ``path`` as another program writes it
     (``h2scope view --follow``; raises CaptureFormatError / OSError)."""
-    from proxy.capture.reader import CaptureReader
+    from proxy.capture.format import GZIP_MAGIC
+    from proxy.capture.reader import CaptureFormatError, CaptureReader
 
     CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
+    with open(path, "rb") as f:
+        if f.read(len(GZIP_MAGIC)) == GZIP_MAGIC:
+            raise CaptureFormatError("a gzip capture cannot be followed (it is not being "
+                                     "written any more): open it without --follow")
     frames = LiveFrames()
     feed = LiveFeed()
     live = FileFollow(Path(path), feed=feed)

@@ -26,3 +26,15 @@ def test_an_invalid_filter_is_a_usage_error(capture_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["view", str(capture_path), "--filter", "type:DATUM"]) == 2
     assert "unknown frame type 'DATUM'" in capsys.readouterr().err
+
+
+def test_following_a_gzip_capture_is_a_usage_error(capture_path: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    packed = tmp_path / "c.h2c.gz"
+    packed.write_bytes(gzip.compress(capture_path.read_bytes()))
+    assert main(["view", "--follow", str(packed)]) == 2
+    assert "a gzip capture cannot be followed" in capsys.readouterr().err
+    assert main(["view", "--follow", str(tmp_path / "nope.h2c")]) == 2
+    assert "no such capture file" in capsys.readouterr().err
