@@ -20,9 +20,8 @@ import pytest
 
 from proxy.capture.reader import CaptureReader
 from proxy.config import Config, ListenConfig, UpstreamConfig
-from tests.helpers.h2server import ServerThread
+from tests.e2e.conftest import until
 from tests.helpers.procs import require
-from tests.helpers.tls_files import make_self_signed
 from ui.app import H2ScopeApp
 from ui.launch import live_app
 from ui.model.follow import ChildProxy
@@ -35,23 +34,8 @@ def _curl(proxy_port: int, ca: Path, url: str) -> str:
     return out.stdout.decode()
 
 
-async def _until(pilot: Any, cond: Any, what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
-@pytest.fixture
-def origin(tmp_path: Path) -> Any:
-    cert = make_self_signed(tmp_path / "origin")
-    server = ServerThread(cert.cert, cert.key)
-    try:
-        yield server, cert
-    finally:
-        server.close()
 
 
 def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
@@ -74,12 +58,12 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             assert "listening regular 127.0.0.1:" in app.status.plain
             body = await loop.run_in_executor(None, _curl, port, ca, f"{url}/hello")
             assert body.startswith("hello /hello")
-            await _until(pilot, lambda: any(c.closed for c in app.session.conns.values()),
+            await until(pilot, lambda: any(c.closed for c in app.session.conns.values()),
                          "the connection to close")
             t = app.session.table
             assert any(t.type[r] == 1 for r in range(len(t)))
             # Follow sticks to the tail (the views repaint on the next due tick).
-            await _until(pilot, lambda: app.timeline.follow and app.timeline.row_count() > 0
+            await until(pilot, lambda: app.timeline.follow and app.timeline.row_count() > 0
                          and app.timeline.cursor == app.timeline.row_count() - 1,
                          "the timeline to follow to its last row")
             conn = next(iter(app.session.conns.values()))
@@ -90,7 +74,7 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             assert app.paused and "PAUSED" in (app.tick() or app.status.plain)
             before = len(t)
             await loop.run_in_executor(None, _curl, port, ca, f"{url}/paused")
-            await _until(pilot, lambda: app.skipped > 0, "batches skipped while paused")
+            await until(pilot, lambda: app.skipped > 0, "batches skipped while paused")
             assert len(app.session.table) == before
             await pilot.press("space")
             assert not app.paused
@@ -100,20 +84,20 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             await pilot.pause()
             app.screen.query_one("#prompt-input").value = str(recording)  # type: ignore[attr-defined]
             await pilot.press("enter")
-            await _until(pilot, lambda: app.live is not None and app.live.recording is not None,
+            await until(pilot, lambda: app.live is not None and app.live.recording is not None,
                          "recording to start")
             await loop.run_in_executor(None, _curl, port, ca, f"{url}/recorded")
-            await _until(pilot, lambda: sum(1 for c in app.session.conns.values()
+            await until(pilot, lambda: sum(1 for c in app.session.conns.values()
                                             if c.closed) >= 3, "the third connection")
             await pilot.press("x")
             await pilot.pause()
             app.screen.query_one("#export-path").value = str(har)  # type: ignore[attr-defined]
             await pilot.press("enter")
-            await _until(pilot, lambda: "exported" in app.message or "failed" in app.message,
+            await until(pilot, lambda: "exported" in app.message or "failed" in app.message,
                          "the export")
             assert "exported har" in app.message
             await pilot.press("r")  # stop recording
-            await _until(pilot, lambda: "recording stopped" in app.message, "recording stop")
+            await until(pilot, lambda: "recording stopped" in app.message, "recording stop")
             # The session itself was never saved: the first q says what would go.
             unsaved = app.unsaved_frames()
             assert unsaved == len(app.session.table) > 0

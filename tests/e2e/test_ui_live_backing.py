@@ -32,9 +32,8 @@ from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
 from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig
 from proxy.observe.enums import type_name
-from tests.helpers.h2server import ServerThread
+from tests.e2e.conftest import until
 from tests.helpers.procs import free_port, require, wait_for_port
-from tests.helpers.tls_files import make_self_signed
 from ui.app import H2ScopeApp
 from ui.launch import live_app
 from ui.model.body import reassemble
@@ -60,23 +59,8 @@ def _post(proxy_port: int, ca: Path, url: str, body: Path) -> bytes:
     return out.stdout
 
 
-async def _until(pilot: Any, cond: Any, what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
-@pytest.fixture
-def origin(tmp_path: Path) -> Any:
-    cert = make_self_signed(tmp_path / "origin")
-    server = ServerThread(cert.cert, cert.key)
-    try:
-        yield server, cert
-    finally:
-        server.close()
 
 
 def _start(config: Config) -> tuple[H2ScopeApp, int, Path]:
@@ -120,7 +104,7 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
             for tag, reply in zip(uploads, replies, strict=True):
                 assert reply == f"hello /{tag}\n".encode() + uploads[tag]
             s = app.session
-            await _until(pilot, lambda: sum(1 for c in s.conns.values() if c.closed) >= 2,
+            await until(pilot, lambda: sum(1 for c in s.conns.values() if c.closed) >= 2,
                          "both connections to close")
             t = s.table
             frames = app.live_frames
@@ -140,7 +124,7 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
                 assert resp.raw == f"hello /{tag}\n".encode() + uploads[tag]
             # The hex tab of an old DATA frame, picked with "g" like a user would.
             row = next(r for r in data_rows if t.direction[r] == 1)
-            await _until(pilot, lambda: app.timeline.cursor == len(t) - 1,
+            await until(pilot, lambda: app.timeline.cursor == len(t) - 1,
                          "the timeline to follow to its last row (repaints are paced)")
             await pilot.press("g")
             await pilot.pause()
@@ -179,7 +163,7 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
             assert re.fullmatch(r"h2scope-\d{8}-\d{6}\.h2scope", default), default
             seen["saved"] = tmp_path / default
             await pilot.press("enter")
-            await _until(pilot, lambda: "saved the session" in app.message
+            await until(pilot, lambda: "saved the session" in app.message
                          or "cannot save" in app.message, "the save")
             assert str(seen["saved"]) in app.message
             app.tick()
@@ -234,7 +218,7 @@ def test_record_file_backs_the_session_instead_of_a_temporary_capture(
             assert f"● REC {rec}" in app.status.plain
             await loop.run_in_executor(None, _post, port, ca, f"{url}/gamma", body)
             s = app.session
-            await _until(pilot, lambda: any(c.closed for c in s.conns.values()),
+            await until(pilot, lambda: any(c.closed for c in s.conns.values()),
                          "the connection to close")
             st = next(iter(s.conns.values())).streams[1]
             assert reassemble(s, st, 0).raw == body.read_bytes()

@@ -33,6 +33,19 @@ def _frames(events: list[Any]) -> list[tuple[int, bytes]]:
     return [(int(ev.direction), ev.frame.raw) for ev in events if type(ev) is FrameObserved]
 
 
+def _followed(path: Path) -> tuple[Session, tuple[int, int]]:
+    """A session filled by following the whole file once, and ingest's counts."""
+    feed = LiveFeed()
+    follower = Follower(path, feed)
+    try:
+        follower.poll()
+    finally:
+        follower.stop()
+    frames = LiveFrames()
+    session = Session(frames)
+    return session, ingest(session, frames, feed)
+
+
 def _drain(feed: LiveFeed) -> list[Any]:
     out: list[Any] = []
     while feed.batches:
@@ -82,15 +95,7 @@ def test_a_capture_read_as_it_grows_gives_the_live_observers_frames(tmp_path: Pa
 def test_what_it_reads_fills_the_session_like_live_traffic(tmp_path: Path) -> None:
     path = tmp_path / "c.h2scope"
     live = _capture(path)
-    feed = LiveFeed()
-    follower = Follower(path, feed)
-    try:
-        follower.poll()
-    finally:
-        follower.stop()
-    frames = LiveFrames()
-    session = Session(frames)
-    added, skipped = ingest(session, frames, feed)
+    session, (added, skipped) = _followed(path)
     n = sum(1 for _, ev in live if type(ev) is FrameObserved)
     assert (added, skipped) == (n, 0)
     c = session.conns[1]
@@ -143,16 +148,7 @@ def test_payloads_capped_by_the_capture_are_marked_live_and_offline(tmp_path: Pa
     with CaptureWriter(path, autoflush=False, max_data_bytes=5) as writer:
         live = record_session(writer, 1).live
     full = {ev.seq: ev.frame for c, ev in live if type(ev) is FrameObserved}
-
-    feed = LiveFeed()
-    follower = Follower(path, feed)
-    try:
-        follower.poll()
-    finally:
-        follower.stop()
-    frames = LiveFrames()
-    followed = Session(frames)
-    ingest(followed, frames, feed)
+    followed, _ = _followed(path)
 
     capture = CaptureFile(path)
     viewed = Session(capture)
