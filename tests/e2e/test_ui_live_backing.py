@@ -59,10 +59,6 @@ def _post(proxy_port: int, ca: Path, url: str, body: Path) -> bytes:
     return out.stdout
 
 
-
-
-
-
 def _start(config: Config) -> tuple[H2ScopeApp, int, Path]:
     app = live_app(config)
     assert isinstance(app.live, ChildProxy) and app.live.ca_cert_path is not None

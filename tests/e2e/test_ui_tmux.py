@@ -14,10 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers.procs import require
+from tests.helpers.procs import free_port, require
 from tests.unit.ui.traffic import record
 
 
@@ -103,3 +104,75 @@ def test_view_in_a_real_terminal_shows_frames_filters_and_quits(
     while not status.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert status.read_text().strip() == "exited 0"
+
+
+def test_run_with_the_ui_in_a_real_terminal_shows_live_traffic_and_cleans_up(
+        tmp_path: Path, origin: Any) -> None:
+    """``h2scope run`` as a user starts it: the UI in a pty, the proxy its child
+    process. curl's exchange shows up; q asks once (unsaved frames), q again
+    quits; the child is gone and the private capture with it."""
+    tmux = require("tmux")
+    server, cert = origin
+    port = free_port()
+    home = tmp_path / "home"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    t = Tmux(tmux, f"h2scope-test-{uuid.uuid4().hex[:8]}")
+    status = tmp_path / "exit-status"
+    env = {**os.environ, "H2SCOPE_HOME": str(home), "TERM": "xterm-256color",
+           "TMPDIR": str(temp)}
+    command = (f"{sys.executable} -m proxy run -p {port} --upstream-ca {cert.cert}; "
+               f"echo exited $? > {status}; sleep 30")
+    subprocess.run([tmux, "-L", t.socket, "new-session", "-d", "-s", "ui", "-x", "160",
+                    "-y", "48", command], env=env, cwd=Path(__file__).resolve().parents[2],
+                   check=True, timeout=20)
+    try:
+        t.wait_for(lambda s: f"listening regular 127.0.0.1:{port}" in s, "the proxy to listen")
+        ui = [p for p in _processes() if f"run\0-p\0{port}\0".encode() in _cmdline(p)]
+        assert len(ui) == 1, "one UI process"
+        children = [p for p in _processes() if _parent(p) == int(ui[0].name)]
+        assert len(children) == 1 and b"proxy.child" in _cmdline(children[0]), \
+            "the UI runs the proxy as its one child process"
+        out = subprocess.run([require("curl"), "-sS", "--http2", "--cacert",
+                              str(home / "h2scope-ca-cert.pem"), "-x",
+                              f"http://127.0.0.1:{port}", f"https://localhost:{server.port}/tty"],
+                             capture_output=True, timeout=30, check=True)
+        assert out.stdout.startswith(b"hello /tty")
+        screen = t.wait_for(lambda s: "GET localhost:" in s and ":status 200" in s
+                            and "1 connection" in s, "curl's exchange on the timeline")
+        assert f"localhost:{server.port}" in screen and "TLSv1.3 h2" in screen
+        assert len(list(temp.glob("h2scope-*/session.h2scope"))) == 1
+
+        t.keys("q")
+        t.wait_for(lambda s: "q again to quit" in s, "the question about unsaved frames")
+        t.keys("q")
+        deadline = time.monotonic() + 30
+        while not status.exists():
+            assert time.monotonic() < deadline, "h2scope did not quit"
+            time.sleep(0.1)
+        assert status.read_text().strip() == "exited 0"
+        assert not children[0].exists(), "the proxy's process outlived the UI"
+        assert not list(temp.glob("h2scope-*")), "the private capture was left behind"
+    finally:
+        subprocess.run([tmux, "-L", t.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+def _processes() -> list[Path]:
+    return [p for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _parent(proc: Path) -> int:
+    try:
+        for line in (proc / "status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
