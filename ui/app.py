@@ -351,6 +351,9 @@ class H2ScopeApp(SessionActions):
         if event.data_table is not pane or not pane.has_focus:
             return
         conn = pane.selected_conn()
+        info = self.session.conns.get(conn) if conn is not None else None
+        if info is not None and info.note:
+            self.say(f"#{conn} {info.state}: {info.note}")  # the row's note, whole
         if conn != self.scope_conn or self.scope_stream is not None:
             self.scope_conn, self.scope_stream = conn, None
             self.lanes.set_scope(conn)
@@ -418,6 +421,15 @@ class H2ScopeApp(SessionActions):
         self.detail.show(self.timeline.selected_row)
 
     # --------------------------------------------------------------- actions
+
+    def action_focus_connections(self) -> None:
+        """The connections pane takes the arrows: moving its cursor scopes the views
+        and says what went wrong with the connection, if anything did."""
+        pane = self.main.query_one(ConnectionsPane)
+        pane.focus()
+        c = self.session.conns.get(pane.selected_conn() or -1)
+        if c is not None and c.note:
+            self.say(f"#{c.conn_id} {c.state}: {c.note}")
 
     def action_focus_filter(self) -> None:
         self.main.query_one("#filter", Input).focus()

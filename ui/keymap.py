@@ -43,6 +43,7 @@ KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("export", "x", "export", "Export", True),
     ("save_session", "ctrl+s", "save_session", "Save session", True),
     ("focus_next", "tab", "focus_next", "Next pane", False),
+    ("connections", "c", "focus_connections", "Connections pane", False),
 )
 
 

@@ -25,7 +25,7 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
 from ui.model import heap
 from ui.model.hpack_replay import EVERY
-from ui.model.session import Session
+from ui.model.session import Session, recorded_errors
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
@@ -195,4 +195,5 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
         info = rec.json()
         reason = info.get("reason") or info.get("error") or ""
         by = info.get("closed_by")
+        session.conn(conn).errors.extend(recorded_errors(info))
         session.closed(conn, f"by {by}: {reason}" if by else str(reason))

@@ -164,6 +164,7 @@ class ConnInfo:
     findings: int = 0
     conn_findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    """What the proxy could not do for it (``stage: message (hint)``)."""
     first_t: float | None = None
     last_t: float = 0.0
     settings_pending: tuple[list[tuple[tuple[int, int], ...]], ...] = field(
@@ -228,7 +229,16 @@ class ConnInfo:
 
     @property
     def state(self) -> str:
+        if self.errors:
+            return "failed" if self.closed is not None else "error"
         return "closed" if self.closed is not None else "open"
+
+    @property
+    def note(self) -> str:
+        """What went wrong (the proxy's errors, with what to do), else why it closed."""
+        if self.errors:
+            return "; ".join(self.errors)
+        return self.closed or ""
 
     def stream(self, sid: int) -> StreamInfo:
         s = self.streams.get(sid)

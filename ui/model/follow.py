@@ -47,7 +47,7 @@ from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from ui.model.backing import TEMP_NAME, SessionCapture
 from ui.model.live import LiveFeed
-from ui.model.session import RecordedCap, RecordedClose, RecordedConnection
+from ui.model.session import RecordedCap, RecordedClose, RecordedConnection, recorded_errors
 
 _HDR = RECORD_HEADER_SIZE
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
@@ -208,9 +208,7 @@ class Follower:
             info = rec.json()
             reason = str(info.get("reason") or info.get("error") or "closed")
             by = info.get("closed_by")
-            errors = tuple(f"{e.get('stage')}: {e.get('message')}"
-                           for e in info.get("errors", ()) if isinstance(e, dict))
-            events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=errors,
+            events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),
                                         reason=f"by {by}: {reason}" if by else reason))
 
     def _put(self, batches: list[Batch]) -> None:

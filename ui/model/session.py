@@ -76,6 +76,18 @@ class RecordedClose(ConnectionEvent):
     errors: tuple[str, ...] = ()
 
 
+def error_text(stage: object, message: object, hint: object = None) -> str:
+    """One of the proxy's errors for a connection, as the UI shows it."""
+    text = f"{stage}: {message}"
+    return f"{text} ({hint})" if hint else text
+
+
+def recorded_errors(close_info: dict[str, Any]) -> tuple[str, ...]:
+    """The errors a CLOSE record's details hold (the recorder's ``errors`` list)."""
+    return tuple(error_text(e.get("stage"), e.get("message"), e.get("hint"))
+                 for e in close_info.get("errors", ()) if isinstance(e, dict))
+
+
 _DATA, _HEADERS, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 5, 8, 9
 _NOT_OPEN = frozenset({"idle", "reserved", "closed"})
 """Stream states (StreamState values) that do not count as open streams."""
@@ -152,7 +164,7 @@ class Session:
                 meta["protocol"] = ev.protocol
                 meta["target"] = ev.target
             case ProxyErrorRaised():
-                c.errors.append(f"{ev.stage}: {ev.message}")
+                c.errors.append(error_text(ev.stage, ev.message, ev.hint))
             case ConnectionClosed():
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
             case RecordedConnection():

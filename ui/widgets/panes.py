@@ -32,14 +32,19 @@ def _n(x: int) -> str:
 def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
     total = len(c.streams)
     findings = Text(str(c.findings), style="bold red") if c.findings else Text("0")
+    state: str | Text = Text(c.state, style="bold red") if c.errors else c.state
+    note = c.note
     return (f"#{c.conn_id}", c.client, c.target, str(c.meta.get("mode", "-")), c.protocol,
-            c.tls("client"), c.tls("server"), c.state,
+            c.tls("client"), c.tls("server"), state,
             f"{_n(c.frames[0])}/{_n(c.frames[1])}", f"{_n(c.bytes[0])}/{_n(c.bytes[1])}",
-            f"{c.open_streams}/{total}", findings)
+            f"{c.open_streams}/{total}", findings,
+            note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…")
 
 
+NOTE_WIDTH = 90
+"""Characters of a connection's note in its row (highlighting the row shows it whole)."""
 COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client leg", "TLS server leg",
-           "state", "frames →/←", "bytes →/←", "streams open/total", "findings")
+           "state", "frames →/←", "bytes →/←", "streams open/total", "findings", "note")
 
 
 class ConnectionsPane(DataTable[str | Text]):

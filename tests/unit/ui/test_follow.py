@@ -219,3 +219,34 @@ def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path
     assert seen["conns"] == [1, 2]
     assert "is recorded by the program writing it" in seen["record"]
     assert app.return_code == 0 and path.exists()
+
+
+def test_a_connection_the_proxy_failed_shows_why_live_and_offline(tmp_path: Path) -> None:
+    """A client that rejected h2scope's certificate: the recorder keeps the proxy's
+    error (with its hint) in the CLOSE record; both readers show it in the row."""
+    from ui.widgets.panes import COLUMNS, conn_cells
+
+    path = tmp_path / "failed.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        writer.connection(7, {"client": {"ip": "127.0.0.1", "port": 50000}, "mode": "regular",
+                              "target": "example.test:443"}, t=1.0)
+        writer.close_connection(7, t=1.1, closed_by="proxy", details={
+            "reason": "TLS handshake with the client failed",
+            "errors": [{"stage": "client-tls", "message": "the client rejected h2scope's "
+                        "certificate (TLSV1_ALERT_UNKNOWN_CA)",
+                        "hint": "run `h2scope ca install-hints`"}]})
+    followed, _ = _followed(path)
+    capture = CaptureFile(path)
+    viewed = Session(capture)
+    try:
+        load(viewed, capture)
+    finally:
+        capture.close()
+    for session in (followed, viewed):
+        c = session.conns[7]
+        assert c.state == "failed"
+        assert c.note == ("client-tls: the client rejected h2scope's certificate "
+                          "(TLSV1_ALERT_UNKNOWN_CA) (run `h2scope ca install-hints`)")
+        cells = dict(zip(COLUMNS, conn_cells(c), strict=True))
+        assert str(cells["state"]) == "failed"
+        assert str(cells["note"]).startswith("client-tls: the client rejected")
