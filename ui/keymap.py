@@ -39,6 +39,7 @@ KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("flow_control", "w", "state('flow')", "Flow control", True),
     ("settings", "e", "state('settings')", "Settings", False),
     ("priority", "p", "state('priority')", "Priority", False),
+    ("connection_info", "i", "state('connection')", "Connection and TLS", False),
     ("record", "r", "toggle_record", "Record", True),
     ("export", "x", "export", "Export", True),
     ("save_session", "ctrl+s", "save_session", "Save session", True),

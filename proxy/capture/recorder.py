@@ -210,6 +210,8 @@ class CaptureRecorder:
                     leg["certificate"] = {"subject": ev.cert.subject, "issuer": ev.cert.issuer,
                                           "sans": list(ev.cert.sans),
                                           "not_after": ev.cert.not_after}
+                if ev.client_hello is not None:
+                    leg["client_hello"] = ev.client_hello.as_json()
                 meta["client_tls" if ev.leg is Leg.CLIENT else "server_tls"] = leg
                 if ev.leg is Leg.CLIENT and ev.sni:
                     meta["sni"] = ev.sni

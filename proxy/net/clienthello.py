@@ -79,12 +79,28 @@ _CIPHER_NAMES = {
     0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
     0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
     0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+    0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+    0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+    0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
     0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
     0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
 }
 
 _GROUP_NAMES = {23: "secp256r1", 24: "secp384r1", 25: "secp521r1", 29: "x25519", 30: "x448",
-                256: "ffdhe2048", 257: "ffdhe3072", 4588: "X25519MLKEM768",
+                256: "ffdhe2048", 257: "ffdhe3072", 258: "ffdhe4096", 259: "ffdhe6144",
+                260: "ffdhe8192", 4588: "X25519MLKEM768",
                 25497: "X25519Kyber768Draft00"}
 
 
@@ -113,6 +129,27 @@ def group_name(value: int) -> str:
     if is_grease(value):
         return f"GREASE(0x{value:04x})"
     return _GROUP_NAMES.get(value, f"0x{value:04x}")
+
+
+_SIGNATURE_NAMES = {
+    0x0201: "rsa_pkcs1_sha1", 0x0203: "ecdsa_sha1",
+    0x0401: "rsa_pkcs1_sha256", 0x0501: "rsa_pkcs1_sha384", 0x0601: "rsa_pkcs1_sha512",
+    0x0403: "ecdsa_secp256r1_sha256", 0x0503: "ecdsa_secp384r1_sha384",
+    0x0603: "ecdsa_secp521r1_sha512",
+    0x0804: "rsa_pss_rsae_sha256", 0x0805: "rsa_pss_rsae_sha384", 0x0806: "rsa_pss_rsae_sha512",
+    0x0807: "ed25519", 0x0808: "ed448",
+    0x0809: "rsa_pss_pss_sha256", 0x080A: "rsa_pss_pss_sha384", 0x080B: "rsa_pss_pss_sha512",
+    # TLS 1.2's hash/signature pairs that have no TLS 1.3 name (RFC 5246 §7.4.1.4.1)
+    0x0202: "dsa_sha1", 0x0301: "rsa_sha224", 0x0302: "dsa_sha224", 0x0303: "ecdsa_sha224",
+    0x0402: "dsa_sha256", 0x0502: "dsa_sha384", 0x0602: "dsa_sha512",
+}
+"""RFC 8446 §4.2.3 SignatureScheme names."""
+
+
+def signature_name(value: int) -> str:
+    if is_grease(value):
+        return f"GREASE(0x{value:04x})"
+    return _SIGNATURE_NAMES.get(value, f"0x{value:04x}")
 
 
 def extension_name(value: int) -> str:
@@ -172,6 +209,23 @@ class ClientHello:
         """True if the client sends GREASE values (Chromium does, OpenSSL does not)."""
         return any(is_grease(v) for v in self.cipher_suites) or any(
             is_grease(e.type) for e in self.extensions)
+
+    def as_json(self) -> dict[str, object]:
+        """What a capture keeps of it (``client_tls.client_hello``): every list in the
+        client's order with names resolved, GREASE values marked as such."""
+        return {
+            "legacy_version": version_name(self.legacy_version),
+            "versions": [version_name(v) for v in self.supported_versions],
+            "cipher_suites": [cipher_name(c) for c in self.cipher_suites],
+            "extensions": [e.name for e in self.extensions],
+            "supported_groups": [group_name(g) for g in self.supported_groups],
+            "key_share_groups": [group_name(g) for g in self.key_share_groups],
+            "signature_algorithms": [signature_name(a) for a in self.signature_algorithms],
+            "alpn": list(self.alpn),
+            "sni": self.sni,
+            "grease": self.grease,
+            "length": self.length,
+        }
 
     def summary(self) -> str:
         """One line: ``sni=example.com alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ...``."""

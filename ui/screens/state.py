@@ -1,4 +1,5 @@
-"""A connection's state over time: HPACK tables, flow control, settings, priority.
+"""A connection's state over time: HPACK tables, flow control, settings, priority,
+and the connection itself (TLS on both legs, the ClientHello as offered).
 
 Textual has no plot widget; the plots here are character charts drawn with
 the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font has.
@@ -204,14 +205,85 @@ def priority_text(conn: ConnInfo) -> Text:
     return out
 
 
+def _wrapped(out: Text, label: str, items: Sequence[object], width: int = 96) -> None:
+    """``label  a, b, c`` with the items wrapped under each other (GREASE dimmed)."""
+    pad = " " * 30
+    out.append(f"    {label:<26}")
+    if not items:
+        out.append("-\n")
+        return
+    used = 30
+    for i, item in enumerate(items):
+        text = str(item) + (", " if i < len(items) - 1 else "")
+        if used + len(text) > width and used > 30:
+            out.append("\n" + pad)
+            used = 30
+        out.append(text, "dim" if text.startswith("GREASE") else "")
+        used += len(text)
+    out.append("\n")
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
+    out.append(f"\n{title}\n", "bold")
+    if not info:
+        out.append("  no TLS on this leg (or the handshake did not complete)\n", "dim")
+        return
+    out.append(f"  TLS       {info.get('version') or '?'}  {info.get('cipher') or '?'}\n")
+    out.append(f"  SNI       {info.get('sni') or '-'}\n")
+    offered = ", ".join(str(a) for a in _list(info.get("alpn_offered"))) or "-"
+    out.append(f"  ALPN      offered {offered} → {info.get('alpn') or 'none chosen'}\n")
+    cert = info.get("certificate")
+    if isinstance(cert, dict):
+        out.append(f"  certificate  {cert.get('subject')}\n")
+        out.append(f"               issued by {cert.get('issuer')}, valid until "
+                   f"{cert.get('not_after')}\n")
+        sans = _list(cert.get("sans"))
+        if sans:
+            out.append(f"               for {', '.join(str(n) for n in sans)}\n")
+    hello = info.get("client_hello")
+    if isinstance(hello, dict):
+        grease = "  (sends GREASE values, RFC 8701)" if hello.get("grease") else ""
+        out.append(f"  ClientHello  {hello.get('length')} bytes, legacy_version "
+                   f"{hello.get('legacy_version')}{grease}\n")
+        for label, key in (("versions", "versions"), ("cipher suites", "cipher_suites"),
+                           ("extensions", "extensions"), ("groups", "supported_groups"),
+                           ("key shares", "key_share_groups"),
+                           ("signature algorithms", "signature_algorithms")):
+            items = _list(hello.get(key))
+            _wrapped(out, f"{label} ({len(items)})", items)
+
+
+def connection_text(conn: ConnInfo) -> Text:
+    """The connection tab: who, where, how (TLS on both legs, the client's
+    ClientHello as offered), and how it ended."""
+    meta = conn.meta
+    out = Text()
+    out.append(f"connection #{conn.conn_id}  {conn.client} → {conn.target}\n", "bold")
+    via = f" via {meta['via']}" if meta.get("via") else ""
+    out.append(f"  mode      {meta.get('mode', '-')}{via}, {conn.protocol}\n")
+    out.append(f"  frames    {conn.frames[0]} → / {conn.frames[1]} ←, bytes "
+               f"{conn.bytes[0]} → / {conn.bytes[1]} ←, streams {len(conn.streams)}\n")
+    out.append(f"  state     {conn.state}" + (f": {conn.closed}" if conn.closed else "") + "\n")
+    for error in conn.errors:
+        out.append(f"  error     {error}\n", "bold red")
+    _leg(out, "client leg (the client and h2scope)", meta.get("client_tls"))
+    _leg(out, "server leg (h2scope and the server)", meta.get("server_tls"))
+    return out
+
+
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
-          "priority": "Priority"}
+          "priority": "Priority", "connection": "Connection"}
 STATE_TABS = tuple(TITLES)
 _TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache], Text]] = {
     "hpack": lambda c, s, cache: hpack_text(c, s.block_bytes, cache),
     "flow": lambda c, s, cache: flow_text(c, cache),
     "settings": lambda c, s, _: settings_text(c),
     "priority": lambda c, s, _: priority_text(c),
+    "connection": lambda c, s, _: connection_text(c),
 }
 
 
@@ -224,6 +296,7 @@ class StateScreen(ModalScreen[None]):
         Binding("w", "tab('flow')", "Flow control"),
         Binding("e", "tab('settings')", "Settings"),
         Binding("p", "tab('priority')", "Priority"),
+        Binding("i", "tab('connection')", "Connection"),
     ]
 
     def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack") -> None:

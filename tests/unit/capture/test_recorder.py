@@ -21,10 +21,12 @@ from proxy.events import (
     RelayStarted,
     TlsEstablished,
 )
+from proxy.net.clienthello import parse_client_hello
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
 from tests.unit.capture.traffic import Session, record_session
+from tests.unit.net.test_clienthello import python_client_hello
 
 
 def _chunks(tmp_path: Path) -> list[tuple[Direction, bytes]]:
@@ -43,7 +45,9 @@ def _batches(chunks: list[tuple[Direction, bytes]], cut_last: int = 0,
                          target=None),
         TlsEstablished(conn_id=cid, t=t, leg=Leg.CLIENT, version="TLSv1.3",
                        cipher="TLS_AES_256_GCM_SHA384", alpn_offered=("h2", "http/1.1"),
-                       alpn="h2", sni="example.test", cert=None),
+                       alpn="h2", sni="example.test", cert=None,
+                       client_hello=parse_client_hello(
+                           python_client_hello("example.test", ["h2", "http/1.1"]))),
         TlsEstablished(conn_id=cid, t=t, leg=Leg.SERVER, version="TLSv1.3",
                        cipher="TLS_AES_256_GCM_SHA384", alpn_offered=("h2", "http/1.1"),
                        alpn="h2", sni="example.test",
@@ -90,6 +94,10 @@ def test_recorded_batches_replay_to_the_live_events(tmp_path: Path) -> None:
     assert meta["client"] == {"ip": "127.0.0.1", "port": 40001}
     assert meta["server"] == {"host": "example.test", "port": 443}
     assert meta["client_tls"]["alpn_offered"] == ["h2", "http/1.1"]
+    hello = meta["client_tls"]["client_hello"]  # what the client offered, for display
+    assert hello["sni"] == "example.test" and "TLS_AES_256_GCM_SHA384" in hello["cipher_suites"]
+    assert "supported_versions" in hello["extensions"] and "server_tls" in meta
+    assert "client_hello" not in meta["server_tls"]
     assert meta["server_tls"]["certificate"]["subject"] == "CN=example.test"
     assert meta["sni"] == "example.test" and meta["protocol"] == "h2"
     closes = [r.json() for r in records if r.type == RecordType.CLOSE]

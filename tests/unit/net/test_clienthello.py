@@ -131,3 +131,20 @@ def test_grease_values_are_recognised() -> None:
     assert not is_grease(0x0A1A) and not is_grease(0x1301)
     assert extension_name(0) == "server_name"
     assert extension_name(0xBABA) == "GREASE(0xbaba)"
+
+
+def test_a_hello_as_a_capture_keeps_it_names_everything_in_order() -> None:
+    hello = parse_client_hello(fixture("clienthello-chromium-156.hex"))
+    assert hello is not None
+    kept = hello.as_json()
+    assert kept["sni"] == "localhost" and kept["alpn"] == ["h2", "http/1.1"]
+    assert kept["grease"] is True and kept["length"] == hello.length
+    ciphers = kept["cipher_suites"]
+    assert isinstance(ciphers, list) and len(ciphers) == len(hello.cipher_suites)
+    assert ciphers[0].startswith("GREASE(0x") and "TLS_AES_128_GCM_SHA256" in ciphers
+    assert kept["extensions"] == [e.name for e in hello.extensions]
+    assert "TLS 1.3" in kept["versions"]  # type: ignore[operator]
+    assert "x25519" in kept["supported_groups"]  # type: ignore[operator]
+    assert "ecdsa_secp256r1_sha256" in kept["signature_algorithms"]  # type: ignore[operator]
+    import json
+    assert json.loads(json.dumps(kept)) == kept  # what the capture's JSON holds
