@@ -159,6 +159,9 @@ class ProxyErrorRaised(ConnectionEvent):
     message: str
     hint: str | None = None
     """What the user can do about it, if anything."""
+    client_hello: ClientHello | None = None
+    """For a client handshake that failed (``client-tls``): what the client offered —
+    which client it was, when it rejects h2scope's certificate."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

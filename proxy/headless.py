@@ -157,7 +157,8 @@ def connection_line(ev: ConnectionEvent) -> str | None:
                     f"{_bytes(ev.body_size)}, {ev.duration * 1000:.1f} ms){cut}")
         case ProxyErrorRaised():
             hint = f" — hint: {ev.hint}" if ev.hint else ""
-            return f"! {ev.stage}: {ev.message}{hint}"
+            hello = f" (hello: {ev.client_hello.summary()})" if ev.client_hello else ""
+            return f"! {ev.stage}: {ev.message}{hint}{hello}"
         case ConnectionClosed():
             err = f" [{ev.error}]" if ev.error else ""
             counts = (f" (→ {_bytes(ev.bytes_c2s)}, ← {_bytes(ev.bytes_s2c)})"

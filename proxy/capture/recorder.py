@@ -221,6 +221,8 @@ class CaptureRecorder:
                 self._ensure_written(batch.conn_id, conn, ev.t)
             case ProxyErrorRaised():
                 conn.errors.append({"stage": ev.stage, "message": ev.message, "hint": ev.hint})
+                if ev.client_hello is not None:  # a failed handshake: who it was
+                    meta.setdefault("client_tls", {})["client_hello"] = ev.client_hello.as_json()
             case Http1MessageObserved():
                 self._ensure_written(batch.conn_id, conn, ev.t)
                 head = "\r\n".join([ev.start_line, *(f"{n}: {v}" for n, v in ev.headers)])

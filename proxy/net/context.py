@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from certs.store import CertStore
 from proxy.events import (
@@ -34,6 +34,9 @@ from proxy.events import (
 from proxy.net.modes import Mode
 from proxy.net.streams import Stream
 from proxy.observe.enums import Direction
+
+if TYPE_CHECKING:
+    from proxy.net.clienthello import ClientHello
 
 log = logging.getLogger("h2scope.proxy")
 
@@ -198,13 +201,14 @@ class Conn:
                                          reason=reason, error=error, bytes_c2s=bytes_c2s,
                                          bytes_s2c=bytes_s2c))
 
-    async def error(self, stage: str, message: str, hint: str | None = None) -> None:
+    async def error(self, stage: str, message: str, hint: str | None = None, *,
+                    client_hello: ClientHello | None = None) -> None:
         """Publish a ProxyErrorRaised and log it with the connection id."""
         self.errored = True
         self.last_error = message
         log.info("[conn %d] %s: %s%s", self.id, stage, message, f" ({hint})" if hint else "")
         await self.emit(ProxyErrorRaised(conn_id=self.id, t=time.time(), stage=stage,
-                                         message=message, hint=hint))
+                                         message=message, hint=hint, client_hello=client_hello))
 
     async def publish_chunk(self, direction: Direction, data: bytes, t: float,
                             events: Sequence[ProxyEvent], protocol: str) -> None:

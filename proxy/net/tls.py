@@ -156,10 +156,10 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
     except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
         if client_rejected_cert(exc):
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
-                             f"{leaf_host} ({_tls_error(exc)})", CA_HINT)
+                             f"{leaf_host} ({_tls_error(exc)})", CA_HINT, client_hello=hello)
         else:
             await conn.error("client-tls", f"TLS handshake with the client failed: "
-                             f"{_tls_error(exc)}")
+                             f"{_tls_error(exc)}", client_hello=hello)
         raise InterceptFailed(_tls_error(exc)) from exc
     leaf = conn.state.certs.leaf(leaf_host, extra_sans)
     await conn.emit(_summary(tls, Leg.CLIENT, conn, hello.alpn if hello else (),

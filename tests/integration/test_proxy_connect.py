@@ -5,7 +5,12 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from proxy.capture.format import RecordType
+from proxy.capture.reader import CaptureReader
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
 from proxy.events import (
+    Batch,
     ConnectionClosed,
     Leg,
     ProxyErrorRaised,
@@ -153,7 +158,7 @@ def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Pa
 
 
 def test_client_rejecting_the_h2scope_ca_is_reported_with_a_hint(
-        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+        proxy: ProxyThread, h2_origin: ServerThread, tmp_path: Path) -> None:
     exe = procs.require("curl")
     result = procs.run([exe, "-sS", "-x", proxy.url, "--http2",
                         f"https://localhost:{h2_origin.port}/"])
@@ -162,6 +167,18 @@ def test_client_rejecting_the_h2scope_ca_is_reported_with_a_hint(
                                      if e.stage == "client-tls"], what="client-tls error")
     assert "rejected h2scope's certificate" in errors[0].message
     assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
+    hello = errors[0].client_hello  # which client it was, and what it offered
+    assert hello is not None and hello.sni == "localhost" and "h2" in hello.alpn
+    # ... which the capture keeps for the UI (the recorder folds it into client_tls)
+    closed = next(e for e in proxy.wait_closed() if e.conn_id == errors[0].conn_id)
+    path = tmp_path / "c.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        recorder = CaptureRecorder(writer)
+        for ev in (errors[0], closed):
+            recorder.consume(Batch(conn_id=ev.conn_id, t=ev.t, events=(ev,)))
+    with CaptureReader(path) as reader:
+        meta = next(r for r in reader.records() if r.type == RecordType.CONNECTION).json()
+    assert meta["client_tls"]["client_hello"]["sni"] == "localhost"
 
 
 def test_unreachable_connect_target_gets_502(proxy: ProxyThread) -> None:

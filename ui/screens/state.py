@@ -232,10 +232,17 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
     if not info:
         out.append("  no TLS on this leg (or the handshake did not complete)\n", "dim")
         return
-    out.append(f"  TLS       {info.get('version') or '?'}  {info.get('cipher') or '?'}\n")
-    out.append(f"  SNI       {info.get('sni') or '-'}\n")
-    offered = ", ".join(str(a) for a in _list(info.get("alpn_offered"))) or "-"
-    out.append(f"  ALPN      offered {offered} → {info.get('alpn') or 'none chosen'}\n")
+    if info.get("version"):
+        out.append(f"  TLS       {info.get('version')}  {info.get('cipher') or '?'}\n")
+    else:
+        out.append("  TLS       the handshake did not complete (see the error above)\n",
+                   "bold red")
+    hello = info.get("client_hello")
+    said = hello if isinstance(hello, dict) else {}  # a failed handshake: what it offered
+    out.append(f"  SNI       {info.get('sni') or said.get('sni') or '-'}\n")
+    offered = ", ".join(str(a) for a in _list(info.get("alpn_offered") or said.get("alpn")))
+    chosen = (info.get("alpn") or "none chosen") if info.get("version") else "—"
+    out.append(f"  ALPN      offered {offered or '-'} → {chosen}\n")
     cert = info.get("certificate")
     if isinstance(cert, dict):
         out.append(f"  certificate  {cert.get('subject')}\n")
@@ -244,7 +251,6 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
         sans = _list(cert.get("sans"))
         if sans:
             out.append(f"               for {', '.join(str(n) for n in sans)}\n")
-    hello = info.get("client_hello")
     if isinstance(hello, dict):
         grease = "  (sends GREASE values, RFC 8701)" if hello.get("grease") else ""
         out.append(f"  ClientHello  {hello.get('length')} bytes, legacy_version "
