@@ -27,12 +27,27 @@ from tests.helpers.h2server import ServerThread  # noqa: E402
 from tests.helpers.tls_files import make_self_signed  # noqa: E402
 from ui.app import H2ScopeApp  # noqa: E402
 from ui.launch import live_app, view_app  # noqa: E402
+from ui.model.follow import ChildProxy  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (160, 46)
 
 
+def neutral_ca(confdir: Path) -> None:
+    """Create the CA up front under a neutral name: its name holds user@host,
+    which the pictures should not show (the proxy's process then loads it)."""
+    from unittest import mock
+
+    import certs.ca
+    from certs.store import CertStore
+
+    with mock.patch.object(certs.ca, "_user", lambda: "user"), \
+            mock.patch.object(certs.ca.socket, "gethostname", lambda: "example"):
+        CertStore(confdir)
+
+
 def record(tmp: Path) -> Path:
+    neutral_ca(tmp / "conf")
     cert = make_self_signed(tmp / "origin")
     origin = ServerThread(cert.cert, cert.key)
     capture = Path("curl.h2c")  # relative (cwd is the temp dir): no paths on screen
@@ -40,9 +55,9 @@ def record(tmp: Path) -> Path:
                     upstream=UpstreamConfig(ca_file=cert.cert),
                     record=RecordConfig(file=capture))
     app: H2ScopeApp = live_app(config)
-    assert app.live is not None and app.live.server is not None
+    assert isinstance(app.live, ChildProxy) and app.live.ca_cert_path is not None
     port = int(app.listen.rsplit(":", 1)[1])
-    ca = app.live.server.state.certs.ca_cert_path
+    ca = app.live.ca_cert_path
     base = f"https://localhost:{origin.port}"
     curl = [shutil.which("curl") or "curl", "-sS", "--http2", "--cacert", str(ca), "-x",
             f"http://127.0.0.1:{port}", "--parallel", "--parallel-immediate",
@@ -96,6 +111,9 @@ def shoot(capture: Path) -> None:
             await pilot.press("escape", "h")
             await pilot.pause(0.2)
             app.save_screenshot("hpack-tables.svg", str(OUT))
+            await pilot.press("i")
+            await pilot.pause(0.2)
+            app.save_screenshot("connection.svg", str(OUT))
             await pilot.press("escape")
             big = next(st for c in app.session.conns.values() for st in c.streams.values()
                        if "/big/" in dict(st.request_headers or ()).get(":path", ""))
