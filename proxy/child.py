@@ -58,6 +58,9 @@ class Start:
     capture: Path
     """The session's capture file (the user's ``--record`` file or a private one)."""
     log_file: Path | None = None
+    temporary: bool = False
+    """The capture is the UI's private one, removed when the UI quits: not synced
+    to disk on closing (that could take seconds for gigabytes of traffic)."""
     demo: tuple[int | None, float] | None = None
     """``h2scope demo``: (rounds, interval); the child then runs the demo's origin
     and client beside the proxy (:mod:`proxy.commands.demo`)."""
@@ -268,7 +271,7 @@ async def _serve(start: Start) -> int:
         if tap is not None:
             tap.close()
         with contextlib.suppress(OSError, ValueError):
-            recorder.close()  # (after a write error, closing may fail the same way)
+            writer.close(fsync=not start.temporary)  # (after a write error, may fail again)
         with contextlib.suppress(OSError):
             if watched.error is not None:
                 err = watched.error

@@ -284,7 +284,7 @@ class ChildProxy:
         try:
             config = replace(self.options, ui=UIConfig())  # (key maps are not the proxy's)
             payload = dumps(Start(config=config, capture=Path(path), log_file=self.log_file,
-                                  demo=self.demo))
+                                  temporary=self._temp_dir is not None, demo=self.demo))
             self.proc.stdin.write(LENGTH.pack(len(payload)) + payload)
             self.proc.stdin.flush()
             first = self._read_reply(timeout)
