@@ -83,3 +83,19 @@ def test_a_capture_that_cannot_be_written_stops_the_child_and_says_why(
         assert child.proc is not None and child.proc.returncode == 3
     finally:
         child.stop()
+
+
+def test_a_child_that_dies_is_reported_with_how(tmp_path: Path) -> None:
+    child = ChildProxy(Config(listen=ListenConfig(port=0), confdir=tmp_path), feed=LiveFeed(),
+                       log_file=tmp_path / "h2scope.log")
+    child.start()
+    try:
+        assert child.problem() is None
+        assert child.proc is not None
+        child.proc.send_signal(signal.SIGKILL)
+        child.proc.wait(10)
+        assert child.problem() == (f"the proxy process was killed by SIGKILL "
+                                   f"(see {tmp_path / 'h2scope.log'})")
+    finally:
+        child.stop()
+    assert child._temp_dir is not None and not child._temp_dir.exists()

@@ -24,6 +24,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,17 @@ class ChildProxyError(Exception):
     pass
 
 
+def _ended(code: int) -> str:
+    """``exited with status 1`` or ``was killed by SIGKILL``."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with status {code}"
+
+
 class ChildProxy:
     """The proxy in a child process (:mod:`proxy.child`), its capture followed
     into ``feed``."""
@@ -329,7 +341,7 @@ class ChildProxy:
             if not chunk:
                 code = proc.wait(5)
                 where = f" (see {self.log_file})" if self.log_file is not None else ""
-                raise ChildProxyError(f"the proxy process exited with status {code}{where}")
+                raise ChildProxyError(f"the proxy process {_ended(code)}{where}")
             line += chunk
             if line.endswith(b"\n") and b'"fatal"' in line:
                 self._note(line)  # said on its own, before it stops: keep reading
@@ -428,7 +440,7 @@ class ChildProxy:
             if self.fatal is not None:
                 return self.fatal
             where = f" (see {self.log_file})" if self.log_file is not None else ""
-            return f"the proxy process exited with status {self.proc.returncode}{where}"
+            return f"the proxy process {_ended(self.proc.returncode)}{where}"
         if self.follower is not None and self.follower.broken:
             return self.follower.broken
         return None
