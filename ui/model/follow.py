@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -50,6 +51,7 @@ from ui.model.backing import TEMP_NAME, SessionCapture
 from ui.model.live import LiveFeed
 from ui.model.session import RecordedCap, RecordedClose, RecordedConnection, recorded_errors
 
+log = logging.getLogger("h2scope.ui.follow")
 _HDR = RECORD_HEADER_SIZE
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
@@ -88,7 +90,7 @@ class Follower:
         self.records = 0
         self.broken: str | None = None
         self.hold_until = 0.0
-        """Monotonic time until which the follower does not decode (input first)."""
+        """Monotonic time until which the follower decodes only in slices (input first)."""
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="h2scope-follow", daemon=True)
 
@@ -121,6 +123,11 @@ class Follower:
                 found = self.poll(HELD_SLICE if held else None)
             except OSError as exc:  # the file went away: nothing more to follow
                 self.broken = f"reading the session's capture: {exc.strerror or exc}"
+                return
+            except Exception as exc:  # a record that does not read (the status bar says)
+                log.exception("following the session's capture")
+                self.broken = (f"a record after byte {self.pos} of the session's capture "
+                               f"does not read: {exc}")
                 return
             if held:
                 self.stopped.wait(HELD_GAP)

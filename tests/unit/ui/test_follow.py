@@ -250,3 +250,23 @@ def test_a_connection_the_proxy_failed_shows_why_live_and_offline(tmp_path: Path
         cells = dict(zip(COLUMNS, conn_cells(c), strict=True))
         assert str(cells["state"]) == "failed"
         assert str(cells["note"]).startswith("client-tls: the client rejected")
+
+
+def test_a_record_that_does_not_decode_stops_the_follower_and_says_where(
+        tmp_path: Path) -> None:
+    from proxy.capture.format import RecordType
+
+    path = tmp_path / "bad.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        record_session(writer, 1)
+        writer._append(int(RecordType.CONNECTION), 0, 2, 5.0, None, b"{not json")
+    follower = Follower(path, LiveFeed())
+    follower.start()
+    try:
+        follower.thread.join(10)
+        assert not follower.thread.is_alive()
+    finally:
+        follower.stop()
+    assert follower.broken is not None
+    assert follower.broken.startswith("a record after byte ")
+    assert "of the session's capture does not read" in follower.broken
