@@ -5,7 +5,8 @@ so every frame the UI took in was time the relay could not use (the GIL), and
 the proxy ran at 0.5-0.8x its headless speed. Now ``h2scope run`` with the UI
 starts the proxy in this child process, recording to the session's capture,
 and the UI follows that file (``ui/model/follow.py``): the two use two cores.
-See docs/architecture.md, "The UI and the proxy in two processes".
+See docs/architecture.md ("The live UI and the proxy are two processes") and
+docs/ui.md ("Live mode").
 
 The parent talks to the child over its stdin and stdout:
 
@@ -174,7 +175,7 @@ def _read_exactly(fd: int, n: int) -> bytes:
 async def _serve(start: Start) -> int:
     from proxy.capture.recorder import CaptureRecorder
     from proxy.capture.writer import CaptureWriter
-    from proxy.commands.run import _start_error, capture_config
+    from proxy.commands.run import capture_config, start_error
     from proxy.server import ProxyServer, ProxyStartError
 
     config = start.config
@@ -201,7 +202,7 @@ async def _serve(start: Start) -> int:
         else:
             await server.start()
     except ProxyStartError as exc:
-        _reply({"error": _start_error(config, server, exc)})
+        _reply({"error": start_error(config, server, exc)})
         recorder.close()
         return 1
     addresses = [(spec, f"[{h}]:{p}" if ":" in h else f"{h}:{p}")

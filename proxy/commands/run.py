@@ -334,7 +334,7 @@ async def _serve_async(config: Config) -> int:
     try:
         await server.start()
     except ProxyStartError as exc:
-        _print_err(f"h2scope: {_start_error(config, server, exc)}")
+        _print_err(f"h2scope: {start_error(config, server, exc)}")
         for rec in recorders:
             rec.close()
         return 1
@@ -368,7 +368,7 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _start_error(config: Config, server: Any, exc: Exception) -> str:
+def start_error(config: Config, server: Any, exc: Exception) -> str:
     """The proxy core's start error, with the address and the fix when a bind failed."""
     cause = exc.__cause__
     if isinstance(cause, OSError) and cause.errno is not None:
