@@ -53,8 +53,8 @@ def _record_line(item: Replayed, rel: float) -> str | None:
     if rec.type == RecordType.HTTP1:
         start, body = rec.http1()
         first = start.split(b"\r\n", 1)[0].decode("latin-1")
-        return (f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}  "
-                f"(body {len(body)} B)")
+        kept = f"  (body {len(body)} B)" if body else ""  # the proxy keeps bodies as RAW bytes
+        return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}"
     if rec.type == RecordType.LOST:
         info = rec.json()
         return f"{head} ! LOST {info.get('count')} records: {info.get('reason')}"

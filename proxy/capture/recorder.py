@@ -128,6 +128,9 @@ class CaptureRecorder:
         if (batch.protocol or conn.meta.get("protocol")) not in _H2:
             if batch.data:
                 writer.raw(cid, direction, batch.data, t=batch.t, wall=batch.t)
+            for ev in batch.events:  # the relay publishes a message with its last bytes
+                if type(ev) is Http1MessageObserved:
+                    self._http1(cid, ev)
             return
         if not batch.data:
             if batch.events and not any(hasattr(ev, "http2_settings") for ev in batch.events):
@@ -225,12 +228,16 @@ class CaptureRecorder:
                     meta.setdefault("client_tls", {})["client_hello"] = ev.client_hello.as_json()
             case Http1MessageObserved():
                 self._ensure_written(batch.conn_id, conn, ev.t)
-                head = "\r\n".join([ev.start_line, *(f"{n}: {v}" for n, v in ev.headers)])
-                self.writer.http1(batch.conn_id, ev.direction,
-                                  (head + "\r\n\r\n").encode("latin-1", "replace"),
-                                  t=ev.started, wall=ev.t, body_truncated=not ev.complete)
+                self._http1(batch.conn_id, ev)
             case ConnectionClosed():
                 self._closed(batch.conn_id, conn, ev)
+
+    def _http1(self, cid: int, ev: Http1MessageObserved) -> None:
+        """An HTTP1 record: the message's head, rebuilt from its start line and
+        fields (the body's bytes are in the RAW records)."""
+        head = "\r\n".join([ev.start_line, *(f"{n}: {v}" for n, v in ev.headers)])
+        self.writer.http1(cid, ev.direction, (head + "\r\n\r\n").encode("latin-1", "replace"),
+                          t=ev.started, wall=ev.t, body_truncated=not ev.complete)
 
     @staticmethod
     def _target(meta: dict[str, Any], target: str) -> None:

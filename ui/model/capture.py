@@ -25,11 +25,12 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
 from ui.model import heap
 from ui.model.hpack_replay import EVERY
-from ui.model.session import Session, recorded_errors
+from ui.model.session import Session, http1_head, recorded_errors
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
 _H2C = int(RecordType.H2C_UPGRADE)
+_HTTP1 = int(RecordType.HTTP1)
 BATCH = 4096
 """Records applied to the session per lock hold: big enough to be cheap, small
 enough that the UI thread never waits long for the lock."""
@@ -186,6 +187,8 @@ def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
         for ev in obs.upgrade_h2c(http2_settings=bytes.fromhex(info.get("http2_settings", "")),
                                   request_headers=headers, t=rec.wall):
             session.observe(conn, ev)
+    elif rtype == _HTTP1:
+        session.conn(conn).http1.append((rec.wall, rec.flags & 1, http1_head(rec.body)))
     elif rtype == _CLOSE:
         obs = observers.pop(conn, None)
         observers[conn] = None

@@ -165,6 +165,8 @@ class ConnInfo:
     conn_findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """What the proxy could not do for it (``stage: message (hint)``)."""
+    http1: list[tuple[float, int, str]] = field(default_factory=list)
+    """HTTP/1.x messages of a connection that is not HTTP/2: (time, direction, head)."""
     first_t: float | None = None
     last_t: float = 0.0
     settings_pending: tuple[list[tuple[tuple[int, int], ...]], ...] = field(
@@ -235,9 +237,16 @@ class ConnInfo:
 
     @property
     def note(self) -> str:
-        """What went wrong (the proxy's errors, with what to do), else why it closed."""
+        """What went wrong (the proxy's errors, with what to do), else its HTTP/1.x
+        messages and why it closed."""
         if self.errors:
             return "; ".join(self.errors)
+        if self.http1:
+            requests = sum(1 for _, d, _ in self.http1 if d == 0)
+            last = self.http1[-1][2].split("\r\n", 1)[0]
+            text = (f"HTTP/1.x: {requests} request{'s' if requests != 1 else ''}, "
+                    f"{len(self.http1) - requests} response(s), last '{last}'")
+            return f"{text}; {self.closed}" if self.closed else text
         return self.closed or ""
 
     def stream(self, sid: int) -> StreamInfo:

@@ -49,13 +49,21 @@ from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from ui.model.backing import TEMP_NAME, SessionCapture
 from ui.model.live import LiveFeed
-from ui.model.session import RecordedCap, RecordedClose, RecordedConnection, recorded_errors
+from ui.model.session import (
+    RecordedCap,
+    RecordedClose,
+    RecordedConnection,
+    RecordedHttp1,
+    http1_head,
+    recorded_errors,
+)
 
 log = logging.getLogger("h2scope.ui.follow")
 _HDR = RECORD_HEADER_SIZE
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
 _H2C = int(RecordType.H2C_UPGRADE)
+_HTTP1 = int(RecordType.HTTP1)
 CHUNK = 256 << 10
 """Bytes read from the capture per step."""
 POLL = 0.01
@@ -208,6 +216,9 @@ class Follower:
             events.extend(obs.upgrade_h2c(
                 http2_settings=bytes.fromhex(info.get("http2_settings", "")),
                 request_headers=headers, t=rec.wall))
+        elif rtype == _HTTP1:
+            events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
+                                        head=http1_head(rec.body)))
         elif rtype == _CLOSE:
             obs = self.observers.get(conn)
             self.observers[conn] = None

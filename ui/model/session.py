@@ -14,6 +14,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.capture.format import HTTP1_HEAD_LENGTH
 from proxy.events import (
     ConnectionClosed,
     ConnectionEvent,
@@ -69,6 +70,16 @@ class RecordedCap(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedHttp1(ConnectionEvent):
+    """A capture's HTTP1 record: one HTTP/1.x message's head (a connection that
+    does not speak HTTP/2 has no frames; its messages are what there is)."""
+
+    direction: int
+    head: str
+    """The start line and header fields, as sent."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedClose(ConnectionEvent):
     """A capture's CLOSE record (who closed and why, the proxy's errors)."""
 
@@ -80,6 +91,13 @@ def error_text(stage: object, message: object, hint: object = None) -> str:
     """One of the proxy's errors for a connection, as the UI shows it."""
     text = f"{stage}: {message}"
     return f"{text} ({hint})" if hint else text
+
+
+def http1_head(body: bytes) -> str:
+    """The head of an HTTP1 record's body (start line and fields), as text."""
+    (n,) = HTTP1_HEAD_LENGTH.unpack_from(body, 0)
+    start = HTTP1_HEAD_LENGTH.size
+    return body[start:start + n].decode("latin-1").rstrip("\r\n")
 
 
 def recorded_errors(close_info: dict[str, Any]) -> tuple[str, ...]:
@@ -172,6 +190,8 @@ class Session:
             case RecordedCap():
                 if c.last_row is not None:
                     self.capped[c.last_row] = ev.kept
+            case RecordedHttp1():
+                c.http1.append((ev.t, ev.direction, ev.head))
             case RecordedClose():
                 c.errors.extend(ev.errors)
                 self.closed(ev.conn_id, ev.reason)

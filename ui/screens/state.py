@@ -278,7 +278,23 @@ def connection_text(conn: ConnInfo) -> Text:
         out.append(f"  error     {error}\n", "bold red")
     _leg(out, "client leg (the client and h2scope)", meta.get("client_tls"))
     _leg(out, "server leg (h2scope and the server)", meta.get("server_tls"))
+    if conn.http1:
+        out.append(f"\nHTTP/1.x messages ({len(conn.http1)})\n", "bold")
+        t0 = conn.http1[0][0]
+        for t, direction, head in conn.http1[:HTTP1_SHOWN]:
+            arrow = "→" if direction == 0 else "←"
+            lines = head.split("\r\n")
+            out.append(f"  {t - t0:9.3f} {arrow} {lines[0]}\n", "bold")
+            for line in lines[1:]:
+                out.append(f"              {line}\n")
+        if len(conn.http1) > HTTP1_SHOWN:
+            out.append(f"  … {len(conn.http1) - HTTP1_SHOWN} more "
+                       f"(h2scope export --format text lists them all)\n", "dim")
     return out
+
+
+HTTP1_SHOWN = 200
+"""HTTP/1.x messages the connection tab lists."""
 
 
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",

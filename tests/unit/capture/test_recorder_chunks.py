@@ -167,3 +167,36 @@ def test_the_background_thread_writes_the_buffer_so_the_appender_does_not_wait(
         frames = [r for r in reader.records() if r.type == RecordType.FRAME]
         assert not reader.problems
     assert len(frames) == 200 and all(r.body == data for r in frames)
+
+
+def test_an_http1_message_published_with_its_bytes_gets_its_http1_record(
+        tmp_path: Path) -> None:
+    """The HTTP/1.1 relay publishes a message's event with its last bytes (a chunk
+    batch): the bytes become RAW records and the message an HTTP1 record after
+    them, which is what `view`, the text export and the UI list."""
+    from proxy.capture.format import RecordType
+    from proxy.capture.reader import CaptureReader
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.writer import CaptureWriter
+    from proxy.events import Batch, ConnectionOpened, Http1MessageObserved
+    from proxy.observe.enums import Direction
+
+    request = b"GET /x HTTP/1.1\r\nhost: example.test\r\n\r\n"
+    message = Http1MessageObserved(
+        conn_id=4, t=2.0, direction=Direction.C2S, start_line="GET /x HTTP/1.1",
+        headers=(("host", "example.test"),), head_size=len(request), body_size=0,
+        started=1.5, duration=0.5)
+    path = tmp_path / "h1.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        recorder = CaptureRecorder(writer)
+        recorder.consume(Batch(conn_id=4, t=1.0, events=(ConnectionOpened(
+            conn_id=4, t=1.0, client=("127.0.0.1", 40000), mode="regular", target=None),)))
+        recorder.consume(Batch(conn_id=4, t=2.0, events=(message,), direction=Direction.C2S,
+                               data=request, protocol="http/1.1"))
+    with CaptureReader(path) as reader:
+        records = [r for r in reader.records() if r.conn_id == 4]
+    types = [r.type for r in records]
+    assert types == [RecordType.CONNECTION, RecordType.RAW, RecordType.HTTP1]
+    head, body = records[2].http1()
+    assert head == request and body == b""
+    assert records[1].body == request

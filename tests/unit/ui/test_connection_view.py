@@ -66,3 +66,38 @@ def test_i_shows_both_legs_and_the_client_hello_with_grease(tmp_path: Path) -> N
     assert "TLSv1.2  ECDHE-RSA-AES128-GCM-SHA256" in server
     assert "certificate  CN=localhost" in server and "issued by CN=test CA" in server
     assert "ClientHello" not in server
+
+
+def test_an_http1_connection_lists_its_messages_live_and_offline(tmp_path: Path) -> None:
+    """A connection that does not speak HTTP/2 has no frames: its HTTP/1.x messages
+    are in its note and in the connection tab, from both readers."""
+    from proxy.observe.enums import Direction
+    from tests.unit.ui.test_follow import _followed
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+    from ui.screens.state import connection_text
+
+    path = tmp_path / "h1.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        writer.connection(5, {"client": {"ip": "127.0.0.1", "port": 40000}, "mode": "regular",
+                              "target": "example.test:80", "protocol": "http/1.1"}, t=1.0)
+        writer.http1(5, Direction.C2S, b"GET /x HTTP/1.1\r\nhost: example.test\r\n\r\n",
+                     t=1.0, wall=1.1)
+        writer.http1(5, Direction.S2C, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n",
+                     t=1.1, wall=1.2)
+        writer.close_connection(5, t=1.3, closed_by="client", details={"reason": "done"})
+    followed, _ = _followed(path)
+    capture = CaptureFile(path)
+    viewed = Session(capture)
+    try:
+        load(viewed, capture)
+    finally:
+        capture.close()
+    for session in (followed, viewed):
+        c = session.conns[5]
+        assert c.note == ("HTTP/1.x: 1 request, 1 response(s), last 'HTTP/1.1 200 OK'; "
+                          "by client: done")
+        text = connection_text(c).plain
+        assert "HTTP/1.x messages (2)" in text
+        assert "→ GET /x HTTP/1.1" in text and "host: example.test" in text
+        assert "← HTTP/1.1 200 OK" in text and "content-length: 2" in text
