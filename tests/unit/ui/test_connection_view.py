@@ -72,9 +72,7 @@ def test_an_http1_connection_lists_its_messages_live_and_offline(tmp_path: Path)
     """A connection that does not speak HTTP/2 has no frames: its HTTP/1.x messages
     are in its note and in the connection tab, from both readers."""
     from proxy.observe.enums import Direction
-    from tests.unit.ui.test_follow import _followed
-    from ui.model.capture import CaptureFile, load
-    from ui.model.session import Session
+    from tests.unit.ui.test_follow import both_readers
     from ui.screens.state import connection_text
 
     path = tmp_path / "h1.h2scope"
@@ -86,14 +84,7 @@ def test_an_http1_connection_lists_its_messages_live_and_offline(tmp_path: Path)
         writer.http1(5, Direction.S2C, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n",
                      t=1.1, wall=1.2)
         writer.close_connection(5, t=1.3, closed_by="client", details={"reason": "done"})
-    followed, _ = _followed(path)
-    capture = CaptureFile(path)
-    viewed = Session(capture)
-    try:
-        load(viewed, capture)
-    finally:
-        capture.close()
-    for session in (followed, viewed):
+    for session in both_readers(path):
         c = session.conns[5]
         assert c.note == ("HTTP/1.x: 1 request, 1 response(s), last 'HTTP/1.1 200 OK'; "
                           "by client: done")

@@ -46,6 +46,18 @@ def _followed(path: Path) -> tuple[Session, tuple[int, int]]:
     return session, ingest(session, frames, feed)
 
 
+def both_readers(path: Path) -> tuple[Session, Session]:
+    """The capture read as the live UI follows it, and as ``h2scope view`` opens it."""
+    followed, _ = _followed(path)
+    capture = CaptureFile(path)
+    viewed = Session(capture)
+    try:
+        load(viewed, capture)
+    finally:
+        capture.close()
+    return followed, viewed
+
+
 def _drain(feed: LiveFeed) -> list[Any]:
     out: list[Any] = []
     while feed.batches:
@@ -235,14 +247,7 @@ def test_a_connection_the_proxy_failed_shows_why_live_and_offline(tmp_path: Path
             "errors": [{"stage": "client-tls", "message": "the client rejected h2scope's "
                         "certificate (TLSV1_ALERT_UNKNOWN_CA)",
                         "hint": "run `h2scope ca install-hints`"}]})
-    followed, _ = _followed(path)
-    capture = CaptureFile(path)
-    viewed = Session(capture)
-    try:
-        load(viewed, capture)
-    finally:
-        capture.close()
-    for session in (followed, viewed):
+    for session in both_readers(path):
         c = session.conns[7]
         assert c.state == "failed"
         assert c.note == ("client-tls: the client rejected h2scope's certificate "
