@@ -11,11 +11,13 @@ docs/ui.md ("Live mode").
 The parent talks to the child over its stdin and stdout:
 
 * stdin, first: an 8-byte big-endian length, then the pickled :class:`Start`.
-  Then command lines: ``flush``, ``record PATH``, ``unrecord``, ``stop``.
+  Then command lines: ``flush``, ``status``, ``record PATH``, ``unrecord``,
+  ``stop``.
   End of file (the parent has gone) is ``stop``.
 * stdout: one JSON object per line: ``{"ready": [[mode, address], ...],
   "capture": PATH, "ca": CA_PEM_PATH}`` once listening, or ``{"error": MESSAGE}`` if the proxy
   cannot start (exit 1); then one reply per command (``{"flushed": true}``,
+  ``{"disk_wait": SECONDS}`` (how long recording has made the relay wait),
   ``{"recording": PATH}`` or ``{"error": ...}``, ``{"stopped": true}``).
   If the session's capture cannot be written (a full disk), the child stops
   by itself: ``{"fatal": MESSAGE}``, ``{"stopped": true}``, exit status 3.
@@ -232,6 +234,8 @@ async def _serve(start: Start) -> int:
                         await settle(server, tap, 2.0)
                         tap.recorder.writer.flush()
                     _reply({"flushed": True})
+                elif cmd == "status":
+                    _reply({"disk_wait": writer.waited})
                 elif cmd == "record":
                     if tap is not None:
                         tap.close()

@@ -296,6 +296,8 @@ class H2ScopeApp(SessionActions):
                 parts.append((f"view {behind / 1048576:.1f} MiB behind the "
                               f"{'file' if isinstance(self.live, FileFollow) else 'proxy'}",
                               "yellow"))
+            if self.live.disk_slows():  # back-pressure from the recording: say so
+                parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
             if self.paused:
                 parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
         else:

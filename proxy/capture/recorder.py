@@ -24,6 +24,8 @@ What it writes, per batch:
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -43,6 +45,11 @@ from proxy.events import (
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Desynced, FrameObserved, PrefaceObserved
 
+log = logging.getLogger("h2scope.capture")
+SLOW_DISK_REPORT = 0.5
+"""Seconds of waiting for the disk worth a warning (the console says so)."""
+SLOW_DISK_EVERY = 10.0
+"""Seconds between two such warnings."""
 _H2 = ("h2", "h2c")
 _MAX_PENDING = (1 << 24) + 9 + len(CONNECTION_PREFACE)
 """More unframed bytes than the largest possible frame: the observer has stopped
@@ -75,6 +82,8 @@ class CaptureRecorder:
     def __init__(self, writer: CaptureWriter) -> None:
         self.writer = writer
         self.conns: dict[int, _Conn] = {}
+        self._reported = 0.0
+        self._reported_at = 0.0
 
     async def handle(self, batch: Batch) -> None:
         await self.handle_many((batch,))
@@ -85,8 +94,16 @@ class CaptureRecorder:
         consume = self.consume
         for batch in batches:
             consume(batch)
-        if self.writer.full:
-            await self.writer.drain()
+        writer = self.writer
+        if writer.full:
+            await writer.drain()
+        if writer.waited - self._reported >= SLOW_DISK_REPORT \
+                and time.monotonic() - self._reported_at >= SLOW_DISK_EVERY:
+            log.warning("recording slows the proxy down: it waited %.1f s for the disk to "
+                        "take the capture %s (nothing is lost; a faster disk, or "
+                        "record.max_data_bytes, would help)", writer.waited - self._reported,
+                        writer.path)
+            self._reported, self._reported_at = writer.waited, time.monotonic()
 
     def close(self) -> None:
         """Close the writer (connections still open stay open in the capture)."""

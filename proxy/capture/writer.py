@@ -108,6 +108,9 @@ class CaptureWriter:
         self._closed = False
         self._failed: OSError | None = None
         """What the background flush failed with: every later append raises it."""
+        self.waited = 0.0
+        """Seconds producers have spent waiting for the disk (back-pressure: the
+        relay stopped reading meanwhile; nothing was dropped)."""
         self.started_wall = time.time()
         self.started_t = time.monotonic()
         header = {
@@ -293,7 +296,9 @@ class CaptureWriter:
     async def drain(self) -> None:
         """Await room in the buffer: flush in a worker thread if it is full."""
         if self.full:
+            start = time.monotonic()
             await asyncio.get_running_loop().run_in_executor(None, self.flush)
+            self.waited += time.monotonic() - start
 
     def close(self, *, fsync: bool = True) -> None:
         """Write an END record, flush, and close the file. Idempotent."""
@@ -369,12 +374,16 @@ class CaptureWriter:
     def _backlog(self, pending: int) -> None:
         if self._flusher is None:
             if pending >= self.buffer_limit:
+                start = time.monotonic()
                 self.flush()  # back-pressure: the producer waits for the disk
+                self.waited += time.monotonic() - start
             return
         if not self._wake.is_set():
             self._wake.set()
         if pending >= self.buffer_limit * HARD_LIMIT_FACTOR:
+            start = time.monotonic()
             self.flush()  # the background thread is behind: wait for the disk too
+            self.waited += time.monotonic() - start
 
     def _write_parts(self, parts: list[bytearray | tuple[bytes, bytes]]) -> None:
         iov: list[bytes | bytearray] = []

@@ -43,6 +43,7 @@ def test_the_child_stops_and_closes_the_capture_when_its_parent_goes(tmp_path: P
         host, _, port = addresses[0][1].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=5):
             pass  # it listens
+        assert child._command("status") == {"disk_wait": 0.0}  # what the status bar asks
         assert child.proc is not None and child.proc.stdin is not None
         child.proc.stdin.close()  # what the kernel does when the UI is killed
         deadline = time.monotonic() + 20

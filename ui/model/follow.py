@@ -78,6 +78,10 @@ HELD_GAP = 0.02
 SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while another waits for it, while the
 follower runs (the default, 5 ms, is what a key press would wait)."""
+STATUS_EVERY = 1.0
+"""Seconds between two questions to the proxy's process about the disk."""
+DISK_NOTE = 5.0
+"""Seconds the status bar says the disk slowed the proxy after it last did."""
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 15.0
@@ -286,6 +290,9 @@ class ChildProxy:
         self._temp_dir: Path | None = None
         self._stopping = False
         self._switch_interval: float | None = None
+        self.disk_wait = 0.0
+        """Seconds recording has made the relay wait for the disk (back-pressure)."""
+        self.disk_slowed_at = -DISK_NOTE
 
     # ------------------------------------------------------------ starting
 
@@ -338,7 +345,29 @@ class ChildProxy:
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.follower = Follower(Path(path), self.feed)
         self.follower.start()
+        self._status_thread = threading.Thread(target=self._poll_status, daemon=True,
+                                               name="h2scope-child-status")
+        self._status_thread.start()
         return self.addresses
+
+    def _poll_status(self) -> None:
+        """Every STATUS_EVERY s: how long recording has made the relay wait for the
+        disk (issue: the UI says so when the disk slows the proxy down)."""
+        while not self._stopping:
+            time.sleep(STATUS_EVERY)
+            if self._stopping:
+                return
+            try:
+                waited = float(self._command("status").get("disk_wait", 0.0))
+            except (ChildProxyError, ValueError, TypeError, OSError):
+                return
+            if waited > self.disk_wait:
+                self.disk_wait = waited
+                self.disk_slowed_at = time.monotonic()
+
+    def disk_slows(self) -> bool:
+        """Whether recording made the relay wait for the disk in the last seconds."""
+        return time.monotonic() - self.disk_slowed_at < DISK_NOTE
 
     # ------------------------------------------------------------ commands
 
@@ -546,6 +575,9 @@ class FileFollow:
     def input_seen(self) -> None:
         if self.follower is not None:
             self.follower.hold(INPUT_HOLD)
+
+    def disk_slows(self) -> bool:
+        return False  # (the writer is another program)
 
     def behind(self) -> int:
         return self.follower.behind() if self.follower is not None else 0

@@ -169,3 +169,34 @@ def test_h2c_upgrade_and_http1_records_round_trip(tmp_path: Path) -> None:
     h1 = [r.http1() for r in _records(path) if r.type == RecordType.HTTP1]
     assert h1[1] == (b"HTTP/1.1 200 OK\r\n\r\n", b"hi")
     assert any(isinstance(e, FrameObserved) and e.block is not None for e in live)
+
+
+def test_a_slow_disk_is_counted_and_the_recorder_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Back-pressure from the disk is never silent: the writer counts the time its
+    producer waited, and the recorder logs a warning (the console shows it)."""
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.events import Batch
+
+    writer = CaptureWriter(tmp_path / "slow.h2scope", buffer_limit=1024, autoflush=False)
+    real = writer._writev
+
+    def slow(iov: list[bytes | bytearray]) -> None:
+        time.sleep(0.3)
+        real(iov)
+    writer._writev = slow  # type: ignore[method-assign]
+    recorder = CaptureRecorder(writer)
+    big = bytes(9) + bytes(2000)  # one DATA-sized frame's worth of bytes, past the limit
+    try:
+        with caplog.at_level("WARNING", logger="h2scope.capture"):
+            for n in range(3):
+                writer.raw(1, Direction.C2S, big, t=float(n))
+                asyncio.run(recorder.handle_many([Batch(conn_id=1, t=float(n), events=())]))
+    finally:
+        writer._writev = real  # type: ignore[method-assign]
+        writer.close(fsync=False)
+    assert writer.waited >= 0.5
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1  # once per 10 s, not once per wait
+    assert warnings[0].startswith("recording slows the proxy down: it waited ")
+    assert "nothing is lost" in warnings[0]

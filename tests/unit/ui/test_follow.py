@@ -275,3 +275,29 @@ def test_a_record_that_does_not_decode_stops_the_follower_and_says_where(
     assert follower.broken is not None
     assert follower.broken.startswith("a record after byte ")
     assert "of the session's capture does not read" in follower.broken
+
+
+def test_the_status_poll_notices_when_recording_slows_the_proxy(
+        monkeypatch: Any, tmp_path: Path) -> None:
+    """The UI asks the proxy's process how long it waited for the disk; while that
+    grows, the status bar says the disk slows the proxy down."""
+    import ui.model.follow as follow
+    from proxy.config import Config
+
+    monkeypatch.setattr(follow, "STATUS_EVERY", 0.01)
+    child = follow.ChildProxy(Config(confdir=tmp_path), feed=LiveFeed())
+    answers = iter([0.0, 0.0, 0.8, 0.8])
+
+    def command(line: str, timeout: float = 1.0) -> dict[str, Any]:
+        assert line == "status"
+        try:
+            return {"disk_wait": next(answers)}
+        except StopIteration:
+            child._stopping = True
+            return {"disk_wait": 0.8}
+    child._command = command  # type: ignore[method-assign]
+    assert not child.disk_slows()
+    child._poll_status()
+    assert child.disk_wait == 0.8 and child.disk_slows()
+    child.disk_slowed_at -= follow.DISK_NOTE  # and some seconds later, nothing more
+    assert not child.disk_slows()
