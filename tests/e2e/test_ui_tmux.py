@@ -7,6 +7,7 @@ tmux server (``-L``), killed at the end whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -49,15 +50,26 @@ class Tmux:
         raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{screen}")
 
 
-@pytest.fixture
-def tmux_view(tmp_path: Path) -> Iterator[tuple[Tmux, Path]]:
+    def exit_status(self, status: Path, timeout: float) -> str:
+        """What ``h2scope_in_tmux`` wrote when the command ended (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while not status.exists():
+            assert time.monotonic() < deadline, "h2scope did not quit"
+            time.sleep(0.1)
+        return status.read_text().strip()
+
+
+@contextlib.contextmanager
+def h2scope_in_tmux(tmp_path: Path, args: str,
+                    env: dict[str, str] | None = None) -> Iterator[tuple[Tmux, Path]]:
+    """``python -m proxy ARGS`` in its own tmux server (160 x 48); yields the tmux and
+    the file its exit status goes to. The server is killed at the end."""
     tmux = require("tmux")
-    capture = record(tmp_path / "t.h2c")
     t = Tmux(tmux, f"h2scope-test-{uuid.uuid4().hex[:8]}")
     status = tmp_path / "exit-status"
-    env = {**os.environ, "H2SCOPE_HOME": str(tmp_path / "home"), "TERM": "xterm-256color"}
-    command = (f"{sys.executable} -m proxy view {capture}; echo exited $? > {status}; "
-               f"sleep 30")
+    env = {**os.environ, "H2SCOPE_HOME": str(tmp_path / "home"), "TERM": "xterm-256color",
+           **(env or {})}
+    command = f"{sys.executable} -m proxy {args}; echo exited $? > {status}; sleep 30"
     subprocess.run([tmux, "-L", t.socket, "new-session", "-d", "-s", "ui", "-x", "160",
                     "-y", "48", command], env=env, cwd=Path(__file__).resolve().parents[2],
                    check=True, timeout=20)
@@ -65,6 +77,12 @@ def tmux_view(tmp_path: Path) -> Iterator[tuple[Tmux, Path]]:
         yield t, status
     finally:
         subprocess.run([tmux, "-L", t.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def tmux_view(tmp_path: Path) -> Iterator[tuple[Tmux, Path]]:
+    with h2scope_in_tmux(tmp_path, f"view {record(tmp_path / 't.h2c')}") as running:
+        yield running
 
 
 def test_view_in_a_real_terminal_shows_frames_filters_and_quits(
@@ -100,10 +118,7 @@ def test_view_in_a_real_terminal_shows_frames_filters_and_quits(
     t.wait_for(lambda s: "h2scope keys" not in s, "the help screen to close")
 
     t.keys("q")
-    deadline = time.monotonic() + 20
-    while not status.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert status.read_text().strip() == "exited 0"
+    assert t.exit_status(status, 20) == "exited 0"
 
 
 def test_run_with_the_ui_in_a_real_terminal_shows_live_traffic_and_cleans_up(
@@ -111,22 +126,13 @@ def test_run_with_the_ui_in_a_real_terminal_shows_live_traffic_and_cleans_up(
     """``h2scope run`` as a user starts it: the UI in a pty, the proxy its child
     process. curl's exchange shows up; q asks once (unsaved frames), q again
     quits; the child is gone and the private capture with it."""
-    tmux = require("tmux")
     server, cert = origin
     port = free_port()
     home = tmp_path / "home"
     temp = tmp_path / "tmp"
     temp.mkdir()
-    t = Tmux(tmux, f"h2scope-test-{uuid.uuid4().hex[:8]}")
-    status = tmp_path / "exit-status"
-    env = {**os.environ, "H2SCOPE_HOME": str(home), "TERM": "xterm-256color",
-           "TMPDIR": str(temp)}
-    command = (f"{sys.executable} -m proxy run -p {port} --upstream-ca {cert.cert}; "
-               f"echo exited $? > {status}; sleep 30")
-    subprocess.run([tmux, "-L", t.socket, "new-session", "-d", "-s", "ui", "-x", "160",
-                    "-y", "48", command], env=env, cwd=Path(__file__).resolve().parents[2],
-                   check=True, timeout=20)
-    try:
+    with h2scope_in_tmux(tmp_path, f"run -p {port} --upstream-ca {cert.cert}",
+                         {"TMPDIR": str(temp)}) as (t, status):
         t.wait_for(lambda s: f"listening regular 127.0.0.1:{port}" in s, "the proxy to listen")
         ui = [p for p in _processes() if f"run\0-p\0{port}\0".encode() in _cmdline(p)]
         assert len(ui) == 1, "one UI process"
@@ -146,15 +152,9 @@ def test_run_with_the_ui_in_a_real_terminal_shows_live_traffic_and_cleans_up(
         t.keys("q")
         t.wait_for(lambda s: "q again to quit" in s, "the question about unsaved frames")
         t.keys("q")
-        deadline = time.monotonic() + 30
-        while not status.exists():
-            assert time.monotonic() < deadline, "h2scope did not quit"
-            time.sleep(0.1)
-        assert status.read_text().strip() == "exited 0"
+        assert t.exit_status(status, 30) == "exited 0"
         assert not children[0].exists(), "the proxy's process outlived the UI"
         assert not list(temp.glob("h2scope-*")), "the private capture was left behind"
-    finally:
-        subprocess.run([tmux, "-L", t.socket, "kill-server"], capture_output=True, timeout=20)
 
 
 def _processes() -> list[Path]:

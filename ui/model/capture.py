@@ -16,16 +16,26 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import Record
 from proxy.capture.replay import observer_for
+from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
 from ui.model import heap
 from ui.model.hpack_replay import EVERY
-from ui.model.session import Session, http1_head, recorded_errors
+from ui.model.session import (
+    RecordedCap,
+    RecordedClose,
+    RecordedConnection,
+    RecordedHttp1,
+    Session,
+    http1_head,
+    recorded_errors,
+)
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
@@ -147,56 +157,72 @@ def _checkpoint(session: Session, conn: int, obs: ConnectionObserver, d: int) ->
             tbl.replay.checkpoint(n, decoder.entries, decoder.table_max)
 
 
-def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
-           rec: Record, row: int | None) -> None:
-    """Feed one record; a FRAME record's events attach to ``row`` (its index row).
+def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
+                  events: list[Any]) -> None:
+    """Append what one capture record says to ``events``: its observer's events, and
+    a ``Recorded*`` connection event for what is not a frame (metadata, HTTP/1.x
+    heads, how it closed, a capped payload). The one reading of a capture that
+    ``h2scope view``'s loader and the live UI's follower share.
 
     The observer is fed the record's wall clock: the index's time column is
     wall clock, and every time the UI shows must be on the same clock.
     """
-    rtype = rec.type
-    conn = rec.conn_id
+    rtype, conn = rec.type, rec.conn_id
     if rtype in (_FRAME, _RAW):
         obs = observers.get(conn)
         if obs is None:
-            if conn in observers:  # a connection without an observer (HTTP/1.1, tcp)
+            if conn in observers:  # HTTP/1.1 or a tunnel: nothing to decode
                 return
             obs = observers[conn] = ConnectionObserver()
-            session.conn(conn)
         data = rec.frame_bytes() if rtype == _FRAME else rec.body
-        if rtype == _FRAME and rec.truncated and row is not None:
-            session.capped[row] = max(0, len(rec.body) - 9)
-        observe = session.observe
-        for ev in obs.feed(rec.direction, data, rec.wall):
-            if type(ev) is FrameObserved:
-                observe(conn, ev, rec.offset, row)
-                if ev.block is not None:
-                    _checkpoint(session, conn, obs, int(ev.direction))
-            else:
-                observe(conn, ev)
+        events.extend(obs.feed(rec.direction, data, rec.wall))
+        if rtype == _FRAME and rec.truncated:  # follows its frame: marks that row
+            events.append(RecordedCap(conn_id=conn, t=rec.wall,
+                                      kept=max(0, len(rec.body) - 9)))
     elif rtype == _CONNECTION:
         meta = rec.json()
         observers[conn] = observer_for(meta)
-        session.connection(conn, meta)
+        events.append(RecordedConnection(conn_id=conn, t=rec.wall, meta=meta))
     elif rtype == _H2C:
         info = rec.json()
         obs = observers.get(conn)
         if obs is None:
             obs = observers[conn] = ConnectionObserver()
-        headers = tuple((str(n), str(v)) for n, v in info.get("request_headers", ()))
-        for ev in obs.upgrade_h2c(http2_settings=bytes.fromhex(info.get("http2_settings", "")),
-                                  request_headers=headers, t=rec.wall):
-            session.observe(conn, ev)
+        headers = tuple((str(k), str(v)) for k, v in info.get("request_headers", ()))
+        events.extend(obs.upgrade_h2c(
+            http2_settings=bytes.fromhex(info.get("http2_settings", "")),
+            request_headers=headers, t=rec.wall))
     elif rtype == _HTTP1:
-        session.conn(conn).http1.append((rec.wall, rec.flags & 1, http1_head(rec.body)))
+        events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
+                                    head=http1_head(rec.body)))
     elif rtype == _CLOSE:
-        obs = observers.pop(conn, None)
+        obs = observers.get(conn)
         observers[conn] = None
         if obs is not None:
-            for ev in obs.close(rec.wall):
-                session.observe(conn, ev)
+            events.extend(obs.close(rec.wall))
         info = rec.json()
-        reason = info.get("reason") or info.get("error") or ""
+        reason = str(info.get("reason") or info.get("error") or "")
         by = info.get("closed_by")
-        session.conn(conn).errors.extend(recorded_errors(info))
-        session.closed(conn, f"by {by}: {reason}" if by else str(reason))
+        events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),
+                                    reason=f"by {by}: {reason}" if by else reason))
+
+
+def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
+           rec: Record, row: int | None) -> None:
+    """Apply one record to ``session``; a FRAME record's events attach to ``row``
+    (its index row)."""
+    events: list[Any] = []
+    record_events(observers, rec, events)
+    conn = rec.conn_id
+    observe = session.observe
+    for ev in events:
+        if type(ev) is FrameObserved:
+            observe(conn, ev, rec.offset, row)
+            if ev.block is not None:
+                obs = observers.get(conn)
+                if obs is not None:
+                    _checkpoint(session, conn, obs, int(ev.direction))
+        elif isinstance(ev, ConnectionEvent):
+            session.connection_event(ev)
+        else:
+            observe(conn, ev)

@@ -41,29 +41,16 @@ from proxy.capture.format import (
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
     SYNC,
-    RecordType,
 )
 from proxy.capture.reader import new_record
-from proxy.capture.replay import observer_for
 from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from ui.model.backing import TEMP_NAME, SessionCapture
+from ui.model.capture import record_events
 from ui.model.live import LiveFeed
-from ui.model.session import (
-    RecordedCap,
-    RecordedClose,
-    RecordedConnection,
-    RecordedHttp1,
-    http1_head,
-    recorded_errors,
-)
 
 log = logging.getLogger("h2scope.ui.follow")
 _HDR = RECORD_HEADER_SIZE
-_FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
-_CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
-_H2C = int(RecordType.H2C_UPGRADE)
-_HTTP1 = int(RecordType.HTTP1)
 CHUNK = 256 << 10
 """Bytes read from the capture per step."""
 POLL = 0.01
@@ -163,6 +150,7 @@ class Follower:
         out: list[Batch] = []
         events: list[Any] = []
         conn_of_events = -1
+        last_wall = 0.0
         while i + _HDR <= n:
             if limit is not None and found >= limit:
                 break
@@ -183,56 +171,16 @@ class Follower:
             i = end
             found += 1
             if conn != conn_of_events and events:
-                out.append(Batch(conn_id=conn_of_events, t=wall, events=tuple(events)))
+                out.append(Batch(conn_id=conn_of_events, t=last_wall, events=tuple(events)))
                 events = []
-            conn_of_events = conn
-            self._decode(rec, events)
+            conn_of_events, last_wall = conn, wall
+            record_events(self.observers, rec, events)
         if events:
-            out.append(Batch(conn_id=conn_of_events, t=time.time(), events=tuple(events)))
+            out.append(Batch(conn_id=conn_of_events, t=last_wall, events=tuple(events)))
         self.pos = pos + i
         self.records += found
         self._put(out)
         return found
-
-    def _decode(self, rec: Any, events: list[Any]) -> None:
-        rtype, conn = rec.type, rec.conn_id
-        if rtype in (_FRAME, _RAW):
-            obs = self.observers.get(conn)
-            if obs is None:
-                if conn in self.observers:  # HTTP/1.1 or a tunnel: nothing to decode
-                    return
-                obs = self.observers[conn] = ConnectionObserver()
-            data = rec.frame_bytes() if rtype == _FRAME else rec.body
-            events.extend(obs.feed(rec.direction, data, rec.wall))
-            if rtype == _FRAME and rec.truncated:  # follows its frame: marks that row
-                events.append(RecordedCap(conn_id=conn, t=rec.wall,
-                                          kept=max(0, len(rec.body) - 9)))
-        elif rtype == _CONNECTION:
-            meta = rec.json()
-            self.observers[conn] = observer_for(meta)
-            events.append(RecordedConnection(conn_id=conn, t=rec.wall, meta=meta))
-        elif rtype == _H2C:
-            info = rec.json()
-            obs = self.observers.get(conn)
-            if obs is None:
-                obs = self.observers[conn] = ConnectionObserver()
-            headers = tuple((str(k), str(v)) for k, v in info.get("request_headers", ()))
-            events.extend(obs.upgrade_h2c(
-                http2_settings=bytes.fromhex(info.get("http2_settings", "")),
-                request_headers=headers, t=rec.wall))
-        elif rtype == _HTTP1:
-            events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
-                                        head=http1_head(rec.body)))
-        elif rtype == _CLOSE:
-            obs = self.observers.get(conn)
-            self.observers[conn] = None
-            if obs is not None:
-                events.extend(obs.close(rec.wall))
-            info = rec.json()
-            reason = str(info.get("reason") or info.get("error") or "closed")
-            by = info.get("closed_by")
-            events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),
-                                        reason=f"by {by}: {reason}" if by else reason))
 
     def _put(self, batches: list[Batch]) -> None:
         feed = self.feed
@@ -264,24 +212,72 @@ def _ended(code: int) -> str:
     return f"exited with status {code}"
 
 
-class ChildProxy:
+class _Following:
+    """What the app needs of a live session's source, over a capture followed into
+    ``feed``: the backing capture, the follower and its place behind the file,
+    input first, and the GIL switch interval while the follower runs."""
+
+    def __init__(self, feed: LiveFeed) -> None:
+        self.feed = feed
+        self.backing: SessionCapture | None = None
+        self.follower: Follower | None = None
+        self.tap: _Recording | None = None
+        self.error: str | None = None
+        self._switch_interval: float | None = None
+
+    def _follow(self, backing: SessionCapture) -> None:
+        self.backing = backing
+        # The follower decodes on its own thread; the UI's loop, woken by a key or
+        # a timer, must not wait the default 5 ms for it to let go of the GIL.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.follower = Follower(backing.path, self.feed)
+        self.follower.start()
+
+    def _unfollow(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+        if self.backing is not None:
+            try:
+                self.backing.close()
+            except (OSError, ValueError) as exc:
+                self.error = f"closing {self.backing.path}: {exc}"
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+
+    def behind(self) -> int:
+        """Bytes of the capture the UI has not read yet."""
+        return self.follower.behind() if self.follower is not None else 0
+
+    def input_seen(self) -> None:
+        """A key or mouse event arrived: the UI's thread goes first for a moment."""
+        if self.follower is not None:
+            self.follower.hold(INPUT_HOLD)
+
+    def disk_slows(self) -> bool:
+        """Whether recording made the relay wait for the disk in the last seconds."""
+        return False
+
+    def problem(self) -> str | None:
+        """Why live traffic stopped, if it did (here: the capture could not be read)."""
+        return self.follower.broken if self.follower is not None else None
+
+
+class ChildProxy(_Following):
     """The proxy in a child process (:mod:`proxy.child`), its capture followed
     into ``feed``."""
 
     def __init__(self, options: Any, *, feed: LiveFeed, record: Path | None = None,
                  max_data_bytes: int | None = None, log_file: Path | None = None,
                  demo: tuple[int | None, float] | None = None) -> None:
+        super().__init__(feed)
         self.options = options
         self.demo = demo
-        self.feed = feed
         self.max_data_bytes = max_data_bytes
         self._record = record
         self.log_file = log_file
         self.proc: subprocess.Popen[bytes] | None = None
-        self.backing: SessionCapture | None = None
-        self.follower: Follower | None = None
-        self.tap: _Recording | None = None
-        self.error: str | None = None
         self.fatal: str | None = None
         """Why the proxy's process stopped by itself, as it said it."""
         self.ca_cert_path: Path | None = None
@@ -289,7 +285,6 @@ class ChildProxy:
         self._lock = threading.Lock()
         self._temp_dir: Path | None = None
         self._stopping = False
-        self._switch_interval: float | None = None
         self.disk_wait = 0.0
         """Seconds recording has made the relay wait for the disk (back-pressure)."""
         self.disk_slowed_at = -DISK_NOTE
@@ -337,14 +332,8 @@ class ChildProxy:
         self.addresses = [(str(m), str(a)) for m, a in first.get("ready", ())]
         if first.get("ca"):
             self.ca_cert_path = Path(first["ca"])
-        self.backing = SessionCapture(Path(path), temp_dir=self._temp_dir,
-                                      flush=self.flush_recording)
-        # The follower decodes on its own thread; the UI's loop, woken by a key or
-        # a timer, must not wait the default 5 ms for it to let go of the GIL.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        self.follower = Follower(Path(path), self.feed)
-        self.follower.start()
+        self._follow(SessionCapture(Path(path), temp_dir=self._temp_dir,
+                                    flush=self.flush_recording))
         self._status_thread = threading.Thread(target=self._poll_status, daemon=True,
                                                name="h2scope-child-status")
         self._status_thread.start()
@@ -469,15 +458,6 @@ class ChildProxy:
             return self.tap.path
         return self.record_file
 
-    def behind(self) -> int:
-        """Bytes of the capture the UI has not read yet."""
-        return self.follower.behind() if self.follower is not None else 0
-
-    def input_seen(self) -> None:
-        """A key or mouse event arrived: the UI's thread goes first for a moment."""
-        if self.follower is not None:
-            self.follower.hold(INPUT_HOLD)
-
     def problem(self) -> str | None:
         """Why live traffic stopped, if it did: the proxy exited, or the capture
         could not be read."""
@@ -488,9 +468,7 @@ class ChildProxy:
                 return self.fatal
             where = f" (see {self.log_file})" if self.log_file is not None else ""
             return f"the proxy process {_ended(self.proc.returncode)}{where}"
-        if self.follower is not None and self.follower.broken:
-            return self.follower.broken
-        return None
+        return super().problem()
 
     # ------------------------------------------------------------ stopping
 
@@ -518,17 +496,8 @@ class ChildProxy:
                     with contextlib.suppress(OSError):
                         pipe.close()
         self.tap = None
-        if self.follower is not None:
-            self.follower.stop()
-        if self.backing is not None:
-            try:
-                self.backing.close()
-            except (OSError, ValueError) as exc:
-                self.error = f"closing {self.backing.path}: {exc}"
+        self._unfollow()
         self._remove_temp()
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
 
     def _remove_temp(self) -> None:
         if self._temp_dir is not None:
@@ -536,30 +505,20 @@ class ChildProxy:
             atexit.unregister(self._remove_temp)
 
 
-class FileFollow:
+class FileFollow(_Following):
     """``h2scope view --follow FILE``: a capture another process is writing (say
     ``h2scope run --headless --record FILE``, elsewhere), followed like the
-    live session's. The app sees the same interface as :class:`ChildProxy`;
-    there is no proxy to stop or to record with."""
+    live session's. There is no proxy to stop or to record with."""
 
     def __init__(self, path: Path, *, feed: LiveFeed) -> None:
+        super().__init__(feed)
         self.path = Path(path)
-        self.feed = feed
-        self.backing: SessionCapture | None = None
-        self.follower: Follower | None = None
-        self.tap: _Recording | None = None
         self.record_file: Path | None = None
         self.recording: Path | None = None
-        self.error: str | None = None
-        self._switch_interval: float | None = None
 
     def start(self) -> list[tuple[str, str]]:
         """Open the file (raises OSError, ValueError if it is not a capture)."""
-        self.backing = SessionCapture(self.path)
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        self.follower = Follower(self.path, self.feed)
-        self.follower.start()
+        self._follow(SessionCapture(self.path))
         return [("following", str(self.path))]
 
     def start_recording(self, path: Path) -> None:
@@ -572,24 +531,5 @@ class FileFollow:
     def flush_recording(self) -> None:
         """(The writer is another program: it flushes on its own schedule.)"""
 
-    def input_seen(self) -> None:
-        if self.follower is not None:
-            self.follower.hold(INPUT_HOLD)
-
-    def disk_slows(self) -> bool:
-        return False  # (the writer is another program)
-
-    def behind(self) -> int:
-        return self.follower.behind() if self.follower is not None else 0
-
-    def problem(self) -> str | None:
-        return self.follower.broken if self.follower is not None else None
-
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        if self.follower is not None:
-            self.follower.stop()
-        if self.backing is not None:
-            self.backing.close()  # (not temporary: the file stays)
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
+        self._unfollow()  # (the file is not temporary: it stays)
