@@ -44,7 +44,6 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.events import Batch, ConnectionOpened
-from proxy.observe.events import FrameObserved
 
 LENGTH = struct.Struct(">Q")
 FLUSH_INTERVAL = 0.05
@@ -82,7 +81,6 @@ class FromNowRecorder:
         self.recorder = CaptureRecorder(CaptureWriter(path, max_data_bytes=max_data_bytes))
         self.conns: set[int] = set()
         self.active = True
-        self.frames = 0
 
     async def handle(self, batch: Batch) -> None:
         if not self.active:
@@ -91,7 +89,6 @@ class FromNowRecorder:
             self.conns.add(batch.conn_id)
         if batch.conn_id not in self.conns:
             return
-        self.frames += sum(1 for ev in batch.events if type(ev) is FrameObserved)
         await self.recorder.handle(batch)
 
     async def handle_many(self, batches: Sequence[Batch]) -> None:
@@ -191,7 +188,9 @@ async def _serve(start: Start) -> int:
     stopping = asyncio.Event()
     recorder = CaptureRecorder(writer)
     watched = _Watched(recorder, stopping.set)
-    server: Any = ProxyServer(config, [watched])
+    # The UI decodes every frame from the capture (principle 6): here HTTP/2 is only
+    # cut into frames for the recorder, not decoded a first time for nothing.
+    server: Any = ProxyServer(config, [watched], decode=False)
     demo: list[Any] = []  # the demo's origin, then the task driving its client
     try:
         if start.demo is not None:
@@ -199,7 +198,7 @@ async def _serve(start: Start) -> int:
             from proxy.commands.demo import start_demo
 
             server, origin, client = await start_demo(config, CertStore(config.confdir),
-                                                      [watched])
+                                                      [watched], decode=False)
             demo += [origin, client]
         else:
             await server.start()

@@ -54,8 +54,11 @@ class ProxyServer:
 
     def __init__(self, options: ProxyOptions, sinks: Sequence[Sink | SinkCallable] = (), *,
                  lossy_sinks: Sequence[Sink | SinkCallable] = (),
-                 bus_size: int = 1024) -> None:
+                 bus_size: int = 1024, decode: bool = True) -> None:
         self.options = options
+        self.decode = decode
+        """False: HTTP/2 is only cut into frames for the sinks (the live UI's child
+        process, which only records; see :class:`proxy.net.context.ProxyState`)."""
         self.sinks = list(sinks)
         self.lossy_sinks = list(lossy_sinks)
         self.bus_size = bus_size
@@ -110,7 +113,7 @@ class ProxyServer:
         for sink in self.lossy_sinks:
             self.bus.subscribe(sink, lossy=True)
         try:
-            self.state = ProxyState(opts, self.bus, certs)
+            self.state = ProxyState(opts, self.bus, certs, decode=self.decode)
         except (ValueError, OSError) as exc:
             raise ProxyStartError(str(exc)) from exc
         try:

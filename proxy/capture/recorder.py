@@ -12,7 +12,8 @@ What it writes, per batch:
   written when relaying starts (or at the first bytes, or at close for a
   connection that never relayed);
 * h2/h2c chunks: a FRAME record per ``FrameObserved`` (its raw bytes and the
-  observer's ``t``), a RAW record for the preface, and RAW records for bytes
+  observer's ``t``) or per frame of a ``FramesCut`` (from a proxy that only
+  records, :mod:`proxy.observe.framer`), a RAW record for the preface, and RAW records for bytes
   the observer could not frame (from a ``Desynced`` on). The recorder keeps a
   copy of each direction's bytes only while a frame is incomplete;
 * other protocols' chunks (``http/1.1``, ``tcp``): RAW records, plus an HTTP1
@@ -44,6 +45,7 @@ from proxy.events import (
 )
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Desynced, FrameObserved, PrefaceObserved
+from proxy.observe.framer import FramesCut
 
 log = logging.getLogger("h2scope.capture")
 SLOW_DISK_REPORT = 0.5
@@ -118,7 +120,8 @@ class CaptureRecorder:
         if batch.direction is not None:
             if batch.protocol and "protocol" not in conn.meta:
                 conn.meta["protocol"] = batch.protocol
-            if batch.data or not any(isinstance(ev, FrameObserved) for ev in batch.events):
+            if batch.data or not any(isinstance(ev, (FrameObserved, FramesCut))
+                                     for ev in batch.events):
                 self._chunk(batch, conn)
             return
         for ev in batch.events:
@@ -172,6 +175,12 @@ class CaptureRecorder:
                 raw = cast(FrameObserved, ev).frame.raw
                 consumed += len(raw)
                 frames.append((raw, ev.t))
+                continue
+            if kind is FramesCut:  # a proxy that only records: frames, not decoded
+                t = ev.t
+                for raw in cast(FramesCut, ev).frames:
+                    consumed += len(raw)
+                    frames.append((raw, t))
                 continue
             if frames:  # keep the records in wire order
                 writer.frames(cid, direction, frames, wall=batch.t)

@@ -86,15 +86,18 @@ def _ui_launcher() -> Any:
 
 
 async def start_demo(config: Any, store: Any, sinks: list[Any], *,
-                     lossy_sinks: list[Any] | None = None) -> tuple[Any, Any, Any]:
-    """Start origin, proxy and client; returns (proxy server, origin, client)."""
+                     lossy_sinks: list[Any] | None = None,
+                     decode: bool = True) -> tuple[Any, Any, Any]:
+    """Start origin, proxy and client; returns (proxy server, origin, client).
+
+    ``decode=False``: the proxy only records (the live UI decodes the capture)."""
     from proxy.demo.client import DemoClient
     from proxy.demo.server import DemoServer
     from proxy.server import ProxyServer
 
     origin = DemoServer(store.server_context("localhost", ["h2"]))
     await origin.start()
-    proxy = ProxyServer(config, sinks, lossy_sinks=lossy_sinks or [])
+    proxy = ProxyServer(config, sinks, lossy_sinks=lossy_sinks or [], decode=decode)
     try:
         await proxy.start()
     except Exception:

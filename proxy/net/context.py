@@ -33,7 +33,10 @@ from proxy.events import (
 )
 from proxy.net.modes import Mode
 from proxy.net.streams import Stream
+from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
+from proxy.observe.events import Event
+from proxy.observe.framer import FrameSplitter
 
 if TYPE_CHECKING:
     from proxy.net.clienthello import ClientHello
@@ -46,6 +49,17 @@ HANDSHAKE_TIMEOUT = 15.0
 """Seconds for a TLS handshake, on either leg."""
 REQUEST_TIMEOUT = 60.0
 """Seconds a client may take to send a request head (and idle between requests)."""
+
+
+class Observer(Protocol):
+    """What the relays need of an HTTP/2 observer: :class:`ConnectionObserver`,
+    or :class:`FrameSplitter` when nothing but the recorder reads the events."""
+
+    def feed(self, direction: Direction, data: bytes | bytearray | memoryview,
+             t: float) -> list[Event]: ...
+    def close(self, t: float) -> list[Event]: ...
+    def upgrade_h2c(self, *, http2_settings: bytes,
+                    request_headers: tuple[tuple[str, str], ...], t: float) -> list[Event]: ...
 
 
 class ProxyOptions(Protocol):
@@ -88,8 +102,13 @@ def hostport(host: str, port: int) -> str:
 class ProxyState:
     """Built once per run from the options; shared by every connection."""
 
-    def __init__(self, options: ProxyOptions, bus: EventBus, certs: CertStore) -> None:
+    def __init__(self, options: ProxyOptions, bus: EventBus, certs: CertStore, *,
+                 decode: bool = True) -> None:
         self.options = options
+        self.decode = decode
+        """Decode HTTP/2 (every frame, header block and stream modelled), or only cut
+        frames for the recorder (:mod:`proxy.observe.framer`): the live UI's proxy
+        process, whose capture the UI decodes."""
         self.bus = bus
         self.certs = certs
         self.ignore = [re.compile(p) for p in options.ignore_hosts]
@@ -98,6 +117,12 @@ class ProxyState:
         self._upstream_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._next_id = 0
+
+    def new_observer(self) -> Observer:
+        """The observer of one HTTP/2 connection's bytes (the client sends the preface)."""
+        if self.decode:
+            return ConnectionObserver(preface="required")
+        return FrameSplitter(preface="required")
 
     def new_conn_id(self) -> int:
         self._next_id += 1

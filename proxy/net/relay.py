@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from proxy.events import Closer
-from proxy.net.context import Conn
+from proxy.net.context import Conn, Observer
 from proxy.net.streams import Stream
-from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
 
@@ -61,7 +60,7 @@ def _side(direction: Direction, *, source: bool) -> Closer:
 class Observed:
     """The observer of one connection, guarded so that a bug in it never stops bytes."""
 
-    def __init__(self, conn: Conn, observer: ConnectionObserver | None) -> None:
+    def __init__(self, conn: Conn, observer: Observer | None) -> None:
         self.conn = conn
         self.observer = observer
         self.failed: str | None = None
@@ -126,7 +125,7 @@ def _err(exc: BaseException) -> str:
 
 
 async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
-                observer: ConnectionObserver | None = None, publish: bool = True) -> None:
+                observer: Observer | None = None, publish: bool = True) -> None:
     """Relay until both directions end; publishes ConnectionClosed and closes both streams.
 
     ``observer`` decodes HTTP/2 (``protocol`` ``h2``/``h2c``); ``publish=False``

@@ -43,7 +43,6 @@ from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
 from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, open_tcp
-from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 
 log = logging.getLogger("h2scope.http1")
@@ -357,7 +356,7 @@ class Http1Relay:
             protocol = "tcp"
         observer = None
         if response.status == 101 and protocol == "h2c":
-            observer = ConnectionObserver(preface="required")
+            observer = self.conn.state.new_observer()
             settings = b""
             try:
                 settings = _b64url(request.get("http2-settings") or "")

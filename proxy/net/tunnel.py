@@ -21,7 +21,6 @@ from proxy.net.http1 import looks_like_http1_request
 from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
 from proxy.net.streams import HeadTooLarge, Stream, TcpStream, open_tcp
-from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import CONNECTION_PREFACE
 
 FIRST_BYTES_TIMEOUT = 60.0
@@ -152,7 +151,7 @@ async def relay_decrypted(conn: Conn, client: Stream, server: Stream, alpn: str 
     if alpn == "h2":
         await started(conn, "h2")
         await relay(conn, client, server, protocol="h2",
-                    observer=ConnectionObserver(preface="required"))
+                    observer=conn.state.new_observer())
     else:
         await relay_plain(conn, client, server, secure=True)
 
@@ -171,7 +170,7 @@ async def relay_plain(conn: Conn, client: Stream, server: Stream, *, secure: boo
         protocol = "h2" if secure else "h2c"
         await started(conn, protocol)
         await relay(conn, client, server, protocol=protocol,
-                    observer=ConnectionObserver(preface="required"))
+                    observer=conn.state.new_observer())
     elif not server_first and looks_like_http1_request(data):
         await started(conn, "http/1.1")
         await Http1Relay(conn, client, server, scheme="https" if secure else "http").run()

@@ -299,12 +299,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
                 rfc: str = "RFC 9113 §4.1") -> None:
         """Framing is lost; ``remaining`` bytes of this call were not decoded."""
         side.desynced = True
+        lost_at = side.offset
         side.skipped_bytes += remaining
         side.offset += remaining
         side.buffer.clear()
         finding = _f("desynced", Severity.ERROR, rfc, why)
         self.findings_count += 1
-        self._events.append(Desynced(t=t, direction=side.direction, offset=side.offset,
+        self._events.append(Desynced(t=t, direction=side.direction, offset=lost_at,
                                      finding=finding))
 
     # --------------------------------------------------------------- frames

@@ -17,9 +17,11 @@ from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.replay import replay_observer
 from proxy.capture.writer import DEFER_BODY, HARD_LIMIT_FACTOR, CaptureWriter
 from proxy.events import Batch, Closer, ConnectionClosed, RelayStarted
+from proxy.net.context import Observer
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event, FrameObserved
+from proxy.observe.framer import FrameSplitter
 from proxy.observe.frames import DataFrame
 from tests.unit.capture.traffic import Session, record_session
 
@@ -32,12 +34,13 @@ def _chunks(tmp_path: Path) -> list[tuple[Direction, bytes]]:
 
 
 def _relay(chunks: list[tuple[Direction, bytes]], rng: random.Random,
-           ) -> tuple[list[Batch], list[Event]]:
+           observer: Observer | None = None) -> tuple[list[Batch], list[Event]]:
     """Batches as the relay publishes them, every chunk cut at random points."""
     cid, t = 3, 1_700_000_000.0
     batches = [Batch(conn_id=cid, t=t, events=(RelayStarted(conn_id=cid, t=t, protocol="h2",
                                                             target="example.test:443"),))]
-    observer = ConnectionObserver(preface="required")
+    if observer is None:
+        observer = ConnectionObserver(preface="required")
     live: list[Event] = []
     for direction, data in chunks:
         pos = 0
@@ -53,8 +56,9 @@ def _relay(chunks: list[tuple[Direction, bytes]], rng: random.Random,
     t += 0.001
     closing = observer.close(t)
     live += closing
-    batches.append(Batch(conn_id=cid, t=t, events=tuple(closing), direction=Direction.C2S,
-                         data=b"", protocol="h2"))
+    if closing:  # as the relay: nothing is published for no events
+        batches.append(Batch(conn_id=cid, t=t, events=tuple(closing), direction=Direction.C2S,
+                             data=b"", protocol="h2"))
     batches.append(Batch(conn_id=cid, t=t, events=(ConnectionClosed(
         conn_id=cid, t=t, closed_by=Closer.CLIENT, reason="client closed"),)))
     return batches, live
@@ -97,6 +101,68 @@ def test_a_direction_that_desyncs_mid_read_keeps_its_bytes_from_there_on(
     c2s = b"".join(r.body for r in records if r.type in (RecordType.FRAME, RecordType.RAW)
                    and not r.flags & RecordFlag.S2C)
     assert c2s == b"".join(c for d, c in chunks if d == Direction.C2S)
+
+
+def _records(records: list) -> list[tuple]:
+    """What two recordings of the same traffic share (the END record's time is the
+    writer's own clock, at closing)."""
+    return [(r.type, r.flags, r.conn_id, r.seq, r.t, r.body) for r in records
+            if r.type != RecordType.END]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("damage", ["none", "garbage", "cut"])
+def test_a_proxy_that_only_cuts_frames_records_the_capture_a_decoding_one_does(
+        tmp_path: Path, seed: int, damage: str) -> None:
+    """The live UI's proxy process (``decode=False``) frames with FrameSplitter: its
+    capture must be the one the full observer's events give, record for record,
+    whatever the reads, bytes that stop being HTTP/2, or a frame cut short."""
+    chunks = _chunks(tmp_path)
+    if damage == "garbage":
+        d0, first = chunks[0]
+        chunks = [(d0, first + GARBAGE[:5]), (d0, GARBAGE[5:]), *chunks[1:]]
+    elif damage == "cut":
+        d, last = chunks[-1]
+        chunks = [*chunks[:-1], (d, last[:-3])]
+    decoded, live = _relay(chunks, random.Random(seed))
+    cut, _ = _relay(chunks, random.Random(seed), FrameSplitter(preface="required"))
+    by_observer = _record(tmp_path / "decoded.h2scope", decoded)
+    by_splitter = _record(tmp_path / "cut.h2scope", cut)
+    assert _records(by_splitter) == _records(by_observer)
+    assert [ev for _, ev in replay_observer(tmp_path / "cut.h2scope")] == live
+
+
+def test_the_splitter_desyncs_where_the_observer_does() -> None:
+    """Bytes that are not HTTP/2: the same Desynced (offset, finding) from both."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    settings = bytes.fromhex("000000040000000000")
+    cases = [
+        (Direction.C2S, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"),
+        (Direction.C2S, preface + GARBAGE),
+        (Direction.S2C, GARBAGE),
+        (Direction.C2S, preface + settings + bytes.fromhex("ffff00ee0000000001") + bytes(64)),
+    ]
+    for direction, data in cases:
+        observer, splitter = ConnectionObserver(preface="required"), FrameSplitter()
+        for i in range(0, len(data), 5):
+            want = [e for e in observer.feed(direction, data[i:i + 5], 1.0)
+                    if type(e).__name__ == "Desynced"]
+            got = [e for e in splitter.feed(direction, data[i:i + 5], 1.0)
+                   if type(e).__name__ == "Desynced"]
+            assert got == want, (data, i)
+
+
+def test_the_splitter_follows_a_larger_max_frame_size() -> None:
+    """A receiver that accepts 64 KiB frames: a 40,000-byte unknown frame is a frame."""
+    settings = bytes.fromhex("000006040000000000") + bytes.fromhex("000500010000")
+    big = (40_000).to_bytes(3, "big") + bytes.fromhex("ee0000000001") + bytes(40_000)
+    splitter = FrameSplitter()
+    splitter.feed(Direction.S2C, settings, 1.0)  # the server accepts 65,536
+    events = splitter.feed(Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                           + bytes.fromhex("000000040000000000") + big, 2.0)
+    frames = [f for e in events for f in getattr(e, "frames", ())]
+    assert frames[-1] == big and not any(type(e).__name__ == "Desynced" for e in events)
+    assert FrameSplitter().feed(Direction.S2C, big, 1.0)[0].finding.code == "desynced"
 
 
 def test_capped_data_in_split_reads_replays_like_the_live_connection(tmp_path: Path) -> None:
