@@ -29,6 +29,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from proxy.cli import UsageError, default_confdir
+from proxy.net.client_certs import client_cert_problem
 from proxy.net.modes import Mode, ModeError, is_loopback, parse_mode
 
 __all__ = [
@@ -163,6 +164,10 @@ class UpstreamConfig:
     """Do not verify upstream servers' certificates."""
     ca_file: Path | None = None
     """Extra trust anchors (PEM) for upstream servers, added to the system's."""
+    client_certs: Path | None = None
+    """A client certificate for upstream servers that ask for one (mutual TLS): a PEM
+    file with the certificate (chain) and its private key, used for every server,
+    or a directory of ``HOST.pem`` files, one per upstream host name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +252,10 @@ class Config:
     @property
     def upstream_ca(self) -> Path | None:
         return self.upstream.ca_file
+
+    @property
+    def client_certs(self) -> Path | None:
+        return self.upstream.client_certs
 
     @property
     def mode_specs(self) -> tuple[Mode, ...]:
@@ -518,3 +527,8 @@ def _check_whole(config: Config, loader: _Loader) -> None:
     if ca is not None and not ca.is_file():
         raise loader.error("upstream.ca_file", f"{ca} does not exist or is not a file "
                            f"(expected PEM certificates)")
+    certs = config.upstream.client_certs
+    if certs is not None:
+        problem = client_cert_problem(certs)
+        if problem:
+            raise loader.error("upstream.client_certs", problem)

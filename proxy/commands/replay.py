@@ -55,6 +55,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="do not verify the server's certificate")
     p.add_argument("--upstream-ca", type=Path, metavar="FILE",
                    help="trust this CA (PEM) for the server's certificate")
+    p.add_argument("--client-certs", type=Path, metavar="PATH",
+                   help="client certificate for a server that asks for one (mutual TLS): a "
+                   "PEM file with the certificate and its unencrypted key, or a directory of "
+                   "HOST.pem files")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="stop waiting for a server that sent nothing for this long (default 10)")
     p.add_argument("--sslkeylogfile", type=Path, metavar="FILE",
@@ -119,10 +123,17 @@ def run(args: argparse.Namespace) -> int:
                          "HPACK bytes unchanged)")
     if not args.file.exists():
         raise UsageError(f"no such file: {args.file}")
+    if args.client_certs is not None:
+        from proxy.net.client_certs import client_cert_problem
+
+        problem = client_cert_problem(args.client_certs)
+        if problem:
+            raise UsageError(f"--client-certs: {problem}")
     keylog = args.sslkeylogfile or (Path(os.environ["SSLKEYLOGFILE"])
                                     if os.environ.get("SSLKEYLOGFILE") else None)
     options = ReplayOptions(mode=args.mode, speed=args.speed, insecure=args.insecure,
-                            upstream_ca=args.upstream_ca, authority=args.authority,
+                            upstream_ca=args.upstream_ca, client_certs=args.client_certs,
+                            authority=args.authority,
                             idle_timeout=args.timeout, sslkeylogfile=keylog)
     progress = _Progress(sys.stderr.isatty())
     source: ReplaySource

@@ -54,6 +54,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "modes": ("modes", "--mode"),
     "insecure": ("upstream.insecure", "--insecure"),
     "upstream_ca": ("upstream.ca_file", "--upstream-ca"),
+    "client_certs": ("upstream.client_certs", "--client-certs"),
     "ignore_hosts": ("ignore_hosts", "--ignore-hosts"),
     "proxyauth": ("proxyauth", "--proxyauth"),
     "sslkeylogfile": ("sslkeylogfile", "--sslkeylogfile"),
@@ -103,6 +104,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           help="do not verify upstream servers' certificates")
     upstream.add_argument("--upstream-ca", metavar="FILE",
                           help="PEM file of extra CAs to trust for upstream servers")
+    upstream.add_argument("--client-certs", metavar="PATH",
+                          help="client certificate for upstream servers that ask for one "
+                          "(mutual TLS): a PEM file with the certificate and its unencrypted "
+                          "key, or a directory of HOST.pem files")
     upstream.add_argument("--ignore-hosts", action="append", metavar="REGEX",
                           help="pass connections whose host:port matches REGEX through "
                           "untouched (repeatable)")

@@ -78,6 +78,8 @@ class ProxyOptions(Protocol):
     @property
     def upstream_ca(self) -> Path | None: ...
     @property
+    def client_certs(self) -> Path | None: ...
+    @property
     def ignore_hosts(self) -> Sequence[str]: ...
     @property
     def proxyauth(self) -> str | None: ...
@@ -114,7 +116,8 @@ class ProxyState:
         self.ignore = [re.compile(p) for p in options.ignore_hosts]
         self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
         self._auth = _parse_auth(options.proxyauth)
-        self._upstream_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
+        self._upstream_contexts: dict[tuple[tuple[str, ...], Path | None],
+                                      ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._next_id = 0
 
@@ -157,9 +160,11 @@ class ProxyState:
             return True
         return hmac.compare_digest(user + b":" + password, self._auth)
 
-    def upstream_context(self, alpn: Sequence[str]) -> ssl.SSLContext:
-        """A client context for the server leg offering *alpn* (cached per list)."""
-        key = tuple(alpn)
+    def upstream_context(self, alpn: Sequence[str], cert: Path | None = None
+                         ) -> ssl.SSLContext:
+        """A client context for the server leg offering *alpn*, presenting the client
+        certificate in *cert* if the server asks for one (cached per list and file)."""
+        key = (tuple(alpn), cert)
         with self._lock:
             ctx = self._upstream_contexts.get(key)
             if ctx is None:
@@ -169,8 +174,10 @@ class ProxyState:
                 if self.options.insecure:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
-                if key:
-                    ctx.set_alpn_protocols(list(key))
+                if alpn:
+                    ctx.set_alpn_protocols(list(alpn))
+                if cert is not None:
+                    ctx.load_cert_chain(str(cert), password=lambda: b"")
                 if self.keylog:
                     ctx.keylog_filename = self.keylog
                 self._upstream_contexts[key] = ctx

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from enum import IntEnum
 
 from proxy.events import Closer
+from proxy.net.client_certs import explain_alert
 from proxy.net.context import Conn, Observer
 from proxy.net.streams import Stream
 from proxy.observe.enums import Direction
@@ -32,6 +34,8 @@ log = logging.getLogger("h2scope.relay")
 
 HALF_CLOSE_GRACE = 10.0
 """Seconds the still-open direction may stay silent after the other one ended."""
+CAUSE_GRACE = 0.5
+"""Seconds a failed write waits for the other direction's read to say why."""
 
 
 class Outcome(IntEnum):
@@ -50,6 +54,7 @@ class PumpResult:
     direction: Direction
     outcome: Outcome
     error: str | None = None
+    exc: BaseException | None = None
 
 
 def _side(direction: Direction, *, source: bool) -> Closer:
@@ -98,7 +103,7 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
         except TimeoutError:
             return PumpResult(direction, Outcome.IDLE)
         except Exception as exc:
-            return PumpResult(direction, Outcome.SOURCE_FAILED, _err(exc))
+            return PumpResult(direction, Outcome.SOURCE_FAILED, _err(exc), exc)
         if not data:
             dst.write_eof()
             with contextlib.suppress(Exception):
@@ -108,11 +113,18 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
             dst.write(data)
             await dst.drain()
         except Exception as exc:
-            return PumpResult(direction, Outcome.SINK_FAILED, _err(exc))
+            return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
         if publish:
             t = time.time()
             await conn.publish_chunk(direction, data, t, observed.feed(direction, data, t),
                                      protocol)
+
+
+def _cause(results: list[PumpResult]) -> PumpResult:
+    """Of pumps that ended together, the one that says most about why: a failed read
+    (the peer's own error), then a failed write, then the rest."""
+    order = (Outcome.SOURCE_FAILED, Outcome.SINK_FAILED, Outcome.IDLE, Outcome.EOF)
+    return min(results, key=lambda r: order.index(r.outcome))
 
 
 def _err(exc: BaseException) -> str:
@@ -142,7 +154,12 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     first: PumpResult | None = None
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        first = next(iter(done)).result()
+        first = _cause([t.result() for t in done])
+        if first.outcome is Outcome.SINK_FAILED and pending:
+            # A side we could not write to may say why it went away on the other pump's
+            # read (a TLS alert, such as a server's certificate_required): wait for it.
+            more, pending = await asyncio.wait(pending, timeout=CAUSE_GRACE)
+            first = _cause([t.result() for t in done | more])
         if first.outcome is Outcome.EOF and pending:
             idle.set()
             await asyncio.wait(pending)
@@ -159,11 +176,18 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             client.abort()
             server.abort()
         await _close(client, server)
+    assert first is not None
+    if first.outcome is Outcome.SOURCE_FAILED and isinstance(first.exc, ssl.SSLError):
+        src = server if first.direction is Direction.S2C else client
+        explained = explain_alert(first.exc.reason or str(first.exc),
+                                  conn.target or "the server", getattr(src, "client_cert", None)
+                                  ) if src is server else None
+        if explained:
+            await conn.error("server-tls", *explained)
     t = time.time()
     closing = observed.close(t)
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
-    assert first is not None
     by, reason = _describe(first)
     await conn.closed(by, reason, first.error or observed.failed,
                       bytes_c2s=client.bytes_in, bytes_s2c=server.bytes_in)

@@ -27,6 +27,7 @@ import collections
 import contextlib
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 READ_SIZE = 64 * 1024
@@ -307,6 +308,8 @@ class TlsStream(Stream):
         self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
                                     server_hostname=server_hostname)
         self._closed_notify = False
+        self.client_cert: Path | None = None
+        """The client certificate file this (client-side) leg presents, if any."""
 
     def _flush(self) -> None:
         pending = self.outgoing.read()

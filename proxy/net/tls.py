@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.hostnames import InvalidHostname
 from proxy.events import CertSummary, Leg, TlsEstablished
+from proxy.net.client_certs import cert_file_for, explain_alert
 from proxy.net.clienthello import ClientHello
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
 from proxy.net.streams import Stream, StreamClosed, TlsStream
@@ -123,15 +124,21 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
     Raises InterceptFailed after publishing the reason.
     """
     server_hostname = sni or host
-    ctx = conn.state.upstream_context(alpn)
+    cert = cert_file_for(conn.state.options.client_certs, server_hostname)
+    ctx = conn.state.upstream_context(alpn, cert)
     server = TlsStream(tcp, ctx, server_side=False, server_hostname=server_hostname)
+    server.client_cert = cert
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             await server.handshake()
     except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
         hint = VERIFY_HINT if isinstance(exc, ssl.SSLCertVerificationError) else None
-        await conn.error("server-tls", f"TLS handshake with {conn.target or host} failed: "
-                         f"{_tls_error(exc)}", hint)
+        message = f"TLS handshake with {conn.target or host} failed: {_tls_error(exc)}"
+        if isinstance(exc, ssl.SSLError):
+            explained = explain_alert(exc.reason or str(exc), conn.target or host, cert)
+            if explained:  # TLS 1.2: the server refuses within the handshake
+                message, hint = explained
+        await conn.error("server-tls", message, hint)
         raise InterceptFailed(_tls_error(exc)) from exc
     sent_sni = None if is_ip(server_hostname) else server_hostname
     await conn.emit(_summary(server, Leg.SERVER, conn, alpn, sent_sni,

@@ -47,6 +47,7 @@ import h2.settings
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
+from proxy.net.client_certs import cert_file_for
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
 from proxy.observe.events import Event
@@ -112,6 +113,9 @@ class ReplayOptions:
     """Recorded gaps are divided by this; 0 sends as fast as possible."""
     insecure: bool = False
     upstream_ca: Path | None = None
+    client_certs: Path | None = None
+    """A client certificate for a server that asks for one: a PEM file (certificate
+    and key) or a directory of ``HOST.pem`` files (:mod:`proxy.net.client_certs`)."""
     authority: str | None = None
     """reencode: the ``:authority`` every request gets instead of the recorded one."""
     idle_timeout: float = 10.0
@@ -135,9 +139,13 @@ class ConnectionResult:
     timed_out: bool = False
 
 
-def client_context(options: ReplayOptions) -> ssl.SSLContext:
-    """The TLS client context: verified unless ``insecure``, ALPN ``h2`` only."""
+def client_context(options: ReplayOptions, host: str = "") -> ssl.SSLContext:
+    """The TLS client context for ``host``: verified unless ``insecure``, ALPN ``h2``
+    only, with the client certificate ``client_certs`` holds for it."""
     ctx = ssl.create_default_context()
+    cert = cert_file_for(options.client_certs, host)
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), password=lambda: b"")
     if options.upstream_ca is not None:
         ctx.load_verify_locations(cafile=str(options.upstream_ca))
     if options.insecure:
@@ -195,7 +203,7 @@ class ReplayConnection:
 
     async def _connect(self) -> None:
         t = self.target
-        ctx = client_context(self.options) if t.tls else None
+        ctx = client_context(self.options, t.host) if t.tls else None
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(
                 t.host, t.port, ssl=ctx, server_hostname=t.host if ctx else None,

@@ -14,6 +14,7 @@ class Options:
     modes: list[str] = field(default_factory=lambda: ["regular"])
     insecure: bool = False
     upstream_ca: Path | None = None
+    client_certs: Path | None = None
     ignore_hosts: list[str] = field(default_factory=list)
     proxyauth: str | None = None
     allow_remote: bool = False

@@ -169,3 +169,23 @@ def test_replay_usage_errors_exit_2(capture: Path, capsys: pytest.CaptureFixture
     assert "--mode reencode" in capsys.readouterr().err
     assert main(["replay", str(capture), "--target", "https://x", "--conn", "99"]) == 2
     assert "no HTTP/2 connection 99" in capsys.readouterr().err
+
+
+def test_replay_presents_a_client_certificate_to_a_server_that_asks(
+        capture: Path, docroot: Path, origin_cert: CertFiles, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.integration.test_proxy_client_certs import client_pem
+
+    pem = client_pem(tmp_path)
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--verify-client"]) as port:
+        target = ["--target", f"https://127.0.0.1:{port}", "--upstream-ca",
+                  str(origin_cert.cert)]
+        code, out, err = replay(capsys, str(capture), *target)
+        assert code != 0  # no certificate: nghttpd ends the connection
+        code, out, err = replay(capsys, str(capture), *target, "--client-certs", str(pem))
+        assert code == 0, out + err
+        assert "2 streams compared: all match" in out
+    code, out, err = replay(capsys, str(capture), *target, "--client-certs",
+                            str(origin_cert.cert))  # a certificate without its key
+    assert code == 2 and "--client-certs:" in err and "private key" in err

@@ -1,0 +1,124 @@
+"""Upstream servers that ask for a client certificate (mutual TLS): with none, the
+failure says so and names the flag; with ``--client-certs`` (a file, or a directory
+of HOST.pem files) the exchange goes through; a certificate the server refuses is
+named with the server's alert."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from proxy.events import ProxyErrorRaised
+from tests.helpers import procs
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles, make_self_signed
+
+
+def client_pem(directory: Path, name: str = "client") -> Path:
+    files = make_self_signed(directory, names=("client.example",), stem=name)
+    pem = directory / f"{name}.pem"
+    pem.write_bytes(files.cert.read_bytes() + files.key.read_bytes())
+    return pem
+
+
+def fetch(proxy: ProxyThread, sport: int, path: str = "/index.html") -> tuple[int, bytes]:
+    """curl (HTTP/2) to the reverse proxy in front of localhost:SPORT."""
+    result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert",
+                        str(proxy.ca_cert), "--connect-to",
+                        f"localhost:{sport}:127.0.0.1:{proxy.port('reverse')}",
+                        f"https://localhost:{sport}{path}"])
+    return result.returncode, result.stdout
+
+
+def errors(proxy: ProxyThread) -> list[ProxyErrorRaised]:
+    return proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                   if e.stage == "server-tls"], what="a server-tls error")
+
+
+def test_a_server_that_requires_a_certificate_says_so_and_names_the_flag(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, origin_cert: CertFiles) -> None:
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--verify-client"]) as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"])
+        code, _ = fetch(proxy, sport)
+        error = errors(proxy)[0]
+    assert code != 0
+    assert error.message == (f"localhost:{sport} requires a client certificate (TLS alert "
+                             "certificate_required) and h2scope has none for it")
+    assert error.hint is not None and "--client-certs FILE|DIR" in error.hint
+
+
+def test_client_certs_as_one_file_or_per_host_in_a_directory(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, origin_cert: CertFiles,
+        tmp_path: Path) -> None:
+    pem = client_pem(tmp_path / "one")
+    per_host = tmp_path / "hosts"
+    client_pem(per_host, "localhost")
+    elsewhere = tmp_path / "others"
+    client_pem(elsewhere, "other.example")
+    body = (docroot / "index.html").read_bytes()
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--verify-client"]) as sport:
+        mode = f"reverse:https://localhost:{sport}"
+        for certs in (pem, per_host):
+            proxy = make_proxy(modes=[mode], client_certs=certs)
+            assert fetch(proxy, sport) == (0, body), certs
+            assert not [e for e in proxy.events(ProxyErrorRaised)]
+        proxy = make_proxy(modes=[mode], client_certs=elsewhere)  # no localhost.pem there
+        code, _ = fetch(proxy, sport)
+        assert code != 0 and "h2scope has none for it" in errors(proxy)[0].message
+
+
+@contextmanager
+def verifying_server(directory: Path) -> Iterator[int]:
+    """A TLS server (ALPN h2) that requires a client certificate from its own CA."""
+    server = make_self_signed(directory / "srv")
+    trusted = make_self_signed(directory / "trusted", stem="trusted-ca")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(server.cert, server.key)
+    ctx.load_verify_locations(cafile=str(trusted.cert))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["h2"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with sock:
+                sock.settimeout(5)
+                try:
+                    with ctx.wrap_socket(sock, server_side=True) as tls:
+                        tls.recv(1)
+                except (ssl.SSLError, OSError):
+                    pass  # the refusal is the point
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_certificate_the_server_refuses_is_named_with_its_alert(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    pem = client_pem(tmp_path / "untrusted")
+    with verifying_server(tmp_path) as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"], client_certs=pem,
+                           upstream_ca=tmp_path / "srv" / "server.crt")
+        code, _ = fetch(proxy, sport)
+        error = errors(proxy)[0]
+    assert code != 0
+    assert error.message == (f"localhost:{sport} rejected the client certificate from {pem} "
+                             "(TLS alert unknown_ca)")
