@@ -17,13 +17,15 @@ E = TypeVar("E")
 
 
 class ProxyThread:
-    def __init__(self, options: Options, sinks: Sequence[object] = ()) -> None:
+    def __init__(self, options: Options, sinks: Sequence[object] = (), *,
+                 decode: bool = True) -> None:
         self.options = options
         self.batches: list[Batch] = []
         self.lock = threading.Lock()
         self.closed = False
         self.loop = LoopThread()
-        self.server = ProxyServer(options, [self._collect, *sinks])  # type: ignore[list-item]
+        self.server = ProxyServer(options, [self._collect, *sinks],  # type: ignore[list-item]
+                                  decode=decode)
         self.loop.run(self.server.start())
 
     def _collect(self, batch: Batch) -> None:

@@ -38,10 +38,11 @@ def make_proxy(confdir: Path, origin_cert: CertFiles) -> Iterator[Callable[..., 
     """Start a proxy with Options(**overrides); all are stopped after the test."""
     started: list[ProxyThread] = []
 
-    def make(*, sinks: tuple[object, ...] = (), **overrides: object) -> ProxyThread:
+    def make(*, sinks: tuple[object, ...] = (), decode: bool = True,
+             **overrides: object) -> ProxyThread:
         opts: dict[str, object] = {"confdir": confdir, "upstream_ca": origin_cert.cert}
         opts.update(overrides)
-        proxy = ProxyThread(Options(**opts), sinks)  # type: ignore[arg-type]
+        proxy = ProxyThread(Options(**opts), sinks, decode=decode)  # type: ignore[arg-type]
         started.append(proxy)
         return proxy
 

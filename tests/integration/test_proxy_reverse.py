@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from proxy.events import Leg, RelayStarted, TlsEstablished
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
@@ -110,8 +112,10 @@ def test_h2c_upgrade_switches_the_relay_to_frames(
     assert errors == []
 
 
+@pytest.mark.parametrize("decode", [True, False], ids=["decoding", "only-recording"])
 def test_h2c_upgrade_is_recorded_so_the_capture_replays_it(
-        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path, decode: bool) -> None:
+    """Also by the live UI's proxy process (``decode=False``: frames only cut)."""
     from proxy.capture.recorder import CaptureRecorder
     from proxy.capture.replay import replay_observer
     from proxy.capture.writer import CaptureWriter
@@ -120,7 +124,8 @@ def test_h2c_upgrade_is_recorded_so_the_capture_replays_it(
     capture = tmp_path / "h2c.cap"
     recorder = CaptureRecorder(CaptureWriter(capture))
     try:
-        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"], sinks=(recorder,))
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"], sinks=(recorder,),
+                           decode=decode)
         result = procs.run([procs.require("curl"), "-sS", "--http2",
                             f"http://127.0.0.1:{proxy.port('reverse')}/up"])
         proxy.wait_closed()
@@ -130,9 +135,12 @@ def test_h2c_upgrade_is_recorded_so_the_capture_replays_it(
         recorder.close()
     assert result.returncode == 0, result.stderr
     replayed = [ev for _, ev in replay_observer(capture) if isinstance(ev, FrameObserved)]
-    live = proxy.events(FrameObserved)
-    assert [(e.direction, e.frame.raw) for e in replayed] == \
-        [(e.direction, e.frame.raw) for e in live]
+    if decode:
+        live = proxy.events(FrameObserved)
+        assert [(e.direction, e.frame.raw) for e in replayed] == \
+            [(e.direction, e.frame.raw) for e in live]
+    else:
+        assert proxy.events(FrameObserved) == [] and len(replayed) >= 4
     response = next(e for e in replayed if e.block is not None and e.frame.stream_id == 1)
     assert dict(response.block.headers)[":status"] == "200"
     assert not [f for e in replayed for f in e.findings if f.severity.name == "ERROR"]
