@@ -111,6 +111,19 @@ class TlsEstablished(ConnectionEvent):
     """The certificate presented: upstream's on the server leg, h2scope's leaf on the client leg."""
     client_hello: ClientHello | None = None
     """On the client leg, everything the client's ClientHello offered."""
+    client_cert: ClientCert | None = None
+    """On the server leg, the client certificate h2scope presents if the server asks
+    (``upstream.client_certs``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCert:
+    """A client certificate h2scope holds for a server: its file and whose it is."""
+
+    file: str
+    subject: str
+    issuer: str
+    not_after: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -142,6 +142,9 @@ def connection_line(ev: ConnectionEvent) -> str | None:
                 text += (f" cert subject={ev.cert.subject} issuer={ev.cert.issuer} "
                          f"sans={','.join(ev.cert.sans[:4]) or '-'}"
                          f"{'…' if len(ev.cert.sans) > 4 else ''} not_after={ev.cert.not_after}")
+            if ev.client_cert is not None:
+                text += (f" client_cert={ev.client_cert.subject} "
+                         f"({ev.client_cert.file}, sent if asked)")
             if ev.client_hello is not None:
                 text += f" hello: {ev.client_hello.summary()}"
             return text

@@ -241,6 +241,10 @@ class CaptureRecorder:
                                           "not_after": ev.cert.not_after}
                 if ev.client_hello is not None:
                     leg["client_hello"] = ev.client_hello.as_json()
+                if ev.client_cert is not None:
+                    leg["client_certificate"] = {
+                        "file": ev.client_cert.file, "subject": ev.client_cert.subject,
+                        "issuer": ev.client_cert.issuer, "not_after": ev.client_cert.not_after}
                 meta["client_tls" if ev.leg is Leg.CLIENT else "server_tls"] = leg
                 if ev.leg is Leg.CLIENT and ev.sni:
                     meta["sni"] = ev.sni

@@ -14,8 +14,14 @@ alert into a sentence that says which and what to do.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import ssl
 from pathlib import Path
+
+from cryptography import x509
+
+from proxy.events import ClientCert
 
 CERT_REQUIRED_ALERTS = ("TLSV13_ALERT_CERTIFICATE_REQUIRED",)
 """The server asked for a certificate and got none (TLS 1.3, RFC 8446 §4.4.2.4)."""
@@ -36,6 +42,18 @@ def cert_file_for(path: Path | None, host: str) -> Path | None:
         candidate = path / f"{host.strip('[]')}.pem"
         return candidate if candidate.is_file() else None
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def describe(pem: Path) -> ClientCert:
+    """Whose certificate ``pem`` holds (its first one), for the connection's TLS summary."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    except (OSError, ValueError):
+        return ClientCert(file=str(pem), subject="?", issuer="?", not_after="?")
+    return ClientCert(file=str(pem), subject=cert.subject.rfc4514_string(),
+                      issuer=cert.issuer.rfc4514_string(),
+                      not_after=cert.not_valid_after_utc.astimezone(datetime.UTC).isoformat())
 
 
 def _no_password() -> bytes:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.hostnames import InvalidHostname
 from proxy.events import CertSummary, Leg, TlsEstablished
-from proxy.net.client_certs import cert_file_for, explain_alert
+from proxy.net.client_certs import cert_file_for, describe, explain_alert
 from proxy.net.clienthello import ClientHello
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
 from proxy.net.streams import Stream, StreamClosed, TlsStream
@@ -114,7 +114,8 @@ def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
     return TlsEstablished(conn_id=conn.id, t=time.time(), leg=leg,
                           version=tls.ssl.version() or "?", cipher=cipher[0] if cipher else "?",
                           alpn_offered=offered, alpn=tls.ssl.selected_alpn_protocol(), sni=sni,
-                          cert=summary, client_hello=hello)
+                          cert=summary, client_hello=hello,
+                          client_cert=describe(tls.client_cert) if tls.client_cert else None)
 
 
 async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[str, ...],

@@ -122,3 +122,42 @@ def test_a_certificate_the_server_refuses_is_named_with_its_alert(
     assert code != 0
     assert error.message == (f"localhost:{sport} rejected the client certificate from {pem} "
                              "(TLS alert unknown_ca)")
+
+
+def test_the_certificate_held_for_a_server_is_recorded_printed_and_shown(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, origin_cert: CertFiles,
+        tmp_path: Path) -> None:
+    from proxy.capture.format import RecordType
+    from proxy.capture.reader import CaptureReader
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.writer import CaptureWriter
+    from proxy.events import Leg, TlsEstablished
+    from proxy.headless import connection_line
+    from ui.model.session import RecordedConnection, Session
+    from ui.model.table import LiveFrames
+    from ui.screens.state import connection_text
+
+    pem = client_pem(tmp_path)
+    capture = tmp_path / "mtls.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--verify-client"]) as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"], client_certs=pem,
+                           sinks=(recorder,))
+        assert fetch(proxy, sport)[0] == 0
+        proxy.wait_closed()
+        proxy.close()
+    recorder.close()
+    leg = next(e for e in proxy.events(TlsEstablished) if e.leg is Leg.SERVER)
+    assert leg.client_cert is not None and leg.client_cert.file == str(pem)
+    assert leg.client_cert.subject == "CN=h2scope test client"
+    assert f"client_cert=CN=h2scope test client ({pem}, sent if asked)" in (
+        connection_line(leg) or "")
+    with CaptureReader(capture) as reader:
+        meta = next(r for r in reader.records() if r.type == RecordType.CONNECTION).json()
+    assert meta["server_tls"]["client_certificate"]["file"] == str(pem)
+    session = Session(LiveFrames())
+    session.connection_event(RecordedConnection(conn_id=1, t=0.0, meta=meta))
+    text = connection_text(session.conns[1]).plain
+    assert "client certificate  CN=h2scope test client  (sent if the server asks)" in text
+    assert f"from {pem}" in text

@@ -251,6 +251,12 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
         sans = _list(cert.get("sans"))
         if sans:
             out.append(f"               for {', '.join(str(n) for n in sans)}\n")
+    mine = info.get("client_certificate")
+    if isinstance(mine, dict):
+        out.append(f"  client certificate  {mine.get('subject')}  (sent if the server "
+                   "asks)\n")
+        out.append(f"               issued by {mine.get('issuer')}, valid until "
+                   f"{mine.get('not_after')}, from {mine.get('file')}\n")
     if isinstance(hello, dict):
         grease = "  (sends GREASE values, RFC 8701)" if hello.get("grease") else ""
         out.append(f"  ClientHello  {hello.get('length')} bytes, legacy_version "
