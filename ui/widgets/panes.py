@@ -74,11 +74,15 @@ class ConnectionsPane(DataTable[str | Text]):
         with s.lock:
             conns = list(s.conns.values())
         shown = self._shown
+        out_of_order = False
         for c in conns:
             key = str(c.conn_id)
             cells = conn_cells(c)
             before = shown.get(key)
             if before is None:
+                # Connections appear when they start relaying, so a later one can come
+                # first (its handshake finished sooner): keep the rows in id order.
+                out_of_order |= len(self._rows) > 1 and c.conn_id < int(self._rows[-1])
                 self.add_row(*cells, key=key)
                 self._rows.append(key)
             elif before != cells:  # only what changed: closed connections cost nothing
@@ -86,11 +90,20 @@ class ConnectionsPane(DataTable[str | Text]):
                     if value != old:  # (a column widens with what it shows: open → closed)
                         self.update_cell(key, col, value, update_width=True)
             shown[key] = cells
+        if out_of_order:
+            self._sort_by_id()
         totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)))
         if totals != self._totals:
             self._totals = totals
             self.update_cell(ALL, "frames →/←", totals[0], update_width=True)
             self.update_cell(ALL, "findings", totals[1], update_width=True)
+
+    def _sort_by_id(self) -> None:
+        """Rows by connection id ("all" first); the cursor stays on its connection."""
+        selected = self._rows[self.cursor_row] if self.cursor_row < len(self._rows) else ALL
+        self.sort(key=lambda row: -1 if row[0] == "all" else int(str(row[0]).lstrip("#")))
+        self._rows = [str(row.key.value) for row in self.ordered_rows]
+        self.move_cursor(row=self._rows.index(selected), animate=False)
 
     def selected_conn(self) -> int | None:
         if not self._rows or self.cursor_row >= len(self._rows):

@@ -33,3 +33,35 @@ def test_cells_that_grow_widen_their_column() -> None:
             assert width["client"] >= len("127.0.0.1:51001")
             assert width["mode"] >= len("regular") and width["state"] >= len("closed")
     asyncio.run(scenario())
+
+
+def test_connections_that_start_relaying_out_of_order_are_listed_by_id() -> None:
+    """A connection appears when it starts relaying: #3 can come before #2 (its
+    handshake was quicker). The rows stay in id order; the cursor stays on its
+    connection."""
+    frames = LiveFrames()
+    session = Session(frames, title="live")
+    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = app.main.query_one(ConnectionsPane)
+            for conn_id in (1, 3):
+                session.conn(conn_id)
+            session.touch()
+            pane.sync()
+            pane.select_conn(3)
+            await pilot.pause()
+            for conn_id in (2, 5, 4):
+                session.conn(conn_id)
+            session.touch()
+            pane.sync()
+            await pilot.pause()
+            seen["order"] = [str(pane.get_row(r.key)[0]) for r in pane.ordered_rows]
+            seen["selected"] = pane.selected_conn()
+            pane.move_cursor(row=2)
+            seen["row 2"] = pane.selected_conn()
+    asyncio.run(scenario())
+    assert seen["order"] == ["all", "#1", "#2", "#3", "#4", "#5"]
+    assert seen["selected"] == 3 and seen["row 2"] == 2
