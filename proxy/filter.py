@@ -537,7 +537,12 @@ def _word(word: str) -> Predicate:
                     return True
         if needle in ev.frame.type_name.lower():
             return True
-        return needle in frame_summary(ev).lower()
+        # A stand-in for a frame (the UI's filter over its table) says what its
+        # summary holds for the words searched, without formatting it.
+        summary = getattr(ev, "summary_lower", None)
+        if summary is None:
+            summary = frame_summary(ev).lower()
+        return needle in summary
     return pred
 
 

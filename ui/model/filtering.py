@@ -23,7 +23,7 @@ from proxy.observe.describe import block_summary
 from proxy.observe.enums import type_name
 from proxy.observe.events import FrameObserved
 from ui.model.session import Session
-from ui.model.table import DIRECTIONS, FrameTable
+from ui.model.table import DIRECTIONS, NO_WINDOW, FrameTable
 
 _EMPTY: tuple[()] = ()
 
@@ -53,6 +53,7 @@ _SUMMARY_CHARS: dict[int, frozenset[str]] = {
 when it has no header block and no finding (proxy.observe.describe.frame_summary):
 a word with a character outside the set cannot occur in such a summary."""
 _PRIORITY_FLAG = 0x20
+_PADDED_FLAG = 0x8
 
 
 def _word_types(words: list[str]) -> list[bool]:
@@ -87,7 +88,7 @@ class _RowFrame:
 
     @property
     def type_name(self) -> str:
-        return type_name(self.type)
+        return _TYPE_NAMES[self.type]
 
 
 class _Block:
@@ -99,16 +100,24 @@ class _Block:
         self.headers: tuple[tuple[str, str], ...] = ()
 
 
-class _Row:
-    """Quacks like a FrameObserved for every filter term except bare words."""
+_TYPE_NAMES = tuple(type_name(t) for t in range(256))
 
-    __slots__ = ("block", "direction", "findings", "frame")
+
+class _Row:
+    """Quacks like a FrameObserved for every filter term; for bare words, only where
+    :func:`_run_words` knows that no word is in the frame's summary."""
+
+    __slots__ = ("block", "direction", "findings", "frame", "summary_lower")
 
     def __init__(self) -> None:
         self.frame = _RowFrame()
         self.direction = DIRECTIONS[0]
         self.findings: tuple[object, ...] = ()
         self.block: object = None
+        self.summary_lower = ""
+        """What bare words search as the frame's summary (``proxy.filter``): the
+        summary itself, lowercased, or "" where none of the filter's words can be
+        in it (:func:`_run_words` knows which)."""
 
 
 def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
@@ -172,27 +181,33 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
                candidates: range | array[int], cancel: threading.Event | None,
                on_chunk: Callable[[array[int], int], None] | None,
                chunk: int) -> array[int] | None:
-    """A filter with bare words: they search the frame's one-line summary, which
-    needs the typed frame — parsed from its bytes, several microseconds a row.
+    """A filter with bare words: they search the frame's one-line summary
+    (:func:`proxy.observe.describe.frame_summary`), which the columns give for most
+    rows without parsing the frame (several microseconds a row):
 
-    Most rows do not need it: the summary of a DATA, WINDOW_UPDATE, PING or
-    PRIORITY frame (and of a header frame, from its header list) is made of few
-    characters, so a word with any other character cannot be in it
-    (:data:`_SUMMARY_CHARS`), and a block's summary is computed from the header
-    list the table keeps. Those rows are matched through the row object as in
-    :func:`run_filter`; the others (findings, SETTINGS, RST_STREAM, a PUSH_PROMISE
-    or prioritised HEADERS, a word the summary may hold) are rebuilt exactly.
+    * a header frame's summary is its header list's (kept in the table);
+    * an unpadded DATA frame's is its length and the windows (columns);
+    * a WINDOW_UPDATE's, for words without digits, is its windows (columns) and an
+      increment whose digits no such word can touch;
+    * for the other types, a word with a character their summary never holds
+      (:data:`_SUMMARY_CHARS`) cannot be in it.
+
+    Those rows are matched through the row object as in :func:`run_filter`, its
+    ``summary_lower`` set; the others (findings, SETTINGS, RST_STREAM, a
+    PUSH_PROMISE or prioritised HEADERS, a WINDOW_UPDATE or padded DATA a word
+    may be in) are rebuilt exactly.
     """
     out = array("I")
     pred = flt.predicate
     conns = session.conns
     need_sh = flt.needs_stream_headers
     type_ok = _word_types(words)
-    block_ok = all(any(ch not in _FALLBACK for ch in w) for w in words)
+    no_digits = not any(ch.isdigit() for w in words for ch in w)
     row = _Row()
     rf = row.frame
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
         table.type, table.flags, table.stream, table.length, table.direction, table.conn)
+    win_conn, win_stream = table.win_conn, table.win_stream
     blocks_get = table.block_headers.get
     block = _Block()
     findings = table.findings
@@ -209,20 +224,25 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         flags = t_flags[i]
         sid = t_stream[i]
         headers = blocks_get(i)
-        ev: object
+        ev: object = row
         if i in findings:
             ev = event(i)
         elif headers is not None:
-            if (block_ok and ftype != 5 and not flags & _PRIORITY_FLAG
-                    and not _in_summary(words, headers)):
+            if ftype != 5 and not flags & _PRIORITY_FLAG:
                 block.headers = headers
                 row.block = block
-                ev = row
+                row.summary_lower = block_summary(headers).lower()
             else:
                 ev = event(i)
         elif type_ok[ftype] and not (ftype == 1 and flags & _PRIORITY_FLAG):
             row.block = None
-            ev = row
+            row.summary_lower = ""
+        elif ftype == 0 and not flags & _PADDED_FLAG:
+            row.block = None
+            row.summary_lower = _data_summary(t_len[i], win_conn[i], win_stream[i])
+        elif ftype == 8 and no_digits:
+            row.block = None
+            row.summary_lower = _window_update_stand_in(win_conn[i], win_stream[i])
         else:
             ev = event(i)
         if ev is None:
@@ -244,9 +264,23 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
     return out
 
 
-def _in_summary(words: list[str], headers: tuple[tuple[str, str], ...]) -> bool:
-    summary = block_summary(headers).lower()
-    return any(w in summary for w in words)
+def _window_update_stand_in(wc: int, ws: int) -> str:
+    """A WINDOW_UPDATE's summary with its increment (in the frame's bytes, not the
+    columns) written as ``0``: for words without digits, containment is the same
+    as in the real summary (a word cannot reach into, nor across, the digits)."""
+    if wc == NO_WINDOW:
+        return "+0"
+    if ws == NO_WINDOW:
+        return f"+0  window conn={wc}"
+    return f"+0  window conn={wc} stream={ws}"
+
+
+def _data_summary(length: int, wc: int, ws: int) -> str:
+    """:func:`frame_summary` of an unpadded DATA frame, lowercased, from the table's
+    columns."""
+    if wc == NO_WINDOW:
+        return f"{length} bytes"
+    return f"{length} bytes  window conn={wc} stream={'none' if ws == NO_WINDOW else ws}"
 
 
 def _run_exact(session: Session, table: FrameTable, flt: Filter,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,8 @@ def test_flow_control_series_show_the_stall_and_the_window_updates(session: Sess
     # the row object; both must agree with the real events.
     "bytes", "window", "conn=", "+1", "ack", "promised", "weight", "cancel", "fragment",
     "GET", "example.test/api", '"200 application"', ":status", "grpc-status", "zzz",
-    "-gzip", "type:DATA or users", "data", "settings_max",
+    "-gzip", "type:DATA or users", "data", "settings_max", "+16", "n=", "update", "=-",
+    "window stream=",
 ])
 def test_filter_over_the_table_equals_the_filter_on_real_events(session: Session,
                                                                 capture_path: Path,
@@ -162,3 +164,32 @@ def test_render_body_says_why_it_cannot_decode() -> None:
     assert render_body(b"not gzip", "text/plain", "gzip")[0].startswith("; gzip: cannot decode")
     assert render_body(b"", None, None) == ["(no body)"]
     assert render_body(bytes(range(20)), None, None)[0].startswith("00000000  00 01 02")
+
+
+def test_summaries_from_the_columns_are_the_frames_own(session: Session) -> None:
+    """What the bare-word filter reads instead of parsing a frame: the summary of a
+    header frame from its header list, of an unpadded DATA frame from its length
+    and windows, exactly as frame_summary says it."""
+    from proxy.observe.describe import block_summary, frame_summary
+    from ui.model.filtering import _data_summary, _window_update_stand_in
+
+    table = session.table
+    checked = {0: 0, 1: 0, 9: 0}
+    for row in range(len(table)):
+        ev = table.event(row)
+        assert ev is not None
+        want = frame_summary(ev).lower()
+        ftype, flags = table.type[row], table.flags[row]
+        headers = table.block_headers.get(row)
+        if headers is not None and ftype != 5 and not flags & 0x20:
+            assert block_summary(headers).lower() == want, row
+            checked[ftype] += 1
+        elif ftype == 0 and not flags & 0x8 and headers is None:
+            assert _data_summary(table.length[row], table.win_conn[row],
+                                 table.win_stream[row]) == want, row
+            checked[0] += 1
+        elif ftype == 8:  # the increment's digits become "0"; the rest is the summary
+            stand_in = _window_update_stand_in(table.win_conn[row], table.win_stream[row])
+            assert re.sub(r"\+\d+", "+0", want, count=1) == stand_in, row
+            checked[8] = checked.get(8, 0) + 1
+    assert checked[0] > 5 and checked[1] > 5 and checked[8] >= 3
