@@ -203,6 +203,7 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
     need_sh = flt.needs_stream_headers
     type_ok = _word_types(words)
     no_digits = not any(ch.isdigit() for w in words for ch in w)
+    frame_bytes, refs = table.source.frame_bytes, table.ref
     row = _Row()
     rf = row.frame
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
@@ -240,9 +241,18 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         elif ftype == 0 and not flags & _PADDED_FLAG:
             row.block = None
             row.summary_lower = _data_summary(t_len[i], win_conn[i], win_stream[i])
-        elif ftype == 8 and no_digits:
+        elif ftype == 8:
             row.block = None
-            row.summary_lower = _window_update_stand_in(win_conn[i], win_stream[i])
+            if no_digits:
+                row.summary_lower = _window_update_stand_in(win_conn[i], win_stream[i])
+            else:  # the increment's digits count: only they come from the bytes
+                raw = frame_bytes(refs[i])
+                if raw is None or len(raw) != 13:
+                    ev = event(i)
+                else:
+                    row.summary_lower = _window_update_summary(
+                        int.from_bytes(raw[9:13], "big") & 0x7FFF_FFFF, win_conn[i],
+                        win_stream[i])
         else:
             ev = event(i)
         if ev is None:
@@ -264,15 +274,21 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
     return out
 
 
+def _window_update_summary(increment: int, wc: int, ws: int) -> str:
+    """:func:`frame_summary` of a WINDOW_UPDATE frame from its increment and the
+    window columns."""
+    if wc == NO_WINDOW:
+        return f"+{increment}"
+    if ws == NO_WINDOW:
+        return f"+{increment}  window conn={wc}"
+    return f"+{increment}  window conn={wc} stream={ws}"
+
+
 def _window_update_stand_in(wc: int, ws: int) -> str:
     """A WINDOW_UPDATE's summary with its increment (in the frame's bytes, not the
     columns) written as ``0``: for words without digits, containment is the same
     as in the real summary (a word cannot reach into, nor across, the digits)."""
-    if wc == NO_WINDOW:
-        return "+0"
-    if ws == NO_WINDOW:
-        return f"+0  window conn={wc}"
-    return f"+0  window conn={wc} stream={ws}"
+    return _window_update_summary(0, wc, ws)
 
 
 def _data_summary(length: int, wc: int, ws: int) -> str:

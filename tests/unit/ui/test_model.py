@@ -171,7 +171,11 @@ def test_summaries_from_the_columns_are_the_frames_own(session: Session) -> None
     header frame from its header list, of an unpadded DATA frame from its length
     and windows, exactly as frame_summary says it."""
     from proxy.observe.describe import block_summary, frame_summary
-    from ui.model.filtering import _data_summary, _window_update_stand_in
+    from ui.model.filtering import (
+        _data_summary,
+        _window_update_stand_in,
+        _window_update_summary,
+    )
 
     table = session.table
     checked = {0: 0, 1: 0, 9: 0}
@@ -191,5 +195,8 @@ def test_summaries_from_the_columns_are_the_frames_own(session: Session) -> None
         elif ftype == 8:  # the increment's digits become "0"; the rest is the summary
             stand_in = _window_update_stand_in(table.win_conn[row], table.win_stream[row])
             assert re.sub(r"\+\d+", "+0", want, count=1) == stand_in, row
+            increment = ev.frame.increment  # type: ignore[attr-defined]
+            assert _window_update_summary(increment, table.win_conn[row],
+                                          table.win_stream[row]) == want
             checked[8] = checked.get(8, 0) + 1
     assert checked[0] > 5 and checked[1] > 5 and checked[8] >= 3
