@@ -168,6 +168,8 @@ class UpstreamConfig:
     """A client certificate for upstream servers that ask for one (mutual TLS): a PEM
     file with the certificate (chain) and its private key, used for every server,
     or a directory of ``HOST.pem`` files, one per upstream host name."""
+    auth: str | None = field(default=None, metadata=_meta(_check_proxyauth))
+    """USER:PASS for the upstream proxy of an ``upstream:`` mode (Basic)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +258,10 @@ class Config:
     @property
     def client_certs(self) -> Path | None:
         return self.upstream.client_certs
+
+    @property
+    def upstream_auth(self) -> str | None:
+        return self.upstream.auth
 
     @property
     def mode_specs(self) -> tuple[Mode, ...]:

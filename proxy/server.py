@@ -42,6 +42,7 @@ _HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
     ModeKind.REGULAR: handle_regular,
     ModeKind.REVERSE: handle_reverse,
     ModeKind.SOCKS5: handle_socks5,
+    ModeKind.UPSTREAM: handle_regular,  # an explicit proxy; only the way out differs
 }
 
 

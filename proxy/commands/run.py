@@ -35,6 +35,8 @@ examples:
       two listeners (HTTP proxy on 8080, SOCKS5 on 1080), everything recorded
   h2scope run --headless --mode reverse:http://127.0.0.1:8000 -p 9000 --quiet
       h2c (cleartext HTTP/2) reverse proxy, no per-frame output
+  h2scope run --mode upstream:http://proxy.corp.example:3128 --upstream-auth me:secret
+      behind a corporate proxy: h2scope's connections go out through it (CONNECT)
 
 trusting the CA:
   Clients must trust h2scope's CA to accept its certificates: `h2scope ca path`
@@ -55,6 +57,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "insecure": ("upstream.insecure", "--insecure"),
     "upstream_ca": ("upstream.ca_file", "--upstream-ca"),
     "client_certs": ("upstream.client_certs", "--client-certs"),
+    "upstream_auth": ("upstream.auth", "--upstream-auth"),
     "ignore_hosts": ("ignore_hosts", "--ignore-hosts"),
     "proxyauth": ("proxyauth", "--proxyauth"),
     "sslkeylogfile": ("sslkeylogfile", "--sslkeylogfile"),
@@ -90,9 +93,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listen.add_argument("-p", "--listen-port", metavar="PORT", type=int,
                         help="port of the first mode (default 8080; 0 picks a free port)")
     listen.add_argument("--mode", dest="modes", action="append", metavar="MODE",
-                        help="regular, reverse:https://HOST[:PORT], reverse:http://HOST[:PORT] "
-                        "or socks5, each optionally followed by @PORT or @HOST:PORT; repeat "
-                        "for several listeners (default: regular)")
+                        help="regular, reverse:https://HOST[:PORT], reverse:http://HOST[:PORT], "
+                        "socks5 or upstream:http://PROXYHOST:PORT (an explicit proxy going out "
+                        "through another HTTP proxy), each optionally followed by @PORT or "
+                        "@HOST:PORT; repeat for several listeners (default: regular)")
     listen.add_argument("--allow-remote", action=argparse.BooleanOptionalAction,
                         help="allow listening on a non-loopback address (anyone who can "
                         "reach it can use the proxy)")
@@ -104,6 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           help="do not verify upstream servers' certificates")
     upstream.add_argument("--upstream-ca", metavar="FILE",
                           help="PEM file of extra CAs to trust for upstream servers")
+    upstream.add_argument("--upstream-auth", metavar="USER:PASS",
+                          help="credentials (Basic) for the upstream proxy of an "
+                          "upstream:http://HOST:PORT mode")
     upstream.add_argument("--client-certs", metavar="PATH",
                           help="client certificate for upstream servers that ask for one "
                           "(mutual TLS): a PEM file with the certificate and its unencrypted "
@@ -155,7 +162,7 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
     lines = [f"h2scope: {mode} proxy listening on {addr}" for mode, addr in addresses]
     lines.append(f"h2scope: CA certificate: {ca_path}")
     for mode, addr in addresses:
-        if mode.startswith("regular"):
+        if mode.startswith(("regular", "upstream:")):
             lines.append(f"h2scope: try: curl --cacert {ca_path} -x http://{addr} "
                          f"https://example.com/")
             break

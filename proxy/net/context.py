@@ -31,8 +31,8 @@ from proxy.events import (
     ProxyErrorRaised,
     ProxyEvent,
 )
-from proxy.net.modes import Mode
-from proxy.net.streams import Stream
+from proxy.net.modes import Mode, ModeKind
+from proxy.net.streams import Stream, TcpStream, open_tcp
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
@@ -79,6 +79,8 @@ class ProxyOptions(Protocol):
     def upstream_ca(self) -> Path | None: ...
     @property
     def client_certs(self) -> Path | None: ...
+    @property
+    def upstream_auth(self) -> str | None: ...
     @property
     def ignore_hosts(self) -> Sequence[str]: ...
     @property
@@ -219,6 +221,21 @@ class Conn:
     @property
     def bus(self) -> EventBus:
         return self.state.bus
+
+    @property
+    def via_proxy(self) -> bool:
+        """Connections go out through an upstream proxy (``upstream:`` mode)."""
+        return self.mode.kind is ModeKind.UPSTREAM
+
+    async def open_server(self, host: str, port: int) -> TcpStream:
+        """TCP to the server at ``host:port``: direct, or tunnelled through the
+        upstream proxy of an ``upstream:`` mode. Raises OSError or TimeoutError."""
+        if self.via_proxy:
+            from proxy.net.upstream_proxy import connect_via
+
+            return await connect_via(self.mode, self.state.options.upstream_auth, host, port,
+                                     timeout=CONNECT_TIMEOUT)
+        return await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
 
     async def emit(self, event: ConnectionEvent) -> None:
         await self.state.bus.publish(Batch(conn_id=self.id, t=event.t, events=(event,)))

@@ -1,8 +1,9 @@
 """Listener modes as the user writes them, mitmproxy style.
 
-``regular`` (explicit HTTP proxy), ``socks5``, ``reverse:https://host:port``
-and ``reverse:http://host:port``; any of them may end with ``@port`` (or
-``@host:port``) to listen on its own address.
+``regular`` (explicit HTTP proxy), ``socks5``, ``reverse:https://host:port``,
+``reverse:http://host:port`` and ``upstream:http://host:port`` (an explicit
+proxy whose connections go out through another HTTP proxy); any of them may
+end with ``@port`` (or ``@host:port``) to listen on its own address.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class ModeKind(IntEnum):
     REGULAR = 0
     SOCKS5 = 1
     REVERSE = 2
+    UPSTREAM = 3
 
 
 class ModeError(ValueError):
@@ -34,11 +36,11 @@ class Mode:
     listen_port: int | None = None
     """From ``@port``; None means the configured listen_port."""
     scheme: str | None = None
-    """For reverse: ``https`` or ``http``."""
+    """For reverse: ``https`` or ``http``; for upstream: ``http``."""
     host: str | None = None
-    """For reverse: the upstream host."""
+    """For reverse: the upstream server's host; for upstream: the proxy's."""
     port: int | None = None
-    """For reverse: the upstream port."""
+    """For reverse: the upstream server's port; for upstream: the proxy's."""
 
     @property
     def name(self) -> str:
@@ -47,6 +49,14 @@ class Mode:
 
     @property
     def target(self) -> str | None:
+        """Where every connection goes (reverse modes); None when clients say."""
+        if self.kind is not ModeKind.REVERSE:
+            return None
+        return self.address
+
+    @property
+    def address(self) -> str | None:
+        """``host:port`` of the reverse target or of the upstream proxy."""
         if self.host is None:
             return None
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -90,8 +100,23 @@ def parse_mode(spec: str) -> Mode:
             raise ModeError(f"mode {spec!r}: a reverse target has no path")
         return Mode(spec=text, kind=ModeKind.REVERSE, listen_host=listen_host,
                     listen_port=listen_port, scheme=scheme, host=host, port=port)
-    raise ModeError(f"unknown mode {spec!r}: use regular, socks5, reverse:https://host:port "
-                    "or reverse:http://host:port, optionally followed by @port")
+    if base.startswith("upstream:"):
+        url = base[len("upstream:"):]
+        try:
+            scheme, host, port, path = absolute_target(url)
+        except Http1Error as exc:
+            raise ModeError(f"mode {spec!r}: expected upstream:http://proxyhost:port "
+                            f"({exc})") from None
+        if scheme != "http":
+            raise ModeError(f"mode {spec!r}: the upstream proxy is spoken to in plain HTTP "
+                            "(CONNECT): write upstream:http://proxyhost:port")
+        if path not in ("", "/"):
+            raise ModeError(f"mode {spec!r}: an upstream proxy has no path")
+        return Mode(spec=text, kind=ModeKind.UPSTREAM, listen_host=listen_host,
+                    listen_port=listen_port, scheme=scheme, host=host, port=port)
+    raise ModeError(f"unknown mode {spec!r}: use regular, socks5, reverse:https://host:port, "
+                    "reverse:http://host:port or upstream:http://proxyhost:port, optionally "
+                    "followed by @port")
 
 
 def is_loopback(host: str) -> bool:

@@ -43,6 +43,7 @@ from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
 from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, open_tcp
+from proxy.net.upstream_proxy import authorization, open_proxy
 from proxy.observe.enums import Direction
 
 log = logging.getLogger("h2scope.http1")
@@ -423,7 +424,10 @@ class Http1Relay:
             await self.conn.emit(TargetChosen(conn_id=self.conn.id, t=time.time(), target=where,
                                               via="HTTP", intercept=True))
             try:
-                self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+                if self.conn.via_proxy:  # the upstream proxy takes the absolute form
+                    self.server = await open_proxy(self.conn.mode, timeout=CONNECT_TIMEOUT)
+                else:
+                    self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
                 self.conn.streams.append(self.server)
             except (OSError, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
@@ -432,6 +436,9 @@ class Http1Relay:
                                   f"h2scope: cannot connect to {where}: {reason}\n", request)
                 return b""
             self.server_target = where
+        if self.conn.via_proxy:
+            return _proxy_form(request, drop_auth=state.auth_required,
+                               auth=state.options.upstream_auth)
         return _origin_form(request, path, drop_auth=state.auth_required)
 
     async def _reply(self, status: int, reason: str, body: str, request: RequestHead) -> None:
@@ -464,6 +471,17 @@ class Http1Relay:
                                                 else "Not Found", resp.body,
                                                 extra=tuple(extra), content_type=resp.content_type))
         await self.client.drain()
+
+
+def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> bytes:
+    """The request as the upstream proxy takes it: absolute form, with h2scope's own
+    credentials for it (the client's for h2scope, if any, removed)."""
+    lines = request.raw.split(b"\r\n")
+    if drop_auth or auth:
+        lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
+    if auth:
+        lines.insert(1, authorization(auth).rstrip(b"\r\n"))
+    return b"\r\n".join(lines)
 
 
 def _origin_form(request: RequestHead, path: str, *, drop_auth: bool) -> bytes:

@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from proxy.events import Closer, RelayStarted, TargetChosen
 from proxy.net import tls
 from proxy.net.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
-from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
+from proxy.net.context import Conn, hostport
 from proxy.net.http1 import looks_like_http1_request
 from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
-from proxy.net.streams import HeadTooLarge, Stream, TcpStream, open_tcp
+from proxy.net.streams import HeadTooLarge, Stream, TcpStream
 from proxy.observe.enums import CONNECTION_PREFACE
 
 FIRST_BYTES_TIMEOUT = 60.0
@@ -102,7 +102,7 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
                                  intercept=intercept))
     try:
-        server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+        server = await conn.open_server(host, port)
     except (OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         await refuse(reason, exc)

@@ -35,6 +35,7 @@ class LauncherOptions:
     insecure: bool = False
     upstream_ca: Path | None = None
     client_certs: Path | None = None
+    upstream_auth: str | None = None
     ignore_hosts: list[str] = field(default_factory=list)
     proxyauth: str | None = None
     allow_remote: bool = False

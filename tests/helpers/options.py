@@ -15,6 +15,7 @@ class Options:
     insecure: bool = False
     upstream_ca: Path | None = None
     client_certs: Path | None = None
+    upstream_auth: str | None = None
     ignore_hosts: list[str] = field(default_factory=list)
     proxyauth: str | None = None
     allow_remote: bool = False

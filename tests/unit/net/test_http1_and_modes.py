@@ -76,3 +76,29 @@ def test_mode_specs_with_listen_ports() -> None:
         parse_mode("transparent")
     with pytest.raises(ModeError, match="no path"):
         parse_mode("reverse:https://example.com/x")
+
+
+def test_upstream_mode_names_the_proxy_not_a_target() -> None:
+    up = parse_mode("upstream:http://proxy.corp.example:3128@8081")
+    assert (up.kind, up.host, up.port, up.listen_port) == (
+        ModeKind.UPSTREAM, "proxy.corp.example", 3128, 8081)
+    assert up.target is None  # clients say where (CONNECT, absolute form)
+    assert up.address == "proxy.corp.example:3128"
+    assert parse_mode("upstream:http://10.0.0.1").port == 80
+    with pytest.raises(ModeError, match="plain HTTP"):
+        parse_mode("upstream:https://proxy.corp.example:3128")
+    with pytest.raises(ModeError, match="upstream:http://proxyhost:port"):
+        parse_mode("upstream:")
+
+
+def test_upstream_credentials_replace_the_clients_in_the_forwarded_request() -> None:
+    from proxy.net.http1 import parse_request_head
+    from proxy.net.relay_http1 import _proxy_form
+
+    head = parse_request_head(b"GET http://example.test/x HTTP/1.1\r\nHost: example.test\r\n"
+                              b"Proxy-Authorization: Basic Y2xpZW50OmZvcmg2c2NvcGU=\r\n\r\n")
+    out = _proxy_form(head, drop_auth=True, auth="alice:secret")
+    assert out.startswith(b"GET http://example.test/x HTTP/1.1\r\n")
+    assert out.count(b"Proxy-Authorization") == 1
+    assert b"Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n" in out
+    assert _proxy_form(head, drop_auth=False, auth=None) == head.raw
