@@ -89,31 +89,23 @@ def parse_mode(spec: str) -> Mode:
     if base == "socks5":
         return Mode(spec=text, kind=ModeKind.SOCKS5, listen_host=listen_host,
                     listen_port=listen_port)
-    if base.startswith("reverse:"):
-        url = base[len("reverse:"):]
+    for prefix, kind, what, expected in (
+            ("reverse:", ModeKind.REVERSE, "a reverse target",
+             "reverse:https://host[:port] or reverse:http://host[:port]"),
+            ("upstream:", ModeKind.UPSTREAM, "an upstream proxy", "upstream:http://proxyhost:port")):
+        if not base.startswith(prefix):
+            continue
         try:
-            scheme, host, port, path = absolute_target(url)
+            scheme, host, port, path = absolute_target(base[len(prefix):])
         except Http1Error as exc:
-            raise ModeError(f"mode {spec!r}: expected reverse:https://host[:port] or "
-                            f"reverse:http://host[:port] ({exc})") from None
+            raise ModeError(f"mode {spec!r}: expected {expected} ({exc})") from None
         if path not in ("", "/"):
-            raise ModeError(f"mode {spec!r}: a reverse target has no path")
-        return Mode(spec=text, kind=ModeKind.REVERSE, listen_host=listen_host,
-                    listen_port=listen_port, scheme=scheme, host=host, port=port)
-    if base.startswith("upstream:"):
-        url = base[len("upstream:"):]
-        try:
-            scheme, host, port, path = absolute_target(url)
-        except Http1Error as exc:
-            raise ModeError(f"mode {spec!r}: expected upstream:http://proxyhost:port "
-                            f"({exc})") from None
-        if scheme != "http":
+            raise ModeError(f"mode {spec!r}: {what} has no path")
+        if kind is ModeKind.UPSTREAM and scheme != "http":
             raise ModeError(f"mode {spec!r}: the upstream proxy is spoken to in plain HTTP "
                             "(CONNECT): write upstream:http://proxyhost:port")
-        if path not in ("", "/"):
-            raise ModeError(f"mode {spec!r}: an upstream proxy has no path")
-        return Mode(spec=text, kind=ModeKind.UPSTREAM, listen_host=listen_host,
-                    listen_port=listen_port, scheme=scheme, host=host, port=port)
+        return Mode(spec=text, kind=kind, listen_host=listen_host, listen_port=listen_port,
+                    scheme=scheme, host=host, port=port)
     raise ModeError(f"unknown mode {spec!r}: use regular, socks5, reverse:https://host:port, "
                     "reverse:http://host:port or upstream:http://proxyhost:port, optionally "
                     "followed by @port")
