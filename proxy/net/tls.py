@@ -173,6 +173,12 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
     await conn.emit(_summary(tls, Leg.CLIENT, conn, hello.alpn if hello else (),
                              hello.sni if hello else None, leaf.cert.public_bytes(Encoding.DER),
                              hello))
+    if hello is not None and hello.alpn and alpn is None and "http/1.1" not in hello.alpn:
+        await conn.error("alpn", f"{conn.target or leaf_host} chose none of the protocols the "
+                         f"client offered ({', '.join(hello.alpn)}) and the client offered no "
+                         "HTTP/1.1: the server does not speak HTTP/2 (over TLS)",
+                         "check the server's HTTP/2 support, or use a client that can fall "
+                         "back to HTTP/1.1 (curl offers h2 and http/1.1)")
     return tls
 
 

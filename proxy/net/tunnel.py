@@ -174,6 +174,12 @@ async def relay_plain(conn: Conn, client: Stream, server: Stream, *, secure: boo
     elif not server_first and looks_like_http1_request(data):
         await started(conn, "http/1.1")
         await Http1Relay(conn, client, server, scheme="https" if secure else "http").run()
+    elif not server_first and not data and client.at_eof:
+        # Nothing sent, and gone: typically a client that found no protocol it wanted
+        # in the TLS handshake (see the alpn event), not a protocol to relay.
+        server.abort()
+        await conn.closed(Closer.CLIENT, "the client closed the connection without sending "
+                          "anything" + (" after the TLS handshake" if secure else ""))
     else:
         why = "the server spoke first" if server_first else \
             f"the client's first bytes ({data[:16]!r}) are neither TLS nor HTTP"

@@ -161,3 +161,4 @@ def test_the_certificate_held_for_a_server_is_recorded_printed_and_shown(
     text = connection_text(session.conns[1]).plain
     assert "client certificate  CN=h2scope test client  (sent if the server asks)" in text
     assert f"from {pem}" in text
+
