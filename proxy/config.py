@@ -224,6 +224,9 @@ class Config:
     ignore_hosts: tuple[str, ...] = ()
     """Regexes matched against ``host:port``; matching connections are passed
     through untouched (no TLS interception, no decoding)."""
+    allow_hosts: tuple[str, ...] = ()
+    """The opposite of ``ignore_hosts``: only connections whose ``host:port``
+    matches one of these are intercepted; the others are passed through."""
     proxyauth: str | None = field(default=None, metadata=_meta(_check_proxyauth))
     """``USER:PASS`` required from clients (Proxy-Authorization / SOCKS5)."""
     sslkeylogfile: Path | None = None
@@ -516,12 +519,17 @@ def _check_whole(config: Config, loader: _Loader) -> None:
                                f"both listen on {host}:{port}; give one of them its own port "
                                f"with @PORT, e.g. {mode.name}@{port + 1}")
         addresses[host, port] = text
-    for i, pattern in enumerate(config.ignore_hosts):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise loader.error(f"ignore_hosts[{i}]", f"{pattern!r} is not a valid regular "
-                               f"expression: {exc}") from None
+    for key in ("ignore_hosts", "allow_hosts"):
+        for i, pattern in enumerate(getattr(config, key)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise loader.error(f"{key}[{i}]", f"{pattern!r} is not a valid regular "
+                                   f"expression: {exc}") from None
+    if config.ignore_hosts and config.allow_hosts:
+        raise loader.error("allow_hosts", "ignore_hosts and allow_hosts cannot both be set: "
+                           "allow_hosts intercepts only what it matches, ignore_hosts all but "
+                           "what it matches; keep one")
     actions = keymap_actions() if config.ui.keymap else ()
     for key in config.ui.keymap:
         if key not in actions:

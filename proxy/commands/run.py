@@ -59,6 +59,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "client_certs": ("upstream.client_certs", "--client-certs"),
     "upstream_auth": ("upstream.auth", "--upstream-auth"),
     "ignore_hosts": ("ignore_hosts", "--ignore-hosts"),
+    "allow_hosts": ("allow_hosts", "--allow-hosts"),
     "proxyauth": ("proxyauth", "--proxyauth"),
     "sslkeylogfile": ("sslkeylogfile", "--sslkeylogfile"),
     "record": ("record.file", "--record"),
@@ -115,6 +116,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           help="client certificate for upstream servers that ask for one "
                           "(mutual TLS): a PEM file with the certificate and its unencrypted "
                           "key, or a directory of HOST.pem files")
+    upstream.add_argument("--allow-hosts", action="append", metavar="REGEX",
+                          help="intercept only connections whose host:port matches REGEX "
+                          "(re.search; repeatable) and pass all others through: the opposite "
+                          "of --ignore-hosts")
     upstream.add_argument("--ignore-hosts", action="append", metavar="REGEX",
                           help="pass connections whose host:port matches REGEX through "
                           "untouched (repeatable)")
@@ -313,6 +318,7 @@ def capture_config(config: Config) -> dict[str, Any]:
         "listen": f"{config.listen_host}:{config.listen_port}",
         "insecure": config.insecure,
         "ignore_hosts": list(config.ignore_hosts),
+        "allow_hosts": list(config.allow_hosts),
         "max_data_bytes": config.record.max_data_bytes,
     }
 

@@ -84,6 +84,8 @@ class ProxyOptions(Protocol):
     @property
     def ignore_hosts(self) -> Sequence[str]: ...
     @property
+    def allow_hosts(self) -> Sequence[str]: ...
+    @property
     def proxyauth(self) -> str | None: ...
     @property
     def allow_remote(self) -> bool: ...
@@ -116,6 +118,7 @@ class ProxyState:
         self.bus = bus
         self.certs = certs
         self.ignore = [re.compile(p) for p in options.ignore_hosts]
+        self.allow = [re.compile(p) for p in options.allow_hosts]
         self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
         self._auth = _parse_auth(options.proxyauth)
         self._upstream_contexts: dict[tuple[tuple[str, ...], Path | None],
@@ -134,8 +137,11 @@ class ProxyState:
         return self._next_id
 
     def ignored(self, host: str, port: int) -> bool:
-        """True if ``host:port`` matches an ignore_hosts pattern (``re.search``, as mitmproxy)."""
+        """True if ``host:port`` is to be passed through: it matches an ignore_hosts
+        pattern, or allow_hosts is set and it matches none (``re.search``, as mitmproxy)."""
         text = hostport(host, port)
+        if self.allow:
+            return not any(p.search(text) for p in self.allow)
         return any(p.search(text) for p in self.ignore)
 
     @property

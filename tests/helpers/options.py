@@ -17,6 +17,7 @@ class Options:
     client_certs: Path | None = None
     upstream_auth: str | None = None
     ignore_hosts: list[str] = field(default_factory=list)
+    allow_hosts: list[str] = field(default_factory=list)
     proxyauth: str | None = None
     allow_remote: bool = False
     sslkeylogfile: Path | None = None

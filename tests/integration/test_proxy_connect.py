@@ -15,6 +15,7 @@ from proxy.events import (
     Leg,
     ProxyErrorRaised,
     RelayStarted,
+    TargetChosen,
     TlsEstablished,
 )
 from proxy.observe.enums import Direction
@@ -126,6 +127,24 @@ def test_ignored_host_passes_through_with_the_real_certificate(
     assert result.stdout == b"hello /pass\n"
     assert [e.protocol for e in proxy.events(RelayStarted)] == ["passthrough"]
     assert proxy.events(TlsEstablished) == []
+
+
+def test_allow_hosts_intercepts_only_what_it_matches(
+        make_proxy: object, h2_origin: ServerThread, origin_cert: CertFiles) -> None:
+    proxy = make_proxy(allow_hosts=[r"^localhost:"])  # type: ignore[operator]
+    exe = procs.require("curl")
+    # Not allowed: passed through, so the origin's own certificate is what verifies.
+    passed = procs.run([exe, "-sS", "-x", proxy.url, "--cacert", str(origin_cert.cert),
+                        "--http2", f"https://127.0.0.1:{h2_origin.port}/pass"])
+    # Allowed: intercepted, so only h2scope's CA verifies, and the frames are decoded.
+    code, body, status = curl(proxy, f"https://localhost:{h2_origin.port}/seen", "--http2")
+    assert passed.returncode == 0 and passed.stdout == b"hello /pass\n", passed.stderr
+    assert code == 0 and body == "hello /seen\n", status
+    chosen = proxy.wait_for(lambda: len(r := proxy.events(TargetChosen)) == 2 and r,
+                            what="both CONNECTs")
+    assert sorted((e.target.split(":")[0], e.intercept) for e in chosen) == [
+        ("127.0.0.1", False), ("localhost", True)]
+    assert proxy.wait_for(lambda: status_headers(proxy, Direction.S2C), what=":status") == ["200"]
 
 
 def test_upstream_with_untrusted_certificate_fails_clearly(

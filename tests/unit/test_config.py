@@ -331,3 +331,12 @@ def test_keymap_action_ids_are_checked_against_the_ui(tmp_path: Path) -> None:
     assert "did you mean 'quit'?" in str(exc)
     assert load_config(write(tmp_path, "ui:\n  keymap: {save_session: ctrl+w}\n"), {}) \
         .ui.keymap == {"save_session": "ctrl+w"}
+
+
+def test_allow_hosts_and_ignore_hosts_exclude_each_other(tmp_path: Path) -> None:
+    exc = error(tmp_path, "ignore_hosts: ['^a:']\nallow_hosts: ['^b:']\n")
+    assert exc.key == "allow_hosts" and "cannot both be set" in str(exc)
+    exc = error(tmp_path, "allow_hosts:\n  - '(unclosed'\n")
+    assert exc.key == "allow_hosts[0]" and "not a valid regular expression" in str(exc)
+    config = load_config(write(tmp_path, "allow_hosts: ['^api\\.example\\.com:']\n"), {})
+    assert config.allow_hosts == ("^api\\.example\\.com:",)
