@@ -175,6 +175,61 @@ def regenerate_ca(confdir: Path) -> CertificateAuthority:
         return _create(confdir)
 
 
+class CAImportError(ValueError):
+    """A certificate/key pair that cannot serve as h2scope's CA; the message says why."""
+
+
+def import_ca(confdir: Path, cert_pem: bytes, key_pem: bytes, *,
+              now: datetime.datetime | None = None) -> CertificateAuthority:
+    """Make an existing CA h2scope's (an organisation's CA, or mitmproxy's
+    ``mitmproxy-ca.pem``, which holds both): checked, then written as
+    :func:`regenerate_ca` writes a new one (key first, 0600).
+
+    Raises :class:`CAImportError` naming what is wrong with the pair.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise CAImportError(f"no PEM certificate could be read ({_reason(exc)})") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise CAImportError("the private key is encrypted; h2scope needs it unencrypted: "
+                            "openssl pkey -in KEY.pem -out plain-key.pem") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CAImportError(f"no PEM private key could be read ({_reason(exc)})") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise CAImportError(f"the private key is a {type(key).__name__}; h2scope signs with "
+                            "RSA or EC keys")
+    if _spki_der(cert.public_key()) != _spki_der(key.public_key()):
+        raise CAImportError("the private key does not belong to the certificate")
+    constraints: x509.BasicConstraints | None = None
+    with contextlib.suppress(x509.ExtensionNotFound, ValueError):
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if constraints is None or not constraints.ca:
+        raise CAImportError(f"{cert.subject.rfc4514_string()} is not a CA certificate (no "
+                            "basicConstraints CA:TRUE): clients would reject the leaves it "
+                            "signs")
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            raise CAImportError(f"{cert.subject.rfc4514_string()} may not sign certificates "
+                                "(its keyUsage lacks keyCertSign)")
+    now = now or datetime.datetime.now(datetime.UTC)
+    if cert.not_valid_after_utc < now:
+        raise CAImportError(f"{cert.subject.rfc4514_string()} expired on "
+                            f"{cert.not_valid_after_utc.date()}")
+    cert_path, key_path = ca_paths(confdir)
+    ensure_private_dir(confdir)
+    with locked(confdir / _LOCK_FILE):
+        key_out = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        write_atomic(key_path, key_out, mode=SECRET_FILE_MODE)
+        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM),
+                     mode=PUBLIC_FILE_MODE)
+    return _authority(cert, key, cert_path, key_path, created=False)
+
+
 def build_ca_certificate(
     key: CASigningKey, *, subject: x509.Name, now: datetime.datetime
 ) -> x509.Certificate:

@@ -21,9 +21,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certs.ca import (
     CAFileError,
+    CAImportError,
     CertificateAuthority,
     ca_paths,
     colon_hex,
+    import_ca,
     load_ca,
     load_or_create_ca,
     regenerate_ca,
@@ -53,7 +55,8 @@ def register(
     ca = sub.add_parser(
         "ca",
         parents=[common],
-        help="the certificate authority: path, show, export, install-hints, regenerate",
+        help="the certificate authority: path, show, export, install-hints, regenerate, "
+        "import",
         description="Manage the CA that signs h2scope's intercepting certificates. It is "
         "created in the configuration directory on first use.",
     )
@@ -93,6 +96,17 @@ def register(
         "replace the CA with a new one (every trust store must then be updated)",
     )
     regen.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    imp = action(
+        "import",
+        cmd_import,
+        "use an existing CA (an organisation's, or mitmproxy's mitmproxy-ca.pem) instead of "
+        "h2scope's own",
+    )
+    imp.add_argument("cert", metavar="CERT", type=Path,
+                     help="PEM file with the CA certificate (and its key, if KEY is not given)")
+    imp.add_argument("key", metavar="KEY", type=Path, nargs="?",
+                     help="PEM file with the CA's unencrypted private key (default: CERT)")
+    imp.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
 def cmd_path(args: argparse.Namespace) -> int:
@@ -233,6 +247,36 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
         "  - Chromium's --ignore-certificate-errors-spki-list: use the new SPKI above\n"
         "Restart any running h2scope. Steps: h2scope ca install-hints"
     )
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``h2scope ca import CERT [KEY] [--yes]``: replaces the CA (asks, as regenerate)."""
+    confdir = resolve_confdir(args)
+    key_file = args.key or args.cert
+    try:
+        cert_pem, key_pem = args.cert.read_bytes(), key_file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"ca import: cannot read {exc.filename}: {exc.strerror}") from None
+    if _ca_present(confdir) and not args.yes:
+        if not _interactive():
+            raise UsageError("ca import replaces the CA h2scope uses now; there is no terminal "
+                             "to confirm on, so pass --yes")
+        answer = input(f"Replace the CA in {confdir} with {args.cert}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("Not replaced.")
+            return EXIT_FAILURE
+    try:
+        ca = import_ca(confdir, cert_pem, key_pem)
+    except CAImportError as exc:
+        where = args.cert if args.key is None else f"{args.cert} and {args.key}"
+        raise UsageError(f"ca import: {where}: {exc}") from None
+    discard_leaves(confdir)
+    print(f"h2scope now signs with {ca.cert.subject.rfc4514_string()} ({confdir}).")
+    print(f"  SHA-256: {ca.fingerprint}")
+    print(f"  SPKI:    {ca.spki_hash}")
+    print("Clients that trust this CA already trust h2scope's certificates. Restart any "
+          "running h2scope.")
     return EXIT_OK
 
 

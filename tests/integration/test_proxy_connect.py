@@ -248,3 +248,29 @@ def test_a_truncated_body_is_flagged_with_its_rfc_section(
                  if x.code == "content-length-mismatch"], what="a content-length finding")
     assert flagged[0].rfc == "RFC 9113 §8.1.1"
     assert "content-length 4000" in flagged[0].message and "2000 bytes" in flagged[0].message
+
+
+def test_an_imported_ca_signs_the_intercepting_certificates(
+        make_proxy: object, h2_origin: ServerThread, tmp_path: Path) -> None:
+    """A CA made with openssl (an organisation's, already trusted by its clients),
+    imported with `h2scope ca import`: curl trusting only that CA is intercepted."""
+    from proxy.cli import main
+
+    ca_key, ca_cert = tmp_path / "corp.key", tmp_path / "corp.crt"
+    made = procs.run([procs.require("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                      "-keyout", str(ca_key), "-out", str(ca_cert), "-days", "30",
+                      "-subj", "/CN=Example Corp Inspection CA",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    assert made.returncode == 0, made.stderr
+    confdir = tmp_path / "conf"
+    assert main(["ca", "import", "--yes", str(ca_cert), str(ca_key),
+                 "--confdir", str(confdir)]) == 0
+    proxy = make_proxy(confdir=confdir)  # type: ignore[operator]
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert", str(ca_cert),
+                        "--http2", f"https://localhost:{h2_origin.port}/corp"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hello /corp\n"
+    legs = {e.leg: e for e in proxy.events(TlsEstablished)}
+    assert legs[Leg.CLIENT].cert is not None
+    assert legs[Leg.CLIENT].cert.issuer == "CN=Example Corp Inspection CA"

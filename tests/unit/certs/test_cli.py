@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certs.ca import CA_CERT_FILE, CA_KEY_FILE, load_ca
@@ -274,3 +276,87 @@ def test_ca_without_an_action_prints_help_and_exits_2(
     assert code == 2
     assert "install-hints" in err
     assert not confdir.exists()
+
+
+def _external_ca(directory: Path, *, ca: bool = True, key_cert_sign: bool = True,
+                 days: int = 30, password: bytes | None = None) -> tuple[Path, Path]:
+    """A CA made elsewhere (as an organisation's or mitmproxy's): cert and key files."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example Corp Inspection CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=2))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=True, content_commitment=False, key_encipherment=False,
+                   data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign,
+                   crl_sign=key_cert_sign, encipher_only=False, decipher_only=False),
+                   critical=True))
+    cert = builder.sign(key, hashes.SHA256())
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password) if password
+        else serialization.NoEncryption())
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8, encryption))
+    return cert_path, key_path
+
+
+def test_import_makes_an_existing_ca_h2scopes_and_its_leaves_chain_to_it(
+    confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = CertStore(confdir)
+    store.leaf("old.example")
+    cert, key = _external_ca(tmp_path / "corp")
+    both = tmp_path / "mitmproxy-ca.pem"  # mitmproxy keeps the two in one file
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    code, out, err = run(capsys, "ca", "import", "--yes", str(both), "--confdir", str(confdir))
+    assert code == 0, err
+    ca = load_ca(confdir)
+    assert ca.cert.public_bytes(serialization.Encoding.PEM) == cert.read_bytes()
+    assert "h2scope now signs with CN=Example Corp Inspection CA" in out and ca.spki_hash in out
+    assert stat.S_IMODE(os.stat(confdir / CA_KEY_FILE).st_mode) == 0o600
+    assert [p.name for p in (confdir / LEAF_DIR).iterdir()] == ["leaf-key.pem"]
+    leaf = CertStore(confdir).leaf("api.example")
+    assert leaf.cert.issuer == ca.cert.subject
+    public = ca.cert.public_key()
+    assert isinstance(public, rsa.RSAPublicKey) and leaf.cert.signature_hash_algorithm
+    public.verify(leaf.cert.signature, leaf.cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                  leaf.cert.signature_hash_algorithm)  # raises if the CA did not sign it
+    code, _, err = run(capsys, "ca", "import", str(cert), str(key), "--confdir", str(confdir))
+    assert code == 2 and "--yes" in err  # a CA is there and no terminal to ask on
+
+
+@pytest.mark.parametrize("problem", ["not a CA", "no keyCertSign", "expired", "encrypted",
+                                     "another key"])
+def test_import_refuses_what_cannot_be_a_ca_and_says_why(
+    confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
+) -> None:
+    before = CertStore(confdir).ca.fingerprint
+    kw = {"not a CA": {"ca": False}, "no keyCertSign": {"key_cert_sign": False},
+          "expired": {"days": -1}, "encrypted": {"password": b"secret"}}.get(problem, {})
+    cert, key = _external_ca(tmp_path / "x", **kw)  # type: ignore[arg-type]
+    if problem == "another key":
+        _, key = _external_ca(tmp_path / "y")
+    code, _, err = run(capsys, "ca", "import", "--yes", str(cert), str(key),
+                       "--confdir", str(confdir))
+    assert code == 2
+    subject = "CN=Example Corp Inspection CA"
+    want = {"not a CA": f"{subject} is not a CA certificate (no basicConstraints CA:TRUE)",
+            "no keyCertSign": f"{subject} may not sign certificates (its keyUsage lacks "
+                              "keyCertSign)",
+            "expired": f"{subject} expired on",
+            "encrypted": "the private key is encrypted; h2scope needs it unencrypted",
+            "another key": "the private key does not belong to the certificate"}[problem]
+    assert f"ca import: {cert} and {key}: {want}" in err
+    assert load_ca(confdir).fingerprint == before  # nothing was replaced
+
