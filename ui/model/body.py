@@ -5,8 +5,9 @@ table keeps frame bytes. Decoding follows ``content-encoding`` (gzip and
 deflate from the standard library; ``br`` and ``zstd`` when the optional
 ``brotli`` / ``zstandard`` packages are installed) and then ``content-type``:
 JSON pretty-printed, text as text, gRPC (RFC-less but specified in
-grpc/doc/PROTOCOL-HTTP2.md) split into its length-prefixed messages, anything
-else as a hex dump.
+grpc/doc/PROTOCOL-HTTP2.md) split into its length-prefixed messages, each
+(inflated by ``grpc-encoding`` if compressed) and ``application/x-protobuf``
+bodies decoded as protobuf without a schema, anything else as a hex dump.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from proxy.observe.frames import DataFrame
 from ui.model.connections import ConnInfo, Headers, StreamInfo
+from ui.model.protobuf import decode_raw
 from ui.model.session import Session
 
 
@@ -118,19 +120,63 @@ def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0) -> list[str]
     return lines
 
 
-def render_body(data: bytes, content_type: str | None, encoding: str | None) -> list[str]:
-    """The body as lines for reading: decoded, then JSON / text / gRPC / hex."""
+_PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf",
+                   "application/vnd.google.protobuf", "application/octet-stream+protobuf")
+
+
+def _grpc_message(msg: bytes, compressed: bool, grpc_encoding: str | None,
+                  proto: bool) -> tuple[bytes, str, bool]:
+    """A gRPC message ready to show: (bytes, note, protobuf?); a compressed one is
+    inflated by its ``grpc-encoding`` (gzip, deflate)."""
+    note = ""
+    if compressed:
+        enc = (grpc_encoding or "").strip().lower()
+        try:
+            if enc == "gzip":
+                msg, note = zlib.decompress(msg, 16 + zlib.MAX_WBITS), ", gzip decoded"
+            elif enc == "deflate":
+                msg, note = zlib.decompress(msg), ", deflate decoded"
+            else:
+                return msg, f", compressed with {enc or 'an unnamed grpc-encoding'}: " \
+                            "shown as received", False
+        except zlib.error as exc:
+            return msg, f", {enc}: cannot decode ({exc})", False
+    return msg, note, proto
+
+
+def _protobuf_or_hex(data: bytes, limit: int) -> list[str]:
+    fields = decode_raw(data)
+    if fields is None:
+        return ["; not a well-formed protobuf message: hex", *hexdump(data, limit=limit)]
+    return ["; protobuf, no schema: field number: value (protoc --decode_raw)", *fields] \
+        if fields else ["(empty message)"]
+
+
+def render_body(data: bytes, content_type: str | None, encoding: str | None,
+                grpc_encoding: str | None = None) -> list[str]:
+    """The body as lines for reading: decoded, then JSON / text / gRPC / protobuf / hex.
+
+    gRPC messages (and ``application/x-protobuf`` bodies) are decoded as protobuf
+    without a schema (:mod:`ui.model.protobuf`); compressed gRPC messages are
+    inflated by ``grpc_encoding`` first."""
     if not data:
         return ["(no body)"]
     decoded, note = decode_content(data, encoding)
     lines = [f"; {note}"] if note else []
     ctype = (content_type or "").lower()
     if ctype.startswith("application/grpc"):
+        proto = ctype in ("application/grpc", "application/grpc+proto")
         msgs = grpc_messages(decoded)
         lines.append(f"; gRPC: {len(msgs)} length-prefixed message(s)")
         for i, (compressed, msg) in enumerate(msgs, 1):
-            lines.append(f"message {i}: {len(msg)} bytes{' (compressed)' if compressed else ''}")
-            lines.extend("  " + x for x in hexdump(msg, limit=4096))
+            shown, how, as_proto = _grpc_message(msg, compressed, grpc_encoding, proto)
+            lines.append(f"message {i}: {len(msg)} bytes"
+                         f"{' (compressed' + how + ')' if compressed else ''}")
+            body = _protobuf_or_hex(shown, 4096) if as_proto else hexdump(shown, limit=4096)
+            lines.extend("  " + x for x in body)
+        return lines
+    if ctype.split(";")[0].strip() in _PROTOBUF_TYPES:
+        lines.extend(_protobuf_or_hex(decoded, 64 * 1024))
         return lines
     if "json" in ctype or decoded[:1] in (b"{", b"["):
         try:

@@ -73,7 +73,8 @@ def _body(out: Text, title: str, raw: bytes, frames: int, truncated: bool,
         out.append("  (some payloads were not kept)", "yellow")
     out.append("\n")
     for line in render_body(raw, header(headers, "content-type"),
-                            header(headers, "content-encoding"))[:3000]:
+                            header(headers, "content-encoding"),
+                            header(headers, "grpc-encoding"))[:3000]:
         out.append("  " + line + "\n")
 
 

@@ -186,6 +186,7 @@ def test_stream_view_splits_grpc_and_saves_the_body(capture_path: Path, tmp_path
         assert isinstance(screen, StreamScreen)
         text = screen.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
         assert "gRPC: 2 length-prefixed message(s)" in text
+        assert '1: "hello"' in text and '1: "world"' in text  # protobuf, no schema
         assert "response trailers" in text and "grpc-status: 0" in text
         await pilot.press("b")
         box = screen.query_one("#save-path", Input)

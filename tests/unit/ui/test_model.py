@@ -150,6 +150,13 @@ def test_bodies_reassemble_from_data_frames_and_decode(session: Session) -> None
     assert [m for _, m in grpc_messages(grpc)] == list(GRPC_MESSAGES)
     shown = render_body(grpc, "application/grpc", None)
     assert "; gRPC: 2 length-prefixed message(s)" in shown
+    # Each message decoded as protobuf without a schema (b"\x0a\x05hello": field 1, "hello").
+    assert shown[1:] == ["message 1: 7 bytes",
+                         "  ; protobuf, no schema: field number: value (protoc --decode_raw)",
+                         '  1: "hello"',
+                         "message 2: 7 bytes",
+                         "  ; protobuf, no schema: field number: value (protoc --decode_raw)",
+                         '  1: "world"']
 
 
 def test_copy_as_curl_rebuilds_the_request(session: Session) -> None:

@@ -1,0 +1,147 @@
+"""Protocol Buffers without a schema: what ``protoc --decode_raw`` shows.
+
+gRPC messages and ``application/x-protobuf`` bodies are protobuf: a sequence
+of fields, each a key (field number << 3 | wire type, a varint) and a value
+(https://protobuf.dev/programming-guides/encoding/). Without the ``.proto``
+file the names and exact types are unknown, but the structure is not: field
+numbers, varints, fixed 32/64-bit values, and length-delimited values that are
+strings, nested messages or bytes.
+
+:func:`decode_raw` returns the lines, or None when the bytes are not a
+well-formed message (then the caller shows a hex dump). A length-delimited
+value is shown as a string when it is printable UTF-8, else as a nested
+message when it parses as one completely, else as bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAX_DEPTH = 12
+MAX_LINES = 2000
+MAX_BYTES_SHOWN = 48
+_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise _Malformed
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> list[tuple[int, int, object]]:
+    """(field number, wire type, value) for every field; raises _Malformed."""
+    out: list[tuple[int, int, object]] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0 or number > 536_870_911:
+            raise _Malformed
+        value: object
+        if wire == _VARINT:
+            value, pos = _varint(data, pos)
+        elif wire == _I64:
+            if pos + 8 > n:
+                raise _Malformed
+            value, pos = data[pos:pos + 8], pos + 8
+        elif wire == _I32:
+            if pos + 4 > n:
+                raise _Malformed
+            value, pos = data[pos:pos + 4], pos + 4
+        elif wire == _LEN:
+            size, pos = _varint(data, pos)
+            if pos + size > n:
+                raise _Malformed
+            value, pos = data[pos:pos + size], pos + size
+        else:  # groups (deprecated) and the reserved wire types 6, 7
+            raise _Malformed
+        out.append((number, wire, value))
+    return out
+
+
+def _printable(value: bytes) -> str | None:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        return text
+    return None
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") \
+        .replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+def _scalar_varint(value: int) -> str:
+    if value >= 1 << 63:
+        return f"{value}  (int64 {value - (1 << 64)})"
+    return str(value)
+
+
+def _lines(fields: list[tuple[int, int, object]], depth: int, out: list[str]) -> None:
+    pad = "  " * depth
+    for number, wire, value in fields:
+        if len(out) >= MAX_LINES:
+            out.append(f"{pad}…")
+            return
+        if wire == _VARINT:
+            assert isinstance(value, int)
+            out.append(f"{pad}{number}: {_scalar_varint(value)}")
+        elif wire == _I64:
+            assert isinstance(value, bytes)
+            (as_int,), (as_double,) = struct.unpack("<Q", value), struct.unpack("<d", value)
+            out.append(f"{pad}{number}: 0x{as_int:016x}  (fixed64; double {as_double!r})")
+        elif wire == _I32:
+            assert isinstance(value, bytes)
+            (as_int,), (as_float,) = struct.unpack("<I", value), struct.unpack("<f", value)
+            out.append(f"{pad}{number}: 0x{as_int:08x}  (fixed32; float {as_float!r})")
+        else:
+            assert isinstance(value, bytes)
+            _length_delimited(number, value, depth, out)
+
+
+def _length_delimited(number: int, value: bytes, depth: int, out: list[str]) -> None:
+    pad = "  " * depth
+    text = _printable(value)
+    if text is not None:
+        out.append(f"{pad}{number}: {_quote(text)}")
+        return
+    if value and depth < MAX_DEPTH:
+        try:
+            nested = _fields(value)
+        except _Malformed:
+            nested = []
+        if nested:
+            out.append(f"{pad}{number} {{")
+            _lines(nested, depth + 1, out)
+            out.append(f"{pad}}}")
+            return
+    shown = value[:MAX_BYTES_SHOWN].hex(" ")
+    more = f" … ({len(value)} bytes)" if len(value) > MAX_BYTES_SHOWN else ""
+    out.append(f"{pad}{number}: bytes [{shown}]{more}" if value else f'{pad}{number}: ""')
+
+
+def decode_raw(data: bytes) -> list[str] | None:
+    """The message's fields as ``protoc --decode_raw`` would show them, or None if
+    ``data`` is not a well-formed protobuf message (an empty message is ``[]``)."""
+    try:
+        fields = _fields(data)
+    except _Malformed:
+        return None
+    out: list[str] = []
+    _lines(fields, 0, out)
+    return out
