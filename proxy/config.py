@@ -138,6 +138,13 @@ def _check_max_data(value: int | None) -> int | None:
     return value
 
 
+FAIL_ON = ("error", "warning", "info")
+
+
+def _check_fail_on(value: str | None) -> str | None:
+    return None if value is None else _check_choice(FAIL_ON)(value)
+
+
 def _check_filter(value: str) -> str:
     from proxy.filter import FilterError, compile_filter
 
@@ -186,6 +193,9 @@ class HeadlessConfig:
     """Only print frames matching this filter (docs/filters.md)."""
     quiet: bool = False
     """Print nothing per frame (recording and findings summaries still happen)."""
+    fail_on: str | None = field(default=None, metadata=_meta(_check_fail_on))
+    """Exit with status 3 at the end if a finding of this severity (error, warning,
+    info) or worse was seen; None: findings never change the exit status."""
 
 
 def _check_keymap(value: Mapping[str, str]) -> Mapping[str, str]:

@@ -44,6 +44,10 @@ trusting the CA:
   curl, Python, Node, Java and the OS. Browsers can also fetch it at http://h2scope/
   through the proxy.
 
+exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 if the proxy cannot start,
+2 for a usage or config error, 3 with --fail-on when findings of that severity
+were seen (the summary printed on stderr at the end lists them).
+
 precedence: flags > $SSLKEYLOGFILE (for sslkeylogfile) > config file > defaults.
 Every option and its config-file key: docs/configuration.md, config.example.yaml.
 """
@@ -66,6 +70,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "max_data_bytes": ("record.max_data_bytes", "--record-max-data"),
     "filter": ("headless.filter", "--filter"),
     "quiet": ("headless.quiet", "--quiet"),
+    "fail_on": ("headless.fail_on", "--fail-on"),
     "log_file": ("log.file", "--log-file"),
     "log_level": ("log.level", "--log-level"),
 }
@@ -136,6 +141,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="headless: print only frames matching EXPR (docs/filters.md)")
     out.add_argument("-q", "--quiet", action="store_const", const=True,
                      help="headless: print no frames")
+    out.add_argument("--fail-on", metavar="SEVERITY",
+                     help="headless: exit with status 3 when the proxy stops if a finding "
+                     "of SEVERITY (error, warning or info) or worse was seen; a summary of "
+                     "what was seen is printed on stderr either way")
     out.add_argument("--record", metavar="FILE", help="record every connection to FILE")
     out.add_argument("--record-max-data", dest="max_data_bytes", metavar="N", type=int,
                      help="with --record: keep at most N bytes of each DATA payload")
@@ -304,7 +313,9 @@ def _sinks(config: Config) -> list[Any]:
     text = config.headless.filter
     printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet)
-    sinks: list[Any] = [printer]
+    from proxy.summary import RunSummary
+
+    sinks: list[Any] = [printer, RunSummary()]
     recorder = open_recorder(config)
     if recorder is not None:
         sinks.append(recorder)
@@ -344,7 +355,9 @@ async def _serve_async(config: Config) -> int:
     import contextlib
     import signal
 
+    from proxy.observe.findings import Severity
     from proxy.server import ProxyServer, ProxyStartError
+    from proxy.summary import EXIT_FINDINGS, RunSummary
 
     sinks = _sinks(config)
     recorders = [s for s in sinks if hasattr(s, "writer")]
@@ -379,6 +392,15 @@ async def _serve_async(config: Config) -> int:
             _print_err(f"h2scope: recorded to {config.record.file}")
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
+    summary = next(s for s in sinks if isinstance(s, RunSummary))
+    for line in summary.lines():
+        _print_err(f"h2scope: {line}")
+    worst = summary.worst()
+    fail_on = config.headless.fail_on
+    if fail_on is not None and worst is not None and worst >= Severity[fail_on.upper()]:
+        _print_err(f"h2scope: exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "
+                   f"were seen (--fail-on {fail_on})")
+        return EXIT_FINDINGS
     return 0
 
 

@@ -340,3 +340,11 @@ def test_allow_hosts_and_ignore_hosts_exclude_each_other(tmp_path: Path) -> None
     assert exc.key == "allow_hosts[0]" and "not a valid regular expression" in str(exc)
     config = load_config(write(tmp_path, "allow_hosts: ['^api\\.example\\.com:']\n"), {})
     assert config.allow_hosts == ("^api\\.example\\.com:",)
+
+
+def test_fail_on_takes_a_severity(tmp_path: Path) -> None:
+    exc = error(tmp_path, "headless:\n  fail_on: fatal\n")
+    assert (exc.key, exc.line) == ("headless.fail_on", 2)
+    assert "accepted: error, warning, info" in str(exc)
+    assert load_config(write(tmp_path, "headless: {fail_on: Warning}\n"), {}).headless.fail_on \
+        == "warning"
