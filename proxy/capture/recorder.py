@@ -162,12 +162,8 @@ class CaptureRecorder:
             writer.raw(cid, direction, data, t=batch.t, wall=batch.t)
             return
         pending = conn.pending[d]
-        if pending:
-            pending += data  # an incomplete frame goes on: the bytes read as one
-            buf: bytes | bytearray = pending
-        else:
-            buf = data  # the usual case: nothing held, nothing copied
-        consumed = 0
+        held = len(pending)  # an incomplete frame's start, before ``data``
+        consumed = 0  # bytes of pending + data written as records, from the start
         frames: list[tuple[bytes, float]] = []
         for ev in batch.events:
             kind = type(ev)
@@ -189,17 +185,23 @@ class CaptureRecorder:
                 consumed += len(CONNECTION_PREFACE)
                 writer.raw(cid, direction, CONNECTION_PREFACE, t=ev.t, wall=batch.t)
             elif kind is Desynced:
-                if len(buf) > consumed:
-                    writer.raw(cid, direction, bytes(buf[consumed:]), t=ev.t, wall=batch.t)
-                consumed = len(buf)
+                whole = bytes(pending) + data if held else data  # (once per connection)
+                if len(whole) > consumed:
+                    writer.raw(cid, direction, bytes(whole[consumed:]), t=ev.t, wall=batch.t)
+                consumed = held + len(data)
                 conn.raw_only[d] = True
         if frames:
             writer.frames(cid, direction, frames, wall=batch.t)
-        if pending:
-            if consumed:
-                del pending[:consumed]
-        elif consumed < len(data):
-            pending += memoryview(data)[consumed:]  # the start of a frame not complete yet
+        # Keep only what is not consumed (the start of a frame not complete yet): a
+        # large read is never copied whole to carry its last few bytes over.
+        if consumed >= held:
+            if held:
+                pending.clear()
+            if consumed - held < len(data):
+                pending += memoryview(data)[consumed - held:]
+        else:
+            del pending[:consumed]
+            pending += data
         if len(pending) > _MAX_PENDING:
             writer.raw(cid, direction, bytes(pending), t=batch.t, wall=batch.t)
             pending.clear()
