@@ -30,6 +30,7 @@ examples:
   h2scope decode 000004080000000000000f0001          a WINDOW_UPDATE frame
   h2scope decode -f client.hex --json | jq .type      frames from a file, as JSON Lines
   h2scope decode --hpack 828684418cf1e3c2e5f23a6ba0ab90f4ff
+  h2scope decode --protobuf 0000000007 0a0568656c6c6f     a gRPC message: 1: "hello"
   pbpaste | h2scope decode --hpack --table-size 256 -  one header block per line, from stdin
 
 Frames: one direction's bytes, optionally starting with the client preface.
@@ -73,9 +74,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "decode",
         parents=[common],
-        help="decode HTTP/2 frames or HPACK header blocks given as hex",
-        description="Decode HTTP/2 frames (default) or HPACK header blocks (--hpack) "
-        "from hex, with every field annotated and protocol problems flagged.",
+        help="decode HTTP/2 frames, HPACK header blocks or protobuf messages given as hex",
+        description="Decode HTTP/2 frames (default), HPACK header blocks (--hpack) or "
+        "protobuf messages (--protobuf) from hex, with every field annotated and "
+        "protocol problems flagged.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,6 +86,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--file", type=Path, help="read the hex from FILE")
     p.add_argument("--hpack", action="store_true",
                    help="input is HPACK header blocks, one per line, sharing one dynamic table")
+    p.add_argument("--protobuf", action="store_true",
+                   help="input is protobuf messages (a gRPC message's 5-byte prefix is "
+                   "allowed), one per line: shown as protoc --decode_raw would, no schema")
     p.add_argument("--table-size", type=int, default=4096, metavar="N",
                    help="with --hpack: the maximum table size the decoder allows, as if "
                    "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096)")
@@ -120,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"nothing to decode: {where} no hex (give it as an argument, "
                          "with -f FILE, or on stdin)")
     out = sys.stdout
+    if args.hpack and args.protobuf:
+        raise UsageError("--hpack and --protobuf: choose one")
+    if args.protobuf:
+        return _decode_protobuf(lines, out)
     if args.hpack:
         return _decode_hpack(lines, args, out)
     return _decode_frames(lines, args, out)
@@ -156,6 +165,37 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
                       f"{len(block.headers)} headers\n")
             for ln in block_lines(block, annotate=not args.no_annotate):
                 out.write(ln + "\n")
+    return 0
+
+
+def _decode_protobuf(lines: list[str], out: TextIO) -> int:
+    from proxy.protobuf import decode_raw
+
+    count = 0
+    for line_no, text in enumerate(lines, 1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            data = parse_hex_line(text, line_no)
+        except HexError as exc:
+            _err(f"bad hex at {exc}")
+            return 1
+        prefix = ""
+        if len(data) >= 5 and data[0] in (0, 1) and int.from_bytes(data[1:5], "big") \
+                == len(data) - 5:  # one gRPC length-prefixed message
+            if data[0]:
+                _err(f"line {line_no}: a compressed gRPC message (flag 1): inflate it first")
+                return 1
+            prefix, data = " (gRPC message, 5-byte prefix removed)", data[5:]
+        fields = decode_raw(data)
+        if fields is None:
+            _err(f"line {line_no}: {len(data)} bytes that are not a well-formed protobuf "
+                 "message")
+            return 1
+        out.write(f"message {count} (line {line_no}): {len(data)} bytes{prefix}\n")
+        for ln in fields or ["(empty message)"]:
+            out.write(f"  {ln}\n")
+        count += 1
     return 0
 
 

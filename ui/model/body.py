@@ -18,8 +18,8 @@ import zlib
 from dataclasses import dataclass
 
 from proxy.observe.frames import DataFrame
+from proxy.protobuf import decode_raw
 from ui.model.connections import ConnInfo, Headers, StreamInfo
-from ui.model.protobuf import decode_raw
 from ui.model.session import Session
 
 

@@ -130,3 +130,20 @@ def test_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "proxy", "decode", "--hpack", "82"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and ":method: GET" in proc.stdout
+
+
+def test_protobuf_messages_one_per_line_with_or_without_the_grpc_prefix(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    src = tmp_path / "messages.hex"
+    src.write_text("# from a log\n00 00000007 0a0568656c6c6f\n1a03089601\n\n")
+    assert main(["decode", "--protobuf", "-f", str(src)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "message 0 (line 2): 7 bytes (gRPC message, 5-byte prefix removed)",
+        '  1: "hello"',
+        "message 1 (line 3): 5 bytes",
+        "  3 {", "    1: 150", "  }",
+    ]
+    assert main(["decode", "--protobuf", "0aff"]) == 1
+    assert "line 1: 2 bytes that are not a well-formed protobuf message" in \
+        capsys.readouterr().err
+    assert main(["decode", "--protobuf", "--hpack", "82"]) == 2

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gzip
 import struct
 
+from proxy.protobuf import decode_raw
 from ui.model.body import grpc_messages, render_body
-from ui.model.protobuf import decode_raw
 
 
 def field(number: int, wire: int, payload: bytes) -> bytes:
