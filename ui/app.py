@@ -233,10 +233,11 @@ class H2ScopeApp(SessionActions):
     def _refresh_due(self) -> bool:
         """Live: whether to repaint on this tick.
 
-        The UI thread shares the GIL with the proxy's thread, and every moment it
-        holds it the relay waits (a thread back from a socket call waits for the
-        GIL for up to the switch interval). Repainting costs the same whatever the
-        traffic, so under load the views are repainted less often: only once the
+        The UI process shares the machine's cores with the proxy's process (and,
+        on a laptop, with the client and server being debugged), and its follower
+        thread needs the GIL to decode what the proxy records. Repainting costs
+        the same whatever the traffic, so under load the views are repainted less
+        often: only once the
         UI thread's CPU time since the last repaint is at most
         :data:`UI_CPU_SHARE` of the time passed (and at least every
         :data:`MAX_REPAINT_GAP` seconds). Idle, that is every tick.
