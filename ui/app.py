@@ -55,10 +55,10 @@ MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
-BEHIND_SHOWN = 1 << 20
-"""Live: capture bytes the view has not read yet from which the status bar says so."""
 """Live: how often the UI takes batches off the feed (each holds frame bytes
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
+BEHIND_SHOWN = 1 << 20
+"""Live: capture bytes the view has not read yet from which the status bar says so."""
 
 
 class H2ScopeApp(SessionActions):
