@@ -36,6 +36,7 @@ from ui.model.follow import ChildProxy, FileFollow
 from ui.model.live import LiveFeed, ingest, rate
 from ui.model.session import Session
 from ui.model.table import LiveFrames
+from ui.screens.findings import FindingsScreen
 from ui.screens.help import HelpScreen
 from ui.screens.prompt import Prompt
 from ui.screens.state import StateScreen
@@ -488,6 +489,24 @@ class H2ScopeApp(SessionActions):
                 return
             i += 1 if step > 0 else -1
         self.say("no more findings" if rows else "no findings")
+
+    def action_findings(self) -> None:
+        """Every finding grouped by kind; Enter filters to one, g goes to its first frame."""
+
+        def done(choice: tuple[str, str | int] | None) -> None:
+            if choice is None:
+                return
+            what, value = choice
+            if what == "filter":
+                text = f"finding:{value}"
+                self.main.query_one("#filter", Input).value = text
+                self.set_filter(text)
+                self.timeline.focus()
+            else:
+                assert isinstance(value, int)
+                self._select_row(value)
+
+        self.push_screen(FindingsScreen(self.session), done)
 
     def say(self, message: str) -> None:
         """Show ``message`` in the status bar now (not at the next tick)."""

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from tests.unit.ui.conftest import drive, screen_text
 from tests.unit.ui.traffic import record
@@ -503,3 +503,49 @@ def test_the_last_message_stays_whole_when_the_status_bar_is_too_narrow(
         assert "…" in shown and shown.startswith("traffic.h")
         assert len(shown) <= bar.size.width
     drive(capture_path, scenario, size=(90, 40))
+
+
+def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -> None:
+    from ui.screens.findings import FindingsScreen
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("F")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, FindingsScreen)
+        table = screen.query_one("#findings-table", DataTable)
+        seen["rows"] = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        await pilot.press("enter")  # filter the timeline to that finding
+        await pilot.pause()
+        seen["filter"] = app.main.query_one("#filter", Input).value
+        tl = app.timeline
+        seen["shown"] = [tl.row_at(i) for i in range(tl.row_count())]
+        await pilot.press("F")
+        await pilot.pause()
+        await pilot.press("g")  # the first frame that raised it
+        await pilot.pause()
+        seen["selected"] = app.timeline.selected_row
+    drive(capture_path, scenario)
+    assert seen["rows"] == [["error", "window-update-zero", "RFC 9113 §6.9", "1",
+                             "#1, frame 36", "WINDOW_UPDATE with an increment of 0"]]
+    assert seen["filter"] == "finding:window-update-zero"
+    assert seen["shown"] == [36] and seen["selected"] == 36
+
+
+def test_connection_level_findings_are_counted_with_their_connection() -> None:
+    from proxy.observe.findings import Finding, Severity
+    from ui.model.session import Session
+    from ui.model.table import LiveFrames
+    from ui.screens.findings import finding_groups
+
+    session = Session(LiveFrames())
+    assert finding_groups(session) == []
+    for _ in range(2):
+        session.conn(4).conn_findings.append(Finding(
+            code="settings-not-acknowledged", severity=Severity.WARNING, rfc="RFC 9113 §6.5.3",
+            message="SETTINGS never acknowledged"))
+    [group] = finding_groups(session)
+    assert (group.code, group.count, group.first_row, group.where) == (
+        "settings-not-acknowledged", 2, None, "#4 (connection)")

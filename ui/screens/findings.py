@@ -1,0 +1,116 @@
+"""Every finding of the session at a glance: what went wrong, how often, where first.
+
+One line per (severity, code, RFC section), most severe first, then most
+frequent, with the first frame that raised it (connection, stream, frame
+number) and its message; connection-level findings (a desync, SETTINGS
+never acknowledged) are counted with their connection. Enter on a line
+filters the timeline to ``finding:CODE``; ``g`` jumps to its first frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from proxy.observe.findings import Finding, Severity
+from ui.model.session import Session
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
+
+
+@dataclass(slots=True)
+class FindingGroup:
+    severity: Severity
+    code: str
+    rfc: str
+    count: int
+    first_row: int | None
+    """The first timeline row that raised it; None for a connection-level finding."""
+    where: str
+    message: str
+
+
+def finding_groups(session: Session) -> list[FindingGroup]:
+    """The session's findings grouped by (severity, code, RFC), most severe and most
+    frequent first."""
+    groups: dict[tuple[Severity, str, str], FindingGroup] = {}
+    table = session.table
+
+    def add(f: Finding, row: int | None, where: str) -> None:
+        key = (f.severity, f.code, f.rfc)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = FindingGroup(f.severity, f.code, f.rfc, 1, row, where, f.message)
+        else:
+            group.count += 1
+
+    with session.lock:
+        for row in table.finding_rows:
+            for f in table.findings.get(row, ()):
+                sid = table.stream[row]
+                add(f, row, f"#{table.conn[row]}" + (f" stream {sid}" if sid else "")
+                    + f", frame {row}")
+        for conn in session.conns.values():
+            for f in conn.conn_findings:
+                add(f, None, f"#{conn.conn_id} (connection)")
+    return sorted(groups.values(), key=lambda g: (-g.severity, -g.count, g.code))
+
+
+class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
+    """Dismissed with ("filter", code), ("goto", row) or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "Back"),
+        Binding("g", "goto_first", "First frame"),
+    ]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.groups = finding_groups(session)
+
+    def compose(self) -> ComposeResult:
+        total = sum(g.count for g in self.groups)
+        with Vertical(id="findings-box"):
+            yield Static(Text(f"Findings: {total} in {len(self.groups)} kinds  "
+                              "(Enter: filter the timeline to one, g: its first frame, "
+                              "Esc: back)", style="bold"), id="findings-title")
+            table: DataTable[str | Text] = DataTable(id="findings-table", cursor_type="row",
+                                                     zebra_stripes=True)
+            yield table
+            if not self.groups:
+                yield Static("No findings: nothing in this session broke a rule h2scope "
+                             "checks (docs/findings.md lists them).", id="findings-none")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#findings-table", DataTable)
+        for col in ("severity", "code", "RFC", "count", "first", "message"):
+            table.add_column(col, key=col)
+        for i, g in enumerate(self.groups):
+            table.add_row(Text(g.severity.name.lower(), style=_STYLE[g.severity]), g.code,
+                          g.rfc, str(g.count), g.where, g.message, key=str(i))
+        table.focus()
+
+    def _current(self) -> FindingGroup | None:
+        table = self.query_one("#findings-table", DataTable)
+        if not self.groups or table.cursor_row >= len(self.groups):
+            return None
+        return self.groups[table.cursor_row]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        group = self._current()
+        if group is not None:
+            self.dismiss(("filter", group.code))
+
+    def action_goto_first(self) -> None:
+        group = self._current()
+        if group is not None and group.first_row is not None:
+            self.dismiss(("goto", group.first_row))
+        elif group is not None:
+            self.notify("a connection-level finding: it has no frame of its own")
