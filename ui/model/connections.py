@@ -95,6 +95,10 @@ class HpackTable:
     """Newest first (index 62 is ``entries[0]``, RFC 7541 §2.3.3); see :meth:`rebuild`."""
     inserts: int = 0
     evictions: int = 0
+    wire_bytes: int = 0
+    """Header block bytes on the wire (every block's fragments), for the compression ratio."""
+    field_bytes: int = 0
+    """The same blocks' names and values, uncompressed (RFC 7541 size less 32 a field)."""
     entry_count: int = 0
     """Entries after the last block, as the observer counted them."""
     in_sync: bool = True
@@ -110,6 +114,8 @@ class HpackTable:
         self.max_size = block.table_max
         self.inserts += block.inserted
         self.evictions += block.evicted
+        self.wire_bytes += block.wire_length
+        self.field_bytes += block.decoded_size - 32 * len(block.headers)
         self.entry_count = block.table_entries
 
     def rebuild(self, block_bytes: BlockBytes) -> None:

@@ -108,6 +108,11 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
         out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
                    f"table): {len(tbl.entries)} entries, {tbl.size}/{tbl.max_size} bytes, "
                    f"{tbl.inserts} inserted, {tbl.evictions} evicted\n", "bold")
+        if tbl.wire_bytes:
+            out.append(f"  compression: {tbl.wire_bytes:,} bytes on the wire for "
+                       f"{tbl.field_bytes:,} bytes of names and values "
+                       f"({tbl.field_bytes / tbl.wire_bytes:.1f}:1) in {len(tbl.block_rows):,} "
+                       "blocks\n")
         if not tbl.in_sync:
             out.append("  (the UI missed events or no longer holds the bytes of a block: this "
                        "table may differ from the peer's)\n", "yellow")

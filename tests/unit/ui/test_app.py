@@ -209,6 +209,7 @@ def test_state_views_show_hpack_tables_flow_control_settings_priority(
         hp = screen.text("hpack")
         assert "→ client's header blocks" in hp and ":path: /api/users" in hp
         assert "table size over time" in hp
+        seen["hpack"] = hp
         fl = screen.text("flow")
         assert "connection window" in fl and "↑" in fl
         assert "stalls" in fl and "connection:" in fl
@@ -219,7 +220,23 @@ def test_state_views_show_hpack_tables_flow_control_settings_priority(
         await pilot.press("w")
         assert screen.query_one("#state-tabs").active == "flow"  # type: ignore[attr-defined]
         await pilot.press("escape")
+    seen: dict[str, str] = {}
     drive(capture_path, scenario)
+    # The compression line, against the blocks as the observer decodes them again.
+    from proxy.capture.replay import replay_observer
+    from proxy.observe.events import FrameObserved
+
+    wire, plain, blocks = [0, 0], [0, 0], [0, 0]
+    for conn, ev in replay_observer(capture_path):
+        if conn == 1 and isinstance(ev, FrameObserved) and ev.block is not None:
+            d = int(ev.direction)
+            wire[d] += ev.block.wire_length
+            plain[d] += sum(len(n) + len(v) for n, v in ev.block.headers)
+            blocks[d] += 1
+    for d in (0, 1):
+        assert (f"compression: {wire[d]:,} bytes on the wire for {plain[d]:,} bytes of names "
+                f"and values ({plain[d] / wire[d]:.1f}:1) in {blocks[d]:,} blocks") \
+            in seen["hpack"]
 
 
 def test_flow_control_view_opens_on_its_tab_drawn_and_the_others_not(
