@@ -139,24 +139,27 @@ def _err(msg: str) -> None:
     print(f"h2scope decode: {msg}", file=sys.stderr)
 
 
+def _hex_items(lines: list[str]) -> list[tuple[int, bytes]]:
+    """(line number, bytes) of every line that holds hex (blank and ``#`` lines
+    skipped); raises HexError at the first bad one, before anything is printed."""
+    return [(line_no, parse_hex_line(text, line_no)) for line_no, text in enumerate(lines, 1)
+            if text.strip() and not text.lstrip().startswith("#")]
+
+
 def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> int:
     decoder = AnnotatedDecoder(args.table_size)
-    count = 0
-    for line_no, text in enumerate(lines, 1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        try:
-            data = parse_hex_line(text, line_no)
-        except HexError as exc:
-            _err(f"bad hex at {exc}")
-            return 1
+    try:
+        items = _hex_items(lines)
+    except HexError as exc:
+        _err(f"bad hex at {exc}")
+        return 1
+    for count, (line_no, data) in enumerate(items, 1):
         try:
             block = decoder.decode(data)
         except HpackDecodeError as exc:
             _err(f"header block on line {line_no} does not decode at byte offset "
                  f"{exc.offset}: {exc}")
             return 1
-        count += 1
         if args.json:
             d = {"line": line_no, "block": count - 1, **block_dict(block)}
             out.write(json.dumps(d, ensure_ascii=False) + "\n")
@@ -171,15 +174,12 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
 def _decode_protobuf(lines: list[str], out: TextIO) -> int:
     from proxy.protobuf import decode_raw
 
-    count = 0
-    for line_no, text in enumerate(lines, 1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        try:
-            data = parse_hex_line(text, line_no)
-        except HexError as exc:
-            _err(f"bad hex at {exc}")
-            return 1
+    try:
+        items = _hex_items(lines)
+    except HexError as exc:
+        _err(f"bad hex at {exc}")
+        return 1
+    for count, (line_no, data) in enumerate(items):
         prefix = ""
         if len(data) >= 5 and data[0] in (0, 1) and int.from_bytes(data[1:5], "big") \
                 == len(data) - 5:  # one gRPC length-prefixed message
@@ -195,7 +195,6 @@ def _decode_protobuf(lines: list[str], out: TextIO) -> int:
         out.write(f"message {count} (line {line_no}): {len(data)} bytes{prefix}\n")
         for ln in fields or ["(empty message)"]:
             out.write(f"  {ln}\n")
-        count += 1
     return 0
 
 
