@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import Config, ConfigError, default_config_path, load_config
+from proxy.net.modes import ModeKind
 
 EPILOG = """\
 examples:
@@ -219,6 +220,9 @@ def _print_err(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
+    if config.upstream.auth and not any(m.kind is ModeKind.UPSTREAM for m in config.mode_specs):
+        _print_err("h2scope: warning: upstream.auth (--upstream-auth) is set but no mode is "
+                   "upstream:http://HOST:PORT, so no upstream proxy will receive it")
     if not config.listen_is_loopback:
         _print_err(f"h2scope: warning: listening on {config.listen_host}, not loopback: "
                    f"anyone who can reach this address can use the proxy and read what "

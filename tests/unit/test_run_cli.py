@@ -376,3 +376,18 @@ def test_record_writes_a_private_capture_that_replays_to_the_live_frames(
     paths = [dict(ev.block.headers).get(":path") for _, ev in replay_observer(capture)
              if isinstance(ev, FrameObserved) and ev.block is not None]
     assert "/one" in paths and "/two" in paths
+
+
+def test_upstream_auth_without_an_upstream_mode_is_warned_about(
+        confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:  # the run stops at once: its port is taken
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = exit_and_stderr(["run", "--headless", "--confdir", str(confdir),
+                                     "--upstream-auth", "alice:secret", "-p", str(port)], capsys)
+    assert code == 1 and "already in use" in err
+    assert "warning: upstream.auth (--upstream-auth) is set but no mode is " \
+        "upstream:http://HOST:PORT" in err
