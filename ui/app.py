@@ -33,9 +33,8 @@ from ui.model import heap
 from ui.model.capture import CaptureFile, load
 from ui.model.filtering import needs_decoding, run_filter, scope_rows
 from ui.model.follow import ChildProxy, FileFollow
-from ui.model.live import LiveFeed, ingest, rate
+from ui.model.live import FrameSource, LiveFeed, ingest, rate
 from ui.model.session import Session
-from ui.model.table import LiveFrames
 from ui.screens.findings import FindingsScreen
 from ui.screens.help import HelpScreen
 from ui.screens.prompt import Prompt
@@ -71,7 +70,7 @@ class H2ScopeApp(SessionActions):
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
                  live: ChildProxy | FileFollow | None = None, feed: LiveFeed | None = None,
-                 frames: LiveFrames | None = None, keys: Mapping[str, str] | None = None,
+                 frames: FrameSource | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
                  initial_filter: str = "", confirm_quit: bool = True) -> None:
         super().__init__()

@@ -13,10 +13,10 @@ from typing import Any
 
 from ui.app import H2ScopeApp
 from ui.launch import prepare_logging, run_app
+from ui.model.backing import CaptureFrames
 from ui.model.follow import ChildProxy
 from ui.model.live import LiveFeed, addresses_text
 from ui.model.session import Session
-from ui.model.table import LiveFrames
 from ui.terminal import TerminationGuard
 
 
@@ -29,7 +29,6 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
     guard = TerminationGuard()  # noted, not fatal, until the app handles them
     guard.arm()
     try:
-        frames = LiveFrames()
         feed = LiveFeed()
         live = ChildProxy(config, feed=feed, record=config.record.file,
                           max_data_bytes=config.record.max_data_bytes, log_file=log_file,
@@ -39,7 +38,8 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
         except BaseException:
             live.stop()
             raise
-        frames.backing = live.backing
+        assert live.backing is not None
+        frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
         session = Session(frames, title="demo")
         app = H2ScopeApp(session, live=live, feed=feed, frames=frames,
                          keys=dict(config.ui.keymap), listen=addresses_text(addresses),

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ui.app import H2ScopeApp
+from ui.model.backing import CaptureFrames
 from ui.model.capture import CaptureFile
 from ui.model.follow import ChildProxy, FileFollow
 from ui.model.live import LiveFeed, addresses_text
 from ui.model.session import Session
-from ui.model.table import LiveFrames
 from ui.terminal import TerminationGuard
 
 
@@ -42,11 +42,11 @@ def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
         if f.read(len(GZIP_MAGIC)) == GZIP_MAGIC:
             raise CaptureFormatError("a gzip capture cannot be followed (it is not being "
                                      "written any more): open it without --follow")
-    frames = LiveFrames()
     feed = LiveFeed()
     live = FileFollow(Path(path), feed=feed)
     addresses = live.start()
-    frames.backing = live.backing
+    assert live.backing is not None
+    frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
     session = Session(frames, title=Path(path).name)
     return H2ScopeApp(session, live=live, feed=feed, frames=frames, keys=keys,
                       listen=f"following {addresses[0][1]}", theme_name=theme_name,
@@ -74,7 +74,6 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
 def live_app(config: Any, *, log_file: Path | None = None) -> H2ScopeApp:
     """An app with the proxy for ``config`` started in a child process, the UI
     following its capture (raises ProxyStartError)."""
-    frames = LiveFrames()
     feed = LiveFeed()
     live = ChildProxy(config, feed=feed, record=config.record.file,
                       max_data_bytes=config.record.max_data_bytes, log_file=log_file)
@@ -83,7 +82,8 @@ def live_app(config: Any, *, log_file: Path | None = None) -> H2ScopeApp:
     except BaseException:
         live.stop()
         raise
-    frames.backing = live.backing  # freed payloads are read back from the session's capture
+    assert live.backing is not None
+    frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
     session = Session(frames, title="live")
     return H2ScopeApp(session, live=live, feed=feed, frames=frames,
                       keys=dict(config.ui.keymap), listen=addresses_text(addresses),

@@ -1,9 +1,9 @@
 """The capture behind a live session: real curl through the real proxy to a real h2 origin.
 
-The UI keeps frame bytes in memory only within a budget (shrunk to nothing
-here); everything is in the session's capture — a private temporary one, or
-the ``--record`` file — and the views read freed payloads back from it: the
-hex tab, the stream view's reassembled bodies. ``ctrl+s`` saves the session
+The UI keeps no frame bytes in memory: every row refers to its record in the
+session's capture — a private temporary one, or the ``--record`` file — and
+the views read the frames back from it: the hex tab, the stream view's
+reassembled bodies. ``ctrl+s`` saves the session
 so far; ``h2scope export`` reads the copy with every frame. Quitting removes
 the temporary capture and its directory — so does SIGTERM or SIGHUP to the
 real ``h2scope run`` in a pseudo-terminal.
@@ -36,6 +36,7 @@ from tests.e2e.conftest import until
 from tests.helpers.procs import free_port, require, wait_for_port
 from ui.app import H2ScopeApp
 from ui.launch import live_app
+from ui.model.backing import CaptureFrames
 from ui.model.body import reassemble
 from ui.model.detail import hex_view
 from ui.model.follow import ChildProxy
@@ -66,7 +67,7 @@ def _start(config: Config) -> tuple[H2ScopeApp, int, Path]:
     return app, port, app.live.ca_cert_path
 
 
-def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
+def test_frames_come_from_the_private_capture_and_the_session_saves(
         origin: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server, cert = origin
     monkeypatch.chdir(tmp_path)  # the save prompt's default file goes here
@@ -79,8 +80,7 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
     temp_dir = backing.temp_dir
     assert stat.S_IMODE(os.stat(temp_dir).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(backing.path).st_mode) == 0o600
-    assert app.live_frames is not None
-    app.live_frames.budget = 1  # every DATA payload is freed as soon as the next arrives
+    assert isinstance(app.live_frames, CaptureFrames)  # rows are read back from the file
     uploads = {}
     for tag in ("alpha", "beta"):
         uploads[tag] = _upload(tag)
@@ -103,11 +103,12 @@ def test_freed_payloads_come_from_the_private_capture_and_the_session_saves(
             await until(pilot, lambda: sum(1 for c in s.conns.values() if c.closed) >= 2,
                          "both connections to close")
             t = s.table
-            frames = app.live_frames
-            assert frames is not None
             data_rows = [r for r in range(len(t)) if t.type[r] == _DATA and t.length[r]]
             assert len(data_rows) > 10
-            assert all(not frames.in_memory(t.ref[r]) for r in data_rows[:-1])
+            # Each row's ref is its FRAME record's offset in the session's capture.
+            with CaptureReader(backing.path) as reader:
+                at = {r.offset: r.frame_bytes() for r in reader.records()}
+            assert all(at[t.ref[r]] == t.source.frame_bytes(t.ref[r]) for r in data_rows)
 
             # The stream view reassembles both bodies from frames read back from disk.
             for c in s.conns.values():
@@ -202,8 +203,7 @@ def test_record_file_backs_the_session_instead_of_a_temporary_capture(
     assert app.live is not None and app.live.backing is not None
     assert not app.live.backing.temporary and app.live.backing.path == rec
     assert stat.S_IMODE(rec.stat().st_mode) == 0o600
-    assert app.live_frames is not None
-    app.live_frames.budget = 1
+    assert isinstance(app.live_frames, CaptureFrames)
     body = tmp_path / "up"
     body.write_bytes(_upload("gamma"))
     url = f"https://localhost:{server.port}"

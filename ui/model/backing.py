@@ -1,21 +1,14 @@
-"""The capture file behind a live session: frames the UI freed, read back by offset.
+"""The capture file behind a live session: every frame the UI shows, read by offset.
 
 Issue 5: the live session is always backed by a capture file — the user's
 ``--record FILE``, or else a private temporary one (a fresh ``mkdtemp``
 directory, mode 0700, holding one capture, mode 0600) that is removed when
 h2scope exits. The proxy's process writes it (:mod:`proxy.child`, its recorder
 an ordinary, non-lossy bus sink, so nothing is lost) and the UI follows it
-(:mod:`ui.model.follow`); the UI keeps only a bounded amount of frame bytes in
-memory (:class:`ui.model.table.LiveFrames`) and reads older ones from this file.
-
-How a frame is found again without the writer reporting offsets: the
-recorder writes one FRAME record per ``FrameObserved``, in the order the
-observer emitted them, so the n-th FRAME record of connection *c* is the frame
-whose observer sequence number (``FrameObserved.seq``, connection-wide, from
-0) is n. :class:`FrameOffsets` reads the record headers the writer has put in
-the file since the last look (40 bytes each, bodies skipped) and appends each
-FRAME record's offset to its connection's array — 8 bytes a frame, and only
-when the UI asks for a frame it no longer holds.
+(:mod:`ui.model.follow`). The UI keeps no frame bytes in memory: the follower
+gives each row the offset of its FRAME record, and :class:`CaptureFrames`
+reads the frame there when a view needs it — as ``h2scope view`` does with a
+finished capture.
 
 "Save what you just saw": :meth:`SessionCapture.save` has the writer flush and
 copies every complete record so far (plus an END record) to a file of the
@@ -29,7 +22,6 @@ import os
 import shutil
 import threading
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,14 +46,12 @@ _TRUNCATED = int(RecordFlag.TRUNCATED)
 SCAN_CHUNK = 1 << 20
 """Bytes read per ``pread`` while scanning record headers (a big body is skipped,
 not read)."""
-FLUSH_GAP = 0.05
-"""Seconds between forced flushes when frames are asked for that are not in
-the file yet."""
 TEMP_NAME = "session.h2scope"
 
 
 class FrameOffsets:
-    """Offsets of the FRAME records of a growing capture, by connection and order.
+    """A growing capture's records: how many, of which types, where the complete
+    ones end (for saving), and the frame of a FRAME record at an offset.
 
     :meth:`scan` reads the records appended since the last scan (only up to
     the last complete one: the writer may be in the middle of the next).
@@ -84,8 +74,6 @@ class FrameOffsets:
         self.end = FILE_HEADER.size + n
         """Where the first record not scanned yet starts (every byte before it is
         whole records)."""
-        self.conns: dict[int, array[int]] = {}
-        """Connection id → offsets of its FRAME records, in file (= observer) order."""
         self.records = 0
         self.last_seq = -1
         self.counts: dict[int, int] = {}
@@ -100,7 +88,6 @@ class FrameOffsets:
         size = os.fstat(fd).st_size
         pos = self.end
         found = 0
-        conns = self.conns
         counts = self.counts
         unpack = RECORD_HEADER.unpack_from
         while pos + _HDR <= size:
@@ -108,7 +95,7 @@ class FrameOffsets:
             n = len(chunk)
             i = 0
             while i + _HDR <= n:
-                sync, rtype, _flags, blen, conn, seq, _t, _wall, _crc = unpack(chunk, i)
+                sync, rtype, _flags, blen, _conn, seq, _t, _wall, _crc = unpack(chunk, i)
                 if sync != SYNC or blen > MAX_BODY:
                     self.broken = f"no record at byte offset {pos + i}"
                     self.end = pos + i
@@ -116,11 +103,6 @@ class FrameOffsets:
                 end = i + _HDR + blen
                 if pos + end > size:
                     break  # the writer has not written all of it yet
-                if rtype == _FRAME:
-                    offsets = conns.get(conn)
-                    if offsets is None:
-                        offsets = conns[conn] = array("Q")
-                    offsets.append(pos + i)
                 counts[rtype] = counts.get(rtype, 0) + 1
                 self.last_seq = seq
                 found += 1
@@ -132,20 +114,15 @@ class FrameOffsets:
         self.records += found
         return found
 
-    def offset_of(self, conn_id: int, seq: int) -> int | None:
-        offsets = self.conns.get(conn_id)
-        if offsets is None or not 0 <= seq < len(offsets):
-            return None
-        return offsets[seq]
-
-    def frame_at(self, offset: int, conn_id: int) -> bytes | None:
+    def frame_at(self, offset: int, conn_id: int | None = None) -> bytes | None:
         """The frame of the FRAME record at ``offset`` (a capped DATA payload
-        zero-padded to its stated length, as :meth:`Record.frame_bytes` does)."""
+        zero-padded to its stated length, as :meth:`Record.frame_bytes` does);
+        None unless a FRAME record (of ``conn_id``, if given) starts there."""
         head = os.pread(self.fd, _HDR, offset)
         if len(head) < _HDR:
             return None
         sync, rtype, flags, blen, conn, _seq, _t, _wall, _crc = RECORD_HEADER.unpack(head)
-        if sync != SYNC or rtype != _FRAME or conn != conn_id or blen < 9:
+        if sync != SYNC or rtype != _FRAME or conn_id not in (None, conn) or blen < 9:
             return None
         body = os.pread(self.fd, blen, offset + _HDR)
         if len(body) < blen:
@@ -181,7 +158,6 @@ class SessionCapture:
         self.offsets = FrameOffsets(path)
         self._flush_writer = flush
         self._lock = threading.Lock()
-        self._flushed_at = 0.0
         self.closed = False
         self.saved: list[Path] = []
         self.saved_records = 0
@@ -193,37 +169,13 @@ class SessionCapture:
 
     # ------------------------------------------------------------- reading
 
-    def frame_bytes(self, conn_id: int, seq: int) -> bytes | None:
-        """Frame ``seq`` of connection ``conn_id`` from the file; None if it is not
-        there (even after asking the writer to flush)."""
-        found = self._read(conn_id, seq, flush=False)
-        if found is not None or self.closed:
-            return found
-        if time.monotonic() - self._flushed_at < FLUSH_GAP:
-            return None  # just flushed in vain: do not stall the UI again
-        self._flushed_at = time.monotonic()
-        return self._read(conn_id, seq, flush=True)
-
-    def _read(self, conn_id: int, seq: int, *, flush: bool) -> bytes | None:
+    def frame_at(self, offset: int) -> bytes | None:
+        """The frame of the FRAME record at ``offset`` (the follower has read it, so
+        it is in the file); None once the capture is closed."""
         with self._lock:
             if self.closed:
                 return None
-            off = self.offsets.offset_of(conn_id, seq)
-            if off is None:
-                self.offsets.scan()
-                off = self.offsets.offset_of(conn_id, seq)
-            if off is None:
-                if not flush:
-                    return None
-                try:
-                    self._flush()
-                except (OSError, ValueError):
-                    return None
-                self.offsets.scan()
-                off = self.offsets.offset_of(conn_id, seq)
-                if off is None:
-                    return None
-            return self.offsets.frame_at(off, conn_id)
+            return self.offsets.frame_at(offset)
 
     def _flush(self) -> None:
         if self._flush_writer is not None:
@@ -282,6 +234,25 @@ class SessionCapture:
             self.offsets.close()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class CaptureFrames:
+    """The frame bytes of a followed capture (live, or ``view --follow``), by the
+    offset of each frame's record: the table's refs, as in ``h2scope view``. No
+    frame is kept in memory; the follower gives every row its record's offset."""
+
+    forgotten = 0
+    """(As :class:`ui.model.table.LiveFrames`: nothing is ever freed here.)"""
+
+    def __init__(self, capture: SessionCapture) -> None:
+        self.capture = capture
+
+    def frame_bytes(self, ref: int) -> bytes | None:
+        return self.capture.frame_at(ref)
+
+    def add(self, raw: bytes) -> int:
+        raise TypeError("a followed capture's frames are referred to by their record's "
+                        "offset (FollowedBatch.refs), not added")
 
 
 def _copy(src: Any, out: Any, length: int) -> None:

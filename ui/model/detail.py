@@ -36,9 +36,8 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     conn = session.conns.get(t.conn[row])
     out = Text()
     if ev is None:
-        out.append("The bytes of this frame are not available: freed from memory (the live "
-                   "memory budget was exceeded) and not found in the session's capture "
-                   "file; select it again in a moment.\n")
+        out.append("The bytes of this frame are not available: its record could not be read "
+                   "from the session's capture (the file was closed or removed).\n")
         return out
     f = ev.frame
     out.append(f"{f.type_name}", style.TYPE_STYLES.get(f.type, style.SUMMARY) + style.BOLD)
@@ -148,7 +147,7 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
 def hex_view(frame: Frame | None) -> Text:
     out = Text()
     if frame is None:
-        out.append("(bytes not available: freed from memory, not on disk yet)\n")
+        out.append("(bytes not available: the capture holding them could not be read)\n")
         return out
     raw = frame.raw
     regions: list[tuple[int, int, style.Style, str]] = [(0, 9, style.HEADER_BYTES,

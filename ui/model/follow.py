@@ -10,7 +10,7 @@ principle 6) and hands the events to the same feed and ingest as before
 the proxy keeps its headless speed while the UI draws (docs/architecture.md).
 
 What the UI shows is always in the file already, so saving it, exporting it
-or reading back a frame it freed never waits for a recorder.
+or reading a frame back from it never waits for a recorder.
 
 :class:`ChildProxy` is what the app talks to: start, stop, recording,
 backing (the :class:`ui.model.backing.SessionCapture`), input_seen, behind.
@@ -41,16 +41,18 @@ from proxy.capture.format import (
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
     SYNC,
+    RecordType,
 )
 from proxy.capture.reader import new_record
-from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
+from proxy.observe.events import FrameObserved
 from ui.model.backing import TEMP_NAME, SessionCapture
 from ui.model.capture import record_events
-from ui.model.live import LiveFeed
+from ui.model.live import FollowedBatch, LiveFeed
 
 log = logging.getLogger("h2scope.ui.follow")
 _HDR = RECORD_HEADER_SIZE
+_FRAME = int(RecordType.FRAME)
 CHUNK = 256 << 10
 """Bytes read from the capture per step."""
 POLL = 0.01
@@ -147,8 +149,9 @@ class Follower:
         n = len(chunk)
         i = 0
         found = 0
-        out: list[Batch] = []
+        out: list[FollowedBatch] = []
         events: list[Any] = []
+        refs: list[int] = []
         conn_of_events = -1
         last_wall = 0.0
         while i + _HDR <= n:
@@ -171,18 +174,23 @@ class Follower:
             i = end
             found += 1
             if conn != conn_of_events and events:
-                out.append(Batch(conn_id=conn_of_events, t=last_wall, events=tuple(events)))
-                events = []
+                out.append(FollowedBatch(conn_of_events, last_wall, tuple(events), tuple(refs)))
+                events, refs = [], []
             conn_of_events, last_wall = conn, wall
+            before = len(events)
             record_events(self.observers, rec, events)
+            # The table refers to a frame by its record's offset (read back from the
+            # file when shown): a FRAME record yields at most one FrameObserved.
+            refs.extend(rec.offset if rtype == _FRAME and type(ev) is FrameObserved else -1
+                        for ev in events[before:])
         if events:
-            out.append(Batch(conn_id=conn_of_events, t=last_wall, events=tuple(events)))
+            out.append(FollowedBatch(conn_of_events, last_wall, tuple(events), tuple(refs)))
         self.pos = pos + i
         self.records += found
         self._put(out)
         return found
 
-    def _put(self, batches: list[Batch]) -> None:
+    def _put(self, batches: list[FollowedBatch]) -> None:
         feed = self.feed
         for batch in batches:
             while len(feed.batches) >= feed.maxsize and not self.stopped.is_set():

@@ -13,11 +13,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from proxy.events import Batch, ConnectionEvent
 from proxy.observe.events import FrameObserved
 from ui.model.session import Session
-from ui.model.table import LiveFrames
+
+
+class FrameSource(Protocol):
+    """Where ingest puts frames: :class:`ui.model.table.LiveFrames` (in memory) or
+    :class:`ui.model.backing.CaptureFrames` (a followed capture, by offset)."""
+
+    forgotten: int
+
+    def add(self, raw: bytes) -> int: ...
+    def frame_bytes(self, ref: int) -> bytes | None: ...
 
 
 class LiveFeed:
@@ -25,7 +36,7 @@ class LiveFeed:
 
     def __init__(self, maxsize: int = 65_536) -> None:
         self.maxsize = maxsize
-        self.batches: deque[Batch] = deque()
+        self.batches: deque[Batch | FollowedBatch] = deque()
         self.dropped = 0
         self.received = 0
 
@@ -46,7 +57,19 @@ class LiveFeed:
         self.dropped += len(batches) - keep
 
 
-def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool = False,
+@dataclass(frozen=True, slots=True)
+class FollowedBatch:
+    """A batch the follower of a capture made: its events, and for each the offset
+    of the FRAME record it came from (-1 for other events): the table refers to
+    frames by those offsets and reads them back from the file."""
+
+    conn_id: int
+    t: float
+    events: tuple[Any, ...]
+    refs: tuple[int, ...]
+
+
+def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: bool = False,
            limit: int = 50_000) -> tuple[int, int]:
     """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, skipped).
 
@@ -70,9 +93,10 @@ def ingest(session: Session, frames: LiveFrames, feed: LiveFeed, *, paused: bool
                         session.conn(conn).lost += 1
                 continue
             events += len(batch.events)
-            for ev in batch.events:
+            refs = getattr(batch, "refs", None)
+            for k, ev in enumerate(batch.events):
                 if type(ev) is FrameObserved:  # most events: checked first
-                    session.observe(conn, ev, add(ev.frame.raw, conn, ev.seq))
+                    session.observe(conn, ev, add(ev.frame.raw) if refs is None else refs[k])
                     added += 1
                 elif isinstance(ev, ConnectionEvent):
                     session.connection_event(ev)

@@ -186,37 +186,31 @@ class FrameTable:
 
 
 class LiveFrames:
-    """Frame bytes of live traffic, kept in memory up to ``budget`` bytes.
+    """Frame bytes of events fed straight to the UI (tests, benchmarks, a bus sink),
+    kept in memory up to ``budget`` bytes.
 
     When the budget is exceeded the oldest frames' bytes are freed (their rows
-    stay, with everything decoded); :attr:`forgotten` counts them. A freed
-    frame is read back from the session's capture file (:attr:`backing`, a
-    :class:`ui.model.backing.SessionCapture`) by its connection and observer
-    sequence number, which :meth:`add` keeps for every frame (12 bytes).
+    stay, with everything decoded) and :attr:`forgotten` counts them; a view
+    asking for one gets None. Frames of header blocks (HEADERS, PUSH_PROMISE,
+    CONTINUATION) are kept outside the budget: they are small, and decoding any
+    later block again (the HPACK tab) needs every earlier one (RFC 7541 §2.3.2).
 
-    Frames of header blocks (HEADERS, PUSH_PROMISE, CONTINUATION) are kept
-    outside the budget: they are small, and decoding any later block again
-    (the HPACK tab) needs every earlier one (RFC 7541 §2.3.2).
+    The live UI does not use this: it follows the proxy's capture, and its rows
+    refer to their records in the file (:class:`ui.model.backing.CaptureFrames`).
     """
 
     def __init__(self, budget: int = 16 << 20) -> None:
         self.budget = budget
         self._frames: list[bytes | None] = []
-        self._conn = array("I")
-        self._seq = array("Q")
         self._held = 0
         self._oldest = 0
         self.forgotten = 0
-        self.backing: BackingFrames | None = None
 
-    def add(self, raw: bytes, conn_id: int = 0, seq: int = 0) -> int:
-        """Keep frame ``raw`` (observer sequence number ``seq`` of connection
-        ``conn_id``); returns its ref."""
+    def add(self, raw: bytes) -> int:
+        """Keep frame ``raw``; returns its ref."""
         frames = self._frames
         ref = len(frames)
         frames.append(raw)
-        self._conn.append(conn_id)
-        self._seq.append(seq)
         if len(raw) > 3 and raw[3] in _BLOCK_TYPES:
             return ref
         self._held += len(raw)
@@ -235,20 +229,10 @@ class LiveFrames:
     def frame_bytes(self, ref: int) -> bytes | None:
         if not 0 <= ref < len(self._frames):
             return None
-        data = self._frames[ref]
-        if data is None and self.backing is not None:
-            return self.backing.frame_bytes(self._conn[ref], self._seq[ref])
-        return data
+        return self._frames[ref]
 
     def in_memory(self, ref: int) -> bool:
         return 0 <= ref < len(self._frames) and self._frames[ref] is not None
-
-
-class BackingFrames(Protocol):
-    """Where :class:`LiveFrames` finds frames it freed: the session's capture."""
-
-    def frame_bytes(self, conn_id: int, seq: int) -> bytes | None:
-        ...
 
 
 class CallableSource:

@@ -1,5 +1,5 @@
-"""The capture behind a live session (ui/model/backing.py): freed frames read back
-by (connection, observer sequence), saving the session so far, cleaning up.
+"""The capture behind a live session (ui/model/backing.py): every frame read back by
+its record's offset, saving the session so far, cleaning up.
 
 The batches are the ones the proxy would publish: each record of a real h2
 capture (two interleaved connections) with the observer events it produced,
@@ -27,10 +27,10 @@ from proxy.observe.events import FrameObserved
 from tests.unit.ui.conftest import drive
 from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
-from ui.model.backing import TEMP_NAME, FrameOffsets, SessionCapture
+from ui.model.backing import TEMP_NAME, CaptureFrames, FrameOffsets, SessionCapture
+from ui.model.follow import Follower
 from ui.model.live import LiveFeed, ingest
 from ui.model.session import Session
-from ui.model.table import LiveFrames
 from ui.screens.prompt import Prompt
 
 
@@ -75,15 +75,20 @@ class _Written(SessionCapture):
         super().close()
 
 
-def _session(backing: _Written, batches: list[Batch], budget: int) -> tuple[Session,
-                                                                                   LiveFrames]:
-    frames = LiveFrames(budget=budget)
-    frames.backing = backing
-    session = Session(frames)
-    feed = LiveFeed()
+def _session(backing: _Written, batches: list[Batch]) -> tuple[Session, CaptureFrames]:
+    """The proxy's child records ``batches``; the UI follows the file, as live."""
     for batch in batches:
         backing.recorder.consume(batch)
-        feed.handle(batch)
+    backing.writer.flush()  # (the proxy's process flushes every 50 ms)
+    feed = LiveFeed(maxsize=1 << 20)
+    follower = Follower(backing.path, feed)
+    try:
+        while follower.poll():
+            pass
+    finally:
+        follower.stop()
+    frames = CaptureFrames(backing)
+    session = Session(frames)
     ingest(session, frames, feed)
     return session, frames
 
@@ -92,62 +97,37 @@ def _expected(batches: list[Batch]) -> list[bytes]:
     return [ev.frame.raw for b in batches for ev in b.events if type(ev) is FrameObserved]
 
 
-def test_freed_frames_are_read_back_from_the_private_capture(traffic: list[Batch]) -> None:
+def test_every_frame_is_read_back_from_the_private_capture(traffic: list[Batch]) -> None:
     backing = _Written()
     try:
         assert backing.temporary and backing.temp_dir is not None
         assert stat.S_IMODE(os.stat(backing.temp_dir).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(backing.path).st_mode) == 0o600
-        session, frames = _session(backing, traffic, budget=1)
+        session, frames = _session(backing, traffic)
         expected = _expected(traffic)
         t = session.table
         assert len(t) == len(expected) and len(set(t.conn)) == 2
-        freed = [r for r in range(len(t)) if not frames.in_memory(t.ref[r])]
-        assert len(freed) == frames.forgotten > 20
-        # Every row's bytes, freed or not, are the frame's own (no flush beforehand:
-        # the lookup forces one).
+        # Every row refers to its FRAME record: the bytes there are the frame's own.
         assert [frames.frame_bytes(t.ref[r]) for r in range(len(t))] == expected
-        assert backing.offsets.records > 0
+        assert frames.forgotten == 0
     finally:
         backing.close()
     assert not backing.temp_dir.exists()
-    assert frames.frame_bytes(t.ref[freed[0]]) is None  # closed: nothing to read from
+    assert frames.frame_bytes(t.ref[0]) is None  # closed: nothing to read from
 
 
-def test_a_frame_not_in_the_file_yet_is_none_not_another_frame(traffic: list[Batch]) -> None:
+def test_rows_exist_only_for_records_in_the_file_and_a_wrong_offset_reads_nothing(
+        traffic: list[Batch]) -> None:
     backing = _Written()
     try:
         half = len(traffic) // 2
-        _session(backing, traffic[:half], budget=1)
-        conn = traffic[0].conn_id
-        recorded = sum(1 for b in traffic[:half] if b.conn_id == conn
-                       for ev in b.events if type(ev) is FrameObserved)
-        assert backing.frame_bytes(conn, recorded - 1) is not None
-        assert backing.frame_bytes(conn, recorded) is None
-        assert backing.frame_bytes(999, 0) is None
-    finally:
-        backing.close()
-
-
-def test_frames_still_in_the_writers_buffer_are_flushed_on_demand(
-        traffic: list[Batch]) -> None:
-    """A frame the writer holds but has not written is asked for: the backing has
-    the writer flush (in the product: the ``flush`` command to the proxy's
-    process), once, and reads it."""
-    backing = _Written(autoflush=False)
-    flushes: list[int] = []
-    flush = backing.writer.flush
-
-    def counted() -> None:
-        flushes.append(1)
-        flush()
-    backing._flush_writer = counted
-    try:
-        session, frames = _session(backing, traffic, budget=1)
-        assert backing.offsets.scan() == 0  # nothing is in the file yet
+        session, frames = _session(backing, traffic[:half])
         t = session.table
-        assert [frames.frame_bytes(t.ref[r]) for r in range(len(t))] == _expected(traffic)
-        assert len(flushes) == 1
+        assert len(t) == len(_expected(traffic[:half]))
+        assert frames.frame_bytes(t.ref[0] + 1) is None  # not where a record starts
+        assert frames.frame_bytes(0) is None  # the file header
+        with pytest.raises(TypeError, match="offset"):
+            frames.add(b"")  # frames are not kept in memory here
     finally:
         backing.close()
 
@@ -160,7 +140,7 @@ def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
     dest.chmod(0o644)
     try:
         half = len(traffic) // 2
-        _session(backing, traffic[:half], budget=1 << 20)
+        _session(backing, traffic[:half])
         assert backing.unsaved
         backing.save(dest)
         assert not backing.unsaved  # the status bar says "saved to saved.h2scope"
@@ -192,7 +172,7 @@ def test_record_file_backing_is_kept_and_closed_cleanly(traffic: list[Batch],
     path = tmp_path / "rec.h2scope"
     backing = _Written(path)
     assert not backing.temporary and backing.path == path
-    _session(backing, traffic, budget=1)
+    _session(backing, traffic)
     backing.close()
     with CaptureReader(path) as reader:
         frames = sum(1 for r in reader.records() if r.type == RecordType.FRAME)
@@ -204,21 +184,21 @@ def test_offsets_scan_stops_at_an_incomplete_record_and_resumes(tmp_path: Path) 
     source = record(tmp_path / "source.h2c", conns=2)
     data = source.read_bytes()
     index = CaptureIndex.build(source)
-    want = {c: [o for o, cc in zip(index.offset, index.conn, strict=True) if cc == c]
-            for c in set(index.conn)}
+    offsets_of_frames = list(index.offset)
     index.close()
+    with CaptureReader(source) as reader:
+        total = sum(1 for r in reader.records() if r.type != RecordType.END)
     growing = tmp_path / "growing.h2c"
-    cut = want[2][3] + 45  # inside a FRAME record of connection 2
+    cut = offsets_of_frames[7] + 45  # inside a FRAME record
     growing.write_bytes(data[:cut])
     offsets = FrameOffsets(growing)
     try:
-        offsets.scan()
-        assert list(offsets.conns[2]) == want[2][:3]
-        assert offsets.end == want[2][3]
+        first = offsets.scan()
+        assert offsets.end == offsets_of_frames[7]  # complete records only
+        assert offsets.frame_at(offsets_of_frames[6]) is not None
         with open(growing, "ab") as f:
             f.write(data[cut:])
-        offsets.scan()
-        assert {c: list(a) for c, a in offsets.conns.items()} == want
+        assert first + offsets.scan() == offsets.records >= total
         assert offsets.end == len(data) and offsets.broken is None
     finally:
         offsets.close()
@@ -239,10 +219,9 @@ def test_capped_payloads_read_back_zero_padded_like_the_reader(tmp_path: Path) -
     writer.flush()
     offsets = FrameOffsets(path)
     try:
-        offsets.scan()
-        off = offsets.offset_of(1, 0)
-        assert off is not None
-        assert offsets.frame_at(off, 1) == frame[:13] + bytes(6)
+        with CaptureReader(path) as reader:
+            off = next(r.offset for r in reader.records() if r.type == RecordType.FRAME)
+        assert offsets.frame_at(off) == offsets.frame_at(off, 1) == frame[:13] + bytes(6)
         assert offsets.frame_at(off, 2) is None  # another connection's record: refused
     finally:
         offsets.close()

@@ -12,13 +12,13 @@ from proxy.capture.reader import read_header
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.events import FrameObserved
 from tests.unit.capture.traffic import record_session
+from ui.model.backing import CaptureFrames, SessionCapture
 from ui.model.body import reassemble
 from ui.model.capture import CaptureFile, load
 from ui.model.detail import decoded
 from ui.model.follow import Follower
 from ui.model.live import LiveFeed, ingest
 from ui.model.session import RecordedClose, RecordedConnection, Session
-from ui.model.table import LiveFrames
 
 
 def _capture(path: Path) -> list[Any]:
@@ -41,7 +41,7 @@ def _followed(path: Path) -> tuple[Session, tuple[int, int]]:
         follower.poll()
     finally:
         follower.stop()
-    frames = LiveFrames()
+    frames = CaptureFrames(SessionCapture(path))  # as the live app reads rows back
     session = Session(frames)
     return session, ingest(session, frames, feed)
 
