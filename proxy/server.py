@@ -54,14 +54,12 @@ class ProxyServer:
     """Every listener of one run, sharing one CertStore and one EventBus."""
 
     def __init__(self, options: ProxyOptions, sinks: Sequence[Sink | SinkCallable] = (), *,
-                 lossy_sinks: Sequence[Sink | SinkCallable] = (),
                  bus_size: int = 1024, decode: bool = True) -> None:
         self.options = options
         self.decode = decode
         """False: HTTP/2 is only cut into frames for the sinks (the live UI's child
         process, which only records; see :class:`proxy.net.context.ProxyState`)."""
         self.sinks = list(sinks)
-        self.lossy_sinks = list(lossy_sinks)
         self.bus_size = bus_size
         self.bus: EventBus | None = None
         self.state: ProxyState | None = None
@@ -111,8 +109,6 @@ class ProxyServer:
         self.bus = EventBus(maxsize=self.bus_size)
         for sink in self.sinks:
             self.bus.subscribe(sink)
-        for sink in self.lossy_sinks:
-            self.bus.subscribe(sink, lossy=True)
         try:
             self.state = ProxyState(opts, self.bus, certs, decode=self.decode)
         except (ValueError, OSError) as exc:

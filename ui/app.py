@@ -320,9 +320,6 @@ class H2ScopeApp(SessionActions):
                           "bold cyan"))
         if self.timeline.follow:
             parts.append(("FOLLOW", "bold green"))
-        dropped = s.dropped
-        if dropped:
-            parts.append((f"dropped {dropped} batches", "bold red"))
         if self.live_frames is not None and self.live_frames.forgotten:
             parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
         if s.problems:

@@ -86,7 +86,6 @@ def _ui_launcher() -> Any:
 
 
 async def start_demo(config: Any, store: Any, sinks: list[Any], *,
-                     lossy_sinks: list[Any] | None = None,
                      decode: bool = True) -> tuple[Any, Any, Any]:
     """Start origin, proxy and client; returns (proxy server, origin, client).
 
@@ -97,7 +96,7 @@ async def start_demo(config: Any, store: Any, sinks: list[Any], *,
 
     origin = DemoServer(store.server_context("localhost", ["h2"]))
     await origin.start()
-    proxy = ProxyServer(config, sinks, lossy_sinks=lossy_sinks or [], decode=decode)
+    proxy = ProxyServer(config, sinks, decode=decode)
     try:
         await proxy.start()
     except Exception:

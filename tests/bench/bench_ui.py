@@ -156,7 +156,7 @@ def live_ingest(path: Path, frames: int = 200_000) -> float:
     feed = LiveFeed(maxsize=10**7)
     for item in islice(replay(path), frames):
         if item.events:
-            feed.handle(Batch(conn_id=1, t=0.0, events=item.events))
+            feed.put(Batch(conn_id=1, t=0.0, events=item.events))
     store = LiveFrames()
     session = Session(store)
     a = time.monotonic()

@@ -195,8 +195,7 @@ class Follower:
         for batch in batches:
             while len(feed.batches) >= feed.maxsize and not self.stopped.is_set():
                 time.sleep(POLL)  # the UI is behind: wait for it, drop nothing
-            feed.batches.append(batch)
-            feed.received += 1
+            feed.put(batch)
 
 
 @dataclass

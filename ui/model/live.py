@@ -3,9 +3,9 @@
 The proxy runs in its own process and the UI follows the capture it writes
 (:mod:`ui.model.follow`); the follower puts the events it decodes on a
 :class:`LiveFeed`, a bounded deque, and the UI drains it once per tick — one
-coalesced wake-up, never one per frame (DESIGN.md §3). The feed can also be a
-lossy bus sink (``handle``/``handle_many``: batches it has no room for are
-counted, and the status bar shows the number).
+coalesced wake-up, never one per frame (DESIGN.md §3). Nothing is dropped: a
+follower that finds the feed full waits, and the view falls behind the file
+(the status bar says by how much).
 """
 
 from __future__ import annotations
@@ -32,29 +32,19 @@ class FrameSource(Protocol):
 
 
 class LiveFeed:
-    """Bus sink: keeps at most ``maxsize`` batches for the UI to collect."""
+    """The batches waiting for the UI: at most ``maxsize`` (the follower waits while
+    it is full, so nothing is lost); the UI takes them once per tick."""
 
     def __init__(self, maxsize: int = 65_536) -> None:
         self.maxsize = maxsize
         self.batches: deque[Batch | FollowedBatch] = deque()
-        self.dropped = 0
         self.received = 0
 
-    def handle(self, batch: Batch) -> None:
-        if len(self.batches) >= self.maxsize:
-            self.dropped += 1
-            return
+    def put(self, batch: Batch | FollowedBatch) -> None:
+        """Add ``batch`` (deque.append is atomic: no lock needed); the caller keeps to
+        ``maxsize`` (:meth:`ui.model.follow.Follower` waits for room)."""
+        self.batches.append(batch)
         self.received += 1
-        self.batches.append(batch)  # deque.append is atomic: no lock needed
-
-    def handle_many(self, batches: Sequence[Batch]) -> None:
-        """What the bus queued meanwhile, in one call: one wake-up of the sink's task
-        on the proxy's loop per group, not one per relayed read."""
-        room = self.maxsize - len(self.batches)
-        keep = len(batches) if room >= len(batches) else max(0, room)
-        self.batches.extend(batches[:keep] if keep < len(batches) else batches)  # atomic
-        self.received += keep
-        self.dropped += len(batches) - keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +92,6 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
                     session.connection_event(ev)
                 else:
                     session.observe(conn, ev)
-        session.dropped = feed.dropped
         if added or events:
             session.touch()
     return added, skipped

@@ -132,8 +132,6 @@ class Session:
         self.indexed = False
         """A capture's frame index is built: every row exists, decoding may go on."""
         self.problems: list[str] = []
-        self.dropped = 0
-        """Batches the UI lost (live, lossy sink) — shown, never silent."""
         self.capped: dict[int, int] = {}
         """Rows whose DATA payload the capture kept only in part (record.max_data_bytes):
         row → payload bytes kept. The frame reads as zeros past them."""

@@ -190,7 +190,7 @@ class DetailPane(Vertical):
 
 
 class StatusBar(Widget):
-    """Listen address, mode, recording, rates, totals, dropped.
+    """Listen address, mode, recording, rates, totals, how far behind the capture.
 
     One line of fixed height (app.tcss): a change repaints this widget only.
     (``Static.update`` would lay the whole screen out again, every tick, since

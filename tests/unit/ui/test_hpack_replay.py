@@ -108,7 +108,7 @@ def test_live_blocks_decode_again_without_loader_checkpoints(tmp_path: Path) -> 
     feed = LiveFeed()
     for item in replay(path):
         if item.events:
-            feed.handle(Batch(conn_id=1, t=0.0, events=item.events))
+            feed.put(Batch(conn_id=1, t=0.0, events=item.events))
     store = LiveFrames(budget=1)  # every DATA-like frame forgotten; header blocks kept
     s = Session(store)
     ingest(s, store, feed)

@@ -36,7 +36,7 @@ def test_views_catch_up_as_soon_as_the_traffic_stops(tmp_path: Path) -> None:
             await pilot.pause()
             shown = app._last_count
             for batch in batches:
-                feed.handle(batch)
+                feed.put(batch)
             over_budget()
             app.tick()  # traffic is coming: the views wait
             assert app._last_count == shown
@@ -65,7 +65,7 @@ def test_follow_scrolls_to_the_tail_after_a_first_burst_that_overflows_the_view(
             tl.follow = True
             await pilot.pause()
             for batch in batches:
-                feed.handle(batch)
+                feed.put(batch)
             await asyncio.sleep(0.15)  # a quiet moment: the views repaint at the next tick
             app.tick()
             await pilot.pause()
