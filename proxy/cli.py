@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.run",
     "proxy.commands.decode",
     "proxy.commands.export",
+    "proxy.commands.check",
     "proxy.commands.view",
     "proxy.commands.replay",
     "proxy.commands.serve",

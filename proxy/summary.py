@@ -47,6 +47,7 @@ class RunSummary:
         self.connections = 0
         self.protocols: Counter[str] = Counter()
         self.frames = [0, 0]
+        """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
         self.resets: Counter[str] = Counter()
         self.findings: dict[tuple[Severity, str, str], _Seen] = {}
@@ -115,6 +116,5 @@ class RunSummary:
                            f"{seen.where}: {seen.message}")
         if self.errors:
             out.append("proxy errors: " + ", ".join(f"{stage} ×{n}"
-                                                    for stage, n in self.errors.most_common())
-                       + " (the log lines above say which)")
+                                                    for stage, n in self.errors.most_common()))
         return out

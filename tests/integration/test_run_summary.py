@@ -7,6 +7,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
+from proxy.cli import main
 from tests.bench.proxyproc import ProxyProcess
 from tests.helpers import procs
 
@@ -46,10 +49,12 @@ def test_a_clean_run_summarizes_and_exits_0(tmp_path: Path, docroot: Path) -> No
     assert "h2scope: findings: none" in lines
 
 
-def test_a_protocol_violation_fails_the_run_with_status_3(tmp_path: Path, docroot: Path) -> None:
+def test_a_protocol_violation_fails_the_run_with_status_3(
+        tmp_path: Path, docroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with procs.nghttpd(docroot) as sport:
         proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
-                             extra=["-q", "--fail-on", "error"], cwd=tmp_path).start()
+                             extra=["-q", "--fail-on", "error", "--record", "v.h2scope"],
+                             cwd=tmp_path).start()
         try:
             even_stream_request(proxy.port)
         finally:
@@ -60,3 +65,6 @@ def test_a_protocol_violation_fails_the_run_with_status_3(tmp_path: Path, docroo
     assert any("error   stream-id-parity (RFC 9113 §5.1.1) ×1, first #1 stream 2: the client "
                "opened even-numbered stream 2" in ln for ln in lines), lines
     assert "h2scope: exit status 3: error findings were seen (--fail-on error)" in lines
+    # The recording says the same offline.
+    assert main(["check", str(tmp_path / "v.h2scope")]) == 3
+    assert "error   stream-id-parity (RFC 9113 §5.1.1) ×1" in capsys.readouterr().out

@@ -1,0 +1,91 @@
+"""``h2scope check``: what a capture holds and whether it broke a rule, for scripts and CI.
+
+The capture is decoded afresh (as ``view`` and ``export`` do) and summarized as
+a headless run summarizes itself when it stops (:mod:`proxy.summary`):
+connections, frames, streams, resets, findings by severity, code and RFC
+section with their first place, and the errors h2scope recorded. The exit
+status is 3 when a finding of ``--fail-on`` severity (default: error) or worse
+is in it, 0 otherwise: a recording made anywhere can gate a pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  h2scope check session.h2scope                      exit 3 if an error-level finding is in it
+  h2scope check session.h2scope --fail-on warning    ... or a warning
+  h2scope check session.h2scope --fail-on none       only the summary, exit 0
+
+exit status: 0 no finding at or above --fail-on, 3 otherwise, 2 for a file
+that is not a capture (or a bad option). Findings are listed in
+docs/findings.md.
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="summarize a capture's connections and findings; exit 3 on protocol errors",
+        description="Decode a capture and summarize it: connections, frames, streams, "
+        "resets, and every finding by severity, code and RFC section. The exit status "
+        "says whether findings of --fail-on severity or worse were seen.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
+    p.add_argument("--fail-on", choices=("error", "warning", "info", "none"), default="error",
+                   help="the severity from which findings make the exit status 3 "
+                   "(default: error; none: never)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.capture.format import RecordType
+    from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader
+    from proxy.capture.replay import replay_records
+    from proxy.cli import UsageError
+    from proxy.events import Batch
+    from proxy.observe.findings import Severity
+    from proxy.summary import EXIT_FINDINGS, RunSummary
+
+    problems: list[BadRecord] = []
+    try:
+        reader = CaptureReader(args.file, on_problem=problems.append)
+    except FileNotFoundError:
+        raise UsageError(f"no such capture file: {args.file}") from None
+    except CaptureFormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    summary = RunSummary()
+    with reader:
+        for item in replay_records(reader.records(), close_open=True):
+            rec = item.record
+            if rec.type == RecordType.CONNECTION:
+                meta = rec.json()
+                summary.connections += 1
+                summary.protocols[str(meta.get("protocol") or "?")] += 1
+            elif rec.type == RecordType.CLOSE:
+                for error in rec.json().get("errors", ()):
+                    if isinstance(error, dict):
+                        summary.errors[str(error.get("stage") or "?")] += 1
+            if item.events:
+                summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
+    out = sys.stdout
+    out.write(f"{args.file}\n")
+    for line in summary.lines():
+        out.write(f"  {line}\n")
+    for problem in problems:
+        out.write(f"  damaged record skipped: {problem}\n")
+    worst = summary.worst()
+    if args.fail_on != "none" and worst is not None and worst >= Severity[args.fail_on.upper()]:
+        out.write(f"exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "
+                  f"(--fail-on {args.fail_on})\n")
+        return EXIT_FINDINGS
+    return 0

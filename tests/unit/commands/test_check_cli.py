@@ -1,0 +1,46 @@
+"""``h2scope check``: a capture's summary, and exit status 3 on findings at or above
+--fail-on (for scripts and CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from tests.unit.capture.traffic import Session, record_session
+from tests.unit.ui.traffic import record
+
+
+def test_a_clean_capture_exits_0_with_its_summary(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "clean.h2scope"
+    with CaptureWriter(path) as writer:
+        record_session(writer, 1, session=Session())
+    assert main(["check", str(path), "--fail-on", "info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(path)
+    assert lines[1].startswith("  1 connection (1 h2), ") and "HTTP/2 frames" in lines[1]
+    assert "  findings: none" in lines
+
+
+def test_findings_make_the_exit_status_3_from_the_severity_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = record(tmp_path / "traffic.h2c")  # holds a WINDOW_UPDATE with an increment of 0
+    assert main(["check", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "  findings: 1 error" in out
+    assert ("    error   window-update-zero (RFC 9113 §6.9) ×1, first #1: WINDOW_UPDATE with "
+            "an increment of 0") in out
+    assert out.rstrip().endswith("exit status 3: error findings (--fail-on error)")
+    assert main(["check", str(path), "--fail-on", "none"]) == 0
+
+
+def test_a_file_that_is_not_a_capture_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a capture\n")
+    assert main(["check", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "missing.h2scope")]) == 2
