@@ -40,6 +40,9 @@ class ExportPrompt(ModalScreen[tuple[str, str] | None]):
     """Format and output file; dismisses with (format, path)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#export-path"
+    """The file name has the focus from the first key on (x, then Enter exports),
+    not the format list above it."""
 
     def __init__(self, scope: str, default_path: str) -> None:
         super().__init__()
@@ -52,9 +55,6 @@ class ExportPrompt(ModalScreen[tuple[str, str] | None]):
             yield Select([(f, f) for f in FORMATS], value="har", allow_blank=False,
                          id="export-format")
             yield Input(value=self.default_path, id="export-path")
-
-    def on_mount(self) -> None:
-        self.query_one("#export-path", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         box = self.query_one("#export-path", Input)
