@@ -33,11 +33,45 @@ _RST = 0x3
 
 
 @dataclass(slots=True)
-class _Seen:
+class FindingGroup:
+    """The findings of one (severity, code, RFC section): how many, and the first."""
+
+    severity: Severity
+    code: str
+    rfc: str
     count: int
     where: str
     """The first occurrence: ``#3 stream 5``."""
     message: str
+    first_row: int | None = None
+    """The UI's timeline row of the first occurrence (None: not a frame's)."""
+
+
+class FindingTally:
+    """Findings grouped by (severity, code, RFC section): the headless summary, ``check``
+    and the UI's findings view count them the same way."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Severity, str, str], FindingGroup] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def add(self, f: Finding, where: str, row: int | None = None) -> None:
+        key = (f.severity, f.code, f.rfc)
+        group = self._groups.get(key)
+        if group is None:
+            self._groups[key] = FindingGroup(f.severity, f.code, f.rfc, 1, where, f.message,
+                                             row)
+        else:
+            group.count += 1
+
+    def groups(self) -> list[FindingGroup]:
+        """Most severe first, then most frequent, then in the order first seen."""
+        return sorted(self._groups.values(), key=lambda g: (-g.severity, -g.count))
+
+    def worst(self) -> Severity | None:
+        return max((g.severity for g in self._groups.values()), default=None)
 
 
 class RunSummary:
@@ -50,7 +84,7 @@ class RunSummary:
         """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
         self.resets: Counter[str] = Counter()
-        self.findings: dict[tuple[Severity, str, str], _Seen] = {}
+        self.findings = FindingTally()
         self.errors: Counter[str] = Counter()
 
     def handle_many(self, batches: Sequence[Batch]) -> None:
@@ -80,17 +114,11 @@ class RunSummary:
                 self._finding(batch.conn_id, ev.finding)
 
     def _finding(self, conn_id: int, f: Finding) -> None:
-        key = (f.severity, f.code, f.rfc)
-        seen = self.findings.get(key)
-        if seen is None:
-            where = f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else "")
-            self.findings[key] = _Seen(1, where, f.message)
-        else:
-            seen.count += 1
+        self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""))
 
     def worst(self) -> Severity | None:
         """The most severe finding seen, or None."""
-        return max((sev for sev, _, _ in self.findings), default=None)
+        return self.findings.worst()
 
     def lines(self) -> list[str]:
         """The summary, one fact per line, for stderr."""
@@ -105,15 +133,15 @@ class RunSummary:
         if not self.findings:
             out.append("findings: none")
         else:
+            groups = self.findings.groups()
             by_severity = Counter[Severity]()
-            for (sev, _, _), seen in self.findings.items():
-                by_severity[sev] += seen.count
+            for g in groups:
+                by_severity[g.severity] += g.count
             out.append("findings: " + ", ".join(
                 f"{by_severity[s]} {s.name.lower()}" for s in sorted(by_severity, reverse=True)))
-            for (sev, code, rfc), seen in sorted(self.findings.items(),
-                                                 key=lambda kv: (-kv[0][0], -kv[1].count)):
-                out.append(f"  {sev.name.lower():<7} {code} ({rfc}) ×{seen.count}, first "
-                           f"{seen.where}: {seen.message}")
+            for g in groups:
+                out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}, first "
+                           f"{g.where}: {g.message}")
         if self.errors:
             out.append("proxy errors: " + ", ".join(f"{stage} ×{n}"
                                                     for stage, n in self.errors.most_common()))

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ui.app import H2ScopeApp
-from ui.launch import prepare_logging, run_app
-from ui.model.backing import CaptureFrames
-from ui.model.follow import ChildProxy
-from ui.model.live import LiveFeed, addresses_text
-from ui.model.session import Session
+from ui.launch import live_app, prepare_logging, run_app
 from ui.terminal import TerminationGuard
 
 
@@ -29,21 +24,7 @@ def launch_demo(config: Any, store: Any, rounds: int | None, interval: float) ->
     guard = TerminationGuard()  # noted, not fatal, until the app handles them
     guard.arm()
     try:
-        feed = LiveFeed()
-        live = ChildProxy(config, feed=feed, record=config.record.file,
-                          max_data_bytes=config.record.max_data_bytes, log_file=log_file,
-                          demo=(rounds, interval))
-        try:
-            addresses = live.start()
-        except BaseException:
-            live.stop()
-            raise
-        assert live.backing is not None
-        frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
-        session = Session(frames, title="demo")
-        app = H2ScopeApp(session, live=live, feed=feed, frames=frames,
-                         keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                         theme_name=config.ui.theme, confirm_quit=False)  # nothing to keep
+        app = live_app(config, log_file=log_file, demo=(rounds, interval))
         return run_app(app, guard)
     finally:
         guard.disarm()

@@ -71,12 +71,16 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
             app.capture.close()
 
 
-def live_app(config: Any, *, log_file: Path | None = None) -> H2ScopeApp:
+def live_app(config: Any, *, log_file: Path | None = None,
+             demo: tuple[int | None, float] | None = None) -> H2ScopeApp:
     """An app with the proxy for ``config`` started in a child process, the UI
-    following its capture (raises ProxyStartError)."""
+    following its capture (raises ProxyStartError). ``demo``: (rounds, interval)
+    of ``h2scope demo``, whose origin and client run in the child too; its
+    session has nothing to keep, so quitting does not ask."""
     feed = LiveFeed()
     live = ChildProxy(config, feed=feed, record=config.record.file,
-                      max_data_bytes=config.record.max_data_bytes, log_file=log_file)
+                      max_data_bytes=config.record.max_data_bytes, log_file=log_file,
+                      demo=demo)
     try:
         addresses = live.start()
     except BaseException:
@@ -84,10 +88,10 @@ def live_app(config: Any, *, log_file: Path | None = None) -> H2ScopeApp:
         raise
     assert live.backing is not None
     frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
-    session = Session(frames, title="live")
+    session = Session(frames, title="demo" if demo else "live")
     return H2ScopeApp(session, live=live, feed=feed, frames=frames,
                       keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                      theme_name=config.ui.theme)
+                      theme_name=config.ui.theme, confirm_quit=demo is None)
 
 
 def prepare_logging(config: Any) -> Path | None:

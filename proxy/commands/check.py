@@ -47,22 +47,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from proxy.capture.format import RecordType
-    from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader
+    from proxy.capture.reader import BadRecord
     from proxy.capture.replay import replay_records
-    from proxy.cli import UsageError
+    from proxy.commands.export import open_capture
     from proxy.events import Batch
     from proxy.observe.findings import Severity
     from proxy.summary import EXIT_FINDINGS, RunSummary
 
     problems: list[BadRecord] = []
-    try:
-        reader = CaptureReader(args.file, on_problem=problems.append)
-    except FileNotFoundError:
-        raise UsageError(f"no such capture file: {args.file}") from None
-    except CaptureFormatError as exc:
-        raise UsageError(f"{args.file}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    reader = open_capture(args.file, problems)
     summary = RunSummary()
     with reader:
         for item in replay_records(reader.records(), close_open=True):

@@ -105,6 +105,21 @@ def _ids(ids: set[int]) -> str:
     return text + (f", … ({len(shown)} in all)" if len(shown) > 20 else "")
 
 
+def open_capture(path: Path, problems: list[BadRecord]) -> CaptureReader:
+    """A reader of the capture at ``path`` (damaged records noted in ``problems``);
+    UsageError (exit 2) naming the file if it is missing or not a capture."""
+    from proxy.cli import UsageError
+
+    try:
+        return CaptureReader(path, on_problem=problems.append)
+    except FileNotFoundError:
+        raise UsageError(f"no such capture file: {path}") from None
+    except CaptureFormatError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from proxy.cli import UsageError
 
@@ -115,14 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
     problems: list[BadRecord] = []
-    try:
-        reader = CaptureReader(args.file, on_problem=problems.append)
-    except FileNotFoundError:
-        raise UsageError(f"no such capture file: {args.file}") from None
-    except CaptureFormatError as exc:
-        raise UsageError(f"{args.file}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    reader = open_capture(args.file, problems)
     try:
         size = os.path.getsize(args.file)
     except OSError:

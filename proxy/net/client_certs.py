@@ -60,11 +60,17 @@ def _no_password() -> bytes:
     return b""  # never OpenSSL's prompt on the proxy's terminal: an encrypted key fails
 
 
+def present(ctx: ssl.SSLContext, pem: Path) -> None:
+    """Have ``ctx`` present the certificate and key in ``pem`` to a server that asks
+    (never OpenSSL's password prompt: an encrypted key raises ssl.SSLError)."""
+    ctx.load_cert_chain(str(pem), password=_no_password)
+
+
 def load_problem(pem: Path) -> str | None:
     """Why ``pem`` cannot serve as a client certificate, or None."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        ctx.load_cert_chain(str(pem), password=_no_password)
+        present(ctx, pem)
     except ssl.SSLError as exc:  # (an OSError too: first)
         reason = exc.reason or str(exc)
         if "BAD_DECRYPT" in reason or "bad decrypt" in reason.lower():

@@ -31,6 +31,7 @@ from proxy.events import (
     ProxyErrorRaised,
     ProxyEvent,
 )
+from proxy.net.client_certs import present
 from proxy.net.modes import Mode, ModeKind
 from proxy.net.streams import Stream, TcpStream, open_tcp
 from proxy.observe.connection import ConnectionObserver
@@ -185,7 +186,7 @@ class ProxyState:
                 if alpn:
                     ctx.set_alpn_protocols(list(alpn))
                 if cert is not None:
-                    ctx.load_cert_chain(str(cert), password=lambda: b"")
+                    present(ctx, cert)
                 if self.keylog:
                     ctx.keylog_filename = self.keylog
                 self._upstream_contexts[key] = ctx

@@ -177,11 +177,10 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             server.abort()
         await _close(client, server)
     assert first is not None
-    if first.outcome is Outcome.SOURCE_FAILED and isinstance(first.exc, ssl.SSLError):
-        src = server if first.direction is Direction.S2C else client
-        explained = explain_alert(first.exc.reason or str(first.exc),
-                                  conn.target or "the server", getattr(src, "client_cert", None)
-                                  ) if src is server else None
+    if (first.outcome is Outcome.SOURCE_FAILED and first.direction is Direction.S2C
+            and isinstance(first.exc, ssl.SSLError)):  # the server's read: its TLS alert
+        explained = explain_alert(first.exc.reason or str(first.exc), conn.target or "the server",
+                                  getattr(server, "client_cert", None))
         if explained:
             await conn.error("server-tls", *explained)
     t = time.time()

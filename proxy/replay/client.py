@@ -47,7 +47,7 @@ import h2.settings
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
-from proxy.net.client_certs import cert_file_for
+from proxy.net.client_certs import cert_file_for, present
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
 from proxy.observe.events import Event
@@ -145,7 +145,7 @@ def client_context(options: ReplayOptions, host: str = "") -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     cert = cert_file_for(options.client_certs, host)
     if cert is not None:
-        ctx.load_cert_chain(str(cert), password=lambda: b"")
+        present(ctx, cert)
     if options.upstream_ca is not None:
         ctx.load_verify_locations(cafile=str(options.upstream_ca))
     if options.insecure:

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import http.server
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 
@@ -44,9 +45,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def http_server() -> Iterator[int]:
-    """A threaded HTTP/1.1 server on a free loopback port."""
+def http_server(tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A threaded HTTP/1.1 server on a free loopback port (over TLS with ``tls``)."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -4,36 +4,22 @@ mirrors the server's choice (DESIGN.md principle 2) and says what happened."""
 from __future__ import annotations
 
 import ssl
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from proxy.events import ProxyErrorRaised
 from tests.helpers import procs
+from tests.helpers.h1servers import http_server
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
 
 
-@contextmanager
-def https_http11_server(cert: CertFiles) -> Iterator[int]:
+def https_http11_server(cert: CertFiles) -> AbstractContextManager[int]:
     """An HTTPS server that speaks HTTP/1.1 only (ALPN http/1.1)."""
-    import http.server
-
-    from tests.helpers.h1servers import Handler
-
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert.cert, cert.key)
     ctx.set_alpn_protocols(["http/1.1"])
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(httpd.server_address[1])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    return http_server(tls=ctx)
 
 
 def test_an_h2_only_client_and_a_server_without_h2_are_explained(

@@ -9,7 +9,6 @@ filters the timeline to ``finding:CODE``; ``g`` jumps to its first frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -19,48 +18,28 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from proxy.observe.findings import Finding, Severity
+from proxy.observe.findings import Severity
+from proxy.summary import FindingGroup, FindingTally
 from ui.model.session import Session
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
 
 
-@dataclass(slots=True)
-class FindingGroup:
-    severity: Severity
-    code: str
-    rfc: str
-    count: int
-    first_row: int | None
-    """The first timeline row that raised it; None for a connection-level finding."""
-    where: str
-    message: str
-
-
 def finding_groups(session: Session) -> list[FindingGroup]:
     """The session's findings grouped by (severity, code, RFC), most severe and most
-    frequent first."""
-    groups: dict[tuple[Severity, str, str], FindingGroup] = {}
+    frequent first (as the headless summary and ``check`` count them)."""
+    tally = FindingTally()
     table = session.table
-
-    def add(f: Finding, row: int | None, where: str) -> None:
-        key = (f.severity, f.code, f.rfc)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = FindingGroup(f.severity, f.code, f.rfc, 1, row, where, f.message)
-        else:
-            group.count += 1
-
     with session.lock:
         for row in table.finding_rows:
             for f in table.findings.get(row, ()):
                 sid = table.stream[row]
-                add(f, row, f"#{table.conn[row]}" + (f" stream {sid}" if sid else "")
-                    + f", frame {row}")
+                tally.add(f, f"#{table.conn[row]}" + (f" stream {sid}" if sid else "")
+                          + f", frame {row}", row)
         for conn in session.conns.values():
             for f in conn.conn_findings:
-                add(f, None, f"#{conn.conn_id} (connection)")
-    return sorted(groups.values(), key=lambda g: (-g.severity, -g.count, g.code))
+                tally.add(f, f"#{conn.conn_id} (connection)")
+    return tally.groups()
 
 
 class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
