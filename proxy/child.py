@@ -181,7 +181,10 @@ async def _serve(start: Start) -> int:
     try:
         writer = CaptureWriter(start.capture, config=capture_config(config),
                                max_data_bytes=config.record.max_data_bytes,
-                               flush_interval=FLUSH_INTERVAL)
+                               flush_interval=FLUSH_INTERVAL,
+                               # The private scratch capture is read back within seconds
+                               # by the UI; saving it checksums every body (RecordFlag).
+                               check_bodies=not start.temporary)
     except OSError as exc:
         _reply({"error": f"cannot record to {start.capture}: {exc.strerror or exc}"})
         return 1

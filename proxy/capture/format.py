@@ -20,6 +20,7 @@ Layout (all integers big-endian, like HTTP/2 itself)::
                   t (observer clock, seconds)  f64  (the ``t`` fed to the observer)
                   wall clock (Unix seconds)    f64
                   CRC-32 of the 36 bytes above and the body   u32
+                  (of the 36 bytes only if the flag UNCHECKED is set)
                   body                         n bytes
 
 A FRAME record's body starts with the 9-byte frame header, so one
@@ -84,6 +85,12 @@ class RecordFlag(IntFlag):
     length still says the original size). HTTP1: the body was cut."""
     PREFACE = 0x04
     """RAW: these bytes are the client connection preface (RFC 9113 §3.4)."""
+    UNCHECKED = 0x08
+    """The CRC covers the 36 bytes before it, not the body. Only the live UI's
+    private scratch capture writes such records (a large body's CRC is most of
+    what recording costs beside the relay, and that file is read back within
+    seconds by the process that started its writer); saving it checksums every
+    body (``docs/capture-format.md``)."""
 
 
 JSON_RECORDS = frozenset({RecordType.CONNECTION, RecordType.H2C_UPGRADE, RecordType.CLOSE,

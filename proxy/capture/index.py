@@ -47,6 +47,7 @@ _PREFIX = RECORD_PREFIX.size
 _FRAME = int(RecordType.FRAME)
 _S2C = int(RecordFlag.S2C)
 _TRUNC = int(RecordFlag.TRUNCATED)
+_UNCHECKED = int(RecordFlag.UNCHECKED)
 
 
 @dataclass(slots=True)
@@ -144,7 +145,8 @@ class CaptureIndex:
                     continue
                 end = pos + _HDR + blen
                 if sync != b"\x8eR" or end > n or blen > MAX_BODY or (verify and crc32(
-                        view[pos + _HDR:end], crc32(view[pos:pos + _PREFIX])) != crc):
+                        b"" if rflags & _UNCHECKED else view[pos + _HDR:end],
+                        crc32(view[pos:pos + _PREFIX])) != crc):
                     pos = self._recover(pos)
                     continue
                 if rtype == _FRAME and blen >= 9:

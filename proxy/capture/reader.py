@@ -47,6 +47,7 @@ _PREFIX = RECORD_PREFIX.size
 _unpack_record = RECORD_HEADER.unpack_from
 _S2C_FLAG = int(RecordFlag.S2C)
 _TRUNCATED_FLAG = int(RecordFlag.TRUNCATED)
+_UNCHECKED_FLAG = int(RecordFlag.UNCHECKED)
 _S2C_DIR, _C2S_DIR = Direction.S2C, Direction.C2S
 _END = int(RecordType.END)
 
@@ -207,7 +208,7 @@ def _valid_at(w: _Window, off: int) -> tuple[bool, str]:
     if not w.ensure(off, _HDR):
         return False, "the file ends inside a record header"
     i = off - w.base
-    sync, rtype, _, length, _, _, _, _, crc = _unpack_record(w.data, i)
+    sync, rtype, flags, length, _, _, _, _, crc = _unpack_record(w.data, i)
     if sync != SYNC:
         return False, f"no record marker (found {w.data[i:i + 2].hex()})"
     if length > MAX_BODY:
@@ -216,7 +217,8 @@ def _valid_at(w: _Window, off: int) -> tuple[bool, str]:
         return False, f"the file ends inside a {length}-byte record"
     i = off - w.base
     view = memoryview(w.data)
-    if crc32(view[i + _HDR:i + _HDR + length], crc32(view[i:i + _PREFIX])) != crc:
+    body = b"" if flags & _UNCHECKED_FLAG else view[i + _HDR:i + _HDR + length]
+    if crc32(body, crc32(view[i:i + _PREFIX])) != crc:
         return False, "CRC mismatch: the record's bytes are damaged"
     if rtype not in KNOWN_TYPES:
         return False, f"unknown record type {rtype}"
@@ -310,7 +312,8 @@ class CaptureReader:
                 i = off - w.base
                 view = memoryview(w.data)
                 body_end = i + _HDR + length
-                ok = crc32(view[i + _HDR:body_end], crc32(view[i:i + _PREFIX])) == crc
+                body = b"" if flags & _UNCHECKED_FLAG else view[i + _HDR:body_end]
+                ok = crc32(body, crc32(view[i:i + _PREFIX])) == crc
             if not ok:
                 _, why = _valid_at(w, off)
                 resumed = self._resync(w, off + 1)

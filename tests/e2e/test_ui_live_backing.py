@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input, Static
 
+from proxy.capture.format import RecordFlag, RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
 from proxy.config import Config, ListenConfig, RecordConfig, UpstreamConfig
@@ -178,8 +179,11 @@ def test_frames_come_from_the_private_capture_and_the_session_saves(
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert saved_body.read_bytes() == seen["body"]
     with CaptureReader(saved) as reader:
-        list(reader.records())
+        records = list(reader.records())
         assert reader.clean_end and not reader.problems
+    # The scratch capture left its large bodies unchecked; the copy checksums them.
+    assert not any(r.flags & RecordFlag.UNCHECKED for r in records)
+    assert any(r.type == RecordType.FRAME and len(r.body) >= 4096 for r in records)
     index = CaptureIndex.build(saved)
     try:
         conn, seq = seen["row"]

@@ -43,6 +43,8 @@ from proxy.capture.format import (
 _HDR = RECORD_HEADER_SIZE
 _FRAME = int(RecordType.FRAME)
 _TRUNCATED = int(RecordFlag.TRUNCATED)
+_UNCHECKED = int(RecordFlag.UNCHECKED)
+_PREFIX = RECORD_PREFIX.size
 SCAN_CHUNK = 1 << 20
 """Bytes read per ``pread`` while scanning record headers (a big body is skipped,
 not read)."""
@@ -201,10 +203,8 @@ class SessionCapture:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-                with open(offsets.fd, "rb", closefd=False) as src, \
-                        open(fd, "wb", closefd=False) as out:
-                    src.seek(0)
-                    _copy(src, out, end)
+                with open(fd, "wb", closefd=False) as out:
+                    _copy_checked(offsets.fd, out, end)
                     out.write(_end_record(last_seq + 1, records, counts))
             finally:
                 os.close(fd)
@@ -255,14 +255,45 @@ class CaptureFrames:
                         "offset (FollowedBatch.refs), not added")
 
 
-def _copy(src: Any, out: Any, length: int) -> None:
-    left = length
-    while left > 0:
-        block = src.read(min(left, 1 << 20))
-        if not block:
-            raise OSError(f"the capture ended {left} bytes early while copying")
-        out.write(block)
-        left -= len(block)
+def _copy_checked(fd: int, out: Any, end: int) -> None:
+    """Copy the first ``end`` bytes of a capture (its header and whole records) to
+    ``out``, giving every ``UNCHECKED`` record (the live UI's scratch capture
+    leaves large bodies unchecksummed) the CRC of its body: a saved session is
+    checked like any recording."""
+    pos = FILE_HEADER.size + FILE_HEADER.unpack(os.pread(fd, FILE_HEADER.size, 0))[3]
+    out.write(_pread_all(fd, pos, 0))
+    want = SCAN_CHUNK
+    while pos < end:
+        chunk = _pread_all(fd, min(want, end - pos), pos)
+        view = memoryview(chunk)
+        n = len(chunk)
+        i = run = 0
+        while i + _HDR <= n:
+            flags = chunk[i + 3]
+            stop = i + _HDR + int.from_bytes(chunk[i + 4:i + 8], "big")
+            if stop > n:
+                break
+            if flags & _UNCHECKED:
+                out.write(view[run:i])
+                prefix = bytearray(view[i:i + _PREFIX])
+                prefix[3] = flags & ~_UNCHECKED
+                out.write(prefix + CRC.pack(crc32(view[i + _HDR:stop], crc32(prefix))))
+                out.write(view[i + _HDR:stop])
+                run = stop
+            i = stop
+        if i == 0:  # one record longer than a chunk: read it whole
+            want = _HDR + int.from_bytes(chunk[4:8], "big")
+            continue
+        out.write(view[run:i])
+        pos += i
+        want = SCAN_CHUNK
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) < length:
+        raise OSError(f"the capture ended {length - len(data)} bytes early while copying")
+    return data
 
 
 def _end_record(seq: int, records: int, counts: dict[str, int]) -> bytes:

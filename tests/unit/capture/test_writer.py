@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxy.capture.format import RecordFlag, RecordType
+from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
 from proxy.capture.replay import replay_observer
 from proxy.capture.tap import RecordingObserver
@@ -200,3 +201,50 @@ def test_a_slow_disk_is_counted_and_the_recorder_says_so(
     assert len(warnings) == 1  # once per 10 s, not once per wait
     assert warnings[0].startswith("recording slows the proxy down: it waited ")
     assert "nothing is lost" in warnings[0]
+
+
+def _data_frame(stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + b"\x00\x00" + stream.to_bytes(4, "big") + payload
+
+
+@pytest.mark.parametrize("appender", ["frames", "frame"])
+def test_an_unchecked_writer_checksums_large_bodies_headers_only(tmp_path: Path,
+                                                                 appender: str) -> None:
+    """The live UI's scratch capture: a large body's CRC covers its record header
+    only (flagged UNCHECKED); small records and every reader stay as they were."""
+    path = tmp_path / "scratch.h2scope"
+    big = _data_frame(1, bytes(range(256)) * 64)  # 16 KiB payload
+    sent = [PING, big, SETTINGS, _data_frame(1, b"x" * 100), big]
+    with CaptureWriter(path, check_bodies=False) as writer:
+        if appender == "frames":
+            writer.frames(1, Direction.S2C, [(raw, float(i)) for i, raw in enumerate(sent)])
+        else:
+            for i, raw in enumerate(sent):
+                writer.frame(1, Direction.S2C, raw, t=float(i))
+    with CaptureReader(path) as reader:
+        frames = [r for r in reader.records() if r.type == RecordType.FRAME]
+        assert not reader.problems and reader.clean_end
+    assert [r.body for r in frames] == sent
+    assert [bool(r.flags & RecordFlag.UNCHECKED) for r in frames] == [
+        len(raw) >= 4096 for raw in sent]
+    assert all(r.flags & RecordFlag.S2C for r in frames)
+    with CaptureIndex.build(path, verify=True) as index:
+        assert len(index.offset) == len(sent) and not index.problems
+
+    # Damage in an unchecked record's header is still found (the CRC covers it).
+    data = bytearray(path.read_bytes())
+    data[frames[1].offset + 12] ^= 0x01  # a byte of its connection id
+    bad = tmp_path / "bad.h2scope"
+    bad.write_bytes(bytes(data))
+    with CaptureReader(bad) as reader:
+        assert [r.seq for r in reader.records() if r.type == RecordType.FRAME] == [
+            frames[i].seq for i in (0, 2, 3, 4)]
+        assert [p.offset for p in reader.problems] == [frames[1].offset]
+
+
+def test_a_checked_writer_never_flags_a_record_unchecked(tmp_path: Path) -> None:
+    path = tmp_path / "rec.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.frame(1, Direction.S2C, _data_frame(1, b"y" * 16384), t=0.0)
+    (rec,) = [r for r in _records(path) if r.type == RecordType.FRAME]
+    assert not rec.flags & RecordFlag.UNCHECKED

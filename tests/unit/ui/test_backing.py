@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from proxy.capture.format import RecordType
+from proxy.capture.format import RecordFlag, RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import CaptureReader
 from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.replay import replay
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
+from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from tests.unit.ui.conftest import drive
 from tests.unit.ui.traffic import record
@@ -66,7 +67,8 @@ class _Written(SessionCapture):
         if path is None:
             temp_dir = Path(tempfile.mkdtemp(prefix="h2scope-test-"))
             path = temp_dir / TEMP_NAME
-        self.writer = CaptureWriter(path, autoflush=autoflush)
+        # As the proxy's child writes it: a scratch capture's large bodies unchecked.
+        self.writer = CaptureWriter(path, autoflush=autoflush, check_bodies=temp_dir is None)
         self.recorder = CaptureRecorder(self.writer)
         super().__init__(path, temp_dir=temp_dir, flush=self.writer.flush)
 
@@ -165,6 +167,42 @@ def test_save_copies_the_session_so_far_with_an_end_record(traffic: list[Batch],
             == _expected(traffic)
     finally:
         index.close()
+
+
+def test_save_checksums_the_bodies_the_scratch_capture_left_unchecked(
+        tmp_path: Path) -> None:
+    """The scratch capture's large bodies carry no CRC (RecordFlag.UNCHECKED); a
+    saved copy is checked like any recording: same records, every body's CRC."""
+    backing = _Written()
+    dest = tmp_path / "saved.h2scope"
+    payloads = [bytes([i]) * size for i, size in enumerate((16_384, 100, 5_000, 2_000_000))]
+    frames = [len(p).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big") + p
+              for p in payloads]
+    try:
+        backing.writer.connection(1, {"protocol": "h2"}, t=0.0)
+        backing.writer.frames(1, Direction.S2C, [(raw, 1.0) for raw in frames])
+        backing.writer.flush()
+        with CaptureReader(backing.path) as reader:
+            scratch = [r for r in reader.records() if r.type == RecordType.FRAME]
+        assert [bool(r.flags & RecordFlag.UNCHECKED) for r in scratch] == [
+            True, False, True, True]
+        backing.save(dest)
+    finally:
+        backing.close()
+    with CaptureReader(dest) as reader:
+        saved = [r for r in reader.records() if r.type == RecordType.FRAME]
+        assert reader.clean_end and not reader.problems
+    assert [r.body for r in saved] == frames
+    assert [r.flags for r in saved] == [int(RecordFlag.S2C)] * 4
+    assert [(r.seq, r.offset, r.wall) for r in saved] == [
+        (r.seq, r.offset, r.wall) for r in scratch]
+    # A damaged body in the copy is found: its CRC covers the body now.
+    data = bytearray(dest.read_bytes())
+    data[saved[0].offset + 40 + 5000] ^= 0xFF
+    dest.write_bytes(bytes(data))
+    with CaptureReader(dest) as reader:
+        list(reader.records())
+        assert [p.offset for p in reader.problems] == [saved[0].offset]
 
 
 def test_record_file_backing_is_kept_and_closed_cleanly(traffic: list[Batch],
