@@ -41,17 +41,17 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.observe.describe import frame_summary
 from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 
-__all__ = ["KEYS", "ConnMeta", "Filter", "FilterError", "StreamHeadersTracker", "compile_filter",
-           "term_keys"]
+__all__ = ["KEYS", "ConnMeta", "ConnRef", "Filter", "FilterError", "StreamHeadersTracker",
+           "compile_filter", "meta_host", "term_keys"]
 
 
 class ConnMeta(Protocol):
@@ -64,6 +64,27 @@ class ConnMeta(Protocol):
     def host(self) -> str | None:
         """The target host (CONNECT authority, SNI or reverse target), if known."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRef:
+    """A plain :class:`ConnMeta`: a connection's id and target host."""
+
+    conn_id: int
+    host: str | None
+
+
+def meta_host(meta: Mapping[str, Any]) -> str | None:
+    """The host ``host:`` matches for a recorded connection (its CONNECTION
+    record's metadata): the server's name, else the SNI, else the target's host."""
+    server = meta.get("server") or {}
+    host = server.get("host") or meta.get("sni")
+    if host:
+        return str(host)
+    target = meta.get("target")
+    if not target:
+        return None
+    return (str(target).rpartition(":")[0] or str(target)).strip("[]") or None
 
 
 StreamHeaders = Sequence[tuple[str, str]]

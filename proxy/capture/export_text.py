@@ -14,7 +14,10 @@ from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
+from proxy.filter import ConnRef, Filter, StreamHeadersTracker, meta_host
 from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
     Event,
     FrameObserved,
 )
@@ -61,24 +64,62 @@ def _record_line(item: Replayed, rel: float) -> str | None:
     return None
 
 
+class _Kept:
+    """``--filter`` over a replayed capture: each frame with its connection (id and
+    host, from its CONNECTION record) and, when the filter asks for them, its
+    stream's request and response headers — as the headless printer does live."""
+
+    def __init__(self, flt: Filter) -> None:
+        self.predicate = flt.predicate
+        self.conns: dict[int, ConnRef] = {}
+        self.streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+
+    def record(self, item: Replayed) -> None:
+        rec = item.record
+        if rec.type == RecordType.CONNECTION:
+            self.conns[rec.conn_id] = ConnRef(rec.conn_id, meta_host(rec.json()))
+
+    def frame(self, conn_id: int, ev: FrameObserved) -> bool:
+        conn = self.conns.get(conn_id) or ConnRef(conn_id, None)
+        streams = self.streams
+        return self.predicate(ev, conn,
+                              streams.update(conn_id, ev) if streams is not None else None)
+
+
+def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
+    """Without a filter every event; with one, the frames it keeps, and desyncs and
+    connection-level findings (never hidden, as in the headless log)."""
+    if kept is None:
+        return True
+    if type(ev) is FrameObserved:
+        return kept.frame(conn_id, ev)
+    return isinstance(ev, (Desynced, ConnectionFindingRaised))
+
+
 def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
-               stream: int | None = None, headers: bool = True) -> int:
-    """Write the log; return the number of frames written."""
+               stream: int | None = None, headers: bool = True,
+               keep: Filter | None = None) -> int:
+    """Write the log; return the number of frames written. With ``keep`` (a
+    compiled ``--filter``), only the frames it matches, connection lines, desyncs
+    and connection-level findings."""
     frames = 0
     start: float | None = None
+    kept = _Kept(keep) if keep is not None else None
     for item in replayed:
         if not _selected(item, conn):
             continue
         rec = item.record
+        if kept is not None:
+            kept.record(item)
         if start is None:
             start = rec.wall
         rel = rec.wall - start
-        if stream is None:
+        if stream is None and (kept is None or rec.type != RecordType.HTTP1):
             line = _record_line(item, rel)
             if line:
                 out.write(line + "\n")
         for ev in item.events:
-            if not _stream_ok(ev, stream):
+            if not _stream_ok(ev, stream) or not _event_kept(kept, rec.conn_id, ev):
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
                                     truncated=rec.truncated):
@@ -98,15 +139,19 @@ def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
 
 
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
-                stream: int | None = None) -> int:
-    """One JSON object per frame; return the number written."""
+                stream: int | None = None, keep: Filter | None = None) -> int:
+    """One JSON object per frame (that ``keep`` matches); return the number written."""
     n = 0
+    kept = _Kept(keep) if keep is not None else None
     for item in replayed:
         if not _selected(item, conn):
             continue
         rec = item.record
+        if kept is not None:
+            kept.record(item)
         for ev in item.events:
-            if isinstance(ev, FrameObserved) and _stream_ok(ev, stream):
+            if isinstance(ev, FrameObserved) and _stream_ok(ev, stream) \
+                    and (kept is None or kept.frame(rec.conn_id, ev)):
                 stored = len(rec.body) - 9 if rec.truncated else None
                 out.write(json.dumps(jsonl_dict(rec.conn_id, ev, rec.wall,
                                                 stored_length=stored),

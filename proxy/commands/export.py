@@ -20,6 +20,7 @@ from typing import IO, Any, TextIO
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
 from proxy.capture.replay import Replayed, replay_records
+from proxy.filter import Filter
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
                                               RecordType.RAW, RecordType.HTTP1))
@@ -32,6 +33,7 @@ examples:
   h2scope export session.h2scope --format pcapng -o session.pcapng && wireshark session.pcapng
   h2scope export session.h2scope --format jsonl --conn 3 | jq 'select(.type=="HEADERS")'
   h2scope export session.h2scope --format text --conn 3 --stream 5
+  h2scope export session.h2scope --format text --filter 'finding:any or status:5xx'
   h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
 
 A gzip-compressed capture (session.h2scope.gz) is read as is. See docs/export.md.
@@ -58,6 +60,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
     p.add_argument("--stream", type=int, metavar="ID",
                    help="only stream ID (har, text, jsonl; combine with --conn)")
+    p.add_argument("--filter", metavar="EXPR",
+                   help="only the frames this filter matches (text, jsonl): the language "
+                   "of the UI's filter bar and run --filter, e.g. 'type:HEADERS "
+                   "status:5xx' (docs/filters.md)")
     p.set_defaults(func=run)
 
 
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
+    args.keep = _filter(args.filter, fmt)
     problems: list[BadRecord] = []
     reader = open_capture(args.file, problems)
     try:
@@ -162,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     for problem in problems:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
+    if args.keep is not None and count == 0 and lookup is None:
+        print(f"h2scope export: no frame matches --filter {args.filter!r}", file=sys.stderr)
     missing = _missing(args, seen, count, fmt) or lookup
     if missing:
         if not to_stdout:
@@ -169,6 +178,23 @@ def run(args: argparse.Namespace) -> int:
                 os.unlink(args.output)  # nothing was exported: leave no empty file behind
         raise UsageError(missing)
     return 0
+
+
+def _filter(text: str | None, fmt: str) -> Filter | None:
+    """The compiled ``--filter`` (None without one); UsageError when it does not
+    apply to ``fmt`` or does not compile (what is wrong, and where)."""
+    from proxy.cli import UsageError
+    from proxy.filter import FilterError, compile_filter
+
+    if text is None or not text.strip():
+        return None
+    if fmt not in ("text", "jsonl"):
+        raise UsageError(f"--filter selects frames: it applies to --format text and jsonl, "
+                         f"not {fmt} (use --conn/--stream)")
+    try:
+        return compile_filter(text)
+    except FilterError as exc:
+        raise UsageError(f"--filter: {exc}") from None
 
 
 def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> str | None:
@@ -200,11 +226,12 @@ def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namesp
     if fmt == "jsonl":
         from proxy.capture.export_text import write_jsonl
 
-        return write_jsonl(_replayed(records), text_out, conn=conn, stream=stream)
+        return write_jsonl(_replayed(records), text_out, conn=conn, stream=stream,
+                           keep=args.keep)
     if fmt == "script":
         from proxy.capture.script import write_script
 
         return write_script(_replayed(records), text_out, conn=conn)
     from proxy.capture.export_text import write_text
 
-    return write_text(_replayed(records), text_out, conn=conn, stream=stream)
+    return write_text(_replayed(records), text_out, conn=conn, stream=stream, keep=args.keep)

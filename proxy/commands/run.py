@@ -14,7 +14,6 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -267,14 +266,6 @@ def _configure_logging(config: Config) -> None:
     logger.propagate = False
 
 
-@dataclass(frozen=True, slots=True)
-class _ConnView:
-    """A :class:`proxy.filter.ConnMeta` over the proxy core's ConnectionInfo."""
-
-    conn_id: int
-    host: str | None
-
-
 def _target_host(target: str | None, sni: str | None) -> str | None:
     if target:  # always host:port, IPv6 in brackets
         return (target.rpartition(":")[0] or target).strip("[]") or None
@@ -291,7 +282,7 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     and HTTP/1.1 messages only without a filter.
     """
     from proxy.events import ConnectionEvent, Http1MessageObserved
-    from proxy.filter import StreamHeadersTracker, compile_filter
+    from proxy.filter import ConnRef, StreamHeadersTracker, compile_filter
     from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 
     flt = compile_filter(text)
@@ -300,7 +291,7 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
 
     def accept(ev: Any, info: Any) -> bool:
         if isinstance(ev, FrameObserved):
-            conn = _ConnView(info.conn_id, _target_host(info.target, info.sni))
+            conn = ConnRef(info.conn_id, _target_host(info.target, info.sni))
             stream = streams.update(info.conn_id, ev) if streams is not None else None
             return predicate(ev, conn, stream)
         if isinstance(ev, Http1MessageObserved):

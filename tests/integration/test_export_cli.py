@@ -143,3 +143,43 @@ def test_a_stream_with_no_frames_is_a_usage_error(capture: Path) -> None:
     run = _run(str(capture), "--format", "text", "--conn", "1", "--stream", "999", check=False)
     assert run.returncode == 2 and "nothing on stream 999 of connection 1" in run.stderr
     assert run.stdout == ""
+
+
+def test_filter_selects_frames_with_their_stream_headers(capture: Path) -> None:
+    """``status:201`` keeps the POST's response: its HEADERS and the DATA after it
+    (matched through the stream's headers), on both connections."""
+    objs = [json.loads(ln) for ln in _run(str(capture), "--format", "jsonl", "--filter",
+                                          "status:201").stdout.splitlines()]
+    assert {o["conn"] for o in objs} == {1, 2}
+    for conn in (1, 2):
+        mine = [o for o in objs if o["conn"] == conn]
+        assert {o["stream_id"] for o in mine} == {3}
+        assert mine[0]["type"] == "HEADERS"
+        assert {"name": ":status", "value": "201"} in mine[0]["block"]["headers"]
+        assert [o["type"] for o in mine[1:]] and {o["type"] for o in mine[1:]} == {"DATA"}
+        server_data = [ev for ev in _frames(capture, conn=conn, stream=3)
+                       if ev.frame.type_name == "DATA" and ev.direction.name == "S2C"]
+        assert len(mine) == 1 + len(server_data)
+
+
+def test_filter_in_text_keeps_connection_lines(capture: Path) -> None:
+    run = _run(str(capture), "--format", "text", "--filter", "type:PING host:example.test")
+    lines = run.stdout.splitlines()
+    frame_lines = [ln for ln in lines if " len=" in ln]
+    pings = [ev for ev in _frames(capture) if ev.frame.type_name == "PING"]
+    assert pings and len(frame_lines) == len(pings)
+    assert all(" PING " in ln for ln in frame_lines)
+    assert sum("opened from" in ln for ln in lines) == 2
+    assert run.stderr == ""
+    none = _run(str(capture), "--format", "jsonl", "--filter", "host:elsewhere.test")
+    assert none.stdout == "" and "no frame matches --filter 'host:elsewhere.test'" in none.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--format", "text", "--filter", "tpye:DATA"), "unknown filter key 'tpye'"),
+    (("--format", "har", "--filter", "type:DATA"), "applies to --format text and jsonl"),
+])
+def test_a_filter_that_cannot_apply_is_a_usage_error(capture: Path, args: tuple[str, ...],
+                                                     message: str) -> None:
+    run = _run(str(capture), *args, check=False)
+    assert run.returncode == 2 and message in run.stderr and run.stdout == ""

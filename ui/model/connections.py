@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.filter import meta_host
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
 from proxy.observe.hpack_annotated import HeaderBlock
@@ -201,12 +202,7 @@ class ConnInfo:
 
     @property
     def host(self) -> str | None:
-        server = self.meta.get("server") or {}
-        host = server.get("host") or self.meta.get("sni")
-        if host:
-            return str(host)
-        target = self.meta.get("target")
-        return str(target).rsplit(":", 1)[0] if target else None
+        return meta_host(self.meta)
 
     @property
     def client(self) -> str:
