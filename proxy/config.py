@@ -56,6 +56,7 @@ def keymap_actions() -> tuple[str, ...]:
     return tuple(bid for bid, *_ in KEYS)
 
 THEMES = ("auto", "dark", "light", "ansi")
+HEADLESS_FORMATS = ("text", "jsonl")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -193,6 +194,9 @@ class HeadlessConfig:
     """Only print frames matching this filter (docs/filters.md)."""
     quiet: bool = False
     """Print nothing per frame (recording and findings summaries still happen)."""
+    format: str = field(default="text", metadata=_meta(_check_choice(HEADLESS_FORMATS)))
+    """``text``: a line per frame, its header list under it; ``jsonl``: one JSON
+    object per frame (the objects of ``h2scope export --format jsonl``)."""
     fail_on: str | None = field(default=None, metadata=_meta(_check_fail_on))
     """Exit with status 3 at the end if a finding of this severity (error, warning,
     info) or worse was seen; None: findings never change the exit status."""

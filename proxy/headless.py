@@ -7,6 +7,8 @@ stream id, the frame type by its RFC name, flags, length and the decoded
 summary, and a HEADERS or PUSH_PROMISE is followed by its header list.
 Connection lines (opened, target, TLS on each leg, relay protocol, closed)
 and findings (marked ``!``) are always shown; ``quiet`` shows only those.
+With ``jsonl`` it writes one JSON object per frame instead (the objects of
+``h2scope export --format jsonl``, for ``jq`` and scripts), and nothing else.
 
 The wording comes from :mod:`proxy.observe.describe`, shared with
 ``h2scope decode``, the text export and the UI.
@@ -14,10 +16,12 @@ The wording comes from :mod:`proxy.observe.describe`, shared with
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from proxy.capture.export_text import jsonl_dict
 from proxy.events import (
     Batch,
     ConnectionClosed,
@@ -58,12 +62,14 @@ class HeadlessPrinter:
     """
 
     def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
-                 quiet: bool = False, annotate: bool = False) -> None:
+                 quiet: bool = False, annotate: bool = False, jsonl: bool = False) -> None:
         self.out = out
         self.filter = filter
         self.quiet = quiet
         self.annotate = annotate
         """Show each header field's HPACK representation too."""
+        self.jsonl = jsonl
+        """One JSON object per frame instead of text: ``export --format jsonl``'s objects."""
         self.tracker = ConnectionTracker()
         self.start: float | None = None
         self.lines = 0
@@ -90,6 +96,9 @@ class HeadlessPrinter:
             self.lines += len(lines) - 1
 
     def _add(self, batch: Batch, lines: list[str]) -> None:
+        if self.jsonl:
+            self._add_jsonl(batch, lines)
+            return
         start = self.start
         if start is None:
             start = self.start = batch.t
@@ -116,6 +125,21 @@ class HeadlessPrinter:
                 continue
             add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                             quiet=quiet)
+
+    def _add_jsonl(self, batch: Batch, lines: list[str]) -> None:
+        """The frames of ``batch`` (that the filter keeps) as JSON objects; the batch's
+        time is the wall clock a recording of it would hold."""
+        conn_id = batch.conn_id
+        tracker = self.tracker
+        keep = self.filter
+        for ev in batch.events:
+            if type(ev) is FrameObserved:
+                if self.quiet or (keep is not None
+                                  and not self._kept(keep, ev, tracker.get(conn_id))):
+                    continue
+                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t), ensure_ascii=False))
+            elif isinstance(ev, ConnectionEvent):
+                tracker.update(ev)
 
     @staticmethod
     def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:

@@ -27,6 +27,8 @@ examples:
       curl --cacert "$(h2scope ca path)" -x http://127.0.0.1:8080 https://example.com/
   h2scope run --headless --filter 'type:HEADERS,RST_STREAM or finding:any'
       print only header frames, resets and frames with findings (docs/filters.md)
+  h2scope run --headless --format jsonl | jq -c 'select(.type == "RST_STREAM")'
+      one JSON object per frame, for scripts (docs/export.md describes the fields)
   h2scope run --headless --mode reverse:https://example.com -p 8443
       reverse proxy: the client connects to 127.0.0.1:8443 but keeps the server's name,
       whose certificate h2scope mints (signed by the h2scope CA), e.g.
@@ -70,6 +72,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "max_data_bytes": ("record.max_data_bytes", "--record-max-data"),
     "filter": ("headless.filter", "--filter"),
     "quiet": ("headless.quiet", "--quiet"),
+    "output_format": ("headless.format", "--format"),
     "fail_on": ("headless.fail_on", "--fail-on"),
     "log_file": ("log.file", "--log-file"),
     "log_level": ("log.level", "--log-level"),
@@ -141,6 +144,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="headless: print only frames matching EXPR (docs/filters.md)")
     out.add_argument("-q", "--quiet", action="store_const", const=True,
                      help="headless: print no frames")
+    out.add_argument("--format", dest="output_format", metavar="FORMAT",
+                     help="headless: text (default; a line per frame, like nghttp -v) or "
+                     "jsonl (one JSON object per frame, as export --format jsonl writes, "
+                     "for jq)")
     out.add_argument("--fail-on", metavar="SEVERITY",
                      help="headless: exit with status 3 when the proxy stops if a finding "
                      "of SEVERITY (error, warning or info) or worse was seen; a summary of "
@@ -307,7 +314,8 @@ def _sinks(config: Config) -> list[Any]:
 
     text = config.headless.filter
     printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
-                              quiet=config.headless.quiet)
+                              quiet=config.headless.quiet,
+                              jsonl=config.headless.format == "jsonl")
     from proxy.summary import RunSummary
 
     sinks: list[Any] = [printer, RunSummary()]

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 LAUNCHER = Path(__file__).with_name("proxy_launcher.py")
 _LISTENING = re.compile(r"proxy listening on (?:\[(?P<h6>[^\]]+)\]|(?P<h4>[^:\s]+)):(?P<port>\d+)")
@@ -101,8 +102,10 @@ class ProxyProcess:
     def __init__(self, *, confdir: Path, mode: str, upstream_ca: Path | None = None,
                  record: Path | None = None, extra: Sequence[str] = (),
                  cwd: Path | None = None, env: Mapping[str, str] | None = None,
-                 start_timeout: float = 20.0) -> None:
+                 start_timeout: float = 20.0, stdout: Path | None = None) -> None:
         self.confdir = confdir
+        self.stdout = stdout
+        """Where the proxy's stdout (the headless output) goes; None: nowhere."""
         self.mode = mode
         self.upstream_ca = upstream_ca
         self.record = record
@@ -150,9 +153,13 @@ class ProxyProcess:
         self._listening.clear()
         self.port = 0
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
-        self.proc = subprocess.Popen(self._command(launcher), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     cwd=self.cwd, env=env)
+        with contextlib.ExitStack() as stack:
+            out: Any = subprocess.DEVNULL
+            if self.stdout is not None:
+                out = stack.enter_context(open(self.stdout, "wb"))  # the child has its own fd
+            self.proc = subprocess.Popen(self._command(launcher), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.PIPE, cwd=self.cwd,
+                                         env=env)
         self._reader = threading.Thread(target=self._read_stderr, args=(self.proc,),
                                         daemon=True, name="proxy-stderr")
         self._reader.start()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 
 from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened
 from proxy.headless import HeadlessPrinter
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
 from proxy.textlog import event_lines, prefix
 from tests.unit.capture.traffic import record_session
 
@@ -79,3 +81,17 @@ def test_a_reader_that_went_away_stops_the_printer_not_the_proxy() -> None:
     out.close()
     printer.handle_many(_batches()[:3])
     assert printer.broken
+
+
+def test_jsonl_writes_one_object_per_frame_and_nothing_else() -> None:
+    batches = _batches()
+    frames = [(b.conn_id, b.t, ev) for b in batches for ev in b.events
+              if isinstance(ev, FrameObserved)]
+    objs = [json.loads(line) for line in _one_by_one(batches, jsonl=True).splitlines()]
+    assert [(o["conn"], o["wall"], o["seq"], o["type"]) for o in objs] == [
+        (c, t, ev.seq, ev.frame.type_name) for c, t, ev in frames]
+    assert _one_by_one(batches, jsonl=True, quiet=True) == ""
+    only_data = _one_by_one(batches, jsonl=True,
+                            filter=lambda ev, info: isinstance(ev, FrameObserved)
+                            and ev.frame.type == 0)
+    assert {json.loads(line)["type"] for line in only_data.splitlines()} == {"DATA"}
