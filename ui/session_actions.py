@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import App
 
-from ui.model.export import EXTENSIONS, export
+from ui.model.export import EXTENSIONS, FILTERED_FORMATS, export
 from ui.screens.prompt import ExportPrompt, Prompt
 
 if TYPE_CHECKING:
+    from proxy.filter import Filter
     from ui.model.capture import CaptureFile
     from ui.model.follow import ChildProxy, FileFollow
 
@@ -43,6 +44,7 @@ class SessionActions(App[int]):
     message: str
     scope_conn: int | None
     scope_stream: int | None
+    filter: Filter
 
     # ----------------------------------------------------------------- save
 
@@ -121,22 +123,26 @@ class SessionActions(App[int]):
         scope = "everything" if self.scope_conn is None else f"connection #{self.scope_conn}"
         if self.scope_stream is not None:
             scope += f" stream {self.scope_stream}"
+        keep = None if self.filter.matches_everything else self.filter
+        if keep is not None:
+            scope += f" (text and jsonl: the frames of filter {keep.text.strip()!r})"
         stem = source.stem if self.capture is not None or self.live is None or \
             self.live.record_file is not None else time.strftime("h2scope-%Y%m%d-%H%M%S")
 
         def done(answer: tuple[str, str] | None) -> None:
             if answer:
-                self._export(source, answer[0], Path(answer[1]).expanduser())
+                self._export(source, answer[0], Path(answer[1]).expanduser(), keep)
         self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
 
     @work(thread=True, group="export")
-    def _export(self, source: Path, fmt: str, out: Path) -> None:
+    def _export(self, source: Path, fmt: str, out: Path, keep: Filter | None = None) -> None:
         live = self.live
         if self.capture is None and live is not None:
             live.flush_recording()
         try:
             export(source, fmt, out, conn=self.scope_conn,
-                   stream=self.scope_stream if fmt not in ("pcapng", "script") else None)
+                   stream=self.scope_stream if fmt not in ("pcapng", "script") else None,
+                   keep=keep if fmt in FILTERED_FORMATS else None)
         except (OSError, ValueError, LookupError) as exc:
             msg = f"export failed: {exc}"
         else:

@@ -15,17 +15,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any
 
+from proxy.capture.exports import BINARY_FORMATS, FILTERED_FORMATS, FORMATS, write_export
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
-from proxy.capture.replay import Replayed, replay_records
 from proxy.filter import Filter
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
                                               RecordType.RAW, RecordType.HTTP1))
-FORMATS = ("har", "pcapng", "text", "jsonl", "script")
-BINARY_FORMATS = frozenset({"pcapng"})
 
 EPILOG = """\
 examples:
@@ -188,7 +186,7 @@ def _filter(text: str | None, fmt: str) -> Filter | None:
 
     if text is None or not text.strip():
         return None
-    if fmt not in ("text", "jsonl"):
+    if fmt not in FILTERED_FORMATS:
         raise UsageError(f"--filter selects frames: it applies to --format text and jsonl, "
                          f"not {fmt} (use --conn/--stream)")
     try:
@@ -208,30 +206,5 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> 
     return None
 
 
-def _replayed(records: Iterator[Record]) -> Iterator[Replayed]:
-    return replay_records(records)
-
-
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
-    conn, stream = args.conn, args.stream
-    if fmt == "pcapng":
-        from proxy.capture.export_pcapng import write_pcapng
-
-        return write_pcapng(records, out, conn=conn)
-    text_out: TextIO = out
-    if fmt == "har":
-        from proxy.capture.export_har import write_har
-
-        return write_har(_replayed(records), text_out, conn=conn, stream=stream)
-    if fmt == "jsonl":
-        from proxy.capture.export_text import write_jsonl
-
-        return write_jsonl(_replayed(records), text_out, conn=conn, stream=stream,
-                           keep=args.keep)
-    if fmt == "script":
-        from proxy.capture.script import write_script
-
-        return write_script(_replayed(records), text_out, conn=conn)
-    from proxy.capture.export_text import write_text
-
-    return write_text(_replayed(records), text_out, conn=conn, stream=stream, keep=args.keep)
+    return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep)

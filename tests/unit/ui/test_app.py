@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from tests.unit.ui.conftest import drive, screen_text
 from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
 from ui.screens.help import HelpScreen
+from ui.screens.prompt import ExportPrompt
 from ui.screens.state import StateScreen
 from ui.screens.stream import StreamScreen
 from ui.widgets.panes import ConnectionsPane
@@ -429,6 +430,36 @@ def test_export_from_the_ui_writes_har(capture_path: Path, tmp_path: Path) -> No
     har = json.loads(out.read_text())
     urls = [e["request"]["url"] for e in har["log"]["entries"]]
     assert "https://api.example.test/api/users" in urls
+
+
+def test_a_text_export_from_the_ui_keeps_the_frames_of_the_active_filter(
+        capture_path: Path, tmp_path: Path) -> None:
+    """With a filter applied, text and jsonl exports hold what the timeline shows
+    (the prompt says so); a HAR export is whole streams, unfiltered."""
+    out = tmp_path / "out.jsonl"
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await _filter(app, pilot, "type:HEADERS dir:s2c")
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportPrompt)
+        assert "the frames of filter 'type:HEADERS dir:s2c'" in app.screen.scope
+        app.screen.query_one("#export-format", Select).value = "jsonl"
+        await pilot.pause()
+        box = app.screen.query_one("#export-path", Input)
+        box.value = str(out)
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if "exported" in app.message or "failed" in app.message:
+                break
+        assert app.message == f"exported jsonl to {out}"
+        seen["rows"] = app.timeline.row_count()
+    seen: dict[str, int] = {}
+    drive(capture_path, scenario)
+    objs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert objs and len(objs) == seen["rows"]
+    assert {(o["type"], o["direction"]) for o in objs} == {("HEADERS", "s2c")}
 
 
 def test_record_and_pause_say_they_need_live_capture(capture_path: Path) -> None:

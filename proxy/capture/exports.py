@@ -1,0 +1,54 @@
+"""One entry point to every capture export, for ``h2scope export`` and the UI's ``x``.
+
+:func:`write_export` turns a capture's records into one format: ``pcapng``
+from the raw records, the others from the observer's events over them
+(DESIGN.md principle 6). ``conn``, ``stream`` and a compiled filter select
+what goes out, where the format allows it (:data:`SELECTS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from proxy.capture.reader import Record
+from proxy.capture.replay import replay_records
+from proxy.filter import Filter
+
+FORMATS = ("har", "pcapng", "text", "jsonl", "script")
+BINARY_FORMATS = frozenset({"pcapng"})
+FILTERED_FORMATS = frozenset({"text", "jsonl"})
+"""The formats a filter applies to: one line or object per frame."""
+EXTENSIONS = {"har": "har", "pcapng": "pcapng", "text": "txt", "jsonl": "jsonl",
+              "script": "h2script"}
+
+
+def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,
+                 stream: int | None = None, keep: Filter | None = None) -> int:
+    """Write ``records`` as ``fmt`` to ``out`` (binary for pcapng, text otherwise);
+    returns what the exporter counted (frames, entries, packets). ``stream`` is
+    ignored by pcapng and script, ``keep`` by every format but text and jsonl.
+    Raises ValueError for an unknown format, LookupError when ``script`` finds
+    no such connection."""
+    if fmt == "pcapng":
+        from proxy.capture.export_pcapng import write_pcapng
+
+        return write_pcapng(records, out, conn=conn)
+    replayed = replay_records(records)
+    if fmt == "har":
+        from proxy.capture.export_har import write_har
+
+        return write_har(replayed, out, conn=conn, stream=stream)
+    if fmt == "jsonl":
+        from proxy.capture.export_text import write_jsonl
+
+        return write_jsonl(replayed, out, conn=conn, stream=stream, keep=keep)
+    if fmt == "script":
+        from proxy.capture.script import write_script
+
+        return write_script(replayed, out, conn=conn)
+    if fmt == "text":
+        from proxy.capture.export_text import write_text
+
+        return write_text(replayed, out, conn=conn, stream=stream, keep=keep)
+    raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
