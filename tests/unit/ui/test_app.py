@@ -8,6 +8,7 @@ from typing import Any
 
 from textual.widgets import DataTable, Input, Select, Static
 
+from proxy.cli import main
 from tests.unit.ui.conftest import drive, screen_text
 from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
@@ -412,20 +413,27 @@ def test_follow_mode_sticks_to_the_last_row(capture_path: Path) -> None:
     drive(capture_path, scenario)
 
 
+async def _export(app: H2ScopeApp, pilot: Any, out: Path, fmt: str = "har") -> None:
+    """``x``, a format, a file name, Enter; waits for the export's message."""
+    await pilot.press("x")
+    await pilot.pause()
+    assert isinstance(app.screen, ExportPrompt)
+    app.screen.query_one("#export-format", Select).value = fmt
+    await pilot.pause()
+    app.screen.query_one("#export-path", Input).value = str(out)
+    await pilot.press("enter")
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if "exported" in app.message or "failed" in app.message:
+            break
+    assert app.message == f"exported {fmt} to {out}"
+
+
 def test_export_from_the_ui_writes_har(capture_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.har"
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        await pilot.press("x")
-        await pilot.pause()
-        box = app.screen.query_one("#export-path", Input)
-        box.value = str(out)
-        await pilot.press("enter")
-        for _ in range(200):
-            await pilot.pause(0.02)
-            if "exported" in app.message or "failed" in app.message:
-                break
-        assert app.message == f"exported har to {out}"
+        await _export(app, pilot, out)
     drive(capture_path, scenario)
     har = json.loads(out.read_text())
     urls = [e["request"]["url"] for e in har["log"]["entries"]]
@@ -444,22 +452,19 @@ def test_a_text_export_from_the_ui_keeps_the_frames_of_the_active_filter(
         await pilot.pause()
         assert isinstance(app.screen, ExportPrompt)
         assert "the frames of filter 'type:HEADERS dir:s2c'" in app.screen.scope
-        app.screen.query_one("#export-format", Select).value = "jsonl"
-        await pilot.pause()
-        box = app.screen.query_one("#export-path", Input)
-        box.value = str(out)
-        await pilot.press("enter")
-        for _ in range(200):
-            await pilot.pause(0.02)
-            if "exported" in app.message or "failed" in app.message:
-                break
-        assert app.message == f"exported jsonl to {out}"
+        await pilot.press("escape")
+        await _export(app, pilot, out, "jsonl")
+        await _export(app, pilot, tmp_path / "filtered.har")
         seen["rows"] = app.timeline.row_count()
     seen: dict[str, int] = {}
     drive(capture_path, scenario)
     objs = [json.loads(line) for line in out.read_text().splitlines()]
     assert objs and len(objs) == seen["rows"]
     assert {(o["type"], o["direction"]) for o in objs} == {("HEADERS", "s2c")}
+    whole = tmp_path / "whole.har"
+    assert main(["export", str(capture_path), "--format", "har", "-o", str(whole)]) == 0
+    assert json.loads((tmp_path / "filtered.har").read_text())["log"]["entries"] == \
+        json.loads(whole.read_text())["log"]["entries"]
 
 
 def test_record_and_pause_say_they_need_live_capture(capture_path: Path) -> None:
