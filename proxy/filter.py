@@ -40,54 +40,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from proxy.filter_context import ConnMeta, StreamHeaders
 from proxy.observe.describe import frame_summary
 from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 
-__all__ = ["KEYS", "ConnMeta", "ConnRef", "Filter", "FilterError", "StreamHeadersTracker",
-           "compile_filter", "meta_host", "term_keys"]
+__all__ = ["KEYS", "Filter", "FilterError", "compile_filter", "term_keys"]
 
 
-class ConnMeta(Protocol):
-    """What a filter needs to know about the frame's connection."""
-
-    @property
-    def conn_id(self) -> int: ...
-
-    @property
-    def host(self) -> str | None:
-        """The target host (CONNECT authority, SNI or reverse target), if known."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ConnRef:
-    """A plain :class:`ConnMeta`: a connection's id and target host."""
-
-    conn_id: int
-    host: str | None
-
-
-def meta_host(meta: Mapping[str, Any]) -> str | None:
-    """The host ``host:`` matches for a recorded connection (its CONNECTION
-    record's metadata): the server's name, else the SNI, else the target's host."""
-    server = meta.get("server") or {}
-    host = server.get("host") or meta.get("sni")
-    if host:
-        return str(host)
-    target = meta.get("target")
-    if not target:
-        return None
-    return (str(target).rpartition(":")[0] or str(target)).strip("[]") or None
-
-
-StreamHeaders = Sequence[tuple[str, str]]
 Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"], bool]
 
 #: Filter keys, in the order error messages and help list them.
@@ -144,42 +108,6 @@ class Filter:
 
     def __str__(self) -> str:
         return self.text
-
-
-class StreamHeadersTracker:
-    """The ``stream_headers`` argument for a live view: each stream's request and
-    response header lists, folded in frame by frame.
-
-    Bounded: the least recently seen streams are forgotten beyond ``max_streams``
-    (their later frames then match as if no context were given).
-    """
-
-    def __init__(self, *, max_streams: int = 4096) -> None:
-        self.max_streams = max_streams
-        self._streams: OrderedDict[tuple[int, int], tuple[tuple[str, str], ...]] = \
-            OrderedDict()
-
-    def update(self, conn_id: int, ev: FrameObserved) -> StreamHeaders | None:
-        """Fold ``ev`` in; return the headers known for its stream (``None``: none yet)."""
-        streams = self._streams
-        block = ev.block
-        if block is not None:
-            # A PUSH_PROMISE's block is the promised stream's request (RFC 9113 §8.4).
-            sid = ev.block_stream_id if ev.block_stream_id is not None else ev.frame.stream_id
-            key = (conn_id, sid)
-            streams[key] = streams.get(key, ()) + block.headers
-            streams.move_to_end(key)
-            if len(streams) > self.max_streams:
-                streams.popitem(last=False)
-        return streams.get((conn_id, ev.frame.stream_id))
-
-    def forget(self, conn_id: int) -> None:
-        """Drop a closed connection's streams."""
-        for key in [k for k in self._streams if k[0] == conn_id]:
-            del self._streams[key]
-
-    def __len__(self) -> int:
-        return len(self._streams)
 
 
 # ------------------------------------------------------------------ lexing

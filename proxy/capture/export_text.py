@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
-from proxy.filter import ConnRef, Filter, StreamHeadersTracker, meta_host
+from proxy.filter import Filter
+from proxy.filter_context import ConnRef, StreamHeadersTracker, meta_host
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,

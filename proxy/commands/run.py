@@ -289,7 +289,8 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     and HTTP/1.1 messages only without a filter.
     """
     from proxy.events import ConnectionEvent, Http1MessageObserved
-    from proxy.filter import ConnRef, StreamHeadersTracker, compile_filter
+    from proxy.filter import compile_filter
+    from proxy.filter_context import ConnRef, StreamHeadersTracker
     from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 
     flt = compile_filter(text)

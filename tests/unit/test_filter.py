@@ -9,7 +9,8 @@ import h2.config
 import h2.connection
 import pytest
 
-from proxy.filter import Filter, FilterError, StreamHeadersTracker, compile_filter
+from proxy.filter import Filter, FilterError, compile_filter
+from proxy.filter_context import StreamHeadersTracker
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved

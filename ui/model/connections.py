@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.filter import meta_host
+from proxy.filter_context import meta_host
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
 from proxy.observe.hpack_annotated import HeaderBlock

@@ -1,0 +1,92 @@
+"""What a filter sees besides the frame: its connection and its stream's headers.
+
+A :class:`proxy.filter.Filter` matches a frame with two optional pieces of
+context: the frame's connection (:class:`ConnMeta`: its id and target host,
+for ``conn:`` and ``host:``) and the request and response headers of the
+frame's stream (for ``status:``, ``method:`` and ``path:`` on DATA frames).
+Callers build them here: :class:`ConnRef` and :func:`meta_host` from what the
+proxy or a capture knows of a connection, :class:`StreamHeadersTracker` from
+the frames as they pass.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from proxy.observe.events import FrameObserved
+
+__all__ = ["ConnMeta", "ConnRef", "StreamHeaders", "StreamHeadersTracker", "meta_host"]
+
+
+class ConnMeta(Protocol):
+    """What a filter needs to know about the frame's connection."""
+
+    @property
+    def conn_id(self) -> int: ...
+
+    @property
+    def host(self) -> str | None:
+        """The target host (CONNECT authority, SNI or reverse target), if known."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRef:
+    """A plain :class:`ConnMeta`: a connection's id and target host."""
+
+    conn_id: int
+    host: str | None
+
+
+def meta_host(meta: Mapping[str, Any]) -> str | None:
+    """The host ``host:`` matches for a recorded connection (its CONNECTION
+    record's metadata): the server's name, else the SNI, else the target's host."""
+    server = meta.get("server") or {}
+    host = server.get("host") or meta.get("sni")
+    if host:
+        return str(host)
+    target = meta.get("target")
+    if not target:
+        return None
+    return (str(target).rpartition(":")[0] or str(target)).strip("[]") or None
+
+
+StreamHeaders = Sequence[tuple[str, str]]
+
+class StreamHeadersTracker:
+    """The ``stream_headers`` argument for a live view: each stream's request and
+    response header lists, folded in frame by frame.
+
+    Bounded: the least recently seen streams are forgotten beyond ``max_streams``
+    (their later frames then match as if no context were given).
+    """
+
+    def __init__(self, *, max_streams: int = 4096) -> None:
+        self.max_streams = max_streams
+        self._streams: OrderedDict[tuple[int, int], tuple[tuple[str, str], ...]] = \
+            OrderedDict()
+
+    def update(self, conn_id: int, ev: FrameObserved) -> StreamHeaders | None:
+        """Fold ``ev`` in; return the headers known for its stream (``None``: none yet)."""
+        streams = self._streams
+        block = ev.block
+        if block is not None:
+            # A PUSH_PROMISE's block is the promised stream's request (RFC 9113 §8.4).
+            sid = ev.block_stream_id if ev.block_stream_id is not None else ev.frame.stream_id
+            key = (conn_id, sid)
+            streams[key] = streams.get(key, ()) + block.headers
+            streams.move_to_end(key)
+            if len(streams) > self.max_streams:
+                streams.popitem(last=False)
+        return streams.get((conn_id, ev.frame.stream_id))
+
+    def forget(self, conn_id: int) -> None:
+        """Drop a closed connection's streams."""
+        for key in [k for k in self._streams if k[0] == conn_id]:
+            del self._streams[key]
+
+    def __len__(self) -> int:
+        return len(self._streams)
