@@ -1,0 +1,240 @@
+"""The app's moves through a session: findings, search, go to, scopes, views.
+
+What the keys that move the selection or change what is shown do (``n``,
+``F``, ``ctrl+f``, ``g``, ``s``, ``S``/``C``/``A``, the state views): a mixin of
+:class:`ui.app.H2ScopeApp`, as :mod:`ui.session_actions` is for files. Every
+move goes through :meth:`Navigation._select_row`, which widens the view when
+the row is filtered out rather than failing.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Input
+
+from proxy.filter import Filter, compile_filter
+from ui.screens.findings import FindingsScreen
+from ui.screens.prompt import Prompt
+from ui.screens.state import StateScreen
+from ui.screens.stream import StreamScreen
+from ui.session_actions import SessionActions
+from ui.widgets.panes import ConnectionsPane
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from ui.model.session import Session
+    from ui.widgets.lanes import Lanes
+    from ui.widgets.panes import DetailPane
+    from ui.widgets.timeline import Timeline
+
+
+class Navigation(SessionActions):
+    """Findings, search, go to, scopes and the stream and state views; the app
+    provides the attributes and methods declared below."""
+
+    session: Session
+    filter: Filter
+    search_text: str
+
+    if TYPE_CHECKING:
+        @property
+        def main(self) -> Screen[Any]: ...
+
+        @property
+        def timeline(self) -> Timeline: ...
+
+        @property
+        def detail(self) -> DetailPane: ...
+
+        @property
+        def lanes(self) -> Lanes: ...
+
+        def say(self, message: str) -> None: ...
+
+        def set_filter(self, text: str) -> bool: ...
+
+        def apply_filter(self) -> None: ...
+
+    def action_next_finding(self, step: int) -> None:
+        rows = self.session.table.finding_rows  # ascending
+        tl = self.timeline
+        current = tl.selected_row
+        current = -1 if current is None else current
+        view = tl.view
+        # From the selected row on, in the step's direction: the first finding row
+        # the view shows (binary searches: a million rows cost what ten do).
+        i = bisect_right(rows, current) if step > 0 else bisect_left(rows, current) - 1
+        while 0 <= i < len(rows):
+            row = rows[i]
+            j = tl.index_of(row)
+            if view is None or (j is not None and tl.row_at(j) == row):
+                self._select_row(row)
+                return
+            i += 1 if step > 0 else -1
+        self.say("no more findings" if rows else "no findings")
+
+    def action_findings(self) -> None:
+        """Every finding grouped by kind; Enter filters to one, g goes to its first frame."""
+
+        def done(choice: tuple[str, str | int] | None) -> None:
+            if choice is None:
+                return
+            what, value = choice
+            if what == "filter":
+                text = f"finding:{value}"
+                self.main.query_one("#filter", Input).value = text
+                self.set_filter(text)
+                self.timeline.focus()
+            else:
+                assert isinstance(value, int)
+                self._select_row(value)
+
+        self.push_screen(FindingsScreen(self.session), done)
+
+    def _select_row(self, row: int) -> None:
+        tl = self.timeline
+        i = tl.index_of(row)
+        if i is None or tl.row_at(i) != row:
+            # Not in the view: widen to everything, then select.
+            self.scope_conn = self.scope_stream = None
+            self.main.query_one("#filter", Input).value = ""
+            self.filter = compile_filter("")
+            tl.set_view(None)
+            i = row
+        tl.follow = False
+        tl.move_to(i)
+        height = tl.scrollable_content_region.height
+        tl.scroll_to(y=max(0, i - height // 2), animate=False, immediate=True)
+        self.detail.show(row)
+
+    def action_search(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.search_text = text
+                self.action_search_next(1)
+        self.push_screen(Prompt("Search decoded headers (names and values)", self.search_text),
+                         done)
+
+    def action_search_next(self, step: int) -> None:
+        needle = self.search_text.lower()
+        if not needle:
+            self.action_search()
+            return
+        t = self.session.table
+        current = self.timeline.selected_row or 0
+        headers = t.block_headers
+        blocks = sorted(headers) if step > 0 else sorted(headers, reverse=True)
+        for row in blocks:
+            after = (row > current) if step > 0 else (row < current)
+            if after and any(needle in n or needle in v.lower() for n, v in headers[row]):
+                self._select_row(row)
+                self.say(f"found {self.search_text!r}")
+                return
+        self.say(f"{self.search_text!r} not found")
+
+    def action_goto(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.goto(text)
+        self.push_screen(Prompt("Go to: a frame number, sN (stream N of this connection) "
+                                "or #N (connection N)"), done)
+
+    def goto(self, text: str) -> None:
+        text = text.strip()
+        s = self.session
+        try:
+            if text.startswith("#"):
+                conn = int(text[1:])
+                if conn not in s.conns:
+                    raise ValueError(f"no connection #{conn}")
+                self.scope_conn, self.scope_stream = conn, None
+                self.main.query_one(ConnectionsPane).select_conn(conn)
+                self.lanes.set_scope(conn)
+                self.apply_filter()
+            elif text[:1] in "sS":
+                sid = int(text[1:])
+                row = self.timeline.selected_row
+                conn_id = self.scope_conn if self.scope_conn is not None else (
+                    s.table.conn[row] if row is not None else next(iter(s.conns), None))
+                c = s.conns.get(conn_id) if conn_id is not None else None
+                st = c.streams.get(sid) if c is not None else None
+                if st is None or not st.rows:
+                    raise ValueError(f"no stream {sid} on connection #{conn_id}")
+                self._select_row(st.rows[0])
+            else:
+                n = int(text)
+                if not 1 <= n <= len(s.table):
+                    raise ValueError(f"no frame {n} (1-{len(s.table)})")
+                self._select_row(n - 1)
+        except ValueError as exc:
+            self.say(str(exc) if "invalid literal" not in str(exc) else
+                     f"cannot go to {text!r}")
+
+    def _selected_stream(self) -> tuple[Any, Any] | None:
+        row = self.timeline.selected_row
+        if row is None:
+            return None
+        s = self.session
+        c = s.conns.get(s.table.conn[row])
+        st = s.stream_of_row(row)
+        return (c, st) if c is not None and st is not None else None
+
+    def action_stream_view(self) -> None:
+        found = self._selected_stream()
+        if found is None:
+            self.say("select a frame of a stream (not stream 0) first")
+            return
+        self._push_kept("stream", lambda: StreamScreen(self.session, *found),
+                        lambda screen: screen.show(*found))
+
+    def action_scope_stream(self) -> None:
+        found = self._selected_stream()
+        if found is None:
+            self.say("select a frame of a stream first")
+            return
+        self.scope_conn, self.scope_stream = found[0].conn_id, found[1].stream_id
+        self.apply_filter()
+
+    def action_scope_conn(self) -> None:
+        row = self.timeline.selected_row
+        if row is None:
+            return
+        self.scope_conn, self.scope_stream = self.session.table.conn[row], None
+        self.main.query_one(ConnectionsPane).select_conn(self.scope_conn)
+        self.lanes.set_scope(self.scope_conn)
+        self.apply_filter()
+
+    def action_scope_all(self) -> None:
+        self.scope_conn = self.scope_stream = None
+        self.main.query_one(ConnectionsPane).select_conn(None)
+        self.lanes.set_scope(None)
+        self.apply_filter()
+
+    def action_state(self, tab: str) -> None:
+        s = self.session
+        conn_id = self.scope_conn
+        if conn_id is None:
+            row = self.timeline.selected_row
+            conn_id = s.table.conn[row] if row is not None else next(iter(s.conns), None)
+        c = s.conns.get(conn_id) if conn_id is not None else None
+        if c is None:
+            self.say("no connection yet")
+            return
+        self._push_kept("state", lambda: StateScreen(s, c, tab), lambda screen: screen.show(c, tab))
+
+    def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
+        """Show the view installed as ``name``: made and composed the first time,
+        then kept when closed and shown again with ``show``. Composing it anew
+        (the state view's tabs) was most of what a key press cost, and tearing
+        it down most of what closing it cost under live traffic."""
+        if self.is_screen_installed(name):
+            screen = self.get_screen(name)
+            show(screen)
+        else:
+            screen = make()
+            self.install_screen(screen, name=name)
+        self.push_screen(screen)
