@@ -13,8 +13,9 @@ bytes can no longer be split into frames it is marked desynced and the rest of
 its bytes are only counted.
 
 Header blocks (HEADERS, PUSH_PROMISE, CONTINUATION) are handled in
-:mod:`proxy.observe.header_blocks` and SETTINGS, PING and priority signals in
-:mod:`proxy.observe.control`: base classes of :class:`ConnectionObserver`, kept
+:mod:`proxy.observe.header_blocks`, SETTINGS, PING and priority signals in
+:mod:`proxy.observe.control`, and DATA, WINDOW_UPDATE and RST_STREAM in
+:mod:`proxy.observe.flow`: base classes of :class:`ConnectionObserver`, kept
 apart so that each module stays small. ``docs/performance.md`` explains the
 shape of the hot paths here.
 """
@@ -26,7 +27,6 @@ from collections import OrderedDict, deque
 from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
-    MAX_WINDOW,
     Direction,
     FrameType,
     SettingCode,
@@ -37,14 +37,13 @@ from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
     Event,
-    FlowControlResumed,
-    FlowControlStalled,
     FrameObserved,
     PrefaceObserved,
     StreamStateChanged,
 )
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
+from proxy.observe.flow import RAPID_RESET_COUNT, StreamFrames
 from proxy.observe.frames import (
     FRAME_HEADER,
     STREAM_MASK,
@@ -69,15 +68,9 @@ from proxy.observe.sides import Side
 from proxy.observe.streams import (
     Stream,
     StreamState,
-    check_frame_allowed,
-    transition,
 )
 
 C2S, S2C = Direction.C2S, Direction.S2C
-RAPID_RESET_COUNT = 100
-RAPID_RESET_WINDOW = 1.0
-"""Streams a client resets before any response, and the seconds they fit in,
-that make a ``rapid-reset`` warning (once per connection)."""
 CLOSED_HISTORY = 512
 """Closed streams kept for display and late-frame checks; older ones are
 known closed by their id alone, so memory stays bounded on long connections."""
@@ -101,7 +94,7 @@ _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
 
 
-class ConnectionObserver(HeaderBlocks, ControlFrames):
+class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     """Sans-IO model of one HTTP/2 connection, fed by both directions.
 
     ``preface`` says what the client→server bytes start with: ``"required"``
@@ -518,159 +511,6 @@ class ConnectionObserver(HeaderBlocks, ControlFrames):
         stream.opened_by = direction
         self._init_windows(stream)
         self.priority.ensure(sid)
-
-    # ------------------------------------------------------------------ DATA
-
-    def _data(self, side: Side, frame: DataFrame, seq: int, t: float,
-              findings: list[Finding]) -> tuple[int, int | None]:
-        sid = frame.stream_id
-        direction = side.direction
-        length = frame.length  # RFC 9113 §6.9.1: padding counts against the windows
-        side.conn_window -= length
-        conn_window = side.conn_window
-        if conn_window < 0:
-            findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"DATA of {length} bytes exceeds the connection window by "
-                               f"{-conn_window}", seq, sid))
-        stream = self.streams.get(sid)
-        if stream is None:
-            stream = self._lookup(sid, direction)
-        state: StreamState = stream.state
-        end = frame.flags & 1
-        if not end and (state is _OPEN or state is (
-                _HALF_CLOSED_CLIENT if direction is S2C else _HALF_CLOSED_SERVER)):
-            # The common cases without the table: DATA on an open stream, or a
-            # response body after a request that ended with its HEADERS (§5.1).
-            new: StreamState = state
-            problem: str | None = None
-        else:
-            new, problem = transition(state, _DATA, bool(end), direction)
-        if problem:
-            findings.append(self._state_finding(stream, direction, problem, seq))
-        received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
-        declared = stream.content_length[direction]
-        if declared >= 0 and (end or received > declared):
-            self._body_ended(stream, direction, seq, findings, bool(end))
-        window = stream.send_window[direction] - length
-        stream.send_window[direction] = window
-        if window < 0 and state is not _CLOSED and state is not _IDLE:
-            findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"DATA of {length} bytes exceeds stream {sid}'s window by "
-                               f"{-window}", seq, sid))
-        if new is not state:
-            self._set_state(stream, new, direction, seq, t)
-        elif not end and length:
-            if conn_window <= 0 and side.conn_stalled_since is None:
-                side.conn_stalled_since = t
-                self._events.append(FlowControlStalled(t=t, direction=direction, stream_id=0,
-                                                       seq=seq))
-            if window <= 0 and stream.stalled_since[direction] is None:
-                stream.stalled_since[direction] = t
-                self._events.append(FlowControlStalled(t=t, direction=direction,
-                                                       stream_id=sid, seq=seq))
-        return conn_window, window
-
-    def _body_ended(self, stream: Stream, direction: Direction, seq: int,
-                    findings: list[Finding], ended: bool = True) -> None:
-        """The ``direction``'s message on ``stream`` ended (END_STREAM), or its DATA went
-        past the declared length: the two must agree (RFC 9113 §8.1.1)."""
-        declared = stream.content_length[direction]
-        if declared < 0 or stream.reset_by is not None:
-            return
-        stream.content_length[direction] = -1  # one finding per message at most
-        received = stream.data_bytes[direction]
-        if received == declared:
-            return
-        message = "request" if direction is C2S else "response"
-        how = "in all" if ended else "so far"
-        findings.append(_f("content-length-mismatch", Severity.ERROR, "RFC 9113 §8.1.1",
-                           f"the {message} on stream {stream.stream_id} declares content-length "
-                           f"{declared} but its DATA frames carried {received} bytes {how}; "
-                           "the receiver must treat it as malformed", seq, stream.stream_id))
-
-    def _state_finding(self, stream: Stream, direction: Direction, problem: str,
-                       seq: int) -> Finding:
-        sid = stream.stream_id
-        if stream.reset_by is _PEER[direction]:
-            # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an error.
-            return _f("frame-after-reset", Severity.INFO, "RFC 9113 §5.1",
-                      f"{problem} (the {direction.peer.sender} had reset it; frames in flight "
-                      "are expected)", seq, sid)
-        code = "frame-on-idle-stream" if "idle" in problem else "frame-on-closed-stream"
-        return _f(code, Severity.ERROR, "RFC 9113 §5.1", f"stream {sid}: {problem}", seq, sid)
-
-    # ---------------------------------------------------- flow control etc.
-
-    def _window_update(self, side: Side, frame: WindowUpdateFrame, seq: int, t: float,
-                       findings: list[Finding]) -> tuple[int, int | None] | None:
-        sid, inc = frame.stream_id, frame.increment
-        # A WINDOW_UPDATE widens the window of data flowing towards its sender.
-        data_dir = _PEER[side.direction]
-        data_side = self.sides[data_dir]
-        if inc == 0:
-            findings.append(_f("window-update-zero", Severity.ERROR, "RFC 9113 §6.9",
-                               "WINDOW_UPDATE with an increment of 0", seq, sid))
-        if sid == 0:
-            before = data_side.conn_window
-            data_side.conn_window = after = before + inc
-            if after > MAX_WINDOW:
-                findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
-                                   f"connection window would reach {after}, above 2^31-1",
-                                   seq, 0))
-            if data_side.conn_stalled_since is not None and after > 0:
-                self._events.append(FlowControlResumed(
-                    t=t, direction=data_dir, stream_id=0,
-                    stalled_for=t - data_side.conn_stalled_since, seq=seq))
-                data_side.conn_stalled_since = None
-            return after, None
-        stream = self.streams.get(sid) or self._lookup(sid, side.direction)
-        problem = check_frame_allowed(stream.state, _WU)
-        if problem:
-            findings.append(self._state_finding(stream, side.direction, problem, seq))
-            return data_side.conn_window, None
-        if stream.state is _CLOSED:
-            return data_side.conn_window, None  # §5.1: allowed shortly after closing
-        after = stream.send_window[data_dir] + inc
-        stream.send_window[data_dir] = after
-        if after > MAX_WINDOW:
-            findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"stream {sid}'s window would reach {after}, above 2^31-1",
-                               seq, sid))
-        since = stream.stalled_since[data_dir]
-        if since is not None and after > 0:
-            stream.stalled_since[data_dir] = None
-            self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
-                                                   stalled_for=t - since, seq=seq))
-        return data_side.conn_window, after
-
-    def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
-             findings: list[Finding]) -> None:
-        stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id,
-                                                                   side.direction)
-        new, problem = transition(stream.state, _RST, False, side.direction)
-        if problem:
-            findings.append(self._state_finding(stream, side.direction, problem, seq))
-        elif (side.direction is C2S and stream.opened_by is C2S
-              and stream.response_headers is None and stream.state is not _CLOSED):
-            self._cancelled(stream.stream_id, seq, t, findings)
-        if stream.state is not _CLOSED:
-            stream.reset_by = side.direction
-            stream.reset_code = frame.error_code
-        self._set_state(stream, new, side.direction, seq, t)
-
-    def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:
-        """The client reset a stream of its own before any response: one is normal (a
-        navigation away); :data:`RAPID_RESET_COUNT` within :data:`RAPID_RESET_WINDOW`
-        seconds is the HTTP/2 Rapid Reset attack (CVE-2023-44487)."""
-        cancels = self._cancels
-        cancels.append(t)
-        if (len(cancels) == RAPID_RESET_COUNT and not self._rapid_reset_reported
-                and t - cancels[0] <= RAPID_RESET_WINDOW):
-            self._rapid_reset_reported = True
-            findings.append(_f("rapid-reset", Severity.WARNING, "RFC 9113 §10.5",
-                               f"the client reset {RAPID_RESET_COUNT} of its streams before "
-                               f"any response within {t - cancels[0]:.3f} s: the pattern of the "
-                               "HTTP/2 Rapid Reset attack (CVE-2023-44487)", seq, sid))
 
     def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None:
         self.findings_count += 1
