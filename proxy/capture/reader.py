@@ -151,6 +151,14 @@ def read_header(f: BinaryIO) -> CaptureHeader:
     """Read and validate the file header; raises :class:`CaptureFormatError`."""
     head = f.read(FILE_HEADER.size)
     if len(head) < FILE_HEADER.size or not head.startswith(MAGIC):
+        from proxy.capture.pcap import is_packet_capture
+
+        if is_packet_capture(head):
+            name = getattr(f, "name", None)
+            name = os.path.basename(name) if isinstance(name, str) else "FILE"
+            raise CaptureFormatError("not an h2scope capture but a packet capture (pcap/"
+                                     f"pcapng): `h2scope import {name}` turns its cleartext "
+                                     "HTTP/2 into one")
         raise CaptureFormatError("not an h2scope capture (the file does not start with the "
                                  "H2SCOPE magic)")
     _, version, _, n = FILE_HEADER.unpack(head)

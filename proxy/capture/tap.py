@@ -37,9 +37,12 @@ class RecordingObserver:
 
     def __init__(self, writer: CaptureWriter, conn_id: int, meta: Mapping[str, Any], *,
                  t: float, preface: str = "required", max_table_size: int | None = None,
-                 partial: bool = False) -> None:
+                 partial: bool = False, wall_clock: bool = False) -> None:
         self.writer = writer
         self.conn_id = conn_id
+        self.wall_clock = wall_clock
+        """The ``t`` given is wall-clock time (a packet's): records keep it as their
+        wall clock too, instead of the time they are written."""
         self.observer = ConnectionObserver(preface=preface, max_table_size=max_table_size,
                                            partial=partial)
         options: dict[str, Any] = {"preface": preface}
@@ -47,18 +50,22 @@ class RecordingObserver:
             options["max_table_size"] = max_table_size
         if partial:
             options["partial"] = True
-        writer.connection(conn_id, {**meta, "observer": options}, t=t)
+        writer.connection(conn_id, {**meta, "observer": options}, t=t, wall=self._wall(t))
         self._closed = False
+
+    def _wall(self, t: float) -> float | None:
+        return t if self.wall_clock else None
 
     def feed(self, direction: Direction, data: bytes, t: float) -> list[Event]:
         """Observe and record ``data`` sent in ``direction`` at ``t``; return the events."""
         side = self.observer.sides[direction]
         writer = self.writer
         conn = self.conn_id
+        wall = self._wall(t)
         if side.desynced:
             events = self.observer.feed(direction, data, t)
             if data:
-                writer.raw(conn, direction, bytes(data), t=t)
+                writer.raw(conn, direction, bytes(data), t=t, wall=wall)
             return events
         held = bytes(side.buffer) if side.buffer else b""
         events = self.observer.feed(direction, data, t)
@@ -68,20 +75,20 @@ class RecordingObserver:
             if type(ev) is FrameObserved:
                 raw = ev.frame.raw
                 consumed += len(raw)
-                frame(conn, direction, raw, t=t)
+                frame(conn, direction, raw, t=t, wall=wall)
             elif type(ev) is PrefaceObserved:
                 consumed += len(CONNECTION_PREFACE)
-                writer.raw(conn, direction, CONNECTION_PREFACE, t=t)
+                writer.raw(conn, direction, CONNECTION_PREFACE, t=t, wall=wall)
             elif type(ev) is Desynced:
                 rest = (held + bytes(data))[consumed:]
                 if rest:
-                    writer.raw(conn, direction, rest, t=t)
+                    writer.raw(conn, direction, rest, t=t, wall=wall)
         return events
 
     def upgrade_h2c(self, *, http2_settings: bytes, request_headers: Sequence[tuple[str, str]],
                     t: float) -> list[Event]:
         self.writer.h2c_upgrade(self.conn_id, http2_settings=http2_settings,
-                                request_headers=request_headers, t=t)
+                                request_headers=request_headers, t=t, wall=self._wall(t))
         return self.observer.upgrade_h2c(http2_settings=http2_settings,
                                          request_headers=tuple(request_headers), t=t)
 
@@ -94,6 +101,8 @@ class RecordingObserver:
         for side in self.observer.sides:
             if side.buffer and not side.desynced:
                 # An incomplete frame (or preface): keep it so the reader sees the same end.
-                self.writer.raw(self.conn_id, side.direction, bytes(side.buffer), t=t)
-        self.writer.close_connection(self.conn_id, t=t, closed_by=closed_by, error=error)
+                self.writer.raw(self.conn_id, side.direction, bytes(side.buffer), t=t,
+                                wall=self._wall(t))
+        self.writer.close_connection(self.conn_id, t=t, closed_by=closed_by, error=error,
+                                     wall=self._wall(t))
         return self.observer.close(t)

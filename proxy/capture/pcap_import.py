@@ -1,0 +1,272 @@
+"""``h2scope import``: cleartext HTTP/2 in a packet capture, as an h2scope capture.
+
+The TCP segments of a pcap or pcapng file (:mod:`proxy.capture.pcap`) are
+put back into each connection's two byte streams, in sequence order:
+retransmitted and overlapping bytes are used once, segments that arrive early
+wait (up to :data:`MAX_AHEAD` bytes per direction) until the hole before them
+is filled. A connection whose client sends the HTTP/2 connection preface
+(RFC 9113 §3.4, prior knowledge: h2c) is recorded through the same tap the
+proxy records with (:class:`proxy.capture.tap.RecordingObserver`): frames,
+preface, close. The result opens in ``h2scope view``, exports and replays like
+a recording made by the proxy.
+
+What cannot be decoded is said, not guessed:
+
+* a hole that never fills (the capture lost packets, or its snap length cut
+  them) stops decoding that direction at the hole — HTTP/2 frames cannot be
+  found again in the middle of a stream — and a LOST record says how many
+  bytes are missing and where;
+* TLS connections are counted as such: their bytes are encrypted (record
+  through ``h2scope run`` instead, or keep its ``--sslkeylogfile`` for
+  Wireshark);
+* connections whose start was not captured, and those that are not HTTP/2
+  (HTTP/1.1 without an ``Upgrade: h2c`` that took effect — upgrades are not
+  followed yet), are counted and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import Event, FrameObserved
+
+MAX_AHEAD = 4 << 20
+"""Bytes of early segments kept per direction while waiting for a hole to fill."""
+_SEQ_MOD = 1 << 32
+_TLS_HANDSHAKE = 0x16
+
+
+def _after(a: int, b: int) -> int:
+    """``a - b`` in 32-bit sequence space (RFC 9293 §3.4: numbers wrap)."""
+    return (a - b + (1 << 31)) % _SEQ_MOD - (1 << 31)
+
+
+@dataclass
+class _Direction:
+    """One direction's reassembly: what was delivered, and what waits for a hole."""
+
+    next_seq: int | None = None
+    """The sequence number of the next byte to deliver (None: not known yet)."""
+    ahead: dict[int, bytes] = field(default_factory=dict)
+    ahead_bytes: int = 0
+    delivered: int = 0
+    gap: bool = False
+    """A hole did not fill: nothing more is delivered."""
+    fin: bool = False
+
+    def take(self, seg: Segment) -> tuple[list[bytes], int]:
+        """The in-order bytes ``seg`` makes available (with early ones it unblocks),
+        and the size of a hole given up on (0: none): more than :data:`MAX_AHEAD`
+        bytes arrived after it without it filling."""
+        data = seg.payload
+        seq = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
+        if self.next_seq is None:
+            self.next_seq = seq
+        if self.gap or not data:
+            return [], 0
+        out: list[bytes] = []
+        late = _after(self.next_seq, seq)
+        if late > 0:  # a retransmission, or an overlap: keep only what is new
+            if late >= len(data):
+                return [], 0
+            data, seq = data[late:], self.next_seq
+        if seq != self.next_seq:
+            if self.ahead_bytes + len(data) > MAX_AHEAD:
+                self.gap = True
+                return [], self.hole()
+            if len(data) > len(self.ahead.get(seq, b"")):
+                self.ahead_bytes += len(data) - len(self.ahead.get(seq, b""))
+                self.ahead[seq] = data
+            return [], 0
+        out.append(data)
+        self.next_seq = (seq + len(data)) % _SEQ_MOD
+        while self.ahead:  # the hole is filled: what waited behind it follows
+            found = False
+            for s in list(self.ahead):
+                d = _after(self.next_seq, s)
+                if d < 0:
+                    continue
+                chunk = self.ahead.pop(s)
+                self.ahead_bytes -= len(chunk)
+                if d < len(chunk):
+                    out.append(chunk[d:])
+                    self.next_seq = (self.next_seq + len(chunk) - d) % _SEQ_MOD
+                found = True
+            if not found:
+                break
+        self.delivered += sum(map(len, out))
+        return out, 0
+
+    def hole(self) -> int:
+        """Bytes missing before the earliest early segment."""
+        nxt = self.next_seq or 0
+        return min((_after(s, nxt) for s in self.ahead), default=0)
+
+
+@dataclass
+class _Connection:
+    conn_id: int | None
+    client: tuple[str, int]
+    server: tuple[str, int]
+    started: float
+    sides: tuple[_Direction, _Direction] = field(
+        default_factory=lambda: (_Direction(), _Direction()))
+    kind: str | None = None
+    """h2c, tls, other or late (its start not captured); None until the client's
+    first bytes."""
+    tap: RecordingObserver | None = None
+    saw_syn: bool = False
+    pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
+    """Server bytes that came before the client's first (rare; fed after it)."""
+    closed_by: str | None = None
+    """Who sent the first FIN or RST: client or server."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import found, for the command's report."""
+
+    packets: int = 0
+    tcp_segments: int = 0
+    skipped_packets: int = 0
+    """Not TCP over IPv4/IPv6 (UDP, ARP, fragments, unknown link types)."""
+    connections: dict[str, int] = field(default_factory=dict)
+    """TCP connections by kind: h2c, tls, other, late."""
+    frames: int = 0
+    gaps: list[str] = field(default_factory=list)
+    linktypes: set[int] = field(default_factory=set)
+
+
+def import_packets(f: BinaryIO, writer: CaptureWriter, *, source: str = "",
+                   progress: Callable[[int], None] | None = None) -> ImportSummary:
+    """Read the packet capture ``f`` and record its cleartext HTTP/2 connections
+    to ``writer``; returns what was found. Raises PcapError for a file that is
+    not a packet capture."""
+    summary = ImportSummary()
+    conns: dict[tuple[tuple[str, int], tuple[str, int]], _Connection] = {}
+    next_id = 1
+    t = 0.0
+    for packet in packets(f):
+        summary.packets += 1
+        if progress is not None and not summary.packets % 4096:
+            progress(summary.packets)
+        seg = tcp_segment(packet)
+        if seg is None:
+            summary.skipped_packets += 1
+            summary.linktypes.add(packet.linktype)
+            continue
+        summary.tcp_segments += 1
+        t = seg.t
+        key = (seg.src, seg.dst)
+        conn = conns.get(key) or conns.get((seg.dst, seg.src))
+        if conn is None:
+            client, server = (seg.src, seg.dst)
+            if seg.flags & SYN and seg.flags & ACK:  # SYN-ACK: the sender is the server
+                client, server = seg.dst, seg.src
+            conn = conns[(client, server)] = _Connection(None, client, server, seg.t)
+        if seg.flags & SYN:
+            conn.saw_syn = True
+        direction = Direction.C2S if seg.src == conn.client else Direction.S2C
+        side = conn.sides[direction]
+        chunks, hole = side.take(seg)
+        for data in chunks:
+            next_id = _deliver(conn, direction, data, seg.t, writer, summary, next_id)
+        if hole:
+            _gap(conn, direction, hole, "packets missing from the capture", writer, seg.t,
+                 summary)
+        if seg.missing and not side.gap:
+            side.gap = True
+            _gap(conn, direction, seg.missing, "the capture's snap length cut a packet",
+                 writer, seg.t, summary)
+        if seg.flags & (FIN | RST):
+            side.fin = True
+            if conn.closed_by is None:
+                conn.closed_by = "client" if direction is Direction.C2S else "server"
+        if seg.flags & RST or (conn.sides[0].fin and conn.sides[1].fin):
+            _finish(conn, writer, seg.t, summary, reset=bool(seg.flags & RST))
+            del conns[(conn.client, conn.server)]
+    for conn in list(conns.values()):
+        _finish(conn, writer, t, summary, ended=False)
+    return summary
+
+
+def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
+             writer: CaptureWriter, summary: ImportSummary, next_id: int) -> int:
+    if conn.kind is None:
+        if direction is Direction.S2C:
+            conn.pending.append((direction, data, t))
+            return next_id
+        conn.kind = _kind(conn, data)
+        summary.connections[conn.kind] = summary.connections.get(conn.kind, 0) + 1
+        if conn.kind == "h2c":
+            conn.conn_id = next_id
+            next_id += 1
+            meta = {
+                "client": {"ip": conn.client[0], "port": conn.client[1]},
+                "server": {"ip": conn.server[0], "port": conn.server[1]},
+                "mode": "pcap", "protocol": "h2c", "via": "packet capture",
+                "target": _hostport(conn.server),
+            }
+            conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started,
+                                         wall_clock=True)
+    tap = conn.tap
+    if tap is None:
+        return next_id
+    for d, early, te in conn.pending:
+        summary.frames += _count(tap.feed(d, early, te))
+    conn.pending.clear()
+    summary.frames += _count(tap.feed(direction, data, t))
+    return next_id
+
+
+def _kind(conn: _Connection, first: bytes) -> str:
+    if first.startswith(CONNECTION_PREFACE[:len(first)]) and len(first) >= 3:
+        return "h2c"
+    if first[:1] == bytes([_TLS_HANDSHAKE]) and first[1:2] == b"\x03":
+        return "tls"
+    if not conn.saw_syn:
+        return "late"
+    return "other"
+
+
+def _count(events: list[Event]) -> int:
+    return sum(1 for ev in events if type(ev) is FrameObserved)
+
+
+def _gap(conn: _Connection, direction: Direction, missing: int, why: str,
+         writer: CaptureWriter, t: float, summary: ImportSummary) -> None:
+    who = "client" if direction is Direction.C2S else "server"
+    side = conn.sides[direction]
+    text = (f"{_hostport(conn.client)} → {_hostport(conn.server)}: {missing} bytes of the "
+            f"{who}'s stream are not in the capture after byte {side.delivered} ({why}); "
+            "its frames after that point are not decoded")
+    summary.gaps.append(text)
+    if conn.tap is not None and conn.conn_id is not None:
+        writer.lost(conn.conn_id, count=missing, reason=text, t=t, wall=t)
+
+
+def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportSummary, *,
+            reset: bool = False, ended: bool = True) -> None:
+    for direction in (Direction.C2S, Direction.S2C):
+        side = conn.sides[direction]
+        if side.ahead and not side.gap:
+            side.gap = True
+            _gap(conn, direction, side.hole(), "packets missing from the capture", writer, t,
+                 summary)
+    if conn.kind is None and conn.pending:
+        summary.connections["other"] = summary.connections.get("other", 0) + 1
+    if conn.tap is not None:
+        error = "reset (TCP RST)" if reset else (
+            None if ended else "still open when the capture ended")
+        conn.tap.close(t, closed_by=conn.closed_by if ended else None, error=error)
+
+
+def _hostport(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

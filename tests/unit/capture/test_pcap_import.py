@@ -1,0 +1,255 @@
+"""``h2scope import``: packet captures (pcap, pcapng) of cleartext HTTP/2 into captures.
+
+Real h2 traffic (python-hyper ``h2`` client and server, tests.unit.capture.traffic)
+goes through the pcapng export (synthetic TCP) and back in; hand-built pcap
+files cover what the export never writes: segments out of order, retransmitted
+and overlapping, lost, IPv6, Linux cooked captures, nanosecond timestamps.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.export_pcapng import write_pcapng
+from proxy.capture.format import RecordType
+from proxy.capture.pcap import ACK, FIN, SYN, PcapError, packets, tcp_segment
+from proxy.capture.pcap_import import MAX_AHEAD, import_packets
+from proxy.capture.reader import CaptureReader
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.observe.enums import Direction
+from tests.unit.capture.traffic import Session, record_session
+
+CLIENT = ("10.0.0.1", 40000)
+SERVER = ("10.0.0.2", 8080)
+
+
+def _frames(path: Path) -> dict[tuple[int, int], list[bytes]]:
+    """Each (connection, direction)'s FRAME record bodies, in order."""
+    out: dict[tuple[int, int], list[bytes]] = {}
+    with CaptureReader(path) as reader:
+        for rec in reader.records():
+            if rec.type == RecordType.FRAME:
+                out.setdefault((rec.conn_id, int(rec.direction)), []).append(rec.body)
+        assert not reader.problems
+    return out
+
+
+def _import(pcap: Path, out: Path) -> object:
+    with open(pcap, "rb") as f, CaptureWriter(out) as writer:
+        return import_packets(f, writer)
+
+
+def test_a_pcapng_export_imports_back_to_the_same_frames(tmp_path: Path) -> None:
+    original = tmp_path / "orig.h2scope"
+    session = Session()
+    with CaptureWriter(original) as writer:
+        record_session(writer, 1, session=session)
+        record_session(writer, 2, t0=2000.0, session=session)
+    pcapng = tmp_path / "orig.pcapng"
+    with CaptureReader(original) as reader, open(pcapng, "wb") as out:
+        write_pcapng(reader.records(), out)
+    imported = tmp_path / "imported.h2scope"
+    summary = _import(pcapng, imported)
+    assert summary.connections == {"h2c": 2}  # type: ignore[attr-defined]
+    assert _frames(imported) == _frames(original)
+    with CaptureReader(imported) as reader:
+        records = list(reader.records())
+    metas = [r.json() for r in records if r.type == RecordType.CONNECTION]
+    assert [(m["client"]["port"], m["server"]["port"], m["mode"]) for m in metas] == [
+        (51001, 80, "pcap"), (51002, 80, "pcap")]
+    closes = [r.json() for r in records if r.type == RecordType.CLOSE]
+    assert len(closes) == 2 and all(c["error"] is None for c in closes)
+
+
+# ----------------------------------------------------------- hand-made pcaps
+
+
+def _tcp(src: tuple[str, int], dst: tuple[str, int], seq: int, flags: int,
+         payload: bytes = b"", *, v6: bool = False) -> bytes:
+    tcp = struct.pack(">HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, 0, 5 << 4, flags,
+                      65535, 0, 0) + payload
+    if v6:
+        return (struct.pack(">IHBB", 6 << 28, len(tcp), 6, 64)
+                + bytes(15) + bytes([int(src[0].rsplit(".", 1)[1])])
+                + bytes(15) + bytes([int(dst[0].rsplit(".", 1)[1])]) + tcp)
+    return (struct.pack(">BBHHHBBH", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0)
+            + bytes(int(x) for x in src[0].split(".")) + bytes(int(x) for x in dst[0].split("."))
+            + tcp)
+
+
+def _ethernet(ip: bytes, v6: bool = False) -> bytes:
+    return bytes(12) + (b"\x86\xdd" if v6 else b"\x08\x00") + ip
+
+
+def _sll2(ip: bytes) -> bytes:
+    return b"\x08\x00" + bytes(18) + ip
+
+
+def _pcap(path: Path, frames: Sequence[tuple[float, bytes]], *, linktype: int = 1,
+          nanoseconds: bool = False, big_endian: bool = False) -> Path:
+    o = ">" if big_endian else "<"
+    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
+    out = [struct.pack(o + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)]
+    for t, data in frames:
+        sec = int(t)
+        frac = round((t - sec) * (1e9 if nanoseconds else 1e6))
+        out.append(struct.pack(o + "IIII", sec, frac, len(data), len(data)) + data)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def _conversation(requests: int = 3) -> tuple[bytes, bytes]:
+    """A client's and a server's whole byte streams (real h2), to cut into segments."""
+    session = record_session(_NullWriter(), 1)  # type: ignore[arg-type]
+    c2s = b"".join(d for direction, d in session.chunks if direction is Direction.C2S)
+    s2c = b"".join(d for direction, d in session.chunks if direction is Direction.S2C)
+    return c2s, s2c
+
+
+class _NullWriter:
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: None
+
+
+def _segments(data: bytes, size: int, isn: int) -> Iterator[tuple[int, bytes]]:
+    for i in range(0, len(data), size):
+        yield isn + 1 + i, data[i:i + size]
+
+
+def _flow(c2s: bytes, s2c: bytes, *, size: int = 500, wrap: bool = False,
+          shuffle: bool = False, v6: bool = False,
+          drop: int | None = None) -> list[bytes]:
+    """The IP packets of one connection: handshake, the client's bytes, the
+    server's, FINs. ``shuffle`` swaps neighbouring segments and sends some twice
+    (a retransmission, then an overlap); ``drop`` loses one of the server's."""
+    c_isn = 0xFFFFFF00 if wrap else 1000  # wrap: sequence numbers pass 2^32
+    s_isn = 5000
+    pkts = [_tcp(CLIENT, SERVER, c_isn, SYN, v6=v6),
+            _tcp(SERVER, CLIENT, s_isn, SYN | ACK, v6=v6),
+            _tcp(CLIENT, SERVER, c_isn + 1, ACK, v6=v6)]
+    c_segs = list(_segments(c2s, size, c_isn))
+    s_segs = list(_segments(s2c, size, s_isn))
+    if drop is not None:
+        del s_segs[drop]
+    if shuffle:
+        for segs in (c_segs, s_segs):
+            for i in range(0, len(segs) - 1, 3):
+                segs[i], segs[i + 1] = segs[i + 1], segs[i]
+            seq, data = segs[0]
+            segs.insert(2, (seq, data))  # a retransmission
+            seq, data = segs[-1]
+            segs.append((seq - 7, b"\x00" * 7 + data))  # an overlap starting earlier
+    pkts += [_tcp(CLIENT, SERVER, seq, ACK, data, v6=v6) for seq, data in c_segs]
+    pkts += [_tcp(SERVER, CLIENT, seq, ACK, data, v6=v6) for seq, data in s_segs]
+    pkts += [_tcp(CLIENT, SERVER, c_isn + 1 + len(c2s), FIN | ACK, v6=v6),
+             _tcp(SERVER, CLIENT, s_isn + 1 + len(s2c), FIN | ACK, v6=v6)]
+    return pkts
+
+
+def _expected(tmp_path: Path) -> dict[tuple[int, int], list[bytes]]:
+    ref = tmp_path / "ref.h2scope"
+    with CaptureWriter(ref) as writer:
+        record_session(writer, 1)
+    return _frames(ref)
+
+
+@pytest.mark.parametrize("shape", ["plain", "shuffled", "wrapped", "ipv6", "sll2", "nanosecond",
+                                   "big-endian"])
+def test_segments_are_put_back_in_order(tmp_path: Path, shape: str) -> None:
+    c2s, s2c = _conversation()
+    v6 = shape == "ipv6"
+    ips = _flow(c2s, s2c, shuffle=shape == "shuffled", wrap=shape == "wrapped", v6=v6)
+    if shape == "sll2":
+        frames = [(1000.0 + i / 100, _sll2(ip)) for i, ip in enumerate(ips)]
+        pcap = _pcap(tmp_path / "in.pcap", frames, linktype=276)
+    else:
+        frames = [(1000.0 + i / 100, _ethernet(ip, v6)) for i, ip in enumerate(ips)]
+        pcap = _pcap(tmp_path / "in.pcap", frames, nanoseconds=shape == "nanosecond",
+                     big_endian=shape == "big-endian")
+    out = tmp_path / "out.h2scope"
+    summary = _import(pcap, out)
+    assert summary.connections == {"h2c": 1} and not summary.gaps  # type: ignore[attr-defined]
+    assert _frames(out) == _expected(tmp_path)
+    with CaptureReader(out) as reader:
+        first = next(r for r in reader.records() if r.type == RecordType.FRAME)
+    assert 1000.0 < first.wall < 1000.0 + len(ips) / 100
+
+
+def test_lost_packets_stop_that_direction_and_say_where(tmp_path: Path) -> None:
+    c2s, s2c = _conversation()
+    ips = _flow(c2s, s2c, size=200, drop=3)
+    pcap = _pcap(tmp_path / "lost.pcap", [(1000.0 + i / 100, _ethernet(ip))
+                                          for i, ip in enumerate(ips)])
+    out = tmp_path / "lost.h2scope"
+    summary = _import(pcap, out)
+    gaps = summary.gaps  # type: ignore[attr-defined]
+    assert len(gaps) == 1
+    assert "200 bytes of the server's stream are not in the capture after byte 600" in gaps[0]
+    got, want = _frames(out), _expected(tmp_path)
+    assert got[(1, 0)] == want[(1, 0)]  # the client's direction is whole
+    server = got[(1, 1)]
+    assert server == want[(1, 1)][:len(server)] and len(server) < len(want[(1, 1)])
+    assert sum(map(len, server)) <= 600
+    with CaptureReader(out) as reader:
+        lost = [r.json() for r in reader.records() if r.type == RecordType.LOST]
+    assert [x["count"] for x in lost] == [200]
+
+
+def test_a_hole_that_never_fills_is_given_up_after_max_ahead(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setattr("proxy.capture.pcap_import.MAX_AHEAD", 1000)
+    assert MAX_AHEAD > 1000  # (the real bound is larger; the test makes it small)
+    c2s, s2c = _conversation()
+    ips = _flow(c2s, s2c, size=100, drop=2)
+    pcap = _pcap(tmp_path / "hole.pcap", [(1.0 + i, _ethernet(ip)) for i, ip in enumerate(ips)])
+    summary = _import(pcap, tmp_path / "hole.h2scope")
+    assert len(summary.gaps) == 1 and "100 bytes of the server's" in summary.gaps[0]  # type: ignore[attr-defined]
+
+
+def test_tls_other_and_late_connections_are_counted_not_decoded(tmp_path: Path) -> None:
+    tls = [_tcp(("10.0.0.3", 1), SERVER, 0, SYN),
+           _tcp(("10.0.0.3", 1), SERVER, 1, ACK, b"\x16\x03\x01\x00\x05hello")]
+    http1 = [_tcp(("10.0.0.4", 2), SERVER, 0, SYN),
+             _tcp(("10.0.0.4", 2), SERVER, 1, ACK, b"GET / HTTP/1.1\r\n\r\n")]
+    late = [_tcp(("10.0.0.5", 3), SERVER, 77, ACK, b"\x00\x00\x04\x08\x00\x00\x00\x00\x00")]
+    udp = struct.pack(">BBHHHBBH", 0x45, 0, 28, 0, 0, 64, 17, 0) + bytes(8) + bytes(8)
+    pcap = _pcap(tmp_path / "mix.pcap", [(1.0, _ethernet(p)) for p in [*tls, *http1, *late, udp]])
+    out = tmp_path / "mix.h2scope"
+    summary = _import(pcap, out)
+    assert summary.connections == {"tls": 1, "other": 1, "late": 1}  # type: ignore[attr-defined]
+    assert summary.skipped_packets == 1  # type: ignore[attr-defined]
+    assert main(["import", str(pcap), "-o", str(tmp_path / "none.h2scope")]) == 1
+    assert not (tmp_path / "none.h2scope").exists()
+
+
+def test_the_readers_refuse_what_is_not_a_packet_capture(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"H2SCOPE\n not a pcap")
+    with open(bad, "rb") as f, pytest.raises(PcapError, match="not a pcap or pcapng"):
+        list(packets(f))
+    assert main(["import", str(bad)]) == 2
+
+
+def test_a_torn_last_packet_is_dropped_not_fatal(tmp_path: Path) -> None:
+    ips = _flow(*_conversation())
+    pcap = _pcap(tmp_path / "torn.pcap", [(1.0, _ethernet(ip)) for ip in ips])
+    pcap.write_bytes(pcap.read_bytes()[:-5])
+    with open(pcap, "rb") as f:
+        got = [tcp_segment(p) for p in packets(f)]
+    assert len(got) == len(ips) - 1 and all(s is not None for s in got)
+
+
+def test_commands_that_read_captures_point_a_packet_capture_to_import(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pcap = _pcap(tmp_path / "dump.pcap", [(1.0, _ethernet(ip)) for ip in _flow(
+        *_conversation())])
+    for command in (["check"], ["export", "--format", "text"], ["view"]):
+        assert main([*command, str(pcap)]) == 2
+        assert "packet capture (pcap/pcapng): `h2scope import dump.pcap`" in \
+            capsys.readouterr().err
