@@ -157,24 +157,34 @@ def _pcapng(f: BinaryIO) -> Iterator[Packet]:
         if len(body) < total - 8:
             return  # torn last block
         body = body[:-4]
-        if btype == 1:  # Interface Description Block
-            linktype = struct.unpack_from(order + "H", body, 0)[0]
-            interfaces.append((linktype, _ts_unit(body[8:], order)))
-        elif btype == 6:  # Enhanced Packet Block
-            iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
-            if iface < len(interfaces):
-                linktype, unit = interfaces[iface]
-                yield Packet(((hi << 32) | lo) * unit, linktype, body[20:20 + caplen], wirelen)
-        elif btype == 3 and interfaces:  # Simple Packet Block: no time
-            wirelen = struct.unpack_from(order + "I", body, 0)[0]
-            linktype, _ = interfaces[0]
-            yield Packet(0.0, linktype, body[4:4 + min(wirelen, len(body) - 4)], wirelen)
-        elif btype == 2:  # the obsolete Packet Block
-            iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", body, 0)
-            if iface < len(interfaces):
-                linktype, unit = interfaces[iface]
-                yield Packet(((hi << 32) | lo) * unit, linktype, body[20:20 + caplen], wirelen)
+        try:
+            yield from _block(btype, body, order, interfaces)
+        except struct.error:
+            raise PcapError(f"the pcapng block at byte {offset} (type {btype}) is "
+                            "damaged") from None
         offset += total
+
+
+def _block(btype: int, body: bytes, order: str,
+           interfaces: list[tuple[int, float]]) -> Iterator[Packet]:
+    """The packet a pcapng block holds, if any; an IDB is added to ``interfaces``."""
+    if btype == 1:  # Interface Description Block
+        linktype = struct.unpack_from(order + "H", body, 0)[0]
+        interfaces.append((linktype, _ts_unit(body[8:], order)))
+    elif btype == 6:  # Enhanced Packet Block
+        iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
+        if iface < len(interfaces):
+            linktype, unit = interfaces[iface]
+            yield Packet(((hi << 32) | lo) * unit, linktype, body[20:20 + caplen], wirelen)
+    elif btype == 3 and interfaces:  # Simple Packet Block: no time
+        wirelen = struct.unpack_from(order + "I", body, 0)[0]
+        linktype, _ = interfaces[0]
+        yield Packet(0.0, linktype, body[4:4 + min(wirelen, len(body) - 4)], wirelen)
+    elif btype == 2:  # the obsolete Packet Block
+        iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", body, 0)
+        if iface < len(interfaces):
+            linktype, unit = interfaces[iface]
+            yield Packet(((hi << 32) | lo) * unit, linktype, body[20:20 + caplen], wirelen)
 
 
 def _ts_unit(options: bytes, order: str) -> float:
@@ -193,6 +203,13 @@ def _ts_unit(options: bytes, order: str) -> float:
 
 def tcp_segment(packet: Packet) -> Segment | None:
     """The TCP segment a packet carries; None for anything else (or too short to tell)."""
+    try:
+        return _segment(packet)
+    except (struct.error, IndexError, ValueError):
+        return None  # a header cut short or malformed: not a segment to reassemble
+
+
+def _segment(packet: Packet) -> Segment | None:
     data, lt = packet.data, packet.linktype
     if lt == LINKTYPE_ETHERNET:
         if len(data) < 14:

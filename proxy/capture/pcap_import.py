@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
 from proxy.capture.tap import RecordingObserver
+from proxy.capture.tls_decrypt import KeyLog, TlsDecryptor
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
@@ -126,6 +127,10 @@ class _Connection:
     """Server bytes that came before the client's first (rare; fed after it)."""
     closed_by: str | None = None
     """Who sent the first FIN or RST: client or server."""
+    tls: TlsDecryptor | None = None
+    plain_kind: str | None = None
+    """What the cleartext turned out to be: h2c, h2 (over TLS), other, tls-other."""
+    plain_pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -137,20 +142,23 @@ class ImportSummary:
     skipped_packets: int = 0
     """Not TCP over IPv4/IPv6 (UDP, ARP, fragments, unknown link types)."""
     connections: dict[str, int] = field(default_factory=dict)
-    """TCP connections by kind: h2c, tls, other, late."""
+    """TCP connections by kind: h2c, h2 (TLS, decrypted), tls (no key log),
+    tls-undecrypted, tls-other (decrypted, not HTTP/2), other, late."""
     frames: int = 0
     gaps: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """TLS connections the key log did not open, and why."""
     linktypes: set[int] = field(default_factory=set)
 
 
-def import_packets(f: BinaryIO, writer: CaptureWriter, *, source: str = "",
+def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None = None,
                    progress: Callable[[int], None] | None = None) -> ImportSummary:
-    """Read the packet capture ``f`` and record its cleartext HTTP/2 connections
-    to ``writer``; returns what was found. Raises PcapError for a file that is
-    not a packet capture."""
+    """Read the packet capture ``f`` and record its HTTP/2 connections to
+    ``writer`` (cleartext ones, and TLS ones ``keylog`` decrypts); returns what
+    was found. Raises PcapError for a file that is not a packet capture."""
     summary = ImportSummary()
     conns: dict[tuple[tuple[str, int], tuple[str, int]], _Connection] = {}
-    next_id = 1
+    ids = _Ids()
     t = 0.0
     for packet in packets(f):
         summary.packets += 1
@@ -176,7 +184,7 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, source: str = "",
         side = conn.sides[direction]
         chunks, hole = side.take(seg)
         for data in chunks:
-            next_id = _deliver(conn, direction, data, seg.t, writer, summary, next_id)
+            _deliver(conn, direction, data, seg.t, writer, summary, ids, keylog)
         if hole:
             _gap(conn, direction, hole, "packets missing from the capture", writer, seg.t,
                  summary)
@@ -196,36 +204,97 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, source: str = "",
     return summary
 
 
+class _Ids:
+    """Connection ids for the capture, in the order connections turn out HTTP/2."""
+
+    def __init__(self) -> None:
+        self.next = 1
+
+    def take(self) -> int:
+        n, self.next = self.next, self.next + 1
+        return n
+
+
 def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
-             writer: CaptureWriter, summary: ImportSummary, next_id: int) -> int:
+             writer: CaptureWriter, summary: ImportSummary, ids: _Ids,
+             keylog: KeyLog | None) -> None:
+    """The next in-order bytes of a connection's TCP stream."""
     if conn.kind is None:
         if direction is Direction.S2C:
             conn.pending.append((direction, data, t))
-            return next_id
+            return
         conn.kind = _kind(conn, data)
-        summary.connections[conn.kind] = summary.connections.get(conn.kind, 0) + 1
+        early, conn.pending = conn.pending, []
+        if conn.kind == "tls" and keylog is not None:
+            conn.tls = TlsDecryptor(keylog)
+        elif conn.kind != "h2c":
+            _count_kind(summary, conn.kind)  # nothing to decode in it
+            return
+        # In capture order: a server that speaks first (an h2c server's SETTINGS)
+        # before the client, whose first bytes may already acknowledge it.
+        for d, chunk, te in [*early, (direction, data, t)]:
+            _deliver(conn, d, chunk, te, writer, summary, ids, keylog)
+        return
+    tls = conn.tls
+    if tls is None:
         if conn.kind == "h2c":
-            conn.conn_id = next_id
-            next_id += 1
-            meta = {
-                "client": {"ip": conn.client[0], "port": conn.client[1]},
-                "server": {"ip": conn.server[0], "port": conn.server[1]},
-                "mode": "pcap", "protocol": "h2c", "via": "packet capture",
-                "target": _hostport(conn.server),
-            }
-            conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started,
-                                         wall_clock=True)
-    tap = conn.tap
-    if tap is None:
-        return next_id
-    for d, early, te in conn.pending:
-        summary.frames += _count(tap.feed(d, early, te))
-    conn.pending.clear()
-    summary.frames += _count(tap.feed(direction, data, t))
-    return next_id
+            _plain(conn, direction, data, t, writer, summary, ids)
+        return
+    was_failed = tls.failed[direction]
+    for chunk in tls.feed(int(direction), data):
+        _plain(conn, direction, chunk, t, writer, summary, ids)
+    if tls.failed[direction] and not was_failed and conn.tap is not None:
+        who = "client" if direction is Direction.C2S else "server"
+        text = (f"{_hostport(conn.client)} → {_hostport(conn.server)}: {tls.problem}; the "
+                f"{who}'s frames after that point are not decoded")
+        summary.problems.append(text)
+        if conn.conn_id is not None:
+            writer.lost(conn.conn_id, count=0, reason=text, t=t, wall=t)
+
+
+def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
+           writer: CaptureWriter, summary: ImportSummary, ids: _Ids) -> None:
+    """The next cleartext bytes (TCP payload for h2c, decrypted for TLS)."""
+    if conn.tap is None:
+        if conn.plain_kind is not None:
+            return  # not HTTP/2
+        if direction is Direction.S2C:
+            conn.plain_pending.append((direction, data, t))
+            return
+        tls = conn.tls
+        if not data.startswith(CONNECTION_PREFACE[:len(data)]):
+            conn.plain_kind = "tls-other" if tls is not None else "other"
+            _count_kind(summary, conn.plain_kind)
+            return
+        conn.plain_kind = "h2" if tls is not None else "h2c"
+        _count_kind(summary, conn.plain_kind)
+        conn.conn_id = ids.take()
+        meta: dict[str, Any] = {
+            "client": {"ip": conn.client[0], "port": conn.client[1]},
+            "server": {"ip": conn.server[0], "port": conn.server[1]},
+            "mode": "pcap", "protocol": conn.plain_kind, "via": "packet capture",
+            "target": _hostport(conn.server),
+        }
+        if tls is not None:
+            meta["client_tls"] = tls.tls_meta()
+            if tls.client_hello is not None and tls.client_hello.sni:
+                meta["sni"] = tls.client_hello.sni
+                meta["server"]["host"] = tls.client_hello.sni
+        conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started,
+                                     wall_clock=True)
+        early, conn.plain_pending = conn.plain_pending, []
+        for d, chunk, te in [*early, (direction, data, t)]:  # in capture order
+            summary.frames += _count(conn.tap.feed(d, chunk, te))
+        return
+    summary.frames += _count(conn.tap.feed(direction, data, t))
+
+
+def _count_kind(summary: ImportSummary, kind: str) -> None:
+    summary.connections[kind] = summary.connections.get(kind, 0) + 1
 
 
 def _kind(conn: _Connection, first: bytes) -> str:
+    """What the client's first bytes say: h2c (the preface), tls, other, or late."""
     if first.startswith(CONNECTION_PREFACE[:len(first)]) and len(first) >= 3:
         return "h2c"
     if first[:1] == bytes([_TLS_HANDSHAKE]) and first[1:2] == b"\x03":
@@ -260,7 +329,12 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
             _gap(conn, direction, side.hole(), "packets missing from the capture", writer, t,
                  summary)
     if conn.kind is None and conn.pending:
-        summary.connections["other"] = summary.connections.get("other", 0) + 1
+        _count_kind(summary, "other")
+    elif conn.tls is not None and conn.plain_kind is None and conn.tap is None:
+        _count_kind(summary, "tls-undecrypted")
+        if conn.tls.problem:
+            summary.problems.append(f"{_hostport(conn.client)} → {_hostport(conn.server)}: "
+                                    f"{conn.tls.problem}")
     if conn.tap is not None:
         error = "reset (TCP RST)" if reset else (
             None if ended else "still open when the capture ended")

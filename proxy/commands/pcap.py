@@ -1,8 +1,9 @@
-"""``h2scope import``: a packet capture's cleartext HTTP/2 as an h2scope capture.
+"""``h2scope import``: a packet capture's HTTP/2 as an h2scope capture.
 
 For traffic h2scope did not relay: a ``tcpdump``/``dumpcap`` capture of h2c
-(gRPC without TLS, a load balancer's backend leg). The result is an ordinary
-capture (mode 0600) for ``view``, ``export``, ``check`` and ``replay``.
+(gRPC without TLS, a load balancer's backend leg), or of TLS with the client's
+key log. The result is an ordinary capture (mode 0600) for ``view``,
+``export``, ``check`` and ``replay``. docs/import.md.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ examples:
 
   h2scope import capture.pcapng -o session.h2scope && h2scope check session.h2scope
 
-Connections are found by the HTTP/2 connection preface (prior knowledge, as
-curl --http2-prior-knowledge and gRPC clients send it); TLS connections are
-encrypted and skipped (record those through h2scope run). Packets the capture
-lost stop the decoding of that direction, and say so. exit status: 0 done,
-1 no HTTP/2 connection in the file, 2 not a packet capture (or a bad option).
+  SSLKEYLOGFILE=keys.log curl --http2 https://example.com/   (captured meanwhile)
+  h2scope import https.pcapng --keylog-file keys.log        TLS 1.2/1.3 decrypted
+
+Connections are found by the HTTP/2 connection preface (as h2c clients and
+gRPC send it, and as every client sends it inside TLS once ALPN chose h2);
+TLS is decrypted when --keylog-file has the connection's secrets, and skipped
+otherwise. Packets the capture lost stop the decoding of that direction, and
+say so. docs/import.md.
+
+exit status: 0 done, 1 no HTTP/2 connection it could decode in the file,
+2 not a packet capture (or a bad option).
 """
 
 
@@ -36,10 +43,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "import",
         parents=[common],
-        help="turn a pcap/pcapng packet capture of cleartext HTTP/2 (h2c) into a capture",
+        help="turn a pcap/pcapng packet capture of HTTP/2 (h2c, or TLS with a key log) "
+        "into a capture",
         description="Read a pcap or pcapng file (tcpdump, dumpcap, Wireshark), put each TCP "
-        "connection's bytes back in order and record its cleartext HTTP/2 frames to an "
-        "h2scope capture, as if h2scope had relayed them.",
+        "connection's bytes back in order, decrypt TLS when --keylog-file has its secrets, "
+        "and record the HTTP/2 frames to an h2scope capture, as if h2scope had relayed them.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -47,17 +55,32 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="OUT",
                    help="the capture to write (default: FILE's name with .h2scope, in the "
                    "current directory)")
+    p.add_argument("--keylog-file", type=Path, metavar="KEYLOG",
+                   help="decrypt TLS (1.2 and 1.3) with this NSS key log: the file "
+                   "SSLKEYLOGFILE named when the client ran (curl, browsers, Go, Python, "
+                   "h2scope run --sslkeylogfile)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from proxy.capture.pcap import PcapError
     from proxy.capture.pcap_import import import_packets
+    from proxy.capture.tls_decrypt import KeyLog
     from proxy.capture.writer import CaptureWriter
     from proxy.cli import UsageError
 
     src: Path = args.file
     out: Path = args.output or Path(src.name).with_suffix(".h2scope")
+    keylog = None
+    if args.keylog_file is not None:
+        try:
+            keylog = KeyLog.load(args.keylog_file)
+        except OSError as exc:
+            raise UsageError(f"cannot read the key log {args.keylog_file}: "
+                             f"{exc.strerror or exc}") from None
+        if not len(keylog):
+            raise UsageError(f"{args.keylog_file} holds no key log lines (LABEL "
+                             "<client random> <secret>, as SSLKEYLOGFILE writes them)")
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out} is the packet capture itself: give another -o")
     with contextlib.ExitStack() as stack:
@@ -72,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {out}: {exc.strerror}") from None
         try:
-            summary = import_packets(f, writer, source=src.name)
+            summary = import_packets(f, writer, keylog=keylog)
         except PcapError as exc:
             writer.close(fsync=False)
             _remove(out)
@@ -81,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             writer.close(fsync=False)
             raise
         writer.close()
-    h2 = summary.connections.get("h2c", 0)
-    lines = _report(summary, src, out)
+    h2 = summary.connections.get("h2c", 0) + summary.connections.get("h2", 0)
+    lines = _report(summary, src, out, keylog is not None)
     for line in lines:
         print(line, file=sys.stderr if not h2 else sys.stdout)
     if not h2:
@@ -92,20 +115,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(summary: Any, src: Path, out: Path) -> list[str]:
+def _report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
     kinds = summary.connections
-    h2 = kinds.get("h2c", 0)
+    h2c, h2 = kinds.get("h2c", 0), kinds.get("h2", 0)
     lines = []
-    if h2:
-        lines.append(f"imported {h2} HTTP/2 connection{'s' * (h2 != 1)} (h2c), "
+    if h2c or h2:
+        how = ", ".join(part for part in (f"{h2c} h2c" if h2c else "",
+                                          f"{h2} TLS decrypted" if h2 else "") if part)
+        lines.append(f"imported {h2c + h2} HTTP/2 connection{'s' * (h2c + h2 != 1)} ({how}), "
                      f"{summary.frames:,} frames, from {src} to {out}")
     else:
-        lines.append(f"h2scope import: no cleartext HTTP/2 connection in {src} "
+        what = "HTTP/2" if keys else "cleartext HTTP/2"
+        lines.append(f"h2scope import: no {what} connection in {src} "
                      f"({summary.packets:,} packets, {summary.tcp_segments:,} TCP segments); "
                      "nothing written")
     skipped = []
     if kinds.get("tls"):
-        skipped.append(f"{kinds['tls']} TLS (encrypted: record through h2scope run instead)")
+        skipped.append(f"{kinds['tls']} TLS (encrypted: give --keylog-file, or record "
+                       "through h2scope run)")
+    if kinds.get("tls-undecrypted"):
+        skipped.append(f"{kinds['tls-undecrypted']} TLS the key log does not open")
+    if kinds.get("tls-other"):
+        skipped.append(f"{kinds['tls-other']} TLS, decrypted, not HTTP/2")
     if kinds.get("late"):
         skipped.append(f"{kinds['late']} whose start is not in the capture")
     if kinds.get("other"):
@@ -118,6 +149,7 @@ def _report(summary: Any, src: Path, out: Path) -> list[str]:
                 f"{', '.join(LINKTYPES.values())} are)") if unknown else ""
         lines.append(f"{summary.skipped_packets:,} packets are not TCP over IP{note}")
     lines.extend(f"gap: {g}" for g in summary.gaps)
+    lines.extend(f"tls: {p}" for p in summary.problems)
     return lines
 
 

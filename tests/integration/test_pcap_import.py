@@ -1,8 +1,10 @@
 """``h2scope import`` on real packet captures: dumpcap (Wireshark's capture engine)
-records curl and nghttp talking h2c to nghttpd on the loopback interface, in pcapng
-and in classic pcap; the import must hold the frames tshark dissects from the
-same file — every frame type counted alike, the same statuses, the same DATA
-bytes — and its frames must decode without a finding."""
+records curl and nghttp talking to nghttpd on the loopback interface — h2c, in
+pcapng and in classic pcap, and HTTP/2 over TLS 1.3 and 1.2 with every AEAD
+family, decrypted with the key log curl wrote (SSLKEYLOGFILE). The import must
+hold the frames tshark dissects from the same file (given the same key log) —
+every frame type counted alike, the same statuses, the same DATA bytes — and
+its frames must decode without a finding."""
 
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from proxy.capture.format import RecordType
+from proxy.capture.reader import CaptureReader
 from proxy.cli import main
 from tests.helpers import procs
+from tests.helpers.tls_files import CertFiles
 
 
 class Dumpcap:
@@ -36,7 +42,9 @@ class Dumpcap:
 
     def __init__(self, out: Path, port: int, *, pcap: bool) -> None:
         self.probe = procs.free_port()
-        args = [procs.require("dumpcap"), "-i", "lo", "-f",
+        # A bigger kernel buffer than the default 2 MiB: a burst on loopback must
+        # not be dropped before dumpcap reads it (the import would report a gap).
+        args = [procs.require("dumpcap"), "-i", "lo", "-B", "64", "-f",
                 f"tcp port {port} or tcp port {self.probe}", "-w", str(out)]
         if pcap:
             args.append("-P")
@@ -98,6 +106,35 @@ def dumpcap(out: Path, port: int, *, pcap: bool) -> Iterator[Dumpcap]:
         cap.stop()
 
 
+def _tshark_frames(pcap: Path, *options: str) -> tuple[collections.Counter[int], int, set[str]]:
+    """(frames by type, DATA payload bytes, :status values) as tshark dissects them."""
+    tshark = procs.run([procs.require("tshark"), "-r", str(pcap), *options, "-Y", "http2",
+                        "-T", "fields", "-E", "separator=;", "-e", "http2.type", "-e",
+                        "http2.length", "-e", "http2.headers.status"], timeout=60)
+    assert tshark.returncode == 0, tshark.stderr
+    types: collections.Counter[int] = collections.Counter()
+    data_bytes = 0
+    statuses: set[str] = set()
+    for line in tshark.stdout.decode().splitlines():
+        ftypes, lengths, status = line.split(";")
+        pairs = list(zip(map(int, ftypes.split(",")), map(int, lengths.split(",")),
+                         strict=True))
+        types.update(t for t, _ in pairs)
+        data_bytes += sum(n for t, n in pairs if t == 0)
+        statuses.update(s for s in status.split(",") if s)
+    return types, data_bytes, statuses
+
+
+def _ours(capture: Path) -> tuple[collections.Counter[int], int, set[str], list[dict[str, Any]]]:
+    export = procs.run(["h2scope", "export", str(capture), "--format", "jsonl"], timeout=60)
+    assert export.returncode == 0, export.stderr
+    objs = [json.loads(line) for line in export.stdout.decode().splitlines()]
+    statuses = {h["value"] for o in objs if o["type"] == "HEADERS"
+                for h in o["block"]["headers"] if h["name"] == ":status"}
+    return (collections.Counter(o["type_id"] for o in objs),
+            sum(o["length"] for o in objs if o["type_id"] == 0), statuses, objs)
+
+
 @pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
 def test_a_loopback_capture_of_h2c_imports_the_frames_tshark_sees(
         tmp_path: Path, docroot: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,33 +150,76 @@ def test_a_loopback_capture_of_h2c_imports_the_frames_tshark_sees(
     out = tmp_path / "lo.h2scope"
     assert main(["import", str(pcap), "-o", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "imported 2 HTTP/2 connections (h2c)" in said and f"h2scope view {out}" in said
+    assert "imported 2 HTTP/2 connections (2 h2c)" in said and f"h2scope view {out}" in said
+    assert "gap:" not in said  # (dumpcap kept every packet)
 
     # What tshark dissects from the same file (nghttpd's port is not HTTP/2's by
     # default: -d tells it), frame by frame.
-    tshark = procs.run([procs.require("tshark"), "-r", str(pcap), "-d",
-                        f"tcp.port=={port},http2", "-Y", "http2", "-T", "fields",
-                        "-E", "separator=;", "-e", "http2.type", "-e", "http2.length",
-                        "-e", "http2.headers.status"], timeout=60)
-    assert tshark.returncode == 0, tshark.stderr
-    types: collections.Counter[int] = collections.Counter()
-    data_bytes = 0
-    statuses: set[str] = set()
-    for line in tshark.stdout.decode().splitlines():
-        ftypes, lengths, status = line.split(";")
-        pairs = list(zip(map(int, ftypes.split(",")), map(int, lengths.split(",")),
-                         strict=True))
-        types.update(t for t, _ in pairs)
-        data_bytes += sum(n for t, n in pairs if t == 0)
-        statuses.update(s for s in status.split(",") if s)
-
-    export = procs.run(["h2scope", "export", str(out), "--format", "jsonl"], timeout=60)
-    objs = [json.loads(line) for line in export.stdout.decode().splitlines()]
-    assert collections.Counter(o["type_id"] for o in objs) == types
-    assert sum(o["length"] for o in objs if o["type_id"] == 0) == data_bytes
-    ours = {h["value"] for o in objs if o["type"] == "HEADERS"
-            for h in o["block"]["headers"] if h["name"] == ":status"}
-    assert ours == statuses == {"200", "404"}
+    types, data_bytes, statuses = _tshark_frames(pcap, "-d", f"tcp.port=={port},http2")
+    our_types, our_bytes, our_statuses, objs = _ours(out)
+    assert our_types == types and our_bytes == data_bytes
+    assert our_statuses == statuses == {"200", "404"}
     assert data_bytes >= 2 * (docroot / "big.bin").stat().st_size
     assert not any(o["findings"] for o in objs)
     assert main(["check", str(out)]) == 0
+
+
+# curl options that pick each record protection h2scope decrypts.
+_TLS_CLIENTS = {
+    "TLS 1.3 AES-256-GCM": ["--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"],
+    "TLS 1.3 AES-128-GCM": ["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"],
+    "TLS 1.3 ChaCha20": ["--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"],
+    "TLS 1.2 AES-256-GCM": ["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+    "TLS 1.2 AES-128-GCM": ["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+    "TLS 1.2 ChaCha20": ["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+}
+
+
+def test_tls_connections_decrypt_with_the_clients_key_log(
+        tmp_path: Path, origin_cert: CertFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    (docroot / "big.bin").write_bytes(bytes(range(256)) * 600)  # 150 KiB: 10 DATA frames
+    pcap = tmp_path / "tls.pcapng"
+    keys = tmp_path / "keys.log"
+    env = dict(os.environ, SSLKEYLOGFILE=str(keys))
+    curl = procs.require("curl")
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as port, \
+            dumpcap(pcap, port, pcap=False):
+        base = [curl, "-sS", "--cacert", str(origin_cert.cert), "-o", os.devnull]
+        for options in _TLS_CLIENTS.values():
+            got = subprocess.run([*base, "--http2", *options,
+                                  f"https://localhost:{port}/big.bin"],
+                                 capture_output=True, env=env, timeout=30, check=False)
+            assert got.returncode == 0, (options, got.stderr)
+        # HTTP/1.1 inside TLS (nghttpd then closes: it speaks only HTTP/2).
+        subprocess.run([*base, "--http1.1", f"https://localhost:{port}/index.html"],
+                       capture_output=True, env=env, timeout=30, check=False)
+
+    # Without the key log: nothing to import, and the report says what would help.
+    assert main(["import", str(pcap), "-o", str(tmp_path / "none.h2scope")]) == 1
+    assert "7 TLS (encrypted: give --keylog-file" in capsys.readouterr().err
+
+    out = tmp_path / "tls.h2scope"
+    assert main(["import", str(pcap), "--keylog-file", str(keys), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"imported {len(_TLS_CLIENTS)} HTTP/2 connections ({len(_TLS_CLIENTS)} TLS " \
+        "decrypted)" in said
+    assert "1 TLS, decrypted, not HTTP/2" in said  # the HTTP/1.1 one
+    assert "gap:" not in said  # (dumpcap kept every packet)
+    types, data_bytes, statuses = _tshark_frames(pcap, "-o", f"tls.keylog_file:{keys}")
+    our_types, our_bytes, our_statuses, objs = _ours(out)
+    assert our_types == types and our_bytes == data_bytes
+    assert our_bytes == len(_TLS_CLIENTS) * (docroot / "big.bin").stat().st_size
+    assert our_statuses == statuses == {"200"}
+    assert not any(o["findings"] for o in objs)
+    with CaptureReader(out) as reader:
+        legs = [r.json()["client_tls"] for r in reader.records()
+                if r.type == RecordType.CONNECTION]
+    assert sorted((leg["version"], leg["cipher"]) for leg in legs) == sorted([
+        ("TLSv1.3", "TLS_AES_256_GCM_SHA384"), ("TLSv1.3", "TLS_AES_128_GCM_SHA256"),
+        ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"),
+        ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")])
+    assert all(leg["sni"] == "localhost" and leg["alpn"] == "h2" for leg in legs)
