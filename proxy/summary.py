@@ -126,7 +126,7 @@ class RunSummary:
         out = [f"{self.connections} connection{'s' * (self.connections != 1)}"
                + (f" ({protos})" if protos else "")
                + f", {sum(self.frames):,} HTTP/2 frames ({self.frames[0]:,} → / "
-                 f"{self.frames[1]:,} ←), {self.streams:,} streams"]
+                 f"{self.frames[1]:,} ←), {self.streams:,} stream{'s' * (self.streams != 1)}"]
         if self.resets:
             out.append("resets: " + ", ".join(f"{code} ×{n}"
                                               for code, n in self.resets.most_common()))

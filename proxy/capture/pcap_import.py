@@ -1,14 +1,16 @@
-"""``h2scope import``: cleartext HTTP/2 in a packet capture, as an h2scope capture.
+"""``h2scope import``: HTTP/2 in a packet capture, as an h2scope capture.
 
 The TCP segments of a pcap or pcapng file (:mod:`proxy.capture.pcap`) are
 put back into each connection's two byte streams, in sequence order:
 retransmitted and overlapping bytes are used once, segments that arrive early
 wait (up to :data:`MAX_AHEAD` bytes per direction) until the hole before them
-is filled. A connection whose client sends the HTTP/2 connection preface
-(RFC 9113 §3.4, prior knowledge: h2c) is recorded through the same tap the
-proxy records with (:class:`proxy.capture.tap.RecordingObserver`): frames,
-preface, close. The result opens in ``h2scope view``, exports and replays like
-a recording made by the proxy.
+is filled. A connection is HTTP/2 when its client sends the connection preface
+(RFC 9113 §3.4, prior knowledge: h2c), when an HTTP/1.1 ``Upgrade: h2c`` gets
+its 101 (RFC 7540 §3.2), or when either happens inside TLS that the key log
+decrypts (:mod:`proxy.capture.tls_decrypt`). It is recorded through the same
+tap the proxy records with (:class:`proxy.capture.tap.RecordingObserver`):
+frames, preface, upgrade, close, at the packets' times. The result opens in
+``h2scope view``, exports and replays like a recording made by the proxy.
 
 What cannot be decoded is said, not guessed:
 
@@ -16,12 +18,10 @@ What cannot be decoded is said, not guessed:
   them) stops decoding that direction at the hole — HTTP/2 frames cannot be
   found again in the middle of a stream — and a LOST record says how many
   bytes are missing and where;
-* TLS connections are counted as such: their bytes are encrypted (record
-  through ``h2scope run`` instead, or keep its ``--sslkeylogfile`` for
-  Wireshark);
+* TLS without its secrets in the key log is counted, and why it could not be
+  opened is reported;
 * connections whose start was not captured, and those that are not HTTP/2
-  (HTTP/1.1 without an ``Upgrade: h2c`` that took effect — upgrades are not
-  followed yet), are counted and skipped.
+  (HTTP/1.1 that does not upgrade), are counted and skipped.
 """
 
 from __future__ import annotations
@@ -34,9 +34,19 @@ from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.tls_decrypt import KeyLog, TlsDecryptor
 from proxy.capture.writer import CaptureWriter
+from proxy.net.http1 import (
+    Http1Error,
+    RequestHead,
+    h2c_upgrade,
+    looks_like_http1_request,
+    parse_request_head,
+    parse_response_head,
+)
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
 
+MAX_HEAD = 64 << 10
+"""An HTTP/1.1 head longer than this is not waited for (not an h2c upgrade)."""
 MAX_AHEAD = 4 << 20
 """Bytes of early segments kept per direction while waiting for a hole to fill."""
 _SEQ_MOD = 1 << 32
@@ -111,6 +121,16 @@ class _Direction:
 
 
 @dataclass
+class _Upgrade:
+    """An HTTP/1.1 connection while it may still upgrade to h2c: the heads so far."""
+
+    client: bytearray = field(default_factory=bytearray)
+    server: bytearray = field(default_factory=bytearray)
+    request: RequestHead | None = None
+    gave_up: bool = False
+
+
+@dataclass
 class _Connection:
     conn_id: int | None
     client: tuple[str, int]
@@ -128,6 +148,7 @@ class _Connection:
     closed_by: str | None = None
     """Who sent the first FIN or RST: client or server."""
     tls: TlsDecryptor | None = None
+    upgrade: _Upgrade | None = None
     plain_kind: str | None = None
     """What the cleartext turned out to be: h2c, h2 (over TLS), other, tls-other."""
     plain_pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
@@ -227,6 +248,8 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
         early, conn.pending = conn.pending, []
         if conn.kind == "tls" and keylog is not None:
             conn.tls = TlsDecryptor(keylog)
+        elif conn.kind == "http1":
+            conn.upgrade = _Upgrade()
         elif conn.kind != "h2c":
             _count_kind(summary, conn.kind)  # nothing to decode in it
             return
@@ -239,6 +262,8 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
     if tls is None:
         if conn.kind == "h2c":
             _plain(conn, direction, data, t, writer, summary, ids)
+        elif conn.upgrade is not None:
+            _http1(conn, direction, data, t, writer, summary, ids)
         return
     was_failed = tls.failed[direction]
     for chunk in tls.feed(int(direction), data):
@@ -266,27 +291,94 @@ def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
             conn.plain_kind = "tls-other" if tls is not None else "other"
             _count_kind(summary, conn.plain_kind)
             return
-        conn.plain_kind = "h2" if tls is not None else "h2c"
-        _count_kind(summary, conn.plain_kind)
-        conn.conn_id = ids.take()
-        meta: dict[str, Any] = {
-            "client": {"ip": conn.client[0], "port": conn.client[1]},
-            "server": {"ip": conn.server[0], "port": conn.server[1]},
-            "mode": "pcap", "protocol": conn.plain_kind, "via": "packet capture",
-            "target": _hostport(conn.server),
-        }
-        if tls is not None:
-            meta["client_tls"] = tls.tls_meta()
-            if tls.client_hello is not None and tls.client_hello.sni:
-                meta["sni"] = tls.client_hello.sni
-                meta["server"]["host"] = tls.client_hello.sni
-        conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started,
-                                     wall_clock=True)
+        tap = _open_tap(conn, "h2" if tls is not None else "h2c", writer, summary, ids)
         early, conn.plain_pending = conn.plain_pending, []
         for d, chunk, te in [*early, (direction, data, t)]:  # in capture order
-            summary.frames += _count(conn.tap.feed(d, chunk, te))
+            summary.frames += _count(tap.feed(d, chunk, te))
         return
     summary.frames += _count(conn.tap.feed(direction, data, t))
+
+
+def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
+              summary: ImportSummary, ids: _Ids, via: str = "packet capture"
+              ) -> RecordingObserver:
+    """The connection is HTTP/2: its CONNECTION record, and the tap its bytes go through."""
+    conn.plain_kind = protocol
+    _count_kind(summary, protocol)
+    conn.conn_id = ids.take()
+    meta: dict[str, Any] = {
+        "client": {"ip": conn.client[0], "port": conn.client[1]},
+        "server": {"ip": conn.server[0], "port": conn.server[1]},
+        "mode": "pcap", "protocol": protocol, "via": via, "target": _hostport(conn.server),
+    }
+    tls = conn.tls
+    if tls is not None:
+        meta["client_tls"] = tls.tls_meta()
+        if tls.client_hello is not None and tls.client_hello.sni:
+            meta["sni"] = tls.client_hello.sni
+            meta["server"]["host"] = tls.client_hello.sni
+    conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started, wall_clock=True)
+    return conn.tap
+
+
+def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
+           writer: CaptureWriter, summary: ImportSummary, ids: _Ids) -> None:
+    """HTTP/1.1 until an ``Upgrade: h2c`` request gets its 101 (RFC 7540 §3.2): then
+    stream 1 is that request (the observer's ``upgrade_h2c``, an H2C_UPGRADE
+    record) and the bytes after the two heads are HTTP/2 frames."""
+    up = conn.upgrade
+    assert up is not None
+    if conn.tap is not None:
+        summary.frames += _count(conn.tap.feed(direction, data, t))
+        return
+    if up.gave_up:
+        return
+    (up.client if direction is Direction.C2S else up.server).extend(data)
+    if up.request is None:
+        end = up.client.find(b"\r\n\r\n")
+        if end < 0:
+            if len(up.client) > MAX_HEAD:
+                _not_upgraded(conn, summary)
+            return
+        try:
+            up.request = parse_request_head(bytes(up.client[:end + 4]))
+        except Http1Error:
+            _not_upgraded(conn, summary)
+            return
+        del up.client[:end + 4]
+        if "h2c" not in up.request.tokens("upgrade"):
+            _not_upgraded(conn, summary)
+            return
+    end = up.server.find(b"\r\n\r\n")
+    if end < 0:
+        if len(up.server) > MAX_HEAD:
+            _not_upgraded(conn, summary)
+        return
+    try:
+        response = parse_response_head(bytes(up.server[:end + 4]))
+    except Http1Error:
+        _not_upgraded(conn, summary)
+        return
+    if response.status != 101:
+        _not_upgraded(conn, summary)
+        return
+    del up.server[:end + 4]
+    settings, headers = h2c_upgrade(up.request)
+    tap = _open_tap(conn, "h2c", writer, summary, ids, via="packet capture, Upgrade: h2c")
+    summary.frames += _count(tap.upgrade_h2c(http2_settings=settings or b"",
+                                             request_headers=headers, t=t))
+    # The server's frames follow its 101; the client's preface follows the 101 too.
+    for d, rest in ((Direction.S2C, up.server), (Direction.C2S, up.client)):
+        if rest:
+            summary.frames += _count(tap.feed(d, bytes(rest), t))
+    up.client.clear()
+    up.server.clear()
+
+
+def _not_upgraded(conn: _Connection, summary: ImportSummary) -> None:
+    assert conn.upgrade is not None
+    conn.upgrade.gave_up = True
+    _count_kind(summary, "other")
 
 
 def _count_kind(summary: ImportSummary, kind: str) -> None:
@@ -299,6 +391,8 @@ def _kind(conn: _Connection, first: bytes) -> str:
         return "h2c"
     if first[:1] == bytes([_TLS_HANDSHAKE]) and first[1:2] == b"\x03":
         return "tls"
+    if looks_like_http1_request(first):
+        return "http1"  # an Upgrade: h2c may follow (RFC 7540 §3.2)
     if not conn.saw_syn:
         return "late"
     return "other"
@@ -330,6 +424,8 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
                  summary)
     if conn.kind is None and conn.pending:
         _count_kind(summary, "other")
+    elif conn.upgrade is not None and conn.tap is None and not conn.upgrade.gave_up:
+        _count_kind(summary, "other")  # HTTP/1.1 that never got (or asked for) its 101
     elif conn.tls is not None and conn.plain_kind is None and conn.tap is None:
         _count_kind(summary, "tls-undecrypted")
         if conn.tls.problem:

@@ -140,7 +140,7 @@ def _report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
     if kinds.get("late"):
         skipped.append(f"{kinds['late']} whose start is not in the capture")
     if kinds.get("other"):
-        skipped.append(f"{kinds['other']} not HTTP/2 with prior knowledge")
+        skipped.append(f"{kinds['other']} not HTTP/2 (no preface, no h2c upgrade)")
     if skipped:
         lines.append("skipped TCP connections: " + "; ".join(skipped))
     if summary.skipped_packets:

@@ -8,6 +8,8 @@ they raise :class:`Http1Error` with a sentence naming the problem.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -110,6 +112,25 @@ def parse_response_head(raw: bytes) -> ResponseHead:
                         version=parts[0].decode("ascii"), status=int(parts[1]),
                         reason=parts[2].decode("latin-1") if len(parts) > 2 else "",
                         headers=_headers(rest))
+
+
+def h2c_upgrade(request: RequestHead, scheme: str = "http"
+                ) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:
+    """What an ``Upgrade: h2c`` request hands to HTTP/2 (RFC 7540 §3.2): the decoded
+    ``HTTP2-Settings`` payload (None when it is not base64url, RFC 7540 §3.2.1:
+    token68, no padding) and the request as stream 1's header list
+    (pseudo-headers first, ``Host`` as ``:authority``)."""
+    value = (request.get("http2-settings") or "").strip()
+    settings: bytes | None
+    try:
+        settings = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        settings = None
+    pseudo = [(":method", request.method), (":scheme", scheme),
+              (":authority", request.get("host") or ""), (":path", request.target)]
+    headers = tuple(pseudo + [(n.lower(), v) for n, v in request.headers
+                              if n.lower() != "host"])
+    return settings, headers
 
 
 def looks_like_http1_request(data: bytes) -> bool:

@@ -21,8 +21,6 @@ to the tunnel code.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import time
@@ -65,12 +63,6 @@ class _Done(Exception):
 
 class _Handed(Exception):
     """The connection was handed to another relay (upgrade, CONNECT): it reports the close."""
-
-
-def _b64url(value: str) -> bytes:
-    # RFC 7540 §3.2.1: token68, base64url without padding.
-    value = value.strip()
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 class Http1Relay:
@@ -358,16 +350,10 @@ class Http1Relay:
         observer = None
         if response.status == 101 and protocol == "h2c":
             observer = self.conn.state.new_observer()
-            settings = b""
-            try:
-                settings = _b64url(request.get("http2-settings") or "")
-            except (binascii.Error, ValueError):
+            decoded, headers = http1.h2c_upgrade(request, self.scheme)
+            if decoded is None:
                 await self.conn.error("http1", "the HTTP2-Settings header is not base64url")
-            authority = request.get("host") or ""
-            pseudo = [(":method", request.method), (":scheme", self.scheme),
-                      (":authority", authority), (":path", request.target)]
-            headers = tuple(pseudo + [(n.lower(), v) for n, v in request.headers
-                                      if n.lower() != "host"])
+            settings = decoded or b""
             t = time.time()
             upgraded = H2cUpgraded(conn_id=self.conn.id, t=t, http2_settings=settings,
                                    request_headers=headers)

@@ -260,9 +260,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             for i in range(0, len(http2_settings) - len(http2_settings) % 6, 6))
         self._apply_settings(client, settings, t)
         client.refresh_frame_size()
-        stream = Stream(1, state=_HALF_CLOSED_CLIENT, request_headers=request_headers)
+        stream = Stream(1, request_headers=request_headers)
         self._init_windows(stream)
-        self.streams[1] = stream
+        # Opened and half-closed by the client's request at once: the state change is
+        # an event (summaries count the stream) and the stream counts as active.
+        self._set_state(stream, _HALF_CLOSED_CLIENT, C2S, self.seq, t)
         client.highest_stream_id = 1
         self.priority.ensure(1)
         return events

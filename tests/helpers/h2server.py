@@ -73,6 +73,12 @@ class H2Origin(asyncio.Protocol):
                           (line.partition(":") for line in head[1:])}
                 path = head[0].split(" ")[1]
                 assert self.transport is not None
+                if "http2-settings" not in fields:  # plain HTTP/1.1: answered, closed
+                    body = f"hello {path} over HTTP/1.1\n".encode()
+                    self.transport.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                    self.transport.close()
+                    return
                 self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n"
                                      b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
                 self.conn.initiate_upgrade_connection(fields["http2-settings"])

@@ -25,8 +25,11 @@ import pytest
 
 from proxy.capture.format import RecordType
 from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import replay_observer
 from proxy.cli import main
+from proxy.observe.events import FrameObserved
 from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
 from tests.helpers.tls_files import CertFiles
 
 
@@ -223,3 +226,46 @@ def test_tls_connections_decrypt_with_the_clients_key_log(
         ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
         ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")])
     assert all(leg["sni"] == "localhost" and leg["alpn"] == "h2" for leg in legs)
+
+
+def test_an_h2c_upgrade_is_followed_from_its_101(tmp_path: Path) -> None:
+    """curl --http2 on http:// asks for Upgrade: h2c (RFC 7540 §3.2); once the
+    server's 101 is in the capture, stream 1 is that request and what follows
+    is HTTP/2. A plain HTTP/1.1 request beside it is counted, not decoded.
+    (nghttpd does not implement the upgrade; the Python h2 origin does.)"""
+    origin = ServerThread(upgrade=True)
+    pcap = tmp_path / "upgrade.pcapng"
+    try:
+        with dumpcap(pcap, origin.port, pcap=False):
+            got = procs.run([procs.require("curl"), "-sS", "--http2",
+                             f"http://127.0.0.1:{origin.port}/upgraded"])
+            assert got.returncode == 0 and got.stdout == b"hello /upgraded\n", got.stderr
+            got = procs.run([procs.require("curl"), "-sS", "--http1.1",
+                             f"http://127.0.0.1:{origin.port}/plain"])
+            assert got.stdout == b"hello /plain over HTTP/1.1\n", got.stderr
+    finally:
+        origin.close()
+    out = tmp_path / "upgrade.h2scope"
+    summary = _import_file(pcap, out)
+    assert summary.connections == {"h2c": 1, "other": 1}
+    with CaptureReader(out) as reader:
+        records = list(reader.records())
+    upgrade = next(r.json() for r in records if r.type == RecordType.H2C_UPGRADE)
+    assert dict(upgrade["request_headers"])[":path"] == "/upgraded"
+    events = [ev for _, ev in replay_observer(out)]
+    heads = [ev for ev in events if isinstance(ev, FrameObserved) and ev.block is not None]
+    assert [(ev.frame.stream_id, dict(ev.block.headers).get(":status")) for ev in heads] \
+        == [(1, "200")]
+    body = b"".join(ev.frame.data for ev in events
+                    if isinstance(ev, FrameObserved) and ev.frame.type == 0)
+    assert body == b"hello /upgraded\n"
+    assert not any(ev.findings for ev in events if isinstance(ev, FrameObserved))
+    assert main(["check", str(out), "--fail-on", "warning"]) == 0
+
+
+def _import_file(pcap: Path, out: Path) -> Any:
+    from proxy.capture.pcap_import import import_packets
+    from proxy.capture.writer import CaptureWriter
+
+    with open(pcap, "rb") as f, CaptureWriter(out) as writer:
+        return import_packets(f, writer)
