@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +19,7 @@ from typing import IO, Any
 from proxy.capture.exports import BINARY_FORMATS, FILTERED_FORMATS, FORMATS, write_export
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
+from proxy.commands.progress import Progress
 from proxy.filter import Filter
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
@@ -65,39 +65,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
-class _Progress:
-    """A one-line progress meter on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = max(total, 1)
-        self.enabled = enabled
-        self.next = time.monotonic() + 0.5
-        self.shown = False
-
-    def update(self, done: int, records: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now < self.next:
-            return
-        self.next = now + 0.2
-        self.shown = True
-        pct = min(100.0, 100.0 * done / self.total)
-        sys.stderr.write(f"\rexport: {records} records, {pct:5.1f}%")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
-
-
-def _records(reader: CaptureReader, progress: _Progress, seen: set[int]) -> Iterator[Record]:
+def _records(reader: CaptureReader, progress: Progress, size: int,
+             seen: set[int]) -> Iterator[Record]:
     """The capture's records, with progress; the connection ids go into ``seen``."""
     add = seen.add
     for n, rec in enumerate(reader.records(), 1):
         if n % 4096 == 0:
-            progress.update(reader.position, n)
+            progress.fraction("export", reader.position, size, f"{n} records")
         if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
             add(rec.conn_id)
         yield rec
@@ -140,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         size = os.path.getsize(args.file)
     except OSError:
         size = 0
-    progress = _Progress(size, sys.stderr.isatty())
+    progress = Progress()
     with reader, contextlib.ExitStack() as stack:
         out: IO[Any]
         if to_stdout:
@@ -153,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()
-        records = _records(reader, progress, seen)
+        records = _records(reader, progress, size, seen)
         lookup: str | None = None
         try:
             count = _export(fmt, records, out, args)

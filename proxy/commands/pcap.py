@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.capture.pcap import LINKTYPES
+from proxy.commands.progress import Progress
 
 EPILOG = """\
 examples:
@@ -94,8 +95,17 @@ def run(args: argparse.Namespace) -> int:
             writer = CaptureWriter(out, config={"imported_from": src.name})
         except OSError as exc:
             raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+        progress = Progress()
         try:
-            summary = import_packets(f, writer, keylog=keylog)
+            size = os.fstat(f.fileno()).st_size
+        except OSError:
+            size = 0
+
+        def step(packets: int) -> None:
+            progress.fraction("import", f.tell(), size, f"{packets:,} packets")
+
+        try:
+            summary = import_packets(f, writer, keylog=keylog, progress=step)
         except PcapError as exc:
             writer.close(fsync=False)
             _remove(out)
@@ -103,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         except BaseException:
             writer.close(fsync=False)
             raise
+        finally:
+            progress.done()
         writer.close()
     h2 = summary.connections.get("h2c", 0) + summary.connections.get("h2", 0)
     lines = _report(summary, src, out, keylog is not None)

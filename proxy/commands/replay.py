@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from proxy.commands.progress import Progress
 
 EXIT_DIFFERS = 3
 
@@ -70,36 +71,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
-class _Progress:
-    """Progress on a terminal's stderr; silent when stderr is not a tty."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.next = time.monotonic() + 0.5
-        self.shown = False
+class _Progress(Progress):
+    """What a replay is doing: loading the capture, then each connection."""
 
     def loading(self, _position: int, records: int) -> None:
-        self._show(f"replay: loading, {records} records")
+        self.show(f"replay: loading, {records} records")
 
     def connection(self, n: int, total: int) -> None:
         if total > 1:
-            self.next = 0.0
-            self._show(f"replay: connection {n} of {total}")
-
-    def _show(self, text: str) -> None:
-        now = time.monotonic()
-        if not self.enabled or now < self.next:
-            return
-        self.next = now + 0.2
-        self.shown = True
-        sys.stderr.write("\r" + text.ljust(60)[:60])
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
-            self.shown = False
+            self.show(f"replay: connection {n} of {total}", now=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                             upstream_ca=args.upstream_ca, client_certs=args.client_certs,
                             authority=args.authority,
                             idle_timeout=args.timeout, sslkeylogfile=keylog)
-    progress = _Progress(sys.stderr.isatty())
+    progress = _Progress()
     source: ReplaySource
     try:
         if is_script(args.file):
