@@ -8,8 +8,9 @@ what goes out, where the format allows it (:data:`SELECTS`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from proxy.capture.reader import Record
 from proxy.capture.replay import replay_records
@@ -21,6 +22,17 @@ FILTERED_FORMATS = frozenset({"text", "jsonl"})
 """The formats a filter applies to: one line or object per frame."""
 EXTENSIONS = {"har": "har", "pcapng": "pcapng", "text": "txt", "jsonl": "jsonl",
               "script": "h2script"}
+
+
+def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
+    """Create (or truncate) ``path`` mode 0600 for writing: an export holds what its
+    capture holds (cookies, tokens, bodies), so it is as private as the capture."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    except OSError:
+        pass  # (not ours to change: a device such as /dev/null)
+    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
 
 
 def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,

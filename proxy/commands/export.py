@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from proxy.capture.exports import BINARY_FORMATS, FILTERED_FORMATS, FORMATS, write_export
+from proxy.capture.exports import (
+    BINARY_FORMATS,
+    FILTERED_FORMATS,
+    FORMATS,
+    open_private,
+    write_export,
+)
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
 from proxy.commands.progress import Progress
@@ -121,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
             out = sys.stdout
         else:
             try:
-                out = stack.enter_context(open(
-                    args.output, "wb" if fmt in BINARY_FORMATS else "w",
-                    encoding=None if fmt in BINARY_FORMATS else "utf-8"))
+                out = stack.enter_context(open_private(args.output, fmt in BINARY_FORMATS))
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()

@@ -183,3 +183,17 @@ def test_a_filter_that_cannot_apply_is_a_usage_error(capture: Path, args: tuple[
                                                      message: str) -> None:
     run = _run(str(capture), *args, check=False)
     assert run.returncode == 2 and message in run.stderr and run.stdout == ""
+
+
+def test_exports_are_created_private_like_their_capture(capture: Path, tmp_path: Path) -> None:
+    """An export holds what the capture holds (cookies, tokens): mode 0600, also
+    when it replaces a file that was readable by others."""
+    import stat
+
+    for fmt in ("har", "pcapng", "text"):
+        out = tmp_path / f"out.{fmt}"
+        out.write_bytes(b"old")
+        out.chmod(0o644)
+        _run(str(capture), "--format", fmt, "-o", str(out))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600, fmt
+        assert out.read_bytes() != b"old"

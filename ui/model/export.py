@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.capture.exports import EXTENSIONS, FILTERED_FORMATS, FORMATS, write_export
+from proxy.capture.exports import (
+    EXTENSIONS,
+    FILTERED_FORMATS,
+    FORMATS,
+    open_private,
+    write_export,
+)
 from proxy.capture.reader import CaptureReader
 from proxy.filter import Filter
 
@@ -23,7 +29,5 @@ def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
     ``keep`` (the view's filter) selects the frames of a text or jsonl export."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    with CaptureReader(capture) as reader, \
-            open(out_path, "wb" if fmt == "pcapng" else "w",
-                 encoding=None if fmt == "pcapng" else "utf-8") as out:
+    with CaptureReader(capture) as reader, open_private(out_path, fmt == "pcapng") as out:
         return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep)

@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
+from proxy.capture.exports import open_private
 from ui.model.body import curl_command, header, reassemble, render_body
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.session import Session
@@ -135,7 +136,8 @@ class StreamScreen(ModalScreen[None]):
         path = Path(event.value).expanduser()
         note = self.query_one("#stream-note", Static)
         try:
-            path.write_bytes(body)
+            with open_private(path, binary=True) as out:  # bodies carry tokens too
+                out.write(body)
         except OSError as exc:
             note.update(Text(f"cannot save: {exc.strerror or exc}", "bold red"))
         else:
