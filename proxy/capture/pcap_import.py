@@ -315,8 +315,10 @@ def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
     if tls is not None:
         meta["client_tls"] = tls.tls_meta()
         if tls.client_hello is not None and tls.client_hello.sni:
-            meta["sni"] = tls.client_hello.sni
-            meta["server"]["host"] = tls.client_hello.sni
+            sni = tls.client_hello.sni
+            meta["sni"] = sni
+            meta["server"]["host"] = sni
+            meta["target"] = _hostport((sni, conn.server[1]))  # the name the client asked for
     conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started, wall_clock=True)
     return conn.tap
 

@@ -64,23 +64,45 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    src: Path = args.file
+    out: Path = args.output or Path(src.name).with_suffix(".h2scope")
+    summary = import_file(src, out, args.keylog_file)
+    lines = report(summary, src, out, args.keylog_file is not None)
+    if not imported(summary):
+        for line in lines:
+            print(line, file=sys.stderr)
+        _remove(out)
+        return 1
+    for line in lines:
+        print(line)
+    print(f"next: h2scope view {out}")
+    return 0
+
+
+def imported(summary: Any) -> int:
+    """How many HTTP/2 connections an import recorded."""
+    return int(summary.connections.get("h2c", 0) + summary.connections.get("h2", 0))
+
+
+def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
+    """Import the packet capture ``src`` to the capture ``out`` (mode 0600), with
+    progress on a terminal; the ImportSummary. UsageError (exit 2) for a file that
+    cannot be read or is not a packet capture, or a key log that is not one."""
     from proxy.capture.pcap import PcapError
     from proxy.capture.pcap_import import import_packets
     from proxy.capture.tls_decrypt import KeyLog
     from proxy.capture.writer import CaptureWriter
     from proxy.cli import UsageError
 
-    src: Path = args.file
-    out: Path = args.output or Path(src.name).with_suffix(".h2scope")
     keylog = None
-    if args.keylog_file is not None:
+    if keylog_file is not None:
         try:
-            keylog = KeyLog.load(args.keylog_file)
+            keylog = KeyLog.load(keylog_file)
         except OSError as exc:
-            raise UsageError(f"cannot read the key log {args.keylog_file}: "
+            raise UsageError(f"cannot read the key log {keylog_file}: "
                              f"{exc.strerror or exc}") from None
         if not len(keylog):
-            raise UsageError(f"{args.keylog_file} holds no key log lines (LABEL "
+            raise UsageError(f"{keylog_file} holds no key log lines (LABEL "
                              "<client random> <secret>, as SSLKEYLOGFILE writes them)")
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out} is the packet capture itself: give another -o")
@@ -116,18 +138,11 @@ def run(args: argparse.Namespace) -> int:
         finally:
             progress.done()
         writer.close()
-    h2 = summary.connections.get("h2c", 0) + summary.connections.get("h2", 0)
-    lines = _report(summary, src, out, keylog is not None)
-    for line in lines:
-        print(line, file=sys.stderr if not h2 else sys.stdout)
-    if not h2:
-        _remove(out)
-        return 1
-    print(f"next: h2scope view {out}")
-    return 0
+    return summary
 
 
-def _report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
+def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
+    """What an import found, a line per fact, for its user."""
     kinds = summary.connections
     h2c, h2 = kinds.get("h2c", 0), kinds.get("h2", 0)
     lines = []

@@ -7,6 +7,10 @@ other commands never depend on Textual being importable.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 EPILOG = """\
@@ -18,6 +22,9 @@ examples:
   h2scope run --headless -q --record live.h2c   (in one terminal), then
   h2scope view --follow live.h2c                (in another)
       watch a capture while it is being recorded, like tail -f
+  h2scope view dump.pcapng [--keylog-file keys.log]
+      a tcpdump/Wireshark capture: imported to a private temporary capture
+      first (h2scope import keeps one; docs/import.md)
 
 Press ? inside the viewer for every key; q quits.
 """
@@ -41,11 +48,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "the view is live, as under h2scope run")
     p.add_argument("--theme", choices=("auto", "dark", "light", "ansi"), default=None,
                    help="colour theme (default: ui.theme from the config, else auto)")
+    p.add_argument("--keylog-file", type=Path, metavar="KEYLOG",
+                   help="for a pcap/pcapng FILE: decrypt its TLS with this key log "
+                   "(as h2scope import --keylog-file)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxy.capture.reader import CaptureFormatError
     from proxy.cli import UsageError
     from proxy.filter import FilterError, compile_filter
 
@@ -55,11 +64,52 @@ def run(args: argparse.Namespace) -> int:
         except FilterError as exc:
             raise UsageError(f"--filter: {exc}") from None
     keys, theme = _ui_config(args)
-    from ui.launch import run_view
+    with contextlib.ExitStack() as stack:
+        path = _capture_of(Path(args.file), args, stack)
+        from ui.launch import run_view
+
+        return _view(run_view, path, args, keys, theme)
+
+
+def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
+    """``path`` itself, or for a packet capture the private temporary capture it is
+    imported to (removed when the view closes)."""
+    from proxy.capture.pcap import is_packet_capture
+    from proxy.cli import UsageError
 
     try:
-        return run_view(args.file, keys=keys, theme_name=args.theme or theme,
-                        initial_filter=args.filter, follow=args.follow)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""  # (run_view says what is wrong with it)
+    if not is_packet_capture(head):
+        if args.keylog_file is not None:
+            raise UsageError("--keylog-file applies to a packet capture (pcap/pcapng)")
+        return path
+    if args.follow:
+        raise UsageError(f"{path} is a packet capture: it cannot be followed (h2scope "
+                         "import it, or record through h2scope run)")
+    from proxy.commands.pcap import import_file, imported, report
+
+    temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2scope-import-")))
+    out = temp / f"{path.stem}.h2scope"
+    summary = import_file(path, out, args.keylog_file)
+    for line in report(summary, path, out, args.keylog_file is not None)[1:]:
+        print(line, file=sys.stderr)
+    if not imported(summary):
+        raise UsageError(report(summary, path, out, args.keylog_file is not None)[0]
+                         .removeprefix("h2scope import: "))
+    return out
+
+
+def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, str],
+          theme: str) -> int:
+    from proxy.capture.reader import CaptureFormatError
+    from proxy.cli import UsageError
+
+    try:
+        return int(run_view(path, keys=keys, theme_name=args.theme or theme,
+                            initial_filter=args.filter, follow=args.follow))
     except FileNotFoundError:
         raise UsageError(f"no such capture file: {args.file}") from None
     except CaptureFormatError as exc:

@@ -38,3 +38,33 @@ def test_following_a_gzip_capture_is_a_usage_error(capture_path: Path, tmp_path:
     assert "a gzip capture cannot be followed" in capsys.readouterr().err
     assert main(["view", "--follow", str(tmp_path / "nope.h2c")]) == 2
     assert "no such capture file" in capsys.readouterr().err
+
+
+def test_a_packet_capture_is_imported_to_a_private_temporary_capture_and_viewed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.capture.reader import CaptureReader
+    from tests.unit.capture.test_pcap_import import _conversation, _ethernet, _flow, _pcap
+
+    pcap = _pcap(tmp_path / "dump.pcap", [(1.0 + i, _ethernet(ip))
+                                          for i, ip in enumerate(_flow(*_conversation()))])
+    seen: dict[str, object] = {}
+
+    def fake_run_view(path: Path, **kw: object) -> int:
+        with CaptureReader(path) as reader:
+            seen["frames"] = sum(1 for r in reader.records() if r.type == 2)
+        seen["path"], seen["mode"] = Path(path), Path(path).stat().st_mode & 0o777
+        return 0
+
+    monkeypatch.setattr("ui.launch.run_view", fake_run_view)
+    assert main(["view", str(pcap)]) == 0
+    assert seen["frames"] and seen["mode"] == 0o600
+    assert not Path(str(seen["path"])).exists()  # removed when the view closed
+    assert main(["view", "--follow", str(pcap)]) == 2
+    assert "packet capture: it cannot be followed" in capsys.readouterr().err
+
+
+def test_a_key_log_is_for_packet_captures_only(capture_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["view", str(capture_path), "--keylog-file", str(capture_path)]) == 2
+    assert "--keylog-file applies to a packet capture" in capsys.readouterr().err
