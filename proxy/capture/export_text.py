@@ -61,7 +61,8 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}"
     if rec.type == RecordType.LOST:
         info = rec.json()
-        return f"{head} ! LOST {info.get('count')} records: {info.get('reason')}"
+        return (f"{head} ! LOST {info.get('count')} {info.get('unit') or 'records'}: "
+                f"{info.get('reason')}")
     return None
 
 

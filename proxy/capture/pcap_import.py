@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
+from proxy.capture.replay import lost_part
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.tls_decrypt import KeyLog, TlsDecryptor
 from proxy.capture.writer import CaptureWriter
@@ -70,6 +71,12 @@ class _Direction:
     gap: bool = False
     """A hole did not fill: nothing more is delivered."""
     fin: bool = False
+    lost: tuple[int, str] | None = None
+    """(bytes, why) of the gap that stopped this direction, once there is one."""
+    stop_at: tuple[int, int] | None = None
+    """(sequence number, bytes missing): where the first reading of the file found
+    this stream's first hole that never fills."""
+    first_seq: int | None = None
 
     def take(self, seg: Segment) -> tuple[list[bytes], int]:
         """The in-order bytes ``seg`` makes available (with early ones it unblocks),
@@ -78,8 +85,14 @@ class _Direction:
         data = seg.payload
         seq = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
         if self.next_seq is None:
-            self.next_seq = seq
-        if self.gap or not data:
+            self.next_seq = self.first_seq = seq
+        if self.gap:
+            return [], 0
+        stop = self.stop_at
+        if stop is not None and self.next_seq == stop[0]:
+            self.gap = True  # the known hole, with nothing before it left to deliver
+            return [], stop[1]
+        if not data:
             return [], 0
         out: list[bytes] = []
         late = _after(self.next_seq, seq)
@@ -112,6 +125,12 @@ class _Direction:
             if not found:
                 break
         self.delivered += sum(map(len, out))
+        stop = self.stop_at
+        if stop is not None and self.next_seq == stop[0]:
+            # Everything before the hole is delivered: stop now, before the other
+            # direction says anything about what the hole holds.
+            self.gap = True
+            return out, stop[1]
         return out, 0
 
     def hole(self) -> int:
@@ -181,6 +200,11 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
     conns: dict[tuple[tuple[str, int], tuple[str, int]], _Connection] = {}
     ids = _Ids()
     t = 0.0
+    holes: dict[_FlowKey, tuple[int, int]] = {}
+    if f.seekable():
+        start = f.tell()
+        holes = _holes(f)
+        f.seek(start)
     for packet in packets(f):
         summary.packets += 1
         if progress is not None and not summary.packets % 4096:
@@ -203,6 +227,9 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
             conn.saw_syn = True
         direction = Direction.C2S if seg.src == conn.client else Direction.S2C
         side = conn.sides[direction]
+        if side.first_seq is None and holes:
+            first = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
+            side.stop_at = holes.get((seg.src, seg.dst, first))
         chunks, hole = side.take(seg)
         for data in chunks:
             _deliver(conn, direction, data, seg.t, writer, summary, ids, keylog)
@@ -223,6 +250,45 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
     for conn in list(conns.values()):
         _finish(conn, writer, t, summary, ended=False)
     return summary
+
+
+_FlowKey = tuple[tuple[str, int], tuple[str, int], int]
+"""A direction of a TCP connection: (source, destination, its first sequence number)."""
+
+
+def _holes(f: BinaryIO) -> dict[_FlowKey, tuple[int, int]]:
+    """A first reading of the file: each direction's first hole that never fills —
+    (sequence number, bytes missing) — so the second reading stops decoding
+    that direction as soon as everything before the hole is delivered."""
+    sides: dict[tuple[tuple[str, int], tuple[str, int]], _Direction] = {}
+    found: dict[_FlowKey, tuple[int, int]] = {}
+
+    def note(side: _Direction, key: tuple[tuple[str, int], tuple[str, int]], at: int,
+             missing: int) -> None:
+        if side.first_seq is not None:
+            found.setdefault((*key, side.first_seq), (at, missing))
+
+    for packet in packets(f):
+        seg = tcp_segment(packet)
+        if seg is None:
+            continue
+        key = (seg.src, seg.dst)
+        side = sides.get(key)
+        if side is None or (seg.flags & SYN and side.first_seq is not None
+                            and (seg.seq + 1) % _SEQ_MOD != side.first_seq):
+            side = sides[key] = _Direction()  # a new connection (or the ports reused)
+        before = side.next_seq
+        _, hole = side.take(seg)
+        if hole:
+            note(side, key, side.next_seq or 0, hole)
+        elif seg.missing and not side.gap:
+            side.gap = True
+            note(side, key, (seg.seq + len(seg.payload)) % _SEQ_MOD
+                 if before is not None else 0, seg.missing)
+    for key, side in sides.items():
+        if side.ahead and not side.gap:
+            note(side, key, side.next_seq or 0, side.hole())
+    return found
 
 
 class _Ids:
@@ -274,7 +340,8 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
                 f"{who}'s frames after that point are not decoded")
         summary.problems.append(text)
         if conn.conn_id is not None:
-            writer.lost(conn.conn_id, count=0, reason=text, t=t, wall=t)
+            writer.lost(conn.conn_id, count=0, reason=text, t=t, wall=t, unit="bytes")
+            _excerpt(conn)
 
 
 def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
@@ -320,6 +387,11 @@ def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
             meta["server"]["host"] = sni
             meta["target"] = _hostport((sni, conn.server[1]))  # the name the client asked for
     conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started, wall_clock=True)
+    for side in conn.sides:  # a gap found before the connection turned out HTTP/2
+        if side.lost is not None:
+            writer.lost(conn.conn_id, count=side.lost[0], reason=side.lost[1],
+                        t=conn.started, wall=conn.started, unit="bytes")
+            _excerpt(conn)
     return conn.tap
 
 
@@ -412,8 +484,17 @@ def _gap(conn: _Connection, direction: Direction, missing: int, why: str,
             f"{who}'s stream are not in the capture after byte {side.delivered} ({why}); "
             "its frames after that point are not decoded")
     summary.gaps.append(text)
+    side.lost = (missing, text)
     if conn.tap is not None and conn.conn_id is not None:
-        writer.lost(conn.conn_id, count=missing, reason=text, t=t, wall=t)
+        writer.lost(conn.conn_id, count=missing, reason=text, t=t, wall=t, unit="bytes")
+        _excerpt(conn)
+
+
+def _excerpt(conn: _Connection) -> None:
+    """After the LOST record, the observer judges the rest as an excerpt (as every
+    reader does after it: :func:`proxy.capture.replay.lost_part`)."""
+    if conn.tap is not None:
+        lost_part(conn.tap.observer)
 
 
 def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportSummary, *,

@@ -57,6 +57,15 @@ def observer_for(meta: dict[str, object]) -> ConnectionObserver | None:
                               partial=bool(opts.get("partial", False)))
 
 
+def lost_part(observer: ConnectionObserver | None) -> None:
+    """A LOST record: part of this connection is not in the capture (an import's
+    lost packets). What the other direction says about the missing part — a
+    SETTINGS ACK for settings sent after the gap — is not a violation: from
+    here the observer judges the connection as an excerpt, as the importer's did."""
+    if observer is not None:
+        observer.partial = True
+
+
 def replay_records(records: Iterator[Record], *, close_open: bool = False) -> Iterator[Replayed]:
     """Feed ``records`` through per-connection observers.
 
@@ -97,6 +106,8 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False) -> It
             events = obs.close(rec.t) if obs is not None else []
             yield Replayed(record=rec, events=tuple(events))
         else:
+            if rtype == RecordType.LOST:
+                lost_part(observers.get(conn))
             yield Replayed(record=rec)
         last = rec
     if close_open and last is not None:

@@ -263,10 +263,11 @@ class CaptureWriter:
                      _json({"closed_by": closed_by, "error": error, **(details or {})}))
 
     def lost(self, conn_id: int, *, count: int, reason: str, t: float,
-             wall: float | None = None) -> None:
-        """Say that ``count`` records could not be written (e.g. a sink overflowed)."""
+             wall: float | None = None, unit: str = "records") -> None:
+        """Say that ``count`` ``unit`` (records; an import's missing bytes) are not in
+        the capture, and why: readers show it with the connection."""
         self._append(RecordType.LOST, 0, conn_id, t, wall,
-                     _json({"count": count, "reason": reason}))
+                     _json({"count": count, "unit": unit, "reason": reason}))
 
     # ------------------------------------------------------------ buffering
 

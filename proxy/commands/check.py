@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     problems: list[BadRecord] = []
     reader = open_capture(args.file, problems)
     summary = RunSummary()
+    incomplete: list[str] = []
     with reader:
         for item in replay_records(reader.records(), close_open=True):
             rec = item.record
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1
+            elif rec.type == RecordType.LOST:
+                incomplete.append(f"#{rec.conn_id}: {rec.json().get('reason')}")
             if item.events:
                 summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
     out = sys.stdout
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"  {line}\n")
     for problem in problems:
         out.write(f"  damaged record skipped: {problem}\n")
+    for text in incomplete:  # (an import's lost packets, a TLS record it could not open)
+        out.write(f"  incomplete: {text}\n")
     worst = summary.worst()
     if args.fail_on != "none" and worst is not None and worst >= Severity[args.fail_on.upper()]:
         out.write(f"exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "

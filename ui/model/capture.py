@@ -21,7 +21,7 @@ from typing import Any
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import Record
-from proxy.capture.replay import observer_for
+from proxy.capture.replay import lost_part, observer_for
 from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
@@ -32,12 +32,14 @@ from ui.model.session import (
     RecordedClose,
     RecordedConnection,
     RecordedHttp1,
+    RecordedLost,
     Session,
     http1_head,
     recorded_errors,
 )
 
 _FRAME, _RAW = int(RecordType.FRAME), int(RecordType.RAW)
+_LOST = int(RecordType.LOST)
 _CONNECTION, _CLOSE = int(RecordType.CONNECTION), int(RecordType.CLOSE)
 _H2C = int(RecordType.H2C_UPGRADE)
 _HTTP1 = int(RecordType.HTTP1)
@@ -195,6 +197,10 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
     elif rtype == _HTTP1:
         events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
                                     head=http1_head(rec.body)))
+    elif rtype == _LOST and conn:
+        lost_part(observers.get(conn))
+        events.append(RecordedLost(conn_id=conn, t=rec.wall,
+                                   reason=str(rec.json().get("reason"))))
     elif rtype == _CLOSE:
         obs = observers.get(conn)
         observers[conn] = None

@@ -87,6 +87,14 @@ class RecordedClose(ConnectionEvent):
     errors: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedLost(ConnectionEvent):
+    """A capture's LOST record: part of the connection is not in it (an import's
+    lost packets, a TLS record it could not decrypt); later frames are missing."""
+
+    reason: str
+
+
 def error_text(stage: object, message: object, hint: object = None) -> str:
     """One of the proxy's errors for a connection, as the UI shows it."""
     text = f"{stage}: {message}"
@@ -193,6 +201,8 @@ class Session:
             case RecordedClose():
                 c.errors.extend(ev.errors)
                 self.closed(ev.conn_id, ev.reason)
+            case RecordedLost():
+                c.errors.append(f"capture incomplete: {ev.reason}")
 
     def observe(self, conn_id: int, ev: Event, ref: int = 0, row: int | None = None) -> None:
         """One observer event of connection ``conn_id``; ``ref`` locates a frame's bytes.

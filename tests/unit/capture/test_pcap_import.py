@@ -180,24 +180,100 @@ def test_segments_are_put_back_in_order(tmp_path: Path, shape: str) -> None:
     assert 1000.0 < first.wall < 1000.0 + len(ips) / 100
 
 
-def test_lost_packets_stop_that_direction_and_say_where(tmp_path: Path) -> None:
-    c2s, s2c = _conversation()
-    ips = _flow(c2s, s2c, size=200, drop=3)
+def _flow_in_time_order(size: int, drop_server: int | None = None,
+                        dropped: list[tuple[int, int]] | None = None) -> list[bytes]:
+    """The IP packets of one real h2 connection in the order its bytes were sent
+    (each chunk cut into ``size``-byte segments); ``drop_server`` loses that
+    server segment, as a capture that missed a packet (its stream offset and
+    length go to ``dropped``)."""
+    session = record_session(_NullWriter(), 1)  # type: ignore[arg-type]
+    seq = {Direction.C2S: 1001, Direction.S2C: 5001}
+    pkts = [_tcp(CLIENT, SERVER, 1000, SYN), _tcp(SERVER, CLIENT, 5000, SYN | ACK)]
+    server_segments = 0
+    for direction, data in session.chunks:
+        src, dst = (CLIENT, SERVER) if direction is Direction.C2S else (SERVER, CLIENT)
+        for i in range(0, len(data), size):
+            piece = data[i:i + size]
+            if direction is Direction.S2C:
+                server_segments += 1
+            if direction is Direction.S2C and server_segments - 1 == drop_server:
+                if dropped is not None:
+                    dropped.append((seq[direction] - 5001, len(piece)))
+            else:
+                pkts.append(_tcp(src, dst, seq[direction], ACK, piece))
+            seq[direction] += len(piece)
+    pkts += [_tcp(CLIENT, SERVER, seq[Direction.C2S], FIN | ACK),
+             _tcp(SERVER, CLIENT, seq[Direction.S2C], FIN | ACK)]
+    return pkts
+
+
+def test_a_capture_in_time_order_imports_without_a_finding(tmp_path: Path) -> None:
+    pcap = _pcap(tmp_path / "ordered.pcap", [(1.0 + i / 100, _ethernet(ip)) for i, ip in
+                                             enumerate(_flow_in_time_order(300))])
+    out = tmp_path / "ordered.h2scope"
+    _import(pcap, out)
+    assert _frames(out) == _expected(tmp_path)
+    assert main(["check", str(out), "--fail-on", "info"]) == 0
+
+
+def test_a_lost_settings_frame_is_not_blamed_on_the_client_that_acknowledges_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The server's first segment (its SETTINGS) is missing: the client's ACK of it,
+    later in the capture, is not 'an ACK with no SETTINGS waiting' (the observer
+    reads the connection as an excerpt from the hole on, known from a first
+    reading of the file)."""
+    ips = _flow_in_time_order(200, drop_server=0)
+    pcap = _pcap(tmp_path / "nosettings.pcap", [(1.0 + i / 100, _ethernet(ip))
+                                                for i, ip in enumerate(ips)])
+    out = tmp_path / "nosettings.h2scope"
+    summary = _import(pcap, out)
+    assert len(summary.gaps) == 1  # type: ignore[attr-defined]
+    assert "of the server's stream are not in the capture after byte 0" in summary.gaps[0]  # type: ignore[attr-defined]
+    assert main(["check", str(out), "--fail-on", "warning"]) == 0
+    said = capsys.readouterr().out
+    assert "settings-ack" not in said and "incomplete: #1" in said
+
+
+def test_lost_packets_stop_that_direction_and_say_where(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dropped: list[tuple[int, int]] = []
+    ips = _flow_in_time_order(200, drop_server=3, dropped=dropped)
+    (at, size), = dropped
     pcap = _pcap(tmp_path / "lost.pcap", [(1000.0 + i / 100, _ethernet(ip))
                                           for i, ip in enumerate(ips)])
     out = tmp_path / "lost.h2scope"
     summary = _import(pcap, out)
     gaps = summary.gaps  # type: ignore[attr-defined]
-    assert len(gaps) == 1
-    assert "200 bytes of the server's stream are not in the capture after byte 600" in gaps[0]
+    where = f"{size} bytes of the server's stream are not in the capture after byte {at}"
+    assert len(gaps) == 1 and where in gaps[0]
     got, want = _frames(out), _expected(tmp_path)
     assert got[(1, 0)] == want[(1, 0)]  # the client's direction is whole
     server = got[(1, 1)]
     assert server == want[(1, 1)][:len(server)] and len(server) < len(want[(1, 1)])
-    assert sum(map(len, server)) <= 600
+    assert sum(map(len, server)) <= at
     with CaptureReader(out) as reader:
         lost = [r.json() for r in reader.records() if r.type == RecordType.LOST]
-    assert [x["count"] for x in lost] == [200]
+    assert [(x["count"], x["unit"]) for x in lost] == [(size, "bytes")]
+
+    # Every reader says the capture is incomplete, and where; what the client says
+    # after the hole about what it held (SETTINGS ACKs) is not called a violation.
+    assert main(["check", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"incomplete: #1: 10.0.0.1:40000 → 10.0.0.2:8080: {where}" in said
+    assert "settings-ack-unexpected" not in said
+    assert main(["export", str(out), "--format", "text"]) == 0
+    assert f"! LOST {size} bytes: 10.0.0.1:40000 → 10.0.0.2:8080" in capsys.readouterr().out
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    capture = CaptureFile(out)
+    session = Session(capture)
+    try:
+        load(session, capture)
+    finally:
+        capture.close()
+    conn = session.conns[1]
+    assert conn.state == "failed" and conn.note.startswith("capture incomplete: 10.0.0.1")
 
 
 def test_a_hole_that_never_fills_is_given_up_after_max_ahead(tmp_path: Path,
