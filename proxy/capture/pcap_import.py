@@ -80,8 +80,9 @@ class _Direction:
 
     def take(self, seg: Segment) -> tuple[list[bytes], int]:
         """The in-order bytes ``seg`` makes available (with early ones it unblocks),
-        and the size of a hole given up on (0: none): more than :data:`MAX_AHEAD`
-        bytes arrived after it without it filling."""
+        and the size of a hole given up on (0: none): the one :attr:`stop_at`
+        names, once everything before it is delivered, or one that more than
+        :data:`MAX_AHEAD` bytes arrived after without it filling."""
         data = seg.payload
         seq = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
         if self.next_seq is None:
