@@ -533,9 +533,6 @@ def main() -> int:
                 proxies.append(proxy)
                 t = targets[name]
                 t.port, t.pid, t.check = proxy.port, proxy.pid, proxy_problem(proxy)
-                if proxy.launcher_used:
-                    print(f"note: {name}: `run --record` is not wired in yet; recording "
-                          "through tests/bench/proxy_launcher.py", flush=True)
             ui_target = targets["UI"]
             ui_target.unavailable = ui_unavailable() if not args.no_ui else "n/a (--no-ui)"
             if ui_target.unavailable is None:

@@ -6,9 +6,8 @@ process so that its memory (``VmRSS``, ``VmHWM``) and CPU are its own, not
 mixed with the clients' and servers'.
 
 :class:`ProxyProcess` starts ``python -m proxy run --headless`` (the real
-command, frames printed to /dev/null), or ``proxy_launcher.py`` beside this
-file when recording is asked for and ``run --record`` is not wired in yet.
-It listens on a free port (``-p 0``) and learns the port from the start-up
+command, frames printed to /dev/null unless ``stdout`` is given). It
+listens on a free port (``-p 0``) and learns the port from the start-up
 banner on stderr, so there is no race for a port. :class:`UiProcess` is
 ``h2scope run`` with its UI, in a pseudo-terminal.
 """
@@ -33,9 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-LAUNCHER = Path(__file__).with_name("proxy_launcher.py")
 _LISTENING = re.compile(r"proxy listening on (?:\[(?P<h6>[^\]]+)\]|(?P<h4>[^:\s]+)):(?P<port>\d+)")
-_NOT_WIRED = "not wired in yet"
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -119,8 +116,6 @@ class ProxyProcess:
         self.name = mode
         """A label for reports."""
         self.port = 0
-        self.launcher_used = False
-        """True if the recording run went through ``proxy_launcher.py``."""
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -134,21 +129,14 @@ class ProxyProcess:
             flags += ["--record", str(self.record)]
         return flags + self.extra
 
-    def _command(self, launcher: bool) -> list[str]:
-        if launcher:
-            return [sys.executable, str(LAUNCHER), *self._flags()]
+    def _command(self) -> list[str]:
         return [sys.executable, "-m", "proxy", "run", "--headless", *self._flags()]
 
     def start(self) -> ProxyProcess:
-        self._spawn(launcher=False)
-        if self.record is not None and any(_NOT_WIRED in line for line in self.stderr_lines):
-            # `run --record` only prints a note for now: record through the launcher.
-            self.stop()
-            self._spawn(launcher=True)
-            self.launcher_used = True
+        self._spawn()
         return self
 
-    def _spawn(self, *, launcher: bool) -> None:
+    def _spawn(self) -> None:
         self.stderr_lines.clear()
         self._listening.clear()
         self.port = 0
@@ -157,7 +145,7 @@ class ProxyProcess:
             out: Any = subprocess.DEVNULL
             if self.stdout is not None:
                 out = stack.enter_context(open(self.stdout, "wb"))  # the child has its own fd
-            self.proc = subprocess.Popen(self._command(launcher), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=subprocess.PIPE, cwd=self.cwd,
                                          env=env)
         self._reader = threading.Thread(target=self._read_stderr, args=(self.proc,),
