@@ -17,10 +17,12 @@ draft-ietf-opsawg-pcapng (the block types, options and link types used here).
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 PCAP_MAGICS = {
@@ -84,15 +86,39 @@ def is_packet_capture(head: bytes) -> bool:
     return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC
 
 
+def open_packet_capture(path: str | Path) -> BinaryIO:
+    """``path`` for reading, gunzipped when it is gzip (``dump.pcap.gz``: recognised
+    by its magic bytes, not its name). Raises OSError."""
+    f: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    if f.read(2) == b"\x1f\x8b":
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def sniff(path: str | Path) -> bytes:
+    """The first four bytes of ``path``'s content (gunzipped); b"" if it cannot be read."""
+    try:
+        with open_packet_capture(path) as f:
+            return f.read(4)
+    except (OSError, EOFError):
+        return b""
+
+
 def packets(f: BinaryIO) -> Iterator[Packet]:
     """The packets of a pcap or pcapng file, in file order. Raises PcapError."""
     head = f.read(4)
-    if head in PCAP_MAGICS:
-        yield from _pcap(f, head)
-    elif head == PCAPNG_MAGIC:
-        yield from _pcapng(f)
-    else:
-        raise PcapError(f"not a pcap or pcapng file (it starts with {head.hex() or 'nothing'})")
+    try:
+        if head in PCAP_MAGICS:
+            yield from _pcap(f, head)
+        elif head == PCAPNG_MAGIC:
+            yield from _pcapng(f)
+        else:
+            raise PcapError(f"not a pcap or pcapng file (it starts with "
+                            f"{head.hex() or 'nothing'})")
+    except EOFError:
+        return  # a gzip file cut short: what came before is whole (like a torn packet)
 
 
 def _pcap(f: BinaryIO, magic: bytes) -> Iterator[Packet]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import os
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
     """Import the packet capture ``src`` to the capture ``out`` (mode 0600), with
     progress on a terminal; the ImportSummary. UsageError (exit 2) for a file that
     cannot be read or is not a packet capture, or a key log that is not one."""
-    from proxy.capture.pcap import PcapError
+    from proxy.capture.pcap import PcapError, open_packet_capture
     from proxy.capture.pcap_import import import_packets
     from proxy.capture.tls_decrypt import KeyLog
     from proxy.capture.writer import CaptureWriter
@@ -108,7 +109,7 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
         raise UsageError(f"{out} is the packet capture itself: give another -o")
     with contextlib.ExitStack() as stack:
         try:
-            f = stack.enter_context(open(src, "rb"))
+            f = stack.enter_context(open_packet_capture(src))
         except FileNotFoundError:
             raise UsageError(f"no such file: {src}") from None
         except OSError as exc:
@@ -118,16 +119,21 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
         except OSError as exc:
             raise UsageError(f"cannot write {out}: {exc.strerror}") from None
         progress = Progress()
+        raw = getattr(f, "fileobj", None) or f  # (a gzip file: progress through its bytes)
         try:
-            size = os.fstat(f.fileno()).st_size
+            size = os.fstat(raw.fileno()).st_size
         except OSError:
             size = 0
 
         def step(packets: int) -> None:
-            progress.fraction("import", f.tell(), size, f"{packets:,} packets")
+            progress.fraction("import", raw.tell(), size, f"{packets:,} packets")
 
         try:
             summary = import_packets(f, writer, keylog=keylog, progress=step)
+        except (gzip.BadGzipFile, EOFError) as exc:
+            writer.close(fsync=False)
+            _remove(out)
+            raise UsageError(f"{src}: a damaged gzip file ({exc})") from None
         except PcapError as exc:
             writer.close(fsync=False)
             _remove(out)

@@ -74,15 +74,10 @@ def run(args: argparse.Namespace) -> int:
 def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
     """``path`` itself, or for a packet capture the private temporary capture it is
     imported to (removed when the view closes)."""
-    from proxy.capture.pcap import is_packet_capture
+    from proxy.capture.pcap import is_packet_capture, sniff
     from proxy.cli import UsageError
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        head = b""  # (run_view says what is wrong with it)
-    if not is_packet_capture(head):
+    if not is_packet_capture(sniff(path)):  # (run_view says what else is wrong with it)
         if args.keylog_file is not None:
             raise UsageError("--keylog-file applies to a packet capture (pcap/pcapng)")
         return path

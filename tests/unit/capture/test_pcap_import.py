@@ -372,3 +372,20 @@ def test_damaged_packet_captures_never_crash_the_import(tmp_path: Path) -> None:
             _import(bad, tmp_path / "bad.h2scope")
         except PcapError:
             pass
+
+
+def test_a_gzip_packet_capture_is_read_as_is(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    pcap = _pcap(tmp_path / "dump.pcap", [(1.0 + i / 100, _ethernet(ip)) for i, ip in
+                                          enumerate(_flow_in_time_order(300))])
+    packed = tmp_path / "dump.pcap.gz"
+    packed.write_bytes(gzip.compress(pcap.read_bytes()))
+    out = tmp_path / "dump.h2scope"
+    assert main(["import", str(packed), "-o", str(out)]) == 0
+    assert _frames(out) == _expected(tmp_path)
+    packed.write_bytes(gzip.compress(pcap.read_bytes())[:-300])  # cut short
+    assert main(["import", str(packed), "-o", str(out)]) == 0  # what is whole is imported
+    got = _frames(out)[(1, 1)]
+    assert got == _expected(tmp_path)[(1, 1)][:len(got)]
