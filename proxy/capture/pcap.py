@@ -47,6 +47,8 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 _ETH_IPV4, _ETH_IPV6, _ETH_VLAN, _ETH_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
 _IPV6_EXTENSIONS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _IPV6_FRAGMENT = 44
+_TLS_KEY_LOG = 0x544C534B
+"""A Decryption Secrets Block holding an NSS key log ("TLSK", pcapng §4.7)."""
 MAX_BLOCK = 1 << 26
 """A pcapng block or pcap record claiming more is damage, not a packet."""
 
@@ -106,14 +108,16 @@ def sniff(path: str | Path) -> bytes:
         return b""
 
 
-def packets(f: BinaryIO) -> Iterator[Packet]:
-    """The packets of a pcap or pcapng file, in file order. Raises PcapError."""
+def packets(f: BinaryIO, secrets: list[bytes] | None = None) -> Iterator[Packet]:
+    """The packets of a pcap or pcapng file, in file order. TLS key logs a pcapng
+    carries (Decryption Secrets Blocks, as ``editcap --inject-secrets`` writes
+    them) are appended to ``secrets``. Raises PcapError."""
     head = f.read(4)
     try:
         if head in PCAP_MAGICS:
             yield from _pcap(f, head)
         elif head == PCAPNG_MAGIC:
-            yield from _pcapng(f)
+            yield from _pcapng(f, [] if secrets is None else secrets)
         else:
             raise PcapError(f"not a pcap or pcapng file (it starts with "
                             f"{head.hex() or 'nothing'})")
@@ -143,7 +147,7 @@ def _pcap(f: BinaryIO, magic: bytes) -> Iterator[Packet]:
         offset += 16 + caplen
 
 
-def _pcapng(f: BinaryIO) -> Iterator[Packet]:
+def _pcapng(f: BinaryIO, secrets: list[bytes]) -> Iterator[Packet]:
     order = "<"
     interfaces: list[tuple[int, float]] = []
     offset = 0
@@ -184,17 +188,22 @@ def _pcapng(f: BinaryIO) -> Iterator[Packet]:
             return  # torn last block
         body = body[:-4]
         try:
-            yield from _block(btype, body, order, interfaces)
+            yield from _block(btype, body, order, interfaces, secrets)
         except struct.error:
             raise PcapError(f"the pcapng block at byte {offset} (type {btype}) is "
                             "damaged") from None
         offset += total
 
 
-def _block(btype: int, body: bytes, order: str,
-           interfaces: list[tuple[int, float]]) -> Iterator[Packet]:
-    """The packet a pcapng block holds, if any; an IDB is added to ``interfaces``."""
-    if btype == 1:  # Interface Description Block
+def _block(btype: int, body: bytes, order: str, interfaces: list[tuple[int, float]],
+           secrets: list[bytes]) -> Iterator[Packet]:
+    """The packet a pcapng block holds, if any; an IDB is added to ``interfaces``,
+    a TLS key log (Decryption Secrets Block) to ``secrets``."""
+    if btype == 0x0A:  # Decryption Secrets Block
+        kind, length = struct.unpack_from(order + "II", body, 0)
+        if kind == _TLS_KEY_LOG:
+            secrets.append(body[8:8 + length])
+    elif btype == 1:  # Interface Description Block
         linktype = struct.unpack_from(order + "H", body, 0)[0]
         interfaces.append((linktype, _ts_unit(body[8:], order)))
     elif btype == 6:  # Enhanced Packet Block

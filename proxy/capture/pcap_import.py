@@ -189,6 +189,8 @@ class ImportSummary:
     gaps: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """TLS connections the key log did not open, and why."""
+    embedded_secrets: int = 0
+    """TLS secrets the file itself carried (pcapng Decryption Secrets Blocks)."""
     linktypes: set[int] = field(default_factory=set)
 
 
@@ -204,8 +206,13 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
     holes: dict[_FlowKey, tuple[int, int]] = {}
     if f.seekable():
         start = f.tell()
-        holes = _holes(f)
+        embedded: list[bytes] = []
+        holes = _holes(f, embedded)
         f.seek(start)
+        if embedded:  # a pcapng with its TLS secrets (editcap --inject-secrets)
+            own = KeyLog.parse(b"\n".join(embedded).decode("ascii", "replace"))
+            keylog = own if keylog is None else keylog.merged(own)
+            summary.embedded_secrets = len(own)
     for packet in packets(f):
         summary.packets += 1
         if progress is not None and not summary.packets % 4096:
@@ -257,10 +264,11 @@ _FlowKey = tuple[tuple[str, int], tuple[str, int], int]
 """A direction of a TCP connection: (source, destination, its first sequence number)."""
 
 
-def _holes(f: BinaryIO) -> dict[_FlowKey, tuple[int, int]]:
+def _holes(f: BinaryIO, secrets: list[bytes]) -> dict[_FlowKey, tuple[int, int]]:
     """A first reading of the file: each direction's first hole that never fills —
     (sequence number, bytes missing) — so the second reading stops decoding
-    that direction as soon as everything before the hole is delivered."""
+    that direction as soon as everything before the hole is delivered; the TLS
+    key logs the file carries go to ``secrets``."""
     sides: dict[tuple[tuple[str, int], tuple[str, int]], _Direction] = {}
     found: dict[_FlowKey, tuple[int, int]] = {}
 
@@ -269,7 +277,7 @@ def _holes(f: BinaryIO) -> dict[_FlowKey, tuple[int, int]]:
         if side.first_seq is not None:
             found.setdefault((*key, side.first_seq), (at, missing))
 
-    for packet in packets(f):
+    for packet in packets(f, secrets):
         seg = tcp_segment(packet)
         if seg is None:
             continue

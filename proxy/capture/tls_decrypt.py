@@ -70,17 +70,25 @@ class KeyLog:
     def load(cls, path: str | Path) -> KeyLog:
         """Read ``path``; lines that are not ``LABEL <hex> <hex>`` are ignored (comments,
         blank lines). Raises OSError."""
-        secrets: dict[tuple[str, bytes], bytes] = {}
         with open(path, encoding="ascii", errors="replace") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) != 3 or line.startswith("#"):
-                    continue
-                try:
-                    secrets[(parts[0], bytes.fromhex(parts[1]))] = bytes.fromhex(parts[2])
-                except ValueError:
-                    continue
-        return cls(secrets, str(path))
+            return cls.parse(f.read(), str(path))
+
+    @classmethod
+    def parse(cls, text: str, path: str = "") -> KeyLog:
+        """The key log in ``text`` (a file's, or a pcapng's Decryption Secrets Block)."""
+        secrets: dict[tuple[str, bytes], bytes] = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) != 3 or line.startswith("#"):
+                continue
+            try:
+                secrets[(parts[0], bytes.fromhex(parts[1]))] = bytes.fromhex(parts[2])
+            except ValueError:
+                continue
+        return cls(secrets, path)
+
+    def merged(self, other: KeyLog) -> KeyLog:
+        return KeyLog({**other.secrets, **self.secrets}, self.path or other.path)
 
     def get(self, label: str, client_random: bytes) -> bytes | None:
         return self.secrets.get((label, client_random))

@@ -162,6 +162,8 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
         lines.append(f"h2scope import: no {what} connection in {src} "
                      f"({summary.packets:,} packets, {summary.tcp_segments:,} TCP segments); "
                      "nothing written")
+    if summary.embedded_secrets:
+        lines.append(f"TLS secrets carried by the file itself: {summary.embedded_secrets:,}")
     skipped = []
     if kinds.get("tls"):
         skipped.append(f"{kinds['tls']} TLS (encrypted: give --keylog-file, or record "

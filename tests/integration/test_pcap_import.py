@@ -227,6 +227,17 @@ def test_tls_connections_decrypt_with_the_clients_key_log(
         ("TLSv1.2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")])
     assert all(leg["sni"] == "localhost" and leg["alpn"] == "h2" for leg in legs)
 
+    # The same secrets inside the pcapng (a Decryption Secrets Block, as Wireshark's
+    # editcap writes it): no --keylog-file needed, the same frames.
+    embedded = tmp_path / "with-secrets.pcapng"
+    got = procs.run([procs.require("editcap"), "--inject-secrets", f"tls,{keys}", str(pcap),
+                     str(embedded)])
+    assert got.returncode == 0, got.stderr
+    again = tmp_path / "again.h2scope"
+    assert main(["import", str(embedded), "-o", str(again)]) == 0
+    assert "TLS secrets carried by the file itself: " in capsys.readouterr().out
+    assert _ours(again)[:3] == (our_types, our_bytes, our_statuses)
+
 
 def test_an_h2c_upgrade_is_followed_from_its_101(tmp_path: Path) -> None:
     """curl --http2 on http:// asks for Upgrade: h2c (RFC 7540 §3.2); once the
