@@ -26,6 +26,7 @@ examples:
   h2scope view grpc.h2scope
 
   h2scope import capture.pcapng -o session.h2scope && h2scope check session.h2scope
+  tcpdump -U -w - 'tcp port 8080' | h2scope import - -o live.h2scope
 
   SSLKEYLOGFILE=keys.log curl --http2 https://example.com/   (captured meanwhile)
   h2scope import https.pcapng --keylog-file keys.log        TLS 1.2/1.3 decrypted
@@ -53,7 +54,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", type=Path, help="the packet capture (.pcap or .pcapng)")
+    p.add_argument("file", type=Path, help="the packet capture (.pcap or .pcapng, maybe "
+                   "gzipped; - reads it from stdin, as tcpdump -U -w - writes it)")
     p.add_argument("-o", "--output", type=Path, metavar="OUT",
                    help="the capture to write (default: FILE's name with .h2scope, in the "
                    "current directory)")
@@ -65,7 +67,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from proxy.cli import UsageError
+
     src: Path = args.file
+    if str(src) == "-" and args.output is None:
+        raise UsageError("reading the packet capture from stdin (-) needs -o OUT")
     out: Path = args.output or Path(src.name).with_suffix(".h2scope")
     summary = import_file(src, out, args.keylog_file)
     lines = report(summary, src, out, args.keylog_file is not None)
@@ -105,11 +111,14 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
         if not len(keylog):
             raise UsageError(f"{keylog_file} holds no key log lines (LABEL "
                              "<client random> <secret>, as SSLKEYLOGFILE writes them)")
-    if out.exists() and out.resolve() == src.resolve():
+    stdin = str(src) == "-"
+    if not stdin and out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out} is the packet capture itself: give another -o")
     with contextlib.ExitStack() as stack:
         try:
-            f = stack.enter_context(open_packet_capture(src))
+            # stdin (tcpdump -U -w - | h2scope import - -o OUT) is read once, as it
+            # comes: a lasting hole is then found when more data passed it.
+            f = sys.stdin.buffer if stdin else stack.enter_context(open_packet_capture(src))
         except FileNotFoundError:
             raise UsageError(f"no such file: {src}") from None
         except OSError as exc:
@@ -126,7 +135,10 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
             size = 0
 
         def step(packets: int) -> None:
-            progress.fraction("import", raw.tell(), size, f"{packets:,} packets")
+            if stdin or not size:
+                progress.show(f"import: {packets:,} packets")
+            else:
+                progress.fraction("import", raw.tell(), size, f"{packets:,} packets")
 
         try:
             summary = import_packets(f, writer, keylog=keylog, progress=step)

@@ -389,3 +389,21 @@ def test_a_gzip_packet_capture_is_read_as_is(tmp_path: Path,
     assert main(["import", str(packed), "-o", str(out)]) == 0  # what is whole is imported
     got = _frames(out)[(1, 1)]
     assert got == _expected(tmp_path)[(1, 1)][:len(got)]
+
+
+def test_a_packet_capture_can_come_on_stdin(tmp_path: Path) -> None:
+    """``tcpdump -U -w - | h2scope import - -o OUT``: read once, as it comes."""
+    import subprocess
+    import sys
+
+    pcap = _pcap(tmp_path / "dump.pcap", [(1.0 + i / 100, _ethernet(ip)) for i, ip in
+                                          enumerate(_flow_in_time_order(300))])
+    out = tmp_path / "piped.h2scope"
+    with open(pcap, "rb") as f:
+        cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)  # a pipe, not a file
+        run = subprocess.run([sys.executable, "-m", "proxy", "import", "-", "-o", str(out)],
+                             stdin=cat.stdout, capture_output=True, text=True, timeout=60)
+        cat.wait(10)
+    assert run.returncode == 0, run.stderr
+    assert _frames(out) == _expected(tmp_path)
+    assert main(["import", "-"]) == 2  # (where would it go?)
