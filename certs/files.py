@@ -24,6 +24,22 @@ PUBLIC_FILE_MODE = 0o644
 _POSIX = os.name == "posix"
 
 
+def create_private(path: str | os.PathLike[str]) -> int:
+    """Open ``path`` for writing, created or truncated, mode 0600 whatever the umask
+    or the mode of a file it replaces (captures and exports hold cookies, tokens
+    and bodies); a device such as ``/dev/null`` keeps its mode. Returns the file
+    descriptor. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
+                 SECRET_FILE_MODE)
+    try:
+        if _POSIX and stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, SECRET_FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create *path* (and missing parents) with mode 0700 if it does not exist.
 

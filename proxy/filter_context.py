@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.observe.events import FrameObserved
 
-__all__ = ["ConnMeta", "ConnRef", "StreamHeaders", "StreamHeadersTracker", "meta_host"]
+if TYPE_CHECKING:
+    from proxy.filter import Filter
+
+__all__ = ["ConnMeta", "ConnRef", "FrameMatcher", "StreamHeaders", "StreamHeadersTracker",
+           "meta_host"]
 
 
 class ConnMeta(Protocol):
@@ -90,3 +94,19 @@ class StreamHeadersTracker:
 
     def __len__(self) -> int:
         return len(self._streams)
+
+
+class FrameMatcher:
+    """A compiled filter applied to the frames of a stream of events, in order: each
+    frame matched with its connection and, when the filter uses ``status:``,
+    ``method:`` or ``path:``, its stream's headers (the headless printer live,
+    the text and JSON Lines exports offline)."""
+
+    def __init__(self, flt: Filter) -> None:
+        self.predicate = flt.predicate
+        self.streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+
+    def __call__(self, conn_id: int, host: str | None, ev: FrameObserved) -> bool:
+        streams = self.streams
+        return self.predicate(ev, ConnRef(conn_id, host),
+                              streams.update(conn_id, ev) if streams is not None else None)

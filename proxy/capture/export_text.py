@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.filter import Filter
-from proxy.filter_context import ConnRef, StreamHeadersTracker, meta_host
+from proxy.filter_context import FrameMatcher, meta_host
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -67,25 +67,20 @@ def _record_line(item: Replayed, rel: float) -> str | None:
 
 
 class _Kept:
-    """``--filter`` over a replayed capture: each frame with its connection (id and
-    host, from its CONNECTION record) and, when the filter asks for them, its
-    stream's request and response headers — as the headless printer does live."""
+    """``--filter`` over a replayed capture: each frame with its connection's host
+    (from its CONNECTION record), as the headless printer matches it live."""
 
     def __init__(self, flt: Filter) -> None:
-        self.predicate = flt.predicate
-        self.conns: dict[int, ConnRef] = {}
-        self.streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+        self.match = FrameMatcher(flt)
+        self.hosts: dict[int, str | None] = {}
 
     def record(self, item: Replayed) -> None:
         rec = item.record
         if rec.type == RecordType.CONNECTION:
-            self.conns[rec.conn_id] = ConnRef(rec.conn_id, meta_host(rec.json()))
+            self.hosts[rec.conn_id] = meta_host(rec.json())
 
     def frame(self, conn_id: int, ev: FrameObserved) -> bool:
-        conn = self.conns.get(conn_id) or ConnRef(conn_id, None)
-        streams = self.streams
-        return self.predicate(ev, conn,
-                              streams.update(conn_id, ev) if streams is not None else None)
+        return self.match(conn_id, self.hosts.get(conn_id), ev)
 
 
 def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from certs.files import create_private
 from proxy.capture.reader import Record
 from proxy.capture.replay import replay_records
 from proxy.filter import Filter
@@ -27,11 +28,7 @@ EXTENSIONS = {"har": "har", "pcapng": "pcapng", "text": "txt", "jsonl": "jsonl",
 def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
     """Create (or truncate) ``path`` mode 0600 for writing: an export holds what its
     capture holds (cookies, tokens, bodies), so it is as private as the capture."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-    except OSError:
-        pass  # (not ours to change: a device such as /dev/null)
+    fd = create_private(path)
     return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
 from proxy.capture.replay import lost_part
@@ -46,12 +46,18 @@ from proxy.net.http1 import (
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
 
+_H = TypeVar("_H")
 MAX_HEAD = 64 << 10
 """An HTTP/1.1 head longer than this is not waited for (not an h2c upgrade)."""
 MAX_AHEAD = 4 << 20
 """Bytes of early segments kept per direction while waiting for a hole to fill."""
 _SEQ_MOD = 1 << 32
 _TLS_HANDSHAKE = 0x16
+
+
+def _data_seq(seg: Segment) -> int:
+    """The sequence number of ``seg``'s first data byte (a SYN takes one number)."""
+    return (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
 
 
 def _after(a: int, b: int) -> int:
@@ -84,7 +90,7 @@ class _Direction:
         names, once everything before it is delivered, or one that more than
         :data:`MAX_AHEAD` bytes arrived after without it filling."""
         data = seg.payload
-        seq = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
+        seq = _data_seq(seg)
         if self.next_seq is None:
             self.next_seq = self.first_seq = seq
         if self.gap:
@@ -159,12 +165,13 @@ class _Connection:
     sides: tuple[_Direction, _Direction] = field(
         default_factory=lambda: (_Direction(), _Direction()))
     kind: str | None = None
-    """h2c, tls, other or late (its start not captured); None until the client's
-    first bytes."""
+    """What the client's first bytes say: h2c, tls, http1 (may upgrade), other or
+    late (its start not captured); None until they come."""
     tap: RecordingObserver | None = None
     saw_syn: bool = False
     pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
-    """Server bytes that came before the client's first (rare; fed after it)."""
+    """Server bytes that came before the client's first (an h2c server's SETTINGS
+    on accept): fed first, in capture order, once the client's say what it is."""
     closed_by: str | None = None
     """Who sent the first FIN or RST: client or server."""
     tls: TlsDecryptor | None = None
@@ -236,8 +243,7 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
         direction = Direction.C2S if seg.src == conn.client else Direction.S2C
         side = conn.sides[direction]
         if side.first_seq is None and holes:
-            first = (seg.seq + (1 if seg.flags & SYN else 0)) % _SEQ_MOD
-            side.stop_at = holes.get((seg.src, seg.dst, first))
+            side.stop_at = holes.get((seg.src, seg.dst, _data_seq(seg)))
         chunks, hole = side.take(seg)
         for data in chunks:
             _deliver(conn, direction, data, seg.t, writer, summary, ids, keylog)
@@ -284,7 +290,7 @@ def _holes(f: BinaryIO, secrets: list[bytes]) -> dict[_FlowKey, tuple[int, int]]
         key = (seg.src, seg.dst)
         side = sides.get(key)
         if side is None or (seg.flags & SYN and side.first_seq is not None
-                            and (seg.seq + 1) % _SEQ_MOD != side.first_seq):
+                            and _data_seq(seg) != side.first_seq):
             side = sides[key] = _Direction()  # a new connection (or the ports reused)
         before = side.next_seq
         _, hole = side.take(seg)
@@ -417,35 +423,21 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
     if up.gave_up:
         return
     (up.client if direction is Direction.C2S else up.server).extend(data)
-    if up.request is None:
-        end = up.client.find(b"\r\n\r\n")
-        if end < 0:
-            if len(up.client) > MAX_HEAD:
-                _not_upgraded(conn, summary)
-            return
-        try:
-            up.request = parse_request_head(bytes(up.client[:end + 4]))
-        except Http1Error:
-            _not_upgraded(conn, summary)
-            return
-        del up.client[:end + 4]
-        if "h2c" not in up.request.tokens("upgrade"):
-            _not_upgraded(conn, summary)
-            return
-    end = up.server.find(b"\r\n\r\n")
-    if end < 0:
-        if len(up.server) > MAX_HEAD:
-            _not_upgraded(conn, summary)
-        return
     try:
-        response = parse_response_head(bytes(up.server[:end + 4]))
+        if up.request is None:
+            up.request = _head(up.client, parse_request_head)
+            if up.request is None:
+                return
+            if "h2c" not in up.request.tokens("upgrade"):
+                raise Http1Error("no Upgrade: h2c")
+        response = _head(up.server, parse_response_head)
+        if response is None:
+            return
+        if response.status != 101:
+            raise Http1Error(f"the server answered {response.status}")
     except Http1Error:
         _not_upgraded(conn, summary)
         return
-    if response.status != 101:
-        _not_upgraded(conn, summary)
-        return
-    del up.server[:end + 4]
     settings, headers = h2c_upgrade(up.request)
     tap = _open_tap(conn, "h2c", writer, summary, ids, via="packet capture, Upgrade: h2c")
     summary.frames += _count(tap.upgrade_h2c(http2_settings=settings or b"",
@@ -456,6 +448,19 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
             summary.frames += _count(tap.feed(d, bytes(rest), t))
     up.client.clear()
     up.server.clear()
+
+
+def _head(buf: bytearray, parse: Callable[[bytes], _H]) -> _H | None:
+    """The HTTP/1.1 head at the start of ``buf``, taken out of it; None while it is
+    incomplete. Raises Http1Error for one that does not parse or never ends."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEAD:
+            raise Http1Error(f"no end of the head in {MAX_HEAD} bytes")
+        return None
+    head = parse(bytes(buf[:end + 4]))
+    del buf[:end + 4]
+    return head
 
 
 def _not_upgraded(conn: _Connection, summary: ImportSummary) -> None:

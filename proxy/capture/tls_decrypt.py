@@ -37,7 +37,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from proxy.net.clienthello import ClientHello, ClientHelloError, parse_client_hello
+from proxy.net.clienthello import (
+    ClientHello,
+    ClientHelloError,
+    ExtensionType,
+    alpn_protocols,
+    parse_client_hello,
+    read_extensions,
+)
 
 _HANDSHAKE, _CCS, _ALERT, _APP = 22, 20, 21, 23
 _HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
@@ -202,6 +209,10 @@ class TlsDecryptor:
                 self._fail(direction, f"an unreadable TLS record ({exc})")
         return out
 
+    def _fail_both(self, why: str) -> None:
+        self._fail(0, why)
+        self._fail(1, why)
+
     def _fail(self, direction: int, why: str) -> None:
         self.failed[direction] = True
         if self.problem is None:
@@ -277,33 +288,24 @@ class TlsDecryptor:
 
     def _server_hello(self, body: bytes) -> None:
         if len(body) < 38 or len(body) < 38 + body[34]:
-            self._fail(0, "a malformed ServerHello")
-            self._fail(1, "a malformed ServerHello")
+            self._fail_both("a malformed ServerHello")
             return
         random = body[2:34]
         if random == _HRR_RANDOM:
             return  # a HelloRetryRequest: the real ServerHello follows the second ClientHello
-        sid_len = body[34]
-        pos = 35 + sid_len
+        pos = 35 + body[34]  # after the legacy session id
         self.cipher = int.from_bytes(body[pos:pos + 2], "big")
         self.server_random = random
         self.version = 0x0303
-        pos += 3
-        if pos + 2 <= len(body):
-            end = pos + 2 + int.from_bytes(body[pos:pos + 2], "big")
-            pos += 2
-            while pos + 4 <= end:
-                etype = int.from_bytes(body[pos:pos + 2], "big")
-                elen = int.from_bytes(body[pos + 2:pos + 4], "big")
-                ext = body[pos + 4:pos + 4 + elen]
-                if etype == 43 and len(ext) == 2:  # supported_versions (RFC 8446 §4.2.1)
-                    self.version = int.from_bytes(ext, "big")
-                elif etype == 16 and len(ext) > 3:  # ALPN (RFC 7301 §3.1)
-                    self.alpn = ext[3:3 + ext[2]].decode("ascii", "replace")
-                pos += 4 + elen
+        pos += 3  # cipher suite, legacy compression method
+        for ext in read_extensions(body[pos + 2:pos + 2 + int.from_bytes(body[pos:pos + 2],
+                                                                          "big")]):
+            if ext.type == ExtensionType.SUPPORTED_VERSIONS and len(ext.data) == 2:
+                self.version = int.from_bytes(ext.data, "big")  # (RFC 8446 §4.2.1)
+            elif ext.type == ExtensionType.ALPN:
+                self.alpn = alpn_protocols(ext.data)[0]
         if self.client_hello is None:
-            self._fail(0, "the ClientHello is not in the capture")
-            self._fail(1, "the ClientHello is not in the capture")
+            self._fail_both("the ClientHello is not in the capture")
             return
         if self.version == 0x0304:
             self._tls13_keys()
@@ -316,15 +318,13 @@ class TlsDecryptor:
         if secret is None:
             why = (f"the key log has no {label} for this connection (client random "
                    f"{self.client_hello.random.hex()[:16]}…)")
-            self._fail(0, why)
-            self._fail(1, why)
+            self._fail_both(why)
         return secret
 
     def _tls13_keys(self) -> None:
         suite = _SUITES_13.get(self.cipher)
         if suite is None:
-            self._fail(0, f"TLS 1.3 cipher suite 0x{self.cipher:04x} is not known")
-            self._fail(1, f"TLS 1.3 cipher suite 0x{self.cipher:04x} is not known")
+            self._fail_both(f"TLS 1.3 cipher suite 0x{self.cipher:04x} is not known")
             return
         for d, label in ((0, "CLIENT"), (1, "SERVER")):
             hs = self._secret(f"{label}_HANDSHAKE_TRAFFIC_SECRET")
@@ -338,8 +338,7 @@ class TlsDecryptor:
         if suite is None:
             why = (f"TLS 1.2 cipher suite 0x{self.cipher:04x} is not an AEAD suite h2scope "
                    "decrypts (HTTP/2 needs one, RFC 9113 §9.2.2)")
-            self._fail(0, why)
-            self._fail(1, why)
+            self._fail_both(why)
             return
         master = self._secret("CLIENT_RANDOM")
         if master is None:
@@ -371,14 +370,9 @@ class TlsDecryptor:
                 self._alpn_from_extensions(body)
 
     def _alpn_from_extensions(self, body: bytes) -> None:
-        pos, end = 2, 2 + int.from_bytes(body[:2], "big")
-        while pos + 4 <= min(end, len(body)):
-            etype = int.from_bytes(body[pos:pos + 2], "big")
-            elen = int.from_bytes(body[pos + 2:pos + 4], "big")
-            ext = body[pos + 4:pos + 4 + elen]
-            if etype == 16 and len(ext) > 3:
-                self.alpn = ext[3:3 + ext[2]].decode("ascii", "replace")
-            pos += 4 + elen
+        for ext in read_extensions(body[2:2 + int.from_bytes(body[:2], "big")]):
+            if ext.type == ExtensionType.ALPN:
+                self.alpn = alpn_protocols(ext.data)[0]
 
     def tls_meta(self) -> dict[str, Any]:
         """What a capture's connection metadata says of the client's TLS leg."""

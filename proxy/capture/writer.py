@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from zlib import crc32
 
+from certs.files import create_private
 from proxy import __version__
 from proxy.capture.format import (
     CRC,
@@ -133,10 +134,8 @@ class CaptureWriter:
             "config": dict(config or {}),
         }
         body = _json(header)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                           0o600)
+        self._fd = create_private(self.path)
         try:
-            os.fchmod(self._fd, 0o600)  # an existing file keeps its mode otherwise
             self._write_all(FILE_HEADER.pack(MAGIC, VERSION, 0, len(body)) + body)
         except BaseException:
             os.close(self._fd)
@@ -197,19 +196,18 @@ class CaptureWriter:
                         rflags |= _TRUNCATED
                         self._truncated_frames += 1
                 n = len(raw)
-                seq += 1
                 if n >= DEFER_BODY:
-                    parts.append(self._deferred(_FRAME, rflags, n, conn_id, seq - 1, t, wall,
-                                                raw))
+                    parts.append(self._deferred(_FRAME, rflags, n, conn_id, seq, t, wall, raw))
                     last = None
                 else:
                     if last is None or type(last) is not bytearray:
                         last = bytearray()
                         parts.append(last)
-                    prefix = _PACK_PREFIX(SYNC, _FRAME, rflags, n, conn_id, seq - 1, t, wall)
+                    prefix = _PACK_PREFIX(SYNC, _FRAME, rflags, n, conn_id, seq, t, wall)
                     last += prefix
                     last += _PACK_CRC(crc32(raw, crc32(prefix)))
                     last += raw
+                seq += 1
                 added += n + 40
             self._counts[_FRAME] += seq - self._seq
             self._seq = seq

@@ -290,18 +290,14 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     """
     from proxy.events import ConnectionEvent, Http1MessageObserved
     from proxy.filter import compile_filter
-    from proxy.filter_context import ConnRef, StreamHeadersTracker
+    from proxy.filter_context import FrameMatcher
     from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 
-    flt = compile_filter(text)
-    predicate = flt.predicate
-    streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+    match = FrameMatcher(compile_filter(text))
 
     def accept(ev: Any, info: Any) -> bool:
         if isinstance(ev, FrameObserved):
-            conn = ConnRef(info.conn_id, _target_host(info.target, info.sni))
-            stream = streams.update(info.conn_id, ev) if streams is not None else None
-            return predicate(ev, conn, stream)
+            return match(info.conn_id, _target_host(info.target, info.sni), ev)
         if isinstance(ev, Http1MessageObserved):
             return False
         return isinstance(ev, (ConnectionEvent, Desynced, ConnectionFindingRaised))

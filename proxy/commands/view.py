@@ -89,11 +89,11 @@ def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStac
     temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2scope-import-")))
     out = temp / f"{path.stem}.h2scope"
     summary = import_file(path, out, args.keylog_file)
-    for line in report(summary, path, out, args.keylog_file is not None)[1:]:
+    first, *rest = report(summary, path, out, args.keylog_file is not None)
+    for line in rest:
         print(line, file=sys.stderr)
     if not imported(summary):
-        raise UsageError(report(summary, path, out, args.keylog_file is not None)[0]
-                         .removeprefix("h2scope import: "))
+        raise UsageError(first.removeprefix("h2scope import: "))
     return out
 
 

@@ -315,12 +315,7 @@ def _parse_body(body: bytes, length: int) -> ClientHello:
     if len(suites) % 2:
         raise ClientHelloError("cipher_suites has an odd length")
     compression = r.vector(1, "legacy_compression_methods")
-    extensions: list[Extension] = []
-    if not r.done():
-        ext = _Reader(r.vector(2, "extensions"))
-        while not ext.done():
-            etype = ext.uint(2, "extension type")
-            extensions.append(Extension(type=etype, data=ext.vector(2, "extension data")))
+    extensions = read_extensions(r.vector(2, "extensions")) if not r.done() else ()
     sni: str | None = None
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = ()
@@ -332,7 +327,7 @@ def _parse_body(body: bytes, length: int) -> ClientHello:
             case ExtensionType.SERVER_NAME:
                 sni = _server_name(e.data)
             case ExtensionType.ALPN:
-                alpn = _alpn(e.data)
+                alpn = alpn_protocols(e.data)
             case ExtensionType.SUPPORTED_VERSIONS:
                 versions = _u16s(_Reader(e.data).vector(1, "supported_versions"))
             case ExtensionType.SUPPORTED_GROUPS:
@@ -360,8 +355,21 @@ def _server_name(data: bytes) -> str | None:
     return None
 
 
-def _alpn(data: bytes) -> tuple[str, ...]:
-    # RFC 7301 §3.1: ProtocolNameList of non-empty opaque<1..2^8-1> names.
+def read_extensions(data: bytes) -> tuple[Extension, ...]:
+    """A hello's extension list (the vector's contents: type, length, data, ...), as
+    in a ClientHello, ServerHello or EncryptedExtensions (RFC 8446 §4.2).
+    Raises :class:`ClientHelloError` if it is cut short."""
+    r = _Reader(data)
+    out: list[Extension] = []
+    while not r.done():
+        etype = r.uint(2, "extension type")
+        out.append(Extension(type=etype, data=r.vector(2, "extension data")))
+    return tuple(out)
+
+
+def alpn_protocols(data: bytes) -> tuple[str, ...]:
+    """An ALPN extension's protocol names (RFC 7301 §3.1: a ProtocolNameList of
+    non-empty opaque<1..2^8-1> names; a server's holds the one it chose)."""
     r = _Reader(_Reader(data).vector(2, "protocol_name_list"))
     names = []
     while not r.done():

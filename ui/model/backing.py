@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from zlib import crc32
 
+from certs.files import create_private
 from proxy.capture.format import (
     CRC,
     FILE_HEADER,
@@ -200,14 +201,9 @@ class SessionCapture:
             end, records, last_seq = offsets.end, offsets.records, offsets.last_seq
             counts = {RecordType(k).name: v for k, v in offsets.counts.items()
                       if k in RecordType._value2member_map_}
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-                with open(fd, "wb", closefd=False) as out:
-                    _copy_checked(offsets.fd, out, end)
-                    out.write(_end_record(last_seq + 1, records, counts))
-            finally:
-                os.close(fd)
+            with open(create_private(dest), "wb") as out:
+                _copy_checked(offsets.fd, out, end)
+                out.write(_end_record(last_seq + 1, records, counts))
         self.saved.append(dest)
         self.saved_records = records
         return records
