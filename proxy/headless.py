@@ -16,8 +16,10 @@ The wording comes from :mod:`proxy.observe.describe`, shared with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -38,7 +40,8 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
-from proxy.observe.events import FrameObserved
+from proxy.observe.describe import event_line
+from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 from proxy.textlog import add_event_lines, frame_line, prefix
 
 log = logging.getLogger("h2scope.headless")
@@ -62,8 +65,12 @@ class HeadlessPrinter:
     """
 
     def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
-                 quiet: bool = False, annotate: bool = False, jsonl: bool = False) -> None:
+                 quiet: bool = False, annotate: bool = False, jsonl: bool = False,
+                 err: TextIO | None = None) -> None:
         self.out = out
+        self.err = err if err is not None else sys.stderr
+        """With ``jsonl``: where what went wrong goes (proxy errors, desyncs,
+        connection-level findings), as text: stdout holds only frame objects."""
         self.filter = filter
         self.quiet = quiet
         self.annotate = annotate
@@ -132,6 +139,8 @@ class HeadlessPrinter:
         conn_id = batch.conn_id
         tracker = self.tracker
         keep = self.filter
+        if self.start is None:
+            self.start = batch.t
         for ev in batch.events:
             if type(ev) is FrameObserved:
                 if self.quiet or (keep is not None
@@ -140,6 +149,18 @@ class HeadlessPrinter:
                 lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t), ensure_ascii=False))
             elif isinstance(ev, ConnectionEvent):
                 tracker.update(ev)
+                if type(ev) is ProxyErrorRaised:
+                    self._problem(conn_id, ev.t, connection_line(ev))
+            elif isinstance(ev, (Desynced, ConnectionFindingRaised)):
+                self._problem(conn_id, ev.t, f"! {event_line(ev)}")
+
+    def _problem(self, conn_id: int, t: float, text: str | None) -> None:
+        """With ``jsonl``, one line of what went wrong, on ``err`` (a human reads it)."""
+        if text:
+            start = self.start if self.start is not None else t
+            with contextlib.suppress(OSError, ValueError):
+                self.err.write(f"h2scope: {prefix(conn_id, t - start, '*').strip()} {text}\n")
+                self.err.flush()
 
     @staticmethod
     def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:

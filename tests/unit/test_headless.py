@@ -95,3 +95,29 @@ def test_jsonl_writes_one_object_per_frame_and_nothing_else() -> None:
                             filter=lambda ev, info: isinstance(ev, FrameObserved)
                             and ev.frame.type == 0)
     assert {json.loads(line)["type"] for line in only_data.splitlines()} == {"DATA"}
+
+
+def test_jsonl_says_what_went_wrong_on_stderr_not_among_the_frames() -> None:
+    """stdout stays frame objects for jq; a proxy error (with its hint) and a desync
+    go to ``err`` as text, where the user running the pipe sees them."""
+    from proxy.events import ProxyErrorRaised
+
+    obs = ConnectionObserver(preface="required")
+    desync = obs.feed(Direction.C2S, b"GET / HTTP/1.1\r\n\r\n", 1000.5)
+    batches = [
+        Batch(conn_id=1, t=1000.0, events=(ProxyErrorRaised(
+            conn_id=1, t=1000.0, stage="server-tls", message="certificate verification failed",
+            hint="pass its CA with --upstream-ca FILE"),)),
+        Batch(conn_id=2, t=1000.5, events=tuple(desync), direction=Direction.C2S,
+              data=b"GET / HTTP/1.1\r\n\r\n", protocol="h2"),
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    printer = HeadlessPrinter(out, jsonl=True, err=err)
+    printer.handle_many(batches)
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("h2scope: 0.000 #1") and "! server-tls: certificate " \
+        "verification failed — hint: pass its CA with --upstream-ca FILE" in lines[0]
+    assert lines[1].startswith("h2scope: 0.500 #2") and "! " in lines[1] \
+        and "preface" in lines[1]
