@@ -200,7 +200,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                         received = stream.data_bytes
                         total = received[sender] + length
                         declared = stream.content_length[sender]
-                        if conn_window > 0 and window > 0 and (declared < 0 or total <= declared):
+                        if conn_window > 0 and window > 0 and (declared == -1 or total <= declared):
                             side.conn_window = conn_window
                             send_window[sender] = window
                             received[sender] = total
@@ -437,7 +437,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if self.partial and sender is not None and sender is not opener.direction \
                 and sid > opener.highest_stream_id:
             # An excerpt: the frames that opened this stream are outside it.
-            stream = Stream(sid, state=_OPEN, opened_by=opener.direction)
+            stream = Stream(sid, state=_OPEN, opened_by=opener.direction,
+                            content_length=[-1, -1])  # its response may be outside too
             self._init_windows(stream)
             self.streams[sid] = stream
             opener.highest_stream_id = sid

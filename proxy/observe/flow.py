@@ -20,7 +20,14 @@ from proxy.observe.enums import MAX_WINDOW, Direction
 from proxy.observe.events import Event, FlowControlResumed, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
-from proxy.observe.streams import Stream, StreamState, check_frame_allowed, transition
+from proxy.observe.header_rules import header_value, status_of
+from proxy.observe.streams import (
+    NO_RESPONSE_YET,
+    Stream,
+    StreamState,
+    check_frame_allowed,
+    transition,
+)
 
 if TYPE_CHECKING:
     from proxy.observe.frames import DataFrame, RstStreamFrame, WindowUpdateFrame
@@ -83,8 +90,11 @@ class StreamFrames:
             findings.append(self._state_finding(stream, direction, problem, seq))
         received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
         declared = stream.content_length[direction]
-        if declared >= 0 and (end or received > declared):
-            self._body_ended(stream, direction, seq, findings, bool(end))
+        if declared >= 0:
+            if end or received > declared:
+                self._body_ended(stream, direction, seq, findings, bool(end))
+        elif declared != -1 and not problem:
+            self._unexpected_data(stream, direction, frame.data_length, seq, findings)
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
         if window < 0 and state is not _CLOSED and state is not _IDLE:
@@ -103,6 +113,31 @@ class StreamFrames:
                 self._events.append(FlowControlStalled(t=t, direction=direction,
                                                        stream_id=sid, seq=seq))
         return conn_window, window
+
+    def _unexpected_data(self, stream: Stream, direction: Direction, size: int, seq: int,
+                         findings: list[Finding]) -> None:
+        """DATA where the response may have none: before its final HEADERS (RFC 9113
+        §8.1), or in a response that has no content (RFC 9110 §6.4.1). Once each."""
+        sid = stream.stream_id
+        if stream.content_length[direction] == NO_RESPONSE_YET:
+            stream.content_length[direction] = -1
+            if self.sides[direction].hpack_broken:
+                return  # its response HEADERS may be there, undecoded
+            so_far = ("only an informational (1xx) response" if stream.informational
+                      else "no HEADERS")
+            findings.append(_f("data-before-headers", Severity.ERROR, "RFC 9113 §8.1",
+                               f"DATA on stream {sid} before its response ({so_far} so far): "
+                               "a response starts with a HEADERS frame carrying its status; "
+                               "the receiver must treat it as malformed", seq, sid))
+        elif size:
+            stream.content_length[direction] = -1
+            request = stream.request_headers or ()
+            status = status_of(stream.response_headers or ())
+            what = ("the response to a HEAD request" if header_value(request, ":method") == "HEAD"
+                    else f"a {status} response")
+            findings.append(_f("content-not-allowed", Severity.ERROR, "RFC 9110 §6.4.1",
+                               f"DATA on stream {sid} carries {size} bytes of content in {what}, "
+                               "which has none", seq, sid))
 
     def _body_ended(self, stream: Stream, direction: Direction, seq: int,
                     findings: list[Finding], ended: bool = True) -> None:

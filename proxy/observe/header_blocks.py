@@ -25,7 +25,7 @@ from proxy.observe.header_rules import (
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import PriorityTree
 from proxy.observe.sides import MAX_BLOCK_BYTES, HeaderBlockInProgress, Side
-from proxy.observe.streams import Stream, StreamState, sender_finished, transition
+from proxy.observe.streams import NO_CONTENT, Stream, StreamState, sender_finished, transition
 
 C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED = StreamState.IDLE, StreamState.RESERVED
@@ -145,6 +145,16 @@ class HeaderBlocks:
         side.block = None
         return self._decode_block(side, sid, role, frame.fragment, None, seq, findings)
 
+    @staticmethod
+    def _no_content_length(headers: tuple[tuple[str, str], ...], status: int, seq: int,
+                           sid: int, findings: list[Finding]) -> None:
+        """RFC 9110 §8.6: no content-length in a 1xx or 204 response."""
+        value = header_value(headers, "content-length")
+        if value is not None:
+            findings.append(_f("content-length-forbidden", Severity.WARNING, "RFC 9110 §8.6",
+                               f"a {status} response carries content-length: {value}; a server "
+                               "must not send it in a 1xx or 204 response", seq, sid))
+
     def _headers_role(self, stream: Stream, direction: Direction, frame: HeadersFrame, seq: int,
                       findings: list[Finding]) -> BlockRole:
         if direction is C2S:
@@ -243,6 +253,8 @@ class HeaderBlocks:
                 if prio is not None:
                     self._apply_rfc9218(stream, prio, seq, findings)
             elif role is _ROLE_RESPONSE:
+                if status is not None and (status < 200 or status == 204):
+                    self._no_content_length(headers, status, seq, sid, findings)
                 if status is not None and 100 <= status < 200:
                     stream.informational.append(headers)
                     if status == 101:
@@ -251,11 +263,14 @@ class HeaderBlocks:
                                            seq, sid))
                     return block, promised
                 stream.response_headers = headers
-                # RFC 9110 §8.6: in a response to HEAD and in a 304, content-length
-                # is the size the full response would have had, not of this one.
+                # RFC 9110 §6.4.1: a response to HEAD, a 204 and a 304 have no content
+                # (in a response to HEAD and in a 304, content-length is the size the
+                # full response would have had, RFC 9110 §8.6).
                 method = (header_value(stream.request_headers, ":method")
                           if stream.request_headers is not None else None)
-                if method != "HEAD" and status != 304:
+                if method == "HEAD" or status == 304 or status == 204:
+                    stream.content_length[S2C] = NO_CONTENT
+                else:
                     stream.content_length[S2C] = length
             else:
                 stream.trailers[direction] = headers

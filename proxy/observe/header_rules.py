@@ -87,7 +87,38 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
     pseudo = _quick_scan(headers, allowed, role)
     if pseudo is None:
         pseudo = _full_scan(headers, role, allowed, seq, stream_id, out)
+    authority = pseudo.get(":authority")
+    if authority is not None and role is _REQUEST:
+        host = header_value(headers, "host")
+        if host is not None and _origin(host, pseudo.get(":scheme")) != _origin(
+                authority, pseudo.get(":scheme")):
+            out.append(_finding("host-authority-mismatch", Severity.ERROR, "RFC 9113 §8.3.1",
+                                f"host {host!r} differs from :authority {authority!r}; a client "
+                                "must not send a Host that differs, and a server should treat "
+                                "the request as malformed", seq, stream_id))
     return _check_pseudo(pseudo, role, seq, stream_id, out)
+
+
+_DEFAULT_PORT = {"https": "443", "http": "80"}
+
+
+def _origin(authority: str, scheme: str | None) -> tuple[str, str]:
+    """Host and port an authority names (RFC 3986 §6.2.3: case-insensitive host,
+    an empty or the scheme's default port is the same as none)."""
+    value = authority.strip().lower()
+    host, port = value, ""
+    if value.startswith("["):
+        end = value.find("]")
+        if end > 0:
+            host, rest = value[:end + 1], value[end + 1:]
+            port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, colon, digits = value.rpartition(":")
+        if colon and (digits.isdigit() or not digits):
+            host, port = name, digits
+    if port == "" or port == _DEFAULT_PORT.get(scheme or ""):
+        port = ""
+    return host, port
 
 
 def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
@@ -216,9 +247,21 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             if missing:
                 out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
                                     f"request without {', '.join(missing)}", seq, stream_id))
-            if pseudo.get(":path") == "" :
+            path = pseudo.get(":path")
+            if path == "":
                 out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",
                                     "empty :path", seq, stream_id))
+            elif path is not None and path[0] != "/" and not (path == "*" and method == "OPTIONS") \
+                    and pseudo.get(":scheme") in ("http", "https"):
+                out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",
+                                    f":path {path[:80]!r} is neither origin-form (starting with "
+                                    "'/') nor '*' for OPTIONS", seq, stream_id))
+        authority = pseudo.get(":authority")
+        if authority is not None and "@" in authority and pseudo.get(":scheme", "https") in (
+                "http", "https"):
+            out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",
+                                f":authority {authority!r} carries userinfo (user@host), which "
+                                "http and https URIs must not send", seq, stream_id))
     elif role is _RESPONSE:
         status = pseudo.get(":status")
         if status is None:

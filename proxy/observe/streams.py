@@ -111,6 +111,12 @@ def check_frame_allowed(state: StreamState, ftype: int) -> str | None:
     return None
 
 
+NO_CONTENT = -2
+"""``Stream.content_length`` of a response to HEAD, a 204 or a 304: no DATA payload."""
+NO_RESPONSE_YET = -3
+"""``Stream.content_length`` of the server's direction before its final response."""
+
+
 @dataclass(slots=True)
 class Stream:
     """What the model tracks per stream (mutable, internal to the observer)."""
@@ -128,10 +134,13 @@ class Stream:
     trailers: dict[Direction, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     data_bytes: list[int] = field(default_factory=lambda: [0, 0])
     """DATA payload bytes (padding excluded) per direction index."""
-    content_length: list[int] = field(default_factory=lambda: [-1, -1])
+    content_length: list[int] = field(default_factory=lambda: [-1, NO_RESPONSE_YET])
     """Per direction index: the ``content-length`` its message declared, which its
     DATA must add up to (RFC 9113 §8.1.1); -1 when there is none to check (none
-    declared, a response to HEAD, a 304, or a mismatch already reported)."""
+    declared, or a finding already reported); :data:`NO_CONTENT` for a response
+    that may carry no content at all (RFC 9110 §6.4.1); :data:`NO_RESPONSE_YET`
+    for the response direction until its final HEADERS (RFC 9113 §8.1). Every
+    value but -1 sends DATA off the observer's fast path to be checked."""
     send_window: list[int] = field(default_factory=lambda: [0, 0])
     """Flow-control window for data flowing in each direction (index = Direction)."""
     stalled_since: list[float | None] = field(default_factory=lambda: [None, None])

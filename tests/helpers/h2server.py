@@ -8,6 +8,9 @@ Routes (any method):
 * ``/slow/N``  — N bytes in 16 KiB pieces, 20 ms apart (a long download);
 * ``/short/N`` — 200 declaring ``content-length: N``, then only N // 2 bytes and
   END_STREAM (a truncated body);
+* ``/no-content/N`` — status N (204, 304) with ``content-length: 4`` and a body
+  of 4 bytes anyway (RFC 9110 §6.4.1 says it has none);
+* ``/data-first`` — a DATA frame, then the response HEADERS (RFC 9113 §8.1: wrong);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
 
 Cleartext with ``upgrade=True`` it also accepts ``Upgrade: h2c`` (nghttpd
@@ -128,6 +131,15 @@ class H2Origin(asyncio.Protocol):
             self.conn.send_headers(sid, [*headers, ("content-length", str(n))])
             self.pending[sid] = b"s" * (n // 2)
             self.send_pending()
+        elif path.startswith("/no-content/"):
+            status = path.rsplit("/", 1)[1]
+            self.conn.send_headers(sid, [(":status", status), ("content-length", "4")])
+            self.conn.send_data(sid, b"oops", end_stream=True)
+            self.flush()
+        elif path == "/data-first":
+            self.conn.send_data(sid, b"early ")
+            self.conn.send_headers(sid, headers, end_stream=True)
+            self.flush()
         elif path in ("/reset", "/abort"):
             self.conn.send_headers(sid, headers)
             self.conn.send_data(sid, b"y" * 1000)

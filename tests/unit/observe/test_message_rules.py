@@ -1,0 +1,158 @@
+"""HTTP message rules over frames: a response starts with HEADERS (RFC 9113 §8.1),
+some responses carry no content (RFC 9110 §6.4.1) and no content-length (§8.6),
+and Host agrees with :authority (RFC 9113 §8.3.1)."""
+
+from __future__ import annotations
+
+from hyperframe import frame as hf
+
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
+from tests.unit.observe.conftest import REQUEST, Conversation
+
+C2S, S2C = Direction.C2S, Direction.S2C
+HEAD = [(":method", "HEAD"), *REQUEST[1:]]
+END = ["END_HEADERS", "END_STREAM"]
+
+
+def codes(conv: Conversation, events: list | None = None) -> list[str]:
+    return [c for c in conv.findings(events) if c != "unknown-setting"]
+
+
+def test_an_ordinary_exchange_raises_none_of_these(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "103"), ("link", "</a.css>; rel=preload")]))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200"), ("content-length", "3")]))
+    conv.send(S2C, f.data(1, b"abc", flags=["END_STREAM"]))
+    conv.send(C2S, f.headers(C2S, 3, HEAD, flags=END))
+    conv.send(S2C, f.headers(S2C, 3, [(":status", "200"), ("content-length", "1000")]))
+    conv.send(S2C, f.data(3, b"", flags=["END_STREAM"]))  # an empty DATA is no content
+    conv.send(C2S, f.headers(C2S, 5, REQUEST, flags=END))
+    conv.send(S2C, f.headers(S2C, 5, [(":status", "304"), ("content-length", "512")], flags=END))
+    assert codes(conv) == []
+
+
+def test_data_before_the_response_headers_is_flagged_once(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    first = conv.finding_objects(conv.send(S2C, f.data(1, b"body")))
+    assert [x.code for x in first] == ["data-before-headers"]
+    assert first[0].rfc == "RFC 9113 §8.1" and first[0].stream_id == 1
+    assert "no HEADERS so far" in first[0].message
+    assert codes(conv, conv.send(S2C, f.data(1, b"more"))) == []
+    # The response's HEADERS, late, still counts its body from then on.
+    assert codes(conv, conv.send(S2C, f.headers(S2C, 1, [(":status", "200")], flags=END))) == []
+
+
+def test_data_after_only_an_informational_response_is_flagged(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "100")]))
+    found = conv.finding_objects(conv.send(S2C, f.data(1, b"x", flags=["END_STREAM"])))
+    assert [x.code for x in found] == ["data-before-headers"]
+    assert "informational (1xx)" in found[0].message
+
+
+def test_data_on_a_pushed_stream_before_its_headers_is_one_state_error(
+        conv: Conversation) -> None:
+    """A reserved stream takes only HEADERS (RFC 9113 §5.1): the state check says so,
+    and only it."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    push = hf.PushPromiseFrame(1, promised_stream_id=2, flags=["END_HEADERS"])
+    push.data = f.block(S2C, [*REQUEST[:3], (":path", "/style.css")])
+    conv.send(S2C, push.serialize())
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200")], flags=END))
+    assert codes(conv) == []
+    found = conv.finding_objects(conv.send(S2C, f.data(2, b"body{}")))
+    assert [x.code for x in found] == ["frame-on-closed-stream"]
+    assert "reserved" in found[0].message
+
+
+def test_no_data_before_headers_claim_when_the_servers_hpack_is_lost(
+        conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    broken = hf.HeadersFrame(1, flags=["END_HEADERS"])
+    broken.data = b"\xbf"  # indexed field 63: beyond the empty dynamic table
+    assert "hpack-error" in codes(conv, conv.send(S2C, broken.serialize()))
+    assert codes(conv, conv.send(S2C, f.data(1, b"body", flags=["END_STREAM"]))) == []
+
+
+def test_an_excerpt_does_not_claim_its_responses_headers_are_missing() -> None:
+    obs = ConnectionObserver(preface="none", partial=True)
+    data = hf.DataFrame(7, data=b"middle of a body").serialize()
+    events = obs.feed(S2C, data, 0.0)
+    assert [x.code for e in events for x in getattr(e, "findings", ())] == []
+
+
+def test_content_in_a_response_to_head_is_flagged(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, HEAD, flags=END))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200"), ("content-length", "5")]))
+    found = conv.finding_objects(conv.send(S2C, f.data(1, b"hello", flags=["END_STREAM"])))
+    assert [x.code for x in found] == ["content-not-allowed"]
+    assert found[0].rfc == "RFC 9110 §6.4.1"
+    assert "5 bytes of content in the response to a HEAD request" in found[0].message
+
+
+def test_a_204_with_content_length_and_content_is_flagged_twice(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    head = conv.finding_objects(conv.send(
+        S2C, f.headers(S2C, 1, [(":status", "204"), ("content-length", "4")])))
+    assert [(x.code, x.severity.name, x.rfc) for x in head] == [
+        ("content-length-forbidden", "WARNING", "RFC 9110 §8.6")]
+    body = conv.finding_objects(conv.send(S2C, f.data(1, b"oops")))
+    assert [x.code for x in body] == ["content-not-allowed"] and "a 204 response" in body[0].message
+    assert codes(conv, conv.send(S2C, f.data(1, b"!", flags=["END_STREAM"]))) == []  # once
+
+
+def test_content_length_in_an_informational_response_is_flagged(conv: Conversation) -> None:
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQUEST, flags=END))
+    found = codes(conv, conv.send(S2C, f.headers(S2C, 1, [(":status", "100"),
+                                                          ("content-length", "0")])))
+    assert found == ["content-length-forbidden"]
+
+
+def _request(conv: Conversation, headers: list[tuple[str, str]], sid: int = 1) -> list[str]:
+    return codes(conv, conv.send(C2S, conv.f.headers(C2S, sid, headers, flags=END)))
+
+
+def test_a_host_that_differs_from_authority_is_flagged(conv: Conversation) -> None:
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(
+        C2S, 1, [*REQUEST, ("host", "internal.example")], flags=END)))
+    assert [x.code for x in found] == ["host-authority-mismatch"]
+    assert found[0].rfc == "RFC 9113 §8.3.1"
+    assert "'internal.example'" in found[0].message and "'example.com'" in found[0].message
+
+
+def test_host_and_authority_that_name_the_same_origin_are_clean(conv: Conversation) -> None:
+    base = [(":method", "GET"), (":scheme", "https"), (":path", "/")]
+    assert _request(conv, [*base, (":authority", "Example.COM"), ("host", "example.com")]) == []
+    assert _request(conv, [*base, (":authority", "example.com:443"), ("host", "example.com")],
+                    3) == []
+    assert _request(conv, [*base, (":authority", "[::1]:8443"), ("host", "[::1]:8443")], 5) == []
+    assert _request(conv, [*base, ("host", "example.com")], 7) == []  # no :authority at all
+    assert _request(conv, [*base, (":authority", "example.com:8443"),
+                           ("host", "example.com")], 9) == ["host-authority-mismatch"]
+
+
+def test_a_path_that_is_not_origin_form_is_flagged(conv: Conversation) -> None:
+    base = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com")]
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(
+        C2S, 1, [*base, (":path", "https://example.com/x")], flags=END)))
+    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-invalid", "RFC 9113 §8.3.1")]
+    assert "origin-form" in found[0].message
+    options = [(":method", "OPTIONS"), *base[1:], (":path", "*")]
+    assert _request(conv, options, 3) == []
+
+
+def test_userinfo_in_authority_is_flagged(conv: Conversation) -> None:
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(
+        C2S, 1, [(":method", "GET"), (":scheme", "https"), (":authority", "bob:pw@example.com"),
+                 (":path", "/")], flags=END)))
+    assert [x.code for x in found] == ["pseudo-header-invalid"]
+    assert "userinfo" in found[0].message
