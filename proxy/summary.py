@@ -3,7 +3,9 @@
 :class:`RunSummary` is an event-bus sink beside the headless printer. It
 counts connections by protocol, frames by direction, streams, resets by error
 code, the observer's findings by (severity, code, RFC section) with where each
-was first seen, and the proxy's own errors by stage. When the proxy stops,
+was first seen, and the proxy's own errors by stage; for a stall hunt, the
+flow-control stalls (the longest, and those never resumed: the classic hang)
+and the slowest streams, with their requests. When the proxy stops,
 ``h2scope run --headless`` prints :meth:`RunSummary.lines` on stderr, and with
 ``--fail-on SEVERITY`` exits with status 3 if a finding of that severity or
 worse was seen: a proxy in front of a server in CI fails the job on a
@@ -17,19 +19,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.events import Batch, ConnectionOpened, ProxyErrorRaised, RelayStarted
-from proxy.observe.enums import error_name
+from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
+from proxy.observe.describe import block_summary
+from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
+    FlowControlResumed,
+    FlowControlStalled,
     FrameObserved,
     StreamStateChanged,
 )
 from proxy.observe.findings import Finding, Severity
+from proxy.observe.hpack_annotated import HeaderBlock
 
 EXIT_FINDINGS = 3
 """``run --headless --fail-on``: a finding at or above the severity was seen."""
 _RST = 0x3
+_C2S, _S2C = Direction.C2S, Direction.S2C
+SLOWEST = 3
+"""Streams the summary names as the slowest."""
+_MAX_OPEN = 100_000
+"""Open streams whose start the summary remembers (bounded: a flood of streams
+that never close must not grow a long run's memory)."""
 
 
 @dataclass(slots=True)
@@ -86,6 +98,22 @@ class RunSummary:
         self.resets: Counter[str] = Counter()
         self.findings = FindingTally()
         self.errors: Counter[str] = Counter()
+        self.stalls = 0
+        self.longest_stall: tuple[float, int, int, Direction] | None = None
+        """(seconds, connection, stream, direction of the data) of the longest stall."""
+        self._stalled: dict[tuple[int, int, Direction], float] = {}
+        self._closed_stalled: dict[tuple[int, int, Direction], float] = {}
+        """Stalls of streams that closed in the batch at hand (its RST may follow)."""
+        self.unresumed: list[tuple[int, int, Direction, float, float, str]] = []
+        """Stalls that never resumed: (connection, stream, direction of the data, since,
+        until, how they ended)."""
+        self.slowest: list[tuple[float, int, int, HeaderBlock | None]] = []
+        """The slowest streams: (seconds open, connection, stream, request block),
+        longest first."""
+        self._open: dict[tuple[int, int], list[Any]] = {}
+        """Open streams: [when opened, the request's header block once seen]."""
+        self._slowest_floor = -1.0
+        self.last_t = 0.0
 
     def handle_many(self, batches: Sequence[Batch]) -> None:
         for batch in batches:
@@ -93,17 +121,43 @@ class RunSummary:
 
     def handle(self, batch: Batch) -> None:
         events: Sequence[Any] = batch.events  # dispatched on the exact type below
+        conn = batch.conn_id
+        self.last_t = batch.t
+        if self._closed_stalled:
+            self._closed_stalled.clear()
         for ev in events:
             kind = type(ev)
             if kind is FrameObserved:
                 self.frames[ev.direction] += 1
                 if ev.frame.type == _RST:
-                    self.resets[error_name(ev.frame.error_code)] += 1
+                    code = error_name(ev.frame.error_code)
+                    self.resets[code] += 1
+                    if self._stalled or self._closed_stalled:
+                        self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
+                                                  ev.t)
+                elif ev.block is not None and ev.direction is _C2S:
+                    opened = self._open.get((conn, ev.frame.stream_id))
+                    if opened is not None and opened[1] is None:
+                        opened[1] = ev.block
                 for f in ev.findings:
-                    self._finding(batch.conn_id, f)
+                    self._finding(conn, f)
             elif kind is StreamStateChanged:
                 if ev.old == "idle":  # opened by HEADERS, or reserved by a PUSH_PROMISE
                     self.streams += 1
+                    if len(self._open) < _MAX_OPEN:
+                        self._open[(conn, ev.stream_id)] = [ev.t, None]
+                elif ev.new == "closed":
+                    self._stream_closed(conn, ev.stream_id, ev.t)
+            elif kind is FlowControlStalled:
+                self.stalls += 1
+                self._stalled[(conn, ev.stream_id, ev.direction)] = ev.t
+            elif kind is FlowControlResumed:
+                self._stalled.pop((conn, ev.stream_id, ev.direction), None)
+                longest = self.longest_stall
+                if longest is None or ev.stalled_for > longest[0]:
+                    self.longest_stall = (ev.stalled_for, conn, ev.stream_id, ev.direction)
+            elif kind is ConnectionClosed:
+                self.connection_closed(conn, ev.t)
             elif kind is ConnectionOpened:
                 self.connections += 1
             elif kind is RelayStarted:
@@ -112,6 +166,45 @@ class RunSummary:
                 self.errors[ev.stage] += 1
             elif kind is ConnectionFindingRaised or kind is Desynced:
                 self._finding(batch.conn_id, ev.finding)
+
+    def _stream_closed(self, conn: int, sid: int, t: float) -> None:
+        if self._stalled:
+            for direction in (_C2S, _S2C):
+                # Closed by the blocked side's END_STREAM, its window spent exactly: no
+                # hang. Or by an RST_STREAM, whose frame event follows in this batch.
+                since = self._stalled.pop((conn, sid, direction), None)
+                if since is not None:
+                    self._closed_stalled[(conn, sid, direction)] = since
+        opened = self._open.pop((conn, sid), None)
+        if opened is None:
+            return
+        took = t - opened[0]
+        if took > self._slowest_floor:
+            slowest = self.slowest
+            slowest.append((took, conn, sid, opened[1]))
+            slowest.sort(key=lambda s: -s[0])
+            del slowest[SLOWEST:]
+            if len(slowest) == SLOWEST:
+                self._slowest_floor = slowest[-1][0]
+
+    def _reset_while_stalled(self, conn: int, sid: int, by: Direction, code: str,
+                             t: float) -> None:
+        for direction in (Direction.C2S, Direction.S2C):
+            key = (conn, sid, direction)
+            since = self._stalled.pop(key, None)
+            if since is None:
+                since = self._closed_stalled.pop(key, None)
+            if since is not None:
+                self.unresumed.append((conn, sid, direction, since, t,
+                                       f"until the {by.sender} reset the stream ({code})"))
+
+    def connection_closed(self, conn: int, t: float) -> None:
+        """Stalls of a connection that ended are over, unresumed; its open streams too."""
+        for stalled in [k for k in self._stalled if k[0] == conn]:
+            since = self._stalled.pop(stalled)
+            self.unresumed.append((*stalled, since, t, "until the connection closed"))
+        for opened in [k for k in self._open if k[0] == conn]:
+            del self._open[opened]
 
     def _finding(self, conn_id: int, f: Finding) -> None:
         self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""))
@@ -142,7 +235,38 @@ class RunSummary:
             for g in groups:
                 out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}, first "
                            f"{g.where}: {g.message}")
+        out.extend(self._stall_lines())
+        if self.slowest:
+            out.append("slowest streams:")
+            for took, conn, sid, request in self.slowest:
+                out.append(f"  {_seconds(took):>9}  #{conn} stream {sid}"
+                           + (f"  {block_summary(request.headers)}" if request else ""))
         if self.errors:
             out.append("proxy errors: " + ", ".join(f"{stage} ×{n}"
                                                     for stage, n in self.errors.most_common()))
         return out
+
+    def _stall_lines(self) -> list[str]:
+        if not self.stalls:
+            return []
+        text = f"flow control: {self.stalls:,} stall{'s' * (self.stalls != 1)}"
+        if self.longest_stall is not None:
+            took, conn, sid, direction = self.longest_stall
+            text += f", longest {_seconds(took)} ({_where(conn, sid, direction)})"
+        out = [text]
+        at_end = [(*key, since, self.last_t, "at the end") for key, since in self._stalled.items()]
+        for conn, sid, direction, since, until, how in self.unresumed + at_end:
+            waited = f" for {_seconds(until - since)}" if until >= since else ""
+            out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited} "
+                       f"{how}: the {direction.peer.sender} sent no WINDOW_UPDATE that "
+                       "reopened it")
+        return out
+
+
+def _where(conn: int, sid: int, direction: Direction) -> str:
+    window = f"stream {sid}" if sid else "the connection window"
+    return f"#{conn} {window}, {direction.sender} blocked"
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 10 else f"{s:.1f} s"

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 summary.connections += 1
                 summary.protocols[str(meta.get("protocol") or "?")] += 1
             elif rec.type == RecordType.CLOSE:
+                summary.connection_closed(rec.conn_id, rec.t)
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1

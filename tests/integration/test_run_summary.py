@@ -68,3 +68,57 @@ def test_a_protocol_violation_fails_the_run_with_status_3(
     # The recording says the same offline.
     assert main(["check", str(tmp_path / "v.h2scope")]) == 3
     assert "error   stream-id-parity (RFC 9113 §5.1.1) ×1" in capsys.readouterr().out
+
+
+def stalled_download(port: int, path: str) -> None:
+    """An h2c client (Python h2) that offers a 1 KiB stream window, reads what the
+    server sends into it and never opens it again, then goes away."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024})
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "http"),
+                          (":authority", f"127.0.0.1:{port}"), (":path", path)], end_stream=True)
+    received = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(conn.data_to_send())
+        while received < 1024:
+            data = sock.recv(65536)
+            assert data, "the server closed before filling the window"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    received += len(ev.data)  # read, and never acknowledged
+            sock.sendall(conn.data_to_send())
+
+
+def test_the_summary_names_stalls_that_never_resumed_and_the_slowest_streams(
+        tmp_path: Path, docroot: Path) -> None:
+    (docroot / "stall.bin").write_bytes(b"z" * 200_000)
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             extra=["-q"], cwd=tmp_path).start()
+        try:
+            # nghttp with a 2^10-1 byte stream window: stalls, resumed by its WINDOW_UPDATEs.
+            result = procs.run([procs.require("nghttp"), "-n", "-w", "10",
+                                f"http://127.0.0.1:{proxy.port}/stall.bin"])
+            assert result.returncode == 0, result.stderr
+            stalled_download(proxy.port, "/stall.bin")
+        finally:
+            status = proxy.stop()
+    lines = [ln.removeprefix("h2scope: ") for ln in proxy.stderr_lines]
+    assert status == 0, lines
+    stalls = next(ln for ln in lines if ln.startswith("flow control: "))
+    assert " stalls, longest " in stalls and "#1 stream 13, server blocked" in stalls, lines
+    never = [ln.strip() for ln in lines if "never resumed" in ln]
+    assert len(never) == 1, lines
+    assert never[0].startswith("never resumed: #2 stream 1, server blocked, stalled for "), never
+    assert never[0].endswith("until the connection closed: the client sent no WINDOW_UPDATE "
+                             "that reopened it"), never
+    slowest = lines[lines.index("slowest streams:") + 1:][:2]
+    assert any(ln.strip().endswith(f"#1 stream 13  GET 127.0.0.1:{proxy.port}/stall.bin")
+               for ln in slowest), lines

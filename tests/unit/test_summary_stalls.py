@@ -1,0 +1,82 @@
+"""The run summary's flow-control and slowest-stream lines, from the observer's
+own events on a scripted conversation (hyperframe/hpack-built frames)."""
+
+from __future__ import annotations
+
+from proxy.events import Batch, ConnectionClosed
+from proxy.observe.enums import Direction
+from proxy.summary import RunSummary
+from tests.unit.observe.conftest import REQUEST, Conversation
+
+C2S, S2C = Direction.C2S, Direction.S2C
+END = ["END_HEADERS", "END_STREAM"]
+
+
+class Fed:
+    """A conversation whose events go to a RunSummary as connection ``conn``."""
+
+    def __init__(self, summary: RunSummary, conn: int = 1) -> None:
+        self.conv = Conversation()
+        self.conv.send(C2S, self.conv.f.settings(initial_window_size=100))
+        self.conv.send(S2C, self.conv.f.settings(ack=True))
+        self.summary, self.conn = summary, conn
+        self.summary.handle(Batch(conn_id=conn, t=self.conv.t, events=tuple(self.conv.events)))
+
+    def send(self, direction: Direction, data: bytes, dt: float = 0.001) -> None:
+        events = self.conv.send(direction, data, dt)
+        self.summary.handle(Batch(conn_id=self.conn, t=self.conv.t, events=tuple(events)))
+
+    def request(self, sid: int, path: str) -> None:
+        self.send(C2S, self.conv.f.headers(C2S, sid, [*REQUEST[:3], (":path", path)], flags=END))
+        self.send(S2C, self.conv.f.headers(S2C, sid, [(":status", "200")]))
+
+
+def stall_lines(summary: RunSummary) -> list[str]:
+    return [ln.strip() for ln in summary.lines() if "stall" in ln or "never resumed" in ln]
+
+
+def test_a_resumed_stall_is_counted_with_the_longest_wait() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/big")
+    fed.send(S2C, fed.conv.f.data(1, b"x" * 100))  # the window of 100 is spent: stalled
+    fed.send(C2S, fed.conv.f.window_update(1, 100), dt=0.25)
+    fed.send(S2C, fed.conv.f.data(1, b"y", flags=["END_STREAM"]))
+    assert stall_lines(summary) == [
+        "flow control: 1 stall, longest 250.0 ms (#1 stream 1, server blocked)"]
+    slowest = summary.lines()[summary.lines().index("slowest streams:") + 1]
+    assert slowest.split() == ["253.0", "ms", "#1", "stream", "1", "GET", "example.com/big"]
+
+
+def test_stalls_ended_by_a_reset_a_close_or_the_end_never_resumed() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    for sid in (1, 3):
+        fed.request(sid, f"/{sid}")
+        fed.send(S2C, fed.conv.f.data(sid, b"x" * 100))
+    fed.send(C2S, fed.conv.f.rst(1, 8), dt=2.0)  # the client gives up on stream 1
+    other = Fed(summary, conn=2)
+    other.request(1, "/hang")
+    other.send(S2C, other.conv.f.data(1, b"x" * 100))
+    summary.handle(Batch(conn_id=2, t=other.conv.t + 1, events=(ConnectionClosed(
+        conn_id=2, t=other.conv.t + 1, closed_by="CLIENT", reason="client closed"),)))  # type: ignore[arg-type]
+    summary.last_t = fed.conv.t + 5
+    lines = stall_lines(summary)
+    assert lines[0] == "flow control: 3 stalls"
+    assert lines[1] == ("never resumed: #1 stream 1, server blocked, stalled for 2003.0 ms "
+                        "until the client reset the stream (CANCEL): the client sent no "
+                        "WINDOW_UPDATE that reopened it")
+    assert lines[2].startswith("never resumed: #2 stream 1, server blocked, stalled for 1000.")
+    assert lines[2].endswith("until the connection closed: the client sent no WINDOW_UPDATE "
+                             "that reopened it")
+    assert lines[3].startswith("never resumed: #1 stream 3, server blocked, stalled for 7000.0 ms")
+    assert "at the end" in lines[3]
+
+
+def test_a_stream_its_sender_ends_with_the_window_spent_was_not_waiting() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/exact")
+    fed.send(S2C, fed.conv.f.data(1, b"x" * 100))
+    fed.send(S2C, fed.conv.f.data(1, b"", flags=["END_STREAM"]))
+    assert stall_lines(summary) == ["flow control: 1 stall"]
