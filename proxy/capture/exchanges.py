@@ -19,6 +19,7 @@ from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import ConnectionFindingRaised, FrameObserved
 from proxy.observe.findings import Finding
 from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
+from proxy.websocket import is_websocket
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -54,6 +55,10 @@ class Exchange:
     frames: dict[str, int] = field(default_factory=dict)
     resets: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    websocket: bool = False
+    """An RFC 8441 WebSocket: its DATA carries WebSocket frames (kept in ws_data)."""
+    ws_data: list[tuple[int, float, bytes]] = field(default_factory=list)
+    """(direction, wall clock, payload) of a WebSocket stream's DATA frames."""
 
     @property
     def frame_count(self) -> int:
@@ -120,6 +125,8 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                 ex.response_end = wall
             if isinstance(f, DataFrame) and f.malformed is None:
                 data = stored_data(rec, f)
+                if ex.websocket and not rec.truncated:
+                    ex.ws_data.append((int(ev.direction), wall, data))
                 if c2s:
                     ex.request_body += data
                     ex.request_body_truncated |= rec.truncated
@@ -148,6 +155,7 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             if c2s:
                 if ex.request_headers is None:
                     ex.request_headers = headers
+                    ex.websocket = is_websocket(headers)
                 else:
                     ex.request_trailers = headers
             else:

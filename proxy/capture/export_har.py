@@ -19,6 +19,8 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.observe.jsonview import finding_dict
+from proxy.websocket import Deflate
+from proxy.websocket import messages as ws_messages
 
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
                "application/x-www-form-urlencoded", "image/svg+xml")
@@ -154,12 +156,37 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "_h2scope": h2,
     }
     del out["pageref"]
+    if ex.websocket:
+        _websocket(out, ex)
     ip = server.get("ip")
     if ip:
         out["serverIPAddress"] = str(ip)
     if ex.pushed:
         out["comment"] = f"server push, promised on stream {ex.promised_by}"
     return out
+
+
+def _websocket(out: dict[str, Any], ex: Exchange) -> None:
+    """An RFC 8441 WebSocket the way Chromium's DevTools export one: its messages in
+    ``_webSocketMessages`` (text as text, anything else base64), no body."""
+    deflate = Deflate.from_header(ex.header("sec-websocket-extensions", response=True))
+    msgs, notes = ws_messages(ex.ws_data, deflate)
+    out["_resourceType"] = "websocket"
+    out["_webSocketMessages"] = [{
+        "type": "send" if m.direction == 0 else "receive",
+        "time": m.t,
+        "opcode": m.opcode,
+        "data": m.payload.decode("utf-8", "replace") if m.opcode == 1
+        else base64.b64encode(m.payload).decode("ascii"),
+    } for m in msgs]
+    out["response"]["content"] = {"size": 0, "mimeType": "",
+                                  "comment": "WebSocket: the messages are in _webSocketMessages"}
+    problems = [f"{'→' if m.direction == 0 else '←'} {m.kind}: {p}" for m in msgs
+                for p in m.problems]
+    if problems or notes or ex.response_body_truncated or ex.request_body_truncated:
+        out["_h2scope"]["websocket_problems"] = problems + notes + (
+            ["some DATA payloads were not kept (max_data_bytes): later messages are missing"]
+            if ex.response_body_truncated or ex.request_body_truncated else [])
 
 
 def har_document(exchanges: Exchanges) -> dict[str, Any]:

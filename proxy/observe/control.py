@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 C2S, S2C = Direction.C2S, Direction.S2C
 _PEER = (S2C, C2S)
 _INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
+_ENABLE_CONNECT_PROTOCOL = int(SettingCode.ENABLE_CONNECT_PROTOCOL)
 _SETTING_RANGES = {
     SettingCode.ENABLE_PUSH: (0, 1),
     SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
@@ -76,6 +77,14 @@ class ControlFrames:
                 findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
                                    f"setting 0x{ident:x} = {value} is unknown and ignored",
                                    seq, 0))
+            elif ident == _ENABLE_CONNECT_PROTOCOL:
+                if value == 1:
+                    side.connect_protocol = True
+                elif value == 0 and side.connect_protocol:
+                    findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 8441 §3",
+                                       f"the {side.direction.sender} set "
+                                       "SETTINGS_ENABLE_CONNECT_PROTOCOL to 0 after sending 1",
+                                       seq, 0))
         side.pending.append(PendingSettings(frame.settings, seq, t))
         side.refresh_frame_size()
         side.sent_settings = True

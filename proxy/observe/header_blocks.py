@@ -41,6 +41,15 @@ CONTINUATION_FLOOD = 32
 frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
+def _extended_connect(headers: tuple[tuple[str, str], ...]) -> bool:
+    for name, _ in headers:
+        if name == ":protocol":
+            return True
+        if name[:1] != ":":
+            return False
+    return False
+
+
 class HeaderBlocks:
     """HEADERS, PUSH_PROMISE and CONTINUATION handling of the connection model."""
 
@@ -231,6 +240,12 @@ class HeaderBlocks:
             length = content_length_of(headers)
             status = status_of(headers) if role is _ROLE_RESPONSE else None
             problems = check_fields(headers, role, seq=seq, stream_id=sid)
+            if role is _ROLE_REQUEST and not self.sides[S2C].connect_protocol \
+                    and _extended_connect(headers):
+                problems.append(_f("extended-connect-not-enabled", Severity.ERROR, "RFC 8441 §4",
+                                   f"an extended CONNECT (:protocol) on stream {sid}, but the "
+                                   "server has not sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1",
+                                   seq, sid))
             if problems:
                 findings.extend(problems)
             else:

@@ -230,6 +230,10 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
     """What a block in this role must carry (RFC 9113 §8.3.1, §8.3.2, §8.5)."""
     if role is _REQUEST or role is _PUSH_REQUEST:
         method = pseudo.get(":method")
+        if ":protocol" in pseudo and method != "CONNECT":
+            out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 8441 §4",
+                                f":protocol in a {method} request; it belongs to an extended "
+                                "CONNECT only", seq, stream_id))
         if method == "CONNECT" and ":protocol" not in pseudo:
             # RFC 9113 §8.5: CONNECT carries :authority only.
             if ":authority" not in pseudo:

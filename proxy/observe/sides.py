@@ -73,6 +73,9 @@ class Side:
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
     goaway_last_stream_id: int | None = None
     sent_settings: bool = False
+    connect_protocol: bool = False
+    """This endpoint sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3): its peer
+    may use extended CONNECT from receipt on, no ACK needed."""
     active_streams: int = 0
     """Streams this endpoint opened that are open or half-closed (§5.1.2 counts them)."""
     accepts_frame_size: int = 16_384

@@ -13,6 +13,15 @@ Routes (any method):
 * ``/data-first`` — a DATA frame, then the response HEADERS (RFC 9113 §8.1: wrong);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
 
+With ``websocket=True`` it advertises SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441)
+and answers an extended CONNECT for ``websocket`` with a WebSocket echo
+(wsproto does the framing; permessage-deflate is accepted when offered):
+text comes back as ``echo: <text>``, binary as is, pings are answered and a
+close is returned. ``/ws.html`` is a page that opens ``wss://<host>/chat``,
+sends a text and a binary message and shows the echo; its ``/after-ws`` image
+is answered only once a text message has been echoed (or after 5 s), which
+holds the page's load event until then (so ``chromium --dump-dom`` sees it).
+
 Cleartext with ``upgrade=True`` it also accepts ``Upgrade: h2c`` (nghttpd
 1.52 does not: it sends its SETTINGS first, so ``curl --http2`` to it fails
 even without a proxy). Runs on its own event loop in a thread (:class:`ServerThread`), so sync tests
@@ -22,22 +31,45 @@ drive it with real clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from tests.helpers.loop_thread import LoopThread
 
+WS_PAGE = """<!DOCTYPE html><html><head><title>ws</title></head><body><div id=out>waiting</div>
+<script>
+const ws = new WebSocket("wss://" + location.host + "/chat");
+ws.onopen = () => { ws.send("hello h2scope"); ws.send(new Uint8Array([1, 2, 3])); };
+ws.onmessage = (e) => {
+  if (typeof e.data === "string") {
+    document.getElementById("out").textContent = e.data;
+    ws.close(1000, "done");
+  }
+};
+ws.onerror = () => { document.getElementById("out").textContent = "websocket error"; };
+</script><img src="/after-ws" alt=""></body></html>
+"""
+
 
 class H2Origin(asyncio.Protocol):
-    def __init__(self, *, upgrade: bool = False) -> None:
+    def __init__(self, *, upgrade: bool = False, websocket: bool = False) -> None:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.websockets: dict[int, Any] = {}
+        self.echoed = asyncio.Event()
+        if websocket:
+            self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
         self.transport: asyncio.Transport | None = None
         self.upgrade_buffer: bytearray | None = bytearray() if upgrade else None
         """With ``upgrade``: cleartext HTTP/1.1 ``Upgrade: h2c`` is accepted (RFC 7540 §3.2)."""
@@ -98,7 +130,13 @@ class H2Origin(asyncio.Protocol):
                 self.transport.close()
             return
         for ev in events:
-            if isinstance(ev, h2.events.RequestReceived):
+            if isinstance(ev, h2.events.RequestReceived) and (
+                    (b":protocol", b"websocket") in ev.headers):
+                self.accept_websocket(ev.stream_id, dict(ev.headers))
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id in self.websockets:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                self.websocket_data(ev.stream_id, ev.data)
+            elif isinstance(ev, h2.events.RequestReceived):
                 self.bodies[ev.stream_id] = bytearray()
                 self.headers = dict(ev.headers)
                 path = dict(ev.headers)[b":path"].decode()
@@ -107,15 +145,74 @@ class H2Origin(asyncio.Protocol):
             elif isinstance(ev, h2.events.DataReceived):
                 self.bodies.setdefault(ev.stream_id, bytearray()).extend(ev.data)
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            elif isinstance(ev, h2.events.StreamEnded):
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id not in self.websockets:
                 self.respond(ev.stream_id)
             elif isinstance(ev, h2.events.WindowUpdated):
                 self.send_pending()
         self.flush()
 
+    def accept_websocket(self, sid: int, request: dict[bytes, bytes]) -> None:
+        from wsproto.connection import Connection, ConnectionType
+        from wsproto.extensions import PerMessageDeflate
+
+        headers = [(":status", "200")]
+        extensions = []
+        offer = request.get(b"sec-websocket-extensions", b"").decode()
+        if "permessage-deflate" in offer:
+            deflate = PerMessageDeflate()
+            accepted = deflate.accept(offer.split(",")[0])
+            if accepted:  # True, or the parameters it accepts
+                value = deflate.name if accepted is True else f"{deflate.name}; {accepted}"
+                headers.append(("sec-websocket-extensions", value))
+                extensions.append(deflate)
+        self.websockets[sid] = Connection(ConnectionType.SERVER, extensions=extensions)
+        self.conn.send_headers(sid, headers)
+        self.flush()
+
+    def websocket_data(self, sid: int, data: bytes) -> None:
+        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+        ws = self.websockets[sid]
+        ws.receive_data(data)
+        out = b""
+        end = False
+        for ev in ws.events():
+            if isinstance(ev, TextMessage):
+                out += ws.send(TextMessage(data=f"echo: {ev.data}"))
+                self.echoed.set()
+            elif isinstance(ev, BytesMessage):
+                out += ws.send(BytesMessage(data=bytes(ev.data)))
+            elif isinstance(ev, Ping):
+                out += ws.send(ev.response())
+            elif isinstance(ev, CloseConnection):
+                out += ws.send(ev.response())
+                end = True
+        if out or end:
+            self.conn.send_data(sid, out, end_stream=end)
+            self.flush()
+
+    async def after_websocket(self, sid: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.echoed.wait(), 5)
+        self.conn.send_headers(sid, [(":status", "200"), ("content-length", "0")],
+                               end_stream=True)
+        self.flush()
+
     def respond(self, sid: int) -> None:
         path = self.bodies_path.get(sid, "/")
         headers = [(":status", "200"), ("content-type", "text/plain")]
+        if path == "/ws.html":
+            body = WS_PAGE.encode()
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "text/html"),
+                                         ("content-length", str(len(body)))])
+            self.pending[sid] = body
+            self.send_pending()
+            return
+        if path == "/after-ws":
+            task = asyncio.get_running_loop().create_task(self.after_websocket(sid))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
         if path.startswith("/big/") or path.startswith("/slow/"):
             n = int(path.rsplit("/", 1)[1])
             self.conn.send_headers(sid, [*headers, ("content-length", str(n))])
@@ -208,8 +305,9 @@ class ServerThread:
     """The H2 origin listening on a free loopback port (TLS with ALPN h2, or h2c)."""
 
     def __init__(self, cert: Path | None = None, key: Path | None = None, *,
-                 upgrade: bool = False) -> None:
+                 upgrade: bool = False, websocket: bool = False) -> None:
         self.upgrade = upgrade
+        self.websocket = websocket
         self.loop = LoopThread()
         ctx = None
         if cert is not None and key is not None:
@@ -221,7 +319,8 @@ class ServerThread:
 
     async def _start(self, ctx: ssl.SSLContext | None) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: H2Origin(upgrade=self.upgrade), "127.0.0.1", 0, ssl=ctx)
+            lambda: H2Origin(upgrade=self.upgrade, websocket=self.websocket), "127.0.0.1", 0,
+            ssl=ctx)
 
     def close(self) -> None:
         async def stop() -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from proxy.observe.frames import DataFrame
 from proxy.protobuf import decode_raw
+from proxy.websocket import Deflate
+from proxy.websocket import messages as ws_messages
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.session import Session
 
@@ -56,6 +58,45 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
                 start = 1 if frame.pad_length is not None else 0
                 parts.append(frame.data[:max(0, kept - start)])
     return Body(raw=b"".join(parts), frames=frames, truncated=truncated)
+
+
+def data_frames(session: Session, stream: StreamInfo) -> tuple[list[tuple[int, float, bytes]],
+                                                               bool]:
+    """``(direction, t, payload)`` of the stream's DATA frames in order, and whether
+    some payloads were not kept (as in :func:`reassemble`)."""
+    table = session.table
+    out: list[tuple[int, float, bytes]] = []
+    truncated = False
+    for row in stream.rows:
+        if table.type[row] != 0:
+            continue
+        frame = table.frame(row)
+        if not isinstance(frame, DataFrame) or row in session.capped:
+            truncated = True
+            continue
+        out.append((table.direction[row], table.time[row], frame.data))
+    return out, truncated
+
+
+def websocket_lines(session: Session, stream: StreamInfo) -> list[str]:
+    """The messages of an RFC 8441 WebSocket stream, both ways in time order."""
+    frames, truncated = data_frames(session, stream)
+    deflate = Deflate.from_header(header(stream.response_headers,
+                                         "sec-websocket-extensions"))
+    msgs, notes = ws_messages(frames, deflate)
+    t0 = stream.first_t
+    lines = [f"; {len(msgs)} message(s)"
+             + (", permessage-deflate (RFC 7692)" if deflate is not None else "")]
+    if truncated:
+        lines.append("; some DATA payloads were not kept: messages after them cannot be read")
+    for m in msgs:
+        arrow = "→" if m.direction == 0 else "←"
+        lines.append(f"+{(m.t - t0) * 1000:10.3f} ms {arrow} {m.summary()}")
+        lines.extend(f"      ! {p}" for p in m.problems)
+        if m.opcode == 2 and len(m.payload) > 24:
+            lines.extend("      " + x for x in hexdump(m.payload, limit=512))
+    lines.extend(f"; {note}" for note in notes)
+    return lines
 
 
 def header(headers: Headers | None, name: str) -> str | None:

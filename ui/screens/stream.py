@@ -14,7 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
-from ui.model.body import curl_command, header, reassemble, render_body
+from proxy.websocket import is_websocket
+from ui.model.body import curl_command, header, reassemble, render_body, websocket_lines
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.session import Session
 
@@ -44,15 +45,21 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         timing.append(f"priority urgency {urgency}{incremental} (RFC 9218)")
     out.append("timing: " + ", ".join(timing) + "\n", "dim")
     _headers(out, "request headers", st.request_headers)
+    websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)
-    if req.frames:
+    if req.frames and not websocket:
         _body(out, "request body", req.raw, req.frames, req.truncated, st.request_headers)
     _headers(out, "request trailers", st.request_trailers)
     for info in st.informational:
         _headers(out, "informational response", info)
     _headers(out, "response headers", st.response_headers)
     resp = reassemble(session, st, 1)
-    if resp.frames:
+    if websocket:
+        out.append("\nWebSocket messages (RFC 8441 extended CONNECT, RFC 6455 framing)\n",
+                   "bold underline")
+        for line in websocket_lines(session, st)[:3000]:
+            out.append("  " + line + "\n", "yellow" if line.lstrip().startswith("!") else "")
+    elif resp.frames:
         _body(out, "response body", resp.raw, resp.frames, resp.truncated, st.response_headers)
     _headers(out, "response trailers", st.response_trailers)
     return out

@@ -31,6 +31,7 @@ def test_an_ordinary_exchange_raises_none_of_these(conv: Conversation) -> None:
     conv.send(C2S, f.headers(C2S, 5, REQUEST, flags=END))
     conv.send(S2C, f.headers(S2C, 5, [(":status", "304"), ("content-length", "512")], flags=END))
     assert codes(conv) == []
+    assert sum(1 for e in conv.frames() if e.block is not None) == 7  # every block decoded
 
 
 def test_data_before_the_response_headers_is_flagged_once(conv: Conversation) -> None:
@@ -84,6 +85,7 @@ def test_an_excerpt_does_not_claim_its_responses_headers_are_missing() -> None:
     obs = ConnectionObserver(preface="none", partial=True)
     data = hf.DataFrame(7, data=b"middle of a body").serialize()
     events = obs.feed(S2C, data, 0.0)
+    assert [type(e).__name__ for e in events] == ["FrameObserved"]
     assert [x.code for e in events for x in getattr(e, "findings", ())] == []
 
 
@@ -156,3 +158,30 @@ def test_userinfo_in_authority_is_flagged(conv: Conversation) -> None:
                  (":path", "/")], flags=END)))
     assert [x.code for x in found] == ["pseudo-header-invalid"]
     assert "userinfo" in found[0].message
+
+
+WS_CONNECT = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+              (":path", "/chat"), (":authority", "example.com"),
+              ("sec-websocket-version", "13")]
+
+
+def test_extended_connect_needs_the_servers_setting() -> None:
+    conv = Conversation()  # the server's SETTINGS did not enable it
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, WS_CONNECT)))
+    assert [(x.code, x.rfc) for x in found] == [("extended-connect-not-enabled", "RFC 8441 §4")]
+    enabled = Conversation(settings=False)
+    enabled.send(C2S, enabled.f.settings())
+    enabled.send(S2C, enabled.f.settings(enable_connect_protocol=1))  # no ACK needed
+    events = enabled.send(C2S, enabled.f.headers(C2S, 1, WS_CONNECT))
+    assert len(enabled.frames(events)) == 1 and codes(enabled, events) == []
+
+
+def test_protocol_outside_connect_and_a_withdrawn_setting_are_flagged() -> None:
+    conv = Conversation(settings=False)
+    conv.send(C2S, conv.f.settings())
+    conv.send(S2C, conv.f.settings(enable_connect_protocol=1))
+    get = [(":method", "GET"), *WS_CONNECT[1:]]
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, get, flags=END)))
+    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-invalid", "RFC 8441 §4")]
+    found = conv.finding_objects(conv.send(S2C, conv.f.settings(enable_connect_protocol=0)))
+    assert [(x.code, x.rfc) for x in found] == [("setting-out-of-range", "RFC 8441 §3")]

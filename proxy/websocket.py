@@ -1,0 +1,269 @@
+"""WebSocket messages inside an HTTP/2 stream (RFC 8441 over RFC 6455).
+
+A WebSocket bootstrapped with HTTP/2's extended CONNECT (``:method CONNECT``,
+``:protocol websocket``) carries WebSocket frames in the DATA frames of its
+stream, both ways. :class:`WsReader` is a sans-IO reader for one direction:
+DATA payloads go in (with their time), whole messages come out — unmasked,
+fragments joined, inflated when the permessage-deflate extension (RFC 7692)
+was negotiated — each with what is wrong about it, if anything, by RFC 6455
+section. Nothing here raises on bad input: a reader that loses the framing
+says so once and counts the rest.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+CLOSE_CODES = {1000: "normal closure", 1001: "going away", 1002: "protocol error",
+               1003: "unsupported data", 1005: "no status", 1006: "abnormal closure",
+               1007: "invalid payload data", 1008: "policy violation", 1009: "message too big",
+               1010: "mandatory extension", 1011: "internal error", 1012: "service restart",
+               1013: "try again later", 1014: "bad gateway", 1015: "TLS handshake"}
+"""RFC 6455 §7.4.1 and the IANA registry."""
+MAX_MESSAGE = 16 * 1024 * 1024
+"""Bytes of one message kept for display; the rest is counted."""
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2: appended before inflating a message
+
+
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """One WebSocket message (or control frame) as its receiver sees it."""
+
+    direction: int
+    """0: client to server, 1: server to client."""
+    t: float
+    """Time of the DATA frame that completed it."""
+    opcode: int
+    payload: bytes
+    """Unmasked, fragments joined, inflated if it was compressed."""
+    wire_size: int
+    """Payload bytes on the wire (compressed size, all fragments)."""
+    frames: int
+    compressed: bool = False
+    problems: tuple[str, ...] = ()
+    """What RFC 6455/7692 says is wrong with it (masking, reserved bits, sizes)."""
+
+    @property
+    def kind(self) -> str:
+        return OPCODES.get(self.opcode, f"opcode {self.opcode}")
+
+    def close_status(self) -> tuple[int | None, str]:
+        """(code, reason) of a close frame (RFC 6455 §5.5.1)."""
+        if len(self.payload) < 2:
+            return None, ""
+        return int.from_bytes(self.payload[:2], "big"), \
+            self.payload[2:].decode("utf-8", "replace")
+
+    def summary(self, limit: int = 200) -> str:
+        """``text 'hello'``, ``binary 12 bytes``, ``close 1000 normal closure 'bye'``."""
+        if self.opcode == 1:
+            text = self.payload.decode("utf-8", "replace")
+            body = repr(text if len(text) <= limit else text[:limit] + "…")
+        elif self.opcode == 8:
+            code, reason = self.close_status()
+            body = "(no status)" if code is None else f"{code} {CLOSE_CODES.get(code, '')}".strip()
+            if reason:
+                body += f" {reason!r}"
+        else:
+            body = f"{len(self.payload)} bytes"
+            if self.payload and self.opcode in (2, 9, 10):
+                body += " " + self.payload[:24].hex(" ") + (" …" if len(self.payload) > 24 else "")
+        extra = []
+        if self.compressed:
+            extra.append(f"deflated {self.wire_size}→{len(self.payload)}")
+        if self.frames > 1:
+            extra.append(f"{self.frames} fragments")
+        return f"{self.kind} {body}" + (f"  ({', '.join(extra)})" if extra else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Deflate:
+    """The permessage-deflate parameters the server accepted (RFC 7692 §7.1)."""
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+
+    @classmethod
+    def from_header(cls, value: str | None) -> Deflate | None:
+        """From the response's ``sec-websocket-extensions``; None if not accepted."""
+        for ext in (value or "").split(","):
+            params = [p.strip().lower() for p in ext.split(";")]
+            if params and params[0] == "permessage-deflate":
+                return cls("server_no_context_takeover" in params,
+                           "client_no_context_takeover" in params)
+        return None
+
+
+def is_websocket(request: Sequence[tuple[str, str]] | None) -> bool:
+    """Whether a request block is an RFC 8441 extended CONNECT for a WebSocket."""
+    fields = dict(request or ())
+    return fields.get(":method") == "CONNECT" and \
+        fields.get(":protocol", "").lower() == "websocket"
+
+
+class WsReader:
+    """WebSocket frames of one direction of one stream, fed DATA payloads in order."""
+
+    def __init__(self, direction: int, deflate: Deflate | None = None) -> None:
+        self.direction = direction
+        self.deflate = deflate
+        no_takeover = deflate is not None and (
+            deflate.client_no_context_takeover if direction == 0
+            else deflate.server_no_context_takeover)
+        self._no_takeover = no_takeover
+        self._inflater: zlib._Decompress | None = None
+        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._first: tuple[int, bool] | None = None  # (opcode, compressed) of a fragmented one
+        self._frames = 0
+        self._wire = 0
+        self._problems: list[str] = []
+        self.lost: str | None = None
+        """Why framing was lost (after which bytes are only counted)."""
+        self.unread = 0
+        """Bytes not turned into messages: after a loss, or a frame cut off at the end."""
+
+    def feed(self, data: bytes, t: float) -> list[WsMessage]:
+        if self.lost is not None:
+            self.unread += len(data)
+            return []
+        self._buf += data
+        out: list[WsMessage] = []
+        while True:
+            msg = self._frame(t)
+            if msg is None:
+                break
+            if isinstance(msg, WsMessage):
+                out.append(msg)
+        if self.lost is not None:
+            self.unread += len(self._buf)
+            self._buf.clear()
+        return out
+
+    def end(self) -> int:
+        """Bytes left over when the stream ended (an incomplete frame)."""
+        return self.unread + len(self._buf)
+
+    def _frame(self, t: float) -> WsMessage | bool | None:
+        """One frame off the buffer: a message, True (a fragment), None (need more)."""
+        buf = self._buf
+        if len(buf) < 2:
+            return None
+        b0, b1 = buf[0], buf[1]
+        fin, rsv, opcode = b0 & 0x80, b0 & 0x70, b0 & 0x0F
+        masked, length = b1 & 0x80, b1 & 0x7F
+        pos = 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, pos = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, pos = int.from_bytes(buf[2:10], "big"), 10
+            if length >> 63:
+                self.lost = "a 64-bit payload length with its top bit set (RFC 6455 §5.2)"
+                return None
+        if masked:
+            pos += 4
+        if len(buf) < pos + length:
+            return None
+        key = bytes(buf[pos - 4:pos]) if masked else b""
+        payload = bytes(buf[pos:pos + length])
+        del buf[:pos + length]
+        if key:
+            payload = _unmask(payload, key)
+        problems: list[str] = []
+        if self.direction == 0 and not masked:
+            problems.append("a client frame must be masked (RFC 6455 §5.1)")
+        elif self.direction == 1 and masked:
+            problems.append("a server frame must not be masked (RFC 6455 §5.1)")
+        compressed = bool(rsv & 0x40) and self.deflate is not None
+        if rsv & ~(0x40 if self.deflate is not None else 0) & 0x70:
+            problems.append(f"reserved bits {rsv >> 4:03b} set with no extension that "
+                            "defines them (RFC 6455 §5.2)")
+        if opcode >= 8:  # control frames: §5.5
+            if not fin or length > 125:
+                problems.append("a control frame must be one frame of at most 125 bytes "
+                                "(RFC 6455 §5.5)")
+            return WsMessage(self.direction, t, opcode, payload, length, 1, False,
+                             tuple(problems))
+        self._problems.extend(problems)
+        problems = self._problems
+        if opcode == 0:
+            if self._first is None:
+                problems.append("a continuation frame with no message to continue "
+                                "(RFC 6455 §5.4)")
+                self._first = (2, False)
+        else:
+            if self._first is not None:
+                problems.append("a new message began before the previous one's final "
+                                "fragment (RFC 6455 §5.4)")
+                self._parts.clear()
+                self._frames = self._wire = 0
+            self._first = (opcode, compressed)
+            if opcode not in OPCODES:
+                problems.append(f"opcode {opcode} is reserved (RFC 6455 §5.2)")
+        self._frames += 1
+        self._wire += length
+        if sum(map(len, self._parts)) < MAX_MESSAGE:
+            self._parts.append(payload)
+        if not fin:
+            return True
+        first_opcode, first_compressed = self._first
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self._first = None
+        if first_compressed:
+            data = self._inflate(data)
+        if first_opcode == 1:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append("a text message that is not UTF-8 (RFC 6455 §8.1)")
+        msg = WsMessage(self.direction, t, first_opcode, data, self._wire, self._frames,
+                        first_compressed, tuple(problems))
+        problems.clear()
+        self._frames = self._wire = 0
+        return msg
+
+    def _inflate(self, data: bytes) -> bytes:
+        if self._inflater is None or self._no_takeover:
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            return self._inflater.decompress(data + _TAIL, MAX_MESSAGE)
+        except zlib.error as exc:
+            self._problems.append(f"does not inflate ({exc}; RFC 7692 §7.2.2)")
+            self._inflater = None
+            return data
+
+
+def _unmask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if not n:
+        return payload
+    mask = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
+        n, "little")
+
+
+def messages(data_frames: Sequence[tuple[int, float, bytes]],
+             deflate: Deflate | None = None) -> tuple[list[WsMessage], list[str]]:
+    """Both directions' messages in time order, from ``(direction, t, payload)`` of a
+    stream's DATA frames in order; and notes on what could not be read."""
+    readers = (WsReader(0, deflate), WsReader(1, deflate))
+    out: list[WsMessage] = []
+    for direction, t, payload in data_frames:
+        out.extend(readers[direction].feed(payload, t))
+    notes = []
+    for reader, who in zip(readers, ("client", "server"), strict=True):
+        if reader.lost is not None:
+            notes.append(f"the {who}'s WebSocket framing was lost: {reader.lost}; "
+                         f"{reader.end()} bytes not read")
+        elif reader.end():
+            notes.append(f"the {who}'s last {reader.end()} bytes are an incomplete "
+                         "WebSocket frame")
+    return out, notes

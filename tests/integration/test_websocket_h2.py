@@ -1,0 +1,132 @@
+"""WebSockets over HTTP/2 (RFC 8441): headless Chromium opens a wss WebSocket on its
+h2 connection to an origin that advertises SETTINGS_ENABLE_CONNECT_PROTOCOL,
+through the proxy. The extended CONNECT passes, and h2scope reads the
+WebSocket messages inside the stream's DATA frames, both ways — Chromium's
+permessage-deflate included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from proxy.websocket import Deflate, is_websocket, messages
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+from tests.helpers.tls_files import CertFiles
+from tests.integration.test_proxy_chromium import spki_hash
+from ui.model.capture import CaptureFile, load
+from ui.model.session import Session
+from ui.screens.stream import stream_text
+
+
+@pytest.fixture
+def ws_origin(origin_cert: CertFiles) -> Iterator[ServerThread]:
+    server = ServerThread(origin_cert.cert, origin_cert.key, websocket=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def chromium_dom(proxy: ProxyThread, url: str) -> str:
+    profile = Path(tempfile.mkdtemp(prefix="h2scope-chromium-"))
+    try:
+        (profile / "Default").mkdir()
+        (profile / "Default" / "Preferences").write_text(
+            json.dumps({"net": {"network_prediction_options": 2}}))
+        result = procs.run([
+            procs.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+            f"--proxy-server=http://127.0.0.1:{proxy.port()}",
+            "--proxy-bypass-list=<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com",
+            f"--ignore-certificate-errors-spki-list={spki_hash(proxy.ca_cert)}",
+            "--dump-dom", url], timeout=60)
+        return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
+        make_proxy: Callable[..., ProxyThread], ws_origin: ServerThread,
+        tmp_path: Path) -> None:
+    capture = tmp_path / "ws.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    proxy = make_proxy(sinks=(recorder,))
+    out = chromium_dom(proxy, f"https://localhost:{ws_origin.port}/ws.html")
+    assert "echo: hello h2scope" in out, out[-3000:]
+    frames: list[FrameObserved] = proxy.wait_for(
+        lambda: [e for e in proxy.events(FrameObserved) if e.block is not None
+                 and is_websocket(e.block.headers)], what="the extended CONNECT")
+    connect = frames[0]
+    sid = connect.frame.stream_id
+    request = dict(connect.block.headers)  # type: ignore[union-attr]
+    assert request[":method"] == "CONNECT" and request[":path"] == "/chat"
+    assert request[":scheme"] == "https"
+
+    def ws_frames() -> list[FrameObserved]:
+        return [e for e in proxy.events(FrameObserved) if e.frame.stream_id == sid]
+
+    stream = proxy.wait_for(lambda: (s := ws_frames()) and any(
+        e.direction is Direction.S2C and e.frame.type == 0 for e in s) and s,
+        what="the echo's DATA")
+    response = next(dict(e.block.headers) for e in stream
+                    if e.direction is Direction.S2C and e.block is not None)
+    assert response[":status"] == "200"
+    deflate = Deflate.from_header(response.get("sec-websocket-extensions"))
+    data = [(int(e.direction), e.t, e.frame.data) for e in stream  # type: ignore[attr-defined]
+            if e.frame.type == 0]
+    got, notes = messages(data, deflate)
+    assert notes == []
+    summary = [(m.direction, m.kind, m.payload) for m in got]
+    assert (0, "text", b"hello h2scope") in summary
+    assert (0, "binary", b"\x01\x02\x03") in summary
+    assert (1, "text", b"echo: hello h2scope") in summary
+    assert all(m.problems == () for m in got), [m.problems for m in got]
+    if deflate is not None:  # Chromium offers permessage-deflate; the origin accepts it
+        assert any(m.compressed for m in got if m.direction == 0)
+    # Chromium with an RFC 8441 origin: nothing to flag but GREASE.
+    flagged = [(f.code, f.message) for e in proxy.events(FrameObserved) for f in e.findings
+               if f.severity.name != "INFO"]
+    assert flagged == []
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+    recorded_views_show_the_messages(capture)
+
+
+def recorded_views_show_the_messages(capture: Path) -> None:
+    """The recording: the UI's stream view and the HAR export list the messages."""
+    assert main(["export", str(capture), "--format", "har", "-o", str(capture) + ".har"]) == 0
+    doc = json.loads(Path(str(capture) + ".har").read_text())
+    entry = next(e for e in doc["log"]["entries"] if e.get("_resourceType") == "websocket")
+    assert entry["request"]["method"] == "CONNECT"
+    sent = [(m["type"], m["opcode"], m["data"]) for m in entry["_webSocketMessages"]]
+    assert ("send", 1, "hello h2scope") in sent
+    assert ("send", 2, "AQID") in sent  # bytes 1 2 3, base64
+    assert ("receive", 1, "echo: hello h2scope") in sent
+    cap = CaptureFile(capture)
+    try:
+        session = Session(cap)
+        load(session, cap)
+        conn = session.conns[1]
+        stream = next(st for st in conn.streams.values() if is_websocket(st.request_headers))
+        text = stream_text(session, conn, stream).plain
+    finally:
+        cap.close()
+    assert "WebSocket messages (RFC 8441 extended CONNECT, RFC 6455 framing)" in text
+    assert "permessage-deflate (RFC 7692)" in text
+    assert "→ text 'hello h2scope'  (deflated" in text
+    assert "→ binary 3 bytes 01 02 03" in text
+    assert "← text 'echo: hello h2scope'" in text
