@@ -26,6 +26,7 @@ from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
 from tests.integration.test_proxy_chromium import spki_hash
 from ui.model.capture import CaptureFile, load
+from ui.model.detail import decoded
 from ui.model.session import Session
 from ui.screens.stream import stream_text
 
@@ -123,6 +124,10 @@ def recorded_views_show_the_messages(capture: Path) -> None:
         conn = session.conns[1]
         stream = next(st for st in conn.streams.values() if is_websocket(st.request_headers))
         text = stream_text(session, conn, stream).plain
+        table = session.table
+        per_frame = [line for row in stream.rows if table.type[row] == 0
+                     for line in decoded(session, row, table.event(row)).plain.splitlines()
+                     if line.startswith("websocket ")]
     finally:
         cap.close()
     assert "WebSocket messages (RFC 8441 extended CONNECT, RFC 6455 framing)" in text
@@ -130,3 +135,6 @@ def recorded_views_show_the_messages(capture: Path) -> None:
     assert "→ text 'hello h2scope'  (deflated" in text
     assert "→ binary 3 bytes 01 02 03" in text
     assert "← text 'echo: hello h2scope'" in text
+    # The detail pane of each DATA frame names the messages it completes.
+    assert any(line.startswith("websocket   text 'hello h2scope'") for line in per_frame)
+    assert any("close 1000 normal closure 'done'" in line for line in per_frame)

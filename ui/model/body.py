@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from proxy.observe.frames import DataFrame
 from proxy.protobuf import decode_raw
-from proxy.websocket import Deflate
+from proxy.websocket import Deflate, WsMessage, WsReader
 from proxy.websocket import messages as ws_messages
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.session import Session
@@ -76,6 +76,35 @@ def data_frames(session: Session, stream: StreamInfo) -> tuple[list[tuple[int, f
             continue
         out.append((table.direction[row], table.time[row], frame.data))
     return out, truncated
+
+
+_ws_cache: dict[tuple[int, int, int, int], dict[int, list[WsMessage]]] = {}
+
+
+def websocket_by_row(session: Session, stream: StreamInfo) -> dict[int, list[WsMessage]]:
+    """The WebSocket messages each DATA row of an RFC 8441 stream completes (cached
+    while the stream has the same rows: the detail pane asks on every move)."""
+    key = (id(session), stream.conn_id, stream.stream_id, len(stream.rows))
+    cached = _ws_cache.get(key)
+    if cached is not None:
+        return cached
+    deflate = Deflate.from_header(header(stream.response_headers,
+                                         "sec-websocket-extensions"))
+    readers = (WsReader(0, deflate), WsReader(1, deflate))
+    table = session.table
+    out: dict[int, list[WsMessage]] = {}
+    for row in stream.rows:
+        if table.type[row] != 0 or row in session.capped:
+            continue
+        frame = table.frame(row)
+        if isinstance(frame, DataFrame):
+            msgs = readers[table.direction[row]].feed(frame.data, table.time[row])
+            if msgs:
+                out[row] = msgs
+    if len(_ws_cache) >= 8:
+        _ws_cache.clear()
+    _ws_cache[key] = out
+    return out
 
 
 def websocket_lines(session: Session, stream: StreamInfo) -> list[str]:

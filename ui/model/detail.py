@@ -22,7 +22,8 @@ from proxy.observe.frames import (
     SettingsFrame,
 )
 from proxy.observe.hpack_annotated import Representation
-from ui.model.body import hexdump
+from proxy.websocket import is_websocket
+from ui.model.body import hexdump, websocket_by_row
 from ui.model.session import Session
 from ui.widgets import style
 
@@ -79,6 +80,11 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     if isinstance(f, DataFrame):
         data = f.data
         out.append(f"data        {len(data)} bytes: {data[:80]!r}{'…' if len(data) > 80 else ''}\n")
+        stream = session.stream_of_row(row)
+        if stream is not None and is_websocket(stream.request_headers):
+            msgs = websocket_by_row(session, stream).get(row, ())
+            out.append("websocket   " + ("; ".join(m.summary(80) for m in msgs) if msgs else
+                                         "no message completed in this frame") + "\n")
     if isinstance(f, GoAwayFrame) and f.debug_data:
         out.append(f"debug data  {f.debug_data!r}\n")
     kept = session.capped.get(row)
