@@ -20,7 +20,7 @@ from proxy.observe.enums import MAX_WINDOW, Direction
 from proxy.observe.events import Event, FlowControlResumed, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
-from proxy.observe.header_rules import header_value, status_of
+from proxy.observe.header_rules import grpc_status_missing, header_value, status_of
 from proxy.observe.streams import (
     NO_RESPONSE_YET,
     Stream,
@@ -101,6 +101,9 @@ class StreamFrames:
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds stream {sid}'s window by "
                                f"{-window}", seq, sid))
+        if end and stream.grpc_pending and direction is S2C:
+            stream.grpc_pending = False
+            findings.append(grpc_status_missing(sid, "with DATA and no trailers", seq))
         if new is not state:
             self._set_state(stream, new, direction, seq, t)
         elif not end and length:

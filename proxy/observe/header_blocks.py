@@ -19,6 +19,7 @@ from proxy.observe.header_rules import (
     BlockRole,
     check_fields,
     content_length_of,
+    grpc_status_missing,
     header_value,
     status_of,
 )
@@ -41,13 +42,19 @@ CONTINUATION_FLOOD = 32
 frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
-def _extended_connect(headers: tuple[tuple[str, str], ...]) -> bool:
-    for name, _ in headers:
-        if name == ":protocol":
-            return True
-        if name[:1] != ":":
-            return False
-    return False
+_NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS = 0, 1, 2
+
+
+def _grpc_kind(headers: tuple[tuple[str, str], ...]) -> int:
+    """Of a response or trailers block: carries grpc-status, is a gRPC response
+    without one (its status must follow in trailers), or neither."""
+    grpc = False
+    for name, value in headers:
+        if name == "grpc-status":
+            return _GRPC_STATUS
+        if name == "content-type" and value.startswith("application/grpc"):
+            grpc = True
+    return _GRPC_NO_STATUS if grpc else _NOT_GRPC
 
 
 class HeaderBlocks:
@@ -235,23 +242,21 @@ class HeaderBlocks:
         checked = side.checked
         known = checked.get(id(block))
         if known is not None and known[0] is block and known[1] is role:
-            length, status = known[2], known[3]  # the same block, in the same role: clean
+            # The same block, in the same role: clean.
+            length, status, grpc = known[2], known[3], known[4]
         else:
             length = content_length_of(headers)
             status = status_of(headers) if role is _ROLE_RESPONSE else None
-            problems = check_fields(headers, role, seq=seq, stream_id=sid)
-            if role is _ROLE_REQUEST and not self.sides[S2C].connect_protocol \
-                    and _extended_connect(headers):
-                problems.append(_f("extended-connect-not-enabled", Severity.ERROR, "RFC 8441 §4",
-                                   f"an extended CONNECT (:protocol) on stream {sid}, but the "
-                                   "server has not sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1",
-                                   seq, sid))
+            grpc = _grpc_kind(headers) if role is _ROLE_RESPONSE or role is _ROLE_TRAILERS \
+                else _NOT_GRPC
+            problems = check_fields(headers, role, seq=seq, stream_id=sid,
+                                    connect_protocol=self.sides[S2C].connect_protocol)
             if problems:
                 findings.extend(problems)
             else:
                 if len(checked) >= _CHECKED_MAX:
                     checked.clear()
-                checked[id(block)] = (block, role, length, status)
+                checked[id(block)] = (block, role, length, status, grpc)
         limit = self.sides[1 - side.direction].advertised[_MAX_HEADER_LIST_SIZE]
         if block.decoded_size > limit:
             findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
@@ -287,8 +292,17 @@ class HeaderBlocks:
                     stream.content_length[S2C] = NO_CONTENT
                 else:
                     stream.content_length[S2C] = length
+                if grpc == _GRPC_NO_STATUS:
+                    stream.grpc_pending = True  # its grpc-status must come in trailers
+                    if promised is None and sender_finished(stream.state, direction):
+                        findings.append(grpc_status_missing(sid, "with its HEADERS", seq))
             else:
                 stream.trailers[direction] = headers
+                if stream.grpc_pending and direction is S2C:
+                    stream.grpc_pending = False
+                    if grpc != _GRPC_STATUS:
+                        findings.append(grpc_status_missing(sid, "with trailers that lack it",
+                                                            seq))
             if promised is None and sender_finished(stream.state, direction):
                 self._body_ended(stream, direction, seq, findings)  # END_STREAM on this block
         return block, promised

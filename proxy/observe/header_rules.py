@@ -80,13 +80,21 @@ def _bad_value(value: str) -> str | None:
 
 
 def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: int | None,
-                 stream_id: int) -> list[Finding]:
-    """Findings for one decoded header block in its role. Never raises."""
+                 stream_id: int, connect_protocol: bool = True) -> list[Finding]:
+    """Findings for one decoded header block in its role. Never raises.
+
+    ``connect_protocol``: the server has sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1,
+    so a request may be an extended CONNECT (RFC 8441 §4)."""
     out: list[Finding] = []
     allowed = RESPONSE_PSEUDO if role is _RESPONSE else REQUEST_PSEUDO
     pseudo = _quick_scan(headers, allowed, role)
     if pseudo is None:
         pseudo = _full_scan(headers, role, allowed, seq, stream_id, out)
+    if not connect_protocol and ":protocol" in pseudo and role is _REQUEST:
+        out.append(_finding("extended-connect-not-enabled", Severity.ERROR, "RFC 8441 §4",
+                            f"an extended CONNECT (:protocol) on stream {stream_id}, but the "
+                            "server has not sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1",
+                            seq, stream_id))
     authority = pseudo.get(":authority")
     if authority is not None and role is _REQUEST:
         host = header_value(headers, "host")
@@ -275,6 +283,17 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9110 §15",
                                 f":status {status!r} is not a three-digit code", seq, stream_id))
     return out
+
+
+def grpc_status_missing(stream_id: int, how: str, seq: int) -> Finding:
+    """A gRPC response that ended without grpc-status (gRPC's PROTOCOL-HTTP2.md:
+    Status is in the trailers, or in a Trailers-Only response)."""
+    return _finding("grpc-status-missing", Severity.ERROR, "gRPC PROTOCOL-HTTP2",
+                    f"the gRPC response on stream {stream_id} ended {how}, without "
+                    "grpc-status, so the client fails the call (grpc-go: INTERNAL, server closed "
+                    "the stream without sending trailers; C-core: UNKNOWN, Stream removed) — a "
+                    "proxy that drops trailers does this",
+                    seq, stream_id)
 
 
 def status_of(headers: tuple[tuple[str, str], ...]) -> int | None:

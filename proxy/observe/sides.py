@@ -56,7 +56,8 @@ class Side:
     skipped_bytes: int = 0
     frames: int = 0
     hpack_broken: bool = False
-    checked: dict[int, tuple[object, object, int, int | None]] = field(default_factory=dict)
+    checked: dict[int, tuple[object, object, int, int | None, int]] = field(
+        default_factory=dict)
     """Decoded blocks found clean, by ``id``: (block, role, content-length, status).
     The decoder hands back the same record for a repeated block while its table
     is unchanged; holding the block keeps its ``id`` from being reused."""

@@ -147,5 +147,7 @@ class Stream:
     urgency: int = 3
     """RFC 9218 §4.1 urgency (0 highest .. 7), default 3."""
     incremental: bool = False
+    grpc_pending: bool = False
+    """A gRPC response whose grpc-status has not come yet (it must, in trailers)."""
     presumed_closed: bool = False
     """Not tracked (closed long ago, or skipped and so implicitly closed, §5.1.1)."""

@@ -125,3 +125,26 @@ def test_grpc_calls_through_the_proxy_are_observed_decoded_and_replayed(
         out = capsys.readouterr().out
         assert code == 0, out
         assert "3 streams compared: all match" in out
+
+
+def test_a_grpc_response_without_trailers_is_flagged(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """grpcio's client against an origin that ends the response with its DATA (as a
+    proxy that drops trailers would make it): the call fails, and h2scope says why."""
+    from tests.helpers.h2server import ServerThread
+
+    origin = ServerThread()  # h2c
+    try:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"])
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel:
+            with pytest.raises(grpc.RpcError) as failed:
+                channel.unary_unary(f"/{SERVICE}/NoTrailers")(HELLO, timeout=10)
+        error = failed.value
+        assert error.code() is grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+        assert "Data frame with END_STREAM" in error.details()  # type: ignore[attr-defined]
+        flagged = proxy.wait_for(lambda: [f for e in proxy.events(FrameObserved)
+                                          for f in e.findings if f.code == "grpc-status-missing"],
+                                 what="a grpc-status-missing finding")
+    finally:
+        origin.close()
+    assert flagged[0].stream_id == 1 and "ended with DATA and no trailers" in flagged[0].message

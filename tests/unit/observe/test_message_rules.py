@@ -185,3 +185,44 @@ def test_protocol_outside_connect_and_a_withdrawn_setting_are_flagged() -> None:
     assert [(x.code, x.rfc) for x in found] == [("pseudo-header-invalid", "RFC 8441 §4")]
     found = conv.finding_objects(conv.send(S2C, conv.f.settings(enable_connect_protocol=0)))
     assert [(x.code, x.rfc) for x in found] == [("setting-out-of-range", "RFC 8441 §3")]
+
+
+GRPC_REQUEST = [(":method", "POST"), (":scheme", "https"), (":authority", "example.com"),
+                (":path", "/pkg.Svc/Call"), ("content-type", "application/grpc"),
+                ("te", "trailers")]
+GRPC_RESPONSE = [(":status", "200"), ("content-type", "application/grpc")]
+MESSAGE = b"\x00\x00\x00\x00\x02\x08\x01"
+
+
+def grpc_call(conv: Conversation, sid: int) -> None:
+    conv.send(C2S, conv.f.headers(C2S, sid, GRPC_REQUEST))
+    conv.send(C2S, conv.f.data(sid, MESSAGE, flags=["END_STREAM"]))
+
+
+def test_a_grpc_response_with_its_status_in_trailers_or_trailers_only_is_clean(
+        conv: Conversation) -> None:
+    f = conv.f
+    grpc_call(conv, 1)
+    conv.send(S2C, f.headers(S2C, 1, GRPC_RESPONSE))
+    conv.send(S2C, f.data(1, MESSAGE))
+    conv.send(S2C, f.headers(S2C, 1, [("grpc-status", "0")], flags=END))
+    grpc_call(conv, 3)
+    conv.send(S2C, f.headers(S2C, 3, [*GRPC_RESPONSE, ("grpc-status", "5"),
+                                      ("grpc-message", "not found")], flags=END))
+    assert codes(conv) == [] and len(conv.frames()) > 10
+
+
+def test_a_grpc_response_that_ends_without_grpc_status_is_flagged(conv: Conversation) -> None:
+    f = conv.f
+    cases = [
+        (1, [f.headers(S2C, 1, GRPC_RESPONSE), f.data(1, MESSAGE, flags=["END_STREAM"])],
+         "ended with DATA and no trailers"),
+        (3, [f.headers(S2C, 3, GRPC_RESPONSE), f.data(3, MESSAGE),
+             f.headers(S2C, 3, [("x-trace", "1")], flags=END)], "with trailers that lack it"),
+        (5, [f.headers(S2C, 5, GRPC_RESPONSE, flags=END)], "with its HEADERS"),
+    ]
+    for sid, frames, how in cases:
+        grpc_call(conv, sid)
+        found = [x for frame in frames for x in conv.finding_objects(conv.send(S2C, frame))]
+        assert [(x.code, x.stream_id) for x in found] == [("grpc-status-missing", sid)], how
+        assert how in found[0].message and found[0].rfc == "gRPC PROTOCOL-HTTP2"
