@@ -125,7 +125,9 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                 ex.response_end = wall
             if isinstance(f, DataFrame) and f.malformed is None:
                 data = stored_data(rec, f)
-                if ex.websocket and not rec.truncated:
+                cut = ex.request_body_truncated if c2s else ex.response_body_truncated
+                if ex.websocket and not (cut or rec.truncated):
+                    # (what follows a payload the capture cut cannot be framed)
                     ex.ws_data.append((int(ev.direction), wall, data))
                 if c2s:
                     ex.request_body += data

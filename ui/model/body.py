@@ -63,19 +63,21 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
 def data_frames(session: Session, stream: StreamInfo) -> tuple[list[tuple[int, float, bytes]],
                                                                bool]:
     """``(direction, t, payload)`` of the stream's DATA frames in order, and whether
-    some payloads were not kept (as in :func:`reassemble`)."""
+    some payloads were not kept (as in :func:`reassemble`): a direction's frames
+    stop at its first incomplete one, since what follows cannot be framed."""
     table = session.table
     out: list[tuple[int, float, bytes]] = []
-    truncated = False
+    cut = [False, False]
     for row in stream.rows:
-        if table.type[row] != 0:
+        direction = table.direction[row]
+        if table.type[row] != 0 or cut[direction]:
             continue
         frame = table.frame(row)
         if not isinstance(frame, DataFrame) or row in session.capped:
-            truncated = True
+            cut[direction] = True
             continue
-        out.append((table.direction[row], table.time[row], frame.data))
-    return out, truncated
+        out.append((direction, table.time[row], frame.data))
+    return out, cut[0] or cut[1]
 
 
 _ws_cache: dict[tuple[int, int, int, int], dict[int, list[WsMessage]]] = {}
@@ -93,14 +95,18 @@ def websocket_by_row(session: Session, stream: StreamInfo) -> dict[int, list[WsM
     readers = (WsReader(0, deflate), WsReader(1, deflate))
     table = session.table
     out: dict[int, list[WsMessage]] = {}
+    cut = [False, False]
     for row in stream.rows:
-        if table.type[row] != 0 or row in session.capped:
+        direction = table.direction[row]
+        if table.type[row] != 0 or cut[direction]:
             continue
         frame = table.frame(row)
-        if isinstance(frame, DataFrame):
-            msgs = readers[table.direction[row]].feed(frame.data, table.time[row])
-            if msgs:
-                out[row] = msgs
+        if not isinstance(frame, DataFrame) or row in session.capped:
+            cut[direction] = True  # what follows an incomplete frame cannot be framed
+            continue
+        msgs = readers[direction].feed(frame.data, table.time[row])
+        if msgs:
+            out[row] = msgs
     if len(_ws_cache) >= 8:
         _ws_cache.clear()
     _ws_cache[key] = out
