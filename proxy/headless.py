@@ -42,7 +42,8 @@ from proxy.events import (
 )
 from proxy.observe.describe import event_line
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
-from proxy.textlog import add_event_lines, frame_line, prefix
+from proxy.textlog import HEADER_INDENT, add_event_lines, frame_line, prefix
+from proxy.websocket import WsTracker
 
 log = logging.getLogger("h2scope.headless")
 
@@ -78,6 +79,8 @@ class HeadlessPrinter:
         self.jsonl = jsonl
         """One JSON object per frame instead of text: ``export --format jsonl``'s objects."""
         self.tracker = ConnectionTracker()
+        self.websockets = WsTracker()
+        """WebSocket-over-HTTP/2 streams, whose messages print under their DATA."""
         self.start: float | None = None
         self.lines = 0
         self.broken = False
@@ -113,12 +116,18 @@ class HeadlessPrinter:
         tracker = self.tracker
         keep = self.filter
         quiet = self.quiet
+        ws = self.websockets
+        ws_streams = ws.streams
         for ev in batch.events:
             if type(ev) is FrameObserved and keep is None and not quiet \
                     and ev.block is None and not ev.findings:
                 # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
                 lines.append(frame_line(conn_id, ev, ev.t - start))
+                if ws_streams:
+                    lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
                 continue
+            extra = ws.lines(conn_id, ev, HEADER_INDENT) \
+                if type(ev) is FrameObserved and (ws_streams or ev.block is not None) else None
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \
@@ -132,6 +141,8 @@ class HeadlessPrinter:
                 continue
             add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                             quiet=quiet)
+            if extra and not quiet:
+                lines.extend(extra)
 
     def _add_jsonl(self, batch: Batch, lines: list[str]) -> None:
         """The frames of ``batch`` (that the filter keeps) as JSON objects; the batch's

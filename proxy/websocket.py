@@ -15,6 +15,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proxy.observe.events import FrameObserved
 
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 CLOSE_CODES = {1000: "normal closure", 1001: "going away", 1002: "protocol error",
@@ -26,6 +30,7 @@ CLOSE_CODES = {1000: "normal closure", 1001: "going away", 1002: "protocol error
 MAX_MESSAGE = 16 * 1024 * 1024
 """Bytes of one message kept for display; the rest is counted."""
 _TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2: appended before inflating a message
+_CONNECT = (":method", "CONNECT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,3 +272,60 @@ def messages(data_frames: Sequence[tuple[int, float, bytes]],
             notes.append(f"the {who}'s last {reader.end()} bytes are an incomplete "
                          "WebSocket frame")
     return out, notes
+
+
+class WsTracker:
+    """The text logs' view: WebSocket streams of every connection, read as their
+    DATA goes by, so a DATA frame's line can be followed by the messages it
+    completes. Fed every frame event in order (filtered or not, so that
+    permessage-deflate's context stays whole); bounded by :data:`MAX_STREAMS`."""
+
+    MAX_STREAMS = 1024
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[int, int], list[Any]] = {}
+        """(connection, stream) → [client reader, server reader, ends seen]; a plain
+        dict so that callers test ``if tracker.streams`` at C speed."""
+
+    def lines(self, conn_id: int, ev: FrameObserved, indent: str,
+              truncated: bool = False) -> list[str]:
+        """The lines to print under this frame's (``truncated``: its payload was cut
+        by the capture, so this direction cannot be read on)."""
+        f = ev.frame
+        key = (conn_id, f.stream_id)
+        block = ev.block
+        if block is not None:
+            headers = block.headers
+            if ev.direction == 0 and _CONNECT in headers and is_websocket(headers):
+                if len(self.streams) >= self.MAX_STREAMS:
+                    self.streams.pop(next(iter(self.streams)))
+                self.streams[key] = [None, None, 0]
+            elif key in self.streams and self.streams[key][1] is None:
+                ext = dict(headers).get("sec-websocket-extensions")
+                deflate = Deflate.from_header(ext)
+                self.streams[key][:2] = [WsReader(0, deflate), WsReader(1, deflate)]
+            return []
+        state = self.streams.get(key)
+        if state is None:
+            return []
+        if f.type == 3:  # RST_STREAM
+            del self.streams[key]
+            return []
+        out: list[str] = []
+        reader = state[ev.direction]
+        data = getattr(f, "data", None)  # a DataFrame's payload, padding excluded
+        if truncated and reader is not None and reader.lost is None:
+            reader.lost = "a payload the capture cut (max_data_bytes)"
+        if data is not None and reader is not None and not f.malformed:
+            arrow = "→" if ev.direction == 0 else "←"
+            for msg in reader.feed(data, ev.t):
+                out.append(f"{indent}websocket {arrow} {msg.summary(120)}")
+                out.extend(f"{indent}  ! {p}" for p in msg.problems)
+            if reader.lost is not None and not state[2] & 4:
+                state[2] |= 4
+                out.append(f"{indent}websocket {arrow} framing lost: {reader.lost}")
+        if f.type in (0, 1) and f.flags & 0x1:
+            state[2] |= 1 << ev.direction
+            if state[2] & 3 == 3:
+                del self.streams[key]
+        return out

@@ -23,7 +23,8 @@ from proxy.observe.events import (
     FrameObserved,
 )
 from proxy.observe.jsonview import frame_dict
-from proxy.textlog import event_lines, frame_line, prefix
+from proxy.textlog import HEADER_INDENT, event_lines, frame_line, prefix
+from proxy.websocket import WsTracker
 
 __all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
 
@@ -102,6 +103,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     frames = 0
     start: float | None = None
     kept = _Kept(keep) if keep is not None else None
+    websockets = WsTracker()
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -116,11 +118,16 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
             if line:
                 out.write(line + "\n")
         for ev in item.events:
+            extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
+                if type(ev) is FrameObserved else ()
             if not _stream_ok(ev, stream) or not _event_kept(kept, rec.conn_id, ev):
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
                                     truncated=rec.truncated):
                 out.write(line + "\n")
+            if headers:
+                for line in extra:
+                    out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)
     return frames
 

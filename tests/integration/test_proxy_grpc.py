@@ -136,9 +136,9 @@ def test_a_grpc_response_without_trailers_is_flagged(
     origin = ServerThread()  # h2c
     try:
         proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"])
-        with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel:
-            with pytest.raises(grpc.RpcError) as failed:
-                channel.unary_unary(f"/{SERVICE}/NoTrailers")(HELLO, timeout=10)
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel, \
+                pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(f"/{SERVICE}/NoTrailers")(HELLO, timeout=10)
         error = failed.value
         assert error.code() is grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
         assert "Data frame with END_STREAM" in error.details()  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ permessage-deflate included."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.writer import CaptureWriter
 from proxy.cli import main
+from proxy.headless import HeadlessPrinter
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from proxy.websocket import Deflate, is_websocket, messages
@@ -64,7 +66,8 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
         tmp_path: Path) -> None:
     capture = tmp_path / "ws.h2scope"
     recorder = CaptureRecorder(CaptureWriter(capture))
-    proxy = make_proxy(sinks=(recorder,))
+    live = io.StringIO()
+    proxy = make_proxy(sinks=(recorder, HeadlessPrinter(live)))
     out = chromium_dom(proxy, f"https://localhost:{ws_origin.port}/ws.html")
     assert "echo: hello h2scope" in out, out[-3000:]
     frames: list[FrameObserved] = proxy.wait_for(
@@ -105,6 +108,15 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     proxy.close()
     recorder.close()
     recorded_views_show_the_messages(capture)
+    # The headless log prints each message under the DATA frame that completes it,
+    # as the text export of the recording does.
+    printed = [ln.strip() for ln in live.getvalue().splitlines() if "websocket " in ln]
+    assert "websocket → text 'hello h2scope'  (deflated 15→13)" in printed
+    assert "websocket ← text 'echo: hello h2scope'  (deflated 21→19)" in printed
+    assert main(["export", str(capture), "--format", "text", "-o", str(tmp_path / "ws.txt")]) == 0
+    exported = [ln.strip() for ln in (tmp_path / "ws.txt").read_text().splitlines()
+                if "websocket " in ln]
+    assert exported == printed
 
 
 def recorded_views_show_the_messages(capture: Path) -> None:
