@@ -26,6 +26,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from proxy.replay.responses import Action, Headers, ResponseBook
 
@@ -64,6 +65,14 @@ class MockConnection:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding="utf-8", validate_outbound_headers=False,
             normalize_outbound_headers=False, validate_inbound_headers=False))
+        if any(r.method == "CONNECT" for r in book.responses):
+            # RFC 8441 §3: without this setting a client sends no extended CONNECT
+            # (a WebSocket over HTTP/2), and the recorded one could not be served.
+            codes = h2.settings.SettingCodes
+            values = {codes(k): v for k, v in self.conn.local_settings.items()}
+            values[codes.ENABLE_CONNECT_PROTOCOL] = 1
+            self.conn.local_settings = h2.settings.Settings(client=False,
+                                                            initial_values=values)
         self.requests: dict[int, Headers] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window = asyncio.Event()
@@ -108,8 +117,11 @@ class MockConnection:
 
     def _handle(self, ev: h2.events.Event) -> None:
         if isinstance(ev, h2.events.RequestReceived):
-            self.requests[ev.stream_id] = tuple((str(n), str(v)) for n, v in ev.headers or ())
-            if ev.stream_ended is not None:
+            headers = self.requests[ev.stream_id] = tuple((str(n), str(v))
+                                                          for n, v in ev.headers or ())
+            if ev.stream_ended is not None or (":method", "CONNECT") in headers:
+                # A CONNECT's request stream stays open (a tunnel, a WebSocket): the
+                # response comes first.
                 self._respond(ev.stream_id)
         elif isinstance(ev, h2.events.DataReceived):
             if ev.flow_controlled_length:

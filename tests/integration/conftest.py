@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import procs
 from tests.helpers.h2server import ServerThread
 from tests.helpers.options import Options
 from tests.helpers.proxy_thread import ProxyThread
@@ -65,3 +70,38 @@ def h2_origin(origin_cert: CertFiles) -> Iterator[ServerThread]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def serve(confdir: Path) -> Iterator[Callable[..., str]]:
+    """Start ``h2scope serve ARGS`` on a free port; yields a function returning the URL."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-p", "0",
+                                 "--confdir", str(confdir), *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started.append(proc)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 15
+        seen = b""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen += line
+            m = re.search(rb"listening on (\S+?)/ ", line)
+            if m:
+                url = m.group(1).decode()
+                procs.wait_for_port(int(url.rsplit(":", 1)[1]), None)
+                return url
+            if not line and proc.poll() is not None:
+                break
+        raise AssertionError(f"h2scope serve did not start: {seen.decode(errors='replace')}")
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait(5)
+            if proc.stderr:
+                proc.stderr.close()

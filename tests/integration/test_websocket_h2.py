@@ -42,7 +42,13 @@ def ws_origin(origin_cert: CertFiles) -> Iterator[ServerThread]:
         server.close()
 
 
-def chromium_dom(proxy: ProxyThread, url: str) -> str:
+def chromium_dom(proxy: ProxyThread | None, url: str, ca_cert: Path | None = None,
+                 *extra: str) -> str:
+    """Chromium's DOM of ``url`` after load, through ``proxy`` (or directly, trusting
+    ``ca_cert`` by its SPKI hash)."""
+    ca = proxy.ca_cert if proxy is not None else ca_cert
+    assert ca is not None
+    via = [f"--proxy-server=http://127.0.0.1:{proxy.port()}"] if proxy is not None else []
     profile = Path(tempfile.mkdtemp(prefix="h2scope-chromium-"))
     try:
         (profile / "Default").mkdir()
@@ -52,10 +58,10 @@ def chromium_dom(proxy: ProxyThread, url: str) -> str:
             procs.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-            f"--proxy-server=http://127.0.0.1:{proxy.port()}",
+            *via,
             "--proxy-bypass-list=<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com",
-            f"--ignore-certificate-errors-spki-list={spki_hash(proxy.ca_cert)}",
-            "--dump-dom", url], timeout=60)
+            f"--ignore-certificate-errors-spki-list={spki_hash(ca)}",
+            *extra, "--dump-dom", url], timeout=60)
         return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     finally:
         shutil.rmtree(profile, ignore_errors=True)
@@ -63,7 +69,7 @@ def chromium_dom(proxy: ProxyThread, url: str) -> str:
 
 def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
         make_proxy: Callable[..., ProxyThread], ws_origin: ServerThread,
-        tmp_path: Path) -> None:
+        tmp_path: Path, serve: Callable[..., str]) -> None:
     capture = tmp_path / "ws.h2scope"
     recorder = CaptureRecorder(CaptureWriter(capture))
     live = io.StringIO()
@@ -117,6 +123,15 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     exported = [ln.strip() for ln in (tmp_path / "ws.txt").read_text().splitlines()
                 if "websocket " in ln]
     assert exported == printed
+    # Served back: `h2scope serve` advertises extended CONNECT for a recording that
+    # has one, and a browser gets the recorded page and the recorded echo.
+    url = serve(str(capture))
+    port = url.rsplit(":", 1)[1]
+    # (the recorded /after-ws comes at once: virtual time lets the page's script
+    # run until the WebSocket has had its say before the DOM is dumped)
+    out = chromium_dom(None, f"https://localhost:{port}/ws.html", proxy.ca_cert,
+                       "--virtual-time-budget=5000")
+    assert "<div id=\"out\">echo: hello h2scope</div>" in out, out[-3000:]
 
 
 def recorded_views_show_the_messages(capture: Path) -> None:
