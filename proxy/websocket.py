@@ -121,6 +121,7 @@ class WsReader:
         self._no_takeover = no_takeover
         self._inflater: zlib._Decompress | None = None
         self._buf = bytearray()
+        self._skip = 0
         self._parts: list[bytes] = []
         self._first: tuple[int, bool] | None = None  # (opcode, compressed) of a fragmented one
         self._frames = 0
@@ -135,6 +136,10 @@ class WsReader:
         if self.lost is not None:
             self.unread += len(data)
             return []
+        if self._skip:  # the rest of a frame too large to keep
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
         self._buf += data
         out: list[WsMessage] = []
         while True:
@@ -174,14 +179,31 @@ class WsReader:
                 return None
         if masked:
             pos += 4
-        if len(buf) < pos + length:
-            return None
-        key = bytes(buf[pos - 4:pos]) if masked else b""
-        payload = bytes(buf[pos:pos + length])
-        del buf[:pos + length]
+        problems: list[str] = []
+        if length > MAX_MESSAGE:
+            # Never buffered whole: the frame is counted as it passes, not kept.
+            if len(buf) < pos:
+                return None
+            drop = min(len(buf) - pos, length)
+            del buf[:pos + drop]
+            self._skip = length - drop
+            if b0 & 0x40 and self.deflate is not None and not self._no_takeover:
+                self.lost = (f"a compressed frame of {length:,} bytes, too large to keep, and "
+                             "the later messages depend on it (context takeover, RFC 7692)")
+                return None
+            problems.append(f"a frame of {length:,} bytes: at most {MAX_MESSAGE:,} are kept "
+                            "per message, so its payload is counted, not shown")
+            b0 &= ~0x40
+            rsv &= ~0x40
+            key, payload = b"", b""
+        else:
+            if len(buf) < pos + length:
+                return None
+            key = bytes(buf[pos - 4:pos]) if masked else b""
+            payload = bytes(buf[pos:pos + length])
+            del buf[:pos + length]
         if key:
             payload = _unmask(payload, key)
-        problems: list[str] = []
         if self.direction == 0 and not masked:
             problems.append("a client frame must be masked (RFC 6455 §5.1)")
         elif self.direction == 1 and masked:

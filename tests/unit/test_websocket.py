@@ -127,3 +127,21 @@ def test_arbitrary_bytes_never_raise(data: bytes, deflate: bool) -> None:
     for msg in reader.feed(data, 0.0):
         msg.summary()
     assert reader.end() >= 0
+
+
+def test_a_frame_larger_than_what_is_kept_is_counted_without_buffering_it() -> None:
+    from proxy.websocket import MAX_MESSAGE
+
+    server = peer(ConnectionType.SERVER)
+    big = server.send(BytesMessage(data=b"z" * (MAX_MESSAGE + 1000)))
+    after = server.send(TextMessage(data="still in step"))
+    reader = WsReader(1)
+    got = []
+    wire = big + after
+    for i in range(0, len(wire), 1 << 20):  # 1 MiB DATA payloads, as a relay would see
+        got += reader.feed(wire[i:i + (1 << 20)], float(i))
+        assert len(reader._buf) < 1 << 20  # never the whole frame
+    assert [(m.kind, m.payload, m.wire_size) for m in got] == [
+        ("binary", b"", MAX_MESSAGE + 1000), ("text", b"still in step", 13)]
+    assert "its payload is counted, not shown" in got[0].problems[0]
+    assert reader.end() == 0
