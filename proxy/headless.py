@@ -152,12 +152,16 @@ class HeadlessPrinter:
         keep = self.filter
         if self.start is None:
             self.start = batch.t
+        websockets = self.websockets
         for ev in batch.events:
             if type(ev) is FrameObserved:
                 if self.quiet or (keep is not None
                                   and not self._kept(keep, ev, tracker.get(conn_id))):
+                    if websockets.streams or ev.block is not None:
+                        websockets.feed(conn_id, ev)  # kept in step
                     continue
-                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t), ensure_ascii=False))
+                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t, websockets=websockets),
+                                        ensure_ascii=False))
             elif isinstance(ev, ConnectionEvent):
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:

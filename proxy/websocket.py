@@ -309,10 +309,11 @@ class WsTracker:
         """(connection, stream) → [client reader, server reader, ends seen]; a plain
         dict so that callers test ``if tracker.streams`` at C speed."""
 
-    def lines(self, conn_id: int, ev: FrameObserved, indent: str,
-              truncated: bool = False) -> list[str]:
-        """The lines to print under this frame's (``truncated``: its payload was cut
-        by the capture, so this direction cannot be read on)."""
+    def feed(self, conn_id: int, ev: FrameObserved,
+             truncated: bool = False) -> tuple[list[WsMessage], str | None]:
+        """The messages this frame completes on a WebSocket stream, and why its
+        direction stopped being read if it just did (``truncated``: its payload was
+        cut by the capture, so the direction cannot be read on)."""
         f = ev.frame
         key = (conn_id, f.stream_id)
         block = ev.block
@@ -326,28 +327,63 @@ class WsTracker:
                 ext = dict(headers).get("sec-websocket-extensions")
                 deflate = Deflate.from_header(ext)
                 self.streams[key][:2] = [WsReader(0, deflate), WsReader(1, deflate)]
-            return []
+            return [], None
         state = self.streams.get(key)
         if state is None:
-            return []
+            return [], None
         if f.type == 3:  # RST_STREAM
             del self.streams[key]
-            return []
-        out: list[str] = []
+            return [], None
+        msgs: list[WsMessage] = []
+        lost: str | None = None
         reader = state[ev.direction]
         data = getattr(f, "data", None)  # a DataFrame's payload, padding excluded
-        if truncated and reader is not None and reader.lost is None:
-            reader.lost = "a payload the capture cut (max_data_bytes)"
-        if data is not None and reader is not None and not f.malformed:
-            arrow = "→" if ev.direction == 0 else "←"
-            for msg in reader.feed(data, ev.t):
-                out.append(f"{indent}websocket {arrow} {msg.summary(120)}")
-                out.extend(f"{indent}  ! {p}" for p in msg.problems)
-            if reader.lost is not None and not state[2] & 4:
-                state[2] |= 4
-                out.append(f"{indent}websocket {arrow} framing lost: {reader.lost}")
+        if reader is not None:
+            if truncated and reader.lost is None:
+                reader.lost = "a payload the capture cut (max_data_bytes)"
+            if data is not None and not f.malformed:
+                msgs = reader.feed(data, ev.t)
+            said = 4 << ev.direction
+            if reader.lost is not None and not state[2] & said:
+                state[2] |= said
+                lost = reader.lost
         if f.type in (0, 1) and f.flags & 0x1:
             state[2] |= 1 << ev.direction
             if state[2] & 3 == 3:
                 del self.streams[key]
+        return msgs, lost
+
+    def lines(self, conn_id: int, ev: FrameObserved, indent: str,
+              truncated: bool = False) -> list[str]:
+        """:meth:`feed`'s result as the lines to print under the frame's."""
+        msgs, lost = self.feed(conn_id, ev, truncated)
+        if not msgs and lost is None:
+            return []
+        arrow = "→" if ev.direction == 0 else "←"
+        out: list[str] = []
+        for msg in msgs:
+            out.append(f"{indent}websocket {arrow} {msg.summary(120)}")
+            out.extend(f"{indent}  ! {p}" for p in msg.problems)
+        if lost is not None:
+            out.append(f"{indent}websocket {arrow} framing lost: {lost}")
         return out
+
+
+def message_dict(msg: WsMessage) -> dict[str, Any]:
+    """A message for JSON output: text as text, anything else as hex."""
+    d: dict[str, Any] = {"type": msg.kind, "opcode": msg.opcode}
+    if msg.opcode == 1:
+        d["text"] = msg.payload.decode("utf-8", "replace")
+    elif msg.opcode == 8:
+        code, reason = msg.close_status()
+        d["code"], d["reason"] = code, reason
+    else:
+        d["data_hex"] = msg.payload.hex()
+    d["wire_size"] = msg.wire_size
+    if msg.compressed:
+        d["compressed"] = True
+    if msg.frames > 1:
+        d["fragments"] = msg.frames
+    if msg.problems:
+        d["problems"] = list(msg.problems)
+    return d

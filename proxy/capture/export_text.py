@@ -24,7 +24,7 @@ from proxy.observe.events import (
 )
 from proxy.observe.jsonview import frame_dict
 from proxy.textlog import HEADER_INDENT, event_lines, frame_line, prefix
-from proxy.websocket import WsTracker
+from proxy.websocket import WsTracker, message_dict
 
 __all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
 
@@ -133,12 +133,21 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
 
 
 def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
-               stored_length: int | None = None) -> dict[str, Any]:
-    """``frame_dict`` plus the capture's fields: connection, wall clock, truncation."""
+               stored_length: int | None = None,
+               websockets: WsTracker | None = None) -> dict[str, Any]:
+    """``frame_dict`` plus the capture's fields: connection, wall clock, truncation;
+    with ``websockets`` (fed every frame in order), the WebSocket messages a DATA
+    frame of an RFC 8441 stream completes."""
     d = {"conn": conn_id, "wall": wall, **frame_dict(ev)}
     if stored_length is not None:
         d["truncated"] = {"stored_payload_length": stored_length,
                           "note": "DATA payload cut by max_data_bytes; data_hex is zero-padded"}
+    if websockets is not None and (websockets.streams or ev.block is not None):
+        msgs, lost = websockets.feed(conn_id, ev, stored_length is not None)
+        if msgs:
+            d["websocket"] = [message_dict(m) for m in msgs]
+        if lost is not None:
+            d["websocket_lost"] = lost
     return d
 
 
@@ -147,6 +156,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
     """One JSON object per frame (that ``keep`` matches); return the number written."""
     n = 0
     kept = _Kept(keep) if keep is not None else None
+    websockets = WsTracker()
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -154,11 +164,14 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         if kept is not None:
             kept.record(item)
         for ev in item.events:
-            if isinstance(ev, FrameObserved) and _stream_ok(ev, stream) \
-                    and (kept is None or kept.frame(rec.conn_id, ev)):
-                stored = len(rec.body) - 9 if rec.truncated else None
+            if type(ev) is not FrameObserved:
+                continue
+            stored = len(rec.body) - 9 if rec.truncated else None
+            if _stream_ok(ev, stream) and (kept is None or kept.frame(rec.conn_id, ev)):
                 out.write(json.dumps(jsonl_dict(rec.conn_id, ev, rec.wall,
-                                                stored_length=stored),
+                                                stored_length=stored, websockets=websockets),
                                      ensure_ascii=False) + "\n")
                 n += 1
+            elif websockets.streams or ev.block is not None:
+                websockets.feed(rec.conn_id, ev, stored is not None)  # kept in step
     return n

@@ -72,8 +72,9 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
         tmp_path: Path, serve: Callable[..., str]) -> None:
     capture = tmp_path / "ws.h2scope"
     recorder = CaptureRecorder(CaptureWriter(capture))
-    live = io.StringIO()
-    proxy = make_proxy(sinks=(recorder, HeadlessPrinter(live)))
+    live, live_jsonl = io.StringIO(), io.StringIO()
+    proxy = make_proxy(sinks=(recorder, HeadlessPrinter(live),
+                              HeadlessPrinter(live_jsonl, jsonl=True)))
     out = chromium_dom(proxy, f"https://localhost:{ws_origin.port}/ws.html")
     assert "echo: hello h2scope" in out, out[-3000:]
     frames: list[FrameObserved] = proxy.wait_for(
@@ -123,6 +124,17 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     exported = [ln.strip() for ln in (tmp_path / "ws.txt").read_text().splitlines()
                 if "websocket " in ln]
     assert exported == printed
+    # And in JSON Lines, live and exported alike: the messages under "websocket".
+    jsonl = tmp_path / "ws.jsonl"
+    assert main(["export", str(capture), "--format", "jsonl", "-o", str(jsonl)]) == 0
+
+    def ws_objects(text: str) -> list[object]:
+        return [d["websocket"] for d in map(json.loads, text.splitlines()) if "websocket" in d]
+
+    objects = ws_objects(live_jsonl.getvalue())
+    assert objects == ws_objects(jsonl.read_text())
+    assert [{"type": "text", "opcode": 1, "text": "hello h2scope", "wire_size": 15,
+             "compressed": True}] in objects
     # Served back: `h2scope serve` advertises extended CONNECT for a recording that
     # has one, and a browser gets the recorded page and the recorded echo.
     url = serve(str(capture))
