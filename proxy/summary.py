@@ -246,6 +246,35 @@ class RunSummary:
                                                     for stage, n in self.errors.most_common()))
         return out
 
+    def as_dict(self) -> dict[str, Any]:
+        """The summary for JSON (``check --json``): the same facts as :meth:`lines`."""
+        stalled = self.unresumed + [(*key, since, self.last_t, "at the end")
+                                    for key, since in self._stalled.items()]
+        longest = self.longest_stall
+        return {
+            "connections": self.connections,
+            "protocols": dict(self.protocols),
+            "frames": {"c2s": self.frames[0], "s2c": self.frames[1]},
+            "streams": self.streams,
+            "resets": dict(self.resets),
+            "findings": [{"severity": g.severity.name.lower(), "code": g.code, "rfc": g.rfc,
+                          "count": g.count, "first": g.where, "message": g.message}
+                         for g in self.findings.groups()],
+            "stalls": {
+                "count": self.stalls,
+                "longest": None if longest is None else {
+                    "seconds": longest[0], "conn": longest[1], "stream": longest[2],
+                    "blocked": longest[3].sender},
+                "never_resumed": [{"conn": c, "stream": s, "blocked": d.sender,
+                                   "seconds": max(0.0, until - since), "until": how}
+                                  for c, s, d, since, until, how in stalled],
+            },
+            "slowest_streams": [{"conn": c, "stream": s, "seconds": took,
+                                 "request": block_summary(b.headers) if b else None}
+                                for took, c, s, b in self.slowest],
+            "proxy_errors": dict(self.errors),
+        }
+
     def _stall_lines(self) -> list[str]:
         if not self.stalls:
             return []

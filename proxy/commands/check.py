@@ -11,6 +11,7 @@ is in it, 0 otherwise: a recording made anywhere can gate a pipeline.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ examples:
   h2scope check session.h2scope                      exit 3 if an error-level finding is in it
   h2scope check session.h2scope --fail-on warning    ... or a warning
   h2scope check session.h2scope --fail-on none       only the summary, exit 0
+  h2scope check session.h2scope --json | jq '.findings[] | select(.severity == "error")'
 
 exit status: 0 no finding at or above --fail-on, 3 otherwise, 2 for a file
 that is not a capture (or a bad option). Findings are listed in
@@ -39,6 +41,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object (for CI dashboards and jq)")
     p.add_argument("--fail-on", choices=("error", "warning", "info", "none"), default="error",
                    help="the severity from which findings make the exit status 3 "
                    "(default: error; none: never)")
@@ -75,6 +79,15 @@ def run(args: argparse.Namespace) -> int:
             if item.events:
                 summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
     out = sys.stdout
+    worst = summary.worst()
+    failed = args.fail_on != "none" and worst is not None \
+        and worst >= Severity[args.fail_on.upper()]
+    if args.json:
+        doc = {"file": str(args.file), **summary.as_dict(),
+               "damaged_records": [str(p) for p in problems], "incomplete": incomplete,
+               "exit_status": EXIT_FINDINGS if failed else 0}
+        out.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        return EXIT_FINDINGS if failed else 0
     out.write(f"{args.file}\n")
     for line in summary.lines():
         out.write(f"  {line}\n")
@@ -82,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"  damaged record skipped: {problem}\n")
     for text in incomplete:  # (an import's lost packets, a TLS record it could not open)
         out.write(f"  incomplete: {text}\n")
-    worst = summary.worst()
-    if args.fail_on != "none" and worst is not None and worst >= Severity[args.fail_on.upper()]:
+    if failed:
+        assert worst is not None
         out.write(f"exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "
                   f"(--fail-on {args.fail_on})\n")
         return EXIT_FINDINGS

@@ -44,3 +44,26 @@ def test_a_file_that_is_not_a_capture_is_a_usage_error(
     assert main(["check", str(bad)]) == 2
     assert str(bad) in capsys.readouterr().err
     assert main(["check", str(tmp_path / "missing.h2scope")]) == 2
+
+
+def test_json_says_the_same_as_the_text(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    path = record(tmp_path / "traffic.h2c")  # a finding, a stall that resumes, a reset
+    assert main(["check", str(path)]) == 3
+    text = capsys.readouterr().out
+    assert main(["check", str(path), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["file"] == str(path) and doc["exit_status"] == 3
+    assert doc["connections"] == 1 and doc["protocols"] == {"h2": 1}
+    assert f"HTTP/2 frames ({doc['frames']['c2s']} → / {doc['frames']['s2c']} ←)" in text
+    (finding,) = doc["findings"]
+    assert (finding["severity"], finding["code"], finding["rfc"], finding["count"]) == (
+        "error", "window-update-zero", "RFC 9113 §6.9", 1)
+    assert doc["stalls"]["count"] >= 1 and doc["stalls"]["longest"]["blocked"] == "server"
+    assert f"flow control: {doc['stalls']['count']} stall" in text
+    slowest = doc["slowest_streams"][0]
+    assert f"#{slowest['conn']} stream {slowest['stream']}  {slowest['request']}" in text
+    assert main(["check", str(path), "--json", "--fail-on", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["exit_status"] == 0
