@@ -112,8 +112,12 @@ def is_websocket(request: Sequence[tuple[str, str]] | None) -> bool:
 class WsReader:
     """WebSocket frames of one direction of one stream, fed DATA payloads in order."""
 
-    def __init__(self, direction: int, deflate: Deflate | None = None) -> None:
+    def __init__(self, direction: int, deflate: Deflate | None = None, *,
+                 max_message: int = MAX_MESSAGE) -> None:
         self.direction = direction
+        self.max_message = max_message
+        """Bytes of a frame (and of a message) kept; a larger frame is counted as it
+        passes, so a reader never holds more than about this much."""
         self.deflate = deflate
         no_takeover = deflate is not None and (
             deflate.client_no_context_takeover if direction == 0
@@ -180,7 +184,8 @@ class WsReader:
         if masked:
             pos += 4
         problems: list[str] = []
-        if length > MAX_MESSAGE:
+        limit = self.max_message
+        if length > limit:
             # Never buffered whole: the frame is counted as it passes, not kept.
             if len(buf) < pos:
                 return None
@@ -191,7 +196,7 @@ class WsReader:
                 self.lost = (f"a compressed frame of {length:,} bytes, too large to keep, and "
                              "the later messages depend on it (context takeover, RFC 7692)")
                 return None
-            problems.append(f"a frame of {length:,} bytes: at most {MAX_MESSAGE:,} are kept "
+            problems.append(f"a frame of {length:,} bytes: at most {limit:,} are kept "
                             "per message, so its payload is counted, not shown")
             b0 &= ~0x40
             rsv &= ~0x40
@@ -236,7 +241,7 @@ class WsReader:
                 problems.append(f"opcode {opcode} is reserved (RFC 6455 §5.2)")
         self._frames += 1
         self._wire += length
-        if sum(map(len, self._parts)) < MAX_MESSAGE:
+        if sum(map(len, self._parts)) < self.max_message:
             self._parts.append(payload)
         if not fin:
             return True
@@ -261,7 +266,7 @@ class WsReader:
         if self._inflater is None or self._no_takeover:
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
-            return self._inflater.decompress(data + _TAIL, MAX_MESSAGE)
+            return self._inflater.decompress(data + _TAIL, self.max_message)
         except zlib.error as exc:
             self._problems.append(f"does not inflate ({exc}; RFC 7692 §7.2.2)")
             self._inflater = None
@@ -300,9 +305,13 @@ class WsTracker:
     """The text logs' view: WebSocket streams of every connection, read as their
     DATA goes by, so a DATA frame's line can be followed by the messages it
     completes. Fed every frame event in order (filtered or not, so that
-    permessage-deflate's context stays whole); bounded by :data:`MAX_STREAMS`."""
+    permessage-deflate's context stays whole); bounded by :attr:`MAX_STREAMS` and
+    :attr:`MAX_MESSAGE`."""
 
-    MAX_STREAMS = 1024
+    MAX_STREAMS = 256
+    MAX_MESSAGE = 64 * 1024
+    """A log shows a message's first 120 characters: a live proxy holds at most
+    this much per direction of a WebSocket (frames beyond it are counted)."""
 
     def __init__(self) -> None:
         self.streams: dict[tuple[int, int], list[Any]] = {}
@@ -326,7 +335,8 @@ class WsTracker:
             elif key in self.streams and self.streams[key][1] is None:
                 ext = dict(headers).get("sec-websocket-extensions")
                 deflate = Deflate.from_header(ext)
-                self.streams[key][:2] = [WsReader(0, deflate), WsReader(1, deflate)]
+                self.streams[key][:2] = [WsReader(0, deflate, max_message=self.MAX_MESSAGE),
+                                         WsReader(1, deflate, max_message=self.MAX_MESSAGE)]
             return [], None
         state = self.streams.get(key)
         if state is None:

@@ -145,3 +145,40 @@ def test_a_frame_larger_than_what_is_kept_is_counted_without_buffering_it() -> N
         ("binary", b"", MAX_MESSAGE + 1000), ("text", b"still in step", 13)]
     assert "its payload is counted, not shown" in got[0].problems[0]
     assert reader.end() == 0
+
+
+def test_the_log_tracker_holds_little_per_stream() -> None:
+    """The text logs follow WebSockets live: a 1 MiB message is counted, not held."""
+    from proxy.observe.enums import Direction
+    from proxy.observe.events import FrameObserved
+    from proxy.observe.frames import parse_frame
+    from proxy.websocket import WsTracker
+
+    class Block:
+        def __init__(self, headers: list[tuple[str, str]]) -> None:
+            self.headers = tuple(headers)
+
+    def event(direction: Direction, raw: bytes, block: Block | None = None) -> FrameObserved:
+        return FrameObserved(t=0.0, direction=direction, seq=0, frame=parse_frame(raw),
+                             block=block)  # type: ignore[arg-type]
+
+    def frame(ftype: int, flags: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + (1).to_bytes(
+            4, "big") + payload
+
+    tracker = WsTracker()
+    connect = Block([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                     (":path", "/"), (":authority", "a")])
+    tracker.feed(1, event(Direction.C2S, frame(1, 4, b""), connect))
+    tracker.feed(1, event(Direction.S2C, frame(1, 4, b""), Block([(":status", "200")])))
+    server = peer(ConnectionType.SERVER)
+    wire = server.send(BytesMessage(data=b"q" * (1 << 20))) + server.send(
+        TextMessage(data="after"))
+    lines = []
+    for i in range(0, len(wire), 16384):
+        lines += tracker.lines(1, event(Direction.S2C, frame(0, 0, wire[i:i + 16384])), "")
+        reader = tracker.streams[(1, 1)][1]
+        assert len(reader._buf) <= 16384 + 14
+    assert lines[0] == "websocket ← binary 0 bytes"
+    assert "at most 65,536 are kept" in lines[1]
+    assert lines[2] == "websocket ← text 'after'"
