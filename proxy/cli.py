@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.decode",
     "proxy.commands.export",
     "proxy.commands.check",
+    "proxy.commands.diff",
     "proxy.commands.pcap",
     "proxy.commands.view",
     "proxy.commands.replay",

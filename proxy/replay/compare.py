@@ -53,6 +53,10 @@ class StreamOutcome:
     """None when part of the body was not recorded (truncated DATA)."""
     reset: str | None
     """``CANCEL by client`` when a RST_STREAM ended the stream, else None."""
+    conn_id: int = 0
+    response_headers: tuple[tuple[str, str], ...] = ()
+    """The final response's header fields and its trailers, in order (pseudo-headers
+    excluded): what ``h2scope diff --values`` compares."""
 
     @property
     def label(self) -> str:
@@ -71,22 +75,29 @@ class _Acc:
     sha: hashlib._Hash = field(default_factory=hashlib.sha256)
     truncated: bool = False
     reset: str | None = None
+    conn_id: int = 0
+    fields: list[tuple[str, str]] = field(default_factory=list)
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[StreamOutcome]:
-    """Every stream of connection ``conn`` (default: all records) in opening order."""
-    accs: dict[int, _Acc] = {}
+    """Every stream of connection ``conn`` (default: all records) in opening order.
+
+    Streams are told apart by connection and id, so with ``conn=None`` the
+    streams of every connection are there, in the order they were opened."""
+    accs: dict[tuple[int, int], _Acc] = {}
+    c = 0
 
     def get(sid: int) -> _Acc:
-        acc = accs.get(sid)
+        acc = accs.get((c, sid))
         if acc is None:
-            acc = accs[sid] = _Acc(sid)
+            acc = accs[(c, sid)] = _Acc(sid, conn_id=c)
         return acc
 
     for item in replayed:
         rec = item.record
         if conn is not None and rec.conn_id != conn:
             continue
+        c = rec.conn_id
         for ev in item.events:
             if not isinstance(ev, FrameObserved):
                 continue
@@ -121,6 +132,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[Stre
                 if status is not None and acc.status is None:
                     acc.status = status
                 acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
+                acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
     out = []
     for acc in accs.values():
         req = dict(acc.request or ())
@@ -128,7 +140,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[Stre
             stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
             authority=req.get(":authority"), path=req.get(":path"), status=acc.status,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
-            body_sha256=None if acc.truncated else acc.sha.hexdigest(), reset=acc.reset))
+            body_sha256=None if acc.truncated else acc.sha.hexdigest(), reset=acc.reset,
+            conn_id=acc.conn_id, response_headers=tuple(acc.fields)))
     return out
 
 
@@ -224,3 +237,45 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
         lines.append(f"  DIFFERS  {s.label}{target}:")
         lines.extend(f"             {text}" for text in d.differences)
     return lines
+
+
+def _host(authority: str | None) -> str:
+    host = (authority or "").lower()
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bool = True,
+                    ) -> list[tuple[StreamOutcome | None, StreamOutcome | None]]:
+    """Pair two recordings' streams by request — method, host (unless ``hosts`` is
+    False) and path — the n-th of a request in one with its n-th in the other, in
+    the order they were opened; what only one has is paired with None."""
+    def key(s: StreamOutcome) -> tuple[str | None, str, str | None, bool]:
+        return (s.method, _host(s.authority) if hosts else "", s.path, s.pushed)
+
+    pending: dict[tuple[str | None, str, str | None, bool], list[StreamOutcome]] = {}
+    for s in b:
+        pending.setdefault(key(s), []).append(s)
+    pairs: list[tuple[StreamOutcome | None, StreamOutcome | None]] = []
+    for s in a:
+        match = pending.get(key(s))
+        pairs.append((s, match.pop(0) if match else None))
+    pairs.extend((None, s) for rest in pending.values() for s in rest)
+    return pairs
+
+
+def value_differences(a: StreamOutcome, b: StreamOutcome,
+                      volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
+    """Response header fields present in both whose values differ (volatile names
+    excluded), as ``name: a → b``."""
+    def values(s: StreamOutcome) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for n, v in s.response_headers:
+            if n not in volatile:
+                out.setdefault(n, []).append(v)
+        return out
+
+    va, vb = values(a), values(b)
+    return [f"{n}: {', '.join(va[n])!r} → {', '.join(vb[n])!r}"
+            for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]

@@ -1,0 +1,115 @@
+"""``h2scope diff A B``: what differs between two recordings of the same requests.
+
+Record a client's traffic twice — straight to the origin and through a CDN,
+before and after a deploy, against staging and production — and ask which
+responses changed: the status, a response header that vanished or appeared
+(and, with ``--values``, header values), the body (length and SHA-256), a
+reset. Streams are paired by request (method, host, path), the n-th of a
+request in A with the n-th in B, whichever connection carried it; requests
+that only one recording made are listed as such. Names that change by
+themselves (``date``, ``etag``, ``set-cookie``, … — the same list as
+``replay``'s) are left out unless asked for. Exit status 0 when nothing
+differs, 3 when something does (usable in CI), 2 for a file that is not a
+capture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_DIFFERS = 3
+
+EPILOG = """\
+examples:
+  h2scope diff direct.h2scope via-cdn.h2scope        which responses the CDN changed
+  h2scope diff before.h2scope after.h2scope --values --ignore x-trace-id
+  h2scope diff a.h2scope b.h2scope --any-host        staging vs production host names
+
+exit status: 0 the recordings agree, 3 something differs, 2 usage error.
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "diff", parents=[common],
+        help="compare the responses of two recordings, request by request",
+        description="Pair the streams of two captures by request (method, host, path) and "
+        "say what differs: status, response header names (and values with --values), "
+        "body length and SHA-256, resets.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", type=Path, metavar="A", help="the first capture (plain or gzip)")
+    p.add_argument("b", type=Path, metavar="B", help="the second capture")
+    p.add_argument("--values", action="store_true",
+                   help="compare response header values too (names that change by themselves "
+                   "are still left out)")
+    p.add_argument("--ignore", default="", metavar="NAMES",
+                   help="more response header names to leave out, comma-separated")
+    p.add_argument("--strict", action="store_true",
+                   help="leave nothing out: compare date, etag, set-cookie, … as well")
+    p.add_argument("--any-host", action="store_true",
+                   help="pair requests by method and path only (the recordings used other "
+                   "host names)")
+    p.add_argument("--all", action="store_true", help="list the streams that agree too")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.capture.reader import BadRecord
+    from proxy.capture.replay import replay_records
+    from proxy.commands.export import open_capture
+    from proxy.replay.compare import (
+        VOLATILE_HEADERS,
+        StreamOutcome,
+        diff_streams,
+        outcomes,
+        pair_by_request,
+        value_differences,
+    )
+
+    def load(path: Path) -> list[StreamOutcome]:
+        problems: list[BadRecord] = []
+        reader = open_capture(path, problems)
+        with reader:
+            got = [s for s in outcomes(replay_records(reader.records(), close_open=True))
+                   if s.method is not None]
+        for problem in problems:
+            sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
+        return got
+
+    a, b = load(args.a), load(args.b)
+    volatile = frozenset() if args.strict else VOLATILE_HEADERS
+    volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
+    out = sys.stdout
+    out.write(f"A {args.a}: {len(a)} streams\nB {args.b}: {len(b)} streams\n")
+    differing = same = 0
+    for sa, sb in pair_by_request(a, b, hosts=not args.any_host):
+        if sa is None or sb is None:
+            s = sa or sb
+            assert s is not None
+            where = "A" if sa is not None else "B"
+            out.write(f"  only in {where}  {_label(s)}: {s.status or 'no response'}\n")
+            differing += 1
+            continue
+        found = list(diff_streams(sa, sb, volatile))
+        if args.values:
+            found += [f"header {text}" for text in value_differences(sa, sb, volatile)]
+        if found:
+            differing += 1
+            out.write(f"  DIFFERS  {_label(sa)} (B: #{sb.conn_id} stream {sb.stream_id}):\n")
+            out.writelines(f"             {text}\n" for text in found)
+        else:
+            same += 1
+            if args.all:
+                out.write(f"  same     {_label(sa)}: {sa.status or 'no response'}\n")
+    left_out = "nothing left out" if args.strict else \
+        f"left out: {', '.join(sorted(volatile))}"
+    out.write(f"{same} same, {differing} differ ({left_out})\n")
+    return EXIT_DIFFERS if differing else 0
+
+
+def _label(s: Any) -> str:
+    return (f"#{s.conn_id} stream {s.stream_id} {'push ' if s.pushed else ''}"
+            f"{s.method} {s.authority or ''}{s.path or ''}")
