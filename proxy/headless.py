@@ -45,6 +45,9 @@ from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserve
 from proxy.textlog import HEADER_INDENT, add_event_lines, frame_line, prefix
 from proxy.websocket import WsTracker
 
+_CONNECT = (":method", "CONNECT")
+"""A request that may be a WebSocket (RFC 8441) for the printer's tracker."""
+
 log = logging.getLogger("h2scope.headless")
 
 EventFilter = Callable[[ProxyEvent, ConnectionInfo], bool]
@@ -126,8 +129,8 @@ class HeadlessPrinter:
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
                 continue
-            extra = ws.lines(conn_id, ev, HEADER_INDENT) \
-                if type(ev) is FrameObserved and (ws_streams or ev.block is not None) else None
+            extra = ws.lines(conn_id, ev, HEADER_INDENT) if type(ev) is FrameObserved and (
+                ws_streams or (ev.block is not None and _CONNECT in ev.block.headers)) else None
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \

@@ -110,8 +110,10 @@ class RunSummary:
         self.slowest: list[tuple[float, int, int, HeaderBlock | None]] = []
         """The slowest streams: (seconds open, connection, stream, request block),
         longest first."""
-        self._open: dict[tuple[int, int], list[Any]] = {}
-        """Open streams: [when opened, the request's header block once seen]."""
+        self._open: dict[tuple[int, int], float] = {}
+        """Open streams: when they opened."""
+        self._requests: dict[tuple[int, int], HeaderBlock] = {}
+        """Open streams: the request's header block (the first the client sent)."""
         self._slowest_floor = -1.0
         self.last_t = 0.0
 
@@ -136,18 +138,24 @@ class RunSummary:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
                 elif ev.block is not None and ev.direction is _C2S:
-                    opened = self._open.get((conn, ev.frame.stream_id))
-                    if opened is not None and opened[1] is None:
-                        opened[1] = ev.block
+                    key = (conn, ev.frame.stream_id)
+                    if key not in self._requests and len(self._requests) < _MAX_OPEN:
+                        self._requests[key] = ev.block
                 for f in ev.findings:
                     self._finding(conn, f)
             elif kind is StreamStateChanged:
                 if ev.old == "idle":  # opened by HEADERS, or reserved by a PUSH_PROMISE
                     self.streams += 1
                     if len(self._open) < _MAX_OPEN:
-                        self._open[(conn, ev.stream_id)] = [ev.t, None]
+                        self._open[(conn, ev.stream_id)] = ev.t
                 elif ev.new == "closed":
-                    self._stream_closed(conn, ev.stream_id, ev.t)
+                    key = (conn, ev.stream_id)
+                    start = self._open.pop(key, None)
+                    request = self._requests.pop(key, None)
+                    if self._stalled:
+                        self._stream_closed(conn, ev.stream_id)
+                    if start is not None and ev.t - start > self._slowest_floor:
+                        self._slow(ev.t - start, conn, ev.stream_id, request)
             elif kind is FlowControlStalled:
                 self.stalls += 1
                 self._stalled[(conn, ev.stream_id, ev.direction)] = ev.t
@@ -167,25 +175,21 @@ class RunSummary:
             elif kind is ConnectionFindingRaised or kind is Desynced:
                 self._finding(batch.conn_id, ev.finding)
 
-    def _stream_closed(self, conn: int, sid: int, t: float) -> None:
-        if self._stalled:
-            for direction in (_C2S, _S2C):
-                # Closed by the blocked side's END_STREAM, its window spent exactly: no
-                # hang. Or by an RST_STREAM, whose frame event follows in this batch.
-                since = self._stalled.pop((conn, sid, direction), None)
-                if since is not None:
-                    self._closed_stalled[(conn, sid, direction)] = since
-        opened = self._open.pop((conn, sid), None)
-        if opened is None:
-            return
-        took = t - opened[0]
-        if took > self._slowest_floor:
-            slowest = self.slowest
-            slowest.append((took, conn, sid, opened[1]))
-            slowest.sort(key=lambda s: -s[0])
-            del slowest[SLOWEST:]
-            if len(slowest) == SLOWEST:
-                self._slowest_floor = slowest[-1][0]
+    def _stream_closed(self, conn: int, sid: int) -> None:
+        for direction in (_C2S, _S2C):
+            # Closed by the blocked side's END_STREAM, its window spent exactly: no
+            # hang. Or by an RST_STREAM, whose frame event follows in this batch.
+            since = self._stalled.pop((conn, sid, direction), None)
+            if since is not None:
+                self._closed_stalled[(conn, sid, direction)] = since
+
+    def _slow(self, took: float, conn: int, sid: int, request: HeaderBlock | None) -> None:
+        slowest = self.slowest
+        slowest.append((took, conn, sid, request))
+        slowest.sort(key=lambda s: -s[0])
+        del slowest[SLOWEST:]
+        if len(slowest) == SLOWEST:
+            self._slowest_floor = slowest[-1][0]
 
     def _reset_while_stalled(self, conn: int, sid: int, by: Direction, code: str,
                              t: float) -> None:
@@ -205,6 +209,8 @@ class RunSummary:
             self.unresumed.append((*stalled, since, t, "until the connection closed"))
         for opened in [k for k in self._open if k[0] == conn]:
             del self._open[opened]
+        for requested in [k for k in self._requests if k[0] == conn]:
+            del self._requests[requested]
 
     def _finding(self, conn_id: int, f: Finding) -> None:
         self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""))

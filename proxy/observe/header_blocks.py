@@ -21,6 +21,7 @@ from proxy.observe.header_rules import (
     content_length_of,
     grpc_status_missing,
     header_value,
+    length_of,
     status_of,
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
@@ -43,18 +44,8 @@ frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
 _NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS = 0, 1, 2
-
-
-def _grpc_kind(headers: tuple[tuple[str, str], ...]) -> int:
-    """Of a response or trailers block: carries grpc-status, is a gRPC response
-    without one (its status must follow in trailers), or neither."""
-    grpc = False
-    for name, value in headers:
-        if name == "grpc-status":
-            return _GRPC_STATUS
-        if name == "content-type" and value.startswith("application/grpc"):
-            grpc = True
-    return _GRPC_NO_STATUS if grpc else _NOT_GRPC
+"""Of a response or trailers block: neither gRPC nor a status, a gRPC response
+without grpc-status (it must follow in trailers), one that carries it."""
 
 
 class HeaderBlocks:
@@ -245,10 +236,15 @@ class HeaderBlocks:
             # The same block, in the same role: clean.
             length, status, grpc = known[2], known[3], known[4]
         else:
-            length = content_length_of(headers)
+            if role is _ROLE_RESPONSE or role is _ROLE_TRAILERS:
+                fields = dict(headers)  # one C-speed pass for the lookups below
+                length = length_of(fields.get("content-length"))
+                grpc = _GRPC_STATUS if "grpc-status" in fields else _GRPC_NO_STATUS if \
+                    fields.get("content-type", "").startswith("application/grpc") else _NOT_GRPC
+            else:
+                length = content_length_of(headers)
+                grpc = _NOT_GRPC
             status = status_of(headers) if role is _ROLE_RESPONSE else None
-            grpc = _grpc_kind(headers) if role is _ROLE_RESPONSE or role is _ROLE_TRAILERS \
-                else _NOT_GRPC
             problems = check_fields(headers, role, seq=seq, stream_id=sid,
                                     connect_protocol=self.sides[S2C].connect_protocol)
             if problems:

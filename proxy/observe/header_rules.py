@@ -41,7 +41,7 @@ def _finding(code: str, sev: Severity, rfc: str, msg: str, seq: int | None,
 _GOOD_NAME = re.compile(r":?[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
 _name_cache: dict[str, str | None] = {}
-_known: dict[tuple[str, str], bool] = {}
+_known: dict[tuple[str, str], bool | str] = {}
 """Fields seen before and found clean: True for a regular field that passed
 every check, False for a pseudo-header field whose value passed the value
 check. Repeated fields (most of them: indexed from the HPACK tables) cost one
@@ -97,7 +97,7 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
                             seq, stream_id))
     authority = pseudo.get(":authority")
     if authority is not None and role is _REQUEST:
-        host = header_value(headers, "host")
+        host = pseudo.get("host")  # (the scans note it beside the pseudo-headers)
         if host is not None and _origin(host, pseudo.get(":scheme")) != _origin(
                 authority, pseudo.get(":scheme")):
             out.append(_finding("host-authority-mismatch", Severity.ERROR, "RFC 9113 §8.3.1",
@@ -143,12 +143,18 @@ def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
         if kind is True:
             regular = True
             continue
+        if kind is _HOST:
+            regular = True
+            pseudo.setdefault("host", field[1])
+            continue
         name = field[0]
         if kind is None:
             if name[:1] != ":":
                 if not _clean_regular(field):
                     return None
                 regular = True
+                if name == "host":
+                    pseudo.setdefault("host", field[1])
                 continue
             value = field[1]
             if value and _BAD_VALUE.search(value):
@@ -160,10 +166,15 @@ def _quick_scan(headers: tuple[tuple[str, str], ...], allowed: frozenset[str],
     return pseudo
 
 
+_HOST = "host"
+"""The ``_known`` mark of a clean ``host`` field: regular, and noted by the scans so
+that Host can be compared with :authority without another pass."""
+
+
 def _remember(field: tuple[str, str], regular: bool) -> None:
     if len(_known) >= _KNOWN_MAX:
         _known.clear()
-    _known[field] = regular
+    _known[field] = _HOST if regular and field[0] == "host" else regular
 
 
 def _clean_regular(field: tuple[str, str]) -> bool:
@@ -207,6 +218,8 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
             pseudo.setdefault(name, value)
         else:
             seen_regular = True
+            if name == "host":
+                pseudo.setdefault("host", value)
             if name in CONNECTION_SPECIFIC:
                 out.append(_finding("connection-specific-header", Severity.ERROR,
                                     "RFC 9113 §8.2.2",
@@ -317,7 +330,15 @@ def content_length_of(headers: tuple[tuple[str, str], ...]) -> int:
     """The body length a message's ``content-length`` declares; -1 if it has none
     or its value is not one decimal number (RFC 9110 §8.6 allows a list of the
     same number repeated: ``42, 42``)."""
-    value = header_value(headers, "content-length")
+    return length_of(header_value(headers, "content-length"))
+
+
+def length_of(value: str | None) -> int:
+    """:func:`content_length_of` for the field's value (None: no such field).
+
+    With the same name twice a ``dict`` of the block keeps the last value; a
+    message whose content-length fields disagree is then checked against the
+    last one (RFC 9110 §8.6 makes such a message invalid either way)."""
     if value is None:
         return -1
     if value.isdigit() and value.isascii():
