@@ -239,8 +239,11 @@ class HeaderBlocks:
             if role is _ROLE_RESPONSE or role is _ROLE_TRAILERS:
                 fields = dict(headers)  # one C-speed pass for the lookups below
                 length = length_of(fields.get("content-length"))
+                ctype = fields.get("content-type", "")
+                # (gRPC-Web carries its status in the body, in a trailers frame)
                 grpc = _GRPC_STATUS if "grpc-status" in fields else _GRPC_NO_STATUS if \
-                    fields.get("content-type", "").startswith("application/grpc") else _NOT_GRPC
+                    ctype.startswith("application/grpc") and \
+                    not ctype.startswith("application/grpc-web") else _NOT_GRPC
             else:
                 length = content_length_of(headers)
                 grpc = _NOT_GRPC

@@ -12,6 +12,7 @@ bodies decoded as protobuf without a schema, anything else as a hex dump.
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 import zlib
@@ -220,6 +221,43 @@ def _grpc_message(msg: bytes, compressed: bool, grpc_encoding: str | None,
     return msg, note, proto
 
 
+def _grpc_web_lines(data: bytes, ctype: str, grpc_encoding: str | None) -> list[str]:
+    """gRPC-Web (grpc/doc/PROTOCOL-WEB.md): the gRPC framing, base64 in the ``-text``
+    variant, and a frame with the 0x80 flag that carries the trailers as text."""
+    lines = []
+    if ctype.startswith("application/grpc-web-text"):
+        try:  # each chunk may be padded on its own: decode piece by piece
+            parts = [base64.b64decode(p + b"=" * (-len(p) % 4)) for p in
+                     data.replace(b"\r", b"").replace(b"\n", b"").split(b"=") if p]
+            data = b"".join(parts)
+        except ValueError as exc:
+            return [f"; gRPC-Web text: not base64 ({exc})", *hexdump(data)]
+        lines.append("; gRPC-Web text: base64 decoded")
+    proto = ctype.split(";")[0].strip() in ("application/grpc-web", "application/grpc-web+proto",
+                                            "application/grpc-web-text",
+                                            "application/grpc-web-text+proto")
+    frames = []
+    pos = 0
+    while pos + 5 <= len(data):
+        n = int.from_bytes(data[pos + 1:pos + 5], "big")
+        frames.append((data[pos], data[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    lines.append(f"; gRPC-Web: {len(frames)} length-prefixed frame(s)")
+    for i, (flag, body) in enumerate(frames, 1):
+        if flag & 0x80:
+            lines.append(f"trailers (frame {i}):")
+            lines.extend("  " + t for t in body.decode("utf-8", "replace").splitlines() if t)
+            continue
+        shown, how, as_proto = _grpc_message(body, bool(flag & 1), grpc_encoding, proto)
+        lines.append(f"message {i}: {len(body)} bytes"
+                     f"{' (compressed' + how + ')' if flag & 1 else ''}")
+        shown_lines = _protobuf_or_hex(shown, 4096) if as_proto else hexdump(shown, limit=4096)
+        lines.extend("  " + x for x in shown_lines)
+    if pos < len(data):
+        lines.append(f"; {len(data) - pos} bytes after the last whole frame")
+    return lines
+
+
 def _protobuf_or_hex(data: bytes, limit: int) -> list[str]:
     fields = decode_raw(data)
     if fields is None:
@@ -240,6 +278,8 @@ def render_body(data: bytes, content_type: str | None, encoding: str | None,
     decoded, note = decode_content(data, encoding)
     lines = [f"; {note}"] if note else []
     ctype = (content_type or "").lower()
+    if ctype.startswith("application/grpc-web"):
+        return lines + _grpc_web_lines(decoded, ctype, grpc_encoding)
     if ctype.startswith("application/grpc"):
         proto = ctype in ("application/grpc", "application/grpc+proto")
         msgs = grpc_messages(decoded)

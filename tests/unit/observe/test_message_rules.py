@@ -226,3 +226,16 @@ def test_a_grpc_response_that_ends_without_grpc_status_is_flagged(conv: Conversa
         found = [x for frame in frames for x in conv.finding_objects(conv.send(S2C, frame))]
         assert [(x.code, x.stream_id) for x in found] == [("grpc-status-missing", sid)], how
         assert how in found[0].message and found[0].rfc == "gRPC PROTOCOL-HTTP2"
+
+
+def test_a_grpc_web_response_carries_its_status_in_the_body(conv: Conversation) -> None:
+    """gRPC-Web (PROTOCOL-WEB.md) ends with a trailers frame inside the DATA: no
+    HTTP trailers are due, so nothing is missing."""
+    f = conv.f
+    web = ("content-type", "application/grpc-web+proto")
+    conv.send(C2S, f.headers(C2S, 1, [*GRPC_REQUEST[:4], web]))
+    conv.send(C2S, f.data(1, MESSAGE, flags=["END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200"), web]))
+    trailers = b"grpc-status: 0\r\n"
+    body = MESSAGE + b"\x80" + len(trailers).to_bytes(4, "big") + trailers
+    assert codes(conv, conv.send(S2C, f.data(1, body, flags=["END_STREAM"]))) == []
