@@ -150,8 +150,19 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         out.append("  none\n")
     for t, sd, sid, end in conn.stalls[-100:]:
         where = "connection" if sid == 0 else f"stream {sid}"
-        dur = f"{(end - t) * 1000:.1f} ms" if end is not None else "still stalled"
-        out.append(f"  {Direction(sd).arrow} {where}: {dur}\n", "bold red")
+        st = conn.streams.get(sid) if sid else None
+        if end is not None:
+            dur = f"{(end - t) * 1000:.1f} ms"
+        elif st is not None and st.reset is not None:
+            dur = f"never resumed: reset {st.reset} after {(st.last_t - t) * 1000:.1f} ms"
+        elif st is not None and st.state == "closed":
+            # its sender ended it with the window spent exactly: nothing was waiting
+            dur = "window spent by the last DATA; the stream ended"
+        else:
+            dur = "still stalled"
+        out.append(f"  {Direction(sd).arrow} {where}: {dur}\n",
+                   "bold" if st is not None and st.state == "closed" and st.reset is None
+                   else "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
     streams = conn.streams
     for sid in list(itertools.islice(reversed(streams), 50))[::-1]:

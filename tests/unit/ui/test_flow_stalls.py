@@ -1,0 +1,59 @@
+"""The flow-control view says how each stall ended: resumed (and after how long),
+reset while stalled, the stream ended with its window spent (nothing waited), or
+still stalled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from tests.unit.observe.conftest import REQUEST, FrameFactory
+from ui.model.capture import CaptureFile, load
+from ui.model.session import Session
+from ui.screens.state import flow_text
+
+C2S, S2C = Direction.C2S, Direction.S2C
+META = {"client": {"ip": "127.0.0.1", "port": 50000}, "target": "example.com:443",
+        "mode": "regular", "protocol": "h2"}
+
+
+def record(path: Path) -> None:
+    f = FrameFactory()
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)  # times as given
+    t = [1.0]
+
+    def send(direction: Direction, data: bytes, dt: float = 0.01) -> None:
+        t[0] += dt
+        tap.feed(direction, data, t[0])
+
+    send(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100))
+    send(S2C, f.settings() + f.settings(ack=True))
+    send(C2S, f.settings(ack=True))
+    for sid in (1, 3, 5, 7):
+        send(C2S, f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        send(S2C, f.headers(S2C, sid, [(":status", "200")]))
+        send(S2C, f.data(sid, b"x" * 100))  # the stream window of 100 is spent: stalled
+    send(C2S, f.window_update(1, 100), dt=0.25)  # 1: resumed
+    send(S2C, f.data(1, b"y", flags=["END_STREAM"]))
+    send(C2S, f.rst(3, 8))  # 3: the client gives up
+    send(S2C, f.data(5, b"", flags=["END_STREAM"]))  # 5: nothing more was waiting
+    writer.close(fsync=False)  # 7: still stalled when the capture ends
+
+
+def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
+    record(tmp_path / "stalls.h2scope")
+    capture = CaptureFile(tmp_path / "stalls.h2scope")
+    try:
+        session = Session(capture)
+        load(session, capture)
+        text = flow_text(session.conns[1], {}).plain
+    finally:
+        capture.close()
+    stalls = text[text.index("stalls (window"):text.index("\nstreams (latest")].splitlines()[1:]
+    assert stalls[0] == "  ← stream 1: 340.0 ms"  # until the client's WINDOW_UPDATE
+    assert stalls[1] == "  ← stream 3: never resumed: reset by client: CANCEL after 330.0 ms"
+    assert stalls[2] == "  ← stream 5: window spent by the last DATA; the stream ended"
+    assert stalls[3] == "  ← stream 7: still stalled"
