@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import BadRecord
     from proxy.capture.replay import replay_records
     from proxy.commands.export import open_capture
+    from proxy.commands.progress import Progress, counted
     from proxy.events import Batch
     from proxy.observe.findings import Severity
     from proxy.summary import EXIT_FINDINGS, RunSummary
@@ -62,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     reader = open_capture(args.file, problems)
     summary = RunSummary()
     incomplete: list[str] = []
+    progress = Progress()
+    size = args.file.stat().st_size
     with reader:
-        for item in replay_records(reader.records(), close_open=True):
+        records = counted(reader.records(), progress, "check", lambda: reader.position, size)
+        for item in replay_records(records, close_open=True):
             rec = item.record
             if rec.type == RecordType.CONNECTION:
                 meta = rec.json()
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 incomplete.append(f"#{rec.conn_id}: {rec.json().get('reason')}")
             if item.events:
                 summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
+    progress.done()
     out = sys.stdout
     worst = summary.worst()
     failed = args.fail_on != "none" and worst is not None \

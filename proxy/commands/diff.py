@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import BadRecord
     from proxy.capture.replay import replay_records
     from proxy.commands.export import open_capture
+    from proxy.commands.progress import Progress, counted
     from proxy.replay.compare import (
         VOLATILE_HEADERS,
         StreamOutcome,
@@ -69,12 +70,19 @@ def run(args: argparse.Namespace) -> int:
         value_differences,
     )
 
+    progress = Progress()
+
     def load(path: Path) -> list[StreamOutcome]:
         problems: list[BadRecord] = []
         reader = open_capture(path, problems)
+        size = path.stat().st_size
         with reader:
-            got = [s for s in outcomes(replay_records(reader.records(), close_open=True))
+            records = counted(reader.records(), progress, f"diff {path.name}",
+                              lambda: reader.position, size)
+            got = [s for s in outcomes(replay_records(records, close_open=True),
+                                       fields=args.values)
                    if s.method is not None]
+        progress.done()
         for problem in problems:
             sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
         return got

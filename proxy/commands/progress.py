@@ -1,6 +1,6 @@
 """A one-line progress meter on a terminal's stderr, for long commands.
 
-``export``, ``replay`` and ``import`` show how far they are when stderr is a
+``export``, ``replay``, ``import``, ``check`` and ``diff`` show how far they are when stderr is a
 terminal and say nothing otherwise (a pipe, a CI log). The line is rewritten
 in place at most five times a second, starting after half a second (short
 runs show nothing), and erased when the command is done.
@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 WIDTH = 60
+
+
+def counted(records: Iterable[T], progress: Progress, label: str, position: Callable[[], int],
+            size: int) -> Iterator[T]:
+    """``records`` passed through, with ``label: N records, P%`` shown as they go
+    (``position()``: bytes read so far of ``size``)."""
+    n = 0
+    for n, rec in enumerate(records, 1):
+        if n % 4096 == 0:
+            progress.fraction(label, position(), size, f"{n} records")
+        yield rec
 
 
 class Progress:

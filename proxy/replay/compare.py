@@ -79,11 +79,15 @@ class _Acc:
     fields: list[tuple[str, str]] = field(default_factory=list)
 
 
-def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[StreamOutcome]:
+def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
+             fields: bool = False) -> list[StreamOutcome]:
     """Every stream of connection ``conn`` (default: all records) in opening order.
 
     Streams are told apart by connection and id, so with ``conn=None`` the
-    streams of every connection are there, in the order they were opened."""
+    streams of every connection are there, in the order they were opened.
+    ``fields`` keeps each response's header fields (``response_headers``), which
+    only a comparison of values needs: without it a large capture's outcomes stay
+    small."""
     accs: dict[tuple[int, int], _Acc] = {}
     c = 0
 
@@ -132,7 +136,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None) -> list[Stre
                 if status is not None and acc.status is None:
                     acc.status = status
                 acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
-                acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
+                if fields:
+                    acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
     out = []
     for acc in accs.values():
         req = dict(acc.request or ())
