@@ -43,10 +43,7 @@ from proxy.events import (
 from proxy.observe.describe import event_line
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 from proxy.textlog import HEADER_INDENT, add_event_lines, frame_line, prefix
-from proxy.websocket import WsTracker
-
-_CONNECT = (":method", "CONNECT")
-"""A request that may be a WebSocket (RFC 8441) for the printer's tracker."""
+from proxy.websocket import CONNECT_FIELD, WsTracker
 
 log = logging.getLogger("h2scope.headless")
 
@@ -129,8 +126,9 @@ class HeadlessPrinter:
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
                 continue
+            block = ev.block if type(ev) is FrameObserved else None
             extra = ws.lines(conn_id, ev, HEADER_INDENT) if type(ev) is FrameObserved and (
-                ws_streams or (ev.block is not None and _CONNECT in ev.block.headers)) else None
+                ws_streams or (block is not None and CONNECT_FIELD in block.headers)) else None
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \

@@ -30,7 +30,9 @@ CLOSE_CODES = {1000: "normal closure", 1001: "going away", 1002: "protocol error
 MAX_MESSAGE = 16 * 1024 * 1024
 """Bytes of one message kept for display; the rest is counted."""
 _TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2: appended before inflating a message
-_CONNECT = (":method", "CONNECT")
+CONNECT_FIELD = (":method", "CONNECT")
+"""A request's field that may make it an extended CONNECT: a cheap test
+(``in headers``) before :func:`is_websocket`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +330,7 @@ class WsTracker:
         block = ev.block
         if block is not None:
             headers = block.headers
-            if ev.direction == 0 and _CONNECT in headers and is_websocket(headers):
+            if ev.direction == 0 and CONNECT_FIELD in headers and is_websocket(headers):
                 if len(self.streams) >= self.MAX_STREAMS:
                     self.streams.pop(next(iter(self.streams)))
                 self.streams[key] = [None, None, 0]

@@ -25,7 +25,7 @@ from proxy.capture.exports import (
 )
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
-from proxy.commands.progress import Progress
+from proxy.commands.progress import Progress, counted
 from proxy.filter import Filter
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
@@ -75,9 +75,7 @@ def _records(reader: CaptureReader, progress: Progress, size: int,
              seen: set[int]) -> Iterator[Record]:
     """The capture's records, with progress; the connection ids go into ``seen``."""
     add = seen.add
-    for n, rec in enumerate(reader.records(), 1):
-        if n % 4096 == 0:
-            progress.fraction("export", reader.position, size, f"{n} records")
+    for rec in counted(reader.records(), progress, "export", lambda: reader.position, size):
         if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
             add(rec.conn_id)
         yield rec

@@ -25,6 +25,7 @@ from proxy.capture.replay import Replayed
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
+from proxy.replay.responses import host_of
 
 VOLATILE_HEADERS = frozenset({
     "date", "age", "expires", "last-modified", "etag", "server-timing", "set-cookie",
@@ -244,20 +245,14 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
     return lines
 
 
-def _host(authority: str | None) -> str:
-    host = (authority or "").lower()
-    if host.startswith("["):
-        return host.split("]")[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bool = True,
                     ) -> list[tuple[StreamOutcome | None, StreamOutcome | None]]:
     """Pair two recordings' streams by request — method, host (unless ``hosts`` is
     False) and path — the n-th of a request in one with its n-th in the other, in
     the order they were opened; what only one has is paired with None."""
     def key(s: StreamOutcome) -> tuple[str | None, str, str | None, bool]:
-        return (s.method, _host(s.authority) if hosts else "", s.path, s.pushed)
+        return (s.method, host_of((s.authority or "").lower()) if hosts else "", s.path,
+                s.pushed)
 
     pending: dict[tuple[str | None, str, str | None, bool], list[StreamOutcome]] = {}
     for s in b:

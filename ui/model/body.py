@@ -61,13 +61,13 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
     return Body(raw=b"".join(parts), frames=frames, truncated=truncated)
 
 
-def data_frames(session: Session, stream: StreamInfo) -> tuple[list[tuple[int, float, bytes]],
-                                                               bool]:
-    """``(direction, t, payload)`` of the stream's DATA frames in order, and whether
-    some payloads were not kept (as in :func:`reassemble`): a direction's frames
-    stop at its first incomplete one, since what follows cannot be framed."""
+def data_frames(session: Session, stream: StreamInfo,
+                ) -> tuple[list[tuple[int, int, float, bytes]], bool]:
+    """``(row, direction, t, payload)`` of the stream's DATA frames in order, and
+    whether some payloads were not kept (as in :func:`reassemble`): a direction's
+    frames stop at its first incomplete one, since what follows cannot be framed."""
     table = session.table
-    out: list[tuple[int, float, bytes]] = []
+    out: list[tuple[int, int, float, bytes]] = []
     cut = [False, False]
     for row in stream.rows:
         direction = table.direction[row]
@@ -77,8 +77,12 @@ def data_frames(session: Session, stream: StreamInfo) -> tuple[list[tuple[int, f
         if not isinstance(frame, DataFrame) or row in session.capped:
             cut[direction] = True
             continue
-        out.append((direction, table.time[row], frame.data))
+        out.append((row, direction, table.time[row], frame.data))
     return out, cut[0] or cut[1]
+
+
+def _deflate(stream: StreamInfo) -> Deflate | None:
+    return Deflate.from_header(header(stream.response_headers, "sec-websocket-extensions"))
 
 
 _ws_cache: dict[tuple[int, int, int, int], dict[int, list[WsMessage]]] = {}
@@ -91,21 +95,11 @@ def websocket_by_row(session: Session, stream: StreamInfo) -> dict[int, list[WsM
     cached = _ws_cache.get(key)
     if cached is not None:
         return cached
-    deflate = Deflate.from_header(header(stream.response_headers,
-                                         "sec-websocket-extensions"))
+    deflate = _deflate(stream)
     readers = (WsReader(0, deflate), WsReader(1, deflate))
-    table = session.table
     out: dict[int, list[WsMessage]] = {}
-    cut = [False, False]
-    for row in stream.rows:
-        direction = table.direction[row]
-        if table.type[row] != 0 or cut[direction]:
-            continue
-        frame = table.frame(row)
-        if not isinstance(frame, DataFrame) or row in session.capped:
-            cut[direction] = True  # what follows an incomplete frame cannot be framed
-            continue
-        msgs = readers[direction].feed(frame.data, table.time[row])
+    for row, direction, t, payload in data_frames(session, stream)[0]:
+        msgs = readers[direction].feed(payload, t)
         if msgs:
             out[row] = msgs
     if len(_ws_cache) >= 8:
@@ -117,9 +111,8 @@ def websocket_by_row(session: Session, stream: StreamInfo) -> dict[int, list[WsM
 def websocket_lines(session: Session, stream: StreamInfo) -> list[str]:
     """The messages of an RFC 8441 WebSocket stream, both ways in time order."""
     frames, truncated = data_frames(session, stream)
-    deflate = Deflate.from_header(header(stream.response_headers,
-                                         "sec-websocket-extensions"))
-    msgs, notes = ws_messages(frames, deflate)
+    deflate = _deflate(stream)
+    msgs, notes = ws_messages([(d, t, payload) for _, d, t, payload in frames], deflate)
     t0 = stream.first_t
     lines = [f"; {len(msgs)} message(s)"
              + (", permessage-deflate (RFC 7692)" if deflate is not None else "")]
