@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from proxy.headless import HeadlessPrinter
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from proxy.websocket import Deflate, is_websocket, messages
-from tests.helpers import procs
+from tests.helpers.devtools import Browser
 from tests.helpers.h2server import ServerThread
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
@@ -42,29 +40,17 @@ def ws_origin(origin_cert: CertFiles) -> Iterator[ServerThread]:
         server.close()
 
 
-def chromium_dom(proxy: ProxyThread | None, url: str, ca_cert: Path | None = None,
-                 *extra: str) -> str:
-    """Chromium's DOM of ``url`` after load, through ``proxy`` (or directly, trusting
-    ``ca_cert`` by its SPKI hash)."""
-    ca = proxy.ca_cert if proxy is not None else ca_cert
-    assert ca is not None
+def page_output(url: str, ca_cert: Path, proxy: ProxyThread | None = None) -> str:
+    """The text the ws.html page shows once its WebSocket has had its say, from
+    Chromium through ``proxy`` (or directly), trusting ``ca_cert`` by its SPKI hash.
+    Polled over DevTools: the page's load event is no signal for a WebSocket."""
     via = [f"--proxy-server=http://127.0.0.1:{proxy.port()}"] if proxy is not None else []
-    profile = Path(tempfile.mkdtemp(prefix="h2scope-chromium-"))
-    try:
-        (profile / "Default").mkdir()
-        (profile / "Default" / "Preferences").write_text(
-            json.dumps({"net": {"network_prediction_options": 2}}))
-        result = procs.run([
-            procs.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-            *via,
-            "--proxy-bypass-list=<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com",
-            f"--ignore-certificate-errors-spki-list={spki_hash(ca)}",
-            *extra, "--dump-dom", url], timeout=60)
-        return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    with Browser([*via,
+                  "--proxy-bypass-list=<-loopback>;*.google.com;*.googleapis.com;*.gstatic.com",
+                  f"--ignore-certificate-errors-spki-list={spki_hash(ca_cert)}"]) as browser:
+        page = browser.open(url)
+        return str(browser.wait_for(page, "document.getElementById('out')?.textContent",
+                                    lambda text: text not in (None, "waiting")))
 
 
 def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
@@ -75,8 +61,8 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     live, live_jsonl = io.StringIO(), io.StringIO()
     proxy = make_proxy(sinks=(recorder, HeadlessPrinter(live),
                               HeadlessPrinter(live_jsonl, jsonl=True)))
-    out = chromium_dom(proxy, f"https://localhost:{ws_origin.port}/ws.html")
-    assert "echo: hello h2scope" in out, out[-3000:]
+    out = page_output(f"https://localhost:{ws_origin.port}/ws.html", proxy.ca_cert, proxy)
+    assert out == "echo: hello h2scope"
     frames: list[FrameObserved] = proxy.wait_for(
         lambda: [e for e in proxy.events(FrameObserved) if e.block is not None
                  and is_websocket(e.block.headers)], what="the extended CONNECT")
@@ -139,11 +125,7 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     # has one, and a browser gets the recorded page and the recorded echo.
     url = serve(str(capture))
     port = url.rsplit(":", 1)[1]
-    # (the recorded /after-ws comes at once: virtual time lets the page's script
-    # run until the WebSocket has had its say before the DOM is dumped)
-    out = chromium_dom(None, f"https://localhost:{port}/ws.html", proxy.ca_cert,
-                       "--virtual-time-budget=5000")
-    assert "<div id=\"out\">echo: hello h2scope</div>" in out, out[-3000:]
+    assert page_output(f"https://localhost:{port}/ws.html", proxy.ca_cert) == "echo: hello h2scope"
 
 
 def recorded_views_show_the_messages(capture: Path) -> None:
