@@ -23,6 +23,7 @@ examples:
   h2scope serve session.h2scope -p 8443
   curl --http2 --cacert "$(h2scope ca path)" https://localhost:8443/index.html
   h2scope serve session.h2scope --h2c -p 8080 --match method,path
+  h2scope serve session.h2scope --speed 1    # as slow as the real server was
   nghttp -v http://127.0.0.1:8080/index.html
 """
 
@@ -47,6 +48,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="what identifies a request: a comma-separated subset of method, "
                    "authority, path (default: all three; authority ignores the port)")
     p.add_argument("--conn", type=int, metavar="ID", help="serve only connection ID's responses")
+    p.add_argument("--speed", type=float, default=0.0, metavar="S",
+                   help="keep the recorded pace: each response frame is sent when it was "
+                   "recorded, counted from the request's arrival, divided by S (1: as "
+                   "recorded, 2: twice as fast); default 0: as fast as the client's "
+                   "flow-control windows allow")
     p.add_argument("--cert-host", metavar="NAME",
                    help="the certificate's main name (default: the first recorded authority); "
                    "every recorded host, localhost and the listen address are added")
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from proxy.replay.responses import ResponseBook, load_responses
 
     fields = [f.strip() for f in args.match.split(",") if f.strip()]
+    if args.speed < 0:
+        raise UsageError("--speed must be 0 (no waiting) or more")
     if not args.file.exists():
         raise UsageError(f"no such capture file: {args.file}")
     try:
@@ -119,12 +127,15 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
     from proxy.replay.mock_server import start_mock_server
 
-    server = await start_mock_server(book, args.listen_host, args.port, ctx, _log)
+    server = await start_mock_server(book, args.listen_host, args.port, ctx, _log, args.speed)
     host, port = server.sockets[0].getsockname()[:2]
     scheme = "https" if ctx is not None else "http"
     shown = f"[{host}]" if ":" in host else host
+    pace = "" if args.speed <= 0 else "; at the recorded pace" if args.speed == 1 else \
+        f"; at {args.speed:g}× the recorded pace"
+    plural = "s" if count != 1 else ""
     print(f"h2scope serve: listening on {scheme}://{shown}:{port}/ ({count} recorded "
-          f"responses from {args.file}; matching on {','.join(book.fields)})",
+          f"response{plural} from {args.file}; matching on {','.join(book.fields)}{pace})",
           file=sys.stderr, flush=True)
     if ca is not None:
         print(f"h2scope serve: CA certificate: {ca} (curl --http2 --cacert {ca} "

@@ -10,7 +10,11 @@ allows pushes (RFC 9113 §8.4: SETTINGS_ENABLE_PUSH) — and RST_STREAM. A
 request nothing matches gets a 404 whose body names the closest recorded
 paths.
 
-Timing is not reproduced: the mock answers as fast as the windows allow.
+By default the mock answers as fast as the windows allow. With a ``speed``
+above 0 it keeps the recorded pace: each action waits until its recorded
+offset from the request's arrival (:attr:`Action.at`), divided by ``speed``,
+has passed — the server's think time before HEADERS, the gaps between DATA
+frames, a late reset — and flow control can only delay it further.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ class MockConnection:
     """One client connection to the mock server."""
 
     def __init__(self, book: ResponseBook, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, log: Callable[[str], None]) -> None:
+                 writer: asyncio.StreamWriter, log: Callable[[str], None],
+                 speed: float = 0.0) -> None:
         self.book = book
+        self.speed = speed
         self.reader = reader
         self.writer = writer
         self.log = log
@@ -157,20 +163,28 @@ class MockConnection:
                                                 ("content-length", str(len(body))))),
                 Action(kind="data", data=body, end_stream=True))
         else:
+            paced = ""
+            if self.speed > 0 and found.actions:
+                paced = f"; over {found.actions[-1].at / self.speed * 1000:.0f} ms"
             self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
-                     f"{found.conn_id}, stream {found.stream_id})")
+                     f"{found.conn_id}, stream {found.stream_id}{paced})")
             actions = found.actions
-        self._start(sid, actions)
+        self._start(sid, actions, asyncio.get_running_loop().time())
 
-    def _start(self, sid: int, actions: tuple[Action, ...]) -> None:
-        task = asyncio.get_running_loop().create_task(self._play(sid, actions))
+    def _start(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._play(sid, actions, start))
         self.tasks[sid] = task
         task.add_done_callback(lambda _t: self.tasks.pop(sid, None))
 
-    async def _play(self, sid: int, actions: tuple[Action, ...]) -> None:
+    async def _play(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
         conn = self.conn
+        loop = asyncio.get_running_loop()
         try:
             for action in actions:
+                if self.speed > 0:
+                    wait = start + action.at / self.speed - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if action.kind == "headers":
                     conn.send_headers(sid, list(action.headers), end_stream=action.end_stream)
                 elif action.kind == "data":
@@ -183,7 +197,7 @@ class MockConnection:
                     promised = conn.get_next_available_stream_id()
                     conn.push_stream(sid, promised, list(action.headers))
                     self.flush()
-                    self._start(promised, action.pushed)
+                    self._start(promised, action.pushed, start)
                 elif action.kind == "reset":
                     conn.reset_stream(sid, action.error_code)
                 self.flush()
@@ -217,7 +231,8 @@ class MockConnection:
 
 
 async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter, log: Callable[[str], None]) -> None:
+                           writer: asyncio.StreamWriter, log: Callable[[str], None],
+                           speed: float = 0.0) -> None:
     sslobj: Any = writer.get_extra_info("ssl_object")
     if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
         # The client cannot speak h2 here: say so in HTTP/1.1 and hang up.
@@ -226,14 +241,15 @@ async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
             await writer.drain()
         writer.close()
         return
-    await MockConnection(book, reader, writer, log).run()
+    await MockConnection(book, reader, writer, log, speed).run()
 
 
 async def start_mock_server(book: ResponseBook, host: str, port: int,
                             ssl_context: ssl.SSLContext | None,
-                            log: Callable[[str], None]) -> asyncio.Server:
-    """Listen on ``host:port`` (0: a free port); raises :class:`OSError`."""
+                            log: Callable[[str], None], speed: float = 0.0) -> asyncio.Server:
+    """Listen on ``host:port`` (0: a free port); raises :class:`OSError`. ``speed``
+    above 0 keeps the recorded pace (see the module's doc)."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(book, reader, writer, log)
+        await serve_connection(book, reader, writer, log, speed)
 
     return await asyncio.start_server(handle, host, port, ssl=ssl_context, limit=READ_SIZE)

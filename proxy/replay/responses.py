@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proxy.capture.exchanges import stored_data
 from proxy.capture.replay import replay
@@ -41,6 +41,10 @@ class Action:
     error_code: int = 0
     pushed: tuple[Action, ...] = ()
     """push: the pushed stream's own actions."""
+    at: float = 0.0
+    """When the recorded server sent it: seconds after the request had arrived
+    whole (its END_STREAM; a CONNECT's HEADERS) — for a pushed stream's actions,
+    after its parent's request. ``serve --speed`` waits for it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +75,10 @@ class _Stream:
     truncated: bool = False
     headers_end: bool = False
     """END_STREAM of the last HEADERS frame (its block may end in a CONTINUATION)."""
+    requested: float | None = None
+    """When the request's header block arrived."""
+    start: float | None = None
+    """When the request had arrived whole (see :attr:`Action.at`)."""
 
 
 def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
@@ -103,33 +111,49 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
             if ev.direction is Direction.C2S:
                 if ev.block is not None and s.request is None:
                     s.request = ev.block.headers
+                    s.requested = ev.t
+                    if (":method", "CONNECT") in s.request:  # the response comes first
+                        s.start = ev.t
+                if s.start is None and isinstance(f, (DataFrame, HeadersFrame)) \
+                        and f.end_stream:
+                    s.start = ev.t
                 continue
             if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
                 if ev.block is not None and ev.block_stream_id is not None:
                     get((c, ev.block_stream_id)).request = ev.block.headers
                     pushes.append(((c, f.stream_id), len(s.actions), ev.block_stream_id))
-                    s.actions.append(Action(kind="push", headers=ev.block.headers))
+                    s.actions.append(Action(kind="push", headers=ev.block.headers, at=ev.t))
             elif isinstance(f, DataFrame):
                 data = stored_data(rec, f)
                 if len(data) < f.data_length:
                     data += bytes(f.data_length - len(data))
                     s.truncated = True
                 s.actions.append(Action(kind="data", data=data, end_stream=f.end_stream,
-                                        pad=f.pad_length))
+                                        pad=f.pad_length, at=ev.t))
             elif isinstance(f, HeadersFrame) or ev.block is not None:
                 if isinstance(f, HeadersFrame):
                     s.headers_end = f.end_stream  # a CONTINUATION may complete the block
                 if ev.block is not None:
                     s.actions.append(Action(kind="headers", headers=ev.block.headers,
-                                            end_stream=s.headers_end))
+                                            end_stream=s.headers_end, at=ev.t))
             elif isinstance(f, RstStreamFrame):
-                s.actions.append(Action(kind="reset", error_code=f.error_code))
+                s.actions.append(Action(kind="reset", error_code=f.error_code, at=ev.t))
+    # Times become offsets from the request's arrival (a pushed stream's: from its
+    # parent's); a request that never ended counts from its HEADERS.
+    for s in streams.values():
+        if s.start is None:
+            s.start = s.requested if s.requested is not None else \
+                min((a.at for a in s.actions), default=0.0)
+    for parent, _, promised in pushes:
+        streams.setdefault((parent[0], promised), _Stream()).start = streams[parent].start
+    for s in streams.values():
+        t0 = s.start or 0.0
+        s.actions = [replace(a, at=max(0.0, a.at - t0)) for a in s.actions]
     # Attach each pushed stream's actions to its PUSH_PROMISE, innermost first.
     for parent, index, promised in reversed(pushes):
         p = streams[parent]
         pushed = streams.get((parent[0], promised), _Stream())
-        old = p.actions[index]
-        p.actions[index] = Action(kind="push", headers=old.headers, pushed=tuple(pushed.actions))
+        p.actions[index] = replace(p.actions[index], pushed=tuple(pushed.actions))
     pushed_keys = {(parent[0], promised) for parent, _, promised in pushes}
     out = []
     for key in order:

@@ -108,3 +108,29 @@ def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None
 
     assert main(["serve", str(pushed_capture), "--match", "method,colour"]) == 2
     assert main(["serve", str(tmp_path / "missing.h2scope")]) == 2
+    assert main(["serve", str(pushed_capture), "--speed", "-1"]) == 2
+
+
+def test_curl_sees_the_recorded_pace_with_speed(tmp_path: Path,
+                                                serve: Callable[..., str]) -> None:
+    """A response whose body was recorded 500 ms after its request: with ``--speed 1``
+    curl's transfer takes that long; by default it does not wait."""
+    from tests.unit.replay.test_serve_pacing import make_capture
+
+    capture = tmp_path / "slow.h2scope"
+    make_capture(capture)
+
+    def timed(url: str) -> tuple[float, float, bytes]:
+        result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                            "-w", "\n%{time_pretransfer} %{time_starttransfer} %{time_total}",
+                            f"{url}/slow"])
+        assert result.returncode == 0, result.stderr
+        body, _, times = result.stdout.rpartition(b"\n")
+        pre, first, total = map(float, times.split())
+        return first - pre, total - pre, body
+
+    first, total, body = timed(serve(str(capture), "--h2c", "--match", "path", "--speed", "1"))
+    assert body == b"halfdone"
+    assert first >= 0.19 and total >= 0.49, (first, total)
+    first, total, body = timed(serve(str(capture), "--h2c", "--match", "path"))
+    assert body == b"halfdone" and total < 0.2, total
