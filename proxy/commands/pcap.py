@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import io
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,10 @@ examples:
   SSLKEYLOGFILE=keys.log curl --http2 https://example.com/   (captured meanwhile)
   h2scope import https.pcapng --keylog-file keys.log        TLS 1.2/1.3 decrypted
 
+  chromium --log-net-log=net.json --net-log-capture-mode=Everything https://example.com/
+  h2scope import net.json                 a Chrome net log with raw bytes (or
+                                          chrome://net-export, "Include raw bytes")
+
 Connections are found by the HTTP/2 connection preface (as h2c clients and
 gRPC send it, and as every client sends it inside TLS once ALPN chose h2);
 TLS is decrypted when --keylog-file has the connection's secrets, and skipped
@@ -38,7 +43,7 @@ otherwise. Packets the capture lost stop the decoding of that direction, and
 say so. docs/import.md.
 
 exit status: 0 done, 1 no HTTP/2 connection it could decode in the file,
-2 not a packet capture (or a bad option).
+2 not a packet capture or net log (or a bad option).
 """
 
 
@@ -46,16 +51,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "import",
         parents=[common],
-        help="turn a pcap/pcapng packet capture of HTTP/2 (h2c, or TLS with a key log) "
-        "into a capture",
+        help="turn a pcap/pcapng packet capture of HTTP/2 (h2c, or TLS with a key log), or "
+        "a Chrome net log with raw bytes, into a capture",
         description="Read a pcap or pcapng file (tcpdump, dumpcap, Wireshark), put each TCP "
         "connection's bytes back in order, decrypt TLS when --keylog-file has its secrets, "
-        "and record the HTTP/2 frames to an h2scope capture, as if h2scope had relayed them.",
+        "and record the HTTP/2 frames to an h2scope capture, as if h2scope had relayed them. "
+        "A Chrome net log (chrome://net-export or --log-net-log, with raw bytes) is read "
+        "the same way: its sockets' decrypted bytes are the frames.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", type=Path, help="the packet capture (.pcap or .pcapng, maybe "
-                   "gzipped; - reads it from stdin, as tcpdump -U -w - writes it)")
+                   "gzipped; - reads it from stdin, as tcpdump -U -w - writes it) or Chrome "
+                   "net log (.json)")
     p.add_argument("-o", "--output", type=Path, metavar="OUT",
                    help="the capture to write (default: FILE's name with .h2scope, in the "
                    "current directory)")
@@ -95,6 +103,7 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
     """Import the packet capture ``src`` to the capture ``out`` (mode 0600), with
     progress on a terminal; the ImportSummary. UsageError (exit 2) for a file that
     cannot be read or is not a packet capture, or a key log that is not one."""
+    from proxy.capture.netlog_import import NetlogError, import_netlog, looks_like_netlog
     from proxy.capture.pcap import PcapError, open_packet_capture
     from proxy.capture.pcap_import import import_packets
     from proxy.capture.tls_decrypt import KeyLog
@@ -141,18 +150,28 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
                 progress.fraction("import", raw.tell(), size, f"{packets:,} packets")
 
         try:
-            summary = import_packets(f, writer, keylog=keylog, progress=step)
-        except (gzip.BadGzipFile, EOFError) as exc:
+            head = f.peek(16)[:16] if hasattr(f, "peek") else b""
+            if looks_like_netlog(head):
+                if keylog is not None:
+                    raise UsageError("--keylog-file applies to a packet capture: a Chrome "
+                                     "net log holds its bytes decrypted already")
+                text = io.TextIOWrapper(f, encoding="utf-8", errors="replace")
+                summary: Any = import_netlog(text, writer, progress=lambda at: progress.fraction(
+                    "import", raw.tell(), size, "net log") if size and not stdin else None)
+                text.detach()  # (the file is closed with the others, stdin not at all)
+            else:
+                summary = import_packets(f, writer, keylog=keylog, progress=step)
+        except BaseException as exc:
             writer.close(fsync=False)
+            if not isinstance(exc, (UsageError, NetlogError, PcapError, gzip.BadGzipFile,
+                                    EOFError)):
+                raise
             _remove(out)
-            raise UsageError(f"{src}: a damaged gzip file ({exc})") from None
-        except PcapError as exc:
-            writer.close(fsync=False)
-            _remove(out)
-            raise UsageError(f"{src}: {exc}") from None
-        except BaseException:
-            writer.close(fsync=False)
-            raise
+            if isinstance(exc, UsageError):
+                raise
+            what = f"a damaged gzip file ({exc})" if isinstance(
+                exc, (gzip.BadGzipFile, EOFError)) else str(exc)
+            raise UsageError(f"{src}: {what}") from None
         finally:
             progress.done()
         writer.close()
@@ -161,6 +180,10 @@ def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
 
 def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
     """What an import found, a line per fact, for its user."""
+    from proxy.capture.netlog_import import NetlogSummary
+
+    if isinstance(summary, NetlogSummary):
+        return netlog_report(summary, src, out)
     kinds = summary.connections
     h2c, h2 = kinds.get("h2c", 0), kinds.get("h2", 0)
     lines = []
@@ -197,6 +220,37 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
         lines.append(f"{summary.skipped_packets:,} packets are not TCP over IP{note}")
     lines.extend(f"gap: {g}" for g in summary.gaps)
     lines.extend(f"tls: {p}" for p in summary.problems)
+    return lines
+
+
+def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
+    """What a net log import found, a line per fact."""
+    kinds = summary.connections
+    n = kinds.get("h2", 0) + kinds.get("h2c", 0)
+    who = f" of {summary.chrome}" if summary.chrome else ""
+    if n:
+        lines = [f"imported {n} HTTP/2 connection{'s' * (n != 1)}, {summary.frames:,} frames, "
+                 f"from the net log{who} {src} to {out}"]
+    else:
+        lines = [f"h2scope import: no HTTP/2 connection with its bytes in the net log{who} "
+                 f"{src} ({summary.events:,} events); nothing written"]
+    if kinds.get("no-bytes"):
+        lines.append(f"{kinds['no-bytes']} HTTP/2 connection{'s' * (kinds['no-bytes'] != 1)} "
+                     f"without their bytes: the log was made in capture mode "
+                     f"{summary.capture_mode or 'without raw bytes'}; record it again with "
+                     "raw bytes (chrome://net-export: 'Include raw bytes'; or start Chrome "
+                     "with --log-net-log=FILE --net-log-capture-mode=Everything)")
+    skipped = []
+    if kinds.get("other"):
+        skipped.append(f"{kinds['other']} not HTTP/2 (HTTP/1.1 or other)")
+    if kinds.get("quic"):
+        skipped.append(f"{kinds['quic']} QUIC (HTTP/3: start Chrome with --disable-quic "
+                       "to see it over HTTP/2)")
+    if skipped:
+        lines.append("skipped connections: " + "; ".join(skipped))
+    if summary.truncated:
+        lines.append(f"note: {summary.truncated}; everything before it is imported")
+    lines.extend(f"problem: {p}" for p in summary.problems)
     return lines
 
 

@@ -25,6 +25,9 @@ examples:
   h2scope view dump.pcapng [--keylog-file keys.log]
       a tcpdump/Wireshark capture: imported to a private temporary capture
       first (h2scope import keeps one; docs/import.md)
+  h2scope view chrome-net-export.json
+      a Chrome net log recorded with raw bytes: its HTTP/2 connections, frame
+      by frame, imported the same way
 
 Press ? inside the viewer for every key; q quits.
 """
@@ -40,7 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
+    p.add_argument("file", metavar="FILE", help="capture file (plain or gzip); or a pcap/pcapng "
+                   "or a Chrome net log, imported first")
     p.add_argument("--filter", metavar="EXPR", default="",
                    help="filter applied when the capture opens")
     p.add_argument("-f", "--follow", action="store_true",
@@ -74,15 +78,19 @@ def run(args: argparse.Namespace) -> int:
 def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
     """``path`` itself, or for a packet capture the private temporary capture it is
     imported to (removed when the view closes)."""
+    from proxy.capture.netlog_import import looks_like_netlog
     from proxy.capture.pcap import is_packet_capture, sniff
     from proxy.cli import UsageError
 
-    if not is_packet_capture(sniff(path)):  # (run_view says what else is wrong with it)
+    head = sniff(path)
+    netlog = looks_like_netlog(head)
+    if not is_packet_capture(head) and not netlog:  # (run_view says what else is wrong)
         if args.keylog_file is not None:
             raise UsageError("--keylog-file applies to a packet capture (pcap/pcapng)")
         return path
+    what = "a Chrome net log" if netlog else "a packet capture"
     if args.follow:
-        raise UsageError(f"{path} is a packet capture: it cannot be followed (h2scope "
+        raise UsageError(f"{path} is {what}: it cannot be followed (h2scope "
                          "import it, or record through h2scope run)")
     from proxy.commands.pcap import import_file, imported, report
 

@@ -243,6 +243,10 @@ def _list(value: object) -> list[object]:
     return list(value) if isinstance(value, (list, tuple)) else []
 
 
+IMPORTED_MODES = ("pcap", "netlog")
+"""Connections h2scope did not relay (``h2scope import``): one TLS leg."""
+
+
 def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
     out.append(f"\n{title}\n", "bold")
     if not info:
@@ -298,8 +302,13 @@ def connection_text(conn: ConnInfo) -> Text:
     out.append(f"  state     {conn.state}" + (f": {conn.closed}" if conn.closed else "") + "\n")
     for error in conn.errors:
         out.append(f"  error     {error}\n", "bold red")
-    _leg(out, "client leg (the client and h2scope)", meta.get("client_tls"))
-    _leg(out, "server leg (h2scope and the server)", meta.get("server_tls"))
+    if meta.get("mode") in IMPORTED_MODES:
+        # Not relayed by h2scope: one TLS connection, client to server, seen from outside.
+        _leg(out, f"TLS (the client and the server, as the {meta.get('via', 'import')} "
+             "saw it)", meta.get("client_tls"))
+    else:
+        _leg(out, "client leg (the client and h2scope)", meta.get("client_tls"))
+        _leg(out, "server leg (h2scope and the server)", meta.get("server_tls"))
     if conn.http1:
         out.append(f"\nHTTP/1.x messages ({len(conn.http1)})\n", "bold")
         t0 = conn.http1[0][0]

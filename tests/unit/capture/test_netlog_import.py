@@ -1,0 +1,260 @@
+"""Chrome net logs imported: the frames of the sockets' raw bytes, the connection's
+metadata from the socket's other events, and what cannot be imported said.
+
+The logs here are written as Chrome writes them (constants first, then one
+event per line) around real HTTP/2 bytes: an ``h2`` client and server talking
+in-process. tests/integration/test_netlog_import.py does it with Chromium's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from proxy.capture.format import RecordType
+from proxy.capture.netlog_import import NetlogError, import_netlog, looks_like_netlog
+from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+
+TYPES = ["SOCKET_ALIVE", "TCP_CONNECT", "SSL_CONNECT", "SSL_SOCKET_BYTES_SENT",
+         "SSL_SOCKET_BYTES_RECEIVED", "SOCKET_BYTES_SENT", "SOCKET_BYTES_RECEIVED",
+         "HTTP2_SESSION", "HTTP2_SESSION_INITIALIZED", "SSL_HANDSHAKE_MESSAGE_SENT",
+         "QUIC_SESSION", "URL_REQUEST_START_JOB"]
+SOURCES = {"NONE": 0, "URL_REQUEST": 1, "SOCKET": 10, "HTTP2_SESSION": 11, "QUIC_SESSION": 12}
+OFFSET = 1_790_000_000_000  # timeTickOffset: ms of wall clock at tick 0
+REQUEST = [(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+           (":path", "/index.html"), ("user-agent", "netlog-test")]
+
+
+class Log:
+    """A net log being written: events as Chrome logs them."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.tick = 1000
+
+    def add(self, name: str, source: int, stype: str = "SOCKET", phase: int = 0,
+            **params: Any) -> None:
+        self.tick += 1
+        e: dict[str, Any] = {"phase": phase, "source": {"id": source, "start_time": "1000",
+                                                         "type": SOURCES[stype]},
+                             "time": str(self.tick), "type": TYPES.index(name)}
+        if params:
+            e["params"] = params
+        self.events.append(e)
+
+    def text(self, *, mode: str = "Everything", close: bool = True) -> str:
+        constants = {"logEventTypes": {n: i for i, n in enumerate(TYPES)},
+                     "logSourceType": SOURCES,
+                     "logEventPhase": {"PHASE_BEGIN": 1, "PHASE_END": 2, "PHASE_NONE": 0},
+                     "timeTickOffset": str(OFFSET), "logCaptureMode": mode,
+                     "clientInfo": {"name": "Chromium", "version": "156.0.1"}}
+        lines = ['{"constants":' + json.dumps(constants) + ",", '"events": [']
+        lines += [json.dumps(e) + "," for e in self.events]
+        if close:
+            lines[-1] = lines[-1].rstrip(",")
+            lines.append('],"polledData":{}}')
+        return "\n".join(lines) + "\n"
+
+
+def h2_socket(log: Log, source: int = 7, *, raw: bool = True, session: int = 8) -> int:
+    """One TLS socket carrying an HTTP/2 exchange (a GET, a 200 with a body);
+    returns how many frames went over it."""
+    log.add("SOCKET_ALIVE", source, phase=1)
+    log.add("TCP_CONNECT", source, phase=2, local_address="127.0.0.1:50000",
+            remote_address="192.0.2.10:443")
+    log.add("SSL_CONNECT", source, phase=1)
+    log.add("SSL_CONNECT", source, phase=2, cipher_suite=4865, next_proto="h2",
+            version="TLS 1.3", is_resumed=False)
+    log.add("HTTP2_SESSION", session, "HTTP2_SESSION", phase=1, host="example.test:443",
+            proxy="[direct://]")
+    log.add("HTTP2_SESSION_INITIALIZED", session, "HTTP2_SESSION", protocol="h2",
+            source_dependency={"id": source, "type": SOURCES["SOCKET"]})
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    frames = 0
+
+    def bytes_event(direction: str, data: bytes) -> None:
+        nonlocal frames
+        if not data:
+            return
+        params: dict[str, Any] = {"byte_count": len(data)}
+        if raw:
+            params["bytes"] = base64.b64encode(data).decode()
+        log.add(f"SSL_SOCKET_BYTES_{direction}", source, **params)
+        pos = 24 if data.startswith(b"PRI * HTTP/2.0") else 0
+        while pos < len(data):
+            frames += 1
+            pos += 9 + int.from_bytes(data[pos:pos + 3], "big")
+
+    client.initiate_connection()
+    server.initiate_connection()
+    client.send_headers(1, REQUEST, end_stream=True)
+    c2s = client.data_to_send()
+    bytes_event("SENT", c2s)
+    server.receive_data(c2s)
+    server.send_headers(1, [(":status", "200"), ("content-type", "text/html")])
+    server.send_data(1, b"<p>hello</p>", end_stream=True)
+    s2c = server.data_to_send()
+    bytes_event("RECEIVED", s2c)
+    client.receive_data(s2c)
+    bytes_event("SENT", client.data_to_send())  # the SETTINGS ACK
+    log.add("SOCKET_ALIVE", source, phase=2)
+    return frames
+
+
+def imported(text: str, tmp_path: Path) -> tuple[Any, Path]:
+    out = tmp_path / "out.h2scope"
+    with CaptureWriter(out) as writer:
+        summary = import_netlog(io.StringIO(text), writer)
+    return summary, out
+
+
+def frames_of(path: Path) -> list[FrameObserved]:
+    return [ev for item in replay(path) for ev in item.events if isinstance(ev, FrameObserved)]
+
+
+def test_a_sockets_raw_bytes_become_its_frames_with_the_connection_described(
+        tmp_path: Path) -> None:
+    log = Log()
+    sent = h2_socket(log)
+    summary, out = imported(log.text(), tmp_path)
+    assert summary.connections == {"h2": 1} and summary.frames == sent
+    assert summary.chrome == "Chromium 156.0.1" and not summary.truncated
+    frames = frames_of(out)
+    assert len(frames) == sent
+    request = next(f for f in frames if f.block is not None and f.direction is Direction.C2S)
+    assert request.block is not None and list(request.block.headers) == REQUEST
+    response = next(f for f in frames if f.block is not None and f.direction is Direction.S2C)
+    assert response.block is not None and dict(response.block.headers)[":status"] == "200"
+    assert b"<p>hello</p>" in b"".join(f.frame.raw for f in frames if f.frame.type == 0)
+    # Times are the events' ticks on the log's wall clock.
+    assert all(OFFSET / 1000 < f.t < OFFSET / 1000 + 10 for f in frames)
+    with CaptureReader(out) as reader:
+        (meta,) = [r.json() for r in reader.records() if r.type == RecordType.CONNECTION]
+    assert meta["mode"] == "netlog" and meta["via"] == "Chrome net log"
+    assert meta["target"] == "example.test:443" and meta["server"]["host"] == "example.test"
+    assert meta["client"] == {"ip": "127.0.0.1", "port": 50000}
+    assert meta["server"]["ip"] == "192.0.2.10"
+    tls = meta["client_tls"]
+    assert (tls["version"], tls["cipher"], tls["alpn"]) == \
+        ("TLSv1.3", "TLS_AES_128_GCM_SHA256", "h2")
+
+
+def test_a_log_that_ends_early_is_read_to_its_last_whole_event(tmp_path: Path) -> None:
+    log = Log()
+    sent = h2_socket(log)
+    text = log.text(close=False)  # Chrome killed: no closing brackets
+    whole, _ = imported(text, tmp_path)
+    assert whole.frames == sent and "ends early" in whole.truncated
+    # Cut inside the server's bytes event: the client's frames are kept.
+    cut = text[:text.index('"type": 4') + 5]  # 4: SSL_SOCKET_BYTES_RECEIVED
+    part, out = imported(cut, tmp_path)
+    assert 0 < part.frames < sent and "ends early" in part.truncated
+    assert all(f.direction is Direction.C2S for f in frames_of(out))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"foo": 1}', "no constants"),
+    ("[1, 2]", "does not start with a JSON object"),
+    ('{"events": [], "constants": {}}', "events come before its constants"),
+    ('{"constants": {"x": 1}, "events": []}', "no logEventTypes"),
+    ('{"constants": {"logEventTypes": {"A": 1},', "ends before its constants"),
+    ('{"constants": {"logEventTypes": nope},\n"events": []}', "malformed JSON"),
+])
+def test_what_is_not_a_net_log_is_refused_by_name(text: str, message: str,
+                                                   tmp_path: Path) -> None:
+    with pytest.raises(NetlogError, match=message), \
+            CaptureWriter(tmp_path / "x.h2scope") as writer:
+        import_netlog(io.StringIO(text), writer)
+
+
+def test_a_damaged_event_is_skipped_and_said(tmp_path: Path) -> None:
+    log = Log()
+    sent = h2_socket(log)
+    lines = log.text().split("\n")
+    lines.insert(4, '{"phase": 0, "source": {"id": 99, "type": 10}, "time": broken},')
+    summary, out = imported("\n".join(lines), tmp_path)
+    assert summary.frames == sent and len(frames_of(out)) == sent
+    (problem,) = summary.problems
+    assert "a damaged event after event 2 was skipped" in problem
+    assert "Expecting value" in problem and not summary.truncated
+
+
+def test_sockets_without_raw_bytes_and_http1_are_counted_not_imported(tmp_path: Path) -> None:
+    log = Log()
+    h2_socket(log, 7, raw=False)
+    log.add("SOCKET_ALIVE", 20, phase=1)
+    log.add("SSL_CONNECT", 20, phase=1)
+    log.add("SSL_CONNECT", 20, phase=2, cipher_suite=4865, next_proto="http/1.1",
+            version="TLS 1.3")
+    log.add("SSL_SOCKET_BYTES_SENT", 20, byte_count=18,
+            bytes=base64.b64encode(b"GET / HTTP/1.1\r\n\r\n").decode())
+    log.add("SOCKET_ALIVE", 20, phase=2)
+    log.add("QUIC_SESSION", 30, "QUIC_SESSION", phase=1)
+    summary, _ = imported(log.text(mode="IncludeSensitive"), tmp_path)
+    assert summary.connections == {"no-bytes": 1, "other": 1, "quic": 1}
+    assert summary.frames == 0
+
+
+def test_the_import_command_reads_a_gzipped_net_log_and_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = Log()
+    sent = h2_socket(log)
+    src = tmp_path / "net-export.json.gz"
+    src.write_bytes(gzip.compress(log.text().encode()))
+    out = tmp_path / "chrome.h2scope"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"imported 1 HTTP/2 connection, {sent} frames, from the net log of Chromium " \
+        "156.0.1" in said
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert len(frames_of(out)) == sent
+    # Without raw bytes: exit 1, nothing written, and how to record it again.
+    bare = Log()
+    h2_socket(bare, raw=False)
+    src2 = tmp_path / "bare.json"
+    src2.write_text(bare.text(mode="IncludeSensitive"))
+    assert main(["import", str(src2), "-o", str(tmp_path / "bare.h2scope")]) == 1
+    err = capsys.readouterr().err
+    assert "capture mode IncludeSensitive" in err and "Include raw bytes" in err
+    assert "--net-log-capture-mode=Everything" in err
+    assert not (tmp_path / "bare.h2scope").exists()
+    # A key log makes no sense for a net log; a broken one names the problem.
+    assert main(["import", str(src), "--keylog-file", str(src2), "-o",
+                 str(tmp_path / "k.h2scope")]) == 2
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"events": []}')
+    assert main(["import", str(broken), "-o", str(tmp_path / "b.h2scope")]) == 2
+    assert "events come before its constants" in capsys.readouterr().err
+    assert not (tmp_path / "b.h2scope").exists()
+
+
+def test_view_imports_a_net_log_first(tmp_path: Path) -> None:
+    import contextlib
+
+    from proxy.commands.view import _capture_of
+
+    log = Log()
+    h2_socket(log)
+    src = tmp_path / "net.json"
+    src.write_text(log.text())
+    assert looks_like_netlog(src.read_bytes()[:16])
+    args = argparse.Namespace(keylog_file=None, follow=False)
+    with contextlib.ExitStack() as stack:
+        path = _capture_of(src, args, stack)
+        assert path != src and len(frames_of(path)) > 0
