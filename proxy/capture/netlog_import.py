@@ -19,9 +19,10 @@ The file is read as a stream — one event at a time, a net log can be large —
 and a log that ends early (Chrome killed while writing it, which leaves it
 without its closing brackets) is read up to its last whole event.
 
-What cannot be imported is said: a log without raw bytes (the default capture
-modes) has HTTP/2 sessions but no frames; HTTP/1.1 and QUIC (HTTP/3) are
-counted and skipped.
+A log without raw bytes (Chrome's default capture modes) still has each HTTP/2
+session's events, frame by frame: its frames are rebuilt from them
+(:mod:`proxy.capture.netlog_frames`), and the connection says what that
+leaves out. HTTP/1.1 and QUIC (HTTP/3) are counted and skipped.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from proxy.capture.netlog_frames import SessionFrames
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.net.clienthello import ClientHelloError, cipher_name, parse_client_hello
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
 
+RAW_MODES = ("Everything", "IncludeSocketBytes", "")
+"""Capture modes whose logs carry the sockets' bytes (IncludeSocketBytes: older
+Chrome's name; no mode named: assume bytes, as the oldest logs had them)."""
 READ_SIZE = 1 << 20
 MAX_VALUE = 64 << 20
 """A JSON value (an event, the constants) larger than this is not waited for."""
@@ -139,8 +144,10 @@ class NetlogSummary:
     """The browser and version the log names (clientInfo)."""
     capture_mode: str = ""
     connections: dict[str, int] = field(default_factory=dict)
-    """Sockets by kind: h2 (TLS), h2c, no-bytes (HTTP/2 but the log has no raw
-    bytes), other (HTTP/1.1 or anything else), quic (HTTP/3 sessions)."""
+    """Sockets by kind: h2 (TLS), h2c, other (HTTP/1.1 or anything else), quic
+    (HTTP/3 sessions)."""
+    rebuilt: bool = False
+    """The log has no raw bytes: frames were rebuilt from the session events."""
     frames: int = 0
     truncated: str = ""
     """Set when the log ends before its closing brackets: where and why."""
@@ -164,9 +171,14 @@ class _Socket:
     """h2/h2c once its first cleartext bytes are the preface; other when not."""
     pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
     """Server bytes before the client's first."""
-    counted_bytes: int = 0
-    """Bytes the log counted but did not include (no raw bytes in this capture mode)."""
     error: str | None = None
+    closed_by: str | None = None
+
+
+REBUILT_NOTE = (
+    "the net log has no raw bytes: frames are rebuilt from Chrome's HTTP/2 events — "
+    "header lists as Chrome logged them, HPACK re-encoded (not the representation on the "
+    "wire), DATA sizes without payloads or padding")
 
 
 def _address(text: object) -> tuple[str, int]:
@@ -190,7 +202,8 @@ def _hello_records(message: bytes) -> bytes:
 
 
 class _Importer:
-    def __init__(self, writer: CaptureWriter, summary: NetlogSummary) -> None:
+    def __init__(self, writer: CaptureWriter, summary: NetlogSummary, *,
+                 rebuild: bool = False) -> None:
         self.writer = writer
         self.summary = summary
         self.types: dict[int, str] = {}
@@ -199,6 +212,11 @@ class _Importer:
         """timeTickOffset: the wall clock (ms) at tick 0."""
         self.sockets: dict[int, _Socket] = {}
         self.session_hosts: dict[int, str] = {}
+        self.raw = True
+        """The log has the sockets' bytes (capture mode Everything): frames come from
+        them. Otherwise they are rebuilt from the HTTP/2 sessions' events."""
+        self.sessions: dict[int, tuple[_Socket, SessionFrames]] = {}
+        self.force_rebuild = rebuild
         self.next_id = 1
         self.t = 0.0
 
@@ -215,7 +233,11 @@ class _Importer:
         if isinstance(info, dict):
             self.summary.chrome = " ".join(str(info[k]) for k in ("name", "version")
                                            if info.get(k))
-        self.summary.capture_mode = str(c.get("logCaptureMode") or "")
+        self.summary.capture_mode = mode = str(c.get("logCaptureMode") or "")
+        self.raw = mode in RAW_MODES and not self.force_rebuild
+        self.summary.rebuilt = not self.raw
+        if not self.raw:
+            self.writer.max_data_bytes = 0  # the zeros that stand for DATA are not kept
 
     def event(self, e: object) -> None:
         if not isinstance(e, dict):
@@ -236,14 +258,23 @@ class _Importer:
         except (TypeError, ValueError):
             return
         self.t = t
+        session = self.sessions.get(sid)
+        if session is not None:
+            self.session_event(session, name, e.get("phase"), params, t)
+            return
         if name == "HTTP2_SESSION" and "host" in params:
             self.session_hosts[sid] = str(params["host"])
             return
         if name == "HTTP2_SESSION_INITIALIZED":
             dep = params.get("source_dependency")
-            sock = self.sockets.get(dep.get("id", -1)) if isinstance(dep, dict) else None
+            dep_id = dep.get("id", -1) if isinstance(dep, dict) else -1
+            sock = self.sockets.get(dep_id)
+            if sock is None and not self.raw:  # the socket's start is not in the log
+                sock = self.sockets[dep_id] = _Socket(dep_id, t, tls=True)
             if sock is not None and sid in self.session_hosts:
                 sock.host = self.session_hosts.pop(sid)
+            if sock is not None and not self.raw and sock.tap is None:
+                self.rebuild(sid, sock, t)
             return
         if name == "QUIC_SESSION" and e.get("phase") == 1:
             self.summary.count("quic")
@@ -275,9 +306,8 @@ class _Importer:
         elif name in ("SSL_SOCKET_BYTES_SENT", "SSL_SOCKET_BYTES_RECEIVED") or (
                 not sock.tls and name in ("SOCKET_BYTES_SENT", "SOCKET_BYTES_RECEIVED")):
             direction = Direction.C2S if name.endswith("SENT") else Direction.S2C
-            raw = params.get("bytes")
+            raw = params.get("bytes") if self.raw else None
             if raw is None:
-                sock.counted_bytes += int(params.get("byte_count") or 0)
                 return
             try:
                 data = base64.b64decode(raw)
@@ -349,7 +379,34 @@ class _Importer:
         for d, chunk, te in [*early, (direction, data, t)]:
             self.summary.frames += _frames(tap.feed(d, chunk, te))
 
-    def open_tap(self, sock: _Socket) -> RecordingObserver:
+    def rebuild(self, sid: int, sock: _Socket, t: float) -> None:
+        """Session ``sid`` on ``sock`` is HTTP/2 and the log has no bytes: its frames
+        are rebuilt from its events."""
+        tap = self.open_tap(sock, rebuilt=True)
+
+        def emit(direction: Direction, data: bytes, te: float) -> None:
+            self.summary.frames += _frames(tap.feed(direction, data, te))
+
+        frames = SessionFrames(emit)
+        frames.start(t)
+        self.sessions[sid] = (sock, frames)
+
+    def session_event(self, session: tuple[_Socket, SessionFrames], name: str, phase: object,
+                      params: dict[str, Any], t: float) -> None:
+        sock, frames = session
+        if name == "HTTP2_SESSION_CLOSE":
+            description = params.get("description") or "closed"
+            sock.error = f"{description} (net error {params.get('net_error', '?')})" \
+                if str(params.get("net_error", "0")) not in ("0", "") else None
+            sock.closed_by = "client"
+        if name == "HTTP2_SESSION" and phase == 2:
+            frames.finish(t)
+            if sock.tap is not None:
+                sock.tap.close(t, closed_by=sock.closed_by, error=sock.error)
+            return
+        frames.event(name, params, t)
+
+    def open_tap(self, sock: _Socket, *, rebuilt: bool = False) -> RecordingObserver:
         sock.kind = "h2" if sock.tls else "h2c"
         self.summary.count(sock.kind)
         conn_id, self.next_id = self.next_id, self.next_id + 1
@@ -364,6 +421,9 @@ class _Importer:
             "mode": "netlog", "protocol": sock.kind, "via": "Chrome net log",
             "target": target,
         }
+        if rebuilt:
+            meta["via"] = "Chrome net log, frames rebuilt from its HTTP/2 events"
+            meta["rebuilt"] = REBUILT_NOTE
         name = _address(sock.host)[0] if sock.host else sni
         if name:
             meta["server"]["host"] = name
@@ -377,13 +437,14 @@ class _Importer:
 
     def close(self, sock: _Socket, t: float) -> None:
         if sock.tap is not None:
-            sock.tap.close(t, closed_by=None, error=sock.error)
-        elif sock.kind is None and sock.counted_bytes and sock.tls_meta.get("alpn") == "h2":
-            self.summary.count("no-bytes")
-        elif sock.kind is None and sock.pending:
-            self.summary.count("other")
+            sock.tap.close(t, closed_by=sock.closed_by, error=sock.error)
+        elif sock.kind is None and (sock.pending or (
+                not self.raw and sock.tls_meta.get("alpn") not in (None, "h2"))):
+            self.summary.count("other")  # (without bytes: told by its ALPN)
 
     def finish(self) -> None:
+        for _, frames in self.sessions.values():
+            frames.finish(self.t)
         for sock in list(self.sockets.values()):
             if sock.tap is not None:
                 sock.tap.close(self.t, closed_by=None,
@@ -398,11 +459,14 @@ def _frames(events: list[Event]) -> int:
 
 
 def import_netlog(f: TextIO, writer: CaptureWriter, *,
-                  progress: Callable[[int], None] | None = None) -> NetlogSummary:
+                  progress: Callable[[int], None] | None = None,
+                  rebuild: bool = False) -> NetlogSummary:
     """Read the Chrome net log ``f`` and record its HTTP/2 connections to ``writer``;
-    returns what was found. Raises NetlogError for a file that is not a net log."""
+    returns what was found. Raises NetlogError for a file that is not a net log.
+    ``rebuild``: rebuild the frames from the session events even when the log has
+    the bytes (``import --from-events``)."""
     summary = NetlogSummary()
-    imp = _Importer(writer, summary)
+    imp = _Importer(writer, summary, rebuild=rebuild)
     reader = _Reader(f)
     try:
         reader.take("{")

@@ -232,14 +232,15 @@ def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
         lines = [f"imported {n} HTTP/2 connection{'s' * (n != 1)}, {summary.frames:,} frames, "
                  f"from the net log{who} {src} to {out}"]
     else:
-        lines = [f"h2scope import: no HTTP/2 connection with its bytes in the net log{who} "
-                 f"{src} ({summary.events:,} events); nothing written"]
-    if kinds.get("no-bytes"):
-        lines.append(f"{kinds['no-bytes']} HTTP/2 connection{'s' * (kinds['no-bytes'] != 1)} "
-                     f"without their bytes: the log was made in capture mode "
-                     f"{summary.capture_mode or 'without raw bytes'}; record it again with "
-                     "raw bytes (chrome://net-export: 'Include raw bytes'; or start Chrome "
-                     "with --log-net-log=FILE --net-log-capture-mode=Everything)")
+        lines = [f"h2scope import: no HTTP/2 connection in the net log{who} {src} "
+                 f"({summary.events:,} events); nothing written"]
+    if summary.rebuilt and n:
+        lines.append(
+            f"frames rebuilt from Chrome's HTTP/2 events: the log (capture mode "
+            f"{summary.capture_mode or '?'}) has no raw bytes, so header lists are as Chrome "
+            "logged them but HPACK is re-encoded, and DATA has its sizes, not its bytes; "
+            "for the frames as sent, record with raw bytes (chrome://net-export: 'Include "
+            "raw bytes'; or --log-net-log=FILE --net-log-capture-mode=Everything)")
     skipped = []
     if kinds.get("other"):
         skipped.append(f"{kinds['other']} not HTTP/2 (HTTP/1.1 or other)")

@@ -5,20 +5,25 @@ with raw bytes (``--net-log-capture-mode=Everything``). ``h2scope import``
 turns the log into a capture, and what h2scope decodes from the raw bytes is
 checked against what Chromium itself logged it had sent and received: every
 header block, name and value, on the same stream — Chrome's HPACK and
-h2scope's reading the same bytes. The same page logged in the default mode
-(no raw bytes) is refused with the way to record it.
+h2scope's reading the same bytes. The frames rebuilt from the same log's
+session events (as for a log without raw bytes) are checked against those
+decoded from the bytes; and a log in Chrome's default mode is imported that
+way.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
 import pytest
 
 from proxy.capture.format import RecordType
+from proxy.capture.netlog_import import import_netlog
 from proxy.capture.reader import CaptureReader
 from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
 from proxy.cli import main
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
@@ -59,6 +64,19 @@ def chrome_header_blocks(log: Path) -> list[tuple[str, int, list[tuple[str, str]
     return out
 
 
+def frames_in(capture: Path) -> list[FrameObserved]:
+    return [ev for item in replay(capture) for ev in item.events
+            if isinstance(ev, FrameObserved)]
+
+
+def shape(frames: list[FrameObserved]) -> collections.Counter[object]:
+    """Each frame's direction, type, flags, stream, DATA length and headers."""
+    return collections.Counter(
+        (ev.direction, ev.frame.type, ev.frame.flags, ev.frame.stream_id,
+         ev.frame.length if ev.frame.type == 0 else None,
+         tuple(ev.block.headers) if ev.block is not None else None) for ev in frames)
+
+
 def test_chromium_net_log_with_raw_bytes_imports_every_frame(
         tmp_path: Path, origin_cert: CertFiles) -> None:
     site = tmp_path / "site"
@@ -68,8 +86,7 @@ def test_chromium_net_log_with_raw_bytes_imports_every_frame(
     load_with_net_log(site, origin_cert, log, "--net-log-capture-mode=Everything")
     capture = tmp_path / "chrome.h2scope"
     assert main(["import", str(log), "-o", str(capture)]) == 0
-    frames = [ev for item in replay(capture) for ev in item.events
-              if isinstance(ev, FrameObserved)]
+    frames = frames_in(capture)
     ours = [("→" if ev.direction is Direction.C2S else "←", ev.frame.stream_id,
              [tuple(h) for h in ev.block.headers]) for ev in frames if ev.block is not None]
     chrome = chrome_header_blocks(log)
@@ -86,16 +103,37 @@ def test_chromium_net_log_with_raw_bytes_imports_every_frame(
     assert tls["alpn"] == "h2" and tls["version"] == "TLSv1.3"
     assert tls["client_hello"]["grease"] and tls["client_hello"]["sni"] == "localhost"
     assert "localhost" in tls["certificate"]["sans"]
+    # The same log's session events, rebuilt into frames as for a log without raw
+    # bytes: the same frames (type, flags, stream, DATA size, header list).
+    rebuilt = tmp_path / "rebuilt.h2scope"
+    with CaptureWriter(rebuilt) as writer, log.open() as f:
+        assert import_netlog(f, writer, rebuild=True).rebuilt
+    assert shape(frames_in(rebuilt)) == shape(frames)
 
 
-def test_a_net_log_without_raw_bytes_is_refused_with_the_way_to_record_it(
+def test_a_net_log_in_the_default_mode_is_imported_from_its_events(
         tmp_path: Path, origin_cert: CertFiles, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site"
     site.mkdir()
     make_site(site)
     log = tmp_path / "net.json"
     load_with_net_log(site, origin_cert, log)  # Chromium's default capture mode
-    assert main(["import", str(log), "-o", str(tmp_path / "x.h2scope")]) == 1
-    err = capsys.readouterr().err
-    assert "no HTTP/2 connection with its bytes in the net log of Chromium" in err
-    assert "--net-log-capture-mode=Everything" in err
+    capture = tmp_path / "default.h2scope"
+    assert main(["import", str(log), "-o", str(capture)]) == 0
+    said = capsys.readouterr().out
+    assert "frames rebuilt from Chrome's HTTP/2 events" in said and "Include raw bytes" in said
+    frames = frames_in(capture)
+    ours = [("→" if ev.direction is Direction.C2S else "←", ev.frame.stream_id,
+             [tuple(h) for h in ev.block.headers]) for ev in frames if ev.block is not None]
+    assert sorted(ours) == sorted(chrome_header_blocks(log))
+    # Each response's DATA adds up to its content-length; the page's is the file's.
+    sizes: collections.Counter[int] = collections.Counter()
+    for ev in frames:
+        if ev.frame.type == 0:
+            sizes[ev.frame.stream_id] += ev.frame.length
+    declared = {sid: int(dict(h)["content-length"]) for d, sid, h in ours
+                if d == "←" and "content-length" in dict(h)}
+    assert declared and all(sizes[sid] == n for sid, n in declared.items())
+    page = next(sid for d, sid, h in ours if d == "→" and dict(h)[":path"] == "/index.html")
+    assert sizes[page] == (site / "index.html").stat().st_size
+    assert max_concurrent_streams(frames) > 1

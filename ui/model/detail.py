@@ -127,6 +127,13 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
             out.append("No header block: HPACK applies to HEADERS, PUSH_PROMISE and "
                        "CONTINUATION frames.\n")
         return out
+    conn = session.conns.get(session.table.conn[row])
+    if conn is not None and conn.meta.get("rebuilt"):
+        out.append("Rebuilt, not as sent: this connection was imported from a Chrome net log "
+                   "without raw bytes, and its header blocks were encoded again by h2scope "
+                   "from the header lists Chrome logged. The names and values are Chrome's; "
+                   "the representations, sizes and table below are not the wire's.\n\n",
+                   style.WARNING)
     out.append(f"header block: {b.wire_length} bytes on the wire → {b.decoded_size} decoded "
                f"(RFC 7541 §4.1 size)\n", style.Style(bold=True))
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "

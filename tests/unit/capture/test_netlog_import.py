@@ -33,7 +33,15 @@ from proxy.observe.events import FrameObserved
 TYPES = ["SOCKET_ALIVE", "TCP_CONNECT", "SSL_CONNECT", "SSL_SOCKET_BYTES_SENT",
          "SSL_SOCKET_BYTES_RECEIVED", "SOCKET_BYTES_SENT", "SOCKET_BYTES_RECEIVED",
          "HTTP2_SESSION", "HTTP2_SESSION_INITIALIZED", "SSL_HANDSHAKE_MESSAGE_SENT",
-         "QUIC_SESSION", "URL_REQUEST_START_JOB"]
+         "QUIC_SESSION", "URL_REQUEST_START_JOB", "HTTP2_SESSION_SEND_SETTINGS",
+         "HTTP2_SESSION_SEND_WINDOW_UPDATE", "HTTP2_SESSION_SEND_HEADERS",
+         "HTTP2_SESSION_RECV_SETTINGS", "HTTP2_SESSION_SEND_SETTINGS_ACK",
+         "HTTP2_SESSION_RECV_SETTING", "HTTP2_SESSION_RECV_SETTINGS_ACK",
+         "HTTP2_SESSION_SEND_GREASED_FRAME", "HTTP2_SESSION_RECV_HEADERS",
+         "HTTP2_SESSION_RECV_DATA", "HTTP2_SESSION_SEND_DATA",
+         "HTTP2_SESSION_RECV_WINDOW_UPDATE", "HTTP2_SESSION_PING",
+         "HTTP2_STREAM_SEND_PRIORITY", "HTTP2_SESSION_SEND_RST_STREAM",
+         "HTTP2_SESSION_RECV_RST_STREAM", "HTTP2_SESSION_RECV_GOAWAY", "HTTP2_SESSION_CLOSE"]
 SOURCES = {"NONE": 0, "URL_REQUEST": 1, "SOCKET": 10, "HTTP2_SESSION": 11, "QUIC_SESSION": 12}
 OFFSET = 1_790_000_000_000  # timeTickOffset: ms of wall clock at tick 0
 REQUEST = [(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
@@ -128,6 +136,112 @@ def frames_of(path: Path) -> list[FrameObserved]:
     return [ev for item in replay(path) for ev in item.events if isinstance(ev, FrameObserved)]
 
 
+BIG = "x" * 20000
+"""A header value that makes its block go on in a CONTINUATION frame."""
+
+
+def h2_session(log: Log, source: int = 7, session: int = 8) -> None:
+    """A session as Chrome logs it without raw bytes: its events only."""
+    log.add("SOCKET_ALIVE", source, phase=1)
+    log.add("TCP_CONNECT", source, phase=2, local_address="[::1]:50001",
+            remote_address="[::1]:8443")
+    log.add("SSL_CONNECT", source, phase=1)
+    log.add("SSL_CONNECT", source, phase=2, cipher_suite="4866", next_proto="h2",
+            version="TLS 1.3")
+    s = {"stype": "HTTP2_SESSION"}
+    log.add("HTTP2_SESSION", session, phase=1, host="localhost:8443", proxy="[direct://]",
+            **s)
+    log.add("HTTP2_SESSION_INITIALIZED", session, protocol="h2", **s,
+            source_dependency={"id": source, "type": SOURCES["SOCKET"]})
+    log.add("HTTP2_SESSION_SEND_SETTINGS", session, **s, settings=[
+        "[id:1 (SETTINGS_HEADER_TABLE_SIZE) value:65536]",
+        "[id:4 (SETTINGS_INITIAL_WINDOW_SIZE) value:6291456]"])
+    log.add("HTTP2_SESSION_SEND_WINDOW_UPDATE", session, **s, delta="15663105", stream_id="0")
+    log.add("HTTP2_SESSION_SEND_HEADERS", session, **s, fin="True", has_priority="True",
+            exclusive="True", parent_stream_id="0", weight="256", stream_id="1",
+            headers=[":method: GET", ":authority: localhost:8443", ":scheme: https",
+                     ":path: /a", "cookie: [20 bytes were stripped]"])
+    log.add("HTTP2_SESSION_RECV_SETTINGS", session, **s)
+    log.add("HTTP2_SESSION_SEND_SETTINGS_ACK", session, **s)  # (logged before the values)
+    log.add("HTTP2_SESSION_RECV_SETTING", session, **s,
+            id="3 (SETTINGS_MAX_CONCURRENT_STREAMS)", value="100")
+    log.add("HTTP2_SESSION_RECV_SETTING", session, **s, id="4 (SETTINGS_INITIAL_WINDOW_SIZE)",
+            value=1048576)
+    log.add("HTTP2_SESSION_RECV_SETTINGS_ACK", session, **s)
+    log.add("HTTP2_SESSION_SEND_GREASED_FRAME", session, **s, stream_id=1, type=0xB,
+            flags=0, length=0)
+    log.add("HTTP2_SESSION_RECV_HEADERS", session, **s, fin=False, stream_id=1,
+            headers=[":status: 200", f"x-big: {BIG}", "content-length: 1000"])
+    log.add("HTTP2_SESSION_RECV_DATA", session, **s, fin=True, size=1000, stream_id=1)
+    log.add("HTTP2_SESSION_SEND_HEADERS", session, **s, fin=False, has_priority=False,
+            stream_id=3, headers=[":method: POST", ":authority: localhost:8443",
+                                  ":scheme: https", ":path: /upload"])
+    log.add("HTTP2_SESSION_SEND_DATA", session, **s, fin=False, size=300, stream_id=3)
+    log.add("HTTP2_STREAM_SEND_PRIORITY", session, **s, stream_id=3, parent_stream_id=1,
+            weight=32, exclusive=False)
+    log.add("HTTP2_SESSION_RECV_WINDOW_UPDATE", session, **s, delta=300, stream_id=3)
+    log.add("HTTP2_SESSION_PING", session, **s, unique_id=7, type="sent", is_ack=False)
+    log.add("HTTP2_SESSION_PING", session, **s, unique_id=7, type="received", is_ack=True)
+    log.add("HTTP2_SESSION_SEND_RST_STREAM", session, **s, stream_id=3,
+            error_code="8 (CANCEL)", description="")
+    log.add("HTTP2_SESSION_RECV_GOAWAY", session, **s, last_accepted_stream_id=3,
+            active_streams=0, unclaimed_streams=0, error_code="0 (NO_ERROR)",
+            debug_data="bye")
+    log.add("HTTP2_SESSION_CLOSE", session, **s, description="Finished going away",
+            net_error=0)
+    log.add("HTTP2_SESSION", session, phase=2, **s)
+    log.add("SOCKET_ALIVE", source, phase=2)
+
+
+def test_without_raw_bytes_the_frames_are_rebuilt_from_the_session_events(
+        tmp_path: Path) -> None:
+    log = Log()
+    h2_session(log)
+    summary, out = imported(log.text(mode="Default"), tmp_path)
+    assert summary.rebuilt and summary.connections == {"h2": 1}
+    frames = frames_of(out)
+    shape = [(f.direction.name, f.frame.type, f.frame.flags, f.frame.stream_id) for f in frames]
+    assert shape == [
+        ("C2S", 4, 0, 0), ("C2S", 8, 0, 0), ("C2S", 1, 0x25, 1),
+        ("S2C", 4, 0, 0), ("C2S", 4, 1, 0),  # the server's SETTINGS, then Chrome's ACK
+        ("S2C", 4, 1, 0), ("C2S", 0xB, 0, 1),
+        ("S2C", 1, 0, 1), ("S2C", 9, 4, 1),  # a 20 kB block: HEADERS + CONTINUATION
+        ("S2C", 0, 1, 1), ("C2S", 1, 4, 3), ("C2S", 0, 0, 3), ("C2S", 2, 0, 3),
+        ("S2C", 8, 0, 3), ("C2S", 6, 0, 0), ("S2C", 6, 1, 0), ("C2S", 3, 0, 3),
+        ("S2C", 7, 0, 0)]
+    assert summary.frames == len(frames)
+    by_type: dict[tuple[str, int], FrameObserved] = {}
+    for f in frames:
+        by_type.setdefault((f.direction.name, f.frame.type), f)
+    assert by_type[("C2S", 4)].frame.settings == ((1, 65536), (4, 6291456))  # type: ignore[attr-defined]
+    assert by_type[("S2C", 4)].frame.settings == ((3, 100), (4, 1048576))  # type: ignore[attr-defined]
+    first = frames[2]
+    assert first.frame.priority.weight == 256 and first.frame.priority.exclusive  # type: ignore[attr-defined]
+    assert first.block is not None and dict(first.block.headers)["cookie"] == \
+        "[20 bytes were stripped]"
+    big = frames[8]
+    assert big.block is not None and dict(big.block.headers)["x-big"] == BIG
+    data = frames[9].frame
+    assert data.data_length == 1000  # type: ignore[attr-defined]
+    prio = frames[12].frame
+    assert (prio.priority.depends_on, prio.priority.weight) == (1, 32)  # type: ignore[attr-defined]
+    assert frames[14].frame.opaque == (7).to_bytes(8, "big")  # type: ignore[attr-defined]
+    assert frames[16].frame.error_code == 8  # type: ignore[attr-defined]
+    goaway = frames[17].frame
+    assert (goaway.last_stream_id, goaway.error_code, goaway.debug_data) == (3, 0, b"bye")  # type: ignore[attr-defined]
+    with CaptureReader(out) as reader:
+        records = list(reader.records())
+    (meta,) = [r.json() for r in records if r.type == RecordType.CONNECTION]
+    assert "no raw bytes" in meta["rebuilt"] and "rebuilt" in meta["via"]
+    assert meta["target"] == "localhost:8443" and meta["server"]["ip"] == "::1"
+    # DATA is zeros standing for the logged size: not kept, marked as cut.
+    data_records = [r for r in records if r.type == RecordType.FRAME and r.frame_bytes()[3] == 0]
+    assert data_records and all(r.truncated for r in data_records)
+    (close,) = [r.json() for r in records if r.type == RecordType.CLOSE]
+    assert close.get("closed_by") == "client"
+    assert not [f for ev in frames for f in ev.findings if f.severity.name == "ERROR"]
+
+
 def test_a_sockets_raw_bytes_become_its_frames_with_the_connection_described(
         tmp_path: Path) -> None:
     log = Log()
@@ -195,7 +309,7 @@ def test_a_damaged_event_is_skipped_and_said(tmp_path: Path) -> None:
     assert "Expecting value" in problem and not summary.truncated
 
 
-def test_sockets_without_raw_bytes_and_http1_are_counted_not_imported(tmp_path: Path) -> None:
+def test_http1_and_quic_are_counted_not_imported(tmp_path: Path) -> None:
     log = Log()
     h2_socket(log, 7, raw=False)
     log.add("SOCKET_ALIVE", 20, phase=1)
@@ -207,7 +321,8 @@ def test_sockets_without_raw_bytes_and_http1_are_counted_not_imported(tmp_path: 
     log.add("SOCKET_ALIVE", 20, phase=2)
     log.add("QUIC_SESSION", 30, "QUIC_SESSION", phase=1)
     summary, _ = imported(log.text(mode="IncludeSensitive"), tmp_path)
-    assert summary.connections == {"no-bytes": 1, "other": 1, "quic": 1}
+    # (the HTTP/2 session is rebuilt from its events: it logged none but its start)
+    assert summary.connections == {"h2": 1, "other": 1, "quic": 1}
     assert summary.frames == 0
 
 
@@ -224,16 +339,22 @@ def test_the_import_command_reads_a_gzipped_net_log_and_reports(
         "156.0.1" in said
     assert out.stat().st_mode & 0o777 == 0o600
     assert len(frames_of(out)) == sent
-    # Without raw bytes: exit 1, nothing written, and how to record it again.
+    # Without raw bytes: rebuilt, and the report says what that means and how to
+    # record the frames as sent.
     bare = Log()
-    h2_socket(bare, raw=False)
+    h2_session(bare)
     src2 = tmp_path / "bare.json"
     src2.write_text(bare.text(mode="IncludeSensitive"))
-    assert main(["import", str(src2), "-o", str(tmp_path / "bare.h2scope")]) == 1
-    err = capsys.readouterr().err
-    assert "capture mode IncludeSensitive" in err and "Include raw bytes" in err
-    assert "--net-log-capture-mode=Everything" in err
-    assert not (tmp_path / "bare.h2scope").exists()
+    assert main(["import", str(src2), "-o", str(tmp_path / "bare.h2scope")]) == 0
+    said = capsys.readouterr().out
+    assert "18 frames" in said and "frames rebuilt from Chrome's HTTP/2 events" in said
+    assert "capture mode IncludeSensitive" in said and "Include raw bytes" in said
+    # A log with nothing HTTP/2 in it: exit 1, nothing written.
+    empty = tmp_path / "empty.json"
+    empty.write_text(Log().text())
+    assert main(["import", str(empty), "-o", str(tmp_path / "empty.h2scope")]) == 1
+    assert "no HTTP/2 connection in the net log" in capsys.readouterr().err
+    assert not (tmp_path / "empty.h2scope").exists()
     # A key log makes no sense for a net log; a broken one names the problem.
     assert main(["import", str(src), "--keylog-file", str(src2), "-o",
                  str(tmp_path / "k.h2scope")]) == 2

@@ -1,0 +1,228 @@
+"""HTTP/2 frames rebuilt from a Chrome net log's session events (no raw bytes).
+
+Chrome's default net-export modes log what its HTTP/2 session did, frame by
+frame, but not the bytes: ``HTTP2_SESSION_SEND_HEADERS`` (the header list,
+END_STREAM, the RFC 7540 priority), ``…_RECV_HEADERS``, ``…_SEND_DATA`` /
+``…_RECV_DATA`` (stream, size, END_STREAM), ``…_SEND_SETTINGS``,
+``…_RECV_SETTING`` one by one, the ACKs, ``…_SEND_WINDOW_UPDATE`` /
+``…_RECV_WINDOW_UPDATE``, ``…_PING``, ``…_SEND_RST_STREAM`` /
+``…_RECV_RST_STREAM``, ``…_RECV_GOAWAY``, ``…_RECV_PUSH_PROMISE``,
+``HTTP2_STREAM_SEND_PRIORITY`` and the GREASE frames Chrome sends
+(``…_SEND_GREASED_FRAME``). :class:`SessionFrames` turns each into the frame
+it stands for, so the observer sees the connection's structure: streams,
+their order and interleaving, sizes, flow-control windows and stalls,
+settings, resets, findings on what the frames say.
+
+What the log does not have is not invented, and the capture says so
+(``meta["rebuilt"]``): header blocks are encoded afresh (a fresh HPACK encoder
+per direction, so the HPACK representation and the block sizes are not the
+ones on the wire), DATA payloads are zeros of the logged size (recorded with
+``max_data_bytes`` 0, i.e. marked as not stored), padding is not known, and
+values Chrome elides (cookies in the default mode) stay elided.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import hpack
+
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+_INT = re.compile(r"-?\d+")
+_SETTING = re.compile(r"\[id:(\d+)[^\]]*value:(\d+)\]")
+MAX_FRAME = 16384
+"""Header blocks longer than this go on in CONTINUATION frames."""
+
+
+def _int(value: object, default: int = 0) -> int:
+    """An integer from Chrome's params (ints, or strings like ``"8 (CANCEL)"``)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    m = _INT.match(str(value or "").strip())
+    return int(m.group()) if m else default
+
+
+def _bool(value: object) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _headers(value: object) -> list[tuple[str, str]]:
+    """``["name: value", …]`` (pseudo-headers start with their colon)."""
+    out = []
+    for item in value if isinstance(value, list) else ():
+        text = str(item)
+        cut = text.find(": ", 1)
+        out.append((text, "") if cut < 0 else (text[:cut], text[cut + 2:]))
+    return out
+
+
+def frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (len(payload).to_bytes(3, "big") + bytes((ftype, flags))
+            + (stream & 0x7FFFFFFF).to_bytes(4, "big") + payload)
+
+
+class SessionFrames:
+    """One HTTP/2 session's events in, frames out through ``emit(direction, bytes, t)``."""
+
+    def __init__(self, emit: Callable[[Direction, bytes, float], None]) -> None:
+        self.emit = emit
+        self.encoders = {Direction.C2S: hpack.Encoder(), Direction.S2C: hpack.Encoder()}
+        self.server_settings: list[tuple[int, int]] | None = None
+        """RECV_SETTINGS seen, its RECV_SETTING values still coming."""
+        self.held: list[tuple[Direction, bytes, float]] = []
+        """Frames logged while the server's SETTINGS were still being listed (Chrome
+        logs its ACK before the values): sent after that SETTINGS."""
+        self.started = False
+        self.unknown: dict[str, int] = {}
+
+    def start(self, t: float) -> None:
+        if not self.started:
+            self.started = True
+            self.emit(Direction.C2S, CONNECTION_PREFACE, t)
+
+    def _send(self, direction: Direction, data: bytes, t: float) -> None:
+        if self.server_settings is not None:
+            self.held.append((direction, data, t))
+        else:
+            self.emit(direction, data, t)
+
+    def _flush_settings(self, t: float) -> None:
+        if self.server_settings is None:
+            return
+        payload = b"".join(struct.pack(">HI", k, v) for k, v in self.server_settings)
+        self.server_settings = None
+        self.emit(Direction.S2C, frame(0x4, 0, 0, payload), t)
+        held, self.held = self.held, []
+        for d, data, te in held:
+            self.emit(d, data, te)
+
+    def event(self, name: str, params: dict[str, Any], t: float) -> None:
+        """One of the session's events (others are ignored)."""
+        if name == "HTTP2_SESSION_RECV_SETTING" and self.server_settings is not None:
+            self.server_settings.append((_int(params.get("id")), _int(params.get("value"))))
+            return
+        if name != "HTTP2_SESSION_SEND_SETTINGS_ACK":
+            self._flush_settings(t)
+        self.start(t)
+        handler = _HANDLERS.get(name)
+        if handler is not None:
+            handler(self, params, t)
+
+    def finish(self, t: float) -> None:
+        self._flush_settings(t)
+
+    # ---------------------------------------------------------------- frames
+
+    def _headers_frames(self, direction: Direction, stream: int, fields: list[tuple[str, str]],
+                        flags: int, prefix: bytes, t: float, ftype: int = 0x1) -> None:
+        block = self.encoders[direction].encode(fields, huffman=True)
+        room = MAX_FRAME - len(prefix)
+        first, rest = block[:room], block[room:]
+        self._send(direction, frame(ftype, flags | (0 if rest else 0x4), stream,
+                                    prefix + first), t)
+        while rest:
+            part, rest = rest[:MAX_FRAME], rest[MAX_FRAME:]
+            self._send(direction, frame(0x9, 0 if rest else 0x4, stream, part), t)
+
+    def send_headers(self, p: dict[str, Any], t: float) -> None:
+        flags = 0x1 if _bool(p.get("fin")) else 0
+        prefix = b""
+        if _bool(p.get("has_priority")):
+            flags |= 0x20
+            dep = _int(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive"))
+                                                     else 0)
+            prefix = dep.to_bytes(4, "big") + bytes((max(1, min(256, _int(p.get("weight"),
+                                                                          16))) - 1,))
+        self._headers_frames(Direction.C2S, _int(p.get("stream_id")),
+                             _headers(p.get("headers")), flags, prefix, t)
+
+    def recv_headers(self, p: dict[str, Any], t: float) -> None:
+        self._headers_frames(Direction.S2C, _int(p.get("stream_id")), _headers(p.get("headers")),
+                             0x1 if _bool(p.get("fin")) else 0, b"", t)
+
+    def push_promise(self, p: dict[str, Any], t: float) -> None:
+        promised = _int(p.get("promised_stream_id")).to_bytes(4, "big")
+        self._headers_frames(Direction.S2C, _int(p.get("id")), _headers(p.get("headers")), 0,
+                             promised, t, ftype=0x5)
+
+    def _data(self, direction: Direction, p: dict[str, Any], t: float) -> None:
+        size = max(0, _int(p.get("size")))
+        self._send(direction, frame(0x0, 0x1 if _bool(p.get("fin")) else 0,
+                                    _int(p.get("stream_id")), bytes(size)), t)
+
+    def send_data(self, p: dict[str, Any], t: float) -> None:
+        self._data(Direction.C2S, p, t)
+
+    def recv_data(self, p: dict[str, Any], t: float) -> None:
+        self._data(Direction.S2C, p, t)
+
+    def send_settings(self, p: dict[str, Any], t: float) -> None:
+        pairs = [(int(a), int(b)) for a, b in _SETTING.findall(" ".join(
+            str(s) for s in p.get("settings") or ()))]
+        self._send(Direction.C2S, frame(0x4, 0, 0, b"".join(struct.pack(">HI", k, v)
+                                                            for k, v in pairs)), t)
+
+    def recv_settings(self, p: dict[str, Any], t: float) -> None:
+        self.server_settings = []
+
+    def _window_update(self, direction: Direction, p: dict[str, Any], t: float) -> None:
+        delta = _int(p.get("delta")) & 0x7FFFFFFF
+        self._send(direction, frame(0x8, 0, _int(p.get("stream_id")), delta.to_bytes(4, "big")),
+                   t)
+
+    def ping(self, p: dict[str, Any], t: float) -> None:
+        direction = Direction.C2S if str(p.get("type")) == "sent" else Direction.S2C
+        opaque = (_int(p.get("unique_id")) & (2**64 - 1)).to_bytes(8, "big")
+        self._send(direction, frame(0x6, 0x1 if _bool(p.get("is_ack")) else 0, 0, opaque), t)
+
+    def _rst(self, direction: Direction, p: dict[str, Any], t: float) -> None:
+        self._send(direction, frame(0x3, 0, _int(p.get("stream_id")),
+                                    _int(p.get("error_code")).to_bytes(4, "big")), t)
+
+    def recv_goaway(self, p: dict[str, Any], t: float) -> None:
+        debug = str(p.get("debug_data") or "").encode("utf-8", "replace")
+        payload = (_int(p.get("last_accepted_stream_id")).to_bytes(4, "big")
+                   + _int(p.get("error_code")).to_bytes(4, "big") + debug)
+        self._send(Direction.S2C, frame(0x7, 0, 0, payload), t)
+
+    def priority(self, p: dict[str, Any], t: float) -> None:
+        dep = _int(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive")) else 0)
+        weight = max(1, min(256, _int(p.get("weight"), 16))) - 1
+        self._send(Direction.C2S, frame(0x2, 0, _int(p.get("stream_id")),
+                                        dep.to_bytes(4, "big") + bytes((weight,))), t)
+
+    def greased(self, p: dict[str, Any], t: float) -> None:
+        size = max(0, _int(p.get("length")))
+        self._send(Direction.C2S, frame(_int(p.get("type")) & 0xFF, _int(p.get("flags")) & 0xFF,
+                                        _int(p.get("stream_id")), bytes(size)), t)
+
+
+_HANDLERS: dict[str, Callable[[SessionFrames, dict[str, Any], float], None]] = {
+    "HTTP2_SESSION_SEND_HEADERS": SessionFrames.send_headers,
+    "HTTP2_SESSION_RECV_HEADERS": SessionFrames.recv_headers,
+    "HTTP2_SESSION_RECV_PUSH_PROMISE": SessionFrames.push_promise,
+    "HTTP2_SESSION_SEND_DATA": SessionFrames.send_data,
+    "HTTP2_SESSION_RECV_DATA": SessionFrames.recv_data,
+    "HTTP2_SESSION_SEND_SETTINGS": SessionFrames.send_settings,
+    "HTTP2_SESSION_RECV_SETTINGS": SessionFrames.recv_settings,
+    "HTTP2_SESSION_SEND_SETTINGS_ACK":
+        lambda s, p, t: s._send(Direction.C2S, frame(0x4, 0x1, 0, b""), t),
+    "HTTP2_SESSION_RECV_SETTINGS_ACK":
+        lambda s, p, t: s._send(Direction.S2C, frame(0x4, 0x1, 0, b""), t),
+    "HTTP2_SESSION_SEND_WINDOW_UPDATE":
+        lambda s, p, t: s._window_update(Direction.C2S, p, t),
+    "HTTP2_SESSION_RECV_WINDOW_UPDATE":
+        lambda s, p, t: s._window_update(Direction.S2C, p, t),
+    "HTTP2_SESSION_PING": SessionFrames.ping,
+    "HTTP2_SESSION_SEND_RST_STREAM": lambda s, p, t: s._rst(Direction.C2S, p, t),
+    "HTTP2_SESSION_RECV_RST_STREAM": lambda s, p, t: s._rst(Direction.S2C, p, t),
+    "HTTP2_SESSION_RECV_GOAWAY": SessionFrames.recv_goaway,
+    "HTTP2_STREAM_SEND_PRIORITY": SessionFrames.priority,
+    "HTTP2_SESSION_SEND_GREASED_FRAME": SessionFrames.greased,
+}
