@@ -151,14 +151,19 @@ def read_header(f: BinaryIO) -> CaptureHeader:
     """Read and validate the file header; raises :class:`CaptureFormatError`."""
     head = f.read(FILE_HEADER.size)
     if len(head) < FILE_HEADER.size or not head.startswith(MAGIC):
+        from proxy.capture.netlog_import import looks_like_netlog
         from proxy.capture.pcap import is_packet_capture
 
+        name = getattr(f, "name", None)
+        name = os.path.basename(name) if isinstance(name, str) else "FILE"
         if is_packet_capture(head):
-            name = getattr(f, "name", None)
-            name = os.path.basename(name) if isinstance(name, str) else "FILE"
             raise CaptureFormatError("not an h2scope capture but a packet capture (pcap/"
                                      f"pcapng): `h2scope import {name}` turns its cleartext "
                                      "HTTP/2 into one")
+        if looks_like_netlog(head):
+            raise CaptureFormatError("not an h2scope capture but JSON (a Chrome net log?): "
+                                     f"`h2scope import {name}` turns a net log's HTTP/2 "
+                                     "into one")
         raise CaptureFormatError("not an h2scope capture (the file does not start with the "
                                  "H2SCOPE magic)")
     _, version, _, n = FILE_HEADER.unpack(head)

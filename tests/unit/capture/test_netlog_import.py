@@ -358,6 +358,9 @@ def test_the_import_command_reads_a_gzipped_net_log_and_reports(
     # A key log makes no sense for a net log; a broken one names the problem.
     assert main(["import", str(src), "--keylog-file", str(src2), "-o",
                  str(tmp_path / "k.h2scope")]) == 2
+    # The commands that read captures name the import for a net log.
+    assert main(["check", str(src2)]) == 2
+    assert f"`h2scope import {src2.name}`" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_text('{"events": []}')
     assert main(["import", str(broken), "-o", str(tmp_path / "b.h2scope")]) == 2
