@@ -14,9 +14,10 @@ their order and interleaving, sizes, flow-control windows and stalls,
 settings, resets, findings on what the frames say.
 
 What the log does not have is not invented, and the capture says so
-(``meta["rebuilt"]``): header blocks are encoded afresh (a fresh HPACK encoder
-per direction, so the HPACK representation and the block sizes are not the
-ones on the wire), DATA payloads are zeros of the logged size (recorded with
+(``meta["rebuilt"]``): header blocks are encoded afresh without a dynamic
+table (:func:`encode_block`: static-table indexes and literals, so the HPACK
+representations, block sizes and tables are h2scope's, not the wire's), DATA
+payloads are zeros of the logged size (recorded with
 ``max_data_bytes`` 0, i.e. marked as not stored), padding is not known, and
 values Chrome elides (cookies in the default mode) stay elided.
 """
@@ -28,7 +29,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import hpack
+from hpack.table import HeaderTable
 
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 
@@ -62,6 +63,52 @@ def _headers(value: object) -> list[tuple[str, str]]:
     return out
 
 
+_STATIC_PAIRS: dict[tuple[str, str], int] = {}
+_STATIC_NAMES: dict[str, int] = {}
+for _i, (_n, _v) in enumerate(HeaderTable.STATIC_TABLE, 1):
+    _STATIC_PAIRS.setdefault((_n.decode(), _v.decode()), _i)
+    _STATIC_NAMES.setdefault(_n.decode(), _i)
+
+
+def _integer(value: int, prefix: int, first: int) -> bytes:
+    """RFC 7541 §5.1: ``value`` with a ``prefix``-bit prefix; ``first`` holds the
+    bits above the prefix in the first byte."""
+    top = (1 << prefix) - 1
+    if value < top:
+        return bytes((first | value,))
+    out = bytearray((first | top,))
+    value -= top
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogateescape")
+    return _integer(len(data), 7, 0) + data
+
+
+def encode_block(fields: list[tuple[str, str]]) -> bytes:
+    """A header block that needs no dynamic table: a static-table index where the
+    static table has the field, else a literal without indexing (RFC 7541 §6.2.2),
+    no Huffman. The decoder's table stays empty, as nothing of the wire's table
+    is known."""
+    out = bytearray()
+    for name, value in fields:
+        index = _STATIC_PAIRS.get((name, value))
+        if index is not None:
+            out += _integer(index, 7, 0x80)
+            continue
+        index = _STATIC_NAMES.get(name, 0)
+        out += _integer(index, 4, 0x00)
+        if not index:
+            out += _string(name)
+        out += _string(value)
+    return bytes(out)
+
+
 def frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
     return (len(payload).to_bytes(3, "big") + bytes((ftype, flags))
             + (stream & 0x7FFFFFFF).to_bytes(4, "big") + payload)
@@ -72,7 +119,6 @@ class SessionFrames:
 
     def __init__(self, emit: Callable[[Direction, bytes, float], None]) -> None:
         self.emit = emit
-        self.encoders = {Direction.C2S: hpack.Encoder(), Direction.S2C: hpack.Encoder()}
         self.server_settings: list[tuple[int, int]] | None = None
         """RECV_SETTINGS seen, its RECV_SETTING values still coming."""
         self.held: list[tuple[Direction, bytes, float]] = []
@@ -121,7 +167,7 @@ class SessionFrames:
 
     def _headers_frames(self, direction: Direction, stream: int, fields: list[tuple[str, str]],
                         flags: int, prefix: bytes, t: float, ftype: int = 0x1) -> None:
-        block = self.encoders[direction].encode(fields, huffman=True)
+        block = encode_block(fields)
         room = MAX_FRAME - len(prefix)
         first, rest = block[:room], block[room:]
         self._send(direction, frame(ftype, flags | (0 if rest else 0x4), stream,

@@ -177,8 +177,8 @@ class _Socket:
 
 REBUILT_NOTE = (
     "the net log has no raw bytes: frames are rebuilt from Chrome's HTTP/2 events — "
-    "header lists as Chrome logged them, HPACK re-encoded (not the representation on the "
-    "wire), DATA sizes without payloads or padding")
+    "header lists as Chrome logged them, HPACK encoded again without a dynamic table (not "
+    "the representations on the wire), DATA sizes without payloads or padding")
 
 
 def _address(text: object) -> tuple[str, int]:

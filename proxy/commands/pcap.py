@@ -238,7 +238,7 @@ def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
         lines.append(
             f"frames rebuilt from Chrome's HTTP/2 events: the log (capture mode "
             f"{summary.capture_mode or '?'}) has no raw bytes, so header lists are as Chrome "
-            "logged them but HPACK is re-encoded, and DATA has its sizes, not its bytes; "
+            "logged them but HPACK is encoded again, and DATA has its sizes, not its bytes; "
             "for the frames as sent, record with raw bytes (chrome://net-export: 'Include "
             "raw bytes'; or --log-net-log=FILE --net-log-capture-mode=Everything)")
     skipped = []

@@ -131,8 +131,9 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
     if conn is not None and conn.meta.get("rebuilt"):
         out.append("Rebuilt, not as sent: this connection was imported from a Chrome net log "
                    "without raw bytes, and its header blocks were encoded again by h2scope "
-                   "from the header lists Chrome logged. The names and values are Chrome's; "
-                   "the representations, sizes and table below are not the wire's.\n\n",
+                   "(static-table indexes and literals, no dynamic table) from the header "
+                   "lists Chrome logged. The names and values are Chrome's; the "
+                   "representations and sizes below are not the wire's.\n\n",
                    style.WARNING)
     out.append(f"header block: {b.wire_length} bytes on the wire → {b.decoded_size} decoded "
                f"(RFC 7541 §4.1 size)\n", style.Style(bold=True))

@@ -382,3 +382,18 @@ def test_view_imports_a_net_log_first(tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
         path = _capture_of(src, args, stack)
         assert path != src and len(frames_of(path)) > 0
+
+
+def test_rebuilt_header_blocks_need_no_dynamic_table() -> None:
+    import hpack
+
+    from proxy.capture.netlog_frames import encode_block
+
+    fields = [(":method", "GET"), (":path", "/"), (":authority", "example.test"),
+              ("x-long-name-" + "n" * 200, "v" * 300), ("accept-encoding", "gzip, deflate"),
+              ("user-agent", "é ünïcode")]
+    block = encode_block(fields)
+    decoder = hpack.Decoder()
+    assert decoder.decode(block) == fields
+    assert len(decoder.header_table.dynamic_entries) == 0  # nothing inserted
+    assert block[:2] == bytes((0x82, 0x84))  # :method GET and :path / by static index
