@@ -173,6 +173,8 @@ class _Socket:
     """Server bytes before the client's first."""
     error: str | None = None
     closed_by: str | None = None
+    proxy: str = ""
+    """The proxy Chrome reached the host through (the socket's address is the proxy's)."""
 
 
 REBUILT_NOTE = (
@@ -211,7 +213,8 @@ class _Importer:
         self.offset = 0.0
         """timeTickOffset: the wall clock (ms) at tick 0."""
         self.sockets: dict[int, _Socket] = {}
-        self.session_hosts: dict[int, str] = {}
+        self.session_hosts: dict[int, tuple[str, str]] = {}
+        """HTTP/2 session source → (host:port, Chrome's proxy for it in PAC form)."""
         self.raw = True
         """The log has the sockets' bytes (capture mode Everything): frames come from
         them. Otherwise they are rebuilt from the HTTP/2 sessions' events."""
@@ -263,7 +266,7 @@ class _Importer:
             self.session_event(session, name, e.get("phase"), params, t)
             return
         if name == "HTTP2_SESSION" and "host" in params:
-            self.session_hosts[sid] = str(params["host"])
+            self.session_hosts[sid] = (str(params["host"]), str(params.get("proxy") or ""))
             return
         if name == "HTTP2_SESSION_INITIALIZED":
             dep = params.get("source_dependency")
@@ -272,7 +275,9 @@ class _Importer:
             if sock is None and not self.raw:  # the socket's start is not in the log
                 sock = self.sockets[dep_id] = _Socket(dep_id, t, tls=True)
             if sock is not None and sid in self.session_hosts:
-                sock.host = self.session_hosts.pop(sid)
+                sock.host, proxy = self.session_hosts.pop(sid)
+                if proxy and "direct" not in proxy:
+                    sock.proxy = proxy.strip("[]")
             if sock is not None and not self.raw and sock.tap is None:
                 self.rebuild(sid, sock, t)
             return
@@ -295,6 +300,14 @@ class _Importer:
             sock.client = _address(params.get("local_address"))
             sock.server = _address(params.get("remote_address"))
         elif name == "SSL_CONNECT":
+            if e.get("phase") == 1 and sock.tap is None and sock.kind == "other":
+                # Through a proxy: what came before TLS was the HTTP CONNECT tunnel's
+                # exchange, on the same socket; the TLS inside it is the connection.
+                sock.kind = None
+                sock.pending = []
+                self.summary.connections["other"] -= 1
+                if not self.summary.connections["other"]:
+                    del self.summary.connections["other"]
             sock.tls = True
             if e.get("phase") == 2:
                 self.tls_done(sock, params)
@@ -421,8 +434,17 @@ class _Importer:
             "mode": "netlog", "protocol": sock.kind, "via": "Chrome net log",
             "target": target,
         }
+        if sock.proxy and sock.host:
+            # The socket went to the proxy: the server is the session's host (its
+            # address was the proxy's to resolve).
+            host, port = _address(sock.host)
+            meta["server"] = {"host": host, "port": port}
+            meta["via"] += f", through the proxy {sock.proxy}"
+            meta["upstream_proxy"] = sock.proxy
         if rebuilt:
-            meta["via"] = "Chrome net log, frames rebuilt from its HTTP/2 events"
+            meta["via"] = meta["via"].replace("Chrome net log",
+                                              "Chrome net log, frames rebuilt from its HTTP/2 "
+                                              "events", 1)
             meta["rebuilt"] = REBUILT_NOTE
         name = _address(sock.host)[0] if sock.host else sni
         if name:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import pytest
 from proxy.capture.format import RecordType
 from proxy.capture.netlog_import import import_netlog
 from proxy.capture.reader import CaptureReader
+from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.replay import replay
 from proxy.capture.writer import CaptureWriter
 from proxy.cli import main
@@ -29,6 +31,7 @@ from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from tests.helpers import procs
 from tests.helpers.devtools import Browser
+from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
 from tests.integration.test_proxy_chromium import (
     MARKER,
@@ -137,3 +140,60 @@ def test_a_net_log_in_the_default_mode_is_imported_from_its_events(
     page = next(sid for d, sid, h in ours if d == "→" and dict(h)[":path"] == "/index.html")
     assert sizes[page] == (site / "index.html").stat().st_size
     assert max_concurrent_streams(frames) > 1
+
+
+def test_chromium_through_h2scope_logs_the_frames_h2scope_relayed(
+        tmp_path: Path, origin_cert: CertFiles, make_proxy: Callable[..., ProxyThread]) -> None:
+    """Two observation points of one connection: Chromium's net log (with raw bytes)
+    of a page loaded through the proxy, and the proxy's own recording. The socket
+    carried the HTTP CONNECT first, then TLS; the import finds the HTTP/2 inside
+    and names the proxy, and each direction's frames are the same bytes in the
+    same order as the ones h2scope relayed."""
+    site = tmp_path / "site"
+    site.mkdir()
+    make_site(site)
+    recorded = tmp_path / "proxy.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(recorded))
+    proxy = make_proxy(sinks=(recorder,))
+    log = tmp_path / "net.json"
+    with procs.nghttpd(site, cert=origin_cert.cert, key=origin_cert.key) as port, \
+            Browser([f"--proxy-server=http://127.0.0.1:{proxy.port()}",
+                     "--proxy-bypass-list=<-loopback>",
+                     f"--ignore-certificate-errors-spki-list={spki_hash(proxy.ca_cert)}",
+                     f"--log-net-log={log}", "--net-log-capture-mode=Everything"]) as browser:
+        page = browser.open(f"https://localhost:{port}/index.html")
+        browser.wait_for(page, "document.getElementById('out')?.textContent",
+                         lambda text: text == MARKER)
+        origin = f"localhost:{port}"
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+    imported = tmp_path / "chrome.h2scope"
+    assert main(["import", str(log), "-o", str(imported)]) == 0
+
+    def by_direction(capture: Path) -> dict[int, tuple[list[bytes], list[bytes]]]:
+        out: dict[int, tuple[list[bytes], list[bytes]]] = {}
+        for item in replay(capture):
+            for ev in item.events:
+                if isinstance(ev, FrameObserved):
+                    out.setdefault(item.record.conn_id, ([], []))[ev.direction].append(
+                        ev.frame.raw)
+        return out
+
+    with CaptureReader(imported) as reader:
+        metas = {r.conn_id: r.json() for r in reader.records()
+                 if r.type == RecordType.CONNECTION}
+    # (Chromium may open a spare connection to the origin and close it unused: the
+    # page's is the one with frames, in both files.)
+    frames_of = by_direction(imported)
+    ((chrome, meta),) = [(frames_of[c], m) for c, m in metas.items()
+                         if m["target"] == origin and c in frames_of]
+    assert meta["upstream_proxy"] == f"127.0.0.1:{proxy.port()}"
+    assert meta["server"] == {"host": "localhost", "port": port}
+    with CaptureReader(recorded) as reader:
+        relayed_conns = [r.conn_id for r in reader.records() if r.type == RecordType.CONNECTION
+                         and r.json().get("target") == origin]
+    relayed_frames = by_direction(recorded)
+    relayed = [relayed_frames[c] for c in relayed_conns if c in relayed_frames]
+    assert chrome in relayed, "no connection h2scope relayed has the frames Chrome logged"
+    assert len(chrome[0]) > 20 and len(chrome[1]) > 40
