@@ -34,6 +34,8 @@ class Body:
     truncated: bool = False
     """Some DATA payloads were not kept, or only their start (record.max_data_bytes):
     ``raw`` holds what was."""
+    sent: int = 0
+    """The bytes of data the frames carried (padding excluded), kept or not."""
 
 
 def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
@@ -41,6 +43,7 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
     table = session.table
     parts: list[bytes] = []
     frames = 0
+    sent = 0
     truncated = False
     for row in stream.rows:
         if table.type[row] != 0 or table.direction[row] != direction:
@@ -51,6 +54,7 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
             truncated = True
             continue
         if isinstance(frame, DataFrame):
+            sent += frame.data_length
             kept = session.capped.get(row)
             if kept is None:
                 parts.append(frame.data)
@@ -58,7 +62,7 @@ def reassemble(session: Session, stream: StreamInfo, direction: int) -> Body:
                 truncated = True
                 start = 1 if frame.pad_length is not None else 0
                 parts.append(frame.data[:max(0, kept - start)])
-    return Body(raw=b"".join(parts), frames=frames, truncated=truncated)
+    return Body(raw=b"".join(parts), frames=frames, truncated=truncated, sent=sent)
 
 
 def data_frames(session: Session, stream: StreamInfo,

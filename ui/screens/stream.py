@@ -15,7 +15,14 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.websocket import is_websocket
-from ui.model.body import curl_command, header, reassemble, render_body, websocket_lines
+from ui.model.body import (
+    Body,
+    curl_command,
+    header,
+    reassemble,
+    render_body,
+    websocket_lines,
+)
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.session import Session
 
@@ -48,7 +55,7 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)
     if req.frames and not websocket:
-        _body(out, "request body", req.raw, req.frames, req.truncated, st.request_headers)
+        _body(out, "request body", req, st.request_headers)
     _headers(out, "request trailers", st.request_trailers)
     for info in st.informational:
         _headers(out, "informational response", info)
@@ -60,7 +67,7 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         for line in websocket_lines(session, st)[:3000]:
             out.append("  " + line + "\n", "yellow" if line.lstrip().startswith("!") else "")
     elif resp.frames:
-        _body(out, "response body", resp.raw, resp.frames, resp.truncated, st.response_headers)
+        _body(out, "response body", resp, st.response_headers)
     _headers(out, "response trailers", st.response_trailers)
     return out
 
@@ -74,11 +81,18 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
         out.append(f": {v}\n")
 
 
-def _body(out: Text, title: str, raw: bytes, frames: int, truncated: bool,
-          headers: Headers | None) -> None:
-    out.append(f"\n{title}: {len(raw)} bytes in {frames} DATA frame(s)", "bold underline")
-    if truncated:
-        out.append("  (some payloads were not kept)", "yellow")
+def _body(out: Text, title: str, body: Body, headers: Headers | None) -> None:
+    raw = body.raw
+    if body.truncated and body.sent > len(raw):
+        out.append(f"\n{title}: {body.sent} bytes in {body.frames} DATA frame(s), "
+                   f"{len(raw)} of them kept", "bold underline")
+        out.append("  (the capture did not keep the rest: record.max_data_bytes, or "
+                   "imported without the bytes)", "yellow")
+    else:
+        out.append(f"\n{title}: {len(raw)} bytes in {body.frames} DATA frame(s)",
+                   "bold underline")
+        if body.truncated:
+            out.append("  (some payloads were not kept)", "yellow")
     out.append("\n")
     for line in render_body(raw, header(headers, "content-type"),
                             header(headers, "content-encoding"),

@@ -397,3 +397,28 @@ def test_rebuilt_header_blocks_need_no_dynamic_table() -> None:
     assert decoder.decode(block) == fields
     assert len(decoder.header_table.dynamic_entries) == 0  # nothing inserted
     assert block[:2] == bytes((0x82, 0x84))  # :method GET and :path / by static index
+
+
+def test_the_ui_says_what_a_rebuilt_connection_does_not_have(tmp_path: Path) -> None:
+    from ui.model.capture import CaptureFile, load
+    from ui.model.detail import hpack as hpack_tab
+    from ui.model.session import Session
+    from ui.screens.stream import stream_text
+
+    log = Log()
+    h2_session(log)
+    _, out = imported(log.text(mode="Default"), tmp_path)
+    cap = CaptureFile(out)
+    try:
+        session = Session(cap)
+        load(session, cap)
+        conn = session.conns[1]
+        text = stream_text(session, conn, conn.streams[1]).plain
+        table = session.table
+        row = next(r for r in range(len(table.type)) if table.type[r] == 1)
+        tab = hpack_tab(session, row, table.event(row)).plain
+    finally:
+        cap.close()
+    assert "response body: 1000 bytes in 1 DATA frame(s), 0 of them kept" in text
+    assert "imported without the bytes" in text
+    assert tab.startswith("Rebuilt, not as sent") and ":method: GET" in tab
