@@ -31,7 +31,8 @@ def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
 
 
 def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
-               theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
+               theme_name: str = "auto", initial_filter: str = "",
+               label: str | None = None) -> H2ScopeApp:
     """An app following the capture at ``path`` as another program writes it
     (``h2scope view --follow``; raises CaptureFormatError / OSError)."""
     from proxy.capture.format import GZIP_MAGIC
@@ -47,17 +48,20 @@ def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
     addresses = live.start()
     assert live.backing is not None
     frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
-    session = Session(frames, title=Path(path).name)
+    session = Session(frames, title=Path(label or path).name)
     return H2ScopeApp(session, live=live, feed=feed, frames=frames, keys=keys,
-                      listen=f"following {addresses[0][1]}", theme_name=theme_name,
+                      listen=f"following {label or addresses[0][1]}", theme_name=theme_name,
                       initial_filter=initial_filter, confirm_quit=False)
 
 
 def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
-             theme_name: str = "auto", initial_filter: str = "", follow: bool = False) -> int:
+             theme_name: str = "auto", initial_filter: str = "", follow: bool = False,
+             label: str | None = None) -> int:
+    """The UI on the capture at ``path`` (``follow``: as it grows). ``label`` names
+    what the user opened when ``path`` is its import (a pcap, a net log)."""
     if follow:
         live_view = follow_app(path, keys=keys, theme_name=theme_name,
-                               initial_filter=initial_filter)
+                               initial_filter=initial_filter, label=label)
         try:
             return live_view.run() or 0
         finally:

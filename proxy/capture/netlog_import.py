@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -65,7 +66,7 @@ def looks_like_netlog(head: bytes) -> bool:
 class _Reader:
     """A JSON document read value by value from a text stream."""
 
-    def __init__(self, f: TextIO) -> None:
+    def __init__(self, f: TextIO | TailText) -> None:
         self.f = f
         self.buf = ""
         self.pos = 0
@@ -480,13 +481,31 @@ def _frames(events: list[Event]) -> int:
     return sum(1 for ev in events if type(ev) is FrameObserved)
 
 
-def import_netlog(f: TextIO, writer: CaptureWriter, *,
+class TailText:
+    """A text file read as it grows (Chrome writes its net log as it goes): at its
+    end, :meth:`read` waits for more until ``stop`` is set, then returns ''."""
+
+    def __init__(self, f: TextIO, stop: threading.Event, poll: float = 0.1) -> None:
+        self.f = f
+        self.stop = stop
+        self.poll = poll
+
+    def read(self, n: int = -1) -> str:
+        while True:
+            data = self.f.read(n)
+            if data or self.stop.wait(self.poll):
+                return data
+
+
+def import_netlog(f: TextIO | TailText, writer: CaptureWriter, *,
                   progress: Callable[[int], None] | None = None,
-                  rebuild: bool = False) -> NetlogSummary:
+                  rebuild: bool = False,
+                  ready: Callable[[], None] | None = None) -> NetlogSummary:
     """Read the Chrome net log ``f`` and record its HTTP/2 connections to ``writer``;
     returns what was found. Raises NetlogError for a file that is not a net log.
     ``rebuild``: rebuild the frames from the session events even when the log has
-    the bytes (``import --from-events``)."""
+    the bytes (to compare the two). ``ready`` is called once the constants are
+    read (the file is a net log, its events follow)."""
     summary = NetlogSummary()
     imp = _Importer(writer, summary, rebuild=rebuild)
     reader = _Reader(f)
@@ -518,6 +537,8 @@ def import_netlog(f: TextIO, writer: CaptureWriter, *,
             elif key == "constants":
                 imp.constants(reader.value())
                 have_constants = True
+                if ready is not None:
+                    ready()
             else:
                 reader.value()  # polledData and the like
     except EOFError as exc:

@@ -26,8 +26,11 @@ examples:
       a tcpdump/Wireshark capture: imported to a private temporary capture
       first (h2scope import keeps one; docs/import.md)
   h2scope view chrome-net-export.json
-      a Chrome net log recorded with raw bytes: its HTTP/2 connections, frame
-      by frame, imported the same way
+      a Chrome net log: its HTTP/2 connections, frame by frame, imported the
+      same way (docs/import.md)
+  chromium --log-net-log=net.json --net-log-capture-mode=Everything &
+  h2scope view --follow net.json
+      Chrome's HTTP/2 live, with no proxy and no CA: the log as Chrome writes it
 
 Press ? inside the viewer for every key; q quits.
 """
@@ -48,8 +51,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", metavar="EXPR", default="",
                    help="filter applied when the capture opens")
     p.add_argument("-f", "--follow", action="store_true",
-                   help="keep reading as the file grows (a capture still being recorded); "
-                   "the view is live, as under h2scope run")
+                   help="keep reading as the file grows (a capture still being recorded, "
+                   "or a Chrome net log Chrome is still writing); the view is live, as "
+                   "under h2scope run")
     p.add_argument("--theme", choices=("auto", "dark", "light", "ansi"), default=None,
                    help="colour theme (default: ui.theme from the config, else auto)")
     p.add_argument("--keylog-file", type=Path, metavar="KEYLOG",
@@ -88,9 +92,10 @@ def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStac
         if args.keylog_file is not None:
             raise UsageError("--keylog-file applies to a packet capture (pcap/pcapng)")
         return path
-    what = "a Chrome net log" if netlog else "a packet capture"
+    if netlog and args.follow:
+        return _follow_netlog(path, stack)
     if args.follow:
-        raise UsageError(f"{path} is {what}: it cannot be followed (h2scope "
+        raise UsageError(f"{path} is a packet capture: it cannot be followed (h2scope "
                          "import it, or record through h2scope run)")
     from proxy.commands.pcap import import_file, imported, report
 
@@ -105,14 +110,72 @@ def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStac
     return out
 
 
+READY_TIMEOUT = 30.0
+"""How long ``view --follow`` waits for a net log's constants."""
+
+
+def _follow_netlog(path: Path, stack: contextlib.ExitStack) -> Path:
+    """``view --follow`` of a Chrome net log Chrome is still writing: a thread imports
+    it as it grows into a private temporary capture, which the UI follows."""
+    import threading
+
+    from proxy.capture.netlog_import import NetlogError, TailText, import_netlog
+    from proxy.capture.writer import CaptureWriter
+    from proxy.cli import UsageError
+
+    if sniff_gzip(path):
+        raise UsageError(f"{path} is gzipped: it is not being written any more; open it "
+                         "without --follow")
+    temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2scope-netlog-")))
+    out = temp / f"{path.stem}.h2scope"
+    writer = CaptureWriter(out, config={"imported_from": path.name}, flush_interval=0.1)
+    stop, ready = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                import_netlog(TailText(f, stop), writer, ready=ready.set)
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            ready.set()
+            writer.close()
+
+    thread = threading.Thread(target=run, name="netlog-follow", daemon=True)
+    thread.start()
+
+    def done() -> None:
+        stop.set()
+        thread.join(5)
+
+    stack.callback(done)
+    if not ready.wait(READY_TIMEOUT):
+        raise UsageError(f"{path}: no net log constants after {READY_TIMEOUT:g} s (Chrome "
+                         "writes them first, at start): is it a net log being written?")
+    if failed:
+        exc = failed[0]
+        raise UsageError(f"{path}: {exc}" if isinstance(exc, (NetlogError, OSError))
+                         else f"{path}: cannot follow it: {exc!r}")
+    print(f"following the Chrome net log {path} (its HTTP/2 frames appear as Chrome "
+          "writes them, a second or two behind)", file=sys.stderr)
+    return out
+
+
+def sniff_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, str],
           theme: str) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import UsageError
 
     try:
+        label = args.file if Path(args.file) != path else None  # (an import's source)
         return int(run_view(path, keys=keys, theme_name=args.theme or theme,
-                            initial_filter=args.filter, follow=args.follow))
+                            initial_filter=args.filter, follow=args.follow, label=label))
     except FileNotFoundError:
         raise UsageError(f"no such capture file: {args.file}") from None
     except CaptureFormatError as exc:

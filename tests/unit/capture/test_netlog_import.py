@@ -13,6 +13,7 @@ import base64
 import gzip
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +423,49 @@ def test_the_ui_says_what_a_rebuilt_connection_does_not_have(tmp_path: Path) -> 
     assert "response body: 1000 bytes in 1 DATA frame(s), 0 of them kept" in text
     assert "imported without the bytes" in text
     assert tab.startswith("Rebuilt, not as sent") and ":method: GET" in tab
+
+
+def test_view_follows_a_net_log_as_it_is_written(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import time
+
+    from proxy.cli import UsageError
+    from proxy.commands import view
+    from proxy.commands.view import _capture_of
+
+    log = Log()
+    sent = h2_socket(log)
+    lines = log.text(close=False).splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if '"type": 4,' in line
+               or line.rstrip(",\n").endswith('"type": 4}'))  # the server's bytes
+    src = tmp_path / "net.json"
+    src.write_text("".join(lines[:cut]))
+    args = argparse.Namespace(keylog_file=None, follow=True)
+
+    def wait_for(out: Path, what: Callable[[list[FrameObserved]], bool]) -> list[FrameObserved]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            frames = frames_of(out) if out.stat().st_size else []
+            if what(frames):
+                return frames
+            time.sleep(0.05)
+        raise AssertionError(f"the followed capture has {len(frames_of(out))} frames")
+
+    with contextlib.ExitStack() as stack:
+        out = _capture_of(src, args, stack)
+        first = wait_for(out, lambda fs: any(f.direction is Direction.C2S for f in fs))
+        assert all(f.direction is Direction.C2S for f in first)
+        with src.open("a") as f:  # Chrome writes on
+            f.write("".join(lines[cut:]))
+        assert len(wait_for(out, lambda fs: len(fs) == sent)) == sent
+    # Not a net log, or never a whole one: said, not waited for forever.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"x": 1}')
+    with contextlib.ExitStack() as stack, pytest.raises(UsageError, match="no constants"):
+        _capture_of(bad, args, stack)
+    stuck = tmp_path / "stuck.json"
+    stuck.write_text('{"constants": {"logEventTypes"')
+    monkeypatch.setattr(view, "READY_TIMEOUT", 0.3)
+    with contextlib.ExitStack() as stack, pytest.raises(UsageError, match="being written"):
+        _capture_of(stuck, args, stack)
