@@ -45,6 +45,9 @@ class Exchange:
     response_body: bytearray = field(default_factory=bytearray)
     request_body_truncated: bool = False
     response_body_truncated: bool = False
+    request_sent: int = 0
+    response_sent: int = 0
+    """The body bytes the DATA frames carried (padding excluded), kept or not."""
     pushed: bool = False
     promised_by: int | None = None
     started: float | None = None
@@ -132,9 +135,11 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                 if c2s:
                     ex.request_body += data
                     ex.request_body_truncated |= rec.truncated
+                    ex.request_sent += f.data_length
                 else:
                     ex.response_body += data
                     ex.response_body_truncated |= rec.truncated
+                    ex.response_sent += f.data_length
             elif isinstance(f, RstStreamFrame):
                 ex.resets.append({"by": ev.direction.sender, "error_code": f.error_code,
                                   "error": error_name(f.error_code)})

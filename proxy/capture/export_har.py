@@ -63,8 +63,9 @@ def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
     return cookies
 
 
-def _content(body: bytes, mime: str, truncated: bool) -> dict[str, Any]:
-    content: dict[str, Any] = {"size": len(body), "mimeType": mime}
+def _content(body: bytes, mime: str, truncated: bool, sent: int) -> dict[str, Any]:
+    content: dict[str, Any] = {"size": max(len(body), sent if truncated else 0),
+                               "mimeType": mime}
     textual = mime.startswith(_TEXT_TYPES) or mime.endswith(("+json", "+xml"))
     try:
         text = body.decode("utf-8") if textual else None
@@ -76,7 +77,9 @@ def _content(body: bytes, mime: str, truncated: bool) -> dict[str, Any]:
         content["text"] = base64.b64encode(body).decode("ascii")
         content["encoding"] = "base64"
     if truncated:
-        content["comment"] = "body truncated by max_data_bytes when recorded"
+        content["comment"] = (f"only {len(body)} of the body's {sent} bytes were kept when "
+                              "recorded (record.max_data_bytes, or imported without the "
+                              "bytes)")
     return content
 
 
@@ -105,7 +108,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "queryString": [{"name": k, "value": v}
                         for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
         "headersSize": _size(ex.request_headers),
-        "bodySize": len(ex.request_body),
+        "bodySize": max(len(ex.request_body), ex.request_sent),
     }
     if ex.request_body or ex.header("content-type"):
         body = bytes(ex.request_body)
@@ -122,10 +125,11 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "httpVersion": "h2",
         "cookies": _cookies(ex.response_headers, "set-cookie"),
         "headers": _headers(ex.response_headers),
-        "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated),
+        "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated,
+                            ex.response_sent),
         "redirectURL": ex.header("location", response=True) or "",
         "headersSize": _size(ex.response_headers),
-        "bodySize": len(ex.response_body),
+        "bodySize": max(len(ex.response_body), ex.response_sent),
     }
     server = meta.get("server") or {}
     h2: dict[str, Any] = {

@@ -469,3 +469,21 @@ def test_view_follows_a_net_log_as_it_is_written(tmp_path: Path,
     monkeypatch.setattr(view, "READY_TIMEOUT", 0.3)
     with contextlib.ExitStack() as stack, pytest.raises(UsageError, match="being written"):
         _capture_of(stuck, args, stack)
+
+
+def test_har_of_a_rebuilt_session_gives_body_sizes_without_bodies(tmp_path: Path) -> None:
+    import jsonschema
+
+    log = Log()
+    h2_session(log)
+    _, out = imported(log.text(mode="Default"), tmp_path)
+    har_path = tmp_path / "out.har"
+    assert main(["export", str(out), "--format", "har", "-o", str(har_path)]) == 0
+    har = json.loads(har_path.read_text())
+    schema = json.loads((Path(__file__).parent / "har12.schema.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(har)
+    entries = {e["request"]["url"].rsplit("/", 1)[1]: e for e in har["log"]["entries"]}
+    response = entries["a"]["response"]
+    assert response["bodySize"] == 1000 and response["content"]["size"] == 1000
+    assert "only 0 of the body's 1000 bytes were kept" in response["content"]["comment"]
+    assert entries["upload"]["request"]["bodySize"] == 300
