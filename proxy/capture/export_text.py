@@ -54,7 +54,8 @@ def _record_line(item: Replayed, rel: float) -> str | None:
     if rec.type == RecordType.CLOSE:
         info = rec.json()
         err = f" [{info['error']}]" if info.get("error") else ""
-        return f"{head} closed by {info.get('closed_by') or '?'}{err}"
+        who = f" by {info['closed_by']}" if info.get("closed_by") else ""
+        return f"{head} closed{who}{err}"
     if rec.type == RecordType.HTTP1:
         start, body = rec.http1()
         first = start.split(b"\r\n", 1)[0].decode("latin-1")

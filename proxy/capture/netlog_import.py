@@ -35,10 +35,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from proxy.capture.http1_split import Http1Recording
 from proxy.capture.netlog_frames import SessionFrames
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.net.clienthello import ClientHelloError, cipher_name, parse_client_hello
+from proxy.net.http1 import (
+    Http1Error,
+    RequestHead,
+    absolute_target,
+    looks_like_http1_request,
+    parse_request_head,
+)
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event, FrameObserved
 
@@ -145,11 +153,12 @@ class NetlogSummary:
     """The browser and version the log names (clientInfo)."""
     capture_mode: str = ""
     connections: dict[str, int] = field(default_factory=dict)
-    """Sockets by kind: h2 (TLS), h2c, other (HTTP/1.1 or anything else), quic
-    (HTTP/3 sessions)."""
+    """Sockets by kind: h2 (TLS), h2c, http1 (HTTP/1.x, recorded as messages), other
+    (neither, or HTTP/1.x without its bytes), quic (HTTP/3 sessions)."""
     rebuilt: bool = False
     """The log has no raw bytes: frames were rebuilt from the session events."""
     frames: int = 0
+    http1_messages: int = 0
     truncated: str = ""
     """Set when the log ends before its closing brackets: where and why."""
     problems: list[str] = field(default_factory=list)
@@ -176,6 +185,8 @@ class _Socket:
     closed_by: str | None = None
     proxy: str = ""
     """The proxy Chrome reached the host through (the socket's address is the proxy's)."""
+    http1: Http1Recording | None = None
+    """An HTTP/1.x connection, being recorded."""
 
 
 REBUILT_NOTE = (
@@ -379,12 +390,22 @@ class _Importer:
         if sock.tap is not None:
             self.summary.frames += _frames(sock.tap.feed(direction, data, t))
             return
+        if sock.http1 is not None:
+            self.http1_data(sock, direction, data, t)
+            return
         if sock.kind is not None:
-            return  # not HTTP/2
+            return  # neither HTTP/2 nor HTTP/1.x
         if direction is Direction.S2C:
             sock.pending.append((direction, data, t))
             return
         if not data.startswith(CONNECTION_PREFACE[:len(data)]):
+            if looks_like_http1_request(data) and not data.startswith(b"CONNECT "):
+                # (a proxy's CONNECT is followed by TLS on the same socket: see SSL_CONNECT)
+                self.open_http1(sock, data)
+                early, sock.pending = sock.pending, []
+                for d, chunk, te in [*early, (direction, data, t)]:
+                    self.http1_data(sock, d, chunk, te)
+                return
             sock.kind = "other"
             self.summary.count("other")
             return
@@ -424,6 +445,47 @@ class _Importer:
         sock.kind = "h2" if sock.tls else "h2c"
         self.summary.count(sock.kind)
         conn_id, self.next_id = self.next_id, self.next_id + 1
+        meta = self.meta(sock, sock.kind)
+        if rebuilt:
+            meta["via"] = meta["via"].replace("Chrome net log",
+                                              "Chrome net log, frames rebuilt from its HTTP/2 "
+                                              "events", 1)
+            meta["rebuilt"] = REBUILT_NOTE
+        sock.tap = RecordingObserver(self.writer, conn_id, meta, t=sock.started,
+                                     wall_clock=True)
+        return sock.tap
+
+    def open_http1(self, sock: _Socket, first: bytes) -> None:
+        """An HTTP/1.x connection: its bytes go to RAW records and its messages'
+        heads to HTTP1 records, as the proxy records one."""
+        sock.kind = "http1"
+        self.summary.count("http1")
+        conn_id, self.next_id = self.next_id, self.next_id + 1
+        if not sock.host:  # the first request names the server
+            head: RequestHead | None
+            try:
+                head = parse_request_head(first[:first.find(b"\r\n\r\n") + 4])
+                origin = absolute_target(head.target) if head.target.startswith(
+                    ("http://", "https://")) else None
+            except Http1Error:
+                head = origin = None
+            if origin is not None:
+                # Absolute form: a request to a proxy (the socket's address).
+                sock.host = _hostport((origin[1], origin[2]))
+                sock.proxy = _hostport(sock.server)
+            elif head is not None and head.get("host"):
+                host = str(head.get("host"))
+                sock.host = host if ":" in host.rsplit("]", 1)[-1] else \
+                    _hostport((host, sock.server[1]))
+        sock.http1 = Http1Recording(self.writer, conn_id, self.meta(sock, "http/1.1"),
+                                    sock.started)
+
+    def http1_data(self, sock: _Socket, direction: Direction, data: bytes, t: float) -> None:
+        assert sock.http1 is not None
+        self.summary.http1_messages += sock.http1.feed(direction, data, t)
+
+    def meta(self, sock: _Socket, protocol: str) -> dict[str, Any]:
+        """A connection record's metadata for ``sock``."""
         sni = str(sock.tls_meta.get("sni") or "")
         # The session's host:port (what Chrome asked for; through a proxy, not the
         # socket's address), else the SNI with the socket's port.
@@ -432,7 +494,7 @@ class _Importer:
         meta: dict[str, Any] = {
             "client": {"ip": sock.client[0], "port": sock.client[1]},
             "server": {"ip": sock.server[0], "port": sock.server[1]},
-            "mode": "netlog", "protocol": sock.kind, "via": "Chrome net log",
+            "mode": "netlog", "protocol": protocol, "via": "Chrome net log",
             "target": target,
         }
         if sock.proxy and sock.host:
@@ -442,11 +504,6 @@ class _Importer:
             meta["server"] = {"host": host, "port": port}
             meta["via"] += f", through the proxy {sock.proxy}"
             meta["upstream_proxy"] = sock.proxy
-        if rebuilt:
-            meta["via"] = meta["via"].replace("Chrome net log",
-                                              "Chrome net log, frames rebuilt from its HTTP/2 "
-                                              "events", 1)
-            meta["rebuilt"] = REBUILT_NOTE
         name = _address(sock.host)[0] if sock.host else sni
         if name:
             meta["server"]["host"] = name
@@ -454,12 +511,14 @@ class _Importer:
             meta["client_tls"] = dict(sock.tls_meta)
             if sock.tls_meta.get("sni"):
                 meta["sni"] = sock.tls_meta["sni"]
-        sock.tap = RecordingObserver(self.writer, conn_id, meta, t=sock.started,
-                                     wall_clock=True)
-        return sock.tap
+        return meta
 
-    def close(self, sock: _Socket, t: float) -> None:
-        if sock.tap is not None:
+    def close(self, sock: _Socket, t: float, *, error: str | None = None) -> None:
+        if sock.http1 is not None:
+            self.summary.http1_messages += sock.http1.close(t, closed_by=sock.closed_by,
+                                                            error=error or sock.error)
+            sock.http1 = None
+        elif sock.tap is not None:
             sock.tap.close(t, closed_by=sock.closed_by, error=sock.error)
         elif sock.kind is None and (sock.pending or (
                 not self.raw and sock.tls_meta.get("alpn") not in (None, "h2"))):
@@ -473,7 +532,8 @@ class _Importer:
                 sock.tap.close(self.t, closed_by=None,
                                error=sock.error or "still open when the log ended")
             else:
-                self.close(sock, self.t)
+                self.close(sock, self.t, error="still open when the log ended"
+                           if sock.http1 is not None else None)
         self.sockets.clear()
 
 

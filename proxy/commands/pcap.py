@@ -95,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def imported(summary: Any) -> int:
-    """How many HTTP/2 connections an import recorded."""
-    return int(summary.connections.get("h2c", 0) + summary.connections.get("h2", 0))
+    """How many connections an import recorded (HTTP/2, and HTTP/1.x as messages)."""
+    kinds = summary.connections
+    return int(kinds.get("h2c", 0) + kinds.get("h2", 0) + kinds.get("http1", 0))
 
 
 def import_file(src: Path, out: Path, keylog_file: Path | None) -> Any:
@@ -228,9 +229,15 @@ def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
     kinds = summary.connections
     n = kinds.get("h2", 0) + kinds.get("h2c", 0)
     who = f" of {summary.chrome}" if summary.chrome else ""
-    if n:
-        lines = [f"imported {n} HTTP/2 connection{'s' * (n != 1)}, {summary.frames:,} frames, "
-                 f"from the net log{who} {src} to {out}"]
+    h1 = kinds.get("http1", 0)
+    if n or h1:
+        parts = []
+        if n:
+            parts.append(f"{n} HTTP/2 connection{'s' * (n != 1)}, {summary.frames:,} frames")
+        if h1:
+            parts.append(f"{h1} HTTP/1.x connection{'s' * (h1 != 1)}, "
+                         f"{summary.http1_messages:,} messages")
+        lines = [f"imported {' and '.join(parts)}, from the net log{who} {src} to {out}"]
     else:
         lines = [f"h2scope import: no HTTP/2 connection in the net log{who} {src} "
                  f"({summary.events:,} events); nothing written"]
@@ -243,7 +250,7 @@ def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
             "raw bytes'; or --log-net-log=FILE --net-log-capture-mode=Everything)")
     skipped = []
     if kinds.get("other"):
-        skipped.append(f"{kinds['other']} not HTTP/2 (HTTP/1.1 or other)")
+        skipped.append(f"{kinds['other']} neither HTTP/2 nor HTTP/1.x with its bytes")
     if kinds.get("quic"):
         skipped.append(f"{kinds['quic']} QUIC (HTTP/3: start Chrome with --disable-quic "
                        "to see it over HTTP/2)")

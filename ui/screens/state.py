@@ -304,8 +304,8 @@ def connection_text(conn: ConnInfo) -> Text:
         out.append(f"  error     {error}\n", "bold red")
     if meta.get("mode") in IMPORTED_MODES:
         # Not relayed by h2scope: one TLS connection, client to server, seen from outside.
-        _leg(out, f"TLS (the client and the server, as the {meta.get('via', 'import')} "
-             "saw it)", meta.get("client_tls"))
+        _leg(out, "TLS between the client and the server (imported, not relayed by h2scope)",
+             meta.get("client_tls"))
     else:
         _leg(out, "client leg (the client and h2scope)", meta.get("client_tls"))
         _leg(out, "server leg (h2scope and the server)", meta.get("server_tls"))

@@ -322,9 +322,50 @@ def test_http1_and_quic_are_counted_not_imported(tmp_path: Path) -> None:
     log.add("SOCKET_ALIVE", 20, phase=2)
     log.add("QUIC_SESSION", 30, "QUIC_SESSION", phase=1)
     summary, _ = imported(log.text(mode="IncludeSensitive"), tmp_path)
-    # (the HTTP/2 session is rebuilt from its events: it logged none but its start)
+    # (the HTTP/2 session is rebuilt from its events: it logged none but its start;
+    # without bytes, HTTP/1.1 is known by its ALPN only)
     assert summary.connections == {"h2": 1, "other": 1, "quic": 1}
     assert summary.frames == 0
+
+
+def test_http1_with_its_bytes_is_recorded_as_messages(tmp_path: Path) -> None:
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    log = Log()
+    log.add("SOCKET_ALIVE", 20, phase=1)
+    log.add("TCP_CONNECT", 20, phase=2, local_address="10.0.0.2:40000",
+            remote_address="192.0.2.7:443")
+    log.add("SSL_CONNECT", 20, phase=1)
+    log.add("SSL_CONNECT", 20, phase=2, cipher_suite=4865, next_proto="http/1.1",
+            version="TLS 1.3")
+    for name, data in (
+            ("SENT", b"GET /old HTTP/1.1\r\nHost: legacy.test\r\n\r\n"),
+            ("RECEIVED", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"),
+            ("RECEIVED", b"\r\n0\r\n\r\n"),
+            ("SENT", b"GET /next HTTP/1.1\r\nHost: legacy.test\r\n\r\n"),
+            ("RECEIVED", b"HTTP/1.1 304 Not Modified\r\n\r\n")):
+        log.add(f"SSL_SOCKET_BYTES_{name}", 20, byte_count=len(data),
+                bytes=base64.b64encode(data).decode())
+    log.add("SOCKET_ALIVE", 20, phase=2)
+    summary, out = imported(log.text(), tmp_path)
+    assert summary.connections == {"http1": 1} and summary.http1_messages == 4
+    with CaptureReader(out) as reader:
+        records = list(reader.records())
+    (meta,) = [r.json() for r in records if r.type == RecordType.CONNECTION]
+    assert meta["protocol"] == "http/1.1" and meta["target"] == "legacy.test:443"
+    assert meta["client_tls"]["alpn"] == "http/1.1"
+    raw = b"".join(r.body for r in records if r.type == RecordType.RAW and not r.direction)
+    assert raw.startswith(b"GET /old") and raw.endswith(b"legacy.test\r\n\r\n")
+    cap = CaptureFile(out)
+    try:
+        session = Session(cap)
+        load(session, cap)
+        heads = [h.split("\r\n", 1)[0] for _, _, h in session.conns[1].http1]
+    finally:
+        cap.close()
+    assert heads == ["GET /old HTTP/1.1", "HTTP/1.1 200 OK", "GET /next HTTP/1.1",
+                     "HTTP/1.1 304 Not Modified"]
 
 
 def test_the_import_command_reads_a_gzipped_net_log_and_reports(
