@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
+from proxy.capture.http1_split import Http1Recording
 from proxy.capture.pcap import ACK, FIN, RST, SYN, Segment, packets, tcp_segment
 from proxy.capture.replay import lost_part
 from proxy.capture.tap import RecordingObserver
@@ -154,6 +155,9 @@ class _Upgrade:
     server: bytearray = field(default_factory=bytearray)
     request: RequestHead | None = None
     gave_up: bool = False
+    seen: list[tuple[Direction, bytes, float]] = field(default_factory=list)
+    """Every chunk so far, in capture order: an HTTP/1.x connection that does not
+    upgrade is recorded from its first byte."""
 
 
 @dataclass
@@ -179,6 +183,9 @@ class _Connection:
     plain_kind: str | None = None
     """What the cleartext turned out to be: h2c, h2 (over TLS), other, tls-other."""
     plain_pending: list[tuple[Direction, bytes, float]] = field(default_factory=list)
+    h1: Http1Recording | None = None
+    """An HTTP/1.x connection (cleartext that did not upgrade, or decrypted TLS),
+    recorded as messages."""
 
 
 @dataclass
@@ -193,6 +200,7 @@ class ImportSummary:
     """TCP connections by kind: h2c, h2 (TLS, decrypted), tls (no key log),
     tls-undecrypted, tls-other (decrypted, not HTTP/2), other, late."""
     frames: int = 0
+    http1_messages: int = 0
     gaps: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """TLS connections the key log did not open, and why."""
@@ -259,10 +267,10 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
             if conn.closed_by is None:
                 conn.closed_by = "client" if direction is Direction.C2S else "server"
         if seg.flags & RST or (conn.sides[0].fin and conn.sides[1].fin):
-            _finish(conn, writer, seg.t, summary, reset=bool(seg.flags & RST))
+            _finish(conn, writer, seg.t, summary, ids, reset=bool(seg.flags & RST))
             del conns[(conn.client, conn.server)]
     for conn in list(conns.values()):
-        _finish(conn, writer, t, summary, ended=False)
+        _finish(conn, writer, t, summary, ids, ended=False)
     return summary
 
 
@@ -362,6 +370,9 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
 def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
            writer: CaptureWriter, summary: ImportSummary, ids: _Ids) -> None:
     """The next cleartext bytes (TCP payload for h2c, decrypted for TLS)."""
+    if conn.h1 is not None:
+        summary.http1_messages += conn.h1.feed(direction, data, t)
+        return
     if conn.tap is None:
         if conn.plain_kind is not None:
             return  # not HTTP/2
@@ -370,6 +381,10 @@ def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
             return
         tls = conn.tls
         if not data.startswith(CONNECTION_PREFACE[:len(data)]):
+            if tls is not None and looks_like_http1_request(data):
+                early, conn.plain_pending = conn.plain_pending, []
+                _record_http1(conn, [*early, (direction, data, t)], writer, summary, ids)
+                return
             conn.plain_kind = "tls-other" if tls is not None else "other"
             _count_kind(summary, conn.plain_kind)
             return
@@ -388,6 +403,18 @@ def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
     conn.plain_kind = protocol
     _count_kind(summary, protocol)
     conn.conn_id = ids.take()
+    conn.tap = RecordingObserver(writer, conn.conn_id, _meta(conn, protocol, via),
+                                 t=conn.started, wall_clock=True)
+    for side in conn.sides:  # a gap found before the connection turned out HTTP/2
+        if side.lost is not None:
+            writer.lost(conn.conn_id, count=side.lost[0], reason=side.lost[1],
+                        t=conn.started, wall=conn.started, unit="bytes")
+            _excerpt(conn)
+    return conn.tap
+
+
+def _meta(conn: _Connection, protocol: str, via: str = "packet capture") -> dict[str, Any]:
+    """A connection record's metadata."""
     meta: dict[str, Any] = {
         "client": {"ip": conn.client[0], "port": conn.client[1]},
         "server": {"ip": conn.server[0], "port": conn.server[1]},
@@ -401,13 +428,7 @@ def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
             meta["sni"] = sni
             meta["server"]["host"] = sni
             meta["target"] = _hostport((sni, conn.server[1]))  # the name the client asked for
-    conn.tap = RecordingObserver(writer, conn.conn_id, meta, t=conn.started, wall_clock=True)
-    for side in conn.sides:  # a gap found before the connection turned out HTTP/2
-        if side.lost is not None:
-            writer.lost(conn.conn_id, count=side.lost[0], reason=side.lost[1],
-                        t=conn.started, wall=conn.started, unit="bytes")
-            _excerpt(conn)
-    return conn.tap
+    return meta
 
 
 def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
@@ -420,8 +441,12 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
     if conn.tap is not None:
         summary.frames += _count(conn.tap.feed(direction, data, t))
         return
+    if conn.h1 is not None:
+        summary.http1_messages += conn.h1.feed(direction, data, t)
+        return
     if up.gave_up:
         return
+    up.seen.append((direction, data, t))
     (up.client if direction is Direction.C2S else up.server).extend(data)
     try:
         if up.request is None:
@@ -436,8 +461,11 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
         if response.status != 101:
             raise Http1Error(f"the server answered {response.status}")
     except Http1Error:
-        _not_upgraded(conn, summary)
+        up.gave_up = True
+        _record_http1(conn, up.seen, writer, summary, ids)
+        up.seen = []
         return
+    up.seen = []
     settings, headers = h2c_upgrade(up.request)
     tap = _open_tap(conn, "h2c", writer, summary, ids, via="packet capture, Upgrade: h2c")
     summary.frames += _count(tap.upgrade_h2c(http2_settings=settings or b"",
@@ -463,10 +491,16 @@ def _head(buf: bytearray, parse: Callable[[bytes], _H]) -> _H | None:
     return head
 
 
-def _not_upgraded(conn: _Connection, summary: ImportSummary) -> None:
-    assert conn.upgrade is not None
-    conn.upgrade.gave_up = True
-    _count_kind(summary, "other")
+def _record_http1(conn: _Connection, chunks: list[tuple[Direction, bytes, float]],
+                  writer: CaptureWriter, summary: ImportSummary, ids: _Ids) -> None:
+    """The connection speaks HTTP/1.x (and will not upgrade to h2c): record it as
+    messages, as the proxy records one, from its first byte."""
+    conn.plain_kind = "http1"
+    _count_kind(summary, "http1")
+    conn.conn_id = ids.take()
+    conn.h1 = Http1Recording(writer, conn.conn_id, _meta(conn, "http/1.1"), conn.started)
+    for d, chunk, te in chunks:
+        summary.http1_messages += conn.h1.feed(d, chunk, te)
 
 
 def _count_kind(summary: ImportSummary, kind: str) -> None:
@@ -511,8 +545,8 @@ def _excerpt(conn: _Connection) -> None:
         lost_part(conn.tap.observer)
 
 
-def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportSummary, *,
-            reset: bool = False, ended: bool = True) -> None:
+def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportSummary,
+            ids: _Ids, *, reset: bool = False, ended: bool = True) -> None:
     for direction in (Direction.C2S, Direction.S2C):
         side = conn.sides[direction]
         if side.ahead and not side.gap:
@@ -521,17 +555,21 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
                  summary)
     if conn.kind is None and conn.pending:
         _count_kind(summary, "other")
-    elif conn.upgrade is not None and conn.tap is None and not conn.upgrade.gave_up:
-        _count_kind(summary, "other")  # HTTP/1.1 that never got (or asked for) its 101
+    elif conn.upgrade is not None and conn.tap is None and conn.h1 is None \
+            and not conn.upgrade.gave_up:  # HTTP/1.x that may have upgraded, had it gone on
+        _record_http1(conn, conn.upgrade.seen, writer, summary, ids)
     elif conn.tls is not None and conn.plain_kind is None and conn.tap is None:
         _count_kind(summary, "tls-undecrypted")
         if conn.tls.problem:
             summary.problems.append(f"{_hostport(conn.client)} → {_hostport(conn.server)}: "
                                     f"{conn.tls.problem}")
+    error = "reset (TCP RST)" if reset else (
+        None if ended else "still open when the capture ended")
     if conn.tap is not None:
-        error = "reset (TCP RST)" if reset else (
-            None if ended else "still open when the capture ended")
         conn.tap.close(t, closed_by=conn.closed_by if ended else None, error=error)
+    elif conn.h1 is not None:
+        summary.http1_messages += conn.h1.close(
+            t, closed_by=conn.closed_by if ended else None, error=error)
 
 
 def _hostport(addr: tuple[str, int]) -> str:

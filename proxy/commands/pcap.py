@@ -186,13 +186,19 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
     if isinstance(summary, NetlogSummary):
         return netlog_report(summary, src, out)
     kinds = summary.connections
-    h2c, h2 = kinds.get("h2c", 0), kinds.get("h2", 0)
+    h2c, h2, h1 = kinds.get("h2c", 0), kinds.get("h2", 0), kinds.get("http1", 0)
     lines = []
-    if h2c or h2:
-        how = ", ".join(part for part in (f"{h2c} h2c" if h2c else "",
-                                          f"{h2} TLS decrypted" if h2 else "") if part)
-        lines.append(f"imported {h2c + h2} HTTP/2 connection{'s' * (h2c + h2 != 1)} ({how}), "
-                     f"{summary.frames:,} frames, from {src} to {out}")
+    if h2c or h2 or h1:
+        parts = []
+        if h2c or h2:
+            how = ", ".join(part for part in (f"{h2c} h2c" if h2c else "",
+                                              f"{h2} TLS decrypted" if h2 else "") if part)
+            parts.append(f"{h2c + h2} HTTP/2 connection{'s' * (h2c + h2 != 1)} ({how}), "
+                         f"{summary.frames:,} frames")
+        if h1:
+            parts.append(f"{h1} HTTP/1.x connection{'s' * (h1 != 1)}, "
+                         f"{summary.http1_messages:,} messages")
+        lines.append(f"imported {' and '.join(parts)}, from {src} to {out}")
     else:
         what = "HTTP/2" if keys else "cleartext HTTP/2"
         lines.append(f"h2scope import: no {what} connection in {src} "
@@ -211,7 +217,7 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
     if kinds.get("late"):
         skipped.append(f"{kinds['late']} whose start is not in the capture")
     if kinds.get("other"):
-        skipped.append(f"{kinds['other']} not HTTP/2 (no preface, no h2c upgrade)")
+        skipped.append(f"{kinds['other']} neither HTTP/2 nor HTTP/1.x")
     if skipped:
         lines.append("skipped TCP connections: " + "; ".join(skipped))
     if summary.skipped_packets:

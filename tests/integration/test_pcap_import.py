@@ -208,7 +208,10 @@ def test_tls_connections_decrypt_with_the_clients_key_log(
     said = capsys.readouterr().out
     assert f"imported {len(_TLS_CLIENTS)} HTTP/2 connections ({len(_TLS_CLIENTS)} TLS " \
         "decrypted)" in said
-    assert "1 TLS, decrypted, not HTTP/2" in said  # the HTTP/1.1 one
+    assert "and 1 HTTP/1.x connection" in said  # the HTTP/1.1 one, recorded as messages
+    with CaptureReader(out) as reader:
+        h1_heads = [r.http1()[0] for r in reader.records() if r.type == RecordType.HTTP1]
+    assert any(h.startswith(b"GET /index.html HTTP/1.1\r\n") for h in h1_heads), h1_heads
     assert "gap:" not in said  # (dumpcap kept every packet)
     types, data_bytes, statuses = _tshark_frames(pcap, "-o", f"tls.keylog_file:{keys}")
     our_types, our_bytes, our_statuses, objs = _ours(out)
@@ -217,8 +220,11 @@ def test_tls_connections_decrypt_with_the_clients_key_log(
     assert our_statuses == statuses == {"200"}
     assert not any(o["findings"] for o in objs)
     with CaptureReader(out) as reader:
-        legs = [r.json()["client_tls"] for r in reader.records()
-                if r.type == RecordType.CONNECTION]
+        metas = [r.json() for r in reader.records() if r.type == RecordType.CONNECTION]
+    legs = [m["client_tls"] for m in metas if m["protocol"] == "h2"]
+    (h1_leg,) = [m["client_tls"] for m in metas if m["protocol"] == "http/1.1"]
+    # (curl --http1.1 offers only http/1.1, which nghttpd does not choose: no ALPN)
+    assert h1_leg["alpn_offered"] == ["http/1.1"] and h1_leg["alpn"] is None
     assert sorted((leg["version"], leg["cipher"]) for leg in legs) == sorted([
         ("TLSv1.3", "TLS_AES_256_GCM_SHA384"), ("TLSv1.3", "TLS_AES_128_GCM_SHA256"),
         ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"),
@@ -242,7 +248,7 @@ def test_tls_connections_decrypt_with_the_clients_key_log(
 def test_an_h2c_upgrade_is_followed_from_its_101(tmp_path: Path) -> None:
     """curl --http2 on http:// asks for Upgrade: h2c (RFC 7540 §3.2); once the
     server's 101 is in the capture, stream 1 is that request and what follows
-    is HTTP/2. A plain HTTP/1.1 request beside it is counted, not decoded.
+    is HTTP/2. A plain HTTP/1.1 exchange beside it is recorded as its messages.
     (nghttpd does not implement the upgrade; the Python h2 origin does.)"""
     origin = ServerThread(upgrade=True)
     pcap = tmp_path / "upgrade.pcapng"
@@ -258,9 +264,11 @@ def test_an_h2c_upgrade_is_followed_from_its_101(tmp_path: Path) -> None:
         origin.close()
     out = tmp_path / "upgrade.h2scope"
     summary = _import_file(pcap, out)
-    assert summary.connections == {"h2c": 1, "other": 1}
+    assert summary.connections == {"h2c": 1, "http1": 1}
     with CaptureReader(out) as reader:
         records = list(reader.records())
+    heads = [r.http1()[0].split(b"\r\n", 1)[0] for r in records if r.type == RecordType.HTTP1]
+    assert heads == [b"GET /plain HTTP/1.1", b"HTTP/1.1 200 OK"], heads
     upgrade = next(r.json() for r in records if r.type == RecordType.H2C_UPGRADE)
     assert dict(upgrade["request_headers"])[":path"] == "/upgraded"
     events = [ev for _, ev in replay_observer(out)]

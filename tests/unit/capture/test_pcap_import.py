@@ -288,7 +288,7 @@ def test_a_hole_that_never_fills_is_given_up_after_max_ahead(tmp_path: Path,
     assert len(summary.gaps) == 1 and "100 bytes of the server's" in summary.gaps[0]  # type: ignore[attr-defined]
 
 
-def test_tls_other_and_late_connections_are_counted_not_decoded(tmp_path: Path) -> None:
+def test_tls_and_late_connections_are_counted_and_http1_recorded(tmp_path: Path) -> None:
     tls = [_tcp(("10.0.0.3", 1), SERVER, 0, SYN),
            _tcp(("10.0.0.3", 1), SERVER, 1, ACK, b"\x16\x03\x01\x00\x05hello")]
     http1 = [_tcp(("10.0.0.4", 2), SERVER, 0, SYN),
@@ -298,9 +298,19 @@ def test_tls_other_and_late_connections_are_counted_not_decoded(tmp_path: Path) 
     pcap = _pcap(tmp_path / "mix.pcap", [(1.0, _ethernet(p)) for p in [*tls, *http1, *late, udp]])
     out = tmp_path / "mix.h2scope"
     summary = _import(pcap, out)
-    assert summary.connections == {"tls": 1, "other": 1, "late": 1}  # type: ignore[attr-defined]
+    assert summary.connections == {"tls": 1, "http1": 1, "late": 1}  # type: ignore[attr-defined]
     assert summary.skipped_packets == 1  # type: ignore[attr-defined]
-    assert main(["import", str(pcap), "-o", str(tmp_path / "none.h2scope")]) == 1
+    # The HTTP/1.1 connection is recorded as the proxy records one: its bytes and
+    # its message heads (here a request that got no answer: cut short at the end).
+    with CaptureReader(out) as reader:
+        records = list(reader.records())
+    (meta,) = [r.json() for r in records if r.type == RecordType.CONNECTION]
+    assert meta["protocol"] == "http/1.1" and meta["client"]["ip"] == "10.0.0.4"
+    (message,) = [r for r in records if r.type == RecordType.HTTP1]
+    assert message.http1()[0] == b"GET / HTTP/1.1\r\n\r\n" and not message.truncated
+    # Nothing but encrypted TLS and a connection begun before the capture: exit 1.
+    only = _pcap(tmp_path / "only.pcap", [(1.0, _ethernet(p)) for p in [*tls, *late]])
+    assert main(["import", str(only), "-o", str(tmp_path / "none.h2scope")]) == 1
     assert not (tmp_path / "none.h2scope").exists()
 
 
