@@ -4,17 +4,35 @@ One :class:`Exchange` per stream that carried a request: its header lists,
 bodies, trailers, timings (wall clock of the frames), frame counts, resets and
 findings. Built purely from :class:`~proxy.capture.replay.Replayed` items, so
 it works the same for any source of records.
+
+An HTTP/1.x connection's exchanges come from its RAW bytes, split into
+messages again (:mod:`proxy.capture.http1_split`): its requests in order,
+each paired with its final response (1xx ones before it are informational).
+Their header lists start with the pseudo-header fields HTTP/2 would carry
+(``:method``, ``:scheme``, ``:authority``, ``:path``; ``:status``), then the
+fields as sent, names in their case.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.capture.format import RecordType
+from proxy.capture.http1_split import Http1Splitter, Message
 from proxy.capture.reader import Record
 from proxy.capture.replay import Replayed
+from proxy.net.http1 import (
+    Http1Error,
+    RequestHead,
+    ResponseHead,
+    absolute_target,
+    parse_request_head,
+    parse_response_head,
+)
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import ConnectionFindingRaised, FrameObserved
 from proxy.observe.findings import Finding
@@ -62,6 +80,12 @@ class Exchange:
     """An RFC 8441 WebSocket: its DATA carries WebSocket frames (kept in ws_data)."""
     ws_data: list[tuple[int, float, bytes]] = field(default_factory=list)
     """(direction, wall clock, payload) of a WebSocket stream's DATA frames."""
+    http_version: str = "h2"
+    """``h2``, or an HTTP/1.x connection's version (``HTTP/1.1``)."""
+    status_text: str = ""
+    """HTTP/1.x: the response's reason phrase."""
+    head_sizes: list[int] = field(default_factory=lambda: [-1, -1])
+    """HTTP/1.x: the request's and the response's head, bytes as sent."""
 
     @property
     def frame_count(self) -> int:
@@ -70,7 +94,7 @@ class Exchange:
     def header(self, name: str, response: bool = False) -> str | None:
         headers = self.response_headers if response else self.request_headers
         for n, v in headers or ():
-            if n == name:
+            if n == name or (self.http_version != "h2" and n.lower() == name):
                 return v
         return None
 
@@ -88,6 +112,7 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
     """Group replayed frames into exchanges, optionally one connection or stream."""
     out = Exchanges()
     by_key: dict[tuple[int, int], Exchange] = {}
+    http1: dict[int, _Http1Exchanges] = {}
 
     def get(c: int, sid: int) -> Exchange:
         ex = by_key.get((c, sid))
@@ -102,7 +127,17 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
         if conn is not None and c != conn:
             continue
         if rec.type == RecordType.CONNECTION:
-            out.connections[c] = rec.json()
+            meta = out.connections[c] = rec.json()
+            if str(meta.get("protocol", "h2")).startswith("http/1"):
+                http1[c] = _Http1Exchanges(c, meta, out)
+            continue
+        h1 = http1.get(c)
+        if h1 is not None:
+            if rec.type == RecordType.RAW:
+                h1.feed(rec.direction, rec.body, rec.wall)
+            elif rec.type == RecordType.CLOSE:
+                h1.close(rec.wall)
+                del http1[c]
             continue
         for ev in item.events:
             if isinstance(ev, ConnectionFindingRaised) and ev.finding.stream_id:
@@ -173,6 +208,82 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                     ex.response_headers = headers
                 else:
                     ex.response_trailers = headers
-    if stream is not None:
-        out.items = [ex for ex in out.items if ex.stream_id == stream]
+    for h1 in http1.values():  # (connections the capture did not see end)
+        h1.close(None)
+    if stream is not None:  # (an HTTP/1.x connection has no streams)
+        out.items = [ex for ex in out.items if ex.stream_id == stream and ex.http_version == "h2"]
     return out
+
+
+class _Http1Exchanges:
+    """An HTTP/1.x connection's exchanges, from its bytes."""
+
+    def __init__(self, conn_id: int, meta: dict[str, Any], out: Exchanges) -> None:
+        self.conn_id = conn_id
+        self.scheme = "https" if meta.get("client_tls") else "http"
+        self.out = out
+        self.splitter = Http1Splitter(keep_bodies=True)
+        self.waiting: deque[Exchange] = deque()
+        self.early: list[tuple[Message, ResponseHead]] = []
+        """Responses complete before their request (a 100 Continue comes before the
+        body it asks for): given to the next request."""
+        self.count = 0
+
+    def feed(self, direction: Direction, data: bytes, wall: float | None) -> None:
+        for m in self.splitter.feed(direction, data, wall or 0.0):
+            self._message(m)
+
+    def close(self, wall: float | None) -> None:
+        for m in self.splitter.close(wall or 0.0):
+            self._message(m)
+
+    def _message(self, m: Message) -> None:
+        try:
+            if m.direction is Direction.C2S:
+                self._request(m, parse_request_head(m.head))
+            else:
+                self._response(m, parse_response_head(m.head))
+        except Http1Error:
+            return
+
+    def _request(self, m: Message, head: RequestHead) -> None:
+        self.count += 1
+        target = head.target
+        authority = head.get("host") or ""
+        scheme = self.scheme
+        if target.startswith(("http://", "https://")):
+            with contextlib.suppress(Http1Error):
+                scheme, host, port, target = absolute_target(target)
+                default = 80 if scheme == "http" else 443
+                authority = host if port == default else f"{host}:{port}"
+        pseudo = ((":method", head.method), (":scheme", scheme), (":authority", authority),
+                  (":path", target))
+        ex = Exchange(self.conn_id, self.count, request_headers=pseudo + head.headers,
+                      http_version=head.version or "HTTP/1.1", started=m.started,
+                      request_end=m.ended, request_body=bytearray(m.body),
+                      request_body_truncated=not m.complete, request_sent=len(m.body),
+                      head_sizes=[len(m.head), -1])
+        self.out.items.append(ex)
+        self.waiting.append(ex)
+        early, self.early = self.early, []
+        for response in early:
+            self._response(*response)
+
+    def _response(self, m: Message, head: ResponseHead) -> None:
+        if not self.waiting:
+            self.early.append((m, head))
+            return
+        ex = self.waiting[0]
+        headers = ((":status", str(head.status)), *head.headers)
+        if 100 <= head.status < 200 and head.status != 101:
+            ex.informational.append(headers)
+            return
+        self.waiting.popleft()
+        ex.response_headers = headers
+        ex.status_text = head.reason
+        ex.head_sizes[1] = len(m.head)
+        ex.response_start = m.started
+        ex.response_end = m.ended
+        ex.response_body = bytearray(m.body)
+        ex.response_body_truncated = not m.complete
+        ex.response_sent = len(m.body)

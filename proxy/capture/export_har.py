@@ -1,9 +1,11 @@
 """HAR 1.2 export (http://www.softwareishard.com/blog/har-12-spec/).
 
-One entry per stream that carried a request. HTTP/2 specifics that HAR has
-no field for go in a custom ``_h2scope`` object per entry (custom fields must
-start with an underscore, HAR 1.2 "Custom Fields"): the connection, stream id,
-frame counts, resets, findings and push origin.
+One entry per stream that carried a request, and one per request of an
+HTTP/1.x connection (``httpVersion`` says which). HTTP/2 specifics that HAR
+has no field for go in a custom ``_h2scope`` object per entry (custom fields
+must start with an underscore, HAR 1.2 "Custom Fields"): the connection,
+stream id, frame counts, resets, findings and push origin; for HTTP/1.x the
+connection, the request's number on it and its informational responses.
 """
 
 from __future__ import annotations
@@ -99,15 +101,16 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     send = _ms(ex.started, ex.request_end)
     wait = _ms(ex.request_end, ex.response_start)
     receive = _ms(ex.response_start, ex.response_end)
+    h1 = ex.http_version != "h2"
     request: dict[str, Any] = {
         "method": ex.header(":method") or "",
         "url": url,
-        "httpVersion": "h2",
+        "httpVersion": ex.http_version,
         "cookies": _cookies(ex.request_headers, "cookie"),
         "headers": _headers(ex.request_headers),
         "queryString": [{"name": k, "value": v}
                         for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
-        "headersSize": _size(ex.request_headers),
+        "headersSize": ex.head_sizes[0] if h1 else _size(ex.request_headers),
         "bodySize": max(len(ex.request_body), ex.request_sent),
     }
     if ex.request_body or ex.header("content-type"):
@@ -121,18 +124,22 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         request["postData"] = post
     response: dict[str, Any] = {
         "status": status,
-        "statusText": "",
-        "httpVersion": "h2",
+        "statusText": ex.status_text,
+        "httpVersion": ex.http_version,
         "cookies": _cookies(ex.response_headers, "set-cookie"),
         "headers": _headers(ex.response_headers),
         "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated,
                             ex.response_sent),
         "redirectURL": ex.header("location", response=True) or "",
-        "headersSize": _size(ex.response_headers),
+        "headersSize": ex.head_sizes[1] if h1 else _size(ex.response_headers),
         "bodySize": max(len(ex.response_body), ex.response_sent),
     }
     server = meta.get("server") or {}
-    h2: dict[str, Any] = {
+    h2: dict[str, Any] = {"connection": ex.conn_id, "protocol": ex.http_version,
+                          "request_number": ex.stream_id,
+                          "informational": [[list(h) for h in hs] for hs in ex.informational],
+                          "request_body_truncated": ex.request_body_truncated,
+                          "response_body_truncated": ex.response_body_truncated} if h1 else {
         "connection": ex.conn_id,
         "stream_id": ex.stream_id,
         "frames": dict(ex.frames),

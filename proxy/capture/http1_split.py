@@ -46,6 +46,8 @@ class Message:
     body_size: int
     """Body bytes on the wire (chunked framing included)."""
     complete: bool
+    body: bytes = b""
+    """The body without its chunked framing (kept only with ``keep_bodies``)."""
 
 
 class _Side:
@@ -59,12 +61,14 @@ class _Side:
         self.body_size = 0
         self.chunk_state = "size"  # size, data, data-crlf, trailers
         self.stopped: str | None = None
+        self.body = bytearray()
 
 
 class Http1Splitter:
     """Feed each direction's bytes in order; get the messages as they complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_bodies: bool = False) -> None:
+        self.keep_bodies = keep_bodies
         self.sides = (_Side(Direction.C2S), _Side(Direction.S2C))
         self.methods: deque[str] = deque()
         """Methods of the requests whose final responses have not come yet."""
@@ -133,14 +137,19 @@ class Http1Splitter:
     def _body(self, side: _Side) -> bool:
         """Consume body bytes; True once the body is complete."""
         buf = side.buf
+        keep = self.keep_bodies
         if side.framing == Framing.LENGTH:
             take = min(side.remaining, len(buf))
+            if keep:
+                side.body += buf[:take]
             del buf[:take]
             side.remaining -= take
             side.body_size += take
             return side.remaining == 0
         if side.framing == Framing.UNTIL_CLOSE:
             side.body_size += len(buf)
+            if keep:
+                side.body += buf
             buf.clear()
             return False
         while buf:  # chunked
@@ -165,6 +174,8 @@ class Http1Splitter:
                     side.chunk_state = "data"
             elif side.chunk_state == "data":
                 take = min(side.remaining, len(buf))
+                if keep:
+                    side.body += buf[:take]
                 del buf[:take]
                 side.remaining -= take
                 side.body_size += take
@@ -182,7 +193,9 @@ class Http1Splitter:
 
     def _done(self, side: _Side, t: float, complete: bool = True) -> Message:
         assert side.head is not None
-        msg = Message(side.direction, side.head, side.started, t, side.body_size, complete)
+        msg = Message(side.direction, side.head, side.started, t, side.body_size, complete,
+                      bytes(side.body))
+        side.body.clear()
         side.head = None
         side.framing = Framing.NONE
         return msg

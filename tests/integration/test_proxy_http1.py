@@ -199,3 +199,42 @@ def test_socks5_to_a_closed_port_replies_connection_refused_and_says_why(
     errors = [e.message for e in proxy.events(ProxyErrorRaised) if e.stage == "connect"]
     assert len(errors) == 1 and f"cannot connect to 127.0.0.1:{closed}" in errors[0]
     assert [e.via for e in proxy.events(TargetChosen)] == ["SOCKS5"]
+
+
+def test_recorded_http1_exchanges_export_to_har(make_proxy: Callable[..., ProxyThread],
+                                                tmp_path: Path) -> None:
+    """The recording of plain HTTP/1.1 through the proxy holds the bytes and the
+    heads; the HAR export finds the exchanges in the bytes again: a chunked
+    response without its framing, an upload answered 100 Continue then 200."""
+    import base64
+    import json
+
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.writer import CaptureWriter
+    from proxy.cli import main
+
+    capture = tmp_path / "h1.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    proxy = make_proxy(sinks=(recorder,))
+    with http_server() as port:
+        code, out, err = curl("-x", proxy.url, f"http://127.0.0.1:{port}/chunked")
+        assert code == 0 and out == b"first second third", err
+        code, out, err = curl("-x", proxy.url, "-H", "Expect: 100-continue",
+                              "--data-binary", "x" * 5000, f"http://127.0.0.1:{port}/up")
+        assert code == 0, err
+        proxy.wait_closed(2)
+    proxy.close()
+    recorder.close()
+    har_path = tmp_path / "h1.har"
+    assert main(["export", str(capture), "--format", "har", "-o", str(har_path)]) == 0
+    entries = json.loads(har_path.read_text())["log"]["entries"]
+    got = [(e["request"]["method"], e["request"]["url"], e["request"]["httpVersion"],
+            e["response"]["status"]) for e in entries]
+    assert got == [("GET", f"http://127.0.0.1:{port}/chunked", "HTTP/1.1", 200),
+                   ("POST", f"http://127.0.0.1:{port}/up", "HTTP/1.1", 200)]
+    content = entries[0]["response"]["content"]  # (no content-type: base64)
+    assert content["encoding"] == "base64"
+    assert base64.b64decode(content["text"]) == b"first second third"
+    upload = entries[1]
+    assert upload["request"]["bodySize"] == 5000
+    assert upload["_h2scope"]["informational"][0][0] == [":status", "100"]

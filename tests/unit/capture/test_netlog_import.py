@@ -341,7 +341,8 @@ def test_http1_with_its_bytes_is_recorded_as_messages(tmp_path: Path) -> None:
             version="TLS 1.3")
     for name, data in (
             ("SENT", b"GET /old HTTP/1.1\r\nHost: legacy.test\r\n\r\n"),
-            ("RECEIVED", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"),
+            ("RECEIVED", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc"),
             ("RECEIVED", b"\r\n0\r\n\r\n"),
             ("SENT", b"GET /next HTTP/1.1\r\nHost: legacy.test\r\n\r\n"),
             ("RECEIVED", b"HTTP/1.1 304 Not Modified\r\n\r\n")):
@@ -366,6 +367,25 @@ def test_http1_with_its_bytes_is_recorded_as_messages(tmp_path: Path) -> None:
         cap.close()
     assert heads == ["GET /old HTTP/1.1", "HTTP/1.1 200 OK", "GET /next HTTP/1.1",
                      "HTTP/1.1 304 Not Modified"]
+    # HAR has them as HTTP/1.1 entries, bodies without their chunked framing.
+    import jsonschema
+
+    har_path = tmp_path / "h1.har"
+    assert main(["export", str(out), "--format", "har", "-o", str(har_path)]) == 0
+    har = json.loads(har_path.read_text())
+    schema = json.loads((Path(__file__).parent / "har12.schema.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(har)
+    got = [(e["request"]["method"], e["request"]["url"], e["request"]["httpVersion"],
+            e["response"]["status"], e["response"]["statusText"],
+            e["response"]["content"].get("text"), e["_h2scope"]["request_number"])
+           for e in har["log"]["entries"]]
+    assert got == [("GET", "https://legacy.test/old", "HTTP/1.1", 200, "OK", "abc", 1),
+                   ("GET", "https://legacy.test/next", "HTTP/1.1", 304, "Not Modified", None, 2)]
+    first = har["log"]["entries"][0]
+    assert first["request"]["headers"] == [{"name": "Host", "value": "legacy.test"}]
+    assert first["response"]["headersSize"] == len(b"HTTP/1.1 200 OK\r\nContent-Type: "
+                                                   b"text/plain\r\nTransfer-Encoding: "
+                                                   b"chunked\r\n\r\n")
 
 
 def test_the_import_command_reads_a_gzipped_net_log_and_reports(
