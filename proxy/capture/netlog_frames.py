@@ -49,6 +49,20 @@ def _int(value: object, default: int = 0) -> int:
     return int(m.group()) if m else default
 
 
+def _u32(value: object) -> int:
+    """A 32-bit field from a logged value (whatever the log holds, a field fits)."""
+    return _int(value) & 0xFFFFFFFF
+
+
+def _u31(value: object) -> int:
+    return _int(value) & 0x7FFFFFFF
+
+
+def _length(value: object) -> int:
+    """A payload length: 0 up to the largest a frame can carry (2^24 - 1)."""
+    return min(max(0, _int(value)), (1 << 24) - 1)
+
+
 def _bool(value: object) -> bool:
     return value is True or str(value).lower() == "true"
 
@@ -151,7 +165,8 @@ class SessionFrames:
     def event(self, name: str, params: dict[str, Any], t: float) -> None:
         """One of the session's events (others are ignored)."""
         if name == "HTTP2_SESSION_RECV_SETTING" and self.server_settings is not None:
-            self.server_settings.append((_int(params.get("id")), _int(params.get("value"))))
+            self.server_settings.append((_int(params.get("id")) & 0xFFFF,
+                                         _int(params.get("value")) & 0xFFFFFFFF))
             return
         if name != "HTTP2_SESSION_SEND_SETTINGS_ACK":
             self._flush_settings(t)
@@ -181,7 +196,7 @@ class SessionFrames:
         prefix = b""
         if _bool(p.get("has_priority")):
             flags |= 0x20
-            dep = _int(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive"))
+            dep = _u31(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive"))
                                                      else 0)
             prefix = dep.to_bytes(4, "big") + bytes((max(1, min(256, _int(p.get("weight"),
                                                                           16))) - 1,))
@@ -193,12 +208,12 @@ class SessionFrames:
                              0x1 if _bool(p.get("fin")) else 0, b"", t)
 
     def push_promise(self, p: dict[str, Any], t: float) -> None:
-        promised = _int(p.get("promised_stream_id")).to_bytes(4, "big")
+        promised = _u31(p.get("promised_stream_id")).to_bytes(4, "big")
         self._headers_frames(Direction.S2C, _int(p.get("id")), _headers(p.get("headers")), 0,
                              promised, t, ftype=0x5)
 
     def _data(self, direction: Direction, p: dict[str, Any], t: float) -> None:
-        size = max(0, _int(p.get("size")))
+        size = _length(p.get("size"))
         self._send(direction, frame(0x0, 0x1 if _bool(p.get("fin")) else 0,
                                     _int(p.get("stream_id")), bytes(size)), t)
 
@@ -209,8 +224,9 @@ class SessionFrames:
         self._data(Direction.S2C, p, t)
 
     def send_settings(self, p: dict[str, Any], t: float) -> None:
-        pairs = [(int(a), int(b)) for a, b in _SETTING.findall(" ".join(
-            str(s) for s in p.get("settings") or ()))]
+        listed = p.get("settings")
+        pairs = [(int(a) & 0xFFFF, int(b) & 0xFFFFFFFF) for a, b in _SETTING.findall(" ".join(
+            str(s) for s in (listed if isinstance(listed, list) else ())))]
         self._send(Direction.C2S, frame(0x4, 0, 0, b"".join(struct.pack(">HI", k, v)
                                                             for k, v in pairs)), t)
 
@@ -218,7 +234,7 @@ class SessionFrames:
         self.server_settings = []
 
     def _window_update(self, direction: Direction, p: dict[str, Any], t: float) -> None:
-        delta = _int(p.get("delta")) & 0x7FFFFFFF
+        delta = _u31(p.get("delta"))
         self._send(direction, frame(0x8, 0, _int(p.get("stream_id")), delta.to_bytes(4, "big")),
                    t)
 
@@ -229,22 +245,22 @@ class SessionFrames:
 
     def _rst(self, direction: Direction, p: dict[str, Any], t: float) -> None:
         self._send(direction, frame(0x3, 0, _int(p.get("stream_id")),
-                                    _int(p.get("error_code")).to_bytes(4, "big")), t)
+                                    _u32(p.get("error_code")).to_bytes(4, "big")), t)
 
     def recv_goaway(self, p: dict[str, Any], t: float) -> None:
-        debug = str(p.get("debug_data") or "").encode("utf-8", "replace")
-        payload = (_int(p.get("last_accepted_stream_id")).to_bytes(4, "big")
-                   + _int(p.get("error_code")).to_bytes(4, "big") + debug)
+        debug = str(p.get("debug_data") or "").encode("utf-8", "replace")[:MAX_FRAME - 8]
+        payload = (_u31(p.get("last_accepted_stream_id")).to_bytes(4, "big")
+                   + _u32(p.get("error_code")).to_bytes(4, "big") + debug)
         self._send(Direction.S2C, frame(0x7, 0, 0, payload), t)
 
     def priority(self, p: dict[str, Any], t: float) -> None:
-        dep = _int(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive")) else 0)
+        dep = _u31(p.get("parent_stream_id")) | (0x80000000 if _bool(p.get("exclusive")) else 0)
         weight = max(1, min(256, _int(p.get("weight"), 16))) - 1
         self._send(Direction.C2S, frame(0x2, 0, _int(p.get("stream_id")),
                                         dep.to_bytes(4, "big") + bytes((weight,))), t)
 
     def greased(self, p: dict[str, Any], t: float) -> None:
-        size = max(0, _int(p.get("length")))
+        size = _length(p.get("length"))
         self._send(Direction.C2S, frame(_int(p.get("type")) & 0xFF, _int(p.get("flags")) & 0xFF,
                                         _int(p.get("stream_id")), bytes(size)), t)
 

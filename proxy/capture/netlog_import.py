@@ -238,8 +238,13 @@ class _Importer:
     def constants(self, c: object) -> None:
         if not isinstance(c, dict) or not isinstance(c.get("logEventTypes"), dict):
             raise NetlogError("its constants have no logEventTypes: not a Chrome net log")
-        self.types = {int(v): str(k) for k, v in c["logEventTypes"].items()}
-        self.source_types = {int(v): str(k) for k, v in (c.get("logSourceType") or {}).items()}
+        try:
+            self.types = {int(v): str(k) for k, v in c["logEventTypes"].items()}
+            sources = c.get("logSourceType") or {}
+            self.source_types = {int(v): str(k) for k, v in dict(sources).items()}
+        except (TypeError, ValueError) as exc:
+            raise NetlogError(f"its constants are damaged (logEventTypes, logSourceType: "
+                              f"{exc})") from None
         try:
             self.offset = float(c.get("timeTickOffset") or 0)
         except (TypeError, ValueError):
@@ -324,7 +329,7 @@ class _Importer:
             if e.get("phase") == 2:
                 self.tls_done(sock, params)
         elif name == "SSL_HANDSHAKE_MESSAGE_SENT" and str(params.get("type")) == "1":
-            if "client_hello" not in sock.tls_meta and params.get("bytes"):
+            if "client_hello" not in sock.tls_meta and isinstance(params.get("bytes"), str):
                 self.client_hello(sock, params["bytes"])
         elif name == "SSL_CERTIFICATES_RECEIVED":
             self.certificate(sock, params.get("certificates"))

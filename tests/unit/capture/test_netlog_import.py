@@ -21,6 +21,8 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.capture.format import RecordType
 from proxy.capture.netlog_import import NetlogError, import_netlog, looks_like_netlog
@@ -290,6 +292,9 @@ def test_a_log_that_ends_early_is_read_to_its_last_whole_event(tmp_path: Path) -
     ('{"constants": {"x": 1}, "events": []}', "no logEventTypes"),
     ('{"constants": {"logEventTypes": {"A": 1},', "ends before its constants"),
     ('{"constants": {"logEventTypes": nope},\n"events": []}', "malformed JSON"),
+    ('{"constants": {"logEventTypes": {"A": "one"}},\n"events": []}', "constants are damaged"),
+    ('{"constants": {"logEventTypes": {}, "logSourceType": [1]},\n"events": []}',
+     "constants are damaged"),
 ])
 def test_what_is_not_a_net_log_is_refused_by_name(text: str, message: str,
                                                    tmp_path: Path) -> None:
@@ -548,3 +553,62 @@ def test_har_of_a_rebuilt_session_gives_body_sizes_without_bodies(tmp_path: Path
     assert response["bodySize"] == 1000 and response["content"]["size"] == 1000
     assert "only 0 of the body's 1000 bytes were kept" in response["content"]["comment"]
     assert entries["upload"]["request"]["bodySize"] == 300
+
+
+_ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=20)
+    | st.sampled_from(["True", "8 (CANCEL)", "[::1]:443", "AAAABAEAAAAA", "h2", "1",
+                       "UFJJICogSFRUUC8yLjANCg0KU00NCg0K", "TLS 1.3"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=3),
+    max_leaves=6)
+_PARAM_NAMES = ["bytes", "byte_count", "headers", "stream_id", "fin", "size", "delta",
+                "settings", "id", "value", "source_dependency", "host", "proxy",
+                "local_address", "remote_address", "next_proto", "cipher_suite", "version",
+                "certificates", "type", "unique_id", "is_ack", "error_code", "has_priority",
+                "weight", "parent_stream_id", "exclusive", "length", "flags", "net_error",
+                "description", "promised_stream_id", "last_accepted_stream_id", "debug_data"]
+_EVENTS = st.lists(st.fixed_dictionaries({
+    "type": st.integers(0, len(TYPES) - 1) | _ANY_VALUE,
+    "phase": st.sampled_from([0, 1, 2]) | _ANY_VALUE,
+    "source": st.fixed_dictionaries({"id": st.integers(1, 4) | _ANY_VALUE,
+                                     "type": st.sampled_from([10, 11, 12]) | _ANY_VALUE}),
+    "time": st.integers(0, 10**6).map(str) | _ANY_VALUE,
+    "params": st.dictionaries(st.sampled_from(_PARAM_NAMES), _ANY_VALUE, max_size=5),
+}), max_size=25)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=_EVENTS, mode=st.sampled_from(["Everything", "Default"]))
+def test_any_events_import_without_a_crash(events: list[dict[str, Any]], mode: str,
+                                           tmp_path: Path) -> None:
+    """Whatever a (damaged, hand-edited, other-version) log's events hold, the
+    import reads them to the end: no exception but NetlogError escapes."""
+    log = Log()
+    log.events = events
+    with CaptureWriter(tmp_path / "fuzz.h2scope") as writer:
+        try:
+            import_netlog(io.StringIO(log.text(mode=mode)), writer)
+        except NetlogError:
+            pass
+
+
+@pytest.mark.parametrize("odd", [123, None, [1, "x"], {"id": "x"}, "x", True, -1, 2**70])
+def test_every_event_with_odd_params_imports_without_a_crash(odd: object,
+                                                             tmp_path: Path) -> None:
+    """Each event type, each of its parameters set to a value of the wrong type or
+    range, in the middle of a real session — both with and without raw bytes."""
+    for mode in ("Everything", "Default"):
+        for name in TYPES:
+            log = Log()
+            h2_socket(log) if mode == "Everything" else h2_session(log)
+            source, stype = (7, "SOCKET") if "SESSION" not in name else (8, "HTTP2_SESSION")
+            for phase in (0, 1, 2):
+                for params in (dict.fromkeys(_PARAM_NAMES, odd),
+                               {**dict.fromkeys(_PARAM_NAMES, odd), "type": "1"}):
+                    log.events.insert(len(log.events) // 2, {
+                        "phase": phase, "source": {"id": source, "type": SOURCES[stype]},
+                        "time": "1500", "type": TYPES.index(name), "params": params})
+            with CaptureWriter(tmp_path / f"{name}.h2scope") as writer:
+                import_netlog(io.StringIO(log.text(mode=mode)), writer)
