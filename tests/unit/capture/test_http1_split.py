@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.capture.http1_split import Http1Splitter, Message
 from proxy.observe.enums import Direction
@@ -81,3 +83,26 @@ def test_bytes_that_do_not_parse_stop_that_direction() -> None:
     assert split.feed(S, b"HTTP/1.1 200 OK\r\n\r\n", 0.1) == []
     assert starts(split.feed(C, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.2)) == [
         ("C2S", "GET / HTTP/1.1", 0, True)]
+
+
+_PIECES = st.sampled_from([
+    b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"Content-Length: 3\r\n", b"Content-Length: -1\r\n", b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: gzip\r\n", b"\r\n", b"3\r\nabc\r\n", b"0\r\n\r\n", b"zz\r\n",
+    b"HEAD / HTTP/1.1\r\n", b"CONNECT a:1 HTTP/1.1\r\n", b"HTTP/1.1 101 Switching\r\n",
+    b"\xff\xfe\x00", b"Host: \xe9\r\n", b"X: y"]) | st.binary(max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([C, S]), st.lists(_PIECES, max_size=6)),
+                max_size=12))
+def test_any_bytes_split_without_a_crash(chunks: list[tuple[Direction, list[bytes]]]) -> None:
+    split = Http1Splitter(keep_bodies=True)
+    total = {C: 0, S: 0}
+    for direction, pieces in chunks:
+        data = b"".join(pieces)
+        total[direction] += len(data)
+        for m in split.feed(direction, data, 0.0):
+            assert m.head.endswith(b"\r\n\r\n") and m.direction is direction
+    for m in split.close(1.0):
+        assert len(m.head) <= total[m.direction]
