@@ -179,7 +179,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             side.offset += end - pos
             pos = end
             if (ftype == 0 and not flags & 0x8 and 0 < sid_word <= STREAM_MASK
-                    and length <= 16_384 and side.block is None and side.frames):
+                    and 0 < length <= 16_384 and side.block is None and side.frames):
                 # The bulk of a transfer: an unpadded DATA frame that none of
                 # _frame's generic checks can apply to (see its fast path),
                 # without the parser's dispatch and _frame's prelude.

@@ -15,6 +15,7 @@ from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
 from proxy.observe.events import Event, PingAnswered, SettingsAcknowledged
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
+from proxy.observe.floods import count as count_flood
 from proxy.observe.priority import PriorityTree, parse_priority_field
 from proxy.observe.sides import PendingSettings, Side
 
@@ -64,6 +65,7 @@ class ControlFrames:
             self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
                                                      settings=acked.settings, seq=seq))
             return
+        count_flood(side, "settings-flood", t, seq, findings)
         for ident, value in frame.settings:
             bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
@@ -109,6 +111,7 @@ class ControlFrames:
     def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,
               findings: list[Finding]) -> None:
         if not frame.ack:
+            count_flood(side, "ping-flood", t, seq, findings)
             side.pings[frame.opaque] = (t, seq)
             if len(side.pings) > 64:  # bounded: a peer may never answer
                 side.pings.pop(next(iter(side.pings)))

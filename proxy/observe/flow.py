@@ -20,6 +20,7 @@ from proxy.observe.enums import MAX_WINDOW, Direction
 from proxy.observe.events import Event, FlowControlResumed, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
+from proxy.observe.floods import count as count_flood
 from proxy.observe.header_rules import grpc_status_missing, header_value, status_of
 from proxy.observe.streams import (
     NO_RESPONSE_YET,
@@ -88,6 +89,8 @@ class StreamFrames:
             new, problem = transition(state, _DATA, bool(end), direction)
         if problem:
             findings.append(self._state_finding(stream, direction, problem, seq))
+        if not end and not frame.data_length:
+            count_flood(side, "empty-frames-flood", t, seq, findings)
         received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
         declared = stream.content_length[direction]
         if declared >= 0:

@@ -85,6 +85,9 @@ class Side:
     its ACK crosses the observer. Kept current by :meth:`refresh_frame_size`."""
     peer: Side | None = None
     """The other endpoint (set once by the connection model)."""
+    bursts: dict[str, deque[float]] = field(default_factory=dict)
+    """Times of this endpoint's recent frames of each flood kind (:mod:`floods`)."""
+    floods_reported: set[str] = field(default_factory=set)
 
     def setting(self, code: SettingCode) -> int:
         return self.advertised[code]

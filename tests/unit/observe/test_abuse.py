@@ -78,3 +78,42 @@ def test_goaway_may_lower_its_last_stream_id_but_not_raise_it(conv):
     assert conv.findings(conv.send(S2C, goaway(7))) == []
     assert conv.findings(conv.send(S2C, goaway(3))) == []
     assert conv.findings(conv.send(S2C, goaway(5))) == ["goaway-last-stream-id-increased"]
+
+
+def _flood_codes(conv) -> list[tuple[str, str]]:
+    return [(x.code, x.message) for e in conv.frames() for x in e.findings
+            if x.code.endswith("-flood") and x.code != "continuation-flood"]
+
+
+def test_ping_settings_and_empty_data_floods_are_flagged_once_each(make_conv):
+    from proxy.observe.floods import FLOOD_COUNT
+
+    conv = make_conv()
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, GET, flags=["END_HEADERS"]))
+    for i in range(FLOOD_COUNT + 20):
+        conv.send(C2S, frame(6, 0, 0, struct.pack(">Q", i)), dt=0.001)  # PING
+        conv.send(C2S, frame(4, 0, 0, b""), dt=0.001)  # SETTINGS (empty)
+        conv.send(C2S, frame(0, 0, 1, b""), dt=0.001)  # DATA, no data, no END_STREAM
+    found = _flood_codes(conv)
+    assert sorted(code for code, _ in found) == ["empty-frames-flood", "ping-flood",
+                                                 "settings-flood"]
+    messages = dict(found)
+    assert "CVE-2019-9512" in messages["ping-flood"]
+    assert "CVE-2019-9515" in messages["settings-flood"]
+    assert "CVE-2019-9518" in messages["empty-frames-flood"]
+    assert messages["ping-flood"].startswith(f"the client sent {FLOOD_COUNT} PING frames")
+
+
+def test_ordinary_pings_settings_and_empty_end_stream_data_are_no_flood(make_conv):
+    from proxy.observe.floods import FLOOD_COUNT
+
+    conv = make_conv()
+    f = conv.f
+    for i in range(FLOOD_COUNT + 20):
+        sid = 1 + 2 * i
+        conv.send(C2S, frame(6, 0, 0, struct.pack(">Q", i)), dt=0.02)  # 50 per second
+        conv.send(C2S, f.headers(C2S, sid, GET, flags=["END_HEADERS"]), dt=0.0001)
+        conv.send(C2S, frame(0, 1, sid, b""), dt=0.0001)  # empty, but it ends the request
+    conv.send(C2S, frame(0, 0, 1, b""))  # one empty DATA is nothing either
+    assert _flood_codes(conv) == []
