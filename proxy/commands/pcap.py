@@ -39,10 +39,12 @@ examples:
 Connections are found by the HTTP/2 connection preface (as h2c clients and
 gRPC send it, and as every client sends it inside TLS once ALPN chose h2);
 TLS is decrypted when --keylog-file has the connection's secrets, and skipped
-otherwise. Packets the capture lost stop the decoding of that direction, and
-say so. docs/import.md.
+otherwise; HTTP/1.x connections are kept as their messages. Packets the
+capture lost stop the decoding of that direction, and say so. A net log
+without raw bytes has its HTTP/2 frames rebuilt from Chrome's events (the
+report says what that leaves out). docs/import.md.
 
-exit status: 0 done, 1 no HTTP/2 connection it could decode in the file,
+exit status: 0 done, 1 no HTTP/2 or HTTP/1.x connection it could decode,
 2 not a packet capture or net log (or a bad option).
 """
 
