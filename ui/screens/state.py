@@ -299,7 +299,8 @@ def connection_text(conn: ConnInfo) -> Text:
     out.append(f"  mode      {meta.get('mode', '-')}{via}, {conn.protocol}\n")
     out.append(f"  frames    {conn.frames[0]} → / {conn.frames[1]} ←, bytes "
                f"{conn.bytes[0]} → / {conn.bytes[1]} ←, streams {len(conn.streams)}\n")
-    out.append(f"  state     {conn.state}" + (f": {conn.closed}" if conn.closed else "") + "\n")
+    why = conn.closed if conn.closed and conn.closed != conn.state else ""
+    out.append(f"  state     {conn.state}" + (f": {why}" if why else "") + "\n")
     for error in conn.errors:
         out.append(f"  error     {error}\n", "bold red")
     if meta.get("mode") in IMPORTED_MODES:
