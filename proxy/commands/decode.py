@@ -8,6 +8,7 @@ the offset, and everything decoded before them is still printed.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -31,6 +32,8 @@ examples:
   h2scope decode -f client.hex --json | jq .type      frames from a file, as JSON Lines
   h2scope decode --hpack 828684418cf1e3c2e5f23a6ba0ab90f4ff
   h2scope decode --protobuf 0000000007 0a0568656c6c6f     a gRPC message: 1: "hello"
+  h2scope decode --protobuf --protoset api.pb --type /pkg.Greeter/SayHello 00000000070a0568656c6c6f
+                                                         the same with field names
   pbpaste | h2scope decode --hpack --table-size 256 -  one header block per line, from stdin
 
 Frames: one direction's bytes, optionally starting with the client preface.
@@ -89,6 +92,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--protobuf", action="store_true",
                    help="input is protobuf messages (a gRPC message's 5-byte prefix is "
                    "allowed), one per line: shown as protoc --decode_raw would, no schema")
+    p.add_argument("--protoset", type=Path, action="append", default=[], metavar="FILE",
+                   help="with --protobuf: a FileDescriptorSet (protoc --descriptor_set_out) "
+                   "to decode with; give --type too; repeatable")
+    p.add_argument("--type", dest="proto_type", metavar="NAME",
+                   help="with --protoset: the message type, by full name (pkg.Message), or a "
+                   "gRPC method path /pkg.Service/Method (its request type; add :response "
+                   "for the response's)")
     p.add_argument("--table-size", type=int, default=4096, metavar="N",
                    help="with --hpack: the maximum table size the decoder allows, as if "
                    "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096)")
@@ -127,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.hpack and args.protobuf:
         raise UsageError("--hpack and --protobuf: choose one")
+    if (args.protoset or args.proto_type) and not args.protobuf:
+        raise UsageError("--protoset and --type go with --protobuf")
     if args.protobuf:
-        return _decode_protobuf(lines, out)
+        return _decode_protobuf(lines, out, _schema(args))
     if args.hpack:
         return _decode_hpack(lines, args, out)
     return _decode_frames(lines, args, out)
@@ -171,7 +183,37 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
-def _decode_protobuf(lines: list[str], out: TextIO) -> int:
+def _schema(args: argparse.Namespace) -> tuple[Any, str] | None:
+    """(Protoset, message type) from --protoset and --type, or None."""
+    if not args.protoset and not args.proto_type:
+        return None
+    from proxy.cli import UsageError
+    from proxy.protoset import Protoset, ProtosetError
+
+    if not args.protoset or not args.proto_type:
+        raise UsageError("--protoset and --type go together")
+    try:
+        schema = Protoset.load(args.protoset)
+    except (OSError, ProtosetError) as exc:
+        raise UsageError(f"--protoset: {exc}") from None
+    name = args.proto_type.lstrip(".")
+    if name.startswith("/"):
+        path, _, which = args.proto_type.partition(":")
+        resolved = schema.method_type(path, which != "response")
+        if resolved is None:
+            known = ", ".join(sorted(schema.methods)[:5]) or "none"
+            raise UsageError(f"--type {args.proto_type}: no such method in the protoset "
+                             f"(methods: {known})")
+        name = resolved
+    if name not in schema.messages:
+        close = difflib.get_close_matches(name, list(schema.messages), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"--type {name}: no such message in the protoset{hint}")
+    return schema, name
+
+
+def _decode_protobuf(lines: list[str], out: TextIO,
+                     schema: tuple[Any, str] | None = None) -> int:
     from proxy.protobuf import decode_raw
 
     try:
@@ -187,12 +229,13 @@ def _decode_protobuf(lines: list[str], out: TextIO) -> int:
                 _err(f"line {line_no}: a compressed gRPC message (flag 1): inflate it first")
                 return 1
             prefix, data = " (gRPC message, 5-byte prefix removed)", data[5:]
-        fields = decode_raw(data)
+        fields = decode_raw(data) if schema is None else schema[0].decode(data, schema[1])
         if fields is None:
             _err(f"line {line_no}: {len(data)} bytes that are not a well-formed protobuf "
                  "message")
             return 1
-        out.write(f"message {count} (line {line_no}): {len(data)} bytes{prefix}\n")
+        as_type = f", {schema[1]}" if schema is not None else ""
+        out.write(f"message {count} (line {line_no}): {len(data)} bytes{prefix}{as_type}\n")
         for ln in fields or ["(empty message)"]:
             out.write(f"  {ln}\n")
     return 0

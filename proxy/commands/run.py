@@ -153,6 +153,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "of SEVERITY (error, warning or info) or worse was seen; a summary of "
                      "what was seen is printed on stderr either way")
     out.add_argument("--record", metavar="FILE", help="record every connection to FILE")
+    from proxy.commands.view import add_protoset_argument
+
+    add_protoset_argument(out)
     out.add_argument("--record-max-data", dest="max_data_bytes", metavar="N", type=int,
                      help="with --record: keep at most N bytes of each DATA payload")
     out.add_argument("--log-file", metavar="FILE",
@@ -235,8 +238,10 @@ def run(args: argparse.Namespace) -> int:
                    f"goes through it")
     if not args.headless:
         if sys.stdin.isatty() and sys.stdout.isatty():
+            from proxy.commands.view import use_protosets
             from ui.launch import run_live  # Textual is imported only when the UI runs
 
+            use_protosets(args.protoset)
             return run_live(config)
         # Piped or redirected (a script, a service, `| grep`): the UI needs a
         # terminal, the frame log does not.

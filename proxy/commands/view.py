@@ -56,6 +56,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "under h2scope run")
     p.add_argument("--theme", choices=("auto", "dark", "light", "ansi"), default=None,
                    help="colour theme (default: ui.theme from the config, else auto)")
+    add_protoset_argument(p)
     p.add_argument("--keylog-file", type=Path, metavar="KEYLOG",
                    help="for a pcap/pcapng FILE: decrypt its TLS with this key log "
                    "(as h2scope import --keylog-file)")
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         except FilterError as exc:
             raise UsageError(f"--filter: {exc}") from None
     keys, theme = _ui_config(args)
+    use_protosets(args.protoset)
     with contextlib.ExitStack() as stack:
         path = _capture_of(Path(args.file), args, stack)
         from ui.launch import run_view
@@ -108,6 +110,28 @@ def _capture_of(path: Path, args: argparse.Namespace, stack: contextlib.ExitStac
     if not imported(summary):
         raise UsageError(first.removeprefix("h2scope import: "))
     return out
+
+
+def add_protoset_argument(p: Any) -> None:
+    """``--protoset`` on a parser or an argument group."""
+    p.add_argument("--protoset", type=Path, action="append", default=[], metavar="FILE",
+                   help="a FileDescriptorSet (protoc --descriptor_set_out=FILE "
+                   "--include_imports api.proto; grpcurl's -protoset): gRPC messages in the "
+                   "stream view get their field names, types and enum names; repeatable")
+
+
+def use_protosets(paths: list[Path]) -> None:
+    """Load ``--protoset`` files for the UI's stream view (UsageError if one is bad)."""
+    if not paths:
+        return
+    from proxy.cli import UsageError
+    from proxy.protoset import Protoset, ProtosetError
+    from ui.model import body
+
+    try:
+        body.SCHEMA = Protoset.load(paths)
+    except (OSError, ProtosetError) as exc:
+        raise UsageError(f"--protoset: {exc}") from None
 
 
 READY_TIMEOUT = 30.0

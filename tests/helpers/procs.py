@@ -19,7 +19,8 @@ import pytest
 
 #: Debian package providing each program (tests/run installs them).
 PACKAGES = {"curl": "curl", "nghttpd": "nghttp2-server", "nghttp": "nghttp2-client",
-            "h2load": "nghttp2-client", "chromium": "chromium", "openssl": "openssl"}
+            "h2load": "nghttp2-client", "chromium": "chromium", "openssl": "openssl",
+            "protoc": "protobuf-compiler"}
 
 
 def require(program: str) -> str:

@@ -19,14 +19,42 @@ from proxy.capture.writer import CaptureWriter
 from proxy.cli import main
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
+from proxy.protoset import Protoset
+from tests.helpers import procs
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
+from ui.model import body
 from ui.model.body import reassemble, render_body
 from ui.model.capture import CaptureFile, load
 from ui.model.session import Session
+from ui.screens.stream import stream_text
 
 SERVICE = "h2scope.test.Echo"
 HELLO, WORLD = b"\x0a\x05hello", b"\x0a\x05world"  # field 1: "hello" / "world"
+
+
+PROTO = """syntax = "proto3";
+package h2scope.test;
+message Text { string text = 1; }
+message Empty {}
+message Number { int32 n = 1; }
+service Echo {
+  rpc Say (Text) returns (Text);
+  rpc Count (Empty) returns (stream Number);
+  rpc Missing (Empty) returns (Empty);
+}
+"""
+
+
+def protoset(directory: Path) -> Path:
+    """The test service's FileDescriptorSet, compiled by protoc."""
+    (directory / "echo.proto").write_text(PROTO)
+    out = directory / "echo.pb"
+    result = procs.run([procs.require("protoc"), f"--proto_path={directory}",
+                        f"--descriptor_set_out={out}", "--include_imports",
+                        str(directory / "echo.proto")])
+    assert result.returncode == 0, result.stderr
+    return out
 
 
 def _say(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -114,8 +142,20 @@ def test_grpc_calls_through_the_proxy_are_observed_decoded_and_replayed(
         shown = render_body(reassemble(session, say, int(Direction.S2C)).raw, "application/grpc",
                             None)
         assert '  1: "world"' in shown
+        # With the service's protoset (protoc compiles it), the stream view names
+        # the fields, request and response alike.
+        body.SCHEMA = Protoset.load([protoset(tmp_path)])
+        say_text = stream_text(session, conn, say).plain
+        count = next(s for s in conn.streams.values()
+                     if dict(s.request_headers or ()).get(":path") == f"/{SERVICE}/Count")
+        count_text = stream_text(session, conn, count).plain
     finally:
+        body.SCHEMA = None
         source.close()
+    assert '; h2scope.test.Text (from the protoset)' in say_text
+    assert 'text: "hello"' in say_text and 'text: "world"' in say_text  # request, response
+    assert [ln.strip() for ln in count_text.splitlines() if ln.strip().startswith("n: ")] == [
+        "n: 1", "n: 2", "n: 3"]
 
     # The recording replayed against the same server, both ways: every call matches.
     for mode in ("verbatim", "reencode"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from proxy.observe.frames import DataFrame
 from proxy.protobuf import decode_raw
+from proxy.protoset import Protoset
 from proxy.websocket import Deflate, WsMessage, WsReader
 from proxy.websocket import messages as ws_messages
 from ui.model.connections import ConnInfo, Headers, StreamInfo
@@ -218,7 +219,8 @@ def _grpc_message(msg: bytes, compressed: bool, grpc_encoding: str | None,
     return msg, note, proto
 
 
-def _grpc_web_lines(data: bytes, ctype: str, grpc_encoding: str | None) -> list[str]:
+def _grpc_web_lines(data: bytes, ctype: str, grpc_encoding: str | None,
+                    type_name: str | None = None) -> list[str]:
     """gRPC-Web (grpc/doc/PROTOCOL-WEB.md): the gRPC framing, base64 in the ``-text``
     variant, and a frame with the 0x80 flag that carries the trailers as text."""
     lines = []
@@ -248,14 +250,24 @@ def _grpc_web_lines(data: bytes, ctype: str, grpc_encoding: str | None) -> list[
         shown, how, as_proto = _grpc_message(body, bool(flag & 1), grpc_encoding, proto)
         lines.append(f"message {i}: {len(body)} bytes"
                      f"{' (compressed' + how + ')' if flag & 1 else ''}")
-        shown_lines = _protobuf_or_hex(shown, 4096) if as_proto else hexdump(shown, limit=4096)
+        shown_lines = _protobuf_or_hex(shown, 4096, type_name) if as_proto else \
+            hexdump(shown, limit=4096)
         lines.extend("  " + x for x in shown_lines)
     if pos < len(data):
         lines.append(f"; {len(data) - pos} bytes after the last whole frame")
     return lines
 
 
-def _protobuf_or_hex(data: bytes, limit: int) -> list[str]:
+SCHEMA: Protoset | None = None
+"""The user's protosets (``--protoset``): gRPC messages decoded with field names."""
+
+
+def _protobuf_or_hex(data: bytes, limit: int, type_name: str | None = None) -> list[str]:
+    if type_name is not None and SCHEMA is not None:
+        named = SCHEMA.decode(data, type_name)
+        if named is not None:
+            return [f"; {type_name} (from the protoset)", *named] if named else \
+                [f"; {type_name}: (empty message)"]
     fields = decode_raw(data)
     if fields is None:
         return ["; not a well-formed protobuf message: hex", *hexdump(data, limit=limit)]
@@ -264,19 +276,24 @@ def _protobuf_or_hex(data: bytes, limit: int) -> list[str]:
 
 
 def render_body(data: bytes, content_type: str | None, encoding: str | None,
-                grpc_encoding: str | None = None) -> list[str]:
+                grpc_encoding: str | None = None, grpc_path: str | None = None,
+                request: bool = False) -> list[str]:
     """The body as lines for reading: decoded, then JSON / text / gRPC / protobuf / hex.
 
     gRPC messages (and ``application/x-protobuf`` bodies) are decoded as protobuf
     without a schema (:mod:`ui.model.protobuf`); compressed gRPC messages are
-    inflated by ``grpc_encoding`` first."""
+    inflated by ``grpc_encoding`` first. With a protoset (:data:`SCHEMA`) that has
+    the method at ``grpc_path``, its request (``request``) or response type names
+    the fields."""
     if not data:
         return ["(no body)"]
+    type_name = SCHEMA.method_type(grpc_path, request) \
+        if SCHEMA is not None and grpc_path else None
     decoded, note = decode_content(data, encoding)
     lines = [f"; {note}"] if note else []
     ctype = (content_type or "").lower()
     if ctype.startswith("application/grpc-web"):
-        return lines + _grpc_web_lines(decoded, ctype, grpc_encoding)
+        return lines + _grpc_web_lines(decoded, ctype, grpc_encoding, type_name)
     if ctype.startswith("application/grpc"):
         proto = ctype in ("application/grpc", "application/grpc+proto")
         msgs = grpc_messages(decoded)
@@ -285,7 +302,8 @@ def render_body(data: bytes, content_type: str | None, encoding: str | None,
             shown, how, as_proto = _grpc_message(msg, compressed, grpc_encoding, proto)
             lines.append(f"message {i}: {len(msg)} bytes"
                          f"{' (compressed' + how + ')' if compressed else ''}")
-            body = _protobuf_or_hex(shown, 4096) if as_proto else hexdump(shown, limit=4096)
+            body = _protobuf_or_hex(shown, 4096, type_name) if as_proto else \
+                hexdump(shown, limit=4096)
             lines.extend("  " + x for x in body)
         return lines
     if ctype.split(";")[0].strip() in _PROTOBUF_TYPES:

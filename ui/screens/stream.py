@@ -55,7 +55,7 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)
     if req.frames and not websocket:
-        _body(out, "request body", req, st.request_headers)
+        _body(out, "request body", req, st.request_headers, st.request_headers, request=True)
     _headers(out, "request trailers", st.request_trailers)
     for info in st.informational:
         _headers(out, "informational response", info)
@@ -67,7 +67,8 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         for line in websocket_lines(session, st)[:3000]:
             out.append("  " + line + "\n", "yellow" if line.lstrip().startswith("!") else "")
     elif resp.frames:
-        _body(out, "response body", resp, st.response_headers)
+        _body(out, "response body", resp, st.response_headers, st.request_headers,
+              request=False)
     _headers(out, "response trailers", st.response_trailers)
     return out
 
@@ -81,7 +82,8 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
         out.append(f": {v}\n")
 
 
-def _body(out: Text, title: str, body: Body, headers: Headers | None) -> None:
+def _body(out: Text, title: str, body: Body, headers: Headers | None,
+          request_headers: Headers | None, *, request: bool) -> None:
     raw = body.raw
     if body.truncated and body.sent > len(raw):
         out.append(f"\n{title}: {body.sent} bytes in {body.frames} DATA frame(s), "
@@ -96,7 +98,9 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None) -> None:
     out.append("\n")
     for line in render_body(raw, header(headers, "content-type"),
                             header(headers, "content-encoding"),
-                            header(headers, "grpc-encoding"))[:3000]:
+                            header(headers, "grpc-encoding"),
+                            grpc_path=header(request_headers, ":path"),
+                            request=request)[:3000]:
         out.append("  " + line + "\n")
 
 

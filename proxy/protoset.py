@@ -1,0 +1,265 @@
+"""Protocol Buffers with a schema: field names, types and enum names from a protoset.
+
+A *protoset* is a ``FileDescriptorSet``, what ``protoc --descriptor_set_out=api.pb
+--include_imports api.proto`` writes (and what grpcurl's ``-protoset`` reads).
+It is itself a protobuf message, read here with the schema-less reader of
+:mod:`proxy.protobuf` — no protobuf library needed. :class:`Protoset` knows
+each message's fields (name, number, type), each enum's values, and each gRPC
+method's request and response types by its path (``/pkg.Service/Method``),
+so a gRPC message on a stream is shown as ``protoc --decode`` shows it:
+
+    name: "world"
+    kind: KIND_GREETING
+    tags: [1, 2, 3]
+    inner {
+      id: 42
+    }
+
+Fields the schema does not know (a newer sender) are shown by number, as
+``--decode_raw`` would, marked ``(unknown field)``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxy.protobuf import (
+    MAX_BYTES_SHOWN,
+    MAX_DEPTH,
+    MAX_LINES,
+    _fields,
+    _lines,
+    _Malformed,
+    _quote,
+    _varint,
+)
+
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+# FieldDescriptorProto.Type
+_DOUBLE, _FLOAT, _INT64, _UINT64, _INT32, _FIXED64, _FIXED32, _BOOL, _STRING = range(1, 10)
+_GROUP, _MESSAGE, _BYTES, _UINT32, _ENUM, _SFIXED32, _SFIXED64, _SINT32, _SINT64 = range(10, 19)
+_PACKABLE_VARINT = {_INT64, _UINT64, _INT32, _BOOL, _UINT32, _ENUM, _SINT32, _SINT64}
+_PACKABLE_I64 = {_DOUBLE, _FIXED64, _SFIXED64}
+_PACKABLE_I32 = {_FLOAT, _FIXED32, _SFIXED32}
+
+
+class ProtosetError(ValueError):
+    """The file is not a FileDescriptorSet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    number: int
+    type: int
+    type_name: str = ""
+    """For messages and enums: the full name, without the leading dot."""
+    repeated: bool = False
+
+
+@dataclass(slots=True)
+class Message:
+    name: str
+    fields: dict[int, Field] = field(default_factory=dict)
+
+
+def _one(fields: list[tuple[int, int, object]], number: int) -> object | None:
+    for n, _, v in fields:
+        if n == number:
+            return v
+    return None
+
+
+def _all(fields: list[tuple[int, int, object]], number: int) -> list[bytes]:
+    return [v for n, _, v in fields if n == number and isinstance(v, bytes)]
+
+
+def _text(value: object | None) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+class Protoset:
+    """The messages, enums and gRPC methods of one or more FileDescriptorSets."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, Message] = {}
+        self.enums: dict[str, dict[int, str]] = {}
+        self.methods: dict[str, tuple[str, str]] = {}
+        """``/pkg.Service/Method`` → (request type, response type)."""
+
+    @classmethod
+    def load(cls, paths: list[Path]) -> Protoset:
+        """Raises OSError, or ProtosetError naming the file."""
+        out = cls()
+        for path in paths:
+            try:
+                out.add(Path(path).read_bytes())
+            except ProtosetError as exc:
+                raise ProtosetError(f"{path}: {exc}") from None
+        return out
+
+    def add(self, data: bytes) -> None:
+        try:
+            files = _all(_fields(data), 1)
+            if not files and data:
+                raise _Malformed
+            for f in files:
+                self._file(_fields(f))
+        except _Malformed:
+            raise ProtosetError("not a FileDescriptorSet (make one with protoc "
+                                "--descriptor_set_out=FILE --include_imports)") from None
+
+    def _file(self, f: list[tuple[int, int, object]]) -> None:
+        package = _text(_one(f, 2))
+        prefix = f"{package}." if package else ""
+        for m in _all(f, 4):
+            self._message(prefix, _fields(m))
+        for e in _all(f, 5):
+            self._enum(prefix, _fields(e))
+        for s in _all(f, 6):
+            service = _fields(s)
+            sname = prefix + _text(_one(service, 1))
+            for m in _all(service, 2):
+                method = _fields(m)
+                self.methods[f"/{sname}/{_text(_one(method, 1))}"] = (
+                    _text(_one(method, 2)).lstrip("."), _text(_one(method, 3)).lstrip("."))
+
+    def _message(self, prefix: str, m: list[tuple[int, int, object]]) -> None:
+        full = prefix + _text(_one(m, 1))
+        msg = self.messages[full] = Message(full)
+        for raw in _all(m, 2):
+            fd = _fields(raw)
+            number, ftype, label = _one(fd, 3), _one(fd, 5), _one(fd, 4)
+            if isinstance(number, int) and isinstance(ftype, int):
+                msg.fields[number] = Field(_text(_one(fd, 1)), number, ftype,
+                                           _text(_one(fd, 6)).lstrip("."), label == 3)
+        for nested in _all(m, 3):
+            self._message(full + ".", _fields(nested))
+        for e in _all(m, 4):
+            self._enum(full + ".", _fields(e))
+
+    def _enum(self, prefix: str, e: list[tuple[int, int, object]]) -> None:
+        values: dict[int, str] = {}
+        for raw in _all(e, 2):
+            v = _fields(raw)
+            number = _one(v, 2)
+            if isinstance(number, int):
+                values[_signed32(number)] = _text(_one(v, 1))
+        self.enums[prefix + _text(_one(e, 1))] = values
+
+    def method_type(self, path: str, request: bool) -> str | None:
+        """The message type a gRPC call at ``path`` sends (``request``) or answers."""
+        types = self.methods.get(path.split("?", 1)[0])
+        return None if types is None else types[0 if request else 1]
+
+    def decode(self, data: bytes, type_name: str) -> list[str] | None:
+        """The message as ``protoc --decode`` shows it; None if ``type_name`` is
+        unknown or the bytes are not a well-formed message."""
+        msg = self.messages.get(type_name)
+        if msg is None:
+            return None
+        try:
+            fields = _fields(data)
+        except _Malformed:
+            return None
+        out: list[str] = []
+        self._lines(msg, fields, 0, out)
+        return out
+
+    def _lines(self, msg: Message, fields: list[tuple[int, int, object]], depth: int,
+               out: list[str]) -> None:
+        pad = "  " * depth
+        for number, wire, value in fields:
+            if len(out) >= MAX_LINES:
+                out.append(f"{pad}…")
+                return
+            fd = msg.fields.get(number)
+            if fd is None:
+                before = len(out)
+                _lines([(number, wire, value)], depth, out)
+                out[before] += "  (unknown field)"
+                continue
+            if fd.type == _MESSAGE and wire == _LEN and isinstance(value, bytes):
+                nested = self.messages.get(fd.type_name)
+                try:
+                    inner = _fields(value) if nested is not None and depth < MAX_DEPTH else None
+                except _Malformed:
+                    inner = None
+                if nested is not None and inner is not None:
+                    out.append(f"{pad}{fd.name} {{")
+                    self._lines(nested, inner, depth + 1, out)
+                    out.append(f"{pad}}}")
+                    continue
+            out.append(f"{pad}{fd.name}: {self._value(fd, wire, value)}")
+
+    def _value(self, fd: Field, wire: int, value: object) -> str:
+        t = fd.type
+        if wire == _LEN and isinstance(value, bytes):
+            if t == _STRING:
+                return _quote(value.decode("utf-8", "replace"))
+            if t in _PACKABLE_VARINT | _PACKABLE_I64 | _PACKABLE_I32:
+                try:
+                    return "[" + ", ".join(self._packed(fd, value)) + "]"
+                except _Malformed:
+                    pass
+            shown = value[:MAX_BYTES_SHOWN].hex(" ")
+            more = f" … ({len(value)} bytes)" if len(value) > MAX_BYTES_SHOWN else ""
+            return f"bytes [{shown}]{more}" if value else '""'
+        if wire == _VARINT and isinstance(value, int):
+            return self._varint_value(fd, value)
+        if wire == _I64 and isinstance(value, bytes):
+            if t == _DOUBLE:
+                return repr(struct.unpack("<d", value)[0])
+            return str(struct.unpack("<q" if t == _SFIXED64 else "<Q", value)[0])
+        if wire == _I32 and isinstance(value, bytes):
+            if t == _FLOAT:
+                return _float32(struct.unpack("<f", value)[0])
+            return str(struct.unpack("<i" if t == _SFIXED32 else "<I", value)[0])
+        return f"{value!r}  (wire type {wire} for a field of type {t})"
+
+    def _varint_value(self, fd: Field, value: int) -> str:
+        t = fd.type
+        if t == _BOOL:
+            return "true" if value else "false"
+        if t in (_SINT32, _SINT64):
+            return str((value >> 1) ^ -(value & 1))
+        if t == _ENUM:
+            number = _signed32(value)
+            return self.enums.get(fd.type_name, {}).get(number, str(number))
+        if t in (_INT32, _INT64):
+            return str(value - (1 << 64) if value >= 1 << 63 else value)
+        return str(value)
+
+    def _packed(self, fd: Field, data: bytes) -> list[str]:
+        out: list[str] = []
+        pos = 0
+        while pos < len(data):
+            if fd.type in _PACKABLE_VARINT:
+                value, pos = _varint(data, pos)
+                out.append(self._varint_value(fd, value))
+            else:
+                size = 8 if fd.type in _PACKABLE_I64 else 4
+                if pos + size > len(data):
+                    raise _Malformed
+                out.append(self._value(fd, _I64 if size == 8 else _I32, data[pos:pos + size]))
+                pos += size
+        return out
+
+
+def _float32(x: float) -> str:
+    """The shortest text that reads back as the same 32-bit float (protoc prints
+    0.1, not the double 0.10000000149011612)."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return repr(x)
+    for digits in range(6, 10):
+        text = f"{x:.{digits}g}"
+        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == x:
+            return text
+    return repr(x)
+
+
+def _signed32(value: int) -> int:
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
