@@ -68,3 +68,24 @@ def test_a_key_log_is_for_packet_captures_only(capture_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["view", str(capture_path), "--keylog-file", str(capture_path)]) == 2
     assert "--keylog-file applies to a packet capture" in capsys.readouterr().err
+
+
+def test_a_protoset_is_loaded_for_the_view_and_a_bad_one_is_a_usage_error(
+        capture_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from ui.model import body
+
+    bad = tmp_path / "api.proto"
+    bad.write_text('syntax = "proto3";\n')
+    assert main(["view", str(capture_path), "--protoset", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--protoset: {bad}: not a FileDescriptorSet" in err
+    # An empty FileDescriptorSet is a valid one: the view gets it.
+    empty = tmp_path / "empty.pb"
+    empty.write_bytes(b"")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("ui.launch.run_view",
+                        lambda path, **kw: seen.setdefault("schema", body.SCHEMA) and 0)
+    monkeypatch.setattr(body, "SCHEMA", None)
+    assert main(["view", str(capture_path), "--protoset", str(empty)]) == 0
+    assert seen["schema"] is not None
