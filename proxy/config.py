@@ -212,6 +212,9 @@ class UIConfig:
                                       metadata=_meta(_check_keymap))
     """Action id -> key, overriding the default bindings."""
     theme: str = field(default="auto", metadata=_meta(_check_choice(THEMES)))
+    protosets: tuple[str, ...] = ()
+    """FileDescriptorSets whose gRPC methods the stream view decodes with field names
+    (``--protoset`` adds more)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

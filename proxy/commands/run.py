@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             from proxy.commands.view import use_protosets
             from ui.launch import run_live  # Textual is imported only when the UI runs
 
-            use_protosets(args.protoset)
+            use_protosets([*map(Path, config.ui.protosets), *args.protoset])
             return run_live(config)
         # Piped or redirected (a script, a service, `| grep`): the UI needs a
         # terminal, the frame log does not.

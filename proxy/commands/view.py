@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
             compile_filter(args.filter)
         except FilterError as exc:
             raise UsageError(f"--filter: {exc}") from None
-    keys, theme = _ui_config(args)
-    use_protosets(args.protoset)
+    keys, theme, protosets = _ui_config(args)
+    use_protosets([*protosets, *args.protoset])
     with contextlib.ExitStack() as stack:
         path = _capture_of(Path(args.file), args, stack)
         from ui.launch import run_view
@@ -208,8 +208,9 @@ def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, s
         raise UsageError(f"{args.file} is a directory, not a capture file") from None
 
 
-def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str]:
-    """The user's keymap and theme from config.yaml, if it loads (defaults otherwise)."""
+def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str, list[Path]]:
+    """The user's keymap, theme and protosets from config.yaml, if it loads (defaults
+    otherwise)."""
     try:
         from proxy.cli import resolve_confdir
         from proxy.config import default_config_path, load_config
@@ -217,5 +218,5 @@ def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str]:
         confdir = resolve_confdir(args)
         config = load_config(default_config_path(confdir), {"confdir": confdir})
     except Exception:
-        return {}, "auto"
-    return dict(config.ui.keymap), config.ui.theme
+        return {}, "auto", []
+    return dict(config.ui.keymap), config.ui.theme, [Path(p) for p in config.ui.protosets]

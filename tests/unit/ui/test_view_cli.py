@@ -85,7 +85,29 @@ def test_a_protoset_is_loaded_for_the_view_and_a_bad_one_is_a_usage_error(
     empty.write_bytes(b"")
     seen: dict[str, object] = {}
     monkeypatch.setattr("ui.launch.run_view",
-                        lambda path, **kw: seen.setdefault("schema", body.SCHEMA) and 0)
+                        lambda path, **kw: (seen.__setitem__("schema", body.SCHEMA), 0)[1])
     monkeypatch.setattr(body, "SCHEMA", None)
     assert main(["view", str(capture_path), "--protoset", str(empty)]) == 0
     assert seen["schema"] is not None
+
+
+def test_protosets_from_the_config_file_are_loaded_too(
+        capture_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.model import body
+
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    empty = tmp_path / "empty.pb"
+    empty.write_bytes(b"")
+    (confdir / "config.yaml").write_text(f"ui:\n  protosets: [{str(empty)!r}]\n")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("ui.launch.run_view",
+                        lambda path, **kw: (seen.__setitem__("schema", body.SCHEMA), 0)[1])
+    monkeypatch.setattr(body, "SCHEMA", None)
+    assert main(["view", str(capture_path), "--confdir", str(confdir)]) == 0
+    assert seen["schema"] is not None
+    # Without either, nothing is loaded.
+    seen.clear()
+    monkeypatch.setattr(body, "SCHEMA", None)
+    assert main(["view", str(capture_path), "--confdir", str(tmp_path)]) == 0
+    assert seen["schema"] is None
