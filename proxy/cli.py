@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.commands.view",
     "proxy.commands.replay",
     "proxy.commands.serve",
+    "proxy.commands.protoset",
     "proxy.commands.demo",
     "certs.cli",
 )

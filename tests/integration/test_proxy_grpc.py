@@ -188,3 +188,50 @@ def test_a_grpc_response_without_trailers_is_flagged(
     finally:
         origin.close()
     assert flagged[0].stream_id == 1 and "ended with DATA and no trailers" in flagged[0].message
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_protoset_fetches_the_schema_by_server_reflection(
+        tls: bool, tmp_path: Path, origin_cert: CertFiles,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """grpcio's reflection service (grpc_reflection) answers ``h2scope protoset``; the
+    file it writes is the schema protoc compiled, methods and messages alike."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from grpc_reflection.v1alpha import reflection
+
+    compiled = protoset(tmp_path)
+    pool = descriptor_pool.DescriptorPool()
+    for proto in descriptor_pb2.FileDescriptorSet.FromString(compiled.read_bytes()).file:
+        pool.Add(proto)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+        "Say": grpc.unary_unary_rpc_method_handler(_say)}),))
+    reflection.enable_server_reflection([SERVICE, reflection.SERVICE_NAME], server, pool=pool)
+    if tls:
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+            [(origin_cert.key.read_bytes(), origin_cert.cert.read_bytes())]))
+        url, extra = f"https://localhost:{port}", ["--cacert", str(origin_cert.cert)]
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
+        url, extra = f"http://127.0.0.1:{port}", []
+    server.start()
+    out = tmp_path / "fetched.pb"
+    try:
+        assert main(["protoset", url, "-o", str(out), *extra]) == 0
+        if tls:  # an unknown CA is refused, and says how to go on
+            assert main(["protoset", url, "-o", str(tmp_path / "x.pb")]) == 1
+    finally:
+        server.stop(grace=None).wait(5)
+    said = capsys.readouterr()
+    assert f"/{SERVICE}/Say  (h2scope.test.Text) → (h2scope.test.Text)" in said.out
+    if tls:
+        assert "--insecure skips verification; --cacert FILE adds a CA" in said.err
+    fetched, expected = Protoset.load([out]), Protoset.load([compiled])
+    assert fetched.methods == expected.methods
+    assert {n: m.fields for n, m in fetched.messages.items()} == \
+        {n: m.fields for n, m in expected.messages.items()}
+    assert out.stat().st_mode & 0o777 == 0o600
+    # Nothing listening: exit 1 and why.
+    assert main(["protoset", f"http://127.0.0.1:{port}", "-o", str(tmp_path / "y.pb"),
+                 "--timeout", "2"]) == 1
+    assert "cannot connect to 127.0.0.1" in capsys.readouterr().err
