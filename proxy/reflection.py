@@ -164,7 +164,7 @@ def _connect(url: str, *, insecure: bool, cafile: str | None,
     except (ssl.SSLError, OSError) as exc:
         raw.close()
         raise ReflectionError(f"TLS to {parts.hostname}:{port} failed: {exc} (--insecure "
-                              "skips verification; --cacert FILE adds a CA)") from None
+                              "skips verification; --upstream-ca FILE adds a CA)") from None
     if tls.selected_alpn_protocol() != "h2":
         tls.close()
         raise ReflectionError(f"{parts.hostname}:{port} did not choose HTTP/2 (ALPN h2)")

@@ -44,8 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the protoset to write")
     p.add_argument("--insecure", action="store_true",
                    help="do not verify the server's certificate")
-    p.add_argument("--cacert", type=Path, metavar="FILE",
-                   help="trust this CA (PEM) for the server's certificate too")
+    p.add_argument("--upstream-ca", type=Path, metavar="FILE",
+                   help="trust this CA (PEM) for the server's certificate too (as for "
+                   "h2scope run and replay)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for each answer (default 10)")
     p.set_defaults(func=run)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data, services, missing = fetch_protoset(
             args.url, insecure=args.insecure,
-            cafile=str(args.cacert) if args.cacert else None, timeout=args.timeout)
+            cafile=str(args.upstream_ca) if args.upstream_ca else None, timeout=args.timeout)
     except ReflectionError as exc:
         print(f"h2scope protoset: {args.url}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -210,7 +210,7 @@ def test_protoset_fetches_the_schema_by_server_reflection(
     if tls:
         port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
             [(origin_cert.key.read_bytes(), origin_cert.cert.read_bytes())]))
-        url, extra = f"https://localhost:{port}", ["--cacert", str(origin_cert.cert)]
+        url, extra = f"https://localhost:{port}", ["--upstream-ca", str(origin_cert.cert)]
     else:
         port = server.add_insecure_port("127.0.0.1:0")
         url, extra = f"http://127.0.0.1:{port}", []
@@ -225,7 +225,7 @@ def test_protoset_fetches_the_schema_by_server_reflection(
     said = capsys.readouterr()
     assert f"/{SERVICE}/Say  (h2scope.test.Text) → (h2scope.test.Text)" in said.out
     if tls:
-        assert "--insecure skips verification; --cacert FILE adds a CA" in said.err
+        assert "--insecure skips verification; --upstream-ca FILE adds a CA" in said.err
     fetched, expected = Protoset.load([out]), Protoset.load([compiled])
     assert fetched.methods == expected.methods
     assert {n: m.fields for n, m in fetched.messages.items()} == \
