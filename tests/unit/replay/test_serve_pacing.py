@@ -128,7 +128,6 @@ def test_speed_2_answers_at_twice_the_recorded_pace(slow: RecordedResponse) -> N
 
 def test_speed_0_does_not_wait(slow: RecordedResponse) -> None:
     seen = asyncio.run(served(ResponseBook([slow]), 0.0))
-    # Nothing waits for the recorded gaps: the whole answer comes before the
-    # first of them (200 ms) would have passed — far before, on any machine
-    # that runs the suite at all.
-    assert seen["end 1"] < 0.2, seen
+    # Nothing waits for the recorded gaps: the whole answer comes well before the
+    # recorded 500 ms (a margin for a loaded machine; at its pace it takes 500).
+    assert seen["end 1"] < 0.45, seen
