@@ -40,8 +40,10 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
+from proxy.grpc_log import GrpcTracker
 from proxy.observe.describe import event_line
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
+from proxy.protoset import Protoset
 from proxy.textlog import HEADER_INDENT, add_event_lines, frame_line, prefix
 from proxy.websocket import CONNECT_FIELD, WsTracker
 
@@ -67,7 +69,7 @@ class HeadlessPrinter:
 
     def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
                  quiet: bool = False, annotate: bool = False, jsonl: bool = False,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, protoset: Protoset | None = None) -> None:
         self.out = out
         self.err = err if err is not None else sys.stderr
         """With ``jsonl``: where what went wrong goes (proxy errors, desyncs,
@@ -81,6 +83,9 @@ class HeadlessPrinter:
         self.tracker = ConnectionTracker()
         self.websockets = WsTracker()
         """WebSocket-over-HTTP/2 streams, whose messages print under their DATA."""
+        self.grpc = GrpcTracker(protoset) if protoset is not None else None
+        """With a protoset: gRPC streams, whose messages print under their DATA (off
+        otherwise: nothing on the printer's path to pay for)."""
         self.start: float | None = None
         self.lines = 0
         self.broken = False
@@ -118,6 +123,8 @@ class HeadlessPrinter:
         quiet = self.quiet
         ws = self.websockets
         ws_streams = ws.streams
+        grpc = self.grpc
+        grpc_streams = grpc.streams if grpc is not None else None
         for ev in batch.events:
             if type(ev) is FrameObserved and keep is None and not quiet \
                     and ev.block is None and not ev.findings:
@@ -125,10 +132,17 @@ class HeadlessPrinter:
                 lines.append(frame_line(conn_id, ev, ev.t - start))
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
+                if grpc_streams:
+                    lines.extend(grpc.lines(conn_id, ev, HEADER_INDENT))  # type: ignore[union-attr]
                 continue
             block = ev.block if type(ev) is FrameObserved else None
             extra = ws.lines(conn_id, ev, HEADER_INDENT) if type(ev) is FrameObserved and (
                 ws_streams or (block is not None and CONNECT_FIELD in block.headers)) else None
+            if grpc is not None and type(ev) is FrameObserved and (grpc_streams or (
+                    block is not None and not ev.direction and grpc.is_call(block))):
+                more = grpc.lines(conn_id, ev, HEADER_INDENT)
+                if more:
+                    extra = [*(extra or ()), *more]
             if isinstance(ev, ConnectionEvent):
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \
@@ -154,15 +168,18 @@ class HeadlessPrinter:
         if self.start is None:
             self.start = batch.t
         websockets = self.websockets
+        grpc = self.grpc
         for ev in batch.events:
             if type(ev) is FrameObserved:
                 if self.quiet or (keep is not None
                                   and not self._kept(keep, ev, tracker.get(conn_id))):
                     if websockets.streams or ev.block is not None:
                         websockets.feed(conn_id, ev)  # kept in step
+                    if grpc is not None and (grpc.streams or ev.block is not None):
+                        grpc.feed(conn_id, ev)
                     continue
-                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t, websockets=websockets),
-                                        ensure_ascii=False))
+                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,
+                                                   grpc=grpc), ensure_ascii=False))
             elif isinstance(ev, ConnectionEvent):
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:

@@ -16,6 +16,7 @@ from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.filter import Filter
 from proxy.filter_context import FrameMatcher, meta_host
+from proxy.grpc_log import GrpcTracker
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -23,6 +24,7 @@ from proxy.observe.events import (
     FrameObserved,
 )
 from proxy.observe.jsonview import frame_dict
+from proxy.protoset import Protoset
 from proxy.textlog import HEADER_INDENT, event_lines, frame_line, prefix
 from proxy.websocket import WsTracker, message_dict
 
@@ -97,7 +99,7 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
 
 def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                stream: int | None = None, headers: bool = True,
-               keep: Filter | None = None) -> int:
+               keep: Filter | None = None, protoset: Protoset | None = None) -> int:
     """Write the log; return the number of frames written. With ``keep`` (a
     compiled ``--filter``), only the frames it matches, connection lines, desyncs
     and connection-level findings."""
@@ -105,6 +107,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     start: float | None = None
     kept = _Kept(keep) if keep is not None else None
     websockets = WsTracker()
+    grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -120,7 +123,9 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 out.write(line + "\n")
         for ev in item.events:
             extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
-                if type(ev) is FrameObserved else ()
+                if type(ev) is FrameObserved else []
+            if grpc is not None and type(ev) is FrameObserved:
+                extra = [*extra, *grpc.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated)]
             if not _stream_ok(ev, stream) or not _event_kept(kept, rec.conn_id, ev):
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
@@ -135,7 +140,8 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
 
 def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
                stored_length: int | None = None,
-               websockets: WsTracker | None = None) -> dict[str, Any]:
+               websockets: WsTracker | None = None,
+               grpc: GrpcTracker | None = None) -> dict[str, Any]:
     """``frame_dict`` plus the capture's fields: connection, wall clock, truncation;
     with ``websockets`` (fed every frame in order), the WebSocket messages a DATA
     frame of an RFC 8441 stream completes."""
@@ -149,15 +155,23 @@ def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
             d["websocket"] = [message_dict(m) for m in msgs]
         if lost is not None:
             d["websocket_lost"] = lost
+    if grpc is not None and (grpc.streams or ev.block is not None):
+        gmsgs, glost = grpc.feed(conn_id, ev, stored_length is not None)
+        if gmsgs:
+            d["grpc"] = [m.as_dict() for m in gmsgs]
+        if glost is not None:
+            d["grpc_lost"] = glost
     return d
 
 
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
-                stream: int | None = None, keep: Filter | None = None) -> int:
+                stream: int | None = None, keep: Filter | None = None,
+                protoset: Protoset | None = None) -> int:
     """One JSON object per frame (that ``keep`` matches); return the number written."""
     n = 0
     kept = _Kept(keep) if keep is not None else None
     websockets = WsTracker()
+    grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -170,9 +184,12 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
             stored = len(rec.body) - 9 if rec.truncated else None
             if _stream_ok(ev, stream) and (kept is None or kept.frame(rec.conn_id, ev)):
                 out.write(json.dumps(jsonl_dict(rec.conn_id, ev, rec.wall,
-                                                stored_length=stored, websockets=websockets),
+                                                stored_length=stored, websockets=websockets,
+                                                grpc=grpc),
                                      ensure_ascii=False) + "\n")
                 n += 1
-            elif websockets.streams or ev.block is not None:
+            elif websockets.streams or ev.block is not None or (grpc and grpc.streams):
                 websockets.feed(rec.conn_id, ev, stored is not None)  # kept in step
+                if grpc is not None:
+                    grpc.feed(rec.conn_id, ev, stored is not None)
     return n

@@ -33,10 +33,12 @@ def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
 
 
 def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,
-                 stream: int | None = None, keep: Filter | None = None) -> int:
+                 stream: int | None = None, keep: Filter | None = None,
+                 protoset: Any = None) -> int:
     """Write ``records`` as ``fmt`` to ``out`` (binary for pcapng, text otherwise);
     returns what the exporter counted (frames, entries, packets). ``stream`` is
-    ignored by pcapng and script, ``keep`` by every format but text and jsonl.
+    ignored by pcapng and script, ``keep`` and ``protoset`` (gRPC messages named
+    under their DATA frames) by every format but text and jsonl.
     Raises ValueError for an unknown format, LookupError when ``script`` finds
     no such connection."""
     if fmt == "pcapng":
@@ -51,7 +53,8 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
     if fmt == "jsonl":
         from proxy.capture.export_text import write_jsonl
 
-        return write_jsonl(replayed, out, conn=conn, stream=stream, keep=keep)
+        return write_jsonl(replayed, out, conn=conn, stream=stream, keep=keep,
+                           protoset=protoset)
     if fmt == "script":
         from proxy.capture.script import write_script
 
@@ -59,5 +62,6 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
     if fmt == "text":
         from proxy.capture.export_text import write_text
 
-        return write_text(replayed, out, conn=conn, stream=stream, keep=keep)
+        return write_text(replayed, out, conn=conn, stream=stream, keep=keep,
+                          protoset=protoset)
     raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")

@@ -68,6 +68,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="only the frames this filter matches (text, jsonl): the language "
                    "of the UI's filter bar and run --filter, e.g. 'type:HEADERS "
                    "status:5xx' (docs/filters.md)")
+    p.add_argument("--protoset", type=Path, action="append", default=[], metavar="FILE",
+                   help="text, jsonl: name the fields of gRPC messages with this "
+                   "FileDescriptorSet (protoc --descriptor_set_out, or h2scope protoset); "
+                   "repeatable")
     p.set_defaults(func=run)
 
 
@@ -102,6 +106,20 @@ def open_capture(path: Path, problems: list[BadRecord]) -> CaptureReader:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _protoset(paths: list[Path], fmt: str) -> Any:
+    from proxy.cli import UsageError
+    from proxy.protoset import Protoset, ProtosetError
+
+    if not paths:
+        return None
+    if fmt not in ("text", "jsonl"):
+        raise UsageError(f"--protoset does not apply to --format {fmt} (text, jsonl)")
+    try:
+        return Protoset.load(paths)
+    except (OSError, ProtosetError) as exc:
+        raise UsageError(f"--protoset: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from proxy.cli import UsageError
 
@@ -112,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
     args.keep = _filter(args.filter, fmt)
+    args.schema = _protoset(args.protoset, fmt)
     problems: list[BadRecord] = []
     reader = open_capture(args.file, problems)
     try:
@@ -183,4 +202,5 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> 
 
 
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
-    return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep)
+    return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep,
+                        protoset=args.schema)

@@ -247,15 +247,29 @@ def run(args: argparse.Namespace) -> int:
         # terminal, the frame log does not.
         _print_err("h2scope: not a terminal: running headless (use --headless to "
                    "silence this note)")
-    return _serve(config)
+    return _serve(config, _headless_protoset([*map(Path, config.ui.protosets),
+                                              *args.protoset]))
 
 
-def _serve(config: Config) -> int:
+def _headless_protoset(paths: list[Path]) -> Any:
+    """The protosets that name gRPC fields in the headless log (None without any)."""
+    if not paths:
+        return None
+    from proxy.cli import UsageError
+    from proxy.protoset import Protoset, ProtosetError
+
+    try:
+        return Protoset.load(paths)
+    except (OSError, ProtosetError) as exc:
+        raise UsageError(f"--protoset: {exc}") from None
+
+
+def _serve(config: Config, protoset: Any = None) -> int:
     """Run the proxy until SIGINT/SIGTERM: 0 after a clean stop, 1 if it cannot start."""
     import asyncio
 
     _configure_logging(config)
-    return asyncio.run(_serve_async(config))
+    return asyncio.run(_serve_async(config, protoset))
 
 
 def _configure_logging(config: Config) -> None:
@@ -309,7 +323,7 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     return accept
 
 
-def _sinks(config: Config) -> list[Any]:
+def _sinks(config: Config, protoset: Any = None) -> list[Any]:
     """The event-bus sinks of this run: the headless printer and, with ``--record``,
     the capture recorder (a blocking sink: a slow disk slows the relay, nothing is lost)."""
     from proxy.headless import HeadlessPrinter
@@ -317,7 +331,7 @@ def _sinks(config: Config) -> list[Any]:
     text = config.headless.filter
     printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet,
-                              jsonl=config.headless.format == "jsonl")
+                              jsonl=config.headless.format == "jsonl", protoset=protoset)
     from proxy.summary import RunSummary
 
     sinks: list[Any] = [printer, RunSummary()]
@@ -355,7 +369,7 @@ def open_recorder(config: Config) -> Any:
     return CaptureRecorder(writer)
 
 
-async def _serve_async(config: Config) -> int:
+async def _serve_async(config: Config, protoset: Any = None) -> int:
     import asyncio
     import contextlib
     import signal
@@ -364,7 +378,7 @@ async def _serve_async(config: Config) -> int:
     from proxy.server import ProxyServer, ProxyStartError
     from proxy.summary import EXIT_FINDINGS, RunSummary
 
-    sinks = _sinks(config)
+    sinks = _sinks(config, protoset)
     recorders = [s for s in sinks if hasattr(s, "writer")]
     server = ProxyServer(config, sinks)
     try:

@@ -30,4 +30,7 @@ def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     with CaptureReader(capture) as reader, open_private(out_path, fmt == "pcapng") as out:
-        return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep)
+        from ui.model import body
+
+        return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep,
+                            protoset=body.SCHEMA)

@@ -1,0 +1,206 @@
+"""gRPC messages in the text logs: under each DATA frame, the messages it completes.
+
+The headless log and ``export --format text`` print a line per frame, as
+``nghttp -v`` does; on a gRPC stream (a request with ``content-type:
+application/grpc``) :class:`GrpcTracker` reassembles each direction's
+length-prefixed messages (gRPC over HTTP/2: a flag byte, a 4-byte length, the
+message) and prints the ones a DATA frame completes, one line each::
+
+    0.012 #1   →     1 DATA [END_STREAM] len=61  61 bytes  window conn=…
+              grpc → message 1: 56 bytes  demo.v1.HelloRequest {name: "world" kind: …}
+
+With a protoset (``--protoset``) the method's request or response type names
+the fields, as the UI's stream view does; without, the fields are numbered
+(``protoc --decode_raw``). JSON Lines carries the same under ``"grpc"``.
+Memory is bounded: :attr:`GrpcTracker.MAX_STREAMS` streams at a time, and a
+message longer than :attr:`GrpcTracker.MAX_MESSAGE` is counted, not kept. A
+payload the capture cut stops that direction (what follows cannot be framed),
+and says so once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.observe.events import FrameObserved
+from proxy.protobuf import decode_raw
+from proxy.protoset import Protoset
+
+GRPC_TYPES = (("content-type", "application/grpc"), ("content-type", "application/grpc+proto"))
+"""A request that carries one of these is a gRPC call (gRPC-Web frames differently)."""
+SUMMARY = 160
+"""Characters of a message's fields shown on its line."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMessage:
+    direction: int
+    index: int
+    """1 for a direction's first message on the stream."""
+    size: int
+    compressed: bool
+    type_name: str | None
+    fields: list[str] | None
+    """The decoded fields (``protoc --decode`` lines), None when not decoded."""
+    note: str = ""
+
+    def summary(self) -> str:
+        head = f"message {self.index}: {self.size} bytes"
+        if self.compressed:
+            head += " (compressed)"
+        if self.note:
+            return f"{head}  {self.note}"
+        if self.fields is None:
+            return head
+        text = " ".join(line.strip() for line in self.fields) or "(empty)"
+        if len(text) > SUMMARY:
+            text = text[:SUMMARY - 1] + "…"
+        name = f"{self.type_name} " if self.type_name else ""
+        return f"{head}  {name}{{{text}}}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"message": self.index, "size": self.size}
+        if self.compressed:
+            d["compressed"] = True
+        if self.type_name:
+            d["type"] = self.type_name
+        if self.fields is not None:
+            d["fields"] = self.fields
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+class _Stream:
+    __slots__ = ("buffers", "counts", "ended", "lost", "path", "skip")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.buffers = (bytearray(), bytearray())
+        self.counts = [0, 0]
+        self.skip = [0, 0]
+        """Bytes of an oversized message still to pass over, per direction."""
+        self.lost: list[str | None] = [None, None]
+        self.ended = 0
+
+
+class GrpcTracker:
+    """gRPC streams of every connection, read as their DATA goes by. Fed every frame
+    event in order (filtered or not, so the framing stays whole)."""
+
+    MAX_STREAMS = 256
+    MAX_MESSAGE = 64 * 1024
+
+    def __init__(self, schema: Protoset | None = None) -> None:
+        self.schema = schema
+        self.streams: dict[tuple[int, int], _Stream] = {}
+        """A plain dict, so that callers test ``if tracker.streams`` at C speed."""
+        self._calls: dict[int, tuple[object, bool]] = {}
+        """Request blocks seen, by id (the block kept, so the id is not reused):
+        the observer hands back the same block for a repeated request."""
+
+    def is_call(self, block: Any) -> bool:
+        """Whether a request header block starts a gRPC call (cheap when repeated)."""
+        hit = self._calls.get(id(block))
+        if hit is not None and hit[0] is block:
+            return hit[1]
+        headers = block.headers
+        found = GRPC_TYPES[0] in headers or GRPC_TYPES[1] in headers
+        if len(self._calls) >= 1024:
+            self._calls.clear()
+        self._calls[id(block)] = (block, found)
+        return found
+
+    def feed(self, conn_id: int, ev: FrameObserved,
+             truncated: bool = False) -> tuple[list[GrpcMessage], str | None]:
+        """The messages this frame completes, and why its direction stopped being
+        read if it just did."""
+        f = ev.frame
+        key = (conn_id, f.stream_id)
+        block = ev.block
+        if block is not None and ev.direction == 0 and key not in self.streams \
+                and self.is_call(block):
+            if len(self.streams) >= self.MAX_STREAMS:
+                self.streams.pop(next(iter(self.streams)))
+            path = next((v for n, v in block.headers if n == ":path"), "")
+            self.streams[key] = _Stream(path)
+        state = self.streams.get(key)
+        if state is None:
+            return [], None
+        if f.type == 3:  # RST_STREAM
+            del self.streams[key]
+            return [], None
+        d = ev.direction
+        msgs: list[GrpcMessage] = []
+        lost: str | None = None
+        data = getattr(f, "data", None)
+        if data is not None and state.lost[d] is None and not f.malformed:
+            if truncated:
+                state.lost[d] = lost = "a payload the capture cut (max_data_bytes)"
+            else:
+                msgs = self._messages(state, d, data)
+        if f.type in (0, 1) and f.flags & 0x1:
+            state.ended |= 1 << d
+            if state.ended == 3:
+                del self.streams[key]
+        return msgs, lost
+
+    def _messages(self, state: _Stream, d: int, data: bytes) -> list[GrpcMessage]:
+        out: list[GrpcMessage] = []
+        skip = state.skip[d]
+        if skip:
+            passed = min(skip, len(data))
+            state.skip[d] = skip - passed
+            data = data[passed:]
+        buf = state.buffers[d]
+        buf += data
+        while len(buf) >= 5:
+            compressed = bool(buf[0] & 1)
+            size = int.from_bytes(buf[1:5], "big")
+            if size > self.MAX_MESSAGE:
+                state.counts[d] += 1
+                out.append(GrpcMessage(d, state.counts[d], size, compressed, None, None,
+                                       f"(not decoded: longer than {self.MAX_MESSAGE} bytes)"))
+                have = len(buf) - 5
+                state.skip[d] = max(0, size - have)
+                del buf[:5 + min(size, have)]
+                continue
+            if len(buf) < 5 + size:
+                break
+            payload = bytes(buf[5:5 + size])
+            del buf[:5 + size]
+            state.counts[d] += 1
+            out.append(self._decoded(state, d, size, compressed, payload))
+        return out
+
+    def _decoded(self, state: _Stream, d: int, size: int, compressed: bool,
+                 payload: bytes) -> GrpcMessage:
+        index = state.counts[d]
+        if compressed:
+            return GrpcMessage(d, index, size, True, None, None,
+                               "(not decoded here: the UI's stream view inflates it)")
+        schema = self.schema
+        type_name = schema.method_type(state.path, d == 0) if schema is not None else None
+        if type_name is not None and schema is not None:
+            fields = schema.decode(payload, type_name)
+            if fields is not None:
+                return GrpcMessage(d, index, size, False, type_name, fields)
+        fields = decode_raw(payload)
+        if fields is None:
+            return GrpcMessage(d, index, size, False, None, None,
+                               f"not protobuf: {payload[:24].hex(' ')}"
+                               + (" …" if size > 24 else ""))
+        return GrpcMessage(d, index, size, False, None, fields)
+
+    def lines(self, conn_id: int, ev: FrameObserved, indent: str,
+              truncated: bool = False) -> list[str]:
+        """:meth:`feed`'s result as the lines to print under the frame's."""
+        msgs, lost = self.feed(conn_id, ev, truncated)
+        if not msgs and lost is None:
+            return []
+        arrow = "→" if ev.direction == 0 else "←"
+        out = [f"{indent}grpc {arrow} {m.summary()}" for m in msgs]
+        if lost is not None:
+            out.append(f"{indent}grpc {arrow} framing lost: {lost}")
+        return out

@@ -1,0 +1,149 @@
+"""gRPC messages in the text logs (with a protoset): under the DATA frame that
+completes each one, live and in the export alike; off without a protoset."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import pytest
+
+from proxy.capture.replay import replay
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.events import Batch
+from proxy.grpc_log import GrpcTracker
+from proxy.headless import HeadlessPrinter
+from proxy.observe.enums import Direction
+from proxy.protoset import Protoset
+from tests.helpers import procs
+from tests.unit.capture.traffic import META
+from tests.unit.test_protoset import MESSAGE, PROTO
+
+PATH = "/demo.v1.Greeter/SayHello"
+REPLY = b"\x0a\x05hello"  # message: "hello"
+
+
+def grpc(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Protoset]:
+    d = tmp_path_factory.mktemp("grpclog")
+    (d / "greet.proto").write_text(PROTO)
+    out = d / "greet.pb"
+    result = procs.run([procs.require("protoc"), f"--proto_path={d}",
+                        f"--descriptor_set_out={out}", str(d / "greet.proto")])
+    assert result.returncode == 0, result.stderr
+    return out, Protoset.load([out])
+
+
+def record_call(path: Path, *, big: int = 0, max_data_bytes: int | None = None) -> list:
+    """One unary call (the request message split over two DATA frames, a second
+    stream with a message of ``big`` bytes if asked) recorded; the live events."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    live: list = []
+    t = [100.0]
+    with CaptureWriter(path, max_data_bytes=max_data_bytes) as writer:
+        tap = RecordingObserver(writer, 1, META, t=t[0])
+
+        def pump() -> None:
+            for _ in range(20):
+                c2s, s2c = client.data_to_send(), server.data_to_send()
+                if not c2s and not s2c:
+                    return
+                for d, data, peer in ((Direction.C2S, c2s, server), (Direction.S2C, s2c, client)):
+                    if data:
+                        t[0] += 0.001
+                        live.append(tap.feed(d, data, t[0]))
+                        peer.receive_data(data)
+
+        client.initiate_connection()
+        server.initiate_connection()
+        pump()
+        request = [(":method", "POST"), (":scheme", "http"), (":authority", "example.test"),
+                   (":path", PATH), ("content-type", "application/grpc"), ("te", "trailers")]
+        body = grpc(MESSAGE)
+        client.send_headers(1, request)
+        client.send_data(1, body[:20])
+        pump()
+        client.send_data(1, body[20:], end_stream=True)
+        pump()
+        server.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+        server.send_data(1, grpc(REPLY))
+        server.send_headers(1, [("grpc-status", "0")], end_stream=True)
+        pump()
+        if big:
+            client.send_headers(3, [*request[:3], (":path", PATH), *request[4:]])
+            client.send_data(3, grpc(b"\x0a" + bytes(big)), end_stream=True)
+            pump()
+    return live
+
+
+def grpc_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("grpc ")]
+
+
+def test_messages_print_under_the_data_that_completes_them_live_and_exported(
+        schema: tuple[Path, Protoset], tmp_path: Path) -> None:
+    pb, protoset = schema
+    capture = tmp_path / "call.h2scope"
+    live = record_call(capture)
+    out = io.StringIO()
+    printer = HeadlessPrinter(out, protoset=protoset)
+    for events in live:
+        printer.handle(Batch(conn_id=1, t=events[0].t if events else 0.0, events=events))
+    printed = out.getvalue()
+    lines = grpc_lines(printed)
+    assert lines[0].startswith(f'grpc → message 1: {len(MESSAGE)} bytes  demo.v1.HelloRequest '
+                               '{name: "world" kind: KIND_GREETING inner { id: 42')
+    assert lines[0].endswith("…}") and len(lines[0]) < 240  # a long message is cut short
+    assert lines[1] == 'grpc ← message 1: 7 bytes  demo.v1.HelloReply {message: "hello"}'
+    assert len(lines) == 2
+    # Under the second DATA frame of the request (the one that completes it).
+    text = printed.splitlines()
+    at = next(i for i, ln in enumerate(text) if ln.strip().startswith("grpc →"))
+    assert " DATA [END_STREAM]" in text[at - 1]
+    # The export says the same; without a protoset neither says anything.
+    exported = tmp_path / "call.txt"
+    assert main(["export", str(capture), "--format", "text", "-o", str(exported),
+                 "--protoset", str(pb)]) == 0
+    assert grpc_lines(exported.read_text()) == lines
+    assert main(["export", str(capture), "--format", "text", "-o", str(exported)]) == 0
+    assert grpc_lines(exported.read_text()) == []
+    jsonl = tmp_path / "call.jsonl"
+    assert main(["export", str(capture), "--format", "jsonl", "-o", str(jsonl),
+                 "--protoset", str(pb)]) == 0
+    objects = [d["grpc"] for d in map(json.loads, jsonl.read_text().splitlines()) if "grpc" in d]
+    assert objects[1] == [{"message": 1, "size": 7, "type": "demo.v1.HelloReply",
+                           "fields": ['message: "hello"']}]
+    assert main(["export", str(capture), "--format", "har", "-o", str(tmp_path / "x.har"),
+                 "--protoset", str(pb)]) == 2  # (only text and jsonl)
+
+
+def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
+        schema: tuple[Path, Protoset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, protoset = schema
+    monkeypatch.setattr(GrpcTracker, "MAX_MESSAGE", 1000)
+    capture = tmp_path / "big.h2scope"
+    record_call(capture, big=GrpcTracker.MAX_MESSAGE + 10)
+    out = io.StringIO()
+    from proxy.capture.export_text import write_text
+
+    write_text(replay(capture), out, protoset=protoset)
+    lines = grpc_lines(out.getvalue())
+    assert f"grpc → message 1: {GrpcTracker.MAX_MESSAGE + 11} bytes  (not decoded: longer " \
+        f"than {GrpcTracker.MAX_MESSAGE} bytes)" in lines
+    cut = tmp_path / "cut.h2scope"
+    record_call(cut, max_data_bytes=10)
+    out = io.StringIO()
+    write_text(replay(cut), out, protoset=protoset)
+    lines = grpc_lines(out.getvalue())
+    assert lines[0] == "grpc → framing lost: a payload the capture cut (max_data_bytes)"
+    assert "grpc ← framing lost: a payload the capture cut (max_data_bytes)" in lines
