@@ -142,8 +142,10 @@ def recorded_views_show_the_messages(capture: Path) -> None:
     try:
         session = Session(cap)
         load(session, cap)
-        conn = session.conns[1]
-        stream = next(st for st in conn.streams.values() if is_websocket(st.request_headers))
+        # (the page's connection, whichever number it got: Chromium may open
+        # another one through the proxy first)
+        conn, stream = next((c, st) for c in session.conns.values()
+                            for st in c.streams.values() if is_websocket(st.request_headers))
         text = stream_text(session, conn, stream).plain
         table = session.table
         per_frame = [line for row in stream.rows if table.type[row] == 0
