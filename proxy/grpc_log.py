@@ -12,14 +12,17 @@ message) and prints the ones a DATA frame completes, one line each::
 With a protoset (``--protoset``) the method's request or response type names
 the fields, as the UI's stream view does; without, the fields are numbered
 (``protoc --decode_raw``). JSON Lines carries the same under ``"grpc"``.
-Memory is bounded: :attr:`GrpcTracker.MAX_STREAMS` streams at a time, and a
-message longer than :attr:`GrpcTracker.MAX_MESSAGE` is counted, not kept. A
+Compressed messages are inflated by the direction's ``grpc-encoding`` (gzip,
+deflate). Memory is bounded: :attr:`GrpcTracker.MAX_STREAMS` streams at a
+time, and a message longer than :attr:`GrpcTracker.MAX_MESSAGE` is counted,
+not kept (inflated: four times that). A
 payload the capture cut stops that direction (what follows cannot be framed),
 and says so once.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +75,26 @@ class GrpcMessage:
         return d
 
 
+def _inflate(payload: bytes, encoding: str | None) -> bytes | None:
+    """A compressed message inflated (gzip, deflate), bounded; None if it cannot be."""
+    if encoding not in ("gzip", "deflate"):
+        return None
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    try:
+        d = zlib.decompressobj(wbits)
+        out = d.decompress(payload, GrpcTracker.MAX_MESSAGE * 4)
+    except zlib.error:
+        return None
+    return out if not d.unconsumed_tail else None
+
+
 class _Stream:
-    __slots__ = ("buffers", "counts", "ended", "lost", "path", "skip")
+    __slots__ = ("buffers", "counts", "encodings", "ended", "lost", "path", "skip")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.encodings: list[str | None] = [None, None]
+        """Each direction's ``grpc-encoding`` (how its compressed messages are)."""
         self.buffers = (bytearray(), bytearray())
         self.counts = [0, 0]
         self.skip = [0, 0]
@@ -128,6 +146,10 @@ class GrpcTracker:
         state = self.streams.get(key)
         if state is None:
             return [], None
+        if block is not None:
+            encoding = next((v for n, v in block.headers if n == "grpc-encoding"), None)
+            if encoding is not None:
+                state.encodings[ev.direction] = encoding.strip().lower()
         if f.type == 3:  # RST_STREAM
             del self.streams[key]
             return [], None
@@ -178,20 +200,24 @@ class GrpcTracker:
                  payload: bytes) -> GrpcMessage:
         index = state.counts[d]
         if compressed:
-            return GrpcMessage(d, index, size, True, None, None,
-                               "(not decoded here: the UI's stream view inflates it)")
+            inflated = _inflate(payload, state.encodings[d])
+            if inflated is None:
+                return GrpcMessage(d, index, size, True, None, None,
+                                   f"(grpc-encoding {state.encodings[d] or 'not given'}: not "
+                                   "inflated)")
+            payload = inflated
         schema = self.schema
         type_name = schema.method_type(state.path, d == 0) if schema is not None else None
         if type_name is not None and schema is not None:
             fields = schema.decode(payload, type_name)
             if fields is not None:
-                return GrpcMessage(d, index, size, False, type_name, fields)
+                return GrpcMessage(d, index, size, compressed, type_name, fields)
         fields = decode_raw(payload)
         if fields is None:
-            return GrpcMessage(d, index, size, False, None, None,
+            return GrpcMessage(d, index, size, compressed, None, None,
                                f"not protobuf: {payload[:24].hex(' ')}"
-                               + (" …" if size > 24 else ""))
-        return GrpcMessage(d, index, size, False, None, fields)
+                               + (" …" if len(payload) > 24 else ""))
+        return GrpcMessage(d, index, size, compressed, None, fields)
 
     def lines(self, conn_id: int, ev: FrameObserved, indent: str,
               truncated: bool = False) -> list[str]:

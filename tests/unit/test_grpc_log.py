@@ -147,3 +147,44 @@ def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
     lines = grpc_lines(out.getvalue())
     assert lines[0] == "grpc → framing lost: a payload the capture cut (max_data_bytes)"
     assert "grpc ← framing lost: a payload the capture cut (max_data_bytes)" in lines
+
+
+def test_compressed_messages_are_inflated_by_their_grpc_encoding(
+        schema: tuple[Path, Protoset]) -> None:
+    import gzip
+    import zlib
+    from types import SimpleNamespace
+
+    from proxy.observe.frames import DataFrame
+
+    _, protoset = schema
+    tracker = GrpcTracker(protoset)
+
+    def data_event(direction: int, payload: bytes) -> SimpleNamespace:
+        raw = len(payload).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big") + payload
+        frame = DataFrame(type=0, flags=0, stream_id=1, length=len(payload), raw=raw,
+                          reserved=False, malformed=None, pad_length=None,
+                          data_length=len(payload))
+        return SimpleNamespace(frame=frame, block=None, direction=direction, t=0.0)
+
+    request = SimpleNamespace(
+        frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=0,
+        block=SimpleNamespace(headers=((":path", PATH), ("content-type", "application/grpc"),
+                                       ("grpc-encoding", "gzip"))), t=0.0)
+    tracker.feed(1, request)  # type: ignore[arg-type]
+    zipped = gzip.compress(MESSAGE)
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01" + len(zipped).to_bytes(4, "big")  # type: ignore[arg-type]
+                                           + zipped))
+    assert msg.compressed and msg.type_name == "demo.v1.HelloRequest"
+    assert msg.fields is not None and msg.fields[0] == 'name: "world"'
+    assert msg.summary().startswith(f"message 1: {len(zipped)} bytes (compressed)  "
+                                    "demo.v1.HelloRequest {")
+    # deflate is zlib's format; an unknown encoding is said, not guessed.
+    tracker.streams[(1, 1)].encodings[0] = "deflate"
+    squeezed = zlib.compress(MESSAGE)
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01" + len(squeezed).to_bytes(4, "big")  # type: ignore[arg-type]
+                                           + squeezed))
+    assert msg.fields is not None
+    tracker.streams[(1, 1)].encodings[0] = "snappy"
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
+    assert msg.summary() == "message 3: 2 bytes (compressed)  (grpc-encoding snappy: not inflated)"
