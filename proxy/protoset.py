@@ -248,6 +248,19 @@ class Protoset:
         return out
 
 
+def protoset_option(paths: list[Path]) -> Protoset | None:
+    """The ``--protoset`` files loaded (None without any); one that cannot be read, or
+    is not a FileDescriptorSet, is a usage error (exit 2) that names it."""
+    if not paths:
+        return None
+    from proxy.cli import UsageError
+
+    try:
+        return Protoset.load(paths)
+    except (OSError, ProtosetError) as exc:
+        raise UsageError(f"--protoset: {exc}") from None
+
+
 def _float32(x: float) -> str:
     """The shortest text that reads back as the same 32-bit float (protoc prints
     0.1, not the double 0.10000000149011612)."""

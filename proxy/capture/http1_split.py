@@ -134,21 +134,26 @@ class Http1Splitter:
                 self.methods.popleft()  # (a 1xx is followed by the final response)
         return True
 
+    def _take(self, side: _Side) -> int:
+        """Consume up to ``side.remaining`` body bytes (kept with ``keep_bodies``); the
+        bytes still to come."""
+        buf = side.buf
+        take = min(side.remaining, len(buf))
+        if self.keep_bodies:
+            side.body += buf[:take]
+        del buf[:take]
+        side.remaining -= take
+        side.body_size += take
+        return side.remaining
+
     def _body(self, side: _Side) -> bool:
         """Consume body bytes; True once the body is complete."""
         buf = side.buf
-        keep = self.keep_bodies
         if side.framing == Framing.LENGTH:
-            take = min(side.remaining, len(buf))
-            if keep:
-                side.body += buf[:take]
-            del buf[:take]
-            side.remaining -= take
-            side.body_size += take
-            return side.remaining == 0
+            return self._take(side) == 0
         if side.framing == Framing.UNTIL_CLOSE:
             side.body_size += len(buf)
-            if keep:
+            if self.keep_bodies:
                 side.body += buf
             buf.clear()
             return False
@@ -173,13 +178,7 @@ class Http1Splitter:
                     side.remaining = size
                     side.chunk_state = "data"
             elif side.chunk_state == "data":
-                take = min(side.remaining, len(buf))
-                if keep:
-                    side.body += buf[:take]
-                del buf[:take]
-                side.remaining -= take
-                side.body_size += take
-                if side.remaining == 0:
+                if self._take(side) == 0:
                     side.chunk_state = "data-crlf"
             else:  # the CRLF after a chunk's data
                 if len(buf) < 2:

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from proxy.capture.http1_split import Http1Recording
 from proxy.capture.netlog_frames import SessionFrames
+from proxy.capture.pcap_import import address_text, frame_count
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.net.clienthello import ClientHelloError, cipher_name, parse_client_hello
@@ -48,7 +49,6 @@ from proxy.net.http1 import (
     parse_request_head,
 )
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
-from proxy.observe.events import Event, FrameObserved
 
 RAW_MODES = ("Everything", "IncludeSocketBytes", "")
 """Capture modes whose logs carry the sockets' bytes (IncludeSocketBytes: older
@@ -198,11 +198,6 @@ REBUILT_NOTE = (
 def _address(text: object) -> tuple[str, int]:
     m = _ADDRESS.match(str(text or ""))
     return (m.group(1), int(m.group(2))) if m else (str(text or ""), 0)
-
-
-def _hostport(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _hello_records(message: bytes) -> bytes:
@@ -393,7 +388,7 @@ class _Importer:
 
     def data(self, sock: _Socket, direction: Direction, data: bytes, t: float) -> None:
         if sock.tap is not None:
-            self.summary.frames += _frames(sock.tap.feed(direction, data, t))
+            self.summary.frames += frame_count(sock.tap.feed(direction, data, t))
             return
         if sock.http1 is not None:
             self.http1_data(sock, direction, data, t)
@@ -417,7 +412,7 @@ class _Importer:
         tap = self.open_tap(sock)
         early, sock.pending = sock.pending, []
         for d, chunk, te in [*early, (direction, data, t)]:
-            self.summary.frames += _frames(tap.feed(d, chunk, te))
+            self.summary.frames += frame_count(tap.feed(d, chunk, te))
 
     def rebuild(self, sid: int, sock: _Socket, t: float) -> None:
         """Session ``sid`` on ``sock`` is HTTP/2 and the log has no bytes: its frames
@@ -425,7 +420,7 @@ class _Importer:
         tap = self.open_tap(sock, rebuilt=True)
 
         def emit(direction: Direction, data: bytes, te: float) -> None:
-            self.summary.frames += _frames(tap.feed(direction, data, te))
+            self.summary.frames += frame_count(tap.feed(direction, data, te))
 
         frames = SessionFrames(emit)
         frames.start(t)
@@ -476,12 +471,12 @@ class _Importer:
                 head = origin = None
             if origin is not None:
                 # Absolute form: a request to a proxy (the socket's address).
-                sock.host = _hostport((origin[1], origin[2]))
-                sock.proxy = _hostport(sock.server)
+                sock.host = address_text((origin[1], origin[2]))
+                sock.proxy = address_text(sock.server)
             elif head is not None and head.get("host"):
                 host = str(head.get("host"))
                 sock.host = host if ":" in host.rsplit("]", 1)[-1] else \
-                    _hostport((host, sock.server[1]))
+                    address_text((host, sock.server[1]))
         sock.http1 = Http1Recording(self.writer, conn_id, self.meta(sock, "http/1.1"),
                                     sock.started)
 
@@ -494,8 +489,8 @@ class _Importer:
         sni = str(sock.tls_meta.get("sni") or "")
         # The session's host:port (what Chrome asked for; through a proxy, not the
         # socket's address), else the SNI with the socket's port.
-        target = sock.host or (_hostport((sni, sock.server[1])) if sni else
-                               _hostport(sock.server))
+        target = sock.host or (address_text((sni, sock.server[1])) if sni else
+                               address_text(sock.server))
         meta: dict[str, Any] = {
             "client": {"ip": sock.client[0], "port": sock.client[1]},
             "server": {"ip": sock.server[0], "port": sock.server[1]},
@@ -540,10 +535,6 @@ class _Importer:
                 self.close(sock, self.t, error="still open when the log ended"
                            if sock.http1 is not None else None)
         self.sockets.clear()
-
-
-def _frames(events: list[Event]) -> int:
-    return sum(1 for ev in events if type(ev) is FrameObserved)
 
 
 class TailText:

@@ -359,7 +359,7 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
         _plain(conn, direction, chunk, t, writer, summary, ids)
     if tls.failed[direction] and not was_failed and conn.tap is not None:
         who = "client" if direction is Direction.C2S else "server"
-        text = (f"{_hostport(conn.client)} → {_hostport(conn.server)}: {tls.problem}; the "
+        text = (f"{address_text(conn.client)} → {address_text(conn.server)}: {tls.problem}; the "
                 f"{who}'s frames after that point are not decoded")
         summary.problems.append(text)
         if conn.conn_id is not None:
@@ -391,9 +391,9 @@ def _plain(conn: _Connection, direction: Direction, data: bytes, t: float,
         tap = _open_tap(conn, "h2" if tls is not None else "h2c", writer, summary, ids)
         early, conn.plain_pending = conn.plain_pending, []
         for d, chunk, te in [*early, (direction, data, t)]:  # in capture order
-            summary.frames += _count(tap.feed(d, chunk, te))
+            summary.frames += frame_count(tap.feed(d, chunk, te))
         return
-    summary.frames += _count(conn.tap.feed(direction, data, t))
+    summary.frames += frame_count(conn.tap.feed(direction, data, t))
 
 
 def _open_tap(conn: _Connection, protocol: str, writer: CaptureWriter,
@@ -418,7 +418,7 @@ def _meta(conn: _Connection, protocol: str, via: str = "packet capture") -> dict
     meta: dict[str, Any] = {
         "client": {"ip": conn.client[0], "port": conn.client[1]},
         "server": {"ip": conn.server[0], "port": conn.server[1]},
-        "mode": "pcap", "protocol": protocol, "via": via, "target": _hostport(conn.server),
+        "mode": "pcap", "protocol": protocol, "via": via, "target": address_text(conn.server),
     }
     tls = conn.tls
     if tls is not None:
@@ -427,7 +427,7 @@ def _meta(conn: _Connection, protocol: str, via: str = "packet capture") -> dict
             sni = tls.client_hello.sni
             meta["sni"] = sni
             meta["server"]["host"] = sni
-            meta["target"] = _hostport((sni, conn.server[1]))  # the name the client asked for
+            meta["target"] = address_text((sni, conn.server[1]))  # the name the client asked for
     return meta
 
 
@@ -439,7 +439,7 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
     up = conn.upgrade
     assert up is not None
     if conn.tap is not None:
-        summary.frames += _count(conn.tap.feed(direction, data, t))
+        summary.frames += frame_count(conn.tap.feed(direction, data, t))
         return
     if conn.h1 is not None:
         summary.http1_messages += conn.h1.feed(direction, data, t)
@@ -468,12 +468,12 @@ def _http1(conn: _Connection, direction: Direction, data: bytes, t: float,
     up.seen = []
     settings, headers = h2c_upgrade(up.request)
     tap = _open_tap(conn, "h2c", writer, summary, ids, via="packet capture, Upgrade: h2c")
-    summary.frames += _count(tap.upgrade_h2c(http2_settings=settings or b"",
+    summary.frames += frame_count(tap.upgrade_h2c(http2_settings=settings or b"",
                                              request_headers=headers, t=t))
     # The server's frames follow its 101; the client's preface follows the 101 too.
     for d, rest in ((Direction.S2C, up.server), (Direction.C2S, up.client)):
         if rest:
-            summary.frames += _count(tap.feed(d, bytes(rest), t))
+            summary.frames += frame_count(tap.feed(d, bytes(rest), t))
     up.client.clear()
     up.server.clear()
 
@@ -520,7 +520,8 @@ def _kind(conn: _Connection, first: bytes) -> str:
     return "other"
 
 
-def _count(events: list[Event]) -> int:
+def frame_count(events: list[Event]) -> int:
+    """How many frames ``events`` (a tap's output) hold."""
     return sum(1 for ev in events if type(ev) is FrameObserved)
 
 
@@ -528,7 +529,7 @@ def _gap(conn: _Connection, direction: Direction, missing: int, why: str,
          writer: CaptureWriter, t: float, summary: ImportSummary) -> None:
     who = "client" if direction is Direction.C2S else "server"
     side = conn.sides[direction]
-    text = (f"{_hostport(conn.client)} → {_hostport(conn.server)}: {missing} bytes of the "
+    text = (f"{address_text(conn.client)} → {address_text(conn.server)}: {missing} bytes of the "
             f"{who}'s stream are not in the capture after byte {side.delivered} ({why}); "
             "its frames after that point are not decoded")
     summary.gaps.append(text)
@@ -561,7 +562,7 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
     elif conn.tls is not None and conn.plain_kind is None and conn.tap is None:
         _count_kind(summary, "tls-undecrypted")
         if conn.tls.problem:
-            summary.problems.append(f"{_hostport(conn.client)} → {_hostport(conn.server)}: "
+            summary.problems.append(f"{address_text(conn.client)} → {address_text(conn.server)}: "
                                     f"{conn.tls.problem}")
     error = "reset (TCP RST)" if reset else (
         None if ended else "still open when the capture ended")
@@ -572,6 +573,7 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
             t, closed_by=conn.closed_by if ended else None, error=error)
 
 
-def _hostport(addr: tuple[str, int]) -> str:
+def address_text(addr: tuple[str, int]) -> str:
+    """``host:port``, an IPv6 host in brackets."""
     host, port = addr
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -188,14 +188,12 @@ def _schema(args: argparse.Namespace) -> tuple[Any, str] | None:
     if not args.protoset and not args.proto_type:
         return None
     from proxy.cli import UsageError
-    from proxy.protoset import Protoset, ProtosetError
+    from proxy.protoset import protoset_option
 
     if not args.protoset or not args.proto_type:
         raise UsageError("--protoset and --type go together")
-    try:
-        schema = Protoset.load(args.protoset)
-    except (OSError, ProtosetError) as exc:
-        raise UsageError(f"--protoset: {exc}") from None
+    schema = protoset_option(args.protoset)
+    assert schema is not None
     name = args.proto_type.lstrip(".")
     if name.startswith("/"):
         path, _, which = args.proto_type.partition(":")

@@ -108,16 +108,11 @@ def open_capture(path: Path, problems: list[BadRecord]) -> CaptureReader:
 
 def _protoset(paths: list[Path], fmt: str) -> Any:
     from proxy.cli import UsageError
-    from proxy.protoset import Protoset, ProtosetError
+    from proxy.protoset import protoset_option
 
-    if not paths:
-        return None
-    if fmt not in ("text", "jsonl"):
+    if paths and fmt not in ("text", "jsonl"):
         raise UsageError(f"--protoset does not apply to --format {fmt} (text, jsonl)")
-    try:
-        return Protoset.load(paths)
-    except (OSError, ProtosetError) as exc:
-        raise UsageError(f"--protoset: {exc}") from None
+    return protoset_option(paths)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -247,21 +247,10 @@ def run(args: argparse.Namespace) -> int:
         # terminal, the frame log does not.
         _print_err("h2scope: not a terminal: running headless (use --headless to "
                    "silence this note)")
-    return _serve(config, _headless_protoset([*map(Path, config.ui.protosets),
-                                              *args.protoset]))
+    from proxy.protoset import protoset_option
 
-
-def _headless_protoset(paths: list[Path]) -> Any:
-    """The protosets that name gRPC fields in the headless log (None without any)."""
-    if not paths:
-        return None
-    from proxy.cli import UsageError
-    from proxy.protoset import Protoset, ProtosetError
-
-    try:
-        return Protoset.load(paths)
-    except (OSError, ProtosetError) as exc:
-        raise UsageError(f"--protoset: {exc}") from None
+    # The protosets name gRPC messages' fields in the headless log too.
+    return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]))
 
 
 def _serve(config: Config, protoset: Any = None) -> int:

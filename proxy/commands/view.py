@@ -124,14 +124,10 @@ def use_protosets(paths: list[Path]) -> None:
     """Load ``--protoset`` files for the UI's stream view (UsageError if one is bad)."""
     if not paths:
         return
-    from proxy.cli import UsageError
-    from proxy.protoset import Protoset, ProtosetError
+    from proxy.protoset import protoset_option
     from ui.model import body
 
-    try:
-        body.SCHEMA = Protoset.load(paths)
-    except (OSError, ProtosetError) as exc:
-        raise UsageError(f"--protoset: {exc}") from None
+    body.SCHEMA = protoset_option(paths)
 
 
 READY_TIMEOUT = 30.0

@@ -20,9 +20,8 @@ from proxy.grpc_log import GrpcTracker
 from proxy.headless import HeadlessPrinter
 from proxy.observe.enums import Direction
 from proxy.protoset import Protoset
-from tests.helpers import procs
 from tests.unit.capture.traffic import META
-from tests.unit.test_protoset import MESSAGE, PROTO
+from tests.unit.test_protoset import MESSAGE, compile_greet
 
 PATH = "/demo.v1.Greeter/SayHello"
 REPLY = b"\x0a\x05hello"  # message: "hello"
@@ -34,12 +33,7 @@ def grpc(message: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Protoset]:
-    d = tmp_path_factory.mktemp("grpclog")
-    (d / "greet.proto").write_text(PROTO)
-    out = d / "greet.pb"
-    result = procs.run([procs.require("protoc"), f"--proto_path={d}",
-                        f"--descriptor_set_out={out}", str(d / "greet.proto")])
-    assert result.returncode == 0, result.stderr
+    out = compile_greet(tmp_path_factory.mktemp("grpclog"))
     return out, Protoset.load([out])
 
 

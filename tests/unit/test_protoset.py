@@ -58,15 +58,20 @@ def zigzag(n: int) -> int:
     return (n << 1) ^ (n >> 63)
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("proto")
+def compile_greet(d: Path) -> Path:
+    """PROTO in ``d``, compiled by protoc to a FileDescriptorSet; its path."""
     (d / "greet.proto").write_text(PROTO)
     out = d / "greet.pb"
     result = procs.run([procs.require("protoc"), f"--proto_path={d}",
                         f"--descriptor_set_out={out}", "--include_imports", str(d / "greet.proto")])
     assert result.returncode == 0, result.stderr
-    return d, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("proto")
+    return d, compile_greet(d)
 
 
 # Scalars, an enum, a nested message, a map entry: the forms protoc --decode prints
