@@ -96,8 +96,9 @@ def test_chromium_loads_a_page_with_20_subresources_multiplexed_on_one_connectio
     assert client_legs and {e.alpn for e in client_legs} == {"h2"}
     # Every request on one connection. (On a loaded machine Chromium may race a
     # spare connection to the origin; it carries no request.)
-    carrying = {e.conn_id for e in proxy.events(FrameObserved)
-                if e.direction is Direction.C2S and e.block is not None}
+    carrying = {leg.conn_id for leg in client_legs
+                if any(e.direction is Direction.C2S and e.block is not None
+                       for e in proxy.events(FrameObserved, conn_id=leg.conn_id))}
     assert len(carrying) == 1, f"requests spread over connections {sorted(carrying)}"
     (conn_id,) = carrying
     frames = [e for e in proxy.events(FrameObserved, conn_id=conn_id)]
