@@ -9,10 +9,11 @@ one of two modes:
     The recorded bytes exactly: preface, SETTINGS, HPACK blocks, WINDOW_UPDATEs,
     in order, with the recorded gaps divided by ``speed`` (0: no waiting). A
     DATA frame waits until the server's flow-control windows (tracked by the
-    observer) allow it. Once the recording is exhausted, the replay tops up the
-    windows for the server's data with WINDOW_UPDATEs of its own if they run
-    low — the recorded ones were sized for the original server's responses —
-    and counts them (``extra_frames``).
+    observer) allow it, and a SETTINGS ACK until the server's SETTINGS arrived.
+    Once the recording is exhausted, the replay tops up the windows for the
+    server's data with WINDOW_UPDATEs of its own if they run low — the
+    recorded ones were sized for the original server's responses — and counts
+    them (``extra_frames``).
 ``reencode``
     A python-hyper ``h2`` client endpoint rebuilds each request from the
     frame-script view of the recording: fresh HPACK blocks (so a target with
@@ -310,6 +311,18 @@ class ReplayConnection:
             if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
                 return
 
+    async def _await_server_settings(self) -> None:
+        """Wait (bounded) until a SETTINGS frame of the server's awaits its ACK.
+
+        RFC 9113 §6.5.3: the recorded ACK answered the original server's SETTINGS;
+        sent before the target's arrive it would acknowledge nothing.
+        """
+        assert self.observer is not None
+        idle = self.options.idle_timeout
+        while not self.eof and not self.observer.sides[S2C].pending:
+            if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
+                return
+
     # ---------------------------------------------------------- verbatim
 
     def _window_allows(self, stream_id: int, flow: int) -> bool:
@@ -348,6 +361,8 @@ class ReplayConnection:
             elif send.frame_type == FrameType.RST_STREAM \
                     and self._answered_before_reset(send.stream_id):
                 await self._await_response_headers(send.stream_id)
+            elif send.frame_type == FrameType.SETTINGS and send.data[4] & 0x1:
+                await self._await_server_settings()
             waited = time.monotonic()
             while send.flow and not self._window_allows(send.stream_id, send.flow):
                 if not await self._wait(0.2) and time.monotonic() - waited > idle:
