@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from certs.files import create_private
 from proxy.capture.reader import Record
-from proxy.capture.replay import replay_records
+from proxy.capture.replay import Observers, replay_records
 from proxy.filter import Filter
 
 FORMATS = ("har", "pcapng", "text", "jsonl", "script")
@@ -34,18 +34,19 @@ def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
 
 def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,
                  stream: int | None = None, keep: Filter | None = None,
-                 protoset: Any = None) -> int:
+                 protoset: Any = None, observers: Observers | None = None) -> int:
     """Write ``records`` as ``fmt`` to ``out`` (binary for pcapng, text otherwise);
     returns what the exporter counted (frames, entries, packets). ``stream`` is
     ignored by pcapng and script, ``keep`` and ``protoset`` (gRPC messages named
-    under their DATA frames) by every format but text and jsonl.
+    under their DATA frames) by every format but text and jsonl; ``observers``
+    is what the reader of ``records`` reports damage to.
     Raises ValueError for an unknown format, LookupError when ``script`` finds
     no such connection."""
     if fmt == "pcapng":
         from proxy.capture.export_pcapng import write_pcapng
 
         return write_pcapng(records, out, conn=conn)
-    replayed = replay_records(records)
+    replayed = replay_records(records, observers=observers)
     if fmt == "har":
         from proxy.capture.export_har import write_har
 

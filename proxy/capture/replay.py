@@ -15,6 +15,7 @@ the DATA bytes themselves are unknown, and :attr:`Replayed.record` says so.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 
@@ -64,19 +65,62 @@ def lost_part(observer: ConnectionObserver | None) -> None:
     here the observer judges the connection as an excerpt, as the importer's did."""
     if observer is not None:
         observer.partial = True
+        for stream in observer.streams.values():
+            # In flight across the gap: some of its DATA may be in the missing part.
+            stream.content_length = [-1, -1]
 
 
-def replay_records(records: Iterator[Record], *, close_open: bool = False) -> Iterator[Replayed]:
-    """Feed ``records`` through per-connection observers.
+class Observers(dict[int, ConnectionObserver | None]):
+    """The per-connection observers of a capture being read (connection id → its
+    observer; None for a connection that is not HTTP/2).
+
+    Pass :meth:`damaged` to the reader as its ``on_problem``: a damaged stretch of
+    the file may have held a record of any connection open at that point, so each
+    is judged as an excerpt from there on, as after a LOST record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.damage: list[BadRecord] = []
+        """Damage reported but not yet yielded as a LOST item by :func:`replay_records`."""
+
+    def damaged(self, problem: BadRecord) -> None:
+        for obs in self.values():
+            lost_part(obs)
+        self.damage.append(problem)
+
+    def lost_items(self, at: Record | None) -> Iterator[Replayed]:
+        """A LOST item (connection 0: any connection) per damaged stretch reported, at
+        its byte offset and the time of the record ``at`` that follows it."""
+        for p in self.damage:
+            body = json.dumps({"count": p.skipped, "unit": "bytes", "reason": (
+                f"damaged bytes skipped at byte offset {p.offset} ({p.reason}); the "
+                "connections open here are judged as excerpts from here on")}).encode()
+            yield Replayed(record=Record(
+                offset=p.offset, type=RecordType.LOST, flags=0, conn_id=0,
+                seq=at.seq if at else 0, t=at.t if at else 0.0, wall=at.wall if at else 0.0,
+                body=body))
+        self.damage.clear()
+
+
+def replay_records(records: Iterator[Record], *, close_open: bool = False,
+                   observers: Observers | None = None) -> Iterator[Replayed]:
+    """Feed ``records`` through per-connection observers (``observers``, when the
+    caller's reader reports damage to them).
 
     A connection whose CONNECTION record is missing (e.g. the capture was cut
     and resumed) gets a default observer on its first h2 record. With
     ``close_open``, connections still open at the end are closed (as if the
-    capture ended them), so their unfinished business is reported.
+    capture ended them), so their unfinished business is reported — except
+    what the missing rest could have settled, when the capture has no END
+    record (the recording was killed, or the file cut short).
     """
-    observers: dict[int, ConnectionObserver | None] = {}
+    if observers is None:
+        observers = Observers()
     last: Record | None = None
     for rec in records:
+        if observers.damage:
+            yield from observers.lost_items(rec)
         rtype = rec.type
         conn = rec.conn_id
         if rtype in (_FRAME, _RAW):
@@ -110,9 +154,14 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False) -> It
                 lost_part(observers.get(conn))
             yield Replayed(record=rec)
         last = rec
+    if observers.damage:
+        yield from observers.lost_items(last)
     if close_open and last is not None:
+        cut = last.type != RecordType.END
         for conn, obs in observers.items():
             if obs is not None:
+                if cut:
+                    lost_part(obs)
                 end = Record(offset=last.offset, type=RecordType.CLOSE, flags=0, conn_id=conn,
                              seq=last.seq, t=last.t, wall=last.wall,
                              body=b'{"closed_by":null,"error":"capture ended"}')
@@ -122,8 +171,15 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False) -> It
 def replay(path: str | os.PathLike[str], *, close_open: bool = False,
            on_problem: Callable[[BadRecord], None] | None = None) -> Iterator[Replayed]:
     """Every record of the capture at ``path`` with the events it produced."""
-    with CaptureReader(path, on_problem=on_problem) as reader:
-        yield from replay_records(reader.records(), close_open=close_open)
+    observers = Observers()
+
+    def problem(p: BadRecord) -> None:
+        observers.damaged(p)
+        if on_problem is not None:
+            on_problem(p)
+
+    with CaptureReader(path, on_problem=problem) as reader:
+        yield from replay_records(reader.records(), close_open=close_open, observers=observers)
 
 
 def replay_observer(path: str | os.PathLike[str], *, close_open: bool = False,

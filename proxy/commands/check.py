@@ -52,7 +52,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from proxy.capture.format import RecordType
     from proxy.capture.reader import BadRecord
-    from proxy.capture.replay import replay_records
+    from proxy.capture.replay import Observers, replay_records
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
     from proxy.events import Batch
@@ -60,14 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from proxy.summary import EXIT_FINDINGS, RunSummary
 
     problems: list[BadRecord] = []
-    reader = open_capture(args.file, problems)
+    observers = Observers()
+    reader = open_capture(args.file, problems, observers)
     summary = RunSummary()
     incomplete: list[str] = []
     progress = Progress()
     size = args.file.stat().st_size
     with reader:
         records = counted(reader.records(), progress, "check", lambda: reader.position, size)
-        for item in replay_records(records, close_open=True):
+        for item in replay_records(records, close_open=True, observers=observers):
             rec = item.record
             if rec.type == RecordType.CONNECTION:
                 meta = rec.json()
@@ -78,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1
-            elif rec.type == RecordType.LOST:
+            elif rec.type == RecordType.LOST and rec.conn_id:  # (0: damage, listed below)
                 incomplete.append(f"#{rec.conn_id}: {rec.json().get('reason')}")
             if item.events:
                 summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
     progress.done()
+    if not reader.clean_end:
+        incomplete.append("the capture has no END record: the recording was killed, or the "
+                          "file cut short (or is still being written); connections open at "
+                          "its end are judged as excerpts")
     out = sys.stdout
     worst = summary.worst()
     failed = args.fail_on != "none" and worst is not None \

@@ -58,7 +58,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import BadRecord
-    from proxy.capture.replay import replay_records
+    from proxy.capture.replay import Observers, replay_records
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
     from proxy.replay.compare import (
@@ -74,12 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
     def load(path: Path) -> list[StreamOutcome]:
         problems: list[BadRecord] = []
-        reader = open_capture(path, problems)
+        observers = Observers()
+        reader = open_capture(path, problems, observers)
         size = path.stat().st_size
         with reader:
             records = counted(reader.records(), progress, f"diff {path.name}",
                               lambda: reader.position, size)
-            got = [s for s in outcomes(replay_records(records, close_open=True),
+            got = [s for s in outcomes(replay_records(records, close_open=True,
+                                                      observers=observers),
                                        fields=args.values)
                    if s.method is not None]
         progress.done()

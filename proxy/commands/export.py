@@ -25,6 +25,7 @@ from proxy.capture.exports import (
 )
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, Record
+from proxy.capture.replay import Observers
 from proxy.commands.progress import Progress, counted
 from proxy.filter import Filter
 
@@ -91,13 +92,20 @@ def _ids(ids: set[int]) -> str:
     return text + (f", … ({len(shown)} in all)" if len(shown) > 20 else "")
 
 
-def open_capture(path: Path, problems: list[BadRecord]) -> CaptureReader:
-    """A reader of the capture at ``path`` (damaged records noted in ``problems``);
-    UsageError (exit 2) naming the file if it is missing or not a capture."""
+def open_capture(path: Path, problems: list[BadRecord],
+                 observers: Observers | None = None) -> CaptureReader:
+    """A reader of the capture at ``path`` (damaged records noted in ``problems``,
+    and reported to the ``observers`` its records will be fed to); UsageError
+    (exit 2) naming the file if it is missing or not a capture."""
     from proxy.cli import UsageError
 
+    def problem(p: BadRecord) -> None:
+        problems.append(p)
+        if observers is not None:
+            observers.damaged(p)
+
     try:
-        return CaptureReader(path, on_problem=problems.append)
+        return CaptureReader(path, on_problem=problem)
     except FileNotFoundError:
         raise UsageError(f"no such capture file: {path}") from None
     except CaptureFormatError as exc:
@@ -127,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     args.keep = _filter(args.filter, fmt)
     args.schema = _protoset(args.protoset, fmt)
     problems: list[BadRecord] = []
-    reader = open_capture(args.file, problems)
+    args.observers = Observers()
+    reader = open_capture(args.file, problems, args.observers)
     try:
         size = os.path.getsize(args.file)
     except OSError:
@@ -198,4 +207,4 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> 
 
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
     return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep,
-                        protoset=args.schema)
+                        protoset=args.schema, observers=args.observers)

@@ -188,6 +188,8 @@ def _print_report(report: Any, url: str, mode: str) -> None:
     if report.record is not None:
         out.write(f"replay recorded to {report.record}\n")
     if same or differ:
-        verdict = "all match" if not differ else f"{differ} differ"
-        out.write(f"{same + differ} streams compared: {verdict}\n")
+        n = same + differ
+        verdict = ("all match" if n > 1 else "it matches") if not differ else (
+            f"{differ} differ" if differ > 1 else ("it differs" if n == 1 else "1 differs"))
+        out.write(f"{n} stream{'' if n == 1 else 's'} compared: {verdict}\n")
     out.flush()

@@ -11,7 +11,10 @@ differs.
 Header *values* are never compared, and names in :data:`VOLATILE_HEADERS`
 (which come and go with time or per request) are left out of the name
 comparison. A response body whose DATA was truncated when recorded
-(``record.max_data_bytes``) has no SHA-256: only its length is compared.
+(``record.max_data_bytes``) has no SHA-256: only its length is compared. A
+stream that was open where part of its connection is missing from the
+capture (a LOST record, damaged bytes) is *incomplete*: its body is not
+compared, nor its status if none was recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from proxy.capture.exchanges import stored_data
+from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
@@ -58,6 +62,9 @@ class StreamOutcome:
     response_headers: tuple[tuple[str, str], ...] = ()
     """The final response's header fields and its trailers, in order (pseudo-headers
     excluded): what ``h2scope diff --values`` compares."""
+    incomplete: bool = False
+    """The stream was open where part of its connection is missing from the capture
+    (a LOST record, damaged bytes): some of its frames may be missing."""
 
     @property
     def label(self) -> str:
@@ -78,6 +85,8 @@ class _Acc:
     reset: str | None = None
     conn_id: int = 0
     fields: list[tuple[str, str]] = field(default_factory=list)
+    ended: bool = False
+    incomplete: bool = False
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -100,6 +109,11 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
 
     for item in replayed:
         rec = item.record
+        if rec.type == RecordType.LOST:  # (connection 0: damaged bytes, any connection)
+            for acc in accs.values():
+                if not acc.ended and rec.conn_id in (0, acc.conn_id):
+                    acc.incomplete = True
+            continue
         if conn is not None and rec.conn_id != conn:
             continue
         c = rec.conn_id
@@ -119,11 +133,14 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                     p.request = ev.block.headers
                 continue
             acc = get(sid)
+            if s2c and f.flags & 0x1 and f.type in (0, 1):  # END_STREAM
+                acc.ended = True
             if isinstance(f, DataFrame) and s2c:
                 acc.length += f.data_length
                 acc.sha.update(stored_data(rec, f))
                 acc.truncated |= rec.truncated
             elif isinstance(f, RstStreamFrame):
+                acc.ended = True
                 if acc.reset is None:
                     acc.reset = f"{error_name(f.error_code)} by {ev.direction.sender}"
             elif ev.block is not None:
@@ -146,8 +163,9 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
             authority=req.get(":authority"), path=req.get(":path"), status=acc.status,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
-            body_sha256=None if acc.truncated else acc.sha.hexdigest(), reset=acc.reset,
-            conn_id=acc.conn_id, response_headers=tuple(acc.fields)))
+            body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
+            reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
+            incomplete=acc.incomplete))
     return out
 
 
@@ -176,6 +194,8 @@ def _pairs(original: list[StreamOutcome], replayed: list[StreamOutcome],
     for o in (s for s in original if s.pushed):
         match = next((r for r in pushes_r if (r.authority, r.path) == (o.authority, o.path)),
                      None)
+        if match is None:  # (the replay may have rewritten :authority: reencode --authority)
+            match = next((r for r in pushes_r if r.path == o.path), None)
         if match is not None:
             pushes_r.remove(match)
         pairs.append((o, match))
@@ -184,6 +204,8 @@ def _pairs(original: list[StreamOutcome], replayed: list[StreamOutcome],
 
 
 def _body(s: StreamOutcome) -> str:
+    if s.incomplete:
+        return f"{s.body_length} bytes in the capture, which misses part of the stream"
     sha = s.body_sha256[:16] + "…" if s.body_sha256 else "not recorded in full"
     return f"{s.body_length} bytes, sha256 {sha}"
 
@@ -193,7 +215,8 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     out = []
     if (o.method, o.path) != (r.method, r.path):
         out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
-    if o.status != r.status:
+    gap = o.incomplete or r.incomplete
+    if o.status != r.status and not (gap and None in (o.status, r.status)):
         out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
     names_o = set(o.header_names) - volatile
     names_r = set(r.header_names) - volatile
@@ -202,7 +225,7 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
         added = ", ".join(sorted(names_r - names_o))
         parts = ([f"missing {missing}"] if missing else []) + ([f"new {added}"] if added else [])
         out.append(f"response header names: {'; '.join(parts)}")
-    if o.body_length != r.body_length or (
+    if (not gap and o.body_length != r.body_length) or (
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256):
         out.append(f"body: {_body(o)} → {_body(r)}")

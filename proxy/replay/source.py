@@ -27,7 +27,7 @@ import hpack
 
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureReader
-from proxy.capture.replay import Replayed, replay_records
+from proxy.capture.replay import Observers, Replayed, replay_records
 from proxy.capture.script import build_script
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
@@ -83,15 +83,25 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     items: dict[int, list[Replayed]] = {}
     metas: dict[int, dict[str, Any]] = {}
     seen: list[int] = []  # every connection id, to name them when --conn misses
-    with CaptureReader(path, on_problem=problems.append) as reader:
-        for n, item in enumerate(replay_records(reader.records()), 1):
+    observers = Observers()
+
+    def problem(p: BadRecord) -> None:
+        problems.append(p)
+        observers.damaged(p)
+
+    with CaptureReader(path, on_problem=problem) as reader:
+        for n, item in enumerate(replay_records(reader.records(), observers=observers), 1):
             rec = item.record
             if n % 4096 == 0 and progress is not None:
                 progress(reader.position, n)
             if rec.type == RecordType.CONNECTION:
                 seen.append(rec.conn_id)
-            if rec.type in (RecordType.END, RecordType.LOST) or (conn is not None
-                                                                  and rec.conn_id != conn):
+            if rec.type == RecordType.LOST:  # for the comparison: a stream open there is
+                for cid, kept in items.items():  # incomplete (connection 0: damaged bytes)
+                    if rec.conn_id in (0, cid):
+                        kept.append(item)
+                continue
+            if rec.type == RecordType.END or (conn is not None and rec.conn_id != conn):
                 continue
             if rec.type == RecordType.CONNECTION:
                 metas[rec.conn_id] = rec.json()
@@ -158,7 +168,10 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
         return None
     original = outcomes(items, cid)
     for s in original:
-        if s.body_sha256 is None:
+        if s.incomplete:
+            notes.append(f"{s.label}: part of it is missing from the capture (lost or damaged "
+                         "records while it was open): its body is not compared")
+        elif s.body_sha256 is None:
             notes.append(f"{s.label}: the recorded response body was truncated (max_data_bytes"
                          f"): only its length ({s.body_length} bytes) is compared, not its "
                          "SHA-256")

@@ -18,6 +18,7 @@ from proxy.capture.exports import (
     write_export,
 )
 from proxy.capture.reader import CaptureReader
+from proxy.capture.replay import Observers
 from proxy.filter import Filter
 
 __all__ = ["EXTENSIONS", "FILTERED_FORMATS", "FORMATS", "export"]
@@ -29,8 +30,10 @@ def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
     ``keep`` (the view's filter) selects the frames of a text or jsonl export."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    with CaptureReader(capture) as reader, open_private(out_path, fmt == "pcapng") as out:
+    observers = Observers()
+    with CaptureReader(capture, on_problem=observers.damaged) as reader, \
+            open_private(out_path, fmt == "pcapng") as out:
         from ui.model import body
 
         return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep,
-                            protoset=body.SCHEMA)
+                            protoset=body.SCHEMA, observers=observers)

@@ -94,3 +94,13 @@ def test_a_truncated_body_compares_by_length_only(streams: list[StreamOutcome]) 
     assert all(d.matches for d in compare(original, streams))
     shorter = [dataclasses.replace(big, body_length=1) if s is big else s for s in streams]
     assert not all(d.matches for d in compare(original, shorter))
+
+
+def test_a_push_pairs_by_path_when_the_replay_rewrote_the_authority(
+        streams: list[StreamOutcome]) -> None:
+    """``replay --mode reencode --authority foo.example``: the target's pushes carry
+    the new authority; the original's push is still the one for that path."""
+    moved = [dataclasses.replace(s, authority="foo.example") for s in streams]
+    diffs = compare(streams, moved)
+    assert diffs and all(d.matches for d in diffs)
+    assert len(diffs) == len(streams)

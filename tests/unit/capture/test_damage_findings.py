@@ -1,0 +1,184 @@
+"""What a damaged or cut capture does not say: a record lost to damaged bytes, or
+the rest of a recording that was killed, is not evidence of a protocol error.
+
+A connection open where bytes of the file were skipped is judged as an excerpt
+from there on (as after an import's LOST record): its response declaring
+``content-length: 30000`` is not a ``content-length-mismatch`` for missing a
+DATA frame the file lost, and the replay comparison calls the stream
+incomplete instead of blaming the server. A capture without its END record
+does not report SETTINGS "never acknowledged" when the ACK may lie past the
+cut.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hpack
+import pytest
+from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+
+from proxy.capture.format import RECORD_HEADER_SIZE, RecordType
+from proxy.capture.reader import CaptureReader, Record
+from proxy.capture.replay import replay, replay_observer
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.observe.enums import Direction
+from proxy.observe.events import ConnectionFindingRaised, FrameObserved
+from proxy.replay.compare import outcomes
+from proxy.replay.source import load_capture
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+def _headers(encoder: hpack.Encoder, fields: list[tuple[str, str]], end: bool) -> bytes:
+    f = HeadersFrame(1)
+    f.data = encoder.encode(fields)
+    f.flags.add("END_HEADERS")
+    if end:
+        f.flags.add("END_STREAM")
+    return bytes(f.serialize())
+
+
+def _data(payload: bytes, end: bool) -> bytes:
+    f = DataFrame(1)
+    f.data = payload
+    if end:
+        f.flags.add("END_STREAM")
+    return bytes(f.serialize())
+
+
+def _settings(ack: bool = False) -> bytes:
+    f = SettingsFrame(0)
+    if ack:
+        f.flags.add("ACK")
+    return bytes(f.serialize())
+
+
+def write_download(path: Path, *, end: bool = True) -> None:
+    """One connection: a GET answered with 30000 bytes in three DATA frames."""
+    client, server = hpack.Encoder(), hpack.Encoder()
+    request = [(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+               (":path", "/big.bin")]
+    steps = [(C2S, PREFACE + _settings()), (S2C, _settings()), (C2S, _settings(ack=True)),
+             (S2C, _settings(ack=True)), (C2S, _headers(client, request, end=True)),
+             (S2C, _headers(server, [(":status", "200"), ("content-length", "30000")],
+                            end=False)),
+             (S2C, _data(b"a" * 10000, end=False)), (S2C, _data(b"b" * 10000, end=False)),
+             (S2C, _data(b"c" * 10000, end=True))]
+    writer = CaptureWriter(path)
+    writer.connection(1, {"protocol": "h2", "server": {"host": "example.test", "port": 443}},
+                      t=0.0)
+    t = 0.0
+    for direction, data in steps:
+        t += 0.001
+        if data.startswith(PREFACE):
+            writer.raw(1, direction, PREFACE, t=t)
+            data = data[len(PREFACE):]
+        writer.frame(1, direction, data, t=t)
+    if end:
+        writer.close_connection(1, closed_by="client", t=t + 0.001)
+        writer.close()
+    else:
+        writer.flush()  # (and never closed: no END record, as after a kill -9)
+
+
+def _records(path: Path) -> list[Record]:
+    with CaptureReader(path) as reader:
+        return list(reader.records())
+
+
+def _errors(path: Path) -> list[str]:
+    return [ev.finding.code for _, ev in replay_observer(path, close_open=True)
+            if isinstance(ev, ConnectionFindingRaised)] + [
+        f.code for _, ev in replay_observer(path, close_open=True)
+        if isinstance(ev, FrameObserved) for f in ev.findings]
+
+
+def damage_second_data_frame(path: Path, out: Path) -> int:
+    frames = [r for r in _records(path) if r.type == RecordType.FRAME
+              and r.body[3] == 0 and r.body[8] == 1]
+    victim = frames[1]
+    data = bytearray(path.read_bytes())
+    data[victim.offset + RECORD_HEADER_SIZE + 100] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return victim.offset
+
+
+def test_the_intact_capture_is_clean_and_a_short_body_would_be_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "ok.h2scope"
+    write_download(path)
+    assert _errors(path) == []
+    # (the check the damage must not trip: a body really short of its content-length)
+    short = tmp_path / "short.h2scope"
+    data = bytearray(path.read_bytes())
+    frames = [r for r in _records(path) if r.type == RecordType.FRAME and r.body[3] == 0]
+    cut = frames[1]
+    end = cut.offset + RECORD_HEADER_SIZE + len(cut.body)
+    short.write_bytes(bytes(data[:cut.offset] + data[end:]))
+    assert "content-length-mismatch" in _errors(short)
+
+
+def test_a_damaged_record_makes_its_connection_an_excerpt_not_a_violation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, bad = tmp_path / "ok.h2scope", tmp_path / "bad.h2scope"
+    write_download(path)
+    offset = damage_second_data_frame(path, bad)
+    assert _errors(bad) == []
+    assert main(["check", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert f"damaged record skipped: byte offset {offset}: CRC mismatch" in out
+    assert "content-length" not in out
+    # The text export marks the place.
+    assert main(["export", str(bad), "--format", "text"]) == 0
+    text = capsys.readouterr().out
+    assert f"! LOST {10009 + RECORD_HEADER_SIZE} bytes: damaged bytes skipped at byte " \
+        f"offset {offset}" in text
+    lines = text.splitlines()
+    lost = next(i for i, line in enumerate(lines) if "! LOST" in line)
+    assert "DATA" in lines[lost - 1] and "DATA" in lines[lost + 1]
+
+
+def test_the_replay_comparison_calls_a_damaged_stream_incomplete(tmp_path: Path) -> None:
+    path, bad = tmp_path / "ok.h2scope", tmp_path / "bad.h2scope"
+    write_download(path)
+    damage_second_data_frame(path, bad)
+    (whole,) = outcomes(replay(path))
+    assert not whole.incomplete and whole.body_length == 30000 and whole.body_sha256
+    (damaged,) = outcomes(replay(bad))
+    assert damaged.incomplete and damaged.body_length == 20000
+    assert damaged.body_sha256 is None
+    (plan,) = load_capture(bad).plans
+    assert plan.original is not None and plan.original[0].incomplete
+    assert any("part of it is missing from the capture" in n for n in plan.notes)
+
+
+def test_a_capture_cut_before_the_settings_ack_does_not_report_it_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "whole.h2scope"
+    write_download(path)
+    records = _records(path)
+    # Cut right after the server's SETTINGS: the client's ACK is past the cut.
+    server_settings = next(r for r in records if r.type == RecordType.FRAME
+                           and r.direction is S2C and r.body[3] == 4)
+    cut = tmp_path / "cut.h2scope"
+    cut.write_bytes(path.read_bytes()[:server_settings.offset + RECORD_HEADER_SIZE
+                                      + len(server_settings.body)])
+    assert _errors(cut) == []
+    assert main(["check", str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert "settings-not-acknowledged" not in out
+    assert "no END record" in out
+
+
+def test_a_recording_that_ended_cleanly_still_reports_a_missing_ack(tmp_path: Path) -> None:
+    """The other side of the rule: with its END record, the capture is whole."""
+    path = tmp_path / "noack.h2scope"
+    writer = CaptureWriter(path)
+    writer.connection(1, {"protocol": "h2"}, t=0.0)
+    writer.raw(1, C2S, PREFACE, t=0.001)
+    writer.frame(1, C2S, _settings(), t=0.001)
+    writer.frame(1, S2C, _settings(), t=0.002)
+    writer.close()
+    assert "settings-not-acknowledged" in _errors(path)
