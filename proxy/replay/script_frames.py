@@ -18,6 +18,7 @@ from typing import Any
 import hpack
 import yaml
 
+from proxy.capture.format import GZIP_MAGIC, MAGIC
 from proxy.capture.script import SCRIPT_VERSION
 from proxy.observe.enums import FLAGS_BY_TYPE, ErrorCode, FrameType, SettingCode
 
@@ -44,10 +45,20 @@ class Script:
 
 
 def is_script(path: str | Path) -> bool:
-    """True if the file looks like a YAML frame script rather than a capture."""
+    """True if the file is a YAML frame script rather than a capture: by its first
+    bytes as h2scope writes it, else (a script a YAML tool rewrote: keys sorted,
+    comments dropped) by being YAML text holding a ``frames`` mapping key."""
     with open(path, "rb") as f:
         head = f.read(256)
-    return b"h2scope_script" in head or head.lstrip().startswith((b"#", b"frames:"))
+    if b"h2scope_script" in head or head.lstrip().startswith((b"#", b"frames:")):
+        return True
+    if not head or head.startswith((MAGIC, GZIP_MAGIC)) or b"\0" in head:
+        return False  # a capture, gzip, a packet capture: binary
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and "frames" in doc
 
 
 def load_script(path: str | Path) -> Script:

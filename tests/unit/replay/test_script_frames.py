@@ -106,3 +106,29 @@ def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: st
     with pytest.raises(ScriptError, match=None) as info:
         parse_script(doc)
     assert message in str(info.value)
+
+
+def test_a_script_rewritten_by_a_yaml_tool_is_still_a_script(capture: Path,
+                                                              tmp_path: Path) -> None:
+    """Keys sorted (``frames`` before ``h2scope_script``), the comment dropped: a
+    script is known by what it holds, a capture or a text file by what they are."""
+    import io
+
+    import yaml
+
+    from proxy.capture.script import write_script
+    from proxy.replay.script_frames import is_script, load_script
+
+    out = io.StringIO()
+    write_script(replay(capture), out, conn=1)
+    doc = yaml.safe_load(out.getvalue())
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump({"aaa_note": "first key", **doc}, sort_keys=True))
+    assert not edited.read_bytes().startswith((b"#", b"frames:"))
+    assert b"h2scope_script" not in edited.read_bytes()[:256]
+    assert is_script(edited)
+    assert load_script(edited).frames
+    assert not is_script(capture)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just some notes\n")
+    assert not is_script(notes)
