@@ -12,17 +12,17 @@ the frames as they pass.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.observe.events import FrameObserved
+from proxy.observe.events import Event, FrameObserved
 
 if TYPE_CHECKING:
     from proxy.filter import Filter
 
 __all__ = ["ConnMeta", "ConnRef", "FrameMatcher", "StreamHeaders", "StreamHeadersTracker",
-           "meta_host"]
+           "all_stream_headers", "meta_host"]
 
 
 class ConnMeta(Protocol):
@@ -100,13 +100,37 @@ class FrameMatcher:
     """A compiled filter applied to the frames of a stream of events, in order: each
     frame matched with its connection and, when the filter uses ``status:``,
     ``method:`` or ``path:``, its stream's headers (the headless printer live,
-    the text and JSON Lines exports offline)."""
+    the text and JSON Lines exports offline).
 
-    def __init__(self, flt: Filter) -> None:
+    Live, a stream's headers are those seen so far (a request HEADERS cannot know
+    its response's status yet); offline, ``known`` holds every stream's whole
+    header lists (:func:`all_stream_headers`), so ``status:404`` keeps the
+    request HEADERS too, as the UI shows it.
+    """
+
+    def __init__(self, flt: Filter, known: Mapping[tuple[int, int], StreamHeaders] | None = None,
+                 ) -> None:
         self.predicate = flt.predicate
-        self.streams = StreamHeadersTracker() if flt.needs_stream_headers else None
+        needed = flt.needs_stream_headers
+        self.known = known if needed else None
+        self.streams = StreamHeadersTracker() if needed and known is None else None
 
     def __call__(self, conn_id: int, host: str | None, ev: FrameObserved) -> bool:
+        if self.known is not None:
+            return self.predicate(ev, ConnRef(conn_id, host),
+                                  self.known.get((conn_id, ev.frame.stream_id)))
         streams = self.streams
         return self.predicate(ev, ConnRef(conn_id, host),
                               streams.update(conn_id, ev) if streams is not None else None)
+
+
+def all_stream_headers(events: Iterable[tuple[int, Event]],
+                       ) -> dict[tuple[int, int], StreamHeaders]:
+    """Every stream's request, response and trailer fields, from ``(conn_id, event)``
+    pairs (a capture replayed): the context a filter gets when the whole capture
+    is known."""
+    tracker = StreamHeadersTracker(max_streams=1 << 62)
+    for conn_id, ev in events:
+        if type(ev) is FrameObserved and ev.block is not None:
+            tracker.update(conn_id, ev)
+    return dict(tracker._streams)

@@ -9,13 +9,13 @@ log and an exported one read the same and diff cleanly.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.filter import Filter
-from proxy.filter_context import FrameMatcher, meta_host
+from proxy.filter_context import FrameMatcher, StreamHeaders, meta_host
 from proxy.grpc_log import GrpcTracker
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -74,8 +74,9 @@ class _Kept:
     """``--filter`` over a replayed capture: each frame with its connection's host
     (from its CONNECTION record), as the headless printer matches it live."""
 
-    def __init__(self, flt: Filter) -> None:
-        self.match = FrameMatcher(flt)
+    def __init__(self, flt: Filter, known: Mapping[tuple[int, int], StreamHeaders] | None,
+                 ) -> None:
+        self.match = FrameMatcher(flt, known)
         self.hosts: dict[int, str | None] = {}
 
     def record(self, item: Replayed) -> None:
@@ -99,13 +100,15 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
 
 def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                stream: int | None = None, headers: bool = True,
-               keep: Filter | None = None, protoset: Protoset | None = None) -> int:
+               keep: Filter | None = None, protoset: Protoset | None = None,
+               stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
     """Write the log; return the number of frames written. With ``keep`` (a
     compiled ``--filter``), only the frames it matches, connection lines, desyncs
-    and connection-level findings."""
+    and connection-level findings; ``stream_headers``, when given, is each
+    stream's whole header lists for it (see :class:`FrameMatcher`)."""
     frames = 0
     start: float | None = None
-    kept = _Kept(keep) if keep is not None else None
+    kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
     grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:
@@ -166,10 +169,12 @@ def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
 
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                 stream: int | None = None, keep: Filter | None = None,
-                protoset: Protoset | None = None) -> int:
-    """One JSON object per frame (that ``keep`` matches); return the number written."""
+                protoset: Protoset | None = None,
+                stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
+    """One JSON object per frame (that ``keep`` matches, with ``stream_headers`` as in
+    :func:`write_text`); return the number written."""
     n = 0
-    kept = _Kept(keep) if keep is not None else None
+    kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
     grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:

@@ -9,13 +9,14 @@ what goes out, where the format allows it (:data:`SELECTS`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from certs.files import create_private
 from proxy.capture.reader import Record
-from proxy.capture.replay import Observers, replay_records
+from proxy.capture.replay import Observers, replay_observer, replay_records
 from proxy.filter import Filter
+from proxy.filter_context import StreamHeaders, all_stream_headers
 
 FORMATS = ("har", "pcapng", "text", "jsonl", "script")
 BINARY_FORMATS = frozenset({"pcapng"})
@@ -34,12 +35,14 @@ def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
 
 def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,
                  stream: int | None = None, keep: Filter | None = None,
-                 protoset: Any = None, observers: Observers | None = None) -> int:
+                 protoset: Any = None, observers: Observers | None = None,
+                 stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
     """Write ``records`` as ``fmt`` to ``out`` (binary for pcapng, text otherwise);
     returns what the exporter counted (frames, entries, packets). ``stream`` is
     ignored by pcapng and script, ``keep`` and ``protoset`` (gRPC messages named
     under their DATA frames) by every format but text and jsonl; ``observers``
-    is what the reader of ``records`` reports damage to.
+    is what the reader of ``records`` reports damage to; ``stream_headers`` the
+    whole capture's stream headers for ``keep`` (:func:`filter_context`).
     Raises ValueError for an unknown format, LookupError when ``script`` finds
     no such connection."""
     if fmt == "pcapng":
@@ -55,7 +58,7 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
         from proxy.capture.export_text import write_jsonl
 
         return write_jsonl(replayed, out, conn=conn, stream=stream, keep=keep,
-                           protoset=protoset)
+                           protoset=protoset, stream_headers=stream_headers)
     if fmt == "script":
         from proxy.capture.script import write_script
 
@@ -64,5 +67,16 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
         from proxy.capture.export_text import write_text
 
         return write_text(replayed, out, conn=conn, stream=stream, keep=keep,
-                          protoset=protoset)
+                          protoset=protoset, stream_headers=stream_headers)
     raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def filter_context(path: str | os.PathLike[str], keep: Filter | None,
+                   ) -> dict[tuple[int, int], StreamHeaders] | None:
+    """For a filter that looks at streams' headers (``status:``, ``method:``,
+    ``path:``), every stream's whole header lists in the capture at ``path`` (one
+    reading ahead of the export's), so the request HEADERS of a stream answered
+    404 match ``status:404`` as they do in the UI; None when not needed."""
+    if keep is None or not keep.needs_stream_headers:
+        return None
+    return all_stream_headers(replay_observer(path))

@@ -20,6 +20,7 @@ from proxy.capture.exports import (
     BINARY_FORMATS,
     FILTERED_FORMATS,
     FORMATS,
+    filter_context,
     open_private,
     write_export,
 )
@@ -207,4 +208,5 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> 
 
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
     return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep,
-                        protoset=args.schema, observers=args.observers)
+                        protoset=args.schema, observers=args.observers,
+                        stream_headers=filter_context(args.file, args.keep))

@@ -146,20 +146,25 @@ def test_a_stream_with_no_frames_is_a_usage_error(capture: Path) -> None:
 
 
 def test_filter_selects_frames_with_their_stream_headers(capture: Path) -> None:
-    """``status:201`` keeps the POST's response: its HEADERS and the DATA after it
-    (matched through the stream's headers), on both connections."""
+    """``status:201`` keeps every frame of the POST's stream, on both connections:
+    its response and — the whole capture being known, as in the UI — its request
+    HEADERS and body, which came before the status."""
     objs = [json.loads(ln) for ln in _run(str(capture), "--format", "jsonl", "--filter",
                                           "status:201").stdout.splitlines()]
     assert {o["conn"] for o in objs} == {1, 2}
     for conn in (1, 2):
         mine = [o for o in objs if o["conn"] == conn]
         assert {o["stream_id"] for o in mine} == {3}
-        assert mine[0]["type"] == "HEADERS"
-        assert {"name": ":status", "value": "201"} in mine[0]["block"]["headers"]
-        assert [o["type"] for o in mine[1:]] and {o["type"] for o in mine[1:]} == {"DATA"}
-        server_data = [ev for ev in _frames(capture, conn=conn, stream=3)
-                       if ev.frame.type_name == "DATA" and ev.direction.name == "S2C"]
-        assert len(mine) == 1 + len(server_data)
+        assert (mine[0]["type"], mine[0]["direction"]) == ("HEADERS", "c2s")
+        assert {"name": ":method", "value": "POST"} in mine[0]["block"]["headers"]
+        response = next(o for o in mine if o["direction"] == "s2c" and o["type"] == "HEADERS")
+        assert {"name": ":status", "value": "201"} in response["block"]["headers"]
+        stream = _frames(capture, conn=conn, stream=3)
+        assert [o["seq"] for o in mine] == [ev.seq for ev in stream]
+    # A request body alone: the stream's method and the direction.
+    bodies = [json.loads(ln) for ln in _run(str(capture), "--format", "jsonl", "--filter",
+                                            "method:POST type:DATA dir:c2s").stdout.splitlines()]
+    assert bodies and {(o["type"], o["direction"]) for o in bodies} == {("DATA", "c2s")}
 
 
 def test_filter_in_text_keeps_connection_lines(capture: Path) -> None:

@@ -14,6 +14,7 @@ from proxy.capture.exports import (
     EXTENSIONS,
     FILTERED_FORMATS,
     FORMATS,
+    filter_context,
     open_private,
     write_export,
 )
@@ -36,4 +37,5 @@ def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
         from ui.model import body
 
         return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep,
-                            protoset=body.SCHEMA, observers=observers)
+                            protoset=body.SCHEMA, observers=observers,
+                            stream_headers=filter_context(capture, keep))
