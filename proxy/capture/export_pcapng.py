@@ -8,7 +8,10 @@ when the connection closed. The server port is rewritten to 80: Wireshark's
 HTTP dissector owns port 80, sees the client preface ``PRI * HTTP/2.0`` and
 hands the flow to HTTP/2 with no options (``tshark -r OUT -Y http2`` works
 as is). The real server address and port are kept in a packet comment on the
-SYN.
+SYN. For the same reason, frames a server sent before the client's first bytes
+(an h2c or h2 server may send its SETTINGS at once) are placed right after the
+client's first segment, at its time, with their own time in a packet comment:
+a flow whose first payload is the server's is never handed to HTTP/2.
 
 Format: pcapng (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html),
 one Section Header Block, one Ethernet interface, Enhanced Packet Blocks.
@@ -88,6 +91,9 @@ class _Flow:
     opened: bool = False
     closed: bool = False
     ip_id: int = 0
+    client_spoke: bool = False
+    held: list[tuple[float, bytes]] | None = None
+    """Server frames (time, bytes) sent before the client's first bytes."""
 
     def packet(self, direction: Direction, flags: int, payload: bytes = b"") -> bytes:
         c2s = direction is Direction.C2S
@@ -168,7 +174,21 @@ def write_pcapng(records: Iterable[Record], out: BinaryIO, *, conn: int | None =
             emit(wall, flow.packet(Direction.C2S, _ACK))
         return flow
 
+    def release(flow: _Flow, wall: float) -> None:
+        """Emit the server frames held until the client's first bytes, at ``wall``."""
+        for sent, data in flow.held or ():
+            note: str | None = (
+                f"sent by the server {max(wall - sent, 0) * 1000:.3f} ms before the client's "
+                "first bytes; placed after them so Wireshark's HTTP dissector sees the "
+                "client preface first")
+            for start in range(0, len(data), MAX_SEGMENT):
+                emit(wall, flow.packet(Direction.S2C, _PSH | _ACK,
+                                       data[start:start + MAX_SEGMENT]), note)
+                note = None
+        flow.held = None
+
     raw_seen: set[int] = set()
+    last_wall = 0.0
     for rec in records:
         c = rec.conn_id
         if conn is not None and c != conn:
@@ -190,19 +210,33 @@ def write_pcapng(records: Iterable[Record], out: BinaryIO, *, conn: int | None =
                 data = head + body
             else:
                 data = rec.body
+            direction = rec.direction
+            if direction is Direction.S2C and not flow.client_spoke \
+                    and rtype == RecordType.FRAME and not rec.truncated:
+                if flow.held is None:
+                    flow.held = []
+                flow.held.append((rec.wall, data))
+                continue
             note = "DATA payload truncated when recorded (zero-filled)" if rec.truncated \
                 else None
             for start in range(0, len(data), MAX_SEGMENT):
-                emit(rec.wall, flow.packet(rec.direction, _PSH | _ACK,
+                emit(rec.wall, flow.packet(direction, _PSH | _ACK,
                                            data[start:start + MAX_SEGMENT]), note)
                 note = None
+            if direction is Direction.C2S and not flow.client_spoke:
+                flow.client_spoke = True
+                release(flow, rec.wall)
         elif rtype == RecordType.CLOSE:
             ending = flows.get(c)
             if ending is None or not ending.opened or ending.closed:
                 continue
+            release(ending, rec.wall)
             ending.closed = True
             first = Direction.S2C if rec.json().get("closed_by") == "server" else Direction.C2S
             emit(rec.wall, ending.packet(first, _FIN | _ACK))
             emit(rec.wall, ending.packet(first.peer, _FIN | _ACK))
             emit(rec.wall, ending.packet(first, _ACK))
+        last_wall = rec.wall
+    for flow in flows.values():  # (a capture cut before the client spoke)
+        release(flow, last_wall)
     return packets

@@ -102,3 +102,50 @@ def test_conn_option_exports_one_flow(capture: Path, tmp_path: Path) -> None:
                                "-T", "fields", "-e", "frame.comment"],
                               check=True, capture_output=True, text=True, timeout=60).stdout
     assert "h2scope connection 2" in comments and ":8443" in comments
+
+
+def test_a_server_that_speaks_first_is_still_dissected(tmp_path: Path) -> None:
+    """An h2c server may send its SETTINGS as soon as it accepts (nghttpd does): in
+    the export the client's preface still comes first in the flow, or Wireshark's
+    HTTP dissector never hands the connection to HTTP/2."""
+    import hpack
+    from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+
+    from proxy.observe.enums import Direction
+
+    def settings(ack: bool = False) -> bytes:
+        f = SettingsFrame(0)
+        if ack:
+            f.flags.add("ACK")
+        return bytes(f.serialize())
+
+    request = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    request.data = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                           (":authority", "example.test"), (":path", "/")])
+    response = HeadersFrame(1, flags=["END_HEADERS"])
+    response.data = hpack.Encoder().encode([(":status", "200")])
+    body = DataFrame(1, data=b"hello", flags=["END_STREAM"])
+    c2s, s2c = Direction.C2S, Direction.S2C
+    path = tmp_path / "server-first.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2", "client": {"ip": "127.0.0.1", "port": 50001},
+                              "server": {"ip": "127.0.0.1", "port": 8080}}, t=0.0)
+        writer.frame(1, s2c, settings(), t=0.001)
+        writer.raw(1, c2s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.002)
+        writer.frame(1, c2s, settings(), t=0.002)
+        writer.frame(1, c2s, settings(ack=True), t=0.003)
+        writer.frame(1, c2s, bytes(request.serialize()), t=0.003)
+        writer.frame(1, s2c, settings(ack=True), t=0.004)
+        writer.frame(1, s2c, bytes(response.serialize()), t=0.004)
+        writer.frame(1, s2c, bytes(body.serialize()), t=0.005)
+        writer.close_connection(1, t=0.006, closed_by="client")
+    pcap = tmp_path / "server-first.pcapng"
+    _export(path, pcap)
+    mine = _h2scope_frames(path)
+    theirs = _tshark_frames(pcap)
+    assert len(mine) == 7
+    assert sorted(theirs) == sorted(mine)
+    comments = subprocess.run([_tshark(), "-r", str(pcap), "-Y", "frame.comment",
+                               "-T", "fields", "-e", "frame.comment"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "before the client's first bytes" in comments
