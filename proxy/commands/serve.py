@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: no recorded HTTP/2 responses to serve"
                          + (f" on connection {args.conn}" if args.conn is not None else ""))
     for r in responses:
-        if r.truncated:
+        if r.truncated and r.pushed_on is None:  # (a push is its parent's)
             print(f"h2scope serve: note: {r.method} {r.path} (connection {r.conn_id}, stream "
                   f"{r.stream_id}): its DATA was truncated when recorded; zeros are sent in "
                   "place of the missing bytes", file=sys.stderr)
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tls:
         ctx, ca = _tls_context(args, resolve_confdir(args), [r.authority for r in responses])
     try:
-        return asyncio.run(_serve(args, book, ctx, ca, len(responses)))
+        return asyncio.run(_serve(args, book, ctx, ca,
+                                  sum(r.pushed_on is None for r in responses)))
     except OSError as exc:
         print(f"h2scope serve: cannot listen on {args.listen_host}:{args.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -166,8 +166,9 @@ class MockConnection:
             paced = ""
             if self.speed > 0 and found.actions:
                 paced = f"; over {found.actions[-1].at / self.speed * 1000:.0f} ms"
+            how = "" if found.pushed_on is None else f", pushed on stream {found.pushed_on}"
             self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
-                     f"{found.conn_id}, stream {found.stream_id}{paced})")
+                     f"{found.conn_id}, stream {found.stream_id}{how}{paced})")
             actions = found.actions
         self._start(sid, actions, asyncio.get_running_loop().time())
 

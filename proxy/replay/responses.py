@@ -6,8 +6,8 @@ server's frame sequence as :class:`Action` s — response HEADERS (1xx
 included), DATA in its recorded chunks and padding, trailers, PUSH_PROMISE
 (with the pushed stream's own actions), RST_STREAM. :class:`ResponseBook`
 finds the recorded response for an incoming request by the configured fields
-(method, authority, path) and names the closest recorded paths when none
-matches.
+(method, authority, path) — a pushed response too, for a client that asks for
+the resource itself — and names the closest recorded paths when none matches.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class RecordedResponse:
     actions: tuple[Action, ...]
     truncated: bool = False
     """Some DATA was cut when recorded: the mock sends zeros in its place."""
+    pushed_on: int | None = None
+    """Recorded as a server push promised on this stream (``stream_id`` is the
+    promised one): served to a client that asks for it itself — a client with
+    push off, or one that refused the push."""
 
     @property
     def status(self) -> str:
@@ -154,18 +158,23 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         p = streams[parent]
         pushed = streams.get((parent[0], promised), _Stream())
         p.actions[index] = replace(p.actions[index], pushed=tuple(pushed.actions))
-    pushed_keys = {(parent[0], promised) for parent, _, promised in pushes}
+    pushed_on = {(parent[0], promised): parent[1] for parent, _, promised in pushes}
     out = []
     for key in order:
         s = streams[key]
-        if key in pushed_keys or s.request is None or not s.actions:
+        if s.request is None or not s.actions:
             continue
+        actions = tuple(s.actions)
+        pusher = pushed_on.get(key)
+        if pusher is not None:  # its times counted from the parent's request: from its own
+            t0 = actions[0].at
+            actions = tuple(replace(a, at=a.at - t0) for a in actions)
         req = dict(s.request)
         out.append(RecordedResponse(conn_id=key[0], stream_id=key[1],
                                     method=req.get(":method", ""),
                                     authority=req.get(":authority", req.get("host", "")),
-                                    path=req.get(":path", ""), actions=tuple(s.actions),
-                                    truncated=s.truncated))
+                                    path=req.get(":path", ""), actions=actions,
+                                    truncated=s.truncated, pushed_on=pusher))
     return out
 
 
@@ -203,7 +212,10 @@ class ResponseBook:
             or host_of(r.authority) == host_of(authority)
 
     def find(self, method: str, authority: str, path: str) -> RecordedResponse | None:
-        found = [r for r in self.responses if self._matches(r, method, authority, path)]
+        """The recorded response to this request; a pushed response only when no
+        requested one matches."""
+        matching = [r for r in self.responses if self._matches(r, method, authority, path)]
+        found = [r for r in matching if r.pushed_on is None] or matching
         if not found:
             return None
         key = (method if "method" in self.fields else "",

@@ -72,6 +72,12 @@ def test_curl_gets_the_recorded_body_and_headers_over_tls(
     got = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
     for name in ("server", "content-length", "last-modified", "date"):
         assert got[name] == headers[name]
+    # The stylesheet was recorded only as nghttpd's push; curl (push off) asks for it.
+    result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(ca),
+                        "-D", "-", f"{url}/style.css"])
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/2 200") and body == STYLE
 
 
 def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: Callable[..., str],

@@ -42,8 +42,9 @@ def test_data_chunking_resets_and_padding_are_kept(responses: list[RecordedRespo
     upload = next(r for r in responses if r.path == "/upload")
     assert b"".join(a.data for a in upload.actions if a.kind == "data") == BINARY_BODY
     assert upload.status == "201"
-    # Pushed streams are served through their PUSH_PROMISE, not as requests.
-    assert "/style.css" not in [r.path for r in responses]
+    # Pushed streams are served through their PUSH_PROMISE; as a response of their
+    # own only to a client that asks (see below).
+    assert [r.pushed_on for r in responses if r.path == "/style.css"] == [1, 1]
 
 
 def test_matching_ignores_the_port_and_serves_repeats_in_recorded_order(
@@ -72,3 +73,17 @@ def test_an_unmatched_request_names_the_closest_recorded_paths(
 def test_unknown_match_fields_are_refused(responses: list[RecordedResponse]) -> None:
     with pytest.raises(ValueError, match="subset of method,authority,path"):
         ResponseBook(responses, ["method", "colour"])
+
+
+def test_a_resource_recorded_only_as_a_push_is_served_when_asked_for(
+        responses: list[RecordedResponse]) -> None:
+    """curl and today's browsers never take a push: they ask for the stylesheet."""
+    book = ResponseBook(responses)
+    css = book.find("GET", "example.test:8443", "/style.css")
+    assert css is not None and css.pushed_on == 1 and css.stream_id == 2
+    assert [a.kind for a in css.actions] == ["headers", "data"]
+    assert css.status == "200" and css.actions[0].at == 0.0
+    assert css.actions[-1].data == b"body { color: red }" and css.actions[-1].end_stream
+    # A requested response is preferred to a pushed one for the same resource.
+    page = book.find("GET", "example.test", "/index.html")
+    assert page is not None and page.pushed_on is None
