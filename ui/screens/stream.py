@@ -64,13 +64,19 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     if websocket:
         out.append("\nWebSocket messages (RFC 8441 extended CONNECT, RFC 6455 framing)\n",
                    "bold underline")
-        for line in websocket_lines(session, st)[:3000]:
+        lines = websocket_lines(session, st)
+        for line in lines[:MAX_LINES]:
             out.append("  " + line + "\n", "yellow" if line.lstrip().startswith("!") else "")
+        _more(out, len(lines), "messages: export the stream (x) to read them all")
     elif resp.frames:
         _body(out, "response body", resp, st.response_headers, st.request_headers,
               request=False)
     _headers(out, "response trailers", st.response_trailers)
     return out
+
+
+MAX_LINES = 3000
+"""Lines of a body (or of WebSocket messages) the view renders; the rest is said."""
 
 
 def _headers(out: Text, title: str, headers: Headers | None) -> None:
@@ -96,12 +102,18 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None,
         if body.truncated:
             out.append("  (some payloads were not kept)", "yellow")
     out.append("\n")
-    for line in render_body(raw, header(headers, "content-type"),
-                            header(headers, "content-encoding"),
-                            header(headers, "grpc-encoding"),
-                            grpc_path=header(request_headers, ":path"),
-                            request=request)[:3000]:
+    lines = render_body(raw, header(headers, "content-type"),
+                        header(headers, "content-encoding"), header(headers, "grpc-encoding"),
+                        grpc_path=header(request_headers, ":path"), request=request)
+    for line in lines[:MAX_LINES]:
         out.append("  " + line + "\n")
+    _more(out, len(lines), f"body: save it with {'B' if request else 'b'} to read it all")
+
+
+def _more(out: Text, total: int, how: str) -> None:
+    """Say what the view left out past :data:`MAX_LINES`, and how to see it."""
+    if total > MAX_LINES:
+        out.append(f"  … {total - MAX_LINES:,} more lines of the {how}\n", "yellow")
 
 
 class StreamScreen(ModalScreen[None]):
@@ -147,7 +159,7 @@ class StreamScreen(ModalScreen[None]):
         self.app.copy_to_clipboard(self.curl)
         self.query_one("#stream-note", Static).update(Text(f"copied: {self.curl}"))
 
-    def action_save_body(self, direction: int = 1) -> None:
+    def _open_save_box(self, direction: int) -> None:
         self._save_direction = direction
         box = self.query_one("#save-path", Input)
         path = self.stream.request_headers and dict(self.stream.request_headers).get(":path")
@@ -156,16 +168,40 @@ class StreamScreen(ModalScreen[None]):
         box.remove_class("hidden")
         box.focus()
 
+    async def action_dismiss(self, result: None = None) -> None:
+        """Escape closes the save box first, the view only when no box is open."""
+        box = self.query_one("#save-path", Input)
+        if not box.has_class("hidden"):
+            box.add_class("hidden")
+            self.query_one("#stream-view", VerticalScroll).focus()
+            return
+        await super().action_dismiss(result)
+
+    def action_save_body(self, direction: int = 1) -> None:
+        body = reassemble(self.session, self.stream, direction).raw
+        if not body:
+            what = "response" if direction else "request"
+            self.query_one("#stream-note", Static).update(
+                Text(f"stream {self.stream.stream_id} has no {what} body to save"))
+            return
+        self._open_save_box(direction)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         body = reassemble(self.session, self.stream, self._save_direction).raw
         path = Path(event.value).expanduser()
         note = self.query_one("#stream-note", Static)
+        replaced = path.exists()
+        headers = self.stream.response_headers if self._save_direction \
+            else self.stream.request_headers
+        encoding = header(headers, "content-encoding")
         try:
             with open_private(path, binary=True) as out:  # bodies carry tokens too
                 out.write(body)
         except OSError as exc:
             note.update(Text(f"cannot save: {exc.strerror or exc}", "bold red"))
         else:
-            note.update(Text(f"saved {len(body)} bytes (as received, still content-encoded) "
-                             f"to {path}"))
+            how = f" (as received: still {encoding}-encoded)" if encoding else ""
+            note.update(Text(f"saved {len(body)} bytes{how} to {path}"
+                             f"{' (replaced the file that was there)' if replaced else ''}"))
         event.input.add_class("hidden")
+        self.query_one("#stream-view", VerticalScroll).focus()

@@ -602,3 +602,44 @@ def test_connection_level_findings_are_counted_with_their_connection() -> None:
     [group] = finding_groups(session)
     assert (group.code, group.count, group.first_row, group.where) == (
         "settings-not-acknowledged", 2, None, "#4 (connection)")
+
+
+def test_escape_closes_the_save_box_first_and_an_empty_body_is_not_saved(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app._select_row(_row_of(app, 1, 1))
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StreamScreen)
+        await pilot.press("b")
+        await pilot.pause()
+        box = screen.query_one("#save-path", Input)
+        assert not box.has_class("hidden")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and box.has_class("hidden")
+        await pilot.press("B")  # a GET: no request body
+        await pilot.pause()
+        assert box.has_class("hidden")
+        note = str(screen.query_one("#stream-note", Static).content)
+        assert note == "stream 1 has no request body to save"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, StreamScreen)
+    drive(capture_path, scenario)
+
+
+def test_a_body_longer_than_the_view_says_how_much_is_left_out() -> None:
+    from rich.text import Text
+
+    from ui.model.body import Body
+    from ui.screens.stream import MAX_LINES, _body
+
+    out = Text()
+    raw = bytes(range(256)) * 400  # 102,400 bytes: 6,400 hex lines, 4,096 of them dumped
+    _body(out, "response body", Body(raw=raw, frames=7), (("content-type", "x/y"),), None,
+          request=False)
+    lines = out.plain.splitlines()
+    assert lines[-1].strip() == f"… {4096 + 1 - MAX_LINES:,} more lines of the body: save it " \
+        "with b to read it all"
