@@ -18,11 +18,13 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -54,6 +56,21 @@ INGEST_TICK = 0.025
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
 BEHIND_SHOWN = 1 << 20
 """Live: capture bytes the view has not read yet from which the status bar says so."""
+
+
+class FilterInput(Input):
+    """The filter bar: Enter applies what is typed, Escape leaves without applying."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Leave the filter as it was", show=False)]
+
+    class Cancelled(Message):
+        def __init__(self, input: FilterInput) -> None:
+            super().__init__()
+            self.input = input
+
+    def action_cancel(self) -> None:
+        self.post_message(self.Cancelled(self))
 
 
 class H2ScopeApp(Navigation):
@@ -118,8 +135,9 @@ class H2ScopeApp(Navigation):
     # ---------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: type:HEADERS stream:5 dir:s2c finding:any "
-                    "header:content-type=json …  (/ to edit, Enter to apply)", id="filter")
+        yield FilterInput(placeholder="filter: type:HEADERS stream:5 dir:s2c finding:any "
+                          "header:content-type=json …  (/ to edit, Enter to apply, Escape "
+                          "to leave it as it was)", id="filter")
         yield Static("", id="filter-error", markup=False)
         yield ConnectionsPane(self.session, id="connections")
         with Horizontal(id="main"):
@@ -359,6 +377,13 @@ class H2ScopeApp(Navigation):
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         self.set_filter(event.value)
+        self.timeline.focus()
+
+    def on_filter_input_cancelled(self, event: FilterInput.Cancelled) -> None:
+        """Escape in the filter bar: back to the timeline, the filter in force kept
+        (and the text it was typed as)."""
+        event.input.value = self.filter.text
+        self.main.query_one("#filter-error", Static).remove_class("shown")
         self.timeline.focus()
 
     def set_filter(self, text: str) -> bool:

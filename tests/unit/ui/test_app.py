@@ -643,3 +643,21 @@ def test_a_body_longer_than_the_view_says_how_much_is_left_out() -> None:
     lines = out.plain.splitlines()
     assert lines[-1].strip() == f"… {4096 + 1 - MAX_LINES:,} more lines of the body: save it " \
         "with b to read it all"
+
+
+def test_escape_leaves_the_filter_bar_with_the_filter_in_force(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await _filter(app, pilot, "type:HEADERS")
+        shown = app.timeline.row_count()
+        await pilot.press("slash")
+        await pilot.press("j", "u", "n", "k")
+        box = app.query_one("#filter", Input)
+        assert box.value.endswith("junk") and box.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not box.has_focus and app.timeline.has_focus
+        assert box.value == "type:HEADERS" and app.timeline.row_count() == shown
+        await pilot.press("s")  # a key for the views again, not for the bar
+        await pilot.pause()
+        assert isinstance(app.screen, StreamScreen)
+    drive(capture_path, scenario)
