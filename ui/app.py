@@ -108,6 +108,8 @@ class H2ScopeApp(Navigation):
         self.scope_stream: int | None = None
         self.paused = False
         self.skipped = 0
+        self.select_when_filtered: int | None = None
+        """A row to select once the filter worker has made the new view (go to #N)."""
         self.message = ""
         self.search_text = ""
         self._scanned = 0
@@ -285,17 +287,51 @@ class H2ScopeApp(Navigation):
         return self.scope_stream is None or stream == self.scope_stream
 
     def _status(self) -> None:
+        """The status bar, most urgent first: what a narrow terminal cuts off is the
+        least of it (a pause, a recording, the frame count come before the rest)."""
         s = self.session
         parts: list[tuple[str, str]] = []
-        if isinstance(self.live, FileFollow):  # view --follow: the file is the writer's
+        live = self.live
+        if live is not None and self.paused:
+            parts.append((f"PAUSED ({self.skipped:,} frames not shown)", "bold yellow"))
+        if live is not None and not isinstance(live, FileFollow) and live.recording:
+            parts.append((f"● REC {live.recording}", "bold red"))
+        if live is None:
+            state = ("loaded" if s.loaded else f"decoding {s.progress * 100:.0f}%"
+                     if s.indexed else "indexing…")
+            parts.append((f"{s.title} ({state})", "bold"))
+        elif isinstance(live, FileFollow):  # view --follow: the file is the writer's
             parts.append((self.listen, "bold"))
-        elif self.live is not None:
+        total = len(s.table)
+        shown = self.timeline.row_count()
+        parts.append((f"{shown:,} of {total:,} frames" if shown != total
+                      else f"{total:,} frames", ""))
+        if self.filter.text.strip():
+            parts.append((f"filter {self.filter.text}" + (" …" if self._filtering else ""),
+                          "bold cyan"))
+        scope = "all" if self.scope_conn is None else f"conn #{self.scope_conn}"
+        if self.scope_stream is not None:
+            scope += f" stream {self.scope_stream}"
+        parts.append((f"scope {scope}", ""))
+        n = len(s.conns)
+        parts.append((f"{n} connection{'' if n == 1 else 's'}", ""))
+        if self.timeline.follow:
+            parts.append(("FOLLOW", "bold green"))
+        if live is not None:
+            behind = live.behind()
+            if behind >= BEHIND_SHOWN:  # the proxy is never slowed for the UI: say so
+                parts.append((f"view {behind / 1048576:.1f} MiB behind the "
+                              f"{'file' if isinstance(live, FileFollow) else 'proxy'}",
+                              "yellow"))
+            if live.disk_slows():  # back-pressure from the recording: say so
+                parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
+            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
+        if live is not None and not isinstance(live, FileFollow):
             parts.append((f"listening {self.listen}", "bold"))
-            rec = self.live.recording
             save = self.keys.get("save_session", "ctrl+s")
-            backing = self.live.backing
-            if rec:
-                parts.append((f"● REC {rec}", "bold red"))
+            backing = live.backing
+            if live.recording:
+                pass
             elif backing is not None and backing.saved and not backing.unsaved:
                 parts.append((f"saved to {backing.saved[-1].name}", "dim"))
             elif backing is not None and backing.saved:
@@ -303,36 +339,6 @@ class H2ScopeApp(Navigation):
                               "saves)", "dim"))
             else:
                 parts.append((f"unsaved session ({save} saves)", "dim"))
-        if self.live is not None:
-            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
-            behind = self.live.behind()
-            if behind >= BEHIND_SHOWN:  # the proxy is never slowed for the UI: say so
-                parts.append((f"view {behind / 1048576:.1f} MiB behind the "
-                              f"{'file' if isinstance(self.live, FileFollow) else 'proxy'}",
-                              "yellow"))
-            if self.live.disk_slows():  # back-pressure from the recording: say so
-                parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
-            if self.paused:
-                parts.append((f"PAUSED ({self.skipped} batches skipped)", "bold yellow"))
-        else:
-            state = ("loaded" if s.loaded else f"decoding {s.progress * 100:.0f}%"
-                     if s.indexed else "indexing…")
-            parts.append((f"{s.title} ({state})", "bold"))
-        total = len(s.table)
-        shown = self.timeline.row_count()
-        parts.append((f"{shown:,} of {total:,} frames" if shown != total
-                      else f"{total:,} frames", ""))
-        n = len(s.conns)
-        parts.append((f"{n} connection{'' if n == 1 else 's'}", ""))
-        scope = "all" if self.scope_conn is None else f"conn #{self.scope_conn}"
-        if self.scope_stream is not None:
-            scope += f" stream {self.scope_stream}"
-        parts.append((f"scope {scope}", ""))
-        if self.filter.text.strip():
-            parts.append((f"filter {self.filter.text}" + (" …" if self._filtering else ""),
-                          "bold cyan"))
-        if self.timeline.follow:
-            parts.append(("FOLLOW", "bold green"))
         if self.live_frames is not None and self.live_frames.forgotten:
             parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
         if s.problems:
@@ -400,6 +406,7 @@ class H2ScopeApp(Navigation):
         err.update("")
         err.remove_class("shown")
         self.filter = flt
+        self.say("")  # (an earlier message is about another view)
         self.apply_filter()
         return True
 
@@ -438,6 +445,9 @@ class H2ScopeApp(Navigation):
         self.timeline.set_view(view)
         self._extend_view(len(self.session.table))
         self.timeline.refresh_rows()
+        row, self.select_when_filtered = self.select_when_filtered, None
+        if row is not None and self.timeline.index_of(row) is not None:
+            self._select_row(row)
         self.detail.show(self.timeline.selected_row)
 
     # --------------------------------------------------------------- actions

@@ -39,6 +39,7 @@ class Navigation(SessionActions):
     session: Session
     filter: Filter
     search_text: str
+    select_when_filtered: int | None
 
     if TYPE_CHECKING:
         @property
@@ -154,6 +155,10 @@ class Navigation(SessionActions):
                 self.scope_conn, self.scope_stream = conn, None
                 self.main.query_one(ConnectionsPane).select_conn(conn)
                 self.lanes.set_scope(conn)
+                try:  # the connection's first frame, selected once the view is scoped
+                    self.select_when_filtered = s.table.conn.index(conn)
+                except ValueError:
+                    self.select_when_filtered = None
                 self.apply_filter()
             elif text[:1] in "sS":
                 sid = int(text[1:])
@@ -173,6 +178,8 @@ class Navigation(SessionActions):
         except ValueError as exc:
             self.say(str(exc) if "invalid literal" not in str(exc) else
                      f"cannot go to {text!r}")
+            return
+        self.say("")  # (what an earlier go-to said no longer holds)
 
     def _selected_stream(self) -> tuple[Any, Any] | None:
         row = self.timeline.selected_row

@@ -61,10 +61,12 @@ class FollowedBatch:
 
 def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: bool = False,
            limit: int = 50_000) -> tuple[int, int]:
-    """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, skipped).
+    """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, frames
+    skipped).
 
-    While ``paused``, batches are taken off the feed and counted as skipped; only
-    their connection events are kept (the connections pane stays complete).
+    While ``paused``, batches are taken off the feed and their frames counted as
+    skipped; only their connection events are kept (the connections pane stays
+    complete).
     """
     added = skipped = 0
     events = 0
@@ -75,12 +77,12 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
             batch = popleft()
             conn = batch.conn_id
             if paused:  # connections stay listed; their frames are not kept
-                skipped += 1
                 for ev in batch.events:
                     if isinstance(ev, ConnectionEvent):
                         session.connection_event(ev)
                     elif type(ev) is FrameObserved:
                         session.conn(conn).lost += 1
+                        skipped += 1
                 continue
             events += len(batch.events)
             refs = getattr(batch, "refs", None)

@@ -661,3 +661,21 @@ def test_escape_leaves_the_filter_bar_with_the_filter_in_force(capture_path: Pat
         await pilot.pause()
         assert isinstance(app.screen, StreamScreen)
     drive(capture_path, scenario)
+
+
+def test_go_to_a_connection_selects_its_first_frame_and_clears_old_messages(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.goto("#99")
+        assert app.message == "no connection #99"
+        last = len(app.session.table) - 1
+        app._select_row(last)
+        app.goto("#1")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        await pilot.pause()
+        assert app.timeline.selected_row == 0 and app.scope_conn == 1
+        assert app.message == ""
+    drive(capture_path, scenario)
