@@ -58,6 +58,10 @@ BEHIND_SHOWN = 1 << 20
 """Live: capture bytes the view has not read yet from which the status bar says so."""
 
 
+COMPACT_HEIGHT = 40
+NARROW_WIDTH = 110
+
+
 class FilterInput(Input):
     """The filter bar: Enter applies what is typed, Escape leaves without applying."""
 
@@ -172,7 +176,22 @@ class H2ScopeApp(Navigation):
     def status(self) -> StatusBar:
         return self.main.query_one("#status", StatusBar)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit(event.size.width, event.size.height)
+
+    def fit(self, width: int, height: int) -> None:
+        """Give the timeline the room in a small terminal: below :data:`COMPACT_HEIGHT`
+        rows the filter bar, connections and lanes shrink; below
+        :data:`NARROW_WIDTH` columns the detail pane starts hidden (``d`` shows it)."""
+        main = self.main
+        main.set_class(height < COMPACT_HEIGHT, "compact")
+        narrow = width < NARROW_WIDTH
+        if narrow != main.has_class("narrow"):
+            main.set_class(narrow, "narrow")
+            self.detail.display = not narrow
+
     def on_mount(self) -> None:
+        self.fit(self.size.width, self.size.height)
         self.timeline.focus()
         if self.live is not None:
             self.timeline.follow = True

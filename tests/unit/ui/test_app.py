@@ -679,3 +679,18 @@ def test_go_to_a_connection_selects_its_first_frame_and_clears_old_messages(
         assert app.timeline.selected_row == 0 and app.scope_conn == 1
         assert app.message == ""
     drive(capture_path, scenario)
+
+
+def test_an_80_by_24_terminal_gives_the_timeline_the_room(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        assert app.main.has_class("compact") and app.main.has_class("narrow")
+        assert not app.detail.display
+        assert app.timeline.size.height >= 10 and app.timeline.size.width >= 75
+        await pilot.press("d")  # the detail pane is still one key away
+        await pilot.pause()
+        assert app.detail.display
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert not app.main.has_class("compact") and not app.main.has_class("narrow")
+        assert app.detail.display
+    drive(capture_path, scenario, size=(80, 24))
