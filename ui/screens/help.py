@@ -23,6 +23,14 @@ status:404  status:5xx  method:POST  path:/api*  "a word"   -term negates   a b 
 An invalid filter says what is wrong (and where); the view stays as it was."""
 
 
+MOVING_HELP = """\
+↑/↓ or k/j a row, PgUp/PgDn a page, Home/End the first/last row (timeline, lanes)
+Enter: on a frame, its stream view; on a lane, scope to its stream
+Tab/shift+Tab: the next/previous pane (connections, timeline, detail, lanes)
+Escape: closes a view or a box; in the filter bar, back without applying
+"""
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "dismiss", "Close"),
@@ -41,6 +49,8 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(keys, desc, bid)
         with VerticalScroll(id="help"):
             yield Static(table, id="help-keys")
+            yield Static(Text("Moving around\n", style="bold") + Text(MOVING_HELP),
+                         id="help-moving")
             yield Static(Text("Filter language (docs/filters.md)\n", style="bold")
                          + Text(FILTER_HELP), id="help-filter")
             yield Static(Text("Stream lanes: ", style="bold") + Text(LEGEND), id="help-lanes")
