@@ -90,6 +90,12 @@ class Navigation(SessionActions):
                 self.main.query_one("#filter", Input).value = text
                 self.set_filter(text)
                 self.timeline.focus()
+            elif what == "conn":
+                assert isinstance(value, str)
+                conn, _, said = value.partition(" ")
+                self.goto(conn)
+                self.say(f"{conn} (connection): {said}")
+                self.timeline.focus()
             else:
                 assert isinstance(value, int)
                 self._select_row(value)

@@ -4,7 +4,8 @@ One line per (severity, code, RFC section), most severe first, then most
 frequent, with the first frame that raised it (connection, stream, frame
 number) and its message; connection-level findings (a desync, SETTINGS
 never acknowledged) are counted with their connection. Enter on a line
-filters the timeline to ``finding:CODE``; ``g`` jumps to its first frame.
+filters the timeline to ``finding:CODE`` (a connection-level one: scopes it to
+the connection, and says the finding); ``g`` jumps to its first frame.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def finding_groups(session: Session) -> list[FindingGroup]:
 
 
 class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
-    """Dismissed with ("filter", code), ("goto", row) or None."""
+    """Dismissed with ("filter", code), ("goto", row), ("conn", "#N code: message")
+    or None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Back"),
@@ -84,7 +86,13 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         group = self._current()
-        if group is not None:
+        if group is None:
+            return
+        if group.first_row is None and group.where.startswith("#"):
+            # A connection-level finding marks no frame (finding:CODE would show none):
+            # the timeline is scoped to the connection it was raised on instead.
+            self.dismiss(("conn", f"{group.where.split()[0]} {group.code}: {group.message}"))
+        else:
             self.dismiss(("filter", group.code))
 
     def action_goto_first(self) -> None:

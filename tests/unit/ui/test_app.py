@@ -694,3 +694,39 @@ def test_an_80_by_24_terminal_gives_the_timeline_the_room(capture_path: Path) ->
         assert not app.main.has_class("compact") and not app.main.has_class("narrow")
         assert app.detail.display
     drive(capture_path, scenario, size=(80, 24))
+
+
+def test_enter_on_a_connection_level_finding_scopes_to_its_connection(
+        tmp_path: Path) -> None:
+    """SETTINGS never acknowledged marks no frame: finding:CODE would show an empty
+    timeline; the connection it was raised on is shown instead, with the finding."""
+    from hyperframe.frame import SettingsFrame
+
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import Direction
+    from ui.screens.findings import FindingsScreen
+
+    path = tmp_path / "unacked.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.raw(1, Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.001)
+        writer.frame(1, Direction.C2S, bytes(SettingsFrame(0).serialize()), t=0.001)
+        writer.frame(1, Direction.S2C, bytes(SettingsFrame(0).serialize()), t=0.002)
+        writer.frame(1, Direction.C2S, bytes(SettingsFrame(0, flags=["ACK"]).serialize()),
+                     t=0.003)
+        writer.close_connection(1, t=0.004, closed_by="client")
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("F")
+        await pilot.pause()
+        assert isinstance(app.screen, FindingsScreen)
+        await pilot.press("enter")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app._filtering:
+                break
+        await pilot.pause()
+        assert not isinstance(app.screen, FindingsScreen)
+        assert app.scope_conn == 1 and app.timeline.row_count() == 3
+        assert app.message.startswith("#1 (connection): settings-not-acknowledged: the server")
+    drive(path, scenario)
