@@ -148,7 +148,8 @@ class FlowSeries:
     stream: array[int] = field(default_factory=lambda: array("q"))
     stream_id: array[int] = field(default_factory=lambda: array("I"))
     kind: array[int] = field(default_factory=lambda: array("B"))
-    """Frame type: 0 DATA (window shrinks), 8 WINDOW_UPDATE (window grows)."""
+    """0 DATA (both windows shrink), 8 WINDOW_UPDATE on stream 0 (the connection
+    window grows), 1 WINDOW_UPDATE on a stream (its window grows)."""
 
 
 @dataclass(slots=True)

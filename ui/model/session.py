@@ -370,7 +370,7 @@ class Session:
         series.conn.append(w[0])
         series.stream.append(-1 if w[1] is None else w[1])
         series.stream_id.append(sid)
-        series.kind.append(ftype)
+        series.kind.append(ftype if ftype != 8 or sid == 0 else 1)
         latest = c.window[data_dir]
         latest[0] = w[0]
         if w[1] is not None:

@@ -49,10 +49,10 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(keys, desc, bid)
         with VerticalScroll(id="help"):
             yield Static(table, id="help-keys")
-            yield Static(Text("Moving around\n", style="bold") + Text(MOVING_HELP),
-                         id="help-moving")
             yield Static(Text("Filter language (docs/filters.md)\n", style="bold")
                          + Text(FILTER_HELP), id="help-filter")
+            yield Static(Text("Moving around\n", style="bold") + Text(MOVING_HELP),
+                         id="help-moving")
             yield Static(Text("Stream lanes: ", style="bold") + Text(LEGEND), id="help-lanes")
             yield Static(Text("Timeline: → client to server, ← server to client, ! a frame "
                               "with findings. Esc closes this screen.", style="dim"))

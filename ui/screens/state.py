@@ -141,7 +141,7 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)), len(series.conn),
                                     partial(_flow_chart, series))
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
-                   f"(↑ = WINDOW_UPDATE, {n_updates}):\n", "dim")
+                   f"(↑ = WINDOW_UPDATE on stream 0, {n_updates}):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")

@@ -57,3 +57,28 @@ def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
     assert stalls[1] == "  ← stream 3: never resumed: reset by client: CANCEL after 330.0 ms"
     assert stalls[2] == "  ← stream 5: window spent by the last DATA; the stream ended"
     assert stalls[3] == "  ← stream 7: still stalled"
+
+
+def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path) -> None:
+    """A stream's WINDOW_UPDATE does not move the connection window: the chart's
+    ↑ count is the stream-0 updates alone (here one, against one for stream 1)."""
+    path = tmp_path / "updates.h2scope"
+    f = FrameFactory()
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 1000), 1.05)
+    tap.feed(C2S, f.window_update(1, 1000), 1.06)
+    tap.feed(C2S, f.window_update(0, 1000), 1.07)
+    writer.close(fsync=False)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        text = flow_text(session.conns[1], {}).plain
+    finally:
+        capture.close()
+    assert "(↑ = WINDOW_UPDATE on stream 0, 1):" in text
