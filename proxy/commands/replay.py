@@ -1,9 +1,9 @@
 """``h2scope replay``: send a capture's (or a frame script's) client side to a server.
 
 Exit status: 0 when every replayed stream matches the original (status,
-response header names, body length and SHA-256, reset), 3 when any differs —
-usable in CI — 1 when the replay could not run, 2 for usage errors. See
-docs/replay.md.
+response header names, body length and SHA-256, reset), 3 when any differs or
+the server ended a connection with an error GOAWAY — usable in CI — 1 when
+the replay could not run, 2 for usage errors. See docs/replay.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ examples:
   h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
   $EDITOR conn3.yaml && h2scope replay conn3.yaml --target https://staging.example
 
-exit status: 0 all streams match, 3 some differ, 1 the replay failed, 2 usage error.
+exit status: 0 all streams match, 3 some differ or a server sent an error GOAWAY, 1 the
+replay failed, 2 usage error.
 """
 
 
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     _print_report(report, target.url, args.mode)
     if report.failed and not any(c.replayed for c in report.connections):
         return EXIT_FAILURE
-    return EXIT_DIFFERS if report.differs else 0
+    return EXIT_DIFFERS if report.differs or report.refused else 0
 
 
 def _print_report(report: Any, url: str, mode: str) -> None:
@@ -170,6 +171,8 @@ def _print_report(report: Any, url: str, mode: str) -> None:
             out.write(f"  note: {note}\n")
         if r.error:
             out.write(f"  error: {r.error}\n")
+        if r.goaway:
+            out.write(f"  error: the server ended the connection: GOAWAY {r.goaway}\n")
         if r.timed_out:
             out.write("  note: stopped waiting: the server sent nothing for the --timeout and "
                       "streams were still open\n")

@@ -52,6 +52,7 @@ from proxy.net.client_certs import cert_file_for, present
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
 from proxy.observe.events import Event
+from proxy.observe.frames import GoAwayFrame
 from proxy.observe.streams import StreamState
 from proxy.replay.script_frames import (
     data_of,
@@ -138,6 +139,9 @@ class ConnectionResult:
     """Entries reencode could not send, with why."""
     error: str | None = None
     timed_out: bool = False
+    goaway: str | None = None
+    """The server's GOAWAY with an error code, as said to the user (``PROTOCOL_ERROR,
+    last stream 1: debug text``); None without one, or for NO_ERROR."""
 
 
 def client_context(options: ReplayOptions, host: str = "") -> ssl.SSLContext:
@@ -190,6 +194,13 @@ class ReplayConnection:
         else:
             assert self.observer is not None
             events = self.observer.feed(direction, data, t)
+        if direction is S2C and self.result.goaway is None:
+            for ev in events:
+                f = getattr(ev, "frame", None)
+                if isinstance(f, GoAwayFrame) and f.error_code:
+                    debug = f.debug_data.decode("utf-8", "replace")[:200]
+                    self.result.goaway = (f"{f.error_name}, last stream {f.last_stream_id}"
+                                          + (f": {debug}" if debug else ""))
         if events and self.on_batch is not None:
             self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events),
                                 direction=direction, data=data, protocol="h2"))

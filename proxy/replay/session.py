@@ -54,6 +54,11 @@ class ReplayReport:
     def failed(self) -> bool:
         return any(c.result.error is not None for c in self.connections)
 
+    @property
+    def refused(self) -> bool:
+        """A server ended a connection with an error (GOAWAY other than NO_ERROR)."""
+        return any(c.result.goaway is not None for c in self.connections)
+
 
 async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptions,
                       writer: CaptureWriter, on_batch: Callable[[Batch], Any] | None,

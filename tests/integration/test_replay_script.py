@@ -117,3 +117,22 @@ def test_a_script_with_an_unknown_frame_type_is_a_usage_error_naming_the_entry(
                       "- {type: SETTINGS, settings: []}\n- {type: HEADRES, stream: 1}\n")
     assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
     assert "frames[1].type: unknown frame type 'HEADRES'" in capsys.readouterr().err
+
+
+def test_a_script_the_server_rejects_with_goaway_exits_3_and_says_why(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A client may not open an even-numbered stream (RFC 9113 §5.1.1): nghttpd
+    answers with GOAWAY PROTOCOL_ERROR, and the replay must not look like a success."""
+    port, _ = verbose_nghttpd
+    script = tmp_path / "even.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 2, flags: [END_HEADERS, END_STREAM], headers: "
+        "[[':method', GET], [':scheme', http], [':authority', localhost], [':path', /]]}\n")
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert code == 3, out + err
+    assert "error: the server ended the connection: GOAWAY PROTOCOL_ERROR" in out
