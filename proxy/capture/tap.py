@@ -105,4 +105,4 @@ class RecordingObserver:
                                 wall=self._wall(t))
         self.writer.close_connection(self.conn_id, t=t, closed_by=closed_by, error=error,
                                      wall=self._wall(t))
-        return self.observer.close(t)
+        return self.observer.close(t, closed_by)

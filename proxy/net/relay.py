@@ -80,11 +80,11 @@ class Observed:
             self.failed = f"{type(exc).__name__}: {exc}"
             return []
 
-    def close(self, t: float) -> list[Event]:
+    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
         if self.observer is None or self.failed:
             return []
         try:
-            return self.observer.close(t)
+            return self.observer.close(t, closed_by)
         except Exception:
             log.exception("[conn %d] observer failed at close", self.conn.id)
             return []
@@ -184,10 +184,10 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
         if explained:
             await conn.error("server-tls", *explained)
     t = time.time()
-    closing = observed.close(t)
+    by, reason = _describe(first)
+    closing = observed.close(t, by.name.lower())
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
-    by, reason = _describe(first)
     await conn.closed(by, reason, first.error or observed.failed,
                       bytes_c2s=client.bytes_in, bytes_s2c=server.bytes_in)
 

@@ -91,6 +91,7 @@ _SETTINGS, _PUSH, _PING, _GOAWAY, _WU, _CONT = 4, 5, 6, 7, 8, 9
 _STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
                                int(FrameType.PRIORITY_UPDATE)})
 _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
+_NO_STREAM_ZERO_MODEL = frozenset({_DATA, _PRIORITY, _RST})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
 
 
@@ -174,6 +175,17 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 return events
             end = pos + 9 + length
             if end > n:
+                if length > receiver.accepts_frame_size \
+                        and side.oversize_end != side.offset + 9 + length:
+                    # Said at the header: a receiver fails the connection there
+                    # (FRAME_SIZE_ERROR) and the payload may never come.
+                    side.oversize_end = side.offset + 9 + length
+                    self._conn_finding(sender, t, _f(
+                        "frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
+                        f"a {type_name(ftype)} frame header (stream "
+                        f"{sid_word & STREAM_MASK}) claims {length} bytes, more than the "
+                        f"receiver's SETTINGS_MAX_FRAME_SIZE {receiver.accepts_frame_size}",
+                        self.seq, sid_word & STREAM_MASK))
                 break
             raw = data if end == n and pos == 0 else data[pos:end]
             side.offset += end - pos
@@ -222,8 +234,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             buf += data[pos:] if pos else data
         return events
 
-    def close(self, t: float) -> list[Event]:
-        """The connection ended: report what was left unfinished."""
+    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
+        """The connection ended: report what was left unfinished. ``closed_by``
+        (``client``, ``server``, ``proxy``), when known, tells an endpoint that
+        stopped mid-frame from one whose frame was cut by the other's leaving."""
         events = self._events = []
         for side in self.sides:
             for p in () if self.partial else side.pending:
@@ -238,10 +252,15 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
                     side.block.stream_id))
             if side.buffer and not side.desynced:
+                sender = side.direction.sender
+                cut = closed_by is not None and closed_by != sender
                 self._conn_finding(side.direction, t, _f(
-                    "frame-truncated", Severity.WARNING, "RFC 9113 §4.1",
-                    f"{len(side.buffer)} bytes of an incomplete frame from the "
-                    f"{side.direction.sender} at the end of the connection"))
+                    "frame-truncated", Severity.INFO if cut else Severity.WARNING,
+                    "RFC 9113 §4.1",
+                    f"{len(side.buffer)} bytes of an incomplete frame from the {sender} at "
+                    "the end of the connection" + (
+                        f" (the {closed_by} ended it while the {sender} was sending)"
+                        if cut else "")))
         return events
 
     def upgrade_h2c(self, *, http2_settings: bytes, request_headers: tuple[tuple[str, str], ...],
@@ -355,7 +374,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                f"the {direction.sender}'s first frame is {type_name(ftype)}, "
                                "not SETTINGS", seq, sid))
         max_size = self.sides[1 - direction].accepts_frame_size
-        if frame.length > max_size:
+        if frame.length > max_size and side.oversize_end != side.offset:
             findings.append(_f("frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
                                f"{type_name(ftype)} of {frame.length} bytes exceeds the "
                                f"receiver's SETTINGS_MAX_FRAME_SIZE {max_size}", seq, sid))
@@ -372,7 +391,12 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                f"{side.block.stream_id} still expected CONTINUATION", seq, sid))
             side.block = None  # the peer would have failed the connection; start afresh
 
-        if frame.malformed is None:
+        if sid == 0 and ftype in _NO_STREAM_ZERO_MODEL:
+            # A connection error (§5.4.1), not stream 0's DATA or reset: no stream,
+            # window or state of the model is touched (header blocks on stream 0 still
+            # decode: the peer's HPACK decoder would have read them).
+            pass
+        elif frame.malformed is None:
             if ftype == _DATA:
                 assert isinstance(frame, DataFrame)
                 windows = self._data(side, frame, seq, t, findings)

@@ -131,7 +131,7 @@ class FrameSplitter:
         events.append(Desynced(t=t, direction=Direction(d), offset=self._offset[d] + pos,
                                finding=_finding("desynced", Severity.ERROR, rfc, why)))
 
-    def close(self, t: float) -> list[Event]:
+    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
         """Nothing to report: the recorder keeps an incomplete frame's bytes itself."""
         return []
 

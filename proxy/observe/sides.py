@@ -50,6 +50,9 @@ class Side:
     buffer: bytearray = field(default_factory=bytearray)
     offset: int = 0
     """Bytes of this direction consumed by the framer so far."""
+    oversize_end: int = -1
+    """Where the frame whose header was already flagged too large ends (its offset),
+    so the whole frame, if it comes, is not flagged again."""
     preface: str = "required"
     """"required", "optional" (decode tool) or "done"."""
     desynced: bool = False

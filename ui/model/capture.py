@@ -204,9 +204,9 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
     elif rtype == _CLOSE:
         obs = observers.get(conn)
         observers[conn] = None
-        if obs is not None:
-            events.extend(obs.close(rec.wall))
         info = rec.json()
+        if obs is not None:
+            events.extend(obs.close(rec.wall, info.get("closed_by")))
         reason = str(info.get("reason") or info.get("error") or "")
         by = info.get("closed_by")
         events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),

@@ -1,0 +1,82 @@
+"""Framing errors as a raw client sends them, each reported once and for what it is.
+
+DATA on stream 0 is a connection error (RFC 9113 §6.1), not a flow-controlled
+frame of a stream 0 that then stalls. A frame header that claims more than the
+receiver's SETTINGS_MAX_FRAME_SIZE is an error at the header (§4.2): the
+receiver fails the connection there and the payload may never come. A frame
+cut short when the connection ends is the sender's doing only if it closed.
+"""
+
+from __future__ import annotations
+
+from proxy.observe.enums import Direction
+from proxy.observe.events import ConnectionFindingRaised, FlowControlStalled
+from proxy.observe.findings import Severity
+from tests.unit.observe.conftest import REQUEST, Conversation
+
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+def _frame(ftype: int, stream_id: int, payload: bytes) -> bytes:
+    """A frame as a raw client writes it (hyperframe refuses stream 0 for these)."""
+    return len(payload).to_bytes(3, "big") + bytes([ftype, 0]) \
+        + stream_id.to_bytes(4, "big") + payload
+
+
+def _conn_findings(conv: Conversation) -> list[tuple[str, Severity, str]]:
+    return [(e.finding.code, e.finding.severity, e.finding.message) for e in conv.events
+            if isinstance(e, ConnectionFindingRaised)]
+
+
+def test_data_on_stream_0_is_one_finding_and_moves_no_window(conv: Conversation) -> None:
+    before = conv.obs.sides[C2S].conn_window
+    new = conv.send(C2S, _frame(0, 0, b"abc"))
+    assert conv.findings(new) == ["stream-id-zero"]
+    assert not [e for e in new if isinstance(e, FlowControlStalled)]
+    (frame,) = conv.frames(new)
+    assert frame.windows is None
+    assert conv.obs.sides[C2S].conn_window == before
+    assert 0 not in conv.obs.streams
+    assert _conn_findings(conv) == []
+    conv.events.extend(conv.obs.close(conv.t))
+    assert _conn_findings(conv) == []
+
+
+def test_rst_stream_on_stream_0_is_one_finding(conv: Conversation) -> None:
+    assert conv.findings(conv.send(C2S, _frame(3, 0, b"\0\0\0\x08"))) == ["stream-id-zero"]
+    assert 0 not in conv.obs.streams
+
+
+def test_an_oversized_frame_header_is_flagged_when_it_arrives_and_once(
+        conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    header = (0xFFFFFF).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
+    conv.send(C2S, header)
+    flagged = _conn_findings(conv)
+    assert [(code, sev) for code, sev, _ in flagged] == [("frame-too-large", Severity.ERROR)]
+    assert "DATA frame header (stream 1) claims 16777215 bytes" in flagged[0][2]
+    conv.send(C2S, b"x" * 1000)  # more of the payload: not said again
+    assert len(_conn_findings(conv)) == 1
+
+
+def test_a_too_large_frame_that_arrives_whole_is_flagged_once(conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS"]))
+    frame = conv.f.data(1, b"y" * 20_000)  # the receiver accepts 16,384
+    conv.send(C2S, frame[:100])
+    conv.send(C2S, frame[100:])
+    said = [code for code, _, _ in _conn_findings(conv)] + conv.findings()
+    assert said.count("frame-too-large") == 1
+
+
+def test_a_frame_cut_by_the_other_side_leaving_is_not_the_senders_fault(
+        make_conv: type[Conversation]) -> None:
+    for closed_by, severity in (("client", Severity.INFO), ("server", Severity.WARNING),
+                                (None, Severity.WARNING)):
+        conv = make_conv()
+        conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+        conv.send(S2C, conv.f.data(1, b"z" * 10_000)[:5000])  # the client went away here
+        conv.events.extend(conv.obs.close(conv.t, closed_by))
+        ((code, sev, message),) = _conn_findings(conv)
+        assert (code, sev) == ("frame-truncated", severity), closed_by
+        assert ("the client ended it" in message) is (closed_by == "client")
