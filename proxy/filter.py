@@ -3,7 +3,9 @@
 A filter is a line of terms. Terms separated by spaces must all match (AND);
 the keyword ``or`` between terms separates alternatives, and AND binds tighter
 (``a b or c`` is ``(a and b) or c``). Inside one term's value, ``,`` separates
-alternatives (``type:DATA,HEADERS``). A ``!`` or ``-`` prefix negates a term.
+alternatives (``type:DATA,HEADERS``). A ``!`` or ``-`` prefix negates a term
+and is written against it (``!type:DATA``). ``and`` and ``or`` need a term on
+each side; there are no parentheses.
 
 Terms (keys are case-insensitive)::
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from proxy.filter_context import ConnMeta, StreamHeaders
@@ -140,11 +142,9 @@ def term_keys(text: str) -> list[tuple[str | None, str]]:
     For callers that plan around a filter (which terms need decoded frames)
     without compiling it; raises :class:`FilterError` like the compiler."""
     out: list[tuple[str | None, str]] = []
-    for tok in _tokens(text):
+    for _, tok in _terms(text):
         body = tok.text
-        if not tok.quoted and body.lower() in ("or", "and"):
-            continue
-        if len(body) > 1 and body[0] in "!-" and tok.quoted_from > 0:
+        if _negated(tok):
             body = body[1:]
         if _LEN_TERM.match(body):
             out.append(("len", body))
@@ -194,34 +194,90 @@ def compile_filter(text: str) -> Filter:
     """
     groups: list[list[tuple[str, Predicate]]] = [[]]
     uses_stream = False
-    last_or: _Token | None = None
-    for tok in _tokens(text):
-        if not tok.quoted:  # typed without quotes: may be a keyword
-            low = tok.text.lower()
-            if low == "or":
-                if not groups[-1]:
-                    raise FilterError(f"'or' needs a term before it (column {tok.column})",
-                                      column=tok.column)
-                groups.append([])
-                last_or = tok
-                continue
-            if low == "and":
-                continue
-        elif not tok.text:
-            raise FilterError(f"empty quotes (column {tok.column})", column=tok.column)
+    for after_or, tok in _terms(text):
+        if after_or:
+            groups.append([])
         kind, pred = _term(tok)
         uses_stream = uses_stream or kind in ("status", "method", "path")
         groups[-1].append((kind, pred))
-    if last_or is not None and not groups[-1]:
-        raise FilterError(f"'or' needs a term after it (column {last_or.column})",
-                          column=last_or.column)
     alternatives = [_all([p for _, p in sorted(g, key=lambda kp: _COST[kp[0]])])
                     for g in groups]
     return Filter(text, _any(alternatives), uses_stream)
 
 
+def _keyword(tok: _Token) -> str | None:
+    """``or`` or ``and`` when the token is that keyword (typed without quotes)."""
+    low = tok.text.lower()
+    return low if not tok.quoted and low in ("or", "and") else None
+
+
+def _negated(tok: _Token) -> bool:
+    """Whether the token is a term with a ``!`` or ``-`` prefix typed outside quotes."""
+    return len(tok.text) > 1 and tok.text[0] in "!-" and tok.quoted_from > 0
+
+
+def _terms(text: str) -> Iterator[tuple[bool, _Token]]:
+    """The terms of a filter, left to right, each with whether an ``or`` comes
+    just before it; raises :class:`FilterError` where keywords, negations,
+    quotes or parentheses are misplaced (as they come, so the first error in
+    the text is the one reported, whether it is here or in a term)."""
+    tokens = _tokens(text)
+    keyword: _Token | None = None  # the keyword just seen, waiting for its term
+    after_or = False
+    for i, tok in enumerate(tokens):
+        word = _keyword(tok)
+        if word is not None:
+            if i == 0 or keyword is not None:
+                raise FilterError(f"'{word}' needs a term before it (column {tok.column})",
+                                  column=tok.column)
+            keyword = tok
+            after_or = word == "or"
+            continue
+        if tok.quoted and not tok.text:
+            raise FilterError(f"empty quotes (column {tok.column})", column=tok.column)
+        if tok.text in ("!", "-") and tok.quoted_from > 0:
+            _lone_negation(tok, tokens[i + 1] if i + 1 < len(tokens) else None)
+        _check_parentheses(tok)
+        yield after_or, tok
+        keyword, after_or = None, False
+    if keyword is not None:
+        word = keyword.text.lower()
+        raise FilterError(f"'{word}' needs a term after it (column {keyword.column})",
+                          column=keyword.column)
+
+
+def _lone_negation(tok: _Token, following: _Token | None) -> None:
+    """Raise for a ``!`` or ``-`` that is not written against a term."""
+    sign = tok.text
+    if tok.raw != sign:  # !"" : the quotes hold the (empty) term
+        raise FilterError(f"empty quotes (column {tok.column + 1})", column=tok.column + 1)
+    if (following is not None and _keyword(following) is None
+            and following.text not in ("!", "-")):
+        raise FilterError(
+            f"'{sign}' needs its term right after it, without a space: write "
+            f"'{sign}{following.raw}' (column {tok.column})", column=tok.column)
+    raise FilterError(f"'{sign}' needs a term after it (column {tok.column}); to search for "
+                      f"'{sign}', put it in quotes", column=tok.column)
+
+
+def _check_parentheses(tok: _Token) -> None:
+    """Raise for a term that opens with ``(`` or closes with an unmatched ``)``
+    (typed outside quotes): the language has no grouping."""
+    start = 1 if _negated(tok) else 0
+    if tok.raw[start:start + 1] == "(":
+        paren, column = "(", tok.column + start
+    elif tok.raw.endswith(")") and "(" not in tok.raw:
+        paren, column = ")", tok.column + len(tok.raw) - 1
+    else:
+        return
+    raise FilterError(
+        f"parentheses are not supported: '{paren}' in '{tok.raw}' (column {column}); "
+        f"terms are combined with 'and' (or a space) and 'or', and 'a b or c' means "
+        f"(a and b) or c; to search for '{paren}', put it in quotes", column=column)
+
+
 def _term(tok: _Token) -> tuple[str, Predicate]:
-    if len(tok.text) > 1 and tok.text[0] in "!-" and tok.quoted_from > 0:
+    if _negated(tok):
         kind, inner = _positive_term(tok, tok.text[1:], 1)
         return kind, lambda ev, c, sh: not inner(ev, c, sh)
     return _positive_term(tok, tok.text, 0)

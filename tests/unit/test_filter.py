@@ -9,7 +9,7 @@ import h2.config
 import h2.connection
 import pytest
 
-from proxy.filter import Filter, FilterError, compile_filter
+from proxy.filter import Filter, FilterError, compile_filter, term_keys
 from proxy.filter_context import StreamHeadersTracker
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
@@ -254,6 +254,69 @@ def test_or_joins_alternatives_and_binds_looser_than_spaces() -> None:
     assert error("or type:DATA").column == 1
     assert error("type:DATA or").column == 11
     assert error("type:DATA or or dir:c2s").column == 14
+
+
+def test_and_needs_a_term_on_each_side_like_or() -> None:
+    exc = error("type:HEADERS and")
+    assert str(exc) == "'and' needs a term after it (column 14)"
+    assert exc.column == 14
+    assert str(error("and")) == "'and' needs a term before it (column 1)"
+    assert error("and type:DATA").column == 1
+    assert error("type:DATA and and dir:c2s").column == 15
+    assert error("type:DATA and or type:PING").column == 15
+    assert error("type:DATA or and type:PING").column == 14
+    # Quoted, "and" is a word to search for.
+    assert seqs('"and"') == []
+
+
+def test_a_lone_bang_or_minus_needs_a_term_after_it() -> None:
+    exc = error("!")
+    assert str(exc) == "'!' needs a term after it (column 1); to search for '!', put it in quotes"
+    assert exc.column == 1
+    assert str(error("-")) == ("'-' needs a term after it (column 1); to search for '-', "
+                               "put it in quotes")
+    assert error("type:DATA !").column == 11
+    assert error("type:DATA - or type:PING").column == 11
+    assert str(error('!""')) == "empty quotes (column 2)"
+    # Quoted, the sign is a word to search for.
+    assert seqs('"-"') == [4, 5, 8]
+    assert seqs('"!"') == []
+
+
+def test_a_bang_or_minus_must_touch_the_term_it_negates() -> None:
+    exc = error("! type:DATA")
+    assert str(exc) == ("'!' needs its term right after it, without a space: write "
+                        "'!type:DATA' (column 1)")
+    assert exc.column == 1
+    assert str(error('dir:c2s - "no such"')) == (
+        "'-' needs its term right after it, without a space: write '-\"no such\"' (column 9)")
+    assert seqs("!type:DATA") == [0, 1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 14]
+
+
+def test_parentheses_are_rejected_since_terms_cannot_be_grouped() -> None:
+    exc = error("(type:DATA)")
+    assert str(exc) == (
+        "parentheses are not supported: '(' in '(type:DATA)' (column 1); terms are combined "
+        "with 'and' (or a space) and 'or', and 'a b or c' means (a and b) or c; to search "
+        "for '(', put it in quotes")
+    assert exc.column == 1
+    assert error("(type:DATA").column == 1
+    assert error("dir:c2s !(type:DATA or type:PING)").column == 10
+    assert str(error("type:DATA)")).startswith(
+        "parentheses are not supported: ')' in 'type:DATA)' (column 10); ")
+    assert error("host:(a.com or b.com)").column == 21
+    # A word that only contains parentheses, or quotes them, is still searched for.
+    assert seqs("unknown(0xbb)") == [13]
+    assert seqs('"(0xbb)"') == [13]
+    assert seqs('-"(0xbb)" stream:0 !type:settings') == [7, 12, 14]
+
+
+def test_term_keys_checks_the_filter_like_the_compiler() -> None:
+    assert term_keys("!type:DATA and len>9 or ping") == [
+        ("type", "type:DATA"), ("len", "len>9"), (None, "ping")]
+    for text in ("type:DATA and", "!", "! type:DATA", "(type:DATA)", "or ping"):
+        with pytest.raises(FilterError):
+            term_keys(text)
 
 
 def test_quotes_keep_spaces_and_colons_in_a_value() -> None:
