@@ -161,7 +161,8 @@ class ListenConfig:
     host: str = field(default="127.0.0.1", metadata=_meta(_check_listen_host))
     """Address the listeners bind to."""
     port: int = field(default=8080, metadata=_meta(_check_listen_port))
-    """Port of the first mode (and of every mode without ``@PORT``)."""
+    """Port of every mode without its own ``@PORT`` (a ``--listen-port`` flag that no
+    mode uses is an error)."""
     allow_remote: bool = False
     """Allow a non-loopback ``host``: anyone who can reach it can use the proxy."""
 
@@ -509,25 +510,54 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
     if "confdir" in raw:
         raise loader.error("confdir", "cannot be set in the config file (the file lives in "
                            "it); use --confdir or $H2SCOPE_HOME")
+    if path is not None and given:
+        # The file is validated on its own first: a flag overriding a key must
+        # not hide a mistake in the file's value for it (docs/configuration.md).
+        file_loader = _Loader(path, lines, {})
+        _check_values(file_loader.section(Config, raw, ""), file_loader)
     for key, value in given.items():
         _set_dotted(raw, key, value)
     config: Config = loader.section(Config, raw, "")
+    _check_values(config, loader)
     _check_whole(config, loader)
     return config
 
 
+def _check_values(config: Config, loader: _Loader) -> None:
+    """Rules about one key's value that its type and ``check`` cannot see: modes that
+    parse, valid regexes, known keymap actions. Also run on the file alone."""
+    for i, text in enumerate(config.modes):
+        try:
+            parse_mode(text)
+        except ModeError as exc:
+            raise loader.error(f"modes[{i}]", f"{exc}") from None
+    for key in ("ignore_hosts", "allow_hosts"):
+        for i, pattern in enumerate(getattr(config, key)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise loader.error(f"{key}[{i}]", f"{pattern!r} is not a valid regular "
+                                   f"expression: {exc}") from None
+    actions = keymap_actions() if config.ui.keymap else ()
+    for key in config.ui.keymap:
+        if key not in actions:
+            close = difflib.get_close_matches(key, actions, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise loader.error(f"ui.keymap.{key}", f"unknown action; {hint}known actions: "
+                               f"{', '.join(actions)}")
+
+
 def _check_whole(config: Config, loader: _Loader) -> None:
-    """Rules that involve more than one key, and what must exist on disk."""
+    """Rules that involve more than one key, and what must exist on disk; checked on
+    the merged configuration only."""
+    specs = config.mode_specs  # every mode parses: _check_values ran first
+    _check_listen_flags_used(config, specs, loader)
     remote = "is not a loopback address: anyone who can reach it could use the proxy; " \
         "set listen.allow_remote: true (or --allow-remote) if you mean it"
     if not config.listen_is_loopback and not config.allow_remote:
         raise loader.error("listen.host", f"{config.listen_host} {remote}")
     addresses: dict[tuple[str, int], str] = {}
-    for i, text in enumerate(config.modes):
-        try:
-            mode = parse_mode(text)
-        except ModeError as exc:
-            raise loader.error(f"modes[{i}]", f"{exc}") from None
+    for i, (text, mode) in enumerate(zip(config.modes, specs, strict=True)):
         host, port = config.listen_address_of(mode)
         if not is_loopback(host) and not config.allow_remote:
             raise loader.error(f"modes[{i}]", f"{text!r} listens on {host}, which {remote}")
@@ -536,24 +566,12 @@ def _check_whole(config: Config, loader: _Loader) -> None:
                                f"both listen on {host}:{port}; give one of them its own port "
                                f"with @PORT, e.g. {mode.name}@{port + 1}")
         addresses[host, port] = text
-    for key in ("ignore_hosts", "allow_hosts"):
-        for i, pattern in enumerate(getattr(config, key)):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise loader.error(f"{key}[{i}]", f"{pattern!r} is not a valid regular "
-                                   f"expression: {exc}") from None
     if config.ignore_hosts and config.allow_hosts:
         raise loader.error("allow_hosts", "ignore_hosts and allow_hosts cannot both be set: "
                            "allow_hosts intercepts only what it matches, ignore_hosts all but "
                            "what it matches; keep one")
-    actions = keymap_actions() if config.ui.keymap else ()
-    for key in config.ui.keymap:
-        if key not in actions:
-            close = difflib.get_close_matches(key, actions, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise loader.error(f"ui.keymap.{key}", f"unknown action; {hint}known actions: "
-                               f"{', '.join(actions)}")
+    # What must exist on disk: only the paths in use (a file's path that a flag
+    # replaces is not looked for).
     ca = config.upstream.ca_file
     if ca is not None and not ca.is_file():
         raise loader.error("upstream.ca_file", f"{ca} does not exist or is not a file "
@@ -563,3 +581,20 @@ def _check_whole(config: Config, loader: _Loader) -> None:
         problem = client_cert_problem(certs)
         if problem:
             raise loader.error("upstream.client_certs", problem)
+
+
+def _check_listen_flags_used(config: Config, specs: tuple[Mode, ...], loader: _Loader) -> None:
+    """A listen address given on the command line that no mode would use is an error.
+
+    ``listen.port`` / ``listen.host`` only serve modes without their own ``@PORT`` /
+    ``@HOST:PORT``; ``-p 9000 --mode socks5@1080`` would silently not listen on
+    9000. From the config file the key is only a default, so it may go unused.
+    """
+    if "listen.port" in loader.flags and all(m.listen_port is not None for m in specs):
+        raise loader.error("listen.port", f"{config.listen_port} would not be used: every "
+                           f"mode has its own @PORT ({', '.join(config.modes)}); drop this "
+                           f"flag, or add a mode without @PORT to listen on it")
+    if "listen.host" in loader.flags and all(m.listen_host is not None for m in specs):
+        raise loader.error("listen.host", f"{config.listen_host} would not be used: every "
+                           f"mode has its own @HOST:PORT ({', '.join(config.modes)}); drop "
+                           f"this flag, or give a mode only @PORT to listen on it")

@@ -95,9 +95,10 @@ class ProxyServer:
                         f"refusing to listen on {host} (not a loopback address) for mode "
                         f"{mode.spec!r}: anyone who can reach it could use the proxy; "
                         "set allow_remote to do it anyway")
-                log.warning("listening on %s for mode %s: reachable from other machines%s",
-                            host, mode.spec, "" if opts.proxyauth else
-                            " and no proxyauth is set")
+                # (the command says so on the terminal at start-up, once: a log
+                # file gets it as information)
+                log.info("listening on %s for mode %s: reachable from other machines%s",
+                         host, mode.spec, "" if opts.proxyauth else " and no proxyauth is set")
             if port and any((h, p) == (host, port) for _, h, p in binds):
                 raise ProxyStartError(f"two modes want {host}:{port}: give each its own "
                                       "port with MODE@PORT")

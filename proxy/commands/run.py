@@ -100,7 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="address to listen on (default 127.0.0.1; a non-loopback "
                         "address needs --allow-remote)")
     listen.add_argument("-p", "--listen-port", metavar="PORT", type=int,
-                        help="port of the first mode (default 8080; 0 picks a free port)")
+                        help="port of the modes without their own @PORT (default 8080; 0 picks a "
+                        "free port)")
     listen.add_argument("--mode", dest="modes", action="append", metavar="MODE",
                         help="regular, reverse:https://HOST[:PORT], reverse:http://HOST[:PORT], "
                         "socks5 or upstream:http://PROXYHOST:PORT (an explicit proxy going out "
@@ -187,12 +188,12 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
     lines.append(f"h2scope: CA certificate: {ca_path}")
     for mode, addr in addresses:
         if mode.startswith(("regular", "upstream:")):
-            lines.append(f"h2scope: try: curl --cacert {ca_path} -x http://{addr} "
-                         f"https://example.com/")
+            lines.append(f"h2scope: try: curl --cacert {ca_path} -x http://{addr}"
+                         f"{_proxy_user(config)} https://example.com/")
             break
         if mode.startswith("socks5"):
-            lines.append(f"h2scope: try: curl --cacert {ca_path} --socks5-hostname {addr} "
-                         f"https://example.com/")
+            lines.append(f"h2scope: try: curl --cacert {ca_path} --socks5-hostname {addr}"
+                         f"{_proxy_user(config)} https://example.com/")
             break
         if mode.startswith("reverse:"):
             lines.append(f"h2scope: try: {_reverse_curl(mode, addr, ca_path)}")
@@ -200,6 +201,21 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
     if config.sslkeylogfile is not None:
         lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
     return lines
+
+
+def _proxy_user(config: Config) -> str:
+    """curl's ``--proxy-user USER`` for ``proxyauth`` (with a leading space), or "".
+
+    The password is not printed (h2scope never echoes a secret: start-up lines
+    end up in terminals' scrollback and CI logs); given only the user name, curl
+    asks for the password (``Enter proxy password for user 'USER':``), so the
+    line still works when copied. Explicit and SOCKS5 modes both ask for it.
+    """
+    if not config.proxyauth:
+        return ""
+    import shlex
+
+    return f" --proxy-user {shlex.quote(config.proxyauth.partition(':')[0])}"
 
 
 def _reverse_curl(mode: str, addr: str, ca_path: Path) -> str:
@@ -232,10 +248,9 @@ def run(args: argparse.Namespace) -> int:
     if config.upstream.auth and not any(m.kind is ModeKind.UPSTREAM for m in config.mode_specs):
         _print_err("h2scope: warning: upstream.auth (--upstream-auth) is set but no mode is "
                    "upstream:http://HOST:PORT, so no upstream proxy will receive it")
-    if not config.listen_is_loopback:
-        _print_err(f"h2scope: warning: listening on {config.listen_host}, not loopback: "
-                   f"anyone who can reach this address can use the proxy and read what "
-                   f"goes through it")
+    warning = remote_warning(config)
+    if warning is not None:
+        _print_err(warning)
     if not args.headless:
         if sys.stdin.isatty() and sys.stdout.isatty():
             from proxy.commands.view import use_protosets
@@ -251,6 +266,31 @@ def run(args: argparse.Namespace) -> int:
 
     # The protosets name gRPC messages' fields in the headless log too.
     return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]))
+
+
+def remote_warning(config: Config) -> str | None:
+    """The one start-up warning about listeners reachable from other machines, or None.
+
+    Per non-loopback address, the modes listening there; louder without
+    ``proxyauth``. (The proxy core logs the same fact as information, for a log
+    file.)
+    """
+    from proxy.net.modes import is_loopback
+
+    hosts: dict[str, list[str]] = {}
+    for mode in config.mode_specs:
+        host = config.listen_address_of(mode)[0]
+        if not is_loopback(host):
+            hosts.setdefault(host, []).append(mode.spec)
+    if not hosts:
+        return None
+    where = ", ".join(f"{host} ({', '.join(specs)})" for host, specs in hosts.items())
+    text = (f"h2scope: warning: listening on {where}, not loopback: anyone who can reach "
+            f"{'this address' if len(hosts) == 1 else 'these addresses'} can use the proxy "
+            f"and read what goes through it")
+    if not config.proxyauth:
+        text += ", and no proxyauth is set (--proxyauth USER:PASS requires credentials)"
+    return text
 
 
 def _serve(config: Config, protoset: Any = None) -> int:

@@ -268,6 +268,63 @@ def test_an_invalid_flag_value_names_the_flag_and_the_key(tmp_path: Path) -> Non
     assert exc.key == "modes[1]" and exc.flag == "--mode"
 
 
+@pytest.mark.parametrize(("text", "overrides", "key", "message"), [
+    ('listen:\n  port: "18601"\n', {"listen.port": 18600}, "listen.port",
+     "expected an integer, got the string '18601'"),
+    ("upstream:\n  insecure: 1\n", {"upstream.insecure": True}, "upstream.insecure",
+     "expected true or false, got the number 1"),
+    ("headless:\n  format: xml\n", {"headless.format": "text"}, "headless.format",
+     "'xml' is not accepted"),
+    ("modes:\n  - transparent\n", {"modes": ["regular"]}, "modes[0]",
+     "unknown mode 'transparent'"),
+    ("ignore_hosts:\n  - '(unclosed'\n", {"ignore_hosts": ["^a:"]}, "ignore_hosts[0]",
+     "not a valid regular expression"),
+    ("listen: 5\n", {"listen.port": 9000}, "listen",
+     "expected a mapping of options, got the number 5"),
+])
+def test_a_flag_does_not_hide_a_bad_value_in_the_file(
+        tmp_path: Path, text: str, overrides: dict[str, object], key: str,
+        message: str) -> None:
+    names = {k: "--flag" for k in overrides}
+    exc = error(tmp_path, text, overrides, names)
+    assert (exc.key, exc.line, exc.flag) == (key, 1 if key == "listen" else 2, None)
+    assert exc.source == str(tmp_path / "config.yaml")
+    assert message in str(exc)
+    if key == "listen.port":  # the merged value is still what is used
+        ok = load_config(write(tmp_path, "listen:\n  port: 18601\n"), overrides)
+        assert ok.listen_port == 18600
+
+
+def test_a_missing_path_in_the_file_that_a_flag_replaces_is_not_looked_for(
+        tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = write(tmp_path, "upstream:\n  ca_file: nothere.pem\n")
+    assert load_config(path, {"upstream.ca_file": str(ca)}).upstream_ca == ca
+    exc = error(tmp_path, "upstream:\n  ca_file: 5\n", {"upstream.ca_file": str(ca)})
+    assert (exc.key, exc.line) == ("upstream.ca_file", 2)  # a wrong type still is an error
+
+
+def test_a_listen_address_flag_that_no_mode_uses_is_an_error(tmp_path: Path) -> None:
+    exc = error(tmp_path, "", {"listen.port": 18760, "modes": ["socks5@18761"]},
+                {"listen.port": "--listen-port", "modes": "--mode"})
+    assert (exc.key, exc.flag) == ("listen.port", "--listen-port")
+    assert str(exc) == ("--listen-port (listen.port): 18760 would not be used: every mode "
+                        "has its own @PORT (socks5@18761); drop this flag, or add a mode "
+                        "without @PORT to listen on it")
+    exc = error(tmp_path, "modes: ['regular@127.0.0.1:18761']\n", {"listen.host": "::1"},
+                {"listen.host": "--listen-host"})
+    assert (exc.key, exc.flag) == ("listen.host", "--listen-host")
+    assert "every mode has its own @HOST:PORT" in str(exc)
+    # One mode without @PORT uses it; from the file, listen.port is only a default.
+    assert load_config(None, {"listen.port": 18760, "modes": ["regular", "socks5@18761"]}) \
+        .listen_port == 18760
+    path = write(tmp_path, "listen: {port: 18760, host: '::1'}\nmodes: ['socks5@18761']\n")
+    assert load_config(path, {}).modes == ("socks5@18761",)
+    assert load_config(None, {"listen.host": "::1", "modes": ["socks5@18761"]}) \
+        .listen_host == "::1"  # @PORT alone keeps listen.host
+
+
 def test_relative_paths_from_flags_are_relative_to_the_working_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -177,6 +177,83 @@ def test_the_banner_names_addresses_the_ca_and_a_curl_line(confdir: Path) -> Non
         "h2scope: try: curl --cacert /c/ca.pem -x http://127.0.0.1:8080 https://example.com/"]
 
 
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port in use: a run that wrongly gets as far as listening stops at once (exit 1)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]
+
+
+def test_a_flag_does_not_hide_a_bad_value_in_the_config_file(
+        confdir: Path, tmp_path: Path, busy_port: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for text, flags, message in [
+            ('listen:\n  port: "18601"\n', [],
+             "line 2: listen.port: expected an integer, got the string '18601'"),
+            ("upstream:\n  insecure: 1\n", ["--insecure"],
+             "line 2: upstream.insecure: expected true or false, got the number 1"),
+            ("headless:\n  format: xml\n", ["--format", "text"],
+             "line 2: headless.format: 'xml' is not accepted; accepted: text, jsonl")]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        code, err = exit_and_stderr(["run", "--headless", "--config", str(path),
+                                     "-p", str(busy_port), *flags], capsys)
+        assert (code, err) == (2, f"h2scope: {path}, {message}\n")
+
+
+def test_a_listen_port_no_mode_uses_is_a_usage_error(
+        confdir: Path, busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = exit_and_stderr(["run", "--headless", "-p", "18760",
+                                 "--mode", f"socks5@{busy_port}"], capsys)
+    assert (code, err) == (2, "h2scope: --listen-port (listen.port): 18760 would not be used: "
+                              f"every mode has its own @PORT (socks5@{busy_port}); drop this "
+                              "flag, or add a mode without @PORT to listen on it\n")
+    config = run_cmd.build_config(parse(["-p", "18760", "--mode", "regular",
+                                         "--mode", "socks5@18761"]))
+    assert config.listen_port == 18760
+
+
+def test_a_remote_listener_is_warned_about_once_in_h2scopes_format(
+        confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface: the bind fails at once, after the
+    # proxy core has logged its own warning about the address.
+    code, err = exit_and_stderr(["run", "--headless", "--listen-host", "192.0.2.1",
+                                 "--allow-remote", "-p", "18770"], capsys)
+    assert code == 1 and "no network interface has this address" in err
+    warnings = [line for line in err.splitlines() if "listening on 192.0.2.1" in line]
+    assert warnings == [
+        "h2scope: warning: listening on 192.0.2.1 (regular), not loopback: anyone who can "
+        "reach this address can use the proxy and read what goes through it, and no "
+        "proxyauth is set (--proxyauth USER:PASS requires credentials)"], err
+    assert " WARNING " not in err
+    config = run_cmd.build_config(parse(["--allow-remote", "--proxyauth", "u:p", "--mode",
+                                         "regular", "--mode", "socks5@0.0.0.0:18771"]))
+    assert run_cmd.remote_warning(config) == (
+        "h2scope: warning: listening on 0.0.0.0 (socks5@0.0.0.0:18771), not loopback: anyone "
+        "who can reach this address can use the proxy and read what goes through it")
+    assert run_cmd.remote_warning(run_cmd.build_config(parse([]))) is None
+
+
+def test_with_proxyauth_the_curl_line_names_the_user_and_curl_asks_the_password(
+        confdir: Path) -> None:
+    config = run_cmd.build_config(parse(["--proxyauth", "alice:s3cret"]))
+    ca = Path("/c/ca.pem")
+    assert run_cmd.banner(config, [("regular", "127.0.0.1:8080")], ca)[-1] == (
+        "h2scope: try: curl --cacert /c/ca.pem -x http://127.0.0.1:8080 --proxy-user alice "
+        "https://example.com/")
+    assert run_cmd.banner(config, [("socks5", "127.0.0.1:1080")], ca)[-1] == (
+        "h2scope: try: curl --cacert /c/ca.pem --socks5-hostname 127.0.0.1:1080 "
+        "--proxy-user alice https://example.com/")
+    reverse = run_cmd.banner(config, [("reverse:https://example.com", "127.0.0.1:8443")], ca)
+    assert "--proxy-user" not in reverse[-1]  # reverse modes ask for no credentials
+    assert not any("s3cret" in line for line in run_cmd.banner(
+        config, [("upstream:http://corp:3128", "127.0.0.1:8080")], ca))
+    odd = run_cmd.build_config(parse(["--proxyauth", "al ice:x"]))
+    assert "--proxy-user 'al ice' " in run_cmd.banner(odd, [("regular", "a:1")], ca)[-1]
+
+
 def test_an_address_in_use_message_names_the_address_and_the_fix() -> None:
     import errno
 
