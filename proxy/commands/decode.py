@@ -248,10 +248,11 @@ def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
         # so the server's frames are judged as a reply, not as a first contact.
         obs.sides[Direction.C2S].preface = "done"
     events = obs.feed(sender, data, 0.0)
-    # One direction alone can't show an ACK: only report what is cut short.
+    # One direction alone can't show an ACK or a response: only report what is cut
+    # short.
     events += [ev for ev in obs.close(0.0) if not (
         isinstance(ev, ConnectionFindingRaised)
-        and ev.finding.code == "settings-not-acknowledged")]
+        and ev.finding.code in ("settings-not-acknowledged", "stream-unfinished"))]
     return events
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
+from proxy.observe.closing import unfinished
 from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
@@ -251,6 +252,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     f"the connection ended inside a header block on stream "
                     f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
                     side.block.stream_id))
+            if not self.partial:
+                for finding in unfinished(self.streams.values(), side.direction, closed_by,
+                                          self.seq):
+                    self._conn_finding(side.direction, t, finding)
             if side.buffer and not side.desynced:
                 sender = side.direction.sender
                 cut = closed_by is not None and closed_by != sender

@@ -54,7 +54,7 @@ def _relay(chunks: list[tuple[Direction, bytes]], rng: random.Random,
             batches.append(Batch(conn_id=cid, t=t, events=tuple(events), direction=direction,
                                  data=part, protocol="h2"))
     t += 0.001
-    closing = observer.close(t)
+    closing = observer.close(t, "client")  # (as the relay: who closed, below)
     live += closing
     if closing:  # as the relay: nothing is published for no events
         batches.append(Batch(conn_id=cid, t=t, events=tuple(closing), direction=Direction.C2S,

@@ -77,6 +77,51 @@ def test_a_frame_cut_by_the_other_side_leaving_is_not_the_senders_fault(
         conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
         conv.send(S2C, conv.f.data(1, b"z" * 10_000)[:5000])  # the client went away here
         conv.events.extend(conv.obs.close(conv.t, closed_by))
-        ((code, sev, message),) = _conn_findings(conv)
+        ((code, sev, message),) = [f for f in _conn_findings(conv)
+                                   if f[0] == "frame-truncated"]
         assert (code, sev) == ("frame-truncated", severity), closed_by
         assert ("the client ended it" in message) is (closed_by == "client")
+
+
+def _cut_download(conv: Conversation, closed_by: str | None, *,
+                  length: bool = True) -> list[tuple[str, Severity, str]]:
+    """A 100,000-byte response of which 10,000 bytes came before the end."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    head = [(":status", "200")] + ([("content-length", "100000")] if length else [])
+    conv.send(S2C, conv.f.headers(S2C, 1, head))
+    conv.send(S2C, conv.f.data(1, b"q" * 10_000))
+    conv.events.extend(conv.obs.close(conv.t, closed_by))
+    return _conn_findings(conv)
+
+
+def test_a_server_closing_in_the_middle_of_a_body_sent_a_short_one(
+        make_conv: type[Conversation]) -> None:
+    for closed_by in ("server", None):
+        ((code, sev, message),) = _cut_download(make_conv(), closed_by)
+        assert (code, sev) == ("content-length-mismatch", Severity.ERROR)
+        assert message == ("the response on stream 1 declares content-length 100000 but the "
+                           "connection closed after 10000 bytes of it")
+
+
+def test_a_client_that_gives_up_a_download_is_information(
+        make_conv: type[Conversation]) -> None:
+    ((code, sev, message),) = _cut_download(make_conv(), "client")
+    assert (code, sev) == ("stream-unfinished", Severity.INFO)
+    assert message == ("the connection ended (the client closed it) with the server's "
+                       "response on stream 1 unfinished (no END_STREAM)")
+
+
+def test_a_server_abandoning_a_response_of_unknown_length_is_a_warning(
+        make_conv: type[Conversation]) -> None:
+    ((code, sev, _),) = _cut_download(make_conv(), "server", length=False)
+    assert (code, sev) == ("stream-unfinished", Severity.WARNING)
+
+
+def test_finished_and_reset_streams_are_not_unfinished(conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS",
+                                                                     "END_STREAM"]))
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(C2S, conv.f.rst(3))
+    conv.events.extend(conv.obs.close(conv.t, "server"))
+    assert _conn_findings(conv) == []

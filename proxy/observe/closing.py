@@ -1,0 +1,68 @@
+"""What a connection's end leaves unfinished: the messages still being sent.
+
+A server that closes the connection (or nobody says who did) in the middle of
+a response it declared the length of sent a short body: that is
+``content-length-mismatch`` (RFC 9113 §8.1.1), the response that just stops.
+The other unfinished messages make one ``stream-unfinished`` line per sender:
+a warning for responses the server itself abandoned, information for the rest
+(a client giving up, a tunnel ended by closing the connection, what the other
+side's leaving cut short).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from proxy.observe.enums import Direction
+from proxy.observe.findings import Finding, Severity
+from proxy.observe.findings import finding as _f
+from proxy.observe.header_rules import header_value
+from proxy.observe.streams import Stream, StreamState
+
+_SENDING = {
+    Direction.C2S: (StreamState.OPEN, StreamState.HALF_CLOSED_SERVER),
+    Direction.S2C: (StreamState.OPEN, StreamState.HALF_CLOSED_CLIENT),
+}
+"""The states in which each direction's sender may still send on a stream (§5.1)."""
+
+
+def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
+               seq: int) -> list[Finding]:
+    """The findings for the messages ``direction``'s sender had not finished when
+    the connection closed (``closed_by``: ``client``, ``server``, ``proxy``, or
+    None when unknown). A stream reset is finished; a short body is reported once
+    (its content-length is marked checked)."""
+    sender = direction.sender
+    own = closed_by is None or closed_by == sender
+    sending = _SENDING[direction]
+    out: list[Finding] = []
+    cut: list[int] = []
+    abandoned = False
+    for stream in streams:
+        if stream.state not in sending or stream.reset_by is not None:
+            continue
+        sid = stream.stream_id
+        declared = stream.content_length[direction]
+        received = stream.data_bytes[direction]
+        if direction is Direction.S2C and own and declared >= 0 and received < declared:
+            stream.content_length[direction] = -1
+            out.append(_f("content-length-mismatch", Severity.ERROR, "RFC 9113 §8.1.1",
+                          f"the response on stream {sid} declares content-length {declared} "
+                          f"but the connection closed after {received} bytes of it", seq, sid))
+            continue
+        if direction is Direction.S2C or stream.request_headers is not None:
+            cut.append(sid)
+            tunnel = header_value(stream.request_headers or (), ":method") == "CONNECT"
+            abandoned |= direction is Direction.S2C and own and not tunnel
+    if cut:
+        many = len(cut) > 1
+        shown = ", ".join(map(str, cut[:10])) + (f", … ({len(cut)} in all)"
+                                                 if len(cut) > 10 else "")
+        what = "response" if direction is Direction.S2C else "request"
+        by = f"the {closed_by} closed it" if closed_by else "it closed"
+        out.append(_f("stream-unfinished", Severity.WARNING if abandoned else Severity.INFO,
+                      "RFC 9113 §8.1",
+                      f"the connection ended ({by}) with the {sender}'s {what}"
+                      f"{'s' if many else ''} on stream{'s' if many else ''} {shown} "
+                      "unfinished (no END_STREAM)", seq, cut[0]))
+    return out
