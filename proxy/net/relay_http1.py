@@ -112,11 +112,28 @@ class Http1Relay:
             return await stream.read_until(b"\r\n\r\n")
         except StreamClosed:
             if stream.buffer.strip():
+                if who is Closer.SERVER:
+                    await self._pass_on_unparsed(stream)
                 raise _Done(who, f"{who.name.lower()} closed in the middle of a message head"
                             ) from None
             return None
         except HeadTooLarge as exc:
             raise Http1Error(str(exc)) from None
+
+    async def _pass_on_unparsed(self, server: Stream) -> None:
+        """The server closed after bytes that are no HTTP/1.1 response head (an HTTP/0.9
+        reply, an HTTP/2 server's SETTINGS, a banner): the client gets them as they
+        were — the relay never drops what a server said — and the UI is told what
+        they were."""
+        data = await server.read_some()
+        await self.conn.error("http1", f"the server closed after {len(data)} bytes that are "
+                              f"not an HTTP/1.1 response head: {bytes(data[:60])!r}"
+                              f"{'…' if len(data) > 60 else ''}; passed on to the client "
+                              "as they were")
+        with contextlib.suppress(ConnectionError, OSError):
+            self.client.write(data)
+            await self.client.drain()
+        await self._publish(Direction.S2C, data, ())
 
     async def _wait_request(self) -> bytes | None:
         """The next request head; None when the client closes between requests."""

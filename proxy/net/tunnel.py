@@ -27,6 +27,10 @@ FIRST_BYTES_TIMEOUT = 60.0
 """Seconds to wait for either side's first bytes in a new tunnel."""
 
 
+_PREFACE_LINE = CONNECTION_PREFACE[:16]
+"""``PRI * HTTP/2.0\r\n``."""
+
+
 def _preface_decided(buf: bytearray) -> bool:
     n = min(len(buf), len(CONNECTION_PREFACE))
     return n == len(CONNECTION_PREFACE) or buf[:n] != CONNECTION_PREFACE[:n]
@@ -166,7 +170,10 @@ async def relay_plain(conn: Conn, client: Stream, server: Stream, *, secure: boo
         except TimeoutError:
             pass
     data = bytes(client.buffer[:24])
-    if not server_first and data == CONNECTION_PREFACE[:len(data)] and len(data) == 24:
+    # The whole preface, or its request line followed by something else (RFC 9113
+    # §3.4 reserves "PRI *" for it): HTTP/2 either way, and the observer says what
+    # is wrong with a broken one — as an HTTP/1.1 request it would hang.
+    if not server_first and len(data) == 24 and data.startswith(_PREFACE_LINE):
         protocol = "h2" if secure else "h2c"
         await started(conn, protocol)
         await relay(conn, client, server, protocol=protocol,

@@ -32,6 +32,7 @@ from proxy.observe.enums import (
     FrameType,
     SettingCode,
     error_name,
+    not_a_preface,
     type_name,
 )
 from proxy.observe.events import (
@@ -310,8 +311,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if side.preface == "optional":
             side.preface = "done"
             return 0
-        self._desync(side, len(data), t, "the client's bytes do not start with the HTTP/2 "
-                     f"connection preface (they start with {have[:16]!r})", rfc="RFC 9113 §3.4")
+        self._desync(side, len(data), t, not_a_preface(have), rfc="RFC 9113 §3.4")
         return -1
 
     def _desync(self, side: Side, remaining: int, t: float, why: str,

@@ -150,4 +150,15 @@ DEFAULT_SETTINGS: dict[int, int] = {
 }
 
 CONNECTION_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def not_a_preface(have: bytes) -> str:
+    """What is wrong with a client's first bytes ``have`` (up to 24) that are not the
+    connection preface (RFC 9113 §3.4): where they differ, and how they read."""
+    at = next((i for i, b in enumerate(have) if b != CONNECTION_PREFACE[i]), len(have))
+    if at < 16:  # not even its request line: show what they are
+        return ("the client's bytes do not start with the HTTP/2 connection preface (they "
+                f"start with {have[:16]!r})")
+    return (f"the client's connection preface is broken at byte {at}: {have!r} instead of "
+            f"{CONNECTION_PREFACE!r}")
 MAX_WINDOW = 2**31 - 1

@@ -21,7 +21,13 @@ this class decided.
 
 from __future__ import annotations
 
-from proxy.observe.enums import CONNECTION_PREFACE, Direction, FrameType, type_name
+from proxy.observe.enums import (
+    CONNECTION_PREFACE,
+    Direction,
+    FrameType,
+    not_a_preface,
+    type_name,
+)
 from proxy.observe.events import Desynced, Event, PrefaceObserved
 from proxy.observe.findings import Severity
 from proxy.observe.findings import finding as _finding
@@ -74,9 +80,7 @@ class FrameSplitter:
             if not CONNECTION_PREFACE.startswith(have) and self._preface == "optional":
                 self._preface = "done"
             elif not CONNECTION_PREFACE.startswith(have):
-                self._desync(d, events, t, "the client's bytes do not start with the HTTP/2 "
-                             f"connection preface (they start with {have[:16]!r})",
-                             "RFC 9113 §3.4", 0)
+                self._desync(d, events, t, not_a_preface(have), "RFC 9113 §3.4", 0)
                 return events
             elif len(have) < 24:
                 buf += data

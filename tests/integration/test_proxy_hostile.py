@@ -159,6 +159,33 @@ def test_malformed_http2_frames_are_forwarded_and_flagged(
     assert not proxy.events(Desynced)
 
 
+def test_a_broken_connection_preface_is_relayed_as_http2_and_flagged(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """'PRI * HTTP/2.0' then something else is a broken HTTP/2 preface (RFC 9113
+    §3.4 reserves PRI for it), not an HTTP/1.1 request to hold back: the server
+    gets the bytes and answers, and the desync names where the preface broke."""
+    exe = procs.require("nghttpd")
+    port = procs.free_port()
+    import subprocess
+
+    server = subprocess.Popen([exe, "--no-tls", "--address=127.0.0.1", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        procs.wait_for_port(port, server)
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        with socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\x00\x00\x00\x04" + b"\x00" * 5)
+            reply = read_all(s)
+        proxy.wait_closed()
+    finally:
+        server.kill()
+        server.wait(5)
+    assert reply[3:4] == b"\x04"  # nghttpd's SETTINGS reached the client
+    (desync,) = proxy.events(Desynced)
+    assert "preface is broken at byte 18" in desync.finding.message
+    assert desync.finding.rfc == "RFC 9113 §3.4"
+
+
 def test_client_disconnecting_mid_download_closes_the_server_side(
         proxy: ProxyThread, h2_origin: ServerThread) -> None:
     result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",

@@ -238,3 +238,34 @@ def test_recorded_http1_exchanges_export_to_har(make_proxy: Callable[..., ProxyT
     upload = entries[1]
     assert upload["request"]["bodySize"] == 5000
     assert upload["_h2scope"]["informational"][0][0] == [":status", "100"]
+
+
+def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """An HTTP/0.9-style reply (or an h2c-only server's SETTINGS) then a close: the
+    relay never drops what a server said; the UI is told what it was."""
+    import threading
+
+    reply = b"NOT-HTTP garbage reply\n"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            recv_until(conn, b"\r\n\r\n")
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{sock.getsockname()[1]}"])
+        code, out, err = curl("--http0.9", f"http://127.0.0.1:{proxy.port('reverse')}/")
+        proxy.wait_closed()
+    finally:
+        thread.join(5)
+        sock.close()
+    assert out == reply, (code, err)
+    (error,) = proxy.events(ProxyErrorRaised)
+    assert "not an HTTP/1.1 response head: b'NOT-HTTP garbage reply\\n'" in error.message
