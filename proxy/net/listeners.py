@@ -14,7 +14,7 @@ from proxy.net.clienthello import looks_like_tls
 from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Http1Error, RequestHead
 from proxy.net.relay_http1 import Http1Relay
-from proxy.net.streams import TcpStream, open_tcp
+from proxy.net.streams import TcpStream, connect_failure, open_tcp
 from proxy.net.tunnel import (
     first_bytes,
     open_tunnel,
@@ -91,7 +91,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
     try:
         server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = connect_failure(exc)
         await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}")
         if hello is not None:
             await tls.refuse_client(client)

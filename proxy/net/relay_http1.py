@@ -40,7 +40,7 @@ from proxy.net import http1
 from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
-from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, open_tcp
+from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, connect_failure, open_tcp
 from proxy.net.upstream_proxy import authorization, open_proxy
 from proxy.observe.enums import Direction
 
@@ -433,7 +433,7 @@ class Http1Relay:
                     self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
                 self.conn.streams.append(self.server)
             except (OSError, TimeoutError) as exc:
-                reason = str(exc) or type(exc).__name__
+                reason = connect_failure(exc)
                 await self.conn.error("connect", f"cannot connect to {where}: {reason}")
                 await self._reply(502, "Bad Gateway",
                                   f"h2scope: cannot connect to {where}: {reason}\n", request)

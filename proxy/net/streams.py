@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -418,6 +420,21 @@ class TlsStream(Stream):
     @property
     def tcp(self) -> Stream:
         return self.inner
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection could not be made, in words (not ``[Errno 111] Connect call
+    failed ('127.0.0.1', 1)``): ``connection refused``, ``cannot resolve the name
+    (Name or service not known)``, ``no answer within 10 s``."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the name ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError) and not getattr(exc, "errno", None):
+        return "no answer in time"
+    if isinstance(exc, OSError) and (exc.errno or exc.strerror):
+        # (asyncio's "Connect call failed (addr)" hides the reason the errno has)
+        text = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
+        return text[:1].lower() + text[1:]
+    return str(exc) or type(exc).__name__
 
 
 async def open_tcp(host: str, port: int, *, timeout: float) -> TcpStream:

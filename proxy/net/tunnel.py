@@ -20,7 +20,7 @@ from proxy.net.context import Conn, hostport
 from proxy.net.http1 import looks_like_http1_request
 from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
-from proxy.net.streams import HeadTooLarge, Stream, TcpStream
+from proxy.net.streams import HeadTooLarge, Stream, TcpStream, connect_failure
 from proxy.observe.enums import CONNECTION_PREFACE
 
 FIRST_BYTES_TIMEOUT = 60.0
@@ -108,7 +108,7 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     try:
         server = await conn.open_server(host, port)
     except (OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = connect_failure(exc)
         await refuse(reason, exc)
         await conn.error("connect", f"cannot connect to {where}: {reason}")
         await conn.closed(Closer.PROXY, "upstream connection failed", reason)

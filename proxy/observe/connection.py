@@ -369,8 +369,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 return
 
         if frame.malformed is not None:
-            findings.append(_f("frame-malformed", Severity.ERROR, _rfc_for(ftype),
-                               frame.malformed, seq, sid))
+            rfc = _rfc_for(ftype)
+            said = frame.malformed  # (the parser's text cites its section: once is enough)
+            findings.append(_f("frame-malformed", Severity.ERROR, rfc,
+                               said.removesuffix(f" ({rfc})"), seq, sid))
         if frame.reserved:
             findings.append(_f("reserved-bit-set", Severity.WARNING, "RFC 9113 §4.1",
                                "the reserved bit of the stream identifier is set", seq, sid))
