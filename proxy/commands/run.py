@@ -297,7 +297,10 @@ def _serve(config: Config, protoset: Any = None) -> int:
     """Run the proxy until SIGINT/SIGTERM: 0 after a clean stop, 1 if it cannot start."""
     import asyncio
 
+    from proxy.observe import huffman
+
     _configure_logging(config)
+    huffman.prepare()  # (else the first connection's first header block waits for it)
     return asyncio.run(_serve_async(config, protoset))
 
 

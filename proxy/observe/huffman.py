@@ -75,6 +75,14 @@ def _build() -> None:
     _next[:] = nxt
 
 
+def prepare() -> None:
+    """Build the tables now (about 60 ms) rather than in the first header block that
+    needs them: the proxy calls it before listening, so its first connection is
+    not the slow one."""
+    if not _next:
+        _build()
+
+
 def decode(data: bytes) -> bytes:
     """Decode a Huffman string; raises :class:`HuffmanDecodeError` when invalid."""
     if not data:

@@ -468,3 +468,25 @@ def test_upstream_auth_without_an_upstream_mode_is_warned_about(
     assert code == 1 and "already in use" in err
     assert "warning: upstream.auth (--upstream-auth) is set but no mode is " \
         "upstream:http://HOST:PORT" in err
+
+
+def test_the_huffman_tables_are_built_before_the_proxy_listens(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built lazily, they made the first connection's first header block ~60 ms slow
+    (a first request through a fresh proxy took 67 ms, the next ones 2 ms)."""
+    import asyncio
+
+    from proxy.config import load_config
+    from proxy.observe import huffman
+
+    monkeypatch.setattr(huffman, "_next", [])
+    seen: list[int] = []
+
+    def fake_run(coro: object) -> int:
+        seen.append(len(huffman._next))
+        coro.close()  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr(asyncio, "run", fake_run)
+    assert run_cmd._serve(load_config(None)) == 0
+    assert seen and seen[0] == 257 * 256
