@@ -92,6 +92,7 @@ class RunSummary:
     def __init__(self) -> None:
         self.connections = 0
         self.protocols: Counter[str] = Counter()
+        self._protocol_of: dict[int, str] = {}
         self.frames = [0, 0]
         """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
@@ -169,6 +170,14 @@ class RunSummary:
             elif kind is ConnectionOpened:
                 self.connections += 1
             elif kind is RelayStarted:
+                # A connection relayed as http/1.1, then h2c or a WebSocket after its
+                # 101: counted once, under what it became.
+                before = self._protocol_of.get(conn)
+                if before is not None:
+                    self.protocols[before] -= 1
+                    if not self.protocols[before]:
+                        del self.protocols[before]
+                self._protocol_of[conn] = ev.protocol
                 self.protocols[ev.protocol] += 1
             elif kind is ProxyErrorRaised:
                 self.errors[ev.stage] += 1
@@ -211,6 +220,7 @@ class RunSummary:
             del self._open[opened]
         for requested in [k for k in self._requests if k[0] == conn]:
             del self._requests[requested]
+        self._protocol_of.pop(conn, None)
 
     def _finding(self, conn_id: int, f: Finding) -> None:
         self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""))

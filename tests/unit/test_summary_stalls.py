@@ -80,3 +80,19 @@ def test_a_stream_its_sender_ends_with_the_window_spent_was_not_waiting() -> Non
     fed.send(S2C, fed.conv.f.data(1, b"x" * 100))
     fed.send(S2C, fed.conv.f.data(1, b"", flags=["END_STREAM"]))
     assert stall_lines(summary) == ["flow control: 1 stall"]
+
+
+def test_a_connection_upgraded_after_its_101_counts_once_as_what_it_became() -> None:
+    """curl --http2 on http://: relayed as http/1.1, then as h2c after the 101."""
+    from proxy.events import ConnectionOpened, RelayStarted
+
+    summary = RunSummary()
+    for conn, protocols in ((1, ("http/1.1", "h2c")), (2, ("http/1.1",))):
+        summary.handle(Batch(conn_id=conn, t=0.0, events=(ConnectionOpened(
+            conn_id=conn, t=0.0, client=("127.0.0.1", 50000 + conn), mode="regular",
+            target=None),)))
+        for p in protocols:
+            summary.handle(Batch(conn_id=conn, t=0.0, events=(RelayStarted(
+                conn_id=conn, t=0.0, protocol=p, target="localhost:80"),)))
+    assert summary.connections == 2
+    assert dict(summary.protocols) == {"h2c": 1, "http/1.1": 1}
