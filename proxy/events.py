@@ -133,6 +133,9 @@ class RelayStarted(ConnectionEvent):
     protocol: str
     """``h2``, ``h2c``, ``http/1.1``, ``tcp`` (opaque) or ``passthrough`` (ignored host)."""
     target: str
+    server_ip: str | None = None
+    """The address the proxy connected to for ``target`` (None through an upstream
+    proxy, or before an explicit proxy's first request chose a server)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -253,6 +253,8 @@ class CaptureRecorder:
             case RelayStarted():
                 meta["protocol"] = ev.protocol
                 self._target(meta, ev.target)
+                if ev.server_ip:
+                    meta.setdefault("server", {})["ip"] = ev.server_ip
                 self._ensure_written(batch.conn_id, conn, ev.t)
             case ProxyErrorRaised():
                 conn.errors.append({"stage": ev.stage, "message": ev.message, "hint": ev.hint})

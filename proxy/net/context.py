@@ -244,6 +244,17 @@ class Conn:
                                      timeout=CONNECT_TIMEOUT)
         return await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
 
+    def server_ip(self) -> str | None:
+        """The address the latest upstream TCP connection reached (None through an
+        upstream proxy: its address is the proxy's)."""
+        if self.via_proxy:
+            return None
+        for s in reversed(self.streams):
+            if isinstance(s, TcpStream):
+                ip = s.peername[0]
+                return None if ip == "?" else ip
+        return None
+
     async def emit(self, event: ConnectionEvent) -> None:
         await self.state.bus.publish(Batch(conn_id=self.id, t=event.t, events=(event,)))
 

@@ -377,7 +377,8 @@ class Http1Relay:
             events = observer.upgrade_h2c(http2_settings=settings, request_headers=headers, t=t)
             await self.conn.publish_chunk(Direction.S2C, b"", t, [upgraded, *events], "h2c")
         await self.conn.emit(RelayStarted(conn_id=self.conn.id, t=time.time(), protocol=protocol,
-                                          target=self.server_target or "?"))
+                                          target=self.server_target or "?",
+                                          server_ip=self.conn.server_ip()))
         await relay(self.conn, self.client, self.server, protocol=protocol, observer=observer)
         raise _Handed()
 

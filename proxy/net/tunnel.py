@@ -86,7 +86,7 @@ async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
 
 async def started(conn: Conn, protocol: str) -> None:
     await conn.emit(RelayStarted(conn_id=conn.id, t=time.time(), protocol=protocol,
-                                 target=conn.target or "?"))
+                                 target=conn.target or "?", server_ip=conn.server_ip()))
 
 
 async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: str,

@@ -193,3 +193,15 @@ def test_replay_presents_a_client_certificate_to_a_server_that_asks(
     code, out, err = replay(capsys, str(capture), *target, "--client-certs",
                             str(origin_cert.cert))  # a certificate without its key
     assert code == 2 and "--client-certs:" in err and "private key" in err
+
+
+def test_the_recording_names_the_servers_address_for_har(capture: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """The proxy records the address it connected to (HAR's serverIPAddress)."""
+    import json
+
+    har = tmp_path / "out.har"
+    assert main(["export", str(capture), "--format", "har", "-o", str(har)]) == 0
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert entries and {e.get("serverIPAddress") for e in entries} == {"127.0.0.1"}
