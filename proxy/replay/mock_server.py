@@ -40,6 +40,13 @@ HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text
                  b"h2scope serve answers HTTP/2 only (ALPN h2).\r\n\r\n")
 
 
+_H2C_TEXT = (b"h2scope serve --h2c answers HTTP/2 with prior knowledge only (curl "
+             b"--http2-prior-knowledge); it takes no HTTP/1.1 request, nor Upgrade: h2c.\r\n")
+H2C_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
+               b"connection: close\r\ncontent-length: " + str(len(_H2C_TEXT)).encode()
+               + b"\r\n\r\n" + _H2C_TEXT)
+
+
 def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -> bytes:
     lines = [f"h2scope serve: no recorded response for {method} {path} (authority "
              f"{authority or '-'}; matching on {','.join(book.fields)})"]
@@ -89,12 +96,13 @@ class MockConnection:
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
-    async def run(self) -> None:
+    async def run(self, first: bytes = b"") -> None:
+        """Serve until the client goes; ``first`` is what was already read from it."""
         self.conn.initiate_connection()
         self.flush()
         try:
             while not self.closed:
-                data = await self.reader.read(READ_SIZE)
+                data, first = first or await self.reader.read(READ_SIZE), b""
                 if not data:
                     break
                 try:
@@ -242,7 +250,19 @@ async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
             await writer.drain()
         writer.close()
         return
-    await MockConnection(book, reader, writer, log, speed).run()
+    first = b""
+    if sslobj is None:  # h2c: prior knowledge only; an HTTP/1.x client is told so
+        with contextlib.suppress(OSError):
+            first = await reader.read(READ_SIZE)
+        if first and not first.startswith(b"PRI"[:len(first)]):
+            line = first.partition(b"\r\n")[0][:60]
+            log(f"an HTTP/1.x client ({line!r}): answered 505, closed")
+            with contextlib.suppress(OSError):
+                writer.write(H2C_REFUSAL)
+                await writer.drain()
+            writer.close()
+            return
+    await MockConnection(book, reader, writer, log, speed).run(first)
 
 
 async def start_mock_server(book: ResponseBook, host: str, port: int,

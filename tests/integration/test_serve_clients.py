@@ -107,6 +107,13 @@ def test_h2c_serve_and_a_404_naming_the_closest_recorded_paths(
     body = result.stdout.partition(b"\r\n\r\n")[2].decode()
     assert "no recorded response for GET /indx.html" in body
     assert body.index("/index.html") < body.index("/big.bin")  # closest first
+    # An HTTP/1.1 client (or one asking to upgrade) is told, in HTTP/1.1, what to do.
+    for extra in ((), ("--http2",)):
+        result = procs.run([procs.require("curl"), "-sS", *extra, "-D", "-",
+                            f"{url}/index.html"])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(b"HTTP/1.1 505"), result.stdout[:200]
+        assert b"curl --http2-prior-knowledge" in result.stdout
 
 
 def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None:
