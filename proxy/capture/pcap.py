@@ -118,9 +118,12 @@ def packets(f: BinaryIO, secrets: list[bytes] | None = None) -> Iterator[Packet]
             yield from _pcap(f, head)
         elif head == PCAPNG_MAGIC:
             yield from _pcapng(f, [] if secrets is None else secrets)
+        elif head == b"H2SC":
+            raise PcapError("this is already an h2scope capture: open it with h2scope view, "
+                            "check or export; there is nothing to import")
         else:
             raise PcapError(f"not a pcap or pcapng file (it starts with "
-                            f"{head.hex() or 'nothing'})")
+                            f"{head.hex() or 'nothing: the file is empty'})")
     except EOFError:
         return  # a gzip file cut short: what came before is whole (like a torn packet)
 

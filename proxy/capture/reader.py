@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -155,11 +156,13 @@ def read_header(f: BinaryIO) -> CaptureHeader:
         from proxy.capture.pcap import is_packet_capture
 
         name = getattr(f, "name", None)
-        name = os.path.basename(name) if isinstance(name, str) else "FILE"
+        name = shlex.quote(name) if isinstance(name, str) else "FILE"
+        if not head:
+            raise CaptureFormatError("not an h2scope capture: the file is empty")
         if is_packet_capture(head):
             raise CaptureFormatError("not an h2scope capture but a packet capture (pcap/"
-                                     f"pcapng): `h2scope import {name}` turns its cleartext "
-                                     "HTTP/2 into one")
+                                     f"pcapng): `h2scope import {name}` turns its HTTP/2 "
+                                     "into one (h2c, or TLS with --keylog-file KEYLOG)")
         if looks_like_netlog(head):
             raise CaptureFormatError("not an h2scope capture but JSON (a Chrome net log?): "
                                      f"`h2scope import {name}` turns a net log's HTTP/2 "

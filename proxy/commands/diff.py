@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from proxy.words import count
+
 EXIT_DIFFERS = 3
 
 EPILOG = """\
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     volatile = frozenset() if args.strict else VOLATILE_HEADERS
     volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
     out = sys.stdout
-    out.write(f"A {args.a}: {len(a)} streams\nB {args.b}: {len(b)} streams\n")
+    out.write(f"A {args.a}: {count(len(a), 'stream')}\nB {args.b}: {count(len(b), 'stream')}\n")
     differing = same = 0
     for sa, sb in pair_by_request(a, b, hosts=not args.any_host):
         if sa is None or sb is None:

@@ -78,12 +78,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _records(reader: CaptureReader, progress: Progress, size: int,
-             seen: set[int]) -> Iterator[Record]:
-    """The capture's records, with progress; the connection ids go into ``seen``."""
+             seen: set[int], streams: dict[int, set[int]] | None = None) -> Iterator[Record]:
+    """The capture's records, with progress; the connection ids go into ``seen``
+    and, given ``streams``, each connection's stream ids into it."""
     add = seen.add
     for rec in counted(reader.records(), progress, "export", lambda: reader.position, size):
         if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
             add(rec.conn_id)
+            if streams is not None and rec.type == RecordType.FRAME and len(rec.body) >= 9:
+                sid = int.from_bytes(rec.body[5:9], "big") & 0x7FFF_FFFF
+                if sid:
+                    streams.setdefault(rec.conn_id, set()).add(sid)
         yield rec
 
 
@@ -153,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()
-        records = _records(reader, progress, size, seen)
+        streams: dict[int, set[int]] | None = {} if args.stream is not None else None
+        records = _records(reader, progress, size, seen, streams)
         lookup: str | None = None
         try:
             count = _export(fmt, records, out, args)
@@ -169,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
     if args.keep is not None and count == 0 and lookup is None:
         print(f"h2scope export: no frame matches --filter {args.filter!r}", file=sys.stderr)
-    missing = _missing(args, seen, count, fmt) or lookup
+    missing = _missing(args, seen, count, fmt, streams or {}) or lookup
     if missing:
         if not to_stdout:
             with contextlib.suppress(OSError):
@@ -195,14 +201,23 @@ def _filter(text: str | None, fmt: str) -> Filter | None:
         raise UsageError(f"--filter: {exc}") from None
 
 
-def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str) -> str | None:
-    """What ``--conn``/``--stream`` asked for that the capture lacks, if anything."""
+def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
+             streams: dict[int, set[int]]) -> str | None:
+    """What ``--conn``/``--stream`` asked for that the capture lacks, if anything
+    (and what it has instead)."""
     if args.conn is not None and args.conn not in seen:
         return (f"the capture has no connection {args.conn}; its connections are "
                 f"{_ids(seen) or 'none'}")
     if args.stream is not None and count == 0 and fmt != "pcapng":
-        where = "" if args.conn is None else f" of connection {args.conn}"
-        return f"the capture has nothing on stream {args.stream}{where}"
+        if args.conn is not None:
+            have = streams.get(args.conn, set())
+            return (f"the capture has nothing on stream {args.stream} of connection "
+                    f"{args.conn}; its streams are {_ids(have) or 'none'}")
+        conns = sorted(c for c, ids in streams.items() if args.stream in ids)
+        return (f"the capture has nothing on stream {args.stream}" + (
+            f" that --format {fmt} exports (connections with a stream {args.stream}: "
+            f"{_ids(set(conns))})" if conns else "; pick a connection with --conn ID and "
+            "its stream, or leave --stream out"))
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from proxy.capture.pcap import LINKTYPES
 from proxy.commands.progress import Progress
+from proxy.words import count
 
 EPILOG = """\
 examples:
@@ -195,11 +196,11 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
         if h2c or h2:
             how = ", ".join(part for part in (f"{h2c} h2c" if h2c else "",
                                               f"{h2} TLS decrypted" if h2 else "") if part)
-            parts.append(f"{h2c + h2} HTTP/2 connection{'s' * (h2c + h2 != 1)} ({how}), "
-                         f"{summary.frames:,} frames")
+            parts.append(f"{count(h2c + h2, 'HTTP/2 connection')} ({how}), "
+                         f"{count(summary.frames, 'frame')}")
         if h1:
-            parts.append(f"{h1} HTTP/1.x connection{'s' * (h1 != 1)}, "
-                         f"{summary.http1_messages:,} messages")
+            parts.append(f"{count(h1, 'HTTP/1.x connection')}, "
+                         f"{count(summary.http1_messages, 'message')}")
         lines.append(f"imported {' and '.join(parts)}, from {src} to {out}")
     else:
         what = "HTTP/2" if keys else "cleartext HTTP/2"
@@ -241,10 +242,10 @@ def netlog_report(summary: Any, src: Path, out: Path) -> list[str]:
     if n or h1:
         parts = []
         if n:
-            parts.append(f"{n} HTTP/2 connection{'s' * (n != 1)}, {summary.frames:,} frames")
+            parts.append(f"{count(n, 'HTTP/2 connection')}, {count(summary.frames, 'frame')}")
         if h1:
-            parts.append(f"{h1} HTTP/1.x connection{'s' * (h1 != 1)}, "
-                         f"{summary.http1_messages:,} messages")
+            parts.append(f"{count(h1, 'HTTP/1.x connection')}, "
+                         f"{count(summary.http1_messages, 'message')}")
         lines = [f"imported {' and '.join(parts)}, from the net log{who} {src} to {out}"]
     else:
         lines = [f"h2scope import: no HTTP/2 connection in the net log{who} {src} "

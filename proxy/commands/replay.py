@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.commands.progress import Progress
+from proxy.words import count
 
 EXIT_DIFFERS = 3
 
@@ -165,7 +166,7 @@ def _print_report(report: Any, url: str, mode: str) -> None:
         r = c.result
         plan = r.plan
         origin = f"connection {plan.conn_id}" if plan.conn_id is not None else "script"
-        out.write(f"{origin} → {url} ({mode}, {r.sent_frames} frames sent"
+        out.write(f"{origin} → {url} ({mode}, {count(r.sent_frames, 'frame')} sent"
                   f"{f', {r.extra_frames} window top-ups' if r.extra_frames else ''})\n")
         for note in (*plan.notes, *r.skipped):
             out.write(f"  note: {note}\n")

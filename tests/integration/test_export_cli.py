@@ -142,6 +142,7 @@ def test_a_missing_connection_is_a_usage_error_naming_the_ones_there(capture: Pa
 def test_a_stream_with_no_frames_is_a_usage_error(capture: Path) -> None:
     run = _run(str(capture), "--format", "text", "--conn", "1", "--stream", "999", check=False)
     assert run.returncode == 2 and "nothing on stream 999 of connection 1" in run.stderr
+    assert "; its streams are 1, 2, 3, " in run.stderr  # what it has instead
     assert run.stdout == ""
 
 

@@ -145,3 +145,16 @@ def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     assert all(p.torn for p in reader.problems)  # at most one torn tail, never worse
     assert len(reader.problems) <= 1
     assert sum(1 for _ in replay_observer(path)) > 0
+
+
+def test_an_empty_file_and_a_capture_given_to_import_say_what_they_are(
+        tmp_path: Path, recorded: tuple[Path, Session]) -> None:
+    from proxy.capture.pcap import PcapError, packets
+
+    empty = tmp_path / "empty.h2scope"
+    empty.write_bytes(b"")
+    with pytest.raises(CaptureFormatError, match="the file is empty"):
+        CaptureReader(empty)
+    path, _ = recorded
+    with open(path, "rb") as f, pytest.raises(PcapError, match="already an h2scope capture"):
+        list(packets(f))

@@ -427,7 +427,7 @@ def test_the_import_command_reads_a_gzipped_net_log_and_reports(
                  str(tmp_path / "k.h2scope")]) == 2
     # The commands that read captures name the import for a net log.
     assert main(["check", str(src2)]) == 2
-    assert f"`h2scope import {src2.name}`" in capsys.readouterr().err
+    assert f"`h2scope import {src2}`" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_text('{"events": []}')
     assert main(["import", str(broken), "-o", str(tmp_path / "b.h2scope")]) == 2
