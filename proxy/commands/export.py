@@ -42,7 +42,13 @@ examples:
   h2scope export session.h2scope --format text --filter 'finding:any or status:5xx'
   h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
 
-A gzip-compressed capture (session.h2scope.gz) is read as is. See docs/export.md.
+pcapng is binary: it needs -o FILE. script takes one connection: --conn, else
+the first HTTP/2 one. Exports are created mode 0600, like the capture.
+A gzip-compressed capture (session.h2scope.gz) is read as is. Damaged records
+are reported on stderr and skipped; everything intact is exported.
+Exit status: 0 done, 2 usage error (no such file, not a capture, a --conn or
+--stream the capture does not have: the message lists what it has).
+See docs/export.md.
 """
 
 

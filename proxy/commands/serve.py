@@ -25,6 +25,15 @@ examples:
   h2scope serve session.h2scope --h2c -p 8080 --match method,path
   h2scope serve session.h2scope --speed 1    # as slow as the real server was
   nghttp -v http://127.0.0.1:8080/index.html
+
+Each request gets the recorded response with the same --match fields (several
+recorded ones: in recorded order, then the last again); a resource recorded
+only as a push is served to a client that asks for it. Pushes are sent only
+to clients that allow them (nghttp does, curl and browsers do not). A request
+nothing matches gets a 404 naming the closest recorded paths. Only HTTP/2 is
+served: an HTTP/1.1 client gets a 505 saying so (also for Upgrade: h2c).
+Runs until Ctrl-C or SIGTERM (exit 0); 1 if it cannot listen, 2 for a usage error.
+See docs/replay.md.
 """
 
 
