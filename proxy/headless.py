@@ -44,7 +44,15 @@ from proxy.grpc_log import GrpcTracker
 from proxy.observe.describe import event_line
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 from proxy.protoset import Protoset
-from proxy.textlog import HEADER_INDENT, add_event_lines, frame_line, prefix
+from proxy.textlog import (
+    HEADER_INDENT,
+    add_event_lines,
+    byte_count,
+    closed_text,
+    frame_line,
+    prefix,
+    tls_leg_text,
+)
 from proxy.websocket import CONNECT_FIELD, WsTracker
 
 log = logging.getLogger("h2scope.headless")
@@ -53,11 +61,6 @@ EventFilter = Callable[[ProxyEvent, ConnectionInfo], bool]
 """A predicate over an event and what is known of its connection; False hides it."""
 
 _ALWAYS = (ConnectionOpened, ConnectionClosed, ProxyErrorRaised)
-
-
-def _bytes(n: int) -> str:
-    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 10_000_000 \
-        else f"{n / 1048576:.1f} MiB"
 
 
 class HeadlessPrinter:
@@ -214,15 +217,13 @@ def connection_line(ev: ConnectionEvent) -> str | None:
             return f"{ev.via} {ev.target} → {how}"
         case TlsEstablished():
             leg = "client" if ev.leg is Leg.CLIENT else "server"
-            text = (f"TLS {leg} leg {ev.version} {ev.cipher} alpn={ev.alpn or '-'} "
-                    f"(offered {','.join(ev.alpn_offered) or 'none'}) sni={ev.sni or '-'}")
-            if ev.cert is not None and ev.leg is Leg.SERVER:
-                text += (f" cert subject={ev.cert.subject} issuer={ev.cert.issuer} "
-                         f"sans={','.join(ev.cert.sans[:4]) or '-'}"
-                         f"{'…' if len(ev.cert.sans) > 4 else ''} not_after={ev.cert.not_after}")
-            if ev.client_cert is not None:
-                text += (f" client_cert={ev.client_cert.subject} "
-                         f"({ev.client_cert.file}, sent if asked)")
+            cert = ev.cert if ev.leg is Leg.SERVER else None
+            text = tls_leg_text(
+                leg, ev.version, ev.cipher, ev.alpn, ev.alpn_offered, ev.sni,
+                None if cert is None else (cert.subject, cert.issuer, cert.sans,
+                                           cert.not_after),
+                None if ev.client_cert is None else (ev.client_cert.subject,
+                                                     ev.client_cert.file))
             if ev.client_hello is not None:
                 text += f" hello: {ev.client_hello.summary()}"
             return text
@@ -234,15 +235,13 @@ def connection_line(ev: ConnectionEvent) -> str | None:
         case Http1MessageObserved():
             arrow = ev.direction.arrow
             cut = "" if ev.complete else " INCOMPLETE"
-            return (f"{arrow} {ev.start_line}  (head {_bytes(ev.head_size)}, body "
-                    f"{_bytes(ev.body_size)}, {ev.duration * 1000:.1f} ms){cut}")
+            return (f"{arrow} {ev.start_line}  (head {byte_count(ev.head_size)}, body "
+                    f"{byte_count(ev.body_size)}, {ev.duration * 1000:.1f} ms){cut}")
         case ProxyErrorRaised():
             hint = f" — hint: {ev.hint}" if ev.hint else ""
             hello = f" (hello: {ev.client_hello.summary()})" if ev.client_hello else ""
             return f"! {ev.stage}: {ev.message}{hint}{hello}"
         case ConnectionClosed():
-            err = f" [{ev.error}]" if ev.error else ""
-            counts = (f" (→ {_bytes(ev.bytes_c2s)}, ← {_bytes(ev.bytes_s2c)})"
-                      if ev.bytes_c2s or ev.bytes_s2c else "")
-            return f"closed by {ev.closed_by.name.lower()}: {ev.reason}{err}{counts}"
+            return closed_text(ev.closed_by.name.lower(), ev.reason, ev.error, ev.bytes_c2s,
+                               ev.bytes_s2c)
     return None

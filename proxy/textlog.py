@@ -15,6 +15,7 @@ column (a handful of distinct type and flag combinations) are cached.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from proxy.observe.describe import (
@@ -151,3 +152,38 @@ def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
     text = event_line(ev)
     if text:
         lines.append(f"{prefix(conn_id, rel, _ARROW[ev.direction])} {text}")
+
+
+def byte_count(n: int) -> str:
+    """``189 B``, ``12.3 KiB``, ``4.5 MiB``."""
+    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 10_000_000 \
+        else f"{n / 1048576:.1f} MiB"
+
+
+def tls_leg_text(leg: str, version: str | None, cipher: str | None, alpn: str | None,
+                 offered: Sequence[str], sni: str | None,
+                 cert: tuple[str, str, Sequence[str], str] | None = None,
+                 client_cert: tuple[str, str] | None = None) -> str:
+    """``TLS server leg TLSv1.3 ... alpn=h2 (offered h2,http/1.1) sni=...`` with the
+    server's certificate (subject, issuer, SANs, not after) and the client
+    certificate h2scope would present (subject, file): live from TlsEstablished,
+    offline from a CONNECTION record's metadata."""
+    text = (f"TLS {leg} leg {version or '?'} {cipher or '?'} alpn={alpn or '-'} "
+            f"(offered {','.join(offered) or 'none'}) sni={sni or '-'}")
+    if cert is not None:
+        subject, issuer, sans, not_after = cert
+        text += (f" cert subject={subject} issuer={issuer} sans={','.join(sans[:4]) or '-'}"
+                 f"{'…' if len(sans) > 4 else ''} not_after={not_after}")
+    if client_cert is not None:
+        text += f" client_cert={client_cert[0]} ({client_cert[1]}, sent if asked)"
+    return text
+
+
+def closed_text(closed_by: str | None, reason: str | None, error: str | None,
+                bytes_c2s: int, bytes_s2c: int) -> str:
+    """``closed by client: client closed the connection (→ 189 B, ← 279 B)``."""
+    err = f" [{error}]" if error else ""
+    counts = (f" (→ {byte_count(bytes_c2s)}, ← {byte_count(bytes_s2c)})"
+              if bytes_c2s or bytes_s2c else "")
+    who = f" by {closed_by}" if closed_by else ""
+    return f"closed{who}{': ' + reason if reason else ''}{err}{counts}"

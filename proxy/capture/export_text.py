@@ -25,7 +25,14 @@ from proxy.observe.events import (
 )
 from proxy.observe.jsonview import frame_dict
 from proxy.protoset import Protoset
-from proxy.textlog import HEADER_INDENT, event_lines, frame_line, prefix
+from proxy.textlog import (
+    HEADER_INDENT,
+    closed_text,
+    event_lines,
+    frame_line,
+    prefix,
+    tls_leg_text,
+)
 from proxy.websocket import WsTracker, message_dict
 
 __all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
@@ -50,14 +57,21 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         meta = rec.json()
         client = meta.get("client") or {}
         server = meta.get("server") or {}
-        return (f"{head} opened from {client.get('ip', '?')}:{client.get('port', '?')} "
-                f"({meta.get('mode', '?')}) to {server.get('host') or server.get('ip', '?')}:"
-                f"{server.get('port', '?')} {meta.get('protocol', 'h2')}")
+        lines = [f"{head} opened from {client.get('ip', '?')}:{client.get('port', '?')} "
+                 f"({meta.get('mode', '?')}) to {server.get('host') or server.get('ip', '?')}:"
+                 f"{server.get('port', '?')} {meta.get('protocol', 'h2')}"]
+        for leg in ("server", "client"):  # (the live order: upstream first)
+            tls = meta.get(f"{leg}_tls")
+            if isinstance(tls, dict) and tls.get("version"):
+                lines.append(f"{head} {_tls_line(leg, tls, meta)}")
+        if meta.get("target"):
+            lines.append(f"{head} relaying {meta.get('protocol', 'h2')} to {meta['target']}")
+        return "\n".join(lines)
     if rec.type == RecordType.CLOSE:
         info = rec.json()
-        err = f" [{info['error']}]" if info.get("error") else ""
-        who = f" by {info['closed_by']}" if info.get("closed_by") else ""
-        return f"{head} closed{who}{err}"
+        return f"{head} " + closed_text(info.get("closed_by"), info.get("reason"),
+                                        info.get("error"), int(info.get("bytes_c2s") or 0),
+                                        int(info.get("bytes_s2c") or 0))
     if rec.type == RecordType.HTTP1:
         start, body = rec.http1()
         first = start.split(b"\r\n", 1)[0].decode("latin-1")
@@ -68,6 +82,18 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         return (f"{head} ! LOST {info.get('count')} {info.get('unit') or 'records'}: "
                 f"{info.get('reason')}")
     return None
+
+
+def _tls_line(leg: str, tls: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A TLS leg as the headless log says it, from a CONNECTION record's metadata."""
+    cert = tls.get("certificate") if leg == "server" else None
+    own = tls.get("client_certificate")
+    return tls_leg_text(
+        leg, tls.get("version"), tls.get("cipher"), tls.get("alpn"),
+        tls.get("alpn_offered") or (), tls.get("sni") or meta.get("sni"),
+        (str(cert.get("subject")), str(cert.get("issuer")), list(cert.get("sans") or ()),
+         str(cert.get("not_after") or "?")) if isinstance(cert, dict) else None,
+        (str(own.get("subject")), str(own.get("file"))) if isinstance(own, dict) else None)
 
 
 class _Kept:

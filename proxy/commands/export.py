@@ -179,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     for problem in problems:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
+    if not reader.clean_end and lookup is None:
+        print(f"h2scope export: {args.file} has no END record: the recording was killed, or "
+              "the file cut short (or it is still being written); what its connections did "
+              "after that is not in it", file=sys.stderr)
     if args.keep is not None and count == 0 and lookup is None:
         print(f"h2scope export: no frame matches --filter {args.filter!r}", file=sys.stderr)
     missing = _missing(args, seen, count, fmt, streams or {}) or lookup

@@ -67,6 +67,12 @@ def test_text_is_the_headless_line_format(capture: Path) -> None:
     assert any("RST_STREAM" in ln and "CANCEL" in ln for ln in frame_lines)
     assert "opened from 127.0.0.1:51001" in lines[0]
     assert any("closed by client" in ln for ln in lines)
+    # The connection lines of the live log, from the recorded metadata.
+    assert lines[1].endswith("* TLS server leg TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2 "
+                             "(offered h2,http/1.1) sni=example.test cert "
+                             "subject=CN=example.test issuer=CN=test CA sans=- not_after=?")
+    assert lines[2].endswith("* TLS client leg TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2 "
+                             "(offered h2,http/1.1) sni=example.test")
 
 
 def test_output_file_and_stdout_agree(capture: Path, tmp_path: Path) -> None:
