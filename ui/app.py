@@ -368,6 +368,8 @@ class H2ScopeApp(Navigation):
 
     @on(RowList.Highlighted, "#timeline")
     def _frame_highlighted(self, event: RowList.Highlighted) -> None:
+        if not self.screen_stack:  # (a highlight still queued while the app closes)
+            return
         self.detail.show(self.timeline.row_at(event.index))
 
     @on(RowList.Chosen, "#timeline")

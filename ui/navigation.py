@@ -132,23 +132,31 @@ class Navigation(SessionActions):
             self.action_search()
             return
         t = self.session.table
-        current = self.timeline.selected_row or 0
+        current = self.timeline.selected_row
         headers = t.block_headers
         blocks = sorted(headers) if step > 0 else sorted(headers, reverse=True)
-        for row in blocks:
-            after = (row > current) if step > 0 else (row < current)
-            if after and any(needle in n or needle in v.lower() for n, v in headers[row]):
-                self._select_row(row)
-                self.say(f"found {self.search_text!r}")
-                return
-        self.say(f"{self.search_text!r} not found")
+        found = [row for row in blocks
+                 if any(needle in n or needle in v.lower() for n, v in headers[row])]
+        if not found:
+            self.say(f"{self.search_text!r} not found")
+            return
+        ahead = [row for row in found if current is None
+                 or ((row > current) if step > 0 else (row < current))]
+        row = ahead[0] if ahead else found[0]  # past the last match: around to the first
+        n = found.index(row) + 1 if step > 0 else len(found) - found.index(row)
+        if row == current:
+            self.say(f"{self.search_text!r}: this frame is the only match")
+            return
+        self._select_row(row)
+        wrapped = "" if ahead else (" (from the top)" if step > 0 else " (from the bottom)")
+        self.say(f"found {self.search_text!r}: match {n} of {len(found)}{wrapped}")
 
     def action_goto(self) -> None:
         def done(text: str | None) -> None:
             if text:
                 self.goto(text)
-        self.push_screen(Prompt("Go to: a frame number, sN (stream N of this connection) "
-                                "or #N (connection N)"), done)
+        self.push_screen(Prompt("Go to: N a frame, sN a stream of this connection, "
+                                "#N a connection"), done)
 
     def goto(self, text: str) -> None:
         text = text.strip()

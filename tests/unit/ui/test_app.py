@@ -397,6 +397,21 @@ def test_goto_and_header_search_select_frames(capture_path: Path) -> None:
         assert row is not None
         headers = dict(app.session.table.block_headers[row])
         assert headers["grpc-message"] == "OK"
+        assert app.message.startswith("found 'grpc-message': match 1 of ")
+        # Past the last match the search goes around; one match says it is the only one.
+        app.search_text = ":status"
+        matches = [r for r, h in app.session.table.block_headers.items()
+                   if any(n == ":status" for n, _ in h)]
+        app._select_row(max(matches))
+        app.action_search_next(1)
+        assert app.timeline.selected_row == min(matches)
+        assert app.message.endswith("(from the top)")
+        app.search_text = "grpc-message"
+        app._select_row(row)
+        app.action_search_next(1)
+        assert app.timeline.selected_row == row
+        assert app.message == "'grpc-message': this frame is the only match"
+        await pilot.pause()
     drive(capture_path, scenario)
 
 
