@@ -67,12 +67,13 @@ class SessionActions(App[int]):
         live = self.live
         if live is None or live.backing is None:
             return
+        replaced = _replaces(dest)
         try:
             records = live.backing.save(dest)
         except (OSError, ValueError) as exc:
             msg = f"cannot save: {getattr(exc, 'strerror', None) or exc}"
         else:
-            msg = f"saved the session ({records:,} records) to {dest.resolve()}"
+            msg = f"saved the session ({records:,} records) to {dest.resolve()}{replaced}"
         self.call_from_thread(setattr, self, "message", msg)
 
     # --------------------------------------------------------------- record
@@ -139,6 +140,7 @@ class SessionActions(App[int]):
         live = self.live
         if self.capture is None and live is not None:
             live.flush_recording()
+        replaced = _replaces(out)
         try:
             export(source, fmt, out, conn=self.scope_conn,
                    stream=self.scope_stream if fmt not in ("pcapng", "script") else None,
@@ -146,5 +148,11 @@ class SessionActions(App[int]):
         except (OSError, ValueError, LookupError) as exc:
             msg = f"export failed: {exc}"
         else:
-            msg = f"exported {fmt} to {out}"
+            msg = f"exported {fmt} to {out}{replaced}"
         self.call_from_thread(setattr, self, "message", msg)
+
+
+def _replaces(path: Path) -> str:
+    """What to add to a "saved to" message when ``path`` held a file already (the
+    file is replaced, as editors do, but the user is told)."""
+    return " (it replaced the file that was there)" if path.is_file() else ""
