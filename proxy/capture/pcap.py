@@ -108,27 +108,30 @@ def sniff(path: str | Path) -> bytes:
         return b""
 
 
-def packets(f: BinaryIO, secrets: list[bytes] | None = None) -> Iterator[Packet]:
+def packets(f: BinaryIO, secrets: list[bytes] | None = None,
+            torn: list[str] | None = None) -> Iterator[Packet]:
     """The packets of a pcap or pcapng file, in file order. TLS key logs a pcapng
     carries (Decryption Secrets Blocks, as ``editcap --inject-secrets`` writes
-    them) are appended to ``secrets``. Raises PcapError."""
+    them) are appended to ``secrets``; a file that ends inside a packet (a capture
+    cut short) says so in ``torn`` (that packet is left out). Raises PcapError."""
     head = f.read(4)
+    cut = [] if torn is None else torn
     try:
         if head in PCAP_MAGICS:
-            yield from _pcap(f, head)
+            yield from _pcap(f, head, cut)
         elif head == PCAPNG_MAGIC:
-            yield from _pcapng(f, [] if secrets is None else secrets)
+            yield from _pcapng(f, [] if secrets is None else secrets, cut)
         elif head == b"H2SC":
             raise PcapError("this is already an h2scope capture: open it with h2scope view, "
                             "check or export; there is nothing to import")
         else:
             raise PcapError(f"not a pcap or pcapng file (it starts with "
                             f"{head.hex() or 'nothing: the file is empty'})")
-    except EOFError:
-        return  # a gzip file cut short: what came before is whole (like a torn packet)
+    except EOFError:  # a gzip file cut short: what came before is whole
+        cut.append("the compressed file is cut short: its last packets are not in it")
 
 
-def _pcap(f: BinaryIO, magic: bytes) -> Iterator[Packet]:
+def _pcap(f: BinaryIO, magic: bytes, torn: list[str]) -> Iterator[Packet]:
     order, unit = PCAP_MAGICS[magic]
     rest = f.read(20)
     if len(rest) < 20:
@@ -139,18 +142,22 @@ def _pcap(f: BinaryIO, magic: bytes) -> Iterator[Packet]:
     while True:
         hdr = f.read(16)
         if len(hdr) < 16:
-            return  # the end (a torn last record header is not a packet)
+            if hdr:
+                torn.append(f"the file ends inside a packet record header at byte {offset}")
+            return
         sec, frac, caplen, wirelen = record.unpack(hdr)
         if caplen > MAX_BLOCK:
             raise PcapError(f"the pcap record at byte {offset} claims {caplen} bytes")
         data = f.read(caplen)
         if len(data) < caplen:
-            return  # torn last packet
+            torn.append(f"the file ends inside a packet at byte {offset} ({len(data)} of "
+                        f"{caplen} bytes): that packet is left out")
+            return
         yield Packet(sec + frac * unit, linktype, data, wirelen)
         offset += 16 + caplen
 
 
-def _pcapng(f: BinaryIO, secrets: list[bytes]) -> Iterator[Packet]:
+def _pcapng(f: BinaryIO, secrets: list[bytes], torn: list[str]) -> Iterator[Packet]:
     order = "<"
     interfaces: list[tuple[int, float]] = []
     offset = 0
@@ -188,7 +195,9 @@ def _pcapng(f: BinaryIO, secrets: list[bytes]) -> Iterator[Packet]:
             raise PcapError(f"the pcapng block at byte {offset} claims {total} bytes")
         body = f.read(total - 8)
         if len(body) < total - 8:
-            return  # torn last block
+            torn.append(f"the file ends inside a block at byte {offset} ({len(body) + 8} of "
+                        f"{total} bytes): that block is left out")
+            return
         body = body[:-4]
         try:
             yield from _block(btype, body, order, interfaces, secrets)

@@ -206,6 +206,8 @@ class ImportSummary:
     """TLS connections the key log did not open, and why."""
     embedded_secrets: int = 0
     """TLS secrets the file itself carried (pcapng Decryption Secrets Blocks)."""
+    torn: list[str] = field(default_factory=list)
+    """The file ends inside a packet (a capture cut short): where."""
     linktypes: set[int] = field(default_factory=set)
 
 
@@ -228,7 +230,8 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
             own = KeyLog.parse(b"\n".join(embedded).decode("ascii", "replace"))
             keylog = own if keylog is None else keylog.merged(own)
             summary.embedded_secrets = len(own)
-    for packet in packets(f):
+    torn: list[str] = []
+    for packet in packets(f, torn=torn):
         summary.packets += 1
         if progress is not None and not summary.packets % 4096:
             progress(summary.packets)
@@ -271,6 +274,7 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
             del conns[(conn.client, conn.server)]
     for conn in list(conns.values()):
         _finish(conn, writer, t, summary, ids, ended=False)
+    summary.torn.extend(torn)
     return summary
 
 

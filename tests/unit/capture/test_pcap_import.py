@@ -326,9 +326,19 @@ def test_a_torn_last_packet_is_dropped_not_fatal(tmp_path: Path) -> None:
     ips = _flow(*_conversation())
     pcap = _pcap(tmp_path / "torn.pcap", [(1.0, _ethernet(ip)) for ip in ips])
     pcap.write_bytes(pcap.read_bytes()[:-5])
+    torn: list[str] = []
     with open(pcap, "rb") as f:
-        got = [tcp_segment(p) for p in packets(f)]
+        got = [tcp_segment(p) for p in packets(f, torn=torn)]
     assert len(got) == len(ips) - 1 and all(s is not None for s in got)
+    assert len(torn) == 1 and "the file ends inside a packet at byte" in torn[0]
+    # The import says so, as tshark does ("cut short in the middle of a packet").
+    import contextlib
+    import io
+
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        assert main(["import", str(pcap), "-o", str(tmp_path / "torn.h2scope")]) == 0
+    assert "cut: the file ends inside a packet at byte" in said.getvalue()
 
 
 def test_commands_that_read_captures_point_a_packet_capture_to_import(
