@@ -113,6 +113,8 @@ class H2ScopeApp(Navigation):
         self.paused = False
         self.skipped = 0
         self.select_when_filtered: int | None = None
+        self.frames_saved = 0
+        """Live: frames the last ctrl+s copied (the quit question counts the rest)."""
         """A row to select once the filter worker has made the new view (go to #N)."""
         self.message = ""
         self.search_text = ""
@@ -539,7 +541,7 @@ class H2ScopeApp(Navigation):
         backing = live.backing if live is not None else None
         if backing is None or not backing.temporary or not backing.unsaved:
             return 0
-        return len(self.session.table)
+        return max(0, len(self.session.table) - self.frames_saved)
 
     async def action_quit(self) -> None:
         unsaved = self.unsaved_frames() if self.confirm_quit else 0
@@ -548,8 +550,9 @@ class H2ScopeApp(Navigation):
             self._quit_asked = now
             quit_key = self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
-            self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} unsaved frames go "
-                                 f"with it ({save} saves)")
+            since = " since the last save" if self.frames_saved else ""
+            self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} frames not saved{since} "
+                                 f"go with it ({save} saves)")
             self.say(self._quit_prompt)
             return
         self._stop.set()

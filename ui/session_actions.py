@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from proxy.filter import Filter
     from ui.model.capture import CaptureFile
     from ui.model.follow import ChildProxy, FileFollow
+    from ui.model.session import Session
 
 SAVE_NAME = "h2scope-%Y%m%d-%H%M%S.h2scope"
 """The default file name of a saved session (``time.strftime``), in the current directory."""
@@ -45,6 +46,8 @@ class SessionActions(App[int]):
     scope_conn: int | None
     scope_stream: int | None
     filter: Filter
+    session: Session
+    frames_saved: int
 
     # ----------------------------------------------------------------- save
 
@@ -68,12 +71,14 @@ class SessionActions(App[int]):
         if live is None or live.backing is None:
             return
         replaced = _replaces(dest)
+        frames = len(self.session.table)  # (the save copies at least these)
         try:
             records = live.backing.save(dest)
         except (OSError, ValueError) as exc:
             msg = f"cannot save: {getattr(exc, 'strerror', None) or exc}"
         else:
             msg = f"saved the session ({records:,} records) to {dest.resolve()}{replaced}"
+            self.frames_saved = frames
         self.call_from_thread(setattr, self, "message", msg)
 
     # --------------------------------------------------------------- record
