@@ -51,7 +51,9 @@ class ExportPrompt(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="prompt"):
-            yield Label(f"Export {self.scope}: format, then a file name (Enter)")
+            yield Label(f"Export {self.scope}")
+            yield Label("format: shift+Tab, ↑/↓ · file name: Enter writes it · Esc cancels",
+                        classes="hint")
             yield Select([(f, f) for f in FORMATS], value="har", allow_blank=False,
                          id="export-format")
             yield Input(value=self.default_path, id="export-path")
