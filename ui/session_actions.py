@@ -111,7 +111,7 @@ class SessionActions(App[int]):
                     self.message = f"cannot record: {exc.strerror or exc}"
                 else:
                     self.message = f"recording new connections to {text}"
-        default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2c")
+        default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2scope")
         self.push_screen(Prompt("Record new connections to file (ctrl+s saves the session "
                                 "so far instead)", default), done)
 

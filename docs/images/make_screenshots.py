@@ -50,7 +50,7 @@ def record(tmp: Path) -> Path:
     neutral_ca(tmp / "conf")
     cert = make_self_signed(tmp / "origin")
     origin = ServerThread(cert.cert, cert.key)
-    capture = Path("curl.h2c")  # relative (cwd is the temp dir): no paths on screen
+    capture = Path("curl.h2scope")  # relative (cwd is the temp dir): no paths on screen
     config = Config(listen=ListenConfig(port=0), confdir=tmp / "conf",
                     upstream=UpstreamConfig(ca_file=cert.cert),
                     record=RecordConfig(file=capture))

@@ -84,8 +84,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("hex", nargs="?", default=None,
-                   help="hex to decode; omit or '-' to read stdin")
+    p.add_argument("hex", nargs="*", metavar="HEX",
+                   help="hex to decode (several arguments are one input, as if spaced); "
+                   "omit or '-' to read stdin")
     p.add_argument("-f", "--file", type=Path, help="read the hex from FILE")
     p.add_argument("--hpack", action="store_true",
                    help="input is HPACK header blocks, one per line, sharing one dynamic table")
@@ -117,11 +118,11 @@ def _read_lines(args: argparse.Namespace) -> list[str]:
             return args.file.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as exc:
             raise SystemExit(f"h2scope decode: cannot read {args.file}: {exc.strerror}") from exc
-    if args.hex is None or args.hex == "-":
+    if not args.hex or args.hex == ["-"]:
         if sys.stdin.isatty():
             print("h2scope decode: reading hex from stdin (end with Ctrl-D)", file=sys.stderr)
         return sys.stdin.read().splitlines()
-    return args.hex.splitlines() or [""]
+    return " ".join(args.hex).splitlines() or [""]
 
 
 def run(args: argparse.Namespace) -> int:

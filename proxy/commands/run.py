@@ -33,7 +33,7 @@ examples:
       reverse proxy: the client connects to 127.0.0.1:8443 but keeps the server's name,
       whose certificate h2scope mints (signed by the h2scope CA), e.g.
       curl --cacert "$(h2scope ca path)" --connect-to example.com:443:127.0.0.1:8443 https://example.com/
-  h2scope run --headless --mode regular --mode socks5@1080 --record session.h2c
+  h2scope run --headless --mode regular --mode socks5@1080 --record session.h2scope
       two listeners (HTTP proxy on 8080, SOCKS5 on 1080), everything recorded
   h2scope run --headless --mode reverse:http://127.0.0.1:8000 -p 9000 --quiet
       h2c (cleartext HTTP/2) reverse proxy, no per-frame output

@@ -15,12 +15,12 @@ from typing import Any
 
 EPILOG = """\
 examples:
-  h2scope view session.h2c
+  h2scope view session.h2scope
       browse a capture: connections, every frame, HPACK, flow control, streams
-  h2scope view session.h2c --filter 'type:HEADERS status:5xx'
+  h2scope view session.h2scope --filter 'type:HEADERS status:5xx'
       start with a filter applied (docs/filters.md)
-  h2scope run --headless -q --record live.h2c   (in one terminal), then
-  h2scope view --follow live.h2c                (in another)
+  h2scope run --headless -q --record live.h2scope   (in one terminal), then
+  h2scope view --follow live.h2scope                (in another)
       watch a capture while it is being recorded, like tail -f
   h2scope view dump.pcapng [--keylog-file keys.log]
       a tcpdump/Wireshark capture: imported to a private temporary capture

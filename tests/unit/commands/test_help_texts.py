@@ -32,3 +32,21 @@ def test_cacert_examples_name_the_real_ca_file(name):
         # the CA file is <confdir>/h2scope-ca-cert.pem; `h2scope ca path` prints it
         assert arg in ('"$(h2scope ca path)"', "$(h2scope ca path)") or arg.endswith(
             "/h2scope-ca-cert.pem"), f"{name} --help: --cacert {arg} is not the CA file"
+
+
+def test_the_decode_examples_that_need_no_file_run_as_printed(capsys):
+    """Each self-contained `h2scope decode HEX` line of its --help, run as printed
+    (everything before two spaces of comment): exit 0 and something decoded."""
+    import shlex
+
+    from proxy.cli import main
+
+    text = HELPS["h2scope decode"].format_help()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("h2scope decode ")]
+    runnable = [shlex.split(re.split(r"\s{2,}", ln)[0])[1:] for ln in lines
+                if " -f " not in ln and "--protoset" not in ln and not ln.endswith(" -")]
+    assert len(runnable) >= 3
+    for argv in runnable:
+        capsys.readouterr()
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().out.strip(), argv
