@@ -298,6 +298,13 @@ def random_serial() -> int:
             return serial
 
 
+def serial_hex(serial: int) -> str:
+    """A serial number as openssl and certutil write it: upper-case hex of whole
+    octets (``0F23…``, not ``f23…``)."""
+    text = f"{serial:X}"
+    return "0" * (len(text) % 2) + text
+
+
 def spki_sha256_base64(cert: x509.Certificate) -> str:
     """Base64 of SHA-256 over the DER SubjectPublicKeyInfo (RFC 7469 §2.4 pin format)."""
     return base64.b64encode(hashlib.sha256(_spki_der(cert.public_key())).digest()).decode()

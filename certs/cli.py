@@ -29,6 +29,7 @@ from certs.ca import (
     load_ca,
     load_or_create_ca,
     regenerate_ca,
+    serial_hex,
 )
 from certs.files import PUBLIC_FILE_MODE, write_atomic
 from certs.hints import DEFAULT_PROXY_URL, render_hints
@@ -127,7 +128,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     rows = [
         ("Certificate", str(ca.cert_path)),
         ("Subject", cert.subject.rfc4514_string()),
-        ("Serial", f"{cert.serial_number:x}"),
+        ("Serial", serial_hex(cert.serial_number)),
         ("Not before", f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"),
         ("Not after", f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"),
         ("Key", _describe_key(ca)),

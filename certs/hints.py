@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.x509.oid import NameOID
 
-from certs.ca import CertificateAuthority
+from certs.ca import CertificateAuthority, serial_hex
 
 DEFAULT_PROXY_URL = "http://127.0.0.1:8080"
 
@@ -111,7 +111,7 @@ def install_hints(
                 "certutil -user -addstore -f Root h2scope-ca.cer\n"
                 "REM PowerShell: Import-Certificate -FilePath h2scope-ca.cer "
                 "-CertStoreLocation Cert:\\CurrentUser\\Root\n"
-                f"REM undo: certutil -delstore Root {ca.cert.serial_number:x}"
+                f"REM undo: certutil -delstore Root {serial_hex(ca.cert.serial_number)}"
             ),
         ),
         Hint(

@@ -55,11 +55,11 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         lines.append(f"{method} {path} was recorded for authority {shown}: ask for that host "
                      f"name (the port may differ), or start serve with --match method,path")
-    closest = book.closest_paths(path)
+    closest = [p for p in book.closest_paths(path) if p != path or not others]
     if closest:
         lines.append("closest recorded paths:")
         lines.extend(f"  {p}" for p in closest)
-    else:
+    elif not others:
         lines.append("the capture has no recorded responses")
     return ("\n".join(lines) + "\n").encode()
 

@@ -198,3 +198,10 @@ def test_concurrent_first_use_creates_one_ca(confdir: Path) -> None:
         cas = list(pool.map(lambda _: load_or_create_ca(confdir), range(8)))
     assert len({ca.fingerprint for ca in cas}) == 1
     assert sum(ca.created for ca in cas) == 1
+
+
+def test_a_serial_is_written_as_openssl_and_certutil_write_it() -> None:
+    from certs.ca import serial_hex
+
+    assert serial_hex(0x0F23D2CF7769A760BDFFA29EF920F1A7) == "0F23D2CF7769A760BDFFA29EF920F1A7"
+    assert serial_hex(0xABC) == "0ABC" and serial_hex(0x10) == "10"
