@@ -89,7 +89,7 @@ def _inflate(payload: bytes, encoding: str | None) -> bytes | None:
 
 
 class _Stream:
-    __slots__ = ("buffers", "counts", "encodings", "ended", "lost", "path", "skip")
+    __slots__ = ("answered", "buffers", "counts", "encodings", "ended", "lost", "path", "skip")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -101,6 +101,8 @@ class _Stream:
         """Bytes of an oversized message still to pass over, per direction."""
         self.lost: list[str | None] = [None, None]
         self.ended = 0
+        self.answered = False
+        """The response's (final) headers came: whether they say gRPC was checked."""
 
 
 class GrpcTracker:
@@ -146,16 +148,18 @@ class GrpcTracker:
         state = self.streams.get(key)
         if state is None:
             return [], None
+        d = ev.direction
+        lost: str | None = None
         if block is not None:
             encoding = next((v for n, v in block.headers if n == "grpc-encoding"), None)
             if encoding is not None:
-                state.encodings[ev.direction] = encoding.strip().lower()
+                state.encodings[d] = encoding.strip().lower()
+            if d == 1 and not state.answered:
+                lost = self._answer(state, block.headers)
         if f.type == 3:  # RST_STREAM
             del self.streams[key]
-            return [], None
-        d = ev.direction
+            return [], lost
         msgs: list[GrpcMessage] = []
-        lost: str | None = None
         data = getattr(f, "data", None)
         if data is not None and state.lost[d] is None and not f.malformed:
             if truncated:
@@ -167,6 +171,23 @@ class GrpcTracker:
             if state.ended == 3:
                 del self.streams[key]
         return msgs, lost
+
+    @staticmethod
+    def _answer(state: _Stream, headers: Any) -> str | None:
+        """The response's headers: a server that answers a call with something else
+        (an HTTP error page, a proxy's 503) does not send gRPC messages; its body is
+        not read as them (a text's first bytes would be a bogus length prefix)."""
+        status = next((v for n, v in headers if n == ":status"), "")
+        if status.startswith("1"):
+            return None  # interim: the final response comes later
+        state.answered = True
+        ctype = next((v for n, v in headers if n == "content-type"), "")
+        if ctype.lower().startswith("application/grpc"):
+            return None
+        state.lost[1] = why = (f"the response is not gRPC (:status {status or '?'}, "
+                               f"content-type {ctype or 'none'}): its body is not read as "
+                               "gRPC messages")
+        return why
 
     def _messages(self, state: _Stream, d: int, data: bytes) -> list[GrpcMessage]:
         out: list[GrpcMessage] = []
@@ -228,5 +249,5 @@ class GrpcTracker:
         arrow = "→" if ev.direction == 0 else "←"
         out = [f"{indent}grpc {arrow} {m.summary()}" for m in msgs]
         if lost is not None:
-            out.append(f"{indent}grpc {arrow} framing lost: {lost}")
+            out.append(f"{indent}grpc {arrow} not read further: {lost}")
         return out

@@ -37,7 +37,8 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Protoset]:
     return out, Protoset.load([out])
 
 
-def record_call(path: Path, *, big: int = 0, max_data_bytes: int | None = None) -> list:
+def record_call(path: Path, *, big: int = 0, max_data_bytes: int | None = None,
+                unavailable: bool = False) -> list:
     """One unary call (the request message split over two DATA frames, a second
     stream with a message of ``big`` bytes if asked) recorded; the live events."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -69,9 +70,13 @@ def record_call(path: Path, *, big: int = 0, max_data_bytes: int | None = None) 
         pump()
         client.send_data(1, body[20:], end_stream=True)
         pump()
-        server.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
-        server.send_data(1, grpc(REPLY))
-        server.send_headers(1, [("grpc-status", "0")], end_stream=True)
+        if unavailable:  # an overloaded front end's plain-text 503, not a gRPC answer
+            server.send_headers(1, [(":status", "503"), ("content-type", "text/plain")])
+            server.send_data(1, b"overloaded", end_stream=True)
+        else:
+            server.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+            server.send_data(1, grpc(REPLY))
+            server.send_headers(1, [("grpc-status", "0")], end_stream=True)
         pump()
         if big:
             client.send_headers(3, [*request[:3], (":path", PATH), *request[4:]])
@@ -139,8 +144,8 @@ def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
     out = io.StringIO()
     write_text(replay(cut), out, protoset=protoset)
     lines = grpc_lines(out.getvalue())
-    assert lines[0] == "grpc → framing lost: a payload the capture cut (max_data_bytes)"
-    assert "grpc ← framing lost: a payload the capture cut (max_data_bytes)" in lines
+    assert lines[0] == "grpc → not read further: a payload the capture cut (max_data_bytes)"
+    assert "grpc ← not read further: a payload the capture cut (max_data_bytes)" in lines
 
 
 def test_compressed_messages_are_inflated_by_their_grpc_encoding(
@@ -182,3 +187,19 @@ def test_compressed_messages_are_inflated_by_their_grpc_encoding(
     tracker.streams[(1, 1)].encodings[0] = "snappy"
     (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
     assert msg.summary() == "message 3: 2 bytes (compressed)  (grpc-encoding snappy: not inflated)"
+
+
+def test_a_response_that_is_not_grpc_is_not_read_as_messages(
+        schema: tuple[Path, Protoset], tmp_path: Path) -> None:
+    """'overloaded' is no length prefix of a 1,986,359,916-byte compressed message."""
+    _, protoset = schema
+    capture = tmp_path / "503.h2scope"
+    record_call(capture, unavailable=True)
+    out = io.StringIO()
+    from proxy.capture.export_text import write_text
+
+    write_text(replay(capture), out, protoset=protoset)
+    lines = grpc_lines(out.getvalue())
+    assert lines[0].startswith("grpc → message 1: ")
+    assert lines[1:] == ["grpc ← not read further: the response is not gRPC (:status 503, "
+                         "content-type text/plain): its body is not read as gRPC messages"]
