@@ -50,6 +50,11 @@ def stored_data(rec: Record, frame: DataFrame) -> bytes:
     return rec.body[start:start + frame.data_length]
 
 
+_MESSAGE_FRAMES = frozenset({0, 1, 5, 9})
+"""DATA, HEADERS, PUSH_PROMISE, CONTINUATION: the frames that carry a message
+(RST_STREAM, WINDOW_UPDATE and PRIORITY on a stream time nothing of it)."""
+
+
 @dataclass(slots=True)
 class Exchange:
     conn_id: int
@@ -153,14 +158,15 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             ex.findings.extend(x for x in ev.findings if x.stream_id in (None, sid))
             wall = rec.wall
             c2s = ev.direction is Direction.C2S
-            if c2s:
-                if ex.started is None:
-                    ex.started = wall
-                ex.request_end = wall
-            else:
-                if ex.response_start is None:
-                    ex.response_start = wall
-                ex.response_end = wall
+            if f.type in _MESSAGE_FRAMES:  # (not a reset, a window or a priority)
+                if c2s:
+                    if ex.started is None:
+                        ex.started = wall
+                    ex.request_end = wall
+                else:
+                    if ex.response_start is None:
+                        ex.response_start = wall
+                    ex.response_end = wall
             if isinstance(f, DataFrame) and f.malformed is None:
                 data = stored_data(rec, f)
                 cut = ex.request_body_truncated if c2s else ex.response_body_truncated

@@ -33,6 +33,22 @@ def _iso(wall: float | None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _timings(ex: Exchange) -> tuple[float, float, float]:
+    """HAR's send, wait and receive (ms), one after the other so that they add up
+    to the exchange's duration: while the request was still being sent when the
+    response began (a bidirectional gRPC stream, a WebSocket), send ends and
+    receive begins there, and wait is 0."""
+    t0 = ex.started
+    if t0 is None:  # (a push: it starts with its PUSH_PROMISE, see Exchanges)
+        t0 = ex.response_start
+    sent = ex.request_end if ex.request_end is not None else t0
+    began = ex.response_start if ex.response_start is not None else sent
+    t1 = min(sent, began) if sent is not None and began is not None else sent
+    t3 = max(x for x in (ex.response_end, ex.request_end, t1) if x is not None) \
+        if t1 is not None else None
+    return _ms(t0, t1), _ms(t1, began), _ms(began, t3)
+
+
 def _ms(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return 0.0
@@ -98,9 +114,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     resp_mime = ex.header("content-type", response=True) or ""
     status_text = ex.header(":status", response=True)
     status = int(status_text) if status_text and status_text.isdigit() else 0
-    send = _ms(ex.started, ex.request_end)
-    wait = _ms(ex.request_end, ex.response_start)
-    receive = _ms(ex.response_start, ex.response_end)
+    send, wait, receive = _timings(ex)
     h1 = ex.http_version != "h2"
     request: dict[str, Any] = {
         "method": ex.header(":method") or "",

@@ -97,3 +97,68 @@ def test_conn_and_stream_select_entries(recorded: tuple[Path, Session]) -> None:
     har = _har(recorded[0], conn=2, stream=3)
     (entry,) = har["log"]["entries"]
     assert entry["_h2scope"]["connection"] == 2 and entry["_h2scope"]["stream_id"] == 3
+
+
+def _timed(tmp_path: Path, steps: list[tuple[float, str, bytes]]) -> dict[str, Any]:
+    """One stream's frames at the given wall-clock times; its HAR timings."""
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    path = tmp_path / "timed.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0, wall=0.0)
+        writer.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=0.0)
+        for t, d, frame in steps:
+            writer.frame(1, Direction.C2S if d == "c" else Direction.S2C, frame, t=t, wall=t)
+    out = io.StringIO()
+    write_har(replay(path), out)
+    (entry,) = json.loads(out.getvalue())["log"]["entries"]
+    return entry
+
+
+def test_timings_count_message_frames_only_and_add_up_to_the_duration(
+        tmp_path: Path) -> None:
+    """A client's WINDOW_UPDATE and RST_STREAM time nothing of its request (a gRPC
+    deadline: the CANCEL comes 500 ms after the request ended); a bidirectional
+    stream's phases do not overlap."""
+    import hpack
+    from hyperframe.frame import (
+        DataFrame,
+        HeadersFrame,
+        RstStreamFrame,
+        SettingsFrame,
+        WindowUpdateFrame,
+    )
+
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+
+    def headers(enc: hpack.Encoder, fields: list[tuple[str, str]], end: bool) -> bytes:
+        f = HeadersFrame(1, flags=["END_HEADERS", *(["END_STREAM"] if end else [])])
+        f.data = enc.encode(fields)
+        return bytes(f.serialize())
+
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/x")]
+    settings = bytes(SettingsFrame(0).serialize())
+    entry = _timed(tmp_path, [
+        (0.0, "c", settings), (0.0, "s", settings),
+        (1.0, "c", headers(enc_c, request, True)),
+        (1.2, "c", bytes(WindowUpdateFrame(1, window_increment=100).serialize())),
+        (1.5, "c", bytes(RstStreamFrame(1, error_code=8).serialize())),
+        (1.6, "s", headers(enc_s, [(":status", "200")], False)),
+        (1.7, "s", bytes(DataFrame(1, data=b"x", flags=["END_STREAM"]).serialize())),
+    ])
+    t = entry["timings"]
+    assert (t["send"], t["wait"], t["receive"]) == (0.0, 600.0, 100.0)
+    assert entry["time"] == 700.0
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    (tmp_path / "timed.h2scope").unlink()
+    entry = _timed(tmp_path, [
+        (0.0, "c", settings), (0.0, "s", settings),
+        (1.0, "c", headers(enc_c, request, False)),
+        (1.1, "s", headers(enc_s, [(":status", "200")], False)),
+        (1.5, "c", bytes(DataFrame(1, data=b"y", flags=["END_STREAM"]).serialize())),
+        (2.0, "s", bytes(DataFrame(1, data=b"z", flags=["END_STREAM"]).serialize())),
+    ])
+    t = entry["timings"]
+    assert (t["send"], t["wait"], t["receive"]) == (100.0, 0.0, 900.0)
+    assert entry["time"] == 1000.0
