@@ -321,7 +321,9 @@ class Session:
         elif isinstance(f, SettingsFrame) and not f.ack:
             c.settings_pending[d].append(f.settings)
         elif isinstance(f, RstStreamFrame) and s is not None:
-            s.reset = f"by {ev.direction.sender}: {f.error_name}"
+            said = f"by {ev.direction.sender}: {f.error_name}"
+            # The first reset ended the stream; the other side's, crossing it, is said after.
+            s.reset = said if s.reset is None else f"{s.reset} (then {said})"
         elif isinstance(f, PriorityFrame):
             p = f.priority
             c.priority.set(sid, p.depends_on, p.weight, p.exclusive)

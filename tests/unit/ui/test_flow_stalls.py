@@ -82,3 +82,29 @@ def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path)
     finally:
         capture.close()
     assert "(↑ = WINDOW_UPDATE on stream 0, 1):" in text
+
+
+def test_the_stream_view_names_the_reset_that_ended_the_stream_first(tmp_path: Path) -> None:
+    """A gRPC deadline: the client's CANCEL, then the server's NO_ERROR crossing it."""
+    from ui.screens.stream import stream_text
+
+    path = tmp_path / "resets.h2scope"
+    f = FrameFactory()
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(C2S, f.rst(1, 8), 1.5)
+    tap.feed(S2C, f.rst(1, 0), 1.51)
+    writer.close(fsync=False)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        conn = session.conns[1]
+        text = stream_text(session, conn, conn.streams[1]).plain
+    finally:
+        capture.close()
+    assert "reset by client: CANCEL (then by server: NO_ERROR)" in text
