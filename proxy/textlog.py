@@ -24,6 +24,7 @@ from proxy.observe.describe import (
     event_line,
     flags_text,
     frame_summary,
+    shown,
 )
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
@@ -57,7 +58,7 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
     text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(),
-                                     [f"{HEADER_INDENT}{name}: {value}"
+                                     [f"{HEADER_INDENT}{shown(name)}: {shown(value)}"
                                       for name, value in block.headers])
     return text
 

@@ -33,7 +33,9 @@ _SETTING_RANGES = {
     SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215),
     SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1),
     SettingCode.NO_RFC7540_PRIORITIES: (0, 1),
+    SettingCode.GRPC_ALLOW_TRUE_BINARY_METADATA: (0, 1),
 }
+_TRUE_BINARY = int(SettingCode.GRPC_ALLOW_TRUE_BINARY_METADATA)
 
 
 class ControlFrames:
@@ -79,6 +81,8 @@ class ControlFrames:
                 findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
                                    f"setting 0x{ident:x} = {value} is unknown and ignored",
                                    seq, 0))
+            elif ident == _TRUE_BINARY:
+                side.true_binary = value == 1
             elif ident == _ENABLE_CONNECT_PROTOCOL:
                 if value == 1:
                     side.connect_protocol = True

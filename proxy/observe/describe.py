@@ -175,6 +175,18 @@ def field_annotation(fa: FieldAnnotation) -> str:
     return " ".join(bits)
 
 
+def shown(value: str) -> str:
+    """A header value as a line can show it: control characters, and the bytes that
+    are not UTF-8 (decoded as lone surrogates), written ``\\xNN`` (a ``-bin``
+    value sent raw, as gRPC's true binary metadata allows, or a broken one)."""
+    if value.isprintable():
+        return value
+    return "".join(
+        c if c.isprintable() else
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else
+        f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in value)
+
+
 def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "    ") -> list[str]:
     """The header list, one field a line; with ``annotate``, its representation too."""
     lines = []
@@ -183,13 +195,14 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
             if fa.representation is Representation.SIZE_UPDATE:
                 lines.append(f"{indent}<{field_annotation(fa)}>")
             else:
-                lines.append(f"{indent}{fa.name}: {fa.value}    ; {field_annotation(fa)}")
+                lines.append(f"{indent}{shown(fa.name)}: {shown(fa.value)}    ; "
+                             f"{field_annotation(fa)}")
         lines.append(f"{indent}; block {block.wire_length} bytes on the wire, "
                      f"{block.decoded_size} decoded (RFC 7541 size); table "
                      f"{block.table_size_before}→{block.table_size}/{block.table_max} bytes, "
                      f"{block.table_entries} entries, +{block.inserted} -{block.evicted}")
     else:
-        lines.extend(f"{indent}{name}: {value}" for name, value in block.headers)
+        lines.extend(f"{indent}{shown(name)}: {shown(value)}" for name, value in block.headers)
     return lines
 
 

@@ -102,6 +102,9 @@ class SettingCode(IntEnum):
     MAX_HEADER_LIST_SIZE = 0x6
     ENABLE_CONNECT_PROTOCOL = 0x8  # RFC 8441 §3
     NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
+    GRPC_ALLOW_TRUE_BINARY_METADATA = 0xFE03
+    """gRPC's own (not IANA-registered), sent by grpc-core: 1 lets the peer send
+    ``-bin`` metadata values as raw bytes rather than base64."""
 
 
 _TYPE_NAMES = {int(t): t.name for t in FrameType}

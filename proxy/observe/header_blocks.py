@@ -249,7 +249,8 @@ class HeaderBlocks:
                 grpc = _NOT_GRPC
             status = status_of(headers) if role is _ROLE_RESPONSE else None
             problems = check_fields(headers, role, seq=seq, stream_id=sid,
-                                    connect_protocol=self.sides[S2C].connect_protocol)
+                                    connect_protocol=self.sides[S2C].connect_protocol,
+                                    true_binary=self.sides[1 - side.direction].true_binary)
             if problems:
                 findings.extend(problems)
             else:

@@ -80,16 +80,19 @@ def _bad_value(value: str) -> str | None:
 
 
 def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: int | None,
-                 stream_id: int, connect_protocol: bool = True) -> list[Finding]:
+                 stream_id: int, connect_protocol: bool = True,
+                 true_binary: bool = False) -> list[Finding]:
     """Findings for one decoded header block in its role. Never raises.
 
     ``connect_protocol``: the server has sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1,
-    so a request may be an extended CONNECT (RFC 8441 §4)."""
+    so a request may be an extended CONNECT (RFC 8441 §4). ``true_binary``: the
+    block's receiver allowed gRPC's true binary metadata, so a ``-bin`` value may
+    hold any byte."""
     out: list[Finding] = []
     allowed = RESPONSE_PSEUDO if role is _RESPONSE else REQUEST_PSEUDO
     pseudo = _quick_scan(headers, allowed, role)
     if pseudo is None:
-        pseudo = _full_scan(headers, role, allowed, seq, stream_id, out)
+        pseudo = _full_scan(headers, role, allowed, seq, stream_id, out, true_binary)
     if not connect_protocol and ":protocol" in pseudo and role is _REQUEST:
         out.append(_finding("extended-connect-not-enabled", Severity.ERROR, "RFC 8441 §4",
                             f"an extended CONNECT (:protocol) on stream {stream_id}, but the "
@@ -189,7 +192,8 @@ def _clean_regular(field: tuple[str, str]) -> bool:
 
 
 def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: frozenset[str],
-               seq: int | None, stream_id: int, out: list[Finding]) -> dict[str, str]:
+               seq: int | None, stream_id: int, out: list[Finding],
+               true_binary: bool = False) -> dict[str, str]:
     seen_regular = False
     pseudo: dict[str, str] = {}
     known = _known
@@ -236,10 +240,12 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
             out.append(_finding(sev_code, Severity.ERROR, "RFC 9113 §8.2.1",
                                 f"field name {name!r} {problem}", seq, stream_id))
         vproblem = _bad_value(value)
-        if vproblem:
+        if vproblem and not (true_binary and name.endswith("-bin")):
             sev = Severity.ERROR if "NUL" in vproblem else Severity.WARNING
             out.append(_finding("header-value-invalid", sev, "RFC 9113 §8.2.1",
                                 f"value of {name!r} {vproblem}", seq, stream_id))
+        # (raw bytes in a -bin value, as gRPC's true binary metadata allows, are fine
+        # on this connection only: not remembered as a good field)
         if not problem and not vproblem and name[:1] != ":" and name not in CONNECTION_SPECIFIC \
                 and name != "te":
             _remember(field, True)

@@ -80,6 +80,9 @@ class Side:
     connect_protocol: bool = False
     """This endpoint sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3): its peer
     may use extended CONNECT from receipt on, no ACK needed."""
+    true_binary: bool = False
+    """This endpoint sent gRPC's GRPC_ALLOW_TRUE_BINARY_METADATA = 1: its peer may
+    send ``-bin`` values as raw bytes (NUL included)."""
     active_streams: int = 0
     """Streams this endpoint opened that are open or half-closed (§5.1.2 counts them)."""
     accepts_frame_size: int = 16_384

@@ -64,7 +64,9 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         if isinstance(f, SettingsFrame) and fld.name == "settings":
             out.append("settings\n")
             for k, v in value:
-                out.append(f"  {setting_name(k)} (0x{k:x}) = {v}\n")
+                name = setting_name(k)
+                code = "" if f"0x{k:x}" in name else f" (0x{k:x})"
+                out.append(f"  {name}{code} = {v}\n")
             continue
         if fld.name == "pad_length":
             value = "not padded" if value is None else f"{value} bytes of padding"

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
+from proxy.observe.describe import shown
 from proxy.websocket import is_websocket
 from ui.model.body import (
     Body,
@@ -84,8 +85,8 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
         return
     out.append(f"\n{title}\n", "bold underline")
     for n, v in headers:  # as sent: pseudo-headers first (RFC 9113 §8.3)
-        out.append(f"  {n}", "bold cyan" if n.startswith(":") else "bold")
-        out.append(f": {v}\n")
+        out.append(f"  {shown(n)}", "bold cyan" if n.startswith(":") else "bold")
+        out.append(f": {shown(v)}\n")
 
 
 def _body(out: Text, title: str, body: Body, headers: Headers | None,

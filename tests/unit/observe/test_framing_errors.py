@@ -125,3 +125,30 @@ def test_finished_and_reset_streams_are_not_unfinished(conv: Conversation) -> No
     conv.send(C2S, conv.f.rst(3))
     conv.events.extend(conv.obs.close(conv.t, "server"))
     assert _conn_findings(conv) == []
+
+
+def test_grpc_true_binary_metadata_is_raw_bytes_where_the_receiver_allowed_it(
+        make_conv: type[Conversation]) -> None:
+    """grpc-core sends setting 0xfe03 = 1; then a -bin value may hold any byte. A
+    NUL in any other value, or where the receiver did not allow it, stays an error."""
+    from proxy.observe.describe import block_lines
+
+    trailers = [(b"grpc-status", b"0"), (b"x-bin-bin", b"\x00\x00\x01\xff")]
+    for allowed in (True, False):
+        conv = make_conv(preface=False, settings=False)
+        client_settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + (
+            b"\xfe\x03\x00\x00\x00\x01" if allowed else b"\x00\x03\x00\x00\x00\x64")
+        conv.send(C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + client_settings)
+        conv.send(S2C, conv.f.settings())
+        conv.send(C2S, conv.f.settings(ack=True))
+        conv.send(S2C, conv.f.settings(ack=True))
+        conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200"),
+                                               ("content-type", "application/grpc")]))
+        new = conv.send(S2C, conv.f.headers(S2C, 1, trailers,  # type: ignore[arg-type]
+                                            flags=["END_HEADERS", "END_STREAM"]))
+        assert ("header-value-invalid" in conv.findings(new)) is not allowed, allowed
+        assert "unknown-setting" not in conv.findings()
+        (frame,) = conv.frames(new)
+        assert frame.block is not None
+        assert block_lines(frame.block)[-1] == "    x-bin-bin: \\x00\\x00\\x01\\xff"
