@@ -133,10 +133,20 @@ class _Call:
         self.flush()
 
     def close(self) -> None:
+        """End the call as a client should: half-close, then wait (briefly) for the
+        server's trailers, so the server sees a finished call (grpc-status 0), not
+        a connection gone from under it (UNAVAILABLE 'Socket closed')."""
         try:
-            self.conn.end_stream(self.sid)
+            if not self.ended:
+                self.conn.end_stream(self.sid)
+                self.flush()
+            self.sock.settimeout(min(self.sock.gettimeout() or 2.0, 2.0))
+            while not self.ended:
+                self._read()
+            self.conn.close_connection()
             self.flush()
-        except (OSError, h2.exceptions.ProtocolError):
+        except (OSError, ReflectionError, h2.exceptions.ProtocolError,
+                h2.exceptions.StreamClosedError):
             pass
 
 
@@ -163,6 +173,10 @@ def _connect(url: str, *, insecure: bool, cafile: str | None,
         tls = ctx.wrap_socket(raw, server_hostname=parts.hostname)
     except (ssl.SSLError, OSError) as exc:
         raw.close()
+        if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+            raise ReflectionError(f"TLS to {parts.hostname}:{port} failed: the server does "
+                                  "not speak TLS there; for cleartext HTTP/2 (h2c) give "
+                                  f"http://{authority}") from None
         raise ReflectionError(f"TLS to {parts.hostname}:{port} failed: {exc} (--insecure "
                               "skips verification; --upstream-ca FILE adds a CA)") from None
     if tls.selected_alpn_protocol() != "h2":

@@ -235,3 +235,31 @@ def test_protoset_fetches_the_schema_by_server_reflection(
     assert main(["protoset", f"http://127.0.0.1:{port}", "-o", str(tmp_path / "y.pb"),
                  "--timeout", "2"]) == 1
     assert "cannot connect to 127.0.0.1" in capsys.readouterr().err
+
+
+def test_a_protoset_fetch_ends_its_call_cleanly_and_https_to_h2c_says_so(
+        tmp_path: Path, make_proxy: Callable[..., ProxyThread],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the proxy, the reflection call ends as a client's should: half-closed,
+    answered with grpc-status 0 (not UNAVAILABLE 'Socket closed' for a connection
+    gone from under it). https:// against this cleartext server says to use http://."""
+    from grpc_reflection.v1alpha import reflection
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    reflection.enable_server_reflection([reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        url = f"http://127.0.0.1:{proxy.port('reverse')}"
+        assert main(["protoset", url, "-o", str(tmp_path / "r.pb")]) == 0
+        proxy.wait_closed()
+        assert main(["protoset", f"https://127.0.0.1:{port}", "-o", str(tmp_path / "s.pb"),
+                     "--timeout", "3"]) == 1
+    finally:
+        server.stop(grace=None).wait(5)
+    statuses = [dict(e.block.headers).get("grpc-status") for e in proxy.events(FrameObserved)
+                if e.direction is Direction.S2C and e.block is not None]
+    assert "0" in statuses and "14" not in statuses, statuses
+    assert f"the server does not speak TLS there; for cleartext HTTP/2 (h2c) give " \
+        f"http://127.0.0.1:{port}" in capsys.readouterr().err
