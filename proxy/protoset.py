@@ -176,10 +176,13 @@ class Protoset:
                 out.append(f"{pad}…")
                 return
             fd = msg.fields.get(number)
-            if fd is None:
+            if fd is None or not _fits(fd, wire):
+                # Unknown, or its wire type does not fit the schema's (another
+                # message type, another version): raw, as protoc --decode shows it.
                 before = len(out)
                 _lines([(number, wire, value)], depth, out)
-                out[before] += "  (unknown field)"
+                out[before] += "  (unknown field)" if fd is None else \
+                    f"  ({fd.name}: wire type {wire} does not fit its type)"
                 continue
             if fd.type == _MESSAGE and wire == _LEN and isinstance(value, bytes):
                 nested = self.messages.get(fd.type_name)
@@ -259,6 +262,22 @@ def protoset_option(paths: list[Path]) -> Protoset | None:
         return Protoset.load(paths)
     except (OSError, ProtosetError) as exc:
         raise UsageError(f"--protoset: {exc}") from None
+
+
+def _fits(fd: Field, wire: int) -> bool:
+    """Whether a field of ``fd``'s type can arrive with this wire type (a packed
+    repeated number arrives length-delimited)."""
+    t = fd.type
+    if wire == _LEN:
+        return t in (_STRING, _BYTES, _MESSAGE) or (
+            fd.repeated and t in _PACKABLE_VARINT | _PACKABLE_I64 | _PACKABLE_I32)
+    if wire == _VARINT:
+        return t in _PACKABLE_VARINT
+    if wire == _I64:
+        return t in _PACKABLE_I64
+    if wire == _I32:
+        return t in _PACKABLE_I32
+    return False
 
 
 def _float32(x: float) -> str:

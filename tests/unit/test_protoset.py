@@ -131,3 +131,20 @@ def test_decode_cli_with_a_protoset(compiled: tuple[Path, Path],
     assert "did you mean demo.v1.HelloRequest" in capsys.readouterr().err
     assert main(["decode", "--protobuf", "--type", "demo.v1.HelloRequest", "0a00"]) == 2
     assert main(["decode", "--protoset", str(pb), "0a00"]) == 2
+
+
+def test_a_field_whose_wire_type_does_not_fit_the_schema_is_shown_raw(
+        compiled: tuple[Path, Path]) -> None:
+    """Another message type decoded with this schema (a reply read as the request):
+    'kind' (an enum) arriving length-delimited is not a packed list of kinds, and
+    'inner' (a message) arriving as a varint is not a message: both raw, as protoc
+    --decode shows fields it cannot fit."""
+    d, pb = compiled
+    schema = Protoset.load([pb])
+    message = ld(2, key(1, 0) + varint(42) + key(2, 0) + varint(5)) + key(4, 0) + varint(7)
+    ours = schema.decode(message, "demo.v1.HelloRequest")
+    assert ours == ["2 {  (kind: wire type 2 does not fit its type)", "  1: 42", "  2: 5", "}",
+                    "4: 7  (inner: wire type 0 does not fit its type)"]
+    theirs = procs.run([procs.require("protoc"), f"--proto_path={d}",
+                        "--decode=demo.v1.HelloRequest", str(d / "greet.proto")], input=message)
+    assert [ln.split("  (")[0] for ln in ours] == theirs.stdout.decode().splitlines()
