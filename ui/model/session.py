@@ -25,7 +25,7 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
-from proxy.observe.enums import Direction
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -34,6 +34,7 @@ from proxy.observe.events import (
     FlowControlStalled,
     FrameObserved,
     PingAnswered,
+    PrefaceObserved,
     SettingsAcknowledged,
     StreamStateChanged,
 )
@@ -248,6 +249,8 @@ class Session:
                     sst = c.stream(ev.stream_id)
                     if sst.stalls and sst.stalls[-1][1] is None:
                         sst.stalls = (*sst.stalls[:-1], (sst.stalls[-1][0], ev.t))
+            case PrefaceObserved():
+                c.bytes[0] += len(CONNECTION_PREFACE)  # (counted as the proxy counts bytes)
             case Desynced():
                 c.conn_findings.append(ev.finding)
                 c.findings += 1
