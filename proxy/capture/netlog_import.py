@@ -530,7 +530,7 @@ class _Importer:
         for sock in list(self.sockets.values()):
             if sock.tap is not None:
                 sock.tap.close(self.t, closed_by=None,
-                               error=sock.error or "still open when the log ended")
+                               error=sock.error or "still open when the log ended", cut=True)
             else:
                 self.close(sock, self.t, error="still open when the log ended"
                            if sock.http1 is not None else None)

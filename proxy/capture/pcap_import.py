@@ -571,7 +571,8 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
     error = "reset (TCP RST)" if reset else (
         None if ended else "still open when the capture ended")
     if conn.tap is not None:
-        conn.tap.close(t, closed_by=conn.closed_by if ended else None, error=error)
+        conn.tap.close(t, closed_by=conn.closed_by if ended else None, error=error,
+                       cut=not ended)
     elif conn.h1 is not None:
         summary.http1_messages += conn.h1.close(
             t, closed_by=conn.closed_by if ended else None, error=error)

@@ -147,7 +147,10 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             yield Replayed(record=rec, events=tuple(events))
         elif rtype == RecordType.CLOSE:
             obs = observers.pop(conn, None)
-            events = obs.close(rec.t, rec.json().get("closed_by")) if obs is not None else []
+            info = rec.json()
+            if info.get("cut"):  # (the source ended, not the connection: see tap.close)
+                lost_part(obs)
+            events = obs.close(rec.t, info.get("closed_by")) if obs is not None else []
             yield Replayed(record=rec, events=tuple(events))
         else:
             if rtype == RecordType.LOST:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proxy.capture.replay import lost_part
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
@@ -93,16 +94,23 @@ class RecordingObserver:
                                          request_headers=tuple(request_headers), t=t)
 
     def close(self, t: float, *, closed_by: str | None = None,
-              error: str | None = None) -> list[Event]:
-        """Record the end of the connection and return the observer's closing events."""
+              error: str | None = None, cut: bool = False) -> list[Event]:
+        """Record the end of the connection and return the observer's closing events.
+
+        ``cut``: the connection did not end, the source did (a packet capture or a
+        net log that stops while it is open): what followed is unknown, so the
+        observer judges it as an excerpt (no 'unfinished' or 'never acknowledged'
+        verdicts), and the CLOSE record says so for every later reader."""
         if self._closed:
             return []
         self._closed = True
+        if cut:
+            lost_part(self.observer)
         for side in self.observer.sides:
             if side.buffer and not side.desynced:
                 # An incomplete frame (or preface): keep it so the reader sees the same end.
                 self.writer.raw(self.conn_id, side.direction, bytes(side.buffer), t=t,
                                 wall=self._wall(t))
         self.writer.close_connection(self.conn_id, t=t, closed_by=closed_by, error=error,
-                                     wall=self._wall(t))
+                                     wall=self._wall(t), details={"cut": True} if cut else None)
         return self.observer.close(t, closed_by)

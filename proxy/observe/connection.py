@@ -257,7 +257,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 for finding in unfinished(self.streams.values(), side.direction, closed_by,
                                           self.seq):
                     self._conn_finding(side.direction, t, finding)
-            if side.buffer and not side.desynced:
+            if side.buffer and not side.desynced and not self.partial:
                 sender = side.direction.sender
                 cut = closed_by is not None and closed_by != sender
                 self._conn_finding(side.direction, t, _f(

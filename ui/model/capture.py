@@ -205,6 +205,8 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         obs = observers.get(conn)
         observers[conn] = None
         info = rec.json()
+        if info.get("cut"):  # the source ended, not the connection (see tap.close)
+            lost_part(obs)
         if obs is not None:
             events.extend(obs.close(rec.wall, info.get("closed_by")))
         reason = str(info.get("reason") or info.get("error") or "")

@@ -182,3 +182,38 @@ def test_a_recording_that_ended_cleanly_still_reports_a_missing_ack(tmp_path: Pa
     writer.frame(1, S2C, _settings(), t=0.002)
     writer.close()
     assert "settings-not-acknowledged" in _errors(path)
+
+
+def test_a_connection_the_source_ended_is_an_excerpt_for_every_reader(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A packet capture or net log that stops while a download is in flight: the
+    importer closes the connection with cut=True; neither the import nor check
+    nor the UI's reading then reports a short body, an unfinished stream or a
+    frame cut at the end."""
+    from proxy.capture.tap import RecordingObserver
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    client, server = hpack.Encoder(), hpack.Encoder()
+    request = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/b")]
+    path = tmp_path / "imported.h2scope"
+    with CaptureWriter(path) as writer:
+        tap = RecordingObserver(writer, 1, {"protocol": "h2c"}, t=0.0)
+        tap.feed(C2S, PREFACE + _settings(), 0.1)
+        tap.feed(S2C, _settings() + _settings(ack=True), 0.2)
+        tap.feed(C2S, _settings(ack=True) + _headers(client, request, end=True), 0.3)
+        tap.feed(S2C, _headers(server, [(":status", "200"), ("content-length", "30000")],
+                               end=False) + _data(b"a" * 10000, end=False)
+                 + _data(b"b" * 10000, end=False)[:5000], 0.4)
+        closing = tap.close(0.5, error="still open when the capture ended", cut=True)
+    assert closing == []
+    assert _errors(path) == []
+    assert main(["check", str(path)]) == 0
+    assert "findings: none" in capsys.readouterr().out
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        assert session.conns[1].conn_findings == []
+    finally:
+        capture.close()
