@@ -83,6 +83,8 @@ class _Direction:
     stop_at: tuple[int, int] | None = None
     """(sequence number, bytes missing): where the first reading of the file found
     this stream's first hole that never fills."""
+    snap: bool = False
+    """That hole is a packet the capture's snap length cut, not a lost one."""
     first_seq: int | None = None
 
     def take(self, seg: Segment) -> tuple[list[bytes], int]:
@@ -221,10 +223,11 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
     ids = _Ids()
     t = 0.0
     holes: dict[_FlowKey, tuple[int, int]] = {}
+    snapped: set[_FlowKey] = set()
     if f.seekable():
         start = f.tell()
         embedded: list[bytes] = []
-        holes = _holes(f, embedded)
+        holes = _holes(f, embedded, snapped)
         f.seek(start)
         if embedded:  # a pcapng with its TLS secrets (editcap --inject-secrets)
             own = KeyLog.parse(b"\n".join(embedded).decode("ascii", "replace"))
@@ -254,12 +257,15 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
         direction = Direction.C2S if seg.src == conn.client else Direction.S2C
         side = conn.sides[direction]
         if side.first_seq is None and holes:
-            side.stop_at = holes.get((seg.src, seg.dst, _data_seq(seg)))
+            flow = (seg.src, seg.dst, _data_seq(seg))
+            side.stop_at = holes.get(flow)
+            side.snap = flow in snapped
         chunks, hole = side.take(seg)
         for data in chunks:
             _deliver(conn, direction, data, seg.t, writer, summary, ids, keylog)
         if hole:
-            _gap(conn, direction, hole, "packets missing from the capture", writer, seg.t,
+            _gap(conn, direction, hole, "the capture's snap length cut a packet" if side.snap
+                 else "packets missing from the capture", writer, seg.t,
                  summary)
         if seg.missing and not side.gap:
             side.gap = True
@@ -282,18 +288,22 @@ _FlowKey = tuple[tuple[str, int], tuple[str, int], int]
 """A direction of a TCP connection: (source, destination, its first sequence number)."""
 
 
-def _holes(f: BinaryIO, secrets: list[bytes]) -> dict[_FlowKey, tuple[int, int]]:
+def _holes(f: BinaryIO, secrets: list[bytes],
+           snapped: set[_FlowKey] | None = None) -> dict[_FlowKey, tuple[int, int]]:
     """A first reading of the file: each direction's first hole that never fills —
     (sequence number, bytes missing) — so the second reading stops decoding
     that direction as soon as everything before the hole is delivered; the TLS
-    key logs the file carries go to ``secrets``."""
+    key logs the file carries go to ``secrets``, and the directions whose hole
+    is a packet the snap length cut (not a lost one) to ``snapped``."""
     sides: dict[tuple[tuple[str, int], tuple[str, int]], _Direction] = {}
     found: dict[_FlowKey, tuple[int, int]] = {}
 
     def note(side: _Direction, key: tuple[tuple[str, int], tuple[str, int]], at: int,
-             missing: int) -> None:
-        if side.first_seq is not None:
-            found.setdefault((*key, side.first_seq), (at, missing))
+             missing: int, snap: bool = False) -> None:
+        if side.first_seq is not None and (*key, side.first_seq) not in found:
+            found[(*key, side.first_seq)] = (at, missing)
+            if snap and snapped is not None:
+                snapped.add((*key, side.first_seq))
 
     for packet in packets(f, secrets):
         seg = tcp_segment(packet)
@@ -311,7 +321,7 @@ def _holes(f: BinaryIO, secrets: list[bytes]) -> dict[_FlowKey, tuple[int, int]]
         elif seg.missing and not side.gap:
             side.gap = True
             note(side, key, (seg.seq + len(seg.payload)) % _SEQ_MOD
-                 if before is not None else 0, seg.missing)
+                 if before is not None else 0, seg.missing, snap=True)
     for key, side in sides.items():
         if side.ahead and not side.gap:
             note(side, key, side.next_seq or 0, side.hole())

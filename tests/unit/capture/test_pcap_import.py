@@ -427,3 +427,23 @@ def test_a_packet_capture_can_come_on_stdin(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert _frames(out) == _expected(tmp_path)
     assert main(["import", "-"]) == 2  # (where would it go?)
+
+
+def test_a_packet_the_snap_length_cut_is_said_as_such_not_as_lost(tmp_path: Path) -> None:
+    """dumpcap -s 200: the packet is there, cut; nothing was lost on the wire."""
+    import contextlib
+    import io
+
+    pkts = [_ethernet(ip) for ip in _flow_in_time_order(500)]
+    server = [i for i, p in enumerate(pkts) if len(p) > 400][len(pkts) // 4]
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 200, 1)]
+    for i, data in enumerate(pkts):
+        kept = data[:200] if i == server else data
+        out.append(struct.pack("<IIII", 1, i, len(kept), len(data)) + kept)
+    pcap = tmp_path / "snap.pcap"
+    pcap.write_bytes(b"".join(out))
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        assert main(["import", str(pcap), "-o", str(tmp_path / "snap.h2scope")]) == 0
+    gaps = [ln for ln in said.getvalue().splitlines() if ln.startswith("gap:")]
+    assert gaps and all("(the capture's snap length cut a packet)" in g for g in gaps), gaps
