@@ -303,7 +303,8 @@ def _decode_frames(lines: list[str], args: argparse.Namespace, out: TextIO) -> i
                                         and ev.finding.code == "frame-truncated"):
             status = 1
     if bad is not None:
-        _err(f"bad hex at {bad}; the bytes before it were decoded")
+        _err(f"bad hex at {bad}; " + ("the lines before it were decoded" if chunks else
+                                      "nothing was decoded (a line is decoded whole)"))
         return 1
     if status:
         _err("the input does not end on a frame boundary or is not HTTP/2 framing "

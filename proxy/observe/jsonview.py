@@ -117,6 +117,7 @@ def frame_dict(ev: FrameObserved) -> dict[str, Any]:
             d["error_code"] = f.error_code
             d["error"] = error_name(f.error_code)
             d["debug_data"] = f.debug_data.decode("utf-8", "replace")
+            d["debug_data_hex"] = f.debug_data.hex()  # (the text loses bytes not UTF-8)
         case WindowUpdateFrame():
             d["increment"] = f.increment
         case AltSvcFrame():

@@ -147,3 +147,15 @@ def test_protobuf_messages_one_per_line_with_or_without_the_grpc_prefix(
     assert "line 1: 2 bytes that are not a well-formed protobuf message" in \
         capsys.readouterr().err
     assert main(["decode", "--protobuf", "--hpack", "82"]) == 2
+
+
+def test_goaway_debug_data_keeps_its_bytes_in_json_and_bad_hex_says_what_was_decoded(capsys):
+    import hyperframe.frame as hf
+
+    goaway = hf.GoAwayFrame(0, last_stream_id=3, error_code=0, additional_data=b"bye\x00\xff")
+    assert main(["decode", "--json", goaway.serialize().hex()]) == 0
+    (obj,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert obj["debug_data_hex"] == "627965" + "00ff"
+    assert main(["decode", "000004080000000000000f0001", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was decoded (a line is decoded whole)" in err
