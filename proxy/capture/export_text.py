@@ -79,8 +79,9 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}"
     if rec.type == RecordType.LOST:
         info = rec.json()
-        return (f"{head} ! LOST {info.get('count')} {info.get('unit') or 'records'}: "
-                f"{info.get('reason')}")
+        count = info.get("count")  # (0: how much is not known, e.g. the rest of a stream)
+        amount = f" {count} {info.get('unit') or 'records'}" if count else ""
+        return f"{head} ! LOST{amount}: {info.get('reason')}"
     return None
 
 
