@@ -178,7 +178,7 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
             out.write(json.dumps(d, ensure_ascii=False) + "\n")
         else:
             out.write(f"block {count - 1} (line {line_no}): {block.wire_length} bytes, "
-                      f"{len(block.headers)} headers\n")
+                      f"{len(block.headers)} header{'' if len(block.headers) == 1 else 's'}\n")
             for ln in block_lines(block, annotate=not args.no_annotate):
                 out.write(ln + "\n")
     return 0

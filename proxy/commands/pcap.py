@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.file
     if str(src) == "-" and args.output is None:
         raise UsageError("reading the packet capture from stdin (-) needs -o OUT")
-    out: Path = args.output or Path(src.name).with_suffix(".h2scope")
+    stem = Path(src.name[:-3] if src.name.endswith(".gz") else src.name)  # x.pcapng.gz → x
+    out: Path = args.output or stem.with_suffix(".h2scope")
     summary = import_file(src, out, args.keylog_file)
     lines = report(summary, src, out, args.keylog_file is not None)
     if not imported(summary):

@@ -200,7 +200,8 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
         lines.append(f"{indent}; block {block.wire_length} bytes on the wire, "
                      f"{block.decoded_size} decoded (RFC 7541 size); table "
                      f"{block.table_size_before}→{block.table_size}/{block.table_max} bytes, "
-                     f"{block.table_entries} entries, +{block.inserted} -{block.evicted}")
+                     f"{block.table_entries} entr{'y' if block.table_entries == 1 else 'ies'}, "
+                     f"+{block.inserted} -{block.evicted}")
     else:
         lines.extend(f"{indent}{shown(name)}: {shown(value)}" for name, value in block.headers)
     return lines
