@@ -180,6 +180,11 @@ class _Connection:
     on accept): fed first, in capture order, once the client's say what it is."""
     closed_by: str | None = None
     """Who sent the first FIN or RST: client or server."""
+    undecided: bool = False
+    """No SYN seen, and the side taken for the client sent bytes no client starts
+    with: they wait in ``pending`` for the other side's (see _roles_unsure)."""
+    swapped: bool = False
+    """The roles were swapped that way: the server spoke first."""
     tls: TlsDecryptor | None = None
     upgrade: _Upgrade | None = None
     plain_kind: str | None = None
@@ -277,7 +282,8 @@ def import_packets(f: BinaryIO, writer: CaptureWriter, *, keylog: KeyLog | None 
                 conn.closed_by = "client" if direction is Direction.C2S else "server"
         if seg.flags & RST or (conn.sides[0].fin and conn.sides[1].fin):
             _finish(conn, writer, seg.t, summary, ids, reset=bool(seg.flags & RST))
-            del conns[(conn.client, conn.server)]
+            if conns.pop((conn.client, conn.server), None) is None:  # (roles swapped later)
+                conns.pop((conn.server, conn.client), None)
     for conn in list(conns.values()):
         _finish(conn, writer, t, summary, ids, ended=False)
     summary.torn.extend(torn)
@@ -344,6 +350,18 @@ def _deliver(conn: _Connection, direction: Direction, data: bytes, t: float,
              keylog: KeyLog | None) -> None:
     """The next in-order bytes of a connection's TCP stream."""
     if conn.kind is None:
+        if not conn.saw_syn:
+            was = conn.swapped
+            if _roles_unsure(conn, direction, data):
+                conn.pending.append((direction, data, t))
+                return
+            if conn.swapped and not was:  # these bytes are the client's after all
+                direction = direction.peer
+        if direction is Direction.S2C and conn.undecided:  # (its start is not captured)
+            conn.pending.clear()
+            conn.kind = "late"
+            _count_kind(summary, "late")
+            return
         if direction is Direction.S2C:
             conn.pending.append((direction, data, t))
             return
@@ -521,6 +539,26 @@ def _count_kind(summary: ImportSummary, kind: str) -> None:
     summary.connections[kind] = summary.connections.get(kind, 0) + 1
 
 
+def _roles_unsure(conn: _Connection, direction: Direction, data: bytes) -> bool:
+    """Without the handshake, the side that sent first was taken for the client; a
+    server that speaks first (an h2c server's SETTINGS on accept) makes that wrong.
+    While the first side's bytes are no client's start, wait for the other side's:
+    if they are (the preface, a ClientHello, a request), the roles are swapped.
+    True while the bytes just go to ``pending``."""
+    if direction is Direction.C2S:
+        if conn.undecided or (not conn.pending and _kind(conn, data) == "late"):
+            conn.undecided = True
+            return True
+        return False
+    if conn.undecided and _kind(conn, data) in ("h2c", "tls", "http1"):
+        conn.client, conn.server = conn.server, conn.client
+        conn.sides = (conn.sides[1], conn.sides[0])
+        conn.pending = [(d.peer, chunk, te) for d, chunk, te in conn.pending]
+        conn.undecided = False
+        conn.swapped = True
+    return False
+
+
 def _kind(conn: _Connection, first: bytes) -> str:
     """What the client's first bytes say: h2c (the preface), tls, other, or late."""
     if first.startswith(CONNECTION_PREFACE[:len(first)]) and len(first) >= 3:
@@ -569,7 +607,7 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
             _gap(conn, direction, side.hole(), "packets missing from the capture", writer, t,
                  summary)
     if conn.kind is None and conn.pending:
-        _count_kind(summary, "other")
+        _count_kind(summary, "late" if conn.undecided else "other")
     elif conn.upgrade is not None and conn.tap is None and conn.h1 is None \
             and not conn.upgrade.gave_up:  # HTTP/1.x that may have upgraded, had it gone on
         _record_http1(conn, conn.upgrade.seen, writer, summary, ids)

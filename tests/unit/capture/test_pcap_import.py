@@ -447,3 +447,34 @@ def test_a_packet_the_snap_length_cut_is_said_as_such_not_as_lost(tmp_path: Path
         assert main(["import", str(pcap), "-o", str(tmp_path / "snap.h2scope")]) == 0
     gaps = [ln for ln in said.getvalue().splitlines() if ln.startswith("gap:")]
     assert gaps and all("(the capture's snap length cut a packet)" in g for g in gaps), gaps
+
+
+def test_without_the_handshake_a_server_that_speaks_first_is_still_the_server(
+        tmp_path: Path) -> None:
+    """A capture started after the SYNs of an h2c connection whose server sent its
+    SETTINGS before the client's preface (nghttpd does): the side that sends the
+    preface is the client, and every frame is imported."""
+    from proxy.capture.replay import replay_observer
+    from proxy.observe.events import FrameObserved
+
+    c2s, s2c = _conversation()
+    first = 9 + int.from_bytes(s2c[:3], "big")  # the server's first frame: its SETTINGS
+    assert s2c[3] == 4
+    pkts = [_tcp(SERVER, CLIENT, 5001, ACK, s2c[:first])]
+    pkts += [_tcp(CLIENT, SERVER, seq, ACK, part) for seq, part in _segments(c2s, 500, 1000)]
+    pkts += [_tcp(SERVER, CLIENT, 5001 + first + i, ACK, s2c[first + i:first + i + 500])
+             for i in range(0, len(s2c) - first, 500)]
+    pcap = _pcap(tmp_path / "late.pcap", [(1.0 + i / 1000, _ethernet(p))
+                                          for i, p in enumerate(pkts)])
+    summary = _import(pcap, tmp_path / "late.h2scope")
+    assert summary.connections == {"h2c": 1}  # type: ignore[attr-defined]
+    got = [ev for _, ev in replay_observer(tmp_path / "late.h2scope")
+           if isinstance(ev, FrameObserved)]
+    whole = tmp_path / "whole.pcap"
+    _pcap(whole, [(1.0, _ethernet(p)) for p in _flow(c2s, s2c)])
+    _import(whole, tmp_path / "whole.h2scope")
+    expected = [ev for _, ev in replay_observer(tmp_path / "whole.h2scope")
+                if isinstance(ev, FrameObserved)]
+    assert sorted((e.direction, e.frame.raw) for e in got) == \
+        sorted((e.direction, e.frame.raw) for e in expected)
+    assert len(got) > 20
