@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -251,9 +252,14 @@ def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
     events = obs.feed(sender, data, 0.0)
     # One direction alone can't show an ACK or a response: only report what is cut
     # short.
-    events += [ev for ev in obs.close(0.0) if not (
-        isinstance(ev, ConnectionFindingRaised)
-        and ev.finding.code in ("settings-not-acknowledged", "stream-unfinished"))]
+    for ev in obs.close(0.0):
+        if isinstance(ev, ConnectionFindingRaised):
+            if ev.finding.code in ("settings-not-acknowledged", "stream-unfinished"):
+                continue
+            # (there is no connection here, only the input)
+            ev = replace(ev, finding=replace(ev.finding, message=ev.finding.message.replace(
+                "at the end of the connection", "at the end of the input")))
+        events.append(ev)
     return events
 
 
@@ -285,6 +291,14 @@ def _decode_frames(lines: list[str], args: argparse.Namespace, out: TextIO) -> i
     except HexError as exc:
         bad = exc
     data = b"".join(chunks)
+    from proxy.net.http1 import looks_like_http1_request
+
+    if not data.startswith(b"PRI * HTTP/2.0") and (
+            data[:5] == b"HTTP/" or looks_like_http1_request(data[:24])):
+        line = data.split(b"\r\n", 1)[0][:60]
+        _err(f"this is HTTP/1.x ({line!r}), not HTTP/2 frames: decode reads the bytes of "
+             "an HTTP/2 connection (after the preface for a client's)")
+        return 1
     sender = {"client": Direction.C2S, "server": Direction.S2C}.get(args.sender) \
         or _guess_sender(data)
     events = _run_observer(data, sender, "optional")

@@ -257,16 +257,16 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 for finding in unfinished(self.streams.values(), side.direction, closed_by,
                                           self.seq):
                     self._conn_finding(side.direction, t, finding)
-            if side.buffer and not side.desynced and not self.partial:
+            if side.buffer and not side.desynced:
                 sender = side.direction.sender
                 cut = closed_by is not None and closed_by != sender
+                why = " (where the excerpt stops)" if self.partial else \
+                    f" (the {closed_by} ended it while the {sender} was sending)" if cut else ""
                 self._conn_finding(side.direction, t, _f(
-                    "frame-truncated", Severity.INFO if cut else Severity.WARNING,
+                    "frame-truncated", Severity.INFO if cut or self.partial else Severity.WARNING,
                     "RFC 9113 §4.1",
                     f"{len(side.buffer)} bytes of an incomplete frame from the {sender} at "
-                    "the end of the connection" + (
-                        f" (the {closed_by} ended it while the {sender} was sending)"
-                        if cut else "")))
+                    f"the end of the connection{why}"))
         return events
 
     def upgrade_h2c(self, *, http2_settings: bytes, request_headers: tuple[tuple[str, str], ...],

@@ -159,3 +159,11 @@ def test_goaway_debug_data_keeps_its_bytes_in_json_and_bad_hex_says_what_was_dec
     assert main(["decode", "000004080000000000000f0001", "0"]) == 1
     err = capsys.readouterr().err
     assert "nothing was decoded (a line is decoded whole)" in err
+
+
+def test_http1_given_to_decode_is_named_and_a_cut_input_is_the_inputs_end(capsys):
+    assert main(["decode", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".hex()]) == 1
+    assert "this is HTTP/1.x (b'GET / HTTP/1.1'), not HTTP/2 frames" in capsys.readouterr().err
+    assert main(["decode", "000004080000000000000f00"]) == 1
+    out = capsys.readouterr().out
+    assert "12 bytes of an incomplete frame from the client at the end of the input" in out
