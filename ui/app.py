@@ -259,11 +259,13 @@ class H2ScopeApp(Navigation):
             self._last_count = (count, decoded)
             self._extend_view(count)
             self.timeline.refresh_rows()
-            self.main.query_one(ConnectionsPane).sync()
             if self.lanes.display:
                 self.lanes.rebuild()
             if self.detail.row is None and count:
                 self.detail.show(self.timeline.selected_row)
+        # Connections change without frames too (one closes, one opens while paused):
+        # the pane checks the session's version, so this costs nothing when idle.
+        self.main.query_one(ConnectionsPane).sync()
         self._status()
 
     def _refresh_due(self) -> bool:

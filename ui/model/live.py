@@ -69,6 +69,7 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
     complete).
     """
     added = skipped = 0
+    held = False  # batches taken while paused: their connection events change the views
     events = 0
     popleft = feed.batches.popleft
     add = frames.add
@@ -77,6 +78,7 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
             batch = popleft()
             conn = batch.conn_id
             if paused:  # connections stay listed; their frames are not kept
+                held = True
                 for ev in batch.events:
                     if isinstance(ev, ConnectionEvent):
                         session.connection_event(ev)
@@ -94,7 +96,7 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
                     session.connection_event(ev)
                 else:
                     session.observe(conn, ev)
-        if added or events:
+        if added or events or held:
             session.touch()
     return added, skipped
 

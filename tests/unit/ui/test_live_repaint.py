@@ -75,3 +75,36 @@ def test_follow_scrolls_to_the_tail_after_a_first_burst_that_overflows_the_view(
             assert tl.cursor == count - 1
             assert tl.scroll_offset.y == tl.max_scroll_y > 0
     asyncio.run(scenario())
+
+
+def test_a_connection_that_closes_without_a_frame_is_shown_closed(tmp_path: Path) -> None:
+    """A client killed mid-download: the close is the last event, with no frame after
+    it. The connections pane must say so without waiting for more traffic (it only
+    refreshed with new frames)."""
+    from proxy.events import Closer, ConnectionClosed
+    from ui.widgets.panes import ConnectionsPane
+
+    batches = _batches(record(tmp_path / "t.h2c"))
+    frames = LiveFrames()
+    feed = LiveFeed()
+    app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            for batch in batches:
+                feed.put(batch)
+            await asyncio.sleep(0.15)
+            app.tick()
+            pane = app.query_one(ConnectionsPane)
+            row = pane.get_row(str(batches[0].conn_id))
+            assert "closed" not in [str(c) for c in row]
+            feed.put(Batch(conn_id=batches[0].conn_id, t=batches[-1].t + 1, events=(
+                ConnectionClosed(conn_id=batches[0].conn_id, t=batches[-1].t + 1,
+                                 closed_by=Closer.CLIENT, reason="client connection failed "
+                                 "(connection reset)", error=None, bytes_c2s=1, bytes_s2c=2),)))
+            await asyncio.sleep(0.15)
+            app.tick()
+            await pilot.pause()
+            row = pane.get_row(str(batches[0].conn_id))
+            assert "closed" in [str(c).strip() for c in row]
+    asyncio.run(scenario())
