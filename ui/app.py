@@ -407,8 +407,9 @@ class H2ScopeApp(Navigation):
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.set_filter(event.value)
-        self.timeline.focus()
+        if self.set_filter(event.value):
+            self.timeline.focus()
+        # (an invalid filter keeps the bar: fix it, or Escape to leave it as it was)
 
     def on_filter_input_cancelled(self, event: FilterInput.Cancelled) -> None:
         """Escape in the filter bar: back to the timeline, the filter in force kept

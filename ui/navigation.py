@@ -74,6 +74,8 @@ class Navigation(SessionActions):
             j = tl.index_of(row)
             if view is None or (j is not None and tl.row_at(j) == row):
                 self._select_row(row)
+                if self.message in ("no more findings", "no findings"):
+                    self.say("")  # (said of the other direction)
                 return
             i += 1 if step > 0 else -1
         self.say("no more findings" if rows else "no findings")
@@ -106,7 +108,13 @@ class Navigation(SessionActions):
         tl = self.timeline
         i = tl.index_of(row)
         if i is None or tl.row_at(i) != row:
-            # Not in the view: widen to everything, then select.
+            # Not in the view: widen to everything, then select (and say so).
+            dropped = [what for what, on in (
+                (f"the filter {self.filter.text.strip()!r}", self.filter.text.strip()),
+                ("the scope", self.scope_conn is not None)) if on]
+            if dropped:
+                self.say(f"frame {row + 1} was not in the view: {' and '.join(dropped)} "
+                         "cleared to show it")
             self.scope_conn = self.scope_stream = None
             self.main.query_one("#filter", Input).value = ""
             self.filter = compile_filter("")
@@ -161,6 +169,7 @@ class Navigation(SessionActions):
     def goto(self, text: str) -> None:
         text = text.strip()
         s = self.session
+        self.say("")  # (what an earlier go-to said no longer holds)
         try:
             if text.startswith("#"):
                 conn = int(text[1:])
@@ -193,7 +202,6 @@ class Navigation(SessionActions):
             self.say(str(exc) if "invalid literal" not in str(exc) else
                      f"cannot go to {text!r}")
             return
-        self.say("")  # (what an earlier go-to said no longer holds)
 
     def _selected_stream(self) -> tuple[Any, Any] | None:
         row = self.timeline.selected_row

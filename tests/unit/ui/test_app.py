@@ -123,6 +123,13 @@ def test_valid_filter_narrows_the_view_and_invalid_one_keeps_it(capture_path: Pa
         assert "unknown filter key 'tpye'" in str(err.content)
         assert "column 1" in str(err.content)
         assert app.timeline.row_count() == len(shown)  # unchanged
+        # The bar keeps the focus to be fixed; Escape leaves the filter as it was.
+        box = app.query_one("#filter", Input)
+        assert box.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert box.value == "type:HEADERS dir:s2c" and not err.has_class("shown")
+        assert app.timeline.has_focus
         await _filter(app, pilot, "")
         assert app.timeline.row_count() == total
     drive(capture_path, scenario)
@@ -745,3 +752,16 @@ def test_enter_on_a_connection_level_finding_scopes_to_its_connection(
         assert app.scope_conn == 1 and app.timeline.row_count() == 3
         assert app.message.startswith("#1 (connection): settings-not-acknowledged: the server")
     drive(path, scenario)
+
+
+def test_going_to_a_frame_outside_the_filter_says_the_filter_was_cleared(
+        capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await _filter(app, pilot, "type:HEADERS")
+        row = _row_of(app, 0)  # a DATA frame: not in the view
+        app.goto(str(row + 1))
+        assert app.timeline.selected_row == row
+        assert app.message == (f"frame {row + 1} was not in the view: the filter "
+                               "'type:HEADERS' cleared to show it")
+        await pilot.pause()
+    drive(capture_path, scenario)
