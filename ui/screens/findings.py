@@ -59,7 +59,8 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
     def compose(self) -> ComposeResult:
         total = sum(g.count for g in self.groups)
         with Vertical(id="findings-box"):
-            yield Static(Text(f"Findings: {total} in {len(self.groups)} kinds  "
+            kinds = len(self.groups)
+            yield Static(Text(f"Findings: {total} in {kinds} kind{'' if kinds == 1 else 's'}  "
                               "(Enter: filter the timeline to one, g: its first frame, "
                               "Esc: back)", style="bold"), id="findings-title")
             table: DataTable[str | Text] = DataTable(id="findings-table", cursor_type="row",

@@ -159,7 +159,7 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
             # its sender ended it with the window spent exactly: nothing was waiting
             dur = "window spent by the last DATA; the stream ended"
         else:
-            dur = "still stalled"
+            dur = "never resumed: the connection closed" if conn.closed else "still stalled"
         out.append(f"  {Direction(sd).arrow} {where}: {dur}\n",
                    "bold" if st is not None and st.state == "closed" and st.reset is None
                    else "bold red")

@@ -123,7 +123,17 @@ class StreamScreen(ModalScreen[None]):
         Binding("c", "copy_curl", "Copy as curl"),
         Binding("b", "save_body", "Save response body"),
         Binding("B", "save_body(0)", "Save request body"),
+        Binding("home", "jump(0)", "Top", show=False),
+        Binding("end", "jump(1)", "Bottom", show=False),
     ]
+
+    def action_jump(self, end: int) -> None:
+        """Home/End at once (the scroll view animates them: a second on a long body)."""
+        view = self.query_one("#stream-view", VerticalScroll)
+        if end:
+            view.scroll_end(animate=False)
+        else:
+            view.scroll_home(animate=False)
 
     def __init__(self, session: Session, conn: ConnInfo, stream: StreamInfo) -> None:
         super().__init__()
