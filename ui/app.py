@@ -115,6 +115,8 @@ class H2ScopeApp(Navigation):
         self.select_when_filtered: int | None = None
         self.frames_saved = 0
         """Live: frames the last ctrl+s copied (the quit question counts the rest)."""
+        self.recorded_conns: list[tuple[int, int | None]] = []
+        """Live: the connection ids ``r`` recorded, [first, last+1) (None: still on)."""
         """A row to select once the filter worker has made the new view (go to #N)."""
         self.message = ""
         self.search_text = ""
@@ -544,7 +546,12 @@ class H2ScopeApp(Navigation):
         backing = live.backing if live is not None else None
         if backing is None or not backing.temporary or not backing.unsaved:
             return 0
-        return max(0, len(self.session.table) - self.frames_saved)
+        spans = self.recorded_conns
+        if not spans:
+            return max(0, len(self.session.table) - self.frames_saved)
+        conn = self.session.table.conn  # (frames of connections r recorded are in its file)
+        return sum(1 for i in range(self.frames_saved, len(self.session.table))
+                   if not any(a <= conn[i] < (b if b is not None else 1 << 62) for a, b in spans))
 
     async def action_quit(self) -> None:
         unsaved = self.unsaved_frames() if self.confirm_quit else 0

@@ -48,6 +48,7 @@ class SessionActions(App[int]):
     filter: Filter
     session: Session
     frames_saved: int
+    recorded_conns: list[tuple[int, int | None]]
 
     # ----------------------------------------------------------------- save
 
@@ -101,6 +102,9 @@ class SessionActions(App[int]):
         if live.tap is not None and live.tap.active:
             path = live.stop_recording()
             self.message = f"recording stopped: {path}"
+            if self.recorded_conns and self.recorded_conns[-1][1] is None:
+                self.recorded_conns[-1] = (self.recorded_conns[-1][0],
+                                           max(self.session.conns, default=0) + 1)
             return
 
         def done(text: str | None) -> None:
@@ -111,6 +115,7 @@ class SessionActions(App[int]):
                     self.message = f"cannot record: {exc.strerror or exc}"
                 else:
                     self.message = f"recording new connections to {text}"
+                    self.recorded_conns.append((max(self.session.conns, default=0) + 1, None))
         default = time.strftime("h2scope-%Y%m%d-%H%M%S.h2scope")
         self.push_screen(Prompt("Record new connections to file (ctrl+s saves the session "
                                 "so far instead)", default), done)
