@@ -57,9 +57,10 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
         return known
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
-    text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(),
-                                     [f"{HEADER_INDENT}{shown(name)}: {shown(value)}"
-                                      for name, value in block.headers])
+    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in block.headers]
+    if not "".join(lines).isprintable():  # (one C-speed test for the whole block)
+        lines = [f"{HEADER_INDENT}{shown(name)}: {shown(value)}" for name, value in block.headers]
+    text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(), lines)
     return text
 
 

@@ -203,7 +203,9 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
                      f"{block.table_entries} entr{'y' if block.table_entries == 1 else 'ies'}, "
                      f"+{block.inserted} -{block.evicted}")
     else:
-        lines.extend(f"{indent}{shown(name)}: {shown(value)}" for name, value in block.headers)
+        plain = [f"{indent}{name}: {value}" for name, value in block.headers]
+        lines.extend(plain if "".join(plain).isprintable() else
+                     [f"{indent}{shown(name)}: {shown(value)}" for name, value in block.headers])
     return lines
 
 
