@@ -38,6 +38,11 @@ async def _filter(app: H2ScopeApp, pilot: Any, text: str) -> None:
     box = app.query_one("#filter", Input)
     box.value = text
     await pilot.press("enter")
+    await _filtered(app, pilot)
+
+
+async def _filtered(app: H2ScopeApp, pilot: Any) -> None:
+    """Wait until the filter worker has made the new view."""
     for _ in range(100):
         await pilot.pause(0.02)
         if not app._filtering:
@@ -316,10 +321,7 @@ def test_selecting_a_lane_filters_the_timeline_to_that_stream(capture_path: Path
         assert labels[:3] == ["1/1", "1/2", "1/3"]
         lanes.focus()
         await pilot.press("down", "down")  # stream 3
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
+        await _filtered(app, pilot)
         t = app.session.table
         rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
         assert rows and {t.stream[r] for r in rows} == {3}
@@ -334,10 +336,7 @@ def test_choosing_a_connection_scopes_the_views(capture_path: Path) -> None:
         pane = app.query_one(ConnectionsPane)
         pane.focus()
         await pilot.press("down", "down")  # rows: all, #1, #2
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
+        await _filtered(app, pilot)
         assert app.scope_conn == 2
         t = app.session.table
         rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
@@ -518,10 +517,7 @@ def test_shifted_keys_scope_to_stream_and_connection_and_go_back(capture_path: P
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         app._select_row(_row_of(app, 0, 5))
         await pilot.press("S")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
+        await _filtered(app, pilot)
         t = app.session.table
         rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
         assert {t.stream[r] for r in rows} == {5}
@@ -536,10 +532,7 @@ def test_shifted_keys_scope_to_stream_and_connection_and_go_back(capture_path: P
 
 def test_initial_filter_from_the_command_line(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
+        await _filtered(app, pilot)
         t = app.session.table
         rows = [app.timeline.row_at(i) for i in range(app.timeline.row_count())]
         assert rows and {t.type[r] for r in rows} == {3}
@@ -693,11 +686,7 @@ def test_go_to_a_connection_selects_its_first_frame_and_clears_old_messages(
         last = len(app.session.table) - 1
         app._select_row(last)
         app.goto("#1")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
-        await pilot.pause()
+        await _filtered(app, pilot)
         assert app.timeline.selected_row == 0 and app.scope_conn == 1
         assert app.message == ""
     drive(capture_path, scenario)
@@ -743,11 +732,7 @@ def test_enter_on_a_connection_level_finding_scopes_to_its_connection(
         await pilot.pause()
         assert isinstance(app.screen, FindingsScreen)
         await pilot.press("enter")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if not app._filtering:
-                break
-        await pilot.pause()
+        await _filtered(app, pilot)
         assert not isinstance(app.screen, FindingsScreen)
         assert app.scope_conn == 1 and app.timeline.row_count() == 3
         assert app.message.startswith("#1 (connection): settings-not-acknowledged: the server")

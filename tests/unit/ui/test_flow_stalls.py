@@ -4,6 +4,7 @@ still stalled."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.capture.tap import RecordingObserver
@@ -59,10 +60,8 @@ def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
     assert stalls[3] == "  ← stream 7: still stalled"
 
 
-def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path) -> None:
-    """A stream's WINDOW_UPDATE does not move the connection window: the chart's
-    ↑ count is the stream-0 updates alone (here one, against one for stream 1)."""
-    path = tmp_path / "updates.h2scope"
+def _one_request(path: Path, *after: tuple[Direction, bytes, float]) -> Path:
+    """A recorded connection: settings both ways, a GET on stream 1, then ``after``."""
     f = FrameFactory()
     writer = CaptureWriter(path, autoflush=False)
     tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
@@ -70,17 +69,31 @@ def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path)
     tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
     tap.feed(C2S, f.settings(ack=True), 1.03)
     tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 1000), 1.05)
-    tap.feed(C2S, f.window_update(1, 1000), 1.06)
-    tap.feed(C2S, f.window_update(0, 1000), 1.07)
+    for direction, data, t in after:
+        tap.feed(direction, data, t)
     writer.close(fsync=False)
+    return path
+
+
+def _loaded(path: Path, show: Callable[[Session], str]) -> str:
     capture = CaptureFile(path)
     try:
         session = Session(capture)
         load(session, capture)
-        text = flow_text(session.conns[1], {}).plain
+        return show(session)
     finally:
         capture.close()
+
+
+def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path) -> None:
+    """A stream's WINDOW_UPDATE does not move the connection window: the chart's
+    ↑ count is the stream-0 updates alone (here one, against one for stream 1)."""
+    f = FrameFactory()
+    path = _one_request(
+        tmp_path / "updates.h2scope",
+        (S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 1000), 1.05),
+        (C2S, f.window_update(1, 1000), 1.06), (C2S, f.window_update(0, 1000), 1.07))
+    text = _loaded(path, lambda session: flow_text(session.conns[1], {}).plain)
     assert "(↑ = WINDOW_UPDATE on stream 0, 1):" in text
 
 
@@ -88,23 +101,9 @@ def test_the_stream_view_names_the_reset_that_ended_the_stream_first(tmp_path: P
     """A gRPC deadline: the client's CANCEL, then the server's NO_ERROR crossing it."""
     from ui.screens.stream import stream_text
 
-    path = tmp_path / "resets.h2scope"
     f = FrameFactory()
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(C2S, f.rst(1, 8), 1.5)
-    tap.feed(S2C, f.rst(1, 0), 1.51)
-    writer.close(fsync=False)
-    capture = CaptureFile(path)
-    try:
-        session = Session(capture)
-        load(session, capture)
-        conn = session.conns[1]
-        text = stream_text(session, conn, conn.streams[1]).plain
-    finally:
-        capture.close()
+    path = _one_request(tmp_path / "resets.h2scope", (C2S, f.rst(1, 8), 1.5),
+                        (S2C, f.rst(1, 0), 1.51))
+    text = _loaded(path, lambda session: stream_text(
+        session, session.conns[1], session.conns[1].streams[1]).plain)
     assert "reset by client: CANCEL (then by server: NO_ERROR)" in text
