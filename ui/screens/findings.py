@@ -66,6 +66,8 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
             table: DataTable[str | Text] = DataTable(id="findings-table", cursor_type="row",
                                                      zebra_stripes=True)
             yield table
+            # The table cuts long messages at its width: the highlighted one, whole.
+            yield Static("", id="findings-detail", markup=False)
             if not self.groups:
                 yield Static("No findings: nothing in this session broke a rule h2scope "
                              "checks (docs/findings.md lists them).", id="findings-none")
@@ -84,6 +86,12 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
         if not self.groups or table.cursor_row >= len(self.groups):
             return None
         return self.groups[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        group = self._current()
+        detail = self.query_one("#findings-detail", Static)
+        detail.update("" if group is None else
+                      f"{group.code} ({group.rfc}), first at {group.where}: {group.message}")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         group = self._current()

@@ -585,6 +585,7 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
         assert isinstance(screen, FindingsScreen)
         table = screen.query_one("#findings-table", DataTable)
         seen["rows"] = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        seen["detail"] = str(screen.query_one("#findings-detail", Static).content)
         await pilot.press("enter")  # filter the timeline to that finding
         await pilot.pause()
         seen["filter"] = app.main.query_one("#filter", Input).value
@@ -598,6 +599,8 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
     drive(capture_path, scenario)
     assert seen["rows"] == [["error", "window-update-zero", "RFC 9113 §6.9", "1",
                              "#1, frame 36", "WINDOW_UPDATE with an increment of 0"]]
+    assert seen["detail"] == ("window-update-zero (RFC 9113 §6.9), first at #1, frame 36: "
+                              "WINDOW_UPDATE with an increment of 0")
     assert seen["filter"] == "finding:window-update-zero"
     assert seen["shown"] == [36] and seen["selected"] == 36
 
