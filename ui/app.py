@@ -58,7 +58,7 @@ BEHIND_SHOWN = 1 << 20
 """Live: capture bytes the view has not read yet from which the status bar says so."""
 
 
-COMPACT_HEIGHT = 40
+COMPACT_HEIGHT = 30
 NARROW_WIDTH = 110
 
 
