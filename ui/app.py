@@ -193,6 +193,7 @@ class H2ScopeApp(Navigation):
         if narrow != main.has_class("narrow"):
             main.set_class(narrow, "narrow")
             self.detail.display = not narrow
+            self.timeline.set_class(narrow, "alone")
 
     def on_mount(self) -> None:
         self.fit(self.size.width, self.size.height)
@@ -522,6 +523,7 @@ class H2ScopeApp(Navigation):
 
     def action_toggle_detail(self) -> None:
         self.detail.display = not self.detail.display
+        self.timeline.set_class(not self.detail.display, "alone")
 
     def action_detail_tab(self, tab: str) -> None:
         self.detail.active = tab
