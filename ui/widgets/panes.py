@@ -43,8 +43,8 @@ def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
 
 NOTE_WIDTH = 90
 """Characters of a connection's note in its row (highlighting the row shows it whole)."""
-COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client leg", "TLS server leg",
-           "state", "frames →/←", "bytes →/←", "streams open/total", "findings", "note")
+COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client", "TLS server",
+           "state", "frames →/←", "bytes →/←", "streams open/all", "findings", "note")
 
 
 class ConnectionsPane(DataTable[str | Text]):
