@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import App
 
-from ui.model.export import EXTENSIONS, FILTERED_FORMATS, export
+from ui.model.export import EXTENSIONS, FILTERED_FORMATS, export, replaced_note
 from ui.screens.prompt import ExportPrompt, Prompt
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class SessionActions(App[int]):
         live = self.live
         if live is None or live.backing is None:
             return
-        replaced = _replaces(dest)
+        replaced = replaced_note(dest)
         frames = len(self.session.table)  # (the save copies at least these)
         try:
             records = live.backing.save(dest)
@@ -150,7 +150,7 @@ class SessionActions(App[int]):
         live = self.live
         if self.capture is None and live is not None:
             live.flush_recording()
-        replaced = _replaces(out)
+        replaced = replaced_note(out)
         try:
             export(source, fmt, out, conn=self.scope_conn,
                    stream=self.scope_stream if fmt not in ("pcapng", "script") else None,
@@ -160,9 +160,3 @@ class SessionActions(App[int]):
         else:
             msg = f"exported {fmt} to {out}{replaced}"
         self.call_from_thread(setattr, self, "message", msg)
-
-
-def _replaces(path: Path) -> str:
-    """What to add to a "saved to" message when ``path`` held a file already (the
-    file is replaced, as editors do, but the user is told)."""
-    return " (it replaced the file that was there)" if path.is_file() else ""

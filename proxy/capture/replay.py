@@ -89,6 +89,16 @@ class Observers(dict[int, ConnectionObserver | None]):
             lost_part(obs)
         self.damage.append(problem)
 
+    def reporter(self, then: Callable[[BadRecord], object] | None = None,
+                 ) -> Callable[[BadRecord], None]:
+        """A reader's ``on_problem``: :meth:`damaged`, then ``then`` (the caller's own
+        reporting: a list's ``append``, a message)."""
+        def report(problem: BadRecord) -> None:
+            self.damaged(problem)
+            if then is not None:
+                then(problem)
+        return report
+
     def lost_items(self, at: Record | None) -> Iterator[Replayed]:
         """A LOST item (connection 0: any connection) per damaged stretch reported, at
         its byte offset and the time of the record ``at`` that follows it."""
@@ -175,13 +185,7 @@ def replay(path: str | os.PathLike[str], *, close_open: bool = False,
            on_problem: Callable[[BadRecord], None] | None = None) -> Iterator[Replayed]:
     """Every record of the capture at ``path`` with the events it produced."""
     observers = Observers()
-
-    def problem(p: BadRecord) -> None:
-        observers.damaged(p)
-        if on_problem is not None:
-            on_problem(p)
-
-    with CaptureReader(path, on_problem=problem) as reader:
+    with CaptureReader(path, on_problem=observers.reporter(on_problem)) as reader:
         yield from replay_records(reader.records(), close_open=close_open, observers=observers)
 
 

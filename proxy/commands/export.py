@@ -111,13 +111,9 @@ def open_capture(path: Path, problems: list[BadRecord],
     (exit 2) naming the file if it is missing or not a capture."""
     from proxy.cli import UsageError
 
-    def problem(p: BadRecord) -> None:
-        problems.append(p)
-        if observers is not None:
-            observers.damaged(p)
-
+    report = problems.append if observers is None else observers.reporter(problems.append)
     try:
-        return CaptureReader(path, on_problem=problem)
+        return CaptureReader(path, on_problem=report)
     except FileNotFoundError:
         raise UsageError(f"no such capture file: {path}") from None
     except CaptureFormatError as exc:

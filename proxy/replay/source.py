@@ -84,12 +84,7 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     metas: dict[int, dict[str, Any]] = {}
     seen: list[int] = []  # every connection id, to name them when --conn misses
     observers = Observers()
-
-    def problem(p: BadRecord) -> None:
-        problems.append(p)
-        observers.damaged(p)
-
-    with CaptureReader(path, on_problem=problem) as reader:
+    with CaptureReader(path, on_problem=observers.reporter(problems.append)) as reader:
         for n, item in enumerate(replay_records(reader.records(), observers=observers), 1):
             rec = item.record
             if n % 4096 == 0 and progress is not None:

@@ -22,7 +22,7 @@ from proxy.capture.reader import CaptureReader
 from proxy.capture.replay import Observers
 from proxy.filter import Filter
 
-__all__ = ["EXTENSIONS", "FILTERED_FORMATS", "FORMATS", "export"]
+__all__ = ["EXTENSIONS", "FILTERED_FORMATS", "FORMATS", "export", "replaced_note"]
 
 
 def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
@@ -32,10 +32,16 @@ def export(capture: Path, fmt: str, out_path: Path, *, conn: int | None = None,
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     observers = Observers()
-    with CaptureReader(capture, on_problem=observers.damaged) as reader, \
+    with CaptureReader(capture, on_problem=observers.reporter()) as reader, \
             open_private(out_path, fmt == "pcapng") as out:
         from ui.model import body
 
         return write_export(fmt, reader.records(), out, conn=conn, stream=stream, keep=keep,
                             protoset=body.SCHEMA, observers=observers,
                             stream_headers=filter_context(capture, keep))
+
+
+def replaced_note(path: Path) -> str:
+    """What to add to a "saved to" message when ``path`` holds a file already (it is
+    replaced, as editors do, but the user is told)."""
+    return " (it replaced the file that was there)" if path.is_file() else ""

@@ -25,6 +25,7 @@ from ui.model.body import (
     websocket_lines,
 )
 from ui.model.connections import ConnInfo, Headers, StreamInfo
+from ui.model.export import replaced_note
 from ui.model.session import Session
 
 
@@ -201,7 +202,7 @@ class StreamScreen(ModalScreen[None]):
         body = reassemble(self.session, self.stream, self._save_direction).raw
         path = Path(event.value).expanduser()
         note = self.query_one("#stream-note", Static)
-        replaced = path.exists()
+        replaced = replaced_note(path)
         headers = self.stream.response_headers if self._save_direction \
             else self.stream.request_headers
         encoding = header(headers, "content-encoding")
@@ -212,7 +213,6 @@ class StreamScreen(ModalScreen[None]):
             note.update(Text(f"cannot save: {exc.strerror or exc}", "bold red"))
         else:
             how = f" (as received: still {encoding}-encoded)" if encoding else ""
-            note.update(Text(f"saved {len(body)} bytes{how} to {path}"
-                             f"{' (replaced the file that was there)' if replaced else ''}"))
+            note.update(Text(f"saved {len(body)} bytes{how} to {path}{replaced}"))
         event.input.add_class("hidden")
         self.query_one("#stream-view", VerticalScroll).focus()

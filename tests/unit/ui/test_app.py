@@ -41,6 +41,14 @@ async def _filter(app: H2ScopeApp, pilot: Any, text: str) -> None:
     await _filtered(app, pilot)
 
 
+async def _stream_view(app: H2ScopeApp, pilot: Any, ftype: int, stream: int) -> Any:
+    """Select the first frame of ``ftype`` on ``stream`` and open its stream view."""
+    app._select_row(_row_of(app, ftype, stream))
+    await pilot.press("s")
+    await pilot.pause()
+    return app.screen
+
+
 async def _filtered(app: H2ScopeApp, pilot: Any) -> None:
     """Wait until the filter worker has made the new view."""
     for _ in range(100):
@@ -142,10 +150,7 @@ def test_valid_filter_narrows_the_view_and_invalid_one_keeps_it(capture_path: Pa
 
 def test_stream_view_shows_messages_decoded_body_and_copies_curl(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app._select_row(_row_of(app, 1, 1))
-        await pilot.press("s")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _stream_view(app, pilot, 1, 1)
         assert isinstance(screen, StreamScreen)
         body = screen.query_one("#stream-body", Static).content
         text = getattr(body, "plain", str(body))
@@ -163,10 +168,7 @@ def test_stream_view_shows_messages_decoded_body_and_copies_curl(capture_path: P
 def test_the_stream_view_is_kept_and_shows_the_stream_selected_next(
         capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app._select_row(_row_of(app, 1, 1))
-        await pilot.press("s")
-        await pilot.pause()
-        first = app.screen
+        first = await _stream_view(app, pilot, 1, 1)
         assert isinstance(first, StreamScreen)
         await pilot.press("c")  # a note and a curl command that must not stay
         assert first.curl
@@ -176,10 +178,7 @@ def test_the_stream_view_is_kept_and_shows_the_stream_selected_next(
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, StreamScreen)
-        app._select_row(_row_of(app, 0, 3))
-        await pilot.press("s")
-        await pilot.pause()
-        again = app.screen
+        again = await _stream_view(app, pilot, 0, 3)
         assert again is first and again.stream.stream_id == 3
         text = again.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
         assert "stream 3" in text and "gRPC: 2 length-prefixed message(s)" in text
@@ -193,10 +192,7 @@ def test_stream_view_splits_grpc_and_saves_the_body(capture_path: Path, tmp_path
     out = tmp_path / "resp.bin"
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app._select_row(_row_of(app, 0, 3))
-        await pilot.press("s")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _stream_view(app, pilot, 0, 3)
         assert isinstance(screen, StreamScreen)
         text = screen.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
         assert "gRPC: 2 length-prefixed message(s)" in text
@@ -625,10 +621,7 @@ def test_connection_level_findings_are_counted_with_their_connection() -> None:
 def test_escape_closes_the_save_box_first_and_an_empty_body_is_not_saved(
         capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app._select_row(_row_of(app, 1, 1))
-        await pilot.press("s")
-        await pilot.pause()
-        screen = app.screen
+        screen = await _stream_view(app, pilot, 1, 1)
         assert isinstance(screen, StreamScreen)
         await pilot.press("b")
         await pilot.pause()

@@ -22,11 +22,16 @@ def _batches(path: Path) -> list[Batch]:
             for item in replay(path) if item.record.type in (RecordType.FRAME, RecordType.RAW)]
 
 
-def test_views_catch_up_as_soon_as_the_traffic_stops(tmp_path: Path) -> None:
-    batches = _batches(record(tmp_path / "t.h2c"))
+def _live(tmp_path: Path) -> tuple[list[Batch], LiveFeed, H2ScopeApp]:
+    """A recorded session's batches, and a live app fed by ``feed``."""
     frames = LiveFrames()
     feed = LiveFeed()
     app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+    return _batches(record(tmp_path / "t.h2c")), feed, app
+
+
+def test_views_catch_up_as_soon_as_the_traffic_stops(tmp_path: Path) -> None:
+    batches, feed, app = _live(tmp_path)
 
     def over_budget() -> None:  # as if the UI thread had just spent a lot of CPU
         app._repaint_mark = (time.monotonic(), time.thread_time() - 100.0)
@@ -54,10 +59,7 @@ def test_follow_scrolls_to_the_tail_after_a_first_burst_that_overflows_the_view(
     the timeline shows. The view must end on the last rows — not on the first
     ones with the cursor out of sight (the vertical scrollbar did not exist yet
     when the burst was taken, so a plain scroll to the end did nothing)."""
-    batches = _batches(record(tmp_path / "t.h2c"))
-    frames = LiveFrames()
-    feed = LiveFeed()
-    app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+    batches, feed, app = _live(tmp_path)
 
     async def scenario() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
@@ -84,10 +86,7 @@ def test_a_connection_that_closes_without_a_frame_is_shown_closed(tmp_path: Path
     from proxy.events import Closer, ConnectionClosed
     from ui.widgets.panes import ConnectionsPane
 
-    batches = _batches(record(tmp_path / "t.h2c"))
-    frames = LiveFrames()
-    feed = LiveFeed()
-    app = H2ScopeApp(Session(frames, title="live"), feed=feed, frames=frames)
+    batches, feed, app = _live(tmp_path)
 
     async def scenario() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
