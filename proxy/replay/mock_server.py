@@ -245,6 +245,10 @@ async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
     sslobj: Any = writer.get_extra_info("ssl_object")
     if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
         # The client cannot speak h2 here: say so in HTTP/1.1 and hang up.
+        chosen = sslobj.selected_alpn_protocol()
+        log(f"a client without HTTP/2 (ALPN {chosen or 'none'}; a browser does this for a "
+            "WebSocket when it has no h2 connection here that allows one): answered 505, "
+            "closed")
         with contextlib.suppress(OSError, ssl.SSLError):
             writer.write(HTTP1_REFUSAL)
             await writer.drain()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,36 +73,76 @@ def h2_origin(origin_cert: CertFiles) -> Iterator[ServerThread]:
         server.close()
 
 
-@pytest.fixture
-def serve(confdir: Path) -> Iterator[Callable[..., str]]:
-    """Start ``h2scope serve ARGS`` on a free port; yields a function returning the URL."""
-    started: list[subprocess.Popen[bytes]] = []
+class Served:
+    """Starts ``h2scope serve ARGS`` on a free port (call it: the URL comes back) and
+    keeps each server's output (its log of requests), readable with :meth:`log`."""
 
-    def start(*args: str) -> str:
+    def __init__(self, confdir: Path) -> None:
+        self.confdir = confdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[str, list[str]] = {}
+        self.readers: list[threading.Thread] = []
+
+    def __call__(self, *args: str) -> str:
         proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-p", "0",
-                                 "--confdir", str(confdir), *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        started.append(proc)
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 15
-        seen = b""
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            seen += line
-            m = re.search(rb"listening on (\S+?)/ ", line)
-            if m:
-                url = m.group(1).decode()
-                procs.wait_for_port(int(url.rsplit(":", 1)[1]), None)
-                return url
-            if not line and proc.poll() is not None:
-                break
-        raise AssertionError(f"h2scope serve did not start: {seen.decode(errors='replace')}")
+                                 "--confdir", str(self.confdir), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        lines: list[str] = []
+        found: list[str] = []
+        ready = threading.Event()
 
-    try:
-        yield start
-    finally:
-        for proc in started:
+        def drain() -> None:  # to the end, so a chatty server never blocks on its pipe
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                lines.append(line)
+                m = re.search(r"listening on (\S+?)/ ", line)
+                if m and not found:
+                    found.append(m.group(1))
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        self.readers.append(reader)
+        if not ready.wait(15) or not found:
+            raise AssertionError("h2scope serve did not start: " + "\n".join(lines))
+        url = found[0]
+        self.logs[url] = lines
+        procs.wait_for_port(int(url.rsplit(":", 1)[1]), None)
+        return url
+
+    def log(self, url: str) -> list[str]:
+        """What the server at ``url`` has written so far, line by line."""
+        return list(self.logs[url])
+
+    def wait_log(self, url: str, text: str, timeout: float = 10, since: int = 0) -> list[str]:
+        """The log once a line of it (from line ``since`` on) contains ``text``; fails
+        with the log after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.logs[url][since:]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the serve log:\n" + "\n".join(self.logs[url]))
+            time.sleep(0.02)
+        return list(self.logs[url])
+
+    def close(self) -> None:
+        for proc in self.procs:
             proc.kill()
             proc.wait(5)
-            if proc.stderr:
-                proc.stderr.close()
+        for reader in self.readers:
+            reader.join(5)
+        for proc in self.procs:
+            if proc.stdout:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def serve(confdir: Path) -> Iterator[Served]:
+    """Start ``h2scope serve ARGS`` on a free port; yields a :class:`Served`."""
+    served = Served(confdir)
+    try:
+        yield served
+    finally:
+        served.close()

@@ -21,6 +21,7 @@ from tests.helpers import procs
 from tests.helpers.options import Options
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
+from tests.integration.conftest import Served
 
 pytestmark = pytest.mark.peer
 
@@ -58,7 +59,7 @@ def recorded(capture: Path, path: str) -> tuple[dict[str, str], bytes]:
 
 
 def test_curl_gets_the_recorded_body_and_headers_over_tls(
-        pushed_capture: Path, serve: Callable[..., str], confdir: Path, docroot: Path) -> None:
+        pushed_capture: Path, serve: Served, confdir: Path, docroot: Path) -> None:
     url = serve(str(pushed_capture))
     ca = confdir / "h2scope-ca-cert.pem"
     result = procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(ca),
@@ -78,6 +79,14 @@ def test_curl_gets_the_recorded_body_and_headers_over_tls(
     assert result.returncode == 0, result.stderr
     head, _, body = result.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/2 200") and body == STYLE
+    # A client that offers only HTTP/1.1 is told so in HTTP/1.1, and the log says why.
+    result = procs.run([procs.require("curl"), "-sS", "--http1.1", "--cacert", str(ca),
+                        "-D", "-", f"{url}/index.html"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"HTTP/1.1 505"), result.stdout[:200]
+    assert b"ALPN h2" in result.stdout
+    assert any("without HTTP/2 (ALPN http/1.1" in line and "505" in line
+               for line in serve.wait_log(url, "without HTTP/2"))
 
 
 def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: Callable[..., str],
