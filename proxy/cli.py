@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy import __version__
+from proxy.textio import escape_bytes_on_standard_streams
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -105,6 +106,7 @@ def _without_command(argv: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    escape_bytes_on_standard_streams()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if _without_command(argv):

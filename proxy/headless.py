@@ -17,7 +17,6 @@ The wording comes from :mod:`proxy.observe.describe`, shared with
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from proxy.events import (
 from proxy.grpc_log import GrpcTracker
 from proxy.observe.describe import event_line
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
+from proxy.observe.jsonview import json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
     HEADER_INDENT,
@@ -181,8 +181,8 @@ class HeadlessPrinter:
                     if grpc is not None and (grpc.streams or ev.block is not None):
                         grpc.feed(conn_id, ev)
                     continue
-                lines.append(json.dumps(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,
-                                                   grpc=grpc), ensure_ascii=False))
+                lines.append(json_line(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,
+                                                  grpc=grpc)))
             elif isinstance(ev, ConnectionEvent):
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:

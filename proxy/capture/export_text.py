@@ -8,7 +8,6 @@ log and an exported one read the same and diff cleanly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
@@ -23,7 +22,7 @@ from proxy.observe.events import (
     Event,
     FrameObserved,
 )
-from proxy.observe.jsonview import frame_dict
+from proxy.observe.jsonview import frame_dict, json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
     HEADER_INDENT,
@@ -215,10 +214,9 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
                 continue
             stored = len(rec.body) - 9 if rec.truncated else None
             if _stream_ok(ev, stream) and (kept is None or kept.frame(rec.conn_id, ev)):
-                out.write(json.dumps(jsonl_dict(rec.conn_id, ev, rec.wall,
-                                                stored_length=stored, websockets=websockets,
-                                                grpc=grpc),
-                                     ensure_ascii=False) + "\n")
+                out.write(json_line(jsonl_dict(rec.conn_id, ev, rec.wall,
+                                               stored_length=stored, websockets=websockets,
+                                               grpc=grpc)) + "\n")
                 n += 1
             elif websockets.streams or ev.block is not None or (grpc and grpc.streams):
                 websockets.feed(rec.conn_id, ev, stored is not None)  # kept in step

@@ -17,6 +17,7 @@ from proxy.capture.reader import Record
 from proxy.capture.replay import Observers, replay_observer, replay_records
 from proxy.filter import Filter
 from proxy.filter_context import StreamHeaders, all_stream_headers
+from proxy.textio import ESCAPE_BYTES
 
 FORMATS = ("har", "pcapng", "text", "jsonl", "script")
 BINARY_FORMATS = frozenset({"pcapng"})
@@ -30,7 +31,8 @@ def open_private(path: str | os.PathLike[str], binary: bool) -> IO[Any]:
     """Create (or truncate) ``path`` mode 0600 for writing: an export holds what its
     capture holds (cookies, tokens, bodies), so it is as private as the capture."""
     fd = create_private(path)
-    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8",
+                                                        errors=ESCAPE_BYTES)
 
 
 def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | None = None,

@@ -76,6 +76,10 @@ def grpc_status_text(headers: dict[str, str]) -> str | None:
 def block_summary(headers: tuple[tuple[str, str], ...]) -> str:
     """``GET example.com/path`` for a request, ``200 text/html`` for a response,
     the gRPC status for gRPC trailers."""
+    return shown(_summary(headers))  # (a value's bytes not UTF-8 or controls as \xNN)
+
+
+def _summary(headers: tuple[tuple[str, str], ...]) -> str:
     h = dict(headers)
     grpc = grpc_status_text(h) if "grpc-status" in h else None
     if ":status" in h:

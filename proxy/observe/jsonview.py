@@ -5,6 +5,8 @@ The schema is documented in ``docs/json.md``; keep the two in step.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from proxy.observe.enums import error_name, setting_name
@@ -33,8 +35,45 @@ def finding_dict(f: Finding) -> dict[str, Any]:
             "message": f.message, "seq": f.seq, "stream_id": f.stream_id}
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def json_line(obj: Any) -> str:
+    """``obj`` as one line of JSON, non-ASCII text as it is. A byte that was not
+    UTF-8 (a lone surrogate in a decoded name or value) is written ``\\xNN``, as
+    the text log shows it, so the line can be written as UTF-8; the exact bytes
+    are in the object's ``*_hex`` fields."""
+    line = json.dumps(obj, ensure_ascii=False)
+    if line.isascii():
+        return line
+    return _SURROGATE.sub(lambda m: f"\\\\x{ord(m.group()) - 0xDC00:02x}", line)
+
+
+def raw_bytes(text: str) -> bytes | None:
+    """The wire bytes of a decoded name or value that is not UTF-8 (its bytes were
+    decoded as lone surrogates, losslessly); None for text JSON can hold as it is."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return None
+
+
+def _header(name: str, value: str) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": name, "value": value}
+    raw = raw_bytes(value)
+    if raw is not None:  # a -bin value sent raw, or a broken one: its bytes, exactly
+        d["value_hex"] = raw.hex()
+    raw = raw_bytes(name)
+    if raw is not None:
+        d["name_hex"] = raw.hex()
+    return d
+
+
 def field_dict(fa: FieldAnnotation) -> dict[str, Any]:
-    return {
+    d = {
         "representation": fa.representation.name.lower(),
         "offset": fa.offset,
         "wire_length": fa.wire_length,
@@ -52,11 +91,18 @@ def field_dict(fa: FieldAnnotation) -> dict[str, Any]:
         "inserted": fa.inserted,
         "evicted": [{"name": n, "value": v} for n, v in fa.evicted],
     }
+    raw = raw_bytes(fa.value)
+    if raw is not None:
+        d["value_hex"] = raw.hex()
+    raw = raw_bytes(fa.name)
+    if raw is not None:
+        d["name_hex"] = raw.hex()
+    return d
 
 
 def block_dict(block: HeaderBlock) -> dict[str, Any]:
     return {
-        "headers": [{"name": n, "value": v} for n, v in block.headers],
+        "headers": [_header(n, v) for n, v in block.headers],
         "fields": [field_dict(fa) for fa in block.fields],
         "wire_length": block.wire_length,
         "decoded_size": block.decoded_size,

@@ -1,0 +1,126 @@
+"""Header bytes that are not UTF-8 — gRPC's true binary metadata (a ``-bin`` value
+sent raw), a broken path — reach every output as valid UTF-8 text: written
+``\\xNN`` as the log lines show them, with the exact bytes beside them where the
+format has room (``value_hex`` in JSON Lines, ``_valueBase64`` in HAR). Before,
+the HAR and JSON Lines exports, ``diff`` and the headless JSON Lines printer on a
+UTF-8 terminal stopped with a UnicodeEncodeError."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import jsonschema
+import pytest
+
+from proxy.capture.export_har import write_har
+from proxy.capture.replay import replay
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.describe import block_summary
+from proxy.observe.enums import Direction
+from tests.unit.capture.test_export_har import SCHEMA
+from tests.unit.capture.traffic import META
+
+RAW_VALUE = b"\x00\xff\x80"
+RAW_PATH = b"/svc/M\xff"
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("raw") / "raw.h2scope"
+    lax = {"validate_outbound_headers": False, "validate_inbound_headers": False}
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, **lax))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, **lax))
+    with CaptureWriter(path) as writer:
+        tap = RecordingObserver(writer, 1, META, t=999.0)
+
+        def exchange(t: float) -> None:
+            for _ in range(10):
+                c2s, s2c = client.data_to_send(), server.data_to_send()
+                if not c2s and not s2c:
+                    return
+                if c2s:
+                    tap.feed(Direction.C2S, c2s, t)
+                    server.receive_data(c2s)
+                if s2c:
+                    tap.feed(Direction.S2C, s2c, t)
+                    client.receive_data(s2c)
+
+        client.initiate_connection()
+        server.initiate_connection()
+        exchange(1000.0)
+        client.send_headers(1, [(b":method", b"POST"), (b":scheme", b"https"),
+                                (b":authority", b"example.test"), (b":path", RAW_PATH),
+                                (b"content-type", b"application/grpc"),
+                                (b"trace-bin", RAW_VALUE)], end_stream=True)
+        exchange(1000.05)
+        server.send_headers(1, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+        server.send_headers(1, [(b"grpc-status", b"0"), (b"x-bin", RAW_VALUE)], end_stream=True)
+        exchange(1000.1)
+        tap.close(1000.2)
+    return path
+
+
+def test_the_har_export_is_utf8_json_with_the_exact_bytes_beside(capture: Path) -> None:
+    out = io.StringIO()
+    write_har(replay(capture), out)
+    text = out.getvalue()
+    text.encode("utf-8")  # no lone surrogate left
+    har = json.loads(text)
+    jsonschema.Draft7Validator(SCHEMA).validate(har)
+    (entry,) = har["log"]["entries"]
+    assert entry["request"]["url"] == "https://example.test/svc/M\\xff"
+    (header,) = [h for h in entry["request"]["headers"] if h["name"] == "trace-bin"]
+    assert header["value"] == "\x00\\xff\\x80"
+    assert base64.b64decode(header["_valueBase64"]) == RAW_VALUE
+    assert "_valueBase64" not in next(h for h in entry["request"]["headers"]
+                                      if h["name"] == "content-type")
+
+
+def test_json_lines_carry_value_hex_and_encode(capture: Path, tmp_path: Path) -> None:
+    from proxy.cli import main
+
+    out = tmp_path / "raw.jsonl"
+    assert main(["export", str(capture), "--format", "jsonl", "-o", str(out)]) == 0
+    objects = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
+    request = next(o for o in objects if o["type"] == "HEADERS" and o["direction"] == "c2s")
+    fields = {h["name"]: h for h in request["block"]["headers"]}
+    assert bytes.fromhex(fields["trace-bin"]["value_hex"]) == RAW_VALUE
+    assert bytes.fromhex(fields[":path"]["value_hex"]) == RAW_PATH
+    assert fields[":path"]["value"] == "/svc/M\\xff"
+    assert "value_hex" not in fields[":method"]
+    annotated = {f["name"]: f for f in request["block"]["fields"]}
+    assert bytes.fromhex(annotated["trace-bin"]["value_hex"]) == RAW_VALUE
+
+
+def test_a_request_line_shows_bytes_not_utf8_escaped() -> None:
+    path = RAW_PATH.decode("utf-8", "surrogateescape")
+    assert block_summary(((":method", "GET"), (":authority", "a"), (":path", path))) \
+        == "GET a/svc/M\\xff"
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "text"],
+                                     ["export", "--format", "jsonl"],
+                                     ["export", "--format", "har"], ["diff"], ["check"]])
+def test_commands_write_valid_utf8_to_a_utf8_terminal(
+        capture: Path, recorded: tuple[Path, object], command: list[str]) -> None:
+    """PYTHONIOENCODING=utf-8 is a UTF-8 terminal's strict encoding (in the C locale
+    Python would write the raw byte instead)."""
+    args = [*command[:1], str(capture), *command[1:]]
+    if command == ["diff"]:
+        args.append(str(recorded[0]))  # other streams: "only in A ... /svc/M\\xff"
+    result = subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True,
+                            env={"PYTHONIOENCODING": "utf-8", "PATH": "/usr/bin:/bin"},
+                            timeout=60)
+    assert b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert result.returncode in (0, 3), result.stderr
+    text = result.stdout.decode("utf-8")  # strict: valid UTF-8
+    if command[0] != "check":
+        assert "\\xff" in text
