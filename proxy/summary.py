@@ -264,9 +264,8 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """The summary for JSON (``check --json``): the same facts as :meth:`lines`."""
-        stalled = self.unresumed + [(*key, since, self.last_t, "at the end")
-                                    for key, since in self._stalled.items()]
-        longest = self.longest_stall
+        stalled = self._never_resumed()
+        longest = self._longest()
         return {
             "connections": self.connections,
             "protocols": dict(self.protocols),
@@ -280,7 +279,7 @@ class RunSummary:
                 "count": self.stalls,
                 "longest": None if longest is None else {
                     "seconds": longest[0], "conn": longest[1], "stream": longest[2],
-                    "blocked": longest[3].sender},
+                    "blocked": longest[3].sender, "resumed": longest[4]},
                 "never_resumed": [{"conn": c, "stream": s, "blocked": d.sender,
                                    "seconds": max(0.0, until - since), "until": how}
                                   for c, s, d, since, until, how in stalled],
@@ -295,17 +294,32 @@ class RunSummary:
         if not self.stalls:
             return []
         text = f"flow control: {self.stalls:,} stall{'s' * (self.stalls != 1)}"
-        if self.longest_stall is not None:
-            took, conn, sid, direction = self.longest_stall
-            text += f", longest {_seconds(took)} ({_where(conn, sid, direction)})"
+        longest = self._longest()
+        if longest is not None:
+            took, conn, sid, direction, resumed = longest
+            text += (f", longest {_seconds(took)} ({_where(conn, sid, direction)}"
+                     f"{'' if resumed else ', never resumed'})")
         out = [text]
-        at_end = [(*key, since, self.last_t, "at the end") for key, since in self._stalled.items()]
-        for conn, sid, direction, since, until, how in self.unresumed + at_end:
+        for conn, sid, direction, since, until, how in self._never_resumed():
             waited = f" for {_seconds(until - since)}" if until >= since else ""
             out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited} "
                        f"{how}: the {direction.peer.sender} sent no WINDOW_UPDATE that "
                        "reopened it")
         return out
+
+
+    def _never_resumed(self) -> list[tuple[int, int, Direction, float, float, str]]:
+        return self.unresumed + [(*key, since, self.last_t, "at the end")
+                                 for key, since in self._stalled.items()]
+
+    def _longest(self) -> tuple[float, int, int, Direction, bool] | None:
+        """The longest stall, resumed or not: (seconds, connection, stream, direction
+        of the data, resumed). A hang that never resumed is usually the longest."""
+        best = None if self.longest_stall is None else (*self.longest_stall, True)
+        for conn, sid, direction, since, until, _how in self._never_resumed():
+            if best is None or until - since > best[0]:
+                best = (max(0.0, until - since), conn, sid, direction, False)
+        return best
 
 
 def _where(conn: int, sid: int, direction: Direction) -> str:

@@ -59,6 +59,7 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
+    frame_padding,
     new_data_frame,
     parse_known_header,
 )
@@ -95,6 +96,20 @@ _STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
 _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
 _NO_STREAM_ZERO_MODEL = frozenset({_DATA, _PRIORITY, _RST})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
+_PADDABLE = frozenset({_DATA, _HEADERS, _PUSH})
+"""The types whose 0x8 flag is PADDED (RFC 9113 §6.1, §6.2, §6.6)."""
+
+
+def _check_padding(frame: Frame, seq: int, sid: int, findings: list[Finding]) -> None:
+    """RFC 9113 §6.1: padding octets MUST be zero when sent (a receiver may treat
+    other values as a PROTOCOL_ERROR)."""
+    padding = frame_padding(frame)
+    if padding and padding.count(0) != len(padding):
+        first = next(i for i, b in enumerate(padding) if b)
+        findings.append(_f("padding-not-zero", Severity.WARNING, "RFC 9113 §6.1",
+                           f"{len(padding) - padding.count(0)} of the {len(padding)} padding "
+                           f"bytes of this {type_name(frame.type)} are not zero (first at "
+                           f"padding byte {first}: 0x{padding[first]:02x})", seq, sid))
 
 
 class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
@@ -242,7 +257,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         stopped mid-frame from one whose frame was cut by the other's leaving."""
         events = self._events = []
         for side in self.sides:
-            for p in () if self.partial else side.pending:
+            # A peer that closed with an error GOAWAY (it may be rejecting these very
+            # SETTINGS) owes no ACK.
+            rejected = self.partial or self.sides[1 - side.direction].goaway_error != 0
+            for p in () if rejected else side.pending:
                 self._conn_finding(side.direction, t, _f(
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
                     f"the {side.direction.peer.sender} never acknowledged the SETTINGS sent "
@@ -350,9 +368,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             handled = True
             if ftype == _DATA and sid:
                 assert isinstance(frame, DataFrame)
+                if frame.flags & 0x8:
+                    _check_padding(frame, seq, sid, findings)
                 windows = self._data(side, frame, seq, t, findings)
             elif ftype == _HEADERS and sid:
                 assert isinstance(frame, HeadersFrame)
+                if frame.flags & 0x8:
+                    _check_padding(frame, seq, sid, findings)
                 done = self._headers(side, frame, seq, t, findings)
                 if done is not None:
                     block, block_sid = done
@@ -391,6 +413,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         elif ftype in _NEEDS_STREAM and sid == 0:
             findings.append(_f("stream-id-zero", Severity.ERROR, _rfc_for(ftype),
                                f"{type_name(ftype)} must not be sent on stream 0", seq, 0))
+
+        if frame.flags & 0x8 and ftype in _PADDABLE and frame.malformed is None:
+            _check_padding(frame, seq, sid, findings)
 
         if side.block is not None and ftype != _CONT:
             findings.append(_f("continuation-missing", Severity.ERROR, "RFC 9113 §6.10",
@@ -436,6 +461,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                        f"{frame.last_stream_id}; it may only stay or decrease",
                                        seq, 0))
                 side.goaway_last_stream_id = frame.last_stream_id
+                side.goaway_error = frame.error_code
             elif ftype == int(FrameType.PRIORITY_UPDATE):
                 assert isinstance(frame, PriorityUpdateFrame)
                 self._priority_update(side, frame, seq, findings)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
-from proxy.observe.events import Event, PingAnswered, SettingsAcknowledged
+from proxy.observe.events import Event, FlowControlResumed, PingAnswered, SettingsAcknowledged
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.floods import count as count_flood
 from proxy.observe.priority import PriorityTree, parse_priority_field
 from proxy.observe.sides import PendingSettings, Side
+from proxy.observe.streams import StreamState
 
 if TYPE_CHECKING:
     from proxy.observe.frames import PingFrame, PriorityFrame, PriorityUpdateFrame, SettingsFrame
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 C2S, S2C = Direction.C2S, Direction.S2C
 _PEER = (S2C, C2S)
+_IDLE, _CLOSED = StreamState.IDLE, StreamState.CLOSED
 _INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
 _ENABLE_CONNECT_PROTOCOL = int(SettingCode.ENABLE_CONNECT_PROTOCOL)
 _SETTING_RANGES = {
@@ -62,10 +64,12 @@ class ControlFrames:
                                    "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
                 return
             acked = owner.pending.popleft()
-            self._apply_settings(owner, acked.settings, t)
+            delta, adjusted = self._apply_settings(owner, acked.settings, t, seq, findings)
             owner.refresh_frame_size()
             self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
-                                                     settings=acked.settings, seq=seq))
+                                                     settings=acked.settings, seq=seq,
+                                                     window_delta=delta,
+                                                     streams_adjusted=adjusted))
             return
         count_flood(side, "settings-flood", t, seq, findings)
         for ident, value in frame.settings:
@@ -96,21 +100,56 @@ class ControlFrames:
         side.sent_settings = True
 
     def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
-                        t: float) -> None:
-        """Settings advertised by ``owner`` take effect for what its peer sends."""
+                        t: float, seq: int = -1, findings: list[Finding] | None = None,
+                        ) -> tuple[int, int]:
+        """Settings advertised by ``owner`` take effect for what its peer sends.
+        Returns how much a new INITIAL_WINDOW_SIZE moved the stream windows, and
+        how many open streams it moved."""
         peer = self.sides[_PEER[owner.direction]]
         adv = owner.advertised
+        moved = adjusted = 0
         for ident, value in settings:
             if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
                 # RFC 9113 §6.9.2: the change applies to every stream's window.
                 delta = value - adv[_INITIAL_WINDOW_SIZE]
-                data_dir = peer.direction
-                for stream in self.streams.values():
-                    stream.send_window[data_dir] += delta
+                if delta:
+                    moved += delta
+                    adjusted = self._adjust_windows(peer.direction, delta, value, t, seq,
+                                                    findings)
             elif ident == SettingCode.HEADER_TABLE_SIZE:
                 # The owner's decoder limit governs the peer's encoder (RFC 7541 §4.2).
                 peer.decoder.max_allowed_table_size = value
             adv[ident] = value
+        return moved, adjusted
+
+    def _adjust_windows(self, data_dir: Direction, delta: int, value: int, t: float,
+                        seq: int, findings: list[Finding] | None) -> int:
+        """Move every stream's window for data flowing ``data_dir`` by ``delta``: a
+        stalled stream whose window opens has resumed; a window pushed above
+        2^31-1 is a connection error (§6.9.2). Returns the open streams moved."""
+        over: list[int] = []
+        adjusted = 0
+        for stream in self.streams.values():
+            window = stream.send_window[data_dir] = stream.send_window[data_dir] + delta
+            if stream.state is _CLOSED or stream.state is _IDLE:
+                continue
+            adjusted += 1
+            if window > MAX_WINDOW:
+                over.append(stream.stream_id)
+            since = stream.stalled_since[data_dir]
+            if since is not None and window > 0:
+                stream.stalled_since[data_dir] = None
+                self._events.append(FlowControlResumed(t=t, direction=data_dir,
+                                                       stream_id=stream.stream_id,
+                                                       stalled_for=t - since, seq=seq))
+        if over and findings is not None:
+            shown = ", ".join(map(str, over[:5])) + (", ..." if len(over) > 5 else "")
+            findings.append(_f(
+                "window-overflow", Severity.ERROR, "RFC 9113 §6.9.2",
+                f"INITIAL_WINDOW_SIZE = {value} ({delta:+d}) takes the window of stream"
+                f"{'s' if len(over) > 1 else ''} {shown} above 2^31-1: a connection "
+                "error of type FLOW_CONTROL_ERROR", seq, 0))
+        return adjusted
 
     def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,
               findings: list[Finding]) -> None:

@@ -98,7 +98,7 @@ def frame_summary(ev: FrameObserved) -> str:
         return f"malformed: {f.malformed}"
     match f:
         case DataFrame():
-            text = f"{f.data_length} bytes"
+            text = f"{f.data_length} bytes" if f.data_length != 1 else "1 byte"
             if f.pad_length is not None:
                 text += f" +{f.pad_length} padding"
             if ev.windows is not None:
@@ -112,6 +112,8 @@ def frame_summary(ev: FrameObserved) -> str:
                 p = f.priority
                 parts.append(f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} "
                              f"weight={p.weight}")
+            if f.pad_length is not None:
+                parts.append(f"+{f.pad_length} padding")
             if ev.block is not None:
                 parts.append(block_summary(ev.block.headers))
             elif not f.end_headers:
@@ -220,7 +222,12 @@ def event_line(ev: Event) -> str | None:
             return "connection preface"
         case SettingsAcknowledged():
             named = ", ".join(f"{setting_name(k)}={v}" for k, v in ev.settings)
-            return f"settings in force for the {ev.direction.sender}: {named or '(defaults)'}"
+            line = f"settings in force for the {ev.direction.sender}: {named or '(defaults)'}"
+            if ev.streams_adjusted:
+                n = ev.streams_adjusted
+                which = "1 open stream's window" if n == 1 else f"{n} open streams' windows"
+                line += f"; {which} {ev.window_delta:+d} (RFC 9113 §6.9.2)"
+            return line
         case PingAnswered():
             return f"PING answered, rtt {ev.rtt * 1000:.3f} ms"
         case FlowControlStalled():

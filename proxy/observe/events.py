@@ -66,6 +66,11 @@ class SettingsAcknowledged(Event):
 
     settings: tuple[tuple[int, int], ...]
     seq: int
+    window_delta: int = 0
+    """How much a new INITIAL_WINDOW_SIZE moved every stream's window for this
+    direction's sender (RFC 9113 §6.9.2); 0 when it did not change."""
+    streams_adjusted: int = 0
+    """How many open streams that moved."""
 
 
 @record

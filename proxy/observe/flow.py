@@ -114,7 +114,8 @@ class StreamFrames:
                 side.conn_stalled_since = t
                 self._events.append(FlowControlStalled(t=t, direction=direction, stream_id=0,
                                                        seq=seq))
-            if window <= 0 and stream.stalled_since[direction] is None:
+            if window <= 0 and stream.stalled_since[direction] is None and \
+                    state is not _IDLE and state is not _CLOSED:  # (no window to wait on)
                 stream.stalled_since[direction] = t
                 self._events.append(FlowControlStalled(t=t, direction=direction,
                                                        stream_id=sid, seq=seq))

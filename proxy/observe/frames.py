@@ -66,6 +66,16 @@ class Priority:
     """Actual weight 1..256 (the wire carries weight - 1)."""
 
 
+def frame_padding(frame: Frame) -> bytes:
+    """The padding octets of a PADDED DATA, HEADERS or PUSH_PROMISE frame (b"" for
+    none, or when the frame's bytes were cut short, e.g. by record.max_data_bytes)."""
+    pad = getattr(frame, "pad_length", None)
+    raw = frame.raw
+    if not pad or len(raw) != 9 + frame.length:
+        return b""
+    return raw[len(raw) - pad:]
+
+
 @record
 class DataFrame(Frame):
     pad_length: int | None

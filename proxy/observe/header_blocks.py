@@ -129,6 +129,16 @@ class HeaderBlocks:
         """A HEADERS frame: the stream it opens or continues, then its block if complete."""
         direction = side.direction
         sid = frame.stream_id
+        if sid == 0:
+            # Flagged stream-id-zero (a connection error): no stream to open or check,
+            # but the block is decoded, as the peer's HPACK decoder would have read it.
+            if not frame.flags & 0x4:
+                side.block = HeaderBlockInProgress(0, _ROLE_REQUEST, [frame.fragment], None,
+                                                   seq, len(frame.fragment))
+                return None
+            side.block = None
+            return self._decode_block(side, 0, _ROLE_REQUEST, frame.fragment, None, seq,
+                                      findings)
         stream = self.streams.get(sid) or self._lookup(sid, direction)
         if stream.presumed_closed and (sid % 2 == 1) == (direction is C2S):
             # An id below the highest in use, never seen: a new stream opened
@@ -228,6 +238,8 @@ class HeaderBlocks:
                                f"{exc}; later blocks from the {side.direction.sender} cannot be "
                                "decoded (COMPRESSION_ERROR)", seq, block_sid))
             return None, promised
+        if block_sid == 0:
+            return block, promised  # (on stream 0: decoded, nothing to check it against)
         sid = promised if promised is not None else block_sid
         headers = block.headers
         checked = side.checked
@@ -281,6 +293,12 @@ class HeaderBlocks:
                         findings.append(_f("status-101", Severity.ERROR, "RFC 9113 §8.6",
                                            "101 (Switching Protocols) is not allowed in HTTP/2",
                                            seq, sid))
+                    if promised is None and sender_finished(stream.state, direction):
+                        findings.append(_f(
+                            "informational-end-stream", Severity.ERROR, "RFC 9113 §8.1",
+                            f"the HEADERS of a {status} (informational) response end stream "
+                            f"{sid}: a final response must follow, so the stream is "
+                            "malformed (§8.1.1)", seq, sid))
                     return block, promised
                 stream.response_headers = headers
                 # RFC 9110 §6.4.1: a response to HEAD, a 204 and a 304 have no content

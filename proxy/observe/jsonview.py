@@ -26,6 +26,7 @@ from proxy.observe.frames import (
     SettingsFrame,
     UnknownFrame,
     WindowUpdateFrame,
+    frame_padding,
 )
 from proxy.observe.hpack_annotated import FieldAnnotation, HeaderBlock
 
@@ -135,6 +136,8 @@ def frame_dict(ev: FrameObserved) -> dict[str, Any]:
     }
     if f.malformed is not None:
         d["malformed"] = f.malformed
+    elif f.flags & 0x8 and f.type in (0, 1, 5) and f.pad_length:  # type: ignore[attr-defined]
+        d["padding_hex"] = frame_padding(f).hex()
     match f:
         case DataFrame():
             d["pad_length"] = f.pad_length

@@ -76,6 +76,8 @@ class Side:
     pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
     goaway_last_stream_id: int | None = None
+    goaway_error: int = 0
+    """The error code of the last GOAWAY this endpoint sent (0: none, or NO_ERROR)."""
     sent_settings: bool = False
     connect_protocol: bool = False
     """This endpoint sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3): its peer

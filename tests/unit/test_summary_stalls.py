@@ -62,7 +62,9 @@ def test_stalls_ended_by_a_reset_a_close_or_the_end_never_resumed() -> None:
         conn_id=2, t=other.conv.t + 1, closed_by="CLIENT", reason="client closed"),)))  # type: ignore[arg-type]
     summary.last_t = fed.conv.t + 5
     lines = stall_lines(summary)
-    assert lines[0] == "flow control: 3 stalls"
+    # The longest is a hang that never resumed: it says so.
+    assert lines[0] == ("flow control: 3 stalls, longest 7000.0 ms (#1 stream 3, server "
+                        "blocked, never resumed)")
     assert lines[1] == ("never resumed: #1 stream 1, server blocked, stalled for 2003.0 ms "
                         "until the client reset the stream (CANCEL): the client sent no "
                         "WINDOW_UPDATE that reopened it")

@@ -1,0 +1,149 @@
+"""SETTINGS_INITIAL_WINDOW_SIZE changes every open stream's window when it takes
+effect (RFC 9113 §6.9.2): a stalled stream it opens has resumed, a window it
+pushes above 2^31-1 is a FLOW_CONTROL_ERROR, and the log line says by how much
+the windows moved. Also: a peer that rejects SETTINGS with an error GOAWAY is
+not blamed for not acknowledging them, and the summary's longest stall counts
+the hang that never resumed."""
+
+from __future__ import annotations
+
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.describe import event_line
+from proxy.observe.enums import Direction
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    FlowControlResumed,
+    FlowControlStalled,
+    SettingsAcknowledged,
+)
+from proxy.events import Batch
+from proxy.summary import RunSummary
+from tests.unit.observe.conftest import Conversation
+
+C2S, S2C = Direction.C2S, Direction.S2C
+REQUEST = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/")]
+
+
+def _stalled_download(conv: Conversation) -> None:
+    """Stream 1's response fills the client's initial 65,535-byte stream window."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(C2S, conv.f.window_update(0, 1 << 20))  # only the connection window grows
+    for _ in range(3):
+        conv.send(S2C, conv.f.data(1, b"x" * 16384))
+    conv.send(S2C, conv.f.data(1, b"x" * 16383))
+
+
+def test_a_larger_initial_window_resumes_a_stalled_stream(conv: Conversation) -> None:
+    _stalled_download(conv)
+    assert [(e.stream_id, e.direction) for e in conv.events
+            if isinstance(e, FlowControlStalled)] == [(1, S2C)]
+    conv.send(C2S, conv.f.settings(initial_window_size=65535 + 16384))
+    new = conv.send(S2C, conv.f.settings(ack=True), dt=0.5)
+    (resumed,) = [e for e in new if isinstance(e, FlowControlResumed)]
+    assert (resumed.stream_id, resumed.direction) == (1, S2C)
+    assert 0.5 <= resumed.stalled_for < 0.6
+    (acked,) = [e for e in new if isinstance(e, SettingsAcknowledged)]
+    assert (acked.window_delta, acked.streams_adjusted) == (16384, 1)
+    assert event_line(acked) == ("settings in force for the server: INITIAL_WINDOW_SIZE=81919;"
+                                 " 1 open stream's window +16384 (RFC 9113 §6.9.2)")
+    # The server may send 16,384 more bytes on the stream, and no more.
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"y" * 16384))) == []
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"z"))) == ["flow-control-exceeded"]
+
+
+def test_an_initial_window_that_overflows_an_open_stream_is_an_error(
+        conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST))  # the client will send a body
+    conv.send(S2C, conv.f.window_update(1, (1 << 31) - 1 - 65535))  # stream window at max
+    assert conv.findings() == []
+    conv.send(S2C, conv.f.settings(initial_window_size=65536))
+    new = conv.send(C2S, conv.f.settings(ack=True))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.rfc) == ("window-overflow", "RFC 9113 §6.9.2")
+    assert "stream 1" in finding.message and "FLOW_CONTROL_ERROR" in finding.message
+
+
+def test_no_settings_ack_owed_after_an_error_goaway(conv: Conversation) -> None:
+    conv.send(C2S, conv.f.settings(initial_window_size=1 << 31))  # out of range
+    goaway = bytes.fromhex("000008070000000000") + (0).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    conv.send(S2C, goaway)  # FLOW_CONTROL_ERROR: the server rejects them
+    closing = conv.obs.close(conv.t + 0.1, "server")
+    assert not [e for e in closing if isinstance(e, ConnectionFindingRaised)
+                and e.finding.code == "settings-not-acknowledged"]
+    # Without the GOAWAY the missing ACK is still reported.
+    other = Conversation()
+    other.send(C2S, other.f.settings(max_concurrent_streams=5))
+    assert [e.finding.code for e in other.obs.close(other.t + 0.1, "server")
+            if isinstance(e, ConnectionFindingRaised)] == ["settings-not-acknowledged"]
+
+
+def test_the_longest_stall_counts_one_that_never_resumed() -> None:
+    conv = Conversation()
+    _stalled_download(conv)
+    conv.send(C2S, conv.f.window_update(1, 100), dt=0.002)  # resumed after 2 ms
+    conv.send(S2C, conv.f.data(1, b"x" * 100))  # stalled again, never resumed
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
+    summary.handle(Batch(conn_id=1, t=conv.t + 3.0, events=()))  # still stalled 3 s on
+    lines = "\n".join(summary.lines())
+    assert "flow control: 2 stalls, longest 3000.0 ms (#1 stream 1, server blocked, never " \
+           "resumed)" in lines, lines
+    assert summary.as_dict()["stalls"]["longest"]["resumed"] is False
+
+
+def test_the_http2_settings_of_an_h2c_upgrade_set_stream_1s_windows() -> None:
+    obs = ConnectionObserver()
+    obs.upgrade_h2c(http2_settings=b"\x00\x04\x00\x01\x00\x00",
+                    request_headers=((":method", "GET"), (":path", "/")), t=0.0)
+    assert obs.streams[1].send_window[S2C] == 65536
+
+
+def test_an_informational_response_that_ends_its_stream_is_malformed(
+        conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    new = conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "103"), ("link", "</a>")],
+                                        flags=["END_HEADERS", "END_STREAM"]))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.rfc) == ("informational-end-stream", "RFC 9113 §8.1")
+    # An informational response followed by the final one is fine.
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings(conv.send(S2C, conv.f.headers(S2C, 3, [(":status", "103")]))) == []
+    assert conv.findings(conv.send(S2C, conv.f.headers(
+        S2C, 3, [(":status", "204")], flags=["END_HEADERS", "END_STREAM"]))) == []
+
+
+def test_padding_shown_and_flagged_when_not_zero(conv: Conversation) -> None:
+    from proxy.observe.describe import frame_summary
+    from proxy.observe.jsonview import frame_dict
+
+    new = conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "PADDED"],
+                                        pad_length=3))
+    (frame,) = conv.frames(new)
+    assert conv.findings(new) == []  # hyperframe pads with zeros
+    assert frame_summary(frame).startswith("+3 padding  GET a.test/")
+    data = bytearray(conv.f.data(1, b"xy", pad_length=2, flags=["END_STREAM"]))
+    data[-2:] = b"ZZ"
+    new = conv.send(C2S, bytes(data))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.rfc) == ("padding-not-zero", "RFC 9113 §6.1")
+    assert "0x5a" in finding.message
+    assert frame_dict(conv.frames(new)[0])["padding_hex"] == "5a5a"
+
+
+def test_data_on_an_idle_stream_is_no_stall(conv: Conversation) -> None:
+    new = conv.send(C2S, conv.f.data(1, b"x" * 10))
+    assert conv.findings(new) == ["frame-on-idle-stream"]
+    assert not [e for e in new if isinstance(e, FlowControlStalled)]
+
+
+def test_headers_on_stream_0_is_one_error_and_still_decoded(conv: Conversation) -> None:
+    frame = bytearray(conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    frame[5:9] = bytes(4)  # stream 0
+    new = conv.send(C2S, bytes(frame))
+    assert conv.findings(new) == ["stream-id-zero"]
+    (frame,) = conv.frames(new)
+    assert frame.block is not None and (":path", "/") in frame.block.headers
+    # The block went into the HPACK state: the next one, using it, decodes.
+    new = conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings(new) == []
