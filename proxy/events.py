@@ -1,7 +1,7 @@
 """Connection-level events and the bus that carries every event to the sinks.
 
 The relay publishes :class:`Batch` es: one per read (the chunk of bytes it
-forwarded and the events the observer made of it, DESIGN.md principle 7) or
+forwarded and the events the observer made of it, architecture principle 7) or
 one per connection-level fact (opened, TLS up, closed, an error). Every batch
 is tagged with the connection id, so observer events (which know nothing of
 connections) need no wrapping one by one.
@@ -215,7 +215,7 @@ class Batch:
     """For a relayed chunk: its direction; None for connection-level batches."""
     data: bytes = b""
     """The relayed bytes (after TLS) the events were decoded from; b"" if none.
-    A recorder stores these: the capture is raw truth (DESIGN.md principle 6)."""
+    A recorder stores these: the capture is raw truth (architecture principle 6)."""
     protocol: str | None = None
     """For a relayed chunk: ``h2``, ``h2c``, ``http/1.1`` or ``tcp``."""
 

@@ -32,6 +32,7 @@ from proxy.observe.events import (
 )
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.hpack_annotated import HeaderBlock
+from proxy.words import count
 
 EXIT_FINDINGS = 3
 """``run --headless --fail-on``: a finding at or above the severity was seen."""
@@ -247,7 +248,8 @@ class RunSummary:
             for g in groups:
                 by_severity[g.severity] += g.count
             out.append("findings: " + ", ".join(
-                f"{by_severity[s]} {s.name.lower()}" for s in sorted(by_severity, reverse=True)))
+                count(by_severity[s], s.name.lower(), "info" if s is Severity.INFO else None)
+                for s in sorted(by_severity, reverse=True)))
             for g in groups:
                 out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}, first "
                            f"{g.where}: {g.message}")

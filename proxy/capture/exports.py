@@ -2,7 +2,7 @@
 
 :func:`write_export` turns a capture's records into one format: ``pcapng``
 from the raw records, the others from the observer's events over them
-(DESIGN.md principle 6). ``conn``, ``stream`` and a compiled filter select
+(architecture principle 6). ``conn``, ``stream`` and a compiled filter select
 what goes out, where the format allows it (:data:`SELECTS`).
 """
 

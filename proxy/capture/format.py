@@ -1,6 +1,6 @@
 """The h2scope capture file format, version 1: constants and record layout.
 
-A capture is the raw truth of what crossed the proxy (DESIGN.md principle 6):
+A capture is the raw truth of what crossed the proxy (architecture principle 6):
 frame bytes exactly as relayed, with timestamps, direction and connection
 metadata. Decoded views are never stored; readers re-run the observer.
 

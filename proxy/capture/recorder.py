@@ -2,7 +2,7 @@
 
 It subscribes to :class:`proxy.events.EventBus` as a *normal* (non-lossy)
 sink, so when the disk is slow the bus waits and the relay stops reading
-(DESIGN.md principle 5): :meth:`CaptureRecorder.handle` awaits
+(architecture principle 5): :meth:`CaptureRecorder.handle` awaits
 :meth:`CaptureWriter.drain` whenever the writer's bounded buffer is full.
 
 What it writes, per batch:

@@ -1,4 +1,4 @@
-"""Re-running the observer over a capture (DESIGN.md principle 6).
+"""Re-running the observer over a capture (architecture principle 6).
 
 Captures store raw bytes, never decoded views, so every view of a capture —
 the UI, exports, ``h2scope view`` — comes from :func:`replay`: one

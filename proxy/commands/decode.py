@@ -22,7 +22,7 @@ from proxy.observe.describe import block_lines, event_line, flags_text, frame_su
 from proxy.observe.enums import Direction
 from proxy.observe.events import ConnectionFindingRaised, Desynced, Event, FrameObserved
 from proxy.observe.hpack_annotated import AnnotatedDecoder, HpackDecodeError
-from proxy.observe.jsonview import block_dict, finding_dict, frame_dict
+from proxy.observe.jsonview import block_dict, finding_dict, frame_dict, json_line
 
 _HEX_PREFIX = re.compile(r"0[xX]")
 _NOT_HEX = re.compile(r"[^0-9a-fA-F]")
@@ -39,7 +39,12 @@ examples:
 
 Frames: one direction's bytes, optionally starting with the client preface.
 Without --from, a stream that starts with the preface is decoded as the
-client's; otherwise as the server's if its first header block has :status.
+client's; otherwise as the server's if its first header block has :status or
+it has a PUSH_PROMISE before any header block.
+
+exit status: 0 decoded (findings do not change it); 1 the input is not whole:
+bad hex, a header block that does not decode (--hpack), input that stops
+inside a frame or loses framing; 2 usage errors.
 """
 
 
@@ -176,7 +181,7 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
             return 1
         if args.json:
             d = {"line": line_no, "block": count - 1, **block_dict(block)}
-            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            out.write(json_line(d) + "\n")
         else:
             out.write(f"block {count - 1} (line {line_no}): {block.wire_length} bytes, "
                       f"{len(block.headers)} header{'' if len(block.headers) == 1 else 's'}\n")
@@ -269,6 +274,8 @@ def _guess_sender(data: bytes) -> Direction:
     if data.startswith(CONNECTION_PREFACE):
         return Direction.C2S
     for ev in _run_observer(data, Direction.C2S, "optional"):
+        if isinstance(ev, FrameObserved) and ev.frame.type == 5:
+            return Direction.S2C  # only a server sends PUSH_PROMISE
         if isinstance(ev, FrameObserved) and ev.block is not None:
             return Direction.S2C if any(n == ":status" for n, _ in ev.block.headers) \
                 else Direction.C2S
@@ -307,7 +314,7 @@ def _decode_frames(lines: list[str], args: argparse.Namespace, out: TextIO) -> i
     for ev in events:
         if args.json:
             if isinstance(ev, FrameObserved):
-                out.write(json.dumps(frame_dict(ev), ensure_ascii=False) + "\n")
+                out.write(json_line(frame_dict(ev)) + "\n")
             elif isinstance(ev, (Desynced, ConnectionFindingRaised)):
                 out.write(json.dumps({"event": type(ev).__name__,
                                       "finding": finding_dict(ev.finding)}) + "\n")

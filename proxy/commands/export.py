@@ -1,6 +1,6 @@
 """``h2scope export``: turn a capture into HAR, pcapng, text, JSON Lines or a frame script.
 
-Every format re-runs the observer over the capture's raw frames (DESIGN.md
+Every format re-runs the observer over the capture's raw frames (architecture
 principle 6), so an export reflects the current decoder. Text formats go to
 stdout by default (or ``-o -``); binary formats need ``-o FILE``. Long exports
 show progress on stderr when it is a terminal, and are quiet otherwise.

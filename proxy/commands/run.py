@@ -396,8 +396,11 @@ def open_recorder(config: Config) -> Any:
         writer = CaptureWriter(config.record.file, config=capture_config(config),
                                max_data_bytes=config.record.max_data_bytes)
     except OSError as exc:
-        raise ConfigError(f"cannot record to {config.record.file}: {exc.strerror or exc}",
-                          key="record.file") from None
+        hint = ""
+        if isinstance(exc, FileNotFoundError):
+            hint = f" (create the directory {Path(config.record.file).parent} first)"
+        raise ConfigError(f"cannot record to {config.record.file}: {exc.strerror or exc}"
+                          f"{hint}", key="record.file") from None
     return CaptureRecorder(writer)
 
 

@@ -1,6 +1,6 @@
 """Parsing a TLS ClientHello from the bytes a client sent first.
 
-The proxy reads the ClientHello *before* answering it (DESIGN.md principle 2):
+The proxy reads the ClientHello *before* answering it (architecture principle 2):
 the SNI picks the leaf certificate and the upstream name, the ALPN list is
 offered upstream unchanged. Everything else (versions, cipher suites, groups,
 extensions in order, GREASE values) is kept for display, so a user can see

@@ -2,7 +2,7 @@
 
 Each direction is one pump: read what is available, write it to the other
 side unchanged, wait for the write to drain, then feed the same bytes to the
-observer and publish the batch (DESIGN.md principles 1, 5, 7). The observer
+observer and publish the batch (architecture principles 1, 5, 7). The observer
 never stops the relay: if it ever raised (a bug), the connection goes on
 unobserved and the error is logged and published (principle 4).
 

@@ -1,7 +1,7 @@
 """Byte streams with a read buffer: plain TCP, and TLS driven through memory BIOs.
 
 Why not asyncio's own TLS: the proxy must read the client's ClientHello
-*before* deciding how to answer it (DESIGN.md principle 2). Bytes read into
+*before* deciding how to answer it (architecture principle 2). Bytes read into
 :attr:`Stream.buffer` are not consumed until something takes them, so the
 peeked ClientHello is simply still there when :class:`TlsStream` starts the
 handshake on top (``ssl.MemoryBIO`` + ``SSLObject``). Any TLS alert OpenSSL

@@ -1,4 +1,4 @@
-"""TLS interception, upstream first (DESIGN.md principle 2).
+"""TLS interception, upstream first (architecture principle 2).
 
 1. The client's ClientHello is already in the client stream's buffer (peeked,
    not consumed) and parsed: SNI and the ALPN list are known.

@@ -7,7 +7,7 @@ send once the server acknowledges it; a WINDOW_UPDATE sent by one side widens
 the window of the other side's DATA; each side's HPACK encoder is mirrored by
 a decoder whose limit the *other* side's settings set.
 
-The observer never raises on traffic (DESIGN.md principle 4). Anything
+The observer never raises on traffic (architecture principle 4). Anything
 malformed becomes a :class:`~proxy.observe.findings.Finding`; if a direction's
 bytes can no longer be split into frames it is marked desynced and the rest of
 its bytes are only counted.
@@ -62,6 +62,7 @@ from proxy.observe.frames import (
     frame_padding,
     new_data_frame,
     parse_known_header,
+    payload_reserved_bit,
 )
 from proxy.observe.header_blocks import HeaderBlocks
 from proxy.observe.hpack_annotated import HeaderBlock
@@ -98,6 +99,21 @@ _NO_STREAM_ZERO_MODEL = frozenset({_DATA, _PRIORITY, _RST})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
 _PADDABLE = frozenset({_DATA, _HEADERS, _PUSH})
 """The types whose 0x8 flag is PADDED (RFC 9113 §6.1, §6.2, §6.6)."""
+
+
+_RESERVED_IN_PAYLOAD = frozenset({_PUSH, _GOAWAY, _WU})
+
+
+def _check_payload_reserved_bit(frame: Frame, seq: int, sid: int,
+                                findings: list[Finding]) -> None:
+    """The reserved bit before a 31-bit field in the payload: set, a receiver must
+    ignore it (RFC 9113 §6.6, §6.8, §6.9) — and a debugger says it was there."""
+    field = payload_reserved_bit(frame)
+    if field is not None:
+        section, _, name = field.partition(" ")
+        findings.append(_f("reserved-bit-set", Severity.WARNING, f"RFC 9113 {section}",
+                           f"the reserved bit before the {name} is set (ignored: the value "
+                           "is read without it)", seq, sid))
 
 
 def _check_padding(frame: Frame, seq: int, sid: int, findings: list[Finding]) -> None:
@@ -380,6 +396,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     block, block_sid = done
             elif ftype == _WU:
                 assert isinstance(frame, WindowUpdateFrame)
+                if frame.raw[9] & 0x80:
+                    _check_payload_reserved_bit(frame, seq, sid, findings)
                 windows = self._window_update(side, frame, seq, t, findings)
             else:
                 handled = False
@@ -416,6 +434,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
 
         if frame.flags & 0x8 and ftype in _PADDABLE and frame.malformed is None:
             _check_padding(frame, seq, sid, findings)
+        if ftype in _RESERVED_IN_PAYLOAD and frame.malformed is None:
+            _check_payload_reserved_bit(frame, seq, sid, findings)
 
         if side.block is not None and ftype != _CONT:
             findings.append(_f("continuation-missing", Severity.ERROR, "RFC 9113 §6.10",

@@ -1,7 +1,7 @@
 """Frame boundaries without decoding: the observer of a proxy that only records.
 
 When the live UI runs, the proxy is the UI's child process and the UI
-decodes every frame itself, from the capture the child writes (DESIGN.md
+decodes every frame itself, from the capture the child writes (architecture
 principle 6; docs/architecture.md). All the child needs from an observer is
 where each frame starts and ends, so that the recorder writes one FRAME record
 per frame. Running the whole :class:`~proxy.observe.connection.ConnectionObserver`

@@ -76,6 +76,22 @@ def frame_padding(frame: Frame) -> bytes:
     return raw[len(raw) - pad:]
 
 
+def payload_reserved_bit(frame: Frame) -> str | None:
+    """The field whose reserved high bit is set in a WINDOW_UPDATE (§6.9), GOAWAY
+    (§6.8) or PUSH_PROMISE (§6.6) payload, ``"section field"``; None if clear."""
+    raw = frame.raw
+    ftype = frame.type
+    if ftype == 8 and len(raw) > 9 and raw[9] & 0x80:
+        return "§6.9 window size increment"
+    if ftype == 7 and len(raw) > 9 and raw[9] & 0x80:
+        return "§6.8 last-stream-id"
+    if ftype == 5:
+        at = 10 if frame.flags & 0x8 else 9
+        if len(raw) > at and raw[at] & 0x80:
+            return "§6.6 promised stream id"
+    return None
+
+
 @record
 class DataFrame(Frame):
     pad_length: int | None

@@ -1,6 +1,6 @@
 """Recorded responses for the mock server: what each server stream sent, in order.
 
-:func:`load_responses` re-runs the observer over a capture (DESIGN.md
+:func:`load_responses` re-runs the observer over a capture (architecture
 principle 6) and keeps, per client stream that carried a request, the
 server's frame sequence as :class:`Action` s — response HEADERS (1xx
 included), DATA in its recorded chunks and padding, trailers, PUSH_PROMISE

@@ -2,7 +2,7 @@
 
 The replay is always recorded — to ``record`` if given, else to a private
 temporary capture — and the comparison reads that capture back through the
-observer, exactly as ``h2scope export`` would (DESIGN.md principle 6): what
+observer, exactly as ``h2scope export`` would (architecture principle 6): what
 is compared is what a user can open afterwards.
 """
 

@@ -1,5 +1,5 @@
 """ALPN between a client and a server that do not share a protocol: the proxy
-mirrors the server's choice (DESIGN.md principle 2) and says what happened."""
+mirrors the server's choice (architecture principle 2) and says what happened."""
 
 from __future__ import annotations
 

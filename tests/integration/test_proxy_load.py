@@ -7,7 +7,7 @@
   round is within 40 MiB of its idle RSS.
 * A client that stops reading a 200 MB download for a while keeps the
   proxy's memory within +50 MB of idle (back-pressure reaches the server,
-  DESIGN.md principle 5), and the download then completes intact (SHA-256),
+  architecture principle 5), and the download then completes intact (SHA-256),
   over HTTP/2 and over HTTP/1.1.
 * During both, other connections through the same proxy are served.
 

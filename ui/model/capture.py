@@ -1,6 +1,6 @@
 """Opening a capture for ``h2scope view``: stream its records into a Session.
 
-DESIGN.md principle 6: the capture holds raw frames, so viewing it re-runs
+architecture principle 6: the capture holds raw frames, so viewing it re-runs
 the observer — one per connection, records in file order, recorded times.
 The loader runs in a worker thread: first the columnar index
 (:class:`proxy.capture.index.CaptureIndex`, no decoding) so every row is on

@@ -1,7 +1,7 @@
 """Running a compiled filter (proxy/filter.py) over the frame table.
 
 A filter's result is an index array of rows (``array('I')``); the timeline
-only needs ``len(view)`` and ``view[i]`` (DESIGN.md §3).
+only needs ``len(view)`` and ``view[i]`` (docs/ui.md, "How it scales").
 
 Most terms read a frame's header fields, direction, findings or header block,
 all of which the table has without touching the frame's bytes. So rows are

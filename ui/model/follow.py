@@ -4,7 +4,7 @@
 (:mod:`proxy.child`) that records every connection to the session's capture —
 the user's ``--record FILE`` or a private temporary one — and flushes it every
 50 ms. The UI process reads that file as it grows (:class:`Follower`), runs
-the observer over the new records as ``h2scope view`` does (DESIGN.md
+the observer over the new records as ``h2scope view`` does (architecture
 principle 6) and hands the events to the same feed and ingest as before
 (:mod:`ui.model.live`). Relay and screen no longer share an interpreter lock:
 the proxy keeps its headless speed while the UI draws (docs/architecture.md).

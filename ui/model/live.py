@@ -3,7 +3,7 @@
 The proxy runs in its own process and the UI follows the capture it writes
 (:mod:`ui.model.follow`); the follower puts the events it decodes on a
 :class:`LiveFeed`, a bounded deque, and the UI drains it once per tick — one
-coalesced wake-up, never one per frame (DESIGN.md §3). Nothing is dropped: a
+coalesced wake-up, never one per frame (docs/ui.md, "How it scales"). Nothing is dropped: a
 follower that finds the feed full waits, and the view falls behind the file
 (the status bar says by how much).
 """

@@ -1,6 +1,6 @@
 """The UI's frame index: one row per frame, in arrival order, as columns.
 
-DESIGN.md §3: a million frames must scroll like ten, so the UI never holds a
+docs/ui.md, "How it scales": a million frames must scroll like ten, so the UI never holds a
 million frame objects. :class:`FrameTable` keeps one ``array`` per field
 (time, connection, stream, type, flags, direction, length, where the bytes
 are) — about 40 bytes a frame — plus sparse dictionaries for what only some

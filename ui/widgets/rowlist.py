@@ -1,6 +1,6 @@
 """A cursor over a virtual list of rows, drawn with the Textual line API.
 
-The shape of toolong's log view (DESIGN.md §3): a :class:`ScrollView` whose
+The shape of toolong's log view (docs/ui.md, "How it scales"): a :class:`ScrollView` whose
 virtual height is the number of rows and whose :meth:`render_line` formats
 only the rows on screen, with an LRU cache of rendered strips keyed by the row
 and everything that changes its look. No widget per row, so a million rows

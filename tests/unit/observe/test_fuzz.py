@@ -1,4 +1,4 @@
-"""Hostile bytes never make the observer raise (DESIGN.md principle 4)."""
+"""Hostile bytes never make the observer raise (architecture principle 4)."""
 
 from __future__ import annotations
 

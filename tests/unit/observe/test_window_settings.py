@@ -147,3 +147,24 @@ def test_headers_on_stream_0_is_one_error_and_still_decoded(conv: Conversation) 
     # The block went into the HPACK state: the next one, using it, decodes.
     new = conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
     assert conv.findings(new) == []
+
+
+def test_reserved_bits_inside_payloads_are_flagged(conv: Conversation) -> None:
+    update = bytearray(conv.f.window_update(0, 16))
+    update[9] |= 0x80
+    new = conv.send(C2S, bytes(update))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.rfc) == ("reserved-bit-set", "RFC 9113 §6.9")
+    assert conv.frames(new)[0].windows[0] == 65535 + 16  # type: ignore[index]
+    goaway = bytes.fromhex("000008070000000000") + (0x80000001).to_bytes(4, "big") + bytes(4)
+    (finding,) = conv.finding_objects(conv.send(S2C, goaway))
+    assert finding.rfc == "RFC 9113 §6.8"
+
+
+def test_decode_takes_a_push_promise_for_the_servers(capsys: object) -> None:
+    from proxy.cli import main
+
+    assert main(["decode", "00000004000000000000000a050400000001800000028287844101"
+                           "61"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "push-from-client" not in out and "RFC 9113 §6.6" in out
