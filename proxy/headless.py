@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from proxy.capture.export_text import jsonl_dict
+from proxy.capture.export_text import jsonl_dict, jsonl_event
 from proxy.events import (
     Batch,
     ConnectionClosed,
@@ -187,8 +187,14 @@ class HeadlessPrinter:
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:
                     self._problem(conn_id, ev.t, connection_line(ev))
-            elif isinstance(ev, (Desynced, ConnectionFindingRaised)):
-                self._problem(conn_id, ev.t, f"! {event_line(ev)}")
+            else:
+                problem = isinstance(ev, (Desynced, ConnectionFindingRaised))
+                if problem:  # (for a human, on stderr; as JSON on stdout too)
+                    self._problem(conn_id, ev.t, f"! {event_line(ev)}")
+                if problem or (keep is None and not self.quiet):
+                    obj = jsonl_event(conn_id, ev, batch.t)
+                    if obj is not None:
+                        lines.append(json_line(obj))
 
     def _problem(self, conn_id: int, t: float, text: str | None) -> None:
         """With ``jsonl``, one line of what went wrong, on ``err`` (a human reads it)."""

@@ -22,7 +22,7 @@ from proxy.observe.events import (
     Event,
     FrameObserved,
 )
-from proxy.observe.jsonview import frame_dict, json_line
+from proxy.observe.jsonview import event_dict, frame_dict, json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
     HEADER_INDENT,
@@ -193,12 +193,28 @@ def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
     return d
 
 
+_PROBLEMS = (Desynced, ConnectionFindingRaised)
+"""Events a filter never hides (as in the headless log)."""
+
+
+def jsonl_event(conn_id: int, ev: Event, wall: float) -> dict[str, Any] | None:
+    """An event other than a frame (:func:`~proxy.observe.jsonview.event_dict`) with
+    the connection and the wall clock, as the JSON Lines export and the live
+    printer write it; None for events they leave out."""
+    d = event_dict(ev)
+    if d is None:
+        return None
+    return {"conn": conn_id, "wall": wall, **d}
+
+
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                 stream: int | None = None, keep: Filter | None = None,
                 protoset: Protoset | None = None,
                 stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
     """One JSON object per frame (that ``keep`` matches, with ``stream_headers`` as in
-    :func:`write_text`); return the number written."""
+    :func:`write_text`), and one per event a log shows (:func:`jsonl_event`; with
+    ``keep``, only connection-level findings and desyncs); return the number of
+    frames written."""
     n = 0
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
@@ -211,6 +227,10 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
             kept.record(item)
         for ev in item.events:
             if type(ev) is not FrameObserved:
+                if (kept is None or isinstance(ev, _PROBLEMS)) and _stream_ok(ev, stream):
+                    obj = jsonl_event(rec.conn_id, ev, rec.wall)
+                    if obj is not None:
+                        out.write(json_line(obj) + "\n")
                 continue
             stored = len(rec.body) - 9 if rec.truncated else None
             if _stream_ok(ev, stream) and (kept is None or kept.frame(rec.conn_id, ev)):

@@ -65,8 +65,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
     p.add_argument("--format", "-f", choices=FORMATS, required=True,
                    help="har: HAR 1.2; pcapng: decrypted TCP flows for Wireshark; text: one "
-                   "line per frame; jsonl: one JSON object per frame; script: the client "
-                   "frames of one connection as YAML")
+                   "line per frame; jsonl: one JSON object per frame (and per event: "
+                   "stalls, settings, findings at the close); script: the client frames "
+                   "of one connection as YAML")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file; '-' or omitted: stdout (text formats only)")
     p.add_argument("--conn", type=int, metavar="ID", help="only connection ID")

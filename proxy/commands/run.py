@@ -28,7 +28,7 @@ examples:
   h2scope run --headless --filter 'type:HEADERS,RST_STREAM or finding:any'
       print only header frames, resets and frames with findings (docs/filters.md)
   h2scope run --headless --format jsonl | jq -c 'select(.type == "RST_STREAM")'
-      one JSON object per frame, for scripts (docs/export.md describes the fields)
+      one JSON object per frame (and per event), for scripts (docs/export.md describes the fields)
   h2scope run --headless --mode reverse:https://example.com -p 8443
       reverse proxy: the client connects to 127.0.0.1:8443 but keeps the server's name,
       whose certificate h2scope mints (signed by the h2scope CA), e.g.
@@ -147,8 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="headless: print no frames")
     out.add_argument("--format", dest="output_format", metavar="FORMAT",
                      help="headless: text (default; a line per frame, like nghttp -v) or "
-                     "jsonl (one JSON object per frame, as export --format jsonl writes, "
-                     "for jq)")
+                     "jsonl (one JSON object per frame and per event, as export --format "
+                     "jsonl writes, for jq)")
     out.add_argument("--fail-on", metavar="SEVERITY",
                      help="headless: exit with status 3 when the proxy stops if a finding "
                      "of SEVERITY (error, warning or info) or worse was seen; a summary of "

@@ -10,7 +10,16 @@ import re
 from typing import Any
 
 from proxy.observe.enums import error_name, setting_name
-from proxy.observe.events import FrameObserved
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    Desynced,
+    Event,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+    PingAnswered,
+    SettingsAcknowledged,
+)
 from proxy.observe.findings import Finding
 from proxy.observe.frames import (
     AltSvcFrame,
@@ -188,4 +197,31 @@ def frame_dict(ev: FrameObserved) -> dict[str, Any]:
         if ev.block_stream_id is not None:
             d["block"]["promised_stream_id"] = ev.block_stream_id
     d["findings"] = [finding_dict(x) for x in ev.findings]
+    return d
+
+
+def event_dict(ev: Event) -> dict[str, Any] | None:
+    """An event other than a frame as a JSON-able dict, for the events a log shows
+    (a connection-level finding, a desync, a flow-control stall and its end,
+    settings taking effect, a PING answered); None for the others."""
+    d: dict[str, Any] = {"event": type(ev).__name__, "t": ev.t,
+                         "direction": ev.direction.name.lower()}
+    match ev:
+        case ConnectionFindingRaised():
+            d["finding"] = finding_dict(ev.finding)
+        case Desynced():
+            d["offset"] = ev.offset
+            d["finding"] = finding_dict(ev.finding)
+        case FlowControlStalled():
+            d.update(stream_id=ev.stream_id, seq=ev.seq, blocked=ev.direction.sender)
+        case FlowControlResumed():
+            d.update(stream_id=ev.stream_id, seq=ev.seq, stalled_for=ev.stalled_for)
+        case SettingsAcknowledged():
+            d.update(seq=ev.seq, settings=[{"id": k, "name": setting_name(k), "value": v}
+                                           for k, v in ev.settings],
+                     window_delta=ev.window_delta, streams_adjusted=ev.streams_adjusted)
+        case PingAnswered():
+            d.update(seq=ev.seq, rtt=ev.rtt, opaque_hex=ev.opaque.hex())
+        case _:
+            return None
     return d

@@ -39,8 +39,12 @@ def _frames(capture: Path, conn: int | None = None,
 
 def test_jsonl_has_one_object_per_frame_with_decoded_fields(capture: Path) -> None:
     lines = _run(str(capture), "--format", "jsonl").stdout.splitlines()
-    objs = [json.loads(ln) for ln in lines]
+    everything = [json.loads(ln) for ln in lines]
+    objs = [o for o in everything if "type" in o]
     assert len(objs) == len(_frames(capture))
+    # Between the frames, the events a log shows: settings taking effect, here.
+    events = [o for o in everything if "type" not in o]
+    assert events and all("event" in o and o["conn"] in (1, 2) for o in events)
     assert {o["conn"] for o in objs} == {1, 2}
     headers = next(o for o in objs if o["type"] == "HEADERS")
     assert headers["block"]["headers"][0] == {"name": ":method", "value": "GET"}

@@ -39,15 +39,16 @@ def test_live_jsonl_equals_the_export_of_its_recording(
     assert status == 0, list(proxy.stderr_lines)
     objs = [json.loads(line) for line in live.read_text().splitlines()]
     assert {o["conn"] for o in objs} == {1, 2}
-    statuses = {h["value"] for o in objs if o["type"] == "HEADERS"
+    statuses = {h["value"] for o in objs if o.get("type") == "HEADERS"
                 for h in o["block"]["headers"] if h["name"] == ":status"}
     if filter_text is None:
-        assert {"SETTINGS", "HEADERS", "DATA"} <= {o["type"] for o in objs}
+        assert {"SETTINGS", "HEADERS", "DATA"} <= {o.get("type") for o in objs}
         assert statuses == {"200", "404"}
+        assert "SettingsAcknowledged" in {o.get("event") for o in objs}
     else:  # the filter ran live: 200 responses' HEADERS and DATA, nothing else
-        assert {o["type"] for o in objs} == {"HEADERS", "DATA"}
+        assert {o.get("type") for o in objs} == {"HEADERS", "DATA"}  # (no events)
         assert statuses == {"200"}
-        assert sum(o["length"] for o in objs if o["type"] == "DATA") \
+        assert sum(o["length"] for o in objs if o.get("type") == "DATA") \
             == 3 * len((docroot / "big.bin").read_bytes()) + len(
                 (docroot / "index.html").read_bytes())
     args = ["export", str(tmp_path / "rec.h2scope"), "--format", "jsonl"]

@@ -131,7 +131,8 @@ def _tshark_frames(pcap: Path, *options: str) -> tuple[collections.Counter[int],
 def _ours(capture: Path) -> tuple[collections.Counter[int], int, set[str], list[dict[str, Any]]]:
     export = procs.run(["h2scope", "export", str(capture), "--format", "jsonl"], timeout=60)
     assert export.returncode == 0, export.stderr
-    objs = [json.loads(line) for line in export.stdout.decode().splitlines()]
+    objs = [o for o in map(json.loads, export.stdout.decode().splitlines())
+            if "type" in o]  # the frames (not the events between them)
     statuses = {h["value"] for o in objs if o["type"] == "HEADERS"
                 for h in o["block"]["headers"] if h["name"] == ":status"}
     return (collections.Counter(o["type_id"] for o in objs),

@@ -83,13 +83,18 @@ def test_a_reader_that_went_away_stops_the_printer_not_the_proxy() -> None:
     assert printer.broken
 
 
-def test_jsonl_writes_one_object_per_frame_and_nothing_else() -> None:
+def test_jsonl_writes_one_object_per_frame_and_per_event_a_log_shows() -> None:
     batches = _batches()
     frames = [(b.conn_id, b.t, ev) for b in batches for ev in b.events
               if isinstance(ev, FrameObserved)]
     objs = [json.loads(line) for line in _one_by_one(batches, jsonl=True).splitlines()]
-    assert [(o["conn"], o["wall"], o["seq"], o["type"]) for o in objs] == [
+    assert [(o["conn"], o["wall"], o["seq"], o["type"]) for o in objs if "type" in o] == [
         (c, t, ev.seq, ev.frame.type_name) for c, t, ev in frames]
+    # The others are events, named: settings taking effect, here.
+    events = [o for o in objs if "type" not in o]
+    assert events and {o["event"] for o in events} <= {
+        "SettingsAcknowledged", "FlowControlStalled", "FlowControlResumed", "PingAnswered"}
+    assert "SettingsAcknowledged" in {o["event"] for o in events}
     assert _one_by_one(batches, jsonl=True, quiet=True) == ""
     only_data = _one_by_one(batches, jsonl=True,
                             filter=lambda ev, info: isinstance(ev, FrameObserved)
@@ -97,9 +102,10 @@ def test_jsonl_writes_one_object_per_frame_and_nothing_else() -> None:
     assert {json.loads(line)["type"] for line in only_data.splitlines()} == {"DATA"}
 
 
-def test_jsonl_says_what_went_wrong_on_stderr_not_among_the_frames() -> None:
-    """stdout stays frame objects for jq; a proxy error (with its hint) and a desync
-    go to ``err`` as text, where the user running the pipe sees them."""
+def test_jsonl_says_what_went_wrong_on_stderr_and_a_desync_as_an_event() -> None:
+    """A proxy error (with its hint) and a desync go to ``err`` as text, where the
+    user running the pipe sees them; the desync is also an event object on stdout,
+    as the export of the recording has it."""
     from proxy.events import ProxyErrorRaised
 
     obs = ConnectionObserver(preface="required")
@@ -114,7 +120,9 @@ def test_jsonl_says_what_went_wrong_on_stderr_not_among_the_frames() -> None:
     out, err = io.StringIO(), io.StringIO()
     printer = HeadlessPrinter(out, jsonl=True, err=err)
     printer.handle_many(batches)
-    assert out.getvalue() == ""
+    (event,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (event["conn"], event["event"], event["finding"]["code"]) == (2, "Desynced",
+                                                                         "desynced")
     lines = err.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("h2scope: 0.000 #1") and "! server-tls: certificate " \

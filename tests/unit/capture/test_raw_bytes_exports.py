@@ -90,7 +90,7 @@ def test_json_lines_carry_value_hex_and_encode(capture: Path, tmp_path: Path) ->
     out = tmp_path / "raw.jsonl"
     assert main(["export", str(capture), "--format", "jsonl", "-o", str(out)]) == 0
     objects = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
-    request = next(o for o in objects if o["type"] == "HEADERS" and o["direction"] == "c2s")
+    request = next(o for o in objects if o.get("type") == "HEADERS" and o["direction"] == "c2s")
     fields = {h["name"]: h for h in request["block"]["headers"]}
     assert bytes.fromhex(fields["trace-bin"]["value_hex"]) == RAW_VALUE
     assert bytes.fromhex(fields[":path"]["value_hex"]) == RAW_PATH

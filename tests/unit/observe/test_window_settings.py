@@ -7,6 +7,7 @@ the hang that never resumed."""
 
 from __future__ import annotations
 
+from proxy.events import Batch
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.describe import event_line
 from proxy.observe.enums import Direction
@@ -16,7 +17,6 @@ from proxy.observe.events import (
     FlowControlStalled,
     SettingsAcknowledged,
 )
-from proxy.events import Batch
 from proxy.summary import RunSummary
 from tests.unit.observe.conftest import Conversation
 
