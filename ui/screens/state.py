@@ -145,10 +145,17 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")
-    out.append("stalls (window 0 while data waits)\n", "bold")
-    if not conn.stalls:
+    stalls = conn.stalls
+    resumed = [end - t for t, _sd, _sid, end in stalls if end is not None]
+    longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
+    shown = stalls[-STALLS_SHOWN:]
+    latest = f"; the latest {len(shown)}" if len(shown) < len(stalls) else ""
+    out.append(f"stalls (window 0 while data waits): {len(stalls)}{longest}{latest}\n",
+               "bold")
+    if not stalls:
         out.append("  none\n")
-    for t, sd, sid, end in conn.stalls[-100:]:
+    t0 = conn.first_t if conn.first_t is not None else (stalls[0][0] if stalls else 0.0)
+    for t, sd, sid, end in shown:
         where = "connection" if sid == 0 else f"stream {sid}"
         st = conn.streams.get(sid) if sid else None
         if end is not None:
@@ -159,8 +166,10 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
             # its sender ended it with the window spent exactly: nothing was waiting
             dur = "window spent by the last DATA; the stream ended"
         else:
-            dur = "never resumed: the connection closed" if conn.closed else "still stalled"
-        out.append(f"  {Direction(sd).arrow} {where}: {dur}\n",
+            waited = f"{(conn.last_t - t) * 1000:.1f} ms" if conn.last_t >= t else ""
+            dur = (f"never resumed: the connection closed after {waited}" if conn.closed
+                   else f"still stalled, {waited} so far")
+        out.append(f"  +{t - t0:9.3f} s  {Direction(sd).arrow} {where}: {dur}\n",
                    "bold" if st is not None and st.state == "closed" and st.reset is None
                    else "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
@@ -170,6 +179,10 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         out.append(f"  stream {st.stream_id:>5}  {st.data_bytes[0]:>10}/{st.data_bytes[1]:<10}"
                    f"  {len(st.stalls)} stall(s)\n")
     return out
+
+
+STALLS_SHOWN = 100
+"""The stalls the flow-control view lists (the latest; it says when there are more)."""
 
 
 def settings_text(conn: ConnInfo) -> Text:

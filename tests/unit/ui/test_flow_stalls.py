@@ -53,11 +53,36 @@ def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
         text = flow_text(session.conns[1], {}).plain
     finally:
         capture.close()
-    stalls = text[text.index("stalls (window"):text.index("\nstreams (latest")].splitlines()[1:]
-    assert stalls[0] == "  ← stream 1: 340.0 ms"  # until the client's WINDOW_UPDATE
-    assert stalls[1] == "  ← stream 3: never resumed: reset by client: CANCEL after 330.0 ms"
-    assert stalls[2] == "  ← stream 5: window spent by the last DATA; the stream ended"
-    assert stalls[3] == "  ← stream 7: still stalled"
+    head, *stalls = text[text.index("stalls (window"):text.index("\nstreams (latest")
+                         ].splitlines()
+    assert head == "stalls (window 0 while data waits): 4, longest resumed 340.0 ms"
+    # Each from when it began (seconds into the connection), and how it ended.
+    assert stalls[0] == "  +    0.050 s  ← stream 1: 340.0 ms"  # until the WINDOW_UPDATE
+    assert stalls[1] == ("  +    0.080 s  ← stream 3: never resumed: reset by client: CANCEL "
+                         "after 330.0 ms")
+    assert stalls[2] == ("  +    0.110 s  ← stream 5: window spent by the last DATA; the "
+                         "stream ended")
+    assert stalls[3] == "  +    0.140 s  ← stream 7: still stalled, 280.0 ms so far"
+
+
+def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
+    from ui.screens import state
+
+    record(tmp_path / "stalls.h2scope")
+    capture = CaptureFile(tmp_path / "stalls.h2scope")
+    try:
+        session = Session(capture)
+        load(session, capture)
+        old, state.STALLS_SHOWN = state.STALLS_SHOWN, 2
+        try:
+            text = flow_text(session.conns[1], {}).plain
+        finally:
+            state.STALLS_SHOWN = old
+    finally:
+        capture.close()
+    assert "stalls (window 0 while data waits): 4, longest resumed 340.0 ms; the latest 2\n" \
+        in text
+    assert "stream 7: still stalled" in text and "stream 1: 340.0 ms" not in text
 
 
 def _one_request(path: Path, *after: tuple[Direction, bytes, float]) -> Path:
