@@ -221,10 +221,13 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
             return (f"the capture has nothing on stream {args.stream} of connection "
                     f"{args.conn}; its streams are {_ids(have) or 'none'}")
         conns = sorted(c for c, ids in streams.items() if args.stream in ids)
-        return (f"the capture has nothing on stream {args.stream}" + (
-            f" that --format {fmt} exports (connections with a stream {args.stream}: "
-            f"{_ids(set(conns))})" if conns else "; pick a connection with --conn ID and "
-            "its stream, or leave --stream out"))
+        if conns:
+            return (f"the capture has nothing on stream {args.stream} that --format {fmt} "
+                    f"exports (connections with a stream {args.stream}: {_ids(set(conns))})")
+        have = "; ".join(f"#{c}: {_ids(ids)}" for c, ids in sorted(streams.items())
+                         if ids)
+        return (f"the capture has nothing on stream {args.stream}; its streams are "
+                f"{have[:300] or 'none'} (add --conn ID to pick a connection)")
     return None
 
 

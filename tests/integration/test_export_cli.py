@@ -154,6 +154,10 @@ def test_a_stream_with_no_frames_is_a_usage_error(capture: Path) -> None:
     assert run.returncode == 2 and "nothing on stream 999 of connection 1" in run.stderr
     assert "; its streams are 1, 2, 3, " in run.stderr  # what it has instead
     assert run.stdout == ""
+    # Without --conn, each connection's streams.
+    run = _run(str(capture), "--format", "text", "--stream", "999", check=False)
+    assert run.returncode == 2 and "its streams are #1: 1, 2, 3, " in run.stderr, run.stderr
+    assert "#2: " in run.stderr
 
 
 def test_filter_selects_frames_with_their_stream_headers(capture: Path) -> None:
