@@ -16,6 +16,7 @@ from proxy.capture.replay import Replayed
 from proxy.filter import Filter
 from proxy.filter_context import FrameMatcher, StreamHeaders, meta_host
 from proxy.grpc_log import GrpcTracker
+from proxy.net.clienthello import hello_summary
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -56,13 +57,24 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         meta = rec.json()
         client = meta.get("client") or {}
         server = meta.get("server") or {}
-        lines = [f"{head} opened from {client.get('ip', '?')}:{client.get('port', '?')} "
-                 f"({meta.get('mode', '?')}) to {server.get('host') or server.get('ip', '?')}:"
-                 f"{server.get('port', '?')} {meta.get('protocol', 'h2')}"]
+
+        def at(wall: object) -> str:
+            """The line prefix at wall-clock time ``wall`` (when the metadata says when
+            it happened: the record is written once the relay starts)."""
+            if not isinstance(wall, (int, float)) or not rec.wall or wall > rec.wall:
+                return head
+            return prefix(rec.conn_id, max(0.0, rel - (rec.wall - wall)), "*")
+
+        lines = [f"{at(meta.get('opened'))} opened from {client.get('ip', '?')}:"
+                 f"{client.get('port', '?')} ({meta.get('mode', '?')}) to "
+                 f"{server.get('host') or server.get('ip', '?')}:{server.get('port', '?')} "
+                 f"{meta.get('protocol', 'h2')}"]
         for leg in ("server", "client"):  # (the live order: upstream first)
             tls = meta.get(f"{leg}_tls")
             if isinstance(tls, dict) and tls.get("version"):
-                lines.append(f"{head} {_tls_line(leg, tls, meta)}")
+                hello = tls.get("client_hello")
+                seen = f" hello: {hello_summary(hello)}" if isinstance(hello, dict) else ""
+                lines.append(f"{at(tls.get('at'))} {_tls_line(leg, tls, meta)}{seen}")
         if meta.get("target"):
             lines.append(f"{head} relaying {meta.get('protocol', 'h2')} to {meta['target']}")
         return "\n".join(lines)
@@ -90,7 +102,10 @@ def _tls_line(leg: str, tls: dict[str, Any], meta: dict[str, Any]) -> str:
     own = tls.get("client_certificate")
     return tls_leg_text(
         leg, tls.get("version"), tls.get("cipher"), tls.get("alpn"),
-        tls.get("alpn_offered") or (), tls.get("sni") or meta.get("sni"),
+        # (the server leg's SNI is what h2scope sent: none to an IP address, whatever
+        # the client sent; captures before "sni" was kept per leg fall back to it)
+        tls.get("alpn_offered") or (),
+        tls["sni"] if "sni" in tls else meta.get("sni") if leg == "client" else None,
         (str(cert.get("subject")), str(cert.get("issuer")), list(cert.get("sans") or ()),
          str(cert.get("not_after") or "?")) if isinstance(cert, dict) else None,
         (str(own.get("subject")), str(own.get("file"))) if isinstance(own, dict) else None)
@@ -145,6 +160,10 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
             kept.record(item)
         if start is None:
             start = rec.wall
+            if rec.type == RecordType.CONNECTION:  # time 0 is when it opened, as live
+                opened = rec.json().get("opened")
+                if isinstance(opened, (int, float)) and 0 < rec.wall - opened < 3600:
+                    start = opened
         rel = rec.wall - start
         if stream is None and (kept is None or rec.type != RecordType.HTTP1):
             line = _record_line(item, rel)

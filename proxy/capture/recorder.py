@@ -236,7 +236,7 @@ class CaptureRecorder:
             case TlsEstablished():
                 leg: dict[str, Any] = {"version": ev.version, "cipher": ev.cipher,
                                        "alpn_offered": list(ev.alpn_offered), "alpn": ev.alpn,
-                                       "sni": ev.sni}
+                                       "sni": ev.sni, "at": ev.t}
                 if ev.cert is not None:
                     leg["certificate"] = {"subject": ev.cert.subject, "issuer": ev.cert.issuer,
                                           "sans": list(ev.cert.sans),

@@ -224,10 +224,10 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
         if conns:
             return (f"the capture has nothing on stream {args.stream} that --format {fmt} "
                     f"exports (connections with a stream {args.stream}: {_ids(set(conns))})")
-        have = "; ".join(f"#{c}: {_ids(ids)}" for c, ids in sorted(streams.items())
-                         if ids)
+        listed = "; ".join(f"#{c}: {_ids(ids)}" for c, ids in sorted(streams.items())
+                           if ids)
         return (f"the capture has nothing on stream {args.stream}; its streams are "
-                f"{have[:300] or 'none'} (add --conn ID to pick a connection)")
+                f"{listed[:300] or 'none'} (add --conn ID to pick a connection)")
     return None
 
 

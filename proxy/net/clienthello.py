@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 RECORD_HEADER = 5
 #: RFC 8446 §5.1: a record fragment is at most 2^14 bytes (+ slack for old stacks).
@@ -229,11 +230,18 @@ class ClientHello:
 
     def summary(self) -> str:
         """One line: ``sni=example.com alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ...``."""
-        versions = ",".join(version_name(v) for v in self.supported_versions) \
-            or version_name(self.legacy_version)
-        return (f"sni={self.sni or '-'} alpn={','.join(self.alpn) or '-'} versions={versions} "
-                f"ciphers={len(self.cipher_suites)} extensions={len(self.extensions)}"
-                f"{' grease' if self.grease else ''}")
+        return hello_summary(self.as_json())
+
+
+def hello_summary(hello: dict[str, Any]) -> str:
+    """:meth:`ClientHello.summary` from what a capture keeps of the hello
+    (:meth:`ClientHello.as_json`), so the text export says what the live log said."""
+    versions = ",".join(map(str, hello.get("versions") or ())) or str(
+        hello.get("legacy_version") or "?")
+    return (f"sni={hello.get('sni') or '-'} alpn={','.join(hello.get('alpn') or ()) or '-'} "
+            f"versions={versions} ciphers={len(hello.get('cipher_suites') or ())} "
+            f"extensions={len(hello.get('extensions') or ())}"
+            f"{' grease' if hello.get('grease') else ''}")
 
 
 def looks_like_tls(data: bytes) -> bool:

@@ -73,7 +73,7 @@ def test_text_is_the_headless_line_format(capture: Path) -> None:
     assert any("closed by client" in ln for ln in lines)
     # The connection lines of the live log, from the recorded metadata.
     assert lines[1].endswith("* TLS server leg TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2 "
-                             "(offered h2,http/1.1) sni=example.test cert "
+                             "(offered h2,http/1.1) sni=- cert "  # (no leg SNI in META)
                              "subject=CN=example.test issuer=CN=test CA sans=- not_after=?")
     assert lines[2].endswith("* TLS client leg TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2 "
                              "(offered h2,http/1.1) sni=example.test")

@@ -6,7 +6,12 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from pathlib import Path
 
+from proxy.capture.export_text import write_text
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
 from proxy.events import ConnectionInfo, ProxyEvent
 from proxy.headless import HeadlessPrinter
 from proxy.observe.events import FrameObserved
@@ -74,3 +79,40 @@ def test_filter_predicate_hides_what_it_rejects(
     assert " HEADERS " in text and " SETTINGS " not in text and " DATA " not in text
     assert "opened from" in text and "closed by" in text  # always shown
     assert any(i.target and i.target.startswith("localhost:") and i.alpn == "h2" for i in seen)
+
+
+def test_the_text_export_of_a_recording_gives_the_live_tls_lines(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread,
+        tmp_path: Path) -> None:
+    """Reverse mode to an IP address: the client sends SNI localhost, h2scope sends
+    none upstream. The export says so as the live log did (it used to show the
+    client's SNI on the server leg), at the time the handshake happened (it used
+    to put every connection line at the record's time)."""
+    capture = tmp_path / "tls.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    out = io.StringIO()
+    proxy = make_proxy(sinks=(HeadlessPrinter(out), recorder),
+                       modes=[f"reverse:https://127.0.0.1:{h2_origin.port}"])
+    port = proxy.port("reverse")
+    result = procs.run([procs.require("curl"), "-sS", "--cacert", str(proxy.ca_cert),
+                        "--http2", "--resolve", f"localhost:{port}:127.0.0.1",
+                        f"https://localhost:{port}/hello"])
+    assert result.returncode == 0, result.stderr
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+    exported = io.StringIO()
+    write_text(replay(capture), exported)
+
+    def tls_lines(text: str) -> list[tuple[float, str]]:
+        return [(float(ln.split()[0]), ln.split("* ", 1)[1]) for ln in text.splitlines()
+                if "* TLS " in ln]
+
+    live, offline = tls_lines(out.getvalue()), tls_lines(exported.getvalue())
+    assert [text for _, text in live] == [text for _, text in offline]
+    server_leg = next(text for _, text in offline if text.startswith("TLS server leg"))
+    assert " sni=- " in server_leg
+    assert " sni=localhost" in next(text for _, text in offline
+                                    if text.startswith("TLS client leg"))
+    for (t_live, _), (t_offline, _) in zip(live, offline, strict=True):
+        assert abs(t_live - t_offline) < 0.01, (live, offline)
