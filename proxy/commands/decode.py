@@ -21,6 +21,7 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
 from proxy.observe.enums import Direction
 from proxy.observe.events import ConnectionFindingRaised, Desynced, Event, FrameObserved
+from proxy.observe.header_blocks import decoded_before
 from proxy.observe.hpack_annotated import AnnotatedDecoder, HpackDecodeError
 from proxy.observe.jsonview import block_dict, finding_dict, frame_dict, json_line
 
@@ -177,7 +178,7 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
             block = decoder.decode(data)
         except HpackDecodeError as exc:
             _err(f"header block on line {line_no} does not decode at byte offset "
-                 f"{exc.offset}: {exc}")
+                 f"{exc.offset}: {exc}{decoded_before(exc)}")
             return 1
         if args.json:
             d = {"line": line_no, "block": count - 1, **block_dict(block)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.observe.describe import shown
 from proxy.observe.enums import Direction, SettingCode
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
@@ -46,6 +47,16 @@ frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 _NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS = 0, 1, 2
 """Of a response or trailers block: neither gRPC nor a status, a gRPC response
 without grpc-status (it must follow in trailers), one that carries it."""
+
+
+def decoded_before(exc: HpackDecodeError) -> str:
+    """``; decoded before it: name: value, ...`` — the fields a broken block gave
+    before its error (what came before the break is what a user debugs with)."""
+    if not exc.partial:
+        return ""
+    shown_fields = ", ".join(f"{shown(n)}: {shown(v)}" for n, v in exc.partial[:8])
+    more = f", … ({len(exc.partial)} fields)" if len(exc.partial) > 8 else ""
+    return f"; decoded before it: {shown_fields[:300]}{more}"
 
 
 class HeaderBlocks:
@@ -236,7 +247,8 @@ class HeaderBlocks:
             findings.append(_f("hpack-error", Severity.ERROR, "RFC 9113 §4.3",
                                f"header block on stream {block_sid} does not decode: "
                                f"{exc}; later blocks from the {side.direction.sender} cannot be "
-                               "decoded (COMPRESSION_ERROR)", seq, block_sid))
+                               f"decoded (COMPRESSION_ERROR){decoded_before(exc)}",
+                               seq, block_sid))
             return None, promised
         if block_sid == 0:
             return block, promised  # (on stream 0: decoded, nothing to check it against)

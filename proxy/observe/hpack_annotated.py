@@ -85,6 +85,8 @@ class HpackDecodeError(Exception):
         """Byte offset in the block of the element that is wrong."""
         self.reason = message
         """The message without the offset."""
+        self.partial: tuple[tuple[str, str], ...] = ()
+        """The fields decoded before the error (set by :meth:`AnnotatedDecoder.decode`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,17 +269,24 @@ class AnnotatedDecoder:
         # channel repeating its metadata) decodes to the same result for as
         # long as the table stays as it is — the same record, annotations and
         # all, is that result.
-        memo = self._memo
-        known = memo.get(data)
+        known = self._memo.get(data)
         if known is not None:
             return known
+        headers: list[tuple[str, str]] = []
+        try:
+            return self._decode(data, headers)
+        except HpackDecodeError as exc:
+            exc.partial = tuple(headers)  # what decoded before the break
+            raise
+
+    def _decode(self, data: bytes, headers: list[tuple[str, str]]) -> HeaderBlock:
+        memo = self._memo
         end = len(data)
         entries = self._entries
         sizes = self._sizes
         static = _STATIC
         static_sizes = _STATIC_SIZES
         cache = _huffman_cache
-        headers: list[tuple[str, str]] = []
         append_header = headers.append
         # Only what depends on the table is recorded: (offset, inserted, evicted).
         changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]] = []

@@ -168,3 +168,15 @@ def test_decode_takes_a_push_promise_for_the_servers(capsys: object) -> None:
                            "61"]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "push-from-client" not in out and "RFC 9113 §6.6" in out
+
+
+def test_a_broken_header_block_says_what_decoded_before_the_break(
+        conv: Conversation) -> None:
+    import hyperframe.frame as hf
+
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    broken = hf.HeadersFrame(1, flags=["END_HEADERS"])
+    broken.data = bytes.fromhex("88") + bytes.fromhex("20")  # :status 200, then a size update
+    (finding,) = conv.finding_objects(conv.send(S2C, broken.serialize()))
+    assert finding.code == "hpack-error"
+    assert finding.message.endswith("; decoded before it: :status: 200")
