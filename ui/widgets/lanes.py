@@ -19,7 +19,7 @@ line, computed from the stream's row list when it comes on screen.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 
 from rich.text import Text
 
@@ -117,10 +117,18 @@ class Lanes(RowList):
             cells[x] = "┄"
         for start, end in st.stalls:
             t = table.time
-            a = bisect_left(t, start, rows[0], rows[-1] + 1)
-            b = bisect_right(t, end, rows[0], rows[-1] + 1) if end is not None else rows[-1]
-            for x in range(self._x(min(a, rows[-1]), width),
-                           self._x(max(min(b, rows[-1]), rows[0]), width) + 1):
+            # From the last frame of the moment it began (the DATA that spent the
+            # window, not a frame read with it), to its end; one that never resumed
+            # lasts as far as its connection goes, unless the stream simply ended.
+            a = max(rows[0], bisect_right(t, start, rows[0], rows[-1] + 1) - 1)
+            if end is not None:
+                b = min(bisect_right(t, end, rows[0], rows[-1] + 1), rows[-1])
+            elif st.state == "closed" and st.reset is None:
+                b = rows[-1]
+            else:
+                conn = self.session.conns.get(st.conn_id)
+                b = max(rows[-1], conn.last_row if conn is not None else rows[-1])
+            for x in range(self._x(min(a, rows[-1]), width), self._x(max(b, rows[0]), width) + 1):
                 cells[x] = "░"
                 styles[x] = style.FINDING
         for row in rows:

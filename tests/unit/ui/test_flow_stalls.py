@@ -132,3 +132,41 @@ def test_the_stream_view_names_the_reset_that_ended_the_stream_first(tmp_path: P
     text = _loaded(path, lambda session: stream_text(
         session, session.conns[1], session.conns[1].streams[1]).plain)
     assert "reset by client: CANCEL (then by server: NO_ERROR)" in text
+
+
+def test_lanes_draw_a_stall_from_its_data_and_a_hang_to_the_end(tmp_path: Path) -> None:
+    """Stream 1's response HEADERS and the DATA that spends its window are read at
+    one moment: the stall starts at the DATA, not before the HEADERS. It never
+    resumes, while stream 3 goes on: the stall runs on past stream 1's last frame."""
+    from typing import Any
+
+    from tests.unit.ui.conftest import drive
+    from ui.app import H2ScopeApp
+
+    f = FrameFactory()
+    path = tmp_path / "hang.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
+    for i in range(20):  # stream 3 goes on; stream 1 never gets its WINDOW_UPDATE
+        sid = 3 + 2 * i
+        tap.feed(C2S, f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]),
+                 1.1 + i * 0.01)
+        tap.feed(S2C, f.headers(S2C, sid, [(":status", "204")], flags=["END_HEADERS",
+                                                                        "END_STREAM"]),
+                 1.1 + i * 0.01 + 0.005)
+    writer.close(fsync=False)
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.lanes.rebuild()
+        seen.append(app.lanes.lane(app.lanes.lanes[0], 60).plain)
+
+    drive(path, scenario)
+    (lane,) = seen
+    assert lane.index("H") < lane.index("░"), lane  # HEADERS first, then the stall
+    assert lane.rstrip().endswith("░") and lane.rstrip() == lane, lane  # to the end
