@@ -45,17 +45,20 @@ from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserve
 from proxy.observe.jsonview import json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
+    AFTER_ITS_FRAME,
     HEADER_INDENT,
     add_event_lines,
     byte_count,
     closed_text,
     frame_line,
+    in_log_order,
     prefix,
     tls_leg_text,
 )
 from proxy.websocket import CONNECT_FIELD, WsTracker
 
 log = logging.getLogger("h2scope.headless")
+_AFTER_ITS_FRAME = frozenset(AFTER_ITS_FRAME)
 
 EventFilter = Callable[[ProxyEvent, ConnectionInfo], bool]
 """A predicate over an event and what is known of its connection; False hides it."""
@@ -128,11 +131,15 @@ class HeadlessPrinter:
         ws_streams = ws.streams
         grpc = self.grpc
         grpc_streams = grpc.streams if grpc is not None else None
+        held: list[str] = []  # lines of AFTER_ITS_FRAME events, for after their frame
         for ev in batch.events:
             if type(ev) is FrameObserved and keep is None and not quiet \
                     and ev.block is None and not ev.findings:
                 # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
                 lines.append(frame_line(conn_id, ev, ev.t - start))
+                if held:
+                    lines.extend(held)
+                    held.clear()
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
                 if grpc_streams:
@@ -157,10 +164,20 @@ class HeadlessPrinter:
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 continue
-            add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
-                            quiet=quiet)
+            if type(ev) is FrameObserved:
+                add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
+                                quiet=quiet)
+                if held:
+                    lines.extend(held)
+                    held.clear()
+            elif type(ev) in _AFTER_ITS_FRAME:
+                add_event_lines(held, conn_id, ev, ev.t - start, quiet=quiet)
+                continue
+            else:
+                add_event_lines(lines, conn_id, ev, ev.t - start, quiet=quiet)
             if extra and not quiet:
                 lines.extend(extra)
+        lines.extend(held)
 
     def _add_jsonl(self, batch: Batch, lines: list[str]) -> None:
         """The frames of ``batch`` (that the filter keeps) as JSON objects; the batch's
@@ -172,7 +189,7 @@ class HeadlessPrinter:
             self.start = batch.t
         websockets = self.websockets
         grpc = self.grpc
-        for ev in batch.events:
+        for ev in in_log_order(batch.events):
             if type(ev) is FrameObserved:
                 if self.quiet or (keep is not None
                                   and not self._kept(keep, ev, tracker.get(conn_id))):

@@ -15,8 +15,9 @@ column (a handful of distinct type and flag combinations) are cached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from proxy.observe.describe import (
     block_lines,
@@ -31,8 +32,12 @@ from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
     Event,
+    FlowControlResumed,
+    FlowControlStalled,
     FrameObserved,
+    PingAnswered,
     PrefaceObserved,
+    SettingsAcknowledged,
     StreamStateChanged,
 )
 from proxy.observe.frames import DataFrame, Frame, HeadersFrame, WindowUpdateFrame
@@ -127,6 +132,28 @@ def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
     add_event_lines(lines, conn_id, ev, rel, headers=headers, annotate=annotate, quiet=quiet,
                     truncated=truncated)
     return lines
+
+
+_E = TypeVar("_E")
+AFTER_ITS_FRAME = (SettingsAcknowledged, FlowControlStalled, FlowControlResumed, PingAnswered)
+"""Events a frame causes, which the observer reports before that frame's own event:
+a log shows them after the frame (the ACK, then the settings now in force; the
+DATA that spent the window, then the stall)."""
+
+
+def in_log_order(events: Iterable[_E]) -> Iterator[_E]:
+    """``events`` with each of :data:`AFTER_ITS_FRAME` moved after the frame that
+    caused it (the next frame event)."""
+    held: list[_E] = []
+    for ev in events:
+        if isinstance(ev, AFTER_ITS_FRAME):
+            held.append(ev)
+            continue
+        yield ev
+        if held and type(ev) is FrameObserved:
+            yield from held
+            held.clear()
+    yield from held
 
 
 def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,

@@ -30,6 +30,7 @@ from proxy.textlog import (
     closed_text,
     event_lines,
     frame_line,
+    in_log_order,
     prefix,
     tls_leg_text,
 )
@@ -169,7 +170,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
             line = _record_line(item, rel)
             if line:
                 out.write(line + "\n")
-        for ev in item.events:
+        for ev in in_log_order(item.events):
             extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
                 if type(ev) is FrameObserved else []
             if grpc is not None and type(ev) is FrameObserved:
@@ -244,7 +245,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         rec = item.record
         if kept is not None:
             kept.record(item)
-        for ev in item.events:
+        for ev in in_log_order(item.events):
             if type(ev) is not FrameObserved:
                 if (kept is None or isinstance(ev, _PROBLEMS)) and _stream_ok(ev, stream):
                     obj = jsonl_event(rec.conn_id, ev, rec.wall)

@@ -10,7 +10,7 @@ from proxy.headless import HeadlessPrinter
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
-from proxy.textlog import event_lines, prefix
+from proxy.textlog import event_lines, in_log_order, prefix
 from tests.unit.capture.traffic import record_session
 
 
@@ -66,11 +66,14 @@ def test_every_frame_line_is_the_text_log_line_with_its_own_connection() -> None
     start = batches[0].t
     expected: list[str] = []
     for b in batches:
-        for ev in b.events:
+        for ev in in_log_order(b.events):
             if b.direction is not None:
                 expected += event_lines(b.conn_id, ev, ev.t - start)
     frame_lines = [ln for ln in text.splitlines() if " * " not in ln]
     assert frame_lines == expected
+    # What a frame caused comes after it: the ACK, then the settings in force.
+    ack = next(i for i, ln in enumerate(frame_lines) if "SETTINGS [ACK]" in ln)
+    assert "settings in force for the" in frame_lines[ack + 1]
     assert any(ln.startswith(prefix(1, 0.001, Direction.C2S.arrow)) for ln in frame_lines)
     assert any(ln.startswith(prefix(2, 0.001, Direction.C2S.arrow)) for ln in frame_lines)
 
