@@ -34,7 +34,12 @@ from proxy.net.http1 import (
     parse_response_head,
 )
 from proxy.observe.enums import Direction, error_name
-from proxy.observe.events import ConnectionFindingRaised, FrameObserved
+from proxy.observe.events import (
+    ConnectionFindingRaised,
+    FlowControlResumed,
+    FlowControlStalled,
+    FrameObserved,
+)
 from proxy.observe.findings import Finding
 from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
 from proxy.websocket import is_websocket
@@ -81,6 +86,9 @@ class Exchange:
     frames: dict[str, int] = field(default_factory=dict)
     resets: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    stalls: list[dict[str, Any]] = field(default_factory=list)
+    """Flow-control stalls of the stream's window: ``blocked`` (the sender that
+    waited), ``started`` (wall clock), ``seconds`` (None: it never resumed)."""
     websocket: bool = False
     """An RFC 8441 WebSocket: its DATA carries WebSocket frames (kept in ws_data)."""
     ws_data: list[tuple[int, float, bytes]] = field(default_factory=list)
@@ -148,6 +156,13 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             if isinstance(ev, ConnectionFindingRaised) and ev.finding.stream_id:
                 get(c, ev.finding.stream_id).findings.append(ev.finding)
             if not isinstance(ev, FrameObserved):
+                if isinstance(ev, FlowControlStalled) and ev.stream_id:
+                    get(c, ev.stream_id).stalls.append(
+                        {"blocked": ev.direction.sender, "started": rec.wall, "seconds": None})
+                elif isinstance(ev, FlowControlResumed) and ev.stream_id:
+                    open_ = [st for st in get(c, ev.stream_id).stalls if st["seconds"] is None]
+                    if open_:
+                        open_[-1]["seconds"] = round(ev.stalled_for, 6)
                 continue
             f = ev.frame
             sid = f.stream_id

@@ -184,6 +184,8 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "frame_count": ex.frame_count,
         "resets": ex.resets,
         "findings": [finding_dict(f) for f in ex.findings],
+        "stalls": [{"blocked": st["blocked"], "started": _iso(st["started"]),
+                    "seconds": st["seconds"]} for st in ex.stalls],
         "pushed": ex.pushed,
         "promised_by": ex.promised_by,
         "informational": [[list(h) for h in hs] for hs in ex.informational],

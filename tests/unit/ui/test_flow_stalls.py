@@ -170,3 +170,21 @@ def test_lanes_draw_a_stall_from_its_data_and_a_hang_to_the_end(tmp_path: Path) 
     (lane,) = seen
     assert lane.index("H") < lane.index("░"), lane  # HEADERS first, then the stall
     assert lane.rstrip().endswith("░") and lane.rstrip() == lane, lane  # to the end
+
+
+def test_the_har_entry_of_a_stream_lists_its_stalls(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from proxy.capture.export_har import write_har
+    from proxy.capture.replay import replay
+
+    record(tmp_path / "stalls.h2scope")
+    out = io.StringIO()
+    write_har(replay(tmp_path / "stalls.h2scope"), out)
+    entries = {e["_h2scope"]["stream_id"]: e["_h2scope"]
+               for e in json.loads(out.getvalue())["log"]["entries"]}
+    (resumed,) = entries[1]["stalls"]
+    assert resumed["blocked"] == "server" and resumed["seconds"] == 0.34
+    assert entries[7]["stalls"][0]["seconds"] is None  # never resumed: the hang
+    assert entries[7]["stalls"][0]["started"].endswith("Z")
