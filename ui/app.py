@@ -490,8 +490,16 @@ class H2ScopeApp(Navigation):
         if c is not None and c.note:
             self.say(f"#{c.conn_id} {c.state}: {c.note}")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_filter":  # (a priority binding: not while text is typed)
+            return len(self.screen_stack) == 1 and not isinstance(self.focused, Input)
+        return True
+
     def action_focus_filter(self) -> None:
-        self.main.query_one("#filter", Input).focus()
+        # Focused now, not after the queued events (Widget.focus defers it): keys
+        # typed or pasted in the same burst as "/" go into the filter, not to the
+        # timeline's bindings.
+        self.screen.set_focus(self.main.query_one("#filter", Input))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keys))

@@ -52,8 +52,15 @@ KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
 def bindings(overrides: Mapping[str, str] | None = None) -> list[Binding]:
     """The app's bindings, with ``overrides`` (id → keys) applied."""
     overrides = overrides or {}
-    return [Binding(overrides.get(bid, keys), action, desc, show=show, id=bid)
+    # The filter key is a priority binding: it acts when the app reads it, before
+    # keys typed or pasted with it reach the focused widget (they then go into the
+    # filter); the app disables it while a text field has the focus.
+    return [Binding(overrides.get(bid, keys), action, desc, show=show, id=bid,
+                    priority=bid in PRIORITY)
             for bid, keys, action, desc, show in KEYS]
+
+
+PRIORITY = frozenset({"filter"})
 
 
 def help_rows(overrides: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:

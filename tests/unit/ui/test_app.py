@@ -746,3 +746,31 @@ def test_going_to_a_frame_outside_the_filter_says_the_filter_was_cleared(
                                "'type:HEADERS' cleared to show it")
         await pilot.pause()
     drive(capture_path, scenario)
+
+
+def test_keys_pasted_with_the_filter_key_go_into_the_filter(capture_path: Path) -> None:
+    """``/type:DATA`` arriving in one burst (typed fast, pasted, sent by tmux): the
+    keys after ``/`` went to the timeline's bindings (``t``, ``p``, ``e`` opened
+    views) because they were forwarded before ``/`` had moved the focus."""
+    from textual import events
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        names = {"/": "slash", ":": "colon"}
+        for ch in "/type:DATA":
+            app.post_message(events.Key(names.get(ch, ch), ch))
+        await pilot.pause(0.3)
+        assert len(app.screen_stack) == 1  # no view opened by a stray key
+        box = app.main.query_one("#filter", Input)
+        assert box.value == "type:DATA"
+        # A "/" typed into the filter is text, not the filter key again.
+        await pilot.press("space", "p", "a", "t", "h", "colon", "slash", "x")
+        assert box.value == "type:DATA path:/x"
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        # ... and in a prompt (here: search) too.
+        await pilot.press("ctrl+f")
+        await pilot.pause(0.1)
+        await pilot.press("slash", "a")
+        assert app.screen.query_one(Input).value.endswith("/a")
+        await pilot.press("escape")
+    drive(capture_path, scenario)
