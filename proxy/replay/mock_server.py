@@ -195,7 +195,7 @@ class MockConnection:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 if action.kind == "headers":
-                    conn.send_headers(sid, list(action.headers), end_stream=action.end_stream)
+                    conn.send_headers(sid, _wire(action.headers), end_stream=action.end_stream)
                 elif action.kind == "data":
                     await self._send_data(sid, action)
                 elif action.kind == "push":
@@ -204,7 +204,7 @@ class MockConnection:
                                  "client disabled server push")
                         continue
                     promised = conn.get_next_available_stream_id()
-                    conn.push_stream(sid, promised, list(action.headers))
+                    conn.push_stream(sid, promised, _wire(action.headers))
                     self.flush()
                     self._start(promised, action.pushed, start)
                 elif action.kind == "reset":
@@ -212,10 +212,18 @@ class MockConnection:
                 self.flush()
                 await self.writer.drain()
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as exc:
-            self.log(f"  stream {sid}: the rest of the recorded response was not sent ({exc})")
+            why = str(exc) if not isinstance(exc, h2.exceptions.StreamClosedError) else \
+                "the stream is closed"
+            self.log(f"  stream {sid}: the rest of the recorded response was not sent ({why})")
             self.flush()
         except (OSError, ssl.SSLError):
             pass
+        except Exception as exc:  # never leave the client waiting on a stream
+            self.log(f"  stream {sid}: could not send the recorded response ({exc}); "
+                     "reset it (INTERNAL_ERROR)")
+            with contextlib.suppress(Exception):
+                conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                self.flush()
 
     async def _send_data(self, sid: int, action: Action) -> None:
         conn = self.conn
@@ -237,6 +245,13 @@ class MockConnection:
             data = data[len(chunk):]
             if last:
                 return
+
+
+def _wire(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """Recorded fields as the bytes they were: a value decoded with lone surrogates
+    (gRPC's true binary metadata, bytes that are not UTF-8) goes out as recorded."""
+    return [(n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+            for n, v in headers]
 
 
 async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
