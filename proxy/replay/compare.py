@@ -8,7 +8,8 @@ streams by the order they were opened — stream ids may differ after
 re-encoding — and pushed streams by their promised request) and lists what
 differs.
 
-Header *values* are never compared, and names in :data:`VOLATILE_HEADERS`
+Header *values* are never compared — but a gRPC call's ``grpc-status`` code,
+which is its outcome —, and names in :data:`VOLATILE_HEADERS`
 (which come and go with time or per request) are left out of the name
 comparison. A response body whose DATA was truncated when recorded
 (``record.max_data_bytes``) has no SHA-256: only its length is compared. A
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
+from proxy.observe.describe import grpc_status_text
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
@@ -65,6 +67,9 @@ class StreamOutcome:
     incomplete: bool = False
     """The stream was open where part of its connection is missing from the capture
     (a LOST record, damaged bytes): some of its frames may be missing."""
+    grpc_status: str | None = None
+    """A gRPC call's outcome, ``grpc-status 5 NOT_FOUND 'no such thing'`` (from its
+    trailers or trailers-only response); None for other streams. Compared by code."""
 
     @property
     def label(self) -> str:
@@ -87,6 +92,7 @@ class _Acc:
     fields: list[tuple[str, str]] = field(default_factory=list)
     ended: bool = False
     incomplete: bool = False
+    grpc: str | None = None
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -153,6 +159,9 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                     continue
                 if status is not None and acc.status is None:
                     acc.status = status
+                grpc = grpc_status_text(dict(ev.block.headers))
+                if grpc is not None:
+                    acc.grpc = grpc
                 acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
                 if fields:
                     acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
@@ -165,7 +174,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
-            incomplete=acc.incomplete))
+            incomplete=acc.incomplete, grpc_status=acc.grpc))
     return out
 
 
@@ -218,6 +227,9 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     gap = o.incomplete or r.incomplete
     if o.status != r.status and not (gap and None in (o.status, r.status)):
         out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+    if _grpc_code(o) != _grpc_code(r) and not (gap and None in (o.grpc_status,
+                                                                 r.grpc_status)):
+        out.append(f"{o.grpc_status or 'no grpc-status'} → {r.grpc_status or 'no grpc-status'}")
     names_o = set(o.header_names) - volatile
     names_r = set(r.header_names) - volatile
     if names_o != names_r:
@@ -232,6 +244,10 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     if o.reset != r.reset:
         out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
     return tuple(out)
+
+
+def _grpc_code(s: StreamOutcome) -> str | None:
+    return s.grpc_status.split()[1] if s.grpc_status else None
 
 
 def compare(original: list[StreamOutcome], replayed: list[StreamOutcome],
@@ -261,7 +277,8 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
             and d.replayed.stream_id != d.original.stream_id) else ""
         if d.matches:
             status = s.status or "no response"
-            lines.append(f"  same     {s.label}{target}: {status}, {_body(s)}")
+            grpc = ", " + " ".join(s.grpc_status.split(" ", 3)[:3]) if s.grpc_status else ""
+            lines.append(f"  same     {s.label}{target}: {status}{grpc}, {_body(s)}")
             continue
         lines.append(f"  DIFFERS  {s.label}{target}:")
         lines.extend(f"             {text}" for text in d.differences)

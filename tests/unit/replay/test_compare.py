@@ -104,3 +104,19 @@ def test_a_push_pairs_by_path_when_the_replay_rewrote_the_authority(
     diffs = compare(streams, moved)
     assert diffs and all(d.matches for d in diffs)
     assert len(diffs) == len(streams)
+
+
+def test_a_grpc_status_that_changed_is_a_difference(streams: list[StreamOutcome]) -> None:
+    """For a gRPC call the status is a header value, and the call's outcome: a
+    server that now answers NOT_FOUND must not replay as 'same'."""
+    page = by_path(streams, "/index.html")
+    assert page.grpc_status is not None and page.grpc_status.startswith("grpc-status 0 OK")
+    other = [dataclasses.replace(s, grpc_status="grpc-status 5 NOT_FOUND 'no such thing'")
+             if s is page else s for s in streams]
+    (diff,) = [d for d in compare(streams, other) if not d.matches]
+    assert diff.differences == ("grpc-status 0 OK → grpc-status 5 NOT_FOUND 'no such thing'",)
+    # Another message with the same code is the same outcome.
+    same = [dataclasses.replace(s, grpc_status="grpc-status 0 OK 'fine'") if s is page else s
+            for s in streams]
+    assert all(d.matches for d in compare(streams, same))
+    assert any(", grpc-status 0 OK, " in line for line in report_lines(compare(streams, same)))
