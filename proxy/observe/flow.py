@@ -106,7 +106,10 @@ class StreamFrames:
                                f"{-window}", seq, sid))
         if end and stream.grpc_pending and direction is S2C:
             stream.grpc_pending = False
-            findings.append(grpc_status_missing(sid, "with DATA and no trailers", seq))
+            response = stream.response_headers or ()
+            findings.append(grpc_status_missing(
+                sid, "with DATA and no trailers", seq, http_status=status_of(response),
+                early=header_value(response, "grpc-status") is not None))
         if new is not state:
             self._set_state(stream, new, direction, seq, t)
         elif not end and length:

@@ -20,6 +20,7 @@ from proxy.observe.header_rules import (
     BlockRole,
     check_fields,
     content_length_of,
+    grpc_status_invalid,
     grpc_status_missing,
     header_value,
     length_of,
@@ -44,9 +45,18 @@ CONTINUATION_FLOOD = 32
 frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
-_NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS = 0, 1, 2
+_NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS, _GRPC_CALL_STATUS = 0, 1, 2, 3
+"""A block's gRPC status: none (not gRPC), a gRPC content-type without grpc-status,
+grpc-status (trailers), grpc-status with a gRPC content-type (a response's)."""
 """Of a response or trailers block: neither gRPC nor a status, a gRPC response
 without grpc-status (it must follow in trailers), one that carries it."""
+
+
+def _early_grpc_status(stream: Stream) -> bool:
+    """The response HEADERS carried a grpc-status (which only counts in trailers or a
+    Trailers-Only response)."""
+    return stream.response_headers is not None and \
+        header_value(stream.response_headers, "grpc-status") is not None
 
 
 def decoded_before(exc: HpackDecodeError) -> str:
@@ -265,9 +275,10 @@ class HeaderBlocks:
                 length = length_of(fields.get("content-length"))
                 ctype = fields.get("content-type", "")
                 # (gRPC-Web carries its status in the body, in a trailers frame)
-                grpc = _GRPC_STATUS if "grpc-status" in fields else _GRPC_NO_STATUS if \
-                    ctype.startswith("application/grpc") and \
-                    not ctype.startswith("application/grpc-web") else _NOT_GRPC
+                call = ctype.startswith("application/grpc") and \
+                    not ctype.startswith("application/grpc-web")
+                grpc = (_GRPC_CALL_STATUS if call else _GRPC_STATUS) if "grpc-status" in \
+                    fields else _GRPC_NO_STATUS if call else _NOT_GRPC
             else:
                 length = content_length_of(headers)
                 grpc = _NOT_GRPC
@@ -322,17 +333,35 @@ class HeaderBlocks:
                     stream.content_length[S2C] = NO_CONTENT
                 else:
                     stream.content_length[S2C] = length
+                ended = promised is None and sender_finished(stream.state, direction)
                 if grpc == _GRPC_NO_STATUS:
                     stream.grpc_pending = True  # its grpc-status must come in trailers
-                    if promised is None and sender_finished(stream.state, direction):
-                        findings.append(grpc_status_missing(sid, "with its HEADERS", seq))
+                    if ended:
+                        findings.append(grpc_status_missing(sid, "with its HEADERS", seq,
+                                                            http_status=status))
+                elif grpc == _GRPC_CALL_STATUS:
+                    if not ended and promised is None:
+                        # Not a Trailers-Only response: the status must come in trailers.
+                        stream.grpc_pending = True
+                    else:
+                        bad = grpc_status_invalid(sid, header_value(headers, "grpc-status")
+                                                  or "", seq)
+                        if bad is not None:
+                            findings.append(bad)
             else:
                 stream.trailers[direction] = headers
                 if stream.grpc_pending and direction is S2C:
                     stream.grpc_pending = False
-                    if grpc != _GRPC_STATUS:
-                        findings.append(grpc_status_missing(sid, "with trailers that lack it",
-                                                            seq))
+                    if grpc != _GRPC_STATUS and grpc != _GRPC_CALL_STATUS:
+                        findings.append(grpc_status_missing(
+                            sid, "with trailers", seq, http_status=status_of(
+                                stream.response_headers or ()),
+                            early=_early_grpc_status(stream)))
+                    else:
+                        bad = grpc_status_invalid(sid, header_value(headers, "grpc-status")
+                                                  or "", seq)
+                        if bad is not None:
+                            findings.append(bad)
             if promised is None and sender_finished(stream.state, direction):
                 self._body_ended(stream, direction, seq, findings)  # END_STREAM on this block
         return block, promised

@@ -304,14 +304,42 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
     return out
 
 
-def grpc_status_missing(stream_id: int, how: str, seq: int) -> Finding:
+_HTTP_TO_GRPC = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "UNIMPLEMENTED", 429: "UNAVAILABLE", 502: "UNAVAILABLE",
+                 503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+"""The gRPC code a client gives a call whose response has this HTTP status and no
+grpc-status (gRPC's http-grpc-status-mapping.md; any other: UNKNOWN)."""
+
+
+def grpc_status_missing(stream_id: int, how: str, seq: int, *, http_status: int | None = None,
+                        early: bool = False) -> Finding:
     """A gRPC response that ended without grpc-status (gRPC's PROTOCOL-HTTP2.md:
-    Status is in the trailers, or in a Trailers-Only response)."""
+    Status is in the trailers, or in a Trailers-Only response). ``early``: the
+    response HEADERS carried one, but did not end the stream (so it does not
+    count); ``http_status``: the response's :status, when not 200."""
+    if http_status is not None and http_status != 200:
+        code = _HTTP_TO_GRPC.get(http_status, "UNKNOWN")
+        fails = (f"so the client fails the call with the code gRPC maps HTTP {http_status} "
+                 f"to ({code}) — a proxy or load balancer answering for the server does this")
+    else:
+        fails = ("so the client fails the call (grpc-go: INTERNAL, server closed the stream "
+                 "without sending trailers; C-core: UNKNOWN, Stream removed) — a proxy that "
+                 "drops trailers does this")
+    note = (" (the grpc-status of its response HEADERS does not count: those did not end "
+            "the stream, as a Trailers-Only response's do)") if early else ""
     return _finding("grpc-status-missing", Severity.ERROR, "gRPC PROTOCOL-HTTP2",
-                    f"the gRPC response on stream {stream_id} ended {how}, without "
-                    "grpc-status, so the client fails the call (grpc-go: INTERNAL, server closed "
-                    "the stream without sending trailers; C-core: UNKNOWN, Stream removed) — a "
-                    "proxy that drops trailers does this",
+                    f"the gRPC response on stream {stream_id} ended {how} without "
+                    f"grpc-status{note}, {fails}", seq, stream_id)
+
+
+def grpc_status_invalid(stream_id: int, value: str, seq: int) -> Finding | None:
+    """A grpc-status that is not a code 0-16 (gRPC's statuscodes.md): clients fail
+    the call with INTERNAL ("Error parsing 'grpc-status' metadata")."""
+    if value.isdigit() and int(value) <= 16:
+        return None
+    return _finding("grpc-status-invalid", Severity.ERROR, "gRPC PROTOCOL-HTTP2",
+                    f"grpc-status {value!r} on stream {stream_id} is not a status code "
+                    "(0-16): the client fails the call with INTERNAL (it cannot parse it)",
                     seq, stream_id)
 
 

@@ -180,3 +180,44 @@ def test_a_broken_header_block_says_what_decoded_before_the_break(
     (finding,) = conv.finding_objects(conv.send(S2C, broken.serialize()))
     assert finding.code == "hpack-error"
     assert finding.message.endswith("; decoded before it: :status: 200")
+
+
+GRPC_REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "a.test"),
+                (":path", "/pkg.Svc/Call"), ("content-type", "application/grpc"),
+                ("te", "trailers")]
+GRPC_OK = [(":status", "200"), ("content-type", "application/grpc")]
+
+
+def _grpc_call(conv: Conversation, sid: int) -> None:
+    conv.send(C2S, conv.f.headers(C2S, sid, GRPC_REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+
+
+def test_grpc_status_outcomes_clients_fail_on_are_flagged(conv: Conversation) -> None:
+    # A grpc-status in response HEADERS that do not end the stream does not count.
+    _grpc_call(conv, 1)
+    conv.send(S2C, conv.f.headers(S2C, 1, [*GRPC_OK, ("grpc-status", "0")]))
+    (missing,) = conv.finding_objects(conv.send(S2C, conv.f.data(1, b"\0\0\0\0\0",
+                                                                  flags=["END_STREAM"])))
+    assert missing.code == "grpc-status-missing" and "does not count" in missing.message
+    # Not a status code: the client cannot parse it.
+    for sid, value in ((3, ""), (5, "abc"), (7, "99")):
+        _grpc_call(conv, sid)
+        conv.send(S2C, conv.f.headers(S2C, sid, GRPC_OK))
+        new = conv.send(S2C, conv.f.headers(S2C, sid, [("grpc-status", value)],
+                                            flags=["END_HEADERS", "END_STREAM"]))
+        assert conv.findings(new) == ["grpc-status-invalid"], (value, conv.findings(new))
+    # A load balancer's 503 for a gRPC call: the client maps the HTTP status.
+    _grpc_call(conv, 9)
+    new = conv.send(S2C, conv.f.headers(S2C, 9, [(":status", "503"),
+                                                 ("content-type", "application/grpc")],
+                                        flags=["END_HEADERS", "END_STREAM"]))
+    (mapped,) = conv.finding_objects(new)
+    assert mapped.code == "grpc-status-missing" and "HTTP 503 to (UNAVAILABLE)" in mapped.message
+    # A Trailers-Only response and ordinary trailers are fine.
+    _grpc_call(conv, 11)
+    assert conv.findings(conv.send(S2C, conv.f.headers(
+        S2C, 11, [*GRPC_OK, ("grpc-status", "5")], flags=["END_HEADERS", "END_STREAM"]))) == []
+    _grpc_call(conv, 13)
+    conv.send(S2C, conv.f.headers(S2C, 13, GRPC_OK))
+    assert conv.findings(conv.send(S2C, conv.f.headers(
+        S2C, 13, [("grpc-status", "0")], flags=["END_HEADERS", "END_STREAM"]))) == []
