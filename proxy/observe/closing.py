@@ -27,21 +27,27 @@ _SENDING = {
 
 
 def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
-               seq: int) -> list[Finding]:
+               seq: int, server_goaway: int | None = None) -> list[Finding]:
     """The findings for the messages ``direction``'s sender had not finished when
     the connection closed (``closed_by``: ``client``, ``server``, ``proxy``, or
     None when unknown). A stream reset is finished; a short body is reported once
-    (its content-length is marked checked)."""
+    (its content-length is marked checked). Client streams above the last-stream-id
+    of a GOAWAY the server sent (``server_goaway``) were not processed (§6.8): they
+    are listed apart, as safe to retry, and blame nobody."""
     sender = direction.sender
     own = closed_by is None or closed_by == sender
     sending = _SENDING[direction]
     out: list[Finding] = []
     cut: list[int] = []
+    declined: list[int] = []
     abandoned = False
     for stream in streams:
         if stream.state not in sending or stream.reset_by is not None:
             continue
         sid = stream.stream_id
+        if server_goaway is not None and sid > server_goaway and sid % 2:
+            declined.append(sid)
+            continue
         declared = stream.content_length[direction]
         received = stream.data_bytes[direction]
         if direction is Direction.S2C and own and declared >= 0 and received < declared:
@@ -65,4 +71,12 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
                       f"the connection ended ({by}) with the {sender}'s {what}"
                       f"{'s' if many else ''} on stream{'s' if many else ''} {shown} "
                       "unfinished (no END_STREAM)", seq, cut[0]))
+    if declined and direction is Direction.S2C:
+        many = len(declined) > 1
+        shown = ", ".join(map(str, declined[:10])) + (f", … ({len(declined)} in all)"
+                                                      if len(declined) > 10 else "")
+        out.append(_f("stream-not-processed", Severity.INFO, "RFC 9113 §6.8",
+                      f"stream{'s' if many else ''} {shown} got no response: above the "
+                      f"server's GOAWAY last-stream-id {server_goaway}, so not processed "
+                      "and safe to retry on a new connection (§8.7)", seq, declined[0]))
     return out

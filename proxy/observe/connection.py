@@ -289,7 +289,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     side.block.stream_id))
             if not self.partial:
                 for finding in unfinished(self.streams.values(), side.direction, closed_by,
-                                          self.seq):
+                                          self.seq, self.sides[S2C].goaway_last_stream_id):
                     self._conn_finding(side.direction, t, finding)
             if side.buffer and not side.desynced:
                 sender = side.direction.sender

@@ -80,9 +80,11 @@ def block_summary(headers: tuple[tuple[str, str], ...]) -> str:
 
 
 def _summary(headers: tuple[tuple[str, str], ...]) -> str:
-    h = dict(headers)
+    h = dict(reversed(headers))  # a repeated field: its first value, as servers read it
     grpc = grpc_status_text(h) if "grpc-status" in h else None
-    if ":status" in h:
+    if ":status" in h and (":method" not in h or next(
+            n for n, _ in headers if n in (":status", ":method")) == ":status"):
+        # (a malformed block with both: the first decides what it is)
         ctype = h.get("content-type")
         text = f":status {h[':status']}" + (f" {ctype}" if ctype else "")
         return f"{text}  {grpc}" if grpc else text

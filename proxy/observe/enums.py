@@ -119,8 +119,10 @@ def type_name(frame_type: int) -> str:
 
 
 def error_name(code: int) -> str:
+    """The RFC 9113 §7 name; a code with none is ``0x99 (unregistered)`` — no name
+    that could pass for a real one."""
     name = _ERROR_NAMES.get(code)
-    return name if name is not None else f"UNKNOWN_ERROR(0x{code:x})"
+    return name if name is not None else f"0x{code:x} (unregistered)"
 
 
 def setting_name(ident: int) -> str:

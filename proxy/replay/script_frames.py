@@ -136,8 +136,10 @@ def error_code(value: Any) -> int:
     text = str(value)
     if text in _ERRORS:
         return _ERRORS[text]
-    if text.startswith("UNKNOWN_ERROR(") and text.endswith(")"):
+    if text.startswith("UNKNOWN_ERROR(") and text.endswith(")"):  # (as older scripts wrote it)
         return int(text[14:-1], 16)
+    if text.startswith("0x") and text.endswith(" (unregistered)"):
+        return int(text.split()[0], 16)
     raise ScriptError(f"unknown error code {value!r}")
 
 

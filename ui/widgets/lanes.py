@@ -139,7 +139,8 @@ class Lanes(RowList):
             if ftype in (0, 1) and table.flags[row] & 1 and not (ftype == 1 and row == opening):
                 glyph, rank = "▶", 5  # (the HEADERS that opens a stream stays "H": a GET)
             if row in table.findings:
-                glyph, rank = "!", 7
+                # (a reset keeps its ✕, in the findings' colour: who reset is the news)
+                glyph, rank = ("✕" if ftype == 3 else "!"), 7
             if rank >= ranks[x]:
                 ranks[x] = rank
                 cells[x] = glyph

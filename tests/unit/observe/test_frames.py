@@ -89,7 +89,7 @@ def test_rst_stream_error_code_named():
     f = parse_frame(hf.RstStreamFrame(1, error_code=8).serialize())
     assert isinstance(f, RstStreamFrame) and f.error_name == "CANCEL"
     f2 = parse_frame(hf.RstStreamFrame(1, error_code=0xBEEF).serialize())
-    assert isinstance(f2, RstStreamFrame) and f2.error_name == "UNKNOWN_ERROR(0xbeef)"
+    assert isinstance(f2, RstStreamFrame) and f2.error_name == "0xbeef (unregistered)"
 
 
 def test_settings_keeps_order_repeats_and_unknown_ids():

@@ -221,3 +221,28 @@ def test_grpc_status_outcomes_clients_fail_on_are_flagged(conv: Conversation) ->
     conv.send(S2C, conv.f.headers(S2C, 13, GRPC_OK))
     assert conv.findings(conv.send(S2C, conv.f.headers(
         S2C, 13, [("grpc-status", "0")], flags=["END_HEADERS", "END_STREAM"]))) == []
+
+
+def test_streams_above_a_graceful_goaway_were_not_processed_not_abandoned(
+        conv: Conversation) -> None:
+    for sid in (1, 3, 5):
+        conv.send(C2S, conv.f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    goaway = bytes.fromhex("000008070000000000") + (1).to_bytes(4, "big") + bytes(4)
+    conv.send(S2C, goaway)  # NO_ERROR, last-stream-id 1: draining
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")],
+                                  flags=["END_HEADERS", "END_STREAM"]))
+    closing = [e.finding for e in conv.obs.close(conv.t + 0.1, "server")
+               if isinstance(e, ConnectionFindingRaised)]
+    assert [(f.code, f.severity.name) for f in closing] == [("stream-not-processed", "INFO")]
+    assert "streams 3, 5 got no response" in closing[0].message
+
+
+def test_a_malformed_block_is_summarised_by_its_first_pseudo_header_and_values() -> None:
+    from proxy.observe.describe import block_summary
+
+    request_with_status = ((":method", "GET"), (":status", "200"), (":authority", "a"),
+                           (":path", "/ok"))
+    assert block_summary(request_with_status) == "GET a/ok"
+    assert block_summary(((":method", "GET"), (":authority", "a"), (":path", "/ok"),
+                          (":path", "/other"))) == "GET a/ok"
+    assert block_summary(((":status", "200"), (":status", "204"))) == ":status 200"

@@ -132,3 +132,13 @@ def test_a_script_rewritten_by_a_yaml_tool_is_still_a_script(capture: Path,
     notes = tmp_path / "notes.txt"
     notes.write_text("just some notes\n")
     assert not is_script(notes)
+
+
+def test_an_unregistered_error_code_reads_back_as_written() -> None:
+    from proxy.observe.enums import error_name
+    from proxy.replay.script_frames import error_code
+
+    assert error_name(0x99) == "0x99 (unregistered)"
+    assert error_code(error_name(0x99)) == 0x99
+    assert error_code("UNKNOWN_ERROR(0x99)") == 0x99  # as older scripts wrote it
+    assert error_code("CANCEL") == 8

@@ -188,3 +188,32 @@ def test_the_har_entry_of_a_stream_lists_its_stalls(tmp_path: Path) -> None:
     assert resumed["blocked"] == "server" and resumed["seconds"] == 0.34
     assert entries[7]["stalls"][0]["seconds"] is None  # never resumed: the hang
     assert entries[7]["stalls"][0]["started"].endswith("Z")
+
+
+def test_a_reset_with_a_finding_keeps_its_cross_in_the_lane(tmp_path: Path) -> None:
+    from typing import Any
+
+    from tests.unit.ui.conftest import drive
+    from ui.app import H2ScopeApp
+
+    f = FrameFactory()
+    path = tmp_path / "rst.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
+             1.05)
+    tap.feed(C2S, f.rst(3, 8), 1.06)  # a reset of a stream never opened: a finding
+    writer.close(fsync=False)
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.lanes.rebuild()
+        lane = next(st for st in app.lanes.lanes if st.stream_id == 3)
+        seen.append(app.lanes.lane(lane, 40).plain)
+
+    drive(path, scenario)
+    assert "✕" in seen[0] and "!" not in seen[0], seen
