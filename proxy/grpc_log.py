@@ -30,8 +30,11 @@ from proxy.observe.events import FrameObserved
 from proxy.protobuf import decode_raw
 from proxy.protoset import Protoset
 
-GRPC_TYPES = (("content-type", "application/grpc"), ("content-type", "application/grpc+proto"))
-"""A request that carries one of these is a gRPC call (gRPC-Web frames differently)."""
+GRPC_TYPES = (("content-type", "application/grpc"), ("content-type", "application/grpc+proto"),
+              ("content-type", "application/grpc-web"),
+              ("content-type", "application/grpc-web+proto"))
+"""A request that carries one of these is a gRPC call: gRPC, or binary gRPC-Web,
+framed the same but for its trailers frame (flag 0x80); gRPC-Web text is base64."""
 SUMMARY = 160
 """Characters of a message's fields shown on its line."""
 
@@ -47,8 +50,12 @@ class GrpcMessage:
     fields: list[str] | None
     """The decoded fields (``protoc --decode`` lines), None when not decoded."""
     note: str = ""
+    trailers: bool = False
+    """A gRPC-Web trailers frame (flag 0x80): ``note`` holds its text."""
 
     def summary(self) -> str:
+        if self.trailers:
+            return f"trailers frame: {self.note}"
         head = f"message {self.index}: {self.size} bytes"
         if self.compressed:
             head += " (compressed)"
@@ -63,6 +70,8 @@ class GrpcMessage:
         return f"{head}  {name}{{{text}}}"
 
     def as_dict(self) -> dict[str, Any]:
+        if self.trailers:
+            return {"trailers": self.note, "size": self.size}
         d: dict[str, Any] = {"message": self.index, "size": self.size}
         if self.compressed:
             d["compressed"] = True
@@ -126,7 +135,7 @@ class GrpcTracker:
         if hit is not None and hit[0] is block:
             return hit[1]
         headers = block.headers
-        found = GRPC_TYPES[0] in headers or GRPC_TYPES[1] in headers
+        found = any(t in headers for t in GRPC_TYPES)
         if len(self._calls) >= 1024:
             self._calls.clear()
         self._calls[id(block)] = (block, found)
@@ -199,7 +208,8 @@ class GrpcTracker:
         buf = state.buffers[d]
         buf += data
         while len(buf) >= 5:
-            compressed = bool(buf[0] & 1)
+            flags = buf[0]
+            compressed = bool(flags & 1)
             size = int.from_bytes(buf[1:5], "big")
             if size > self.MAX_MESSAGE:
                 state.counts[d] += 1
@@ -213,6 +223,12 @@ class GrpcTracker:
                 break
             payload = bytes(buf[5:5 + size])
             del buf[:5 + size]
+            if flags & 0x80:  # gRPC-Web: the trailers, as HTTP/1 header lines
+                text = " ".join(line.strip() for line in
+                                payload.decode("latin-1").splitlines() if line.strip())
+                out.append(GrpcMessage(d, state.counts[d], size, False, None, None,
+                                       text or "(empty)", trailers=True))
+                continue
             state.counts[d] += 1
             out.append(self._decoded(state, d, size, compressed, payload))
         return out

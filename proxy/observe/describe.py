@@ -137,7 +137,9 @@ def frame_summary(ev: FrameObserved) -> str:
         case GoAwayFrame():
             text = f"last_stream_id={f.last_stream_id} {f.error_name}"
             if f.debug_data:
-                text += f" debug={f.debug_data[:60]!r}"
+                cut = "…" if len(f.debug_data) > 60 else ""
+                said = shown(f.debug_data[:60].decode("utf-8", "surrogateescape"))
+                text += f" debug='{said}{cut}'"
             return text
         case PingFrame():
             return f"{'ACK ' if f.ack else ''}opaque={f.opaque.hex()}"

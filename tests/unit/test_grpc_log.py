@@ -203,3 +203,35 @@ def test_a_response_that_is_not_grpc_is_not_read_as_messages(
     assert lines[0].startswith("grpc → message 1: ")
     assert lines[1:] == ["grpc ← not read further: the response is not gRPC (:status 503, "
                          "content-type text/plain): its body is not read as gRPC messages"]
+
+
+def test_a_grpc_web_trailers_frame_is_not_read_as_a_message(
+        schema: tuple[Path, Protoset]) -> None:
+    """gRPC-Web puts the trailers in the body, in a frame flagged 0x80: text, not a
+    protobuf message (the exports printed 'not protobuf: 67 72 70 63 ...')."""
+    from types import SimpleNamespace
+
+    from proxy.observe.frames import DataFrame
+
+    _, protoset = schema
+    tracker = GrpcTracker(protoset)
+    request = SimpleNamespace(
+        frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=0,
+        block=SimpleNamespace(headers=((":path", PATH),
+                                       ("content-type", "application/grpc-web+proto"))), t=0.0)
+    tracker.feed(1, request)  # type: ignore[arg-type]
+    response = SimpleNamespace(
+        frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=1,
+        block=SimpleNamespace(headers=((":status", "200"),
+                                       ("content-type", "application/grpc-web+proto"))), t=0.0)
+    tracker.feed(1, response)  # type: ignore[arg-type]
+    trailer = b"grpc-status:0\r\ngrpc-message:fine\r\n"
+    payload = b"\x80" + len(trailer).to_bytes(4, "big") + trailer
+    raw = len(payload).to_bytes(3, "big") + b"\x00\x01" + (1).to_bytes(4, "big") + payload
+    frame = DataFrame(type=0, flags=1, stream_id=1, length=len(payload), raw=raw,
+                      reserved=False, malformed=None, pad_length=None, data_length=len(payload))
+    (msg,), _ = tracker.feed(1, SimpleNamespace(frame=frame, block=None, direction=1,  # type: ignore[arg-type]
+                                                t=0.0))
+    assert msg.summary() == "trailers frame: grpc-status:0 grpc-message:fine"
+    assert msg.as_dict() == {"trailers": "grpc-status:0 grpc-message:fine",
+                             "size": len(trailer)}

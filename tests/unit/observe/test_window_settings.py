@@ -246,3 +246,14 @@ def test_a_malformed_block_is_summarised_by_its_first_pseudo_header_and_values()
     assert block_summary(((":method", "GET"), (":authority", "a"), (":path", "/ok"),
                           (":path", "/other"))) == "GET a/ok"
     assert block_summary(((":status", "200"), (":status", "204"))) == ":status 200"
+
+
+def test_goaway_debug_data_reads_as_text(conv: Conversation) -> None:
+    from proxy.observe.describe import frame_summary
+
+    debug = b"draining for deploy \xff"
+    goaway = (len(debug) + 8).to_bytes(3, "big") + b"\x07\x00\x00\x00\x00\x00" + \
+        (1).to_bytes(4, "big") + bytes(4) + debug
+    (frame,) = conv.frames(conv.send(S2C, goaway))
+    assert frame_summary(frame) == ("last_stream_id=1 NO_ERROR debug='draining for deploy "
+                                    "\\xff'")
