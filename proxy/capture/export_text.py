@@ -66,24 +66,30 @@ def _record_line(item: Replayed, rel: float) -> str | None:
                 return head
             return prefix(rec.conn_id, max(0.0, rel - (rec.wall - wall)), "*")
 
+        # (a connection that failed before relaying has no server or protocol yet)
+        host = server.get("host") or server.get("ip")
+        where = f" to {host}:{server.get('port', '?')}" if host else ""
+        protocol = meta.get("protocol")
         lines = [f"{at(meta.get('opened'))} opened from {client.get('ip', '?')}:"
-                 f"{client.get('port', '?')} ({meta.get('mode', '?')}) to "
-                 f"{server.get('host') or server.get('ip', '?')}:{server.get('port', '?')} "
-                 f"{meta.get('protocol', 'h2')}"]
+                 f"{client.get('port', '?')} ({meta.get('mode', '?')}){where}"
+                 f"{' ' + protocol if protocol else ''}"]
         for leg in ("server", "client"):  # (the live order: upstream first)
             tls = meta.get(f"{leg}_tls")
             if isinstance(tls, dict) and tls.get("version"):
                 hello = tls.get("client_hello")
                 seen = f" hello: {hello_summary(hello)}" if isinstance(hello, dict) else ""
                 lines.append(f"{at(tls.get('at'))} {_tls_line(leg, tls, meta)}{seen}")
-        if meta.get("target"):
-            lines.append(f"{head} relaying {meta.get('protocol', 'h2')} to {meta['target']}")
+        if meta.get("target") and protocol:
+            lines.append(f"{head} relaying {protocol} to {meta['target']}")
         return "\n".join(lines)
     if rec.type == RecordType.CLOSE:
         info = rec.json()
-        return f"{head} " + closed_text(info.get("closed_by"), info.get("reason"),
-                                        info.get("error"), int(info.get("bytes_c2s") or 0),
-                                        int(info.get("bytes_s2c") or 0))
+        errors = [f"{head} ! {e.get('stage')}: {e.get('message')}"
+                  + (f" — hint: {e['hint']}" if e.get("hint") else "")
+                  for e in info.get("errors") or () if isinstance(e, dict)]
+        closed = closed_text(info.get("closed_by"), info.get("reason"), info.get("error"),
+                             int(info.get("bytes_c2s") or 0), int(info.get("bytes_s2c") or 0))
+        return "\n".join([*errors, f"{head} {closed}"])
     if rec.type == RecordType.HTTP1:
         start, body = rec.http1()
         first = start.split(b"\r\n", 1)[0].decode("latin-1")

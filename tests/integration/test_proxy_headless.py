@@ -116,3 +116,31 @@ def test_the_text_export_of_a_recording_gives_the_live_tls_lines(
                                     if text.startswith("TLS client leg"))
     for (t_live, _), (t_offline, _) in zip(live, offline, strict=True):
         assert abs(t_live - t_offline) < 0.01, (live, offline)
+
+
+def test_the_text_export_of_a_failed_connection_says_what_the_live_log_said(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    """An upstream that refuses: the export used to claim 'relaying h2 to …' and left
+    out the '! connect:' line."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    capture = tmp_path / "refused.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    out = io.StringIO()
+    proxy = make_proxy(sinks=(HeadlessPrinter(out), recorder))
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",
+                        str(proxy.ca_cert), "--http2", f"https://localhost:{port}/"])
+    assert result.returncode != 0
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+    exported = io.StringIO()
+    write_text(replay(capture), exported)
+    text = exported.getvalue()
+    live_errors = [ln.split("* ", 1)[1] for ln in out.getvalue().splitlines() if "* ! " in ln]
+    assert live_errors and live_errors[0].startswith("! connect: ")
+    assert [ln.split("* ", 1)[1] for ln in text.splitlines() if "* ! " in ln] == live_errors
+    assert "relaying" not in text and " h2\n" not in text, text
