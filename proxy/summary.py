@@ -127,6 +127,10 @@ class RunSummary:
         events: Sequence[Any] = batch.events  # dispatched on the exact type below
         conn = batch.conn_id
         self.last_t = batch.t
+        if batch.protocol is not None and conn not in self._protocol_of:
+            # (an HTTP/1.1 relay announces no RelayStarted: its chunks say what it is)
+            self._protocol_of[conn] = batch.protocol
+            self.protocols[batch.protocol] += 1
         if self._closed_stalled:
             self._closed_stalled.clear()
         for ev in events:
@@ -167,6 +171,8 @@ class RunSummary:
                 if longest is None or ev.stalled_for > longest[0]:
                     self.longest_stall = (ev.stalled_for, conn, ev.stream_id, ev.direction)
             elif kind is ConnectionClosed:
+                if conn not in self._protocol_of:
+                    self.protocols["?"] += 1  # it ended before relaying anything (as check says)
                 self.connection_closed(conn, ev.t)
             elif kind is ConnectionOpened:
                 self.connections += 1

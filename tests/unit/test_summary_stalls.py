@@ -98,3 +98,24 @@ def test_a_connection_upgraded_after_its_101_counts_once_as_what_it_became() -> 
                 conn_id=conn, t=0.0, protocol=p, target="localhost:80"),)))
     assert summary.connections == 2
     assert dict(summary.protocols) == {"h2c": 1, "http/1.1": 1}
+
+
+def test_the_live_summary_counts_protocols_as_check_does() -> None:
+    """An HTTP/1.1 relay announces no RelayStarted (its chunks carry the protocol),
+    and a connection that failed before relaying is '?': the live summary left both
+    out, while check on the recording counted them."""
+    from proxy.events import ConnectionClosed, ConnectionOpened, Direction
+
+    summary = RunSummary()
+    for conn in (1, 2):
+        summary.handle(Batch(conn_id=conn, t=0.0, events=(ConnectionOpened(
+            conn_id=conn, t=0.0, client=("127.0.0.1", 50000 + conn), mode="regular",
+            target=None),)))
+    summary.handle(Batch(conn_id=1, t=0.1, events=(), direction=Direction.C2S,
+                         data=b"GET / HTTP/1.1\r\n\r\n", protocol="http/1.1"))
+    summary.handle(Batch(conn_id=1, t=0.2, events=(), direction=Direction.S2C,
+                         data=b"HTTP/1.1 200 OK\r\n\r\n", protocol="http/1.1"))
+    for conn in (1, 2):
+        summary.handle(Batch(conn_id=conn, t=0.3, events=(ConnectionClosed(
+            conn_id=conn, t=0.3, closed_by="CLIENT", reason="done"),)))  # type: ignore[arg-type]
+    assert dict(summary.protocols) == {"http/1.1": 1, "?": 1}
