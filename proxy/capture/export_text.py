@@ -94,7 +94,9 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         start, body = rec.http1()
         first = start.split(b"\r\n", 1)[0].decode("latin-1")
         kept = f"  (body {len(body)} B)" if body else ""  # the proxy keeps bodies as RAW bytes
-        return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}"
+        # (the flag marks a message cut short, as the live line's INCOMPLETE does)
+        cut = " INCOMPLETE" if rec.truncated else ""
+        return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}"
     if rec.type == RecordType.LOST:
         info = rec.json()
         count = info.get("count")  # (0: how much is not known, e.g. the rest of a stream)

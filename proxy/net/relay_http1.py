@@ -74,6 +74,8 @@ class Http1Relay:
         self.conn = conn
         self.client = client
         self.server = server
+        self._chunked_sent = [0, 0]
+        """Per direction: bytes of the chunked body being forwarded, so far."""
         self.server_target: str | None = conn.target if server is not None else None
         self.forward_proxy = forward_proxy
         self.on_connect = on_connect
@@ -284,6 +286,8 @@ class Http1Relay:
                 while data := await src.read_some():
                     size += await self._send(dst, data, direction)
         except StreamClosed as exc:
+            if framing is Framing.CHUNKED:
+                size = self._chunked_sent[direction]  # (what got through before the cut)
             await self._publish(direction, b"", (self._message(
                 direction, head, len(head.raw), size, started, time.time(), complete=False),))
             raise _Done(who, f"{who.name.lower()} closed in the middle of a message body",
@@ -297,11 +301,11 @@ class Http1Relay:
         return size
 
     async def _forward_chunked(self, src: Stream, dst: Stream, direction: Direction) -> int:
-        size = 0
+        size = self._chunked_sent[direction] = 0
         while True:
             line = await src.read_until(b"\r\n", limit=4096)
             chunk = http1.parse_chunk_size(line)
-            size += await self._send(dst, line, direction)
+            size = self._chunked_sent[direction] = size + await self._send(dst, line, direction)
             if chunk == 0:
                 # RFC 9112 §7.1.2: trailer fields, then the final CRLF.
                 while True:
@@ -315,7 +319,8 @@ class Http1Relay:
                 if not data:
                     raise StreamClosed("closed inside a chunk")
                 left -= len(data)
-                size += await self._send(dst, data, direction)
+                size = self._chunked_sent[direction] = size + await self._send(dst, data,
+                                                                           direction)
 
     async def _send(self, dst: Stream, data: bytes, direction: Direction) -> int:
         dst.write(data)

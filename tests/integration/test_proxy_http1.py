@@ -3,6 +3,7 @@ WebSocket upgrades, the CA page, proxy authentication, SOCKS5 and several modes 
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -270,3 +271,54 @@ def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
     assert out == reply, (code, err)
     (error,) = proxy.events(ProxyErrorRaised)
     assert "not an HTTP/1.1 response head: b'NOT-HTTP garbage reply\\n'" in error.message
+
+
+def test_a_chunked_body_cut_mid_chunk_counts_what_got_through(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """The live log said 'body 0 B' for a chunked response whose server closed
+    inside its second chunk, after 23 bytes of body had been forwarded."""
+    import threading
+
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    body = b"5\r\nhello\r\n10\r\nonly-half"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            recv_until(conn, b"\r\n\r\n")
+            conn.sendall(head + body)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{sock.getsockname()[1]}"])
+        curl(f"http://127.0.0.1:{proxy.port('reverse')}/")
+        proxy.wait_closed()
+    finally:
+        thread.join(5)
+        sock.close()
+    (response,) = [e for e in proxy.events(Http1MessageObserved)
+                   if e.direction is Direction.S2C]
+    assert not response.complete and response.body_size == len(body)
+
+
+def test_the_text_export_marks_an_incomplete_http1_message(tmp_path: Path) -> None:
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from tests.unit.capture.traffic import META
+
+    path = tmp_path / "h1.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {**META, "protocol": "http/1.1"}, t=1.0, wall=1.0)
+        writer.http1(1, Direction.C2S, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", t=1.1, wall=1.1)
+        writer.http1(1, Direction.S2C, b"HTTP/1.1 200 OK\r\n\r\n", t=1.2, wall=1.2,
+                     body_truncated=True)
+    out = io.StringIO()
+    write_text(replay(path), out)
+    lines = out.getvalue().splitlines()
+    assert any(ln.endswith("← HTTP/1.1 200 OK INCOMPLETE") for ln in lines), lines
+    assert any(ln.endswith("→ GET / HTTP/1.1") for ln in lines), lines
