@@ -176,6 +176,23 @@ class GrpcTracker:
             else:
                 msgs = self._messages(state, d, data)
         if f.type in (0, 1) and f.flags & 0x1:
+            buf = state.buffers[d]
+            if (buf or state.skip[d]) and state.lost[d] is None:
+                # The direction ended inside a message: the peer gets a cut message
+                # (gRPC clients then fail the call, or drop it silently).
+                if state.skip[d]:
+                    whole = f"{state.skip[d]} of its bytes never came"
+                    index = state.counts[d]  # (the oversized one, counted already)
+                elif len(buf) >= 5:
+                    whole = f"{len(buf) - 5} of its {int.from_bytes(buf[1:5], 'big')} bytes came"
+                    index = state.counts[d] + 1
+                else:
+                    whole = f"{len(buf)} bytes of its 5-byte prefix came"
+                    index = state.counts[d] + 1
+                msgs.append(GrpcMessage(d, index, max(len(buf) - 5, 0), False, None, None,
+                                        f"cut: the stream ended inside this message ({whole})"))
+                buf.clear()
+                state.skip[d] = 0
             state.ended |= 1 << d
             if state.ended == 3:
                 del self.streams[key]

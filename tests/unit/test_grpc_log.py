@@ -235,3 +235,32 @@ def test_a_grpc_web_trailers_frame_is_not_read_as_a_message(
     assert msg.summary() == "trailers frame: grpc-status:0 grpc-message:fine"
     assert msg.as_dict() == {"trailers": "grpc-status:0 grpc-message:fine",
                              "size": len(trailer)}
+
+
+def test_a_stream_that_ends_inside_a_message_says_so(schema: tuple[Path, Protoset]) -> None:
+    """A 32-byte message of which 5 bytes came, then END_STREAM: the client got a cut
+    message (grpcio: OK with no message), and nothing said so."""
+    from types import SimpleNamespace
+
+    from proxy.observe.frames import DataFrame
+
+    _, protoset = schema
+    tracker = GrpcTracker(protoset)
+    request = SimpleNamespace(
+        frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=0,
+        block=SimpleNamespace(headers=((":path", PATH), ("content-type", "application/grpc"))),
+        t=0.0)
+    tracker.feed(1, request)  # type: ignore[arg-type]
+    response = SimpleNamespace(
+        frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=1,
+        block=SimpleNamespace(headers=((":status", "200"), ("content-type", "application/grpc"))),
+        t=0.0)
+    tracker.feed(1, response)  # type: ignore[arg-type]
+    payload = b"\x00" + (32).to_bytes(4, "big") + b"abcde"
+    raw = len(payload).to_bytes(3, "big") + b"\x00\x01" + (1).to_bytes(4, "big") + payload
+    frame = DataFrame(type=0, flags=1, stream_id=1, length=len(payload), raw=raw,
+                      reserved=False, malformed=None, pad_length=None, data_length=len(payload))
+    (msg,), _ = tracker.feed(1, SimpleNamespace(frame=frame, block=None, direction=1,  # type: ignore[arg-type]
+                                                t=0.0))
+    assert msg.summary() == ("message 1: 5 bytes  cut: the stream ended inside this message "
+                             "(5 of its 32 bytes came)")
