@@ -39,6 +39,7 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     sending = _SENDING[direction]
     out: list[Finding] = []
     cut: list[int] = []
+    amounts: dict[int, str] = {}
     declined: list[int] = []
     abandoned = False
     for stream in streams:
@@ -58,12 +59,14 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
             continue
         if direction is Direction.S2C or stream.request_headers is not None:
             cut.append(sid)
+            if declared >= 0:  # how far the body got: an upload cut at 73,000 of 1,000,000
+                amounts[sid] = f" ({received:,} of {declared:,} bytes)"
             tunnel = header_value(stream.request_headers or (), ":method") == "CONNECT"
             abandoned |= direction is Direction.S2C and own and not tunnel
     if cut:
         many = len(cut) > 1
-        shown = ", ".join(map(str, cut[:10])) + (f", … ({len(cut)} in all)"
-                                                 if len(cut) > 10 else "")
+        shown = ", ".join(f"{sid}{amounts.get(sid, '')}" for sid in cut[:10]) + (
+            f", … ({len(cut)} in all)" if len(cut) > 10 else "")
         what = "response" if direction is Direction.S2C else "request"
         by = f"the {closed_by} closed it" if closed_by else "it closed"
         out.append(_f("stream-unfinished", Severity.WARNING if abandoned else Severity.INFO,

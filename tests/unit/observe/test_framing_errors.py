@@ -108,7 +108,8 @@ def test_a_client_that_gives_up_a_download_is_information(
     ((code, sev, message),) = _cut_download(make_conv(), "client")
     assert (code, sev) == ("stream-unfinished", Severity.INFO)
     assert message == ("the connection ended (the client closed it) with the server's "
-                       "response on stream 1 unfinished (no END_STREAM)")
+                       "response on stream 1 (10,000 of 100,000 bytes) unfinished (no "
+                       "END_STREAM)")
 
 
 def test_a_server_abandoning_a_response_of_unknown_length_is_a_warning(

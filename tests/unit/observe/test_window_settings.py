@@ -257,3 +257,13 @@ def test_goaway_debug_data_reads_as_text(conv: Conversation) -> None:
     (frame,) = conv.frames(conv.send(S2C, goaway))
     assert frame_summary(frame) == ("last_stream_id=1 NO_ERROR debug='draining for deploy "
                                     "\\xff'")
+
+
+def test_an_upload_cut_by_the_close_says_how_far_it_got(conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, [(":method", "POST"), *REQUEST[1:],
+                                           ("content-length", "1000000")]))
+    conv.send(C2S, conv.f.data(1, b"x" * 16384))
+    closing = [e.finding for e in conv.obs.close(conv.t + 0.1, "client")
+               if isinstance(e, ConnectionFindingRaised)]
+    (cut,) = [f for f in closing if f.code == "stream-unfinished" and "request" in f.message]
+    assert "stream 1 (16,384 of 1,000,000 bytes) unfinished" in cut.message, cut.message
