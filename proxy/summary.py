@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
-from proxy.observe.describe import block_summary
+from proxy.observe.describe import GRPC_STATUS, block_summary
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -94,6 +94,9 @@ class RunSummary:
         self.connections = 0
         self.protocols: Counter[str] = Counter()
         self._protocol_of: dict[int, str] = {}
+        self.grpc: Counter[str] = Counter()
+        """gRPC calls by the status they ended with (OK, UNAVAILABLE, ...)."""
+        self._grpc_seen: dict[int, tuple[HeaderBlock, str | None]] = {}
         self.frames = [0, 0]
         """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
@@ -143,10 +146,13 @@ class RunSummary:
                     if self._stalled or self._closed_stalled:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
-                elif ev.block is not None and ev.direction is _C2S:
-                    key = (conn, ev.frame.stream_id)
-                    if key not in self._requests and len(self._requests) < _MAX_OPEN:
-                        self._requests[key] = ev.block
+                elif ev.block is not None:
+                    if ev.direction is _C2S:
+                        key = (conn, ev.frame.stream_id)
+                        if key not in self._requests and len(self._requests) < _MAX_OPEN:
+                            self._requests[key] = ev.block
+                    else:
+                        self._grpc_outcome(ev.block)
                 for f in ev.findings:
                     self._finding(conn, f)
             elif kind is StreamStateChanged:
@@ -218,6 +224,21 @@ class RunSummary:
                 self.unresumed.append((conn, sid, direction, since, t,
                                        f"until the {by.sender} reset the stream ({code})"))
 
+    def _grpc_outcome(self, block: HeaderBlock) -> None:
+        """Count a gRPC call's status (trailers, or a Trailers-Only response). A
+        repeated block is the same object (the observer's memo): looked up once."""
+        hit = self._grpc_seen.get(id(block))
+        if hit is None or hit[0] is not block:
+            code = next((v for n, v in block.headers if n == "grpc-status"), None)
+            if len(self._grpc_seen) >= 1024:
+                self._grpc_seen.clear()
+            hit = self._grpc_seen[id(block)] = (block, code)
+        if hit[1] is not None:
+            code = hit[1]
+            name = GRPC_STATUS[int(code)] if code.isdigit() and int(code) < len(GRPC_STATUS) \
+                else f"{code!r} (invalid)"
+            self.grpc[name] += 1
+
     def connection_closed(self, conn: int, t: float) -> None:
         """Stalls of a connection that ended are over, unresumed; its open streams too."""
         for stalled in [k for k in self._stalled if k[0] == conn]:
@@ -259,6 +280,9 @@ class RunSummary:
             for g in groups:
                 out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}, first "
                            f"{g.where}: {g.message}")
+        if self.grpc:
+            out.append("grpc calls: " + ", ".join(f"{n:,} {name}"
+                                                  for name, n in self.grpc.most_common()))
         out.extend(self._stall_lines())
         if self.slowest:
             out.append("slowest streams:")
@@ -296,6 +320,7 @@ class RunSummary:
                                  "request": block_summary(b.headers) if b else None}
                                 for took, c, s, b in self.slowest],
             "proxy_errors": dict(self.errors),
+            "grpc_statuses": dict(self.grpc),
         }
 
     def _stall_lines(self) -> list[str]:

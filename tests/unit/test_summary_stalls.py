@@ -119,3 +119,20 @@ def test_the_live_summary_counts_protocols_as_check_does() -> None:
         summary.handle(Batch(conn_id=conn, t=0.3, events=(ConnectionClosed(
             conn_id=conn, t=0.3, closed_by="CLIENT", reason="done"),)))  # type: ignore[arg-type]
     assert dict(summary.protocols) == {"http/1.1": 1, "?": 1}
+
+
+def test_the_summary_counts_grpc_calls_by_their_status() -> None:
+
+    conv = Conversation()
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+               (":path", "/pkg.Svc/Call"), ("content-type", "application/grpc")]
+    for sid, code in ((1, "0"), (3, "0"), (5, "5")):
+        conv.send(C2S, conv.f.headers(C2S, sid, request, flags=["END_HEADERS", "END_STREAM"]))
+        conv.send(S2C, conv.f.headers(S2C, sid, [(":status", "200"),
+                                                 ("content-type", "application/grpc"),
+                                                 ("grpc-status", code)],
+                                      flags=["END_HEADERS", "END_STREAM"]))
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
+    assert "grpc calls: 2 OK, 1 NOT_FOUND" in summary.lines()
+    assert summary.as_dict()["grpc_statuses"] == {"OK": 2, "NOT_FOUND": 1}
