@@ -22,12 +22,15 @@ and says so once.
 
 from __future__ import annotations
 
+import base64
 import zlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
+from proxy.observe.describe import GRPC_STATUS
 from proxy.observe.events import FrameObserved
-from proxy.protobuf import decode_raw
+from proxy.protobuf import decode_raw, rpc_status
 from proxy.protoset import Protoset
 
 GRPC_TYPES = (("content-type", "application/grpc"), ("content-type", "application/grpc+proto"),
@@ -284,3 +287,63 @@ class GrpcTracker:
         if lost is not None:
             out.append(f"{indent}grpc {arrow} not read further: {lost}")
         return out
+
+
+_TIMEOUT_MS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 0.001,
+               "n": 0.000_001}
+"""grpc-timeout units (gRPC's PROTOCOL-HTTP2.md: Hour, Minute, Second, milli, micro,
+nano) in milliseconds."""
+
+
+def bin_value(value: str) -> bytes | None:
+    """A ``-bin`` field's bytes: base64 (padding optional, as gRPC sends it), or sent
+    raw where the peer allowed true binary metadata (grpc-core marks those with a
+    leading NUL byte); None when it is neither."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if raw[:1] == b"\x00":
+        return raw[1:]
+    try:
+        return base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
+    except ValueError:
+        return None
+
+
+def grpc_field_note(name: str, value: str) -> str | None:
+    """What a gRPC field's value means, for a reader of a header list:
+    ``grpc-status: 9`` is FAILED_PRECONDITION, ``grpc-timeout: 501m`` a deadline
+    of 501 ms, ``grpc-message`` percent-decoded, ``grpc-status-details-bin`` the
+    google.rpc.Status it carries; None for other fields."""
+    if not name.startswith("grpc-") and not name.endswith("-bin"):
+        return None
+    if name == "grpc-status":
+        return GRPC_STATUS[int(value)] if value.isdigit() and int(value) < len(GRPC_STATUS) \
+            else "not a status code: clients fail the call with INTERNAL"
+    if name == "grpc-message":
+        decoded = unquote(value)
+        return f"decoded: {decoded!r}" if decoded != value else None
+    if name == "grpc-timeout":
+        if 2 <= len(value) <= 9 and value[:-1].isdigit() and value[-1] in _TIMEOUT_MS:
+            ms = int(value[:-1]) * _TIMEOUT_MS[value[-1]]
+            return f"deadline {ms:,.3f} ms".replace(".000 ms", " ms") if ms < 60_000 \
+                else f"deadline {ms / 1000:,.1f} s"
+        return "not a timeout (1-8 digits and a unit: H M S m u n)"
+    if not name.endswith("-bin"):
+        return None
+    raw = bin_value(value)
+    marker = value[:1] == "\x00"
+    if raw is None:
+        return "not base64: a -bin value must be, unless true binary metadata was allowed"
+    if name == "grpc-status-details-bin":
+        status = rpc_status(raw)
+        if status is not None:
+            code, message, types = status
+            what = GRPC_STATUS[code] if code is not None and code < len(GRPC_STATUS) else "?"
+            parts = [f"google.rpc.Status: code {code} {what}"]
+            if message:
+                parts.append(f"message {message!r}")
+            if types:
+                parts.append("details " + ", ".join(types))
+            return ", ".join(parts)
+    kind = "sent raw (true binary metadata; the leading 0x00 is grpc's marker)" if marker \
+        else "base64"
+    return f"{len(raw)} bytes, {kind}"

@@ -145,3 +145,31 @@ def decode_raw(data: bytes) -> list[str] | None:
     out: list[str] = []
     _lines(fields, 0, out)
     return out
+
+
+def rpc_status(data: bytes) -> tuple[int | None, str | None, list[str]] | None:
+    """A ``google.rpc.Status`` (what ``grpc-status-details-bin`` carries): its code,
+    message and the type URLs of its details; None when the bytes are not one."""
+    try:
+        fields = _fields(data)
+    except _Malformed:
+        return None
+    code: int | None = None
+    message: str | None = None
+    types: list[str] = []
+    for number, wire, value in fields:
+        if number == 1 and wire == _VARINT and isinstance(value, int):
+            code = value
+        elif number == 2 and wire == _LEN and isinstance(value, bytes):
+            message = value.decode("utf-8", "replace")
+        elif number == 3 and wire == _LEN and isinstance(value, bytes):
+            try:
+                inner = _fields(value)  # google.protobuf.Any: 1 type_url, 2 value
+            except _Malformed:
+                continue
+            url = next((v for n, w, v in inner if n == 1 and isinstance(v, bytes)), None)
+            if url is not None:
+                types.append(url.decode("utf-8", "replace"))
+    if code is None and message is None and not types:
+        return None
+    return code, message, types

@@ -264,3 +264,31 @@ def test_a_stream_that_ends_inside_a_message_says_so(schema: tuple[Path, Protose
                                                 t=0.0))
     assert msg.summary() == ("message 1: 5 bytes  cut: the stream ended inside this message "
                              "(5 of its 32 bytes came)")
+
+
+def test_grpc_fields_are_explained_where_headers_are_listed() -> None:
+    """The stream view lists a call's trailers: the status by name, the message
+    percent-decoded, the deadline, and the google.rpc.Status in
+    grpc-status-details-bin (raw bytes or base64) instead of a byte dump."""
+    import base64
+
+    from proxy.grpc_log import grpc_field_note
+
+    def ld(number: int, value: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(value)]) + value
+
+    status = bytes([8, 9]) + ld(2, b"precondition failed") + ld(
+        3, ld(1, b"type.googleapis.com/qa.v1.ErrorInfo") + ld(2, b"\x0a\x01x"))
+    as_base64 = base64.b64encode(status).decode().rstrip("=")
+    as_raw = ("\x00" + status.decode("utf-8", "surrogateescape"))  # true binary
+    for value in (as_base64, as_raw):
+        assert grpc_field_note("grpc-status-details-bin", value) == (
+            "google.rpc.Status: code 9 FAILED_PRECONDITION, message 'precondition failed', "
+            "details type.googleapis.com/qa.v1.ErrorInfo")
+    assert grpc_field_note("grpc-status", "9") == "FAILED_PRECONDITION"
+    assert grpc_field_note("grpc-message", "%C3%BCn%C3%AFcode %25 100") == \
+        "decoded: 'ünïcode % 100'"
+    assert grpc_field_note("grpc-timeout", "501m") == "deadline 501 ms"
+    assert grpc_field_note("x-trace-bin", "\x00\udcfe\udcff").startswith(
+        "2 bytes, sent raw (true binary metadata")
+    assert grpc_field_note("content-type", "application/grpc") is None

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
+from proxy.grpc_log import grpc_field_note
 from proxy.observe.describe import shown
 from proxy.websocket import is_websocket
 from ui.model.body import (
@@ -87,7 +88,11 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
     out.append(f"\n{title}\n", "bold underline")
     for n, v in headers:  # as sent: pseudo-headers first (RFC 9113 §8.3)
         out.append(f"  {shown(n)}", "bold cyan" if n.startswith(":") else "bold")
-        out.append(f": {shown(v)}\n")
+        out.append(f": {shown(v)}")
+        note = grpc_field_note(n, v)
+        if note:
+            out.append(f"    ({note})", "dim")
+        out.append("\n")
 
 
 def _body(out: Text, title: str, body: Body, headers: Headers | None,
