@@ -64,6 +64,7 @@ class ControlFrames:
                                    "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
                 return
             acked = owner.pending.popleft()
+            side.read_up_to = max(side.read_up_to, acked.seq)
             delta, adjusted = self._apply_settings(owner, acked.settings, t, seq, findings)
             owner.refresh_frame_size()
             self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
@@ -170,6 +171,7 @@ class ControlFrames:
             return
         self._events.append(PingAnswered(t=t, direction=side.direction, opaque=frame.opaque,
                                          rtt=t - sent[0], seq=seq))
+        side.read_up_to = max(side.read_up_to, sent[1])
         # A PING sent after SETTINGS and answered first proves the SETTINGS were
         # processed without an ACK (RFC 9113 §6.5.3: ACK "immediately"): frames
         # are processed in order.

@@ -171,6 +171,15 @@ class StreamFrames:
                        seq: int) -> Finding:
         sid = stream.stream_id
         if stream.reset_by is _PEER[direction]:
+            read = self.sides[direction].read_up_to
+            if read > stream.reset_seq >= 0:
+                # It had answered a frame sent after the reset: it had read the reset too
+                # (frames are read in order), so this one was sent after it.
+                return _f("frame-after-reset", Severity.WARNING, "RFC 9113 §5.1",
+                          f"{problem}: the {direction.peer.sender} reset it (frame "
+                          f"#{stream.reset_seq}) and the {direction.sender} had read that — it "
+                          f"answered frame #{read}, sent after it — yet still sends on it",
+                          seq, sid)
             # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an error.
             return _f("frame-after-reset", Severity.INFO, "RFC 9113 §5.1",
                       f"{problem} (the {direction.peer.sender} had reset it; frames in flight "
@@ -235,6 +244,7 @@ class StreamFrames:
         if stream.state is not _CLOSED:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
+            stream.reset_seq = seq
         self._set_state(stream, new, side.direction, seq, t)
 
     def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:

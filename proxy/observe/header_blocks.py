@@ -302,12 +302,15 @@ class HeaderBlocks:
             direction = side.direction
             if role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST:
                 stream.request_headers = headers
+                stream.request_seq = seq
                 if role is _ROLE_REQUEST:
                     stream.content_length[C2S] = length
                 prio = header_value(headers, "priority")
                 if prio is not None:
                     self._apply_rfc9218(stream, prio, seq, findings)
             elif role is _ROLE_RESPONSE:
+                if stream.request_seq > side.read_up_to and stream.opened_by is not direction:
+                    side.read_up_to = stream.request_seq  # (it answers that request)
                 if status is not None and (status < 200 or status == 204):
                     self._no_content_length(headers, status, seq, sid, findings)
                 if status is not None and 100 <= status < 200:

@@ -76,6 +76,9 @@ class Side:
     pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
     goaway_last_stream_id: int | None = None
+    read_up_to: int = -1
+    """The highest frame number of the peer's that this endpoint provably read: the
+    request it answered, the PING or SETTINGS it acknowledged."""
     goaway_error: int = 0
     """The error code of the last GOAWAY this endpoint sent (0: none, or NO_ERROR)."""
     sent_settings: bool = False

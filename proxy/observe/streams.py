@@ -128,6 +128,10 @@ class Stream:
     """For a pushed stream: the stream whose PUSH_PROMISE reserved it."""
     reset_by: Direction | None = None
     reset_code: int | None = None
+    reset_seq: int = -1
+    """The frame number of the RST_STREAM that reset it."""
+    request_seq: int = -1
+    """The frame number that completed its request's header block."""
     request_headers: tuple[tuple[str, str], ...] | None = None
     response_headers: tuple[tuple[str, str], ...] | None = None
     informational: list[tuple[tuple[str, str], ...]] = field(default_factory=list)

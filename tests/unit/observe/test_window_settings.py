@@ -267,3 +267,21 @@ def test_an_upload_cut_by_the_close_says_how_far_it_got(conv: Conversation) -> N
                if isinstance(e, ConnectionFindingRaised)]
     (cut,) = [f for f in closing if f.code == "stream-unfinished" and "request" in f.message]
     assert "stream 1 (16,384 of 1,000,000 bytes) unfinished" in cut.message, cut.message
+
+
+def test_data_after_a_reset_the_sender_had_read_is_a_warning(conv: Conversation) -> None:
+    """Frames in flight when a RST_STREAM arrives are a race (info). But a server that
+    answered a request sent after the reset had read the reset: its later DATA on the
+    reset stream was sent after it (RFC 9113 §5.1)."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(S2C, conv.f.data(1, b"x" * 100))
+    conv.send(C2S, conv.f.rst(1, 8))
+    (race,) = conv.finding_objects(conv.send(S2C, conv.f.data(1, b"y" * 100)))
+    assert (race.code, race.severity.name) == ("frame-after-reset", "INFO")
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 3, [(":status", "200")],
+                                  flags=["END_HEADERS", "END_STREAM"]))
+    (late,) = conv.finding_objects(conv.send(S2C, conv.f.data(1, b"z" * 100)))
+    assert (late.code, late.severity.name) == ("frame-after-reset", "WARNING")
+    assert "had read that" in late.message
