@@ -472,6 +472,9 @@ class ReplayConnection:
                     if authority is not None:
                         headers = [(n, authority if n == ":authority" else v)
                                    for n, v in headers]
+                    # (as bytes: a recorded value that is not UTF-8 goes out as it was)
+                    wire = [(n.encode("utf-8", "surrogateescape"),
+                             v.encode("utf-8", "surrogateescape")) for n, v in headers]
                     sid = streams.get(s)
                     kwargs: dict[str, Any] = {}
                     prio = entry.get("priority")
@@ -484,9 +487,9 @@ class ReplayConnection:
                         sid = s if s % 2 == 1 and s > conn.highest_outbound_stream_id \
                             else conn.get_next_available_stream_id()
                         streams[s] = sid
-                        conn.send_headers(sid, headers, end_stream=bool(flags & 0x1), **kwargs)
+                        conn.send_headers(sid, wire, end_stream=bool(flags & 0x1), **kwargs)
                     else:
-                        conn.send_headers(sid, headers, end_stream=bool(flags & 0x1))
+                        conn.send_headers(sid, wire, end_stream=bool(flags & 0x1))
                 elif kind == "DATA":
                     pad = entry.get("padding") if flags & 0x8 else None
                     await self._send_data(streams.get(s, s), data_of(entry), bool(flags & 0x1),

@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from proxy.observe.describe import shown
 from proxy.replay.responses import Action, Headers, ResponseBook
 
 READ_SIZE = 1 << 16
@@ -52,8 +53,8 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
              f"{authority or '-'}; matching on {','.join(book.fields)})"]
     others = book.authorities_for(method, path)
     if others:
-        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        lines.append(f"{method} {path} was recorded for authority {shown}: ask for that host "
+        hosts = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        lines.append(f"{method} {path} was recorded for authority {hosts}: ask for that host "
                      f"name (the port may differ), or start serve with --match method,path")
     closest = [p for p in book.closest_paths(path) if p != path or not others]
     if closest:
@@ -61,7 +62,8 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         lines.extend(f"  {p}" for p in closest)
     elif not others:
         lines.append("the capture has no recorded responses")
-    return ("\n".join(lines) + "\n").encode()
+    # (a path recorded with bytes that are not UTF-8 is written \xNN)
+    return ("\n".join(shown(line) for line in lines) + "\n").encode()
 
 
 class MockConnection:
@@ -76,7 +78,7 @@ class MockConnection:
         self.writer = writer
         self.log = log
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8", validate_outbound_headers=False,
+            client_side=False, header_encoding=None, validate_outbound_headers=False,
             normalize_outbound_headers=False, validate_inbound_headers=False))
         if any(r.method == "CONNECT" for r in book.responses):
             # RFC 8441 §3: without this setting a client sends no extended CONNECT
@@ -131,8 +133,10 @@ class MockConnection:
 
     def _handle(self, ev: h2.events.Event) -> None:
         if isinstance(ev, h2.events.RequestReceived):
-            headers = self.requests[ev.stream_id] = tuple((str(n), str(v))
-                                                          for n, v in ev.headers or ())
+            # (bytes decoded as the observer does: a name or value that is not UTF-8
+            # matches the recorded one, and never stops the server)
+            headers = self.requests[ev.stream_id] = tuple(
+                (_text(n), _text(v)) for n, v in ev.headers or ())
             if ev.stream_ended is not None or (":method", "CONNECT") in headers:
                 # A CONNECT's request stream stays open (a tunnel, a WebSocket): the
                 # response comes first.
@@ -245,6 +249,10 @@ class MockConnection:
             data = data[len(chunk):]
             if last:
                 return
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
 
 
 def _wire(headers: Headers) -> list[tuple[bytes, bytes]]:
