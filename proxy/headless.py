@@ -209,7 +209,7 @@ class HeadlessPrinter:
                 if problem:  # (for a human, on stderr; as JSON on stdout too)
                     self._problem(conn_id, ev.t, f"! {event_line(ev)}")
                 if problem or (keep is None and not self.quiet):
-                    obj = jsonl_event(conn_id, ev, batch.t)
+                    obj = jsonl_event(conn_id, ev)
                     if obj is not None:
                         lines.append(json_line(obj))
 

@@ -225,14 +225,15 @@ _PROBLEMS = (Desynced, ConnectionFindingRaised)
 """Events a filter never hides (as in the headless log)."""
 
 
-def jsonl_event(conn_id: int, ev: Event, wall: float) -> dict[str, Any] | None:
+def jsonl_event(conn_id: int, ev: Event) -> dict[str, Any] | None:
     """An event other than a frame (:func:`~proxy.observe.jsonview.event_dict`) with
-    the connection and the wall clock, as the JSON Lines export and the live
-    printer write it; None for events they leave out."""
+    the connection and the wall clock (the event's own time: a finding raised at
+    the close has the close's, live and exported alike), as the JSON Lines export
+    and the live printer write it; None for events they leave out."""
     d = event_dict(ev)
     if d is None:
         return None
-    return {"conn": conn_id, "wall": wall, **d}
+    return {"conn": conn_id, "wall": ev.t, **d}
 
 
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
@@ -256,7 +257,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         for ev in in_log_order(item.events):
             if type(ev) is not FrameObserved:
                 if (kept is None or isinstance(ev, _PROBLEMS)) and _stream_ok(ev, stream):
-                    obj = jsonl_event(rec.conn_id, ev, rec.wall)
+                    obj = jsonl_event(rec.conn_id, ev)
                     if obj is not None:
                         out.write(json_line(obj) + "\n")
                 continue

@@ -132,3 +132,20 @@ def test_jsonl_says_what_went_wrong_on_stderr_and_a_desync_as_an_event() -> None
         "verification failed — hint: pass its CA with --upstream-ca FILE" in lines[0]
     assert lines[1].startswith("h2scope: 0.500 #2") and "! " in lines[1] \
         and "preface" in lines[1]
+
+
+def test_an_event_object_carries_its_own_time_live_and_exported() -> None:
+    """A finding raised at the close came in a batch stamped later than the finding
+    (live) and in a record stamped otherwise (exported): both now give its time."""
+    from proxy.capture.export_text import jsonl_event
+    from proxy.observe.events import ConnectionFindingRaised
+    from proxy.observe.findings import Finding, Severity
+
+    finding = Finding(code="stream-unfinished", severity=Severity.INFO, rfc="RFC 9113 §8.1",
+                      message="m", seq=3, stream_id=1)
+    ev = ConnectionFindingRaised(t=1000.25, direction=Direction.S2C, finding=finding)
+    out = io.StringIO()
+    HeadlessPrinter(out, jsonl=True, err=io.StringIO()).handle_many(
+        [Batch(conn_id=1, t=1000.75, events=(ev,))])
+    (live,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert live == jsonl_event(1, ev) and live["wall"] == live["t"] == 1000.25
