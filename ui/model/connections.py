@@ -161,6 +161,8 @@ class ConnInfo:
     """Capture-format connection metadata (client, server, mode, TLS legs, protocol)."""
     closed: str | None = None
     """Why it closed, once it did."""
+    closed_t: float | None = None
+    """When it closed (the frames' clock), when known."""
     frames: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     streams: dict[int, StreamInfo] = field(default_factory=dict)

@@ -161,9 +161,10 @@ class Session:
         c = self.conn(conn_id)
         c.meta.update(meta)
 
-    def closed(self, conn_id: int, reason: str) -> None:
+    def closed(self, conn_id: int, reason: str, t: float | None = None) -> None:
         c = self.conn(conn_id)
         c.closed = reason or "closed"
+        c.closed_t = t
         c.open_streams = 0
 
     def connection_event(self, ev: ConnectionEvent) -> None:
@@ -191,7 +192,7 @@ class Session:
             case ProxyErrorRaised():
                 c.errors.append(error_text(ev.stage, ev.message, ev.hint))
             case ConnectionClosed():
-                self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}")
+                self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}", ev.t)
             case RecordedConnection():
                 meta.update(ev.meta)
             case RecordedCap():
@@ -201,7 +202,7 @@ class Session:
                 c.http1.append((ev.t, ev.direction, ev.head))
             case RecordedClose():
                 c.errors.extend(ev.errors)
-                self.closed(ev.conn_id, ev.reason)
+                self.closed(ev.conn_id, ev.reason, ev.t)
             case RecordedLost():
                 c.errors.append(f"capture incomplete: {ev.reason}")
 

@@ -166,7 +166,9 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
             # its sender ended it with the window spent exactly: nothing was waiting
             dur = "window spent by the last DATA; the stream ended"
         else:
-            waited = f"{(conn.last_t - t) * 1000:.1f} ms" if conn.last_t >= t else ""
+            end_t = conn.closed_t if conn.closed_t is not None and conn.closed_t >= t \
+                else conn.last_t
+            waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
             dur = (f"never resumed: the connection closed after {waited}" if conn.closed
                    else f"still stalled, {waited} so far")
         out.append(f"  +{t - t0:9.3f} s  {Direction(sd).arrow} {where}: {dur}\n",

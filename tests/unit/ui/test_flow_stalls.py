@@ -217,3 +217,27 @@ def test_a_reset_with_a_finding_keeps_its_cross_in_the_lane(tmp_path: Path) -> N
 
     drive(path, scenario)
     assert "✕" in seen[0] and "!" not in seen[0], seen
+
+
+def test_a_stall_that_never_resumed_lasts_until_the_close(tmp_path: Path) -> None:
+    """Not until the connection's last frame: a client that stops reading, then
+    closes three seconds later, kept the server waiting three seconds."""
+    f = FrameFactory()
+    path = tmp_path / "close.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
+    tap.close(4.05, closed_by="client")
+    writer.close(fsync=False)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        text = flow_text(session.conns[1], {}).plain
+    finally:
+        capture.close()
+    assert "stream 1: never resumed: the connection closed after 3000.0 ms" in text, text
