@@ -70,6 +70,17 @@ def _header(name: str, value: str) -> dict[str, str]:
     return d
 
 
+def _pairs(headers: Headers | None) -> list[list[str]]:
+    """Trailers as ``[name, value]``; a value that is not UTF-8 (gRPC's binary
+    trailers sent raw) gets its exact bytes as a third item, base64."""
+    out = []
+    for n, v in headers or ():
+        raw = raw_bytes(v)
+        out.append([n, v] if raw is None else
+                   [n, _escaped(v), base64.b64encode(raw).decode("ascii")])
+    return out
+
+
 def _headers(headers: Headers | None) -> list[dict[str, str]]:
     return [_header(n, v) for n, v in headers or () if not n.startswith(":")]
 
@@ -189,8 +200,8 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "pushed": ex.pushed,
         "promised_by": ex.promised_by,
         "informational": [[list(h) for h in hs] for hs in ex.informational],
-        "request_trailers": [list(h) for h in ex.request_trailers or ()],
-        "response_trailers": [list(h) for h in ex.response_trailers or ()],
+        "request_trailers": _pairs(ex.request_trailers),
+        "response_trailers": _pairs(ex.response_trailers),
         "request_body_truncated": ex.request_body_truncated,
         "response_body_truncated": ex.response_body_truncated,
     }

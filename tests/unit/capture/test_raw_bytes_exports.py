@@ -82,6 +82,10 @@ def test_the_har_export_is_utf8_json_with_the_exact_bytes_beside(capture: Path) 
     assert base64.b64decode(header["_valueBase64"]) == RAW_VALUE
     assert "_valueBase64" not in next(h for h in entry["request"]["headers"]
                                       if h["name"] == "content-type")
+    # Trailers (where gRPC's binary metadata usually is): the bytes as a third item.
+    (trailer,) = [t for t in entry["_h2scope"]["response_trailers"] if t[0] == "x-bin"]
+    assert trailer[1] == "\x00\\xff\\x80" and base64.b64decode(trailer[2]) == RAW_VALUE
+    assert ["grpc-status", "0"] in entry["_h2scope"]["response_trailers"]
 
 
 def test_json_lines_carry_value_hex_and_encode(capture: Path, tmp_path: Path) -> None:
