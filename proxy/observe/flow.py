@@ -113,11 +113,13 @@ class StreamFrames:
         if new is not state:
             self._set_state(stream, new, direction, seq, t)
         elif not end and length:
-            if conn_window <= 0 and side.conn_stalled_since is None:
+            # A window spent exactly: the sender must wait. (Below 0 it did not wait:
+            # flow-control-exceeded, not a stall.)
+            if conn_window == 0 and side.conn_stalled_since is None:
                 side.conn_stalled_since = t
                 self._events.append(FlowControlStalled(t=t, direction=direction, stream_id=0,
                                                        seq=seq))
-            if window <= 0 and stream.stalled_since[direction] is None and \
+            if window == 0 and stream.stalled_since[direction] is None and \
                     state is not _IDLE and state is not _CLOSED:  # (no window to wait on)
                 stream.stalled_since[direction] = t
                 self._events.append(FlowControlStalled(t=t, direction=direction,

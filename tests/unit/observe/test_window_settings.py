@@ -285,3 +285,13 @@ def test_data_after_a_reset_the_sender_had_read_is_a_warning(conv: Conversation)
     (late,) = conv.finding_objects(conv.send(S2C, conv.f.data(1, b"z" * 100)))
     assert (late.code, late.severity.name) == ("frame-after-reset", "WARNING")
     assert "had read that" in late.message
+
+
+def test_data_that_overruns_a_window_is_a_violation_not_a_stall(conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    for _ in range(3):
+        conv.send(S2C, conv.f.data(1, b"x" * 16384))
+    new = conv.send(S2C, conv.f.data(1, b"x" * 16384))  # 65,536 > 65,535: overrun by 1
+    assert "flow-control-exceeded" in conv.findings(new)
+    assert not [e for e in new if isinstance(e, FlowControlStalled)]  # it did not wait
