@@ -67,6 +67,8 @@ class StreamOutcome:
     incomplete: bool = False
     """The stream was open where part of its connection is missing from the capture
     (a LOST record, damaged bytes): some of its frames may be missing."""
+    server_reset: str | None = None
+    """The first RST_STREAM the server sent on it (``NO_ERROR by server``), if any."""
     grpc_status: str | None = None
     """A gRPC call's outcome, ``grpc-status 5 NOT_FOUND 'no such thing'`` (from its
     trailers or trailers-only response); None for other streams. Compared by code."""
@@ -93,6 +95,7 @@ class _Acc:
     ended: bool = False
     incomplete: bool = False
     grpc: str | None = None
+    server_reset: str | None = None
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -147,8 +150,11 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 acc.truncated |= rec.truncated
             elif isinstance(f, RstStreamFrame):
                 acc.ended = True
+                said = f"{error_name(f.error_code)} by {ev.direction.sender}"
                 if acc.reset is None:
-                    acc.reset = f"{error_name(f.error_code)} by {ev.direction.sender}"
+                    acc.reset = said
+                if s2c and acc.server_reset is None:
+                    acc.server_reset = said
             elif ev.block is not None:
                 if not s2c:
                     if acc.request is None:
@@ -174,7 +180,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
-            incomplete=acc.incomplete, grpc_status=acc.grpc))
+            incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset))
     return out
 
 
@@ -220,7 +226,11 @@ def _body(s: StreamOutcome) -> str:
 
 
 def diff_streams(o: StreamOutcome, r: StreamOutcome,
-                 volatile: frozenset[str] = VOLATILE_HEADERS) -> tuple[str, ...]:
+                 volatile: frozenset[str] = VOLATILE_HEADERS, *,
+                 replayed: bool = False) -> tuple[str, ...]:
+    """What differs between two outcomes of a stream. ``replayed``: ``r`` is a replay
+    of ``o``, whose client frames — resets included — are the recorded ones, so only
+    the server's resets are compared (which side's came first is timing)."""
     out = []
     if (o.method, o.path) != (r.method, r.path):
         out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
@@ -241,7 +251,11 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256):
         out.append(f"body: {_body(o)} → {_body(r)}")
-    if o.reset != r.reset:
+    if replayed:
+        if o.server_reset != r.server_reset:
+            out.append(f"server reset: {o.server_reset or 'none'} → "
+                       f"{r.server_reset or 'none'}")
+    elif o.reset != r.reset:
         out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
     return tuple(out)
 
@@ -261,7 +275,7 @@ def compare(original: list[StreamOutcome], replayed: list[StreamOutcome],
         elif r is None:
             diffs = ("no such stream in the replay",)
         else:
-            diffs = diff_streams(o, r, volatile)
+            diffs = diff_streams(o, r, volatile, replayed=True)
         result.append(StreamDiff(original=o, replayed=r, differences=diffs))
     return result
 

@@ -51,14 +51,15 @@ def test_every_compared_field_is_reported_when_it_differs(
     page = by_path(streams, "/index.html")
     changed = dataclasses.replace(page, status="503", header_names=("content-type", "x-new"),
                                   body_length=3, body_sha256="00" * 32,
-                                  reset="INTERNAL_ERROR by server")
+                                  reset="INTERNAL_ERROR by server",
+                                  server_reset="INTERNAL_ERROR by server")
     replayed = [changed if s is page else s for s in streams]
     diff = next(d for d in compare(streams, replayed) if d.original is page)
     assert diff.differences == (
         "status: 200 → 503",
         "response header names: missing grpc-status, x-trailer; new x-new",
         f"body: 31 bytes, sha256 {page.body_sha256[:16]}… → 3 bytes, sha256 0000000000000000…",
-        "reset: none → INTERNAL_ERROR by server",
+        "server reset: none → INTERNAL_ERROR by server",
     )
     text = "\n".join(report_lines(compare(streams, replayed)))
     assert "DIFFERS  stream 1 (GET /index.html):" in text
@@ -120,3 +121,20 @@ def test_a_grpc_status_that_changed_is_a_difference(streams: list[StreamOutcome]
             for s in streams]
     assert all(d.matches for d in compare(streams, same))
     assert any(", grpc-status 0 OK, " in line for line in report_lines(compare(streams, same)))
+
+
+def test_a_replay_compares_the_servers_resets_not_which_came_first(
+        streams: list[StreamOutcome]) -> None:
+    """A call the client cancels at its deadline while the server resets it too: in
+    the replay the server's reset came first. The client's CANCEL is the recorded
+    one, replayed; only a change in the server's resets is a difference."""
+    slow = by_path(streams, "/slow")
+    original = dataclasses.replace(slow, reset="CANCEL by client",
+                                   server_reset="NO_ERROR by server")
+    raced = dataclasses.replace(slow, reset="NO_ERROR by server",
+                                server_reset="NO_ERROR by server")
+    (diff,) = [d for d in compare([original], [raced])]
+    assert diff.matches
+    silent = dataclasses.replace(raced, server_reset=None)
+    (diff,) = [d for d in compare([original], [silent])]
+    assert diff.differences == ("server reset: NO_ERROR by server → none",)
