@@ -174,10 +174,12 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 if isinstance(opened, (int, float)) and 0 < rec.wall - opened < 3600:
                     start = opened
         rel = rec.wall - start
-        if stream is None and (kept is None or rec.type != RecordType.HTTP1):
-            line = _record_line(item, rel)
-            if line:
-                out.write(line + "\n")
+        # (a CLOSE record's line comes after what the close raised, as live)
+        closing = rec.type == RecordType.CLOSE
+        record_line = _record_line(item, rel) \
+            if stream is None and (kept is None or rec.type != RecordType.HTTP1) else None
+        if record_line and not closing:
+            out.write(record_line + "\n")
         for ev in in_log_order(item.events):
             extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
                 if type(ev) is FrameObserved else []
@@ -192,6 +194,8 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 for line in extra:
                     out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)
+        if record_line and closing:
+            out.write(record_line + "\n")
     return frames
 
 

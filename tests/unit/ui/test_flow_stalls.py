@@ -241,3 +241,28 @@ def test_a_stall_that_never_resumed_lasts_until_the_close(tmp_path: Path) -> Non
     finally:
         capture.close()
     assert "stream 1: never resumed: the connection closed after 3000.0 ms" in text, text
+
+
+def test_the_text_export_puts_what_the_close_raised_before_the_close(tmp_path: Path) -> None:
+    import io
+
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+
+    f = FrameFactory()
+    path = tmp_path / "goaway.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, bytes.fromhex("000008070000000000") + bytes(8), 1.05)  # GOAWAY, last 0
+    tap.close(1.06, closed_by="server")
+    writer.close(fsync=False)
+    out = io.StringIO()
+    write_text(replay(path), out)
+    lines = out.getvalue().splitlines()
+    finding = next(i for i, ln in enumerate(lines) if "stream-not-processed" in ln)
+    closed = next(i for i, ln in enumerate(lines) if "closed by server" in ln)
+    assert finding < closed, lines
