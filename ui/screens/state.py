@@ -366,6 +366,13 @@ class StateScreen(ModalScreen[None]):
         Binding("e", "tab('settings')", "Settings"),
         Binding("p", "tab('priority')", "Priority"),
         Binding("i", "tab('connection')", "Connection"),
+        # The tabs have the focus: these move the page whatever has it.
+        Binding("pagedown,space", "scroll('page_down')", "Page down", show=False),
+        Binding("pageup", "scroll('page_up')", "Page up", show=False),
+        Binding("down,j", "scroll('down')", "Down", show=False),
+        Binding("up,k", "scroll('up')", "Up", show=False),
+        Binding("home,g", "scroll('home')", "Top", show=False),
+        Binding("end,G", "scroll('end')", "Bottom", show=False),
     ]
 
     def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack") -> None:
@@ -417,6 +424,16 @@ class StateScreen(ModalScreen[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id in TITLES:
             self._draw(event.pane.id)
+
+    def action_scroll(self, how: str) -> None:
+        pane = self.query_one(TabbedContent).active_pane
+        if pane is None:
+            return
+        view = pane.query_one(VerticalScroll)
+        {"page_down": view.scroll_page_down, "page_up": view.scroll_page_up,
+         "down": view.scroll_down, "up": view.scroll_up,
+         "home": lambda: view.scroll_home(animate=False),
+         "end": lambda: view.scroll_end(animate=False)}[how]()
 
     def action_tab(self, tab: str) -> None:
         self._draw(tab)

@@ -774,3 +774,26 @@ def test_keys_pasted_with_the_filter_key_go_into_the_filter(capture_path: Path) 
         assert app.screen.query_one(Input).value.endswith("/a")
         await pilot.press("escape")
     drive(capture_path, scenario)
+
+
+def test_state_views_scroll_with_the_page_keys(capture_path: Path) -> None:
+    """The tabs have the focus in a state view: page keys moved nothing until Tab."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import TabbedContent
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("h")  # HPACK tables: longer than the screen
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, StateScreen)
+        pane = screen.query_one(TabbedContent).active_pane
+        assert pane is not None
+        view = pane.query_one(VerticalScroll)
+        assert view.max_scroll_y > 0
+        await pilot.press("pagedown")
+        await pilot.pause(0.2)
+        assert view.scroll_y > 0
+        await pilot.press("home")
+        await pilot.pause(0.2)
+        assert view.scroll_y == 0
+    drive(capture_path, scenario, size=(120, 20))
