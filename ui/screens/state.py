@@ -97,7 +97,11 @@ def _table_chart(tbl: HpackTable) -> tuple[list[str], int]:
 
 def _flow_chart(series: FlowSeries) -> tuple[list[str], int]:
     marks = first_in_columns(series.kind, 8, 72)
-    return chart(series.conn, lo=0, height=5, marks=marks), series.kind.count(8)
+    lines = chart(series.conn, lo=0, height=5, marks=marks)
+    if series.conn:  # the scale: the top row's value, and 0 at the bottom
+        lines[0] += f"  {max(series.conn):,}"
+        lines[4] += "  0"
+    return lines, series.kind.count(8)
 
 
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None) -> Text:
@@ -141,7 +145,8 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
         _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)), len(series.conn),
                                     partial(_flow_chart, series))
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
-                   f"(↑ = WINDOW_UPDATE on stream 0, {n_updates}):\n", "dim")
+                   f"(↑ marks the {n_updates} WINDOW_UPDATE{'s' if n_updates != 1 else ''} on "
+                   "stream 0):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")

@@ -119,7 +119,10 @@ def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path)
         (S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 1000), 1.05),
         (C2S, f.window_update(1, 1000), 1.06), (C2S, f.window_update(0, 1000), 1.07))
     text = _loaded(path, lambda session: flow_text(session.conns[1], {}).plain)
-    assert "(↑ = WINDOW_UPDATE on stream 0, 1):" in text
+    assert "(↑ marks the 1 WINDOW_UPDATE on stream 0):" in text
+    # The scale: the top row's value and 0.
+    chart_rows = [ln for ln in text.splitlines() if ln.startswith("  │") and "(no data)" not in ln]
+    assert chart_rows[0].endswith("  65,535") and chart_rows[4].endswith("  0"), chart_rows
 
 
 def test_the_stream_view_names_the_reset_that_ended_the_stream_first(tmp_path: Path) -> None:
