@@ -25,7 +25,7 @@ from proxy.observe.describe import (
     event_line,
     flags_text,
     frame_summary,
-    shown,
+    shown_field,
 )
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
@@ -64,7 +64,7 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
         _BLOCK_TEXT.clear()
     lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in block.headers]
     if not "".join(lines).isprintable():  # (one C-speed test for the whole block)
-        lines = [f"{HEADER_INDENT}{shown(name)}: {shown(value)}" for name, value in block.headers]
+        lines = [f"{HEADER_INDENT}{shown_field(name, value)}" for name, value in block.headers]
     text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(), lines)
     return text
 

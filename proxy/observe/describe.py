@@ -185,6 +185,18 @@ def field_annotation(fa: FieldAnnotation) -> str:
     return " ".join(bits)
 
 
+def shown_field(name: str, value: str) -> str:
+    """``name: value`` as a line shows it (:func:`shown`); a ``-bin`` value that is
+    not plain text (sent raw: gRPC's true binary metadata) is bytes, so every byte
+    outside printable ASCII is ``\\xNN`` — a pair of them that happens to be valid
+    UTF-8 is not shown as a character."""
+    if name.endswith("-bin") and not value.isprintable():
+        raw = value.encode("utf-8", "surrogateescape")
+        return f"{shown(name)}: " + "".join(
+            chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
+    return f"{shown(name)}: {shown(value)}"
+
+
 def shown(value: str) -> str:
     """A header value as a line can show it: control characters, and the bytes that
     are not UTF-8 (decoded as lone surrogates), written ``\\xNN`` (a ``-bin``
@@ -205,7 +217,7 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
             if fa.representation is Representation.SIZE_UPDATE:
                 lines.append(f"{indent}<{field_annotation(fa)}>")
             else:
-                lines.append(f"{indent}{shown(fa.name)}: {shown(fa.value)}    ; "
+                lines.append(f"{indent}{shown_field(fa.name, fa.value)}    ; "
                              f"{field_annotation(fa)}")
         lines.append(f"{indent}; block {block.wire_length} bytes on the wire, "
                      f"{block.decoded_size} decoded (RFC 7541 size); table "
@@ -215,7 +227,7 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
     else:
         plain = [f"{indent}{name}: {value}" for name, value in block.headers]
         lines.extend(plain if "".join(plain).isprintable() else
-                     [f"{indent}{shown(name)}: {shown(value)}" for name, value in block.headers])
+                     [f"{indent}{shown_field(name, value)}" for name, value in block.headers])
     return lines
 
 

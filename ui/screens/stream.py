@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.grpc_log import grpc_field_note
-from proxy.observe.describe import shown
+from proxy.observe.describe import shown_field
 from proxy.websocket import is_websocket
 from ui.model.body import (
     Body,
@@ -87,8 +87,9 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
         return
     out.append(f"\n{title}\n", "bold underline")
     for n, v in headers:  # as sent: pseudo-headers first (RFC 9113 §8.3)
-        out.append(f"  {shown(n)}", "bold cyan" if n.startswith(":") else "bold")
-        out.append(f": {shown(v)}")
+        name, _, value = shown_field(n, v).partition(": ")
+        out.append(f"  {name}", "bold cyan" if n.startswith(":") else "bold")
+        out.append(f": {value}")
         note = grpc_field_note(n, v)
         if note:
             out.append(f"    ({note})", "dim")

@@ -128,3 +128,13 @@ def test_commands_write_valid_utf8_to_a_utf8_terminal(
     text = result.stdout.decode("utf-8")  # strict: valid UTF-8
     if command[0] != "check":
         assert "\\xff" in text
+
+
+def test_a_raw_bin_value_shows_as_bytes_even_where_they_happen_to_be_utf8() -> None:
+    """0xDE 0xAD is valid UTF-8 (U+07AD): a raw -bin value showed it as a character."""
+    from proxy.observe.describe import shown_field
+
+    value = b"\xde\xad\xbe\xef".decode("utf-8", "surrogateescape")
+    assert shown_field("x-req-bin", value) == "x-req-bin: \\xde\\xad\\xbe\\xef"
+    assert shown_field("x-req-bin", "3q2+7w") == "x-req-bin: 3q2+7w"  # base64: as it is
+    assert shown_field("x-name", "caf\u00e9") == "x-name: caf\u00e9"  # not -bin: text
