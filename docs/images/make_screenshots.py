@@ -46,6 +46,57 @@ def neutral_ca(confdir: Path) -> None:
         CertStore(confdir)
 
 
+def slow_reader(proxy_port: int, ca: Path, origin_port: int, path: str) -> None:
+    """An HTTP/2 client (python-hyper h2) through the proxy that reads a download
+    slowly: a 16 KiB stream window, acknowledged 0.1 s after each fill, so the
+    server stalls on flow control as a slow consumer makes it (the flow-control
+    picture)."""
+    import socket
+    import ssl
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    sock = socket.create_connection(("127.0.0.1", proxy_port))
+    target = f"localhost:{origin_port}"
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.set_alpn_protocols(["h2"])
+    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.local_settings = h2.settings.Settings(client=True, initial_values={
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16384})
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", target),
+                          (":path", path)], end_stream=True)
+    tls.sendall(conn.data_to_send())
+    done = False
+    while not done:
+        data = tls.recv(65536)
+        if not data:
+            break
+        unacked = 0
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                unacked += ev.flow_controlled_length
+            elif isinstance(ev, h2.events.StreamEnded):
+                done = True
+        tls.sendall(conn.data_to_send())
+        if unacked and not done:
+            time.sleep(0.1)  # the slow consumer
+            conn.acknowledge_received_data(unacked, 1)
+            tls.sendall(conn.data_to_send())
+    conn.close_connection()
+    tls.sendall(conn.data_to_send())
+    tls.close()
+
+
 def record(tmp: Path) -> Path:
     neutral_ca(tmp / "conf")
     cert = make_self_signed(tmp / "origin")
@@ -70,6 +121,8 @@ def record(tmp: Path) -> Path:
         async with app.run_test(size=SIZE) as pilot:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, lambda: subprocess.run(curl, timeout=60))
+            await loop.run_in_executor(None, lambda: slow_reader(port, ca, origin.port,
+                                                                 "/big/100000"))
             for _ in range(200):
                 await pilot.pause(0.05)
                 if app.session.conns and all(c.closed for c in app.session.conns.values()):
@@ -105,9 +158,12 @@ def shoot(capture: Path) -> None:
             await pilot.press("3")
             await pilot.pause(0.2)
             app.save_screenshot("timeline-hex.svg", str(OUT))
+            stalled = max(app.session.conns.values(), key=lambda c: len(c.stalls))
+            app._select_row(next(r for r in range(len(t)) if t.conn[r] == stalled.conn_id))
             await pilot.press("w")
             await pilot.pause(0.2)
             app.save_screenshot("flow-control.svg", str(OUT))
+            app._select_row(headers)
             await pilot.press("escape", "h")
             await pilot.pause(0.2)
             app.save_screenshot("hpack-tables.svg", str(OUT))
