@@ -72,7 +72,12 @@ class Lanes(RowList):
             first = lanes[0].rows[0]
             self._span = (first, max(first, last))
             table = s.table
-            self._tspan = (table.time[self._span[0]], table.time[self._span[1]])
+            t1 = table.time[self._span[1]]
+            # In time, the axis runs to the last close (a hang lasts until then).
+            conns = [s.conns[self.conn_id]] if self.conn_id in s.conns else \
+                s.conns.values() if self.conn_id is None else []
+            closes = [c.closed_t for c in conns if c.closed_t is not None]
+            self._tspan = (table.time[self._span[0]], max([t1, *closes]))
         self.refresh_rows(reset=True)
 
     def row_count(self) -> int:
@@ -105,6 +110,12 @@ class Lanes(RowList):
             frac = (row - r0) / (r1 - r0) if r1 > r0 else 0.0
         return min(width - 1, max(0, int(frac * (width - 1))))
 
+    def _x_at(self, t: float, width: int) -> int:
+        """The column of time ``t`` on the time axis."""
+        t0, t1 = self._tspan
+        frac = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+        return min(width - 1, max(0, int(frac * (width - 1))))
+
     def lane(self, st: StreamInfo, width: int) -> Text:
         table = self.session.table
         cells = [" "] * width
@@ -122,13 +133,18 @@ class Lanes(RowList):
             # lasts as far as its connection goes, unless the stream simply ended.
             a = max(rows[0], bisect_right(t, start, rows[0], rows[-1] + 1) - 1)
             if end is not None:
-                b = min(bisect_right(t, end, rows[0], rows[-1] + 1), rows[-1])
+                x_end = self._x(min(bisect_right(t, end, rows[0], rows[-1] + 1), rows[-1]),
+                                width)
             elif st.state == "closed" and st.reset is None:
-                b = rows[-1]
+                x_end = self._x(rows[-1], width)
             else:
                 conn = self.session.conns.get(st.conn_id)
-                b = max(rows[-1], conn.last_row if conn is not None else rows[-1])
-            for x in range(self._x(min(a, rows[-1]), width), self._x(max(b, rows[0]), width) + 1):
+                if self.by_time and conn is not None and conn.closed_t is not None:
+                    x_end = self._x_at(conn.closed_t, width)  # in time: to the close
+                else:
+                    x_end = self._x(max(rows[-1], conn.last_row if conn is not None
+                                        else rows[-1]), width)
+            for x in range(self._x(min(a, rows[-1]), width), x_end + 1):
                 cells[x] = "░"
                 styles[x] = style.FINDING
         for row in rows:

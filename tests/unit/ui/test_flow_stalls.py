@@ -269,3 +269,33 @@ def test_the_text_export_puts_what_the_close_raised_before_the_close(tmp_path: P
     finding = next(i for i, ln in enumerate(lines) if "stream-not-processed" in ln)
     closed = next(i for i, ln in enumerate(lines) if "closed by server" in ln)
     assert finding < closed, lines
+
+
+def test_in_time_lanes_a_hang_lasts_until_the_close(tmp_path: Path) -> None:
+    from typing import Any
+
+    from tests.unit.ui.conftest import drive
+    from ui.app import H2ScopeApp
+
+    f = FrameFactory()
+    path = tmp_path / "hang-close.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
+    tap.close(5.0, closed_by="client")  # the client gave up four seconds later
+    writer.close(fsync=False)
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.lanes.by_time = True
+        app.lanes.rebuild()
+        seen.append(app.lanes.lane(app.lanes.lanes[0], 60).plain)
+
+    drive(path, scenario)
+    (lane,) = seen
+    assert lane.endswith("░"), lane  # the axis, and the stall, run to the close
+    assert lane.index("░") < 5, lane  # while the frames are all at its start
