@@ -135,6 +135,9 @@ class RunSummary:
             self._protocol_of[conn] = batch.protocol
             self.protocols[batch.protocol] += 1
         if self._closed_stalled:
+            # Ended by the blocked side's own END_STREAM (no reset followed): its
+            # window was spent exactly and nothing was waiting — not a stall.
+            self.stalls -= len(self._closed_stalled)
             self._closed_stalled.clear()
         for ev in events:
             kind = type(ev)
@@ -308,7 +311,7 @@ class RunSummary:
                           "count": g.count, "first": g.where, "message": g.message}
                          for g in self.findings.groups()],
             "stalls": {
-                "count": self.stalls,
+                "count": self._stall_count(),
                 "longest": None if longest is None else {
                     "seconds": longest[0], "conn": longest[1], "stream": longest[2],
                     "blocked": longest[3].sender, "resumed": longest[4]},
@@ -324,9 +327,10 @@ class RunSummary:
         }
 
     def _stall_lines(self) -> list[str]:
-        if not self.stalls:
+        count = self._stall_count()
+        if not count:
             return []
-        text = f"flow control: {self.stalls:,} stall{'s' * (self.stalls != 1)}"
+        text = f"flow control: {count:,} stall{'s' * (count != 1)}"
         longest = self._longest()
         if longest is not None:
             took, conn, sid, direction, resumed = longest
@@ -340,6 +344,9 @@ class RunSummary:
                        "reopened it")
         return out
 
+
+    def _stall_count(self) -> int:
+        return self.stalls - len(self._closed_stalled)  # (see handle)
 
     def _never_resumed(self) -> list[tuple[int, int, Direction, float, float, str]]:
         return self.unresumed + [(*key, since, self.last_t, "at the end")
