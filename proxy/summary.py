@@ -39,6 +39,9 @@ EXIT_FINDINGS = 3
 _RST = 0x3
 _C2S, _S2C = Direction.C2S, Direction.S2C
 SLOWEST = 3
+NOT_RELAYED = "not relayed"
+"""The protocol a connection counts under when it ended before relaying anything
+(refused, a failed handshake, the CA page)."""
 """Streams the summary names as the slowest."""
 _MAX_OPEN = 100_000
 """Open streams whose start the summary remembers (bounded: a flood of streams
@@ -181,7 +184,7 @@ class RunSummary:
                     self.longest_stall = (ev.stalled_for, conn, ev.stream_id, ev.direction)
             elif kind is ConnectionClosed:
                 if conn not in self._protocol_of:
-                    self.protocols["?"] += 1  # it ended before relaying anything (as check says)
+                    self.protocols[NOT_RELAYED] += 1  # it ended before relaying anything
                 self.connection_closed(conn, ev.t)
             elif kind is ConnectionOpened:
                 self.connections += 1

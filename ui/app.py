@@ -145,9 +145,9 @@ class H2ScopeApp(Navigation):
     # ---------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
-        yield FilterInput(placeholder="filter: type:HEADERS stream:5 dir:s2c finding:any "
-                          "header:content-type=json …  (/ to edit, Enter to apply, Escape "
-                          "to leave it as it was)", id="filter")
+        yield FilterInput(placeholder="no filter: press / and type one, e.g. type:HEADERS "
+                          "stream:5 dir:s2c finding:any header:content-type=json  (Enter "
+                          "applies it, Escape leaves it as it was)", id="filter")
         yield Static("", id="filter-error", markup=False)
         yield ConnectionsPane(self.session, id="connections")
         with Horizontal(id="main"):

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.commands.progress import Progress, counted
     from proxy.events import Batch
     from proxy.observe.findings import Severity
-    from proxy.summary import EXIT_FINDINGS, RunSummary
+    from proxy.summary import EXIT_FINDINGS, NOT_RELAYED, RunSummary
 
     problems: list[BadRecord] = []
     observers = Observers()
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             if rec.type == RecordType.CONNECTION:
                 meta = rec.json()
                 summary.connections += 1
-                summary.protocols[str(meta.get("protocol") or "?")] += 1
+                summary.protocols[str(meta.get("protocol") or NOT_RELAYED)] += 1
             elif rec.type == RecordType.CLOSE:
                 summary.connection_closed(rec.conn_id, rec.t)
                 for error in rec.json().get("errors", ()):

@@ -106,7 +106,7 @@ def test_a_connection_upgraded_after_its_101_counts_once_as_what_it_became() -> 
 
 def test_the_live_summary_counts_protocols_as_check_does() -> None:
     """An HTTP/1.1 relay announces no RelayStarted (its chunks carry the protocol),
-    and a connection that failed before relaying is '?': the live summary left both
+    and a connection that failed before relaying is 'not relayed': the live summary left both
     out, while check on the recording counted them."""
     from proxy.events import ConnectionClosed, ConnectionOpened, Direction
 
@@ -122,7 +122,7 @@ def test_the_live_summary_counts_protocols_as_check_does() -> None:
     for conn in (1, 2):
         summary.handle(Batch(conn_id=conn, t=0.3, events=(ConnectionClosed(
             conn_id=conn, t=0.3, closed_by="CLIENT", reason="done"),)))  # type: ignore[arg-type]
-    assert dict(summary.protocols) == {"http/1.1": 1, "?": 1}
+    assert dict(summary.protocols) == {"http/1.1": 1, "not relayed": 1}
 
 
 def test_the_summary_counts_grpc_calls_by_their_status() -> None:
