@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from proxy.observe.describe import GRPC_STATUS
+from proxy.observe.describe import grpc_code_name
 from proxy.observe.events import FrameObserved
 from proxy.protobuf import decode_raw, rpc_status
 from proxy.protoset import Protoset
@@ -316,8 +316,7 @@ def grpc_field_note(name: str, value: str) -> str | None:
     if not name.startswith("grpc-") and not name.endswith("-bin"):
         return None
     if name == "grpc-status":
-        return GRPC_STATUS[int(value)] if value.isdigit() and int(value) < len(GRPC_STATUS) \
-            else "not a status code: clients fail the call with INTERNAL"
+        return grpc_code_name(value) or "not a status code: clients fail the call with INTERNAL"
     if name == "grpc-message":
         decoded = unquote(value)
         return f"decoded: {decoded!r}" if decoded != value else None
@@ -337,7 +336,7 @@ def grpc_field_note(name: str, value: str) -> str | None:
         status = rpc_status(raw)
         if status is not None:
             code, message, types = status
-            what = GRPC_STATUS[code] if code is not None and code < len(GRPC_STATUS) else "?"
+            what = grpc_code_name(str(code)) or "?"
             parts = [f"google.rpc.Status: code {code} {what}"]
             if message:
                 parts.append(f"message {message!r}")

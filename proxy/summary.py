@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
-from proxy.observe.describe import GRPC_STATUS, block_summary
+from proxy.observe.describe import block_summary, grpc_code_name
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -241,8 +241,7 @@ class RunSummary:
             hit = self._grpc_seen[id(block)] = (block, code)
         if hit[1] is not None:
             code = hit[1]
-            name = GRPC_STATUS[int(code)] if code.isdigit() and int(code) < len(GRPC_STATUS) \
-                else f"{code!r} (invalid)"
+            name = grpc_code_name(code) or f"{code!r} (invalid)"
             self.grpc[name] += 1
 
     def connection_closed(self, conn: int, t: float) -> None:

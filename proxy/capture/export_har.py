@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -21,11 +20,11 @@ from urllib.parse import parse_qsl, urlsplit
 from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
+from proxy.observe.describe import escape_undecoded
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
 from proxy.websocket import messages as ws_messages
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
                "application/x-www-form-urlencoded", "image/svg+xml")
 
@@ -64,7 +63,7 @@ def _header(name: str, value: str) -> dict[str, str]:
         # Bytes that are not UTF-8 (gRPC's true binary metadata, a broken value):
         # HAR text cannot hold them, so the value is written with \xNN escapes and
         # the exact bytes go in a custom field.
-        d["value"] = _escaped(value)
+        d["value"] = escape_undecoded(value)
         d["_valueBase64"] = base64.b64encode(raw).decode("ascii")
         d["comment"] = "not UTF-8: bytes written \\xNN; exactly in _valueBase64"
     return d
@@ -77,7 +76,7 @@ def _pairs(headers: Headers | None) -> list[list[str]]:
     for n, v in headers or ():
         raw = raw_bytes(v)
         out.append([n, v] if raw is None else
-                   [n, _escaped(v), base64.b64encode(raw).decode("ascii")])
+                   [n, escape_undecoded(v), base64.b64encode(raw).decode("ascii")])
     return out
 
 
@@ -93,11 +92,6 @@ def _size(headers: Headers | None) -> int:
     # HAR wants header bytes; HPACK has no plain size, so use the RFC 7541 §4.1
     # field size (name + value + 32 octets) of every field, pseudo-headers included.
     return sum(_octets(n) + _octets(v) + 32 for n, v in headers or ())
-
-
-def _escaped(text: str) -> str:
-    """``text`` with each byte that was not UTF-8 (a lone surrogate) as ``\\xNN``."""
-    return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
 
 
 def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
@@ -268,6 +262,6 @@ def write_har(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = N
     # Names, paths and cookies not UTF-8 are still lone surrogates here: written as
     # \xNN (their surrogates sit only inside JSON strings, so the text stays JSON).
     text = json.dumps(doc, ensure_ascii=False, indent=1)
-    out.write(_SURROGATE.sub(lambda m: f"\\\\x{ord(m.group()) - 0xDC00:02x}", text))
+    out.write(escape_undecoded(text, "\\\\"))
     out.write("\n")
     return len(doc["log"]["entries"])

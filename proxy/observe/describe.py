@@ -6,6 +6,7 @@ all say the same thing about a frame, so the wording lives here once.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 from proxy.observe.enums import setting_name
@@ -58,6 +59,12 @@ GRPC_STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEE
 """gRPC status codes by number (grpc/doc/statuscodes.md)."""
 
 
+def grpc_code_name(code: str) -> str | None:
+    """The name of a grpc-status code (``9``: FAILED_PRECONDITION); None when the
+    value is no status code 0-16 (clients fail such a call with INTERNAL)."""
+    return GRPC_STATUS[int(code)] if code.isdigit() and int(code) < len(GRPC_STATUS) else None
+
+
 def grpc_status_text(headers: dict[str, str]) -> str | None:
     """``grpc-status 14 UNAVAILABLE "no healthy upstream"`` from a block carrying
     one (trailers, or a trailers-only response); ``grpc-message`` is
@@ -65,7 +72,7 @@ def grpc_status_text(headers: dict[str, str]) -> str | None:
     code = headers.get("grpc-status")
     if code is None:
         return None
-    name = GRPC_STATUS[int(code)] if code.isdigit() and int(code) < len(GRPC_STATUS) else "?"
+    name = grpc_code_name(code) or "?"
     text = f"grpc-status {code} {name}"
     message = unquote(headers.get("grpc-message") or "")
     if message and message.upper() != name:
@@ -183,6 +190,16 @@ def field_annotation(fa: FieldAnnotation) -> str:
     if fa.evicted:
         bits.append(f"evicted {len(fa.evicted)}")
     return " ".join(bits)
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def escape_undecoded(text: str, backslash: str = "\\") -> str:
+    """``text`` with each byte that was not UTF-8 (decoded as a lone surrogate)
+    written ``\\xNN`` and the rest as it is; ``backslash`` is ``"\\\\"`` inside a
+    JSON text, where the backslash itself is escaped."""
+    return _UNDECODED.sub(lambda m: f"{backslash}x{ord(m.group()) - 0xDC00:02x}", text)
 
 
 def shown_field(name: str, value: str) -> str:

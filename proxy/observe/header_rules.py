@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from proxy.observe.describe import grpc_code_name
 from proxy.observe.findings import Finding, Severity
 
 REQUEST_PSEUDO = frozenset({":method", ":scheme", ":authority", ":path", ":protocol"})
@@ -335,7 +336,7 @@ def grpc_status_missing(stream_id: int, how: str, seq: int, *, http_status: int 
 def grpc_status_invalid(stream_id: int, value: str, seq: int) -> Finding | None:
     """A grpc-status that is not a code 0-16 (gRPC's statuscodes.md): clients fail
     the call with INTERNAL ("Error parsing 'grpc-status' metadata")."""
-    if value.isdigit() and int(value) <= 16:
+    if grpc_code_name(value) is not None:
         return None
     return _finding("grpc-status-invalid", Severity.ERROR, "gRPC PROTOCOL-HTTP2",
                     f"grpc-status {value!r} on stream {stream_id} is not a status code "

@@ -6,9 +6,9 @@ The schema is documented in ``docs/json.md``; keep the two in step.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from proxy.observe.describe import escape_undecoded
 from proxy.observe.enums import error_name, setting_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -45,9 +45,6 @@ def finding_dict(f: Finding) -> dict[str, Any]:
             "message": f.message, "seq": f.seq, "stream_id": f.stream_id}
 
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
 def json_line(obj: Any) -> str:
     """``obj`` as one line of JSON, non-ASCII text as it is. A byte that was not
     UTF-8 (a lone surrogate in a decoded name or value) is written ``\\xNN``, as
@@ -56,7 +53,7 @@ def json_line(obj: Any) -> str:
     line = json.dumps(obj, ensure_ascii=False)
     if line.isascii():
         return line
-    return _SURROGATE.sub(lambda m: f"\\\\x{ord(m.group()) - 0xDC00:02x}", line)
+    return escape_undecoded(line, "\\\\")
 
 
 def raw_bytes(text: str) -> bytes | None:

@@ -3,9 +3,11 @@ WebSocket upgrades, the CA page, proxy authentication, SOCKS5 and several modes 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from proxy.events import (
@@ -242,13 +244,10 @@ def test_recorded_http1_exchanges_export_to_har(make_proxy: Callable[..., ProxyT
     assert upload["_h2scope"]["informational"][0][0] == [":status", "100"]
 
 
-def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
-        make_proxy: Callable[..., ProxyThread]) -> None:
-    """An HTTP/0.9-style reply (or an h2c-only server's SETTINGS) then a close: the
-    relay never drops what a server said; the UI is told what it was."""
-    import threading
-
-    reply = b"NOT-HTTP garbage reply\n"
+@contextlib.contextmanager
+def one_reply_server(reply: bytes) -> Iterator[int]:
+    """A server (its port) that reads one request head, sends ``reply`` as it is,
+    and closes."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(1)
@@ -262,12 +261,21 @@ def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
     try:
-        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{sock.getsockname()[1]}"])
-        code, out, err = curl("--http0.9", f"http://127.0.0.1:{proxy.port('reverse')}/")
-        proxy.wait_closed()
+        yield sock.getsockname()[1]
     finally:
         thread.join(5)
         sock.close()
+
+
+def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """An HTTP/0.9-style reply (or an h2c-only server's SETTINGS) then a close: the
+    relay never drops what a server said; the UI is told what it was."""
+    reply = b"NOT-HTTP garbage reply\n"
+    with one_reply_server(reply) as port:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        code, out, err = curl("--http0.9", f"http://127.0.0.1:{proxy.port('reverse')}/")
+        proxy.wait_closed()
     assert out == reply, (code, err)
     (error,) = proxy.events(ProxyErrorRaised)
     assert "not an HTTP/1.1 response head: b'NOT-HTTP garbage reply\\n'" in error.message
@@ -277,29 +285,12 @@ def test_a_chunked_body_cut_mid_chunk_counts_what_got_through(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """The live log said 'body 0 B' for a chunked response whose server closed
     inside its second chunk, after 23 bytes of body had been forwarded."""
-    import threading
-
     head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     body = b"5\r\nhello\r\n10\r\nonly-half"
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1)
-
-    def answer() -> None:
-        conn, _ = sock.accept()
-        with conn:
-            recv_until(conn, b"\r\n\r\n")
-            conn.sendall(head + body)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{sock.getsockname()[1]}"])
+    with one_reply_server(head + body) as port:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
         curl(f"http://127.0.0.1:{proxy.port('reverse')}/")
         proxy.wait_closed()
-    finally:
-        thread.join(5)
-        sock.close()
     (response,) = [e for e in proxy.events(Http1MessageObserved)
                    if e.direction is Direction.S2C]
     assert not response.complete and response.body_size == len(body)

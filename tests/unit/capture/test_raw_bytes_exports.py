@@ -24,9 +24,8 @@ from proxy.capture.replay import replay
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.describe import block_summary
-from proxy.observe.enums import Direction
 from tests.unit.capture.test_export_har import SCHEMA
-from tests.unit.capture.traffic import META
+from tests.unit.capture.traffic import META, exchange
 
 RAW_VALUE = b"\x00\xff\x80"
 RAW_PATH = b"/svc/M\xff"
@@ -41,29 +40,18 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with CaptureWriter(path) as writer:
         tap = RecordingObserver(writer, 1, META, t=999.0)
 
-        def exchange(t: float) -> None:
-            for _ in range(10):
-                c2s, s2c = client.data_to_send(), server.data_to_send()
-                if not c2s and not s2c:
-                    return
-                if c2s:
-                    tap.feed(Direction.C2S, c2s, t)
-                    server.receive_data(c2s)
-                if s2c:
-                    tap.feed(Direction.S2C, s2c, t)
-                    client.receive_data(s2c)
 
         client.initiate_connection()
         server.initiate_connection()
-        exchange(1000.0)
+        exchange(tap, client, server, 1000.0)
         client.send_headers(1, [(b":method", b"POST"), (b":scheme", b"https"),
                                 (b":authority", b"example.test"), (b":path", RAW_PATH),
                                 (b"content-type", b"application/grpc"),
                                 (b"trace-bin", RAW_VALUE)], end_stream=True)
-        exchange(1000.05)
+        exchange(tap, client, server, 1000.05)
         server.send_headers(1, [(b":status", b"200"), (b"content-type", b"application/grpc")])
         server.send_headers(1, [(b"grpc-status", b"0"), (b"x-bin", RAW_VALUE)], end_stream=True)
-        exchange(1000.1)
+        exchange(tap, client, server, 1000.1)
         tap.close(1000.2)
     return path
 

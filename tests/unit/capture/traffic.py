@@ -42,6 +42,22 @@ META = {
 }
 
 
+
+def exchange(tap: RecordingObserver, client: h2.connection.H2Connection,
+             server: h2.connection.H2Connection, t: float) -> None:
+    """Pass an in-process client's and server's pending bytes to each other until
+    neither has more, each chunk seen by the recording ``tap`` at ``t``."""
+    for _ in range(10):
+        c2s, s2c = client.data_to_send(), server.data_to_send()
+        if not c2s and not s2c:
+            return
+        if c2s:
+            tap.feed(Direction.C2S, c2s, t)
+            server.receive_data(c2s)
+        if s2c:
+            tap.feed(Direction.S2C, s2c, t)
+            client.receive_data(s2c)
+
 @dataclass
 class Session:
     live: list[tuple[int, Event]] = field(default_factory=list)

@@ -85,19 +85,54 @@ def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
     assert "stream 7: still stalled" in text and "stream 1: 340.0 ms" not in text
 
 
-def _one_request(path: Path, *after: tuple[Direction, bytes, float]) -> Path:
-    """A recorded connection: settings both ways, a GET on stream 1, then ``after``."""
+def _one_request(path: Path, *after: tuple[Direction, bytes, float],
+                 window: int | None = None,
+                 closed: tuple[float, str] | None = None) -> Path:
+    """A recorded connection: settings both ways (the client's stream window
+    ``window``), a GET on stream 1, then ``after``; ``closed``: (when, by whom)."""
     f = FrameFactory()
     writer = CaptureWriter(path, autoflush=False)
     tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    settings = f.settings() if window is None else f.settings(initial_window_size=window)
+    tap.feed(C2S, CONNECTION_PREFACE + settings, 1.01)
     tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
     tap.feed(C2S, f.settings(ack=True), 1.03)
     tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
     for direction, data, t in after:
         tap.feed(direction, data, t)
+    if closed is not None:
+        tap.close(closed[0], closed_by=closed[1])
     writer.close(fsync=False)
     return path
+
+
+def _spent() -> bytes:
+    """Stream 1's response and the DATA that spends a 100-byte window, read at one
+    moment (the server's first header block: a fresh encoder's bytes)."""
+    f = FrameFactory()
+    return f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100)
+
+
+SPENT = _spent()
+
+
+def _lane(path: Path, stream_id: int = 1, *, by_time: bool = False) -> str:
+    """Stream ``stream_id``'s lane, 60 columns, as the lanes pane draws it."""
+    from typing import Any
+
+    from tests.unit.ui.conftest import drive
+    from ui.app import H2ScopeApp
+
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.lanes.by_time = by_time
+        app.lanes.rebuild()
+        lane = next(st for st in app.lanes.lanes if st.stream_id == stream_id)
+        seen.append(app.lanes.lane(lane, 60).plain)
+
+    drive(path, scenario)
+    return seen[0]
 
 
 def _loaded(path: Path, show: Callable[[Session], str]) -> str:
@@ -141,36 +176,18 @@ def test_lanes_draw_a_stall_from_its_data_and_a_hang_to_the_end(tmp_path: Path) 
     """Stream 1's response HEADERS and the DATA that spends its window are read at
     one moment: the stall starts at the DATA, not before the HEADERS. It never
     resumes, while stream 3 goes on: the stall runs on past stream 1's last frame."""
-    from typing import Any
-
-    from tests.unit.ui.conftest import drive
-    from ui.app import H2ScopeApp
-
     f = FrameFactory()
-    path = tmp_path / "hang.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
+    f.block(C2S, REQUEST)  # (the encoder as _one_request left it: the request indexed)
+    others = []
     for i in range(20):  # stream 3 goes on; stream 1 never gets its WINDOW_UPDATE
         sid = 3 + 2 * i
-        tap.feed(C2S, f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]),
-                 1.1 + i * 0.01)
-        tap.feed(S2C, f.headers(S2C, sid, [(":status", "204")], flags=["END_HEADERS",
-                                                                        "END_STREAM"]),
-                 1.1 + i * 0.01 + 0.005)
-    writer.close(fsync=False)
-    seen: list[str] = []
-
-    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app.lanes.rebuild()
-        seen.append(app.lanes.lane(app.lanes.lanes[0], 60).plain)
-
-    drive(path, scenario)
-    (lane,) = seen
+        others.append((C2S, f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]),
+                       1.1 + i * 0.01))
+        others.append((S2C, f.headers(S2C, sid, [(":status", "204")],
+                                      flags=["END_HEADERS", "END_STREAM"]),
+                       1.1 + i * 0.01 + 0.005))
+    lane = _lane(_one_request(tmp_path / "hang.h2scope", (S2C, SPENT, 1.05), *others,
+                              window=100))
     assert lane.index("H") < lane.index("░"), lane  # HEADERS first, then the stall
     assert lane.rstrip().endswith("░") and lane.rstrip() == lane, lane  # to the end
 
@@ -194,55 +211,21 @@ def test_the_har_entry_of_a_stream_lists_its_stalls(tmp_path: Path) -> None:
 
 
 def test_a_reset_with_a_finding_keeps_its_cross_in_the_lane(tmp_path: Path) -> None:
-    from typing import Any
-
-    from tests.unit.ui.conftest import drive
-    from ui.app import H2ScopeApp
-
     f = FrameFactory()
-    path = tmp_path / "rst.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
-             1.05)
-    tap.feed(C2S, f.rst(3, 8), 1.06)  # a reset of a stream never opened: a finding
-    writer.close(fsync=False)
-    seen: list[str] = []
-
-    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app.lanes.rebuild()
-        lane = next(st for st in app.lanes.lanes if st.stream_id == 3)
-        seen.append(app.lanes.lane(lane, 40).plain)
-
-    drive(path, scenario)
-    assert "✕" in seen[0] and "!" not in seen[0], seen
+    lane = _lane(_one_request(
+        tmp_path / "rst.h2scope",
+        (S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
+         1.05),
+        (C2S, f.rst(3, 8), 1.06)), 3)  # a reset of a stream never opened: a finding
+    assert "✕" in lane and "!" not in lane, lane
 
 
 def test_a_stall_that_never_resumed_lasts_until_the_close(tmp_path: Path) -> None:
     """Not until the connection's last frame: a client that stops reading, then
     closes three seconds later, kept the server waiting three seconds."""
-    f = FrameFactory()
-    path = tmp_path / "close.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
-    tap.close(4.05, closed_by="client")
-    writer.close(fsync=False)
-    capture = CaptureFile(path)
-    try:
-        session = Session(capture)
-        load(session, capture)
-        text = flow_text(session.conns[1], {}).plain
-    finally:
-        capture.close()
+    path = _one_request(tmp_path / "close.h2scope", (S2C, SPENT, 1.05), window=100,
+                        closed=(4.05, "client"))
+    text = _loaded(path, lambda session: flow_text(session.conns[1], {}).plain)
     assert "stream 1: never resumed: the connection closed after 3000.0 ms" in text, text
 
 
@@ -252,17 +235,9 @@ def test_the_text_export_puts_what_the_close_raised_before_the_close(tmp_path: P
     from proxy.capture.export_text import write_text
     from proxy.capture.replay import replay
 
-    f = FrameFactory()
-    path = tmp_path / "goaway.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, bytes.fromhex("000008070000000000") + bytes(8), 1.05)  # GOAWAY, last 0
-    tap.close(1.06, closed_by="server")
-    writer.close(fsync=False)
+    goaway = bytes.fromhex("000008070000000000") + bytes(8)  # GOAWAY, last stream 0
+    path = _one_request(tmp_path / "goaway.h2scope", (S2C, goaway, 1.05),
+                        closed=(1.06, "server"))
     out = io.StringIO()
     write_text(replay(path), out)
     lines = out.getvalue().splitlines()
@@ -272,30 +247,8 @@ def test_the_text_export_puts_what_the_close_raised_before_the_close(tmp_path: P
 
 
 def test_in_time_lanes_a_hang_lasts_until_the_close(tmp_path: Path) -> None:
-    from typing import Any
-
-    from tests.unit.ui.conftest import drive
-    from ui.app import H2ScopeApp
-
-    f = FrameFactory()
-    path = tmp_path / "hang-close.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(initial_window_size=100), 1.01)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
-    tap.feed(C2S, f.settings(ack=True), 1.03)
-    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.04)
-    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 100), 1.05)
-    tap.close(5.0, closed_by="client")  # the client gave up four seconds later
-    writer.close(fsync=False)
-    seen: list[str] = []
-
-    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app.lanes.by_time = True
-        app.lanes.rebuild()
-        seen.append(app.lanes.lane(app.lanes.lanes[0], 60).plain)
-
-    drive(path, scenario)
-    (lane,) = seen
+    lane = _lane(_one_request(tmp_path / "hang-close.h2scope", (S2C, SPENT, 1.05), window=100,
+                              closed=(5.0, "client")),  # the client gave up 4 s later
+                 by_time=True)
     assert lane.endswith("░"), lane  # the axis, and the stall, run to the close
     assert lane.index("░") < 5, lane  # while the frames are all at its start
