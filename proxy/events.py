@@ -116,6 +116,25 @@ class TlsEstablished(ConnectionEvent):
     (``upstream.client_certs``)."""
 
 
+def tls_leg_meta(ev: TlsEstablished) -> dict[str, object]:
+    """A TLS leg as the capture's CONNECTION metadata and the JSON Lines keep it
+    (``client_tls``/``server_tls`` in docs/capture-format.md): ``at`` is when its
+    handshake completed."""
+    leg: dict[str, object] = {"version": ev.version, "cipher": ev.cipher,
+                              "alpn_offered": list(ev.alpn_offered), "alpn": ev.alpn,
+                              "sni": ev.sni, "at": ev.t}
+    if ev.cert is not None:
+        leg["certificate"] = {"subject": ev.cert.subject, "issuer": ev.cert.issuer,
+                              "sans": list(ev.cert.sans), "not_after": ev.cert.not_after}
+    if ev.client_hello is not None:
+        leg["client_hello"] = ev.client_hello.as_json()
+    if ev.client_cert is not None:
+        leg["client_certificate"] = {
+            "file": ev.client_cert.file, "subject": ev.client_cert.subject,
+            "issuer": ev.client_cert.issuer, "not_after": ev.client_cert.not_after}
+    return leg
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientCert:
     """A client certificate h2scope holds for a server: its file and whose it is."""

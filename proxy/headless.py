@@ -7,8 +7,9 @@ stream id, the frame type by its RFC name, flags, length and the decoded
 summary, and a HEADERS or PUSH_PROMISE is followed by its header list.
 Connection lines (opened, target, TLS on each leg, relay protocol, closed)
 and findings (marked ``!``) are always shown; ``quiet`` shows only those.
-With ``jsonl`` it writes one JSON object per frame instead (the objects of
-``h2scope export --format jsonl``, for ``jq`` and scripts), and nothing else.
+With ``jsonl`` it writes one JSON object per frame, event and connection event
+instead (the objects of ``h2scope export --format jsonl``, for ``jq`` and
+scripts), and nothing else.
 
 The wording comes from :mod:`proxy.observe.describe`, shared with
 ``h2scope decode``, the text export and the UI.
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from proxy.capture.export_text import jsonl_dict, jsonl_event
+from proxy.capture.export_text import jsonl_connection, jsonl_dict, jsonl_event
 from proxy.events import (
     Batch,
     ConnectionClosed,
@@ -204,6 +205,11 @@ class HeadlessPrinter:
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:
                     self._problem(conn_id, ev.t, connection_line(ev))
+                if keep is not None and type(ev) is not ProxyErrorRaised:
+                    continue  # (as the export: a filter keeps frames, and problems)
+                obj = jsonl_connection(conn_id, ev)
+                if obj is not None:
+                    lines.append(json_line(obj))
             else:
                 problem = isinstance(ev, (Desynced, ConnectionFindingRaised))
                 if problem:  # (for a human, on stderr; as JSON on stdout too)

@@ -12,11 +12,26 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from proxy.capture.format import RecordType
+from proxy.capture.reader import Record
 from proxy.capture.replay import Replayed
+from proxy.events import (
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionOpened,
+    H2cUpgraded,
+    Http1MessageObserved,
+    Leg,
+    ProxyErrorRaised,
+    RelayStarted,
+    TargetChosen,
+    TlsEstablished,
+    tls_leg_meta,
+)
 from proxy.filter import Filter
 from proxy.filter_context import FrameMatcher, StreamHeaders, meta_host
 from proxy.grpc_log import GrpcTracker
 from proxy.net.clienthello import hello_summary
+from proxy.observe.enums import Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -97,6 +112,12 @@ def _record_line(item: Replayed, rel: float) -> str | None:
         # (the flag marks a message cut short, as the live line's INCOMPLETE does)
         cut = " INCOMPLETE" if rec.truncated else ""
         return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}"
+    if rec.type == RecordType.H2C_UPGRADE:
+        info = rec.json()
+        fields = dict(f for f in info.get("request_headers") or () if len(f) == 2)
+        settings = info.get("http2_settings") or ""
+        return (f"{head} upgraded to h2c: stream 1 carries {fields.get(':path')}, "
+                f"HTTP2-Settings {len(settings) // 2} bytes")
     if rec.type == RecordType.LOST:
         info = rec.json()
         count = info.get("count")  # (0: how much is not known, e.g. the rest of a stream)
@@ -240,14 +261,136 @@ def jsonl_event(conn_id: int, ev: Event) -> dict[str, Any] | None:
     return {"conn": conn_id, "wall": ev.t, **d}
 
 
+CONNECTION_PROBLEMS = frozenset({"ProxyErrorRaised", "Lost"})
+"""Connection objects a ``--filter`` never hides (what went wrong, as desyncs):
+the rest describe the connection, not the frames it asks for."""
+
+
+def jsonl_connection(conn_id: int, ev: ConnectionEvent) -> dict[str, Any] | None:
+    """A live connection event as a JSON Lines object: the objects
+    :func:`record_objects` makes of the capture's records, with what only the live
+    relay knows (an HTTP/1.x message's sizes and duration) added."""
+    d: dict[str, Any]
+    match ev:
+        case ConnectionOpened():
+            d = {"event": "ConnectionOpened", "client": {"ip": ev.client[0],
+                                                          "port": ev.client[1]},
+                 "mode": ev.mode}
+        case TargetChosen():
+            d = {"event": "TargetChosen", "target": ev.target, "via": ev.via,
+                 "intercept": ev.intercept}
+        case TlsEstablished():
+            leg = tls_leg_meta(ev)
+            leg.pop("at", None)
+            d = {"event": "TlsEstablished", "leg": "client" if ev.leg is Leg.CLIENT else "server",
+                 **leg}
+        case RelayStarted():
+            d = {"event": "RelayStarted", "protocol": ev.protocol, "target": ev.target,
+                 "server_ip": ev.server_ip}
+        case H2cUpgraded():
+            d = _h2c_object(ev.http2_settings.hex(), ev.request_headers)
+        case Http1MessageObserved():
+            d = _http1_object(ev.direction, ev.start_line, ev.headers, ev.complete)
+            d.update(head_size=ev.head_size, body_size=ev.body_size, duration=ev.duration)
+        case ProxyErrorRaised():
+            d = {"event": "ProxyErrorRaised", "stage": ev.stage, "message": ev.message,
+                 "hint": ev.hint}
+        case ConnectionClosed():
+            d = {"event": "ConnectionClosed", "closed_by": ev.closed_by.name.lower(),
+                 "reason": ev.reason, "error": ev.error, "bytes_c2s": ev.bytes_c2s,
+                 "bytes_s2c": ev.bytes_s2c}
+        case _:
+            return None
+    return {"conn": conn_id, "wall": ev.t, **d}
+
+
+def _h2c_object(settings_hex: object, request_headers: Iterable[Any]) -> dict[str, Any]:
+    return {"event": "H2cUpgraded", "http2_settings_hex": settings_hex,
+            "request_headers": [list(f) for f in request_headers]}
+
+
+def _http1_object(direction: Direction, start_line: str,
+                  headers: Iterable[tuple[str, str]], complete: bool) -> dict[str, Any]:
+    return {"event": "Http1MessageObserved", "direction": direction.name.lower(),
+            "start_line": start_line, "headers": [list(f) for f in headers],
+            "complete": complete}
+
+
+def record_objects(rec: Record) -> list[dict[str, Any]]:
+    """The JSON Lines objects of a capture record that is not a frame: what the
+    live printer writes for the connection events the record keeps (a CONNECTION
+    record: opened, target, TLS on each leg, relay; a CLOSE record: the errors and
+    the close), and ``Lost`` for a LOST record. Each ``wall`` is when it happened
+    when the record says so."""
+    cid = rec.conn_id
+    head = {"conn": cid, "wall": rec.wall}
+
+    def at(wall: object) -> dict[str, Any]:
+        ok = isinstance(wall, (int, float)) and (not rec.wall or wall <= rec.wall)
+        return {"conn": cid, "wall": wall} if ok else head
+
+    try:
+        if rec.type == RecordType.HTTP1:
+            start, _ = rec.http1()
+            lines = start.decode("latin-1").split("\r\n")
+            fields = [(name, value.strip()) for name, _, value in
+                      (line.partition(":") for line in lines[1:] if ":" in line)]
+            return [{**head, **_http1_object(rec.direction, lines[0], fields,
+                                             not rec.truncated)}]
+        meta = rec.json() if rec.type in _JSON_RECORDS else None
+    except ValueError:
+        return []  # (the reader reports a record it cannot parse)
+    if meta is None:
+        return []
+    if rec.type == RecordType.CONNECTION:
+        client = meta.get("client") or {}
+        out = [{**at(meta.get("opened")), "event": "ConnectionOpened",
+                "client": {"ip": client.get("ip"), "port": client.get("port")},
+                "mode": meta.get("mode")}]
+        if meta.get("via"):
+            out.append({**at(meta.get("target_at", meta.get("opened"))), "event": "TargetChosen",
+                        "target": meta.get("target"), "via": meta.get("via"),
+                        "intercept": meta.get("intercept", True)})
+        for leg in ("server", "client"):  # (the live order: upstream first)
+            tls = meta.get(f"{leg}_tls")
+            if isinstance(tls, dict) and tls.get("version"):
+                out.append({**at(tls.get("at")), "event": "TlsEstablished", "leg": leg,
+                            **{k: v for k, v in tls.items() if k != "at"}})
+        if meta.get("protocol"):
+            server = meta.get("server") or {}
+            out.append({**head, "event": "RelayStarted", "protocol": meta["protocol"],
+                        "target": meta.get("target"), "server_ip": server.get("ip")})
+        return out
+    if rec.type == RecordType.H2C_UPGRADE:
+        return [{**head, **_h2c_object(meta.get("http2_settings"),
+                                       meta.get("request_headers") or ())}]
+    if rec.type == RecordType.CLOSE:
+        errors = [{**head, "event": "ProxyErrorRaised", "stage": e.get("stage"),
+                   "message": e.get("message"), "hint": e.get("hint")}
+                  for e in meta.get("errors") or () if isinstance(e, dict)]
+        return [*errors, {**head, "event": "ConnectionClosed", "closed_by": meta.get("closed_by"),
+                          "reason": meta.get("reason"), "error": meta.get("error"),
+                          "bytes_c2s": int(meta.get("bytes_c2s") or 0),
+                          "bytes_s2c": int(meta.get("bytes_s2c") or 0)}]
+    if rec.type == RecordType.LOST:
+        return [{**head, "event": "Lost", "count": meta.get("count"),
+                 "unit": meta.get("unit") or "records", "reason": meta.get("reason")}]
+    return []
+
+
+_JSON_RECORDS = frozenset({RecordType.CONNECTION, RecordType.H2C_UPGRADE, RecordType.CLOSE,
+                           RecordType.LOST})
+
+
 def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                 stream: int | None = None, keep: Filter | None = None,
                 protoset: Protoset | None = None,
                 stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
     """One JSON object per frame (that ``keep`` matches, with ``stream_headers`` as in
-    :func:`write_text`), and one per event a log shows (:func:`jsonl_event`; with
-    ``keep``, only connection-level findings and desyncs); return the number of
-    frames written."""
+    :func:`write_text`), one per event a log shows (:func:`jsonl_event`) and one per
+    connection event a record keeps (:func:`record_objects`); with ``keep``, only
+    connection-level findings, desyncs, proxy errors and losses;
+    with ``stream``, no connection objects. Return the number of frames written."""
     n = 0
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
@@ -258,6 +401,13 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         rec = item.record
         if kept is not None:
             kept.record(item)
+        objs = [json_line(obj) + "\n" for obj in record_objects(rec)
+                if kept is None or obj["event"] in CONNECTION_PROBLEMS] \
+            if rec.type != RecordType.FRAME and stream is None else ()
+        # (a CLOSE record's objects come after what the close raised, as live)
+        closing = rec.type == RecordType.CLOSE
+        if objs and not closing:
+            out.writelines(objs)
         for ev in in_log_order(item.events):
             if type(ev) is not FrameObserved:
                 if (kept is None or isinstance(ev, _PROBLEMS)) and _stream_ok(ev, stream):
@@ -275,4 +425,6 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
                 websockets.feed(rec.conn_id, ev, stored is not None)  # kept in step
                 if grpc is not None:
                     grpc.feed(rec.conn_id, ev, stored is not None)
+        if objs and closing:
+            out.writelines(objs)
     return n

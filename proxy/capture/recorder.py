@@ -42,6 +42,7 @@ from proxy.events import (
     RelayStarted,
     TargetChosen,
     TlsEstablished,
+    tls_leg_meta,
 )
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Desynced, FrameObserved, PrefaceObserved
@@ -233,20 +234,9 @@ class CaptureRecorder:
                 self._target(meta, ev.target)
                 meta["via"] = ev.via
                 meta["intercept"] = ev.intercept
+                meta["target_at"] = ev.t
             case TlsEstablished():
-                leg: dict[str, Any] = {"version": ev.version, "cipher": ev.cipher,
-                                       "alpn_offered": list(ev.alpn_offered), "alpn": ev.alpn,
-                                       "sni": ev.sni, "at": ev.t}
-                if ev.cert is not None:
-                    leg["certificate"] = {"subject": ev.cert.subject, "issuer": ev.cert.issuer,
-                                          "sans": list(ev.cert.sans),
-                                          "not_after": ev.cert.not_after}
-                if ev.client_hello is not None:
-                    leg["client_hello"] = ev.client_hello.as_json()
-                if ev.client_cert is not None:
-                    leg["client_certificate"] = {
-                        "file": ev.client_cert.file, "subject": ev.client_cert.subject,
-                        "issuer": ev.client_cert.issuer, "not_after": ev.client_cert.not_after}
+                leg = tls_leg_meta(ev)
                 meta["client_tls" if ev.leg is Leg.CLIENT else "server_tls"] = leg
                 if ev.leg is Leg.CLIENT and ev.sni:
                     meta["sni"] = ev.sni

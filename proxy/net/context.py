@@ -17,7 +17,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -224,6 +224,9 @@ class Conn:
         self.errored = False
         """True once a ProxyErrorRaised was published: the close reason says so too."""
         self.last_error: str | None = None
+        self.byte_counts: Callable[[], tuple[int, int]] | None = None
+        """Bytes relayed so far (client → server, server → client), once a relay runs:
+        the close says them however it comes, h2scope stopping included."""
 
     @property
     def bus(self) -> EventBus:
@@ -259,11 +262,16 @@ class Conn:
         await self.state.bus.publish(Batch(conn_id=self.id, t=event.t, events=(event,)))
 
     async def closed(self, closer: Closer, reason: str, error: str | None = None, *,
-                     bytes_c2s: int = 0, bytes_s2c: int = 0) -> None:
-        """Publish the connection's one ConnectionClosed (later calls do nothing)."""
+                     bytes_c2s: int | None = None, bytes_s2c: int | None = None) -> None:
+        """Publish the connection's one ConnectionClosed (later calls do nothing);
+        the byte counts default to :attr:`byte_counts`'."""
         if self.closed_emitted:
             return
         self.closed_emitted = True
+        if bytes_c2s is None or bytes_s2c is None:
+            counted = self.byte_counts() if self.byte_counts is not None else (0, 0)
+            bytes_c2s = counted[0] if bytes_c2s is None else bytes_c2s
+            bytes_s2c = counted[1] if bytes_s2c is None else bytes_s2c
         await self.emit(ConnectionClosed(conn_id=self.id, t=time.time(), closed_by=closer,
                                          reason=reason, error=error, bytes_c2s=bytes_c2s,
                                          bytes_s2c=bytes_s2c))

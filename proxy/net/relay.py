@@ -144,6 +144,7 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     relays without publishing the bytes (ignored hosts are passed through unseen).
     """
     observed = Observed(conn, observer)
+    conn.byte_counts = lambda: (client.bytes_in, server.bytes_in)
     idle = asyncio.Event()
     tasks = {
         asyncio.create_task(_pump(conn, client, server, Direction.C2S, observed, protocol,
@@ -188,8 +189,7 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     closing = observed.close(t, by.name.lower())
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
-    await conn.closed(by, reason, first.error or observed.failed,
-                      bytes_c2s=client.bytes_in, bytes_s2c=server.bytes_in)
+    await conn.closed(by, reason, first.error or observed.failed)
 
 
 def _describe(result: PumpResult) -> tuple[Closer, str]:

@@ -81,6 +81,8 @@ class Http1Relay:
         self.on_connect = on_connect
         self.scheme = scheme
         self.requests = 0
+        conn.byte_counts = lambda: (self.client.bytes_in,
+                                    self.server.bytes_in if self.server else 0)
 
     # ------------------------------------------------------------------ driving
 
@@ -97,8 +99,7 @@ class Http1Relay:
             closer, reason = Closer.PROXY, "connection failed"
             error = str(exc) or type(exc).__name__
         await self._close_all(graceful=error is None)
-        await self.conn.closed(closer, reason, error, bytes_c2s=self.client.bytes_in,
-                               bytes_s2c=self.server.bytes_in if self.server else 0)
+        await self.conn.closed(closer, reason, error)
 
     async def _close_all(self, *, graceful: bool) -> None:
         streams = [s for s in (self.client, self.server) if s is not None]

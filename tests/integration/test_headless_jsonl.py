@@ -6,13 +6,16 @@ and nghttp through the proxy to nghttpd."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from certs.ca import CA_CERT_FILE
 from proxy.cli import main
 from tests.bench.proxyproc import ProxyProcess
 from tests.helpers import procs
+from tests.helpers.tls_files import CertFiles
 
 
 @pytest.mark.parametrize("filter_text", [None, "type:HEADERS,DATA status:200"])
@@ -44,9 +47,15 @@ def test_live_jsonl_equals_the_export_of_its_recording(
     if filter_text is None:
         assert {"SETTINGS", "HEADERS", "DATA"} <= {o.get("type") for o in objs}
         assert statuses == {"200", "404"}
-        assert "SettingsAcknowledged" in {o.get("event") for o in objs}
+        events = [(o["conn"], o["event"]) for o in objs if "event" in o]
+        assert ("SettingsAcknowledged" in {e for _, e in events})
+        for conn in (1, 2):  # each connection from its open to its close
+            mine = [e for c, e in events if c == conn]
+            assert mine[:2] == ["ConnectionOpened", "RelayStarted"] \
+                and mine[-1] == "ConnectionClosed", mine
     else:  # the filter ran live: 200 responses' HEADERS and DATA, nothing else
         assert {o.get("type") for o in objs} == {"HEADERS", "DATA"}  # (no events)
+        assert not [o for o in objs if "event" in o]
         assert statuses == {"200"}
         assert sum(o["length"] for o in objs if o.get("type") == "DATA") \
             == 3 * len((docroot / "big.bin").read_bytes()) + len(
@@ -65,3 +74,42 @@ def test_live_jsonl_equals_the_export_of_its_recording(
     assert extra and {(o["type"], o["direction"]) for o in extra} == {("HEADERS", "c2s")}
     assert {(o["conn"], o["stream_id"]) for o in extra} == {
         (o["conn"], o["stream_id"]) for o in objs}
+
+
+def test_live_jsonl_of_an_intercepted_connection_equals_its_export(
+        tmp_path: Path, docroot: Path, origin_cert: CertFiles,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Through CONNECT with TLS on both legs, the connection's objects — opened,
+    CONNECT target, each TLS leg (versions, ALPN, certificate, the ClientHello),
+    relay, close — are written live, and the export of the recording writes the
+    same lines."""
+    live = tmp_path / "live.jsonl"
+    confdir = tmp_path / "conf"
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as sport, \
+            ProxyProcess(confdir=confdir, mode="regular", upstream_ca=origin_cert.cert,
+                         extra=["--format", "jsonl", "--record", "rec.h2scope"],
+                         cwd=tmp_path, stdout=live).start() as proxy:
+        got = procs.run([procs.require("curl"), "-sS", "--http2", "-x",
+                         f"http://127.0.0.1:{proxy.port}",
+                         "--cacert", str(confdir / CA_CERT_FILE),
+                         f"https://localhost:{sport}/index.html", "-o", os.devnull])
+        assert got.returncode == 0, got.stderr
+        assert proxy.stop() == 0, list(proxy.stderr_lines)
+    objs = [json.loads(line) for line in live.read_text().splitlines()]
+    conn = [o for o in objs if "event" in o and o["event"] in {
+        "ConnectionOpened", "TargetChosen", "TlsEstablished", "RelayStarted",
+        "ConnectionClosed"}]
+    assert [(o["event"], o.get("leg")) for o in conn] == [
+        ("ConnectionOpened", None), ("TargetChosen", None), ("TlsEstablished", "server"),
+        ("TlsEstablished", "client"), ("RelayStarted", None), ("ConnectionClosed", None)]
+    opened, target, server, client, relay, closed = conn
+    assert opened["mode"] == "regular" and opened["client"]["ip"] == "127.0.0.1"
+    assert (target["via"], target["target"], target["intercept"]) == (
+        "CONNECT", f"localhost:{sport}", True)
+    assert server["alpn"] == client["alpn"] == "h2" and server["version"].startswith("TLS")
+    assert "localhost" in server["certificate"]["sans"]
+    assert client["client_hello"]["alpn"] == ["h2", "http/1.1"]
+    assert (relay["protocol"], relay["server_ip"]) == ("h2", "127.0.0.1")
+    assert closed["bytes_s2c"] > 0 and closed["closed_by"] in {"client", "server"}
+    assert main(["export", str(tmp_path / "rec.h2scope"), "--format", "jsonl"]) == 0
+    assert capsys.readouterr().out == live.read_text()

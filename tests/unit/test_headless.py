@@ -93,12 +93,26 @@ def test_jsonl_writes_one_object_per_frame_and_per_event_a_log_shows() -> None:
     objs = [json.loads(line) for line in _one_by_one(batches, jsonl=True).splitlines()]
     assert [(o["conn"], o["wall"], o["seq"], o["type"]) for o in objs if "type" in o] == [
         (c, t, ev.seq, ev.frame.type_name) for c, t, ev in frames]
-    # The others are events, named: settings taking effect, here.
+    # The others are events, named: settings taking effect, and each connection's
+    # open and close, in their places.
     events = [o for o in objs if "type" not in o]
     assert events and {o["event"] for o in events} <= {
-        "SettingsAcknowledged", "FlowControlStalled", "FlowControlResumed", "PingAnswered"}
+        "SettingsAcknowledged", "FlowControlStalled", "FlowControlResumed", "PingAnswered",
+        "ConnectionOpened", "ConnectionClosed"}
     assert "SettingsAcknowledged" in {o["event"] for o in events}
-    assert _one_by_one(batches, jsonl=True, quiet=True) == ""
+    for conn in (1, 2):
+        mine = [o for o in objs if o["conn"] == conn]
+        assert mine[0] == {"conn": conn, "wall": 1000.0, "event": "ConnectionOpened",
+                           "client": {"ip": "127.0.0.1", "port": 5000 + conn},
+                           "mode": "regular"}
+        assert (mine[-1]["event"], mine[-1]["closed_by"], mine[-1]["reason"]) == (
+            "ConnectionClosed", "client", "client closed")
+    # -q: what the text log's -q keeps, the connections.
+    quiet = [json.loads(line) for line in
+             _one_by_one(batches, jsonl=True, quiet=True).splitlines()]
+    assert [(o["conn"], o["event"]) for o in quiet] == [
+        (1, "ConnectionOpened"), (2, "ConnectionOpened"),
+        (1, "ConnectionClosed"), (2, "ConnectionClosed")]
     only_data = _one_by_one(batches, jsonl=True,
                             filter=lambda ev, info: isinstance(ev, FrameObserved)
                             and ev.frame.type == 0)
@@ -107,8 +121,8 @@ def test_jsonl_writes_one_object_per_frame_and_per_event_a_log_shows() -> None:
 
 def test_jsonl_says_what_went_wrong_on_stderr_and_a_desync_as_an_event() -> None:
     """A proxy error (with its hint) and a desync go to ``err`` as text, where the
-    user running the pipe sees them; the desync is also an event object on stdout,
-    as the export of the recording has it."""
+    user running the pipe sees them; both are also objects on stdout, as the
+    export of the recording has them."""
     from proxy.events import ProxyErrorRaised
 
     obs = ConnectionObserver(preface="required")
@@ -123,7 +137,10 @@ def test_jsonl_says_what_went_wrong_on_stderr_and_a_desync_as_an_event() -> None
     out, err = io.StringIO(), io.StringIO()
     printer = HeadlessPrinter(out, jsonl=True, err=err)
     printer.handle_many(batches)
-    (event,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    error, event = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert error == {"conn": 1, "wall": 1000.0, "event": "ProxyErrorRaised",
+                     "stage": "server-tls", "message": "certificate verification failed",
+                     "hint": "pass its CA with --upstream-ca FILE"}
     assert (event["conn"], event["event"], event["finding"]["code"]) == (2, "Desynced",
                                                                          "desynced")
     lines = err.getvalue().splitlines()
