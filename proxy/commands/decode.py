@@ -177,8 +177,26 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
         try:
             block = decoder.decode(data)
         except HpackDecodeError as exc:
-            _err(f"header block on line {line_no} does not decode at byte offset "
-                 f"{exc.offset}: {exc}{decoded_before(exc)}")
+            # What decoded before the break, then the error: the decoder's table is
+            # lost from there (a peer would end the connection, COMPRESSION_ERROR).
+            partial = exc.partial_block
+            if args.json and partial is not None:
+                out.write(json_line({"line": line_no, "block": count - 1,
+                                     "error": {"offset": exc.offset, "reason": exc.reason,
+                                               "rfc": exc.rfc}, **block_dict(partial)}) + "\n")
+            elif partial is not None:
+                n = len(partial.fields)
+                before = "nothing decoded before the error" if not n else \
+                    f"the {n} representation{'' if n == 1 else 's'} before the error:"
+                out.write(f"block {count - 1} (line {line_no}): {len(data)} bytes, does not "
+                          f"decode; {before}\n")
+                for ln in block_lines(partial, annotate=not args.no_annotate):
+                    out.write(ln + "\n")
+            out.flush()
+            _err(f"header block on line {line_no} does not decode: {exc}"
+                 + (f"{decoded_before(exc)}" if partial is None else "")
+                 + (f"; blocks after it are not decoded ({len(items) - count} left)"
+                    if count < len(items) else ""))
             return 1
         if args.json:
             d = {"line": line_no, "block": count - 1, **block_dict(block)}

@@ -127,6 +127,8 @@ def frame_summary(ev: FrameObserved) -> str:
                 parts.append(block_summary(ev.block.headers))
             elif not f.end_headers:
                 parts.append(f"fragment {len(f.fragment)} bytes, CONTINUATION follows")
+            else:
+                parts.append(_not_decoded(ev))
             return "  ".join(parts)
         case SettingsFrame():
             if f.ack:
@@ -162,8 +164,17 @@ def frame_summary(ev: FrameObserved) -> str:
         case Frame() if f.type == 9:
             if ev.block is not None:
                 return block_summary(ev.block.headers)
+            if f.flags & 0x4:
+                return f"fragment {f.length} bytes, {_not_decoded(ev)}"
             return f"fragment {f.length} bytes"
     return f"{f.length} bytes"
+
+
+def _not_decoded(ev: FrameObserved) -> str:
+    """Why a block that ended here has no header list (the findings say more)."""
+    if any(x.code == "hpack-error" for x in ev.findings):
+        return "header block NOT decoded (HPACK error)"
+    return "header block not decoded"
 
 
 def flags_text(frame: Frame) -> str:
@@ -187,8 +198,15 @@ def field_annotation(fa: FieldAnnotation) -> str:
                         f"{fa.name_wire_length}→{fa.name_length}")
         bits.append(f"value={'H' if fa.value_huffman else 'raw'} "
                     f"{fa.value_wire_length}→{fa.value_length}")
+    if fa.representation is Representation.LITERAL_INCREMENTAL and not fa.inserted:
+        # §4.4: an entry larger than the whole table empties it and is not added.
+        size = (fa.name_length if fa.name_length is not None else
+                len(fa.name.encode("utf-8", "surrogateescape"))) + (fa.value_length or 0) + 32
+        bits.append(f"NOT inserted ({size} B > the table's maximum, §4.4)")
     if fa.evicted:
-        bits.append(f"evicted {len(fa.evicted)}")
+        names = ", ".join(shown(n) for n, _ in fa.evicted[:3])
+        more = f", … ({len(fa.evicted)})" if len(fa.evicted) > 3 else ""
+        bits.append(f"evicted {names}{more}")
     return " ".join(bits)
 
 

@@ -254,9 +254,10 @@ class HeaderBlocks:
             block = side.decoder.decode(data)
         except HpackDecodeError as exc:
             side.hpack_broken = True
-            findings.append(_f("hpack-error", Severity.ERROR, "RFC 9113 §4.3",
+            findings.append(_f("hpack-error", Severity.ERROR, f"{exc.rfc}, RFC 9113 §4.3",
                                f"header block on stream {block_sid} does not decode: "
-                               f"{exc}; later blocks from the {side.direction.sender} cannot be "
+                               f"{exc.reason} (at byte {exc.offset} of the header block); "
+                               f"later blocks from the {side.direction.sender} cannot be "
                                f"decoded (COMPRESSION_ERROR){decoded_before(exc)}",
                                seq, block_sid))
             return None, promised

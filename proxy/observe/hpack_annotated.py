@@ -44,6 +44,7 @@ from proxy.observe.hpack_fields import (
     FieldAnnotations,
     Representation,
     _byte_length,
+    complete_prefix,
 )
 from proxy.observe.huffman import HuffmanDecodeError
 from proxy.observe.huffman import decode as huffman_decode
@@ -79,14 +80,24 @@ proxy, small enough to need no eviction policy beyond starting over."""
 class HpackDecodeError(Exception):
     """A header block that is not valid HPACK (RFC 7541 §2.3.3, §4.2, §5, §6)."""
 
-    def __init__(self, message: str, *, offset: int) -> None:
-        super().__init__(f"{message} (at byte {offset} of the header block)")
+    def __init__(self, message: str, *, offset: int, section: str) -> None:
+        super().__init__(f"{message} (RFC 7541 {section}; at byte {offset} of the header "
+                         "block)")
         self.offset = offset
         """Byte offset in the block of the element that is wrong."""
         self.reason = message
         """The message without the offset."""
+        self.section = section
+        """The RFC 7541 section of the rule broken, e.g. ``§4.2``."""
         self.partial: tuple[tuple[str, str], ...] = ()
         """The fields decoded before the error (set by :meth:`AnnotatedDecoder.decode`)."""
+        self.partial_block: HeaderBlock | None = None
+        """The representations before the error, annotated, with the table as the
+        error left it (set by :meth:`AnnotatedDecoder.decode`)."""
+
+    @property
+    def rfc(self) -> str:
+        return f"RFC 7541 {self.section}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,9 +164,16 @@ def _read_integer(data: bytes, pos: int, prefix_bits: int, what: str) -> tuple[i
     try:
         value, consumed = decode_integer(memoryview(data)[pos:], prefix_bits)
     except HPACKError:
-        raise HpackDecodeError(f"truncated or over-long integer ({what})", offset=pos) from None
+        if all(b & 0x80 for b in data[pos + 1:]):  # every byte says "more follows"
+            raise HpackDecodeError(f"truncated integer ({what}): the block ends after "
+                                   f"{len(data) - pos} of its bytes", offset=pos,
+                                   section="§5.1") from None
+        raise HpackDecodeError(f"over-long integer ({what}): more continuation bytes than "
+                               f"any value up to {MAX_INTEGER} needs", offset=pos,
+                               section="§5.1") from None
     if value > MAX_INTEGER:
-        raise HpackDecodeError(f"integer {value} too large ({what})", offset=pos)
+        raise HpackDecodeError(f"integer {value} too large ({what}): above {MAX_INTEGER}",
+                               offset=pos, section="§5.1")
     return value, consumed
 
 
@@ -169,7 +187,8 @@ def _huffman(raw: bytes, offset: int, what: str) -> tuple[str, int]:
     except HuffmanDecodeError as err:
         # §5.2: padding longer than 7 bits, padding not of EOS bits, or an
         # encoded EOS symbol are all decoding errors.
-        raise HpackDecodeError(f"invalid Huffman {what}: {err}", offset=offset) from None
+        raise HpackDecodeError(f"invalid Huffman {what}: {err}", offset=offset,
+                             section="§5.2") from None
     result = (_text(plain), len(plain))
     if len(raw) <= _HUFFMAN_CACHE_MAX_WIRE:
         if len(_huffman_cache) >= _HUFFMAN_CACHE_ENTRIES:
@@ -185,7 +204,8 @@ def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int, bool, int,
     """
     end = len(data)
     if pos >= end:
-        raise HpackDecodeError(f"block ends before the {what} string", offset=pos)
+        raise HpackDecodeError(f"block ends before the {what} string", offset=pos,
+                             section="§5.2")
     first = data[pos]
     length = first & 0x7F
     if length == 0x7F:
@@ -197,7 +217,7 @@ def _read_string(data: bytes, pos: int, what: str) -> tuple[str, int, bool, int,
     if stop > end:
         raise HpackDecodeError(
             f"truncated {what} string: {length} bytes announced, {end - start} left",
-            offset=pos,
+            offset=pos, section="§5.2",
         )
     raw = data[start:stop]
     if first & 0x80:
@@ -273,13 +293,49 @@ class AnnotatedDecoder:
         if known is not None:
             return known
         headers: list[tuple[str, str]] = []
+        # Only what depends on the table is recorded: (offset, inserted, evicted).
+        changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]] = []
+        before = self._table_size
         try:
-            return self._decode(data, headers)
+            return self._decode(data, headers, changes)
         except HpackDecodeError as exc:
             exc.partial = tuple(headers)  # what decoded before the break
+            exc.partial_block = self._partial_block(data, exc, changes, before)
             raise
 
-    def _decode(self, data: bytes, headers: list[tuple[str, str]]) -> HeaderBlock:
+    def _partial_block(self, data: bytes, exc: HpackDecodeError,
+                       changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
+                       before: int) -> HeaderBlock:
+        """The representations of a broken block before its error, annotated, and
+        the table as they left it (the decoder's table stays so)."""
+        good, count = complete_prefix(data, exc.offset)
+        kept = [c for c in changes if c[0] < good]
+        return _header_block(
+            exc.partial, FieldAnnotations(data[:good], exc.partial, kept, count), len(data),
+            sum(_byte_length(n) + _byte_length(v) + ENTRY_OVERHEAD for n, v in exc.partial),
+            before, self._table_size, self._table_max, len(self._entries),
+            sum(1 for c in kept if c[1]), sum(len(c[2]) for c in kept))
+
+    def _index_error(self, index: int, offset: int,
+                     changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
+                     ) -> HpackDecodeError:
+        """Index past the table (§2.3.3); when an entry this block evicted was at that
+        index, which and by what: an encoder that did not evict as the decoder does
+        (§4.4) refers to it still."""
+        entries = len(self._entries)
+        message = (f"index {index} out of range: {STATIC_TABLE_LENGTH} static + {entries} "
+                   "dynamic entries")
+        gone = [(entry, at) for at, _, evicted in changes for entry in evicted][::-1]
+        k = index - STATIC_TABLE_LENGTH - 1 - entries
+        if 0 <= k < len(gone):
+            (name, value), at = gone[k]
+            message += (f"; index {index} was {_short(name)}: {_short(value)} until the "
+                        f"representation at byte {at} of this block evicted it (RFC 7541 "
+                        "§4.4: the encoder must evict as the decoder does)")
+        return HpackDecodeError(message, offset=offset, section="§2.3.3")
+
+    def _decode(self, data: bytes, headers: list[tuple[str, str]],
+                changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]]) -> HeaderBlock:
         memo = self._memo
         end = len(data)
         entries = self._entries
@@ -288,8 +344,6 @@ class AnnotatedDecoder:
         static_sizes = _STATIC_SIZES
         cache = _huffman_cache
         append_header = headers.append
-        # Only what depends on the table is recorded: (offset, inserted, evicted).
-        changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]] = []
         decoded_size = 0
         inserted_count = 0
         evicted_count = 0
@@ -311,7 +365,7 @@ class AnnotatedDecoder:
                 raise HpackDecodeError(
                     f"table size update to {new_size} exceeds the allowed maximum "
                     f"{self._max_allowed}",
-                    offset=start,
+                    offset=start, section="§4.2",
                 )
             self._table_max = new_size
             evicted = self._evict(new_size)
@@ -319,7 +373,7 @@ class AnnotatedDecoder:
             changes.append((start, False, evicted))
         updates = len(changes)
         if self._table_max > self._max_allowed:
-            self._table_max_error(data, pos)
+            self._table_max_error(data, pos, changes)
 
         while pos < end:
             start = pos
@@ -340,7 +394,7 @@ class AnnotatedDecoder:
                 if index > STATIC_TABLE_LENGTH:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
-                        raise HpackDecodeError(_index_error(index, len(entries)), offset=start)
+                        raise self._index_error(index, start, changes)
                     append_header(entries[position])
                     decoded_size += sizes[position]
                 elif index:
@@ -348,7 +402,8 @@ class AnnotatedDecoder:
                     decoded_size += static_sizes[index]
                 else:
                     # §6.1: the index value 0 is not used.
-                    raise HpackDecodeError("index 0 in an indexed field", offset=start)
+                    raise HpackDecodeError("index 0 in an indexed field", offset=start,
+                                           section="§6.1")
                 continue
 
             if first & 0x40:
@@ -359,7 +414,8 @@ class AnnotatedDecoder:
             elif first & 0x20:
                 # §4.2: a size update MUST come at the start of a block.
                 raise HpackDecodeError(
-                    "dynamic table size update after the first header field", offset=start
+                    "dynamic table size update after the first header field", offset=start,
+                    section="§4.2",
                 )
             else:
                 # §6.2.2 / §6.2.3: literal without indexing / never indexed, 4-bit index.
@@ -379,7 +435,7 @@ class AnnotatedDecoder:
                 else:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
-                        raise HpackDecodeError(_index_error(index, len(entries)), offset=start)
+                        raise self._index_error(index, start, changes)
                     name = entries[position][0]
                     name_bytes = _byte_length(name)
             else:
@@ -387,7 +443,8 @@ class AnnotatedDecoder:
 
             # §5.2: the value string, inline for the one-byte length prefix.
             if pos >= end:
-                raise HpackDecodeError("block ends before the value string", offset=pos)
+                raise HpackDecodeError("block ends before the value string", offset=pos,
+                                       section="§5.2")
             prefix = data[pos]
             length = prefix & 0x7F
             if length == 0x7F:
@@ -398,7 +455,7 @@ class AnnotatedDecoder:
                     raise HpackDecodeError(
                         f"truncated value string: {length} bytes announced, "
                         f"{end - pos - 1} left",
-                        offset=pos,
+                        offset=pos, section="§5.2",
                     )
                 raw = data[pos + 1 : stop]
                 if prefix & 0x80:
@@ -454,7 +511,8 @@ class AnnotatedDecoder:
             memo[data] = result
         return result
 
-    def _table_max_error(self, data: bytes, pos: int) -> None:
+    def _table_max_error(self, data: bytes, pos: int,
+                         changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]]) -> None:
         # RFC 7541 §4.2: after SETTINGS_HEADER_TABLE_SIZE shrinks below the
         # table's maximum, the next block MUST start with a size update that
         # brings it within the new limit. A bad index in a first indexed field
@@ -464,9 +522,10 @@ class AnnotatedDecoder:
             if index == 0x7F:
                 index, _ = _read_integer(data, pos, 7, "index")
             if index == 0:
-                raise HpackDecodeError("index 0 in an indexed field", offset=pos)
+                raise HpackDecodeError("index 0 in an indexed field", offset=pos,
+                                       section="§6.1")
             if index - STATIC_TABLE_LENGTH - 1 >= len(self._entries):
-                raise HpackDecodeError(_index_error(index, len(self._entries)), offset=pos)
+                raise self._index_error(index, pos, changes)
         self._check_table_max(pos)
 
     def _evict(self, limit: int) -> tuple[tuple[str, str], ...]:
@@ -490,15 +549,17 @@ class AnnotatedDecoder:
                 f"dynamic table maximum {self._table_max} exceeds the acknowledged "
                 f"SETTINGS_HEADER_TABLE_SIZE {self._max_allowed} and no size update "
                 "at the start of the block lowered it",
-                offset=offset,
+                offset=offset, section="§4.2",
             )
 
 
-def _index_error(index: int, dynamic_entries: int) -> str:
-    return (
-        f"index {index} out of range: {STATIC_TABLE_LENGTH} static + "
-        f"{dynamic_entries} dynamic entries"
-    )
+
+
+def _short(text: str) -> str:
+    """``text`` for a message: escaped when not printable, cut at 40 characters."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _check_table_size(value: int) -> int:

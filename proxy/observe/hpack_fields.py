@@ -14,10 +14,11 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import overload
 
+from hpack.exceptions import HPACKError
 from hpack.hpack import decode_integer
 from hpack.table import HeaderTable
 
-__all__ = ["FieldAnnotation", "FieldAnnotations", "Representation"]
+__all__ = ["FieldAnnotation", "FieldAnnotations", "Representation", "complete_prefix"]
 
 STATIC_TABLE_LENGTH = len(HeaderTable.STATIC_TABLE)
 """RFC 7541 §2.3.3: indexes 1..61 are static, 62.. dynamic."""
@@ -283,4 +284,35 @@ def _annotate(data: bytes, headers: tuple[tuple[str, str], ...],
                                name_huffman, name_wire_length, name_length, value_huffman,
                                value_wire_length, _byte_length(value), None, inserted, evicted))
     return tuple(out)
+
+
+def complete_prefix(data: bytes, limit: int) -> tuple[int, int]:
+    """(end, count) of the representations at the start of ``data`` that end at or
+    before byte ``limit``: the part of a broken block that decoded before its error
+    (each representation is checked, so nothing here raises)."""
+    pos = 0
+    count = 0
+    end = len(data)
+    view = memoryview(data)
+    try:
+        while pos < end:
+            first = data[pos]
+            if first & 0x80:
+                nxt = pos + decode_integer(view[pos:], 7)[1]
+            elif first & 0xE0 == 0x20:
+                nxt = pos + decode_integer(view[pos:], 5)[1]
+            else:
+                bits = 6 if first & 0x40 else 4
+                index, used = decode_integer(view[pos:], bits)
+                nxt = pos + used
+                if not index:
+                    nxt = _string_layout(data, nxt)[2]
+                nxt = _string_layout(data, nxt)[2]
+            if nxt > limit or nxt > end:
+                break
+            pos = nxt
+            count += 1
+    except (HPACKError, IndexError):
+        pass
+    return pos, count
 

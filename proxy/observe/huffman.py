@@ -102,6 +102,5 @@ def decode(data: bytes) -> bytes:
     if state == _SINK:
         raise HuffmanDecodeError("invalid Huffman code (an EOS symbol or an unused code)")
     if not _accepting[state]:
-        raise HuffmanDecodeError("Huffman string ends with incomplete or non-EOS padding "
-                                 "(RFC 7541 §5.2)")
+        raise HuffmanDecodeError("Huffman string ends with incomplete or non-EOS padding")
     return b"".join(parts)

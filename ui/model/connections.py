@@ -22,7 +22,7 @@ from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
 from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import PriorityTree
-from ui.model.hpack_replay import BlockBytes, BlockReplay
+from ui.model.hpack_replay import BlockBytes, BlockReplay, Broken
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -106,6 +106,9 @@ class HpackTable:
     """False if the blocks could not be decoded again to the table the observer
     reported (lost events, or frame bytes no longer kept)."""
     replay: BlockReplay = field(default_factory=BlockReplay)
+    broken_row: int | None = None
+    """The row ending the block that did not decode (``hpack-error``): later blocks
+    of this direction are not decoded."""
 
     def note(self, block: HeaderBlock, t: float, row: int) -> None:
         self.block_rows.append(row)
@@ -129,6 +132,13 @@ class HpackTable:
         self.entries = deque(decoder.entries)
         self.in_sync = (len(self.entries) == self.entry_count
                         and decoder.table_size == self.size)
+
+    def broken(self, row: int, block_bytes: BlockBytes) -> Broken | None:
+        """The block at ``row`` decoded again if it is the one that broke (see
+        :meth:`BlockReplay.broken`)."""
+        if row != self.broken_row:
+            return None
+        return self.replay.broken(len(self.block_rows), self.block_rows, row, block_bytes)
 
     def block(self, row: int, block_bytes: BlockBytes) -> HeaderBlock | None:
         """The block at ``row`` decoded again, annotations and all."""

@@ -21,7 +21,7 @@ from proxy.observe.frames import (
     PushPromiseFrame,
     SettingsFrame,
 )
-from proxy.observe.hpack_annotated import Representation
+from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError, Representation
 from proxy.websocket import is_websocket
 from ui.model.body import hexdump, websocket_by_row
 from ui.model.session import Session
@@ -122,7 +122,17 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
         return out
     if ev is None or b is None:
         ftype = session.table.type[row]
-        if ftype in (1, 5, 9):
+        broken = session.broken_block(row) if ev is not None and ftype in (1, 5, 9) \
+            and ev.frame.flags & 0x4 else None
+        if broken is not None and broken.partial_block is not None:
+            _broken_block(out, broken, broken.partial_block)
+        elif ev is not None and ftype in (1, 5, 9) and ev.frame.flags & 0x4:
+            errors = [x.message for x in ev.findings if x.code == "hpack-error"]
+            out.append("This header block was not decoded"
+                       + (f": {errors[0]}\n" if errors else
+                          " (an earlier block of this direction did not decode: HPACK "
+                          "cannot resume after an error).\n"), style.WARNING)
+        elif ftype in (1, 5, 9):
             out.append("This frame does not complete a header block: the block is decoded on "
                        "the frame carrying END_HEADERS.\n")
         else:
@@ -139,6 +149,22 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
                    style.WARNING)
     out.append(f"header block: {b.wire_length} bytes on the wire → {b.decoded_size} decoded "
                f"(RFC 7541 §4.1 size)\n", style.Style(bold=True))
+    _fields(out, b)
+    return out
+
+
+def _broken_block(out: Text, exc: HpackDecodeError, b: HeaderBlock) -> None:
+    """A block that did not decode: what did, then the error where it happened."""
+    out.append(f"header block: {b.wire_length} bytes on the wire; it does NOT decode: "
+               f"{len(b.fields)} representation{'' if len(b.fields) == 1 else 's'} before "
+               "the error, then:\n", style.Style(bold=True))
+    out.append(f"✕ at byte {exc.offset}: {exc.reason} ({exc.rfc})\n", style.FINDING)
+    out.append("The decoder's table is lost from here (COMPRESSION_ERROR, RFC 9113 §4.3): "
+               "later blocks of this direction are not decoded.\n\n", style.TIME)
+    _fields(out, b, last=f"✕ byte {exc.offset}: {exc.reason}")
+
+
+def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "
                f"{b.table_entries} entries, +{b.inserted} inserted, -{b.evicted} evicted\n\n")
     for fa in b.fields:
@@ -154,10 +180,11 @@ def hpack(session: Session, row: int, ev: FrameObserved | None) -> Text:
             out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)
         for n, v in fa.evicted:
             out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
+    if last is not None:
+        out.append(f"{last}\n", style.FINDING)
     out.append("\nlegend: idx = indexed (RFC 7541 §6.1); lit+idx = literal with incremental "
                "indexing (§6.2.1); lit = without indexing (§6.2.2); lit-never = never "
                "indexed (§6.2.3); H = Huffman coded (§5.2); wire→decoded bytes\n", style.TIME)
-    return out
 
 
 def hex_view(frame: Frame | None) -> Text:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from operator import itemgetter
+from typing import NamedTuple
 
 from hpack.hpack import encode_integer
 
@@ -54,6 +55,14 @@ def restore_block(entries: Entries, table_max: int) -> bytes:
     for name, value in reversed(entries):  # oldest first: each insert becomes index 62
         out.append(b"\x40" + _string(name) + _string(value))  # §6.2.1, new name
     return b"".join(out)
+
+
+class Broken(NamedTuple):
+    """A header block that did not decode, decoded again (:meth:`BlockReplay.broken`)."""
+
+    error: HpackDecodeError
+    entries: Entries
+    """The dynamic table as the error left it, newest first."""
 
 
 class BlockReplay:
@@ -135,6 +144,23 @@ class BlockReplay:
         self._pos += 1
         self._cache = (k, block)
         return block
+
+    def broken(self, k: int, rows: Sequence[int], row: int, block_bytes: BlockBytes
+               ) -> Broken | None:
+        """Decode the block at ``row``, which follows block ``k - 1`` and did not
+        decode live: its error (``partial_block`` holds what decoded before it) and
+        the table as it left it; None if it cannot be read, or decodes here (a
+        table size the replaying decoder accepts)."""
+        decoder = self._seek(k, rows, block_bytes)
+        data = block_bytes(row)
+        if decoder is None or data is None:
+            return None
+        self._decoder = None  # its table is the broken block's now
+        try:
+            decoder.decode(data)
+        except HpackDecodeError as exc:
+            return Broken(exc, decoder.entries)
+        return None
 
     def table_after(self, n: int, rows: Sequence[int], block_bytes: BlockBytes
                     ) -> AnnotatedDecoder | None:

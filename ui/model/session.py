@@ -47,7 +47,7 @@ from proxy.observe.frames import (
     RstStreamFrame,
     SettingsFrame,
 )
-from proxy.observe.hpack_annotated import HeaderBlock
+from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import parse_priority_field
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.table import FrameBytes, FrameTable
@@ -116,6 +116,7 @@ def recorded_errors(close_info: dict[str, Any]) -> tuple[str, ...]:
 
 
 _DATA, _HEADERS, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 5, 8, 9
+_BLOCK_TYPES = (_HEADERS, _PUSH_PROMISE, _CONTINUATION)
 _NOT_OPEN = frozenset({"idle", "reserved", "closed"})
 """Stream states (StreamState values) that do not count as open streams."""
 
@@ -308,6 +309,9 @@ class Session:
             self._windows(c, ev, 1 - d, sid, t, ftype)
             return
         block = ev.block
+        if block is None and ev.findings and ftype in _BLOCK_TYPES and f.flags & 0x4 \
+                and any(x.code == "hpack-error" for x in ev.findings):
+            c.hpack[d].broken_row = row  # (the block that broke this direction's HPACK)
         if block is not None:
             c.hpack[d].note(block, t, row)
             target = ev.block_stream_id
@@ -432,6 +436,18 @@ class Session:
             parts.reverse()
             return b"".join(parts)
         return None
+
+    def broken_block(self, row: int) -> HpackDecodeError | None:
+        """When row ``row`` ends the header block that broke its direction's HPACK
+        context: the error, with what decoded before it (``partial_block``), decoded
+        again from the table the earlier blocks left; None otherwise, or when the
+        decoder that replays blocks (which accepts any table size) reads it whole."""
+        c = self.conns.get(self.table.conn[row])
+        if c is None:
+            return None
+        with self.lock:
+            broken = c.hpack[self.table.direction[row]].broken(row, self.block_bytes)
+        return None if broken is None else broken.error
 
     def header_block(self, row: int) -> HeaderBlock | None:
         """Row ``row``'s header block with every HPACK annotation, decoded again

@@ -117,10 +117,25 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
                        f"{tbl.field_bytes:,} bytes of names and values "
                        f"({tbl.field_bytes / tbl.wire_bytes:.1f}:1) in {len(tbl.block_rows):,} "
                        "blocks\n")
-        if not tbl.in_sync:
+        entries = list(tbl.entries)
+        broken = tbl.broken(tbl.broken_row, block_bytes) if tbl.broken_row is not None else None
+        if tbl.broken_row is not None:
+            out.append(f"  ✕ HPACK broke: the block ending at frame {tbl.broken_row + 1} (g "
+                       f"{tbl.broken_row + 1}, its HPACK tab) did not decode, and later blocks "
+                       "are not decoded", "red")
+            if broken is not None:
+                e = broken.error
+                entries = list(broken.entries)
+                b = e.partial_block
+                done = f"; its first {len(b.fields)} representations (+{b.inserted} inserted, " \
+                    f"-{b.evicted} evicted) did" if b is not None and len(b.fields) else ""
+                out.append(f" (at byte {e.offset}: {e.reason}, {e.rfc}){done}. The table "
+                           "below is as the error left it", "red")
+            out.append(".\n", "red")
+        elif not tbl.in_sync:
             out.append("  (the UI missed events or no longer holds the bytes of a block: this "
                        "table may differ from the peer's)\n", "yellow")
-        for i, (n, v) in enumerate(list(tbl.entries)[:200]):
+        for i, (n, v) in enumerate(entries[:200]):
             out.append(f"  {62 + i:>4}  ", "dim")
             out.append(f"{n}: {v[:100]}  ", "")
             out.append(f"({len(n) + len(v) + 32} B)\n", "dim")

@@ -80,10 +80,50 @@ def test_hpack_blocks_share_a_table(capsys):
 
 
 def test_hpack_error_reports_line_and_offset_after_earlier_blocks(capsys):
-    assert main(["decode", "--hpack", "8286\n82ff"]) == 1
+    assert main(["decode", "--hpack", "8286\n82ff\n82"]) == 1
     captured = capsys.readouterr()
     assert "block 0 (line 1)" in captured.out
-    assert "line 2" in captured.err and "offset 1" in captured.err
+    # the broken block: what decoded before the error, annotated, then the error once
+    assert "block 1 (line 2): 2 bytes, does not decode; the 1 representation before the " \
+        "error:\n    :method: GET    ; idx static:2\n" in captured.out
+    assert captured.err == (
+        "h2scope decode: header block on line 2 does not decode: truncated integer (index): "
+        "the block ends after 1 of its bytes (RFC 7541 §5.1; at byte 1 of the header block); "
+        "blocks after it are not decoded (1 left)\n")
+
+
+def test_hpack_error_as_json_is_an_object_with_the_error_and_what_decoded(capsys):
+    assert main(["decode", "--hpack", "--json", "8286\n828220"]) == 1
+    good, broken = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert "error" not in good
+    assert broken["error"] == {"offset": 2, "rfc": "RFC 7541 §4.2", "reason":
+                               "dynamic table size update after the first header field"}
+    assert [f["offset"] for f in broken["fields"]] == [0, 1]
+    assert broken["wire_length"] == 3 and broken["line"] == 2
+
+
+@pytest.mark.parametrize(("hex_block", "reason"), [
+    ("82ffff", "truncated integer (index): the block ends after 2 of its bytes"),
+    ("82ffffffffffff0f", "over-long integer (index): more continuation bytes than any "
+     "value up to 4294967296 needs"),
+    ("ff8080808010", "integer 4294967423 too large (index): above 4294967296"),
+])
+def test_a_truncated_integer_and_a_too_large_one_are_told_apart(capsys, hex_block, reason):
+    assert main(["decode", "--hpack", hex_block]) == 1
+    assert f"does not decode: {reason} (RFC 7541 §5.1;" in capsys.readouterr().err
+
+
+def test_an_index_to_an_entry_this_block_evicted_says_which_and_where(capsys):
+    def lit(name: bytes, value: bytes) -> bytes:
+        return bytes([0x40, len(name)]) + name + bytes([len(value)]) + value
+    first = bytes([0x3F, 0x45]) + lit(b"x-a", b"a" * 60)  # table max 100, x-a 95 bytes
+    second = lit(b"x-c", b"c" * 30) + bytes([0x80 | 63])  # x-c evicts x-a; then 63
+    assert main(["decode", "--hpack", f"{first.hex()}\n{second.hex()}"]) == 1
+    out, err = capsys.readouterr()
+    assert "x-c: cccccccccccccccccccccccccccccc    ; lit+idx name=raw 3→3 value=raw 30→30 " \
+        "evicted x-a\n" in out
+    assert "index 63 out of range: 61 static + 1 dynamic entries; index 63 was x-a: " \
+        f"{'a' * 40}… until the representation at byte 0 of this block evicted it" in err
 
 
 def test_table_size_limits_size_updates(capsys):
@@ -167,3 +207,12 @@ def test_http1_given_to_decode_is_named_and_a_cut_input_is_the_inputs_end(capsys
     assert main(["decode", "000004080000000000000f00"]) == 1
     out = capsys.readouterr().out
     assert "12 bytes of an incomplete frame from the client at the end of the input" in out
+
+
+def test_a_headers_frame_whose_block_breaks_says_so_and_cites_both_rfcs(capsys):
+    assert main(["decode", "000001010500000001be"]) == 0
+    first, finding = capsys.readouterr().out.splitlines()[:2]
+    assert first.endswith("stream=1>  header block NOT decoded (HPACK error)")
+    assert "hpack-error (RFC 7541 §2.3.3, RFC 9113 §4.3): header block on stream 1 does not " \
+        "decode: index 62 out of range: 61 static + 0 dynamic entries (at byte 0 of the " \
+        "header block);" in finding

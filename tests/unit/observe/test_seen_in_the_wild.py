@@ -41,7 +41,7 @@ def test_hpack_encoder_signalling_a_superseded_table_size_is_a_compression_error
     server.send_headers(1, [(":status", "200")], end_stream=True)
     events = obs.feed(S2C, server.data_to_send(), 0.1)
     findings = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
-    assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 9113 §4.3")]
+    assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
     assert "table size update to 256 exceeds the allowed maximum 128" in findings[0].message
     # And the client endpoint agrees that the block is broken.
     try:

@@ -117,3 +117,54 @@ def test_live_blocks_decode_again_without_loader_checkpoints(tmp_path: Path) -> 
         assert s.header_block(row) == ev.block, row
     assert s.conns[1].hpack[C2S].replay.checkpoints > 1
     assert store.forgotten > 0
+
+
+def test_the_block_that_broke_shows_what_decoded_and_where_it_broke(tmp_path: Path) -> None:
+    """The HPACK tab of a block that does not decode (an index to the entry its own
+    insert evicted, the encoder bug it is there to find): the representations
+    before the error, annotated, then the error at its byte; a later block of that
+    direction says why it is not decoded."""
+    from ui.model import detail
+
+    def lit(name: bytes, value: bytes) -> bytes:
+        return bytes([0x40, len(name)]) + name + bytes([len(value)]) + value
+
+    path = tmp_path / "broken.h2scope"
+    w = CaptureWriter(path)
+    w.connection(1, {"client": {"ip": "127.0.0.1", "port": 1}, "mode": "regular",
+                     "target": "h.test:443", "protocol": "h2"}, t=1.0)
+    w.raw(1, C2S, CONNECTION_PREFACE, t=1.0)
+    w.frame(1, C2S, _frame(4, 0, 0, b""), t=1.0)
+    head = bytes([0x82, 0x87, 0x84, 0x41, 0x06]) + b"h.test"  # GET https / h.test
+    w.frame(1, C2S, _frame(1, 5, 1, bytes([0x3F, 0x45]) + head + lit(b"x-a", b"a" * 40)),
+            t=1.1)
+    w.frame(1, C2S, _frame(1, 5, 3, head + lit(b"x-c", b"c" * 40) + bytes([0x80 | 64])),
+            t=1.2)
+    w.frame(1, C2S, _frame(1, 5, 5, head), t=1.3)
+    w.close()
+    capture = CaptureFile(path)
+    try:
+        s = Session(capture)
+        load(s, capture)
+        rows = {s.table.stream[r]: r for r in range(s.table.count) if s.table.type[r] == 1}
+        events = {r: s.table.event(r) for r in rows.values()}
+        text = detail.hpack(s, rows[3], events[rows[3]]).plain
+        assert "header block: 58 bytes on the wire; it does NOT decode: 5 representations " \
+            "before the error" in text
+        assert "x-c: " + "c" * 40 in text and "✕ evicted x-a" in text
+        assert "✕ at byte 57: index 64 out of range: 61 static + 1 dynamic entries; index 64 " \
+            "was x-a: " in text and "(RFC 7541 §2.3.3)" in text
+        later = detail.hpack(s, rows[5], events[rows[5]]).plain
+        assert later.startswith("This header block was not decoded (an earlier block")
+        # The tables view says where HPACK broke and shows the table as the error
+        # left it: x-c, which pushed out the x-a that index 64 asked for.
+        from ui.screens.state import hpack_text
+        tables = hpack_text(s.conns[1], s.block_bytes).plain
+        assert f"✕ HPACK broke: the block ending at frame {rows[3] + 1} (g {rows[3] + 1}, its " \
+            "HPACK tab) did not decode" in tables
+        assert "(at byte 57: index 64 out of range" in tables
+        assert "    62  x-c: " + "c" * 40 in tables and "    63  " not in tables
+        # The good block before it is shown as ever.
+        assert "x-a: " + "a" * 40 in detail.hpack(s, rows[1], events[rows[1]]).plain
+    finally:
+        capture.close()
