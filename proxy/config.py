@@ -195,6 +195,9 @@ class HeadlessConfig:
     """Only print frames matching this filter (docs/filters.md)."""
     quiet: bool = False
     """Print nothing per frame (recording and findings summaries still happen)."""
+    annotate: bool = False
+    """Text format: show how each header field was encoded (HPACK representation,
+    table index, Huffman, inserts and evictions, size updates) beside it."""
     format: str = field(default="text", metadata=_meta(_check_choice(HEADLESS_FORMATS)))
     """``text``: a line per frame, its header list under it; ``jsonl``: one JSON
     object per frame (the objects of ``h2scope export --format jsonl``)."""

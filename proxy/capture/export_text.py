@@ -172,7 +172,8 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
 def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
                stream: int | None = None, headers: bool = True,
                keep: Filter | None = None, protoset: Protoset | None = None,
-               stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None) -> int:
+               stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None,
+               annotate: bool = False) -> int:
     """Write the log; return the number of frames written. With ``keep`` (a
     compiled ``--filter``), only the frames it matches, connection lines, desyncs
     and connection-level findings; ``stream_headers``, when given, is each
@@ -209,7 +210,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
             if not _stream_ok(ev, stream) or not _event_kept(kept, rec.conn_id, ev):
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
-                                    truncated=rec.truncated):
+                                    annotate=annotate, truncated=rec.truncated):
                 out.write(line + "\n")
             if headers:
                 for line in extra:

@@ -77,6 +77,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="only the frames this filter matches (text, jsonl): the language "
                    "of the UI's filter bar and run --filter, e.g. 'type:HEADERS "
                    "status:5xx' (docs/filters.md)")
+    p.add_argument("--annotate", action="store_true",
+                   help="text: show how each header field was HPACK-encoded "
+                   "(representation, index, Huffman, inserts, evictions, size updates)")
     p.add_argument("--protoset", type=Path, action="append", default=[], metavar="FILE",
                    help="text, jsonl: name the fields of gRPC messages with this "
                    "FileDescriptorSet (protoc --descriptor_set_out, or h2scope protoset); "
@@ -234,4 +237,5 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:
     return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep,
                         protoset=args.schema, observers=args.observers,
-                        stream_headers=filter_context(args.file, args.keep))
+                        stream_headers=filter_context(args.file, args.keep),
+                        annotate=args.annotate)

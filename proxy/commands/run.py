@@ -72,6 +72,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "max_data_bytes": ("record.max_data_bytes", "--record-max-data"),
     "filter": ("headless.filter", "--filter"),
     "quiet": ("headless.quiet", "--quiet"),
+    "annotate": ("headless.annotate", "--annotate"),
     "output_format": ("headless.format", "--format"),
     "fail_on": ("headless.fail_on", "--fail-on"),
     "log_file": ("log.file", "--log-file"),
@@ -145,6 +146,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="headless: print only frames matching EXPR (docs/filters.md)")
     out.add_argument("-q", "--quiet", action="store_const", const=True,
                      help="headless: print no frames")
+    out.add_argument("--annotate", action="store_const", const=True,
+                     help="headless, text: show how each header field was HPACK-encoded "
+                     "(representation, index, Huffman, inserts, evictions, size updates)")
     out.add_argument("--format", dest="output_format", metavar="FORMAT",
                      help="headless: text (default; a line per frame, like nghttp -v) or "
                      "jsonl (one JSON object per frame and per event, as export --format "
@@ -363,6 +367,7 @@ def _sinks(config: Config, protoset: Any = None) -> list[Any]:
     text = config.headless.filter
     printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet,
+                              annotate=config.headless.annotate,
                               jsonl=config.headless.format == "jsonl", protoset=protoset)
     from proxy.summary import RunSummary
 

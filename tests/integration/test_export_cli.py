@@ -62,6 +62,17 @@ def test_conn_and_stream_select_frames(capture: Path) -> None:
     assert "#1 " in text and "#2 " not in text
 
 
+def test_text_annotate_shows_each_fields_hpack_encoding(capture: Path) -> None:
+    plain = _run(str(capture), "--format", "text", "--conn", "1").stdout
+    lines = _run(str(capture), "--format", "text", "--conn", "1", "--annotate").stdout
+    assert "; idx static:2" not in plain
+    assert "    :method: GET    ; idx static:2\n" in lines
+    assert "; block " in lines and "decoded (RFC 7541 size); table 0→" in lines
+    # the same frames, the same lines but for the annotations
+    assert [ln.split("    ; ")[0] for ln in lines.splitlines()
+            if not ln.strip().startswith("; block")] == plain.splitlines()
+
+
 def test_text_is_the_headless_line_format(capture: Path) -> None:
     lines = _run(str(capture), "--format", "text", "--conn", "1").stdout.splitlines()
     frame_lines = [ln for ln in lines if " len=" in ln]

@@ -138,7 +138,7 @@ def test_flags_reach_the_config(confdir: Path, tmp_path: Path) -> None:
         "-p", "9100", "--mode", "regular", "--mode", "socks5@1080", "--ignore-hosts", "a",
         "--ignore-hosts", "b", "--proxyauth", "u:p", "--record", str(tmp_path / "r.h2c"),
         "--filter", "type:DATA", "--no-insecure", "--sslkeylogfile", "keys.log",
-        "--log-level", "debug"]))
+        "--log-level", "debug", "--annotate"]))
     assert config.listen_port == 9100
     assert config.modes == ("regular", "socks5@1080")
     assert config.ignore_hosts == ("a", "b")
@@ -146,6 +146,7 @@ def test_flags_reach_the_config(confdir: Path, tmp_path: Path) -> None:
     assert config.record.file == tmp_path / "r.h2c"
     assert config.headless.filter == "type:DATA"
     assert config.headless.quiet is True  # from the file: -q not given
+    assert config.headless.annotate is True
     assert config.insecure is False
     assert config.sslkeylogfile == Path.cwd() / "keys.log"
     assert config.log.level == "debug"
