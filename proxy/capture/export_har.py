@@ -130,15 +130,30 @@ def _content(body: bytes, mime: str, truncated: bool, sent: int) -> dict[str, An
     return content
 
 
-def _url(ex: Exchange) -> str:
+def _url(ex: Exchange, meta: dict[str, Any]) -> str:
+    """The request's URL; a request with neither ``:authority`` nor ``host`` (RFC 9113
+    §8.3.1 lets a client leave them out) gets the host it was sent to."""
     scheme = ex.header(":scheme") or "https"
-    authority = ex.header(":authority") or ex.header("host") or ""
+    authority = ex.header(":authority") or ex.header("host") or _target(meta, scheme)
     path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
     return f"{scheme}://{authority}{path}"
 
 
+def _target(meta: dict[str, Any], scheme: str) -> str:
+    server = meta.get("server") or {}
+    host = server.get("host") or server.get("ip")
+    if not isinstance(host, str) or not host:
+        target = meta.get("target")
+        return target if isinstance(target, str) else ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    port = server.get("port")
+    default = 80 if scheme == "http" else 443
+    return host if port in (None, default) else f"{host}:{port}"
+
+
 def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
-    url = _url(ex)
+    url = _url(ex, meta)
     req_mime = ex.header("content-type") or ""
     resp_mime = ex.header("content-type", response=True) or ""
     status_text = ex.header(":status", response=True)

@@ -441,6 +441,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             findings.append(_f("continuation-missing", Severity.ERROR, "RFC 9113 §6.10",
                                f"{type_name(ftype)} arrived while the header block on stream "
                                f"{side.block.stream_id} still expected CONTINUATION", seq, sid))
+            side.block_cut = (side.block.stream_id, side.block.first_seq, seq, type_name(ftype))
             side.block = None  # the peer would have failed the connection; start afresh
 
         if sid == 0 and ftype in _NO_STREAM_ZERO_MODEL:

@@ -69,6 +69,21 @@ def decoded_before(exc: HpackDecodeError) -> str:
     return f"; decoded before it: {shown_fields[:300]}{more}"
 
 
+def _stray_continuation(side: Side, sid: int, pending: HeaderBlockInProgress | None) -> str:
+    """Why a CONTINUATION on ``sid`` continues nothing (RFC 9113 §6.10: it must
+    follow, at once and on the same stream, a frame without END_HEADERS)."""
+    if pending is not None:
+        return (f"CONTINUATION on stream {sid} while the header block on stream "
+                f"{pending.stream_id} (frame #{pending.first_seq}) still expected its "
+                f"CONTINUATION on stream {pending.stream_id}; that block is dropped")
+    cut = side.block_cut
+    if cut is not None and cut[0] == sid:
+        return (f"CONTINUATION on stream {sid} after its header block (frame #{cut[1]}) was "
+                f"cut off by {cut[3]} #{cut[2]}: a CONTINUATION must follow at once")
+    return (f"CONTINUATION on stream {sid} without a preceding HEADERS or PUSH_PROMISE "
+            "lacking END_HEADERS")
+
+
 class HeaderBlocks:
     """HEADERS, PUSH_PROMISE and CONTINUATION handling of the connection model."""
 
@@ -104,8 +119,7 @@ class HeaderBlocks:
             pending = side.block
             if pending is None or pending.stream_id != sid:
                 findings.append(_f("continuation-unexpected", Severity.ERROR, "RFC 9113 §6.10",
-                                   f"CONTINUATION on stream {sid} without a preceding HEADERS or "
-                                   "PUSH_PROMISE lacking END_HEADERS", seq, sid))
+                                   _stray_continuation(side, sid, pending), seq, sid))
                 side.block = None
                 return None
             self._continuation(side, pending, frame.raw[9:], seq, findings)

@@ -68,6 +68,9 @@ class Side:
     """Settings this endpoint advertised that the peer has acknowledged."""
     pending: deque[PendingSettings] = field(default_factory=deque)
     block: HeaderBlockInProgress | None = None
+    block_cut: tuple[int, int, int, str] | None = None
+    """The last header block another frame cut off before its CONTINUATION:
+    (stream, its first frame, the frame that cut it, that frame's type name)."""
     highest_stream_id: int = 0
     """Highest stream id this endpoint opened (or promised)."""
     conn_window: int = 65_535

@@ -162,3 +162,20 @@ def test_timings_count_message_frames_only_and_add_up_to_the_duration(
     t = entry["timings"]
     assert (t["send"], t["wait"], t["receive"]) == (100.0, 0.0, 900.0)
     assert entry["time"] == 1000.0
+
+
+@pytest.mark.parametrize(("server", "scheme", "url"), [
+    ({"host": "127.0.0.1", "port": 42110}, "http", "http://127.0.0.1:42110/"),
+    ({"host": "api.test", "port": 443}, "https", "https://api.test/"),
+    ({"ip": "::1", "port": 8443}, "https", "https://[::1]:8443/"),
+])
+def test_a_request_without_authority_or_host_gets_the_host_it_was_sent_to(
+        server: dict[str, Any], scheme: str, url: str) -> None:
+    """RFC 9113 §8.3.1 lets a client leave out :authority; the URL is still valid."""
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    ex = Exchange(1, 9, request_headers=((":method", "GET"), (":scheme", scheme),
+                                         (":path", "/")),
+                  response_headers=((":status", "200"),))
+    assert entry(ex, {"server": server})["request"]["url"] == url

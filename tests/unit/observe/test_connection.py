@@ -72,6 +72,35 @@ def test_frame_between_headers_and_continuation_is_flagged(conv):
 def test_continuation_without_headers_is_flagged(conv):
     evs = conv.send(C2S, raw_frame(9, 0x4, 1, b"\x82"))
     assert "continuation-unexpected" in conv.findings(evs)
+    (f,) = conv.finding_objects(evs)
+    assert f.message == ("CONTINUATION on stream 1 without a preceding HEADERS or "
+                         "PUSH_PROMISE lacking END_HEADERS")
+
+
+def test_a_continuation_after_its_block_was_cut_off_says_by_what(conv):
+    """HEADERS, a PING, then the CONTINUATION: there was a HEADERS; the PING cut it."""
+    block = conv.f.block(C2S, REQ)
+    headers = conv.send(C2S, raw_frame(1, 0x1, 1, block[:3]))
+    conv.send(C2S, conv.f.ping())
+    evs = conv.send(C2S, raw_frame(9, 0x4, 1, block[3:]))
+    (f,) = conv.finding_objects(evs)
+    seq = conv.frames(headers)[0].seq
+    assert (f.code, f.message) == (
+        "continuation-unexpected",
+        f"CONTINUATION on stream 1 after its header block (frame #{seq}) was cut off by "
+        f"PING #{seq + 1}: a CONTINUATION must follow at once")
+
+
+def test_a_continuation_on_another_stream_names_the_block_still_open(conv):
+    block = conv.f.block(C2S, REQ)
+    headers = conv.send(C2S, raw_frame(1, 0x1, 1, block[:3]))
+    evs = conv.send(C2S, raw_frame(9, 0x4, 3, block[3:]))
+    (f,) = conv.finding_objects(evs)
+    assert (f.code, f.message) == (
+        "continuation-unexpected",
+        f"CONTINUATION on stream 3 while the header block on stream 1 (frame "
+        f"#{conv.frames(headers)[0].seq}) still expected its CONTINUATION on stream 1; that "
+        "block is dropped")
 
 
 def test_data_beyond_stream_window_is_flagged(make_conv):
