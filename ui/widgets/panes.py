@@ -135,7 +135,7 @@ class DetailPane(Vertical):
         with TabbedContent(initial="decoded", id="detail-tabs"):
             for tab, title in zip(TABS, ("Decoded", "HPACK", "Hex", "Findings"), strict=True):
                 with TabPane(title, id=tab):
-                    yield TextView(id=f"{tab}-body")
+                    yield TextView(id=f"{tab}-body", wrap=tab != "hex")
 
     @property
     def active(self) -> str:

@@ -5,11 +5,16 @@ scroll container makes Textual lay out the whole screen again each time its
 content changes (≈ 40 ms here, most of a key press's budget). This view keeps
 its outer size fixed and only its scrollable extent changes, which it sets
 without a relayout, so showing another frame repaints just this widget.
+
+With ``wrap``, a line wider than the view continues on the next lines (a
+finding's message, a long header value) instead of running off to the right;
+the hex dump, whose columns mean something, scrolls sideways instead.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -19,10 +24,16 @@ MAX_WIDTH = 400
 
 
 class TextView(ScrollView, can_focus=True):
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None,
+                 wrap: bool = False) -> None:
         super().__init__(id=id, classes=classes)
+        self.wrap = wrap
+        self._source: list[Text] = [Text("")]
+        """The text's lines as given; :attr:`_lines` are what is drawn (wrapped)."""
         self._lines: list[Text] = [Text("")]
         self._text = Text("")
+        self._wrapped_at = 0
+        """The width :attr:`_lines` were wrapped for (0: not wrapped)."""
         self._cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(256)
 
     @property
@@ -34,18 +45,42 @@ class TextView(ScrollView, can_focus=True):
         if isinstance(text, str):
             text = Text(text)
         self._text = text
-        self._lines = list(text.split("\n", allow_blank=True)) or [Text("")]
-        if self._lines and not self._lines[-1].plain and len(self._lines) > 1:
-            self._lines.pop()
+        self._source = list(text.split("\n", allow_blank=True)) or [Text("")]
+        if self._source and not self._source[-1].plain and len(self._source) > 1:
+            self._source.pop()
+        self._layout(self.scrollable_content_region.width)
+        self.scroll_to(0, 0, animate=False, immediate=True)
+
+    def _layout(self, width: int) -> None:
+        """Lines for ``width`` columns, and the extent the view scrolls over."""
+        lines = self._source
+        self._wrapped_at = 0
+        if self.wrap and width > 8 and any(line.cell_len > width for line in lines):
+            wrapped: list[Text] = []
+            console = self.app.console
+            for line in lines:
+                if line.cell_len <= width:
+                    wrapped.append(line)
+                else:
+                    wrapped.extend(line.wrap(console, width))
+            lines = wrapped
+            self._wrapped_at = width
+        self._lines = lines
         self._cache.clear()
-        width = min(MAX_WIDTH, max((line.cell_len for line in self._lines), default=0))
-        size = Size(width, len(self._lines))
+        size = Size(min(MAX_WIDTH, max((line.cell_len for line in lines), default=0)),
+                    len(lines))
         # Set the extent without the relayout the reactive would ask for: the
         # widget's own size does not change, only what it scrolls over.
         self.set_reactive(TextView.virtual_size, size)
         self._scroll_update(size)
-        self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.wrap:
+            width = self.scrollable_content_region.width
+            if width != self._wrapped_at and (self._wrapped_at or any(
+                    line.cell_len > width for line in self._source)):
+                self._layout(width)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
