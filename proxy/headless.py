@@ -41,7 +41,7 @@ from proxy.events import (
     TlsEstablished,
 )
 from proxy.grpc_log import GrpcTracker
-from proxy.observe.describe import event_line
+from proxy.observe.describe import event_line, shown
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 from proxy.observe.jsonview import json_line
 from proxy.protoset import Protoset
@@ -237,7 +237,14 @@ class HeadlessPrinter:
 
 
 def connection_line(ev: ConnectionEvent) -> str | None:
-    """The one-line description of a connection event."""
+    """The one-line description of a connection event: what came from a peer (a
+    CONNECT or SOCKS5 target, a request line, a certificate name) with its control
+    characters written ``\\xNN``, so no peer writes escape sequences to a terminal."""
+    text = _connection_text(ev)
+    return None if text is None else shown(text)
+
+
+def _connection_text(ev: ConnectionEvent) -> str | None:
     match ev:
         case ConnectionOpened():
             return f"opened from {ev.client[0]}:{ev.client[1]} ({ev.mode})"

@@ -31,6 +31,7 @@ from proxy.filter import Filter
 from proxy.filter_context import FrameMatcher, StreamHeaders, meta_host
 from proxy.grpc_log import GrpcTracker
 from proxy.net.clienthello import hello_summary
+from proxy.observe.describe import shown
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -67,6 +68,13 @@ def _stream_ok(ev: Event, stream: int | None) -> bool:
 
 
 def _record_line(item: Replayed, rel: float) -> str | None:
+    """The log lines of a record that is not a frame (control characters from a peer
+    written ``\\xNN``, as live)."""
+    text = _record_text(item, rel)
+    return None if text is None else "\n".join(shown(line) for line in text.split("\n"))
+
+
+def _record_text(item: Replayed, rel: float) -> str | None:
     rec = item.record
     head = prefix(rec.conn_id, rel, "*")
     if rec.type == RecordType.CONNECTION:

@@ -17,6 +17,10 @@ from enum import IntEnum
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(rb"^HTTP/\d\.\d$")
 _REQUEST_LINE = re.compile(rb"^([^ ]+) ([^ ]+) (HTTP/\d\.\d)$")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
+"""RFC 3986 §3.2.2 reg-name (and IPv4): unreserved, sub-delims, percent-encoding."""
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9\-._~]+)?")
 
 
 class Http1Error(ValueError):
@@ -89,6 +93,8 @@ def _headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.match(name):
             raise Http1Error(f"invalid header line {line[:60]!r}")
+        if b"\x00" in value:  # RFC 9110 §5.5: a recipient must reject it (or replace it)
+            raise Http1Error(f"NUL in the value of header {name.decode('ascii')}")
         out.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
     return tuple(out)
 
@@ -98,6 +104,8 @@ def parse_request_head(raw: bytes) -> RequestHead:
     m = _REQUEST_LINE.match(first)
     if m is None or not _TOKEN.match(m.group(1)):
         raise Http1Error(f"invalid request line {first[:80]!r}")
+    if _CONTROL.search(m.group(2)):  # RFC 3986: a URI has no control characters
+        raise Http1Error(f"control character in the request target {m.group(2)[:80]!r}")
     return RequestHead(raw=raw, start_line=first.decode("latin-1"),
                        method=m.group(1).decode("ascii"), target=m.group(2).decode("latin-1"),
                        version=m.group(3).decode("ascii"), headers=_headers(rest))
@@ -214,6 +222,8 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         if end < 0:
             raise Http1Error(f"invalid authority {authority!r}")
         host, rest = authority[1:end], authority[end + 1:]
+        if not _IPV6.fullmatch(host):
+            raise Http1Error(f"invalid IPv6 address in {authority!r}")
         if rest:
             if not rest.startswith(":"):
                 raise Http1Error(f"invalid authority {authority!r}")
@@ -221,7 +231,7 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
     elif authority.count(":") == 1:
         host, _, p = authority.partition(":")
         port = _port(p, authority)
-    if not host or any(c in host for c in " /?#@"):
+    if not host or not (authority.startswith("[") or _HOST.fullmatch(host)):
         raise Http1Error(f"invalid authority {authority!r}")
     return host, port
 

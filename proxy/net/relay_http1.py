@@ -81,6 +81,8 @@ class Http1Relay:
         self.on_connect = on_connect
         self.scheme = scheme
         self.requests = 0
+        self._response_begun = False
+        """The current exchange's response (or an interim one) went to the client."""
         conn.byte_counts = lambda: (self.client.bytes_in,
                                     self.server.bytes_in if self.server else 0)
 
@@ -183,6 +185,7 @@ class Http1Relay:
         except Http1Error as exc:
             await self._reject_request(str(exc))
         self.requests += 1
+        self._response_begun = False
         forwarded = raw
         if self.forward_proxy:
             forwarded = await self._route(request)
@@ -204,7 +207,8 @@ class Http1Relay:
             self._forward_body(self.client, server, req_framing, req_length, Direction.C2S,
                                request, started))
         try:
-            response, resp_framing = await self._responses(request, started)
+            response, resp_framing = await self._response_or_body_error(request, started,
+                                                                        body_task)
             upgraded = response.status == 101 or (
                 request.method == "CONNECT" and 200 <= response.status < 300)
             if not upgraded:
@@ -234,6 +238,40 @@ class Http1Relay:
         if not http1.keeps_alive(response):
             raise _Done(Closer.SERVER, "server asked to close (Connection: close)")
 
+    async def _response_or_body_error(self, request: RequestHead, started: float,
+                                      body_task: asyncio.Task[int],
+                                      ) -> tuple[ResponseHead, tuple[Framing, int]]:
+        """The response head (:meth:`_responses`); but when the request body fails
+        first (invalid chunked framing, the client gone), that ends the exchange
+        at once: the server, still waiting for the body, would never answer. An
+        invalid body gets the client a 400 when no response has begun."""
+        responses = asyncio.create_task(self._responses(request, started))
+        try:
+            await asyncio.wait((responses, body_task), return_when=asyncio.FIRST_COMPLETED)
+            failed = body_task.done() and not body_task.cancelled() and \
+                body_task.exception() is not None
+            if failed and not responses.done():
+                responses.cancel()
+                with contextlib.suppress(BaseException):
+                    await responses
+                exc = body_task.exception()
+                if isinstance(exc, _Done) and exc.closer is Closer.PROXY and \
+                        not self._response_begun:
+                    self.client.write(http1.simple_response(
+                        400, "Bad Request",
+                        f"h2scope: invalid HTTP/1.1 request body: {exc.error}\n",
+                        extra=(("Connection", "close"),)))
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await self.client.drain()
+                assert exc is not None
+                raise exc
+            return await responses
+        finally:
+            if not responses.done():
+                responses.cancel()
+                with contextlib.suppress(BaseException):
+                    await responses
+
     async def _responses(self, request: RequestHead, started: float
                          ) -> tuple[ResponseHead, tuple[Framing, int]]:
         """Forward interim responses; return the final (or 101) head, already forwarded."""
@@ -250,6 +288,7 @@ class Http1Relay:
                 framing = http1.response_framing(response, request.method)
             except Http1Error as exc:
                 await self._bad_gateway(f"the server sent an invalid response: {exc}")
+            self._response_begun = True
             self.client.write(raw)
             await self.client.drain()
             t = time.time()

@@ -77,6 +77,11 @@ async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
     except TimeoutError:
         await conn.error("client-tls", "the client did not finish its ClientHello in time")
         return None
+    except (ConnectionError, OSError) as exc:
+        await conn.error("client-tls", f"the client's connection failed in the middle of its "
+                         f"ClientHello ({len(client.buffer)} bytes sent): "
+                         f"{exc.strerror or type(exc).__name__}")
+        return None
     if not ok:
         await conn.error("client-tls", f"the client closed the connection in the middle of "
                          f"its ClientHello ({len(client.buffer)} bytes sent)")

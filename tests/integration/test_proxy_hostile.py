@@ -195,3 +195,80 @@ def test_client_disconnecting_mid_download_closes_the_server_side(
     closed: list[ConnectionClosed] = proxy.wait_closed()
     assert closed[0].closed_by.name == "CLIENT"
     assert 0 < closed[0].bytes_s2c < 10_000_000
+
+
+def test_a_request_body_with_invalid_chunk_framing_gets_400_and_frees_the_server(
+        proxy: ProxyThread, good_request: Callable[[], None]) -> None:
+    """The server, still waiting for the body, would never answer: the proxy answers
+    the client itself and closes the server's connection (it used to hang both)."""
+    closed = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(20)
+            while conn.recv(65536):
+                pass
+            closed.set()
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        with connect(proxy) as sock:
+            sock.sendall(f"POST http://127.0.0.1:{port}/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n".encode())
+            reply = read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 400 Bad Request"), reply
+        assert b"invalid HTTP/1.1 request body" in reply
+        assert closed.wait(10), "the server's connection was left open"
+        assert "invalid chunked framing" in errors(proxy, "http1")[0].message
+        assert any(e.reason == "invalid HTTP/1.1 body framing"
+                   for e in proxy.wait_closed())
+    finally:
+        listener.close()
+    good_request()
+
+
+@pytest.mark.parametrize("target", ["a\x00b:443", "\x1b[2J\x1b]0;PWNED\x07evil:443",
+                                    "[zz]:443"])
+def test_a_connect_target_that_is_not_a_host_gets_400(proxy: ProxyThread,
+                                                      target: str) -> None:
+    with connect(proxy) as sock:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"))
+        reply = read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request"), reply
+    (error,) = proxy.wait_for(lambda: proxy.events(ProxyErrorRaised), what="an error")
+    # (control characters are refused with the request line; a bad host by the CONNECT)
+    assert error.message.startswith(("invalid CONNECT target:", "invalid HTTP/1.1 request "
+                                     "from the client: control character in the request"))
+    assert "\x1b" not in error.message and "\x00" not in error.message
+
+
+def test_control_characters_from_a_client_reach_the_log_escaped(
+        proxy: ProxyThread) -> None:
+    """A request line with an escape sequence is refused (a URI has none), and what
+    the log prints of a peer's text never carries a control character."""
+    from proxy.headless import connection_line
+
+    with connect(proxy) as sock:
+        sock.sendall(b"GET http://127.0.0.1:1/\x1b[31mRED HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    (error,) = errors(proxy, "http1")
+    assert "control character in the request target" in error.message
+    line = connection_line(error)
+    assert line is not None and "\x1b" not in line and "\\x1b" in line
+
+
+def test_a_tls_client_reset_mid_hello_on_a_reverse_port_is_reported(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    proxy = make_proxy(modes=[f"reverse:https://localhost:{h2_origin.port}"])
+    sock = socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10)
+    sock.sendall(b"\x16\x03\x01")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # (linger 0: a TCP reset)
+    (error,) = errors(proxy, "client-tls")
+    assert "in the middle of its ClientHello (3 bytes sent)" in error.message
+    assert not [e for e in proxy.events(ProxyErrorRaised) if e.stage == "internal"]
