@@ -36,6 +36,8 @@ from proxy.capture.reader import (
     CaptureHeader,
     CaptureReader,
     Record,
+    gzip_bad_record,
+    gzip_problem,
     open_binary,
     read_header,
 )
@@ -103,10 +105,14 @@ class CaptureIndex:
         """
         with open(path, "rb") as probe:
             gz = probe.read(2) == GZIP_MAGIC
+        cut: BadRecord | None = None
         if gz:
             backing: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the index
             with open_binary(path) as src:
                 shutil.copyfileobj(src, backing, 1 << 20)
+                problem = gzip_problem(src)
+                if problem is not None:  # (what decompressed is kept, and indexed)
+                    cut = gzip_bad_record(src, problem)
             backing.flush()
         else:
             backing = open(path, "rb")  # noqa: SIM115 - owned by the index
@@ -121,6 +127,8 @@ class CaptureIndex:
         assert mm is not None  # a valid header means the file is not empty
         index = cls(header, mm, backing)
         index._scan(verify, progress)
+        if cut is not None:
+            index.problems.append(cut)
         return index
 
     def _scan(self, verify: bool, progress: Callable[[int, int], None] | None) -> None:

@@ -13,10 +13,10 @@ Gzip-compressed captures are recognised by their magic bytes, not the name.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shlex
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -142,10 +142,114 @@ def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a capture for reading, transparently gunzipping by magic bytes."""
     f: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller
     if f.read(2) == GZIP_MAGIC:
-        f.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        f.seek(0)
+        return Gunzip(f)  # type: ignore[return-value]
     f.seek(0)
     return f
+
+
+def gzip_problem(f: object) -> str | None:
+    """Why a :class:`Gunzip` stream ended early (None: it did not, or not gzip)."""
+    return f.problem if isinstance(f, Gunzip) else None
+
+
+def gzip_bad_record(f: object, problem: str) -> BadRecord:
+    end = f.produced if isinstance(f, Gunzip) else 0
+    return BadRecord(offset=end, torn=True, reason=f"{problem}: the records before byte "
+                     f"{end} of the decompressed capture are kept, the rest is lost")
+
+
+class Gunzip:
+    """A gzip file's bytes, read as far as they decompress.
+
+    ``gzip.open`` raises at a cut or damaged stream and loses what it had
+    decompressed of the last read: a half-downloaded ``.gz`` capture would give
+    nothing. This gives every byte before the damage, then ends, with
+    :attr:`problem` saying why (the reader reports it as a torn end).
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.fileobj = raw
+        """The compressed file (its position is the progress)."""
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._fed = False
+        """Bytes of the current gzip member were fed (a file may hold several)."""
+        self._buf = bytearray()
+        self._done = False
+        self.produced = 0
+        """Decompressed bytes returned so far."""
+        self.problem: str | None = None
+        """Why the bytes ended before the gzip stream did, if they did."""
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self._buf) < n) and not self._done:
+            raw = self.fileobj.read(1 << 16)
+            if not raw:
+                self._done = True
+                if self._fed:
+                    self.problem = ("the gzip file ends before its compressed stream does "
+                                    "(it was cut short)")
+                break
+            self._feed(raw)
+        if n < 0 or n >= len(self._buf):
+            out = bytes(self._buf)
+            self._buf.clear()
+        else:
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
+        self.produced += len(out)
+        return out
+
+    def _feed(self, raw: bytes) -> None:
+        while raw and not self._done:
+            if not self._fed and not raw.strip(b"\0"):
+                return  # zero padding after the last member (as gzip allows)
+            self._fed = True
+            before = self._d.copy()
+            try:
+                self._buf += self._d.decompress(raw)
+            except zlib.error as exc:
+                self._done = True
+                self.problem = f"the gzip data is damaged ({exc})"
+                self._d = before
+                self._salvage(raw)
+                return
+            if not self._d.eof:
+                return
+            raw = self._d.unused_data  # the next member, if any
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._fed = False
+
+    def _salvage(self, raw: bytes) -> None:
+        """Decompress ``raw`` a little at a time up to the damage: what comes before
+        it is good (a checksum error only shows at the end of a member)."""
+        for i in range(0, len(raw), 256):
+            try:
+                self._buf += self._d.decompress(raw[i:i + 256])
+            except zlib.error:
+                return
+
+    def tell(self) -> int:
+        return self.produced
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise OSError("a gzip capture can only be read from its start")
+        self.fileobj.seek(0)
+        self.__init__(self.fileobj)  # type: ignore[misc]
+        return 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.fileobj.close()
+
+    def __enter__(self) -> Gunzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_header(f: BinaryIO) -> CaptureHeader:
@@ -259,6 +363,14 @@ class CaptureReader:
             self._f.seek(0)
         try:
             self.header = read_header(self._f)
+        except CaptureFormatError as exc:
+            problem = gzip_problem(self._f)
+            if self._owned:
+                self._f.close()
+            if problem is not None:  # (the header itself is in the damaged part)
+                raise CaptureFormatError(f"{problem}, before the end of the capture's "
+                                         "header: nothing in it can be read") from exc
+            raise
         except BaseException:
             if self._owned:
                 self._f.close()
@@ -294,7 +406,15 @@ class CaptureReader:
         """Yield every valid record in file order; report and skip the rest.
 
         ``start`` resumes at a byte offset (seekable, uncompressed files only).
+        A gzip file that is cut or damaged gives the records before the damage,
+        then a torn end naming it.
         """
+        yield from self._records(start)
+        problem = gzip_problem(self._f)
+        if problem is not None:
+            self._report(gzip_bad_record(self._f, problem))
+
+    def _records(self, start: int | None) -> Iterator[Record]:
         off = self.header.size if start is None else start
         if start is not None:
             self._f.seek(start)

@@ -158,3 +158,48 @@ def test_an_empty_file_and_a_capture_given_to_import_say_what_they_are(
     path, _ = recorded
     with open(path, "rb") as f, pytest.raises(PcapError, match="already an h2scope capture"):
         list(packets(f))
+
+
+def test_a_cut_or_damaged_gzip_capture_keeps_every_record_before_the_damage(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    """A half-downloaded ``.gz`` (or one with a bad byte) reads like a plain capture
+    cut short: the records before the damage, then one problem naming it — in the
+    streaming reader and in the UI's index alike."""
+    import gzip
+
+    path, _ = recorded
+    full, _ = _read(path)
+    data = gzip.compress(path.read_bytes(), mtime=0)
+    cut = tmp_path / "cut.h2scope.gz"
+    cut.write_bytes(data[:len(data) * 2 // 3])
+    flipped = bytearray(data)
+    flipped[len(data) * 2 // 3] ^= 0x55
+    bad = tmp_path / "bad.h2scope.gz"
+    bad.write_bytes(bytes(flipped))
+    for damaged, words in ((cut, "cut short"), (bad, "damaged")):
+        records, reader = _read(damaged)
+        # Every record read is the original; all of them up to the first damage are.
+        original = {r.offset: r.body for r in full}
+        assert all(original.get(r.offset) == r.body for r in records)
+        first = reader.problems[0].offset
+        assert [r.offset for r in records if r.offset < first] == \
+            [r.offset for r in full if r.offset < first]
+        assert len(records) >= len(full) // 3
+        last = reader.problems[-1]
+        assert last.torn and words in last.reason and "are kept" in last.reason
+        index = CaptureIndex.build(damaged)
+        try:
+            assert len(index) == len([r for r in records if r.type == RecordType.FRAME])
+            assert words in index.problems[-1].reason
+        finally:
+            index.close()
+    # Two gzip members and zero padding after them read whole, with no problem.
+    whole = tmp_path / "two.h2scope.gz"
+    raw = path.read_bytes()
+    whole.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]) + bytes(8))
+    records, reader = _read(whole)
+    assert len(records) == len(full) and not reader.problems
+    # Cut inside the capture's own header: said so, not "empty".
+    (tmp_path / "stub.gz").write_bytes(data[:2])
+    with pytest.raises(CaptureFormatError, match="cut short"):
+        CaptureReader(tmp_path / "stub.gz")
