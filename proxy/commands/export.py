@@ -154,13 +154,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         size = 0
     progress = Progress()
+    written = None if to_stdout else _Output(Path(args.output), args.file)
     with reader, contextlib.ExitStack() as stack:
         out: IO[Any]
-        if to_stdout:
+        if written is None:
             out = sys.stdout
         else:
+            stack.callback(written.discard)  # (unless committed: nothing half-written stays)
             try:
-                out = stack.enter_context(open_private(args.output, fmt in BINARY_FORMATS))
+                out = stack.enter_context(open_private(written.temp, fmt in BINARY_FORMATS))
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()
@@ -175,8 +177,11 @@ def run(args: argparse.Namespace) -> int:
             count, lookup = 0, str(exc)
         finally:
             progress.done()
-        if to_stdout:
+        if written is None:
             sys.stdout.flush()
+        elif not (_missing(args, seen, count, fmt, streams or {}) or lookup):
+            out.close()
+            written.commit()
     for problem in problems:
         print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
     if not reader.clean_end and lookup is None:
@@ -186,12 +191,39 @@ def run(args: argparse.Namespace) -> int:
     if args.keep is not None and count == 0 and lookup is None:
         print(f"h2scope export: no frame matches --filter {args.filter!r}", file=sys.stderr)
     missing = _missing(args, seen, count, fmt, streams or {}) or lookup
-    if missing:
-        if not to_stdout:
-            with contextlib.suppress(OSError):
-                os.unlink(args.output)  # nothing was exported: leave no empty file behind
+    if missing:  # (nothing was written to -o: a file that was there is as it was)
         raise UsageError(missing)
     return 0
+
+
+class _Output:
+    """``-o OUT``, written to a private temporary file beside it and renamed over it
+    only when the export succeeds: a failed export leaves OUT as it was (a file of
+    the user's is never lost to a usage error). OUT must not be the capture read."""
+
+    def __init__(self, target: Path, source: Path) -> None:
+        from proxy.cli import UsageError
+
+        with contextlib.suppress(OSError):
+            if target.exists() and os.path.samefile(target, source):
+                raise UsageError(f"-o {target} is the capture being exported: writing there "
+                                 "would destroy it; give another file")
+        self.target = target
+        self.direct = target.exists() and not target.is_file()
+        """A device or pipe (``/dev/null``, a FIFO): written as it is."""
+        self.temp = target if self.direct else target.with_name(
+            f".{target.name}.{os.getpid()}.part")
+        self.committed = False
+
+    def commit(self) -> None:
+        if not self.direct:
+            os.replace(self.temp, self.target)
+        self.committed = True
+
+    def discard(self) -> None:
+        if not self.committed and not self.direct:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
 
 
 def _filter(text: str | None, fmt: str) -> Filter | None:

@@ -9,6 +9,8 @@ the replay could not run, 2 for usage errors. See docs/replay.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,13 +100,19 @@ def run(args: argparse.Namespace) -> int:
         target = parse_target(args.target)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.speed < 0:
-        raise UsageError("--speed must be 0 (no waiting) or more")
+    if not math.isfinite(args.speed) or args.speed < 0:
+        raise UsageError(f"--speed must be 0 (no waiting) or a positive number, not "
+                         f"{args.speed:g}")
     if args.authority and args.mode != "reencode":
         raise UsageError("--authority needs --mode reencode (verbatim sends the recorded "
                          "HPACK bytes unchanged)")
     if not args.file.exists():
         raise UsageError(f"no such file: {args.file}")
+    with contextlib.suppress(OSError):
+        if args.record is not None and args.record.exists() and \
+                os.path.samefile(args.record, args.file):
+            raise UsageError(f"--record {args.record} is the capture being replayed: recording "
+                             "there would destroy it; give another file")
     if args.client_certs is not None:
         from proxy.net.client_certs import client_cert_problem
 

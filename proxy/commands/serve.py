@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -81,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from proxy.replay.responses import ResponseBook, load_responses
 
     fields = [f.strip() for f in args.match.split(",") if f.strip()]
-    if args.speed < 0:
-        raise UsageError("--speed must be 0 (no waiting) or more")
+    if not math.isfinite(args.speed) or args.speed < 0:
+        raise UsageError(f"--speed must be 0 (no waiting) or a positive number, not "
+                         f"{args.speed:g}")
     if not args.file.exists():
         raise UsageError(f"no such capture file: {args.file}")
     try:

@@ -228,3 +228,42 @@ def test_exports_are_created_private_like_their_capture(capture: Path, tmp_path:
         _run(str(capture), "--format", fmt, "-o", str(out))
         assert stat.S_IMODE(out.stat().st_mode) == 0o600, fmt
         assert out.read_bytes() != b"old"
+
+
+def test_a_failed_export_leaves_the_output_file_as_it_was(capture: Path, tmp_path: Path) -> None:
+    """A usage error found after reading (no such connection or stream) writes
+    nothing: a file already at -o is kept, and no temporary file is left."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for extra in (["--conn", "9"], ["--stream", "99"]):
+        got = _run(str(capture), "--format", "text", *extra, "-o", str(notes), check=False)
+        assert got.returncode == 2 and "has no" in got.stderr
+        assert notes.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    # A successful export replaces it, private (mode 0600).
+    assert _run(str(capture), "--format", "text", "-o", str(notes)).returncode == 0
+    assert " len=" in notes.read_text() and notes.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_exporting_a_capture_over_itself_is_refused(capture: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "c.h2scope"
+    copy.write_bytes(capture.read_bytes())
+    got = _run(str(copy), "--format", "text", "-o", str(copy), check=False)
+    assert got.returncode == 2 and "is the capture being exported" in got.stderr
+    assert copy.read_bytes() == capture.read_bytes()
+
+
+def test_replay_refuses_to_record_over_its_own_capture_and_a_bad_speed(
+        capture: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "c.h2scope"
+    copy.write_bytes(capture.read_bytes())
+    base = [sys.executable, "-m", "proxy", "replay", str(copy), "--target", "http://127.0.0.1:9"]
+    got = subprocess.run([*base, "--record", str(copy)], capture_output=True, text=True,
+                         timeout=60)
+    assert got.returncode == 2 and "is the capture being replayed" in got.stderr
+    assert copy.read_bytes() == capture.read_bytes()
+    for speed in ("nan", "inf", "-1"):
+        got = subprocess.run([*base, "--speed", speed], capture_output=True, text=True,
+                             timeout=60)
+        assert got.returncode == 2 and "--speed must be 0" in got.stderr, got.stderr
