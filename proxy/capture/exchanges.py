@@ -89,6 +89,11 @@ class Exchange:
     stalls: list[dict[str, Any]] = field(default_factory=list)
     """Flow-control stalls of the stream's window: ``blocked`` (the sender that
     waited), ``started`` (wall clock), ``seconds`` (None: it never resumed)."""
+    response_ended: bool = False
+    """The server's END_STREAM came (the response is whole)."""
+    missing: bool = False
+    """Part of the connection is not in the capture while this stream was open (a
+    LOST record, damaged bytes, a capture that stops short)."""
     websocket: bool = False
     """An RFC 8441 WebSocket: its DATA carries WebSocket frames (kept in ws_data)."""
     ws_data: list[tuple[int, float, bytes]] = field(default_factory=list)
@@ -137,6 +142,11 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
     for item in replayed:
         rec = item.record
         c = rec.conn_id
+        if rec.type == RecordType.LOST:  # (connection 0: damaged bytes, any connection)
+            for ex in out.items:
+                if c in (0, ex.conn_id) and not ex.response_ended and not ex.resets:
+                    ex.missing = True
+            continue
         if conn is not None and c != conn:
             continue
         if rec.type == RecordType.CONNECTION:
@@ -174,6 +184,8 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             wall = rec.wall
             c2s = ev.direction is Direction.C2S
             if f.type in _MESSAGE_FRAMES:  # (not a reset, a window or a priority)
+                if not c2s and f.flags & 0x1 and f.type in (0, 1) and not ex.resets:
+                    ex.response_ended = True
                 if c2s:
                     if ex.started is None:
                         ex.started = wall

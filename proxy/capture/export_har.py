@@ -21,6 +21,7 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.observe.describe import escape_undecoded
+from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
 from proxy.websocket import messages as ws_messages
@@ -232,9 +233,27 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     ip = server.get("ip")
     if ip:
         out["serverIPAddress"] = str(ip)
-    if ex.pushed:
-        out["comment"] = f"server push, promised on stream {ex.promised_by}"
+    comments = [f"server push, promised on stream {ex.promised_by}"] if ex.pushed else []
+    if not h1 and not ex.response_ended:
+        cut = _cut(ex)
+        h2["incomplete"] = cut
+        comments.append(f"INCOMPLETE: {cut}")
+    if comments:
+        out["comment"] = "; ".join(comments)
     return out
+
+
+def _cut(ex: Exchange) -> str:
+    """Why a stream's response has no end, in the entry's own words."""
+    got = f"after {ex.response_sent} body bytes" if ex.response_start is not None else \
+        "before any response"
+    if ex.resets:
+        r = ex.resets[0]
+        return f"the stream was reset ({error_name(r['error_code'])} by {r['by']}) {got}"
+    if ex.missing:
+        return (f"part of the stream is not in the capture (lost, damaged, or the capture "
+                f"stops short) {got}")
+    return f"the connection ended {got}"
 
 
 def _websocket(out: dict[str, Any], ex: Exchange) -> None:

@@ -113,6 +113,11 @@ class Observers(dict[int, ConnectionObserver | None]):
         self.damage.clear()
 
 
+_OPEN_AT_END = json.dumps({"count": 0, "reason": (
+    "the capture ends here with this connection open (no END record: the recording was "
+    "killed, or the file cut short): what it did next is not in the capture")}).encode()
+
+
 def replay_records(records: Iterator[Record], *, close_open: bool = False,
                    observers: Observers | None = None) -> Iterator[Replayed]:
     """Feed ``records`` through per-connection observers (``observers``, when the
@@ -169,12 +174,19 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
         last = rec
     if observers.damage:
         yield from observers.lost_items(last)
+    cut = last is not None and last.type != RecordType.END
+    if cut:
+        assert last is not None
+        for conn, obs in observers.items():
+            # Open when the capture stops short (a killed recording, a cut file): what
+            # it did next is not here, so its open streams are excerpts, not answers.
+            lost_part(obs)
+            yield Replayed(record=Record(
+                offset=last.offset, type=RecordType.LOST, flags=0, conn_id=conn,
+                seq=last.seq, t=last.t, wall=last.wall, body=_OPEN_AT_END))
     if close_open and last is not None:
-        cut = last.type != RecordType.END
         for conn, obs in observers.items():
             if obs is not None:
-                if cut:
-                    lost_part(obs)
                 end = Record(offset=last.offset, type=RecordType.CLOSE, flags=0, conn_id=conn,
                              seq=last.seq, t=last.t, wall=last.wall,
                              body=b'{"closed_by":null,"error":"capture ended"}')

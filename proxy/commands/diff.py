@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
     out = sys.stdout
     out.write(f"A {args.a}: {count(len(a), 'stream')}\nB {args.b}: {count(len(b), 'stream')}\n")
-    differing = same = 0
+    differing = same = partly = 0
     for sa, sb in pair_by_request(a, b, hosts=not args.any_host):
         if sa is None or sb is None:
             s = sa or sb
@@ -114,11 +114,17 @@ def run(args: argparse.Namespace) -> int:
             out.writelines(f"             {text}\n" for text in found)
         else:
             same += 1
-            if args.all:
-                out.write(f"  same     {_label(sa)}: {sa.status or 'no response'}\n")
+            gap = [w for w, s in (("A", sa), ("B", sb)) if s.incomplete]
+            partly += bool(gap)
+            if args.all or gap:
+                # (a stream part of which is not in a capture: its body is not compared)
+                said = f" (INCOMPLETE in {' and '.join(gap)}: part of the stream is not in " \
+                    "the capture, so its body is not compared)" if gap else ""
+                out.write(f"  same     {_label(sa)}: {sa.status or 'no response'}{said}\n")
     left_out = "nothing left out" if args.strict else \
         f"left out: {', '.join(sorted(volatile))}"
-    out.write(f"{same} same, {differing} differ ({left_out})\n")
+    incomplete = f" ({partly} of them incomplete)" if partly else ""
+    out.write(f"{same} same{incomplete}, {differing} differ ({left_out})\n")
     return EXIT_DIFFERS if differing else 0
 
 

@@ -72,6 +72,14 @@ class StreamOutcome:
     grpc_status: str | None = None
     """A gRPC call's outcome, ``grpc-status 5 NOT_FOUND 'no such thing'`` (from its
     trailers or trailers-only response); None for other streams. Compared by code."""
+    answered: bool = False
+    """The server ended its response (END_STREAM) before any reset."""
+
+    @property
+    def cancelled(self) -> bool:
+        """The client reset the stream before the server's response ended: how much
+        of the response had come by then is timing, not the server's answer."""
+        return self.reset is not None and self.server_reset is None and not self.answered
 
     @property
     def label(self) -> str:
@@ -96,6 +104,7 @@ class _Acc:
     incomplete: bool = False
     grpc: str | None = None
     server_reset: str | None = None
+    answered: bool = False
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -144,6 +153,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             acc = get(sid)
             if s2c and f.flags & 0x1 and f.type in (0, 1):  # END_STREAM
                 acc.ended = True
+                acc.answered |= acc.reset is None
             if isinstance(f, DataFrame) and s2c:
                 acc.length += f.data_length
                 acc.sha.update(stored_data(rec, f))
@@ -180,7 +190,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
-            incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset))
+            incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
+            answered=acc.answered))
     return out
 
 
@@ -234,7 +245,9 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     out = []
     if (o.method, o.path) != (r.method, r.path):
         out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
-    gap = o.incomplete or r.incomplete
+    # A stream the recorded client cancelled is cancelled again by the replay: what
+    # had come of the response by then is timing, so it is compared as an excerpt.
+    gap = o.incomplete or r.incomplete or (replayed and o.cancelled)
     if o.status != r.status and not (gap and None in (o.status, r.status)):
         out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
     if _grpc_code(o) != _grpc_code(r) and not (gap and None in (o.grpc_status,
@@ -247,9 +260,9 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
         added = ", ".join(sorted(names_r - names_o))
         parts = ([f"missing {missing}"] if missing else []) + ([f"new {added}"] if added else [])
         out.append(f"response header names: {'; '.join(parts)}")
-    if (not gap and o.body_length != r.body_length) or (
+    if not gap and (o.body_length != r.body_length or (
             o.body_sha256 is not None and r.body_sha256 is not None
-            and o.body_sha256 != r.body_sha256):
+            and o.body_sha256 != r.body_sha256)):
         out.append(f"body: {_body(o)} → {_body(r)}")
     if replayed:
         if o.server_reset != r.server_reset:

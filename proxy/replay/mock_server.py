@@ -179,9 +179,14 @@ class MockConnection:
             if self.speed > 0 and found.actions:
                 paced = f"; over {found.actions[-1].at / self.speed * 1000:.0f} ms"
             how = "" if found.pushed_on is None else f", pushed on stream {found.pushed_on}"
+            cut = "" if found.cut is None else \
+                f"; recorded only in part, {found.cut}: the stream is reset (CANCEL) after it"
             self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
-                     f"{found.conn_id}, stream {found.stream_id}{how}{paced})")
+                     f"{found.conn_id}, stream {found.stream_id}{how}{paced}{cut})")
             actions = found.actions
+            if found.cut is not None:  # (never leave the client waiting on the rest)
+                last = actions[-1].at if actions else 0.0
+                actions = (*actions, Action(kind="reset", error_code=0x8, at=last))
         self._start(sid, actions, asyncio.get_running_loop().time())
 
     def _start(self, sid: int, actions: tuple[Action, ...], start: float) -> None:

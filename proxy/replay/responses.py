@@ -61,6 +61,9 @@ class RecordedResponse:
     """Recorded as a server push promised on this stream (``stream_id`` is the
     promised one): served to a client that asks for it itself — a client with
     push off, or one that refused the push."""
+    cut: str | None = None
+    """Why the recorded response has no end (no END_STREAM, no reset from the
+    server): ``the client reset it (CANCEL)``, or the capture ends first."""
 
     @property
     def status(self) -> str:
@@ -83,6 +86,8 @@ class _Stream:
     """When the request's header block arrived."""
     start: float | None = None
     """When the request had arrived whole (see :attr:`Action.at`)."""
+    client_reset: str | None = None
+    """The error name of the client's RST_STREAM on it, if it sent one."""
 
 
 def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
@@ -121,6 +126,8 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                 if s.start is None and isinstance(f, (DataFrame, HeadersFrame)) \
                         and f.end_stream:
                     s.start = ev.t
+                if isinstance(f, RstStreamFrame) and s.client_reset is None:
+                    s.client_reset = f.error_name
                 continue
             if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
                 if ev.block is not None and ev.block_stream_id is not None:
@@ -170,11 +177,14 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
             t0 = actions[0].at
             actions = tuple(replace(a, at=a.at - t0) for a in actions)
         req = dict(s.request)
+        ended = any(a.end_stream or a.kind == "reset" for a in actions)
+        cut = None if ended else f"the client reset it ({s.client_reset})" \
+            if s.client_reset else "the capture ends before it does"
         out.append(RecordedResponse(conn_id=key[0], stream_id=key[1],
                                     method=req.get(":method", ""),
                                     authority=req.get(":authority", req.get("host", "")),
                                     path=req.get(":path", ""), actions=actions,
-                                    truncated=s.truncated, pushed_on=pusher))
+                                    truncated=s.truncated, pushed_on=pusher, cut=cut))
     return out
 
 
@@ -190,7 +200,8 @@ class ResponseBook:
     ``fields`` is a subset of :data:`MATCH_FIELDS`. The authority matches when
     equal, or when the hosts are equal (the mock listens on another port than
     the original server). Several recorded responses for the same request are
-    served in recorded order, the last one again once all were used.
+    served in recorded order, the last one again once all were used; those the
+    recording has whole come before one it has only the start of.
     """
 
     def __init__(self, responses: Sequence[RecordedResponse],
@@ -216,6 +227,9 @@ class ResponseBook:
         requested one matches."""
         matching = [r for r in self.responses if self._matches(r, method, authority, path)]
         found = [r for r in matching if r.pushed_on is None] or matching
+        # A response recorded whole before one the recording cut short (a client that
+        # cancelled a download, a capture that stops in the middle).
+        found = [r for r in found if r.cut is None] or found
         if not found:
             return None
         key = (method if "method" in self.fields else "",

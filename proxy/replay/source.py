@@ -163,7 +163,11 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
         return None
     original = outcomes(items, cid)
     for s in original:
-        if s.incomplete:
+        if s.cancelled and not s.pushed:
+            notes.append(f"{s.label}: the client reset it ({s.reset}) before the response "
+                         "ended: how much of the response comes first is timing, so its "
+                         "body is not compared (nor a status that did not come)")
+        elif s.incomplete:
             notes.append(f"{s.label}: part of it is missing from the capture (lost or damaged "
                          "records while it was open): its body is not compared")
         elif s.body_sha256 is None:

@@ -156,3 +156,23 @@ def test_curl_sees_the_recorded_pace_with_speed(tmp_path: Path,
     assert first >= 0.19 and total >= 0.49, (first, total)
     first, total, body = timed(serve(str(capture), "--h2c", "--match", "path"))
     assert body == b"halfdone" and total < 0.45, total  # (recorded: 500 ms)
+
+
+def test_a_response_the_client_cancelled_in_the_recording_ends_with_a_reset(
+        tmp_path: Path, serve: Served) -> None:
+    """The recorded client reset /slow after its response HEADERS: served, curl gets
+    those headers and then a reset (it waited forever for the rest), and the log
+    says the response was recorded only in part."""
+    from tests.unit.capture.traffic import record_session
+
+    capture = tmp_path / "cancel.h2scope"
+    with CaptureWriter(capture) as writer:
+        record_session(writer, 1)
+    url = serve(str(capture), "--h2c", "--match", "path")
+    result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge", "-m", "20",
+                        "-o", "/dev/null", "-w", "%{http_code}", f"{url}/slow"])
+    assert result.returncode != 28, "curl timed out: the stream was left open"
+    assert result.returncode == 92 and b"CANCEL" in result.stderr, result.stderr
+    assert any("GET" in line and "/slow → 200" in line and "recorded only in part, the "
+               "client reset it (CANCEL): the stream is reset (CANCEL) after it" in line
+               for line in serve.wait_log(url, "recorded only in part"))

@@ -179,3 +179,27 @@ def test_a_request_without_authority_or_host_gets_the_host_it_was_sent_to(
                                          (":path", "/")),
                   response_headers=((":status", "200"),))
     assert entry(ex, {"server": server})["request"]["url"] == url
+
+
+def test_a_response_that_never_ended_is_marked_incomplete(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    """A download the client cancelled, or one a killed recording cut, would read as a
+    normal 200 with a short body: the entry says it is not whole, and why."""
+    entries = _by_path(_har(recorded[0]))
+    slow = entries["/slow"]
+    assert slow["comment"] == ("INCOMPLETE: the stream was reset (CANCEL by client) after 0 "
+                               "body bytes")
+    assert slow["_h2scope"]["incomplete"] == slow["comment"][len("INCOMPLETE: "):]
+    assert all("incomplete" not in e["_h2scope"] for p, e in entries.items() if p != "/slow")
+    # A capture cut before its END record, in the middle of a response.
+    data = recorded[0].read_bytes()
+    from proxy.capture.reader import CaptureReader
+
+    with CaptureReader(recorded[0]) as reader:
+        records = list(reader.records())
+    large = next(r for r in records if r.type == 2 and r.conn_id == 1
+                 and r.body[3] == 0 and r.body[5:9] == b"\x00\x00\x00\x05")
+    cut = tmp_path / "cut.h2scope"
+    cut.write_bytes(data[:large.offset + 40 + len(large.body)])  # (its first DATA, whole)
+    entry = _by_path(_har(cut))["/large.bin"]
+    assert entry["comment"].startswith("INCOMPLETE: part of the stream is not in the capture")

@@ -87,3 +87,16 @@ def test_a_resource_recorded_only_as_a_push_is_served_when_asked_for(
     # A requested response is preferred to a pushed one for the same resource.
     page = book.find("GET", "example.test", "/index.html")
     assert page is not None and page.pushed_on is None
+
+
+def test_a_response_the_client_cancelled_is_marked_cut_and_a_whole_one_preferred(
+        responses: list[RecordedResponse]) -> None:
+    slow = [r for r in responses if r.path == "/slow"]
+    assert [r.cut for r in slow] == ["the client reset it (CANCEL)"] * 2
+    assert all(r.cut is None for r in responses if r.path != "/slow")
+    # Given a whole recording of the same request as well, that one is served first.
+    whole = RecordedResponse(conn_id=3, stream_id=1, method="GET", authority="example.test",
+                             path="/slow", actions=slow[0].actions[:1])
+    book = ResponseBook([*slow, whole])
+    assert book.find("GET", "example.test", "/slow") is whole
+    assert book.find("GET", "example.test", "/slow") is whole  # (the only whole one)
