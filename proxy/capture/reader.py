@@ -252,6 +252,17 @@ class Gunzip:
         self.close()
 
 
+def _is_script(path: object) -> bool:
+    if not isinstance(path, str):
+        return False
+    from proxy.replay.script_frames import is_script
+
+    try:
+        return is_script(path)
+    except (OSError, ValueError):
+        return False
+
+
 def read_header(f: BinaryIO) -> CaptureHeader:
     """Read and validate the file header; raises :class:`CaptureFormatError`."""
     head = f.read(FILE_HEADER.size)
@@ -263,6 +274,15 @@ def read_header(f: BinaryIO) -> CaptureHeader:
         name = shlex.quote(name) if isinstance(name, str) else "FILE"
         if not head:
             raise CaptureFormatError("not an h2scope capture: the file is empty")
+        if head.startswith(MAGIC):
+            raise CaptureFormatError(f"the capture was cut inside its header ({len(head)} of "
+                                     f"its first {FILE_HEADER.size} bytes): nothing in it "
+                                     "can be read")
+        if head.lstrip().startswith((b"# h2scope frame", b"h2scope_script:", b"frames:")) \
+                or (b"\0" not in head and _is_script(getattr(f, "name", None))):
+            raise CaptureFormatError("this is a frame script (export --format script), not "
+                                     f"a capture: `h2scope replay {name} --target URL` "
+                                     "sends it")
         if is_packet_capture(head):
             raise CaptureFormatError("not an h2scope capture but a packet capture (pcap/"
                                      f"pcapng): `h2scope import {name}` turns its HTTP/2 "

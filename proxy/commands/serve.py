@@ -87,11 +87,15 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.speed:g}")
     if not args.file.exists():
         raise UsageError(f"no such capture file: {args.file}")
+    if args.file.is_dir():
+        raise UsageError(f"{args.file} is a directory, not a capture file")
     try:
         responses = load_responses(args.file, conn=args.conn)
         book = ResponseBook(responses, fields)
     except CaptureFormatError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not responses:

@@ -177,6 +177,8 @@ class ReplayConnection:
         self.result = ConnectionResult(plan=plan, conn_id=conn_id)
         self.changed = asyncio.Event()
         self.eof = False
+        self.received = 0
+        """Bytes the server sent."""
         self.last_rx = time.monotonic()
         self.observer: ConnectionObserver | None = None
         self.tap: RecordingObserver | None = None
@@ -260,6 +262,7 @@ class ReplayConnection:
                 if not data:
                     break
                 self.last_rx = time.monotonic()
+                self.received += len(data)
                 self._observe(S2C, data)
                 if self.h2 is not None:
                     self._h2_received(data)
@@ -525,8 +528,11 @@ class ReplayConnection:
                     continue
             except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
                     ReplayError, ValueError) as exc:
+                why = "the stream is already closed (the server ended it first)" if \
+                    isinstance(exc, h2.exceptions.StreamClosedError) else \
+                    str(exc) or type(exc).__name__  # (its str is just the stream id)
                 self.result.skipped.append(f"frames[{i}] ({kind} on stream {s}) not sent: "
-                                           f"{exc or type(exc).__name__}")
+                                           f"{why}")
                 continue
             self.result.sent_frames += 1
             await self._flush_h2()
@@ -559,6 +565,12 @@ class ReplayConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._finish()
+        if not self.received and self.result.error:
+            # Not one byte back: the server does not speak this (a TLS port asked for
+            # h2c, or HTTP/1.1 only): the replay could not run, nothing to compare.
+            hint = "; it may want TLS: try https://" if not self.target.tls else ""
+            raise ReplayError(f"{self.target.url} closed the connection without an HTTP/2 "
+                              f"answer ({self.result.error}){hint}")
         return self.result
 
     def _finish(self) -> None:

@@ -19,6 +19,7 @@ no original outcomes.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, parse_header
 from proxy.replay.compare import StreamOutcome, outcomes
-from proxy.replay.script_frames import Script, encode_entry
+from proxy.replay.script_frames import Script, ScriptError, encode_entry
 
 _HTTP1 = ("http/1.1", "http/1.0", "http/1", "tcp", "websocket", "passthrough")
 
@@ -179,14 +180,29 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
                           notes=tuple(notes))
 
 
+def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:
+    """:func:`encode_entry`, its problems said as the script's entry ``i``'s."""
+    what = f"frames[{i}] ({entry.get('type') or entry.get('type_id')})"
+    try:
+        return encode_entry(entry, encoder)
+    except ScriptError as exc:
+        raise ScriptError(f"{what}: {exc}") from None
+    except KeyError as exc:
+        raise ScriptError(f"{what}: needs {exc.args[0]!r}") from None
+    except (struct.error, OverflowError) as exc:
+        raise ScriptError(f"{what}: a number does not fit its field ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise ScriptError(f"{what}: {exc}") from None
+
+
 def plan_from_script(script: Script) -> ReplaySource:
     """A plan from a YAML frame script: its entries, encoded frame by frame."""
     encoder = hpack.Encoder()
     sends = []
     if script.preface:
         sends.append(Send(delay=0.0, data=CONNECTION_PREFACE))
-    for entry in script.frames:
-        data = encode_entry(entry, encoder)
+    for i, entry in enumerate(script.frames):
+        data = _encoded(i, entry, encoder)
         length, ftype, _flags, word = parse_header(data)
         sid = word & 0x7FFF_FFFF
         sends.append(Send(delay=float(entry.get("delay", 0.0)), data=data, stream_id=sid,

@@ -205,3 +205,14 @@ def test_the_recording_names_the_servers_address_for_har(capture: Path, tmp_path
     assert main(["export", str(capture), "--format", "har", "-o", str(har)]) == 0
     entries = json.loads(har.read_text())["log"]["entries"]
     assert entries and {e.get("serverIPAddress") for e in entries} == {"127.0.0.1"}
+
+
+def test_a_target_that_gives_no_http2_answer_is_a_failed_replay_not_a_difference(
+        capture: Path, nghttpd_tls: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """h2c to a TLS port: the server hangs up without a byte of HTTP/2. That is a
+    replay that could not run (exit 1, with a hint), not responses that differ."""
+    code, out, err = replay(capsys, str(capture), "--target", f"http://127.0.0.1:{nghttpd_tls}")
+    assert code == 1, (out, err)
+    assert "closed the connection without an HTTP/2 answer" in err
+    assert "it may want TLS: try https://" in err
+    assert "DIFFERS" not in out

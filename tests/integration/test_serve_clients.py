@@ -131,6 +131,8 @@ def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None
     assert main(["serve", str(pushed_capture), "--match", "method,colour"]) == 2
     assert main(["serve", str(tmp_path / "missing.h2scope")]) == 2
     assert main(["serve", str(pushed_capture), "--speed", "-1"]) == 2
+    assert main(["serve", str(pushed_capture), "--speed", "nan"]) == 2
+    assert main(["serve", "--h2c", str(tmp_path)]) == 2  # (a directory: was a traceback)
 
 
 def test_curl_sees_the_recorded_pace_with_speed(tmp_path: Path,

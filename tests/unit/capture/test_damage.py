@@ -93,6 +93,14 @@ def test_a_file_that_is_not_a_capture_raises_a_clear_error(tmp_path: Path) -> No
     other.write_text("hello")
     with pytest.raises(CaptureFormatError, match="not an h2scope capture"):
         CaptureReader(other)
+    stub = tmp_path / "stub.h2scope"
+    stub.write_bytes(b"H2SCOPE\n\0\1\0\0")
+    with pytest.raises(CaptureFormatError, match=r"cut inside its header \(12 of its first"):
+        CaptureReader(stub)
+    script = tmp_path / "edited.yaml"  # (a YAML tool dropped the comment, sorted the keys)
+    script.write_text("connection: 1\nframes:\n- {type: PING}\nh2scope_script: 1\n")
+    with pytest.raises(CaptureFormatError, match="this is a frame script .* `h2scope replay"):
+        CaptureReader(script)
 
 
 WRITER_SCRIPT = r"""

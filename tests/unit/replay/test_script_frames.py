@@ -108,6 +108,23 @@ def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: st
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"type": "PING", "opaque_hex": "zz"}, "frames[1] (PING): non-hexadecimal number"),
+    ({"type": "WINDOW_UPDATE", "stream": 1, "increment": -1},
+     "frames[1] (WINDOW_UPDATE): a number does not fit its field"),
+    ({"type": "WINDOW_UPDATE", "stream": 1}, "frames[1] (WINDOW_UPDATE): needs 'increment'"),
+    ({"type": "GOAWAY", "last_stream_id": "x"}, "frames[1] (GOAWAY): invalid literal"),
+])
+def test_an_entry_that_cannot_be_encoded_is_named_not_a_traceback(
+        entry: dict[str, object], message: str) -> None:
+    from proxy.replay.source import plan_from_script
+
+    script = parse_script({"frames": [{"type": "PING"}, entry]})
+    with pytest.raises(ScriptError) as info:
+        plan_from_script(script)
+    assert message in str(info.value)
+
+
 def test_a_script_rewritten_by_a_yaml_tool_is_still_a_script(capture: Path,
                                                               tmp_path: Path) -> None:
     """Keys sorted (``frames`` before ``h2scope_script``), the comment dropped: a
