@@ -12,6 +12,7 @@ from proxy.events import Closer
 from proxy.net import http1, tls
 from proxy.net.clienthello import looks_like_tls
 from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
+from proxy.net.h2_refusal import answer_h2, is_h2_preface
 from proxy.net.http1 import Http1Error, RequestHead
 from proxy.net.relay_http1 import Http1Relay
 from proxy.net.streams import TcpStream, connect_failure, open_tcp
@@ -95,6 +96,9 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
         await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}")
         if hello is not None:
             await tls.refuse_client(client)
+        elif is_h2_preface(bytes(client.buffer[:24])):
+            await answer_h2(client, 502,
+                            f"h2scope: cannot connect to {hostport(host, port)}: {reason}\n")
         elif http1.looks_like_http1_request(bytes(client.buffer[:24])):
             await _answer(client, 502, "Bad Gateway",
                           f"h2scope: cannot connect to {hostport(host, port)}: {reason}\n")
@@ -114,6 +118,9 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
         except tls.InterceptFailed as exc:
             if hello is not None:
                 await tls.refuse_client(client)
+            elif is_h2_preface(bytes(client.buffer[:24])):
+                await answer_h2(client, 502,
+                                f"h2scope: TLS to {hostport(host, port)} failed: {exc}\n")
             elif http1.looks_like_http1_request(bytes(client.buffer[:24])):
                 await _answer(client, 502, "Bad Gateway",
                               f"h2scope: TLS to {hostport(host, port)} failed: {exc}\n")

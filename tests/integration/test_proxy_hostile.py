@@ -272,3 +272,21 @@ def test_a_tls_client_reset_mid_hello_on_a_reverse_port_is_reported(
     (error,) = errors(proxy, "client-tls")
     assert "in the middle of its ClientHello (3 bytes sent)" in error.message
     assert not [e for e in proxy.events(ProxyErrorRaised) if e.stage == "internal"]
+
+
+def test_an_h2c_client_whose_upstream_is_down_gets_an_http2_502(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """Reverse mode, cleartext HTTP/2 (prior knowledge), nothing listening upstream:
+    the client gets an HTTP/2 502 naming the reason, not an HTTP/1.1 page it cannot
+    read ('Empty reply from server')."""
+    proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{procs.free_port()}"])
+    result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                        "-w", "\n%{http_code} %{http_version}",
+                        f"http://127.0.0.1:{proxy.port('reverse')}/x"])
+    assert result.returncode == 0, result.stderr
+    body, _, status = result.stdout.decode().rpartition("\n")
+    assert status == "502 2"
+    assert body.startswith("h2scope: cannot connect to 127.0.0.1:") and "refused" in body
+    got = procs.run([procs.require("nghttp"), "-v",
+                     f"http://127.0.0.1:{proxy.port('reverse')}/y"])
+    assert b":status: 502" in got.stdout and b"GOAWAY" in got.stdout
