@@ -168,6 +168,16 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+    except asyncio.CancelledError:
+        # h2scope is stopping: the connection ends here, and what it leaves unfinished
+        # is said as a recording of it says it (check, the UI): the same findings.
+        t = time.time()
+        with contextlib.suppress(Exception):
+            closing = observed.close(t, "proxy")
+            if closing:
+                await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
+            await conn.closed(Closer.PROXY, "closed because h2scope is stopping")
+        raise
     finally:
         for task in tasks:
             task.cancel()

@@ -125,3 +125,60 @@ def test_the_summary_names_stalls_that_never_resumed_and_the_slowest_streams(
     slowest = lines[lines.index("slowest streams:") + 1:][:2]
     assert any(ln.strip().endswith(f"#1 stream 13  GET 127.0.0.1:{proxy.port}/stall.bin")
                for ln in slowest), lines
+
+
+def test_stopping_mid_download_reports_what_check_reports_on_its_recording(
+        tmp_path: Path, docroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM while a download waits on its window: the connection is closed by
+    h2scope, and what it left unfinished is a finding live as in the recording's
+    check (the live summary said 'findings: none' and exited 0; check exited 3)."""
+    import contextlib
+    import threading
+
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             extra=["-q", "--fail-on", "info", "--record", "s.h2scope"],
+                             cwd=tmp_path).start()
+        hold = threading.Event()
+
+        def client() -> None:
+            import h2.config
+            import h2.connection
+            import h2.settings
+
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.local_settings = h2.settings.Settings(
+                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024})
+            conn.initiate_connection()
+            conn.send_headers(1, [(":method", "GET"), (":scheme", "http"),
+                                  (":authority", "localhost"), (":path", "/big.bin")],
+                              end_stream=True)
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+                sock.sendall(conn.data_to_send())
+                got = 0
+                while got < 1024:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    got += len(data)
+                hold.set()
+                sock.settimeout(10)
+                with contextlib.suppress(OSError):
+                    while sock.recv(65536):  # until h2scope closes it
+                        pass
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        try:
+            assert hold.wait(10), "the download did not start"
+        finally:
+            status = proxy.stop()
+        thread.join(10)
+    lines = list(proxy.stderr_lines)
+    live = next((ln for ln in lines if ln.startswith("h2scope: findings: ")), None)
+    assert live is not None and "info" in live and status == 3, lines
+    assert main(["check", "--fail-on", "info", str(tmp_path / "s.h2scope")]) == 3
+    out = capsys.readouterr().out
+    findings = [ln.removeprefix("h2scope:").split(" ×")[0].strip() for ln in lines
+                if " ×" in ln]
+    assert findings and all(f in out for f in findings), (findings, out)

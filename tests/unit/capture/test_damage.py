@@ -99,7 +99,7 @@ def test_a_file_that_is_not_a_capture_raises_a_clear_error(tmp_path: Path) -> No
         CaptureReader(stub)
     script = tmp_path / "edited.yaml"  # (a YAML tool dropped the comment, sorted the keys)
     script.write_text("connection: 1\nframes:\n- {type: PING}\nh2scope_script: 1\n")
-    with pytest.raises(CaptureFormatError, match="this is a frame script .* `h2scope replay"):
+    with pytest.raises(CaptureFormatError, match=r"this is a frame script .* `h2scope replay"):
         CaptureReader(script)
 
 
