@@ -46,6 +46,13 @@ __all__ = [
     "load_config",
 ]
 
+def keymap_key_problem(keys: str) -> str | None:
+    """What is wrong with a keymap value's key names (``ui/keymap.py``), or None."""
+    from ui.keymap import key_problem
+
+    return key_problem(keys)
+
+
 def keymap_actions() -> tuple[str, ...]:
     """The UI action ids a keymap may rebind (``ui/keymap.py`` is the one table).
 
@@ -548,6 +555,9 @@ def _check_values(config: Config, loader: _Loader) -> None:
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise loader.error(f"ui.keymap.{key}", f"unknown action; {hint}known actions: "
                                f"{', '.join(actions)}")
+        problem = keymap_key_problem(config.ui.keymap[key])
+        if problem:
+            raise loader.error(f"ui.keymap.{key}", problem)
 
 
 def _check_whole(config: Config, loader: _Loader) -> None:

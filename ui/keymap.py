@@ -7,6 +7,7 @@ keys (``ui: keymap: {quit: ctrl+x}``).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 from textual.binding import Binding
@@ -72,3 +73,32 @@ def help_rows(overrides: Mapping[str, str] | None = None) -> list[tuple[str, str
             "slash", "/").replace("greater_than_sign", ">").replace("less_than_sign", "<")
         out.append((shown, desc, bid))
     return out
+
+
+MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+
+
+def key_problem(keys: str) -> str | None:
+    """What is wrong with a keymap value (``"q,ctrl+q"``), or None: each key a name
+    the terminal can send — one character, its Textual name (``question_mark``,
+    ``slash``), or a named key (``escape``, ``f5``, ``pagedown``) — after any of
+    the modifiers ``ctrl+``, ``shift+``, ``alt+``, ``meta+``."""
+    from textual.keys import Keys, _character_to_key
+
+    named = {k.value.rsplit("+", 1)[-1] for k in Keys if not k.value.startswith("<")}
+    named |= {_character_to_key(chr(c)) for c in range(33, 127)}
+    parts = [k.strip() for k in str(keys).split(",")]
+    if not any(parts):
+        return "no key given"
+    for key in parts:
+        *mods, base = key.split("+")
+        bad = [m for m in mods if m not in MODIFIERS]
+        if bad or not base:
+            return (f"{key!r}: {bad[0] if bad else 'nothing'} is not a modifier (use "
+                    f"{', '.join(sorted(MODIFIERS))})")
+        if len(base) != 1 and base not in named:
+            close = difflib.get_close_matches(base, sorted(named), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return (f"{key!r}: {base!r} is not a key name (one character, or a name such "
+                    f"as escape, f5, pagedown, question_mark){hint}")
+    return None

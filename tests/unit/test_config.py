@@ -405,3 +405,15 @@ def test_fail_on_takes_a_severity(tmp_path: Path) -> None:
     assert "accepted: error, warning, info" in str(exc)
     assert load_config(write(tmp_path, "headless: {fail_on: Warning}\n"), {}).headless.fail_on \
         == "warning"
+
+
+def test_keymap_key_names_are_checked(tmp_path: Path) -> None:
+    """A key the terminal can never send would leave the action without a key (a
+    keymap 'quit: ctrl+nonsense+key' left the UI with no way to quit)."""
+    exc = error(tmp_path, "ui:\n  keymap:\n    quit: ctrl+nonsense+key\n")
+    assert (exc.key, exc.line) == ("ui.keymap.quit", 3)
+    assert "nonsense is not a modifier" in str(exc)
+    exc = error(tmp_path, "ui:\n  keymap:\n    help: pgdn\n")
+    assert "did you mean 'pagedown'?" in str(exc)
+    assert load_config(write(tmp_path, "ui:\n  keymap: {quit: 'ctrl+x,f10', help: '?'}\n"),
+                       {}).ui.keymap == {"quit": "ctrl+x,f10", "help": "?"}
