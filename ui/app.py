@@ -17,7 +17,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from textual import events, on, work
@@ -88,8 +88,11 @@ class H2ScopeApp(Navigation):
                  live: ChildProxy | FileFollow | None = None, feed: LiveFeed | None = None,
                  frames: FrameSource | None = None, keys: Mapping[str, str] | None = None,
                  listen: str = "", theme_name: str = "auto",
-                 initial_filter: str = "", confirm_quit: bool = True) -> None:
+                 initial_filter: str = "", confirm_quit: bool = True,
+                 empty_hint: Sequence[str] = ()) -> None:
         super().__init__()
+        self.empty_hint = list(empty_hint)
+        """Live: what the empty timeline says (how to send traffic through the proxy)."""
         self.initial_filter = initial_filter
         self.confirm_quit = confirm_quit
         """Live: ask for a second quit key while the session holds unsaved frames
@@ -198,6 +201,7 @@ class H2ScopeApp(Navigation):
     def on_mount(self) -> None:
         self.fit(self.size.width, self.size.height)
         self.timeline.focus()
+        self.timeline.empty_lines = self.empty_hint
         if self.live is not None:
             self.timeline.follow = True
         if self.capture is not None and not self.session.loaded:
@@ -235,6 +239,9 @@ class H2ScopeApp(Navigation):
         """Take what arrived since the last tick and refresh the views once."""
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
+        if self.timeline.empty_lines and len(self.session.table):
+            self.timeline.empty_lines = []  # (frames came: a filter that hides them all
+            #  must not read as "no frames yet")
         self.collector.tick()
         if self._quit_prompt and time.monotonic() - self._quit_asked > QUIT_AGAIN:
             if self.message == self._quit_prompt:

@@ -95,7 +95,24 @@ def live_app(config: Any, *, log_file: Path | None = None,
     session = Session(frames, title="demo" if demo else "live")
     return H2ScopeApp(session, live=live, feed=feed, frames=frames,
                       keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                      theme_name=config.ui.theme, confirm_quit=demo is None)
+                      theme_name=config.ui.theme, confirm_quit=demo is None,
+                      empty_hint=_empty_hint(config, addresses, live.ca_cert_path))
+
+
+def _empty_hint(config: Any, addresses: list[tuple[str, str]],
+                ca: Path | None) -> list[str]:
+    """The live timeline's words before the first frame: the start-up banner's way
+    to try the proxy (headless prints it on stderr; the UI covers the terminal)."""
+    if ca is None:
+        return []
+    from proxy.commands.run import banner
+
+    tries = [ln.split("try: ", 1)[1] for ln in banner(config, addresses, ca) if "try: " in ln]
+    if not tries:
+        return []
+    return ["No frames yet. Send traffic through the proxy, for example:", f"  {tries[0]}",
+            "A browser, or a client of your own: docs/recipes.md. Its CA: h2scope ca "
+            "install-hints."]
 
 
 def prepare_logging(config: Any) -> Path | None:

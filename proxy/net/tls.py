@@ -39,8 +39,8 @@ from proxy.net.streams import Stream, StreamClosed, TlsStream
 _UNTRUSTED_ALERTS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
                      "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_CERTIFICATE_EXPIRED",
                      "ALERT_ACCESS_DENIED")
-CA_HINT = ("the client does not trust the h2scope CA: run `h2scope ca install-hints` "
-           "(or open http://h2scope/ through the proxy) and trust the CA certificate")
+CA_HINT = "trust the h2scope CA in the client: `h2scope ca install-hints` says how"
+"""(Short: it ends the connection's note in the UI's one-line status bar.)"""
 VERIFY_HINT = ("if this server is yours, pass its CA with --upstream-ca FILE, "
                "or use --insecure to skip upstream verification")
 

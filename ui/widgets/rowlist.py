@@ -72,6 +72,8 @@ class RowList(ScrollView, can_focus=True):
         self.follow = False
         """Keep the cursor on the last row as rows are added."""
         self.content_width = 200
+        self.empty_lines: list[str] = []
+        """What the list says while it has no row (how to get some)."""
 
     # ------------------------------------------------------------ subclass API
 
@@ -118,6 +120,11 @@ class RowList(ScrollView, can_focus=True):
         index = scroll_y + y
         width = self.scrollable_content_region.width
         if index >= self._count:
+            if not self._count and index < len(self.empty_lines):
+                text = Text(self.empty_lines[index], "dim", no_wrap=True,
+                            overflow="ellipsis")
+                return Strip(list(text.render(self.app.console)), text.cell_len).crop(
+                    scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)
         selected = index == self.cursor
         key = (self.row_key(index), selected, scroll_x, width, self.has_focus)

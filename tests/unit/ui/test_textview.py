@@ -5,9 +5,12 @@ a view without ``wrap`` (the hex dump) scrolls sideways instead."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 
+from ui.widgets.rowlist import RowList
 from ui.widgets.textview import TextView
 
 LONG = "hpack-error: " + " ".join(f"word{i}" for i in range(40)) + " (at byte 135)"
@@ -40,4 +43,44 @@ def test_long_lines_wrap_to_the_width_and_again_on_resize() -> None:
             await pilot.pause()
             wider = [t.plain for t in wrapped._lines]
             assert len(wider) < len(lines) and max(map(len, wider)) > 40
+    asyncio.run(run())
+
+
+def test_the_empty_live_timeline_says_how_to_send_traffic(tmp_path: Path) -> None:
+    """Headless prints a curl line to try the proxy; the UI covers the terminal, so
+    its empty timeline says the same (until a frame arrives)."""
+    from proxy.cli import build_parser
+    from proxy.commands.run import build_config
+    from ui.launch import _empty_hint
+
+    args = build_parser().parse_args(["--confdir", str(tmp_path), "run", "-p", "0"])
+    config = build_config(args)
+    ca = tmp_path / "ca.pem"
+    hint = _empty_hint(config, [("regular", "127.0.0.1:8080")], ca)
+    assert hint[0] == "No frames yet. Send traffic through the proxy, for example:"
+    assert hint[1] == f"  curl --cacert {ca} -x http://127.0.0.1:8080 https://example.com/"
+    assert _empty_hint(config, [("regular", "127.0.0.1:8080")], None) == []
+
+    class Rows(RowList):
+        n = 0
+
+        def row_count(self) -> int:
+            return self.n
+
+        def render_row(self, index: int) -> Text:
+            return Text(f"row {index}")
+
+    class _App(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Rows(id="rows")
+
+    async def run() -> None:
+        app = _App()
+        async with app.run_test(size=(120, 10)) as pilot:
+            rows = app.query_one(Rows)
+            rows.empty_lines = hint
+            rows.refresh()
+            await pilot.pause()
+            assert rows.render_line(0).text.startswith("No frames yet.")
+            assert rows.render_line(1).text.strip().startswith("curl --cacert")
     asyncio.run(run())
