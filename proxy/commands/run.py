@@ -190,7 +190,8 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
     """The start-up lines for stderr: where it listens, the CA and how to try it."""
     lines = [f"h2scope: {mode} proxy listening on {addr}" for mode, addr in addresses]
     lines.append(f"h2scope: CA certificate: {ca_path}")
-    for mode, addr in addresses:
+    for mode, listening in addresses:
+        addr = reachable(listening)
         if mode.startswith(("regular", "upstream:")):
             lines.append(f"h2scope: try: curl --cacert {ca_path} -x http://{addr}"
                          f"{_proxy_user(config)} https://example.com/")
@@ -205,6 +206,17 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
     if config.sslkeylogfile is not None:
         lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
     return lines
+
+
+def reachable(addr: str) -> str:
+    """``host:port`` a client on this machine can connect to: a wildcard listen
+    address (``0.0.0.0``, ``[::]``) is reached through loopback."""
+    host, _, port = addr.rpartition(":")
+    if host in ("0.0.0.0", ""):
+        return f"127.0.0.1:{port}"
+    if host in ("[::]", "::"):
+        return f"[::1]:{port}"
+    return addr
 
 
 def _proxy_user(config: Config) -> str:

@@ -57,6 +57,8 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
                           f"the response on stream {sid} declares content-length {declared} "
                           f"but the connection closed after {received} bytes of it", seq, sid))
             continue
+        if stream.request_headers is None and stream.response_headers is None:
+            continue  # (a request whose header block never ended: nothing to answer yet)
         if direction is Direction.S2C or stream.request_headers is not None:
             cut.append(sid)
             if declared >= 0:  # how far the body got: an upload cut at 73,000 of 1,000,000

@@ -176,6 +176,10 @@ def test_the_banner_names_addresses_the_ca_and_a_curl_line(confdir: Path) -> Non
         "h2scope: regular proxy listening on 127.0.0.1:8080",
         "h2scope: CA certificate: /c/ca.pem",
         "h2scope: try: curl --cacert /c/ca.pem -x http://127.0.0.1:8080 https://example.com/"]
+    # Listening on every address: the line to try goes through loopback.
+    lines = run_cmd.banner(config, [("regular", "0.0.0.0:8080")], Path("/c/ca.pem"))
+    assert lines[0] == "h2scope: regular proxy listening on 0.0.0.0:8080"
+    assert lines[-1].endswith("-x http://127.0.0.1:8080 https://example.com/")
 
 
 @pytest.fixture

@@ -235,7 +235,11 @@ class ConnInfo:
 
     @property
     def protocol(self) -> str:
-        return str(self.meta.get("protocol") or "h2")
+        """What was relayed; ``-`` for a connection that ended before any relay (a
+        failed handshake or upstream connection: no protocol was agreed)."""
+        if self.meta.get("protocol"):
+            return str(self.meta["protocol"])
+        return "-" if self.closed is not None or self.errors else "h2"
 
     def tls(self, leg: str) -> str:
         """``TLSv1.3 h2`` for the ``client`` or ``server`` leg; ``-`` without TLS."""

@@ -423,3 +423,15 @@ def test_a_repeated_block_is_checked_again_in_another_role(conv):
     assert conv.findings() == []
     evs = conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
     assert "pseudo-header-in-trailers" in conv.findings(evs)
+
+
+def test_a_request_whose_header_block_never_ended_blames_the_client_only(conv):
+    """A client that keeps sending CONTINUATION (a flood) until the connection
+    closes: its header block is cut; the server, which never got a request to
+    answer, left no response unfinished."""
+    block = conv.f.block(C2S, REQ)
+    conv.send(C2S, raw_frame(1, 0x1, 1, block[:3]) + raw_frame(9, 0, 1, block[3:5]))
+    codes = [e.finding.code for e in conv.obs.close(1.0, "client")
+             if isinstance(e, ConnectionFindingRaised)]
+    assert "header-block-truncated" in codes
+    assert "stream-unfinished" not in codes

@@ -207,3 +207,14 @@ def test_summaries_from_the_columns_are_the_frames_own(session: Session) -> None
                                           table.win_stream[row]) == want
             checked[8] = checked.get(8, 0) + 1
     assert checked[0] > 5 and checked[1] > 5 and checked[8] >= 3
+
+
+def test_a_connection_that_failed_before_relaying_has_no_protocol() -> None:
+    """Its TLS or upstream connection failed: nothing was agreed, so not 'h2'."""
+    from ui.model.connections import ConnInfo
+
+    failed = ConnInfo(1, meta={"client": {"ip": "127.0.0.1", "port": 1}}, closed="proxy",
+                      errors=["server-tls: certificate verify failed"])
+    assert failed.protocol == "-"
+    relayed = ConnInfo(2, meta={"protocol": "h2c"}, closed="client")
+    assert relayed.protocol == "h2c"
