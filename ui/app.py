@@ -13,6 +13,7 @@ the terminal's theme and signals in :mod:`ui.terminal`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from array import array
@@ -144,6 +145,15 @@ class H2ScopeApp(Navigation):
         self.theme = pick_theme(theme_name)
         if self.keys:
             self.set_keymap(self.keys)
+        if self.live is None:  # a capture: its live-only keys stay (they say so) but
+            self._hide_from_footer(keymap.LIVE_ONLY)  # the footer has no room for them
+
+    def _hide_from_footer(self, ids: frozenset[str]) -> None:
+        """Leave the bindings ``ids`` out of the footer (they still act, and still
+        show on the help screen)."""
+        for key, found in self._bindings.key_to_bindings.items():
+            self._bindings.key_to_bindings[key] = [
+                dataclasses.replace(b, show=False) if b.id in ids else b for b in found]
 
     # ---------------------------------------------------------------- layout
 

@@ -63,6 +63,10 @@ def bindings(overrides: Mapping[str, str] | None = None) -> list[Binding]:
 
 PRIORITY = frozenset({"filter"})
 
+LIVE_ONLY = frozenset({"pause", "record", "save_session"})
+"""Keys that act on live capture only: a capture's footer leaves them out (pressed,
+they say what they are for)."""
+
 
 def help_rows(overrides: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(keys, description, id) for the help screen."""

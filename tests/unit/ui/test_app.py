@@ -366,6 +366,13 @@ def test_footer_shows_the_main_keys(capture_path: Path) -> None:
         screen = _screen_text(app)
         for words in ("Quit", "Help", "Filter", "Follow", "Stream view"):
             assert words in screen
+        # A capture's footer leaves out the live-only keys; pressed, they still say so.
+        footer = screen.splitlines()[-1]
+        for words in ("Pause", "Record", "Save session"):
+            assert words not in footer
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert "recording applies to live capture" in _screen_text(app)
     drive(capture_path, scenario, size=(220, 48))
 
 
