@@ -65,6 +65,17 @@ class _Handed(Exception):
     """The connection was handed to another relay (upgrade, CONNECT): it reports the close."""
 
 
+def _unparsed_hint(data: bytes) -> str | None:
+    """What bytes a server sent instead of an HTTP/1.1 response look like."""
+    if len(data) >= 9 and data[3] == 0x04 and data[4] & ~0x01 == 0 and data[5:9] == bytes(4):
+        # An HTTP/2 SETTINGS frame on stream 0: a server that speaks h2c by prior
+        # knowledge only, and ignored the Upgrade: h2c request (RFC 9113 §3.3).
+        return ("these are an HTTP/2 SETTINGS frame: the server speaks HTTP/2 without "
+                "TLS by prior knowledge and ignores Upgrade: h2c; have the client use "
+                "prior knowledge (curl --http2-prior-knowledge)")
+    return None
+
+
 class Http1Relay:
     """Relays one client connection's HTTP/1.x messages; see the module docstring."""
 
@@ -134,7 +145,7 @@ class Http1Relay:
         await self.conn.error("http1", f"the server closed after {len(data)} bytes that are "
                               f"not an HTTP/1.1 response head: {bytes(data[:60])!r}"
                               f"{'…' if len(data) > 60 else ''}; passed on to the client "
-                              "as they were")
+                              "as they were", _unparsed_hint(data))
         with contextlib.suppress(ConnectionError, OSError):
             self.client.write(data)
             await self.client.drain()

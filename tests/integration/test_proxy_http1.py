@@ -279,6 +279,20 @@ def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
     assert out == reply, (code, err)
     (error,) = proxy.events(ProxyErrorRaised)
     assert "not an HTTP/1.1 response head: b'NOT-HTTP garbage reply\\n'" in error.message
+    assert error.hint is None
+
+
+def test_an_h2c_only_server_answering_an_upgrade_with_settings_gets_a_hint(
+        make_proxy: Callable[..., ProxyThread], docroot: Path) -> None:
+    """curl --http2 (Upgrade: h2c) to nghttpd --no-tls: the server ignores the
+    upgrade and sends its SETTINGS; the log says what those bytes are and what to do."""
+    with procs.nghttpd(docroot) as port:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        curl("--http2", f"http://127.0.0.1:{proxy.port('reverse')}/index.html", "-m", "10")
+        error = proxy.wait_for(lambda: proxy.events(ProxyErrorRaised), what="an error")[0]
+    assert "not an HTTP/1.1 response head" in error.message
+    assert error.hint is not None and "HTTP/2 SETTINGS frame" in error.hint \
+        and "--http2-prior-knowledge" in error.hint
 
 
 def test_a_chunked_body_cut_mid_chunk_counts_what_got_through(
