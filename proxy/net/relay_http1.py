@@ -94,6 +94,11 @@ class Http1Relay:
         self.requests = 0
         self._response_begun = False
         """The current exchange's response (or an interim one) went to the client."""
+        self._request_pending = False
+        """The current request's body is still being forwarded: its message event,
+        published at its end, must come before the interim responses' (a 100 Continue
+        answers it)."""
+        self._interim: list[Http1MessageObserved] = []
         conn.byte_counts = lambda: (self.client.bytes_in,
                                     self.server.bytes_in if self.server else 0)
 
@@ -211,6 +216,7 @@ class Http1Relay:
         except (ConnectionError, OSError) as exc:
             raise _Done(Closer.SERVER, "server went away", str(exc)) from None
 
+        self._request_pending = req_framing is not Framing.NONE
         if req_framing is Framing.NONE:
             await self._publish(Direction.C2S, b"", (self._message(
                 Direction.C2S, request, len(raw), 0, started, time.time()),))
@@ -304,8 +310,12 @@ class Http1Relay:
             await self.client.drain()
             t = time.time()
             if 100 <= response.status < 200 and response.status != 101:
-                await self._publish(Direction.S2C, raw, (self._message(
-                    Direction.S2C, response, len(raw), 0, t, t),))
+                interim = self._message(Direction.S2C, response, len(raw), 0, t, t)
+                if self._request_pending:  # (said after the request it answers)
+                    await self._publish(Direction.S2C, raw, ())
+                    self._interim.append(interim)
+                else:
+                    await self._publish(Direction.S2C, raw, (interim,))
                 continue
             if response.status == 101 or framing[0] is Framing.NONE:
                 await self._publish(Direction.S2C, raw, (self._message(
@@ -341,6 +351,7 @@ class Http1Relay:
                 size = self._chunked_sent[direction]  # (what got through before the cut)
             await self._publish(direction, b"", (self._message(
                 direction, head, len(head.raw), size, started, time.time(), complete=False),))
+            await self._request_said(direction)
             raise _Done(who, f"{who.name.lower()} closed in the middle of a message body",
                         str(exc)) from None
         except Http1Error as exc:
@@ -349,7 +360,16 @@ class Http1Relay:
             raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None
         await self._publish(direction, b"", (self._message(
             direction, head, len(head.raw), size, started, time.time()),))
+        await self._request_said(direction)
         return size
+
+    async def _request_said(self, direction: Direction) -> None:
+        """The request's message event is out: the interim responses held for it follow."""
+        if direction is Direction.C2S:
+            self._request_pending = False
+            interim, self._interim = self._interim, []
+            if interim:
+                await self._publish(Direction.S2C, b"", tuple(interim))
 
     async def _forward_chunked(self, src: Stream, dst: Stream, direction: Direction) -> int:
         size = self._chunked_sent[direction] = 0

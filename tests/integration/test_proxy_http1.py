@@ -81,6 +81,11 @@ def test_chunked_response_and_expect_100_continue_upload_pass_through(
     assert chunked.body_size == len(b"6\r\nfirst \r\n7\r\nsecond \r\n5\r\nthird\r\n0\r\n\r\n")
     post = [m for m in messages(proxy, Direction.C2S) if m.start_line.startswith("POST")]
     assert post[0].body_size == 200_000
+    # The log says the upload, then the 100 Continue that answered its head, then the
+    # final response (the 100 came first, before the body it let through ended).
+    lines = [m.start_line for m in proxy.events(Http1MessageObserved, conn_id=2)]
+    assert lines[0].startswith("POST ") and lines[1:] == ["HTTP/1.1 100 Continue",
+                                                           "HTTP/1.1 200 OK"], lines
 
 
 def test_http11_only_server_through_reverse_http(make_proxy: Callable[..., ProxyThread]) -> None:
