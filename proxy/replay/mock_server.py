@@ -39,6 +39,9 @@ READ_SIZE = 1 << 16
 HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
                  b"connection: close\r\ncontent-length: 47\r\n\r\n"
                  b"h2scope serve answers HTTP/2 only (ALPN h2).\r\n\r\n")
+CUT_GRACE = 1.0
+"""Seconds a response recorded only in part waits for the client's reset before
+ending the stream itself."""
 
 
 _H2C_TEXT = (b"h2scope serve --h2c answers HTTP/2 with prior knowledge only (curl "
@@ -186,11 +189,14 @@ class MockConnection:
             actions = found.actions
             if found.cut is not None:  # (never leave the client waiting on the rest)
                 last = actions[-1].at if actions else 0.0
-                actions = (*actions, Action(kind="reset", error_code=0x8, at=last))
+                actions = (*actions, Action(kind="cut", error_code=0x8, at=last, seq=1 << 62))
         self._start(sid, actions, asyncio.get_running_loop().time())
 
     def _start(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
-        task = asyncio.get_running_loop().create_task(self._play(sid, actions, start))
+        merged = _merged(actions)
+        play = self._play(sid, actions, start) if merged is None else \
+            self._play_merged(sid, merged, start)
+        task = asyncio.get_running_loop().create_task(play)
         self.tasks[sid] = task
         task.add_done_callback(lambda _t: self.tasks.pop(sid, None))
 
@@ -218,12 +224,82 @@ class MockConnection:
                     self._start(promised, action.pushed, start)
                 elif action.kind == "reset":
                     conn.reset_stream(sid, action.error_code)
+                elif action.kind == "cut":
+                    # The recording stops here. A client that cancels as the recorded one
+                    # did does so first (this task ends with its RST_STREAM); any other
+                    # is not left waiting for the rest.
+                    self.flush()
+                    await self.writer.drain()
+                    await asyncio.sleep(CUT_GRACE)
+                    conn.reset_stream(sid, action.error_code)
                 self.flush()
                 await self.writer.drain()
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as exc:
             why = str(exc) if not isinstance(exc, h2.exceptions.StreamClosedError) else \
                 "the stream is closed"
             self.log(f"  stream {sid}: the rest of the recorded response was not sent ({why})")
+            self.flush()
+        except (OSError, ssl.SSLError):
+            pass
+        except Exception as exc:  # never leave the client waiting on a stream
+            self.log(f"  stream {sid}: could not send the recorded response ({exc}); "
+                     "reset it (INTERNAL_ERROR)")
+            with contextlib.suppress(Exception):
+                conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                self.flush()
+
+    async def _play_merged(self, sid: int, plan: list[tuple[int, Action]],
+                           start: float) -> None:
+        """A response with pushes, its frames and its pushed streams' in the recorded
+        order (a client may act on which came first: a pushed stream's HEADERS
+        before the page's DATA). ``plan`` is (slot, action): slot 0 the stream
+        itself, slot k the k-th pushed one."""
+        conn = self.conn
+        loop = asyncio.get_running_loop()
+        slots = {0: sid}
+        pushes = 0
+        gone: set[int] = set()
+        try:
+            for slot, action in plan:
+                if self.speed > 0:
+                    wait = start + action.at / self.speed - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                if action.kind == "push":
+                    pushes += 1
+                target = slots.get(slot)
+                if target is None or slot in gone:
+                    continue  # (a push not made: the client disabled push)
+                try:
+                    if action.kind == "push":
+                        if not conn.remote_settings.enable_push:
+                            self.log(f"  push of {dict(action.headers).get(':path')} skipped: "
+                                     "the client disabled server push")
+                            continue
+                        promised = conn.get_next_available_stream_id()
+                        conn.push_stream(target, promised, _wire(action.headers))
+                        slots[pushes] = promised
+                    elif action.kind == "headers":
+                        conn.send_headers(target, _wire(action.headers),
+                                          end_stream=action.end_stream)
+                    elif action.kind == "data":
+                        await self._send_data(target, action)
+                    elif action.kind == "reset":
+                        conn.reset_stream(target, action.error_code)
+                    elif action.kind == "cut":  # (see _play)
+                        self.flush()
+                        await self.writer.drain()
+                        await asyncio.sleep(CUT_GRACE)
+                        conn.reset_stream(target, action.error_code)
+                except h2.exceptions.StreamClosedError:
+                    gone.add(slot)  # (the client reset it: a refused push; the others go on)
+                    if slot == 0:
+                        self.log(f"  stream {sid}: the rest of the recorded response was not "
+                                 "sent (the stream is closed)")
+                self.flush()
+                await self.writer.drain()
+        except h2.exceptions.ProtocolError as exc:
+            self.log(f"  stream {sid}: the rest of the recorded response was not sent ({exc})")
             self.flush()
         except (OSError, ssl.SSLError):
             pass
@@ -254,6 +330,24 @@ class MockConnection:
             data = data[len(chunk):]
             if last:
                 return
+
+
+def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]] | None:
+    """A response's actions and its pushed streams' as one list in recorded order,
+    each with its slot (0: the response's stream, k: its k-th push); None when it
+    pushes nothing (or the capture does not say the order)."""
+    if not any(a.kind == "push" for a in actions):
+        return None
+    items = [(a.seq, 0, a) for a in actions]
+    k = 0
+    for a in actions:
+        if a.kind == "push":
+            k += 1
+            items += [(p.seq, k, p) for p in a.pushed]
+    if any(seq < 0 for seq, _, _ in items):
+        return None
+    items.sort(key=lambda item: item[0])  # (stable: a push's own frames keep their order)
+    return [(slot, a) for _, slot, a in items]
 
 
 def _text(value: bytes | str) -> str:

@@ -45,6 +45,9 @@ class Action:
     """When the recorded server sent it: seconds after the request had arrived
     whole (its END_STREAM; a CONNECT's HEADERS) — for a pushed stream's actions,
     after its parent's request. ``serve --speed`` waits for it."""
+    seq: int = -1
+    """The recorded frame's number on its connection: the order of a response's
+    frames and its pushed streams' (serve keeps it across those streams)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,22 +136,24 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                 if ev.block is not None and ev.block_stream_id is not None:
                     get((c, ev.block_stream_id)).request = ev.block.headers
                     pushes.append(((c, f.stream_id), len(s.actions), ev.block_stream_id))
-                    s.actions.append(Action(kind="push", headers=ev.block.headers, at=ev.t))
+                    s.actions.append(Action(kind="push", headers=ev.block.headers, at=ev.t,
+                                            seq=ev.seq))
             elif isinstance(f, DataFrame):
                 data = stored_data(rec, f)
                 if len(data) < f.data_length:
                     data += bytes(f.data_length - len(data))
                     s.truncated = True
                 s.actions.append(Action(kind="data", data=data, end_stream=f.end_stream,
-                                        pad=f.pad_length, at=ev.t))
+                                        pad=f.pad_length, at=ev.t, seq=ev.seq))
             elif isinstance(f, HeadersFrame) or ev.block is not None:
                 if isinstance(f, HeadersFrame):
                     s.headers_end = f.end_stream  # a CONTINUATION may complete the block
                 if ev.block is not None:
                     s.actions.append(Action(kind="headers", headers=ev.block.headers,
-                                            end_stream=s.headers_end, at=ev.t))
+                                            end_stream=s.headers_end, at=ev.t, seq=ev.seq))
             elif isinstance(f, RstStreamFrame):
-                s.actions.append(Action(kind="reset", error_code=f.error_code, at=ev.t))
+                s.actions.append(Action(kind="reset", error_code=f.error_code, at=ev.t,
+                                        seq=ev.seq))
     # Times become offsets from the request's arrival (a pushed stream's: from its
     # parent's); a request that never ended counts from its HEADERS.
     for s in streams.values():

@@ -178,3 +178,24 @@ def test_a_response_the_client_cancelled_in_the_recording_ends_with_a_reset(
     assert any("GET" in line and "/slow → 200" in line and "recorded only in part, the "
                "client reset it (CANCEL): the stream is reset (CANCEL) after it" in line
                for line in serve.wait_log(url, "recorded only in part"))
+
+
+def test_a_pushed_stream_is_served_in_the_recorded_order_with_its_parent(
+        pushed_capture: Path, serve: Callable[..., str]) -> None:
+    """nghttpd sent the pushed stream's HEADERS between the page's HEADERS and its
+    DATA: served, nghttp receives the frames of both streams in that same order
+    (the page used to be sent whole first: a client may act on the order)."""
+    import re
+
+    page = next(r for r in load_responses(pushed_capture) if r.path == "/index.html")
+    push = next(a for a in page.actions if a.kind == "push")
+    recorded_order = [(0 if a in page.actions else 1, a.kind) for a in sorted(
+        [*page.actions, *push.pushed], key=lambda a: a.seq) if a.kind in ("headers", "data")]
+    url = serve(str(pushed_capture))
+    out = procs.run([procs.require("nghttp"), "-v", f"{url}/index.html"]).stdout.decode()
+    got = []
+    for m in re.finditer(r"recv (HEADERS|DATA) frame <length=\d+, flags=0x[0-9a-f]+, "
+                         r"stream_id=(\d+)>", out):
+        got.append((0 if int(m.group(2)) % 2 else 1, m.group(1).lower()))  # (pushed: even)
+    assert {slot for slot, _ in got} == {0, 1}, out
+    assert got == recorded_order, (got, recorded_order)
