@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def test_live_jsonl_of_an_intercepted_connection_equals_its_export(
                          "--cacert", str(confdir / CA_CERT_FILE),
                          f"https://localhost:{sport}/index.html", "-o", os.devnull])
         assert got.returncode == 0, got.stderr
+        deadline = time.monotonic() + 10  # (the close, seen, before h2scope stops)
+        while '"ConnectionClosed"' not in live.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert proxy.stop() == 0, list(proxy.stderr_lines)
     objs = [json.loads(line) for line in live.read_text().splitlines()]
     conn = [o for o in objs if "event" in o and o["event"] in {
