@@ -109,7 +109,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "for the response's)")
     p.add_argument("--table-size", type=int, default=4096, metavar="N",
                    help="with --hpack: the maximum table size the decoder allows, as if "
-                   "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096)")
+                   "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096); a line "
+                   "'table-size N' between blocks changes it from there on")
     p.add_argument("--from", dest="sender", choices=("auto", "client", "server"),
                    default="auto", help="which endpoint sent the frames (default auto)")
     p.add_argument("--json", action="store_true",
@@ -166,14 +167,29 @@ def _hex_items(lines: list[str]) -> list[tuple[int, bytes]]:
             if text.strip() and not text.lstrip().startswith("#")]
 
 
+_TABLE_SIZE_LINE = re.compile(r"\s*table-size\s+(\d+)\s*$")
+
+
 def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> int:
     decoder = AnnotatedDecoder(args.table_size)
+    # A line `table-size N` between blocks: the decoder's SETTINGS_HEADER_TABLE_SIZE
+    # became N (sent and acknowledged), as a connection's can mid-way (RFC 7541 §4.2).
+    sizes = {n: int(m.group(1)) for n, text in enumerate(lines, 1)
+             if (m := _TABLE_SIZE_LINE.match(text))}
     try:
-        items = _hex_items(lines)
+        items = _hex_items([("" if n in sizes else text) for n, text in enumerate(lines, 1)])
     except HexError as exc:
         _err(f"bad hex at {exc}")
         return 1
+    changes = sorted(sizes.items())
     for count, (line_no, data) in enumerate(items, 1):
+        while changes and changes[0][0] < line_no:
+            at, size = changes.pop(0)
+            decoder.max_allowed_table_size = size
+            if not args.json:
+                out.write(f"table-size {size} (line {at}): the decoder now allows a dynamic "
+                          "table of at most this; the next block must start with a size "
+                          "update if the table is larger\n")
         try:
             block = decoder.decode(data)
         except HpackDecodeError as exc:

@@ -216,3 +216,15 @@ def test_a_headers_frame_whose_block_breaks_says_so_and_cites_both_rfcs(capsys):
     assert "hpack-error (RFC 7541 §2.3.3, RFC 9113 §4.3): header block on stream 1 does not " \
         "decode: index 62 out of range: 61 static + 0 dynamic entries (at byte 0 of the " \
         "header block);" in finding
+
+
+def test_a_table_size_line_changes_the_acknowledged_setting_between_blocks(capsys):
+    """`table-size N` between blocks: as a SETTINGS_HEADER_TABLE_SIZE lowered and
+    acknowledged mid-connection; the next block must then start with a size update
+    (RFC 7541 §4.2), which the first input does and the second does not."""
+    assert main(["decode", "--hpack", "82\ntable-size 256\n3f e1 01 82\n82"]) == 0
+    out = capsys.readouterr().out
+    assert "table-size 256 (line 2): the decoder now allows" in out
+    assert "<size-update 256>" in out and "block 2 (line 4)" in out
+    assert main(["decode", "--hpack", "82\ntable-size 256\n82"]) == 1
+    assert "exceeds the acknowledged SETTINGS_HEADER_TABLE_SIZE 256" in capsys.readouterr().err
