@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import signal
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def _tls_context(args: argparse.Namespace, confdir: Path,
 
 async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
-    from proxy.replay.mock_server import start_mock_server
+    from proxy.replay.mock_server import recorded_settings_frame, start_mock_server
 
     server = await start_mock_server(book, args.listen_host, args.port, ctx, _log, args.speed)
     host, port = server.sockets[0].getsockname()[:2]
@@ -156,6 +157,14 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
     if ca is not None:
         print(f"h2scope serve: CA certificate: {ca} (curl --http2 --cacert {ca} "
               f"{scheme}://localhost:{port}/)", file=sys.stderr, flush=True)
+    frame = recorded_settings_frame(book)
+    if frame is not None:
+        from proxy.observe.enums import setting_name
+
+        said = ", ".join(f"{setting_name(k)}={v}" for k, v in (
+            struct.unpack_from(">HL", frame, i) for i in range(9, len(frame), 6)))
+        print(f"h2scope serve: SETTINGS as the recorded server sent them: {said or '(none)'}",
+              file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

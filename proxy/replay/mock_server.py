@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,11 @@ class MockConnection:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_outbound_headers=False,
             normalize_outbound_headers=False, validate_inbound_headers=False))
-        if any(r.method == "CONNECT" for r in book.responses):
+        self.settings_frame = recorded_settings_frame(book)
+        """The recorded server's SETTINGS, sent as they were (None: h2's defaults)."""
+        if self.settings_frame is not None:
+            self.conn.local_settings = _h2_settings(self.settings_frame)
+        elif any(r.method == "CONNECT" for r in book.responses):
             # RFC 8441 §3: without this setting a client sends no extended CONNECT
             # (a WebSocket over HTTP/2), and the recorded one could not be served.
             codes = h2.settings.SettingCodes
@@ -104,6 +109,9 @@ class MockConnection:
     async def run(self, first: bytes = b"") -> None:
         """Serve until the client goes; ``first`` is what was already read from it."""
         self.conn.initiate_connection()
+        if self.settings_frame is not None:  # (h2 tracks the same values, unsent ones at
+            self.conn.data_to_send()  # the RFC's defaults: it lists them all otherwise)
+            self.writer.write(self.settings_frame)
         self.flush()
         try:
             while not self.closed:
@@ -330,6 +338,37 @@ class MockConnection:
             data = data[len(chunk):]
             if last:
                 return
+
+
+def recorded_settings_frame(book: ResponseBook) -> bytes | None:
+    """The SETTINGS frame the recorded server sent first (on the connection of the
+    first recorded response), to send as it was: a client's behaviour may hang on
+    a server's settings. None when the capture does not have it."""
+    found = next((r.server_settings for r in book.responses
+                  if r.server_settings is not None), None)
+    if found is None:
+        return None
+    pairs = [(k, v) for k, v in found if k != 0x2]  # (a server never enables push)
+    if any(r.method == "CONNECT" for r in book.responses) and 0x8 not in dict(pairs):
+        pairs.append((0x8, 1))  # RFC 8441 §3: else no extended CONNECT comes
+    payload = b"".join(struct.pack(">HL", k, v & 0xFFFF_FFFF) for k, v in pairs)
+    return struct.pack(">L", len(payload))[1:] + b"\x04\x00" + bytes(4) + payload
+
+
+def _h2_settings(frame: bytes) -> h2.settings.Settings:
+    """What h2 must believe it sent (``frame``'s values; the others at the RFC's
+    defaults, with no limit where the RFC sets none), to enforce the same rules."""
+    codes = h2.settings.SettingCodes
+    values: dict[Any, int] = {codes.MAX_CONCURRENT_STREAMS: 2**31 - 1,
+                              codes.MAX_HEADER_LIST_SIZE: 2**31 - 1}
+    for i in range(9, len(frame), 6):
+        k, v = struct.unpack_from(">HL", frame, i)
+        with contextlib.suppress(ValueError):
+            values[codes(k)] = v
+    try:
+        return h2.settings.Settings(client=False, initial_values=values)
+    except h2.exceptions.InvalidSettingsValueError:
+        return h2.settings.Settings(client=False)
 
 
 def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]] | None:

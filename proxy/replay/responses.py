@@ -21,7 +21,13 @@ from proxy.capture.exchanges import stored_data
 from proxy.capture.replay import replay
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
-from proxy.observe.frames import DataFrame, HeadersFrame, PushPromiseFrame, RstStreamFrame
+from proxy.observe.frames import (
+    DataFrame,
+    HeadersFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 Headers = tuple[tuple[str, str], ...]
 MATCH_FIELDS = ("method", "authority", "path")
@@ -67,6 +73,8 @@ class RecordedResponse:
     cut: str | None = None
     """Why the recorded response has no end (no END_STREAM, no reset from the
     server): ``the client reset it (CANCEL)``, or the capture ends first."""
+    server_settings: tuple[tuple[int, int], ...] | None = None
+    """The recorded server's first SETTINGS on this connection, in wire order."""
 
     @property
     def status(self) -> str:
@@ -108,13 +116,19 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
             order.append(key)
         return s
 
+    settings: dict[int, tuple[tuple[int, int], ...]] = {}
     for item in replay(path):
         rec = item.record
         c = rec.conn_id
         if conn is not None and c != conn:
             continue
         for ev in item.events:
-            if not isinstance(ev, FrameObserved) or ev.frame.stream_id == 0:
+            if not isinstance(ev, FrameObserved):
+                continue
+            if ev.frame.stream_id == 0:
+                if isinstance(ev.frame, SettingsFrame) and not ev.frame.ack and \
+                        ev.direction is Direction.S2C and c not in settings:
+                    settings[c] = ev.frame.settings
                 continue
             f = ev.frame
             if f.malformed is not None:
@@ -189,7 +203,8 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     method=req.get(":method", ""),
                                     authority=req.get(":authority", req.get("host", "")),
                                     path=req.get(":path", ""), actions=actions,
-                                    truncated=s.truncated, pushed_on=pusher, cut=cut))
+                                    truncated=s.truncated, pushed_on=pusher, cut=cut,
+                                    server_settings=settings.get(key[0])))
     return out
 
 

@@ -199,3 +199,26 @@ def test_a_pushed_stream_is_served_in_the_recorded_order_with_its_parent(
         got.append((0 if int(m.group(2)) % 2 else 1, m.group(1).lower()))  # (pushed: even)
     assert {slot for slot, _ in got} == {0, 1}, out
     assert got == recorded_order, (got, recorded_order)
+
+
+def test_serve_sends_the_recorded_servers_settings(pushed_capture: Path,
+                                                    serve: Served) -> None:
+    """A client may behave by the server's SETTINGS: the mock sends the recorded
+    server's own (nghttpd: MAX_CONCURRENT_STREAMS 100 and nothing else), not h2's
+    seven defaults."""
+    import re
+
+    page = next(r for r in load_responses(pushed_capture) if r.path == "/index.html")
+    assert page.server_settings is not None
+    recorded = [(k, v) for k, v in page.server_settings if k != 0x2]
+    url = serve(str(pushed_capture))
+    out = procs.run([procs.require("nghttp"), "-v", f"{url}/index.html"]).stdout.decode()
+    first = re.search(r"recv SETTINGS frame <length=(\d+), flags=0x00, stream_id=0>\n"
+                      r"((?:\s+\(niv=\d+\)\n)?(?:\s+\[SETTINGS_\w+\(0x([0-9a-f]+)\):(\d+)\]\n)*)",
+                      out)
+    assert first is not None, out
+    got = [(int(k, 16), int(v)) for k, v in re.findall(r"\(0x([0-9a-f]+)\):(\d+)\]",
+                                                       first.group(2))]
+    assert got == recorded and int(first.group(1)) == 6 * len(recorded)
+    assert any("SETTINGS as the recorded server sent them: " in line
+               for line in serve.wait_log(url, "SETTINGS as the recorded"))
