@@ -185,6 +185,11 @@ def _print_report(report: Any, url: str, mode: str) -> None:
         if r.timed_out:
             out.write("  note: stopped waiting: the server sent nothing for the --timeout and "
                       "streams were still open\n")
+        for f in r.findings[:5]:  # (what h2scope saw wrong in the exchange; -v shows all)
+            where = f" (stream {f.stream_id})" if f.stream_id else ""
+            out.write(f"  ! {f.severity.name} {f.code} ({f.rfc}){where}: {f.message}\n")
+        if len(r.findings) > 5:
+            out.write(f"  ! … {len(r.findings) - 5} more (-v shows every frame)\n")
         if c.diffs is None:
             for s in c.replayed:
                 body = f"{s.body_length} bytes"

@@ -51,7 +51,8 @@ from proxy.events import Batch
 from proxy.net.client_certs import cert_file_for, present
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
-from proxy.observe.events import Event
+from proxy.observe.events import ConnectionFindingRaised, Event
+from proxy.observe.findings import Finding, Severity
 from proxy.observe.frames import GoAwayFrame
 from proxy.observe.streams import StreamState
 from proxy.replay.script_frames import (
@@ -142,6 +143,9 @@ class ConnectionResult:
     goaway: str | None = None
     """The server's GOAWAY with an error code, as said to the user (``PROTOCOL_ERROR,
     last stream 1: debug text``); None without one, or for NO_ERROR."""
+    findings: list[Finding] = field(default_factory=list)
+    """The observer's errors and warnings over the replayed exchange (what a server's
+    reset may answer: an edited script's body that no longer fits content-length)."""
 
 
 def client_context(options: ReplayOptions, host: str = "") -> ssl.SSLContext:
@@ -196,6 +200,10 @@ class ReplayConnection:
         else:
             assert self.observer is not None
             events = self.observer.feed(direction, data, t)
+        for ev in events:
+            found = getattr(ev, "findings", None) or (
+                (ev.finding,) if isinstance(ev, ConnectionFindingRaised) else ())
+            self.result.findings.extend(x for x in found if x.severity >= Severity.WARNING)
         if direction is S2C and self.result.goaway is None:
             for ev in events:
                 f = getattr(ev, "frame", None)
