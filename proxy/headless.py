@@ -42,6 +42,7 @@ from proxy.events import (
 )
 from proxy.grpc_log import GrpcTracker
 from proxy.observe.describe import event_line, shown
+from proxy.observe.enums import Direction
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
 from proxy.observe.jsonview import json_line
 from proxy.protoset import Protoset
@@ -56,7 +57,7 @@ from proxy.textlog import (
     prefix,
     tls_leg_text,
 )
-from proxy.websocket import CONNECT_FIELD, WsTracker
+from proxy.websocket import CONNECT_FIELD, UpgradedWebSockets, WsTracker, websocket_object
 
 log = logging.getLogger("h2scope.headless")
 _AFTER_ITS_FRAME = frozenset(AFTER_ITS_FRAME)
@@ -90,6 +91,8 @@ class HeadlessPrinter:
         self.tracker = ConnectionTracker()
         self.websockets = WsTracker()
         """WebSocket-over-HTTP/2 streams, whose messages print under their DATA."""
+        self.upgraded = UpgradedWebSockets()
+        """WebSockets over an HTTP/1.1 Upgrade: their messages print as they complete."""
         self.grpc = GrpcTracker(protoset) if protoset is not None else None
         """With a protoset: gRPC streams, whose messages print under their DATA (off
         otherwise: nothing on the printer's path to pay for)."""
@@ -118,6 +121,8 @@ class HeadlessPrinter:
             self.lines += len(lines) - 1
 
     def _add(self, batch: Batch, lines: list[str]) -> None:
+        if batch.protocol == "websocket" and self.upgraded.conns:
+            self._websocket(batch, lines)
         if self.jsonl:
             self._add_jsonl(batch, lines)
             return
@@ -155,6 +160,7 @@ class HeadlessPrinter:
                 if more:
                     extra = [*(extra or ()), *more]
             if isinstance(ev, ConnectionEvent):
+                self._upgrades(conn_id, ev)
                 info = tracker.update(ev) or tracker.get(conn_id)
                 if keep is not None and not isinstance(ev, _ALWAYS) \
                         and not self._kept(keep, ev, info):
@@ -202,6 +208,7 @@ class HeadlessPrinter:
                 lines.append(json_line(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,
                                                   grpc=grpc)))
             elif isinstance(ev, ConnectionEvent):
+                self._upgrades(conn_id, ev)
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:
                     self._problem(conn_id, ev.t, connection_line(ev))
@@ -218,6 +225,35 @@ class HeadlessPrinter:
                     obj = jsonl_event(conn_id, ev)
                     if obj is not None:
                         lines.append(json_line(obj))
+
+    def _upgrades(self, conn_id: int, ev: ConnectionEvent) -> None:
+        """A 101 to a WebSocket starts reading its messages; a close forgets them."""
+        if type(ev) is Http1MessageObserved and ev.direction is Direction.S2C:
+            self.upgraded.upgraded(conn_id, ev.start_line, ev.headers)
+        elif type(ev) is ConnectionClosed:
+            self.upgraded.closed(conn_id)
+
+    def _websocket(self, batch: Batch, lines: list[str]) -> None:
+        """The WebSocket messages (HTTP/1.1 Upgrade) this relayed chunk completes: a
+        line each, or a JSON object each (hidden, like frames, by -q and --filter)."""
+        d = batch.direction
+        if d is None or not batch.data:
+            return
+        if self.start is None:
+            self.start = batch.t
+        shown = not self.quiet and self.filter is None
+        if not self.jsonl:
+            found = self.upgraded.lines(batch.conn_id, int(d), batch.data, batch.t,
+                                        prefix(batch.conn_id, batch.t - self.start, d.arrow))
+            if shown:
+                lines.extend(found)
+            return
+        msgs, lost = self.upgraded.feed(batch.conn_id, int(d), batch.data, batch.t)
+        if shown:
+            lines.extend(json_line(websocket_object(batch.conn_id, int(d), batch.t, msg))
+                         for msg in msgs)
+        if lost is not None:
+            self._problem(batch.conn_id, batch.t, f"websocket framing lost: {lost}")
 
     def _problem(self, conn_id: int, t: float, text: str | None) -> None:
         """With ``jsonl``, one line of what went wrong, on ``err`` (a human reads it)."""

@@ -399,3 +399,79 @@ def message_dict(msg: WsMessage) -> dict[str, Any]:
     if msg.problems:
         d["problems"] = list(msg.problems)
     return d
+
+
+def upgrade_of(start_line: str, headers: Sequence[tuple[str, str]],
+               ) -> tuple[bool, Deflate | None]:
+    """For an HTTP/1.1 response: whether it is a ``101`` switching to a WebSocket
+    (RFC 6455 §4.2.2), and the permessage-deflate it accepted."""
+    parts = start_line.split(" ", 2)
+    fields = {n.lower(): v for n, v in headers}
+    if len(parts) < 2 or parts[1] != "101" or \
+            fields.get("upgrade", "").strip().lower() != "websocket":
+        return False, None
+    return True, Deflate.from_header(fields.get("sec-websocket-extensions"))
+
+
+class UpgradedWebSockets:
+    """The logs' view of WebSockets over an HTTP/1.1 Upgrade (RFC 6455): per
+    connection, after its ``101``, the relayed bytes of each direction are
+    WebSocket frames. Bounded as :class:`WsTracker` is."""
+
+    MAX_CONNECTIONS = WsTracker.MAX_STREAMS
+    MAX_MESSAGE = WsTracker.MAX_MESSAGE
+
+    def __init__(self) -> None:
+        self.conns: dict[int, list[Any]] = {}
+        """connection → [client reader, server reader, lost said (bits)]; a plain dict
+        so that callers test ``if tracker.conns`` at C speed."""
+
+    def upgraded(self, conn_id: int, start_line: str,
+                 headers: Sequence[tuple[str, str]]) -> None:
+        """An HTTP/1.1 response went by: a ``101`` to a WebSocket starts reading."""
+        websocket, deflate = upgrade_of(start_line, headers)
+        if not websocket:
+            return
+        if len(self.conns) >= self.MAX_CONNECTIONS:
+            self.conns.pop(next(iter(self.conns)))
+        self.conns[conn_id] = [WsReader(0, deflate, max_message=self.MAX_MESSAGE),
+                               WsReader(1, deflate, max_message=self.MAX_MESSAGE), 0]
+
+    def feed(self, conn_id: int, direction: int, data: bytes, t: float,
+             ) -> tuple[list[WsMessage], str | None]:
+        """The messages these relayed bytes complete, and why the direction stopped
+        being read if it just did."""
+        state = self.conns.get(conn_id)
+        if state is None:
+            return [], None
+        reader: WsReader = state[direction]
+        msgs = reader.feed(data, t)
+        said = 1 << direction
+        if reader.lost is not None and not state[2] & said:
+            state[2] |= said
+            return msgs, reader.lost
+        return msgs, None
+
+    def closed(self, conn_id: int) -> None:
+        self.conns.pop(conn_id, None)
+
+    def lines(self, conn_id: int, direction: int, data: bytes, t: float,
+              head: str) -> list[str]:
+        """:meth:`feed`'s result as log lines, each after ``head`` (time, connection,
+        arrow)."""
+        msgs, lost = self.feed(conn_id, direction, data, t)
+        out: list[str] = []
+        for msg in msgs:
+            out.append(f"{head} websocket {msg.summary(120)}")
+            out.extend(f"{head}   ! {p}" for p in msg.problems)
+        if lost is not None:
+            out.append(f"{head} websocket framing lost: {lost}")
+        return out
+
+
+def websocket_object(conn_id: int, direction: int, wall: float,
+                     msg: WsMessage) -> dict[str, Any]:
+    """A WebSocket message of an HTTP/1.1-upgraded connection as a JSON Lines object
+    (the live printer's and the export's)."""
+    return {"conn": conn_id, "wall": wall, "event": "WebSocketMessage",
+            "direction": "s2c" if direction else "c2s", **message_dict(msg)}

@@ -8,6 +8,7 @@ log and an exported one read the same and diff cleanly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
@@ -50,7 +51,13 @@ from proxy.textlog import (
     prefix,
     tls_leg_text,
 )
-from proxy.websocket import WsTracker, message_dict
+from proxy.websocket import (
+    UpgradedWebSockets,
+    WsMessage,
+    WsTracker,
+    message_dict,
+    websocket_object,
+)
 
 __all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
 
@@ -190,6 +197,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     start: float | None = None
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
+    upgrades = _Upgrades()
     grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:
         if not _selected(item, conn):
@@ -197,6 +205,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
         rec = item.record
         if kept is not None:
             kept.record(item)
+        said = upgrades.record(rec)
         if start is None:
             start = rec.wall
             if rec.type == RecordType.CONNECTION:  # time 0 is when it opened, as live
@@ -204,6 +213,15 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 if isinstance(opened, (int, float)) and 0 < rec.wall - opened < 3600:
                     start = opened
         rel = rec.wall - start
+        if said and kept is None and stream is None:  # (messages, not frames: as live)
+            head = prefix(rec.conn_id, rel, rec.direction.arrow)
+            for _, msg in said:
+                if isinstance(msg, str):
+                    out.write(shown(f"{head} websocket framing lost: {msg}") + "\n")
+                    continue
+                out.write(shown(f"{head} websocket {msg.summary(120)}") + "\n")
+                for p in msg.problems:
+                    out.write(f"{head}   ! {p}\n")
         # (a CLOSE record's line comes after what the close raised, as live)
         closing = rec.type == RecordType.CLOSE
         record_line = _record_line(item, rel) \
@@ -325,6 +343,41 @@ def _http1_object(direction: Direction, start_line: str,
             "complete": complete}
 
 
+def http1_head(rec: Record) -> tuple[str, list[tuple[str, str]]]:
+    """An HTTP1 record's start line and header fields."""
+    start, _ = rec.http1()
+    lines = start.decode("latin-1").split("\r\n")
+    return lines[0], [(name, value.strip()) for name, _, value in
+                      (line.partition(":") for line in lines[1:] if ":" in line)]
+
+
+class _Upgrades:
+    """An export's WebSockets over HTTP/1.1 Upgrade: after a ``101`` HTTP1 record,
+    the connection's RAW records are WebSocket frames (as live)."""
+
+    def __init__(self) -> None:
+        self.ws = UpgradedWebSockets()
+
+    def record(self, rec: Record) -> list[tuple[int, WsMessage | str]]:
+        """The messages (and a framing loss, as text) this record completes."""
+        if rec.type == RecordType.HTTP1:
+            if rec.direction is Direction.S2C:
+                with contextlib.suppress(ValueError, IndexError):
+                    self.ws.upgraded(rec.conn_id, *http1_head(rec))
+            return []
+        if rec.type == RecordType.CLOSE:
+            self.ws.closed(rec.conn_id)
+            return []
+        if rec.type != RecordType.RAW or rec.conn_id not in self.ws.conns:
+            return []
+        d = int(rec.direction)
+        msgs, lost = self.ws.feed(rec.conn_id, d, rec.body, rec.wall)
+        out: list[tuple[int, WsMessage | str]] = [(d, m) for m in msgs]
+        if lost is not None:
+            out.append((d, lost))
+        return out
+
+
 def record_objects(rec: Record) -> list[dict[str, Any]]:
     """The JSON Lines objects of a capture record that is not a frame: what the
     live printer writes for the connection events the record keeps (a CONNECTION
@@ -340,11 +393,8 @@ def record_objects(rec: Record) -> list[dict[str, Any]]:
 
     try:
         if rec.type == RecordType.HTTP1:
-            start, _ = rec.http1()
-            lines = start.decode("latin-1").split("\r\n")
-            fields = [(name, value.strip()) for name, _, value in
-                      (line.partition(":") for line in lines[1:] if ":" in line)]
-            return [{**head, **_http1_object(rec.direction, lines[0], fields,
+            first, fields = http1_head(rec)
+            return [{**head, **_http1_object(rec.direction, first, fields,
                                              not rec.truncated)}]
         meta = rec.json() if rec.type in _JSON_RECORDS else None
     except ValueError:
@@ -403,6 +453,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
     n = 0
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
+    upgrades = _Upgrades()
     grpc = GrpcTracker(protoset) if protoset is not None else None
     for item in replayed:
         if not _selected(item, conn):
@@ -410,6 +461,12 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         rec = item.record
         if kept is not None:
             kept.record(item)
+        if kept is None and stream is None:
+            for d, msg in upgrades.record(rec):
+                if isinstance(msg, WsMessage):
+                    out.write(json_line(websocket_object(rec.conn_id, d, rec.wall, msg)) + "\n")
+        else:
+            upgrades.record(rec)
         objs = [json_line(obj) + "\n" for obj in record_objects(rec)
                 if kept is None or obj["event"] in CONNECTION_PROBLEMS] \
             if rec.type != RecordType.FRAME and stream is None else ()

@@ -332,3 +332,52 @@ def test_the_text_export_marks_an_incomplete_http1_message(tmp_path: Path) -> No
     lines = out.getvalue().splitlines()
     assert any(ln.endswith("← HTTP/1.1 200 OK INCOMPLETE") for ln in lines), lines
     assert any(ln.endswith("→ GET / HTTP/1.1") for ln in lines), lines
+
+
+def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    """After the 101, the relayed bytes are WebSocket frames (RFC 6455): the log
+    shows each message as it completes, both ways, and the export of the recording
+    shows the same lines (and JSON objects); the echo server's frames come back
+    masked, which a server must not do — said under the message."""
+    import json
+
+    from proxy.capture.export_text import write_jsonl, write_text
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from proxy.headless import HeadlessPrinter
+
+    live = io.StringIO()
+    path = tmp_path / "ws.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(path))
+    proxy = make_proxy(sinks=(HeadlessPrinter(live), recorder))
+    with websocket_echo_server() as port, socket.create_connection(
+            ("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"GET http://127.0.0.1:{port}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        recv_until(sock, b"\r\n\r\n")
+        for text in (b"hello", b"again, over the same tunnel"):
+            frame = ws_frame(text)
+            sock.sendall(frame)
+            recv_exactly(sock, len(frame))
+    proxy.close()
+    recorder.close()
+    said = [ln.split(" websocket ", 1)[1] for ln in live.getvalue().splitlines()
+            if " websocket " in ln and "relaying" not in ln]
+    assert said == ["text 'hello'", "text 'hello'", "text 'again, over the same tunnel'",
+                    "text 'again, over the same tunnel'"], live.getvalue()
+    assert "←   ! a server frame must not be masked" in live.getvalue()
+    out = io.StringIO()
+    write_text(replay(path), out)
+    exported = [ln for ln in out.getvalue().splitlines() if " websocket " in ln]
+    assert exported == [ln for ln in live.getvalue().splitlines()
+                        if " websocket " in ln and "relaying" not in ln]
+    out = io.StringIO()
+    write_jsonl(replay(path), out)
+    objs = [json.loads(ln) for ln in out.getvalue().splitlines()]
+    ws = [(o["direction"], o["text"]) for o in objs if o.get("event") == "WebSocketMessage"]
+    assert ws == [("c2s", "hello"), ("s2c", "hello"), ("c2s", "again, over the same tunnel"),
+                  ("s2c", "again, over the same tunnel")]
