@@ -42,7 +42,7 @@ from proxy.observe.events import (
 )
 from proxy.observe.findings import Finding
 from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
-from proxy.websocket import is_websocket
+from proxy.websocket import is_websocket, upgrade_of
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -261,10 +261,21 @@ class _Http1Exchanges:
         """Responses complete before their request (a 100 Continue comes before the
         body it asks for): given to the next request."""
         self.count = 0
+        self.websocket: Exchange | None = None
+        """The exchange whose 101 made the rest of the connection a WebSocket."""
 
     def feed(self, direction: Direction, data: bytes, wall: float | None) -> None:
+        if self.websocket is not None:
+            self.websocket.ws_data.append((int(direction), wall or 0.0, data))
+            return
         for m in self.splitter.feed(direction, data, wall or 0.0):
             self._message(m)
+        if self.websocket is not None:  # just upgraded: what followed the heads is frames
+            for side in self.splitter.sides:
+                if side.buf:
+                    self.websocket.ws_data.append((int(side.direction), wall or 0.0,
+                                                   bytes(side.buf)))
+                    side.buf.clear()
 
     def close(self, wall: float | None) -> None:
         for m in self.splitter.close(wall or 0.0):
@@ -313,6 +324,9 @@ class _Http1Exchanges:
             return
         self.waiting.popleft()
         ex.response_headers = headers
+        if upgrade_of(head.start_line, head.headers)[0]:
+            ex.websocket = True  # (RFC 6455: its messages go to the HAR as DevTools has them)
+            self.websocket = ex
         ex.status_text = head.reason
         ex.head_sizes[1] = len(m.head)
         ex.response_start = m.started

@@ -381,3 +381,13 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     ws = [(o["direction"], o["text"]) for o in objs if o.get("event") == "WebSocketMessage"]
     assert ws == [("c2s", "hello"), ("s2c", "hello"), ("c2s", "again, over the same tunnel"),
                   ("s2c", "again, over the same tunnel")]
+    # The HAR has them as DevTools exports a WebSocket.
+    from proxy.capture.export_har import write_har
+
+    out = io.StringIO()
+    write_har(replay(path), out)
+    (entry,) = json.loads(out.getvalue())["log"]["entries"]
+    assert entry["response"]["status"] == 101 and entry["_resourceType"] == "websocket"
+    assert [(m["type"], m["data"]) for m in entry["_webSocketMessages"]] == [
+        ("send", "hello"), ("receive", "hello"), ("send", "again, over the same tunnel"),
+        ("receive", "again, over the same tunnel")]
