@@ -250,6 +250,12 @@ class CaptureWriter:
         self._append(RecordType.HTTP1, flags, conn_id, t, wall,
                      HTTP1_HEAD_LENGTH.pack(len(head)) + head + body)
 
+    def copy(self, rtype: int, flags: int, conn_id: int, *, t: float, wall: float,
+             body: bytes) -> None:
+        """A record as another capture holds it (an extract of that capture); the
+        checksum covers its body."""
+        self._append(rtype, flags & ~_UNCHECKED, conn_id, t, wall, body)
+
     def close_connection(self, conn_id: int, *, t: float, closed_by: str | None = None,
                          error: str | None = None, wall: float | None = None,
                          details: Mapping[str, Any] | None = None) -> None:

@@ -63,11 +63,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
-    p.add_argument("--format", "-f", choices=FORMATS, required=True,
+    p.add_argument("--format", "-f", choices=(*FORMATS, "capture"), required=True,
                    help="har: HAR 1.2; pcapng: decrypted TCP flows for Wireshark; text: one "
                    "line per frame; jsonl: one JSON object per frame (and per event: "
                    "stalls, settings, findings at the close); script: the client frames "
-                   "of one connection as YAML")
+                   "of one connection as YAML; capture: an h2scope capture of the chosen "
+                   "connections (--conn), to share (add --redact)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file; '-' or omitted: stdout (text formats only)")
     p.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
@@ -77,6 +78,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="only the frames this filter matches (text, jsonl): the language "
                    "of the UI's filter bar and run --filter, e.g. 'type:HEADERS "
                    "status:5xx' (docs/filters.md)")
+    p.add_argument("--redact", action="store_true",
+                   help="capture: replace the values of credential headers (authorization, "
+                   "cookie, set-cookie, x-api-key, …) with REDACTED; HTTP/2 header blocks "
+                   "are encoded again (docs/export.md); bodies are not searched")
+    p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
+                   help="capture, with --redact: one more header name to redact; repeatable")
     p.add_argument("--annotate", action="store_true",
                    help="text: show how each header field was HPACK-encoded "
                    "(representation, index, Huffman, inserts, evictions, size updates)")
@@ -140,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format
     to_stdout = args.output in (None, "-")
+    if fmt == "capture":
+        return _capture(args)
+    if args.redact or args.redact_header:
+        raise UsageError("--redact applies to --format capture (a capture to share)")
     if fmt in BINARY_FORMATS and to_stdout:
         raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
     if args.stream is not None and fmt in ("pcapng", "script"):
@@ -193,6 +204,46 @@ def run(args: argparse.Namespace) -> int:
     missing = _missing(args, seen, count, fmt, streams or {}) or lookup
     if missing:  # (nothing was written to -o: a file that was there is as it was)
         raise UsageError(missing)
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    """``--format capture``: the chosen connections as a capture, maybe redacted."""
+    from proxy.capture.reader import CaptureFormatError
+    from proxy.capture.redact import SENSITIVE, extract, note_lines
+    from proxy.cli import UsageError
+
+    if args.output in (None, "-"):
+        raise UsageError("--format capture writes a capture file: give it with -o OUT")
+    if not args.file.is_file():
+        raise UsageError(f"no such capture file: {args.file}")
+    for flag, given in (("--stream", args.stream is not None), ("--filter", args.filter),
+                        ("--protoset", args.protoset), ("--annotate", args.annotate)):
+        if given:
+            raise UsageError(f"{flag} does not apply to --format capture (it keeps whole "
+                             "connections: choose them with --conn)")
+    if args.redact_header and not args.redact:
+        raise UsageError("--redact-header needs --redact")
+    redact = SENSITIVE | {n.strip().lower() for n in args.redact_header if n.strip()} \
+        if args.redact else None
+    written = _Output(Path(args.output), args.file)
+    try:
+        result = extract(args.file, written.temp, conn=args.conn, redact=redact)
+        if args.conn is not None and args.conn not in result.connections \
+                and args.conn not in result.left_out:
+            raise UsageError(f"the capture has no connection {args.conn}")
+        if not result.connections:
+            raise UsageError("nothing to write: " + (
+                "; ".join(note_lines(result, redact)[1:]) or "the capture has no connection"))
+        written.commit()
+    except CaptureFormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    finally:
+        written.discard()
+    for line in note_lines(result, redact):
+        print(f"h2scope export: {args.output}: {line}", file=sys.stderr)
     return 0
 
 

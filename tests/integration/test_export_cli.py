@@ -267,3 +267,104 @@ def test_replay_refuses_to_record_over_its_own_capture_and_a_bad_speed(
         got = subprocess.run([*base, "--speed", speed], capture_output=True, text=True,
                              timeout=60)
         assert got.returncode == 2 and "--speed must be 0" in got.stderr, got.stderr
+
+
+def test_a_redacted_capture_keeps_everything_but_the_secrets(capture: Path,
+                                                            tmp_path: Path) -> None:
+    """--format capture --redact: the chosen connection, every frame, the same header
+    lists and findings but for the credential values; the file holds no secret."""
+    out = tmp_path / "shared.h2scope"
+    got = _run(str(capture), "--format", "capture", "--conn", "2", "--redact", "-o", str(out))
+    assert "1 connection" in got.stderr and "1 header value redacted" in got.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    original = _run(str(capture), "--format", "text", "--conn", "2").stdout.splitlines()
+    shared = _run(str(out), "--format", "text").stdout.splitlines()
+    assert len(original) == len(shared)
+    differ = [(a, b) for a, b in zip(original, shared, strict=True) if a != b]
+    assert ("                      set-cookie: id=42; Secure",
+            "                      set-cookie: REDACTED") in differ
+    for a, b in differ:  # the rest: only the re-encoded blocks' lengths
+        assert a == b or a.split(" len=")[0] == b.split(" len=")[0] or "set-cookie" in a
+    assert b"id=42" not in out.read_bytes()
+    # Without --redact: the connection's records as they were.
+    plain = tmp_path / "plain.h2scope"
+    _run(str(capture), "--format", "capture", "--conn", "1", "-o", str(plain))
+    assert _run(str(plain), "--format", "text").stdout == \
+        _run(str(capture), "--format", "text", "--conn", "1").stdout
+
+
+def test_redacting_http1_finds_a_header_line_split_across_two_reads(tmp_path: Path) -> None:
+    from proxy.observe.enums import Direction
+
+    src = tmp_path / "h1.h2scope"
+    with CaptureWriter(src) as w:
+        w.connection(1, {"client": {"ip": "127.0.0.1", "port": 1}, "mode": "regular",
+                         "protocol": "http/1.1", "target": "a.test:80"}, t=1.0, wall=1000.0)
+        w.raw(1, Direction.C2S, b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization: Bearer se",
+              t=1.1, wall=1000.1)
+        w.raw(1, Direction.C2S, b"krit\r\nCookie: sid=abc\r\n\r\n", t=1.2, wall=1000.2)
+        w.http1(1, Direction.C2S, b"GET / HTTP/1.1\r\nAuthorization: Bearer sekrit\r\n\r\n",
+                t=1.1, wall=1000.2)
+        w.raw(1, Direction.S2C, b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=xyz\r\n"
+              b"Content-Length: 2\r\n\r\nok", t=1.3, wall=1000.3)
+        w.close_connection(1, t=1.4, wall=1000.4, closed_by="client")
+    out = tmp_path / "h1-shared.h2scope"
+    got = _run(str(src), "--format", "capture", "--redact", "-o", str(out))
+    assert "4 header values redacted" in got.stderr, got.stderr
+    data = out.read_bytes()
+    for secret in (b"sekrit", b"sid=abc", b"sid=xyz", b"Bearer se"):
+        assert secret not in data
+    from proxy.capture.reader import CaptureReader
+
+    with CaptureReader(out) as reader:
+        raw = [r for r in reader.records() if r.type == 3]
+    sent = b"".join(r.body for r in raw if r.direction is Direction.C2S)
+    got_back = b"".join(r.body for r in raw if r.direction is Direction.S2C)
+    assert sent == (b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization: REDACTED\r\n"
+                    b"Cookie: REDACTED\r\n\r\n")
+    assert got_back == (b"HTTP/1.1 200 OK\r\nSet-Cookie: REDACTED\r\nContent-Length: 2\r\n"
+                        b"\r\nok")
+
+
+def test_capture_format_usage_errors(capture: Path, tmp_path: Path) -> None:
+    for args, said in ((["--format", "capture"], "give it with -o"),
+                       (["--format", "capture", "-o", str(tmp_path / "x"), "--stream", "1"],
+                        "--stream does not apply"),
+                       (["--format", "text", "--redact"], "--redact applies to --format capture"),
+                       (["--format", "capture", "-o", str(tmp_path / "x"), "--conn", "9"],
+                        "no connection 9")):
+        got = _run(str(capture), *args, check=False)
+        assert got.returncode == 2 and said in got.stderr, (args, got.stderr)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_connection_whose_headers_do_not_all_decode_is_left_out_of_a_redaction(
+        capture: Path, tmp_path: Path) -> None:
+    """Its blocks cannot all be read, so not all encoded again without secrets: the
+    connection is left out, and said; the others are written."""
+    import struct
+
+    from proxy.capture.reader import CaptureReader
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
+            struct.pack(">L", sid) + payload
+
+    mixed = tmp_path / "mixed.h2scope"
+    with CaptureReader(capture) as reader, CaptureWriter(mixed) as w:
+        for rec in reader.records():
+            if rec.conn_id == 1 and rec.type != 8:
+                w.copy(rec.type, rec.flags, rec.conn_id, t=rec.t, wall=rec.wall, body=rec.body)
+        w.connection(7, {"protocol": "h2", "mode": "regular"}, t=5.0, wall=3000.0)
+        w.raw(7, Direction.C2S, CONNECTION_PREFACE, t=5.0, wall=3000.0)
+        w.frame(7, Direction.C2S, frame(4, 0, 0, b""), t=5.0, wall=3000.0)
+        w.frame(7, Direction.C2S, frame(1, 5, 1, b"\x82\xbe"), t=5.1, wall=3000.1)  # index 62
+    out = tmp_path / "shared.h2scope"
+    got = _run(str(mixed), "--format", "capture", "--redact", "-o", str(out))
+    assert "connection 7 left out: a header block does not decode (hpack-error" in got.stderr
+    assert "1 connection," in got.stderr
+    only7 = _run(str(mixed), "--format", "capture", "--redact", "--conn", "7",
+                 "-o", str(tmp_path / "none.h2scope"), check=False)
+    assert only7.returncode == 2 and "nothing to write" in only7.stderr
+    assert not (tmp_path / "none.h2scope").exists()

@@ -1,0 +1,267 @@
+"""A capture to share: some of its connections, with the secrets in headers removed.
+
+``h2scope export FILE --format capture -o OUT [--conn ID] [--redact]``. Without
+``--redact`` the chosen connections' records are copied as they are. With it,
+the values of credential headers (:data:`SENSITIVE`, and any named with
+``--redact-header``) become ``REDACTED``:
+
+* HTTP/2 header blocks cannot be edited in place (Huffman strings, the dynamic
+  table), so each block is decoded by the observer and encoded again, by one
+  HPACK encoder per connection direction that keeps no dynamic table (a size
+  update to 0 opens its first block: allowed whatever the peer's
+  SETTINGS_HEADER_TABLE_SIZE). The block goes out as one HEADERS or
+  PUSH_PROMISE frame (flags, priority and promised stream kept, padding
+  dropped) plus CONTINUATION frames where it passes 16,384 bytes, at the time
+  of the frame that completed it. The header lists are the recorded ones but
+  for the redacted values; their HPACK representations are h2scope's, not the
+  original encoder's.
+* A connection whose header blocks do not all decode (an HPACK error, lost
+  framing) cannot be redacted whole, so it is left out, and said.
+* HTTP/1.x: the header lines of those names in the relayed bytes and in the
+  message heads, and the request headers of an h2c upgrade.
+
+Bodies are copied as they are: a token in a body, a URL or a WebSocket message
+is not found (the docs say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import hpack
+
+from proxy.capture.format import HTTP1_HEAD_LENGTH, RecordFlag, RecordType
+from proxy.capture.reader import CaptureReader, Record
+from proxy.capture.replay import Observers, replay_records
+from proxy.capture.writer import CaptureWriter
+from proxy.observe.enums import Direction
+from proxy.observe.events import Desynced, Event, FrameObserved
+
+SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
+                       "x-api-key", "x-auth-token", "x-csrf-token", "x-xsrf-token"})
+"""Header names whose values ``--redact`` removes by default."""
+REDACTED = "REDACTED"
+MAX_FRAME = 16_384
+"""Frames the re-encoded blocks are cut to (the smallest SETTINGS_MAX_FRAME_SIZE)."""
+_HOLD = 64 * 1024
+"""HTTP/1.x bytes after a record's last line end, held for the next record so that
+a header line split across two reads is still found (no longer than a head)."""
+_UNCHECKED = int(RecordFlag.UNCHECKED)
+_BROKEN = frozenset({"hpack-error", "header-block-too-large"})
+
+
+@dataclass
+class Extracted:
+    """What :func:`extract` wrote."""
+
+    connections: list[int] = field(default_factory=list)
+    records: int = 0
+    redacted: int = 0
+    """Header values replaced."""
+    left_out: dict[int, str] = field(default_factory=dict)
+    """Connections not written, and why."""
+
+
+def _broken(events: Iterable[Event]) -> str | None:
+    for ev in events:
+        if isinstance(ev, Desynced):
+            return "its framing was lost (bytes that are not HTTP/2 frames)"
+        if isinstance(ev, FrameObserved):
+            for f in ev.findings:
+                if f.code in _BROKEN:
+                    return f"a header block does not decode ({f.code}, frame #{f.seq})"
+    return None
+
+
+def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str]:
+    """Connections whose header blocks cannot all be decoded (so not re-encoded)."""
+    out: dict[int, str] = {}
+    with CaptureReader(path) as reader:
+        for item in replay_records(reader.records()):
+            c = item.record.conn_id
+            if (conn is None or c == conn) and c not in out:
+                why = _broken(item.events)
+                if why is not None:
+                    out[c] = why
+    return out
+
+
+class _Redactor:
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        alternation = "|".join(re.escape(n) for n in sorted(names))
+        self.line = re.compile(rb"(?im)^(" + alternation.encode() + rb")[ \t]*:[^\r\n]*")
+        self.count = 0
+
+    def headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        out = []
+        for n, v in headers:
+            if n.lower() in self.names:
+                self.count += 1
+                v = REDACTED
+            out.append((n, v))
+        return out
+
+    def text(self, data: bytes) -> bytes:
+        def sub(m: re.Match[bytes]) -> bytes:
+            self.count += 1
+            return m.group(1) + b": " + REDACTED.encode()
+        return self.line.sub(sub, data)
+
+
+def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
+            conn: int | None = None, redact: frozenset[str] | None = None) -> Extracted:
+    """Write connection ``conn`` (default: all) of the capture at ``path`` to a new
+    capture at ``out_path``; with ``redact``, those header names' values removed.
+    Raises CaptureFormatError for a file that is not a capture, OSError."""
+    result = Extracted()
+    if redact:
+        result.left_out = _unreadable(path, conn)
+    redactor = _Redactor(redact) if redact else None
+    encoders: dict[tuple[int, int], hpack.Encoder] = {}
+    pending: dict[tuple[int, int], list[FrameObserved]] = {}
+    held: dict[tuple[int, int], tuple[bytes, float, float]] = {}
+    h1: set[int] = set()
+    observers = Observers()
+    with CaptureReader(path, on_problem=observers.damaged) as reader:
+        header = reader.header
+        with contextlib.closing(CaptureWriter(out_path, config=header.config,
+                                              max_data_bytes=header.max_data_bytes,
+                                              autoflush=False)) as writer:
+            def copy(rec: Record, body: bytes | None = None) -> None:
+                writer.copy(rec.type, rec.flags & ~_UNCHECKED, rec.conn_id, t=rec.t,
+                            wall=rec.wall, body=rec.body if body is None else body)
+                result.records += 1
+
+            for item in replay_records(reader.records(), observers=observers):
+                rec = item.record
+                c = rec.conn_id
+                if rec.type == RecordType.END or (conn is not None and c != conn) \
+                        or c in result.left_out:
+                    continue
+                if rec.type == RecordType.CONNECTION:
+                    result.connections.append(c)
+                    if str(rec.json().get("protocol", "h2")).startswith("http/1"):
+                        h1.add(c)
+                if redactor is None:
+                    copy(rec)
+                    continue
+                if rec.type == RecordType.FRAME:
+                    _frame(rec, item.events, redactor, encoders, pending, writer, result)
+                elif rec.type == RecordType.RAW and c in h1:
+                    _raw(rec, redactor, held, writer, result)
+                elif rec.type == RecordType.HTTP1:
+                    (n,) = HTTP1_HEAD_LENGTH.unpack_from(rec.body, 0)
+                    start = HTTP1_HEAD_LENGTH.size
+                    head = redactor.text(rec.body[start:start + n])
+                    copy(rec, HTTP1_HEAD_LENGTH.pack(len(head)) + head + rec.body[start + n:])
+                elif rec.type == RecordType.H2C_UPGRADE:
+                    info = rec.json()
+                    info["request_headers"] = [list(h) for h in redactor.headers(
+                        tuple(h) for h in info.get("request_headers") or ())]
+                    copy(rec, json.dumps(info, separators=(",", ":")).encode())
+                else:
+                    if rec.type == RecordType.CLOSE:  # (HTTP/1.x bytes held for it first)
+                        for d in Direction:
+                            _flush_held(held, (c, int(d)), writer, result)
+                    copy(rec)
+            for key in list(held):
+                _flush_held(held, key, writer, result)
+    if redactor is not None:
+        result.redacted = redactor.count
+    return result
+
+
+def _frame(rec: Record, events: tuple[Event, ...], redactor: _Redactor,
+           encoders: dict[tuple[int, int], hpack.Encoder],
+           pending: dict[tuple[int, int], list[FrameObserved]], writer: CaptureWriter,
+           result: Extracted) -> None:
+    ev = next((e for e in events if isinstance(e, FrameObserved)), None)
+    ftype = rec.body[3] if len(rec.body) >= 9 else -1
+    if ev is None or ftype not in (0x1, 0x5, 0x9):
+        writer.copy(rec.type, rec.flags & ~_UNCHECKED, rec.conn_id, t=rec.t, wall=rec.wall,
+                    body=rec.body)
+        result.records += 1
+        return
+    key = (rec.conn_id, int(rec.direction))
+    if ftype != 0x9:
+        pending[key] = [ev]
+    elif key in pending:
+        pending[key].append(ev)
+    if not ev.frame.flags & 0x4:
+        return  # (the block goes out whole, where it ends)
+    frames = pending.pop(key, [ev])
+    first = frames[0].frame
+    if ev.block is None:
+        return  # (cannot be: such a connection is left out; nothing unread goes out)
+    encoder = encoders.get(key)
+    if encoder is None:
+        encoder = encoders[key] = hpack.Encoder()
+        encoder.header_table_size = 0  # (no dynamic table: valid for any peer)
+    headers = redactor.headers(ev.block.headers)
+    block = encoder.encode([(n.encode("utf-8", "surrogateescape"),
+                             v.encode("utf-8", "surrogateescape")) for n, v in headers],
+                           huffman=True)
+    payload = first.raw[9:]
+    pad = payload[0] + 1 if first.flags & 0x8 else 0
+    prefix = payload[1 if pad else 0:][:5 if first.type == 0x1 and first.flags & 0x20 else
+                                        4 if first.type == 0x5 else 0]
+    flags = first.flags & (0x1 | 0x20) if first.type == 0x1 else 0
+    room = MAX_FRAME - len(prefix)
+    chunks = [block[:room]] + [block[i:i + MAX_FRAME] for i in range(room, len(block), MAX_FRAME)]
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        body = (prefix if i == 0 else b"") + chunk
+        ftype_out = first.type if i == 0 else 0x9
+        fl = (flags if i == 0 else 0) | (0x4 if last else 0)
+        raw = struct.pack(">L", len(body))[1:] + bytes([ftype_out, fl]) + \
+            struct.pack(">L", first.stream_id) + body
+        writer.frame(rec.conn_id, rec.direction, raw, t=rec.t, wall=rec.wall)
+        result.records += 1
+
+
+def _raw(rec: Record, redactor: _Redactor, held: dict[tuple[int, int], tuple[bytes, float,
+         float]], writer: CaptureWriter, result: Extracted) -> None:
+    """HTTP/1.x bytes: header lines redacted; what follows the last line end waits for
+    the next record of that direction (a line split across reads)."""
+    key = (rec.conn_id, int(rec.direction))
+    before, _, _ = held.pop(key, (b"", 0.0, 0.0))
+    data = before + rec.body
+    cut = data.rfind(b"\n") + 1
+    if len(data) - cut > _HOLD:
+        cut = len(data)
+    out, rest = redactor.text(data[:cut]), data[cut:]
+    if out:
+        writer.raw(rec.conn_id, rec.direction, out, t=rec.t, wall=rec.wall)
+        result.records += 1
+    if rest:
+        held[key] = (rest, rec.t, rec.wall)
+
+
+def _flush_held(held: dict[tuple[int, int], tuple[bytes, float, float]],
+                key: tuple[int, int], writer: CaptureWriter, result: Extracted) -> None:
+    found = held.pop(key, None)
+    if found is None:
+        return
+    rest, t, wall = found
+    writer.raw(key[0], Direction(key[1]), rest, t=t, wall=wall)
+    result.records += 1
+
+
+def note_lines(result: Extracted, redact: frozenset[str] | None) -> list[str]:
+    """What the user is told about the extract."""
+    lines = [f"{len(result.connections)} connection"
+             f"{'' if len(result.connections) == 1 else 's'}, {result.records} records"]
+    if redact:
+        lines[0] += (f"; {result.redacted} header value{'' if result.redacted == 1 else 's'}"
+                     f" redacted ({', '.join(sorted(redact))})")
+    for c, why in sorted(result.left_out.items()):
+        lines.append(f"connection {c} left out: {why}, so it cannot be redacted whole")
+    return lines
+
