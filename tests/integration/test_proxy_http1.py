@@ -391,3 +391,17 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     assert [(m["type"], m["data"]) for m in entry["_webSocketMessages"]] == [
         ("send", "hello"), ("receive", "hello"), ("send", "again, over the same tunnel"),
         ("receive", "again, over the same tunnel")]
+    # The UI's connection view lists them with the connection's HTTP/1.1 messages.
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        heads = [(d, h) for _, d, h in session.conns[1].http1 if h.startswith("websocket")]
+    finally:
+        capture.close()
+    assert heads == [(0, "websocket text 'hello'"), (1, "websocket text 'hello'"),
+                     (0, "websocket text 'again, over the same tunnel'"),
+                     (1, "websocket text 'again, over the same tunnel'")]

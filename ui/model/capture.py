@@ -25,6 +25,7 @@ from proxy.capture.replay import lost_part, observer_for
 from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
+from proxy.websocket import UpgradedWebSockets
 from ui.model import heap
 from ui.model.hpack_replay import EVERY
 from ui.model.session import (
@@ -103,7 +104,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
         session.touch()
     if on_progress is not None:
         on_progress()
-    observers: dict[int, ConnectionObserver | None] = {}
+    observers = Readers()
     offsets = index.offset
     others = index.others
     n_frames = len(offsets)
@@ -159,6 +160,15 @@ def _checkpoint(session: Session, conn: int, obs: ConnectionObserver, d: int) ->
             tbl.replay.checkpoint(n, decoder.entries, decoder.table_max)
 
 
+class Readers(dict[int, ConnectionObserver | None]):
+    """The per-connection observers :func:`record_events` keeps (None: a connection
+    that is not HTTP/2), and the WebSockets of HTTP/1.1-upgraded ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.websockets = UpgradedWebSockets()
+
+
 def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
                   events: list[Any]) -> None:
     """Append what one capture record says to ``events``: its observer's events, and
@@ -170,10 +180,13 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
     wall clock, and every time the UI shows must be on the same clock.
     """
     rtype, conn = rec.type, rec.conn_id
+    ws = observers.websockets if isinstance(observers, Readers) else None
     if rtype in (_FRAME, _RAW):
         obs = observers.get(conn)
         if obs is None:
             if conn in observers:  # HTTP/1.1 or a tunnel: nothing to decode
+                if ws is not None and ws.conns and rtype == _RAW:
+                    _websocket(ws, rec, events)  # (but a WebSocket's messages: said)
                 return
             obs = observers[conn] = ConnectionObserver()
         data = rec.frame_bytes() if rtype == _FRAME else rec.body
@@ -195,13 +208,20 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
             http2_settings=bytes.fromhex(info.get("http2_settings", "")),
             request_headers=headers, t=rec.wall))
     elif rtype == _HTTP1:
+        head = http1_head(rec.body)
         events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
-                                    head=http1_head(rec.body)))
+                                    head=head))
+        if ws is not None and rec.flags & 1:
+            first, *fields = head.split("\r\n")
+            ws.upgraded(conn, first, [(n, v.strip()) for n, _, v in
+                                      (f.partition(":") for f in fields if ":" in f)])
     elif rtype == _LOST and conn:
         lost_part(observers.get(conn))
         events.append(RecordedLost(conn_id=conn, t=rec.wall,
                                    reason=str(rec.json().get("reason"))))
     elif rtype == _CLOSE:
+        if ws is not None:
+            ws.closed(conn)
         obs = observers.get(conn)
         observers[conn] = None
         info = rec.json()
@@ -213,6 +233,18 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         by = info.get("closed_by")
         events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),
                                     reason=f"by {by}: {reason}" if by else reason))
+
+
+def _websocket(ws: UpgradedWebSockets, rec: Record, events: list[Any]) -> None:
+    """The messages a WebSocket's relayed bytes complete, listed with the connection's
+    HTTP/1.x messages (the connection view)."""
+    msgs, lost = ws.feed(rec.conn_id, rec.flags & 1, rec.body, rec.wall)
+    for msg in msgs:
+        events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
+                                    head=f"websocket {msg.summary(120)}"))
+    if lost is not None:
+        events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
+                                    head=f"websocket framing lost: {lost}"))
 
 
 def _apply(session: Session, observers: dict[int, ConnectionObserver | None],

@@ -47,7 +47,7 @@ from proxy.capture.reader import new_record
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
 from ui.model.backing import TEMP_NAME, SessionCapture
-from ui.model.capture import record_events
+from ui.model.capture import Readers, record_events
 from ui.model.live import FollowedBatch, LiveFeed
 
 log = logging.getLogger("h2scope.ui.follow")
@@ -87,7 +87,7 @@ class Follower:
         _, _, _, n = FILE_HEADER.unpack(head)
         self.pos = FILE_HEADER.size + n
         self.feed = feed
-        self.observers: dict[int, ConnectionObserver | None] = {}
+        self.observers: dict[int, ConnectionObserver | None] = Readers()
         self.records = 0
         self.broken: str | None = None
         self.hold_until = 0.0
