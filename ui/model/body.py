@@ -359,4 +359,15 @@ def curl_command(conn: ConnInfo, stream: StreamInfo, body: bytes = b"") -> str:
         except UnicodeDecodeError:
             args += ["--data-binary", "@body.bin"]
     args.append(url)
-    return " ".join(shlex.quote(a) for a in args)
+    return " ".join(_quoted(a) for a in args)
+
+
+def _quoted(arg: str) -> str:
+    """``arg`` for a POSIX shell; with bytes that are not printable UTF-8 (a gRPC
+    ``-bin`` value sent raw, a control character) as bash's ``$'\\xNN'``, so the
+    command is text that copies and pastes, and sends the recorded bytes."""
+    if arg.isprintable():
+        return shlex.quote(arg)
+    raw = arg.encode("utf-8", "surrogateescape")
+    return "$'" + "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x27, 0x5C)
+                          else f"\\x{b:02x}" for b in raw) + "'"

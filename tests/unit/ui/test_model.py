@@ -167,6 +167,26 @@ def test_copy_as_curl_rebuilds_the_request(session: Session) -> None:
     assert cmd.endswith("https://api.example.test/api/users")
 
 
+def test_copy_as_curl_of_raw_binary_metadata_is_text_that_sends_the_bytes(
+        session: Session) -> None:
+    """A gRPC -bin value sent raw (bytes that are not UTF-8) crashed the copy (the
+    clipboard takes text): the command writes them $'\\xNN', and a shell sends them."""
+    import dataclasses
+    import subprocess
+
+    c = session.conns[1]
+    stream = dataclasses.replace(c.streams[1], request_headers=(
+        (":method", "POST"), (":scheme", "http"), (":authority", "g.test"),
+        (":path", "/pkg.Svc/Call"), ("x-trace-bin", "\udcff\x01ok")))
+    cmd = curl_command(c, stream)
+    cmd.encode("utf-8")  # (text: the clipboard takes it)
+    assert "-H $'x-trace-bin: \\xff\\x01ok'" in cmd
+    token = cmd.split(" -H ", 1)[1].rsplit(" ", 1)[0]  # (the URL is last)
+    echoed = subprocess.run(["bash", "-c", f"printf %s {token}"], capture_output=True,
+                            check=True).stdout
+    assert echoed == b"x-trace-bin: \xff\x01ok"
+
+
 def test_render_body_says_why_it_cannot_decode() -> None:
     assert render_body(b"not gzip", "text/plain", "gzip")[0].startswith("; gzip: cannot decode")
     assert render_body(b"", None, None) == ["(no body)"]
