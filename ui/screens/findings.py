@@ -36,7 +36,7 @@ def finding_groups(session: Session) -> list[FindingGroup]:
             for f in table.findings.get(row, ()):
                 sid = table.stream[row]
                 tally.add(f, f"#{table.conn[row]}" + (f" stream {sid}" if sid else "")
-                          + f", frame {row}", row)
+                          + f", frame {row + 1}", row)  # (as g and the detail count)
         for conn in session.conns.values():
             for f in conn.conn_findings:
                 tally.add(f, f"#{conn.conn_id} (connection)")
