@@ -115,7 +115,11 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None,
                         grpc_path=header(request_headers, ":path"), request=request)
     for line in lines[:MAX_LINES]:
         out.append("  " + line + "\n")
-    _more(out, len(lines), f"body: save it with {'B' if request else 'b'} to read it all")
+    if len(lines) > MAX_LINES:
+        # (not a count of lines: the rendering itself stops early on a large body)
+        out.append(f"  … the body goes on past the {MAX_LINES:,} lines shown here: save it "
+                   f"with {'B' if request else 'b'} to read all {len(raw):,} bytes\n",
+                   "yellow")
 
 
 def _more(out: Text, total: int, how: str) -> None:
