@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
+from proxy.content import decode_content
 from proxy.observe.describe import escape_undecoded
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
@@ -111,9 +112,22 @@ def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
     return cookies
 
 
-def _content(body: bytes, mime: str, truncated: bool, sent: int) -> dict[str, Any]:
+def _content(body: bytes, mime: str, truncated: bool, sent: int,
+             encoding: str | None = None) -> dict[str, Any]:
+    """HAR ``content``: the body as the page sees it — decoded from its
+    content-encoding (``size`` decoded, ``compression`` the bytes saved), as
+    Chromium's DevTools export it; as received when it cannot be decoded."""
+    note = ""
+    if encoding and encoding.strip().lower() != "identity" and body and not truncated:
+        decoded, note = decode_content(body, encoding)
+        if note.endswith("decoded"):
+            shown = _content(decoded, mime, False, len(decoded))
+            shown["compression"] = len(decoded) - len(body)
+            return shown
     content: dict[str, Any] = {"size": max(len(body), sent if truncated else 0),
                                "mimeType": mime}
+    if note:
+        content["comment"] = f"as received: {note}"
     textual = mime.startswith(_TEXT_TYPES) or mime.endswith(("+json", "+xml"))
     try:
         text = body.decode("utf-8") if textual else None
@@ -127,7 +141,8 @@ def _content(body: bytes, mime: str, truncated: bool, sent: int) -> dict[str, An
     if truncated:
         content["comment"] = (f"only {len(body)} of the body's {sent} bytes were kept when "
                               "recorded (record.max_data_bytes, or imported without the "
-                              "bytes)")
+                              "bytes)" + (f"; {encoding}-encoded, so not decoded"
+                                          if encoding else ""))
     return content
 
 
@@ -188,7 +203,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "cookies": _cookies(ex.response_headers, "set-cookie"),
         "headers": _headers(ex.response_headers),
         "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated,
-                            ex.response_sent),
+                            ex.response_sent, ex.header("content-encoding", response=True)),
         "redirectURL": ex.header("location", response=True) or "",
         "headersSize": ex.head_sizes[1] if h1 else _size(ex.response_headers),
         "bodySize": max(len(ex.response_body), ex.response_sent),

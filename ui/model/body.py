@@ -18,6 +18,7 @@ import shlex
 import zlib
 from dataclasses import dataclass
 
+from proxy.content import decode_content
 from proxy.observe.frames import DataFrame
 from proxy.protobuf import decode_raw
 from proxy.protoset import Protoset
@@ -138,36 +139,6 @@ def header(headers: Headers | None, name: str) -> str | None:
         if n == name:
             return v
     return None
-
-
-def decode_content(raw: bytes, encoding: str | None) -> tuple[bytes, str]:
-    """(decoded bytes, note) for a ``content-encoding``; the note says what happened."""
-    enc = (encoding or "").strip().lower()
-    if not enc or enc == "identity":
-        return raw, ""
-    try:
-        if enc in ("gzip", "x-gzip"):
-            return zlib.decompress(raw, 16 + zlib.MAX_WBITS), "gzip decoded"
-        if enc == "deflate":
-            try:
-                return zlib.decompress(raw), "deflate decoded"
-            except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
-                return zlib.decompress(raw, -zlib.MAX_WBITS), "deflate (raw) decoded"
-        if enc == "br":
-            try:
-                import brotli
-            except ImportError:
-                return raw, "br: install the 'brotli' package to decode"
-            return brotli.decompress(raw), "br decoded"
-        if enc == "zstd":
-            try:
-                import zstandard
-            except ImportError:
-                return raw, "zstd: install the 'zstandard' package to decode"
-            return zstandard.ZstdDecompressor().decompressobj().decompress(raw), "zstd decoded"
-    except Exception as exc:  # a cut or corrupt body is shown raw, with why
-        return raw, f"{enc}: cannot decode ({exc})"
-    return raw, f"unknown content-encoding {enc!r}: shown as received"
 
 
 def grpc_messages(data: bytes) -> list[tuple[bool, bytes]]:

@@ -203,3 +203,20 @@ def test_a_response_that_never_ended_is_marked_incomplete(
     cut.write_bytes(data[:large.offset + 40 + len(large.body)])  # (its first DATA, whole)
     entry = _by_path(_har(cut))["/large.bin"]
     assert entry["comment"].startswith("INCOMPLETE: part of the stream is not in the capture")
+
+
+def test_a_compressed_response_is_exported_decoded_as_devtools_does(tmp_path: Path) -> None:
+    """content-encoding gzip: content.text is the JSON itself (not base64 of the gzip),
+    content.size its decoded length, bodySize what came on the wire."""
+    from tests.unit.ui.traffic import GZIP_JSON, JSON_BODY, record
+
+    path = record(tmp_path / "gz.h2scope")
+    (users,) = [e for e in _har(path)["log"]["entries"]
+                if e["request"]["url"].endswith("/api/users")]
+    content = users["response"]["content"]
+    assert json.loads(content["text"]) == JSON_BODY and "encoding" not in content
+    decoded = json.dumps(JSON_BODY).encode()
+    assert content["size"] == len(decoded)
+    assert content["compression"] == len(decoded) - len(GZIP_JSON)
+    assert users["response"]["bodySize"] == len(GZIP_JSON)
+    jsonschema.Draft7Validator(SCHEMA).validate(_har(path))
