@@ -89,6 +89,8 @@ class Exchange:
     stalls: list[dict[str, Any]] = field(default_factory=list)
     """Flow-control stalls of the stream's window: ``blocked`` (the sender that
     waited), ``started`` (wall clock), ``seconds`` (None: it never resumed)."""
+    reset_at: float | None = None
+    """Wall clock of the first RST_STREAM on it (a cancelled call ends there)."""
     response_ended: bool = False
     """The server's END_STREAM came (the response is whole)."""
     missing: bool = False
@@ -211,6 +213,8 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             elif isinstance(f, RstStreamFrame):
                 ex.resets.append({"by": ev.direction.sender, "error_code": f.error_code,
                                   "error": error_name(f.error_code)})
+                if ex.reset_at is None:
+                    ex.reset_at = wall
             if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
                 promised = ev.block_stream_id if ev.block_stream_id is not None else \
                     getattr(f, "promised_stream_id", None)

@@ -45,9 +45,11 @@ def _timings(ex: Exchange) -> tuple[float, float, float]:
     if t0 is None:  # (a push: it starts with its PUSH_PROMISE, see Exchanges)
         t0 = ex.response_start
     sent = ex.request_end if ex.request_end is not None else t0
-    began = ex.response_start if ex.response_start is not None else sent
+    # (no response: the wait lasts until a reset ended the stream — a cancelled call)
+    began = ex.response_start if ex.response_start is not None else \
+        ex.reset_at if ex.reset_at is not None else sent
     t1 = min(sent, began) if sent is not None and began is not None else sent
-    t3 = max(x for x in (ex.response_end, ex.request_end, t1) if x is not None) \
+    t3 = max(x for x in (ex.response_end, ex.request_end, ex.reset_at, t1) if x is not None) \
         if t1 is not None else None
     return _ms(t0, t1), _ms(t1, began), _ms(began, t3)
 
