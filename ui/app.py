@@ -347,8 +347,11 @@ class H2ScopeApp(Navigation):
             parts.append((self.listen, "bold"))
         total = len(s.table)
         shown = self.timeline.row_count()
-        parts.append((f"{shown:,} of {total:,} frames" if shown != total
-                      else f"{total:,} frames", ""))
+        if self._filtering:  # (the rows shown are the previous filter's until it is done)
+            parts.append((f"filtering {total:,} frames…", "bold cyan"))
+        else:
+            parts.append((f"{shown:,} of {total:,} frames" if shown != total
+                          else f"{total:,} frames", ""))
         if self.filter.text.strip():
             parts.append((f"filter {self.filter.text}" + (" …" if self._filtering else ""),
                           "bold cyan"))
