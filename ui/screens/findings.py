@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Static
 from proxy.observe.findings import Severity
 from proxy.summary import FindingGroup, FindingTally
 from ui.model.session import Session
+from ui.widgets.style import safe_str
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
 
@@ -78,7 +79,7 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
             table.add_column(col, key=col)
         for i, g in enumerate(self.groups):
             table.add_row(Text(g.severity.name.lower(), style=_STYLE[g.severity]), g.code,
-                          g.rfc, str(g.count), g.where, g.message, key=str(i))
+                          g.rfc, str(g.count), g.where, safe_str(g.message), key=str(i))
         table.focus()
 
     def _current(self) -> FindingGroup | None:
@@ -90,8 +91,8 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         group = self._current()
         detail = self.query_one("#findings-detail", Static)
-        detail.update("" if group is None else
-                      f"{group.code} ({group.rfc}), first at {group.where}: {group.message}")
+        detail.update("" if group is None else safe_str(
+            f"{group.code} ({group.rfc}), first at {group.where}: {group.message}"))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         group = self._current()

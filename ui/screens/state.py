@@ -23,6 +23,7 @@ from proxy.observe.enums import Direction
 from ui.model.connections import ConnInfo, FlowSeries, HpackTable, settings_view
 from ui.model.hpack_replay import BlockBytes
 from ui.model.session import Session
+from ui.widgets.style import safe
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -404,8 +405,8 @@ class StateScreen(ModalScreen[None]):
 
     def _title(self) -> Text:
         c = self.conn
-        return Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
-                    f"{c.state})", "bold")
+        return safe(Text(f"connection #{c.conn_id} {c.client} → {c.target} ({c.protocol}, "
+                         f"{c.state})", "bold"))
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="state-title", markup=False)
@@ -434,8 +435,8 @@ class StateScreen(ModalScreen[None]):
 
     def _make(self, tab: str) -> Text:
         self._drawn.add(tab)
-        with self.session.lock:
-            return _TEXTS[tab](self.conn, self.session, self._charts)
+        with self.session.lock:  # (a peer's text: its control characters as symbols)
+            return safe(_TEXTS[tab](self.conn, self.session, self._charts))
 
     def _draw(self, tab: str) -> None:
         if tab not in self._drawn:

@@ -28,6 +28,7 @@ from ui.model.body import (
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.export import replaced_note
 from ui.model.session import Session
+from ui.widgets.style import safe
 
 
 def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
@@ -156,7 +157,7 @@ class StreamScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="stream-view"):
-            yield Static(stream_text(self.session, self.conn, self.stream), id="stream-body",
+            yield Static(safe(stream_text(self.session, self.conn, self.stream)), id="stream-body",
                          markup=False)
         yield Input(placeholder="save to file…", id="save-path", classes="hidden")
         yield Static("", id="stream-note")
@@ -170,7 +171,8 @@ class StreamScreen(ModalScreen[None]):
         self.stream = stream
         self.curl = ""
         self._save_direction = 1
-        self.query_one("#stream-body", Static).update(stream_text(self.session, conn, stream))
+        self.query_one("#stream-body", Static).update(safe(stream_text(self.session, conn,
+                                                                           stream)))
         self.query_one("#stream-note", Static).update("")
         self.query_one("#save-path", Input).add_class("hidden")
         self.query_one("#stream-view", VerticalScroll).scroll_home(animate=False)

@@ -16,6 +16,7 @@ from proxy.observe.events import FrameObserved
 from ui.model import detail
 from ui.model.connections import ConnInfo
 from ui.model.session import Session
+from ui.widgets.style import safe_str
 from ui.widgets.textview import TextView
 
 ALL = "all"
@@ -34,11 +35,11 @@ def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
     findings = Text(str(c.findings), style="bold red") if c.findings else Text("0")
     state: str | Text = Text(c.state, style="bold red") if c.errors else c.state
     note = c.note
-    return (f"#{c.conn_id}", c.client, c.target, str(c.meta.get("mode", "-")), c.protocol,
-            c.tls("client"), c.tls("server"), state,
+    return (f"#{c.conn_id}", c.client, safe_str(c.target), str(c.meta.get("mode", "-")),
+            c.protocol, safe_str(c.tls("client")), safe_str(c.tls("server")), state,
             f"{_n(c.frames[0])}/{_n(c.frames[1])}", f"{_n(c.bytes[0])}/{_n(c.bytes[1])}",
             f"{c.open_streams}/{total}", findings,
-            note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…")
+            safe_str(note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…"))
 
 
 NOTE_WIDTH = 90
@@ -207,8 +208,8 @@ class StatusBar(Widget):
         """The bar's parts, then ``message`` (the last thing said) after them."""
         if parts == self._parts and message == self._message:
             return  # the bar is refreshed every tick: repaint only on change
-        self._parts = parts
-        self._message = message
+        self._parts = parts = [(safe_str(p), sty) for p, sty in parts]
+        self._message = message = safe_str(message)
         text = Text(no_wrap=True, overflow="ellipsis")
         for i, (part, sty) in enumerate(parts):
             if i:

@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ui.widgets.style import SELECTED
+from ui.widgets.style import SELECTED, safe
 
 
 class RowList(ScrollView, can_focus=True):
@@ -130,7 +130,7 @@ class RowList(ScrollView, can_focus=True):
         key = (self.row_key(index), selected, scroll_x, width, self.has_focus)
         strip = self._cache.get(key)
         if strip is None:
-            text = self.render_row(index)
+            text = safe(self.render_row(index))
             text.no_wrap = True
             text.overflow = "ellipsis"
             segments = list(text.render(self.app.console))

@@ -8,7 +8,10 @@ reverse video, which every terminal has.
 
 from __future__ import annotations
 
+import re
+
 from rich.style import Style
+from rich.text import Text
 
 STREAM_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan",
                   "bright_magenta", "bright_green", "bright_blue", "red")
@@ -47,3 +50,34 @@ def stream_style(stream_id: int) -> Style:
         return Style(dim=True)
     return Style(color=STREAM_COLOURS[(stream_id // 2 + stream_id % 2) % len(STREAM_COLOURS)],
                  bold=True)
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
+"""What a terminal must never receive from a peer's text: C0 controls (but tab and
+newline, which the views use), DEL, C1 controls (``\\x9b`` starts a sequence too),
+and the lone surrogates that stand for bytes that are not UTF-8."""
+
+
+def _picture(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return chr(0x2400 + c) if c < 0x20 else "␡" if c == 0x7F else "�"
+
+
+def safe_str(text: str) -> str:
+    """``text`` with each control character shown by its symbol (``\\x1b`` → ``␛``),
+    one for one."""
+    return _CONTROL.sub(_picture, text) if _CONTROL.search(text) else text
+
+
+def safe(text: Text) -> Text:
+    """:func:`safe_str` over a styled text: the styles keep their places (each
+    character is replaced by one). A header value or request line from a peer goes
+    through it before any view draws it, so none writes escape sequences to the
+    user's terminal."""
+    plain = text.plain
+    if not _CONTROL.search(plain):
+        return text
+    out = Text(_CONTROL.sub(_picture, plain), style=text.style, justify=text.justify,
+               overflow=text.overflow, no_wrap=text.no_wrap, end=text.end)
+    out.spans = list(text.spans)
+    return out

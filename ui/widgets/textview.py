@@ -20,6 +20,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ui.widgets.style import safe
+
 MAX_WIDTH = 400
 
 
@@ -44,6 +46,7 @@ class TextView(ScrollView, can_focus=True):
     def update(self, text: Text | str) -> None:
         if isinstance(text, str):
             text = Text(text)
+        text = safe(text)  # (a peer's control characters never reach the terminal)
         self._text = text
         self._source = list(text.split("\n", allow_blank=True)) or [Text("")]
         if self._source and not self._source[-1].plain and len(self._source) > 1:

@@ -84,3 +84,28 @@ def test_the_empty_live_timeline_says_how_to_send_traffic(tmp_path: Path) -> Non
             assert rows.render_line(0).text.startswith("No frames yet.")
             assert rows.render_line(1).text.strip().startswith("curl --cacert")
     asyncio.run(run())
+
+
+def test_a_peers_control_characters_never_reach_the_terminal() -> None:
+    """A header value with an escape sequence (a window title, a screen clear), a C1
+    control and bytes that are not UTF-8: each is drawn as a symbol, one for one, so
+    the styles around it stay in place."""
+    from ui.widgets.style import safe, safe_str
+
+    hostile = "x-a: \x1b]0;title\x07\x1b[2J\x9b31m\udcff ok"
+    text = Text("name ", "bold") + Text(hostile, "red")
+    shown = safe(text)
+    # (rich itself drops a few controls — BEL, BS, CR —, not ESC nor C1)
+    assert shown.plain == "name x-a: ␛]0;title␛[2J�31m� ok"
+    assert len(shown.plain) == len(text.plain) and shown.spans == text.spans
+    assert safe_str("tab\tand\nnewline") == "tab\tand\nnewline"
+
+    async def run() -> None:
+        app = _Views()
+        async with app.run_test(size=(80, 24)) as pilot:
+            view = app.query_one("#wrapped", TextView)
+            view.update(text)
+            await pilot.pause()
+            drawn = "".join(seg.text for seg in view.render_line(0))
+            assert "\x1b" not in drawn and "\x9b" not in drawn and "␛]0;title" in drawn
+    asyncio.run(run())
