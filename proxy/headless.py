@@ -97,6 +97,9 @@ class HeadlessPrinter:
         """With a protoset: gRPC streams, whose messages print under their DATA (off
         otherwise: nothing on the printer's path to pay for)."""
         self.start: float | None = None
+        self._relayed: set[int] = set()
+        """JSON Lines: connections whose RelayStarted was written (once, as the
+        recording's metadata keeps it)."""
         self.lines = 0
         self.broken = False
 
@@ -214,6 +217,12 @@ class HeadlessPrinter:
                     self._problem(conn_id, ev.t, connection_line(ev))
                 if keep is not None and type(ev) is not ProxyErrorRaised:
                     continue  # (as the export: a filter keeps frames, and problems)
+                if type(ev) is RelayStarted:
+                    if conn_id in self._relayed:
+                        continue  # (an upgrade says itself: H2cUpgraded, the 101 message)
+                    self._relayed.add(conn_id)
+                elif type(ev) is ConnectionClosed:
+                    self._relayed.discard(conn_id)
                 obj = jsonl_connection(conn_id, ev)
                 if obj is not None:
                     lines.append(json_line(obj))

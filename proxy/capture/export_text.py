@@ -114,7 +114,15 @@ def _record_text(item: Replayed, rel: float) -> str | None:
         return "\n".join(lines)
     if rec.type == RecordType.CLOSE:
         info = rec.json()
-        errors = [f"{head} ! {e.get('stage')}: {e.get('message')}"
+        def when(e: dict[str, Any]) -> str:
+            """The line prefix at the error's own time (captures before it was kept:
+            the close's)."""
+            wall = e.get("at")
+            if not isinstance(wall, (int, float)) or wall > rec.wall:
+                return head
+            return prefix(rec.conn_id, max(0.0, rel - (rec.wall - wall)), "*")
+
+        errors = [f"{when(e)} ! {e.get('stage')}: {e.get('message')}"
                   + (f" — hint: {e['hint']}" if e.get("hint") else "")
                   for e in info.get("errors") or () if isinstance(e, dict)]
         closed = closed_text(info.get("closed_by"), info.get("reason"), info.get("error"),
@@ -424,7 +432,7 @@ def record_objects(rec: Record) -> list[dict[str, Any]]:
         return [{**head, **_h2c_object(meta.get("http2_settings"),
                                        meta.get("request_headers") or ())}]
     if rec.type == RecordType.CLOSE:
-        errors = [{**head, "event": "ProxyErrorRaised", "stage": e.get("stage"),
+        errors = [{**at(e.get("at")), "event": "ProxyErrorRaised", "stage": e.get("stage"),
                    "message": e.get("message"), "hint": e.get("hint")}
                   for e in meta.get("errors") or () if isinstance(e, dict)]
         return [*errors, {**head, "event": "ConnectionClosed", "closed_by": meta.get("closed_by"),

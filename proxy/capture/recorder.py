@@ -247,7 +247,8 @@ class CaptureRecorder:
                     meta.setdefault("server", {})["ip"] = ev.server_ip
                 self._ensure_written(batch.conn_id, conn, ev.t)
             case ProxyErrorRaised():
-                conn.errors.append({"stage": ev.stage, "message": ev.message, "hint": ev.hint})
+                conn.errors.append({"stage": ev.stage, "message": ev.message, "hint": ev.hint,
+                                    "at": ev.t})
                 if ev.client_hello is not None:  # a failed handshake: who it was
                     meta.setdefault("client_tls", {})["client_hello"] = ev.client_hello.as_json()
             case Http1MessageObserved():

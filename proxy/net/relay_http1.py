@@ -99,6 +99,8 @@ class Http1Relay:
         published at its end, must come before the interim responses' (a 100 Continue
         answers it)."""
         self._interim: list[Http1MessageObserved] = []
+        self._relay_said = not forward_proxy
+        """A RelayStarted was published (forward proxying: at the first connection made)."""
         conn.byte_counts = lambda: (self.client.bytes_in,
                                     self.server.bytes_in if self.server else 0)
 
@@ -509,6 +511,11 @@ class Http1Relay:
                 else:
                     self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
                 self.conn.streams.append(self.server)
+                if not self._relay_said:  # (what the recording's metadata keeps: the first)
+                    self._relay_said = True
+                    await self.conn.emit(RelayStarted(
+                        conn_id=self.conn.id, t=time.time(), protocol="http/1.1", target=where,
+                        server_ip=self.conn.server_ip()))
             except (OSError, TimeoutError) as exc:
                 reason = connect_failure(exc)
                 await self.conn.error("connect", f"cannot connect to {where}: {reason}")

@@ -117,3 +117,54 @@ def test_live_jsonl_of_an_intercepted_connection_equals_its_export(
     assert closed["bytes_s2c"] > 0 and closed["closed_by"] in {"client", "server"}
     assert main(["export", str(tmp_path / "rec.h2scope"), "--format", "jsonl"]) == 0
     assert capsys.readouterr().out == live.read_text()
+
+
+def test_live_jsonl_of_http11_and_a_websocket_upgrade_equals_its_export(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain HTTP/1.1 through the explicit proxy, then a WebSocket upgrade on another
+    connection: the live objects (relay, messages, the WebSocket's messages) are the
+    export's, line for line."""
+    import socket
+
+    from tests.helpers.h1servers import (
+        http_server,
+        recv_exactly,
+        recv_until,
+        websocket_echo_server,
+        ws_frame,
+    )
+
+    live = tmp_path / "live.jsonl"
+    with http_server() as hport, websocket_echo_server() as wport, \
+            ProxyProcess(confdir=tmp_path / "conf", mode="regular",
+                         extra=["--format", "jsonl", "--record", "rec.h2scope"],
+                         cwd=tmp_path, stdout=live).start() as proxy:
+        got = procs.run([procs.require("curl"), "-sS", "-x", f"http://127.0.0.1:{proxy.port}",
+                         f"http://127.0.0.1:{hport}/a"])
+        assert got.returncode == 0, got.stderr
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(f"GET http://127.0.0.1:{wport}/ws HTTP/1.1\r\nHost: x\r\n"
+                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            recv_until(sock, b"\r\n\r\n")
+            sock.sendall(ws_frame(b"hi"))
+            recv_exactly(sock, len(ws_frame(b"hi")))
+        deadline = time.monotonic() + 10
+        while live.read_text().count('"ConnectionClosed"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.stop() == 0, list(proxy.stderr_lines)
+    objs = [json.loads(line) for line in live.read_text().splitlines()]
+    events = [(o["conn"], o["event"], o.get("protocol")) for o in objs]
+    assert (1, "RelayStarted", "http/1.1") in events and (2, "RelayStarted", "http/1.1") in events
+    assert [e for e in events if e[1] == "RelayStarted"] == [
+        (1, "RelayStarted", "http/1.1"), (2, "RelayStarted", "http/1.1")]  # (once each)
+    assert [(o["direction"], o["text"]) for o in objs if o.get("event") == "WebSocketMessage"] \
+        == [("c2s", "hi"), ("s2c", "hi")]
+    assert main(["export", str(tmp_path / "rec.h2scope"), "--format", "jsonl"]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for o in objs:  # (what only the live relay knows, documented as live only)
+        if o.get("event") == "Http1MessageObserved":
+            for key in ("head_size", "body_size", "duration"):
+                del o[key]
+    assert exported == objs
