@@ -76,6 +76,18 @@ def _unparsed_hint(data: bytes) -> str | None:
     return None
 
 
+async def _line(src: Stream, limit: int, what: str) -> bytes:
+    """One line of chunked framing, which must end with CRLF (a bare LF would leave
+    the relay waiting for a CRLF that never comes)."""
+    try:
+        line = await src.read_until(b"\n", limit=limit)
+    except HeadTooLarge:
+        raise http1.Http1Error(f"a {what} longer than {limit} bytes") from None
+    if not line.endswith(b"\r\n"):
+        raise http1.Http1Error(f"a {what} that ends with a bare LF, not CRLF (RFC 9112 §7.1)")
+    return line
+
+
 class Http1Relay:
     """Relays one client connection's HTTP/1.x messages; see the module docstring."""
 
@@ -374,19 +386,24 @@ class Http1Relay:
                 await self._publish(Direction.S2C, b"", tuple(interim))
 
     async def _forward_chunked(self, src: Stream, dst: Stream, direction: Direction) -> int:
+        """A chunked body (RFC 9112 §7.1), checked as it goes: a framing error is
+        found before its bytes are passed on, so the peer never gets a body the
+        sender framed wrong (a request smuggling vector)."""
         size = self._chunked_sent[direction] = 0
         while True:
-            line = await src.read_until(b"\r\n", limit=4096)
+            line = await _line(src, 4096, "chunk size line")
             chunk = http1.parse_chunk_size(line)
             size = self._chunked_sent[direction] = size + await self._send(dst, line, direction)
             if chunk == 0:
                 # RFC 9112 §7.1.2: trailer fields, then the final CRLF.
                 while True:
-                    trailer = await src.read_until(b"\r\n", limit=16384)
+                    trailer = await _line(src, 16384, "trailer field")
+                    if b"\x00" in trailer:  # (as in a header, RFC 9110 §5.5)
+                        raise http1.Http1Error("NUL in a trailer field")
                     size += await self._send(dst, trailer, direction)
                     if trailer == b"\r\n":
                         return size
-            left = chunk + 2
+            left = chunk
             while left:
                 data = await src.read_at_most(min(left, 65536))
                 if not data:
@@ -394,6 +411,10 @@ class Http1Relay:
                 left -= len(data)
                 size = self._chunked_sent[direction] = size + await self._send(dst, data,
                                                                            direction)
+            end = await src.read_exactly(2)
+            if end != b"\r\n":
+                raise http1.Http1Error(f"chunk data not followed by CRLF (got {end!r})")
+            size = self._chunked_sent[direction] = size + await self._send(dst, end, direction)
 
     async def _send(self, dst: Stream, data: bytes, direction: Direction) -> int:
         dst.write(data)

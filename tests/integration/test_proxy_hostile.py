@@ -3,6 +3,7 @@ what happened, and the proxy keeps serving a concurrent good request."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -290,3 +291,40 @@ def test_an_h2c_client_whose_upstream_is_down_gets_an_http2_502(
     got = procs.run([procs.require("nghttp"), "-v",
                      f"http://127.0.0.1:{proxy.port('reverse')}/y"])
     assert b":status: 502" in got.stdout and b"GOAWAY" in got.stdout
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"5\r\nhelloXX0\r\n\r\n", "chunk data not followed by CRLF"),
+    (b"5\nhello\n0\n\n", "bare LF"),
+    (b"0\r\nX-T: a\x00b\r\n\r\n", "NUL in a trailer field"),
+])
+def test_a_chunked_request_body_framed_wrong_is_refused_before_it_is_passed_on(
+        proxy: ProxyThread, body: bytes, why: str) -> None:
+    """Framing the server might read otherwise than h2scope (a smuggling vector) gets
+    the client a 400; what the server receives stops before the bad part."""
+    received = bytearray()
+    done = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(20)
+            with contextlib.suppress(OSError):
+                while data := conn.recv(65536):
+                    received.extend(data)
+        done.set()
+
+    threading.Thread(target=server, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        with connect(proxy) as sock:
+            sock.sendall(f"POST http://127.0.0.1:{port}/up HTTP/1.1\r\nHost: x\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n".encode() + body)
+            reply = read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 400 Bad Request"), reply
+        assert why in errors(proxy, "http1")[0].message
+        assert done.wait(10), "the server's connection was left open"
+        assert b"hello" + b"XX" not in received and b"a\x00b" not in received
+    finally:
+        listener.close()
