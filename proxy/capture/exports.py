@@ -8,8 +8,10 @@ what goes out, where the format allows it (:data:`SELECTS`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 from certs.files import create_private
@@ -84,3 +86,35 @@ def filter_context(path: str | os.PathLike[str], keep: Filter | None,
     if keep is None or not keep.needs_stream_headers:
         return None
     return all_stream_headers(replay_observer(path))
+
+
+class ReplacedFile:
+    """An output file (``export -o``, ``replay --record``) written to a private
+    temporary file beside it and renamed over it only when the command succeeds:
+    one that fails leaves the file as it was (a file of the user's is never lost
+    to an error). It must not be the capture read (UsageError)."""
+
+    def __init__(self, target: Path, source: Path, what: str = "-o",
+                 doing: str = "exported") -> None:
+        from proxy.cli import UsageError
+
+        with contextlib.suppress(OSError):
+            if target.exists() and os.path.samefile(target, source):
+                raise UsageError(f"{what} {target} is the capture being {doing}: writing "
+                                 "there would destroy it; give another file")
+        self.target = target
+        self.direct = target.exists() and not target.is_file()
+        """A device or pipe (``/dev/null``, a FIFO): written as it is."""
+        self.temp = target if self.direct else target.with_name(
+            f".{target.name}.{os.getpid()}.part")
+        self.committed = False
+
+    def commit(self) -> None:
+        if not self.direct:
+            os.replace(self.temp, self.target)
+        self.committed = True
+
+    def discard(self) -> None:
+        if not self.committed and not self.direct:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)

@@ -20,6 +20,7 @@ from proxy.capture.exports import (
     BINARY_FORMATS,
     FILTERED_FORMATS,
     FORMATS,
+    ReplacedFile,
     filter_context,
     open_private,
     write_export,
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         size = 0
     progress = Progress()
-    written = None if to_stdout else _Output(Path(args.output), args.file)
+    written = None if to_stdout else ReplacedFile(Path(args.output), args.file)
     with reader, contextlib.ExitStack() as stack:
         out: IO[Any]
         if written is None:
@@ -226,7 +227,7 @@ def _capture(args: argparse.Namespace) -> int:
         raise UsageError("--redact-header needs --redact")
     redact = SENSITIVE | {n.strip().lower() for n in args.redact_header if n.strip()} \
         if args.redact else None
-    written = _Output(Path(args.output), args.file)
+    written = ReplacedFile(Path(args.output), args.file)
     try:
         result = extract(args.file, written.temp, conn=args.conn, redact=redact)
         if args.conn is not None and args.conn not in result.connections \
@@ -247,34 +248,6 @@ def _capture(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Output:
-    """``-o OUT``, written to a private temporary file beside it and renamed over it
-    only when the export succeeds: a failed export leaves OUT as it was (a file of
-    the user's is never lost to a usage error). OUT must not be the capture read."""
-
-    def __init__(self, target: Path, source: Path) -> None:
-        from proxy.cli import UsageError
-
-        with contextlib.suppress(OSError):
-            if target.exists() and os.path.samefile(target, source):
-                raise UsageError(f"-o {target} is the capture being exported: writing there "
-                                 "would destroy it; give another file")
-        self.target = target
-        self.direct = target.exists() and not target.is_file()
-        """A device or pipe (``/dev/null``, a FIFO): written as it is."""
-        self.temp = target if self.direct else target.with_name(
-            f".{target.name}.{os.getpid()}.part")
-        self.committed = False
-
-    def commit(self) -> None:
-        if not self.direct:
-            os.replace(self.temp, self.target)
-        self.committed = True
-
-    def discard(self) -> None:
-        if not self.committed and not self.direct:
-            with contextlib.suppress(OSError):
-                os.unlink(self.temp)
 
 
 def _filter(text: str | None, fmt: str) -> Filter | None:

@@ -9,7 +9,7 @@ the replay could not run, 2 for usage errors. See docs/replay.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -108,11 +108,12 @@ def run(args: argparse.Namespace) -> int:
                          "HPACK bytes unchanged)")
     if not args.file.exists():
         raise UsageError(f"no such file: {args.file}")
-    with contextlib.suppress(OSError):
-        if args.record is not None and args.record.exists() and \
-                os.path.samefile(args.record, args.file):
-            raise UsageError(f"--record {args.record} is the capture being replayed: recording "
-                             "there would destroy it; give another file")
+    from proxy.capture.exports import ReplacedFile
+
+    # (written beside it, renamed when the replay ran: one that could not run leaves
+    # a file that was there as it was)
+    recording = None if args.record is None else \
+        ReplacedFile(args.record, args.file, "--record", "replayed")
     if args.client_certs is not None:
         from proxy.net.client_certs import client_cert_problem
 
@@ -147,20 +148,30 @@ def run(args: argparse.Namespace) -> int:
 
         on_batch = HeadlessPrinter(sys.stdout).handle
     try:
-        report = run_replay(source, target, options, record=args.record, on_batch=on_batch,
-                            on_connection=progress.connection)
+        report = run_replay(source, target, options,
+                            record=None if recording is None else recording.temp,
+                            on_batch=on_batch, on_connection=progress.connection)
+        ran = not (report.failed and not any(c.replayed for c in report.connections))
+        if recording is not None and ran:
+            recording.commit()
+            report = dataclasses.replace(report, record=args.record)
+        elif recording is not None:
+            report = dataclasses.replace(report, record=None)
     except ReplayError as exc:
         progress.done()
         print(f"h2scope replay: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
-        if args.record is None or exc.filename != str(args.record):
+        if recording is None or exc.filename not in (str(recording.temp), str(args.record)):
             raise
         progress.done()
         raise UsageError(f"--record: cannot write {args.record}: {exc.strerror}") from None
+    finally:
+        if recording is not None:
+            recording.discard()
     progress.done()
     _print_report(report, target.url, args.mode)
-    if report.failed and not any(c.replayed for c in report.connections):
+    if not ran:
         return EXIT_FAILURE
     return EXIT_DIFFERS if report.differs or report.refused else 0
 

@@ -263,6 +263,14 @@ def test_replay_refuses_to_record_over_its_own_capture_and_a_bad_speed(
                          timeout=60)
     assert got.returncode == 2 and "is the capture being replayed" in got.stderr
     assert copy.read_bytes() == capture.read_bytes()
+    # A replay that cannot run leaves a file that was at --record as it was.
+    notes = tmp_path / "notes.h2scope"
+    notes.write_bytes(b"my earlier replay")
+    got = subprocess.run([*base, "--record", str(notes), "--timeout", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 1, got.stderr
+    assert notes.read_bytes() == b"my earlier replay"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h2scope", "notes.h2scope"]
     for speed in ("nan", "inf", "-1"):
         got = subprocess.run([*base, "--speed", speed], capture_output=True, text=True,
                              timeout=60)
