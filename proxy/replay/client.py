@@ -183,6 +183,8 @@ class ReplayConnection:
         self.eof = False
         self.received = 0
         """Bytes the server sent."""
+        self.first_bytes = b""
+        """The start of what the server sent (HTTP/2 opens with its SETTINGS)."""
         self.last_rx = time.monotonic()
         self.observer: ConnectionObserver | None = None
         self.tap: RecordingObserver | None = None
@@ -270,6 +272,8 @@ class ReplayConnection:
                 if not data:
                     break
                 self.last_rx = time.monotonic()
+                if not self.received:
+                    self.first_bytes = data[:60]
                 self.received += len(data)
                 self._observe(S2C, data)
                 if self.h2 is not None:
@@ -579,6 +583,16 @@ class ReplayConnection:
             hint = "; it may want TLS: try https://" if not self.target.tls else ""
             raise ReplayError(f"{self.target.url} closed the connection without an HTTP/2 "
                               f"answer ({self.result.error}){hint}")
+        first = self.first_bytes
+        if first and not (len(first) >= 9 and first[3] == 0x4 and first[5:9] == bytes(4)):
+            # RFC 9113 §3.4: a server's connection preface is a SETTINGS frame.
+            hint = " (an HTTP/1.x server)" if first.startswith(b"HTTP/") else ""
+            raise ReplayError(f"{self.target.url} does not speak HTTP/2{hint}: it answered "
+                              f"{first[:40]!r}, not a SETTINGS frame")
+        if not self.received and self.result.timed_out:
+            raise ReplayError(f"{self.target.url} accepted the connection and sent nothing "
+                              f"for {self.options.idle_timeout:g} s (--timeout): no HTTP/2 "
+                              "answer to compare")
         return self.result
 
     def _finish(self) -> None:

@@ -216,3 +216,33 @@ def test_a_target_that_gives_no_http2_answer_is_a_failed_replay_not_a_difference
     assert "closed the connection without an HTTP/2 answer" in err
     assert "it may want TLS: try https://" in err
     assert "DIFFERS" not in out
+
+
+def test_a_target_that_is_not_http2_or_says_nothing_is_a_replay_that_could_not_run(
+        capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTTP/1.1 server answers the preface with a 400 page; another accepts and
+    says nothing: neither is a server whose answers differ (exit 3, and a finding
+    about h2scope's own SETTINGS ACK), but a replay that could not run (exit 1)."""
+    import socket
+    import threading
+
+    from tests.helpers.h1servers import http_server
+
+    with http_server() as port:
+        code, out, err = replay(capsys, str(capture), "--target", f"http://127.0.0.1:{port}")
+    assert code == 1, (out, err)
+    assert "does not speak HTTP/2" in err and "not a SETTINGS frame" in err
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    try:
+        capsys.readouterr()
+        code = main(["replay", str(capture), "--target",
+                     f"http://127.0.0.1:{listener.getsockname()[1]}", "--speed", "0",
+                     "--timeout", "1"])
+        err = capsys.readouterr().err
+    finally:
+        for s in held:
+            s.close()
+        listener.close()
+    assert code == 1 and "accepted the connection and sent nothing for 1 s" in err, err

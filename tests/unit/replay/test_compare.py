@@ -161,3 +161,14 @@ def test_a_stream_the_client_cancelled_is_not_compared_by_how_much_arrived(
     assert not finished.cancelled
     (diff,) = compare([finished], [less])
     assert diff.differences[0].startswith("body: 262140 bytes")
+
+
+def test_an_excerpt_without_its_response_is_not_a_difference_in_header_names(
+        streams: list[StreamOutcome]) -> None:
+    """A capture cut before the response came: status, names and body are unknown,
+    not different (replay and diff said 'response header names: new …')."""
+    page = by_path(streams, "/index.html")
+    cut = dataclasses.replace(page, status=None, header_names=(), body_length=0,
+                              body_sha256=None, incomplete=True)
+    assert compare([cut], [page])[0].matches
+    assert not compare([dataclasses.replace(cut, incomplete=False)], [page])[0].matches
