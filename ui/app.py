@@ -249,9 +249,9 @@ class H2ScopeApp(Navigation):
         """Take what arrived since the last tick and refresh the views once."""
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
-        if self.timeline.empty_lines and len(self.session.table):
-            self.timeline.empty_lines = []  # (frames came: a filter that hides them all
-            #  must not read as "no frames yet")
+        if self.timeline.empty_lines and (len(self.session.table) or self.session.conns):
+            self.timeline.empty_lines = []  # (traffic came — frames, or HTTP/1.x and failed
+            #  connections, which have none: "no frames yet" would mislead)
         self.collector.tick()
         if self._quit_prompt and time.monotonic() - self._quit_asked > QUIT_AGAIN:
             if self.message == self._quit_prompt:

@@ -10,6 +10,7 @@ bytes) — the verbatim replay of a script is this, frame for frame.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ def parse_script(doc: Any) -> Script:
         if not isinstance(stream, int) or not 0 <= stream < 2**31:
             raise ScriptError(f"frames[{i}].stream: {stream!r} is not a stream id")
         delay = entry.get("delay", 0.0)
-        if not isinstance(delay, (int, float)) or delay < 0:
+        if not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
             raise ScriptError(f"frames[{i}].delay: {delay!r} is not a number of seconds >= 0")
         for name in entry.get("flags", ()):
             if kind in _TYPES and (_TYPES[kind], name) not in _FLAGS \
@@ -177,7 +178,10 @@ def _frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
 
 def _priority(p: dict[str, Any]) -> bytes:
     dep = int(p.get("depends_on", 0)) | (0x8000_0000 if p.get("exclusive") else 0)
-    return struct.pack(">LB", dep, max(1, min(256, int(p.get("weight", 16)))) - 1)
+    weight = int(p.get("weight", 16))
+    if not 1 <= weight <= 256:  # (RFC 7540 §5.3.2: one byte on the wire, plus one)
+        raise ScriptError(f"priority weight {weight} is not 1 to 256")
+    return struct.pack(">LB", dep, weight - 1)
 
 
 def encode_entry(entry: dict[str, Any], encoder: hpack.Encoder,

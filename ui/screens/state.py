@@ -110,16 +110,21 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
     for d in Direction:
         tbl = conn.hpack[d]
         tbl.rebuild(block_bytes)
+        broken = tbl.broken(tbl.broken_row, block_bytes) if tbl.broken_row is not None else None
+        count, size, inserts, evictions = len(tbl.entries), tbl.size, tbl.inserts, tbl.evictions
+        if broken is not None and broken.error.partial_block is not None:
+            b = broken.error.partial_block  # (the table as the error left it, as below)
+            count, size = b.table_entries, b.table_size
+            inserts, evictions = inserts + b.inserted, evictions + b.evicted
         out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
-                   f"table): {len(tbl.entries)} entries, {tbl.size}/{tbl.max_size} bytes, "
-                   f"{tbl.inserts} inserted, {tbl.evictions} evicted\n", "bold")
+                   f"table): {count} entries, {size}/{tbl.max_size} bytes, "
+                   f"{inserts} inserted, {evictions} evicted\n", "bold")
         if tbl.wire_bytes:
             out.append(f"  compression: {tbl.wire_bytes:,} bytes on the wire for "
                        f"{tbl.field_bytes:,} bytes of names and values "
                        f"({tbl.field_bytes / tbl.wire_bytes:.1f}:1) in {len(tbl.block_rows):,} "
                        "blocks\n")
         entries = list(tbl.entries)
-        broken = tbl.broken(tbl.broken_row, block_bytes) if tbl.broken_row is not None else None
         if tbl.broken_row is not None:
             out.append(f"  ✕ HPACK broke: the block ending at frame {tbl.broken_row + 1} (g "
                        f"{tbl.broken_row + 1}, its HPACK tab) did not decode, and later blocks "
@@ -127,9 +132,10 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
             if broken is not None:
                 e = broken.error
                 entries = list(broken.entries)
-                b = e.partial_block
-                done = f"; its first {len(b.fields)} representations (+{b.inserted} inserted, " \
-                    f"-{b.evicted} evicted) did" if b is not None and len(b.fields) else ""
+                part = e.partial_block
+                done = f"; its first {len(part.fields)} representations (+{part.inserted} " \
+                    f"inserted, -{part.evicted} evicted) did" \
+                    if part is not None and len(part.fields) else ""
                 out.append(f" (at byte {e.offset}: {e.reason}, {e.rfc}){done}. The table "
                            "below is as the error left it", "red")
             out.append(".\n", "red")

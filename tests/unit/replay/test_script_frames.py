@@ -99,6 +99,8 @@ def test_truncated_data_is_padded_with_zeros_to_its_recorded_length() -> None:
      "frames[0].flags: DATA has no flag 'END_HEADERS'"),
     ({"frames": [{"type": "HEADERS", "stream": 1}]}, "frames[0]: a HEADERS entry needs"),
     ({"frames": [{"type": "PING", "delay": "soon"}]}, "frames[0].delay"),
+    ({"frames": [{"type": "PING", "delay": float("inf")}]}, "frames[0].delay"),
+    ({"frames": [{"type": "PING", "delay": float("nan")}]}, "frames[0].delay"),
     ({"h2scope_script": 9, "frames": []}, "version 9"),
     ([1, 2], "a mapping with a 'frames' list"),
 ])
@@ -114,6 +116,8 @@ def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: st
      "frames[1] (WINDOW_UPDATE): a number does not fit its field"),
     ({"type": "WINDOW_UPDATE", "stream": 1}, "frames[1] (WINDOW_UPDATE): needs 'increment'"),
     ({"type": "GOAWAY", "last_stream_id": "x"}, "frames[1] (GOAWAY): invalid literal"),
+    ({"type": "PRIORITY", "stream": 1, "priority": {"weight": 300}},
+     "frames[1] (PRIORITY): priority weight 300 is not 1 to 256"),
 ])
 def test_an_entry_that_cannot_be_encoded_is_named_not_a_traceback(
         entry: dict[str, object], message: str) -> None:

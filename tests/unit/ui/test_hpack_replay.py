@@ -164,6 +164,10 @@ def test_the_block_that_broke_shows_what_decoded_and_where_it_broke(tmp_path: Pa
             "HPACK tab) did not decode" in tables
         assert "(at byte 57: index 64 out of range" in tables
         assert "    62  x-c: " + "c" * 40 in tables and "    63  " not in tables
+        # and the summary above it counts that table (1 entry, 75 bytes), not the
+        # one before the block
+        assert "→ client's header blocks (the server's decoder table): 1 entries, 75/100 " \
+            "bytes, 4 inserted, 3 evicted" in tables
         # The good block before it is shown as ever.
         assert "x-a: " + "a" * 40 in detail.hpack(s, rows[1], events[rows[1]]).plain
     finally:
