@@ -155,6 +155,8 @@ def gzip_problem(f: object) -> str | None:
 
 def gzip_bad_record(f: object, problem: str) -> BadRecord:
     end = f.produced if isinstance(f, Gunzip) else 0
+    if "checksum" in problem:  # (all of it decompressed: nothing after it to lose)
+        return BadRecord(offset=end, reason=problem)
     return BadRecord(offset=end, torn=True, reason=f"{problem}: the records before byte "
                      f"{end} of the decompressed capture are kept, the rest is lost")
 
@@ -213,6 +215,10 @@ class Gunzip:
                 self.problem = f"the gzip data is damaged ({exc})"
                 self._d = before
                 self._salvage(raw)
+                if "check" in str(exc):  # (zlib: "incorrect data check", "… length check")
+                    self.problem = (f"the gzip file's checksum does not match its data "
+                                    f"({exc}): the data decompressed whole, but a byte of it "
+                                    "may be wrong (the records' own checksums say which)")
                 return
             if not self._d.eof:
                 return
@@ -224,9 +230,16 @@ class Gunzip:
         """Decompress ``raw`` a little at a time up to the damage: what comes before
         it is good (a checksum error only shows at the end of a member)."""
         for i in range(0, len(raw), 256):
+            before = self._d.copy()
             try:
                 self._buf += self._d.decompress(raw[i:i + 256])
-            except zlib.error:
+            except zlib.error:  # (then byte by byte: a bad checksum in the trailer
+                self._d = before  # leaves every byte of the data good)
+                for j in range(i, min(i + 256, len(raw))):
+                    try:
+                        self._buf += self._d.decompress(raw[j:j + 1])
+                    except zlib.error:
+                        return
                 return
 
     def tell(self) -> int:
