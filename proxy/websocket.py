@@ -76,6 +76,8 @@ class WsMessage:
                 body += f" {reason!r}"
         else:
             body = f"{len(self.payload)} bytes"
+            if not self.compressed and self.wire_size > len(self.payload):
+                body = f"{self.wire_size:,} bytes ({len(self.payload):,} kept)"
             if self.payload and self.opcode in (2, 9, 10):
                 body += " " + self.payload[:24].hex(" ") + (" …" if len(self.payload) > 24 else "")
         extra = []
@@ -223,6 +225,8 @@ class WsReader:
             if not fin or length > 125:
                 problems.append("a control frame must be one frame of at most 125 bytes "
                                 "(RFC 6455 §5.5)")
+            if opcode == 8:
+                problems.extend(_close_problems(payload))
             return WsMessage(self.direction, t, opcode, payload, length, 1, False,
                              tuple(problems))
         self._problems.extend(problems)
@@ -273,6 +277,24 @@ class WsReader:
             self._problems.append(f"does not inflate ({exc}; RFC 7692 §7.2.2)")
             self._inflater = None
             return data
+
+
+def _close_problems(payload: bytes) -> list[str]:
+    """What RFC 6455 says is wrong with a close frame's body (§5.5.1, §7.4)."""
+    if len(payload) == 1:
+        return ["a close frame's body is a 2-byte status code and a reason, not 1 byte "
+                "(RFC 6455 §5.5.1)"]
+    if len(payload) < 2:
+        return []
+    code = int.from_bytes(payload[:2], "big")
+    out = []
+    if code < 1000 or code in (1004, 1005, 1006, 1015) or 1016 <= code < 3000 or code > 4999:
+        out.append(f"close status {code} must not be sent in a close frame (RFC 6455 §7.4)")
+    try:
+        payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        out.append("a close reason that is not UTF-8 (RFC 6455 §5.5.1)")
+    return out
 
 
 def _unmask(payload: bytes, key: bytes) -> bytes:

@@ -144,7 +144,22 @@ def test_a_frame_larger_than_what_is_kept_is_counted_without_buffering_it() -> N
     assert [(m.kind, m.payload, m.wire_size) for m in got] == [
         ("binary", b"", MAX_MESSAGE + 1000), ("text", b"still in step", 13)]
     assert "its payload is counted, not shown" in got[0].problems[0]
+    assert got[0].summary() == f"binary {MAX_MESSAGE + 1000:,} bytes (0 kept)"  # (not "0 bytes")
     assert reader.end() == 0
+
+
+def test_a_close_frame_rfc_6455_forbids_is_named() -> None:
+    def close(body: bytes) -> bytes:
+        return bytes([0x88, len(body)]) + body
+
+    got, _ = messages([(1, 0.0, close(b"\x03") + close(b"\x03\xed")
+                        + close(b"\x03\xe8\xff") + close(b"\x03\xe8bye"))])
+    assert [m.problems for m in got] == [
+        ("a close frame's body is a 2-byte status code and a reason, not 1 byte "
+         "(RFC 6455 §5.5.1)",),
+        ("close status 1005 must not be sent in a close frame (RFC 6455 §7.4)",),
+        ("a close reason that is not UTF-8 (RFC 6455 §5.5.1)",),
+        ()]
 
 
 def test_the_log_tracker_holds_little_per_stream() -> None:
@@ -179,6 +194,6 @@ def test_the_log_tracker_holds_little_per_stream() -> None:
         lines += tracker.lines(1, event(Direction.S2C, frame(0, 0, wire[i:i + 16384])), "")
         reader = tracker.streams[(1, 1)][1]
         assert len(reader._buf) <= 16384 + 14
-    assert lines[0] == "websocket ← binary 0 bytes"
+    assert lines[0] == "websocket ← binary 1,048,576 bytes (0 kept)"
     assert "at most 65,536 are kept" in lines[1]
     assert lines[2] == "websocket ← text 'after'"
