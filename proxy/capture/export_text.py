@@ -475,9 +475,11 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
                     out.write(json_line(websocket_object(rec.conn_id, d, rec.wall, msg)) + "\n")
         else:
             upgrades.record(rec)
+        # (with --stream, none; but stream 1's request from an h2c upgrade)
         objs = [json_line(obj) + "\n" for obj in record_objects(rec)
                 if kept is None or obj["event"] in CONNECTION_PROBLEMS] \
-            if rec.type != RecordType.FRAME and stream is None else ()
+            if rec.type != RecordType.FRAME and (stream is None or (
+                stream == 1 and rec.type == RecordType.H2C_UPGRADE)) else ()
         # (a CLOSE record's objects come after what the close raised, as live)
         closing = rec.type == RecordType.CLOSE
         if objs and not closing:

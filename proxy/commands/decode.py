@@ -171,11 +171,24 @@ _TABLE_SIZE_LINE = re.compile(r"\s*table-size\s+(\d+)\s*$")
 
 
 def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> int:
+    if not 0 <= args.table_size < 1 << 32:
+        _err(f"--table-size {args.table_size} is not a 32-bit SETTINGS value (0 to "
+             f"{(1 << 32) - 1})")
+        return 2
     decoder = AnnotatedDecoder(args.table_size)
     # A line `table-size N` between blocks: the decoder's SETTINGS_HEADER_TABLE_SIZE
     # became N (sent and acknowledged), as a connection's can mid-way (RFC 7541 §4.2).
     sizes = {n: int(m.group(1)) for n, text in enumerate(lines, 1)
              if (m := _TABLE_SIZE_LINE.match(text))}
+    for n, size in sizes.items():
+        if size >= 1 << 32:  # (SETTINGS values are 32-bit, RFC 9113 §6.5.1)
+            _err(f"line {n}: table-size {size} does not fit a 32-bit SETTINGS value")
+            return 1
+    for n, text in enumerate(lines, 1):
+        if n not in sizes and text.strip().startswith("table-size"):
+            _err(f"line {n}: {text.strip()!r}: a table-size line is 'table-size N', N a "
+                 "number of bytes")
+            return 1
     try:
         items = _hex_items([("" if n in sizes else text) for n, text in enumerate(lines, 1)])
     except HexError as exc:
@@ -186,7 +199,9 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
         while changes and changes[0][0] < line_no:
             at, size = changes.pop(0)
             decoder.max_allowed_table_size = size
-            if not args.json:
+            if args.json:
+                out.write(json_line({"line": at, "table_size": size}) + "\n")
+            else:
                 out.write(f"table-size {size} (line {at}): the decoder now allows a dynamic "
                           "table of at most this; the next block must start with a size "
                           "update if the table is larger\n")

@@ -81,7 +81,11 @@ def test_a_filter_or_a_stream_keeps_only_the_problems(tmp_path: Path) -> None:
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
         "Lost", "ProxyErrorRaised"]
     out = io.StringIO()
-    write_jsonl(replay(path), out, stream=1)
+    write_jsonl(replay(path), out, stream=1)  # (stream 1's request from the h2c upgrade)
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
+        "H2cUpgraded"]
+    out = io.StringIO()
+    write_jsonl(replay(path), out, stream=3)
     assert out.getvalue() == ""
 
 

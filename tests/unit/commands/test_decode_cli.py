@@ -228,3 +228,10 @@ def test_a_table_size_line_changes_the_acknowledged_setting_between_blocks(capsy
     assert "<size-update 256>" in out and "block 2 (line 4)" in out
     assert main(["decode", "--hpack", "82\ntable-size 256\n82"]) == 1
     assert "exceeds the acknowledged SETTINGS_HEADER_TABLE_SIZE 256" in capsys.readouterr().err
+    assert main(["decode", "--hpack", "--json", "82\ntable-size 256\n3fe10182"]) == 0
+    objs = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert objs[1] == {"line": 2, "table_size": 256}
+    assert main(["decode", "--hpack", "82\ntable-size many\n82"]) == 1
+    assert "a table-size line is 'table-size N'" in capsys.readouterr().err
+    assert main(["decode", "--hpack", "82\ntable-size 4294967296\n82"]) == 1
+    assert main(["decode", "--hpack", "--table-size", "4294967296", "82"]) == 2
