@@ -167,12 +167,14 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
                           else f"the capture has no connection {conn}")
     server = meta.get("server") or {}
     tls = meta.get("server_tls") or {}
+    # (h2 is negotiated by TLS's ALPN; h2c is cleartext: a reverse http:// listener)
+    secure = bool(tls) or meta.get("protocol", "h2") == "h2"
     return {
         "h2scope_script": SCRIPT_VERSION,
         "connection": chosen,
         "server": {"host": server.get("host"), "port": server.get("port"),
-                   "tls": bool(tls) or meta.get("mode") != "h2c",
-                   "sni": meta.get("sni"), "alpn": tls.get("alpn") or "h2"},
+                   "tls": secure, "sni": meta.get("sni") if secure else None,
+                   "alpn": (tls.get("alpn") or "h2") if secure else None},
         "preface": preface,
         "frames": frames,
     }

@@ -170,7 +170,8 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
                          "body is not compared (nor a status that did not come)")
         elif s.incomplete:
             notes.append(f"{s.label}: part of it is missing from the capture (lost or damaged "
-                         "records while it was open): its body is not compared")
+                         "records, or a capture that stops while it was open): its body is "
+                         "not compared")
         elif s.body_sha256 is None:
             notes.append(f"{s.label}: the recorded response body was truncated (max_data_bytes"
                          f"): only its length ({s.body_length} bytes) is compared, not its "

@@ -376,3 +376,25 @@ def test_a_connection_whose_headers_do_not_all_decode_is_left_out_of_a_redaction
                  "-o", str(tmp_path / "none.h2scope"), check=False)
     assert only7.returncode == 2 and "nothing to write" in only7.stderr
     assert not (tmp_path / "none.h2scope").exists()
+
+
+def test_a_script_of_a_cleartext_connection_says_it_is_not_tls(tmp_path: Path) -> None:
+    import struct
+
+    import hpack
+
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "a.test"), (":path", "/")])
+    path = tmp_path / "h2c.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://a.test:8080",
+                         "server": {"host": "a.test", "port": 8080}}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, bytes(3) + b"\x04\x00" + bytes(4), t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, struct.pack(">L", len(block))[1:] + b"\x01\x05"
+                + (1).to_bytes(4, "big") + block, t=0.1, wall=1000.1)
+    script = yaml.safe_load(_run(str(path), "--format", "script").stdout)
+    assert script["server"] == {"host": "a.test", "port": 8080, "tls": False, "sni": None,
+                                "alpn": None}
