@@ -44,6 +44,7 @@ NOT_RELAYED = "not relayed"
 (refused, a failed handshake, the CA page)."""
 """Streams the summary names as the slowest."""
 _MAX_OPEN = 100_000
+_POST = (":method", "POST")
 """Open streams whose start the summary remembers (bounded: a flood of streams
 that never close must not grow a long run's memory)."""
 
@@ -100,6 +101,10 @@ class RunSummary:
         self.grpc: Counter[str] = Counter()
         """gRPC calls by the status they ended with (OK, UNAVAILABLE, ...)."""
         self._grpc_seen: dict[int, tuple[HeaderBlock, str | None]] = {}
+        self._grpc_answered: set[tuple[int, int]] = set()
+        """Open calls whose grpc-status came (bounded as the open streams are)."""
+        self._grpc_unanswered: dict[tuple[int, int], bool] = {}
+        """Calls closed without a grpc-status in this batch, for the reset after it."""
         self.frames = [0, 0]
         """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
@@ -137,6 +142,8 @@ class RunSummary:
             # (an HTTP/1.1 relay announces no RelayStarted: its chunks say what it is)
             self._protocol_of[conn] = batch.protocol
             self.protocols[batch.protocol] += 1
+        if self._grpc_unanswered:
+            self._grpc_flush()
         if self._closed_stalled:
             # Ended by the blocked side's own END_STREAM (no reset followed): its
             # window was spent exactly and nothing was waiting — not a stall.
@@ -149,6 +156,7 @@ class RunSummary:
                 if ev.frame.type == _RST:
                     code = error_name(ev.frame.error_code)
                     self.resets[code] += 1
+                    self._grpc_reset(conn, ev.frame.stream_id, code, ev.direction)
                     if self._stalled or self._closed_stalled:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
@@ -157,8 +165,12 @@ class RunSummary:
                         key = (conn, ev.frame.stream_id)
                         if key not in self._requests and len(self._requests) < _MAX_OPEN:
                             self._requests[key] = ev.block
-                    else:
-                        self._grpc_outcome(ev.block)
+                    elif self._grpc_outcome(ev.block):
+                        key = (conn, ev.frame.stream_id)
+                        # (its END_STREAM closed the stream just before: the close came
+                        # first in the batch)
+                        if self._grpc_unanswered.pop(key, None) is None:
+                            self._grpc_answered.add(key)
                 for f in ev.findings:
                     self._finding(conn, f)
             elif kind is StreamStateChanged:
@@ -170,6 +182,8 @@ class RunSummary:
                     key = (conn, ev.stream_id)
                     start = self._open.pop(key, None)
                     request = self._requests.pop(key, None)
+                    if request is not None and _POST in request.headers:  # (C speed;
+                        self._grpc_closed(key, request)  # gRPC calls are POSTs)
                     if self._stalled:
                         self._stream_closed(conn, ev.stream_id)
                     if start is not None and ev.t - start > self._slowest_floor:
@@ -230,9 +244,30 @@ class RunSummary:
                 self.unresumed.append((conn, sid, direction, since, t,
                                        f"until the {by.sender} reset the stream ({code})"))
 
-    def _grpc_outcome(self, block: HeaderBlock) -> None:
-        """Count a gRPC call's status (trailers, or a Trailers-Only response). A
-        repeated block is the same object (the observer's memo): looked up once."""
+    def _grpc_reset(self, conn: int, sid: int, code: str, by: Direction) -> None:
+        """A call reset before its grpc-status (a deadline's CANCEL) is a call too (its
+        stream's close, in the same batch, came before this)."""
+        if self._grpc_unanswered.pop((conn, sid), None) is not None:
+            self.grpc[f"no status (reset {code} by the {by.sender})"] += 1
+
+    def _grpc_flush(self) -> None:
+        """Calls closed with no grpc-status, and no reset said why."""
+        self.grpc["no status"] += len(self._grpc_unanswered)
+        self._grpc_unanswered.clear()
+
+    def _grpc_closed(self, key: tuple[int, int], request: HeaderBlock) -> None:
+        """A stream closed: a gRPC call with no grpc-status waits for its reset (next
+        in the batch) to say why; without one it counts as 'no status'."""
+        if key in self._grpc_answered:
+            self._grpc_answered.discard(key)
+        elif any(n == "content-type" and v.startswith("application/grpc")
+                 for n, v in request.headers):
+            self._grpc_unanswered[key] = True
+
+    def _grpc_outcome(self, block: HeaderBlock) -> bool:
+        """Count a gRPC call's status (trailers, or a Trailers-Only response); whether
+        there was one. A repeated block is the same object (the observer's memo):
+        looked up once."""
         hit = self._grpc_seen.get(id(block))
         if hit is None or hit[0] is not block:
             code = next((v for n, v in block.headers if n == "grpc-status"), None)
@@ -243,6 +278,8 @@ class RunSummary:
             code = hit[1]
             name = grpc_code_name(code) or f"{code!r} (invalid)"
             self.grpc[name] += 1
+            return True
+        return False
 
     def connection_closed(self, conn: int, t: float) -> None:
         """Stalls of a connection that ended are over, unresumed; its open streams too."""
@@ -264,6 +301,8 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         """The summary, one fact per line, for stderr."""
+        if self._grpc_unanswered:
+            self._grpc_flush()
         protos = ", ".join(f"{n} {p}" for p, n in self.protocols.most_common())
         out = [f"{self.connections} connection{'s' * (self.connections != 1)}"
                + (f" ({protos})" if protos else "")
@@ -301,6 +340,8 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """The summary for JSON (``check --json``): the same facts as :meth:`lines`."""
+        if self._grpc_unanswered:
+            self._grpc_flush()
         stalled = self._never_resumed()
         longest = self._longest()
         return {

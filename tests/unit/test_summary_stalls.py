@@ -140,3 +140,35 @@ def test_the_summary_counts_grpc_calls_by_their_status() -> None:
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
     assert "grpc calls: 2 OK, 1 NOT_FOUND" in summary.lines()
     assert summary.as_dict()["grpc_statuses"] == {"OK": 2, "NOT_FOUND": 1}
+
+
+def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
+    """A call its client cancelled at the deadline has no grpc-status: the summary
+    (and check) said '2 OK' for three calls."""
+    conv = Conversation()
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+               (":path", "/pkg.Svc/Slow"), ("content-type", "application/grpc"),
+               ("grpc-timeout", "300m")]
+    for sid in (1, 3):
+        conv.send(C2S, conv.f.headers(C2S, sid, request, flags=["END_HEADERS", "END_STREAM"]))
+        conv.send(S2C, conv.f.headers(S2C, sid, [(":status", "200"),
+                                                 ("content-type", "application/grpc"),
+                                                 ("grpc-status", "0")],
+                                      flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(C2S, conv.f.headers(C2S, 5, request, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.rst(5, 0x8))
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
+    assert "grpc calls: 2 OK, 1 no status (reset CANCEL by the client)" in summary.lines()
+    # The only call of a session, cancelled, and one that ends with no status at all.
+    conv = Conversation()
+    conv.send(C2S, conv.f.headers(C2S, 1, request, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.rst(1, 0x8))
+    conv.send(C2S, conv.f.headers(C2S, 3, request, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 3, [(":status", "200"),
+                                           ("content-type", "application/grpc")],
+                                  flags=["END_HEADERS", "END_STREAM"]))
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
+    assert "grpc calls: 1 no status (reset CANCEL by the client), 1 no status" in \
+        summary.lines()
