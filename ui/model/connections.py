@@ -195,6 +195,8 @@ class ConnInfo:
     settings_acked: tuple[dict[int, int], dict[int, int]] = field(
         default_factory=lambda: (dict(DEFAULT_SETTINGS), dict(DEFAULT_SETTINGS)))
     """Per sender: the settings in force (RFC 9113 §6.5.3: after the ACK)."""
+    settings_sent: tuple[set[int], set[int]] = field(default_factory=lambda: (set(), set()))
+    """Per sender: the settings it sent (the others are in force at their defaults)."""
     hpack: tuple[HpackTable, HpackTable] = field(
         default_factory=lambda: (HpackTable(), HpackTable()))
     """Per direction of the header blocks (the sender's encoder = receiver's decoder)."""
@@ -287,7 +289,8 @@ def settings_view(conn: ConnInfo, sender: Direction) -> list[tuple[str, str, str
     for frame_settings in conn.settings_pending[sender]:
         pending.update(frame_settings)
     keys = sorted(set(acked) | set(pending))
-    return [(setting_name(k), str(acked.get(k, "-")),
+    sent = conn.settings_sent[sender]
+    return [(setting_name(k), str(acked.get(k, "-")) + ("" if k in sent else " (default)"),
              str(pending[k]) if k in pending else "") for k in keys]
 
 

@@ -232,6 +232,7 @@ class Session:
                 # RFC 9113 §6.5.3: the settings bind their sender once acknowledged.
                 sender = d.peer
                 c.settings_acked[sender].update(ev.settings)
+                c.settings_sent[sender].update(k for k, _ in ev.settings)
                 if c.settings_pending[sender]:
                     c.settings_pending[sender].pop(0)
             case PingAnswered():

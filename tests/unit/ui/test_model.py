@@ -238,3 +238,17 @@ def test_a_connection_that_failed_before_relaying_has_no_protocol() -> None:
     assert failed.protocol == "-"
     relayed = ConnInfo(2, meta={"protocol": "h2c"}, closed="client")
     assert relayed.protocol == "h2c"
+
+
+def test_the_settings_view_marks_values_no_one_sent() -> None:
+    """In force at their RFC defaults (the peer never sent them): said so, not shown
+    as if Chromium had sent MAX_CONCURRENT_STREAMS 2147483647."""
+    from proxy.observe.enums import Direction
+    from ui.model.connections import ConnInfo, settings_view
+
+    c = ConnInfo(1)
+    c.settings_acked[Direction.S2C].update({3: 100})
+    c.settings_sent[Direction.S2C].add(3)
+    rows = {name: force for name, force, _ in settings_view(c, Direction.S2C)}
+    assert rows["MAX_CONCURRENT_STREAMS"] == "100"
+    assert rows["INITIAL_WINDOW_SIZE"] == "65535 (default)"
