@@ -133,6 +133,8 @@ class RowList(ScrollView, can_focus=True):
             text = safe(self.render_row(index))
             text.no_wrap = True
             text.overflow = "ellipsis"
+            if not scroll_x and text.cell_len > width > 1:  # (cut: say so, not a value
+                text.truncate(width, overflow="ellipsis")  # that reads as another)
             segments = list(text.render(self.app.console))
             strip = Strip(segments, text.cell_len).crop(scroll_x, scroll_x + width)
             strip = strip.extend_cell_length(width, self.rich_style)
