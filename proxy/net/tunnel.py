@@ -142,7 +142,8 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
         return
     hello = await peek_client_hello(conn, client)
     if hello is None:
-        await conn.closed(Closer.CLIENT, "TLS handshake not started", conn.last_error)
+        await conn.closed(Closer.CLIENT, "no whole TLS ClientHello from the client",
+                              conn.last_error)
         return
     if hello.sni and conn.state.ignored(hello.sni, port):
         await started(conn, "passthrough")

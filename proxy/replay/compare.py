@@ -306,7 +306,9 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
         if d.matches:
             status = s.status or "no response"
             grpc = ", " + " ".join(s.grpc_status.split(" ", 3)[:3]) if s.grpc_status else ""
-            lines.append(f"  same     {s.label}{target}: {status}{grpc}, {_body(s)}")
+            body = f"{s.body_length} bytes before the client's reset (not compared)" \
+                if d.original is not None and d.original.cancelled else _body(s)
+            lines.append(f"  same     {s.label}{target}: {status}{grpc}, {body}")
             continue
         lines.append(f"  DIFFERS  {s.label}{target}:")
         lines.extend(f"             {text}" for text in d.differences)
