@@ -232,7 +232,13 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         reason = str(info.get("reason") or info.get("error") or "")
         by = info.get("closed_by")
         events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),
+                                    relayed=(_int(info.get("bytes_c2s")),
+                                             _int(info.get("bytes_s2c"))),
                                     reason=f"by {by}: {reason}" if by else reason))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _websocket(ws: UpgradedWebSockets, rec: Record, events: list[Any]) -> None:

@@ -86,6 +86,8 @@ class RecordedClose(ConnectionEvent):
 
     reason: str
     errors: tuple[str, ...] = ()
+    relayed: tuple[int, int] = (0, 0)
+    """Bytes the proxy relayed each way (the record's ``bytes_c2s``/``bytes_s2c``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +205,8 @@ class Session:
                 c.http1.append((ev.t, ev.direction, ev.head))
             case RecordedClose():
                 c.errors.extend(ev.errors)
+                if c.bytes == [0, 0]:  # (no frames counted them: HTTP/1.x, a tunnel)
+                    c.bytes = list(ev.relayed)
                 self.closed(ev.conn_id, ev.reason, ev.t)
             case RecordedLost():
                 c.errors.append(f"capture incomplete: {ev.reason}")
