@@ -40,7 +40,7 @@ from ui.model.session import Session
 from ui.navigation import Navigation
 from ui.screens.help import HelpScreen
 from ui.terminal import TerminationGuard, pick_theme, termination_signals
-from ui.widgets.lanes import LEGEND, Lanes
+from ui.widgets.lanes import LEGEND, Lanes, lanes_title
 from ui.widgets.panes import ConnectionsPane, DetailPane, StatusBar
 from ui.widgets.rowlist import RowList
 from ui.widgets.timeline import Timeline
@@ -166,7 +166,7 @@ class H2ScopeApp(Navigation):
         with Horizontal(id="main"):
             yield Timeline(self.session, id="timeline")
             yield DetailPane(self.session, id="detail")
-        yield Static(LEGEND, id="lanes-title", markup=False)
+        yield Static(f"{LEGEND}   │ x: frame order (t: time)", id="lanes-title", markup=False)
         yield Lanes(self.session, id="lanes")
         yield StatusBar(id="status")
         yield Footer()
@@ -548,6 +548,7 @@ class H2ScopeApp(Navigation):
     def action_lanes_time(self) -> None:
         self.lanes.by_time = not self.lanes.by_time
         self.lanes.refresh_rows(reset=True)
+        self.main.query_one("#lanes-title", Static).update(lanes_title(self.lanes))
 
     def action_toggle_detail(self) -> None:
         self.detail.display = not self.detail.display

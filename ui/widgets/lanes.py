@@ -35,6 +35,12 @@ RANK = {3: 6, 5: 5, 1: 4, 9: 3, 0: 2, 8: 1}
 LEGEND = "H HEADERS  ▪ DATA  ▶ END_STREAM  ✕ RST  P PUSH  ↑ WINDOW_UPDATE  ░ stalled"
 
 
+def lanes_title(lanes: Lanes) -> str:
+    """The legend, and what the horizontal axis is (and the key that changes it)."""
+    return f"{LEGEND}   │ x: {'time' if lanes.by_time else 'frame order'} (t: " \
+        f"{'frame order' if lanes.by_time else 'time'})"
+
+
 class Lanes(RowList):
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -96,7 +102,11 @@ class Lanes(RowList):
         width = max(10, self.scrollable_content_region.width - LABEL - 1)
         text = Text()
         label = f"#{st.conn_id} {st.stream_id:>4} {st.label}"
-        text.append(f"{label[:LABEL]:<{LABEL}} ", style.stream_style(st.stream_id))
+        if len(label) > LABEL:  # (the end tells a gRPC method from its neighbours)
+            head = label.split(" /", 1)[0] + " " if " /" in label else label[:12]
+            head = head[:LABEL // 2]
+            label = head + "…" + label[-(LABEL - len(head) - 1):]
+        text.append(f"{label:<{LABEL}} ", style.stream_style(st.stream_id))
         text.append_text(self.lane(st, width))
         return text
 

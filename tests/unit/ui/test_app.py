@@ -324,6 +324,13 @@ def test_selecting_a_lane_filters_the_timeline_to_that_stream(capture_path: Path
         assert "stream 3" in app.status.plain
         lane_text = lanes.render_row(0).plain
         assert "H" in lane_text and "▶" in lane_text
+        # A long label keeps its end (what tells one gRPC method from the next).
+        grpc = lanes.render_row(2).plain[:30]
+        assert grpc.startswith("#1    3 POST …") and grpc.rstrip().endswith("→ 200"), grpc
+        assert "x: frame order (t: time)" in str(app.main.query_one("#lanes-title").render())
+        await pilot.press("t")
+        await pilot.pause()
+        assert "x: time (t: frame order)" in str(app.main.query_one("#lanes-title").render())
     drive(capture_path, scenario)
 
 
