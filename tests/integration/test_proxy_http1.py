@@ -405,6 +405,7 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     finally:
         capture.close()
     assert relayed[0] > 0 and relayed[1] > 0
-    assert heads == [(0, "websocket text 'hello'"), (1, "websocket text 'hello'"),
+    masked = "\r\n! a server frame must not be masked (RFC 6455 §5.1)"
+    assert heads == [(0, "websocket text 'hello'"), (1, "websocket text 'hello'" + masked),
                      (0, "websocket text 'again, over the same tunnel'"),
-                     (1, "websocket text 'again, over the same tunnel'")]
+                     (1, "websocket text 'again, over the same tunnel'" + masked)]

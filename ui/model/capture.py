@@ -245,9 +245,10 @@ def _websocket(ws: UpgradedWebSockets, rec: Record, events: list[Any]) -> None:
     """The messages a WebSocket's relayed bytes complete, listed with the connection's
     HTTP/1.x messages (the connection view)."""
     msgs, lost = ws.feed(rec.conn_id, rec.flags & 1, rec.body, rec.wall)
-    for msg in msgs:
+    for msg in msgs:  # (what RFC 6455 says is wrong with it on the lines under it)
+        said = "".join(f"\r\n! {p}" for p in msg.problems)
         events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
-                                    head=f"websocket {msg.summary(120)}"))
+                                    head=f"websocket {msg.summary(120)}{said}"))
     if lost is not None:
         events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
                                     head=f"websocket framing lost: {lost}"))
