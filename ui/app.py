@@ -565,10 +565,12 @@ class H2ScopeApp(Navigation):
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)
+        keys = {bid: shown for shown, _, bid in keymap.help_rows(self.keys)}
         for bid, _, action, desc, _ in keymap.KEYS:
             if bid in ("quit", "help"):
                 continue
-            yield SystemCommand(desc, f"h2scope: {desc.lower()} ({bid})",
+            # (the key that does it, so that the palette teaches it; the id keymap takes)
+            yield SystemCommand(desc, f"key: {keys.get(bid, '-')}   keymap id: {bid}",
                                 lambda a=action: self.run_action(a))
 
     def unsaved_frames(self) -> int:

@@ -386,6 +386,8 @@ def test_footer_shows_the_main_keys(capture_path: Path) -> None:
 def test_command_palette_lists_the_actions(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
+        helps = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert helps["Export"] == "key: x   keymap id: export"  # (the palette teaches keys)
         for title in ("Next finding", "Stream view", "HPACK tables", "Flow control", "Export",
                       "Record", "Follow"):
             assert title in titles
