@@ -130,7 +130,7 @@ def _record_text(item: Replayed, rel: float) -> str | None:
         return "\n".join([*errors, f"{head} {closed}"])
     if rec.type == RecordType.HTTP1:
         start, body = rec.http1()
-        first = start.split(b"\r\n", 1)[0].decode("latin-1")
+        first = start.split(b"\r\n", 1)[0].decode("utf-8", "surrogateescape")
         kept = f"  (body {len(body)} B)" if body else ""  # the proxy keeps bodies as RAW bytes
         # (the flag marks a message cut short, as the live line's INCOMPLETE does)
         cut = " INCOMPLETE" if rec.truncated else ""
@@ -354,7 +354,7 @@ def _http1_object(direction: Direction, start_line: str,
 def http1_head(rec: Record) -> tuple[str, list[tuple[str, str]]]:
     """An HTTP1 record's start line and header fields."""
     start, _ = rec.http1()
-    lines = start.decode("latin-1").split("\r\n")
+    lines = start.decode("utf-8", "surrogateescape").split("\r\n")
     return lines[0], [(name, value.strip()) for name, _, value in
                       (line.partition(":") for line in lines[1:] if ":" in line)]
 

@@ -44,6 +44,7 @@ from proxy.events import (
     TlsEstablished,
     tls_leg_meta,
 )
+from proxy.net.http1 import wire
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Desynced, FrameObserved, PrefaceObserved
 from proxy.observe.framer import FramesCut
@@ -261,7 +262,7 @@ class CaptureRecorder:
         """An HTTP1 record: the message's head, rebuilt from its start line and
         fields (the body's bytes are in the RAW records)."""
         head = "\r\n".join([ev.start_line, *(f"{n}: {v}" for n, v in ev.headers)])
-        self.writer.http1(cid, ev.direction, (head + "\r\n\r\n").encode("latin-1", "replace"),
+        self.writer.http1(cid, ev.direction, wire(head + "\r\n\r\n"),
                           t=ev.started, wall=ev.t, body_truncated=not ev.complete)
 
     @staticmethod

@@ -23,6 +23,18 @@ _HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9\-._~]+)?")
 
 
+def text(raw: bytes) -> str:
+    """HTTP/1.x bytes as text: UTF-8 (what clients send beyond ASCII today), a byte
+    that is not UTF-8 kept as a lone surrogate, so :func:`wire` gives the bytes back
+    exactly (and the views write it ``\\xNN``)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def wire(value: str) -> bytes:
+    """The bytes a :func:`text` string came from."""
+    return value.encode("utf-8", "surrogateescape")
+
+
 class Http1Error(ValueError):
     """The bytes are not a valid HTTP/1.x message head or framing."""
 
@@ -95,7 +107,7 @@ def _headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
             raise Http1Error(f"invalid header line {line[:60]!r}")
         if b"\x00" in value:  # RFC 9110 §5.5: a recipient must reject it (or replace it)
             raise Http1Error(f"NUL in the value of header {name.decode('ascii')}")
-        out.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+        out.append((name.decode("ascii"), text(value.strip(b" \t"))))
     return tuple(out)
 
 
@@ -106,8 +118,8 @@ def parse_request_head(raw: bytes) -> RequestHead:
         raise Http1Error(f"invalid request line {first[:80]!r}")
     if _CONTROL.search(m.group(2)):  # RFC 3986: a URI has no control characters
         raise Http1Error(f"control character in the request target {m.group(2)[:80]!r}")
-    return RequestHead(raw=raw, start_line=first.decode("latin-1"),
-                       method=m.group(1).decode("ascii"), target=m.group(2).decode("latin-1"),
+    return RequestHead(raw=raw, start_line=text(first),
+                       method=m.group(1).decode("ascii"), target=text(m.group(2)),
                        version=m.group(3).decode("ascii"), headers=_headers(rest))
 
 
@@ -116,9 +128,9 @@ def parse_response_head(raw: bytes) -> ResponseHead:
     parts = first.split(b" ", 2)
     if len(parts) < 2 or not _VERSION.match(parts[0]) or not re.fullmatch(rb"\d{3}", parts[1]):
         raise Http1Error(f"invalid status line {first[:80]!r}")
-    return ResponseHead(raw=raw, start_line=first.decode("latin-1"),
+    return ResponseHead(raw=raw, start_line=text(first),
                         version=parts[0].decode("ascii"), status=int(parts[1]),
-                        reason=parts[2].decode("latin-1") if len(parts) > 2 else "",
+                        reason=text(parts[2]) if len(parts) > 2 else "",
                         headers=_headers(rest))
 
 

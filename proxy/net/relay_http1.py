@@ -594,7 +594,7 @@ def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> b
 
 def _origin_form(request: RequestHead, path: str, *, drop_auth: bool) -> bytes:
     lines = request.raw.split(b"\r\n")
-    lines[0] = f"{request.method} {path} {request.version}".encode("latin-1")
+    lines[0] = http1.wire(f"{request.method} {path} {request.version}")
     if drop_auth:
         lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
     return b"\r\n".join(lines)

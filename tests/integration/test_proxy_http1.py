@@ -409,3 +409,43 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     assert heads == [(0, "websocket text 'hello'"), (1, "websocket text 'hello'" + masked),
                      (0, "websocket text 'again, over the same tunnel'"),
                      (1, "websocket text 'again, over the same tunnel'" + masked)]
+
+
+def test_http11_header_values_are_read_as_utf8_and_relayed_byte_for_byte(
+        proxy: ProxyThread) -> None:
+    """A UTF-8 value shows as written ('café', not 'cafÃ©'); a byte that is not UTF-8
+    is written \\xNN; the server gets exactly the bytes the client sent."""
+    from proxy.headless import connection_line
+
+    received = bytearray()
+    done = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            while b"\r\n\r\n" not in received:
+                received.extend(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Reply: na\xc3\xafve\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
+        done.set()
+
+    threading.Thread(target=server, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+            sock.sendall(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\n".encode()
+                         + b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\nConnection: close\r\n\r\n")
+            recv_until(sock, b"\r\n\r\n")
+        assert done.wait(10)
+    finally:
+        listener.close()
+    assert b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\n" in received
+    request, response = proxy.wait_for(
+        lambda: messages(proxy, Direction.C2S) + messages(proxy, Direction.S2C)
+        if messages(proxy, Direction.S2C) else None, what="both messages")
+    assert ("X-Name", "café") in request.headers
+    assert ("X-Reply", "naïve") in response.headers
+    line = connection_line(request)
+    assert line is not None and "\\xff" not in line  # (the log line is the start line)

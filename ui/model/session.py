@@ -108,7 +108,7 @@ def http1_head(body: bytes) -> str:
     """The head of an HTTP1 record's body (start line and fields), as text."""
     (n,) = HTTP1_HEAD_LENGTH.unpack_from(body, 0)
     start = HTTP1_HEAD_LENGTH.size
-    return body[start:start + n].decode("latin-1").rstrip("\r\n")
+    return body[start:start + n].decode("utf-8", "surrogateescape").rstrip("\r\n")
 
 
 def recorded_errors(close_info: dict[str, Any]) -> tuple[str, ...]:
