@@ -201,67 +201,16 @@ class MockConnection:
         self._start(sid, actions, asyncio.get_running_loop().time())
 
     def _start(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
-        merged = _merged(actions)
-        play = self._play(sid, actions, start) if merged is None else \
-            self._play_merged(sid, merged, start)
+        play = self._play(sid, _merged(actions), start)
         task = asyncio.get_running_loop().create_task(play)
         self.tasks[sid] = task
         task.add_done_callback(lambda _t: self.tasks.pop(sid, None))
 
-    async def _play(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
-        conn = self.conn
-        loop = asyncio.get_running_loop()
-        try:
-            for action in actions:
-                if self.speed > 0:
-                    wait = start + action.at / self.speed - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                if action.kind == "headers":
-                    conn.send_headers(sid, _wire(action.headers), end_stream=action.end_stream)
-                elif action.kind == "data":
-                    await self._send_data(sid, action)
-                elif action.kind == "push":
-                    if not conn.remote_settings.enable_push:
-                        self.log(f"  push of {dict(action.headers).get(':path')} skipped: the "
-                                 "client disabled server push")
-                        continue
-                    promised = conn.get_next_available_stream_id()
-                    conn.push_stream(sid, promised, _wire(action.headers))
-                    self.flush()
-                    self._start(promised, action.pushed, start)
-                elif action.kind == "reset":
-                    conn.reset_stream(sid, action.error_code)
-                elif action.kind == "cut":
-                    # The recording stops here. A client that cancels as the recorded one
-                    # did does so first (this task ends with its RST_STREAM); any other
-                    # is not left waiting for the rest.
-                    self.flush()
-                    await self.writer.drain()
-                    await asyncio.sleep(CUT_GRACE)
-                    conn.reset_stream(sid, action.error_code)
-                self.flush()
-                await self.writer.drain()
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as exc:
-            why = str(exc) if not isinstance(exc, h2.exceptions.StreamClosedError) else \
-                "the stream is closed"
-            self.log(f"  stream {sid}: the rest of the recorded response was not sent ({why})")
-            self.flush()
-        except (OSError, ssl.SSLError):
-            pass
-        except Exception as exc:  # never leave the client waiting on a stream
-            self.log(f"  stream {sid}: could not send the recorded response ({exc}); "
-                     "reset it (INTERNAL_ERROR)")
-            with contextlib.suppress(Exception):
-                conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
-                self.flush()
-
-    async def _play_merged(self, sid: int, plan: list[tuple[int, Action]],
-                           start: float) -> None:
-        """A response with pushes, its frames and its pushed streams' in the recorded
-        order (a client may act on which came first: a pushed stream's HEADERS
-        before the page's DATA). ``plan`` is (slot, action): slot 0 the stream
-        itself, slot k the k-th pushed one."""
+    async def _play(self, sid: int, plan: list[tuple[int, Action]], start: float) -> None:
+        """A response, its frames and its pushed streams' in the recorded order (a
+        client may act on which came first: a pushed stream's HEADERS before the
+        page's DATA). ``plan`` is (slot, action): slot 0 the stream itself, slot k
+        the k-th pushed one."""
         conn = self.conn
         loop = asyncio.get_running_loop()
         slots = {0: sid}
@@ -294,7 +243,10 @@ class MockConnection:
                         await self._send_data(target, action)
                     elif action.kind == "reset":
                         conn.reset_stream(target, action.error_code)
-                    elif action.kind == "cut":  # (see _play)
+                    elif action.kind == "cut":
+                        # The recording stops here. A client that cancels as the recorded
+                        # one did does so first (this task ends with its RST_STREAM); any
+                        # other is not left waiting for the rest.
                         self.flush()
                         await self.writer.drain()
                         await asyncio.sleep(CUT_GRACE)
@@ -371,21 +323,19 @@ def _h2_settings(frame: bytes) -> h2.settings.Settings:
         return h2.settings.Settings(client=False)
 
 
-def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]] | None:
-    """A response's actions and its pushed streams' as one list in recorded order,
-    each with its slot (0: the response's stream, k: its k-th push); None when it
-    pushes nothing (or the capture does not say the order)."""
-    if not any(a.kind == "push" for a in actions):
-        return None
-    items = [(a.seq, 0, a) for a in actions]
+def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]]:
+    """A response's actions and its pushed streams' as one list, each with its slot
+    (0: the response's stream, k: its k-th push): in the recorded order when the
+    capture says it, else each pushed stream's right after its PUSH_PROMISE."""
+    items: list[tuple[int, int, Action]] = []
     k = 0
     for a in actions:
+        items.append((a.seq, 0, a))
         if a.kind == "push":
             k += 1
             items += [(p.seq, k, p) for p in a.pushed]
-    if any(seq < 0 for seq, _, _ in items):
-        return None
-    items.sort(key=lambda item: item[0])  # (stable: a push's own frames keep their order)
+    if k and all(seq >= 0 for seq, _, _ in items):
+        items.sort(key=lambda item: item[0])  # (stable: a push's own frames keep their order)
     return [(slot, a) for _, slot, a in items]
 
 
