@@ -176,6 +176,8 @@ class Session:
         meta = c.meta
         match ev:
             case ConnectionOpened():
+                if self.t0 is None:
+                    self.t0 = ev.t
                 meta["client"] = {"ip": ev.client[0], "port": ev.client[1]}
                 meta["mode"] = ev.mode
                 if ev.target:
@@ -198,6 +200,12 @@ class Session:
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}", ev.t)
             case RecordedConnection():
                 meta.update(ev.meta)
+                opened = ev.meta.get("opened")
+                if self.t0 is None and isinstance(opened, (int, float)) \
+                        and 0 <= ev.t - opened < 3600:
+                    # Time 0 is when the first connection opened, as the text log and
+                    # its export count it: a row's time matches their line's.
+                    self.t0 = opened
             case RecordedCap():
                 if c.last_row is not None:
                     self.capped[c.last_row] = ev.kept

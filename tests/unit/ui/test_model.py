@@ -252,3 +252,32 @@ def test_the_settings_view_marks_values_no_one_sent() -> None:
     rows = {name: force for name, force, _ in settings_view(c, Direction.S2C)}
     assert rows["MAX_CONCURRENT_STREAMS"] == "100"
     assert rows["INITIAL_WINDOW_SIZE"] == "65535 (default)"
+
+
+def test_time_zero_is_when_the_first_connection_opened_as_in_the_text_export(
+        tmp_path: Path) -> None:
+    """A row's time is its line's in the text log and export (both count from the
+    first connection's opening), so the two can be matched by eye."""
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+    from ui.model.capture import CaptureFile, load
+
+    path = tmp_path / "late.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2", "opened": 1000.0}, t=5.0, wall=1000.4)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=5.0, wall=1000.4)
+        w.frame(1, Direction.C2S, bytes(3) + b"\x04\x00" + bytes(4), t=5.1, wall=1000.5)
+    capture = CaptureFile(path)
+    try:
+        s = Session(capture)
+        load(s, capture)
+        assert abs(s.relative(s.table.time[0]) - 0.5) < 1e-9
+    finally:
+        capture.close()
+    import io
+
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    out = io.StringIO()
+    write_text(replay(path), out)
+    assert "    0.500 #1   →     0 SETTINGS" in out.getvalue()
