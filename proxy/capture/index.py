@@ -36,6 +36,7 @@ from proxy.capture.reader import (
     CaptureHeader,
     CaptureReader,
     Record,
+    damaged_header,
     gzip_bad_record,
     gzip_problem,
     open_binary,
@@ -118,7 +119,7 @@ class CaptureIndex:
             backing = open(path, "rb")  # noqa: SIM115 - owned by the index
         try:
             backing.seek(0)
-            header = read_header(cast(BinaryIO, backing))
+            header = read_header(cast(BinaryIO, backing), salvage=True)
             size = os.fstat(backing.fileno()).st_size
             mm = mmap.mmap(backing.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except BaseException:
@@ -129,6 +130,8 @@ class CaptureIndex:
         index._scan(verify, progress)
         if cut is not None:
             index.problems.append(cut)
+        if header.damaged is not None:
+            index.problems.insert(0, damaged_header(header))
         return index
 
     def _scan(self, verify: bool, progress: Callable[[int, int], None] | None) -> None:

@@ -70,6 +70,8 @@ class CaptureHeader:
     """Bytes the file header occupies: the first record starts here."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The whole header JSON, including keys newer writers add."""
+    damaged: str | None = None
+    """Why the header JSON could not be read (a salvaged reading: defaults stand in)."""
 
 
 @record
@@ -146,6 +148,12 @@ def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
         return Gunzip(f)  # type: ignore[return-value]
     f.seek(0)
     return f
+
+
+def damaged_header(header: CaptureHeader) -> BadRecord:
+    return BadRecord(offset=0, reason=f"the capture's header is damaged ({header.damaged}): "
+                     "its records are read without it (when it was recorded, and with which "
+                     "settings, are not known)")
 
 
 def gzip_problem(f: object) -> str | None:
@@ -276,8 +284,12 @@ def _is_script(path: object) -> bool:
         return False
 
 
-def read_header(f: BinaryIO) -> CaptureHeader:
-    """Read and validate the file header; raises :class:`CaptureFormatError`."""
+def read_header(f: BinaryIO, *, salvage: bool = False) -> CaptureHeader:
+    """Read and validate the file header; raises :class:`CaptureFormatError`.
+
+    With ``salvage``, a header whose JSON is damaged (a flipped byte: its records
+    may all be whole) is read as defaults, with :attr:`CaptureHeader.damaged`
+    saying why, rather than refused: the records are what matters."""
     head = f.read(FILE_HEADER.size)
     if len(head) < FILE_HEADER.size or not head.startswith(MAGIC):
         from proxy.capture.netlog_import import looks_like_netlog
@@ -311,14 +323,21 @@ def read_header(f: BinaryIO) -> CaptureHeader:
         raise CaptureFormatError(f"capture format version {version} is newer than this "
                                  f"h2scope reads ({VERSION}); upgrade h2scope")
     if n > MAX_HEADER_JSON:
+        if salvage:  # (where the records begin is not known: they are looked for)
+            return _salvaged(version, FILE_HEADER.size, f"it claims {n} bytes of JSON")
         raise CaptureFormatError(f"capture header claims {n} bytes; the file is corrupt")
     body = f.read(n)
     try:
         meta = json.loads(body)
     except ValueError as exc:
+        if salvage and len(body) == n:
+            return _salvaged(version, FILE_HEADER.size + n, f"its JSON does not parse: {exc}")
         raise CaptureFormatError(f"capture header is not valid JSON ({exc}); the file is "
                                  "corrupt or was cut inside its header") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        if salvage:
+            return _salvaged(version, FILE_HEADER.size + n,
+                             "it does not name the h2scope-capture format")
         raise CaptureFormatError("capture header does not name the h2scope-capture format")
     return CaptureHeader(version=version, h2scope=str(meta.get("h2scope", "?")),
                          started=float(meta.get("started", 0.0)),
@@ -326,6 +345,11 @@ def read_header(f: BinaryIO) -> CaptureHeader:
                          max_data_bytes=meta.get("max_data_bytes"),
                          config=dict(meta.get("config") or {}),
                          size=FILE_HEADER.size + n, raw=meta)
+
+
+def _salvaged(version: int, size: int, why: str) -> CaptureHeader:
+    return CaptureHeader(version=version, h2scope="?", started=0.0, started_monotonic=0.0,
+                         max_data_bytes=None, config={}, size=size, damaged=why)
 
 
 class _Window:
@@ -395,7 +419,7 @@ class CaptureReader:
             self._owned = False
             self._f.seek(0)
         try:
-            self.header = read_header(self._f)
+            self.header = read_header(self._f, salvage=True)
         except CaptureFormatError as exc:
             problem = gzip_problem(self._f)
             if self._owned:
@@ -442,6 +466,8 @@ class CaptureReader:
         A gzip file that is cut or damaged gives the records before the damage,
         then a torn end naming it.
         """
+        if self.header.damaged is not None and start is None:
+            self._report(damaged_header(self.header))
         yield from self._records(start)
         problem = gzip_problem(self._f)
         if problem is not None:

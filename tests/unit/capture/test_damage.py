@@ -233,3 +233,30 @@ def test_a_gzip_capture_with_only_its_checksum_wrong_loses_nothing(
     assert [r.body for r in records] == [r.body for r in full] and reader.clean_end
     (problem,) = reader.problems
     assert "checksum does not match" in problem.reason and not problem.torn
+
+
+def test_a_damaged_header_is_read_with_defaults_and_every_record_kept(
+        recorded: tuple[Path, Session], tmp_path: Path) -> None:
+    """One bad byte in the header's JSON lost the whole capture ('does not name the
+    format'), though every record was whole: the records are read, the damage said."""
+    path, _ = recorded
+    full, _ = _read(path)
+    for i, flip in ((10, 0), (0, 0x20)):  # (the JSON's length field; the JSON itself)
+        data = bytearray(path.read_bytes())
+        at = data.index(b'{"format"') + i if i == 0 else i
+        if flip:
+            data[at + 2] ^= flip  # '"Format"'
+        else:
+            data[at:at + 6] = b"\xff\xff\xff\xff\xff\xff"  # (a length past any header)
+        bad = tmp_path / f"bad{i}.h2scope"
+        bad.write_bytes(bytes(data))
+        records, reader = _read(bad)
+        assert [r.body for r in records] == [r.body for r in full], i
+        assert reader.header.damaged is not None
+        assert "the capture's header is damaged" in reader.problems[0].reason
+        index = CaptureIndex.build(bad)
+        try:
+            assert len(index) == len([r for r in full if r.type == RecordType.FRAME])
+            assert "header is damaged" in index.problems[0].reason
+        finally:
+            index.close()
