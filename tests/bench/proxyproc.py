@@ -133,7 +133,10 @@ class ProxyProcess:
         return [sys.executable, "-m", "proxy", "run", "--headless", *self._flags()]
 
     def start(self) -> ProxyProcess:
-        self._spawn()
+        """Start the proxy; a second call (``with ProxyProcess(...).start()``) does
+        nothing, so no process is started twice and one left running."""
+        if self.proc is None:
+            self._spawn()
         return self
 
     def _spawn(self) -> None:

@@ -89,7 +89,7 @@ def test_live_jsonl_of_an_intercepted_connection_equals_its_export(
     with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as sport, \
             ProxyProcess(confdir=confdir, mode="regular", upstream_ca=origin_cert.cert,
                          extra=["--format", "jsonl", "--record", "rec.h2scope"],
-                         cwd=tmp_path, stdout=live).start() as proxy:
+                         cwd=tmp_path, stdout=live) as proxy:
         got = procs.run([procs.require("curl"), "-sS", "--http2", "-x",
                          f"http://127.0.0.1:{proxy.port}",
                          "--cacert", str(confdir / CA_CERT_FILE),
@@ -138,7 +138,7 @@ def test_live_jsonl_of_http11_and_a_websocket_upgrade_equals_its_export(
     with http_server() as hport, websocket_echo_server() as wport, \
             ProxyProcess(confdir=tmp_path / "conf", mode="regular",
                          extra=["--format", "jsonl", "--record", "rec.h2scope"],
-                         cwd=tmp_path, stdout=live).start() as proxy:
+                         cwd=tmp_path, stdout=live) as proxy:
         got = procs.run([procs.require("curl"), "-sS", "-x", f"http://127.0.0.1:{proxy.port}",
                          f"http://127.0.0.1:{hport}/a"])
         assert got.returncode == 0, got.stderr
