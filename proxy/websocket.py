@@ -377,9 +377,9 @@ class WsTracker:
                 reader.lost = "a payload the capture cut (max_data_bytes)"
             if data is not None and not f.malformed:
                 msgs = reader.feed(data, ev.t)
-            said = 4 << ev.direction
-            if reader.lost is not None and not state[2] & said:
-                state[2] |= said
+            bit = 4 << ev.direction
+            if reader.lost is not None and not state[2] & bit:
+                state[2] |= bit
                 lost = reader.lost
         if f.type in (0, 1) and f.flags & 0x1:
             state[2] |= 1 << ev.direction
@@ -394,13 +394,19 @@ class WsTracker:
         if not msgs and lost is None:
             return []
         arrow = "→" if ev.direction == 0 else "←"
-        out: list[str] = []
-        for msg in msgs:
-            out.append(f"{indent}websocket {arrow} {msg.summary(120)}")
-            out.extend(f"{indent}  ! {p}" for p in msg.problems)
-        if lost is not None:
-            out.append(f"{indent}websocket {arrow} framing lost: {lost}")
-        return out
+        return said(msgs, lost, f"{indent}websocket {arrow} ", f"{indent}  ! ")
+
+
+def said(msgs: list[WsMessage], lost: str | None, lead: str, problem_lead: str) -> list[str]:
+    """Log lines for messages (each after ``lead``, its problems after
+    ``problem_lead``) and a framing loss."""
+    out: list[str] = []
+    for msg in msgs:
+        out.append(f"{lead}{msg.summary(120)}")
+        out.extend(f"{problem_lead}{p}" for p in msg.problems)
+    if lost is not None:
+        out.append(f"{lead}framing lost: {lost}")
+    return out
 
 
 def message_dict(msg: WsMessage) -> dict[str, Any]:
@@ -468,9 +474,9 @@ class UpgradedWebSockets:
             return [], None
         reader: WsReader = state[direction]
         msgs = reader.feed(data, t)
-        said = 1 << direction
-        if reader.lost is not None and not state[2] & said:
-            state[2] |= said
+        bit = 1 << direction
+        if reader.lost is not None and not state[2] & bit:
+            state[2] |= bit
             return msgs, reader.lost
         return msgs, None
 
@@ -482,13 +488,7 @@ class UpgradedWebSockets:
         """:meth:`feed`'s result as log lines, each after ``head`` (time, connection,
         arrow)."""
         msgs, lost = self.feed(conn_id, direction, data, t)
-        out: list[str] = []
-        for msg in msgs:
-            out.append(f"{head} websocket {msg.summary(120)}")
-            out.extend(f"{head}   ! {p}" for p in msg.problems)
-        if lost is not None:
-            out.append(f"{head} websocket framing lost: {lost}")
-        return out
+        return said(msgs, lost, f"{head} websocket ", f"{head}   ! ")
 
 
 def websocket_object(conn_id: int, direction: int, wall: float,

@@ -56,6 +56,7 @@ from proxy.websocket import (
     WsMessage,
     WsTracker,
     message_dict,
+    said,
     websocket_object,
 )
 
@@ -129,8 +130,8 @@ def _record_text(item: Replayed, rel: float) -> str | None:
                              int(info.get("bytes_c2s") or 0), int(info.get("bytes_s2c") or 0))
         return "\n".join([*errors, f"{head} {closed}"])
     if rec.type == RecordType.HTTP1:
-        start, body = rec.http1()
-        first = start.split(b"\r\n", 1)[0].decode("utf-8", "surrogateescape")
+        first = rec.http1_head()[0]
+        _, body = rec.http1()
         kept = f"  (body {len(body)} B)" if body else ""  # the proxy keeps bodies as RAW bytes
         # (the flag marks a message cut short, as the live line's INCOMPLETE does)
         cut = " INCOMPLETE" if rec.truncated else ""
@@ -213,7 +214,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
         rec = item.record
         if kept is not None:
             kept.record(item)
-        said = upgrades.record(rec)
+        msgs, lost = upgrades.record(rec)
         if start is None:
             start = rec.wall
             if rec.type == RecordType.CONNECTION:  # time 0 is when it opened, as live
@@ -221,15 +222,10 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 if isinstance(opened, (int, float)) and 0 < rec.wall - opened < 3600:
                     start = opened
         rel = rec.wall - start
-        if said and kept is None and stream is None:  # (messages, not frames: as live)
+        if (msgs or lost) and kept is None and stream is None:  # (not frames: as live)
             head = prefix(rec.conn_id, rel, rec.direction.arrow)
-            for _, msg in said:
-                if isinstance(msg, str):
-                    out.write(shown(f"{head} websocket framing lost: {msg}") + "\n")
-                    continue
-                out.write(shown(f"{head} websocket {msg.summary(120)}") + "\n")
-                for p in msg.problems:
-                    out.write(f"{head}   ! {p}\n")
+            for line in said(msgs, lost, f"{head} websocket ", f"{head}   ! "):
+                out.write(shown(line) + "\n")
         # (a CLOSE record's line comes after what the close raised, as live)
         closing = rec.type == RecordType.CLOSE
         record_line = _record_line(item, rel) \
@@ -351,14 +347,6 @@ def _http1_object(direction: Direction, start_line: str,
             "complete": complete}
 
 
-def http1_head(rec: Record) -> tuple[str, list[tuple[str, str]]]:
-    """An HTTP1 record's start line and header fields."""
-    start, _ = rec.http1()
-    lines = start.decode("utf-8", "surrogateescape").split("\r\n")
-    return lines[0], [(name, value.strip()) for name, _, value in
-                      (line.partition(":") for line in lines[1:] if ":" in line)]
-
-
 class _Upgrades:
     """An export's WebSockets over HTTP/1.1 Upgrade: after a ``101`` HTTP1 record,
     the connection's RAW records are WebSocket frames (as live)."""
@@ -366,24 +354,18 @@ class _Upgrades:
     def __init__(self) -> None:
         self.ws = UpgradedWebSockets()
 
-    def record(self, rec: Record) -> list[tuple[int, WsMessage | str]]:
-        """The messages (and a framing loss, as text) this record completes."""
+    def record(self, rec: Record) -> tuple[list[WsMessage], str | None]:
+        """The messages this record (of its direction) completes, and why its
+        direction stopped being read if it just did."""
         if rec.type == RecordType.HTTP1:
             if rec.direction is Direction.S2C:
                 with contextlib.suppress(ValueError, IndexError):
-                    self.ws.upgraded(rec.conn_id, *http1_head(rec))
-            return []
-        if rec.type == RecordType.CLOSE:
+                    self.ws.upgraded(rec.conn_id, *rec.http1_head())
+        elif rec.type == RecordType.CLOSE:
             self.ws.closed(rec.conn_id)
-            return []
-        if rec.type != RecordType.RAW or rec.conn_id not in self.ws.conns:
-            return []
-        d = int(rec.direction)
-        msgs, lost = self.ws.feed(rec.conn_id, d, rec.body, rec.wall)
-        out: list[tuple[int, WsMessage | str]] = [(d, m) for m in msgs]
-        if lost is not None:
-            out.append((d, lost))
-        return out
+        elif rec.type == RecordType.RAW and rec.conn_id in self.ws.conns:
+            return self.ws.feed(rec.conn_id, int(rec.direction), rec.body, rec.wall)
+        return [], None
 
 
 def record_objects(rec: Record) -> list[dict[str, Any]]:
@@ -401,7 +383,7 @@ def record_objects(rec: Record) -> list[dict[str, Any]]:
 
     try:
         if rec.type == RecordType.HTTP1:
-            first, fields = http1_head(rec)
+            first, fields = rec.http1_head()
             return [{**head, **_http1_object(rec.direction, first, fields,
                                              not rec.truncated)}]
         meta = rec.json() if rec.type in _JSON_RECORDS else None
@@ -470,9 +452,9 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
         if kept is not None:
             kept.record(item)
         if kept is None and stream is None:
-            for d, msg in upgrades.record(rec):
-                if isinstance(msg, WsMessage):
-                    out.write(json_line(websocket_object(rec.conn_id, d, rec.wall, msg)) + "\n")
+            for msg in upgrades.record(rec)[0]:
+                out.write(json_line(websocket_object(rec.conn_id, int(rec.direction), rec.wall,
+                                                     msg)) + "\n")
         else:
             upgrades.record(rec)
         # (with --stream, none; but stream 1's request from an h2c upgrade)

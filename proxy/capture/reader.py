@@ -108,6 +108,14 @@ class Record:
         start = HTTP1_HEAD_LENGTH.size
         return self.body[start:start + n], self.body[start + n:]
 
+    def http1_head(self) -> tuple[str, list[tuple[str, str]]]:
+        """An HTTP1 record's start line and header fields (as HTTP/1.x text is read:
+        UTF-8, a byte that is not kept as a lone surrogate)."""
+        head, _ = self.http1()
+        lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+        return lines[0], [(name, value.strip()) for name, _, value in
+                          (line.partition(":") for line in lines[1:] if ":" in line)]
+
     def frame_bytes(self) -> bytes:
         """A FRAME record's frame, zero-padded to the length its header states.
 

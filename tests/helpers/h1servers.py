@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -141,3 +142,57 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
             break
         data += chunk
     return data
+
+
+def ws_upgrade(port: int) -> bytes:
+    """An absolute-form WebSocket upgrade request (RFC 6455 §4.1) for a proxy, to
+    127.0.0.1:``port``; the key is the RFC's example, so the accept is known."""
+    return (f"GET http://127.0.0.1:{port}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+@dataclass
+class OneConnection:
+    """What :func:`one_connection_server` saw."""
+
+    port: int
+    received: bytearray = field(default_factory=bytearray)
+    """Every byte the peer sent (up to the reply, when there is one)."""
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set when the connection ended: the peer closed it, or the reply went out."""
+
+
+@contextlib.contextmanager
+def one_connection_server(reply: bytes | None = None,
+                          timeout: float = 20.0) -> Iterator[OneConnection]:
+    """A server for one connection: it keeps what it receives; with ``reply``, it
+    sends it as it is once a request head has come, and closes; without, it reads
+    until the peer closes (to see what a proxy passed on, and that it let go)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(timeout)
+    seen = OneConnection(port=listener.getsockname()[1])
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(timeout)
+            with contextlib.suppress(OSError):
+                while data := conn.recv(65536):
+                    seen.received.extend(data)
+                    if reply is not None and b"\r\n\r\n" in seen.received:
+                        conn.sendall(reply)
+                        break
+        seen.done.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join(5)
+        listener.close()

@@ -132,6 +132,7 @@ def test_live_jsonl_of_http11_and_a_websocket_upgrade_equals_its_export(
         recv_until,
         websocket_echo_server,
         ws_frame,
+        ws_upgrade,
     )
 
     live = tmp_path / "live.jsonl"
@@ -143,10 +144,7 @@ def test_live_jsonl_of_http11_and_a_websocket_upgrade_equals_its_export(
                          f"http://127.0.0.1:{hport}/a"])
         assert got.returncode == 0, got.stderr
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-            sock.sendall(f"GET http://127.0.0.1:{wport}/ws HTTP/1.1\r\nHost: x\r\n"
-                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            sock.sendall(ws_upgrade(wport))
             recv_until(sock, b"\r\n\r\n")
             sock.sendall(ws_frame(b"hi"))
             recv_exactly(sock, len(ws_frame(b"hi")))

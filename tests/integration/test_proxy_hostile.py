@@ -3,7 +3,6 @@ what happened, and the proxy keeps serving a concurrent good request."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import ssl
@@ -15,6 +14,7 @@ import pytest
 from proxy.events import ConnectionClosed, ProxyErrorRaised
 from proxy.observe.events import Desynced, FrameObserved
 from tests.helpers import procs
+from tests.helpers.h1servers import one_connection_server
 from tests.helpers.h2server import ServerThread
 from tests.helpers.proxy_thread import ProxyThread
 
@@ -202,33 +202,18 @@ def test_a_request_body_with_invalid_chunk_framing_gets_400_and_frees_the_server
         proxy: ProxyThread, good_request: Callable[[], None]) -> None:
     """The server, still waiting for the body, would never answer: the proxy answers
     the client itself and closes the server's connection (it used to hang both)."""
-    closed = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def server() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(20)
-            while conn.recv(65536):
-                pass
-            closed.set()
-
-    thread = threading.Thread(target=server, daemon=True)
-    thread.start()
-    port = listener.getsockname()[1]
-    try:
+    with one_connection_server() as server:
         with connect(proxy) as sock:
-            sock.sendall(f"POST http://127.0.0.1:{port}/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         "Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n".encode())
+            sock.sendall(f"POST http://127.0.0.1:{server.port}/upload HTTP/1.1\r\n"
+                         "Host: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "ZZ\r\nabc\r\n0\r\n\r\n".encode())
             reply = read_all(sock)
         assert reply.startswith(b"HTTP/1.1 400 Bad Request"), reply
         assert b"invalid HTTP/1.1 request body" in reply
-        assert closed.wait(10), "the server's connection was left open"
+        assert server.done.wait(10), "the server's connection was left open"
         assert "invalid chunked framing" in errors(proxy, "http1")[0].message
         assert any(e.reason == "invalid HTTP/1.1 body framing"
                    for e in proxy.wait_closed())
-    finally:
-        listener.close()
     good_request()
 
 
@@ -302,29 +287,12 @@ def test_a_chunked_request_body_framed_wrong_is_refused_before_it_is_passed_on(
         proxy: ProxyThread, body: bytes, why: str) -> None:
     """Framing the server might read otherwise than h2scope (a smuggling vector) gets
     the client a 400; what the server receives stops before the bad part."""
-    received = bytearray()
-    done = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def server() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(20)
-            with contextlib.suppress(OSError):
-                while data := conn.recv(65536):
-                    received.extend(data)
-        done.set()
-
-    threading.Thread(target=server, daemon=True).start()
-    port = listener.getsockname()[1]
-    try:
+    with one_connection_server() as server:
         with connect(proxy) as sock:
-            sock.sendall(f"POST http://127.0.0.1:{port}/up HTTP/1.1\r\nHost: x\r\n"
+            sock.sendall(f"POST http://127.0.0.1:{server.port}/up HTTP/1.1\r\nHost: x\r\n"
                          "Transfer-Encoding: chunked\r\n\r\n".encode() + body)
             reply = read_all(sock)
         assert reply.startswith(b"HTTP/1.1 400 Bad Request"), reply
         assert why in errors(proxy, "http1")[0].message
-        assert done.wait(10), "the server's connection was left open"
-        assert b"hello" + b"XX" not in received and b"a\x00b" not in received
-    finally:
-        listener.close()
+        assert server.done.wait(10), "the server's connection was left open"
+        assert b"hello" + b"XX" not in server.received and b"a\x00b" not in server.received

@@ -3,11 +3,9 @@ WebSocket upgrades, the CA page, proxy authentication, SOCKS5 and several modes 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.events import (
@@ -22,10 +20,12 @@ from proxy.observe.events import FrameObserved
 from tests.helpers import procs
 from tests.helpers.h1servers import (
     http_server,
+    one_connection_server,
     recv_exactly,
     recv_until,
     websocket_echo_server,
     ws_frame,
+    ws_upgrade,
 )
 from tests.helpers.h2server import ServerThread
 from tests.helpers.proxy_thread import ProxyThread
@@ -100,10 +100,7 @@ def test_http11_only_server_through_reverse_http(make_proxy: Callable[..., Proxy
 def test_websocket_upgrade_then_bytes_are_piped_both_ways(proxy: ProxyThread) -> None:
     with websocket_echo_server() as port, socket.create_connection(
             ("127.0.0.1", proxy.port()), timeout=10) as sock:
-        sock.sendall(f"GET http://127.0.0.1:{port}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        sock.sendall(ws_upgrade(port))
         head = recv_until(sock, b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 ")
         assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
@@ -250,35 +247,13 @@ def test_recorded_http1_exchanges_export_to_har(make_proxy: Callable[..., ProxyT
     assert upload["_h2scope"]["informational"][0][0] == [":status", "100"]
 
 
-@contextlib.contextmanager
-def one_reply_server(reply: bytes) -> Iterator[int]:
-    """A server (its port) that reads one request head, sends ``reply`` as it is,
-    and closes."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1)
-
-    def answer() -> None:
-        conn, _ = sock.accept()
-        with conn:
-            recv_until(conn, b"\r\n\r\n")
-            conn.sendall(reply)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        thread.join(5)
-        sock.close()
-
-
 def test_a_server_reply_that_is_not_http_reaches_the_client_as_it_was(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """An HTTP/0.9-style reply (or an h2c-only server's SETTINGS) then a close: the
     relay never drops what a server said; the UI is told what it was."""
     reply = b"NOT-HTTP garbage reply\n"
-    with one_reply_server(reply) as port:
+    with one_connection_server(reply) as server:
+        port = server.port
         proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
         code, out, err = curl("--http0.9", f"http://127.0.0.1:{proxy.port('reverse')}/")
         proxy.wait_closed()
@@ -307,7 +282,8 @@ def test_a_chunked_body_cut_mid_chunk_counts_what_got_through(
     inside its second chunk, after 23 bytes of body had been forwarded."""
     head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     body = b"5\r\nhello\r\n10\r\nonly-half"
-    with one_reply_server(head + body) as port:
+    with one_connection_server(head + body) as server:
+        port = server.port
         proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
         curl(f"http://127.0.0.1:{proxy.port('reverse')}/")
         proxy.wait_closed()
@@ -355,10 +331,7 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     proxy = make_proxy(sinks=(HeadlessPrinter(live), recorder))
     with websocket_echo_server() as port, socket.create_connection(
             ("127.0.0.1", proxy.port()), timeout=10) as sock:
-        sock.sendall(f"GET http://127.0.0.1:{port}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        sock.sendall(ws_upgrade(port))
         recv_until(sock, b"\r\n\r\n")
         for text in (b"hello", b"again, over the same tunnel"):
             frame = ws_frame(text)
@@ -417,31 +390,14 @@ def test_http11_header_values_are_read_as_utf8_and_relayed_byte_for_byte(
     is written \\xNN; the server gets exactly the bytes the client sent."""
     from proxy.headless import connection_line
 
-    received = bytearray()
-    done = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def server() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(10)
-            while b"\r\n\r\n" not in received:
-                received.extend(conn.recv(65536))
-            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Reply: na\xc3\xafve\r\nContent-Length: 0\r\n"
-                         b"Connection: close\r\n\r\n")
-        done.set()
-
-    threading.Thread(target=server, daemon=True).start()
-    port = listener.getsockname()[1]
-    try:
-        with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
-            sock.sendall(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\n".encode()
-                         + b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\nConnection: close\r\n\r\n")
-            recv_until(sock, b"\r\n\r\n")
-        assert done.wait(10)
-    finally:
-        listener.close()
-    assert b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\n" in received
+    with one_connection_server(b"HTTP/1.1 200 OK\r\nX-Reply: na\xc3\xafve\r\n"
+                               b"Content-Length: 0\r\nConnection: close\r\n\r\n") as server, \
+            socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"GET http://127.0.0.1:{server.port}/ HTTP/1.1\r\nHost: x\r\n".encode()
+                     + b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\nConnection: close\r\n\r\n")
+        recv_until(sock, b"\r\n\r\n")
+        assert server.done.wait(10)
+    assert b"X-Name: caf\xc3\xa9\r\nX-Raw: a\xffb\r\n" in server.received
     request, response = proxy.wait_for(
         lambda: messages(proxy, Direction.C2S) + messages(proxy, Direction.S2C)
         if messages(proxy, Direction.S2C) else None, what="both messages")

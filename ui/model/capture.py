@@ -212,9 +212,7 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
                                     head=head))
         if ws is not None and rec.flags & 1:
-            first, *fields = head.split("\r\n")
-            ws.upgraded(conn, first, [(n, v.strip()) for n, _, v in
-                                      (f.partition(":") for f in fields if ":" in f)])
+            ws.upgraded(conn, *rec.http1_head())
     elif rtype == _LOST and conn:
         lost_part(observers.get(conn))
         events.append(RecordedLost(conn_id=conn, t=rec.wall,

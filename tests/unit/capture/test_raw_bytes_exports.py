@@ -40,7 +40,6 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with CaptureWriter(path) as writer:
         tap = RecordingObserver(writer, 1, META, t=999.0)
 
-
         client.initiate_connection()
         server.initiate_connection()
         exchange(tap, client, server, 1000.0)

@@ -35,7 +35,6 @@ def make_capture(path: Path, request_path: bytes = b"/pkg.Svc/Call") -> Path:
     with CaptureWriter(path) as writer:
         tap = RecordingObserver(writer, 1, META, t=10.0)
 
-
         client.initiate_connection()
         server.initiate_connection()
         exchange(tap, client, server, 10.1)
