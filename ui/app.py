@@ -115,7 +115,6 @@ class H2ScopeApp(Navigation):
         self.scope_conn: int | None = None
         self.scope_stream: int | None = None
         self.paused = False
-        self.skipped = 0
         self.select_when_filtered: int | None = None
         self.frames_saved = 0
         """Live: frames the last ctrl+s copied (the quit question counts the rest)."""
@@ -232,10 +231,11 @@ class H2ScopeApp(Navigation):
         """Live: take what the proxy published (between repaints too, so that
         batches — and the frame bytes they hold — wait at most INGEST_TICK)."""
         if self.feed is not None and self.live_frames is not None:
+            if self.paused:
+                return  # the view holds still; the proxy records on (see pause)
             if self.feed.batches:
                 self._last_arrival = time.monotonic()
-            _, skipped = ingest(self.session, self.live_frames, self.feed, paused=self.paused)
-            self.skipped += skipped
+            ingest(self.session, self.live_frames, self.feed)
             self._freezer.note(len(self.session.table))
 
     @work(thread=True, exclusive=True, group="load")
@@ -336,7 +336,9 @@ class H2ScopeApp(Navigation):
         parts: list[tuple[str, str]] = []
         live = self.live
         if live is not None and self.paused:
-            parts.append((f"PAUSED ({self.skipped:,} frames not shown)", "bold yellow"))
+            waiting = max(0, live.frames_in_file() - len(s.table))
+            parts.append((f"PAUSED ({waiting:,} new frame{'' if waiting == 1 else 's'} "
+                           f"waiting)", "bold yellow"))
         if live is not None and not isinstance(live, FileFollow) and live.recording:
             parts.append((f"● REC {live.recording}", "bold red"))
         if live is None:
@@ -536,7 +538,10 @@ class H2ScopeApp(Navigation):
             self.say("pause applies to live capture")
             return
         self.paused = not self.paused
-        self.say("paused: new traffic is not shown" if self.paused else "resumed")
+        self.live.pause(self.paused)
+        self.say("paused: the view holds still, the proxy records on; "
+                 f"{self.keys.get('pause', 'space')} shows what came meanwhile"
+                 if self.paused else "resumed")
 
     def action_toggle_lanes(self) -> None:
         lanes = self.lanes

@@ -69,15 +69,23 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             conn = next(iter(app.session.conns.values()))
             assert conn.target.startswith("localhost:") and conn.tls("client") != "-"
 
-            # Pause: traffic still flows through the proxy but is not added.
+            # Pause: traffic still flows through the proxy (and into its capture),
+            # the view holds still; resuming shows what came meanwhile.
             await pilot.press("space")
             assert app.paused and "PAUSED" in (app.tick() or app.status.plain)
-            before = len(t)
-            await loop.run_in_executor(None, _curl, port, ca, f"{url}/paused")
-            await until(pilot, lambda: app.skipped > 0, "batches skipped while paused")
-            assert len(app.session.table) == before
+            before, conns = len(t), len(app.session.conns)
+            body = await loop.run_in_executor(None, _curl, port, ca, f"{url}/paused")
+            assert body.startswith("hello /paused")
+            await until(pilot, lambda: "new frames waiting" in app.status.plain
+                        and not app.status.plain.startswith("PAUSED (0 "),
+                        "the status bar to count the frames waiting")
+            assert (len(app.session.table), len(app.session.conns)) == (before, conns)
             await pilot.press("space")
             assert not app.paused
+            await until(pilot, lambda: any(
+                s.request_headers and (":path", "/paused") in s.request_headers
+                for c in app.session.conns.values() for s in c.streams.values()),
+                "the request made while paused to be shown")
 
             # Record from the UI, make traffic, stop, export the recording.
             await pilot.press("r")

@@ -180,6 +180,15 @@ class SessionCapture:
                 return None
             return self.offsets.frame_at(offset)
 
+    def frame_records(self) -> int:
+        """FRAME records in the file so far, by a scan of the record headers
+        appended since the last one (0 once the capture is closed)."""
+        with self._lock:
+            if self.closed:
+                return 0
+            self.offsets.scan()
+            return self.offsets.counts.get(_FRAME, 0)
+
     def _flush(self) -> None:
         if self._flush_writer is not None:
             self._flush_writer()

@@ -212,8 +212,6 @@ class ConnInfo:
     """Round-trip times of answered PINGs, seconds."""
     priority: PriorityTree = field(default_factory=PriorityTree)
     """RFC 7540 §5.3 dependency tree, as HEADERS and PRIORITY frames built it."""
-    lost: int = 0
-    """Frames the view did not take for this connection (it was paused)."""
 
     @property
     def host(self) -> str | None:
@@ -262,9 +260,6 @@ class ConnInfo:
         messages and why it closed."""
         if self.errors:
             return "; ".join(self.errors)
-        if self.lost:  # (its frames came while the view was paused)
-            said = f"{self.lost:,} frames not shown (paused)"
-            return f"{said}; {self.closed}" if self.closed else said
         if self.http1:
             requests = sum(1 for _, d, _ in self.http1 if d == 0)
             last = self.http1[-1][2].split("\r\n", 1)[0]

@@ -92,6 +92,8 @@ class Follower:
         self.broken: str | None = None
         self.hold_until = 0.0
         """Monotonic time until which the follower decodes only in slices (input first)."""
+        self.paused = False
+        """While set, nothing more is read: the file holds what comes meanwhile."""
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="h2scope-follow", daemon=True)
 
@@ -119,6 +121,9 @@ class Follower:
 
     def _run(self) -> None:
         while not self.stopped.is_set():
+            if self.paused:
+                self.stopped.wait(POLL)
+                continue
             held = time.monotonic() < self.hold_until
             try:
                 found = self.poll(HELD_SLICE if held else None)
@@ -256,6 +261,16 @@ class _Following:
     def behind(self) -> int:
         """Bytes of the capture the UI has not read yet."""
         return self.follower.behind() if self.follower is not None else 0
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or go on) reading the capture: while the view is paused the proxy
+        goes on recording, and what it records is read when the view resumes."""
+        if self.follower is not None:
+            self.follower.paused = paused
+
+    def frames_in_file(self) -> int:
+        """FRAME records in the capture so far (read by their headers only)."""
+        return self.backing.frame_records() if self.backing is not None else 0
 
     def input_seen(self) -> None:
         """A key or mouse event arrived: the UI's thread goes first for a moment."""

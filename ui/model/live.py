@@ -59,17 +59,12 @@ class FollowedBatch:
     refs: tuple[int, ...]
 
 
-def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: bool = False,
-           limit: int = 50_000) -> tuple[int, int]:
-    """Move up to ``limit`` events from ``feed`` into ``session``: (frames added, frames
-    skipped).
-
-    While ``paused``, batches are taken off the feed and their frames counted as
-    skipped; only their connection events are kept (the connections pane stays
-    complete).
-    """
-    added = skipped = 0
-    held = False  # batches taken while paused: their connection events change the views
+def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *,
+           limit: int = 50_000) -> int:
+    """Move up to ``limit`` events from ``feed`` into ``session``; the number of
+    frames added. (A paused view does not call it: its batches wait in the feed,
+    and the follower stops reading the capture, until the view resumes.)"""
+    added = 0
     events = 0
     popleft = feed.batches.popleft
     add = frames.add
@@ -77,15 +72,6 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
         while feed.batches and events < limit:
             batch = popleft()
             conn = batch.conn_id
-            if paused:  # connections stay listed; their frames are not kept
-                held = True
-                for ev in batch.events:
-                    if isinstance(ev, ConnectionEvent):
-                        session.connection_event(ev)
-                    elif type(ev) is FrameObserved:
-                        session.conn(conn).lost += 1
-                        skipped += 1
-                continue
             events += len(batch.events)
             refs = getattr(batch, "refs", None)
             for k, ev in enumerate(batch.events):
@@ -96,9 +82,9 @@ def ingest(session: Session, frames: FrameSource, feed: LiveFeed, *, paused: boo
                     session.connection_event(ev)
                 else:
                     session.observe(conn, ev)
-        if added or events or held:
+        if events:
             session.touch()
-    return added, skipped
+    return added
 
 
 def rate(samples: deque[tuple[float, int]], count: int, window: float = 2.0) -> float:
