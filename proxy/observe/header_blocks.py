@@ -27,6 +27,7 @@ from proxy.observe.header_rules import (
     status_of,
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
+from proxy.observe.hpack_fields import Representation
 from proxy.observe.priority import PriorityTree
 from proxy.observe.sides import MAX_BLOCK_BYTES, HeaderBlockInProgress, Side
 from proxy.observe.streams import NO_CONTENT, Stream, StreamState, sender_finished, transition
@@ -57,6 +58,21 @@ def _early_grpc_status(stream: Stream) -> bool:
     Trailers-Only response)."""
     return stream.response_headers is not None and \
         header_value(stream.response_headers, "grpc-status") is not None
+
+
+def size_updates(block: HeaderBlock, sid: int, seq: int, findings: list[Finding]) -> None:
+    """RFC 7541 §4.2: however often the maximum changed since the last block, an
+    encoder signals at most two size updates (the smallest maximum of the
+    interval, then the final one). More decode, but say so."""
+    sizes = [f.new_table_size for f in block.fields
+             if f.representation is Representation.SIZE_UPDATE]
+    if len(sizes) > 2:
+        findings.append(_f("hpack-size-updates", Severity.WARNING, "RFC 7541 §4.2",
+                           f"{len(sizes)} dynamic table size updates open the header block "
+                           f"on stream {sid} ({' → '.join(map(str, sizes))}); an encoder "
+                           "signals at most two: the smallest maximum since its last "
+                           f"block ({min(s for s in sizes if s is not None)}), then the "
+                           f"final one ({sizes[-1]})", seq, sid))
 
 
 def decoded_before(exc: HpackDecodeError) -> str:
@@ -275,6 +291,8 @@ class HeaderBlocks:
                                f"decoded (COMPRESSION_ERROR){decoded_before(exc)}",
                                seq, block_sid))
             return None, promised
+        if data and data[0] & 0xE0 == 0x20:  # (rare: the block opens with a size update)
+            size_updates(block, block_sid, seq, findings)
         if block_sid == 0:
             return block, promised  # (on stream 0: decoded, nothing to check it against)
         sid = promised if promised is not None else block_sid

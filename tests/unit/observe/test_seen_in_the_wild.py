@@ -61,3 +61,39 @@ def _client_bytes_seen(events: list) -> bytes:
 
 def _server_bytes_seen(events: list) -> bytes:
     return b"".join(e.frame.raw for e in events if isinstance(e, FrameObserved))
+
+
+def test_hpack_encoder_signalling_every_table_size_change_is_flagged_and_still_decoded():
+    """Three SETTINGS_HEADER_TABLE_SIZE changes between two blocks (4096 → 100 →
+    200 → 300), each acknowledged.
+
+    RFC 7541 §4.2: the encoder signals the smallest size of the interval (100)
+    and the final one (300): two updates. python-hyper's encoder signals all
+    three in order. Each is within the acknowledged limit, so the block decodes
+    (both endpoints accept it); h2scope warns, names the rule, and the decoded
+    headers and the table's maximum are right.
+    """
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    for size in (100, 200, 300):
+        client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: size})
+    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    server.initiate_connection()
+    obs = ConnectionObserver()
+    events = obs.feed(C2S, client.data_to_send(), 0.0)
+    server.receive_data(_client_bytes_seen(events))
+    server.send_headers(1, [(":status", "200"), ("server", "x")], end_stream=True)
+    events = obs.feed(S2C, server.data_to_send(), 0.1)
+    frames = [e for e in events if isinstance(e, FrameObserved)]
+    findings = [f for e in frames for f in e.findings]
+    assert [(f.code, f.rfc) for f in findings] == [("hpack-size-updates", "RFC 7541 §4.2")]
+    assert "3 dynamic table size updates" in findings[0].message
+    assert "(100 → 200 → 300)" in findings[0].message
+    assert "smallest maximum since its last block (100), then the final one (300)" in \
+        findings[0].message
+    block = next(e.block for e in frames if getattr(e, "block", None) is not None)
+    assert block.headers == ((":status", "200"), ("server", "x"))
+    assert block.table_max == 300
+    client.receive_data(_server_bytes_seen(events))  # the client accepts the block
