@@ -3,7 +3,10 @@
 ``h2scope export FILE --format capture -o OUT [--conn ID] [--redact]``. Without
 ``--redact`` the chosen connections' records are copied as they are. With it,
 the values of credential headers (:data:`SENSITIVE`, and any named with
-``--redact-header``) become ``REDACTED``:
+``--redact-header``) become ``REDACTED``, and so do the values of credential
+query parameters (:data:`SENSITIVE_PARAMS`, and any named with
+``--redact-param``) in URLs: ``:path``, ``location``, ``referer`` and
+``content-location`` values, HTTP/1.x request lines and those header lines:
 
 * HTTP/2 header blocks cannot be edited in place (Huffman strings, the dynamic
   table), so each block is decoded by the observer and encoded again, by one
@@ -20,8 +23,8 @@ the values of credential headers (:data:`SENSITIVE`, and any named with
 * HTTP/1.x: the header lines of those names in the relayed bytes and in the
   message heads, and the request headers of an h2c upgrade.
 
-Bodies are copied as they are: a token in a body, a URL or a WebSocket message
-is not found (the docs say so).
+Bodies are copied as they are: a token in a body or a WebSocket message is not
+found (the docs say so).
 """
 
 from __future__ import annotations
@@ -46,6 +49,17 @@ from proxy.observe.events import Desynced, Event, FrameObserved
 SENSITIVE = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
                        "x-api-key", "x-auth-token", "x-csrf-token", "x-xsrf-token"})
 """Header names whose values ``--redact`` removes by default."""
+SENSITIVE_PARAMS = frozenset({
+    "access_token", "id_token", "refresh_token", "token", "auth", "code", "client_secret",
+    "api_key", "apikey", "key", "password", "passwd", "secret", "session", "sessionid",
+    "sig", "signature", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
+    "x-goog-credential", "x-goog-signature",
+})
+"""URL query parameter names whose values ``--redact`` removes by default (OAuth
+tokens and codes, API keys, signed-URL signatures and credentials; compared
+without regard to case)."""
+URL_HEADERS = frozenset({":path", "location", "referer", "content-location"})
+"""Header fields whose values are URLs: their query parameters are redacted."""
 REDACTED = "REDACTED"
 MAX_FRAME = 16_384
 """Frames the re-encoded blocks are cut to (the smallest SETTINGS_MAX_FRAME_SIZE)."""
@@ -64,6 +78,12 @@ class Extracted:
     records: int = 0
     redacted: int = 0
     """Header values replaced."""
+    found: list[str] = field(default_factory=list)
+    """The names of those headers."""
+    params: int = 0
+    """URL query parameter values replaced."""
+    found_params: list[str] = field(default_factory=list)
+    """The names of those parameters."""
     left_out: dict[int, str] = field(default_factory=dict)
     """Connections not written, and why."""
 
@@ -93,37 +113,72 @@ def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str
 
 
 class _Redactor:
-    def __init__(self, names: frozenset[str]) -> None:
+    def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset()) -> None:
         self.names = names
         alternation = "|".join(re.escape(n) for n in sorted(names))
         self.line = re.compile(rb"(?im)^(" + alternation.encode() + rb")[ \t]*:[^\r\n]*")
         self.count = 0
+        self.found: set[str] = set()
+        """The header names whose values were redacted."""
+        self.params = 0
+        self.found_params: set[str] = set()
+        p = "|".join(re.escape(n) for n in sorted(params, key=lambda n: (-len(n), n)))
+        # name=value after ? & or ; up to the next separator; the name as written
+        self.param = re.compile(r"(?i)(?<=[?&;])(" + p + r")=[^&;#\s]*") if params else None
+        self.param_b = re.compile(rb"(?i)(?<=[?&;])(" + p.encode() + rb")=[^&;#\s]*") \
+            if params else None
+        # HTTP/1.x lines that hold a URL: the request line, and URL header lines
+        self.url_line = re.compile(
+            rb"(?im)^(?:[A-Z]+ [^ \r\n]+ HTTP/\d\.\d|(?:"
+            + "|".join(re.escape(n) for n in sorted(URL_HEADERS) if n[0] != ":").encode()
+            + rb")[ \t]*:)[^\r\n]*")
 
     def headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         out = []
         for n, v in headers:
-            if n.lower() in self.names:
+            low = n.lower()
+            if low in self.names:
                 self.count += 1
+                self.found.add(low)
                 v = REDACTED
+            elif low in URL_HEADERS and self.param is not None:
+                v = self.param.sub(self._param, v)
             out.append((n, v))
         return out
+
+    def _param(self, m: re.Match[str]) -> str:
+        self.params += 1
+        self.found_params.add(m.group(1).lower())
+        return m.group(1) + "=" + REDACTED
+
+    def _param_b(self, m: re.Match[bytes]) -> bytes:
+        self.params += 1
+        self.found_params.add(m.group(1).decode("latin-1").lower())
+        return m.group(1) + b"=" + REDACTED.encode()
 
     def text(self, data: bytes) -> bytes:
         def sub(m: re.Match[bytes]) -> bytes:
             self.count += 1
+            self.found.add(m.group(1).decode("latin-1").lower())
             return m.group(1) + b": " + REDACTED.encode()
-        return self.line.sub(sub, data)
+        data = self.line.sub(sub, data)
+        param = self.param_b
+        if param is not None:
+            data = self.url_line.sub(lambda m: param.sub(self._param_b, m.group(0)), data)
+        return data
 
 
 def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
-            conn: int | None = None, redact: frozenset[str] | None = None) -> Extracted:
+            conn: int | None = None, redact: frozenset[str] | None = None,
+            redact_params: frozenset[str] = frozenset()) -> Extracted:
     """Write connection ``conn`` (default: all) of the capture at ``path`` to a new
-    capture at ``out_path``; with ``redact``, those header names' values removed.
+    capture at ``out_path``; with ``redact``, those header names' values removed,
+    and the values of the ``redact_params`` query parameters in URLs.
     Raises CaptureFormatError for a file that is not a capture, OSError."""
     result = Extracted()
     if redact:
         result.left_out = _unreadable(path, conn)
-    redactor = _Redactor(redact) if redact else None
+    redactor = _Redactor(redact, redact_params) if redact else None
     encoders: dict[tuple[int, int], hpack.Encoder] = {}
     pending: dict[tuple[int, int], list[FrameObserved]] = {}
     held: dict[tuple[int, int], tuple[bytes, float, float]] = {}
@@ -175,6 +230,9 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                 _flush_held(held, key, writer, result)
     if redactor is not None:
         result.redacted = redactor.count
+        result.found = sorted(redactor.found)
+        result.params = redactor.params
+        result.found_params = sorted(redactor.found_params)
     return result
 
 
@@ -259,9 +317,11 @@ def note_lines(result: Extracted, redact: frozenset[str] | None) -> list[str]:
     lines = [f"{len(result.connections)} connection"
              f"{'' if len(result.connections) == 1 else 's'}, {result.records} records"]
     if redact:
-        lines[0] += (f"; {result.redacted} header value{'' if result.redacted == 1 else 's'}"
-                     f" redacted ({', '.join(sorted(redact))})")
+        n, p = result.redacted, result.params
+        lines[0] += (f"; {n} header value{'' if n == 1 else 's'} redacted"
+                     + (f" ({', '.join(result.found)})" if result.found else "")
+                     + f", {p} URL query parameter{'' if p == 1 else 's'}"
+                     + (f" ({', '.join(result.found_params)})" if result.found_params else ""))
     for c, why in sorted(result.left_out.items()):
         lines.append(f"connection {c} left out: {why}, so it cannot be redacted whole")
     return lines
-

@@ -81,10 +81,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "status:5xx' (docs/filters.md)")
     p.add_argument("--redact", action="store_true",
                    help="capture: replace the values of credential headers (authorization, "
-                   "cookie, set-cookie, x-api-key, …) with REDACTED; HTTP/2 header blocks "
-                   "are encoded again (docs/export.md); bodies are not searched")
+                   "cookie, set-cookie, x-api-key, …) and of credential query parameters "
+                   "in URLs (access_token, code, key, sig, X-Amz-Signature, …) with "
+                   "REDACTED; HTTP/2 header blocks are encoded again (docs/export.md); "
+                   "bodies are not searched")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
                    help="capture, with --redact: one more header name to redact; repeatable")
+    p.add_argument("--redact-param", action="append", default=[], metavar="NAME",
+                   help="capture, with --redact: one more URL query parameter to redact; "
+                   "repeatable")
     p.add_argument("--annotate", action="store_true",
                    help="text: show how each header field was HPACK-encoded "
                    "(representation, index, Huffman, inserts, evictions, size updates)")
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if fmt == "capture":
         return _capture(args)
-    if args.redact or args.redact_header:
+    if args.redact or args.redact_header or args.redact_param:
         raise UsageError("--redact applies to --format capture (a capture to share)")
     if fmt in BINARY_FORMATS and to_stdout:
         raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
@@ -211,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
 def _capture(args: argparse.Namespace) -> int:
     """``--format capture``: the chosen connections as a capture, maybe redacted."""
     from proxy.capture.reader import CaptureFormatError
-    from proxy.capture.redact import SENSITIVE, extract, note_lines
+    from proxy.capture.redact import SENSITIVE, SENSITIVE_PARAMS, extract, note_lines
     from proxy.cli import UsageError
 
     if args.output in (None, "-"):
@@ -223,13 +228,17 @@ def _capture(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{flag} does not apply to --format capture (it keeps whole "
                              "connections: choose them with --conn)")
-    if args.redact_header and not args.redact:
-        raise UsageError("--redact-header needs --redact")
+    for flag, given in (("--redact-header", args.redact_header),
+                        ("--redact-param", args.redact_param)):
+        if given and not args.redact:
+            raise UsageError(f"{flag} needs --redact")
     redact = SENSITIVE | {n.strip().lower() for n in args.redact_header if n.strip()} \
         if args.redact else None
+    params = SENSITIVE_PARAMS | {n.strip().lower() for n in args.redact_param if n.strip()}
     written = ReplacedFile(Path(args.output), args.file)
     try:
-        result = extract(args.file, written.temp, conn=args.conn, redact=redact)
+        result = extract(args.file, written.temp, conn=args.conn, redact=redact,
+                         redact_params=params)
         if args.conn is not None and args.conn not in result.connections \
                 and args.conn not in result.left_out:
             raise UsageError(f"the capture has no connection {args.conn}")

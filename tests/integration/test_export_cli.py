@@ -334,6 +334,71 @@ def test_redacting_http1_finds_a_header_line_split_across_two_reads(tmp_path: Pa
                         b"\r\nok")
 
 
+def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path) -> None:
+    """Signed URLs and OAuth redirects carry their secrets in the query: --redact
+    replaces those parameters' values in :path, location and referer (HTTP/2, real
+    h2 peers) and in HTTP/1.x request lines and URL header lines; other parameters,
+    and the same names elsewhere in a path, stay."""
+    import h2.config
+    import h2.connection
+
+    from proxy.capture.reader import CaptureReader
+    from proxy.capture.tap import RecordingObserver
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import META, exchange
+
+    src = tmp_path / "urls.h2scope"
+    with CaptureWriter(src) as w:
+        tap = RecordingObserver(w, 1, META, t=1.0)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        server = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8"))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "GET"), (":scheme", "https"),
+                                (":authority", "example.test"),
+                                (":path", "/b/key=keep.txt?X-Amz-Signature=5ec2e7&page=2"
+                                          "&X-Amz-Credential=AKIA1%2F2&code=c0de;token=t0k")],
+                            end_stream=True)
+        exchange(tap, client, server, 1.1)
+        server.send_headers(1, [(":status", "302"),
+                                ("location", "https://app.test/cb?state=s1&access_token=acc35"),
+                                ("referer", "https://example.test/?api_key=ap1k")],
+                            end_stream=True)
+        exchange(tap, client, server, 1.2)
+        tap.close(t=1.3)
+        w.connection(2, {"client": {"ip": "127.0.0.1", "port": 2}, "mode": "regular",
+                         "protocol": "http/1.1", "target": "a.test:80"}, t=2.0, wall=1000.0)
+        w.raw(2, Direction.C2S, b"GET /login?user=ann&password=hunter2 HTTP/1.1\r\n"
+              b"Host: a.test\r\nReferer: http://a.test/?sig=5ig\r\n\r\n", t=2.1, wall=1000.1)
+        w.raw(2, Direction.S2C, b"HTTP/1.1 302 Found\r\nLocation: /home?sessionid=5e55"
+              b"\r\nContent-Length: 2\r\n\r\nok", t=2.2, wall=1000.2)
+        w.close_connection(2, t=2.3, wall=1000.3, closed_by="client")
+    out = tmp_path / "shared.h2scope"
+    got = _run(str(src), "--format", "capture", "--redact", "--redact-param", "USER",
+               "-o", str(out))
+    assert ("0 header values redacted, 10 URL query parameters (access_token, api_key, "
+            "code, password, sessionid, sig, token, user, x-amz-credential, "
+            "x-amz-signature)") in got.stderr, got.stderr
+    data = out.read_bytes()
+    for secret in (b"5ec2e7", b"AKIA1", b"c0de", b"t0k", b"acc35", b"ap1k", b"hunter2",
+                   b"5ig", b"5e55", b"ann"):
+        assert secret not in data, secret
+    text = _run(str(out), "--format", "text").stdout
+    assert ":path: /b/key=keep.txt?X-Amz-Signature=REDACTED&page=2&X-Amz-Credential=" \
+        "REDACTED&code=REDACTED;token=REDACTED" in text
+    assert "location: https://app.test/cb?state=s1&access_token=REDACTED" in text
+    assert "referer: https://example.test/?api_key=REDACTED" in text
+    with CaptureReader(out) as reader:
+        raw = b"".join(r.body for r in reader.records() if r.type == 3 and r.conn_id == 2)
+    assert raw == (b"GET /login?user=REDACTED&password=REDACTED HTTP/1.1\r\nHost: a.test\r\n"
+                   b"Referer: http://a.test/?sig=REDACTED\r\n\r\n"
+                   b"HTTP/1.1 302 Found\r\nLocation: /home?sessionid=REDACTED\r\n"
+                   b"Content-Length: 2\r\n\r\nok")
+    got = _run(str(src), "--format", "capture", "--redact-param", "x", "-o",
+               str(tmp_path / "x.h2scope"), check=False)
+    assert got.returncode == 2 and "--redact-param needs --redact" in got.stderr
+
+
 def test_capture_format_usage_errors(capture: Path, tmp_path: Path) -> None:
     for args, said in ((["--format", "capture"], "give it with -o"),
                        (["--format", "capture", "-o", str(tmp_path / "x"), "--stream", "1"],
