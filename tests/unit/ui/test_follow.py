@@ -185,9 +185,11 @@ def test_payloads_capped_by_the_capture_are_marked_live_and_offline(tmp_path: Pa
         capture.close()
 
 
-def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path) -> None:
-    """``h2scope view --follow FILE``: rows appear as the file grows; quitting
-    leaves the file alone; the record key explains itself."""
+def _follow_growing(tmp_path: Path, scenario: Any) -> tuple[Any, Path, int]:
+    """``h2scope view --follow`` on a capture that holds one connection and that
+    ``scenario(app, pilot, until, grow)`` may make grow: ``await grow()`` records a
+    second connection and returns its frame count. Returns (app, path, frames of
+    the first connection)."""
     import asyncio
 
     from ui.launch import follow_app
@@ -198,7 +200,11 @@ def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path
     writer.flush()
     n1 = sum(1 for _, ev in first if type(ev) is FrameObserved)
     app = follow_app(path)
-    seen: dict[str, Any] = {}
+
+    async def grow() -> int:
+        second = record_session(writer, 2, t0=2000.0).live
+        writer.flush()
+        return sum(1 for _, ev in second if type(ev) is FrameObserved)
 
     async def main() -> None:
         async with app.run_test(size=(160, 40)) as pilot:
@@ -210,15 +216,7 @@ def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path
                     assert loop.time() < deadline, f"timed out waiting for {what}"
                     await pilot.pause(0.05)
             await until(lambda: len(app.session.table) == n1, "the first connection")
-            seen["status"] = app.status.plain
-            second = record_session(writer, 2, t0=2000.0).live
-            writer.flush()
-            n2 = sum(1 for _, ev in second if type(ev) is FrameObserved)
-            await until(lambda: len(app.session.table) == n1 + n2, "the second connection")
-            seen["conns"] = sorted(app.session.conns)
-            await pilot.press("r")
-            await pilot.pause()
-            seen["record"] = app.message
+            await scenario(app, pilot, until, grow)
             await pilot.press("q")
             await pilot.pause()
 
@@ -226,6 +224,25 @@ def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path
         asyncio.run(asyncio.wait_for(main(), 60))
     finally:
         writer.close()
+    return app, path, n1
+
+
+def test_view_follow_shows_a_capture_as_another_program_writes_it(tmp_path: Path) -> None:
+    """``h2scope view --follow FILE``: rows appear as the file grows; quitting
+    leaves the file alone; the record key explains itself."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: Any, pilot: Any, until: Any, grow: Any) -> None:
+        seen["status"] = app.status.plain
+        n1 = len(app.session.table)
+        n2 = await grow()
+        await until(lambda: len(app.session.table) == n1 + n2, "the second connection")
+        seen["conns"] = sorted(app.session.conns)
+        await pilot.press("r")
+        await pilot.pause()
+        seen["record"] = app.message
+
+    app, path, _ = _follow_growing(tmp_path, scenario)
     assert seen["status"].startswith(f"following {path}")
     assert seen["conns"] == [1, 2]
     assert "is recorded by the program writing it" in seen["record"]
@@ -236,47 +253,22 @@ def test_a_paused_view_holds_still_and_shows_what_came_meanwhile_on_resume(
         tmp_path: Path) -> None:
     """Pause (space) freezes the view, not the capture: a connection recorded
     while paused is counted in the status bar, then shown whole on resume."""
-    import asyncio
-
-    from ui.launch import follow_app
-
-    path = tmp_path / "growing.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    first = record_session(writer, 1).live
-    writer.flush()
-    n1 = sum(1 for _, ev in first if type(ev) is FrameObserved)
-    app = follow_app(path)
     seen: dict[str, Any] = {}
 
-    async def main() -> None:
-        async with app.run_test(size=(160, 40)) as pilot:
-            loop = asyncio.get_running_loop()
+    async def scenario(app: Any, pilot: Any, until: Any, grow: Any) -> None:
+        n1 = len(app.session.table)
+        await pilot.press("space")
+        seen["said"] = app.message
+        n2 = await grow()
+        await until(lambda: f"PAUSED ({n2} new frames waiting)" in app.status.plain,
+                    "the status bar to count the frames waiting")
+        await pilot.pause(0.3)  # (several ingest ticks: none may take anything)
+        seen["paused"] = (len(app.session.table), sorted(app.session.conns))
+        await pilot.press("space")
+        await until(lambda: len(app.session.table) == n1 + n2, "the frames that waited")
+        seen["resumed"] = (sorted(app.session.conns), app.status.plain)
 
-            async def until(cond: Any, what: str) -> None:
-                deadline = loop.time() + 20
-                while not cond():
-                    assert loop.time() < deadline, f"timed out waiting for {what}"
-                    await pilot.pause(0.05)
-            await until(lambda: len(app.session.table) == n1, "the first connection")
-            await pilot.press("space")
-            seen["said"] = app.message
-            second = record_session(writer, 2, t0=2000.0).live
-            writer.flush()
-            seen["n2"] = n2 = sum(1 for _, ev in second if type(ev) is FrameObserved)
-            await until(lambda: f"PAUSED ({n2} new frames waiting)" in app.status.plain,
-                        "the status bar to count the frames waiting")
-            await pilot.pause(0.3)  # (several ingest ticks: none may take anything)
-            seen["paused"] = (len(app.session.table), sorted(app.session.conns))
-            await pilot.press("space")
-            await until(lambda: len(app.session.table) == n1 + n2, "the frames that waited")
-            seen["resumed"] = (sorted(app.session.conns), app.status.plain)
-            await pilot.press("q")
-            await pilot.pause()
-
-    try:
-        asyncio.run(asyncio.wait_for(main(), 60))
-    finally:
-        writer.close()
+    app, path, n1 = _follow_growing(tmp_path, scenario)
     assert "paused" in seen["said"] and "records on" in seen["said"]
     assert seen["paused"] == (n1, [1])
     conns, status = seen["resumed"]
