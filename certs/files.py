@@ -40,6 +40,35 @@ def create_private(path: str | os.PathLike[str]) -> int:
     return fd
 
 
+def private_append(path: str | os.PathLike[str]) -> None:
+    """Make ``path`` a file only its owner reads, kept as it is (a TLS key log, which
+    OpenSSL appends to and would otherwise create with the umask, 0644 as a rule):
+    created mode 0600 if missing, an existing regular file set to 0600. Raises
+    OSError (no such directory, not writable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0),
+                 SECRET_FILE_MODE)
+    try:
+        if _POSIX and stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, SECRET_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def key_log_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the TLS key log at ``path`` cannot be written (None: it can; it is made
+    private first, see :func:`private_append`)."""
+    try:
+        private_append(path)
+    except OSError as exc:
+        hint = ""
+        if isinstance(exc, FileNotFoundError):
+            hint = f" (create the directory {Path(path).parent} first)"
+        elif isinstance(exc, IsADirectoryError):
+            hint = " (give a file name, not a directory)"
+        return f"cannot write the TLS key log {path}: {exc.strerror or exc}{hint}"
+    return None
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create *path* (and missing parents) with mode 0700 if it does not exist.
 

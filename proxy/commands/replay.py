@@ -122,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--client-certs: {problem}")
     keylog = args.sslkeylogfile or (Path(os.environ["SSLKEYLOGFILE"])
                                     if os.environ.get("SSLKEYLOGFILE") else None)
+    if keylog is not None:
+        from certs.files import key_log_problem
+
+        problem = key_log_problem(keylog)  # (and made 0600: it holds keys)
+        if problem:
+            raise UsageError(problem)
     options = ReplayOptions(mode=args.mode, speed=args.speed, insecure=args.insecure,
                             upstream_ca=args.upstream_ca, client_certs=args.client_certs,
                             authority=args.authority,

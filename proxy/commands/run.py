@@ -261,6 +261,12 @@ def _print_err(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
+    if config.sslkeylogfile is not None:
+        from certs.files import key_log_problem
+
+        problem = key_log_problem(config.sslkeylogfile)  # (and made 0600: it holds keys)
+        if problem:
+            raise ConfigError(problem, key="sslkeylogfile")
     if config.upstream.auth and not any(m.kind is ModeKind.UPSTREAM for m in config.mode_specs):
         _print_err("h2scope: warning: upstream.auth (--upstream-auth) is set but no mode is "
                    "upstream:http://HOST:PORT, so no upstream proxy will receive it")

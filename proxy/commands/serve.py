@@ -136,6 +136,11 @@ def _tls_context(args: argparse.Namespace, confdir: Path,
     keylog = args.sslkeylogfile or (Path(os.environ["SSLKEYLOGFILE"])
                                     if os.environ.get("SSLKEYLOGFILE") else None)
     if keylog is not None:
+        from certs.files import key_log_problem
+
+        problem = key_log_problem(keylog)  # (and made 0600: it holds keys)
+        if problem:
+            raise UsageError(problem)
         ctx.keylog_filename = str(keylog)
     return ctx, store.ca_cert_path
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from certs.files import private_append
 from certs.store import CertStore
 from proxy.events import (
     Batch,
@@ -121,6 +122,8 @@ class ProxyState:
         self.ignore = [re.compile(p) for p in options.ignore_hosts]
         self.allow = [re.compile(p) for p in options.allow_hosts]
         self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
+        if self.keylog:  # (OpenSSL would create it with the umask: it holds every key)
+            private_append(self.keylog)
         self._auth = _parse_auth(options.proxyauth)
         self._upstream_contexts: dict[tuple[tuple[str, ...], Path | None],
                                       ssl.SSLContext] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -90,6 +91,8 @@ def test_proxy_logs_both_tls_legs_with_the_secrets_each_peer_logged(
     assert b"<html><body>hello</body></html>" in result.stdout
     proxy.wait_closed()
     logged = key_lines(proxy_keys)
+    for made in (proxy_keys, serve_keys):  # (the umask would give 0644: they hold keys)
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600, made
     client_leg, server_leg = key_lines(curl_keys), key_lines(serve_keys)
     assert client_leg and server_leg
     # Two sessions in the proxy's file: curl's (client leg) and its own to serve.
@@ -114,6 +117,7 @@ def test_replay_against_serve_of_the_same_capture_matches_and_logs_its_keys(
     assert code == 0, out
     assert "5 streams compared: all match" in out
     mine = key_lines(replay_keys)
+    assert stat.S_IMODE(replay_keys.stat().st_mode) == 0o600
     assert mine and mine <= key_lines(serve_keys)
     assert {label for label, _, _ in mine} >= {"CLIENT_HANDSHAKE_TRAFFIC_SECRET",
                                                "CLIENT_TRAFFIC_SECRET_0"}

@@ -161,6 +161,39 @@ def test_sslkeylogfile_comes_from_the_environment_unless_the_flag_is_given(
     assert flag.sslkeylogfile == tmp_path / "flag.log"
 
 
+def test_a_key_log_is_made_private_and_one_that_cannot_be_written_is_a_usage_error(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The key log decrypts every connection: created 0600 whatever the umask (an
+    existing one is made 0600 too), and a path that cannot be written stops the
+    start with exit 2 instead of a banner that says it is written."""
+    import stat
+
+    from certs.files import private_append
+
+    old = os.umask(0o022)
+    try:
+        fresh, existing = tmp_path / "fresh.keys", tmp_path / "existing.keys"
+        existing.write_text("CLIENT_RANDOM aa bb\n")
+        existing.chmod(0o644)
+        for path in (fresh, existing):
+            private_append(path)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert existing.read_text() == "CLIENT_RANDOM aa bb\n"  # (appended to, not emptied)
+    finally:
+        os.umask(old)
+    missing = tmp_path / "no-such-dir" / "keys.log"
+    assert cli.main(["run", "--headless", "--confdir", str(confdir), "-p", "0",
+                 "--sslkeylogfile", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the TLS key log {missing}" in err
+    assert f"create the directory {missing.parent} first" in err
+    script = tmp_path / "one.yaml"
+    script.write_text("h2scope_script: 1\nframes: []\n")
+    assert cli.main(["replay", str(script), "--target", "https://127.0.0.1:9",
+                     "--sslkeylogfile", str(tmp_path)]) == 2
+    assert "give a file name, not a directory" in capsys.readouterr().err
+
+
 def test_the_confdir_flag_chooses_the_config_file(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("H2SCOPE_HOME", raising=False)
