@@ -496,13 +496,14 @@ def start_error(config: Config, server: Any, exc: Exception) -> str:
     return str(exc)
 
 
-def address_in_use_message(host: str, port: int, exc: OSError) -> str:
-    """The one-line explanation for a listener that cannot bind."""
+def address_in_use_message(host: str, port: int, exc: OSError, *, modes: bool = True) -> str:
+    """The one-line explanation for a listener that cannot bind (``modes``: the
+    command has ``--mode``, whose ``@PORT`` chooses a port too)."""
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if exc.errno == errno.EADDRINUSE:
         return (f"cannot listen on {addr}: the address is already in use (another h2scope "
-                f"or another program); choose another port with -p PORT (or @PORT in the "
-                f"mode) or stop the other program")
+                f"or another program); choose another port with -p PORT"
+                f"{' (or @PORT in the mode)' if modes else ''} or stop the other program")
     if exc.errno == errno.EACCES:
         return (f"cannot listen on {addr}: permission denied (ports below 1024 need "
                 f"privileges); choose a port above 1023 with -p PORT")

@@ -50,6 +50,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="address to listen on (default 127.0.0.1)")
     p.add_argument("-p", "--port", type=int, default=8443,
                    help="port to listen on (default 8443; 0 picks a free port)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --listen-host that is not loopback: the recorded responses "
+                   "(cookies, tokens, bodies) are then served to anyone who can reach it")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--tls", dest="tls", action="store_true", default=True,
                      help="HTTP/2 over TLS with a certificate from the h2scope CA (default)")
@@ -80,9 +83,17 @@ def _log(line: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import EXIT_FAILURE, UsageError, resolve_confdir
+    from proxy.net.modes import is_loopback
     from proxy.replay.responses import ResponseBook, load_responses
 
     fields = [f.strip() for f in args.match.split(",") if f.strip()]
+    if not is_loopback(args.listen_host):
+        if not args.allow_remote:
+            raise UsageError(f"--listen-host {args.listen_host} is not a loopback address: "
+                             "anyone who can reach it would be served the recorded responses "
+                             "(cookies, tokens, bodies); add --allow-remote if you mean it")
+        print(f"h2scope serve: warning: listening on {args.listen_host}, not loopback: "
+              "anyone who can reach it is served the recorded responses", file=sys.stderr)
     if not math.isfinite(args.speed) or args.speed < 0:
         raise UsageError(f"--speed must be 0 (no waiting) or a positive number, not "
                          f"{args.speed:g}")
@@ -113,10 +124,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(args, book, ctx, ca,
                                   sum(r.pushed_on is None for r in responses)))
-    except OSError as exc:
-        print(f"h2scope serve: cannot listen on {args.listen_host}:{args.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+    except _ListenError as exc:
+        from proxy.commands.run import address_in_use_message
+
+        said = address_in_use_message(args.listen_host, args.port, exc.error, modes=False)
+        print(f"h2scope serve: {said}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+class _ListenError(Exception):
+    """The mock server could not listen (``error``: why)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _tls_context(args: argparse.Namespace, confdir: Path,
@@ -149,7 +170,11 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
     from proxy.replay.mock_server import recorded_settings_frame, start_mock_server
 
-    server = await start_mock_server(book, args.listen_host, args.port, ctx, _log, args.speed)
+    try:
+        server = await start_mock_server(book, args.listen_host, args.port, ctx, _log,
+                                         args.speed)
+    except OSError as exc:
+        raise _ListenError(exc) from None
     host, port = server.sockets[0].getsockname()[:2]
     scheme = "https" if ctx is not None else "http"
     shown = f"[{host}]" if ":" in host else host

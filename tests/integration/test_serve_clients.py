@@ -135,6 +135,27 @@ def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None
     assert main(["serve", "--h2c", str(tmp_path)]) == 2  # (a directory: was a traceback)
 
 
+def test_serve_keeps_to_loopback_unless_told_and_names_a_port_in_use(
+        pushed_capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recorded responses hold cookies and tokens: another address needs
+    --allow-remote, as for run. A port in use says so, and what to do."""
+    import socket
+
+    from proxy.cli import main
+
+    assert main(["serve", str(pushed_capture), "--h2c", "--listen-host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "0.0.0.0 is not a loopback address" in err and "--allow-remote" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(pushed_capture), "--h2c", "-p", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in err
+    assert "choose another port with -p PORT or stop the other program" in err
+
+
 def test_curl_sees_the_recorded_pace_with_speed(tmp_path: Path,
                                                 serve: Callable[..., str]) -> None:
     """A response whose body was recorded 500 ms after its request: with ``--speed 1``
