@@ -589,11 +589,30 @@ def _check_whole(config: Config, loader: _Loader) -> None:
     if ca is not None and not ca.is_file():
         raise loader.error("upstream.ca_file", f"{ca} does not exist or is not a file "
                            f"(expected PEM certificates)")
+    if ca is not None:
+        problem = ca_file_problem(ca)
+        if problem:
+            raise loader.error("upstream.ca_file", problem)
     certs = config.upstream.client_certs
     if certs is not None:
         problem = client_cert_problem(certs)
         if problem:
             raise loader.error("upstream.client_certs", problem)
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as trust anchors (None: it loads). Checked at start:
+    each upstream connection loads it, and would otherwise fail one by one."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        return (f"{path} holds no certificate OpenSSL can read ({exc.reason or exc}): give "
+                "the CA certificate(s) of the servers as PEM (-----BEGIN CERTIFICATE-----)")
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
 
 
 def _check_listen_flags_used(config: Config, specs: tuple[Mode, ...], loader: _Loader) -> None:

@@ -114,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     # a file that was there as it was)
     recording = None if args.record is None else \
         ReplacedFile(args.record, args.file, "--record", "replayed")
+    if args.upstream_ca is not None:
+        from proxy.config import ca_file_problem
+
+        problem = ca_file_problem(args.upstream_ca)
+        if problem:
+            raise UsageError(f"--upstream-ca: {problem}")
     if args.client_certs is not None:
         from proxy.net.client_certs import client_cert_problem
 

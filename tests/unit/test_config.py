@@ -237,8 +237,20 @@ def test_an_upstream_ca_file_must_exist(tmp_path: Path) -> None:
     assert str(tmp_path / "missing.pem") in str(exc)
 
 
+def test_an_upstream_ca_file_must_hold_certificates(tmp_path: Path) -> None:
+    """Each upstream connection loads it: a file OpenSSL cannot read is an error at
+    start, not a failure of every intercepted connection."""
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    exc = error(tmp_path, "upstream:\n  ca_file: ca.pem\n")
+    assert (exc.key, exc.line) == ("upstream.ca_file", 2)
+    assert "holds no certificate OpenSSL can read" in str(exc)
+    assert "-----BEGIN CERTIFICATE-----" in str(exc)
+
+
 def test_relative_paths_in_the_file_are_relative_to_the_file(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("x")
+    from tests.helpers.tls_files import make_self_signed
+
+    make_self_signed(tmp_path).cert.rename(tmp_path / "ca.pem")
     config = load_config(write(tmp_path, "upstream: {ca_file: ca.pem}\nrecord: {file: out.h2c}\n"
                                          "sslkeylogfile: ~/keys.log\n"), {})
     assert config.upstream_ca == tmp_path / "ca.pem"
@@ -297,8 +309,9 @@ def test_a_flag_does_not_hide_a_bad_value_in_the_file(
 
 def test_a_missing_path_in_the_file_that_a_flag_replaces_is_not_looked_for(
         tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    from tests.helpers.tls_files import make_self_signed
+
+    ca = make_self_signed(tmp_path).cert
     path = write(tmp_path, "upstream:\n  ca_file: nothere.pem\n")
     assert load_config(path, {"upstream.ca_file": str(ca)}).upstream_ca == ca
     exc = error(tmp_path, "upstream:\n  ca_file: 5\n", {"upstream.ca_file": str(ca)})
