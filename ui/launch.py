@@ -5,6 +5,7 @@ the UI in the foreground following its capture); :func:`view_app` and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,16 @@ def follow_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
                       initial_filter=initial_filter, confirm_quit=False)
 
 
+class NotATerminal(Exception):
+    """The UI was asked for where there is no terminal to draw it on."""
+
+
+def _need_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise NotATerminal("the viewer needs a terminal, and its "
+                           f"{'output' if not sys.stdout.isatty() else 'input'} is not one")
+
+
 def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
              theme_name: str = "auto", initial_filter: str = "", follow: bool = False,
              label: str | None = None) -> int:
@@ -63,12 +74,14 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
         live_view = follow_app(path, keys=keys, theme_name=theme_name,
                                initial_filter=initial_filter, label=label)
         try:
+            _need_terminal()
             return live_view.run() or 0
         finally:
             if live_view.live is not None:
                 live_view.live.stop()
     app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
     try:
+        _need_terminal()
         return app.run() or 0
     finally:
         if app.capture is not None:

@@ -63,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
         "upstream.ca_file": str(store.ca_cert_path),
         "record.file": args.record,
     })
+    if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Piped or redirected: the UI needs a terminal, the frame log does not.
+        print("h2scope: not a terminal: running the demo headless (use --headless to "
+              "silence this note)", file=sys.stderr)
+        args.headless = True
     rounds = args.rounds if args.rounds is not None else (1 if args.headless else None)
     if not args.headless:
         launch = _ui_launcher()

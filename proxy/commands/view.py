@@ -191,6 +191,7 @@ def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, s
           theme: str) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import UsageError
+    from ui.launch import NotATerminal
 
     try:
         label = args.file if Path(args.file) != path else None  # (an import's source)
@@ -202,6 +203,9 @@ def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, s
         raise UsageError(f"{args.file}: {exc}") from None
     except IsADirectoryError:
         raise UsageError(f"{args.file} is a directory, not a capture file") from None
+    except NotATerminal as exc:
+        raise UsageError(f"{exc}: for the frames as text, run h2scope export {args.file} "
+                         "--format text (or --format jsonl)") from None
 
 
 def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str, list[Path]]:

@@ -22,6 +22,16 @@ def test_a_file_that_is_not_a_capture_is_a_usage_error(
     assert "not an h2scope capture" in capsys.readouterr().err
 
 
+def test_without_a_terminal_the_viewer_says_so_and_how_to_get_text(
+        capture_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``h2scope view FILE > out`` (pytest's output is not a terminal either): exit
+    2 and the export that gives text, instead of escape codes into the file."""
+    assert main(["view", str(capture_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the viewer needs a terminal" in err
+    assert f"h2scope export {capture_path} --format text" in err
+
+
 def test_an_invalid_filter_is_a_usage_error(capture_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["view", str(capture_path), "--filter", "type:DATUM"]) == 2
