@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from proxy import __version__
 from proxy.textio import escape_bytes_on_standard_streams
@@ -77,7 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub, common)
+    parser.set_defaults(_commands=sub.choices)
     return parser
+
+
+def _unknown_options(args: argparse.Namespace, extras: list[str]) -> NoReturn:
+    """Exit 2 with the usage of the command given, not h2scope's, naming what it did
+    not take and the option meant when one is close (``--jsn``: ``--json``)."""
+    import difflib
+
+    command = args._commands.get(getattr(args, "command", None) or "")
+    parser = command
+    while parser is not None:  # (down to a subcommand's own command: ca path)
+        found = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                     None)
+        chosen = found.choices.get(getattr(args, found.dest, None) or "") if found else None
+        if chosen is None:
+            break
+        parser = command = chosen
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if command is None:
+        raise SystemExit(message)  # (cannot be: argparse names the command first)
+    options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+    hints: list[tuple[str, str]] = []
+    for given in (x.split("=", 1)[0] for x in extras if x.startswith("--")):
+        word = given.lstrip("-")
+        # --port for --listen-port (run), --listen-port for --port (serve): a part
+        # of the other's name; else a typo (--jsn, --strem)
+        meant = [o for o in options if len(word) > 2 and
+                 (o[2:].endswith("-" + word) or word.endswith("-" + o[2:]))] or \
+            difflib.get_close_matches(given, options, 1, 0.75)
+        if meant:
+            hints.append((given, meant[0]))
+    if len(hints) == 1:
+        message += f" (did you mean {hints[0][1]}?)"
+    elif hints:
+        message += " (did you mean " + ", ".join(f"{m} for {g}" for g, m in hints) + "?)"
+    command.error(message + f"; {command.prog} --help lists its options")  # (exits 2)
+    raise AssertionError("unreachable")
 
 
 #: What ``h2scope`` does when no command is given.
@@ -111,7 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if _without_command(argv):
         argv = [DEFAULT_COMMAND, *argv]
-    args = parser.parse_args(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first not in parser.get_default("_commands") and \
+            os.path.isfile(first):
+        print(f"h2scope: {first} is a file, not a command; to open a capture: h2scope view "
+              f"{first} (h2scope --help lists the commands)", file=sys.stderr)
+        return EXIT_USAGE
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _unknown_options(args, extras)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -50,3 +50,34 @@ def test_the_decode_examples_that_need_no_file_run_as_printed(capsys):
         capsys.readouterr()
         assert main(argv) == 0, argv
         assert capsys.readouterr().out.strip(), argv
+
+
+@pytest.mark.parametrize(("argv", "usage", "said"), [
+    (["check", "--jsn", "x.h2scope"], "usage: h2scope check ", "--jsn (did you mean --json?)"),
+    (["run", "--port", "8080"], "usage: h2scope run ", "(did you mean --listen-port?)"),
+    (["serve", "x.h2scope", "--listen-port", "9"], "usage: h2scope serve ",
+     "(did you mean --port?)"),
+    (["ca", "path", "--bogus"], "usage: h2scope ca path ", "unrecognized arguments: --bogus;"),
+])
+def test_an_unknown_option_gets_its_commands_usage_and_the_option_meant(
+        argv, usage, said, capsys):
+    """The options differ between commands (run's -p is --listen-port, serve's
+    --port): a mistake shows the usage of the command typed, not h2scope's."""
+    from proxy.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and said in err, err
+    assert f"h2scope {' '.join(a for a in argv[:2] if not a.startswith('-') and '.' not in a)}" \
+        " --help lists its options" in err
+
+
+def test_a_file_given_as_the_command_points_to_view(tmp_path, capsys):
+    from proxy.cli import main
+
+    capture = tmp_path / "s1.h2scope"
+    capture.write_bytes(b"")
+    assert main([str(capture)]) == 2
+    assert f"to open a capture: h2scope view {capture}" in capsys.readouterr().err
