@@ -154,11 +154,20 @@ def load_ca(confdir: Path) -> CertificateAuthority:
             mode,
             key_path,
         )
-    if cert.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+    now = datetime.datetime.now(datetime.UTC)
+    if cert.not_valid_after_utc < now:
         log.warning(
             "the CA certificate %s expired on %s; replace it with `h2scope ca regenerate`",
             cert_path,
             cert.not_valid_after_utc.date(),
+        )
+    elif cert.not_valid_before_utc > now:
+        log.warning(
+            "the CA certificate %s is not valid before %s UTC, so clients reject what it "
+            "signs until then: check this machine's clock, or replace it with `h2scope ca "
+            "regenerate`",
+            cert_path,
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M}",
         )
     return _authority(cert, key, cert_path, key_path, created=False)
 
@@ -219,6 +228,11 @@ def import_ca(confdir: Path, cert_pem: bytes, key_pem: bytes, *,
     if cert.not_valid_after_utc < now:
         raise CAImportError(f"{cert.subject.rfc4514_string()} expired on "
                             f"{cert.not_valid_after_utc.date()}")
+    if cert.not_valid_before_utc > now:
+        raise CAImportError(f"{cert.subject.rfc4514_string()} is not valid before "
+                            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: clients would "
+                            "reject every certificate it signs until then (is this "
+                            "machine's clock right?)")
     cert_path, key_path = ca_paths(confdir)
     ensure_private_dir(confdir)
     with locked(confdir / _LOCK_FILE):

@@ -279,7 +279,8 @@ def test_ca_without_an_action_prints_help_and_exits_2(
 
 
 def _external_ca(directory: Path, *, ca: bool = True, key_cert_sign: bool = True,
-                 days: int = 30, password: bytes | None = None) -> tuple[Path, Path]:
+                 days: int = 30, password: bytes | None = None,
+                 starts_in_days: int = -2) -> tuple[Path, Path]:
     """A CA made elsewhere (as an organisation's or mitmproxy's): cert and key files."""
     import datetime
 
@@ -291,8 +292,8 @@ def _external_ca(directory: Path, *, ca: bool = True, key_cert_sign: bool = True
     now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(days=2))
-               .not_valid_after(now + datetime.timedelta(days=days))
+               .not_valid_before(now + datetime.timedelta(days=starts_in_days))
+               .not_valid_after(now + datetime.timedelta(days=max(days, starts_in_days + 1)))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -336,14 +337,15 @@ def test_import_makes_an_existing_ca_h2scopes_and_its_leaves_chain_to_it(
     assert code == 2 and "--yes" in err  # a CA is there and no terminal to ask on
 
 
-@pytest.mark.parametrize("problem", ["not a CA", "no keyCertSign", "expired", "encrypted",
-                                     "another key"])
+@pytest.mark.parametrize("problem", ["not a CA", "no keyCertSign", "expired", "not yet valid",
+                                     "encrypted", "another key"])
 def test_import_refuses_what_cannot_be_a_ca_and_says_why(
     confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
 ) -> None:
     before = CertStore(confdir).ca.fingerprint
     kw = {"not a CA": {"ca": False}, "no keyCertSign": {"key_cert_sign": False},
-          "expired": {"days": -1}, "encrypted": {"password": b"secret"}}.get(problem, {})
+          "expired": {"days": -1}, "not yet valid": {"starts_in_days": 100},
+          "encrypted": {"password": b"secret"}}.get(problem, {})
     cert, key = _external_ca(tmp_path / "x", **kw)  # type: ignore[arg-type]
     if problem == "another key":
         _, key = _external_ca(tmp_path / "y")
@@ -355,8 +357,28 @@ def test_import_refuses_what_cannot_be_a_ca_and_says_why(
             "no keyCertSign": f"{subject} may not sign certificates (its keyUsage lacks "
                               "keyCertSign)",
             "expired": f"{subject} expired on",
+            "not yet valid": f"{subject} is not valid before ",
             "encrypted": "the private key is encrypted; h2scope needs it unencrypted",
             "another key": "the private key does not belong to the certificate"}[problem]
     assert f"ca import: {cert} and {key}: {want}" in err
     assert load_ca(confdir).fingerprint == before  # nothing was replaced
 
+
+
+@pytest.mark.parametrize(("kw", "said"), [({"days": -1}, "expired on"),
+                                          ({"starts_in_days": 100}, "is not valid before")])
+def test_a_ca_out_of_its_validity_on_disk_is_warned_about_when_loaded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, kw: dict[str, int],
+        said: str) -> None:
+    """A CA put in the confdir by hand (or a clock that is wrong): every leaf it
+    signs is rejected, so loading it says so, and what to do."""
+    confdir = tmp_path / "conf"
+    confdir.mkdir(mode=0o700)
+    cert, key = _external_ca(tmp_path / "x", **kw)  # type: ignore[arg-type]
+    (confdir / CA_CERT_FILE).write_bytes(cert.read_bytes())
+    (confdir / CA_KEY_FILE).write_bytes(key.read_bytes())
+    (confdir / CA_KEY_FILE).chmod(0o600)
+    with caplog.at_level("WARNING", logger="h2scope"):
+        load_ca(confdir)
+    assert any(said in r.getMessage() and "h2scope ca regenerate" in r.getMessage()
+               for r in caplog.records), caplog.text
