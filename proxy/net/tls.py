@@ -45,6 +45,25 @@ VERIFY_HINT = ("if this server is yours, pass its CA with --upstream-ca FILE, "
                "or use --insecure to skip upstream verification")
 
 
+def verify_hint(exc: ssl.SSLCertVerificationError, host: str, upstream_ca: object) -> str:
+    """What to do about a server certificate that did not verify, by why it did not
+    (``upstream_ca``: the ``--upstream-ca`` given, if any)."""
+    code = getattr(exc, "verify_code", None)
+    if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+        return ("the server's certificate has expired: renew it (or check this machine's "
+                "clock), or use --insecure to skip upstream verification")
+    if code == 9:  # X509_V_ERR_CERT_NOT_YET_VALID
+        return ("the server's certificate is not valid yet: check the clocks of this machine "
+                "and of whoever issued it, or use --insecure to skip upstream verification")
+    if code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+        return (f"the server's certificate does not name {host}: connect by a name it has "
+                "(its names are in the connection's details), or use --insecure")
+    if upstream_ca is not None:
+        return (f"the CA in --upstream-ca {upstream_ca} did not issue this chain: pass the one "
+                "that did, or use --insecure to skip upstream verification")
+    return VERIFY_HINT
+
+
 class InterceptFailed(Exception):
     """The interception could not complete; the event explaining why is published."""
 
@@ -133,7 +152,8 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             await server.handshake()
     except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
-        hint = VERIFY_HINT if isinstance(exc, ssl.SSLCertVerificationError) else None
+        hint = verify_hint(exc, server_hostname, conn.state.options.upstream_ca) \
+            if isinstance(exc, ssl.SSLCertVerificationError) else None
         message = f"TLS handshake with {conn.target or host} failed: {_tls_error(exc)}"
         if isinstance(exc, ssl.SSLError):
             explained = explain_alert(exc.reason or str(exc), conn.target or host, cert)

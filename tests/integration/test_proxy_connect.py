@@ -5,6 +5,8 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import pytest
+
 from proxy.capture.format import RecordType
 from proxy.capture.reader import CaptureReader
 from proxy.capture.recorder import CaptureRecorder
@@ -162,6 +164,32 @@ def test_upstream_with_untrusted_certificate_fails_clearly(
     assert errors[0].stage == "server-tls"
     assert "certificate verification failed" in errors[0].message
     assert errors[0].hint and "--upstream-ca" in errors[0].hint
+
+
+@pytest.mark.parametrize(("kind", "hint"), [
+    ("expired", "the server's certificate has expired: renew it"),
+    ("wrong name", "the server's certificate does not name localhost: connect by a name"),
+    ("other CA", "did not issue this chain: pass the one that did"),
+])
+def test_an_upstream_certificate_failure_gets_the_hint_for_its_cause(
+        make_proxy: object, tmp_path: Path, kind: str, hint: str) -> None:
+    """Expired, another name, another CA: the server's CA was given with
+    --upstream-ca each time, so 'pass its CA' would send the user round in circles."""
+    cert = make_self_signed(tmp_path / "srv", expired=kind == "expired",
+                            names=("other.test",) if kind == "wrong name" else
+                            ("localhost", "127.0.0.1"))
+    trusted = make_self_signed(tmp_path / "ca", stem="ca").cert if kind == "other CA" \
+        else cert.cert
+    server = ServerThread(cert.cert, cert.key)
+    try:
+        proxy = make_proxy(upstream_ca=trusted)  # type: ignore[operator]
+        code, _body, _status = curl(proxy, f"https://localhost:{server.port}/", "--http2")
+    finally:
+        server.close()
+    assert code != 0
+    errors = proxy.wait_for(lambda: proxy.events(ProxyErrorRaised), what="an error event")
+    assert errors[0].stage == "server-tls" and errors[0].hint and hint in errors[0].hint, \
+        errors[0]
 
 
 def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Path) -> None:
