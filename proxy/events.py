@@ -305,6 +305,18 @@ class Subscription:
             self._room.clear()
             await self._room.wait()
 
+    def _fail(self, handler: object, exc: Exception) -> None:
+        """The sink raised: it gets no more events. A sink that can say what went
+        wrong in a user's words (``failure_message``: a recorder whose disk is full)
+        is logged with that line; anything else with its traceback (a bug)."""
+        self.failed = True
+        explain = getattr(getattr(handler, "__self__", None), "failure_message", None)
+        said = explain(exc) if explain is not None else None
+        if said:
+            log.error("%s", said)
+        else:
+            log.exception("sink %r failed; it receives no more events", handler)
+
     async def _run(self) -> None:
         if self.many_handler is not None:
             await self._run_many(self.many_handler)
@@ -319,9 +331,8 @@ class Subscription:
                     if inspect.isawaitable(result):
                         await result
                     self.delivered += 1
-                except Exception:
-                    log.exception("sink %r failed; it receives no more events", self.handler)
-                    self.failed = True
+                except Exception as exc:
+                    self._fail(self.handler, exc)
             self._handled(len(batch.data))
 
     async def _run_many(self, handler: ManyCallable) -> None:
@@ -341,9 +352,8 @@ class Subscription:
                     if inspect.isawaitable(result):
                         await result
                     self.delivered += len(group)
-                except Exception:
-                    log.exception("sink %r failed; it receives no more events", handler)
-                    self.failed = True
+                except Exception as exc:
+                    self._fail(handler, exc)
             self._handled(sum(len(b.data) for b in group))
             if last is None:
                 return  # close() puts None last: nothing follows it

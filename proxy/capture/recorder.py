@@ -110,8 +110,20 @@ class CaptureRecorder:
             self._reported, self._reported_at = writer.waited, time.monotonic()
 
     def close(self) -> None:
-        """Close the writer (connections still open stay open in the capture)."""
+        """Close the writer (connections still open stay open in the capture).
+        Raises OSError when the file could not be written to the end."""
         self.writer.close()
+
+    def failure_message(self, exc: Exception) -> str | None:
+        """The line the bus logs when this sink fails: for a write error, what
+        happened to the recording (None: a bug, logged with its traceback)."""
+        if not isinstance(exc, OSError):
+            return None
+        path = self.writer.path
+        return (f"recording stopped: cannot write {path}: {exc.strerror or exc}; the proxy "
+                f"goes on relaying, unrecorded. The capture holds what was written before "
+                f"(h2scope check {path} reads it); free space, or record elsewhere "
+                f"(--record FILE) or less (record.max_data_bytes)")
 
     # ----------------------------------------------------------------- batches
 

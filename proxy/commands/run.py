@@ -438,6 +438,7 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
 
     sinks = _sinks(config, protoset)
     recorders = [s for s in sinks if hasattr(s, "writer")]
+    failed = ""
     server = ProxyServer(config, sinks)
     try:
         await server.start()
@@ -465,13 +466,21 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
             loop.remove_signal_handler(sig)
         await server.stop()  # closes every connection, then lets the sinks drain
         for rec in recorders:
-            rec.close()  # flushes and fsyncs the capture
-            _print_err(f"h2scope: recorded to {config.record.file}")
+            try:
+                rec.close()  # flushes and fsyncs the capture
+                _print_err(f"h2scope: recorded to {config.record.file}")
+            except OSError as exc:
+                failed = (f"h2scope: the recording {config.record.file} is incomplete: "
+                          f"{exc.strerror or exc} (h2scope check {config.record.file} reads "
+                          f"what was written)")
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
     summary = next(s for s in sinks if isinstance(s, RunSummary))
     for line in summary.lines():
         _print_err(f"h2scope: {line}")
+    if failed:
+        _print_err(failed)
+        return 1
     worst = summary.worst()
     fail_on = config.headless.fail_on
     if fail_on is not None and worst is not None and worst >= Severity[fail_on.upper()]:

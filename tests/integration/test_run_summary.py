@@ -182,3 +182,36 @@ def test_stopping_mid_download_reports_what_check_reports_on_its_recording(
     findings = [ln.removeprefix("h2scope:").split(" ×")[0].strip() for ln in lines
                 if " ×" in ln]
     assert findings and all(f in out for f in findings), (findings, out)
+
+
+def test_a_disk_that_refuses_the_recording_is_said_once_and_the_relay_goes_on(
+        tmp_path: Path, docroot: Path) -> None:
+    """A full disk (here: a file size limit set on the running proxy, EFBIG): one
+    line says recording stopped and what to do, curl's downloads still complete,
+    the stop prints the summary and says the capture is incomplete (exit 1, no
+    traceback), and what was written reads."""
+    import resource
+
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             extra=["-q", "--record", "rec.h2scope"], cwd=tmp_path).start()
+        try:
+            limit = (tmp_path / "rec.h2scope").stat().st_size + 200_000
+            resource.prlimit(proxy.pid, resource.RLIMIT_FSIZE, (limit, limit))
+            for _ in range(3):  # 1 MiB each: well past the limit
+                result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                                    "-o", str(tmp_path / "big"),
+                                    f"http://127.0.0.1:{proxy.port}/big.bin"])
+                assert result.returncode == 0, result.stderr
+                assert (tmp_path / "big").read_bytes() == (docroot / "big.bin").read_bytes()
+        finally:
+            status = proxy.stop()
+    lines = list(proxy.stderr_lines)
+    said = [ln for ln in lines if "recording stopped: cannot write" in ln]
+    assert status == 1, lines
+    assert len(said) == 1 and "File too large" in said[0] and "h2scope check" in said[0], lines
+    assert not any("Traceback" in ln for ln in lines), lines
+    assert any(ln.startswith("h2scope: 3 connections") for ln in lines), lines
+    assert lines[-1].startswith(f"h2scope: the recording {tmp_path / 'rec.h2scope'} is "
+                                "incomplete"), lines
+    assert main(["check", str(tmp_path / "rec.h2scope")]) in (0, 3)  # (reads: no usage error)
