@@ -46,6 +46,57 @@ _HANDLERS: dict[ModeKind, Callable[[Conn, TcpStream], Awaitable[None]]] = {
 }
 
 
+OUT_OF_FDS_EVERY = 10.0
+"""Seconds between two warnings that the proxy ran out of file descriptors."""
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit on open files to its hard limit (each
+    connection holds two sockets; the soft limit is often 1024): (soft, hard) after."""
+    try:
+        import resource
+    except ImportError:  # (not POSIX)
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    return soft, hard
+
+
+class _OutOfDescriptors:
+    """A loop exception handler that turns asyncio's 'socket.accept() out of system
+    resource' — logged with its traceback for every queued connection, several
+    thousand lines a second while the limit holds — into one warning every
+    :data:`OUT_OF_FDS_EVERY` seconds that says what to do. Everything else goes to
+    the handler that was there."""
+
+    def __init__(self, previous: Callable[..., object] | None) -> None:
+        self.previous = previous
+        self.last = -OUT_OF_FDS_EVERY
+        self.refused = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if str(context.get("message", "")).startswith("socket.accept() out of system"):
+            self.refused += 1
+            now = time.monotonic()
+            if now - self.last >= OUT_OF_FDS_EVERY:
+                self.last = now
+                exc = context.get("exception")
+                limit = raise_open_files_limit()[0]
+                log.warning("cannot accept new connections: %s (the limit on open files "
+                            "is %s; each connection takes two): they wait until some "
+                            "close; raise the limit (ulimit -n) for more",
+                            getattr(exc, "strerror", None) or exc, limit)
+            return
+        if self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
 class ProxyStartError(Exception):
     """The proxy cannot start (bad mode, port in use, remote bind refused); a user message."""
 
@@ -85,6 +136,11 @@ class ProxyServer:
             self.modes = [parse_mode(m) for m in (opts.modes or ["regular"])]
         except ModeError as exc:
             raise ProxyStartError(str(exc)) from None
+        soft, hard = raise_open_files_limit()
+        log.info("open files limit: %s (hard %s)", soft, hard)
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop.get_exception_handler(), _OutOfDescriptors):
+            loop.set_exception_handler(_OutOfDescriptors(loop.get_exception_handler()))
         binds: list[tuple[Mode, str, int]] = []
         for mode in self.modes:
             host = mode.listen_host or opts.listen_host

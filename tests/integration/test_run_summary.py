@@ -5,6 +5,7 @@ in front of a server in CI fails the job). The real command, real peers."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,42 @@ def test_a_disk_that_refuses_the_recording_is_said_once_and_the_relay_goes_on(
     assert lines[-1].startswith(f"h2scope: the recording {tmp_path / 'rec.h2scope'} is "
                                 "incomplete"), lines
     assert main(["check", str(tmp_path / "rec.h2scope")]) in (0, 3)  # (reads: no usage error)
+
+
+def test_running_out_of_file_descriptors_is_one_warning_and_the_proxy_recovers(
+        tmp_path: Path, docroot: Path) -> None:
+    """asyncio logs a traceback for every connection it cannot accept (thousands of
+    lines a second); h2scope says it once, with the limit and the fix, and serves
+    again once connections close."""
+    import resource
+
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             extra=["-q"], cwd=tmp_path).start()
+        idle: list[socket.socket] = []
+        try:
+            limit = proxy.fd_count() + 12
+            resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (limit, limit))
+            for _ in range(40):  # more than the limit lets it accept
+                idle.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=5))
+            deadline = time.monotonic() + 10
+            while not any("cannot accept new connections" in ln for ln in proxy.stderr_lines):
+                assert time.monotonic() < deadline, list(proxy.stderr_lines)
+                time.sleep(0.05)
+            time.sleep(1.5)  # (asyncio retries every second: each retry failed again)
+            for s in idle:
+                s.close()
+            idle.clear()
+            result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                                "--max-time", "10", f"http://127.0.0.1:{proxy.port}/index.html"])
+            assert result.returncode == 0, result.stderr
+        finally:
+            for s in idle:
+                s.close()
+            status = proxy.stop()
+    lines = list(proxy.stderr_lines)
+    assert status == 0, lines
+    warned = [ln for ln in lines if "cannot accept new connections" in ln]
+    assert len(warned) == 1 and "Too many open files" in warned[0] and "ulimit -n" in warned[0]
+    assert f"the limit on open files is {limit}" in warned[0]
+    assert not any("Traceback" in ln or "out of system resource" in ln for ln in lines), lines
