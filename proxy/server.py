@@ -70,8 +70,9 @@ class _OutOfDescriptors:
     """A loop exception handler that turns asyncio's 'socket.accept() out of system
     resource' — logged with its traceback for every queued connection, several
     thousand lines a second while the limit holds — into one warning every
-    :data:`OUT_OF_FDS_EVERY` seconds that says what to do. Everything else goes to
-    the handler that was there."""
+    :data:`OUT_OF_FDS_EVERY` seconds that says what to do; and drops asyncio's
+    retries of those accepts that come due after the listener closed. Everything
+    else goes to the handler that was there."""
 
     def __init__(self, previous: Callable[..., object] | None) -> None:
         self.previous = previous
@@ -90,6 +91,13 @@ class _OutOfDescriptors:
                             "is %s; each connection takes two): they wait until some "
                             "close; raise the limit (ulimit -n) for more",
                             getattr(exc, "strerror", None) or exc, limit)
+            return
+        callback = getattr(context.get("handle"), "_callback", None)
+        if getattr(callback, "__name__", "") == "_start_serving" and \
+                isinstance(context.get("exception"), (ValueError, OSError)):
+            # asyncio retries accepting a second after each refusal above, once per
+            # queued connection; a retry due after the listener closed finds its
+            # socket gone (fd -1). Nothing is wrong: the listener is closed.
             return
         if self.previous is not None:
             self.previous(loop, context)

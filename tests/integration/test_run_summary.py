@@ -252,6 +252,7 @@ def test_running_out_of_file_descriptors_is_one_warning_and_the_proxy_recovers(
     lines = list(proxy.stderr_lines)
     assert status == 0, lines
     warned = [ln for ln in lines if "cannot accept new connections" in ln]
-    assert len(warned) == 1 and "Too many open files" in warned[0] and "ulimit -n" in warned[0]
+    assert len(warned) == 1 and "Too many open files" in warned[0] and "ulimit -n" in warned[0], \
+        "\n".join(lines[:30])
     assert f"the limit on open files is {limit}" in warned[0]
     assert not any("Traceback" in ln or "out of system resource" in ln for ln in lines), lines
