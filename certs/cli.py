@@ -271,7 +271,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         ca = import_ca(confdir, cert_pem, key_pem)
     except CAImportError as exc:
         where = args.cert if args.key is None else f"{args.cert} and {args.key}"
-        raise UsageError(f"ca import: {where}: {exc}") from None
+        hint = ""
+        if args.key is None and str(exc).startswith("no PEM private key"):
+            hint = (f"; if the key is in a file of its own, give it too: h2scope ca import "
+                    f"{args.cert} KEY.pem")
+        raise UsageError(f"ca import: {where}: {exc}{hint}") from None
     discard_leaves(confdir)
     print(f"h2scope now signs with {ca.cert.subject.rfc4514_string()} ({confdir}).")
     print(f"  SHA-256: {ca.fingerprint}")

@@ -86,9 +86,12 @@ def install_hints(
             steps=(
                 "chromium --user-data-dir=\"$(mktemp -d)\" "
                 f"--proxy-server={proxy} \\\n"
+                "  --proxy-bypass-list='<-loopback>' \\\n"
                 f"  --ignore-certificate-errors-spki-list={ca.spki_hash}\n"
                 "# the SPKI hash is base64(SHA-256(DER SubjectPublicKeyInfo)) of the h2scope CA;\n"
-                "# h2scope sends the CA in every chain so Chromium finds it"
+                "# h2scope sends the CA in every chain so Chromium finds it;\n"
+                "# '<-loopback>' sends localhost and 127.0.0.1 through the proxy too\n"
+                "# (Chromium goes to them directly otherwise: a local server would not be seen)"
             ),
         ),
         Hint(

@@ -150,7 +150,10 @@ FAIL_ON = ("error", "warning", "info")
 
 
 def _check_fail_on(value: str | None) -> str | None:
-    return None if value is None else _check_choice(FAIL_ON)(value)
+    """``none`` (as ``check --fail-on none`` takes it): never, the same as unset."""
+    if value is None or value == "none":
+        return None
+    return _check_choice((*FAIL_ON, "none"))(value)
 
 
 def _check_filter(value: str) -> str:

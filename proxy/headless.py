@@ -294,7 +294,7 @@ def _connection_text(ev: ConnectionEvent) -> str | None:
         case ConnectionOpened():
             return f"opened from {ev.client[0]}:{ev.client[1]} ({ev.mode})"
         case TargetChosen():
-            how = "intercept" if ev.intercept else "pass through (ignore_hosts)"
+            how = "intercept" if ev.intercept else "pass through (ignore_hosts/allow_hosts)"
             return f"{ev.via} {ev.target} → {how}"
         case TlsEstablished():
             leg = "client" if ev.leg is Leg.CLIENT else "server"

@@ -34,8 +34,8 @@ examples:
   h2scope import https.pcapng --keylog-file keys.log        TLS 1.2/1.3 decrypted
 
   chromium --log-net-log=net.json --net-log-capture-mode=Everything https://example.com/
-  h2scope import net.json                 a Chrome net log with raw bytes (or
-                                          chrome://net-export, "Include raw bytes")
+  h2scope import net.json                 a Chrome net log (chrome://net-export;
+                                          with "Include raw bytes": the frames as sent)
 
 Connections are found by the HTTP/2 connection preface (as h2c clients and
 gRPC send it, and as every client sends it inside TLS once ALPN chose h2);
@@ -55,12 +55,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "import",
         parents=[common],
         help="turn a pcap/pcapng packet capture of HTTP/2 (h2c, or TLS with a key log), or "
-        "a Chrome net log with raw bytes, into a capture",
+        "a Chrome net log, into a capture",
         description="Read a pcap or pcapng file (tcpdump, dumpcap, Wireshark), put each TCP "
         "connection's bytes back in order, decrypt TLS when --keylog-file has its secrets, "
         "and record the HTTP/2 frames to an h2scope capture, as if h2scope had relayed them. "
-        "A Chrome net log (chrome://net-export or --log-net-log, with raw bytes) is read "
-        "the same way: its sockets' decrypted bytes are the frames.",
+        "A Chrome net log (chrome://net-export or --log-net-log) is read the same way: "
+        "with raw bytes, its sockets' decrypted bytes are the frames; without, the frames "
+        "are rebuilt from Chrome's HTTP/2 events.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -155,8 +155,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "jsonl writes, for jq)")
     out.add_argument("--fail-on", metavar="SEVERITY",
                      help="headless: exit with status 3 when the proxy stops if a finding "
-                     "of SEVERITY (error, warning or info) or worse was seen; a summary of "
-                     "what was seen is printed on stderr either way")
+                     "of SEVERITY (error, warning or info) or worse was seen (none: never, "
+                     "the default); a summary of what was seen is printed on stderr either "
+                     "way")
     out.add_argument("--record", metavar="FILE", help="record every connection to FILE")
     from proxy.commands.view import add_protoset_argument
 

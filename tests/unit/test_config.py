@@ -415,9 +415,12 @@ def test_allow_hosts_and_ignore_hosts_exclude_each_other(tmp_path: Path) -> None
 def test_fail_on_takes_a_severity(tmp_path: Path) -> None:
     exc = error(tmp_path, "headless:\n  fail_on: fatal\n")
     assert (exc.key, exc.line) == ("headless.fail_on", 2)
-    assert "accepted: error, warning, info" in str(exc)
+    assert "accepted: error, warning, info, none" in str(exc)
     assert load_config(write(tmp_path, "headless: {fail_on: Warning}\n"), {}).headless.fail_on \
         == "warning"
+    # none, as check --fail-on takes it: never (a file's setting turned off by a flag)
+    assert load_config(write(tmp_path, "headless: {fail_on: error}\n"),
+                       {"headless.fail_on": "none"}).headless.fail_on is None
 
 
 def test_keymap_key_names_are_checked(tmp_path: Path) -> None:

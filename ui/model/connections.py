@@ -285,8 +285,17 @@ def settings_view(conn: ConnInfo, sender: Direction) -> list[tuple[str, str, str
         pending.update(frame_settings)
     keys = sorted(set(acked) | set(pending))
     sent = conn.settings_sent[sender]
-    return [(setting_name(k), str(acked.get(k, "-")) + ("" if k in sent else " (default)"),
-             str(pending[k]) if k in pending else "") for k in keys]
+    def shown(k: int) -> str:
+        if k not in sent and k in _UNLIMITED_BY_DEFAULT:
+            return "unlimited (default)"  # (RFC 9113 §6.5.2: the initial value)
+        return str(acked.get(k, "-")) + ("" if k in sent else " (default)")
+    return [(setting_name(k), shown(k), str(pending[k]) if k in pending else "")
+            for k in keys]
+
+
+_UNLIMITED_BY_DEFAULT = frozenset({0x3, 0x6})
+"""SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_MAX_HEADER_LIST_SIZE: no limit until
+a peer sets one (RFC 9113 §6.5.2); the observer models that as 2^31-1."""
 
 
 FRAME_TYPE_NAMES = {int(t): t.name for t in FrameType}

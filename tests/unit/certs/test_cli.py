@@ -382,3 +382,11 @@ def test_a_ca_out_of_its_validity_on_disk_is_warned_about_when_loaded(
         load_ca(confdir)
     assert any(said in r.getMessage() and "h2scope ca regenerate" in r.getMessage()
                for r in caplog.records), caplog.text
+
+
+def test_import_of_a_certificate_without_its_key_says_to_give_the_key(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, _key = _external_ca(tmp_path / "x")
+    code, _, err = run(capsys, "ca", "import", "--yes", str(cert), "--confdir", str(confdir))
+    assert code == 2 and "no PEM private key could be read" in err
+    assert f"give it too: h2scope ca import {cert} KEY.pem" in err

@@ -252,6 +252,7 @@ def test_the_settings_view_marks_values_no_one_sent() -> None:
     rows = {name: force for name, force, _ in settings_view(c, Direction.S2C)}
     assert rows["MAX_CONCURRENT_STREAMS"] == "100"
     assert rows["INITIAL_WINDOW_SIZE"] == "65535 (default)"
+    assert rows["MAX_HEADER_LIST_SIZE"] == "unlimited (default)"  # (RFC 9113 §6.5.2)
 
 
 def test_time_zero_is_when_the_first_connection_opened_as_in_the_text_export(
