@@ -128,6 +128,21 @@ def _check_padding(frame: Frame, seq: int, sid: int, findings: list[Finding]) ->
                            f"padding byte {first}: 0x{padding[first]:02x})", seq, sid))
 
 
+def _text_instead_of_frames(head: bytes) -> str | None:
+    """The desync reason when a peer's first bytes are text (an HTTP/1.x server
+    answering h2c prior knowledge with a 400 page, a banner): what they say and
+    what it means; None for bytes that are not text. ``{sender}`` is filled in."""
+    if len(head) < 9 or any((b < 0x20 and b not in (9, 10, 13)) or b > 0x7E for b in head):
+        return None
+    shown = head.split(b"\n", 1)[0].strip().decode("ascii")[:48]
+    http1 = head.startswith(b"HTTP/1.") or head.lstrip().lower().startswith(
+        (b"<!doctype", b"<html"))
+    return ("the {sender} sent text where HTTP/2 frames were due (" + repr(shown) + "…)"
+            + (": it speaks HTTP/1.x, not HTTP/2 with prior knowledge (h2c); point h2scope "
+               "at a server that speaks HTTP/2, or let the client use HTTP/1.1" if http1 else
+               ": not HTTP/2"))
+
+
 class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     """Sans-IO model of one HTTP/2 connection, fed by both directions.
 
@@ -202,7 +217,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     ftype not in _KNOWN_TYPES or side.frames == 0):
                 # An unknown type (or a first frame) that claims more than the
                 # receiver accepts is not HTTP/2 framing: stop decoding.
-                self._desync(side, n - pos, t, f"a {type_name(ftype)} frame header claims "
+                text = _text_instead_of_frames(data[pos:pos + 64]) if not side.frames \
+                    else None
+                self._desync(side, n - pos, t, text.format(sender=sender.sender)
+                             if text is not None else
+                             f"a {type_name(ftype)} frame header claims "
                              f"{length} bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
                              f"{receiver.accepts_frame_size}: these bytes are not HTTP/2 frames")
                 return events
@@ -275,7 +294,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         for side in self.sides:
             # A peer that closed with an error GOAWAY (it may be rejecting these very
             # SETTINGS) owes no ACK.
-            rejected = self.partial or self.sides[1 - side.direction].goaway_error != 0
+            # Nor one whose bytes stopped being frames (desynced): its ACK may be in
+            # there, unread.
+            peer = self.sides[1 - side.direction]
+            rejected = self.partial or peer.goaway_error != 0 or peer.desynced
             for p in () if rejected else side.pending:
                 self._conn_finding(side.direction, t, _f(
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
@@ -287,7 +309,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     f"the connection ended inside a header block on stream "
                     f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
                     side.block.stream_id))
-            if not self.partial:
+            if not self.partial and not side.desynced:  # (desynced: its frames are unknown)
                 for finding in unfinished(self.streams.values(), side.direction, closed_by,
                                           self.seq, self.sides[S2C].goaway_last_stream_id):
                     self._conn_finding(side.direction, t, finding)

@@ -77,3 +77,27 @@ def test_reverse_h2c_try_line_speaks_http2(
         assert " HEADERS " in out  # relayed and decoded as HTTP/2, not HTTP/1.1
     finally:
         server.close()
+
+
+def test_reverse_h2c_to_an_http1_only_server_says_what_the_server_speaks(
+        start_h2scope: Callable[..., H2scopeProcess]) -> None:
+    """A reverse h2c proxy in front of a server that speaks only HTTP/1.x (Python's
+    http.server answers the preface with an HTML 400 page): the log says the
+    server sent text and speaks HTTP/1.x, once, without follow-on warnings about
+    SETTINGS never acknowledged or a response never finished, which nobody can
+    know once its bytes are not frames."""
+    from tests.helpers.h1servers import http_server
+
+    with http_server() as port:
+        proc = start_h2scope("run", "--headless", "-p", "0", "--fail-on", "warning",
+                             "--mode", f"reverse:http://127.0.0.1:{port}")
+        listen = int(proc.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge", "--max-time", "10",
+                   f"http://127.0.0.1:{listen}/index.html"])
+        code, out = proc.finish(signal.SIGINT)
+    desync = [ln for ln in out.splitlines() if "DESYNCED" in ln]
+    assert len(desync) == 1, out
+    assert "the server sent text where HTTP/2 frames were due ('<!DOCTYPE HTML>" in desync[0]
+    assert "it speaks HTTP/1.x, not HTTP/2 with prior knowledge (h2c)" in desync[0]
+    assert "settings-not-acknowledged" not in out and "stream-unfinished" not in out, out
+    assert code == 3 and "h2scope: findings: 1 error\n" in proc.stderr, proc.stderr  # (alone)
