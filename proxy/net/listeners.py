@@ -34,7 +34,9 @@ async def handle_regular(conn: Conn, client: TcpStream) -> None:
         return
     if looks_like_tls(bytes(client.buffer[:3])):
         await conn.error("request", "the client started TLS on the proxy port: h2scope is an "
-                         "HTTP proxy", "configure the proxy as http://HOST:PORT, not https://")
+                         "HTTP proxy", "configure the proxy as http://HOST:PORT, not "
+                         "https://; or, for clients that connect to h2scope as if it were "
+                         "the server, run it with --mode reverse:https://SERVER:PORT")
         await tls.refuse_client(client, 70)  # protocol_version: clear on the client side
         await conn.closed(Closer.PROXY, "TLS sent to the HTTP proxy port")
         return

@@ -131,7 +131,7 @@ def test_tls_client_on_the_plain_proxy_port_gets_an_alert(
         ctx.wrap_socket(raw, server_hostname="localhost")
     err = errors(proxy, "request")[0]
     assert "started TLS on the proxy port" in err.message
-    assert err.hint and "http://" in err.hint
+    assert err.hint and "http://" in err.hint and "--mode reverse:https://" in err.hint
     good_request()
 
 
