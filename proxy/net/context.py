@@ -288,6 +288,12 @@ class Conn:
         await self.emit(ProxyErrorRaised(conn_id=self.id, t=time.time(), stage=stage,
                                          message=message, hint=hint, client_hello=client_hello))
 
+    async def auth_failed(self, message: str) -> None:
+        """Wrong proxy credentials: an error of the connection, and a warning in the
+        log with the client's address (a password being guessed shows there)."""
+        log.warning("[conn %d] %s:%s: %s", self.id, self.client[0], self.client[1], message)
+        await self.error("auth", message)
+
     async def publish_chunk(self, direction: Direction, data: bytes, t: float,
                             events: Sequence[ProxyEvent], protocol: str) -> None:
         await self.state.bus.publish(Batch(conn_id=self.id, t=t, events=tuple(events),

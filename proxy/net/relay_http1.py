@@ -491,7 +491,7 @@ class Http1Relay:
             if self.on_connect is None:
                 await self._reject_request("CONNECT is not supported here")
             if not state.check_basic(request.get("proxy-authorization")):
-                await self._auth_required()
+                await self._auth_required(request.get("proxy-authorization"))
             assert self.on_connect is not None
             await self.on_connect(request)
             raise _Handed()
@@ -512,7 +512,7 @@ class Http1Relay:
             await self._page(request, path)
             return b""
         if not state.check_basic(request.get("proxy-authorization")):
-            await self._auth_required()
+            await self._auth_required(request.get("proxy-authorization"))
         if scheme != "http":
             await self._reply(501, "Not Implemented", f"h2scope: {target} — use CONNECT for "
                               "https:// through a proxy\n", request)
@@ -558,8 +558,12 @@ class Http1Relay:
         if close:
             raise _Done(Closer.PROXY, f"answered {status} {reason}")
 
-    async def _auth_required(self) -> NoReturn:
-        await self.conn.error("auth", "proxy authentication required (Basic)")
+    async def _auth_required(self, given: str | None) -> NoReturn:
+        if given:  # (no credentials is the usual first try of a browser: 407 asks)
+            await self.conn.auth_failed("proxy authentication failed: wrong credentials "
+                                        "(Proxy-Authorization)")
+        else:
+            await self.conn.error("auth", "proxy authentication required (Basic)")
         self.client.write(http1.simple_response(
             407, "Proxy Authentication Required", "h2scope: proxy authentication required\n",
             extra=(("Proxy-Authenticate", 'Basic realm="h2scope"'), ("Connection", "close"))))

@@ -80,7 +80,8 @@ async def _negotiate(conn: Conn, client: Stream) -> tuple[str, int] | None:
         client.write(bytes([1, 0 if ok else 1]))
         await client.drain()
         if not ok:
-            await conn.error("auth", "SOCKS5 authentication failed: wrong username or password")
+            await conn.auth_failed(f"SOCKS5 authentication failed: wrong username or password "
+                                   f"(user {user.decode('utf-8', 'replace')!r})")
             return None
     ver, cmd, _rsv, atyp = await client.read_exactly(4)
     if ver != VERSION:

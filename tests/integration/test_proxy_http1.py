@@ -8,6 +8,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from proxy.events import (
     ConnectionOpened,
     Http1MessageObserved,
@@ -133,9 +135,10 @@ def test_unreachable_plain_http_target_gets_502_naming_host_and_reason(
 
 
 def test_proxyauth_is_required_for_http_connect_and_socks5(
-        make_proxy: Callable[..., ProxyThread], origin_cert: object) -> None:
+        make_proxy: Callable[..., ProxyThread], origin_cert: object,
+        caplog: pytest.LogCaptureFixture) -> None:
     proxy = make_proxy(proxyauth="alice:s3cret", modes=["regular", "socks5@0"])
-    with http_server() as port:
+    with http_server() as port, caplog.at_level("WARNING", logger="h2scope"):
         url = f"http://127.0.0.1:{port}/auth"
         code, out, _ = curl("-x", proxy.url, "-w", "%{http_code}", url)
         assert out.endswith(b"407")
@@ -151,8 +154,18 @@ def test_proxyauth_is_required_for_http_connect_and_socks5(
         assert code != 0
         code, out, err = curl("-x", f"socks5h://alice:s3cret@127.0.0.1:{socks}", url)
         assert code == 0 and out == b"h1 /auth", err
+        code, out, err = curl("-x", f"socks5h://mallory:guess@127.0.0.1:{socks}", url)
+        assert code != 0
     stages = [e.stage for e in proxy.events(ProxyErrorRaised)]
-    assert stages.count("auth") >= 3
+    assert stages.count("auth") >= 4
+    # Wrong credentials (not the first try without any, which a browser always makes)
+    # are warnings in the log, with the client's address: guessing shows there.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len([w for w in warned if "authentication failed" in w]) == 2, warned
+    assert any("127.0.0.1:" in w and "wrong credentials (Proxy-Authorization)" in w
+               for w in warned), warned
+    assert any("SOCKS5 authentication failed: wrong username or password (user 'mallory')"
+               in w for w in warned), warned
 
 
 def test_socks5_by_name_and_by_address_gets_tls_interception(
