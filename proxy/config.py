@@ -467,8 +467,15 @@ def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("the config file does not exist", source=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the config file: {exc}", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("this is a directory: give the config file itself (e.g. "
+                          f"{path / 'config.yaml'})", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}",
+                          source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the config file is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})", source=source) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)

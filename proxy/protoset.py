@@ -260,7 +260,13 @@ def protoset_option(paths: list[Path]) -> Protoset | None:
 
     try:
         return Protoset.load(paths)
-    except (OSError, ProtosetError) as exc:
+    except OSError as exc:
+        hint = " (make one with: protoc --include_imports --descriptor_set_out=FILE " \
+            "your.proto, or h2scope protoset URL -o FILE)" \
+            if isinstance(exc, FileNotFoundError) else ""
+        raise UsageError(f"--protoset: cannot read {exc.filename}: {exc.strerror or exc}"
+                         f"{hint}") from None
+    except ProtosetError as exc:
         raise UsageError(f"--protoset: {exc}") from None
 
 

@@ -236,8 +236,20 @@ class ReplayConnection:
             raise ReplayError(f"{t.url}: the server's certificate did not verify "
                               f"({exc.verify_message}); use --upstream-ca FILE to trust its "
                               "CA or --insecure to skip verification") from None
-        except (OSError, TimeoutError) as exc:
-            raise ReplayError(f"cannot connect to {t.url}: {exc}") from None
+        except ssl.SSLError as exc:
+            if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+                raise ReplayError(f"TLS to {t.url} failed: the server does not speak TLS "
+                                  f"there; for cleartext HTTP/2 (h2c) give "
+                                  f"http://{t.host}:{t.port}") from None
+            raise ReplayError(f"TLS to {t.url} failed: {exc.reason or exc}") from None
+        except ConnectionRefusedError:
+            raise ReplayError(f"cannot connect to {t.url}: nothing listens on "
+                              f"{t.host}:{t.port} (connection refused)") from None
+        except TimeoutError:
+            raise ReplayError(f"cannot connect to {t.url}: no answer within "
+                              f"{self.options.idle_timeout:g} s (--timeout)") from None
+        except OSError as exc:
+            raise ReplayError(f"cannot connect to {t.url}: {exc.strerror or exc}") from None
         self._reader, self._writer = reader, writer
         tls: dict[str, Any] = {}
         sslobj = writer.get_extra_info("ssl_object")

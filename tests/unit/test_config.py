@@ -196,6 +196,12 @@ def test_confdir_cannot_be_set_in_the_file(tmp_path: Path) -> None:
 def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml", {})
+    with pytest.raises(ConfigError, match=r"this is a directory: give the config file "
+                       r"itself \(e\.g\. .*config\.yaml\)"):
+        load_config(tmp_path, {})
+    (tmp_path / "latin1.yaml").write_bytes(b"listen: {host: caf\xe9}\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(tmp_path / "latin1.yaml", {})
 
 
 def test_a_top_level_list_is_rejected(tmp_path: Path) -> None:

@@ -85,6 +85,10 @@ def test_a_protoset_is_loaded_for_the_view_and_a_bad_one_is_a_usage_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     from ui.model import body
 
+    missing = tmp_path / "api.pb"
+    assert main(["view", str(capture_path), "--protoset", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--protoset: cannot read {missing}: No such file or directory (make one" in err
     bad = tmp_path / "api.proto"
     bad.write_text('syntax = "proto3";\n')
     assert main(["view", str(capture_path), "--protoset", str(bad)]) == 2
