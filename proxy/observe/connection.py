@@ -128,16 +128,16 @@ def _check_padding(frame: Frame, seq: int, sid: int, findings: list[Finding]) ->
                            f"padding byte {first}: 0x{padding[first]:02x})", seq, sid))
 
 
-def _text_instead_of_frames(head: bytes) -> str | None:
-    """The desync reason when a peer's first bytes are text (an HTTP/1.x server
-    answering h2c prior knowledge with a 400 page, a banner): what they say and
-    what it means; None for bytes that are not text. ``{sender}`` is filled in."""
+def _text_instead_of_frames(head: bytes, sender: str) -> str | None:
+    """The desync reason when the ``sender``'s first bytes are text (an HTTP/1.x
+    server answering h2c prior knowledge with a 400 page, a banner): what they say
+    and what it means; None for bytes that are not text."""
     if len(head) < 9 or any((b < 0x20 and b not in (9, 10, 13)) or b > 0x7E for b in head):
         return None
     shown = head.split(b"\n", 1)[0].strip().decode("ascii")[:48]
     http1 = head.startswith(b"HTTP/1.") or head.lstrip().lower().startswith(
         (b"<!doctype", b"<html"))
-    return ("the {sender} sent text where HTTP/2 frames were due (" + repr(shown) + "…)"
+    return (f"the {sender} sent text where HTTP/2 frames were due ({shown!r}…)"
             + (": it speaks HTTP/1.x, not HTTP/2 with prior knowledge (h2c); point h2scope "
                "at a server that speaks HTTP/2, or let the client use HTTP/1.1" if http1 else
                ": not HTTP/2"))
@@ -217,10 +217,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     ftype not in _KNOWN_TYPES or side.frames == 0):
                 # An unknown type (or a first frame) that claims more than the
                 # receiver accepts is not HTTP/2 framing: stop decoding.
-                text = _text_instead_of_frames(data[pos:pos + 64]) if not side.frames \
-                    else None
-                self._desync(side, n - pos, t, text.format(sender=sender.sender)
-                             if text is not None else
+                text = _text_instead_of_frames(data[pos:pos + 64], sender.sender) \
+                    if not side.frames else None
+                self._desync(side, n - pos, t, text if text is not None else
                              f"a {type_name(ftype)} frame header claims "
                              f"{length} bytes, more than the receiver's SETTINGS_MAX_FRAME_SIZE "
                              f"{receiver.accepts_frame_size}: these bytes are not HTTP/2 frames")
