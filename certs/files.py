@@ -11,6 +11,7 @@ sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -24,16 +25,32 @@ PUBLIC_FILE_MODE = 0o644
 _POSIX = os.name == "posix"
 
 
-def create_private(path: str | os.PathLike[str]) -> int:
+def create_private(path: str | os.PathLike[str], *, exclusive: bool = False) -> int:
     """Open ``path`` for writing, created or truncated, mode 0600 whatever the umask
     or the mode of a file it replaces (captures and exports hold cookies, tokens
     and bodies); a device such as ``/dev/null`` keeps its mode. Returns the file
-    descriptor. Raises OSError."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
-                 SECRET_FILE_MODE)
+    descriptor. Raises OSError.
+
+    ``exclusive``: a regular file is locked (``flock``, for as long as the
+    descriptor is open) before it is truncated, and a file another writer holds
+    is left as it is: OSError(EBUSY) saying so. Two recorders on one capture
+    would each truncate the other's and interleave their records."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags if exclusive else flags | os.O_TRUNC, SECRET_FILE_MODE)
     try:
-        if _POSIX and stat.S_ISREG(os.fstat(fd).st_mode):
+        regular = _POSIX and stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular:
             os.fchmod(fd, SECRET_FILE_MODE)
+        if exclusive and regular:
+            import fcntl
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OSError(errno.EBUSY, "another program is writing it (another h2scope "
+                              "recording to the same file?): choose another file",
+                              str(path)) from None
+            os.ftruncate(fd, 0)
     except BaseException:
         os.close(fd)
         raise

@@ -134,7 +134,7 @@ class CaptureWriter:
             "config": dict(config or {}),
         }
         body = _json(header)
-        self._fd = create_private(self.path)
+        self._fd = create_private(self.path, exclusive=True)
         try:
             self._write_all(FILE_HEADER.pack(MAGIC, VERSION, 0, len(body)) + body)
         except BaseException:

@@ -248,3 +248,31 @@ def test_a_checked_writer_never_flags_a_record_unchecked(tmp_path: Path) -> None
         writer.frame(1, Direction.S2C, _data_frame(1, b"y" * 16384), t=0.0)
     (rec,) = [r for r in _records(path) if r.type == RecordType.FRAME]
     assert not rec.flags & RecordFlag.UNCHECKED
+
+
+def test_a_capture_being_written_cannot_be_opened_by_a_second_writer(
+        tmp_path: Path) -> None:
+    """Two recorders on one file (two proxies given the same --record) truncated
+    each other's records and interleaved theirs; the second now fails, before it
+    touches the file, and the first's capture reads whole."""
+    import errno
+
+    from proxy.cli import main
+
+    path = tmp_path / "shared.h2scope"
+    first = CaptureWriter(path, autoflush=False)
+    first.raw(1, Direction.C2S, b"first writer", t=1.0)
+    first.flush()
+    size = path.stat().st_size
+    with pytest.raises(OSError) as refused:
+        CaptureWriter(path)
+    assert refused.value.errno == errno.EBUSY
+    assert "another program is writing it" in str(refused.value)
+    assert path.stat().st_size == size  # (not truncated by the attempt)
+    assert main(["run", "--headless", "-p", "0", "--confdir", str(tmp_path / "conf"),
+                 "--record", str(path)]) == 2
+    first.close()
+    with CaptureReader(path) as reader:
+        assert [r.body for r in reader.records() if r.type == RecordType.RAW] == \
+            [b"first writer"]
+    CaptureWriter(path).close()  # free again once the first writer closed
