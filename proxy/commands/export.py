@@ -80,16 +80,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "of the UI's filter bar and run --filter, e.g. 'type:HEADERS "
                    "status:5xx' (docs/filters.md)")
     p.add_argument("--redact", action="store_true",
-                   help="capture: replace the values of credential headers (authorization, "
+                   help="replace the values of credential headers (authorization, "
                    "cookie, set-cookie, x-api-key, …) and of credential query parameters "
                    "in URLs (access_token, code, key, sig, X-Amz-Signature, …) with "
                    "REDACTED; HTTP/2 header blocks are encoded again (docs/export.md); "
                    "bodies are not searched")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
-                   help="capture, with --redact: one more header name to redact; repeatable")
+                   help="with --redact: one more header name to redact; repeatable")
     p.add_argument("--redact-param", action="append", default=[], metavar="NAME",
-                   help="capture, with --redact: one more URL query parameter to redact; "
-                   "repeatable")
+                   help="with --redact: one more URL query parameter to redact; repeatable")
     p.add_argument("--annotate", action="store_true",
                    help="text: show how each header field was HPACK-encoded "
                    "(representation, index, Huffman, inserts, evictions, size updates)")
@@ -155,14 +154,35 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if fmt == "capture":
         return _capture(args)
-    if args.redact or args.redact_header or args.redact_param:
-        raise UsageError("--redact applies to --format capture (a capture to share)")
     if fmt in BINARY_FORMATS and to_stdout:
         raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
     args.keep = _filter(args.filter, fmt)
     args.schema = _protoset(args.protoset, fmt)
+    source = args.file
+    with contextlib.ExitStack() as cleanup:
+        if args.redact or args.redact_header or args.redact_param:
+            # The capture --format capture --redact would write, exported from a
+            # private temporary directory (removed at the end).
+            args.file = _redacted_copy(args, cleanup)
+        return _export_file(args, fmt, source)
+
+
+def _redacted_copy(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> Path:
+    import tempfile
+
+    directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="h2scope-")))
+    copy = directory / "redacted.h2scope"
+    _capture(args, into=copy)
+    return copy
+
+
+def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
+    """Export ``args.file`` (``source`` as the user named it: a redacted copy's)."""
+    from proxy.cli import UsageError
+
+    to_stdout = args.output in (None, "-")
     problems: list[BadRecord] = []
     args.observers = Observers()
     reader = open_capture(args.file, problems, args.observers)
@@ -171,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         size = 0
     progress = Progress()
-    written = None if to_stdout else ReplacedFile(Path(args.output), args.file)
+    written = None if to_stdout else ReplacedFile(Path(args.output), source)
     with reader, contextlib.ExitStack() as stack:
         out: IO[Any]
         if written is None:
@@ -200,9 +220,9 @@ def run(args: argparse.Namespace) -> int:
             out.close()
             written.commit()
     for problem in problems:
-        print(f"h2scope export: {args.file}: {problem}", file=sys.stderr)
+        print(f"h2scope export: {source}: {problem}", file=sys.stderr)
     if not reader.clean_end and lookup is None:
-        print(f"h2scope export: {args.file} has no END record: the recording was killed, or "
+        print(f"h2scope export: {source} has no END record: the recording was killed, or "
               "the file cut short (or it is still being written); what its connections did "
               "after that is not in it", file=sys.stderr)
     if args.keep is not None and count == 0 and lookup is None:
@@ -213,19 +233,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _capture(args: argparse.Namespace) -> int:
-    """``--format capture``: the chosen connections as a capture, maybe redacted."""
+def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
+    """``--format capture``: the chosen connections as a capture, maybe redacted
+    (``into``: to that file, for another format's export of it; what was redacted
+    is said either way)."""
     from proxy.capture.reader import CaptureFormatError
     from proxy.capture.redact import SENSITIVE, SENSITIVE_PARAMS, extract, note_lines
     from proxy.cli import UsageError
 
-    if args.output in (None, "-"):
+    if into is None and args.output in (None, "-"):
         raise UsageError("--format capture writes a capture file: give it with -o OUT")
     if not args.file.is_file():
         raise UsageError(f"no such capture file: {args.file}")
     for flag, given in (("--stream", args.stream is not None), ("--filter", args.filter),
                         ("--protoset", args.protoset), ("--annotate", args.annotate)):
-        if given:
+        if given and into is None:
             raise UsageError(f"{flag} does not apply to --format capture (it keeps whole "
                              "connections: choose them with --conn)")
     for flag, given in (("--redact-header", args.redact_header),
@@ -235,7 +257,7 @@ def _capture(args: argparse.Namespace) -> int:
     redact = SENSITIVE | {n.strip().lower() for n in args.redact_header if n.strip()} \
         if args.redact else None
     params = SENSITIVE_PARAMS | {n.strip().lower() for n in args.redact_param if n.strip()}
-    written = ReplacedFile(Path(args.output), args.file)
+    written = ReplacedFile(Path(args.output if into is None else into), args.file)
     try:
         result = extract(args.file, written.temp, conn=args.conn, redact=redact,
                          redact_params=params)
@@ -253,7 +275,8 @@ def _capture(args: argparse.Namespace) -> int:
     finally:
         written.discard()
     for line in note_lines(result, redact):
-        print(f"h2scope export: {args.output}: {line}", file=sys.stderr)
+        said = args.output if into is None else "redacted"
+        print(f"h2scope export: {said}: {line}", file=sys.stderr)
     return 0
 
 

@@ -399,11 +399,32 @@ def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path)
     assert got.returncode == 2 and "--redact-param needs --redact" in got.stderr
 
 
+def test_every_format_exports_redacted_with_redact(capture: Path, tmp_path: Path) -> None:
+    """HAR is what people attach to bug reports: --redact works with it (and text,
+    jsonl, pcapng) as with --format capture, by way of a private redacted copy."""
+    import tempfile
+
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("h2scope-*"))
+    har = tmp_path / "shared.har"
+    got = _run(str(capture), "--format", "har", "--redact", "-o", str(har))
+    assert "h2scope export: redacted: 2 connections" in got.stderr, got.stderr
+    assert "header values redacted (set-cookie)" in got.stderr
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert entries and b"id=42" not in har.read_bytes()
+    plain = json.loads(_run(str(capture), "--format", "har", "-o", "-").stdout)["log"]["entries"]
+    assert len(entries) == len(plain)  # (the same exchanges, secrets left out)
+    text = _run(str(capture), "--format", "text", "--redact", "--conn", "2").stdout
+    assert "set-cookie: REDACTED" in text and "id=42" not in text
+    assert set(temp.glob("h2scope-*")) == before  # (the redacted copy is gone)
+
+
 def test_capture_format_usage_errors(capture: Path, tmp_path: Path) -> None:
     for args, said in ((["--format", "capture"], "give it with -o"),
                        (["--format", "capture", "-o", str(tmp_path / "x"), "--stream", "1"],
                         "--stream does not apply"),
-                       (["--format", "text", "--redact"], "--redact applies to --format capture"),
+                       (["--format", "text", "--redact-header", "x"],
+                        "--redact-header needs --redact"),
                        (["--format", "capture", "-o", str(tmp_path / "x"), "--conn", "9"],
                         "no connection 9")):
         got = _run(str(capture), *args, check=False)
