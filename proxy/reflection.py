@@ -64,6 +64,12 @@ def _messages(buffer: bytearray) -> Iterator[bytes]:
         yield msg
 
 
+def _not_grpc(status: str, ctype: str) -> str:
+    return (f"the server answered {status}" + (f" {ctype}" if ctype else "") + ", not gRPC "
+            "(application/grpc): not a gRPC server, or one without server reflection "
+            "(grpc.reflection.v1 / v1alpha)")
+
+
 class _Call:
     """One ServerReflectionInfo stream: send a request, read its response."""
 
@@ -82,6 +88,8 @@ class _Call:
         self.status: str | None = None
         self.message: str = ""
         self.ended = False
+        self.response: dict[str, str] | None = None
+        """The response's header fields, once they came."""
         sock.settimeout(timeout)
 
     def flush(self) -> None:
@@ -105,9 +113,12 @@ class _Call:
         try:
             data = self.sock.recv(READ_SIZE)
         except TimeoutError:
-            raise ReflectionError("no answer in time") from None
+            raise ReflectionError(self._silent()) from None
         if not data:
             raise ReflectionError("the server closed the connection")
+        self._read_events(data)
+
+    def _read_events(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -117,13 +128,20 @@ class _Call:
                 self.buffer += ev.data
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                fields = {}
                 for name, value in ev.headers or ():
                     n = name.decode() if isinstance(name, bytes) else name
                     v = value.decode() if isinstance(value, bytes) else value
+                    fields[n] = v
                     if n == "grpc-status":
                         self.status = v
                     elif n == "grpc-message":
                         self.message = v
+                if isinstance(ev, h2.events.ResponseReceived):
+                    self.response = fields
+                    status, ctype = fields.get(":status", "?"), fields.get("content-type", "")
+                    if status != "200" or not ctype.startswith("application/grpc"):
+                        raise ReflectionError(_not_grpc(status, ctype))
             elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == self.sid:
                 self.ended = True
             elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == self.sid:
@@ -131,6 +149,28 @@ class _Call:
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 raise ReflectionError(f"the server sent GOAWAY (error {ev.error_code})")
         self.flush()
+
+    def _silent(self) -> str:
+        """Why no answer came: a server that waits for the request's end before it
+        answers (HTTP/2 servers that are not gRPC do) is asked once more, with the
+        stream half-closed, so its answer says what it is."""
+        timeout = self.sock.gettimeout()
+        if self.response is None and not self.ended:
+            try:
+                self.conn.end_stream(self.sid)
+                self.flush()
+                self.sock.settimeout(2.0)
+                while self.response is None and not self.ended:
+                    data = self.sock.recv(READ_SIZE)
+                    if not data:
+                        break
+                    self._read_events(data)
+            except ReflectionError as exc:
+                return str(exc)
+            except (OSError, h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+                pass
+        return (f"no answer within {timeout:g} s (--timeout): is this a gRPC server with "
+                "reflection enabled?")
 
     def close(self) -> None:
         """End the call as a client should: half-close, then wait (briefly) for the

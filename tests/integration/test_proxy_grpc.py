@@ -263,3 +263,16 @@ def test_a_protoset_fetch_ends_its_call_cleanly_and_https_to_h2c_says_so(
     assert "0" in statuses and "14" not in statuses, statuses
     assert f"the server does not speak TLS there; for cleartext HTTP/2 (h2c) give " \
         f"http://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_protoset_from_an_http2_server_that_is_not_grpc_says_what_it_answered(
+        docroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nghttpd answers only once the request has ended: the fetch waited out its
+    timeout and said 'no answer in time'. It now asks again with the stream
+    half-closed and reports what the server is."""
+    with procs.nghttpd(docroot) as port:
+        assert main(["protoset", f"http://127.0.0.1:{port}", "-o", "/dev/null",
+                     "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "the server answered 404 text/html" in err and "not gRPC" in err, err
+    assert "not a gRPC server, or one without server reflection" in err
