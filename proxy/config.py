@@ -527,9 +527,10 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
     loader = _Loader(path, lines, flags)
     if not isinstance(raw, dict):
         raise loader.error("(top level)", f"expected a mapping of options, got {_kind(raw)}")
-    if "confdir" in raw:
-        raise loader.error("confdir", "cannot be set in the config file (the file lives in "
-                           "it); use --confdir or $H2SCOPE_HOME")
+    if "confdir" in raw:  # (the file's line, not the --confdir every command passes)
+        raise _Loader(path, lines, {}).error(
+            "confdir", "cannot be set in the config file (the file lives in it); use "
+            "--confdir or $H2SCOPE_HOME")
     if path is not None and given:
         # The file is validated on its own first: a flag overriding a key must
         # not hide a mistake in the file's value for it (docs/configuration.md).
@@ -576,7 +577,9 @@ def _check_whole(config: Config, loader: _Loader) -> None:
     specs = config.mode_specs  # every mode parses: _check_values ran first
     _check_listen_flags_used(config, specs, loader)
     remote = "is not a loopback address: anyone who can reach it could use the proxy; " \
-        "set listen.allow_remote: true (or --allow-remote) if you mean it"
+        + ("drop --no-allow-remote (the file allows it) if you mean it"
+           if "listen.allow_remote" in loader.flags else
+           "set listen.allow_remote: true (or --allow-remote) if you mean it")
     if not config.listen_is_loopback and not config.allow_remote:
         raise loader.error("listen.host", f"{config.listen_host} {remote}")
     addresses: dict[tuple[str, int], str] = {}
@@ -603,6 +606,11 @@ def _check_whole(config: Config, loader: _Loader) -> None:
         problem = ca_file_problem(ca)
         if problem:
             raise loader.error("upstream.ca_file", problem)
+    for i, name in enumerate(config.ui.protosets):
+        if not Path(name).expanduser().is_file():
+            raise loader.error(f"ui.protosets[{i}]", f"{name} does not exist or is not a file "
+                               "(a FileDescriptorSet: protoc --include_imports "
+                               "--descriptor_set_out=FILE your.proto)")
     certs = config.upstream.client_certs
     if certs is not None:
         problem = client_cert_problem(certs)

@@ -243,6 +243,17 @@ def test_an_upstream_ca_file_must_exist(tmp_path: Path) -> None:
     assert str(tmp_path / "missing.pem") in str(exc)
 
 
+def test_config_errors_name_the_file_and_line_not_a_flag_nobody_gave(tmp_path: Path) -> None:
+    """confdir in the file was blamed on --confdir (which every command passes);
+    a missing ui.protosets file on --protoset."""
+    exc = error(tmp_path, "listen: {port: 9000}\nconfdir: /elsewhere\n",
+                {"confdir": tmp_path}, {"confdir": "--confdir"})
+    assert (exc.key, exc.line, exc.flag) == ("confdir", 2, None)
+    exc = error(tmp_path, "ui:\n  protosets: [nope.pb]\n")
+    assert exc.key == "ui.protosets[0]" and exc.line is not None and exc.flag is None
+    assert "nope.pb does not exist" in str(exc)
+
+
 def test_an_upstream_ca_file_must_hold_certificates(tmp_path: Path) -> None:
     """Each upstream connection loads it: a file OpenSSL cannot read is an error at
     start, not a failure of every intercepted connection."""
