@@ -65,6 +65,9 @@ def lost_part(observer: ConnectionObserver | None) -> None:
     here the observer judges the connection as an excerpt, as the importer's did."""
     if observer is not None:
         observer.partial = True
+        for side in observer.sides:
+            if side.lost_above is None:  # (the first loss: later ones are above it)
+                side.lost_above = side.highest_stream_id
         for stream in observer.streams.values():
             # In flight across the gap: some of its DATA may be in the missing part.
             stream.content_length = [-1, -1]

@@ -533,14 +533,15 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if stream is not None:
             return stream
         opener = self.sides[C2S if sid % 2 else S2C]
+        lost = opener.lost_above
         if self.partial and sender is not None and sender is not opener.direction \
-                and sid > opener.highest_stream_id:
+                and (sid > opener.highest_stream_id or (lost is not None and sid > lost)):
             # An excerpt: the frames that opened this stream are outside it.
             stream = Stream(sid, state=_OPEN, opened_by=opener.direction,
                             content_length=[-1, -1])  # its response may be outside too
             self._init_windows(stream)
             self.streams[sid] = stream
-            opener.highest_stream_id = sid
+            opener.highest_stream_id = max(sid, opener.highest_stream_id)
             opener.active_streams += 1
             return stream
         if sid <= opener.highest_stream_id:

@@ -284,6 +284,15 @@ class HeaderBlocks:
             block = side.decoder.decode(data)
         except HpackDecodeError as exc:
             side.hpack_broken = True
+            if side.lost_above is not None:  # (a lost block may have changed the table)
+                findings.append(_f("hpack-error", Severity.INFO, f"{exc.rfc}, RFC 9113 §4.3",
+                                   f"header block on stream {block_sid} does not decode: "
+                                   f"{exc.reason}; part of the connection was lost before "
+                                   f"it (damaged or missing bytes), and with it the "
+                                   f"{side.direction.sender}'s HPACK table, so this is not "
+                                   "evidence of an encoder bug; later blocks from the "
+                                   f"{side.direction.sender} cannot be decoded", seq, block_sid))
+                return None, promised
             findings.append(_f("hpack-error", Severity.ERROR, f"{exc.rfc}, RFC 9113 §4.3",
                                f"header block on stream {block_sid} does not decode: "
                                f"{exc.reason} (at byte {exc.offset} of the header block); "

@@ -72,6 +72,10 @@ class Side:
     """The last header block another frame cut off before its CONTINUATION:
     (stream, its first frame, the frame that cut it, that frame's type name)."""
     highest_stream_id: int = 0
+    lost_above: int | None = None
+    """Set when part of the connection was lost (a damaged capture, lost packets):
+    the highest id this side had opened then. A stream above it that the observer
+    does not know may have been opened in the lost part."""
     """Highest stream id this endpoint opened (or promised)."""
     conn_window: int = 65_535
     """Connection-level flow-control window for data this endpoint sends."""

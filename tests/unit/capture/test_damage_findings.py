@@ -221,3 +221,52 @@ def test_a_connection_the_source_ended_is_an_excerpt_for_every_reader(
             [("frame-truncated", "INFO")]
     finally:
         capture.close()
+
+
+def test_a_request_lost_to_damage_does_not_make_its_answer_a_violation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Requests on streams 1 and 3, then both answers (as a client with several
+    streams in flight sends them). The record holding stream 1's request is
+    damaged: the answer on stream 1 comes after stream 3 was opened, so a plain
+    reading says 'HEADERS on a closed stream' (RFC 9113 §5.1) and check exits 3.
+    Stream 1 may have been opened in the lost part: no finding."""
+    client, server = hpack.Encoder(), hpack.Encoder()
+
+    def request(sid: int) -> bytes:
+        f = HeadersFrame(sid)
+        f.data = client.encode([(":method", "GET"), (":scheme", "https"),
+                                (":authority", "example.test"), (":path", f"/{sid}")])
+        f.flags.add("END_HEADERS")
+        f.flags.add("END_STREAM")
+        return bytes(f.serialize())
+
+    def answer(sid: int) -> bytes:
+        f = HeadersFrame(sid)
+        f.data = server.encode([(":status", "204")])
+        f.flags.add("END_HEADERS")
+        f.flags.add("END_STREAM")
+        return bytes(f.serialize())
+
+    path, bad = tmp_path / "two.h2scope", tmp_path / "bad.h2scope"
+    steps = [(C2S, _settings()), (S2C, _settings()), (C2S, _settings(ack=True)),
+             (S2C, _settings(ack=True)), (C2S, request(1)), (C2S, request(3)),
+             (S2C, answer(1)), (S2C, answer(3))]
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.raw(1, C2S, PREFACE, t=0.0)
+        for i, (direction, frame) in enumerate(steps):
+            writer.frame(1, direction, frame, t=0.001 * (i + 1))
+        writer.close_connection(1, closed_by="client", t=0.1)
+    assert _errors(path) == []
+    victim = next(r for r in _records(path) if r.type == RecordType.FRAME
+                  and r.body[3] == 1 and r.direction is C2S)  # stream 1's request
+    data = bytearray(path.read_bytes())
+    data[victim.offset + RECORD_HEADER_SIZE + 12] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    # The request on stream 3 refers to HPACK entries the lost block inserted: it
+    # cannot be decoded, and says why — as information, not a protocol error.
+    assert _errors(bad) == ["hpack-error"]
+    assert main(["check", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged record skipped" in out and "frame-on-closed-stream" not in out
+    assert "findings: 1 info" in out
