@@ -164,9 +164,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     assert output is not None
     try:
         write_atomic(Path(output), data, mode=PUBLIC_FILE_MODE)
-    except OSError as exc:
-        print(f"h2scope: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except OSError as exc:  # (a bad -o: a usage error, as for export -o)
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(f"h2scope: wrote the CA certificate ({fmt.upper()}) to {output}", file=sys.stderr)
     return EXIT_OK
 

@@ -111,8 +111,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not responses:
-        raise UsageError(f"{args.file}: no recorded HTTP/2 responses to serve"
-                         + (f" on connection {args.conn}" if args.conn is not None else ""))
+        where = ""
+        if args.conn is not None:
+            have = sorted({r.conn_id for r in load_responses(args.file)})
+            where = (f" on connection {args.conn}; the connections with some are "
+                     f"{', '.join(map(str, have))}" if have else
+                     f" on connection {args.conn}, nor on any other")
+        raise UsageError(f"{args.file}: no recorded HTTP/2 responses to serve{where}")
     for r in responses:
         if r.truncated and r.pushed_on is None:  # (a push is its parent's)
             print(f"h2scope serve: note: {r.method} {r.path} (connection {r.conn_id}, stream "

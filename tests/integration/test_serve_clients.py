@@ -135,6 +135,16 @@ def test_serve_usage_errors_exit_2(pushed_capture: Path, tmp_path: Path) -> None
     assert main(["serve", "--h2c", str(tmp_path)]) == 2  # (a directory: was a traceback)
 
 
+def test_serve_conn_that_has_no_responses_lists_those_that_do(
+        pushed_capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.cli import main
+
+    assert main(["serve", str(pushed_capture), "--conn", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "no recorded HTTP/2 responses to serve on connection 7; the connections with " \
+        "some are 1" in err, err
+
+
 def test_serve_keeps_to_loopback_unless_told_and_names_a_port_in_use(
         pushed_capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Recorded responses hold cookies and tokens: another address needs

@@ -123,6 +123,13 @@ def test_export_to_a_file(
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
+def test_export_to_a_missing_directory_is_a_usage_error_like_every_other_o(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "no-such-dir" / "ca.pem"
+    code, _, err = run(capsys, "ca", "export", "-o", str(target), "--confdir", str(confdir))
+    assert code == 2 and f"cannot write {target}: No such file or directory" in err
+
+
 def test_export_p12_holds_the_certificate_and_no_key(
     confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
