@@ -72,6 +72,16 @@ class CertStore:
         self._contexts: OnceLRU[_ContextKey, ssl.SSLContext] = OnceLRU(cache_size)
         _prune_stale_chains(self.leaf_dir, keep=self.leaf_key_path)
 
+    def ca_replaced(self) -> bool:
+        """Whether the CA certificate file now holds another CA than the one this
+        store signs with (``h2scope ca regenerate`` or ``ca import`` while it ran:
+        clients given the new file reject what this store signs)."""
+        try:
+            on_disk = x509.load_pem_x509_certificate(self.ca.cert_path.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return on_disk != self.ca.cert
+
     @property
     def ca_cert_path(self) -> Path:
         """The CA certificate file (PEM) users install in trust stores."""

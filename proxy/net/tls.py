@@ -183,8 +183,13 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
             await tls.handshake()
     except (ssl.SSLError, StreamClosed, OSError, TimeoutError) as exc:
         if client_rejected_cert(exc):
+            hint = CA_HINT
+            if conn.state.certs.ca_replaced():  # (checked on a rejection only: rare)
+                hint = (f"the CA in {conn.state.certs.ca_cert_path} was replaced after this "
+                        "h2scope started (ca regenerate or ca import), and it still signs "
+                        "with the old one: restart h2scope")
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
-                             f"{leaf_host} ({_tls_error(exc)})", CA_HINT, client_hello=hello)
+                             f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
         else:
             await conn.error("client-tls", f"TLS handshake with the client failed: "
                              f"{_tls_error(exc)}", client_hello=hello)

@@ -302,3 +302,20 @@ def test_an_imported_ca_signs_the_intercepting_certificates(
     legs = {e.leg: e for e in proxy.events(TlsEstablished)}
     assert legs[Leg.CLIENT].cert is not None
     assert legs[Leg.CLIENT].cert.issuer == "CN=Example Corp Inspection CA"
+
+
+def test_a_ca_replaced_while_the_proxy_runs_is_named_when_a_client_rejects_it(
+        proxy: ProxyThread, h2_origin: ServerThread, confdir: Path) -> None:
+    """ca regenerate while a proxy runs: the proxy still signs with the old CA, so a
+    client given the new file rejects it. 'Trust the h2scope CA' would be wrong:
+    the client does trust the one on disk. The hint says to restart."""
+    from proxy.cli import main
+
+    assert main(["ca", "regenerate", "--yes", "--confdir", str(confdir)]) == 0
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--http2", "--cacert",
+                        str(proxy.ca_cert), f"https://localhost:{h2_origin.port}/"])
+    assert result.returncode != 0
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert errors[0].hint and "was replaced after this h2scope started" in errors[0].hint
+    assert "restart h2scope" in errors[0].hint
