@@ -16,7 +16,7 @@ from proxy.observe.events import Event, FlowControlResumed, PingAnswered, Settin
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.floods import count as count_flood
-from proxy.observe.priority import PriorityTree, parse_priority_field
+from proxy.observe.priority import MAX_NODES, PriorityTree, parse_priority_field
 from proxy.observe.sides import PendingSettings, Side
 from proxy.observe.streams import StreamState
 
@@ -192,7 +192,16 @@ class ControlFrames:
             findings.append(_f("self-dependency", Severity.ERROR, "RFC 9113 §5.3.1",
                                f"stream {sid} depends on itself", seq, sid))
             return
-        self.priority.set(sid, depends_on, weight, exclusive)
+        tree = self.priority
+        forgotten = tree.forgotten
+        tree.set(sid, depends_on, weight, exclusive)
+        if tree.forgotten and not forgotten:  # (once per connection)
+            findings.append(_f("priority-tree-limit", Severity.WARNING, "RFC 9113 §5.3.2",
+                               f"more than {MAX_NODES:,} streams in the priority tree "
+                               "(PRIORITY frames naming streams that are never opened): "
+                               "h2scope forgets the oldest, as a server bounds this state; "
+                               "a flood of them is a known denial-of-service pattern", seq,
+                               sid))
 
     def _priority_frame(self, frame: PriorityFrame, seq: int, findings: list[Finding]) -> None:
         p = frame.priority

@@ -269,7 +269,8 @@ class HeaderBlocks:
             pushed.promised_by = sid
             pushed.opened_by = S2C
             self._init_windows(pushed)
-            self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
+            if promised != sid:  # (a stream promising itself is flagged above)
+                self.priority.set(promised, sid, 16, False)  # RFC 7540 §5.3.5 default
             self._set_state(pushed, _RESERVED, side.direction, seq, t)
         return HeaderBlockInProgress(sid, _ROLE_PUSH_REQUEST, [frame.fragment], promised, seq,
                                      len(frame.fragment))

@@ -12,6 +12,10 @@ from __future__ import annotations
 from proxy.observe.records import record
 
 DEFAULT_WEIGHT = 16
+MAX_NODES = 10_000
+"""Streams the tree keeps at most. PRIORITY frames may name idle streams that are
+never opened nor closed (RFC 9113 §5.3.2 lets a receiver bound that state): past
+this, the oldest node is forgotten, so a peer cannot grow the observer's memory."""
 
 
 @record
@@ -29,6 +33,8 @@ class PriorityTree:
         self._parent: dict[int, int] = {}
         self._weight: dict[int, int] = {}
         self._children: dict[int, set[int]] = {}
+        self.forgotten = 0
+        """Nodes dropped to stay within :data:`MAX_NODES`."""
 
     def __len__(self) -> int:
         return len(self._parent)
@@ -38,6 +44,10 @@ class PriorityTree:
 
     def _attach(self, stream_id: int, parent: int) -> None:
         old = self._parent.get(stream_id)
+        if old is None and len(self._parent) >= MAX_NODES:
+            oldest = next(s for s in self._parent if s != parent)
+            self.remove(oldest)
+            self.forgotten += 1
         if old is not None:
             kids = self._children.get(old)
             if kids is not None:
@@ -52,7 +62,10 @@ class PriorityTree:
             kids.add(stream_id)
 
     def set(self, stream_id: int, depends_on: int, weight: int, exclusive: bool) -> None:
-        """Apply a priority signal. The caller has rejected self-dependency."""
+        """Apply a priority signal. The caller reports a self-dependency (§5.3.1);
+        here it is ignored, as a cycle would be: the tree stays a tree."""
+        if depends_on == stream_id:
+            return
         parent = self._parent
         if depends_on and depends_on not in parent:
             # RFC 7540 §5.3.1: a dependency on a stream not in the tree gets default priority.
@@ -61,7 +74,9 @@ class PriorityTree:
         # RFC 7540 §5.3.3: if the new parent depends on this stream, it first
         # moves to this stream's former parent.
         ancestor = depends_on
-        while ancestor:
+        for _ in range(len(parent) + 1):  # (bounded: a tree has no cycle to loop on)
+            if not ancestor:
+                break
             if ancestor == stream_id:
                 self._attach(depends_on, parent.get(stream_id, 0))
                 break

@@ -1,0 +1,58 @@
+"""Priority signals a peer can abuse: a cycle in the dependency tree (the observer,
+and with it the whole proxy, looped forever) and PRIORITY frames for idle streams
+(each one a node nothing removes). Found by driving a proxy with crafted frames."""
+
+from __future__ import annotations
+
+import threading
+
+from proxy.cli import main
+from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
+from proxy.observe.events import FrameObserved
+from proxy.observe.priority import MAX_NODES, PriorityTree
+from tests.unit.observe.test_connection import raw_frame
+
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+def finishes(work, seconds: float = 10.0) -> bool:
+    done = threading.Event()
+
+    def run() -> None:
+        work()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_a_push_promise_that_promises_its_own_stream_does_not_hang_the_observer(
+        capsys) -> None:
+    """PUSH_PROMISE on stream 2 promising stream 2, then another on it: the tree
+    got stream 2 as its own parent and the next walk through it never ended."""
+    hexed = ("00000004000000000000000d05040000000200000002828641811f4482607f00000b0504000000"
+             "02000000048286bf4482623f")
+    assert finishes(lambda: main(["decode", "--from", "server", hexed]))
+    assert "push-on-closed-stream" in capsys.readouterr().out
+
+
+def test_a_priority_cycle_cannot_be_built_whatever_the_caller() -> None:
+    tree = PriorityTree()
+    tree.set(3, 3, 16, False)  # (a self-dependency: reported by the caller, ignored here)
+    assert 3 not in tree
+    tree.set(3, 5, 16, False)
+    tree.set(5, 3, 16, True)  # §5.3.3: 3 first moves up to 5's old parent
+    assert finishes(lambda: tree.set(7, 3, 16, False))
+    assert tree.node(5).parent == 3 and tree.node(3).parent == 0
+
+
+def test_priority_frames_for_idle_streams_stay_bounded_and_are_flagged_once() -> None:
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 0, 0, b""), 0.0)
+    frames = b"".join(raw_frame(0x2, 0, 2 * i + 1, (0).to_bytes(4, "big") + b"\x0f")
+                      for i in range(MAX_NODES + 500))
+    events = obs.feed(C2S, frames, 0.1)
+    assert len(obs.priority) <= MAX_NODES
+    codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert codes.count("priority-tree-limit") == 1
