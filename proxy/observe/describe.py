@@ -155,12 +155,12 @@ def frame_summary(ev: FrameObserved) -> str:
         case PriorityFrame():
             p = f.priority
             return f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} weight={p.weight}"
-        case PriorityUpdateFrame():
-            return f"stream={f.prioritized_stream_id} {f.field_value.decode('latin-1')}"
+        case PriorityUpdateFrame():  # (peer bytes: escaped, as header values are)
+            return f"stream={f.prioritized_stream_id} {_peer_text(f.field_value)}"
         case AltSvcFrame():
-            return f"origin={f.origin.decode('latin-1')!r} {f.field_value.decode('latin-1')}"
+            return f"origin={_peer_text(f.origin)!r} {_peer_text(f.field_value)}"
         case OriginFrame():
-            return " ".join(o.decode("latin-1") for o in f.origins)
+            return " ".join(_peer_text(o) for o in f.origins)
         case Frame() if f.type == 9:
             if ev.block is not None:
                 return block_summary(ev.block.headers)
@@ -230,6 +230,12 @@ def shown_field(name: str, value: str) -> str:
         return f"{shown(name)}: " + "".join(
             chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
     return f"{shown(name)}: {shown(value)}"
+
+
+def _peer_text(data: bytes) -> str:
+    """Bytes a peer chose, as a line can show them: control characters and what
+    is not UTF-8 as ``\\xNN`` (no escape sequence or line break reaches a terminal)."""
+    return shown(data.decode("utf-8", "surrogateescape"))
 
 
 def shown(value: str) -> str:

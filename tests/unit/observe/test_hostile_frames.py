@@ -1,6 +1,7 @@
-"""Priority signals a peer can abuse: a cycle in the dependency tree (the observer,
-and with it the whole proxy, looped forever) and PRIORITY frames for idle streams
-(each one a node nothing removes). Found by driving a proxy with crafted frames."""
+"""Frames a peer can craft against the observer, found by driving a proxy with
+them: a cycle in the priority tree (the observer, and with it the whole proxy,
+looped forever), PRIORITY frames for idle streams (each one a node nothing
+removes), and extension frames whose values were printed raw."""
 
 from __future__ import annotations
 
@@ -56,3 +57,24 @@ def test_priority_frames_for_idle_streams_stay_bounded_and_are_flagged_once() ->
     assert len(obs.priority) <= MAX_NODES
     codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
     assert codes.count("priority-tree-limit") == 1
+
+
+def test_extension_frames_carrying_control_characters_do_not_reach_the_terminal() -> None:
+    """ALTSVC, ORIGIN and PRIORITY_UPDATE values are a peer's bytes: printed raw,
+    a line break and an escape sequence forged a log line ('0.300 #1 ... :status 200
+    (forged)') and cleared the real one."""
+    from proxy.observe.describe import frame_summary
+
+    forged = b"x\n    0.300 #1   <-     1 HEADERS  :status 200 (forged)\x1b[2K"
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 0, 0, b""), 0.0)
+    events = obs.feed(S2C, raw_frame(0x4, 0, 0, b"")
+                      + raw_frame(0xA, 0, 0, len(b"o\x1b").to_bytes(2, "big") + b"o\x1b" + forged)
+                      + raw_frame(0xC, 0, 0, len(forged).to_bytes(2, "big") + forged), 0.1)
+    events += obs.feed(C2S, raw_frame(0x10, 0, 0, (1).to_bytes(4, "big") + forged), 0.2)
+    lines = [frame_summary(e) for e in events if isinstance(e, FrameObserved)
+             and e.frame.type in (0xA, 0xC, 0x10)]
+    assert len(lines) == 3
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line, line
+        assert "\\x0a" in line and "\\x1b[2K" in line
