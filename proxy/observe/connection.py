@@ -461,9 +461,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if side.block is not None and ftype != _CONT:
             findings.append(_f("continuation-missing", Severity.ERROR, "RFC 9113 §6.10",
                                f"{type_name(ftype)} arrived while the header block on stream "
-                               f"{side.block.stream_id} still expected CONTINUATION", seq, sid))
+                               f"{side.block.stream_id} still expected CONTINUATION; the "
+                               f"block is not decoded, and with it go the changes it made to "
+                               f"the {side.direction.sender}'s HPACK table, so its later "
+                               f"blocks cannot be decoded (RFC 9113 §4.3)", seq, sid))
             side.block_cut = (side.block.stream_id, side.block.first_seq, seq, type_name(ftype))
             side.block = None  # the peer would have failed the connection; start afresh
+            side.hpack_broken = True  # (decoding on would show fields the encoder never sent)
 
         if sid == 0 and ftype in _NO_STREAM_ZERO_MODEL:
             # A connection error (§5.4.1), not stream 0's DATA or reset: no stream,

@@ -137,6 +137,8 @@ class HeaderBlocks:
                 findings.append(_f("continuation-unexpected", Severity.ERROR, "RFC 9113 §6.10",
                                    _stray_continuation(side, sid, pending), seq, sid))
                 side.block = None
+                if frame.payload:  # (a fragment of a block that went missing: its HPACK
+                    side.hpack_broken = True  # changes are unknown from here on)
                 return None
             self._continuation(side, pending, frame.raw[9:], seq, findings)
         else:

@@ -78,3 +78,30 @@ def test_extension_frames_carrying_control_characters_do_not_reach_the_terminal(
     for line in lines:
         assert "\n" not in line and "\x1b" not in line, line
         assert "\\x0a" in line and "\\x1b[2K" in line
+
+
+def test_a_header_block_cut_off_before_its_continuation_stops_the_decoding() -> None:
+    """The cut block inserted x-new into the encoder's table; the next block indexes
+    it. Decoding on with the table that missed the insert showed 'x-old: old', a
+    field the encoder never sent there, without a finding."""
+    import hpack
+
+    enc = hpack.Encoder()
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 0, 0, b"")
+             + raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a")
+             + raw_frame(0x1, 0x5, 3, bytes.fromhex("82868441") + b"\x01a"), 0.0)
+    first = enc.encode([(":status", "200"), ("x-old", "old")])
+    cut = enc.encode([(":status", "200"), ("x-new", "new")])
+    again = enc.encode([(":status", "200"), ("x-new", "new")])  # (indexes x-new)
+    events = obs.feed(S2C, raw_frame(0x4, 0, 0, b"") + raw_frame(0x1, 0x5, 1, first)
+                      + raw_frame(0x1, 0x1, 3, cut)  # no END_HEADERS ...
+                      + raw_frame(0x6, 0, 0, b"8 bytes!")  # ... and no CONTINUATION
+                      + raw_frame(0x1, 0x5, 3, again), 0.1)
+    frames = [e for e in events if isinstance(e, FrameObserved)]
+    assert any(f.code == "continuation-missing" and "cannot be decoded" in f.message
+               for e in frames for f in e.findings)
+    last = frames[-1]
+    assert last.frame.type == 0x1 and last.block is None  # not decoded, rather than wrong
+    assert not any(e.block is not None and ("x-old", "old") in e.block.headers
+                   for e in frames[2:])
