@@ -239,7 +239,8 @@ class AnnotatedDecoder:
     time a new value is acknowledged.
     """
 
-    __slots__ = ("_entries", "_max_allowed", "_memo", "_sizes", "_table_max", "_table_size")
+    __slots__ = ("_entries", "_max_allowed", "_memo", "_sizes", "_smallest", "_table_max",
+                 "_table_size")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE) -> None:
         self._max_allowed = _check_table_size(max_table_size)
@@ -252,6 +253,9 @@ class AnnotatedDecoder:
         self._sizes: deque[int] = deque()
         self._memo: dict[bytes, HeaderBlock] = {}
         """Blocks that left the table as it is, by their bytes, while it stays so."""
+        self._smallest: int | None = None
+        """The smallest limit set since the last block, when it was below the table's
+        maximum: the next block must signal it (§4.2), even if the limit rose again."""
 
     @property
     def max_allowed_table_size(self) -> int:
@@ -262,6 +266,8 @@ class AnnotatedDecoder:
     def max_allowed_table_size(self, value: int) -> None:
         self._max_allowed = _check_table_size(value)
         self._memo.clear()  # a block that decoded before may now be an error (§4.2)
+        if value < self._table_max and (self._smallest is None or value < self._smallest):
+            self._smallest = value
 
     @property
     def table_size(self) -> int:
@@ -351,6 +357,7 @@ class AnnotatedDecoder:
         pos = 0
 
         # RFC 7541 §4.2: dynamic table size updates come first in a block.
+        lowest = 1 << 32
         while pos < end and data[pos] & 0xE0 == 0x20:
             start = pos
             new_size = data[pos] & 0x1F
@@ -368,12 +375,27 @@ class AnnotatedDecoder:
                     offset=start, section="§4.2",
                 )
             self._table_max = new_size
+            if new_size < lowest:
+                lowest = new_size
             evicted = self._evict(new_size)
             evicted_count += len(evicted)
             changes.append((start, False, evicted))
         updates = len(changes)
         if self._table_max > self._max_allowed:
             self._table_max_error(data, pos, changes)
+        smallest = self._smallest
+        if smallest is not None:
+            if lowest > smallest:
+                # §4.2: "the smallest maximum table size that occurs in that interval
+                # MUST be signaled": an encoder that skips it keeps entries the
+                # decoder evicted (nghttp2 rejects such a block too).
+                raise HpackDecodeError(
+                    f"SETTINGS_HEADER_TABLE_SIZE was lowered to {smallest} since the last "
+                    "block, and " + ("no size update signals it" if not updates else
+                                     f"its size updates go no lower than {lowest}") +
+                    " (the smallest maximum of the interval must be signalled)",
+                    offset=0, section="§4.2")
+            self._smallest = None
 
         while pos < end:
             start = pos

@@ -105,3 +105,29 @@ def test_a_header_block_cut_off_before_its_continuation_stops_the_decoding() -> 
     assert last.frame.type == 0x1 and last.block is None  # not decoded, rather than wrong
     assert not any(e.block is not None and ("x-old", "old") in e.block.headers
                    for e in frames[2:])
+
+
+def test_a_table_size_lowered_and_raised_again_must_be_signalled_at_its_lowest() -> None:
+    """SETTINGS_HEADER_TABLE_SIZE 4096 → 0 → 4096, both acknowledged, then a block
+    that signals only 4096 and indexes 62: the entry there should have been evicted
+    by the update to 0 the encoder skipped. It was decoded as if nothing happened."""
+    import hpack
+
+    def settings(size: int) -> bytes:
+        return raw_frame(0x4, 0, 0, (1).to_bytes(2, "big") + size.to_bytes(4, "big"))
+
+    enc = hpack.Encoder()
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 0, 0, b"")
+             + raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a"), 0.0)
+    obs.feed(S2C, raw_frame(0x4, 0, 0, b"") + raw_frame(0x4, 1, 0, b"")
+             + raw_frame(0x1, 0x5, 1, enc.encode([(":status", "200"), ("x-a", "1")])), 0.1)
+    obs.feed(C2S, raw_frame(0x4, 1, 0, b"") + settings(0) + settings(4096)
+             + raw_frame(0x1, 0x5, 3, bytes.fromhex("82868441") + b"\x01a"), 0.2)
+    skipped = bytes.fromhex("3fe11f") + b"\x88\xbe"  # size update 4096; :status 200; idx 62
+    events = obs.feed(S2C, raw_frame(0x4, 1, 0, b"") + raw_frame(0x4, 1, 0, b"")
+                      + raw_frame(0x1, 0x5, 3, skipped), 0.3)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [(f.code, f.rfc) for f in found] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
+    assert "lowered to 0 since the last block" in found[0].message
+    assert "go no lower than 4096" in found[0].message
