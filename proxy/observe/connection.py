@@ -439,8 +439,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                "the reserved bit of the stream identifier is set", seq, sid))
         if first and not self.partial and not (ftype == _SETTINGS and not frame.flags & 1):
             findings.append(_f("first-frame-not-settings", Severity.ERROR, "RFC 9113 §3.4",
-                               f"the {direction.sender}'s first frame is {type_name(ftype)}, "
-                               "not SETTINGS", seq, sid))
+                               f"the {direction.sender}'s first frame is "
+                               f"{'a SETTINGS ACK' if ftype == _SETTINGS else type_name(ftype)}"
+                               ", not its own SETTINGS", seq, sid))
         max_size = self.sides[1 - direction].accepts_frame_size
         if frame.length > max_size and side.oversize_end != side.offset:
             findings.append(_f("frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
@@ -506,7 +507,9 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                        f"a GOAWAY raises the last stream id from {before} to "
                                        f"{frame.last_stream_id}; it may only stay or decrease",
                                        seq, 0))
-                side.goaway_last_stream_id = frame.last_stream_id
+                # (an illegal raise does not count: the limit stays the lowest sent)
+                side.goaway_last_stream_id = frame.last_stream_id if before is None \
+                    else min(before, frame.last_stream_id)
                 side.goaway_error = frame.error_code
             elif ftype == int(FrameType.PRIORITY_UPDATE):
                 assert isinstance(frame, PriorityUpdateFrame)

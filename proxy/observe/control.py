@@ -225,6 +225,11 @@ class ControlFrames:
                                "the server sent PRIORITY_UPDATE; only clients send it", seq, 0))
             return
         target = frame.prioritized_stream_id
+        if target == 0:
+            findings.append(_f("priority-update-stream-0", Severity.ERROR, "RFC 9218 §7.1",
+                               "PRIORITY_UPDATE for stream 0: a connection error "
+                               "(PROTOCOL_ERROR); it prioritizes a request stream", seq, 0))
+            return
         stream = self.streams.get(target)
         if stream is None:
             return  # §7.1: may precede the stream; nothing to apply yet

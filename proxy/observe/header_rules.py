@@ -299,9 +299,13 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
         if status is None:
             out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.2",
                                 "response without :status", seq, stream_id))
-        elif not (len(status) == 3 and status.isdigit()):
+        elif not (len(status) == 3 and status.isdigit() and status.isascii()):
             out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9110 §15",
                                 f":status {status!r} is not a three-digit code", seq, stream_id))
+        elif not "100" <= status <= "599":
+            out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9110 §15",
+                                f":status {status} is outside 100..599 (\"values outside the "
+                                "range 100..599 are invalid\")", seq, stream_id))
     return out
 
 

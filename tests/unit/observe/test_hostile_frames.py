@@ -131,3 +131,48 @@ def test_a_table_size_lowered_and_raised_again_must_be_signalled_at_its_lowest()
     assert [(f.code, f.rfc) for f in found] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
     assert "lowered to 0 since the last block" in found[0].message
     assert "go no lower than 4096" in found[0].message
+
+
+def _codes(events: list) -> list[str]:
+    return [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
+
+
+def _client_opened() -> ConnectionObserver:
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 0, 0, b"")
+             + raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a")
+             + raw_frame(0x1, 0x5, 3, bytes.fromhex("82868441") + b"\x01a"), 0.0)
+    obs.feed(S2C, raw_frame(0x4, 0, 0, b""), 0.0)
+    return obs
+
+
+def test_a_status_outside_100_to_599_is_invalid() -> None:
+    import hpack
+
+    obs, enc = _client_opened(), hpack.Encoder()
+    events = obs.feed(S2C, raw_frame(0x1, 0x5, 1, enc.encode([(":status", "099")]))
+                      + raw_frame(0x1, 0x5, 3, enc.encode([(":status", "600")])), 0.1)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [f.code for f in found] == ["pseudo-header-invalid"] * 2
+    assert ":status 600 is outside 100..599" in found[1].message
+
+
+def test_a_settings_ack_first_says_so_and_a_raised_goaway_keeps_the_lower_limit() -> None:
+    obs = ConnectionObserver()
+    events = obs.feed(C2S, CONNECTION_PREFACE + raw_frame(0x4, 1, 0, b""), 0.0)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert "first frame is a SETTINGS ACK, not its own SETTINGS" in found[0].message
+    obs = _client_opened()
+
+    def goaway(last: int) -> bytes:
+        return raw_frame(0x7, 0, 0, last.to_bytes(4, "big") + bytes(4))
+    assert _codes(obs.feed(S2C, goaway(3) + goaway(5), 0.1)) == \
+        ["goaway-last-stream-id-increased"]
+    events = obs.feed(C2S, raw_frame(0x1, 0x5, 5, bytes.fromhex("82868441") + b"\x01a"), 0.2)
+    assert "stream-after-goaway" in _codes(events)  # (the limit is still 3)
+
+
+def test_priority_update_for_stream_0_is_a_connection_error() -> None:
+    obs = _client_opened()
+    events = obs.feed(C2S, raw_frame(0x10, 0, 0, bytes(4) + b"u=2"), 0.1)
+    assert _codes(events) == ["priority-update-stream-0"]
