@@ -19,7 +19,6 @@ from proxy.observe.frames import Frame, HeadersFrame, PushPromiseFrame
 from proxy.observe.header_rules import (
     BlockRole,
     check_fields,
-    content_length_of,
     grpc_status_invalid,
     grpc_status_missing,
     header_value,
@@ -58,6 +57,14 @@ def _early_grpc_status(stream: Stream) -> bool:
     Trailers-Only response)."""
     return stream.response_headers is not None and \
         header_value(stream.response_headers, "grpc-status") is not None
+
+
+def length_conflict(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The content-length values of a message, when they are not all one number
+    (RFC 9110 §8.6 allows ``42, 42`` and the field repeated with 42)."""
+    said = [v for n, v in headers if n == "content-length"]
+    numbers = {part.strip() for v in said for part in v.split(",")}
+    return ", ".join(said) if len(numbers) > 1 else None
 
 
 def size_updates(block: HeaderBlock, sid: int, seq: int, findings: list[Finding]) -> None:
@@ -317,7 +324,8 @@ class HeaderBlocks:
         else:
             if role is _ROLE_RESPONSE or role is _ROLE_TRAILERS:
                 fields = dict(headers)  # one C-speed pass for the lookups below
-                length = length_of(fields.get("content-length"))
+                said = fields.get("content-length")
+                length = length_of(said)
                 ctype = fields.get("content-type", "")
                 # (gRPC-Web carries its status in the body, in a trailers frame)
                 call = ctype.startswith("application/grpc") and \
@@ -325,12 +333,24 @@ class HeaderBlocks:
                 grpc = (_GRPC_CALL_STATUS if call else _GRPC_STATUS) if "grpc-status" in \
                     fields else _GRPC_NO_STATUS if call else _NOT_GRPC
             else:
-                length = content_length_of(headers)
+                said = header_value(headers, "content-length")
+                length = length_of(said)
                 grpc = _NOT_GRPC
+                fields = None
             status = status_of(headers) if role is _ROLE_RESPONSE else None
             problems = check_fields(headers, role, seq=seq, stream_id=sid,
                                     connect_protocol=self.sides[S2C].connect_protocol,
                                     true_binary=self.sides[1 - side.direction].true_binary)
+            if said is not None:  # (rare: most messages have none, or one number)
+                conflict = length_conflict(headers) if length < 0 or fields is None or \
+                    len(fields) != len(headers) else None  # (a name repeated)
+                if conflict:
+                    length = -1  # (no body check against numbers that disagree)
+                    problems = [*problems, _f(
+                        "content-length-conflict", Severity.ERROR, "RFC 9110 §8.6, RFC 9113 "
+                        "§8.1.1", f"the content-length fields on stream {sid} disagree "
+                        f"({conflict}): the message is malformed, and its body is not "
+                        "checked against them", seq, sid)]
             if problems:
                 findings.extend(problems)
             else:

@@ -176,3 +176,23 @@ def test_priority_update_for_stream_0_is_a_connection_error() -> None:
     obs = _client_opened()
     events = obs.feed(C2S, raw_frame(0x10, 0, 0, bytes(4) + b"u=2"), 0.1)
     assert _codes(events) == ["priority-update-stream-0"]
+
+
+def test_content_length_fields_that_disagree_make_the_message_malformed() -> None:
+    """Two fields (3 and 4) followed by 4 bytes: the last value won and matched, so
+    nothing was said; one field '3, 4' was left unchecked without a word."""
+    import hpack
+
+    obs, enc = _client_opened(), hpack.Encoder()
+    events = obs.feed(S2C, raw_frame(0x1, 0x4, 1, enc.encode(
+        [(":status", "200"), ("content-length", "3"), ("content-length", "4")]))
+        + raw_frame(0x0, 0x1, 1, b"four")
+        + raw_frame(0x1, 0x4, 3, enc.encode([(":status", "200"), ("content-length", "3, 4")]))
+        + raw_frame(0x0, 0x1, 3, b"four"), 0.1)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [f.code for f in found] == ["content-length-conflict"] * 2, found
+    assert "disagree (3, 4)" in found[0].message
+    same = _client_opened().feed(S2C, raw_frame(0x1, 0x4, 1, hpack.Encoder().encode(
+        [(":status", "200"), ("content-length", "4"), ("content-length", "4")]))
+        + raw_frame(0x0, 0x1, 1, b"four"), 0.1)
+    assert _codes(same) == []  # (the same number twice is allowed)
