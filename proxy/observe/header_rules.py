@@ -288,6 +288,19 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
                 out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",
                                     f":path {path[:80]!r} is neither origin-form (starting with "
                                     "'/') nor '*' for OPTIONS", seq, stream_id))
+        if role is _PUSH_REQUEST:
+            # RFC 9113 §8.4: a promised request is cacheable and safe (GET or HEAD, in
+            # practice) and names its authority; a client treats anything else as a
+            # stream error (PROTOCOL_ERROR).
+            if method is not None and method not in ("GET", "HEAD"):
+                out.append(_finding("push-request-invalid", Severity.ERROR, "RFC 9113 §8.4",
+                                    f"a promised {method} request: promised requests must be "
+                                    "cacheable and safe (GET, HEAD)", seq, stream_id))
+            if ":authority" not in pseudo:
+                out.append(_finding("push-request-invalid", Severity.ERROR, "RFC 9113 §8.4",
+                                    "a promised request without :authority (the server must "
+                                    "name the origin it is authoritative for)", seq,
+                                    stream_id))
         authority = pseudo.get(":authority")
         if authority is not None and "@" in authority and pseudo.get(":scheme", "https") in (
                 "http", "https"):

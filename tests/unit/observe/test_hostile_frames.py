@@ -196,3 +196,23 @@ def test_content_length_fields_that_disagree_make_the_message_malformed() -> Non
         [(":status", "200"), ("content-length", "4"), ("content-length", "4")]))
         + raw_frame(0x0, 0x1, 1, b"four"), 0.1)
     assert _codes(same) == []  # (the same number twice is allowed)
+
+
+def test_a_promised_request_must_be_safe_and_name_its_authority() -> None:
+    import hpack
+
+    obs, enc = _client_opened(), hpack.Encoder()
+
+    def promise(promised: int, fields: list[tuple[str, str]]) -> bytes:
+        return raw_frame(0x5, 0x4, 1, promised.to_bytes(4, "big") + enc.encode(fields))
+    events = obs.feed(S2C, promise(2, [(":method", "POST"), (":scheme", "https"),
+                                       (":authority", "a"), (":path", "/x")])
+                      + promise(4, [(":method", "GET"), (":scheme", "https"),
+                                    (":path", "/y")])
+                      + promise(6, [(":method", "GET"), (":scheme", "https"),
+                                    (":authority", "a"), (":path", "/z")]), 0.1)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [(f.code, f.stream_id) for f in found] == [("push-request-invalid", 2),
+                                                      ("push-request-invalid", 4)], found
+    assert "promised POST request" in found[0].message
+    assert "without :authority" in found[1].message
