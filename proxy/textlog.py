@@ -88,7 +88,8 @@ def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
     f = ev.frame
     windows = ev.windows
     if f.type == 0 and windows is not None and type(f) is DataFrame \
-            and f.pad_length is None and f.malformed is None and not truncated:
+            and f.pad_length is None and f.malformed is None and not truncated \
+            and windows[1] is not None:
         # Most lines of a bulk transfer: frame_summary's DATA wording, in one
         # f-string (no dispatch, no rstrip: the line ends in a number).
         flags = f.flags

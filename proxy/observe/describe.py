@@ -111,7 +111,9 @@ def frame_summary(ev: FrameObserved) -> str:
             if f.pad_length is not None:
                 text += f" +{f.pad_length} padding"
             if ev.windows is not None:
-                text += f"  window conn={ev.windows[0]} stream={ev.windows[1]}"
+                text += f"  window conn={ev.windows[0]}"
+                if ev.windows[1] is not None:  # (none for a stream not tracked)
+                    text += f" stream={ev.windows[1]}"
             return text
         case HeadersFrame() | PushPromiseFrame():
             parts = []

@@ -124,7 +124,9 @@ class StreamFrames:
                 stream.stalled_since[direction] = t
                 self._events.append(FlowControlStalled(t=t, direction=direction,
                                                        stream_id=sid, seq=seq))
-        return conn_window, window
+        # A stream the observer does not track (closed long ago, or skipped: §5.1.1)
+        # has no window to show; its DATA is flagged (frame-on-closed-stream).
+        return conn_window, None if stream.presumed_closed else window
 
     def _unexpected_data(self, stream: Stream, direction: Direction, size: int, seq: int,
                          findings: list[Finding]) -> None:

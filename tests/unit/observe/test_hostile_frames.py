@@ -216,3 +216,18 @@ def test_a_promised_request_must_be_safe_and_name_its_authority() -> None:
                                                       ("push-request-invalid", 4)], found
     assert "promised POST request" in found[0].message
     assert "without :authority" in found[1].message
+
+
+def test_data_on_a_skipped_stream_shows_no_made_up_window() -> None:
+    """The client opens stream 7 and then sends DATA on stream 5, which it skipped
+    (so implicitly closed, RFC 9113 §5.1.1). That stream has no window; the log
+    showed 'stream=-1', made up from an empty one."""
+    from proxy.observe.describe import frame_summary
+
+    obs = _client_opened()
+    obs.feed(C2S, raw_frame(0x1, 0x4, 7, bytes.fromhex("83868441") + b"\x01a"), 0.1)
+    events = obs.feed(C2S, raw_frame(0x0, 0x1, 5, b"x"), 0.2)
+    data = next(e for e in events if isinstance(e, FrameObserved))
+    assert data.windows is not None and data.windows[1] is None
+    assert "stream=" not in frame_summary(data)
+    assert "frame-on-closed-stream" in _codes(events)
