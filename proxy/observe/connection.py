@@ -334,6 +334,14 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         """
         events = self._events = []
         client = self.sides[C2S]
+        if len(http2_settings) % 6:
+            # RFC 7540 §3.2.1: the payload is a SETTINGS frame's; §6.5: a length that
+            # is not a multiple of 6 is a FRAME_SIZE_ERROR.
+            self._conn_finding(C2S, t, _f(
+                "h2c-settings-invalid", Severity.ERROR, "RFC 7540 §3.2.1, RFC 9113 §6.5",
+                f"the HTTP2-Settings header decodes to {len(http2_settings)} bytes, not a "
+                f"multiple of 6 (a SETTINGS payload): the last {len(http2_settings) % 6} "
+                "are not a setting", self.seq, 0))
         settings = tuple(
             (int.from_bytes(http2_settings[i:i + 2], "big"),
              int.from_bytes(http2_settings[i + 2:i + 6], "big"))

@@ -267,7 +267,9 @@ class HeaderBlocks:
                                f"PUSH_PROMISE on stream {sid}, which is not open for the server",
                                seq, sid))
         pushed = self.streams.get(promised) or self._lookup(promised)
-        if promised % 2 or promised <= side.highest_stream_id:
+        if side.direction is C2S:
+            pass  # (flagged above; the client's own stream ids are not the server's)
+        elif promised % 2 or promised <= side.highest_stream_id:
             findings.append(_f("stream-id-order" if promised % 2 == 0 else "stream-id-parity",
                                Severity.ERROR, "RFC 9113 §5.1.1",
                                f"promised stream {promised} is odd or not above "

@@ -231,3 +231,28 @@ def test_data_on_a_skipped_stream_shows_no_made_up_window() -> None:
     assert data.windows is not None and data.windows[1] is None
     assert "stream=" not in frame_summary(data)
     assert "frame-on-closed-stream" in _codes(events)
+
+
+def test_a_push_promise_from_the_client_does_not_move_its_stream_ids() -> None:
+    """push-from-client says what is wrong; the client's next legal stream (5) was
+    also flagged 'opened after stream 12', the id it had wrongly promised."""
+    import hpack
+
+    obs = _client_opened()
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "https"),
+                                    (":authority", "a"), (":path", "/p")])
+    events = obs.feed(C2S, raw_frame(0x5, 0x4, 1, (12).to_bytes(4, "big") + block), 0.1)
+    assert "push-from-client" in _codes(events) and "stream-id-order" not in _codes(events)
+    events = obs.feed(C2S, raw_frame(0x1, 0x5, 5, bytes.fromhex("82868441") + b"\x01a"), 0.2)
+    assert "stream-id-order" not in _codes(events)
+
+
+def test_an_h2c_upgrade_whose_settings_are_not_whole_is_flagged() -> None:
+    from proxy.observe.events import ConnectionFindingRaised
+
+    obs = ConnectionObserver(preface="optional")
+    events = obs.upgrade_h2c(http2_settings=bytes.fromhex("0003000000640000"),
+                             request_headers=((":method", "GET"), (":path", "/")), t=0.0)
+    found = [e.finding for e in events if isinstance(e, ConnectionFindingRaised)]
+    assert [f.code for f in found] == ["h2c-settings-invalid"]
+    assert "8 bytes, not a multiple of 6" in found[0].message
