@@ -32,7 +32,7 @@ from proxy.observe.sides import MAX_BLOCK_BYTES, HeaderBlockInProgress, Side
 from proxy.observe.streams import NO_CONTENT, Stream, StreamState, sender_finished, transition
 
 C2S, S2C = Direction.C2S, Direction.S2C
-_IDLE, _RESERVED = StreamState.IDLE, StreamState.RESERVED
+_IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
 _HEADERS, _CONT = 1, 9
 _MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
 _ENABLE_PUSH = int(SettingCode.ENABLE_PUSH)
@@ -236,6 +236,10 @@ class HeaderBlocks:
                       findings: list[Finding]) -> BlockRole:
         if direction is C2S:
             if stream.state is _IDLE:
+                return _ROLE_REQUEST
+            if stream.state is _CLOSED and not stream.presumed_closed:
+                # Both sides ended this stream: not trailers (they come before
+                # END_STREAM) but a request reusing its id; the state finding says so.
                 return _ROLE_REQUEST
             if not frame.end_stream:
                 findings.append(_f("trailers-without-end-stream", Severity.ERROR,

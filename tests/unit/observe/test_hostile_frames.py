@@ -256,3 +256,16 @@ def test_an_h2c_upgrade_whose_settings_are_not_whole_is_flagged() -> None:
     found = [e.finding for e in events if isinstance(e, ConnectionFindingRaised)]
     assert [f.code for f in found] == ["h2c-settings-invalid"]
     assert "8 bytes, not a multiple of 6" in found[0].message
+
+
+def test_a_request_that_reuses_a_closed_stream_id_is_one_finding_not_trailers() -> None:
+    """A full request on stream 1 after stream 1 closed was read as trailers: 5-6
+    errors (trailers without END_STREAM, a pseudo-header in trailers for each of
+    :method, :scheme, :authority, :path) for one mistake."""
+    import hpack
+
+    obs = _client_opened()
+    obs.feed(S2C, raw_frame(0x1, 0x5, 1, hpack.Encoder().encode([(":status", "204")])), 0.1)
+    events = obs.feed(C2S, raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a"), 0.2)
+    codes = _codes(events)
+    assert len(codes) == 1 and codes[0] in ("frame-on-closed-stream", "stream-closed"), codes
