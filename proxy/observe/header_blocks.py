@@ -35,6 +35,7 @@ C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
 _HEADERS, _CONT = 1, 9
 _MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
+_MAX_CONCURRENT_STREAMS = int(SettingCode.MAX_CONCURRENT_STREAMS)
 _ENABLE_PUSH = int(SettingCode.ENABLE_PUSH)
 # Module constants: looking a member up on an Enum class costs ~90 ns in 3.11.
 _ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
@@ -211,6 +212,16 @@ class HeaderBlocks:
                                  seq, findings)
         if stream.state is _IDLE and sid:
             self._open_stream(side, stream, seq, findings)
+        elif stream.state is _RESERVED and direction is S2C:
+            # The pushed response starts: reserved streams do not count, an open one
+            # does, against the client's limit (RFC 9113 §5.1.2, §8.4).
+            limit = self.sides[C2S].advertised[_MAX_CONCURRENT_STREAMS]
+            if side.active_streams >= limit:
+                findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
+                                   "RFC 9113 §5.1.2, §8.4",
+                                   f"pushed stream {sid} would be concurrent pushed stream "
+                                   f"{side.active_streams + 1} but the client allows {limit}",
+                                   seq, sid))
         new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
         if problem:
             findings.append(self._state_finding(stream, direction, problem, seq))

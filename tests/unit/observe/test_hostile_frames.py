@@ -269,3 +269,26 @@ def test_a_request_that_reuses_a_closed_stream_id_is_one_finding_not_trailers() 
     events = obs.feed(C2S, raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a"), 0.2)
     codes = _codes(events)
     assert len(codes) == 1 and codes[0] in ("frame-on-closed-stream", "stream-closed"), codes
+
+
+def test_pushed_responses_beyond_the_clients_concurrency_limit_are_flagged() -> None:
+    """The client allows 1 concurrent stream from the server; two promised streams
+    start their responses without ending: the second is over the limit."""
+    import hpack
+
+    obs = ConnectionObserver()
+    limit_1 = raw_frame(0x4, 0, 0, (3).to_bytes(2, "big") + (1).to_bytes(4, "big"))
+    obs.feed(C2S, CONNECTION_PREFACE + limit_1
+             + raw_frame(0x1, 0x5, 1, bytes.fromhex("82868441") + b"\x01a"), 0.0)
+    enc = hpack.Encoder()
+    request = [(":method", "GET"), (":scheme", "https"), (":authority", "a")]
+    events = obs.feed(S2C, raw_frame(0x4, 0, 0, b"") + raw_frame(0x4, 1, 0, b"")
+                      + raw_frame(0x5, 0x4, 1, (2).to_bytes(4, "big")
+                                  + enc.encode([*request, (":path", "/a")]))
+                      + raw_frame(0x5, 0x4, 1, (4).to_bytes(4, "big")
+                                  + enc.encode([*request, (":path", "/b")]))
+                      + raw_frame(0x1, 0x4, 2, enc.encode([(":status", "200")]))
+                      + raw_frame(0x1, 0x4, 4, enc.encode([(":status", "200")])), 0.1)
+    found = [(f.code, f.stream_id) for e in events if isinstance(e, FrameObserved)
+             for f in e.findings]
+    assert found == [("max-concurrent-streams-exceeded", 4)], found
