@@ -296,12 +296,16 @@ class Subscription:
 
     def _handled(self, n: int) -> None:
         self.queued_bytes -= n
-        if self.queued_bytes < self.max_bytes or self.failed:
+        if self.failed or (self.queued_bytes < self.max_bytes and not self.queue.full()):
             self._room.set()
 
+    def full(self) -> bool:
+        """Whether a batch would have to wait: ``max_bytes`` held, or the queue full."""
+        return not self.failed and (self.queued_bytes >= self.max_bytes or self.queue.full())
+
     async def wait_room(self) -> None:
-        """Wait until the sink holds fewer than ``max_bytes`` (or has failed)."""
-        while self.queued_bytes >= self.max_bytes and not self.failed:
+        """Wait until the sink can take a batch (or has failed)."""
+        while self.full():
             self._room.clear()
             await self._room.wait()
 
@@ -325,6 +329,8 @@ class Subscription:
             batch = await self.queue.get()
             if batch is None:
                 return
+            if not self.full():  # (a slot freed: a publisher waiting on the count goes on)
+                self._room.set()
             if not self.failed:
                 try:
                     result = self.handler(batch)
@@ -346,6 +352,8 @@ class Subscription:
                 if len(group) >= MAX_GROUP or queue.empty():
                     break
                 last = queue.get_nowait()
+            if not self.full():  # (slots freed: a publisher waiting on the count goes on)
+                self._room.set()
             if group and not self.failed:
                 try:
                     result = handler(group)
@@ -394,7 +402,19 @@ class EventBus:
             return
         self.published += 1
         size = len(batch.data)
-        for sub in self.subscriptions:
+        subs = self.subscriptions
+        # Wait until every blocking sink has room, then hand the batch to all without
+        # awaiting in between: a publisher cancelled while it waits (a connection
+        # closed at shutdown) delivers the batch to no sink, never to some (the
+        # summary would count frames the recording does not hold).
+        while True:
+            for sub in subs:
+                if not sub.lossy and sub.full():
+                    await sub.wait_room()
+                    break
+            else:
+                break
+        for sub in subs:
             if sub.lossy or sub.failed:
                 if sub.queued_bytes >= sub.max_bytes and size:
                     sub.dropped += 1
@@ -405,12 +425,7 @@ class EventBus:
                     sub.dropped += 1
                     continue
             else:
-                if sub.queued_bytes >= sub.max_bytes:
-                    await sub.wait_room()
-                if sub.queue.full():
-                    await sub.queue.put(batch)
-                else:
-                    sub.queue.put_nowait(batch)  # no coroutine per batch while there is room
+                sub.queue.put_nowait(batch)
             sub.queued_bytes += size
 
     async def emit(self, *events: ConnectionEvent) -> None:

@@ -57,6 +57,10 @@ class PumpResult:
     exc: BaseException | None = None
 
 
+PUBLISH_GRACE = 2.0
+"""Seconds a stopping relay waits for a chunk already observed to reach the sinks."""
+
+
 def _side(direction: Direction, *, source: bool) -> Closer:
     c2s = direction is Direction.C2S
     return Closer.CLIENT if c2s == source else Closer.SERVER
@@ -92,8 +96,8 @@ class Observed:
 
 async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
                 observed: Observed, protocol: str, publish: bool,
-                idle: asyncio.Event) -> PumpResult:
-    while True:
+                idle: asyncio.Event, publishing: set[Direction | None]) -> PumpResult:
+    while not (publishing and None in publishing):  # (None: the relay is stopping)
         try:
             if idle.is_set():
                 async with asyncio.timeout(HALF_CLOSE_GRACE):
@@ -116,8 +120,13 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
             return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
         if publish:
             t = time.time()
-            await conn.publish_chunk(direction, data, t, observed.feed(direction, data, t),
-                                     protocol)
+            events = observed.feed(direction, data, t)
+            publishing.add(direction)  # (fed: the sinks must get it too, see relay)
+            try:
+                await conn.publish_chunk(direction, data, t, events, protocol)
+            finally:
+                publishing.discard(direction)
+    return PumpResult(direction, Outcome.IDLE)  # (stopping: the relay ends it)
 
 
 def _cause(results: list[PumpResult]) -> PumpResult:
@@ -146,11 +155,12 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     observed = Observed(conn, observer)
     conn.byte_counts = lambda: (client.bytes_in, server.bytes_in)
     idle = asyncio.Event()
+    publishing: set[Direction | None] = set()
     tasks = {
         asyncio.create_task(_pump(conn, client, server, Direction.C2S, observed, protocol,
-                                  publish, idle)),
+                                  publish, idle, publishing)),
         asyncio.create_task(_pump(conn, server, client, Direction.S2C, observed, protocol,
-                                  publish, idle)),
+                                  publish, idle, publishing)),
     }
     first: PumpResult | None = None
     try:
@@ -171,6 +181,19 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     except asyncio.CancelledError:
         # h2scope is stopping: the connection ends here, and what it leaves unfinished
         # is said as a recording of it says it (check, the UI): the same findings.
+        # The pumps stop first: one still running would feed the observer after its
+        # close (the summary would count less than the capture holds). One that fed
+        # the observer a chunk finishes handing it to the sinks (bounded): cancelled
+        # there, the observer would hold bytes the recording never gets.
+        deadline = time.monotonic() + PUBLISH_GRACE
+        publishing.add(None)  # (no pump starts another read)
+        while len(publishing) > 1 and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                await asyncio.sleep(0.005)
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
         t = time.time()
         with contextlib.suppress(Exception):
             closing = observed.close(t, "proxy")

@@ -5,6 +5,7 @@ in front of a server in CI fails the job). The real command, real peers."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -256,3 +257,33 @@ def test_running_out_of_file_descriptors_is_one_warning_and_the_proxy_recovers(
         "\n".join(lines[:30])
     assert f"the limit on open files is {limit}" in warned[0]
     assert not any("Traceback" in ln or "out of system resource" in ln for ln in lines), lines
+
+
+def test_stopped_mid_transfer_the_summary_says_what_the_recording_holds(
+        tmp_path: Path, docroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped while ten connections download: the end-of-run summary and 'check' of
+    the recording agree (frames, findings). Pumps kept feeding the observer after
+    its close, and a publish cancelled half way reached some sinks only, so the
+    summary counted frames and truncated frames the capture did not hold."""
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             extra=["-q", "--record", "rec.h2scope"], cwd=tmp_path).start()
+        load = subprocess.Popen([procs.require("h2load"), "-n", "100000", "-c", "10", "-m", "10",
+                                 f"http://127.0.0.1:{proxy.port}/big.bin"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while (tmp_path / "rec.h2scope").stat().st_size < 20 << 20:  # (well under way)
+                assert time.monotonic() < deadline and load.poll() is None
+                time.sleep(0.05)
+            status = proxy.stop()
+        finally:
+            load.kill()
+            load.wait(5)
+    lines = [ln.removeprefix("h2scope: ") for ln in proxy.stderr_lines]
+    assert status == 0, lines
+    live = [ln for ln in lines if " HTTP/2 frames " in ln or ln.startswith("findings:")]
+    assert main(["check", str(tmp_path / "rec.h2scope")]) in (0, 3)
+    checked = [ln.strip() for ln in capsys.readouterr().out.splitlines()
+               if " HTTP/2 frames " in ln or ln.strip().startswith("findings:")]
+    assert len(live) == 2 and live == checked, (live, checked)
