@@ -62,6 +62,9 @@ from proxy.websocket import (
 
 __all__ = ["event_lines", "frame_line", "jsonl_dict", "prefix", "write_text"]
 
+_IMPORTED = frozenset({"pcap", "netlog"})
+"""Connection modes of imports (``h2scope import``): read, not relayed."""
+
 
 def _selected(item: Replayed, conn: int | None) -> bool:
     return conn is None or item.record.conn_id == conn
@@ -111,7 +114,10 @@ def _record_text(item: Replayed, rel: float) -> str | None:
                 seen = f" hello: {hello_summary(hello)}" if isinstance(hello, dict) else ""
                 lines.append(f"{at(tls.get('at'))} {_tls_line(leg, tls, meta)}{seen}")
         if meta.get("target") and protocol:
-            lines.append(f"{head} relaying {protocol} to {meta['target']}")
+            # (a packet capture or a net log: h2scope read this connection, it did
+            # not relay it)
+            verb = "read" if meta.get("mode") in _IMPORTED else "relaying"
+            lines.append(f"{head} {verb} {protocol} to {meta['target']}")
         return "\n".join(lines)
     if rec.type == RecordType.CLOSE:
         info = rec.json()

@@ -64,6 +64,13 @@ def test_a_pcapng_export_imports_back_to_the_same_frames(tmp_path: Path) -> None
         (51001, 80, "pcap"), (51002, 80, "pcap")]
     closes = [r.json() for r in records if r.type == RecordType.CLOSE]
     assert len(closes) == 2 and all(c["error"] is None for c in closes)
+    # The text export says h2scope read these connections: it did not relay them.
+    from proxy.cli import main
+
+    out = tmp_path / "imported.txt"
+    assert main(["export", str(imported), "--format", "text", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert " read h2c to " in text and "relaying" not in text
 
 
 # ----------------------------------------------------------- hand-made pcaps
