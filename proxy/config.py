@@ -107,8 +107,8 @@ def _meta(check: Callable[[Any], Any] | None = None, *, in_file: bool = True) ->
 
 
 def _check_listen_host(value: str) -> str:
-    if value == "localhost":
-        return value
+    if value.lower() == "localhost":  # (host names are case-insensitive)
+        return "localhost"
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -134,9 +134,12 @@ def _check_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 def _check_proxyauth(value: str | None) -> str | None:
     if value is not None:
-        user, colon, _ = value.partition(":")
+        user, colon, password = value.partition(":")
         if not colon or not user:
             raise ValueError("expected USER:PASS, e.g. alice:secret")
+        if not password:
+            raise ValueError(f"the password of {user!r} is empty: anyone who knows the user "
+                             "name would get in; give USER:PASS with a password")
     return value
 
 

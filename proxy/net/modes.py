@@ -77,6 +77,9 @@ def parse_mode(spec: str) -> Mode:
                 listen_port = int(listen)
                 if listen_port > 65535:
                     raise Http1Error(f"invalid port {listen}")
+            elif listen.endswith(":0") and listen[:-2]:  # (port 0: a free one, as -p 0)
+                listen_host, _ = split_authority(listen[:-2], 1)
+                listen_port = 0
             else:
                 listen_host, listen_port = split_authority(listen, -1)
                 if listen_port < 0:
@@ -113,7 +116,7 @@ def parse_mode(spec: str) -> Mode:
 
 def is_loopback(host: str) -> bool:
     """``localhost`` or a loopback address: safe to listen on without ``allow_remote``."""
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -150,6 +150,8 @@ def test_a_bad_value_names_the_accepted_values(tmp_path: Path) -> None:
     assert "accepted: an integer >= 0 or null" in str(exc)
     exc = error(tmp_path, "proxyauth: alice\n")
     assert "expected USER:PASS" in str(exc)
+    exc = error(tmp_path, "proxyauth: 'alice:'\n")
+    assert "the password of 'alice' is empty" in str(exc)
 
 
 def test_a_bad_list_item_is_named_by_its_index_and_its_own_line(tmp_path: Path) -> None:
@@ -224,6 +226,12 @@ def test_a_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
 def test_a_listen_host_must_be_an_address(tmp_path: Path) -> None:
     exc = error(tmp_path, "listen:\n  host: my-laptop\n")
     assert "is not an IP address or 'localhost'" in str(exc)
+    # Host names are case-insensitive; a mode's own address may take port 0 (a free
+    # one), as -p 0 does.
+    config = load_config(write(tmp_path, "listen: {host: LOCALHOST}\n"
+                                         "modes: [regular, 'socks5@127.0.0.1:0']\n"), {})
+    assert config.listen_host == "localhost" and config.listen_is_loopback
+    assert config.listen_address_of(config.mode_specs[1]) == ("127.0.0.1", 0)
 
 
 def test_two_modes_on_one_port_are_rejected_with_a_fix(tmp_path: Path) -> None:
