@@ -53,6 +53,10 @@ PAGE_HOST = "h2scope"
 ConnectHandler = Callable[[RequestHead], Awaitable[None]]
 
 
+class _HeadTooLarge(Http1Error):
+    """A message head past the limit (a request's gets 431, RFC 6585 §5)."""
+
+
 class _Done(Exception):
     """Ends the relay; ``args`` = (closer, reason, error)."""
 
@@ -153,7 +157,7 @@ class Http1Relay:
                             ) from None
             return None
         except HeadTooLarge as exc:
-            raise Http1Error(str(exc)) from None
+            raise _HeadTooLarge(str(exc)) from None
 
     async def _pass_on_unparsed(self, server: Stream) -> None:
         """The server closed after bytes that are no HTTP/1.1 response head (an HTTP/0.9
@@ -204,6 +208,9 @@ class Http1Relay:
             raw = await self._wait_request()
         except TimeoutError:
             raise _Done(Closer.PROXY, f"idle for {IDLE_TIMEOUT:.0f} s") from None
+        except _HeadTooLarge as exc:  # RFC 6585 §5: the status for it
+            await self._reject_request(f"the request head is too large ({exc})", status=431,
+                                       reason="Request Header Fields Too Large")
         except Http1Error as exc:
             await self._reject_request(str(exc))
         if raw is None:
@@ -439,9 +446,10 @@ class Http1Relay:
 
     # ----------------------------------------------------------------- errors
 
-    async def _reject_request(self, why: str) -> NoReturn:
+    async def _reject_request(self, why: str, *, status: int = 400,
+                              reason: str = "Bad Request") -> NoReturn:
         await self.conn.error("http1", f"invalid HTTP/1.1 request from the client: {why}")
-        self.client.write(http1.simple_response(400, "Bad Request",
+        self.client.write(http1.simple_response(status, reason,
                                                 f"h2scope: invalid HTTP/1.1 request: {why}\n",
                                                 extra=(("Connection", "close"),)))
         with contextlib.suppress(ConnectionError, OSError):

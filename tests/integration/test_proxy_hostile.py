@@ -296,3 +296,16 @@ def test_a_chunked_request_body_framed_wrong_is_refused_before_it_is_passed_on(
         assert why in errors(proxy, "http1")[0].message
         assert server.done.wait(10), "the server's connection was left open"
         assert b"hello" + b"XX" not in server.received and b"a\x00b" not in server.received
+
+
+def test_a_request_head_past_the_limit_gets_431(
+        proxy: ProxyThread, good_request: Callable[[], None]) -> None:
+    """RFC 6585 §5: 431 Request Header Fields Too Large, not a plain 400."""
+    with connect(proxy) as sock:
+        sock.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\nX-Big: "
+                     + b"a" * (600 * 1024) + b"\r\n\r\n")
+        reply = read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), reply[:80]
+    (error,) = errors(proxy, "http1")
+    assert "the request head is too large" in error.message
+    good_request()
