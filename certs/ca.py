@@ -27,8 +27,10 @@ import datetime
 import getpass
 import hashlib
 import logging
+import os
 import secrets
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +156,17 @@ def load_ca(confdir: Path) -> CertificateAuthority:
             mode,
             key_path,
         )
+    with contextlib.suppress(OSError):
+        dir_mode = stat.S_IMODE(os.stat(confdir).st_mode)
+        if os.name == "posix" and dir_mode & 0o022:
+            log.warning(
+                "the directory %s holding the CA is writable by group/others (mode %04o): "
+                "anyone who can write there can put in a CA of their own (and read what "
+                "h2scope then intercepts). Fix it with: chmod 700 '%s'",
+                confdir,
+                dir_mode,
+                confdir,
+            )
     now = datetime.datetime.now(datetime.UTC)
     if cert.not_valid_after_utc < now:
         log.warning(

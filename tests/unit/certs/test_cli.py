@@ -397,3 +397,23 @@ def test_import_of_a_certificate_without_its_key_says_to_give_the_key(
     code, _, err = run(capsys, "ca", "import", "--yes", str(cert), "--confdir", str(confdir))
     assert code == 2 and "no PEM private key could be read" in err
     assert f"give it too: h2scope ca import {cert} KEY.pem" in err
+
+
+def test_a_confdir_others_can_write_to_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone who can write to it can swap in a CA of their own (the key file's
+    0600 does not stop a rename)."""
+    confdir = tmp_path / "conf"
+    confdir.mkdir(mode=0o700)
+    load_or_create = CertStore(confdir)  # (creates the CA)
+    assert load_or_create.ca is not None
+    confdir.chmod(0o777)
+    with caplog.at_level("WARNING", logger="h2scope"):
+        load_ca(confdir)
+    assert any("writable by group/others (mode 0777)" in r.getMessage() and "chmod 700" in
+               r.getMessage() for r in caplog.records), caplog.text
+    caplog.clear()
+    confdir.chmod(0o700)
+    with caplog.at_level("WARNING", logger="h2scope"):
+        load_ca(confdir)
+    assert not caplog.records
