@@ -53,6 +53,8 @@ MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
+WAITING_EVERY = 0.5
+"""Seconds between two counts of the frames waiting while the view is paused."""
 """Live: how often the UI takes batches off the feed (each holds frame bytes
 until then: at 300 MiB/s a 100 ms tick would hold 30 MiB)."""
 BEHIND_SHOWN = 1 << 20
@@ -115,6 +117,9 @@ class H2ScopeApp(Navigation):
         self.scope_conn: int | None = None
         self.scope_stream: int | None = None
         self.paused = False
+        self._waiting = (-WAITING_EVERY, 0)
+        """(when, FRAME records in the file) for the PAUSED count, made at most every
+        WAITING_EVERY seconds: the count scans what the proxy appended meanwhile."""
         self.select_when_filtered: int | None = None
         self.frames_saved = 0
         """Live: frames the last ctrl+s copied (the quit question counts the rest)."""
@@ -336,7 +341,10 @@ class H2ScopeApp(Navigation):
         parts: list[tuple[str, str]] = []
         live = self.live
         if live is not None and self.paused:
-            waiting = max(0, live.frames_in_file() - len(s.table))
+            now = time.monotonic()
+            if now - self._waiting[0] >= WAITING_EVERY:  # (a scan of the file's new part)
+                self._waiting = (now, live.frames_in_file())
+            waiting = max(0, self._waiting[1] - len(s.table))
             parts.append((f"PAUSED ({waiting:,} new frame{'' if waiting == 1 else 's'} "
                            f"waiting)", "bold yellow"))
         if live is not None and not isinstance(live, FileFollow) and live.recording:
