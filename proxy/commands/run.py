@@ -144,8 +144,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="print frames to stdout instead of starting the UI")
     out.add_argument("--filter", metavar="EXPR",
                      help="headless: print only frames matching EXPR (docs/filters.md)")
-    out.add_argument("-q", "--quiet", action="store_const", const=True,
-                     help="headless: print no frames")
+    out.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction,
+                     help="headless: print no frames (--no-quiet: print them, when the "
+                     "config file says quiet)")
     out.add_argument("--annotate", action="store_const", const=True,
                      help="headless, text: show how each header field was HPACK-encoded "
                      "(representation, index, Huffman, inserts, evictions, size updates)")
