@@ -580,6 +580,11 @@ class ReplayConnection:
                 await self._run_verbatim()
         except (OSError, ssl.SSLError) as exc:
             self.result.error = f"writing to the server: {exc}"
+            # The server may have answered before it closed (an HTTP/1.1 server's 400
+            # page to the preface): let the reader take what came, so the error says
+            # what the server is rather than only that the write failed.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(reader), WRITE_FAILED_GRACE)
         finally:
             assert self._writer is not None
             self._writer.close()
@@ -613,6 +618,11 @@ class ReplayConnection:
             self.observer.close(t) if self.observer is not None else []
         if events and self.on_batch is not None:
             self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events)))
+
+
+WRITE_FAILED_GRACE = 1.0
+"""Seconds the reader gets, after a write to the server failed, to read what the
+server sent before it closed."""
 
 
 def _window_update(stream_id: int, increment: int) -> bytes:

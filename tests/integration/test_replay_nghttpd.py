@@ -223,13 +223,39 @@ def test_a_target_that_is_not_http2_or_says_nothing_is_a_replay_that_could_not_r
     """An HTTP/1.1 server answers the preface with a 400 page; another accepts and
     says nothing: neither is a server whose answers differ (exit 3, and a finding
     about h2scope's own SETTINGS ACK), but a replay that could not run (exit 1)."""
+    import contextlib
     import socket
     import threading
 
-    from tests.helpers.h1servers import http_server
+    # An HTTP/1.1 server as Python's http.server answers the preface (400, Bad
+    # request version), but one that then reads on until the client closes: a
+    # server that closes with bytes unread makes the kernel reset the connection,
+    # and the reset may drop the page before the client reads it.
+    body = b"<p>Bad request version ('HTTP/2.0')</p>"
+    page = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    h1 = socket.create_server(("127.0.0.1", 0))
 
-    with http_server() as port:
-        code, out, err = replay(capsys, str(capture), "--target", f"http://127.0.0.1:{port}")
+    def answer() -> None:
+        conn, _ = h1.accept()
+        with conn:
+            conn.settimeout(10)
+            got = b""
+            while b"\r\n\r\n" not in got and (chunk := conn.recv(65536)):
+                got += chunk
+            conn.sendall(page)
+            conn.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):
+                    pass
+    serving = threading.Thread(target=answer, daemon=True)
+    serving.start()
+    try:
+        code, out, err = replay(capsys, str(capture), "--target",
+                                f"http://127.0.0.1:{h1.getsockname()[1]}")
+    finally:
+        serving.join(10)
+        h1.close()
     assert code == 1, (out, err)
     assert "does not speak HTTP/2" in err and "not a SETTINGS frame" in err
     listener = socket.create_server(("127.0.0.1", 0))
