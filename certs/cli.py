@@ -245,9 +245,19 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
         "    point at the path above (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, ...) see the new\n"
         "    one automatically\n"
         "  - Chromium's --ignore-certificate-errors-spki-list: use the new SPKI above\n"
-        "Restart any running h2scope. Steps: h2scope ca install-hints"
+        "Steps: h2scope ca install-hints"
     )
+    _running_note(confdir)
     return EXIT_OK
+
+
+def _running_note(confdir: Path) -> None:
+    """Say so when a proxy running with this confdir still signs with the old CA."""
+    from certs.files import in_use
+
+    if in_use(confdir):
+        print(f"\nAn h2scope proxy is running with {confdir}: it signs with the old CA until "
+              "you restart it (clients given the new certificate reject it meanwhile).")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -279,8 +289,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"h2scope now signs with {ca.cert.subject.rfc4514_string()} ({confdir}).")
     print(f"  SHA-256: {ca.fingerprint}")
     print(f"  SPKI:    {ca.spki_hash}")
-    print("Clients that trust this CA already trust h2scope's certificates. Restart any "
-          "running h2scope.")
+    print("Clients that trust this CA already trust h2scope's certificates.")
+    _running_note(confdir)
     return EXIT_OK
 
 

@@ -156,3 +156,51 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+IN_USE_FILE = ".in-use.lock"
+"""In a confdir: a running proxy holds a shared lock on it, so that ``ca regenerate``
+and ``ca import`` can tell the user that it still signs with the CA they replace."""
+
+
+def hold_in_use(confdir: Path) -> int | None:
+    """Take a shared lock on *confdir*'s in-use file, held while the returned
+    descriptor stays open (None where locks do not exist or the file cannot be made:
+    the lock only informs)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(confdir / IN_USE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     SECRET_FILE_MODE)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def in_use(confdir: Path) -> bool:
+    """Whether a process (a running h2scope proxy) holds *confdir*'s in-use lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(confdir / IN_USE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     SECRET_FILE_MODE)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (closing drops the lock taken just now)
+    return False

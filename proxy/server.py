@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from certs.files import hold_in_use
 from certs.store import CertStore
 from proxy import memory
 from proxy.events import Closer, ConnectionOpened, EventBus, Sink, SinkCallable
@@ -127,6 +129,8 @@ class ProxyServer:
         """Mode spec → the (host, port) its listener is bound to, after :meth:`start`."""
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_use: int | None = None
+        """The descriptor holding the confdir's in-use lock (:func:`certs.files.hold_in_use`)."""
         self._accepted = 0
         """Connections accepted so far (a release is called off if one came since)."""
 
@@ -169,6 +173,7 @@ class ProxyServer:
             binds.append((mode, host, port))
         try:
             certs = await asyncio.to_thread(CertStore, Path(opts.confdir))
+            self._in_use = hold_in_use(Path(opts.confdir))  # (ca regenerate sees it)
         except Exception as exc:
             raise ProxyStartError(f"cannot open the CA in {opts.confdir}: {exc}") from exc
         self.bus = EventBus(maxsize=self.bus_size)
@@ -261,6 +266,9 @@ class ProxyServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         self._servers.clear()
+        if self._in_use is not None:
+            os.close(self._in_use)
+            self._in_use = None
         if self.bus is not None:
             await self.bus.close()
 

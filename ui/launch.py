@@ -134,9 +134,15 @@ def prepare_logging(config: Any) -> Path | None:
     cannot be written)."""
     import logging
 
+    from certs.files import ensure_private_dir, private_append
+
     log_path = Path(config.log.file or Path(config.confdir) / "h2scope.log")
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if config.log.file is None:  # (the confdir holds the CA: made 0700, as CertStore does)
+            ensure_private_dir(Path(config.confdir))
+        else:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_append(log_path)  # (it names hosts and errors: 0600, as captures are)
         handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8")
     except OSError:
         handler = logging.NullHandler()

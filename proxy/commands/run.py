@@ -335,6 +335,9 @@ def _configure_logging(config: Config) -> None:
     if config.log.file is not None:
         try:
             config.log.file.parent.mkdir(parents=True, exist_ok=True)
+            from certs.files import private_append
+
+            private_append(config.log.file)  # (hosts, errors: 0600, as captures are)
             handler = logging.FileHandler(config.log.file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot open {config.log.file}: {exc.strerror or exc}",

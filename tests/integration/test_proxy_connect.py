@@ -305,13 +305,16 @@ def test_an_imported_ca_signs_the_intercepting_certificates(
 
 
 def test_a_ca_replaced_while_the_proxy_runs_is_named_when_a_client_rejects_it(
-        proxy: ProxyThread, h2_origin: ServerThread, confdir: Path) -> None:
+        proxy: ProxyThread, h2_origin: ServerThread, confdir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """ca regenerate while a proxy runs: the proxy still signs with the old CA, so a
     client given the new file rejects it. 'Trust the h2scope CA' would be wrong:
     the client does trust the one on disk. The hint says to restart."""
     from proxy.cli import main
 
     assert main(["ca", "regenerate", "--yes", "--confdir", str(confdir)]) == 0
+    # ca regenerate sees the running proxy (its lock on the confdir) and says so
+    assert f"An h2scope proxy is running with {confdir}" in capsys.readouterr().out
     result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--http2", "--cacert",
                         str(proxy.ca_cert), f"https://localhost:{h2_origin.port}/"])
     assert result.returncode != 0

@@ -530,3 +530,31 @@ def test_the_huffman_tables_are_built_before_the_proxy_listens(
     monkeypatch.setattr(asyncio, "run", fake_run)
     assert run_cmd._serve(load_config(None)) == 0
     assert seen and seen[0] == 257 * 256
+
+
+def test_log_files_are_private_and_the_uis_does_not_open_up_the_confdir(
+        tmp_path: Path) -> None:
+    """The live UI logs to <confdir>/h2scope.log: it created a missing confdir with
+    the umask (0755) before the CA store could make it 0700, and the log 0644."""
+    import logging
+    import stat
+    from types import SimpleNamespace
+
+    from ui.launch import prepare_logging
+
+    logger = logging.getLogger("h2scope")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    old = os.umask(0o022)
+    try:
+        confdir = tmp_path / "fresh-conf"
+        config = SimpleNamespace(log=SimpleNamespace(file=None, level="warning"),
+                                 confdir=confdir)
+        path = prepare_logging(config)
+        assert path == confdir / "h2scope.log"
+        assert stat.S_IMODE(confdir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:], logger.propagate, logger.level = saved

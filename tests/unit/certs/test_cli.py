@@ -200,6 +200,7 @@ def test_regenerate_yes_replaces_the_ca_and_lists_trust_stores(
     for store_name in ("update-ca-certificates", "NSS", "keychain", "Windows", "keytool"):
         assert store_name in out
     assert [p.name for p in (confdir / LEAF_DIR).iterdir()] == ["leaf-key.pem"]
+    assert "is running" not in out  # (no proxy holds the confdir: nothing to restart)
 
 
 @pytest.fixture
