@@ -163,6 +163,15 @@ IN_USE_FILE = ".in-use.lock"
 and ``ca import`` can tell the user that it still signs with the CA they replace."""
 
 
+def _open_in_use(confdir: Path) -> int | None:
+    """The in-use file of *confdir*, opened (created 0600); None if it cannot be."""
+    try:
+        return os.open(confdir / IN_USE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                       SECRET_FILE_MODE)
+    except OSError:
+        return None
+
+
 def hold_in_use(confdir: Path) -> int | None:
     """Take a shared lock on *confdir*'s in-use file, held while the returned
     descriptor stays open (None where locks do not exist or the file cannot be made:
@@ -171,10 +180,8 @@ def hold_in_use(confdir: Path) -> int | None:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return None
-    try:
-        fd = os.open(confdir / IN_USE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     SECRET_FILE_MODE)
-    except OSError:
+    fd = _open_in_use(confdir)
+    if fd is None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -190,10 +197,8 @@ def in_use(confdir: Path) -> bool:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return False
-    try:
-        fd = os.open(confdir / IN_USE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     SECRET_FILE_MODE)
-    except OSError:
+    fd = _open_in_use(confdir)
+    if fd is None:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -52,6 +52,15 @@ OUT_OF_FDS_EVERY = 10.0
 """Seconds between two warnings that the proxy ran out of file descriptors."""
 
 
+def open_files_limit() -> int:
+    """This process's soft limit on open files (-1 where it cannot be read)."""
+    try:
+        import resource
+    except ImportError:  # (not POSIX)
+        return -1
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def raise_open_files_limit() -> tuple[int, int]:
     """Raise this process's soft limit on open files to its hard limit (each
     connection holds two sockets; the soft limit is often 1024): (soft, hard) after."""
@@ -79,16 +88,14 @@ class _OutOfDescriptors:
     def __init__(self, previous: Callable[..., object] | None) -> None:
         self.previous = previous
         self.last = -OUT_OF_FDS_EVERY
-        self.refused = 0
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         if str(context.get("message", "")).startswith("socket.accept() out of system"):
-            self.refused += 1
             now = time.monotonic()
             if now - self.last >= OUT_OF_FDS_EVERY:
                 self.last = now
                 exc = context.get("exception")
-                limit = raise_open_files_limit()[0]
+                limit = open_files_limit()
                 log.warning("cannot accept new connections: %s (the limit on open files "
                             "is %s; each connection takes two): they wait until some "
                             "close; raise the limit (ulimit -n) for more",

@@ -61,6 +61,17 @@ PUBLISH_GRACE = 2.0
 """Seconds a stopping relay waits for a chunk already observed to reach the sinks."""
 
 
+class _Pumps:
+    """What a relay's two pumps share: how many are handing an observed chunk to the
+    sinks, and whether the relay is stopping (no pump starts another read)."""
+
+    __slots__ = ("publishing", "stopping")
+
+    def __init__(self) -> None:
+        self.publishing = 0
+        self.stopping = False
+
+
 def _side(direction: Direction, *, source: bool) -> Closer:
     c2s = direction is Direction.C2S
     return Closer.CLIENT if c2s == source else Closer.SERVER
@@ -96,8 +107,8 @@ class Observed:
 
 async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
                 observed: Observed, protocol: str, publish: bool,
-                idle: asyncio.Event, publishing: set[Direction | None]) -> PumpResult:
-    while not (publishing and None in publishing):  # (None: the relay is stopping)
+                idle: asyncio.Event, pumps: _Pumps) -> PumpResult:
+    while not pumps.stopping:
         try:
             if idle.is_set():
                 async with asyncio.timeout(HALF_CLOSE_GRACE):
@@ -121,11 +132,11 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
         if publish:
             t = time.time()
             events = observed.feed(direction, data, t)
-            publishing.add(direction)  # (fed: the sinks must get it too, see relay)
+            pumps.publishing += 1  # (fed: the sinks must get it too, see relay)
             try:
                 await conn.publish_chunk(direction, data, t, events, protocol)
             finally:
-                publishing.discard(direction)
+                pumps.publishing -= 1
     return PumpResult(direction, Outcome.IDLE)  # (stopping: the relay ends it)
 
 
@@ -155,12 +166,12 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     observed = Observed(conn, observer)
     conn.byte_counts = lambda: (client.bytes_in, server.bytes_in)
     idle = asyncio.Event()
-    publishing: set[Direction | None] = set()
+    pumps = _Pumps()
     tasks = {
         asyncio.create_task(_pump(conn, client, server, Direction.C2S, observed, protocol,
-                                  publish, idle, publishing)),
+                                  publish, idle, pumps)),
         asyncio.create_task(_pump(conn, server, client, Direction.S2C, observed, protocol,
-                                  publish, idle, publishing)),
+                                  publish, idle, pumps)),
     }
     first: PumpResult | None = None
     try:
@@ -186,8 +197,8 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
         # the observer a chunk finishes handing it to the sinks (bounded): cancelled
         # there, the observer would hold bytes the recording never gets.
         deadline = time.monotonic() + PUBLISH_GRACE
-        publishing.add(None)  # (no pump starts another read)
-        while len(publishing) > 1 and time.monotonic() < deadline:
+        pumps.stopping = True
+        while pumps.publishing and time.monotonic() < deadline:
             with contextlib.suppress(Exception):
                 await asyncio.sleep(0.005)
         for task in tasks:

@@ -595,6 +595,20 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         stream.send_window = [sides[S2C].advertised[_INITIAL_WINDOW_SIZE],
                               sides[C2S].advertised[_INITIAL_WINDOW_SIZE]]
 
+    def _check_concurrency(self, side: Side, sid: int, seq: int, findings: list[Finding],
+                           pushed: bool = False) -> None:
+        """RFC 9113 §5.1.2: stream ``sid`` of ``side``'s becoming active must stay within
+        the peer's SETTINGS_MAX_CONCURRENT_STREAMS (a pushed response counts when it
+        leaves 'reserved', §8.4)."""
+        limit = self.sides[1 - side.direction].advertised[_MAX_CONCURRENT_STREAMS]
+        active = side.active_streams
+        if active >= limit:
+            what = "pushed stream" if pushed else "stream"
+            findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
+                               "RFC 9113 §5.1.2, §8.4" if pushed else "RFC 9113 §5.1.2",
+                               f"{what} {sid} would be concurrent {what} {active + 1} but the "
+                               f"{side.direction.peer.sender} allows {limit}", seq, sid))
+
     def _open_stream(self, side: Side, stream: Stream, seq: int, findings: list[Finding]) -> None:
         """Checks for a stream a HEADERS frame is about to open (RFC 9113 §5.1.1, §5.1.2)."""
         sid = stream.stream_id
@@ -613,13 +627,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         else:
             side.highest_stream_id = sid
         peer = self.sides[1 - direction]
-        limit = peer.advertised[_MAX_CONCURRENT_STREAMS]
-        active = side.active_streams
-        if active >= limit:
-            findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
-                               "RFC 9113 §5.1.2",
-                               f"stream {sid} would be concurrent stream {active + 1} but the "
-                               f"{direction.peer.sender} allows {limit}", seq, sid))
+        self._check_concurrency(side, sid, seq, findings)
         goaway = peer.goaway_last_stream_id
         if goaway is not None and sid > goaway:
             findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",

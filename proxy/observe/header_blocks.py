@@ -22,6 +22,7 @@ from proxy.observe.header_rules import (
     grpc_status_invalid,
     grpc_status_missing,
     header_value,
+    length_conflict,
     length_of,
     status_of,
 )
@@ -35,7 +36,6 @@ C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
 _HEADERS, _CONT = 1, 9
 _MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
-_MAX_CONCURRENT_STREAMS = int(SettingCode.MAX_CONCURRENT_STREAMS)
 _ENABLE_PUSH = int(SettingCode.ENABLE_PUSH)
 # Module constants: looking a member up on an Enum class costs ~90 ns in 3.11.
 _ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
@@ -58,14 +58,6 @@ def _early_grpc_status(stream: Stream) -> bool:
     Trailers-Only response)."""
     return stream.response_headers is not None and \
         header_value(stream.response_headers, "grpc-status") is not None
-
-
-def length_conflict(headers: tuple[tuple[str, str], ...]) -> str | None:
-    """The content-length values of a message, when they are not all one number
-    (RFC 9110 §8.6 allows ``42, 42`` and the field repeated with 42)."""
-    said = [v for n, v in headers if n == "content-length"]
-    numbers = {part.strip() for v in said for part in v.split(",")}
-    return ", ".join(said) if len(numbers) > 1 else None
 
 
 def size_updates(block: HeaderBlock, sid: int, seq: int, findings: list[Finding]) -> None:
@@ -124,6 +116,8 @@ class HeaderBlocks:
         def _init_windows(self, stream: Stream) -> None: ...
         def _open_stream(self, side: Side, stream: Stream, seq: int,
                          findings: list[Finding]) -> None: ...
+        def _check_concurrency(self, side: Side, sid: int, seq: int, findings: list[Finding],
+                               pushed: bool = False) -> None: ...
         def _state_finding(self, stream: Stream, direction: Direction, problem: str,
                            seq: int) -> Finding: ...
         def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
@@ -213,15 +207,8 @@ class HeaderBlocks:
         if stream.state is _IDLE and sid:
             self._open_stream(side, stream, seq, findings)
         elif stream.state is _RESERVED and direction is S2C:
-            # The pushed response starts: reserved streams do not count, an open one
-            # does, against the client's limit (RFC 9113 §5.1.2, §8.4).
-            limit = self.sides[C2S].advertised[_MAX_CONCURRENT_STREAMS]
-            if side.active_streams >= limit:
-                findings.append(_f("max-concurrent-streams-exceeded", Severity.ERROR,
-                                   "RFC 9113 §5.1.2, §8.4",
-                                   f"pushed stream {sid} would be concurrent pushed stream "
-                                   f"{side.active_streams + 1} but the client allows {limit}",
-                                   seq, sid))
+            # The pushed response starts: reserved streams do not count, an open one does.
+            self._check_concurrency(side, sid, seq, findings, pushed=True)
         new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
         if problem:
             findings.append(self._state_finding(stream, direction, problem, seq))

@@ -385,6 +385,14 @@ def content_length_of(headers: tuple[tuple[str, str], ...]) -> int:
     return length_of(header_value(headers, "content-length"))
 
 
+def length_conflict(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The content-length values of a message, when they are not all one number
+    (RFC 9110 §8.6 allows ``42, 42`` and the field repeated with 42)."""
+    said = [v for n, v in headers if n == "content-length"]
+    numbers = {part.strip() for v in said for part in v.split(",")}
+    return ", ".join(said) if len(numbers) > 1 else None
+
+
 def length_of(value: str | None) -> int:
     """:func:`content_length_of` for the field's value (None: no such field).
 

@@ -27,19 +27,7 @@ def test_hpack_encoder_signalling_a_superseded_table_size_is_a_compression_error
     client has acknowledged, a decoding error by §6.3. python-hyper's own
     decoder rejects it too ("Encoder exceeded max allowable table size").
     """
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    client.initiate_connection()
-    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 256})
-    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 128})
-    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
-                            (":path", "/")], end_stream=True)
-    server.initiate_connection()
-    obs = ConnectionObserver()
-    events = obs.feed(C2S, client.data_to_send(), 0.0)
-    server.receive_data(_client_bytes_seen(events))
-    server.send_headers(1, [(":status", "200")], end_stream=True)
-    events = obs.feed(S2C, server.data_to_send(), 0.1)
+    client, events = _table_sizes_then_a_response((256, 128), [(":status", "200")])
     findings = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
     assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
     assert "table size update to 256 exceeds the allowed maximum 128" in findings[0].message
@@ -50,6 +38,26 @@ def test_hpack_encoder_signalling_a_superseded_table_size_is_a_compression_error
         assert "table size" in str(exc)
     else:  # pragma: no cover - would mean hpack fixed its encoder
         raise AssertionError("python-hyper accepted the block: update this test")
+
+
+def _table_sizes_then_a_response(sizes: tuple[int, ...], response: list[tuple[str, str]]
+                                 ) -> tuple[h2.connection.H2Connection, list]:
+    """Real h2 peers: the client changes SETTINGS_HEADER_TABLE_SIZE to each of
+    ``sizes`` and sends a GET; the server acknowledges and answers with ``response``.
+    Returns the client and the observer's events for the server's bytes."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    for size in sizes:
+        client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: size})
+    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    server.initiate_connection()
+    obs = ConnectionObserver()
+    events = obs.feed(C2S, client.data_to_send(), 0.0)
+    server.receive_data(_client_bytes_seen(events))
+    server.send_headers(1, response, end_stream=True)
+    return client, obs.feed(S2C, server.data_to_send(), 0.1)
 
 
 def _client_bytes_seen(events: list) -> bytes:
@@ -73,19 +81,8 @@ def test_hpack_encoder_signalling_every_table_size_change_is_flagged_and_still_d
     (both endpoints accept it); h2scope warns, names the rule, and the decoded
     headers and the table's maximum are right.
     """
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    client.initiate_connection()
-    for size in (100, 200, 300):
-        client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: size})
-    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
-                            (":path", "/")], end_stream=True)
-    server.initiate_connection()
-    obs = ConnectionObserver()
-    events = obs.feed(C2S, client.data_to_send(), 0.0)
-    server.receive_data(_client_bytes_seen(events))
-    server.send_headers(1, [(":status", "200"), ("server", "x")], end_stream=True)
-    events = obs.feed(S2C, server.data_to_send(), 0.1)
+    client, events = _table_sizes_then_a_response((100, 200, 300),
+                                                  [(":status", "200"), ("server", "x")])
     frames = [e for e in events if isinstance(e, FrameObserved)]
     findings = [f for e in frames for f in e.findings]
     assert [(f.code, f.rfc) for f in findings] == [("hpack-size-updates", "RFC 7541 §4.2")]
