@@ -101,9 +101,17 @@ def test_a_connection_that_closes_without_a_frame_is_shown_closed(tmp_path: Path
                 ConnectionClosed(conn_id=batches[0].conn_id, t=batches[-1].t + 1,
                                  closed_by=Closer.CLIENT, reason="client connection failed "
                                  "(connection reset)", error=None, bytes_c2s=1, bytes_s2c=2),)))
-            await asyncio.sleep(0.15)
-            app.tick()
-            await pilot.pause()
-            row = pane.get_row(str(batches[0].conn_id))
+            # No traffic comes after the close: the view's own ticks must show it
+            # (waited for, not slept on: a tick within TICK of the last arrival
+            # repaints only the status bar).
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                await asyncio.sleep(0.05)
+                app.tick()
+                await pilot.pause()
+                row = pane.get_row(str(batches[0].conn_id))
+                if "closed" in [str(c).strip() for c in row] or \
+                        asyncio.get_running_loop().time() > deadline:
+                    break
             assert "closed" in [str(c).strip() for c in row]
     asyncio.run(scenario())
