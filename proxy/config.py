@@ -33,6 +33,7 @@ from proxy.net.client_certs import client_cert_problem
 from proxy.net.modes import Mode, ModeError, is_loopback, parse_mode
 
 __all__ = [
+    "CLEAR",
     "Config",
     "ConfigError",
     "HeadlessConfig",
@@ -61,6 +62,10 @@ def keymap_actions() -> tuple[str, ...]:
     from ui.keymap import KEYS
 
     return tuple(bid for bid, *_ in KEYS)
+
+CLEAR: Any = type("Clear", (), {"__repr__": lambda self: "CLEAR"})()
+"""An override meaning "unset this key" (``--no-record``): the file's value gives way
+to null, the key's default."""
 
 THEMES = ("auto", "dark", "light", "ansi")
 HEADLESS_FORMATS = ("text", "jsonl")
@@ -515,8 +520,9 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
 
     ``overrides`` maps dotted keys (``listen.port``, ``modes``, ``confdir``) to
     raw values as a flag would give them; ``None`` values mean "not given" and
-    are skipped. ``flag_names`` maps those keys to the flag the user typed
-    (``--listen-port``) so an error can name it. Raises :class:`ConfigError`.
+    are skipped, :data:`CLEAR` sets the key to null (``--no-record``).
+    ``flag_names`` maps those keys to the flag the user typed (``--listen-port``) so
+    an error can name it. Raises :class:`ConfigError`.
     """
     raw: Any = {}
     lines: dict[str, int] = {}
@@ -540,7 +546,7 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
         file_loader = _Loader(path, lines, {})
         _check_values(file_loader.section(Config, raw, ""), file_loader)
     for key, value in given.items():
-        _set_dotted(raw, key, value)
+        _set_dotted(raw, key, None if value is CLEAR else value)
     config: Config = loader.section(Config, raw, "")
     _check_values(config, loader)
     _check_whole(config, loader)
@@ -619,6 +625,24 @@ def _check_whole(config: Config, loader: _Loader) -> None:
         problem = client_cert_problem(certs)
         if problem:
             raise loader.error("upstream.client_certs", problem)
+    for key, out in (("record.file", config.record.file), ("log.file", config.log.file),
+                     ("sslkeylogfile", config.sslkeylogfile)):
+        problem = output_path_problem(out) if out is not None else None
+        if problem:
+            raise loader.error(key, problem)
+
+
+def output_path_problem(path: Path) -> str | None:
+    """Why a file h2scope would write (a capture, its log, a key log) cannot be
+    created at ``path``, as far as can be told without creating it (None: it can)."""
+    if path.is_dir():
+        return f"{path} is a directory: give the path of a file (in it, or elsewhere)"
+    parent = path.parent
+    if not parent.exists():
+        return f"the directory {parent} does not exist: create it first (mkdir -p {parent})"
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None
 
 
 def ca_file_problem(path: Path) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from proxy.config import Config, ConfigError, default_config_path, load_config
+from proxy.config import CLEAR, Config, ConfigError, default_config_path, load_config
 from proxy.net.modes import ModeKind
 
 EPILOG = """\
@@ -78,6 +78,12 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "log_file": ("log.file", "--log-file"),
     "log_level": ("log.level", "--log-level"),
 }
+CLEAR_FLAGS = {
+    "no_proxyauth": ("proxyauth", "--no-proxyauth"),
+    "no_sslkeylogfile": ("sslkeylogfile", "--no-sslkeylogfile"),
+    "no_record": ("record.file", "--no-record"),
+}
+"""Flags that unset a key the config file (or $SSLKEYLOGFILE) sets."""
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -111,8 +117,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listen.add_argument("--allow-remote", action=argparse.BooleanOptionalAction,
                         help="allow listening on a non-loopback address (anyone who can "
                         "reach it can use the proxy)")
-    listen.add_argument("--proxyauth", metavar="USER:PASS",
-                        help="require these credentials from clients (Proxy-Authorization)")
+    auth = listen.add_mutually_exclusive_group()
+    auth.add_argument("--proxyauth", metavar="USER:PASS",
+                      help="require these credentials from clients (Proxy-Authorization)")
+    auth.add_argument("--no-proxyauth", action="store_true",
+                      help="require no credentials, whatever the config file's proxyauth says")
 
     upstream = p.add_argument_group("upstream servers")
     upstream.add_argument("--insecure", action=argparse.BooleanOptionalAction,
@@ -133,9 +142,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     upstream.add_argument("--ignore-hosts", action="append", metavar="REGEX",
                           help="pass connections whose host:port matches REGEX through "
                           "untouched (repeatable)")
-    upstream.add_argument("--sslkeylogfile", metavar="FILE",
-                          help="append TLS secrets of both legs for Wireshark "
-                          "(default: $SSLKEYLOGFILE)")
+    keylog = upstream.add_mutually_exclusive_group()
+    keylog.add_argument("--sslkeylogfile", metavar="FILE",
+                        help="append TLS secrets of both legs for Wireshark "
+                        "(default: $SSLKEYLOGFILE)")
+    keylog.add_argument("--no-sslkeylogfile", action="store_true",
+                        help="write no TLS secrets, whatever $SSLKEYLOGFILE or the config "
+                        "file say")
 
     out = p.add_argument_group("output")
     out.add_argument("--config", metavar="FILE",
@@ -159,7 +172,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "of SEVERITY (error, warning or info) or worse was seen (none: never, "
                      "the default); a summary of what was seen is printed on stderr either "
                      "way")
-    out.add_argument("--record", metavar="FILE", help="record every connection to FILE")
+    record = out.add_mutually_exclusive_group()
+    record.add_argument("--record", metavar="FILE",
+                        help="record every connection to FILE (an existing FILE is replaced)")
+    record.add_argument("--no-record", action="store_true",
+                        help="do not record, whatever the config file's record.file says")
     from proxy.commands.view import add_protoset_argument
 
     add_protoset_argument(out)
@@ -182,6 +199,10 @@ def build_config(args: argparse.Namespace) -> Config:
     for attr, (key, flag) in FLAG_KEYS.items():
         overrides[key] = getattr(args, attr, None)
         names[key] = flag
+    for attr, (key, flag) in CLEAR_FLAGS.items():
+        if getattr(args, attr, False):
+            overrides[key] = CLEAR
+            names[key] = flag
     if overrides["sslkeylogfile"] is None and os.environ.get("SSLKEYLOGFILE"):
         overrides["sslkeylogfile"] = os.environ["SSLKEYLOGFILE"]
         names["sslkeylogfile"] = "$SSLKEYLOGFILE"
@@ -207,6 +228,8 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
             break
     if config.sslkeylogfile is not None:
         lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
+    if config.record.file is not None:
+        lines.append(f"h2scope: recording every connection to {config.record.file}")
     return lines
 
 
@@ -275,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
     warning = remote_warning(config)
     if warning is not None:
         _print_err(warning)
+    note = replacing_note(config.record.file)
+    if note is not None:
+        _print_err(note)
     if not args.headless:
         if sys.stdin.isatty() and sys.stdout.isatty():
             from proxy.commands.view import use_protosets
@@ -290,6 +316,23 @@ def run(args: argparse.Namespace) -> int:
 
     # The protosets name gRPC messages' fields in the headless log too.
     return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]))
+
+
+def replacing_note(path: Path | None) -> str | None:
+    """A start-up line when recording will replace a file that holds something (a
+    command run again from the shell's history must not lose a capture unsaid);
+    None otherwise."""
+    if path is None:
+        return None
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return None
+    if size == 0:
+        return None
+    from proxy.textlog import byte_count
+
+    return f"h2scope: note: recording replaces {path} ({byte_count(size)} were there)"
 
 
 def remote_warning(config: Config) -> str | None:
@@ -334,7 +377,6 @@ def _configure_logging(config: Config) -> None:
     handler: logging.Handler
     if config.log.file is not None:
         try:
-            config.log.file.parent.mkdir(parents=True, exist_ok=True)
             from certs.files import private_append
 
             private_append(config.log.file)  # (hosts, errors: 0600, as captures are)

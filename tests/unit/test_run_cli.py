@@ -187,13 +187,78 @@ def test_a_key_log_is_made_private_and_one_that_cannot_be_written_is_a_usage_err
     assert cli.main(["run", "--headless", "--confdir", str(confdir), "-p", "0",
                  "--sslkeylogfile", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write the TLS key log {missing}" in err
-    assert f"create the directory {missing.parent} first" in err
+    assert f"--sslkeylogfile (sslkeylogfile): the directory {missing.parent} does not " \
+        f"exist: create it first (mkdir -p {missing.parent})" in err
+    unwritable = tmp_path / "ro"
+    unwritable.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # (root writes anywhere)
+        assert cli.main(["run", "--headless", "--confdir", str(confdir), "-p", "0",
+                         "--sslkeylogfile", str(unwritable / "k.log")]) == 2
+        assert f"cannot write the TLS key log {unwritable / 'k.log'}" in \
+            capsys.readouterr().err
     script = tmp_path / "one.yaml"
     script.write_text("h2scope_script: 1\nframes: []\n")
     assert cli.main(["replay", str(script), "--target", "https://127.0.0.1:9",
                      "--sslkeylogfile", str(tmp_path)]) == 2
     assert "give a file name, not a directory" in capsys.readouterr().err
+
+
+def test_no_flags_unset_what_the_config_file_sets(
+        confdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-record, --no-proxyauth and --no-sslkeylogfile turn off for one run what
+    the config file (or $SSLKEYLOGFILE) turns on; with the value flag, a usage error."""
+    confdir.mkdir()
+    (confdir / "config.yaml").write_text(
+        f"record: {{file: {tmp_path / 'r.h2scope'}}}\nproxyauth: 'u:p'\n"
+        f"sslkeylogfile: {tmp_path / 'k.log'}\n")
+    config = run_cmd.build_config(parse([]))
+    assert (config.record.file, config.proxyauth, config.sslkeylogfile) == (
+        tmp_path / "r.h2scope", "u:p", tmp_path / "k.log")
+    config = run_cmd.build_config(parse(["--no-record", "--no-proxyauth",
+                                         "--no-sslkeylogfile"]))
+    assert (config.record.file, config.proxyauth, config.sslkeylogfile) == (None, None, None)
+    (confdir / "config.yaml").unlink()
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "env.log"))
+    assert run_cmd.build_config(parse(["--no-sslkeylogfile"])).sslkeylogfile is None
+    code, err = exit_and_stderr(["run", "--record", "a", "--no-record"], capsys)
+    assert code == 2 and "--no-record: not allowed with argument --record" in err
+
+
+def test_output_files_in_a_missing_directory_are_config_errors_with_their_line(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """record.file, log.file and sslkeylogfile are checked alike when the
+    configuration loads: a missing directory or a directory given as the file is a
+    usage error (exit 2) naming the file's line or the flag, and nothing is created."""
+    path = tmp_path / "c.yaml"
+    missing = tmp_path / "nope"
+    for key, text in (("record.file", f"record:\n  file: {missing / 'r.h2scope'}\n"),
+                      ("log.file", f"log:\n  file: {missing / 'h2scope.log'}\n"),
+                      ("sslkeylogfile", f"# keys\nsslkeylogfile: {missing / 'k.log'}\n")):
+        path.write_text(text)
+        code, err = exit_and_stderr(["run", "--headless", "-p", "0", "--config", str(path)],
+                                    capsys)
+        assert code == 2
+        assert f"{path}, line 2: {key}: the directory {missing} does not exist: create it " \
+            f"first (mkdir -p {missing})" in err
+    assert not missing.exists()
+    code, err = exit_and_stderr(["run", "--headless", "-p", "0", "--log-file", str(tmp_path)],
+                                capsys)
+    assert code == 2
+    assert f"--log-file (log.file): {tmp_path} is a directory: give the path of a file" in err
+
+
+def test_recording_over_a_capture_says_so_at_start(tmp_path: Path) -> None:
+    """Run again from the shell's history, --record FILE replaces the last capture:
+    a start-up note says so with its size; a new or empty file gets no note."""
+    old = tmp_path / "s.h2scope"
+    assert run_cmd.replacing_note(old) is None
+    old.write_bytes(b"x" * 12_345)
+    assert run_cmd.replacing_note(old) == \
+        f"h2scope: note: recording replaces {old} (12.1 KiB were there)"
+    old.write_bytes(b"")
+    assert run_cmd.replacing_note(old) is None
+    assert run_cmd.replacing_note(None) is None
 
 
 def test_the_confdir_flag_chooses_the_config_file(tmp_path: Path,
