@@ -197,8 +197,8 @@ def _print_report(report: Any, url: str, mode: str) -> None:
         r = c.result
         plan = r.plan
         origin = f"connection {plan.conn_id}" if plan.conn_id is not None else "script"
-        out.write(f"{origin} → {url} ({mode}, {count(r.sent_frames, 'frame')} sent"
-                  f"{f', {r.extra_frames} window top-ups' if r.extra_frames else ''})\n")
+        own = f", +{r.extra_frames} of its own: window top-ups, ACKs" if r.extra_frames else ""
+        out.write(f"{origin} → {url} ({mode}, {count(r.sent_frames, 'frame')} sent{own})\n")
         for note in (*plan.notes, *r.skipped):
             out.write(f"  note: {note}\n")
         if r.error:

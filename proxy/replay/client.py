@@ -9,7 +9,9 @@ one of two modes:
     The recorded bytes exactly: preface, SETTINGS, HPACK blocks, WINDOW_UPDATEs,
     in order, with the recorded gaps divided by ``speed`` (0: no waiting). A
     DATA frame waits until the server's flow-control windows (tracked by the
-    observer) allow it, and a SETTINGS ACK until the server's SETTINGS arrived.
+    observer) allow it, and a SETTINGS ACK until the server has SETTINGS waiting
+    for one; PINGs of the server's are answered as they come (the recorded PING
+    ACKs echoed another server's) — docs/replay.md, "Modes".
     Once the recording is exhausted, the replay tops up the windows for the
     server's data with WINDOW_UPDATEs of its own if they run low — the
     recorded ones were sized for the original server's responses — and counts
@@ -53,7 +55,7 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
 from proxy.observe.events import ConnectionFindingRaised, Event
 from proxy.observe.findings import Finding, Severity
-from proxy.observe.frames import GoAwayFrame
+from proxy.observe.frames import GoAwayFrame, PingFrame, SettingsFrame
 from proxy.observe.streams import StreamState
 from proxy.replay.script_frames import (
     data_of,
@@ -63,6 +65,7 @@ from proxy.replay.script_frames import (
     setting_code,
 )
 from proxy.replay.source import ConnectionPlan
+from proxy.words import count
 
 C2S, S2C = Direction.C2S, Direction.S2C
 MODES = ("verbatim", "reencode")
@@ -135,7 +138,9 @@ class ConnectionResult:
     """The connection's id in the replay's own capture."""
     sent_frames: int = 0
     extra_frames: int = 0
-    """Frames the verbatim replay added beyond the recording (window top-ups)."""
+    """Frames the verbatim replay added beyond the recording: window top-ups, and
+    acknowledgements of the server's SETTINGS and PINGs that the recording had none
+    left for."""
     skipped: list[str] = field(default_factory=list)
     """Entries reencode could not send, with why."""
     error: str | None = None
@@ -181,6 +186,9 @@ class ReplayConnection:
         self.result = ConnectionResult(plan=plan, conn_id=conn_id)
         self.changed = asyncio.Event()
         self.eof = False
+        self.hung_up = False
+        """The server closed the connection (or it broke) before the replay did."""
+        self._closing = False
         self.received = 0
         """Bytes the server sent."""
         self.first_bytes = b""
@@ -191,6 +199,17 @@ class ReplayConnection:
         self.h2: h2.connection.H2Connection | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Verbatim: the acknowledgements owed to the live server (RFC 9113 §6.5.3, §6.7).
+        self._server_settings = 0
+        """SETTINGS frames (not ACKs) the server has sent."""
+        self._acks_reached = 0
+        """Recorded SETTINGS ACKs the replay has come to."""
+        self._acks_owed = 0
+        """Recorded SETTINGS ACKs held back: the server had no SETTINGS waiting for one."""
+        self._server_pings: list[bytes] = []
+        """Opaque data of the server's PINGs not answered yet."""
+        self._ping_acks_recorded = 0
+        self._ping_acks_sent = 0
 
     # ------------------------------------------------------------------ io
 
@@ -206,6 +225,13 @@ class ReplayConnection:
             found = getattr(ev, "findings", None) or (
                 (ev.finding,) if isinstance(ev, ConnectionFindingRaised) else ())
             self.result.findings.extend(x for x in found if x.severity >= Severity.WARNING)
+        if direction is S2C:
+            for ev in events:
+                f = getattr(ev, "frame", None)
+                if isinstance(f, SettingsFrame) and not f.flags & 0x1:
+                    self._server_settings += 1
+                elif isinstance(f, PingFrame) and not f.ack:
+                    self._server_pings.append(f.opaque)
         if direction is S2C and self.result.goaway is None:
             for ev in events:
                 f = getattr(ev, "frame", None)
@@ -282,6 +308,7 @@ class ReplayConnection:
             while True:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
+                    self.hung_up = not self._closing
                     break
                 self.last_rx = time.monotonic()
                 if not self.received:
@@ -291,9 +318,20 @@ class ReplayConnection:
                 if self.h2 is not None:
                     self._h2_received(data)
                     await self._flush_h2()
+                else:
+                    await self._acknowledge(extra=False)
                 self.changed.set()
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            # After every stream ended, what the server sends once the replay has
+            # closed its side (a GOAWAY after our close_notify:
+            # APPLICATION_DATA_AFTER_CLOSE_NOTIFY) is no error of the exchange.
+            if not (self.observer is not None and self.observer.streams
+                    and self._streams_done()):
+                self.result.error = self.result.error or f"reading from the server: {exc}"
+            self.hung_up = not self._closing
+        except OSError as exc:
             self.result.error = self.result.error or f"reading from the server: {exc}"
+            self.hung_up = not self._closing
         finally:
             self.eof = True
             self.changed.set()
@@ -363,6 +401,30 @@ class ReplayConnection:
 
     # ---------------------------------------------------------- verbatim
 
+    async def _acknowledge(self, *, extra: bool) -> None:
+        """Send what the live server is owed: an ACK for each of its PINGs, echoing
+        its opaque data (RFC 9113 §6.7: the recorded ACKs echo the original
+        server's), and the recorded SETTINGS ACKs held back until the SETTINGS
+        they acknowledge arrived; with ``extra``, once the recording is used up,
+        ACKs for any SETTINGS still waiting (§6.5.3: the client must send them)."""
+        assert self.observer is not None
+        frames = b""
+        for opaque in self._server_pings:
+            frames += b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + opaque
+            self._ping_acks_sent += 1
+            if self._ping_acks_sent > self._ping_acks_recorded:
+                self.result.extra_frames += 1
+        self._server_pings.clear()
+        waiting = len(self.observer.sides[S2C].pending)
+        acks = min(waiting, self._acks_owed)
+        self._acks_owed -= acks
+        if extra:
+            self.result.extra_frames += waiting - acks
+            acks = waiting
+        frames += SETTINGS_ACK * acks
+        if frames and not self.eof:
+            await self._send(frames)
+
     def _window_allows(self, stream_id: int, flow: int) -> bool:
         assert self.observer is not None
         if self.observer.sides[C2S].conn_window < flow:
@@ -371,8 +433,10 @@ class ReplayConnection:
         return stream is None or stream.send_window[C2S] >= flow
 
     async def _top_up(self) -> None:
-        """RFC 9113 §6.9: keep the server able to send once the recording is used up."""
+        """RFC 9113 §6.9: keep the server able to send once the recording is used up
+        (and acknowledge what it sends, §6.5.3, §6.7)."""
         assert self.observer is not None
+        await self._acknowledge(extra=True)
         frames = b""
         side = self.observer.sides[S2C]
         if side.conn_window < LOW_WINDOW:
@@ -386,6 +450,7 @@ class ReplayConnection:
             await self._send(frames)
 
     async def _run_verbatim(self) -> None:
+        assert self.observer is not None
         idle = self.options.idle_timeout
         for send in self.plan.sends:
             await self._pause(send.delay)
@@ -400,7 +465,20 @@ class ReplayConnection:
                     and self._answered_before_reset(send.stream_id):
                 await self._await_response_headers(send.stream_id)
             elif send.frame_type == FrameType.SETTINGS and send.data[4] & 0x1:
-                await self._await_server_settings()
+                self._acks_reached += 1
+                if self._acks_reached == 1:  # the server's preface: it always comes
+                    await self._await_server_settings()
+                if not self.observer.sides[S2C].pending:
+                    # The original server sent a SETTINGS this one has not (a gRPC
+                    # server's BDP update): held back until one arrives, and the
+                    # frames after it go on meanwhile (they may be what it waits for).
+                    self._acks_owed += 1
+                    continue
+            elif send.frame_type == FrameType.PING and send.data[4] & 0x1:
+                # It echoed the original server's PING; the live server's PINGs are
+                # answered as they arrive (_acknowledge).
+                self._ping_acks_recorded += 1
+                continue
             waited = time.monotonic()
             while send.flow and not self._window_allows(send.stream_id, send.flow):
                 if not await self._wait(0.2) and time.monotonic() - waited > idle:
@@ -414,6 +492,16 @@ class ReplayConnection:
             await self._send(send.data)
             self.result.sent_frames += send.frame_type is not None
         await self._await_responses(top_up=True)
+        if self._acks_owed:
+            self.result.skipped.append(
+                f"{count(self._acks_owed, 'recorded SETTINGS ACK')} not sent: the original "
+                f"server sent {count(self._acks_reached, 'SETTINGS frame')}, this one "
+                f"{self._server_settings}")
+        unused = self._ping_acks_recorded - min(self._ping_acks_sent, self._ping_acks_recorded)
+        if unused:
+            self.result.skipped.append(
+                f"{count(unused, 'recorded PING ACK')} not sent: they answered the original "
+                "server's PINGs, which this server did not send")
 
     # ---------------------------------------------------------- reencode
 
@@ -587,6 +675,7 @@ class ReplayConnection:
                 await asyncio.wait_for(asyncio.shield(reader), WRITE_FAILED_GRACE)
         finally:
             assert self._writer is not None
+            self._closing = True
             self._writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(self._writer.wait_closed(), 2)
@@ -594,12 +683,13 @@ class ReplayConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._finish()
-        if not self.received and self.result.error:
+        if not self.received and (self.result.error or self.hung_up):
             # Not one byte back: the server does not speak this (a TLS port asked for
             # h2c, or HTTP/1.1 only): the replay could not run, nothing to compare.
             hint = "; it may want TLS: try https://" if not self.target.tls else ""
+            why = f" ({self.result.error})" if self.result.error else ""
             raise ReplayError(f"{self.target.url} closed the connection without an HTTP/2 "
-                              f"answer ({self.result.error}){hint}")
+                              f"answer{why}{hint}")
         first = self.first_bytes
         if first and not (len(first) >= 9 and first[3] == 0x4 and first[5:9] == bytes(4)):
             # RFC 9113 §3.4: a server's connection preface is a SETTINGS frame.
@@ -623,6 +713,9 @@ class ReplayConnection:
 WRITE_FAILED_GRACE = 1.0
 """Seconds the reader gets, after a write to the server failed, to read what the
 server sent before it closed."""
+
+
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 
 
 def _window_update(stream_id: int, increment: int) -> bytes:
