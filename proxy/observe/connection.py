@@ -295,8 +295,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             # SETTINGS) owes no ACK.
             # Nor one whose bytes stopped being frames (desynced): its ACK may be in
             # there, unread.
+            # Nor one that sent no frame at all: it never became an HTTP/2 endpoint
+            # (a browser's spare, preconnected tunnel that was never used).
             peer = self.sides[1 - side.direction]
-            rejected = self.partial or peer.goaway_error != 0 or peer.desynced
+            rejected = self.partial or peer.goaway_error != 0 or peer.desynced \
+                or not peer.frames
             for p in () if rejected else side.pending:
                 self._conn_finding(side.direction, t, _f(
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",

@@ -257,6 +257,25 @@ def test_settings_never_acknowledged_is_reported_at_close(make_conv):
     assert codes == ["settings-not-acknowledged", "settings-not-acknowledged"]
 
 
+def test_a_client_that_never_sent_a_frame_owes_no_settings_ack(make_conv):
+    """A browser's spare tunnel (Chromium preconnects one and may never use it):
+    the server's SETTINGS went out, the client sent nothing at all — not an
+    endpoint that failed to acknowledge, so no warning (it broke --fail-on
+    warning for every page load)."""
+    c = make_conv(preface=False, settings=False)
+    c.send(S2C, c.f.settings(max_concurrent_streams=100))
+    evs = c.obs.close(1.0, closed_by="client")
+    assert [e.finding.code for e in evs if isinstance(e, ConnectionFindingRaised)] == []
+    # ... while a client that did speak (its preface and SETTINGS) still owes one
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings())
+    c.send(S2C, c.f.settings(max_concurrent_streams=100))
+    c.send(S2C, c.f.settings(ack=True))
+    evs = c.obs.close(1.0)
+    assert [e.finding.code for e in evs if isinstance(e, ConnectionFindingRaised)] == [
+        "settings-not-acknowledged"]
+
+
 def test_ping_answered_before_settings_proves_missing_ack(make_conv):
     c = make_conv(settings=False)
     c.send(C2S, c.f.settings())
