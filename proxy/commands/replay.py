@@ -185,7 +185,15 @@ def run(args: argparse.Namespace) -> int:
     _print_report(report, target.url, args.mode)
     if not ran:
         return EXIT_FAILURE
-    return EXIT_DIFFERS if report.differs or report.refused else 0
+    if report.differs or report.refused:
+        return EXIT_DIFFERS
+    if report.failed:
+        # Part of the recording was not sent, or the connection broke: whatever
+        # came back is no proof the replay passed.
+        print("h2scope replay: the replay did not complete (see the error above): exit "
+              f"status {EXIT_FAILURE}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
 
 
 def _print_report(report: Any, url: str, mode: str) -> None:

@@ -10,6 +10,7 @@ bytes) — the verbatim replay of a script is this, frame for frame.
 
 from __future__ import annotations
 
+import difflib
 import math
 import struct
 from dataclasses import dataclass
@@ -73,6 +74,24 @@ def load_script(path: str | Path) -> Script:
     return parse_script(doc)
 
 
+ENTRY_KEYS = ("type", "stream", "delay", "flags", "text", "hex", "length", "padding",
+              "headers", "header_block_hex", "continuations", "priority", "settings",
+              "increment", "opaque_hex", "error", "last_stream_id", "debug_text", "debug_hex",
+              "prioritized_stream", "value", "type_id", "flags_raw", "payload_hex", "comment")
+"""Every key a frame script's entry may have; another is a mistake, said as one (a
+misspelt ``hex`` would otherwise send an empty DATA frame)."""
+_TYPE_KEYS = {
+    "DATA": ("text", "hex", "length", "padding"),
+    "HEADERS": ("headers", "header_block_hex", "continuations", "priority", "padding"),
+    "PUSH_PROMISE": ("headers", "header_block_hex", "continuations", "padding"),
+    "SETTINGS": ("settings",), "WINDOW_UPDATE": ("increment",), "PING": ("opaque_hex",),
+    "PRIORITY": ("priority",), "RST_STREAM": ("error",),
+    "GOAWAY": ("last_stream_id", "error", "debug_text", "debug_hex"),
+    "PRIORITY_UPDATE": ("prioritized_stream", "value"),
+}
+"""The keys particular to each type: a misspelt key is matched against these first."""
+
+
 def parse_script(doc: Any) -> Script:
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
         raise ScriptError("a frame script is a mapping with a 'frames' list")
@@ -84,6 +103,14 @@ def parse_script(doc: Any) -> Script:
     for i, entry in enumerate(doc["frames"]):
         if not isinstance(entry, dict):
             raise ScriptError(f"frames[{i}]: an entry is a mapping")
+        unknown = [k for k in entry if k not in ENTRY_KEYS]
+        if unknown:
+            close = difflib.get_close_matches(
+                str(unknown[0]), _TYPE_KEYS.get(str(entry.get("type")), ()), n=1, cutoff=0.4) \
+                or difflib.get_close_matches(str(unknown[0]), ENTRY_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ScriptError(f"frames[{i}].{unknown[0]}: unknown key; {hint}an entry has "
+                              f"{', '.join(ENTRY_KEYS)} (docs/export.md, 'script')")
         kind = entry.get("type")
         if "type_id" not in entry and kind not in _TYPES:
             raise ScriptError(f"frames[{i}].type: unknown frame type {kind!r} (use type_id "

@@ -119,6 +119,15 @@ def test_a_script_with_an_unknown_frame_type_is_a_usage_error_naming_the_entry(
     assert "frames[1].type: unknown frame type 'HEADRES'" in capsys.readouterr().err
 
 
+def test_an_unknown_key_in_a_script_entry_is_a_usage_error_with_a_suggestion(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "typo.yaml"
+    script.write_text("h2scope_script: 1\npreface: true\nframes:\n"
+                      "- {type: DATA, stream: 1, data_hex: '00ff'}\n")
+    assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
+    assert "frames[0].data_hex: unknown key; did you mean 'hex'?" in capsys.readouterr().err
+
+
 def test_a_script_the_server_rejects_with_goaway_exits_3_and_says_why(
         verbose_nghttpd: tuple[int, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,3 +148,24 @@ def test_a_script_the_server_rejects_with_goaway_exits_3_and_says_why(
     # and what h2scope's observer saw wrong, without -v: the cause, not only the effect
     assert "  ! ERROR stream-id-parity (RFC 9113 §5.1.1) (stream 2): the client opened " \
         "even-numbered stream 2" in out
+
+
+def test_a_script_that_cannot_be_sent_in_full_is_a_failed_replay(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A DATA frame larger than any window the server grants stays unsent: the
+    replay says so with an ``error:`` line and exits 1 — not 0, as if it passed."""
+    port, _ = verbose_nghttpd
+    script = tmp_path / "big.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_HEADERS], headers: "
+        "[[':method', POST], [':scheme', http], [':authority', localhost], [':path', /]]}\n"
+        f"- {{type: DATA, stream: 1, flags: [END_STREAM], hex: '{'00' * 70000}'}}\n")
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "1"])
+    out, err = capsys.readouterr()
+    assert "error: stream 1: the server's flow-control window stayed too small" in out, out
+    assert code == 1, out + err
+    assert "the replay did not complete" in err
