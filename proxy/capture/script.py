@@ -117,7 +117,7 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
 
     Raises :class:`LookupError` when the capture has no such connection.
     """
-    meta: dict[str, Any] = {}
+    metas: dict[int, dict[str, Any]] = {}
     chosen = conn
     frames: list[dict[str, Any]] = []
     last_t: float | None = None
@@ -126,20 +126,18 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
     found = False
     for item in replayed:
         rec = item.record
-        if rec.type == RecordType.CONNECTION and (chosen is None or rec.conn_id == chosen):
-            if chosen is None and str(rec.json().get("protocol", "h2")).startswith("http/1"):
-                continue
-            meta = rec.json()
-            chosen = rec.conn_id
-            found = True
+        if rec.type == RecordType.CONNECTION:
+            metas[rec.conn_id] = rec.json()
             continue
         if rec.direction is not Direction.C2S or rec.type not in (RecordType.FRAME,
                                                                   RecordType.RAW):
             continue
-        if chosen is None:
-            chosen = rec.conn_id
-        if rec.conn_id != chosen:
+        if chosen is not None and rec.conn_id != chosen:
             continue
+        # Only HTTP/2 counts: an HTTP/1.1 connection's bytes are records too.
+        if not any(isinstance(ev, (PrefaceObserved, FrameObserved)) for ev in item.events):
+            continue
+        chosen = rec.conn_id
         found = True
         for ev in item.events:
             if isinstance(ev, PrefaceObserved):
@@ -163,8 +161,16 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
             frames.append(entry)
             open_headers = entry if isinstance(f, HeadersFrame) and not f.end_headers else None
     if chosen is None or not found:
-        raise LookupError("the capture has no HTTP/2 connection" if conn is None
-                          else f"the capture has no connection {conn}")
+        if conn is None:
+            raise LookupError("the capture has no HTTP/2 connection with frames from the "
+                              "client: a frame script holds HTTP/2 frames")
+        if conn in metas:
+            what = metas[conn].get("protocol") or "not HTTP/2"
+            raise LookupError(f"connection {conn} has no HTTP/2 frames from the client "
+                              f"({what}): a frame script holds HTTP/2 frames; h2scope check "
+                              "FILE lists the connections")
+        raise LookupError(f"the capture has no connection {conn}")
+    meta = metas.get(chosen, {})
     server = meta.get("server") or {}
     tls = meta.get("server_tls") or {}
     # (h2 is negotiated by TLS's ALPN; h2c is cleartext: a reverse http:// listener)

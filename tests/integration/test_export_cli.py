@@ -484,3 +484,46 @@ def test_a_script_of_a_cleartext_connection_says_it_is_not_tls(tmp_path: Path) -
     script = yaml.safe_load(_run(str(path), "--format", "script").stdout)
     assert script["server"] == {"host": "a.test", "port": 8080, "tls": False, "sni": None,
                                 "alpn": None}
+
+
+def test_a_script_skips_http1_connections_and_says_when_there_is_no_http2(
+        tmp_path: Path) -> None:
+    """The first connection was HTTP/1.1 (its bytes recorded raw): the script is
+    the first HTTP/2 one's, not an empty script of the HTTP/1.1 one claiming h2;
+    asked for the HTTP/1.1 one, or given no HTTP/2 at all, a usage error says why."""
+    import struct
+
+    import hpack
+
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "a.test"), (":path", "/h2")])
+    path = tmp_path / "mixed.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "http/1.1", "mode": "reverse:http://a.test:8080",
+                         "server": {"host": "a.test", "port": 8080}}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, request, t=0.0, wall=1000.0)
+        w.http1(1, Direction.C2S, request, t=0.0, wall=1000.0)
+        w.connection(2, {"protocol": "h2c", "mode": "reverse:http://a.test:8080",
+                         "server": {"host": "a.test", "port": 8080}}, t=0.5, wall=1000.5)
+        w.raw(2, Direction.C2S, CONNECTION_PREFACE, t=0.5, wall=1000.5)
+        w.frame(2, Direction.C2S, bytes(3) + b"\x04\x00" + bytes(4), t=0.5, wall=1000.5)
+        w.frame(2, Direction.C2S, struct.pack(">L", len(block))[1:] + b"\x01\x05"
+                + (1).to_bytes(4, "big") + block, t=0.6, wall=1000.6)
+    script = yaml.safe_load(_run(str(path), "--format", "script").stdout)
+    assert script["connection"] == 2 and script["server"]["tls"] is False
+    assert [f["type"] for f in script["frames"]] == ["SETTINGS", "HEADERS"]
+    assert [v for f in script["frames"] for n, v in f.get("headers", ())
+                       if n == ":path"] == ["/h2"]
+    one = _run(str(path), "--format", "script", "--conn", "1", check=False)
+    assert one.returncode == 2
+    assert "connection 1 has no HTTP/2 frames from the client (http/1.1)" in one.stderr
+    only1 = tmp_path / "h1.h2scope"
+    with CaptureWriter(only1) as w:
+        w.connection(1, {"protocol": "http/1.1", "server": {"host": "a.test", "port": 80}},
+                     t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, request, t=0.0, wall=1000.0)
+    none = _run(str(only1), "--format", "script", check=False)
+    assert none.returncode == 2 and "the capture has no HTTP/2 connection" in none.stderr
