@@ -87,17 +87,22 @@ class GrpcMessage:
         return d
 
 
-def _inflate(payload: bytes, encoding: str | None) -> bytes | None:
-    """A compressed message inflated (gzip, deflate), bounded; None if it cannot be."""
+def _inflate(payload: bytes, encoding: str | None) -> tuple[bytes | None, str]:
+    """A compressed message inflated (gzip, deflate), bounded, or None and why not."""
     if encoding not in ("gzip", "deflate"):
-        return None
+        return None, (f"(grpc-encoding {encoding or 'not given'}: not inflated; h2scope "
+                      "inflates gzip and deflate)")
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    limit = GrpcTracker.MAX_MESSAGE * 4
     try:
         d = zlib.decompressobj(wbits)
-        out = d.decompress(payload, GrpcTracker.MAX_MESSAGE * 4)
-    except zlib.error:
-        return None
-    return out if not d.unconsumed_tail else None
+        out = d.decompress(payload, limit)
+    except zlib.error as exc:
+        return None, f"(grpc-encoding {encoding}: not inflated: not valid {encoding} data: {exc})"
+    if d.unconsumed_tail:
+        return None, (f"(grpc-encoding {encoding}: not decoded: inflates to more than {limit} "
+                      "bytes; the UI's stream view decodes it)")
+    return out, ""
 
 
 class _Stream:
@@ -257,11 +262,9 @@ class GrpcTracker:
                  payload: bytes) -> GrpcMessage:
         index = state.counts[d]
         if compressed:
-            inflated = _inflate(payload, state.encodings[d])
+            inflated, why = _inflate(payload, state.encodings[d])
             if inflated is None:
-                return GrpcMessage(d, index, size, True, None, None,
-                                   f"(grpc-encoding {state.encodings[d] or 'not given'}: not "
-                                   "inflated)")
+                return GrpcMessage(d, index, size, True, None, None, why)
             payload = inflated
         schema = self.schema
         type_name = schema.method_type(state.path, d == 0) if schema is not None else None

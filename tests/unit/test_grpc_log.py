@@ -186,7 +186,19 @@ def test_compressed_messages_are_inflated_by_their_grpc_encoding(
     assert msg.fields is not None
     tracker.streams[(1, 1)].encodings[0] = "snappy"
     (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
-    assert msg.summary() == "message 3: 2 bytes (compressed)  (grpc-encoding snappy: not inflated)"
+    assert msg.summary() == ("message 3: 2 bytes (compressed)  (grpc-encoding snappy: not "
+                             "inflated; h2scope inflates gzip and deflate)")
+    # What is not inflated says why: too large for the log (the UI decodes it), or
+    # not the encoding it claims.
+    tracker.streams[(1, 1)].encodings[0] = "gzip"
+    bomb = gzip.compress(bytes(GrpcTracker.MAX_MESSAGE * 5))
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01" + len(bomb).to_bytes(4, "big")  # type: ignore[arg-type]
+                                           + bomb))
+    assert msg.note == (f"(grpc-encoding gzip: not decoded: inflates to more than "
+                        f"{GrpcTracker.MAX_MESSAGE * 4} bytes; the UI's stream view decodes it)")
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
+    assert msg.note is not None and msg.note.startswith(
+        "(grpc-encoding gzip: not inflated: not valid gzip data: ")
 
 
 def test_a_response_that_is_not_grpc_is_not_read_as_messages(
