@@ -704,8 +704,9 @@ class ReplayConnection:
 
     def _finish(self) -> None:
         t = time.monotonic()
-        events = self.tap.close(t, closed_by="client") if self.tap is not None else \
-            self.observer.close(t) if self.observer is not None else []
+        by = "server" if self.hung_up else "client"
+        events = self.tap.close(t, closed_by=by) if self.tap is not None else \
+            self.observer.close(t, closed_by=by) if self.observer is not None else []
         if events and self.on_batch is not None:
             self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events)))
 

@@ -169,3 +169,25 @@ def test_a_script_that_cannot_be_sent_in_full_is_a_failed_replay(
     assert "error: stream 1: the server's flow-control window stayed too small" in out, out
     assert code == 1, out + err
     assert "the replay did not complete" in err
+
+
+def test_a_server_that_hangs_up_is_said_to_have_closed_the_connection(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A DATA frame above the server's SETTINGS_MAX_FRAME_SIZE: nghttpd answers
+    GOAWAY FRAME_SIZE_ERROR and closes. The replay's own log (-v) says the server
+    closed the connection, not the client, and the exit status is not 0."""
+    port, _ = verbose_nghttpd
+    script = tmp_path / "big-frame.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_HEADERS], headers: "
+        "[[':method', POST], [':scheme', http], [':authority', localhost], [':path', /]]}\n"
+        f"- {{type: DATA, stream: 1, hex: '{'00' * 20000}'}}\n")
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "2", "-v"])
+    out, err = capsys.readouterr()
+    assert code in (1, 3), out + err  # (3 when the GOAWAY is read before the reset)
+    assert "the connection ended (the server closed it)" in out, out
+    assert "(the client closed it)" not in out
