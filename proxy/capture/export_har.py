@@ -49,7 +49,11 @@ def _timings(ex: Exchange) -> tuple[float, float, float]:
     began = ex.response_start if ex.response_start is not None else \
         ex.reset_at if ex.reset_at is not None else sent
     t1 = min(sent, began) if sent is not None and began is not None else sent
-    t3 = max(x for x in (ex.response_end, ex.request_end, ex.reset_at, t1) if x is not None) \
+    # A reset after the whole response came (a browser cancelling what it no longer
+    # needs) is no part of receiving it.
+    reset = None if ex.response_ended and ex.reset_at is not None and \
+        ex.response_end is not None and ex.reset_at >= ex.response_end else ex.reset_at
+    t3 = max(x for x in (ex.response_end, ex.request_end, reset, t1) if x is not None) \
         if t1 is not None else None
     return _ms(t0, t1), _ms(t1, began), _ms(began, t3)
 

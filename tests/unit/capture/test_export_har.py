@@ -162,6 +162,20 @@ def test_timings_count_message_frames_only_and_add_up_to_the_duration(
     t = entry["timings"]
     assert (t["send"], t["wait"], t["receive"]) == (100.0, 0.0, 900.0)
     assert entry["time"] == 1000.0
+    # A browser cancels a stream whose response had already come in full: the
+    # CANCEL, 200 ms later, is no part of receiving it.
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    (tmp_path / "timed.h2scope").unlink()
+    entry = _timed(tmp_path, [
+        (0.0, "c", settings), (0.0, "s", settings),
+        (1.0, "c", headers(enc_c, request, True)),
+        (1.1, "s", headers(enc_s, [(":status", "200")], False)),
+        (1.3, "s", bytes(DataFrame(1, data=b"z", flags=["END_STREAM"]).serialize())),
+        (1.5, "c", bytes(RstStreamFrame(1, error_code=8).serialize())),
+    ])
+    t = entry["timings"]
+    assert (t["send"], t["wait"], t["receive"]) == (0.0, 100.0, 200.0)
+    assert entry["time"] == 300.0
 
 
 @pytest.mark.parametrize(("server", "scheme", "url"), [
