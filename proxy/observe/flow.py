@@ -109,7 +109,8 @@ class StreamFrames:
             response = stream.response_headers or ()
             findings.append(grpc_status_missing(
                 sid, "with DATA and no trailers", seq, http_status=status_of(response),
-                early=header_value(response, "grpc-status") is not None))
+                early=header_value(response, "grpc-status") is not None,
+                content_type=header_value(response, "content-type")))
         if new is not state:
             self._set_state(stream, new, direction, seq, t)
         elif not end and length:

@@ -46,11 +46,19 @@ CONTINUATION_FLOOD = 32
 frames of at least 16 KiB, so 32 of them would be a header list of 512 KiB."""
 
 
-_NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS, _GRPC_CALL_STATUS = 0, 1, 2, 3
+_NOT_GRPC, _GRPC_NO_STATUS, _GRPC_STATUS, _GRPC_CALL_STATUS, _GRPC_REQUEST = 0, 1, 2, 3, 4
 """A block's gRPC status: none (not gRPC), a gRPC content-type without grpc-status,
-grpc-status (trailers), grpc-status with a gRPC content-type (a response's)."""
+grpc-status (trailers), grpc-status with a gRPC content-type (a response's), a gRPC
+call's request."""
 """Of a response or trailers block: neither gRPC nor a status, a gRPC response
 without grpc-status (it must follow in trailers), one that carries it."""
+
+
+def _grpc_request(headers: tuple[tuple[str, str], ...]) -> bool:
+    """A gRPC call's request (gRPC-Web excepted: its status travels in the body)."""
+    ctype = header_value(headers, "content-type")
+    return ctype is not None and ctype.startswith("application/grpc") \
+        and not ctype.startswith("application/grpc-web")
 
 
 def _early_grpc_status(stream: Stream) -> bool:
@@ -339,7 +347,8 @@ class HeaderBlocks:
             else:
                 said = header_value(headers, "content-length")
                 length = length_of(said)
-                grpc = _NOT_GRPC
+                grpc = _GRPC_REQUEST if role is _ROLE_REQUEST and _grpc_request(headers) \
+                    else _NOT_GRPC
                 fields = None
             status = status_of(headers) if role is _ROLE_RESPONSE else None
             problems = check_fields(headers, role, seq=seq, stream_id=sid,
@@ -374,6 +383,8 @@ class HeaderBlocks:
                 stream.request_seq = seq
                 if role is _ROLE_REQUEST:
                     stream.content_length[C2S] = length
+                    if grpc == _GRPC_REQUEST:
+                        stream.grpc_call = True
                 prio = header_value(headers, "priority")
                 if prio is not None:
                     self._apply_rfc9218(stream, prio, seq, findings)
@@ -406,11 +417,16 @@ class HeaderBlocks:
                 else:
                     stream.content_length[S2C] = length
                 ended = promised is None and sender_finished(stream.state, direction)
+                if grpc == _NOT_GRPC and stream.grpc_call:
+                    # A gRPC call answered by something else (a load balancer's 503
+                    # text/plain): the client fails it just the same.
+                    grpc = _GRPC_NO_STATUS
                 if grpc == _GRPC_NO_STATUS:
                     stream.grpc_pending = True  # its grpc-status must come in trailers
                     if ended:
-                        findings.append(grpc_status_missing(sid, "with its HEADERS", seq,
-                                                            http_status=status))
+                        findings.append(grpc_status_missing(
+                            sid, "with its HEADERS", seq, http_status=status,
+                            content_type=header_value(headers, "content-type")))
                 elif grpc == _GRPC_CALL_STATUS:
                     if not ended and promised is None:
                         # Not a Trailers-Only response: the status must come in trailers.
@@ -425,10 +441,11 @@ class HeaderBlocks:
                 if stream.grpc_pending and direction is S2C:
                     stream.grpc_pending = False
                     if grpc != _GRPC_STATUS and grpc != _GRPC_CALL_STATUS:
+                        response = stream.response_headers or ()
                         findings.append(grpc_status_missing(
-                            sid, "with trailers", seq, http_status=status_of(
-                                stream.response_headers or ()),
-                            early=_early_grpc_status(stream)))
+                            sid, "with trailers", seq, http_status=status_of(response),
+                            early=_early_grpc_status(stream),
+                            content_type=header_value(response, "content-type")))
                     else:
                         bad = grpc_status_invalid(sid, header_value(headers, "grpc-status")
                                                   or "", seq)

@@ -330,11 +330,13 @@ grpc-status (gRPC's http-grpc-status-mapping.md; any other: UNKNOWN)."""
 
 
 def grpc_status_missing(stream_id: int, how: str, seq: int, *, http_status: int | None = None,
-                        early: bool = False) -> Finding:
+                        early: bool = False, content_type: str | None = None) -> Finding:
     """A gRPC response that ended without grpc-status (gRPC's PROTOCOL-HTTP2.md:
     Status is in the trailers, or in a Trailers-Only response). ``early``: the
     response HEADERS carried one, but did not end the stream (so it does not
-    count); ``http_status``: the response's :status, when not 200."""
+    count); ``http_status``: the response's :status, when not 200;
+    ``content_type``: the response's, which may not be gRPC's (a load balancer's
+    page answering the call)."""
     if http_status is not None and http_status != 200:
         code = _HTTP_TO_GRPC.get(http_status, "UNKNOWN")
         fails = (f"so the client fails the call with the code gRPC maps HTTP {http_status} "
@@ -345,8 +347,12 @@ def grpc_status_missing(stream_id: int, how: str, seq: int, *, http_status: int 
                  "drops trailers does this")
     note = (" (the grpc-status of its response HEADERS does not count: those did not end "
             "the stream, as a Trailers-Only response's do)") if early else ""
+    answer = "gRPC response"
+    if content_type is None or not content_type.startswith("application/grpc"):
+        answer = (f"answer to the gRPC call ({content_type or 'no content-type'}, not "
+                  "application/grpc)")
     return _finding("grpc-status-missing", Severity.ERROR, "gRPC PROTOCOL-HTTP2",
-                    f"the gRPC response on stream {stream_id} ended {how} without "
+                    f"the {answer} on stream {stream_id} ended {how}: no "
                     f"grpc-status{note}, {fails}", seq, stream_id)
 
 

@@ -153,5 +153,8 @@ class Stream:
     incremental: bool = False
     grpc_pending: bool = False
     """A gRPC response whose grpc-status has not come yet (it must, in trailers)."""
+    grpc_call: bool = False
+    """The request was a gRPC call's (gRPC-Web excepted): whatever answers it, the
+    client wants a grpc-status."""
     presumed_closed: bool = False
     """Not tracked (closed long ago, or skipped and so implicitly closed, §5.1.1)."""

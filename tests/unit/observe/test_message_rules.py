@@ -219,7 +219,7 @@ def test_a_grpc_response_that_ends_without_grpc_status_is_flagged(conv: Conversa
          "ended with DATA and no trailers"),
         (3, [f.headers(S2C, 3, GRPC_RESPONSE), f.data(3, MESSAGE),
              f.headers(S2C, 3, [("x-trace", "1")], flags=END)],
-         "ended with trailers without grpc-status"),
+         "ended with trailers: no grpc-status"),
         (5, [f.headers(S2C, 5, GRPC_RESPONSE, flags=END)], "with its HEADERS"),
     ]
     for sid, frames, how in cases:

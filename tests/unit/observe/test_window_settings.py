@@ -221,6 +221,16 @@ def test_grpc_status_outcomes_clients_fail_on_are_flagged(conv: Conversation) ->
     conv.send(S2C, conv.f.headers(S2C, 13, GRPC_OK))
     assert conv.findings(conv.send(S2C, conv.f.headers(
         S2C, 13, [("grpc-status", "0")], flags=["END_HEADERS", "END_STREAM"]))) == []
+    # ... and, the classic, its own page (text/plain) in place of a gRPC response
+    _grpc_call(conv, 15)
+    conv.send(S2C, conv.f.headers(S2C, 15, [(":status", "503"), ("content-type", "text/plain")]))
+    (page,) = conv.finding_objects(conv.send(S2C, conv.f.data(15, b"no healthy upstream",
+                                                               flags=["END_STREAM"])))
+    assert page.code == "grpc-status-missing" and page.stream_id == 15
+    assert page.message.startswith("the answer to the gRPC call (text/plain, not "
+                                   "application/grpc) on stream 15 ended with DATA and no "
+                                   "trailers: no grpc-status, so the client fails the call "
+                                   "with the code gRPC maps HTTP 503 to (UNAVAILABLE)")
 
 
 def test_streams_above_a_graceful_goaway_were_not_processed_not_abandoned(
