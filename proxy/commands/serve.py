@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.file.is_dir():
         raise UsageError(f"{args.file} is a directory, not a capture file")
     try:
-        responses = load_responses(args.file, conn=args.conn)
+        responses = load_responses(args.file, conn=args.conn, on_problem=lambda bad: print(
+            f"h2scope serve: note: {args.file}: damaged record skipped: {bad}; the responses "
+            "open there are served up to it, then reset (CANCEL)", file=sys.stderr))
         book = ResponseBook(responses, fields)
     except CaptureFormatError as exc:
         raise UsageError(f"{args.file}: {exc}") from None

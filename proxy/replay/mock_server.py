@@ -216,6 +216,9 @@ class MockConnection:
         slots = {0: sid}
         pushes = 0
         gone: set[int] = set()
+        answered: set[int] = set()
+        """Pushed slots whose response HEADERS went out (they count as open streams)."""
+        request = dict(self.requests.get(sid, ()))
         try:
             for slot, action in plan:
                 if self.speed > 0:
@@ -234,8 +237,25 @@ class MockConnection:
                                      "the client disabled server push")
                             continue
                         promised = conn.get_next_available_stream_id()
-                        conn.push_stream(target, promised, _wire(action.headers))
+                        # RFC 9113 §8.4: promised for this server, as this client
+                        # reached it (the recorded :authority was the original's).
+                        headers = _as_asked(action.headers, request)
+                        conn.push_stream(target, promised, _wire(headers))
                         slots[pushes] = promised
+                        self.log(f"  pushed {dict(headers).get(':path')} on stream {promised}")
+                    elif action.kind == "headers" and slot and slot not in answered:
+                        # §5.1.2: a pushed stream's response opens it, and counts
+                        # against the client's SETTINGS_MAX_CONCURRENT_STREAMS.
+                        limit = conn.remote_settings.max_concurrent_streams
+                        if conn.open_outbound_streams >= limit:
+                            self.log(f"  push on stream {target} refused (REFUSED_STREAM): "
+                                     f"the client allows {limit} concurrent pushed streams")
+                            conn.reset_stream(target, h2.errors.ErrorCodes.REFUSED_STREAM)
+                            gone.add(slot)
+                        else:
+                            answered.add(slot)
+                            conn.send_headers(target, _wire(action.headers),
+                                              end_stream=action.end_stream)
                     elif action.kind == "headers":
                         conn.send_headers(target, _wire(action.headers),
                                           end_stream=action.end_stream)
@@ -341,6 +361,13 @@ def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]]:
 
 def _text(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
+
+
+def _as_asked(pushed: Headers, request: dict[str, str]) -> Headers:
+    """A recorded push's request with the :authority and :scheme of the request it
+    is pushed on: the client checks a promise against the server it reached."""
+    swap: dict[str, str] = {k: request[k] for k in (":authority", ":scheme") if k in request}
+    return tuple((n, swap.get(n, v)) for n, v in pushed)
 
 
 def _wire(headers: Headers) -> list[tuple[bytes, bytes]]:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from proxy.capture.exchanges import stored_data
+from proxy.capture.format import RecordType
+from proxy.capture.reader import BadRecord
 from proxy.capture.replay import replay
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
@@ -99,11 +101,23 @@ class _Stream:
     """When the request had arrived whole (see :attr:`Action.at`)."""
     client_reset: str | None = None
     """The error name of the client's RST_STREAM on it, if it sent one."""
+    lost_at: int | None = None
+    """How many of its actions came before part of its connection went missing
+    from the capture (a LOST record, damaged bytes): only those are served."""
+
+    def ended(self) -> bool:
+        return any(a.end_stream or a.kind == "reset" for a in self.actions)
 
 
 def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
+                   on_problem: Callable[[BadRecord], None] | None = None,
                    ) -> list[RecordedResponse]:
-    """Every recorded request/response of the capture (or of connection ``conn``)."""
+    """Every recorded request/response of the capture (or of connection ``conn``).
+
+    A response that was open where part of its connection is missing (a LOST
+    record; damaged bytes, reported to ``on_problem`` too) keeps only what came
+    before the gap, and is cut there (:attr:`RecordedResponse.cut`): served with a
+    hole in its body it would be a lie, and a client would fail on it unsaid."""
     streams: dict[tuple[int, int], _Stream] = {}
     pushes: list[tuple[tuple[int, int], int, int]] = []
     """(parent key, index of the push action, promised stream id)."""
@@ -117,9 +131,17 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         return s
 
     settings: dict[int, tuple[tuple[int, int], ...]] = {}
-    for item in replay(path):
+    closed: set[int] = set()
+    for item in replay(path, on_problem=on_problem):
         rec = item.record
         c = rec.conn_id
+        if rec.type == RecordType.CLOSE:
+            closed.add(c)
+        elif rec.type == RecordType.LOST:  # (connection 0: damaged bytes, any connection)
+            for (sc, _), s in streams.items():
+                if s.lost_at is None and (sc == c or (c == 0 and sc not in closed)) \
+                        and not s.ended():
+                    s.lost_at = len(s.actions)
         if conn is not None and c != conn:
             continue
         for ev in item.events:
@@ -190,15 +212,17 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         s = streams[key]
         if s.request is None or not s.actions:
             continue
-        actions = tuple(s.actions)
+        actions = tuple(s.actions if s.lost_at is None else s.actions[:s.lost_at])
         pusher = pushed_on.get(key)
         if pusher is not None:  # its times counted from the parent's request: from its own
             t0 = actions[0].at
             actions = tuple(replace(a, at=a.at - t0) for a in actions)
         req = dict(s.request)
         ended = any(a.end_stream or a.kind == "reset" for a in actions)
-        cut = None if ended else f"the client reset it ({s.client_reset})" \
-            if s.client_reset else "the capture ends before it does"
+        cut = None if ended else "part of it is missing from the capture (damaged or " \
+            "lost records)" if s.lost_at is not None else \
+            f"the client reset it ({s.client_reset})" if s.client_reset else \
+            "the capture ends before it does"
         out.append(RecordedResponse(conn_id=key[0], stream_id=key[1],
                                     method=req.get(":method", ""),
                                     authority=req.get(":authority", req.get("host", "")),

@@ -84,6 +84,7 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     items: dict[int, list[Replayed]] = {}
     metas: dict[int, dict[str, Any]] = {}
     seen: list[int] = []  # every connection id, to name them when --conn misses
+    closed: set[int] = set()
     observers = Observers()
     with CaptureReader(path, on_problem=observers.reporter(problems.append)) as reader:
         for n, item in enumerate(replay_records(reader.records(), observers=observers), 1):
@@ -92,9 +93,11 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
                 progress(reader.position, n)
             if rec.type == RecordType.CONNECTION:
                 seen.append(rec.conn_id)
+            elif rec.type == RecordType.CLOSE:
+                closed.add(rec.conn_id)
             if rec.type == RecordType.LOST:  # for the comparison: a stream open there is
-                for cid, kept in items.items():  # incomplete (connection 0: damaged bytes)
-                    if rec.conn_id in (0, cid):
+                for cid, kept in items.items():  # incomplete (connection 0: damaged bytes
+                    if rec.conn_id == cid or (rec.conn_id == 0 and cid not in closed):  # there)
                         kept.append(item)
                 continue
             if rec.type == RecordType.END or (conn is not None and rec.conn_id != conn):
@@ -168,7 +171,7 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
             notes.append(f"{s.label}: the client reset it ({s.reset}) before the response "
                          "ended: how much of the response comes first is timing, so its "
                          "body is not compared (nor a status that did not come)")
-        elif s.incomplete:
+        elif s.incomplete and s.method is not None:  # (not a PRIORITY-only stream)
             notes.append(f"{s.label}: part of it is missing from the capture (lost or damaged "
                          "records, or a capture that stops while it was open): its body is "
                          "not compared")

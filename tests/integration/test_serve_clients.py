@@ -89,7 +89,7 @@ def test_curl_gets_the_recorded_body_and_headers_over_tls(
                for line in serve.wait_log(url, "without HTTP/2"))
 
 
-def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: Callable[..., str],
+def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: Served,
                                                   docroot: Path) -> None:
     url = serve(str(pushed_capture))
     result = procs.run([procs.require("nghttp"), "-v", f"{url}/index.html"])
@@ -100,6 +100,21 @@ def test_nghttp_gets_the_recorded_push_and_bodies(pushed_capture: Path, serve: C
     # nghttp writes every stream's body to stdout: the page and the pushed stylesheet.
     assert (docroot / "index.html").read_bytes() in out
     assert STYLE in out
+    # The promise names the server nghttp reached (the recording's :authority was the
+    # proxy's): nghttp takes the push and asks for /style.css no more (one request).
+    authority = url.split("://", 1)[1].encode()
+    assert b"(stream_id=13) :authority: " + authority in out, out.decode()[-3000:]
+    assert out.count(b"send HEADERS frame") == 1, out.decode()[-3000:]
+    # A client that accepts no concurrent pushed stream gets the promise, then the
+    # pushed stream refused — not its response (RFC 9113 §5.1.2).
+    result = procs.run([procs.require("nghttp"), "-v", "--max-concurrent-streams=0",
+                        f"{url}/index.html"])
+    out = result.stdout
+    assert b"recv PUSH_PROMISE frame" in out
+    assert b"recv RST_STREAM frame" in out and b"REFUSED_STREAM" in out, out.decode()[-3000:]
+    assert STYLE not in out
+    assert any("refused (REFUSED_STREAM): the client allows 0 concurrent pushed streams" in ln
+               for ln in serve.wait_log(url, "REFUSED_STREAM"))
     _, big = recorded(pushed_capture, "/big.bin")
     result = procs.run([procs.require("nghttp"), f"{url}/big.bin"])
     assert result.stdout == big
