@@ -32,6 +32,7 @@ the replay is decoded, printed and recorded like live traffic.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
@@ -210,6 +211,7 @@ class ReplayConnection:
         """Opaque data of the server's PINGs not answered yet."""
         self._ping_acks_recorded = 0
         self._ping_acks_sent = 0
+        self._noted_binary = False
 
     # ------------------------------------------------------------------ io
 
@@ -590,6 +592,7 @@ class ReplayConnection:
                     # (as bytes: a recorded value that is not UTF-8 goes out as it was)
                     wire = [(n.encode("utf-8", "surrogateescape"),
                              v.encode("utf-8", "surrogateescape")) for n, v in headers]
+                    wire = self._base64_true_binary(wire)
                     sid = streams.get(s)
                     kwargs: dict[str, Any] = {}
                     prio = entry.get("priority")
@@ -653,6 +656,25 @@ class ReplayConnection:
             conn.close_connection(error_code(goaway.get("error", 0)))
             await self._flush_h2()
             self.result.sent_frames += 1
+
+    def _base64_true_binary(self, wire: list[tuple[bytes, bytes]]
+                            ) -> list[tuple[bytes, bytes]]:
+        """gRPC's true binary metadata (a ``-bin`` value sent raw after a 0x00 marker)
+        is only for a peer that allowed it in its SETTINGS; a fresh endpoint sends
+        such values base64-encoded, as gRPC clients do until then (the server
+        reads both the same)."""
+        out = []
+        for name, value in wire:
+            if name.endswith(b"-bin") and value[:1] == b"\x00":
+                value = base64.b64encode(value[1:]).rstrip(b"=")
+                if not self._noted_binary:
+                    self._noted_binary = True
+                    self.result.skipped.append(
+                        f"{name.decode('latin-1')} and any other true binary gRPC metadata "
+                        "sent base64-encoded, not raw as recorded (the server must allow raw "
+                        "values first)")
+            out.append((name, value))
+        return out
 
     # ------------------------------------------------------------- run
 
