@@ -60,6 +60,9 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         hosts = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         lines.append(f"{method} {path} was recorded for authority {hosts}: ask for that host "
                      f"name (the port may differ), or start serve with --match method,path")
+    methods = sorted({r.method for r in book.responses if r.path == path} - {method})
+    if methods and "method" in book.fields:
+        lines.append(f"{path} was recorded as {', '.join(methods)}, not {method}")
     closest = [p for p in book.closest_paths(path) if p != path or not others]
     if closest:
         lines.append("closest recorded paths:")
@@ -68,6 +71,13 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         lines.append("the capture has no recorded responses")
     # (a path recorded with bytes that are not UTF-8 is written \xNN)
     return ("\n".join(shown(line) for line in lines) + "\n").encode()
+
+
+def grpc_message(text: str) -> str:
+    """``text`` as a grpc-message value: percent-encoded UTF-8 outside printable
+    ASCII, and ``%`` itself (gRPC's PROTOCOL-HTTP2.md)."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}"
+                   for b in text.encode("utf-8"))
 
 
 class MockConnection:
@@ -174,13 +184,25 @@ class MockConnection:
         method, path = req.get(":method", ""), req.get(":path", "")
         authority = req.get(":authority", req.get("host", ""))
         found = self.book.find(method, authority, path)
-        if found is None:
+        actions: tuple[Action, ...]
+        if found is None and req.get("content-type", "").startswith("application/grpc") \
+                and not req.get("content-type", "").startswith("application/grpc-web"):
+            # A gRPC client turns an HTTP 404 into UNIMPLEMENTED with no word of why:
+            # answer in gRPC (a Trailers-Only response) with the reason in grpc-message.
+            text = " ".join(not_found_body(self.book, method, authority, path).decode()
+                            .replace("closest recorded paths:", "closest recorded:").split())
+            self.log(f"{method} {authority}{path} → grpc-status 12 UNIMPLEMENTED (no "
+                     "recorded response)")
+            actions = (Action(kind="headers", end_stream=True, headers=(
+                (":status", "200"), ("content-type", "application/grpc"),
+                ("grpc-status", "12"), ("grpc-message", grpc_message(text)))),)
+        elif found is None:
             body = not_found_body(self.book, method, authority, path)
             others = self.book.authorities_for(method, path)
             why = f"recorded only for {', '.join(others[:3])}" if others else \
                 "no recorded response"
             self.log(f"{method} {authority}{path} → 404 ({why})")
-            actions: tuple[Action, ...] = (
+            actions = (
                 Action(kind="headers", headers=((":status", "404"),
                                                 ("content-type", "text/plain; charset=utf-8"),
                                                 ("content-length", str(len(body))))),

@@ -23,6 +23,7 @@ from proxy.protoset import Protoset
 from tests.helpers import procs
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles
+from tests.integration.conftest import Served
 from ui.model import body
 from ui.model.body import reassemble, render_body
 from ui.model.capture import CaptureFile, load
@@ -212,6 +213,37 @@ def test_a_verbatim_replay_answers_the_live_servers_settings_and_pings(
         for alarm in ("settings-ack-unexpected", "ping-ack-unmatched", "stopped waiting",
                       "error:"):
             assert alarm not in out, out
+
+
+@pytest.mark.parametrize("grpc_server", [False], ids=["h2c"], indirect=True)
+def test_serve_answers_a_grpc_client_in_grpc(
+        make_proxy: Callable[..., ProxyThread], grpc_server: tuple[int, bool],
+        tmp_path: Path, serve: Served) -> None:
+    """``serve`` of a recorded call: grpcio gets the recorded answer; for a method
+    not recorded it gets UNIMPLEMENTED with the reason and the recorded methods in
+    grpc-message (an HTTP 404's text never reaches a gRPC client)."""
+    port, _ = grpc_server
+    capture = tmp_path / "say.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"], sinks=(recorder,))
+    with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel:
+        assert channel.unary_unary(f"/{SERVICE}/Say")(
+            HELLO, timeout=10, metadata=(("x-trace-bin", TRACE),)) == WORLD
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+
+    url = serve(str(capture), "--h2c")
+    with grpc.insecure_channel(url.split("://", 1)[1]) as channel:
+        assert channel.unary_unary(f"/{SERVICE}/Say")(HELLO, timeout=10) == WORLD
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(f"/{SERVICE}/Sya")(HELLO, timeout=10)
+    error = failed.value
+    assert error.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+    details = error.details()  # type: ignore[attr-defined]
+    assert f"no recorded response for POST /{SERVICE}/Sya" in details, details
+    assert f"closest recorded: /{SERVICE}/Say" in details, details
+    assert any("grpc-status 12 UNIMPLEMENTED" in ln for ln in serve.wait_log(url, "grpc-status"))
 
 
 def test_a_grpc_response_without_trailers_is_flagged(

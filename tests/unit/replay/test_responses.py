@@ -163,3 +163,9 @@ def test_a_response_with_a_damaged_record_in_its_body_is_served_up_to_the_damage
     kept = b"".join(a.data for a in second.actions if a.kind == "data")
     assert LARGE_BODY.startswith(kept) and len(kept) < len(LARGE_BODY)
     assert not any(a.end_stream for a in second.actions)
+
+
+def test_a_404_says_when_the_path_was_recorded_with_another_method(
+        responses: list[RecordedResponse]) -> None:
+    body = not_found_body(ResponseBook(responses), "GET", "example.test", "/upload").decode()
+    assert "/upload was recorded as POST, not GET" in body
