@@ -88,7 +88,9 @@ class StreamFrames:
         else:
             new, problem = transition(state, _DATA, bool(end), direction)
         if problem:
-            findings.append(self._state_finding(stream, direction, problem, seq))
+            said = self._state_finding(stream, direction, problem, seq)
+            if said is not None:
+                findings.append(said)
         if not end and not frame.data_length:
             count_flood(side, "empty-frames-flood", t, seq, findings)
         received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
@@ -173,7 +175,7 @@ class StreamFrames:
                            "the receiver must treat it as malformed", seq, stream.stream_id))
 
     def _state_finding(self, stream: Stream, direction: Direction, problem: str,
-                       seq: int) -> Finding:
+                       seq: int) -> Finding | None:
         sid = stream.stream_id
         if stream.reset_by is _PEER[direction]:
             read = self.sides[direction].read_up_to
@@ -185,10 +187,15 @@ class StreamFrames:
                           f"#{stream.reset_seq}) and the {direction.sender} had read that — it "
                           f"answered frame #{read}, sent after it — yet still sends on it",
                           seq, sid)
-            # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an error.
+            # RFC 9113 §5.1: frames sent before the RST_STREAM arrived are a race, not an
+            # error; said once per stream (a cancelled download has a window's worth).
+            if stream.in_flight_said:
+                return None
+            stream.in_flight_said = True
             return _f("frame-after-reset", Severity.INFO, "RFC 9113 §5.1",
                       f"{problem} (the {direction.peer.sender} had reset it; frames in flight "
-                      "are expected)", seq, sid)
+                      "are expected, and the later ones on this stream are not listed)",
+                      seq, sid)
         code = "frame-on-idle-stream" if "idle" in problem else "frame-on-closed-stream"
         return _f(code, Severity.ERROR, "RFC 9113 §5.1", f"stream {sid}: {problem}", seq, sid)
 
@@ -219,7 +226,9 @@ class StreamFrames:
         stream = self.streams.get(sid) or self._lookup(sid, side.direction)
         problem = check_frame_allowed(stream.state, _WU)
         if problem:
-            findings.append(self._state_finding(stream, side.direction, problem, seq))
+            said = self._state_finding(stream, side.direction, problem, seq)
+            if said is not None:
+                findings.append(said)
             return data_side.conn_window, None
         if stream.state is _CLOSED:
             return data_side.conn_window, None  # §5.1: allowed shortly after closing
@@ -242,7 +251,9 @@ class StreamFrames:
                                                                    side.direction)
         new, problem = transition(stream.state, _RST, False, side.direction)
         if problem:
-            findings.append(self._state_finding(stream, side.direction, problem, seq))
+            said = self._state_finding(stream, side.direction, problem, seq)
+            if said is not None:
+                findings.append(said)
         elif (side.direction is C2S and stream.opened_by is C2S
               and stream.response_headers is None and stream.state is not _CLOSED):
             self._cancelled(stream.stream_id, seq, t, findings)

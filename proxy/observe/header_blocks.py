@@ -127,7 +127,7 @@ class HeaderBlocks:
         def _check_concurrency(self, side: Side, sid: int, seq: int, findings: list[Finding],
                                pushed: bool = False) -> None: ...
         def _state_finding(self, stream: Stream, direction: Direction, problem: str,
-                           seq: int) -> Finding: ...
+                           seq: int) -> Finding | None: ...
         def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
                             seq: int, findings: list[Finding]) -> None: ...
         def _apply_rfc9218(self, stream: Stream, value: str, seq: int,
@@ -219,7 +219,9 @@ class HeaderBlocks:
             self._check_concurrency(side, sid, seq, findings, pushed=True)
         new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
         if problem:
-            findings.append(self._state_finding(stream, direction, problem, seq))
+            said = self._state_finding(stream, direction, problem, seq)
+            if said is not None:
+                findings.append(said)
         self._set_state(stream, new, direction, seq, t)
         if not frame.flags & 0x4:
             side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq,

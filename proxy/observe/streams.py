@@ -153,6 +153,8 @@ class Stream:
     incremental: bool = False
     grpc_pending: bool = False
     """A gRPC response whose grpc-status has not come yet (it must, in trailers)."""
+    in_flight_said: bool = False
+    """A frame-after-reset (a frame in flight when the reset was sent) was reported."""
     grpc_call: bool = False
     """The request was a gRPC call's (gRPC-Web excepted): whatever answers it, the
     client wants a grpc-status."""

@@ -190,6 +190,8 @@ def test_frames_racing_a_reset_are_info_not_error(conv):
     conv.send(C2S, f.rst(1))
     ev = conv.frames(conv.send(S2C, f.data(1, b"in flight")))[0]
     assert [(x.code, x.severity.name) for x in ev.findings] == [("frame-after-reset", "INFO")]
+    # Said once per stream: a cancelled download has a window's worth in flight.
+    assert conv.findings(conv.send(S2C, f.data(1, b"more") + f.data(1, b"and more"))) == []
 
 
 def test_header_field_rules(conv):
