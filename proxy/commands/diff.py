@@ -97,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"A {args.a}: {count(len(a), 'stream')}\nB {args.b}: {count(len(b), 'stream')}\n")
     differing = same = partly = 0
+    only = {"A": 0, "B": 0}
     for sa, sb in pair_by_request(a, b, hosts=not args.any_host):
         if sa is None or sb is None:
             s = sa or sb
             assert s is not None
             where = "A" if sa is not None else "B"
             out.write(f"  only in {where}  {_label(s)}: {s.status or 'no response'}\n")
-            differing += 1
+            only[where] += 1
             continue
         found = list(diff_streams(sa, sb, volatile))
         if args.values:
@@ -124,8 +125,13 @@ def run(args: argparse.Namespace) -> int:
     left_out = "nothing left out" if args.strict else \
         f"left out: {', '.join(sorted(volatile))}"
     incomplete = f" ({partly} of them incomplete)" if partly else ""
-    out.write(f"{same} same{incomplete}, {differing} differ ({left_out})\n")
-    return EXIT_DIFFERS if differing else 0
+    unpaired = "".join(f", {n} only in {w}" for w, n in only.items() if n)
+    out.write(f"{same} same{incomplete}, {differing} differ{unpaired} ({left_out})\n")
+    if only["A"] and len(b) < len(a) and not differing:
+        out.write("  (requests pair in order across each whole capture: to compare a "
+                  "replay of one connection, export that connection first: h2scope export "
+                  "A --format capture --conn ID -o A1.h2scope)\n")
+    return EXIT_DIFFERS if differing or unpaired else 0
 
 
 def _label(s: Any) -> str:
