@@ -31,27 +31,43 @@ BLOCKS = " ▁▂▃▄▅▆▇█"
 def chart(values: Sequence[float], width: int = 72, height: int = 6,
           lo: float | None = None, hi: float | None = None,
           marks: Sequence[int] = ()) -> list[str]:
-    """A bar chart of ``values`` resampled to ``width`` columns, ``height`` lines tall.
+    """A chart of ``values`` resampled to ``width`` columns, ``height`` lines tall.
 
-    Each column shows the minimum of its bucket (a stall must not be hidden by
-    an average); ``marks`` are value indexes to flag with ``↑`` underneath.
+    Each column is a bar up to the minimum of its bucket (a stall must not be
+    hidden by an average) and a shaded band ``░`` from there up to its maximum, so
+    a window that swings between 0 and full within one column shows as a band, not
+    as nothing. The scale runs from ``lo`` (default: the least value) to ``hi``
+    (default: the greatest). ``marks`` are value indexes to flag with ``↑``
+    underneath.
     """
     if not values:
         return ["(no data)"]
     n = len(values)
     width = max(1, min(width, n))
-    cols = []
+    lows, highs = [], []
     for x in range(width):
         a, b = x * n // width, max(x * n // width + 1, (x + 1) * n // width)
-        cols.append(min(values[a:b]))
-    lo = min(cols) if lo is None else lo
-    hi = max(cols) if hi is None else hi
+        part = values[a:b]
+        lows.append(min(part))
+        highs.append(max(part))
+    lo = min(lows) if lo is None else lo
+    hi = max(highs) if hi is None else hi
     span = (hi - lo) or 1
-    levels = [int((v - lo) / span * height * 8) for v in cols]
+    scale = height * 8 / span
+    low_levels = [int((v - lo) * scale) for v in lows]
+    high_levels = [int((v - lo) * scale) for v in highs]
     lines = []
     for row in range(height - 1, -1, -1):
         base = row * 8
-        lines.append("".join(BLOCKS[max(0, min(8, lv - base))] for lv in levels))
+        cells = []
+        for low, high in zip(low_levels, high_levels, strict=True):
+            if low - base >= 8:
+                cells.append(BLOCKS[8])
+            elif high > base and high - low >= 8:  # (in the band, above the bar's top)
+                cells.append(BLOCKS[max(0, low - base)] if low > base else "░")
+            else:
+                cells.append(BLOCKS[max(0, min(8, low - base))])
+        lines.append("".join(cells))
     if marks:
         under = [" "] * width
         for m in marks:

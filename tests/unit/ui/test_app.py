@@ -309,6 +309,20 @@ def test_chart_marks_are_one_per_column_with_a_match() -> None:
     assert lines[-1] == "↑        ↑"
 
 
+def test_a_window_that_swings_within_a_column_shows_as_a_band() -> None:
+    """nghttp's window hits 0 and refills 238 times: with each column drawn to its
+    bucket's minimum only, every column was 0 and the chart blank."""
+    from ui.screens.state import chart
+
+    saw = [0 if i % 17 == 0 else 64_000 - (i % 17) * 3_000 for i in range(1_200)]
+    lines = chart(saw, lo=0, height=5)
+    assert len(lines) == 5 and set(lines[0]) == {"░"}, lines  # every column swings
+    assert sum(line.count("░") for line in lines) > 0.9 * 5 * 72, lines
+    # A steady value is a solid bar to its level, no band.
+    lines = chart([0] * 50 + [40_000] * 50, lo=0, hi=40_000, width=2, height=2)
+    assert lines == [" █", " █"]
+
+
 def test_selecting_a_lane_filters_the_timeline_to_that_stream(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         lanes = app.lanes
