@@ -205,7 +205,11 @@ class H2ScopeApp(Navigation):
         rows the filter bar, connections and lanes shrink; below
         :data:`NARROW_WIDTH` columns the detail pane starts hidden (``d`` shows it)."""
         main = self.main
-        main.set_class(height < COMPACT_HEIGHT, "compact")
+        compact = height < COMPACT_HEIGHT
+        main.set_class(compact, "compact")
+        pane = main.query_one(ConnectionsPane)
+        pane.room = max(4, height // 5) if compact else max(7, height // 4)
+        pane.fit_height()
         narrow = width < NARROW_WIDTH
         if narrow != main.has_class("narrow"):
             main.set_class(narrow, "narrow")

@@ -59,6 +59,8 @@ class ConnectionsPane(DataTable[str | Text]):
         self._shown: dict[str, tuple[str | Text, ...]] = {}
         """Cells as last drawn, per row key."""
         self._totals: tuple[str, str] = ("", "")
+        self.room = 7
+        """The most lines the pane may take (the app sets it from the terminal's size)."""
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -93,11 +95,20 @@ class ConnectionsPane(DataTable[str | Text]):
             shown[key] = cells
         if out_of_order:
             self._sort_by_id()
+        self.fit_height()
         totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)))
         if totals != self._totals:
             self._totals = totals
             self.update_cell(ALL, "frames →/←", totals[0], update_width=True)
             self.update_cell(ALL, "findings", totals[1], update_width=True)
+
+    def fit_height(self) -> None:
+        """As tall as its rows (the header, "all", a row per connection, the rule
+        under it), up to :attr:`room`: a few connections leave the timeline the
+        lines, many get more than a fixed handful."""
+        height = max(4, min(len(self._rows) + 2, self.room))
+        if self.styles.height is None or self.styles.height.value != height:
+            self.styles.height = height
 
     def _sort_by_id(self) -> None:
         """Rows by connection id ("all" first); the cursor stays on its connection."""

@@ -842,3 +842,29 @@ def test_state_views_scroll_with_the_page_keys(capture_path: Path) -> None:
                 break
         assert view.scroll_y == 0
     drive(capture_path, scenario, size=(120, 20))
+
+
+def test_the_connections_pane_grows_with_its_connections_up_to_a_share_of_the_screen(
+        tmp_path: Path) -> None:
+    """It was 7 lines whatever the terminal: 4 connections showed, the one with the
+    finding hid below with no sign of it; at 80 × 24 none showed."""
+    from ui.widgets.panes import ConnectionsPane
+
+    async def few(app: H2ScopeApp, pilot: Any) -> None:
+        pane = app.main.query_one(ConnectionsPane)
+        assert pane.size.height == 2 + 2  # header, "all", #1, #2 (+ the rule under it)
+
+    async def many(app: H2ScopeApp, pilot: Any) -> None:
+        pane = app.main.query_one(ConnectionsPane)
+        assert pane.size.height == 12 - 1  # 48 rows: a quarter, less the rule
+        rows = pane.row_count
+        assert rows == 10
+
+    async def small(app: H2ScopeApp, pilot: Any) -> None:
+        pane = app.main.query_one(ConnectionsPane)
+        assert pane.size.height == 3 and pane.size.width > 0  # header, "all", #1
+
+    drive(record(tmp_path / "two.h2c", conns=2), few)
+    nine = record(tmp_path / "nine.h2c", conns=9)
+    drive(nine, many)
+    drive(nine, small, size=(80, 24))
