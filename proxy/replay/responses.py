@@ -21,6 +21,7 @@ from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord
 from proxy.capture.replay import replay
+from proxy.observe.describe import grpc_code_name
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import (
@@ -80,12 +81,17 @@ class RecordedResponse:
 
     @property
     def status(self) -> str:
+        """``200``; for a gRPC call that failed, its code too: ``200 NOT_FOUND``."""
+        status, grpc = "-", None
         for a in self.actions:
             if a.kind == "headers":
-                status = dict(a.headers).get(":status", "")
-                if not status.startswith("1"):
-                    return status
-        return "-"
+                fields = dict(a.headers)
+                grpc = fields.get("grpc-status", grpc)
+                if status == "-" and not fields.get(":status", "1").startswith("1"):
+                    status = fields[":status"]
+        if grpc is not None and grpc != "0":
+            status += f" {grpc_code_name(grpc) or 'grpc-status ' + grpc}"
+        return status
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.filter_context import meta_host
+from proxy.observe.describe import grpc_code_name
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
 from proxy.observe.hpack_annotated import HeaderBlock
@@ -71,7 +72,14 @@ class StreamInfo:
     @property
     def label(self) -> str:
         h = dict(self.request_headers or ())
-        status = dict(self.response_headers or ()).get(":status", "…")
+        response = dict(self.response_headers or ())
+        status = response.get(":status", "…")
+        # A gRPC call's outcome is its grpc-status (trailers, or a Trailers-Only
+        # response): "→ 200" on a failed call reads as success.
+        grpc = dict(self.response_trailers or ()).get("grpc-status") \
+            or response.get("grpc-status")
+        if grpc is not None and grpc != "0":
+            status += f" {grpc_code_name(grpc) or 'grpc-status ' + grpc}"
         if ":method" in h:
             return f"{h[':method']} {h.get(':path', '')} → {status}"
         return f"stream {self.stream_id}"

@@ -169,3 +169,24 @@ def test_a_404_says_when_the_path_was_recorded_with_another_method(
         responses: list[RecordedResponse]) -> None:
     body = not_found_body(ResponseBook(responses), "GET", "example.test", "/upload").decode()
     assert "/upload was recorded as POST, not GET" in body
+
+
+def test_a_failed_grpc_call_is_labelled_with_its_code_not_only_its_http_status() -> None:
+    """serve's log and the UI's lanes: '→ 200' on a NOT_FOUND call reads as success."""
+    from proxy.replay.responses import Action
+    from ui.model.connections import StreamInfo
+
+    call = (("content-type", "application/grpc"),)
+    failed = RecordedResponse(conn_id=1, stream_id=1, method="POST", authority="a",
+                              path="/pkg.Svc/Get", actions=(
+                                  Action(kind="headers", headers=((":status", "200"), *call)),
+                                  Action(kind="headers", headers=(("grpc-status", "5"),),
+                                         end_stream=True)))
+    assert failed.status == "200 NOT_FOUND"
+    info = StreamInfo(conn_id=1, stream_id=1,
+                      request_headers=((":method", "POST"), (":path", "/pkg.Svc/Get")),
+                      response_headers=((":status", "200"), *call),
+                      response_trailers=(("grpc-status", "5"),))
+    assert info.label == "POST /pkg.Svc/Get → 200 NOT_FOUND"
+    info.response_trailers = (("grpc-status", "0"),)
+    assert info.label == "POST /pkg.Svc/Get → 200"
