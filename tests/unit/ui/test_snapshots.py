@@ -68,7 +68,11 @@ async def _tables_measured(app: H2ScopeApp, pilot: Any) -> None:
     screenshot, which then shows the columns at their headers' widths."""
     pane = app.main.query_one(ConnectionsPane)
     for _ in range(1000):
-        if not pane._require_update_dimensions and not pane._updated_cells:
+        # (and laid out at the height it sized itself to, ConnectionsPane.fit_height,
+        # which lays the table out again)
+        height = pane.styles.height
+        if not pane._require_update_dimensions and not pane._updated_cells and (
+                height is None or pane.outer_size.height == height.value):
             break
         await pilot.pause(0.01)
     await pilot.pause()
