@@ -24,14 +24,16 @@ Terms (keys are case-insensitive)::
     status:404  status:5xx          response status, exact or with x wildcards
     method:POST                     request method (case-insensitive)
     path:/api*                      request :path, glob (case-sensitive)
+    grpc:5  grpc:NOT_FOUND,14       a gRPC call's grpc-status by code or name; also
+    grpc:1-16  grpc:failed          a range, failed (1-16) or any
     word  "two words"               case-insensitive substring of a decoded header
                                     name or value, the frame type or its summary
 
 ``header:`` and bare words look at the frame's own header block. ``status:``,
-``method:`` and ``path:`` look at the frame's own block first and then at
-``stream_headers`` (the request and response headers of the frame's stream)
-when the caller passes them, so ``status:404`` can select a stream's DATA
-frames too.
+``method:``, ``path:`` and ``grpc:`` look at the frame's own block first and then
+at ``stream_headers`` (the request and response headers of the frame's stream,
+and its trailers) when the caller passes them, so ``status:404`` can select a
+stream's DATA frames too.
 
 Compiling turns the text into nested closures once; matching is a plain
 function call per frame with no parsing and no allocation on the common
@@ -46,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from proxy.filter_context import ConnMeta, StreamHeaders
-from proxy.observe.describe import frame_summary
+from proxy.observe.describe import GRPC_STATUS, frame_summary
 from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
@@ -58,7 +60,7 @@ Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"],
 
 #: Filter keys, in the order error messages and help list them.
 KEYS = ("type", "stream", "conn", "dir", "host", "finding", "len", "flags", "header",
-        "status", "method", "path")
+        "status", "method", "path", "grpc")
 
 _TYPE_NAMES = {t.name: int(t) for t in FrameType}
 _FLAG_NAMES = sorted({name for flags in FLAGS_BY_TYPE.values() for _, name in flags})
@@ -77,7 +79,7 @@ _CODE = re.compile(r"[a-z0-9*?-]+")
 
 # Cheap terms run first inside an AND: they read one attribute of the frame.
 _COST = {"type": 0, "stream": 0, "dir": 0, "len": 0, "flags": 0, "conn": 1, "finding": 1,
-         "host": 2, "header": 3, "status": 3, "method": 3, "path": 3, "word": 4}
+         "host": 2, "header": 3, "status": 3, "method": 3, "path": 3, "grpc": 3, "word": 4}
 
 
 class FilterError(ValueError):
@@ -97,7 +99,8 @@ class Filter:
     text: str
     predicate: Predicate
     needs_stream_headers: bool
-    """True when a ``status:``/``method:``/``path:`` term could use ``stream_headers``."""
+    """True when a ``status:``/``method:``/``path:``/``grpc:`` term could use
+    ``stream_headers``."""
 
     @property
     def matches_everything(self) -> bool:
@@ -198,7 +201,7 @@ def compile_filter(text: str) -> Filter:
         if after_or:
             groups.append([])
         kind, pred = _term(tok)
-        uses_stream = uses_stream or kind in ("status", "method", "path")
+        uses_stream = uses_stream or kind in ("status", "method", "path", "grpc")
         groups[-1].append((kind, pred))
     alternatives = [_all([p for _, p in sorted(g, key=lambda kp: _COST[kp[0]])])
                     for g in groups]
@@ -518,6 +521,26 @@ def _status_term(tok: _Token, values: Values) -> Predicate:
     return _pseudo_term(":status", lambda v: rx.fullmatch(v) is not None)
 
 
+def _grpc_term(tok: _Token, values: Values) -> Predicate:
+    codes: set[int] = set()
+    for value, col in values:
+        word = value.upper()
+        span = _RANGE.fullmatch(value)
+        if word in ("ANY", "FAILED"):
+            codes.update(range(word == "FAILED", len(GRPC_STATUS)))
+        elif word in GRPC_STATUS:
+            codes.add(GRPC_STATUS.index(word))
+        elif span and int(span.group(1)) <= int(span.group(2) or span.group(1)) < \
+                len(GRPC_STATUS):
+            codes.update(range(int(span.group(1)), int(span.group(2) or span.group(1)) + 1))
+        else:
+            raise _bad("bad gRPC status", value, tok, col,
+                       "expected a code 0-16 or a range like 1-16, a name like NOT_FOUND, "
+                       "'failed' (1-16) or 'any'")
+    wanted = frozenset(map(str, codes))
+    return _pseudo_term("grpc-status", wanted.__contains__)
+
+
 def _method_term(tok: _Token, values: Values) -> Predicate:
     for value, col in values:
         if not _METHOD.fullmatch(value):
@@ -563,6 +586,7 @@ _BUILDERS: dict[str, Callable[[_Token, Values], Predicate]] = {
     "status": _status_term,
     "method": _method_term,
     "path": _path_term,
+    "grpc": _grpc_term,
 }
 
 

@@ -331,7 +331,7 @@ def test_an_unknown_key_is_named_with_the_known_keys_and_how_to_search_for_colon
     assert exc.column == 9
     assert str(exc) == (
         "unknown filter key 'tpye' in 'tpye:DATA' (column 9); known: type, stream, conn, "
-        "dir, host, finding, len, flags, header, status, method, path; to search for "
+        "dir, host, finding, len, flags, header, status, method, path, grpc; to search for "
         "text containing ':', put it in quotes")
     assert seqs('"ping:"') == []
 
@@ -372,3 +372,58 @@ def test_the_stream_tracker_is_bounded() -> None:
     # Stream 3's response came last: stream 1 was evicted.
     assert tracker.update(1, FRAMES[6]) is not None
     assert tracker.update(1, FRAMES[9]) is None
+
+
+def test_grpc_selects_calls_by_their_grpc_status() -> None:
+    """'Failed calls' was not expressible: header:grpc-status=1 is a substring (it
+    matched 10 and 14) and !header:grpc-status=0 hid ABORTED (10)."""
+    from proxy.filter_context import all_stream_headers
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    obs = ConnectionObserver()
+    events: list[FrameObserved] = []
+
+    def pump() -> None:
+        for _ in range(20):
+            up = client.data_to_send()
+            if up:
+                events.extend(e for e in obs.feed(Direction.C2S, up, 0.0)
+                              if isinstance(e, FrameObserved))
+                server.receive_data(up)
+            down = server.data_to_send()
+            if down:
+                events.extend(e for e in obs.feed(Direction.S2C, down, 0.0)
+                              if isinstance(e, FrameObserved))
+                client.receive_data(down)
+            if not up and not down:
+                return
+
+    client.initiate_connection()
+    server.initiate_connection()
+    pump()
+    grpc = [("content-type", "application/grpc")]
+    for sid, status in ((1, "0"), (3, "10"), (5, "14"), (7, "5")):
+        client.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":authority", "a"), (":path", "/pkg.Svc/Do"), *grpc],
+                            end_stream=True)
+        pump()
+        server.send_headers(sid, [(":status", "200"), *grpc])
+        server.send_data(sid, b"\0\0\0\0\0")
+        server.send_headers(sid, [("grpc-status", status)], end_stream=True)
+        pump()
+    known = all_stream_headers((1, ev) for ev in events)
+
+    def streams(text: str) -> list[int]:
+        flt = compile_filter(text)
+        return sorted({ev.frame.stream_id for ev in events
+                       if flt.matches(ev, CONN, known.get((1, ev.frame.stream_id)))})
+
+    assert streams("grpc:failed") == [3, 5, 7]
+    assert streams("grpc:1") == []
+    assert streams("grpc:aborted,NOT_FOUND") == [3, 7]
+    assert streams("grpc:10-14 type:DATA") == [3, 5]
+    assert streams("grpc:any") == [1, 3, 5, 7]
+    assert streams("!grpc:0 grpc:any") == [3, 5, 7]
+    assert compile_filter("grpc:5").needs_stream_headers
+    assert "expected a code 0-16" in str(error("grpc:17"))

@@ -66,8 +66,10 @@ class StreamInfo:
 
     @property
     def stream_headers(self) -> Headers:
-        """Request then response fields: the context ``status:``/``method:`` filters use."""
-        return (self.request_headers or ()) + (self.response_headers or ())
+        """Request, response and trailer fields: the context ``status:``/``method:``/
+        ``grpc:`` filters use."""
+        return (self.request_headers or ()) + (self.response_headers or ()) + \
+            (self.response_trailers or ())
 
     @property
     def label(self) -> str:
