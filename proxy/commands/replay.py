@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     source: ReplaySource
     try:
         if is_script(args.file):
+            if args.conn is not None:
+                raise UsageError(f"--conn chooses a connection of a capture; {args.file} is a "
+                                 "frame script, which holds one connection: leave --conn out")
             source = plan_from_script(load_script(args.file))
         else:
             source = load_capture(args.file, conn=args.conn, progress=progress.loading)

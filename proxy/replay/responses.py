@@ -257,7 +257,7 @@ class ResponseBook:
     def __init__(self, responses: Sequence[RecordedResponse],
                  fields: Sequence[str] = MATCH_FIELDS) -> None:
         unknown = set(fields) - set(MATCH_FIELDS)
-        if unknown or not fields:
+        if unknown or not fields or len(set(fields)) != len(fields):
             raise ValueError(f"--match takes a comma-separated subset of "
                              f"{','.join(MATCH_FIELDS)}, not {','.join(fields) or 'nothing'}")
         self.responses = list(responses)

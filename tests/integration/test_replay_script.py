@@ -126,6 +126,10 @@ def test_an_unknown_key_in_a_script_entry_is_a_usage_error_with_a_suggestion(
                       "- {type: DATA, stream: 1, data_hex: '00ff'}\n")
     assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
     assert "frames[0].data_hex: unknown key; did you mean 'hex'?" in capsys.readouterr().err
+    # --conn chooses among a capture's connections; a script has one: said, not ignored
+    script.write_text("h2scope_script: 1\npreface: true\nframes: []\n")
+    assert main(["replay", str(script), "--target", "http://127.0.0.1:1", "--conn", "9"]) == 2
+    assert "--conn chooses a connection of a capture" in capsys.readouterr().err
 
 
 def test_a_script_the_server_rejects_with_goaway_exits_3_and_says_why(

@@ -190,3 +190,9 @@ def test_a_failed_grpc_call_is_labelled_with_its_code_not_only_its_http_status()
     assert info.label == "POST /pkg.Svc/Get → 200 NOT_FOUND"
     info.response_trailers = (("grpc-status", "0"),)
     assert info.label == "POST /pkg.Svc/Get → 200"
+
+
+def test_match_fields_given_twice_are_a_usage_error(
+        responses: list[RecordedResponse]) -> None:
+    with pytest.raises(ValueError, match="--match takes a comma-separated subset"):
+        ResponseBook(responses, ["path", "path"])
