@@ -93,7 +93,7 @@ class HeadlessPrinter:
         """WebSocket-over-HTTP/2 streams, whose messages print under their DATA."""
         self.upgraded = UpgradedWebSockets()
         """WebSockets over an HTTP/1.1 Upgrade: their messages print as they complete."""
-        self.grpc = GrpcTracker(protoset) if protoset is not None else None
+        self.grpc = GrpcTracker(protoset)
         """With a protoset: gRPC streams, whose messages print under their DATA (off
         otherwise: nothing on the printer's path to pay for)."""
         self.start: float | None = None
@@ -139,7 +139,7 @@ class HeadlessPrinter:
         ws = self.websockets
         ws_streams = ws.streams
         grpc = self.grpc
-        grpc_streams = grpc.streams if grpc is not None else None
+        grpc_streams = grpc.streams
         held: list[str] = []  # lines of AFTER_ITS_FRAME events, for after their frame
         for ev in batch.events:
             if type(ev) is FrameObserved and keep is None and not quiet \
@@ -152,12 +152,12 @@ class HeadlessPrinter:
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
                 if grpc_streams:
-                    lines.extend(grpc.lines(conn_id, ev, HEADER_INDENT))  # type: ignore[union-attr]
+                    lines.extend(grpc.lines(conn_id, ev, HEADER_INDENT))
                 continue
             block = ev.block if type(ev) is FrameObserved else None
             extra = ws.lines(conn_id, ev, HEADER_INDENT) if type(ev) is FrameObserved and (
                 ws_streams or (block is not None and CONNECT_FIELD in block.headers)) else None
-            if grpc is not None and type(ev) is FrameObserved and (grpc_streams or (
+            if type(ev) is FrameObserved and (grpc_streams or (
                     block is not None and not ev.direction and grpc.is_call(block))):
                 more = grpc.lines(conn_id, ev, HEADER_INDENT)
                 if more:
@@ -205,7 +205,7 @@ class HeadlessPrinter:
                                   and not self._kept(keep, ev, tracker.get(conn_id))):
                     if websockets.streams or ev.block is not None:
                         websockets.feed(conn_id, ev)  # kept in step
-                    if grpc is not None and (grpc.streams or ev.block is not None):
+                    if grpc.streams or ev.block is not None:
                         grpc.feed(conn_id, ev)
                     continue
                 lines.append(json_line(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,

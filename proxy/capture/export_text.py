@@ -213,7 +213,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
     upgrades = _Upgrades()
-    grpc = GrpcTracker(protoset) if protoset is not None else None
+    grpc = GrpcTracker(protoset)
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -450,7 +450,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
     upgrades = _Upgrades()
-    grpc = GrpcTracker(protoset) if protoset is not None else None
+    grpc = GrpcTracker(protoset)
     for item in replayed:
         if not _selected(item, conn):
             continue

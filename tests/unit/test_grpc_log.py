@@ -109,13 +109,15 @@ def test_messages_print_under_the_data_that_completes_them_live_and_exported(
     text = printed.splitlines()
     at = next(i for i, ln in enumerate(text) if ln.strip().startswith("grpc →"))
     assert " DATA [END_STREAM]" in text[at - 1]
-    # The export says the same; without a protoset neither says anything.
+    # The export says the same; without a protoset, the fields numbered.
     exported = tmp_path / "call.txt"
     assert main(["export", str(capture), "--format", "text", "-o", str(exported),
                  "--protoset", str(pb)]) == 0
     assert grpc_lines(exported.read_text()) == lines
     assert main(["export", str(capture), "--format", "text", "-o", str(exported)]) == 0
-    assert grpc_lines(exported.read_text()) == []
+    raw = grpc_lines(exported.read_text())
+    assert raw[0].startswith('grpc → message 1: 70 bytes  {1: "world" 2: 1 ')
+    assert raw[1] == 'grpc ← message 1: 7 bytes  {1: "hello"}' and len(raw) == 2
     jsonl = tmp_path / "call.jsonl"
     assert main(["export", str(capture), "--format", "jsonl", "-o", str(jsonl),
                  "--protoset", str(pb)]) == 0
