@@ -508,6 +508,12 @@ class H2ScopeApp(Navigation):
         self.timeline.set_view(view)
         self._extend_view(len(self.session.table))
         self.timeline.refresh_rows()
+        if not self.timeline.row_count() and scanned and not self.filter.matches_everything:
+            # (not a blank timeline and "No frame selected.", which read as broken)
+            where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
+            self.say(f"no frame{where} matches {self.filter.text.strip()!r}"
+                     f"{' so far' if self.live is not None else ''} ({scanned:,} frames "
+                     "searched); / edits the filter")
         row, self.select_when_filtered = self.select_when_filtered, None
         if row is not None and self.timeline.index_of(row) is not None:
             self._select_row(row)

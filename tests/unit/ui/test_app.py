@@ -868,3 +868,16 @@ def test_the_connections_pane_grows_with_its_connections_up_to_a_share_of_the_sc
     nine = record(tmp_path / "nine.h2c", conns=9)
     drive(nine, many)
     drive(nine, small, size=(80, 24))
+
+
+def test_a_filter_that_matches_nothing_says_so(capture_path: Path) -> None:
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        assert app.set_filter("path:/nowhere*")
+        await _filtered(app, pilot)
+        assert app.timeline.row_count() == 0
+        assert app.message.startswith("no frame matches 'path:/nowhere*' (")
+        assert "frames searched); / edits the filter" in app.message
+        assert app.set_filter("type:HEADERS")
+        await _filtered(app, pilot)
+        assert app.timeline.row_count() > 0 and app.message == ""
+    drive(capture_path, scenario)
