@@ -56,6 +56,15 @@ text is made once. Holding the block keeps its ``id`` from being reused."""
 _BLOCK_TEXT_MAX = 256
 
 
+def _raw_note(name: str, value: str) -> str:
+    """What a gRPC true binary value's first byte is (the UI's stream view says it
+    in its own words): the bytes are the rest."""
+    if name.endswith("-bin") and value[:1] == "\x00":
+        return f"  ; {len(value.encode('utf-8', 'surrogateescape')) - 1} bytes sent raw " \
+            "(true binary metadata: 0x00 is grpc's marker)"
+    return ""
+
+
 def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     known = _BLOCK_TEXT.get(id(block))
     if known is not None and known[0] is block:
@@ -64,7 +73,8 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
         _BLOCK_TEXT.clear()
     lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in block.headers]
     if not "".join(lines).isprintable():  # (one C-speed test for the whole block)
-        lines = [f"{HEADER_INDENT}{shown_field(name, value)}" for name, value in block.headers]
+        lines = [f"{HEADER_INDENT}{shown_field(name, value)}{_raw_note(name, value)}"
+                 for name, value in block.headers]
     text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(), lines)
     return text
 

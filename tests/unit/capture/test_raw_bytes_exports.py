@@ -125,3 +125,18 @@ def test_a_raw_bin_value_shows_as_bytes_even_where_they_happen_to_be_utf8() -> N
     assert shown_field("x-req-bin", value) == "x-req-bin: \\xde\\xad\\xbe\\xef"
     assert shown_field("x-req-bin", "3q2+7w") == "x-req-bin: 3q2+7w"  # base64: as it is
     assert shown_field("x-name", "caf\u00e9") == "x-name: caf\u00e9"  # not -bin: text
+
+
+def test_the_log_says_what_a_true_binary_values_first_byte_is() -> None:
+    """``x-trail-bin: \\x00\\xde\\xad\\xbe\\xef`` read as five bytes of value; the 0x00
+    is gRPC's marker of a value sent raw."""
+    import hpack
+
+    from proxy.observe.hpack_annotated import AnnotatedDecoder
+    from proxy.textlog import _block_text
+
+    raw = b"\x00\xde\xad\xbe\xef"
+    block = AnnotatedDecoder().decode(hpack.Encoder().encode([(b"x-trail-bin", raw)]))
+    (line,) = _block_text(block)[2]
+    assert line.strip() == ("x-trail-bin: \\x00\\xde\\xad\\xbe\\xef  ; 4 bytes sent raw (true "
+                            "binary metadata: 0x00 is grpc's marker)")
