@@ -128,6 +128,8 @@ class RunSummary:
         self._requests: dict[tuple[int, int], HeaderBlock] = {}
         """Open streams: the request's header block (the first the client sent)."""
         self._slowest_floor = -1.0
+        self._slow_reset: dict[tuple[int, int], str] = {}
+        """Of the slowest streams, those a reset ended, and how."""
         self.last_t = 0.0
 
     def handle_many(self, batches: Sequence[Batch]) -> None:
@@ -157,6 +159,11 @@ class RunSummary:
                     code = error_name(ev.frame.error_code)
                     self.resets[code] += 1
                     self._grpc_reset(conn, ev.frame.stream_id, code, ev.direction)
+                    if any(e[1] == conn and e[2] == ev.frame.stream_id for e in self.slowest):
+                        # (its close, just before: slow because it was given up on)
+                        self._slow_reset.setdefault(
+                            (conn, ev.frame.stream_id),
+                            f"reset {code} by the {ev.direction.sender}")
                     if self._stalled or self._closed_stalled:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
@@ -331,8 +338,10 @@ class RunSummary:
         if self.slowest:
             out.append("slowest streams:")
             for took, conn, sid, request in self.slowest:
+                reset = self._slow_reset.get((conn, sid))
                 out.append(f"  {_seconds(took):>9}  #{conn} stream {sid}"
-                           + (f"  {block_summary(request.headers)}" if request else ""))
+                           + (f"  {block_summary(request.headers)}" if request else "")
+                           + (f"  ({reset})" if reset else ""))
         if self.errors:
             out.append("proxy errors: " + ", ".join(f"{stage} ×{n}"
                                                     for stage, n in self.errors.most_common()))
@@ -363,7 +372,8 @@ class RunSummary:
                                   for c, s, d, since, until, how in stalled],
             },
             "slowest_streams": [{"conn": c, "stream": s, "seconds": took,
-                                 "request": block_summary(b.headers) if b else None}
+                                 "request": block_summary(b.headers) if b else None,
+                                 "reset": self._slow_reset.get((c, s))}
                                 for took, c, s, b in self.slowest],
             "proxy_errors": dict(self.errors),
             "grpc_statuses": dict(self.grpc),

@@ -172,3 +172,20 @@ def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
     assert "grpc calls: 1 no status (reset CANCEL by the client), 1 no status" in \
         summary.lines()
+
+
+def test_a_slow_stream_that_was_reset_says_so() -> None:
+    """Chromium cancels an image it no longer needs: ranked among the slowest, it
+    read like a slow response."""
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/fast")
+    fed.send(S2C, fed.conv.f.data(1, b"x", flags=["END_STREAM"]))
+    fed.request(3, "/cancelled")
+    fed.send(C2S, fed.conv.f.rst(3, 8), dt=0.5)
+    lines = summary.lines()
+    at = lines.index("slowest streams:")
+    assert lines[at + 1].split()[2:] == ["#1", "stream", "3", "GET", "example.com/cancelled",
+                                         "(reset", "CANCEL", "by", "the", "client)"]
+    assert "reset" not in lines[at + 2]
+    assert summary.as_dict()["slowest_streams"][0]["reset"] == "reset CANCEL by the client"
