@@ -58,6 +58,8 @@ class StreamInfo:
     """(stalled at, resumed at) for this stream's windows. Rare, so a tuple
     replaced on change: a stream without stalls costs no list."""
     findings: int = 0
+    laned: bool = False
+    """In the stream lanes (a stream named only by PRIORITY frames is not)."""
 
     @property
     def data_bytes(self) -> tuple[int, int]:

@@ -117,7 +117,7 @@ def recorded_errors(close_info: dict[str, Any]) -> tuple[str, ...]:
                  for e in close_info.get("errors", ()) if isinstance(e, dict))
 
 
-_DATA, _HEADERS, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 5, 8, 9
+_DATA, _HEADERS, _PRIORITY, _PUSH_PROMISE, _WU, _CONTINUATION = 0, 1, 2, 5, 8, 9
 _BLOCK_TYPES = (_HEADERS, _PUSH_PROMISE, _CONTINUATION)
 _NOT_OPEN = frozenset({"idle", "reserved", "closed"})
 """Stream states (StreamState values) that do not count as open streams."""
@@ -301,7 +301,11 @@ class Session:
             s = c.streams.get(sid) or c.stream(sid)
             if not s.rows:  # (a state change may have created it a moment before)
                 s.first_t = t
-                # Ordered by first row as they come: the lanes never sort.
+            if not s.laned and ftype != _PRIORITY:
+                # Ordered by first row as they come: the lanes never sort. A stream
+                # only ever named by PRIORITY frames (an RFC 7540 client's anchor
+                # streams, never opened) gets no lane.
+                s.laned = True
                 self.stream_order.append(s)
                 c.stream_order.append(s)
             s.rows.append(row)

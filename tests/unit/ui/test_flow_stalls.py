@@ -252,3 +252,30 @@ def test_in_time_lanes_a_hang_lasts_until_the_close(tmp_path: Path) -> None:
                  by_time=True)
     assert lane.endswith("░"), lane  # the axis, and the stall, run to the close
     assert lane.index("░") < 5, lane  # while the frames are all at its start
+
+
+def test_a_stream_named_only_by_priority_frames_gets_no_lane(tmp_path: Path) -> None:
+    """nghttp's RFC 7540 anchor streams (PRIORITY only, never opened) had lanes of
+    their own above the requests; a stream that opens after a PRIORITY still gets one."""
+    f = FrameFactory()
+    path = tmp_path / "anchors.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.1)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.2)
+    tap.feed(C2S, f.settings(ack=True), 1.3)
+    for sid in (3, 5, 7):  # PRIORITY: depends on 0, weight 100 (RFC 9113 §6.3)
+        tap.feed(C2S, bytes.fromhex("0000050200") + sid.to_bytes(4, "big")
+                 + bytes.fromhex("0000000063"), 1.4)
+    tap.feed(C2S, f.headers(C2S, 7, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.5)
+    tap.feed(C2S, f.headers(C2S, 9, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.6)
+    writer.close(fsync=False)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        assert [s.stream_id for s in session.stream_order] == [7, 9]
+        assert [s.stream_id for s in session.conns[1].stream_order] == [7, 9]
+        assert len(session.conns[1].streams[7].rows) == 2  # its PRIORITY, then HEADERS
+    finally:
+        capture.close()
