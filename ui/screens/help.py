@@ -19,7 +19,8 @@ from ui.widgets.lanes import LEGEND
 FILTER_HELP = """\
 type:DATA,HEADERS  stream:5  stream:1-9  conn:2  dir:c2s|s2c  host:*.example.com
 finding:any|error|warning|CODE  len>1000  flags:END_STREAM  header:content-type=json
-status:404  status:5xx  method:POST  path:/api*  "a word"   -term negates   a b or c
+status:404  status:5xx  method:POST  path:/api*  grpc:failed|NOT_FOUND|14
+"a word"   -term negates   a b or c
 An invalid filter says what is wrong (and where); the view stays as it was."""
 
 
@@ -40,8 +41,13 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.overrides = overrides
 
+    def on_mount(self) -> None:
+        # The keys scroll the help (taller than a 50-row terminal), not what is behind.
+        self.query_one("#help", VerticalScroll).focus()
+
     def compose(self) -> ComposeResult:
-        table = Table(title="h2scope keys", expand=True, show_edge=False)
+        table = Table(title="h2scope keys  (↑/↓, PgUp/PgDn scroll this; Esc closes it)",
+                      expand=True, show_edge=False)
         table.add_column("keys", style="bold")
         table.add_column("does")
         table.add_column("id (ui.keymap)", style="dim")
