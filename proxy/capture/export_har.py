@@ -27,6 +27,17 @@ from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
 from proxy.websocket import messages as ws_messages
 
+_BINARY_TYPES = ("application/grpc", "application/octet-stream", "application/x-protobuf",
+                 "application/protobuf", "image/", "audio/", "video/")
+"""Request bodies of these types go in a HAR base64 even when their bytes happen to be
+UTF-8 (a gRPC message often is): as text they would read as control characters."""
+
+
+def _binary(mime: str) -> bool:
+    mime = mime.lower()
+    return mime.startswith(_BINARY_TYPES) and not mime.startswith("application/grpc-web-text")
+
+
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
                "application/x-www-form-urlencoded", "image/svg+xml")
 
@@ -197,10 +208,16 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         body = bytes(ex.request_body)
         post: dict[str, Any] = {"mimeType": req_mime}
         try:
+            if _binary(req_mime):
+                raise UnicodeDecodeError("utf-8", body, 0, 0, "binary content-type")
             post["text"] = body.decode("utf-8")
         except UnicodeDecodeError:
+            # (HAR 1.2's postData has no encoding field: _encoding and the comment say it)
             post["text"] = base64.b64encode(body).decode("ascii")
-            post["comment"] = "base64: the request body is not UTF-8"
+            post["_encoding"] = "base64"
+            post["comment"] = "base64: " + (
+                f"{req_mime.split(';')[0]} bodies are binary" if _binary(req_mime)
+                else "the request body is not UTF-8")
         request["postData"] = post
     response: dict[str, Any] = {
         "status": status,

@@ -266,3 +266,26 @@ def test_a_call_cancelled_before_any_response_lasts_until_its_reset(tmp_path: Pa
     (entry,) = _har(path)["log"]["entries"]
     t = entry["timings"]
     assert entry["time"] == 300.0 and (t["send"], t["wait"], t["receive"]) == (0.0, 300.0, 0.0)
+
+
+def test_a_binary_request_body_is_base64_even_when_its_bytes_are_utf8() -> None:
+    """A gRPC message often decodes as UTF-8: as postData text it read as control
+    characters ("\\u0000\\u0000\\u0000\\u0000-\\n\\u0005world")."""
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    message = b"\x00\x00\x00\x00\x07\n\x05world"
+
+    def post(mime: str, body: bytes) -> dict[str, Any]:
+        ex = Exchange(1, 1, request_headers=(
+            (":method", "POST"), (":scheme", "http"), (":authority", "a"),
+            (":path", "/pkg.Svc/Say"), ("content-type", mime)),
+            response_headers=((":status", "200"),))
+        ex.request_body.extend(body)
+        return entry(ex, {})["request"]["postData"]
+
+    grpc = post("application/grpc", message)
+    assert base64.b64decode(grpc["text"]) == message and grpc["_encoding"] == "base64"
+    assert grpc["comment"] == "base64: application/grpc bodies are binary"
+    assert post("application/json", b'{"a": 1}')["text"] == '{"a": 1}'
+    assert post("application/grpc-web-text", b"AAAAAAc=")["text"] == "AAAAAAc="
