@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -205,6 +206,28 @@ class GrpcTracker:
             if state.ended == 3:
                 del self.streams[key]
         return msgs, lost
+
+    def call_messages(self, request: Any, response: Any,
+                      frames: Iterable[tuple[int, float, bytes]],
+                      ) -> list[tuple[float, GrpcMessage]]:
+        """One call's messages in the order they completed, both directions
+        interleaved (a bidirectional stream's conversation), each with the time of
+        the DATA frame that completed it: ``frames`` is ``(direction, t, payload)``
+        of the stream's DATA in order; ``request``/``response`` its header lists."""
+        state = _Stream(next((v for n, v in request if n == ":path"), ""))
+        for n, v in request:
+            if n == "grpc-encoding":
+                state.encodings[0] = v.strip().lower()
+        if response is not None:
+            for n, v in response:
+                if n == "grpc-encoding":
+                    state.encodings[1] = v.strip().lower()
+            self._answer(state, response)
+        out: list[tuple[float, GrpcMessage]] = []
+        for d, t, payload in frames:
+            if state.lost[d] is None:
+                out.extend((t, m) for m in self._messages(state, d, payload))
+        return out
 
     @staticmethod
     def _answer(state: _Stream, headers: Any) -> str | None:

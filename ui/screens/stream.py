@@ -14,12 +14,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
-from proxy.grpc_log import grpc_field_note
+from proxy.grpc_log import GrpcTracker, grpc_field_note
 from proxy.observe.describe import shown_field
 from proxy.websocket import is_websocket
+from ui.model import body
 from ui.model.body import (
     Body,
     curl_command,
+    data_frames,
     header,
     reassemble,
     render_body,
@@ -76,7 +78,30 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         _body(out, "response body", resp, st.response_headers, st.request_headers,
               request=False)
     _headers(out, "response trailers", st.response_trailers)
+    if not websocket:
+        _conversation(out, session, st)
     return out
+
+
+def _conversation(out: Text, session: Session, st: StreamInfo) -> None:
+    """A streaming gRPC call's messages in the order they came, both directions
+    interleaved, with when (the bodies above list each direction on its own: a
+    bidirectional stream's back and forth is lost there)."""
+    request = st.request_headers or ()
+    if not any(n == "content-type" and v.startswith("application/grpc")
+               and not v.startswith("application/grpc-web") for n, v in request):
+        return
+    frames, _ = data_frames(session, st)
+    msgs = GrpcTracker(body.SCHEMA).call_messages(
+        request, st.response_headers, ((d, t, payload) for _row, d, t, payload in frames))
+    if len(msgs) <= 2 or all(m.direction == msgs[0][1].direction for _, m in msgs):
+        return  # (unary, or one direction only: the body above says it all)
+    out.append("\ngRPC messages in order (both directions)\n", "bold underline")
+    t0 = st.first_t
+    for t, m in msgs[:MAX_LINES]:
+        arrow = "→" if m.direction == 0 else "←"
+        out.append(f"  +{(t - t0) * 1000:10.3f} ms  {arrow} {m.summary()}\n")
+    _more(out, len(msgs), "messages: export the stream (x) to read them all")
 
 
 MAX_LINES = 3000

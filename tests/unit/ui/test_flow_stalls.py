@@ -279,3 +279,47 @@ def test_a_stream_named_only_by_priority_frames_gets_no_lane(tmp_path: Path) -> 
         assert len(session.conns[1].streams[7].rows) == 2  # its PRIORITY, then HEADERS
     finally:
         capture.close()
+
+
+def test_a_bidirectional_grpc_stream_lists_its_messages_in_the_order_they_came(
+        tmp_path: Path) -> None:
+    """The bodies list each direction on its own; the back and forth of a bidi call
+    (ask, answer, ask, answer) is what one debugs, so it is listed in order too."""
+    from ui.screens.stream import stream_text
+
+    def message(text: str) -> bytes:
+        pb = b"\x0a" + bytes([len(text)]) + text.encode()
+        return b"\x00" + len(pb).to_bytes(4, "big") + pb
+
+    f = FrameFactory()
+    path = tmp_path / "bidi.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.0)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.0)
+    tap.feed(C2S, f.settings(ack=True), 1.0)
+    grpc = [("content-type", "application/grpc")]
+    tap.feed(C2S, f.headers(C2S, 1, [(":method", "POST"), (":scheme", "http"),
+                                     (":authority", "a"), (":path", "/chat.Chat/Talk"),
+                                     *grpc]), 1.1)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200"), *grpc]), 1.2)
+    for i, (d, text) in enumerate([(C2S, "hi"), (S2C, "hello"), (C2S, "how are you"),
+                                   (S2C, "fine")]):
+        tap.feed(d, f.data(1, message(text)), 1.3 + i / 10)
+    tap.feed(C2S, f.data(1, b"", flags=["END_STREAM"]), 1.8)
+    tap.feed(S2C, f.headers(S2C, 1, [("grpc-status", "0")], flags=["END_HEADERS",
+                                                                    "END_STREAM"]), 1.9)
+    writer.close(fsync=False)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        conn = session.conns[1]
+        text = stream_text(session, conn, conn.streams[1]).plain
+    finally:
+        capture.close()
+    part = text[text.index("gRPC messages in order (both directions)"):].splitlines()[1:5]
+    assert [ln.split("ms  ", 1)[1] for ln in part] == [
+        '→ message 1: 4 bytes  {1: "hi"}', '← message 1: 7 bytes  {1: "hello"}',
+        '→ message 2: 13 bytes  {1: "how are you"}', '← message 2: 6 bytes  {1: "fine"}']
+    assert part[0].strip().startswith("+") and "200.000 ms" in part[0]
