@@ -190,5 +190,7 @@ def write_script(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None 
     """Write the YAML script; return the number of frame entries."""
     script = build_script(replayed, conn)
     out.write("# h2scope frame script: the client side of one connection (docs/export.md)\n")
-    yaml.safe_dump(script, out, sort_keys=False, allow_unicode=True, width=100)
+    # (flow style for the innermost lists and mappings: a header is one line, [name, value])
+    yaml.safe_dump(script, out, sort_keys=False, allow_unicode=True, width=100,
+                   default_flow_style=None)
     return len(script["frames"])
