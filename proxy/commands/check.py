@@ -40,7 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
+    p.add_argument("file", type=Path, help="the capture file (plain or gzip); - reads it "
+                   "from stdin (ssh host cat s.h2scope.gz | h2scope check -)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object (for CI dashboards and jq)")
     p.add_argument("--fail-on", choices=("error", "warning", "info", "none"), default="error",
@@ -50,6 +51,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if str(args.file) != "-":
+        return _check(args, args.file)
+    import os
+    import shutil
+    import tempfile
+
+    # A capture is read with seeks (and may be gzip): stdin goes to a private file.
+    fd, name = tempfile.mkstemp(prefix="h2scope-check-", suffix=".h2scope")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            shutil.copyfileobj(sys.stdin.buffer, tmp)
+        return _check(args, Path(name), shown="(stdin)")
+    finally:
+        os.unlink(name)
+
+
+def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> int:
     from proxy.capture.format import RecordType
     from proxy.capture.reader import BadRecord
     from proxy.capture.replay import Observers, replay_records
@@ -61,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
 
     problems: list[BadRecord] = []
     observers = Observers()
-    reader = open_capture(args.file, problems, observers)
+    reader = open_capture(path, problems, observers)
     summary = RunSummary()
     incomplete: list[str] = []
     progress = Progress()
-    size = args.file.stat().st_size
+    size = path.stat().st_size
     with reader:
         records = counted(reader.records(), progress, "check", lambda: reader.position, size)
         for item in replay_records(records, close_open=True, observers=observers):
@@ -93,12 +111,12 @@ def run(args: argparse.Namespace) -> int:
     failed = args.fail_on != "none" and worst is not None \
         and worst >= Severity[args.fail_on.upper()]
     if args.json:
-        doc = {"file": str(args.file), **summary.as_dict(),
+        doc = {"file": shown or str(path), **summary.as_dict(),
                "damaged_records": [str(p) for p in problems], "incomplete": incomplete,
                "exit_status": EXIT_FINDINGS if failed else 0}
         out.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
         return EXIT_FINDINGS if failed else 0
-    out.write(f"{args.file}\n")
+    out.write(f"{shown or path}\n")
     for line in summary.lines():
         out.write(f"  {line}\n")
     for problem in problems:

@@ -67,3 +67,22 @@ def test_json_says_the_same_as_the_text(tmp_path: Path,
     assert f"#{slowest['conn']} stream {slowest['stream']}  {slowest['request']}" in text
     assert main(["check", str(path), "--json", "--fail-on", "none"]) == 0
     assert json.loads(capsys.readouterr().out)["exit_status"] == 0
+
+
+def test_check_reads_a_capture_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """For CI pipes: ``... | h2scope check -`` (gzip too); no temporary file is left."""
+    import gzip
+    import io
+    import tempfile
+
+    path = tmp_path / "s.h2scope"
+    with CaptureWriter(path) as writer:
+        record_session(writer, 1)
+    before = set(Path(tempfile.gettempdir()).glob("h2scope-check-*"))
+    for data in (path.read_bytes(), gzip.compress(path.read_bytes())):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["check", "-"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("(stdin)\n  1 connection (1 h2), 32 HTTP/2 frames")
+    assert set(Path(tempfile.gettempdir()).glob("h2scope-check-*")) == before
