@@ -26,9 +26,10 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, check: bool = True,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "proxy", "export", *args], capture_output=True,
-                          text=True, timeout=60, check=check)
+                          text=True, timeout=60, check=check, env=env)
 
 
 def _frames(capture: Path, conn: int | None = None,
@@ -402,21 +403,22 @@ def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path)
 def test_every_format_exports_redacted_with_redact(capture: Path, tmp_path: Path) -> None:
     """HAR is what people attach to bug reports: --redact works with it (and text,
     jsonl, pcapng) as with --format capture, by way of a private redacted copy."""
-    import tempfile
+    import os
 
-    temp = Path(tempfile.gettempdir())
-    before = set(temp.glob("h2scope-*"))
+    temp = tmp_path / "tmp"  # (a temporary directory of its own: others use /tmp too)
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
     har = tmp_path / "shared.har"
-    got = _run(str(capture), "--format", "har", "--redact", "-o", str(har))
+    got = _run(str(capture), "--format", "har", "--redact", "-o", str(har), env=env)
     assert "h2scope export: redacted: 2 connections" in got.stderr, got.stderr
     assert "header values redacted (set-cookie)" in got.stderr
     entries = json.loads(har.read_text())["log"]["entries"]
     assert entries and b"id=42" not in har.read_bytes()
     plain = json.loads(_run(str(capture), "--format", "har", "-o", "-").stdout)["log"]["entries"]
     assert len(entries) == len(plain)  # (the same exchanges, secrets left out)
-    text = _run(str(capture), "--format", "text", "--redact", "--conn", "2").stdout
+    text = _run(str(capture), "--format", "text", "--redact", "--conn", "2", env=env).stdout
     assert "set-cookie: REDACTED" in text and "id=42" not in text
-    assert set(temp.glob("h2scope-*")) == before  # (the redacted copy is gone)
+    assert list(temp.iterdir()) == []  # (the redacted copy is gone)
 
 
 def test_capture_format_usage_errors(capture: Path, tmp_path: Path) -> None:
