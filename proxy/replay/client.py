@@ -324,11 +324,14 @@ class ReplayConnection:
                     await self._acknowledge(extra=False)
                 self.changed.set()
         except ssl.SSLError as exc:
-            # After every stream ended, what the server sends once the replay has
-            # closed its side (a GOAWAY after our close_notify:
-            # APPLICATION_DATA_AFTER_CLOSE_NOTIFY) is no error of the exchange.
-            if not (self.observer is not None and self.observer.streams
-                    and self._streams_done()):
+            # What the server sends once the replay has closed its side (a GOAWAY
+            # after our close_notify: APPLICATION_DATA_AFTER_CLOSE_NOTIFY), or after
+            # every stream ended, is no error of the exchange. (Ended streams move
+            # from the observer's ``streams`` to its ``closed``.)
+            observer = self.observer
+            done = observer is not None and bool(observer.streams or observer.closed) \
+                and self._streams_done()
+            if not (self._closing or done):
                 self.result.error = self.result.error or f"reading from the server: {exc}"
             self.hung_up = not self._closing
         except OSError as exc:
