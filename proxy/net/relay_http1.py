@@ -117,6 +117,10 @@ class Http1Relay:
         self._interim: list[Http1MessageObserved] = []
         self._relay_said = not forward_proxy
         """A RelayStarted was published (forward proxying: at the first connection made)."""
+        self._unseen = False
+        """The current exchange goes to a host ignore_hosts (or allow_hosts) passes through:
+        relayed, but neither its bytes nor its messages are published (not printed, not
+        recorded), as a passed-through tunnel's are not."""
         conn.byte_counts = lambda: (self.client.bytes_in,
                                     self.server.bytes_in if self.server else 0)
 
@@ -435,6 +439,8 @@ class Http1Relay:
 
     async def _publish(self, direction: Direction, data: bytes,
                        events: tuple[ProxyEvent, ...]) -> None:
+        if self._unseen:
+            return
         await self.conn.publish_chunk(direction, data, time.time(), events, "http/1.1")
 
     def _message(self, direction: Direction, head: Head, head_size: int, body: int,
@@ -472,7 +478,7 @@ class Http1Relay:
         if request.method == "CONNECT":
             protocol = "tcp"
         observer = None
-        if response.status == 101 and protocol == "h2c":
+        if response.status == 101 and protocol == "h2c" and not self._unseen:
             observer = self.conn.state.new_observer()
             decoded, headers = http1.h2c_upgrade(request, self.scheme)
             if decoded is None:
@@ -486,7 +492,8 @@ class Http1Relay:
         await self.conn.emit(RelayStarted(conn_id=self.conn.id, t=time.time(), protocol=protocol,
                                           target=self.server_target or "?",
                                           server_ip=self.conn.server_ip()))
-        await relay(self.conn, self.client, self.server, protocol=protocol, observer=observer)
+        await relay(self.conn, self.client, self.server, protocol=protocol, observer=observer,
+                    publish=not self._unseen)
         raise _Handed()
 
     # ------------------------------------------------------- explicit proxying
@@ -526,6 +533,7 @@ class Http1Relay:
                               "https:// through a proxy\n", request)
             return b""
         where = hostport(host, port)
+        self._unseen = unseen = state.ignored(host, port)
         if self.server is None or self.server_target != where or self.server.at_eof:
             if self.server is not None:
                 self.server.write_eof()
@@ -533,7 +541,7 @@ class Http1Relay:
                 self.server = None
             self.conn.target = where
             await self.conn.emit(TargetChosen(conn_id=self.conn.id, t=time.time(), target=where,
-                                              via="HTTP", intercept=True))
+                                              via="HTTP", intercept=not unseen))
             try:
                 if self.conn.via_proxy:  # the upstream proxy takes the absolute form
                     self.server = await open_proxy(self.conn.mode, timeout=CONNECT_TIMEOUT)

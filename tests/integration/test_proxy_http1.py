@@ -63,6 +63,30 @@ def test_plain_http_keep_alive_reuses_one_connection_and_logs_each_message(
     assert [e.via for e in proxy.events(TargetChosen)] == ["HTTP"]
 
 
+def test_plain_http_to_an_ignored_host_is_relayed_unseen(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """ignore_hosts (and allow_hosts) pass plain http:// requests through too: relayed,
+    with neither their bytes nor their messages published (so not printed or
+    recorded: a token to a host the user excluded stays out of the capture); a
+    request on the same connection to another host is seen again."""
+    with http_server() as port, http_server() as other:
+        proxy = make_proxy(ignore_hosts=[rf"^127\.0\.0\.1:{port}$"])
+        code, out, err = curl("-x", proxy.url, "-H", "Authorization: Bearer SECRET",
+                              f"http://127.0.0.1:{port}/secret?token=abc",
+                              f"http://127.0.0.1:{other}/seen")
+        proxy.wait_closed()
+    assert code == 0, err
+    assert out == b"h1 /secret?token=abch1 /seen"
+    targets = [(e.target, e.intercept) for e in proxy.events(TargetChosen)]
+    assert targets == [(f"127.0.0.1:{port}", False), (f"127.0.0.1:{other}", True)]
+    assert [m.start_line for m in messages(proxy, Direction.C2S)] == [
+        f"GET http://127.0.0.1:{other}/seen HTTP/1.1"]
+    published = b"".join(b.data for b in proxy.chunks(1))
+    assert b"/secret" not in published and b"token=abc" not in published
+    assert published.count(b"Bearer SECRET") == 1  # (curl sends it to /seen too)
+    assert b"GET /seen HTTP/1.1" in published
+
+
 def test_chunked_response_and_expect_100_continue_upload_pass_through(
         proxy: ProxyThread, tmp_path: Path) -> None:
     upload = tmp_path / "upload.bin"
