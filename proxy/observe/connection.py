@@ -143,6 +143,14 @@ def _text_instead_of_frames(head: bytes, sender: str) -> str | None:
                ": not HTTP/2"))
 
 
+SETTINGS_ACK_GRACE = 1.0
+"""Seconds a peer is given to acknowledge SETTINGS before a connection's end makes it
+'never acknowledged' (unless it provably read them: it answered a later frame).
+RFC 9113 §6.5.3 asks for the ACK "immediately" but sets no time; a client that
+gives up a millisecond after its preface (curl on a header too large for it) left
+the server no time to."""
+
+
 class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     """Sans-IO model of one HTTP/2 connection, fed by both directions.
 
@@ -301,6 +309,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             rejected = self.partial or peer.goaway_error != 0 or peer.desynced \
                 or not peer.frames
             for p in () if rejected else side.pending:
+                if t - p.t < SETTINGS_ACK_GRACE and peer.read_up_to <= p.seq:
+                    continue  # (the connection ended moments after them: no time to)
                 self._conn_finding(side.direction, t, _f(
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
                     f"the {side.direction.peer.sender} never acknowledged the SETTINGS sent "
