@@ -168,6 +168,8 @@ class HeadlessPrinter:
                 if keep is not None and not isinstance(ev, _ALWAYS) \
                         and not self._kept(keep, ev, info):
                     continue
+                if quiet and type(ev) is Http1MessageObserved:
+                    continue  # (a message line, like a frame's: -q prints neither)
                 text = connection_line(ev)
                 if text:
                     lines.append(f"{prefix(conn_id, ev.t - start, '*')} {text}")

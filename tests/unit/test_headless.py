@@ -166,3 +166,19 @@ def test_an_event_object_carries_its_own_time_live_and_exported() -> None:
         [Batch(conn_id=1, t=1000.75, events=(ev,))])
     (live,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert live == jsonl_event(1, ev) and live["wall"] == live["t"] == 1000.25
+
+
+def test_quiet_leaves_out_http1_message_lines_as_it_does_frame_lines() -> None:
+    from proxy.events import Http1MessageObserved
+
+    opened = ConnectionOpened(conn_id=4, t=1.0, client=("127.0.0.1", 40000), mode="regular",
+                              target=None)
+    message = Http1MessageObserved(
+        conn_id=4, t=2.0, direction=Direction.C2S, start_line="GET /x HTTP/1.1",
+        headers=(("host", "example.test"),), head_size=40, body_size=0, started=1.5,
+        duration=0.5)
+    batches = [Batch(conn_id=4, t=1.0, events=(opened,)),
+               Batch(conn_id=4, t=2.0, events=(message,))]
+    assert "GET /x HTTP/1.1" in _one_by_one(batches)
+    quiet = _one_by_one(batches, quiet=True)
+    assert "GET /x HTTP/1.1" not in quiet and "#4" in quiet  # (the connection line stays)
