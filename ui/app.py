@@ -208,7 +208,7 @@ class H2ScopeApp(Navigation):
         compact = height < COMPACT_HEIGHT
         main.set_class(compact, "compact")
         pane = main.query_one(ConnectionsPane)
-        pane.room = max(4, height // 5) if compact else max(7, height // 4)
+        pane.room = max(5, height // 5) if compact else max(7, height // 4)
         pane.fit_height()
         narrow = width < NARROW_WIDTH
         if narrow != main.has_class("narrow"):

@@ -58,7 +58,7 @@ class ConnectionsPane(DataTable[str | Text]):
         self._rows: list[str] = []
         self._shown: dict[str, tuple[str | Text, ...]] = {}
         """Cells as last drawn, per row key."""
-        self._totals: tuple[str, str] = ("", "")
+        self._totals: tuple[str, str, str] = ("", "", "")
         self.room = 7
         """The most lines the pane may take (the app sets it from the terminal's size)."""
 
@@ -96,11 +96,15 @@ class ConnectionsPane(DataTable[str | Text]):
         if out_of_order:
             self._sort_by_id()
         self.fit_height()
-        totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)))
+        totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
+                  str(len(conns)))
         if totals != self._totals:
             self._totals = totals
             self.update_cell(ALL, "frames →/←", totals[0], update_width=True)
             self.update_cell(ALL, "findings", totals[1], update_width=True)
+            # (how many rows there are: a small terminal shows only a few of them)
+            self.update_cell(ALL, "target", f"every connection ({totals[2]}), interleaved",
+                             update_width=True)
 
     def fit_height(self) -> None:
         """As tall as its rows (the header, "all", a row per connection, the rule

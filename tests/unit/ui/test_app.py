@@ -747,13 +747,17 @@ def test_enter_on_a_connection_level_finding_scopes_to_its_connection(
 
     path = tmp_path / "unacked.h2scope"
     with CaptureWriter(path) as writer:
-        writer.connection(1, {"protocol": "h2"}, t=0.0)
-        writer.raw(1, Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.001)
-        writer.frame(1, Direction.C2S, bytes(SettingsFrame(0).serialize()), t=0.001)
-        writer.frame(1, Direction.S2C, bytes(SettingsFrame(0).serialize()), t=0.002)
+        writer.connection(1, {"protocol": "h2"}, t=0.0, wall=1000.0)
+        writer.raw(1, Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.001,
+                   wall=1000.001)
+        writer.frame(1, Direction.C2S, bytes(SettingsFrame(0).serialize()), t=0.001,
+                     wall=1000.001)
+        writer.frame(1, Direction.S2C, bytes(SettingsFrame(0).serialize()), t=0.002,
+                     wall=1000.002)
         writer.frame(1, Direction.C2S, bytes(SettingsFrame(0, flags=["ACK"]).serialize()),
-                     t=0.003)
-        writer.close_connection(1, t=0.004, closed_by="client")
+                     t=0.003, wall=1000.003)
+        writer.close_connection(1, t=2.0, wall=1002.0,  # (past the ACK grace)
+                                closed_by="client")
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         await pilot.press("F")
@@ -862,7 +866,8 @@ def test_the_connections_pane_grows_with_its_connections_up_to_a_share_of_the_sc
 
     async def small(app: H2ScopeApp, pilot: Any) -> None:
         pane = app.main.query_one(ConnectionsPane)
-        assert pane.size.height == 3 and pane.size.width > 0  # header, "all", #1
+        assert pane.size.height == 4 and pane.size.width > 0  # header, "all", #1, #2
+        assert "every connection (9), interleaved" in str(pane.get_row("all"))
 
     drive(record(tmp_path / "two.h2c", conns=2), few)
     nine = record(tmp_path / "nine.h2c", conns=9)
