@@ -74,6 +74,8 @@ def load_script(path: str | Path) -> Script:
     return parse_script(doc)
 
 
+SCRIPT_KEYS = ("h2scope_script", "connection", "server", "preface", "frames", "comment")
+SERVER_KEYS = ("host", "port", "tls", "sni", "alpn")
 ENTRY_KEYS = ("type", "stream", "delay", "flags", "text", "hex", "length", "padding",
               "headers", "header_block_hex", "continuations", "priority", "settings",
               "increment", "opaque_hex", "error", "last_stream_id", "debug_text", "debug_hex",
@@ -95,6 +97,18 @@ _TYPE_KEYS = {
 def parse_script(doc: Any) -> Script:
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
         raise ScriptError("a frame script is a mapping with a 'frames' list")
+    for key in doc:
+        if key not in SCRIPT_KEYS and not str(key).startswith("_"):
+            close = difflib.get_close_matches(str(key), SCRIPT_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ScriptError(f"{key}: unknown key; {hint}a script has "
+                              f"{', '.join(SCRIPT_KEYS)}, and notes of your own under keys "
+                              "starting with _ (docs/export.md, 'script')")
+    server = doc.get("server") or {}
+    for key in server if isinstance(server, dict) else ():
+        if key not in SERVER_KEYS:
+            raise ScriptError(f"server.{key}: unknown key; server has "
+                              f"{', '.join(SERVER_KEYS)}")
     version = doc.get("h2scope_script", SCRIPT_VERSION)
     if version != SCRIPT_VERSION:
         raise ScriptError(f"h2scope_script: version {version} is not {SCRIPT_VERSION}, the "

@@ -126,6 +126,10 @@ def test_an_unknown_key_in_a_script_entry_is_a_usage_error_with_a_suggestion(
                       "- {type: DATA, stream: 1, data_hex: '00ff'}\n")
     assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
     assert "frames[0].data_hex: unknown key; did you mean 'hex'?" in capsys.readouterr().err
+    # ... and at the top level (a misspelt preface would send the preface unasked)
+    script.write_text("h2scope_script: 1\nprefase: false\nframes: []\n")
+    assert main(["replay", str(script), "--target", "http://127.0.0.1:1"]) == 2
+    assert "prefase: unknown key; did you mean 'preface'?" in capsys.readouterr().err
     # --conn chooses among a capture's connections; a script has one: said, not ignored
     script.write_text("h2scope_script: 1\npreface: true\nframes: []\n")
     assert main(["replay", str(script), "--target", "http://127.0.0.1:1", "--conn", "9"]) == 2

@@ -144,7 +144,7 @@ def test_a_script_rewritten_by_a_yaml_tool_is_still_a_script(capture: Path,
     write_script(replay(capture), out, conn=1)
     doc = yaml.safe_load(out.getvalue())
     edited = tmp_path / "edited.yaml"
-    edited.write_text(yaml.safe_dump({"aaa_note": "first key", **doc}, sort_keys=True))
+    edited.write_text(yaml.safe_dump({"_note": "first key", **doc}, sort_keys=True))
     assert not edited.read_bytes().startswith((b"#", b"frames:"))
     assert b"h2scope_script" not in edited.read_bytes()[:256]
     assert is_script(edited)
