@@ -204,6 +204,7 @@ def _print_report(report: Any, url: str, mode: str) -> None:
 
     out = sys.stdout
     same = differ = 0
+    said: set[str] = set()  # (a note that every connection would repeat is said once)
     for c in report.connections:
         r = c.result
         plan = r.plan
@@ -211,7 +212,9 @@ def _print_report(report: Any, url: str, mode: str) -> None:
         own = f", +{r.extra_frames} of its own: window top-ups, ACKs" if r.extra_frames else ""
         out.write(f"{origin} → {url} ({mode}, {count(r.sent_frames, 'frame')} sent{own})\n")
         for note in (*plan.notes, *r.skipped):
-            out.write(f"  note: {note}\n")
+            if note not in said:
+                said.add(note)
+                out.write(f"  note: {note}\n")
         if r.error:
             out.write(f"  error: {r.error}\n")
         if r.goaway:

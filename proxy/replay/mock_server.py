@@ -264,7 +264,8 @@ class MockConnection:
                         headers = _as_asked(action.headers, request)
                         conn.push_stream(target, promised, _wire(headers))
                         slots[pushes] = promised
-                        self.log(f"  pushed {dict(headers).get(':path')} on stream {promised}")
+                        self.log(f"  promised {dict(headers).get(':path')} on stream "
+                                 f"{promised} (PUSH_PROMISE)")
                     elif action.kind == "headers" and slot and slot not in answered:
                         # §5.1.2: a pushed stream's response opens it, and counts
                         # against the client's SETTINGS_MAX_CONCURRENT_STREAMS.
