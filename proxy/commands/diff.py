@@ -59,14 +59,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from proxy.capture.exchanges import collect
     from proxy.capture.reader import BadRecord
-    from proxy.capture.replay import Observers, replay_records
+    from proxy.capture.replay import Observers, replay, replay_records
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
     from proxy.replay.compare import (
         VOLATILE_HEADERS,
         StreamOutcome,
         diff_streams,
+        http1_outcomes,
         outcomes,
         pair_by_request,
         value_differences,
@@ -87,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
                                        fields=args.values)
                    if s.method is not None]
         progress.done()
+        # HTTP/1.x exchanges (an HTTP/1.1 origin behind an HTTP/2 edge): a second
+        # reading, which finds the messages in the connections' bytes.
+        got += http1_outcomes(collect(replay(path)).items)
         for problem in problems:
             sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
         return got

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
@@ -192,6 +193,37 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
             answered=acc.answered))
+    return out
+
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                        "upgrade", "te", "trailer"})
+"""HTTP/1.x fields that HTTP/2 has no place for (RFC 9113 §8.2.2): an HTTP/1.1 origin's
+response compared with an HTTP/2 edge's differs by them whatever the edge does."""
+
+
+def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
+    """The HTTP/1.x exchanges among ``exchanges`` (:func:`proxy.capture.exchanges.collect`)
+    as outcomes to compare with HTTP/2 streams' or each other's: header names lower
+    case and without the hop-by-hop ones; the body as the message carried it, its
+    transfer coding undone."""
+    out = []
+    for ex in exchanges:
+        if ex.http_version == "h2" or ex.request_headers is None:
+            continue
+        req = dict(ex.request_headers)
+        fields = tuple((n.lower(), v) for n, v in ex.response_headers or ()
+                       if not n.startswith(":") and n.lower() not in HOP_BY_HOP)
+        status = dict(ex.response_headers or ()).get(":status")
+        body = bytes(ex.response_body)
+        whole = status is not None and not ex.response_body_truncated
+        out.append(StreamOutcome(
+            stream_id=ex.stream_id, pushed=False, method=req.get(":method"),
+            authority=req.get(":authority"), path=req.get(":path"), status=status,
+            header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
+            reset=None, conn_id=ex.conn_id, response_headers=fields,
+            incomplete=not whole, answered=whole))
     return out
 
 

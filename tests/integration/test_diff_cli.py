@@ -67,3 +67,37 @@ def test_diff_names_what_the_server_changed(make_proxy: Callable[..., ProxyThrea
     out = capsys.readouterr().out
     assert out.count("response header names: new etag") == 2
     assert out.splitlines()[-1] == "0 same, 2 differ (nothing left out)"
+
+
+def test_diff_compares_http11_exchanges_too(make_proxy: Callable[..., ProxyThread],
+                                             tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Two recordings of plain HTTP/1.1 through the proxy were '0 streams, 0 same, 0
+    differ', exit 0: an HTTP/1.1 origin was never compared. Its exchanges pair by
+    request like HTTP/2 streams (a chunked body compared without its chunking)."""
+    from tests.helpers.h1servers import http_server
+
+    def record(path: Path, urls: list[str]) -> Path:
+        recorder = CaptureRecorder(CaptureWriter(path))
+        proxy = make_proxy(sinks=(recorder,))
+        result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url,
+                            *(x for u in urls for x in ("-o", "/dev/null", u))])
+        assert result.returncode == 0, result.stderr
+        proxy.wait_closed()
+        proxy.close()
+        recorder.close()
+        return path
+
+    with http_server() as port:
+        base = f"http://127.0.0.1:{port}"
+        a = record(tmp_path / "a.h2scope", [f"{base}/chunked", f"{base}/b"])
+        b = record(tmp_path / "b.h2scope", [f"{base}/chunked", f"{base}/c"])
+    assert main(["diff", str(a), str(a)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [f"A {a}: 2 streams", f"A {a}: 2 streams".replace("A", "B", 1)]
+    assert out.splitlines()[-1].startswith("2 same, 0 differ (left out: ")
+    assert main(["diff", str(a), str(b)]) == 3
+    out = capsys.readouterr().out
+    assert "only in A  #1 stream 2 GET 127.0.0.1:" in out and "/b: 200" in out
+    assert "only in B  #1 stream 2 GET 127.0.0.1:" in out and "/c: 200" in out
+    assert out.splitlines()[-1].startswith("1 same, 0 differ, 1 only in A, 1 only in B (")
