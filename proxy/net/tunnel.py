@@ -146,6 +146,10 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
                               conn.last_error)
         return
     if hello.sni and conn.state.ignored(hello.sni, port):
+        # (the target line said intercept: the name the client asks TLS for decides)
+        await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
+                                     target=hostport(hello.sni, port), via="TLS SNI",
+                                     intercept=False))
         await started(conn, "passthrough")
         await relay(conn, client, server, protocol="passthrough", publish=False)
         return

@@ -131,6 +131,21 @@ def test_ignored_host_passes_through_with_the_real_certificate(
     assert proxy.events(TlsEstablished) == []
 
 
+def test_a_host_ignored_by_its_tls_name_says_so_after_the_target_line(
+        make_proxy: object, h2_origin: ServerThread, origin_cert: CertFiles) -> None:
+    """CONNECT 127.0.0.1 names no ignored host, the ClientHello's SNI (localhost)
+    does: the first target line says intercept, a second one passthrough and why."""
+    proxy = make_proxy(ignore_hosts=[r"^localhost:"])  # type: ignore[operator]
+    exe = procs.require("curl")
+    result = procs.run([exe, "-sS", "-x", proxy.url, "--cacert", str(origin_cert.cert),
+                        "--connect-to", f"localhost:{h2_origin.port}:127.0.0.1:{h2_origin.port}",
+                        "--http2", f"https://localhost:{h2_origin.port}/pass"])
+    assert result.returncode == 0, result.stderr
+    assert [(e.via, e.intercept) for e in proxy.events(TargetChosen)] == [
+        ("CONNECT", True), ("TLS SNI", False)]
+    assert [e.protocol for e in proxy.events(RelayStarted)] == ["passthrough"]
+
+
 def test_allow_hosts_intercepts_only_what_it_matches(
         make_proxy: object, h2_origin: ServerThread, origin_cert: CertFiles) -> None:
     proxy = make_proxy(allow_hosts=[r"^localhost:"])  # type: ignore[operator]
