@@ -295,6 +295,8 @@ class CaptureRecorder:
         t = conn.close_t if conn.close_t is not None else ev.t
         details: dict[str, Any] = {"reason": ev.reason, "bytes_c2s": ev.bytes_c2s,
                                    "bytes_s2c": ev.bytes_s2c}
+        if conn.meta.get("protocol"):  # (what it became: http/1.1, then websocket or h2c)
+            details["protocol"] = conn.meta["protocol"]
         if conn.errors:
             details["errors"] = conn.errors
         self.writer.close_connection(cid, t=t, wall=ev.t, closed_by=ev.closed_by.name.lower(),

@@ -81,6 +81,8 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     observers = Observers()
     reader = open_capture(path, problems, observers)
     summary = RunSummary()
+    counted_as: dict[int, str] = {}
+    """Each open connection's protocol as counted (its CONNECTION record's)."""
     incomplete: list[str] = []
     progress = Progress()
     size = path.stat().st_size
@@ -91,9 +93,17 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
             if rec.type == RecordType.CONNECTION:
                 meta = rec.json()
                 summary.connections += 1
-                summary.protocols[str(meta.get("protocol") or NOT_RELAYED)] += 1
+                counted_as[rec.conn_id] = str(meta.get("protocol") or NOT_RELAYED)
+                summary.protocols[counted_as[rec.conn_id]] += 1
             elif rec.type == RecordType.CLOSE:
                 summary.connection_closed(rec.conn_id, rec.t)
+                became = rec.json().get("protocol")  # (an upgrade: counted as what it
+                was = counted_as.pop(rec.conn_id, None)  # became, as the live summary does)
+                if isinstance(became, str) and was is not None and became != was:
+                    summary.protocols[was] -= 1
+                    if not summary.protocols[was]:
+                        del summary.protocols[was]
+                    summary.protocols[became] += 1
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1

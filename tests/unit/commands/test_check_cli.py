@@ -86,3 +86,37 @@ def test_check_reads_a_capture_from_stdin(tmp_path: Path, monkeypatch: pytest.Mo
         out = capsys.readouterr().out
         assert out.startswith("(stdin)\n  1 connection (1 h2), 32 HTTP/2 frames")
     assert set(Path(tempfile.gettempdir()).glob("h2scope-check-*")) == before
+
+
+def test_check_counts_an_upgraded_connection_as_what_it_became(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTTP/1.1 connection upgraded to a WebSocket: the live summary counts it as
+    websocket; check of its recording counted it http/1.1 (its CONNECTION record's
+    protocol). The CLOSE record now says what it became."""
+    from proxy.capture.recorder import CaptureRecorder
+    from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened, RelayStarted
+    from proxy.observe.enums import Direction
+    from proxy.summary import RunSummary
+
+    events = [
+        Batch(conn_id=4, t=1.0, events=(ConnectionOpened(
+            conn_id=4, t=1.0, client=("127.0.0.1", 40000), mode="regular", target=None),)),
+        Batch(conn_id=4, t=1.1, events=(RelayStarted(conn_id=4, t=1.1, protocol="http/1.1",
+                                                     target="a.test:80"),)),
+        Batch(conn_id=4, t=1.2, events=(), direction=Direction.C2S,
+              data=b"GET /ws HTTP/1.1\r\nhost: a.test\r\n\r\n", protocol="http/1.1"),
+        Batch(conn_id=4, t=1.3, events=(RelayStarted(conn_id=4, t=1.3, protocol="websocket",
+                                                     target="a.test:80"),)),
+        Batch(conn_id=4, t=2.0, events=(ConnectionClosed(
+            conn_id=4, t=2.0, closed_by=Closer.CLIENT, reason="client closed"),)),
+    ]
+    live = RunSummary()
+    path = tmp_path / "ws.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        recorder = CaptureRecorder(writer)
+        for batch in events:
+            live.handle(batch)
+            recorder.consume(batch)
+    assert live.lines()[0].startswith("1 connection (1 websocket)")
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("  1 connection (1 websocket)")
