@@ -182,6 +182,10 @@ class ConnectionClosed(ConnectionEvent):
     bytes_c2s: int = 0
     """Bytes forwarded client → server (after TLS)."""
     bytes_s2c: int = 0
+    ends: tuple[tuple[str, int], ...] = ()
+    """For a direction whose sender ended its bytes (EOF) while the other still sent:
+    ``("s2c", n)``, the other direction's bytes read by then (what the observer's
+    ``close(ends=...)`` takes; recorded in the CLOSE record)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

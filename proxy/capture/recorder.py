@@ -297,6 +297,8 @@ class CaptureRecorder:
                                    "bytes_s2c": ev.bytes_s2c}
         if conn.meta.get("protocol"):  # (what it became: http/1.1, then websocket or h2c)
             details["protocol"] = conn.meta["protocol"]
+        if ev.ends:  # (a side that ended its bytes first, and what the other had sent)
+            details["ends"] = dict(ev.ends)
         if conn.errors:
             details["errors"] = conn.errors
         self.writer.close_connection(cid, t=t, wall=ev.t, closed_by=ev.closed_by.name.lower(),

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureReader, Record
 from proxy.observe.connection import ConnectionObserver
+from proxy.observe.enums import Direction
 from proxy.observe.events import Event
 from proxy.observe.records import positional, record
 
@@ -71,6 +73,16 @@ def lost_part(observer: ConnectionObserver | None) -> None:
         for stream in observer.streams.values():
             # In flight across the gap: some of its DATA may be in the missing part.
             stream.content_length = [-1, -1]
+
+
+def recorded_ends(info: dict[str, Any]) -> dict[Direction, int] | None:
+    """A CLOSE record's ``ends`` (``{"s2c": n}``) as ConnectionObserver.close takes it."""
+    ends = info.get("ends")
+    if not isinstance(ends, dict):
+        return None
+    out = {Direction[str(k).upper()]: v for k, v in ends.items()
+           if str(k).upper() in Direction.__members__ and isinstance(v, int)}
+    return out or None
 
 
 class Observers(dict[int, ConnectionObserver | None]):
@@ -168,7 +180,8 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             info = rec.json()
             if info.get("cut"):  # (the source ended, not the connection: see tap.close)
                 lost_part(obs)
-            events = obs.close(rec.t, info.get("closed_by")) if obs is not None else []
+            events = obs.close(rec.t, info.get("closed_by"), recorded_ends(info)) \
+                if obs is not None else []
             yield Replayed(record=rec, events=tuple(events))
         else:
             if rtype == RecordType.LOST:

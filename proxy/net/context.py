@@ -17,7 +17,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -59,7 +59,8 @@ class Observer(Protocol):
 
     def feed(self, direction: Direction, data: bytes | bytearray | memoryview,
              t: float) -> list[Event]: ...
-    def close(self, t: float, closed_by: str | None = None) -> list[Event]: ...
+    def close(self, t: float, closed_by: str | None = None,
+              ends: Mapping[Direction, int] | None = None) -> list[Event]: ...
     def upgrade_h2c(self, *, http2_settings: bytes,
                     request_headers: tuple[tuple[str, str], ...], t: float) -> list[Event]: ...
 
@@ -265,7 +266,8 @@ class Conn:
         await self.state.bus.publish(Batch(conn_id=self.id, t=event.t, events=(event,)))
 
     async def closed(self, closer: Closer, reason: str, error: str | None = None, *,
-                     bytes_c2s: int | None = None, bytes_s2c: int | None = None) -> None:
+                     bytes_c2s: int | None = None, bytes_s2c: int | None = None,
+                     ends: Mapping[Direction, int] | None = None) -> None:
         """Publish the connection's one ConnectionClosed (later calls do nothing);
         the byte counts default to :attr:`byte_counts`'."""
         if self.closed_emitted:
@@ -277,7 +279,9 @@ class Conn:
             bytes_s2c = counted[1] if bytes_s2c is None else bytes_s2c
         await self.emit(ConnectionClosed(conn_id=self.id, t=time.time(), closed_by=closer,
                                          reason=reason, error=error, bytes_c2s=bytes_c2s,
-                                         bytes_s2c=bytes_s2c))
+                                         bytes_s2c=bytes_s2c,
+                                         ends=tuple((d.name.lower(), n)
+                                                    for d, n in (ends or {}).items())))
 
     async def error(self, stage: str, message: str, hint: str | None = None, *,
                     client_hello: ClientHello | None = None) -> None:

@@ -65,11 +65,14 @@ class _Pumps:
     """What a relay's two pumps share: how many are handing an observed chunk to the
     sinks, and whether the relay is stopping (no pump starts another read)."""
 
-    __slots__ = ("publishing", "stopping")
+    __slots__ = ("ends", "publishing", "stopping")
 
     def __init__(self) -> None:
         self.publishing = 0
         self.stopping = False
+        self.ends: dict[Direction, int] = {}
+        """A direction whose sender ended its bytes (EOF) → how many of the other
+        direction's bytes had been read by then (Observer.close's ``ends``)."""
 
 
 def _side(direction: Direction, *, source: bool) -> Closer:
@@ -95,11 +98,12 @@ class Observed:
             self.failed = f"{type(exc).__name__}: {exc}"
             return []
 
-    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
+    def close(self, t: float, closed_by: str | None = None,
+              ends: dict[Direction, int] | None = None) -> list[Event]:
         if self.observer is None or self.failed:
             return []
         try:
-            return self.observer.close(t, closed_by)
+            return self.observer.close(t, closed_by, ends or None)
         except Exception:
             log.exception("[conn %d] observer failed at close", self.conn.id)
             return []
@@ -120,6 +124,7 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
         except Exception as exc:
             return PumpResult(direction, Outcome.SOURCE_FAILED, _err(exc), exc)
         if not data:
+            pumps.ends.setdefault(direction, dst.bytes_in)  # (what the other side had sent)
             dst.write_eof()
             with contextlib.suppress(Exception):
                 await dst.drain()
@@ -230,10 +235,12 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             await conn.error("server-tls", *explained)
     t = time.time()
     by, reason = _describe(first)
-    closing = observed.close(t, by.name.lower())
+    # (the first side to end its bytes; the other's end, after it, tells nothing more)
+    ends = dict(list(pumps.ends.items())[:1])
+    closing = observed.close(t, by.name.lower(), ends)
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
-    await conn.closed(by, reason, first.error or observed.failed)
+    await conn.closed(by, reason, first.error or observed.failed, ends=ends if publish else None)
 
 
 def _describe(result: PumpResult) -> tuple[Closer, str]:

@@ -27,13 +27,18 @@ _SENDING = {
 
 
 def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
-               seq: int, server_goaway: int | None = None) -> list[Finding]:
+               seq: int, server_goaway: int | None = None,
+               ended_at: int | None = None) -> list[Finding]:
     """The findings for the messages ``direction``'s sender had not finished when
     the connection closed (``closed_by``: ``client``, ``server``, ``proxy``, or
     None when unknown). A stream reset is finished; a short body is reported once
     (its content-length is marked checked). Client streams above the last-stream-id
     of a GOAWAY the server sent (``server_goaway``) were not processed (§6.8): they
-    are listed apart, as safe to retry, and blame nobody."""
+    are listed apart, as safe to retry, and blame nobody. ``ended_at``: how many of
+    the other direction's bytes had been read when this direction's sender ended its
+    side (EOF, as the relay saw it); a stream the other side reset after that was
+    given up on because the sender had gone (a killed server's calls, reset by the
+    client as the socket closed): still the sender's unfinished message."""
     sender = direction.sender
     own = closed_by is None or closed_by == sender
     sending = _SENDING[direction]
@@ -43,7 +48,11 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     declined: list[int] = []
     abandoned = False
     for stream in streams:
-        if stream.state not in sending or stream.reset_by is not None:
+        if stream.reset_by is not None:
+            if ended_at is None or stream.reset_by is direction \
+                    or stream.reset_offset <= ended_at or stream.reset_from not in sending:
+                continue  # (reset while its sender was there: finished)
+        elif stream.state not in sending:
             continue
         sid = stream.stream_id
         if server_goaway is not None and sid > server_goaway and sid % 2:

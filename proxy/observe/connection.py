@@ -23,6 +23,7 @@ shape of the hot paths here.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 
 from proxy.observe.closing import unfinished
 from proxy.observe.control import ControlFrames
@@ -293,10 +294,15 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             buf += data[pos:] if pos else data
         return events
 
-    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
+    def close(self, t: float, closed_by: str | None = None,
+              ends: Mapping[Direction, int] | None = None) -> list[Event]:
         """The connection ended: report what was left unfinished. ``closed_by``
         (``client``, ``server``, ``proxy``), when known, tells an endpoint that
-        stopped mid-frame from one whose frame was cut by the other's leaving."""
+        stopped mid-frame from one whose frame was cut by the other's leaving.
+        ``ends``, when the relay saw a side end its bytes (EOF) before the other:
+        per direction that ended, how many of the other direction's bytes had been
+        read then (streams the other side reset after that were left by the one
+        that went, see :func:`unfinished`)."""
         events = self._events = []
         for side in self.sides:
             # A peer that closed with an error GOAWAY (it may be rejecting these very
@@ -322,8 +328,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
                     side.block.stream_id))
             if not self.partial and not side.desynced:  # (desynced: its frames are unknown)
-                for finding in unfinished(self.streams.values(), side.direction, closed_by,
-                                          self.seq, self.sides[S2C].goaway_last_stream_id):
+                ended_at = ends.get(side.direction) if ends else None
+                streams: Iterable[Stream] = self.streams.values()
+                if ended_at is not None:  # (and those reset since, closed meanwhile)
+                    streams = [*streams, *(c for c in self.closed.values()
+                                           if c.reset_offset > ended_at)]
+                for finding in unfinished(streams, side.direction, closed_by, self.seq,
+                                          self.sides[S2C].goaway_last_stream_id, ended_at):
                     self._conn_finding(side.direction, t, finding)
             if side.buffer and not side.desynced:
                 sender = side.direction.sender

@@ -261,6 +261,8 @@ class StreamFrames:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
             stream.reset_seq = seq
+            stream.reset_offset = side.offset
+            stream.reset_from = stream.state
         self._set_state(stream, new, side.direction, seq, t)
 
     def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:

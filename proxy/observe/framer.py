@@ -21,6 +21,8 @@ this class decided.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
     Direction,
@@ -135,7 +137,8 @@ class FrameSplitter:
         events.append(Desynced(t=t, direction=Direction(d), offset=self._offset[d] + pos,
                                finding=_finding("desynced", Severity.ERROR, rfc, why)))
 
-    def close(self, t: float, closed_by: str | None = None) -> list[Event]:
+    def close(self, t: float, closed_by: str | None = None,
+              ends: Mapping[Direction, int] | None = None) -> list[Event]:
         """Nothing to report: the recorder keeps an incomplete frame's bytes itself."""
         return []
 

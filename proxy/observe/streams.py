@@ -130,6 +130,11 @@ class Stream:
     reset_code: int | None = None
     reset_seq: int = -1
     """The frame number of the RST_STREAM that reset it."""
+    reset_offset: int = -1
+    """Where that RST_STREAM ended in its sender's bytes (what the relay had read of
+    that direction): said against where the other side's bytes ended (its EOF)."""
+    reset_from: StreamState | None = None
+    """The stream's state when it was reset: who was still sending."""
     request_seq: int = -1
     """The frame number that completed its request's header block."""
     request_headers: tuple[tuple[str, str], ...] | None = None

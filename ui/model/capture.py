@@ -21,7 +21,7 @@ from typing import Any
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import Record
-from proxy.capture.replay import lost_part, observer_for
+from proxy.capture.replay import lost_part, observer_for, recorded_ends
 from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
@@ -226,7 +226,7 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         if info.get("cut"):  # the source ended, not the connection (see tap.close)
             lost_part(obs)
         if obs is not None:
-            events.extend(obs.close(rec.wall, info.get("closed_by")))
+            events.extend(obs.close(rec.wall, info.get("closed_by"), recorded_ends(info)))
         reason = str(info.get("reason") or info.get("error") or "")
         by = info.get("closed_by")
         events.append(RecordedClose(conn_id=conn, t=rec.wall, errors=recorded_errors(info),

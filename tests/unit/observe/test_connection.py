@@ -301,6 +301,34 @@ def test_a_connection_that_ends_moments_after_settings_owes_no_ack(make_conv):
     assert [e.finding.code for e in evs if isinstance(e, ConnectionFindingRaised)] == []
 
 
+def test_a_stream_reset_by_the_client_after_the_server_went_is_the_servers_unfinished(conv):
+    """A server killed mid-stream: grpc-core's client resets the call as the socket
+    closes (REFUSED_STREAM), so the stream looked finished by the client's reset,
+    and nothing was said. Told where the server's bytes ended (``ends``), the close
+    says the server left its response unfinished."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"part"))
+    server_gone = conv.obs.sides[C2S].offset  # (what of the client's bytes was read then)
+    conv.send(C2S, f.rst(1, 7))  # REFUSED_STREAM, after the server's EOF
+    closing = [e.finding for e in conv.obs.close(conv.t + 0.1, "server", ends={S2C: server_gone})
+               if isinstance(e, ConnectionFindingRaised)]
+    assert [(x.code, x.severity.name) for x in closing] == [("stream-unfinished", "WARNING")]
+    assert "the server's response on stream 1 unfinished" in closing[0].message
+
+
+def test_a_reset_before_the_server_went_still_finishes_the_stream(conv):
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(C2S, f.rst(1, 8))  # the client cancels; the server leaves afterwards
+    server_gone = conv.obs.sides[C2S].offset
+    closing = [e.finding.code for e in conv.obs.close(conv.t + 0.1, "server",
+                                                      ends={S2C: server_gone})
+               if isinstance(e, ConnectionFindingRaised)]
+    assert closing == []
+
+
 def test_ping_answered_before_settings_proves_missing_ack(make_conv):
     c = make_conv(settings=False)
     c.send(C2S, c.f.settings())
