@@ -92,6 +92,12 @@ async def _line(src: Stream, limit: int, what: str) -> bytes:
     return line
 
 
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 4 << 20
+"""How long, and how much, a rejected client's bytes in flight are read and dropped
+before the connection is closed (:meth:`Http1Relay._linger`)."""
+
+
 class Http1Relay:
     """Relays one client connection's HTTP/1.x messages; see the module docstring."""
 
@@ -460,7 +466,24 @@ class Http1Relay:
                                                 extra=(("Connection", "close"),)))
         with contextlib.suppress(ConnectionError, OSError):
             await self.client.drain()
+        await self._linger()
         raise _Done(Closer.PROXY, "invalid request", why)
+
+    async def _linger(self) -> None:
+        """Before closing on a client still sending (a 431 answers a head still
+        arriving): end our side and read what is in flight, briefly, so the kernel
+        does not reset the connection with bytes unread — a reset can discard the
+        answer before the client reads it (RFC 9112 §9.6, "tear-down")."""
+        with contextlib.suppress(Exception):
+            self.client.write_eof()
+            loop = asyncio.get_running_loop()
+            deadline, budget = loop.time() + LINGER_SECONDS, LINGER_BYTES
+            while budget > 0 and (left := deadline - loop.time()) > 0:
+                async with asyncio.timeout(left):
+                    data = await self.client.read_some()
+                if not data:
+                    break
+                budget -= len(data)
 
     async def _bad_gateway(self, why: str) -> NoReturn:
         await self.conn.error("http1", why)
