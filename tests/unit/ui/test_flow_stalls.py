@@ -254,16 +254,22 @@ def test_in_time_lanes_a_hang_lasts_until_the_close(tmp_path: Path) -> None:
     assert lane.index("░") < 5, lane  # while the frames are all at its start
 
 
+def _settled(path: Path, f: FrameFactory) -> tuple[CaptureWriter, RecordingObserver]:
+    """A capture of connection 1 whose preface and SETTINGS (both acknowledged) are in."""
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.0)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.0)
+    tap.feed(C2S, f.settings(ack=True), 1.0)
+    return writer, tap
+
+
 def test_a_stream_named_only_by_priority_frames_gets_no_lane(tmp_path: Path) -> None:
     """nghttp's RFC 7540 anchor streams (PRIORITY only, never opened) had lanes of
     their own above the requests; a stream that opens after a PRIORITY still gets one."""
     f = FrameFactory()
     path = tmp_path / "anchors.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.1)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.2)
-    tap.feed(C2S, f.settings(ack=True), 1.3)
+    writer, tap = _settled(path, f)
     for sid in (3, 5, 7):  # PRIORITY: depends on 0, weight 100 (RFC 9113 §6.3)
         tap.feed(C2S, bytes.fromhex("0000050200") + sid.to_bytes(4, "big")
                  + bytes.fromhex("0000000063"), 1.4)
@@ -293,11 +299,7 @@ def test_a_bidirectional_grpc_stream_lists_its_messages_in_the_order_they_came(
 
     f = FrameFactory()
     path = tmp_path / "bidi.h2scope"
-    writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
-    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.0)
-    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.0)
-    tap.feed(C2S, f.settings(ack=True), 1.0)
+    writer, tap = _settled(path, f)
     grpc = [("content-type", "application/grpc")]
     tap.feed(C2S, f.headers(C2S, 1, [(":method", "POST"), (":scheme", "http"),
                                      (":authority", "a"), (":path", "/chat.Chat/Talk"),
