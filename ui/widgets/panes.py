@@ -61,6 +61,7 @@ class ConnectionsPane(DataTable[str | Text]):
         self._totals: tuple[str, str, str] = ("", "", "")
         self.room = 7
         """The most lines the pane may take (the app sets it from the terminal's size)."""
+        self._fitted_rows = 0
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -95,7 +96,11 @@ class ConnectionsPane(DataTable[str | Text]):
             shown[key] = cells
         if out_of_order:
             self._sort_by_id()
-        self.fit_height()
+        if len(self._rows) + 2 != self._fitted_rows:
+            # (after the table has measured its new rows: resized in the same turn, it
+            # could be drawn with its columns at their headers' widths)
+            self._fitted_rows = len(self._rows) + 2
+            self.call_after_refresh(self.fit_height)
         totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
                   str(len(conns)))
         if totals != self._totals:

@@ -67,12 +67,18 @@ async def _tables_measured(app: H2ScopeApp, pilot: Any) -> None:
     empty (its Idle handler); on a loaded machine that can come after the
     screenshot, which then shows the columns at their headers' widths."""
     pane = app.main.query_one(ConnectionsPane)
+
+    def measured() -> bool:  # every column at least as wide as its widest cell
+        return all(column.content_width >= max(
+            (len(str(cell)) for cell in pane.get_column(key)), default=0)
+            for key, column in pane.columns.items())
+
     for _ in range(1000):
         # (and laid out at the height it sized itself to, ConnectionsPane.fit_height,
         # which lays the table out again)
         height = pane.styles.height
         if not pane._require_update_dimensions and not pane._updated_cells and (
-                height is None or pane.outer_size.height == height.value):
+                height is None or pane.outer_size.height == height.value) and measured():
             break
         await pilot.pause(0.01)
     await pilot.pause()
