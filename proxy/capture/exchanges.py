@@ -310,7 +310,7 @@ class _Http1Exchanges:
                       http_version=head.version or "HTTP/1.1", started=m.started,
                       request_end=m.ended, request_body=bytearray(m.body),
                       request_body_truncated=not m.complete, request_sent=len(m.body),
-                      head_sizes=[len(m.head), -1])
+                      head_sizes=[len(m.head), -1], request_trailers=m.trailers or None)
         self.out.items.append(ex)
         self.waiting.append(ex)
         early, self.early = self.early, []
@@ -338,3 +338,4 @@ class _Http1Exchanges:
         ex.response_body = bytearray(m.body)
         ex.response_body_truncated = not m.complete
         ex.response_sent = len(m.body)
+        ex.response_trailers = m.trailers or None

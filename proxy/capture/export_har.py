@@ -235,6 +235,8 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     h2: dict[str, Any] = {"connection": ex.conn_id, "protocol": ex.http_version,
                           "request_number": ex.stream_id,
                           "informational": [[list(h) for h in hs] for hs in ex.informational],
+                          "request_trailers": _pairs(ex.request_trailers),
+                          "response_trailers": _pairs(ex.response_trailers),
                           "request_body_truncated": ex.request_body_truncated,
                           "response_body_truncated": ex.response_body_truncated} if h1 else {
         "connection": ex.conn_id,

@@ -48,6 +48,8 @@ class Message:
     complete: bool
     body: bytes = b""
     """The body without its chunked framing (kept only with ``keep_bodies``)."""
+    trailers: tuple[tuple[str, str], ...] = ()
+    """A chunked body's trailer fields (RFC 9112 §7.1.2), names as sent."""
 
 
 class _Side:
@@ -62,6 +64,7 @@ class _Side:
         self.chunk_state = "size"  # size, data, data-crlf, trailers
         self.stopped: str | None = None
         self.body = bytearray()
+        self.trailers: list[tuple[str, str]] = []
 
 
 class Http1Splitter:
@@ -170,6 +173,9 @@ class Http1Splitter:
                 if side.chunk_state == "trailers":
                     if not line:
                         return True
+                    name, colon, value = line.decode("latin-1").partition(":")
+                    if colon and name.strip() == name and name:
+                        side.trailers.append((name, value.strip(" \t")))
                     continue
                 size = parse_chunk_size(line)
                 if size == 0:
@@ -193,8 +199,9 @@ class Http1Splitter:
     def _done(self, side: _Side, t: float, complete: bool = True) -> Message:
         assert side.head is not None
         msg = Message(side.direction, side.head, side.started, t, side.body_size, complete,
-                      bytes(side.body))
+                      bytes(side.body), tuple(side.trailers))
         side.body.clear()
+        side.trailers.clear()
         side.head = None
         side.framing = Framing.NONE
         return msg

@@ -212,7 +212,8 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
         if ex.http_version == "h2" or ex.request_headers is None:
             continue
         req = dict(ex.request_headers)
-        fields = tuple((n.lower(), v) for n, v in ex.response_headers or ()
+        fields = tuple((n.lower(), v) for n, v in (*(ex.response_headers or ()),
+                                                    *(ex.response_trailers or ()))
                        if not n.startswith(":") and n.lower() not in HOP_BY_HOP)
         status = dict(ex.response_headers or ()).get(":status")
         body = bytes(ex.response_body)

@@ -289,3 +289,14 @@ def test_a_binary_request_body_is_base64_even_when_its_bytes_are_utf8() -> None:
     assert grpc["comment"] == "base64: application/grpc bodies are binary"
     assert post("application/json", b'{"a": 1}')["text"] == '{"a": 1}'
     assert post("application/grpc-web-text", b"AAAAAAc=")["text"] == "AAAAAAc="
+
+
+def test_an_http11_chunked_responses_trailers_are_in_the_entry() -> None:
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    ex = Exchange(1, 1, request_headers=((":method", "GET"), (":scheme", "http"),
+                                         (":authority", "a"), (":path", "/")),
+                  response_headers=((":status", "200"), ("Transfer-Encoding", "chunked")),
+                  response_trailers=(("X-Checksum", "abc123"),), http_version="HTTP/1.1")
+    assert entry(ex, {})["_h2scope"]["response_trailers"] == [["X-Checksum", "abc123"]]
