@@ -25,7 +25,8 @@ Terms (keys are case-insensitive)::
     method:POST                     request method (case-insensitive)
     path:/api*                      request :path, glob (case-sensitive)
     grpc:5  grpc:NOT_FOUND,14       a gRPC call's grpc-status by code or name; also
-    grpc:1-16  grpc:failed          a range, failed (1-16) or any
+    grpc:1-16  grpc:failed          a range, failed (1-16, or answered by something
+                                    else: a load balancer's 503 page) or any
     word  "two words"               case-insensitive substring of a decoded header
                                     name or value, the frame type or its summary
 
@@ -538,7 +539,32 @@ def _grpc_term(tok: _Token, values: Values) -> Predicate:
                        "expected a code 0-16 or a range like 1-16, a name like NOT_FOUND, "
                        "'failed' (1-16) or 'any'")
     wanted = frozenset(map(str, codes))
-    return _pseudo_term("grpc-status", wanted.__contains__)
+    by_status = _pseudo_term("grpc-status", wanted.__contains__)
+    if not any(v.upper() == "FAILED" for v, _ in values):
+        return by_status
+
+    def failed(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        # (also a call answered by something else — a load balancer's 503 text/plain —
+        # which has no grpc-status, and which the client fails all the same)
+        return by_status(ev, c, sh) or (sh is not None and _answered_otherwise(sh))
+    return failed
+
+
+def _answered_otherwise(headers: StreamHeaders) -> bool:
+    """A gRPC call (its request's content-type) whose response is not gRPC's: a
+    :status other than 200, or another content-type."""
+    request_type = response_type = status = None
+    for name, value in headers:  # (request fields, then the response's from :status)
+        if name == ":status":
+            status = status or value
+        elif name == "content-type":
+            if status is None:
+                request_type = request_type or value
+            else:
+                response_type = response_type or value
+    return request_type is not None and request_type.startswith("application/grpc") \
+        and not request_type.startswith("application/grpc-web") and status is not None \
+        and (status != "200" or not (response_type or "").startswith("application/grpc"))
 
 
 def _method_term(tok: _Token, values: Values) -> Predicate:

@@ -403,11 +403,16 @@ def test_grpc_selects_calls_by_their_grpc_status() -> None:
     server.initiate_connection()
     pump()
     grpc = [("content-type", "application/grpc")]
-    for sid, status in ((1, "0"), (3, "10"), (5, "14"), (7, "5")):
+    for sid, status in ((1, "0"), (3, "10"), (5, "14"), (7, "5"), (9, None)):
         client.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
                                   (":authority", "a"), (":path", "/pkg.Svc/Do"), *grpc],
                             end_stream=True)
         pump()
+        if status is None:  # a load balancer's own page: no grpc-status at all
+            server.send_headers(sid, [(":status", "503"), ("content-type", "text/plain")])
+            server.send_data(sid, b"no healthy upstream", end_stream=True)
+            pump()
+            continue
         server.send_headers(sid, [(":status", "200"), *grpc])
         server.send_data(sid, b"\0\0\0\0\0")
         server.send_headers(sid, [("grpc-status", status)], end_stream=True)
@@ -419,11 +424,12 @@ def test_grpc_selects_calls_by_their_grpc_status() -> None:
         return sorted({ev.frame.stream_id for ev in events
                        if flt.matches(ev, CONN, known.get((1, ev.frame.stream_id)))})
 
-    assert streams("grpc:failed") == [3, 5, 7]
+    assert streams("grpc:failed") == [3, 5, 7, 9]  # (9: answered by something else)
     assert streams("grpc:1") == []
     assert streams("grpc:aborted,NOT_FOUND") == [3, 7]
     assert streams("grpc:10-14 type:DATA") == [3, 5]
     assert streams("grpc:any") == [1, 3, 5, 7]
     assert streams("!grpc:0 grpc:any") == [3, 5, 7]
+    assert streams("grpc:UNAVAILABLE") == [5]  # (a code is a grpc-status that came)
     assert compile_filter("grpc:5").needs_stream_headers
     assert "expected a code 0-16" in str(error("grpc:17"))
