@@ -53,6 +53,7 @@ from proxy.observe.describe import GRPC_STATUS, frame_summary
 from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
+from proxy.observe.header_rules import grpc_call_type
 
 __all__ = ["KEYS", "Filter", "FilterError", "compile_filter", "term_keys"]
 
@@ -562,8 +563,7 @@ def _answered_otherwise(headers: StreamHeaders) -> bool:
                 request_type = request_type or value
             else:
                 response_type = response_type or value
-    return request_type is not None and request_type.startswith("application/grpc") \
-        and not request_type.startswith("application/grpc-web") and status is not None \
+    return grpc_call_type(request_type) and status is not None \
         and (status != "200" or not (response_type or "").startswith("application/grpc"))
 
 

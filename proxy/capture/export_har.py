@@ -11,6 +11,7 @@ connection, the request's number on it and its informational responses.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -207,17 +208,19 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     if ex.request_body or ex.header("content-type"):
         body = bytes(ex.request_body)
         post: dict[str, Any] = {"mimeType": req_mime}
-        try:
-            if _binary(req_mime):
-                raise UnicodeDecodeError("utf-8", body, 0, 0, "binary content-type")
-            post["text"] = body.decode("utf-8")
-        except UnicodeDecodeError:
+        binary = _binary(req_mime)
+        text = None
+        if not binary:
+            with contextlib.suppress(UnicodeDecodeError):
+                text = body.decode("utf-8")
+        if text is not None:
+            post["text"] = text
+        else:
             # (HAR 1.2's postData has no encoding field: _encoding and the comment say it)
             post["text"] = base64.b64encode(body).decode("ascii")
             post["_encoding"] = "base64"
-            post["comment"] = "base64: " + (
-                f"{req_mime.split(';')[0]} bodies are binary" if _binary(req_mime)
-                else "the request body is not UTF-8")
+            post["comment"] = "base64: " + (f"{req_mime.split(';')[0]} bodies are binary"
+                                            if binary else "the request body is not UTF-8")
         request["postData"] = post
     response: dict[str, Any] = {
         "status": status,

@@ -71,8 +71,9 @@ class _Pumps:
         self.publishing = 0
         self.stopping = False
         self.ends: dict[Direction, int] = {}
-        """A direction whose sender ended its bytes (EOF) → how many of the other
-        direction's bytes had been read by then (Observer.close's ``ends``)."""
+        """The first direction whose sender ended its bytes (EOF) → how many of the
+        other direction's bytes had been read by then (Observer.close's ``ends``);
+        the other's end, after it, tells nothing more."""
 
 
 def _side(direction: Direction, *, source: bool) -> Closer:
@@ -124,7 +125,8 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
         except Exception as exc:
             return PumpResult(direction, Outcome.SOURCE_FAILED, _err(exc), exc)
         if not data:
-            pumps.ends.setdefault(direction, dst.bytes_in)  # (what the other side had sent)
+            if not pumps.ends:
+                pumps.ends[direction] = dst.bytes_in  # (what the other side had sent)
             dst.write_eof()
             with contextlib.suppress(Exception):
                 await dst.drain()
@@ -235,8 +237,7 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             await conn.error("server-tls", *explained)
     t = time.time()
     by, reason = _describe(first)
-    # (the first side to end its bytes; the other's end, after it, tells nothing more)
-    ends = dict(list(pumps.ends.items())[:1])
+    ends = pumps.ends
     closing = observed.close(t, by.name.lower(), ends)
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)

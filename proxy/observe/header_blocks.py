@@ -19,6 +19,7 @@ from proxy.observe.frames import Frame, HeadersFrame, PushPromiseFrame
 from proxy.observe.header_rules import (
     BlockRole,
     check_fields,
+    grpc_call_type,
     grpc_status_invalid,
     grpc_status_missing,
     header_value,
@@ -56,9 +57,7 @@ without grpc-status (it must follow in trailers), one that carries it."""
 
 def _grpc_request(headers: tuple[tuple[str, str], ...]) -> bool:
     """A gRPC call's request (gRPC-Web excepted: its status travels in the body)."""
-    ctype = header_value(headers, "content-type")
-    return ctype is not None and ctype.startswith("application/grpc") \
-        and not ctype.startswith("application/grpc-web")
+    return grpc_call_type(header_value(headers, "content-type"))
 
 
 def _early_grpc_status(stream: Stream) -> bool:
@@ -342,8 +341,7 @@ class HeaderBlocks:
                 length = length_of(said)
                 ctype = fields.get("content-type", "")
                 # (gRPC-Web carries its status in the body, in a trailers frame)
-                call = ctype.startswith("application/grpc") and \
-                    not ctype.startswith("application/grpc-web")
+                call = grpc_call_type(ctype)
                 grpc = (_GRPC_CALL_STATUS if call else _GRPC_STATUS) if "grpc-status" in \
                     fields else _GRPC_NO_STATUS if call else _NOT_GRPC
             else:

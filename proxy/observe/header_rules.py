@@ -329,6 +329,13 @@ _HTTP_TO_GRPC = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIE
 grpc-status (gRPC's http-grpc-status-mapping.md; any other: UNKNOWN)."""
 
 
+def grpc_call_type(content_type: str | None) -> bool:
+    """Whether a content-type is a gRPC call's (``application/grpc``, ``+proto`` …),
+    gRPC-Web excepted: it carries its status in the body, not in trailers."""
+    return content_type is not None and content_type.startswith("application/grpc") \
+        and not content_type.startswith("application/grpc-web")
+
+
 def grpc_status_missing(stream_id: int, how: str, seq: int, *, http_status: int | None = None,
                         early: bool = False, content_type: str | None = None) -> Finding:
     """A gRPC response that ended without grpc-status (gRPC's PROTOCOL-HTTP2.md:

@@ -34,6 +34,7 @@ import h2.exceptions
 import h2.settings
 
 from proxy.observe.describe import shown
+from proxy.observe.header_rules import grpc_call_type
 from proxy.replay.responses import Action, Headers, ResponseBook
 
 READ_SIZE = 1 << 16
@@ -185,8 +186,7 @@ class MockConnection:
         authority = req.get(":authority", req.get("host", ""))
         found = self.book.find(method, authority, path)
         actions: tuple[Action, ...]
-        if found is None and req.get("content-type", "").startswith("application/grpc") \
-                and not req.get("content-type", "").startswith("application/grpc-web"):
+        if found is None and grpc_call_type(req.get("content-type")):
             # A gRPC client turns an HTTP 404 into UNIMPLEMENTED with no word of why:
             # answer in gRPC (a Trailers-Only response) with the reason in grpc-message.
             text = " ".join(not_found_body(self.book, method, authority, path).decode()

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Static
 from proxy.capture.exports import open_private
 from proxy.grpc_log import GrpcTracker, grpc_field_note
 from proxy.observe.describe import shown_field
+from proxy.observe.header_rules import grpc_call_type
 from proxy.websocket import is_websocket
 from ui.model import body
 from ui.model.body import (
@@ -88,8 +89,7 @@ def _conversation(out: Text, session: Session, st: StreamInfo) -> None:
     interleaved, with when (the bodies above list each direction on its own: a
     bidirectional stream's back and forth is lost there)."""
     request = st.request_headers or ()
-    if not any(n == "content-type" and v.startswith("application/grpc")
-               and not v.startswith("application/grpc-web") for n, v in request):
+    if not any(n == "content-type" and grpc_call_type(v) for n, v in request):
         return
     frames, _ = data_frames(session, st)
     msgs = GrpcTracker(body.SCHEMA).call_messages(

@@ -96,10 +96,10 @@ class ConnectionsPane(DataTable[str | Text]):
             shown[key] = cells
         if out_of_order:
             self._sort_by_id()
-        if len(self._rows) + 2 != self._fitted_rows:
+        if len(self._rows) != self._fitted_rows:
             # (after the table has measured its new rows: resized in the same turn, it
             # could be drawn with its columns at their headers' widths)
-            self._fitted_rows = len(self._rows) + 2
+            self._fitted_rows = len(self._rows)
             self.call_after_refresh(self.fit_height)
         totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
                   str(len(conns)))
