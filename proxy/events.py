@@ -221,6 +221,8 @@ class Http1MessageObserved(ConnectionEvent):
     """Seconds from the first head byte to the last body byte."""
     complete: bool = True
     """False if the connection ended before the body did."""
+    trailers: tuple[tuple[str, str], ...] = ()
+    """A chunked body's trailer fields (RFC 9112 §7.1.2), as sent."""
 
 
 ProxyEvent: TypeAlias = ConnectionEvent | Event

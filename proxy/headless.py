@@ -318,8 +318,9 @@ def _connection_text(ev: ConnectionEvent) -> str | None:
         case Http1MessageObserved():
             arrow = ev.direction.arrow
             cut = "" if ev.complete else " INCOMPLETE"
+            trailers = "".join(f", trailer {n}: {v}" for n, v in ev.trailers)
             return (f"{arrow} {ev.start_line}  (head {byte_count(ev.head_size)}, body "
-                    f"{byte_count(ev.body_size)}, {ev.duration * 1000:.1f} ms){cut}")
+                    f"{byte_count(ev.body_size)}{trailers}, {ev.duration * 1000:.1f} ms){cut}")
         case ProxyErrorRaised():
             hint = f" — hint: {ev.hint}" if ev.hint else ""
             hello = f" (hello: {ev.client_hello.summary()})" if ev.client_hello else ""

@@ -329,6 +329,8 @@ def jsonl_connection(conn_id: int, ev: ConnectionEvent) -> dict[str, Any] | None
         case Http1MessageObserved():
             d = _http1_object(ev.direction, ev.start_line, ev.headers, ev.complete)
             d.update(head_size=ev.head_size, body_size=ev.body_size, duration=ev.duration)
+            if ev.trailers:
+                d["trailers"] = [list(f) for f in ev.trailers]
         case ProxyErrorRaised():
             d = {"event": "ProxyErrorRaised", "stage": ev.stage, "message": ev.message,
                  "hint": ev.hint}

@@ -109,6 +109,8 @@ class Http1Relay:
         self.server = server
         self._chunked_sent = [0, 0]
         """Per direction: bytes of the chunked body being forwarded, so far."""
+        self._trailers: list[list[tuple[str, str]]] = [[], []]
+        """Per direction: the trailer fields of the chunked body just forwarded."""
         self.server_target: str | None = conn.target if server is not None else None
         self.forward_proxy = forward_proxy
         self.on_connect = on_connect
@@ -360,6 +362,7 @@ class Http1Relay:
         """Forward one body as framed; publishes the message event at its end."""
         who = Closer.CLIENT if direction is Direction.C2S else Closer.SERVER
         size = 0
+        self._trailers[direction] = []
         if framing is Framing.NONE:
             return 0
         try:
@@ -390,7 +393,8 @@ class Http1Relay:
                                   f"{exc}")
             raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None
         await self._publish(direction, b"", (self._message(
-            direction, head, len(head.raw), size, started, time.time()),))
+            direction, head, len(head.raw), size, started, time.time(),
+            trailers=tuple(self._trailers[direction])),))
         await self._request_said(direction)
         return size
 
@@ -420,6 +424,9 @@ class Http1Relay:
                     size += await self._send(dst, trailer, direction)
                     if trailer == b"\r\n":
                         return size
+                    name, colon, value = trailer[:-2].decode("latin-1").partition(":")
+                    if colon:  # (a malformed line is passed on as sent, not listed)
+                        self._trailers[direction].append((name, value.strip(" \t")))
             left = chunk
             while left:
                 data = await src.read_at_most(min(left, 65536))
@@ -450,11 +457,13 @@ class Http1Relay:
         await self.conn.publish_chunk(direction, data, time.time(), events, "http/1.1")
 
     def _message(self, direction: Direction, head: Head, head_size: int, body: int,
-                 started: float, ended: float, *, complete: bool = True) -> Http1MessageObserved:
+                 started: float, ended: float, *, complete: bool = True,
+                 trailers: tuple[tuple[str, str], ...] = ()) -> Http1MessageObserved:
         return Http1MessageObserved(conn_id=self.conn.id, t=ended, direction=direction,
                                     start_line=head.start_line, headers=head.headers,
                                     head_size=head_size, body_size=body, started=started,
-                                    duration=max(0.0, ended - started), complete=complete)
+                                    duration=max(0.0, ended - started), complete=complete,
+                                    trailers=trailers)
 
     # ----------------------------------------------------------------- errors
 

@@ -14,18 +14,21 @@ from dataclasses import dataclass, field
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """GET /chunked → a chunked body; POST echoes the body; anything else → ``h1 <path>``."""
+    """GET /chunked → a chunked body (/chunked-trailers: with two trailer fields); POST
+    echoes the body; anything else → ``h1 <path>``."""
 
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        if self.path == "/chunked":
+        if self.path in ("/chunked", "/chunked-trailers"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for piece in (b"first ", b"second ", b"third"):
                 self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
+            trailers = b"X-Checksum: abc123\r\nServer-Timing:  db;dur=53\r\n" \
+                if self.path == "/chunked-trailers" else b""
+            self.wfile.write(b"0\r\n" + trailers + b"\r\n")
             return
         body = f"h1 {self.path}".encode()
         self.send_response(200)

@@ -114,6 +114,29 @@ def test_chunked_response_and_expect_100_continue_upload_pass_through(
                                                            "HTTP/1.1 200 OK"], lines
 
 
+def test_a_chunked_bodys_trailers_are_in_the_message_event_line_and_json(
+        proxy: ProxyThread) -> None:
+    """RFC 9112 §7.1.2 trailer fields after the last chunk: relayed as sent, and
+    listed in the message event, the headless line and the live JSON object."""
+    from proxy.capture.export_text import jsonl_connection
+    from proxy.headless import connection_line
+    with http_server() as port:
+        code, out, err = curl("-x", proxy.url, "--raw",
+                              f"http://127.0.0.1:{port}/chunked-trailers")
+        proxy.wait_closed()
+    assert code == 0, err
+    assert out.endswith(b"0\r\nX-Checksum: abc123\r\nServer-Timing:  db;dur=53\r\n\r\n")
+    response = messages(proxy, Direction.S2C)[0]
+    assert response.trailers == (("X-Checksum", "abc123"), ("Server-Timing", "db;dur=53"))
+    assert messages(proxy, Direction.C2S)[0].trailers == ()
+    line = connection_line(response)
+    assert line is not None and \
+        "trailer X-Checksum: abc123, trailer Server-Timing: db;dur=53" in line, line
+    obj = jsonl_connection(1, response)
+    assert obj is not None and obj["trailers"] == [["X-Checksum", "abc123"],
+                                                   ["Server-Timing", "db;dur=53"]]
+
+
 def test_http11_only_server_through_reverse_http(make_proxy: Callable[..., ProxyThread]) -> None:
     with http_server() as port:
         proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
