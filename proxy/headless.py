@@ -175,6 +175,8 @@ class HeadlessPrinter:
                     lines.append(f"{prefix(conn_id, ev.t - start, '*')} {text}")
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
+                if type(ev) is FrameObserved:
+                    held.clear()  # (what the frame caused goes with it)
                 continue
             if type(ev) is FrameObserved:
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,

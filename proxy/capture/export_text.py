@@ -43,6 +43,7 @@ from proxy.observe.events import (
 from proxy.observe.jsonview import event_dict, frame_dict, json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
+    AFTER_ITS_FRAME,
     HEADER_INDENT,
     closed_text,
     event_lines,
@@ -179,6 +180,9 @@ class _Kept:
                  ) -> None:
         self.match = FrameMatcher(flt, known)
         self.hosts: dict[int, str | None] = {}
+        self.last: dict[int, bool] = {}
+        """Per connection: whether its last frame was kept (what that frame caused,
+        which follows it in log order, goes with it)."""
 
     def record(self, item: Replayed) -> None:
         rec = item.record
@@ -186,16 +190,20 @@ class _Kept:
             self.hosts[rec.conn_id] = meta_host(rec.json())
 
     def frame(self, conn_id: int, ev: FrameObserved) -> bool:
-        return self.match(conn_id, self.hosts.get(conn_id), ev)
+        ok = self.last[conn_id] = self.match(conn_id, self.hosts.get(conn_id), ev)
+        return ok
 
 
 def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
-    """Without a filter every event; with one, the frames it keeps, and desyncs and
-    connection-level findings (never hidden, as in the headless log)."""
+    """Without a filter every event; with one, the frames it keeps, what those
+    frames caused (a stall, settings in force: as in the headless log), and
+    desyncs and connection-level findings (never hidden)."""
     if kept is None:
         return True
     if type(ev) is FrameObserved:
         return kept.frame(conn_id, ev)
+    if isinstance(ev, AFTER_ITS_FRAME):
+        return kept.last.get(conn_id, False)
     return isinstance(ev, (Desynced, ConnectionFindingRaised))
 
 

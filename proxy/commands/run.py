@@ -405,13 +405,16 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     Frames go through the filter, with their connection (conn id, target host
     or SNI) and, when the filter uses status/method/path, their stream's
     headers. Connection lines and connection-level findings are always shown;
-    other observer events (stream states, settings ACKs, pings, flow control)
-    and HTTP/1.1 messages only without a filter.
+    what a frame causes (settings in force, a PING's round trip, a flow-control
+    stall or reopening: ``AFTER_ITS_FRAME``) with that frame — the printer holds
+    them until it, and drops them if the filter hides it; other observer events
+    (stream states) and HTTP/1.1 messages only without a filter.
     """
     from proxy.events import ConnectionEvent, Http1MessageObserved
     from proxy.filter import compile_filter
     from proxy.filter_context import FrameMatcher
     from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
+    from proxy.textlog import AFTER_ITS_FRAME
 
     match = FrameMatcher(compile_filter(text))
 
@@ -420,7 +423,8 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
             return match(info.conn_id, _target_host(info.target, info.sni), ev)
         if isinstance(ev, Http1MessageObserved):
             return False
-        return isinstance(ev, (ConnectionEvent, Desynced, ConnectionFindingRaised))
+        return isinstance(ev, (ConnectionEvent, Desynced, ConnectionFindingRaised,
+                               *AFTER_ITS_FRAME))
     return accept
 
 

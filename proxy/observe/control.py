@@ -12,13 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
-from proxy.observe.events import Event, FlowControlResumed, PingAnswered, SettingsAcknowledged
+from proxy.observe.events import (
+    Event,
+    FlowControlResumed,
+    FlowControlStalled,
+    PingAnswered,
+    SettingsAcknowledged,
+)
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.floods import count as count_flood
 from proxy.observe.priority import MAX_NODES, PriorityTree, parse_priority_field
 from proxy.observe.sides import PendingSettings, Side
-from proxy.observe.streams import StreamState
+from proxy.observe.streams import StreamState, sender_finished
 
 if TYPE_CHECKING:
     from proxy.observe.frames import PingFrame, PriorityFrame, PriorityUpdateFrame, SettingsFrame
@@ -65,23 +71,27 @@ class ControlFrames:
                 return
             acked = owner.pending.popleft()
             side.read_up_to = max(side.read_up_to, acked.seq)
+            ack_at = len(self._events)  # (stalls the change starts follow its event)
             delta, adjusted = self._apply_settings(owner, acked.settings, t, seq, findings)
             owner.refresh_frame_size()
-            self._events.append(SettingsAcknowledged(t=t, direction=side.direction,
-                                                     settings=acked.settings, seq=seq,
-                                                     window_delta=delta,
-                                                     streams_adjusted=adjusted))
+            self._events.insert(ack_at, SettingsAcknowledged(
+                t=t, direction=side.direction, settings=acked.settings, seq=seq,
+                window_delta=delta, streams_adjusted=len(adjusted), windows=tuple(adjusted)))
             return
         count_flood(side, "settings-flood", t, seq, findings)
         for ident, value in frame.settings:
             bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                code = "FLOW_CONTROL_ERROR" if ident == SettingCode.INITIAL_WINDOW_SIZE \
+                    else "PROTOCOL_ERROR"
                 findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
                                    f"{setting_name(ident)} = {value} is outside "
-                                   f"{bounds[0]}..{bounds[1]}", seq, 0))
+                                   f"{bounds[0]}..{bounds[1]}: a connection error of type "
+                                   f"{code}", seq, 0))
             elif ident == SettingCode.ENABLE_PUSH and value == 1 and side.direction is S2C:
                 findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
-                                   "the server set SETTINGS_ENABLE_PUSH to 1", seq, 0))
+                                   "the server set SETTINGS_ENABLE_PUSH to 1: a connection "
+                                   "error of type PROTOCOL_ERROR", seq, 0))
             elif ident not in SettingCode._value2member_map_:
                 findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
                                    f"setting 0x{ident:x} = {value} is unknown and ignored",
@@ -102,13 +112,14 @@ class ControlFrames:
 
     def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],
                         t: float, seq: int = -1, findings: list[Finding] | None = None,
-                        ) -> tuple[int, int]:
+                        ) -> tuple[int, list[tuple[int, int]]]:
         """Settings advertised by ``owner`` take effect for what its peer sends.
         Returns how much a new INITIAL_WINDOW_SIZE moved the stream windows, and
-        how many open streams it moved."""
+        the open streams it moved with their windows after."""
         peer = self.sides[_PEER[owner.direction]]
         adv = owner.advertised
-        moved = adjusted = 0
+        moved = 0
+        adjusted: list[tuple[int, int]] = []
         for ident, value in settings:
             if ident == SettingCode.INITIAL_WINDOW_SIZE and value <= MAX_WINDOW:
                 # RFC 9113 §6.9.2: the change applies to every stream's window.
@@ -124,17 +135,20 @@ class ControlFrames:
         return moved, adjusted
 
     def _adjust_windows(self, data_dir: Direction, delta: int, value: int, t: float,
-                        seq: int, findings: list[Finding] | None) -> int:
+                        seq: int, findings: list[Finding] | None) -> list[tuple[int, int]]:
         """Move every stream's window for data flowing ``data_dir`` by ``delta``: a
-        stalled stream whose window opens has resumed; a window pushed above
-        2^31-1 is a connection error (§6.9.2). Returns the open streams moved."""
+        stalled stream whose window opens has resumed; one whose sender is in the
+        middle of a body and whose window falls to 0 or below must now wait (a
+        stall); a window pushed above 2^31-1 is a connection error (§6.9.2).
+        Returns the open streams moved, with their windows after."""
         over: list[int] = []
-        adjusted = 0
+        adjusted: list[tuple[int, int]] = []
+        conn_blocked = self.sides[data_dir].conn_window <= 0
         for stream in self.streams.values():
             window = stream.send_window[data_dir] = stream.send_window[data_dir] + delta
             if stream.state is _CLOSED or stream.state is _IDLE:
                 continue
-            adjusted += 1
+            adjusted.append((stream.stream_id, window))
             if window > MAX_WINDOW:
                 over.append(stream.stream_id)
             since = stream.stalled_since[data_dir]
@@ -142,7 +156,15 @@ class ControlFrames:
                 stream.stalled_since[data_dir] = None
                 self._events.append(FlowControlResumed(t=t, direction=data_dir,
                                                        stream_id=stream.stream_id,
-                                                       stalled_for=t - since, seq=seq))
+                                                       stalled_for=t - since, seq=seq,
+                                                       connection_blocked=conn_blocked))
+            elif since is None and window <= 0 < window - delta \
+                    and stream.data_bytes[data_dir] and not sender_finished(stream.state,
+                                                                            data_dir):
+                stream.stalled_since[data_dir] = t
+                self._events.append(FlowControlStalled(t=t, direction=data_dir,
+                                                       stream_id=stream.stream_id, seq=seq,
+                                                       window=window))
         if over and findings is not None:
             shown = ", ".join(map(str, over[:5])) + (", ..." if len(over) > 5 else "")
             findings.append(_f(

@@ -274,6 +274,15 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
     return lines
 
 
+def _windows_now(windows: tuple[tuple[int, int], ...]) -> str:
+    """``stream 1 now -13616, stream 3 now 1000`` — the first few, then how many
+    more; one figure when every stream's window is the same."""
+    if len(windows) > 1 and len({w for _, w in windows}) == 1:
+        return f"now {windows[0][1]} each"
+    shown = ", ".join(f"stream {sid} now {w}" for sid, w in windows[:4])
+    return shown + (f" and {len(windows) - 4} more" if len(windows) > 4 else "")
+
+
 def event_line(ev: Event) -> str | None:
     """A line for non-frame events worth showing in a log; None for the rest."""
     match ev:
@@ -286,15 +295,22 @@ def event_line(ev: Event) -> str | None:
                 n = ev.streams_adjusted
                 which = "1 open stream's window" if n == 1 else f"{n} open streams' windows"
                 line += f"; {which} {ev.window_delta:+d} (RFC 9113 §6.9.2)"
+                if ev.windows:
+                    line += f": {_windows_now(ev.windows)}"
             return line
         case PingAnswered():
             return f"PING answered, rtt {ev.rtt * 1000:.3f} ms"
         case FlowControlStalled():
             where = "connection" if ev.stream_id == 0 else f"stream {ev.stream_id}"
-            return f"flow control: {ev.direction.sender} blocked, {where} window is 0"
+            why = " after the SETTINGS change (RFC 9113 §6.9.2)" if ev.window < 0 else ""
+            return (f"flow control: {ev.direction.sender} blocked, {where} window is "
+                    f"{ev.window}{why}")
         case FlowControlResumed():
             where = "connection" if ev.stream_id == 0 else f"stream {ev.stream_id}"
-            return f"flow control: {where} reopened after {ev.stalled_for * 1000:.1f} ms"
+            still = " (the connection window is still 0: still blocked)" \
+                if ev.connection_blocked else ""
+            return (f"flow control: {where} reopened after {ev.stalled_for * 1000:.1f} ms"
+                    f"{still}")
         case Desynced():
             return f"DESYNCED at byte {ev.offset}: {ev.finding.message}"
         case ConnectionFindingRaised():

@@ -71,6 +71,9 @@ class SettingsAcknowledged(Event):
     direction's sender (RFC 9113 §6.9.2); 0 when it did not change."""
     streams_adjusted: int = 0
     """How many open streams that moved."""
+    windows: tuple[tuple[int, int], ...] = ()
+    """(stream id, window) of each open stream that moved, after the change: a
+    lowered INITIAL_WINDOW_SIZE can leave one negative (RFC 9113 §6.9.2)."""
 
 
 @record
@@ -85,20 +88,27 @@ class PingAnswered(Event):
 
 @record
 class FlowControlStalled(Event):
-    """Data flowing in ``direction`` cannot continue: a send window reached 0."""
+    """Data flowing in ``direction`` cannot continue: a send window reached 0 — spent
+    by DATA, or lowered to 0 or below by a SETTINGS change (RFC 9113 §6.9.2) while
+    the sender was in the middle of a body."""
 
     stream_id: int
     """0 when the connection window is exhausted."""
     seq: int
+    window: int = 0
+    """The window then: below 0 when a SETTINGS change took it there."""
 
 
 @record
 class FlowControlResumed(Event):
-    """A WINDOW_UPDATE (sent the other way) reopened a stalled window."""
+    """A WINDOW_UPDATE (or a raised INITIAL_WINDOW_SIZE) reopened a stalled window."""
 
     stream_id: int
     stalled_for: float
     seq: int
+    connection_blocked: bool = False
+    """A stream's window reopened while the connection's is still 0 or less: its
+    sender can still not send."""
 
 
 @record

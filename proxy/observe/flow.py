@@ -102,7 +102,10 @@ class StreamFrames:
             self._unexpected_data(stream, direction, frame.data_length, seq, findings)
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
-        if window < 0 and state is not _CLOSED and state is not _IDLE:
+        if window < 0 and state is not _CLOSED and state is not _IDLE and \
+                window + self.sides[_PEER[direction]].pending_window_increase() < 0:
+            # (within a larger INITIAL_WINDOW_SIZE the receiver sent and the sender
+            # may have processed, its ACK not yet seen: RFC 9113 §6.9.2 allows it)
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds stream {sid}'s window by "
                                f"{-window}", seq, sid))
@@ -208,15 +211,17 @@ class StreamFrames:
         data_dir = _PEER[side.direction]
         data_side = self.sides[data_dir]
         if inc == 0:
+            scope = "a connection error" if sid == 0 else "a stream error"
             findings.append(_f("window-update-zero", Severity.ERROR, "RFC 9113 §6.9",
-                               "WINDOW_UPDATE with an increment of 0", seq, sid))
+                               f"WINDOW_UPDATE with an increment of 0: {scope} of type "
+                               "PROTOCOL_ERROR", seq, sid))
         if sid == 0:
             before = data_side.conn_window
             data_side.conn_window = after = before + inc
             if after > MAX_WINDOW:
                 findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
-                                   f"connection window would reach {after}, above 2^31-1",
-                                   seq, 0))
+                                   f"connection window would reach {after}, above 2^31-1: "
+                                   "a connection error of type FLOW_CONTROL_ERROR", seq, 0))
             if data_side.conn_stalled_since is not None and after > 0:
                 self._events.append(FlowControlResumed(
                     t=t, direction=data_dir, stream_id=0,
@@ -236,13 +241,15 @@ class StreamFrames:
         stream.send_window[data_dir] = after
         if after > MAX_WINDOW:
             findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"stream {sid}'s window would reach {after}, above 2^31-1",
-                               seq, sid))
+                               f"stream {sid}'s window would reach {after}, above 2^31-1: "
+                               "a stream error of type FLOW_CONTROL_ERROR", seq, sid))
         since = stream.stalled_since[data_dir]
         if since is not None and after > 0:
             stream.stalled_since[data_dir] = None
             self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
-                                                   stalled_for=t - since, seq=seq))
+                                                   stalled_for=t - since, seq=seq,
+                                                   connection_blocked=data_side.conn_window
+                                                   <= 0))
         return data_side.conn_window, after
 
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,

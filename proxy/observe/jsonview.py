@@ -210,13 +210,16 @@ def event_dict(ev: Event) -> dict[str, Any] | None:
             d["offset"] = ev.offset
             d["finding"] = finding_dict(ev.finding)
         case FlowControlStalled():
-            d.update(stream_id=ev.stream_id, seq=ev.seq, blocked=ev.direction.sender)
+            d.update(stream_id=ev.stream_id, seq=ev.seq, blocked=ev.direction.sender,
+                     window=ev.window)
         case FlowControlResumed():
-            d.update(stream_id=ev.stream_id, seq=ev.seq, stalled_for=ev.stalled_for)
+            d.update(stream_id=ev.stream_id, seq=ev.seq, stalled_for=ev.stalled_for,
+                     connection_blocked=ev.connection_blocked)
         case SettingsAcknowledged():
             d.update(seq=ev.seq, settings=[{"id": k, "name": setting_name(k), "value": v}
                                            for k, v in ev.settings],
-                     window_delta=ev.window_delta, streams_adjusted=ev.streams_adjusted)
+                     window_delta=ev.window_delta, streams_adjusted=ev.streams_adjusted,
+                     windows=[{"stream_id": sid, "window": w} for sid, w in ev.windows])
         case PingAnswered():
             d.update(seq=ev.seq, rtt=ev.rtt, opaque_hex=ev.opaque.hex())
         case _:

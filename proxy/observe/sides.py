@@ -110,6 +110,18 @@ class Side:
     def setting(self, code: SettingCode) -> int:
         return self.advertised[code]
 
+    def pending_window_increase(self) -> int:
+        """How much more this endpoint lets its peer send on each stream once its
+        pending SETTINGS take effect (the largest INITIAL_WINDOW_SIZE among them over
+        the one in force; 0 if none is larger). The peer may use it as soon as it
+        processes the SETTINGS, before its ACK crosses the observer."""
+        now = most = self.advertised[SettingCode.INITIAL_WINDOW_SIZE]
+        for p in self.pending:
+            for k, v in p.settings:
+                if k == SettingCode.INITIAL_WINDOW_SIZE and v > most:
+                    most = v
+        return most - now
+
     def refresh_frame_size(self) -> None:
         size = self.advertised[SettingCode.MAX_FRAME_SIZE]
         for p in self.pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened
 from proxy.headless import HeadlessPrinter
@@ -182,3 +183,72 @@ def test_quiet_leaves_out_http1_message_lines_as_it_does_frame_lines() -> None:
     assert "GET /x HTTP/1.1" in _one_by_one(batches)
     quiet = _one_by_one(batches, quiet=True)
     assert "GET /x HTTP/1.1" not in quiet and "#4" in quiet  # (the connection line stays)
+
+
+def _stall_batches() -> list[Batch]:
+    """A download that spends stream 1's window, then a WINDOW_UPDATE reopens it."""
+    from tests.unit.observe.conftest import Conversation
+    conv = Conversation()
+    f = conv.f
+    request = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"),
+               (":path", "/big")]
+    steps = [(Direction.C2S, f.headers(Direction.C2S, 1, request,
+                                       flags=["END_HEADERS", "END_STREAM"])),
+             (Direction.S2C, f.headers(Direction.S2C, 1, [(":status", "200")])),
+             (Direction.C2S, f.window_update(0, 1 << 20)),
+             *[(Direction.S2C, f.data(1, b"x" * 16384)) for _ in range(3)],
+             (Direction.S2C, f.data(1, b"x" * 16383)),
+             (Direction.C2S, f.window_update(1, 65535))]
+    out: list[Batch] = []
+    t = 1000.0
+    for direction, data in steps:
+        t += 0.01
+        out.append(Batch(conn_id=1, t=t, events=tuple(conv.send(direction, data)),
+                         direction=direction, data=data, protocol="h2"))
+    return out
+
+
+def test_a_filter_shows_a_stall_and_its_reopening_with_the_frames_that_caused_them() -> None:
+    """What a frame causes (the stall after the DATA that spent the window, the
+    reopening after the WINDOW_UPDATE) is shown when the filter keeps that frame,
+    as without a filter, and not otherwise; the text export does the same."""
+    from proxy.commands.run import event_filter
+    batches = _stall_batches()
+    everything = _one_by_one(batches)
+    assert "server blocked, stream 1 window is 0" in everything
+    assert "stream 1 reopened after" in everything
+    one_stream = _one_by_one(batches, filter=event_filter("stream:1"))
+    assert [line.split(" #1 ")[1].split()[:3] for line in one_stream.splitlines()
+            if "flow control" in line] == [["←", "flow", "control:"]] * 2
+    lines = one_stream.splitlines()
+    stall = next(i for i, line in enumerate(lines) if "blocked" in line)
+    assert "DATA" in lines[stall - 1] and "len=16383" in lines[stall - 1]
+    updates = _one_by_one(batches, filter=event_filter("type:WINDOW_UPDATE"))
+    assert "reopened after" in updates and "blocked" not in updates
+    assert _one_by_one(batches, filter=event_filter("type:HEADERS")).count("flow control") == 0
+
+
+def test_the_text_export_keeps_what_a_kept_frame_caused_as_the_live_log(tmp_path: Path) -> None:
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from proxy.filter import compile_filter
+    from proxy.observe.enums import CONNECTION_PREFACE
+    path = tmp_path / "stall.h2scope"
+    with CaptureWriter(path, autoflush=False) as w:
+        w.connection(1, {"client": {"ip": "127.0.0.1", "port": 5001}, "mode": "regular",
+                         "protocol": "h2"}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        for b in _stall_batches():
+            w.raw(1, b.direction, b.data, t=b.t - 1000.0, wall=b.t)  # type: ignore[arg-type]
+
+    def export(text: str) -> str:
+        out = io.StringIO()
+        write_text(replay(path), out, keep=compile_filter(text))
+        return out.getvalue()
+    one_stream = export("stream:1")
+    assert "server blocked, stream 1 window is 0" in one_stream
+    assert "stream 1 reopened after" in one_stream
+    updates = export("type:WINDOW_UPDATE")
+    assert "reopened after" in updates and "blocked" not in updates
+    assert "flow control" not in export("type:HEADERS")

@@ -46,10 +46,96 @@ def test_a_larger_initial_window_resumes_a_stalled_stream(conv: Conversation) ->
     (acked,) = [e for e in new if isinstance(e, SettingsAcknowledged)]
     assert (acked.window_delta, acked.streams_adjusted) == (16384, 1)
     assert event_line(acked) == ("settings in force for the server: INITIAL_WINDOW_SIZE=81919;"
-                                 " 1 open stream's window +16384 (RFC 9113 §6.9.2)")
+                                 " 1 open stream's window +16384 (RFC 9113 §6.9.2): stream 1"
+                                 " now 16384")
     # The server may send 16,384 more bytes on the stream, and no more.
     assert conv.findings(conv.send(S2C, conv.f.data(1, b"y" * 16384))) == []
     assert conv.findings(conv.send(S2C, conv.f.data(1, b"z"))) == ["flow-control-exceeded"]
+
+
+def test_a_lowered_initial_window_that_leaves_a_body_unable_to_go_on_is_a_stall(
+        conv: Conversation) -> None:
+    """RFC 9113 §6.9.2: a smaller INITIAL_WINDOW_SIZE can take a window below 0; a
+    sender in the middle of a body must then wait for WINDOW_UPDATEs that make it
+    positive. The stall starts at the ACK (not only when DATA spends a window to
+    0), a WINDOW_UPDATE that leaves it at 0 or below does not end it, and the
+    ACK's line says the windows that result, not only the change."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(S2C, conv.f.data(1, b"x" * 16384))
+    conv.send(S2C, conv.f.data(1, b"x" * 13616))  # window 35,535
+    conv.send(C2S, conv.f.settings(initial_window_size=16384))
+    new = conv.send(S2C, conv.f.settings(ack=True), dt=0.1)
+    acked, stalled = [e for e in new if isinstance(e, (SettingsAcknowledged,
+                                                       FlowControlStalled))]
+    assert isinstance(acked, SettingsAcknowledged) and acked.windows == ((1, -13616),)
+    assert event_line(acked) == ("settings in force for the server: INITIAL_WINDOW_SIZE=16384;"
+                                 " 1 open stream's window -49151 (RFC 9113 §6.9.2): stream 1"
+                                 " now -13616")
+    assert isinstance(stalled, FlowControlStalled)
+    assert (stalled.stream_id, stalled.direction, stalled.window) == (1, S2C, -13616)
+    assert event_line(stalled) == ("flow control: server blocked, stream 1 window is -13616 "
+                                   "after the SETTINGS change (RFC 9113 §6.9.2)")
+    not_yet = conv.send(C2S, conv.f.window_update(1, 13616), dt=0.5)  # back to 0 only
+    assert not [e for e in not_yet if isinstance(e, FlowControlResumed)]
+    (resumed,) = [e for e in conv.send(C2S, conv.f.window_update(1, 1000), dt=0.5)
+                  if isinstance(e, FlowControlResumed)]
+    assert resumed.stream_id == 1 and 0.99 < resumed.stalled_for < 1.01
+    assert not resumed.connection_blocked
+
+
+def test_a_stream_window_that_reopens_while_the_connections_is_spent_says_so(
+        conv: Conversation) -> None:
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    for _ in range(3):
+        conv.send(S2C, conv.f.data(1, b"x" * 16384))
+    stalls = conv.send(S2C, conv.f.data(1, b"x" * 16383))  # both windows at 0
+    assert sorted(e.stream_id for e in stalls if isinstance(e, FlowControlStalled)) == [0, 1]
+    (resumed,) = [e for e in conv.send(C2S, conv.f.window_update(1, 50000))
+                  if isinstance(e, FlowControlResumed)]
+    assert resumed.connection_blocked
+    assert event_line(resumed).endswith(  # type: ignore[union-attr]
+        "(the connection window is still 0: still blocked)")
+    (conn,) = [e for e in conv.send(C2S, conv.f.window_update(0, 50000))
+               if isinstance(e, FlowControlResumed)]
+    assert conn.stream_id == 0 and not conn.connection_blocked
+
+
+def test_a_lowered_window_does_not_stall_a_stream_whose_sender_has_not_started(
+        conv: Conversation) -> None:
+    """No body under way (the server has not sent DATA), or the body already ended:
+    nothing waits on the window, so no stall."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS"]))  # (uploading)
+    conv.send(S2C, conv.f.headers(S2C, 3, [(":status", "200")]))
+    conv.send(S2C, conv.f.data(3, b"d" * 100, flags=["END_STREAM"]))
+    conv.send(C2S, conv.f.settings(initial_window_size=0))
+    new = conv.send(S2C, conv.f.settings(ack=True))
+    assert not [e for e in new if isinstance(e, FlowControlStalled)]
+    (acked,) = [e for e in new if isinstance(e, SettingsAcknowledged)]
+    assert acked.windows == ((1, 0), (3, -100))
+    assert event_line(acked).endswith(": stream 1 now 0, stream 3 now -100")  # type: ignore[union-attr]
+
+
+def test_data_within_a_larger_initial_window_not_yet_acknowledged_is_no_violation(
+        conv: Conversation) -> None:
+    """The client raised INITIAL_WINDOW_SIZE; the server processed that SETTINGS and
+    used the room before its ACK reached the observer (RFC 9113 §6.9.2): not a
+    flow-control violation. Beyond the raised window it still is."""
+    conv.send(C2S, conv.f.settings(initial_window_size=1000))
+    conv.send(S2C, conv.f.settings(ack=True))
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(C2S, conv.f.settings(initial_window_size=50000))
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"x" * 10000))) == []
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"x" * 10000))) == []
+    acked = conv.send(S2C, conv.f.settings(ack=True))
+    assert [e.windows for e in acked if isinstance(e, SettingsAcknowledged)] == [((1, 30000),)]
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"x" * 16384))) == []
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"x" * 16384))) == [
+        "flow-control-exceeded"]
 
 
 def test_an_initial_window_that_overflows_an_open_stream_is_an_error(

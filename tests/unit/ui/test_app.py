@@ -624,9 +624,11 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
         seen["selected"] = app.timeline.selected_row
     drive(capture_path, scenario)
     assert seen["rows"] == [["error", "window-update-zero", "RFC 9113 §6.9", "1",
-                             "#1, frame 37", "WINDOW_UPDATE with an increment of 0"]]
+                             "#1, frame 37", "WINDOW_UPDATE with an increment of 0: a "
+                             "connection error of type PROTOCOL_ERROR"]]
     assert seen["detail"] == ("window-update-zero (RFC 9113 §6.9), first at #1, frame 37: "
-                              "WINDOW_UPDATE with an increment of 0")
+                              "WINDOW_UPDATE with an increment of 0: a connection error of "
+                              "type PROTOCOL_ERROR")
     assert seen["filter"] == "finding:window-update-zero"
     # (row 36 is frame 37: frames count from 1, as `g 37` and the detail pane say)
     assert seen["shown"] == [36] and seen["selected"] == 36
