@@ -31,12 +31,12 @@ from proxy.observe.events import (
     StreamStateChanged,
 )
 from proxy.observe.findings import Finding, Severity
+from proxy.observe.frames import RstStreamFrame
 from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.words import count
 
 EXIT_FINDINGS = 3
 """``run --headless --fail-on``: a finding at or above the severity was seen."""
-_RST = 0x3
 _C2S, _S2C = Direction.C2S, Direction.S2C
 SLOWEST = 3
 NOT_RELAYED = "not relayed"
@@ -155,7 +155,7 @@ class RunSummary:
             kind = type(ev)
             if kind is FrameObserved:
                 self.frames[ev.direction] += 1
-                if ev.frame.type == _RST:
+                if type(ev.frame) is RstStreamFrame:  # (a malformed one is not a reset)
                     code = error_name(ev.frame.error_code)
                     self.resets[code] += 1
                     self._grpc_reset(conn, ev.frame.stream_id, code, ev.direction)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from proxy.events import Batch, ConnectionClosed
 from proxy.observe.enums import Direction
+from proxy.observe.findings import Severity
 from proxy.summary import RunSummary
 from tests.unit.observe.conftest import REQUEST, Conversation
 
@@ -189,3 +190,18 @@ def test_a_slow_stream_that_was_reset_says_so() -> None:
                                          "(reset", "CANCEL", "by", "the", "client)"]
     assert "reset" not in lines[at + 2]
     assert summary.as_dict()["slowest_streams"][0]["reset"] == "reset CANCEL by the client"
+
+
+def test_a_malformed_rst_stream_is_a_finding_not_a_reset_and_the_summary_goes_on() -> None:
+    """An RST_STREAM whose payload is not 4 bytes (RFC 9113 §6.4: FRAME_SIZE_ERROR)
+    has no error code: the summary counts its finding and keeps taking events."""
+    import struct
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/a")
+    fed.send(C2S, struct.pack(">HBBBL", 0, 3, 3, 0, 1) + b"\x00\x00\x08")
+    fed.request(3, "/b")
+    fed.send(S2C, fed.conv.f.rst(3, 8))
+    assert summary.resets == {"CANCEL": 1}
+    assert [g.code for g in summary.findings.groups()] == ["frame-malformed"]
+    assert summary.worst() is Severity.ERROR
