@@ -14,6 +14,7 @@ protocol violation.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from proxy.observe.findings import Finding, Severity
 from proxy.observe.frames import RstStreamFrame
 from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.words import count
+
+log = logging.getLogger("h2scope.summary")
 
 EXIT_FINDINGS = 3
 """``run --headless --fail-on``: a finding at or above the severity was seen."""
@@ -131,12 +134,26 @@ class RunSummary:
         self._slow_reset: dict[tuple[int, int], str] = {}
         """Of the slowest streams, those a reset ended, and how."""
         self.last_t = 0.0
+        self.missed = 0
+        """Batches an internal error kept from being counted (see :meth:`handle`)."""
 
     def handle_many(self, batches: Sequence[Batch]) -> None:
         for batch in batches:
             self.handle(batch)
 
     def handle(self, batch: Batch) -> None:
+        """Count one batch. An internal error (a bug) loses that batch's counts, not
+        the rest of the run's: it is logged with its connection, counted in
+        :attr:`missed`, and the summary says it is incomplete."""
+        try:
+            self._handle(batch)
+        except Exception:
+            if not self.missed:
+                log.exception("the run summary could not count a batch of connection #%d; "
+                              "the summary will say it is incomplete", batch.conn_id)
+            self.missed += 1
+
+    def _handle(self, batch: Batch) -> None:
         events: Sequence[Any] = batch.events  # dispatched on the exact type below
         conn = batch.conn_id
         self.last_t = batch.t
@@ -315,6 +332,10 @@ class RunSummary:
                + (f" ({protos})" if protos else "")
                + f", {sum(self.frames):,} HTTP/2 frames ({self.frames[0]:,} → / "
                  f"{self.frames[1]:,} ←), {self.streams:,} stream{'s' * (self.streams != 1)}"]
+        if self.missed:
+            out.append(f"INCOMPLETE: an internal error kept {self.missed} batch"
+                       f"{'es' * (self.missed != 1)} of events from being counted (the log "
+                       "has the traceback; please report it)")
         if self.resets:
             out.append("resets: " + ", ".join(f"{code} ×{n}"
                                               for code, n in self.resets.most_common()))
@@ -359,6 +380,7 @@ class RunSummary:
             "frames": {"c2s": self.frames[0], "s2c": self.frames[1]},
             "streams": self.streams,
             "resets": dict(self.resets),
+            **({"incomplete_batches": self.missed} if self.missed else {}),
             "findings": [{"severity": g.severity.name.lower(), "code": g.code, "rfc": g.rfc,
                           "count": g.count, "first": g.where, "message": g.message}
                          for g in self.findings.groups()],

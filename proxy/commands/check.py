@@ -120,12 +120,14 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     worst = summary.worst()
     failed = args.fail_on != "none" and worst is not None \
         and worst >= Severity[args.fail_on.upper()]
+    # (a check an internal error left incomplete cannot pass: 1, a runtime failure)
+    status = EXIT_FINDINGS if failed else 1 if summary.missed else 0
     if args.json:
         doc = {"file": shown or str(path), **summary.as_dict(),
                "damaged_records": [str(p) for p in problems], "incomplete": incomplete,
-               "exit_status": EXIT_FINDINGS if failed else 0}
+               "exit_status": status}
         out.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
-        return EXIT_FINDINGS if failed else 0
+        return status
     out.write(f"{shown or path}\n")
     for line in summary.lines():
         out.write(f"  {line}\n")
@@ -138,4 +140,6 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
         out.write(f"exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "
                   f"(--fail-on {args.fail_on})\n")
         return EXIT_FINDINGS
-    return 0
+    if status:
+        out.write("exit status 1: the check is incomplete (an internal error; see above)\n")
+    return status

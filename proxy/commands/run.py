@@ -538,6 +538,10 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
         _print_err(f"h2scope: exit status {EXIT_FINDINGS}: {worst.name.lower()} findings "
                    f"were seen (--fail-on {fail_on})")
         return EXIT_FINDINGS
+    if fail_on is not None and summary.missed:  # (a gate that could not see all)
+        _print_err("h2scope: exit status 1: the summary is incomplete, so --fail-on "
+                   "cannot pass")
+        return 1
     return 0
 
 

@@ -205,3 +205,25 @@ def test_a_malformed_rst_stream_is_a_finding_not_a_reset_and_the_summary_goes_on
     assert summary.resets == {"CANCEL": 1}
     assert [g.code for g in summary.findings.groups()] == ["frame-malformed"]
     assert summary.worst() is Severity.ERROR
+
+
+def test_an_internal_error_loses_one_batch_and_the_summary_says_it_is_incomplete(
+        monkeypatch: object) -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    real = RunSummary._handle
+    calls = {"n": 0}
+
+    def flaky(self: RunSummary, batch: Batch) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise AttributeError("a bug")
+        real(self, batch)
+    monkeypatch.setattr(RunSummary, "_handle", flaky)  # type: ignore[attr-defined]
+    fed.request(1, "/a")  # (two batches: the second is lost)
+    fed.request(3, "/b")
+    assert summary.missed == 1
+    assert summary.streams == 2  # (counted at the request HEADERS: both got through)
+    assert any(line.startswith("INCOMPLETE: an internal error kept 1 batch")
+               for line in summary.lines())
+    assert summary.as_dict()["incomplete_batches"] == 1
