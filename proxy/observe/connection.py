@@ -29,6 +29,7 @@ from proxy.observe.closing import unfinished
 from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
+    IMPLAUSIBLE_FRAME,
     Direction,
     FrameType,
     SettingCode,
@@ -223,9 +224,12 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             hi, lo, ftype, flags, sid_word = unpack(data, pos)
             length = hi << 8 | lo
             if length > 16_384 and length > receiver.accepts_frame_size and (
-                    ftype not in _KNOWN_TYPES or side.frames == 0):
-                # An unknown type (or a first frame) that claims more than the
-                # receiver accepts is not HTTP/2 framing: stop decoding.
+                    ftype not in _KNOWN_TYPES or side.frames == 0) and (
+                    length > IMPLAUSIBLE_FRAME or (ftype not in _KNOWN_TYPES
+                                                   and side.frames == 0)):
+                # An unknown type or a first frame that claims megabytes more than
+                # the receiver accepts (or a first frame of an unknown type that
+                # claims more) is not HTTP/2 framing: stop decoding.
                 text = _text_instead_of_frames(data[pos:pos + 64], sender.sender) \
                     if not side.frames else None
                 self._desync(side, n - pos, t, text if text is not None else
@@ -573,9 +577,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             return stream
         opener = self.sides[C2S if sid % 2 else S2C]
         lost = opener.lost_above
-        if self.partial and sender is not None and sender is not opener.direction \
+        if (self.partial or opener.desynced) and sender is not None \
+                and sender is not opener.direction \
                 and (sid > opener.highest_stream_id or (lost is not None and sid > lost)):
-            # An excerpt: the frames that opened this stream are outside it.
+            # An excerpt, or an opener whose bytes stopped being frames: the frames
+            # that opened this stream were not seen.
             stream = Stream(sid, state=_OPEN, opened_by=opener.direction,
                             content_length=[-1, -1])  # its response may be outside too
             self._init_windows(stream)

@@ -64,7 +64,7 @@ class ControlFrames:
                                    "SETTINGS with ACK carries a payload", seq, 0))
             owner = self.sides[_PEER[side.direction]]
             if not owner.pending:
-                if self.partial:
+                if self.partial or owner.desynced:  # (its SETTINGS may be in what was lost)
                     return
                 findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
                                    "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
@@ -185,7 +185,7 @@ class ControlFrames:
         pinger = self.sides[1 - side.direction]
         sent = pinger.pings.pop(frame.opaque, None)
         if sent is None:
-            if self.partial:
+            if self.partial or pinger.desynced:
                 return
             findings.append(_f("ping-ack-unmatched", Severity.WARNING, "RFC 9113 §6.7",
                                f"PING ACK with opaque data {frame.opaque.hex()} matches no PING",

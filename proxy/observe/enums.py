@@ -167,3 +167,11 @@ def not_a_preface(have: bytes) -> str:
     return (f"the client's connection preface is broken at byte {at}: {have!r} instead of "
             f"{CONNECTION_PREFACE!r}")
 MAX_WINDOW = 2**31 - 1
+
+IMPLAUSIBLE_FRAME = 1 << 20
+"""A first frame, or one of an unknown type, whose header claims more than this
+(and more than the receiver accepts) is taken for bytes that are not HTTP/2 —
+text, a TLS record, noise: their first three bytes read as a length of
+megabytes. Below it, an oversized frame with an intact header (a GREASE-like
+unknown type, say) is a ``frame-too-large`` finding and the framing goes on
+past it, as Wireshark's does; a frame of a known type past the first always is."""

@@ -11,8 +11,9 @@ in each process, and the first result was thrown away.
 :class:`FrameSplitter` has the observer's interface (``feed``, ``close``,
 ``upgrade_h2c``) and does only the framing: the client's connection preface,
 then 9-byte headers and their payloads, with the observer's rule for bytes
-that are not HTTP/2 (a first frame, or one of an unknown type, claiming more
-than the receiver accepts). It reports what the recorder reads, in wire order:
+that are not HTTP/2 (an unknown type or a first frame claiming megabytes more
+than the receiver accepts, or a first frame of an unknown type claiming more).
+It reports what the recorder reads, in wire order:
 :class:`PrefaceObserved`, :class:`FramesCut` (the frames of one call) and
 :class:`Desynced`. The bytes are kept exactly either way, so a reader of the
 capture, re-running the full observer, decodes what the wire carried whatever
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
+    IMPLAUSIBLE_FRAME,
     Direction,
     FrameType,
     not_a_preface,
@@ -97,7 +99,9 @@ class FrameSplitter:
         while n - pos >= _HEADER:
             length = int.from_bytes(data[pos:pos + 3], "big")
             ftype = data[pos + 3]
-            if length > accepts and (ftype not in _KNOWN or self._frames[d] == 0):
+            first = self._frames[d] == 0
+            if length > accepts and (ftype not in _KNOWN or first) and (
+                    length > IMPLAUSIBLE_FRAME or (ftype not in _KNOWN and first)):
                 if frames:
                     events.append(FramesCut(t=t, direction=direction, frames=tuple(frames)))
                 self._desync(d, events, t, f"a {type_name(ftype)} frame header claims "

@@ -153,3 +153,58 @@ def test_grpc_true_binary_metadata_is_raw_bytes_where_the_receiver_allowed_it(
         (frame,) = conv.frames(new)
         assert frame.block is not None
         assert block_lines(frame.block)[-1] == "    x-bin-bin: \\x00\\x00\\x01\\xff"
+
+
+def test_an_oversized_frame_of_an_unknown_type_is_framed_past_not_a_desync(
+        conv: Conversation) -> None:
+    """A GREASE-like frame (unknown type 0x42) of 20,000 bytes, more than the
+    receiver's 16,384: its header is intact, so it is frame-too-large and the
+    frames after it are decoded (as nghttp2 and Wireshark frame past it); the
+    recording proxy's splitter cuts the same frames."""
+    from proxy.observe.events import Desynced
+    from proxy.observe.framer import FramesCut, FrameSplitter
+    grease = _frame(0x42, 0, b"g" * 20_000)
+    request = conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"])
+    new = conv.send(C2S, grease + request)
+    assert not [e for e in new if isinstance(e, Desynced)]
+    assert sorted(conv.findings(new)) == ["frame-too-large", "unknown-frame-type"]
+    (_, headers) = conv.frames(new)
+    assert headers.block is not None and (":path", "/") in headers.block.headers
+    splitter = FrameSplitter(preface="optional")
+    settings = conv.f.settings()
+    cut = [f for e in splitter.feed(C2S, settings + grease + request, 0.0)
+           if isinstance(e, FramesCut) for f in e.frames]
+    assert cut == [settings, grease, request]
+
+
+def test_megabytes_claimed_by_an_unknown_type_or_a_first_frame_are_not_http2(
+        make_conv: type[Conversation]) -> None:
+    """Text or a TLS record where frames are due reads as a header claiming
+    megabytes: that is a desync, not a frame to wait for. A first frame of a known
+    type that claims a little too much (a SETTINGS of 16,386 bytes) is framed."""
+    from proxy.observe.events import Desynced
+    conv = make_conv()
+    new = conv.send(C2S, (0x170303).to_bytes(3, "big") + b"\x42\x00" + bytes(4) + b"x" * 50)
+    assert [e for e in new if isinstance(e, Desynced)]
+    first = make_conv(settings=False)
+    big = _frame(0x4, 0, bytes(16_386))  # SETTINGS: 6-byte entries, 16,386 is not a multiple
+    new = first.send(C2S, big)
+    assert not [e for e in new if isinstance(e, Desynced)]
+    assert "frame-too-large" in first.findings(new)
+
+
+def test_after_one_side_desyncs_the_other_is_not_blamed_for_what_was_not_seen(
+        make_conv: type[Conversation]) -> None:
+    """The client's bytes stop being frames (a broken preface): the server's ACK of
+    the SETTINGS in them, its answer on the stream they opened and its PING ACK are
+    not errors of the server's (RFC 9113 §6.5.3, §8.4, §6.7)."""
+    from proxy.observe.events import Desynced
+    conv = make_conv(preface=False, settings=False)
+    new = conv.send(C2S, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + conv.f.settings())
+    assert [e for e in new if isinstance(e, Desynced)]
+    said = conv.findings(conv.send(S2C, conv.f.settings()))
+    said += conv.findings(conv.send(S2C, conv.f.settings(ack=True)))
+    said += conv.findings(conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")],
+                                                        flags=["END_HEADERS", "END_STREAM"])))
+    said += conv.findings(conv.send(S2C, conv.f.ping(ack=True)))
+    assert said == []
