@@ -345,11 +345,18 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 cut = closed_by is not None and closed_by != sender
                 why = " (where the excerpt stops)" if self.partial else \
                     f" (the {closed_by} ended it while the {sender} was sending)" if cut else ""
+                what = f"{len(side.buffer)} bytes of an incomplete frame"
+                sid: int | None = None
+                if len(side.buffer) >= 9:  # (its header came whole: say what it was)
+                    hi, lo, ftype, _, sid_word = FRAME_HEADER.unpack_from(side.buffer)
+                    sid = sid_word & STREAM_MASK
+                    what = (f"a {type_name(ftype)} frame (stream {sid}) announcing "
+                            f"{hi << 8 | lo} bytes, of which {len(side.buffer) - 9} came,")
                 self._conn_finding(side.direction, t, _f(
                     "frame-truncated", Severity.INFO if cut or self.partial else Severity.WARNING,
                     "RFC 9113 §4.1",
-                    f"{len(side.buffer)} bytes of an incomplete frame from the {sender} at "
-                    f"the end of the connection{why}"))
+                    f"{what} from the {sender} at the end of the connection{why}",
+                    stream_id=sid))
         return events
 
     def upgrade_h2c(self, *, http2_settings: bytes, request_headers: tuple[tuple[str, str], ...],
@@ -550,7 +557,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             elif ftype == int(FrameType.PRIORITY_UPDATE):
                 assert isinstance(frame, PriorityUpdateFrame)
                 self._priority_update(side, frame, seq, findings)
-            elif ftype not in FrameType._value2member_map_:
+            elif ftype not in FrameType._value2member_map_ and not (
+                    side.block_cut is not None and side.block_cut[2] == seq):
+                # (one that cut a header block is continuation-missing, an error: not
+                # ignored)
                 findings.append(_f("unknown-frame-type", Severity.INFO, "RFC 9113 §5.5",
                                    f"frame type 0x{ftype:02x} is not one h2scope knows; "
                                    "receivers ignore it", seq, sid))

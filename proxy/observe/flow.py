@@ -132,7 +132,7 @@ class StreamFrames:
                                                        stream_id=sid, seq=seq))
         # A stream the observer does not track (closed long ago, or skipped: §5.1.1)
         # has no window to show; its DATA is flagged (frame-on-closed-stream).
-        return conn_window, None if stream.presumed_closed else window
+        return conn_window, None if stream.presumed_closed or state is _IDLE else window
 
     def _unexpected_data(self, stream: Stream, direction: Direction, size: int, seq: int,
                          findings: list[Finding]) -> None:

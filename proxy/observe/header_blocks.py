@@ -273,7 +273,9 @@ class HeaderBlocks:
                                "PUSH_PROMISE after the client set SETTINGS_ENABLE_PUSH to 0",
                                seq, sid))
         assoc = self.streams.get(sid)
-        if assoc is None or sender_finished(assoc.state, side.direction):
+        if side.direction is S2C and (assoc is None or sender_finished(assoc.state, S2C)):
+            # (a client's is push-from-client: whether its stream is open for the
+            # server says nothing more)
             findings.append(_f("push-on-closed-stream", Severity.ERROR, "RFC 9113 §6.6",
                                f"PUSH_PROMISE on stream {sid}, which is not open for the server",
                                seq, sid))

@@ -102,5 +102,20 @@ def decode(data: bytes) -> bytes:
     if state == _SINK:
         raise HuffmanDecodeError("invalid Huffman code (an EOS symbol or an unused code)")
     if not _accepting[state]:
-        raise HuffmanDecodeError("Huffman string ends with incomplete or non-EOS padding")
+        raise HuffmanDecodeError(_padding_problem(data))
     return b"".join(parts)
+
+
+def _padding_problem(data: bytes) -> str:
+    """What is wrong with the end of a Huffman string that stops in a non-accepting
+    state (RFC 7541 §5.2 treats the two cases apart)."""
+    body = data.rstrip(b"\xff")
+    if body != data:
+        try:
+            decode(body)  # (what precedes the whole 0xff bytes ends well)
+        except HuffmanDecodeError:
+            pass
+        else:
+            return (f"Huffman string ends with padding longer than 7 bits "
+                    f"({(len(data) - len(body)) * 8}+ bits of 1s: RFC 7541 §5.2)")
+    return "Huffman string ends with incomplete or non-EOS padding"

@@ -206,7 +206,8 @@ def test_http1_given_to_decode_is_named_and_a_cut_input_is_the_inputs_end(capsys
     assert "this is HTTP/1.x (b'GET / HTTP/1.1'), not HTTP/2 frames" in capsys.readouterr().err
     assert main(["decode", "000004080000000000000f00"]) == 1
     out = capsys.readouterr().out
-    assert "12 bytes of an incomplete frame from the client at the end of the input" in out
+    assert ("a WINDOW_UPDATE frame (stream 0) announcing 4 bytes, of which 3 came, from the "
+            "client at the end of the input") in out
 
 
 def test_a_headers_frame_whose_block_breaks_says_so_and_cites_both_rfcs(capsys):

@@ -208,3 +208,41 @@ def test_after_one_side_desyncs_the_other_is_not_blamed_for_what_was_not_seen(
                                                         flags=["END_HEADERS", "END_STREAM"])))
     said += conv.findings(conv.send(S2C, conv.f.ping(ack=True)))
     assert said == []
+
+
+def test_a_frame_cut_by_the_close_says_what_its_header_announced(
+        make_conv: type[Conversation]) -> None:
+    conv = make_conv()
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.data(1, b"d" * 100)[:12])  # the header and 3 of its 100 bytes
+    conv.events.extend(conv.obs.close(conv.t, closed_by="client"))
+    (truncated,) = [e.finding for e in conv.events if isinstance(e, ConnectionFindingRaised)
+                    and e.finding.code == "frame-truncated"]
+    assert truncated.message.startswith(
+        "a DATA frame (stream 1) announcing 100 bytes, of which 3 came, from the client")
+    assert truncated.stream_id == 1
+
+
+def test_smaller_messages_say_one_thing_each(conv: Conversation) -> None:
+    """A client's PUSH_PROMISE is push-from-client (not also push-on-closed-stream);
+    an unknown frame that cut a header block is not 'ignored'; DATA on an idle
+    stream shows no stream window (it has none); Huffman padding over 7 bits is
+    named as such (RFC 7541 §5.2)."""
+    from proxy.observe.huffman import HuffmanDecodeError, decode
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS"]))
+    promise = len(conv.f.block(C2S, REQUEST)) + 4
+    new = conv.send(C2S, promise.to_bytes(3, "big") + b"\x05\x04" + (1).to_bytes(4, "big")
+                    + (2).to_bytes(4, "big") + conv.f.block(C2S, REQUEST))
+    assert conv.findings(new) == ["push-from-client"]
+    block = conv.f.block(C2S, REQUEST)
+    cut = len(block).to_bytes(3, "big") + b"\x01\x00" + (3).to_bytes(4, "big") + block
+    new = conv.send(C2S, cut + _frame(0x42, 0, b"x"))
+    assert conv.findings(new) == ["continuation-missing"]
+    (idle,) = conv.frames(conv.send(C2S, _frame(0, 9, b"abc")))
+    assert idle.windows is not None and idle.windows[1] is None
+    try:
+        decode(b"\xff")
+    except HuffmanDecodeError as exc:
+        assert "padding longer than 7 bits" in str(exc)
+    else:
+        raise AssertionError("8 bits of 1s decoded")
