@@ -65,24 +65,28 @@ class FindingGroup:
     message: str
     first_row: int | None = None
     """The UI's timeline row of the first occurrence (None: not a frame's)."""
+    sender: str | None = None
+    """Whose bytes the findings are about (``client``/``server``: the frame's sender,
+    or the side a connection-level finding names); None when not told."""
 
 
 class FindingTally:
-    """Findings grouped by (severity, code, RFC section): the headless summary, ``check``
-    and the UI's findings view count them the same way."""
+    """Findings grouped by (severity, code, RFC section, sender): the headless summary,
+    ``check`` and the UI's findings view count them the same way."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[Severity, str, str], FindingGroup] = {}
+        self._groups: dict[tuple[Severity, str, str, str | None], FindingGroup] = {}
 
     def __bool__(self) -> bool:
         return bool(self._groups)
 
-    def add(self, f: Finding, where: str, row: int | None = None) -> None:
-        key = (f.severity, f.code, f.rfc)
+    def add(self, f: Finding, where: str, row: int | None = None,
+            sender: str | None = None) -> None:
+        key = (f.severity, f.code, f.rfc, sender)
         group = self._groups.get(key)
         if group is None:
             self._groups[key] = FindingGroup(f.severity, f.code, f.rfc, 1, where, f.message,
-                                             row)
+                                             row, sender)
         else:
             group.count += 1
 
@@ -196,7 +200,7 @@ class RunSummary:
                         if self._grpc_unanswered.pop(key, None) is None:
                             self._grpc_answered.add(key)
                 for f in ev.findings:
-                    self._finding(conn, f)
+                    self._finding(conn, f, ev.direction)
             elif kind is StreamStateChanged:
                 if ev.old == "idle":  # opened by HEADERS, or reserved by a PUSH_PROMISE
                     self.streams += 1
@@ -239,7 +243,7 @@ class RunSummary:
             elif kind is ProxyErrorRaised:
                 self.errors[ev.stage] += 1
             elif kind is ConnectionFindingRaised or kind is Desynced:
-                self._finding(batch.conn_id, ev.finding)
+                self._finding(batch.conn_id, ev.finding, ev.direction)
 
     def _stream_closed(self, conn: int, sid: int) -> None:
         for direction in (_C2S, _S2C):
@@ -316,8 +320,9 @@ class RunSummary:
             del self._requests[requested]
         self._protocol_of.pop(conn, None)
 
-    def _finding(self, conn_id: int, f: Finding) -> None:
-        self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""))
+    def _finding(self, conn_id: int, f: Finding, direction: Direction) -> None:
+        self.findings.add(f, f"#{conn_id}" + (f" stream {f.stream_id}" if f.stream_id else ""),
+                          sender=direction.sender)
 
     def worst(self) -> Severity | None:
         """The most severe finding seen, or None."""
@@ -350,8 +355,9 @@ class RunSummary:
                 count(by_severity[s], s.name.lower(), "info" if s is Severity.INFO else None)
                 for s in sorted(by_severity, reverse=True)))
             for g in groups:
-                out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}, first "
-                           f"{g.where}: {g.message}")
+                by = f" by the {g.sender}" if g.sender else ""
+                out.append(f"  {g.severity.name.lower():<7} {g.code} ({g.rfc}) ×{g.count}{by}, "
+                           f"first {g.where}: {g.message}")
         if self.grpc:
             out.append("grpc calls: " + ", ".join(f"{n:,} {name}"
                                                   for name, n in self.grpc.most_common()))
@@ -382,7 +388,8 @@ class RunSummary:
             "resets": dict(self.resets),
             **({"incomplete_batches": self.missed} if self.missed else {}),
             "findings": [{"severity": g.severity.name.lower(), "code": g.code, "rfc": g.rfc,
-                          "count": g.count, "first": g.where, "message": g.message}
+                          "sender": g.sender, "count": g.count, "first": g.where,
+                          "message": g.message}
                          for g in self.findings.groups()],
             "stalls": {
                 "count": self._stall_count(),

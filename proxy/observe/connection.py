@@ -321,7 +321,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             for p in () if rejected else side.pending:
                 if t - p.t < SETTINGS_ACK_GRACE and peer.read_up_to <= p.seq:
                     continue  # (the connection ended moments after them: no time to)
-                self._conn_finding(side.direction, t, _f(
+                self._conn_finding(peer.direction, t, _f(  # (the side that owes the ACK)
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
                     f"the {side.direction.peer.sender} never acknowledged the SETTINGS sent "
                     f"by the {side.direction.sender} (frame #{p.seq})", p.seq))

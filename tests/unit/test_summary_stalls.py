@@ -227,3 +227,24 @@ def test_an_internal_error_loses_one_batch_and_the_summary_says_it_is_incomplete
     assert any(line.startswith("INCOMPLETE: an internal error kept 1 batch")
                for line in summary.lines())
     assert summary.as_dict()["incomplete_batches"] == 1
+
+
+def test_findings_are_grouped_and_named_by_the_side_whose_bytes_they_are_about() -> None:
+    """The same code by both peers is two lines, each saying whose frames it was
+    about; ``check --json`` has it as ``sender``. SETTINGS never acknowledged is
+    the side that owed the ACK's."""
+    import struct
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.send(C2S, struct.pack(">HBBBL", 0, 4, 8, 0, 0) + b"\x00\x00\x00\x00")  # WU +0
+    fed.send(S2C, struct.pack(">HBBBL", 0, 4, 8, 0, 0) + b"\x00\x00\x00\x00")
+    fed.send(S2C, struct.pack(">HBBBL", 0, 4, 8, 0, 0) + b"\x00\x00\x00\x00")
+    fed.send(C2S, fed.conv.f.settings(max_concurrent_streams=10))
+    summary.handle(Batch(conn_id=1, t=fed.conv.t + 5, events=tuple(
+        fed.conv.obs.close(fed.conv.t + 5, closed_by="client"))))
+    found = [(d["code"], d["sender"], d["count"]) for d in summary.as_dict()["findings"]]
+    assert ("window-update-zero", "server", 2) in found
+    assert ("window-update-zero", "client", 1) in found
+    assert ("settings-not-acknowledged", "server", 1) in found
+    assert any(line.strip().startswith("error   window-update-zero (RFC 9113 §6.9) ×2 by the "
+                                       "server, first #1:") for line in summary.lines())

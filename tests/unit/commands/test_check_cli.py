@@ -31,8 +31,8 @@ def test_findings_make_the_exit_status_3_from_the_severity_asked(
     assert main(["check", str(path)]) == 3
     out = capsys.readouterr().out
     assert "  findings: 1 error" in out
-    assert ("    error   window-update-zero (RFC 9113 §6.9) ×1, first #1: WINDOW_UPDATE with "
-            "an increment of 0") in out
+    assert ("    error   window-update-zero (RFC 9113 §6.9) ×1 by the client, first #1: "
+            "WINDOW_UPDATE with an increment of 0: a connection error") in out
     assert out.rstrip().endswith("exit status 3: error findings (--fail-on error)")
     assert main(["check", str(path), "--fail-on", "none"]) == 0
 
