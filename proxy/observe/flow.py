@@ -41,6 +41,7 @@ _HALF_CLOSED_CLIENT = StreamState.HALF_CLOSED_CLIENT
 _HALF_CLOSED_SERVER = StreamState.HALF_CLOSED_SERVER
 _CLOSED = StreamState.CLOSED
 _DATA, _RST, _WU = 0, 3, 8
+_FLOW_CONTROL_ERROR = 0x3
 RAPID_RESET_COUNT = 100
 RAPID_RESET_WINDOW = 1.0
 """Streams a client resets before any response, and the seconds they fit in,
@@ -106,6 +107,7 @@ class StreamFrames:
                 window + self.sides[_PEER[direction]].pending_window_increase() < 0:
             # (within a larger INITIAL_WINDOW_SIZE the receiver sent and the sender
             # may have processed, its ACK not yet seen: RFC 9113 §6.9.2 allows it)
+            stream.exceeded = True
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds stream {sid}'s window by "
                                f"{-window}", seq, sid))
@@ -264,6 +266,10 @@ class StreamFrames:
         elif (side.direction is C2S and stream.opened_by is C2S
               and stream.response_headers is None and stream.state is not _CLOSED):
             self._cancelled(stream.stream_id, seq, t, findings)
+        if frame.error_code == _FLOW_CONTROL_ERROR and not problem \
+                and stream.state is not _CLOSED and not stream.exceeded \
+                and self.sides[_PEER[side.direction]].conn_window >= 0:
+            self._reset_unexplained(stream, side.direction, seq, findings)
         if stream.state is not _CLOSED:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
@@ -271,6 +277,23 @@ class StreamFrames:
             stream.reset_offset = side.offset
             stream.reset_from = stream.state
         self._set_state(stream, new, side.direction, seq, t)
+
+    def _reset_unexplained(self, stream: Stream, by: Direction, seq: int,
+                           findings: list[Finding]) -> None:
+        """A FLOW_CONTROL_ERROR reset for a stream whose sender, by the observer's
+        count, never went past a window: the two peers' accounting differs (a
+        bug, or a SETTINGS change one of them applied differently, §6.9.2)."""
+        sender = _PEER[by]
+        window = stream.send_window[sender]
+        why = (f"its window for the {sender.sender}'s data is {window} now, below 0 only "
+               "through a SETTINGS change, which RFC 9113 §6.9.2 allows") if window < 0 else \
+            f"its window for the {sender.sender}'s data is {window} now"
+        findings.append(_f("flow-control-error-unexplained", Severity.WARNING, "RFC 9113 §6.9",
+                           f"the {by.sender} reset stream {stream.stream_id} with "
+                           f"FLOW_CONTROL_ERROR, but the {sender.sender} never sent more than a "
+                           f"window allowed by the observer's count ({why}): the {by.sender}'s "
+                           "flow-control accounting differs from what crossed the wire",
+                           seq, stream.stream_id))
 
     def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:
         """The client reset a stream of its own before any response: one is normal (a

@@ -165,3 +165,5 @@ class Stream:
     client wants a grpc-status."""
     presumed_closed: bool = False
     """Not tracked (closed long ago, or skipped and so implicitly closed, §5.1.1)."""
+    exceeded: bool = False
+    """A flow-control-exceeded was flagged for DATA on this stream."""

@@ -17,6 +17,7 @@ from proxy.observe.events import (
     FlowControlStalled,
     SettingsAcknowledged,
 )
+from proxy.observe.findings import Severity
 from proxy.summary import RunSummary
 from tests.unit.observe.conftest import Conversation
 
@@ -391,3 +392,21 @@ def test_data_that_overruns_a_window_is_a_violation_not_a_stall(conv: Conversati
     new = conv.send(S2C, conv.f.data(1, b"x" * 16384))  # 65,536 > 65,535: overrun by 1
     assert "flow-control-exceeded" in conv.findings(new)
     assert not [e for e in new if isinstance(e, FlowControlStalled)]  # it did not wait
+
+
+def test_a_flow_control_reset_the_observer_cannot_explain_is_a_warning(
+        conv: Conversation) -> None:
+    """The server resets an upload with FLOW_CONTROL_ERROR though the client stayed
+    within every window by the observer's count (curl and nghttpd disagree this way
+    when a SETTINGS change crosses an upload): say so, rather than let the proxy
+    look guilty. A reset that follows a real overrun is explained: no warning."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.data(1, b"u" * 1000))
+    found = conv.finding_objects(conv.send(S2C, conv.f.rst(1, 0x3)))
+    assert [(f.code, f.severity) for f in found] == [("flow-control-error-unexplained",
+                                                      Severity.WARNING)]
+    assert "the client never sent more than a window allowed" in found[0].message
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS"]))
+    for _ in range(4):
+        conv.send(C2S, conv.f.data(3, b"u" * 16384))  # 65,536: one byte too many
+    assert conv.findings(conv.send(S2C, conv.f.rst(3, 0x3))) == []
