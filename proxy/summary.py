@@ -310,12 +310,17 @@ class RunSummary:
         return False
 
     def connection_closed(self, conn: int, t: float) -> None:
-        """Stalls of a connection that ended are over, unresumed; its open streams too."""
+        """Stalls of a connection that ended are over, unresumed; its open streams too —
+        and, unfinished, they count among the slowest up to the close (a hung
+        stream is the slowest of all)."""
         for stalled in [k for k in self._stalled if k[0] == conn]:
             since = self._stalled.pop(stalled)
             self.unresumed.append((*stalled, since, t, "until the connection closed"))
         for opened in [k for k in self._open if k[0] == conn]:
-            del self._open[opened]
+            start = self._open.pop(opened)
+            if t - start > self._slowest_floor:
+                self._slow(t - start, conn, opened[1], self._requests.get(opened))
+                self._slow_reset[opened] = "unfinished when the connection closed"
         for requested in [k for k in self._requests if k[0] == conn]:
             del self._requests[requested]
         self._protocol_of.pop(conn, None)

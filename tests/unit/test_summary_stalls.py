@@ -248,3 +248,18 @@ def test_findings_are_grouped_and_named_by_the_side_whose_bytes_they_are_about()
     assert ("settings-not-acknowledged", "server", 1) in found
     assert any(line.strip().startswith("error   window-update-zero (RFC 9113 §6.9) ×2 by the "
                                        "server, first #1:") for line in summary.lines())
+
+
+def test_a_stream_still_open_when_its_connection_closes_counts_among_the_slowest() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/quick")
+    fed.send(S2C, fed.conv.f.data(1, b"x", flags=["END_STREAM"]))
+    fed.send(C2S, fed.conv.f.headers(C2S, 3, [*REQUEST[:3], (":path", "/hang")],
+                                     flags=END))
+    summary.connection_closed(1, fed.conv.t + 2.0)
+    slowest = summary.lines()[summary.lines().index("slowest streams:") + 1]
+    assert slowest.split()[2:] == ["#1", "stream", "3", "GET", "example.com/hang", "(unfinished",
+                                   "when", "the", "connection", "closed)"]
+    assert summary.as_dict()["slowest_streams"][0]["reset"] == \
+        "unfinished when the connection closed"
