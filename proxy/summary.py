@@ -309,16 +309,17 @@ class RunSummary:
             return True
         return False
 
-    def connection_closed(self, conn: int, t: float) -> None:
+    def connection_closed(self, conn: int, t: float, *, excerpt: bool = False) -> None:
         """Stalls of a connection that ended are over, unresumed; its open streams too —
         and, unfinished, they count among the slowest up to the close (a hung
-        stream is the slowest of all)."""
+        stream is the slowest of all) — unless the close is where an ``excerpt``
+        ends (an import's source, a cut capture), not the connection."""
         for stalled in [k for k in self._stalled if k[0] == conn]:
             since = self._stalled.pop(stalled)
             self.unresumed.append((*stalled, since, t, "until the connection closed"))
         for opened in [k for k in self._open if k[0] == conn]:
             start = self._open.pop(opened)
-            if t - start > self._slowest_floor:
+            if not excerpt and t - start > self._slowest_floor:
                 self._slow(t - start, conn, opened[1], self._requests.get(opened))
                 self._slow_reset[opened] = "unfinished when the connection closed"
         for requested in [k for k in self._requests if k[0] == conn]:

@@ -205,7 +205,7 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             if obs is not None:
                 end = Record(offset=last.offset, type=RecordType.CLOSE, flags=0, conn_id=conn,
                              seq=last.seq, t=last.t, wall=last.wall,
-                             body=b'{"closed_by":null,"error":"capture ended"}')
+                             body=b'{"closed_by":null,"error":"capture ended","cut":true}')
                 yield Replayed(record=end, events=tuple(obs.close(last.t)))
 
 

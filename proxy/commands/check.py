@@ -96,7 +96,10 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
                 counted_as[rec.conn_id] = str(meta.get("protocol") or NOT_RELAYED)
                 summary.protocols[counted_as[rec.conn_id]] += 1
             elif rec.type == RecordType.CLOSE:
-                summary.connection_closed(rec.conn_id, rec.t)
+                # (cut: the source ended, not the connection — its open streams are
+                # excerpts, not hung)
+                summary.connection_closed(rec.conn_id, rec.t,
+                                          excerpt=bool(rec.json().get("cut")))
                 became = rec.json().get("protocol")  # (an upgrade: counted as what it
                 was = counted_as.pop(rec.conn_id, None)  # became, as the live summary does)
                 if isinstance(became, str) and was is not None and became != was:

@@ -57,6 +57,7 @@ class StreamFrames:
     _events: list[Event]
     _cancels: deque[float]
     _rapid_reset_reported: bool
+    partial: bool
 
     if TYPE_CHECKING:
         def _lookup(self, sid: int, sender: Direction | None = None) -> Stream: ...
@@ -71,7 +72,7 @@ class StreamFrames:
         length = frame.length  # RFC 9113 §6.9.1: padding counts against the windows
         side.conn_window -= length
         conn_window = side.conn_window
-        if conn_window < 0:
+        if conn_window < 0 and not self.partial:
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds the connection window by "
                                f"{-conn_window}", seq, sid))
@@ -103,8 +104,8 @@ class StreamFrames:
             self._unexpected_data(stream, direction, frame.data_length, seq, findings)
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
-        if window < 0 and state is not _CLOSED and state is not _IDLE and \
-                window + self.sides[_PEER[direction]].pending_window_increase() < 0:
+        if window < 0 and state is not _CLOSED and state is not _IDLE and not self.partial \
+                and window + self.sides[_PEER[direction]].pending_window_increase() < 0:
             # (within a larger INITIAL_WINDOW_SIZE the receiver sent and the sender
             # may have processed, its ACK not yet seen: RFC 9113 §6.9.2 allows it)
             stream.exceeded = True
@@ -220,7 +221,7 @@ class StreamFrames:
         if sid == 0:
             before = data_side.conn_window
             data_side.conn_window = after = before + inc
-            if after > MAX_WINDOW:
+            if after > MAX_WINDOW and not self.partial:  # (an excerpt: the start is unknown)
                 findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
                                    f"connection window would reach {after}, above 2^31-1: "
                                    "a connection error of type FLOW_CONTROL_ERROR", seq, 0))
@@ -241,7 +242,7 @@ class StreamFrames:
             return data_side.conn_window, None  # §5.1: allowed shortly after closing
         after = stream.send_window[data_dir] + inc
         stream.send_window[data_dir] = after
-        if after > MAX_WINDOW:
+        if after > MAX_WINDOW and not self.partial:
             findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"stream {sid}'s window would reach {after}, above 2^31-1: "
                                "a stream error of type FLOW_CONTROL_ERROR", seq, sid))

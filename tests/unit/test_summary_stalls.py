@@ -263,3 +263,11 @@ def test_a_stream_still_open_when_its_connection_closes_counts_among_the_slowest
                                    "when", "the", "connection", "closed)"]
     assert summary.as_dict()["slowest_streams"][0]["reset"] == \
         "unfinished when the connection closed"
+
+
+def test_streams_open_where_an_excerpt_ends_are_not_counted_as_slow() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.send(C2S, fed.conv.f.headers(C2S, 1, [*REQUEST[:3], (":path", "/cut")], flags=END))
+    summary.connection_closed(1, fed.conv.t + 2.0, excerpt=True)
+    assert "slowest streams:" not in summary.lines()

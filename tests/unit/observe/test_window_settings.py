@@ -410,3 +410,13 @@ def test_a_flow_control_reset_the_observer_cannot_explain_is_a_warning(
     for _ in range(4):
         conv.send(C2S, conv.f.data(3, b"u" * 16384))  # 65,536: one byte too many
     assert conv.findings(conv.send(S2C, conv.f.rst(3, 0x3))) == []
+
+
+def test_an_excerpt_does_not_judge_windows_it_cannot_know() -> None:
+    """``h2scope decode`` of one WINDOW_UPDATE from a log (no preface: an excerpt):
+    the connection's window before it is unknown, so +2^31-1 is no overflow."""
+    from proxy.observe.connection import ConnectionObserver
+    obs = ConnectionObserver(preface="optional", partial=True)
+    wu = bytes.fromhex("000004080000000000") + (2**31 - 1).to_bytes(4, "big")
+    (frame,) = [e for e in obs.feed(C2S, wu, 0.0) if e.__class__.__name__ == "FrameObserved"]
+    assert [f.code for f in frame.findings] == []
