@@ -89,9 +89,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
     if looks_like_tls(bytes(client.buffer[:3])):
         hello = await peek_client_hello(conn, client)
         if hello is None:
-            await conn.closed(Closer.CLIENT, "no whole TLS ClientHello from the client",
-                              conn.last_error)
-            return
+            return  # (closed, saying why)
     try:
         server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:

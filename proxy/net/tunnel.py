@@ -59,7 +59,8 @@ async def first_bytes(conn: Conn, client: Stream, server: Stream | None) -> str:
 
 async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
     """The ClientHello at the front of *client*'s buffer (not consumed), or None after
-    publishing why not (garbage, truncated, oversized)."""
+    publishing why not (garbage, truncated, oversized) and closing the connection,
+    said as closed by whoever ended it (the proxy refuses garbage with an alert)."""
     hello: ClientHello | None = None
 
     def complete(buf: bytearray) -> bool:
@@ -73,18 +74,26 @@ async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
     except (ClientHelloError, HeadTooLarge) as exc:
         await conn.error("client-tls", f"invalid TLS ClientHello from the client: {exc}")
         await tls.refuse_client(client, 50)  # RFC 8446 §6.2 decode_error
+        await conn.closed(Closer.PROXY, "refused an invalid TLS ClientHello (decode_error "
+                          "alert)", conn.last_error)
         return None
     except TimeoutError:
         await conn.error("client-tls", "the client did not finish its ClientHello in time")
+        await conn.closed(Closer.PROXY, "no whole TLS ClientHello from the client in time",
+                          conn.last_error)
         return None
     except (ConnectionError, OSError) as exc:
         await conn.error("client-tls", f"the client's connection failed in the middle of its "
                          f"ClientHello ({len(client.buffer)} bytes sent): "
                          f"{exc.strerror or type(exc).__name__}")
+        await conn.closed(Closer.CLIENT, "no whole TLS ClientHello from the client",
+                          conn.last_error)
         return None
     if not ok:
         await conn.error("client-tls", f"the client closed the connection in the middle of "
                          f"its ClientHello ({len(client.buffer)} bytes sent)")
+        await conn.closed(Closer.CLIENT, "no whole TLS ClientHello from the client",
+                          conn.last_error)
         return None
     return hello
 
@@ -142,9 +151,7 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
         return
     hello = await peek_client_hello(conn, client)
     if hello is None:
-        await conn.closed(Closer.CLIENT, "no whole TLS ClientHello from the client",
-                              conn.last_error)
-        return
+        return  # (closed, saying why)
     if hello.sni and conn.state.ignored(hello.sni, port):
         # (the target line said intercept: the name the client asks TLS for decides)
         await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),

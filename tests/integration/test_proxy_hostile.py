@@ -260,6 +260,21 @@ def test_a_tls_client_reset_mid_hello_on_a_reverse_port_is_reported(
     assert not [e for e in proxy.events(ProxyErrorRaised) if e.stage == "internal"]
 
 
+def test_tls_looking_garbage_on_a_reverse_port_gets_an_alert_and_the_proxy_says_it_closed(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
+    """A TLS record header whose ClientHello is nonsense: the proxy refuses it with a
+    decode_error alert and closes — the close is the proxy's, not the client's."""
+    from proxy.events import Closer, ConnectionClosed
+    proxy = make_proxy(modes=[f"reverse:https://localhost:{h2_origin.port}"])
+    with socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01garbage that only starts like TLS" * 3)
+        reply = read_all(sock)
+    assert reply[:1] == b"\x15"  # an alert record
+    (closed,) = proxy.wait_for(lambda: proxy.events(ConnectionClosed), what="the close")
+    assert closed.closed_by is Closer.PROXY
+    assert closed.reason.startswith("refused an invalid TLS ClientHello"), closed.reason
+
+
 def test_an_h2c_client_whose_upstream_is_down_gets_an_http2_502(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """Reverse mode, cleartext HTTP/2 (prior knowledge), nothing listening upstream:
