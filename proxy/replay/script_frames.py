@@ -25,6 +25,8 @@ from proxy.capture.script import SCRIPT_VERSION
 from proxy.observe.enums import FLAGS_BY_TYPE, ErrorCode, FrameType, SettingCode
 
 _HEADER = struct.Struct(">HBBBL")
+SCRIPT_FIRST_LINE = b"# h2scope frame script"
+"""How the comment line :func:`proxy.capture.script.write_script` writes first begins."""
 _TYPES = {t.name: int(t) for t in FrameType}
 _ERRORS = {e.name: int(e) for e in ErrorCode}
 _SETTINGS = {s.name: int(s) for s in SettingCode}
@@ -48,11 +50,13 @@ class Script:
 
 def is_script(path: str | Path) -> bool:
     """True if the file is a YAML frame script rather than a capture: by its first
-    bytes as h2scope writes it, else (a script a YAML tool rewrote: keys sorted,
-    comments dropped) by being YAML text holding a ``frames`` mapping key."""
+    bytes as h2scope writes it (the comment line ``export --format script`` writes
+    first), else (a script a YAML tool rewrote: keys sorted, comments dropped) by
+    being YAML text holding a ``frames`` mapping key. Any other text starting with
+    ``#`` (a Markdown file, a shell script) is not a script."""
     with open(path, "rb") as f:
         head = f.read(256)
-    if b"h2scope_script" in head or head.lstrip().startswith((b"#", b"frames:")):
+    if b"h2scope_script" in head or head.lstrip().startswith((SCRIPT_FIRST_LINE, b"frames:")):
         return True
     if not head or head.startswith((MAGIC, GZIP_MAGIC)) or b"\0" in head:
         return False  # a capture, gzip, a packet capture: binary

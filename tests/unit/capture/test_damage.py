@@ -101,6 +101,15 @@ def test_a_file_that_is_not_a_capture_raises_a_clear_error(tmp_path: Path) -> No
     script.write_text("connection: 1\nframes:\n- {type: PING}\nh2scope_script: 1\n")
     with pytest.raises(CaptureFormatError, match=r"this is a frame script .* `h2scope replay"):
         CaptureReader(script)
+    markdown = tmp_path / "README.md"  # a '#' line is a heading here, not a script's comment
+    markdown.write_text("# h2scope\n\nAn HTTP/2 debugging proxy.\n")
+    with pytest.raises(CaptureFormatError, match=r"^not an h2scope capture \(the file does "
+                       r"not start with the H2SCOPE magic\)$"):
+        CaptureReader(markdown)
+    commented = tmp_path / "commented.yaml"  # a comment of one's own: known by its keys
+    commented.write_text("# my script\nconnection: 1\nframes:\n- {type: PING}\n")
+    with pytest.raises(CaptureFormatError, match=r"this is a frame script"):
+        CaptureReader(commented)
 
 
 WRITER_SCRIPT = r"""

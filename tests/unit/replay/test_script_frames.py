@@ -153,6 +153,9 @@ def test_a_script_rewritten_by_a_yaml_tool_is_still_a_script(capture: Path,
     notes = tmp_path / "notes.txt"
     notes.write_text("just some notes\n")
     assert not is_script(notes)
+    markdown = tmp_path / "README.md"
+    markdown.write_text("# Notes\n\nfirst\n")
+    assert not is_script(markdown)
 
 
 def test_an_unregistered_error_code_reads_back_as_written() -> None:
