@@ -183,7 +183,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--record-max-data", dest="max_data_bytes", metavar="N", type=int,
                      help="with --record: keep at most N bytes of each DATA payload")
     out.add_argument("--log-file", metavar="FILE",
-                     help="write h2scope's own log to FILE (default: stderr)")
+                     help="write h2scope's own log to FILE (default: stderr when headless, "
+                     "<confdir>/h2scope.log while the UI runs)")
     out.add_argument("--log-level", metavar="LEVEL",
                      help="debug, info, warning (default), error or critical")
 

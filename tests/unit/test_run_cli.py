@@ -130,6 +130,27 @@ def test_help_answers_the_common_questions(capsys: pytest.CaptureFixture[str]) -
         assert needle in out, needle
 
 
+def test_where_the_log_goes_by_default_is_said_alike_everywhere(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With no log.file the log goes to stderr headless, but to
+    <confdir>/h2scope.log while the UI runs (ui/launch.py): the help, the example
+    config and docs/configuration.md say both, none says plain "stderr"."""
+    repo = Path(__file__).resolve().parents[2]
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: stderr when headless, <confdir>/h2scope.log while the UI runs)" \
+        in help_text
+    example = (repo / "config.example.yaml").read_text()
+    comment = " ".join(example.split("\nlog:\n", 1)[1].split("file: null")[0]
+                       .replace("#", " ").split())
+    assert "null: stderr when headless, <confdir>/h2scope.log while the UI runs" in comment
+    row = next(line for line in (repo / "docs/configuration.md").read_text().splitlines()
+               if line.startswith("| `log.file`"))
+    assert "stderr when headless, `<confdir>/h2scope.log` while the UI runs" in row
+    assert "instead of stderr" not in row
+
+
 def test_flags_reach_the_config(confdir: Path, tmp_path: Path) -> None:
     confdir.mkdir()
     (confdir / "config.yaml").write_text("listen: {port: 9000}\nheadless: {quiet: true}\n"
