@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -49,7 +50,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from proxy.cli import UsageError, resolve_confdir
-    from proxy.config import load_config
+    from proxy.config import ConfigError, load_config
 
     if args.rounds is not None and args.rounds < 1:
         raise UsageError("--rounds must be 1 or more")
@@ -57,12 +58,24 @@ def run(args: argparse.Namespace) -> int:
     from certs.store import CertStore
 
     store = CertStore(confdir)
+    # $SSLKEYLOGFILE (set for browsers and curl) is honoured here as in `run`, and said.
+    keylog = os.environ.get("SSLKEYLOGFILE") or None
     config = load_config(None, {
         "confdir": confdir,
         "listen.port": args.listen_port,
         "upstream.ca_file": str(store.ca_cert_path),
         "record.file": args.record,
-    })
+        "sslkeylogfile": keylog,
+    }, flag_names={"sslkeylogfile": "$SSLKEYLOGFILE"})
+    if config.sslkeylogfile is not None:
+        from certs.files import key_log_problem
+        from proxy.commands.run import keylog_line
+
+        problem = key_log_problem(config.sslkeylogfile)
+        if problem:
+            raise ConfigError(problem, key="sslkeylogfile")
+        print(keylog_line(config.sslkeylogfile, "$SSLKEYLOGFILE",
+                          off="unset it to turn it off"), file=sys.stderr)
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         # Piped or redirected: the UI needs a terminal, the frame log does not.
         print("h2scope: not a terminal: running the demo headless (use --headless to "

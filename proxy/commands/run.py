@@ -194,7 +194,7 @@ def build_config(args: argparse.Namespace) -> Config:
     from proxy.cli import resolve_confdir
 
     confdir = resolve_confdir(args)
-    path = Path(args.config).expanduser() if args.config else default_config_path(confdir)
+    path = config_path(args, confdir)
     overrides: dict[str, Any] = {"confdir": confdir}
     names = {"confdir": "--confdir"}
     for attr, (key, flag) in FLAG_KEYS.items():
@@ -208,6 +208,40 @@ def build_config(args: argparse.Namespace) -> Config:
         overrides["sslkeylogfile"] = os.environ["SSLKEYLOGFILE"]
         names["sslkeylogfile"] = "$SSLKEYLOGFILE"
     return load_config(path, overrides, flag_names=names)
+
+
+def config_path(args: argparse.Namespace, confdir: Path) -> Path | None:
+    """The config file a run loads: ``--config FILE``, else ``<confdir>/config.yaml``
+    if it exists, else None."""
+    return Path(args.config).expanduser() if args.config else default_config_path(confdir)
+
+
+def start_lines(args: argparse.Namespace, config: Config) -> list[str]:
+    """The start-up lines saying what was loaded from where: the config file (when
+    one was), and the TLS key log with what turned it on — $SSLKEYLOGFILE, set for
+    browsers and curl, turns it on for h2scope too, which must not go unsaid."""
+    lines = []
+    path = config_path(args, config.confdir)
+    if path is not None:
+        lines.append(f"h2scope: config: {path}")
+    if config.sslkeylogfile is not None:
+        lines.append(keylog_line(config.sslkeylogfile, keylog_source(args)))
+    return lines
+
+
+def keylog_source(args: argparse.Namespace) -> str:
+    """What set ``sslkeylogfile`` (as :func:`build_config` chose it)."""
+    if getattr(args, "sslkeylogfile", None) is not None:
+        return "--sslkeylogfile"
+    if os.environ.get("SSLKEYLOGFILE"):
+        return "$SSLKEYLOGFILE"
+    return "the config file"
+
+
+def keylog_line(path: Path, source: str, *, off: str = "--no-sslkeylogfile turns it off") -> str:
+    """The start-up line for a TLS key log: where, set by what, how to turn it off."""
+    how = "" if source == "--sslkeylogfile" else f"; {off}"
+    return f"h2scope: writing TLS secrets of both legs to {path} (from {source}{how})"
 
 
 def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> list[str]:
@@ -227,8 +261,6 @@ def banner(config: Config, addresses: list[tuple[str, str]], ca_path: Path) -> l
         if mode.startswith("reverse:"):
             lines.append(f"h2scope: try: {_reverse_curl(mode, addr, ca_path)}")
             break
-    if config.sslkeylogfile is not None:
-        lines.append(f"h2scope: TLS secrets appended to {config.sslkeylogfile}")
     if config.record.file is not None:
         lines.append(f"h2scope: recording every connection to {config.record.file}")
     return lines
@@ -293,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         problem = key_log_problem(config.sslkeylogfile)  # (and made 0600: it holds keys)
         if problem:
             raise ConfigError(problem, key="sslkeylogfile")
+    for line in start_lines(args, config):
+        _print_err(line)
     if config.upstream.auth and not any(m.kind is ModeKind.UPSTREAM for m in config.mode_specs):
         _print_err("h2scope: warning: upstream.auth (--upstream-auth) is set but no mode is "
                    "upstream:http://HOST:PORT, so no upstream proxy will receive it")

@@ -191,8 +191,9 @@ class ProxyState:
                     ctx.set_alpn_protocols(list(alpn))
                 if cert is not None:
                     present(ctx, cert)
-                if self.keylog:
-                    ctx.keylog_filename = self.keylog
+                # (create_default_context() reads $SSLKEYLOGFILE itself: None keeps
+                # --no-sslkeylogfile's "off" true for this leg too)
+                ctx.keylog_filename = self.keylog  # type: ignore[assignment]
                 self._upstream_contexts[key] = ctx
             return ctx
 

@@ -224,6 +224,51 @@ def test_a_key_log_is_made_private_and_one_that_cannot_be_written_is_a_usage_err
     assert "give a file name, not a directory" in capsys.readouterr().err
 
 
+def test_the_start_names_the_config_file_and_what_turned_the_key_log_on(
+        confdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$SSLKEYLOGFILE, set for browsers and curl, writes every key of both legs:
+    the start says so, where from and how to turn it off; and which file it
+    read its configuration from."""
+    assert run_cmd.start_lines(parse([]), run_cmd.build_config(parse([]))) == []
+    env = tmp_path / "env.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(env))
+    args = parse([])
+    assert run_cmd.start_lines(args, run_cmd.build_config(args)) == [
+        f"h2scope: writing TLS secrets of both legs to {env} (from $SSLKEYLOGFILE; "
+        "--no-sslkeylogfile turns it off)"]
+    args = parse(["--no-sslkeylogfile"])
+    assert run_cmd.start_lines(args, run_cmd.build_config(args)) == []
+    args = parse(["--sslkeylogfile", str(tmp_path / "flag.log")])
+    assert run_cmd.start_lines(args, run_cmd.build_config(args)) == [
+        f"h2scope: writing TLS secrets of both legs to {tmp_path / 'flag.log'} "
+        "(from --sslkeylogfile)"]
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    confdir.mkdir()
+    (confdir / "config.yaml").write_text(f"sslkeylogfile: {tmp_path / 'file.log'}\n")
+    args = parse([])
+    assert run_cmd.start_lines(args, run_cmd.build_config(args)) == [
+        f"h2scope: config: {confdir / 'config.yaml'}",
+        f"h2scope: writing TLS secrets of both legs to {tmp_path / 'file.log'} (from the "
+        "config file; --no-sslkeylogfile turns it off)"]
+
+
+def test_with_the_key_log_off_the_upstream_leg_ignores_the_environment_too(
+        confdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssl.create_default_context() reads $SSLKEYLOGFILE by itself: --no-sslkeylogfile
+    must turn the server leg's key log off as well."""
+    from certs.store import CertStore
+    from proxy.events import EventBus
+    from proxy.net.context import ProxyState
+
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "env.log"))
+    config = run_cmd.build_config(parse(["--no-sslkeylogfile"]))
+    state = ProxyState(config, EventBus(), CertStore(confdir))  # type: ignore[arg-type]
+    assert state.upstream_context(["h2"]).keylog_filename is None
+    config = run_cmd.build_config(parse([]))
+    state = ProxyState(config, EventBus(), CertStore(confdir))  # type: ignore[arg-type]
+    assert state.upstream_context(["h2"]).keylog_filename == str(tmp_path / "env.log")
+
+
 def test_no_flags_unset_what_the_config_file_sets(
         confdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
