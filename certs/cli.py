@@ -88,8 +88,15 @@ def register(
     hints.add_argument(
         "--proxy",
         metavar="URL",
-        default=DEFAULT_PROXY_URL,
-        help=f"the proxy address used in examples (default: {DEFAULT_PROXY_URL})",
+        default=None,
+        help="the proxy address used in examples (default: where the config file says "
+        "h2scope run listens, the first regular or upstream mode's address, else "
+        f"{DEFAULT_PROXY_URL})",
+    )
+    hints.add_argument(
+        "--config", metavar="FILE",
+        help="config file whose listen address the examples use (default: "
+        "<confdir>/config.yaml if present)",
     )
     regen = action(
         "regenerate",
@@ -194,8 +201,32 @@ def cmd_install_hints(args: argparse.Namespace) -> int:
     ca = _load(args)
     if ca is None:
         return EXIT_FAILURE
-    sys.stdout.write(render_hints(ca, proxy_url=args.proxy))
+    proxy_url = args.proxy or configured_proxy_url(resolve_confdir(args), args.config)
+    sys.stdout.write(render_hints(ca, proxy_url=proxy_url))
     return EXIT_OK
+
+
+def configured_proxy_url(confdir: Path, config_file: str | None = None) -> str:
+    """``http://HOST:PORT`` where ``h2scope run`` listens as an explicit proxy with
+    this configuration (``--config FILE`` or ``<confdir>/config.yaml``): the first
+    regular or upstream mode's address, else ``listen.*``; a wildcard address is
+    reached through loopback, a port picked at start (0) is not known: the default.
+    Raises :class:`~proxy.config.ConfigError` for a bad config file."""
+    from proxy.commands.run import reachable
+    from proxy.config import default_config_path, load_config
+    from proxy.net.context import hostport
+    from proxy.net.modes import ModeKind
+
+    path = Path(config_file).expanduser() if config_file else default_config_path(confdir)
+    config = load_config(path, {"confdir": confdir})
+    host, port = config.listen_host, config.listen_port
+    for mode in config.mode_specs:
+        if mode.kind in (ModeKind.REGULAR, ModeKind.UPSTREAM):
+            host, port = config.listen_address_of(mode)
+            break
+    if port == 0:
+        return DEFAULT_PROXY_URL
+    return f"http://{reachable(hostport(host, port))}"
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:

@@ -175,6 +175,34 @@ def test_install_hints_fill_in_this_ca(confdir: Path, capsys: pytest.CaptureFixt
         assert needle in out
 
 
+def test_install_hints_use_the_configured_listen_address_unless_proxy_is_given(
+    confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The examples name the port the user's proxy listens on: the config file's
+    first regular or upstream mode (a wildcard address through loopback), else
+    listen.*; --proxy overrides, --config chooses another file."""
+    confdir.mkdir(mode=0o700)
+    (confdir / "config.yaml").write_text(
+        "modes: [socks5@27011, 'regular@0.0.0.0:27012']\n"
+        "listen: {port: 27010, allow_remote: true}\n")
+    code, out, _ = run(capsys, "ca", "install-hints", "--confdir", str(confdir))
+    assert code == 0
+    assert "Examples assume h2scope listens at http://127.0.0.1:27012." in out
+    assert "--proxy http://127.0.0.1:27012 https://example.com/" in out
+    assert "8080" not in out
+    other = tmp_path / "other.yaml"
+    other.write_text("listen: {port: 27020}\n")
+    code, out, _ = run(capsys, "ca", "install-hints", "--confdir", str(confdir),
+                       "--config", str(other))
+    assert "listens at http://127.0.0.1:27020." in out
+    code, out, _ = run(capsys, "ca", "install-hints", "--confdir", str(confdir),
+                       "--proxy", "http://10.0.0.2:3128")
+    assert "listens at http://10.0.0.2:3128." in out
+    (confdir / "config.yaml").unlink()
+    code, out, _ = run(capsys, "ca", "install-hints", "--confdir", str(confdir))
+    assert "listens at http://127.0.0.1:8080." in out
+
+
 def test_regenerate_without_tty_and_without_yes_refuses_with_exit_2(
     confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
