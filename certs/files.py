@@ -57,6 +57,32 @@ def create_private(path: str | os.PathLike[str], *, exclusive: bool = False) -> 
     return fd
 
 
+def held_by_another_writer(path: str | os.PathLike[str]) -> bool:
+    """True if another writer holds ``path``'s lock (see :func:`create_private`'s
+    ``exclusive``), so a recorder would refuse it rather than replace it. Only
+    looks: the file is neither created nor changed, and False when it cannot be
+    opened (the writer's own open then says why)."""
+    if not _POSIX:
+        return False
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (and the lock with it)
+    return False
+
+
 def private_append(path: str | os.PathLike[str]) -> None:
     """Make ``path`` a file only its owner reads, kept as it is (a TLS key log, which
     OpenSSL appends to and would otherwise create with the umask, 0644 as a rule):

@@ -356,14 +356,17 @@ def run(args: argparse.Namespace) -> int:
 def replacing_note(path: Path | None) -> str | None:
     """A start-up line when recording will replace a file that holds something (a
     command run again from the shell's history must not lose a capture unsaid);
-    None otherwise."""
+    None otherwise — also when another recorder holds the file, which is then
+    refused, not replaced."""
     if path is None:
         return None
     try:
         size = path.stat().st_size if path.is_file() else 0
     except OSError:
         return None
-    if size == 0:
+    from certs.files import held_by_another_writer
+
+    if size == 0 or held_by_another_writer(path):
         return None
     from proxy.textlog import byte_count
 

@@ -327,6 +327,29 @@ def test_recording_over_a_capture_says_so_at_start(tmp_path: Path) -> None:
     assert run_cmd.replacing_note(None) is None
 
 
+def test_a_capture_another_recorder_holds_gets_no_replacing_note(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second recorder on a file being written is refused ("another program is
+    writing it"): no note that it replaces the file may come before that."""
+    from certs.files import create_private
+
+    busy = tmp_path / "busy.h2scope"
+    fd = create_private(busy, exclusive=True)  # (the first recorder's lock)
+    try:
+        os.write(fd, b"x" * 292)
+        assert run_cmd.replacing_note(busy) is None
+        code, err = exit_and_stderr(["run", "--headless", "-p", "0", "--record", str(busy)],
+                                    capsys)
+        assert code == 2
+        assert "another program is writing it" in err
+        assert "recording replaces" not in err
+        assert busy.stat().st_size == 292  # (left as it was)
+    finally:
+        os.close(fd)
+    assert run_cmd.replacing_note(busy) == \
+        f"h2scope: note: recording replaces {busy} (292 B were there)"
+
+
 def test_the_confdir_flag_chooses_the_config_file(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("H2SCOPE_HOME", raising=False)
