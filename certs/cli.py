@@ -55,6 +55,7 @@ def register(
     """Add ``h2scope ca ...`` to the command line."""
     ca = sub.add_parser(
         "ca",
+        allow_abbrev=False,
         parents=[common],
         help="the certificate authority: path, show, export, install-hints, regenerate, "
         "import",
@@ -65,7 +66,8 @@ def register(
     actions = ca.add_subparsers(dest="ca_action", metavar="ACTION")
 
     def action(name: str, func: Handler, help_text: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, parents=[common], help=help_text, description=help_text)
+        parser = actions.add_parser(name, parents=[common], help=help_text,
+                                    description=help_text, allow_abbrev=False)
         parser.set_defaults(func=func)
         return parser
 

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Options shared by every subcommand are declared on a parent parser with
     # SUPPRESS defaults, so `h2scope --confdir D ca path` and
     # `h2scope ca path --confdir D` both work and neither overwrites the other.
-    common = argparse.ArgumentParser(add_help=False)
+    # allow_abbrev=False everywhere: a prefix must not pass for an option
+    # (`run --insec` silently meant --insecure, turning upstream verification off).
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument(
         "--confdir",
         metavar="DIR",
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="h2scope",
+        allow_abbrev=False,
         description="An HTTP/2 frame debugging proxy: decodes both directions of every "
         "connection into frames and annotated HPACK header blocks. Without a command, "
         "h2scope starts the proxy (h2scope run).",

@@ -32,6 +32,7 @@ docs/findings.md.
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "check",
+        allow_abbrev=False,
         parents=[common],
         help="summarize a capture's connections and findings; exit 3 on protocol errors",
         description="Decode a capture and summarize it: connections, frames, streams, "

@@ -83,6 +83,7 @@ def parse_hex_line(text: str, line_no: int) -> bytes:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "decode",
+        allow_abbrev=False,
         parents=[common],
         help="decode HTTP/2 frames, HPACK header blocks or protobuf messages given as hex",
         description="Decode HTTP/2 frames (default), HPACK header blocks (--hpack) or "

@@ -29,7 +29,7 @@ examples:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "demo", parents=[common],
+        "demo", allow_abbrev=False, parents=[common],
         help="show h2scope on built-in HTTP/2 traffic (local server + client, no network)",
         description=textwrap.fill(__doc__.split("\n\n")[1].replace("``", "`"), width=79),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,7 +36,7 @@ exit status: 0 the recordings agree, 3 something differs, 2 usage error.
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "diff", parents=[common],
+        "diff", allow_abbrev=False, parents=[common],
         help="compare the responses of two recordings, request by request",
         description="Pair the streams of two captures by request (method, host, path) and "
         "say what differs: status, response header names (and values with --values), "

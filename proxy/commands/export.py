@@ -56,6 +56,7 @@ See docs/export.md.
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "export",
+        allow_abbrev=False,
         parents=[common],
         help="export a capture as HAR, pcapng, text, JSON Lines or a frame script",
         description="Export a capture file. The frames are decoded afresh, so exports "

@@ -53,6 +53,7 @@ exit status: 0 done, 1 no HTTP/2 or HTTP/1.x connection it could decode,
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "import",
+        allow_abbrev=False,
         parents=[common],
         help="turn a pcap/pcapng packet capture of HTTP/2 (h2c, or TLS with a key log), or "
         "a Chrome net log, into a capture",

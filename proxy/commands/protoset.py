@@ -34,7 +34,7 @@ exit status: 0 written, 1 the server could not be asked or did not answer,
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "protoset", parents=[common],
+        "protoset", allow_abbrev=False, parents=[common],
         help="fetch a gRPC server's schema by server reflection, as a protoset file",
         description="Ask a gRPC server's reflection service for its services and the "
         "files that define them, and write them as a FileDescriptorSet for --protoset.",

@@ -36,7 +36,7 @@ replay failed, 2 usage error.
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "replay", parents=[common],
+        "replay", allow_abbrev=False, parents=[common],
         help="replay the client side of recorded connections against a server",
         description="Replay the client side of a capture (or a YAML frame script) against a "
         "server, observe it like live traffic, and compare each stream with the original.",

@@ -89,6 +89,7 @@ CLEAR_FLAGS = {
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "run",
+        allow_abbrev=False,
         parents=[common],
         help="start the proxy (the default when no command is given)",
         description="Start the HTTP/2 debugging proxy: intercept TLS with h2scope's CA, "

@@ -41,7 +41,8 @@ See docs/replay.md.
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "serve", parents=[common], help="serve a capture's recorded responses (a mock server)",
+        "serve", allow_abbrev=False, parents=[common],
+        help="serve a capture's recorded responses (a mock server)",
         description="A mock HTTP/2 server: requests are matched to recorded ones and answered "
         "with the recorded frames (headers, DATA chunks, trailers, pushes, resets).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -39,6 +39,7 @@ Press ? inside the viewer for every key; q quits.
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "view",
+        allow_abbrev=False,
         parents=[common],
         help="open a capture file in the interactive UI",
         description="Open a capture recorded with --record in the interactive UI "

@@ -101,6 +101,30 @@ def test_a_flag_that_argparse_rejects_exits_2(
     assert code == 2 and "invalid int value: 'eighty'" in err
 
 
+def test_an_abbreviated_option_is_refused_not_taken_for_the_whole_one(
+        confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``run --insec`` silently meant --insecure (upstream verification off): no
+    parser of any command takes a prefix for an option."""
+    _, extras = cli.build_parser().parse_known_args(["run", "--insec"])
+    assert extras == ["--insec"]
+    # (the remote address stops the run, should --insec be taken)
+    code, err = exit_and_stderr(["run", "--insec", "--listen-host", "192.0.2.1"], capsys)
+    assert code == 2
+    assert "unrecognized arguments: --insec (did you mean --insecure?)" in err
+    code, err = exit_and_stderr(["--confd", str(confdir), "ca", "path"], capsys)
+    assert code == 2
+    parsers = [cli.build_parser()]
+    seen = 0
+    while parsers:
+        parser = parsers.pop()
+        assert parser.allow_abbrev is False, parser.prog
+        seen += 1
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    assert seen > len(cli.COMMAND_MODULES) + 5  # (every command, ca's actions too)
+
+
 def test_no_command_means_run(confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = exit_and_stderr(["-p", "70000"], capsys)
     assert code == 2 and "--listen-port (listen.port)" in err
