@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,6 +49,94 @@ _SUFFIX_FORMATS = {
 
 Handler = Callable[[argparse.Namespace], int]
 
+_DAMAGED = ("1 when the CA files are damaged (one missing, unreadable, a key not the\n"
+            "certificate's: the message names the file)")
+EPILOGS = {
+    "ca": """\
+examples:
+  h2scope ca path                 the CA certificate's path, alone on stdout
+  h2scope ca install-hints        how to trust it in browsers, the OS, tools
+  h2scope ca show                 subject, fingerprints, SPKI hash and validity
+  h2scope ca import ~/.mitmproxy/mitmproxy-ca.pem
+      sign with a CA that clients already trust
+
+exit status: 0 done, 1 when the CA files are damaged (or a replacement was
+declined), 2 for a usage error; each action's --help says more
+(h2scope ca ACTION --help). The CA: docs/certificates.md.
+""",
+    "path": f"""\
+examples:
+  h2scope ca path
+  curl --cacert "$(h2scope ca path)" -x 127.0.0.1:8080 https://example.com/
+      (the path for a client's trust option)
+
+The CA is created (in the configuration directory, 0700) if it does not exist.
+
+exit status: 0 path printed, 2 for a usage error,
+{_DAMAGED}.
+""",
+    "show": f"""\
+examples:
+  h2scope ca show
+  h2scope ca show --confdir ~/.h2scope-work
+      another configuration directory's CA
+
+exit status: 0 shown, 2 for a usage error,
+{_DAMAGED}.
+""",
+    "export": f"""\
+examples:
+  h2scope ca export > h2scope-ca.pem          PEM on stdout
+  h2scope ca export -o h2scope-ca.der         DER (from the suffix): Android
+  h2scope ca export --format p12 -o ca.p12
+      PKCS#12 trust store (the certificate only: no key, no password)
+
+exit status: 0 written, 2 for a usage error (an -o FILE that cannot be written,
+DER or PKCS#12 to a terminal),
+{_DAMAGED}.
+""",
+    "install-hints": f"""\
+examples:
+  h2scope ca install-hints        steps for every platform and tool
+  h2scope ca install-hints --proxy http://192.0.2.10:8080
+      for a proxy on another machine
+
+The examples use the address h2scope run listens on with the config file (the
+first regular or upstream mode's, else listen.host/listen.port).
+
+exit status: 0 printed, 2 for a usage error or a bad config file,
+{_DAMAGED}.
+""",
+    "regenerate": """\
+examples:
+  h2scope ca regenerate           shows the current CA and asks first
+  h2scope ca regenerate --yes     no question (scripts)
+
+Every trust store that holds the old CA must then be updated (the command lists
+them); cached leaf certificates are deleted, and a running proxy keeps signing
+with the old CA until it is restarted.
+
+exit status: 0 replaced, 1 when the answer was no, 2 with no terminal to ask
+on and no --yes (nothing is replaced), or for a usage error.
+""",
+    "import": """\
+examples:
+  h2scope ca import ~/.mitmproxy/mitmproxy-ca.pem
+      certificate and key in one file (mitmproxy's CA)
+  h2scope ca import corp-ca.pem corp-ca-key.pem --yes
+      the key in a file of its own; no question (scripts)
+
+The pair is checked first: the key unencrypted (openssl pkey -in KEY -out
+plain.pem removes a passphrase) and the certificate's, the certificate a CA
+and not expired. Cached leaf certificates are deleted; a running proxy keeps
+signing with the old CA until it is restarted.
+
+exit status: 0 imported, 1 when the answer was no, 2 when CERT or KEY cannot be
+read or used (not a CA, an encrypted key, a key not the certificate's: nothing
+is replaced), with no terminal to ask on and no --yes, or for a usage error.
+""",
+}
+
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
@@ -59,15 +148,23 @@ def register(
         parents=[common],
         help="the certificate authority: path, show, export, install-hints, regenerate, "
         "import",
-        description="Manage the CA that signs h2scope's intercepting certificates. It is "
-        "created in the configuration directory on first use.",
+        description=textwrap.fill("Manage the CA that signs h2scope's intercepting "
+                                  "certificates. It is created in the configuration "
+                                  "directory on first use.", width=79),
+        epilog=EPILOGS["ca"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ca.set_defaults(func=_usage(ca))
     actions = ca.add_subparsers(dest="ca_action", metavar="ACTION")
 
     def action(name: str, func: Handler, help_text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, parents=[common], help=help_text,
-                                    description=help_text, allow_abbrev=False)
+                                    description=textwrap.fill(help_text[0].upper()
+                                                              + help_text[1:] + ".",
+                                                              width=79),
+                                    allow_abbrev=False,
+                                    epilog=EPILOGS[name],
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.set_defaults(func=func)
         return parser
 

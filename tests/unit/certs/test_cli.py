@@ -203,6 +203,30 @@ def test_install_hints_use_the_configured_listen_address_unless_proxy_is_given(
     assert "listens at http://127.0.0.1:8080." in out
 
 
+@pytest.mark.parametrize(
+    "action", ["", "path", "show", "export", "install-hints", "regenerate", "import"])
+def test_every_ca_help_has_examples_and_exit_statuses(
+    action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["ca", *([action] if action else []), "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  h2scope ca " in out
+    assert "exit status: 0 " in out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    if action in ("path", "show", "export", "install-hints"):
+        assert "1 when the CA files are damaged" in out
+    if action in ("regenerate", "import"):
+        assert "2 with no terminal to ask" in out or "with no terminal to ask on and no --yes" \
+            in out
+    if action == "import":
+        flat = " ".join(out.split())
+        assert "an encrypted key" in flat and "not a CA" in flat
+        assert "Cached leaf certificates are deleted; a running proxy keeps signing with the " \
+            "old CA until it is restarted." in flat
+
+
 def test_regenerate_without_tty_and_without_yes_refuses_with_exit_2(
     confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
