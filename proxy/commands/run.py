@@ -103,6 +103,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Every default is None ("not given") so the config file's value stands.
+    # (--config sits with --confdir, in the options of no group, not under output.)
+    p.add_argument("--config", metavar="FILE",
+                   help="config file (default: <confdir>/config.yaml if present)")
     listen = p.add_argument_group("listening")
     listen.add_argument("--listen-host", metavar="ADDR",
                         help="address to listen on (default 127.0.0.1; a non-loopback "
@@ -152,8 +155,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "file say")
 
     out = p.add_argument_group("output")
-    out.add_argument("--config", metavar="FILE",
-                     help="config file (default: <confdir>/config.yaml if present)")
     out.add_argument("--headless", action="store_true",
                      help="print frames to stdout instead of starting the UI")
     out.add_argument("--filter", metavar="EXPR",
