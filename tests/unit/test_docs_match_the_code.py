@@ -68,3 +68,22 @@ def test_run_help_lists_config_with_confdir_not_under_output(
     assert "--confdir DIR" in options and "--config FILE" in options
     output = out.split("\noutput:\n", 1)[1].split("\n\n", 1)[0]
     assert "--config" not in output
+
+
+def test_benchmarks_lead_with_the_latest_full_runs_figures_copied_from_it() -> None:
+    """Results starts with the current figures, not the first session's; they are
+    the latest session's table, row for row (copied, never retyped)."""
+    text = (DOCS / "benchmarks.md").read_text()
+    results = text.split("\n## Results\n", 1)[1]
+    assert results.index("### Current figures") < results.index("\n## History\n")
+    sessions = [int(n) for n in re.findall(r"^### Session (\d+):", text, flags=re.MULTILINE)]
+    latest = text.split(f"\n### Session {max(sessions)}:", 1)[1].split("\n## ", 1)[0]
+    current = results.split("### Current figures", 1)[1].split("\n## History\n", 1)[0]
+    assert f"Session {max(sessions)}" in current
+
+    def rows(section: str) -> list[str]:
+        return [line for line in section.splitlines() if line.startswith("| ")]
+
+    assert rows(current)[0] == "| measure | run | target |"
+    assert len(rows(current)) > 7
+    assert set(rows(current)) <= set(rows(latest))
