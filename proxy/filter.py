@@ -55,7 +55,8 @@ from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 from proxy.observe.header_rules import grpc_call_type
 
-__all__ = ["KEYS", "Filter", "FilterError", "compile_filter", "term_keys"]
+__all__ = ["KEYS", "Filter", "FilterError", "compile_filter", "term_keys",
+           "unknown_finding_codes"]
 
 
 Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"], bool]
@@ -157,6 +158,32 @@ def term_keys(text: str) -> list[tuple[str | None, str]]:
         m = _KEY_TERM.match(body)
         out.append((m.group(1).lower() if m else None, body))
     return out
+
+
+def unknown_finding_codes(text: str) -> str:
+    """What to add to "no frame matches" when a ``finding:`` term names a code no
+    finding has (a typo matches nothing, silently): ``(no finding has the code
+    X; did you mean Y?)``, or "" when every code is known (a glob: when it
+    matches one). Raises :class:`FilterError` like the compiler."""
+    import difflib
+
+    from proxy.finding_codes import FINDING_CODES
+
+    notes = []
+    for key, body in term_keys(text):
+        if key != "finding":
+            continue
+        for value in body.split(":", 1)[1].split(","):
+            code = value.lower()
+            if not code or code == "any" or code in _SEVERITIES or code in FINDING_CODES:
+                continue
+            if any(ch in code for ch in "*?[") and fnmatch.filter(FINDING_CODES, code):
+                continue
+            close = difflib.get_close_matches(code, sorted(FINDING_CODES), n=1)
+            notes.append(f"no finding has the code {code}"
+                         + (f"; did you mean {close[0]}?" if close else
+                            " (docs/findings.md lists the codes)"))
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _tokens(text: str) -> list[_Token]:

@@ -433,3 +433,38 @@ def test_grpc_selects_calls_by_their_grpc_status() -> None:
     assert streams("grpc:UNAVAILABLE") == [5]  # (a code is a grpc-status that came)
     assert compile_filter("grpc:5").needs_stream_headers
     assert "expected a code 0-16" in str(error("grpc:17"))
+
+
+def test_a_finding_code_no_finding_has_is_named_with_the_code_meant() -> None:
+    """``finding:flow-control-exeeded`` compiles and matches nothing: what says
+    "no frame matches" adds which code is unknown and the closest known one."""
+    from proxy.filter import unknown_finding_codes
+
+    compile_filter("finding:flow-control-exeeded")  # (valid syntax: matches nothing)
+    assert unknown_finding_codes("finding:flow-control-exeeded") == \
+        " (no finding has the code flow-control-exeeded; did you mean flow-control-exceeded?)"
+    for known in ("finding:flow-control-exceeded", "finding:any", "finding:error,warning",
+                  "!finding:stream-*", "type:DATA or finding:RAPID-RESET", ""):
+        assert unknown_finding_codes(known) == "", known
+    assert unknown_finding_codes("type:DATA finding:zzz,nothing-*") == (
+        " (no finding has the code zzz (docs/findings.md lists the codes); no finding has "
+        "the code nothing-* (docs/findings.md lists the codes))")
+
+
+def test_the_known_finding_codes_are_the_documented_ones_and_cover_what_is_raised() -> None:
+    """proxy/finding_codes.py is docs/findings.md's table, one to one, and holds
+    every code the observer raises (the same scan as the findings-documented test)."""
+    import re
+    from pathlib import Path
+
+    from proxy.finding_codes import FINDING_CODES
+    from proxy.observe.floods import FLOODS
+
+    root = Path(__file__).resolve().parents[2]
+    table = (root / "docs" / "findings.md").read_text()
+    cells = re.findall(r"^\| (`[^|]*`) \|", table, re.MULTILINE)
+    documented = {code for cell in cells for code in re.findall(r"`([a-z0-9-]+)`", cell)}
+    assert sorted(documented ^ FINDING_CODES) == []
+    raised = set(FLOODS) | {code for path in (root / "proxy").rglob("*.py")
+                            for code in re.findall(r'_f\(\s*"([a-z0-9-]+)"', path.read_text())}
+    assert sorted(raised - FINDING_CODES) == []
