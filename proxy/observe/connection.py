@@ -66,7 +66,7 @@ from proxy.observe.frames import (
     parse_known_header,
     payload_reserved_bit,
 )
-from proxy.observe.header_blocks import HeaderBlocks
+from proxy.observe.header_blocks import HeaderBlocks, fields_before_cut
 from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.observe.priority import PriorityTree
 from proxy.observe.records import positional
@@ -329,7 +329,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 self._conn_finding(side.direction, t, _f(
                     "header-block-truncated", Severity.ERROR, "RFC 9113 §6.10",
                     f"the connection ended inside a header block on stream "
-                    f"{side.block.stream_id} (no END_HEADERS)", side.block.first_seq,
+                    f"{side.block.stream_id} (no END_HEADERS){fields_before_cut(side)}",
+                    side.block.first_seq,
                     side.block.stream_id))
             if not self.partial and not side.desynced:  # (desynced: its frames are unknown)
                 ended_at = ends.get(side.direction) if ends else None
@@ -508,7 +509,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                f"{side.block.stream_id} still expected CONTINUATION; the "
                                f"block is not decoded, and with it go the changes it made to "
                                f"the {side.direction.sender}'s HPACK table, so its later "
-                               f"blocks cannot be decoded (RFC 9113 §4.3)", seq, sid))
+                               f"blocks cannot be decoded (RFC 9113 §4.3)"
+                               f"{fields_before_cut(side)}", seq, sid))
             side.block_cut = (side.block.stream_id, side.block.first_seq, seq, type_name(ftype))
             side.block = None  # the peer would have failed the connection; start afresh
             side.hpack_broken = True  # (decoding on would show fields the encoder never sent)

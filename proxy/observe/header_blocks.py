@@ -85,11 +85,32 @@ def size_updates(block: HeaderBlock, sid: int, seq: int, findings: list[Finding]
 def decoded_before(exc: HpackDecodeError) -> str:
     """``; decoded before it: name: value, ...`` — the fields a broken block gave
     before its error (what came before the break is what a user debugs with)."""
-    if not exc.partial:
+    return _fields_said("decoded before it", exc.partial)
+
+
+def _fields_said(what: str, fields: tuple[tuple[str, str], ...]) -> str:
+    if not fields:
         return ""
-    shown_fields = ", ".join(f"{shown(n)}: {shown(v)}" for n, v in exc.partial[:8])
-    more = f", … ({len(exc.partial)} fields)" if len(exc.partial) > 8 else ""
-    return f"; decoded before it: {shown_fields[:300]}{more}"
+    shown_fields = ", ".join(f"{shown(n)}: {shown(v)}" for n, v in fields[:8])
+    more = f", … ({len(fields)} fields)" if len(fields) > 8 else ""
+    return f"; {what}: {shown_fields[:300]}{more}"
+
+
+def fields_before_cut(side: Side) -> str:
+    """``; fields that came: name: value, ...`` — what the fragments of a header block
+    that never completed carry (a request half sent when its client died). Decoding
+    them changes the side's HPACK table, so only for a block whose side's later
+    blocks are not decoded anyway (the connection ended, or ``hpack_broken``)."""
+    block = side.block
+    if block is None or block.size < 0 or not block.fragments:
+        return ""
+    try:
+        fields = side.decoder.decode(b"".join(block.fragments)).headers
+    except HpackDecodeError as exc:
+        fields = exc.partial
+    except Exception:  # (a display aid: never the observer's failure)
+        return ""
+    return _fields_said("fields that came", fields)
 
 
 def _stray_continuation(side: Side, sid: int, pending: HeaderBlockInProgress | None) -> str:

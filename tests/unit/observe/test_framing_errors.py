@@ -246,3 +246,25 @@ def test_smaller_messages_say_one_thing_each(conv: Conversation) -> None:
         assert "padding longer than 7 bits" in str(exc)
     else:
         raise AssertionError("8 bits of 1s decoded")
+
+
+def test_a_header_block_that_never_completes_says_the_fields_that_came(
+        make_conv: type[Conversation]) -> None:
+    """HEADERS without END_HEADERS, then the end (or another frame): the fields its
+    fragment carries are in the finding — the half-sent request is the evidence."""
+    conv = make_conv()
+    block = conv.f.block(C2S, REQUEST)
+    cut = len(block).to_bytes(3, "big") + b"\x01\x00" + (1).to_bytes(4, "big") + block
+    conv.send(C2S, cut)
+    conv.events.extend(conv.obs.close(conv.t, closed_by="client"))
+    (truncated,) = [m for code, _, m in _conn_findings(conv) if code == "header-block-truncated"]
+    assert truncated.endswith("(no END_HEADERS); fields that came: :method: GET, :scheme: "
+                              "https, :authority: example.com, :path: /"), truncated
+    other = make_conv()
+    new = other.send(C2S, cut[:9 + 5].replace(len(block).to_bytes(3, "big"),
+                                             (5).to_bytes(3, "big"), 1)
+                     + other.f.ping())
+    (missing,) = other.finding_objects(new)
+    assert missing.code == "continuation-missing"
+    assert missing.message.endswith("; fields that came: :method: GET, :scheme: https"), \
+        missing.message
