@@ -13,6 +13,7 @@ from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -91,37 +92,50 @@ def first_in_columns(kinds: Sequence[int], value: int, width: int) -> list[int]:
     return marks
 
 
-ChartCache = dict[tuple[int, int], tuple[int, list[str], int]]
+ChartCache = dict[tuple[int, int], tuple[tuple[int, int], list[str], int]]
 """(connection, chart: 0 and 1 flow control by direction, 2 and 3 HPACK tables) →
-(points charted, the chart's lines, WINDOW_UPDATEs counted or 0)."""
+((points charted, columns), the chart's lines, WINDOW_UPDATEs counted or 0)."""
+
+COLUMNS = 78
+"""The columns a state tab's text has when not told (an 80-column screen, less
+the scrollbar)."""
+CHART_INDENT = 3
+"""``  │`` before each chart line."""
 
 
-def _kept(cache: ChartCache | None, key: tuple[int, int], points: int,
-          make: Callable[[], tuple[list[str], int]]) -> tuple[int, list[str], int]:
-    """The chart of ``key`` from ``cache`` while its series still has ``points``
-    points; else made anew (and kept)."""
+def _kept(cache: ChartCache | None, key: tuple[int, int], stamp: tuple[int, int],
+          make: Callable[[], tuple[list[str], int]]) -> tuple[tuple[int, int], list[str], int]:
+    """The chart of ``key`` from ``cache`` while its series still has the points
+    and the columns of ``stamp``; else made anew (and kept)."""
     kept = cache.get(key) if cache is not None else None
-    if kept is None or kept[0] != points:
-        kept = (points, *make())
+    if kept is None or kept[0] != stamp:
+        kept = (stamp, *make())
         if cache is not None:
             cache[key] = kept
     return kept
 
 
-def _table_chart(tbl: HpackTable) -> tuple[list[str], int]:
-    return chart(tbl.sizes, lo=0, hi=max(tbl.max_size, 1), height=4), 0
+def _table_chart(tbl: HpackTable, columns: int) -> tuple[list[str], int]:
+    return chart(tbl.sizes, width=max(1, columns - CHART_INDENT), lo=0,
+                 hi=max(tbl.max_size, 1), height=4), 0
 
 
-def _flow_chart(series: FlowSeries) -> tuple[list[str], int]:
-    marks = first_in_columns(series.kind, 8, 72)
-    lines = chart(series.conn, lo=0, height=5, marks=marks)
-    if series.conn:  # the scale: the top row's value, and 0 at the bottom
-        lines[0] += f"  {max(series.conn):,}"
+def _flow_chart(series: FlowSeries, columns: int) -> tuple[list[str], int]:
+    """The chart in ``columns``: its bars and, after them, the scale (the top
+    row's value, and 0 at the bottom)."""
+    top = f"{max(series.conn):,}" if series.conn else ""
+    width = max(1, columns - CHART_INDENT - 2 - len(top))
+    marks = first_in_columns(series.kind, 8, width)
+    lines = chart(series.conn, width=width, lo=0, height=5, marks=marks)
+    if series.conn:
+        lines[0] += f"  {top}"
         lines[4] += "  0"
     return lines, series.kind.count(8)
 
 
-def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None) -> Text:
+def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None,
+               columns: int = COLUMNS) -> Text:
+    """The HPACK tab, its charts fitted to ``columns``."""
     out = Text()
     for d in Direction:
         tbl = conn.hpack[d]
@@ -164,24 +178,26 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
             out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
         out.append(f"  table size over time ({len(tbl.sizes)} blocks, max {tbl.max_size}):\n",
                    "dim")
-        _, lines, _ = _kept(cache, (conn.conn_id, 2 + int(d)), len(tbl.sizes),
-                            partial(_table_chart, tbl))
+        _, lines, _ = _kept(cache, (conn.conn_id, 2 + int(d)), (len(tbl.sizes), columns),
+                            partial(_table_chart, tbl, columns))
         for line in lines:
             out.append("  │" + line + "\n", "cyan")
         out.append("\n")
     return out
 
 
-def flow_text(conn: ConnInfo, cache: ChartCache | None = None) -> Text:
-    """The flow-control tab. ``cache`` keeps each chart while its series has not
-    grown (a million-frame connection's chart is a pass over every point)."""
+def flow_text(conn: ConnInfo, cache: ChartCache | None = None, columns: int = COLUMNS) -> Text:
+    """The flow-control tab, its charts fitted to ``columns``. ``cache`` keeps each
+    chart while its series has not grown (a million-frame connection's chart is a
+    pass over every point)."""
     out = Text()
     for d in Direction:
         series = conn.flow[d]
         out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
                    f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
-        _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)), len(series.conn),
-                                    partial(_flow_chart, series))
+        _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)),
+                                    (len(series.conn), columns),
+                                    partial(_flow_chart, series, columns))
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
                    f"(↑ marks the {n_updates} WINDOW_UPDATE{'s' if n_updates != 1 else ''} on "
                    "stream 0):\n", "dim")
@@ -390,13 +406,15 @@ HTTP1_SHOWN = 200
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
           "priority": "Priority", "connection": "Connection"}
 STATE_TABS = tuple(TITLES)
-_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache], Text]] = {
-    "hpack": lambda c, s, cache: hpack_text(c, s.block_bytes, cache),
-    "flow": lambda c, s, cache: flow_text(c, cache),
-    "settings": lambda c, s, _: settings_text(c),
-    "priority": lambda c, s, _: priority_text(c),
-    "connection": lambda c, s, _: connection_text(c),
+_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int], Text]] = {
+    "hpack": lambda c, s, cache, columns: hpack_text(c, s.block_bytes, cache, columns),
+    "flow": lambda c, s, cache, columns: flow_text(c, cache, columns),
+    "settings": lambda c, s, _, __: settings_text(c),
+    "priority": lambda c, s, _, __: priority_text(c),
+    "connection": lambda c, s, _, __: connection_text(c),
 }
+CHARTED = ("hpack", "flow")
+"""The tabs whose charts fit the screen's width (drawn again when it changes)."""
 
 
 class StateScreen(ModalScreen[None]):
@@ -424,6 +442,8 @@ class StateScreen(ModalScreen[None]):
         self.conn = conn
         self.tab = tab
         self._charts: ChartCache = {}
+        self._drawn_columns = 0
+        """The columns the tabs drawn so far were fitted to."""
 
     def _title(self) -> Text:
         c = self.conn
@@ -457,8 +477,21 @@ class StateScreen(ModalScreen[None]):
 
     def _make(self, tab: str) -> Text:
         self._drawn.add(tab)
+        self._drawn_columns = self._columns()
         with self.session.lock:  # (a peer's text: its control characters as symbols)
-            return safe(_TEXTS[tab](self.conn, self.session, self._charts))
+            return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns))
+
+    def _columns(self) -> int:
+        """The columns a tab's text has: the screen's less the tab's scrollbar (2)."""
+        return max(20, (self.size.width or self.app.size.width) - 2)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the charts drawn so far to the new width."""
+        if self._columns() == self._drawn_columns:
+            return
+        for tab in CHARTED:
+            if tab in self._drawn:
+                self.query_one(f"#state-{tab}", Static).update(self._make(tab))
 
     def _draw(self, tab: str) -> None:
         if tab not in self._drawn:

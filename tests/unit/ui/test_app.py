@@ -264,6 +264,36 @@ def test_flow_control_view_opens_on_its_tab_drawn_and_the_others_not(
     drive(capture_path, scenario)
 
 
+def test_the_flow_control_chart_fits_the_screen_and_follows_its_width(
+        capture_path: Path) -> None:
+    """At 80 columns the chart and its scale label share a line (it was 72 bars
+    wide: a long label wrapped); at 200 the bars use the room."""
+    def chart_rows(app: H2ScopeApp) -> list[str]:
+        lines = _screen_text(app).splitlines()
+        top = next(i for i, ln in enumerate(lines) if ln.rstrip().endswith("33,554,432"))
+        return [ln.rstrip() for ln in lines[top:top + 5]]
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for conn in app.session.conns.values():  # a long series, a wide scale label
+            series = conn.flow[1]
+            for i in range(1000):
+                series.t.append(float(i))
+                series.conn.append(i * 33_554 if i < 999 else 33_554_432)
+                series.stream.append(0)
+                series.stream_id.append(1)
+                series.kind.append(0)
+        await pilot.press("w")
+        await pilot.pause()
+        narrow = chart_rows(app)
+        assert all(ln.startswith("  │") and len(ln) <= 78 for ln in narrow), narrow
+        assert narrow[4].endswith("  0"), narrow
+        await pilot.resize_terminal(200, 40)
+        await pilot.pause()
+        wide = chart_rows(app)
+        assert len(wide[0]) > 180 and wide[4].endswith("  0"), wide
+    drive(capture_path, scenario, size=(80, 40))
+
+
 def test_the_state_screen_is_kept_and_redrawn_for_the_connection_in_scope(
         tmp_path: Path) -> None:
     """Composed once (its tabs are costly to build): opened again, it shows the
