@@ -469,20 +469,24 @@ class H2ScopeApp(Navigation):
         err.update("")
         err.remove_class("shown")
         self.filter = flt
-        self.say("")  # (an earlier message is about another view)
+        self.message = ""  # (an earlier message is about another view)
         self.apply_filter()
         return True
 
     def apply_filter(self) -> None:
-        """Recompute the view for the filter and scope (in a worker if it is big)."""
+        """Recompute the view for the filter and scope (in a worker if it is big).
+        The status bar is repainted at once: the new filter or scope beside the
+        old one's count would misread."""
         self._filter_gen += 1
         tl = self.timeline
         if self.filter.matches_everything and self.scope_conn is None:
             tl.set_view(None)
             self._filtering = False
-            return
-        self._filtering = True
-        self._filter_worker(self._filter_gen, self.filter, self.scope_conn, self.scope_stream)
+        else:
+            self._filtering = True
+            self._filter_worker(self._filter_gen, self.filter, self.scope_conn,
+                                self.scope_stream)
+        self.say(self.message)
 
     @work(thread=True, exclusive=True, group="filter")
     def _filter_worker(self, gen: int, flt: Filter, conn: int | None,

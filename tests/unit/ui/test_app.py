@@ -123,6 +123,23 @@ def test_next_finding_jumps_to_the_frame_and_shows_its_rfc_section(capture_path:
     drive(capture_path, scenario)
 
 
+def test_the_status_bar_never_pairs_a_new_filter_with_the_old_count(
+        capture_path: Path) -> None:
+    """From the moment the bar shows the new filter's text, the count says it is
+    being made (it showed the previous filter's count until the next tick)."""
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await _filter(app, pilot, "type:HEADERS")
+        await _filtered(app, pilot)
+        assert " of " in app.status.plain and "filter type:HEADERS" in app.status.plain
+        app.set_filter("type:DATA")  # (no tick, no worker result in between)
+        bar = app.status.plain
+        assert "filter type:DATA" in bar and "filtering" in bar, bar
+        await _filtered(app, pilot)
+        app.tick()
+        assert "filtering" not in app.status.plain
+    drive(capture_path, scenario)
+
+
 def test_valid_filter_narrows_the_view_and_invalid_one_keeps_it(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         total = app.timeline.row_count()
