@@ -186,8 +186,10 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
     return out
 
 
-def flow_text(conn: ConnInfo, cache: ChartCache | None = None, columns: int = COLUMNS) -> Text:
-    """The flow-control tab, its charts fitted to ``columns``. ``cache`` keeps each
+def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
+              columns: int = COLUMNS) -> Text:
+    """The flow-control tab, its charts fitted to ``columns``; a stall's time is
+    the timeline's (seconds since ``t0``, :attr:`Session.t0`). ``cache`` keeps each
     chart while its series has not grown (a million-frame connection's chart is a
     pass over every point)."""
     out = Text()
@@ -213,7 +215,6 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None, columns: int = CO
                "bold")
     if not stalls:
         out.append("  none\n")
-    t0 = conn.first_t if conn.first_t is not None else (stalls[0][0] if stalls else 0.0)
     for t, sd, sid, end in shown:
         where = "connection" if sid == 0 else f"stream {sid}"
         st = conn.streams.get(sid) if sid else None
@@ -230,7 +231,7 @@ def flow_text(conn: ConnInfo, cache: ChartCache | None = None, columns: int = CO
             waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
             dur = (f"never resumed: the connection closed after {waited}" if conn.closed
                    else f"still stalled, {waited} so far")
-        out.append(f"  +{t - t0:9.3f} s  {Direction(sd).arrow} {where}: {dur}\n",
+        out.append(f"  {t - t0:10.6f} s  {Direction(sd).arrow} {where}: {dur}\n",
                    "bold" if st is not None and st.state == "closed" and st.reset is None
                    else "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
@@ -408,7 +409,7 @@ TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings
 STATE_TABS = tuple(TITLES)
 _TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int], Text]] = {
     "hpack": lambda c, s, cache, columns: hpack_text(c, s.block_bytes, cache, columns),
-    "flow": lambda c, s, cache, columns: flow_text(c, cache, columns),
+    "flow": lambda c, s, cache, columns: flow_text(c, s.t0 or 0.0, cache, columns),
     "settings": lambda c, s, _, __: settings_text(c),
     "priority": lambda c, s, _, __: priority_text(c),
     "connection": lambda c, s, _, __: connection_text(c),

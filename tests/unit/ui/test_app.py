@@ -617,8 +617,8 @@ def test_charts_are_kept_while_their_series_has_not_grown(session: Any) -> None:
 
     conn = next(c for c in session.conns.values() if len(c.flow[1].conn))
     cache: ChartCache = {}
-    first = flow_text(conn, cache).plain
-    assert cache and flow_text(conn, cache).plain == first
+    first = flow_text(conn, 0.0, cache).plain
+    assert cache and flow_text(conn, 0.0, cache).plain == first
     series = conn.flow[1]
     n = len(series.t)
     series.t.append(series.t[-1])  # one more DATA frame: the window at 0
@@ -626,9 +626,9 @@ def test_charts_are_kept_while_their_series_has_not_grown(session: Any) -> None:
     series.stream.append(0)
     series.stream_id.append(1)
     series.kind.append(0)
-    grown = flow_text(conn, cache).plain
+    grown = flow_text(conn, 0.0, cache).plain
     assert f"over {n + 1} DATA/WINDOW_UPDATE frames" in grown
-    assert grown == flow_text(conn, None).plain  # the same as drawn without a cache
+    assert grown == flow_text(conn, 0.0, None).plain  # the same as drawn without a cache
 
 
 def test_the_last_message_stays_whole_when_the_status_bar_is_too_narrow(

@@ -23,7 +23,8 @@ META = {"client": {"ip": "127.0.0.1", "port": 50000}, "target": "example.com:443
 def record(path: Path) -> None:
     f = FrameFactory()
     writer = CaptureWriter(path, autoflush=False)
-    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)  # times as given
+    # (times as given; the connection opened 1 s before its first frame)
+    tap = RecordingObserver(writer, 1, {**META, "opened": 0.0}, t=1.0, wall_clock=True)
     t = [1.0]
 
     def send(direction: Direction, data: bytes, dt: float = 0.01) -> None:
@@ -44,25 +45,38 @@ def record(path: Path) -> None:
     writer.close(fsync=False)  # 7: still stalled when the capture ends
 
 
+def _flow(session: Session) -> str:
+    """The flow-control tab of connection 1, on the timeline's clock."""
+    return flow_text(session.conns[1], session.t0 or 0.0, {}).plain
+
+
 def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
+    from ui.widgets.timeline import render_frame_row
+
     record(tmp_path / "stalls.h2scope")
     capture = CaptureFile(tmp_path / "stalls.h2scope")
     try:
         session = Session(capture)
         load(session, capture)
-        text = flow_text(session.conns[1], {}).plain
+        text = _flow(session)
+        # The DATA that spent stream 1's window, as the timeline shows it.
+        t = session.table
+        spent = next(r for r in range(len(t)) if t.type[r] == 0 and t.stream[r] == 1)
+        timeline_row = render_frame_row(session, spent).plain
     finally:
         capture.close()
     head, *stalls = text[text.index("stalls (window"):text.index("\nstreams (latest")
                          ].splitlines()
     assert head == "stalls (window 0 while data waits): 4, longest resumed 340.0 ms"
-    # Each from when it began (seconds into the connection), and how it ended.
-    assert stalls[0] == "  +    0.050 s  ← stream 1: 340.0 ms"  # until the WINDOW_UPDATE
-    assert stalls[1] == ("  +    0.080 s  ← stream 3: never resumed: reset by client: CANCEL "
+    # Each from when it began, on the timeline's clock (seconds since the first
+    # connection opened, not since this one's first frame), and how it ended.
+    assert stalls[0] == "    1.060000 s  ← stream 1: 340.0 ms"  # until the WINDOW_UPDATE
+    assert timeline_row.split()[0] == "1.060000", timeline_row
+    assert stalls[1] == ("    1.090000 s  ← stream 3: never resumed: reset by client: CANCEL "
                          "after 330.0 ms")
-    assert stalls[2] == ("  +    0.110 s  ← stream 5: window spent by the last DATA; the "
+    assert stalls[2] == ("    1.120000 s  ← stream 5: window spent by the last DATA; the "
                          "stream ended")
-    assert stalls[3] == "  +    0.140 s  ← stream 7: still stalled, 280.0 ms so far"
+    assert stalls[3] == "    1.150000 s  ← stream 7: still stalled, 280.0 ms so far"
 
 
 def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
@@ -75,7 +89,7 @@ def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
         load(session, capture)
         old, state.STALLS_SHOWN = state.STALLS_SHOWN, 2
         try:
-            text = flow_text(session.conns[1], {}).plain
+            text = _flow(session)
         finally:
             state.STALLS_SHOWN = old
     finally:
@@ -153,7 +167,7 @@ def test_the_connection_window_marks_only_its_own_window_updates(tmp_path: Path)
         tmp_path / "updates.h2scope",
         (S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 1000), 1.05),
         (C2S, f.window_update(1, 1000), 1.06), (C2S, f.window_update(0, 1000), 1.07))
-    text = _loaded(path, lambda session: flow_text(session.conns[1], {}).plain)
+    text = _loaded(path, _flow)
     assert "(↑ marks the 1 WINDOW_UPDATE on stream 0):" in text
     # The scale: the top row's value and 0.
     chart_rows = [ln for ln in text.splitlines() if ln.startswith("  │") and "(no data)" not in ln]
@@ -225,7 +239,7 @@ def test_a_stall_that_never_resumed_lasts_until_the_close(tmp_path: Path) -> Non
     closes three seconds later, kept the server waiting three seconds."""
     path = _one_request(tmp_path / "close.h2scope", (S2C, SPENT, 1.05), window=100,
                         closed=(4.05, "client"))
-    text = _loaded(path, lambda session: flow_text(session.conns[1], {}).plain)
+    text = _loaded(path, _flow)
     assert "stream 1: never resumed: the connection closed after 3000.0 ms" in text, text
 
 
