@@ -253,7 +253,9 @@ class Navigation(SessionActions):
         if c is None:
             self.say("no connection yet")
             return
-        self._push_kept("state", lambda: StateScreen(s, c, tab), lambda screen: screen.show(c, tab))
+        live = self.live is not None
+        self._push_kept("state", lambda: StateScreen(s, c, tab, live=live),
+                        lambda screen: screen.show(c, tab))
 
     def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
         """Show the view installed as ``name``: made and composed the first time,

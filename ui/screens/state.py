@@ -8,6 +8,7 @@ the Unicode block elements (▁▂▃▄▅▆▇█), which every terminal font
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import ClassVar
@@ -187,9 +188,11 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
 
 
 def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
-              columns: int = COLUMNS) -> Text:
+              columns: int = COLUMNS, now: float | None = None) -> Text:
     """The flow-control tab, its charts fitted to ``columns``; a stall's time is
-    the timeline's (seconds since ``t0``, :attr:`Session.t0`). ``cache`` keeps each
+    the timeline's (seconds since ``t0``, :attr:`Session.t0`). ``now``: live, the
+    wall clock, to which a stall not resumed on an open connection is measured
+    (else to the connection's last frame: the capture's end). ``cache`` keeps each
     chart while its series has not grown (a million-frame connection's chart is a
     pass over every point)."""
     out = Text()
@@ -226,8 +229,12 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
             # its sender ended it with the window spent exactly: nothing was waiting
             dur = "window spent by the last DATA; the stream ended"
         else:
-            end_t = conn.closed_t if conn.closed_t is not None and conn.closed_t >= t \
-                else conn.last_t
+            if conn.closed_t is not None and conn.closed_t >= t:
+                end_t = conn.closed_t
+            elif now is not None and not conn.closed:  # (live: no frame says it goes on)
+                end_t = now
+            else:
+                end_t = conn.last_t
             waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
             dur = (f"never resumed: the connection closed after {waited}" if conn.closed
                    else f"still stalled, {waited} so far")
@@ -407,13 +414,15 @@ HTTP1_SHOWN = 200
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
           "priority": "Priority", "connection": "Connection"}
 STATE_TABS = tuple(TITLES)
-_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int], Text]] = {
-    "hpack": lambda c, s, cache, columns: hpack_text(c, s.block_bytes, cache, columns),
-    "flow": lambda c, s, cache, columns: flow_text(c, s.t0 or 0.0, cache, columns),
-    "settings": lambda c, s, _, __: settings_text(c),
-    "priority": lambda c, s, _, __: priority_text(c),
-    "connection": lambda c, s, _, __: connection_text(c),
+_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None], Text]] = {
+    "hpack": lambda c, s, cache, columns, _: hpack_text(c, s.block_bytes, cache, columns),
+    "flow": lambda c, s, cache, columns, now: flow_text(c, s.t0 or 0.0, cache, columns, now),
+    "settings": lambda c, s, *_: settings_text(c),
+    "priority": lambda c, s, *_: priority_text(c),
+    "connection": lambda c, s, *_: connection_text(c),
 }
+"""Each tab's text from (connection, session, chart cache, columns, live: the wall
+clock now, else None)."""
 CHARTED = ("hpack", "flow")
 """The tabs whose charts fit the screen's width (drawn again when it changes)."""
 
@@ -437,9 +446,13 @@ class StateScreen(ModalScreen[None]):
         Binding("end,G", "scroll('end')", "Bottom", show=False),
     ]
 
-    def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack") -> None:
+    def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack",
+                 live: bool = False) -> None:
         super().__init__()
         self.session = session
+        self.live = live
+        """The session follows a running proxy (its state is as of now, not a
+        capture's end)."""
         self.conn = conn
         self.tab = tab
         self._charts: ChartCache = {}
@@ -480,7 +493,8 @@ class StateScreen(ModalScreen[None]):
         self._drawn.add(tab)
         self._drawn_columns = self._columns()
         with self.session.lock:  # (a peer's text: its control characters as symbols)
-            return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns))
+            return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns,
+                                    time.time() if self.live else None))
 
     def _columns(self) -> int:
         """The columns a tab's text has: the screen's less the tab's scrollbar (2)."""

@@ -339,3 +339,54 @@ def test_a_bidirectional_grpc_stream_lists_its_messages_in_the_order_they_came(
         '→ message 1: 4 bytes  {1: "hi"}', '← message 1: 7 bytes  {1: "hello"}',
         '→ message 2: 13 bytes  {1: "how are you"}', '← message 2: 6 bytes  {1: "fine"}']
     assert part[0].strip().startswith("+") and "200.000 ms" in part[0]
+
+
+def test_offline_a_stall_not_resumed_lasts_until_the_capture_ends_live_until_now(
+        tmp_path: Path) -> None:
+    record(tmp_path / "stalls.h2scope")
+    capture = CaptureFile(tmp_path / "stalls.h2scope")
+    try:
+        session = Session(capture)
+        load(session, capture)
+        conn = session.conns[1]
+        offline = flow_text(conn, 0.0, {}).plain
+        live = flow_text(conn, 0.0, {}, now=conn.last_t + 10).plain
+    finally:
+        capture.close()
+    assert "stream 7: still stalled, 280.0 ms so far" in offline
+    assert "stream 7: still stalled, 10280.0 ms so far" in live
+    assert "stream 1: 340.0 ms" in live  # (a resumed stall is what it was)
+
+
+def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
+    """``view --follow`` of a capture whose stream 7 hangs: its stall grows with the
+    wall clock (it stopped at the connection's last frame: a hang looked 280 ms long)."""
+    import asyncio
+    import re
+    import time
+
+    from ui.launch import follow_app
+    from ui.screens.state import StateScreen
+
+    path = tmp_path / "hang.h2scope"
+    record(path)
+    app = follow_app(path)
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 40)) as pilot:
+            deadline = time.monotonic() + 20
+            while 1 not in app.session.conns or len(app.session.conns[1].stalls) < 4:
+                assert time.monotonic() < deadline, "the stalls did not arrive"
+                await pilot.pause(0.05)
+            await pilot.press("w")
+            await pilot.pause()
+            assert isinstance(app.screen, StateScreen)
+            seen.append(app.screen.text("flow"))
+            await pilot.press("q", "q")
+            await pilot.pause()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    (line,) = [ln for ln in seen[0].splitlines() if "stream 7:" in ln]
+    so_far = re.search(r"still stalled, ([\d.]+) ms so far", line)
+    assert so_far and float(so_far[1]) > 1e9, line  # (the frames are from 1970)
