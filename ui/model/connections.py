@@ -57,6 +57,10 @@ class StreamInfo:
     stalls: tuple[tuple[float, float | None], ...] = ()
     """(stalled at, resumed at) for this stream's windows. Rare, so a tuple
     replaced on change: a stream without stalls costs no list."""
+    windows: tuple[int | None, int | None] = (None, None)
+    """The stream's send window per data direction (index: Direction) as the
+    observer last reported it (DATA, WINDOW_UPDATE, an INITIAL_WINDOW_SIZE change);
+    None: never moved, the INITIAL_WINDOW_SIZE in force (see :meth:`ConnInfo.send_windows`)."""
     findings: int = 0
     laned: bool = False
     """In the stream lanes (a stream named only by PRIORITY frames is not)."""
@@ -215,9 +219,8 @@ class ConnInfo:
     flow: tuple[FlowSeries, FlowSeries] = field(default_factory=lambda: (FlowSeries(),
                                                                           FlowSeries()))
     """Per direction of the data the windows govern."""
-    window: list[list[int]] = field(default_factory=lambda: [[65_535, 65_535],
-                                                             [65_535, 65_535]])
-    """Latest [connection window, last stream window] per data direction."""
+    window: list[int] = field(default_factory=lambda: [65_535, 65_535])
+    """The connection send window now, per data direction."""
     stalls: list[tuple[float, int, int, float | None]] = field(default_factory=list)
     """(time, data direction, stream id (0 = connection), resumed at)."""
     pings: list[float] = field(default_factory=list)
@@ -280,6 +283,19 @@ class ConnInfo:
             return f"{text}; {self.closed}" if self.closed else text
         return self.closed or ""
 
+    def send_windows(self, d: Direction) -> list[tuple[int, int]]:
+        """(window, stream id) of each open stream whose sender in ``d`` may still
+        send data, smallest window first (0 or below: that sender must wait)."""
+        # RFC 9113 §6.9.2: a stream's window starts at the receiver's INITIAL_WINDOW_SIZE.
+        initial = self.settings_acked[d.peer].get(_INITIAL_WINDOW_SIZE, 65_535)
+        sending = _SENDING[d]
+        windows = []
+        for st in self.streams.values():
+            if st.state in sending:
+                window = st.windows[d]
+                windows.append((initial if window is None else window, st.stream_id))
+        return sorted(windows)
+
     def stream(self, sid: int) -> StreamInfo:
         s = self.streams.get(sid)
         if s is None:
@@ -304,6 +320,12 @@ def settings_view(conn: ConnInfo, sender: Direction) -> list[tuple[str, str, str
     return [(setting_name(k), shown(k), str(pending[k]) if k in pending else "")
             for k in keys]
 
+
+_INITIAL_WINDOW_SIZE = 0x4
+_SENDING = (frozenset({"open", "half-closed (server)"}),
+            frozenset({"open", "half-closed (client)"}))
+"""Per data direction: the stream states (StreamState values) in which its sender
+may still send DATA (it has not ended its side, RFC 9113 §5.1)."""
 
 _UNLIMITED_BY_DEFAULT = frozenset({0x3, 0x6})
 """SETTINGS_MAX_CONCURRENT_STREAMS and SETTINGS_MAX_HEADER_LIST_SIZE: no limit until

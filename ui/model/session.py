@@ -247,6 +247,8 @@ class Session:
                 c.settings_sent[sender].update(k for k, _ in ev.settings)
                 if c.settings_pending[sender]:
                     c.settings_pending[sender].pop(0)
+                for sid, window in ev.windows:  # (the ACK's sender's data: its direction)
+                    _set_window(c.stream(sid), int(d), window)
             case PingAnswered():
                 c.pings.append(ev.rtt)
             case FlowControlStalled():
@@ -398,10 +400,9 @@ class Session:
         series.stream.append(-1 if w[1] is None else w[1])
         series.stream_id.append(sid)
         series.kind.append(ftype if ftype != 8 or sid == 0 else 1)
-        latest = c.window[data_dir]
-        latest[0] = w[0]
-        if w[1] is not None:
-            latest[1] = w[1]
+        c.window[data_dir] = w[0]
+        if w[1] is not None and sid:
+            _set_window(c.stream(sid), data_dir, w[1])
 
     def touch(self) -> None:
         self.version += 1
@@ -480,6 +481,10 @@ class Session:
 
     def relative(self, t: float) -> float:
         return t - (self.t0 if self.t0 is not None else t)
+
+
+def _set_window(st: StreamInfo, data_dir: int, window: int) -> None:
+    st.windows = (window, st.windows[1]) if data_dir == 0 else (st.windows[0], window)
 
 
 def direction_of(value: int) -> Direction:

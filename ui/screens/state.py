@@ -199,7 +199,8 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
     for d in Direction:
         series = conn.flow[d]
         out.append(f"{d.arrow} data sent by the {d.sender}: connection window now "
-                   f"{conn.window[d][0]}, last stream window {conn.window[d][1]}\n", "bold")
+                   f"{conn.window[d]:,}\n", "bold")
+        _stream_windows(out, conn.send_windows(d))
         _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)),
                                     (len(series.conn), columns),
                                     partial(_flow_chart, series, columns))
@@ -249,6 +250,23 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
                    f"  {len(st.stalls)} stall(s)\n")
     return out
 
+
+def _stream_windows(out: Text, windows: list[tuple[int, int]]) -> None:
+    """The open streams' send windows, smallest first (the first
+    :data:`WINDOWS_SHOWN`; 0 or below in red: the sender must wait)."""
+    if not windows:
+        out.append("  no open stream can send this way\n", "dim")
+        return
+    out.append("  open streams' send windows, smallest first: ", "dim")
+    for i, (window, sid) in enumerate(windows[:WINDOWS_SHOWN]):
+        out.append(", " if i else "")
+        out.append(f"stream {sid} {window:,}", "bold red" if window <= 0 else "")
+    more = len(windows) - WINDOWS_SHOWN
+    out.append(f", … {more:,} more\n" if more > 0 else "\n")
+
+
+WINDOWS_SHOWN = 6
+"""Open streams whose send window the flow-control view lists, per direction."""
 
 STALLS_SHOWN = 100
 """The stalls the flow-control view lists (the latest; it says when there are more)."""

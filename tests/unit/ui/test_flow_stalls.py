@@ -390,3 +390,37 @@ def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
     (line,) = [ln for ln in seen[0].splitlines() if "stream 7:" in ln]
     so_far = re.search(r"still stalled, ([\d.]+) ms so far", line)
     assert so_far and float(so_far[1]) > 1e9, line  # (the frames are from 1970)
+
+
+def test_the_flow_view_lists_the_open_streams_send_windows_smallest_first(
+        tmp_path: Path) -> None:
+    """Not "the last stream window" (whichever stream the last DATA touched, or a
+    placeholder 65535): each open stream's window now, from the observer's figures —
+    after DATA, and after an INITIAL_WINDOW_SIZE change (RFC 9113 §6.9.2) that can
+    leave one below 0. A stream no event moved has the window in force."""
+    from ui.screens import state
+
+    f = FrameFactory()
+    f.block(C2S, REQUEST)  # (the encoder as _one_request left it: the request indexed)
+    path = _one_request(
+        tmp_path / "windows.h2scope",
+        (S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 60), 1.05),
+        (C2S, f.settings(initial_window_size=10), 1.06),  # stream 1: 40 - 90 = -50
+        (S2C, f.settings(ack=True), 1.07),
+        (C2S, f.headers(C2S, 3, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.08),
+        (S2C, f.headers(S2C, 3, [(":status", "200")]), 1.09),  # stream 3: 10, as set
+        window=100)
+    text = _loaded(path, _flow)
+    assert "last stream window" not in text
+    sent = text.splitlines()
+    server = sent.index("← data sent by the server: connection window now 65,475")
+    assert sent[server + 1] == ("  open streams' send windows, smallest first: stream 1 -50, "
+                                "stream 3 10"), sent[server + 1]
+    client = sent.index("→ data sent by the client: connection window now 65,535")
+    assert sent[client + 1] == "  no open stream can send this way"  # (both requests ended)
+    old, state.WINDOWS_SHOWN = state.WINDOWS_SHOWN, 1
+    try:
+        text = _loaded(path, _flow)
+    finally:
+        state.WINDOWS_SHOWN = old
+    assert "smallest first: stream 1 -50, … 1 more\n" in text
