@@ -22,11 +22,21 @@ from ui.widgets.textview import TextView
 ALL = "all"
 
 
-def _n(x: int) -> str:
+def _bytes(x: int) -> str:
+    """A byte count short: ``9999``, ``44K`` (KiB), ``12M`` (MiB)."""
     if x >= 10_000_000:
         return f"{x / 1_048_576:.0f}M"
     if x >= 10_000:
         return f"{x / 1024:.0f}K"
+    return str(x)
+
+
+def _count(x: int) -> str:
+    """A count (of frames) short, in thousands, not KiB: ``9999``, ``45k``, ``12M``."""
+    if x >= 10_000_000:
+        return f"{x / 1_000_000:.0f}M"
+    if x >= 10_000:
+        return f"{x / 1000:.0f}k"
     return str(x)
 
 
@@ -37,7 +47,8 @@ def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
     note = c.note
     return (f"#{c.conn_id}", c.client, safe_str(c.target), str(c.meta.get("mode", "-")),
             c.protocol, safe_str(c.tls("client")), safe_str(c.tls("server")), state,
-            f"{_n(c.frames[0])}/{_n(c.frames[1])}", f"{_n(c.bytes[0])}/{_n(c.bytes[1])}",
+            f"{_count(c.frames[0])}/{_count(c.frames[1])}",
+            f"{_bytes(c.bytes[0])}/{_bytes(c.bytes[1])}",
             f"{c.open_streams}/{total}", findings,
             safe_str(note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…"))
 
@@ -101,7 +112,7 @@ class ConnectionsPane(DataTable[str | Text]):
             # could be drawn with its columns at their headers' widths)
             self._fitted_rows = len(self._rows)
             self.call_after_refresh(self.fit_height)
-        totals = (_n(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
+        totals = (_count(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
                   str(len(conns)))
         if totals != self._totals:
             self._totals = totals

@@ -65,3 +65,27 @@ def test_connections_that_start_relaying_out_of_order_are_listed_by_id() -> None
     asyncio.run(scenario())
     assert seen["order"] == ["all", "#1", "#2", "#3", "#4", "#5"]
     assert seen["selected"] == 3 and seen["row 2"] == 2
+
+
+def test_frame_counts_are_shortened_in_thousands_bytes_in_kib() -> None:
+    """45,248 frames read "45k" in the "all" row and the connection's (it was
+    "44K": a count divided by 1024); bytes stay in KiB."""
+    frames = LiveFrames()
+    session = Session(frames, title="live")
+    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = app.main.query_one(ConnectionsPane)
+            conn = session.conn(1)
+            conn.frames = [22_624, 22_624]
+            conn.bytes = [45_248, 12_000_000]
+            session.touch()
+            pane.sync()
+            await pilot.pause()
+            seen["all"] = pane.get_cell("all", "frames →/←")
+            seen["frames"] = pane.get_cell("1", "frames →/←")
+            seen["bytes"] = pane.get_cell("1", "bytes →/←")
+    asyncio.run(scenario())
+    assert seen == {"all": "45k", "frames": "23k/23k", "bytes": "44K/11M"}
