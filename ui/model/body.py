@@ -290,7 +290,7 @@ def render_body(data: bytes, content_type: str | None, encoding: str | None,
             return lines
     if ctype.startswith("text/") or any(k in ctype for k in ("xml", "javascript", "html",
                                                              "x-www-form-urlencoded")) \
-            or _looks_textual(decoded):
+            or looks_textual(decoded):
         text = decoded.decode("utf-8", "replace")
         lines.extend(text.splitlines()[:5000] or [""])
         return lines
@@ -298,7 +298,9 @@ def render_body(data: bytes, content_type: str | None, encoding: str | None,
     return lines
 
 
-def _looks_textual(data: bytes) -> bool:
+def looks_textual(data: bytes) -> bool:
+    """Whether ``data`` reads as text: its first 512 bytes are printable UTF-8
+    (line breaks and tabs allowed)."""
     sample = data[:512]
     if not sample:
         return False

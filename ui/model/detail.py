@@ -23,13 +23,15 @@ from proxy.observe.frames import (
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError, Representation
 from proxy.websocket import is_websocket
-from ui.model.body import hexdump, websocket_by_row
+from ui.model.body import hexdump, looks_textual, websocket_by_row
 from ui.model.session import Session
 from ui.widgets import style
 
 _SKIP = {"raw", "type", "flags", "stream_id", "length", "fragment"}
 _HEX_LIMIT = 4096
 """Bytes of a frame the hex tab shows (a 16 KiB DATA frame would be 1,000 lines)."""
+_DATA_SHOWN = 1024
+"""Bytes of a DATA payload the decoded tab shows."""
 
 
 def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
@@ -81,8 +83,7 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
             value = f"{value} {error_name(value)}"
         out.append(f"{fld.name:<11} {value}\n")
     if isinstance(f, DataFrame):
-        data = f.data
-        out.append(f"data        {len(data)} bytes: {data[:80]!r}{'…' if len(data) > 80 else ''}\n")
+        _data(out, f.data)
         stream = session.stream_of_row(row)
         if stream is not None and is_websocket(stream.request_headers):
             msgs = websocket_by_row(session, stream).get(row, ())
@@ -107,6 +108,26 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
         out.append("\nheader block continues in CONTINUATION frames\n", style.TIME)
     return out
+
+
+def _data(out: Text, data: bytes) -> None:
+    """A DATA payload's first :data:`_DATA_SHOWN` bytes: as text when it reads as
+    text, else as the stream view's hex dump."""
+    shown = data[:_DATA_SHOWN]
+    if not data:
+        out.append("data        0 bytes\n")
+        return
+    if looks_textual(shown):
+        out.append(f"data        {len(data):,} bytes, text:\n")
+        lines = shown.decode("utf-8", "replace").splitlines()
+    else:
+        out.append(f"data        {len(data):,} bytes, not text:\n")
+        lines = hexdump(shown)
+    for line in lines:
+        out.append(f"  {line}\n")
+    if len(data) > len(shown):
+        out.append(f"  … {len(data) - len(shown):,} more bytes (the stream view shows the "
+                   "whole body)\n", style.TIME)
 
 
 def _ordered(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:

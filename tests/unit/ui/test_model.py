@@ -282,3 +282,33 @@ def test_time_zero_is_when_the_first_connection_opened_as_in_the_text_export(
     out = io.StringIO()
     write_text(replay(path), out)
     assert "    0.500 #1   →     0 SETTINGS" in out.getvalue()
+
+
+def test_the_decoded_tab_shows_a_data_payload_as_text_or_as_a_hex_dump(
+        session: Session) -> None:
+    """Never as a Python bytes repr (``b'\\x00\\x00…'``): printable UTF-8 as its text,
+    anything else as the hex/ASCII dump of the stream view."""
+    from proxy.observe.frames import DataFrame
+    from ui.model.body import hexdump
+    from ui.model.detail import decoded
+
+    t = session.table
+    payloads: dict[str, tuple[bytes, str]] = {}
+    for row in range(len(t)):
+        ev = t.event(row)
+        if ev is None or not isinstance(ev.frame, DataFrame) or not ev.frame.data:
+            continue
+        data = ev.frame.data
+        kind = ("binary" if data[:1] == b"\x00" else "long" if len(data) > 1024
+                else "text" if data.isascii() and data.decode().isprintable() else "")
+        if kind and kind not in payloads:
+            payloads[kind] = (data, decoded(session, row, ev).plain)
+    data, text = payloads["text"]  # console.log('pushed');
+    assert f"data        {len(data):,} bytes, text:\n  {data.decode()}\n" in text
+    data, text = payloads["long"]  # 16 KiB of 0123456789abcdef: the first KiB
+    assert f"data        {len(data):,} bytes, text:\n  {data[:1024].decode()}\n" in text
+    assert f"  … {len(data) - 1024:,} more bytes (the stream view shows the whole body)" in text
+    data, text = payloads["binary"]  # gRPC messages
+    assert f"data        {len(data):,} bytes, not text:\n" in text
+    assert "  " + hexdump(data)[0] + "\n" in text
+    assert not any("b'" in text for _, text in payloads.values())
