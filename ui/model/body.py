@@ -153,8 +153,10 @@ def grpc_messages(data: bytes) -> list[tuple[bool, bytes]]:
     return out
 
 
-def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0) -> list[str]:
-    """Classic 16-bytes-a-line hex dump (offsets from ``start``)."""
+def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0, more: str = "") -> list[str]:
+    """Classic 16-bytes-a-line hex dump (offsets from ``start``) of the first
+    ``limit`` bytes; past them, a last line says how many more there are (and
+    ``more`` after that)."""
     lines = []
     for off in range(0, min(len(data), limit), 16):
         chunk = data[off:off + 16]
@@ -162,7 +164,7 @@ def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0) -> list[str]
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{start + off:08x}  {hexes:<47}  {text}")
     if len(data) > limit:
-        lines.append(f"… {len(data) - limit} more bytes")
+        lines.append(f"… {len(data) - limit:,} more bytes{more}")
     return lines
 
 
@@ -248,14 +250,16 @@ def _protobuf_or_hex(data: bytes, limit: int, type_name: str | None = None) -> l
 
 def render_body(data: bytes, content_type: str | None, encoding: str | None,
                 grpc_encoding: str | None = None, grpc_path: str | None = None,
-                request: bool = False) -> list[str]:
+                request: bool = False, hex_limit: int = 64 * 1024,
+                more: str = "") -> list[str]:
     """The body as lines for reading: decoded, then JSON / text / gRPC / protobuf / hex.
 
     gRPC messages (and ``application/x-protobuf`` bodies) are decoded as protobuf
     without a schema (:mod:`ui.model.protobuf`); compressed gRPC messages are
     inflated by ``grpc_encoding`` first. With a protoset (:data:`SCHEMA`) that has
     the method at ``grpc_path``, its request (``request``) or response type names
-    the fields."""
+    the fields. A body shown as a hex dump is dumped to ``hex_limit`` bytes, then
+    a line says how many more there are (and ``more``)."""
     if not data:
         return ["(no body)"]
     type_name = SCHEMA.method_type(grpc_path, request) \
@@ -294,7 +298,7 @@ def render_body(data: bytes, content_type: str | None, encoding: str | None,
         text = decoded.decode("utf-8", "replace")
         lines.extend(text.splitlines()[:5000] or [""])
         return lines
-    lines.extend(hexdump(decoded))
+    lines.extend(hexdump(decoded, limit=hex_limit, more=more))
     return lines
 
 

@@ -136,16 +136,19 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None,
         if body.truncated:
             out.append("  (some payloads were not kept)", "yellow")
     out.append("\n")
+    save = "B" if request else "b"
+    # A hex dump stops within MAX_LINES (a content-encoding's note may come first),
+    # its last line saying how many bytes it left out.
     lines = render_body(raw, header(headers, "content-type"),
                         header(headers, "content-encoding"), header(headers, "grpc-encoding"),
-                        grpc_path=header(request_headers, ":path"), request=request)
+                        grpc_path=header(request_headers, ":path"), request=request,
+                        hex_limit=(MAX_LINES - 2) * 16, more=f" ({save} saves the whole body)")
     for line in lines[:MAX_LINES]:
         out.append("  " + line + "\n")
     if len(lines) > MAX_LINES:
         # (not a count of lines: the rendering itself stops early on a large body)
         out.append(f"  … the body goes on past the {MAX_LINES:,} lines shown here: save it "
-                   f"with {'B' if request else 'b'} to read all {len(raw):,} bytes\n",
-                   "yellow")
+                   f"with {save} to read all {len(raw):,} bytes\n", "yellow")
 
 
 def _more(out: Text, total: int, how: str) -> None:

@@ -722,19 +722,28 @@ def test_escape_closes_the_save_box_first_and_an_empty_body_is_not_saved(
 
 
 def test_a_body_longer_than_the_view_says_how_much_is_left_out() -> None:
+    """A 3 MB binary body: the dump stops within the view's lines and its last line
+    says how many bytes it left out, and how to get them all (it said only that
+    the body went on past 3,000 lines)."""
+    import gzip
+
     from rich.text import Text
 
     from ui.model.body import Body
     from ui.screens.stream import MAX_LINES, _body
 
-    out = Text()
-    raw = bytes(range(256)) * 400  # 102,400 bytes: 6,400 hex lines, 4,096 of them dumped
-    _body(out, "response body", Body(raw=raw, frames=7), (("content-type", "x/y"),), None,
-          request=False)
-    lines = out.plain.splitlines()
-    # (not a count of the lines left: the hex dump itself stops at 64 KiB of 100 KiB)
-    assert lines[-1].strip() == f"… the body goes on past the {MAX_LINES:,} lines shown " \
-        "here: save it with b to read all 102,400 bytes"
+    data = bytes(range(256)) * (3_000_000 // 256)
+    for raw, encoding in ((data, None), (gzip.compress(data), "gzip")):
+        out = Text()
+        headers = (("content-type", "application/octet-stream"),)
+        if encoding:  # (its note first: the dump and its count are of the decoded bytes)
+            headers += (("content-encoding", encoding),)
+        _body(out, "response body", Body(raw=raw, frames=183), headers, (), request=False)
+        lines = out.plain.splitlines()[2:]
+        dumped = (MAX_LINES - 2) * 16
+        assert len(lines) <= MAX_LINES, len(lines)
+        assert lines[-2].startswith(f"  {dumped - 16:08x}  "), lines[-2]
+        assert lines[-1] == f"  … {len(data) - dumped:,} more bytes (b saves the whole body)"
 
 
 def test_escape_leaves_the_filter_bar_with_the_filter_in_force(capture_path: Path) -> None:
