@@ -142,6 +142,7 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
                     session.observe(conn, ev)
         session.decoded = n_frames
         session.progress = 1.0
+        session.clean_end = index.clean_end
         session.loaded = True
         session.touch()
     heap.freeze()

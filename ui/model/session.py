@@ -137,6 +137,9 @@ class Session:
         """Time of the first frame: the timeline shows times relative to it."""
         self.loaded = False
         """A capture was read to its end (always False while live)."""
+        self.clean_end = True
+        """Once loaded: the capture ends with its END record (without one, the
+        recording was killed or the file cut short)."""
         self.progress = 0.0
         """Fraction of a capture decoded so far."""
         self.decoded = 0

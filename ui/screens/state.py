@@ -389,9 +389,10 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
             _wrapped(out, f"{label} ({len(items)})", items)
 
 
-def connection_text(conn: ConnInfo) -> Text:
+def connection_text(conn: ConnInfo, session: Session | None = None) -> Text:
     """The connection tab: who, where, how (TLS on both legs, the client's
-    ClientHello as offered), and how it ended."""
+    ClientHello as offered), and how it ended — or, with the ``session`` of a
+    capture read to its end, that it did not in the capture."""
     meta = conn.meta
     out = Text()
     out.append(f"connection #{conn.conn_id}  {conn.client} → {conn.target}\n", "bold")
@@ -400,7 +401,13 @@ def connection_text(conn: ConnInfo) -> Text:
     out.append(f"  frames    {conn.frames[0]} → / {conn.frames[1]} ←, bytes "
                f"{conn.bytes[0]} → / {conn.bytes[1]} ←, streams {len(conn.streams)}\n")
     why = conn.closed if conn.closed and conn.closed != conn.state else ""
-    out.append(f"  state     {conn.state}" + (f": {why}" if why else "") + "\n")
+    if conn.closed is None and session is not None and session.loaded:
+        out.append("  state     open at the end of the capture (no close recorded"
+                   + ("" if session.clean_end else "; the capture has no END record: the "
+                      "recording was killed or the file cut short")
+                   + ")\n", "" if session.clean_end else "yellow")
+    else:
+        out.append(f"  state     {conn.state}" + (f": {why}" if why else "") + "\n")
     for error in conn.errors:
         out.append(f"  error     {error}\n", "bold red")
     if meta.get("mode") in IMPORTED_MODES:
@@ -437,7 +444,7 @@ _TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None], T
     "flow": lambda c, s, cache, columns, now: flow_text(c, s.t0 or 0.0, cache, columns, now),
     "settings": lambda c, s, *_: settings_text(c),
     "priority": lambda c, s, *_: priority_text(c),
-    "connection": lambda c, s, *_: connection_text(c),
+    "connection": lambda c, s, *_: connection_text(c, s),
 }
 """Each tab's text from (connection, session, chart cache, columns, live: the wall
 clock now, else None)."""

@@ -61,8 +61,11 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     _headers(out, "request headers", st.request_headers)
     websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)
+    # (no more data can come: its sender ended the stream, or the capture ends here)
+    ended = session.loaded or st.state == "closed"
     if req.frames and not websocket:
-        _body(out, "request body", req, st.request_headers, st.request_headers, request=True)
+        _body(out, "request body", req, st.request_headers, st.request_headers, request=True,
+              ended=ended or st.state == "half-closed (client)")
     _headers(out, "request trailers", st.request_trailers)
     for info in st.informational:
         _headers(out, "informational response", info)
@@ -77,7 +80,7 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         _more(out, len(lines), "messages: export the stream (x) to read them all")
     elif resp.frames:
         _body(out, "response body", resp, st.response_headers, st.request_headers,
-              request=False)
+              request=False, ended=ended or st.state == "half-closed (server)")
     _headers(out, "response trailers", st.response_trailers)
     if not websocket:
         _conversation(out, session, st)
@@ -123,7 +126,9 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
 
 
 def _body(out: Text, title: str, body: Body, headers: Headers | None,
-          request_headers: Headers | None, *, request: bool) -> None:
+          request_headers: Headers | None, *, request: bool, ended: bool = True) -> None:
+    """The body under its title; one shorter than its content-length says so
+    (``ended``: incomplete; else, so far)."""
     raw = body.raw
     if body.truncated and body.sent > len(raw):
         out.append(f"\n{title}: {body.sent} bytes in {body.frames} DATA frame(s), "
@@ -135,6 +140,10 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None,
                    "bold underline")
         if body.truncated:
             out.append("  (some payloads were not kept)", "yellow")
+    length = header(headers, "content-length")
+    if length is not None and length.strip().isdigit() and body.sent < int(length):
+        short = f"{body.sent:,} of content-length {int(length):,}"
+        out.append(f"  (incomplete: {short})" if ended else f"  ({short} so far)", "yellow")
     out.append("\n")
     save = "B" if request else "b"
     # A hex dump stops within MAX_LINES (a content-encoding's note may come first),

@@ -92,3 +92,53 @@ def test_an_http1_connection_lists_its_messages_live_and_offline(tmp_path: Path)
         assert "HTTP/1.x messages (2)" in text
         assert "→ GET /x HTTP/1.1" in text and "host: example.test" in text
         assert "← HTTP/1.1 200 OK" in text and "content-length: 2" in text
+
+
+def test_a_capture_cut_short_says_its_connection_and_body_did_not_end(tmp_path: Path) -> None:
+    """A connection with no CLOSE in a capture with no END record (the recording
+    killed, the file cut) was not plainly "open": the capture ends; a body shorter
+    than its content-length there is incomplete. With the END record, the
+    connection was open when the recording ended."""
+    import os
+
+    from proxy.capture.tap import RecordingObserver
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+    from tests.unit.observe.conftest import REQUEST, FrameFactory
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+    from ui.screens.state import connection_text
+    from ui.screens.stream import stream_text
+
+    c2s, s2c = Direction.C2S, Direction.S2C
+    f = FrameFactory()
+    path = tmp_path / "cut.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, {"client": {"ip": "127.0.0.1", "port": 50000},
+                                        "target": "example.com:443", "mode": "regular",
+                                        "protocol": "h2"}, t=1.0, wall_clock=True)
+    tap.feed(c2s, CONNECTION_PREFACE + f.settings(), 1.0)
+    tap.feed(s2c, f.settings() + f.settings(ack=True), 1.0)
+    tap.feed(c2s, f.headers(c2s, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]), 1.1)
+    tap.feed(s2c, f.headers(s2c, 1, [(":status", "200"), ("content-length", "5000")])
+             + f.data(1, b"x" * 1200), 1.2)
+    writer.close(fsync=False)
+
+    def shown() -> tuple[str, str]:
+        capture = CaptureFile(path)
+        try:
+            session = Session(capture)
+            load(session, capture)
+            conn = session.conns[1]
+            return (connection_text(conn, session).plain,
+                    stream_text(session, conn, conn.streams[1]).plain)
+        finally:
+            capture.close()
+
+    conn, stream = shown()
+    assert "  state     open at the end of the capture (no close recorded)\n" in conn
+    assert "response body: 1200 bytes in 1 DATA frame(s)  (incomplete: 1,200 of " \
+        "content-length 5,000)\n" in stream
+    os.truncate(path, path.stat().st_size - 3)  # the END record torn off
+    conn, _ = shown()
+    assert ("  state     open at the end of the capture (no close recorded; the capture has "
+            "no END record: the recording was killed or the file cut short)\n") in conn
