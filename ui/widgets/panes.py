@@ -6,11 +6,14 @@ the frame timeline is the one place that must not have a widget per row.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, TabbedContent, TabPane
+from textual.widgets.data_table import RowKey
 
 from proxy.observe.events import FrameObserved
 from ui.model import detail
@@ -121,6 +124,15 @@ class ConnectionsPane(DataTable[str | Text]):
             # (how many rows there are: a small terminal shows only a few of them)
             self.update_cell(ALL, "target", f"every connection ({totals[2]}), interleaved",
                              update_width=True)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """Measure new rows (DataTable does it when idle), then drop what was drawn
+        before: DataTable keeps lines rendered at the old column widths unless a
+        row has an auto height, so a table drawn between adding a row and
+        measuring it (a loaded machine) stayed at its headers' widths."""
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
+        self.refresh()
 
     def fit_height(self) -> None:
         """As tall as its rows (the header, "all", a row per connection, the rule
