@@ -49,6 +49,7 @@ from proxy.protoset import Protoset
 from proxy.textlog import (
     AFTER_ITS_FRAME,
     HEADER_INDENT,
+    CausedShown,
     add_event_lines,
     byte_count,
     closed_text,
@@ -97,6 +98,8 @@ class HeadlessPrinter:
         """With a protoset: gRPC streams, whose messages print under their DATA (off
         otherwise: nothing on the printer's path to pay for)."""
         self.start: float | None = None
+        self.caused = CausedShown()
+        """With a filter: which stalls, reopenings and the like to show."""
         self._relayed: set[int] = set()
         """JSON Lines: connections whose RelayStarted was written (once, as the
         recording's metadata keeps it)."""
@@ -140,14 +143,16 @@ class HeadlessPrinter:
         ws_streams = ws.streams
         grpc = self.grpc
         grpc_streams = grpc.streams
-        held: list[str] = []  # lines of AFTER_ITS_FRAME events, for after their frame
+        # AFTER_ITS_FRAME events and their lines, for after their frame
+        held: list[tuple[ProxyEvent, list[str]]] = []
         for ev in batch.events:
             if type(ev) is FrameObserved and keep is None and not quiet \
                     and ev.block is None and not ev.findings:
                 # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
                 lines.append(frame_line(conn_id, ev, ev.t - start))
                 if held:
-                    lines.extend(held)
+                    for _, said in held:
+                        lines.extend(said)
                     held.clear()
                 if ws_streams:
                     lines.extend(ws.lines(conn_id, ev, HEADER_INDENT))
@@ -176,22 +181,34 @@ class HeadlessPrinter:
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 if type(ev) is FrameObserved:
-                    held.clear()  # (what the frame caused goes with it)
+                    # (what the frame caused goes with it, but for a stall or a
+                    # reopening of a stream whose frames the filter shows)
+                    self.caused.frame(conn_id, ev.frame.stream_id, False)
+                    for caused, said in held:
+                        if self.caused.shown(conn_id, caused, False):
+                            lines.extend(said)
+                    held.clear()
                 continue
             if type(ev) is FrameObserved:
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                                 quiet=quiet)
+                if keep is not None:
+                    self.caused.frame(conn_id, ev.frame.stream_id, True)
                 if held:
-                    lines.extend(held)
+                    for _, said in held:
+                        lines.extend(said)
                     held.clear()
             elif type(ev) in _AFTER_ITS_FRAME:
-                add_event_lines(held, conn_id, ev, ev.t - start, quiet=quiet)
+                caused_lines: list[str] = []
+                add_event_lines(caused_lines, conn_id, ev, ev.t - start, quiet=quiet)
+                held.append((ev, caused_lines))
                 continue
             else:
                 add_event_lines(lines, conn_id, ev, ev.t - start, quiet=quiet)
             if extra and not quiet:
                 lines.extend(extra)
-        lines.extend(held)
+        for _, said in held:
+            lines.extend(said)
 
     def _add_jsonl(self, batch: Batch, lines: list[str]) -> None:
         """The frames of ``batch`` (that the filter keeps) as JSON objects; the batch's
@@ -205,8 +222,10 @@ class HeadlessPrinter:
         grpc = self.grpc
         for ev in in_log_order(batch.events):
             if type(ev) is FrameObserved:
-                if self.quiet or (keep is not None
-                                  and not self._kept(keep, ev, tracker.get(conn_id))):
+                hidden = keep is not None and not self._kept(keep, ev, tracker.get(conn_id))
+                if keep is not None:
+                    self.caused.frame(conn_id, ev.frame.stream_id, not hidden)
+                if self.quiet or hidden:
                     if websockets.streams or ev.block is not None:
                         websockets.feed(conn_id, ev)  # kept in step
                     if grpc.streams or ev.block is not None:
@@ -234,7 +253,9 @@ class HeadlessPrinter:
                 problem = isinstance(ev, (Desynced, ConnectionFindingRaised))
                 if problem:  # (for a human, on stderr; as JSON on stdout too)
                     self._problem(conn_id, ev.t, f"! {event_line(ev)}")
-                if problem or (keep is None and not self.quiet):
+                if problem or (not self.quiet and (keep is None or (
+                        isinstance(ev, AFTER_ITS_FRAME) and self.caused.shown(
+                            conn_id, ev, self.caused.last.get(conn_id, False))))):
                     obj = jsonl_event(conn_id, ev)
                     if obj is not None:
                         lines.append(json_line(obj))
@@ -245,6 +266,7 @@ class HeadlessPrinter:
             self.upgraded.upgraded(conn_id, ev.start_line, ev.headers)
         elif type(ev) is ConnectionClosed:
             self.upgraded.closed(conn_id)
+            self.caused.closed(conn_id)
 
     def _websocket(self, batch: Batch, lines: list[str]) -> None:
         """The WebSocket messages (HTTP/1.1 Upgrade) this relayed chunk completes: a

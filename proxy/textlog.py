@@ -152,6 +152,41 @@ a log shows them after the frame (the ACK, then the settings now in force; the
 DATA that spent the window, then the stall)."""
 
 
+class CausedShown:
+    """With a filter: which of what frames caused (:data:`AFTER_ITS_FRAME`) a log
+    shows — what a kept frame caused, and a stream's stall or reopening when the
+    filter has kept frames of that stream (a SETTINGS ACK on stream 0 can stall
+    stream 1, and ``stream:1`` follows stream 1)."""
+
+    MAX_STREAMS = 4096
+    """Streams remembered per connection (the most recently shown)."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, bool] = {}
+        """Per connection: whether its latest frame was kept."""
+        self._streams: dict[int, dict[int, None]] = {}
+
+    def frame(self, conn_id: int, stream_id: int, kept: bool) -> None:
+        self.last[conn_id] = kept
+        if kept and stream_id:
+            streams = self._streams.setdefault(conn_id, {})
+            streams.pop(stream_id, None)
+            streams[stream_id] = None
+            if len(streams) > self.MAX_STREAMS:
+                del streams[next(iter(streams))]
+
+    def shown(self, conn_id: int, ev: object, frame_kept: bool) -> bool:
+        """Whether ``ev`` (one of AFTER_ITS_FRAME) is shown, its frame kept or not."""
+        if frame_kept:
+            return True
+        sid = getattr(ev, "stream_id", 0)
+        return bool(sid) and sid in self._streams.get(conn_id, ())
+
+    def closed(self, conn_id: int) -> None:
+        self.last.pop(conn_id, None)
+        self._streams.pop(conn_id, None)
+
+
 def in_log_order(events: Iterable[_E]) -> Iterator[_E]:
     """``events`` with each of :data:`AFTER_ITS_FRAME` moved after the frame that
     caused it (the next frame event)."""

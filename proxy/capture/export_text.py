@@ -45,6 +45,7 @@ from proxy.protoset import Protoset
 from proxy.textlog import (
     AFTER_ITS_FRAME,
     HEADER_INDENT,
+    CausedShown,
     closed_text,
     event_lines,
     frame_line,
@@ -172,6 +173,10 @@ def _tls_line(leg: str, tls: dict[str, Any], meta: dict[str, Any]) -> str:
         (str(own.get("subject")), str(own.get("file"))) if isinstance(own, dict) else None)
 
 
+_PROBLEMS = (Desynced, ConnectionFindingRaised)
+"""Events a filter never hides (as in the headless log)."""
+
+
 class _Kept:
     """``--filter`` over a replayed capture: each frame with its connection's host
     (from its CONNECTION record), as the headless printer matches it live."""
@@ -180,9 +185,8 @@ class _Kept:
                  ) -> None:
         self.match = FrameMatcher(flt, known)
         self.hosts: dict[int, str | None] = {}
-        self.last: dict[int, bool] = {}
-        """Per connection: whether its last frame was kept (what that frame caused,
-        which follows it in log order, goes with it)."""
+        self.caused = CausedShown()
+        """What kept frames caused (in log order, after them) goes with them."""
 
     def record(self, item: Replayed) -> None:
         rec = item.record
@@ -190,7 +194,8 @@ class _Kept:
             self.hosts[rec.conn_id] = meta_host(rec.json())
 
     def frame(self, conn_id: int, ev: FrameObserved) -> bool:
-        ok = self.last[conn_id] = self.match(conn_id, self.hosts.get(conn_id), ev)
+        ok = self.match(conn_id, self.hosts.get(conn_id), ev)
+        self.caused.frame(conn_id, ev.frame.stream_id, ok)
         return ok
 
 
@@ -203,8 +208,8 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
     if type(ev) is FrameObserved:
         return kept.frame(conn_id, ev)
     if isinstance(ev, AFTER_ITS_FRAME):
-        return kept.last.get(conn_id, False)
-    return isinstance(ev, (Desynced, ConnectionFindingRaised))
+        return kept.caused.shown(conn_id, ev, kept.caused.last.get(conn_id, False))
+    return isinstance(ev, _PROBLEMS)
 
 
 def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None,
@@ -289,10 +294,6 @@ def jsonl_dict(conn_id: int, ev: FrameObserved, wall: float, *,
         if glost is not None:
             d["grpc_lost"] = glost
     return d
-
-
-_PROBLEMS = (Desynced, ConnectionFindingRaised)
-"""Events a filter never hides (as in the headless log)."""
 
 
 def jsonl_event(conn_id: int, ev: Event) -> dict[str, Any] | None:
@@ -484,7 +485,7 @@ def write_jsonl(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None =
             out.writelines(objs)
         for ev in in_log_order(item.events):
             if type(ev) is not FrameObserved:
-                if (kept is None or isinstance(ev, _PROBLEMS)) and _stream_ok(ev, stream):
+                if _stream_ok(ev, stream) and _event_kept(kept, rec.conn_id, ev):
                     obj = jsonl_event(rec.conn_id, ev)
                     if obj is not None:
                         out.write(json_line(obj) + "\n")

@@ -74,8 +74,8 @@ async def peek_client_hello(conn: Conn, client: Stream) -> ClientHello | None:
     except (ClientHelloError, HeadTooLarge) as exc:
         await conn.error("client-tls", f"invalid TLS ClientHello from the client: {exc}")
         await tls.refuse_client(client, 50)  # RFC 8446 §6.2 decode_error
-        await conn.closed(Closer.PROXY, "refused an invalid TLS ClientHello (decode_error "
-                          "alert)", conn.last_error)
+        await conn.closed(Closer.PROXY, "refused an invalid TLS ClientHello with an alert",
+                          conn.last_error)
         return None
     except TimeoutError:
         await conn.error("client-tls", "the client did not finish its ClientHello in time")

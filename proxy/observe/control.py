@@ -79,6 +79,7 @@ class ControlFrames:
                 window_delta=delta, streams_adjusted=len(adjusted), windows=tuple(adjusted)))
             return
         count_flood(side, "settings-flood", t, seq, findings)
+        unknown: list[tuple[int, int]] = []
         for ident, value in frame.settings:
             bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
@@ -93,9 +94,7 @@ class ControlFrames:
                                    "the server set SETTINGS_ENABLE_PUSH to 1: a connection "
                                    "error of type PROTOCOL_ERROR", seq, 0))
             elif ident not in SettingCode._value2member_map_:
-                findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
-                                   f"setting 0x{ident:x} = {value} is unknown and ignored",
-                                   seq, 0))
+                unknown.append((ident, value))
             elif ident == _TRUE_BINARY:
                 side.true_binary = value == 1
             elif ident == _ENABLE_CONNECT_PROTOCOL:
@@ -106,6 +105,13 @@ class ControlFrames:
                                        f"the {side.direction.sender} set "
                                        "SETTINGS_ENABLE_CONNECT_PROTOCOL to 0 after sending 1",
                                        seq, 0))
+        if unknown:  # (one finding a frame: a hostile one may carry thousands)
+            said = ", ".join(f"0x{ident:x} = {value}" for ident, value in unknown[:4])
+            more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
+            which, are = ("setting", "is") if len(unknown) == 1 else \
+                (f"{len(unknown)} settings", "are")
+            findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
+                               f"{which} {said}{more} {are} unknown and ignored", seq, 0))
         side.pending.append(PendingSettings(frame.settings, seq, t))
         side.refresh_frame_size()
         side.sent_settings = True
@@ -137,9 +143,9 @@ class ControlFrames:
     def _adjust_windows(self, data_dir: Direction, delta: int, value: int, t: float,
                         seq: int, findings: list[Finding] | None) -> list[tuple[int, int]]:
         """Move every stream's window for data flowing ``data_dir`` by ``delta``: a
-        stalled stream whose window opens has resumed; one whose sender is in the
-        middle of a body and whose window falls to 0 or below must now wait (a
-        stall); a window pushed above 2^31-1 is a connection error (§6.9.2).
+        stalled stream whose window opens has resumed; one whose sender has a body
+        under way (a request not ended, a response whose HEADERS came) and whose
+        window falls to 0 or below must now wait (a stall); a window pushed above 2^31-1 is a connection error (§6.9.2).
         Returns the open streams moved, with their windows after."""
         over: list[int] = []
         adjusted: list[tuple[int, int]] = []
@@ -151,6 +157,7 @@ class ControlFrames:
             adjusted.append((stream.stream_id, window))
             if window > MAX_WINDOW:
                 over.append(stream.stream_id)
+                stream.exceeded = True
             since = stream.stalled_since[data_dir]
             if since is not None and window > 0:
                 stream.stalled_since[data_dir] = None
@@ -159,8 +166,9 @@ class ControlFrames:
                                                        stalled_for=t - since, seq=seq,
                                                        connection_blocked=conn_blocked))
             elif since is None and window <= 0 < window - delta \
-                    and stream.data_bytes[data_dir] and not sender_finished(stream.state,
-                                                                            data_dir):
+                    and not sender_finished(stream.state, data_dir) and (
+                        data_dir is C2S or stream.response_headers is not None
+                        or stream.data_bytes[data_dir]):  # (a body under way)
                 stream.stalled_since[data_dir] = t
                 self._events.append(FlowControlStalled(t=t, direction=data_dir,
                                                        stream_id=stream.stream_id, seq=seq,

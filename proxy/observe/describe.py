@@ -135,7 +135,8 @@ def frame_summary(ev: FrameObserved) -> str:
         case SettingsFrame():
             if f.ack:
                 return "ACK"
-            return ", ".join(f"{setting_name(k)}={v}" for k, v in f.settings) or "(none)"
+            said = ", ".join(f"{setting_name(k)}={v}" for k, v in f.settings[:16]) or "(none)"
+            return said + (f", … ({len(f.settings)} settings)" if len(f.settings) > 16 else "")
         case WindowUpdateFrame():
             text = f"+{f.increment}"
             if ev.windows is not None:

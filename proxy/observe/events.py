@@ -90,7 +90,8 @@ class PingAnswered(Event):
 class FlowControlStalled(Event):
     """Data flowing in ``direction`` cannot continue: a send window reached 0 — spent
     by DATA, or lowered to 0 or below by a SETTINGS change (RFC 9113 §6.9.2) while
-    the sender was in the middle of a body."""
+    the sender had a body under way — or was 0 when HEADERS announced a body (an
+    INITIAL_WINDOW_SIZE of 0)."""
 
     stream_id: int
     """0 when the connection window is exhausted."""

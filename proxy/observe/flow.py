@@ -243,6 +243,7 @@ class StreamFrames:
         after = stream.send_window[data_dir] + inc
         stream.send_window[data_dir] = after
         if after > MAX_WINDOW and not self.partial:
+            stream.exceeded = True
             findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"stream {sid}'s window would reach {after}, above 2^31-1: "
                                "a stream error of type FLOW_CONTROL_ERROR", seq, sid))

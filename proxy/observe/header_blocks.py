@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from proxy.observe.describe import shown
 from proxy.observe.enums import Direction, SettingCode
+from proxy.observe.events import Event, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.frames import Frame, HeadersFrame, PushPromiseFrame
@@ -135,6 +136,7 @@ class HeaderBlocks:
     sides: tuple[Side, Side]
     streams: dict[int, Stream]
     priority: PriorityTree
+    _events: list[Event]
 
     if TYPE_CHECKING:
         def stream(self, sid: int) -> Stream | None: ...
@@ -243,6 +245,14 @@ class HeaderBlocks:
             if said is not None:
                 findings.append(said)
         self._set_state(stream, new, direction, seq, t)
+        if not frame.flags & 0x1 and not problem:
+            window = stream.send_window[direction]
+            if window <= 0 and stream.stalled_since[direction] is None and new is not _CLOSED:
+                # A body announced with no window to send it in (an INITIAL_WINDOW_SIZE
+                # of 0): the sender waits from here.
+                stream.stalled_since[direction] = t
+                self._events.append(FlowControlStalled(t=t, direction=direction,
+                                                       stream_id=sid, seq=seq, window=window))
         if not frame.flags & 0x4:
             side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq,
                                                len(frame.fragment))

@@ -166,4 +166,5 @@ class Stream:
     presumed_closed: bool = False
     """Not tracked (closed long ago, or skipped and so implicitly closed, §5.1.1)."""
     exceeded: bool = False
-    """A flow-control-exceeded was flagged for DATA on this stream."""
+    """A flow-control error was flagged on this stream (DATA over a window, a window
+    pushed past 2^31-1): a FLOW_CONTROL_ERROR reset of it is explained."""

@@ -211,7 +211,7 @@ def _stall_batches() -> list[Batch]:
 def test_a_filter_shows_a_stall_and_its_reopening_with_the_frames_that_caused_them() -> None:
     """What a frame causes (the stall after the DATA that spent the window, the
     reopening after the WINDOW_UPDATE) is shown when the filter keeps that frame,
-    as without a filter, and not otherwise; the text export does the same."""
+    or keeps frames of the stalled stream, and not otherwise."""
     from proxy.commands.run import event_filter
     batches = _stall_batches()
     everything = _one_by_one(batches)
@@ -225,7 +225,9 @@ def test_a_filter_shows_a_stall_and_its_reopening_with_the_frames_that_caused_th
     assert "DATA" in lines[stall - 1] and "len=16383" in lines[stall - 1]
     updates = _one_by_one(batches, filter=event_filter("type:WINDOW_UPDATE"))
     assert "reopened after" in updates and "blocked" not in updates
-    assert _one_by_one(batches, filter=event_filter("type:HEADERS")).count("flow control") == 0
+    assert _one_by_one(batches, filter=event_filter("stream:3")).count("flow control") == 0
+    # (the request HEADERS of stream 1 shown: its stalls are shown with them)
+    assert _one_by_one(batches, filter=event_filter("type:HEADERS")).count("flow control") == 2
 
 
 def test_the_text_export_keeps_what_a_kept_frame_caused_as_the_live_log(tmp_path: Path) -> None:
@@ -251,4 +253,36 @@ def test_the_text_export_keeps_what_a_kept_frame_caused_as_the_live_log(tmp_path
     assert "stream 1 reopened after" in one_stream
     updates = export("type:WINDOW_UPDATE")
     assert "reopened after" in updates and "blocked" not in updates
-    assert "flow control" not in export("type:HEADERS")
+    assert "flow control" not in export("stream:3")
+
+
+def test_a_stall_a_settings_ack_causes_is_shown_with_the_stream_a_filter_follows() -> None:
+    """The ACK of a lowered INITIAL_WINDOW_SIZE (a stream-0 frame) stalls stream 1:
+    ``stream:1`` hides the ACK but shows stream 1's stall, live and in JSON Lines."""
+    from proxy.commands.run import event_filter
+    from tests.unit.observe.conftest import Conversation
+    conv = Conversation()
+    f = conv.f
+    request = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"),
+               (":path", "/big")]
+    steps = [(Direction.C2S, f.headers(Direction.C2S, 1, request,
+                                       flags=["END_HEADERS", "END_STREAM"])),
+             (Direction.S2C, f.headers(Direction.S2C, 1, [(":status", "200")])),
+             (Direction.S2C, f.data(1, b"x" * 16384)),  # window 49,151
+             (Direction.C2S, f.settings(initial_window_size=1000)),  # -64,535
+             (Direction.S2C, f.settings(ack=True))]
+    batches = []
+    t = 1000.0
+    for direction, data in steps:
+        t += 0.01
+        batches.append(Batch(conn_id=1, t=t, events=tuple(conv.send(direction, data)),
+                             direction=direction, data=data, protocol="h2"))
+    text = _one_by_one(batches, filter=event_filter("stream:1"))
+    assert "server blocked, stream 1 window is -15384 after the SETTINGS change" in text
+    assert "settings in force" not in text  # (the ACK itself is not stream 1's)
+    out = io.StringIO()
+    printer = HeadlessPrinter(out, filter=event_filter("stream:1"), jsonl=True)
+    for b in batches:
+        printer.handle(b)
+    events = [json.loads(line).get("event") for line in out.getvalue().splitlines()]
+    assert "FlowControlStalled" in events and "SettingsAcknowledged" not in events

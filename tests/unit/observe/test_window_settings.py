@@ -105,19 +105,38 @@ def test_a_stream_window_that_reopens_while_the_connections_is_spent_says_so(
 
 def test_a_lowered_window_does_not_stall_a_stream_whose_sender_has_not_started(
         conv: Conversation) -> None:
-    """No body under way (the server has not sent DATA), or the body already ended:
-    nothing waits on the window, so no stall."""
+    """No body under way (the server has not answered yet), or the body already
+    ended: nothing waits on the window, so no stall. A response whose HEADERS came
+    without END_STREAM has a body to send: that one stalls."""
     conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
-    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
     conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS"]))  # (uploading)
     conv.send(S2C, conv.f.headers(S2C, 3, [(":status", "200")]))
     conv.send(S2C, conv.f.data(3, b"d" * 100, flags=["END_STREAM"]))
+    conv.send(C2S, conv.f.headers(C2S, 5, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 5, [(":status", "200")]))
     conv.send(C2S, conv.f.settings(initial_window_size=0))
     new = conv.send(S2C, conv.f.settings(ack=True))
-    assert not [e for e in new if isinstance(e, FlowControlStalled)]
+    assert [(e.stream_id, e.window) for e in new if isinstance(e, FlowControlStalled)] == [
+        (5, 0)]
     (acked,) = [e for e in new if isinstance(e, SettingsAcknowledged)]
-    assert acked.windows == ((1, 0), (3, -100))
-    assert event_line(acked).endswith(": stream 1 now 0, stream 3 now -100")  # type: ignore[union-attr]
+    assert acked.windows == ((1, 0), (3, -100), (5, 0))
+    assert event_line(acked).endswith(  # type: ignore[union-attr]
+        ": stream 1 now 0, stream 3 now -100, stream 5 now 0")
+
+
+def test_a_body_announced_with_no_window_is_a_stall_from_its_headers(
+        conv: Conversation) -> None:
+    """An INITIAL_WINDOW_SIZE of 0 from the start: the response HEADERS announce a
+    body (no END_STREAM) that cannot be sent; the stall starts there."""
+    conv.send(C2S, conv.f.settings(initial_window_size=0))
+    conv.send(S2C, conv.f.settings(ack=True))
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    new = conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    (stalled,) = [e for e in new if isinstance(e, FlowControlStalled)]
+    assert (stalled.stream_id, stalled.direction, stalled.window) == (1, S2C, 0)
+    (resumed,) = [e for e in conv.send(C2S, conv.f.window_update(1, 1000), dt=0.2)
+                  if isinstance(e, FlowControlResumed)]
+    assert resumed.stream_id == 1
 
 
 def test_data_within_a_larger_initial_window_not_yet_acknowledged_is_no_violation(
@@ -410,6 +429,11 @@ def test_a_flow_control_reset_the_observer_cannot_explain_is_a_warning(
     for _ in range(4):
         conv.send(C2S, conv.f.data(3, b"u" * 16384))  # 65,536: one byte too many
     assert conv.findings(conv.send(S2C, conv.f.rst(3, 0x3))) == []
+    # A WINDOW_UPDATE that pushes the server's window past 2^31-1 (§6.9.1) explains it too.
+    conv.send(C2S, conv.f.headers(C2S, 5, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings(conv.send(C2S, conv.f.window_update(5, 2**31 - 1))) == [
+        "window-overflow"]
+    assert conv.findings(conv.send(S2C, conv.f.rst(5, 0x3))) == []
 
 
 def test_an_excerpt_does_not_judge_windows_it_cannot_know() -> None:
