@@ -140,6 +140,8 @@ class RunSummary:
         self.last_t = 0.0
         self.missed = 0
         """Batches an internal error kept from being counted (see :meth:`handle`)."""
+        self._updates_while_stalled: dict[tuple[int, int, Direction], int] = {}
+        """WINDOW_UPDATEs that came for a stalled window and left it at 0 or below."""
 
     def handle_many(self, batches: Sequence[Batch]) -> None:
         for batch in batches:
@@ -188,6 +190,11 @@ class RunSummary:
                     if self._stalled or self._closed_stalled:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
+                elif self._stalled and ev.frame.type == 8:  # WINDOW_UPDATE
+                    waiting = (conn, ev.frame.stream_id, _S2C if ev.direction is _C2S else _C2S)
+                    if waiting in self._stalled:  # (one too small to reopen the window)
+                        self._updates_while_stalled[waiting] = \
+                            self._updates_while_stalled.get(waiting, 0) + 1
                 elif ev.block is not None:
                     if ev.direction is _C2S:
                         key = (conn, ev.frame.stream_id)
@@ -221,6 +228,7 @@ class RunSummary:
                 self._stalled[(conn, ev.stream_id, ev.direction)] = ev.t
             elif kind is FlowControlResumed:
                 self._stalled.pop((conn, ev.stream_id, ev.direction), None)
+                self._updates_while_stalled.pop((conn, ev.stream_id, ev.direction), None)
                 longest = self.longest_stall
                 if longest is None or ev.stalled_for > longest[0]:
                     self.longest_stall = (ev.stalled_for, conn, ev.stream_id, ev.direction)
@@ -427,9 +435,13 @@ class RunSummary:
         out = [text]
         for conn, sid, direction, since, until, how in self._never_resumed():
             waited = f" for {_seconds(until - since)}" if until >= since else ""
+            updates = self._updates_while_stalled.get((conn, sid, direction), 0)
+            peer = direction.peer.sender
+            why = f"the {peer} sent no WINDOW_UPDATE that reopened it" if not updates else \
+                (f"the {peer}'s {updates:,} WINDOW_UPDATE{'s' * (updates != 1)} since left "
+                 "the window at 0 or below")
             out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited} "
-                       f"{how}: the {direction.peer.sender} sent no WINDOW_UPDATE that "
-                       "reopened it")
+                       f"{how}: {why}")
         return out
 
 

@@ -56,6 +56,9 @@ class ControlFrames:
     priority: PriorityTree
     _events: list[Event]
 
+    if TYPE_CHECKING:
+        def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None: ...
+
     def _settings(self, side: Side, frame: SettingsFrame, seq: int, t: float,
                   findings: list[Finding]) -> None:
         if frame.ack:
@@ -145,7 +148,8 @@ class ControlFrames:
         """Move every stream's window for data flowing ``data_dir`` by ``delta``: a
         stalled stream whose window opens has resumed; one whose sender has a body
         under way (a request not ended, a response whose HEADERS came) and whose
-        window falls to 0 or below must now wait (a stall); a window pushed above 2^31-1 is a connection error (§6.9.2).
+        window falls to 0 or below must now wait (a stall); a window pushed above
+        2^31-1 is a connection error (§6.9.2).
         Returns the open streams moved, with their windows after."""
         over: list[int] = []
         adjusted: list[tuple[int, int]] = []
@@ -174,12 +178,14 @@ class ControlFrames:
                                                        stream_id=stream.stream_id, seq=seq,
                                                        window=window))
         if over and findings is not None:
+            # (the fault of the SETTINGS' sender, not of the side whose ACK applied them)
             shown = ", ".join(map(str, over[:5])) + (", ..." if len(over) > 5 else "")
-            findings.append(_f(
+            self._conn_finding(_PEER[data_dir], t, _f(
                 "window-overflow", Severity.ERROR, "RFC 9113 §6.9.2",
-                f"INITIAL_WINDOW_SIZE = {value} ({delta:+d}) takes the window of stream"
-                f"{'s' if len(over) > 1 else ''} {shown} above 2^31-1: a connection "
-                "error of type FLOW_CONTROL_ERROR", seq, 0))
+                f"the {_PEER[data_dir].sender}'s INITIAL_WINDOW_SIZE = {value} ({delta:+d}), "
+                f"acknowledged, takes the window of stream{'s' if len(over) > 1 else ''} "
+                f"{shown} above 2^31-1: a connection error of type FLOW_CONTROL_ERROR",
+                seq, 0))
         return adjusted
 
     def _ping(self, side: Side, frame: PingFrame, seq: int, t: float,

@@ -271,3 +271,18 @@ def test_streams_open_where_an_excerpt_ends_are_not_counted_as_slow() -> None:
     fed.send(C2S, fed.conv.f.headers(C2S, 1, [*REQUEST[:3], (":path", "/cut")], flags=END))
     summary.connection_closed(1, fed.conv.t + 2.0, excerpt=True)
     assert "slowest streams:" not in summary.lines()
+
+
+def test_a_stall_whose_window_updates_were_too_small_says_so() -> None:
+    """A WINDOW_UPDATE that leaves a stalled window at 0 or below does not reopen
+    it: 'never resumed' says the peer's updates were too small, not that none came."""
+    summary = RunSummary()
+    fed = Fed(summary)  # (the client's INITIAL_WINDOW_SIZE is 100)
+    fed.request(1, "/big")
+    fed.send(S2C, fed.conv.f.data(1, b"x" * 100))  # the window of 100 is spent
+    fed.send(C2S, fed.conv.f.settings(initial_window_size=50))
+    fed.send(S2C, fed.conv.f.settings(ack=True))  # -50
+    fed.send(C2S, fed.conv.f.window_update(1, 30))  # -20: still blocked
+    summary.connection_closed(1, fed.conv.t + 1.0)
+    (line,) = [ln for ln in stall_lines(summary) if "never resumed:" in ln]
+    assert line.endswith("the client's 1 WINDOW_UPDATE since left the window at 0 or below")

@@ -165,8 +165,12 @@ def test_an_initial_window_that_overflows_an_open_stream_is_an_error(
     assert conv.findings() == []
     conv.send(S2C, conv.f.settings(initial_window_size=65536))
     new = conv.send(C2S, conv.f.settings(ack=True))
-    (finding,) = conv.finding_objects(new)
+    assert conv.finding_objects(new) == []  # (not the ACK's: the client only applied them)
+    (raised,) = [e for e in new if isinstance(e, ConnectionFindingRaised)]
+    finding = raised.finding
+    assert raised.direction is S2C  # the server's SETTINGS did it
     assert (finding.code, finding.rfc) == ("window-overflow", "RFC 9113 §6.9.2")
+    assert finding.message.startswith("the server's INITIAL_WINDOW_SIZE = 65536 (+1)")
     assert "stream 1" in finding.message and "FLOW_CONTROL_ERROR" in finding.message
 
 
