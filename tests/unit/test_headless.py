@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened
@@ -13,6 +14,7 @@ from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from proxy.textlog import event_lines, in_log_order, prefix
 from tests.unit.capture.traffic import record_session
+from tests.unit.observe.conftest import FrameFactory
 
 
 def _batches() -> list[Batch]:
@@ -185,8 +187,9 @@ def test_quiet_leaves_out_http1_message_lines_as_it_does_frame_lines() -> None:
     assert "GET /x HTTP/1.1" not in quiet and "#4" in quiet  # (the connection line stays)
 
 
-def _stall_batches() -> list[Batch]:
-    """A download that spends stream 1's window, then a WINDOW_UPDATE reopens it."""
+def _download_batches(more: Callable[[FrameFactory], list[tuple[Direction, bytes]]],
+                      ) -> list[Batch]:
+    """A GET of /big answered 200, then ``more`` frames, each its own batch."""
     from tests.unit.observe.conftest import Conversation
     conv = Conversation()
     f = conv.f
@@ -194,11 +197,7 @@ def _stall_batches() -> list[Batch]:
                (":path", "/big")]
     steps = [(Direction.C2S, f.headers(Direction.C2S, 1, request,
                                        flags=["END_HEADERS", "END_STREAM"])),
-             (Direction.S2C, f.headers(Direction.S2C, 1, [(":status", "200")])),
-             (Direction.C2S, f.window_update(0, 1 << 20)),
-             *[(Direction.S2C, f.data(1, b"x" * 16384)) for _ in range(3)],
-             (Direction.S2C, f.data(1, b"x" * 16383)),
-             (Direction.C2S, f.window_update(1, 65535))]
+             (Direction.S2C, f.headers(Direction.S2C, 1, [(":status", "200")])), *more(f)]
     out: list[Batch] = []
     t = 1000.0
     for direction, data in steps:
@@ -206,6 +205,15 @@ def _stall_batches() -> list[Batch]:
         out.append(Batch(conn_id=1, t=t, events=tuple(conv.send(direction, data)),
                          direction=direction, data=data, protocol="h2"))
     return out
+
+
+def _stall_batches() -> list[Batch]:
+    """A download that spends stream 1's window, then a WINDOW_UPDATE reopens it."""
+    return _download_batches(lambda f: [
+        (Direction.C2S, f.window_update(0, 1 << 20)),
+        *[(Direction.S2C, f.data(1, b"x" * 16384)) for _ in range(3)],
+        (Direction.S2C, f.data(1, b"x" * 16383)),
+        (Direction.C2S, f.window_update(1, 65535))])
 
 
 def test_a_filter_shows_a_stall_and_its_reopening_with_the_frames_that_caused_them() -> None:
@@ -260,23 +268,10 @@ def test_a_stall_a_settings_ack_causes_is_shown_with_the_stream_a_filter_follows
     """The ACK of a lowered INITIAL_WINDOW_SIZE (a stream-0 frame) stalls stream 1:
     ``stream:1`` hides the ACK but shows stream 1's stall, live and in JSON Lines."""
     from proxy.commands.run import event_filter
-    from tests.unit.observe.conftest import Conversation
-    conv = Conversation()
-    f = conv.f
-    request = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"),
-               (":path", "/big")]
-    steps = [(Direction.C2S, f.headers(Direction.C2S, 1, request,
-                                       flags=["END_HEADERS", "END_STREAM"])),
-             (Direction.S2C, f.headers(Direction.S2C, 1, [(":status", "200")])),
-             (Direction.S2C, f.data(1, b"x" * 16384)),  # window 49,151
-             (Direction.C2S, f.settings(initial_window_size=1000)),  # -64,535
-             (Direction.S2C, f.settings(ack=True))]
-    batches = []
-    t = 1000.0
-    for direction, data in steps:
-        t += 0.01
-        batches.append(Batch(conn_id=1, t=t, events=tuple(conv.send(direction, data)),
-                             direction=direction, data=data, protocol="h2"))
+    batches = _download_batches(lambda f: [
+        (Direction.S2C, f.data(1, b"x" * 16384)),  # window 49,151
+        (Direction.C2S, f.settings(initial_window_size=1000)),  # -64,535
+        (Direction.S2C, f.settings(ack=True))])
     text = _one_by_one(batches, filter=event_filter("stream:1"))
     assert "server blocked, stream 1 window is -15384 after the SETTINGS change" in text
     assert "settings in force" not in text  # (the ACK itself is not stream 1's)
