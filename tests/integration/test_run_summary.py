@@ -64,8 +64,8 @@ def test_a_protocol_violation_fails_the_run_with_status_3(
     lines = list(proxy.stderr_lines)
     assert status == 3, lines
     assert any(ln.startswith("h2scope: findings: ") and "1 error" in ln for ln in lines), lines
-    assert any("error   stream-id-parity (RFC 9113 §5.1.1) ×1, first #1 stream 2: the client "
-               "opened even-numbered stream 2" in ln for ln in lines), lines
+    assert any("error   stream-id-parity (RFC 9113 §5.1.1) ×1 by the client, first #1 stream "
+               "2: the client opened even-numbered stream 2" in ln for ln in lines), lines
     assert "h2scope: exit status 3: error findings were seen (--fail-on error)" in lines
     # The recording says the same offline.
     assert main(["check", str(tmp_path / "v.h2scope")]) == 3
