@@ -117,5 +117,5 @@ def _padding_problem(data: bytes) -> str:
             pass
         else:
             return (f"Huffman string ends with padding longer than 7 bits "
-                    f"({(len(data) - len(body)) * 8}+ bits of 1s: RFC 7541 §5.2)")
+                    f"({(len(data) - len(body)) * 8} or more bits of 1s)")
     return "Huffman string ends with incomplete or non-EOS padding"
