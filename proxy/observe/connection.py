@@ -580,7 +580,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         """The model of stream ``sid`` if it is open or recently closed."""
         return self.streams.get(sid) or self.closed.get(sid)
 
-    def _lookup(self, sid: int, sender: Direction | None = None) -> Stream:
+    def _lookup(self, sid: int, sender: Direction | None = None, *,
+                not_opening: bool = False) -> Stream:
         stream = self.streams.get(sid)
         if stream is not None:
             return stream
@@ -589,11 +590,12 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             return stream
         opener = self.sides[C2S if sid % 2 else S2C]
         lost = opener.lost_above
-        if (self.partial or opener.desynced) and sender is not None \
-                and sender is not opener.direction \
+        if sender is not None and (self.partial or opener.desynced) \
+                and (sender is not opener.direction or (self.partial and not_opening)) \
                 and (sid > opener.highest_stream_id or (lost is not None and sid > lost)):
             # An excerpt, or an opener whose bytes stopped being frames: the frames
-            # that opened this stream were not seen.
+            # that opened this stream were not seen (in an excerpt, nor were they for
+            # the opener's own DATA, WINDOW_UPDATE or RST_STREAM: ``not_opening``).
             stream = Stream(sid, state=_OPEN, opened_by=opener.direction,
                             content_length=[-1, -1])  # its response may be outside too
             self._init_windows(stream)

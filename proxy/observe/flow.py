@@ -60,7 +60,8 @@ class StreamFrames:
     partial: bool
 
     if TYPE_CHECKING:
-        def _lookup(self, sid: int, sender: Direction | None = None) -> Stream: ...
+        def _lookup(self, sid: int, sender: Direction | None = None, *,
+                    not_opening: bool = False) -> Stream: ...
 
         def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
                        t: float) -> None: ...
@@ -78,7 +79,7 @@ class StreamFrames:
                                f"{-conn_window}", seq, sid))
         stream = self.streams.get(sid)
         if stream is None:
-            stream = self._lookup(sid, direction)
+            stream = self._lookup(sid, direction, not_opening=True)
         state: StreamState = stream.state
         end = frame.flags & 1
         if not end and (state is _OPEN or state is (
@@ -231,7 +232,7 @@ class StreamFrames:
                     stalled_for=t - data_side.conn_stalled_since, seq=seq))
                 data_side.conn_stalled_since = None
             return after, None
-        stream = self.streams.get(sid) or self._lookup(sid, side.direction)
+        stream = self.streams.get(sid) or self._lookup(sid, side.direction, not_opening=True)
         problem = check_frame_allowed(stream.state, _WU)
         if problem:
             said = self._state_finding(stream, side.direction, problem, seq)
@@ -258,8 +259,8 @@ class StreamFrames:
 
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
              findings: list[Finding]) -> None:
-        stream = self.streams.get(frame.stream_id) or self._lookup(frame.stream_id,
-                                                                   side.direction)
+        stream = self.streams.get(frame.stream_id) or self._lookup(
+            frame.stream_id, side.direction, not_opening=True)
         new, problem = transition(stream.state, _RST, False, side.direction)
         if problem:
             said = self._state_finding(stream, side.direction, problem, seq)

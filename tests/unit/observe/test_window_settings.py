@@ -448,3 +448,13 @@ def test_an_excerpt_does_not_judge_windows_it_cannot_know() -> None:
     wu = bytes.fromhex("000004080000000000") + (2**31 - 1).to_bytes(4, "big")
     (frame,) = [e for e in obs.feed(C2S, wu, 0.0) if e.__class__.__name__ == "FrameObserved"]
     assert [f.code for f in frame.findings] == []
+
+
+def test_an_excerpt_takes_a_frame_on_an_unseen_stream_for_one_opened_before_it() -> None:
+    """A WINDOW_UPDATE (or DATA, RST_STREAM) of the client's on stream 1, pasted
+    alone: the stream was opened before the excerpt, not idle."""
+    from proxy.observe.connection import ConnectionObserver
+    obs = ConnectionObserver(preface="optional", partial=True)
+    wu = bytes.fromhex("000004080000000001") + (100).to_bytes(4, "big")
+    (frame,) = [e for e in obs.feed(C2S, wu, 0.0) if e.__class__.__name__ == "FrameObserved"]
+    assert [f.code for f in frame.findings] == []
