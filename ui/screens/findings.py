@@ -49,7 +49,7 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
     or None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "dismiss", "Back"),
+        Binding("q,escape", "dismiss", "Back"),
         Binding("g", "goto_first", "First frame"),
     ]
 

@@ -34,7 +34,7 @@ Escape: closes a view or a box; in the filter bar, back without applying
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "dismiss", "Close"),
+        Binding("q,escape,question_mark", "dismiss", "Close"),
     ]
 
     def __init__(self, overrides: Mapping[str, str] | None = None) -> None:

@@ -456,7 +456,7 @@ class StateScreen(ModalScreen[None]):
     """One connection's state, a tab per view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "dismiss", "Back"),
+        Binding("q,escape", "dismiss", "Back"),
         Binding("h", "tab('hpack')", "HPACK"),
         Binding("w", "tab('flow')", "Flow control"),
         Binding("e", "tab('settings')", "Settings"),

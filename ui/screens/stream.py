@@ -168,7 +168,7 @@ def _more(out: Text, total: int, how: str) -> None:
 
 class StreamScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "dismiss", "Back"),
+        Binding("q,escape", "dismiss", "Back"),
         Binding("c", "copy_curl", "Copy as curl"),
         Binding("b", "save_body", "Save response body"),
         Binding("B", "save_body(0)", "Save request body"),
