@@ -521,6 +521,23 @@ class StateScreen(ModalScreen[None]):
             return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns,
                                     time.time() if self.live else None))
 
+    LIVE_REDRAW = 1.0
+    """Seconds between redraws of the tab shown while live (a stall's "so far", the
+    windows, the state in the title move on without a key)."""
+
+    def on_mount(self) -> None:
+        if self.live:
+            self.set_interval(self.LIVE_REDRAW, self._redraw_live)
+
+    def _redraw_live(self) -> None:
+        if self.app.screen is not self:
+            return
+        tab = self.query_one(TabbedContent).active
+        if tab in TITLES:
+            self.query_one("#state-title", Static).update(self._title())
+            self._drawn = {tab}  # (the others are drawn afresh when shown)
+            self.query_one(f"#state-{tab}", Static).update(self._make(tab))
+
     def _columns(self) -> int:
         """The columns a tab's text has: the screen's less the tab's scrollbar (2)."""
         return max(20, (self.size.width or self.app.size.width) - 2)

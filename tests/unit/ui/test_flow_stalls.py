@@ -383,6 +383,8 @@ def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
             await pilot.pause()
             assert isinstance(app.screen, StateScreen)
             seen.append(app.screen.text("flow"))
+            await pilot.pause(StateScreen.LIVE_REDRAW + 0.5)  # (no key: it redraws itself)
+            seen.append(app.screen.text("flow"))
             await pilot.press("q", "q")
             await pilot.pause()
 
@@ -390,6 +392,9 @@ def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
     (line,) = [ln for ln in seen[0].splitlines() if "stream 7:" in ln]
     so_far = re.search(r"still stalled, ([\d.]+) ms so far", line)
     assert so_far and float(so_far[1]) > 1e9, line  # (the frames are from 1970)
+    (later,) = [ln for ln in seen[1].splitlines() if "stream 7:" in ln]
+    grown = re.search(r"still stalled, ([\d.]+) ms so far", later)
+    assert grown and float(grown[1]) >= float(so_far[1]) + 1000, (line, later)
 
 
 def test_the_flow_view_lists_the_open_streams_send_windows_smallest_first(
