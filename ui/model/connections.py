@@ -221,8 +221,9 @@ class ConnInfo:
     """Per direction of the data the windows govern."""
     window: list[int] = field(default_factory=lambda: [65_535, 65_535])
     """The connection send window now, per data direction."""
-    stalls: list[tuple[float, int, int, float | None]] = field(default_factory=list)
-    """(time, data direction, stream id (0 = connection), resumed at)."""
+    stalls: list[tuple[float, int, int, float | None, bool]] = field(default_factory=list)
+    """(time, data direction, stream id (0 = connection), resumed at, the connection
+    window still 0 or below when a stream's reopened)."""
     pings: list[float] = field(default_factory=list)
     """Round-trip times of answered PINGs, seconds."""
     priority: PriorityTree = field(default_factory=PriorityTree)

@@ -255,15 +255,15 @@ class Session:
             case PingAnswered():
                 c.pings.append(ev.rtt)
             case FlowControlStalled():
-                c.stalls.append((ev.t, int(d), ev.stream_id, None))
+                c.stalls.append((ev.t, int(d), ev.stream_id, None, False))
                 if ev.stream_id:
                     st = c.stream(ev.stream_id)
                     st.stalls = (*st.stalls, (ev.t, None))
             case FlowControlResumed():
                 for i in range(len(c.stalls) - 1, -1, -1):
-                    t, sd, sid, end = c.stalls[i]
-                    if sid == ev.stream_id and end is None:
-                        c.stalls[i] = (t, sd, sid, ev.t)
+                    t, sd, sid, end, _ = c.stalls[i]
+                    if sid == ev.stream_id and sd == int(d) and end is None:
+                        c.stalls[i] = (t, sd, sid, ev.t, ev.connection_blocked)
                         break
                 if ev.stream_id:
                     sst = c.stream(ev.stream_id)

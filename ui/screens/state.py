@@ -211,19 +211,21 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("\n")
     stalls = conn.stalls
-    resumed = [end - t for t, _sd, _sid, end in stalls if end is not None]
+    resumed = [end - t for t, _sd, _sid, end, _ in stalls if end is not None]
     longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
     shown = stalls[-STALLS_SHOWN:]
     latest = f"; the latest {len(shown)}" if len(shown) < len(stalls) else ""
-    out.append(f"stalls (window 0 while data waits): {len(stalls)}{longest}{latest}\n",
+    out.append(f"stalls (a window at 0 or below while data waits): {len(stalls)}{longest}"
+               f"{latest}\n",
                "bold")
     if not stalls:
         out.append("  none\n")
-    for t, sd, sid, end in shown:
+    for t, sd, sid, end, conn_blocked in shown:
         where = "connection" if sid == 0 else f"stream {sid}"
         st = conn.streams.get(sid) if sid else None
         if end is not None:
-            dur = f"{(end - t) * 1000:.1f} ms"
+            dur = f"{(end - t) * 1000:.1f} ms" + (
+                " (the connection window was still 0: still blocked)" if conn_blocked else "")
         elif st is not None and st.reset is not None:
             dur = f"never resumed: reset {st.reset} after {(st.last_t - t) * 1000:.1f} ms"
         elif st is not None and st.state == "closed":

@@ -65,9 +65,10 @@ def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
         timeline_row = render_frame_row(session, spent).plain
     finally:
         capture.close()
-    head, *stalls = text[text.index("stalls (window"):text.index("\nstreams (latest")
+    head, *stalls = text[text.index("stalls (a window"):text.index("\nstreams (latest")
                          ].splitlines()
-    assert head == "stalls (window 0 while data waits): 4, longest resumed 340.0 ms"
+    assert head == ("stalls (a window at 0 or below while data waits): 4, longest resumed "
+                    "340.0 ms")
     # Each from when it began, on the timeline's clock (seconds since the first
     # connection opened, not since this one's first frame), and how it ended.
     assert stalls[0] == "    1.060000 s  ← stream 1: 340.0 ms"  # until the WINDOW_UPDATE
@@ -94,8 +95,8 @@ def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
             state.STALLS_SHOWN = old
     finally:
         capture.close()
-    assert "stalls (window 0 while data waits): 4, longest resumed 340.0 ms; the latest 2\n" \
-        in text
+    assert ("stalls (a window at 0 or below while data waits): 4, longest resumed 340.0 ms; "
+            "the latest 2\n") in text
     assert "stream 7: still stalled" in text and "stream 1: 340.0 ms" not in text
 
 
@@ -429,3 +430,27 @@ def test_the_flow_view_lists_the_open_streams_send_windows_smallest_first(
     finally:
         state.WINDOWS_SHOWN = old
     assert "smallest first: stream 1 -50, … 1 more\n" in text
+
+
+def test_a_stream_reopened_while_the_connection_window_is_spent_says_it_was_still_blocked(
+        tmp_path: Path) -> None:
+    """Both windows spent; a WINDOW_UPDATE reopens stream 1's, the connection's comes
+    later: the stream's stall line says the data could still not move."""
+    f = FrameFactory()
+    f.block(C2S, REQUEST)
+    spend = f.headers(S2C, 1, [(":status", "200")]) + b"".join(
+        f.data(1, b"x" * n) for n in (16384, 16384, 16384, 16383))
+    path = _one_request(tmp_path / "both.h2scope", (S2C, spend, 1.05),
+                        (C2S, f.window_update(1, 1000), 1.10),
+                        (C2S, f.window_update(0, 1000), 1.50))
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        text = _flow(session)
+    finally:
+        capture.close()
+    (line,) = [ln for ln in text.splitlines() if "← stream 1:" in ln]
+    assert line.endswith("50.0 ms (the connection window was still 0: still blocked)"), line
+    (conn,) = [ln for ln in text.splitlines() if "← connection:" in ln]
+    assert conn.endswith("450.0 ms"), conn

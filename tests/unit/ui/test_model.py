@@ -97,7 +97,7 @@ def test_flow_control_series_show_the_stall_and_the_window_updates(session: Sess
     s2c = c.flow[Direction.S2C]
     assert 0 in s2c.conn  # the connection window reached 0
     assert 8 in s2c.kind  # WINDOW_UPDATE markers
-    assert any(sid == 0 and end is not None for _, d, sid, end in c.stalls)
+    assert any(sid == 0 and end is not None for _, d, sid, end, _ in c.stalls)
     assert c.pings and c.pings[0] == pytest.approx(0.001, abs=1e-6)
 
 
