@@ -204,12 +204,17 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
         _, lines, n_updates = _kept(cache, (conn.conn_id, int(d)),
                                     (len(series.conn), columns),
                                     partial(_flow_chart, series, columns))
+        if not series.t:
+            out.append("  no DATA or WINDOW_UPDATE this way: the connection window never "
+                       "moved\n\n", "dim")
+            continue
         out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
                    f"(↑ marks the {n_updates} WINDOW_UPDATE{'s' if n_updates != 1 else ''} on "
                    "stream 0):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
-        out.append("\n")
+        out.append("  (a column: solid up to its lowest window, ░ on to its highest — a window "
+                   "that empties and refills within one column is all ░)\n\n", "dim")
     stalls = conn.stalls
     resumed = [end - t for t, _sd, _sid, end, _ in stalls if end is not None]
     longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
