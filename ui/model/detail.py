@@ -98,6 +98,9 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     if ev.windows is not None:
         out.append(f"windows     after this frame: connection {ev.windows[0]}"
                    + (f", stream {ev.windows[1]}" if ev.windows[1] is not None else "") + "\n")
+    for i, line in enumerate(session.caused.get(row, ())):
+        out.append(f"{'then' if i == 0 else '':<12}{line}\n",
+                   style.FINDING if "blocked" in line else style.TIME)
     if ev.block is not None:
         out.append("\nheader block\n", style.Style(bold=True))
         if ev.block_stream_id is not None:

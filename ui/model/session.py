@@ -25,6 +25,7 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
+from proxy.observe.describe import event_line
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -49,6 +50,7 @@ from proxy.observe.frames import (
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import parse_priority_field
+from proxy.textlog import AFTER_ITS_FRAME
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.table import FrameBytes, FrameTable
 
@@ -96,6 +98,8 @@ class RecordedLost(ConnectionEvent):
     lost packets, a TLS record it could not decrypt); later frames are missing."""
 
     reason: str
+
+_CAUSED = frozenset(AFTER_ITS_FRAME)
 
 
 def error_text(stage: object, message: object, hint: object = None) -> str:
@@ -147,6 +151,11 @@ class Session:
         self.indexed = False
         """A capture's frame index is built: every row exists, decoding may go on."""
         self.problems: list[str] = []
+        self.caused: dict[int, tuple[str, ...]] = {}
+        """Rows → what their frame caused, as the text log says it after the frame
+        (settings in force, a flow-control stall or reopening, a PING's round trip)."""
+        self._caused_pending: dict[int, list[str]] = {}
+        """Per connection: those lines, reported before the frame that caused them."""
         self.capped: dict[int, int] = {}
         """Rows whose DATA payload the capture kept only in part (record.max_data_bytes):
         row → payload bytes kept. The frame reads as zeros past them."""
@@ -232,6 +241,10 @@ class Session:
         if type(ev) is FrameObserved:
             self._frame(c, conn_id, ev, ref, row)
             return
+        if type(ev) in _CAUSED:
+            line = event_line(ev)
+            if line:
+                self._caused_pending.setdefault(conn_id, []).append(line)
         d = ev.direction
         match ev:
             case StreamStateChanged():
@@ -286,6 +299,10 @@ class Session:
             self.decoded = row + 1
         else:
             table.attach(row, ev)
+        if self._caused_pending:
+            caused = self._caused_pending.pop(conn_id, None)
+            if caused:
+                self.caused[row] = tuple(caused)
         f = ev.frame
         d = int(ev.direction)
         t = ev.t

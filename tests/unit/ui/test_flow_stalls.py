@@ -454,3 +454,31 @@ def test_a_stream_reopened_while_the_connection_window_is_spent_says_it_was_stil
     assert line.endswith("50.0 ms (the connection window was still 0: still blocked)"), line
     (conn,) = [ln for ln in text.splitlines() if "← connection:" in ln]
     assert conn.endswith("450.0 ms"), conn
+
+
+def test_the_frame_that_caused_a_stall_says_so_in_its_detail(tmp_path: Path) -> None:
+    """The SETTINGS ACK that lowers stream 1's window below 0: its Decoded tab says
+    what it caused — the settings now in force and the stall — as the log does."""
+    from ui.model import detail
+
+    f = FrameFactory()
+    f.block(C2S, REQUEST)
+    path = _one_request(
+        tmp_path / "ack.h2scope",
+        (S2C, f.headers(S2C, 1, [(":status", "200")]) + f.data(1, b"x" * 60), 1.05),
+        (C2S, f.settings(initial_window_size=10), 1.06),
+        (S2C, f.settings(ack=True), 1.07))
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        t = session.table
+        ack = len(t) - 1
+        assert t.type[ack] == 4
+        text = detail.decoded(session, ack, session.table.event(ack)).plain
+    finally:
+        capture.close()
+    assert ("then        settings in force for the server: INITIAL_WINDOW_SIZE=10; 1 open "
+            "stream's window -65525 (RFC 9113 §6.9.2): stream 1 now -50") in text, text
+    assert ("            flow control: server blocked, stream 1 window is -50 after the "
+            "SETTINGS change (RFC 9113 §6.9.2)") in text, text
