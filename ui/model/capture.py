@@ -143,6 +143,8 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
         session.decoded = n_frames
         session.progress = 1.0
         session.clean_end = index.clean_end
+        for c in session.conns.values():
+            c.open_at_end = c.closed is None
         session.loaded = True
         session.touch()
     heap.freeze()

@@ -221,6 +221,9 @@ class ConnInfo:
     """Per direction of the data the windows govern."""
     window: list[int] = field(default_factory=lambda: [65_535, 65_535])
     """The connection send window now, per data direction."""
+    open_at_end: bool = False
+    """A capture read to its end holds no close of it: what it did next is not there
+    (a recording killed or cut short, or stopped while it was open)."""
     stalls: list[tuple[float, int, int, float | None, bool]] = field(default_factory=list)
     """(time, data direction, stream id (0 = connection), resumed at, the connection
     window still 0 or below when a stream's reopened)."""
@@ -268,7 +271,9 @@ class ConnInfo:
     def state(self) -> str:
         if self.errors:
             return "failed" if self.closed is not None else "error"
-        return "closed" if self.closed is not None else "open"
+        if self.closed is not None:
+            return "closed"
+        return "open at end" if self.open_at_end else "open"
 
     @property
     def note(self) -> str:

@@ -482,3 +482,21 @@ def test_the_frame_that_caused_a_stall_says_so_in_its_detail(tmp_path: Path) -> 
             "stream's window -65525 (RFC 9113 §6.9.2): stream 1 now -50") in text, text
     assert ("            flow control: server blocked, stream 1 window is -50 after the "
             "SETTINGS change (RFC 9113 §6.9.2)") in text, text
+
+
+def test_a_connection_a_capture_never_closes_reads_open_at_end(tmp_path: Path) -> None:
+    """Read to its end with no close of the connection: not plain "open", which reads
+    as live; one the capture closes is "closed"."""
+    path = _one_request(tmp_path / "open.h2scope", (S2C, SPENT, 1.05))
+    shut = _one_request(tmp_path / "shut.h2scope", (S2C, SPENT, 1.05),
+                        closed=(1.2, "client"))
+    states = []
+    for p in (path, shut):
+        capture = CaptureFile(p)
+        try:
+            session = Session(capture)
+            load(session, capture)
+            states.append(session.conns[1].state)
+        finally:
+            capture.close()
+    assert states == ["open at end", "closed"]
