@@ -322,12 +322,15 @@ def settings_view(conn: ConnInfo, sender: Direction) -> list[tuple[str, str, str
     def shown(k: int) -> str:
         if k not in sent and k in _UNLIMITED_BY_DEFAULT:
             return "unlimited (default)"  # (RFC 9113 §6.5.2: the initial value)
+        if k == _ENABLE_PUSH and sender is Direction.S2C and k not in sent:
+            return "n/a (clients never push)"  # (§6.5.2: a server must not send 1)
         return str(acked.get(k, "-")) + ("" if k in sent else " (default)")
     return [(setting_name(k), shown(k), str(pending[k]) if k in pending else "")
             for k in keys]
 
 
 _INITIAL_WINDOW_SIZE = 0x4
+_ENABLE_PUSH = 0x2
 _SENDING = (frozenset({"open", "half-closed (server)"}),
             frozenset({"open", "half-closed (client)"}))
 """Per data direction: the stream states (StreamState values) in which its sender

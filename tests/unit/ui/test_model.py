@@ -253,6 +253,10 @@ def test_the_settings_view_marks_values_no_one_sent() -> None:
     assert rows["MAX_CONCURRENT_STREAMS"] == "100"
     assert rows["INITIAL_WINDOW_SIZE"] == "65535 (default)"
     assert rows["MAX_HEADER_LIST_SIZE"] == "unlimited (default)"  # (RFC 9113 §6.5.2)
+    # A server's ENABLE_PUSH means nothing (§6.5.2: it must not send 1); a client's is 1.
+    assert rows["ENABLE_PUSH"] == "n/a (clients never push)"
+    client = {name: force for name, force, _ in settings_view(c, Direction.C2S)}
+    assert client["ENABLE_PUSH"] == "1 (default)"
 
 
 def test_time_zero_is_when_the_first_connection_opened_as_in_the_text_export(
