@@ -49,8 +49,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
     p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
                    help="address to listen on (default 127.0.0.1)")
-    p.add_argument("-p", "--port", type=int, default=8443,
-                   help="port to listen on (default 8443; 0 picks a free port)")
+    p.add_argument("-p", "--listen-port", "--port", dest="port", type=int, default=8443,
+                   metavar="PORT",
+                   help="port to listen on (default 8443; 0 picks a free port; --port is the "
+                   "same)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --listen-host that is not loopback: the recorded responses "
                    "(cookies, tokens, bodies) are then served to anyone who can reach it")

@@ -55,8 +55,8 @@ def test_the_decode_examples_that_need_no_file_run_as_printed(capsys):
 @pytest.mark.parametrize(("argv", "usage", "said"), [
     (["check", "--jsn", "x.h2scope"], "usage: h2scope check ", "--jsn (did you mean --json?)"),
     (["run", "--port", "8080"], "usage: h2scope run ", "(did you mean --listen-port?)"),
-    (["serve", "x.h2scope", "--listen-port", "9"], "usage: h2scope serve ",
-     "(did you mean --port?)"),
+    (["serve", "x.h2scope", "--listen-prot", "9"], "usage: h2scope serve ",
+     "(did you mean --listen-port?)"),
     (["ca", "path", "--bogus"], "usage: h2scope ca path ", "unrecognized arguments: --bogus;"),
 ])
 def test_an_unknown_option_gets_its_commands_usage_and_the_option_meant(
