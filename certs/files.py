@@ -64,22 +64,29 @@ def held_by_another_writer(path: str | os.PathLike[str]) -> bool:
     opened (the writer's own open then says why)."""
     if not _POSIX:
         return False
-    import fcntl
-
     try:
         fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return False
+    return _locked_elsewhere(fd)
+
+
+def _locked_elsewhere(fd: int) -> bool:
+    """Whether another open file holds an exclusive lock on ``fd``'s file (a try
+    at taking it); ``fd`` is closed, and with it the lock if this took it."""
+    import fcntl
+
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError:
         return False
     finally:
-        os.close(fd)  # (and the lock with it)
+        os.close(fd)
     return False
 
 
@@ -219,19 +226,7 @@ def hold_in_use(confdir: Path) -> int | None:
 
 def in_use(confdir: Path) -> bool:
     """Whether a process (a running h2scope proxy) holds *confdir*'s in-use lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+    if not _POSIX:  # pragma: no cover
         return False
     fd = _open_in_use(confdir)
-    if fd is None:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # (closing drops the lock taken just now)
-    return False
+    return fd is not None and _locked_elsewhere(fd)

@@ -48,6 +48,7 @@ from proxy.observe.jsonview import json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
     AFTER_ITS_FRAME,
+    AFTER_ITS_FRAME_TYPES,
     HEADER_INDENT,
     CausedShown,
     add_event_lines,
@@ -61,7 +62,6 @@ from proxy.textlog import (
 from proxy.websocket import CONNECT_FIELD, UpgradedWebSockets, WsTracker, websocket_object
 
 log = logging.getLogger("h2scope.headless")
-_AFTER_ITS_FRAME = frozenset(AFTER_ITS_FRAME)
 
 EventFilter = Callable[[ProxyEvent, ConnectionInfo], bool]
 """A predicate over an event and what is known of its connection; False hides it."""
@@ -198,7 +198,7 @@ class HeadlessPrinter:
                     for _, said in held:
                         lines.extend(said)
                     held.clear()
-            elif type(ev) in _AFTER_ITS_FRAME:
+            elif type(ev) in AFTER_ITS_FRAME_TYPES:
                 caused_lines: list[str] = []
                 add_event_lines(caused_lines, conn_id, ev, ev.t - start, quiet=quiet)
                 held.append((ev, caused_lines))

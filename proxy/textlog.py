@@ -150,6 +150,8 @@ AFTER_ITS_FRAME = (SettingsAcknowledged, FlowControlStalled, FlowControlResumed,
 """Events a frame causes, which the observer reports before that frame's own event:
 a log shows them after the frame (the ACK, then the settings now in force; the
 DATA that spent the window, then the stall)."""
+AFTER_ITS_FRAME_TYPES = frozenset(AFTER_ITS_FRAME)
+"""The same, for ``type(ev) in …`` on a per-event path."""
 
 
 class CausedShown:

@@ -15,7 +15,6 @@ from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
 from proxy.observe.events import (
     Event,
     FlowControlResumed,
-    FlowControlStalled,
     PingAnswered,
     SettingsAcknowledged,
 )
@@ -58,6 +57,8 @@ class ControlFrames:
 
     if TYPE_CHECKING:
         def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None: ...
+        def _stall(self, stream: Stream, direction: Direction, t: float, seq: int,
+                   window: int = 0) -> None: ...
 
     def _settings(self, side: Side, frame: SettingsFrame, seq: int, t: float,
                   findings: list[Finding]) -> None:
@@ -173,10 +174,7 @@ class ControlFrames:
                     and not sender_finished(stream.state, data_dir) and (
                         data_dir is C2S or stream.response_headers is not None
                         or stream.data_bytes[data_dir]):  # (a body under way)
-                stream.stalled_since[data_dir] = t
-                self._events.append(FlowControlStalled(t=t, direction=data_dir,
-                                                       stream_id=stream.stream_id, seq=seq,
-                                                       window=window))
+                self._stall(stream, data_dir, t, seq, window)
         if over and findings is not None:
             # (the fault of the SETTINGS' sender, not of the side whose ACK applied them)
             shown = ", ".join(map(str, over[:5])) + (", ..." if len(over) > 5 else "")

@@ -131,12 +131,20 @@ class StreamFrames:
                                                        seq=seq))
             if window == 0 and stream.stalled_since[direction] is None and \
                     state is not _IDLE and state is not _CLOSED:  # (no window to wait on)
-                stream.stalled_since[direction] = t
-                self._events.append(FlowControlStalled(t=t, direction=direction,
-                                                       stream_id=sid, seq=seq))
+                self._stall(stream, direction, t, seq)
         # A stream the observer does not track (closed long ago, or skipped: §5.1.1)
         # has no window to show; its DATA is flagged (frame-on-closed-stream).
         return conn_window, None if stream.presumed_closed or state is _IDLE else window
+
+    def _stall(self, stream: Stream, direction: Direction, t: float, seq: int,
+               window: int = 0) -> None:
+        """``stream``'s sender in ``direction`` must wait for its window from now:
+        DATA spent it, a SETTINGS change took it to 0 or below (control), or HEADERS
+        announced a body with none (header blocks)."""
+        stream.stalled_since[direction] = t
+        self._events.append(FlowControlStalled(t=t, direction=direction,
+                                               stream_id=stream.stream_id, seq=seq,
+                                               window=window))
 
     def _unexpected_data(self, stream: Stream, direction: Direction, size: int, seq: int,
                          findings: list[Finding]) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from proxy.observe.describe import shown
 from proxy.observe.enums import Direction, SettingCode
-from proxy.observe.events import Event, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.frames import Frame, HeadersFrame, PushPromiseFrame
@@ -136,7 +135,6 @@ class HeaderBlocks:
     sides: tuple[Side, Side]
     streams: dict[int, Stream]
     priority: PriorityTree
-    _events: list[Event]
 
     if TYPE_CHECKING:
         def stream(self, sid: int) -> Stream | None: ...
@@ -145,6 +143,8 @@ class HeaderBlocks:
         def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
                        t: float) -> None: ...
         def _init_windows(self, stream: Stream) -> None: ...
+        def _stall(self, stream: Stream, direction: Direction, t: float, seq: int,
+                   window: int = 0) -> None: ...
         def _open_stream(self, side: Side, stream: Stream, seq: int,
                          findings: list[Finding]) -> None: ...
         def _check_concurrency(self, side: Side, sid: int, seq: int, findings: list[Finding],
@@ -251,9 +251,7 @@ class HeaderBlocks:
             if window <= 0 and stream.stalled_since[direction] is None and new is not _CLOSED:
                 # A body announced with no window to send it in (an INITIAL_WINDOW_SIZE
                 # of 0): the sender waits from here.
-                stream.stalled_since[direction] = t
-                self._events.append(FlowControlStalled(t=t, direction=direction,
-                                                       stream_id=sid, seq=seq, window=window))
+                self._stall(stream, direction, t, seq, window)
         if not frame.flags & 0x4:
             side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq,
                                                len(frame.fragment))

@@ -50,7 +50,7 @@ from proxy.observe.frames import (
 )
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError
 from proxy.observe.priority import parse_priority_field
-from proxy.textlog import AFTER_ITS_FRAME
+from proxy.textlog import AFTER_ITS_FRAME_TYPES
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.table import FrameBytes, FrameTable
 
@@ -98,8 +98,6 @@ class RecordedLost(ConnectionEvent):
     lost packets, a TLS record it could not decrypt); later frames are missing."""
 
     reason: str
-
-_CAUSED = frozenset(AFTER_ITS_FRAME)
 
 
 def error_text(stage: object, message: object, hint: object = None) -> str:
@@ -241,7 +239,7 @@ class Session:
         if type(ev) is FrameObserved:
             self._frame(c, conn_id, ev, ref, row)
             return
-        if type(ev) in _CAUSED:
+        if type(ev) in AFTER_ITS_FRAME_TYPES:
             line = event_line(ev)
             if line:
                 self._caused_pending.setdefault(conn_id, []).append(line)
