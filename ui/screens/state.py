@@ -314,17 +314,30 @@ def priority_text(conn: ConnInfo) -> Text:
         out.append("  (no HEADERS priority or PRIORITY frame seen)\n", "dim")
         return out
 
-    def walk(sid: int, depth: int, budget: list[int]) -> None:
-        for child in tree.children(sid):
-            if budget[0] <= 0:
+    shown = 0
+    limit = 500
+
+    def walk(sid: int, prefix: str) -> None:
+        nonlocal shown
+        kids = tree.children(sid)
+        for i, child in enumerate(kids):
+            if shown >= limit:
                 return
-            budget[0] -= 1
+            shown += 1
+            last = i == len(kids) - 1
             node = tree.node(child)
             weight = node.weight if node is not None else 16
-            out.append(f"  {'  ' * depth}└ stream {child} weight {weight}\n")
-            walk(child, depth + 1, budget)
+            st = conn.streams.get(child)
+            label = f"  {st.label}" if st is not None and st.request_headers else ""
+            out.append(f"  {prefix}{'└─' if last else '├─'} stream {child} weight {weight}")
+            out.append(f"{label}\n", "dim")
+            walk(child, prefix + ("   " if last else "│  "))
     out.append("  0 (root)\n")
-    walk(0, 1, [500])
+    walk(0, "")
+    if len(tree) > shown:
+        out.append(f"  … {len(tree) - shown} more streams not shown\n", "dim")
+    if tree.forgotten:
+        out.append(f"  ({tree.forgotten} older streams forgotten to bound memory)\n", "dim")
     return out
 
 
