@@ -254,8 +254,11 @@ class Navigation(SessionActions):
             self.say("no connection yet")
             return
         live = self.live is not None
-        self._push_kept("state", lambda: StateScreen(s, c, tab, live=live),
-                        lambda screen: screen.show(c, tab))
+        row = self.timeline.selected_row
+        stream = s.table.stream[row] if row is not None and s.table.conn[row] == conn_id \
+            else None
+        self._push_kept("state", lambda: StateScreen(s, c, tab, live=live, stream=stream),
+                        lambda screen: screen.show(c, tab, stream))
 
     def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
         """Show the view installed as ``name``: made and composed the first time,

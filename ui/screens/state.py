@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import ClassVar
@@ -93,9 +94,10 @@ def first_in_columns(kinds: Sequence[int], value: int, width: int) -> list[int]:
     return marks
 
 
-ChartCache = dict[tuple[int, int], tuple[tuple[int, int], list[str], int]]
-"""(connection, chart: 0 and 1 flow control by direction, 2 and 3 HPACK tables) →
-((points charted, columns), the chart's lines, WINDOW_UPDATEs counted or 0)."""
+ChartCache = dict[tuple[int, int], tuple[tuple[int, ...], list[str], int]]
+"""(connection, chart: 0 and 1 flow control by direction, 2 and 3 HPACK tables, 4
+and 5 a stream's window by direction) → ((points charted, columns[, stream]), the
+chart's lines, WINDOW_UPDATEs counted or 0)."""
 
 COLUMNS = 78
 """The columns a state tab's text has when not told (an 80-column screen, less
@@ -104,8 +106,8 @@ CHART_INDENT = 3
 """``  │`` before each chart line."""
 
 
-def _kept(cache: ChartCache | None, key: tuple[int, int], stamp: tuple[int, int],
-          make: Callable[[], tuple[list[str], int]]) -> tuple[tuple[int, int], list[str], int]:
+def _kept(cache: ChartCache | None, key: tuple[int, int], stamp: tuple[int, ...],
+          make: Callable[[], tuple[list[str], int]]) -> tuple[tuple[int, ...], list[str], int]:
     """The chart of ``key`` from ``cache`` while its series still has the points
     and the columns of ``stamp``; else made anew (and kept)."""
     kept = cache.get(key) if cache is not None else None
@@ -122,16 +124,59 @@ def _table_chart(tbl: HpackTable, columns: int) -> tuple[list[str], int]:
 
 
 def _flow_chart(series: FlowSeries, columns: int) -> tuple[list[str], int]:
-    """The chart in ``columns``: its bars and, after them, the scale (the top
-    row's value, and 0 at the bottom)."""
-    top = f"{max(series.conn):,}" if series.conn else ""
+    """The connection window's chart in ``columns``."""
+    return _window_chart(series.conn, series.kind, 8, columns)
+
+
+def _window_chart(values: Sequence[int], kinds: Sequence[int], update: int,
+                  columns: int) -> tuple[list[str], int]:
+    """A window's chart in ``columns``: its bars, ``↑`` under the first ``update``
+    kind in a column, and after the bars the scale (the top row's value, and 0 at
+    the bottom)."""
+    top = f"{max(values):,}" if values else ""
     width = max(1, columns - CHART_INDENT - 2 - len(top))
-    marks = first_in_columns(series.kind, 8, width)
-    lines = chart(series.conn, width=width, lo=0, height=5, marks=marks)
-    if series.conn:
+    marks = first_in_columns(kinds, update, width)
+    lines = chart(values, width=width, lo=min(0, min(values, default=0)), height=5,
+                  marks=marks)
+    if values:
         lines[0] += f"  {top}"
-        lines[4] += "  0"
-    return lines, series.kind.count(8)
+        lines[4] += f"  {min(0, min(values)):,}"
+    return lines, kinds.count(update)
+
+
+def _stream_chart(series: FlowSeries, sid: int, columns: int) -> tuple[list[str], int]:
+    """Stream ``sid``'s send window after each of its DATA and WINDOW_UPDATE frames."""
+    values = array("q")
+    kinds = array("B")
+    for s, w, k in zip(series.stream_id, series.stream, series.kind, strict=False):
+        if s == sid and w != -1:
+            values.append(w)
+            kinds.append(k)
+    if not values:
+        return [], 0
+    if max(values) <= 0:  # (nothing to draw bars of)
+        low = min(values)
+        return [f" at {low:,} after its only DATA or WINDOW_UPDATE" if len(values) == 1 else
+                f" at or below 0 after each of its {len(values)} DATA and WINDOW_UPDATE frames, "
+                f"lowest {low:,}"
+                ], kinds.count(1)
+    return _window_chart(values, kinds, 1, columns)
+
+
+def focus_stream(conn: ConnInfo, d: int, selected: int | None) -> int | None:
+    """The stream whose window the flow tab charts for data sent direction ``d``:
+    the selected frame's stream, else the latest stalled stream, else the stream
+    that sent the most data this way; None when no stream sent data this way."""
+    series = conn.flow[d]
+    if selected and selected in series.stream_id:
+        return selected
+    for _t, sd, sid, _end, _ in reversed(conn.stalls):
+        if sd == d and sid:
+            return int(sid)
+    best = max(conn.streams.values(), key=lambda st: st.data_bytes[d], default=None)
+    if best is None or not best.data_bytes[d]:
+        return None
+    return best.stream_id
 
 
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None,
@@ -188,13 +233,15 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
 
 
 def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
-              columns: int = COLUMNS, now: float | None = None) -> Text:
+              columns: int = COLUMNS, now: float | None = None,
+              selected: int | None = None) -> Text:
     """The flow-control tab, its charts fitted to ``columns``; a stall's time is
     the timeline's (seconds since ``t0``, :attr:`Session.t0`). ``now``: live, the
     wall clock, to which a stall not resumed on an open connection is measured
     (else to the connection's last frame: the capture's end). ``cache`` keeps each
     chart while its series has not grown (a million-frame connection's chart is a
-    pass over every point)."""
+    pass over every point). ``selected``: the stream of the timeline's selected
+    frame, whose send window is charted under the connection's."""
     out = Text()
     for d in Direction:
         series = conn.flow[d]
@@ -213,8 +260,24 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
                    "stream 0):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
+        sid = focus_stream(conn, d, selected)
+        if sid is not None:
+            _, lines, n_updates = _kept(cache, (conn.conn_id, 4 + int(d)),
+                                        (len(series.conn), columns, sid),
+                                        partial(_stream_chart, series, sid, columns))
+            st = conn.streams.get(sid)
+            why = ("selected" if sid == selected else
+                   "the latest stall" if any(x[1] == d and x[2] == sid for x in conn.stalls)
+                   else "the most data")
+            label = f" ({st.label})" if st is not None and st.request_headers else ""
+            out.append(f"  stream {sid}{label} send window, ↑ its {n_updates} WINDOW_UPDATE"
+                       f"{'s' if n_updates != 1 else ''} — {why}:\n", "dim")
+            for line in lines:
+                out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("  (a column: solid up to its lowest window, ░ on to its highest — a window "
-                   "that empties and refills within one column is all ░)\n\n", "dim")
+                   "that empties and refills within one column is all ░. The stream charted: "
+                   "the selected frame's in the timeline, else the latest stalled, else the "
+                   "one with the most data)\n\n", "dim")
     stalls = conn.stalls
     resumed = [end - t for t, _sd, _sid, end, _ in stalls if end is not None]
     longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
@@ -459,15 +522,17 @@ HTTP1_SHOWN = 200
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
           "priority": "Priority", "connection": "Connection"}
 STATE_TABS = tuple(TITLES)
-_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None], Text]] = {
-    "hpack": lambda c, s, cache, columns, _: hpack_text(c, s.block_bytes, cache, columns),
-    "flow": lambda c, s, cache, columns, now: flow_text(c, s.t0 or 0.0, cache, columns, now),
+_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None, int | None],
+                           Text]] = {
+    "hpack": lambda c, s, cache, columns, *_: hpack_text(c, s.block_bytes, cache, columns),
+    "flow": lambda c, s, cache, columns, now, stream: flow_text(c, s.t0 or 0.0, cache, columns,
+                                                                now, stream),
     "settings": lambda c, s, *_: settings_text(c),
     "priority": lambda c, s, *_: priority_text(c),
     "connection": lambda c, s, *_: connection_text(c, s),
 }
 """Each tab's text from (connection, session, chart cache, columns, live: the wall
-clock now, else None)."""
+clock now, else None, the selected frame's stream or None)."""
 CHARTED = ("hpack", "flow")
 """The tabs whose charts fit the screen's width (drawn again when it changes)."""
 
@@ -492,8 +557,11 @@ class StateScreen(ModalScreen[None]):
     ]
 
     def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack",
-                 live: bool = False) -> None:
+                 live: bool = False, stream: int | None = None) -> None:
         super().__init__()
+        self.stream = stream
+        """The stream of the frame selected in the timeline (the flow tab charts its
+        window), if it is one of ``conn``'s."""
         self.session = session
         self.live = live
         """The session follows a running proxy (its state is as of now, not a
@@ -521,10 +589,11 @@ class StateScreen(ModalScreen[None]):
                                  markup=False)
         yield Footer()
 
-    def show(self, conn: ConnInfo, tab: str) -> None:
+    def show(self, conn: ConnInfo, tab: str, stream: int | None = None) -> None:
         """Show ``conn`` from ``tab`` on: the screen is kept between showings, and
         every tab is drawn afresh (when first shown), since the state moves on."""
         self.conn = conn
+        self.stream = stream
         self.tab = tab
         self.query_one("#state-title", Static).update(self._title())
         self._drawn = set()
@@ -539,7 +608,7 @@ class StateScreen(ModalScreen[None]):
         self._drawn_columns = self._columns()
         with self.session.lock:  # (a peer's text: its control characters as symbols)
             return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns,
-                                    time.time() if self.live else None))
+                                    time.time() if self.live else None, self.stream))
 
     LIVE_REDRAW = 1.0
     """Seconds between redraws of the tab shown while live (a stall's "so far", the

@@ -500,3 +500,39 @@ def test_a_connection_a_capture_never_closes_reads_open_at_end(tmp_path: Path) -
         finally:
             capture.close()
     assert states == ["open at end", "closed"]
+
+
+def test_the_flow_view_charts_a_stream_window_the_selected_one_else_the_latest_stalled(
+        tmp_path: Path) -> None:
+    record(tmp_path / "stalls.h2scope")
+    capture = CaptureFile(tmp_path / "stalls.h2scope")
+    try:
+        session = Session(capture)
+        load(session, capture)
+        conn = session.conns[1]
+        t0 = session.t0 or 0.0
+        latest = flow_text(conn, t0, {}).plain
+        chosen = flow_text(conn, t0, {}, selected=1).plain
+    finally:
+        capture.close()
+
+    def stream_chart(text: str) -> list[str]:
+        server = text[text.index("← data sent by the server"):text.index("stalls (a window")]
+        lines = server.splitlines()
+        at = next(i for i, line in enumerate(lines) if " send window, ↑ its " in line)
+        return lines[at:at + 7]
+
+    # Nothing selected: stream 7, stalled last (and never resumed), at 0 from its DATA on.
+    head, *bars = stream_chart(latest)
+    assert head.startswith("  stream 7 (GET / → 200) send window, ↑ its 0 WINDOW_UPDATEs"), head
+    assert head.endswith("— the latest stall:")
+    assert bars[0] == "  │ at 0 after its only DATA or WINDOW_UPDATE"
+    # Stream 1 selected: spent by its DATA, reopened by the client's WINDOW_UPDATE.
+    head, *bars = stream_chart(chosen)
+    assert head.startswith("  stream 1 (GET / → 200) send window, ↑ its 1 WINDOW_UPDATE — "
+                           "selected:"), head
+    assert bars[0].endswith("█▇  100") and bars[4].endswith("██  0")
+    assert bars[5].rstrip().endswith("↑")
+    # The connection window's own chart is there too, above it, in both.
+    for text in (latest, chosen):
+        assert "connection send window over" in text
