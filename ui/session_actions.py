@@ -64,7 +64,9 @@ class SessionActions(App[int]):
                 self.message = "saving the session…"
                 self._save(Path(text).expanduser())
         self.push_screen(Prompt("Save the whole session so far to file",
-                                time.strftime(SAVE_NAME)), done)
+                                time.strftime(SAVE_NAME),
+                                hint=f"a capture file (mode 0600), relative to {Path.cwd()} · "
+                                     "Enter saves · Esc cancels"), done)
 
     @work(thread=True, group="save")
     def _save(self, dest: Path) -> None:
