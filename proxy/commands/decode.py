@@ -381,6 +381,12 @@ def _decode_frames(lines: list[str], args: argparse.Namespace, out: TextIO) -> i
     if status:
         _err("the input does not end on a frame boundary or is not HTTP/2 framing "
              "(see the last message above)")
+    if not args.json and any(isinstance(ev, FrameObserved) and ev.windows is not None
+                             for ev in events):
+        _err("note: the windows shown count from RFC 9113's initial 65,535: decode sees one "
+             "direction, not the peer's SETTINGS and WINDOW_UPDATEs"
+             + ("" if data.startswith(b"PRI * HTTP/2.0") else
+                " nor what went before the input") + ", so the connection's own may differ")
     return status
 
 

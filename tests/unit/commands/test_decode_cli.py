@@ -236,3 +236,28 @@ def test_a_table_size_line_changes_the_acknowledged_setting_between_blocks(capsy
     assert "a table-size line is 'table-size N'" in capsys.readouterr().err
     assert main(["decode", "--hpack", "82\ntable-size 4294967296\n82"]) == 1
     assert main(["decode", "--hpack", "--table-size", "4294967296", "82"]) == 2
+
+
+def test_windows_printed_from_defaults_come_with_a_note_that_says_so(capsys):
+    # A WINDOW_UPDATE alone: the window printed is 65,535 + the increment, which is
+    # the connection's only if nothing went before and the peer changed nothing.
+    assert main(["decode", "000004080000000000000f0001"]) == 0
+    out, err = capsys.readouterr()
+    assert "window conn=1048576" in out
+    assert "note: the windows shown count from RFC 9113's initial 65,535" in err
+    assert "nor what went before the input" in err
+    # From the preface on, what went before is known; the peer's side still is not.
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":path", "/"), (":scheme", "https"),
+                       (":authority", "example.com")])
+    c.send_data(1, b"x" * 10, end_stream=True)
+    assert main(["decode", c.data_to_send().hex()]) == 0
+    out, err = capsys.readouterr()
+    assert "window conn=65525 stream=65525" in out
+    assert "not the peer's SETTINGS and WINDOW_UPDATEs, so" in err
+    # No window, no note; JSON output carries no notes.
+    assert main(["decode", client_bytes().hex()]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["decode", "--json", "000004080000000000000f0001"]) == 0
+    assert capsys.readouterr().err == ""
