@@ -100,3 +100,30 @@ def test_a_child_that_dies_is_reported_with_how(tmp_path: Path) -> None:
     finally:
         child.stop()
     assert child._temp_dir is not None and not child._temp_dir.exists()
+
+
+@pytest.mark.parametrize("with_log", [False, True])
+def test_a_child_that_dies_before_answering_says_its_last_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_log: bool) -> None:
+    """A broken install (the child cannot import the proxy) is not just 'exited
+    with status 1': the error carries the last line the child wrote."""
+    import sys
+
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+                      "echo \"ModuleNotFoundError: No module named 'proxy'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(python))
+    log = tmp_path / "h2scope.log"
+    if with_log:
+        log.write_text("an earlier run's last line\n")
+    child = ChildProxy(Config(listen=ListenConfig(port=0), confdir=tmp_path), feed=LiveFeed(),
+                       log_file=log if with_log else None)
+    with pytest.raises(ProxyStartError) as raised:
+        child.start()
+    said = str(raised.value)
+    assert said.startswith("the proxy process did not start: the proxy process exited with "
+                           "status 1: ModuleNotFoundError: No module named 'proxy'"), said
+    assert said.endswith(f" (see {log})") == with_log
+    if with_log:  # (the traceback is in the log, after what was there)
+        assert log.read_text().splitlines()[0] == "an earlier run's last line"

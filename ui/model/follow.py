@@ -306,6 +306,9 @@ class ChildProxy(_Following):
         self.addresses: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._temp_dir: Path | None = None
+        self._err: IO[bytes] | None = None
+        """Where the child's stderr goes (the log, or an unlinked file)."""
+        self._err_start = 0
         self._stopping = False
         self.disk_wait = 0.0
         """Seconds recording has made the relay wait for the disk (back-pressure)."""
@@ -326,14 +329,18 @@ class ChildProxy(_Following):
             self._temp_dir = Path(tempfile.mkdtemp(prefix="h2scope-"))
             atexit.register(self._remove_temp)
             path = self._temp_dir / TEMP_NAME
-        with contextlib.ExitStack() as stack:
-            err: IO[bytes] | int = subprocess.DEVNULL
-            if self.log_file is not None:
-                with contextlib.suppress(OSError):  # a crash's traceback, not on the screen
-                    err = stack.enter_context(open(self.log_file, "ab"))
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy.child"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=err, start_new_session=True, close_fds=True)
+        # A crash's traceback goes to the log, not on the screen; without a log, to a
+        # file of its own (unlinked), so that a start that fails can say why.
+        err: IO[bytes] | None = None
+        if self.log_file is not None:
+            with contextlib.suppress(OSError):
+                err = open(self.log_file, "a+b")  # noqa: SIM115 (closed by stop())
+        if err is None:
+            err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        self._err, self._err_start = err, err.tell()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy.child"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=err, start_new_session=True, close_fds=True)
         assert self.proc.stdin is not None
         try:
             config = replace(self.options, ui=UIConfig())  # (key maps are not the proxy's)
@@ -399,13 +406,28 @@ class ChildProxy(_Following):
             if not chunk:
                 code = proc.wait(5)
                 where = f" (see {self.log_file})" if self.log_file is not None else ""
-                raise ChildProxyError(f"the proxy process {_ended(code)}{where}")
+                said = self._last_said()
+                raise ChildProxyError(f"the proxy process {_ended(code)}"
+                                      f"{': ' + said if said else ''}{where}")
             line += chunk
             if line.endswith(b"\n") and b'"fatal"' in line:
                 self._note(line)  # said on its own, before it stops: keep reading
                 line = bytearray()
         value = json.loads(line)
         return value if isinstance(value, dict) else {}
+
+    def _last_said(self) -> str:
+        """The last line the child wrote on its stderr since it started (a
+        traceback's ``ModuleNotFoundError: …``), or ''."""
+        if self._err is None:
+            return ""
+        try:
+            self._err.seek(self._err_start)
+            text = self._err.read(1 << 16)
+        except (OSError, ValueError):
+            return ""
+        lines = [ln.strip() for ln in text.decode("utf-8", "replace").splitlines()]
+        return next((ln for ln in reversed(lines) if ln), "")[:300]
 
     def _note(self, line: bytes | bytearray) -> None:
         with contextlib.suppress(ValueError):
@@ -513,7 +535,7 @@ class ChildProxy(_Following):
                 proc.kill()
                 proc.wait(5)
         if proc is not None:
-            for pipe in (proc.stdin, proc.stdout):
+            for pipe in (proc.stdin, proc.stdout, self._err):
                 if pipe is not None:
                     with contextlib.suppress(OSError):
                         pipe.close()
