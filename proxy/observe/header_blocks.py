@@ -319,7 +319,8 @@ class HeaderBlocks:
                                f"{side.highest_stream_id}", seq, promised))
         else:
             side.highest_stream_id = promised
-        if pushed.state is _IDLE:
+        if pushed.state is _IDLE and side.direction is S2C:
+            # (a client's promise reserves nothing: no server takes it, RFC 9113 §8.4)
             pushed.promised_by = sid
             pushed.opened_by = S2C
             self._init_windows(pushed)

@@ -286,3 +286,22 @@ def test_a_stall_whose_window_updates_were_too_small_says_so() -> None:
     summary.connection_closed(1, fed.conv.t + 1.0)
     (line,) = [ln for ln in stall_lines(summary) if "never resumed:" in ln]
     assert line.endswith("the client's 1 WINDOW_UPDATE since left the window at 0 or below")
+
+
+def test_a_clients_push_promise_reserves_no_stream_and_is_not_a_slow_stream() -> None:
+    import struct
+
+    from tests.unit.observe.test_connection import raw_frame
+
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.request(1, "/page")
+    block = fed.conv.f.block(C2S, [*REQUEST[:3], (":path", "/pushed")])
+    fed.send(C2S, raw_frame(5, 0x4, 1, struct.pack(">I", 2) + block))
+    assert "push-from-client" in fed.conv.findings()
+    assert 2 not in fed.conv.obs.streams or fed.conv.obs.streams[2].state.name == "IDLE"
+    fed.send(S2C, fed.conv.f.data(1, b"x", flags=["END_STREAM"]))
+    summary.connection_closed(1, fed.conv.t + 2.0)
+    assert "slowest streams:" in summary.lines()
+    assert not any("stream 2" in ln for ln in summary.lines())
+    assert summary.streams == 1
