@@ -36,7 +36,7 @@ def create_private(path: str | os.PathLike[str], *, exclusive: bool = False) -> 
     is left as it is: OSError(EBUSY) saying so. Two recorders on one capture
     would each truncate the other's and interleave their records."""
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags if exclusive else flags | os.O_TRUNC, SECRET_FILE_MODE)
+    fd = _open_no_link(path, flags if exclusive else flags | os.O_TRUNC)
     try:
         regular = _POSIX and stat.S_ISREG(os.fstat(fd).st_mode)
         if regular:
@@ -55,6 +55,42 @@ def create_private(path: str | os.PathLike[str], *, exclusive: bool = False) -> 
         os.close(fd)
         raise
     return fd
+
+
+def _open_no_link(path: str | os.PathLike[str], flags: int) -> int:
+    """``os.open(path, flags, 0600)``, except through a symbolic link to a file:
+    in a directory others can write (``/tmp``), a link planted under the name
+    would make h2scope truncate, fill and chmod a file of the user's that the
+    link points to. A link to a device or a pipe, or one of the system's
+    (``/dev/stdout``), is opened as it is: neither created nor truncated. Raises
+    OSError (ELOOP, saying so)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags | nofollow, SECRET_FILE_MODE)
+    except OSError as exc:
+        if not nofollow or exc.errno != errno.ELOOP:
+            raise
+    refused = OSError(errno.ELOOP, "it is a symbolic link, and h2scope does not write to a "
+                      "file through one (in a shared directory one could be planted to make "
+                      f"it replace another file): give the file's own path, "
+                      f"{os.path.realpath(path)}, if that is the one meant", str(path))
+    # A link: opened without creating or truncating, to see what it leads to.
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | os.O_NOCTTY
+                     | (flags & os.O_APPEND))
+    except FileNotFoundError:  # (a link to nothing yet: it would create the file)
+        raise refused from None
+    if stat.S_ISREG(os.fstat(fd).st_mode) and \
+            os.path.dirname(os.path.abspath(path)) not in _SYSTEM_LINK_DIRS:
+        os.close(fd)
+        raise refused
+    return fd
+
+
+_SYSTEM_LINK_DIRS = ("/dev", "/dev/fd", "/proc/self/fd")
+"""Where links are the system's own (``/dev/stdout`` to whatever the shell
+redirected it to, already truncated or appended to as the shell was told):
+opened, neither created nor truncated."""
 
 
 def held_by_another_writer(path: str | os.PathLike[str]) -> bool:
@@ -95,8 +131,7 @@ def private_append(path: str | os.PathLike[str]) -> None:
     OpenSSL appends to and would otherwise create with the umask, 0644 as a rule):
     created mode 0600 if missing, an existing regular file set to 0600. Raises
     OSError (no such directory, not writable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0),
-                 SECRET_FILE_MODE)
+    fd = _open_no_link(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
     try:
         if _POSIX and stat.S_ISREG(os.fstat(fd).st_mode):
             os.fchmod(fd, SECRET_FILE_MODE)

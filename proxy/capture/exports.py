@@ -9,7 +9,10 @@ what goes out, where the format allows it (:data:`SELECTS`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -105,16 +108,48 @@ class ReplacedFile:
         self.target = target
         self.direct = target.exists() and not target.is_file()
         """A device or pipe (``/dev/null``, a FIFO): written as it is."""
-        self.temp = target if self.direct else target.with_name(
-            f".{target.name}.{os.getpid()}.part")
+        if self.direct:
+            self.temp = target
+        else:
+            # A name no one can guess and a file made here (O_EXCL), so that
+            # nothing planted beside the target (a link) is written through.
+            try:
+                fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                            suffix=".part")
+            except OSError as exc:
+                hint = f" (create the directory {target.parent} first)" \
+                    if isinstance(exc, FileNotFoundError) else ""
+                raise UsageError(f"{what}: cannot write {target}: {exc.strerror or exc}"
+                                 f"{hint}") from None
+            os.close(fd)
+            self.temp = Path(name)
         self.committed = False
 
     def commit(self) -> None:
+        """Rename the finished file over the target. Raises UsageError when the
+        target cannot be replaced (the finished file is removed, the target kept)."""
         if not self.direct:
-            os.replace(self.temp, self.target)
+            try:
+                os.replace(self.temp, self.target)
+            except OSError as exc:
+                self.discard()
+                raise _cannot_replace(self.target, exc) from None
         self.committed = True
 
     def discard(self) -> None:
         if not self.committed and not self.direct:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp)
+
+
+def _cannot_replace(target: Path, exc: OSError) -> Exception:
+    from proxy.cli import UsageError
+
+    hint = ""
+    with contextlib.suppress(OSError):
+        if exc.errno in (errno.EPERM, errno.EACCES) and \
+                os.stat(target.parent).st_mode & stat.S_ISVTX and \
+                os.lstat(target).st_uid != os.geteuid():
+            hint = (" (it belongs to another user, in a directory where only a file's owner "
+                    "may replace it: choose another name)")
+    return UsageError(f"cannot replace {target}: {exc.strerror or exc}{hint}")

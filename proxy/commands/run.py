@@ -358,9 +358,10 @@ def run(args: argparse.Namespace) -> int:
 def replacing_note(path: Path | None) -> str | None:
     """A start-up line when recording will replace a file that holds something (a
     command run again from the shell's history must not lose a capture unsaid);
-    None otherwise — also when another recorder holds the file, which is then
-    refused, not replaced."""
-    if path is None:
+    None otherwise — also when the recorder will refuse the file rather than
+    replace it (another recorder holds it, it is a symbolic link, it cannot be
+    written), and then says why."""
+    if path is None or path.is_symlink() or (path.exists() and not os.access(path, os.W_OK)):
         return None
     try:
         size = path.stat().st_size if path.is_file() else 0

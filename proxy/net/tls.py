@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certs.hostnames import InvalidHostname
+from certs.hostnames import InvalidHostname, validate_host
 from proxy.events import CertSummary, Leg, TlsEstablished
 from proxy.net.client_certs import cert_file_for, describe, explain_alert
 from proxy.net.clienthello import ClientHello
@@ -210,6 +210,18 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
 async def intercept(conn: Conn, client: Stream, hello: ClientHello, upstream: Stream,
                     host: str) -> Intercepted:
     """Upstream first, then the client. Raises InterceptFailed (event already published)."""
+    if hello.sni is not None:
+        # Checked before it goes upstream as the server name: no certificate could
+        # be made for it anyway, and the ssl module's IDNA codec raises on some.
+        try:
+            validate_host(hello.sni)
+        except InvalidHostname as exc:
+            await conn.error("client-tls", f"no certificate for the server name {hello.sni!r} "
+                             f"the client sent (SNI): {exc}",
+                             "the client's TLS library sent a name that is not a valid host "
+                             "name (RFC 6066 §3); nothing was sent to the server")
+            await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+            raise InterceptFailed(str(exc)) from exc
     try:
         server = await connect_upstream_tls(conn, upstream, host, hello.alpn, hello.sni)
     except InterceptFailed:

@@ -324,3 +324,32 @@ def test_a_request_head_past_the_limit_gets_431(
     (error,) = errors(proxy, "http1")
     assert "the request head is too large" in error.message
     good_request()
+
+
+@pytest.mark.parametrize(("bad_sni", "placeholder"), [
+    (b"a..b", b"axxb"),
+    (b"b" * 64 + b".example.com", b"x" * 32 + b"." + b"x" * 31 + b".example.com")])
+def test_a_server_name_no_certificate_can_hold_gets_an_alert_before_anything_goes_upstream(
+        proxy: ProxyThread, h2_origin: ServerThread, good_request: Callable[[], None],
+        bad_sni: bytes, placeholder: bytes) -> None:
+    """Names Python's ssl module would not send itself (its IDNA codec raised on
+    them as the upstream leg's server name: an internal error, a traceback). The
+    hello is made for a name of the same length, swapped in its bytes."""
+    ctx = ssl.create_default_context()
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=placeholder.decode())
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = out.read().replace(placeholder, bad_sni)
+    with connect(proxy) as sock:
+        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        assert recv_head(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(hello)
+        reply = read_all(sock)
+    assert reply[:1] == b"\x15" and reply[-1] == 112  # a fatal alert: unrecognized_name
+    (err,) = errors(proxy, "client-tls")
+    assert err.message.startswith(f"no certificate for the server name {bad_sni.decode()!r} "
+                                  "the client sent (SNI): hostname"), err.message
+    assert not [e for e in proxy.events(ProxyErrorRaised) if e.stage in ("internal",
+                                                                         "server-tls")]
+    good_request()

@@ -736,3 +736,48 @@ def test_log_files_are_private_and_the_uis_does_not_open_up_the_confdir(
         for handler in logger.handlers:
             handler.close()
         logger.handlers[:], logger.propagate, logger.level = saved
+
+
+def test_a_record_file_that_is_a_link_is_refused_and_what_it_points_to_is_kept(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In a shared directory a link planted under the name the user records to
+    would make h2scope truncate and chmod the file it points to."""
+    victim = tmp_path / "notes.txt"
+    victim.write_text("the user's own file\n")
+    victim.chmod(0o644)
+    for name, target in (("link.h2scope", victim), ("dangling.h2scope", tmp_path / "x")):
+        link = tmp_path / name
+        link.symlink_to(target)
+        code, err = exit_and_stderr(["run", "--headless", "-p", "0", "--record", str(link)],
+                                    capsys)
+        assert code == 2, err
+        assert f"cannot record to {link}: it is a symbolic link" in err
+        assert "recording replaces" not in err
+        assert link.is_symlink()
+    assert victim.read_text() == "the user's own file\n"
+    assert victim.stat().st_mode & 0o777 == 0o644
+    assert not (tmp_path / "x").exists()
+
+
+def test_private_files_are_not_written_through_links_but_system_ones_are(
+        tmp_path: Path) -> None:
+    from certs.files import create_private, private_append
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    link = tmp_path / "keys.log"
+    link.symlink_to(victim)
+    for make in (create_private, private_append):
+        with pytest.raises(OSError, match="it is a symbolic link"):
+            make(link)  # type: ignore[operator]
+    assert victim.read_bytes() == b"keep"
+    # /dev/stdout is a link to whatever the shell redirected to: written, not refused.
+    out = tmp_path / "redirected"
+    r = subprocess.run([sys.executable, "-c",
+                        "import os; from certs.files import create_private; "
+                        "fd = create_private('/dev/stdout'); os.write(fd, b'capture'); "
+                        "os.close(fd)"],
+                       stdout=out.open("wb"), stderr=subprocess.PIPE,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == b"capture"

@@ -23,3 +23,51 @@ def test_export_names_the_finding_code_meant_when_a_typo_matches_nothing(
     assert "no frame matches --filter 'finding:flow-control-exeeded' (no finding has the " \
         "code flow-control-exeeded; did you mean flow-control-exceeded?)" in \
         capsys.readouterr().err
+
+
+def _capture(path: Path) -> Path:
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.frame(1, Direction.C2S, bytes.fromhex("000008060000000000") + b"pingpong",
+                     t=0.0)
+    return path
+
+
+def test_the_file_written_before_the_rename_has_a_name_no_one_can_plant_a_link_under(
+        tmp_path: Path) -> None:
+    from proxy.capture.exports import ReplacedFile
+
+    source = _capture(tmp_path / "one.h2scope")
+    a = ReplacedFile(tmp_path / "out.har", source)
+    b = ReplacedFile(tmp_path / "out.har", source)
+    try:
+        assert a.temp != b.temp and a.temp.parent == tmp_path
+        assert a.temp.name.startswith(".out.har.") and a.temp.name.endswith(".part")
+        assert not a.temp.is_symlink() and a.temp.stat().st_mode & 0o777 == 0o600
+    finally:
+        a.discard()
+        b.discard()
+    assert not a.temp.exists() and not b.temp.exists()
+
+
+def test_an_output_that_cannot_be_replaced_is_a_message_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    source = _capture(tmp_path / "one.h2scope")
+    out = tmp_path / "out.txt"
+    out.write_text("the user's earlier export\n")
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(src), None, str(dst))
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main(["export", str(source), "-f", "text", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot replace {out}: Operation not permitted" in err and "Traceback" not in err
+    assert out.read_text() == "the user's earlier export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    # A directory that is not there: said before anything is read.
+    assert main(["export", str(source), "-f", "text", "-o", str(tmp_path / "no" / "x")]) == 2
+    assert f"create the directory {tmp_path / 'no'} first" in capsys.readouterr().err
