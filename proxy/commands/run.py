@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -413,8 +414,6 @@ def _serve(config: Config, protoset: Any = None) -> int:
 
 
 def _configure_logging(config: Config) -> None:
-    import logging
-
     handler: logging.Handler
     if config.log.file is not None:
         try:
@@ -425,13 +424,62 @@ def _configure_logging(config: Config) -> None:
         except OSError as exc:
             raise ConfigError(f"cannot open {config.log.file}: {exc.strerror or exc}",
                               key="log.file") from None
-    else:
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handlers: list[logging.Handler] = []
+    if config.log.file is None:
+        # On the terminal a line per message; an internal error's traceback goes
+        # to <confdir>/h2scope.log (made when first needed), which the line names.
+        details = Path(config.confdir) / "h2scope.log"
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_LineOnly(fmt, details))
+        traces = _PrivateLog(details)
+        traces.addFilter(lambda record: record.exc_info is not None)
+        traces.setFormatter(logging.Formatter(fmt))
+        handlers.append(traces)
+    else:
+        handler.setFormatter(logging.Formatter(fmt))
     logger = logging.getLogger("h2scope")
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = [handler, *handlers]
     logger.setLevel(config.log.level.upper())
     logger.propagate = False
+
+
+class _LineOnly(logging.Formatter):
+    """A log line without its traceback, which it says is in ``details``."""
+
+    def __init__(self, fmt: str, details: Path) -> None:
+        super().__init__(fmt)
+        self.details = details
+
+    def format(self, record: Any) -> str:
+        if record.exc_info is None:
+            return super().format(record)
+        import copy
+
+        line = copy.copy(record)
+        exc = record.exc_info[1]
+        line.exc_info = line.exc_text = None
+        line.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc} " \
+                   f"(the traceback is in {self.details})"
+        line.args = ()
+        return super().format(line)
+
+
+class _PrivateLog(logging.FileHandler):
+    """A log file made when the first record comes, mode 0600 (it names hosts)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self) -> Any:
+        from certs.files import ensure_private_dir, private_append
+
+        ensure_private_dir(Path(self.baseFilename).parent)
+        private_append(self.baseFilename)
+        return super()._open()
+
+    def handleError(self, record: Any) -> None:
+        pass  # (the terminal's line said what happened; a log that cannot be written adds nothing)
 
 
 def _target_host(target: str | None, sni: str | None) -> str | None:

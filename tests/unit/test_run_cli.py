@@ -781,3 +781,37 @@ def test_private_files_are_not_written_through_links_but_system_ones_are(
                        cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == b"capture"
+
+
+def test_headless_an_internal_errors_traceback_goes_to_a_log_file_not_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from proxy.config import Config
+
+    logger = logging.getLogger("h2scope")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        run_cmd._configure_logging(Config(confdir=tmp_path / "conf"))
+        logging.getLogger("h2scope.proxy").warning("cannot accept new connections")
+        assert not (tmp_path / "conf" / "h2scope.log").exists()  # (made when needed)
+        try:
+            raise UnicodeError("label empty or too long")
+        except UnicodeError:
+            logging.getLogger("h2scope.proxy").exception("[conn %d] internal error", 5)
+        for h in logger.handlers:
+            h.flush()
+        err = capsys.readouterr().err
+        log = tmp_path / "conf" / "h2scope.log"
+        assert "cannot accept new connections" in err
+        assert (f"ERROR h2scope.proxy: [conn 5] internal error: UnicodeError: label empty or "
+                f"too long (the traceback is in {log})") in err
+        assert "Traceback" not in err
+        text = log.read_text()
+        assert "[conn 5] internal error" in text and "Traceback (most recent call last)" in text
+        assert "cannot accept" not in text
+        assert log.stat().st_mode & 0o777 == 0o600
+    finally:
+        for h in logger.handlers:
+            h.close()
+        logger.handlers[:], logger.level, logger.propagate = saved  # type: ignore[assignment]
