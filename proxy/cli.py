@@ -146,7 +146,19 @@ def _without_command(argv: Sequence[str]) -> bool:
     return True
 
 
+EXIT_INTERRUPTED = 130
+"""Ctrl+C before a command's own handling of it (``run`` stops cleanly, exit 0):
+128 + SIGINT, as shells report it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # (while the commands' modules load: no traceback)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     escape_bytes_on_standard_streams()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -171,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"h2scope: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return EXIT_OK
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `h2scope decode ... | head`: the reader went away; not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
