@@ -188,9 +188,11 @@ def flags_text(frame: Frame) -> str:
 def field_annotation(fa: FieldAnnotation) -> str:
     """``lit+idx name=static:1 H 12→16`` — how one field was encoded."""
     rep = _REPR_SHORT.get(fa.representation, str(fa.representation))
-    if fa.representation is Representation.SIZE_UPDATE:
-        return f"{rep} {fa.new_table_size}"
     bits = [rep]
+    if fa.representation is Representation.SIZE_UPDATE:
+        bits.append(str(fa.new_table_size))
+        _evicted(bits, fa)  # (a lower maximum evicts, RFC 7541 §4.3)
+        return " ".join(bits)
     if fa.representation is Representation.INDEXED:
         bits.append(f"{fa.table}:{fa.index}")
     else:
@@ -206,11 +208,15 @@ def field_annotation(fa: FieldAnnotation) -> str:
         size = (fa.name_length if fa.name_length is not None else
                 len(fa.name.encode("utf-8", "surrogateescape"))) + (fa.value_length or 0) + 32
         bits.append(f"NOT inserted ({size} B > the table's maximum, §4.4)")
+    _evicted(bits, fa)
+    return " ".join(bits)
+
+
+def _evicted(bits: list[str], fa: FieldAnnotation) -> None:
     if fa.evicted:
         names = ", ".join(shown(n) for n, _ in fa.evicted[:3])
         more = f", … ({len(fa.evicted)})" if len(fa.evicted) > 3 else ""
         bits.append(f"evicted {names}{more}")
-    return " ".join(bits)
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")

@@ -164,7 +164,11 @@ def _read_integer(data: bytes, pos: int, prefix_bits: int, what: str) -> tuple[i
     try:
         value, consumed = decode_integer(memoryview(data)[pos:], prefix_bits)
     except HPACKError:
-        if all(b & 0x80 for b in data[pos + 1:]):  # every byte says "more follows"
+        # Five continuation bytes that each say "more follows" are already more than
+        # any value up to MAX_INTEGER needs, whether or not the block goes on.
+        five = data[pos + 1:pos + 6]
+        if (len(five) < 5 or not all(b & 0x80 for b in five)) and \
+                all(b & 0x80 for b in data[pos + 1:]):  # every byte says "more follows"
             raise HpackDecodeError(f"truncated integer ({what}): the block ends after "
                                    f"{len(data) - pos} of its bytes", offset=pos,
                                    section="§5.1") from None
@@ -372,7 +376,7 @@ class AnnotatedDecoder:
                 raise HpackDecodeError(
                     f"table size update to {new_size} exceeds the allowed maximum "
                     f"{self._max_allowed}",
-                    offset=start, section="§4.2",
+                    offset=start, section="§6.3",
                 )
             self._table_max = new_size
             if new_size < lowest:

@@ -29,7 +29,7 @@ def test_hpack_encoder_signalling_a_superseded_table_size_is_a_compression_error
     """
     client, events = _table_sizes_then_a_response((256, 128), [(":status", "200")])
     findings = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
-    assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
+    assert [(f.code, f.rfc) for f in findings] == [("hpack-error", "RFC 7541 §6.3, RFC 9113 §4.3")]
     assert "table size update to 256 exceeds the allowed maximum 128" in findings[0].message
     # And the client endpoint agrees that the block is broken.
     try:
