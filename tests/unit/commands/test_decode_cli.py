@@ -261,3 +261,19 @@ def test_windows_printed_from_defaults_come_with_a_note_that_says_so(capsys):
     assert "note:" not in capsys.readouterr().err
     assert main(["decode", "--json", "000004080000000000000f0001"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_size_update_says_what_it_evicted_and_a_long_run_of_continuations_is_over_long(
+        capsys):
+    assert main(["decode", "--hpack", "4003782d610461616161\n2082"]) == 0
+    out = capsys.readouterr().out
+    assert "    <size-update 0 evicted x-a>\n" in out
+    # Five continuation bytes that each say more follows: over-long, though the
+    # block ends there (one fewer could still be a value cut short).
+    assert main(["decode", "--hpack", "ffffffffffffffffffff"]) == 1
+    assert "over-long integer (index)" in capsys.readouterr().err
+    assert main(["decode", "--hpack", "ff80808080"]) == 1
+    assert "truncated integer (index): the block ends after 5 of its bytes" in \
+        capsys.readouterr().err
+    assert main(["decode", "--hpack", "3fe13f82"]) == 1
+    assert "exceeds the allowed maximum 4096 (RFC 7541 §6.3;" in capsys.readouterr().err
