@@ -595,7 +595,7 @@ class Http1Relay:
         if self.conn.via_proxy:
             return _proxy_form(request, drop_auth=state.auth_required,
                                auth=state.options.upstream_auth)
-        return _origin_form(request, path, drop_auth=state.auth_required)
+        return _origin_form(request, path)
 
     async def _reply(self, status: int, reason: str, body: str, request: RequestHead) -> None:
         framing, _ = http1.request_framing(request)
@@ -644,9 +644,12 @@ def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> b
     return b"\r\n".join(lines)
 
 
-def _origin_form(request: RequestHead, path: str, *, drop_auth: bool) -> bytes:
+def _origin_form(request: RequestHead, path: str) -> bytes:
+    """The request as an origin server takes it: origin form, and without
+    ``Proxy-Authorization``, which is for a proxy (RFC 9110 §11.7.2) — h2scope's, or
+    one the client was set up for — and never an origin's business, whether h2scope
+    checked it (``--proxyauth``) or not."""
     lines = request.raw.split(b"\r\n")
     lines[0] = http1.wire(f"{request.method} {path} {request.version}")
-    if drop_auth:
-        lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
+    lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
     return b"\r\n".join(lines)

@@ -63,6 +63,21 @@ def test_plain_http_keep_alive_reuses_one_connection_and_logs_each_message(
     assert [e.via for e in proxy.events(TargetChosen)] == ["HTTP"]
 
 
+def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread) -> None:
+    """A client set up with another proxy's credentials (http_proxy=user:pass@...) and
+    pointed at h2scope: without --proxyauth h2scope checks none, and still must not
+    hand them to the origin (RFC 9110 §11.7.2)."""
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    with one_connection_server(reply) as origin:
+        code, out, err = curl("-x", f"http://corpuser:corpPW@127.0.0.1:{proxy.port()}",
+                              f"http://127.0.0.1:{origin.port}/x")
+        assert origin.done.wait(10)
+    assert code == 0 and out == b"ok", err
+    head = bytes(origin.received).split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"get /x http/1.1\r\n")
+    assert b"proxy-authorization" not in head
+
+
 def test_plain_http_to_an_ignored_host_is_relayed_unseen(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """ignore_hosts (and allow_hosts) pass plain http:// requests through too: relayed,
