@@ -198,6 +198,7 @@ class ProxyServer:
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()
                 self.addresses[mode.spec] = (str(sockname[0]), int(sockname[1]))
+                self.state.listening.append(self.addresses[mode.spec])
                 log.info("mode %s listening on %s:%d", mode.spec, sockname[0], sockname[1])
         except OSError as exc:
             await self.stop()

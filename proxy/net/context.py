@@ -123,6 +123,9 @@ class ProxyState:
         self.ignore = [re.compile(p) for p in options.ignore_hosts]
         self.allow = [re.compile(p) for p in options.allow_hosts]
         self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
+        self.listening: list[tuple[str, int]] = []
+        """The addresses this proxy listens on (the server adds each as it binds): an
+        upstream connection that reaches one is refused, it would loop."""
         if self.keylog:  # (OpenSSL would create it with the umask: it holds every key)
             private_append(self.keylog)
         self._auth = _parse_auth(options.proxyauth)
@@ -249,8 +252,8 @@ class Conn:
             from proxy.net.upstream_proxy import connect_via
 
             return await connect_via(self.mode, self.state.options.upstream_auth, host, port,
-                                     timeout=CONNECT_TIMEOUT)
-        return await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+                                     timeout=CONNECT_TIMEOUT, own=self.state.listening)
+        return await open_tcp(host, port, timeout=CONNECT_TIMEOUT, own=self.state.listening)
 
     def server_ip(self) -> str | None:
         """The address the latest upstream TCP connection reached (None through an

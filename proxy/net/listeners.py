@@ -91,7 +91,8 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
         if hello is None:
             return  # (closed, saying why)
     try:
-        server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+        server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT,
+                                    own=conn.state.listening)
     except (OSError, TimeoutError) as exc:
         reason = connect_failure(exc)
         await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}")

@@ -575,10 +575,12 @@ class Http1Relay:
             await self.conn.emit(TargetChosen(conn_id=self.conn.id, t=time.time(), target=where,
                                               via="HTTP", intercept=not unseen))
             try:
+                own = self.conn.state.listening
                 if self.conn.via_proxy:  # the upstream proxy takes the absolute form
-                    self.server = await open_proxy(self.conn.mode, timeout=CONNECT_TIMEOUT)
+                    self.server = await open_proxy(self.conn.mode, timeout=CONNECT_TIMEOUT,
+                                                   own=own)
                 else:
-                    self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT)
+                    self.server = await open_tcp(host, port, timeout=CONNECT_TIMEOUT, own=own)
                 self.conn.streams.append(self.server)
                 if not self._relay_said:  # (what the recording's metadata keeps: the first)
                     self._relay_said = True

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +429,8 @@ def connect_failure(exc: BaseException) -> str:
     (Name or service not known)``, ``no answer within 10 s``."""
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the name ({exc.strerror or exc})"
+    if isinstance(exc, OwnListener):
+        return str(exc.strerror)
     if isinstance(exc, TimeoutError) and not getattr(exc, "errno", None):
         return "no answer in time"
     if isinstance(exc, OSError) and (exc.errno or exc.strerror):
@@ -437,9 +440,32 @@ def connect_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def open_tcp(host: str, port: int, *, timeout: float) -> TcpStream:
-    """Connect to *host*:*port*; raises OSError or TimeoutError."""
+class OwnListener(ConnectionRefusedError):
+    """The address connected to is one of h2scope's own listeners: relaying there
+    would loop (each request opening another connection to itself until the
+    descriptors run out)."""
+
+
+async def open_tcp(host: str, port: int, *, timeout: float,
+                   own: Sequence[tuple[str, int]] = ()) -> TcpStream:
+    """Connect to *host*:*port*; raises OSError or TimeoutError — OwnListener when
+    it reached one of ``own``, the addresses h2scope listens on."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         _, stream = await loop.create_connection(TcpStream, host, port)
+    if own and _reaches(stream, own):
+        stream.abort()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OwnListener(errno.ECONNREFUSED, f"{where} is h2scope's own listener: relaying "
+                          "there would loop back into h2scope; point the client or the mode "
+                          "at the real server")
     return stream
+
+
+def _reaches(stream: TcpStream, own: Sequence[tuple[str, int]]) -> bool:
+    peer, local = stream.get_extra_info("peername"), stream.get_extra_info("sockname")
+    if not isinstance(peer, tuple) or not isinstance(local, tuple):
+        return False
+    ip, port = str(peer[0]), int(peer[1])
+    return any(port == lport and (ip == lip or (lip in ("0.0.0.0", "::") and ip == local[0]))
+               for lip, lport in own)

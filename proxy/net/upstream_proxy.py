@@ -12,6 +12,7 @@ interception as usual) becomes a ``CONNECT`` to the upstream proxy; a plain
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 
 from proxy.net import http1
 from proxy.net.http1 import Http1Error
@@ -31,11 +32,13 @@ def authorization(auth: str | None) -> bytes:
     return f"Proxy-Authorization: Basic {token}\r\n".encode("ascii")
 
 
-async def open_proxy(mode: Mode, *, timeout: float) -> TcpStream:
-    """TCP to the upstream proxy of ``mode``; :class:`UpstreamProxyError` says why not."""
+async def open_proxy(mode: Mode, *, timeout: float,
+                     own: Sequence[tuple[str, int]] = ()) -> TcpStream:
+    """TCP to the upstream proxy of ``mode``; :class:`UpstreamProxyError` says why not
+    (also when it is one of ``own``, h2scope's listeners: a loop)."""
     assert mode.host is not None and mode.port is not None
     try:
-        return await open_tcp(mode.host, mode.port, timeout=timeout)
+        return await open_tcp(mode.host, mode.port, timeout=timeout, own=own)
     except (OSError, TimeoutError) as exc:
         why = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
                str(exc) or type(exc).__name__)
@@ -44,14 +47,14 @@ async def open_proxy(mode: Mode, *, timeout: float) -> TcpStream:
 
 
 async def connect_via(mode: Mode, auth: str | None, host: str, port: int, *,
-                      timeout: float) -> TcpStream:
+                      timeout: float, own: Sequence[tuple[str, int]] = ()) -> TcpStream:
     """A TCP stream to ``host:port`` through the upstream proxy of ``mode``.
 
     Raises :class:`UpstreamProxyError` (an ``OSError``) with the proxy's answer
     when it refuses, and ``OSError``/``TimeoutError`` when it cannot be reached.
     """
     proxy = mode.address
-    stream = await open_proxy(mode, timeout=timeout)
+    stream = await open_proxy(mode, timeout=timeout, own=own)
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     stream.write(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n".encode("latin-1")
                  + authorization(auth) + b"\r\n")

@@ -353,3 +353,21 @@ def test_a_server_name_no_certificate_can_hold_gets_an_alert_before_anything_goe
     assert not [e for e in proxy.events(ProxyErrorRaised) if e.stage in ("internal",
                                                                          "server-tls")]
     good_request()
+
+
+def test_a_request_for_h2scopes_own_listener_is_refused_not_looped(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """A reverse mode pointed at its own port (or a client asking the proxy for
+    itself) used to open connection after connection to itself until the file
+    descriptors ran out, and then nobody was served."""
+    port = procs.free_port()
+    proxy = make_proxy(modes=["regular@0", f"reverse:http://127.0.0.1:{port}@{port}"])
+    r = procs.run([procs.require("curl"), "-sS", "-m", "10", f"http://127.0.0.1:{port}/"])
+    assert b"is h2scope's own listener: relaying there would loop back" in r.stdout
+    r = procs.run([procs.require("curl"), "-sS", "-m", "10", "-x", proxy.url,
+                   f"http://127.0.0.1:{proxy.port('regular')}/"])
+    assert b"HTTP" not in r.stdout[:4] and b"own listener" in r.stdout
+    (first, *_) = errors(proxy, "connect")
+    assert f"127.0.0.1:{port} is h2scope's own listener" in first.message
+    # One hop each, not an avalanche: each request's connection and its looped one.
+    assert len(proxy.events(ConnectionClosed)) <= 4
