@@ -25,7 +25,9 @@ from proxy.observe.describe import (
     event_line,
     flags_text,
     frame_summary,
+    omitted_line,
     shown_field,
+    shown_headers,
 )
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
@@ -71,11 +73,14 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
         return known
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
-    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in block.headers]
+    headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
+    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in headers]
     if not "".join(lines).isprintable():  # (one C-speed test for the whole block)
         lines = [f"{HEADER_INDENT}{shown_field(name, value)}{_raw_note(name, value)}"
-                 for name, value in block.headers]
-    text = _BLOCK_TEXT[id(block)] = (block, block_summary(block.headers).rstrip(), lines)
+                 for name, value in headers]
+    if omitted:
+        lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, block)}")
+    text = _BLOCK_TEXT[id(block)] = (block, block_summary(headers).rstrip(), lines)
     return text
 
 

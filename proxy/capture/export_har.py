@@ -22,7 +22,7 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.content import decode_content
-from proxy.observe.describe import escape_undecoded
+from proxy.observe.describe import escape_undecoded, shown_headers
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
@@ -101,7 +101,25 @@ def _pairs(headers: Headers | None) -> list[list[str]]:
 
 
 def _headers(headers: Headers | None) -> list[dict[str, str]]:
-    return [_header(n, v) for n, v in headers or () if not n.startswith(":")]
+    return [_header(n, v) for n, v in _bounded(headers)[0] if not n.startswith(":")]
+
+
+def _bounded(headers: Headers | None) -> tuple[Headers, str | None]:
+    """At most describe.SHOWN_LIST_SIZE of a header list (an HPACK bomb decodes to
+    megabytes), and the comment that says what was left out, or None."""
+    if not headers:
+        return (), None
+    shown, omitted, size = shown_headers(tuple(headers), _size(headers))
+    if not omitted:
+        return headers, None
+    return shown, (f"{omitted:,} more header fields ({size:,} bytes by RFC 7541's count) not "
+                   "shown: the list is an HPACK amplification (header-list-amplified)")
+
+
+def _omitted(part: dict[str, Any], headers: Headers | None) -> None:
+    comment = _bounded(headers)[1]
+    if comment:
+        part["comment"] = comment
 
 
 def _octets(text: str) -> int:
@@ -116,7 +134,7 @@ def _size(headers: Headers | None) -> int:
 
 def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
     cookies: list[dict[str, Any]] = []
-    for n, v in headers or ():
+    for n, v in _bounded(headers)[0]:
         if n != name:
             continue
         if name == "cookie":
@@ -222,6 +240,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
             post["comment"] = "base64: " + (f"{req_mime.split(';')[0]} bodies are binary"
                                             if binary else "the request body is not UTF-8")
         request["postData"] = post
+    _omitted(request, ex.request_headers)
     response: dict[str, Any] = {
         "status": status,
         "statusText": ex.status_text,
@@ -234,6 +253,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "headersSize": ex.head_sizes[1] if h1 else _size(ex.response_headers),
         "bodySize": max(len(ex.response_body), ex.response_sent),
     }
+    _omitted(response, ex.response_headers)
     server = meta.get("server") or {}
     h2: dict[str, Any] = {"connection": ex.conn_id, "protocol": ex.http_version,
                           "request_number": ex.stream_id,

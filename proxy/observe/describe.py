@@ -7,6 +7,7 @@ all say the same thing about a frame, so the wording lives here once.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import unquote
 
 from proxy.observe.enums import setting_name
@@ -259,11 +260,57 @@ def shown(value: str) -> str:
         f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in value)
 
 
+SHOWN_LIST_SIZE = 256 * 1024
+"""The RFC 7541 §4.1 size of a header list that the text, JSON Lines and HAR
+outputs show at most per block; the fields past it are counted, not written. A
+few bytes of indexed fields can stand for megabytes (one large table entry
+referenced again and again, RFC 7541 §7.3): 80 KB of such HEADERS printed
+290 MB. Browsers refuse lists well below this (Chromium: 256 KiB)."""
+
+
+def shown_headers(headers: tuple[tuple[str, str], ...], decoded_size: int,
+                  ) -> tuple[tuple[tuple[str, str], ...], int, int]:
+    """(the fields to show, fields left out, their RFC 7541 size) for a header
+    list of ``decoded_size``: all of it, unless past :data:`SHOWN_LIST_SIZE`."""
+    if decoded_size <= SHOWN_LIST_SIZE:
+        return headers, 0, 0
+    used = 0
+    for i, (name, value) in enumerate(headers):
+        size = len(name.encode("utf-8", "surrogateescape")) + \
+            len(value.encode("utf-8", "surrogateescape")) + 32
+        if used + size > SHOWN_LIST_SIZE:
+            return headers[:i], len(headers) - i, decoded_size - used
+        used += size
+    return headers, 0, 0
+
+
+def shown_fields(fields: Sequence[FieldAnnotation], shown: int) -> Sequence[FieldAnnotation]:
+    """The annotations of the first ``shown`` header fields (the size updates
+    among them kept)."""
+    n = 0
+    for i, fa in enumerate(fields):
+        if fa.representation is not Representation.SIZE_UPDATE:
+            n += 1
+            if n > shown:
+                return fields[:i]
+    return fields
+
+
+def omitted_line(count: int, size: int, block: HeaderBlock) -> str:
+    """``… 11,990 more fields (47.0 MB) not shown: …`` after a list cut short."""
+    return (f"… {count:,} more field{'s' if count != 1 else ''} ({size:,} bytes) not shown: "
+            f"the list decodes to {block.decoded_size:,} bytes from {block.wire_length:,} "
+            "on the wire (RFC 7541 §7.3)")
+
+
 def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "    ") -> list[str]:
-    """The header list, one field a line; with ``annotate``, its representation too."""
+    """The header list, one field a line; with ``annotate``, its representation too
+    (either way at most :data:`SHOWN_LIST_SIZE` of it)."""
     lines = []
+    headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
     if annotate:
-        for fa in block.fields:
+        fields = shown_fields(block.fields, len(headers)) if omitted else block.fields
+        for fa in fields:
             if fa.representation is Representation.SIZE_UPDATE:
                 lines.append(f"{indent}<{field_annotation(fa)}>")
             else:
@@ -275,9 +322,12 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
                      f"{block.table_entries} entr{'y' if block.table_entries == 1 else 'ies'}, "
                      f"+{block.inserted} -{block.evicted}")
     else:
-        plain = [f"{indent}{name}: {value}" for name, value in block.headers]
+        plain = [f"{indent}{name}: {value}" for name, value in headers]
         lines.extend(plain if "".join(plain).isprintable() else
-                     [f"{indent}{shown_field(name, value)}" for name, value in block.headers])
+                     [f"{indent}{shown_field(name, value)}" for name, value in headers])
+    if omitted:
+        lines.insert(len(lines) - 1 if annotate else len(lines),
+                     f"{indent}{omitted_line(omitted, omitted_size, block)}")
     return lines
 
 

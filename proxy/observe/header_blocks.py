@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.observe.describe import shown
+from proxy.observe.describe import SHOWN_LIST_SIZE, shown
 from proxy.observe.enums import Direction, SettingCode
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
@@ -37,6 +37,9 @@ C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
 _HEADERS, _CONT = 1, 9
 _MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
+_AMPLIFIED = 16
+"""A list past describe.SHOWN_LIST_SIZE that decodes to more than this many times
+its wire bytes is an HPACK amplification (one entry referenced over and over)."""
 _ENABLE_PUSH = int(SettingCode.ENABLE_PUSH)
 # Module constants: looking a member up on an Enum class costs ~90 ns in 3.11.
 _ROLE_REQUEST, _ROLE_PUSH_REQUEST = BlockRole.REQUEST, BlockRole.PUSH_REQUEST
@@ -408,6 +411,16 @@ class HeaderBlocks:
             findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
                                f"header list of {block.decoded_size} bytes exceeds the "
                                f"receiver's SETTINGS_MAX_HEADER_LIST_SIZE {limit}", seq, sid))
+        if block.decoded_size > SHOWN_LIST_SIZE and \
+                block.decoded_size > _AMPLIFIED * block.wire_length:
+            findings.append(_f("header-list-amplified", Severity.WARNING,
+                               "RFC 7541 §7.3, RFC 9113 §10.5.1",
+                               f"a header block of {block.wire_length:,} bytes decodes to "
+                               f"{block.decoded_size:,} bytes of fields "
+                               f"(×{block.decoded_size // max(1, block.wire_length):,}): "
+                               "table entries indexed again and again, which a receiver must "
+                               "bound; h2scope's outputs show the first "
+                               f"{SHOWN_LIST_SIZE // 1024} KiB of it", seq, sid))
         stream = self.stream(sid)
         if stream is not None:
             direction = side.direction

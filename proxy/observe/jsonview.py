@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.observe.describe import escape_undecoded
+from proxy.observe.describe import escape_undecoded, shown_fields, shown_headers
 from proxy.observe.enums import error_name, setting_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -108,9 +108,11 @@ def field_dict(fa: FieldAnnotation) -> dict[str, Any]:
 
 
 def block_dict(block: HeaderBlock) -> dict[str, Any]:
-    return {
-        "headers": [_header(n, v) for n, v in block.headers],
-        "fields": [field_dict(fa) for fa in block.fields],
+    headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
+    fields = shown_fields(block.fields, len(headers)) if omitted else block.fields
+    d: dict[str, Any] = {
+        "headers": [_header(n, v) for n, v in headers],
+        "fields": [field_dict(fa) for fa in fields],
         "wire_length": block.wire_length,
         "decoded_size": block.decoded_size,
         "inserted": block.inserted,
@@ -118,6 +120,9 @@ def block_dict(block: HeaderBlock) -> dict[str, Any]:
         "table": {"size_before": block.table_size_before, "size": block.table_size,
                   "max": block.table_max, "entries": block.table_entries},
     }
+    if omitted:  # (past describe.SHOWN_LIST_SIZE: counted, not written)
+        d["omitted"] = {"fields": omitted, "size": omitted_size}
+    return d
 
 
 def _priority(p: Any) -> dict[str, Any] | None:

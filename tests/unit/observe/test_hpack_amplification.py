@@ -1,0 +1,74 @@
+"""An HPACK "bomb": one large dynamic table entry referenced by thousands of
+one-byte indexed fields (RFC 7541 §7.3). The observer decodes it all and says so;
+what the text log and JSON show of it is bounded."""
+
+from __future__ import annotations
+
+import struct
+
+from proxy.observe.describe import SHOWN_LIST_SIZE, block_lines
+from proxy.observe.enums import Direction
+from proxy.observe.events import FrameObserved
+from proxy.observe.jsonview import block_dict
+from proxy.textlog import event_lines
+from tests.unit.observe.conftest import Conversation
+
+C2S = Direction.C2S
+
+
+def _literal(data: bytes) -> bytes:
+    assert len(data) < 127 or len(data) < 127 + 128 * 128
+    if len(data) < 127:
+        return bytes([len(data)]) + data
+    rest = len(data) - 127
+    return bytes([127, (rest & 127) | 128, rest >> 7]) + data
+
+
+def _bomb(refs: int) -> bytes:
+    block = bytes.fromhex("828684") + b"\x41" + _literal(b"localhost")
+    block += b"\x40" + _literal(b"x") + _literal(b"A" * 4000)  # dynamic index 62
+    block += b"\xbe" * refs  # "x: AAAA…" again and again
+    return struct.pack(">I", len(block))[1:] + bytes([1, 0x5]) + struct.pack(">I", 1) + block
+
+
+def test_an_amplified_header_list_is_decoded_whole_flagged_and_shown_bounded() -> None:
+    conv = Conversation()
+    conv.send(C2S, conv.f.settings())
+    events = conv.send(C2S, _bomb(3000))
+    (ev,) = [e for e in events if isinstance(e, FrameObserved)]
+    block = ev.block
+    assert block is not None and len(block.headers) == 3000 + 5  # decoded whole
+    assert block.decoded_size > 12_000_000
+    (finding,) = [f for f in ev.findings if f.code == "header-list-amplified"]
+    assert finding.rfc == "RFC 7541 §7.3, RFC 9113 §10.5.1"
+    assert f"a header block of {block.wire_length:,} bytes decodes to " \
+        f"{block.decoded_size:,} bytes" in finding.message
+    # The text log: the first 256 KiB of fields, then what was left out.
+    lines = event_lines(1, ev, 0.0)
+    text = "\n".join(lines)
+    assert len(text) < SHOWN_LIST_SIZE + 4096
+    shown = sum(1 for ln in lines if ln.strip().startswith("x: AAAA"))
+    assert 0 < shown < 70
+    assert f"… {3001 - shown:,} more fields (" in text
+    assert " bytes) not shown: the list decodes to " in text
+    for annotate in (False, True):
+        out = block_lines(block, annotate=annotate)
+        assert sum(len(x) for x in out) < SHOWN_LIST_SIZE + 8192
+        assert "more fields" in "".join(out)
+    assert block_lines(block, annotate=True)[-1].lstrip().startswith("; block ")
+    d = block_dict(block)
+    assert d["omitted"] == {"fields": 3001 - shown, "size": block.decoded_size - sum(
+        len(n) + len(v) + 32 for n, v in block.headers[:len(d["headers"])])}
+    assert len(d["headers"]) == len(block.headers) - 3001 + shown
+    assert len([f for f in d["fields"] if f["representation"] != "size_update"]) == \
+        len(d["headers"])
+
+
+def test_a_large_list_that_is_not_amplified_is_not_flagged() -> None:
+    conv = Conversation()
+    conv.send(C2S, conv.f.settings())
+    events = conv.send(C2S, _bomb(40))  # 160 KB of fields: below the bound
+    (ev,) = [e for e in events if isinstance(e, FrameObserved)]
+    assert "header-list-amplified" not in [f.code for f in ev.findings]
+    assert "omitted" not in block_dict(ev.block)  # type: ignore[arg-type]
+    assert "more fields" not in "\n".join(event_lines(1, ev, 0.0))
