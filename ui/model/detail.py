@@ -10,7 +10,14 @@ from dataclasses import fields
 
 from rich.text import Text
 
-from proxy.observe.describe import field_annotation, flags_text, frame_summary
+from proxy.observe.describe import (
+    field_annotation,
+    flags_text,
+    frame_summary,
+    omitted_line,
+    shown_fields,
+    shown_headers,
+)
 from proxy.observe.enums import error_name, setting_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import (
@@ -105,9 +112,12 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         out.append("\nheader block\n", style.Style(bold=True))
         if ev.block_stream_id is not None:
             out.append(f"  (request of promised stream {ev.block_stream_id})\n")
-        for n, v in _ordered(ev.block.headers):
+        headers, omitted, size = shown_headers(ev.block.headers, ev.block.decoded_size)
+        for n, v in _ordered(headers):
             out.append(f"  {n}", style.Style(bold=True))
             out.append(f": {v}\n")
+        if omitted:
+            out.append(f"  {omitted_line(omitted, size, ev.block)}\n", style.WARNING)
     elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
         out.append("\nheader block continues in CONTINUATION frames\n", style.TIME)
     return out
@@ -192,7 +202,8 @@ def _broken_block(out: Text, exc: HpackDecodeError, b: HeaderBlock) -> None:
 def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "
                f"{b.table_entries} entries, +{b.inserted} inserted, -{b.evicted} evicted\n\n")
-    for fa in b.fields:
+    headers, omitted, size = shown_headers(b.headers, b.decoded_size)
+    for fa in shown_fields(b.fields, len(headers)) if omitted else b.fields:
         if fa.representation is Representation.SIZE_UPDATE:
             out.append(f"<dynamic table size update → {fa.new_table_size}>", style.WARNING)
             out.append(f"  @{fa.offset} {fa.wire_length}B\n", style.TIME)
@@ -205,6 +216,8 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
             out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)
         for n, v in fa.evicted:
             out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
+    if omitted:
+        out.append(f"{omitted_line(omitted, size, b)}\n", style.WARNING)
     if last is not None:
         out.append(f"{last}\n", style.FINDING)
     out.append("\nlegend: idx = indexed (RFC 7541 §6.1); lit+idx = literal with incremental "

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.grpc_log import GrpcTracker, grpc_field_note
-from proxy.observe.describe import shown_field
+from proxy.observe.describe import shown_field, shown_headers
 from proxy.observe.header_rules import grpc_call_type
 from proxy.websocket import is_websocket
 from ui.model import body
@@ -115,7 +115,9 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
     if headers is None:
         return
     out.append(f"\n{title}\n", "bold underline")
-    for n, v in headers:  # as sent: pseudo-headers first (RFC 9113 §8.3)
+    size = sum(len(n) + len(v) + 32 for n, v in headers)  # (characters: near enough)
+    shown, omitted, left = shown_headers(tuple(headers), size)
+    for n, v in shown:  # as sent: pseudo-headers first (RFC 9113 §8.3)
         name, _, value = shown_field(n, v).partition(": ")
         out.append(f"  {name}", "bold cyan" if n.startswith(":") else "bold")
         out.append(f": {value}")
@@ -123,6 +125,9 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
         if note:
             out.append(f"    ({note})", "dim")
         out.append("\n")
+    if omitted:
+        out.append(f"  … {omitted:,} more fields (about {left:,} bytes) not shown: an HPACK "
+                   "amplification (header-list-amplified)\n", "yellow")
 
 
 def _body(out: Text, title: str, body: Body, headers: Headers | None,

@@ -72,3 +72,18 @@ def test_a_large_list_that_is_not_amplified_is_not_flagged() -> None:
     assert "header-list-amplified" not in [f.code for f in ev.findings]
     assert "omitted" not in block_dict(ev.block)  # type: ignore[arg-type]
     assert "more fields" not in "\n".join(event_lines(1, ev, 0.0))
+
+
+def test_the_uis_frame_detail_and_stream_view_show_such_a_list_bounded() -> None:
+    from rich.text import Text
+
+    from ui.screens.stream import _headers
+
+    conv = Conversation()
+    conv.send(C2S, conv.f.settings())
+    (ev,) = [e for e in conv.send(C2S, _bomb(3000)) if isinstance(e, FrameObserved)]
+    assert ev.block is not None
+    out = Text()
+    _headers(out, "request headers", ev.block.headers)
+    assert len(out.plain) < SHOWN_LIST_SIZE + 4096
+    assert "more fields (about " in out.plain and "header-list-amplified" in out.plain
