@@ -450,9 +450,29 @@ class _Loader:
         raise TypeError(f"no converter for {hint!r} ({key})")  # a schema bug, not user input
 
 
+_MAX_DEPTH = 32
+"""How deep a config file's YAML may nest (h2scope's own keys go 3 deep)."""
+
+
 def _node_lines(node: yaml.Node | None, path: str, out: dict[str, int],
-                dupes: list[tuple[str, int]]) -> None:
-    """Map each dotted key path in the composed YAML tree to its 1-based line."""
+                dupes: list[tuple[str, int]], seen_nodes: set[int] | None = None,
+                depth: int = 0) -> None:
+    """Map each dotted key path in the composed YAML tree to its 1-based line.
+    Raises ConfigError for an alias (``*name``: a node met twice) or a tree nested
+    deeper than :data:`_MAX_DEPTH` — a few lines of aliases can stand for billions
+    of nodes."""
+    if node is None:
+        return
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        raise ConfigError("YAML aliases (*name) are not read in h2scope's config: write the "
+                          "value out where it is used (this one repeats the value of line "
+                          f"{node.start_mark.line + 1})", key=path or None)
+    seen_nodes.add(id(node))
+    if depth > _MAX_DEPTH:
+        raise ConfigError(f"nested more than {_MAX_DEPTH} levels deep: h2scope's settings "
+                          "go three levels deep at most (see config.example.yaml)",
+                          line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -462,11 +482,11 @@ def _node_lines(node: yaml.Node | None, path: str, out: dict[str, int],
                 dupes.append((dotted, key_node.start_mark.line + 1))
             seen.add(key)
             out[dotted] = key_node.start_mark.line + 1
-            _node_lines(value_node, dotted, out, dupes)
+            _node_lines(value_node, dotted, out, dupes, seen_nodes, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[f"{path}[{i}]"] = item.start_mark.line + 1
-            _node_lines(item, f"{path}[{i}]", out, dupes)
+            _node_lines(item, f"{path}[{i}]", out, dupes, seen_nodes, depth + 1)
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
@@ -486,7 +506,9 @@ def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
                           f"{exc.start})", source=source) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError("not valid YAML for h2scope: nested too deeply (its settings go "
+                          "three levels deep at most)", source=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -496,7 +518,19 @@ def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
         raise ConfigError(f"not valid YAML: {exc}", source=source) from None
     lines: dict[str, int] = {}
     dupes: list[tuple[str, int]] = []
-    _node_lines(node, "", lines, dupes)
+    try:
+        _node_lines(node, "", lines, dupes)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=exc.key, line=exc.line, source=source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"not valid YAML: {exc.problem or exc}", line=line,
+                          source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from None
     if dupes:
         key, line = dupes[0]
         raise ConfigError("this key appears twice", key=key, line=line, source=source)

@@ -458,3 +458,28 @@ def test_keymap_key_names_are_checked(tmp_path: Path) -> None:
     assert "did you mean 'pagedown'?" in str(exc)
     assert load_config(write(tmp_path, "ui:\n  keymap: {quit: 'ctrl+x,f10', help: '?'}\n"),
                        {}).ui.keymap == {"quit": "ctrl+x,f10", "help": "?"}
+
+
+def test_yaml_aliases_are_refused_so_a_few_lines_cannot_stand_for_billions(
+        tmp_path: Path) -> None:
+    """The "billion laughs": each line nine aliases of the one before. Reading the
+    key lines followed every alias (9⁹ nodes: memory grew past 1.6 GB, no output)."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    exc = error(tmp_path, "\n".join(lines) + "\n")
+    assert exc.key == "b[0]"
+    assert "YAML aliases (*name) are not read in h2scope's config" in str(exc)
+    assert "repeats the value of line 1" in str(exc)
+    # An alias of a real setting is refused the same way, where it is used.
+    exc = error(tmp_path, "ignore_hosts: &h ['^a$']\nallow_hosts: *h\n")
+    assert exc.key == "allow_hosts" and "aliases" in str(exc)
+
+
+@pytest.mark.parametrize("text", ["listen: " + "[" * 3000 + "]" * 3000 + "\n",
+                                  "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+                                  "listen: " + "[" * 40 + "]" * 40 + "\n"])
+def test_yaml_nested_too_deep_is_a_message_not_a_recursion_error(
+        tmp_path: Path, text: str) -> None:
+    exc = error(tmp_path, text)
+    assert "nested" in str(exc) and "three levels deep at most" in str(exc)
