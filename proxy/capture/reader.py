@@ -39,6 +39,7 @@ from proxy.capture.format import (
     RecordFlag,
     RecordType,
 )
+from proxy.capture.record_json import JSON_TYPES, json_problem
 from proxy.observe.enums import Direction
 from proxy.observe.records import positional, record
 
@@ -533,6 +534,14 @@ class CaptureReader:
                 off += _HDR + length
                 continue
             i = off - w.base
+            if rtype in JSON_TYPES:  # (a few per connection)
+                problem = json_problem(rtype, w.data[i + _HDR:i + _HDR + length])
+                if problem is not None:
+                    self._report(BadRecord(offset=off, skipped=_HDR + length,
+                                           reason=f"{RecordType(rtype).name} record: {problem}; "
+                                           "skipped"))
+                    off += _HDR + length
+                    continue
             yield new_record(off, rtype, flags, conn, seq, t, wall,
                              w.data[i + _HDR:i + _HDR + length])
             if rtype == _END:

@@ -67,6 +67,9 @@ def lost_part(observer: ConnectionObserver | None) -> None:
     here the observer judges the connection as an excerpt, as the importer's did."""
     if observer is not None:
         observer.partial = True
+        client = observer.sides[Direction.C2S]
+        if client.preface == "required" and not client.buffer:
+            client.preface = "optional"  # (the lost part may have held the preface)
         for side in observer.sides:
             if side.lost_above is None:  # (the first loss: later ones are above it)
                 side.lost_above = side.highest_stream_id
@@ -138,8 +141,9 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
     """Feed ``records`` through per-connection observers (``observers``, when the
     caller's reader reports damage to them).
 
-    A connection whose CONNECTION record is missing (e.g. the capture was cut
-    and resumed) gets a default observer on its first h2 record. With
+    A connection whose CONNECTION record is missing (the capture was cut and
+    resumed, or the record damaged) gets an observer on its first h2 record that
+    judges it as an excerpt, whether or not its preface is there. With
     ``close_open``, connections still open at the end are closed (as if the
     capture ended them), so their unfinished business is reported — except
     what the missing rest could have settled, when the capture has no END
@@ -154,8 +158,10 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
         rtype = rec.type
         conn = rec.conn_id
         if rtype in (_FRAME, _RAW):
-            if conn not in observers:  # no CONNECTION record seen: assume a real h2 connection
-                observers[conn] = ConnectionObserver()
+            if conn not in observers:
+                # No CONNECTION record seen (the reading began after it, or it was
+                # damaged): an h2 connection of which this is an excerpt.
+                observers[conn] = ConnectionObserver(preface="optional", partial=True)
             obs = observers[conn]
             if obs is None:  # HTTP/1.1 or opaque bytes (before any h2c upgrade)
                 yield Replayed(record=rec)

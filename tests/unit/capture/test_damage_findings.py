@@ -270,3 +270,67 @@ def test_a_request_lost_to_damage_does_not_make_its_answer_a_violation(
     out = capsys.readouterr().out
     assert "damaged record skipped" in out and "frame-on-closed-stream" not in out
     assert "findings: 1 info" in out
+
+
+def test_a_damaged_preface_record_loses_the_preface_not_the_clients_frames(
+        tmp_path: Path) -> None:
+    """Its connection became an excerpt, but its observer still required the
+    preface: every intact client frame after it was lost to a false 'desynced'
+    (an error: check exited 3)."""
+    path, damaged = tmp_path / "ok.h2scope", tmp_path / "damaged.h2scope"
+    write_download(path)
+    (preface,) = [r for r in _records(path) if r.type == RecordType.RAW]
+    data = bytearray(path.read_bytes())
+    data[preface.offset + RECORD_HEADER_SIZE + 3] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert _errors(damaged) == []
+    client_frames = [ev for conn, ev in replay_observer(damaged)
+                     if isinstance(ev, FrameObserved) and ev.direction is C2S]
+    assert [ev.frame.type_name for ev in client_frames] == ["SETTINGS", "SETTINGS", "HEADERS"]
+    assert main(["check", str(damaged)]) == 0
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b"", "CONNECTION record: its JSON does not parse"),
+    (b"\xff\xfe\x00", "CONNECTION record: its JSON does not parse"),
+    (b"[1, 2]", "CONNECTION record: its JSON is list [1, 2], not an object"),
+    (b'{"observer": {"preface": 7}}', "its 'observer' is dict"),
+    (b'{"client": "127.0.0.1"}', 'its \'client\' is str "127.0.0.1"'),
+])
+def test_a_json_record_the_format_does_not_allow_is_skipped_as_damaged(
+        tmp_path: Path, body: bytes, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its CRC is right (another writer, a hand edit): every reader used to crash on
+    it with a traceback. Now it is a damaged record, said by its offset and
+    skipped, and the connection's frames are read as an excerpt."""
+    path = tmp_path / "odd.h2scope"
+    writer = CaptureWriter(path)
+    writer._append(int(RecordType.CONNECTION), 0, 1, 0.0, None, body)
+    writer.raw(1, C2S, PREFACE, t=0.001)
+    writer.frame(1, C2S, _settings(), t=0.001)
+    writer.close_connection(1, closed_by="client", t=0.002)
+    writer.close()
+    problems: list[object] = []
+    with CaptureReader(path, on_problem=problems.append) as reader:
+        types = [r.type for r in reader.records()]
+    assert RecordType.CONNECTION not in types and RecordType.FRAME in types
+    (problem,) = problems
+    assert said in str(problem), problem
+    for fmt in ("text", "jsonl", "har", "script"):
+        assert main(["export", str(path), "--format", fmt, "-o", str(tmp_path / "x")]) == 0
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "skipped" in err
+
+
+def test_an_h2c_upgrade_record_with_null_headers_is_skipped_not_a_crash(
+        tmp_path: Path) -> None:
+    path = tmp_path / "odd.h2scope"
+    writer = CaptureWriter(path)
+    writer.connection(1, {"protocol": "h2c"}, t=0.0)
+    writer._append(int(RecordType.H2C_UPGRADE), 0, 1, 0.001, None,
+                   b'{"http2_settings": "zz", "request_headers": null}')
+    writer.close()
+    problems: list[object] = []
+    with CaptureReader(path, on_problem=problems.append) as reader:
+        assert [r.type for r in reader.records()] == [RecordType.CONNECTION, RecordType.END]
+    assert "its 'http2_settings' is str \"zz\"" in str(problems[0])
