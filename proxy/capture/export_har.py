@@ -44,7 +44,9 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicati
 
 
 def _iso(wall: float | None) -> str:
-    moment = datetime.fromtimestamp(wall or 0.0, tz=UTC)
+    # (a damaged or foreign capture's time may be NaN, infinite or out of range)
+    w = wall or 0.0
+    moment = datetime.fromtimestamp(w if 0 <= w < 253402300799 else 0.0, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -64,7 +64,9 @@ def interface_description() -> bytes:
 
 
 def enhanced_packet(wall: float, packet: bytes, comment: str | None = None) -> bytes:
-    micros = round(wall * 1_000_000)
+    # (a damaged or foreign capture's time may be NaN, infinite or past 64 bits of
+    # microseconds: the packet keeps its place at time 0, not a traceback)
+    micros = round(wall * 1_000_000) if 0 <= wall < 1.8e13 else 0
     opts = _option(1, comment.encode()) + _option(0, b"") if comment else b""
     body = struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFF_FFFF, len(packet),
                        len(packet)) + _pad4(packet) + opts

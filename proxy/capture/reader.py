@@ -14,6 +14,7 @@ Gzip-compressed captures are recognised by their magic bytes, not the name.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import zlib
@@ -348,12 +349,32 @@ def read_header(f: BinaryIO, *, salvage: bool = False) -> CaptureHeader:
             return _salvaged(version, FILE_HEADER.size + n,
                              "it does not name the h2scope-capture format")
         raise CaptureFormatError("capture header does not name the h2scope-capture format")
+    wrong = _header_problem(meta)
+    if wrong is not None:
+        if salvage:
+            return _salvaged(version, FILE_HEADER.size + n, wrong)
+        raise CaptureFormatError(f"capture header: {wrong}; the file is corrupt or was "
+                                 "written by another tool")
     return CaptureHeader(version=version, h2scope=str(meta.get("h2scope", "?")),
                          started=float(meta.get("started", 0.0)),
                          started_monotonic=float(meta.get("started_monotonic", 0.0)),
                          max_data_bytes=meta.get("max_data_bytes"),
                          config=dict(meta.get("config") or {}),
                          size=FILE_HEADER.size + n, raw=meta)
+
+
+def _header_problem(meta: dict[str, Any]) -> str | None:
+    """Why the header JSON's documented keys cannot be read, or None."""
+    for key in ("started", "started_monotonic"):
+        v = meta.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"its {key!r} is not a number ({str(v)[:40]})"
+    cap = meta.get("max_data_bytes")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        return f"its 'max_data_bytes' is not a byte count ({str(cap)[:40]})"
+    if not isinstance(meta.get("config") or {}, dict):
+        return "its 'config' is not an object"
+    return None
 
 
 def _salvaged(version: int, size: int, why: str) -> CaptureHeader:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -269,3 +270,44 @@ def test_a_damaged_header_is_read_with_defaults_and_every_record_kept(
             assert "header is damaged" in index.problems[0].reason
         finally:
             index.close()
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (b'"started": [1, 2]', "its 'started' is not a number ([1, 2])"),
+    (b'"config": "x"', "its 'config' is not an object"),
+    (b'"max_data_bytes": -5', "its 'max_data_bytes' is not a byte count (-5)"),
+])
+def test_a_header_whose_keys_have_the_wrong_type_is_read_with_defaults(
+        recorded: tuple[Path, Session], tmp_path: Path, edit: bytes, said: str) -> None:
+    """Valid JSON, wrong types (another tool's writer): every command crashed with
+    a TypeError before reading a record."""
+    path, _ = recorded
+    full, _ = _read(path)
+    data = path.read_bytes()
+    start = data.index(b'{"format"')
+    (n,) = struct.unpack(">I", data[start - 4:start])
+    meta = data[start:start + n]
+    edited = meta.rstrip()[:-1] + b", " + edit + b"}"  # (JSON: the last of a key counts)
+    bad = tmp_path / "bad.h2scope"
+    bad.write_bytes(data[:start - 4] + struct.pack(">I", len(edited)) + edited
+                    + data[start + n:])
+    records, reader = _read(bad)
+    assert [r.body for r in records] == [r.body for r in full]
+    assert reader.header.damaged == said
+
+
+def test_times_no_clock_can_hold_export_as_time_zero_not_a_traceback(tmp_path: Path) -> None:
+    from proxy.capture.writer import CaptureWriter
+    from proxy.cli import main
+    from proxy.observe.enums import Direction
+
+    path = tmp_path / "odd.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.raw(1, Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.0)
+        writer.frame(1, Direction.C2S, bytes.fromhex("000000040000000000"), t=0.0,
+                     wall=float("-inf"))
+        writer.frame(1, Direction.S2C, bytes.fromhex("000000040000000000"), t=0.0,
+                     wall=1e300)
+    for fmt in ("har", "pcapng", "text", "jsonl"):
+        assert main(["export", str(path), "--format", fmt, "-o", str(tmp_path / fmt)]) == 0
