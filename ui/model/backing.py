@@ -210,9 +210,16 @@ class SessionCapture:
             end, records, last_seq = offsets.end, offsets.records, offsets.last_seq
             counts = {RecordType(k).name: v for k, v in offsets.counts.items()
                       if k in RecordType._value2member_map_}
+            fd = os.dup(offsets.fd)  # (a close meanwhile leaves this one open)
+        # The copy runs without the lock: the records up to ``end`` never change,
+        # and the UI thread takes the lock for every row it draws and every status
+        # line (a day's session took seconds to copy, a frozen screen).
+        try:
             with open(create_private(dest), "wb") as out:
-                _copy_checked(offsets.fd, out, end)
+                _copy_checked(fd, out, end)
                 out.write(_end_record(last_seq + 1, records, counts))
+        finally:
+            os.close(fd)
         self.saved.append(dest)
         self.saved_records = records
         return records

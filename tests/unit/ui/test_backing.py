@@ -273,3 +273,41 @@ def test_save_in_view_mode_says_it_is_for_live_sessions(capture_path: Path) -> N
         assert "save applies to a live session" in app.message
         assert not isinstance(app.screen, Prompt)
     drive(capture_path, scenario)
+
+
+def test_the_ui_reads_rows_and_asks_unsaved_while_a_save_copies(
+        traffic: list[Batch], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy held the capture's lock: the UI thread, which takes it for every row
+    it draws and for the status bar, froze for as long as the copy took."""
+    import threading
+
+    import ui.model.backing as backing_module
+
+    backing = _Written()
+    copying, release = threading.Event(), threading.Event()
+    real_copy = backing_module._copy_checked
+
+    def slow_copy(fd: int, out: Any, end: int) -> None:
+        copying.set()
+        assert release.wait(10)
+        real_copy(fd, out, end)
+    monkeypatch.setattr(backing_module, "_copy_checked", slow_copy)
+    try:
+        _session(backing, traffic)
+        saver = threading.Thread(target=backing.save, args=(tmp_path / "s.h2scope",))
+        saver.start()
+        assert copying.wait(10)
+        done = threading.Event()
+
+        def ui_thread() -> None:
+            backing.frame_records()
+            assert backing.unsaved
+            done.set()
+        threading.Thread(target=ui_thread, daemon=True).start()
+        assert done.wait(2), "the UI thread waited for the copy"
+        release.set()
+        saver.join(10)
+        assert not backing.unsaved
+    finally:
+        release.set()
+        backing.close()
