@@ -102,23 +102,38 @@ class FromNowRecorder:
 
 
 class _Watched:
-    """The session capture's recorder, with the first error it raised kept: if the
-    capture cannot be written (a full disk), the UI is blind, so the child says
-    why (``{"fatal": ...}``) and stops rather than relay traffic nobody sees."""
+    """The session capture's recorder, with the first error it raised kept. If the
+    capture cannot be written (a full disk), the proxy goes on relaying, as a
+    headless run does: stopping it cut every download in flight and refused every
+    client after. The UI, blind from then on, learns why from the status reply
+    (``unrecorded``) and says so for as long as it runs."""
 
-    def __init__(self, recorder: Any, on_error: Any) -> None:
+    def __init__(self, recorder: Any) -> None:
         self.recorder = recorder
         self.error: Exception | None = None
-        self._on_error = on_error
+
+    @property
+    def unrecorded(self) -> str | None:
+        """Why the session is no longer recorded (and so not seen), or None."""
+        err = self.error
+        if err is None:
+            return None
+        return (f"writing the session's capture failed: "
+                f"{getattr(err, 'strerror', None) or err}; the proxy goes on relaying, "
+                "unrecorded and unseen (free some space and start again, or record "
+                "elsewhere with --record FILE or TMPDIR)")
 
     async def handle_many(self, batches: Sequence[Batch]) -> None:
+        if self.error is not None:
+            return  # (nothing more can be written: the relay goes on)
         try:
             await self.recorder.handle_many(batches)
         except Exception as exc:
-            if self.error is None:
-                self.error = exc
-                self._on_error()
-            raise
+            self.error = exc
+            import logging
+
+            logging.getLogger("h2scope.child").error(
+                "recording stopped: %s", self.unrecorded, exc_info=True)
 
     async def handle(self, batch: Batch) -> None:
         await self.handle_many((batch,))
@@ -190,7 +205,7 @@ async def _serve(start: Start) -> int:
         return 1
     stopping = asyncio.Event()
     recorder = CaptureRecorder(writer)
-    watched = _Watched(recorder, stopping.set)
+    watched = _Watched(recorder)
     # The UI decodes every frame from the capture (principle 6): here HTTP/2 is only
     # cut into frames for the recorder, not decoded a first time for nothing.
     server: Any = ProxyServer(config, [watched], decode=False)
@@ -237,7 +252,7 @@ async def _serve(start: Start) -> int:
                         tap.recorder.writer.flush()
                     _reply({"flushed": True})
                 elif cmd == "status":
-                    _reply({"disk_wait": writer.waited})
+                    _reply({"disk_wait": writer.waited, "unrecorded": watched.unrecorded})
                 elif cmd == "record":
                     if tap is not None:
                         tap.close()
@@ -280,12 +295,6 @@ async def _serve(start: Start) -> int:
         with contextlib.suppress(OSError, ValueError):
             writer.close(fsync=not start.temporary)  # (after a write error, may fail again)
         with contextlib.suppress(OSError):
-            if watched.error is not None:
-                err = watched.error
-                _reply({"fatal": f"writing the session's capture {start.capture} failed: "
-                                 f"{getattr(err, 'strerror', None) or err}; the proxy "
-                                 f"stopped (free some space, or record elsewhere with "
-                                 f"--record FILE or TMPDIR)"})
             _reply({"stopped": True})
     return 3 if watched.error is not None else 0
 

@@ -103,6 +103,7 @@ class H2ScopeApp(Navigation):
         self._quit_asked = -QUIT_AGAIN
         self._quit_prompt = ""
         self._problem_shown = False
+        self._unrecorded_shown = False
         self.termination: TerminationGuard | None = None
         """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
@@ -271,6 +272,9 @@ class H2ScopeApp(Navigation):
             if problem:  # said once
                 self._problem_shown = True
                 self.say(f"live capture stopped: {problem}")
+            elif self.live.unrecorded and not self._unrecorded_shown:
+                self._unrecorded_shown = True
+                self.say(self.live.unrecorded)
         s = self.session
         if self.feed is not None:
             self._ingest()
@@ -344,6 +348,10 @@ class H2ScopeApp(Navigation):
         s = self.session
         parts: list[tuple[str, str]] = []
         live = self.live
+        if live is not None and self._problem_shown:  # (the message said why)
+            parts.append(("STOPPED: no live traffic", "bold red"))
+        elif live is not None and live.unrecorded:
+            parts.append(("NOT RECORDING, NOT SEEN: the disk refused the capture", "bold red"))
         if live is not None and self.paused:
             now = time.monotonic()
             if now - self._waiting[0] >= WAITING_EVERY:  # (a scan of the file's new part)
@@ -387,7 +395,6 @@ class H2ScopeApp(Navigation):
                 parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
             parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
         if live is not None and not isinstance(live, FileFollow):
-            parts.append((f"listening {self.listen}", "bold"))
             save = self.keys.get("save_session", "ctrl+s")
             backing = live.backing
             if live.recording:
@@ -399,6 +406,8 @@ class H2ScopeApp(Navigation):
                               "saves)", "dim"))
             else:
                 parts.append((f"unsaved session ({save} saves)", "dim"))
+            if not self._problem_shown:  # (a proxy that stopped listens no more)
+                parts.append((f"listening {self.listen}", "bold"))
         if self.live_frames is not None and self.live_frames.forgotten:
             parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
         if s.problems:

@@ -158,7 +158,15 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
     """Run a live app; stop its proxy afterwards (with termination signals noted)."""
     app.termination = guard
     try:
-        return app.run() or 0
+        code = app.run() or 0
+        live = app.live
+        why = (live.problem() or live.unrecorded) if live is not None else None
+        if why and code == 0:  # (the screen said it; the shell and a script hear it too)
+            import sys
+
+            print(f"h2scope: {why}", file=sys.stderr)
+            code = 1
+        return code
     finally:
         guard.arm()  # closing the app's loop reset its signal handlers to the defaults
         if app.live is not None:

@@ -43,7 +43,8 @@ def test_the_child_stops_and_closes_the_capture_when_its_parent_goes(tmp_path: P
         host, _, port = addresses[0][1].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=5):
             pass  # it listens
-        assert child._command("status") == {"disk_wait": 0.0}  # what the status bar asks
+        # (what the status bar asks)
+        assert child._command("status") == {"disk_wait": 0.0, "unrecorded": None}
         assert child.proc is not None and child.proc.stdin is not None
         child.proc.stdin.close()  # what the kernel does when the UI is killed
         deadline = time.monotonic() + 20
@@ -58,10 +59,12 @@ def test_the_child_stops_and_closes_the_capture_when_its_parent_goes(tmp_path: P
         assert reader.clean_end and not reader.problems
 
 
-def test_a_capture_that_cannot_be_written_stops_the_child_and_says_why(
+def test_a_capture_that_cannot_be_written_leaves_the_proxy_relaying_and_says_why(
         tmp_path: Path) -> None:
     """The UI sees traffic only through the capture: when it cannot be written (here
-    a file size limit, as a full disk would), the child stops and tells the UI."""
+    a file size limit, as a full disk would), the UI is told, and the proxy goes on
+    serving its clients, as a headless run does (it used to stop: every download in
+    flight cut, every client after refused)."""
     store = CertStore(tmp_path)
     config = Config(listen=ListenConfig(port=0), confdir=tmp_path,
                     upstream=UpstreamConfig(ca_file=store.ca_cert_path))
@@ -76,14 +79,23 @@ def test_a_capture_that_cannot_be_written_stops_the_child_and_says_why(
         signal.signal(signal.SIGXFSZ, previous)
     try:
         deadline = time.monotonic() + 60
-        while (problem := child.problem()) is None:
-            assert time.monotonic() < deadline, "the child kept going without its capture"
+        while child.unrecorded is None:
+            assert time.monotonic() < deadline, "the UI was never told"
+            assert child.problem() is None, child.problem()
             time.sleep(0.05)
-        assert problem.startswith("writing the session's capture ")
-        assert "File too large" in problem and "the proxy stopped" in problem
-        assert child.proc is not None and child.proc.returncode == 3
+        assert child.unrecorded.startswith("writing the session's capture failed: ")
+        assert "File too large" in child.unrecorded
+        assert "the proxy goes on relaying, unrecorded and unseen" in child.unrecorded
+        (_, address), *_ = child.addresses
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET http://h2scope/ HTTP/1.1\r\nHost: h2scope\r\n"
+                         b"Connection: close\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        assert child.problem() is None
     finally:
         child.stop()
+    assert child.proc is not None and child.proc.returncode == 3
 
 
 def test_a_child_that_dies_is_reported_with_how(tmp_path: Path) -> None:

@@ -281,6 +281,10 @@ class _Following:
         """Whether recording made the relay wait for the disk in the last seconds."""
         return False
 
+    unrecorded: str | None = None
+    """Why the proxy goes on relaying without recording (its capture could not be
+    written: a full disk), so that nothing more is seen; None while all is well."""
+
     def problem(self) -> str | None:
         """Why live traffic stopped, if it did (here: the capture could not be read)."""
         return self.follower.broken if self.follower is not None else None
@@ -376,9 +380,12 @@ class ChildProxy(_Following):
             if self._stopping:
                 return
             try:
-                waited = float(self._command("status").get("disk_wait", 0.0))
+                status = self._command("status")
+                waited = float(status.get("disk_wait", 0.0))
             except (ChildProxyError, ValueError, TypeError, OSError):
                 return
+            if status.get("unrecorded") and self.unrecorded is None:
+                self.unrecorded = str(status["unrecorded"])
             if waited > self.disk_wait:
                 self.disk_wait = waited
                 self.disk_slowed_at = time.monotonic()
