@@ -104,6 +104,9 @@ class H2ScopeApp(Navigation):
         self._quit_prompt = ""
         self._problem_shown = False
         self._unrecorded_shown = False
+        self.stopped_why: str | None = None
+        """Live, once quit: why the proxy had stopped or stopped recording by itself
+        (``h2scope run`` then exits 1, saying it), else None."""
         self.termination: TerminationGuard | None = None
         """Live, from :func:`run_live`: termination signals noted before the app ran."""
         self.session = session
@@ -269,12 +272,16 @@ class H2ScopeApp(Navigation):
             self._quit_prompt = ""
         if self.live is not None and not self._problem_shown:
             problem = self.live.problem()
-            if problem:  # said once
+            if problem:  # said once; the toast holds all of it (the bar may cut it)
                 self._problem_shown = True
                 self.say(f"live capture stopped: {problem}")
+                self.notify(problem, title="live capture stopped", severity="error",
+                            timeout=60)
             elif self.live.unrecorded and not self._unrecorded_shown:
                 self._unrecorded_shown = True
                 self.say(self.live.unrecorded)
+                self.notify(self.live.unrecorded, title="not recording", severity="error",
+                            timeout=60)
         s = self.session
         if self.feed is not None:
             self._ingest()
@@ -631,13 +638,14 @@ class H2ScopeApp(Navigation):
             save = self.keys.get("save_session", "ctrl+s")
             since = " since the last save" if self.frames_saved else ""
             self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} frames not saved{since} "
-                                 f"go with it ({save} saves)")
+                                 f"will be lost ({save} saves)")
             self.say(self._quit_prompt)
             return
         self._stop.set()
         if self.live is not None:
             self.message = "stopping the proxy…"
             live = self.live
+            self.stopped_why = live.problem() or live.unrecorded
             self.live = None
             await self._shutdown_live(live)
         self.exit(0)

@@ -159,8 +159,8 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
     app.termination = guard
     try:
         code = app.run() or 0
-        live = app.live
-        why = (live.problem() or live.unrecorded) if live is not None else None
+        live = app.live  # (None once quit with q: the app stopped it and kept why)
+        why = (live.problem() or live.unrecorded) if live is not None else app.stopped_why
         if why and code == 0:  # (the screen said it; the shell and a script hear it too)
             import sys
 
