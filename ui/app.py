@@ -27,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from proxy.filter import Filter, FilterError, compile_filter
@@ -53,6 +54,9 @@ MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
+INGEST_IDLE = 2.0
+"""Seconds without a batch after which the ingest timer sleeps until the tick finds
+one (the first batch after a pause then waits up to TICK, not INGEST_TICK)."""
 WAITING_EVERY = 0.5
 """Seconds between two counts of the frames waiting while the view is paused."""
 """Live: how often the UI takes batches off the feed (each holds frame bytes
@@ -139,6 +143,7 @@ class H2ScopeApp(Navigation):
         self._stop = threading.Event()
         self._rates: deque[tuple[float, int]] = deque()
         self._last_arrival = 0.0
+        self._ingest_timer: Timer | None = None
         """Live: when batches were last waiting for the UI (repaints are spaced out
         only while traffic keeps coming; once it stops, the views catch up)."""
         self._freezer = heap.Freezer()
@@ -237,7 +242,7 @@ class H2ScopeApp(Navigation):
         if self.live is not None:
             self._catch_termination()
         if self.feed is not None:
-            self.set_interval(INGEST_TICK, self._ingest)
+            self._ingest_timer = self.set_interval(INGEST_TICK, self._ingest)
         self.tick()
 
     def _ingest(self) -> None:
@@ -246,8 +251,14 @@ class H2ScopeApp(Navigation):
         if self.feed is not None and self.live_frames is not None:
             if self.paused:
                 return  # the view holds still; the proxy records on (see pause)
+            now = time.monotonic()
             if self.feed.batches:
-                self._last_arrival = time.monotonic()
+                self._last_arrival = now
+            elif now - self._last_arrival > INGEST_IDLE and self._ingest_timer is not None:
+                # Idle: the tick (every TICK) wakes this timer when batches come, so an
+                # idle session is not woken 40 times a second for nothing.
+                self._ingest_timer.pause()
+                return
             ingest(self.session, self.live_frames, self.feed)
             self._freezer.note(len(self.session.table))
 
@@ -284,6 +295,8 @@ class H2ScopeApp(Navigation):
                             timeout=60)
         s = self.session
         if self.feed is not None:
+            if self.feed.batches and self._ingest_timer is not None:
+                self._ingest_timer.resume()  # (paused while idle: see _ingest)
             self._ingest()
             busy = time.monotonic() - self._last_arrival < TICK
             if busy and not self._refresh_due():
