@@ -229,6 +229,11 @@ def start_lines(args: argparse.Namespace, config: Config) -> list[str]:
         lines.append(f"h2scope: config: {path}")
     if config.sslkeylogfile is not None:
         lines.append(keylog_line(config.sslkeylogfile, keylog_source(args)))
+    if config.upstream.insecure:
+        lines.append("h2scope: warning: upstream certificates are NOT verified "
+                     f"({'--insecure' if getattr(args, 'insecure', None) else 'upstream.insecure'}"
+                     "): any server, or anyone between h2scope and it, is taken for the "
+                     "host the client asked for")
     return lines
 
 

@@ -229,6 +229,10 @@ async def intercept(conn: Conn, client: Stream, hello: ClientHello, upstream: St
         raise
     alpn = server.ssl.selected_alpn_protocol()
     _, sans = cert_summary(server.ssl.getpeercert(binary_form=True))
+    if conn.state.options.insecure:
+        # Unverified (--insecure), the server's other names are its own say-so: a
+        # leaf the client trusts is made for the name it asked for only.
+        sans = ()
     leaf_host = hello.sni or host
     with contextlib.suppress(ValueError):
         leaf_host = str(ipaddress.ip_address(leaf_host))

@@ -337,3 +337,31 @@ def test_a_ca_replaced_while_the_proxy_runs_is_named_when_a_client_rejects_it(
                                      if e.stage == "client-tls"], what="client-tls error")
     assert errors[0].hint and "was replaced after this h2scope started" in errors[0].hint
     assert "restart h2scope" in errors[0].hint
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_the_leaf_takes_the_servers_other_names_only_from_a_verified_certificate(
+        make_proxy: object, h2_origin: ServerThread, insecure: bool) -> None:
+    """Verified, the server's other names go into the leaf (a browser may then reuse
+    the connection for them, as with the real certificate). With --insecure they are
+    the server's own say-so: the client would trust h2scope's leaf for names any
+    server in the path chose."""
+    import socket
+
+    from cryptography import x509
+
+    proxy = make_proxy(insecure=insecure)  # type: ignore[operator]
+    raw = socket.create_connection(("127.0.0.1", proxy.port()), timeout=10)
+    raw.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    dns = names.get_values_for_type(x509.DNSName)
+    ips = [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    assert "localhost" in dns
+    # The origin's certificate names localhost and 127.0.0.1 (tests/helpers/tls_files).
+    assert ("127.0.0.1" in ips) is not insecure

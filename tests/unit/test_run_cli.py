@@ -815,3 +815,16 @@ def test_headless_an_internal_errors_traceback_goes_to_a_log_file_not_the_termin
         for h in logger.handlers:
             h.close()
         logger.handlers[:], logger.level, logger.propagate = saved  # type: ignore[assignment]
+
+
+def test_the_start_warns_that_upstream_certificates_are_not_verified(
+        confdir: Path, tmp_path: Path) -> None:
+    args = parse(["--insecure"])
+    (line,) = run_cmd.start_lines(args, run_cmd.build_config(args))
+    assert line.startswith("h2scope: warning: upstream certificates are NOT verified "
+                           "(--insecure): ")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("upstream: {insecure: true}\n")
+    args = parse(["--config", str(config_file)])
+    lines = run_cmd.start_lines(args, run_cmd.build_config(args))
+    assert "NOT verified (upstream.insecure)" in lines[-1]
