@@ -96,6 +96,22 @@ def _lines(raw: bytes) -> tuple[bytes, list[bytes]]:
     return lines[0], lines[1:]
 
 
+def _quoted_name(name: bytes, sep: bytes) -> bytes:
+    """What an error may quote of a header line it refuses: the name, not the value
+    (``Cookie : session=...`` — the error goes to the log, the capture and the 400
+    page, where no redaction reaches)."""
+    return name[:60] + (b": ..." if sep else b"")
+
+
+def _without_query(target: bytes) -> bytes:
+    """A request line or target with its query replaced by ``?...`` (tokens ride there)."""
+    head, q, rest = target.partition(b"?")
+    if not q:
+        return target
+    tail = rest.rpartition(b" ")[1:] if b" HTTP/" in rest else (b"", b"")
+    return head + b"?..." + b"".join(tail)
+
+
 def _headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
     out = []
     for line in lines:
@@ -104,7 +120,7 @@ def _headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
             raise Http1Error("obsolete header line folding (a line starting with whitespace)")
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.match(name):
-            raise Http1Error(f"invalid header line {line[:60]!r}")
+            raise Http1Error(f"invalid header line {_quoted_name(name, sep)!r}")
         if b"\x00" in value:  # RFC 9110 §5.5: a recipient must reject it (or replace it)
             raise Http1Error(f"NUL in the value of header {name.decode('ascii')}")
         out.append((name.decode("ascii"), text(value.strip(b" \t"))))
@@ -115,9 +131,10 @@ def parse_request_head(raw: bytes) -> RequestHead:
     first, rest = _lines(raw)
     m = _REQUEST_LINE.match(first)
     if m is None or not _TOKEN.match(m.group(1)):
-        raise Http1Error(f"invalid request line {first[:80]!r}")
+        raise Http1Error(f"invalid request line {_without_query(first)[:80]!r}")
     if _CONTROL.search(m.group(2)):  # RFC 3986: a URI has no control characters
-        raise Http1Error(f"control character in the request target {m.group(2)[:80]!r}")
+        raise Http1Error(f"control character in the request target "
+                         f"{_without_query(m.group(2))[:80]!r}")
     return RequestHead(raw=raw, start_line=text(first),
                        method=m.group(1).decode("ascii"), target=text(m.group(2)),
                        version=m.group(3).decode("ascii"), headers=_headers(rest))
