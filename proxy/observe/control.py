@@ -73,7 +73,7 @@ class ControlFrames:
                 findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
                                    "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
                 return
-            acked = owner.pending.popleft()
+            acked = owner.ack_pending()
             side.read_up_to = max(side.read_up_to, acked.seq)
             ack_at = len(self._events)  # (stalls the change starts follow its event)
             delta, adjusted = self._apply_settings(owner, acked.settings, t, seq, findings)
@@ -116,8 +116,7 @@ class ControlFrames:
                 (f"{len(unknown)} settings", "are")
             findings.append(_f("unknown-setting", Severity.INFO, "RFC 9113 §6.5.2",
                                f"{which} {said}{more} {are} unknown and ignored", seq, 0))
-        side.pending.append(PendingSettings(frame.settings, seq, t))
-        side.refresh_frame_size()
+        side.add_pending(PendingSettings(frame.settings, seq, t))
         side.sent_settings = True
 
     def _apply_settings(self, owner: Side, settings: tuple[tuple[int, int], ...],

@@ -24,6 +24,9 @@ class PendingSettings:
     """A finding already said these settings went unacknowledged."""
 
 
+_TRACKED = (int(SettingCode.MAX_FRAME_SIZE), int(SettingCode.INITIAL_WINDOW_SIZE))
+"""The settings whose largest pending value :class:`Side` keeps at hand."""
+
 MAX_BLOCK_BYTES = 16 << 20
 """A header block still open past this many bytes is not buffered any further."""
 
@@ -67,6 +70,15 @@ class Side:
     advertised: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     """Settings this endpoint advertised that the peer has acknowledged."""
     pending: deque[PendingSettings] = field(default_factory=deque)
+    """SETTINGS sent and not acknowledged yet, oldest first: :meth:`add_pending`
+    and :meth:`ack_pending` keep the largest MAX_FRAME_SIZE and INITIAL_WINDOW_SIZE
+    among them at hand (a flood of SETTINGS made every frame of it walk them all:
+    8,000 tiny SETTINGS held the event loop for 12 s)."""
+    _pending_max: tuple[deque[tuple[int, int]], deque[tuple[int, int]]] = field(
+        default_factory=lambda: (deque(), deque()))
+    """Per setting (MAX_FRAME_SIZE, INITIAL_WINDOW_SIZE): (seq, value) of pending
+    SETTINGS in order, each value larger than every one after it, so the first is
+    the largest still pending (a sliding-window maximum: O(1) amortized)."""
     block: HeaderBlockInProgress | None = None
     block_cut: tuple[int, int, int, str] | None = None
     """The last header block another frame cut off before its CONTINUATION:
@@ -115,17 +127,31 @@ class Side:
         pending SETTINGS take effect (the largest INITIAL_WINDOW_SIZE among them over
         the one in force; 0 if none is larger). The peer may use it as soon as it
         processes the SETTINGS, before its ACK crosses the observer."""
-        now = most = self.advertised[SettingCode.INITIAL_WINDOW_SIZE]
-        for p in self.pending:
-            for k, v in p.settings:
-                if k == SettingCode.INITIAL_WINDOW_SIZE and v > most:
-                    most = v
-        return most - now
+        now = self.advertised[SettingCode.INITIAL_WINDOW_SIZE]
+        most = self._pending_max[1]
+        return max(0, most[0][1] - now) if most else 0
+
+    def add_pending(self, pending: PendingSettings) -> None:
+        """SETTINGS this endpoint sent: pending until the peer's ACK."""
+        self.pending.append(pending)
+        for i, code in enumerate(_TRACKED):
+            value = max((v for k, v in pending.settings if k == code), default=None)
+            if value is not None:
+                most = self._pending_max[i]
+                while most and most[-1][1] <= value:
+                    most.pop()
+                most.append((pending.seq, value))
+        self.refresh_frame_size()
+
+    def ack_pending(self) -> PendingSettings:
+        """The oldest pending SETTINGS, acknowledged (the caller applies them)."""
+        acked = self.pending.popleft()
+        for most in self._pending_max:
+            if most and most[0][0] == acked.seq:
+                most.popleft()
+        return acked
 
     def refresh_frame_size(self) -> None:
         size = self.advertised[SettingCode.MAX_FRAME_SIZE]
-        for p in self.pending:
-            for k, v in p.settings:
-                if k == SettingCode.MAX_FRAME_SIZE and v > size:
-                    size = v
-        self.accepts_frame_size = size
+        most = self._pending_max[0]
+        self.accepts_frame_size = max(size, most[0][1]) if most else size
