@@ -94,6 +94,12 @@ class Side:
     conn_stalled_since: float | None = None
     pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
+    pings_forgotten: int = 0
+    """Outstanding PINGs let go to keep :attr:`pings` bounded (a flood): as many
+    ACKs that match nothing are their answers, not strays."""
+    pending_reported: int = 0
+    """How many of the oldest :attr:`pending` SETTINGS a finding already said went
+    unacknowledged (they are a prefix: reported in order)."""
     goaway_last_stream_id: int | None = None
     read_up_to: int = -1
     """The highest frame number of the peer's that this endpoint provably read: the
@@ -146,6 +152,8 @@ class Side:
     def ack_pending(self) -> PendingSettings:
         """The oldest pending SETTINGS, acknowledged (the caller applies them)."""
         acked = self.pending.popleft()
+        if self.pending_reported:
+            self.pending_reported -= 1
         for most in self._pending_max:
             if most and most[0][0] == acked.seq:
                 most.popleft()

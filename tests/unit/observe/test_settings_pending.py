@@ -43,3 +43,29 @@ def test_the_kept_maximum_equals_a_walk_over_the_pending_settings(steps: list[ob
             side.add_pending(PendingSettings(step, seq, 0.0))  # type: ignore[arg-type]
         assert side.accepts_frame_size == _walked(side, FRAME)
         assert side.pending_window_increase() == _walked(side, WINDOW) - side.advertised[WINDOW]
+
+
+def test_answers_to_pings_the_bound_let_go_are_not_blamed_on_the_answerer() -> None:
+    """The observer keeps 64 outstanding PINGs; after a flood of 200 every answer
+    to the other 136 was a 'ping-ack-unmatched' warning against the server."""
+    import struct
+
+    from proxy.observe.connection import ConnectionObserver
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from proxy.observe.events import FrameObserved
+
+    def frame(ftype: int, flags: int, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + bytes(4) + payload
+
+    obs = ConnectionObserver()
+    pings = [struct.pack(">Q", i) for i in range(200)]
+    obs.feed(Direction.C2S, CONNECTION_PREFACE + frame(4, 0, b"")
+             + b"".join(frame(6, 0, p) for p in pings), 0.0)
+    events = obs.feed(Direction.S2C, frame(4, 0, b"") + frame(4, 1, b"")
+                      + b"".join(frame(6, 1, p) for p in pings), 0.1)
+    codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert "ping-ack-unmatched" not in codes
+    # An answer to nothing at all is still one.
+    events = obs.feed(Direction.S2C, frame(6, 1, b"stray!!!"), 0.2)
+    codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert codes == ["ping-ack-unmatched"]
