@@ -109,7 +109,10 @@ def parse_script(doc: Any) -> Script:
                               f"{', '.join(SCRIPT_KEYS)}, and notes of your own under keys "
                               "starting with _ (docs/export.md, 'script')")
     server = doc.get("server") or {}
-    for key in server if isinstance(server, dict) else ():
+    if not isinstance(server, dict):
+        raise ScriptError(f"server: {_shape(server)}; server is a mapping of "
+                          f"{', '.join(SERVER_KEYS)}")
+    for key in server:
         if key not in SERVER_KEYS:
             raise ScriptError(f"server.{key}: unknown key; server has "
                               f"{', '.join(SERVER_KEYS)}")
@@ -130,6 +133,9 @@ def parse_script(doc: Any) -> Script:
             raise ScriptError(f"frames[{i}].{unknown[0]}: unknown key; {hint}an entry has "
                               f"{', '.join(ENTRY_KEYS)} (docs/export.md, 'script')")
         kind = entry.get("type")
+        if not isinstance(kind, (str, type(None))):
+            raise ScriptError(f"frames[{i}].type: {_shape(kind)}; a type is a name such as "
+                              "HEADERS or DATA (type_id for a number)")
         if "type_id" not in entry and kind not in _TYPES:
             raise ScriptError(f"frames[{i}].type: unknown frame type {kind!r} (use type_id "
                               "and payload_hex for other types)")
@@ -139,7 +145,18 @@ def parse_script(doc: Any) -> Script:
         delay = entry.get("delay", 0.0)
         if not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
             raise ScriptError(f"frames[{i}].delay: {delay!r} is not a number of seconds >= 0")
-        for name in entry.get("flags", ()):
+        flags = entry.get("flags") or []
+        if isinstance(flags, str):
+            raise ScriptError(f"frames[{i}].flags: {flags!r} is text; flags are a list: "
+                              f"[{flags}]")
+        if not isinstance(flags, (list, tuple)):
+            raise ScriptError(f"frames[{i}].flags: {_shape(flags)}; flags are a list of "
+                              "names such as [END_STREAM] (flags_raw for a number)")
+        for key, want in (("priority", dict), ("headers", list), ("settings", (list, dict))):
+            if key in entry and not isinstance(entry[key], want):
+                raise ScriptError(f"frames[{i}].{key}: {_shape(entry[key])}; see an exported "
+                                  "script for its shape (docs/export.md, 'script')")
+        for name in flags:
             if kind in _TYPES and (_TYPES[kind], name) not in _FLAGS \
                     and not str(name).startswith("0x"):
                 raise ScriptError(f"frames[{i}].flags: {kind} has no flag {name!r}")
@@ -155,6 +172,14 @@ def parse_script(doc: Any) -> Script:
     return Script(connection=conn if isinstance(conn, int) else None,
                   server=dict(doc.get("server") or {}), preface=bool(doc.get("preface", True)),
                   frames=tuple(frames))
+
+
+def _shape(value: Any) -> str:
+    """``a number (5)``, ``a list ([…])``: what a script value is, for a message."""
+    kind = {bool: "true/false", int: "a number", float: "a number", str: "text",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    shown = repr(value)
+    return f"{kind} ({shown[:40]}{'…' if len(shown) > 40 else ''})"
 
 
 def flags_of(entry: dict[str, Any]) -> int:

@@ -166,3 +166,24 @@ def test_an_unregistered_error_code_reads_back_as_written() -> None:
     assert error_code(error_name(0x99)) == 0x99
     assert error_code("UNKNOWN_ERROR(0x99)") == 0x99  # as older scripts wrote it
     assert error_code("CANCEL") == 8
+
+
+@pytest.mark.parametrize(("doc", "said"), [
+    ({"frames": [{"type": "PRIORITY", "stream": 3, "priority": 5}]},
+     "frames[0].priority: a number (5); see an exported script for its shape"),
+    ({"frames": [{"type": "SETTINGS", "flags": 1}]},
+     "frames[0].flags: a number (1); flags are a list of names"),
+    ({"frames": [{"type": "SETTINGS", "flags": "ACK"}]},
+     "frames[0].flags: 'ACK' is text; flags are a list: [ACK]"),
+    ({"frames": [{"type": {"name": "SETTINGS"}}]},
+     "frames[0].type: a mapping ({'name': 'SETTINGS'}); a type is a name"),
+    ({"server": ["a"], "frames": []}, "server: a list (['a']); server is a mapping of"),
+    ({"server": True, "frames": []}, "server: true/false (True); server is a mapping of"),
+    ({"frames": [{"type": "HEADERS", "headers": "x: y"}]},
+     "frames[0].headers: text ('x: y'); see an exported script"),
+])
+def test_a_value_of_the_wrong_shape_is_named_not_a_traceback(doc: dict[str, object],
+                                                            said: str) -> None:
+    with pytest.raises(ScriptError) as raised:
+        parse_script(doc)
+    assert str(raised.value).startswith(said), raised.value
