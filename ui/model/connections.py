@@ -106,6 +106,8 @@ class HpackTable:
     block_rows: array[int] = field(default_factory=lambda: array("I"))
     sizes_t: array[float] = field(default_factory=lambda: array("d"))
     sizes: array[int] = field(default_factory=lambda: array("I"))
+    maxes: array[int] = field(default_factory=lambda: array("I"))
+    """The table's maximum after each block (size updates, RFC 7541 §6.3)."""
     size: int = 0
     max_size: int = 4096
     entries: deque[tuple[str, str]] = field(default_factory=deque)
@@ -130,6 +132,7 @@ class HpackTable:
         self.block_rows.append(row)
         self.sizes_t.append(t)
         self.sizes.append(block.table_size)
+        self.maxes.append(block.table_max)
         self.size = block.table_size
         self.max_size = block.table_max
         self.inserts += block.inserted

@@ -119,8 +119,35 @@ def _kept(cache: ChartCache | None, key: tuple[int, int], stamp: tuple[int, ...]
 
 
 def _table_chart(tbl: HpackTable, columns: int) -> tuple[list[str], int]:
-    return chart(tbl.sizes, width=max(1, columns - CHART_INDENT), lo=0,
-                 hi=max(tbl.max_size, 1), height=4), 0
+    """The table size after each block, on a scale up to the largest size or
+    maximum the table ever had (not the last maximum: a table lowered from 4,096 to
+    256 drew 625 B and 3,770 B alike at full height), with ``↑`` under each block
+    that changed the maximum, and the scale after the bars."""
+    maxes, sizes = tbl.maxes, tbl.sizes
+    if not sizes:
+        return ["(no data)"], 0
+    hi = max(max(sizes), max(maxes), 1)
+    changes = array("B", [maxes[0] != 4096])  # (RFC 7541: 4,096 until an update)
+    changes.extend(maxes[i] != maxes[i - 1] for i in range(1, len(maxes)))
+    top = f"{hi:,}"
+    width = max(1, columns - CHART_INDENT - 2 - len(top))
+    lines = chart(sizes, width=width, lo=0, hi=hi, height=4,
+                  marks=first_in_columns(changes, 1, width))
+    lines[0] += f"  {top}"
+    lines[3] += "  0"
+    return lines, changes.count(1)
+
+
+def max_history(maxes: Sequence[int], shown: int = 6) -> str:
+    """``4,096 → 0 → 256``: the table's maximum as it changed (the first few and
+    the last)."""
+    steps = [4096]
+    for m in maxes:
+        if m != steps[-1]:
+            steps.append(m)
+    if len(steps) > shown:
+        steps = [*steps[:shown - 1], -1, steps[-1]]
+    return " → ".join("…" if m < 0 else f"{m:,}" for m in steps)
 
 
 def _flow_chart(series: FlowSeries, columns: int) -> tuple[list[str], int]:
@@ -222,10 +249,11 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
             out.append(f"  {62 + i:>4}  ", "dim")
             out.append(f"{n}: {v[:100]}  ", "")
             out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
-        out.append(f"  table size over time ({len(tbl.sizes)} blocks, max {tbl.max_size}):\n",
-                   "dim")
-        _, lines, _ = _kept(cache, (conn.conn_id, 2 + int(d)), (len(tbl.sizes), columns),
-                            partial(_table_chart, tbl, columns))
+        _, lines, changed = _kept(cache, (conn.conn_id, 2 + int(d)), (len(tbl.sizes), columns),
+                                  partial(_table_chart, tbl, columns))
+        history = (f"; maximum {max_history(tbl.maxes)}, ↑ where a block changed it"
+                   if changed else f", maximum {tbl.max_size:,}")
+        out.append(f"  table size over time ({len(tbl.sizes)} blocks{history}):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "cyan")
         out.append("\n")

@@ -1,0 +1,58 @@
+"""The state view's Priority tree and HPACK table chart, as text."""
+
+from __future__ import annotations
+
+from ui.model.connections import ConnInfo
+from ui.screens.state import priority_text
+
+
+def test_the_tree_draws_siblings_and_depth_as_a_tree() -> None:
+    conn = ConnInfo(conn_id=1)
+    tree = conn.priority
+    tree.set(3, 0, 201, False)
+    tree.set(5, 0, 101, False)
+    tree.set(7, 3, 16, False)
+    tree.set(9, 3, 32, False)
+    tree.set(11, 7, 8, False)
+    text = priority_text(conn).plain
+    tree_part = text[text.index("0 (root)"):].splitlines()
+    assert tree_part == [
+        "0 (root)",
+        "  ├─ stream 3 weight 201",
+        "  │  ├─ stream 7 weight 16",
+        "  │  │  └─ stream 11 weight 8",
+        "  │  └─ stream 9 weight 32",
+        "  └─ stream 5 weight 101",
+    ]
+
+
+def test_a_tree_too_large_to_draw_says_how_many_streams_it_left_out() -> None:
+    conn = ConnInfo(conn_id=1)
+    for sid in range(1, 1203, 2):
+        conn.priority.set(sid, 0, 16, False)
+    text = priority_text(conn).plain
+    assert text.count("─ stream ") == 500
+    assert "… 101 more streams not shown" in text
+
+
+def test_the_hpack_table_chart_keeps_its_scale_when_the_maximum_is_lowered() -> None:
+    """A table filled to 3,770 of 4,096 bytes, then lowered to 0 and 256 by the
+    peer's SETTINGS: scaled to the last maximum (256), every earlier block drew at
+    full height, 625 B like 3,770 B."""
+    from array import array
+
+    from ui.model.connections import HpackTable
+    from ui.screens.state import _table_chart, max_history
+
+    tbl = HpackTable()
+    tbl.sizes = array("I", [625, 1250, 1875, 2500, 3140, 3770, 0, 36])
+    tbl.maxes = array("I", [4096] * 6 + [0, 256])
+    lines, changed = _table_chart(tbl, 40)
+    assert changed == 2
+    bars, marks = lines[:4], lines[4]
+    assert bars[0].endswith("  4,096") and bars[3].endswith("  0")  # the largest maximum
+    assert [row[0] for row in bars[:3]] == [" ", " ", " "]  # 625 B: low
+    assert bars[0][5] != " "  # 3,770 B: near the top
+    assert marks.rstrip() == "      ↑↑"
+    assert max_history(tbl.maxes) == "4,096 → 0 → 256"
+    assert max_history(array("I", range(1, 20))) == "4,096 → 1 → 2 → 3 → 4 → … → 19"
