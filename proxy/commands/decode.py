@@ -21,7 +21,8 @@ from proxy.observe.connection import ConnectionObserver
 from proxy.observe.describe import block_lines, event_line, flags_text, frame_summary
 from proxy.observe.enums import Direction
 from proxy.observe.events import ConnectionFindingRaised, Desynced, Event, FrameObserved
-from proxy.observe.header_blocks import decoded_before
+from proxy.observe.findings import Finding
+from proxy.observe.header_blocks import decoded_before, size_updates
 from proxy.observe.hpack_annotated import AnnotatedDecoder, HpackDecodeError
 from proxy.observe.jsonview import block_dict, finding_dict, frame_dict, json_line
 
@@ -230,14 +231,20 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
                  + (f"; blocks after it are not decoded ({len(items) - count} left)"
                     if count < len(items) else ""))
             return 1
+        found: list[Finding] = []
+        size_updates(block, None, count - 1, found)  # (as the proxy checks a block: §4.2)
         if args.json:
             d = {"line": line_no, "block": count - 1, **block_dict(block)}
+            if found:
+                d["findings"] = [finding_dict(f) for f in found]
             out.write(json_line(d) + "\n")
         else:
             out.write(f"block {count - 1} (line {line_no}): {block.wire_length} bytes, "
                       f"{len(block.headers)} header{'' if len(block.headers) == 1 else 's'}\n")
             for ln in block_lines(block, annotate=not args.no_annotate):
                 out.write(ln + "\n")
+            for f in found:
+                out.write(f"    ! {f}\n")
     return 0
 
 

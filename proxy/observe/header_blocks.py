@@ -70,19 +70,22 @@ def _early_grpc_status(stream: Stream) -> bool:
         header_value(stream.response_headers, "grpc-status") is not None
 
 
-def size_updates(block: HeaderBlock, sid: int, seq: int, findings: list[Finding]) -> None:
+def size_updates(block: HeaderBlock, sid: int | None, seq: int,
+                 findings: list[Finding]) -> None:
     """RFC 7541 §4.2: however often the maximum changed since the last block, an
     encoder signals at most two size updates (the smallest maximum of the
-    interval, then the final one). More decode, but say so."""
+    interval, then the final one). More decode, but say so. ``sid`` None: a block
+    on its own (``decode --hpack``)."""
     sizes = [f.new_table_size for f in block.fields
              if f.representation is Representation.SIZE_UPDATE]
     if len(sizes) > 2:
         findings.append(_f("hpack-size-updates", Severity.WARNING, "RFC 7541 §4.2",
-                           f"{len(sizes)} dynamic table size updates open the header block "
-                           f"on stream {sid} ({' → '.join(map(str, sizes))}); an encoder "
+                           f"{len(sizes)} dynamic table size updates open the header block"
+                           f"{'' if sid is None else f' on stream {sid}'} "
+                           f"({' → '.join(map(str, sizes))}); an encoder "
                            "signals at most two: the smallest maximum since its last "
                            f"block ({min(s for s in sizes if s is not None)}), then the "
-                           f"final one ({sizes[-1]})", seq, sid))
+                           f"final one ({sizes[-1]})", seq, sid or 0))
 
 
 def decoded_before(exc: HpackDecodeError) -> str:

@@ -277,3 +277,15 @@ def test_a_size_update_says_what_it_evicted_and_a_long_run_of_continuations_is_o
         capsys.readouterr().err
     assert main(["decode", "--hpack", "3fe13f82"]) == 1
     assert "exceeds the allowed maximum 4096 (RFC 7541 §6.3;" in capsys.readouterr().err
+
+
+def test_decode_hpack_warns_of_more_than_two_size_updates_as_the_proxy_does(capsys):
+    assert main(["decode", "--hpack", "203f213fe11f82"]) == 0
+    out = capsys.readouterr().out
+    assert ("    ! WARNING hpack-size-updates (RFC 7541 §4.2): 3 dynamic table size updates "
+            "open the header block (0 → 64 → 4096)") in out
+    assert main(["decode", "--hpack", "--json", "203f213fe11f82"]) == 0
+    (finding,) = json.loads(capsys.readouterr().out)["findings"]
+    assert finding["code"] == "hpack-size-updates"
+    assert main(["decode", "--hpack", "203fe11f82"]) == 0  # two: as §4.2 allows
+    assert "hpack-size-updates" not in capsys.readouterr().out
