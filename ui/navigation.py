@@ -255,10 +255,12 @@ class Navigation(SessionActions):
             return
         live = self.live is not None
         row = self.timeline.selected_row
-        stream = s.table.stream[row] if row is not None and s.table.conn[row] == conn_id \
-            else None
-        self._push_kept("state", lambda: StateScreen(s, c, tab, live=live, stream=stream),
-                        lambda screen: screen.show(c, tab, stream))
+        if row is not None and s.table.conn[row] != conn_id:
+            row = None
+        stream = s.table.stream[row] if row is not None else None
+        self._push_kept("state", lambda: StateScreen(s, c, tab, live=live, stream=stream,
+                                                     row=row),
+                        lambda screen: screen.show(c, tab, stream, row))
 
     def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
         """Show the view installed as ``name``: made and composed the first time,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import ClassVar
@@ -207,11 +208,19 @@ def focus_stream(conn: ConnInfo, d: int, selected: int | None) -> int | None:
 
 
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None,
-               columns: int = COLUMNS) -> Text:
-    """The HPACK tab, its charts fitted to ``columns``."""
+               columns: int = COLUMNS, row: int | None = None) -> Text:
+    """The HPACK tab, its charts fitted to ``columns``. ``row``: the header block
+    frame selected in the timeline; in its direction, when blocks came after it,
+    the table as that frame left it comes first (the entries the next blocks
+    index), then the table as the connection ended."""
     out = Text()
     for d in Direction:
         tbl = conn.hpack[d]
+        if row is not None:
+            k = bisect_right(tbl.block_rows, row)
+            if k and tbl.block_rows[k - 1] == row and k < len(tbl.block_rows) and (
+                    tbl.broken_row is None or row < tbl.broken_row):
+                _table_as_of(out, d, tbl, k, block_bytes)
         tbl.rebuild(block_bytes)
         broken = tbl.broken(tbl.broken_row, block_bytes) if tbl.broken_row is not None else None
         count, size, inserts, evictions = len(tbl.entries), tbl.size, tbl.inserts, tbl.evictions
@@ -245,10 +254,7 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
         elif not tbl.in_sync:
             out.append("  (the UI missed events or no longer holds the bytes of a block: this "
                        "table may differ from the peer's)\n", "yellow")
-        for i, (n, v) in enumerate(entries[:200]):
-            out.append(f"  {62 + i:>4}  ", "dim")
-            out.append(f"{n}: {v[:100]}  ", "")
-            out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
+        _entries(out, entries)
         _, lines, changed = _kept(cache, (conn.conn_id, 2 + int(d)), (len(tbl.sizes), columns),
                                   partial(_table_chart, tbl, columns))
         history = (f"; maximum {max_history(tbl.maxes)}, ↑ where a block changed it"
@@ -258,6 +264,38 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
             out.append("  │" + line + "\n", "cyan")
         out.append("\n")
     return out
+
+
+def _entries(out: Text, entries: Sequence[tuple[str, str]]) -> None:
+    """The dynamic table's entries by their index (the first 200)."""
+    for i, (n, v) in enumerate(entries[:200]):
+        out.append(f"  {62 + i:>4}  ", "dim")
+        out.append(f"{n}: {v[:100]}  ", "")
+        out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
+    if len(entries) > 200:
+        out.append(f"  … {len(entries) - 200} more\n", "dim")
+
+
+def _table_as_of(out: Text, d: Direction, tbl: HpackTable, k: int,
+                 block_bytes: BlockBytes) -> None:
+    """One direction's table after its first ``k`` blocks (those up to the selected
+    frame), decoded again from the nearest checkpoint."""
+    rows = tbl.block_rows
+    out.append(f"{d.arrow} {d.sender}'s table as the selected frame left it (after {k:,} of "
+               f"{len(rows):,} blocks)", "bold")
+    decoder = tbl.replay.table_after(k, rows, block_bytes)
+    if decoder is None:
+        out.append("\n  (the blocks before it cannot be decoded again: their bytes are not "
+                   "held any more)\n\n", "yellow")
+        return
+    entries = list(decoder.entries)
+    out.append(f": {len(entries)} entries, {decoder.table_size}/{decoder.table_max} bytes\n",
+               "bold")
+    nxt = rows[k] + 1
+    out.append(f"  (the next block this way is frame {nxt:,}: g {nxt} goes to it; the table "
+               "as the connection ended follows)\n", "dim")
+    _entries(out, entries)
+    out.append("\n")
 
 
 def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
@@ -550,17 +588,18 @@ HTTP1_SHOWN = 200
 TITLES = {"hpack": "HPACK tables", "flow": "Flow control", "settings": "Settings",
           "priority": "Priority", "connection": "Connection"}
 STATE_TABS = tuple(TITLES)
-_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None, int | None],
-                           Text]] = {
-    "hpack": lambda c, s, cache, columns, *_: hpack_text(c, s.block_bytes, cache, columns),
-    "flow": lambda c, s, cache, columns, now, stream: flow_text(c, s.t0 or 0.0, cache, columns,
-                                                                now, stream),
+_TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None, int | None,
+                            int | None], Text]] = {
+    "hpack": lambda c, s, cache, columns, _now, _stream, row: hpack_text(
+        c, s.block_bytes, cache, columns, row),
+    "flow": lambda c, s, cache, columns, now, stream, _row: flow_text(
+        c, s.t0 or 0.0, cache, columns, now, stream),
     "settings": lambda c, s, *_: settings_text(c),
     "priority": lambda c, s, *_: priority_text(c),
     "connection": lambda c, s, *_: connection_text(c, s),
 }
 """Each tab's text from (connection, session, chart cache, columns, live: the wall
-clock now, else None, the selected frame's stream or None)."""
+clock now, else None, the selected frame's stream and row or None)."""
 CHARTED = ("hpack", "flow")
 """The tabs whose charts fit the screen's width (drawn again when it changes)."""
 
@@ -585,9 +624,13 @@ class StateScreen(ModalScreen[None]):
     ]
 
     def __init__(self, session: Session, conn: ConnInfo, tab: str = "hpack",
-                 live: bool = False, stream: int | None = None) -> None:
+                 live: bool = False, stream: int | None = None,
+                 row: int | None = None) -> None:
         super().__init__()
         self.stream = stream
+        self.row = row
+        """The timeline row selected, if one of ``conn``'s (the HPACK tab's table is
+        as that frame left it)."""
         """The stream of the frame selected in the timeline (the flow tab charts its
         window), if it is one of ``conn``'s."""
         self.session = session
@@ -617,11 +660,13 @@ class StateScreen(ModalScreen[None]):
                                  markup=False)
         yield Footer()
 
-    def show(self, conn: ConnInfo, tab: str, stream: int | None = None) -> None:
+    def show(self, conn: ConnInfo, tab: str, stream: int | None = None,
+             row: int | None = None) -> None:
         """Show ``conn`` from ``tab`` on: the screen is kept between showings, and
         every tab is drawn afresh (when first shown), since the state moves on."""
         self.conn = conn
         self.stream = stream
+        self.row = row
         self.tab = tab
         self.query_one("#state-title", Static).update(self._title())
         self._drawn = set()
@@ -636,7 +681,8 @@ class StateScreen(ModalScreen[None]):
         self._drawn_columns = self._columns()
         with self.session.lock:  # (a peer's text: its control characters as symbols)
             return safe(_TEXTS[tab](self.conn, self.session, self._charts, self._drawn_columns,
-                                    time.time() if self.live else None, self.stream))
+                                    time.time() if self.live else None, self.stream,
+                                    self.row))
 
     LIVE_REDRAW = 1.0
     """Seconds between redraws of the tab shown while live (a stall's "so far", the

@@ -56,3 +56,31 @@ def test_the_hpack_table_chart_keeps_its_scale_when_the_maximum_is_lowered() -> 
     assert marks.rstrip() == "      ↑↑"
     assert max_history(tbl.maxes) == "4,096 → 0 → 256"
     assert max_history(array("I", range(1, 20))) == "4,096 → 1 → 2 → 3 → 4 → … → 19"
+
+
+def test_the_hpack_tab_shows_the_table_as_a_selected_header_block_left_it(
+        session: object) -> None:
+    """Selecting an earlier HEADERS frame showed only the table at the end: the
+    entries the next blocks index (deeper than a dissector shows) were not there."""
+    from proxy.observe.hpack_annotated import AnnotatedDecoder
+    from ui.model.session import Session
+    from ui.screens.state import hpack_text
+
+    assert isinstance(session, Session)
+    conn = session.conns[1]
+    client = conn.hpack[0]
+    assert len(client.block_rows) >= 3
+    first = client.block_rows[0]
+    text = hpack_text(conn, session.block_bytes, {}, 100, row=first).plain
+    head = f"→ client's table as the selected frame left it (after 1 of {len(client.block_rows)}"
+    assert head in text
+    # ... with what decoding that one block gives, by index.
+    expected = AnnotatedDecoder().decode(session.block_bytes(first))  # type: ignore[arg-type]
+    section = text[text.index(head):text.index("→ client's header blocks")]
+    assert f": {expected.table_entries} entries, {expected.table_size}/" in section
+    assert section.count("\n  ") - 1 == expected.table_entries  # (+ the note line)
+    # A frame that is no header block, or the last block: the end table only.
+    for row in (first + 1, client.block_rows[-1]):
+        if row not in client.block_rows[:-1]:
+            assert "as the selected frame left it" not in \
+                hpack_text(conn, session.block_bytes, {}, 100, row=row).plain.split("←")[0]
