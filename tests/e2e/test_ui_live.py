@@ -116,8 +116,8 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             await pilot.press("q")
             await pilot.pause()
             assert app.live is not None and app.return_code is None
-            assert app.message == f"q again to quit: {unsaved:,} frames not saved go with " \
-                "it (ctrl+s saves)"
+            assert app.message == f"q again to quit: {unsaved:,} frames not saved will be " \
+                "lost (ctrl+s saves)"
             assert app.message in app.status.plain
             app._quit_asked -= 10  # the question lapses: the message goes, q asks again
             app.tick()
