@@ -108,6 +108,8 @@ class H2ScopeApp(Navigation):
         self._quit_prompt = ""
         self._problem_shown = False
         self._unrecorded_shown = False
+        self.start_notes: list[str] = []
+        """Said once the screen is up (a capture an earlier session left behind)."""
         self.stopped_why: str | None = None
         """Live, once quit: why the proxy had stopped or stopped recording by itself
         (``h2scope run`` then exits 1, saying it), else None."""
@@ -236,6 +238,8 @@ class H2ScopeApp(Navigation):
         if self.initial_filter:
             self.main.query_one("#filter", Input).value = self.initial_filter
             self.set_filter(self.initial_filter)
+        for note in self.start_notes:
+            self.notify(note, title="left behind", severity="warning", timeout=30)
         self.collector.start()
         self.set_interval(TICK, self.tick)
         self._repaint_mark = (0.0, time.thread_time())  # start-up is not traffic: repaint now

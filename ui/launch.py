@@ -94,6 +94,9 @@ def live_app(config: Any, *, log_file: Path | None = None,
     following its capture (raises ProxyStartError). ``demo``: (rounds, interval)
     of ``h2scope demo``, whose origin and client run in the child too; its
     session has nothing to keep, so quitting does not ask."""
+    from ui.model.backing import left_behind
+
+    earlier = left_behind()  # (before this session's own directory exists)
     feed = LiveFeed()
     live = ChildProxy(config, feed=feed, record=config.record.file,
                       max_data_bytes=config.record.max_data_bytes, log_file=log_file,
@@ -106,10 +109,23 @@ def live_app(config: Any, *, log_file: Path | None = None,
     assert live.backing is not None
     frames = CaptureFrames(live.backing)  # rows refer to their records in the capture
     session = Session(frames, title="demo" if demo else "live")
-    return H2ScopeApp(session, live=live, feed=feed, frames=frames,
-                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
-                      theme_name=config.ui.theme, confirm_quit=demo is None,
-                      empty_hint=_empty_hint(config, addresses, live.ca_cert_path))
+    app = H2ScopeApp(session, live=live, feed=feed, frames=frames,
+                     keys=dict(config.ui.keymap), listen=addresses_text(addresses),
+                     theme_name=config.ui.theme, confirm_quit=demo is None,
+                     empty_hint=_empty_hint(config, addresses, live.ca_cert_path))
+    app.start_notes = [_left_behind_note(path, size, mtime) for path, size, mtime in earlier]
+    return app
+
+
+def _left_behind_note(path: Path, size: int, mtime: float) -> str:
+    import time
+
+    from proxy.textlog import byte_count
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
+    return (f"an earlier session's capture was left behind (its UI was killed): {path} "
+            f"({byte_count(size)}, {when}). h2scope view {path} opens it; delete "
+            f"{path.parent} when done: it holds decrypted traffic")
 
 
 def _empty_hint(config: Any, addresses: list[tuple[str, str]],

@@ -52,6 +52,27 @@ not read)."""
 TEMP_NAME = "session.h2scope"
 
 
+def left_behind(tmp: Path | None = None) -> list[tuple[Path, int, float]]:
+    """Private session captures an earlier live UI left in ``tmp`` (``$TMPDIR``)
+    when it was killed (``kill -9``: nothing could remove them): (path, bytes,
+    modification time) of each ``h2scope-*/session.h2scope`` this user owns that
+    no running proxy is writing (its lock is free). They hold decrypted traffic."""
+    import tempfile
+
+    from certs.files import held_by_another_writer
+
+    found = []
+    for path in sorted(Path(tmp or tempfile.gettempdir()).glob(f"h2scope-*/{TEMP_NAME}")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if st.st_uid != os.getuid() or held_by_another_writer(path):
+            continue
+        found.append((path, st.st_size, st.st_mtime))
+    return found
+
+
 class FrameOffsets:
     """A growing capture's records: how many, of which types, where the complete
     ones end (for saving), and the frame of a FRAME record at an offset.

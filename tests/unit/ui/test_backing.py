@@ -311,3 +311,30 @@ def test_the_ui_reads_rows_and_asks_unsaved_while_a_save_copies(
     finally:
         release.set()
         backing.close()
+
+
+def test_captures_a_killed_ui_left_behind_are_found_but_not_one_being_written(
+        tmp_path: Path) -> None:
+    import os
+
+    from certs.files import create_private
+    from ui.launch import _left_behind_note
+    from ui.model.backing import left_behind
+
+    old = tmp_path / "h2scope-abc123" / "session.h2scope"
+    old.parent.mkdir()
+    old.write_bytes(b"x" * 2048)
+    busy = tmp_path / "h2scope-def456" / "session.h2scope"
+    busy.parent.mkdir()
+    fd = create_private(busy, exclusive=True)  # (a running proxy's lock)
+    (tmp_path / "h2scope-empty").mkdir()
+    (tmp_path / "other").mkdir()
+    try:
+        found = left_behind(tmp_path)
+    finally:
+        os.close(fd)
+    assert [(p, size) for p, size, _ in found] == [(old, 2048)]
+    note = _left_behind_note(*found[0])
+    assert note.startswith(f"an earlier session's capture was left behind (its UI was "
+                           f"killed): {old} (2048 B, ")
+    assert f"h2scope view {old} opens it; delete {old.parent} when done" in note
