@@ -103,6 +103,8 @@ class Stream:
         while True:
             i = self.buffer.find(sep, start)
             if i >= 0:
+                if i + len(sep) > limit:  # (one fill may bring the separator past it)
+                    raise HeadTooLarge(f"more than {limit} bytes before {sep!r}")
                 out = bytes(self.buffer[:i + len(sep)])
                 del self.buffer[:i + len(sep)]
                 return out

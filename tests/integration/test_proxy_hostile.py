@@ -313,12 +313,15 @@ def test_a_chunked_request_body_framed_wrong_is_refused_before_it_is_passed_on(
         assert b"hello" + b"XX" not in server.received and b"a\x00b" not in server.received
 
 
+@pytest.mark.parametrize("size", [600 * 1024, 100 * 1024])
 def test_a_request_head_past_the_limit_gets_431(
-        proxy: ProxyThread, good_request: Callable[[], None]) -> None:
-    """RFC 6585 §5: 431 Request Header Fields Too Large, not a plain 400."""
+        proxy: ProxyThread, good_request: Callable[[], None], size: int) -> None:
+    """RFC 6585 §5: 431 Request Header Fields Too Large, not a plain 400 — also
+    when the head's end came in the same read that passed the 64 KiB limit (a
+    100 KiB head used to be forwarded)."""
     with connect(proxy) as sock:
         sock.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\nX-Big: "
-                     + b"a" * (600 * 1024) + b"\r\n\r\n")
+                     + b"a" * size + b"\r\n\r\n")
         reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), reply[:80]
     (error,) = errors(proxy, "http1")
