@@ -152,10 +152,21 @@ EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # (the command itself, not a test calling main)
+        # SIGTERM ends a command as Ctrl+C does, through its finally blocks: an
+        # export's or a replay's unfinished output file is removed, not left as a
+        # .part beside the target. ``run`` and the UI install their own handlers.
+        import signal
+
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # (while the commands' modules load: no traceback)
         return EXIT_INTERRUPTED
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -646,10 +646,10 @@ class H2ScopeApp(Navigation):
         return sum(1 for i in range(self.frames_saved, len(self.session.table))
                    if not any(a <= conn[i] < (b if b is not None else 1 << 62) for a, b in spans))
 
-    async def action_help_quit(self) -> None:
+    def action_help_quit(self) -> None:
         """Ctrl+C: quit as ``q`` does (asking first while frames are unsaved), not
         Textual's toast that covered that question."""
-        await self.action_quit()
+        self.call_next(self.action_quit)
 
     async def action_quit(self) -> None:
         unsaved = self.unsaved_frames() if self.confirm_quit else 0

@@ -828,3 +828,22 @@ def test_the_start_warns_that_upstream_certificates_are_not_verified(
     args = parse(["--config", str(config_file)])
     lines = run_cmd.start_lines(args, run_cmd.build_config(args))
     assert "NOT verified (upstream.insecure)" in lines[-1]
+
+
+def test_sigterm_ends_a_command_through_its_cleanup_with_status_143(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's default SIGTERM ended a command at once: an export's or a replay's
+    unfinished output stayed beside the target as a .part file. The command line
+    turns it into SystemExit(143), which runs the command's finally blocks."""
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sys, "argv", ["h2scope", "decode", "000004080000000000000f0001"])
+    try:
+        assert cli.main() == 0
+        assert signal.getsignal(signal.SIGTERM) is cli._terminated
+        with pytest.raises(SystemExit) as raised:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # (the handler runs at the next bytecode)
+        assert raised.value.code == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    capsys.readouterr()
