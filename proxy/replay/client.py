@@ -261,9 +261,15 @@ class ReplayConnection:
                 t.host, t.port, ssl=ctx, server_hostname=t.host if ctx else None,
                 limit=READ_SIZE), self.options.idle_timeout)
         except ssl.SSLCertVerificationError as exc:
+            from proxy.net.tls import verify_hint
+
+            # (the proxy's hint, by why it failed: a name the certificate lacks is not
+            # fixed by --upstream-ca)
+            hint = verify_hint(exc, t.host, self.options.upstream_ca).replace(
+                "(its names are in the connection's details)",
+                "(give that name in --target)")
             raise ReplayError(f"{t.url}: the server's certificate did not verify "
-                              f"({exc.verify_message}); use --upstream-ca FILE to trust its "
-                              "CA or --insecure to skip verification") from None
+                              f"({exc.verify_message}); {hint}") from None
         except ssl.SSLError as exc:
             if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
                 raise ReplayError(f"TLS to {t.url} failed: the server does not speak TLS "
