@@ -53,6 +53,9 @@ H2C_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/p
                + b"\r\n\r\n" + _H2C_TEXT)
 
 
+CLOSEST = "closest recorded paths (query values not shown):"
+
+
 def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -> bytes:
     lines = [f"h2scope serve: no recorded response for {method} {path} (authority "
              f"{authority or '-'}; matching on {','.join(book.fields)})"]
@@ -66,12 +69,23 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         lines.append(f"{path} was recorded as {', '.join(methods)}, not {method}")
     closest = [p for p in book.closest_paths(path) if p != path or not others]
     if closest:
-        lines.append("closest recorded paths:")
-        lines.extend(f"  {p}" for p in closest)
+        lines.append(CLOSEST)
+        lines.extend(f"  {_query_names(p)}" for p in closest)
     elif not others:
         lines.append("the capture has no recorded responses")
     # (a path recorded with bytes that are not UTF-8 is written \xNN)
     return ("\n".join(shown(line) for line in lines) + "\n").encode()
+
+
+def _query_names(path: str) -> str:
+    """``/cb?token=…&x=…``: a recorded path as a 404 may show it to any client —
+    its query's names, not their values (tokens ride there)."""
+    base, q, query = path.partition("?")
+    if not q:
+        return path
+    names = [part.partition("=")[0] + ("=…" if "=" in part else "")
+             for part in query.split("&")]
+    return f"{base}?{'&'.join(names)}"
 
 
 def grpc_message(text: str) -> str:
@@ -190,7 +204,7 @@ class MockConnection:
             # A gRPC client turns an HTTP 404 into UNIMPLEMENTED with no word of why:
             # answer in gRPC (a Trailers-Only response) with the reason in grpc-message.
             text = " ".join(not_found_body(self.book, method, authority, path).decode()
-                            .replace("closest recorded paths:", "closest recorded:").split())
+                            .replace(CLOSEST, "closest recorded:").split())
             self.log(f"{method} {authority}{path} → grpc-status 12 UNIMPLEMENTED (no "
                      "recorded response)")
             actions = (Action(kind="headers", end_stream=True, headers=(

@@ -21,4 +21,11 @@ def test_a_path_recorded_nowhere_does_not_blame_the_authority(
         responses: list[RecordedResponse]) -> None:  # noqa: F811
     body = not_found_body(ResponseBook(responses), "GET", "127.0.0.1:9999", "/nope").decode()
     assert "was recorded for authority" not in body
-    assert "closest recorded paths:" in body
+    assert "closest recorded paths (query values not shown):" in body
+
+
+def test_the_404_names_a_recorded_paths_query_names_not_their_values() -> None:
+    from proxy.replay.mock_server import _query_names
+
+    assert _query_names("/cb?access_token=SECRET&x=1&flag") == "/cb?access_token=…&x=…&flag"
+    assert _query_names("/index.html") == "/index.html"

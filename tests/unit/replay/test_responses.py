@@ -69,7 +69,8 @@ def test_an_unmatched_request_names_the_closest_recorded_paths(
     body = not_found_body(book, "GET", "a.test", "/index.htm").decode()
     assert "no recorded response for GET /index.htm" in body
     lines = body.splitlines()
-    assert lines[lines.index("closest recorded paths:") + 1] == "  /index.html"
+    assert lines[lines.index("closest recorded paths (query values not shown):") + 1] \
+        == "  /index.html"
 
 
 def test_unknown_match_fields_are_refused(responses: list[RecordedResponse]) -> None:
