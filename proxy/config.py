@@ -504,8 +504,24 @@ def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"the config file is not UTF-8 text ({exc.reason} at byte "
                           f"{exc.start})", source=source) from None
+    node = _parsed(lambda t: yaml.compose(t, Loader=yaml.SafeLoader), text, source)
+    lines: dict[str, int] = {}
+    dupes: list[tuple[str, int]] = []
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _node_lines(node, "", lines, dupes)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=exc.key, line=exc.line, source=source) from None
+    raw = _parsed(yaml.safe_load, text, source)
+    if dupes:
+        key, line = dupes[0]
+        raise ConfigError("this key appears twice", key=key, line=line, source=source)
+    return raw, lines
+
+
+def _parsed(load: Callable[[str], Any], text: str, source: str) -> Any:
+    """``load(text)`` (PyYAML's compose or safe_load), its errors as ConfigError."""
+    try:
+        return load(text)
     except RecursionError:
         raise ConfigError("not valid YAML for h2scope: nested too deeply (its settings go "
                           "three levels deep at most)", source=source) from None
@@ -516,25 +532,6 @@ def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
                           source=source) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=source) from None
-    lines: dict[str, int] = {}
-    dupes: list[tuple[str, int]] = []
-    try:
-        _node_lines(node, "", lines, dupes)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, key=exc.key, line=exc.line, source=source) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"not valid YAML: {exc.problem or exc}", line=line,
-                          source=source) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=source) from None
-    if dupes:
-        key, line = dupes[0]
-        raise ConfigError("this key appears twice", key=key, line=line, source=source)
-    return raw, lines
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

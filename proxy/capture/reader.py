@@ -548,21 +548,18 @@ class CaptureReader:
                     return
                 off = resumed
                 continue
-            if rtype not in KNOWN_TYPES:
-                self._report(BadRecord(offset=off, skipped=_HDR + length,
-                                       reason=f"unknown record type {rtype} (written by a newer "
-                                       "h2scope?) skipped"))
-                off += _HDR + length
-                continue
             i = off - w.base
-            if rtype in JSON_TYPES:  # (a few per connection)
+            skip = None
+            if rtype not in KNOWN_TYPES:
+                skip = f"unknown record type {rtype} (written by a newer h2scope?) skipped"
+            elif rtype in JSON_TYPES:  # (a few per connection)
                 problem = json_problem(rtype, w.data[i + _HDR:i + _HDR + length])
                 if problem is not None:
-                    self._report(BadRecord(offset=off, skipped=_HDR + length,
-                                           reason=f"{RecordType(rtype).name} record: {problem}; "
-                                           "skipped"))
-                    off += _HDR + length
-                    continue
+                    skip = f"{RecordType(rtype).name} record: {problem}; skipped"
+            if skip is not None:
+                self._report(BadRecord(offset=off, skipped=_HDR + length, reason=skip))
+                off += _HDR + length
+                continue
             yield new_record(off, rtype, flags, conn, seq, t, wall,
                              w.data[i + _HDR:i + _HDR + length])
             if rtype == _END:
