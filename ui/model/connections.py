@@ -179,6 +179,22 @@ class FlowSeries:
     kind: array[int] = field(default_factory=lambda: array("B"))
     """0 DATA (both windows shrink), 8 WINDOW_UPDATE on stream 0 (the connection
     window grows), 1 WINDOW_UPDATE on a stream (its window grows)."""
+    by_stream: dict[int, tuple[int, array[int], array[int]]] = field(default_factory=dict)
+    """For the streams a view charted: (points looked at so far, that stream's
+    windows, their kinds), extended as the series grows rather than read again
+    from its first point (live, a view redraws every second)."""
+
+    def stream_points(self, sid: int) -> tuple[array[int], array[int]]:
+        """Stream ``sid``'s send window after each of its DATA and WINDOW_UPDATE
+        frames, and the kind of each."""
+        pos, values, kinds = self.by_stream.get(sid) or (0, array("q"), array("B"))
+        ids, windows, kind = self.stream_id, self.stream, self.kind
+        for i in range(pos, len(ids)):
+            if ids[i] == sid and windows[i] != -1:
+                values.append(windows[i])
+                kinds.append(kind[i])
+        self.by_stream[sid] = (len(ids), values, kinds)
+        return values, kinds
 
 
 @dataclass(slots=True)

@@ -174,12 +174,7 @@ def _window_chart(values: Sequence[int], kinds: Sequence[int], update: int,
 
 def _stream_chart(series: FlowSeries, sid: int, columns: int) -> tuple[list[str], int]:
     """Stream ``sid``'s send window after each of its DATA and WINDOW_UPDATE frames."""
-    values = array("q")
-    kinds = array("B")
-    for s, w, k in zip(series.stream_id, series.stream, series.kind, strict=False):
-        if s == sid and w != -1:
-            values.append(w)
-            kinds.append(k)
+    values, kinds = series.stream_points(sid)
     if not values:
         return [], 0
     if max(values) <= 0:  # (nothing to draw bars of)
