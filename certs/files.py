@@ -37,6 +37,8 @@ def create_private(path: str | os.PathLike[str], *, exclusive: bool = False) -> 
     would each truncate the other's and interleave their records."""
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     fd = _open_no_link(path, flags if exclusive else flags | os.O_TRUNC)
+    if _standard_fd(path) is not None:
+        return fd  # (the shell's redirect: truncated or appended to as it was told)
     try:
         regular = _POSIX and stat.S_ISREG(os.fstat(fd).st_mode)
         if regular:
@@ -64,6 +66,9 @@ def _open_no_link(path: str | os.PathLike[str], flags: int) -> int:
     link points to. A link to a device or a pipe, or one of the system's
     (``/dev/stdout``), is opened as it is: neither created nor truncated. Raises
     OSError (ELOOP, saying so)."""
+    fd_number = _standard_fd(path)
+    if fd_number is not None:  # (the shell's own redirect: its offset and O_APPEND kept)
+        return os.dup(fd_number)
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     try:
         return os.open(path, flags | nofollow, SECRET_FILE_MODE)
@@ -80,11 +85,31 @@ def _open_no_link(path: str | os.PathLike[str], flags: int) -> int:
                      | (flags & os.O_APPEND))
     except FileNotFoundError:  # (a link to nothing yet: it would create the file)
         raise refused from None
-    if stat.S_ISREG(os.fstat(fd).st_mode) and \
-            os.path.dirname(os.path.abspath(path)) not in _SYSTEM_LINK_DIRS:
+    if stat.S_ISREG(os.fstat(fd).st_mode) and not is_system_link(path):
         os.close(fd)
         raise refused
     return fd
+
+
+def _standard_fd(path: str | os.PathLike[str]) -> int | None:
+    """The descriptor ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or
+    ``/proc/self/fd/N`` stands for, or None. Opening the link anew would start at
+    offset 0 without O_APPEND: ``>> file`` would be overwritten from its start."""
+    text = os.path.abspath(path)
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}.get(text)
+    if named is not None:
+        return named
+    head, _, tail = text.rpartition("/")
+    if head in ("/dev/fd", "/proc/self/fd") and tail.isdigit():
+        return int(tail)
+    return None
+
+
+def is_system_link(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is one of the system's links (``/dev/stdout``, ``/dev/fd/1``):
+    written in place, never replaced or refused."""
+    return os.path.islink(path) and \
+        os.path.dirname(os.path.abspath(path)) in _SYSTEM_LINK_DIRS
 
 
 _SYSTEM_LINK_DIRS = ("/dev", "/dev/fd", "/proc/self/fd")

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from certs.files import create_private
+from certs.files import create_private, is_system_link
 from proxy.capture.reader import Record
 from proxy.capture.replay import Observers, replay_observer, replay_records
 from proxy.filter import Filter
@@ -106,8 +106,11 @@ class ReplacedFile:
                 raise UsageError(f"{what} {target} is the capture being {doing}: writing "
                                  "there would destroy it; give another file")
         self.target = target
-        self.direct = target.exists() and not target.is_file()
-        """A device or pipe (``/dev/null``, a FIFO): written as it is."""
+        self.direct = (target.exists() and not target.is_file()) or is_system_link(target)
+        """A device or pipe (``/dev/null``, a FIFO), or a link of the system's
+        (``/dev/stdout`` to wherever the shell redirected it): written as it is.
+        Renamed over, ``/dev/stdout`` itself would be replaced (as root) and the
+        redirect left empty."""
         if self.direct:
             self.temp = target
         else:

@@ -35,6 +35,7 @@ hold cookies, tokens and bodies.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import threading
@@ -337,7 +338,11 @@ class CaptureWriter:
         try:
             self.flush()
             if fsync:
-                os.fsync(self._fd)
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.EROFS):
+                        raise  # (a pipe or a terminal cannot be synced: nothing to lose)
         except OSError as exc:
             error = error or exc
         finally:

@@ -102,9 +102,17 @@ def _alert_context(alert: int) -> ssl.SSLContext:
     return ctx
 
 
-async def refuse_client(client: Stream, alert: int = ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
-                        ) -> None:
-    """End the client's handshake (its ClientHello is in the buffer) with a TLS alert."""
+async def refuse_client(client: Stream, alert: int = ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE,
+                        *, raw: bool = False) -> None:
+    """End the client's handshake (its ClientHello is in the buffer) with a TLS alert.
+    ``raw``: written as a plaintext alert record, without letting OpenSSL read the
+    hello (a server name that is not ASCII makes the ssl module fail inside the
+    handshake, which then sends internal_error instead)."""
+    if raw:
+        with contextlib.suppress(StreamClosed, OSError):
+            client.write(bytes([21, 3, 3, 0, 2, 2, alert]))  # fatal alert, TLS 1.2 record
+            await client.drain()
+        return
     tls = TlsStream(client, _alert_context(alert), server_side=True)
     with contextlib.suppress(ssl.SSLError, StreamClosed, OSError, TimeoutError):
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
@@ -214,13 +222,17 @@ async def intercept(conn: Conn, client: Stream, hello: ClientHello, upstream: St
         # Checked before it goes upstream as the server name: no certificate could
         # be made for it anyway, and the ssl module's IDNA codec raises on some.
         try:
+            if not hello.sni.isascii():  # (RFC 6066 §3: A-labels; ssl's callback raises)
+                raise InvalidHostname(f"hostname {hello.sni!r} is not ASCII (an IDN goes "
+                                      "in the SNI as its xn-- A-label)")
             validate_host(hello.sni)
         except InvalidHostname as exc:
             await conn.error("client-tls", f"no certificate for the server name {hello.sni!r} "
                              f"the client sent (SNI): {exc}",
                              "the client's TLS library sent a name that is not a valid host "
                              "name (RFC 6066 §3); nothing was sent to the server")
-            await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+            await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME,
+                                raw=not hello.sni.isascii())
             raise InterceptFailed(str(exc)) from exc
     try:
         server = await connect_upstream_tls(conn, upstream, host, hello.alpn, hello.sni)

@@ -318,13 +318,20 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             peer = self.sides[1 - side.direction]
             rejected = self.partial or peer.goaway_error != 0 or peer.desynced \
                 or not peer.frames
-            for p in () if rejected else side.pending:
-                if t - p.t < SETTINGS_ACK_GRACE and peer.read_up_to <= p.seq:
-                    continue  # (the connection ended moments after them: no time to)
+            owed = [] if rejected else [
+                p for p in side.pending
+                if not (t - p.t < SETTINGS_ACK_GRACE and peer.read_up_to <= p.seq)]
+            # (those the connection ended moments after had no time to be acknowledged)
+            if owed:
+                first = owed[0].seq
+                if len(owed) == 1:
+                    said = f"the SETTINGS sent by the {side.direction.sender} (frame #{first})"
+                else:  # one finding, not one per frame: a flood may leave thousands
+                    said = (f"{len(owed):,} SETTINGS frames sent by the "
+                            f"{side.direction.sender} (the first frame #{first})")
                 self._conn_finding(peer.direction, t, _f(  # (the side that owes the ACK)
                     "settings-not-acknowledged", Severity.WARNING, "RFC 9113 §6.5.3",
-                    f"the {side.direction.peer.sender} never acknowledged the SETTINGS sent "
-                    f"by the {side.direction.sender} (frame #{p.seq})", p.seq))
+                    f"the {side.direction.peer.sender} never acknowledged {said}", first))
             if side.block is not None:
                 self._conn_finding(side.direction, t, _f(
                     "header-block-truncated", Severity.ERROR, "RFC 9113 §6.10",

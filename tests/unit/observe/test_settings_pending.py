@@ -69,3 +69,25 @@ def test_answers_to_pings_the_bound_let_go_are_not_blamed_on_the_answerer() -> N
     events = obs.feed(Direction.S2C, frame(6, 1, b"stray!!!"), 0.2)
     codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
     assert codes == ["ping-ack-unmatched"]
+
+
+def test_settings_never_acknowledged_are_one_finding_not_one_per_frame() -> None:
+    """A flooded server that never ACKs: 16,000 warnings, one per SETTINGS frame."""
+    import struct
+
+    from proxy.observe.connection import ConnectionObserver
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from proxy.observe.events import ConnectionFindingRaised
+
+    def frame(ftype: int, flags: int, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + bytes(4) + payload
+
+    obs = ConnectionObserver()
+    obs.feed(Direction.C2S, CONNECTION_PREFACE + b"".join(
+        frame(4, 0, struct.pack(">HI", 3, 100 + i)) for i in range(500)), 0.0)
+    obs.feed(Direction.S2C, frame(4, 0, b""), 0.1)
+    found = [e.finding for e in obs.close(10.0) if isinstance(e, ConnectionFindingRaised)
+             and e.finding.code == "settings-not-acknowledged"]
+    assert [f.message for f in found if f.message.startswith("the server")] == [
+        "the server never acknowledged 500 SETTINGS frames sent by the client (the first "
+        "frame #0)"]
