@@ -71,3 +71,26 @@ def test_an_output_that_cannot_be_replaced_is_a_message_not_a_traceback(
     # A directory that is not there: said before anything is read.
     assert main(["export", str(source), "-f", "text", "-o", str(tmp_path / "no" / "x")]) == 2
     assert f"create the directory {tmp_path / 'no'} first" in capsys.readouterr().err
+
+
+def test_an_export_to_dev_stdout_goes_to_the_redirect_and_leaves_the_link_alone(
+        tmp_path: Path) -> None:
+    """`-o /dev/stdout > file` renamed the export over /dev/stdout itself (as root),
+    leaving the redirect empty; `>> file` must append, not overwrite."""
+    import os
+    import subprocess
+    import sys
+
+    source = _capture(tmp_path / "one.h2scope")
+    repo = Path(__file__).resolve().parents[3]
+    out = tmp_path / "out.txt"
+    out.write_text("kept\n")
+    for mode in ("wb", "ab"):
+        with out.open(mode) as f:
+            r = subprocess.run([sys.executable, "-m", "proxy", "export", str(source), "-f",
+                                "text", "-o", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE,
+                               cwd=repo)
+        assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert not text.startswith("kept") and text.count("opened from") == 2  # (then appended)
+    assert os.path.islink("/dev/stdout")
