@@ -177,7 +177,7 @@ def looks_like_http1_request(data: bytes) -> bool:
 
 
 def _content_length(head: Head) -> int | None:
-    values = {v.strip() for v in head.get_all("content-length") for v in v.split(",")}
+    values = {v.strip(" \t") for v in head.get_all("content-length") for v in v.split(",")}
     if not values:
         return None
     if len(values) > 1:
@@ -189,7 +189,10 @@ def _content_length(head: Head) -> int | None:
 
 
 def _chunked(head: Head) -> bool:
-    codings = [t.strip().lower() for v in head.get_all("transfer-encoding") for t in v.split(",")]
+    # (only SP and HTAB are whitespace in a field, RFC 9110 §5.6.3: "\x0bchunked" is
+    # not chunked to a strict server, so it must not be to h2scope either)
+    codings = [t.strip(" \t").lower() for v in head.get_all("transfer-encoding")
+               for t in v.split(",")]
     if not codings:
         return False
     return codings[-1] == "chunked"

@@ -122,3 +122,15 @@ def test_a_refused_head_is_quoted_without_what_credentials_ride_in(
         parse_request_head(raw)
     assert str(raised.value) == said
     assert secret.decode() not in str(raised.value)
+
+
+@pytest.mark.parametrize("value", [b"\x0bchunked", b"chunked\x0c", b"\x0bchunked, gzip"])
+def test_a_transfer_encoding_padded_with_other_whitespace_is_not_chunked(value: bytes) -> None:
+    """Only SP and HTAB are whitespace in a field (RFC 9110 §5.6.3): read as chunked
+    here and not by a strict server, the body would be framed two ways."""
+    from proxy.net.http1 import Http1Error, parse_request_head, request_framing
+
+    head = parse_request_head(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + value
+                              + b"\r\n\r\n")
+    with pytest.raises(Http1Error, match="must end with chunked"):
+        request_framing(head)
