@@ -113,6 +113,10 @@ class RunSummary:
         self._grpc_unanswered: dict[tuple[int, int], bool] = {}
         """Calls closed without a grpc-status in this batch, for the reset after it."""
         self.frames = [0, 0]
+        self.hpack_wire = [0, 0]
+        """Header block bytes on the wire, by sender (client, server)."""
+        self.hpack_fields = [0, 0]
+        """The names and values those blocks carry (RFC 7541 size less 32 a field)."""
         """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
         self.resets: Counter[str] = Counter()
@@ -196,6 +200,10 @@ class RunSummary:
                         self._updates_while_stalled[waiting] = \
                             self._updates_while_stalled.get(waiting, 0) + 1
                 elif ev.block is not None:
+                    block = ev.block
+                    d = int(ev.direction)
+                    self.hpack_wire[d] += block.wire_length
+                    self.hpack_fields[d] += block.decoded_size - 32 * len(block.headers)
                     if ev.direction is _C2S:
                         key = (conn, ev.frame.stream_id)
                         if key not in self._requests and len(self._requests) < _MAX_OPEN:
@@ -351,6 +359,12 @@ class RunSummary:
                + (f" ({protos})" if protos else "")
                + f", {sum(self.frames):,} HTTP/2 frames ({self.frames[0]:,} → / "
                  f"{self.frames[1]:,} ←), {self.streams:,} stream{'s' * (self.streams != 1)}"]
+        if any(self.hpack_wire):
+            out.append("HPACK: " + "; ".join(
+                f"{who} {wire:,} B on the wire for {fields:,} B of names and values "
+                f"({fields / wire:.1f}:1)"
+                for who, wire, fields in zip(("client", "server"), self.hpack_wire,
+                                             self.hpack_fields, strict=True) if wire))
         if self.missed:
             out.append(f"INCOMPLETE: an internal error kept {self.missed} batch"
                        f"{'es' * (self.missed != 1)} of events from being counted (the log "
@@ -398,6 +412,9 @@ class RunSummary:
             "connections": self.connections,
             "protocols": dict(self.protocols),
             "frames": {"c2s": self.frames[0], "s2c": self.frames[1]},
+            "hpack": {who: {"wire_bytes": w, "field_bytes": f}
+                      for who, w, f in zip(("client", "server"), self.hpack_wire,
+                                           self.hpack_fields, strict=True)},
             "streams": self.streams,
             "resets": dict(self.resets),
             **({"incomplete_batches": self.missed} if self.missed else {}),

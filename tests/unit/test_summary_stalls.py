@@ -305,3 +305,17 @@ def test_a_clients_push_promise_reserves_no_stream_and_is_not_a_slow_stream() ->
     assert "slowest streams:" in summary.lines()
     assert not any("stream 2" in ln for ln in summary.lines())
     assert summary.streams == 1
+
+
+def test_the_summary_says_how_well_each_side_compressed_its_headers() -> None:
+    summary = RunSummary()
+    fed = Fed(summary)
+    for sid in (1, 3, 5):
+        fed.request(sid, "/same")
+    wire, fields = summary.hpack_wire, summary.hpack_fields
+    assert wire[0] > 0 and fields[0] > wire[0]  # the repeats index the table
+    line = next(ln for ln in summary.lines() if ln.startswith("HPACK: "))
+    assert line.startswith(f"HPACK: client {wire[0]:,} B on the wire for {fields[0]:,} B of "
+                           f"names and values ({fields[0] / wire[0]:.1f}:1); server ")
+    assert summary.as_dict()["hpack"]["server"] == {"wire_bytes": wire[1],
+                                                    "field_bytes": fields[1]}
