@@ -11,6 +11,7 @@ from dataclasses import fields
 from rich.text import Text
 
 from proxy.observe.describe import (
+    SHOWN_LIST_SIZE,
     field_annotation,
     flags_text,
     frame_summary,
@@ -112,12 +113,12 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         out.append("\nheader block\n", style.Style(bold=True))
         if ev.block_stream_id is not None:
             out.append(f"  (request of promised stream {ev.block_stream_id})\n")
-        headers, omitted, size = shown_headers(ev.block.headers, ev.block.decoded_size)
+        headers, omitted, size = _bounded(ev.block)
         for n, v in _ordered(headers):
             out.append(f"  {n}", style.Style(bold=True))
-            out.append(f": {v}\n")
+            out.append(f": {_value(v)}\n")
         if omitted:
-            out.append(f"  {omitted_line(omitted, size, ev.block)}\n", style.WARNING)
+            out.append(f"  {_omitted(omitted, size, ev.block)}\n", style.WARNING)
     elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
         out.append("\nheader block continues in CONTINUATION frames\n", style.TIME)
     return out
@@ -141,6 +142,47 @@ def _data(out: Text, data: bytes) -> None:
     if len(data) > len(shown):
         out.append(f"  … {len(data) - len(shown):,} more bytes (the stream view shows the "
                    "whole body)\n", style.TIME)
+
+
+DETAIL_FIELDS = 100
+"""Header fields the frame detail draws at most: the pane wraps every line, and an
+HPACK 'bomb' (thousands of fields of kilobytes each) took seconds a selection."""
+DETAIL_VALUE = 1024
+"""Characters of one value the frame detail draws (the stream view and exports
+have all of it)."""
+
+
+def _bounded(block: HeaderBlock) -> tuple[tuple[tuple[str, str], ...], int, int]:
+    """The fields the detail draws: what every output shows of the list
+    (describe.shown_headers), and no more than DETAIL_FIELDS of them. (The
+    timeline's own blocks carry no sizes: the list's is counted here then.)"""
+    decoded = block.decoded_size or _list_size(block.headers)
+    headers, omitted, size = shown_headers(block.headers, decoded)
+    if len(headers) > DETAIL_FIELDS:
+        rest = headers[DETAIL_FIELDS:]
+        omitted += len(rest)
+        size += sum(len(n) + len(v) + 32 for n, v in rest)
+        headers = headers[:DETAIL_FIELDS]
+    return headers, omitted, size
+
+
+def _list_size(headers: tuple[tuple[str, str], ...]) -> int:
+    return sum(len(n) + len(v) + 32 for n, v in headers)  # (characters: near enough)
+
+
+def _omitted(count: int, size: int, block: HeaderBlock) -> str:
+    if block.wire_length and block.decoded_size > SHOWN_LIST_SIZE:  # (amplified: say so)
+        return omitted_line(count, size, block)
+    if _list_size(block.headers) > SHOWN_LIST_SIZE:
+        return (f"… {count:,} more fields ({size:,} bytes) not shown: a header list of "
+                f"{_list_size(block.headers):,} bytes (RFC 7541 §7.3)")
+    return f"… {count:,} more fields ({size:,} bytes) not shown here: the stream view has them"
+
+
+def _value(text: str) -> str:
+    if len(text) <= DETAIL_VALUE:
+        return text
+    return f"{text[:DETAIL_VALUE]}… ({len(text):,} characters; the stream view has them all)"
 
 
 def _ordered(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -202,14 +244,14 @@ def _broken_block(out: Text, exc: HpackDecodeError, b: HeaderBlock) -> None:
 def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "
                f"{b.table_entries} entries, +{b.inserted} inserted, -{b.evicted} evicted\n\n")
-    headers, omitted, size = shown_headers(b.headers, b.decoded_size)
+    headers, omitted, size = _bounded(b)
     for fa in shown_fields(b.fields, len(headers)) if omitted else b.fields:
         if fa.representation is Representation.SIZE_UPDATE:
             out.append(f"<dynamic table size update → {fa.new_table_size}>", style.WARNING)
             out.append(f"  @{fa.offset} {fa.wire_length}B\n", style.TIME)
         else:
             out.append(f"{fa.name}", style.Style(bold=True))
-            out.append(f": {fa.value}\n")
+            out.append(f": {_value(fa.value)}\n")
             out.append(f"    {field_annotation(fa)}", style.TIME)
             out.append(f"  @{fa.offset} {fa.wire_length}B wire\n", style.TIME)
         if fa.inserted:
@@ -217,7 +259,7 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
         for n, v in fa.evicted:
             out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
     if omitted:
-        out.append(f"{omitted_line(omitted, size, b)}\n", style.WARNING)
+        out.append(f"{_omitted(omitted, size, b)}\n", style.WARNING)
     if last is not None:
         out.append(f"{last}\n", style.FINDING)
     out.append("\nlegend: idx = indexed (RFC 7541 §6.1); lit+idx = literal with incremental "

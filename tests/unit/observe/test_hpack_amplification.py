@@ -87,3 +87,34 @@ def test_the_uis_frame_detail_and_stream_view_show_such_a_list_bounded() -> None
     _headers(out, "request headers", ev.block.headers)
     assert len(out.plain) < SHOWN_LIST_SIZE + 4096
     assert "more fields (about " in out.plain and "header-list-amplified" in out.plain
+
+
+def test_the_frame_detail_draws_an_amplified_list_in_a_bounded_size(tmp_path: object) -> None:
+    """The timeline's blocks carry no sizes, so the detail drew all 3,000 fields of
+    4 KB (seconds a selection, hundreds of MB): it draws a bounded part."""
+    from pathlib import Path
+
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from ui.model import detail
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    assert isinstance(tmp_path, Path)
+    path = tmp_path / "bomb.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2"}, t=0.0)
+        writer.raw(1, C2S, CONNECTION_PREFACE, t=0.0)
+        writer.frame(1, C2S, bytes.fromhex("000000040000000000"), t=0.0)
+        writer.frame(1, C2S, _bomb(3000), t=0.001)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        row = next(r for r in range(len(session.table)) if session.table.type[r] == 1)
+        for view in (detail.decoded, detail.hpack):
+            text = view(session, row, session.table.event(row)).plain
+            assert len(text) < 150_000, (view.__name__, len(text))
+            assert "more fields" in text
+    finally:
+        capture.close()
