@@ -108,9 +108,11 @@ class _Watched:
     client after. The UI, blind from then on, learns why from the status reply
     (``unrecorded``) and says so for as long as it runs."""
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, path: Path, temporary: bool) -> None:
         self.recorder = recorder
         self.error: Exception | None = None
+        self.path = path
+        self.temporary = temporary
 
     @property
     def unrecorded(self) -> str | None:
@@ -118,10 +120,11 @@ class _Watched:
         err = self.error
         if err is None:
             return None
-        return (f"writing the session's capture failed: "
-                f"{getattr(err, 'strerror', None) or err}; the proxy goes on relaying, "
-                "unrecorded and unseen (free some space and start again, or record "
-                "elsewhere with --record FILE or TMPDIR)")
+        what, elsewhere = ("the session's capture", "--record FILE or TMPDIR") \
+            if self.temporary else (str(self.path), "another --record FILE")
+        return (f"writing {what} failed: {getattr(err, 'strerror', None) or err}; the proxy "
+                "goes on relaying, unrecorded and unseen (free some space and start again, "
+                f"or record elsewhere with {elsewhere})")
 
     async def handle_many(self, batches: Sequence[Batch]) -> None:
         if self.error is not None:
@@ -205,7 +208,7 @@ async def _serve(start: Start) -> int:
         return 1
     stopping = asyncio.Event()
     recorder = CaptureRecorder(writer)
-    watched = _Watched(recorder)
+    watched = _Watched(recorder, Path(start.capture), start.temporary)
     # The UI decodes every frame from the capture (principle 6): here HTTP/2 is only
     # cut into frames for the recorder, not decoded a first time for nothing.
     server: Any = ProxyServer(config, [watched], decode=False)

@@ -65,8 +65,8 @@ class SessionActions(App[int]):
                 self._save(Path(text).expanduser())
         self.push_screen(Prompt("Save the whole session so far to file",
                                 time.strftime(SAVE_NAME),
-                                hint=f"a capture file (mode 0600), relative to {Path.cwd()} · "
-                                     "Enter saves · Esc cancels"), done)
+                                hint=f"Enter saves · Esc cancels · mode 0600 · a relative "
+                                     f"name goes in {Path.cwd()}"), done)
 
     @work(thread=True, group="save")
     def _save(self, dest: Path) -> None:

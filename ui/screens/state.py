@@ -58,8 +58,10 @@ def chart(values: Sequence[float], width: int = 72, height: int = 6,
     hi = max(highs) if hi is None else hi
     span = (hi - lo) or 1
     scale = height * 8 / span
-    low_levels = [int((v - lo) * scale) for v in lows]
-    high_levels = [int((v - lo) * scale) for v in highs]
+    # (a value above the bottom draws at least ▁: a window refilled by a few KB
+    # under a scale of megabytes is not an empty column, which reads as a stall)
+    low_levels = [max(1, int((v - lo) * scale)) if v > lo else 0 for v in lows]
+    high_levels = [max(1, int((v - lo) * scale)) if v > lo else 0 for v in highs]
     lines = []
     for row in range(height - 1, -1, -1):
         base = row * 8

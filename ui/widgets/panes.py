@@ -272,8 +272,13 @@ class StatusBar(Widget):
         room = width - len(message) - 3
         text = self._text.copy()
         if len(text) > room:
-            if room < 8:  # no room left: the message alone
-                return Text(message, "italic", no_wrap=True, overflow="ellipsis")
+            if room < 8:  # no room left: the message alone, after an alarm if there is one
+                out = Text(no_wrap=True, overflow="ellipsis")
+                if self._parts and "red" in self._parts[0][1]:  # (STOPPED, NOT RECORDING)
+                    out.append(self._parts[0][0], self._parts[0][1])
+                    out.append(" │ ", "dim")
+                out.append(message, "italic")
+                return out
             text.truncate(max(1, room - 1), overflow="crop")
             text.append("…", "dim")
         text.append(" │ ", "dim")
