@@ -108,6 +108,8 @@ class H2ScopeApp(Navigation):
         self._quit_prompt = ""
         self._problem_shown = False
         self._unrecorded_shown = False
+        self.discarded: str | None = None
+        """Live, when a signal ended the app with unsaved frames: what went."""
         self.start_notes: list[str] = []
         """Said once the screen is up (a capture an earlier session left behind)."""
         self.stopped_why: str | None = None
@@ -688,9 +690,21 @@ class H2ScopeApp(Navigation):
         loop = asyncio.get_running_loop()
         for sig in termination_signals():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.exit, 0)
+                loop.add_signal_handler(sig, self._terminated, sig)
         if self.termination is not None and self.termination.pending:
-            self.exit(0)
+            self._terminated(None)
+
+    def _terminated(self, sig: int | None) -> None:
+        """Quit on a termination signal; what it discarded is said once the screen
+        is gone (nobody answered the quit question)."""
+        import signal
+
+        unsaved = self.unsaved_frames() if self.confirm_quit else 0
+        if unsaved:
+            name = signal.Signals(sig).name if sig is not None else "a termination signal"
+            self.discarded = (f"{name}: quit; {unsaved:,} frames not saved were discarded "
+                              "with the session's capture")
+        self.exit(0)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):

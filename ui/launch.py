@@ -177,11 +177,13 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
         code = app.run() or 0
         live = app.live  # (None once quit with q: the app stopped it and kept why)
         why = (live.problem() or live.unrecorded) if live is not None else app.stopped_why
-        if why and code == 0:  # (the screen said it; the shell and a script hear it too)
-            import sys
+        import sys
 
+        if why and code == 0:  # (the screen said it; the shell and a script hear it too)
             print(f"h2scope: {why}", file=sys.stderr)
             code = 1
+        if app.discarded:
+            print(f"h2scope: {app.discarded}", file=sys.stderr)
         return code
     finally:
         guard.arm()  # closing the app's loop reset its signal handlers to the defaults
