@@ -186,12 +186,15 @@ def flags_text(frame: Frame) -> str:
     return "[" + ",".join(names) + "]" if names else ""
 
 
-def field_annotation(fa: FieldAnnotation) -> str:
-    """``lit+idx name=static:1 H 12→16`` — how one field was encoded."""
+def field_annotation(fa: FieldAnnotation, *, wire: bool = True) -> str:
+    """``lit+idx name=static:1 value=H 12→16 (15 B)`` — how one field was encoded,
+    and the bytes its representation took on the wire (``wire``; the UI says them
+    in a column of its own)."""
     rep = _REPR_SHORT.get(fa.representation, str(fa.representation))
     bits = [rep]
     if fa.representation is Representation.SIZE_UPDATE:
-        bits.append(str(fa.new_table_size))
+        bits.append(f"{fa.new_table_size} ({fa.wire_length} B)" if wire
+                    else str(fa.new_table_size))
         _evicted(bits, fa)  # (a lower maximum evicts, RFC 7541 §4.3)
         return " ".join(bits)
     if fa.representation is Representation.INDEXED:
@@ -204,6 +207,8 @@ def field_annotation(fa: FieldAnnotation) -> str:
                         f"{fa.name_wire_length}→{fa.name_length}")
         bits.append(f"value={'H' if fa.value_huffman else 'raw'} "
                     f"{fa.value_wire_length}→{fa.value_length}")
+    if wire:
+        bits[-1] += f" ({fa.wire_length} B)"
     if fa.representation is Representation.LITERAL_INCREMENTAL and not fa.inserted:
         # §4.4: an entry larger than the whole table empties it and is not added.
         size = (fa.name_length if fa.name_length is not None else

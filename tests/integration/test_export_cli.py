@@ -67,7 +67,7 @@ def test_text_annotate_shows_each_fields_hpack_encoding(capture: Path) -> None:
     plain = _run(str(capture), "--format", "text", "--conn", "1").stdout
     lines = _run(str(capture), "--format", "text", "--conn", "1", "--annotate").stdout
     assert "; idx static:2" not in plain
-    assert "    :method: GET    ; idx static:2\n" in lines
+    assert "    :method: GET    ; idx static:2 (1 B)\n" in lines
     assert "; block " in lines and "decoded (RFC 7541 size); table 0→" in lines
     # the same frames, the same lines but for the annotations
     assert [ln.split("    ; ")[0] for ln in lines.splitlines()

@@ -252,7 +252,7 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
         else:
             out.append(f"{fa.name}", style.Style(bold=True))
             out.append(f": {_value(fa.value)}\n")
-            out.append(f"    {field_annotation(fa)}", style.TIME)
+            out.append(f"    {field_annotation(fa, wire=False)}", style.TIME)
             out.append(f"  @{fa.offset} {fa.wire_length}B wire\n", style.TIME)
         if fa.inserted:
             out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)

@@ -85,7 +85,7 @@ def test_hpack_error_reports_line_and_offset_after_earlier_blocks(capsys):
     assert "block 0 (line 1)" in captured.out
     # the broken block: what decoded before the error, annotated, then the error once
     assert "block 1 (line 2): 2 bytes, does not decode; the 1 representation before the " \
-        "error:\n    :method: GET    ; idx static:2\n" in captured.out
+        "error:\n    :method: GET    ; idx static:2 (1 B)\n" in captured.out
     assert captured.err == (
         "h2scope decode: header block on line 2 does not decode: truncated integer (index): "
         "the block ends after 1 of its bytes (RFC 7541 §5.1; at byte 1 of the header block); "
@@ -120,7 +120,7 @@ def test_an_index_to_an_entry_this_block_evicted_says_which_and_where(capsys):
     second = lit(b"x-c", b"c" * 30) + bytes([0x80 | 63])  # x-c evicts x-a; then 63
     assert main(["decode", "--hpack", f"{first.hex()}\n{second.hex()}"]) == 1
     out, err = capsys.readouterr()
-    assert "x-c: cccccccccccccccccccccccccccccc    ; lit+idx name=raw 3→3 value=raw 30→30 " \
+    assert "x-c: cccccccccccccccccccccccccccccc    ; lit+idx name=raw 3→3 value=raw 30→30 (36 B) " \
         "evicted x-a\n" in out
     assert "index 63 out of range: 61 static + 1 dynamic entries; index 63 was x-a: " \
         f"{'a' * 40}… until the representation at byte 0 of this block evicted it" in err
@@ -226,7 +226,7 @@ def test_a_table_size_line_changes_the_acknowledged_setting_between_blocks(capsy
     assert main(["decode", "--hpack", "82\ntable-size 256\n3f e1 01 82\n82"]) == 0
     out = capsys.readouterr().out
     assert "table-size 256 (line 2): the decoder now allows" in out
-    assert "<size-update 256>" in out and "block 2 (line 4)" in out
+    assert "<size-update 256 (" in out and "block 2 (line 4)" in out
     assert main(["decode", "--hpack", "82\ntable-size 256\n82"]) == 1
     assert "exceeds the acknowledged SETTINGS_HEADER_TABLE_SIZE 256" in capsys.readouterr().err
     assert main(["decode", "--hpack", "--json", "82\ntable-size 256\n3fe10182"]) == 0
@@ -267,7 +267,7 @@ def test_a_size_update_says_what_it_evicted_and_a_long_run_of_continuations_is_o
         capsys):
     assert main(["decode", "--hpack", "4003782d610461616161\n2082"]) == 0
     out = capsys.readouterr().out
-    assert "    <size-update 0 evicted x-a>\n" in out
+    assert "    <size-update 0 (1 B) evicted x-a>\n" in out
     # Five continuation bytes that each say more follows: over-long, though the
     # block ends there (one fewer could still be a value cut short).
     assert main(["decode", "--hpack", "ffffffffffffffffffff"]) == 1
