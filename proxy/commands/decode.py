@@ -221,7 +221,7 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
                 n = len(partial.fields)
                 before = "nothing decoded before the error" if not n else \
                     f"the {n} representation{'' if n == 1 else 's'} before the error:"
-                out.write(f"block {count - 1} (line {line_no}): {len(data)} bytes, does not "
+                out.write(f"block {count - 1} (line {line_no}): {_bytes(len(data))}, does not "
                           f"decode; {before}\n")
                 for ln in block_lines(partial, annotate=not args.no_annotate):
                     out.write(ln + "\n")
@@ -239,7 +239,7 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
                 d["findings"] = [finding_dict(f) for f in found]
             out.write(json_line(d) + "\n")
         else:
-            out.write(f"block {count - 1} (line {line_no}): {block.wire_length} bytes, "
+            out.write(f"block {count - 1} (line {line_no}): {_bytes(block.wire_length)}, "
                       f"{len(block.headers)} header{'' if len(block.headers) == 1 else 's'}\n")
             for ln in block_lines(block, annotate=not args.no_annotate):
                 out.write(ln + "\n")
@@ -298,7 +298,7 @@ def _decode_protobuf(lines: list[str], out: TextIO,
                  "message")
             return 1
         as_type = f", {schema[1]}" if schema is not None else ""
-        out.write(f"message {count} (line {line_no}): {len(data)} bytes{prefix}{as_type}\n")
+        out.write(f"message {count} (line {line_no}): {_bytes(len(data))}{prefix}{as_type}\n")
         for ln in fields or ["(empty message)"]:
             out.write(f"  {ln}\n")
     return 0
@@ -411,3 +411,7 @@ def _write_human(ev: Event, out: TextIO, annotate: bool) -> None:
     line = event_line(ev)
     if line:
         out.write(f"  {line}\n")
+
+
+def _bytes(n: int) -> str:
+    return f"{n} byte{'' if n == 1 else 's'}"

@@ -321,7 +321,8 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
             else:
                 lines.append(f"{indent}{shown_field(fa.name, fa.value)}    ; "
                              f"{field_annotation(fa)}")
-        lines.append(f"{indent}; block {block.wire_length} bytes on the wire, "
+        lines.append(f"{indent}; block {block.wire_length} byte"
+                     f"{'' if block.wire_length == 1 else 's'} on the wire, "
                      f"{block.decoded_size} decoded (RFC 7541 size); table "
                      f"{block.table_size_before}→{block.table_size}/{block.table_max} bytes, "
                      f"{block.table_entries} entr{'y' if block.table_entries == 1 else 'ies'}, "
