@@ -108,6 +108,8 @@ class H2ScopeApp(Navigation):
         self._quit_prompt = ""
         self._problem_shown = False
         self._unrecorded_shown = False
+        self._quit_key = ""
+        """The key that asked to quit when it was not the quit binding (ctrl+c)."""
         self.discarded: str | None = None
         """Live, when a signal ended the app with unsaved frames: what went."""
         self.start_notes: list[str] = []
@@ -651,14 +653,16 @@ class H2ScopeApp(Navigation):
     def action_help_quit(self) -> None:
         """Ctrl+C: quit as ``q`` does (asking first while frames are unsaved), not
         Textual's toast that covered that question."""
+        self._quit_key = "ctrl+c"  # (the question names the key that asked it)
         self.call_next(self.action_quit)
 
     async def action_quit(self) -> None:
+        quit_key, self._quit_key = self._quit_key, ""
         unsaved = self.unsaved_frames() if self.confirm_quit else 0
         now = time.monotonic()
         if unsaved and now - self._quit_asked > QUIT_AGAIN:
             self._quit_asked = now
-            quit_key = self.keys.get("quit", "q").split(",")[0]
+            quit_key = quit_key or self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
             since = " since the last save" if self.frames_saved else ""
             self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} frames not saved{since} "
