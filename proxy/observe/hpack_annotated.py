@@ -243,7 +243,7 @@ class AnnotatedDecoder:
     time a new value is acknowledged.
     """
 
-    __slots__ = ("_entries", "_max_allowed", "_memo", "_sizes", "_smallest", "_table_max",
+    __slots__ = ("_entries", "_gone", "_max_allowed", "_memo", "_sizes", "_smallest", "_table_max",
                  "_table_size")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE) -> None:
@@ -255,6 +255,9 @@ class AnnotatedDecoder:
         # Newest entry first, so that index 62 is position 0 (§2.3.3).
         self._entries: deque[tuple[str, str]] = deque()
         self._sizes: deque[int] = deque()
+        self._gone: deque[tuple[str, str]] = deque(maxlen=GONE_KEPT)
+        """The entries evicted last, the latest first (from this block and the
+        ones before): an index past the table that one of them held is named."""
         self._memo: dict[bytes, HeaderBlock] = {}
         """Blocks that left the table as it is, by their bytes, while it stays so."""
         self._smallest: int | None = None
@@ -342,6 +345,11 @@ class AnnotatedDecoder:
             message += (f"; index {index} was {_short(name)}: {_short(value)} until the "
                         f"representation at byte {at} of this block evicted it (RFC 7541 "
                         "§4.4: the encoder must evict as the decoder does)")
+        elif 0 <= k < len(self._gone):
+            name, value = self._gone[k]
+            message += (f"; index {index} was {_short(name)}: {_short(value)} until an "
+                        "earlier header block evicted it (RFC 7541 §4.4: the encoder must "
+                        "evict as the decoder does)")
         return HpackDecodeError(message, offset=offset, section="§2.3.3")
 
     def _decode(self, data: bytes, headers: list[tuple[str, str]],
@@ -564,6 +572,7 @@ class AnnotatedDecoder:
             evicted.append(entries.pop())
             size -= sizes.pop()
         self._table_size = size
+        self._gone.extendleft(evicted)  # (the oldest goes first, so ends up last)
         return tuple(evicted)
 
     def _check_table_max(self, offset: int) -> None:
@@ -579,6 +588,11 @@ class AnnotatedDecoder:
             )
 
 
+
+
+GONE_KEPT = 64
+"""Evicted entries an AnnotatedDecoder remembers, to name the one an index past
+the table refers to (an encoder that did not evict as the decoder did)."""
 
 
 def _short(text: str) -> str:

@@ -289,3 +289,17 @@ def test_decode_hpack_warns_of_more_than_two_size_updates_as_the_proxy_does(caps
     assert finding["code"] == "hpack-size-updates"
     assert main(["decode", "--hpack", "203fe11f82"]) == 0  # two: as §4.2 allows
     assert "hpack-size-updates" not in capsys.readouterr().out
+
+
+def test_an_index_to_an_entry_an_earlier_block_evicted_names_it(capsys):
+    """The hint named only entries the same block evicted: an encoder that kept an
+    entry the decoder had to evict a block earlier (RFC 7541 §4.4) got a bare
+    'out of range'."""
+    first = bytes([0x40, 3]) + b"x-a" + bytes([1]) + b"1"
+    shrink = bytes([0x3f, 0x21, 0x82])  # a maximum of 64: x-a (36 B) still fits
+    big = bytes([0x40, 5]) + b"x-big" + bytes([100]) + b"z" * 100  # 137 B: empties it
+    blocks = "\n".join(b.hex() for b in (first, shrink, big, bytes([0xbe])))
+    assert main(["decode", "--hpack", blocks]) == 1
+    err = capsys.readouterr().err
+    assert "index 62 out of range: 61 static + 0 dynamic entries; index 62 was x-a: 1 until " \
+        "an earlier header block evicted it (RFC 7541 §4.4" in err
