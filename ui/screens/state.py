@@ -318,7 +318,9 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
             out.append("  no DATA or WINDOW_UPDATE this way: the connection window never "
                        "moved\n\n", "dim")
             continue
-        out.append(f"  connection send window over {len(series.t)} DATA/WINDOW_UPDATE frames "
+        n = len(series.t)
+        out.append(f"  connection send window over {n:,} DATA/WINDOW_UPDATE frame"
+                   f"{'' if n == 1 else 's'} "
                    f"(↑ marks the {n_updates} WINDOW_UPDATE{'s' if n_updates != 1 else ''} on "
                    "stream 0):\n", "dim")
         for line in lines:
