@@ -454,21 +454,25 @@ _MAX_DEPTH = 32
 """How deep a config file's YAML may nest (h2scope's own keys go 3 deep)."""
 
 
+_MAX_NODES = 100_000
+"""Values a config file may stand for, aliases expanded: a few lines of aliases of
+aliases (the "billion laughs") stand for billions."""
+
+
 def _node_lines(node: yaml.Node | None, path: str, out: dict[str, int],
-                dupes: list[tuple[str, int]], seen_nodes: set[int] | None = None,
+                dupes: list[tuple[str, int]], budget: list[int] | None = None,
                 depth: int = 0) -> None:
     """Map each dotted key path in the composed YAML tree to its 1-based line.
-    Raises ConfigError for an alias (``*name``: a node met twice) or a tree nested
-    deeper than :data:`_MAX_DEPTH` — a few lines of aliases can stand for billions
-    of nodes."""
+    Raises ConfigError for a tree nested deeper than :data:`_MAX_DEPTH` or that
+    aliases (``*name``) expand past :data:`_MAX_NODES` values."""
     if node is None:
         return
-    seen_nodes = set() if seen_nodes is None else seen_nodes
-    if id(node) in seen_nodes:
-        raise ConfigError("YAML aliases (*name) are not read in h2scope's config: write the "
-                          "value out where it is used (this one repeats the value of line "
-                          f"{node.start_mark.line + 1})", key=path or None)
-    seen_nodes.add(id(node))
+    budget = [_MAX_NODES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"its YAML aliases (*name) expand to more than {_MAX_NODES:,} "
+                          "values: write the values out (h2scope's settings need a few "
+                          "dozen)", key=path.split("[", 1)[0].split(".", 1)[0] or None)
     if depth > _MAX_DEPTH:
         raise ConfigError(f"nested more than {_MAX_DEPTH} levels deep: h2scope's settings "
                           "go three levels deep at most (see config.example.yaml)",
@@ -482,11 +486,11 @@ def _node_lines(node: yaml.Node | None, path: str, out: dict[str, int],
                 dupes.append((dotted, key_node.start_mark.line + 1))
             seen.add(key)
             out[dotted] = key_node.start_mark.line + 1
-            _node_lines(value_node, dotted, out, dupes, seen_nodes, depth + 1)
+            _node_lines(value_node, dotted, out, dupes, budget, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[f"{path}[{i}]"] = item.start_mark.line + 1
-            _node_lines(item, f"{path}[{i}]", out, dupes, seen_nodes, depth + 1)
+            _node_lines(item, f"{path}[{i}]", out, dupes, budget, depth + 1)
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, int]]:
