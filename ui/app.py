@@ -112,6 +112,9 @@ class H2ScopeApp(Navigation):
         """The key that asked to quit when it was not the quit binding (ctrl+c)."""
         self.discarded: str | None = None
         """Live, when a signal ended the app with unsaved frames: what went."""
+        self.insecure = False
+        """Live: upstream certificates are not verified (--insecure): the status bar
+        says so for as long as it runs (the start-up warning is behind the screen)."""
         self.start_notes: list[str] = []
         """Said once the screen is up (a capture an earlier session left behind)."""
         self.stopped_why: str | None = None
@@ -380,6 +383,8 @@ class H2ScopeApp(Navigation):
             parts.append(("STOPPED: no live traffic", "bold red"))
         elif live is not None and live.unrecorded:
             parts.append(("NOT RECORDING, NOT SEEN: the disk refused the capture", "bold red"))
+        if live is not None and self.insecure:
+            parts.append(("upstream NOT verified (--insecure)", "bold yellow"))
         if live is not None and self.paused:
             now = time.monotonic()
             if now - self._waiting[0] >= WAITING_EVERY:  # (a scan of the file's new part)

@@ -114,6 +114,7 @@ def live_app(config: Any, *, log_file: Path | None = None,
                      theme_name=config.ui.theme, confirm_quit=demo is None,
                      empty_hint=_empty_hint(config, addresses, live.ca_cert_path))
     app.start_notes = [_left_behind_note(path, size, mtime) for path, size, mtime in earlier]
+    app.insecure = bool(config.upstream.insecure)
     return app
 
 
