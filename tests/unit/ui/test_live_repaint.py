@@ -145,3 +145,46 @@ def test_an_idle_session_lets_the_ingest_timer_sleep_and_wakes_it_for_traffic(
         asyncio.run(scenario())
     finally:
         app_module.INGEST_IDLE = 2.0  # type: ignore[misc]
+
+
+class _StubLive:
+    """What the status bar asks of a live session's source."""
+
+    recording = None
+    backing = None
+    unrecorded: str | None = None
+
+    def behind(self) -> int:
+        return 0
+
+    def disk_slows(self) -> bool:
+        return False
+
+    def problem(self) -> str | None:
+        return None
+
+
+def test_the_status_bar_leads_with_what_the_user_must_not_miss(tmp_path: Path) -> None:
+    """Behind the screen, the start-up warnings are not seen: --insecure, a capture
+    the disk refused and a stopped proxy lead the bar for as long as they hold."""
+    _, _, app = _live(tmp_path)
+    stub = _StubLive()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(200, 48)) as pilot:
+            await pilot.pause()
+            app.tick = lambda: None  # type: ignore[method-assign]  # (only _status here)
+            app.live = stub  # type: ignore[assignment]
+            app.insecure = True
+            app._status()
+            assert app.status.plain.startswith("upstream NOT verified (--insecure) │ ")
+            stub.unrecorded = "writing the session's capture failed: No space left on device"
+            app._status()
+            assert app.status.plain.startswith("NOT RECORDING, NOT SEEN: the disk refused the "
+                                               "capture │ upstream NOT verified")
+            app._problem_shown = True
+            app._status()
+            assert app.status.plain.startswith("STOPPED: no live traffic │ ")
+            assert "listening" not in app.status.plain
+            app.live = None
+    asyncio.run(scenario())
