@@ -22,7 +22,7 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.content import decode_content
-from proxy.observe.describe import escape_undecoded, shown_headers
+from proxy.observe.describe import escape_undecoded, list_size, shown_headers
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
@@ -111,7 +111,7 @@ def _bounded(headers: Headers | None) -> tuple[Headers, str | None]:
     megabytes), and the comment that says what was left out, or None."""
     if not headers:
         return (), None
-    shown, omitted, size = shown_headers(tuple(headers), _size(headers))
+    shown, omitted, size = shown_headers(tuple(headers))
     if not omitted:
         return headers, None
     return shown, (f"{omitted:,} more header fields ({size:,} bytes by RFC 7541's count) not "
@@ -124,14 +124,10 @@ def _omitted(part: dict[str, Any], headers: Headers | None) -> None:
         part["comment"] = comment
 
 
-def _octets(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
-
-
 def _size(headers: Headers | None) -> int:
     # HAR wants header bytes; HPACK has no plain size, so use the RFC 7541 §4.1
     # field size (name + value + 32 octets) of every field, pseudo-headers included.
-    return sum(_octets(n) + _octets(v) + 32 for n, v in headers or ())
+    return list_size(headers or ())
 
 
 def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from proxy.events import (
 )
 from proxy.net.client_certs import present
 from proxy.net.modes import Mode, ModeKind
-from proxy.net.streams import Stream, TcpStream, open_tcp
+from proxy.net.streams import Stream, TcpStream, hostport, open_tcp
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
@@ -102,10 +102,6 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ProxyState:

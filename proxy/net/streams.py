@@ -442,6 +442,11 @@ def connect_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def hostport(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class OwnListener(ConnectionRefusedError):
     """The address connected to is one of h2scope's own listeners: relaying there
     would loop (each request opening another connection to itself until the
@@ -457,10 +462,9 @@ async def open_tcp(host: str, port: int, *, timeout: float,
         _, stream = await loop.create_connection(TcpStream, host, port)
     if own and _reaches(stream, own):
         stream.abort()
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise OwnListener(errno.ECONNREFUSED, f"{where} is h2scope's own listener: relaying "
-                          "there would loop back into h2scope; point the client or the mode "
-                          "at the real server")
+        raise OwnListener(errno.ECONNREFUSED, f"{hostport(host, port)} is h2scope's own "
+                          "listener: relaying there would loop back into h2scope; point the "
+                          "client or the mode at the real server")
     return stream
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from proxy.net import http1
 from proxy.net.http1 import Http1Error
 from proxy.net.modes import Mode
-from proxy.net.streams import HeadTooLarge, StreamClosed, TcpStream, open_tcp
+from proxy.net.streams import HeadTooLarge, StreamClosed, TcpStream, hostport, open_tcp
 
 
 class UpstreamProxyError(OSError):
@@ -55,7 +55,7 @@ async def connect_via(mode: Mode, auth: str | None, host: str, port: int, *,
     """
     proxy = mode.address
     stream = await open_proxy(mode, timeout=timeout, own=own)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = hostport(host, port)
     stream.write(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n".encode("latin-1")
                  + authorization(auth) + b"\r\n")
     try:

@@ -222,7 +222,6 @@ class ControlFrames:
                                f"the {side.direction.sender} answered a PING sent after "
                                f"SETTINGS frame #{p.seq} but has not acknowledged it",
                                seq, 0))
-            p.reported = True
             pinger.pending_reported += 1
 
     # -------------------------------------------------------------- priority

@@ -7,7 +7,7 @@ all say the same thing about a frame, so the wording lives here once.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import unquote
 
 from proxy.observe.enums import setting_name
@@ -273,16 +273,30 @@ referenced again and again, RFC 7541 §7.3): 80 KB of such HEADERS printed
 290 MB. Browsers refuse lists well below this (Chromium: 256 KiB)."""
 
 
-def shown_headers(headers: tuple[tuple[str, str], ...], decoded_size: int,
+def field_size(name: str, value: str) -> int:
+    """A field's RFC 7541 §4.1 size: its name's and value's bytes, and 32."""
+    n = len(name) if name.isascii() else len(name.encode("utf-8", "surrogateescape"))
+    v = len(value) if value.isascii() else len(value.encode("utf-8", "surrogateescape"))
+    return n + v + 32
+
+
+def list_size(headers: Iterable[tuple[str, str]]) -> int:
+    """A header list's RFC 7541 §4.1 size (SETTINGS_MAX_HEADER_LIST_SIZE's measure)."""
+    return sum(field_size(n, v) for n, v in headers)
+
+
+def shown_headers(headers: tuple[tuple[str, str], ...], decoded_size: int | None = None,
                   ) -> tuple[tuple[tuple[str, str], ...], int, int]:
     """(the fields to show, fields left out, their RFC 7541 size) for a header
-    list of ``decoded_size``: all of it, unless past :data:`SHOWN_LIST_SIZE`."""
+    list of ``decoded_size`` (counted here when not given): all of it, unless past
+    :data:`SHOWN_LIST_SIZE`."""
+    if decoded_size is None:
+        decoded_size = list_size(headers)
     if decoded_size <= SHOWN_LIST_SIZE:
         return headers, 0, 0
     used = 0
     for i, (name, value) in enumerate(headers):
-        size = len(name.encode("utf-8", "surrogateescape")) + \
-            len(value.encode("utf-8", "surrogateescape")) + 32
+        size = field_size(name, value)
         if used + size > SHOWN_LIST_SIZE:
             return headers[:i], len(headers) - i, decoded_size - used
         used += size

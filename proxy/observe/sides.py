@@ -20,8 +20,6 @@ class PendingSettings:
     settings: tuple[tuple[int, int], ...]
     seq: int
     t: float
-    reported: bool = False
-    """A finding already said these settings went unacknowledged."""
 
 
 _TRACKED = (int(SettingCode.MAX_FRAME_SIZE), int(SettingCode.INITIAL_WINDOW_SIZE))

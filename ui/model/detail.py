@@ -15,6 +15,7 @@ from proxy.observe.describe import (
     field_annotation,
     flags_text,
     frame_summary,
+    list_size,
     omitted_line,
     shown_fields,
     shown_headers,
@@ -113,12 +114,12 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         out.append("\nheader block\n", style.Style(bold=True))
         if ev.block_stream_id is not None:
             out.append(f"  (request of promised stream {ev.block_stream_id})\n")
-        headers, omitted, size = _bounded(ev.block)
+        headers, left_out = _bounded(ev.block)
         for n, v in _ordered(headers):
             out.append(f"  {n}", style.Style(bold=True))
             out.append(f": {_value(v)}\n")
-        if omitted:
-            out.append(f"  {_omitted(omitted, size, ev.block)}\n", style.WARNING)
+        if left_out:
+            out.append(f"  {left_out}\n", style.WARNING)
     elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
         out.append("\nheader block continues in CONTINUATION frames\n", style.TIME)
     return out
@@ -152,31 +153,27 @@ DETAIL_VALUE = 1024
 have all of it)."""
 
 
-def _bounded(block: HeaderBlock) -> tuple[tuple[tuple[str, str], ...], int, int]:
-    """The fields the detail draws: what every output shows of the list
-    (describe.shown_headers), and no more than DETAIL_FIELDS of them. (The
-    timeline's own blocks carry no sizes: the list's is counted here then.)"""
-    decoded = block.decoded_size or _list_size(block.headers)
-    headers, omitted, size = shown_headers(block.headers, decoded)
+def _bounded(block: HeaderBlock) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """The fields the detail draws — what every output shows of the list
+    (describe.shown_headers), and no more than DETAIL_FIELDS of them — and the line
+    that says what it left out, or None. (The timeline's own blocks carry no
+    sizes: the list's is counted then.)"""
+    total = block.decoded_size or list_size(block.headers)
+    headers, omitted, size = shown_headers(block.headers, total)
     if len(headers) > DETAIL_FIELDS:
         rest = headers[DETAIL_FIELDS:]
         omitted += len(rest)
-        size += sum(len(n) + len(v) + 32 for n, v in rest)
+        size += list_size(rest)
         headers = headers[:DETAIL_FIELDS]
-    return headers, omitted, size
-
-
-def _list_size(headers: tuple[tuple[str, str], ...]) -> int:
-    return sum(len(n) + len(v) + 32 for n, v in headers)  # (characters: near enough)
-
-
-def _omitted(count: int, size: int, block: HeaderBlock) -> str:
-    if block.wire_length and block.decoded_size > SHOWN_LIST_SIZE:  # (amplified: say so)
-        return omitted_line(count, size, block)
-    if _list_size(block.headers) > SHOWN_LIST_SIZE:
-        return (f"… {count:,} more fields ({size:,} bytes) not shown: a header list of "
-                f"{_list_size(block.headers):,} bytes (RFC 7541 §7.3)")
-    return f"… {count:,} more fields ({size:,} bytes) not shown here: the stream view has them"
+    if not omitted:
+        return headers, None
+    if total > SHOWN_LIST_SIZE and block.wire_length:  # (amplified: said as outputs do)
+        return headers, omitted_line(omitted, size, block)
+    if total > SHOWN_LIST_SIZE:
+        return headers, (f"… {omitted:,} more fields ({size:,} bytes) not shown: a header "
+                         f"list of {total:,} bytes (RFC 7541 §7.3)")
+    return headers, (f"… {omitted:,} more fields ({size:,} bytes) not shown here: the "
+                     "stream view has them")
 
 
 def _value(text: str) -> str:
@@ -244,8 +241,8 @@ def _broken_block(out: Text, exc: HpackDecodeError, b: HeaderBlock) -> None:
 def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
     out.append(f"dynamic table: {b.table_size_before} → {b.table_size} / {b.table_max} bytes, "
                f"{b.table_entries} entries, +{b.inserted} inserted, -{b.evicted} evicted\n\n")
-    headers, omitted, size = _bounded(b)
-    for fa in shown_fields(b.fields, len(headers)) if omitted else b.fields:
+    headers, left_out = _bounded(b)
+    for fa in shown_fields(b.fields, len(headers)) if left_out else b.fields:
         if fa.representation is Representation.SIZE_UPDATE:
             out.append(f"<dynamic table size update → {fa.new_table_size}>", style.WARNING)
             out.append(f"  @{fa.offset} {fa.wire_length}B\n", style.TIME)
@@ -258,8 +255,8 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
             out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)
         for n, v in fa.evicted:
             out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
-    if omitted:
-        out.append(f"{_omitted(omitted, size, b)}\n", style.WARNING)
+    if left_out:
+        out.append(f"{left_out}\n", style.WARNING)
     if last is not None:
         out.append(f"{last}\n", style.FINDING)
     out.append("\nlegend: idx = indexed (RFC 7541 §6.1); lit+idx = literal with incremental "

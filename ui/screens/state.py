@@ -188,20 +188,20 @@ def _stream_chart(series: FlowSeries, sid: int, columns: int) -> tuple[list[str]
     return _window_chart(values, kinds, 1, columns)
 
 
-def focus_stream(conn: ConnInfo, d: int, selected: int | None) -> int | None:
-    """The stream whose window the flow tab charts for data sent direction ``d``:
-    the selected frame's stream, else the latest stalled stream, else the stream
-    that sent the most data this way; None when no stream sent data this way."""
+def focus_stream(conn: ConnInfo, d: int, selected: int | None) -> tuple[int, str] | None:
+    """The stream whose window the flow tab charts for data sent direction ``d``, and
+    why it: the selected frame's stream, else the latest stalled stream, else the
+    stream that sent the most data this way; None when no stream sent data this way."""
     series = conn.flow[d]
     if selected and selected in series.stream_id:
-        return selected
+        return selected, "selected"
     for _t, sd, sid, _end, _ in reversed(conn.stalls):
         if sd == d and sid:
-            return int(sid)
+            return int(sid), "the latest stall"
     best = max(conn.streams.values(), key=lambda st: st.data_bytes[d], default=None)
     if best is None or not best.data_bytes[d]:
         return None
-    return best.stream_id
+    return best.stream_id, "the most data"
 
 
 def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None = None,
@@ -325,15 +325,13 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
                    "stream 0):\n", "dim")
         for line in lines:
             out.append("  │" + line + "\n", "green" if d == 0 else "blue")
-        sid = focus_stream(conn, d, selected)
-        if sid is not None:
+        focus = focus_stream(conn, d, selected)
+        if focus is not None:
+            sid, why = focus
             _, lines, n_updates = _kept(cache, (conn.conn_id, 4 + int(d)),
                                         (len(series.conn), columns, sid),
                                         partial(_stream_chart, series, sid, columns))
             st = conn.streams.get(sid)
-            why = ("selected" if sid == selected else
-                   "the latest stall" if any(x[1] == d and x[2] == sid for x in conn.stalls)
-                   else "the most data")
             label = f" ({st.label})" if st is not None and st.request_headers else ""
             out.append(f"  stream {sid}{label} send window, ↑ its {n_updates} WINDOW_UPDATE"
                        f"{'s' if n_updates != 1 else ''} — {why}:\n", "dim")

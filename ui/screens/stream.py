@@ -115,8 +115,7 @@ def _headers(out: Text, title: str, headers: Headers | None) -> None:
     if headers is None:
         return
     out.append(f"\n{title}\n", "bold underline")
-    size = sum(len(n) + len(v) + 32 for n, v in headers)  # (characters: near enough)
-    shown, omitted, left = shown_headers(tuple(headers), size)
+    shown, omitted, left = shown_headers(tuple(headers))
     for n, v in shown:  # as sent: pseudo-headers first (RFC 9113 §8.3)
         name, _, value = shown_field(n, v).partition(": ")
         out.append(f"  {name}", "bold cyan" if n.startswith(":") else "bold")

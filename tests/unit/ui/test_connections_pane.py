@@ -11,10 +11,14 @@ from ui.model.table import LiveFrames
 from ui.widgets.panes import ConnectionsPane
 
 
-def test_cells_that_grow_widen_their_column() -> None:
+def _live_app() -> tuple[Session, H2ScopeApp]:
     frames = LiveFrames()
     session = Session(frames, title="live")
-    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+    return session, H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+
+
+def test_cells_that_grow_widen_their_column() -> None:
+    session, app = _live_app()
 
     async def scenario() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
@@ -39,9 +43,7 @@ def test_connections_that_start_relaying_out_of_order_are_listed_by_id() -> None
     """A connection appears when it starts relaying: #3 can come before #2 (its
     handshake was quicker). The rows stay in id order; the cursor stays on its
     connection."""
-    frames = LiveFrames()
-    session = Session(frames, title="live")
-    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+    session, app = _live_app()
     seen: dict[str, object] = {}
 
     async def scenario() -> None:
@@ -70,9 +72,7 @@ def test_connections_that_start_relaying_out_of_order_are_listed_by_id() -> None
 def test_frame_counts_are_shortened_in_thousands_bytes_in_kib() -> None:
     """45,248 frames read "45k" in the "all" row and the connection's (it was
     "44K": a count divided by 1024); bytes stay in KiB."""
-    frames = LiveFrames()
-    session = Session(frames, title="live")
-    app = H2ScopeApp(session, feed=LiveFeed(), frames=frames)
+    session, app = _live_app()
     seen: dict[str, object] = {}
 
     async def scenario() -> None:

@@ -504,17 +504,10 @@ def test_a_connection_a_capture_never_closes_reads_open_at_end(tmp_path: Path) -
 
 def test_the_flow_view_charts_a_stream_window_the_selected_one_else_the_latest_stalled(
         tmp_path: Path) -> None:
-    record(tmp_path / "stalls.h2scope")
-    capture = CaptureFile(tmp_path / "stalls.h2scope")
-    try:
-        session = Session(capture)
-        load(session, capture)
-        conn = session.conns[1]
-        t0 = session.t0 or 0.0
-        latest = flow_text(conn, t0, {}).plain
-        chosen = flow_text(conn, t0, {}, selected=1).plain
-    finally:
-        capture.close()
+    path = tmp_path / "stalls.h2scope"
+    record(path)
+    latest = _loaded(path, lambda s: flow_text(s.conns[1], s.t0 or 0.0, {}).plain)
+    chosen = _loaded(path, lambda s: flow_text(s.conns[1], s.t0 or 0.0, {}, selected=1).plain)
 
     def stream_chart(text: str) -> list[str]:
         server = text[text.index("← data sent by the server"):text.index("stalls (a window")]
