@@ -114,12 +114,24 @@ def test_a_child_that_dies_is_reported_with_how(tmp_path: Path) -> None:
     assert child._temp_dir is not None and not child._temp_dir.exists()
 
 
+@pytest.mark.parametrize("dead_first", [False, True])
 @pytest.mark.parametrize("with_log", [False, True])
 def test_a_child_that_dies_before_answering_says_its_last_words(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_log: bool) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_log: bool,
+        dead_first: bool) -> None:
     """A broken install (the child cannot import the proxy) is not just 'exited
-    with status 1': the error carries the last line the child wrote."""
+    with status 1': the error carries the last line the child wrote, whether the
+    child is gone before its start is written to it (a broken pipe) or after."""
+    import subprocess
     import sys
+
+    if dead_first:
+        class Exited(subprocess.Popen):  # type: ignore[type-arg]
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+                self.wait(10)
+
+        monkeypatch.setattr(subprocess, "Popen", Exited)
 
     python = tmp_path / "python"
     python.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"

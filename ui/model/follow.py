@@ -359,8 +359,12 @@ class ChildProxy(_Following):
             config = replace(self.options, ui=UIConfig())  # (key maps are not the proxy's)
             payload = dumps(Start(config=config, capture=Path(path), log_file=self.log_file,
                                   temporary=self._temp_dir is not None, demo=self.demo))
-            self.proc.stdin.write(LENGTH.pack(len(payload)) + payload)
-            self.proc.stdin.flush()
+            try:
+                self.proc.stdin.write(LENGTH.pack(len(payload)) + payload)
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                # It died before reading its start (a broken install): say why.
+                raise ChildProxyError(self._died()) from None
             first = self._read_reply(timeout)
         except (OSError, ChildProxyError) as exc:
             self.stop()
@@ -420,17 +424,24 @@ class ChildProxy(_Following):
                 continue
             chunk = os.read(fd, 1)
             if not chunk:
-                code = proc.wait(5)
-                where = f" (see {self.log_file})" if self.log_file is not None else ""
-                said = self._last_said()
-                raise ChildProxyError(f"the proxy process {_ended(code)}"
-                                      f"{': ' + said if said else ''}{where}")
+                raise ChildProxyError(self._died())
             line += chunk
             if line.endswith(b"\n") and b'"fatal"' in line:
                 self._note(line)  # said on its own, before it stops: keep reading
                 line = bytearray()
         value = json.loads(line)
         return value if isinstance(value, dict) else {}
+
+    def _died(self) -> str:
+        """How the child ended, with its last words and where the log is."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return "the proxy process stopped answering"
+        where = f" (see {self.log_file})" if self.log_file is not None else ""
+        said = self._last_said()
+        return f"the proxy process {_ended(code)}{': ' + said if said else ''}{where}"
 
     def _last_said(self) -> str:
         """The last line the child wrote on its stderr since it started (a
