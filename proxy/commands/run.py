@@ -124,7 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "reach it can use the proxy)")
     auth = listen.add_mutually_exclusive_group()
     auth.add_argument("--proxyauth", metavar="USER:PASS",
-                      help="require these credentials from clients (Proxy-Authorization)")
+                      help="require these credentials from clients (Proxy-Authorization, "
+                           "SOCKS5); 'proxyauth' in the config file keeps them out of ps")
     auth.add_argument("--no-proxyauth", action="store_true",
                       help="require no credentials, whatever the config file's proxyauth says")
 

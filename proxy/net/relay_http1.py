@@ -459,8 +459,11 @@ class Http1Relay:
     def _message(self, direction: Direction, head: Head, head_size: int, body: int,
                  started: float, ended: float, *, complete: bool = True,
                  trailers: tuple[tuple[str, str], ...] = ()) -> Http1MessageObserved:
+        headers = head.headers
+        if direction is Direction.C2S:
+            headers = without_proxy_credentials(headers)
         return Http1MessageObserved(conn_id=self.conn.id, t=ended, direction=direction,
-                                    start_line=head.start_line, headers=head.headers,
+                                    start_line=head.start_line, headers=headers,
                                     head_size=head_size, body_size=body, started=started,
                                     duration=max(0.0, ended - started), complete=complete,
                                     trailers=trailers)
@@ -633,6 +636,21 @@ class Http1Relay:
                                                 else "Not Found", resp.body,
                                                 extra=tuple(extra), content_type=resp.content_type))
         await self.client.drain()
+
+
+UNRECORDED_CREDENTIALS = "(credentials not recorded: they are for a proxy, never passed on)"
+
+
+def without_proxy_credentials(
+        headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """*headers* with a ``Proxy-Authorization`` value cut to its scheme: the
+    credentials are h2scope's own (``--proxyauth``) or another proxy's, never sent
+    on, and a capture or log must not hand them to whoever reads it."""
+    if not any(name.lower() == "proxy-authorization" for name, _ in headers):
+        return headers
+    return tuple((name, f"{value.strip().partition(' ')[0]} {UNRECORDED_CREDENTIALS}")
+                 if name.lower() == "proxy-authorization" else (name, value)
+                 for name, value in headers)
 
 
 def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> bytes:

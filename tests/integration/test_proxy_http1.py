@@ -17,6 +17,7 @@ from proxy.events import (
     RelayStarted,
     TargetChosen,
 )
+from proxy.net.relay_http1 import UNRECORDED_CREDENTIALS
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from tests.helpers import procs
@@ -76,6 +77,11 @@ def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread
     head = bytes(origin.received).split(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"get /x http/1.1\r\n")
     assert b"proxy-authorization" not in head
+    # Nor are they recorded: the message event (capture, UI, exports) keeps the scheme.
+    (request,) = messages(proxy, Direction.C2S)
+    assert ("Proxy-Authorization", f"Basic {UNRECORDED_CREDENTIALS}") in request.headers
+    assert "corpPW" not in repr(proxy.events()) and "Y29ycHVzZXI6Y29ycFBX" not in repr(
+        proxy.events())
 
 
 def test_plain_http_to_an_ignored_host_is_relayed_unseen(
