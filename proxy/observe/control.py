@@ -160,7 +160,9 @@ class ControlFrames:
             if stream.state is _CLOSED or stream.state is _IDLE:
                 continue
             adjusted.append((stream.stream_id, window))
-            if window > MAX_WINDOW:
+            if window > MAX_WINDOW and not stream.exceeded:
+                # (not one a WINDOW_UPDATE sent after these SETTINGS already took
+                # over, said at that frame: flow.py)
                 over.append(stream.stream_id)
                 stream.exceeded = True
             since = stream.stalled_since[data_dir]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from proxy.observe.enums import MAX_WINDOW, Direction
+from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode
 from proxy.observe.events import Event, FlowControlResumed, FlowControlStalled
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
@@ -251,19 +251,30 @@ class StreamFrames:
             return data_side.conn_window, None  # §5.1: allowed shortly after closing
         after = stream.send_window[data_dir] + inc
         stream.send_window[data_dir] = after
-        if after > MAX_WINDOW and not self.partial:
+        # Its reader processes the INITIAL_WINDOW_SIZE its sender sent before it first
+        # (RFC 9113 §6.5.3, §6.9.2), whether or not the ACK has crossed yet: the
+        # window this frame opens, or overflows, is that one. (DATA the reader sent
+        # before processing them is still held to the window before: control.py.)
+        delta = side.pending_window_delta() if side.last_window is not None else 0
+        seen = after + delta
+        if seen > MAX_WINDOW and not self.partial:
             stream.exceeded = True
+            with_settings = (f" (with the INITIAL_WINDOW_SIZE = "
+                             f"{side.advertised[SettingCode.INITIAL_WINDOW_SIZE] + delta} the "
+                             f"{side.direction.sender} sent before it, which the "
+                             f"{data_dir.sender} applies first)") if delta else ""
             findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"stream {sid}'s window would reach {after}, above 2^31-1: "
-                               "a stream error of type FLOW_CONTROL_ERROR", seq, sid))
+                               f"stream {sid}'s window would reach {seen}{with_settings}, "
+                               "above 2^31-1: a stream error of type FLOW_CONTROL_ERROR",
+                               seq, sid))
         since = stream.stalled_since[data_dir]
-        if since is not None and after > 0:
+        if since is not None and seen > 0:
             stream.stalled_since[data_dir] = None
             self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
                                                    stalled_for=t - since, seq=seq,
                                                    connection_blocked=data_side.conn_window
                                                    <= 0))
-        return data_side.conn_window, after
+        return data_side.conn_window, seen
 
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
              findings: list[Finding]) -> None:

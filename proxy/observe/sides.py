@@ -24,6 +24,8 @@ class PendingSettings:
 
 _TRACKED = (int(SettingCode.MAX_FRAME_SIZE), int(SettingCode.INITIAL_WINDOW_SIZE))
 """The settings whose largest pending value :class:`Side` keeps at hand."""
+_VALID = ((16_384, 16_777_215), (0, 2**31 - 1))
+"""Their allowed values (RFC 9113 §6.5.2)."""
 
 MAX_BLOCK_BYTES = 16 << 20
 """A header block still open past this many bytes is not buffered any further."""
@@ -77,6 +79,9 @@ class Side:
     """Per setting (MAX_FRAME_SIZE, INITIAL_WINDOW_SIZE): (seq, value) of pending
     SETTINGS in order, each value larger than every one after it, so the first is
     the largest still pending (a sliding-window maximum: O(1) amortized)."""
+    last_window: tuple[int, int] | None = None
+    """(seq, value) of the INITIAL_WINDOW_SIZE in force once every pending SETTINGS
+    is processed (the last valid one among them), or None if none sets it."""
     block: HeaderBlockInProgress | None = None
     block_cut: tuple[int, int, int, str] | None = None
     """The last header block another frame cut off before its CONTINUATION:
@@ -135,12 +140,26 @@ class Side:
         most = self._pending_max[1]
         return max(0, most[0][1] - now) if most else 0
 
+    def pending_window_delta(self) -> int:
+        """How far every stream window of the peer's data moves once the peer has
+        processed this endpoint's pending SETTINGS (RFC 9113 §6.9.2): what a frame
+        this endpoint sends now finds applied when the peer reads it (§6.5.3:
+        frames are processed in order), the ACK not seen yet; 0 if none changes it."""
+        last = self.last_window
+        return last[1] - self.advertised[SettingCode.INITIAL_WINDOW_SIZE] if last else 0
+
     def add_pending(self, pending: PendingSettings) -> None:
-        """SETTINGS this endpoint sent: pending until the peer's ACK."""
+        """SETTINGS this endpoint sent: pending until the peer's ACK. A value out of
+        range (RFC 9113 §6.5.2) never takes effect: it is not counted as one."""
         self.pending.append(pending)
         for i, code in enumerate(_TRACKED):
-            value = max((v for k, v in pending.settings if k == code), default=None)
+            low, high = _VALID[i]
+            value = next((v for k, v in reversed(pending.settings) if k == code), None)
+            if value is not None and not low <= value <= high:
+                value = None
             if value is not None:
+                if i == 1:
+                    self.last_window = (pending.seq, value)
                 most = self._pending_max[i]
                 while most and most[-1][1] <= value:
                     most.pop()
@@ -155,6 +174,8 @@ class Side:
         for most in self._pending_max:
             if most and most[0][0] == acked.seq:
                 most.popleft()
+        if self.last_window is not None and self.last_window[0] == acked.seq:
+            self.last_window = None  # (the last one that set it: none is pending now)
         return acked
 
     def refresh_frame_size(self) -> None:

@@ -14,17 +14,34 @@ from proxy.observe.sides import PendingSettings, Side
 FRAME, WINDOW = int(SettingCode.MAX_FRAME_SIZE), int(SettingCode.INITIAL_WINDOW_SIZE)
 
 
+_VALID = {FRAME: (16_384, 16_777_215), WINDOW: (0, 2**31 - 1)}
+
+
+def _value(settings: tuple[tuple[int, int], ...], code: int) -> int | None:
+    """What one SETTINGS frame leaves ``code`` at: its last value (they are processed
+    in order, RFC 9113 §6.5.3), unless out of range (§6.5.2: never in force)."""
+    value = next((v for k, v in reversed(settings) if k == code), None)
+    low, high = _VALID[code]
+    return value if value is not None and low <= value <= high else None
+
+
 def _walked(side: Side, code: int) -> int:
     most = side.advertised[code]
     for p in side.pending:
-        for k, v in p.settings:
-            if k == code and v > most:
-                most = v
+        value = _value(p.settings, code)
+        if value is not None and value > most:
+            most = value
     return most
 
 
+def _last(side: Side, code: int) -> int:
+    values = [v for p in side.pending if (v := _value(p.settings, code)) is not None]
+    return values[-1] if values else side.advertised[code]
+
+
 _setting = st.tuples(st.sampled_from([FRAME, WINDOW, 3]),
-                     st.integers(min_value=16_384, max_value=70_000))
+                     st.one_of(st.integers(min_value=16_384, max_value=70_000),
+                               st.sampled_from([2**31 - 1, 2**31, 2**24, 16_383])))
 _steps = st.lists(st.one_of(st.lists(_setting, max_size=3).map(tuple), st.just("ack")),
                   max_size=60)
 
@@ -32,17 +49,23 @@ _steps = st.lists(st.one_of(st.lists(_setting, max_size=3).map(tuple), st.just("
 @settings(max_examples=300, deadline=None)
 @given(_steps)
 def test_the_kept_maximum_equals_a_walk_over_the_pending_settings(steps: list[object]) -> None:
+    """Also what the window moves by once all pending SETTINGS are processed (a
+    WINDOW_UPDATE sent after them is read after them)."""
     side = Side(Direction.C2S)
     for seq, step in enumerate(steps):
         if step == "ack":
             if side.pending:
                 acked = side.ack_pending()
-                side.advertised.update(dict(acked.settings))
+                for code in (FRAME, WINDOW):
+                    value = _value(acked.settings, code)
+                    if value is not None:
+                        side.advertised[code] = value
                 side.refresh_frame_size()
         else:
             side.add_pending(PendingSettings(step, seq, 0.0))  # type: ignore[arg-type]
         assert side.accepts_frame_size == _walked(side, FRAME)
         assert side.pending_window_increase() == _walked(side, WINDOW) - side.advertised[WINDOW]
+        assert side.pending_window_delta() == _last(side, WINDOW) - side.advertised[WINDOW]
 
 
 def test_answers_to_pings_the_bound_let_go_are_not_blamed_on_the_answerer() -> None:

@@ -15,6 +15,7 @@ from proxy.observe.events import (
     ConnectionFindingRaised,
     FlowControlResumed,
     FlowControlStalled,
+    FrameObserved,
     SettingsAcknowledged,
 )
 from proxy.observe.findings import Severity
@@ -458,3 +459,55 @@ def test_an_excerpt_takes_a_frame_on_an_unseen_stream_for_one_opened_before_it()
     wu = bytes.fromhex("000004080000000001") + (100).to_bytes(4, "big")
     (frame,) = [e for e in obs.feed(C2S, wu, 0.0) if e.__class__.__name__ == "FrameObserved"]
     assert [f.code for f in frame.findings] == []
+
+
+def test_a_window_update_sent_behind_a_lowered_initial_window_does_not_end_the_stall(
+        conv: Conversation) -> None:
+    """The client lowers INITIAL_WINDOW_SIZE and opens a stalled stream's window a
+    little, in one write. The server processes the SETTINGS first (RFC 9113 §6.5.3):
+    its window goes 0 → -64535 → -64435, the stall goes on, from where it began
+    (it was reported as 'reopened', then as a new and shorter stall at the ACK)."""
+    _stalled_download(conv)
+    conv.send(C2S, conv.f.settings(initial_window_size=1000), dt=0.5)
+    new = conv.send(C2S, conv.f.window_update(1, 100))
+    assert not [e for e in new if isinstance(e, FlowControlResumed)]
+    assert [e.windows for e in new if isinstance(e, FrameObserved)] == [(1 << 20, -64435)]
+    acked = conv.send(S2C, conv.f.settings(ack=True), dt=0.001)
+    assert [e.windows for e in acked if isinstance(e, SettingsAcknowledged)] == [((1, -64435),)]
+    assert not [e for e in acked if isinstance(e, (FlowControlStalled, FlowControlResumed))]
+    (resumed,) = [e for e in conv.send(C2S, conv.f.window_update(1, 65000), dt=0.8)
+                  if isinstance(e, FlowControlResumed)]
+    assert 1.29 < resumed.stalled_for < 1.31  # the whole stall, from the DATA that began it
+    assert len([e for e in conv.events if isinstance(e, FlowControlStalled)]) == 1
+
+
+def test_a_window_update_that_overflows_a_raised_initial_window_is_its_stream_error(
+        conv: Conversation) -> None:
+    """SETTINGS(INITIAL_WINDOW_SIZE = 2^31-1) and WINDOW_UPDATE(+65536) on a stalled
+    stream: the SETTINGS alone are legal (window 2,147,418,112); the WINDOW_UPDATE,
+    processed after them, takes the window to 2^31 — a stream error (§6.9.1), as
+    nghttpd answers it (RST_STREAM FLOW_CONTROL_ERROR), not the SETTINGS' connection
+    error (§6.9.2)."""
+    _stalled_download(conv)
+    conv.send(C2S, conv.f.settings(initial_window_size=(1 << 31) - 1))
+    new = conv.send(C2S, conv.f.window_update(1, 65536))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.rfc, finding.stream_id) == ("window-overflow",
+                                                             "RFC 9113 §6.9.1", 1)
+    assert finding.message == (
+        "stream 1's window would reach 2147483648 (with the INITIAL_WINDOW_SIZE = 2147483647 "
+        "the client sent before it, which the server applies first), above 2^31-1: a stream "
+        "error of type FLOW_CONTROL_ERROR")
+    acked = conv.send(S2C, conv.f.settings(ack=True))
+    assert not [e for e in acked if isinstance(e, ConnectionFindingRaised)]
+    reset = conv.send(S2C, bytes.fromhex("000004030000000001") + (3).to_bytes(4, "big"))
+    assert conv.findings(reset) == []  # (explained: not flow-control-error-unexplained)
+
+
+def test_an_out_of_range_initial_window_pending_excuses_no_overrun(
+        conv: Conversation) -> None:
+    """INITIAL_WINDOW_SIZE = 2^31 never takes effect (§6.5.2: FLOW_CONTROL_ERROR):
+    DATA past the window while it is pending is still flow-control-exceeded."""
+    _stalled_download(conv)
+    conv.send(C2S, conv.f.settings(initial_window_size=1 << 31))
+    assert conv.findings(conv.send(S2C, conv.f.data(1, b"x"))) == ["flow-control-exceeded"]
