@@ -126,6 +126,8 @@ class RunSummary:
         self.longest_stall: tuple[float, int, int, Direction] | None = None
         """(seconds, connection, stream, direction of the data) of the longest stall."""
         self._stalled: dict[tuple[int, int, Direction], float] = {}
+        self._stall_began: dict[tuple[int, int, Direction], int] = {}
+        """The frame that began each stall not resumed (kept for those that never are)."""
         self._closed_stalled: dict[tuple[int, int, Direction], float] = {}
         """Stalls of streams that closed in the batch at hand (its RST may follow)."""
         self.unresumed: list[tuple[int, int, Direction, float, float, str]] = []
@@ -234,8 +236,10 @@ class RunSummary:
             elif kind is FlowControlStalled:
                 self.stalls += 1
                 self._stalled[(conn, ev.stream_id, ev.direction)] = ev.t
+                self._stall_began[(conn, ev.stream_id, ev.direction)] = ev.seq
             elif kind is FlowControlResumed:
                 self._stalled.pop((conn, ev.stream_id, ev.direction), None)
+                self._stall_began.pop((conn, ev.stream_id, ev.direction), None)
                 self._updates_while_stalled.pop((conn, ev.stream_id, ev.direction), None)
                 longest = self.longest_stall
                 if longest is None or ev.stalled_for > longest[0]:
@@ -428,7 +432,8 @@ class RunSummary:
                     "seconds": longest[0], "conn": longest[1], "stream": longest[2],
                     "blocked": longest[3].sender, "resumed": longest[4]},
                 "never_resumed": [{"conn": c, "stream": s, "blocked": d.sender,
-                                   "seconds": max(0.0, until - since), "until": how}
+                                   "seconds": max(0.0, until - since), "until": how,
+                                   "since_frame": self._stall_began.get((c, s, d))}
                                   for c, s, d, since, until, how in stalled],
             },
             "slowest_streams": [{"conn": c, "stream": s, "seconds": took,
@@ -457,8 +462,10 @@ class RunSummary:
             why = f"the {peer} sent no WINDOW_UPDATE that reopened it" if not updates else \
                 (f"the {peer}'s {updates:,} WINDOW_UPDATE{'s' * (updates != 1)} since left "
                  "the window at 0 or below")
-            out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited} "
-                       f"{how}: {why}")
+            began = self._stall_began.get((conn, sid, direction))
+            began_at = f" from frame #{began}" if began is not None and began >= 0 else ""
+            out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited}"
+                       f"{began_at} {how}: {why}")
         return out
 
 

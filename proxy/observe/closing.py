@@ -94,3 +94,32 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
                       f"server's GOAWAY last-stream-id {server_goaway}, so not processed "
                       "and safe to retry on a new connection (§8.7)", seq, declined[0]))
     return out
+
+
+def stalled_at_close(streams: Iterable[Stream], direction: Direction, conn_since: float | None,
+                     conn_seq: int, t: float) -> Finding | None:
+    """The ``flow-control-stalled`` finding for ``direction``'s sender if the
+    connection ended while it still waited for a window (the classic hang: its
+    peer never sent the WINDOW_UPDATE): the streams whose window held it, and the
+    connection window if some stream of its still had data under way. Charged to
+    the peer, which owed the window; None when nothing waited."""
+    i = int(direction)
+    sending = _SENDING[direction]
+    waiting = [s for s in streams if s.reset_by is None and s.state in sending]
+    held = [s for s in waiting if s.stalled_since[i] is not None]
+    parts = [f"stream {s.stream_id} (window {s.send_window[i]}, since frame "
+             f"#{s.stall_seq[i]}, {t - (s.stalled_since[i] or t):.1f} s)" for s in held[:5]]
+    if len(held) > 5:
+        parts.append(f"… ({len(held)} streams in all)")
+    first = min((s.stall_seq[i] for s in held), default=-1)
+    if conn_since is not None and waiting:
+        parts.append(f"the connection window (since frame #{conn_seq}, {t - conn_since:.1f} s)")
+        first = conn_seq if first < 0 else min(first, conn_seq)
+    if not parts:
+        return None
+    sender, peer = direction.sender, direction.peer.sender
+    return _f("flow-control-stalled", Severity.WARNING, "RFC 9113 §6.9",
+              f"the connection ended with the {sender} still blocked by flow control on "
+              f"{', '.join(parts)}: the {peer} never sent the WINDOW_UPDATE that would let it "
+              "go on", first, held[0].stream_id if held else 0)
+

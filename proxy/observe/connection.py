@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 
-from proxy.observe.closing import unfinished
+from proxy.observe.closing import stalled_at_close, unfinished
 from proxy.observe.control import ControlFrames
 from proxy.observe.enums import (
     CONNECTION_PREFACE,
@@ -348,6 +348,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 for finding in unfinished(streams, side.direction, closed_by, self.seq,
                                           self.sides[S2C].goaway_last_stream_id, ended_at):
                     self._conn_finding(side.direction, t, finding)
+                stall = stalled_at_close(self.streams.values(), side.direction,
+                                         side.conn_stalled_since, side.conn_stall_seq, t)
+                if stall is not None:  # (the peer's: it owed the window)
+                    self._conn_finding(side.direction.peer, t, stall)
             if side.buffer and not side.desynced:
                 sender = side.direction.sender
                 cut = closed_by is not None and closed_by != sender

@@ -127,6 +127,7 @@ class StreamFrames:
             # flow-control-exceeded, not a stall.)
             if conn_window == 0 and side.conn_stalled_since is None:
                 side.conn_stalled_since = t
+                side.conn_stall_seq = seq
                 self._events.append(FlowControlStalled(t=t, direction=direction, stream_id=0,
                                                        seq=seq))
             if window == 0 and stream.stalled_since[direction] is None and \
@@ -142,6 +143,8 @@ class StreamFrames:
         DATA spent it, a SETTINGS change took it to 0 or below (control), or HEADERS
         announced a body with none (header blocks)."""
         stream.stalled_since[direction] = t
+        stream.stall_seq = (seq, stream.stall_seq[1]) if direction is C2S else \
+            (stream.stall_seq[0], seq)
         self._events.append(FlowControlStalled(t=t, direction=direction,
                                                stream_id=stream.stream_id, seq=seq,
                                                window=window))
@@ -268,7 +271,7 @@ class StreamFrames:
                                "above 2^31-1: a stream error of type FLOW_CONTROL_ERROR",
                                seq, sid))
         since = stream.stalled_since[data_dir]
-        if since is not None and seen > 0:
+        if since is not None and 0 < seen <= MAX_WINDOW:  # (past it: a stream error)
             stream.stalled_since[data_dir] = None
             self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
                                                    stalled_for=t - since, seq=seq,

@@ -95,6 +95,8 @@ class Side:
     conn_window: int = 65_535
     """Connection-level flow-control window for data this endpoint sends."""
     conn_stalled_since: float | None = None
+    conn_stall_seq: int = -1
+    """The frame that spent the connection window when it stalled last."""
     pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
     pings_forgotten: int = 0

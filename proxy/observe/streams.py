@@ -153,6 +153,8 @@ class Stream:
     send_window: list[int] = field(default_factory=lambda: [0, 0])
     """Flow-control window for data flowing in each direction (index = Direction)."""
     stalled_since: list[float | None] = field(default_factory=lambda: [None, None])
+    stall_seq: tuple[int, int] = (-1, -1)
+    """Per direction index: the frame that began its latest stall (-1: none)."""
     urgency: int = 3
     """RFC 9218 §4.1 urgency (0 highest .. 7), default 3."""
     incremental: bool = False

@@ -67,13 +67,17 @@ def test_stalls_ended_by_a_reset_a_close_or_the_end_never_resumed() -> None:
     assert lines[0] == ("flow control: 3 stalls, longest 7000.0 ms (#1 stream 3, server "
                         "blocked, never resumed)")
     assert lines[1] == ("never resumed: #1 stream 1, server blocked, stalled for 2003.0 ms "
-                        "until the client reset the stream (CANCEL): the client sent no "
-                        "WINDOW_UPDATE that reopened it")
+                        "from frame #8 until the client reset the stream (CANCEL): the client "
+                        "sent no WINDOW_UPDATE that reopened it")
     assert lines[2].startswith("never resumed: #2 stream 1, server blocked, stalled for 1000.")
     assert lines[2].endswith("until the connection closed: the client sent no WINDOW_UPDATE "
                              "that reopened it")
     assert lines[3].startswith("never resumed: #1 stream 3, server blocked, stalled for 7000.0 ms")
     assert "at the end" in lines[3]
+    # check --json: where each began, to go to that frame.
+    assert [(e["conn"], e["stream"], e["since_frame"])
+            for e in summary.as_dict()["stalls"]["never_resumed"]] == [(1, 1, 8), (2, 1, 8),
+                                                                      (1, 3, 11)]
 
 
 def test_a_stream_its_sender_ends_with_the_window_spent_was_not_waiting() -> None:

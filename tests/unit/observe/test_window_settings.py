@@ -492,6 +492,7 @@ def test_a_window_update_that_overflows_a_raised_initial_window_is_its_stream_er
     conv.send(C2S, conv.f.settings(initial_window_size=(1 << 31) - 1))
     new = conv.send(C2S, conv.f.window_update(1, 65536))
     (finding,) = conv.finding_objects(new)
+    assert not [e for e in new if isinstance(e, FlowControlResumed)]  # (the reset ends it)
     assert (finding.code, finding.rfc, finding.stream_id) == ("window-overflow",
                                                              "RFC 9113 §6.9.1", 1)
     assert finding.message == (
@@ -511,3 +512,33 @@ def test_an_out_of_range_initial_window_pending_excuses_no_overrun(
     _stalled_download(conv)
     conv.send(C2S, conv.f.settings(initial_window_size=1 << 31))
     assert conv.findings(conv.send(S2C, conv.f.data(1, b"x"))) == ["flow-control-exceeded"]
+
+
+def test_a_stall_the_connection_ends_in_is_a_warning_on_the_side_that_owed_the_window(
+        ) -> None:
+    """The client never opens stream 1's window and the connection ends: a hang, so
+    a warning (``check --fail-on warning`` fails on it) charged to the client, naming
+    the frame that began it. A stall its stream's reset ended is no hang."""
+    conv = Conversation()
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    for _ in range(3):
+        conv.send(S2C, conv.f.data(1, b"x" * 16384))
+    began = conv.send(S2C, conv.f.data(1, b"x" * 16383))  # both windows at 0
+    seq = next(e.seq for e in began if isinstance(e, FlowControlStalled))
+    closing = conv.obs.close(conv.t + 2.0, "client")
+    (raised,) = [e for e in closing if isinstance(e, ConnectionFindingRaised)
+                 and e.finding.code == "flow-control-stalled"]
+    assert raised.direction is C2S and raised.finding.severity is Severity.WARNING
+    assert raised.finding.seq == seq and raised.finding.stream_id == 1
+    assert raised.finding.message == (
+        f"the connection ended with the server still blocked by flow control on stream 1 "
+        f"(window 0, since frame #{seq}, 2.0 s), the connection window (since frame #{seq}, "
+        "2.0 s): the client never sent the WINDOW_UPDATE that would let it go on")
+
+    reset = Conversation()
+    _stalled_download(reset)
+    reset.send(C2S, bytes.fromhex("000004030000000001") + (8).to_bytes(4, "big"))  # CANCEL
+    assert not [e for e in reset.obs.close(reset.t + 2.0, "client")
+                if isinstance(e, ConnectionFindingRaised)
+                and e.finding.code == "flow-control-stalled"]
