@@ -48,6 +48,8 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     declined: list[int] = []
     abandoned = False
     for stream in streams:
+        if stream.refused:
+            continue  # (opened against §5.1.1: its peer owed it nothing)
         if stream.reset_by is not None:
             if ended_at is None or stream.reset_by is direction \
                     or stream.reset_offset <= ended_at or stream.reset_from not in sending:

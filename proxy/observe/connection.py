@@ -668,6 +668,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         """Checks for a stream a HEADERS frame is about to open (RFC 9113 §5.1.1, §5.1.2)."""
         sid = stream.stream_id
         direction = side.direction
+        refused = direction is S2C or sid % 2 == 0 or sid <= side.highest_stream_id
         if direction is S2C:
             findings.append(_f("server-opened-stream", Severity.ERROR, "RFC 9113 §8.4",
                                f"the server sent HEADERS on idle stream {sid}; servers open "
@@ -682,7 +683,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         else:
             side.highest_stream_id = sid
         peer = self.sides[1 - direction]
-        self._check_concurrency(side, sid, seq, findings)
+        if refused:  # (one finding for the cause: no limit or answer is owed for it)
+            stream.refused = True
+        else:
+            self._check_concurrency(side, sid, seq, findings)
         goaway = peer.goaway_last_stream_id
         if goaway is not None and sid > goaway:
             findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",

@@ -288,6 +288,8 @@ class StreamFrames:
             said = self._state_finding(stream, side.direction, problem, seq)
             if said is not None:
                 findings.append(said)
+            if stream.state is _IDLE:
+                return  # (a connection error, §5.1: no stream came of it)
         elif (side.direction is C2S and stream.opened_by is C2S
               and stream.response_headers is None and stream.state is not _CLOSED):
             self._cancelled(stream.stream_id, seq, t, findings)

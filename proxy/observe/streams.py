@@ -167,6 +167,10 @@ class Stream:
     client wants a grpc-status."""
     presumed_closed: bool = False
     """Not tracked (closed long ago, or skipped and so implicitly closed, §5.1.1)."""
+    refused: bool = False
+    """Opened against RFC 9113 §5.1.1 or §8.4 (an id out of order or of the wrong
+    parity, a server's HEADERS on an idle stream): a connection error its peer must
+    not process, so it counts towards no limit and owes no response."""
     exceeded: bool = False
     """A flow-control error was flagged on this stream (DATA over a window, a window
     pushed past 2^31-1): a FLOW_CONTROL_ERROR reset of it is explained."""

@@ -176,6 +176,38 @@ def test_stream_id_rules(conv):
         conv.send(C2S, f.headers(C2S, 5, REQ, flags=["END_HEADERS", "END_STREAM"])))
 
 
+def test_a_stream_opened_against_the_id_rules_is_one_finding_and_owes_nothing(conv):
+    """§5.1.1: a decreasing or even client stream id is a connection error the server
+    must not process. Said once: it counts towards no MAX_CONCURRENT_STREAMS, and the
+    close does not blame the server for leaving it unanswered."""
+    from proxy.observe.events import ConnectionFindingRaised
+
+    f = conv.f
+    conv.send(C2S, f.settings(max_concurrent_streams=1))
+    conv.send(S2C, f.settings(max_concurrent_streams=1))
+    conv.send(S2C, f.settings(ack=True))
+    conv.send(C2S, f.settings(ack=True))
+    conv.send(C2S, f.headers(C2S, 5, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
+        "END_HEADERS", "END_STREAM"]))) == ["stream-id-order"]
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 4, REQ, flags=[
+        "END_HEADERS", "END_STREAM"]))) == ["stream-id-parity", "stream-id-order"]
+    closing = conv.obs.close(conv.t + 1, "client")
+    unfinished = [e.finding.message for e in closing if isinstance(e, ConnectionFindingRaised)
+                  and e.finding.code == "stream-unfinished"]
+    assert len(unfinished) == 1 and "stream 5 " in unfinished[0], unfinished
+
+
+def test_a_reset_of_an_idle_stream_opens_no_stream(conv):
+    """RST_STREAM on an idle stream is a connection error (§5.1): flagged, and no
+    stream comes of it (the summary listed it as a hung request)."""
+    from proxy.observe.events import StreamStateChanged
+
+    new = conv.send(C2S, bytes.fromhex("000004030000000007") + (8).to_bytes(4, "big"))
+    assert conv.findings(new) == ["frame-on-idle-stream"]
+    assert not [e for e in new if isinstance(e, StreamStateChanged)]
+
+
 def test_data_on_idle_and_closed_streams(conv):
     f = conv.f
     assert "frame-on-idle-stream" in conv.findings(conv.send(C2S, f.data(1, b"x")))
