@@ -82,6 +82,8 @@ class Exchange:
     """Wall clock of the first frame of the request (the PUSH_PROMISE for a push)."""
     request_end: float | None = None
     response_start: float | None = None
+    """Wall clock of the final response's first frame (an informational 1xx before
+    it is no start of the response: HAR's wait lasts until the final one)."""
     response_end: float | None = None
     frames: dict[str, int] = field(default_factory=dict)
     resets: list[dict[str, Any]] = field(default_factory=list)
@@ -243,6 +245,8 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                     ex.informational.append(headers)
                 elif ex.response_headers is None:
                     ex.response_headers = headers
+                    if ex.informational:  # (the response is the final one: after a 100
+                        ex.response_start = wall  # Continue the body went up, then the wait)
                 else:
                     ex.response_trailers = headers
     for h1 in http1.values():  # (connections the capture did not see end)

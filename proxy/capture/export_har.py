@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -141,9 +142,37 @@ def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
                 if key:
                     cookies.append({"name": key, "value": value})
         else:
-            key, _, rest = v.partition("=")
-            cookies.append({"name": key.strip(), "value": rest.split(";", 1)[0]})
+            cookies.append(_set_cookie(v))
     return cookies
+
+
+def _set_cookie(value: str) -> dict[str, Any]:
+    """A ``Set-Cookie`` value as HAR's cookie object: its name and value, and the
+    attributes HAR has fields for (RFC 6265 §5.2), ``Expires`` in ISO 8601 when it
+    parses; ``SameSite`` and ``Max-Age`` as custom fields, as DevTools shows them."""
+    pair, *attributes = value.split(";")
+    name, _, text = pair.partition("=")
+    cookie: dict[str, Any] = {"name": name.strip(), "value": text.strip()}
+    for attribute in attributes:
+        key, _, arg = attribute.partition("=")
+        key, arg = key.strip().lower(), arg.strip()
+        if key in ("path", "domain"):
+            cookie[key] = arg
+        elif key == "expires":
+            try:
+                cookie["expires"] = email.utils.parsedate_to_datetime(arg).isoformat().replace(
+                    "+00:00", "Z")
+            except (TypeError, ValueError, IndexError, OverflowError):
+                cookie["expires"] = arg  # (as sent: not a date h2scope can read)
+        elif key == "httponly":
+            cookie["httpOnly"] = True
+        elif key == "secure":
+            cookie["secure"] = True
+        elif key == "samesite":
+            cookie["_sameSite"] = arg
+        elif key == "max-age":
+            cookie["_maxAge"] = arg
+    return cookie
 
 
 def _content(body: bytes, mime: str, truncated: bool, sent: int,

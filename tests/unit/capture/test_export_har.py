@@ -55,7 +55,7 @@ def test_entries_carry_headers_bodies_and_h2_details(recorded: tuple[Path, Sessi
     assert index["request"]["httpVersion"] == index["response"]["httpVersion"] == "h2"
     assert index["response"]["status"] == 200
     assert index["response"]["content"]["text"] == "<html><body>hello</body></html>"
-    assert index["response"]["cookies"] == [{"name": "id", "value": "42"}]
+    assert index["response"]["cookies"] == [{"name": "id", "value": "42", "secure": True}]
     assert {"name": "user-agent", "value": "h2scope-test/1"} in index["request"]["headers"]
     assert index["serverIPAddress"] == "127.0.0.1"
     h2 = index["_h2scope"]
@@ -176,6 +176,21 @@ def test_timings_count_message_frames_only_and_add_up_to_the_duration(
     t = entry["timings"]
     assert (t["send"], t["wait"], t["receive"]) == (0.0, 100.0, 200.0)
     assert entry["time"] == 300.0
+    # Expect: 100-continue: the body goes up after the 100, then the server thinks;
+    # the wait is until the final response, not the interim 100 (which made the
+    # server's 400 ms count as receiving).
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    (tmp_path / "timed.h2scope").unlink()
+    entry = _timed(tmp_path, [
+        (0.0, "c", settings), (0.0, "s", settings),
+        (1.0, "c", headers(enc_c, [*request, ("expect", "100-continue")], False)),
+        (1.1, "s", headers(enc_s, [(":status", "100")], False)),
+        (1.2, "c", bytes(DataFrame(1, data=b"y", flags=["END_STREAM"]).serialize())),
+        (1.6, "s", headers(enc_s, [(":status", "200")], False)),
+        (1.7, "s", bytes(DataFrame(1, data=b"z", flags=["END_STREAM"]).serialize())),
+    ])
+    t = entry["timings"]
+    assert (t["send"], t["wait"], t["receive"]) == (200.0, 400.0, 100.0)
 
 
 @pytest.mark.parametrize(("server", "scheme", "url"), [
@@ -300,3 +315,19 @@ def test_an_http11_chunked_responses_trailers_are_in_the_entry() -> None:
                   response_headers=((":status", "200"), ("Transfer-Encoding", "chunked")),
                   response_trailers=(("X-Checksum", "abc123"),), http_version="HTTP/1.1")
     assert entry(ex, {})["_h2scope"]["response_trailers"] == [["X-Checksum", "abc123"]]
+
+
+def test_response_cookies_keep_their_attributes() -> None:
+    """HAR's cookie object has path, domain, expires, httpOnly and secure: a
+    Set-Cookie's attributes go there (they were dropped), and the entry validates."""
+    from proxy.capture.export_har import _set_cookie
+
+    assert _set_cookie("sid=a1b2; Path=/app; Domain=example.test; Expires=Wed, 21 Oct 2037 "
+                       "07:28:00 GMT; Secure; HttpOnly; SameSite=Lax; Max-Age=60") == {
+        "name": "sid", "value": "a1b2", "path": "/app", "domain": "example.test",
+        "expires": "2037-10-21T07:28:00Z", "secure": True, "httpOnly": True,
+        "_sameSite": "Lax", "_maxAge": "60"}
+    assert _set_cookie("x=1; expires=not a date") == {"name": "x", "value": "1",
+                                                      "expires": "not a date"}
+    validator = jsonschema.Draft7Validator(SCHEMA["definitions"]["cookie"])
+    validator.validate(_set_cookie("sid=a1b2; Path=/; Secure; HttpOnly; SameSite=Strict"))
