@@ -169,9 +169,11 @@ class _Redactor:
 
 
 def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
-            conn: int | None = None, redact: frozenset[str] | None = None,
+            conn: int | None = None, conns: frozenset[int] | None = None,
+            redact: frozenset[str] | None = None,
             redact_params: frozenset[str] = frozenset()) -> Extracted:
-    """Write connection ``conn`` (default: all) of the capture at ``path`` to a new
+    """Write connection ``conn`` (or those in ``conns``; default: all) of the
+    capture at ``path`` to a new
     capture at ``out_path``; with ``redact``, those header names' values removed,
     and the values of the ``redact_params`` query parameters in URLs.
     Raises CaptureFormatError for a file that is not a capture, OSError."""
@@ -198,6 +200,7 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                 rec = item.record
                 c = rec.conn_id
                 if rec.type == RecordType.END or (conn is not None and c != conn) \
+                        or (conns is not None and c not in conns and c) \
                         or c in result.left_out:
                     continue
                 if rec.type == RecordType.CONNECTION:

@@ -73,7 +73,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "connections (--conn), to share (add --redact)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file; '-' or omitted: stdout (text formats only)")
-    p.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
+    p.add_argument("--conn", type=conn_ids, metavar="IDS",
+                   help="only these connections: an ID, a list, ranges (3 or 1,4-6); "
+                   "script takes one")
     p.add_argument("--stream", type=int, metavar="ID",
                    help="only stream ID (har, text, jsonl; combine with --conn)")
     p.add_argument("--filter", metavar="EXPR",
@@ -100,14 +102,36 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def conn_ids(text: str) -> tuple[int, ...]:
+    """``--conn``: ``3``, ``1,4`` or ``2-5`` (and mixes), in order, without repeats."""
+    ids: dict[int, None] = {}
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: connection ids are numbers, lists and ranges (3, 1,4, 2-5)"
+            ) from None
+        if first < 0 or last < first or last - first > 1_000_000:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a range of connection ids")
+        ids.update(dict.fromkeys(range(first, last + 1)))
+    return tuple(ids)
+
+
 def _records(reader: CaptureReader, progress: Progress, size: int,
-             seen: set[int], streams: dict[int, set[int]] | None = None) -> Iterator[Record]:
+             seen: set[int], streams: dict[int, set[int]] | None = None,
+             only: frozenset[int] | None = None) -> Iterator[Record]:
     """The capture's records, with progress; the connection ids go into ``seen``
-    and, given ``streams``, each connection's stream ids into it."""
+    and, given ``streams``, each connection's stream ids into it. ``only``: the
+    records of other connections are left out (file-level ones are kept)."""
     add = seen.add
     for rec in counted(reader.records(), progress, "export", lambda: reader.position, size):
         if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
             add(rec.conn_id)
+            if only is not None and rec.conn_id not in only:
+                continue
             if streams is not None and rec.type == RecordType.FRAME and len(rec.body) >= 9:
                 sid = int.from_bytes(rec.body[5:9], "big") & 0x7FFF_FFFF
                 if sid:
@@ -153,6 +177,16 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format
     to_stdout = args.output in (None, "-")
+    # One connection goes by its id (the exporters' own selection); several are
+    # picked from the records as they are read.
+    args.conns = None
+    if args.conn is not None:
+        if len(args.conn) == 1:
+            args.conn = args.conn[0]
+        elif fmt == "script":
+            raise UsageError("--format script takes one connection: --conn ID")
+        else:
+            args.conn, args.conns = None, frozenset(args.conn)
     if fmt == "capture":
         return _capture(args)
     if fmt in BINARY_FORMATS and to_stdout:
@@ -205,7 +239,7 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
         seen: set[int] = set()
         streams: dict[int, set[int]] | None = {} if args.stream is not None else None
-        records = _records(reader, progress, size, seen, streams)
+        records = _records(reader, progress, size, seen, streams, args.conns)
         lookup: str | None = None
         try:
             count = _export(fmt, records, out, args)
@@ -263,11 +297,12 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     params = SENSITIVE_PARAMS | {n.strip().lower() for n in args.redact_param if n.strip()}
     written = ReplacedFile(Path(args.output if into is None else into), args.file)
     try:
-        result = extract(args.file, written.temp, conn=args.conn, redact=redact,
-                         redact_params=params)
-        if args.conn is not None and args.conn not in result.connections \
-                and args.conn not in result.left_out:
-            raise UsageError(f"the capture has no connection {args.conn}")
+        result = extract(args.file, written.temp, conn=args.conn, conns=args.conns,
+                         redact=redact, redact_params=params)
+        asked = {args.conn} if args.conn is not None else set(args.conns or ())
+        lacking = asked - set(result.connections) - set(result.left_out)
+        if lacking:
+            raise UsageError(f"the capture has no connection {_ids(lacking)}")
         if not result.connections:
             raise UsageError("nothing to write: " + (
                 "; ".join(note_lines(result, redact)[1:]) or "the capture has no connection"))
@@ -307,8 +342,9 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
              streams: dict[int, set[int]]) -> str | None:
     """What ``--conn``/``--stream`` asked for that the capture lacks, if anything
     (and what it has instead)."""
-    if args.conn is not None and args.conn not in seen:
-        return (f"the capture has no connection {args.conn}; its connections are "
+    asked = {args.conn} if args.conn is not None else set(args.conns or ())
+    if asked - seen:
+        return (f"the capture has no connection {_ids(asked - seen)}; its connections are "
                 f"{_ids(seen) or 'none'}")
     if args.stream is not None and count == 0 and fmt != "pcapng":
         if args.conn is not None:

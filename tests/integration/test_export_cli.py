@@ -63,6 +63,30 @@ def test_conn_and_stream_select_frames(capture: Path) -> None:
     assert "#1 " in text and "#2 " not in text
 
 
+def test_conn_takes_a_list_or_a_range(capture: Path, tmp_path: Path) -> None:
+    """Several connections at once (one leg of a chain imported from one pcap):
+    every format but script, and --format capture for diff."""
+    objs = [json.loads(ln) for ln in _run(str(capture), "--format", "jsonl", "--conn",
+                                          "2,1").stdout.splitlines()]
+    assert {o["conn"] for o in objs} == {1, 2}
+    assert len([o for o in objs if "type" in o]) == len(_frames(capture))
+    text = _run(str(capture), "--format", "text", "--conn", "2-2").stdout
+    assert "#2 " in text and "#1 " not in text
+    part = tmp_path / "part.h2scope"
+    _run(str(capture), "--format", "capture", "--conn", "1-2", "-o", str(part))
+    assert [c for c, ev in replay_observer(part) if isinstance(ev, FrameObserved)] == [
+        c for c, ev in replay_observer(capture) if isinstance(ev, FrameObserved)]
+    run = _run(str(capture), "--format", "capture", "--conn", "2,5-6", "-o",
+               str(tmp_path / "x.h2scope"), check=False)
+    assert run.returncode == 2 and "no connection 5, 6" in run.stderr
+    run = _run(str(capture), "--format", "har", "--conn", "1,3", "-o", "-", check=False)
+    assert run.returncode == 2 and "no connection 3; its connections are 1, 2" in run.stderr
+    run = _run(str(capture), "--format", "script", "--conn", "1,2", check=False)
+    assert run.returncode == 2 and "--format script takes one connection" in run.stderr
+    run = _run(str(capture), "--format", "text", "--conn", "3-1", check=False)
+    assert run.returncode == 2 and "'3-1' is not a range of connection ids" in run.stderr
+
+
 def test_text_annotate_shows_each_fields_hpack_encoding(capture: Path) -> None:
     plain = _run(str(capture), "--format", "text", "--conn", "1").stdout
     lines = _run(str(capture), "--format", "text", "--conn", "1", "--annotate").stdout
