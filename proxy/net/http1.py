@@ -232,7 +232,9 @@ def parse_chunk_size(line: bytes) -> int:
     """The size from a chunk-size line (extensions ignored); raises Http1Error."""
     size = line.split(b";", 1)[0].strip()
     if not size or len(size) > 15 or not re.fullmatch(rb"[0-9a-fA-F]+", size):
-        raise Http1Error(f"invalid chunk size line {line[:40]!r}")
+        raise Http1Error(f"invalid chunk size line {line[:40]!r}: not a hexadecimal size "
+                         "(RFC 9112 §7.1; a body sent as it is, with Transfer-Encoding: "
+                         "chunked in its head?)")
     return int(size, 16)
 
 

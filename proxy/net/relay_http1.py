@@ -88,6 +88,8 @@ async def _line(src: Stream, limit: int, what: str) -> bytes:
     except HeadTooLarge:
         raise http1.Http1Error(f"a {what} longer than {limit} bytes") from None
     if not line.endswith(b"\r\n"):
+        if what == "chunk size line":  # (the size is the clue: a body sent unchunked)
+            http1.parse_chunk_size(line)
         raise http1.Http1Error(f"a {what} that ends with a bare LF, not CRLF (RFC 9112 §7.1)")
     return line
 

@@ -297,6 +297,8 @@ def test_an_h2c_client_whose_upstream_is_down_gets_an_http2_502(
     (b"5\r\nhelloXX0\r\n\r\n", "chunk data not followed by CRLF"),
     (b"5\nhello\n0\n\n", "bare LF"),
     (b"0\r\nX-T: a\x00b\r\n\r\n", "NUL in a trailer field"),
+    # A body sent as it is under Transfer-Encoding: chunked: its first line is no size.
+    (b'[{"hello": 1}]\n', "not a hexadecimal size"),
 ])
 def test_a_chunked_request_body_framed_wrong_is_refused_before_it_is_passed_on(
         proxy: ProxyThread, body: bytes, why: str) -> None:
