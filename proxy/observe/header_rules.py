@@ -242,8 +242,10 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
                                 f"field name {name!r} {problem}", seq, stream_id))
         vproblem = _bad_value(value)
         if vproblem and not (true_binary and name.endswith("-bin")):
-            sev = Severity.ERROR if "NUL" in vproblem else Severity.WARNING
-            out.append(_finding("header-value-invalid", sev, "RFC 9113 §8.2.1",
+            # RFC 9113 §8.2.1: NUL, CR, LF, and SP or HTAB at either end, are all
+            # forbidden; §8.1.1 makes the message malformed (nghttpx resets the stream
+            # with PROTOCOL_ERROR). Only HTTP/1.x strips the whitespace (RFC 9112 §5.1).
+            out.append(_finding("header-value-invalid", Severity.ERROR, "RFC 9113 §8.2.1",
                                 f"value of {name!r} {vproblem}", seq, stream_id))
         # (raw bytes in a -bin value, as gRPC's true binary metadata allows, are fine
         # on this connection only: not remembered as a good field)

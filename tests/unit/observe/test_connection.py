@@ -507,3 +507,14 @@ def test_a_request_whose_header_block_never_ended_blames_the_client_only(conv):
              if isinstance(e, ConnectionFindingRaised)]
     assert "header-block-truncated" in codes
     assert "stream-unfinished" not in codes
+
+
+def test_whitespace_at_a_values_ends_is_an_error_as_nul_cr_and_lf_are(conv):
+    """RFC 9113 §8.2.1 forbids a leading or trailing SP or HTAB as it forbids NUL,
+    CR and LF, and §8.1.1 makes the message malformed: `check` and `--fail-on
+    error` must fail on it (it was a warning)."""
+    f = conv.f
+    for sid, value in ((1, "spaced   "), (3, " lead"), (5, "tab\t")):
+        evs = conv.send(C2S, f.headers(C2S, sid, [*REQ, ("x-ws-req", value)]))
+        found = [(x.code, x.severity.name) for ev in conv.frames(evs) for x in ev.findings]
+        assert found == [("header-value-invalid", "ERROR")], (value, found)
