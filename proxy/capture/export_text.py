@@ -83,16 +83,17 @@ def _stream_ok(ev: Event, stream: int | None) -> bool:
     return getattr(ev, "stream_id", None) == stream
 
 
-def _record_line(item: Replayed, rel: float,
-                 trailers: tuple[tuple[str, str], ...] = ()) -> str | None:
+def _record_line(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ...] = (),
+                 *, fields: bool = True) -> str | None:
     """The log lines of a record that is not a frame (control characters from a peer
-    written ``\\xNN``, as live); an HTTP1 record's message has ``trailers``."""
-    text = _record_text(item, rel, trailers)
+    written ``\\xNN``, as live); an HTTP1 record's message has ``trailers``, and
+    its fields are listed under it with ``fields`` (as a HEADERS frame's are)."""
+    text = _record_text(item, rel, trailers, fields)
     return None if text is None else "\n".join(shown(line) for line in text.split("\n"))
 
 
-def _record_text(item: Replayed, rel: float,
-                 trailers: tuple[tuple[str, str], ...] = ()) -> str | None:
+def _record_text(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ...] = (),
+                 listed: bool = True) -> str | None:
     rec = item.record
     head = prefix(rec.conn_id, rel, "*")
     if rec.type == RecordType.CONNECTION:
@@ -149,8 +150,10 @@ def _record_text(item: Replayed, rel: float,
         # (the flag marks a message cut short, as the live line's INCOMPLETE does)
         cut = " INCOMPLETE" if rec.truncated else ""
         # (its fields as the live log lists them; the lines are shown() already)
-        return "\n".join([f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}",
-                          *message_field_lines(tuple(head_fields), trailers)])
+        line = f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}"
+        if not listed:
+            return line
+        return "\n".join([line, *message_field_lines(tuple(head_fields), trailers)])
     if rec.type == RecordType.H2C_UPGRADE:
         info = rec.json()
         fields = dict(f for f in info.get("request_headers") or () if len(f) == 2)
@@ -256,7 +259,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 out.write(shown(line) + "\n")
         # (a CLOSE record's line comes after what the close raised, as live)
         closing = rec.type == RecordType.CLOSE
-        record_line = _record_line(item, rel, trailers.of(rec)) \
+        record_line = _record_line(item, rel, trailers.of(rec), fields=headers) \
             if stream is None and (kept is None or rec.type != RecordType.HTTP1) else None
         if record_line and not closing:
             out.write(record_line + "\n")

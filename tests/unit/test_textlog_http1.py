@@ -136,3 +136,12 @@ def test_an_http1_field_name_that_is_no_token_is_quoted(tmp_path: Path) -> None:
     assert live == ["Host: a.test", '"X Y": 1']
     assert _under(_exported(_batches(request, fields), tmp_path / "name.h2scope"),
                   "GET /echo HTTP/1.1") == live
+
+
+def test_the_export_without_header_lists_leaves_out_an_http1_messages_too(
+        tmp_path: Path) -> None:
+    path = tmp_path / "h1.h2scope"
+    _exported(_batches(), path)
+    out = io.StringIO()
+    write_text(replay(path), out, headers=False)
+    assert "GET /echo HTTP/1.1" in out.getvalue() and "Host: a.test" not in out.getvalue()
