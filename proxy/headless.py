@@ -56,6 +56,7 @@ from proxy.textlog import (
     closed_text,
     frame_line,
     in_log_order,
+    message_field_lines,
     prefix,
     tls_leg_text,
 )
@@ -178,6 +179,8 @@ class HeadlessPrinter:
                 text = connection_line(ev)
                 if text:
                     lines.append(f"{prefix(conn_id, ev.t - start, '*')} {text}")
+                    if type(ev) is Http1MessageObserved:
+                        lines.extend(message_field_lines(ev.headers, ev.trailers))
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 if type(ev) is FrameObserved:
@@ -342,7 +345,8 @@ def _connection_text(ev: ConnectionEvent) -> str | None:
         case Http1MessageObserved():
             arrow = ev.direction.arrow
             cut = "" if ev.complete else " INCOMPLETE"
-            trailers = "".join(f", trailer {n}: {v}" for n, v in ev.trailers)
+            n = len(ev.trailers)  # (listed under the line, after the header fields)
+            trailers = f", {n} trailer field{'s' if n != 1 else ''}" if n else ""
             return (f"{arrow} {ev.start_line}  (head {byte_count(ev.head_size)}, body "
                     f"{byte_count(ev.body_size)}{trailers}, {ev.duration * 1000:.1f} ms){cut}")
         case ProxyErrorRaised():

@@ -26,6 +26,7 @@ from proxy.observe.describe import (
     flags_text,
     frame_summary,
     omitted_line,
+    plain_fields,
     shown_field,
     shown_headers,
 )
@@ -74,14 +75,41 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
     headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
-    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in headers]
-    if not "".join(lines).isprintable():  # (one C-speed test for the whole block)
-        lines = [f"{HEADER_INDENT}{shown_field(name, value)}{_raw_note(name, value)}"
-                 for name, value in headers]
+    lines = _field_lines(headers)
     if omitted:
         lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, block)}")
     text = _BLOCK_TEXT[id(block)] = (block, block_summary(headers).rstrip(), lines)
     return text
+
+
+def _field_lines(headers: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in headers]
+    # (one C-speed test of the whole block's text, then one of its names and ends)
+    if not "".join(lines).isprintable() or not plain_fields(headers):
+        lines = [f"{HEADER_INDENT}{shown_field(name, value)}{_raw_note(name, value)}"
+                 for name, value in headers]
+    return lines
+
+
+def message_field_lines(headers: tuple[tuple[str, str], ...],
+                        trailers: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """An HTTP/1.x message's header fields under its line, names as sent, as a
+    HEADERS frame's list is shown (at most
+    :data:`~proxy.observe.describe.SHOWN_LIST_SIZE` of it); then its
+    trailer fields (RFC 9112 §7.1.2), which came after the body, the same way."""
+    lines = _message_fields(headers)
+    if trailers:
+        lines.append(f"{HEADER_INDENT}; trailers, after the body:")
+        lines.extend(_message_fields(trailers))
+    return lines
+
+
+def _message_fields(fields: tuple[tuple[str, str], ...]) -> list[str]:
+    shown_list, omitted, omitted_size = shown_headers(fields)
+    lines = _field_lines(shown_list)
+    if omitted:
+        lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, None)}")
+    return lines
 
 
 @lru_cache(maxsize=64)

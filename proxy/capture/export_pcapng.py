@@ -136,6 +136,14 @@ def _address(value: Any, fallback: str) -> ipaddress.IPv4Address | ipaddress.IPv
     return addr
 
 
+def _endpoint(host: object, port: object) -> str:
+    """``127.0.0.1:443``, ``[::1]:443`` (``?`` for what the metadata lacks)."""
+    text = str(host) if host else "?"
+    if ":" in text and not text.startswith("["):
+        text = f"[{text}]"
+    return f"{text}:{port if port is not None else '?'}"
+
+
 def _flow_for(conn_id: int, meta: dict[str, Any]) -> _Flow:
     client = meta.get("client") or {}
     server = meta.get("server") or {}
@@ -145,9 +153,13 @@ def _flow_for(conn_id: int, meta: dict[str, Any]) -> _Flow:
         server_ip = _address("10.0.0.2" if client_ip.version == 4 else "fd00::2", "10.0.0.2")
     port = client.get("port")
     client_port = port if isinstance(port, int) and 0 < port < 65536 else 40000 + conn_id % 20000
-    comment = (f"h2scope connection {conn_id}: client {client.get('ip', '?')}:"
-               f"{client.get('port', '?')} -> server {server.get('host') or ''} "
-               f"{server.get('ip', '?')}:{server.get('port', '?')} "
+    host, ip = server.get("host"), server.get("ip")
+    # (the host once: a server reached by its address has it as its host too)
+    where = _endpoint(ip or host, server.get("port"))
+    if host and ip and str(host).strip("[]") != str(ip):
+        where = f"{host} ({where})"
+    comment = (f"h2scope connection {conn_id}: client "
+               f"{_endpoint(client.get('ip'), client.get('port'))} -> server {where} "
                f"(server port rewritten to {HTTP_PORT} so Wireshark dissects HTTP/2)")
     isn = (conn_id * 2_654_435_761) & 0xFFFF_FFFF
     return _Flow(client_ip, server_ip, client_port, comment, [isn, isn ^ 0x5A5A_5A5A])

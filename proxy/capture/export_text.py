@@ -9,10 +9,12 @@ log and an exported one read the same and diff cleanly.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from proxy.capture.format import RecordType
+from proxy.capture.format import HTTP1_HEAD_LENGTH, RecordType
+from proxy.capture.http1_split import Http1Splitter, Message
 from proxy.capture.reader import Record
 from proxy.capture.replay import Replayed
 from proxy.events import (
@@ -50,6 +52,7 @@ from proxy.textlog import (
     event_lines,
     frame_line,
     in_log_order,
+    message_field_lines,
     prefix,
     tls_leg_text,
 )
@@ -80,14 +83,17 @@ def _stream_ok(ev: Event, stream: int | None) -> bool:
     return getattr(ev, "stream_id", None) == stream
 
 
-def _record_line(item: Replayed, rel: float) -> str | None:
+def _record_line(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ...] = (),
+                 *, fields: bool = True) -> str | None:
     """The log lines of a record that is not a frame (control characters from a peer
-    written ``\\xNN``, as live)."""
-    text = _record_text(item, rel)
+    written ``\\xNN``, as live); an HTTP1 record's message has ``trailers``, and
+    its fields are listed under it with ``fields`` (as a HEADERS frame's are)."""
+    text = _record_text(item, rel, trailers, fields)
     return None if text is None else "\n".join(shown(line) for line in text.split("\n"))
 
 
-def _record_text(item: Replayed, rel: float) -> str | None:
+def _record_text(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ...] = (),
+                 listed: bool = True) -> str | None:
     rec = item.record
     head = prefix(rec.conn_id, rel, "*")
     if rec.type == RecordType.CONNECTION:
@@ -138,12 +144,16 @@ def _record_text(item: Replayed, rel: float) -> str | None:
                              int(info.get("bytes_c2s") or 0), int(info.get("bytes_s2c") or 0))
         return "\n".join([*errors, f"{head} {closed}"])
     if rec.type == RecordType.HTTP1:
-        first = rec.http1_head()[0]
+        first, head_fields = rec.http1_head()
         _, body = rec.http1()
         kept = f"  (body {len(body)} B)" if body else ""  # the proxy keeps bodies as RAW bytes
         # (the flag marks a message cut short, as the live line's INCOMPLETE does)
         cut = " INCOMPLETE" if rec.truncated else ""
-        return f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}"
+        # (its fields as the live log lists them; the lines are shown() already)
+        line = f"{prefix(rec.conn_id, rel, rec.direction.arrow)} {first}{kept}{cut}"
+        if not listed:
+            return line
+        return "\n".join([line, *message_field_lines(tuple(head_fields), trailers)])
     if rec.type == RecordType.H2C_UPGRADE:
         info = rec.json()
         fields = dict(f for f in info.get("request_headers") or () if len(f) == 2)
@@ -227,12 +237,14 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     websockets = WsTracker()
     upgrades = _Upgrades()
     grpc = GrpcTracker(protoset)
+    trailers = _Trailers() if stream is None and kept is None else _NO_TRAILERS
     for item in replayed:
         if not _selected(item, conn):
             continue
         rec = item.record
         if kept is not None:
             kept.record(item)
+        trailers.record(rec)
         msgs, lost = upgrades.record(rec)
         if start is None:
             start = rec.wall
@@ -247,7 +259,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 out.write(shown(line) + "\n")
         # (a CLOSE record's line comes after what the close raised, as live)
         closing = rec.type == RecordType.CLOSE
-        record_line = _record_line(item, rel) \
+        record_line = _record_line(item, rel, trailers.of(rec), fields=headers) \
             if stream is None and (kept is None or rec.type != RecordType.HTTP1) else None
         if record_line and not closing:
             out.write(record_line + "\n")
@@ -362,6 +374,56 @@ def _http1_object(direction: Direction, start_line: str,
     return {"event": "Http1MessageObserved", "direction": direction.name.lower(),
             "start_line": start_line, "headers": [list(f) for f in headers],
             "complete": complete}
+
+
+class _Trailers:
+    """An export's HTTP/1.x trailer fields (RFC 9112 §7.1.2), which the live log
+    lists under their message: a capture keeps a message's head in its HTTP1
+    record and its body, trailers included, in the RAW records before it, so an
+    HTTP/1.x connection's bytes are read again (as the HAR export reads them)."""
+
+    WAITING = 64
+    """Messages read from the bytes and not yet matched, per direction, at most."""
+
+    def __init__(self) -> None:
+        self.conns: dict[int, tuple[Http1Splitter, tuple[deque[Message], deque[Message]]]] = {}
+
+    def record(self, rec: Record) -> None:
+        if rec.type == RecordType.RAW:
+            conn = self.conns.get(rec.conn_id)
+            if conn is not None:
+                d = rec.direction
+                conn[1][int(d)].extend(conn[0].feed(d, rec.body, rec.wall))
+        elif rec.type == RecordType.CONNECTION:
+            with contextlib.suppress(ValueError):
+                if str(rec.json().get("protocol")).startswith("http/1"):
+                    self.conns[rec.conn_id] = (Http1Splitter(), (
+                        deque(maxlen=self.WAITING), deque(maxlen=self.WAITING)))
+        elif rec.type == RecordType.CLOSE:
+            self.conns.pop(rec.conn_id, None)
+
+    def of(self, rec: Record) -> tuple[tuple[str, str], ...]:
+        """The trailer fields of an HTTP1 record's message (none for other records)."""
+        conn = self.conns.get(rec.conn_id) if rec.type == RecordType.HTTP1 else None
+        if conn is None:
+            return ()
+        waiting = conn[1][int(rec.direction)]
+        first = rec.body[HTTP1_HEAD_LENGTH.size:].split(b"\r\n", 1)[0]
+        while waiting:  # (the message the record logs, after any the relay did not log)
+            m = waiting.popleft()
+            if m.head.split(b"\r\n", 1)[0] == first:
+                return m.trailers
+        return ()
+
+
+class _NoTrailers(_Trailers):
+    """Without message lines (``--stream``, ``--filter``): nothing to read."""
+
+    def record(self, rec: Record) -> None:
+        pass
+
+
+_NO_TRAILERS = _NoTrailers()
 
 
 class _Upgrades:

@@ -112,10 +112,11 @@ class Record:
 
     def http1_head(self) -> tuple[str, list[tuple[str, str]]]:
         """An HTTP1 record's start line and header fields (as HTTP/1.x text is read:
-        UTF-8, a byte that is not kept as a lone surrogate)."""
+        UTF-8, a byte that is not kept as a lone surrogate; a value without the
+        spaces and tabs around it, RFC 9112 §5.1, as the relay reads it)."""
         head, _ = self.http1()
         lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-        return lines[0], [(name, value.strip()) for name, _, value in
+        return lines[0], [(name, value.strip(" \t")) for name, _, value in
                           (line.partition(":") for line in lines[1:] if ":" in line)]
 
     def frame_bytes(self) -> bytes:

@@ -236,15 +236,91 @@ def escape_undecoded(text: str, backslash: str = "\\") -> str:
 
 
 def shown_field(name: str, value: str) -> str:
-    """``name: value`` as a line shows it (:func:`shown`); a ``-bin`` value that is
-    not plain text (sent raw: gRPC's true binary metadata) is bytes, so every byte
-    outside printable ASCII is ``\\xNN`` — a pair of them that happens to be valid
-    UTF-8 is not shown as a character."""
+    """``name: value`` as a line shows it (:func:`shown_name`, :func:`shown`); a
+    ``-bin`` value that is not plain text (sent raw: gRPC's true binary metadata)
+    is bytes, so every byte outside printable ASCII is ``\\xNN`` — a pair of them
+    that happens to be valid UTF-8 is not shown as a character. A space that starts
+    or ends the value is ``\\x20``: it would not be seen at the end of a line, and
+    RFC 9113 §8.2.1 forbids it (a tab is ``\\x09`` anyway)."""
     if name.endswith("-bin") and not value.isprintable():
         raw = value.encode("utf-8", "surrogateescape")
-        return f"{shown(name)}: " + "".join(
+        text = "".join(
             chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
-    return f"{shown(name)}: {shown(value)}"
+    else:
+        text = shown(value)
+    if text[:1] == " " or text[-1:] == " ":
+        text = _edge_spaces(text)
+    return f"{shown_name(name)}: {text}"
+
+
+_SPACE = "\\x20"
+
+
+def _edge_spaces(text: str) -> str:
+    body = text.strip(" ")
+    if not body:
+        return _SPACE * len(text)
+    lead = len(text) - len(text.lstrip(" "))
+    trail = len(text) - len(text.rstrip(" "))
+    return _SPACE * lead + body + _SPACE * trail
+
+
+_TOKEN = re.compile(r":?[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A field name a line shows as it is: a token (RFC 9110 §5.6.2), after the colon
+of a pseudo-header."""
+_TOKENS: set[str] = set()
+"""Names seen before that are tokens (bounded: names repeat)."""
+
+
+def plain_name(name: str) -> bool:
+    """Whether a field name is shown as it is (:func:`shown_name`)."""
+    if name in _TOKENS:
+        return True
+    if _TOKEN.fullmatch(name) is None:
+        return False
+    if len(_TOKENS) < 4096:
+        _TOKENS.add(name)
+    return True
+
+
+def shown_name(name: str) -> str:
+    """A field name as a line shows it: as it is when it is a token (RFC 9110
+    §5.6.2; a pseudo-header's colon aside), in double quotes otherwise (``"\\"``
+    and ``\\\\`` escaped, controls as :func:`shown` writes them). An empty name
+    would print as ``: 1``, and ``x:y`` with the value ``1`` as ``x:y: 1``, which
+    reads as ``x`` with the value ``y: 1``. A token holds no quote, so no name
+    is shown the way a quoted one is."""
+    if plain_name(name):
+        return name
+    return '"' + shown(name.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def plain_fields(headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether ``name: value`` shows every field as :func:`shown_field` does, for
+    the fields whose text is printable: token names, no space at a value's ends."""
+    known = _PLAIN_FIELDS
+    for field in headers:
+        if field in known:
+            continue  # (most fields repeat, from the HPACK tables: one lookup)
+        name, value = field
+        if value[:1] == " " or value[-1:] == " " or not plain_name(name):
+            return False
+        if len(known) >= 8192:
+            known.clear()
+        known.add(field)
+    return True
+
+
+_PLAIN_FIELDS: set[tuple[str, str]] = set()
+"""Fields seen before that :func:`plain_fields` passed (bounded: it starts over)."""
+
+
+def field_lines(headers: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    """The lines of a header list, one field a line (:func:`shown_field`)."""
+    plain = [f"{indent}{name}: {value}" for name, value in headers]
+    if "".join(plain).isprintable() and plain_fields(headers):
+        return plain
+    return [f"{indent}{shown_field(name, value)}" for name, value in headers]
 
 
 def _peer_text(data: bytes) -> str:
@@ -315,11 +391,14 @@ def shown_fields(fields: Sequence[FieldAnnotation], shown: int) -> Sequence[Fiel
     return fields
 
 
-def omitted_line(count: int, size: int, block: HeaderBlock) -> str:
-    """``… 11,990 more fields (47.0 MB) not shown: …`` after a list cut short."""
-    return (f"… {count:,} more field{'s' if count != 1 else ''} ({size:,} bytes) not shown: "
-            f"the list decodes to {block.decoded_size:,} bytes from {block.wire_length:,} "
-            "on the wire (RFC 7541 §7.3)")
+def omitted_line(count: int, size: int, block: HeaderBlock | None) -> str:
+    """``… 11,990 more fields (47.0 MB) not shown: …`` after a list cut short (an
+    HTTP/1.x message's, without a ``block``, has no wire encoding to compare)."""
+    text = f"… {count:,} more field{'s' if count != 1 else ''} ({size:,} bytes) not shown"
+    if block is None:
+        return text
+    return (f"{text}: the list decodes to {block.decoded_size:,} bytes from "
+            f"{block.wire_length:,} on the wire (RFC 7541 §7.3)")
 
 
 def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "    ") -> list[str]:
@@ -342,9 +421,7 @@ def block_lines(block: HeaderBlock, *, annotate: bool = False, indent: str = "  
                      f"{block.table_entries} entr{'y' if block.table_entries == 1 else 'ies'}, "
                      f"+{block.inserted} -{block.evicted}")
     else:
-        plain = [f"{indent}{name}: {value}" for name, value in headers]
-        lines.extend(plain if "".join(plain).isprintable() else
-                     [f"{indent}{shown_field(name, value)}" for name, value in headers])
+        lines.extend(field_lines(headers, indent))
     if omitted:
         lines.insert(len(lines) - 1 if annotate else len(lines),
                      f"{indent}{omitted_line(omitted, omitted_size, block)}")

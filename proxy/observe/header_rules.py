@@ -195,9 +195,16 @@ def _clean_regular(field: tuple[str, str]) -> bool:
 def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: frozenset[str],
                seq: int | None, stream_id: int, out: list[Finding],
                true_binary: bool = False) -> dict[str, str]:
+    """The pseudo-header map of a block, and its fields' findings in ``out``: one
+    per rule and kind of problem, naming every field it concerns. A block is one
+    message, malformed once however many of its fields break a rule (a receiver
+    resets the stream once): four pseudo-headers after a regular field are one
+    finding, not four, and the summary counts it once."""
     seen_regular = False
     pseudo: dict[str, str] = {}
     known = _known
+    found: dict[tuple[str, str], dict[str, None]] = {}
+    """The fields concerned, in order, by (rule, kind of problem)."""
     for field in headers:
         if known.get(field) is True:
             seen_regular = True
@@ -205,52 +212,94 @@ def _full_scan(headers: tuple[tuple[str, str], ...], role: BlockRole, allowed: f
         name, value = field
         if name[:1] == ":":
             if role is _TRAILERS:
-                out.append(_finding("pseudo-header-in-trailers", Severity.ERROR, "RFC 9113 §8.1",
-                                    f"trailers carry the pseudo-header {name}", seq, stream_id))
+                found.setdefault(("in-trailers", ""), {})[name] = None
             elif name not in allowed:
                 kind = "unknown" if name not in REQUEST_PSEUDO | RESPONSE_PSEUDO else "misplaced"
-                out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3",
-                                    f"{kind} pseudo-header {name} in a {role.value}",
-                                    seq, stream_id))
+                found.setdefault(("pseudo-invalid", kind), {})[name] = None
             elif name in pseudo:
-                out.append(_finding("pseudo-header-duplicated", Severity.ERROR, "RFC 9113 §8.3",
-                                    f"pseudo-header {name} appears more than once",
-                                    seq, stream_id))
+                found.setdefault(("duplicated", ""), {})[name] = None
             if seen_regular:
-                out.append(_finding("pseudo-header-after-regular", Severity.ERROR,
-                                    "RFC 9113 §8.3",
-                                    f"pseudo-header {name} follows regular fields", seq, stream_id))
+                found.setdefault(("after-regular", ""), {})[name] = None
             pseudo.setdefault(name, value)
         else:
             seen_regular = True
             if name == "host":
                 pseudo.setdefault("host", value)
             if name in CONNECTION_SPECIFIC:
-                out.append(_finding("connection-specific-header", Severity.ERROR,
-                                    "RFC 9113 §8.2.2",
-                                    f"connection-specific field {name!r} is not allowed in HTTP/2",
-                                    seq, stream_id))
+                found.setdefault(("connection-specific", ""), {})[repr(name)] = None
             elif name == "te" and value.strip().lower() != "trailers":
-                out.append(_finding("connection-specific-header", Severity.ERROR,
-                                    "RFC 9113 §8.2.2",
-                                    f"te: {value!r} — only 'trailers' is allowed in HTTP/2",
-                                    seq, stream_id))
+                found.setdefault(("te", ""), {})[repr(value)] = None
         problem = _bad_name(name)
         if problem:
-            sev_code = "header-name-uppercase" if "uppercase" in problem else "header-name-invalid"
-            out.append(_finding(sev_code, Severity.ERROR, "RFC 9113 §8.2.1",
-                                f"field name {name!r} {problem}", seq, stream_id))
+            found.setdefault(("name", problem), {})[repr(name)] = None
         vproblem = _bad_value(value)
         if vproblem and not (true_binary and name.endswith("-bin")):
-            sev = Severity.ERROR if "NUL" in vproblem else Severity.WARNING
-            out.append(_finding("header-value-invalid", sev, "RFC 9113 §8.2.1",
-                                f"value of {name!r} {vproblem}", seq, stream_id))
+            found.setdefault(("value", vproblem), {})[repr(name)] = None
         # (raw bytes in a -bin value, as gRPC's true binary metadata allows, are fine
         # on this connection only: not remembered as a good field)
         if not problem and not vproblem and name[:1] != ":" and name not in CONNECTION_SPECIFIC \
                 and name != "te":
             _remember(field, True)
+    for (rule, kind), names in found.items():
+        out.append(_field_finding(rule, kind, list(names), role, seq, stream_id))
     return pseudo
+
+
+_NAMED = 8
+"""Fields a finding names, at most (then how many in all)."""
+
+
+def _field_finding(rule: str, kind: str, names: list[str], role: BlockRole, seq: int | None,
+                   sid: int) -> Finding:
+    """The finding of one rule (and kind of problem) for the fields ``names``."""
+    listed = ", ".join(names[:_NAMED]) + (f", … ({len(names)} in all)"
+                                          if len(names) > _NAMED else "")
+    one = len(names) == 1
+    s, verb_s = ("", "s") if one else ("s", "")
+    error = Severity.ERROR
+    match rule:
+        case "in-trailers":
+            return _finding("pseudo-header-in-trailers", error, "RFC 9113 §8.1",
+                            f"trailers carry the pseudo-header{s} {listed}", seq, sid)
+        case "pseudo-invalid":
+            return _finding("pseudo-header-invalid", error, "RFC 9113 §8.3",
+                            f"{kind} pseudo-header{s} {listed} in a {role.value}", seq, sid)
+        case "duplicated":
+            return _finding("pseudo-header-duplicated", error, "RFC 9113 §8.3",
+                            f"pseudo-header{s} {listed} appear{verb_s} more than once", seq, sid)
+        case "after-regular":
+            return _finding("pseudo-header-after-regular", error, "RFC 9113 §8.3",
+                            f"pseudo-header{s} {listed} follow{verb_s} regular fields "
+                            "(pseudo-header fields must come first)", seq, sid)
+        case "connection-specific":
+            return _finding("connection-specific-header", error, "RFC 9113 §8.2.2",
+                            f"connection-specific field{s} {listed} "
+                            f"{'is' if one else 'are'} not allowed in HTTP/2", seq, sid)
+        case "te":
+            return _finding("connection-specific-header", error, "RFC 9113 §8.2.2",
+                            f"te: {listed} — only 'trailers' is allowed in HTTP/2", seq, sid)
+        case "name":
+            code = "header-name-uppercase" if "uppercase" in kind else "header-name-invalid"
+            return _finding(code, error, "RFC 9113 §8.2.1",
+                            f"field name{s} {listed} {_plural(kind, one)}", seq, sid)
+    # RFC 9113 §8.2.1: NUL, CR, LF, and SP or HTAB at either end, are all forbidden;
+    # §8.1.1 makes the message malformed (nghttpx resets the stream with
+    # PROTOCOL_ERROR). Only HTTP/1.x strips the whitespace (RFC 9112 §5.1).
+    return _finding("header-value-invalid", error, "RFC 9113 §8.2.1",
+                    f"value{s} of {listed} {_plural(kind, one)}", seq, sid)
+
+
+_PLURAL = {"is empty": "are empty", "contains": "contain", "starts or ends": "start or end"}
+
+
+def _plural(problem: str, one: bool) -> str:
+    """``contains uppercase characters`` said of several fields: ``contain …``."""
+    if one:
+        return problem
+    for singular, plural in _PLURAL.items():
+        if problem.startswith(singular):
+            return plural + problem[len(singular):]
+    return problem
 
 
 def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stream_id: int,
@@ -267,10 +316,11 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             if ":authority" not in pseudo:
                 out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.5",
                                     "CONNECT request without :authority", seq, stream_id))
-            for extra in (":scheme", ":path"):
-                if extra in pseudo:
-                    out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.5",
-                                        f"CONNECT request carries {extra}", seq, stream_id))
+            extra = [p for p in (":scheme", ":path") if p in pseudo]
+            if extra:  # (one finding for the block, as for its fields)
+                out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.5",
+                                    f"CONNECT request carries {', '.join(extra)}", seq,
+                                    stream_id))
         else:
             if ":method" in pseudo and ":scheme" in pseudo and ":path" in pseudo:
                 missing = None

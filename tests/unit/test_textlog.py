@@ -89,3 +89,52 @@ def test_headless_times_start_at_the_first_batch_even_at_zero():
                          events=(later,)))
     lines = out.getvalue().splitlines()
     assert lines[-1].lstrip().startswith("1.500 #1")
+
+
+def _request_lines(fields: list[tuple[str, str]], **kw: object) -> list[str]:
+    """The header lines the text log prints under a request HEADERS with ``fields``."""
+    import hpack
+
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + hf.SettingsFrame(0).serialize(), 1.0)
+    req = hf.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    req.data = hpack.Encoder().encode(
+        [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/"),
+         *fields])
+    (ev,) = [e for e in obs.feed(C2S, req.serialize(), 1.1) if isinstance(e, FrameObserved)]
+    return [ln[len(HEADER_INDENT):] for ln in event_lines(1, ev, 0.1, **kw)
+            if ln.startswith(HEADER_INDENT)]
+
+
+def test_a_value_starting_or_ending_with_a_space_shows_the_space():
+    """RFC 9113 §8.2.1 forbids it, and at a line's end it is invisible: ``\\x20``,
+    as a tab is ``\\x09``; a space inside the value stays a space."""
+    lines = _request_lines([("x-ws-req", "spaced   "), ("x-lead", " a b"), ("x-all", "  "),
+                            ("x-tab", "t\t"), ("x-fine", "a b")])
+    assert lines[4:] == ["x-ws-req: spaced\\x20\\x20\\x20", "x-lead: \\x20a b",
+                         "x-all: \\x20\\x20", "x-tab: t\\x09", "x-fine: a b"]
+    annotated = _request_lines([("x-ws-req", "spaced ")], annotate=True)
+    assert annotated[4].startswith("x-ws-req: spaced\\x20    ; "), annotated
+
+
+def test_a_field_name_that_is_no_token_is_quoted():
+    """An empty name printed as ``: 1``; ``x:y`` with the value ``1`` read as ``x``
+    with the value ``y: 1``. Both are quoted now (a token holds no quote)."""
+    lines = _request_lines([("", "1"), ("x:y", "1"), ("x", "y: 1"), ('a"b\\', "2"),
+                            ("x y", "3"), ("ok-name", "4")])
+    assert lines[4:] == ['"": 1', '"x:y": 1', "x: y: 1", '"a\\"b\\\\": 2', '"x y": 3',
+                         "ok-name: 4"]
+    assert _request_lines([])[:1] == [":method: GET"]  # (a pseudo-header's colon is fine)
+
+
+def test_decode_lists_fields_as_the_text_log_does():
+    from proxy.observe.describe import block_lines
+
+    obs = ConnectionObserver()
+    obs.feed(C2S, CONNECTION_PREFACE + hf.SettingsFrame(0).serialize(), 1.0)
+    import hpack
+    req = hf.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    req.data = hpack.Encoder().encode([(":method", "GET"), ("x:y", "1"), ("x-ws", "v ")])
+    (ev,) = [e for e in obs.feed(C2S, req.serialize(), 1.1) if isinstance(e, FrameObserved)]
+    assert ev.block is not None
+    assert block_lines(ev.block, indent="") == [":method: GET", '"x:y": 1', "x-ws: v\\x20"]

@@ -539,3 +539,62 @@ def test_a_request_whose_header_block_never_ended_blames_the_client_only(conv):
              if isinstance(e, ConnectionFindingRaised)]
     assert "header-block-truncated" in codes
     assert "stream-unfinished" not in codes
+
+
+def test_whitespace_at_a_values_ends_is_an_error_as_nul_cr_and_lf_are(conv):
+    """RFC 9113 §8.2.1 forbids a leading or trailing SP or HTAB as it forbids NUL,
+    CR and LF, and §8.1.1 makes the message malformed: `check` and `--fail-on
+    error` must fail on it (it was a warning)."""
+    f = conv.f
+    for sid, value in ((1, "spaced   "), (3, " lead"), (5, "tab\t")):
+        evs = conv.send(C2S, f.headers(C2S, sid, [*REQ, ("x-ws-req", value)]))
+        found = [(x.code, x.severity.name) for ev in conv.frames(evs) for x in ev.findings]
+        assert found == [("header-value-invalid", "ERROR")], (value, found)
+
+
+def test_one_block_breaking_a_field_rule_many_times_is_one_finding_naming_them_all(conv):
+    """A regular field before the four pseudo-headers of a request gave four
+    pseudo-header-after-regular findings (and the summary counted four): the block
+    is one malformed message. The same for the other rules of its fields: one
+    finding per rule (and kind of problem) per block, naming every field."""
+    f = conv.f
+    block = [("x-first", "1"), *REQ, ("Upper", "a"), ("X-Also", "b"), ("connection", "close"),
+             ("keep-alive", "5"), ("x-ws", "a "), ("x-ws2", " b"), ("x-nul", "a\x00b")]
+    (ev,) = conv.frames(conv.send(C2S, f.headers(C2S, 1, block)))
+    found = [(x.code, x.severity.name, x.message) for x in ev.findings]
+    assert found == [
+        ("pseudo-header-after-regular", "ERROR", "pseudo-headers :method, :scheme, :authority, "
+         ":path follow regular fields (pseudo-header fields must come first)"),
+        ("header-name-uppercase", "ERROR",
+         "field names 'Upper', 'X-Also' contain uppercase characters"),
+        ("connection-specific-header", "ERROR",
+         "connection-specific fields 'connection', 'keep-alive' are not allowed in HTTP/2"),
+        ("header-value-invalid", "ERROR", "values of 'x-ws', 'x-ws2' start or end with whitespace"),
+        ("header-value-invalid", "ERROR", "value of 'x-nul' contains NUL, CR or LF"),
+    ], found
+    # Trailers with pseudo-headers; a pseudo-header twice, and another three times.
+    evs = conv.send(C2S, f.headers(C2S, 1, [(":path", "/x"), (":method", "GET")],
+                                   flags=["END_HEADERS", "END_STREAM"]))
+    assert [x.message for ev in conv.frames(evs) for x in ev.findings] == [
+        "trailers carry the pseudo-headers :path, :method"]
+    dup = [*REQ, (":path", "/a"), (":path", "/b"), (":method", "GET")]
+    evs = conv.send(C2S, f.headers(C2S, 3, dup, flags=["END_HEADERS", "END_STREAM"]))
+    assert [x.message for ev in conv.frames(evs) for x in ev.findings] == [
+        "pseudo-headers :path, :method appear more than once"]
+
+
+def test_a_finding_names_at_most_eight_fields_and_counts_the_rest(conv):
+    f = conv.f
+    block = [*REQ, *[(f"X-{i}", "v") for i in range(20)]]
+    (ev,) = conv.frames(conv.send(C2S, f.headers(C2S, 1, block)))
+    (finding,) = ev.findings
+    assert finding.message == ("field names 'X-0', 'X-1', 'X-2', 'X-3', 'X-4', 'X-5', 'X-6', "
+                               "'X-7', … (20 in all) contain uppercase characters")
+
+
+def test_a_connect_request_with_scheme_and_path_is_one_finding(conv):
+    f = conv.f
+    block = [(":method", "CONNECT"), (":authority", "a.test:443"), (":scheme", "https"),
+             (":path", "/")]
+    (ev,) = conv.frames(conv.send(C2S, f.headers(C2S, 1, block)))
+    assert [x.message for x in ev.findings] == ["CONNECT request carries :scheme, :path"]
