@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.capture.exchanges import stored_data
+from proxy.capture.exchanges import request_authority, stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.observe.describe import grpc_status_text
@@ -187,7 +187,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
         req = dict(acc.request or ())
         out.append(StreamOutcome(
             stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
-            authority=req.get(":authority"), path=req.get(":path"), status=acc.status,
+            authority=request_authority(acc.request), path=req.get(":path"),
+            status=acc.status,
             header_names=tuple(sorted(acc.names)), body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
@@ -220,7 +221,8 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
         whole = status is not None and not ex.response_body_truncated
         out.append(StreamOutcome(
             stream_id=ex.stream_id, pushed=False, method=req.get(":method"),
-            authority=req.get(":authority"), path=req.get(":path"), status=status,
+            authority=request_authority(ex.request_headers), path=req.get(":path"),
+            status=status,
             header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
