@@ -75,6 +75,10 @@ class StreamOutcome:
     trailers or trailers-only response); None for other streams. Compared by code."""
     answered: bool = False
     """The server ended its response (END_STREAM) before any reset."""
+    left_out: frozenset[str] = frozenset()
+    """An HTTP/1.x response's names that belong to its connection
+    (:func:`connection_specific`): left out of the comparison on both sides, so a
+    field both sides carry never differs."""
 
     @property
     def cancelled(self) -> bool:
@@ -198,16 +202,40 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
 
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                        "upgrade", "te", "trailer"})
+                        "upgrade"})
 """HTTP/1.x fields that HTTP/2 has no place for (RFC 9113 §8.2.2): an HTTP/1.1 origin's
-response compared with an HTTP/2 edge's differs by them whatever the edge does."""
+response compared with an HTTP/2 edge's differs by them whatever the edge does. ``te``
+and ``trailer`` are not among them: HTTP/2 carries both (``te`` with ``trailers`` only)."""
+
+
+def connection_specific(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The names among an HTTP/1.x message's ``fields`` (lower case) that belong to its
+    connection, which an intermediary forwarding it over HTTP/2 must remove (RFC 9113
+    §8.2.2): :data:`HOP_BY_HOP`, those its ``Connection`` header names (RFC 9110
+    §7.6.1), and ``te`` when it says more than ``trailers``."""
+    names = set()
+    for n, v in fields:
+        if n in HOP_BY_HOP:
+            names.add(n)
+        if n == "connection":
+            names.update(connection_named([(n, v)]))
+        elif n == "te" and v.strip().lower() != "trailers":
+            names.add(n)
+    return frozenset(names)
+
+
+def connection_named(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The field names a message's ``Connection`` header fields nominate (RFC 9110
+    §7.6.1: they are for the next hop only), lower case."""
+    return frozenset(token.strip().lower() for n, v in fields if n.lower() == "connection"
+                     for token in v.split(",") if token.strip())
 
 
 def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
     """The HTTP/1.x exchanges among ``exchanges`` (:func:`proxy.capture.exchanges.collect`)
     as outcomes to compare with HTTP/2 streams' or each other's: header names lower
-    case and without the hop-by-hop ones; the body as the message carried it, its
-    transfer coding undone."""
+    case, the connection-specific ones named in ``left_out``; the body as the message
+    carried it, its transfer coding undone."""
     out = []
     for ex in exchanges:
         if ex.http_version == "h2" or ex.request_headers is None:
@@ -215,7 +243,7 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
         req = dict(ex.request_headers)
         fields = tuple((n.lower(), v) for n, v in (*(ex.response_headers or ()),
                                                     *(ex.response_trailers or ()))
-                       if not n.startswith(":") and n.lower() not in HOP_BY_HOP)
+                       if not n.startswith(":"))
         status = dict(ex.response_headers or ()).get(":status")
         body = bytes(ex.response_body)
         whole = status is not None and not ex.response_body_truncated
@@ -226,7 +254,8 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
             header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
-            incomplete=not whole, answered=whole))
+            incomplete=not whole, answered=whole,
+            left_out=connection_specific(fields)))
     return out
 
 
@@ -288,6 +317,7 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     if _grpc_code(o) != _grpc_code(r) and not (gap and None in (o.grpc_status,
                                                                  r.grpc_status)):
         out.append(f"{o.grpc_status or 'no grpc-status'} → {r.grpc_status or 'no grpc-status'}")
+    volatile = volatile | o.left_out | r.left_out
     names_o = set(o.header_names) - volatile
     names_r = set(r.header_names) - volatile
     if names_o != names_r and not (gap and None in (o.status, r.status)):
@@ -374,10 +404,12 @@ def value_differences(a: StreamOutcome, b: StreamOutcome,
                       volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
     """Response header fields present in both whose values differ (volatile names
     excluded), as ``name: a → b``."""
+    skip = volatile | a.left_out | b.left_out
+
     def values(s: StreamOutcome) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for n, v in s.response_headers:
-            if n not in volatile:
+            if n not in skip:
                 out.setdefault(n, []).append(v)
         return out
 

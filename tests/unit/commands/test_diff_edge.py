@@ -1,0 +1,109 @@
+"""``h2scope diff`` of the two legs around an edge, from captures built here: HTTP/2
+legs from a python-hyper ``h2`` client and server talking in-process through a
+recording tap (real frames, real HPACK), HTTP/1.1 legs from message bytes recorded
+as the proxy records them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import pytest
+
+from proxy.capture.http1_split import Http1Recording
+from proxy.capture.tap import RecordingObserver
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from proxy.observe.enums import Direction
+from tests.unit.capture.traffic import META, exchange
+
+Fields = Sequence[tuple[str, str]]
+H1_META = {k: v for k, v in META.items() if k not in ("client_tls", "server_tls")} | {
+    "protocol": "http/1.1"}
+
+
+class H2Exchange:
+    """One request on an HTTP/2 leg and the response the server gives it."""
+
+    def __init__(self, request: Fields, response: Fields, body: bytes = b"",
+                 trailers: Fields = ()) -> None:
+        self.request, self.response, self.body, self.trailers = \
+            request, response, body, trailers
+
+
+def h2_capture(path: Path, exchanges: Sequence[H2Exchange]) -> Path:
+    """One HTTP/2 connection carrying ``exchanges`` one after another, recorded."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8"))
+    t = 1000.0
+    with CaptureWriter(path) as writer:
+        tap = RecordingObserver(writer, 1, META, t=t)
+        client.initiate_connection()
+        server.initiate_connection()
+        exchange(tap, client, server, t)
+        for ex in exchanges:
+            t += 0.01
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, list(ex.request), end_stream=True)
+            exchange(tap, client, server, t)
+            server.send_headers(sid, list(ex.response),
+                                end_stream=not ex.body and not ex.trailers)
+            if ex.body:
+                server.send_data(sid, ex.body, end_stream=not ex.trailers)
+            if ex.trailers:
+                server.send_headers(sid, list(ex.trailers), end_stream=True)
+            exchange(tap, client, server, t + 0.001)
+        client.close_connection()
+        exchange(tap, client, server, t + 0.01)
+        tap.close(t + 0.02, closed_by="client")
+    return path
+
+
+def h1_capture(path: Path, messages: Sequence[tuple[bytes, bytes]]) -> Path:
+    """One HTTP/1.1 connection carrying (request, response) bytes, recorded."""
+    t = 1000.0
+    with CaptureWriter(path) as writer:
+        recording = Http1Recording(writer, 1, H1_META, t)
+        for request, response in messages:
+            t += 0.01
+            recording.feed(Direction.C2S, request, t)
+            recording.feed(Direction.S2C, response, t + 0.001)
+        recording.close(t + 0.01, closed_by="client")
+    return path
+
+
+def get(path: str, *fields: tuple[str, str], authority: str = "origin.example",
+        ) -> list[tuple[str, str]]:
+    return [(":method", "GET"), (":scheme", "http"), (":authority", authority),
+            (":path", path), *fields]
+
+
+def diff(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["diff", *map(str, args)])
+    return code, capsys.readouterr().out
+
+
+def test_a_trailer_field_both_legs_carry_is_no_difference(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTTP/2 edge in front of an HTTP/1.1 origin, both announcing their trailer
+    with ``trailer`` (legal in HTTP/2): 'response header names: missing trailer'
+    came from dropping it from the HTTP/1.1 side only. The fields that are truly the
+    HTTP/1.1 connection's — transfer-encoding, connection, those Connection names —
+    are still left out."""
+    edge = h2_capture(tmp_path / "edge.h2scope", [H2Exchange(
+        get("/t"), [(":status", "200"), ("content-type", "text/plain"),
+                    ("trailer", "x-checksum")], b"hello", [("x-checksum", "abc")])])
+    origin = h1_capture(tmp_path / "origin.h2scope", [(
+        b"GET /t HTTP/1.1\r\nHost: origin.example\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: x-checksum\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: keep-alive, X-Origin-Hop\r\n"
+        b"X-Origin-Hop: 1\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n")])
+    for a, b in ((edge, origin), (origin, edge)):
+        code, out = diff(capsys, a, b, "--values")
+        assert code == 0, out
+        assert out.splitlines()[-1].startswith("1 same, 0 differ (left out: ")
