@@ -2,11 +2,11 @@
 
 :func:`outcomes` folds one connection's replayed records into a
 :class:`StreamOutcome` per stream: the request line, the response status,
-response header names, body length and SHA-256, and whether the stream was
-reset. :func:`compare` pairs the original's streams with the replay's (client
-streams by the order they were opened — stream ids may differ after
-re-encoding — and pushed streams by their promised request) and lists what
-differs.
+response header names (and apart, the trailer section's names), body length and
+SHA-256, and whether the stream was reset. :func:`compare` pairs the original's
+streams with the replay's (client streams by the order they were opened — stream
+ids may differ after re-encoding — and pushed streams by their promised request)
+and lists what differs.
 
 Header *values* are never compared — but a gRPC call's ``grpc-status`` code,
 which is its outcome —, and names in :data:`VOLATILE_HEADERS`
@@ -75,6 +75,11 @@ class StreamOutcome:
     trailers or trailers-only response); None for other streams. Compared by code."""
     answered: bool = False
     """The server ended its response (END_STREAM) before any reset."""
+    trailer_names: tuple[str, ...] = ()
+    """The names of the response's trailer section (the fields after its body), sorted,
+    without repeats: compared apart from ``header_names``, which holds them too, so a
+    trailer that moved into the header section, or that vanished while a header of
+    its name stayed, is a difference."""
     left_out: frozenset[str] = frozenset()
     """An HTTP/1.x response's names that belong to its connection
     (:func:`connection_specific`): left out of the comparison on both sides, so a
@@ -99,6 +104,7 @@ class _Acc:
     request: tuple[tuple[str, str], ...] | None = None
     status: str | None = None
     names: set[str] = field(default_factory=set)
+    trailers: set[str] = field(default_factory=set)
     length: int = 0
     sha: hashlib._Hash = field(default_factory=hashlib.sha256)
     truncated: bool = False
@@ -178,12 +184,16 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 status = next((v for n, v in ev.block.headers if n == ":status"), None)
                 if status is not None and status.startswith("1"):
                     continue
+                # (a block without :status after the final response's is its trailers)
+                trailers = status is None and acc.status is not None
                 if status is not None and acc.status is None:
                     acc.status = status
                 grpc = grpc_status_text(dict(ev.block.headers))
                 if grpc is not None:
                     acc.grpc = grpc
                 acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
+                if trailers:
+                    acc.trailers.update(n for n, _ in ev.block.headers)
                 if fields:
                     acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
     out = []
@@ -193,7 +203,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
             authority=request_authority(acc.request), path=req.get(":path"),
             status=acc.status,
-            header_names=tuple(sorted(acc.names)), body_length=acc.length,
+            header_names=tuple(sorted(acc.names)), trailer_names=tuple(sorted(acc.trailers)),
+            body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
@@ -252,6 +263,7 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
             authority=request_authority(ex.request_headers), path=req.get(":path"),
             status=status,
             header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
+            trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
             incomplete=not whole, answered=whole,
@@ -322,10 +334,11 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     names_r = set(r.header_names) - volatile
     if names_o != names_r and not (gap and None in (o.status, r.status)):
         # (a side with no response yet, in an excerpt: nothing to compare names with)
-        missing = ", ".join(sorted(names_o - names_r))
-        added = ", ".join(sorted(names_r - names_o))
-        parts = ([f"missing {missing}"] if missing else []) + ([f"new {added}"] if added else [])
-        out.append(f"response header names: {'; '.join(parts)}")
+        out.append(f"response header names: {_name_changes(names_o, names_r)}")
+    trailers_o = set(o.trailer_names) - volatile
+    trailers_r = set(r.trailer_names) - volatile
+    if trailers_o != trailers_r and not gap:  # (an excerpt ends before its trailers)
+        out.append(f"response trailer names: {_name_changes(trailers_o, trailers_r)}")
     if not gap and (o.body_length != r.body_length or (
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256)):
@@ -337,6 +350,13 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     elif o.reset != r.reset:
         out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
     return tuple(out)
+
+
+def _name_changes(a: set[str], b: set[str]) -> str:
+    missing = ", ".join(sorted(a - b))
+    added = ", ".join(sorted(b - a))
+    return "; ".join(([f"missing {missing}"] if missing else [])
+                     + ([f"new {added}"] if added else []))
 
 
 def _grpc_code(s: StreamOutcome) -> str | None:

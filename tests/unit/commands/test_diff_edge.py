@@ -107,3 +107,24 @@ def test_a_trailer_field_both_legs_carry_is_no_difference(
         code, out = diff(capsys, a, b, "--values")
         assert code == 0, out
         assert out.splitlines()[-1].startswith("1 same, 0 differ (left out: ")
+
+
+def test_a_trailer_moved_into_the_headers_or_dropped_beside_a_header_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Headers and trailers were one set of names: an edge that sent the origin's
+    x-checksum trailer with its headers, or dropped the origin's x-served trailer while
+    its own x-served header stayed, made no difference."""
+    head = [(":status", "200"), ("content-type", "text/plain")]
+    a = h2_capture(tmp_path / "a.h2scope", [
+        H2Exchange(get("/moved"), head, b"hello", [("x-checksum", "abc")]),
+        H2Exchange(get("/dropped"), [*head, ("x-served", "edge")], b"hello",
+                   [("x-served", "origin")])])
+    b = h2_capture(tmp_path / "b.h2scope", [
+        H2Exchange(get("/moved"), [*head, ("x-checksum", "abc")], b"hello"),
+        H2Exchange(get("/dropped"), [*head, ("x-served", "edge")], b"hello")])
+    code, out = diff(capsys, a, b)
+    assert code == 3, out
+    assert out.count("response trailer names: missing x-checksum") == 1
+    assert out.count("response trailer names: missing x-served") == 1
+    assert "response header names" not in out
+    assert out.splitlines()[-1].startswith("0 same, 2 differ (left out: ")
