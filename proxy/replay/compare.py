@@ -423,7 +423,7 @@ def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bo
 def value_differences(a: StreamOutcome, b: StreamOutcome,
                       volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
     """Response header fields present in both whose values differ (volatile names
-    excluded), as ``name: a → b``."""
+    excluded), as ``name: a → b`` (:func:`shown_values`)."""
     skip = volatile | a.left_out | b.left_out
 
     def values(s: StreamOutcome) -> dict[str, list[str]]:
@@ -434,5 +434,14 @@ def value_differences(a: StreamOutcome, b: StreamOutcome,
         return out
 
     va, vb = values(a), values(b)
-    return [f"{n}: {', '.join(va[n])!r} → {', '.join(vb[n])!r}"
+    return [f"{n}: {shown_values(va[n])} → {shown_values(vb[n])}"
             for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]
+
+
+def shown_values(values: list[str] | None) -> str:
+    """A field's values as the comparison shows them: ``'v'``, or a list for a field
+    repeated — never joined with commas, which would be wrong for ``set-cookie``
+    (RFC 9110 §5.3) and would hide a split or merged field line; ``none``."""
+    if not values:
+        return "none"
+    return repr(values[0]) if len(values) == 1 else repr(values)

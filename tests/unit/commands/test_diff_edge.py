@@ -128,3 +128,21 @@ def test_a_trailer_moved_into_the_headers_or_dropped_beside_a_header_is_named(
     assert out.count("response trailer names: missing x-served") == 1
     assert "response header names" not in out
     assert out.splitlines()[-1].startswith("0 same, 2 differ (left out: ")
+
+
+def test_repeated_fields_are_shown_as_lists_not_joined(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Set-Cookie values were joined with commas (RFC 9110 §5.3 forbids combining
+    them), and a field split into two lines looked the same as the merged one."""
+    head = [(":status", "200"), ("content-type", "text/plain")]
+    a = h2_capture(tmp_path / "a.h2scope", [H2Exchange(get("/"), [
+        *head, ("set-cookie", "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+        ("set-cookie", "b=2"), ("x-list", "a"), ("x-list", "b")])])
+    b = h2_capture(tmp_path / "b.h2scope", [H2Exchange(get("/"), [
+        *head, ("set-cookie", "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+        ("x-list", "a, b")])])
+    code, out = diff(capsys, a, b, "--values", "--strict")
+    assert code == 3, out
+    assert "header set-cookie: ['a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT', 'b=2'] → " \
+        "'a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT'\n" in out
+    assert "header x-list: ['a', 'b'] → 'a, b'\n" in out
