@@ -80,6 +80,13 @@ class StreamOutcome:
     without repeats: compared apart from ``header_names``, which holds them too, so a
     trailer that moved into the header section, or that vanished while a header of
     its name stayed, is a difference."""
+    request_headers: tuple[tuple[str, str], ...] = ()
+    """The request's header fields, pseudo-headers included, in order (HTTP/1.x: names
+    in lower case, after the pseudo-headers its request line and Host make); kept by
+    ``outcomes(requests=True)``: what ``h2scope diff --requests`` compares."""
+    request_left_out: frozenset[str] = frozenset()
+    """An HTTP/1.x request's names that belong to its connection
+    (:func:`connection_specific`), left out of the request comparison on both sides."""
     left_out: frozenset[str] = frozenset()
     """An HTTP/1.x response's names that belong to its connection
     (:func:`connection_specific`): left out of the comparison on both sides, so a
@@ -119,14 +126,14 @@ class _Acc:
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
-             fields: bool = False) -> list[StreamOutcome]:
+             fields: bool = False, requests: bool = False) -> list[StreamOutcome]:
     """Every stream of connection ``conn`` (default: all records) in opening order.
 
     Streams are told apart by connection and id, so with ``conn=None`` the
     streams of every connection are there, in the order they were opened.
     ``fields`` keeps each response's header fields (``response_headers``), which
     only a comparison of values needs: without it a large capture's outcomes stay
-    small."""
+    small; ``requests`` keeps each request's (``request_headers``) likewise."""
     accs: dict[tuple[int, int], _Acc] = {}
     c = 0
 
@@ -207,6 +214,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
+            request_headers=tuple(acc.request or ()) if requests else (),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
             answered=acc.answered))
     return out
@@ -242,11 +250,13 @@ def connection_named(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
                      for token in v.split(",") if token.strip())
 
 
-def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
+def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
+                   ) -> list[StreamOutcome]:
     """The HTTP/1.x exchanges among ``exchanges`` (:func:`proxy.capture.exchanges.collect`)
     as outcomes to compare with HTTP/2 streams' or each other's: header names lower
     case, the connection-specific ones named in ``left_out``; the body as the message
-    carried it, its transfer coding undone."""
+    carried it, its transfer coding undone. ``requests`` keeps each request's fields
+    (``request_headers``), as :func:`outcomes` does."""
     out = []
     for ex in exchanges:
         if ex.http_version == "h2" or ex.request_headers is None:
@@ -256,6 +266,7 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
                                                     *(ex.response_trailers or ()))
                        if not n.startswith(":"))
         status = dict(ex.response_headers or ()).get(":status")
+        request = tuple((n.lower(), v) for n, v in ex.request_headers) if requests else ()
         body = bytes(ex.response_body)
         whole = status is not None and not ex.response_body_truncated
         out.append(StreamOutcome(
@@ -266,8 +277,8 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
             trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
-            incomplete=not whole, answered=whole,
-            left_out=connection_specific(fields)))
+            incomplete=not whole, answered=whole, request_headers=request,
+            request_left_out=connection_specific(request), left_out=connection_specific(fields)))
     return out
 
 
@@ -445,3 +456,46 @@ def shown_values(values: list[str] | None) -> str:
     if not values:
         return "none"
     return repr(values[0]) if len(values) == 1 else repr(values)
+
+
+_PSEUDO_ORDER = (":method", ":scheme", ":authority", ":path", ":protocol")
+
+
+def request_differences(a: StreamOutcome, b: StreamOutcome,
+                        volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
+    """What differs between the requests of two legs of the same request (kept by
+    ``outcomes(requests=True)``), ``a`` the leg nearer the client: each field added,
+    removed or with other values, as ``request header name: a → b``
+    (:func:`shown_values`; ``none`` for a field a leg does not carry), pseudo-headers
+    first. Left out: ``volatile`` and each HTTP/1.x leg's connection-specific names.
+    The authority is ``:authority``, else ``host`` (a ``host`` that repeats it is not
+    compared again); ``cookie`` crumbs are compared as one value, since an
+    intermediary may split or merge them (RFC 9113 §8.2.3). Then each field ``a``'s
+    Connection header named (RFC 9110 §7.6.1: for that hop only) that ``b`` carries
+    still."""
+    skip = volatile | a.request_left_out | b.request_left_out
+    va, vb = _request_values(a, skip), _request_values(b, skip)
+    names = sorted(va.keys() | vb.keys(), key=lambda n: (
+        _PSEUDO_ORDER.index(n) if n in _PSEUDO_ORDER else len(_PSEUDO_ORDER), n))
+    out = [f"request header {n}: {shown_values(va.get(n))} → {shown_values(vb.get(n))}"
+           for n in names if va.get(n) != vb.get(n)]
+    carried = {n for n, _ in b.request_headers}
+    out += [f"request: forwarded {n} although the client's Connection header named it"
+            for n in sorted((connection_named(a.request_headers) - HOP_BY_HOP - volatile)
+                            & carried)]
+    return out
+
+
+def _request_values(s: StreamOutcome, skip: frozenset[str]) -> dict[str, list[str]]:
+    authority = request_authority(s.request_headers)
+    out: dict[str, list[str]] = {}
+    if authority is not None:
+        out[":authority"] = [authority]
+    for n, v in s.request_headers:
+        if n == ":authority" or (n == "host" and v == authority):
+            continue
+        out.setdefault(n, []).append(v)
+    if "cookie" in out:  # (RFC 9113 §8.2.3: crumbs joined with "; " are the same field)
+        crumbs = (c.strip() for v in out["cookie"] for c in v.split(";"))
+        out["cookie"] = ["; ".join(c for c in crumbs if c)]
+    return {n: v for n, v in out.items() if n not in skip}

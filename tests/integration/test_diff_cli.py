@@ -176,3 +176,56 @@ def test_a_request_with_host_instead_of_authority_pairs_by_its_host(
     assert out.splitlines()[-1].startswith("2 same, 0 differ (left out: ")
     assert main(["diff", str(a), str(b), "--all"]) == 0
     assert "same     #1 stream 3 GET other.example/index.html: 200" in capsys.readouterr().out
+
+
+def test_diff_requests_names_what_an_edge_changed_in_the_requests(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A client's requests recorded in front of an edge, and what the edge sent on
+    (host instead of :authority, the cookie in crumbs, a field added), recorded
+    behind it: the responses agree; --requests names the added field only."""
+    cookie = ("cookie", "session=abc; theme=dark")
+    front = h2_recording(make_proxy, docroot, tmp_path / "front.h2scope",
+                         [get("/index.html", cookie, ("user-agent", "client/1"))])
+    behind = h2_recording(make_proxy, docroot, tmp_path / "behind.h2scope", [
+        get("/index.html", ("host", "cdn.example"), ("cookie", "session=abc"),
+            ("cookie", "theme=dark"), ("user-agent", "client/1"), ("via", "2 edge"),
+            ("x-forwarded-for", "192.0.2.1"), authority=None)])
+    assert main(["diff", str(front), str(behind)]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["diff", str(front), str(behind), "--requests"]) == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[2:-1] == [
+        "  DIFFERS  #1 stream 1 GET cdn.example/index.html (B: #1 stream 1):",
+        "             request header x-forwarded-for: none → '192.0.2.1'"]
+    assert out.splitlines()[-1].startswith("0 same, 1 differ (left out: ")
+
+
+def test_diff_requests_names_a_field_the_clients_connection_header_named(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """curl asks (HTTP/1.1, through the proxy) with ``Connection: x-hop``; the next
+    hop's request still carries x-hop (RFC 9110 §7.6.1: it was for one hop only)."""
+    from tests.helpers.h1servers import http_server
+
+    def record(path: Path, url: str, *headers: str) -> Path:
+        recorder = CaptureRecorder(CaptureWriter(path))
+        proxy = make_proxy(sinks=(recorder,))
+        result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "-o", "/dev/null",
+                            *(x for h in headers for x in ("-H", h)), url])
+        assert result.returncode == 0, result.stderr
+        proxy.wait_closed()
+        proxy.close()
+        recorder.close()
+        return path
+
+    with http_server() as port:
+        url = f"http://127.0.0.1:{port}/page"
+        front = record(tmp_path / "front.h2scope", url, "Connection: x-hop", "X-Hop: 1")
+        behind = record(tmp_path / "behind.h2scope", url, "X-Hop: 1")
+    assert main(["diff", str(front), str(behind), "--requests"]) == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[3:-1] == [
+        "             request: forwarded x-hop although the client's Connection header "
+        "named it"]
+    assert main(["diff", str(behind), str(front), "--requests"]) == 0  # (dropped: right)

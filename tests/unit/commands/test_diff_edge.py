@@ -146,3 +146,62 @@ def test_repeated_fields_are_shown_as_lists_not_joined(
     assert "header set-cookie: ['a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT', 'b=2'] → " \
         "'a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT'\n" in out
     assert "header x-list: ['a', 'b'] → 'a, b'\n" in out
+
+
+H1_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+H2_OK = [(":status", "200"), ("content-length", "5")]
+
+
+def test_requests_compares_what_the_edge_did_to_each_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--requests: an HTTP/1.1 client's request in front of an edge (A) against what
+    the edge sent on over HTTP/2 (B). Its translation is no difference — host for
+    :authority, the connection's own fields dropped, te other than trailers dropped,
+    the cookie split into crumbs — but a field it added is, a list it split, and
+    a field the client's Connection header named that it forwarded anyway."""
+    front = h1_capture(tmp_path / "front.h2scope", [(
+        b"GET /r HTTP/1.1\r\nHost: cdn.example\r\nConnection: keep-alive, X-Hop\r\n"
+        b"Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: gzip\r\nCookie: a=1; b=2\r\n"
+        b"Accept-Language: en, fr\r\nUser-Agent: t/1\r\n\r\n", H1_OK)])
+    behind = h2_capture(tmp_path / "behind.h2scope", [H2Exchange(
+        [(":method", "GET"), (":scheme", "http"), (":path", "/r"), ("host", "cdn.example"),
+         ("x-hop", "1"), ("cookie", "a=1"), ("cookie", "b=2"), ("accept-language", "en"),
+         ("accept-language", "fr"), ("user-agent", "t/1"), ("via", "1.1 edge"),
+         ("x-forwarded-for", "203.0.113.7")], H2_OK, b"hello")])
+
+    code, out = diff(capsys, front, behind)
+    assert code == 0, out  # (requests are compared only when asked)
+    code, out = diff(capsys, front, behind, "--requests")
+    assert code == 3, out
+    assert out.splitlines()[2:-1] == [
+        "  DIFFERS  #1 stream 1 GET cdn.example/r (B: #1 stream 1):",
+        "             request header accept-language: 'en, fr' → ['en', 'fr']",
+        "             request header x-forwarded-for: none → '203.0.113.7'",
+        "             request: forwarded x-hop although the client's Connection header "
+        "named it"]
+    assert out.splitlines()[-1].startswith("0 same, 1 differ (left out: ")
+    # --ignore and --strict apply to requests too.
+    code, out = diff(capsys, front, behind, "--requests", "--ignore",
+                     "x-forwarded-for,accept-language")
+    assert code == 3 and "request header" not in out and "forwarded x-hop" in out
+    code, out = diff(capsys, front, behind, "--requests", "--strict")
+    assert "request header via: none → '1.1 edge'" in out
+
+
+def test_requests_names_a_rewritten_authority_and_scheme(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An edge that rewrites the host name and talks https to the origin, paired
+    with --any-host: the pseudo-headers are compared, before the other fields."""
+    front = h2_capture(tmp_path / "front.h2scope", [H2Exchange(
+        get("/r", ("accept", "*/*"), authority="cdn.example"), H2_OK, b"hello")])
+    behind = h2_capture(tmp_path / "behind.h2scope", [H2Exchange(
+        [(":method", "GET"), (":scheme", "https"), (":authority", "origin.internal"),
+         (":path", "/r"), ("accept", "*/*"), ("x-edge", "1")], H2_OK, b"hello")])
+    code, out = diff(capsys, front, behind, "--requests", "--any-host")
+    assert code == 3, out
+    assert out.splitlines()[3:-1] == [
+        "             request header :scheme: 'http' → 'https'",
+        "             request header :authority: 'cdn.example' → 'origin.internal'",
+        "             request header x-edge: none → '1'"]
+    code, out = diff(capsys, front, front, "--requests")
+    assert code == 0, out
