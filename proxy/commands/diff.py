@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes,
         pair_by_request,
         request_differences,
+        response_text,
         value_differences,
     )
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             s = sa or sb
             assert s is not None
             where = "A" if sa is not None else "B"
-            out.write(f"  only in {where}  {_label(s)}: {s.status or 'no response'}\n")
+            out.write(f"  only in {where}  {_label(s)}: {response_text(s)}\n")
             only[where] += 1
             continue
         found = request_differences(sa, sb, volatile) if args.requests else []
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                 # (a stream part of which is not in a capture: its body is not compared)
                 said = f" (INCOMPLETE in {' and '.join(gap)}: part of the stream is not in " \
                     "the capture, so its body is not compared)" if gap else ""
-                out.write(f"  same     {_label(sa)}: {sa.status or 'no response'}{said}\n")
+                out.write(f"  same     {_label(sa)}: {response_text(sa)}{said}\n")
     left_out = "nothing left out" if args.strict else \
         f"left out: {', '.join(sorted(volatile))}"
     incomplete = f" ({partly} of them incomplete)" if partly else ""

@@ -87,6 +87,10 @@ class StreamOutcome:
     request_left_out: frozenset[str] = frozenset()
     """An HTTP/1.x request's names that belong to its connection
     (:func:`connection_specific`), left out of the request comparison on both sides."""
+    closed: str | None = None
+    """``connection closed by server`` when its connection ended while the stream
+    still waited for the server (no END_STREAM, no reset); None otherwise, and when
+    only the capture ended."""
     left_out: frozenset[str] = frozenset()
     """An HTTP/1.x response's names that belong to its connection
     (:func:`connection_specific`): left out of the comparison on both sides, so a
@@ -135,6 +139,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
     only a comparison of values needs: without it a large capture's outcomes stay
     small; ``requests`` keeps each request's (``request_headers``) likewise."""
     accs: dict[tuple[int, int], _Acc] = {}
+    closes: dict[int, str] = {}
     c = 0
 
     def get(sid: int) -> _Acc:
@@ -153,6 +158,11 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
         if conn is not None and rec.conn_id != conn:
             continue
         c = rec.conn_id
+        if rec.type == RecordType.CLOSE:
+            info = rec.json()
+            if not info.get("cut"):  # (the capture ended, not the connection)
+                by = info.get("closed_by")
+                closes[c] = f"connection closed by {by}" if by else "connection closed"
         for ev in item.events:
             if not isinstance(ev, FrameObserved):
                 continue
@@ -216,7 +226,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             request_headers=tuple(acc.request or ()) if requests else (),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
-            answered=acc.answered))
+            answered=acc.answered, closed=None if acc.ended else closes.get(acc.conn_id)))
     return out
 
 
@@ -336,7 +346,10 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     # had come of the response by then is timing, so it is compared as an excerpt.
     gap = o.incomplete or r.incomplete or (replayed and o.cancelled)
     if o.status != r.status and not (gap and None in (o.status, r.status)):
-        out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+        if replayed:
+            out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+        else:
+            out.append(f"status: {response_text(o)} → {response_text(r)}")
     if _grpc_code(o) != _grpc_code(r) and not (gap and None in (o.grpc_status,
                                                                  r.grpc_status)):
         out.append(f"{o.grpc_status or 'no grpc-status'} → {r.grpc_status or 'no grpc-status'}")
@@ -359,8 +372,17 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
             out.append(f"server reset: {o.server_reset or 'none'} → "
                        f"{r.server_reset or 'none'}")
     elif o.reset != r.reset:
-        out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
+        out.append(f"reset: {o.reset or _closed('none', o)} → {r.reset or _closed('none', r)}")
     return tuple(out)
+
+
+def response_text(s: StreamOutcome) -> str:
+    """The status, or why there is none: ``no response (connection closed by server)``."""
+    return s.status or _closed("no response", s)
+
+
+def _closed(text: str, s: StreamOutcome) -> str:
+    return f"{text} ({s.closed})" if s.closed else text
 
 
 def _name_changes(a: set[str], b: set[str]) -> str:

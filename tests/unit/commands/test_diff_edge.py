@@ -25,16 +25,21 @@ H1_META = {k: v for k, v in META.items() if k not in ("client_tls", "server_tls"
 
 
 class H2Exchange:
-    """One request on an HTTP/2 leg and the response the server gives it."""
+    """One request on an HTTP/2 leg and the response the server gives it (none: no
+    answer), or the RST_STREAM code it resets the stream with."""
 
     def __init__(self, request: Fields, response: Fields, body: bytes = b"",
-                 trailers: Fields = ()) -> None:
+                 trailers: Fields = (), *, reset: int | None = None) -> None:
         self.request, self.response, self.body, self.trailers = \
             request, response, body, trailers
+        self.reset = reset
 
 
-def h2_capture(path: Path, exchanges: Sequence[H2Exchange]) -> Path:
-    """One HTTP/2 connection carrying ``exchanges`` one after another, recorded."""
+def h2_capture(path: Path, exchanges: Sequence[H2Exchange], *,
+               closed_by: str | None = "client") -> Path:
+    """One HTTP/2 connection carrying ``exchanges`` one after another, recorded;
+    then ``closed_by`` that side (the client after a GOAWAY); None: the recording
+    stops while it is open."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8"))
     server = h2.connection.H2Connection(h2.config.H2Configuration(
@@ -50,16 +55,22 @@ def h2_capture(path: Path, exchanges: Sequence[H2Exchange]) -> Path:
             sid = client.get_next_available_stream_id()
             client.send_headers(sid, list(ex.request), end_stream=True)
             exchange(tap, client, server, t)
-            server.send_headers(sid, list(ex.response),
-                                end_stream=not ex.body and not ex.trailers)
+            if ex.reset is not None:
+                server.reset_stream(sid, ex.reset)
+            elif not ex.response:
+                continue
+            else:
+                server.send_headers(sid, list(ex.response),
+                                    end_stream=not ex.body and not ex.trailers)
             if ex.body:
                 server.send_data(sid, ex.body, end_stream=not ex.trailers)
             if ex.trailers:
                 server.send_headers(sid, list(ex.trailers), end_stream=True)
             exchange(tap, client, server, t + 0.001)
-        client.close_connection()
-        exchange(tap, client, server, t + 0.01)
-        tap.close(t + 0.02, closed_by="client")
+        if closed_by == "client":
+            client.close_connection()
+            exchange(tap, client, server, t + 0.01)
+        tap.close(t + 0.02, closed_by=closed_by, cut=closed_by is None)
     return path
 
 
@@ -205,3 +216,26 @@ def test_requests_names_a_rewritten_authority_and_scheme(
         "             request header x-edge: none → '1'"]
     code, out = diff(capsys, front, front, "--requests")
     assert code == 0, out
+
+
+def test_a_stream_whose_connection_closed_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In front of the edge one request got a 502 and one a RST_STREAM; behind it the
+    origin closed the connection without answering either. That said 'status: 502 →
+    no response' and only 'reset: REFUSED_STREAM by server → none'."""
+    front = h2_capture(tmp_path / "front.h2scope", [
+        H2Exchange(get("/a"), [(":status", "502")]),
+        H2Exchange(get("/b"), (), reset=7)])
+    behind = h2_capture(tmp_path / "behind.h2scope", [
+        H2Exchange(get("/a"), ()), H2Exchange(get("/b"), ())], closed_by="server")
+    code, out = diff(capsys, front, behind)
+    assert code == 3, out
+    assert "status: 502 → no response (connection closed by server)\n" in out
+    assert "reset: REFUSED_STREAM by server → none (connection closed by server)\n" in out
+    code, out = diff(capsys, behind, front)
+    assert "  only in" not in out and "no response (connection closed by server) → 502" in out
+    # A capture that stops while the streams wait says nothing of a closed connection.
+    cut = tmp_path / "cut.h2scope"
+    h2_capture(cut, [H2Exchange(get("/a"), ()), H2Exchange(get("/b"), ())], closed_by=None)
+    code, out = diff(capsys, front, cut)
+    assert "connection closed" not in out
