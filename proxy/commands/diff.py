@@ -17,6 +17,7 @@ CI), 2 for a file that is not a capture.
 from __future__ import annotations
 
 import argparse
+import heapq
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
                    if s.method is not None]
         progress.done()
         # HTTP/1.x exchanges (an HTTP/1.1 origin behind an HTTP/2 edge): a second
-        # reading, which finds the messages in the connections' bytes.
-        got += http1_outcomes(collect(replay(path)).items, requests=args.requests)
+        # reading, which finds the messages in the connections' bytes. They go among
+        # the HTTP/2 streams by when they started: the n-th of a request pairs with
+        # the n-th in the other recording.
+        h1 = http1_outcomes(collect(replay(path)).items, requests=args.requests)
+        got = list(heapq.merge(got, h1, key=lambda s: s.started or 0.0))
         for problem in problems:
             sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
         return got

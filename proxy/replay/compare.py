@@ -87,6 +87,9 @@ class StreamOutcome:
     request_left_out: frozenset[str] = frozenset()
     """An HTTP/1.x request's names that belong to its connection
     (:func:`connection_specific`), left out of the request comparison on both sides."""
+    started: float | None = None
+    """Wall clock of the stream's first recorded frame (an HTTP/1.x request's start):
+    orders HTTP/2 streams and HTTP/1.x exchanges of one capture among each other."""
     closed: str | None = None
     """``connection closed by server`` when its connection ended while the stream
     still waited for the server (no END_STREAM, no reset); None otherwise, and when
@@ -127,6 +130,7 @@ class _Acc:
     grpc: str | None = None
     server_reset: str | None = None
     answered: bool = False
+    started: float | None = None
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -141,11 +145,12 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
     accs: dict[tuple[int, int], _Acc] = {}
     closes: dict[int, str] = {}
     c = 0
+    wall = 0.0
 
     def get(sid: int) -> _Acc:
         acc = accs.get((c, sid))
         if acc is None:
-            acc = accs[(c, sid)] = _Acc(sid, conn_id=c)
+            acc = accs[(c, sid)] = _Acc(sid, conn_id=c, started=wall)
         return acc
 
     for item in replayed:
@@ -157,7 +162,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             continue
         if conn is not None and rec.conn_id != conn:
             continue
-        c = rec.conn_id
+        c, wall = rec.conn_id, rec.wall
         if rec.type == RecordType.CLOSE:
             info = rec.json()
             if not info.get("cut"):  # (the capture ended, not the connection)
@@ -226,7 +231,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             request_headers=tuple(acc.request or ()) if requests else (),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
-            answered=acc.answered, closed=None if acc.ended else closes.get(acc.conn_id)))
+            answered=acc.answered, closed=None if acc.ended else closes.get(acc.conn_id),
+            started=acc.started))
     return out
 
 
@@ -287,7 +293,7 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
             trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
-            incomplete=not whole, answered=whole, request_headers=request,
+            incomplete=not whole, answered=whole, request_headers=request, started=ex.started,
             request_left_out=connection_specific(request), left_out=connection_specific(fields)))
     return out
 

@@ -40,51 +40,61 @@ def h2_capture(path: Path, exchanges: Sequence[H2Exchange], *,
     """One HTTP/2 connection carrying ``exchanges`` one after another, recorded;
     then ``closed_by`` that side (the client after a GOAWAY); None: the recording
     stops while it is open."""
+    with CaptureWriter(path) as writer:
+        h2_connection(writer, 1, exchanges, closed_by=closed_by)
+    return path
+
+
+def h2_connection(writer: CaptureWriter, conn_id: int, exchanges: Sequence[H2Exchange], *,
+                  t: float = 1000.0, closed_by: str | None = "client") -> None:
+    """:func:`h2_capture`'s connection, written to ``writer`` from (wall clock) ``t``."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8"))
     server = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=False, header_encoding="utf-8"))
-    t = 1000.0
-    with CaptureWriter(path) as writer:
-        tap = RecordingObserver(writer, 1, META, t=t)
-        client.initiate_connection()
-        server.initiate_connection()
+    tap = RecordingObserver(writer, conn_id, META, t=t, wall_clock=True)
+    client.initiate_connection()
+    server.initiate_connection()
+    exchange(tap, client, server, t)
+    for ex in exchanges:
+        t += 0.01
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, list(ex.request), end_stream=True)
         exchange(tap, client, server, t)
-        for ex in exchanges:
-            t += 0.01
-            sid = client.get_next_available_stream_id()
-            client.send_headers(sid, list(ex.request), end_stream=True)
-            exchange(tap, client, server, t)
-            if ex.reset is not None:
-                server.reset_stream(sid, ex.reset)
-            elif not ex.response:
-                continue
-            else:
-                server.send_headers(sid, list(ex.response),
-                                    end_stream=not ex.body and not ex.trailers)
-            if ex.body:
-                server.send_data(sid, ex.body, end_stream=not ex.trailers)
-            if ex.trailers:
-                server.send_headers(sid, list(ex.trailers), end_stream=True)
-            exchange(tap, client, server, t + 0.001)
-        if closed_by == "client":
-            client.close_connection()
-            exchange(tap, client, server, t + 0.01)
-        tap.close(t + 0.02, closed_by=closed_by, cut=closed_by is None)
-    return path
+        if ex.reset is not None:
+            server.reset_stream(sid, ex.reset)
+        elif not ex.response:
+            continue
+        else:
+            server.send_headers(sid, list(ex.response),
+                                end_stream=not ex.body and not ex.trailers)
+        if ex.body:
+            server.send_data(sid, ex.body, end_stream=not ex.trailers)
+        if ex.trailers:
+            server.send_headers(sid, list(ex.trailers), end_stream=True)
+        exchange(tap, client, server, t + 0.001)
+    if closed_by == "client":
+        client.close_connection()
+        exchange(tap, client, server, t + 0.01)
+    tap.close(t + 0.02, closed_by=closed_by, cut=closed_by is None)
 
 
 def h1_capture(path: Path, messages: Sequence[tuple[bytes, bytes]]) -> Path:
     """One HTTP/1.1 connection carrying (request, response) bytes, recorded."""
-    t = 1000.0
     with CaptureWriter(path) as writer:
-        recording = Http1Recording(writer, 1, H1_META, t)
-        for request, response in messages:
-            t += 0.01
-            recording.feed(Direction.C2S, request, t)
-            recording.feed(Direction.S2C, response, t + 0.001)
-        recording.close(t + 0.01, closed_by="client")
+        h1_connection(writer, 1, messages)
     return path
+
+
+def h1_connection(writer: CaptureWriter, conn_id: int,
+                  messages: Sequence[tuple[bytes, bytes]], *, t: float = 1000.0) -> None:
+    """:func:`h1_capture`'s connection, written to ``writer`` from (wall clock) ``t``."""
+    recording = Http1Recording(writer, conn_id, H1_META, t)
+    for request, response in messages:
+        t += 0.01
+        recording.feed(Direction.C2S, request, t)
+        recording.feed(Direction.S2C, response, t + 0.001)
+    recording.close(t + 0.01, closed_by="client")
 
 
 def get(path: str, *fields: tuple[str, str], authority: str = "origin.example",
@@ -239,3 +249,23 @@ def test_a_stream_whose_connection_closed_says_so(
     h2_capture(cut, [H2Exchange(get("/a"), ()), H2Exchange(get("/b"), ())], closed_by=None)
     code, out = diff(capsys, front, cut)
     assert "connection closed" not in out
+
+
+def test_http1_and_http2_requests_of_one_recording_pair_in_the_order_they_came(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In front of the edge an HTTP/1.1 client asked first, then an HTTP/2 one; behind
+    it both came on one HTTP/2 connection. The HTTP/1.x exchanges were put after
+    every HTTP/2 stream, so the n-th /r in A was paired with another request's leg."""
+    front = tmp_path / "front.h2scope"
+    with CaptureWriter(front) as writer:
+        h1_connection(writer, 1, [(
+            b"GET /r HTTP/1.1\r\nHost: origin.example\r\nX-Client: h1\r\n\r\n", H1_OK)])
+        h2_connection(writer, 2, [H2Exchange(get("/r", ("x-client", "h2")), H2_OK, b"hello")],
+                      t=1001.0)
+    behind = h2_capture(tmp_path / "behind.h2scope", [
+        H2Exchange(get("/r", ("x-client", "h1")), H2_OK, b"hello"),
+        H2Exchange(get("/r", ("x-client", "h2")), H2_OK, b"hello")])
+    code, out = diff(capsys, front, behind, "--requests", "--all")
+    assert code == 0, out
+    assert "  same     #1 stream 1 GET origin.example/r: 200\n" in out
+    assert "  same     #2 stream 1 GET origin.example/r: 200\n" in out
