@@ -16,6 +16,10 @@ comparison. A response body whose DATA was truncated when recorded
 stream that was open where part of its connection is missing from the
 capture (a LOST record, damaged bytes) is *incomplete*: its body is not
 compared, nor its status if none was recorded.
+
+``h2scope diff`` compares two recordings with the same code, and may add the
+values of the response fields (:func:`value_differences`) and the requests'
+fields (:func:`request_differences`).
 """
 
 from __future__ import annotations
