@@ -120,6 +120,24 @@ class Exchange:
                 return v
         return None
 
+    def authority(self) -> str | None:
+        """The request's authority (:func:`request_authority`)."""
+        return request_authority(self.request_headers)
+
+
+def request_authority(headers: Iterable[tuple[str, str]] | None) -> str | None:
+    """A request's authority: its ``:authority``, else its ``host`` — RFC 9113 §8.3.1
+    lets a request carry ``host`` instead, as one an edge forwards from an HTTP/1.1
+    client often does; None when it has neither (or only empty ones)."""
+    authority = host = None
+    for n, v in headers or ():
+        name = n.lower()
+        if name == ":authority" and authority is None:
+            authority = v or None
+        elif name == "host" and host is None:
+            host = v or None
+    return authority or host
+
 
 @dataclass(slots=True)
 class Exchanges:

@@ -213,7 +213,7 @@ def _url(ex: Exchange, meta: dict[str, Any]) -> str:
     """The request's URL; a request with neither ``:authority`` nor ``host`` (RFC 9113
     §8.3.1 lets a client leave them out) gets the host it was sent to."""
     scheme = ex.header(":scheme") or "https"
-    authority = ex.header(":authority") or ex.header("host") or _target(meta, scheme)
+    authority = ex.authority() or _target(meta, scheme)
     path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
     return f"{scheme}://{authority}{path}"
 

@@ -1,21 +1,23 @@
 """``h2scope diff A B``: what differs between two recordings of the same requests.
 
 Record a client's traffic twice — straight to the origin and through a CDN,
-before and after a deploy, against staging and production — and ask which
-responses changed: the status, a response header that vanished or appeared
-(and, with ``--values``, header values), the body (length and SHA-256), a
-reset. Streams are paired by request (method, host, path), the n-th of a
-request in A with the n-th in B, whichever connection carried it; requests
-that only one recording made are listed as such. Names that change by
-themselves (``date``, ``etag``, ``set-cookie``, … — the same list as
-``replay``'s) are left out unless asked for. Exit status 0 when nothing
-differs, 3 when something does (usable in CI), 2 for a file that is not a
-capture.
+before and after a deploy, against staging and production, in front of an edge
+and behind it — and ask which responses changed: the status, a response header
+that vanished or appeared (and, with ``--values``, header values), the trailer
+section's names, the body (length and SHA-256), a reset; with ``--requests``,
+what the requests' header fields became too (A the recording nearer the client).
+Streams are paired by request (method, host, path), the n-th of a request in A
+with the n-th in B, whichever connection carried it; requests that only one
+recording made are listed as such. Names that change by themselves (``date``,
+``etag``, ``set-cookie``, … — the same list as ``replay``'s) are left out unless
+asked for. Exit status 0 when nothing differs, 3 when something does (usable in
+CI), 2 for a file that is not a capture.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ examples:
   h2scope diff direct.h2scope via-cdn.h2scope        which responses the CDN changed
   h2scope diff before.h2scope after.h2scope --values --ignore x-trace-id
   h2scope diff a.h2scope b.h2scope --any-host        staging vs production host names
+  h2scope diff front.h2scope behind.h2scope --requests  what the edge between did
 
 exit status: 0 the recordings agree, 3 something differs, 2 usage error.
 """
@@ -37,18 +40,24 @@ exit status: 0 the recordings agree, 3 something differs, 2 usage error.
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "diff", allow_abbrev=False, parents=[common],
-        help="compare the responses of two recordings, request by request",
+        help="compare the responses (and requests) of two recordings, request by request",
         description="Pair the streams of two captures by request (method, host, path) and "
         "say what differs: status, response header names (and values with --values), "
-        "body length and SHA-256, resets.",
+        "trailer names, body length and SHA-256, resets; with --requests the request "
+        "header fields too.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, metavar="A", help="the first capture (plain or gzip)")
     p.add_argument("b", type=Path, metavar="B", help="the second capture")
     p.add_argument("--values", action="store_true",
                    help="compare response header values too (names that change by themselves "
                    "are still left out)")
+    p.add_argument("--requests", action="store_true",
+                   help="compare each pair's request header fields too (pseudo-headers "
+                   "included; cookie crumbs as one value; A is the recording nearer the "
+                   "client, whose Connection header's names B must not carry)")
     p.add_argument("--ignore", default="", metavar="NAMES",
-                   help="more response header names to leave out, comma-separated")
+                   help="more header names to leave out (responses, and requests with "
+                   "--requests), comma-separated")
     p.add_argument("--strict", action="store_true",
                    help="leave nothing out: compare date, etag, set-cookie, … as well")
     p.add_argument("--any-host", action="store_true",
@@ -71,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         http1_outcomes,
         outcomes,
         pair_by_request,
+        request_differences,
+        response_text,
         value_differences,
     )
 
@@ -86,12 +97,15 @@ def run(args: argparse.Namespace) -> int:
                               lambda: reader.position, size)
             got = [s for s in outcomes(replay_records(records, close_open=True,
                                                       observers=observers),
-                                       fields=args.values)
+                                       fields=args.values, requests=args.requests)
                    if s.method is not None]
         progress.done()
         # HTTP/1.x exchanges (an HTTP/1.1 origin behind an HTTP/2 edge): a second
-        # reading, which finds the messages in the connections' bytes.
-        got += http1_outcomes(collect(replay(path)).items)
+        # reading, which finds the messages in the connections' bytes. They go among
+        # the HTTP/2 streams by when they started: the n-th of a request pairs with
+        # the n-th in the other recording.
+        h1 = http1_outcomes(collect(replay(path)).items, requests=args.requests)
+        got = list(heapq.merge(got, h1, key=lambda s: s.started or 0.0))
         for problem in problems:
             sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
         return got
@@ -108,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
             s = sa or sb
             assert s is not None
             where = "A" if sa is not None else "B"
-            out.write(f"  only in {where}  {_label(s)}: {s.status or 'no response'}\n")
+            out.write(f"  only in {where}  {_label(s)}: {response_text(s)}\n")
             only[where] += 1
             continue
-        found = list(diff_streams(sa, sb, volatile))
+        found = request_differences(sa, sb, volatile) if args.requests else []
+        found += diff_streams(sa, sb, volatile)
         if args.values:
             found += [f"header {text}" for text in value_differences(sa, sb, volatile)]
         if found:
@@ -126,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 # (a stream part of which is not in a capture: its body is not compared)
                 said = f" (INCOMPLETE in {' and '.join(gap)}: part of the stream is not in " \
                     "the capture, so its body is not compared)" if gap else ""
-                out.write(f"  same     {_label(sa)}: {sa.status or 'no response'}{said}\n")
+                out.write(f"  same     {_label(sa)}: {response_text(sa)}{said}\n")
     left_out = "nothing left out" if args.strict else \
         f"left out: {', '.join(sorted(volatile))}"
     incomplete = f" ({partly} of them incomplete)" if partly else ""

@@ -2,11 +2,11 @@
 
 :func:`outcomes` folds one connection's replayed records into a
 :class:`StreamOutcome` per stream: the request line, the response status,
-response header names, body length and SHA-256, and whether the stream was
-reset. :func:`compare` pairs the original's streams with the replay's (client
-streams by the order they were opened — stream ids may differ after
-re-encoding — and pushed streams by their promised request) and lists what
-differs.
+response header names (and apart, the trailer section's names), body length and
+SHA-256, and whether the stream was reset. :func:`compare` pairs the original's
+streams with the replay's (client streams by the order they were opened — stream
+ids may differ after re-encoding — and pushed streams by their promised request)
+and lists what differs.
 
 Header *values* are never compared — but a gRPC call's ``grpc-status`` code,
 which is its outcome —, and names in :data:`VOLATILE_HEADERS`
@@ -16,6 +16,10 @@ comparison. A response body whose DATA was truncated when recorded
 stream that was open where part of its connection is missing from the
 capture (a LOST record, damaged bytes) is *incomplete*: its body is not
 compared, nor its status if none was recorded.
+
+``h2scope diff`` compares two recordings with the same code, and may add the
+values of the response fields (:func:`value_differences`) and the requests'
+fields (:func:`request_differences`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.capture.exchanges import stored_data
+from proxy.capture.exchanges import request_authority, stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
 from proxy.observe.describe import grpc_status_text
@@ -75,6 +79,29 @@ class StreamOutcome:
     trailers or trailers-only response); None for other streams. Compared by code."""
     answered: bool = False
     """The server ended its response (END_STREAM) before any reset."""
+    trailer_names: tuple[str, ...] = ()
+    """The names of the response's trailer section (the fields after its body), sorted,
+    without repeats: compared apart from ``header_names``, which holds them too, so a
+    trailer that moved into the header section, or that vanished while a header of
+    its name stayed, is a difference."""
+    request_headers: tuple[tuple[str, str], ...] = ()
+    """The request's header fields, pseudo-headers included, in order (HTTP/1.x: names
+    in lower case, after the pseudo-headers its request line and Host make); kept by
+    ``outcomes(requests=True)``: what ``h2scope diff --requests`` compares."""
+    request_left_out: frozenset[str] = frozenset()
+    """An HTTP/1.x request's names that belong to its connection
+    (:func:`connection_specific`), left out of the request comparison on both sides."""
+    started: float | None = None
+    """Wall clock of the stream's first recorded frame (an HTTP/1.x request's start):
+    orders HTTP/2 streams and HTTP/1.x exchanges of one capture among each other."""
+    closed: str | None = None
+    """``connection closed by server`` when its connection ended while the stream
+    still waited for the server (no END_STREAM, no reset); None otherwise, and when
+    only the capture ended."""
+    left_out: frozenset[str] = frozenset()
+    """An HTTP/1.x response's names that belong to its connection
+    (:func:`connection_specific`): left out of the comparison on both sides, so a
+    field both sides carry never differs."""
 
     @property
     def cancelled(self) -> bool:
@@ -95,6 +122,7 @@ class _Acc:
     request: tuple[tuple[str, str], ...] | None = None
     status: str | None = None
     names: set[str] = field(default_factory=set)
+    trailers: set[str] = field(default_factory=set)
     length: int = 0
     sha: hashlib._Hash = field(default_factory=hashlib.sha256)
     truncated: bool = False
@@ -106,24 +134,27 @@ class _Acc:
     grpc: str | None = None
     server_reset: str | None = None
     answered: bool = False
+    started: float | None = None
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
-             fields: bool = False) -> list[StreamOutcome]:
+             fields: bool = False, requests: bool = False) -> list[StreamOutcome]:
     """Every stream of connection ``conn`` (default: all records) in opening order.
 
     Streams are told apart by connection and id, so with ``conn=None`` the
     streams of every connection are there, in the order they were opened.
     ``fields`` keeps each response's header fields (``response_headers``), which
     only a comparison of values needs: without it a large capture's outcomes stay
-    small."""
+    small; ``requests`` keeps each request's (``request_headers``) likewise."""
     accs: dict[tuple[int, int], _Acc] = {}
+    closes: dict[int, str] = {}
     c = 0
+    wall = 0.0
 
     def get(sid: int) -> _Acc:
         acc = accs.get((c, sid))
         if acc is None:
-            acc = accs[(c, sid)] = _Acc(sid, conn_id=c)
+            acc = accs[(c, sid)] = _Acc(sid, conn_id=c, started=wall)
         return acc
 
     for item in replayed:
@@ -135,7 +166,12 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             continue
         if conn is not None and rec.conn_id != conn:
             continue
-        c = rec.conn_id
+        c, wall = rec.conn_id, rec.wall
+        if rec.type == RecordType.CLOSE:
+            info = rec.json()
+            if not info.get("cut"):  # (the capture ended, not the connection)
+                by = info.get("closed_by")
+                closes[c] = f"connection closed by {by}" if by else "connection closed"
         for ev in item.events:
             if not isinstance(ev, FrameObserved):
                 continue
@@ -174,12 +210,16 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 status = next((v for n, v in ev.block.headers if n == ":status"), None)
                 if status is not None and status.startswith("1"):
                     continue
+                # (a block without :status after the final response's is its trailers)
+                trailers = status is None and acc.status is not None
                 if status is not None and acc.status is None:
                     acc.status = status
                 grpc = grpc_status_text(dict(ev.block.headers))
                 if grpc is not None:
                     acc.grpc = grpc
                 acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
+                if trailers:
+                    acc.trailers.update(n for n, _ in ev.block.headers)
                 if fields:
                     acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
     out = []
@@ -187,26 +227,56 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
         req = dict(acc.request or ())
         out.append(StreamOutcome(
             stream_id=acc.stream_id, pushed=acc.pushed, method=req.get(":method"),
-            authority=req.get(":authority"), path=req.get(":path"), status=acc.status,
-            header_names=tuple(sorted(acc.names)), body_length=acc.length,
+            authority=request_authority(acc.request), path=req.get(":path"),
+            status=acc.status,
+            header_names=tuple(sorted(acc.names)), trailer_names=tuple(sorted(acc.trailers)),
+            body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
+            request_headers=tuple(acc.request or ()) if requests else (),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
-            answered=acc.answered))
+            answered=acc.answered, closed=None if acc.ended else closes.get(acc.conn_id),
+            started=acc.started))
     return out
 
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                        "upgrade", "te", "trailer"})
+                        "upgrade"})
 """HTTP/1.x fields that HTTP/2 has no place for (RFC 9113 §8.2.2): an HTTP/1.1 origin's
-response compared with an HTTP/2 edge's differs by them whatever the edge does."""
+response compared with an HTTP/2 edge's differs by them whatever the edge does. ``te``
+and ``trailer`` are not among them: HTTP/2 carries both (``te`` with ``trailers`` only)."""
 
 
-def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
+def connection_specific(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The names among an HTTP/1.x message's ``fields`` (lower case) that belong to its
+    connection, which an intermediary forwarding it over HTTP/2 must remove (RFC 9113
+    §8.2.2): :data:`HOP_BY_HOP`, those its ``Connection`` header names (RFC 9110
+    §7.6.1), and ``te`` when it says more than ``trailers``."""
+    names = set()
+    for n, v in fields:
+        if n in HOP_BY_HOP:
+            names.add(n)
+        if n == "connection":
+            names.update(connection_named([(n, v)]))
+        elif n == "te" and v.strip().lower() != "trailers":
+            names.add(n)
+    return frozenset(names)
+
+
+def connection_named(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The field names a message's ``Connection`` header fields nominate (RFC 9110
+    §7.6.1: they are for the next hop only), lower case."""
+    return frozenset(token.strip().lower() for n, v in fields if n.lower() == "connection"
+                     for token in v.split(",") if token.strip())
+
+
+def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
+                   ) -> list[StreamOutcome]:
     """The HTTP/1.x exchanges among ``exchanges`` (:func:`proxy.capture.exchanges.collect`)
     as outcomes to compare with HTTP/2 streams' or each other's: header names lower
-    case and without the hop-by-hop ones; the body as the message carried it, its
-    transfer coding undone."""
+    case, the connection-specific ones named in ``left_out``; the body as the message
+    carried it, its transfer coding undone. ``requests`` keeps each request's fields
+    (``request_headers``), as :func:`outcomes` does."""
     out = []
     for ex in exchanges:
         if ex.http_version == "h2" or ex.request_headers is None:
@@ -214,17 +284,21 @@ def http1_outcomes(exchanges: Iterable[Any]) -> list[StreamOutcome]:
         req = dict(ex.request_headers)
         fields = tuple((n.lower(), v) for n, v in (*(ex.response_headers or ()),
                                                     *(ex.response_trailers or ()))
-                       if not n.startswith(":") and n.lower() not in HOP_BY_HOP)
+                       if not n.startswith(":"))
         status = dict(ex.response_headers or ()).get(":status")
+        request = tuple((n.lower(), v) for n, v in ex.request_headers) if requests else ()
         body = bytes(ex.response_body)
         whole = status is not None and not ex.response_body_truncated
         out.append(StreamOutcome(
             stream_id=ex.stream_id, pushed=False, method=req.get(":method"),
-            authority=req.get(":authority"), path=req.get(":path"), status=status,
+            authority=request_authority(ex.request_headers), path=req.get(":path"),
+            status=status,
             header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
+            trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
-            incomplete=not whole, answered=whole))
+            incomplete=not whole, answered=whole, request_headers=request, started=ex.started,
+            request_left_out=connection_specific(request), left_out=connection_specific(fields)))
     return out
 
 
@@ -282,18 +356,23 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     # had come of the response by then is timing, so it is compared as an excerpt.
     gap = o.incomplete or r.incomplete or (replayed and o.cancelled)
     if o.status != r.status and not (gap and None in (o.status, r.status)):
-        out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+        if replayed:
+            out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
+        else:
+            out.append(f"status: {response_text(o)} → {response_text(r)}")
     if _grpc_code(o) != _grpc_code(r) and not (gap and None in (o.grpc_status,
                                                                  r.grpc_status)):
         out.append(f"{o.grpc_status or 'no grpc-status'} → {r.grpc_status or 'no grpc-status'}")
+    volatile = volatile | o.left_out | r.left_out
     names_o = set(o.header_names) - volatile
     names_r = set(r.header_names) - volatile
     if names_o != names_r and not (gap and None in (o.status, r.status)):
         # (a side with no response yet, in an excerpt: nothing to compare names with)
-        missing = ", ".join(sorted(names_o - names_r))
-        added = ", ".join(sorted(names_r - names_o))
-        parts = ([f"missing {missing}"] if missing else []) + ([f"new {added}"] if added else [])
-        out.append(f"response header names: {'; '.join(parts)}")
+        out.append(f"response header names: {_name_changes(names_o, names_r)}")
+    trailers_o = set(o.trailer_names) - volatile
+    trailers_r = set(r.trailer_names) - volatile
+    if trailers_o != trailers_r and not gap:  # (an excerpt ends before its trailers)
+        out.append(f"response trailer names: {_name_changes(trailers_o, trailers_r)}")
     if not gap and (o.body_length != r.body_length or (
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256)):
@@ -303,8 +382,24 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
             out.append(f"server reset: {o.server_reset or 'none'} → "
                        f"{r.server_reset or 'none'}")
     elif o.reset != r.reset:
-        out.append(f"reset: {o.reset or 'none'} → {r.reset or 'none'}")
+        out.append(f"reset: {o.reset or _closed('none', o)} → {r.reset or _closed('none', r)}")
     return tuple(out)
+
+
+def response_text(s: StreamOutcome) -> str:
+    """The status, or why there is none: ``no response (connection closed by server)``."""
+    return s.status or _closed("no response", s)
+
+
+def _closed(text: str, s: StreamOutcome) -> str:
+    return f"{text} ({s.closed})" if s.closed else text
+
+
+def _name_changes(a: set[str], b: set[str]) -> str:
+    missing = ", ".join(sorted(a - b))
+    added = ", ".join(sorted(b - a))
+    return "; ".join(([f"missing {missing}"] if missing else [])
+                     + ([f"new {added}"] if added else []))
 
 
 def _grpc_code(s: StreamOutcome) -> str | None:
@@ -371,14 +466,68 @@ def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bo
 def value_differences(a: StreamOutcome, b: StreamOutcome,
                       volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
     """Response header fields present in both whose values differ (volatile names
-    excluded), as ``name: a → b``."""
+    excluded), as ``name: a → b`` (:func:`shown_values`)."""
+    skip = volatile | a.left_out | b.left_out
+
     def values(s: StreamOutcome) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for n, v in s.response_headers:
-            if n not in volatile:
+            if n not in skip:
                 out.setdefault(n, []).append(v)
         return out
 
     va, vb = values(a), values(b)
-    return [f"{n}: {', '.join(va[n])!r} → {', '.join(vb[n])!r}"
+    return [f"{n}: {shown_values(va[n])} → {shown_values(vb[n])}"
             for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]
+
+
+def shown_values(values: list[str] | None) -> str:
+    """A field's values as the comparison shows them: ``'v'``, or a list for a field
+    repeated — never joined with commas, which would be wrong for ``set-cookie``
+    (RFC 9110 §5.3) and would hide a split or merged field line; ``none``."""
+    if not values:
+        return "none"
+    return repr(values[0]) if len(values) == 1 else repr(values)
+
+
+_PSEUDO_ORDER = (":method", ":scheme", ":authority", ":path", ":protocol")
+
+
+def request_differences(a: StreamOutcome, b: StreamOutcome,
+                        volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
+    """What differs between the requests of two legs of the same request (kept by
+    ``outcomes(requests=True)``), ``a`` the leg nearer the client: each field added,
+    removed or with other values, as ``request header name: a → b``
+    (:func:`shown_values`; ``none`` for a field a leg does not carry), pseudo-headers
+    first. Left out: ``volatile`` and each HTTP/1.x leg's connection-specific names.
+    The authority is ``:authority``, else ``host`` (a ``host`` that repeats it is not
+    compared again); ``cookie`` crumbs are compared as one value, since an
+    intermediary may split or merge them (RFC 9113 §8.2.3). Then each field ``a``'s
+    Connection header named (RFC 9110 §7.6.1: for that hop only) that ``b`` carries
+    still."""
+    skip = volatile | a.request_left_out | b.request_left_out
+    va, vb = _request_values(a, skip), _request_values(b, skip)
+    names = sorted(va.keys() | vb.keys(), key=lambda n: (
+        _PSEUDO_ORDER.index(n) if n in _PSEUDO_ORDER else len(_PSEUDO_ORDER), n))
+    out = [f"request header {n}: {shown_values(va.get(n))} → {shown_values(vb.get(n))}"
+           for n in names if va.get(n) != vb.get(n)]
+    carried = {n for n, _ in b.request_headers}
+    out += [f"request: forwarded {n} although the client's Connection header named it"
+            for n in sorted((connection_named(a.request_headers) - HOP_BY_HOP - volatile)
+                            & carried)]
+    return out
+
+
+def _request_values(s: StreamOutcome, skip: frozenset[str]) -> dict[str, list[str]]:
+    authority = request_authority(s.request_headers)
+    out: dict[str, list[str]] = {}
+    if authority is not None:
+        out[":authority"] = [authority]
+    for n, v in s.request_headers:
+        if n == ":authority" or (n == "host" and v == authority):
+            continue
+        out.setdefault(n, []).append(v)
+    if "cookie" in out:  # (RFC 9113 §8.2.3: crumbs joined with "; " are the same field)
+        crumbs = (c.strip() for v in out["cookie"] for c in v.split(";"))
+        out["cookie"] = ["; ".join(c for c in crumbs if c)]
+    return {n: v for n, v in out.items() if n not in skip}

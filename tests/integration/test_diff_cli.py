@@ -4,9 +4,13 @@ the differences are named, the same recording twice agrees, exit 3 and 0."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from proxy.capture.recorder import CaptureRecorder
@@ -29,6 +33,58 @@ def recording(make_proxy: Callable[..., ProxyThread], docroot: Path, path: Path,
         proxy.close()
     recorder.close()
     return path
+
+
+Fields = Sequence[tuple[str, str]]
+
+
+def h2_fetch(port: int, requests: Sequence[Fields]) -> None:
+    """A python-h2 client on one h2c connection sends each request's fields exactly as
+    given (an edge's outbound request: ``host`` instead of ``:authority``, cookie
+    crumbs, fields it added) and reads each response to its end."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                header_encoding="utf-8"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        conn.initiate_connection()
+        for fields in requests:
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, list(fields), end_stream=True)
+            sock.sendall(conn.data_to_send())
+            ended = False
+            while not ended:
+                data = sock.recv(65536)
+                assert data, "the connection closed before the response ended"
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    ended |= isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) \
+                        and ev.stream_id == sid
+                sock.sendall(conn.data_to_send())
+        conn.close_connection()
+        sock.sendall(conn.data_to_send())
+
+
+def h2_recording(make_proxy: Callable[..., ProxyThread], docroot: Path, path: Path,
+                 requests: Sequence[Fields]) -> Path:
+    """``requests`` sent by :func:`h2_fetch` through the proxy (reverse) to nghttpd,
+    recorded to ``path``."""
+    recorder = CaptureRecorder(CaptureWriter(path))
+    with procs.nghttpd(docroot) as sport:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{sport}"], sinks=(recorder,))
+        h2_fetch(proxy.port("reverse"), requests)
+        proxy.wait_closed()
+        proxy.close()
+    recorder.close()
+    return path
+
+
+def get(path: str, *fields: tuple[str, str], authority: str | None = "cdn.example",
+        ) -> list[tuple[str, str]]:
+    """A GET for ``path`` with ``:authority`` (None: none, the fields say ``host``)."""
+    head = [(":method", "GET"), (":scheme", "http")]
+    if authority is not None:
+        head.append((":authority", authority))
+    return [*head, (":path", path), *fields]
 
 
 def test_diff_names_what_the_server_changed(make_proxy: Callable[..., ProxyThread],
@@ -101,3 +157,75 @@ def test_diff_compares_http11_exchanges_too(make_proxy: Callable[..., ProxyThrea
     assert "only in A  #1 stream 2 GET 127.0.0.1:" in out and "/b: 200" in out
     assert "only in B  #1 stream 2 GET 127.0.0.1:" in out and "/c: 200" in out
     assert out.splitlines()[-1].startswith("1 same, 0 differ, 1 only in A, 1 only in B (")
+
+
+def test_a_request_with_host_instead_of_authority_pairs_by_its_host(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An edge forwarded the client's requests with ``host`` and no ``:authority``
+    (RFC 9113 §8.3.1 allows it): they were 'only in A' and 'only in B', exit 3,
+    though the same requests got the same responses."""
+    a = h2_recording(make_proxy, docroot, tmp_path / "a.h2scope",
+                     [get("/index.html"), get("/index.html", authority="other.example")])
+    b = h2_recording(make_proxy, docroot, tmp_path / "b.h2scope",
+                     [get("/index.html", ("host", "cdn.example"), authority=None),
+                      get("/index.html", ("host", "other.example"), authority=None)])
+    assert main(["diff", str(a), str(b)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only in" not in out
+    assert out.splitlines()[-1].startswith("2 same, 0 differ (left out: ")
+    assert main(["diff", str(a), str(b), "--all"]) == 0
+    assert "same     #1 stream 3 GET other.example/index.html: 200" in capsys.readouterr().out
+
+
+def test_diff_requests_names_what_an_edge_changed_in_the_requests(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A client's requests recorded in front of an edge, and what the edge sent on
+    (host instead of :authority, the cookie in crumbs, a field added), recorded
+    behind it: the responses agree; --requests names the added field only."""
+    cookie = ("cookie", "session=abc; theme=dark")
+    front = h2_recording(make_proxy, docroot, tmp_path / "front.h2scope",
+                         [get("/index.html", cookie, ("user-agent", "client/1"))])
+    behind = h2_recording(make_proxy, docroot, tmp_path / "behind.h2scope", [
+        get("/index.html", ("host", "cdn.example"), ("cookie", "session=abc"),
+            ("cookie", "theme=dark"), ("user-agent", "client/1"), ("via", "2 edge"),
+            ("x-forwarded-for", "192.0.2.1"), authority=None)])
+    assert main(["diff", str(front), str(behind)]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["diff", str(front), str(behind), "--requests"]) == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[2:-1] == [
+        "  DIFFERS  #1 stream 1 GET cdn.example/index.html (B: #1 stream 1):",
+        "             request header x-forwarded-for: none → '192.0.2.1'"]
+    assert out.splitlines()[-1].startswith("0 same, 1 differ (left out: ")
+
+
+def test_diff_requests_names_a_field_the_clients_connection_header_named(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """curl asks (HTTP/1.1, through the proxy) with ``Connection: x-hop``; the next
+    hop's request still carries x-hop (RFC 9110 §7.6.1: it was for one hop only)."""
+    from tests.helpers.h1servers import http_server
+
+    def record(path: Path, url: str, *headers: str) -> Path:
+        recorder = CaptureRecorder(CaptureWriter(path))
+        proxy = make_proxy(sinks=(recorder,))
+        result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "-o", "/dev/null",
+                            *(x for h in headers for x in ("-H", h)), url])
+        assert result.returncode == 0, result.stderr
+        proxy.wait_closed()
+        proxy.close()
+        recorder.close()
+        return path
+
+    with http_server() as port:
+        url = f"http://127.0.0.1:{port}/page"
+        front = record(tmp_path / "front.h2scope", url, "Connection: x-hop", "X-Hop: 1")
+        behind = record(tmp_path / "behind.h2scope", url, "X-Hop: 1")
+    assert main(["diff", str(front), str(behind), "--requests"]) == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[3:-1] == [
+        "             request: forwarded x-hop although the client's Connection header "
+        "named it"]
+    assert main(["diff", str(behind), str(front), "--requests"]) == 0  # (dropped: right)

@@ -144,6 +144,22 @@ def test_replay_against_a_server_that_answers_differently_exits_3_with_a_readabl
     assert "2 streams compared: 2 differ" in out
 
 
+def test_replay_against_a_server_that_drops_a_trailer_names_the_trailer(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, nghttpd_tls: int,
+        origin_cert: CertFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recorded from an nghttpd that sends a ``server`` trailer after its ``server``
+    header, replayed against one that sends none: the names of the response were
+    the same set, so only the announcing ``trailer`` header was seen to go."""
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--trailer=server: edge"]) as port:
+        path = record(make_proxy, port, tmp_path / "trailer.h2scope")
+    code, out, err = replay(capsys, str(path), "--target", f"https://127.0.0.1:{nghttpd_tls}",
+                            "--upstream-ca", str(origin_cert.cert))
+    assert code == 3, out + err
+    assert out.count("response header names: missing trailer\n") == 2
+    assert out.count("response trailer names: missing server\n") == 2
+
+
 def test_replay_of_a_capture_with_truncated_data_says_what_it_cannot_reproduce(
         make_proxy: Callable[..., ProxyThread], nghttpd_tls: int, origin_cert: CertFiles,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -172,3 +172,21 @@ def test_an_excerpt_without_its_response_is_not_a_difference_in_header_names(
                               body_sha256=None, incomplete=True)
     assert compare([cut], [page])[0].matches
     assert not compare([dataclasses.replace(cut, incomplete=False)], [page])[0].matches
+
+
+def test_a_trailer_that_moved_into_the_header_section_is_a_difference(
+        streams: list[StreamOutcome]) -> None:
+    """The trailer section is compared by its names apart from the header names:
+    a replayed server that sends x-trailer with its headers instead, or drops the
+    trailer while a header of that name stays, answered 'same'."""
+    page = by_path(streams, "/index.html")
+    assert page.trailer_names == ("grpc-status", "x-trailer")
+    assert by_path(streams, "/upload").trailer_names == ()  # (a request's trailers)
+    moved = dataclasses.replace(page, trailer_names=("grpc-status",))
+    assert moved.header_names == page.header_names
+    (diff,) = [d for d in compare(streams, [moved if s is page else s for s in streams])
+               if not d.matches]
+    assert diff.differences == ("response trailer names: missing x-trailer",)
+    # A recorded client's cancel ends the stream before its trailers: not compared.
+    cut = dataclasses.replace(page, reset="CANCEL by client", answered=False)
+    assert compare([cut], [dataclasses.replace(cut, trailer_names=())])[0].matches
