@@ -134,15 +134,7 @@ def test_diff_compares_http11_exchanges_too(make_proxy: Callable[..., ProxyThrea
     from tests.helpers.h1servers import http_server
 
     def record(path: Path, urls: list[str]) -> Path:
-        recorder = CaptureRecorder(CaptureWriter(path))
-        proxy = make_proxy(sinks=(recorder,))
-        result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url,
-                            *(x for u in urls for x in ("-o", "/dev/null", u))])
-        assert result.returncode == 0, result.stderr
-        proxy.wait_closed()
-        proxy.close()
-        recorder.close()
-        return path
+        return _curl_recorded(make_proxy, path, [x for u in urls for x in ("-o", "/dev/null", u)])
 
     with http_server() as port:
         base = f"http://127.0.0.1:{port}"
@@ -209,15 +201,8 @@ def test_diff_requests_names_a_field_the_clients_connection_header_named(
     from tests.helpers.h1servers import http_server
 
     def record(path: Path, url: str, *headers: str) -> Path:
-        recorder = CaptureRecorder(CaptureWriter(path))
-        proxy = make_proxy(sinks=(recorder,))
-        result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "-o", "/dev/null",
-                            *(x for h in headers for x in ("-H", h)), url])
-        assert result.returncode == 0, result.stderr
-        proxy.wait_closed()
-        proxy.close()
-        recorder.close()
-        return path
+        return _curl_recorded(make_proxy, path, ["-o", "/dev/null",
+                                                 *(x for h in headers for x in ("-H", h)), url])
 
     with http_server() as port:
         url = f"http://127.0.0.1:{port}/page"
@@ -229,3 +214,16 @@ def test_diff_requests_names_a_field_the_clients_connection_header_named(
         "             request: forwarded x-hop although the client's Connection header "
         "named it"]
     assert main(["diff", str(behind), str(front), "--requests"]) == 0  # (dropped: right)
+
+
+def _curl_recorded(make_proxy: Callable[..., ProxyThread], path: Path, args: list[str]) -> Path:
+    """curl ``args`` through a proxy recording to ``path`` (closed when done)."""
+    recorder = CaptureRecorder(CaptureWriter(path))
+    proxy = make_proxy(sinks=(recorder,))
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, *args])
+    assert result.returncode == 0, result.stderr
+    proxy.wait_closed()
+    proxy.close()
+    recorder.close()
+    return path
+
