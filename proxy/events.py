@@ -170,6 +170,11 @@ class H2cUpgraded(ConnectionEvent):
     """The upgraded HTTP/1.1 request as HTTP/2 fields: stream 1's request."""
 
 
+CONNECTION_RESET = "connection reset"
+"""``ConnectionClosed.error`` of a side that reset its TCP connection (an abortive
+close: the pcapng export writes it as an RST, not a FIN exchange)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed(ConnectionEvent):
     """The connection ended; both sides are closed."""
@@ -178,7 +183,8 @@ class ConnectionClosed(ConnectionEvent):
     reason: str
     """Plain words: ``client closed``, ``server reset the connection``, ..."""
     error: str | None = None
-    """The error behind it, if one (an OSError's text, a TLS alert)."""
+    """The error behind it, if one (an OSError's text, a TLS alert;
+    :data:`CONNECTION_RESET` for a TCP reset)."""
     bytes_c2s: int = 0
     """Bytes forwarded client → server (after TLS)."""
     bytes_s2c: int = 0

@@ -4,17 +4,19 @@ Wireshark cannot see inside the proxy's TLS, but it can dissect the plaintext
 h2scope relayed. Each connection becomes an Ethernet/IP/TCP flow with a
 three-way handshake, correct sequence and acknowledgement numbers in both
 directions, the original timestamps and client address, and a FIN exchange
-when the connection closed. The server port is rewritten to 80: Wireshark's
-HTTP dissector owns port 80, sees the client preface ``PRI * HTTP/2.0`` and
-hands the flow to HTTP/2 with no options (``tshark -r OUT -Y http2`` works
-as is). The real server address and port are kept in a packet comment on the
-SYN. For the same reason, frames a server sent before the client's first bytes
-(an h2c or h2 server may send its SETTINGS at once) are placed right after the
-client's first segment, at its time, with their own time in a packet comment:
-a flow whose first payload is the server's is never handed to HTTP/2.
+when the connection closed (an RST from the side that reset it, for a reset).
+The server port is rewritten to 80: Wireshark's HTTP dissector owns port 80,
+sees the client preface ``PRI * HTTP/2.0`` and hands the flow to HTTP/2 with
+no options (``tshark -r OUT -Y http2`` works as is). The real server address
+and port are kept in a packet comment on the SYN. For the same reason, frames
+a server sent before the client's first bytes (an h2c or h2 server may send
+its SETTINGS at once) are placed right after the client's first segment, at
+its time, with their own time in a packet comment: a flow whose first payload
+is the server's is never handed to HTTP/2.
 
-Format: pcapng (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html),
-one Section Header Block, one Ethernet interface, Enhanced Packet Blocks.
+Format: pcapng
+(https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html), one
+Section Header Block, one Ethernet interface, Enhanced Packet Blocks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, BinaryIO
 from proxy import __version__
 from proxy.capture.format import RecordType
 from proxy.capture.reader import Record
+from proxy.events import CONNECTION_RESET
 from proxy.observe.enums import Direction
 
 LINKTYPE_ETHERNET = 1
@@ -35,7 +38,7 @@ HTTP_PORT = 80
 MAX_SEGMENT = 65535 - 60 - 20 - 14
 """Payload per TCP segment: an IP datagram holds at most 65535 bytes, less the
 largest IP header (IPv6, 40) and a TCP header (20); the rest is margin."""
-_SYN, _FIN, _PSH, _ACK = 0x02, 0x01, 0x08, 0x10
+_SYN, _FIN, _RST, _PSH, _ACK = 0x02, 0x01, 0x04, 0x08, 0x10
 _MAC_CLIENT = bytes.fromhex("020000000001")
 _MAC_SERVER = bytes.fromhex("020000000002")
 
@@ -246,7 +249,11 @@ def write_pcapng(records: Iterable[Record], out: BinaryIO, *, conn: int | None =
                 continue
             release(ending, rec.wall)
             ending.closed = True
-            first = Direction.S2C if rec.json().get("closed_by") == "server" else Direction.C2S
+            said = rec.json()
+            first = Direction.S2C if said.get("closed_by") == "server" else Direction.C2S
+            if said.get("error") == CONNECTION_RESET:  # (an abortive close: no FIN handshake)
+                emit(rec.wall, ending.packet(first, _RST | _ACK))
+                continue
             emit(rec.wall, ending.packet(first, _FIN | _ACK))
             emit(rec.wall, ending.packet(first.peer, _FIN | _ACK))
             emit(rec.wall, ending.packet(first, _ACK))

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
-from proxy.events import Closer
+from proxy.events import CONNECTION_RESET, Closer
 from proxy.net.client_certs import explain_alert
 from proxy.net.context import Conn, Observer
 from proxy.net.streams import Stream
@@ -157,7 +157,7 @@ def _cause(results: list[PumpResult]) -> PumpResult:
 def _err(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, ConnectionResetError):
-        return "connection reset"
+        return CONNECTION_RESET
     if isinstance(exc, BrokenPipeError):
         return "broken pipe"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -149,3 +149,39 @@ def test_a_server_that_speaks_first_is_still_dissected(tmp_path: Path) -> None:
                                "-T", "fields", "-e", "frame.comment"],
                               check=True, capture_output=True, text=True, timeout=60).stdout
     assert "before the client's first bytes" in comments
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ("connection reset", [("80", "1", "0")]),  # the server's RST, and nothing after it
+    (None, [("80", "0", "1"), ("51003", "0", "1"), ("80", "0", "0")]),  # FIN, FIN, ACK
+])
+def test_a_reset_connection_ends_with_an_rst_not_a_clean_close(
+        tmp_path: Path, error: str | None, expected: list[tuple[str, str, str]]) -> None:
+    """A server that reset the TCP connection (h2scope's log says so) must not look,
+    in Wireshark, as if it had closed it cleanly."""
+    from hyperframe.frame import SettingsFrame
+
+    from proxy.events import CONNECTION_RESET
+    from proxy.observe.enums import Direction
+
+    assert error in (None, CONNECTION_RESET)
+    path = tmp_path / "reset.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2", "client": {"ip": "127.0.0.1", "port": 51003},
+                              "server": {"ip": "127.0.0.1", "port": 8080}}, t=0.0)
+        writer.raw(1, Direction.C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t=0.001)
+        writer.frame(1, Direction.C2S, bytes(SettingsFrame(0).serialize()), t=0.001)
+        writer.frame(1, Direction.S2C, bytes(SettingsFrame(0).serialize()), t=0.002)
+        writer.close_connection(1, t=0.003, closed_by="server", error=error)
+    pcap = tmp_path / "reset.pcapng"
+    _export(path, pcap)
+    rows = subprocess.run([_tshark(), "-r", str(pcap), "-Y", "tcp.flags.reset == 1 or "
+                           "tcp.flags.fin == 1 or (tcp.len == 0 and frame.number > 3)",
+                           "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.reset",
+                           "-e", "tcp.flags.fin"],
+                          check=True, capture_output=True, text=True, timeout=60).stdout
+    got = [tuple(ln.split("\t")) for ln in rows.splitlines()]
+    # (tshark writes flags as 1/0, or True/False in newer releases)
+    norm = [(p, "1" if r in ("1", "True") else "0", "1" if f in ("1", "True") else "0")
+            for p, r, f in got]
+    assert norm == expected
