@@ -40,6 +40,7 @@ class Navigation(SessionActions):
     filter: Filter
     search_text: str
     select_when_filtered: int | None
+    keys: dict[str, str]
 
     if TYPE_CHECKING:
         @property
@@ -78,7 +79,16 @@ class Navigation(SessionActions):
                     self.say("")  # (said of the other direction)
                 return
             i += 1 if step > 0 else -1
-        self.say("no more findings" if rows else "no findings")
+        if rows:
+            self.say("no more findings")
+            return
+        with self.session.lock:
+            held = sum(len(c.conn_findings) for c in self.session.conns.values())
+        # (a connection's own findings, such as what its close left unfinished, are
+        # on no frame: the findings summary lists them)
+        key = self.keys.get("findings", "F").split(",")[0]
+        self.say(f"no findings on frames; {held} on connections ({key} lists them)"
+                 if held else "no findings")
 
     def action_findings(self) -> None:
         """Every finding grouped by kind; Enter filters to one, g goes to its first frame."""
