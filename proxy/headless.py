@@ -228,7 +228,7 @@ class HeadlessPrinter:
                 hidden = keep is not None and not self._kept(keep, ev, tracker.get(conn_id))
                 if keep is not None:
                     self.caused.frame(conn_id, ev.frame.stream_id, not hidden)
-                if self.quiet or hidden:
+                if hidden or (self.quiet and not ev.findings):  # (-q keeps the problems)
                     if websockets.streams or ev.block is not None:
                         websockets.feed(conn_id, ev)  # kept in step
                     if grpc.streams or ev.block is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from proxy.events import Batch, Closer, ConnectionClosed, ConnectionOpened
 from proxy.headless import HeadlessPrinter
 from proxy.observe.connection import ConnectionObserver
-from proxy.observe.enums import Direction
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
 from proxy.textlog import event_lines, in_log_order, prefix
 from tests.unit.capture.traffic import record_session
@@ -281,3 +281,19 @@ def test_a_stall_a_settings_ack_causes_is_shown_with_the_stream_a_filter_follows
         printer.handle(b)
     events = [json.loads(line).get("event") for line in out.getvalue().splitlines()]
     assert "FlowControlStalled" in events and "SettingsAcknowledged" not in events
+
+
+def test_quiet_jsonl_keeps_the_frames_that_carry_findings() -> None:
+    """-q keeps the problems: in JSON Lines a frame's findings are in its object,
+    so a frame with findings stays (they were dropped with every frame, and a
+    --fail-on exit 3 had no object saying why); the others go."""
+    obs = ConnectionObserver(preface="required")
+    events = obs.feed(Direction.C2S, CONNECTION_PREFACE + bytes.fromhex("000000040000000000")
+                      + bytes.fromhex("000004080000000000") + (0).to_bytes(4, "big"), 1000.0)
+    out = io.StringIO()
+    HeadlessPrinter(out, jsonl=True, quiet=True, err=io.StringIO()).handle_many(
+        [Batch(conn_id=1, t=1000.0, events=tuple(events), direction=Direction.C2S,
+               data=b"", protocol="h2")])
+    objs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(o["type"], [f["code"] for f in o["findings"]]) for o in objs] == [
+        ("WINDOW_UPDATE", ["window-update-zero"])]
