@@ -80,6 +80,8 @@ def _stream_ok(ev: Event, stream: int | None) -> bool:
         return True
     if isinstance(ev, FrameObserved):
         return ev.frame.stream_id == stream or ev.block_stream_id == stream
+    if isinstance(ev, (ConnectionFindingRaised, Desynced)):  # (about a stream: its own)
+        return ev.finding.stream_id == stream
     return getattr(ev, "stream_id", None) == stream
 
 

@@ -11,6 +11,7 @@ tests can compare them with what a reader reproduces.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -20,7 +21,7 @@ import h2.settings
 
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
-from proxy.observe.enums import Direction
+from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import Event
 
 BINARY_BODY = bytes(range(256)) * 8
@@ -170,3 +171,30 @@ def record_session(writer: CaptureWriter, conn_id: int = 1, *, t0: float = 1000.
         for ev in tap.close(clock.tick(), closed_by="client"):
             session.live.append((conn_id, ev))
     return session
+
+def hung_download(path: Path) -> Path:
+    """A capture of one h2c download that hung: the server spent both 65,535-byte
+    windows on stream 1, the client never opened them and closed 3 s later (so the
+    close raises flow-control-stalled and stream-unfinished, on no frame)."""
+    import hpack
+    from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+
+    c2s, s2c = Direction.C2S, Direction.S2C
+    request = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    request.data = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                           (":authority", "a.test"), (":path", "/big")])
+    response = HeadersFrame(1, flags=["END_HEADERS"])
+    response.data = hpack.Encoder().encode([(":status", "200")])
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2c"}, t=0.0)
+        writer.raw(1, c2s, CONNECTION_PREFACE, t=0.0)
+        writer.frame(1, c2s, bytes(SettingsFrame(0).serialize()), t=0.0)
+        writer.frame(1, s2c, bytes(SettingsFrame(0).serialize()), t=0.0)
+        writer.frame(1, c2s, bytes(SettingsFrame(0, flags=["ACK"]).serialize()), t=0.01)
+        writer.frame(1, s2c, bytes(SettingsFrame(0, flags=["ACK"]).serialize()), t=0.01)
+        writer.frame(1, c2s, bytes(request.serialize()), t=0.02)
+        writer.frame(1, s2c, bytes(response.serialize()), t=0.03)
+        for size in (16384, 16384, 16384, 16383):  # the 65,535-byte windows, spent
+            writer.frame(1, s2c, bytes(DataFrame(1, data=b"x" * size).serialize()), t=0.04)
+        writer.close_connection(1, t=3.0, closed_by="client")
+    return path

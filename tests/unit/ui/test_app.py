@@ -951,31 +951,9 @@ def test_next_finding_with_findings_on_connections_only_says_where_they_are(
     """A download that hung until the client closed: its findings are the
     connection's (flow-control-stalled, stream-unfinished), on no frame. 'n' said
     'no findings'; it says they are on the connections and which key lists them."""
-    import hpack
-    from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+    from tests.unit.capture.traffic import hung_download
 
-    from proxy.capture.writer import CaptureWriter
-    from proxy.observe.enums import CONNECTION_PREFACE, Direction
-
-    c2s, s2c = Direction.C2S, Direction.S2C
-    request = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
-    request.data = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
-                                           (":authority", "a.test"), (":path", "/big")])
-    response = HeadersFrame(1, flags=["END_HEADERS"])
-    response.data = hpack.Encoder().encode([(":status", "200")])
-    path = tmp_path / "hung.h2scope"
-    with CaptureWriter(path) as writer:
-        writer.connection(1, {"protocol": "h2c"}, t=0.0)
-        writer.raw(1, c2s, CONNECTION_PREFACE, t=0.0)
-        writer.frame(1, c2s, bytes(SettingsFrame(0).serialize()), t=0.0)
-        writer.frame(1, s2c, bytes(SettingsFrame(0).serialize()), t=0.0)
-        writer.frame(1, c2s, bytes(SettingsFrame(0, flags=["ACK"]).serialize()), t=0.01)
-        writer.frame(1, s2c, bytes(SettingsFrame(0, flags=["ACK"]).serialize()), t=0.01)
-        writer.frame(1, c2s, bytes(request.serialize()), t=0.02)
-        writer.frame(1, s2c, bytes(response.serialize()), t=0.03)
-        for size in (16384, 16384, 16384, 16383):  # the 65,535-byte windows, spent
-            writer.frame(1, s2c, bytes(DataFrame(1, data=b"x" * size).serialize()), t=0.04)
-        writer.close_connection(1, t=3.0, closed_by="client")
+    path = hung_download(tmp_path / "hung.h2scope")
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         await pilot.press("home", "n")
