@@ -189,7 +189,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # (here, not at exit: a failure to write is said as one)
+        return code
     except UsageError as exc:
         print(f"h2scope: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -197,9 +199,22 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `h2scope decode ... | head`: the reader went away; not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
         return EXIT_OK
+    except OSError as exc:
+        # The system's refusal, not a bug: a full disk under an export or under
+        # stdout (`> /dev/full`), a device that failed. One line, exit 1.
+        where = f": {exc.filename}" if exc.filename else " (writing its output)"
+        print(f"h2scope: {args.command or 'run'}{where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_FAILURE
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ examples:
   h2scope check session.h2scope --json | jq '.findings[] | select(.severity == "error")'
 
 exit status: 0 no finding at or above --fail-on, 3 otherwise, 2 for a file
-that is not a capture (or a bad option). Findings are listed in
+that is not a capture (or a bad option), 1 when the output could not be written
+(a full disk). Findings are listed in
 docs/findings.md.
 """
 

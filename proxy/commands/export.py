@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -47,8 +48,9 @@ pcapng is binary: it needs -o FILE. script takes one connection: --conn, else
 the first HTTP/2 one. Exports are created mode 0600, like the capture.
 A gzip-compressed capture (session.h2scope.gz) is read as is. Damaged records
 are reported on stderr and skipped; everything intact is exported.
-Exit status: 0 done, 2 usage error (no such file, not a capture, a --conn or
---stream the capture does not have: the message lists what it has).
+Exit status: 0 done, 1 the output could not be written (a full disk), 2 usage
+error (no such file, not a capture, a --conn or --stream the capture does not
+have: the message lists what it has).
 See docs/export.md.
 """
 
@@ -234,9 +236,12 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
         else:
             stack.callback(written.discard)  # (unless committed: nothing half-written stays)
             try:
-                out = stack.enter_context(open_private(written.temp, fmt in BINARY_FORMATS))
+                out = open_private(written.temp, fmt in BINARY_FORMATS)
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+            # (closed before the commit; after a failure, quietly: it is discarded, and
+            # flushing into a full disk again would only hide the first error)
+            stack.callback(_close_quietly, out)
         seen: set[int] = set()
         streams: dict[int, set[int]] | None = {} if args.stream is not None else None
         records = _records(reader, progress, size, seen, streams, args.conns)
@@ -247,13 +252,18 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
             for _ in records:  # the rest of the file, for the connections it has
                 pass
             count, lookup = 0, str(exc)
+        except OSError as exc:
+            raise _named(exc, written, args.output) from None
         finally:
             progress.done()
         if written is None:
             sys.stdout.flush()
         elif not (_missing(args, seen, count, fmt, streams or {}) or lookup):
-            out.close()
-            written.commit()
+            try:
+                out.close()  # (the last buffered bytes may find the disk full too)
+                written.commit()
+            except OSError as exc:
+                raise _named(exc, written, args.output) from None
     for problem in problems:
         print(f"h2scope export: {source}: {problem}", file=sys.stderr)
     if not reader.clean_end and lookup is None:
@@ -269,6 +279,23 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
     if missing:  # (nothing was written to -o: a file that was there is as it was)
         raise UsageError(missing)
     return 0
+
+
+_OUT_OF_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+"""Write failures of the system, not of what was asked: exit 1, not 2."""
+
+
+def _close_quietly(out: IO[Any]) -> None:
+    with contextlib.suppress(OSError):
+        out.close()
+
+
+def _named(exc: OSError, written: ReplacedFile | None, output: str) -> OSError:
+    """A write failure (a full disk) named by the ``-o`` file it was for: the command
+    line says it as one line, exit 1 (see cli.main)."""
+    if exc.filename is None and written is not None:
+        return OSError(exc.errno, exc.strerror, output)
+    return exc
 
 
 def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
@@ -310,6 +337,8 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     except CaptureFormatError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     except OSError as exc:
+        if exc.errno in _OUT_OF_ROOM:  # (a runtime failure, exit 1: see cli.main)
+            raise OSError(exc.errno, exc.strerror, args.output) from None
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     finally:
         written.discard()

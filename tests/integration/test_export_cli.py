@@ -553,3 +553,21 @@ def test_a_script_skips_http1_connections_and_says_when_there_is_no_http2(
         w.raw(1, Direction.C2S, request, t=0.0, wall=1000.0)
     none = _run(str(only1), "--format", "script", check=False)
     assert none.returncode == 2 and "the capture has no HTTP/2 connection" in none.stderr
+
+
+@pytest.mark.parametrize("how", ["stdout", "-o"])
+def test_an_output_the_disk_refuses_is_one_line_and_exit_1(capture: Path, how: str) -> None:
+    """A full disk (here /dev/full, which refuses every write) is the system's failure,
+    not a usage error and not a bug: one line naming what could not be written,
+    exit 1, no traceback (it was a Python traceback, exit 1)."""
+    if how == "stdout":
+        with open("/dev/full", "w") as full:
+            run = subprocess.run([sys.executable, "-m", "proxy", "export", str(capture),
+                                  "--format", "jsonl"], stdout=full, stderr=subprocess.PIPE,
+                                 text=True, timeout=60)
+        said = "h2scope: export (writing its output): No space left on device"
+    else:
+        run = _run(str(capture), "--format", "pcapng", "-o", "/dev/full", check=False)
+        said = "h2scope: export: /dev/full: No space left on device"
+    assert run.returncode == 1
+    assert run.stderr.strip() == said, run.stderr
