@@ -494,6 +494,8 @@ class UpgradedWebSockets:
 def websocket_object(conn_id: int, direction: int, wall: float,
                      msg: WsMessage) -> dict[str, Any]:
     """A WebSocket message of an HTTP/1.1-upgraded connection as a JSON Lines object
-    (the live printer's and the export's)."""
+    (the live printer's and the export's): the message under ``websocket``, a list
+    of one as a frame's messages are, so that an event has no ``type`` (which
+    names a frame's: ``select(.type)`` keeps the frames)."""
     return {"conn": conn_id, "wall": wall, "event": "WebSocketMessage",
-            "direction": "s2c" if direction else "c2s", **message_dict(msg)}
+            "direction": "s2c" if direction else "c2s", "websocket": [message_dict(msg)]}

@@ -176,8 +176,9 @@ def test_live_jsonl_of_http11_and_a_websocket_upgrade_equals_its_export(
     assert (1, "RelayStarted", "http/1.1") in events and (2, "RelayStarted", "http/1.1") in events
     assert [e for e in events if e[1] == "RelayStarted"] == [
         (1, "RelayStarted", "http/1.1"), (2, "RelayStarted", "http/1.1")]  # (once each)
-    assert [(o["direction"], o["text"]) for o in objs if o.get("event") == "WebSocketMessage"] \
-        == [("c2s", "hi"), ("s2c", "hi")]
+    assert [(o["direction"], o["websocket"][0]["text"]) for o in objs
+            if o.get("event") == "WebSocketMessage"] == [("c2s", "hi"), ("s2c", "hi")]
+    assert not [o for o in objs if "event" in o and "type" in o]  # (select(.type): frames)
     assert main(["export", str(tmp_path / "rec.h2scope"), "--format", "jsonl"]) == 0
     exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     for o in objs:  # (what only the live relay knows, documented as live only)

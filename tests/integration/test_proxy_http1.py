@@ -437,7 +437,8 @@ def test_websocket_messages_over_an_http11_upgrade_are_read_live_and_exported(
     out = io.StringIO()
     write_jsonl(replay(path), out)
     objs = [json.loads(ln) for ln in out.getvalue().splitlines()]
-    ws = [(o["direction"], o["text"]) for o in objs if o.get("event") == "WebSocketMessage"]
+    ws = [(o["direction"], o["websocket"][0]["text"]) for o in objs
+          if o.get("event") == "WebSocketMessage"]
     assert ws == [("c2s", "hello"), ("s2c", "hello"), ("c2s", "again, over the same tunnel"),
                   ("s2c", "again, over the same tunnel")]
     # The HAR has them as DevTools exports a WebSocket.
