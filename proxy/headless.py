@@ -106,6 +106,10 @@ class HeadlessPrinter:
         recording's metadata keeps it)."""
         self.lines = 0
         self.broken = False
+        self.lost: str | None = None
+        """Why the log could not be written (a full disk under stdout), if it could
+        not: the run says so and exits 1. A reader that went away (``| head``) is
+        no failure: ``broken`` only."""
 
     def handle(self, batch: Batch) -> None:
         self.handle_many((batch,))
@@ -122,9 +126,18 @@ class HeadlessPrinter:
             try:
                 self.out.write("\n".join(lines))
                 self.out.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                # The reader went away (`| head`); the proxy keeps running.
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                # The proxy keeps running: said once, on stderr.
                 self.broken = True
+                if isinstance(exc, BrokenPipeError):
+                    said = "stdout was closed (its reader went away)"
+                else:
+                    self.lost = getattr(exc, "strerror", None) or str(exc)
+                    said = f"cannot write to stdout: {self.lost}"
+                with contextlib.suppress(OSError, ValueError):
+                    self.err.write(f"h2scope: {said}: the frame log stops here; the proxy "
+                                   "goes on relaying (ctrl+c stops it)\n")
+                    self.err.flush()
             self.lines += len(lines) - 1
 
     def _add(self, batch: Batch, lines: list[str]) -> None:

@@ -624,6 +624,11 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
     summary = next(s for s in sinks if isinstance(s, RunSummary))
     for line in summary.lines():
         _print_err(f"h2scope: {line}")
+    printer = next((s for s in sinks if getattr(s, "lost", None)), None)
+    if printer is not None and not failed:
+        failed = (f"h2scope: the frame log could not be written to stdout "
+                  f"({printer.lost}): what was not printed is not shown anywhere"
+                  + ("" if recorders else " (--record FILE keeps it)"))
     if failed:
         _print_err(failed)
         return 1

@@ -219,6 +219,29 @@ def test_a_disk_that_refuses_the_recording_is_said_once_and_the_relay_goes_on(
     assert main(["check", str(tmp_path / "rec.h2scope")]) in (0, 3)  # (reads: no usage error)
 
 
+def test_a_frame_log_stdout_refuses_is_said_once_and_the_run_exits_1(
+        tmp_path: Path, docroot: Path) -> None:
+    """stdout on a full disk (here /dev/full): the frames cannot be printed. Said
+    once when it happens, the relay goes on, and the stop says what was lost and
+    exits 1 (it exited 0 with nothing said)."""
+    with procs.nghttpd(docroot) as sport:
+        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
+                             cwd=tmp_path, stdout=Path("/dev/full")).start()
+        try:
+            for _ in range(2):
+                result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                                    f"http://127.0.0.1:{proxy.port}/index.html"])
+                assert result.returncode == 0, result.stderr
+        finally:
+            status = proxy.stop()
+    lines = list(proxy.stderr_lines)
+    assert status == 1, lines
+    said = [ln for ln in lines if "cannot write to stdout: No space left on device" in ln]
+    assert len(said) == 1 and "the proxy goes on relaying" in said[0], lines
+    assert lines[-1].startswith("h2scope: the frame log could not be written to stdout"), lines
+    assert not any("Traceback" in ln for ln in lines), lines
+
+
 def test_running_out_of_file_descriptors_is_one_warning_and_the_proxy_recovers(
         tmp_path: Path, docroot: Path) -> None:
     """asyncio logs a traceback for every connection it cannot accept (thousands of
