@@ -30,7 +30,7 @@ examples:
   $EDITOR conn3.yaml && h2scope replay conn3.yaml --target https://staging.example
 
 exit status: 0 all streams match, 3 some differ or a server sent an error GOAWAY, 1 the
-replay failed, 2 usage error.
+replay failed, 2 usage error, 130/143 stopped by SIGINT/SIGTERM.
 """
 
 

@@ -110,6 +110,12 @@ class StreamOutcome:
         return self.reset is not None and self.server_reset is None and not self.answered
 
     @property
+    def client_left(self) -> bool:
+        """The client closed the connection while the response still came: as with
+        a cancel, how much of it had come by then is timing."""
+        return self.closed == "connection closed by client" and not self.answered
+
+    @property
     def label(self) -> str:
         what = f"{self.method or '?'} {self.path or '?'}"
         return f"{'push ' if self.pushed else ''}stream {self.stream_id} ({what})"
@@ -353,8 +359,9 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     if (o.method, o.path) != (r.method, r.path):
         out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
     # A stream the recorded client cancelled is cancelled again by the replay: what
-    # had come of the response by then is timing, so it is compared as an excerpt.
-    gap = o.incomplete or r.incomplete or (replayed and o.cancelled)
+    # had come of the response by then is timing, so it is compared as an excerpt;
+    # so is one whose client closed the connection in the middle of the response.
+    gap = o.incomplete or r.incomplete or (replayed and (o.cancelled or o.client_left))
     if o.status != r.status and not (gap and None in (o.status, r.status)):
         if replayed:
             out.append(f"status: {o.status or 'no response'} → {r.status or 'no response'}")
@@ -434,8 +441,11 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
         if d.matches:
             status = s.status or "no response"
             grpc = ", " + " ".join(s.grpc_status.split(" ", 3)[:3]) if s.grpc_status else ""
+            o = d.original
             body = f"{s.body_length} bytes before the client's reset (not compared)" \
-                if d.original is not None and d.original.cancelled else _body(s)
+                if o is not None and o.cancelled else \
+                f"{s.body_length} bytes before the client closed the connection (not " \
+                "compared)" if o is not None and o.client_left else _body(s)
             lines.append(f"  same     {s.label}{target}: {status}{grpc}, {body}")
             continue
         lines.append(f"  DIFFERS  {s.label}{target}:")

@@ -163,6 +163,26 @@ def test_a_stream_the_client_cancelled_is_not_compared_by_how_much_arrived(
     assert diff.differences[0].startswith("body: 262140 bytes")
 
 
+def test_a_response_whose_client_closed_the_connection_is_compared_as_far_as_it_went(
+        streams: list[StreamOutcome]) -> None:
+    """The recorded client closed the connection mid-download (it stopped reading):
+    the replay, reading it all, got the whole body, which is no difference (it made
+    the replay of the same server exit 3). A server's close mid-body still is one."""
+    big = by_path(streams, "/slow")
+    original = dataclasses.replace(big, status="200", reset=None, server_reset=None,
+                                   answered=False, body_length=100, body_sha256="a" * 64,
+                                   closed="connection closed by client")
+    assert original.client_left and not original.cancelled
+    whole = dataclasses.replace(original, closed=None, answered=True, body_length=1_000_000,
+                                body_sha256="b" * 64)
+    (diff,) = compare([original], [whole])
+    assert diff.matches
+    assert report_lines([diff])[0].endswith(
+        "200, 100 bytes before the client closed the connection (not compared)")
+    cut = dataclasses.replace(original, closed="connection closed by server")
+    assert compare([cut], [whole])[0].differences[0].startswith("body: 100 bytes")
+
+
 def test_an_excerpt_without_its_response_is_not_a_difference_in_header_names(
         streams: list[StreamOutcome]) -> None:
     """A capture cut before the response came: status, names and body are unknown,
