@@ -126,8 +126,10 @@ def _read_lines(args: argparse.Namespace) -> list[str]:
     if args.file is not None:
         try:
             return args.file.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as exc:
-            raise SystemExit(f"h2scope decode: cannot read {args.file}: {exc.strerror}") from exc
+        except OSError as exc:  # (no such file: a usage error, exit 2, as elsewhere)
+            from proxy.cli import UsageError
+
+            raise UsageError(f"decode: cannot read {args.file}: {exc.strerror}") from None
     if not args.hex or args.hex == ["-"]:
         if sys.stdin.isatty():
             print("h2scope decode: reading hex from stdin (end with Ctrl-D)", file=sys.stderr)

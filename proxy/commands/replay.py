@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         target = parse_target(args.target)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not "
+                         f"{args.timeout:g}")
     if not math.isfinite(args.speed) or args.speed < 0:
         raise UsageError(f"--speed must be 0 (no waiting) or a positive number, not "
                          f"{args.speed:g}")

@@ -300,6 +300,10 @@ def test_replay_refuses_to_record_over_its_own_capture_and_a_bad_speed(
         got = subprocess.run([*base, "--speed", speed], capture_output=True, text=True,
                              timeout=60)
         assert got.returncode == 2 and "--speed must be 0" in got.stderr, got.stderr
+    for timeout in ("0", "-1", "nan"):  # (0 was taken, then failed: exit 1)
+        got = subprocess.run([*base, "--timeout", timeout], capture_output=True, text=True,
+                             timeout=60)
+        assert got.returncode == 2 and "--timeout must be a positive" in got.stderr, got.stderr
 
 
 def test_a_redacted_capture_keeps_everything_but_the_secrets(capture: Path,

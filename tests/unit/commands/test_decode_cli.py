@@ -303,3 +303,10 @@ def test_an_index_to_an_entry_an_earlier_block_evicted_names_it(capsys):
     err = capsys.readouterr().err
     assert "index 62 out of range: 61 static + 0 dynamic entries; index 62 was x-a: 1 until " \
         "an earlier header block evicted it (RFC 7541 §4.4" in err
+
+
+def test_a_file_that_is_not_there_is_a_usage_error(tmp_path, capsys):
+    """As a missing input file is for every other command: exit 2 (it was 1)."""
+    assert main(["decode", "-f", str(tmp_path / "nope.hex")]) == 2
+    assert "decode: cannot read" in capsys.readouterr().err
+
