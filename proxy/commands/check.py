@@ -73,6 +73,7 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     from proxy.capture.format import RecordType
     from proxy.capture.reader import BadRecord
     from proxy.capture.replay import Observers, replay_records
+    from proxy.cli import UsageError
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
     from proxy.events import Batch
@@ -81,7 +82,12 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
 
     problems: list[BadRecord] = []
     observers = Observers()
-    reader = open_capture(path, problems, observers)
+    try:
+        reader = open_capture(path, problems, observers)
+    except UsageError as exc:  # (stdin's private copy is no name the user gave)
+        if shown is None:
+            raise
+        raise UsageError(str(exc).replace(str(path), shown)) from None
     summary = RunSummary()
     counted_as: dict[int, str] = {}
     """Each open connection's protocol as counted (its CONNECTION record's)."""

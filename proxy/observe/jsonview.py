@@ -176,8 +176,9 @@ def frame_dict(ev: FrameObserved) -> dict[str, Any]:
             d["last_stream_id"] = f.last_stream_id
             d["error_code"] = f.error_code
             d["error"] = error_name(f.error_code)
-            d["debug_data"] = f.debug_data.decode("utf-8", "replace")
-            d["debug_data_hex"] = f.debug_data.hex()  # (the text loses bytes not UTF-8)
+            # (bytes not UTF-8 come out \xNN, as in header values: json_line)
+            d["debug_data"] = f.debug_data.decode("utf-8", "surrogateescape")
+            d["debug_data_hex"] = f.debug_data.hex()
         case WindowUpdateFrame():
             d["increment"] = f.increment
         case AltSvcFrame():

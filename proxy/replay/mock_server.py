@@ -434,8 +434,8 @@ async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
         with contextlib.suppress(OSError):
             first = await reader.read(READ_SIZE)
         if first and not first.startswith(b"PRI"[:len(first)]):
-            line = first.partition(b"\r\n")[0][:60]
-            log(f"an HTTP/1.x client ({line!r}): answered 505, closed")
+            line = first.partition(b"\r\n")[0][:60].decode("utf-8", "surrogateescape")
+            log(f"an HTTP/1.x client ({shown(line)}): answered 505, closed")
             with contextlib.suppress(OSError):
                 writer.write(H2C_REFUSAL)
                 await writer.drain()
