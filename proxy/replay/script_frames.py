@@ -60,6 +60,8 @@ def is_script(path: str | Path) -> bool:
         return True
     if not head or head.startswith((MAGIC, GZIP_MAGIC)) or b"\0" in head:
         return False  # a capture, gzip, a packet capture: binary
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return True  # (meant as one: what is wrong with it is the YAML's to say)
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -74,7 +76,7 @@ def load_script(path: str | Path) -> Script:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ScriptError(f"{path} is not valid YAML: {exc}") from None
+        raise ScriptError(f"not valid YAML: {exc}") from None
     return parse_script(doc)
 
 

@@ -187,3 +187,20 @@ def test_a_value_of_the_wrong_shape_is_named_not_a_traceback(doc: dict[str, obje
     with pytest.raises(ScriptError) as raised:
         parse_script(doc)
     assert str(raised.value).startswith(said), raised.value
+
+
+def test_a_yaml_file_that_does_not_parse_is_reported_as_yaml(tmp_path) -> None:
+    """A .yaml that is not valid YAML was called 'not an h2scope capture (the file
+    does not start with the H2SCOPE magic)'; it is a script with a YAML error."""
+    from proxy.cli import main
+
+    bad = tmp_path / "edited.yaml"
+    bad.write_text(": : :\n")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["replay", str(bad), "--target", "http://127.0.0.1:9"]) == 2
+    assert f"h2scope: {bad}: not valid YAML: " in err.getvalue(), err.getvalue()
+
