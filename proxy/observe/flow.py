@@ -251,6 +251,14 @@ class StreamFrames:
                 findings.append(said)
             return data_side.conn_window, None
         if stream.state is _CLOSED:
+            if stream.reset_by is side.direction and not self.partial:
+                # (its receiver ignores it, §6.9; but its sender had closed the stream
+                # itself, and sends nothing but PRIORITY on a closed stream, §5.1)
+                findings.append(_f("frame-on-closed-stream", Severity.INFO, "RFC 9113 §5.1",
+                                   f"the {side.direction.sender} sent WINDOW_UPDATE on stream "
+                                   f"{sid} after resetting it itself (frame "
+                                   f"#{stream.reset_seq}); the {data_dir.sender} ignores it",
+                                   seq, sid))
             return data_side.conn_window, None  # §5.1: allowed shortly after closing
         after = stream.send_window[data_dir] + inc
         stream.send_window[data_dir] = after

@@ -542,3 +542,16 @@ def test_a_stall_the_connection_ends_in_is_a_warning_on_the_side_that_owed_the_w
     assert not [e for e in reset.obs.close(reset.t + 2.0, "client")
                 if isinstance(e, ConnectionFindingRaised)
                 and e.finding.code == "flow-control-stalled"]
+
+
+def test_a_window_update_after_its_senders_own_reset_is_said(conv: Conversation) -> None:
+    """RFC 9113 §5.1: the client reset stream 1, then sent a WINDOW_UPDATE on it —
+    information (the server ignores it, §6.9), not applied; the server's DATA in
+    flight after the reset stays unflagged beyond the usual note."""
+    _stalled_download(conv)
+    conv.send(C2S, bytes.fromhex("000004030000000001") + (8).to_bytes(4, "big"))  # CANCEL
+    new = conv.send(C2S, conv.f.window_update(1, 30000))
+    (finding,) = conv.finding_objects(new)
+    assert (finding.code, finding.severity) == ("frame-on-closed-stream", Severity.INFO)
+    assert "after resetting it itself" in finding.message
+    assert conv.findings(conv.send(C2S, conv.f.window_update(0, 30000))) == []
