@@ -680,7 +680,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             findings.append(_f("stream-id-order", Severity.ERROR, "RFC 9113 §5.1.1",
                                f"stream {sid} opened after stream {side.highest_stream_id}; "
                                "new stream ids must increase", seq, sid))
-        else:
+        elif direction is C2S:  # (a server's HEADERS opened nothing: see _headers)
             side.highest_stream_id = sid
         peer = self.sides[1 - direction]
         if refused:  # (one finding for the cause: no limit or answer is owed for it)

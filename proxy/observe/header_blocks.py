@@ -241,23 +241,30 @@ class HeaderBlocks:
         if priority is not None:
             self._apply_priority(sid, priority.depends_on, priority.weight, priority.exclusive,
                                  seq, findings)
-        if stream.state is _IDLE and sid:
+        opens = stream.state is _IDLE and sid
+        if opens:
             self._open_stream(side, stream, seq, findings)
         elif stream.state is _RESERVED and direction is S2C:
             # The pushed response starts: reserved streams do not count, an open one does.
             self._check_concurrency(side, sid, seq, findings, pushed=True)
-        new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1), direction)
-        if problem:
-            said = self._state_finding(stream, direction, problem, seq)
-            if said is not None:
-                findings.append(said)
-        self._set_state(stream, new, direction, seq, t)
-        if not frame.flags & 0x1 and not problem:
-            window = stream.send_window[direction]
-            if window <= 0 and stream.stalled_since[direction] is None and new is not _CLOSED:
-                # A body announced with no window to send it in (an INITIAL_WINDOW_SIZE
-                # of 0): the sender waits from here.
-                self._stall(stream, direction, t, seq, window)
+        if not (opens and direction is S2C):
+            # (a server opens no stream with HEADERS, §8.4: its block is decoded, as
+            # the client's decoder reads it, but no stream comes of it, so the
+            # client's own request on that id later is a request, not trailers)
+            new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1),
+                                      direction)
+            if problem:
+                said = self._state_finding(stream, direction, problem, seq)
+                if said is not None:
+                    findings.append(said)
+            self._set_state(stream, new, direction, seq, t)
+            if not frame.flags & 0x1 and not problem:
+                window = stream.send_window[direction]
+                if window <= 0 and stream.stalled_since[direction] is None \
+                        and new is not _CLOSED:
+                    # A body announced with no window to send it in (an
+                    # INITIAL_WINDOW_SIZE of 0): the sender waits from here.
+                    self._stall(stream, direction, t, seq, window)
         if not frame.flags & 0x4:
             side.block = HeaderBlockInProgress(sid, role, [frame.fragment], None, seq,
                                                len(frame.fragment))

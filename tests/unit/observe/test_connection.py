@@ -198,6 +198,20 @@ def test_a_stream_opened_against_the_id_rules_is_one_finding_and_owes_nothing(co
     assert len(unfinished) == 1 and "stream 5 " in unfinished[0], unfinished
 
 
+def test_a_servers_headers_on_an_idle_stream_open_nothing(conv):
+    """§8.4: one server-opened-stream finding; the client's own request on that id
+    afterwards is a request, not trailers with pseudo-headers (four errors, two of
+    them charged to the server for answering it)."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    assert conv.findings(conv.send(S2C, f.headers(S2C, 3, [(":status", "200")], flags=[
+        "END_HEADERS", "END_STREAM"]))) == ["server-opened-stream"]
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+    assert conv.findings(conv.send(S2C, f.headers(S2C, 3, [(":status", "200")], flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+
+
 def test_a_reset_of_an_idle_stream_opens_no_stream(conv):
     """RST_STREAM on an idle stream is a connection error (§5.1): flagged, and no
     stream comes of it (the summary listed it as a hung request)."""
