@@ -58,7 +58,8 @@ class StreamOutcome:
     status: str | None
     """The final (non-1xx) response status; None when no response came."""
     header_names: tuple[str, ...]
-    """Response header names (pseudo-headers excluded), sorted, without repeats."""
+    """The response's header section's names (pseudo-headers excluded), sorted,
+    without repeats; the trailers' are :attr:`trailer_names`."""
     body_length: int
     """Response DATA bytes (padding excluded), as the frame headers state them."""
     body_sha256: str | None
@@ -81,9 +82,9 @@ class StreamOutcome:
     """The server ended its response (END_STREAM) before any reset."""
     trailer_names: tuple[str, ...] = ()
     """The names of the response's trailer section (the fields after its body), sorted,
-    without repeats: compared apart from ``header_names``, which holds them too, so a
-    trailer that moved into the header section, or that vanished while a header of
-    its name stayed, is a difference."""
+    without repeats: compared apart from ``header_names``, so a trailer that moved
+    into the header section is a new header and a missing trailer, and one that
+    vanished is said once, as a trailer."""
     request_headers: tuple[tuple[str, str], ...] = ()
     """The request's header fields, pseudo-headers included, in order (HTTP/1.x: names
     in lower case, after the pseudo-headers its request line and Host make); kept by
@@ -223,9 +224,10 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 grpc = grpc_status_text(dict(ev.block.headers))
                 if grpc is not None:
                     acc.grpc = grpc
-                acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
                 if trailers:
                     acc.trailers.update(n for n, _ in ev.block.headers)
+                else:
+                    acc.names.update(n for n, _ in ev.block.headers if not n.startswith(":"))
                 if fields:
                     acc.fields.extend(h for h in ev.block.headers if not h[0].startswith(":"))
     out = []
@@ -299,7 +301,9 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
             stream_id=ex.stream_id, pushed=False, method=req.get(":method"),
             authority=request_authority(ex.request_headers), path=req.get(":path"),
             status=status,
-            header_names=tuple(sorted({n for n, _ in fields})), body_length=len(body),
+            header_names=tuple(sorted({n.lower() for n, _ in ex.response_headers or ()
+                                       if not n.startswith(":")})),
+            body_length=len(body),
             trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,

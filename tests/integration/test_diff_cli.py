@@ -121,7 +121,7 @@ def test_diff_names_what_the_server_changed(make_proxy: Callable[..., ProxyThrea
 
     assert main(["diff", str(a), str(same), "--strict"]) == 3  # now etag counts
     out = capsys.readouterr().out
-    assert out.count("response header names: new etag") == 2
+    assert out.count("response trailer names: new etag") == 2  # (sent as a trailer)
     assert out.splitlines()[-1] == "0 same, 2 differ (nothing left out)"
 
 
