@@ -279,13 +279,16 @@ class StreamFrames:
                                "above 2^31-1: a stream error of type FLOW_CONTROL_ERROR",
                                seq, sid))
         since = stream.stalled_since[data_dir]
-        if since is not None and 0 < seen <= MAX_WINDOW:  # (past it: a stream error)
+        if since is not None and 0 < seen <= MAX_WINDOW and inc:  # (past it: a stream
+            # error; with no increment, the SETTINGS' ACK says what they reopened)
             stream.stalled_since[data_dir] = None
             self._events.append(FlowControlResumed(t=t, direction=data_dir, stream_id=sid,
                                                    stalled_for=t - since, seq=seq,
                                                    connection_blocked=data_side.conn_window
                                                    <= 0))
-        return data_side.conn_window, seen
+        # (the line shows the window as kept until the ACK applies the SETTINGS, as
+        # the DATA lines between do: one model per log)
+        return data_side.conn_window, after
 
     def _rst(self, side: Side, frame: RstStreamFrame, seq: int, t: float,
              findings: list[Finding]) -> None:
