@@ -391,6 +391,12 @@ class Http1Relay:
             raise _Done(who, f"{who.name.lower()} closed in the middle of a message body",
                         str(exc)) from None
         except Http1Error as exc:
+            # The message as far as it went (its head was passed on: the peer has it),
+            # then the error that cut it.
+            await self._publish(direction, b"", (self._message(
+                direction, head, len(head.raw), self._chunked_sent[direction], started,
+                time.time(), complete=False),))
+            await self._request_said(direction)
             await self.conn.error("http1", f"{who.name.lower()} sent invalid chunked framing: "
                                   f"{exc}")
             raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None

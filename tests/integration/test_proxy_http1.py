@@ -491,3 +491,20 @@ def test_http11_header_values_are_read_as_utf8_and_relayed_byte_for_byte(
     assert ("X-Reply", "naïve") in response.headers
     line = connection_line(request)
     assert line is not None and "\\xff" not in line  # (the log line is the start line)
+
+
+def test_a_response_framed_wrong_is_shown_as_far_as_it_went(proxy: ProxyThread) -> None:
+    """A body sent as it is under Transfer-Encoding: chunked: the client got the head
+    (the 200 was passed on), so the log shows it — start line, fields, cut short —
+    before the framing error (it showed only the error)."""
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n[{\"a\": 1}]\n")
+    with one_connection_server(reply) as origin:
+        code, _out, _err = curl("-x", proxy.url, f"http://127.0.0.1:{origin.port}/j")
+        proxy.wait_closed()
+    assert code != 0  # (curl sees the cut)
+    (response,) = messages(proxy, Direction.S2C)
+    assert response.start_line == "HTTP/1.1 200 OK" and not response.complete
+    assert ("Transfer-Encoding", "chunked") in response.headers
+    (error,) = [e for e in proxy.events(ProxyErrorRaised) if e.stage == "http1"]
+    assert "not a hexadecimal size" in error.message
