@@ -443,7 +443,8 @@ def event_line(ev: Event) -> str | None:
         case PrefaceObserved():
             return "connection preface"
         case SettingsAcknowledged():
-            named = ", ".join(f"{setting_name(k)}={v}" for k, v in ev.settings)
+            # (in force: a setting a frame repeats is its last value, RFC 9113 §6.5.3)
+            named = ", ".join(f"{setting_name(k)}={v}" for k, v in dict(ev.settings).items())
             line = f"settings in force for the {ev.direction.sender}: {named or '(defaults)'}"
             if ev.streams_adjusted:
                 n = ev.streams_adjusted

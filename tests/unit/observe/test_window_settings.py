@@ -568,3 +568,17 @@ def test_a_zero_increment_behind_a_raised_initial_window_reopens_nothing(
     assert not [e for e in new if isinstance(e, FlowControlResumed)]
     acked = conv.send(S2C, conv.f.settings(ack=True))
     assert [e.stream_id for e in acked if isinstance(e, FlowControlResumed)] == [1]
+
+
+def test_settings_in_force_name_a_repeated_setting_once_with_its_last_value(
+        conv: Conversation) -> None:
+    """One SETTINGS frame that repeats INITIAL_WINDOW_SIZE leaves the last value in
+    force; the line said both."""
+    conv.send(C2S, conv.f.settings(initial_window_size=100000) + b"")
+    frame = bytes.fromhex("00000c040000000000") + bytes.fromhex("0004000186a0") \
+        + bytes.fromhex("0004000003e8")  # INITIAL_WINDOW_SIZE 100000, then 1000
+    conv.send(C2S, frame)
+    conv.send(S2C, conv.f.settings(ack=True))
+    (acked,) = [e for e in conv.send(S2C, conv.f.settings(ack=True))
+                if isinstance(e, SettingsAcknowledged)]
+    assert event_line(acked) == "settings in force for the server: INITIAL_WINDOW_SIZE=1000"
