@@ -137,6 +137,12 @@ class RunSummary:
         """The slowest streams: (seconds open, connection, stream, request block),
         longest first."""
         self._open: dict[tuple[int, int], float] = {}
+        self._last_closed: dict[int, int] = {}
+        """Per connection, in the batch at hand: the stream whose close ended its
+        connection window's stall (an RST_STREAM of it may follow)."""
+        self._open_in: dict[int, int] = {}
+        """Per connection: how many of its streams are open (none: nothing can wait on
+        its connection window)."""
         """Open streams: when they opened."""
         self._requests: dict[tuple[int, int], HeaderBlock] = {}
         """Open streams: the request's header block (the first the client sent)."""
@@ -180,6 +186,7 @@ class RunSummary:
             # window was spent exactly and nothing was waiting — not a stall.
             self.stalls -= len(self._closed_stalled)
             self._closed_stalled.clear()
+            self._last_closed.clear()
         for ev in events:
             kind = type(ev)
             if kind is FrameObserved:
@@ -223,7 +230,12 @@ class RunSummary:
                     self.streams += 1
                     if len(self._open) < _MAX_OPEN:
                         self._open[(conn, ev.stream_id)] = ev.t
+                    if ev.new != "closed":
+                        self._open_in[conn] = self._open_in.get(conn, 0) + 1
                 elif ev.new == "closed":
+                    left = self._open_in[conn] = self._open_in.get(conn, 1) - 1
+                    if not left:
+                        del self._open_in[conn]
                     key = (conn, ev.stream_id)
                     start = self._open.pop(key, None)
                     request = self._requests.pop(key, None)
@@ -272,6 +284,15 @@ class RunSummary:
             since = self._stalled.pop((conn, sid, direction), None)
             if since is not None:
                 self._closed_stalled[(conn, sid, direction)] = since
+            if conn not in self._open_in:
+                # Its last open stream closed: nothing waits on the connection window
+                # any more (a download whose last DATA spent it exactly, then ended
+                # with an empty one). The same as a stream's own: unless a reset
+                # follows, not a stall.
+                since = self._stalled.pop((conn, 0, direction), None)
+                if since is not None:
+                    self._closed_stalled[(conn, 0, direction)] = since
+                    self._last_closed[conn] = sid
 
     def _slow(self, took: float, conn: int, sid: int, request: HeaderBlock | None) -> None:
         slowest = self.slowest
@@ -291,6 +312,12 @@ class RunSummary:
             if since is not None:
                 self.unresumed.append((conn, sid, direction, since, t,
                                        f"until the {by.sender} reset the stream ({code})"))
+            if self._last_closed.get(conn) == sid:  # (the connection window's wait too)
+                since = self._closed_stalled.pop((conn, 0, direction), None)
+                if since is not None:
+                    self.unresumed.append((conn, 0, direction, since, t,
+                                           f"until the {by.sender} reset stream {sid}, the "
+                                           f"last that waited ({code})"))
 
     def _grpc_reset(self, conn: int, sid: int, code: str, by: Direction) -> None:
         """A call reset before its grpc-status (a deadline's CANCEL) is a call too (its
@@ -334,6 +361,7 @@ class RunSummary:
         and, unfinished, they count among the slowest up to the close (a hung
         stream is the slowest of all) — unless the close is where an ``excerpt``
         ends (an import's source, a cut capture), not the connection."""
+        self._open_in.pop(conn, None)
         for stalled in [k for k in self._stalled if k[0] == conn]:
             since = self._stalled.pop(stalled)
             self.unresumed.append((*stalled, since, t, "until the connection closed"))

@@ -323,3 +323,39 @@ def test_the_summary_says_how_well_each_side_compressed_its_headers() -> None:
                            f"names and values ({fields[0] / wire[0]:.1f}:1); server ")
     assert summary.as_dict()["hpack"]["server"] == {"wire_bytes": wire[1],
                                                     "field_bytes": fields[1]}
+
+
+def _conn_window_spent(summary: RunSummary) -> Fed:
+    """Stream 1's response spends the 65,535-byte connection window exactly (its own
+    window is wide): the connection window stalls."""
+    fed = Fed(summary)
+    fed.send(C2S, fed.conv.f.settings(initial_window_size=1 << 20))
+    fed.send(S2C, fed.conv.f.settings(ack=True))
+    fed.request(1, "/all")
+    for _ in range(3):
+        fed.send(S2C, fed.conv.f.data(1, b"x" * 16384))
+    fed.send(S2C, fed.conv.f.data(1, b"x" * 16383))
+    return fed
+
+
+def test_a_connection_window_spent_by_a_download_that_then_ended_is_no_stall() -> None:
+    """The download's last DATA spent the connection window exactly and an empty
+    DATA ended it: nothing waited, so no stall — it was the summary's longest,
+    'never resumed', on a connection that finished normally. If the client resets
+    its last waiting stream instead, the connection window's wait is said with it."""
+    summary = RunSummary()
+    fed = _conn_window_spent(summary)
+    fed.send(S2C, fed.conv.f.data(1, b"", flags=["END_STREAM"]), dt=0.9)
+    summary.handle(Batch(conn_id=1, t=fed.conv.t + 1, events=()))
+    summary.connection_closed(1, fed.conv.t + 1)
+    assert stall_lines(summary) == []
+
+    summary = RunSummary()
+    fed = _conn_window_spent(summary)
+    fed.send(C2S, fed.conv.f.rst(1, 8), dt=2.0)
+    summary.connection_closed(1, fed.conv.t + 1)
+    lines = stall_lines(summary)
+    assert any(ln.startswith("never resumed: #1 the connection window, server blocked, "
+                             "stalled for 2000.0 ms") and ln.endswith(
+        "until the client reset stream 1, the last that waited (CANCEL): the client sent no "
+        "WINDOW_UPDATE that reopened it") for ln in lines), lines
