@@ -32,10 +32,11 @@ from typing import Any
 from proxy.capture.exchanges import request_authority, stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.replay import Replayed
+from proxy.events import CONNECTION_RESET
 from proxy.observe.describe import grpc_status_text
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
-from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
+from proxy.observe.frames import DataFrame, GoAwayFrame, PushPromiseFrame, RstStreamFrame
 from proxy.replay.responses import host_of
 
 VOLATILE_HEADERS = frozenset({
@@ -114,7 +115,8 @@ class StreamOutcome:
     def client_left(self) -> bool:
         """The client closed the connection while the response still came: as with
         a cancel, how much of it had come by then is timing."""
-        return self.closed == "connection closed by client" and not self.answered
+        return self.closed in ("connection closed by client", "connection reset by client") \
+            and not self.answered
 
     @property
     def label(self) -> str:
@@ -155,6 +157,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
     small; ``requests`` keeps each request's (``request_headers``) likewise."""
     accs: dict[tuple[int, int], _Acc] = {}
     closes: dict[int, str] = {}
+    goaways: dict[int, int] = {}
+    """Per connection: the last-stream-id of the server's latest GOAWAY."""
     c = 0
     wall = 0.0
 
@@ -178,12 +182,15 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             info = rec.json()
             if not info.get("cut"):  # (the capture ended, not the connection)
                 by = info.get("closed_by")
-                closes[c] = f"connection closed by {by}" if by else "connection closed"
+                how = "reset" if info.get("error") == CONNECTION_RESET else "closed"
+                closes[c] = f"connection {how} by {by}" if by else f"connection {how}"
         for ev in item.events:
             if not isinstance(ev, FrameObserved):
                 continue
             f = ev.frame
             sid = f.stream_id
+            if type(f) is GoAwayFrame and ev.direction is Direction.S2C:
+                goaways[c] = f.last_stream_id
             if sid == 0 or f.malformed is not None:
                 continue
             s2c = ev.direction is Direction.S2C
@@ -243,7 +250,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             request_headers=tuple(acc.request or ()) if requests else (),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
-            answered=acc.answered, closed=None if acc.ended else closes.get(acc.conn_id),
+            answered=acc.answered, closed=None if acc.ended else _why_closed(
+                acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
             started=acc.started))
     return out
 
@@ -276,6 +284,16 @@ def connection_named(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
     §7.6.1: they are for the next hop only), lower case."""
     return frozenset(token.strip().lower() for n, v in fields if n.lower() == "connection"
                      for token in v.split(",") if token.strip())
+
+
+def _why_closed(acc: _Acc, closed: str | None, goaway: int | None) -> str | None:
+    """Why a stream that did not end has no (whole) response: a server's GOAWAY that
+    left it unprocessed (RFC 9113 §6.8), or how its connection ended."""
+    if goaway is not None and acc.stream_id > goaway and acc.stream_id % 2 and \
+            acc.status is None:
+        return (f"not processed: above the server's GOAWAY last-stream-id {goaway}, safe "
+                "to retry")
+    return closed
 
 
 def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
@@ -384,7 +402,9 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     trailers_r = set(r.trailer_names) - volatile
     if trailers_o != trailers_r and not gap:  # (an excerpt ends before its trailers)
         out.append(f"response trailer names: {_name_changes(trailers_o, trailers_r)}")
-    if not gap and (o.body_length != r.body_length or (
+    # (a side with no response at all: the status line says so, a body line is noise)
+    unanswered = any(s.status is None and not s.body_length for s in (o, r))
+    if not gap and not unanswered and (o.body_length != r.body_length or (
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256)):
         out.append(f"body: {_body(o)} → {_body(r)}")

@@ -210,3 +210,41 @@ def test_a_trailer_that_moved_into_the_header_section_is_a_difference(
     # A recorded client's cancel ends the stream before its trailers: not compared.
     cut = dataclasses.replace(page, reset="CANCEL by client", answered=False)
     assert compare([cut], [dataclasses.replace(cut, trailer_names=())])[0].matches
+
+
+def test_why_a_stream_got_no_response_says_reset_or_goaway(tmp_path) -> None:
+    """'connection closed by server' was said alike of a FIN, a TCP reset and a
+    GOAWAY that left the request unprocessed (RFC 9113 §6.8: safe to retry)."""
+    import hpack
+    from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
+
+    from proxy.events import CONNECTION_RESET
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    c2s, s2c = Direction.C2S, Direction.S2C
+    enc = hpack.Encoder()
+
+    def request(sid: int) -> bytes:
+        f = HeadersFrame(sid, flags=["END_HEADERS", "END_STREAM"])
+        f.data = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                             (":path", f"/{sid}")])
+        return bytes(f.serialize())
+
+    path = tmp_path / "goaway.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"protocol": "h2c"}, t=0.0)
+        writer.raw(1, c2s, CONNECTION_PREFACE, t=0.0)
+        writer.frame(1, c2s, bytes(SettingsFrame(0).serialize()), t=0.0)
+        writer.frame(1, s2c, bytes(SettingsFrame(0).serialize()), t=0.0)
+        writer.frame(1, c2s, request(1), t=0.1)
+        writer.frame(1, c2s, request(3), t=0.1)
+        writer.frame(1, s2c, bytes(GoAwayFrame(0, last_stream_id=1).serialize()), t=0.2)
+        writer.close_connection(1, t=0.3, closed_by="server", error=CONNECTION_RESET)
+    got = {s.stream_id: s for s in outcomes(replay(path))}
+    assert got[1].closed == "connection reset by server"
+    assert got[3].closed == ("not processed: above the server's GOAWAY last-stream-id 1, "
+                             "safe to retry")
+    answered = dataclasses.replace(got[1], status="200", body_length=5, body_sha256="a" * 64,
+                                   closed=None, answered=True)
+    (diff,) = compare([answered], [got[1]])
+    assert diff.differences == ("status: 200 → no response",)  # (no body line: noise)
