@@ -33,10 +33,12 @@ def even_stream_request(port: int) -> None:
             pass
 
 
-def test_a_clean_run_summarizes_and_exits_0(tmp_path: Path, docroot: Path) -> None:
+def _two_gets(tmp_path: Path, docroot: Path, **options: object) -> tuple[int, list[str]]:
+    """Two curl GETs through a reverse-proxy h2scope run (``options`` for
+    ProxyProcess); its exit status and stderr lines."""
     with procs.nghttpd(docroot) as sport:
         proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
-                             extra=["-q", "--fail-on", "warning"], cwd=tmp_path).start()
+                             cwd=tmp_path, **options).start()  # type: ignore[arg-type]
         try:
             for _ in range(2):
                 result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
@@ -44,7 +46,11 @@ def test_a_clean_run_summarizes_and_exits_0(tmp_path: Path, docroot: Path) -> No
                 assert result.returncode == 0, result.stderr
         finally:
             status = proxy.stop()
-    lines = list(proxy.stderr_lines)
+    return status, list(proxy.stderr_lines)
+
+
+def test_a_clean_run_summarizes_and_exits_0(tmp_path: Path, docroot: Path) -> None:
+    status, lines = _two_gets(tmp_path, docroot, extra=["-q", "--fail-on", "warning"])
     assert status == 0, lines
     assert any(ln.startswith("h2scope: 2 connections (2 h2c), ") and ln.endswith(" 2 streams")
                for ln in lines), lines
@@ -224,17 +230,7 @@ def test_a_frame_log_stdout_refuses_is_said_once_and_the_run_exits_1(
     """stdout on a full disk (here /dev/full): the frames cannot be printed. Said
     once when it happens, the relay goes on, and the stop says what was lost and
     exits 1 (it exited 0 with nothing said)."""
-    with procs.nghttpd(docroot) as sport:
-        proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
-                             cwd=tmp_path, stdout=Path("/dev/full")).start()
-        try:
-            for _ in range(2):
-                result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
-                                    f"http://127.0.0.1:{proxy.port}/index.html"])
-                assert result.returncode == 0, result.stderr
-        finally:
-            status = proxy.stop()
-    lines = list(proxy.stderr_lines)
+    status, lines = _two_gets(tmp_path, docroot, stdout=Path("/dev/full"))
     assert status == 1, lines
     said = [ln for ln in lines if "cannot write to stdout: No space left on device" in ln]
     assert len(said) == 1 and "the proxy goes on relaying" in said[0], lines
