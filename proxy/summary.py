@@ -68,6 +68,9 @@ class FindingGroup:
     sender: str | None = None
     """Whose bytes the findings are about (``client``/``server``: the frame's sender,
     or the side a connection-level finding names); None when not told."""
+    seq: int | None = None
+    """The first occurrence's frame number in its connection (a connection-level
+    finding's points back to a frame, when it has one: where a stall began)."""
 
 
 class FindingTally:
@@ -86,7 +89,7 @@ class FindingTally:
         group = self._groups.get(key)
         if group is None:
             self._groups[key] = FindingGroup(f.severity, f.code, f.rfc, 1, where, f.message,
-                                             row, sender)
+                                             row, sender, f.seq)
         else:
             group.count += 1
 

@@ -55,6 +55,7 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
 
     def __init__(self, session: Session) -> None:
         super().__init__()
+        self.session = session
         self.groups = finding_groups(session)
 
     def compose(self) -> ComposeResult:
@@ -110,4 +111,24 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
         if group is not None and group.first_row is not None:
             self.dismiss(("goto", group.first_row))
         elif group is not None:
-            self.notify("a connection-level finding: it has no frame of its own")
+            # A connection-level finding may point back to a frame (where a stall
+            # began): found by its connection and number, once asked for.
+            row = self._frame_of(group)
+            if row is not None:
+                self.dismiss(("goto", row))
+            else:
+                self.notify("a connection-level finding: it has no frame of its own")
+
+    def _frame_of(self, group: FindingGroup) -> int | None:
+        if group.seq is None or not group.where.startswith("#"):
+            return None
+        try:
+            conn = int(group.where[1:].split()[0])
+        except ValueError:
+            return None
+        table = self.session.table
+        with self.session.lock:
+            for row, (c, seq) in enumerate(zip(table.conn, table.seq, strict=False)):
+                if c == conn and seq == group.seq:
+                    return row
+        return None

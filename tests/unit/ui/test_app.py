@@ -959,4 +959,13 @@ def test_next_finding_with_findings_on_connections_only_says_where_they_are(
         await pilot.press("home", "n")
         await pilot.pause()
         assert "no findings on frames; 2 on connections (F lists them)" in app.status.plain
+        # F, then g on the hang: the frame that began it (the DATA that spent the
+        # windows), though the finding is the connection's.
+        await pilot.press("F")
+        await pilot.pause()
+        await pilot.press("g")
+        await pilot.pause()
+        row = app.timeline.selected_row
+        assert row is not None and app.session.table.type[row] == 0  # DATA
+        assert app.session.table.length[row] == 16383  # (the last: it spent them)
     drive(path, scenario)
