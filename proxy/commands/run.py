@@ -437,7 +437,8 @@ def _configure_logging(config: Config) -> None:
         # to <confdir>/h2scope.log (made when first needed), which the line names.
         details = Path(config.confdir) / "h2scope.log"
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_LineOnly(fmt, details))
+        # (with the prefix of h2scope's other lines there, which scripts key on)
+        handler.setFormatter(_LineOnly(f"h2scope: {fmt}", details))
         traces = _PrivateLog(details)
         traces.addFilter(lambda record: record.exc_info is not None)
         traces.setFormatter(logging.Formatter(fmt))

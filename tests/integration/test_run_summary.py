@@ -217,6 +217,7 @@ def test_a_disk_that_refuses_the_recording_is_said_once_and_the_relay_goes_on(
     lines = list(proxy.stderr_lines)
     said = [ln for ln in lines if "recording stopped: cannot write" in ln]
     assert status == 1, lines
+    assert all(ln.startswith("h2scope: ") for ln in lines), lines  # (the log's lines too)
     assert len(said) == 1 and "File too large" in said[0] and "h2scope check" in said[0], lines
     assert not any("Traceback" in ln for ln in lines), lines
     assert any(ln.startswith("h2scope: 3 connections") for ln in lines), lines
