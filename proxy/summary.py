@@ -47,6 +47,8 @@ NOT_RELAYED = "not relayed"
 (refused, a failed handshake, the CA page)."""
 """Streams the summary names as the slowest."""
 _MAX_OPEN = 100_000
+_REFUSED = frozenset({"stream-id-order", "stream-id-parity", "server-opened-stream"})
+"""Findings of a stream opened against RFC 9113 §5.1.1 or §8.4: not among the slowest."""
 _POST = (":method", "POST")
 """Open streams whose start the summary remembers (bounded: a flood of streams
 that never close must not grow a long run's memory)."""
@@ -228,6 +230,8 @@ class RunSummary:
                             self._grpc_answered.add(key)
                 for f in ev.findings:
                     self._finding(conn, f, ev.direction)
+                    if f.code in _REFUSED:  # (its peer owes it nothing: no hung request)
+                        self._open.pop((conn, ev.frame.stream_id), None)
             elif kind is StreamStateChanged:
                 if ev.old == "idle":  # opened by HEADERS, or reserved by a PUSH_PROMISE
                     self.streams += 1

@@ -359,3 +359,14 @@ def test_a_connection_window_spent_by_a_download_that_then_ended_is_no_stall() -
                              "stalled for 2000.0 ms") and ln.endswith(
         "until the client reset stream 1, the last that waited (CANCEL): the client sent no "
         "WINDOW_UPDATE that reopened it") for ln in lines), lines
+
+
+def test_a_stream_opened_against_the_id_rules_is_not_a_slow_request() -> None:
+    """Stream 3 after stream 5 (§5.1.1): its server owes it nothing, so it is not
+    listed among the slowest streams as 'unfinished' when the connection closes."""
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.send(C2S, fed.conv.f.headers(C2S, 5, REQUEST, flags=END))
+    fed.send(C2S, fed.conv.f.headers(C2S, 3, REQUEST, flags=END))
+    summary.connection_closed(1, fed.conv.t + 2)
+    assert [sid for _took, _conn, sid, _req in summary.slowest] == [5]
