@@ -63,7 +63,7 @@ Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"],
 
 #: Filter keys, in the order error messages and help list them.
 KEYS = ("type", "stream", "conn", "dir", "host", "finding", "len", "flags", "header",
-        "status", "method", "path", "grpc")
+        "status", "method", "path", "grpc", "stall")
 
 _TYPE_NAMES = {t.name: int(t) for t in FrameType}
 _FLAG_NAMES = sorted({name for flags in FLAGS_BY_TYPE.values() for _, name in flags})
@@ -82,6 +82,7 @@ _CODE = re.compile(r"[a-z0-9*?-]+")
 
 # Cheap terms run first inside an AND: they read one attribute of the frame.
 _COST = {"type": 0, "stream": 0, "dir": 0, "len": 0, "flags": 0, "conn": 1, "finding": 1,
+         "stall": 1,
          "host": 2, "header": 3, "status": 3, "method": 3, "path": 3, "grpc": 3, "word": 4}
 
 
@@ -458,6 +459,36 @@ def _finding_term(tok: _Token, values: Values) -> Predicate:
     return pred
 
 
+def _stall_term(tok: _Token, values: Values) -> Predicate:
+    """``stall:start`` the DATA frames after which their sender must wait (a window
+    at 0 or below, the stream not ended), ``stall:end`` the WINDOW_UPDATEs that
+    took a window from 0 or below above it, ``stall:any`` both: read from the
+    windows each frame carries."""
+    starts = ends = False
+    for value, col in values:
+        low = value.lower()
+        if low in ("any", "start"):
+            starts = True
+        if low in ("any", "end"):
+            ends = True
+        if low not in ("any", "start", "end"):
+            raise _bad("bad stall", value, tok, col, "expected any, start or end")
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        windows = ev.windows
+        if windows is None:
+            return False
+        f = ev.frame
+        if f.type == 0:  # (DATA that ends its stream leaves nothing waiting)
+            return starts and not f.flags & 1 and (
+                windows[0] <= 0 or (windows[1] is not None and windows[1] <= 0))
+        if f.type == 8 and ends:
+            after = windows[1] if f.stream_id else windows[0]
+            return after is not None and after > 0 >= after - f.increment  # type: ignore[attr-defined]
+        return False
+    return pred
+
+
 def _len_term(tok: _Token, value: str, op: str, start: int) -> Predicate:
     col = tok.col(start)
     if op == ":":
@@ -640,6 +671,7 @@ _BUILDERS: dict[str, Callable[[_Token, Values], Predicate]] = {
     "method": _method_term,
     "path": _path_term,
     "grpc": _grpc_term,
+    "stall": _stall_term,
 }
 
 

@@ -331,8 +331,8 @@ def test_an_unknown_key_is_named_with_the_known_keys_and_how_to_search_for_colon
     assert exc.column == 9
     assert str(exc) == (
         "unknown filter key 'tpye' in 'tpye:DATA' (column 9); known: type, stream, conn, "
-        "dir, host, finding, len, flags, header, status, method, path, grpc; to search for "
-        "text containing ':', put it in quotes")
+        "dir, host, finding, len, flags, header, status, method, path, grpc, stall; to "
+        "search for text containing ':', put it in quotes")
     assert seqs('"ping:"') == []
 
 
@@ -468,3 +468,38 @@ def test_the_known_finding_codes_are_the_documented_ones_and_cover_what_is_raise
     raised = set(FLOODS) | {code for path in (root / "proxy").rglob("*.py")
                             for code in re.findall(r'_f\(\s*"([a-z0-9-]+)"', path.read_text())}
     assert sorted(raised - FINDING_CODES) == []
+
+
+def test_stall_selects_the_frames_that_left_a_sender_waiting_and_that_reopened() -> None:
+    """stall:start the DATA after which its sender must wait (not one that also ends
+    its stream), stall:end the WINDOW_UPDATE that reopened the window, stall:any
+    both; a WINDOW_UPDATE that leaves the window at 0 or below is neither."""
+    from tests.unit.observe.conftest import Conversation
+
+    c2s, s2c = Direction.C2S, Direction.S2C
+    conv = Conversation()
+    request = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")]
+    conv.send(c2s, conv.f.headers(c2s, 1, request, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(c2s, conv.f.headers(c2s, 3, request, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(s2c, conv.f.headers(s2c, 1, [(":status", "200")]))
+    conv.send(s2c, conv.f.headers(s2c, 3, [(":status", "200")]))
+    conv.send(c2s, conv.f.window_update(0, 1 << 20))
+    for _ in range(3):
+        conv.send(s2c, conv.f.data(1, b"x" * 16384))
+    conv.send(s2c, conv.f.data(1, b"x" * 16383))  # stream 1 waits
+    for _ in range(3):
+        conv.send(s2c, conv.f.data(3, b"x" * 16384))
+    conv.send(s2c, conv.f.data(3, b"x" * 16383, flags=["END_STREAM"]))  # ends: no wait
+    conv.send(c2s, conv.f.window_update(1, 0 + 1))  # (reopens stream 1)
+    frames = [e for e in conv.events if isinstance(e, FrameObserved)]
+
+    def picked(text: str) -> list[tuple[str, int]]:
+        f = compile_filter(text)
+        return [(e.frame.type_name, e.frame.stream_id) for e in frames if f.matches(e)]
+
+    assert picked("stall:start") == [("DATA", 1)]
+    assert picked("stall:end") == [("WINDOW_UPDATE", 1)]
+    assert picked("stall:any") == [("DATA", 1), ("WINDOW_UPDATE", 1)]
+    assert picked("stall:any -dir:c2s") == [("DATA", 1)]
+    exc = error("stall:soon")
+    assert "bad stall 'soon'" in str(exc) and "expected any, start or end" in str(exc)

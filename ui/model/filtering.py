@@ -65,6 +65,9 @@ def _word_types(words: list[str]) -> list[bool]:
     return ok
 
 
+_WINDOWED = (0, 8)
+"""DATA and WINDOW_UPDATE: the rows whose events a ``stall:`` term needs."""
+
 _COLUMN_KEYS = frozenset({"type", "stream", "conn", "dir", "len", "flags", "host"})
 """Filter keys answered from the index columns (and connection metadata) alone."""
 
@@ -107,10 +110,13 @@ class _Row:
     """Quacks like a FrameObserved for every filter term; for bare words, only where
     :func:`_run_words` knows that no word is in the frame's summary."""
 
-    __slots__ = ("block", "direction", "findings", "frame", "summary_lower")
+    __slots__ = ("block", "direction", "findings", "frame", "summary_lower", "windows")
 
     def __init__(self) -> None:
         self.frame = _RowFrame()
+        self.windows: tuple[int, int | None] | None = None
+        """None: a ``stall:`` term reads the windows of DATA and WINDOW_UPDATE rows
+        from their rebuilt events (:func:`run_filter`)."""
         self.direction = DIRECTIONS[0]
         self.findings: tuple[object, ...] = ()
         self.block: object = None
@@ -140,6 +146,10 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     words = bare_words(flt.text)
     if words:
         return _run_words(session, table, flt, words, candidates, cancel, on_chunk, chunk)
+    # (stall: reads a DATA's windows and a WINDOW_UPDATE's increment: those rows'
+    # events are rebuilt, as bare words need some)
+    windowed = _WINDOWED if any(key == "stall" for key, _ in term_keys(flt.text)) else ()
+    event = table.event
     row = _Row()
     rf = row.frame
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
@@ -167,7 +177,10 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
         if need_sh and c is not None and sid:
             s = c.streams.get(sid)
             sh = s.stream_headers if s is not None else None
-        if pred(row, c, sh):  # type: ignore[arg-type]
+        ev: object = row
+        if rf.type in windowed:
+            ev = event(i)
+        if ev is not None and pred(ev, c, sh):  # type: ignore[arg-type]
             append(i)
         if n % chunk == 0:
             if cancel is not None and cancel.is_set():
@@ -202,6 +215,7 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
     conns = session.conns
     need_sh = flt.needs_stream_headers
     type_ok = _word_types(words)
+    windowed = _WINDOWED if any(key == "stall" for key, _ in term_keys(flt.text)) else ()
     no_digits = not any(ch.isdigit() for w in words for ch in w)
     frame_bytes, refs = table.source.frame_bytes, table.ref
     row = _Row()
@@ -226,7 +240,7 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         sid = t_stream[i]
         headers = blocks_get(i)
         ev: object = row
-        if i in findings:
+        if i in findings or ftype in windowed:
             ev = event(i)
         elif headers is not None:
             if ftype != 5 and not flags & _PRIORITY_FLAG:

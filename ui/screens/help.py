@@ -20,6 +20,7 @@ FILTER_HELP = """\
 type:DATA,HEADERS  stream:5  stream:1-9  conn:2  dir:c2s|s2c  host:*.example.com
 finding:any|error|warning|CODE  len>1000  flags:END_STREAM  header:content-type=json
 status:404  status:5xx  method:POST  path:/api*  grpc:failed|NOT_FOUND|14
+stall:any|start|end (the DATA that left its sender waiting, the WINDOW_UPDATE that reopened)
 "a word"   -term negates   a b or c
 An invalid filter says what is wrong (and where); the view stays as it was."""
 

@@ -969,3 +969,21 @@ def test_next_finding_with_findings_on_connections_only_says_where_they_are(
         assert row is not None and app.session.table.type[row] == 0  # DATA
         assert app.session.table.length[row] == 16383  # (the last: it spent them)
     drive(path, scenario)
+
+
+def test_the_filter_bar_selects_the_frame_that_stalled_a_download(tmp_path: Path) -> None:
+    """stall:start in the UI: the DATA that spent the windows of the hung download
+    (its events rebuilt for the windows), and nothing else; with a bare word too."""
+    from tests.unit.capture.traffic import hung_download
+
+    path = hung_download(tmp_path / "hung.h2scope")
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for text in ("stall:start", "stall:any bytes"):
+            await _filter(app, pilot, text)
+            tl = app.timeline
+            rows = [tl.row_at(i) for i in range(tl.row_count())]
+            table = app.session.table
+            assert [(table.type[r], table.length[r]) for r in rows if r is not None] == [
+                (0, 16383)], text
+    drive(path, scenario)
