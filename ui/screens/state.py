@@ -362,6 +362,9 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
         elif st is not None and st.state == "closed":
             # its sender ended it with the window spent exactly: nothing was waiting
             dur = "window spent by the last DATA; the stream ended"
+        elif sid == 0 and not conn.open_streams:
+            # (the connection's: every stream has ended since, so none waited on it)
+            dur = "window spent; no stream is open to wait on it"
         else:
             if conn.closed_t is not None and conn.closed_t >= t:
                 end_t = conn.closed_t
@@ -372,9 +375,10 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
             waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
             dur = (f"never resumed: the connection closed after {waited}" if conn.closed
                    else f"still stalled, {waited} so far")
+        calm = (st is not None and st.state == "closed" and st.reset is None) or (
+            sid == 0 and end is None and not conn.open_streams)
         out.append(f"  {t - t0:10.6f} s  {Direction(sd).arrow} {where}: {dur}\n",
-                   "bold" if st is not None and st.state == "closed" and st.reset is None
-                   else "bold red")
+                   "bold" if calm else "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
     streams = conn.streams
     for sid in list(itertools.islice(reversed(streams), 50))[::-1]:

@@ -172,10 +172,11 @@ def record_session(writer: CaptureWriter, conn_id: int = 1, *, t0: float = 1000.
             session.live.append((conn_id, ev))
     return session
 
-def hung_download(path: Path) -> Path:
+def hung_download(path: Path, *, ended: bool = False) -> Path:
     """A capture of one h2c download that hung: the server spent both 65,535-byte
     windows on stream 1, the client never opened them and closed 3 s later (so the
-    close raises flow-control-stalled and stream-unfinished, on no frame)."""
+    close raises flow-control-stalled and stream-unfinished, on no frame). ``ended``:
+    no hang — the server's next frame is an empty DATA that ends the stream."""
     import hpack
     from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
 
@@ -196,5 +197,8 @@ def hung_download(path: Path) -> Path:
         writer.frame(1, s2c, bytes(response.serialize()), t=0.03)
         for size in (16384, 16384, 16384, 16383):  # the 65,535-byte windows, spent
             writer.frame(1, s2c, bytes(DataFrame(1, data=b"x" * size).serialize()), t=0.04)
+        if ended:
+            writer.frame(1, s2c, bytes(DataFrame(1, data=b"", flags=["END_STREAM"])
+                                       .serialize()), t=0.05)
         writer.close_connection(1, t=3.0, closed_by="client")
     return path

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
@@ -529,3 +531,26 @@ def test_the_flow_view_charts_a_stream_window_the_selected_one_else_the_latest_s
     # The connection window's own chart is there too, above it, in both.
     for text in (latest, chosen):
         assert "connection send window over" in text
+
+
+def test_a_connection_window_spent_by_a_download_that_ended_is_no_hang(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last DATA spent both windows exactly, then an empty DATA ended the stream:
+    the flow tab says nothing waited (it said 'never resumed' for the connection
+    window), check lists no never-resumed stall and raises no flow-control-stalled."""
+    from proxy.cli import main
+    from tests.unit.capture.traffic import hung_download
+
+    path = hung_download(tmp_path / "ended.h2scope", ended=True)
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        text = _flow(session)
+    finally:
+        capture.close()
+    assert "connection: window spent; no stream is open to wait on it" in text
+    assert "never resumed" not in text
+    assert main(["check", str(path), "--fail-on", "warning"]) == 0
+    out = capsys.readouterr().out
+    assert "never resumed" not in out and "flow-control-stalled" not in out
