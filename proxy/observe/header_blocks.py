@@ -35,6 +35,7 @@ from proxy.observe.streams import NO_CONTENT, Stream, StreamState, sender_finish
 
 C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
+_HALF_CLOSED_CLIENT = StreamState.HALF_CLOSED_CLIENT
 _HEADERS, _CONT = 1, 9
 _MAX_HEADER_LIST_SIZE = int(SettingCode.MAX_HEADER_LIST_SIZE)
 _AMPLIFIED = 16
@@ -287,8 +288,9 @@ class HeaderBlocks:
         if direction is C2S:
             if stream.state is _IDLE:
                 return _ROLE_REQUEST
-            if stream.state is _CLOSED and not stream.presumed_closed:
-                # Both sides ended this stream: not trailers (they come before
+            if (stream.state is _CLOSED and not stream.presumed_closed) \
+                    or stream.state is _HALF_CLOSED_CLIENT:
+                # The client ended this stream already: not trailers (they come before
                 # END_STREAM) but a request reusing its id; the state finding says so.
                 return _ROLE_REQUEST
             if not frame.end_stream:
@@ -434,7 +436,10 @@ class HeaderBlocks:
         stream = self.stream(sid)
         if stream is not None:
             direction = side.direction
-            if role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST:
+            if (role is _ROLE_REQUEST or role is _ROLE_PUSH_REQUEST) and not (
+                    stream.state is _HALF_CLOSED_CLIENT and stream.request_headers is not None):
+                # (a request reusing the id of one still answered: the stream keeps
+                # the request its response is for)
                 stream.request_headers = headers
                 stream.request_seq = seq
                 if role is _ROLE_REQUEST:

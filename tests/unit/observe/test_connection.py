@@ -612,3 +612,17 @@ def test_a_connect_request_with_scheme_and_path_is_one_finding(conv):
              (":path", "/")]
     (ev,) = conv.frames(conv.send(C2S, f.headers(C2S, 1, block)))
     assert [x.message for x in ev.findings] == ["CONNECT request carries :scheme, :path"]
+
+
+def test_a_request_reusing_an_id_the_client_ended_is_one_finding(conv):
+    """§5.1: HEADERS from the client on a stream it had ended is
+    frame-on-closed-stream — a request reusing the id, not trailers carrying
+    pseudo-headers; the stream keeps the request its response answers."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    again = [(n, v if n != ":path" else "/again") for n, v in REQ]
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 1, again, flags=[
+        "END_HEADERS", "END_STREAM"]))) == ["frame-on-closed-stream"]
+    assert conv.findings(conv.send(S2C, f.headers(S2C, 1, [(":status", "200")], flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+    assert dict(conv.obs.closed[1].request_headers)[":path"] != "/again"
