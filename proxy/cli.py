@@ -212,9 +212,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that the flush at exit cannot fail again."""
+    """Point stdout at /dev/null, so that the flush at exit cannot fail again (when
+    it is a file at all: under a test's capture it is not)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

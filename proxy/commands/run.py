@@ -47,8 +47,9 @@ trusting the CA:
   curl, Python, Node, Java and the OS. Browsers can also fetch it at http://h2scope/
   through the proxy.
 
-exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 if the proxy cannot start,
-2 for a usage or config error, 3 with --fail-on when findings of that severity
+exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 if the proxy cannot start
+(its port is taken, the --record file is being written by another h2scope, the disk
+is full), 2 for a usage or config error, 3 with --fail-on when findings of that severity
 were seen (the summary printed on stderr at the end lists them).
 
 precedence: flags > $SSLKEYLOGFILE (for sslkeylogfile) > config file > defaults.
@@ -555,6 +556,11 @@ def capture_config(config: Config) -> dict[str, Any]:
     }
 
 
+_CANNOT_START = frozenset({errno.EBUSY, errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Why a recording cannot start that is no usage error: another program writing the
+file, a full disk, a failing device (the proxy cannot start: exit 1)."""
+
+
 def open_recorder(config: Config) -> Any:
     """A CaptureRecorder sink writing ``record.file``, or None when not recording."""
     if config.record.file is None:
@@ -566,6 +572,9 @@ def open_recorder(config: Config) -> Any:
         writer = CaptureWriter(config.record.file, config=capture_config(config),
                                max_data_bytes=config.record.max_data_bytes)
     except OSError as exc:
+        if exc.errno in _CANNOT_START:  # (the system's state, not what was asked: exit 1)
+            raise OSError(exc.errno, f"cannot record to it: {exc.strerror or exc}",
+                          str(config.record.file)) from None
         hint = ""
         if isinstance(exc, FileNotFoundError):
             hint = f" (create the directory {Path(config.record.file).parent} first)"
