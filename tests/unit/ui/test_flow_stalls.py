@@ -52,17 +52,6 @@ def _flow(session: Session) -> str:
     return flow_text(session.conns[1], session.t0 or 0.0, {}).plain
 
 
-def _flow_of(path: Path) -> str:
-    """:func:`_flow` of the capture at ``path``, loaded whole."""
-    capture = CaptureFile(path)
-    try:
-        session = Session(capture)
-        load(session, capture)
-        return _flow(session)
-    finally:
-        capture.close()
-
-
 def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
     from ui.widgets.timeline import render_frame_row
 
@@ -456,7 +445,7 @@ def test_a_stream_reopened_while_the_connection_window_is_spent_says_it_was_stil
     path = _one_request(tmp_path / "both.h2scope", (S2C, spend, 1.05),
                         (C2S, f.window_update(1, 1000), 1.10),
                         (C2S, f.window_update(0, 1000), 1.50))
-    text = _flow_of(path)
+    text = _loaded(path, _flow)
     (line,) = [ln for ln in text.splitlines() if "← stream 1:" in ln]
     assert line.endswith("50.0 ms (the connection window was still 0: still blocked)"), line
     (conn,) = [ln for ln in text.splitlines() if "← connection:" in ln]
@@ -547,7 +536,7 @@ def test_a_connection_window_spent_by_a_download_that_ended_is_no_hang(
     from tests.unit.capture.traffic import hung_download
 
     path = hung_download(tmp_path / "ended.h2scope", ended=True)
-    text = _flow_of(path)
+    text = _loaded(path, _flow)
     assert "connection: window spent; no stream is open to wait on it" in text
     assert "never resumed" not in text
     assert main(["check", str(path), "--fail-on", "warning"]) == 0
