@@ -207,20 +207,26 @@ def _main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else " (writing its output)"
         print(f"h2scope: {args.command or 'run'}{where}: {exc.strerror or exc}",
               file=sys.stderr)
-        _quiet_stdout()
+        if exc.filename is None:  # (stdout's: its buffer would fail again at exit)
+            _quiet_stdout()
         return EXIT_FAILURE
 
 
 def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that the flush at exit cannot fail again (when
-    it is a file at all: under a test's capture it is not)."""
+    """Point the process's stdout at /dev/null, so that the flush at exit cannot
+    fail again; only the real one (``main`` called with stdout replaced, as under a
+    test runner's capture, leaves it alone)."""
+    real = sys.__stdout__
+    if real is None or sys.stdout is not real:
+        return
     try:
-        fd = sys.stdout.fileno()
+        fd = real.fileno()
     except (OSError, ValueError):
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
+    if devnull != fd:
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 if __name__ == "__main__":
