@@ -42,16 +42,16 @@ EXIT_FINDINGS = 3
 """``run --headless --fail-on``: a finding at or above the severity was seen."""
 _C2S, _S2C = Direction.C2S, Direction.S2C
 SLOWEST = 3
+"""Streams the summary names as the slowest."""
 NOT_RELAYED = "not relayed"
 """The protocol a connection counts under when it ended before relaying anything
 (refused, a failed handshake, the CA page)."""
-"""Streams the summary names as the slowest."""
 _MAX_OPEN = 100_000
+"""Open streams whose start the summary remembers (bounded: a flood of streams
+that never close must not grow a long run's memory)."""
 _REFUSED = frozenset({"stream-id-order", "stream-id-parity", "server-opened-stream"})
 """Findings of a stream opened against RFC 9113 §5.1.1 or §8.4: not among the slowest."""
 _POST = (":method", "POST")
-"""Open streams whose start the summary remembers (bounded: a flood of streams
-that never close must not grow a long run's memory)."""
 
 
 @dataclass(slots=True)
@@ -118,11 +118,11 @@ class RunSummary:
         self._grpc_unanswered: dict[tuple[int, int], bool] = {}
         """Calls closed without a grpc-status in this batch, for the reset after it."""
         self.frames = [0, 0]
+        """HTTP/2 frames by direction (index: Direction)."""
         self.hpack_wire = [0, 0]
         """Header block bytes on the wire, by sender (client, server)."""
         self.hpack_fields = [0, 0]
         """The names and values those blocks carry (RFC 7541 size less 32 a field)."""
-        """HTTP/2 frames by direction (index: Direction)."""
         self.streams = 0
         self.resets: Counter[str] = Counter()
         self.findings = FindingTally()
@@ -142,13 +142,13 @@ class RunSummary:
         """The slowest streams: (seconds open, connection, stream, request block),
         longest first."""
         self._open: dict[tuple[int, int], float] = {}
-        self._last_closed: dict[int, int] = {}
-        """Per connection, in the batch at hand: the stream whose close ended its
-        connection window's stall (an RST_STREAM of it may follow)."""
+        """Open streams: when they opened."""
         self._open_in: dict[int, int] = {}
         """Per connection: how many of its streams are open (none: nothing can wait on
         its connection window)."""
-        """Open streams: when they opened."""
+        self._last_closed: dict[int, int] = {}
+        """Per connection, in the batch at hand: the stream whose close ended its
+        connection window's stall (an RST_STREAM of it may follow)."""
         self._requests: dict[tuple[int, int], HeaderBlock] = {}
         """Open streams: the request's header block (the first the client sent)."""
         self._slowest_floor = -1.0

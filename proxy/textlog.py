@@ -23,11 +23,10 @@ from proxy.observe.describe import (
     block_lines,
     block_summary,
     event_line,
+    field_lines,
     flags_text,
     frame_summary,
     omitted_line,
-    plain_fields,
-    shown_field,
     shown_headers,
 )
 from proxy.observe.enums import Direction
@@ -75,20 +74,11 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
     headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
-    lines = _field_lines(headers)
+    lines = field_lines(headers, HEADER_INDENT, _raw_note)
     if omitted:
         lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, block)}")
     text = _BLOCK_TEXT[id(block)] = (block, block_summary(headers).rstrip(), lines)
     return text
-
-
-def _field_lines(headers: tuple[tuple[str, str], ...]) -> list[str]:
-    lines = [f"{HEADER_INDENT}{name}: {value}" for name, value in headers]
-    # (one C-speed test of the whole block's text, then one of its names and ends)
-    if not "".join(lines).isprintable() or not plain_fields(headers):
-        lines = [f"{HEADER_INDENT}{shown_field(name, value)}{_raw_note(name, value)}"
-                 for name, value in headers]
-    return lines
 
 
 def message_field_lines(headers: tuple[tuple[str, str], ...],
@@ -106,7 +96,7 @@ def message_field_lines(headers: tuple[tuple[str, str], ...],
 
 def _message_fields(fields: tuple[tuple[str, str], ...]) -> list[str]:
     shown_list, omitted, omitted_size = shown_headers(fields)
-    lines = _field_lines(shown_list)
+    lines = field_lines(shown_list, HEADER_INDENT, _raw_note)
     if omitted:
         lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, None)}")
     return lines

@@ -326,8 +326,7 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     try:
         result = extract(args.file, written.temp, conn=args.conn, conns=args.conns,
                          redact=redact, redact_params=params)
-        asked = {args.conn} if args.conn is not None else set(args.conns or ())
-        lacking = asked - set(result.connections) - set(result.left_out)
+        lacking = _asked(args) - set(result.connections) - set(result.left_out)
         if lacking:
             raise UsageError(f"the capture has no connection {_ids(lacking)}")
         if not result.connections:
@@ -367,11 +366,16 @@ def _filter(text: str | None, fmt: str) -> Filter | None:
         raise UsageError(f"--filter: {exc}") from None
 
 
+def _asked(args: argparse.Namespace) -> set[int]:
+    """The connections ``--conn`` asked for (none: all)."""
+    return {args.conn} if args.conn is not None else set(args.conns or ())
+
+
 def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
              streams: dict[int, set[int]]) -> str | None:
     """What ``--conn``/``--stream`` asked for that the capture lacks, if anything
     (and what it has instead)."""
-    asked = {args.conn} if args.conn is not None else set(args.conns or ())
+    asked = _asked(args)
     if asked - seen:
         return (f"the capture has no connection {_ids(asked - seen)}; its connections are "
                 f"{_ids(seen) or 'none'}")

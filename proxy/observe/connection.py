@@ -668,7 +668,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         """Checks for a stream a HEADERS frame is about to open (RFC 9113 §5.1.1, §5.1.2)."""
         sid = stream.stream_id
         direction = side.direction
-        refused = direction is S2C or sid % 2 == 0 or sid <= side.highest_stream_id
+        said = len(findings)
         if direction is S2C:
             findings.append(_f("server-opened-stream", Severity.ERROR, "RFC 9113 §8.4",
                                f"the server sent HEADERS on idle stream {sid}; servers open "
@@ -683,8 +683,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         elif direction is C2S:  # (a server's HEADERS opened nothing: see _headers)
             side.highest_stream_id = sid
         peer = self.sides[1 - direction]
-        if refused:  # (one finding for the cause: no limit or answer is owed for it)
-            stream.refused = True
+        if len(findings) > said:  # (opened against the rules above: one finding for the
+            stream.refused = True  # cause, no limit or answer is owed for it)
         else:
             self._check_concurrency(side, sid, seq, findings)
         goaway = peer.goaway_last_stream_id

@@ -7,7 +7,7 @@ all say the same thing about a frame, so the wording lives here once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
 from proxy.observe.enums import setting_name
@@ -315,12 +315,17 @@ _PLAIN_FIELDS: set[tuple[str, str]] = set()
 """Fields seen before that :func:`plain_fields` passed (bounded: it starts over)."""
 
 
-def field_lines(headers: Sequence[tuple[str, str]], indent: str) -> list[str]:
-    """The lines of a header list, one field a line (:func:`shown_field`)."""
+def field_lines(headers: Sequence[tuple[str, str]], indent: str,
+                note: Callable[[str, str], str] | None = None) -> list[str]:
+    """The lines of a header list, one field a line (:func:`shown_field`); ``note``
+    adds a remark to a field whose text needed escaping (printable ones need none).
+    One C-speed test of the whole list's text, then one of its names and ends."""
     plain = [f"{indent}{name}: {value}" for name, value in headers]
     if "".join(plain).isprintable() and plain_fields(headers):
         return plain
-    return [f"{indent}{shown_field(name, value)}" for name, value in headers]
+    if note is None:
+        return [f"{indent}{shown_field(name, value)}" for name, value in headers]
+    return [f"{indent}{shown_field(name, value)}{note(name, value)}" for name, value in headers]
 
 
 def _peer_text(data: bytes) -> str:

@@ -18,10 +18,10 @@ from proxy.events import (
     Http1MessageObserved,
     RelayStarted,
 )
-from proxy.headless import HeadlessPrinter
 from proxy.observe.describe import SHOWN_LIST_SIZE
 from proxy.observe.enums import Direction
 from proxy.textlog import HEADER_INDENT
+from tests.unit.test_headless import _one_by_one as _live
 
 C2S, S2C = Direction.C2S, Direction.S2C
 REQUEST = b"GET /echo HTTP/1.1\r\nHost: a.test\r\nUser-Agent:  curl/8.5 \r\nAccept: */*\r\n\r\n"
@@ -56,14 +56,6 @@ def _batches(request: bytes = REQUEST, request_headers: tuple[tuple[str, str], .
         Batch(conn_id=1, t=1000.03, events=(ConnectionClosed(
             conn_id=1, t=1000.03, closed_by=Closer.CLIENT, reason="client closed"),)),
     ]
-
-
-def _live(batches: list[Batch], **kw: object) -> str:
-    out = io.StringIO()
-    printer = HeadlessPrinter(out, **kw)  # type: ignore[arg-type]
-    for b in batches:
-        printer.handle(b)
-    return out.getvalue()
 
 
 def _exported(batches: list[Batch], path: Path) -> str:

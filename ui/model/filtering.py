@@ -21,7 +21,6 @@ from collections.abc import Callable
 from proxy.filter import Filter, term_keys
 from proxy.observe.describe import block_summary
 from proxy.observe.enums import type_name
-from proxy.observe.events import FrameObserved
 from ui.model.session import Session
 from ui.model.table import DIRECTIONS, NO_WINDOW, FrameTable
 
@@ -143,12 +142,13 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     pred = flt.predicate
     conns = session.conns
     need_sh = flt.needs_stream_headers
-    words = bare_words(flt.text)
-    if words:
-        return _run_words(session, table, flt, words, candidates, cancel, on_chunk, chunk)
     # (stall: reads a DATA's windows and a WINDOW_UPDATE's increment: those rows'
     # events are rebuilt, as bare words need some)
     windowed = _WINDOWED if any(key == "stall" for key, _ in term_keys(flt.text)) else ()
+    words = bare_words(flt.text)
+    if words:
+        return _run_words(session, table, flt, words, candidates, cancel, on_chunk, chunk,
+                          windowed)
     event = table.event
     row = _Row()
     rf = row.frame
@@ -193,7 +193,7 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
 def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str],
                candidates: range | array[int], cancel: threading.Event | None,
                on_chunk: Callable[[array[int], int], None] | None,
-               chunk: int) -> array[int] | None:
+               chunk: int, windowed: tuple[int, ...]) -> array[int] | None:
     """A filter with bare words: they search the frame's one-line summary
     (:func:`proxy.observe.describe.frame_summary`), which the columns give for most
     rows without parsing the frame (several microseconds a row):
@@ -215,7 +215,6 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
     conns = session.conns
     need_sh = flt.needs_stream_headers
     type_ok = _word_types(words)
-    windowed = _WINDOWED if any(key == "stall" for key, _ in term_keys(flt.text)) else ()
     no_digits = not any(ch.isdigit() for w in words for ch in w)
     frame_bytes, refs = table.source.frame_bytes, table.ref
     row = _Row()
@@ -311,35 +310,6 @@ def _data_summary(length: int, wc: int, ws: int) -> str:
     if wc == NO_WINDOW:
         return f"{length} bytes"
     return f"{length} bytes  window conn={wc} stream={'none' if ws == NO_WINDOW else ws}"
-
-
-def _run_exact(session: Session, table: FrameTable, flt: Filter,
-               candidates: range | array[int], cancel: threading.Event | None,
-               on_chunk: Callable[[array[int], int], None] | None,
-               chunk: int) -> array[int] | None:
-    out = array("I")
-    pred = flt.predicate
-    conns = session.conns
-    n = 0
-    for i in candidates:
-        ev: FrameObserved | None = table.event(i)
-        n += 1
-        if n % chunk == 0:
-            if cancel is not None and cancel.is_set():
-                return None
-            if on_chunk is not None:
-                on_chunk(out, i + 1)
-        if ev is None:
-            continue
-        c = conns.get(table.conn[i])
-        sid = table.stream[i]
-        sh = None
-        if flt.needs_stream_headers and c is not None and sid:
-            s = c.streams.get(sid)
-            sh = s.stream_headers if s is not None else None
-        if pred(ev, c, sh):
-            out.append(i)
-    return out
 
 
 def scope_rows(session: Session, conn_id: int | None, stream_id: int | None) -> array[int] | None:
