@@ -408,13 +408,23 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
             o.body_sha256 is not None and r.body_sha256 is not None
             and o.body_sha256 != r.body_sha256)):
         out.append(f"body: {_body(o)} → {_body(r)}")
+    # A side the capture has only part of may have been reset after its end: its
+    # "none" is no evidence (missing parts never are).
     if replayed:
-        if o.server_reset != r.server_reset:
+        if o.server_reset != r.server_reset and not _unknown_end(o, o.server_reset, r,
+                                                                 r.server_reset):
             out.append(f"server reset: {o.server_reset or 'none'} → "
                        f"{r.server_reset or 'none'}")
-    elif o.reset != r.reset:
+    elif o.reset != r.reset and not _unknown_end(o, o.reset, r, r.reset):
         out.append(f"reset: {o.reset or _closed('none', o)} → {r.reset or _closed('none', r)}")
     return tuple(out)
+
+
+def _unknown_end(o: StreamOutcome, o_reset: str | None, r: StreamOutcome,
+                 r_reset: str | None) -> bool:
+    """Whether a reset seen on one side only is unknowable on the other: that side is
+    incomplete in its capture, its end not recorded."""
+    return (o_reset is None and o.incomplete) or (r_reset is None and r.incomplete)
 
 
 def response_text(s: StreamOutcome) -> str:

@@ -194,6 +194,24 @@ def test_an_excerpt_without_its_response_is_not_a_difference_in_header_names(
     assert not compare([dataclasses.replace(cut, incomplete=False)], [page])[0].matches
 
 
+def test_a_reset_after_the_end_of_an_incomplete_capture_is_no_difference(
+        streams: list[StreamOutcome]) -> None:
+    """A recording killed before the server's RST_STREAM: its "no reset" is unknown,
+    not a difference from the replay's reset (replay exited 3 on it)."""
+    page = by_path(streams, "/index.html")
+    cut = dataclasses.replace(page, body_sha256=None, incomplete=True, server_reset=None,
+                              reset=None)
+    reset = dataclasses.replace(page, server_reset="INTERNAL_ERROR by server",
+                                reset="INTERNAL_ERROR by server")
+    assert compare([cut], [reset])[0].matches
+    from proxy.replay.compare import diff_streams
+    assert diff_streams(cut, reset) == ()  # (diff: two captures, either one cut)
+    assert diff_streams(reset, cut) == ()
+    whole = dataclasses.replace(cut, incomplete=False, body_sha256=page.body_sha256)
+    assert compare([whole], [reset])[0].differences == (
+        "server reset: none → INTERNAL_ERROR by server",)
+
+
 def test_a_trailer_that_moved_into_the_header_section_is_a_difference(
         streams: list[StreamOutcome]) -> None:
     """The trailer section is compared by its names apart from the header names:
