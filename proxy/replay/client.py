@@ -212,6 +212,9 @@ class ReplayConnection:
         self._ping_acks_recorded = 0
         self._ping_acks_sent = 0
         self._noted_binary = False
+        self._last_skip: tuple[tuple[str, int, str], int, int, int] | None = None
+        """The last note of an entry not sent: (kind, stream, why), its first entry,
+        the number of notes then, and how many entries it stands for."""
 
     # ------------------------------------------------------------------ io
 
@@ -341,7 +344,9 @@ class ReplayConnection:
                 self.result.error = self.result.error or f"reading from the server: {exc}"
             self.hung_up = not self._closing
         except OSError as exc:
-            self.result.error = self.result.error or f"reading from the server: {exc}"
+            # (closing our side cuts a read in progress: "Connection lost" is ours)
+            if not self._closing:
+                self.result.error = self.result.error or f"reading from the server: {exc}"
             self.hung_up = not self._closing
         finally:
             self.eof = True
@@ -581,6 +586,8 @@ class ReplayConnection:
         conn = self.h2 = self._start_h2()
         await self._flush_h2()
         streams: dict[int, int] = {}
+        reset_at: dict[int, int] = {}
+        """The entry that reset each script stream (h2 then refuses what follows)."""
         goaway: dict[str, Any] | None = None
         authority = self.options.authority
         for i, entry in enumerate(self.plan.entries):
@@ -595,6 +602,14 @@ class ReplayConnection:
             try:
                 if kind == "HEADERS":
                     headers = headers_of(entry)
+                    if not headers:
+                        why = ("its header block is recorded as bytes only (header_block_hex: "
+                               "h2scope could not decode it), so it cannot be encoded again; "
+                               "--mode verbatim sends it" if "header_block_hex" in entry else
+                               "its header list is empty, and an HTTP/2 request or response "
+                               "needs at least its pseudo-header fields")
+                        self._skip(i, kind, s, why)
+                        continue
                     if authority is not None:
                         headers = [(n, authority if n == ":authority" else v)
                                    for n, v in headers]
@@ -626,6 +641,7 @@ class ReplayConnection:
                     if self._answered_before_reset(s):
                         await self._await_response_headers(streams.get(s, s))
                     conn.reset_stream(streams.get(s, s), error_code(entry.get("error", 8)))
+                    reset_at.setdefault(s, i)
                 elif kind == "PRIORITY":
                     prio = entry.get("priority") or {}
                     dep = int(prio.get("depends_on", 0))
@@ -652,11 +668,14 @@ class ReplayConnection:
                     continue
             except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
                     ReplayError, ValueError) as exc:
-                why = "the stream is already closed (the server ended it first)" if \
-                    isinstance(exc, h2.exceptions.StreamClosedError) else \
-                    str(exc) or type(exc).__name__  # (its str is just the stream id)
-                self.result.skipped.append(f"frames[{i}] ({kind} on stream {s}) not sent: "
-                                           f"{why}")
+                if not isinstance(exc, h2.exceptions.StreamClosedError):
+                    why = str(exc) or type(exc).__name__
+                elif s in reset_at:  # (its str is just the stream id)
+                    why = ("the stream is already closed (the replay reset it: "
+                           f"frames[{reset_at[s]}])")
+                else:
+                    why = "the stream is already closed (the server ended it first)"
+                self._skip(i, kind, s, why)
                 continue
             self.result.sent_frames += 1
             await self._flush_h2()
@@ -665,6 +684,21 @@ class ReplayConnection:
             conn.close_connection(error_code(goaway.get("error", 0)))
             await self._flush_h2()
             self.result.sent_frames += 1
+
+    def _skip(self, i: int, kind: str, stream: int, why: str) -> None:
+        """Note an entry not sent; a run of entries skipped for the same reason (a
+        recorded client's STREAM_CLOSED answers to each DATA in flight) is one note."""
+        key = (kind, stream, why)
+        notes = self.result.skipped
+        last = self._last_skip
+        if last is not None and last[0] == key and last[2] == len(notes):
+            first, count = last[1], last[3] + 1
+            self._last_skip = (key, first, len(notes), count)
+            notes[-1] = (f"frames[{first}] to frames[{i}] ({count} {kind} frames on stream "
+                         f"{stream}) not sent: {why}")
+            return
+        notes.append(f"frames[{i}] ({kind} on stream {stream}) not sent: {why}")
+        self._last_skip = (key, i, len(notes), 1)
 
     def _base64_true_binary(self, wire: list[tuple[bytes, bytes]]
                             ) -> list[tuple[bytes, bytes]]:

@@ -199,3 +199,55 @@ def test_a_server_that_hangs_up_is_said_to_have_closed_the_connection(
     assert code in (1, 3), out + err  # (3 when the GOAWAY is read before the reset)
     assert "the connection ended (the server closed it)" in out, out
     assert "(the client closed it)" not in out
+
+
+def test_reencode_notes_a_header_block_it_cannot_encode_again_and_goes_on(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A block the script keeps as bytes (``header_block_hex``: export could not
+    decode it) and an empty header list have nothing to re-encode: each is a note,
+    the next request still goes out (reencode died with h2's IndexError)."""
+    port, log = verbose_nghttpd
+    request = ("[[':method', GET], [':scheme', http], [':authority', localhost], "
+               "[':path', /index.html]]")
+    script = tmp_path / "blocks.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_STREAM, END_HEADERS], "
+        "header_block_hex: '828684'}\n"
+        "- {type: HEADERS, stream: 3, flags: [END_STREAM, END_HEADERS], headers: []}\n"
+        f"- {{type: HEADERS, stream: 5, flags: [END_STREAM, END_HEADERS], headers: {request}}}\n")
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "5", "--mode", "reencode"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "note: frames[1] (HEADERS on stream 1) not sent: its header block is recorded " \
+        "as bytes only" in out
+    assert "note: frames[2] (HEADERS on stream 3) not sent: its header list is empty" in out
+    assert "200" in out and "Traceback" not in out + err
+    assert "/index.html" in wait_for_text(log, "/index.html")
+
+
+def test_reencode_says_once_why_a_run_of_resets_was_not_sent(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A recorded client answering each DATA in flight after its own reset with
+    RST_STREAM: h2 refuses to send them again. One note, naming the replay's own
+    reset as the reason (it said "the server ended it first", once per frame)."""
+    port, _ = verbose_nghttpd
+    script = tmp_path / "resets.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_HEADERS], headers: "
+        "[[':method', POST], [':scheme', http], [':authority', localhost], [':path', /]]}\n"
+        "- {type: RST_STREAM, stream: 1, error: CANCEL}\n"
+        + "- {type: RST_STREAM, stream: 1, error: STREAM_CLOSED}\n" * 5)
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "5", "--mode", "reencode"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    notes = [line for line in out.splitlines() if "not sent" in line]
+    assert notes == ["  note: frames[3] to frames[7] (5 RST_STREAM frames on stream 1) not "
+                     "sent: the stream is already closed (the replay reset it: frames[2])"], out
