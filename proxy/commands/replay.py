@@ -160,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
     for note in source.notes:
         print(f"h2scope replay: note: {note}", file=sys.stderr)
 
+    from proxy.observe import huffman
+
+    # (else the first Huffman-coded block a script sends is decoded, to observe it,
+    # before the next frame goes out: a 50-100 ms gap where the script says none)
+    huffman.prepare()
     on_batch = None
     if args.verbose:
         from proxy.headless import HeadlessPrinter

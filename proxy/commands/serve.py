@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     ctx = ca = None
     if args.tls:
         ctx, ca = _tls_context(args, resolve_confdir(args), [r.authority for r in responses])
+    from proxy.observe import huffman
+
+    huffman.prepare()  # (else the first request's block waits for the tables)
     try:
         return asyncio.run(_serve(args, book, ctx, ca,
                                   sum(r.pushed_on is None for r in responses)))

@@ -251,3 +251,33 @@ def test_reencode_says_once_why_a_run_of_resets_was_not_sent(
     notes = [line for line in out.splitlines() if "not sent" in line]
     assert notes == ["  note: frames[3] to frames[7] (5 RST_STREAM frames on stream 1) not "
                      "sent: the stream is already closed (the replay reset it: frames[2])"], out
+
+
+def test_replay_builds_the_huffman_tables_before_it_sends_anything(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The replay observes each block it sends before the next frame: built lazily,
+    the tables (tens of ms) delayed the frame after the first Huffman-coded block,
+    where a script said no delay."""
+    import proxy.replay.session as session
+    from proxy.observe import huffman
+
+    monkeypatch.setattr(huffman, "_next", [])  # (as in a fresh process)
+    built_first = []
+    real = session.run_replay
+
+    def spy(*args: object, **kwargs: object) -> object:
+        built_first.append(bool(huffman._next))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "run_replay", spy)
+    port, _ = verbose_nghttpd
+    script = tmp_path / "one.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n"
+        "- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_STREAM, END_HEADERS], headers: "
+        "[[':method', GET], [':scheme', http], [':authority', localhost], [':path', /]]}\n")
+    assert main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "5"]) in (0, 3), capsys.readouterr()
+    assert built_first == [True]
