@@ -92,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import EXIT_FAILURE, UsageError
     from proxy.replay.client import ReplayError, ReplayOptions, parse_target
-    from proxy.replay.script_frames import ScriptError, is_script, load_script
+    from proxy.replay.script_frames import (
+        ScriptError,
+        is_script,
+        load_script,
+        locate_in_file,
+    )
     from proxy.replay.session import run_replay
     from proxy.replay.source import ReplaySource, load_capture, plan_from_script
 
@@ -148,7 +153,13 @@ def run(args: argparse.Namespace) -> int:
             if args.conn is not None:
                 raise UsageError(f"--conn chooses a connection of a capture; {args.file} is a "
                                  "frame script, which holds one connection: leave --conn out")
-            source = plan_from_script(load_script(args.file))
+            try:
+                source = plan_from_script(load_script(args.file))
+            except ScriptError as exc:
+                exc = locate_in_file(exc, args.file)
+                if exc.line is None:
+                    raise
+                raise UsageError(f"{args.file}:{exc.line}: {exc}") from None
         else:
             source = load_capture(args.file, conn=args.conn, progress=progress.loading)
     except (ScriptError, CaptureFormatError, LookupError) as exc:

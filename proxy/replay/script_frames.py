@@ -11,8 +11,11 @@ bytes) — the verbatim replay of a script is this, frame for frame.
 from __future__ import annotations
 
 import difflib
+import gzip
 import math
+import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,11 @@ _FLAGS = {(int(t), name): bit for t, flags in FLAGS_BY_TYPE.items() for bit, nam
 class ScriptError(ValueError):
     """The script cannot be used; the message names the entry and key at fault."""
 
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        """The script's line (from 1) where the fault is, when known."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Script:
@@ -48,36 +56,103 @@ class Script:
     """The entries, as in the YAML (validated: types, streams, flags known)."""
 
 
+def _read_text(path: str | Path) -> str:
+    """The script's text; gzip-compressed, as captures may be."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(GZIP_MAGIC):
+        data = gzip.decompress(data)
+    return data.decode("utf-8")
+
+
+def _head(path: str | Path) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as z:
+                return z.read(256)
+        except (OSError, EOFError):
+            return b"\0"  # (damaged gzip: not a script's to explain)
+    return head
+
+
 def is_script(path: str | Path) -> bool:
     """True if the file is a YAML frame script rather than a capture: by its first
     bytes as h2scope writes it (the comment line ``export --format script`` writes
     first), else (a script a YAML tool rewrote: keys sorted, comments dropped) by
     being YAML text holding a ``frames`` mapping key. Any other text starting with
-    ``#`` (a Markdown file, a shell script) is not a script."""
-    with open(path, "rb") as f:
-        head = f.read(256)
+    ``#`` (a Markdown file, a shell script) is not a script. A gzip-compressed file
+    is judged by what it holds."""
+    head = _head(path)
     if b"h2scope_script" in head or head.lstrip().startswith((SCRIPT_FIRST_LINE, b"frames:")):
         return True
-    if not head or head.startswith((MAGIC, GZIP_MAGIC)) or b"\0" in head:
-        return False  # a capture, gzip, a packet capture: binary
-    if Path(path).suffix.lower() in (".yaml", ".yml"):
+    if not head or head.startswith(MAGIC) or b"\0" in head:
+        return False  # a capture, a packet capture: binary
+    name = Path(path).name.lower().removesuffix(".gz")
+    if name.endswith((".yaml", ".yml")):
         return True  # (meant as one: what is wrong with it is the YAML's to say)
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = yaml.safe_load(_read_text(path))
+    except (OSError, EOFError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(doc, dict) and "frames" in doc
 
 
 def load_script(path: str | Path) -> Script:
-    """Read and validate a script; raises :class:`ScriptError`."""
+    """Read and validate a script; raises :class:`ScriptError`, whose message names
+    the entry at fault and :attr:`ScriptError.line` its line."""
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        text = _read_text(path)
+        doc = yaml.safe_load(text)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ScriptError(f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ScriptError(f"not valid YAML: {exc}") from None
-    return parse_script(doc)
+        mark = getattr(exc, "problem_mark", None)
+        what = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        raise ScriptError(f"not valid YAML: {what}" + (f" ({context})" if context else ""),
+                          line=mark.line + 1 if mark is not None else None) from None
+    try:
+        return parse_script(doc)
+    except ScriptError as exc:
+        raise locate(exc, text) from None
+
+
+_ENTRY = re.compile(r"frames\[(\d+)\]")
+
+
+def locate(exc: ScriptError, text: str) -> ScriptError:
+    """``exc`` with the line of the entry its message names (``frames[6]``), found in
+    the script's ``text``; ``exc`` itself if it names none or the text has none."""
+    found = _ENTRY.match(str(exc))
+    if exc.line is not None or found is None:
+        return exc
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return exc
+    frames = None
+    if isinstance(node, yaml.MappingNode):
+        frames = next((v for k, v in node.value if getattr(k, "value", None) == "frames"), None)
+    i = int(found.group(1))
+    if not isinstance(frames, yaml.SequenceNode) or i >= len(frames.value):
+        return exc
+    return ScriptError(str(exc), line=frames.value[i].start_mark.line + 1)
+
+
+def locate_in_file(exc: ScriptError, path: str | Path) -> ScriptError:
+    """:func:`locate` for the script at ``path``."""
+    try:
+        return locate(exc, _read_text(path))
+    except (OSError, EOFError, UnicodeDecodeError):
+        return exc
+
+
+def suggestion(value: object, known: Iterable[str]) -> str:
+    """``; did you mean 'CANCEL'?`` for a misspelt name, else ``""``."""
+    close = difflib.get_close_matches(str(value).upper(), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 SCRIPT_KEYS = ("h2scope_script", "connection", "server", "preface", "frames", "comment")
@@ -139,8 +214,9 @@ def parse_script(doc: Any) -> Script:
             raise ScriptError(f"frames[{i}].type: {_shape(kind)}; a type is a name such as "
                               "HEADERS or DATA (type_id for a number)")
         if "type_id" not in entry and kind not in _TYPES:
-            raise ScriptError(f"frames[{i}].type: unknown frame type {kind!r} (use type_id "
-                              "and payload_hex for other types)")
+            raise ScriptError(f"frames[{i}].type: unknown frame type {kind!r}"
+                              f"{suggestion(kind, _TYPES)} (known: {', '.join(_TYPES)}; "
+                              "type_id and payload_hex for other types)")
         stream = entry.get("stream", 0)
         if not isinstance(stream, int) or not 0 <= stream < 2**31:
             raise ScriptError(f"frames[{i}].stream: {stream!r} is not a stream id")
@@ -161,7 +237,11 @@ def parse_script(doc: Any) -> Script:
         for name in flags:
             if kind in _TYPES and (_TYPES[kind], name) not in _FLAGS \
                     and not str(name).startswith("0x"):
-                raise ScriptError(f"frames[{i}].flags: {kind} has no flag {name!r}")
+                names = [n for (t, n) in _FLAGS if t == _TYPES[kind]]
+                known = f" ({kind}'s flags: {', '.join(names)})" if names else \
+                    f" ({kind} defines no flags)"
+                raise ScriptError(f"frames[{i}].flags: {kind} has no flag {name!r}"
+                                  f"{suggestion(name, names)}{known}")
         if kind in ("HEADERS", "PUSH_PROMISE") and "headers" not in entry \
                 and "header_block_hex" not in entry:
             raise ScriptError(f"frames[{i}]: a {kind} entry needs 'headers'")
@@ -213,7 +293,8 @@ def error_code(value: Any) -> int:
         return int(text[14:-1], 16)
     if text.startswith("0x") and text.endswith(" (unregistered)"):
         return int(text.split()[0], 16)
-    raise ScriptError(f"unknown error code {value!r}")
+    raise ScriptError(f"unknown error code {value!r}{suggestion(value, _ERRORS)} (a name "
+                      "from RFC 9113 §7 such as CANCEL, or a number)")
 
 
 def setting_code(value: Any) -> int:
@@ -224,7 +305,8 @@ def setting_code(value: Any) -> int:
         return _SETTINGS[text]
     if text.startswith("UNKNOWN_SETTING(") and text.endswith(")"):
         return int(text[16:-1], 16)
-    raise ScriptError(f"unknown setting {value!r}")
+    raise ScriptError(f"unknown setting {value!r}{suggestion(value, _SETTINGS)} (a name "
+                      "such as INITIAL_WINDOW_SIZE, or a number)")
 
 
 def data_of(entry: dict[str, Any]) -> bytes:

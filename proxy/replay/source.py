@@ -19,6 +19,7 @@ no original outcomes.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,7 +197,12 @@ def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:
     except (struct.error, OverflowError) as exc:
         raise ScriptError(f"{what}: a number does not fit its field ({exc})") from None
     except (ValueError, TypeError) as exc:
-        raise ScriptError(f"{what}: {exc}") from None
+        text = str(exc)
+        at = re.search(r"fromhex\(\) arg at position (\d+)", text)
+        if at is not None:  # (Python's words for a bad hex string)
+            text = (f"a hex field has a character that is not a hex digit (at position "
+                    f"{at.group(1)}); write pairs of 0-9a-f, spaces allowed")
+        raise ScriptError(f"{what}: {text}") from None
 
 
 def plan_from_script(script: Script) -> ReplaySource:

@@ -111,7 +111,8 @@ def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: st
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"type": "PING", "opaque_hex": "zz"}, "frames[1] (PING): non-hexadecimal number"),
+    ({"type": "PING", "opaque_hex": "zz"}, "frames[1] (PING): a hex field has a character "
+     "that is not a hex digit (at position 0)"),
     ({"type": "WINDOW_UPDATE", "stream": 1, "increment": -1},
      "frames[1] (WINDOW_UPDATE): a number does not fit its field"),
     ({"type": "WINDOW_UPDATE", "stream": 1}, "frames[1] (WINDOW_UPDATE): needs 'increment'"),
@@ -202,5 +203,59 @@ def test_a_yaml_file_that_does_not_parse_is_reported_as_yaml(tmp_path) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert main(["replay", str(bad), "--target", "http://127.0.0.1:9"]) == 2
-    assert f"h2scope: {bad}: not valid YAML: " in err.getvalue(), err.getvalue()
+    assert f"h2scope: {bad}:1: not valid YAML: " in err.getvalue(), err.getvalue()
+    assert "<unicode string>" not in err.getvalue()
 
+
+
+SCRIPT = """\
+h2scope_script: 1
+frames:
+- {type: SETTINGS, settings: []}
+- type: HEADERS
+  stream: 1
+  flags: [END_HEADERS]
+  headers: [[':method', GET], [':path', /]]
+- {type: DATA, stream: 1, flags: [END_STREEM], text: hi}
+- {type: RST_STREAM, stream: 1, error: CANCELLED}
+"""
+
+
+@pytest.mark.parametrize(("fix", "said"), [
+    ({}, "x.yaml:8: frames[2].flags: DATA has no flag 'END_STREEM'; did you mean "
+         "'END_STREAM'? (DATA's flags: END_STREAM, PADDED)"),
+    ({"END_STREEM": "END_STREAM"}, "x.yaml:9: frames[3] (RST_STREAM): unknown error code "
+                                   "'CANCELLED'; did you mean 'CANCEL'?"),
+    ({"END_STREEM": "END_STREAM", "RST_STREAM,": "RST_STRAEM,"},
+     "x.yaml:9: frames[3].type: unknown frame type 'RST_STRAEM'; did you mean 'RST_STREAM'?"),
+])
+def test_a_script_error_gives_the_line_and_the_name_meant(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], fix: dict[str, str],
+        said: str) -> None:
+    """Entries are found by their line, not by counting them from 0; a misspelt flag,
+    error code or type gets the name meant, as a misspelt key did."""
+    from proxy.cli import main
+
+    text = SCRIPT
+    for old, new in fix.items():
+        text = text.replace(old, new)
+    (tmp_path / "x.yaml").write_text(text)
+    assert main(["replay", str(tmp_path / "x.yaml"), "--target", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert f"h2scope: {tmp_path}/{said}" in err, err
+
+
+def test_a_gzip_compressed_script_is_a_script(tmp_path: Path) -> None:
+    """As a capture may be: it was refused with 'this is a frame script ... replay
+    FILE sends it', the command just run."""
+    import gzip
+
+    from proxy.replay.script_frames import is_script, load_script
+
+    text = SCRIPT.replace("END_STREEM", "END_STREAM").replace("CANCELLED", "CANCEL")
+    for name in ("s.yaml.gz", "s.gz"):
+        (tmp_path / name).write_bytes(gzip.compress(text.encode()))
+        assert is_script(tmp_path / name)
+        assert len(load_script(tmp_path / name).frames) == 4
+    (tmp_path / "c.gz").write_bytes(gzip.compress(b"H2SCOPE\0 not a script"))
+    assert not is_script(tmp_path / "c.gz")
