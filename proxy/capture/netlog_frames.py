@@ -168,7 +168,7 @@ class SessionFrames:
             self.server_settings.append((_int(params.get("id")) & 0xFFFF,
                                          _int(params.get("value")) & 0xFFFFFFFF))
             return
-        if name != "HTTP2_SESSION_SEND_SETTINGS_ACK":
+        if name not in _WITHIN_SETTINGS:
             self._flush_settings(t)
         self.start(t)
         handler = _HANDLERS.get(name)
@@ -264,6 +264,14 @@ class SessionFrames:
         self._send(Direction.C2S, frame(_int(p.get("type")) & 0xFF, _int(p.get("flags")) & 0xFF,
                                         _int(p.get("stream_id")), bytes(size)), t)
 
+
+_WITHIN_SETTINGS = frozenset({
+    "HTTP2_SESSION_SEND_SETTINGS_ACK",
+    "HTTP2_SESSION_UPDATE_STREAMS_SEND_WINDOW_SIZE",
+})
+"""Events Chrome logs among a received SETTINGS frame's values (its ACK before them;
+the new INITIAL_WINDOW_SIZE applied to open streams as it is read): the values after
+them are the same frame's."""
 
 _HANDLERS: dict[str, Callable[[SessionFrames, dict[str, Any], float], None]] = {
     "HTTP2_SESSION_SEND_HEADERS": SessionFrames.send_headers,

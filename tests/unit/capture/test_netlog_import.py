@@ -44,7 +44,8 @@ TYPES = ["SOCKET_ALIVE", "TCP_CONNECT", "SSL_CONNECT", "SSL_SOCKET_BYTES_SENT",
          "HTTP2_SESSION_RECV_DATA", "HTTP2_SESSION_SEND_DATA",
          "HTTP2_SESSION_RECV_WINDOW_UPDATE", "HTTP2_SESSION_PING",
          "HTTP2_STREAM_SEND_PRIORITY", "HTTP2_SESSION_SEND_RST_STREAM",
-         "HTTP2_SESSION_RECV_RST_STREAM", "HTTP2_SESSION_RECV_GOAWAY", "HTTP2_SESSION_CLOSE"]
+         "HTTP2_SESSION_RECV_RST_STREAM", "HTTP2_SESSION_RECV_GOAWAY", "HTTP2_SESSION_CLOSE",
+         "HTTP2_SESSION_UPDATE_STREAMS_SEND_WINDOW_SIZE"]
 SOURCES = {"NONE": 0, "URL_REQUEST": 1, "SOCKET": 10, "HTTP2_SESSION": 11, "QUIC_SESSION": 12}
 OFFSET = 1_790_000_000_000  # timeTickOffset: ms of wall clock at tick 0
 REQUEST = [(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
@@ -168,6 +169,9 @@ def h2_session(log: Log, source: int = 7, session: int = 8) -> None:
     log.add("HTTP2_SESSION_SEND_SETTINGS_ACK", session, **s)  # (logged before the values)
     log.add("HTTP2_SESSION_RECV_SETTING", session, **s,
             id="3 (SETTINGS_MAX_CONCURRENT_STREAMS)", value="100")
+    # (logged as the new window is applied, before the values that follow)
+    log.add("HTTP2_SESSION_UPDATE_STREAMS_SEND_WINDOW_SIZE", session, **s,
+            delta_window_size=983041)
     log.add("HTTP2_SESSION_RECV_SETTING", session, **s, id="4 (SETTINGS_INITIAL_WINDOW_SIZE)",
             value=1048576)
     log.add("HTTP2_SESSION_RECV_SETTINGS_ACK", session, **s)
@@ -213,6 +217,8 @@ def test_without_raw_bytes_the_frames_are_rebuilt_from_the_session_events(
         ("S2C", 8, 0, 3), ("C2S", 6, 0, 0), ("S2C", 6, 1, 0), ("C2S", 3, 0, 3),
         ("S2C", 7, 0, 0)]
     assert summary.frames == len(frames)
+    server_settings = frames[3].frame
+    assert dict(server_settings.settings) == {3: 100, 4: 1048576}  # (both: one frame)
     by_type: dict[tuple[str, int], FrameObserved] = {}
     for f in frames:
         by_type.setdefault((f.direction.name, f.frame.type), f)
