@@ -14,6 +14,7 @@ import base64
 import contextlib
 import email.utils
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -131,10 +132,15 @@ def _size(headers: Headers | None) -> int:
     return list_size(headers or ())
 
 
+_STRIPPED = re.compile(r"\[\d+ bytes were stripped\]")
+"""What a Chrome net log in its default mode writes for a cookie's value: the
+header list keeps it, but it is no cookie."""
+
+
 def _cookies(headers: Headers | None, name: str) -> list[dict[str, Any]]:
     cookies: list[dict[str, Any]] = []
     for n, v in _bounded(headers)[0]:
-        if n != name:
+        if n != name or _STRIPPED.fullmatch(v.strip()):
             continue
         if name == "cookie":
             for part in v.split(";"):

@@ -331,3 +331,14 @@ def test_response_cookies_keep_their_attributes() -> None:
                                                       "expires": "not a date"}
     validator = jsonschema.Draft7Validator(SCHEMA["definitions"]["cookie"])
     validator.validate(_set_cookie("sid=a1b2; Path=/; Secure; HttpOnly; SameSite=Strict"))
+
+
+def test_a_cookie_a_net_log_stripped_is_no_cookie() -> None:
+    """Chrome's default net-log mode writes ``[14 bytes were stripped]`` for cookie
+    values: the header list keeps what Chrome wrote, the cookies list has no cookie
+    named '[14 bytes were stripped]'."""
+    from proxy.capture.export_har import _cookies
+
+    assert _cookies((("cookie", "[14 bytes were stripped]"), ("cookie", "a=1")),
+                    "cookie") == [{"name": "a", "value": "1"}]
+    assert _cookies((("set-cookie", "[96 bytes were stripped]"),), "set-cookie") == []
