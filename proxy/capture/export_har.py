@@ -334,9 +334,32 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         cut = _cut(ex)
         h2["incomplete"] = cut
         comments.append(f"INCOMPLETE: {cut}")
+    elif not h1:
+        late = _reset_after_response(ex)
+        if late:
+            comments.append(late)
     if comments:
         out["comment"] = "; ".join(comments)
     return out
+
+
+def _reset_after_response(ex: Exchange) -> str | None:
+    """What a client's reset of a stream whose whole response had reached h2scope
+    says: an error code (PROTOCOL_ERROR: the client rejected what it got, as Chrome
+    does a malformed response) means it never used the response; CANCEL, that it no
+    longer wanted it — the response may have been in flight to it, and the entry's
+    success is h2scope's view, not the client's."""
+    for r in ex.resets:
+        if r.get("by") != "client" or r.get("error_code") == 0:
+            continue
+        name = error_name(r["error_code"])
+        if r["error_code"] == 8:  # CANCEL
+            return (f"CANCELLED: the client reset the stream ({name}) after the whole "
+                    "response had reached h2scope; the client may not have had it all")
+        return (f"REJECTED: the client reset the stream ({name}) after the response "
+                "came: it refused the response rather than use it (h2scope's findings "
+                "on the stream say why)")
+    return None
 
 
 def _cut(ex: Exchange) -> str:

@@ -342,3 +342,27 @@ def test_a_cookie_a_net_log_stripped_is_no_cookie() -> None:
     assert _cookies((("cookie", "[14 bytes were stripped]"), ("cookie", "a=1")),
                     "cookie") == [{"name": "a", "value": "1"}]
     assert _cookies((("set-cookie", "[96 bytes were stripped]"),), "set-cookie") == []
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (1, "REJECTED: the client reset the stream (PROTOCOL_ERROR) after the response came"),
+    (8, "CANCELLED: the client reset the stream (CANCEL) after the whole response had "
+        "reached h2scope"),
+    (0, None),
+])
+def test_a_response_the_client_reset_after_it_came_is_not_a_plain_success(
+        error: int, said: str | None) -> None:
+    """Chrome answers a malformed response with RST_STREAM PROTOCOL_ERROR and never
+    uses it; the entry was a plain 200 with no comment. A reset by the server or with
+    NO_ERROR says nothing of the sort."""
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    ex = Exchange(1, 3, request_headers=((":method", "GET"), (":scheme", "https"),
+                                         (":authority", "a"), (":path", "/upper.js")),
+                  response_headers=((":status", "200"),), response_ended=True,
+                  resets=[{"by": "client", "error_code": error}])
+    comment = entry(ex, {}).get("comment")
+    assert comment is None if said is None else comment.startswith(said), comment
+    ex.resets = [{"by": "server", "error_code": 1}]
+    assert "comment" not in entry(ex, {})
