@@ -428,15 +428,19 @@ def settings_text(conn: ConnInfo) -> Text:
 def priority_text(conn: ConnInfo) -> Text:
     out = Text()
     out.append("RFC 9218 extensible priorities (urgency 0 highest … 7, incremental)\n", "bold")
-    any9218 = False
-    for st in conn.streams.values():
-        if st.urgency is not None or st.incremental is not None:
-            any9218 = True
+    streams = list(conn.streams.values())
+    if not any(st.urgency is not None or st.incremental is not None for st in streams):
+        out.append("  (no priority header or PRIORITY_UPDATE frame seen)\n", "dim")
+    else:
+        # A client that signals priorities signals the default by saying nothing: its
+        # silent streams are u=3, not incremental (RFC 9218 §4), and listed as such.
+        for st in streams:
+            said = st.urgency is not None or st.incremental is not None
             u = st.urgency if st.urgency is not None else 3  # RFC 9218 §4.1 default
             out.append(f"  stream {st.stream_id:>5}  u={u} i={'1' if st.incremental else '0'}"
-                       f"  {st.label}\n")
-    if not any9218:
-        out.append("  (no priority header or PRIORITY_UPDATE frame seen)\n", "dim")
+                       f"  {st.label}")
+            out.append("\n" if said else "  (default: no priority signal)\n",
+                       "" if said else "dim")
     out.append("\nRFC 7540 §5.3 dependency tree (deprecated by RFC 9113 §5.3.2, still sent)\n",
                "bold")
     tree = conn.priority

@@ -84,3 +84,24 @@ def test_the_hpack_tab_shows_the_table_as_a_selected_header_block_left_it(
         if row not in client.block_rows[:-1]:
             assert "as the selected frame left it" not in \
                 hpack_text(conn, session.block_bytes, {}, 100, row=row).plain.split("←")[0]
+
+
+def test_streams_silent_on_priority_are_listed_at_the_default_beside_those_that_signal(
+        ) -> None:
+    """Chrome sends no priority header for an async script: by RFC 9218 §4 that is
+    u=3, not incremental — a priority, listed as one (the list left such streams out,
+    as if the client had said nothing). A connection where nothing signalled lists
+    none."""
+    from ui.model.connections import StreamInfo
+
+    conn = ConnInfo(conn_id=1)
+    conn.streams[1] = StreamInfo(conn_id=1, stream_id=1, urgency=0, incremental=False)
+    conn.streams[3] = StreamInfo(conn_id=1, stream_id=3)
+    lines = priority_text(conn).plain.splitlines()
+    assert lines[1].startswith("  stream     1  u=0 i=0")
+    assert lines[2].startswith("  stream     3  u=3 i=0") and \
+        lines[2].endswith("(default: no priority signal)")
+    quiet = ConnInfo(conn_id=1)
+    quiet.streams[3] = StreamInfo(conn_id=1, stream_id=3)
+    assert "(no priority header or PRIORITY_UPDATE frame seen)" in priority_text(quiet).plain
+    assert "stream     3" not in priority_text(quiet).plain
