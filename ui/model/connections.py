@@ -184,17 +184,32 @@ class FlowSeries:
     windows, their kinds), extended as the series grows rather than read again
     from its first point (live, a view redraws every second)."""
 
+    late: dict[int, int] = field(default_factory=dict)
+    """Per stream charted: its WINDOW_UPDATEs after it closed (see :meth:`late_updates`)."""
+
     def stream_points(self, sid: int) -> tuple[array[int], array[int]]:
         """Stream ``sid``'s send window after each of its DATA and WINDOW_UPDATE
         frames, and the kind of each."""
         pos, values, kinds = self.by_stream.get(sid) or (0, array("q"), array("B"))
         ids, windows, kind = self.stream_id, self.stream, self.kind
+        late = 0
         for i in range(pos, len(ids)):
-            if ids[i] == sid and windows[i] != -1:
-                values.append(windows[i])
-                kinds.append(kind[i])
+            if ids[i] == sid:
+                if windows[i] != -1:
+                    values.append(windows[i])
+                    kinds.append(kind[i])
+                elif kind[i] == 1:
+                    late += 1
         self.by_stream[sid] = (len(ids), values, kinds)
+        if late:
+            self.late[sid] = self.late.get(sid, 0) + late
         return values, kinds
+
+    def late_updates(self, sid: int) -> int:
+        """WINDOW_UPDATEs on stream ``sid`` that came after it closed, so with no
+        window of its to chart (a browser's after a download), as far as
+        :meth:`stream_points` has looked."""
+        return self.late.get(sid, 0)
 
 
 @dataclass(slots=True)

@@ -333,8 +333,10 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
                                         partial(_stream_chart, series, sid, columns))
             st = conn.streams.get(sid)
             label = f" ({st.label})" if st is not None and st.request_headers else ""
+            late = series.late_updates(sid)
+            after = (f" ({late} more after it closed, not charted)" if late else "")
             out.append(f"  stream {sid}{label} send window, ↑ its {n_updates} WINDOW_UPDATE"
-                       f"{'s' if n_updates != 1 else ''} — {why}:\n", "dim")
+                       f"{'s' if n_updates != 1 else ''}{after} — {why}:\n", "dim")
             for line in lines:
                 out.append("  │" + line + "\n", "green" if d == 0 else "blue")
         out.append("  (a column: solid up to its lowest window, ░ on to its highest — a window "

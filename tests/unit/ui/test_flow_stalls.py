@@ -542,3 +542,29 @@ def test_a_connection_window_spent_by_a_download_that_ended_is_no_hang(
     assert main(["check", str(path), "--fail-on", "warning"]) == 0
     out = capsys.readouterr().out
     assert "never resumed" not in out and "flow-control-stalled" not in out
+
+
+def test_a_window_update_after_the_stream_closed_is_counted_apart_not_charted() -> None:
+    """Chrome's WINDOW_UPDATE 344 ms after big.png ended: the timeline shows it, the
+    chart has no window of the closed stream to draw, and its label said "its 0
+    WINDOW_UPDATEs" beside it; it now says one more came after the stream closed."""
+    from ui.model.connections import FlowSeries
+
+    series = FlowSeries()
+    for t, conn, stream, sid, kind in ((0.1, 1000, 900, 3, 0), (0.2, 500, 400, 3, 0),
+                                       (0.3, 10000, -1, 3, 1), (0.4, 9000, 800, 5, 0)):
+        series.t.append(t)
+        series.conn.append(conn)
+        series.stream.append(stream)
+        series.stream_id.append(sid)
+        series.kind.append(kind)
+    values, kinds = series.stream_points(3)
+    assert list(values) == [900, 400] and list(kinds) == [0, 0]
+    assert series.late_updates(3) == 1 and series.late_updates(5) == 0
+    series.t.append(0.5)
+    series.conn.append(20000)
+    series.stream.append(-1)
+    series.stream_id.append(3)
+    series.kind.append(1)
+    series.stream_points(3)  # (extended from where it stopped, as a live view redraws)
+    assert series.late_updates(3) == 2
