@@ -53,8 +53,8 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
         return out
     f = ev.frame
     out.append(f"{f.type_name}", style.TYPE_STYLES.get(f.type, style.SUMMARY) + style.BOLD)
-    out.append(f"  frame {row + 1} (connection #{t.conn[row]}: its frame #{ev.seq}, as findings "
-               "number it)\n")
+    out.append(f"  frame {row + 1} (connection #{t.conn[row]}'s frame {ev.seq}: its \"seq\" in "
+               "jsonl and --json output)\n")
     out.append(f"direction   {ev.direction.arrow} {ev.direction.name} "
                f"(sent by the {ev.direction.sender})\n")
     out.append(f"time        {session.relative(ev.t):.6f} s\n")
