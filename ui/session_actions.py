@@ -52,6 +52,18 @@ class SessionActions(App[int]):
 
     # ----------------------------------------------------------------- save
 
+    def _named(self, text: str | None, nothing: str, action: str, key: str) -> bool:
+        """Whether a file-name prompt was answered with a name; if not, the status line
+        says nothing happened (an empty Enter closed the prompt without a word)."""
+        if text is None:
+            self.message = f"{nothing}: cancelled"
+            return False
+        if not text.strip():
+            again = getattr(self, "keys", {}).get(action, key)
+            self.message = f"{nothing}: the file name was empty ({again} and type one)"
+            return False
+        return True
+
     def action_save_session(self) -> None:
         live = self.live
         if live is None or live.backing is None:
@@ -60,9 +72,10 @@ class SessionActions(App[int]):
             return
 
         def done(text: str | None) -> None:
-            if text:
+            if self._named(text, "nothing saved", "save_session", "ctrl+s"):
+                assert text is not None
                 self.message = "saving the session…"
-                self._save(Path(text).expanduser())
+                self._save(Path(text.strip()).expanduser())
         self.push_screen(Prompt("Save the whole session so far to file",
                                 time.strftime(SAVE_NAME),
                                 hint=f"Enter saves · Esc cancels · mode 0600 · a relative "
@@ -110,7 +123,9 @@ class SessionActions(App[int]):
             return
 
         def done(text: str | None) -> None:
-            if text and self.live is not None:
+            if self._named(text, "not recording", "record", "r") and self.live is not None:
+                assert text is not None
+                text = text.strip()
                 try:
                     self.live.start_recording(Path(text).expanduser())
                 except OSError as exc:
@@ -143,8 +158,10 @@ class SessionActions(App[int]):
             self.live.record_file is not None else time.strftime("h2scope-%Y%m%d-%H%M%S")
 
         def done(answer: tuple[str, str] | None) -> None:
-            if answer:
-                self._export(source, answer[0], Path(answer[1]).expanduser(), keep)
+            if self._named(None if answer is None else answer[1], "nothing exported",
+                           "export", "x"):
+                assert answer is not None
+                self._export(source, answer[0], Path(answer[1].strip()).expanduser(), keep)
         self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
 
     @work(thread=True, group="export")

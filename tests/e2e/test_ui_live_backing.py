@@ -153,6 +153,14 @@ def test_frames_come_from_the_private_capture_and_the_session_saves(
             await pilot.press("escape")
             await pilot.pause()
 
+            # An empty name saves nothing, and says so (the prompt closed without a word).
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            app.screen.query_one("#prompt-input", Input).value = ""
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.message == ("nothing saved: the file name was empty (ctrl+s and type "
+                                   "one)"), app.message
             # Save the session after the fact: ctrl+s, the default name, Enter.
             await pilot.press("ctrl+s")
             await pilot.pause()
