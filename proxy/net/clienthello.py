@@ -57,7 +57,8 @@ class ExtensionType(IntEnum):
     POST_HANDSHAKE_AUTH = 49
     SIGNATURE_ALGORITHMS_CERT = 50
     KEY_SHARE = 51  # RFC 8446 §4.2.8
-    APPLICATION_SETTINGS = 17513
+    APPLICATION_SETTINGS_OLD = 17513  # ALPS as Chrome sent it first (Wireshark's name)
+    APPLICATION_SETTINGS = 17613  # ALPS, Chrome's codepoint since 2024 (0x44cd)
     ENCRYPTED_CLIENT_HELLO = 65037
     RENEGOTIATION_INFO = 65281
 
@@ -101,7 +102,8 @@ _CIPHER_NAMES = {
 
 _GROUP_NAMES = {23: "secp256r1", 24: "secp384r1", 25: "secp521r1", 29: "x25519", 30: "x448",
                 256: "ffdhe2048", 257: "ffdhe3072", 258: "ffdhe4096", 259: "ffdhe6144",
-                260: "ffdhe8192", 4588: "X25519MLKEM768",
+                260: "ffdhe8192", 4587: "SecP256r1MLKEM768", 4588: "X25519MLKEM768",
+                4589: "SecP384r1MLKEM1024",
                 25497: "X25519Kyber768Draft00"}
 
 
@@ -143,6 +145,8 @@ _SIGNATURE_NAMES = {
     # TLS 1.2's hash/signature pairs that have no TLS 1.3 name (RFC 5246 §7.4.1.4.1)
     0x0202: "dsa_sha1", 0x0301: "rsa_sha224", 0x0302: "dsa_sha224", 0x0303: "ecdsa_sha224",
     0x0402: "dsa_sha256", 0x0502: "dsa_sha384", 0x0602: "dsa_sha512",
+    # ML-DSA (draft-ietf-tls-mldsa), which Chrome offers
+    0x0904: "mldsa44", 0x0905: "mldsa65", 0x0906: "mldsa87",
 }
 """RFC 8446 §4.2.3 SignatureScheme names."""
 

@@ -148,3 +148,15 @@ def test_a_hello_as_a_capture_keeps_it_names_everything_in_order() -> None:
     assert "ecdsa_secp256r1_sha256" in kept["signature_algorithms"]  # type: ignore[operator]
     import json
     assert json.loads(json.dumps(kept)) == kept  # what the capture's JSON holds
+
+
+def test_chromes_newer_codepoints_have_names() -> None:
+    """What Chromium 156 offers: ALPS at its new codepoint, ML-DSA signatures and
+    the hybrid ML-KEM groups (they showed as bare hex in the connection tab)."""
+    from proxy.net.clienthello import extension_name, group_name, signature_name
+
+    assert extension_name(0x44CD) == "application_settings"
+    assert extension_name(0x4469) == "application_settings_old"
+    assert [signature_name(v) for v in (0x0904, 0x0905, 0x0906)] == [
+        "mldsa44", "mldsa65", "mldsa87"]
+    assert group_name(4587) == "SecP256r1MLKEM768" and group_name(4588) == "X25519MLKEM768"
