@@ -44,6 +44,9 @@ class StreamInfo:
     first_t: float = 0.0
     last_t: float = 0.0
     first_response_t: float | None = None
+    response_end_t: float | None = None
+    """When the server's END_STREAM came: the response complete (frames after it, a
+    client's WINDOW_UPDATE or reset, are no part of its duration)."""
     state: str = "idle"
     reset: str | None = None
     """``by client: CANCEL`` once reset."""

@@ -332,8 +332,11 @@ class Session:
             s.last_t = t
             if ev.findings:
                 s.findings += len(ev.findings)
-            if d == 1 and s.first_response_t is None:
-                s.first_response_t = t
+            if d == 1:
+                if s.first_response_t is None:
+                    s.first_response_t = t
+                if f.flags & 0x1 and ftype in (_DATA, _HEADERS):  # END_STREAM
+                    s.response_end_t = t
         if ftype == _DATA:
             if s is not None and type(f) is DataFrame:
                 if d:

@@ -48,7 +48,13 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     timing = [f"started {rel(t0):.6f} s"]
     if st.first_response_t is not None:
         timing.append(f"first response byte +{(st.first_response_t - t0) * 1000:.3f} ms")
-    timing.append(f"last frame +{(st.last_t - t0) * 1000:.3f} ms")
+    if st.response_end_t is not None:
+        done = f"response complete +{(st.response_end_t - t0) * 1000:.3f} ms"
+        if st.first_response_t is not None:
+            done += f" (receiving {(st.response_end_t - st.first_response_t) * 1000:.3f} ms)"
+        timing.append(done)
+    if st.last_t != st.response_end_t:
+        timing.append(f"last frame +{(st.last_t - t0) * 1000:.3f} ms")
     if st.stalls:
         total = sum((end - start) for start, end in st.stalls if end is not None)
         timing.append(f"{len(st.stalls)} flow-control stall(s), {total * 1000:.1f} ms")

@@ -568,3 +568,23 @@ def test_a_window_update_after_the_stream_closed_is_counted_apart_not_charted() 
     series.kind.append(1)
     series.stream_points(3)  # (extended from where it stopped, as a live view redraws)
     assert series.late_updates(3) == 2
+
+
+def test_the_stream_view_times_the_response_to_its_end_not_to_a_later_window_update(
+        tmp_path: Path) -> None:
+    """Chrome's WINDOW_UPDATE for a download came 344 ms after its END_STREAM: the
+    stream view's only end time was "last frame +449 ms" for a response complete at
+    +105 ms. It gives the response's end, and the last frame apart."""
+    from ui.screens.stream import stream_text
+
+    f = FrameFactory()
+    f.block(C2S, REQUEST)  # (the encoder as _one_request left it)
+    path = _one_request(tmp_path / "late.h2scope",
+                        (S2C, f.headers(S2C, 1, [(":status", "200")]), 1.10),
+                        (S2C, f.data(1, b"x" * 100, flags=["END_STREAM"]), 1.15),
+                        (C2S, f.window_update(1, 100), 1.50))
+    text = _loaded(path, lambda session: stream_text(
+        session, session.conns[1], session.conns[1].streams[1]).plain)
+    timing = text.splitlines()[1]
+    assert "first response byte +60.000 ms, response complete +110.000 ms (receiving " \
+        "50.000 ms), last frame +460.000 ms" in timing, timing
