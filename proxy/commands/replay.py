@@ -208,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
     if not ran:
         return EXIT_FAILURE
     if report.differs or report.refused:
+        if report.refused and not report.differs:  # (the summary line says all match)
+            print("h2scope replay: exit status 3: the server ended a connection with a "
+                  "GOAWAY error the recording does not have (see the error above)",
+                  file=sys.stderr)
         return EXIT_DIFFERS
     if report.failed:
         # Part of the recording was not sent, or the connection broke: whatever
@@ -236,8 +240,14 @@ def _print_report(report: Any, url: str, mode: str) -> None:
                 out.write(f"  note: {note}\n")
         if r.error:
             out.write(f"  error: {r.error}\n")
-        if r.goaway:
-            out.write(f"  error: the server ended the connection: GOAWAY {r.goaway}\n")
+        if r.goaway and r.refused:
+            was = f" (the recorded server sent {plan.server_goaway})" \
+                if plan.server_goaway else " (the recorded server sent none)" \
+                if plan.original is not None else ""
+            out.write(f"  error: the server ended the connection: GOAWAY {r.goaway}{was}\n")
+        elif r.goaway:
+            out.write(f"  same     the server ended the connection with GOAWAY {r.goaway}, as "
+                      "recorded\n")
         if r.timed_out:
             out.write("  note: stopped waiting: the server sent nothing for the --timeout and "
                       "streams were still open\n")

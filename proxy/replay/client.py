@@ -149,6 +149,14 @@ class ConnectionResult:
     goaway: str | None = None
     """The server's GOAWAY with an error code, as said to the user (``PROTOCOL_ERROR,
     last stream 1: debug text``); None without one, or for NO_ERROR."""
+    goaway_error: str | None = None
+    """That GOAWAY's error code name (compared with the recorded server's)."""
+
+    @property
+    def refused(self) -> bool:
+        """The server ended the connection with an error its recorded self did not
+        (the same GOAWAY again is the server behaving as recorded)."""
+        return self.goaway is not None and self.goaway_error != self.plan.server_goaway
     findings: list[Finding] = field(default_factory=list)
     """The observer's errors and warnings over the replayed exchange (what a server's
     reset may answer: an edited script's body that no longer fits content-length)."""
@@ -244,6 +252,7 @@ class ReplayConnection:
                     debug = f.debug_data.decode("utf-8", "replace")[:200]
                     self.result.goaway = (f"{f.error_name}, last stream {f.last_stream_id}"
                                           + (f": {debug}" if debug else ""))
+                    self.result.goaway_error = f.error_name
         if events and self.on_batch is not None:
             self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events),
                                 direction=direction, data=data, protocol="h2"))

@@ -56,8 +56,9 @@ class ReplayReport:
 
     @property
     def refused(self) -> bool:
-        """A server ended a connection with an error (GOAWAY other than NO_ERROR)."""
-        return any(c.result.goaway is not None for c in self.connections)
+        """A server ended a connection with an error (GOAWAY other than NO_ERROR) that
+        the recorded server did not end it with."""
+        return any(c.result.refused for c in self.connections)
 
 
 async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptions,

@@ -33,7 +33,7 @@ from proxy.capture.replay import Observers, Replayed, replay_records
 from proxy.capture.script import build_script
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
-from proxy.observe.frames import DataFrame, parse_header
+from proxy.observe.frames import DataFrame, GoAwayFrame, parse_header
 from proxy.replay.compare import StreamOutcome, outcomes
 from proxy.replay.script_frames import Script, ScriptError, encode_entry
 
@@ -65,6 +65,9 @@ class ConnectionPlan:
     """The recorded streams; None when there is nothing to compare with (a script)."""
     notes: tuple[str, ...] = ()
     """What the replay cannot reproduce, in plain words."""
+    server_goaway: str | None = None
+    """The error code name of the recorded server's first GOAWAY with an error (None:
+    it sent none, or this is a script)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +170,10 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
     except LookupError:
         return None
     original = outcomes(items, cid)
+    server_goaway = next((ev.frame.error_name for item in items
+                          if item.record.direction is Direction.S2C for ev in item.events
+                          if isinstance(ev, FrameObserved) and isinstance(ev.frame, GoAwayFrame)
+                          and ev.frame.error_code), None)
     for s in original:
         if s.cancelled and not s.pushed:
             notes.append(f"{s.label}: the client reset it ({s.reset}) before the response "
@@ -182,7 +189,7 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
                          "SHA-256")
     return ConnectionPlan(conn_id=cid, meta=meta, sends=tuple(sends),
                           entries=tuple(script["frames"]), original=tuple(original),
-                          notes=tuple(notes))
+                          notes=tuple(notes), server_goaway=server_goaway)
 
 
 def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:

@@ -11,6 +11,8 @@ Routes (any method):
 * ``/no-content/N`` — status N (204, 304) with ``content-length: 4`` and a body
   of 4 bytes anyway (RFC 9110 §6.4.1 says it has none);
 * ``/data-first`` — a DATA frame, then the response HEADERS (RFC 9113 §8.1: wrong);
+* ``/calm``    — no response: GOAWAY ENHANCE_YOUR_CALM, last stream 0 (a server
+  refusing a client it finds abusive);
 * ``…/NoTrailers`` — a gRPC response (one message) that ends with its DATA,
   without the trailers that carry grpc-status (what a trailer-dropping proxy does);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
@@ -238,6 +240,10 @@ class H2Origin(asyncio.Protocol):
         elif path.endswith("/NoTrailers"):
             self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
             self.conn.send_data(sid, b"\x00\x00\x00\x00\x07\x0a\x05world", end_stream=True)
+            self.flush()
+        elif path == "/calm":
+            self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                       additional_data=b"calm down", last_stream_id=0)
             self.flush()
         elif path == "/data-first":
             self.conn.send_data(sid, b"early ")

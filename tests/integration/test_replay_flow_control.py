@@ -58,3 +58,29 @@ def test_a_large_upload_replays_within_the_servers_flow_control_windows(
     assert code == 0, out + err
     # The origin echoes the upload after "hello /echo\n": 12 + 1 MiB bytes came back.
     assert f"(POST /echo): 200, {12 + 1048576} bytes" in out
+
+
+def test_a_server_that_refuses_with_the_recorded_goaway_again_matches(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread,
+        origin_cert: CertFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The recording has the server's GOAWAY ENHANCE_YOUR_CALM; a server that sends it
+    again behaves as recorded: exit 0 (it was exit 3 whatever the server did, under a
+    summary saying 'it matches')."""
+    capture = tmp_path / "calm.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = make_proxy(modes=[f"reverse:https://127.0.0.1:{h2_origin.port}"],
+                           sinks=(recorder,))
+        procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(proxy.ca_cert),
+                   "-o", "/dev/null", f"https://127.0.0.1:{proxy.port('reverse')}/calm"])
+        proxy.wait_closed()
+        proxy.close()
+    finally:
+        recorder.close()
+    capsys.readouterr()
+    code = main(["replay", str(capture), "--target", f"https://127.0.0.1:{h2_origin.port}",
+                 "--upstream-ca", str(origin_cert.cert), "--speed", "0", "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "  same     the server ended the connection with GOAWAY ENHANCE_YOUR_CALM, last " \
+        "stream 0: calm down, as recorded" in out, out

@@ -153,6 +153,7 @@ def test_a_script_the_server_rejects_with_goaway_exits_3_and_says_why(
     out, err = capsys.readouterr()
     assert code == 3, out + err
     assert "error: the server ended the connection: GOAWAY PROTOCOL_ERROR" in out
+    assert "exit status 3: the server ended a connection with a GOAWAY error" in err
     # and what h2scope's observer saw wrong, without -v: the cause, not only the effect
     assert "  ! ERROR stream-id-parity (RFC 9113 §5.1.1) (stream 2): the client opened " \
         "even-numbered stream 2" in out
