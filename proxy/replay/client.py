@@ -253,6 +253,7 @@ class ReplayConnection:
                     self.result.goaway = (f"{f.error_name}, last stream {f.last_stream_id}"
                                           + (f": {debug}" if debug else ""))
                     self.result.goaway_error = f.error_name
+                    break  # (the first: a second, a server's answer to what followed, is not)
         if events and self.on_batch is not None:
             self.on_batch(Batch(conn_id=self.conn_id, t=t, events=tuple(events),
                                 direction=direction, data=data, protocol="h2"))
@@ -379,7 +380,11 @@ class ReplayConnection:
 
     def _streams_done(self) -> bool:
         assert self.observer is not None
+        # RFC 9113 §6.8: a client stream above the last stream id of the server's
+        # GOAWAY was not and will not be processed: nothing more to wait for on it.
+        last = self.observer.sides[S2C].goaway_last_stream_id
         return all(s.state in (StreamState.CLOSED, StreamState.IDLE)
+                   or (last is not None and s.stream_id > last and s.stream_id % 2 == 1)
                    for s in self.observer.streams.values())
 
     async def _await_responses(self, top_up: bool) -> None:

@@ -84,3 +84,5 @@ def test_a_server_that_refuses_with_the_recorded_goaway_again_matches(
     assert code == 0, out + err
     assert "  same     the server ended the connection with GOAWAY ENHANCE_YOUR_CALM, last " \
         "stream 0: calm down, as recorded" in out, out
+    # (RFC 9113 §6.8: the GOAWAY's last stream 0 says stream 1 will never be answered)
+    assert "stopped waiting" not in out, out
