@@ -357,7 +357,8 @@ def recorded_settings_frame(book: ResponseBook) -> bytes | None:
                   if r.server_settings is not None), None)
     if found is None:
         return None
-    pairs = [(k, v) for k, v in found if k != 0x2]  # (a server never enables push)
+    # RFC 9113 §6.5.2: a server must not set ENABLE_PUSH to 1; 0 is its to send.
+    pairs = [(k, v) for k, v in found if k != 0x2 or v == 0]
     if any(r.method == "CONNECT" for r in book.responses) and 0x8 not in dict(pairs):
         pairs.append((0x8, 1))  # RFC 8441 §3: else no extended CONNECT comes
     payload = b"".join(struct.pack(">HL", k, v & 0xFFFF_FFFF) for k, v in pairs)
