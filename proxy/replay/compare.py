@@ -480,7 +480,9 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
                 if o is not None and o.cancelled else \
                 f"{s.body_length} bytes before the client closed the connection (not " \
                 "compared)" if o is not None and o.client_left else _body(s)
-            lines.append(f"  same     {s.label}{target}: {status}{grpc}, {body}")
+            # (the server's reset was compared too: a same line says it, as it said none)
+            reset = f", reset {s.server_reset}" if s.server_reset else ""
+            lines.append(f"  same     {s.label}{target}: {status}{grpc}, {body}{reset}")
             continue
         lines.append(f"  DIFFERS  {s.label}{target}:")
         lines.extend(f"             {text}" for text in d.differences)

@@ -266,3 +266,14 @@ def test_why_a_stream_got_no_response_says_reset_or_goaway(tmp_path) -> None:
                                    closed=None, answered=True)
     (diff,) = compare([answered], [got[1]])
     assert diff.differences == ("status: 200 → no response",)  # (no body line: noise)
+
+
+def test_a_same_line_names_the_server_reset_it_compared(
+        streams: list[StreamOutcome]) -> None:
+    """A stream the server reset mid-body, reset again the same way: the line said
+    '200, 5000 bytes' as if it had ended normally."""
+    page = dataclasses.replace(by_path(streams, "/index.html"),
+                               server_reset="INTERNAL_ERROR by server")
+    (line,) = report_lines(compare([page], [page]))
+    assert line.startswith("  same     stream 1 (GET /index.html): 200, ")
+    assert line.endswith(", reset INTERNAL_ERROR by server"), line
