@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         found = request_differences(sa, sb, volatile) if args.requests else []
         found += diff_streams(sa, sb, volatile)
         if args.values:
-            found += [f"header {text}" for text in value_differences(sa, sb, volatile)]
+            found += value_differences(sa, sb, volatile)
         if found:
             differing += 1
             out.write(f"  DIFFERS  {_label(sa)} (B: #{sb.conn_id} stream {sb.stream_id}):\n")

@@ -511,8 +511,9 @@ def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bo
 
 def value_differences(a: StreamOutcome, b: StreamOutcome,
                       volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
-    """Response header fields present in both whose values differ (volatile names
-    excluded), as ``name: a → b`` (:func:`shown_values`)."""
+    """Response fields present in both whose values differ (volatile names excluded),
+    as ``header name: a → b`` (:func:`shown_values`), ``trailer name: ...`` for a
+    field both carry in their trailers only."""
     skip = volatile | a.left_out | b.left_out
 
     def values(s: StreamOutcome) -> dict[str, list[str]]:
@@ -522,8 +523,12 @@ def value_differences(a: StreamOutcome, b: StreamOutcome,
                 out.setdefault(n, []).append(v)
         return out
 
+    def where(n: str) -> str:
+        trailer = all(n in s.trailer_names and n not in s.header_names for s in (a, b))
+        return "trailer" if trailer else "header"
+
     va, vb = values(a), values(b)
-    return [f"{n}: {shown_values(va[n])} → {shown_values(vb[n])}"
+    return [f"{where(n)} {n}: {shown_values(va[n])} → {shown_values(vb[n])}"
             for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]
 
 

@@ -116,7 +116,7 @@ def test_diff_names_what_the_server_changed(make_proxy: Callable[..., ProxyThrea
 
     assert main(["diff", str(a), str(b), "--values", "--ignore", "content-length"]) == 3
     out = capsys.readouterr().out
-    assert out.count("header x-served: 'a' → 'b'") == 2
+    assert out.count("trailer x-served: 'a' → 'b'") == 2  # (sent as a trailer by both)
     assert "content-length" not in out.split("(left out:")[0]
 
     assert main(["diff", str(a), str(same), "--strict"]) == 3  # now etag counts
