@@ -14,6 +14,7 @@ import math
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from proxy.commands.progress import Progress
 from proxy.words import count
@@ -105,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         target = parse_target(args.target)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    extra = urlsplit(args.target)
+    if extra.path not in ("", "/") or extra.query:
+        print(f"h2scope replay: note: --target's path {extra.path or ''}"
+              f"{'?' + extra.query if extra.query else ''} is not used: each request keeps "
+              "its recorded :path (the target names the server only)", file=sys.stderr)
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not "
                          f"{args.timeout:g}")
@@ -245,6 +251,10 @@ def _print_report(report: Any, url: str, mode: str) -> None:
                 if plan.server_goaway else " (the recorded server sent none)" \
                 if plan.original is not None else ""
             out.write(f"  error: the server ended the connection: GOAWAY {r.goaway}{was}\n")
+            if r.goaway_error == "COMPRESSION_ERROR" and mode == "verbatim":
+                out.write("  hint: the server could not decode the recorded HPACK blocks (its "
+                          "header table is smaller than the recorded server's?): --mode "
+                          "reencode encodes each block afresh for it\n")
         elif r.goaway:
             out.write(f"  same     the server ended the connection with GOAWAY {r.goaway}, as "
                       "recorded\n")

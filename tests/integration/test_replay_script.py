@@ -282,3 +282,24 @@ def test_replay_builds_the_huffman_tables_before_it_sends_anything(
     assert main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
                  "--speed", "0", "--timeout", "5"]) in (0, 3), capsys.readouterr()
     assert built_first == [True]
+
+
+def test_a_block_the_server_cannot_decode_gets_a_hint_to_reencode(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Recorded HPACK bytes that refer to a dynamic table entry the new server does
+    not have (a server with a smaller table, or other settings): it ends with
+    COMPRESSION_ERROR, and the report says reencode is the mode for it, as the docs
+    do. (Index 62, the first dynamic entry, in an empty table.)"""
+    port, _ = verbose_nghttpd
+    script = tmp_path / "stale.yaml"
+    script.write_text(
+        "h2scope_script: 1\npreface: true\nframes:\n- {type: SETTINGS, settings: []}\n"
+        "- {type: HEADERS, stream: 1, flags: [END_STREAM, END_HEADERS], "
+        "header_block_hex: '828684be'}\n")
+    code = main(["replay", str(script), "--target", f"http://127.0.0.1:{port}",
+                 "--speed", "0", "--timeout", "5"])
+    out = capsys.readouterr().out
+    assert code == 3, out
+    assert "GOAWAY COMPRESSION_ERROR" in out and "hint: the server could not decode the " \
+        "recorded HPACK blocks" in out and "--mode reencode" in out, out
