@@ -107,7 +107,8 @@ class Exchange:
     status_text: str = ""
     """HTTP/1.x: the response's reason phrase."""
     head_sizes: list[int] = field(default_factory=lambda: [-1, -1])
-    """HTTP/1.x: the request's and the response's head, bytes as sent."""
+    """The request's and the response's head, bytes as sent: HTTP/1.x, the start line
+    and header lines; HTTP/2, the HPACK header block (-1: not seen)."""
 
     @property
     def frame_count(self) -> int:
@@ -247,6 +248,7 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                         pushed.request_end = wall
                     if ev.block is not None:
                         pushed.request_headers = ev.block.headers
+                        pushed.head_sizes[0] = ev.block.wire_length
                 continue
             if ev.block is None:
                 continue
@@ -254,6 +256,7 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
             if c2s:
                 if ex.request_headers is None:
                     ex.request_headers = headers
+                    ex.head_sizes[0] = ev.block.wire_length
                     ex.websocket = is_websocket(headers)
                 else:
                     ex.request_trailers = headers
@@ -263,6 +266,7 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                     ex.informational.append(headers)
                 elif ex.response_headers is None:
                     ex.response_headers = headers
+                    ex.head_sizes[1] = ev.block.wire_length
                     if ex.informational:  # (the response is the final one: after a 100
                         ex.response_start = wall  # Continue the body went up, then the wait)
                 else:

@@ -24,7 +24,7 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.content import decode_content
-from proxy.observe.describe import escape_undecoded, list_size, shown_headers
+from proxy.observe.describe import escape_undecoded, shown_headers
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
@@ -126,10 +126,14 @@ def _omitted(part: dict[str, Any], headers: Headers | None) -> None:
         part["comment"] = comment
 
 
-def _size(headers: Headers | None) -> int:
-    # HAR wants header bytes; HPACK has no plain size, so use the RFC 7541 §4.1
-    # field size (name + value + 32 octets) of every field, pseudo-headers included.
-    return list_size(headers or ())
+def _head_size(ex: Exchange, which: int, rebuilt: bool) -> int:
+    # HAR's headersSize is the bytes of the message's head as sent: HTTP/2 sends the
+    # HPACK block (HEADERS and CONTINUATION payloads, padding and priority aside). A
+    # connection rebuilt from a net log without bytes has blocks h2scope encoded
+    # itself: their size would be made up, so it is unknown (-1), as HAR has it.
+    if rebuilt and ex.http_version == "h2":
+        return -1
+    return ex.head_sizes[which]
 
 
 _STRIPPED = re.compile(r"\[\d+ bytes were stripped\]")
@@ -245,6 +249,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     status = int(status_text) if status_text and status_text.isdigit() else 0
     send, wait, receive = _timings(ex)
     h1 = ex.http_version != "h2"
+    rebuilt = bool(meta.get("rebuilt"))
     request: dict[str, Any] = {
         "method": ex.header(":method") or "",
         "url": url,
@@ -253,7 +258,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "headers": _headers(ex.request_headers),
         "queryString": [{"name": k, "value": v}
                         for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
-        "headersSize": ex.head_sizes[0] if h1 else _size(ex.request_headers),
+        "headersSize": _head_size(ex, 0, rebuilt),
         "bodySize": max(len(ex.request_body), ex.request_sent),
     }
     if ex.request_body or ex.header("content-type"):
@@ -283,7 +288,7 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
         "content": _content(bytes(ex.response_body), resp_mime, ex.response_body_truncated,
                             ex.response_sent, ex.header("content-encoding", response=True)),
         "redirectURL": ex.header("location", response=True) or "",
-        "headersSize": ex.head_sizes[1] if h1 else _size(ex.response_headers),
+        "headersSize": _head_size(ex, 1, rebuilt),
         "bodySize": max(len(ex.response_body), ex.response_sent),
     }
     _omitted(response, ex.response_headers)

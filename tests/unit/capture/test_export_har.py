@@ -366,3 +366,26 @@ def test_a_response_the_client_reset_after_it_came_is_not_a_plain_success(
     assert comment is None if said is None else comment.startswith(said), comment
     ex.resets = [{"by": "server", "error_code": 1}]
     assert "comment" not in entry(ex, {})
+
+
+def test_headers_size_is_the_hpack_block_as_sent(recorded: tuple[Path, Session]) -> None:
+    """HAR's headersSize counts the head's bytes as sent: over HTTP/2 the HPACK block.
+    (It was the RFC 7541 list size, 25 times the wire bytes on a browser's page.)"""
+    from proxy.capture.exchanges import collect
+    from proxy.capture.export_har import entry
+
+    path, _ = recorded
+    found = collect(replay(path))
+    checked = 0
+    for ex in found.items:
+        if ex.request_headers is None or ex.response_headers is None:
+            continue
+        e = entry(ex, found.connections.get(ex.conn_id, {}))
+        assert e["request"]["headersSize"] == ex.head_sizes[0] > 0
+        assert e["response"]["headersSize"] == ex.head_sizes[1] > 0
+        assert e["request"]["headersSize"] < sum(len(n) + len(v) + 32
+                                                 for n, v in ex.request_headers)
+        rebuilt = entry(ex, {**found.connections.get(ex.conn_id, {}), "rebuilt": "frames"})
+        assert rebuilt["request"]["headersSize"] == rebuilt["response"]["headersSize"] == -1
+        checked += 1
+    assert checked >= 3
