@@ -92,6 +92,8 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     counted_as: dict[int, str] = {}
     """Each open connection's protocol as counted (its CONNECTION record's)."""
     incomplete: list[str] = []
+    rebuilt: list[int] = []
+    """Connections a net log without bytes rebuilt (their blocks are h2scope's encoding)."""
     progress = Progress()
     size = path.stat().st_size
     with reader:
@@ -100,6 +102,8 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
             rec = item.record
             if rec.type == RecordType.CONNECTION:
                 meta = rec.json()
+                if meta.get("rebuilt"):
+                    rebuilt.append(rec.conn_id)
                 summary.connections += 1
                 counted_as[rec.conn_id] = str(meta.get("protocol") or NOT_RELAYED)
                 summary.protocols[counted_as[rec.conn_id]] += 1
@@ -136,12 +140,17 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     if args.json:
         doc = {"file": shown or str(path), **summary.as_dict(),
                "damaged_records": [str(p) for p in problems], "incomplete": incomplete,
-               "exit_status": status}
+               "rebuilt_connections": rebuilt, "exit_status": status}
         out.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
         return status
     out.write(f"{shown or path}\n")
     for line in summary.lines():
         out.write(f"  {line}\n")
+    if rebuilt:
+        which = "every connection" if len(rebuilt) == summary.connections else \
+            "connection" + "s" * (len(rebuilt) > 1) + " " + ", ".join(f"#{c}" for c in rebuilt)
+        out.write(f"  note: {which} rebuilt from a net log without bytes: HPACK sizes and "
+                  "frame lengths are of h2scope's own encoding, not the wire's\n")
     for problem in problems:
         out.write(f"  damaged record skipped: {problem}\n")
     for text in incomplete:  # (an import's lost packets, a TLS record it could not open)

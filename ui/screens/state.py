@@ -228,7 +228,12 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
         out.append(f"{d.arrow} {d.sender}'s header blocks (the {d.peer.sender}'s decoder "
                    f"table): {count} entries, {size}/{tbl.max_size} bytes, "
                    f"{inserts} inserted, {evictions} evicted\n", "bold")
-        if tbl.wire_bytes:
+        if tbl.wire_bytes and conn.meta.get("rebuilt"):
+            out.append(f"  compression: not known — rebuilt from a net log without bytes, "
+                       f"these {len(tbl.block_rows):,} blocks are h2scope's own encoding "
+                       f"({tbl.wire_bytes:,} bytes for {tbl.field_bytes:,} bytes of names and "
+                       "values), not the wire's\n", "dim")
+        elif tbl.wire_bytes:
             out.append(f"  compression: {tbl.wire_bytes:,} bytes on the wire for "
                        f"{tbl.field_bytes:,} bytes of names and values "
                        f"({tbl.field_bytes / tbl.wire_bytes:.1f}:1) in {len(tbl.block_rows):,} "

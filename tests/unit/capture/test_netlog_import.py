@@ -618,3 +618,18 @@ def test_every_event_with_odd_params_imports_without_a_crash(odd: object,
                         "time": "1500", "type": TYPES.index(name), "params": params})
             with CaptureWriter(tmp_path / f"{name}.h2scope") as writer:
                 import_netlog(io.StringIO(log.text(mode=mode)), writer)
+
+
+def test_check_says_a_rebuilt_connections_hpack_figures_are_not_the_wires(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rebuilt block is h2scope's encoding: 'HPACK: 19,748 B on the wire (1.1:1)' read
+    as Chrome's compression (12.6:1 in fact). check says so; --json lists them."""
+    log = Log()
+    h2_session(log)
+    _, out = imported(log.text(mode="Default"), tmp_path)
+    main(["check", str(out)])
+    text = capsys.readouterr().out
+    assert "note: every connection rebuilt from a net log without bytes: HPACK sizes and " \
+        "frame lengths are of h2scope's own encoding, not the wire's" in text, text
+    main(["check", str(out), "--json"])
+    assert json.loads(capsys.readouterr().out)["rebuilt_connections"] == [1]
