@@ -29,9 +29,11 @@ examples:
       --authority staging.example --record replay.h2scope
   h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
   $EDITOR conn3.yaml && h2scope replay conn3.yaml --target https://staging.example
+  h2scope replay session.h2scope --target https://staging.example --values --ignore x-request-id
+      compare header and trailer values too, but not x-request-id (nor date, etag, ...)
 
-exit status: 0 all streams match, 3 some differ or a server sent an error GOAWAY, 1 the
-replay failed, 2 usage error, 130/143 stopped by SIGINT/SIGTERM.
+exit status: 0 all streams match, 3 some differ or a server sent an error GOAWAY the
+recording does not have, 1 the replay failed, 2 usage error, 130/143 stopped by SIGINT/SIGTERM.
 """
 
 
@@ -70,6 +72,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--sslkeylogfile", type=Path, metavar="FILE",
                    help="append NSS key-log lines for the TLS session (default: "
                    "$SSLKEYLOGFILE)")
+    compare = p.add_argument_group("comparison (as h2scope diff's)")
+    compare.add_argument("--values", action="store_true",
+                         help="compare response header and trailer values too (names that "
+                         "change by themselves, such as date, are still left out)")
+    compare.add_argument("--ignore", default="", metavar="NAMES",
+                         help="more header names to leave out, comma-separated")
+    compare.add_argument("--strict", action="store_true",
+                         help="leave nothing out: compare date, etag, set-cookie, … as well")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print every frame of the replay, both directions (like h2scope run "
                    "--headless)")
@@ -93,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import EXIT_FAILURE, UsageError
     from proxy.replay.client import ReplayError, ReplayOptions, parse_target
+    from proxy.replay.compare import VOLATILE_HEADERS
     from proxy.replay.script_frames import (
         ScriptError,
         is_script,
@@ -167,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 raise UsageError(f"{args.file}:{exc.line}: {exc}") from None
         else:
-            source = load_capture(args.file, conn=args.conn, progress=progress.loading)
+            source = load_capture(args.file, conn=args.conn, progress=progress.loading,
+                                  fields=args.values)
     except (ScriptError, CaptureFormatError, LookupError) as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     except OSError as exc:
@@ -188,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
         on_batch = HeadlessPrinter(sys.stdout).handle
     try:
-        report = run_replay(source, target, options,
+        volatile = frozenset() if args.strict else VOLATILE_HEADERS
+        volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
+        report = run_replay(source, target, options, volatile=volatile, values=args.values,
                             record=None if recording is None else recording.temp,
                             on_batch=on_batch, on_connection=progress.connection)
         ran = not (report.failed and not any(c.replayed for c in report.connections))

@@ -448,8 +448,10 @@ def _grpc_code(s: StreamOutcome) -> str | None:
 
 
 def compare(original: list[StreamOutcome], replayed: list[StreamOutcome],
-            volatile: frozenset[str] = VOLATILE_HEADERS) -> list[StreamDiff]:
-    """Pair the streams and say, for each pair, what differs."""
+            volatile: frozenset[str] = VOLATILE_HEADERS, *,
+            values: bool = False) -> list[StreamDiff]:
+    """Pair the streams and say, for each pair, what differs (``values``: the
+    response fields' values too, :func:`value_differences`)."""
     result = []
     for o, r in _pairs(original, replayed):
         if o is None:
@@ -459,6 +461,8 @@ def compare(original: list[StreamOutcome], replayed: list[StreamOutcome],
             diffs = ("no such stream in the replay",)
         else:
             diffs = diff_streams(o, r, volatile, replayed=True)
+            if values and not (o.incomplete or r.incomplete or o.cancelled or o.client_left):
+                diffs += tuple(value_differences(o, r, volatile))
         result.append(StreamDiff(original=o, replayed=r, differences=diffs))
     return result
 

@@ -25,7 +25,7 @@ from proxy.replay.client import (
     ReplayOptions,
     Target,
 )
-from proxy.replay.compare import StreamDiff, StreamOutcome, compare, outcomes
+from proxy.replay.compare import VOLATILE_HEADERS, StreamDiff, StreamOutcome, compare, outcomes
 from proxy.replay.source import ReplaySource
 
 
@@ -77,8 +77,11 @@ async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptio
 
 def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
                record: Path | None = None, on_batch: Callable[[Batch], Any] | None = None,
-               on_connection: Callable[[int, int], None] | None = None) -> ReplayReport:
-    """Replay every plan of ``source`` against ``target`` and compare.
+               on_connection: Callable[[int, int], None] | None = None,
+               volatile: frozenset[str] = VOLATILE_HEADERS, values: bool = False,
+               ) -> ReplayReport:
+    """Replay every plan of ``source`` against ``target`` and compare: names in
+    ``volatile`` left out, the response fields' values too with ``values``.
 
     Raises :class:`ReplayError` when a connection cannot be made.
     """
@@ -100,9 +103,10 @@ def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
         items = list(replay(path))
         reports = []
         for result in results:
-            got = outcomes(items, result.conn_id)
+            got = outcomes(items, result.conn_id, fields=values)
             original = result.plan.original
-            diffs = None if original is None else tuple(compare(list(original), got))
+            diffs = None if original is None else tuple(compare(list(original), got,
+                                                                volatile, values=values))
             reports.append(ConnectionReport(result=result, replayed=tuple(got), diffs=diffs))
         return ReplayReport(connections=tuple(reports), record=record)
     finally:

@@ -78,8 +78,10 @@ class ReplaySource:
 
 
 def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ReplaySource:
-    """The plans of every HTTP/2 connection (or only ``conn``) in a capture.
+                 progress: Callable[[int, int], None] | None = None,
+                 fields: bool = False) -> ReplaySource:
+    """The plans of every HTTP/2 connection (or only ``conn``) in a capture; with
+    ``fields``, the recorded outcomes keep their response fields (for ``--values``).
 
     Raises :class:`~proxy.capture.reader.CaptureFormatError` for a file that is
     not a capture and :class:`LookupError` when no connection qualifies.
@@ -117,7 +119,7 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
         if protocol in _HTTP1:
             notes.append(f"connection {cid} is {protocol}, not HTTP/2: not replayed")
             continue
-        plan = _plan(cid, meta, conn_items)
+        plan = _plan(cid, meta, conn_items, fields=fields)
         if plan is not None:
             plans.append(plan)
     if not plans:
@@ -129,7 +131,8 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     return ReplaySource(plans=tuple(plans), notes=tuple(notes))
 
 
-def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPlan | None:
+def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
+          fields: bool = False) -> ConnectionPlan | None:
     sends: list[Send] = []
     notes: list[str] = []
     last_t: float | None = None
@@ -169,7 +172,7 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed]) -> ConnectionPl
         script = build_script(iter(items), cid)
     except LookupError:
         return None
-    original = outcomes(items, cid)
+    original = outcomes(items, cid, fields=fields)
     server_goaway = next((ev.frame.error_name for item in items
                           if item.record.direction is Direction.S2C for ev in item.events
                           if isinstance(ev, FrameObserved) and isinstance(ev.frame, GoAwayFrame)

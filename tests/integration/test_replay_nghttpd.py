@@ -288,3 +288,30 @@ def test_a_target_that_is_not_http2_or_says_nothing_is_a_replay_that_could_not_r
             s.close()
         listener.close()
     assert code == 1 and "accepted the connection and sent nothing for 1 s" in err, err
+
+
+def test_replay_values_finds_a_changed_trailer_value_the_names_miss(
+        capture: Path, docroot: Path, origin_cert: CertFiles,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A server sending a wrong x-checksum passed: replay compared names only. With
+    --values (as diff's) the value counts; --ignore leaves a name out again."""
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                       extra=["--trailer=x-checksum: WRONG"]) as port:
+        target = ["--target", f"https://127.0.0.1:{port}", "--upstream-ca",
+                  str(origin_cert.cert)]
+        recorded = capture.parent / "with-trailer.h2scope"
+        if not recorded.exists():
+            with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key,
+                               extra=["--trailer=x-checksum: abc123"]) as first:
+                code, out, err = replay(capsys, str(capture), "--target",
+                                        f"https://127.0.0.1:{first}", "--upstream-ca",
+                                        str(origin_cert.cert), "--record", str(recorded))
+                assert code == 3, out + err  # (the original had no trailer: new x-checksum)
+        code, out, err = replay(capsys, str(recorded), *target)
+        assert code == 0, out + err  # names only: the same
+        code, out, err = replay(capsys, str(recorded), *target, "--values")
+        assert code == 3, out + err
+        assert "trailer x-checksum: 'abc123' → 'WRONG'" in out, out
+        code, out, err = replay(capsys, str(recorded), *target, "--values",
+                                "--ignore", "x-checksum")
+        assert code == 0, out + err
