@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         if recording is not None:
             recording.discard()
     progress.done()
-    _print_report(report, target.url, args.mode)
+    _print_report(report, target.url, args.mode, source.notes)
     if not ran:
         return EXIT_FAILURE
     if report.differs or report.refused:
@@ -242,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(report: Any, url: str, mode: str) -> None:
+def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = ()
+                  ) -> None:
     from proxy.replay.compare import report_lines
 
     out = sys.stdout
@@ -298,5 +299,12 @@ def _print_report(report: Any, url: str, mode: str) -> None:
         n = same + differ
         verdict = ("all match" if n > 1 else "it matches") if not differ else (
             f"{differ} differ" if differ > 1 else ("it differs" if n == 1 else "1 differs"))
-        out.write(f"{n} stream{'' if n == 1 else 's'} compared: {verdict}\n")
+        bad = [note for note in source_notes if note.startswith("damaged record")]
+        torn = sum("torn last record" in note for note in bad)
+        damaged = len(bad) - torn
+        # (on stdout with the verdict: a CI log shows the match was of part of a capture)
+        of = f" (of a damaged capture: {damaged} damaged record{'s' * (damaged > 1)} " \
+            "skipped, see the notes)" if damaged else \
+            " (of a capture cut short: its torn last record skipped)" if torn else ""
+        out.write(f"{n} stream{'' if n == 1 else 's'} compared: {verdict}{of}\n")
     out.flush()

@@ -177,12 +177,20 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                           if item.record.direction is Direction.S2C for ev in item.events
                           if isinstance(ev, FrameObserved) and isinstance(ev.frame, GoAwayFrame)
                           and ev.frame.error_code), None)
+    missing = [s.label for s in original
+               if not (s.cancelled and not s.pushed) and s.incomplete and s.method is not None]
+    if len(missing) > 3:  # (a capture cut short: one note, not one per open stream)
+        notes.append(f"{len(missing)} streams ({', '.join(missing[:3])}, …): part of each is "
+                     "missing from the capture (lost or damaged records, or a capture that "
+                     "stops while they were open): their bodies are not compared")
     for s in original:
         if s.cancelled and not s.pushed:
             notes.append(f"{s.label}: the client reset it ({s.reset}) before the response "
                          "ended: how much of the response comes first is timing, so its "
                          "body is not compared (nor a status that did not come)")
         elif s.incomplete and s.method is not None:  # (not a PRIORITY-only stream)
+            if len(missing) > 3:
+                continue
             notes.append(f"{s.label}: part of it is missing from the capture (lost or damaged "
                          "records, or a capture that stops while it was open): its body is "
                          "not compared")

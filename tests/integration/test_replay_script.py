@@ -303,3 +303,38 @@ def test_a_block_the_server_cannot_decode_gets_a_hint_to_reencode(
     assert code == 3, out
     assert "GOAWAY COMPRESSION_ERROR" in out and "hint: the server could not decode the " \
         "recorded HPACK blocks" in out and "--mode reencode" in out, out
+
+
+def test_the_verdict_of_a_replay_of_a_capture_cut_short_says_so(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI log showed 'all match' for a capture that was cut short (or damaged): the
+    damage was in stderr notes only. The verdict line says what was compared."""
+    import struct
+
+    import hpack
+
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
+            struct.pack(">L", sid) + payload
+
+    port, _ = verbose_nghttpd
+    path = tmp_path / "cut.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://a:80",
+                         "server": {"host": "a", "port": 80}}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, frame(4, 0, 0, b""), t=0.0, wall=1000.0)
+        block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                        (":authority", "a"), (":path", "/index.html")])
+        w.frame(1, Direction.C2S, frame(1, 5, 1, block), t=0.01, wall=1000.01)
+        w.frame(1, Direction.S2C, frame(0, 0, 1, b"x" * 500), t=0.02, wall=1000.02)
+    data = path.read_bytes()
+    path.write_bytes(data[:data.rindex(b"x" * 500) + 100])
+    main(["replay", str(path), "--target", f"http://127.0.0.1:{port}", "--speed", "0",
+          "--timeout", "5"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == ("1 stream compared: it matches (of a capture cut short: "
+                                    "its torn last record skipped)"), out
