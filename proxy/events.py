@@ -410,22 +410,36 @@ class EventBus:
 
     async def publish(self, batch: Batch) -> None:
         """Hand *batch* to every sink; waits while a non-lossy sink is behind."""
+        await self.room()
+        self.put(batch)
+
+    async def room(self) -> None:
+        """Wait until every blocking sink has room for a batch.
+
+        Wait here, then :meth:`put` without awaiting in between: a publisher cancelled
+        while it waits (a connection closed at shutdown) delivers the batch to no
+        sink, never to some (the summary would count frames the recording does not
+        hold); and what happens between the two — a relay observing the chunk it just
+        forwarded — happens in the order the chunks crossed the proxy."""
         if self._closed:
             return
-        self.published += 1
-        size = len(batch.data)
         subs = self.subscriptions
-        # Wait until every blocking sink has room, then hand the batch to all without
-        # awaiting in between: a publisher cancelled while it waits (a connection
-        # closed at shutdown) delivers the batch to no sink, never to some (the
-        # summary would count frames the recording does not hold).
         while True:
             for sub in subs:
                 if not sub.lossy and sub.full():
                     await sub.wait_room()
                     break
             else:
-                break
+                return
+
+    def put(self, batch: Batch) -> None:
+        """Hand *batch* to every sink now (a lossy sink that is full counts it lost; a
+        blocking one takes it even when full: call :meth:`room` first)."""
+        if self._closed:
+            return
+        self.published += 1
+        size = len(batch.data)
+        subs = self.subscriptions
         for sub in subs:
             if sub.lossy or sub.failed:
                 if sub.queued_bytes >= sub.max_bytes and size:

@@ -59,6 +59,12 @@ class NotATerminal(Exception):
     """The UI was asked for where there is no terminal to draw it on."""
 
 
+def _status(app: H2ScopeApp, value: int | None) -> int:
+    """The exit status of a UI that ended: its own, or 1 when it crashed (Textual
+    printed the traceback; the shell and scripts must not hear 0)."""
+    return value or app.return_code or 0
+
+
 def _need_terminal() -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise NotATerminal("the viewer needs a terminal, and its "
@@ -75,14 +81,14 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
                                initial_filter=initial_filter, label=label)
         try:
             _need_terminal()
-            return live_view.run() or 0
+            return _status(live_view, live_view.run())
         finally:
             if live_view.live is not None:
                 live_view.live.stop()
     app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
     try:
         _need_terminal()
-        return app.run() or 0
+        return _status(app, app.run())
     finally:
         if app.capture is not None:
             app.capture.close()
@@ -175,7 +181,7 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
     """Run a live app; stop its proxy afterwards (with termination signals noted)."""
     app.termination = guard
     try:
-        code = app.run() or 0
+        code = _status(app, app.run())
         live = app.live  # (None once quit with q: the app stopped it and kept why)
         why = (live.problem() or live.unrecorded) if live is not None else app.stopped_why
         import sys

@@ -302,3 +302,13 @@ class Conn:
                             events: Sequence[ProxyEvent], protocol: str) -> None:
         await self.state.bus.publish(Batch(conn_id=self.id, t=t, events=tuple(events),
                                            direction=direction, data=data, protocol=protocol))
+
+    async def room(self) -> None:
+        """Wait until the sinks can take a chunk (:meth:`put_chunk` it, without
+        awaiting in between)."""
+        await self.state.bus.room()
+
+    def put_chunk(self, direction: Direction, data: bytes, t: float,
+                  events: Sequence[ProxyEvent], protocol: str) -> None:
+        self.state.bus.put(Batch(conn_id=self.id, t=t, events=tuple(events),
+                                 direction=direction, data=data, protocol=protocol))

@@ -57,18 +57,13 @@ class PumpResult:
     exc: BaseException | None = None
 
 
-PUBLISH_GRACE = 2.0
-"""Seconds a stopping relay waits for a chunk already observed to reach the sinks."""
-
-
 class _Pumps:
-    """What a relay's two pumps share: how many are handing an observed chunk to the
-    sinks, and whether the relay is stopping (no pump starts another read)."""
+    """What a relay's two pumps share: where the first end came, and whether the relay
+    is stopping (no pump starts another read)."""
 
-    __slots__ = ("ends", "publishing", "stopping")
+    __slots__ = ("ends", "stopping")
 
     def __init__(self) -> None:
-        self.publishing = 0
         self.stopping = False
         self.ends: dict[Direction, int] = {}
         """The first direction whose sender ended its bytes (EOF) → how many of the
@@ -131,19 +126,27 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
             with contextlib.suppress(Exception):
                 await dst.drain()
             return PumpResult(direction, Outcome.EOF)
+        if publish:
+            # Back-pressure from the sinks first: from the write to the hand-over there
+            # is no await, so the other direction's pump cannot observe (or record) a
+            # response to these bytes before they are observed themselves. (Observed
+            # after the drain, a request was recorded after its response, under load:
+            # the server "opened" the stream, on a clock that ran backwards.)
+            try:
+                await conn.room()
+            except Exception as exc:
+                return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
         try:
             dst.write(data)
-            await dst.drain()
         except Exception as exc:
             return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
         if publish:
             t = time.time()
-            events = observed.feed(direction, data, t)
-            pumps.publishing += 1  # (fed: the sinks must get it too, see relay)
-            try:
-                await conn.publish_chunk(direction, data, t, events, protocol)
-            finally:
-                pumps.publishing -= 1
+            conn.put_chunk(direction, data, t, observed.feed(direction, data, t), protocol)
+        try:
+            await dst.drain()
+        except Exception as exc:
+            return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
     return PumpResult(direction, Outcome.IDLE)  # (stopping: the relay ends it)
 
 
@@ -200,14 +203,10 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
         # h2scope is stopping: the connection ends here, and what it leaves unfinished
         # is said as a recording of it says it (check, the UI): the same findings.
         # The pumps stop first: one still running would feed the observer after its
-        # close (the summary would count less than the capture holds). One that fed
-        # the observer a chunk finishes handing it to the sinks (bounded): cancelled
-        # there, the observer would hold bytes the recording never gets.
-        deadline = time.monotonic() + PUBLISH_GRACE
+        # close (the summary would count less than the capture holds). A pump hands
+        # what it fed the observer to the sinks without awaiting in between, so a
+        # cancelled one leaves the observer no bytes the recording never gets.
         pumps.stopping = True
-        while pumps.publishing and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                await asyncio.sleep(0.005)
         for task in tasks:
             task.cancel()
         with contextlib.suppress(Exception):

@@ -449,13 +449,19 @@ class Http1Relay:
             size = self._chunked_sent[direction] = size + await self._send(dst, end, direction)
 
     async def _send(self, dst: Stream, data: bytes, direction: Direction) -> int:
+        # Published between the write and the drain, with no await in between (the
+        # sinks' back-pressure comes first): the other direction cannot publish an
+        # answer to these bytes before them (see relay._pump).
+        if not self._unseen:
+            await self.conn.room()
         dst.write(data)
+        if not self._unseen:
+            self.conn.put_chunk(direction, data, time.time(), (), "http/1.1")
         try:
             await dst.drain()
         except (ConnectionError, OSError) as exc:
             who = Closer.SERVER if direction is Direction.C2S else Closer.CLIENT
             raise _Done(who, f"{who.name.lower()} went away", str(exc)) from None
-        await self._publish(direction, data, ())
         return len(data)
 
     async def _publish(self, direction: Direction, data: bytes,

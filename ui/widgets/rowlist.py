@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ui.widgets.style import SELECTED, safe
+from ui.widgets.style import NO_STYLE, SELECTED, safe, styled
 
 
 class RowList(ScrollView, can_focus=True):
@@ -123,7 +123,7 @@ class RowList(ScrollView, can_focus=True):
             if not self._count and index < len(self.empty_lines):
                 text = Text(self.empty_lines[index], "dim", no_wrap=True,
                             overflow="ellipsis")
-                return Strip(list(text.render(self.app.console)), text.cell_len).crop(
+                return Strip(styled(text.render(self.app.console)), text.cell_len).crop(
                     scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)
         selected = index == self.cursor
@@ -141,7 +141,7 @@ class RowList(ScrollView, can_focus=True):
             if selected:
                 strip = strip.apply_style(SELECTED if self.has_focus
                                           else Style(reverse=True, dim=True))
-            strip = Strip([Segment(s.text, s.style) for s in strip], width)
+            strip = Strip([Segment(s.text, s.style or NO_STYLE) for s in strip], width)
             self._cache.set(key, strip)
         return strip
 

@@ -9,7 +9,9 @@ reverse video, which every terminal has.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
@@ -81,3 +83,14 @@ def safe(text: Text) -> Text:
                overflow=text.overflow, no_wrap=text.no_wrap, end=text.end)
     out.spans = list(text.spans)
     return out
+
+
+NO_STYLE = Style.null()
+"""The style of a segment Rich rendered with none (an empty line's ``Segment('')``)."""
+
+
+def styled(segments: Iterable[Segment]) -> list[Segment]:
+    """``segments`` with a style each: Textual's monochrome filter (``NO_COLOR``)
+    reads every segment's style, and one without crashed the UI at start-up."""
+    return [s if s.style is not None else Segment(s.text, NO_STYLE, s.control)
+            for s in segments]

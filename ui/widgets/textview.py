@@ -20,7 +20,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ui.widgets.style import safe
+from ui.widgets.style import safe, styled
 
 MAX_WIDTH = 400
 
@@ -95,7 +95,7 @@ class TextView(ScrollView, can_focus=True):
         strip = self._cache.get(key)
         if strip is None:
             line = self._lines[index]
-            segments = list(line.render(self.app.console))
+            segments = styled(line.render(self.app.console))
             strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
             strip = strip.extend_cell_length(width, self.rich_style)
             self._cache.set(key, strip)

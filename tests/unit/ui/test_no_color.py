@@ -1,0 +1,41 @@
+"""NO_COLOR (https://no-color.org/): Textual draws in monochrome; h2scope must too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.ui.conftest import drive, loaded, screen_text
+from ui.app import H2ScopeApp
+
+
+def test_the_ui_runs_with_no_color_set(capture_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's monochrome filter reads every segment's style: a segment of an empty
+    line rendered without one crashed the UI at start-up (AttributeError), exit 0."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await loaded(app, pilot)
+        for key in ("down", "enter", "tab", "s", "escape", "w", "escape", "question_mark"):
+            await pilot.press(key)
+            await pilot.pause()
+        seen.append(screen_text(app))
+
+    drive(capture_path, scenario)
+    assert seen and seen[0].strip()
+
+
+def test_a_ui_that_crashed_exits_1_not_0() -> None:
+    """Textual prints a crash's traceback and sets the app's return_code to 1; the
+    command exited 0 all the same."""
+    from types import SimpleNamespace
+
+    from ui.launch import _status
+
+    assert _status(SimpleNamespace(return_code=1), None) == 1  # type: ignore[arg-type]
+    assert _status(SimpleNamespace(return_code=0), None) == 0  # type: ignore[arg-type]
+    assert _status(SimpleNamespace(return_code=1), 3) == 3  # type: ignore[arg-type]
