@@ -113,6 +113,14 @@ class RowList(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
+    def on_resize(self) -> None:
+        # A following list keeps its last row in view when its own height changes (a
+        # pane above it grew, the terminal was resized): it said FOLLOW while the
+        # newest row sat below the bottom edge until more rows came.
+        if self.follow and self._count:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True,
+                                    x_axis=False, force=True)
+
     # ----------------------------------------------------------------- render
 
     def render_line(self, y: int) -> Strip:

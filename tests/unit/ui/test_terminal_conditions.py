@@ -1,4 +1,4 @@
-"""NO_COLOR (https://no-color.org/): Textual draws in monochrome; h2scope must too."""
+"""The UI as terminals differ: NO_COLOR (no-color.org), resizes, a crash's exit status."""
 
 from __future__ import annotations
 
@@ -39,3 +39,27 @@ def test_a_ui_that_crashed_exits_1_not_0() -> None:
     assert _status(SimpleNamespace(return_code=1), None) == 1  # type: ignore[arg-type]
     assert _status(SimpleNamespace(return_code=0), None) == 0  # type: ignore[arg-type]
     assert _status(SimpleNamespace(return_code=1), 3) == 3  # type: ignore[arg-type]
+
+
+def test_a_following_timeline_keeps_its_last_row_in_view_when_resized(
+        capture_path: Path) -> None:
+    """FOLLOW said so while the newest row sat below the bottom edge after the terminal
+    grew and shrank again (or a pane above the timeline grew)."""
+    seen: list[tuple[int, int, int]] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        tl = app.timeline
+        tl.follow = True
+        tl.refresh_rows()
+        await pilot.pause()
+        for size in ((200, 60), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            await pilot.pause()
+        seen.append((int(tl.scroll_offset.y), tl.scrollable_content_region.height,
+                     tl.row_count()))
+
+    drive(capture_path, scenario, size=(80, 24))
+    top, height, count = seen[0]
+    assert count > height  # (else there is nothing to scroll)
+    assert top + height >= count, seen
