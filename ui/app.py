@@ -663,17 +663,24 @@ class H2ScopeApp(Navigation):
 
     async def action_quit(self) -> None:
         quit_key, self._quit_key = self._quit_key, ""
-        unsaved = self.unsaved_frames() if self.confirm_quit else 0
         now = time.monotonic()
-        if unsaved and now - self._quit_asked > QUIT_AGAIN:
+        asked = now - self._quit_asked <= QUIT_AGAIN
+        unsaved = self.unsaved_frames() if self.confirm_quit and not asked else 0
+        if (unsaved or self.exporting) and not asked:
             self._quit_asked = now
             quit_key = quit_key or self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
             since = " since the last save" if self.frames_saved else ""
-            self._quit_prompt = (f"{quit_key} again to quit: {unsaved:,} frames not saved{since} "
-                                 f"will be lost ({save} saves)")
+            lost = [f"{unsaved:,} frames not saved{since} will be lost ({save} saves)"] \
+                if unsaved else []
+            if self.exporting:
+                lost.append(f"the export ({self.exporting}) is given up")
+            self._quit_prompt = f"{quit_key} again to quit: {'; '.join(lost)}"
             self.say(self._quit_prompt)
             return
+        # (an export's thread would hold the process for minutes: it stops at its next
+        # records and removes its half-written file)
+        self.workers.cancel_group(self, "export")
         self._stop.set()
         if self.live is not None:
             self.message = "stopping the proxy…"

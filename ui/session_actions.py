@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
+from textual.worker import get_current_worker
 
-from ui.model.export import EXTENSIONS, FILTERED_FORMATS, export, replaced_note
+from ui.model.export import (
+    EXTENSIONS,
+    FILTERED_FORMATS,
+    ExportCancelled,
+    export,
+    replaced_note,
+)
 from ui.screens.prompt import ExportPrompt, Prompt
 
 if TYPE_CHECKING:
@@ -49,6 +56,9 @@ class SessionActions(App[int]):
     session: Session
     frames_saved: int
     recorded_conns: list[tuple[int, int | None]]
+    exporting: str | None = None
+    """The export running, said as "har to FILE" (one at a time; quitting abandons it)."""
+    last_export_format: str = "har"
 
     # ----------------------------------------------------------------- save
 
@@ -157,15 +167,25 @@ class SessionActions(App[int]):
         stem = source.stem if self.capture is not None or self.live is None or \
             self.live.record_file is not None else time.strftime("h2scope-%Y%m%d-%H%M%S")
 
+        if self.exporting is not None:
+            self.message = f"an export is running ({self.exporting}): one at a time"
+            return
+
         def done(answer: tuple[str, str] | None) -> None:
             if self._named(None if answer is None else answer[1], "nothing exported",
                            "export", "x"):
                 assert answer is not None
-                self._export(source, answer[0], Path(answer[1].strip()).expanduser(), keep)
-        self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS['har']}"), done)
+                fmt, out = answer[0], Path(answer[1].strip()).expanduser()
+                self.last_export_format = fmt
+                self.exporting = f"{fmt} to {out}"
+                self.message = f"exporting {fmt} to {out}…"
+                self._export(source, fmt, out, keep)
+        fmt = self.last_export_format
+        self.push_screen(ExportPrompt(scope, f"{stem}.{EXTENSIONS[fmt]}", fmt), done)
 
     @work(thread=True, group="export")
     def _export(self, source: Path, fmt: str, out: Path, keep: Filter | None = None) -> None:
+        worker = get_current_worker()
         live = self.live
         if self.capture is None and live is not None:
             live.flush_recording()
@@ -173,9 +193,16 @@ class SessionActions(App[int]):
         try:
             export(source, fmt, out, conn=self.scope_conn,
                    stream=self.scope_stream if fmt not in ("pcapng", "script") else None,
-                   keep=keep if fmt in FILTERED_FORMATS else None)
+                   keep=keep if fmt in FILTERED_FORMATS else None,
+                   cancelled=lambda: worker.is_cancelled)
+        except ExportCancelled:
+            return  # (quitting: nobody reads a message now)
         except (OSError, ValueError, LookupError) as exc:
             msg = f"export failed: {exc}"
         else:
             msg = f"exported {fmt} to {out}{replaced}"
-        self.call_from_thread(setattr, self, "message", msg)
+        self.call_from_thread(self._exported, msg)
+
+    def _exported(self, msg: str) -> None:
+        self.exporting = None
+        self.message = msg

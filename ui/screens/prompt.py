@@ -47,17 +47,19 @@ class ExportPrompt(ModalScreen[tuple[str, str] | None]):
     """The file name has the focus from the first key on (x, then Enter exports),
     not the format list above it."""
 
-    def __init__(self, scope: str, default_path: str) -> None:
+    def __init__(self, scope: str, default_path: str, fmt: str = "har") -> None:
         super().__init__()
         self.scope = scope
         self.default_path = default_path
+        self.fmt = fmt
+        """The format first selected: the last one used (x, Enter does it again)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="prompt"):
             yield Label(f"Export {self.scope}")
             yield Label("format: shift+Tab, ↑/↓ · file name: Enter writes it · Esc cancels",
                         classes="hint")
-            yield Select([(f, f) for f in FORMATS], value="har", allow_blank=False,
+            yield Select([(f, f) for f in FORMATS], value=self.fmt, allow_blank=False,
                          id="export-format")
             yield Input(value=self.default_path, id="export-path")
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Input, Select, Static
 
 from proxy.cli import main
@@ -987,3 +988,64 @@ def test_the_filter_bar_selects_the_frame_that_stalled_a_download(tmp_path: Path
             assert [(table.type[r], table.length[r]) for r in rows if r is not None] == [
                 (0, 16383)], text
     drive(path, scenario)
+
+
+def test_a_running_export_says_so_and_quitting_gives_it_up(
+        capture_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export gave no sign it ran (the last result stayed in the status bar), a
+    second could start beside it, the dialog forgot the format, and quitting waited
+    minutes for its thread on a blank screen."""
+    import threading
+
+    import ui.session_actions
+    from ui.model.export import ExportCancelled
+
+    calls: list[str] = []
+    gave_up = threading.Event()
+
+    def slow_export(source: Path, fmt: str, out: Path, **kw: Any) -> int:
+        calls.append(fmt)
+        if fmt == "text":
+            out.write_text("done\n")
+            return 1
+        while not kw["cancelled"]():  # (an export of a huge session: it runs on)
+            gave_up.wait(0.01)
+        gave_up.set()
+        raise ExportCancelled
+
+    monkeypatch.setattr(ui.session_actions, "export", slow_export)
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await _export(app, pilot, tmp_path / "a.txt", "text")
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportPrompt)
+        assert app.screen.query_one("#export-format", Select).value == "text"  # (again)
+        app.screen.query_one("#export-format", Select).value = "har"
+        await pilot.pause()
+        app.screen.query_one("#export-path", Input).value = str(tmp_path / "b.har")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.message == f"exporting har to {tmp_path / 'b.har'}…"
+        await pilot.press("x")
+        assert "an export is running (har to" in app.message
+        await pilot.press("q")
+        await pilot.pause()
+        assert f"q again to quit: the export (har to {tmp_path / 'b.har'}) is given up" in \
+            app.status.plain
+        await pilot.press("q")
+        await pilot.pause()
+
+    drive(capture_path, scenario)
+    assert calls == ["text", "har"] and gave_up.wait(5)
+
+
+def test_an_export_given_up_stops_and_leaves_no_half_file(capture_path: Path,
+                                                          tmp_path: Path) -> None:
+    from ui.model.export import ExportCancelled, export
+
+    out = tmp_path / "given-up.har"
+    with pytest.raises(ExportCancelled):
+        export(capture_path, "har", out, cancelled=lambda: True)
+    assert not out.exists()
+    assert export(capture_path, "har", out, cancelled=lambda: False) > 0 and out.exists()
