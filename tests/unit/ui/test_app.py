@@ -1049,3 +1049,31 @@ def test_an_export_given_up_stops_and_leaves_no_half_file(capture_path: Path,
         export(capture_path, "har", out, cancelled=lambda: True)
     assert not out.exists()
     assert export(capture_path, "har", out, cancelled=lambda: False) > 0 and out.exists()
+
+
+def test_header_search_keeps_the_filter_and_searches_what_it_shows(
+        capture_path: Path) -> None:
+    """The search cleared the filter to show a match outside it (and said so in a
+    message it overwrote at once). It searches what the view shows, and says how many
+    matches the filter hides."""
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        t = app.session.table
+        everywhere = [r for r, h in t.block_headers.items()
+                      if any(n == ":status" for n, _ in h)]
+        await _filter(app, pilot, "dir:s2c")
+        app.search_text = ":status"
+        await pilot.press("home")
+        seen = []
+        for _ in range(len(everywhere) + 1):
+            app.action_search_next(1)
+            seen.append(app.timeline.selected_row)
+        assert app.filter.text.strip() == "dir:s2c"
+        assert sorted(set(seen)) == sorted(everywhere)  # (all server blocks: all shown)
+        await _filter(app, pilot, "dir:c2s")
+        app.action_search_next(1)
+        assert app.filter.text.strip() == "dir:c2s"
+        assert app.message == f"':status' not found ({len(everywhere):,} outside the " \
+            "filter or scope)"
+        app.action_search_next(-1)
+        await pilot.pause()
+    drive(capture_path, scenario)
