@@ -613,6 +613,12 @@ def _check_values(config: Config, loader: _Loader) -> None:
         problem = keymap_key_problem(config.ui.keymap[key])
         if problem:
             raise loader.error(f"ui.keymap.{key}", problem)
+    if config.ui.keymap:
+        from ui.keymap import key_clash
+
+        clash = key_clash(config.ui.keymap)
+        if clash is not None:
+            raise loader.error(f"ui.keymap.{clash[0]}", clash[1])
 
 
 def _check_whole(config: Config, loader: _Loader) -> None:

@@ -106,3 +106,25 @@ def key_problem(keys: str) -> str | None:
             return (f"{key!r}: {base!r} is not a key name (one character, or a name such "
                     f"as escape, f5, pagedown, question_mark){hint}")
     return None
+
+
+def key_clash(overrides: Mapping[str, str]) -> tuple[str, str] | None:
+    """(action id, what is wrong) when ``overrides`` give one key to two actions (the
+    one listed first wins, so the other could never be pressed: ``quit: "?"`` made
+    the help key quit); None when every key has one action."""
+    from textual.keys import _character_to_key
+
+    owner: dict[str, str] = {}
+    for bid, keys, _, _, _ in KEYS:
+        for key in overrides.get(bid, keys).split(","):
+            key = key.strip()
+            *mods, base = key.split("+")
+            name = "+".join([*mods, _character_to_key(base) if len(base) == 1 else base])
+            other = owner.setdefault(name, bid)
+            if other != bid:
+                changed = bid if bid in overrides else other
+                rival = other if changed == bid else bid
+                return changed, (f"{key!r} is also the key of {rival!r}: give "
+                                 f"{'it' if rival in overrides else f'ui.keymap.{rival}'} "
+                                 "another key, or choose another here")
+    return None

@@ -210,14 +210,16 @@ def _view(run_view: Any, path: Path, args: argparse.Namespace, keys: dict[str, s
 
 
 def _ui_config(args: argparse.Namespace) -> tuple[dict[str, str], str, list[Path]]:
-    """The user's keymap, theme and protosets from config.yaml, if it loads (defaults
-    otherwise)."""
-    try:
-        from proxy.cli import resolve_confdir
-        from proxy.config import default_config_path, load_config
+    """The user's keymap, theme and protosets from config.yaml (defaults when there is
+    none). A config file with a mistake is a usage error, as for ``run``."""
+    from proxy.cli import UsageError, resolve_confdir
+    from proxy.config import ConfigError, default_config_path, load_config
 
+    try:
         confdir = resolve_confdir(args)
         config = load_config(default_config_path(confdir), {"confdir": confdir})
+    except ConfigError as exc:  # (as run says it: a typo in the keymap is not ignored)
+        raise UsageError(str(exc)) from None
     except Exception:
         return {}, "auto", []
     return dict(config.ui.keymap), config.ui.theme, [Path(p) for p in config.ui.protosets]

@@ -172,6 +172,30 @@ def test_keymap_entries_must_be_strings(tmp_path: Path) -> None:
         .ui.keymap == {"quit": "ctrl+q"}
 
 
+def test_a_key_given_to_two_actions_is_an_error_naming_both(tmp_path: Path) -> None:
+    """``quit: "?"`` was accepted, and the help key then quit at once."""
+    exc = error(tmp_path, "ui:\n  keymap:\n    quit: '?'\n")
+    assert (exc.key, exc.line) == ("ui.keymap.quit", 3)
+    assert "is also the key of 'help': give ui.keymap.help another key" in str(exc)
+    swapped = "ui:\n  keymap:\n    quit: '?'\n    help: q\n"
+    assert load_config(write(tmp_path, swapped), {}).ui.keymap["help"] == "q"
+
+
+def test_view_stops_on_a_config_file_with_a_mistake(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]
+                                                    ) -> None:
+    """view started with every default and no word when the keymap had a typo (run
+    said what was wrong, exit 2)."""
+    from proxy.cli import main
+
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    (confdir / "config.yaml").write_text("ui:\n  keymap:\n    quit: ctrl+xx\n")
+    assert main(["--confdir", str(confdir), "view", str(tmp_path / "any.h2scope")]) == 2
+    err = capsys.readouterr().err
+    assert "line 3: ui.keymap.quit: 'ctrl+xx': 'xx' is not a key name" in err, err
+
+
 def test_a_headless_filter_is_compiled_when_loading(tmp_path: Path) -> None:
     exc = error(tmp_path, "headless:\n  filter: 'type:DATUM'\n")
     assert (exc.key, exc.line) == ("headless.filter", 2)
