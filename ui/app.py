@@ -285,8 +285,16 @@ class H2ScopeApp(Navigation):
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
         if self.timeline.empty_lines and (len(self.session.table) or self.session.conns):
-            self.timeline.empty_lines = []  # (traffic came — frames, or HTTP/1.x and failed
-            #  connections, which have none: "no frames yet" would mislead)
+            # Traffic came — frames, or HTTP/1.x and failed connections, which have
+            # none: "no frames yet, send traffic" would mislead.
+            n = len(self.session.conns)
+            key = self.keys.get("connections", "c").split(",")[0]
+            lines = [] if len(self.session.table) else [
+                f"No HTTP/2 frames, but {n} connection{'s' * (n != 1)}: {key} lists "
+                "them, and why one failed"]
+            if lines != self.timeline.empty_lines:
+                self.timeline.empty_lines = lines
+                self.timeline.refresh()
         self.collector.tick()
         if self._quit_prompt and time.monotonic() - self._quit_asked > QUIT_AGAIN:
             if self.message == self._quit_prompt:

@@ -63,3 +63,27 @@ def test_a_following_timeline_keeps_its_last_row_in_view_when_resized(
     top, height, count = seen[0]
     assert count > height  # (else there is nothing to scroll)
     assert top + height >= count, seen
+
+
+def test_no_frames_but_a_failed_connection_says_where_to_look(tmp_path: Path) -> None:
+    """'No frames yet. Send traffic…' stayed on screen after the only connection had
+    failed (and no frame would come of it)."""
+    from proxy.capture.writer import CaptureWriter
+
+    path = tmp_path / "failed.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"mode": "reverse:https://a:443", "client": {"ip": "127.0.0.1",
+                                                                      "port": 5}},
+                     t=0.0, wall=1000.0)
+        w.close_connection(1, t=0.1, wall=1000.1, closed_by="proxy",
+                           error="cannot connect to a:443: connection refused")
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.timeline.empty_lines = ["No frames yet. Send traffic through the proxy"]
+        app.tick()
+        await pilot.pause()
+        seen.append(app.timeline.render_line(0).text)
+
+    drive(path, scenario)
+    assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them"), seen
