@@ -52,6 +52,8 @@ UI_CPU_SHARE = 0.10
 before repaints are spaced out (see :meth:`H2ScopeApp._refresh_due`)."""
 MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
+MESSAGE_LIFE = 30.0
+"""Seconds a status-bar message stays (work in progress stays until it is done)."""
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
 INGEST_IDLE = 2.0
@@ -143,7 +145,8 @@ class H2ScopeApp(Navigation):
         self.recorded_conns: list[tuple[int, int | None]] = []
         """Live: the connection ids ``r`` recorded, [first, last+1) (None: still on)."""
         """A row to select once the filter worker has made the new view (go to #N)."""
-        self.message = ""
+        self._message = ""
+        self._message_at = 0.0
         self.search_text = ""
         self._scanned = 0
         """Rows the active filter has looked at (new rows are filtered on each tick)."""
@@ -296,6 +299,7 @@ class H2ScopeApp(Navigation):
                 self.timeline.empty_lines = lines
                 self.timeline.refresh()
         self.collector.tick()
+        self._expire_message()
         if self._quit_prompt and time.monotonic() - self._quit_asked > QUIT_AGAIN:
             if self.message == self._quit_prompt:
                 self.message = ""  # the question has lapsed: a quit key asks again
@@ -633,6 +637,24 @@ class H2ScopeApp(Navigation):
 
     def action_detail_tab(self, tab: str) -> None:
         self.detail.active = tab
+
+    @property
+    def message(self) -> str:
+        """What the status bar says last (a result, a question, an error)."""
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = text
+        self._message_at = time.monotonic()
+
+    def _expire_message(self) -> None:
+        # A message said minutes ago (about another connection, a save long done)
+        # took the room of the live parts (rate, listening address): it goes after a
+        # while. Work in progress ("exporting …", "saving …") stays until its result.
+        if self._message and not self._message.endswith("…") and \
+                time.monotonic() - self._message_at > MESSAGE_LIFE:
+            self._message = ""
 
     def say(self, message: str) -> None:
         """Show ``message`` in the status bar now (not at the next tick)."""

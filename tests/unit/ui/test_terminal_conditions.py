@@ -87,3 +87,26 @@ def test_no_frames_but_a_failed_connection_says_where_to_look(tmp_path: Path) ->
 
     drive(path, scenario)
     assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them"), seen
+
+
+def test_an_old_message_leaves_the_status_bar_work_in_progress_stays(
+        capture_path: Path) -> None:
+    """A message minutes old crowded out the live parts (rate, listening address)."""
+    from ui.app import MESSAGE_LIFE
+
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.say("saved the session to somewhere")
+        app.tick()
+        seen.append(app.message)
+        app._message_at -= MESSAGE_LIFE + 1
+        app.tick()
+        seen.append(app.message)
+        app.say("exporting har to x.har…")
+        app._message_at -= MESSAGE_LIFE + 1
+        app.tick()
+        seen.append(app.message)
+
+    drive(capture_path, scenario)
+    assert seen == ["saved the session to somewhere", "", "exporting har to x.har…"]
