@@ -17,7 +17,7 @@ import dataclasses
 import threading
 import time
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -679,11 +679,15 @@ class H2ScopeApp(Navigation):
         if backing is None or not backing.temporary or not backing.unsaved:
             return 0
         spans = self.recorded_conns
-        if not spans:
-            return max(0, len(self.session.table) - self.frames_saved)
-        conn = self.session.table.conn  # (frames of connections r recorded are in its file)
-        return sum(1 for i in range(self.frames_saved, len(self.session.table))
-                   if not any(a <= conn[i] < (b if b is not None else 1 << 62) for a, b in spans))
+        total = max(0, len(self.session.table) - self.frames_saved)
+        if not spans or not total:
+            return total
+        # (frames of connections r recorded are in its file; counted per connection,
+        # in C: a loop over every unsaved row took 1.4 s at 7 M frames)
+        counts = Counter(self.session.table.conn[self.frames_saved:])
+        recorded = sum(n for c, n in counts.items()
+                       if any(a <= c < (b if b is not None else 1 << 62) for a, b in spans))
+        return total - recorded
 
     def action_help_quit(self) -> None:
         """Ctrl+C: quit as ``q`` does (asking first while frames are unsaved), not
@@ -701,7 +705,10 @@ class H2ScopeApp(Navigation):
             quit_key = quit_key or self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
             since = " since the last save" if self.frames_saved else ""
-            lost = [f"{unsaved:,} frames not saved{since} will be lost ({save} saves)"] \
+            behind = self.live.behind() if self.live is not None else 0
+            more = f", and {behind / 1048576:.1f} MiB of traffic the view has not shown " \
+                "yet" if unsaved and behind >= BEHIND_SHOWN else ""
+            lost = [f"{unsaved:,} frames not saved{since}{more} will be lost ({save} saves)"] \
                 if unsaved else []
             if self.exporting:
                 lost.append(f"the export ({self.exporting}) is given up")
