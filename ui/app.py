@@ -579,6 +579,10 @@ class H2ScopeApp(Navigation):
 
     # --------------------------------------------------------------- actions
 
+    def action_focus_timeline(self) -> None:
+        """Escape in the connections pane: back to the timeline (its scope stays)."""
+        self.timeline.focus()
+
     def action_focus_connections(self) -> None:
         """The connections pane takes the arrows: moving its cursor scopes the views
         and says what went wrong with the connection, if anything did."""

@@ -26,10 +26,12 @@ An invalid filter says what is wrong (and where); the view stays as it was."""
 
 
 MOVING_HELP = """\
-↑/↓ or k/j a row, PgUp/PgDn a page, Home/End the first/last row (timeline, lanes)
+↑/↓ or k/j a row, PgUp/PgDn (ctrl+b) a page, ctrl+u/ctrl+d half a page, Home/End (G) the
+first/last row (timeline, lanes); ↑/↓ or k/j in the connections pane too
 Enter: on a frame, its stream view; on a lane, scope to its stream
 Tab/shift+Tab: the next/previous pane (connections, timeline, detail, lanes)
-Escape: closes a view or a box; in the filter bar, back without applying
+Escape: closes a view or a box; in the filter bar, back without applying; in the
+connections pane, back to the timeline
 """
 
 

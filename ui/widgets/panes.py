@@ -7,9 +7,11 @@ the frame timeline is the one place that must not have a widget per row.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, TabbedContent, TabPane
@@ -64,6 +66,12 @@ COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client", "TLS serve
 
 class ConnectionsPane(DataTable[str | Text]):
     """Every connection, plus an "all" row; selecting one scopes the other views."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("escape", "app.focus_timeline", "Back to the timeline", show=False),
+    ]
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)

@@ -35,10 +35,12 @@ class RowList(ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor(-1)", "Up", show=False),
         Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("ctrl+u", "half_page(-1)", "Half a page up", show=False),
+        Binding("ctrl+d", "half_page(1)", "Half a page down", show=False),
         Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
+        Binding("end,G", "last", "Last", show=False),
         Binding("enter", "choose", "Open", show=False),
     ]
 
@@ -179,6 +181,10 @@ class RowList(ScrollView, can_focus=True):
     def action_page(self, delta: int) -> None:
         self.follow = False
         self.move_to(self.cursor + delta * max(1, self.scrollable_content_region.height - 1))
+
+    def action_half_page(self, delta: int) -> None:
+        self.follow = False
+        self.move_to(self.cursor + delta * max(1, self.scrollable_content_region.height // 2))
 
     def action_first(self) -> None:
         self.follow = False

@@ -110,3 +110,36 @@ def test_an_old_message_leaves_the_status_bar_work_in_progress_stays(
 
     drive(capture_path, scenario)
     assert seen == ["saved the session to somewhere", "", "exporting har to x.har…"]
+
+
+def test_vim_and_less_keys_move_as_expected(capture_path: Path) -> None:
+    """G, ctrl+d/ctrl+u, ctrl+b did nothing; j/k did nothing in the connections pane,
+    and Escape did not leave it."""
+    from ui.widgets.panes import ConnectionsPane
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        tl = app.timeline
+        tl.focus()
+        await pilot.press("home", "G")
+        seen["G"] = tl.cursor == tl.row_count() - 1
+        await pilot.press("home", "ctrl+d")
+        half = tl.scrollable_content_region.height // 2
+        seen["ctrl+d"] = tl.cursor == half
+        await pilot.press("ctrl+u")
+        seen["ctrl+u"] = tl.cursor == 0
+        await pilot.press("c")
+        pane = app.query_one(ConnectionsPane)
+        start = pane.cursor_row
+        await pilot.press("j")
+        seen["j"] = pane.cursor_row == start + 1
+        await pilot.press("k")
+        seen["k"] = pane.cursor_row == start
+        await pilot.press("escape")
+        await pilot.pause()
+        seen["escape"] = app.focused is tl
+
+    drive(capture_path, scenario, size=(160, 48))
+    assert seen == {"G": True, "ctrl+d": True, "ctrl+u": True, "j": True, "k": True,
+                    "escape": True}
