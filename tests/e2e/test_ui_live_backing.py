@@ -133,6 +133,8 @@ def test_frames_come_from_the_private_capture_and_the_session_saves(
             await pilot.press("3")
             await pilot.pause()
             seen["hex"] = app.detail.text("hex")
+            seen["hex_width"] = app.detail.query_one(
+                "#hex-body").scrollable_content_region.width
             seen["row"] = (t.conn[row], t.seq[row])
             assert "not available" not in seen["hex"]
             # ... and its stream's view, with the response body saved to a file (b).
@@ -196,7 +198,7 @@ def test_frames_come_from_the_private_capture_and_the_session_saves(
     try:
         conn, seq = seen["row"]
         mine = [i for i in range(len(index.offset)) if index.conn[i] == conn]
-        assert seen["hex"] == hex_view(index.frame(mine[seq])).plain
+        assert seen["hex"] == hex_view(index.frame(mine[seq]), seen["hex_width"]).plain
     finally:
         index.close()
     out = subprocess.run([sys.executable, "-m", "proxy", "export", str(saved), "--format",

@@ -264,7 +264,10 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
                "indexed (§6.2.3); H = Huffman coded (§5.2); wire→decoded bytes\n", style.TIME)
 
 
-def hex_view(frame: Frame | None) -> Text:
+def hex_view(frame: Frame | None, width: int = 80) -> Text:
+    """The frame's bytes, its regions coloured: 16 a line, or 8 when ``width`` (the
+    pane's columns) has no room for 16 and their characters (the character column
+    was cut to its first one in a 160-column terminal's detail pane)."""
     out = Text()
     if frame is None:
         out.append("(bytes not available: the capture holding them could not be read)\n")
@@ -293,11 +296,12 @@ def hex_view(frame: Frame | None) -> Text:
     out.append("\n\n")
 
     shown = raw[:_HEX_LIMIT]
-    for off in range(0, len(shown), 16):
-        chunk = shown[off:off + 16]
+    per = 16 if width >= 10 + 16 * 3 + 1 + 16 else 8  # (offset, hex, gap, characters)
+    for off in range(0, len(shown), per):
+        chunk = shown[off:off + per]
         line = Text(f"{off:08x}  ", style.TIME)
         hex_start = len(line)
-        line.append(" ".join(f"{b:02x}" for b in chunk).ljust(48))
+        line.append(" ".join(f"{b:02x}" for b in chunk).ljust(3 * per))
         text_start = len(line) + 1
         line.append(" " + "".join(chr(b) if 32 <= b < 127 else "." for b in chunk) + "\n")
         for a, b, sty, _ in regions:

@@ -222,7 +222,10 @@ class DetailPane(Vertical):
         elif tab == "hpack":
             body.update(detail.hpack(self.session, row, ev))
         elif tab == "hex":
-            body.update(detail.hex_view(ev.frame if ev is not None else None))
+            # (the pane's width: a tab not shown yet has none of its own)
+            width = body.scrollable_content_region.width or self.content_region.width - 2
+            body.update(detail.hex_view(ev.frame if ev is not None else None,
+                                        width if width > 0 else 80))
         else:
             body.update(detail.findings_view(self.session, row))
         n = len(table.findings.get(row, ()))

@@ -143,3 +143,18 @@ def test_vim_and_less_keys_move_as_expected(capture_path: Path) -> None:
     drive(capture_path, scenario, size=(160, 48))
     assert seen == {"G": True, "ctrl+d": True, "ctrl+u": True, "j": True, "k": True,
                     "escape": True}
+
+
+def test_the_hex_dump_fits_its_pane() -> None:
+    """At 160 columns the detail pane is narrower than a 16-byte line and its
+    characters: the character column showed its first character only."""
+    from proxy.observe.frames import parse_frame
+    from ui.model.detail import hex_view
+
+    raw = bytes([0, 0, 20, 0, 1, 0, 0, 0, 1]) + b"hello, h2scope world"
+    frame = parse_frame(raw)
+    wide = [ln for ln in hex_view(frame, 100).plain.splitlines() if ln[:1] == "0"]
+    narrow = [ln for ln in hex_view(frame, 60).plain.splitlines() if ln[:1] == "0"]
+    assert len(wide) == 2 and wide[0].endswith(".........hello, ")
+    assert len(narrow) == 4 and all(len(ln) <= 60 for ln in narrow)
+    assert narrow[1].endswith(" .hello, ") and narrow[2].endswith(" h2scope ")
