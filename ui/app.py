@@ -438,7 +438,9 @@ class H2ScopeApp(Navigation):
                               "yellow"))
             if live.disk_slows():  # back-pressure from the recording: say so
                 parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
-            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s", ""))
+            # (the view's intake: while it is behind, less than the proxy relays)
+            shown = " shown" if behind >= BEHIND_SHOWN else ""
+            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s{shown}", ""))
         if live is not None and not isinstance(live, FileFollow):
             save = self.keys.get("save_session", "ctrl+s")
             backing = live.backing
