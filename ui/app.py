@@ -332,9 +332,12 @@ class H2ScopeApp(Navigation):
         if s.loaded and self.loaded_at is None:
             self.loaded_at = time.monotonic() - self.started
         if (count, decoded) != self._last_count:
+            newly_decoded = count == self._last_count[0]
             self._last_count = (count, decoded)
             self._extend_view(count)
             self.timeline.refresh_rows()
+            if newly_decoded:  # (the rows on screen may have been "decoding…": repaint)
+                self.timeline.refresh()
             if self.lanes.display:
                 self.lanes.rebuild()
             if self.detail.row is None and count:
@@ -439,8 +442,8 @@ class H2ScopeApp(Navigation):
             if live.disk_slows():  # back-pressure from the recording: say so
                 parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
             # (the view's intake: while it is behind, less than the proxy relays)
-            shown = " shown" if behind >= BEHIND_SHOWN else ""
-            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s{shown}", ""))
+            taken = " shown" if behind >= BEHIND_SHOWN else ""
+            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s{taken}", ""))
         if live is not None and not isinstance(live, FileFollow):
             save = self.keys.get("save_session", "ctrl+s")
             backing = live.backing

@@ -261,6 +261,12 @@ class Navigation(SessionActions):
 
     def action_stream_view(self) -> None:
         found = self._selected_stream()
+        row = self.timeline.selected_row
+        if found is None and row is not None and row >= self.session.decoded \
+                and self.session.table.stream[row]:
+            self.say(f"frame {row + 1}'s stream is not decoded yet (the capture is being "
+                     "decoded in order): try again in a moment")
+            return
         if found is None:
             self.say("select a frame of a stream (not stream 0) first")
             return
