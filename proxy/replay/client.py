@@ -520,7 +520,7 @@ class ReplayConnection:
                 if self.eof:
                     return
             await self._send(send.data)
-            self.result.sent_frames += send.frame_type is not None
+            self.result.sent_frames += send.frames if send.frame_type is not None else 0
         await self._await_responses(top_up=True)
         if self._acks_owed:
             self.result.skipped.append(

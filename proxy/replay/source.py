@@ -52,6 +52,8 @@ class Send:
     """None for the preface."""
     flow: int = 0
     """Flow-controlled length (RFC 9113 §6.9.1: a DATA frame's whole payload)."""
+    frames: int = 1
+    """Frames in ``data``: a script's HEADERS entry goes with its CONTINUATIONs."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +225,14 @@ def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:
         raise ScriptError(f"{what}: {text}") from None
 
 
+def _frame_count(data: bytes) -> int:
+    n = pos = 0
+    while pos + 9 <= len(data):
+        pos += 9 + int.from_bytes(data[pos:pos + 3], "big")
+        n += 1
+    return max(n, 1)
+
+
 def plan_from_script(script: Script) -> ReplaySource:
     """A plan from a YAML frame script: its entries, encoded frame by frame."""
     encoder = hpack.Encoder()
@@ -234,7 +244,8 @@ def plan_from_script(script: Script) -> ReplaySource:
         length, ftype, _flags, word = parse_header(data)
         sid = word & 0x7FFF_FFFF
         sends.append(Send(delay=float(entry.get("delay", 0.0)), data=data, stream_id=sid,
-                          frame_type=ftype, flow=length if ftype == 0 else 0))
+                          frame_type=ftype, flow=length if ftype == 0 else 0,
+                          frames=_frame_count(data)))
     notes = [f"frames[{i}]: DATA padded with zeros to its recorded length ({e['length']} "
              "bytes): it was truncated when recorded"
              for i, e in enumerate(script.frames) if "length" in e and e.get("type") == "DATA"]

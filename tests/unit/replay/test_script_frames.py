@@ -259,3 +259,16 @@ def test_a_gzip_compressed_script_is_a_script(tmp_path: Path) -> None:
         assert len(load_script(tmp_path / name).frames) == 4
     (tmp_path / "c.gz").write_bytes(gzip.compress(b"H2SCOPE\0 not a script"))
     assert not is_script(tmp_path / "c.gz")
+
+
+def test_a_headers_entry_counts_its_continuations_as_frames_sent() -> None:
+    """'4 frames sent' for a script that sent 6: a HEADERS entry with continuations: 2
+    is three frames."""
+    script = parse_script({"frames": [
+        {"type": "HEADERS", "stream": 1, "flags": ["END_STREAM", "END_HEADERS"],
+         "continuations": 2, "headers": [[":method", "GET"], [":path", "/"],
+                                         [":scheme", "http"], [":authority", "a"],
+                                         ["x-long", "a" * 60]]},
+        {"type": "PING", "opaque_hex": "0102030405060708"}]})
+    plan = plan_from_script(script).plans[0]
+    assert [s.frames for s in plan.sends if s.frame_type is not None] == [3, 1]
