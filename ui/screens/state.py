@@ -454,6 +454,9 @@ def priority_text(conn: ConnInfo) -> Text:
     if not len(tree):
         out.append("  (no HEADERS priority or PRIORITY frame seen)\n", "dim")
         return out
+    out.append("  (the tree as the connection's last priority signals left it, closed "
+               "streams kept in place: a stream sent last with an exclusive dependency on "
+               "0 adopts all the others; each signal is on its frame's line)\n", "dim")
 
     shown = 0
     limit = 500
