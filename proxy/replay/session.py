@@ -9,6 +9,7 @@ is compared is what a user can open afterwards.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,11 +108,23 @@ def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
             original = result.plan.original
             diffs = None if original is None else tuple(compare(list(original), got,
                                                                 volatile, values=values))
+            if diffs is not None and (result.goaway or result.error):
+                diffs = tuple(_not_sent(d, result) for d in diffs)
             reports.append(ConnectionReport(result=result, replayed=tuple(got), diffs=diffs))
         return ReplayReport(connections=tuple(reports), record=record)
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
+
+
+def _not_sent(d: StreamDiff, result: ConnectionResult) -> StreamDiff:
+    """A recorded stream the replay never opened because the server had ended the
+    connection (a GOAWAY, an error) is said as that, not as 'no such stream'."""
+    if d.replayed is not None or d.original is None:
+        return d
+    why = f"GOAWAY {result.goaway}" if result.goaway else result.error
+    return dataclasses.replace(d, differences=(
+        f"not sent: the server had ended the connection first ({why})",))
 
 
 __all__ = ["ReplayError", "ReplayReport", "run_replay"]

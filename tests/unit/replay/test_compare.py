@@ -277,3 +277,21 @@ def test_a_same_line_names_the_server_reset_it_compared(
     (line,) = report_lines(compare([page], [page]))
     assert line.startswith("  same     stream 1 (GET /index.html): 200, ")
     assert line.endswith(", reset INTERNAL_ERROR by server"), line
+
+
+def test_a_stream_not_sent_after_the_server_ended_the_connection_says_so(
+        streams: list[StreamOutcome]) -> None:
+    """Streams after a server's GOAWAY were 'no such stream in the replay'."""
+    from types import SimpleNamespace
+
+    from proxy.replay.session import _not_sent
+
+    page = by_path(streams, "/index.html")
+    (missing,) = compare([page], [])
+    ended = SimpleNamespace(goaway="COMPRESSION_ERROR, last stream 9", error=None)
+    said = _not_sent(missing, ended)  # type: ignore[arg-type]
+    assert said.differences == ("not sent: the server had ended the connection first "
+                                "(GOAWAY COMPRESSION_ERROR, last stream 9)",)
+    assert not said.matches
+    (both,) = compare([page], [page])
+    assert _not_sent(both, ended) is both  # type: ignore[arg-type]
