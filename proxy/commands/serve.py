@@ -63,7 +63,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="cleartext HTTP/2 with prior knowledge")
     p.add_argument("--match", default="method,authority,path", metavar="FIELDS",
                    help="what identifies a request: a comma-separated subset of method, "
-                   "authority, path (default: all three; authority ignores the port)")
+                   "authority, path or route (the path without its query string) (default: "
+                   "method,authority,path; authority ignores the port)")
     p.add_argument("--conn", type=int, metavar="ID", help="serve only connection ID's responses")
     p.add_argument("--speed", type=float, default=0.0, metavar="S",
                    help="keep the recorded pace: each response frame is sent when it was "

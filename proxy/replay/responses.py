@@ -34,6 +34,10 @@ from proxy.observe.frames import (
 
 Headers = tuple[tuple[str, str], ...]
 MATCH_FIELDS = ("method", "authority", "path")
+"""The default request identity of ``serve --match``."""
+MATCH_CHOICES = (*MATCH_FIELDS, "route")
+"""What ``--match`` may name: ``route`` is the path without its query string (a
+client that adds ``?cachebust=N`` still gets the recorded response)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,6 +248,10 @@ def host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
+def _route(path: str) -> str:
+    return path.partition("?")[0]
+
+
 class ResponseBook:
     """Finds the recorded response for a request.
 
@@ -256,10 +264,12 @@ class ResponseBook:
 
     def __init__(self, responses: Sequence[RecordedResponse],
                  fields: Sequence[str] = MATCH_FIELDS) -> None:
-        unknown = set(fields) - set(MATCH_FIELDS)
-        if unknown or not fields or len(set(fields)) != len(fields):
+        unknown = set(fields) - set(MATCH_CHOICES)
+        if unknown or not fields or len(set(fields)) != len(fields) \
+                or {"path", "route"} <= set(fields):
             raise ValueError(f"--match takes a comma-separated subset of "
-                             f"{','.join(MATCH_FIELDS)}, not {','.join(fields) or 'nothing'}")
+                             f"{','.join(MATCH_CHOICES)} (path or route, not both), not "
+                             f"{','.join(fields) or 'nothing'}")
         self.responses = list(responses)
         self.fields = tuple(fields)
         self._used: dict[tuple[str, ...], int] = {}
@@ -268,6 +278,8 @@ class ResponseBook:
         if "method" in self.fields and r.method != method:
             return False
         if "path" in self.fields and r.path != path:
+            return False
+        if "route" in self.fields and _route(r.path) != _route(path):
             return False
         return "authority" not in self.fields or r.authority == authority \
             or host_of(r.authority) == host_of(authority)
@@ -284,7 +296,8 @@ class ResponseBook:
             return None
         key = (method if "method" in self.fields else "",
                host_of(authority) if "authority" in self.fields else "",
-               path if "path" in self.fields else "")
+               path if "path" in self.fields else
+               _route(path) if "route" in self.fields else "")
         n = self._used.get(key, 0)
         self._used[key] = n + 1
         return found[min(n, len(found) - 1)]

@@ -197,3 +197,13 @@ def test_match_fields_given_twice_are_a_usage_error(
         responses: list[RecordedResponse]) -> None:
     with pytest.raises(ValueError, match="--match takes a comma-separated subset"):
         ResponseBook(responses, ["path", "path"])
+
+
+def test_route_matching_ignores_the_query_string(responses: list[RecordedResponse]) -> None:
+    """'/trailers?cachebust=1' got a 404 with no way to say the query does not count."""
+    assert ResponseBook(responses).find("GET", "example.test", "/index.html?v=2") is None
+    book = ResponseBook(responses, ["method", "authority", "route"])
+    found = book.find("GET", "example.test", "/index.html?v=2")
+    assert found is not None and found.path == "/index.html"
+    with pytest.raises(ValueError, match="path or route, not both"):
+        ResponseBook(responses, ["path", "route"])
