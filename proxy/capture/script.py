@@ -186,11 +186,27 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
     }
 
 
+class _ScriptDumper(yaml.SafeDumper):
+    """Text of several lines as a literal block (``|``), as one would type it: a body
+    ending in a newline came out as a folded single-quoted scalar, each line break
+    doubled. (Where a block cannot be — trailing spaces, a flow list — PyYAML
+    quotes it, and every string reads back exactly as it was.)"""
+
+
+def _lines(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_str(data)
+
+
+_ScriptDumper.add_representer(str, _lines)
+
+
 def write_script(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = None) -> int:
     """Write the YAML script; return the number of frame entries."""
     script = build_script(replayed, conn)
     out.write("# h2scope frame script: the client side of one connection (docs/export.md)\n")
     # (flow style for the innermost lists and mappings: a header is one line, [name, value])
-    yaml.safe_dump(script, out, sort_keys=False, allow_unicode=True, width=100,
-                   default_flow_style=None)
+    yaml.dump(script, out, Dumper=_ScriptDumper, sort_keys=False, allow_unicode=True,
+              width=100, default_flow_style=None)
     return len(script["frames"])

@@ -272,3 +272,39 @@ def test_a_headers_entry_counts_its_continuations_as_frames_sent() -> None:
         {"type": "PING", "opaque_hex": "0102030405060708"}]})
     plan = plan_from_script(script).plans[0]
     assert [s.frames for s in plan.sends if s.frame_type is not None] == [3, 1]
+
+
+def test_a_body_of_several_lines_is_written_as_a_literal_block(tmp_path: Path) -> None:
+    """A DATA text ending in a newline was a folded single-quoted scalar with each
+    line break doubled: correct, and hard to edit. It is a `|` block, read back
+    exactly."""
+    import io
+    import struct
+
+    import yaml
+
+    from proxy.capture.script import write_script
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from proxy.replay.script_frames import data_of
+
+    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
+            struct.pack(">L", sid) + payload
+
+    body = b"body{color:red}\n\np {margin: 0}\n"
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
+                                    (":authority", "a"), (":path", "/css")])
+    path = tmp_path / "lines.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://a:80",
+                         "server": {"host": "a", "port": 80}}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, frame(4, 0, 0, b""), t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, frame(1, 4, 1, block), t=0.01, wall=1000.01)
+        w.frame(1, Direction.C2S, frame(0, 1, 1, body), t=0.02, wall=1000.02)
+    out = io.StringIO()
+    write_script(replay(path), out)
+    text = out.getvalue()
+    assert "  text: |\n    body{color:red}\n\n    p {margin: 0}\n" in text, text
+    (data,) = [e for e in parse_script(yaml.safe_load(text)).frames if e["type"] == "DATA"]
+    assert data_of(data) == body
