@@ -14,6 +14,7 @@ the terminal's theme and signals in :mod:`ui.terminal`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from array import array
@@ -53,6 +54,9 @@ before repaints are spaced out (see :meth:`H2ScopeApp._refresh_due`)."""
 MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
 MESSAGE_LIFE = 30.0
+MEMORY_WARN = 1 << 30
+"""Resident bytes past which a live view says what it holds and how to free it
+(about 400 bytes a frame: 1 GiB is some 2.5 million frames)."""
 """Seconds a status-bar message stays (work in progress stays until it is done)."""
 """Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
@@ -147,6 +151,9 @@ class H2ScopeApp(Navigation):
         """A row to select once the filter worker has made the new view (go to #N)."""
         self._message = ""
         self._message_at = 0.0
+        self._memory = (-1.0, 0)
+        """(when read, resident bytes) of this process: a live view warns past
+        MEMORY_WARN."""
         self.search_text = ""
         self._scanned = 0
         """Rows the active filter has looked at (new rows are filtered on each tick)."""
@@ -456,6 +463,10 @@ class H2ScopeApp(Navigation):
                               "saves)", "dim"))
             else:
                 parts.append((f"unsaved session ({save} saves)", "dim"))
+            held = self._memory_held()
+            if held >= MEMORY_WARN:  # (the session grows as long as traffic comes)
+                parts.append((f"the view holds {held / 1073741824:.1f} GiB: {save} saves, "
+                              "a new session frees it", "bold yellow"))
             if not self._problem_shown:  # (a proxy that stopped listens no more)
                 parts.append((f"listening {self.listen}", "bold"))
         if self.live_frames is not None and self.live_frames.forgotten:
@@ -646,6 +657,18 @@ class H2ScopeApp(Navigation):
 
     def action_detail_tab(self, tab: str) -> None:
         self.detail.active = tab
+
+    def _memory_held(self) -> int:
+        """The process's resident bytes, read at most once a second (/proc)."""
+        now = time.monotonic()
+        if now - self._memory[0] >= 1.0:
+            try:
+                with open("/proc/self/statm", "rb") as f:
+                    pages = int(f.read().split()[1])
+                self._memory = (now, pages * os.sysconf("SC_PAGE_SIZE"))
+            except (OSError, ValueError, IndexError):
+                self._memory = (now, 0)
+        return self._memory[1]
 
     @property
     def message(self) -> str:

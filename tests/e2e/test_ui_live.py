@@ -13,6 +13,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             assert "exported har" in app.message
             await pilot.press("r")  # stop recording
             await until(pilot, lambda: "recording stopped" in app.message, "recording stop")
+            # A view grown past MEMORY_WARN says what it holds and how to free it.
+            from ui.app import MEMORY_WARN
+
+            app._memory = (time.monotonic(), 2 * MEMORY_WARN)
+            app._status()
+            assert "the view holds 2.0 GiB: ctrl+s saves, a new session frees it" in \
+                app.status.plain
+            app._memory = (time.monotonic(), MEMORY_WARN // 2)
+            app._status()
+            assert "the view holds" not in app.status.plain
             # The session itself was never saved: the first q says what would go — all
             # but the frames of the connection r recorded (they are in its file).
             unsaved = app.unsaved_frames()
