@@ -241,13 +241,35 @@ def _target(meta: dict[str, Any], scheme: str) -> str:
     return host if port in (None, default) else f"{host}:{port}"
 
 
-def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
+def _setup(ex: Exchange, meta: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(opened, blocked ms, connect ms) of the connection an exchange opened first: its
+    client's TLS handshake as h2scope saw it — from accepting the connection to the
+    handshake's end, which takes in h2scope's own connection to the server (it
+    answers the ClientHello once the server has chosen the protocol) —, then the wait
+    until the request's first frame. None without those times (h2c, an import)."""
+    opened = meta.get("opened")
+    tls = meta.get("client_tls")
+    done = tls.get("at") if isinstance(tls, dict) else None
+    started = ex.started
+    if not all(isinstance(x, (int, float)) for x in (opened, done, started)):
+        return None
+    assert isinstance(opened, (int, float)) and isinstance(done, (int, float))
+    assert started is not None
+    if not opened <= done <= started:
+        return None
+    return float(opened), _ms(done, started), _ms(opened, done)
+
+
+def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[str, Any]:
+    """The HAR entry of ``ex``; ``first``: the connection's first request, whose
+    timings include setting the connection up (``connect``, ``ssl``)."""
     url = _url(ex, meta)
     req_mime = ex.header("content-type") or ""
     resp_mime = ex.header("content-type", response=True) or ""
     status_text = ex.header(":status", response=True)
     status = int(status_text) if status_text and status_text.isdigit() else 0
     send, wait, receive = _timings(ex)
+    setup = _setup(ex, meta) if first else None
     h1 = ex.http_version != "h2"
     rebuilt = bool(meta.get("rebuilt"))
     request: dict[str, Any] = {
@@ -318,12 +340,15 @@ def entry(ex: Exchange, meta: dict[str, Any]) -> dict[str, Any]:
     }
     out: dict[str, Any] = {
         "pageref": None,
-        "startedDateTime": _iso(ex.started if ex.started is not None else ex.response_start),
-        "time": round(send + wait + receive, 3),
+        "startedDateTime": _iso(setup[0] if setup else
+                                ex.started if ex.started is not None else ex.response_start),
+        "time": round(send + wait + receive + (setup[1] + setup[2] if setup else 0), 3),
         "request": request,
         "response": response,
         "cache": {},
-        "timings": {"blocked": -1, "dns": -1, "connect": -1, "ssl": -1,
+        # (HAR 1.2: ssl is part of connect; h2scope sees no TCP handshake of its own)
+        "timings": {"blocked": setup[1] if setup else -1, "dns": -1,
+                    "connect": setup[2] if setup else -1, "ssl": setup[2] if setup else -1,
                     "send": send, "wait": wait, "receive": receive},
         "connection": str(ex.conn_id),
         "_h2scope": h2,
@@ -404,8 +429,14 @@ def _websocket(out: dict[str, Any], ex: Exchange) -> None:
 
 
 def har_document(exchanges: Exchanges) -> dict[str, Any]:
-    entries = [entry(ex, exchanges.connections.get(ex.conn_id, {}))
-               for ex in exchanges.items if ex.request_headers is not None]
+    asked = [ex for ex in exchanges.items if ex.request_headers is not None]
+    firsts: dict[int, Exchange] = {}
+    for ex in asked:  # (each connection's first request pays for setting it up)
+        if not ex.pushed and ex.started is not None and (
+                ex.conn_id not in firsts or ex.started < (firsts[ex.conn_id].started or 0)):
+            firsts[ex.conn_id] = ex
+    entries = [entry(ex, exchanges.connections.get(ex.conn_id, {}),
+                     first=firsts.get(ex.conn_id) is ex) for ex in asked]
     return {"log": {
         "version": "1.2",
         "creator": {"name": "h2scope", "version": __version__},

@@ -389,3 +389,29 @@ def test_headers_size_is_the_hpack_block_as_sent(recorded: tuple[Path, Session])
         assert rebuilt["request"]["headersSize"] == rebuilt["response"]["headersSize"] == -1
         checked += 1
     assert checked >= 3
+
+
+def test_a_connections_first_request_carries_its_tls_set_up() -> None:
+    """connect and ssl were always -1 though h2scope saw both handshakes: the first
+    request on a TLS connection carries them (HAR 1.2: ssl within connect), the time
+    from the handshake to its first frame as blocked, and starts at the accept."""
+    from proxy.capture.exchanges import Exchange, Exchanges
+    from proxy.capture.export_har import har_document
+
+    def ex(sid: int, started: float) -> Exchange:
+        return Exchange(1, sid, request_headers=((":method", "GET"), (":scheme", "https"),
+                                                 (":authority", "a"), (":path", f"/{sid}")),
+                        response_headers=((":status", "200"),), response_ended=True,
+                        started=started, request_end=started, response_start=started + 0.01,
+                        response_end=started + 0.02)
+
+    found = Exchanges(items=[ex(3, 1000.30), ex(1, 1000.25)],
+                      connections={1: {"opened": 1000.0, "client_tls": {"at": 1000.2}}})
+    second, first = har_document(found)["log"]["entries"]
+    assert first["timings"]["connect"] == first["timings"]["ssl"] == 200.0
+    assert first["timings"]["blocked"] == 50.0
+    assert first["startedDateTime"].startswith("1970-01-01T00:16:40.000")
+    assert first["time"] == 270.0  # blocked + connect + wait + receive
+    assert second["timings"]["connect"] == second["timings"]["ssl"] == -1
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    validator.validate(har_document(found))
