@@ -238,6 +238,8 @@ class H2ScopeApp(Navigation):
         pane = main.query_one(ConnectionsPane)
         pane.room = max(5, height // 5) if compact else max(7, height // 4)
         pane.fit_height()
+        # (a tall terminal gives the lanes more rows: a page of 40 streams had 8)
+        self.lanes.styles.height = None if compact else max(8, height // 6)
         narrow = width < NARROW_WIDTH
         if narrow != main.has_class("narrow"):
             main.set_class(narrow, "narrow")

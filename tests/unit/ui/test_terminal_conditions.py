@@ -158,3 +158,19 @@ def test_the_hex_dump_fits_its_pane() -> None:
     assert len(wide) == 2 and wide[0].endswith(".........hello, ")
     assert len(narrow) == 4 and all(len(ln) <= 60 for ln in narrow)
     assert narrow[1].endswith(" .hello, ") and narrow[2].endswith(" h2scope ")
+
+
+def test_the_lanes_pane_grows_with_a_tall_terminal(capture_path: Path) -> None:
+    """Eight rows of lanes whatever the terminal: a page of 41 streams needed
+    scrolling even at 220 × 60."""
+    heights: list[int] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for size in ((160, 90), (160, 48), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            await pilot.pause()
+            heights.append(app.lanes.size.height)
+
+    drive(capture_path, scenario)
+    assert heights[0] == 15 and heights[1] == 8 and heights[2] < 8, heights
