@@ -151,6 +151,8 @@ class H2ScopeApp(Navigation):
         """A row to select once the filter worker has made the new view (go to #N)."""
         self._message = ""
         self._message_at = 0.0
+        self._detail_waits = False
+        """The detail pane is hidden until the first frame (the empty hint's room)."""
         self._memory = (-1.0, 0)
         """(when read, resident bytes) of this process: a live view warns past
         MEMORY_WARN."""
@@ -250,6 +252,11 @@ class H2ScopeApp(Navigation):
         self.fit(self.size.width, self.size.height)
         self.timeline.focus()
         self.timeline.empty_lines = self.empty_hint
+        if self.empty_hint and self.detail.display:
+            # (the hint's curl command, cut where the empty detail pane began, could
+            # not be copied: the pane comes back with the first frame)
+            self._show_detail(False)
+            self._detail_waits = True
         if self.live is not None:
             self.timeline.follow = True
         if self.capture is not None and not self.session.loaded:
@@ -301,6 +308,9 @@ class H2ScopeApp(Navigation):
             # none: "no frames yet, send traffic" would mislead.
             n = len(self.session.conns)
             key = self.keys.get("connections", "c").split(",")[0]
+            if len(self.session.table) and self._detail_waits:
+                self._detail_waits = False
+                self._show_detail(True)
             lines = [] if len(self.session.table) else [
                 f"No HTTP/2 frames, but {n} connection{'s' * (n != 1)}: {key} lists "
                 "them, and why one failed"]
@@ -654,8 +664,12 @@ class H2ScopeApp(Navigation):
         self.main.query_one("#lanes-title", Static).update(lanes_title(self.lanes))
 
     def action_toggle_detail(self) -> None:
-        self.detail.display = not self.detail.display
-        self.timeline.set_class(not self.detail.display, "alone")
+        self._detail_waits = False  # (the user decides from now on)
+        self._show_detail(not self.detail.display)
+
+    def _show_detail(self, shown: bool) -> None:
+        self.detail.display = shown
+        self.timeline.set_class(not shown, "alone")
 
     def action_detail_tab(self, tab: str) -> None:
         self.detail.active = tab

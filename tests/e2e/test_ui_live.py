@@ -57,12 +57,16 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
         async with app.run_test(size=(160, 48)) as pilot:
             loop = asyncio.get_running_loop()
             assert "listening regular 127.0.0.1:" in app.status.plain
+            # No frame yet: the hint has the width (its curl command was cut where the
+            # empty detail pane began); the pane comes with the first frame.
+            assert app.timeline.empty_lines and not app.detail.display
             body = await loop.run_in_executor(None, _curl, port, ca, f"{url}/hello")
             assert body.startswith("hello /hello")
             await until(pilot, lambda: any(c.closed for c in app.session.conns.values()),
                          "the connection to close")
             t = app.session.table
             assert any(t.type[r] == 1 for r in range(len(t)))
+            await until(pilot, lambda: app.detail.display, "the detail pane to come back")
             # Follow sticks to the tail (the views repaint on the next due tick).
             await until(pilot, lambda: app.timeline.follow and app.timeline.row_count() > 0
                          and app.timeline.cursor == app.timeline.row_count() - 1,
