@@ -23,6 +23,7 @@ KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("next_finding", "n", "next_finding(1)", "Next finding", True),
     ("prev_finding", "N", "next_finding(-1)", "Previous finding", False),
     ("findings", "F", "findings", "Findings summary", False),
+    ("requests", "R", "requests", "Requests, slowest first", False),
     ("goto", "g", "goto", "Go to frame/stream/conn", False),
     ("stream_view", "s", "stream_view", "Stream view", True),
     ("scope_stream", "S", "scope_stream", "Only this stream", False),

@@ -19,6 +19,7 @@ from textual.widgets import Input
 from proxy.filter import Filter, compile_filter
 from ui.screens.findings import FindingsScreen
 from ui.screens.prompt import Prompt
+from ui.screens.requests import RequestsScreen
 from ui.screens.state import StateScreen
 from ui.screens.stream import StreamScreen
 from ui.session_actions import SessionActions
@@ -95,6 +96,17 @@ class Navigation(SessionActions):
         key = self.keys.get("findings", "F").split(",")[0]
         self.say(f"no findings on frames; {held} on connections ({key} lists them)"
                  if held else "no findings")
+
+    def action_requests(self) -> None:
+        """Every request in a table that sorts (slowest first); Enter selects its
+        stream's first frame."""
+
+        def done(row: int | None) -> None:
+            if row is not None:
+                self._select_row(row)
+                self.timeline.focus()
+
+        self.push_screen(RequestsScreen(self.session), done)
 
     def action_findings(self) -> None:
         """Every finding grouped by kind; Enter filters to one, g goes to its first frame."""

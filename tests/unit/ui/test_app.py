@@ -1077,3 +1077,40 @@ def test_header_search_keeps_the_filter_and_searches_what_it_shows(
         app.action_search_next(-1)
         await pilot.pause()
     drive(capture_path, scenario)
+
+
+def test_the_requests_table_sorts_and_goes_to_a_streams_first_frame(
+        capture_path: Path) -> None:
+    """A performance engineer's first question — which request was slowest — had no
+    answer but the lanes, scanned by eye (R: every request, slowest first)."""
+    from textual.widgets import DataTable
+
+    from ui.screens.requests import RequestsScreen, request_rows
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, RequestsScreen)
+        screen = app.screen
+        durations = [r.duration for r in screen.shown]
+        seen["slowest_first"] = durations == sorted(durations, reverse=True)
+        await pilot.press("b")
+        sizes = [r.body for r in screen.shown]
+        seen["largest_first"] = sizes == sorted(sizes, reverse=True)
+        await pilot.press("t")
+        starts = [r.start for r in screen.shown]
+        seen["in_order"] = starts == sorted(starts)
+        table = screen.query_one("#requests-table", DataTable)
+        seen["rows"] = table.row_count
+        target = screen.shown[1]
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        seen["selected"] = app.timeline.selected_row == target.first_row
+        seen["all"] = len(request_rows(app.session))
+
+    drive(capture_path, scenario)
+    assert seen["slowest_first"] and seen["largest_first"] and seen["in_order"]
+    assert seen["rows"] == seen["all"] > 1
+    assert seen["selected"]

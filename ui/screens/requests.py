@@ -1,0 +1,139 @@
+"""Every request of the session in a table that sorts: the slowest first.
+
+A performance question — which resource took longest, waited longest for its
+first byte, was largest — had no answer but scanning the lanes by eye. One row
+per stream that carried a request (pushed responses too): connection, stream,
+method and path, status, start, time to the first response frame, duration to
+the response's end (the server's END_STREAM, not a WINDOW_UPDATE after it),
+response body bytes, how it ended. ``d``/``w``/``b``/``t`` sort by duration,
+wait, bytes, start; Enter selects the stream's first frame in the timeline
+(``s`` there opens its stream view). The times are the proxy's (docs/ui.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from ui.model.session import Session
+from ui.widgets.style import safe_str
+
+SHOWN = 1000
+"""Rows the table holds (the first ones in the chosen order): a DataTable of a
+million rows would take seconds to build."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    conn: int
+    stream: int
+    label: str
+    status: str
+    start: float
+    """Seconds since the session's first frame."""
+    wait: float | None
+    """Seconds to the first response frame."""
+    duration: float
+    """Seconds to the response's END_STREAM, else to the stream's last frame."""
+    ended: bool
+    body: int
+    reset: str | None
+    first_row: int
+
+
+def request_rows(session: Session) -> list[RequestRow]:
+    """One row per stream with a request, in the order they started."""
+    out = []
+    with session.lock:
+        for conn in session.conns.values():
+            for st in conn.streams.values():
+                if not st.request_headers or not st.rows:
+                    continue
+                status = dict(st.response_headers or ()).get(":status", "")
+                h = dict(st.request_headers)
+                request = f"{h.get(':method', '?')} {h.get(':authority', '')}{h.get(':path', '')}"
+                end = st.response_end_t if st.response_end_t is not None else st.last_t
+                out.append(RequestRow(
+                    conn=conn.conn_id, stream=st.stream_id, label=request, status=status,
+                    start=session.relative(st.first_t),
+                    wait=None if st.first_response_t is None else st.first_response_t - st.first_t,
+                    duration=end - st.first_t, ended=st.response_end_t is not None,
+                    body=st.data_s2c, reset=st.reset, first_row=st.rows[0]))
+    out.sort(key=lambda r: r.start)
+    return out
+
+
+SORTS = {
+    "duration": (lambda r: -r.duration, "slowest first"),
+    "wait": (lambda r: -(r.wait if r.wait is not None else float("inf")),
+             "longest wait for the first byte first"),
+    "bytes": (lambda r: -r.body, "largest first"),
+    "start": (lambda r: r.start, "in the order they started"),
+}
+
+
+class RequestsScreen(ModalScreen[int | None]):
+    """Dismissed with the timeline row to select, or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q,escape", "dismiss", "Back"),
+        Binding("d", "sort('duration')", "By duration"),
+        Binding("w", "sort('wait')", "By wait"),
+        Binding("b", "sort('bytes')", "By size"),
+        Binding("t", "sort('start')", "By start"),
+    ]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.rows = request_rows(session)
+        self.order = "duration"
+        self.shown: list[RequestRow] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="requests-box"):
+            yield Static("", id="requests-title")
+            yield DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
+            if not self.rows:
+                yield Static("No request yet: the streams that carry one are listed here.",
+                             id="requests-none")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#requests-table", DataTable)
+        for col in ("conn", "stream", "request", "status", "start s", "wait ms", "total ms",
+                    "body bytes", "ended"):
+            table.add_column(col, key=col)
+        self._fill()
+        table.focus()
+
+    def action_sort(self, order: str) -> None:
+        self.order = order
+        self._fill()
+
+    def _fill(self) -> None:
+        key, said = SORTS[self.order]
+        self.shown = sorted(self.rows, key=key)[:SHOWN]
+        n = len(self.rows)
+        more = f", the first {SHOWN:,} of {n:,}" if n > SHOWN else ""
+        self.query_one("#requests-title", Static).update(Text(
+            f"Requests: {n:,}, {said}{more}  (d duration, w wait, b size, t start; Enter: "
+            "its first frame; Esc: back)", style="bold"))
+        table = self.query_one("#requests-table", DataTable)
+        table.clear()
+        for i, r in enumerate(self.shown):
+            ended = "reset " + r.reset if r.reset else "complete" if r.ended else "open"
+            table.add_row(f"#{r.conn}", str(r.stream), safe_str(r.label), r.status or "…",
+                          f"{r.start:.3f}", "" if r.wait is None else f"{r.wait * 1000:.1f}",
+                          f"{r.duration * 1000:.1f}", f"{r.body:,}", ended, key=str(i))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        table = self.query_one("#requests-table", DataTable)
+        if self.shown and table.cursor_row < len(self.shown):
+            self.dismiss(self.shown[table.cursor_row].first_row)
