@@ -310,27 +310,17 @@ def test_the_verdict_of_a_replay_of_a_capture_cut_short_says_so(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A CI log showed 'all match' for a capture that was cut short (or damaged): the
     damage was in stderr notes only. The verdict line says what was compared."""
-    import struct
-
     import hpack
 
-    from proxy.observe.enums import CONNECTION_PREFACE, Direction
-
-    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
-            struct.pack(">L", sid) + payload
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
 
     port, _ = verbose_nghttpd
-    path = tmp_path / "cut.h2scope"
-    with CaptureWriter(path) as w:
-        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://a:80",
-                         "server": {"host": "a", "port": 80}}, t=0.0, wall=1000.0)
-        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
-        w.frame(1, Direction.C2S, frame(4, 0, 0, b""), t=0.0, wall=1000.0)
-        block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
-                                        (":authority", "a"), (":path", "/index.html")])
-        w.frame(1, Direction.C2S, frame(1, 5, 1, block), t=0.01, wall=1000.01)
-        w.frame(1, Direction.S2C, frame(0, 0, 1, b"x" * 500), t=0.02, wall=1000.02)
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "a"), (":path", "/index.html")])
+    path = h2c_capture(tmp_path / "cut.h2scope", [
+        (Direction.C2S, raw_frame(1, 5, 1, block), 0.01),
+        (Direction.S2C, raw_frame(0, 0, 1, b"x" * 500), 0.02)])
     data = path.read_bytes()
     path.write_bytes(data[:data.rindex(b"x" * 500) + 100])
     main(["replay", str(path), "--target", f"http://127.0.0.1:{port}", "--speed", "0",

@@ -258,26 +258,17 @@ def test_a_call_cancelled_before_any_response_lasts_until_its_reset(tmp_path: Pa
 
     import hpack
 
-    from proxy.capture.writer import CaptureWriter
-    from proxy.observe.enums import CONNECTION_PREFACE, Direction
-
-    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
-            struct.pack(">L", sid) + payload
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
 
     block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
                                     (":authority", "g.test"), (":path", "/pkg.Svc/Slow"),
                                     ("content-type", "application/grpc"),
                                     ("grpc-timeout", "300m")])
-    path = tmp_path / "cancel.h2scope"
-    with CaptureWriter(path) as w:
-        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://g.test:80",
-                         "server": {"host": "g.test", "port": 80}}, t=0.0, wall=1000.0)
-        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
-        w.frame(1, Direction.C2S, frame(4, 0, 0, b""), t=0.0, wall=1000.0)
-        w.frame(1, Direction.C2S, frame(1, 4, 1, block), t=0.01, wall=1000.01)
-        w.frame(1, Direction.C2S, frame(0, 1, 1, b"\0\0\0\0\0"), t=0.01, wall=1000.01)
-        w.frame(1, Direction.C2S, frame(3, 0, 1, struct.pack(">L", 8)), t=0.31, wall=1000.31)
+    c2s = Direction.C2S
+    path = h2c_capture(tmp_path / "cancel.h2scope", [
+        (c2s, raw_frame(1, 4, 1, block), 0.01), (c2s, raw_frame(0, 1, 1, b"\0" * 5), 0.01),
+        (c2s, raw_frame(3, 0, 1, struct.pack(">L", 8)), 0.31)], host="g.test")
     (entry,) = _har(path)["log"]["entries"]
     t = entry["timings"]
     assert entry["time"] == 300.0 and (t["send"], t["wait"], t["receive"]) == (0.0, 300.0, 0.0)

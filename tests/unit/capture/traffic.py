@@ -202,3 +202,24 @@ def hung_download(path: Path, *, ended: bool = False) -> Path:
                                        .serialize()), t=0.05)
         writer.close_connection(1, t=3.0, closed_by="client")
     return path
+
+
+def raw_frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+    """One frame's bytes, as written by hand (no library checks what it says)."""
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
+        sid.to_bytes(4, "big") + payload
+
+
+def h2c_capture(path: Path, frames: list[tuple[Direction, bytes, float]], *,
+                host: str = "a") -> Path:
+    """A capture of one h2c connection to ``host``: its client preface and an empty
+    SETTINGS at 0.0, then ``frames`` (direction, bytes, seconds), wall clock from
+    1000.0."""
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c", "mode": f"reverse:http://{host}:80",
+                         "server": {"host": host, "port": 80}}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        w.frame(1, Direction.C2S, raw_frame(4, 0, 0, b""), t=0.0, wall=1000.0)
+        for direction, data, t in frames:
+            w.frame(1, direction, data, t=t, wall=1000.0 + t)
+    return path

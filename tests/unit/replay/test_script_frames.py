@@ -279,29 +279,19 @@ def test_a_body_of_several_lines_is_written_as_a_literal_block(tmp_path: Path) -
     line break doubled: correct, and hard to edit. It is a `|` block, read back
     exactly."""
     import io
-    import struct
 
     import yaml
 
     from proxy.capture.script import write_script
-    from proxy.observe.enums import CONNECTION_PREFACE
     from proxy.replay.script_frames import data_of
-
-    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload))[1:] + bytes([ftype, flags]) + \
-            struct.pack(">L", sid) + payload
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
 
     body = b"body{color:red}\n\np {margin: 0}\n"
     block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
                                     (":authority", "a"), (":path", "/css")])
-    path = tmp_path / "lines.h2scope"
-    with CaptureWriter(path) as w:
-        w.connection(1, {"protocol": "h2c", "mode": "reverse:http://a:80",
-                         "server": {"host": "a", "port": 80}}, t=0.0, wall=1000.0)
-        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
-        w.frame(1, Direction.C2S, frame(4, 0, 0, b""), t=0.0, wall=1000.0)
-        w.frame(1, Direction.C2S, frame(1, 4, 1, block), t=0.01, wall=1000.01)
-        w.frame(1, Direction.C2S, frame(0, 1, 1, body), t=0.02, wall=1000.02)
+    path = h2c_capture(tmp_path / "lines.h2scope", [
+        (Direction.C2S, raw_frame(1, 4, 1, block), 0.01),
+        (Direction.C2S, raw_frame(0, 1, 1, body), 0.02)])
     out = io.StringIO()
     write_script(replay(path), out)
     text = out.getvalue()
