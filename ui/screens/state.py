@@ -353,9 +353,13 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
     longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
     shown = stalls[-STALLS_SHOWN:]
     latest = f"; the latest {len(shown)}" if len(shown) < len(stalls) else ""
-    out.append(f"stalls (a window at 0 or below while data waits): {len(stalls)}{longest}"
-               f"{latest}\n",
-               "bold")
+    # (each window counts apart: one DATA that spends both is two stalls, as a
+    # browser's log has a stream's and a session's stall)
+    of_conn = sum(1 for s in stalls if s[2] == 0)
+    split = f" ({of_conn} of the connection window, {len(stalls) - of_conn} of stream " \
+        "windows)" if of_conn and of_conn < len(stalls) else ""
+    out.append(f"stalls (a window at 0 or below while data waits): {len(stalls)}{split}"
+               f"{longest}{latest}\n", "bold")
     if not stalls:
         out.append("  none\n")
     for t, sd, sid, end, conn_blocked in shown:

@@ -588,3 +588,15 @@ def test_the_stream_view_times_the_response_to_its_end_not_to_a_later_window_upd
     timing = text.splitlines()[1]
     assert "first response byte +60.000 ms, response complete +110.000 ms (receiving " \
         "50.000 ms), last frame +460.000 ms" in timing, timing
+
+
+def test_the_stall_count_says_how_many_were_the_connections() -> None:
+    """One DATA that spends both windows is two stalls (each window counts apart), which
+    read as double a browser's count of stream stalls: the head says the split."""
+    from ui.model.connections import ConnInfo
+
+    conn = ConnInfo(conn_id=1)
+    conn.stalls = [(1.0, 1, 0, 1.1, False), (1.0, 1, 3, 1.1, False), (2.0, 1, 5, 2.05, False)]
+    text = flow_text(conn, 0.0, {}).plain
+    assert "stalls (a window at 0 or below while data waits): 3 (1 of the connection " \
+        "window, 2 of stream windows), longest resumed 100.0 ms" in text, text
