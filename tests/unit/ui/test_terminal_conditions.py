@@ -174,3 +174,25 @@ def test_the_lanes_pane_grows_with_a_tall_terminal(capture_path: Path) -> None:
 
     drive(capture_path, scenario)
     assert heights[0] == 15 and heights[1] == 8 and heights[2] < 8, heights
+
+
+def test_a_prompts_long_hint_wraps_instead_of_being_cut(capture_path: Path,
+                                                        tmp_path: Path) -> None:
+    """The save dialog cut the directory it saves into at the box's edge."""
+    from textual.widgets import Label
+
+    from ui.screens.prompt import Prompt
+
+    seen: list[int] = []
+    hint = "Enter saves · Esc cancels · a relative name goes in " + "/very/long" * 12
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.push_screen(Prompt("Save", "x.h2scope", hint=hint))
+        await pilot.pause()
+        await pilot.pause()
+        label = [w for w in app.screen.query(Label) if "relative name" in str(w.render())][0]
+        seen.append(label.size.height)
+        seen.append(label.size.width)
+
+    drive(capture_path, scenario, size=(80, 24))
+    assert seen[0] >= 2 and seen[1] <= 80, seen
