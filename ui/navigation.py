@@ -44,8 +44,9 @@ class Navigation(SessionActions):
     _search_cache: tuple[str, int, list[int]] | None = None
     """The last search: its text, how many header blocks it has looked at, the rows
     that match."""
-    _search_view: tuple[tuple[int, int, int], list[int]] | None = None
-    """The matches the view shows, for (the view, its length, the matches' count)."""
+    _search_view: tuple[tuple[str, int, int, int], list[int]] | None = None
+    """The matches the view shows, for (the text, the view, its length, the matches'
+    count)."""
     select_when_filtered: int | None
     keys: dict[str, str]
 
@@ -172,7 +173,7 @@ class Navigation(SessionActions):
             return
         found = self._search_matches(needle)
         view = self.timeline.view
-        shown = found if view is None else self._in_view(found, view)
+        shown = found if view is None else self._in_view(needle, found, view)
         current = self.timeline.selected_row
         if not shown:
             outside = f" ({len(found):,} outside the filter or scope)" if found else ""
@@ -209,8 +210,8 @@ class Navigation(SessionActions):
         self._search_cache = (needle, len(headers), found)
         return found
 
-    def _in_view(self, found: list[int], view: Sequence[int]) -> list[int]:
-        key = (id(view), len(view), len(found))
+    def _in_view(self, needle: str, found: list[int], view: Sequence[int]) -> list[int]:
+        key = (needle, id(view), len(view), len(found))
         if self._search_view is not None and self._search_view[0] == key:
             return self._search_view[1]
         shown = [row for row in found

@@ -1072,6 +1072,11 @@ def test_header_search_keeps_the_filter_and_searches_what_it_shows(
         await _filter(app, pilot, "dir:c2s")
         app.action_search_next(1)
         assert app.filter.text.strip() == "dir:c2s"
+        # Another text with as many matches: the first's rows were reused for it.
+        view = app.timeline.view
+        assert view is not None and len(view) >= 2
+        assert app._in_view("a", [view[0]], view) == [view[0]]
+        assert app._in_view("b", [view[1]], view) == [view[1]]
         assert app.message == f"':status' not found ({len(everywhere):,} outside the " \
             "filter or scope)"
         app.action_search_next(-1)
