@@ -227,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
     _print_report(report, target.url, args.mode, source.notes)
     if not ran:
         return EXIT_FAILURE
+    if _nothing_compared(report):
+        print("h2scope replay: no stream was compared: exit status 1", file=sys.stderr)
+        return EXIT_FAILURE
     if report.differs or report.refused:
         if report.refused and not report.differs:  # (the summary line says all match)
             print("h2scope replay: exit status 3: the server ended a connection with a "
@@ -240,6 +243,15 @@ def run(args: argparse.Namespace) -> int:
               f"status {EXIT_FAILURE}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
+
+
+def _nothing_compared(report: Any) -> bool:
+    """A capture's replay that compared no stream although the recording has requests
+    (each skipped: blocks that would not encode, a damaged capture): no proof of
+    anything, so no pass."""
+    compared = [c for c in report.connections if c.diffs is not None]
+    return bool(compared) and not any(c.diffs for c in compared) and any(
+        e.get("type") == "HEADERS" for c in compared for e in c.result.plan.entries)
 
 
 def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = ()
@@ -266,10 +278,6 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
                 if plan.server_goaway else " (the recorded server sent none)" \
                 if plan.original is not None else ""
             out.write(f"  error: the server ended the connection: GOAWAY {r.goaway}{was}\n")
-            if r.goaway_error == "COMPRESSION_ERROR" and mode == "verbatim":
-                out.write("  hint: the server could not decode the recorded HPACK blocks (its "
-                          "header table is smaller than the recorded server's?): --mode "
-                          "reencode encodes each block afresh for it\n")
         elif r.goaway:
             out.write(f"  same     the server ended the connection with GOAWAY {r.goaway}, as "
                       "recorded\n")
@@ -281,6 +289,14 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
             out.write(f"  ! {f.severity.name} {f.code} ({f.rfc}){where}: {f.message}\n")
         if len(r.findings) > 5:
             out.write(f"  ! … {len(r.findings) - 5} more (-v shows every frame)\n")
+        # (the server's COMPRESSION_ERROR, or the blocks h2scope itself could not
+        # decode under the new server's table size: its GOAWAY may be lost in the reset)
+        if mode == "verbatim" and (r.refused or r.error) and (
+                r.goaway_error == "COMPRESSION_ERROR"
+                or any(f.code == "hpack-error" for f in r.findings)):
+            out.write("  hint: the server could not decode the recorded HPACK blocks (its "
+                      "header table is smaller than the recorded server's?): --mode "
+                      "reencode encodes each block afresh for it\n")
         if c.diffs is None:
             for s in c.replayed:
                 body = f"{s.body_length} bytes"
@@ -295,6 +311,9 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
                 differ += 1
     if report.record is not None:
         out.write(f"replay recorded to {report.record}\n")
+    if not same and not differ and _nothing_compared(report):
+        out.write("no stream compared: none of the recording's requests was sent and "
+                  "answered (see the notes above)\n")
     if same or differ:
         n = same + differ
         verdict = ("all match" if n > 1 else "it matches") if not differ else (

@@ -220,9 +220,9 @@ class ReplayConnection:
         self._ping_acks_recorded = 0
         self._ping_acks_sent = 0
         self._noted_binary = False
-        self._last_skip: tuple[tuple[str, int, str], int, int, int] | None = None
-        """The last note of an entry not sent: (kind, stream, why), its first entry,
-        the number of notes then, and how many entries it stands for."""
+        self._last_skip: tuple[tuple[str, str], int, int, list[int]] | None = None
+        """The last note of an entry not sent: (kind, why), its first entry, the number
+        of notes then, and the streams of the entries it stands for."""
 
     # ------------------------------------------------------------------ io
 
@@ -354,8 +354,9 @@ class ReplayConnection:
                 self.result.error = self.result.error or f"reading from the server: {exc}"
             self.hung_up = not self._closing
         except OSError as exc:
-            # (closing our side cuts a read in progress: "Connection lost" is ours)
-            if not self._closing:
+            # (closing our side cuts a read in progress: "Connection lost" is ours; a
+            # server that sent GOAWAY may reset the connection after it, §6.8)
+            if not self._closing and not self._server_went_away():
                 self.result.error = self.result.error or f"reading from the server: {exc}"
             self.hung_up = not self._closing
         finally:
@@ -377,6 +378,12 @@ class ReplayConnection:
         speed = self.options.speed
         if speed > 0 and delay > 0:
             await asyncio.sleep(delay / speed)
+
+    def _server_went_away(self) -> bool:
+        """The server has sent a GOAWAY (any error code)."""
+        observer = self.observer
+        return observer is not None and \
+            observer.sides[S2C].goaway_last_stream_id is not None
 
     def _streams_done(self) -> bool:
         assert self.observer is not None
@@ -541,7 +548,10 @@ class ReplayConnection:
         try:
             events = conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self.result.error = self.result.error or f"the h2 client endpoint: {exc}"
+            # (after the replay closed its own side — its GOAWAY sent — what the server
+            # still sends, its SETTINGS among it, is no error of the exchange)
+            if conn.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                self.result.error = self.result.error or f"the h2 client endpoint: {exc}"
             return
         for ev in events:
             if isinstance(ev, h2.events.DataReceived) and ev.flow_controlled_length:
@@ -702,17 +712,20 @@ class ReplayConnection:
     def _skip(self, i: int, kind: str, stream: int, why: str) -> None:
         """Note an entry not sent; a run of entries skipped for the same reason (a
         recorded client's STREAM_CLOSED answers to each DATA in flight) is one note."""
-        key = (kind, stream, why)
+        key = (kind, why)
         notes = self.result.skipped
         last = self._last_skip
         if last is not None and last[0] == key and last[2] == len(notes):
-            first, count = last[1], last[3] + 1
-            self._last_skip = (key, first, len(notes), count)
-            notes[-1] = (f"frames[{first}] to frames[{i}] ({count} {kind} frames on stream "
-                         f"{stream}) not sent: {why}")
+            first, streams = last[1], [*last[3], stream]
+            self._last_skip = (key, first, len(notes), streams)
+            ids = sorted(set(streams))
+            on = f"stream {ids[0]}" if len(ids) == 1 else \
+                f"streams {', '.join(map(str, ids[:4]))}{', …' if len(ids) > 4 else ''}"
+            notes[-1] = (f"frames[{first}] to frames[{i}] ({len(streams)} {kind} frames on "
+                         f"{on}) not sent: {why}")
             return
         notes.append(f"frames[{i}] ({kind} on stream {stream}) not sent: {why}")
-        self._last_skip = (key, i, len(notes), 1)
+        self._last_skip = (key, i, len(notes), [stream])
 
     def _base64_true_binary(self, wire: list[tuple[bytes, bytes]]
                             ) -> list[tuple[bytes, bytes]]:
@@ -746,12 +759,21 @@ class ReplayConnection:
             else:
                 await self._run_verbatim()
         except (OSError, ssl.SSLError) as exc:
-            self.result.error = f"writing to the server: {exc}"
             # The server may have answered before it closed (an HTTP/1.1 server's 400
-            # page to the preface): let the reader take what came, so the error says
-            # what the server is rather than only that the write failed.
+            # page to the preface, a GOAWAY): let the reader take what came, so the
+            # error says what the server is rather than only that the write failed.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(reader), WRITE_FAILED_GRACE)
+            if self._server_went_away():
+                # RFC 9113 §6.8: a server that sent GOAWAY may close; the writes after
+                # it that failed (the recorded client's own GOAWAY, frames in flight
+                # when it closed) were timing. What it did not get to answer counts
+                # in the comparison, as not sent.
+                self.result.skipped.append(
+                    f"what followed the server's GOAWAY was not all sent: the server "
+                    f"closed the connection ({exc})")
+            else:
+                self.result.error = f"writing to the server: {exc}"
         finally:
             assert self._writer is not None
             self._closing = True

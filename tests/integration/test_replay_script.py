@@ -328,3 +328,25 @@ def test_the_verdict_of_a_replay_of_a_capture_cut_short_says_so(
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == ("1 stream compared: it matches (of a capture cut short: "
                                     "its torn last record skipped)"), out
+
+
+def test_a_replay_that_compared_nothing_does_not_pass(
+        verbose_nghttpd: tuple[int, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged capture whose every request block failed to decode: reencode skips
+    them all (one grouped note), nothing is compared — it exited 0 with no verdict."""
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    port, _ = verbose_nghttpd
+    # (0xbe: dynamic table entry 62 of an empty table: the block does not decode)
+    path = h2c_capture(tmp_path / "undecodable.h2scope", [
+        (Direction.C2S, raw_frame(1, 5, sid, b"\xbe"), 0.01) for sid in (1, 3, 5)])
+    code = main(["replay", str(path), "--target", f"http://127.0.0.1:{port}", "--speed", "0",
+                 "--timeout", "5", "--mode", "reencode"])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "(3 HEADERS frames on streams 1, 3, 5) not sent: its header block is recorded " \
+        "as bytes only" in out, out
+    assert "no stream compared: none of the recording's requests was sent" in out
+    assert "no stream was compared: exit status 1" in err
