@@ -219,7 +219,12 @@ def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:
     except (ValueError, TypeError) as exc:
         text = str(exc)
         at = re.search(r"fromhex\(\) arg at position (\d+)", text)
-        if at is not None:  # (Python's words for a bad hex string)
+        odd = [k for k, v in entry.items() if k.endswith("hex") and isinstance(v, str)
+               and len(v.replace(" ", "")) % 2]
+        if at is not None and odd:  # (Python says "non-hexadecimal" for that too)
+            text = (f"{odd[0]} has an odd number of hex digits: each byte is two, 0-9a-f "
+                    "(spaces allowed)")
+        elif at is not None:  # (Python's words for a bad hex string)
             text = (f"a hex field has a character that is not a hex digit (at position "
                     f"{at.group(1)}); write pairs of 0-9a-f, spaces allowed")
         raise ScriptError(f"{what}: {text}") from None

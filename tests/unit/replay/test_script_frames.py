@@ -113,6 +113,8 @@ def test_an_invalid_script_is_rejected_naming_the_entry(doc: object, message: st
 @pytest.mark.parametrize(("entry", "message"), [
     ({"type": "PING", "opaque_hex": "zz"}, "frames[1] (PING): a hex field has a character "
      "that is not a hex digit (at position 0)"),
+    ({"type": "PING", "opaque_hex": "0102030"}, "frames[1] (PING): opaque_hex has an odd "
+     "number of hex digits"),
     ({"type": "WINDOW_UPDATE", "stream": 1, "increment": -1},
      "frames[1] (WINDOW_UPDATE): a number does not fit its field"),
     ({"type": "WINDOW_UPDATE", "stream": 1}, "frames[1] (WINDOW_UPDATE): needs 'increment'"),
