@@ -428,6 +428,8 @@ class H2ScopeApp(Navigation):
                            f"waiting)", "bold yellow"))
         if live is not None and not isinstance(live, FileFollow) and live.recording:
             parts.append((f"● REC {live.recording}", "bold red"))
+        if self.exporting:  # (said apart: another message may take the message's place)
+            parts.append((f"exporting {self.exporting}…", "bold yellow"))
         if live is None:
             state = ("loaded" if s.loaded else f"decoding {s.progress * 100:.0f}%"
                      if s.indexed else "indexing…")
@@ -753,9 +755,10 @@ class H2ScopeApp(Navigation):
             quit_key = quit_key or self.keys.get("quit", "q").split(",")[0]
             save = self.keys.get("save_session", "ctrl+s")
             since = " since the last save" if self.frames_saved else ""
-            behind = self.live.behind() if self.live is not None else 0
+            live = self.live
+            behind = live.behind() if live is not None and not live.recording else 0
             more = f", and {behind / 1048576:.1f} MiB of traffic the view has not shown " \
-                "yet" if unsaved and behind >= BEHIND_SHOWN else ""
+                "yet" if unsaved and behind >= BEHIND_SHOWN else ""  # (r records that)
             lost = [f"{unsaved:,} frames not saved{since}{more} will be lost ({save} saves)"] \
                 if unsaved else []
             if self.exporting:

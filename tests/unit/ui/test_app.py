@@ -1029,6 +1029,8 @@ def test_a_running_export_says_so_and_quitting_gives_it_up(
         assert app.message == f"exporting har to {tmp_path / 'b.har'}…"
         await pilot.press("x")
         assert "an export is running (har to" in app.message
+        app.say("something else")  # (the status bar still says the export runs)
+        assert f"exporting har to {tmp_path / 'b.har'}…" in app.status.plain
         await pilot.press("q")
         await pilot.pause()
         assert f"q again to quit: the export (har to {tmp_path / 'b.har'}) is given up" in \
