@@ -18,7 +18,8 @@ The parent talks to the child over its stdin and stdout:
   "capture": PATH, "ca": CA_PEM_PATH}`` once listening, or ``{"error": MESSAGE}`` if the proxy
   cannot start (exit 1); then one reply per command (``{"flushed": true}``,
   ``{"disk_wait": SECONDS}`` (how long recording has made the relay wait),
-  ``{"recording": PATH}`` or ``{"error": ...}``, ``{"stopped": true}``).
+  ``{"recording": PATH}``, ``{"unrecorded": true, "conns": [IDS]}`` (the connections
+  the recording holds) or ``{"error": ...}``, ``{"stopped": true}``).
   If the session's capture cannot be written (a full disk), the child stops
   by itself: ``{"fatal": MESSAGE}``, ``{"stopped": true}``, exit status 3.
 
@@ -264,11 +265,14 @@ async def _serve(start: Start) -> int:
                     server.bus.subscribe(tap)
                     _reply({"recording": arg})
                 elif cmd == "unrecord":
+                    conns: list[int] = []
                     if tap is not None:
                         await settle(server, tap, 5.0)
                         tap.close()
+                        conns = sorted(tap.conns)
                         tap = None
-                    _reply({"unrecorded": True})
+                    # (which connections the file holds: the UI, behind, cannot tell)
+                    _reply({"unrecorded": True, "conns": conns})
                 else:
                     _reply({"error": f"unknown command {cmd!r}"})
             except (OSError, ValueError) as exc:

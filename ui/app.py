@@ -729,14 +729,15 @@ class H2ScopeApp(Navigation):
         if backing is None or not backing.temporary or not backing.unsaved:
             return 0
         spans = self.recorded_conns
+        ids: set[int] = getattr(live, "recorded_ids", set())
         total = max(0, len(self.session.table) - self.frames_saved)
-        if not spans or not total:
+        if not (spans or ids) or not total:
             return total
         # (frames of connections r recorded are in its file; counted per connection,
         # in C: a loop over every unsaved row took 1.4 s at 7 M frames)
         counts = Counter(self.session.table.conn[self.frames_saved:])
-        recorded = sum(n for c, n in counts.items()
-                       if any(a <= c < (b if b is not None else 1 << 62) for a, b in spans))
+        recorded = sum(n for c, n in counts.items() if c in ids or any(
+            a <= c < (b if b is not None else 1 << 62) for a, b in spans))
         return total - recorded
 
     def action_help_quit(self) -> None:

@@ -128,8 +128,11 @@ class SessionActions(App[int]):
             path = live.stop_recording()
             self.message = f"recording stopped: {path}"
             if self.recorded_conns and self.recorded_conns[-1][1] is None:
-                self.recorded_conns[-1] = (self.recorded_conns[-1][0],
-                                           max(self.session.conns, default=0) + 1)
+                if live.recorded_ids:  # (the proxy said which: exact, even when behind)
+                    self.recorded_conns.pop()
+                else:
+                    self.recorded_conns[-1] = (self.recorded_conns[-1][0],
+                                               max(self.session.conns, default=0) + 1)
             return
 
         def done(text: str | None) -> None:

@@ -126,6 +126,10 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             unsaved = app.unsaved_frames()
             t = app.session.table
             recorded = max(app.session.conns)
+            # (the proxy said which connections the recording holds: exact, not a span
+            # of the ids the view had seen, which a view behind the proxy got wrong)
+            assert app.live is not None and app.live.recorded_ids == {recorded}
+            assert not app.recorded_conns
             assert unsaved == sum(1 for i in range(len(t)) if t.conn[i] != recorded) > 0
             assert unsaved < len(t)
             await pilot.press("q")

@@ -243,6 +243,9 @@ class _Following:
         self.backing: SessionCapture | None = None
         self.follower: Follower | None = None
         self.tap: _Recording | None = None
+        self.recorded_ids: set[int] = set()
+        """The connections recordings started with r hold (the proxy says which when
+        one stops)."""
         self.error: str | None = None
         self._switch_interval: float | None = None
 
@@ -520,7 +523,8 @@ class ChildProxy(_Following):
             return None
         tap.active = False
         with contextlib.suppress(ChildProxyError):
-            self._command("unrecord", STOP_TIMEOUT)
+            reply = self._command("unrecord", STOP_TIMEOUT)
+            self.recorded_ids.update(int(c) for c in reply.get("conns") or ())
         return tap.path
 
     @property
