@@ -13,6 +13,8 @@ returns ``None`` while more bytes are needed and raises
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -237,6 +239,21 @@ class ClientHello:
         return hello_summary(self.as_json())
 
 
+_NAMERS: dict[str, Callable[[int], str]] = {}
+"""Per list of :meth:`ClientHello.as_json`, how a number is named (filled below)."""
+
+
+def named_again(key: str, items: list[Any]) -> list[Any]:
+    """A stored list of ``key`` (``extensions``, ``signature_algorithms``, …) with the
+    values a capture kept as bare numbers (``0x44cd``: unknown when it was recorded)
+    named by today's tables, so an older capture reads as a new one."""
+    namer = _NAMERS.get(key)
+    if namer is None:
+        return items
+    return [namer(int(v, 16)) if isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{1,4}", v)
+            else v for v in items]
+
+
 def hello_summary(hello: dict[str, Any]) -> str:
     """:meth:`ClientHello.summary` from what a capture keeps of the hello
     (:meth:`ClientHello.as_json`), so the text export says what the live log said."""
@@ -396,3 +413,8 @@ def _key_share_groups(data: bytes) -> tuple[int, ...]:
         groups.append(r.uint(2, "key share group"))
         r.vector(2, "key_exchange")
     return tuple(groups)
+
+
+_NAMERS.update({"versions": version_name, "cipher_suites": cipher_name,
+                "extensions": extension_name, "supported_groups": group_name,
+                "key_share_groups": group_name, "signature_algorithms": signature_name})

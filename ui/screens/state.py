@@ -23,6 +23,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
+from proxy.net.clienthello import named_again
 from proxy.observe.enums import Direction
 from ui.model.connections import ConnInfo, FlowSeries, HpackTable, settings_view
 from ui.model.hpack_replay import BlockBytes
@@ -553,7 +554,7 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
                            ("extensions", "extensions"), ("groups", "supported_groups"),
                            ("key shares", "key_share_groups"),
                            ("signature algorithms", "signature_algorithms")):
-            items = _list(hello.get(key))
+            items = named_again(key, _list(hello.get(key)))
             _wrapped(out, f"{label} ({len(items)})", items)
 
 

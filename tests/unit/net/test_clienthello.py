@@ -160,3 +160,15 @@ def test_chromes_newer_codepoints_have_names() -> None:
     assert [signature_name(v) for v in (0x0904, 0x0905, 0x0906)] == [
         "mldsa44", "mldsa65", "mldsa87"]
     assert group_name(4587) == "SecP256r1MLKEM768" and group_name(4588) == "X25519MLKEM768"
+
+
+def test_a_capture_made_before_a_name_was_known_reads_with_it() -> None:
+    """A capture keeps the names as they were when recorded: one made before ALPS's
+    new codepoint had a name showed 0x44cd, a new one application_settings."""
+    from proxy.net.clienthello import named_again
+
+    assert named_again("extensions", ["server_name", "0x44cd", "GREASE(0x0a0a)"]) == [
+        "server_name", "application_settings", "GREASE(0x0a0a)"]
+    assert named_again("signature_algorithms", ["0x0904", "0xca34"]) == ["mldsa44",
+                                                                         "0xca34"]
+    assert named_again("alpn", ["0x44cd"]) == ["0x44cd"]  # (no numbers there)
