@@ -74,10 +74,14 @@ def help_rows(overrides: Mapping[str, str] | None = None) -> list[tuple[str, str
     overrides = overrides or {}
     out = []
     for bid, keys, _, desc, _ in KEYS:
-        shown = overrides.get(bid, keys).replace("question_mark", "?").replace(
-            "slash", "/").replace("greater_than_sign", ">").replace("less_than_sign", "<")
-        out.append((shown, desc, bid))
+        out.append((shown_key(overrides.get(bid, keys)), desc, bid))
     return out
+
+
+def shown_key(keys: str) -> str:
+    """Keys as a person types them: ``?`` for ``question_mark``."""
+    return keys.replace("question_mark", "?").replace("slash", "/").replace(
+        "greater_than_sign", ">").replace("less_than_sign", "<")
 
 
 MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
@@ -125,7 +129,7 @@ def key_clash(overrides: Mapping[str, str]) -> tuple[str, str] | None:
             if other != bid:
                 changed = bid if bid in overrides else other
                 rival = other if changed == bid else bid
-                return changed, (f"{key!r} is also the key of {rival!r}: give "
+                return changed, (f"{shown_key(key)!r} is also the key of {rival!r}: give "
                                  f"{'it' if rival in overrides else f'ui.keymap.{rival}'} "
                                  "another key, or choose another here")
     return None

@@ -176,7 +176,7 @@ def test_a_key_given_to_two_actions_is_an_error_naming_both(tmp_path: Path) -> N
     """``quit: "?"`` was accepted, and the help key then quit at once."""
     exc = error(tmp_path, "ui:\n  keymap:\n    quit: '?'\n")
     assert (exc.key, exc.line) == ("ui.keymap.quit", 3)
-    assert "is also the key of 'help': give ui.keymap.help another key" in str(exc)
+    assert "'?' is also the key of 'help': give ui.keymap.help another key" in str(exc)
     swapped = "ui:\n  keymap:\n    quit: '?'\n    help: q\n"
     assert load_config(write(tmp_path, swapped), {}).ui.keymap["help"] == "q"
 
