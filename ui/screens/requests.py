@@ -124,7 +124,8 @@ class RequestsScreen(ModalScreen[int | None]):
         more = f", the first {SHOWN:,} of {n:,}" if n > SHOWN else ""
         self.query_one("#requests-title", Static).update(Text(
             f"Requests: {n:,}, {said}{more}  (d duration, w wait, b size, t start; Enter: "
-            "its first frame; Esc: back)", style="bold"))
+            "its first frame; Esc: back; times as the frames crossed h2scope)",
+            style="bold"))
         table = self.query_one("#requests-table", DataTable)
         table.clear()
         for i, r in enumerate(self.shown):

@@ -63,7 +63,8 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         urgency = 3 if st.urgency is None else st.urgency
         incremental = ", incremental" if st.incremental else ""
         timing.append(f"priority urgency {urgency}{incremental} (RFC 9218)")
-    out.append("timing: " + ", ".join(timing) + "\n", "dim")
+    out.append("timing: " + ", ".join(timing) + " (when the frames crossed h2scope: the "
+               "client's own times differ by its side of the trip)\n", "dim")
     _headers(out, "request headers", st.request_headers)
     websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)
