@@ -53,12 +53,12 @@ UI_CPU_SHARE = 0.10
 before repaints are spaced out (see :meth:`H2ScopeApp._refresh_due`)."""
 MAX_REPAINT_GAP = 1.0
 QUIT_AGAIN = 3.0
+"""Live, unsaved: seconds within which a second quit key quits."""
 MESSAGE_LIFE = 30.0
+"""Seconds a status-bar message stays (work in progress stays until it is done)."""
 MEMORY_WARN = 1 << 30
 """Resident bytes past which a live view says what it holds and how to free it
 (about 400 bytes a frame: 1 GiB is some 2.5 million frames)."""
-"""Seconds a status-bar message stays (work in progress stays until it is done)."""
-"""Live, unsaved: seconds within which a second quit key quits."""
 INGEST_TICK = 0.025
 INGEST_IDLE = 2.0
 """Seconds without a batch after which the ingest timer sleeps until the tick finds
@@ -729,7 +729,8 @@ class H2ScopeApp(Navigation):
         if backing is None or not backing.temporary or not backing.unsaved:
             return 0
         spans = self.recorded_conns
-        ids: set[int] = getattr(live, "recorded_ids", set())
+        assert live is not None
+        ids = live.recorded_ids
         total = max(0, len(self.session.table) - self.frames_saved)
         if not (spans or ids) or not total:
             return total

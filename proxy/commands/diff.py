@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
     from proxy.replay.compare import (
-        VOLATILE_HEADERS,
         StreamOutcome,
         diff_streams,
         http1_outcomes,
@@ -83,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         request_differences,
         response_text,
         value_differences,
+        volatile_names,
     )
 
     progress = Progress()
@@ -111,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
         return got
 
     a, b = load(args.a), load(args.b)
-    volatile = frozenset() if args.strict else VOLATILE_HEADERS
-    volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
+    volatile = volatile_names(args.strict, args.ignore)
     out = sys.stdout
     out.write(f"A {args.a}: {count(len(a), 'stream')}\nB {args.b}: {count(len(b), 'stream')}\n")
     differing = same = partly = 0

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.capture.reader import CaptureFormatError
     from proxy.cli import EXIT_FAILURE, UsageError
     from proxy.replay.client import ReplayError, ReplayOptions, parse_target
-    from proxy.replay.compare import VOLATILE_HEADERS
+    from proxy.replay.compare import volatile_names
     from proxy.replay.script_frames import (
         ScriptError,
         is_script,
@@ -200,9 +200,8 @@ def run(args: argparse.Namespace) -> int:
 
         on_batch = HeadlessPrinter(sys.stdout).handle
     try:
-        volatile = frozenset() if args.strict else VOLATILE_HEADERS
-        volatile |= {n.strip().lower() for n in args.ignore.split(",") if n.strip()}
-        report = run_replay(source, target, options, volatile=volatile, values=args.values,
+        report = run_replay(source, target, options,
+                            volatile=volatile_names(args.strict, args.ignore), values=args.values,
                             record=None if recording is None else recording.temp,
                             on_batch=on_batch, on_connection=progress.connection)
         ran = not (report.failed and not any(c.replayed for c in report.connections))
@@ -224,10 +223,11 @@ def run(args: argparse.Namespace) -> int:
         if recording is not None:
             recording.discard()
     progress.done()
-    _print_report(report, target.url, args.mode, source.notes)
+    nothing = _nothing_compared(report)
+    _print_report(report, target.url, args.mode, source.notes, nothing)
     if not ran:
         return EXIT_FAILURE
-    if _nothing_compared(report):
+    if nothing:
         print("h2scope replay: no stream was compared: exit status 1", file=sys.stderr)
         return EXIT_FAILURE
     if report.differs or report.refused:
@@ -254,8 +254,8 @@ def _nothing_compared(report: Any) -> bool:
         e.get("type") == "HEADERS" for c in compared for e in c.result.plan.entries)
 
 
-def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = ()
-                  ) -> None:
+def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = (),
+                  nothing_compared: bool = False) -> None:
     from proxy.replay.compare import report_lines
 
     out = sys.stdout
@@ -311,7 +311,7 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
                 differ += 1
     if report.record is not None:
         out.write(f"replay recorded to {report.record}\n")
-    if not same and not differ and _nothing_compared(report):
+    if nothing_compared:
         out.write("no stream compared: none of the recording's requests was sent and "
                   "answered (see the notes above)\n")
     if same or differ:

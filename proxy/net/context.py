@@ -300,8 +300,8 @@ class Conn:
 
     async def publish_chunk(self, direction: Direction, data: bytes, t: float,
                             events: Sequence[ProxyEvent], protocol: str) -> None:
-        await self.state.bus.publish(Batch(conn_id=self.id, t=t, events=tuple(events),
-                                           direction=direction, data=data, protocol=protocol))
+        await self.room()
+        self.put_chunk(direction, data, t, events, protocol)
 
     async def room(self) -> None:
         """Wait until the sinks can take a chunk (:meth:`put_chunk` it, without

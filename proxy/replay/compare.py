@@ -47,6 +47,13 @@ VOLATILE_HEADERS = frozenset({
 """Response header names excluded from the name comparison (docs/replay.md)."""
 
 
+def volatile_names(strict: bool, ignore: str) -> frozenset[str]:
+    """The names a comparison leaves out: :data:`VOLATILE_HEADERS` (none with
+    ``strict``) and the comma-separated ``ignore`` (``--strict``, ``--ignore``)."""
+    return (frozenset() if strict else VOLATILE_HEADERS) | {
+        n.strip().lower() for n in ignore.split(",") if n.strip()}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamOutcome:
     """What happened on one stream, as far as the comparison cares."""
