@@ -95,7 +95,8 @@ class H2ScopeApp(Navigation):
 
     CSS_PATH = "app.tcss"
     TITLE = "h2scope"
-    BINDINGS = keymap.bindings()  # type: ignore[assignment]
+    BINDINGS = [*keymap.bindings(),
+                Binding("escape", "cancel_quit", "Keep running", show=False)]
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
                  live: ChildProxy | FileFollow | None = None, feed: LiveFeed | None = None,
@@ -746,6 +747,15 @@ class H2ScopeApp(Navigation):
         Textual's toast that covered that question."""
         self._quit_key = "ctrl+c"  # (the question names the key that asked it)
         self.call_next(self.action_quit)
+
+    def action_cancel_quit(self) -> None:
+        """Escape while the quit question stands: the answer is no."""
+        if self._quit_prompt:
+            if self.message == self._quit_prompt:
+                self.message = ""
+            self._quit_prompt = ""
+            self._quit_asked = -QUIT_AGAIN
+            self.say("not quitting")
 
     async def action_quit(self) -> None:
         quit_key, self._quit_key = self._quit_key, ""

@@ -144,6 +144,12 @@ def test_live_traffic_appears_follows_pauses_records_and_exports(origin: Any,
             await pilot.press("q")
             await pilot.pause()
             assert app.return_code is None and "q again to quit" in app.message
+            await pilot.press("escape")  # no: the next q asks again, it does not quit
+            await pilot.pause()
+            assert app.message == "not quitting"
+            await pilot.press("q")
+            await pilot.pause()
+            assert app.return_code is None and "q again to quit" in app.message
             await pilot.press("q")
             await pilot.pause()
 
