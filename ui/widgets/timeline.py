@@ -42,10 +42,12 @@ class Timeline(RowList):
         self.view: array[int] | None = None
         """Rows shown, ascending; None shows every row of the table."""
         self.content_width = 160
+        self._widths = Widths()
 
     def set_session(self, session: Session) -> None:
         self.session = session
         self.view = None
+        self._widths = Widths()
         self.refresh_rows(reset=True)
 
     def row_count(self) -> int:
@@ -85,17 +87,55 @@ class Timeline(RowList):
 
     def row_key(self, index: int) -> object:
         row = self.row_at(index)
-        return (row, row is not None and row < self.session.decoded)
+        # (the widths are in the key: rows drawn narrower are drawn again when a
+        # column widens, so the columns stay aligned)
+        return (row, row is not None and row < self.session.decoded,
+                self._widths.update(self.session))
 
     def render_row(self, index: int) -> Text:
         row = self.row_at(index)
         if row is None:
             return Text("")
-        return render_frame_row(self.session, row)
+        return render_frame_row(self.session, row, self._widths.update(self.session))
 
 
-def render_frame_row(session: Session, row: int) -> Text:
-    """One timeline row as styled text."""
+class Widths:
+    """The widths of the time, connection and stream columns: wide enough for every
+    frame the session holds, so a 1,000th second, connection or a stream id of six
+    digits does not shift its rows' columns off the others'. They only grow, and
+    each frame is looked at once (its slice of the table's arrays, in C)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = 0
+        self.max_time = 0.0
+        self.max_conn = 0
+        self.max_stream = 0
+        self.widths = (10, 3, 5)
+
+    def update(self, session: Session) -> tuple[int, int, int]:
+        t = session.table
+        n = len(t)
+        if n == self.seen:
+            return self.widths
+        if n < self.seen:
+            self.reset()  # (a new table)
+        a = self.seen
+        self.seen = n
+        self.max_time = max(self.max_time, max(t.time[a:n]))
+        self.max_conn = max(self.max_conn, max(t.conn[a:n]))
+        self.max_stream = max(self.max_stream, max(t.stream[a:n]))
+        self.widths = (max(10, len(f"{session.relative(self.max_time):.6f}")),
+                       max(3, len(str(self.max_conn))), max(5, len(str(self.max_stream))))
+        return self.widths
+
+
+def render_frame_row(session: Session, row: int,
+                     widths: tuple[int, int, int] = (10, 3, 5)) -> Text:
+    """One timeline row as styled text; ``widths`` are the time, connection and
+    stream columns' (:class:`Widths`)."""
     t = session.table
     ftype = t.type[row]
     sid = t.stream[row]
@@ -106,11 +146,12 @@ def render_frame_row(session: Session, row: int) -> Text:
         text.append("!", style.FINDING if worst >= Severity.ERROR else style.WARNING)
     else:
         text.append(" ")
-    text.append(f"{session.relative(t.time[row]):10.6f} ", style.TIME)
-    text.append(f"#{t.conn[row]:<3} ", style.CONN)
+    time_w, conn_w, sid_w = widths
+    text.append(f"{session.relative(t.time[row]):{time_w}.6f} ", style.TIME)
+    text.append(f"#{t.conn[row]:<{conn_w}} ", style.CONN)
     s2c = t.direction[row]
     text.append("← " if s2c else "→ ", style.ARROW_S2C if s2c else style.ARROW_C2S)
-    text.append(f"{sid:>5} ", style.stream_style(sid))
+    text.append(f"{sid:>{sid_w}} ", style.stream_style(sid))
     text.append(f"{type_name(ftype):<13.13} ", style.TYPE_STYLES.get(ftype, style.SUMMARY))
     text.append(f"{short_flags(ftype, t.flags[row]):<9} ", style.TIME)
     text.append(f"{t.length[row]:>6} ")

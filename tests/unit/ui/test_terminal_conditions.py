@@ -196,3 +196,34 @@ def test_a_prompts_long_hint_wraps_instead_of_being_cut(capture_path: Path,
 
     drive(capture_path, scenario, size=(80, 24))
     assert seen[0] >= 2 and seen[1] <= 80, seen
+
+
+def test_timeline_columns_stay_aligned_past_1000_s_and_six_digit_ids(
+        tmp_path: Path) -> None:
+    """A stream id of six digits (h2load runs reach them), a 1,000th connection or a
+    1,000th second pushed the rest of that row one column right of the others."""
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+    from tests.unit.capture.traffic import raw_frame
+
+    path = tmp_path / "wide.h2scope"
+    with CaptureWriter(path) as w:
+        for conn, t0, sid in ((7, 0.0, 1), (1234, 1500.0, 100001)):
+            w.connection(conn, {"protocol": "h2c", "mode": "reverse:http://a:80",
+                                "server": {"host": "a", "port": 80}}, t=t0, wall=1000.0)
+            w.raw(conn, Direction.C2S, CONNECTION_PREFACE, t=t0, wall=1000.0 + t0)
+            w.frame(conn, Direction.C2S, raw_frame(4, 0, 0, b""), t=t0, wall=1000.0 + t0)
+            w.frame(conn, Direction.C2S, raw_frame(8, 0, sid, b"\x00\x00\x01\x00"),
+                    t=t0, wall=1000.0 + t0)
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for i in range(app.timeline.row_count()):
+            seen.append(app.timeline.render_line(i).text)
+
+    drive(path, scenario)
+    rows = [r for r in seen if "WINDOW_UPDATE" in r]
+    assert len(rows) == 2, seen
+    assert len({r.index("WINDOW_UPDATE") for r in rows}) == 1, rows
+    assert len({r.index("→") for r in rows}) == 1, rows
+    assert "1500.000000" in rows[1] and "#1234" in rows[1] and " 100001 " in rows[1], rows
