@@ -41,7 +41,7 @@ from proxy.observe.events import (
     FrameObserved,
 )
 from proxy.observe.findings import Finding
-from proxy.observe.frames import DataFrame, PushPromiseFrame, RstStreamFrame
+from proxy.observe.frames import DataFrame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 from proxy.websocket import is_websocket, upgrade_of
 
 Headers = tuple[tuple[str, str], ...]
@@ -106,6 +106,8 @@ class Exchange:
     """``h2``, or an HTTP/1.x connection's version (``HTTP/1.1``)."""
     status_text: str = ""
     """HTTP/1.x: the response's reason phrase."""
+    request_weight: int | None = None
+    """The RFC 7540 weight (1–256) the request's HEADERS frame carried, if it had one."""
     head_sizes: list[int] = field(default_factory=lambda: [-1, -1])
     """The request's and the response's head, bytes as sent: HTTP/1.x, the start line
     and header lines; HTTP/2, the HPACK header block (-1: not seen)."""
@@ -217,6 +219,9 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                     if ex.response_start is None:
                         ex.response_start = wall
                     ex.response_end = wall
+            if c2s and isinstance(f, HeadersFrame) and f.priority is not None and \
+                    ex.request_headers is None and ex.request_weight is None:
+                ex.request_weight = f.priority.weight
             if isinstance(f, DataFrame) and f.malformed is None:
                 data = stored_data(rec, f)
                 cut = ex.request_body_truncated if c2s else ex.response_body_truncated

@@ -219,6 +219,64 @@ def _content(body: bytes, mime: str, truncated: bool, sent: int,
     return content
 
 
+_CHROME_WEIGHTS = {256: "VeryHigh", 220: "High", 183: "Medium", 147: "Low", 110: "VeryLow",
+                   74: "VeryLow"}
+"""The HEADERS weights Chromium gives its request priorities (HIGHEST, MEDIUM, LOW,
+LOWEST, IDLE, THROTTLED), by the names DevTools shows for them."""
+_URGENCY = ("VeryHigh", "High", "Medium", "Low")
+"""RFC 9218 urgency 0–3 by the same names (Chromium sends HIGHEST as u=0, MEDIUM as
+u=1, …); 4 to 7 are VeryLow."""
+
+
+def _priority(ex: Exchange) -> str | None:
+    """DevTools' name for the request's priority: from a weight only Chromium sends
+    (it can be raised after the request's ``priority`` header was written: the weight
+    is the later word), else from an RFC 9218 ``priority`` header's urgency; None when
+    the request says neither (curl's and h2load's default weight 16 says nothing)."""
+    if ex.request_weight in _CHROME_WEIGHTS:
+        return _CHROME_WEIGHTS[ex.request_weight]
+    value = ex.header("priority")
+    if value is None:
+        return None
+    m = re.search(r"(?:^|,)\s*u\s*=\s*(\d+)\s*(?:[;,]|$)", value)
+    u = int(m.group(1)) if m else 3  # (RFC 9218 §4.1: urgency 3 when not said)
+    return _URGENCY[u] if u < len(_URGENCY) else "VeryLow"
+
+
+_DESTINATIONS = {"document": "document", "iframe": "document", "frame": "document",
+                 "embed": "document", "object": "document",
+                 "style": "stylesheet", "script": "script", "worker": "script",
+                 "sharedworker": "script", "serviceworker": "script",
+                 "audioworklet": "script", "paintworklet": "script",
+                 "image": "image", "font": "font", "audio": "media", "video": "media",
+                 "track": "texttrack", "manifest": "manifest", "report": "csp-violation-report"}
+"""``sec-fetch-dest`` (Fetch Metadata) → DevTools' resource type."""
+_MIME_TYPES = (("text/html", "document"), ("application/xhtml", "document"),
+               ("text/css", "stylesheet"), ("javascript", "script"), ("ecmascript", "script"),
+               ("image/", "image"), ("font/", "font"), ("woff", "font"), ("audio/", "media"),
+               ("video/", "media"), ("text/vtt", "texttrack"), ("json", "fetch"),
+               ("xml", "fetch"), ("text/event-stream", "eventsource"),
+               ("application/grpc", "fetch"))
+"""Response ``content-type`` → resource type, for a request without Fetch Metadata."""
+
+
+def _resource_type(ex: Exchange, resp_mime: str) -> str:
+    """DevTools' type column (``_resourceType``): what the browser said it fetched
+    (``sec-fetch-dest``; ``empty`` is ``fetch()`` or XMLHttpRequest — the request does
+    not say which: ``fetch``; an OPTIONS with ``access-control-request-method``,
+    ``preflight``), else what the response's ``content-type`` is, else ``other``."""
+    if ex.header(":method") == "OPTIONS" and ex.header("access-control-request-method"):
+        return "preflight"
+    dest = (ex.header("sec-fetch-dest") or "").strip().lower()
+    if dest == "empty":
+        return "eventsource" if "text/event-stream" in (ex.header("accept") or "") \
+            else "fetch"
+    if dest in _DESTINATIONS:
+        return _DESTINATIONS[dest]
+    mime = resp_mime.lower()
+    return next((kind for part, kind in _MIME_TYPES if part in mime), "other")
+
+
 def _url(ex: Exchange, meta: dict[str, Any]) -> str:
     """The request's URL; a request with neither ``:authority`` nor ``host`` (RFC 9113
     §8.3.1 lets a client leave them out) gets the host it was sent to."""
@@ -351,8 +409,12 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
                     "connect": setup[2] if setup else -1, "ssl": setup[2] if setup else -1,
                     "send": send, "wait": wait, "receive": receive},
         "connection": str(ex.conn_id),
+        "_resourceType": _resource_type(ex, resp_mime),
         "_h2scope": h2,
     }
+    priority = _priority(ex)
+    if priority is not None:
+        out["_priority"] = priority
     del out["pageref"]
     if ex.websocket:
         _websocket(out, ex)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import shutil
 import tempfile
@@ -14,6 +15,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from proxy.capture.export_har import write_har
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.replay import replay
+from proxy.capture.writer import CaptureWriter
 from proxy.events import Leg, TlsEstablished
 from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
@@ -70,13 +75,14 @@ def test_chromium_loads_a_page_with_20_subresources_multiplexed_on_one_connectio
     site.mkdir()
     make_site(site)
     profile = Path(tempfile.mkdtemp(prefix="h2scope-chromium-"))
+    recorder = CaptureRecorder(CaptureWriter(tmp_path / "chromium.h2scope"))
     try:
         (profile / "Default").mkdir()
         # No navigation preconnects: exactly one tunnel to the origin.
         (profile / "Default" / "Preferences").write_text(
             json.dumps({"net": {"network_prediction_options": 2}}))
         with procs.nghttpd(site, cert=origin_cert.cert, key=origin_cert.key) as sport:
-            proxy = make_proxy()
+            proxy = make_proxy(sinks=(recorder,))
             result = procs.run([
                 chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
@@ -90,7 +96,9 @@ def test_chromium_loads_a_page_with_20_subresources_multiplexed_on_one_connectio
             proxy.wait_for(lambda: len([e for e in proxy.events(FrameObserved)
                                         if e.direction is Direction.S2C and e.block]) >= 21,
                            what="21 responses")
+            proxy.close()
     finally:
+        recorder.close()
         shutil.rmtree(profile, ignore_errors=True)
     client_legs = [e for e in proxy.events(TlsEstablished) if e.leg is Leg.CLIENT]
     assert client_legs and {e.alpn for e in client_legs} == {"h2"}
@@ -112,3 +120,17 @@ def test_chromium_loads_a_page_with_20_subresources_multiplexed_on_one_connectio
     flagged = [(e.seq, f.code, f.message) for e in proxy.events(FrameObserved)
                for f in e.findings if f.severity.name != "INFO"]
     assert flagged == []
+    # The HAR says what DevTools' Type and Priority columns would: from the request's
+    # sec-fetch-dest and the weight Chromium gave each request.
+    out = io.StringIO()
+    write_har(replay(tmp_path / "chromium.h2scope"), out, conn=conn_id)
+    entries = {e["request"]["url"].rsplit("/", 1)[1]: e
+               for e in json.loads(out.getvalue())["log"]["entries"]}
+    kinds = {name: e["_resourceType"] for name, e in entries.items()}
+    assert (kinds["index.html"], kinds["img0.png"], kinds["style0.css"],
+            kinds["script0.js"]) == ("document", "image", "stylesheet", "script"), kinds
+    priorities = {name: e.get("_priority") for name, e in entries.items()}
+    assert priorities["index.html"] == "VeryHigh", priorities
+    # (the others' depend on Chromium's scheduling: a first stylesheet may be raised)
+    assert set(priorities.values()) <= {"VeryHigh", "High", "Medium", "Low", "VeryLow"}, \
+        priorities

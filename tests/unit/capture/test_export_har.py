@@ -406,3 +406,47 @@ def test_a_connections_first_request_carries_its_tls_set_up() -> None:
     assert second["timings"]["connect"] == second["timings"]["ssl"] == -1
     validator = jsonschema.Draft7Validator(SCHEMA)
     validator.validate(har_document(found))
+
+
+@pytest.mark.parametrize(("weight", "priority", "dest", "mime", "expected"), [
+    (256, "u=0, i", "document", "text/html", ("VeryHigh", "document")),
+    (220, None, "style", "text/css", ("High", "stylesheet")),
+    (183, "u=2", "script", "text/javascript", ("Medium", "script")),
+    (147, None, "image", "image/png", ("Low", "image")),
+    (110, None, "font", "font/woff2", ("VeryLow", "font")),
+    (None, "u=1", "empty", "application/json", ("High", "fetch")),
+    (None, "i", None, "image/webp", ("Low", "image")),  # (RFC 9218's default u=3)
+    (None, "u=6", None, "text/html; charset=utf-8", ("VeryLow", "document")),
+    (16, None, None, "application/grpc", (None, "fetch")),  # (curl's weight: no signal)
+    (None, None, None, "application/x-unknown", (None, "other")),
+    (None, None, "video", "video/mp4", (None, "media")),
+])
+def test_devtools_type_and_priority_columns_come_from_the_request(
+        weight: int | None, priority: str | None, dest: str | None, mime: str,
+        expected: tuple[str | None, str]) -> None:
+    """DevTools' Type and Priority columns read ``_resourceType`` and ``_priority``;
+    the export left them out, so an imported HAR showed every request as 'other'."""
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    fields = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")]
+    if priority is not None:
+        fields.append(("priority", priority))
+    if dest is not None:
+        fields.append(("sec-fetch-dest", dest))
+    ex = Exchange(1, 1, request_headers=tuple(fields),
+                  response_headers=((":status", "200"), ("content-type", mime)),
+                  request_weight=weight)
+    out = entry(ex, {})
+    assert (out.get("_priority"), out["_resourceType"]) == expected
+
+
+def test_a_cors_preflight_is_typed_preflight() -> None:
+    from proxy.capture.exchanges import Exchange
+    from proxy.capture.export_har import entry
+
+    ex = Exchange(1, 1, request_headers=(
+        (":method", "OPTIONS"), (":scheme", "https"), (":authority", "a"), (":path", "/api"),
+        ("access-control-request-method", "PUT"), ("sec-fetch-dest", "empty")),
+        response_headers=((":status", "204"),))
+    assert entry(ex, {})["_resourceType"] == "preflight"
