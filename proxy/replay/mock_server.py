@@ -121,6 +121,10 @@ class MockConnection:
             values[codes.ENABLE_CONNECT_PROTOCOL] = 1
             self.conn.local_settings = h2.settings.Settings(client=False,
                                                             initial_values=values)
+        # (h2 takes its frame-size limit from its settings only when a SETTINGS it
+        # sent is acknowledged: set here, it would go on refusing frames over 16 KiB
+        # from a client that believed the advertised limit)
+        self.conn.max_inbound_frame_size = self.conn.local_settings.max_frame_size
         self.requests: dict[int, Headers] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window = asyncio.Event()

@@ -268,3 +268,55 @@ def test_serve_sends_the_recorded_servers_settings(pushed_capture: Path,
     assert got == recorded and int(first.group(1)) == 6 * len(recorded)
     assert any("SETTINGS as the recorded server sent them: " in line
                for line in serve.wait_log(url, "SETTINGS as the recorded"))
+
+
+def test_serve_takes_the_frame_size_it_advertises(tmp_path: Path, serve: Served) -> None:
+    """The recorded server allowed 1 MiB frames and serve said so, but h2 kept
+    refusing frames over 16 KiB: a client that believed it (grpc-core sends a 20 KB
+    message in one DATA frame) got GOAWAY FRAME_SIZE_ERROR, and the log blamed it."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    enc = hpack.Encoder()
+    request = enc.encode([(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                          (":path", "/pkg.Svc/Big"), ("content-type", "application/grpc")])
+    senc = hpack.Encoder()
+    response = senc.encode([(":status", "200"), ("content-type", "application/grpc")])
+    capture = h2c_capture(tmp_path / "big-frames.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, (5).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")),
+         0.001),
+        (Direction.C2S, raw_frame(1, 0x4, 1, request), 0.002),
+        (Direction.C2S, raw_frame(0, 0x1, 1, b"\x00\x00\x00\x00\x01x"), 0.003),
+        (Direction.S2C, raw_frame(1, 0x4, 1, response), 0.004),
+        (Direction.S2C, raw_frame(0, 0x1, 1, b"\x00\x00\x00\x00\x02ok"), 0.005)])
+    url = serve(str(capture), "--h2c")
+    host, port = url.split("//")[1].rsplit(":", 1)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    body = b"\x00" + (40000).to_bytes(4, "big") + b"y" * 40000
+    got: list[h2.events.Event] = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        while conn.remote_settings.max_frame_size == 16384:  # (the server's SETTINGS)
+            data = sock.recv(65536)
+            assert data, "serve closed the connection before its SETTINGS"
+            got.extend(conn.receive_data(data))
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                              (":path", "/pkg.Svc/Big"), ("content-type", "application/grpc")])
+        conn.send_data(1, body, end_stream=True)  # (one DATA frame of 40,005 bytes)
+        sock.sendall(conn.data_to_send())
+        while not any(isinstance(e, (h2.events.StreamEnded, h2.events.ConnectionTerminated,
+                                     h2.events.StreamReset)) for e in got):
+            data = sock.recv(65536)
+            assert data, "serve closed the connection"
+            got.extend(conn.receive_data(data))
+    assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in got), got
+    assert b"".join(e.data for e in got if isinstance(e, h2.events.DataReceived)) == \
+        b"\x00\x00\x00\x00\x02ok"
