@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from proxy.observe.describe import grpc_code_name
+from proxy.observe.describe import grpc_code_name, grpc_timeout_ms
 from proxy.observe.events import FrameObserved
 from proxy.protobuf import decode_raw, rpc_status
 from proxy.protoset import Protoset
@@ -315,12 +315,6 @@ class GrpcTracker:
         return out
 
 
-_TIMEOUT_MS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 0.001,
-               "n": 0.000_001}
-"""grpc-timeout units (gRPC's PROTOCOL-HTTP2.md: Hour, Minute, Second, milli, micro,
-nano) in milliseconds."""
-
-
 def bin_value(value: str) -> bytes | None:
     """A ``-bin`` field's bytes: base64 (padding optional, as gRPC sends it), or sent
     raw where the peer allowed true binary metadata (grpc-core marks those with a
@@ -347,8 +341,8 @@ def grpc_field_note(name: str, value: str) -> str | None:
         decoded = unquote(value)
         return f"decoded: {decoded!r}" if decoded != value else None
     if name == "grpc-timeout":
-        if 2 <= len(value) <= 9 and value[:-1].isdigit() and value[-1] in _TIMEOUT_MS:
-            ms = int(value[:-1]) * _TIMEOUT_MS[value[-1]]
+        ms = grpc_timeout_ms(value)
+        if ms is not None:
             return f"deadline {ms:,.3f} ms".replace(".000 ms", " ms") if ms < 60_000 \
                 else f"deadline {ms / 1000:,.1f} s"
         return "not a timeout (1-8 digits and a unit: H M S m u n)"

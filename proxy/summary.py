@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
-from proxy.observe.describe import block_summary, grpc_code_name
+from proxy.observe.describe import (
+    GRPC_RESET_STATUS,
+    block_summary,
+    grpc_code_name,
+    grpc_timeout_ms,
+)
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
@@ -115,8 +120,13 @@ class RunSummary:
         self._grpc_seen: dict[int, tuple[HeaderBlock, str | None]] = {}
         self._grpc_answered: set[tuple[int, int]] = set()
         """Open calls whose grpc-status came (bounded as the open streams are)."""
-        self._grpc_unanswered: dict[tuple[int, int], bool] = {}
-        """Calls closed without a grpc-status in this batch, for the reset after it."""
+        self._grpc_unanswered: dict[tuple[int, int], tuple[float, float | None]] = {}
+        """Calls closed without a grpc-status in this batch, for the reset after it:
+        when each began and its grpc-timeout (ms)."""
+        self._grpc_settled: dict[tuple[int, int], str | None] = {}
+        """Calls counted lately: the status a server sent (None: a reset ended the
+        call first, and a status after it is not counted again). A client's error
+        reset after the status changes what the call ended as. Bounded."""
         self.frames = [0, 0]
         """HTTP/2 frames by direction (index: Direction)."""
         self.hpack_wire = [0, 0]
@@ -199,7 +209,8 @@ class RunSummary:
                 if type(ev.frame) is RstStreamFrame:  # (a malformed one is not a reset)
                     code = error_name(ev.frame.error_code)
                     self.resets[code] += 1
-                    self._grpc_reset(conn, ev.frame.stream_id, code, ev.direction)
+                    self._grpc_reset(conn, ev.frame.stream_id, ev.frame.error_code,
+                                     ev.direction, ev.t)
                     if any(e[1] == conn and e[2] == ev.frame.stream_id for e in self.slowest):
                         # (its close, just before: slow because it was given up on)
                         self._slow_reset.setdefault(
@@ -222,7 +233,9 @@ class RunSummary:
                         key = (conn, ev.frame.stream_id)
                         if key not in self._requests and len(self._requests) < _MAX_OPEN:
                             self._requests[key] = ev.block
-                    elif self._grpc_outcome(ev.block):
+                    elif (conn, ev.frame.stream_id) in self._grpc_settled:
+                        pass  # (a status after the call's reset: its client had given up)
+                    elif self._grpc_outcome(ev.block, (conn, ev.frame.stream_id)):
                         key = (conn, ev.frame.stream_id)
                         # (its END_STREAM closed the stream just before: the close came
                         # first in the batch)
@@ -247,7 +260,7 @@ class RunSummary:
                     start = self._open.pop(key, None)
                     request = self._requests.pop(key, None)
                     if request is not None and _POST in request.headers:  # (C speed;
-                        self._grpc_closed(key, request)  # gRPC calls are POSTs)
+                        self._grpc_closed(key, request, start)  # gRPC calls are POSTs)
                     if self._stalled:
                         self._stream_closed(conn, ev.stream_id)
                     if start is not None and ev.t - start > self._slowest_floor:
@@ -326,27 +339,63 @@ class RunSummary:
                                            f"until the {by.sender} reset stream {sid}, the "
                                            f"last that waited ({code})"))
 
-    def _grpc_reset(self, conn: int, sid: int, code: str, by: Direction) -> None:
+    def _grpc_reset(self, conn: int, sid: int, error_code: int, by: Direction,
+                    t: float) -> None:
         """A call reset before its grpc-status (a deadline's CANCEL) is a call too (its
-        stream's close, in the same batch, came before this)."""
-        if self._grpc_unanswered.pop((conn, sid), None) is not None:
-            self.grpc[f"no status (reset {code} by the {by.sender})"] += 1
+        stream's close, in the same batch, came before this), ending with the status
+        gRPC gives that reset; a client's error reset just after the server's status
+        (grpc-core refusing a message over its limit) is what the client saw."""
+        key = (conn, sid)
+        code = error_name(error_code)
+        unanswered = self._grpc_unanswered.pop(key, None)
+        if unanswered is not None:
+            status = GRPC_RESET_STATUS.get(error_code, "INTERNAL")
+            began, timeout = unanswered
+            if by is _C2S and error_code == 0x8 and timeout is not None and \
+                    (t - began) * 1000 >= timeout * 0.9:
+                # (the client's clock started before its request reached h2scope)
+                label = f"DEADLINE_EXCEEDED (the client's {_ms(timeout)} deadline: reset " \
+                    "CANCEL, no grpc-status)"
+            else:
+                label = f"{status} (reset {code} by the {by.sender}, no grpc-status)"
+            self.grpc[label] += 1
+            self._settle(key, None)
+            return
+        sent = self._grpc_settled.get(key)
+        if sent is not None and by is _C2S and error_code not in (0x0, 0x8):
+            self._grpc_settled[key] = None
+            self.grpc[sent] -= 1
+            if not self.grpc[sent]:
+                del self.grpc[sent]
+            status = GRPC_RESET_STATUS.get(error_code, "INTERNAL")
+            self.grpc[f"{status} at the client ({sent} from the server, then reset "
+                      f"{code} by the client)"] += 1
+
+    def _settle(self, key: tuple[int, int], status: str | None) -> None:
+        if len(self._grpc_settled) >= 1024:
+            self._grpc_settled.clear()
+        self._grpc_settled[key] = status
 
     def _grpc_flush(self) -> None:
         """Calls closed with no grpc-status, and no reset said why."""
         self.grpc["no status"] += len(self._grpc_unanswered)
         self._grpc_unanswered.clear()
 
-    def _grpc_closed(self, key: tuple[int, int], request: HeaderBlock) -> None:
+    def _grpc_closed(self, key: tuple[int, int], request: HeaderBlock,
+                     began: float | None) -> None:
         """A stream closed: a gRPC call with no grpc-status waits for its reset (next
         in the batch) to say why; without one it counts as 'no status'."""
         if key in self._grpc_answered:
             self._grpc_answered.discard(key)
+        elif key in self._grpc_settled:
+            pass
         elif any(n == "content-type" and v.startswith("application/grpc")
                  for n, v in request.headers):
-            self._grpc_unanswered[key] = True
+            timeout = next((grpc_timeout_ms(v) for n, v in request.headers
+                            if n == "grpc-timeout"), None)
+            self._grpc_unanswered[key] = (began if began is not None else 0.0, timeout)
 
-    def _grpc_outcome(self, block: HeaderBlock) -> bool:
+    def _grpc_outcome(self, block: HeaderBlock, key: tuple[int, int]) -> bool:
         """Count a gRPC call's status (trailers, or a Trailers-Only response); whether
         there was one. A repeated block is the same object (the observer's memo):
         looked up once."""
@@ -360,6 +409,7 @@ class RunSummary:
             code = hit[1]
             name = grpc_code_name(code) or f"{code!r} (invalid)"
             self.grpc[name] += 1
+            self._settle(key, name)
             return True
         return False
 
@@ -528,3 +578,8 @@ def _where(conn: int, sid: int, direction: Direction) -> str:
 
 def _seconds(s: float) -> str:
     return f"{s * 1000:.1f} ms" if s < 10 else f"{s:.1f} s"
+
+
+def _ms(ms: float) -> str:
+    """A deadline as grpc-timeout gave it: ``500 ms``, ``1.5 s``."""
+    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"

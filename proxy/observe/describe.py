@@ -58,6 +58,26 @@ GRPC_STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEE
                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
                "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
 """gRPC status codes by number (grpc/doc/statuscodes.md)."""
+GRPC_RESET_STATUS = {0x0: "INTERNAL", 0x1: "INTERNAL", 0x2: "INTERNAL", 0x3: "INTERNAL",
+                     0x4: "INTERNAL", 0x6: "INTERNAL", 0x7: "UNAVAILABLE", 0x8: "CANCELLED",
+                     0x9: "INTERNAL", 0xa: "INTERNAL", 0xb: "RESOURCE_EXHAUSTED",
+                     0xc: "PERMISSION_DENIED"}
+"""The status a gRPC call ends with when its stream is reset before a grpc-status
+came, by the RST_STREAM's error code (gRPC's PROTOCOL-HTTP2.md, "Errors"); gRPC
+implementations reset with the same codes for those statuses (grpc-core sends
+ENHANCE_YOUR_CALM for a message over its size limit, RESOURCE_EXHAUSTED)."""
+GRPC_TIMEOUT_MS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 0.001,
+                   "n": 0.000_001}
+"""grpc-timeout units (gRPC's PROTOCOL-HTTP2.md: Hour, Minute, Second, milli, micro,
+nano) in milliseconds."""
+
+
+def grpc_timeout_ms(value: str) -> float | None:
+    """A ``grpc-timeout`` value in milliseconds (``501m``: 501.0); None when it is
+    not one (1–8 digits and a unit)."""
+    if 2 <= len(value) <= 9 and value[:-1].isdigit() and value[-1] in GRPC_TIMEOUT_MS:
+        return int(value[:-1]) * GRPC_TIMEOUT_MS[value[-1]]
+    return None
 
 
 def grpc_code_name(code: str) -> str | None:

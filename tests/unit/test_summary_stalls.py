@@ -164,7 +164,8 @@ def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
     conv.send(C2S, conv.f.rst(5, 0x8))
     summary = RunSummary()
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
-    assert "grpc calls: 2 OK, 1 no status (reset CANCEL by the client)" in summary.lines()
+    assert "grpc calls: 2 OK, 1 CANCELLED (reset CANCEL by the client, no grpc-status)" in \
+        summary.lines()
     # The only call of a session, cancelled, and one that ends with no status at all.
     conv = Conversation()
     conv.send(C2S, conv.f.headers(C2S, 1, request, flags=["END_HEADERS"]))
@@ -175,8 +176,8 @@ def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
                                   flags=["END_HEADERS", "END_STREAM"]))
     summary = RunSummary()
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
-    assert "grpc calls: 1 no status (reset CANCEL by the client), 1 no status" in \
-        summary.lines()
+    assert "grpc calls: 1 CANCELLED (reset CANCEL by the client, no grpc-status), " \
+        "1 no status" in summary.lines()
 
 
 def test_a_slow_stream_that_was_reset_says_so() -> None:
@@ -370,3 +371,54 @@ def test_a_stream_opened_against_the_id_rules_is_not_a_slow_request() -> None:
     fed.send(C2S, fed.conv.f.headers(C2S, 3, REQUEST, flags=END))
     summary.connection_closed(1, fed.conv.t + 2)
     assert [sid for _took, _conn, sid, _req in summary.slowest] == [5]
+
+
+def _grpc_batches(steps: list[tuple[Direction, bytes, float]]) -> RunSummary:
+    """Each frame in its own batch, as the relay hands them over."""
+    conv = Conversation()
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
+    for direction, data, dt in steps:
+        events = conv.send(direction, data, dt)
+        summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(events)))
+    return summary
+
+
+def test_a_grpc_call_is_counted_once_and_as_its_client_saw_it() -> None:
+    """A deadline's CANCEL followed by the server's DEADLINE_EXCEEDED trailers was
+    two outcomes for one call (11 for 10 calls); a call the client failed with
+    RESOURCE_EXHAUSTED (its RST ENHANCE_YOUR_CALM after the server's OK) was OK."""
+    conv = Conversation()
+    f = conv.f
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+               (":path", "/pkg.Svc/Slow"), ("content-type", "application/grpc")]
+    ok = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")]
+    summary = _grpc_batches([
+        # 1: the deadline (300 ms) passes: the client resets, then the server's status
+        (C2S, f.headers(C2S, 1, [*request, ("grpc-timeout", "300m")], flags=END), 0.001),
+        (C2S, f.rst(1, 0x8), 0.299),
+        (S2C, f.headers(S2C, 1, [(":status", "200"), ("content-type", "application/grpc"),
+                                 ("grpc-status", "4")], flags=END), 0.002),
+        # 3: OK from the server, but the client refused the message (too large)
+        (C2S, f.headers(C2S, 3, request, flags=END), 0.001),
+        (S2C, f.headers(S2C, 3, ok, flags=END), 0.001),
+        (C2S, f.rst(3, 0xb), 0.001),
+        # 5: cancelled by the user long before its 10 s deadline
+        (C2S, f.headers(C2S, 5, [*request, ("grpc-timeout", "10S")], flags=END), 0.001),
+        (C2S, f.rst(5, 0x8), 0.1),
+        # 7: OK, then a client CANCEL after it (cleanup, not a failure)
+        (C2S, f.headers(C2S, 7, request, flags=END), 0.001),
+        (S2C, f.headers(S2C, 7, ok, flags=END), 0.001),
+        (C2S, f.rst(7, 0x8), 0.001),
+        # 9: the server resets it
+        (C2S, f.headers(C2S, 9, request, flags=END), 0.001),
+        (S2C, f.rst(9, 0x2), 0.001),
+    ])
+    assert dict(summary.grpc) == {
+        "DEADLINE_EXCEEDED (the client's 300 ms deadline: reset CANCEL, no grpc-status)": 1,
+        "RESOURCE_EXHAUSTED at the client (OK from the server, then reset ENHANCE_YOUR_CALM "
+        "by the client)": 1,
+        "CANCELLED (reset CANCEL by the client, no grpc-status)": 1,
+        "OK": 1,
+        "INTERNAL (reset INTERNAL_ERROR by the server, no grpc-status)": 1}
+    assert sum(summary.grpc.values()) == 5
