@@ -11,9 +11,11 @@ from __future__ import annotations
 
 FINDING_CODES: frozenset[str] = frozenset((
     "connection-specific-header", "content-length-conflict", "content-length-forbidden",
+    "content-length-invalid",
     "content-length-mismatch", "content-not-allowed", "continuation-flood",
     "continuation-missing", "continuation-unexpected", "data-before-headers", "desynced",
-    "empty-frames-flood", "extended-connect-not-enabled", "first-frame-not-settings",
+    "empty-frames-flood", "extended-connect-not-enabled", "extension-frame-ignored",
+    "first-frame-not-settings",
     "flow-control-error-unexplained", "flow-control-exceeded", "flow-control-stalled",
     "frame-after-reset",
     "frame-malformed", "frame-on-closed-stream", "frame-on-idle-stream", "frame-too-large",

@@ -51,10 +51,12 @@ from proxy.observe.flow import RAPID_RESET_COUNT, StreamFrames
 from proxy.observe.frames import (
     FRAME_HEADER,
     STREAM_MASK,
+    AltSvcFrame,
     DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    OriginFrame,
     PingFrame,
     PriorityFrame,
     PriorityUpdateFrame,
@@ -94,8 +96,9 @@ _frame_observed = positional(FrameObserved)
 _stream_state_changed = positional(StreamStateChanged)
 _DATA, _HEADERS, _PRIORITY, _RST = 0, 1, 2, 3
 _SETTINGS, _PUSH, _PING, _GOAWAY, _WU, _CONT = 4, 5, 6, 7, 8, 9
-_STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.ORIGIN),
-                               int(FrameType.PRIORITY_UPDATE)})
+_STREAM_ZERO_ONLY = frozenset({_SETTINGS, _PING, _GOAWAY, int(FrameType.PRIORITY_UPDATE)})
+_IGNORABLE = frozenset({int(FrameType.ALTSVC), int(FrameType.ORIGIN)})
+"""Extension frames a receiver ignores when they are wrong (RFC 7838 §4, RFC 8336 §2.1)."""
 _NEEDS_STREAM = frozenset({_DATA, _HEADERS, _PRIORITY, _RST, _PUSH, _CONT})
 _NO_STREAM_ZERO_MODEL = frozenset({_DATA, _PRIORITY, _RST})
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
@@ -508,6 +511,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         elif ftype in _NEEDS_STREAM and sid == 0:
             findings.append(_f("stream-id-zero", Severity.ERROR, _rfc_for(ftype),
                                f"{type_name(ftype)} must not be sent on stream 0", seq, 0))
+        elif ftype in _IGNORABLE and frame.malformed is None:
+            _check_ignored_extension(frame, direction, seq, findings)
 
         if frame.flags & 0x8 and ftype in _PADDABLE and frame.malformed is None:
             _check_padding(frame, seq, sid, findings)
@@ -700,6 +705,30 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     def _conn_finding(self, direction: Direction, t: float, finding: Finding) -> None:
         self.findings_count += 1
         self._events.append(ConnectionFindingRaised(t=t, direction=direction, finding=finding))
+
+
+def _check_ignored_extension(frame: Frame, direction: Direction, seq: int,
+                             findings: list[Finding]) -> None:
+    """ALTSVC and ORIGIN frames their receiver must ignore: not errors (no peer resets
+    anything), but the advertisement did not happen."""
+    sid = frame.stream_id
+    if isinstance(frame, OriginFrame):
+        if sid:
+            findings.append(_f("extension-frame-ignored", Severity.INFO, "RFC 8336 §2.1",
+                               f"ORIGIN on stream {sid} is invalid and ignored: it must be "
+                               "sent on stream 0", seq, sid))
+    elif isinstance(frame, AltSvcFrame):
+        if direction is Direction.C2S:
+            why = "from the client: a server ignores it (it is meant for clients)"
+        elif sid == 0 and not frame.origin:
+            why = "on stream 0 with an empty Origin: it names no origin, and is ignored"
+        elif sid and frame.origin:
+            why = f"on stream {sid} with an Origin ({frame.origin.decode('latin-1')!r}): " \
+                "on a stream the origin is the stream's, and one given makes it invalid"
+        else:
+            return
+        findings.append(_f("extension-frame-ignored", Severity.INFO, "RFC 7838 §4",
+                           f"ALTSVC {why}", seq, sid))
 
 
 _RFC_BY_TYPE = {

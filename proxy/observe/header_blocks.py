@@ -412,6 +412,12 @@ class HeaderBlocks:
                         "§8.1.1", f"the content-length fields on stream {sid} disagree "
                         f"({conflict}): the message is malformed, and its body is not "
                         "checked against them", seq, sid)]
+                elif length < 0:
+                    problems = [*problems, _f(
+                        "content-length-invalid", Severity.ERROR, "RFC 9110 §8.6, RFC 9113 "
+                        "§8.1.1", f"content-length {said!r} on stream {sid} is not a number "
+                        "(digits only): the message is malformed, and a peer resets the "
+                        "stream (PROTOCOL_ERROR) instead of reading it", seq, sid)]
             if problems:
                 findings.extend(problems)
             else:

@@ -198,6 +198,26 @@ def test_content_length_fields_that_disagree_make_the_message_malformed() -> Non
     assert _codes(same) == []  # (the same number twice is allowed)
 
 
+def test_a_content_length_that_is_not_a_number_is_malformed() -> None:
+    """'abc' and '-1' went unflagged: nghttp2 resets such a request (PROTOCOL_ERROR)
+    and the user saw a reset with no reason."""
+    import hpack
+
+    obs, enc = _client_opened(), hpack.Encoder()
+    events = obs.feed(S2C, raw_frame(0x1, 0x4, 1, enc.encode(
+        [(":status", "200"), ("content-length", "abc")])) + raw_frame(0x0, 0x1, 1, b"four")
+        + raw_frame(0x1, 0x5, 3, enc.encode([(":status", "200"), ("content-length", "-1")])),
+        0.1)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [(f.code, f.stream_id) for f in found] == [("content-length-invalid", 1),
+                                                       ("content-length-invalid", 3)], found
+    assert "content-length 'abc' on stream 1 is not a number" in found[0].message
+    fine = _client_opened().feed(S2C, raw_frame(0x1, 0x4, 1, hpack.Encoder().encode(
+        [(":status", "200"), ("content-length", "4, 4")])) + raw_frame(0x0, 0x1, 1, b"four"),
+        0.1)
+    assert _codes(fine) == []
+
+
 def test_a_promised_request_must_be_safe_and_name_its_authority() -> None:
     import hpack
 
@@ -292,3 +312,27 @@ def test_pushed_responses_beyond_the_clients_concurrency_limit_are_flagged() -> 
     found = [(f.code, f.stream_id) for e in events if isinstance(e, FrameObserved)
              for f in e.findings]
     assert found == [("max-concurrent-streams-exceeded", 4)], found
+
+
+def test_altsvc_and_origin_frames_a_receiver_ignores_are_said_not_errors() -> None:
+    """ORIGIN on stream 1 was an ERROR (RFC 8336 §2.1: invalid, ignored — no peer
+    resets anything), failing --fail-on error; the ALTSVC frames RFC 7838 §4 says to
+    ignore had no word at all."""
+    from proxy.observe.findings import Severity
+
+    def altsvc(sid: int, origin: bytes) -> bytes:
+        return raw_frame(0xA, 0, sid, len(origin).to_bytes(2, "big") + origin + b'h2=":443"')
+
+    obs = _client_opened()
+    events = obs.feed(S2C, raw_frame(0xC, 0, 1, b"\x00\x11https://b.example")
+                      + raw_frame(0xC, 0, 0, b"\x00\x11https://b.example")
+                      + altsvc(0, b"") + altsvc(1, b"https://a.example")
+                      + altsvc(0, b"https://a.example") + altsvc(1, b""), 0.1)
+    events += obs.feed(C2S, altsvc(0, b"https://a.example"), 0.2)
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [(f.code, f.stream_id, f.severity, f.rfc) for f in found] == [
+        ("extension-frame-ignored", 1, Severity.INFO, "RFC 8336 §2.1"),
+        ("extension-frame-ignored", 0, Severity.INFO, "RFC 7838 §4"),
+        ("extension-frame-ignored", 1, Severity.INFO, "RFC 7838 §4"),
+        ("extension-frame-ignored", 0, Severity.INFO, "RFC 7838 §4")], found
+    assert "empty Origin" in found[1].message and "from the client" in found[3].message
