@@ -33,7 +33,8 @@ from proxy.commands.progress import Progress, counted
 from proxy.filter import Filter
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
-                                              RecordType.RAW, RecordType.HTTP1))
+                                              RecordType.RAW, RecordType.HTTP1,
+                                              RecordType.H2C_UPGRADE, RecordType.CLOSE))
 
 EPILOG = """\
 examples:

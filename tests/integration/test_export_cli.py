@@ -72,6 +72,14 @@ def test_conn_takes_a_list_or_a_range(capture: Path, tmp_path: Path) -> None:
     assert len([o for o in objs if "type" in o]) == len(_frames(capture))
     text = _run(str(capture), "--format", "text", "--conn", "2-2").stdout
     assert "#2 " in text and "#1 " not in text
+    # (each connection's close record too: one line per other connection had leaked)
+    three = tmp_path / "three.h2scope"
+    with CaptureWriter(three) as writer:
+        for conn in (1, 2, 3):
+            record_session(writer, conn, t0=1000.0 * conn)
+    for fmt in ("text", "jsonl"):
+        out = _run(str(three), "--format", fmt, "--conn", "1,2").stdout
+        assert "#3 " not in out and '"conn": 3' not in out, out[-500:]
     part = tmp_path / "part.h2scope"
     _run(str(capture), "--format", "capture", "--conn", "1-2", "-o", str(part))
     assert [c for c, ev in replay_observer(part) if isinstance(ev, FrameObserved)] == [
