@@ -287,9 +287,12 @@ class HeaderBlocks:
                       findings: list[Finding]) -> BlockRole:
         if direction is C2S:
             if stream.state is _IDLE:
+                self.sides[C2S].reused_block = False
                 return _ROLE_REQUEST
-            if (stream.state is _CLOSED and not stream.presumed_closed) \
-                    or stream.state is _HALF_CLOSED_CLIENT:
+            reused = self.sides[C2S].reused_block = \
+                (stream.state is _CLOSED and not stream.presumed_closed) \
+                or stream.state is _HALF_CLOSED_CLIENT
+            if reused:
                 # The client ended this stream already: not trailers (they come before
                 # END_STREAM) but a request reusing its id; the state finding says so.
                 return _ROLE_REQUEST
@@ -418,7 +421,10 @@ class HeaderBlocks:
                         "§8.1.1", f"content-length {said!r} on stream {sid} is not a number "
                         "(digits only): the message is malformed, and a peer resets the "
                         "stream (PROTOCOL_ERROR) instead of reading it", seq, sid)]
-            if problems:
+            if problems and role is _ROLE_REQUEST and side.reused_block:
+                pass  # (its receiver resets it, STREAM_CLOSED, without reading the fields:
+                # the state finding says what is wrong; not cached as clean either)
+            elif problems:
                 findings.extend(problems)
             else:
                 if len(checked) >= _CHECKED_MAX:
@@ -466,7 +472,8 @@ class HeaderBlocks:
                         findings.append(_f("status-101", Severity.ERROR, "RFC 9113 §8.6",
                                            "101 (Switching Protocols) is not allowed in HTTP/2",
                                            seq, sid))
-                    if promised is None and sender_finished(stream.state, direction):
+                    if promised is None and status != 101 and \
+                            sender_finished(stream.state, direction):
                         findings.append(_f(
                             "informational-end-stream", Severity.ERROR, "RFC 9113 §8.1",
                             f"the HEADERS of a {status} (informational) response end stream "

@@ -87,6 +87,9 @@ class Side:
     """The last header block another frame cut off before its CONTINUATION:
     (stream, its first frame, the frame that cut it, that frame's type name)."""
     highest_stream_id: int = 0
+    reused_block: bool = False
+    """The client's last HEADERS reused the id of a stream it had ended: its block is
+    not checked as a request (the receiver resets it unread)."""
     lost_above: int | None = None
     """Set when part of the connection was lost (a damaged capture, lost packets):
     the highest id this side had opened then. A stream above it that the observer

@@ -336,3 +336,23 @@ def test_altsvc_and_origin_frames_a_receiver_ignores_are_said_not_errors() -> No
         ("extension-frame-ignored", 1, Severity.INFO, "RFC 7838 §4"),
         ("extension-frame-ignored", 0, Severity.INFO, "RFC 7838 §4")], found
     assert "empty Origin" in found[1].message and "from the client" in found[3].message
+
+
+def test_one_problem_is_one_finding() -> None:
+    """A HEADERS on a stream its client had ended was also checked as a new request
+    ('request without :method…'), and a 101 that ended its stream was also an
+    informational-end-stream: two errors for one, counted twice by --fail-on."""
+    import hpack
+
+    obs, enc = _client_opened(), hpack.Encoder()
+    events = obs.feed(C2S, raw_frame(0x1, 0x5, 1, enc.encode([("x-late", "1")])), 0.1)
+    assert _codes(events) == ["frame-on-closed-stream"]
+    block = enc.encode([("x-later", "2")])  # (split over a CONTINUATION: the same)
+    events = obs.feed(C2S, raw_frame(0x1, 0x1, 3, block[:2]) + raw_frame(0x9, 0x4, 3, block[2:]),
+                      0.2)
+    assert "pseudo-header-missing" not in _codes(events), _codes(events)
+    events = obs.feed(C2S, raw_frame(0x1, 0x5, 5, enc.encode([("x-new", "3")])), 0.3)
+    assert _codes(events) == ["pseudo-header-missing"]  # (a new stream is checked)
+    obs, enc = _client_opened(), hpack.Encoder()
+    events = obs.feed(S2C, raw_frame(0x1, 0x5, 1, enc.encode([(":status", "101")])), 0.1)
+    assert _codes(events) == ["status-101"]
