@@ -24,7 +24,7 @@ from proxy import __version__
 from proxy.capture.exchanges import Exchange, Exchanges, Headers, collect
 from proxy.capture.replay import Replayed
 from proxy.content import decode_content
-from proxy.observe.describe import escape_undecoded, shown_headers
+from proxy.observe.describe import escape_undecoded, shown_field, shown_headers, shown_name
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
 from proxy.websocket import Deflate
@@ -80,27 +80,38 @@ def _ms(a: float | None, b: float | None) -> float:
     return round(max(b - a, 0.0) * 1000, 3)
 
 
+def _binary_value(name: str, value: str) -> tuple[str, bytes] | None:
+    """A value HAR text cannot hold as it is: bytes that are not UTF-8 (a broken
+    value), or a ``-bin`` value sent raw (gRPC's true binary metadata: NULs and
+    control bytes that happen to be UTF-8). Its text with ``\\xNN`` escapes, and its
+    exact bytes; None for a value that is text."""
+    if name.endswith("-bin") and not value.isprintable():
+        return (shown_field(name, value)[len(shown_name(name)) + 2:],
+                value.encode("utf-8", "surrogateescape"))
+    raw = raw_bytes(value)
+    return None if raw is None else (escape_undecoded(value), raw)
+
+
 def _header(name: str, value: str) -> dict[str, str]:
     d = {"name": name, "value": value}
-    raw = raw_bytes(value)
-    if raw is not None:
-        # Bytes that are not UTF-8 (gRPC's true binary metadata, a broken value):
-        # HAR text cannot hold them, so the value is written with \xNN escapes and
-        # the exact bytes go in a custom field.
-        d["value"] = escape_undecoded(value)
-        d["_valueBase64"] = base64.b64encode(raw).decode("ascii")
-        d["comment"] = "not UTF-8: bytes written \\xNN; exactly in _valueBase64"
+    binary = _binary_value(name, value)
+    if binary is not None:
+        # (the exact bytes go in a custom field)
+        d["value"] = binary[0]
+        d["_valueBase64"] = base64.b64encode(binary[1]).decode("ascii")
+        d["comment"] = ("binary (sent raw)" if raw_bytes(value) is None else "not UTF-8") \
+            + ": bytes written \\xNN; exactly in _valueBase64"
     return d
 
 
 def _pairs(headers: Headers | None) -> list[list[str]]:
-    """Trailers as ``[name, value]``; a value that is not UTF-8 (gRPC's binary
-    trailers sent raw) gets its exact bytes as a third item, base64."""
+    """Trailers as ``[name, value]``; a value that is binary (gRPC's binary trailers
+    sent raw) gets its exact bytes as a third item, base64."""
     out = []
     for n, v in headers or ():
-        raw = raw_bytes(v)
-        out.append([n, v] if raw is None else
-                   [n, escape_undecoded(v), base64.b64encode(raw).decode("ascii")])
+        binary = _binary_value(n, v)
+        out.append([n, v] if binary is None else
+                   [n, binary[0], base64.b64encode(binary[1]).decode("ascii")])
     return out
 
 

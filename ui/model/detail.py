@@ -17,8 +17,10 @@ from proxy.observe.describe import (
     frame_summary,
     list_size,
     omitted_line,
+    shown_field,
     shown_fields,
     shown_headers,
+    shown_name,
 )
 from proxy.observe.enums import error_name, setting_name
 from proxy.observe.events import FrameObserved
@@ -116,8 +118,8 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
             out.append(f"  (request of promised stream {ev.block_stream_id})\n")
         headers, left_out = _bounded(ev.block)
         for n, v in _ordered(headers):
-            out.append(f"  {n}", style.Style(bold=True))
-            out.append(f": {_value(v)}\n")
+            out.append(f"  {shown_name(n)}", style.Style(bold=True))
+            out.append(f": {_value(v, n)}\n")
         if left_out:
             out.append(f"  {left_out}\n", style.WARNING)
     elif isinstance(f, (HeadersFrame, PushPromiseFrame)) and not f.flags & 0x4:
@@ -176,7 +178,11 @@ def _bounded(block: HeaderBlock) -> tuple[tuple[tuple[str, str], ...], str | Non
                      "stream view has them")
 
 
-def _value(text: str) -> str:
+def _value(text: str, name: str = "") -> str:
+    """A field's value as one line: control characters and a raw ``-bin`` value's
+    bytes written ``\\xNN`` (gRPC's true binary metadata held newlines that broke the
+    pane's layout), cut to :data:`DETAIL_VALUE` characters."""
+    text = shown_field(name, text)[len(shown_name(name)) + 2:]
     if len(text) <= DETAIL_VALUE:
         return text
     return f"{text[:DETAIL_VALUE]}… ({len(text):,} characters; the stream view has them all)"
@@ -248,13 +254,13 @@ def _fields(out: Text, b: HeaderBlock, *, last: str | None = None) -> None:
             out.append(f"  @{fa.offset} {fa.wire_length}B\n", style.TIME)
         else:
             out.append(f"{fa.name}", style.Style(bold=True))
-            out.append(f": {_value(fa.value)}\n")
+            out.append(f": {_value(fa.value, fa.name)}\n")
             out.append(f"    {field_annotation(fa, wire=False)}", style.TIME)
             out.append(f"  @{fa.offset} {fa.wire_length}B wire\n", style.TIME)
         if fa.inserted:
             out.append("    → inserted into the dynamic table\n", style.PAYLOAD_BYTES)
         for n, v in fa.evicted:
-            out.append(f"    ✕ evicted {n}: {v[:60]}\n", style.WARNING)
+            out.append(f"    ✕ evicted {n}: {_value(v, n)[:60]}\n", style.WARNING)
     if left_out:
         out.append(f"{left_out}\n", style.WARNING)
     if last is not None:

@@ -65,13 +65,13 @@ def test_the_har_export_is_utf8_json_with_the_exact_bytes_beside(capture: Path) 
     (entry,) = har["log"]["entries"]
     assert entry["request"]["url"] == "https://example.test/svc/M\\xff"
     (header,) = [h for h in entry["request"]["headers"] if h["name"] == "trace-bin"]
-    assert header["value"] == "\x00\\xff\\x80"
+    assert header["value"] == "\\x00\\xff\\x80"  # (a -bin value's bytes: all escaped)
     assert base64.b64decode(header["_valueBase64"]) == RAW_VALUE
     assert "_valueBase64" not in next(h for h in entry["request"]["headers"]
                                       if h["name"] == "content-type")
     # Trailers (where gRPC's binary metadata usually is): the bytes as a third item.
     (trailer,) = [t for t in entry["_h2scope"]["response_trailers"] if t[0] == "x-bin"]
-    assert trailer[1] == "\x00\\xff\\x80" and base64.b64decode(trailer[2]) == RAW_VALUE
+    assert trailer[1] == "\\x00\\xff\\x80" and base64.b64decode(trailer[2]) == RAW_VALUE
     assert ["grpc-status", "0"] in entry["_h2scope"]["response_trailers"]
 
 
@@ -140,3 +140,18 @@ def test_the_log_says_what_a_true_binary_values_first_byte_is() -> None:
     (line,) = _block_text(block)[2]
     assert line.strip() == ("x-trail-bin: \\x00\\xde\\xad\\xbe\\xef  ; 4 bytes sent raw (true "
                             "binary metadata: 0x00 is grpc's marker)")
+
+
+def test_a_raw_bin_value_that_happens_to_be_utf8_is_still_bytes_in_har() -> None:
+    """grpc-core's true binary grpc-status-details-bin decoded as UTF-8 ('ü' inside,
+    NULs and newlines around): HAR had it as text with NUL and control bytes."""
+    from proxy.capture.export_har import _header, _pairs
+
+    value = "\x00\x08\x03\x12\x11bad name: ü\x1aK\n)type"
+    header = _header("grpc-status-details-bin", value)
+    assert header["value"] == "\\x00\\x08\\x03\\x12\\x11bad name: \\xc3\\xbc\\x1aK\\x0a)type"
+    assert base64.b64decode(header["_valueBase64"]) == value.encode("utf-8")
+    assert header["comment"].startswith("binary (sent raw)")
+    assert _pairs((("grpc-status-details-bin", value),))[0][2] == header["_valueBase64"]
+    assert _header("grpc-trace-bin", "AAECAw") == {"name": "grpc-trace-bin",
+                                                   "value": "AAECAw"}  # (base64: text)

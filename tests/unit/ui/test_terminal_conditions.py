@@ -227,3 +227,38 @@ def test_timeline_columns_stay_aligned_past_1000_s_and_six_digit_ids(
     assert len({r.index("WINDOW_UPDATE") for r in rows}) == 1, rows
     assert len({r.index("→") for r in rows}) == 1, rows
     assert "1500.000000" in rows[1] and "#1234" in rows[1] and " 100001 " in rows[1], rows
+
+
+def test_a_raw_binary_header_value_stays_on_its_line_in_the_detail_pane(
+        tmp_path: Path) -> None:
+    """grpc-core sends -bin metadata raw (true binary): its newline bytes broke the
+    decoded and HPACK tabs' layout, where every other output writes \\x0a."""
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+    from ui.model.detail import decoded
+    from ui.model.detail import hpack as hpack_tab
+
+    details = b"\x00\x08\x03\x12\x0bbad name\x1a\x0a)type.googleapis.com/x"
+    block = hpack.Encoder().encode([(b":status", b"200"),
+                                    (b"grpc-status-details-bin", details)])
+    path = h2c_capture(tmp_path / "bin.h2scope", [
+        (Direction.C2S, raw_frame(1, 0x5, 1, hpack.Encoder().encode(
+            [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")])),
+         0.001),
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.002),
+        (Direction.S2C, raw_frame(1, 0x5, 1, block), 0.003)])
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        t = app.session.table
+        row = next(r for r in range(len(t)) if t.type[r] == 1 and t.direction[r] == 1)
+        ev = t.event(row)
+        seen.append(decoded(app.session, row, ev).plain)
+        seen.append(hpack_tab(app.session, row, ev).plain)
+
+    drive(path, scenario)
+    for text in seen:
+        line = next(ln for ln in text.splitlines() if "grpc-status-details-bin:" in ln)
+        assert "\\x0a)type.googleapis.com/x" in line and "\\x00\\x08\\x03" in line, line
