@@ -37,7 +37,7 @@ from proxy.observe.events import (
     StreamStateChanged,
 )
 from proxy.observe.findings import Finding, Severity
-from proxy.observe.frames import RstStreamFrame
+from proxy.observe.frames import GoAwayFrame, RstStreamFrame
 from proxy.observe.hpack_annotated import HeaderBlock
 from proxy.words import count
 
@@ -135,6 +135,9 @@ class RunSummary:
         """The names and values those blocks carry (RFC 7541 size less 32 a field)."""
         self.streams = 0
         self.resets: Counter[str] = Counter()
+        self.goaways: dict[tuple[str, str, bytes], list[int]] = {}
+        """GOAWAYs by (sender, error code, debug data): [count, first connection,
+        its last-stream-id] (a server's too_many_pings, a drain's NO_ERROR)."""
         self.findings = FindingTally()
         self.errors: Counter[str] = Counter()
         self.stalls = 0
@@ -219,6 +222,8 @@ class RunSummary:
                     if self._stalled or self._closed_stalled:
                         self._reset_while_stalled(conn, ev.frame.stream_id, ev.direction, code,
                                                   ev.t)
+                elif type(ev.frame) is GoAwayFrame:
+                    self._goaway(conn, ev.frame, ev.direction)
                 elif self._stalled and ev.frame.type == 8:  # WINDOW_UPDATE
                     waiting = (conn, ev.frame.stream_id, _S2C if ev.direction is _C2S else _C2S)
                     if waiting in self._stalled:  # (one too small to reopen the window)
@@ -338,6 +343,21 @@ class RunSummary:
                     self.unresumed.append((conn, 0, direction, since, t,
                                            f"until the {by.sender} reset stream {sid}, the "
                                            f"last that waited ({code})"))
+
+    def _goaway(self, conn: int, frame: GoAwayFrame, by: Direction) -> None:
+        key = (by.sender, error_name(frame.error_code), bytes(frame.debug_data[:200]))
+        seen = self.goaways.get(key)
+        if seen is not None:
+            seen[0] += 1
+        elif len(self.goaways) < 100:
+            self.goaways[key] = [1, conn, frame.last_stream_id]
+
+    def _goaway_lines(self) -> list[str]:
+        return [f"  {who} {code}" + (f" {_debug(debug)}" if debug else "")
+                + f" ×{n}, first #{conn} (last stream {last})"
+                + (_TOO_MANY_PINGS if debug == b"too_many_pings" else "")
+                for (who, code, debug), (n, conn, last) in sorted(
+                    self.goaways.items(), key=lambda kv: -kv[1][0])]
 
     def _grpc_reset(self, conn: int, sid: int, error_code: int, by: Direction,
                     t: float) -> None:
@@ -461,6 +481,9 @@ class RunSummary:
         if self.resets:
             out.append("resets: " + ", ".join(f"{code} ×{n}"
                                               for code, n in self.resets.most_common()))
+        if self.goaways:
+            out.append("goaways:")
+            out.extend(self._goaway_lines())
         if not self.findings:
             out.append("findings: none")
         else:
@@ -506,6 +529,10 @@ class RunSummary:
                                            self.hpack_fields, strict=True)},
             "streams": self.streams,
             "resets": dict(self.resets),
+            "goaways": [{"by": who, "error": code, "debug": _debug(debug) if debug else None,
+                         "count": n,
+                         "first_conn": conn, "last_stream_id": last}
+                        for (who, code, debug), (n, conn, last) in self.goaways.items()],
             **({"incomplete_batches": self.missed} if self.missed else {}),
             "findings": [{"severity": g.severity.name.lower(), "code": g.code, "rfc": g.rfc,
                           "sender": g.sender, "count": g.count, "first": g.where,
@@ -583,3 +610,12 @@ def _seconds(s: float) -> str:
 def _ms(ms: float) -> str:
     """A deadline as grpc-timeout gave it: ``500 ms``, ``1.5 s``."""
     return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"
+
+
+_TOO_MANY_PINGS = (": gRPC's keepalive enforcement — the client pinged more often than the "
+                   "server allows (its permitted keepalive interval)")
+
+
+def _debug(data: bytes) -> str:
+    """GOAWAY debug data as the frame line shows it (``'too_many_pings'``)."""
+    return repr(data.decode("utf-8", "backslashreplace"))

@@ -422,3 +422,31 @@ def test_a_grpc_call_is_counted_once_and_as_its_client_saw_it() -> None:
         "OK": 1,
         "INTERNAL (reset INTERNAL_ERROR by the server, no grpc-status)": 1}
     assert sum(summary.grpc.values()) == 5
+
+
+def test_the_summary_lists_goaways_by_sender_code_and_debug_data() -> None:
+    """A server's GOAWAY ENHANCE_YOUR_CALM 'too_many_pings' — the reason to open a
+    gRPC capture — was in no summary, text or JSON."""
+    from tests.unit.capture.traffic import raw_frame
+
+    def goaway(last: int, code: int, debug: bytes) -> bytes:
+        return raw_frame(0x7, 0, 0, last.to_bytes(4, "big") + code.to_bytes(4, "big") + debug)
+
+    summary = RunSummary()
+    for conn in (4, 5):
+        conv = Conversation()
+        conv.send(S2C, goaway(1, 0xb, b"too_many_pings"))
+        summary.handle(Batch(conn_id=conn, t=conv.t, events=tuple(conv.events)))
+    conv = Conversation()
+    conv.send(C2S, goaway(0, 0, b""))
+    summary.handle(Batch(conn_id=6, t=conv.t, events=tuple(conv.events)))
+    lines = summary.lines()
+    at = lines.index("goaways:")
+    assert lines[at + 1].startswith("  server ENHANCE_YOUR_CALM 'too_many_pings' ×2, first #4 "
+                                    "(last stream 1): gRPC's keepalive enforcement"), lines
+    assert lines[at + 2] == "  client NO_ERROR ×1, first #6 (last stream 0)"
+    assert summary.as_dict()["goaways"] == [
+        {"by": "server", "error": "ENHANCE_YOUR_CALM", "debug": "'too_many_pings'", "count": 2,
+         "first_conn": 4, "last_stream_id": 1},
+        {"by": "client", "error": "NO_ERROR", "debug": None, "count": 1, "first_conn": 6,
+         "last_stream_id": 0}]
