@@ -58,6 +58,16 @@ SENSITIVE_PARAMS = frozenset({
 """URL query parameter names whose values ``--redact`` removes by default (OAuth
 tokens and codes, API keys, signed-URL signatures and credentials; compared
 without regard to case)."""
+CREDENTIAL_WORDS = (
+    r"(?:[A-Za-z0-9]+[-_])*"
+    r"(?:api[-_]?key|apikey|subscription[-_]key|[A-Za-z]*token|secret|password|passwd"
+    r"|credentials?|jwt|signature|session[-_]?id)"
+    r"(?:[-_][A-Za-z0-9]+)*")
+"""Names of headers and query parameters that hold a credential by their words,
+whatever the vendor calls them: ``x-goog-api-key``, ``private-token`` (GitLab),
+``api-key`` (Azure), ``ocp-apim-subscription-key``, ``x-amz-security-token``,
+``jwt``, ``client_secret``; redacted by default beside the names listed."""
+_CREDENTIAL_NAME = re.compile(CREDENTIAL_WORDS, re.IGNORECASE)
 URL_HEADERS = frozenset({":path", "location", "referer", "content-location"})
 """Header fields whose values are URLs: their query parameters are redacted."""
 REDACTED = "REDACTED"
@@ -113,16 +123,21 @@ def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str
 
 
 class _Redactor:
-    def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset()) -> None:
+    def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset(), *,
+                 words: bool = True) -> None:
         self.names = names
-        alternation = "|".join(re.escape(n) for n in sorted(names))
+        self.words = words
+        """Also every name :data:`CREDENTIAL_WORDS` matches (the default lists)."""
+        alternation = "|".join([re.escape(n) for n in sorted(names)]
+                               + ([CREDENTIAL_WORDS] if words else []))
         self.line = re.compile(rb"(?im)^(" + alternation.encode() + rb")[ \t]*:[^\r\n]*")
         self.count = 0
         self.found: set[str] = set()
         """The header names whose values were redacted."""
         self.params = 0
         self.found_params: set[str] = set()
-        p = "|".join(re.escape(n) for n in sorted(params, key=lambda n: (-len(n), n)))
+        p = "|".join([re.escape(n) for n in sorted(params, key=lambda n: (-len(n), n))]
+                     + ([CREDENTIAL_WORDS] if words else []))
         # name=value after ? & or ; up to the next separator; the name as written
         self.param = re.compile(r"(?i)(?<=[?&;])(" + p + r")=[^&;#\s]*") if params else None
         self.param_b = re.compile(rb"(?i)(?<=[?&;])(" + p.encode() + rb")=[^&;#\s]*") \
@@ -137,7 +152,7 @@ class _Redactor:
         out = []
         for n, v in headers:
             low = n.lower()
-            if low in self.names:
+            if low in self.names or (self.words and _CREDENTIAL_NAME.fullmatch(low)):
                 self.count += 1
                 self.found.add(low)
                 v = REDACTED

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import errno
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -345,6 +346,11 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     for line in note_lines(result, redact):
         said = args.output if into is None else "redacted"
         print(f"h2scope export: {said}: {line}", file=sys.stderr)
+    if redact and into is None and args.output != "-":
+        print(f"h2scope export: before sharing it, look at what is left (bodies are kept as "
+              f"they are): h2scope export {shlex.quote(str(args.output))} --format text | "
+              "grep -i …  (grep on the capture itself finds nothing: its header values are "
+              "HPACK-coded)", file=sys.stderr)
     return 0
 
 

@@ -583,3 +583,53 @@ def test_an_output_the_disk_refuses_is_one_line_and_exit_1(capture: Path, how: s
         said = "h2scope: export: /dev/full: No space left on device"
     assert run.returncode == 1
     assert run.stderr.strip() == said, run.stderr
+
+
+def test_redacting_finds_credentials_by_the_words_in_their_names(tmp_path: Path) -> None:
+    """x-goog-api-key, private-token (GitLab), api-key (Azure), x-amz-security-token
+    and a jwt= parameter stayed in the 'shared' file, and grep on it (HPACK-coded
+    values) found nothing, so it looked clean."""
+    import h2.config
+    import h2.connection
+
+    from proxy.capture.tap import RecordingObserver
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import META, exchange
+
+    secrets = {"x-goog-api-key": "S3CRET-GOOG", "private-token": "S3CRET-GITLAB",
+               "api-key": "S3CRET-AZURE", "x-amz-security-token": "S3CRET-AMZ",
+               "ocp-apim-subscription-key": "S3CRET-APIM", "x-refresh-token": "S3CRET-RT"}
+    kept = {"x-goog-api-client": "gl-python/3.11", "x-request-id": "r-1",
+            "accept": "*/*", "x-tokenizer": "none"}
+    src = tmp_path / "words.h2scope"
+    with CaptureWriter(src) as w:
+        tap = RecordingObserver(w, 1, META, t=1.0)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        server = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8"))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "GET"), (":scheme", "https"),
+                                (":authority", "example.test"),
+                                (":path", "/v1?jwt=S3CRET-JWT&page=2&my_token=S3CRET-QT"),
+                                *secrets.items(), *kept.items()], end_stream=True)
+        exchange(tap, client, server, 1.1)
+        server.send_headers(1, [(":status", "200")], end_stream=True)
+        exchange(tap, client, server, 1.2)
+        tap.close(t=1.3)
+        w.connection(2, {"client": {"ip": "127.0.0.1", "port": 2}, "mode": "regular",
+                         "protocol": "http/1.1", "target": "a.test:80"}, t=2.0, wall=1000.0)
+        w.raw(2, Direction.C2S, b"GET /?jwt=S3CRET-J1 HTTP/1.1\r\nHost: a.test\r\n"
+              b"X-Goog-Api-Key: S3CRET-H1\r\nX-Goog-Api-Client: keep\r\n\r\n",
+              t=2.1, wall=1000.1)
+        w.close_connection(2, t=2.3, wall=1000.3, closed_by="client")
+    out = tmp_path / "shared.h2scope"
+    got = _run(str(src), "--format", "capture", "--redact", "-o", str(out))
+    text = _run(str(out), "--format", "text").stdout
+    for secret in [*secrets.values(), "S3CRET-JWT", "S3CRET-QT", "S3CRET-J1", "S3CRET-H1"]:
+        assert secret not in text and secret.encode() not in out.read_bytes(), (secret, text)
+    for name, value in kept.items():
+        assert f"{name}: {value}" in text, (name, text)
+    assert "page=2" in text
+    data = out.read_bytes()
+    assert b"X-Goog-Api-Key: REDACTED\r\nX-Goog-Api-Client: keep\r\n" in data
+    assert "7 header values redacted" in got.stderr, got.stderr
