@@ -8,6 +8,8 @@ stream it opened is closed.
 
 from __future__ import annotations
 
+import contextlib
+
 from proxy.events import Closer
 from proxy.net import http1, tls
 from proxy.net.clienthello import looks_like_tls
@@ -39,6 +41,18 @@ async def handle_regular(conn: Conn, client: TcpStream) -> None:
                          "the server, run it with --mode reverse:https://SERVER:PORT")
         await tls.refuse_client(client, 70)  # protocol_version: clear on the client side
         await conn.closed(Closer.PROXY, "TLS sent to the HTTP proxy port")
+        return
+    if client.buffer[:1] in (b"\x04", b"\x05"):  # (no HTTP request starts so)
+        version = client.buffer[0]
+        await conn.error("request", f"the client speaks SOCKS{version} to the HTTP proxy "
+                         "port", "run h2scope with --mode socks5 as well (a listener of its "
+                         "own) and point the client there, or configure the client's proxy "
+                         "as http://HOST:PORT")
+        # (refused in the client's own protocol: it fails at once, not at its timeout)
+        client.write(b"\x05\xff" if version == 5 else b"\x00\x5b" + bytes(6))
+        with contextlib.suppress(OSError):
+            await client.drain()
+        await conn.closed(Closer.PROXY, f"SOCKS{version} sent to the HTTP proxy port")
         return
 
     async def on_connect(request: RequestHead) -> None:

@@ -55,6 +55,11 @@ async def _negotiate(conn: Conn, client: Stream) -> tuple[str, int] | None:
     """Greeting, authentication and request; returns the target, or None after replying."""
     head = await client.read_exactly(2)
     if head[0] != VERSION:
+        if 0x41 <= head[0] <= 0x5A:  # (an HTTP method's first letter: CONNECT, GET)
+            raise Socks5Error(f"not SOCKS5: the client speaks HTTP to the SOCKS5 port "
+                              f"({bytes(head)!r}…); point its HTTP proxy at h2scope's "
+                              "regular listener (--mode regular), or configure it as "
+                              "socks5h://HOST:PORT")
         raise Socks5Error(f"not SOCKS5 (version byte 0x{head[0]:02x})")
     methods = await client.read_exactly(head[1])
     wanted = USERPASS if conn.state.auth_required else NO_AUTH

@@ -63,11 +63,31 @@ def errors(proxy: ProxyThread, stage: str) -> list[ProxyErrorRaised]:
 
 def test_random_bytes_instead_of_a_request_get_400(proxy: ProxyThread,
                                                    good_request: Callable[[], None]) -> None:
+    noise = os.urandom(300).replace(b"\r\n\r\n", b"")
+    if noise[0] in (4, 5, 0x16):  # (a SOCKS greeting or a TLS record: answered as such)
+        noise = b"?" + noise[1:]
     with connect(proxy) as sock:
-        sock.sendall(os.urandom(300).replace(b"\r\n\r\n", b"") + b"\r\n\r\n")
+        sock.sendall(noise + b"\r\n\r\n")
         reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 400 Bad Request")
     assert errors(proxy, "http1")
+    good_request()
+
+
+def test_a_socks5_client_on_the_http_proxy_port_fails_at_once_and_is_told(
+        proxy: ProxyThread, good_request: Callable[[], None]) -> None:
+    """curl -x socks5h://… at the regular listener hung until its timeout (5 minutes
+    without -m): a SOCKS greeting never starts an HTTP request."""
+    import time
+
+    began = time.monotonic()
+    result = procs.run([procs.require("curl"), "-sS", "-m", "20", "-x",
+                        f"socks5h://127.0.0.1:{proxy.port()}", "http://example.test/"])
+    assert result.returncode != 0 and result.returncode != 28, result.stderr
+    assert time.monotonic() - began < 10
+    err = errors(proxy, "request")[0]
+    assert "the client speaks SOCKS5 to the HTTP proxy port" in err.message
+    assert err.hint and "--mode socks5" in err.hint
     good_request()
 
 

@@ -259,6 +259,13 @@ def test_socks5_by_name_and_by_address_gets_tls_interception(
     paths = [dict(e.block.headers)[":path"] for e in proxy.events(FrameObserved)
              if e.direction is Direction.C2S and e.block is not None]
     assert paths == ["/byname", "/byaddr"]
+    # An HTTP proxy client at the SOCKS5 port: told which listener it wants.
+    code, out, err = curl("-x", f"http://127.0.0.1:{port}", "http://example.test/")
+    assert code != 0
+    said = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                   if "speaks HTTP to the SOCKS5 port" in e.message],
+                          what="the socks5 error")
+    assert "--mode regular" in said[0].message, said[0].message
 
 
 def test_several_modes_listen_at_once_on_their_own_ports(
