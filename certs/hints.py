@@ -151,6 +151,18 @@ def install_hints(
             ),
         ),
         Hint(
+            title="gRPC (grpc-core: Python grpcio, C++, Ruby, PHP, C#/Grpc.Core)",
+            steps=(
+                f"export GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={pem}   # replaces grpc's bundled "
+                "roots\n"
+                "# or in code: grpc.ssl_channel_credentials(root_certificates=open("
+                f"'{pem}', 'rb').read())\n"
+                "# grpc-core ignores SSL_CERT_FILE and the system store, and closes the\n"
+                "# connection without a TLS alert when it does not trust the certificate;\n"
+                "# grpc-go and grpc-java use the Go and Java steps"
+            ),
+        ),
+        Hint(
             title="Node.js",
             steps=(
                 f"export NODE_EXTRA_CA_CERTS={pem}\n"

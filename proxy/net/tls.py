@@ -39,6 +39,9 @@ from proxy.net.streams import Stream, StreamClosed, TlsStream
 _UNTRUSTED_ALERTS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
                      "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_CERTIFICATE_EXPIRED",
                      "ALERT_ACCESS_DENIED")
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                      "HTTP_REQUEST", "UNKNOWN_PROTOCOL"})
+"""OpenSSL's reasons for a peer that answered a ClientHello with something not TLS."""
 CA_HINT = "trust the h2scope CA in the client: `h2scope ca install-hints` says how"
 """(Short: it ends the connection's note in the UI's one-line status bar.)"""
 VERIFY_HINT = ("if this server is yours, pass its CA with --upstream-ca FILE, "
@@ -167,6 +170,10 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
             explained = explain_alert(exc.reason or str(exc), conn.target or host, cert)
             if explained:  # TLS 1.2: the server refuses within the handshake
                 message, hint = explained
+            elif (exc.reason or "") in _NOT_TLS:
+                hint = (f"{conn.target or host} does not answer in TLS: if it speaks plain "
+                        "HTTP (h2c or HTTP/1.1), use --mode reverse:http://… for it, or an "
+                        "http:// URL through the proxy")
         await conn.error("server-tls", message, hint)
         raise InterceptFailed(_tls_error(exc)) from exc
     sent_sni = None if is_ip(server_hostname) else server_hostname
@@ -198,6 +205,13 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
                         "with the old one: restart h2scope")
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
                              f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
+        elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionResetError)):
+            # (its ClientHello was whole: it read h2scope's certificate and left)
+            await conn.error("client-tls", f"TLS handshake with the client failed: "
+                             f"{_tls_error(exc)}, after h2scope's certificate for {leaf_host}",
+                             "a client that does not trust the certificate may close without "
+                             "saying so (grpc-core and Go do): " + CA_HINT,
+                             client_hello=hello)
         else:
             await conn.error("client-tls", f"TLS handshake with the client failed: "
                              f"{_tls_error(exc)}", client_hello=hello)

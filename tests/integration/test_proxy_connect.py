@@ -219,6 +219,51 @@ def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Pa
     assert body == "hello /ok\n"
 
 
+def test_a_client_that_leaves_silently_after_the_certificate_gets_the_ca_hint(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    """grpc-core does not trust the certificate and closes without a TLS alert: the
+    error said only 'the peer closed the connection during the TLS handshake'."""
+    import socket
+
+    ctx = ssl.create_default_context()  # (h2scope's CA not in it: it would refuse)
+    ctx.set_alpn_protocols(["h2"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        sock.sendall(outgoing.read())
+        got = sock.recv(65536)  # (the server's flight, its certificate in it)
+        assert got[:1] == b"\x16"
+        sock.shutdown(socket.SHUT_RDWR)  # (no alert: grpc-core's way)
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert "after h2scope's certificate for localhost" in errors[0].message, errors[0]
+    assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
+
+
+def test_a_reverse_https_mode_at_a_plain_server_says_to_use_http(
+        make_proxy: object, tmp_path: Path) -> None:
+    """reverse:https:// at a plain HTTP server gave only OpenSSL's WRONG_VERSION_NUMBER."""
+    from tests.helpers.h1servers import http_server
+
+    with http_server() as port:
+        proxy = make_proxy(modes=[f"reverse:https://127.0.0.1:{port}"])  # type: ignore[operator]
+        procs.run([procs.require("curl"), "-sk", "-m", "10",
+                   f"https://127.0.0.1:{proxy.port('reverse')}/"])
+        errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                         if e.stage == "server-tls"], what="server-tls error")
+    assert "does not answer in TLS" in (errors[0].hint or ""), errors[0]
+    assert "reverse:http://" in (errors[0].hint or "")
+
+
 def test_client_rejecting_the_h2scope_ca_is_reported_with_a_hint(
         proxy: ProxyThread, h2_origin: ServerThread, tmp_path: Path) -> None:
     exe = procs.require("curl")
