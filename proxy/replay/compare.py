@@ -42,9 +42,11 @@ from proxy.replay.responses import host_of
 VOLATILE_HEADERS = frozenset({
     "date", "age", "expires", "last-modified", "etag", "server-timing", "set-cookie",
     "x-request-id", "x-amzn-trace-id", "cf-ray", "x-cache", "via", "alt-svc", "report-to",
-    "nel",
+    "nel", "traceparent", "tracestate", "grpc-timeout",
 })
-"""Response header names excluded from the name comparison (docs/replay.md)."""
+"""Header names excluded from the name comparison of responses, and from the
+request comparison of ``diff --requests`` (docs/replay.md): ``grpc-timeout`` is
+the time a call had left, different on every call; ``traceparent`` a new trace."""
 
 
 def volatile_names(strict: bool, ignore: str) -> frozenset[str]:

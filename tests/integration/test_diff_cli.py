@@ -178,11 +178,13 @@ def test_diff_requests_names_what_an_edge_changed_in_the_requests(
     behind it: the responses agree; --requests names the added field only."""
     cookie = ("cookie", "session=abc; theme=dark")
     front = h2_recording(make_proxy, docroot, tmp_path / "front.h2scope",
-                         [get("/index.html", cookie, ("user-agent", "client/1"))])
+                         [get("/index.html", cookie, ("user-agent", "client/1"),
+                              ("grpc-timeout", "10S"))])
+    # (grpc-timeout is the time the call had left: it changes on every call)
     behind = h2_recording(make_proxy, docroot, tmp_path / "behind.h2scope", [
         get("/index.html", ("host", "cdn.example"), ("cookie", "session=abc"),
             ("cookie", "theme=dark"), ("user-agent", "client/1"), ("via", "2 edge"),
-            ("x-forwarded-for", "192.0.2.1"), authority=None)])
+            ("x-forwarded-for", "192.0.2.1"), ("grpc-timeout", "9950m"), authority=None)])
     assert main(["diff", str(front), str(behind)]) == 0, capsys.readouterr().out
     capsys.readouterr()
     assert main(["diff", str(front), str(behind), "--requests"]) == 3
