@@ -312,9 +312,12 @@ class H2ScopeApp(Navigation):
             if len(self.session.table) and self._detail_waits:
                 self._detail_waits = False
                 self._show_detail(True)
+            info = self.keys.get("connection_info", "i").split(",")[0]
+            why = ", and why one failed" if self.session.failed else \
+                f"; {info} shows an HTTP/1.x connection's messages"
             lines = [] if len(self.session.table) else [
                 f"No HTTP/2 frames, but {n} connection{'s' * (n != 1)}: {key} lists "
-                "them, and why one failed"]
+                f"them{why}"]
             if lines != self.timeline.empty_lines:
                 self.timeline.empty_lines = lines
                 self.timeline.refresh()
@@ -453,6 +456,9 @@ class H2ScopeApp(Navigation):
         parts.append((f"scope {scope}", ""))
         n = len(s.conns)
         parts.append((f"{n} connection{'' if n == 1 else 's'}", ""))
+        if s.failed:  # (a browser's one refused certificate among dozens: said here)
+            key = self.keys.get("connections", "c").split(",")[0]
+            parts.append((f"{len(s.failed)} failed ({key}: why)", "bold red"))
         if self.timeline.follow:
             parts.append(("FOLLOW", "bold green"))
         if live is not None:

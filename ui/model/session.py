@@ -131,6 +131,8 @@ class Session:
     def __init__(self, source: FrameBytes, *, title: str = "") -> None:
         self.table = FrameTable(source)
         self.conns: dict[int, ConnInfo] = {}
+        self.failed: set[int] = set()
+        """Connections the proxy reported an error on (the status bar counts them)."""
         self.stream_order: list[StreamInfo] = []
         """Every stream with frames, by its first row (the lanes of "all")."""
         self.title = title
@@ -206,6 +208,7 @@ class Session:
                 meta["target"] = ev.target
             case ProxyErrorRaised():
                 c.errors.append(error_text(ev.stage, ev.message, ev.hint))
+                self.failed.add(ev.conn_id)
             case ConnectionClosed():
                 self.closed(ev.conn_id, f"by {ev.closed_by.name.lower()}: {ev.reason}", ev.t)
             case RecordedConnection():
@@ -223,6 +226,8 @@ class Session:
                 c.http1.append((ev.t, ev.direction, ev.head))
             case RecordedClose():
                 c.errors.extend(ev.errors)
+                if ev.errors:
+                    self.failed.add(ev.conn_id)
                 if c.bytes == [0, 0]:  # (no frames counted them: HTTP/1.x, a tunnel)
                     c.bytes = list(ev.relayed)
                 self.closed(ev.conn_id, ev.reason, ev.t)

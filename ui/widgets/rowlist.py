@@ -76,6 +76,8 @@ class RowList(ScrollView, can_focus=True):
         self.content_width = 200
         self.empty_lines: list[str] = []
         """What the list says while it has no row (how to get some)."""
+        self._empty_key: tuple[tuple[str, ...], int] | None = None
+        self._empty_shown: list[str] = []
 
     # ------------------------------------------------------------ subclass API
 
@@ -125,14 +127,37 @@ class RowList(ScrollView, can_focus=True):
 
     # ----------------------------------------------------------------- render
 
+    def _empty_wrapped(self, width: int) -> list[str]:
+        """:attr:`empty_lines` wrapped to ``width`` (an 80-column terminal cut the
+        example command before its port); a command (a line indented two spaces)
+        wraps as the shell reads it, its lines ending in a backslash."""
+        import textwrap
+
+        key = (tuple(self.empty_lines), width)
+        if self._empty_key != key:
+            out: list[str] = []
+            for line in self.empty_lines:
+                if len(line) <= width or width < 20:
+                    out.append(line)
+                elif line.startswith("  "):
+                    parts = textwrap.wrap(line.strip(), width - 6, break_long_words=True,
+                                          break_on_hyphens=False)
+                    out.extend(("  " if i == 0 else "    ") + part
+                               + (" \\" if i < len(parts) - 1 else "")
+                               for i, part in enumerate(parts))
+                else:
+                    out.extend(textwrap.wrap(line, width, break_on_hyphens=False))
+            self._empty_key, self._empty_shown = key, out
+        return self._empty_shown
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.scrollable_content_region.width
         if index >= self._count:
-            if not self._count and index < len(self.empty_lines):
-                text = Text(self.empty_lines[index], "dim", no_wrap=True,
-                            overflow="ellipsis")
+            shown = self._empty_wrapped(width) if not self._count else []
+            if index < len(shown):
+                text = Text(shown[index], "dim", no_wrap=True, overflow="ellipsis")
                 return Strip(styled(text.render(self.app.console)), text.cell_len).crop(
                     scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)

@@ -76,7 +76,9 @@ def test_no_frames_but_a_failed_connection_says_where_to_look(tmp_path: Path) ->
                                                                       "port": 5}},
                      t=0.0, wall=1000.0)
         w.close_connection(1, t=0.1, wall=1000.1, closed_by="proxy",
-                           error="cannot connect to a:443: connection refused")
+                           error="cannot connect to a:443: connection refused",
+                           details={"errors": [{"stage": "connect", "message": "cannot "
+                                                "connect to a:443: connection refused"}]})
     seen: list[str] = []
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
@@ -85,8 +87,58 @@ def test_no_frames_but_a_failed_connection_says_where_to_look(tmp_path: Path) ->
         await pilot.pause()
         seen.append(app.timeline.render_line(0).text)
 
+        seen.append(app.status.plain)
+
     drive(path, scenario)
-    assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them"), seen
+    assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them, and why "
+                              "one failed"), seen
+    assert "1 failed (c: why)" in seen[1], seen  # (one among many would be lost)
+
+
+def test_an_http1_connection_is_not_called_failed(tmp_path: Path) -> None:
+    from proxy.capture.writer import CaptureWriter
+    from proxy.observe.enums import Direction
+
+    path = tmp_path / "h1.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"mode": "regular", "protocol": "http/1.1",
+                         "client": {"ip": "127.0.0.1", "port": 5}}, t=0.0, wall=1000.0)
+        w.http1(1, Direction.C2S, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", t=0.1, wall=1000.1)
+        w.close_connection(1, t=0.2, wall=1000.2, closed_by="client")
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.timeline.empty_lines = ["No frames yet. Send traffic through the proxy"]
+        app.tick()
+        await pilot.pause()
+        seen.append(app.timeline.render_line(0).text)
+        seen.append(app.status.plain)
+
+    drive(path, scenario)
+    assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them; i shows an "
+                              "HTTP/1.x connection's messages"), seen
+    assert "failed" not in seen[0] + seen[1], seen
+
+
+def test_the_first_hint_wraps_in_a_narrow_terminal(capture_path: Path) -> None:
+    """At 80 columns the example command was cut before its port."""
+    command = ("  curl --cacert /home/someone/.h2scope/h2scope-ca-cert.pem -x "
+               "http://127.0.0.1:28100 https://example.com/")
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        app.timeline._count = 0  # (as if no frame had come yet)
+        app.timeline.empty_lines = ["No frames yet. Send traffic through the proxy, for "
+                                    "example:", command]
+        for y in range(6):
+            seen.append(app.timeline.render_line(y).text.rstrip())
+
+    drive(capture_path, scenario, size=(80, 24))
+    shown = [ln for ln in seen if ln]
+    assert all(len(ln) <= 80 and "…" not in ln for ln in shown), shown
+    joined = " ".join(ln.strip().removesuffix("\\").strip() for ln in shown[1:])
+    assert joined == command.strip(), shown
+    assert shown[1].endswith(" \\"), shown  # (a shell reads the lines as one command)
 
 
 def test_an_old_message_leaves_the_status_bar_work_in_progress_stays(
