@@ -618,8 +618,24 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
         await stop.wait()
         _print_err("h2scope: stopping: closing connections")
     finally:
+        # An impatient second Ctrl-C (or `timeout -s INT`, which signals the whole
+        # group) had raised KeyboardInterrupt here: no "recorded to", no summary, no
+        # verdict, exit 130. It is told to wait; a third one gives up at once.
+        presses = [0]
+
+        def again(sig: int) -> None:
+            presses[0] += 1
+            if presses[0] == 1:
+                _print_err("h2scope: still stopping (closing connections, flushing the "
+                           "recording); press Ctrl-C again to abandon")
+            else:
+                _print_err("h2scope: abandoned: the recording keeps what was flushed "
+                           "(h2scope check reads it)")
+                os._exit(128 + sig)
         for sig in installed:
-            loop.remove_signal_handler(sig)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, again, sig)
+        # (kept to the end: the summary and the verdict are printed under it too)
         await server.stop()  # closes every connection, then lets the sinks drain
         for rec in recorders:
             try:
@@ -627,8 +643,8 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
                 _print_err(f"h2scope: recorded to {config.record.file}")
             except OSError as exc:
                 failed = (f"h2scope: the recording {config.record.file} is incomplete: "
-                          f"{exc.strerror or exc} (h2scope check {config.record.file} reads "
-                          f"what was written)")
+                          f"{exc.strerror or exc} (h2scope check {config.record.file} "
+                          "reads what was written)")
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
     summary = next(s for s in sinks if isinstance(s, RunSummary))

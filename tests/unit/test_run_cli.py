@@ -603,6 +603,29 @@ def test_headless_run_prints_frames_of_a_curl_request_and_stops_cleanly_on_sigin
 
 
 @pytest.mark.peer
+def test_a_second_sigint_while_stopping_keeps_the_summary_and_the_recording(
+        h2scope: Callable[..., H2scopeProcess], origin: tuple[ServerThread, Path],
+        tmp_path: Path) -> None:
+    """An impatient second Ctrl-C (or `timeout -s INT` signalling the group) raised
+    KeyboardInterrupt during shutdown: exit 130, no 'recorded to', no summary."""
+    server, origin_ca = origin
+    capture = tmp_path / "twice.h2scope"
+    proc = h2scope("run", "--headless", "-q", "-p", "0", "--upstream-ca", str(origin_ca),
+                   "--record", str(capture))
+    port = int(proc.wait_for_line(r"regular proxy listening on 127\.0\.0\.1:(\d+)").group(1))
+    ca = Path(proc.wait_for_line(r"CA certificate: (\S+)").group(1))
+    curl_through(port, ca, f"https://localhost:{server.port}/a")
+    proc.proc.send_signal(signal.SIGINT)
+    proc.wait_for_line(r"stopping: closing connections")
+    if proc.proc.poll() is None:
+        proc.proc.send_signal(signal.SIGINT)
+    code, _ = proc.finish(sig=None)
+    err = "".join(proc.stderr)
+    assert code == 0, err
+    assert f"recorded to {capture}" in err and "HTTP/2 frames" in err, err
+
+
+@pytest.mark.peer
 def test_plain_h2scope_runs_the_proxy_with_a_filter_and_stops_on_sigterm(
         h2scope: Callable[..., H2scopeProcess], origin: tuple[ServerThread, Path]) -> None:
     server, origin_ca = origin
