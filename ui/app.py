@@ -113,6 +113,8 @@ class H2ScopeApp(Navigation):
         (the private capture goes with the app)."""
         self._quit_asked = -QUIT_AGAIN
         self._quit_prompt = ""
+        self._no_match = ""
+        """The last "no frame matches" said (cleared when a scope or filter has some)."""
         self._problem_shown = False
         self._unrecorded_shown = False
         self._quit_key = ""
@@ -606,9 +608,14 @@ class H2ScopeApp(Navigation):
         if not self.timeline.row_count() and scanned and not self.filter.matches_everything:
             # (not a blank timeline and "No frame selected.", which read as broken)
             where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
-            self.say(f"no frame{where} matches {self.filter.text.strip()!r}"
-                     f"{' so far' if self.live is not None else ''} ({scanned:,} frames "
-                     "searched); / edits the filter")
+            self._no_match = (f"no frame{where} matches {self.filter.text.strip()!r}"
+                              f"{' so far' if self.live is not None else ''} ({scanned:,} "
+                              "frames searched); / edits the filter")
+            self.say(self._no_match)
+        elif self._no_match and self.message == self._no_match:
+            self.message = ""  # (another scope has frames that match: it no longer holds)
+            self._no_match = ""
+            self._status()
         row, self.select_when_filtered = self.select_when_filtered, None
         if row is not None and self.timeline.index_of(row) is not None:
             self._select_row(row)

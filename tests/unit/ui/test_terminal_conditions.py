@@ -314,3 +314,38 @@ def test_a_raw_binary_header_value_stays_on_its_line_in_the_detail_pane(
     for text in seen:
         line = next(ln for ln in text.splitlines() if "grpc-status-details-bin:" in ln)
         assert "\\x0a)type.googleapis.com/x" in line and "\\x00\\x08\\x03" in line, line
+
+
+def test_a_no_match_message_goes_when_another_scope_has_matches(capture_path: Path) -> None:
+    """'no frame on connection #4 matches …' stayed in the status bar after `a` showed
+    the frames that do match: the screen contradicted itself."""
+    from textual.widgets import Input
+
+    seen: list[str] = []
+
+    async def until(pilot: Any, cond: Any) -> None:
+        for _ in range(200):
+            if cond():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError("timed out")
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        t = app.session.table
+        row = next(r for r in range(len(t)) if t.type[r] == 1 and t.stream[r] == 3)
+        app.timeline.cursor = app.timeline.index_of(row) or 0
+        await pilot.press("S")  # only that stream
+        await pilot.pause()
+        app.query_one("#filter", Input).value = "path:/slow"
+        await pilot.press("slash", "enter")
+        await until(pilot, lambda: "matches" in app.message)
+        seen.append(app.message)
+        await pilot.press("a")
+        await until(pilot, lambda: app.timeline.row_count() > 0)
+        await pilot.pause()
+        seen.append(app.message)
+        seen.append(app.status.plain)
+
+    drive(capture_path, scenario)
+    assert seen[0].startswith("no frame on connection #1 matches 'path:/slow'"), seen
+    assert seen[1] == "" and "matches 'path:/slow'" not in seen[2], seen
