@@ -579,6 +579,11 @@ def import_netlog(f: TextIO | TailText, writer: CaptureWriter, *,
                 raise EOFError
             key = reader.value()
             reader.take(":")
+            if key == "log" and not have_constants:  # ({"log": {"version": …, "entries"})
+                raise NetlogError("this is a HAR file: it holds requests and responses, not "
+                                  "HTTP/2 frames, so h2scope cannot open it (a browser's "
+                                  "DevTools or a HAR viewer can); h2scope opens its own "
+                                  "captures, pcap/pcapng files and Chrome net logs")
             if key == "events":
                 if not have_constants:
                     raise NetlogError("its events come before its constants: not a net log "

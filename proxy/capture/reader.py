@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import zlib
 from collections.abc import Callable, Iterator
@@ -323,6 +324,10 @@ def read_header(f: BinaryIO, *, salvage: bool = False) -> CaptureHeader:
             raise CaptureFormatError("not an h2scope capture but a packet capture (pcap/"
                                      f"pcapng): `h2scope import {name}` turns its HTTP/2 "
                                      "into one (h2c, or TLS with --keylog-file KEYLOG)")
+        if re.match(rb'\s*\{\s*"log"', head):
+            raise CaptureFormatError("not an h2scope capture but a HAR file: it holds "
+                                     "requests and responses, not HTTP/2 frames (a browser's "
+                                     "DevTools or a HAR viewer opens it)")
         if looks_like_netlog(head):
             raise CaptureFormatError("not an h2scope capture but JSON (a Chrome net log?): "
                                      f"`h2scope import {name}` turns a net log's HTTP/2 "

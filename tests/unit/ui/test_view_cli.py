@@ -22,6 +22,21 @@ def test_a_file_that_is_not_a_capture_is_a_usage_error(
     assert "not an h2scope capture" in capsys.readouterr().err
 
 
+def test_a_har_file_is_named_as_one_not_as_a_broken_net_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The file a newcomer most likely tries, having just exported one: 'no constants
+    and no events: not a Chrome net log' sent them looking for the wrong thing."""
+    import json
+
+    har = tmp_path / "session.har"
+    har.write_text(json.dumps({"log": {"version": "1.2", "entries": []}}, indent=2))
+    assert main(["view", str(har)]) == 2
+    assert "this is a HAR file: it holds requests and responses, not HTTP/2 frames" in \
+        capsys.readouterr().err
+    assert main(["export", str(har), "--format", "text"]) == 2
+    assert "not an h2scope capture but a HAR file" in capsys.readouterr().err
+
+
 def test_without_a_terminal_the_viewer_says_so_and_how_to_get_text(
         capture_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``h2scope view FILE > out`` (pytest's output is not a terminal either): exit
