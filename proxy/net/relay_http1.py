@@ -115,6 +115,8 @@ class Http1Relay:
         """Per direction: the trailer fields of the chunked body just forwarded."""
         self.server_target: str | None = conn.target if server is not None else None
         self.forward_proxy = forward_proxy
+        self._fresh_server = False
+        """Explicit proxy: the server connection was opened for the request at hand."""
         self.on_connect = on_connect
         self.scheme = scheme
         self.requests = 0
@@ -334,7 +336,19 @@ class Http1Relay:
             except Http1Error as exc:
                 await self._bad_gateway(f"the server sent an oversized response head: {exc}")
             if raw is None:
+                if self.forward_proxy and self._fresh_server and not self._response_begun:
+                    # (a new connection's first request, unanswered: no keep-alive race
+                    # a client would retry; most often a TLS port given an http:// URL)
+                    why = (f"{self.server_target} closed the connection without answering "
+                           "(if it is a TLS port, use https:// in the URL)")
+                    await self.conn.error("http1", why)
+                    self.client.write(http1.simple_response(
+                        502, "Bad Gateway", f"h2scope: {why}\n",
+                        extra=(("Connection", "close"),)))
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await self.client.drain()
                 raise _Done(Closer.SERVER, "server closed the connection before responding")
+            self._fresh_server = False
             try:
                 response = http1.parse_response_head(raw)
                 framing = http1.response_framing(response, request.method)
@@ -611,6 +625,7 @@ class Http1Relay:
                                   f"h2scope: cannot connect to {where}: {reason}\n", request)
                 return b""
             self.server_target = where
+            self._fresh_server = True
         if self.conn.via_proxy:
             return _proxy_form(request, drop_auth=state.auth_required,
                                auth=state.options.upstream_auth)

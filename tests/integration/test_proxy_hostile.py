@@ -74,6 +74,19 @@ def test_random_bytes_instead_of_a_request_get_400(proxy: ProxyThread,
     good_request()
 
 
+def test_http_to_a_tls_port_gets_a_502_that_says_to_use_https(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    """curl -x … http://host:TLSPORT/ got 'Empty reply from server', and neither side
+    said TLS."""
+    result = procs.run([procs.require("curl"), "-sS", "-m", "20", "-x", proxy.url,
+                        f"http://localhost:{h2_origin.port}/"])
+    assert result.returncode == 0, result.stderr
+    body = result.stdout.decode()
+    assert "closed the connection without answering (if it is a TLS port, use https://" \
+        in body, body
+    assert errors(proxy, "http1")
+
+
 def test_a_socks5_client_on_the_http_proxy_port_fails_at_once_and_is_told(
         proxy: ProxyThread, good_request: Callable[[], None]) -> None:
     """curl -x socks5h://… at the regular listener hung until its timeout (5 minutes
