@@ -90,6 +90,20 @@ async def handle_connect(conn: Conn, client: TcpStream, request: RequestHead) ->
     await open_tunnel(conn, client, host, port, via="CONNECT", refuse=refuse, accept=accept)
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _connect_to_itself(head: bytes, host: str, port: int) -> bool:
+    """Whether ``head`` opens a CONNECT to the reverse proxy's own server."""
+    if not head.startswith(b"CONNECT "):
+        return False
+    target = head[8:].split(b" ", 1)[0].decode("latin-1").lower()
+    name, _, number = target.rpartition(":")
+    if not number.isdigit() or int(number) != port:
+        return False
+    return name == host.lower() or (name in _LOOPBACK and host.lower() in _LOOPBACK)
+
+
 async def handle_reverse(conn: Conn, client: TcpStream) -> None:
     """Reverse proxy to the mode's fixed target; the client may speak TLS or cleartext."""
     mode = conn.mode
@@ -104,6 +118,20 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
         hello = await peek_client_hello(conn, client)
         if hello is None:
             return  # (closed, saying why)
+    elif _connect_to_itself(bytes(client.buffer[:300]), host, port):
+        # (a client told to use h2scope as its proxy, -x, at a reverse listener: the
+        # CONNECT would go to the server as a request. One to another host is let
+        # through: the server may be a proxy being debugged.)
+        await conn.error("request", f"a CONNECT at the reverse proxy to {hostport(host, port)}",
+                         "a client that uses h2scope as its proxy (curl -x, a browser's "
+                         "proxy setting) wants the regular listener (--mode regular); this "
+                         "one is the server's stand-in: send requests to it directly")
+        await _answer(client, 400, "Bad Request", "h2scope: this listener is a reverse proxy "
+                      f"to {hostport(host, port)}, not an HTTP proxy: send the request to it "
+                      "directly, or use h2scope's regular listener (--mode regular) as the "
+                      "proxy\n")
+        await conn.closed(Closer.PROXY, "CONNECT sent to a reverse proxy")
+        return
     try:
         server_tcp = await open_tcp(host, port, timeout=CONNECT_TIMEOUT,
                                     own=conn.state.listening)

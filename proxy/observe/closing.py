@@ -28,7 +28,7 @@ _SENDING = {
 
 def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
                seq: int, server_goaway: int | None = None,
-               ended_at: int | None = None) -> list[Finding]:
+               ended_at: int | None = None, silent: bool = False) -> list[Finding]:
     """The findings for the messages ``direction``'s sender had not finished when
     the connection closed (``closed_by``: ``client``, ``server``, ``proxy``, or
     None when unknown). A stream reset is finished; a short body is reported once
@@ -38,7 +38,9 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     the other direction's bytes had been read when this direction's sender ended its
     side (EOF, as the relay saw it); a stream the other side reset after that was
     given up on because the sender had gone (a killed server's calls, reset by the
-    client as the socket closed): still the sender's unfinished message."""
+    client as the socket closed): still the sender's unfinished message. ``silent``:
+    the sender never sent a byte (no preface SETTINGS either): no HTTP/2 peer broke
+    off, so information, with the likely cause (a TLS port behind reverse:http://)."""
     sender = direction.sender
     own = closed_by is None or closed_by == sender
     sending = _SENDING[direction]
@@ -82,11 +84,15 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
             f", … ({len(cut)} in all)" if len(cut) > 10 else "")
         what = "response" if direction is Direction.S2C else "request"
         by = f"the {closed_by} closed it" if closed_by else "it closed"
-        out.append(_f("stream-unfinished", Severity.WARNING if abandoned else Severity.INFO,
-                      "RFC 9113 §8.1",
+        said = "" if not silent else (
+            f": the {sender} sent not a byte, not even its SETTINGS — no HTTP/2 {sender} "
+            "there? (a TLS port reached with reverse:http:// ends this way: use "
+            "reverse:https://)")
+        out.append(_f("stream-unfinished", Severity.WARNING if abandoned and not silent
+                      else Severity.INFO, "RFC 9113 §8.1",
                       f"the connection ended ({by}) with the {sender}'s {what}"
                       f"{'s' if many else ''} on stream{'s' if many else ''} {shown} "
-                      "unfinished (no END_STREAM)", seq, cut[0]))
+                      f"unfinished (no END_STREAM){said}", seq, cut[0]))
     if declined and direction is Direction.S2C:
         many = len(declined) > 1
         shown = ", ".join(map(str, declined[:10])) + (f", … ({len(declined)} in all)"

@@ -268,6 +268,23 @@ def test_socks5_by_name_and_by_address_gets_tls_interception(
     assert "--mode regular" in said[0].message, said[0].message
 
 
+def test_a_reverse_listener_used_as_a_proxy_says_which_listener_is_wanted(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """curl -x at a reverse listener: its CONNECT to that very server was relayed to
+    the server as a request, which closed without a word."""
+    with http_server() as port:
+        proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{port}"])
+        code, _, _ = curl("-x", f"http://127.0.0.1:{proxy.port('reverse')}",
+                              f"https://localhost:{port}/")
+        assert code != 0
+        said = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                       if e.stage == "request"], what="the request error")
+        assert said[0].message == f"a CONNECT at the reverse proxy to 127.0.0.1:{port}"
+        assert said[0].hint and "--mode regular" in said[0].hint
+        # A request sent to it directly still goes through.
+        assert curl(f"http://127.0.0.1:{proxy.port('reverse')}/r")[1] == b"h1 /r"
+
+
 def test_several_modes_listen_at_once_on_their_own_ports(
         make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread) -> None:
     with http_server() as port:

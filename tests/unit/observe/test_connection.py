@@ -626,3 +626,19 @@ def test_a_request_reusing_an_id_the_client_ended_is_one_finding(conv):
     assert conv.findings(conv.send(S2C, f.headers(S2C, 1, [(":status", "200")], flags=[
         "END_HEADERS", "END_STREAM"]))) == []
     assert dict(conv.obs.closed[1].request_headers)[":path"] != "/again"
+
+
+def test_a_server_that_sent_not_a_byte_is_no_http2_peer_breaking_off() -> None:
+    """reverse:http:// at a TLS port: the server reads the preface and closes without
+    a byte. That raised a WARNING against the server (failing --fail-on warning in
+    CI) for what is a configuration mistake."""
+    from tests.unit.observe.conftest import Conversation
+
+    conv = Conversation(settings=False)
+    conv.send(C2S, conv.f.settings())
+    conv.send(C2S, conv.f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    closing = [e.finding for e in conv.obs.close(conv.t + 0.1, "server")
+               if isinstance(e, ConnectionFindingRaised)]
+    assert [(x.code, x.severity.name) for x in closing] == [("stream-unfinished", "INFO")]
+    assert "the server sent not a byte" in closing[0].message
+    assert "reverse:https://" in closing[0].message
