@@ -232,9 +232,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if report.differs or report.refused:
         if report.refused and not report.differs:  # (the summary line says all match)
-            print("h2scope replay: exit status 3: the server ended a connection with a "
-                  "GOAWAY error the recording does not have (see the error above)",
-                  file=sys.stderr)
+            missing = any(c.result.goaway_missing for c in report.connections)
+            print("h2scope replay: exit status 3: " + (
+                "a connection's GOAWAY is not the recorded one (see above)" if missing else
+                "the server ended a connection with a GOAWAY error the recording does not "
+                "have (see the error above)"), file=sys.stderr)
         return EXIT_DIFFERS
     if report.failed:
         # Part of the recording was not sent, or the connection broke: whatever
@@ -273,7 +275,11 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
                 out.write(f"  note: {note}\n")
         if r.error:
             out.write(f"  error: {r.error}\n")
-        if r.goaway and r.refused:
+        if r.goaway_missing:
+            out.write(f"  DIFFERS  the recorded server ended the connection with GOAWAY "
+                      f"{plan.server_goaway_text}; this one sent none (h2scope waited "
+                      "--timeout after its last frame)\n")
+        elif r.goaway and r.refused:
             was = f" (the recorded server sent {plan.server_goaway})" \
                 if plan.server_goaway else " (the recorded server sent none)" \
                 if plan.original is not None else ""

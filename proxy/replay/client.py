@@ -65,7 +65,7 @@ from proxy.replay.script_frames import (
     headers_of,
     setting_code,
 )
-from proxy.replay.source import ConnectionPlan
+from proxy.replay.source import ConnectionPlan, goaway_said
 from proxy.words import count
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -152,11 +152,17 @@ class ConnectionResult:
     goaway_error: str | None = None
     """That GOAWAY's error code name (compared with the recorded server's)."""
 
+    goaway_missing: bool = False
+    """The recorded server ended the connection with an error GOAWAY (a gRPC server's
+    too_many_pings) and this one sent none within the --timeout."""
+
     @property
     def refused(self) -> bool:
         """The server ended the connection with an error its recorded self did not
-        (the same GOAWAY again is the server behaving as recorded)."""
-        return self.goaway is not None and self.goaway_error != self.plan.server_goaway
+        (the same GOAWAY again is the server behaving as recorded), or did not end it
+        with the one its recorded self did."""
+        return (self.goaway is not None and self.goaway_error != self.plan.server_goaway) \
+            or self.goaway_missing
     findings: list[Finding] = field(default_factory=list)
     """The observer's errors and warnings over the replayed exchange (what a server's
     reset may answer: an edited script's body that no longer fits content-length)."""
@@ -249,9 +255,7 @@ class ReplayConnection:
             for ev in events:
                 f = getattr(ev, "frame", None)
                 if isinstance(f, GoAwayFrame) and f.error_code:
-                    debug = f.debug_data.decode("utf-8", "replace")[:200]
-                    self.result.goaway = (f"{f.error_name}, last stream {f.last_stream_id}"
-                                          + (f": {debug}" if debug else ""))
+                    self.result.goaway = goaway_said(f)
                     self.result.goaway_error = f.error_name
                     break  # (the first: a second, a server's answer to what followed, is not)
         if events and self.on_batch is not None:
@@ -404,6 +408,19 @@ class ReplayConnection:
                 self.result.timed_out = not self.eof
                 return
 
+    async def _await_recorded_goaway(self) -> None:
+        """The recorded server ended the connection with an error GOAWAY: wait (up to
+        --timeout of quiet) for this one's, which is what the replay is often for
+        (does the server still GOAWAY this client's pings?). None that came is a
+        difference."""
+        if self.plan.server_goaway is None or self.result.goaway is not None:
+            return
+        idle = self.options.idle_timeout
+        while not self.eof and self.result.goaway is None:
+            if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
+                break
+        self.result.goaway_missing = self.result.goaway is None
+
     def _answered_before_reset(self, recorded_sid: int) -> bool:
         """Whether the original server's response headers came before the client's reset."""
         return any(o.stream_id == recorded_sid and o.status is not None
@@ -529,6 +546,7 @@ class ReplayConnection:
             await self._send(send.data)
             self.result.sent_frames += send.frames if send.frame_type is not None else 0
         await self._await_responses(top_up=True)
+        await self._await_recorded_goaway()
         if self._acks_owed:
             self.result.skipped.append(
                 f"{count(self._acks_owed, 'recorded SETTINGS ACK')} not sent: the original "
@@ -704,6 +722,7 @@ class ReplayConnection:
             self.result.sent_frames += 1
             await self._flush_h2()
         await self._await_responses(top_up=False)
+        await self._await_recorded_goaway()
         if goaway is not None and not self.eof:
             conn.close_connection(error_code(goaway.get("error", 0)))
             await self._flush_h2()

@@ -70,6 +70,9 @@ class ConnectionPlan:
     server_goaway: str | None = None
     """The error code name of the recorded server's first GOAWAY with an error (None:
     it sent none, or this is a script)."""
+    server_goaway_text: str = ""
+    """That GOAWAY as said to the user (``ENHANCE_YOUR_CALM, last stream 1:
+    too_many_pings``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,10 +178,13 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     except LookupError:
         return None
     original = outcomes(items, cid, fields=fields)
-    server_goaway = next((ev.frame.error_name for item in items
-                          if item.record.direction is Direction.S2C for ev in item.events
-                          if isinstance(ev, FrameObserved) and isinstance(ev.frame, GoAwayFrame)
-                          and ev.frame.error_code), None)
+    recorded_goaway = next((ev.frame for item in items
+                            if item.record.direction is Direction.S2C for ev in item.events
+                            if isinstance(ev, FrameObserved)
+                            and isinstance(ev.frame, GoAwayFrame) and ev.frame.error_code),
+                           None)
+    server_goaway = recorded_goaway.error_name if recorded_goaway is not None else None
+    goaway_text = goaway_said(recorded_goaway) if recorded_goaway is not None else ""
     missing = [s.label for s in original
                if not (s.cancelled and not s.pushed) and s.incomplete and s.method is not None]
     if len(missing) > 3:  # (a capture cut short: one note, not one per open stream)
@@ -202,7 +208,15 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                          "SHA-256")
     return ConnectionPlan(conn_id=cid, meta=meta, sends=tuple(sends),
                           entries=tuple(script["frames"]), original=tuple(original),
-                          notes=tuple(notes), server_goaway=server_goaway)
+                          notes=tuple(notes), server_goaway=server_goaway,
+                          server_goaway_text=goaway_text)
+
+
+def goaway_said(f: GoAwayFrame) -> str:
+    """A GOAWAY as the replay's report says it: ``ENHANCE_YOUR_CALM, last stream 1:
+    too_many_pings``."""
+    debug = f.debug_data.decode("utf-8", "replace")[:200]
+    return f"{f.error_name}, last stream {f.last_stream_id}" + (f": {debug}" if debug else "")
 
 
 def _encoded(i: int, entry: dict[str, Any], encoder: hpack.Encoder) -> bytes:

@@ -13,6 +13,9 @@ Routes (any method):
 * ``/data-first`` — a DATA frame, then the response HEADERS (RFC 9113 §8.1: wrong);
 * ``/calm``    — no response: GOAWAY ENHANCE_YOUR_CALM, last stream 0 (a server
   refusing a client it finds abusive);
+* ``/then-calm`` — 200 ``hello /then-calm``, then GOAWAY ENHANCE_YOUR_CALM
+  ``too_many_pings`` (a gRPC server's keepalive enforcement); with ``calm=False``
+  the answer alone;
 * ``…/NoTrailers`` — a gRPC response (one message) that ends with its DATA,
   without the trailers that carry grpc-status (what a trailer-dropping proxy does);
 * anything else — 200 ``hello <path>`` (the request body is echoed after it).
@@ -66,8 +69,10 @@ ws.onerror = () => { document.getElementById("out").textContent = "websocket err
 
 
 class H2Origin(asyncio.Protocol):
-    def __init__(self, *, upgrade: bool = False, websocket: bool = False) -> None:
+    def __init__(self, *, upgrade: bool = False, websocket: bool = False,
+                 calm: bool = True) -> None:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.calm = calm
         self.websockets: dict[int, Any] = {}
         self.echoed = asyncio.Event()
         if websocket:
@@ -245,6 +250,14 @@ class H2Origin(asyncio.Protocol):
             self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
                                        additional_data=b"calm down", last_stream_id=0)
             self.flush()
+        elif path == "/then-calm":
+            self.conn.send_headers(sid, headers)
+            self.conn.send_data(sid, b"hello /then-calm\n", end_stream=True)
+            if self.calm:
+                self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                           additional_data=b"too_many_pings",
+                                           last_stream_id=sid)
+            self.flush()
         elif path == "/data-first":
             self.conn.send_data(sid, b"early ")
             self.conn.send_headers(sid, headers, end_stream=True)
@@ -317,9 +330,10 @@ class ServerThread:
     """The H2 origin listening on a free loopback port (TLS with ALPN h2, or h2c)."""
 
     def __init__(self, cert: Path | None = None, key: Path | None = None, *,
-                 upgrade: bool = False, websocket: bool = False) -> None:
+                 upgrade: bool = False, websocket: bool = False, calm: bool = True) -> None:
         self.upgrade = upgrade
         self.websocket = websocket
+        self.calm = calm
         self.loop = LoopThread()
         ctx = None
         if cert is not None and key is not None:
@@ -331,7 +345,8 @@ class ServerThread:
 
     async def _start(self, ctx: ssl.SSLContext | None) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: H2Origin(upgrade=self.upgrade, websocket=self.websocket), "127.0.0.1", 0,
+            lambda: H2Origin(upgrade=self.upgrade, websocket=self.websocket, calm=self.calm),
+            "127.0.0.1", 0,
             ssl=ctx)
 
     def close(self) -> None:

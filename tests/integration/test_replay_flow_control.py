@@ -86,3 +86,42 @@ def test_a_server_that_refuses_with_the_recorded_goaway_again_matches(
         "stream 0: calm down, as recorded" in out, out
     # (RFC 9113 §6.8: the GOAWAY's last stream 0 says stream 1 will never be answered)
     assert "stopped waiting" not in out, out
+
+
+def test_a_recorded_goaway_is_waited_for_and_compared(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread,
+        origin_cert: CertFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The recorded server answered, then sent GOAWAY ENHANCE_YOUR_CALM 'too_many_pings'
+    1 ms later: the replay closed after its last frame and said 'all match' whether
+    the new server sent it or not — and that GOAWAY is why one replays a gRPC
+    keepalive recording."""
+    capture = tmp_path / "pings.h2scope"
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = make_proxy(modes=[f"reverse:https://127.0.0.1:{h2_origin.port}"],
+                           sinks=(recorder,))
+        procs.run([procs.require("curl"), "-sS", "--http2", "--cacert", str(proxy.ca_cert),
+                   "-o", "/dev/null", f"https://127.0.0.1:{proxy.port('reverse')}/then-calm"])
+        proxy.wait_closed()
+        proxy.close()
+    finally:
+        recorder.close()
+    for calm, expected in ((True, 0), (False, 3)):
+        server = ServerThread(origin_cert.cert, origin_cert.key, calm=calm)
+        try:
+            capsys.readouterr()
+            code = main(["replay", str(capture), "--target", f"https://127.0.0.1:{server.port}",
+                         "--upstream-ca", str(origin_cert.cert), "--speed", "0",
+                         "--timeout", "2"])
+        finally:
+            server.close()
+        out, err = capsys.readouterr()
+        assert code == expected, (calm, out + err)
+        if calm:
+            assert "same     the server ended the connection with GOAWAY ENHANCE_YOUR_CALM, " \
+                "last stream 1: too_many_pings, as recorded" in out, out
+        else:
+            assert "  DIFFERS  the recorded server ended the connection with GOAWAY " \
+                "ENHANCE_YOUR_CALM, last stream 1: too_many_pings; this one sent none" in out
+            assert "a connection's GOAWAY is not the recorded one" in err, err
+        assert "(GET /then-calm): 200" in out, out
