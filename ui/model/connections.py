@@ -81,16 +81,25 @@ class StreamInfo:
             (self.response_trailers or ())
 
     @property
+    def grpc_status(self) -> str | None:
+        """A gRPC call's outcome, its grpc-status by name (trailers, or a Trailers-Only
+        response): ``OK``, ``UNAVAILABLE``; None when the stream carries none."""
+        grpc = dict(self.response_trailers or ()).get("grpc-status") \
+            or dict(self.response_headers or ()).get("grpc-status")
+        if grpc is None:
+            return None
+        return grpc_code_name(grpc) or f"grpc-status {grpc}"
+
+    @property
     def label(self) -> str:
         h = dict(self.request_headers or ())
         response = dict(self.response_headers or ())
         status = response.get(":status", "…")
         # A gRPC call's outcome is its grpc-status (trailers, or a Trailers-Only
         # response): "→ 200" on a failed call reads as success.
-        grpc = dict(self.response_trailers or ()).get("grpc-status") \
-            or response.get("grpc-status")
-        if grpc is not None and grpc != "0":
-            status += f" {grpc_code_name(grpc) or 'grpc-status ' + grpc}"
+        grpc = self.grpc_status
+        if grpc is not None and grpc != "OK":
+            status += f" {grpc}"
         if ":method" in h:
             return f"{h[':method']} {h.get(':path', '')} → {status}"
         return f"stream {self.stream_id}"

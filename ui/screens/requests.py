@@ -3,7 +3,8 @@
 A performance question — which resource took longest, waited longest for its
 first byte, was largest — had no answer but scanning the lanes by eye. One row
 per stream that carried a request (pushed responses too): connection, stream,
-method and path, status, start, time to the first response frame, duration to
+method and path, status (a gRPC call's grpc-status by name beside it), start,
+time to the first response frame, duration to
 the response's end (the server's END_STREAM, not a WINDOW_UPDATE after it),
 response body bytes, how it ended. ``d``/``w``/``b``/``t`` sort by duration,
 wait, bytes, start; Enter selects the stream's first frame in the timeline
@@ -57,6 +58,9 @@ def request_rows(session: Session) -> list[RequestRow]:
                 if not st.request_headers or not st.rows:
                     continue
                 status = dict(st.response_headers or ()).get(":status", "")
+                grpc = st.grpc_status  # (every gRPC call is a 200: its outcome is this)
+                if grpc is not None:
+                    status = f"{status} {grpc}".strip()
                 h = dict(st.request_headers)
                 request = f"{h.get(':method', '?')} {h.get(':authority', '')}{h.get(':path', '')}"
                 end = st.response_end_t if st.response_end_t is not None else st.last_t

@@ -1116,8 +1116,11 @@ def test_the_requests_table_sorts_and_goes_to_a_streams_first_frame(
         await pilot.pause()
         seen["selected"] = app.timeline.selected_row == target.first_row
         seen["all"] = len(request_rows(app.session))
+        seen["grpc"] = [r.status for r in request_rows(app.session) if "Greeter" in r.label]
 
     drive(capture_path, scenario)
     assert seen["slowest_first"] and seen["largest_first"] and seen["in_order"]
     assert seen["rows"] == seen["all"] > 1
     assert seen["selected"]
+    # (a gRPC call is always a 200: its grpc-status beside it says how it ended)
+    assert seen["grpc"] == ["200 OK"], seen["grpc"]
