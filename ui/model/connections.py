@@ -47,6 +47,8 @@ class StreamInfo:
     response_end_t: float | None = None
     """When the server's END_STREAM came: the response complete (frames after it, a
     client's WINDOW_UPDATE or reset, are no part of its duration)."""
+    reset_t: float | None = None
+    """When the first RST_STREAM on it came."""
     state: str = "idle"
     reset: str | None = None
     """``by client: CANCEL`` once reset."""

@@ -376,6 +376,8 @@ class Session:
         elif isinstance(f, RstStreamFrame) and s is not None:
             said = f"by {ev.direction.sender}: {f.error_name}"
             # The first reset ended the stream; the other side's, crossing it, is said after.
+            if s.reset is None:
+                s.reset_t = s.last_t  # (this frame's time: the stream's latest)
             s.reset = said if s.reset is None else f"{s.reset} (then {said})"
         elif isinstance(f, PriorityFrame):
             p = f.priority

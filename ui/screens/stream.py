@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.grpc_log import GrpcTracker, grpc_field_note
-from proxy.observe.describe import shown_field, shown_headers
+from proxy.observe.describe import grpc_timeout_ms, shown_field, shown_headers
 from proxy.observe.header_rules import grpc_call_type
 from proxy.websocket import is_websocket
 from ui.model import body
@@ -32,6 +32,22 @@ from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.export import replaced_note
 from ui.model.session import Session
 from ui.widgets.style import safe
+
+
+def _deadline(st: StreamInfo) -> str:
+    """A gRPC call the client cancelled: whether its deadline (grpc-timeout) was why —
+    the question a CANCEL raises ('deadline or user cancel?')."""
+    if st.reset_t is None or not (st.reset or "").startswith("by client: CANCEL"):
+        return ""
+    timeout = next((v for n, v in st.request_headers or () if n == "grpc-timeout"), None)
+    ms = grpc_timeout_ms(timeout) if timeout is not None else None
+    if ms is None:
+        return ""
+    took = (st.reset_t - st.first_t) * 1000
+    # (the client's clock started before its request reached h2scope: a little early)
+    if took >= ms * 0.9:
+        return f", at the client's {ms:g} ms deadline (grpc-timeout {timeout})"
+    return f", before the client's {ms:g} ms deadline (grpc-timeout {timeout}): a cancel"
 
 
 def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
@@ -53,7 +69,9 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         if st.first_response_t is not None:
             done += f" (receiving {(st.response_end_t - st.first_response_t) * 1000:.3f} ms)"
         timing.append(done)
-    if st.last_t != st.response_end_t:
+    if st.reset_t is not None:
+        timing.append(f"reset +{(st.reset_t - t0) * 1000:.3f} ms{_deadline(st)}")
+    if st.last_t != st.response_end_t and st.last_t != st.reset_t:
         timing.append(f"last frame +{(st.last_t - t0) * 1000:.3f} ms")
     if st.stalls:
         total = sum((end - start) for start, end in st.stalls if end is not None)

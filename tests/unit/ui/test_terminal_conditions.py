@@ -349,3 +349,39 @@ def test_a_no_match_message_goes_when_another_scope_has_matches(capture_path: Pa
     drive(capture_path, scenario)
     assert seen[0].startswith("no frame on connection #1 matches 'path:/slow'"), seen
     assert seen[1] == "" and "matches 'path:/slow'" not in seen[2], seen
+
+
+def test_the_stream_view_says_whether_a_cancel_was_the_calls_deadline(
+        tmp_path: Path) -> None:
+    """'reset by client: CANCEL' left the question a CANCEL raises — deadline or user
+    cancel? — to arithmetic with grpc-timeout and the frames' times."""
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+    from ui.screens.stream import stream_text
+
+    def call(sid: int, timeout: str) -> bytes:
+        return raw_frame(1, 0x4, sid, hpack.Encoder().encode([
+            (":method", "POST"), (":scheme", "http"), (":authority", "a"),
+            (":path", "/pkg.Svc/Slow"), ("content-type", "application/grpc"),
+            ("grpc-timeout", timeout)]))
+
+    path = h2c_capture(tmp_path / "deadline.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.001),
+        (Direction.C2S, call(1, "500m"), 0.010),
+        (Direction.C2S, call(3, "10S"), 0.011),
+        (Direction.C2S, raw_frame(3, 0, 3, (8).to_bytes(4, "big")), 0.111),
+        (Direction.C2S, raw_frame(3, 0, 1, (8).to_bytes(4, "big")), 0.508)])
+    seen: dict[int, str] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        conn = app.session.conns[1]
+        for sid in (1, 3):
+            seen[sid] = stream_text(app.session, conn, conn.streams[sid]).plain
+
+    drive(path, scenario)
+    assert "reset +498.000 ms, at the client's 500 ms deadline (grpc-timeout 500m)" in \
+        seen[1], seen[1]
+    assert "reset +100.000 ms, before the client's 10000 ms deadline (grpc-timeout 10S): " \
+        "a cancel" in seen[3], seen[3]
