@@ -25,6 +25,7 @@ examples:
   h2scope serve session.h2scope -p 8443
   curl --http2 --cacert "$(h2scope ca path)" https://localhost:8443/index.html
   h2scope serve session.h2scope --h2c -p 8080 --match method,path
+  h2scope serve grpc.h2scope --h2c -p 50051 --match method,path,body   # per message
   h2scope serve session.h2scope --speed 1    # as slow as the real server was
   nghttp -v http://127.0.0.1:8080/index.html
 
@@ -63,8 +64,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="cleartext HTTP/2 with prior knowledge")
     p.add_argument("--match", default="method,authority,path", metavar="FIELDS",
                    help="what identifies a request: a comma-separated subset of method, "
-                   "authority, path or route (the path without its query string) (default: "
-                   "method,authority,path; authority ignores the port)")
+                   "authority, path or route (the path without its query string), and body "
+                   "(the request body byte for byte: gRPC calls of one method differ only "
+                   "there) (default: method,authority,path; authority ignores the port)")
     p.add_argument("--conn", type=int, metavar="ID", help="serve only connection ID's responses")
     p.add_argument("--speed", type=float, default=0.0, metavar="S",
                    help="keep the recorded pace: each response frame is sent when it was "

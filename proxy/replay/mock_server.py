@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ssl
 import struct
 from collections.abc import Callable
@@ -64,6 +65,10 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         hosts = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         lines.append(f"{method} {path} was recorded for authority {hosts}: ask for that host "
                      f"name (the port may differ), or start serve with --match method,path")
+    bodies = book.other_bodies(method, authority, path)
+    if bodies:
+        lines.append(f"{method} {path} was recorded {bodies} time{'s' * (bodies != 1)}, each "
+                     "with another request body (--match body compares them byte for byte)")
     methods = sorted({r.method for r in book.responses if r.path == path} - {method})
     if methods and "method" in book.fields:
         lines.append(f"{path} was recorded as {', '.join(methods)}, not {method}")
@@ -126,6 +131,8 @@ class MockConnection:
         # from a client that believed the advertised limit)
         self.conn.max_inbound_frame_size = self.conn.local_settings.max_frame_size
         self.requests: dict[int, Headers] = {}
+        self.bodies: dict[int, Any] = {}
+        """``--match body``: each open request's body SHA-256 so far."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window = asyncio.Event()
         self.closed = False
@@ -177,11 +184,16 @@ class MockConnection:
             # matches the recorded one, and never stops the server)
             headers = self.requests[ev.stream_id] = tuple(
                 (_text(n), _text(v)) for n, v in ev.headers or ())
+            if "body" in self.book.fields:
+                self.bodies[ev.stream_id] = hashlib.sha256()
             if ev.stream_ended is not None or (":method", "CONNECT") in headers:
                 # A CONNECT's request stream stays open (a tunnel, a WebSocket): the
                 # response comes first.
                 self._respond(ev.stream_id)
         elif isinstance(ev, h2.events.DataReceived):
+            body = self.bodies.get(ev.stream_id)
+            if body is not None and ev.data:
+                body.update(ev.data)
             if ev.flow_controlled_length:
                 with contextlib.suppress(h2.exceptions.ProtocolError):
                     self.conn.acknowledge_received_data(ev.flow_controlled_length,
@@ -202,7 +214,9 @@ class MockConnection:
         req = dict(self.requests.get(sid, ()))
         method, path = req.get(":method", ""), req.get(":path", "")
         authority = req.get(":authority", req.get("host", ""))
-        found = self.book.find(method, authority, path)
+        body = self.bodies.pop(sid, None)
+        found = self.book.find(method, authority, path,
+                               body.digest() if body is not None else None)
         actions: tuple[Action, ...]
         if found is None and grpc_call_type(req.get("content-type")):
             # A gRPC client turns an HTTP 404 into UNIMPLEMENTED with no word of why:
@@ -215,16 +229,18 @@ class MockConnection:
                 (":status", "200"), ("content-type", "application/grpc"),
                 ("grpc-status", "12"), ("grpc-message", grpc_message(text)))),)
         elif found is None:
-            body = not_found_body(self.book, method, authority, path)
+            page = not_found_body(self.book, method, authority, path)
             others = self.book.authorities_for(method, path)
+            bodies = self.book.other_bodies(method, authority, path)
             why = f"recorded only for {', '.join(others[:3])}" if others else \
-                "no recorded response"
+                f"recorded {bodies} time{'s' * (bodies != 1)}, with other request bodies" \
+                if bodies else "no recorded response"
             self.log(f"{method} {authority}{path} → 404 ({why})")
             actions = (
                 Action(kind="headers", headers=((":status", "404"),
                                                 ("content-type", "text/plain; charset=utf-8"),
-                                                ("content-length", str(len(body))))),
-                Action(kind="data", data=body, end_stream=True))
+                                                ("content-length", str(len(page))))),
+                Action(kind="data", data=page, end_stream=True))
         else:
             paced = ""
             if self.speed > 0 and found.actions:

@@ -13,9 +13,11 @@ the resource itself — and names the closest recorded paths when none matches.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
@@ -35,9 +37,11 @@ from proxy.observe.frames import (
 Headers = tuple[tuple[str, str], ...]
 MATCH_FIELDS = ("method", "authority", "path")
 """The default request identity of ``serve --match``."""
-MATCH_CHOICES = (*MATCH_FIELDS, "route")
+MATCH_CHOICES = (*MATCH_FIELDS, "route", "body")
 """What ``--match`` may name: ``route`` is the path without its query string (a
-client that adds ``?cachebust=N`` still gets the recorded response)."""
+client that adds ``?cachebust=N`` still gets the recorded response); ``body`` the
+request body, byte for byte (every gRPC call of a method has one path: its message
+tells the calls apart)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +86,11 @@ class RecordedResponse:
     server): ``the client reset it (CANCEL)``, or the capture ends first."""
     server_settings: tuple[tuple[int, int], ...] | None = None
     """The recorded server's first SETTINGS on this connection, in wire order."""
+    request_digest: bytes = b""
+    """SHA-256 of the request body as recorded (``--match body``)."""
+    request_body_cut: bool = False
+    """The recording kept only part of the request body (record.max_data_bytes):
+    ``--match body`` cannot match it."""
 
     @property
     def status(self) -> str:
@@ -114,6 +123,9 @@ class _Stream:
     lost_at: int | None = None
     """How many of its actions came before part of its connection went missing
     from the capture (a LOST record, damaged bytes): only those are served."""
+    body: Any = field(default_factory=hashlib.sha256)
+    """The request body's SHA-256, as its DATA came."""
+    body_cut: bool = False
 
     def ended(self) -> bool:
         return any(a.end_stream or a.kind == "reset" for a in self.actions)
@@ -177,6 +189,10 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                     s.start = ev.t
                 if isinstance(f, RstStreamFrame) and s.client_reset is None:
                     s.client_reset = f.error_name
+                elif isinstance(f, DataFrame):
+                    data = stored_data(rec, f)
+                    s.body.update(data)
+                    s.body_cut |= len(data) < f.data_length
                 continue
             if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
                 if ev.block is not None and ev.block_stream_id is not None:
@@ -238,7 +254,9 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     authority=req.get(":authority", req.get("host", "")),
                                     path=req.get(":path", ""), actions=actions,
                                     truncated=s.truncated, pushed_on=pusher, cut=cut,
-                                    server_settings=settings.get(key[0])))
+                                    server_settings=settings.get(key[0]),
+                                    request_digest=s.body.digest(),
+                                    request_body_cut=s.body_cut))
     return out
 
 
@@ -274,8 +292,11 @@ class ResponseBook:
         self.fields = tuple(fields)
         self._used: dict[tuple[str, ...], int] = {}
 
-    def _matches(self, r: RecordedResponse, method: str, authority: str, path: str) -> bool:
+    def _matches(self, r: RecordedResponse, method: str, authority: str, path: str,
+                 digest: bytes | None = None) -> bool:
         if "method" in self.fields and r.method != method:
+            return False
+        if "body" in self.fields and digest is not None and r.request_digest != digest:
             return False
         if "path" in self.fields and r.path != path:
             return False
@@ -284,10 +305,12 @@ class ResponseBook:
         return "authority" not in self.fields or r.authority == authority \
             or host_of(r.authority) == host_of(authority)
 
-    def find(self, method: str, authority: str, path: str) -> RecordedResponse | None:
-        """The recorded response to this request; a pushed response only when no
-        requested one matches."""
-        matching = [r for r in self.responses if self._matches(r, method, authority, path)]
+    def find(self, method: str, authority: str, path: str,
+             digest: bytes | None = None) -> RecordedResponse | None:
+        """The recorded response to this request (``digest``: its body's SHA-256, for
+        ``--match body``); a pushed response only when no requested one matches."""
+        matching = [r for r in self.responses
+                    if self._matches(r, method, authority, path, digest)]
         found = [r for r in matching if r.pushed_on is None] or matching
         # A response recorded whole before one the recording cut short (a client that
         # cancelled a download, a capture that stops in the middle).
@@ -297,10 +320,18 @@ class ResponseBook:
         key = (method if "method" in self.fields else "",
                host_of(authority) if "authority" in self.fields else "",
                path if "path" in self.fields else
-               _route(path) if "route" in self.fields else "")
+               _route(path) if "route" in self.fields else "",
+               digest.hex() if "body" in self.fields and digest is not None else "")
         n = self._used.get(key, 0)
         self._used[key] = n + 1
         return found[min(n, len(found) - 1)]
+
+    def other_bodies(self, method: str, authority: str, path: str) -> int:
+        """With ``--match body``: how many recorded requests match but for their
+        body (a call with another message)."""
+        if "body" not in self.fields:
+            return 0
+        return sum(1 for r in self.responses if self._matches(r, method, authority, path))
 
     def authorities_for(self, method: str, path: str) -> list[str]:
         """Recorded authorities of requests that match but for the authority."""

@@ -320,3 +320,65 @@ def test_serve_takes_the_frame_size_it_advertises(tmp_path: Path, serve: Served)
     assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in got), got
     assert b"".join(e.data for e in got if isinstance(e, h2.events.DataReceived)) == \
         b"\x00\x00\x00\x00\x02ok"
+
+
+def test_match_body_tells_calls_of_one_method_apart(tmp_path: Path, serve: Served) -> None:
+    """Every gRPC call of a method has the same path: a second client's call got the
+    response recorded for another message (in recorded order across clients)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    request = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+               (":path", "/pkg.Svc/Say"), ("content-type", "application/grpc")]
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    frames: list[tuple[Direction, bytes, float]] = [(Direction.S2C, raw_frame(4, 0, 0, b""),
+                                                     0.001)]
+    for sid, said, answer in ((1, b"\x00\x00\x00\x00\x03ann", b"hi ann"),
+                              (3, b"\x00\x00\x00\x00\x03bob", b"hi bob")):
+        t = sid / 100
+        frames += [
+            (Direction.C2S, raw_frame(1, 0x4, sid, enc.encode(request)), t),
+            (Direction.C2S, raw_frame(0, 0x1, sid, said), t),
+            (Direction.S2C, raw_frame(1, 0x4, sid, senc.encode(
+                [(":status", "200"), ("content-type", "application/grpc")])), t),
+            (Direction.S2C, raw_frame(0, 0x1, sid, answer), t)]
+    capture = h2c_capture(tmp_path / "calls.h2scope", frames)
+    url = serve(str(capture), "--h2c", "--match", "method,path,body")
+    host, port = url.split("//")[1].rsplit(":", 1)
+
+    def call(message: bytes) -> tuple[str, bytes]:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        got: list[h2.events.Event] = []
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            conn.initiate_connection()
+            conn.send_headers(1, request)
+            conn.send_data(1, message, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            while not any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                          for e in got):
+                data = sock.recv(65536)
+                assert data, got
+                got.extend(conn.receive_data(data))
+                sock.sendall(conn.data_to_send())
+        head = next(dict(e.headers) for e in got if isinstance(e, h2.events.ResponseReceived))
+        said.append(head)
+        return head[b":status"].decode(), b"".join(e.data for e in got
+                                                   if isinstance(e, h2.events.DataReceived))
+
+    said: list[dict[bytes, bytes]] = []
+
+    assert call(b"\x00\x00\x00\x00\x03bob") == ("200", b"hi bob")
+    assert call(b"\x00\x00\x00\x00\x03ann") == ("200", b"hi ann")
+    assert call(b"\x00\x00\x00\x00\x03bob") == ("200", b"hi bob")  # (again: not the next)
+    # (a gRPC call nothing matches: UNIMPLEMENTED, the reason in grpc-message)
+    assert call(b"\x00\x00\x00\x00\x03eve") == ("200", b"")
+    assert said[-1][b"grpc-status"] == b"12"
+    assert b"was recorded 2 times, each with another request body" in \
+        said[-1][b"grpc-message"].replace(b"%20", b" "), said[-1]
