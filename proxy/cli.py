@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration directory holding the CA and config.yaml "
         "(default: $H2SCOPE_HOME or ~/.h2scope)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="h2scope",
         allow_abbrev=False,
         description="An HTTP/2 frame debugging proxy: decodes both directions of every "
@@ -83,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub, common)
     parser.set_defaults(_commands=sub.choices)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """h2scope's top-level parser: a mistyped command gets the one meant
+    (``ruin``: run), as a mistyped option does."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        m = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)", message)
+        if m:
+            commands = re.findall(r"'([^']+)'", m.group(2))
+            meant = difflib.get_close_matches(m.group(1), commands, 1, 0.6)
+            if meant:
+                message = f"unknown command {m.group(1)!r} (did you mean {meant[0]}?); " \
+                    f"h2scope --help lists the commands"
+        super().error(message)
 
 
 def _unknown_options(args: argparse.Namespace, extras: list[str]) -> NoReturn:

@@ -55,8 +55,15 @@ from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
 from proxy.observe.header_rules import grpc_call_type
 
-__all__ = ["KEYS", "Filter", "FilterError", "compile_filter", "term_keys",
-           "unknown_finding_codes"]
+__all__ = [
+    "KEYS",
+    "Filter",
+    "FilterError",
+    "compile_filter",
+    "no_match_hint",
+    "term_keys",
+    "unknown_finding_codes",
+]
 
 
 Predicate = Callable[[FrameObserved, "ConnMeta | None", "StreamHeaders | None"], bool]
@@ -185,6 +192,27 @@ def unknown_finding_codes(text: str) -> str:
                          + (f"; did you mean {close[0]}?" if close else
                             " (docs/findings.md lists the codes)"))
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def no_match_hint(text: str) -> str:
+    """What to add to "no frame matches" ``text``: finding codes no finding has
+    (:func:`unknown_finding_codes`), and a word that reads like a key with ``=``
+    for ``:`` (``status=404`` is a search for those characters; ``status:404``
+    was meant); "" when neither. Never raises: the filter compiled already."""
+    try:
+        hint = unknown_finding_codes(text)
+        words = [body for key, body in term_keys(text) if key is None]
+    except FilterError:
+        return ""
+    meant = []
+    for word in words:
+        name, eq, value = word.partition("=")
+        if eq and value and name.lower() in KEYS:
+            meant.append(f"{word!r} is a search for those characters: did you mean "
+                         f"{name.lower()}:{value}?")
+    if meant:
+        hint += f" ({'; '.join(meant)})"
+    return hint
 
 
 def _tokens(text: str) -> list[_Token]:

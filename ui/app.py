@@ -608,9 +608,12 @@ class H2ScopeApp(Navigation):
         if not self.timeline.row_count() and scanned and not self.filter.matches_everything:
             # (not a blank timeline and "No frame selected.", which read as broken)
             where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
+            from proxy.filter import no_match_hint
+
             self._no_match = (f"no frame{where} matches {self.filter.text.strip()!r}"
                               f"{' so far' if self.live is not None else ''} ({scanned:,} "
-                              "frames searched); / edits the filter")
+                              f"frames searched){no_match_hint(self.filter.text)}; / edits "
+                              "the filter")
             self.say(self._no_match)
         elif self._no_match and self.message == self._no_match:
             self.message = ""  # (another scope has frames that match: it no longer holds)

@@ -273,10 +273,10 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
               "the file cut short (or it is still being written); what its connections did "
               "after that is not in it", file=sys.stderr)
     if args.keep is not None and count == 0 and lookup is None:
-        from proxy.filter import unknown_finding_codes
+        from proxy.filter import no_match_hint
 
         print(f"h2scope export: no frame matches --filter {args.filter!r}"
-              f"{unknown_finding_codes(args.filter)}", file=sys.stderr)
+              f"{no_match_hint(args.filter)}", file=sys.stderr)
     missing = _missing(args, seen, count, fmt, streams or {}) or lookup
     if missing:  # (nothing was written to -o: a file that was there is as it was)
         raise UsageError(missing)

@@ -503,3 +503,15 @@ def test_stall_selects_the_frames_that_left_a_sender_waiting_and_that_reopened()
     assert picked("stall:any -dir:c2s") == [("DATA", 1)]
     exc = error("stall:soon")
     assert "bad stall 'soon'" in str(exc) and "expected any, start or end" in str(exc)
+
+
+def test_a_key_written_with_an_equals_sign_gets_the_colon_meant() -> None:
+    """'status=404' is a word search that matched nothing, with no word of why."""
+    from proxy.filter import no_match_hint
+
+    assert no_match_hint("status=404") == (
+        " ('status=404' is a search for those characters: did you mean status:404?)")
+    assert no_match_hint("type:DATA Path=/a.css") == (
+        " ('Path=/a.css' is a search for those characters: did you mean path:/a.css?)")
+    assert no_match_hint("token=abc") == ""  # (no key: a word like any other)
+    assert no_match_hint("finding:flow-control-exeeded").startswith(" (no finding has")

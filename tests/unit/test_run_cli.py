@@ -101,6 +101,14 @@ def test_a_flag_that_argparse_rejects_exits_2(
     assert code == 2 and "invalid int value: 'eighty'" in err
 
 
+def test_a_mistyped_command_gets_the_one_meant(capsys: pytest.CaptureFixture[str]) -> None:
+    """Option typos got 'did you mean', command typos argparse's list only."""
+    code, err = exit_and_stderr(["ruin"], capsys)
+    assert code == 2 and "unknown command 'ruin' (did you mean run?)" in err, err
+    code, err = exit_and_stderr(["zzz"], capsys)
+    assert code == 2 and "invalid choice: 'zzz' (choose from 'run'" in err, err
+
+
 def test_an_abbreviated_option_is_refused_not_taken_for_the_whole_one(
         confdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``run --insec`` silently meant --insecure (upstream verification off): no
