@@ -388,6 +388,11 @@ class _Loader:
                 names = [n for n, fd in known.items() if fd.metadata.get("in_file", True)]
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f"did you mean '{close[0]}'? " if close else ""
+                nested = _nested(str(key), known, hints)
+                if nested:  # (listen_port: the key of a section, flattened)
+                    head, tail = nested
+                    hint = (f"{head}.{tail} is written nested: '{head}:' on one line, "
+                            f"'  {tail}: …' indented under it; ")
                 raise self.error(dotted, f"unknown key; {hint}known keys here: "
                                  f"{', '.join(names)}")
             values[key] = self.value(hints[key], value, dotted, f.metadata.get("check"))
@@ -716,3 +721,16 @@ def _check_listen_flags_used(config: Config, specs: tuple[Mode, ...], loader: _L
         raise loader.error("listen.host", f"{config.listen_host} would not be used: every "
                            f"mode has its own @HOST:PORT ({', '.join(config.modes)}); drop "
                            f"this flag, or give a mode only @PORT to listen on it")
+
+
+def _nested(key: str, known: dict[str, Any], hints: dict[str, Any]) -> tuple[str, str] | None:
+    """``(section, key)`` when ``key`` is a section's key written flat
+    (``listen_port``, ``listen.port``, ``record-file``)."""
+    for sep in ("_", ".", "-"):
+        head, found, tail = key.partition(sep)
+        if found and head in known and is_dataclass(hints.get(head)):
+            inner = {f.name for f in fields(hints[head])}
+            for candidate in (tail, tail.replace("-", "_"), tail.replace("_", "-")):
+                if candidate in inner:
+                    return head, candidate
+    return None

@@ -125,6 +125,16 @@ def test_an_unknown_top_level_key_suggests_the_closest(tmp_path: Path) -> None:
     assert "did you mean 'sslkeylogfile'?" in str(exc)
 
 
+def test_a_sections_key_written_flat_is_shown_nested(tmp_path: Path) -> None:
+    """listen_port: suggested 'listen' (the section), not its key."""
+    for flat in ("listen_port: 9000\n", "listen.port: 9000\n"):
+        exc = error(tmp_path, flat)
+        assert "listen.port is written nested: 'listen:' on one line, '  port: …' " \
+            "indented under it" in str(exc), str(exc)
+    exc = error(tmp_path, "record-max-data-bytes: 10\n")
+    assert "record.max_data_bytes is written nested" in str(exc), str(exc)
+
+
 def test_a_wrong_type_names_the_key_line_and_expected_type(tmp_path: Path) -> None:
     exc = error(tmp_path, "listen:\n  port: '8080'\n")
     assert (exc.key, exc.line) == ("listen.port", 2)
