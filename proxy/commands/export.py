@@ -46,8 +46,9 @@ examples:
   h2scope export session.h2scope --format text --filter 'finding:any or status:5xx'
   h2scope export session.h2scope --format script --conn 3 -o conn3.yaml
 
-pcapng is binary: it needs -o FILE. script takes one connection: --conn, else
-the first HTTP/2 one. Exports are created mode 0600, like the capture.
+pcapng is binary: -o FILE, or stdout sent to a file or a pipe (not a
+terminal). script takes one connection: --conn, else the first HTTP/2 one.
+Exports are created mode 0600, like the capture.
 A gzip-compressed capture (session.h2scope.gz) is read as is. Damaged records
 are reported on stderr and skipped; everything intact is exported.
 Exit status: 0 done, 1 the output could not be written (a full disk), 2 usage
@@ -193,8 +194,9 @@ def run(args: argparse.Namespace) -> int:
             args.conn, args.conns = None, frozenset(args.conn)
     if fmt == "capture":
         return _capture(args)
-    if fmt in BINARY_FORMATS and to_stdout:
-        raise UsageError(f"--format {fmt} writes binary data: give an output file with -o")
+    if fmt in BINARY_FORMATS and to_stdout and _stdout_is_terminal():
+        raise UsageError(f"--format {fmt} writes binary data: give an output file with -o "
+                         "(or send stdout to a file or a pipe: > FILE, | tshark -r -)")
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
     args.keep = _filter(args.filter, fmt)
@@ -234,7 +236,8 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
     with reader, contextlib.ExitStack() as stack:
         out: IO[Any]
         if written is None:
-            out = sys.stdout
+            # (pcapng to a pipe or a file stdout was sent to: its bytes, not text)
+            out = sys.stdout.buffer if fmt in BINARY_FORMATS else sys.stdout
         else:
             stack.callback(written.discard)  # (unless committed: nothing half-written stays)
             try:
@@ -400,6 +403,13 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
         return (f"the capture has nothing on stream {args.stream}; its streams are "
                 f"{listed[:300] or 'none'} (add --conn ID to pick a connection)")
     return None
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namespace) -> int:

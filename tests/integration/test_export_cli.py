@@ -633,3 +633,25 @@ def test_redacting_finds_credentials_by_the_words_in_their_names(tmp_path: Path)
     data = out.read_bytes()
     assert b"X-Goog-Api-Key: REDACTED\r\nX-Goog-Api-Client: keep\r\n" in data
     assert "7 header values redacted" in got.stderr, got.stderr
+
+
+def test_pcapng_goes_to_a_pipe_or_a_file_but_not_to_a_terminal(capture: Path) -> None:
+    """`export --format pcapng > file.pcapng` was refused (give -o) though stdout was
+    no terminal; a terminal is still spared the binary."""
+    import os
+    import pty
+
+    got = subprocess.run([sys.executable, "-m", "proxy", "export", str(capture), "--format",
+                          "pcapng"], capture_output=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout[:4] == b"\x0a\x0d\x0d\x0a"  # (a pcapng section header block)
+    parent, child = pty.openpty()
+    try:
+        run = subprocess.run([sys.executable, "-m", "proxy", "export", str(capture),
+                              "--format", "pcapng"], stdout=child, stderr=subprocess.PIPE,
+                             timeout=60)
+    finally:
+        os.close(child)
+        os.close(parent)
+    assert run.returncode == 2 and b"writes binary data: give an output file with -o" in \
+        run.stderr
