@@ -130,11 +130,6 @@ def test_output_file_and_stdout_agree(capture: Path, tmp_path: Path) -> None:
                                                           "har").stdout)
 
 
-def test_binary_format_needs_an_output_file(capture: Path) -> None:
-    run = _run(str(capture), "--format", "pcapng", check=False)
-    assert run.returncode == 2 and "-o" in run.stderr
-
-
 def test_missing_or_foreign_file_is_a_usage_error(tmp_path: Path) -> None:
     run = _run(str(tmp_path / "nope.h2scope"), "--format", "text", check=False)
     assert run.returncode == 2 and "no such capture" in run.stderr
