@@ -16,23 +16,26 @@ from textual.widgets import Static
 from ui.keymap import help_rows
 from ui.widgets.lanes import LEGEND
 
-FILTER_HELP = """\
-type:DATA,HEADERS  stream:5  stream:1-9  conn:2  dir:c2s|s2c  host:*.example.com
-finding:any|error|warning|CODE  len>1000  flags:END_STREAM  header:content-type=json
-status:404  status:5xx  method:POST  path:/api*  grpc:failed|NOT_FOUND|14
-stall:any|start|end (the DATA that left its sender waiting, the WINDOW_UPDATE that reopened)
-"a word"   -term negates   a b or c
-An invalid filter says what is wrong (and where); the view stays as it was."""
+FILTER_HELP = "\n".join((
+    "type:DATA,HEADERS  stream:5  stream:1-9  conn:2  dir:c2s|s2c  host:*.example.com",
+    "finding:any|error|warning|CODE  len>1000  flags:END_STREAM  header:content-type=json",
+    "status:404  status:5xx  method:POST  path:/api*  grpc:failed|NOT_FOUND|14",
+    "stall:any|start|end (the DATA that left its sender waiting, the WINDOW_UPDATE that "
+    "reopened)",
+    '"a word"   -term negates   a b or c',
+    "An invalid filter says what is wrong (and where); the view stays as it was."))
 
 
-MOVING_HELP = """\
-↑/↓ or k/j a row, PgUp/PgDn (ctrl+b) a page, ctrl+u/ctrl+d half a page, Home/End (G) the
-first/last row (timeline, lanes); ↑/↓ or k/j in the connections pane too
-Enter: on a frame, its stream view; on a lane, scope to its stream
-Tab/shift+Tab: the next/previous pane (connections, timeline, detail, lanes)
-Escape: closes a view or a box; in the filter bar, back without applying; in the
-connections pane, back to the timeline
-"""
+MOVING_HELP = "\n".join((
+    # (one line a topic: the pane wraps them to its width; broken by hand, they were
+    # broken twice in an 80-column terminal)
+    "↑/↓ or k/j a row, PgUp/PgDn (ctrl+b) a page, ctrl+u/ctrl+d half a page, Home/End (G) "
+    "the first/last row (timeline, lanes); ↑/↓ or k/j in the connections pane too",
+    "Enter: on a frame, its stream view; on a lane, scope to its stream",
+    "Tab/shift+Tab: the next/previous pane (connections, timeline, detail, lanes)",
+    "Escape: closes a view or a box; in the filter bar, back without applying; in the "
+    "connections pane, back to the timeline; at the quit question, keeps running",
+    ""))
 
 
 class HelpScreen(ModalScreen[None]):

@@ -385,3 +385,20 @@ def test_the_stream_view_says_whether_a_cancel_was_the_calls_deadline(
         seen[1], seen[1]
     assert "reset +100.000 ms, before the client's 10000 ms deadline (grpc-timeout 10S): " \
         "a cancel" in seen[3], seen[3]
+
+
+def test_the_help_wraps_once_in_an_80_column_terminal(capture_path: Path) -> None:
+    """Lines broken by hand were broken again by the pane ('Home/End (G) the' alone
+    on a line, then 'first/last row …')."""
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        static = app.screen.query_one("#help-moving")
+        seen.extend(str(static.render()).splitlines())
+
+    drive(capture_path, scenario, size=(80, 40))
+    topics = [ln for ln in seen if ln.strip()]
+    assert any("Home/End (G) the first/last row" in ln for ln in topics), topics
+    assert any("at the quit question, keeps running" in ln for ln in topics), topics
