@@ -101,6 +101,11 @@ class HeadlessPrinter:
         self.start: float | None = None
         self.caused = CausedShown()
         """With a filter: which stalls, reopenings and the like to show."""
+        self._shown: set[int] = set()
+        """With a filter: open connections something was shown of (their lines go out)."""
+        self._pending: dict[int, list[str]] = {}
+        """With a filter: each open connection's lines held until something of it is
+        shown (dropped at its close if nothing was)."""
         self._relayed: set[int] = set()
         """JSON Lines: connections whose RelayStarted was written (once, as the
         recording's metadata keeps it)."""
@@ -190,10 +195,13 @@ class HeadlessPrinter:
                 if quiet and type(ev) is Http1MessageObserved:
                     continue  # (a message line, like a frame's: -q prints neither)
                 text = connection_line(ev)
-                if text:
-                    lines.append(f"{prefix(conn_id, ev.t - start, '*')} {text}")
-                    if type(ev) is Http1MessageObserved:
-                        lines.extend(message_field_lines(ev.headers, ev.trailers))
+                said = [f"{prefix(conn_id, ev.t - start, '*')} {text}"] if text else []
+                if text and type(ev) is Http1MessageObserved:
+                    said.extend(message_field_lines(ev.headers, ev.trailers))
+                if keep is None:
+                    lines.extend(said)
+                else:
+                    self._connection_lines(conn_id, ev, said, lines)
                 continue
             if keep is not None and not self._kept(keep, ev, tracker.get(conn_id)):
                 if type(ev) is FrameObserved:
@@ -206,6 +214,8 @@ class HeadlessPrinter:
                     held.clear()
                 continue
             if type(ev) is FrameObserved:
+                if keep is not None:
+                    self._show(conn_id, lines)
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                                 quiet=quiet)
                 if keep is not None:
@@ -219,6 +229,12 @@ class HeadlessPrinter:
                 add_event_lines(caused_lines, conn_id, ev, ev.t - start, quiet=quiet)
                 held.append((ev, caused_lines))
                 continue
+            elif keep is not None:  # (said with the connection's lines before it)
+                said_now: list[str] = []
+                add_event_lines(said_now, conn_id, ev, ev.t - start, quiet=quiet)
+                if said_now:
+                    self._show(conn_id, lines)
+                    lines.extend(said_now)
             else:
                 add_event_lines(lines, conn_id, ev, ev.t - start, quiet=quiet)
             if extra and not quiet:
@@ -313,6 +329,31 @@ class HeadlessPrinter:
             with contextlib.suppress(OSError, ValueError):
                 self.err.write(f"h2scope: {prefix(conn_id, t - start, '*').strip()} {text}\n")
                 self.err.flush()
+
+    def _connection_lines(self, conn_id: int, ev: ConnectionEvent, said: list[str],
+                          lines: list[str]) -> None:
+        """With a filter: a connection's lines (opened, target, TLS, relaying, closed)
+        are shown with its first frame the filter keeps, or with a proxy error — not
+        for every connection: `path:/a.css` had printed 51 connection lines around 6
+        frames. A connection nothing was shown of goes unsaid, its close too."""
+        kind = type(ev)
+        if kind is ProxyErrorRaised or kind is Http1MessageObserved \
+                or conn_id in self._shown:
+            self._show(conn_id, lines)
+            lines.extend(said)
+        elif kind is not ConnectionClosed:
+            pending = self._pending.setdefault(conn_id, [])
+            if len(pending) < 64:
+                pending.extend(said)
+        if kind is ConnectionClosed:
+            self._shown.discard(conn_id)
+            self._pending.pop(conn_id, None)
+
+    def _show(self, conn_id: int, lines: list[str]) -> None:
+        """The connection's held lines, before its first line the filter shows."""
+        if conn_id not in self._shown:
+            self._shown.add(conn_id)
+            lines.extend(self._pending.pop(conn_id, ()))
 
     @staticmethod
     def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:

@@ -80,6 +80,10 @@ def test_conn_takes_a_list_or_a_range(capture: Path, tmp_path: Path) -> None:
     for fmt in ("text", "jsonl"):
         out = _run(str(three), "--format", fmt, "--conn", "1,2").stdout
         assert "#3 " not in out and '"conn": 3' not in out, out[-500:]
+    # A filter: the connections it shows frames of, not the others' opened/closed lines.
+    out = _run(str(three), "--format", "text", "--filter", "conn:2 type:HEADERS").stdout
+    assert "#1 " not in out and "#3 " not in out, out
+    assert "#2   * opened" in out and "#2   * closed" in out, out
     part = tmp_path / "part.h2scope"
     _run(str(capture), "--format", "capture", "--conn", "1-2", "-o", str(part))
     assert [c for c, ev in replay_observer(part) if isinstance(ev, FrameObserved)] == [

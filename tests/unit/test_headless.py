@@ -297,3 +297,30 @@ def test_quiet_jsonl_keeps_the_frames_that_carry_findings() -> None:
     objs = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(o["type"], [f["code"] for f in o["findings"]]) for o in objs] == [
         ("WINDOW_UPDATE", ["window-update-zero"])]
+
+
+def test_with_a_filter_only_connections_with_something_shown_get_their_lines() -> None:
+    """`path:/a.css` printed every connection's opened/TLS/closed lines — 51 of them
+    around 6 frames. A connection is said when its first kept frame (or a proxy
+    error) is; one with nothing shown goes unsaid."""
+    from proxy.events import ProxyErrorRaised
+    from proxy.commands.run import event_filter
+
+    batches = _batches()
+    third = [Batch(conn_id=3, t=1000.0, events=(ConnectionOpened(
+        conn_id=3, t=1000.0, client=("127.0.0.1", 5003), mode="regular",
+        target="other.test:443"),)),
+        Batch(conn_id=3, t=1000.1, events=(ProxyErrorRaised(
+            conn_id=3, t=1000.1, stage="connect", message="cannot connect to other.test:443"),)),
+        Batch(conn_id=3, t=1000.2, events=(ConnectionClosed(
+            conn_id=3, t=1000.2, closed_by=Closer.PROXY, reason="upstream failed"),))]
+    text = _one_by_one(batches + third, filter=event_filter("conn:2 type:HEADERS"))
+    lines = text.splitlines()
+    assert not any(" #1 " in ln for ln in lines), text
+    mine = [ln for ln in lines if " #2 " in ln]
+    assert "opened" in mine[0] and "closed by client" in mine[-1], mine
+    assert " HEADERS " in mine[1], mine  # (its opened line, then its first kept frame)
+    errs = [ln for ln in lines if " #3 " in ln]  # (an error is always said, in context)
+    assert len(errs) == 3 and "opened" in errs[0] and "cannot connect" in errs[1], errs
+    # Without a filter, every connection as before.
+    assert " #1 " in _one_by_one(batches)
