@@ -20,13 +20,15 @@ from ui.terminal import TerminationGuard
 
 
 def view_app(path: str | Path, *, keys: Mapping[str, str] | None = None,
-             theme_name: str = "auto", initial_filter: str = "") -> H2ScopeApp:
-    """An app on the capture at ``path`` (raises CaptureFormatError / OSError)."""
+             theme_name: str = "auto", initial_filter: str = "",
+             label: str | None = None) -> H2ScopeApp:
+    """An app on the capture at ``path`` (raises CaptureFormatError / OSError);
+    ``label``: the file the user opened, when ``path`` is its import."""
     from proxy.capture.reader import CaptureReader
 
     CaptureReader(path).close()  # validates the header: a clear error, not a blank UI
     capture = CaptureFile(path)
-    session = Session(capture, title=Path(path).name)
+    session = Session(capture, title=Path(label or path).name)
     return H2ScopeApp(session, capture=capture, keys=keys, theme_name=theme_name,
                       initial_filter=initial_filter)
 
@@ -85,7 +87,8 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
         finally:
             if live_view.live is not None:
                 live_view.live.stop()
-    app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter)
+    app = view_app(path, keys=keys, theme_name=theme_name, initial_filter=initial_filter,
+                   label=label)
     try:
         _need_terminal()
         return _status(app, app.run())

@@ -303,8 +303,8 @@ def test_with_a_filter_only_connections_with_something_shown_get_their_lines() -
     """`path:/a.css` printed every connection's opened/TLS/closed lines — 51 of them
     around 6 frames. A connection is said when its first kept frame (or a proxy
     error) is; one with nothing shown goes unsaid."""
-    from proxy.events import ProxyErrorRaised
     from proxy.commands.run import event_filter
+    from proxy.events import ProxyErrorRaised
 
     batches = _batches()
     third = [Batch(conn_id=3, t=1000.0, events=(ConnectionOpened(

@@ -76,14 +76,21 @@ def test_a_packet_capture_is_imported_to_a_private_temporary_capture_and_viewed(
     seen: dict[str, object] = {}
 
     def fake_run_view(path: Path, **kw: object) -> int:
+        from ui.launch import view_app
+
         with CaptureReader(path) as reader:
             seen["frames"] = sum(1 for r in reader.records() if r.type == 2)
         seen["path"], seen["mode"] = Path(path), Path(path).stat().st_mode & 0o777
+        app = view_app(path, label=kw.get("label"))  # type: ignore[arg-type]
+        seen["title"] = app.session.title
+        assert app.capture is not None
+        app.capture.close()
         return 0
 
     monkeypatch.setattr("ui.launch.run_view", fake_run_view)
     assert main(["view", str(pcap)]) == 0
     assert seen["frames"] and seen["mode"] == 0o600
+    assert seen["title"] == "dump.pcap"  # (not its temporary import's name)
     assert not Path(str(seen["path"])).exists()  # removed when the view closed
     assert main(["view", "--follow", str(pcap)]) == 2
     assert "packet capture: it cannot be followed" in capsys.readouterr().err
