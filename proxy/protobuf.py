@@ -147,9 +147,74 @@ def decode_raw(data: bytes) -> list[str] | None:
     return out
 
 
+_V = "violations"
+RPC_DETAILS: dict[str, dict[int, tuple[str, str]]] = {
+    "google.rpc.ErrorInfo": {1: ("reason", "s"), 2: ("domain", "s"), 3: ("metadata", "map")},
+    "google.rpc.RetryInfo": {1: ("retry_delay", "duration")},
+    "google.rpc.DebugInfo": {1: ("stack_entries", "s"), 2: ("detail", "s")},
+    "google.rpc.QuotaFailure": {1: (_V, "google.rpc.QuotaFailure.Violation")},
+    "google.rpc.QuotaFailure.Violation": {1: ("subject", "s"), 2: ("description", "s")},
+    "google.rpc.PreconditionFailure": {1: (_V, "google.rpc.PreconditionFailure.Violation")},
+    "google.rpc.PreconditionFailure.Violation": {1: ("type", "s"), 2: ("subject", "s"),
+                                                 3: ("description", "s")},
+    "google.rpc.BadRequest": {1: ("field_violations", "google.rpc.BadRequest.FieldViolation")},
+    "google.rpc.BadRequest.FieldViolation": {1: ("field", "s"), 2: ("description", "s"),
+                                             3: ("reason", "s"),
+                                             4: ("localized_message",
+                                                 "google.rpc.LocalizedMessage")},
+    "google.rpc.RequestInfo": {1: ("request_id", "s"), 2: ("serving_data", "s")},
+    "google.rpc.ResourceInfo": {1: ("resource_type", "s"), 2: ("resource_name", "s"),
+                                3: ("owner", "s"), 4: ("description", "s")},
+    "google.rpc.Help": {1: ("links", "google.rpc.Help.Link")},
+    "google.rpc.Help.Link": {1: ("description", "s"), 2: ("url", "s")},
+    "google.rpc.LocalizedMessage": {1: ("locale", "s"), 2: ("message", "s")},
+}
+"""The standard error details (google/rpc/error_details.proto) by field number:
+(name, ``s`` string, ``map`` a string map, ``duration``, or a message type).
+gRPC servers put them in google.rpc.Status; decoded without a protoset."""
+
+
+def rpc_detail(type_url: str, data: bytes) -> str | None:
+    """One standard error detail as protobuf text on one line (``google.rpc.BadRequest
+    {field_violations {field: "name" description: "must not be empty"}}``); None for
+    a type not among :data:`RPC_DETAILS`, or bytes that are not one."""
+    name = type_url.rsplit("/", 1)[-1]
+    if name not in RPC_DETAILS:
+        return None
+    try:
+        return f"{name} {{{_detail(name, data)}}}"
+    except (_Malformed, UnicodeDecodeError):
+        return None
+
+
+def _detail(name: str, data: bytes) -> str:
+    spec = RPC_DETAILS[name]
+    parts = []
+    for number, wire, value in _fields(data):
+        field = spec.get(number)
+        if field is None or wire != _LEN or not isinstance(value, bytes):
+            parts.append(f"{number}: …")  # (a field this table does not know)
+            continue
+        label, kind = field
+        if kind == "s":
+            parts.append(f"{label}: {_quote(value.decode('utf-8'))}")
+        elif kind == "map":
+            entry = {n: v for n, _, v in _fields(value) if isinstance(v, bytes)}
+            key = entry.get(1, b"").decode("utf-8")
+            parts.append(f"{label} {{key: {_quote(key)} value: "
+                         f"{_quote(entry.get(2, b'').decode('utf-8'))}}}")
+        elif kind == "duration":
+            whole = {n: v for n, _, v in _fields(value) if isinstance(v, int)}
+            parts.append(f"{label} {{{whole.get(1, 0) + whole.get(2, 0) / 1e9:g}s}}")
+        else:
+            parts.append(f"{label} {{{_detail(kind, value)}}}")
+    return " ".join(parts)
+
+
 def rpc_status(data: bytes) -> tuple[int | None, str | None, list[str]] | None:
     """A ``google.rpc.Status`` (what ``grpc-status-details-bin`` carries): its code,
-    message and the type URLs of its details; None when the bytes are not one."""
+    message and its details — each a standard error detail decoded
+    (:func:`rpc_detail`), else its type URL; None when the bytes are not one."""
     try:
         fields = _fields(data)
     except _Malformed:
@@ -169,7 +234,9 @@ def rpc_status(data: bytes) -> tuple[int | None, str | None, list[str]] | None:
                 continue
             url = next((v for n, w, v in inner if n == 1 and isinstance(v, bytes)), None)
             if url is not None:
-                types.append(url.decode("utf-8", "replace"))
+                said = url.decode("utf-8", "replace")
+                body = next((v for n, w, v in inner if n == 2 and isinstance(v, bytes)), b"")
+                types.append(rpc_detail(said, body) or said)
     if code is None and message is None and not types:
         return None
     return code, message, types

@@ -306,3 +306,34 @@ def test_grpc_fields_are_explained_where_headers_are_listed() -> None:
     assert grpc_field_note("x-trace-bin", "\x00\udcfe\udcff").startswith(
         "2 bytes, sent raw (true binary metadata")
     assert grpc_field_note("content-type", "application/grpc") is None
+
+
+def test_the_standard_error_details_are_decoded_without_a_protoset() -> None:
+    """grpc-status-details-bin said 'details type.googleapis.com/google.rpc.BadRequest'
+    and stopped there: the field violations — the reason the call failed — were in
+    the bytes, in types every gRPC user has (google/rpc/error_details.proto)."""
+    import base64
+
+    from proxy.grpc_log import grpc_field_note
+    from proxy.protobuf import rpc_detail
+
+    def ld(number: int, value: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(value)]) + value
+
+    def detail(name: str, body: bytes) -> bytes:
+        return ld(3, ld(1, f"type.googleapis.com/google.rpc.{name}".encode()) + ld(2, body))
+
+    bad = ld(1, ld(1, b"name") + ld(2, b"must not be empty")) + ld(1, ld(1, b"age"))
+    info = ld(1, b"QUOTA") + ld(2, b"example.com") + ld(3, ld(1, b"zone") + ld(2, b"eu"))
+    retry = ld(1, bytes([8, 1, 16, 0x80, 0xCA, 0xB5, 0xEE, 0x01]))  # (1 s, 500,000,000 ns)
+    status = bytes([8, 3]) + ld(2, b"bad name") + detail("BadRequest", bad) + \
+        detail("ErrorInfo", info) + detail("RetryInfo", retry) + \
+        detail("Unknown", b"\x08\x01")
+    note = grpc_field_note("grpc-status-details-bin", base64.b64encode(status).decode())
+    assert note == (
+        "google.rpc.Status: code 3 INVALID_ARGUMENT, message 'bad name', details "
+        'google.rpc.BadRequest {field_violations {field: "name" description: "must not be '
+        'empty"} field_violations {field: "age"}}, google.rpc.ErrorInfo {reason: "QUOTA" '
+        'domain: "example.com" metadata {key: "zone" value: "eu"}}, google.rpc.RetryInfo '
+        "{retry_delay {1.5s}}, type.googleapis.com/google.rpc.Unknown"), note
+    assert rpc_detail("type.googleapis.com/google.rpc.BadRequest", b"\xff") is None
