@@ -22,6 +22,7 @@ Fields the schema does not know (a newer sender) are shown by number, as
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,16 @@ class Protoset:
         self.enums: dict[str, dict[int, str]] = {}
         self.methods: dict[str, tuple[str, str]] = {}
         """``/pkg.Service/Method`` → (request type, response type)."""
+        self.files: set[str] = set()
+        """The .proto files the set describes."""
+        self.imports: dict[str, str] = {}
+        """Each file an included one imports → the first that imports it."""
+
+    def missing_imports(self) -> list[tuple[str, str]]:
+        """(imported file, by which) for the imports the set does not hold (made
+        without ``protoc --include_imports``): fields of their types cannot be
+        decoded by name."""
+        return sorted((f, by) for f, by in self.imports.items() if f not in self.files)
 
     @classmethod
     def load(cls, paths: list[Path]) -> Protoset:
@@ -112,6 +123,10 @@ class Protoset:
                                 "--descriptor_set_out=FILE --include_imports)") from None
 
     def _file(self, f: list[tuple[int, int, object]]) -> None:
+        name = _text(_one(f, 1))
+        self.files.add(name)
+        for dep in _all(f, 3):
+            self.imports.setdefault(_text(dep), name)
         package = _text(_one(f, 2))
         prefix = f"{package}." if package else ""
         for m in _all(f, 4):
@@ -259,7 +274,7 @@ def protoset_option(paths: list[Path]) -> Protoset | None:
     from proxy.cli import UsageError
 
     try:
-        return Protoset.load(paths)
+        loaded = Protoset.load(paths)
     except OSError as exc:
         hint = " (make one with: protoc --include_imports --descriptor_set_out=FILE " \
             "your.proto, or h2scope protoset URL -o FILE)" \
@@ -268,6 +283,14 @@ def protoset_option(paths: list[Path]) -> Protoset | None:
                          f"{hint}") from None
     except ProtosetError as exc:
         raise UsageError(f"--protoset: {exc}") from None
+    missing = loaded.missing_imports()
+    if missing:  # (loaded all the same: what it has decodes)
+        shown = ", ".join(f"{f} (imported by {by})" for f, by in missing[:3]) + (
+            f", … ({len(missing)} in all)" if len(missing) > 3 else "")
+        print(f"h2scope: --protoset: the set lacks {shown}: fields of those files' types "
+              "show as raw wire values; protoc --include_imports puts them in",
+              file=sys.stderr)
+    return loaded
 
 
 def _fits(fd: Field, wire: int) -> bool:

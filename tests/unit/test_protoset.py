@@ -148,3 +148,25 @@ def test_a_field_whose_wire_type_does_not_fit_the_schema_is_shown_raw(
     theirs = procs.run([procs.require("protoc"), f"--proto_path={d}",
                         "--decode=demo.v1.HelloRequest", str(d / "greet.proto")], input=message)
     assert [ln.split("  (")[0] for ln in ours] == theirs.stdout.decode().splitlines()
+
+
+def test_a_protoset_without_its_imports_says_what_it_lacks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """protoc without --include_imports: the set loaded silently, and fields of the
+    imported types decoded as raw bytes with no word of why."""
+    from proxy.protoset import protoset_option
+
+    (tmp_path / "when.proto").write_text(
+        'syntax = "proto3";\npackage w.v1;\nimport "google/protobuf/timestamp.proto";\n'
+        "message Event { google.protobuf.Timestamp at = 1; }\n")
+    for flag, lacking in (([], True), (["--include_imports"], False)):
+        out = tmp_path / f"when{len(flag)}.pb"
+        result = procs.run([procs.require("protoc"), f"--proto_path={tmp_path}",
+                            f"--descriptor_set_out={out}", *flag, str(tmp_path / "when.proto")])
+        assert result.returncode == 0, result.stderr
+        loaded = protoset_option([out])
+        assert loaded is not None and "w.v1.Event" in loaded.messages
+        err = capsys.readouterr().err
+        said = "the set lacks google/protobuf/timestamp.proto (imported by when.proto)"
+        assert (said in err) is lacking, err
+        assert ("protoc --include_imports puts them in" in err) is lacking
