@@ -20,6 +20,7 @@ import h2.events
 import h2.exceptions
 
 from proxy.net.streams import Stream
+from proxy.observe.describe import grpc_message
 from proxy.observe.enums import CONNECTION_PREFACE
 
 READ_TIMEOUT = 2.0
@@ -50,11 +51,22 @@ async def answer_h2(client: Stream, status: int, text: str) -> None:
                     break
                 for ev in conn.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
-                        conn.send_headers(ev.stream_id, [
-                            (":status", str(status)),
-                            ("content-type", "text/plain; charset=utf-8"),
-                            ("content-length", str(len(body)))])
-                        conn.send_data(ev.stream_id, body, end_stream=True)
+                        ctype = dict(ev.headers or ()).get(b"content-type", b"")
+                        if ctype.startswith(b"application/grpc"):
+                            # A gRPC client drops an error page ("Received http2 header
+                            # with status: 502"): a Trailers-Only UNAVAILABLE puts the
+                            # reason in its own error, as gRPC proxies do.
+                            conn.send_headers(ev.stream_id, [
+                                (":status", "200"), ("content-type", "application/grpc"),
+                                ("grpc-status", "14"),
+                                ("grpc-message", grpc_message(text.strip()))],
+                                end_stream=True)
+                        else:
+                            conn.send_headers(ev.stream_id, [
+                                (":status", str(status)),
+                                ("content-type", "text/plain; charset=utf-8"),
+                                ("content-length", str(len(body)))])
+                            conn.send_data(ev.stream_id, body, end_stream=True)
                         answered = ev.stream_id
                 client.write(conn.data_to_send())
                 await client.drain()

@@ -72,6 +72,13 @@ GRPC_TIMEOUT_MS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 
 nano) in milliseconds."""
 
 
+def grpc_message(text: str) -> str:
+    """``text`` as a grpc-message value: percent-encoded UTF-8 outside printable
+    ASCII, and ``%`` itself (gRPC's PROTOCOL-HTTP2.md)."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}"
+                   for b in text.encode("utf-8"))
+
+
 def grpc_timeout_ms(value: str) -> float | None:
     """A ``grpc-timeout`` value in milliseconds (``501m``: 501.0); None when it is
     not one (1–8 digits and a unit)."""

@@ -34,7 +34,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from proxy.observe.describe import shown
+from proxy.observe.describe import grpc_message, shown
 from proxy.observe.header_rules import grpc_call_type
 from proxy.replay.responses import Action, Headers, ResponseBook
 
@@ -91,13 +91,6 @@ def _query_names(path: str) -> str:
     names = [part.partition("=")[0] + ("=…" if "=" in part else "")
              for part in query.split("&")]
     return f"{base}?{'&'.join(names)}"
-
-
-def grpc_message(text: str) -> str:
-    """``text`` as a grpc-message value: percent-encoded UTF-8 outside printable
-    ASCII, and ``%`` itself (gRPC's PROTOCOL-HTTP2.md)."""
-    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}"
-                   for b in text.encode("utf-8"))
 
 
 class MockConnection:

@@ -272,6 +272,26 @@ def test_a_grpc_response_without_trailers_is_flagged(
     assert flagged[0].stream_id == 1 and "ended with DATA and no trailers" in flagged[0].message
 
 
+def test_a_grpc_client_hears_why_the_server_cannot_be_reached(
+        make_proxy: Callable[..., ProxyThread]) -> None:
+    """An unreachable upstream reached grpcio as "Received http2 header with status:
+    502": h2scope's reason was in a text body gRPC drops. A Trailers-Only UNAVAILABLE
+    carries it in grpc-message, into the client's own error."""
+    import socket
+
+    with socket.socket() as spare:  # (a port nothing listens on)
+        spare.bind(("127.0.0.1", 0))
+        dead = spare.getsockname()[1]
+    proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{dead}"])
+    with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel, \
+            pytest.raises(grpc.RpcError) as failed:
+        channel.unary_unary(f"/{SERVICE}/Say")(HELLO, timeout=10)
+    error = failed.value
+    assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert f"h2scope: cannot connect to 127.0.0.1:{dead}: connection refused" in \
+        error.details(), error.details()  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
 def test_protoset_fetches_the_schema_by_server_reflection(
         tls: bool, tmp_path: Path, origin_cert: CertFiles,
