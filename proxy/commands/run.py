@@ -10,6 +10,7 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -417,7 +418,9 @@ def _serve(config: Config, protoset: Any = None) -> int:
 
     _configure_logging(config)
     huffman.prepare()  # (else the first connection's first header block waits for it)
-    return asyncio.run(_serve_async(config, protoset))
+    # (the signal handlers _serve_async leaves stay: a signal after the stop, while
+    # the process ends, is ignored, not an exit 130 that hides the verdict)
+    return asyncio.run(_serve_async(config, protoset, _Stopping()))
 
 
 def _configure_logging(config: Config) -> None:
@@ -583,7 +586,8 @@ def open_recorder(config: Config) -> Any:
     return CaptureRecorder(writer)
 
 
-async def _serve_async(config: Config, protoset: Any = None) -> int:
+async def _serve_async(config: Config, protoset: Any = None,
+                       stopping: _Stopping | None = None) -> int:
     import asyncio
     import contextlib
     import signal
@@ -620,22 +624,13 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
     finally:
         # An impatient second Ctrl-C (or `timeout -s INT`, which signals the whole
         # group) had raised KeyboardInterrupt here: no "recorded to", no summary, no
-        # verdict, exit 130. It is told to wait; a third one gives up at once.
-        presses = [0]
-
-        def again(sig: int) -> None:
-            presses[0] += 1
-            if presses[0] == 1:
-                _print_err("h2scope: still stopping (closing connections, flushing the "
-                           "recording); press Ctrl-C again to abandon")
-            else:
-                _print_err("h2scope: abandoned: the recording keeps what was flushed "
-                           "(h2scope check reads it)")
-                os._exit(128 + sig)
+        # verdict, exit 130. From here on a plain handler takes the signals — the
+        # loop's would run only between the steps of the stop, and go with the loop
+        # (a signal after it: KeyboardInterrupt again) — until the process ends.
+        stopping = stopping or _Stopping()
         for sig in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, again, sig)
-        # (kept to the end: the summary and the verdict are printed under it too)
+            loop.remove_signal_handler(sig)
+            stopping.take(sig)
         await server.stop()  # closes every connection, then lets the sinks drain
         for rec in recorders:
             try:
@@ -647,6 +642,8 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
                           "reads what was written)")
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
+    if stopping is not None:
+        stopping.finish()  # (stopped: a signal now changes nothing)
     summary = next(s for s in sinks if isinstance(s, RunSummary))
     for line in summary.lines():
         _print_err(f"h2scope: {line}")
@@ -669,6 +666,48 @@ async def _serve_async(config: Config, protoset: Any = None) -> int:
                    "cannot pass")
         return 1
     return 0
+
+
+class _Stopping:
+    """The signal handler while the proxy stops: the first signal after the one that
+    stopped it is told to wait, the next gives up at once (the recording keeps what
+    was flushed); once stopped, signals are ignored (the verdict is on its way)."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.done = False
+        self.taken: list[int] = []
+
+    def take(self, sig: int) -> None:
+        import signal
+
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, self.press)
+            self.taken.append(sig)
+
+    def finish(self) -> None:
+        """Stopped: the signals are ignored from here to the process's end (a Python
+        handler is reset to the default as the interpreter exits, and a signal then
+        killed the process: exit -2 instead of the verdict; an ignored one stays)."""
+        import signal
+
+        self.done = True
+        for sig in self.taken:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, signal.SIG_IGN)
+
+    def press(self, sig: int, _frame: object) -> None:
+        if self.done:
+            return
+        self.presses += 1
+        if self.presses == 1:
+            _print_err("h2scope: still stopping (closing connections, flushing the "
+                       "recording); press Ctrl-C again to abandon")
+        else:
+            _print_err("h2scope: abandoned: the recording keeps what was flushed "
+                       "(h2scope check reads it)")
+            os._exit(128 + sig)
+
 
 
 def _hostport(host: str, port: int) -> str:

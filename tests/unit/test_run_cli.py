@@ -631,6 +631,19 @@ def test_a_second_sigint_while_stopping_keeps_the_summary_and_the_recording(
     err = "".join(proc.stderr)
     assert code == 0, err
     assert f"recorded to {capture}" in err and "HTTP/2 frames" in err, err
+    # Back to back (a few ms apart: the loop's teardown had let one through as
+    # KeyboardInterrupt, exit 130, and a traceback on the closed wakeup pipe).
+    for gap in (0.0, 0.005, 0.012):
+        proc = h2scope("run", "--headless", "-q", "-p", "0", "--upstream-ca", str(origin_ca))
+        proc.wait_for_line(r"regular proxy listening on 127\.0\.0\.1:(\d+)")
+        proc.proc.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        with contextlib.suppress(ProcessLookupError):
+            proc.proc.send_signal(signal.SIGINT)
+        code, _ = proc.finish(sig=None)
+        err = "".join(proc.stderr)
+        assert code == 0 and "findings: none" in err and "Traceback" not in err \
+            and "Exception ignored" not in err, (gap, code, err)
 
 
 @pytest.mark.peer
