@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from proxy.observe.describe import grpc_code_name, grpc_timeout_ms
+from proxy.observe.describe import duration_ms, grpc_code_name, grpc_timeout_ms
 from proxy.observe.events import FrameObserved
 from proxy.protobuf import decode_raw, rpc_status
 from proxy.protoset import Protoset
@@ -343,8 +343,7 @@ def grpc_field_note(name: str, value: str) -> str | None:
     if name == "grpc-timeout":
         ms = grpc_timeout_ms(value)
         if ms is not None:
-            return f"deadline {ms:,.3f} ms".replace(".000 ms", " ms") if ms < 60_000 \
-                else f"deadline {ms / 1000:,.1f} s"
+            return f"deadline {duration_ms(ms)}"
         return "not a timeout (1-8 digits and a unit: H M S m u n)"
     if not name.endswith("-bin"):
         return None

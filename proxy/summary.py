@@ -24,6 +24,7 @@ from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRa
 from proxy.observe.describe import (
     GRPC_RESET_STATUS,
     block_summary,
+    duration_ms,
     grpc_code_name,
     grpc_timeout_ms,
 )
@@ -374,10 +375,10 @@ class RunSummary:
             if by is _C2S and error_code == 0x8 and timeout is not None and \
                     (t - began) * 1000 >= timeout * 0.9:
                 # (the client's clock started before its request reached h2scope)
-                label = f"DEADLINE_EXCEEDED (the client's {_ms(timeout)} deadline: reset " \
-                    "CANCEL, no grpc-status)"
+                label = f"DEADLINE_EXCEEDED (the client's {duration_ms(timeout)} deadline: reset " \
+                    "CANCEL before any grpc-status)"
             else:
-                label = f"{status} (reset {code} by the {by.sender}, no grpc-status)"
+                label = f"{status} (reset {code} by the {by.sender} before any grpc-status)"
             self.grpc[label] += 1
             self._settle(key, None)
             return
@@ -529,7 +530,8 @@ class RunSummary:
                                            self.hpack_fields, strict=True)},
             "streams": self.streams,
             "resets": dict(self.resets),
-            "goaways": [{"by": who, "error": code, "debug": _debug(debug) if debug else None,
+            "goaways": [{"by": who, "error": code,
+                         "debug": debug.decode("utf-8", "backslashreplace") if debug else None,
                          "count": n,
                          "first_conn": conn, "last_stream_id": last}
                         for (who, code, debug), (n, conn, last) in self.goaways.items()],
@@ -605,11 +607,6 @@ def _where(conn: int, sid: int, direction: Direction) -> str:
 
 def _seconds(s: float) -> str:
     return f"{s * 1000:.1f} ms" if s < 10 else f"{s:.1f} s"
-
-
-def _ms(ms: float) -> str:
-    """A deadline as grpc-timeout gave it: ``500 ms``, ``1.5 s``."""
-    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"
 
 
 _TOO_MANY_PINGS = (": gRPC's keepalive enforcement — the client pinged more often than the "

@@ -79,6 +79,12 @@ def grpc_message(text: str) -> str:
                    for b in text.encode("utf-8"))
 
 
+def duration_ms(ms: float) -> str:
+    """A grpc-timeout's length as every output says it: ``501 ms``, ``1.500 ms``,
+    ``10,100 ms``, ``90.0 s``."""
+    return f"{ms:,.3f} ms".replace(".000 ms", " ms") if ms < 60_000 else f"{ms / 1000:,.1f} s"
+
+
 def grpc_timeout_ms(value: str) -> float | None:
     """A ``grpc-timeout`` value in milliseconds (``501m``: 501.0); None when it is
     not one (1–8 digits and a unit)."""

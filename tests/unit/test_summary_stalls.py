@@ -164,7 +164,8 @@ def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
     conv.send(C2S, conv.f.rst(5, 0x8))
     summary = RunSummary()
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
-    assert "grpc calls: 2 OK, 1 CANCELLED (reset CANCEL by the client, no grpc-status)" in \
+    assert "grpc calls: 2 OK, 1 CANCELLED (reset CANCEL by the client before any " \
+        "grpc-status)" in \
         summary.lines()
     # The only call of a session, cancelled, and one that ends with no status at all.
     conv = Conversation()
@@ -176,7 +177,7 @@ def test_a_grpc_call_reset_before_its_status_is_counted_as_a_call() -> None:
                                   flags=["END_HEADERS", "END_STREAM"]))
     summary = RunSummary()
     summary.handle(Batch(conn_id=1, t=conv.t, events=tuple(conv.events)))
-    assert "grpc calls: 1 CANCELLED (reset CANCEL by the client, no grpc-status), " \
+    assert "grpc calls: 1 CANCELLED (reset CANCEL by the client before any grpc-status), " \
         "1 no status" in summary.lines()
 
 
@@ -415,12 +416,13 @@ def test_a_grpc_call_is_counted_once_and_as_its_client_saw_it() -> None:
         (S2C, f.rst(9, 0x2), 0.001),
     ])
     assert dict(summary.grpc) == {
-        "DEADLINE_EXCEEDED (the client's 300 ms deadline: reset CANCEL, no grpc-status)": 1,
+        "DEADLINE_EXCEEDED (the client's 300 ms deadline: reset CANCEL before any "
+        "grpc-status)": 1,
         "RESOURCE_EXHAUSTED at the client (OK from the server, then reset ENHANCE_YOUR_CALM "
         "by the client)": 1,
-        "CANCELLED (reset CANCEL by the client, no grpc-status)": 1,
+        "CANCELLED (reset CANCEL by the client before any grpc-status)": 1,
         "OK": 1,
-        "INTERNAL (reset INTERNAL_ERROR by the server, no grpc-status)": 1}
+        "INTERNAL (reset INTERNAL_ERROR by the server before any grpc-status)": 1}
     assert sum(summary.grpc.values()) == 5
 
 
@@ -446,7 +448,7 @@ def test_the_summary_lists_goaways_by_sender_code_and_debug_data() -> None:
                                     "(last stream 1): gRPC's keepalive enforcement"), lines
     assert lines[at + 2] == "  client NO_ERROR ×1, first #6 (last stream 0)"
     assert summary.as_dict()["goaways"] == [
-        {"by": "server", "error": "ENHANCE_YOUR_CALM", "debug": "'too_many_pings'", "count": 2,
+        {"by": "server", "error": "ENHANCE_YOUR_CALM", "debug": "too_many_pings", "count": 2,
          "first_conn": 4, "last_stream_id": 1},
         {"by": "client", "error": "NO_ERROR", "debug": None, "count": 1, "first_conn": 6,
          "last_stream_id": 0}]

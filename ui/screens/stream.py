@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.grpc_log import GrpcTracker, grpc_field_note
-from proxy.observe.describe import grpc_timeout_ms, shown_field, shown_headers
+from proxy.observe.describe import duration_ms, grpc_timeout_ms, shown_field, shown_headers
 from proxy.observe.header_rules import grpc_call_type
 from proxy.websocket import is_websocket
 from ui.model import body
@@ -46,8 +46,8 @@ def _deadline(st: StreamInfo) -> str:
     took = (st.reset_t - st.first_t) * 1000
     # (the client's clock started before its request reached h2scope: a little early)
     if took >= ms * 0.9:
-        return f", at the client's {ms:g} ms deadline (grpc-timeout {timeout})"
-    return f", before the client's {ms:g} ms deadline (grpc-timeout {timeout}): a cancel"
+        return f", at the client's {duration_ms(ms)} deadline (grpc-timeout {timeout})"
+    return f", before the client's {duration_ms(ms)} deadline (grpc-timeout {timeout}): a cancel"
 
 
 def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:

@@ -383,7 +383,7 @@ def test_the_stream_view_says_whether_a_cancel_was_the_calls_deadline(
     drive(path, scenario)
     assert "reset +498.000 ms, at the client's 500 ms deadline (grpc-timeout 500m)" in \
         seen[1], seen[1]
-    assert "reset +100.000 ms, before the client's 10000 ms deadline (grpc-timeout 10S): " \
+    assert "reset +100.000 ms, before the client's 10,000 ms deadline (grpc-timeout 10S): " \
         "a cancel" in seen[3], seen[3]
 
 
