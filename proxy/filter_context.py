@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.observe.events import Event, FrameObserved
+from proxy.observe.frames import RstStreamFrame
 
 if TYPE_CHECKING:
     from proxy.filter import Filter
 
 __all__ = ["ConnMeta", "ConnRef", "FrameMatcher", "StreamHeaders", "StreamHeadersTracker",
-           "all_stream_headers", "meta_host"]
+           "all_stream_headers", "meta_host", "reset_grpc_status"]
 
 
 class ConnMeta(Protocol):
@@ -60,6 +61,20 @@ def meta_host(meta: Mapping[str, Any]) -> str | None:
 
 StreamHeaders = Sequence[tuple[str, str]]
 
+
+def reset_grpc_status(headers: StreamHeaders, error_code: int) -> tuple[str, str] | None:
+    """A gRPC call reset before any grpc-status ends with the status gRPC gives that
+    reset (CANCEL: CANCELLED): as a ``grpc-status`` field for the stream's filter
+    context, so ``grpc:failed`` and ``grpc:CANCELLED`` select the call; None when the
+    stream is no gRPC call or already has its status."""
+    if not any(n == "content-type" and v.startswith("application/grpc") for n, v in headers) \
+            or any(n == "grpc-status" for n, v in headers):
+        return None
+    from proxy.observe.describe import GRPC_RESET_STATUS, GRPC_STATUS
+
+    return ("grpc-status", str(GRPC_STATUS.index(GRPC_RESET_STATUS.get(error_code,
+                                                                       "INTERNAL"))))
+
 class StreamHeadersTracker:
     """The ``stream_headers`` argument for a live view: each stream's request and
     response header lists, folded in frame by frame.
@@ -74,10 +89,18 @@ class StreamHeadersTracker:
             OrderedDict()
 
     def update(self, conn_id: int, ev: FrameObserved) -> StreamHeaders | None:
-        """Fold ``ev`` in; return the headers known for its stream (``None``: none yet)."""
+        """Fold ``ev`` in; return the headers known for its stream (``None``: none yet).
+        A gRPC call's reset before its status adds the status it stands for
+        (:func:`reset_grpc_status`)."""
         streams = self._streams
         block = ev.block
-        if block is not None:
+        if type(ev.frame) is RstStreamFrame:
+            key = (conn_id, ev.frame.stream_id)
+            known = streams.get(key)
+            status = reset_grpc_status(known, ev.frame.error_code) if known else None
+            if status is not None:
+                streams[key] = (*known, status)  # type: ignore[misc]
+        elif block is not None:
             # A PUSH_PROMISE's block is the promised stream's request (RFC 9113 §8.4).
             sid = ev.block_stream_id if ev.block_stream_id is not None else ev.frame.stream_id
             key = (conn_id, sid)
@@ -131,6 +154,7 @@ def all_stream_headers(events: Iterable[tuple[int, Event]],
     is known."""
     tracker = StreamHeadersTracker(max_streams=1 << 62)
     for conn_id, ev in events:
-        if type(ev) is FrameObserved and ev.block is not None:
+        if type(ev) is FrameObserved and (ev.block is not None
+                                          or type(ev.frame) is RstStreamFrame):
             tracker.update(conn_id, ev)
     return dict(tracker._streams)

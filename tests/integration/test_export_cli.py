@@ -654,3 +654,31 @@ def test_pcapng_goes_to_a_pipe_or_a_file_but_not_to_a_terminal(capture: Path) ->
         os.close(parent)
     assert run.returncode == 2 and b"writes binary data: give an output file with -o" in \
         run.stderr
+
+
+def test_grpc_failed_selects_a_call_reset_before_its_status(tmp_path: Path) -> None:
+    """A call its client cancelled (or grpc-core refused: ENHANCE_YOUR_CALM) has no
+    grpc-status to match: `--filter grpc:failed` found nothing though the client
+    saw CANCELLED. The reset stands for the status gRPC gives it."""
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    call = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+            (":path", "/pkg.Svc/Say"), ("content-type", "application/grpc")]
+    path = h2c_capture(tmp_path / "calls.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.001),
+        (Direction.C2S, raw_frame(1, 0x5, 1, enc.encode(call)), 0.002),
+        (Direction.S2C, raw_frame(1, 0x5, 1, senc.encode(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")])),
+         0.003),
+        (Direction.C2S, raw_frame(1, 0x5, 3, enc.encode(call)), 0.004),
+        (Direction.C2S, raw_frame(3, 0, 3, (8).to_bytes(4, "big")), 0.005)])
+    for flt in ("grpc:failed", "grpc:CANCELLED", "grpc:1"):
+        out = _run(str(path), "--format", "text", "--filter", flt).stdout
+        frames = [ln for ln in out.splitlines() if "→" in ln or "←" in ln]
+        assert len(frames) == 2 and all(" 3 " in ln for ln in frames), (flt, out)
+    out = _run(str(path), "--format", "text", "--filter", "grpc:OK").stdout
+    assert [ln for ln in out.splitlines() if "→" in ln or "←" in ln][0].split()[3] == "1"

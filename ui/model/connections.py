@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.filter_context import meta_host
+from proxy.filter_context import meta_host, reset_grpc_status
 from proxy.observe.describe import grpc_code_name
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
@@ -49,6 +49,8 @@ class StreamInfo:
     client's WINDOW_UPDATE or reset, are no part of its duration)."""
     reset_t: float | None = None
     """When the first RST_STREAM on it came."""
+    reset_code: int | None = None
+    """That RST_STREAM's error code."""
     state: str = "idle"
     reset: str | None = None
     """``by client: CANCEL`` once reset."""
@@ -79,8 +81,13 @@ class StreamInfo:
     def stream_headers(self) -> Headers:
         """Request, response and trailer fields: the context ``status:``/``method:``/
         ``grpc:`` filters use."""
-        return (self.request_headers or ()) + (self.response_headers or ()) + \
+        fields = (self.request_headers or ()) + (self.response_headers or ()) + \
             (self.response_trailers or ())
+        if self.reset_code is not None:  # (a gRPC call reset before its status)
+            status = reset_grpc_status(fields, self.reset_code)
+            if status is not None:
+                fields += (status,)
+        return fields
 
     @property
     def grpc_status(self) -> str | None:

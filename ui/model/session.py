@@ -378,6 +378,7 @@ class Session:
             # The first reset ended the stream; the other side's, crossing it, is said after.
             if s.reset is None:
                 s.reset_t = s.last_t  # (this frame's time: the stream's latest)
+                s.reset_code = f.error_code
             s.reset = said if s.reset is None else f"{s.reset} (then {said})"
         elif isinstance(f, PriorityFrame):
             p = f.priority

@@ -402,3 +402,32 @@ def test_the_help_wraps_once_in_an_80_column_terminal(capture_path: Path) -> Non
     topics = [ln for ln in seen if ln.strip()]
     assert any("Home/End (G) the first/last row" in ln for ln in topics), topics
     assert any("at the quit question, keeps running" in ln for ln in topics), topics
+
+
+def test_the_ui_filter_grpc_failed_selects_a_call_reset_before_its_status(
+        tmp_path: Path) -> None:
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    enc = hpack.Encoder()
+    call = [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+            (":path", "/pkg.Svc/Say"), ("content-type", "application/grpc")]
+    path = h2c_capture(tmp_path / "cancelled.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.001),
+        (Direction.C2S, raw_frame(1, 0x5, 1, enc.encode(call)), 0.002),
+        (Direction.C2S, raw_frame(3, 0, 1, (0xB).to_bytes(4, "big")), 0.003)])
+    seen: list[list[int]] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        from proxy.filter import compile_filter
+        from ui.model.filtering import run_filter
+
+        t = app.session.table
+        for text in ("grpc:failed", "grpc:RESOURCE_EXHAUSTED"):
+            rows = run_filter(app.session, compile_filter(text))
+            seen.append([int(t.type[r]) for r in rows or ()])
+
+    drive(path, scenario)
+    assert seen == [[1, 3], [1, 3]], seen  # (the call's HEADERS and its reset)
