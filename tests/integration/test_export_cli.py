@@ -32,6 +32,27 @@ def _run(*args: str, check: bool = True,
                           text=True, timeout=60, check=check, env=env)
 
 
+def _h2_exchange(w: CaptureWriter, request: list[tuple[str, str]],
+                 response: list[tuple[str, str]]) -> None:
+    """Connection 1 of ``w``: one request and its response between real h2 peers."""
+    import h2.config
+    import h2.connection
+
+    from proxy.capture.tap import RecordingObserver
+    from tests.unit.capture.traffic import META, exchange
+
+    tap = RecordingObserver(w, 1, META, t=1.0)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8"))
+    client.initiate_connection()
+    client.send_headers(1, request, end_stream=True)
+    exchange(tap, client, server, 1.1)
+    server.send_headers(1, response, end_stream=True)
+    exchange(tap, client, server, 1.2)
+    tap.close(t=1.3)
+
+
 def _frames(capture: Path, conn: int | None = None,
             stream: int | None = None) -> list[FrameObserved]:
     return [ev for c, ev in replay_observer(capture) if isinstance(ev, FrameObserved)
@@ -375,33 +396,18 @@ def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path)
     replaces those parameters' values in :path, location and referer (HTTP/2, real
     h2 peers) and in HTTP/1.x request lines and URL header lines; other parameters,
     and the same names elsewhere in a path, stay."""
-    import h2.config
-    import h2.connection
-
     from proxy.capture.reader import CaptureReader
-    from proxy.capture.tap import RecordingObserver
     from proxy.observe.enums import Direction
-    from tests.unit.capture.traffic import META, exchange
 
     src = tmp_path / "urls.h2scope"
     with CaptureWriter(src) as w:
-        tap = RecordingObserver(w, 1, META, t=1.0)
-        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        server = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8"))
-        client.initiate_connection()
-        client.send_headers(1, [(":method", "GET"), (":scheme", "https"),
-                                (":authority", "example.test"),
-                                (":path", "/b/key=keep.txt?X-Amz-Signature=5ec2e7&page=2"
-                                          "&X-Amz-Credential=AKIA1%2F2&code=c0de;token=t0k")],
-                            end_stream=True)
-        exchange(tap, client, server, 1.1)
-        server.send_headers(1, [(":status", "302"),
-                                ("location", "https://app.test/cb?state=s1&access_token=acc35"),
-                                ("referer", "https://example.test/?api_key=ap1k")],
-                            end_stream=True)
-        exchange(tap, client, server, 1.2)
-        tap.close(t=1.3)
+        _h2_exchange(w, [(":method", "GET"), (":scheme", "https"),
+                         (":authority", "example.test"),
+                         (":path", "/b/key=keep.txt?X-Amz-Signature=5ec2e7&page=2"
+                                   "&X-Amz-Credential=AKIA1%2F2&code=c0de;token=t0k")],
+                     [(":status", "302"),
+                      ("location", "https://app.test/cb?state=s1&access_token=acc35"),
+                      ("referer", "https://example.test/?api_key=ap1k")])
         w.connection(2, {"client": {"ip": "127.0.0.1", "port": 2}, "mode": "regular",
                          "protocol": "http/1.1", "target": "a.test:80"}, t=2.0, wall=1000.0)
         w.raw(2, Direction.C2S, b"GET /login?user=ann&password=hunter2 HTTP/1.1\r\n"
@@ -588,12 +594,7 @@ def test_redacting_finds_credentials_by_the_words_in_their_names(tmp_path: Path)
     """x-goog-api-key, private-token (GitLab), api-key (Azure), x-amz-security-token
     and a jwt= parameter stayed in the 'shared' file, and grep on it (HPACK-coded
     values) found nothing, so it looked clean."""
-    import h2.config
-    import h2.connection
-
-    from proxy.capture.tap import RecordingObserver
     from proxy.observe.enums import Direction
-    from tests.unit.capture.traffic import META, exchange
 
     secrets = {"x-goog-api-key": "S3CRET-GOOG", "private-token": "S3CRET-GITLAB",
                "api-key": "S3CRET-AZURE", "x-amz-security-token": "S3CRET-AMZ",
@@ -602,19 +603,10 @@ def test_redacting_finds_credentials_by_the_words_in_their_names(tmp_path: Path)
             "accept": "*/*", "x-tokenizer": "none"}
     src = tmp_path / "words.h2scope"
     with CaptureWriter(src) as w:
-        tap = RecordingObserver(w, 1, META, t=1.0)
-        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        server = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8"))
-        client.initiate_connection()
-        client.send_headers(1, [(":method", "GET"), (":scheme", "https"),
-                                (":authority", "example.test"),
-                                (":path", "/v1?jwt=S3CRET-JWT&page=2&my_token=S3CRET-QT"),
-                                *secrets.items(), *kept.items()], end_stream=True)
-        exchange(tap, client, server, 1.1)
-        server.send_headers(1, [(":status", "200")], end_stream=True)
-        exchange(tap, client, server, 1.2)
-        tap.close(t=1.3)
+        _h2_exchange(w, [(":method", "GET"), (":scheme", "https"),
+                         (":authority", "example.test"),
+                         (":path", "/v1?jwt=S3CRET-JWT&page=2&my_token=S3CRET-QT"),
+                         *secrets.items(), *kept.items()], [(":status", "200")])
         w.connection(2, {"client": {"ip": "127.0.0.1", "port": 2}, "mode": "regular",
                          "protocol": "http/1.1", "target": "a.test:80"}, t=2.0, wall=1000.0)
         w.raw(2, Direction.C2S, b"GET /?jwt=S3CRET-J1 HTTP/1.1\r\nHost: a.test\r\n"
