@@ -71,6 +71,10 @@ BEHIND_SHOWN = 1 << 20
 """Live: capture bytes the view has not read yet from which the status bar says so."""
 
 
+_PANE_NAMES = {"lanes": "lanes", "connections": "connections", "detail": "detail"}
+"""Panes other than the timeline, by widget id: the status bar says when the keys go
+to one (its background alone told it from the timeline)."""
+
 COMPACT_HEIGHT = 30
 NARROW_WIDTH = 110
 
@@ -452,6 +456,9 @@ class H2ScopeApp(Navigation):
         if self.filter.text.strip():
             parts.append((f"filter {self.filter.text}" + (" …" if self._filtering else ""),
                           "bold cyan"))
+        pane = self._focused_pane()
+        if pane is not None:  # (the keys go there: ↑/Enter on the lanes scope a stream)
+            parts.append((f"keys → {pane} (Esc: timeline)", "bold magenta"))
         scope = "all" if self.scope_conn is None else f"conn #{self.scope_conn}"
         if self.scope_stream is not None:
             scope += f" stream {self.scope_stream}"
@@ -763,6 +770,20 @@ class H2ScopeApp(Navigation):
         Textual's toast that covered that question."""
         self._quit_key = "ctrl+c"  # (the question names the key that asked it)
         self.call_next(self.action_quit)
+
+    def _focused_pane(self) -> str | None:
+        """The pane other than the timeline that holds the focus, if one does."""
+        node = self.focused
+        while node is not None and node is not self.screen:
+            name = _PANE_NAMES.get(getattr(node, "id", None) or "")
+            if name is not None:
+                return name
+            node = node.parent  # type: ignore[assignment]
+        return None
+
+    def on_descendant_focus(self) -> None:
+        if self.screen_stack and self.main.query("#status"):
+            self._status()
 
     def action_cancel_quit(self) -> None:
         """Escape while the quit question stands: the answer is no."""

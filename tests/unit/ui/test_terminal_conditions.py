@@ -431,3 +431,23 @@ def test_the_ui_filter_grpc_failed_selects_a_call_reset_before_its_status(
 
     drive(path, scenario)
     assert seen == [[1, 3], [1, 3]], seen  # (the call's HEADERS and its reset)
+
+
+def test_the_status_bar_says_which_pane_has_the_keys(capture_path: Path) -> None:
+    """At 80 columns Tab went from the timeline to the lanes, where ↑/Enter scoped a
+    stream instead of opening it; only a background shade told the panes apart."""
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("tab")
+        await pilot.pause()
+        seen.append(app.status.plain)
+        await pilot.press("escape")
+        app.timeline.focus()
+        await pilot.pause()
+        app._status()
+        seen.append(app.status.plain)
+
+    drive(capture_path, scenario, size=(80, 24))
+    assert "keys → lanes (Esc: timeline)" in seen[0], seen[0]
+    assert "keys →" not in seen[1], seen[1]
