@@ -68,6 +68,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "(the request body byte for byte: gRPC calls of one method differ only "
                    "there) (default: method,authority,path; authority ignores the port)")
     p.add_argument("--conn", type=int, metavar="ID", help="serve only connection ID's responses")
+    p.add_argument("--no-goaway", action="store_true",
+                   help="do not send the recorded server's error GOAWAY (a gRPC server's "
+                   "too_many_pings) after the response it followed; by default it is sent, "
+                   "and that connection closed")
     p.add_argument("--speed", type=float, default=0.0, metavar="S",
                    help="keep the recorded pace: each response frame is sent when it was "
                    "recorded, counted from the request's arrival, divided by S (1: as "
@@ -112,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             f"h2scope serve: note: {args.file}: damaged record skipped: {bad}; the responses "
             "open there are served up to it, then reset (CANCEL)", file=sys.stderr))
         book = ResponseBook(responses, fields)
+        book.goaway = not args.no_goaway
     except CaptureFormatError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     except OSError as exc:
@@ -184,6 +189,7 @@ def _tls_context(args: argparse.Namespace, confdir: Path,
 
 async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
+    from proxy.observe.enums import error_name
     from proxy.replay.mock_server import recorded_settings_frame, start_mock_server
 
     try:
@@ -211,6 +217,13 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
             struct.unpack_from(">HL", frame, i) for i in range(9, len(frame), 6)))
         print(f"h2scope serve: SETTINGS as the recorded server sent them: {said or '(none)'}",
               file=sys.stderr, flush=True)
+    for r in book.responses if book.goaway else ():
+        if r.goaway_after is not None:
+            code, debug = r.goaway_after
+            said = f" {debug.decode('utf-8', 'replace')!r}" if debug else ""
+            print(f"h2scope serve: GOAWAY {error_name(code)}{said} is sent after the response "
+                  f"to {r.method} {r.path}, as the recorded server sent it (--no-goaway: not)",
+                  file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

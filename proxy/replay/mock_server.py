@@ -35,6 +35,7 @@ import h2.exceptions
 import h2.settings
 
 from proxy.observe.describe import grpc_message, shown
+from proxy.observe.enums import error_name
 from proxy.observe.header_rules import grpc_call_type
 from proxy.replay.responses import Action, Headers, ResponseBook
 
@@ -55,6 +56,8 @@ H2C_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/p
 
 
 CLOSEST = "closest recorded paths (query values not shown):"
+GOAWAY_GRACE = 0.1
+"""Seconds between a played-back GOAWAY and the close (the client reads it first)."""
 
 
 def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -> bytes:
@@ -129,6 +132,7 @@ class MockConnection:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window = asyncio.Event()
         self.closed = False
+        self.gone_away = False
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -147,6 +151,8 @@ class MockConnection:
                 data, first = first or await self.reader.read(READ_SIZE), b""
                 if not data:
                     break
+                if self.gone_away:
+                    continue  # (read and dropped until the close: h2 would GOAWAY again)
                 try:
                     events = self.conn.receive_data(data)
                 except h2.exceptions.ProtocolError as exc:
@@ -247,15 +253,18 @@ class MockConnection:
             if found.cut is not None:  # (never leave the client waiting on the rest)
                 last = actions[-1].at if actions else 0.0
                 actions = (*actions, Action(kind="cut", error_code=0x8, at=last, seq=1 << 62))
-        self._start(sid, actions, asyncio.get_running_loop().time())
+        goaway = found.goaway_after if found is not None and self.book.goaway else None
+        self._start(sid, actions, asyncio.get_running_loop().time(), goaway)
 
-    def _start(self, sid: int, actions: tuple[Action, ...], start: float) -> None:
-        play = self._play(sid, _merged(actions), start)
+    def _start(self, sid: int, actions: tuple[Action, ...], start: float,
+               goaway: tuple[int, bytes] | None = None) -> None:
+        play = self._play(sid, _merged(actions), start, goaway)
         task = asyncio.get_running_loop().create_task(play)
         self.tasks[sid] = task
         task.add_done_callback(lambda _t: self.tasks.pop(sid, None))
 
-    async def _play(self, sid: int, plan: list[tuple[int, Action]], start: float) -> None:
+    async def _play(self, sid: int, plan: list[tuple[int, Action]], start: float,
+                    goaway: tuple[int, bytes] | None = None) -> None:
         """A response, its frames and its pushed streams' in the recorded order (a
         client may act on which came first: a pushed stream's HEADERS before the
         page's DATA). ``plan`` is (slot, action): slot 0 the stream itself, slot k
@@ -328,6 +337,8 @@ class MockConnection:
                                  "sent (the stream is closed)")
                 self.flush()
                 await self.writer.drain()
+            if goaway is not None:
+                await self._go_away(*goaway)
         except h2.exceptions.ProtocolError as exc:
             self.log(f"  stream {sid}: the rest of the recorded response was not sent ({exc})")
             self.flush()
@@ -339,6 +350,21 @@ class MockConnection:
             with contextlib.suppress(Exception):
                 conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
                 self.flush()
+
+    async def _go_away(self, code: int, debug: bytes) -> None:
+        """The recorded server's GOAWAY, after the response it followed; then the
+        connection is closed, as that server closed it."""
+        name = error_name(code)
+        said = f" {debug.decode('utf-8', 'replace')!r}" if debug else ""
+        self.log(f"  GOAWAY {name}{said}, as the recorded server sent it after this "
+                 "response (--no-goaway: not)")
+        self.gone_away = True
+        self.conn.close_connection(code, additional_data=debug or None)
+        self.flush()
+        await self.writer.drain()
+        await asyncio.sleep(GOAWAY_GRACE)  # (the client reads it before the close)
+        self.closed = True
+        self.writer.close()
 
     async def _send_data(self, sid: int, action: Action) -> None:
         conn = self.conn

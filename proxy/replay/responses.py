@@ -28,6 +28,7 @@ from proxy.observe.enums import Direction
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import (
     DataFrame,
+    GoAwayFrame,
     HeadersFrame,
     PushPromiseFrame,
     RstStreamFrame,
@@ -91,6 +92,10 @@ class RecordedResponse:
     request_body_cut: bool = False
     """The recording kept only part of the request body (record.max_data_bytes):
     ``--match body`` cannot match it."""
+    goaway_after: tuple[int, bytes] | None = None
+    """(error code, debug data) of the GOAWAY with an error that the recorded server
+    sent next on this connection, when this response was the last it sent before
+    it (a gRPC server's too_many_pings): serve sends it after this response."""
 
     @property
     def status(self) -> str:
@@ -153,6 +158,8 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         return s
 
     settings: dict[int, tuple[tuple[int, int], ...]] = {}
+    goaways: dict[int, tuple[int, int, bytes]] = {}
+    """Per connection, the server's first GOAWAY with an error: (seq, code, debug)."""
     closed: set[int] = set()
     for item in replay(path, on_problem=on_problem):
         rec = item.record
@@ -170,6 +177,9 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
             if not isinstance(ev, FrameObserved):
                 continue
             if ev.frame.stream_id == 0:
+                if isinstance(ev.frame, GoAwayFrame) and ev.frame.error_code and \
+                        ev.direction is Direction.S2C and c not in goaways:
+                    goaways[c] = (ev.seq, ev.frame.error_code, bytes(ev.frame.debug_data))
                 if isinstance(ev.frame, SettingsFrame) and not ev.frame.ack and \
                         ev.direction is Direction.S2C and c not in settings:
                     settings[c] = ev.frame.settings
@@ -257,6 +267,12 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     server_settings=settings.get(key[0]),
                                     request_digest=s.body.digest(),
                                     request_body_cut=s.body_cut))
+    for c, (seq, code, debug) in goaways.items():
+        before = [(max((a.seq for a in r.actions if a.seq < seq), default=-1), i)
+                  for i, r in enumerate(out) if r.conn_id == c and r.pushed_on is None]
+        last, i = max(before, default=(-1, -1))
+        if last >= 0:
+            out[i] = replace(out[i], goaway_after=(code, debug))
     return out
 
 
@@ -291,6 +307,9 @@ class ResponseBook:
         self.responses = list(responses)
         self.fields = tuple(fields)
         self._used: dict[tuple[str, ...], int] = {}
+        self.goaway = True
+        """Send a recorded server's error GOAWAY after the response it followed
+        (``serve --no-goaway``: not)."""
 
     def _matches(self, r: RecordedResponse, method: str, authority: str, path: str,
                  digest: bytes | None = None) -> bool:

@@ -382,3 +382,60 @@ def test_match_body_tells_calls_of_one_method_apart(tmp_path: Path, serve: Serve
     assert said[-1][b"grpc-status"] == b"12"
     assert b"was recorded 2 times, each with another request body" in \
         said[-1][b"grpc-message"].replace(b"%20", b" "), said[-1]
+
+
+def test_serve_plays_the_recorded_goaway_after_the_response_it_followed(
+        tmp_path: Path, serve: Served) -> None:
+    """A gRPC server's GOAWAY ENHANCE_YOUR_CALM 'too_many_pings' was not played back:
+    a client's handling of it — the bug to reproduce — could not be."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import hpack
+
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    request = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/x")]
+    capture = h2c_capture(tmp_path / "calm.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.001),
+        (Direction.C2S, raw_frame(1, 0x5, 1, enc.encode(request)), 0.002),
+        (Direction.S2C, raw_frame(1, 0x4, 1, senc.encode([(":status", "200")])), 0.003),
+        (Direction.S2C, raw_frame(0, 0x1, 1, b"ok"), 0.004),
+        (Direction.S2C, raw_frame(7, 0, 0, (1).to_bytes(4, "big") + (0xB).to_bytes(4, "big")
+                                  + b"too_many_pings"), 0.005)])
+
+    def fetch(url: str) -> list[h2.events.Event]:
+        host, port = url.split("//")[1].rsplit(":", 1)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        got: list[h2.events.Event] = []
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            conn.initiate_connection()
+            conn.send_headers(1, request, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            sock.settimeout(1.0)
+            try:
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    got.extend(conn.receive_data(data))
+                    sock.sendall(conn.data_to_send())
+            except TimeoutError:
+                pass  # (no GOAWAY: the connection stays open)
+        return got
+
+    url = serve(str(capture), "--h2c")
+    got = fetch(url)
+    assert b"".join(e.data for e in got if isinstance(e, h2.events.DataReceived)) == b"ok"
+    (gone,) = [e for e in got if isinstance(e, h2.events.ConnectionTerminated)]
+    assert gone.error_code == 0xB and gone.additional_data == b"too_many_pings"
+    assert any("GOAWAY ENHANCE_YOUR_CALM 'too_many_pings', as the recorded server sent it "
+               "after this response" in line for line in serve.wait_log(url, "GOAWAY"))
+    quiet = serve(str(capture), "--h2c", "--no-goaway")
+    got = fetch(quiet)
+    assert not [e for e in got if isinstance(e, h2.events.ConnectionTerminated)], got
+    assert any(isinstance(e, h2.events.StreamEnded) for e in got)
