@@ -63,15 +63,14 @@ class GrpcMessage:
         head = f"message {self.index}: {self.size} bytes"
         if self.compressed:
             head += " (compressed)"
-        if self.note:
-            return f"{head}  {self.note}"
         if self.fields is None:
-            return head
+            return f"{head}  {self.note}" if self.note else head
         text = " ".join(line.strip() for line in self.fields) or "(empty)"
         if len(text) > SUMMARY:
             text = text[:SUMMARY - 1] + "…"
         name = f"{self.type_name} " if self.type_name else ""
-        return f"{head}  {name}{{{text}}}"
+        said = f"{head}  {name}{{{text}}}"
+        return f"{said}  {self.note}" if self.note else said
 
     def as_dict(self) -> dict[str, Any]:
         if self.trailers:
@@ -107,7 +106,8 @@ def _inflate(payload: bytes, encoding: str | None) -> tuple[bytes | None, str]:
 
 
 class _Stream:
-    __slots__ = ("answered", "buffers", "counts", "encodings", "ended", "lost", "path", "skip")
+    __slots__ = ("answered", "big", "buffers", "counts", "encodings", "ended", "lost", "path",
+                 "skip")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -117,6 +117,9 @@ class _Stream:
         self.counts = [0, 0]
         self.skip = [0, 0]
         """Bytes of an oversized message still to pass over, per direction."""
+        self.big: list[tuple[int, int, bytearray] | None] = [None, None]
+        """An oversized message's (index, size, first bytes so far), per direction:
+        its first MAX_MESSAGE bytes are decoded, the fields that end within them."""
         self.lost: list[str | None] = [None, None]
         self.ended = 0
         self.answered = False
@@ -185,6 +188,10 @@ class GrpcTracker:
             else:
                 msgs = self._messages(state, d, data)
         if f.type in (0, 1) and f.flags & 0x1:
+            big = state.big[d]
+            if big is not None:  # (cut before its first bytes were all there)
+                msgs.append(self._start_decoded(state, d, *big))
+                state.big[d] = None
             buf = state.buffers[d]
             if (buf or state.skip[d]) and state.lost[d] is None:
                 # The direction ended inside a message: the peer gets a cut message
@@ -252,6 +259,13 @@ class GrpcTracker:
         if skip:
             passed = min(skip, len(data))
             state.skip[d] = skip - passed
+            big = state.big[d]
+            if big is not None:
+                head = big[2]
+                head += data[:min(passed, self.MAX_MESSAGE - len(head))]
+                if len(head) >= self.MAX_MESSAGE or not state.skip[d]:
+                    out.append(self._start_decoded(state, d, *big))
+                    state.big[d] = None
             data = data[passed:]
         buf = state.buffers[d]
         buf += data
@@ -261,9 +275,17 @@ class GrpcTracker:
             size = int.from_bytes(buf[1:5], "big")
             if size > self.MAX_MESSAGE:
                 state.counts[d] += 1
-                out.append(GrpcMessage(d, state.counts[d], size, compressed, None, None,
-                                       f"(not decoded: longer than {self.MAX_MESSAGE} bytes)"))
                 have = len(buf) - 5
+                if compressed:  # (its start does not inflate on its own)
+                    out.append(GrpcMessage(d, state.counts[d], size, compressed, None, None,
+                                           f"(not decoded: longer than {self.MAX_MESSAGE} "
+                                           "bytes)"))
+                else:
+                    head = bytearray(buf[5:5 + min(have, self.MAX_MESSAGE)])
+                    if len(head) >= self.MAX_MESSAGE:
+                        out.append(self._start_decoded(state, d, state.counts[d], size, head))
+                    else:
+                        state.big[d] = (state.counts[d], size, head)
                 state.skip[d] = max(0, size - have)
                 del buf[:5 + min(size, have)]
                 continue
@@ -280,6 +302,25 @@ class GrpcTracker:
             state.counts[d] += 1
             out.append(self._decoded(state, d, size, compressed, payload))
         return out
+
+    def _start_decoded(self, state: _Stream, d: int, index: int, size: int,
+                       head: bytearray) -> GrpcMessage:
+        """An oversized message by its first bytes: the fields that end within them
+        (a large upload's small fields — a name, an id — come first, its bytes after)."""
+        first = f"{self.MAX_MESSAGE // 1024} KiB" if not self.MAX_MESSAGE % 1024 else \
+            f"{self.MAX_MESSAGE:,} bytes"
+        note = f"(the fields within its first {first}; the rest not decoded)"
+        schema = self.schema
+        type_name = schema.method_type(state.path, d == 0) if schema is not None else None
+        fields = schema.decode(bytes(head), type_name, partial=True) \
+            if type_name is not None and schema is not None else None
+        if fields is None:
+            type_name = None
+            fields = decode_raw(bytes(head), partial=True)
+        if fields is None:
+            return GrpcMessage(d, index, size, False, None, None,
+                               f"(not decoded: longer than {self.MAX_MESSAGE} bytes)")
+        return GrpcMessage(d, index, size, False, type_name, fields, note)
 
     def _decoded(self, state: _Stream, d: int, size: int, compressed: bool,
                  payload: bytes) -> GrpcMessage:

@@ -40,35 +40,48 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> list[tuple[int, int, object]]:
-    """(field number, wire type, value) for every field; raises _Malformed."""
+def _fields(data: bytes, partial: bool = False) -> list[tuple[int, int, object]]:
+    """(field number, wire type, value) for every field; raises _Malformed.
+    ``partial``: ``data`` is the start of a longer message: the fields that end
+    within it, and not the one it cuts."""
     out: list[tuple[int, int, object]] = []
     pos, n = 0, len(data)
     while pos < n:
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0 or number > 536_870_911:
-            raise _Malformed
-        value: object
-        if wire == _VARINT:
-            value, pos = _varint(data, pos)
-        elif wire == _I64:
-            if pos + 8 > n:
-                raise _Malformed
-            value, pos = data[pos:pos + 8], pos + 8
-        elif wire == _I32:
-            if pos + 4 > n:
-                raise _Malformed
-            value, pos = data[pos:pos + 4], pos + 4
-        elif wire == _LEN:
-            size, pos = _varint(data, pos)
-            if pos + size > n:
-                raise _Malformed
-            value, pos = data[pos:pos + size], pos + size
-        else:  # groups (deprecated) and the reserved wire types 6, 7
-            raise _Malformed
-        out.append((number, wire, value))
+        try:
+            field, pos = _field(data, pos, n)
+        except _Malformed:
+            if partial:
+                return out
+            raise
+        out.append(field)
     return out
+
+
+def _field(data: bytes, pos: int, n: int) -> tuple[tuple[int, int, object], int]:
+    """The field at ``pos``, and where the next starts; raises _Malformed."""
+    key, pos = _varint(data, pos)
+    number, wire = key >> 3, key & 7
+    if number == 0 or number > 536_870_911:
+        raise _Malformed
+    value: object
+    if wire == _VARINT:
+        value, pos = _varint(data, pos)
+    elif wire == _I64:
+        if pos + 8 > n:
+            raise _Malformed
+        value, pos = data[pos:pos + 8], pos + 8
+    elif wire == _I32:
+        if pos + 4 > n:
+            raise _Malformed
+        value, pos = data[pos:pos + 4], pos + 4
+    elif wire == _LEN:
+        size, pos = _varint(data, pos)
+        if pos + size > n:
+            raise _Malformed
+        value, pos = data[pos:pos + size], pos + size
+    else:  # groups (deprecated) and the reserved wire types 6, 7
+        raise _Malformed
+    return (number, wire, value), pos
 
 
 def _printable(value: bytes) -> str | None:
@@ -135,11 +148,12 @@ def _length_delimited(number: int, value: bytes, depth: int, out: list[str]) -> 
     out.append(f"{pad}{number}: bytes [{shown}]{more}" if value else f'{pad}{number}: ""')
 
 
-def decode_raw(data: bytes) -> list[str] | None:
+def decode_raw(data: bytes, partial: bool = False) -> list[str] | None:
     """The message's fields as ``protoc --decode_raw`` would show them, or None if
-    ``data`` is not a well-formed protobuf message (an empty message is ``[]``)."""
+    ``data`` is not a well-formed protobuf message (an empty message is ``[]``);
+    ``partial``: the start of one, its whole fields."""
     try:
-        fields = _fields(data)
+        fields = _fields(data, partial)
     except _Malformed:
         return None
     out: list[str] = []

@@ -169,14 +169,15 @@ class Protoset:
         types = self.methods.get(path.split("?", 1)[0])
         return None if types is None else types[0 if request else 1]
 
-    def decode(self, data: bytes, type_name: str) -> list[str] | None:
+    def decode(self, data: bytes, type_name: str, partial: bool = False) -> list[str] | None:
         """The message as ``protoc --decode`` shows it; None if ``type_name`` is
-        unknown or the bytes are not a well-formed message."""
+        unknown or the bytes are not a well-formed message (``partial``: the start
+        of one, its whole fields)."""
         msg = self.messages.get(type_name)
         if msg is None:
             return None
         try:
-            fields = _fields(data)
+            fields = _fields(data, partial)
         except _Malformed:
             return None
         out: list[str] = []

@@ -139,8 +139,9 @@ def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
 
     write_text(replay(capture), out, protoset=protoset)
     lines = grpc_lines(out.getvalue())
-    assert f"grpc → message 1: {GrpcTracker.MAX_MESSAGE + 11} bytes  (not decoded: longer " \
-        f"than {GrpcTracker.MAX_MESSAGE} bytes)" in lines
+    # (its first 1,000 bytes hold a field 1 of length 0, then zeros: what ends in them)
+    assert f"grpc → message 1: {GrpcTracker.MAX_MESSAGE + 11} bytes  demo.v1.HelloRequest " \
+        '{name: ""}  (the fields within its first 1,000 bytes; the rest not decoded)' in lines
     cut = tmp_path / "cut.h2scope"
     record_call(cut, max_data_bytes=10)
     out = io.StringIO()
@@ -337,3 +338,47 @@ def test_the_standard_error_details_are_decoded_without_a_protoset() -> None:
         'domain: "example.com" metadata {key: "zone" value: "eu"}}, google.rpc.RetryInfo '
         "{retry_delay {1.5s}}, type.googleapis.com/google.rpc.Unknown"), note
     assert rpc_detail("type.googleapis.com/google.rpc.BadRequest", b"\xff") is None
+
+
+def test_a_large_messages_leading_fields_are_decoded(schema: tuple[Path, Protoset]) -> None:
+    """A 5 MB upload's name came before its bytes, but a message over 64 KiB was only
+    counted: headless and exports said nothing of what it was (the UI decoded it)."""
+    from types import SimpleNamespace
+
+    from proxy.observe.frames import DataFrame
+
+    _, protoset = schema
+
+    def ld(number: int, value: bytes) -> bytes:
+        size, n = b"", len(value)
+        while True:
+            size += bytes([n & 0x7F | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                break
+        return bytes([number << 3 | 2]) + size + value
+
+    def data_event(payload: bytes, end: bool) -> SimpleNamespace:
+        raw = len(payload).to_bytes(3, "big") + bytes([0, int(end)]) + \
+            (1).to_bytes(4, "big") + payload
+        frame = DataFrame(type=0, flags=int(end), stream_id=1, length=len(payload), raw=raw,
+                          reserved=False, malformed=None, pad_length=None,
+                          data_length=len(payload))
+        return SimpleNamespace(frame=frame, block=None, direction=0, t=0.0)
+
+    message = ld(1, b"upload.bin") + ld(7, b"x" * 200_000)
+    for tracker, named in ((GrpcTracker(protoset), True), (GrpcTracker(), False)):
+        said = []
+        framed = grpc(message)
+        tracker.feed(1, SimpleNamespace(  # type: ignore[arg-type]
+            frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=0,
+            block=SimpleNamespace(headers=((":path", PATH),
+                                           ("content-type", "application/grpc"))), t=0.0))
+        for i in range(0, len(framed), 16384):  # (DATA frames of 16 KiB)
+            msgs, _ = tracker.feed(1, data_event(  # type: ignore[arg-type]
+                framed[i:i + 16384], i + 16384 >= len(framed)))
+            said.extend(m.summary() for m in msgs)
+        assert len(said) == 1, said
+        field = 'name: "upload.bin"' if named else '1: "upload.bin"'
+        assert f"message 1: {len(message)} bytes  " in said[0] and field in said[0], said
+        assert said[0].endswith("(the fields within its first 64 KiB; the rest not decoded)")
