@@ -266,9 +266,13 @@ def _schema(args: argparse.Namespace) -> tuple[Any, str] | None:
         path, _, which = args.proto_type.partition(":")
         resolved = schema.method_type(path, which != "response")
         if resolved is None:
-            known = ", ".join(sorted(schema.methods)[:5]) or "none"
+            methods = sorted(schema.methods)
+            close = difflib.get_close_matches(path, methods, 1, 0.6)
+            meant = f"did you mean {close[0]}? " if close else ""
+            known = ", ".join(methods[:8]) + (f", … ({len(methods)} in all)"
+                                              if len(methods) > 8 else "")
             raise UsageError(f"--type {args.proto_type}: no such method in the protoset "
-                             f"(methods: {known})")
+                             f"({meant}methods: {known or 'none'})")
         name = resolved
     if name not in schema.messages:
         close = difflib.get_close_matches(name, list(schema.messages), n=3)
