@@ -786,13 +786,16 @@ class H2ScopeApp(Navigation):
             self._status()
 
     def action_cancel_quit(self) -> None:
-        """Escape while the quit question stands: the answer is no."""
+        """Escape: while the quit question stands, the answer is no; in the lanes or
+        the detail pane, back to the timeline (the status bar says so)."""
         if self._quit_prompt:
             if self.message == self._quit_prompt:
                 self.message = ""
             self._quit_prompt = ""
             self._quit_asked = -QUIT_AGAIN
             self.say("not quitting")
+        elif self._focused_pane() is not None:
+            self.timeline.focus()
 
     async def action_quit(self) -> None:
         quit_key, self._quit_key = self._quit_key, ""

@@ -442,12 +442,11 @@ def test_the_status_bar_says_which_pane_has_the_keys(capture_path: Path) -> None
         await pilot.press("tab")
         await pilot.pause()
         seen.append(app.status.plain)
-        await pilot.press("escape")
-        app.timeline.focus()
+        await pilot.press("escape")  # (as the status bar says: back to the timeline)
         await pilot.pause()
-        app._status()
         seen.append(app.status.plain)
+        seen.append(str(app.focused is app.timeline))
 
     drive(capture_path, scenario, size=(80, 24))
     assert "keys → lanes (Esc: timeline)" in seen[0], seen[0]
-    assert "keys →" not in seen[1], seen[1]
+    assert "keys →" not in seen[1] and seen[2] == "True", seen
