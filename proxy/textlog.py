@@ -77,8 +77,27 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     lines = field_lines(headers, HEADER_INDENT, _raw_note)
     if omitted:
         lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, block)}")
-    text = _BLOCK_TEXT[id(block)] = (block, block_summary(headers).rstrip(), lines)
+    summary = block_summary(headers).rstrip()
+    if "grpc-status" in summary:  # (a gRPC call's status: its details may be said)
+        for i in reversed(range(len(headers))):
+            if headers[i][0] == _DETAILS:
+                said = _status_details(headers[i][1])
+                if said and i < len(lines):
+                    lines.insert(i + 1, f"{HEADER_INDENT}  ; {said}")
+    text = _BLOCK_TEXT[id(block)] = (block, summary, lines)
     return text
+
+
+_DETAILS = "grpc-status-details-bin"
+
+
+def _status_details(value: str) -> str | None:
+    """The google.rpc.Status a ``grpc-status-details-bin`` value carries, its
+    standard details decoded (the reason a gRPC call failed, in words)."""
+    from proxy.grpc_log import grpc_field_note
+
+    note = grpc_field_note(_DETAILS, value)
+    return note if note and note.startswith("google.rpc.Status") else None
 
 
 def message_field_lines(headers: tuple[tuple[str, str], ...],

@@ -382,3 +382,39 @@ def test_a_large_messages_leading_fields_are_decoded(schema: tuple[Path, Protose
         field = 'name: "upload.bin"' if named else '1: "upload.bin"'
         assert f"message 1: {len(message)} bytes  " in said[0] and field in said[0], said
         assert said[0].endswith("(the fields within its first 64 KiB; the rest not decoded)")
+
+
+def test_the_text_log_says_what_a_failed_calls_status_details_hold(tmp_path: Path) -> None:
+    """The stream view decoded grpc-status-details-bin; the headless log and its export
+    showed the base64 alone."""
+    import base64
+
+    import hpack
+
+    from proxy.capture.export_text import write_text
+    from proxy.observe.enums import Direction
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    def ld(number: int, value: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(value)]) + value
+
+    bad = ld(1, ld(1, b"name") + ld(2, b"must not be empty"))
+    status = bytes([8, 3]) + ld(2, b"bad name") + ld(
+        3, ld(1, b"type.googleapis.com/google.rpc.BadRequest") + ld(2, bad))
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    path = h2c_capture(tmp_path / "failed.h2scope", [
+        (Direction.S2C, raw_frame(4, 0, 0, b""), 0.001),
+        (Direction.C2S, raw_frame(1, 0x5, 1, enc.encode(
+            [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+             (":path", PATH), ("content-type", "application/grpc")])), 0.002),
+        (Direction.S2C, raw_frame(1, 0x5, 1, senc.encode(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "3"),
+             ("grpc-status-details-bin", base64.b64encode(status).decode())])), 0.003)])
+    out = io.StringIO()
+    write_text(replay(path), out)
+    lines = out.getvalue().splitlines()
+    at = next(i for i, ln in enumerate(lines) if "grpc-status-details-bin:" in ln)
+    assert lines[at + 1].strip() == (
+        "; google.rpc.Status: code 3 INVALID_ARGUMENT, message 'bad name', details "
+        'google.rpc.BadRequest {field_violations {field: "name" description: "must not be '
+        'empty"}}'), lines[at:at + 2]
