@@ -70,10 +70,10 @@ def reset_grpc_status(headers: StreamHeaders, error_code: int) -> tuple[str, str
     if not any(n == "content-type" and v.startswith("application/grpc") for n, v in headers) \
             or any(n == "grpc-status" for n, v in headers):
         return None
-    from proxy.observe.describe import GRPC_RESET_STATUS, GRPC_STATUS
+    from proxy.observe.describe import GRPC_STATUS, grpc_reset_status
 
-    return ("grpc-status", str(GRPC_STATUS.index(GRPC_RESET_STATUS.get(error_code,
-                                                                       "INTERNAL"))))
+    return ("grpc-status", str(GRPC_STATUS.index(grpc_reset_status(error_code))))
+
 
 class StreamHeadersTracker:
     """The ``stream_headers`` argument for a live view: each stream's request and

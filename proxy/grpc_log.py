@@ -278,8 +278,7 @@ class GrpcTracker:
                 have = len(buf) - 5
                 if compressed:  # (its start does not inflate on its own)
                     out.append(GrpcMessage(d, state.counts[d], size, compressed, None, None,
-                                           f"(not decoded: longer than {self.MAX_MESSAGE} "
-                                           "bytes)"))
+                                           self._too_long()))
                 else:
                     head = bytearray(buf[5:5 + min(have, self.MAX_MESSAGE)])
                     if len(head) >= self.MAX_MESSAGE:
@@ -318,9 +317,11 @@ class GrpcTracker:
             type_name = None
             fields = decode_raw(bytes(head), partial=True)
         if fields is None:
-            return GrpcMessage(d, index, size, False, None, None,
-                               f"(not decoded: longer than {self.MAX_MESSAGE} bytes)")
+            return GrpcMessage(d, index, size, False, None, None, self._too_long())
         return GrpcMessage(d, index, size, False, type_name, fields, note)
+
+    def _too_long(self) -> str:
+        return f"(not decoded: longer than {self.MAX_MESSAGE} bytes)"
 
     def _decoded(self, state: _Stream, d: int, size: int, compressed: bool,
                  payload: bytes) -> GrpcMessage:

@@ -51,6 +51,7 @@ from proxy.textlog import (
     AFTER_ITS_FRAME_TYPES,
     HEADER_INDENT,
     CausedShown,
+    HeldLines,
     add_event_lines,
     byte_count,
     closed_text,
@@ -101,11 +102,8 @@ class HeadlessPrinter:
         self.start: float | None = None
         self.caused = CausedShown()
         """With a filter: which stalls, reopenings and the like to show."""
-        self._shown: set[int] = set()
-        """With a filter: open connections something was shown of (their lines go out)."""
-        self._pending: dict[int, list[str]] = {}
-        """With a filter: each open connection's lines held until something of it is
-        shown (dropped at its close if nothing was)."""
+        self.held = HeldLines()
+        """With a filter: the connections' own lines, until something of one is shown."""
         self._relayed: set[int] = set()
         """JSON Lines: connections whose RelayStarted was written (once, as the
         recording's metadata keeps it)."""
@@ -215,7 +213,7 @@ class HeadlessPrinter:
                 continue
             if type(ev) is FrameObserved:
                 if keep is not None:
-                    self._show(conn_id, lines)
+                    lines.extend(self.held.show(conn_id))
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
                                 quiet=quiet)
                 if keep is not None:
@@ -233,7 +231,7 @@ class HeadlessPrinter:
                 said_now: list[str] = []
                 add_event_lines(said_now, conn_id, ev, ev.t - start, quiet=quiet)
                 if said_now:
-                    self._show(conn_id, lines)
+                    lines.extend(self.held.show(conn_id))
                     lines.extend(said_now)
             else:
                 add_event_lines(lines, conn_id, ev, ev.t - start, quiet=quiet)
@@ -332,28 +330,19 @@ class HeadlessPrinter:
 
     def _connection_lines(self, conn_id: int, ev: ConnectionEvent, said: list[str],
                           lines: list[str]) -> None:
-        """With a filter: a connection's lines (opened, target, TLS, relaying, closed)
-        are shown with its first frame the filter keeps, or with a proxy error — not
-        for every connection: `path:/a.css` had printed 51 connection lines around 6
-        frames. A connection nothing was shown of goes unsaid, its close too."""
+        """With a filter: a connection's lines go out with its first frame the filter
+        keeps, or with a proxy error or an HTTP/1.x message it keeps (:class:`HeldLines`)."""
         kind = type(ev)
-        if kind is ProxyErrorRaised or kind is Http1MessageObserved \
-                or conn_id in self._shown:
-            self._show(conn_id, lines)
+        if kind is ProxyErrorRaised or kind is Http1MessageObserved:
+            lines.extend(self.held.show(conn_id))
             lines.extend(said)
-        elif kind is not ConnectionClosed:
-            pending = self._pending.setdefault(conn_id, [])
-            if len(pending) < 64:
-                pending.extend(said)
-        if kind is ConnectionClosed:
-            self._shown.discard(conn_id)
-            self._pending.pop(conn_id, None)
-
-    def _show(self, conn_id: int, lines: list[str]) -> None:
-        """The connection's held lines, before its first line the filter shows."""
-        if conn_id not in self._shown:
-            self._shown.add(conn_id)
-            lines.extend(self._pending.pop(conn_id, ()))
+        elif kind is ConnectionClosed:
+            before = self.held.close(conn_id)
+            if before is not None:
+                lines.extend(before)
+                lines.extend(said)
+        else:
+            lines.extend(self.held.hold(conn_id, said))
 
     @staticmethod
     def _kept(keep: EventFilter, ev: ProxyEvent, info: ConnectionInfo) -> bool:

@@ -22,10 +22,11 @@ from typing import Any
 
 from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
 from proxy.observe.describe import (
-    GRPC_RESET_STATUS,
+    at_deadline,
     block_summary,
     duration_ms,
     grpc_code_name,
+    grpc_reset_status,
     grpc_timeout_ms,
 )
 from proxy.observe.enums import Direction, error_name
@@ -370,15 +371,14 @@ class RunSummary:
         code = error_name(error_code)
         unanswered = self._grpc_unanswered.pop(key, None)
         if unanswered is not None:
-            status = GRPC_RESET_STATUS.get(error_code, "INTERNAL")
             began, timeout = unanswered
             if by is _C2S and error_code == 0x8 and timeout is not None and \
-                    (t - began) * 1000 >= timeout * 0.9:
-                # (the client's clock started before its request reached h2scope)
+                    at_deadline((t - began) * 1000, timeout):
                 label = f"DEADLINE_EXCEEDED (the client's {duration_ms(timeout)} deadline: reset " \
                     "CANCEL before any grpc-status)"
             else:
-                label = f"{status} (reset {code} by the {by.sender} before any grpc-status)"
+                label = f"{grpc_reset_status(error_code)} (reset {code} by the {by.sender} " \
+                    "before any grpc-status)"
             self.grpc[label] += 1
             self._settle(key, None)
             return
@@ -388,9 +388,8 @@ class RunSummary:
             self.grpc[sent] -= 1
             if not self.grpc[sent]:
                 del self.grpc[sent]
-            status = GRPC_RESET_STATUS.get(error_code, "INTERNAL")
-            self.grpc[f"{status} at the client ({sent} from the server, then reset "
-                      f"{code} by the client)"] += 1
+            self.grpc[f"{grpc_reset_status(error_code)} at the client ({sent} from the "
+                      f"server, then reset {code} by the client)"] += 1
 
     def _settle(self, key: tuple[int, int], status: str | None) -> None:
         if len(self._grpc_settled) >= 1024:

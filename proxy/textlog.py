@@ -231,6 +231,47 @@ class CausedShown:
         self._streams.pop(conn_id, None)
 
 
+class HeldLines:
+    """With a filter: a connection's own lines (opened, target, TLS, relaying) held
+    until something of it is shown, then written before that — not for every
+    connection (``path:/a.css`` had 51 connection lines around 6 frames). A
+    connection nothing was shown of goes unsaid, its close too."""
+
+    MAX_HELD = 64
+    """Lines held per connection (a connection's own lines are a handful)."""
+
+    def __init__(self) -> None:
+        self.shown: set[int] = set()
+        """Open connections something was shown of."""
+        self.held: dict[int, list[str]] = {}
+
+    def hold(self, conn_id: int, lines: list[str]) -> list[str]:
+        """``lines`` of the connection: what to write now (all of them once it is
+        shown; else none, and they wait)."""
+        if conn_id in self.shown:
+            return lines
+        held = self.held.setdefault(conn_id, [])
+        if len(held) < self.MAX_HELD:
+            held.extend(lines)
+        return []
+
+    def show(self, conn_id: int) -> list[str]:
+        """Something of the connection is shown: its held lines, to write first."""
+        if conn_id in self.shown:
+            return []
+        self.shown.add(conn_id)
+        return self.held.pop(conn_id, [])
+
+    def close(self, conn_id: int, *, failed: bool = False) -> list[str] | None:
+        """The connection closed: the held lines to write before its close line, or
+        None when nothing of it was shown (its close goes unsaid too); ``failed``:
+        said all the same (it may be why the frames looked for are not there)."""
+        held = self.held.pop(conn_id, [])
+        shown = conn_id in self.shown
+        self.shown.discard(conn_id)
+        return held if shown or failed else None
+
+
 def in_log_order(events: Iterable[_E]) -> Iterator[_E]:
     """``events`` with each of :data:`AFTER_ITS_FRAME` moved after the frame that
     caused it (the next frame event)."""

@@ -71,7 +71,7 @@ BEHIND_SHOWN = 1 << 20
 """Live: capture bytes the view has not read yet from which the status bar says so."""
 
 
-_PANE_NAMES = {"lanes": "lanes", "connections": "connections", "detail": "detail"}
+_PANES = frozenset({"lanes", "connections", "detail"})
 """Panes other than the timeline, by widget id: the status bar says when the keys go
 to one (its background alone told it from the timeline)."""
 
@@ -775,9 +775,8 @@ class H2ScopeApp(Navigation):
         """The pane other than the timeline that holds the focus, if one does."""
         node = self.focused
         while node is not None and node is not self.screen:
-            name = _PANE_NAMES.get(getattr(node, "id", None) or "")
-            if name is not None:
-                return name
+            if getattr(node, "id", None) in _PANES:
+                return node.id
             node = node.parent  # type: ignore[assignment]
         return None
 

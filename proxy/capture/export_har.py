@@ -80,16 +80,17 @@ def _ms(a: float | None, b: float | None) -> float:
     return round(max(b - a, 0.0) * 1000, 3)
 
 
-def _binary_value(name: str, value: str) -> tuple[str, bytes] | None:
+def _binary_value(name: str, value: str) -> tuple[str, bytes, str] | None:
     """A value HAR text cannot hold as it is: bytes that are not UTF-8 (a broken
     value), or a ``-bin`` value sent raw (gRPC's true binary metadata: NULs and
-    control bytes that happen to be UTF-8). Its text with ``\\xNN`` escapes, and its
-    exact bytes; None for a value that is text."""
+    control bytes that happen to be UTF-8). Its text with ``\\xNN`` escapes, its
+    exact bytes and which of the two it is; None for a value that is text."""
+    raw = raw_bytes(value)
     if name.endswith("-bin") and not value.isprintable():
         return (shown_field(name, value)[len(shown_name(name)) + 2:],
-                value.encode("utf-8", "surrogateescape"))
-    raw = raw_bytes(value)
-    return None if raw is None else (escape_undecoded(value), raw)
+                value.encode("utf-8", "surrogateescape"),
+                "binary (sent raw)" if raw is None else "not UTF-8")
+    return None if raw is None else (escape_undecoded(value), raw, "not UTF-8")
 
 
 def _header(name: str, value: str) -> dict[str, str]:
@@ -99,8 +100,7 @@ def _header(name: str, value: str) -> dict[str, str]:
         # (the exact bytes go in a custom field)
         d["value"] = binary[0]
         d["_valueBase64"] = base64.b64encode(binary[1]).decode("ascii")
-        d["comment"] = ("binary (sent raw)" if raw_bytes(value) is None else "not UTF-8") \
-            + ": bytes written \\xNN; exactly in _valueBase64"
+        d["comment"] = f"{binary[2]}: bytes written \\xNN; exactly in _valueBase64"
     return d
 
 

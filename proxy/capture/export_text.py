@@ -48,6 +48,7 @@ from proxy.textlog import (
     AFTER_ITS_FRAME,
     HEADER_INDENT,
     CausedShown,
+    HeldLines,
     closed_text,
     event_lines,
     frame_line,
@@ -240,10 +241,8 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     upgrades = _Upgrades()
     grpc = GrpcTracker(protoset)
     trailers = _Trailers() if stream is None and kept is None else _NO_TRAILERS
-    said_conns: set[int] = set()
-    """With a filter: connections something was written of."""
-    pending: dict[int, list[str]] = {}
-    """With a filter: each connection's lines until something of it is written."""
+    held = HeldLines()
+    """With a filter: the connections' own lines, until something of one is written."""
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -268,10 +267,9 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
         record_line = _record_line(item, rel, trailers.of(rec), fields=headers) \
             if stream is None and (kept is None or rec.type != RecordType.HTTP1) else None
         if record_line and not closing:
-            if kept is None or not rec.conn_id or rec.conn_id in said_conns:
-                out.write(record_line + "\n")
-            else:  # (said with the connection's first frame the filter keeps)
-                pending.setdefault(rec.conn_id, []).append(record_line)
+            for line in [record_line] if kept is None or not rec.conn_id else \
+                    held.hold(rec.conn_id, [record_line]):
+                out.write(line + "\n")
         for ev in in_log_order(item.events):
             extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
                 if type(ev) is FrameObserved else []
@@ -281,23 +279,20 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
                                     annotate=annotate, truncated=rec.truncated):
-                if kept is not None and rec.conn_id not in said_conns:
-                    said_conns.add(rec.conn_id)
-                    for held in pending.pop(rec.conn_id, ()):
-                        out.write(held + "\n")
+                if kept is not None:
+                    for first in held.show(rec.conn_id):
+                        out.write(first + "\n")
                 out.write(line + "\n")
             if headers:
                 for line in extra:
                     out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)
         if record_line and closing:
-            held_lines = pending.pop(rec.conn_id, [])
-            if kept is None or rec.conn_id in said_conns or rec.json().get("errors"):
-                # (a connection that failed is said, filter or not: it may be why)
-                for held in held_lines:
-                    out.write(held + "\n")
-                out.write(record_line + "\n")
-            said_conns.discard(rec.conn_id)
+            before = [] if kept is None else \
+                held.close(rec.conn_id, failed=bool(rec.json().get("errors")))
+            if before is not None:
+                for line in (*before, record_line):
+                    out.write(line + "\n")
     return frames
 
 

@@ -123,21 +123,18 @@ def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str
 
 
 class _Redactor:
-    def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset(), *,
-                 words: bool = True) -> None:
+    def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset()) -> None:
+        # (and every name CREDENTIAL_WORDS matches, headers and parameters alike)
         self.names = names
-        self.words = words
-        """Also every name :data:`CREDENTIAL_WORDS` matches (the default lists)."""
-        alternation = "|".join([re.escape(n) for n in sorted(names)]
-                               + ([CREDENTIAL_WORDS] if words else []))
+        alternation = "|".join([*(re.escape(n) for n in sorted(names)), CREDENTIAL_WORDS])
         self.line = re.compile(rb"(?im)^(" + alternation.encode() + rb")[ \t]*:[^\r\n]*")
         self.count = 0
         self.found: set[str] = set()
         """The header names whose values were redacted."""
         self.params = 0
         self.found_params: set[str] = set()
-        p = "|".join([re.escape(n) for n in sorted(params, key=lambda n: (-len(n), n))]
-                     + ([CREDENTIAL_WORDS] if words else []))
+        p = "|".join([*(re.escape(n) for n in sorted(params, key=lambda n: (-len(n), n))),
+                      CREDENTIAL_WORDS])
         # name=value after ? & or ; up to the next separator; the name as written
         self.param = re.compile(r"(?i)(?<=[?&;])(" + p + r")=[^&;#\s]*") if params else None
         self.param_b = re.compile(rb"(?i)(?<=[?&;])(" + p.encode() + rb")=[^&;#\s]*") \
@@ -152,7 +149,7 @@ class _Redactor:
         out = []
         for n, v in headers:
             low = n.lower()
-            if low in self.names or (self.words and _CREDENTIAL_NAME.fullmatch(low)):
+            if low in self.names or _CREDENTIAL_NAME.fullmatch(low):
                 self.count += 1
                 self.found.add(low)
                 v = REDACTED

@@ -189,8 +189,8 @@ def _tls_context(args: argparse.Namespace, confdir: Path,
 
 async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
-    from proxy.observe.enums import error_name
     from proxy.replay.mock_server import recorded_settings_frame, start_mock_server
+    from proxy.replay.responses import goaway_text
 
     try:
         server = await start_mock_server(book, args.listen_host, args.port, ctx, _log,
@@ -219,11 +219,9 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
               file=sys.stderr, flush=True)
     for r in book.responses if book.goaway else ():
         if r.goaway_after is not None:
-            code, debug = r.goaway_after
-            said = f" {debug.decode('utf-8', 'replace')!r}" if debug else ""
-            print(f"h2scope serve: GOAWAY {error_name(code)}{said} is sent after the response "
-                  f"to {r.method} {r.path}, as the recorded server sent it (--no-goaway: not)",
-                  file=sys.stderr, flush=True)
+            print(f"h2scope serve: GOAWAY {goaway_text(*r.goaway_after)} is sent after the "
+                  f"response to {r.method} {r.path}, as the recorded server sent it "
+                  "(--no-goaway: not)", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

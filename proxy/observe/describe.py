@@ -72,6 +72,19 @@ GRPC_TIMEOUT_MS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 
 nano) in milliseconds."""
 
 
+def grpc_reset_status(error_code: int) -> str:
+    """The status a gRPC call reset by ``error_code`` before any grpc-status ends
+    with (:data:`GRPC_RESET_STATUS`; a code it does not list: INTERNAL)."""
+    return GRPC_RESET_STATUS.get(error_code, "INTERNAL")
+
+
+def at_deadline(elapsed_ms: float, timeout_ms: float) -> bool:
+    """Whether a client's CANCEL that many milliseconds after its request reached
+    h2scope came at its ``grpc-timeout``: the client's clock started before the
+    request got here, so a little early counts (90 %)."""
+    return elapsed_ms >= timeout_ms * 0.9
+
+
 def grpc_message(text: str) -> str:
     """``text`` as a grpc-message value: percent-encoded UTF-8 outside printable
     ASCII, and ``%`` itself (gRPC's PROTOCOL-HTTP2.md)."""

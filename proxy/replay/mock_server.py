@@ -35,9 +35,8 @@ import h2.exceptions
 import h2.settings
 
 from proxy.observe.describe import grpc_message, shown
-from proxy.observe.enums import error_name
 from proxy.observe.header_rules import grpc_call_type
-from proxy.replay.responses import Action, Headers, ResponseBook
+from proxy.replay.responses import Action, Headers, ResponseBook, goaway_text
 
 READ_SIZE = 1 << 16
 HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
@@ -354,10 +353,8 @@ class MockConnection:
     async def _go_away(self, code: int, debug: bytes) -> None:
         """The recorded server's GOAWAY, after the response it followed; then the
         connection is closed, as that server closed it."""
-        name = error_name(code)
-        said = f" {debug.decode('utf-8', 'replace')!r}" if debug else ""
-        self.log(f"  GOAWAY {name}{said}, as the recorded server sent it after this "
-                 "response (--no-goaway: not)")
+        self.log(f"  GOAWAY {goaway_text(code, debug)}, as the recorded server sent it "
+                 "after this response (--no-goaway: not)")
         self.gone_away = True
         self.conn.close_connection(code, additional_data=debug or None)
         self.flush()

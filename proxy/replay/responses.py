@@ -24,7 +24,7 @@ from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord
 from proxy.capture.replay import replay
 from proxy.observe.describe import grpc_code_name
-from proxy.observe.enums import Direction
+from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import (
     DataFrame,
@@ -88,10 +88,8 @@ class RecordedResponse:
     server_settings: tuple[tuple[int, int], ...] | None = None
     """The recorded server's first SETTINGS on this connection, in wire order."""
     request_digest: bytes = b""
-    """SHA-256 of the request body as recorded (``--match body``)."""
-    request_body_cut: bool = False
-    """The recording kept only part of the request body (record.max_data_bytes):
-    ``--match body`` cannot match it."""
+    """SHA-256 of the request body as recorded (``--match body``; of what the
+    recording kept of it: a body cut by record.max_data_bytes matches no request)."""
     goaway_after: tuple[int, bytes] | None = None
     """(error code, debug data) of the GOAWAY with an error that the recorded server
     sent next on this connection, when this response was the last it sent before
@@ -130,7 +128,6 @@ class _Stream:
     from the capture (a LOST record, damaged bytes): only those are served."""
     body: Any = field(default_factory=hashlib.sha256)
     """The request body's SHA-256, as its DATA came."""
-    body_cut: bool = False
 
     def ended(self) -> bool:
         return any(a.end_stream or a.kind == "reset" for a in self.actions)
@@ -200,9 +197,7 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                 if isinstance(f, RstStreamFrame) and s.client_reset is None:
                     s.client_reset = f.error_name
                 elif isinstance(f, DataFrame):
-                    data = stored_data(rec, f)
-                    s.body.update(data)
-                    s.body_cut |= len(data) < f.data_length
+                    s.body.update(stored_data(rec, f))
                 continue
             if isinstance(f, PushPromiseFrame) or ev.block_stream_id is not None:
                 if ev.block is not None and ev.block_stream_id is not None:
@@ -265,8 +260,7 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     path=req.get(":path", ""), actions=actions,
                                     truncated=s.truncated, pushed_on=pusher, cut=cut,
                                     server_settings=settings.get(key[0]),
-                                    request_digest=s.body.digest(),
-                                    request_body_cut=s.body_cut))
+                                    request_digest=s.body.digest()))
     for c, (seq, code, debug) in goaways.items():
         before = [(max((a.seq for a in r.actions if a.seq < seq), default=-1), i)
                   for i, r in enumerate(out) if r.conn_id == c and r.pushed_on is None]
@@ -274,6 +268,11 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         if last >= 0:
             out[i] = replace(out[i], goaway_after=(code, debug))
     return out
+
+
+def goaway_text(code: int, debug: bytes) -> str:
+    """A recorded GOAWAY as serve says it: ``ENHANCE_YOUR_CALM 'too_many_pings'``."""
+    return error_name(code) + (f" {debug.decode('utf-8', 'replace')!r}" if debug else "")
 
 
 def host_of(authority: str) -> str:

@@ -15,7 +15,13 @@ from textual.widgets import Footer, Input, Static
 
 from proxy.capture.exports import open_private
 from proxy.grpc_log import GrpcTracker, grpc_field_note
-from proxy.observe.describe import duration_ms, grpc_timeout_ms, shown_field, shown_headers
+from proxy.observe.describe import (
+    at_deadline,
+    duration_ms,
+    grpc_timeout_ms,
+    shown_field,
+    shown_headers,
+)
 from proxy.observe.header_rules import grpc_call_type
 from proxy.websocket import is_websocket
 from ui.model import body
@@ -43,9 +49,7 @@ def _deadline(st: StreamInfo) -> str:
     ms = grpc_timeout_ms(timeout) if timeout is not None else None
     if ms is None:
         return ""
-    took = (st.reset_t - st.first_t) * 1000
-    # (the client's clock started before its request reached h2scope: a little early)
-    if took >= ms * 0.9:
+    if at_deadline((st.reset_t - st.first_t) * 1000, ms):
         return f", at the client's {duration_ms(ms)} deadline (grpc-timeout {timeout})"
     return f", before the client's {duration_ms(ms)} deadline (grpc-timeout {timeout}): a cancel"
 

@@ -96,7 +96,8 @@ class Timeline(RowList):
         row = self.row_at(index)
         if row is None:
             return Text("")
-        return render_frame_row(self.session, row, self._widths.update(self.session))
+        # (row_key, which the list asks first, brought the widths up to date)
+        return render_frame_row(self.session, row, self._widths.widths)
 
 
 class Widths:
