@@ -153,16 +153,17 @@ def grpc_messages(data: bytes) -> list[tuple[bool, bytes]]:
     return out
 
 
-def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0, more: str = "") -> list[str]:
-    """Classic 16-bytes-a-line hex dump (offsets from ``start``) of the first
+def hexdump(data: bytes, *, limit: int = 64 * 1024, start: int = 0, more: str = "",
+            per: int = 16) -> list[str]:
+    """Classic hex dump, ``per`` bytes a line (offsets from ``start``), of the first
     ``limit`` bytes; past them, a last line says how many more there are (and
     ``more`` after that)."""
     lines = []
-    for off in range(0, min(len(data), limit), 16):
-        chunk = data[off:off + 16]
+    for off in range(0, min(len(data), limit), per):
+        chunk = data[off:off + per]
         hexes = " ".join(f"{b:02x}" for b in chunk)
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{start + off:08x}  {hexes:<47}  {text}")
+        lines.append(f"{start + off:08x}  {hexes:<{3 * per - 1}}  {text}")
     if len(data) > limit:
         lines.append(f"… {len(data) - limit:,} more bytes{more}")
     return lines

@@ -45,7 +45,13 @@ _DATA_SHOWN = 1024
 """Bytes of a DATA payload the decoded tab shows."""
 
 
-def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
+def per_line(width: int, indent: int = 0) -> int:
+    """Bytes a hex dump line shows in ``width`` columns: 16, or 8 when 16 and their
+    characters (offset, hex, gap, characters: 75 columns) would wrap."""
+    return 16 if width >= indent + 10 + 16 * 3 + 1 + 16 else 8
+
+
+def decoded(session: Session, row: int, ev: FrameObserved | None, width: int = 80) -> Text:
     t = session.table
     conn = session.conns.get(t.conn[row])
     out = Text()
@@ -94,7 +100,7 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
             value = f"{value} {error_name(value)}"
         out.append(f"{fld.name:<11} {value}\n")
     if isinstance(f, DataFrame):
-        _data(out, f.data)
+        _data(out, f.data, per_line(width, 2))
         stream = session.stream_of_row(row)
         if stream is not None and is_websocket(stream.request_headers):
             msgs = websocket_by_row(session, stream).get(row, ())
@@ -127,9 +133,9 @@ def decoded(session: Session, row: int, ev: FrameObserved | None) -> Text:
     return out
 
 
-def _data(out: Text, data: bytes) -> None:
+def _data(out: Text, data: bytes, per: int = 16) -> None:
     """A DATA payload's first :data:`_DATA_SHOWN` bytes: as text when it reads as
-    text, else as the stream view's hex dump."""
+    text, else as the stream view's hex dump, ``per`` bytes a line."""
     shown = data[:_DATA_SHOWN]
     if not data:
         out.append("data        0 bytes\n")
@@ -139,7 +145,7 @@ def _data(out: Text, data: bytes) -> None:
         lines = shown.decode("utf-8", "replace").splitlines()
     else:
         out.append(f"data        {len(data):,} bytes, not text:\n")
-        lines = hexdump(shown)
+        lines = hexdump(shown, per=per)
     for line in lines:
         out.append(f"  {line}\n")
     if len(data) > len(shown):
@@ -302,7 +308,7 @@ def hex_view(frame: Frame | None, width: int = 80) -> Text:
     out.append("\n\n")
 
     shown = raw[:_HEX_LIMIT]
-    per = 16 if width >= 10 + 16 * 3 + 1 + 16 else 8  # (offset, hex, gap, characters)
+    per = per_line(width)
     for off in range(0, len(shown), per):
         chunk = shown[off:off + per]
         line = Text(f"{off:08x}  ", style.TIME)

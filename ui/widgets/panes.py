@@ -217,15 +217,15 @@ class DetailPane(Vertical):
         if self._event is None:
             self._event = table.event(row)
         ev = self._event
+        # (the pane's width: a tab not shown yet has none of its own)
+        width = body.scrollable_content_region.width or self.content_region.width - 2
+        width = width if width > 0 else 80
         if tab == "decoded":
-            body.update(detail.decoded(self.session, row, ev))
+            body.update(detail.decoded(self.session, row, ev, width))
         elif tab == "hpack":
             body.update(detail.hpack(self.session, row, ev))
         elif tab == "hex":
-            # (the pane's width: a tab not shown yet has none of its own)
-            width = body.scrollable_content_region.width or self.content_region.width - 2
-            body.update(detail.hex_view(ev.frame if ev is not None else None,
-                                        width if width > 0 else 80))
+            body.update(detail.hex_view(ev.frame if ev is not None else None, width))
         else:
             body.update(detail.findings_view(self.session, row))
         n = len(table.findings.get(row, ()))

@@ -212,6 +212,28 @@ def test_the_hex_dump_fits_its_pane() -> None:
     assert narrow[1].endswith(" .hello, ") and narrow[2].endswith(" h2scope ")
 
 
+def test_the_decoded_tabs_data_dump_fits_its_pane(session: Any) -> None:
+    """A binary DATA payload's dump on the Decoded tab is 8 bytes a line when 16 and
+    their characters would wrap in the detail pane (every line wrapped at 140 columns
+    and less, the characters on a line of their own)."""
+    from proxy.observe.frames import DataFrame
+    from ui.model.detail import decoded
+
+    t = session.table
+    rows = [r for r in range(len(t)) if (ev := t.event(r)) is not None
+            and isinstance(ev.frame, DataFrame) and ev.frame.data[:1] == b"\x00"]
+    assert rows, "the fixture has binary DATA (gRPC messages)"
+    row = rows[0]
+    wide = decoded(session, row, t.event(row), 100).plain.splitlines()
+    narrow = decoded(session, row, t.event(row), 60).plain.splitlines()
+    dump_wide = [ln for ln in wide if ln.startswith("  0000")]
+    dump_narrow = [ln for ln in narrow if ln.startswith("  0000")]
+    assert dump_wide and all(len(ln) <= 100 for ln in dump_wide)
+    assert len(dump_wide[0].split("  ")[2].split()) == 16
+    assert dump_narrow and all(len(ln) <= 60 for ln in dump_narrow)
+    assert len(dump_narrow[0].split("  ")[2].split()) == 8
+
+
 def test_the_lanes_pane_grows_with_a_tall_terminal(capture_path: Path) -> None:
     """Eight rows of lanes whatever the terminal: a page of 41 streams needed
     scrolling even at 220 × 60."""
