@@ -8,11 +8,17 @@ without a relayout, so showing another frame repaints just this widget.
 
 With ``wrap``, a line wider than the view continues on the next lines (a
 finding's message, a long header value) instead of running off to the right;
-the hex dump, whose columns mean something, scrolls sideways instead.
+the hex dump, whose columns mean something, scrolls sideways instead. The
+continuation lines are indented under the value they continue (a field's
+value column, or two more than the line's own indentation), so that a long
+``:path`` or ``summary`` does not run back to the left edge among the names.
 """
 
 from __future__ import annotations
 
+import re
+
+from rich.console import Console
 from rich.text import Text
 from textual import events
 from textual.cache import LRUCache
@@ -23,6 +29,34 @@ from textual.strip import Strip
 from ui.widgets.style import safe, styled
 
 MAX_WIDTH = 400
+_VALUE_COLUMN = re.compile(r" {2,}")
+
+
+def hang(plain: str) -> int:
+    """Where a wrapped line's continuation starts: the value column of a
+    ``name    value`` line (a run of two spaces or more within its first 16
+    columns, after its indentation), else two more than its indentation."""
+    indent = len(plain) - len(plain.lstrip(" "))
+    m = _VALUE_COLUMN.search(plain, indent, 16)
+    if m is not None and m.end() < len(plain):
+        return m.end()
+    return indent + 2
+
+
+def wrap_hanging(line: Text, width: int, console: Console) -> list[Text]:
+    """``line`` wrapped to ``width`` columns, continuation lines indented by
+    :func:`hang` (none when that would leave less than half the width)."""
+    pieces = list(line.wrap(console, width))
+    indent = hang(line.plain)
+    if len(pieces) < 2 or indent > width // 2:
+        return pieces
+    first = pieces[0]
+    rest = line[len(first.plain):]
+    lead = len(rest.plain) - len(rest.plain.lstrip(" "))
+    out = [first]
+    for piece in rest[lead:].wrap(console, width - indent):
+        out.append(Text(" " * indent) + piece)
+    return out
 
 
 class TextView(ScrollView, can_focus=True):
@@ -65,7 +99,7 @@ class TextView(ScrollView, can_focus=True):
                 if line.cell_len <= width:
                     wrapped.append(line)
                 else:
-                    wrapped.extend(line.wrap(console, width))
+                    wrapped.extend(wrap_hanging(line, width, console))
             lines = wrapped
             self._wrapped_at = width
         self._lines = lines

@@ -109,3 +109,28 @@ def test_a_peers_control_characters_never_reach_the_terminal() -> None:
             drawn = "".join(seg.text for seg in view.render_line(0))
             assert "\x1b" not in drawn and "\x9b" not in drawn and "␛]0;title" in drawn
     asyncio.run(run())
+
+
+def test_continuation_lines_hang_under_the_value_they_continue() -> None:
+    """A long ``summary`` or header value went on at the left edge, among the
+    field names; now under its own first character (styles kept, nothing lost)."""
+    from rich.console import Console
+
+    from ui.widgets.textview import hang, wrap_hanging
+
+    console = Console(width=200)
+    path = "/static/" + "/".join(f"part{i}" for i in range(12)) + "?v=1"
+    summary = Text(f"summary     GET {path}")
+    summary.stylize("bold", 0, 7)
+    header = Text("  user-agent: " + " ".join(f"token{i}/1.0" for i in range(10)))
+    finding = Text("warning " + " ".join(f"word{i}" for i in range(12)))
+    assert (hang(summary.plain), hang(header.plain), hang(finding.plain)) == (12, 4, 2)
+    for line, indent in ((summary, 12), (header, 4), (finding, 2)):
+        pieces = wrap_hanging(line, 40, console)
+        assert len(pieces) > 2 and all(p.cell_len <= 40 for p in pieces)
+        assert all(p.plain.startswith(" " * indent) and p.plain[indent] != " "
+                   for p in pieces[1:])
+        assert "".join(p.plain for p in pieces).replace(" ", "") == line.plain.replace(" ", "")
+    assert wrap_hanging(summary, 40, console)[0].spans[0].style == "bold"
+    # No room for the hang: wrapped at the left edge as before.
+    assert all(not p.plain.startswith(" ") for p in wrap_hanging(summary, 20, console)[1:])
