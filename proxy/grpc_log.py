@@ -87,22 +87,29 @@ class GrpcMessage:
         return d
 
 
-def _inflate(payload: bytes, encoding: str | None) -> tuple[bytes | None, str]:
-    """A compressed message inflated (gzip, deflate), bounded, or None and why not."""
+def _inflate(payload: bytes, encoding: str | None,
+             limit: int) -> tuple[bytes | None, str, bool]:
+    """A compressed message inflated (gzip, deflate) to at most ``limit`` bytes:
+    (the bytes, or None and why not; whether they are the whole message)."""
     if encoding not in ("gzip", "deflate"):
         return None, (f"(grpc-encoding {encoding or 'not given'}: not inflated; h2scope "
-                      "inflates gzip and deflate)")
+                      "inflates gzip and deflate)"), False
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    limit = GrpcTracker.MAX_MESSAGE * 4
     try:
         d = zlib.decompressobj(wbits)
         out = d.decompress(payload, limit)
     except zlib.error as exc:
-        return None, f"(grpc-encoding {encoding}: not inflated: not valid {encoding} data: {exc})"
-    if d.unconsumed_tail:
-        return None, (f"(grpc-encoding {encoding}: not decoded: inflates to more than {limit} "
-                      "bytes; the UI's stream view decodes it)")
-    return out, ""
+        return None, (f"(grpc-encoding {encoding}: not inflated: not valid {encoding} data: "
+                      f"{exc})"), False
+    return out, "", not d.unconsumed_tail
+
+
+def _not_protobuf(data: bytes) -> str:
+    return f"not protobuf: {data[:24].hex(' ')}" + (" …" if len(data) > 24 else "")
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if not n % 1024 else f"{n:,} bytes"
 
 
 class _Stream:
@@ -117,7 +124,7 @@ class _Stream:
         self.counts = [0, 0]
         self.skip = [0, 0]
         """Bytes of an oversized message still to pass over, per direction."""
-        self.big: list[tuple[int, int, bytearray] | None] = [None, None]
+        self.big: list[tuple[int, int, bytearray, bool] | None] = [None, None]
         """An oversized message's (index, size, first bytes so far), per direction:
         its first MAX_MESSAGE bytes are decoded, the fields that end within them."""
         self.lost: list[str | None] = [None, None]
@@ -276,15 +283,12 @@ class GrpcTracker:
             if size > self.MAX_MESSAGE:
                 state.counts[d] += 1
                 have = len(buf) - 5
-                if compressed:  # (its start does not inflate on its own)
-                    out.append(GrpcMessage(d, state.counts[d], size, compressed, None, None,
-                                           self._too_long()))
+                head = bytearray(buf[5:5 + min(have, self.MAX_MESSAGE)])
+                if len(head) >= self.MAX_MESSAGE:
+                    out.append(self._start_decoded(state, d, state.counts[d], size, head,
+                                                   compressed))
                 else:
-                    head = bytearray(buf[5:5 + min(have, self.MAX_MESSAGE)])
-                    if len(head) >= self.MAX_MESSAGE:
-                        out.append(self._start_decoded(state, d, state.counts[d], size, head))
-                    else:
-                        state.big[d] = (state.counts[d], size, head)
+                    state.big[d] = (state.counts[d], size, head, compressed)
                 state.skip[d] = max(0, size - have)
                 del buf[:5 + min(size, have)]
                 continue
@@ -303,33 +307,49 @@ class GrpcTracker:
         return out
 
     def _start_decoded(self, state: _Stream, d: int, index: int, size: int,
-                       head: bytearray) -> GrpcMessage:
+                       head: bytearray, compressed: bool = False) -> GrpcMessage:
         """An oversized message by its first bytes: the fields that end within them
-        (a large upload's small fields — a name, an id — come first, its bytes after)."""
-        first = f"{self.MAX_MESSAGE // 1024} KiB" if not self.MAX_MESSAGE % 1024 else \
-            f"{self.MAX_MESSAGE:,} bytes"
-        note = f"(the fields within its first {first}; the rest not decoded)"
+        (a large upload's small fields — a name, an id — come first, its bytes after);
+        a compressed one's first bytes inflated, up to as many."""
+        first = _size(self.MAX_MESSAGE)
+        if not compressed:
+            return self._partial(state, d, index, size, bytes(head), False,
+                                 f"(the fields within its first {first}; the rest not decoded)")
+        encoding = state.encodings[d]
+        data, why, _ = _inflate(bytes(head), encoding, self.MAX_MESSAGE)
+        if data is None:
+            return GrpcMessage(d, index, size, True, None, None, why)
+        return self._partial(state, d, index, size, data, True,
+                             f"({encoding} decoded: the fields within the first {first} it "
+                             "inflates to; the rest not decoded)")
+
+    def _partial(self, state: _Stream, d: int, index: int, size: int, data: bytes,
+                 compressed: bool, note: str) -> GrpcMessage:
+        """The fields that end within ``data``, a message's first bytes."""
         schema = self.schema
         type_name = schema.method_type(state.path, d == 0) if schema is not None else None
-        fields = schema.decode(bytes(head), type_name, partial=True) \
+        fields = schema.decode(data, type_name, partial=True) \
             if type_name is not None and schema is not None else None
         if fields is None:
             type_name = None
-            fields = decode_raw(bytes(head), partial=True)
+            fields = decode_raw(data, partial=True)
         if fields is None:
-            return GrpcMessage(d, index, size, False, None, None, self._too_long())
-        return GrpcMessage(d, index, size, False, type_name, fields, note)
-
-    def _too_long(self) -> str:
-        return f"(not decoded: longer than {self.MAX_MESSAGE} bytes)"
+            return GrpcMessage(d, index, size, compressed, None, None, _not_protobuf(data))
+        return GrpcMessage(d, index, size, compressed, type_name, fields, note)
 
     def _decoded(self, state: _Stream, d: int, size: int, compressed: bool,
                  payload: bytes) -> GrpcMessage:
         index = state.counts[d]
         if compressed:
-            inflated, why = _inflate(payload, state.encodings[d])
+            encoding = state.encodings[d]
+            limit = self.MAX_MESSAGE * 4
+            inflated, why, whole = _inflate(payload, encoding, limit)
             if inflated is None:
                 return GrpcMessage(d, index, size, True, None, None, why)
+            if not whole:
+                return self._partial(state, d, index, size, inflated, True,
+                                     f"({encoding} decoded: the fields within the first "
+                                     f"{_size(limit)} it inflates to; the rest not decoded)")
             payload = inflated
         schema = self.schema
         type_name = schema.method_type(state.path, d == 0) if schema is not None else None
@@ -339,9 +359,7 @@ class GrpcTracker:
                 return GrpcMessage(d, index, size, compressed, type_name, fields)
         fields = decode_raw(payload)
         if fields is None:
-            return GrpcMessage(d, index, size, compressed, None, None,
-                               f"not protobuf: {payload[:24].hex(' ')}"
-                               + (" …" if len(payload) > 24 else ""))
+            return GrpcMessage(d, index, size, compressed, None, None, _not_protobuf(payload))
         return GrpcMessage(d, index, size, compressed, None, fields)
 
     def lines(self, conn_id: int, ev: FrameObserved, indent: str,

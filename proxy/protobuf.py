@@ -27,11 +27,18 @@ class _Malformed(ValueError):
     pass
 
 
+class _Cut(_Malformed):
+    """The data ends inside a field: malformed for a whole message, the cut for
+    the start of one."""
+
+
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
-        if pos >= len(data) or shift > 63:
+        if shift > 63:
             raise _Malformed
+        if pos >= len(data):
+            raise _Cut
         b = data[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -49,7 +56,7 @@ def _fields(data: bytes, partial: bool = False) -> list[tuple[int, int, object]]
     while pos < n:
         try:
             field, pos = _field(data, pos, n)
-        except _Malformed:
+        except _Cut:
             if partial:
                 return out
             raise
@@ -68,16 +75,16 @@ def _field(data: bytes, pos: int, n: int) -> tuple[tuple[int, int, object], int]
         value, pos = _varint(data, pos)
     elif wire == _I64:
         if pos + 8 > n:
-            raise _Malformed
+            raise _Cut
         value, pos = data[pos:pos + 8], pos + 8
     elif wire == _I32:
         if pos + 4 > n:
-            raise _Malformed
+            raise _Cut
         value, pos = data[pos:pos + 4], pos + 4
     elif wire == _LEN:
         size, pos = _varint(data, pos)
         if pos + size > n:
-            raise _Malformed
+            raise _Cut
         value, pos = data[pos:pos + size], pos + size
     else:  # groups (deprecated) and the reserved wire types 6, 7
         raise _Malformed

@@ -80,9 +80,19 @@ def record_call(path: Path, *, big: int = 0, max_data_bytes: int | None = None,
         pump()
         if big:
             client.send_headers(3, [*request[:3], (":path", PATH), *request[4:]])
-            client.send_data(3, grpc(b"\x0a" + bytes(big)), end_stream=True)
+            client.send_data(3, grpc(big_message(big)), end_stream=True)
             pump()
     return live
+
+
+def big_message(size: int) -> bytes:
+    """A HelloRequest named "world" with ``size`` bytes of an unknown field 15 after."""
+    n, length = size, b""
+    while True:
+        length += bytes([n & 0x7F | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return b"\x0a\x05world\x7a" + length + bytes(size)
 
 
 def grpc_lines(text: str) -> list[str]:
@@ -139,9 +149,11 @@ def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
 
     write_text(replay(capture), out, protoset=protoset)
     lines = grpc_lines(out.getvalue())
-    # (its first 1,000 bytes hold a field 1 of length 0, then zeros: what ends in them)
-    assert f"grpc → message 1: {GrpcTracker.MAX_MESSAGE + 11} bytes  demo.v1.HelloRequest " \
-        '{name: ""}  (the fields within its first 1,000 bytes; the rest not decoded)' in lines
+    # (its first 1,000 bytes hold the name and the start of field 15: what ends in them)
+    size = len(big_message(GrpcTracker.MAX_MESSAGE + 10))
+    assert f"grpc → message 1: {size} bytes  demo.v1.HelloRequest " \
+        '{name: "world"}  (the fields within its first 1,000 bytes; the rest not decoded)' \
+        in lines, lines
     cut = tmp_path / "cut.h2scope"
     record_call(cut, max_data_bytes=10)
     out = io.StringIO()
@@ -191,14 +203,21 @@ def test_compressed_messages_are_inflated_by_their_grpc_encoding(
     (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
     assert msg.summary() == ("message 3: 2 bytes (compressed)  (grpc-encoding snappy: not "
                              "inflated; h2scope inflates gzip and deflate)")
-    # What is not inflated says why: too large for the log (the UI decodes it), or
-    # not the encoding it claims.
+    # One that inflates to more than the log decodes: the fields within the first
+    # 256 KiB (it had said only that it was too large); one that is not the
+    # encoding it claims says so.
     tracker.streams[(1, 1)].encodings[0] = "gzip"
-    bomb = gzip.compress(bytes(GrpcTracker.MAX_MESSAGE * 5))
+    bomb = gzip.compress(b"\x0a\x05world" + bytes([0x3a, 0xe0, 0xa7, 0x12])
+                         + bytes(GrpcTracker.MAX_MESSAGE * 5))
     (msg,), _ = tracker.feed(1, data_event(0, b"\x01" + len(bomb).to_bytes(4, "big")  # type: ignore[arg-type]
                                            + bomb))
-    assert msg.note == (f"(grpc-encoding gzip: not decoded: inflates to more than "
-                        f"{GrpcTracker.MAX_MESSAGE * 4} bytes; the UI's stream view decodes it)")
+    assert msg.fields is not None and msg.fields[0] == 'name: "world"', msg.summary()
+    assert msg.note == ("(gzip decoded: the fields within the first 256 KiB it inflates to; "
+                        "the rest not decoded)")
+    zeros = gzip.compress(bytes(GrpcTracker.MAX_MESSAGE * 5))
+    (msg,), _ = tracker.feed(1, data_event(0, b"\x01" + len(zeros).to_bytes(4, "big")  # type: ignore[arg-type]
+                                           + zeros))
+    assert msg.note == "not protobuf: " + " ".join(["00"] * 24) + " …"
     (msg,), _ = tracker.feed(1, data_event(0, b"\x01\x00\x00\x00\x02ab"))  # type: ignore[arg-type]
     assert msg.note is not None and msg.note.startswith(
         "(grpc-encoding gzip: not inflated: not valid gzip data: ")
@@ -366,22 +385,40 @@ def test_a_large_messages_leading_fields_are_decoded(schema: tuple[Path, Protose
                           data_length=len(payload))
         return SimpleNamespace(frame=frame, block=None, direction=0, t=0.0)
 
-    message = ld(1, b"upload.bin") + ld(7, b"x" * 200_000)
-    for tracker, named in ((GrpcTracker(protoset), True), (GrpcTracker(), False)):
+    def said_of(tracker: GrpcTracker, framed: bytes, *metadata: tuple[str, str]) -> list[str]:
         said = []
-        framed = grpc(message)
         tracker.feed(1, SimpleNamespace(  # type: ignore[arg-type]
             frame=SimpleNamespace(stream_id=1, type=1, flags=4, malformed=None), direction=0,
-            block=SimpleNamespace(headers=((":path", PATH),
-                                           ("content-type", "application/grpc"))), t=0.0))
+            block=SimpleNamespace(headers=((":path", PATH), ("content-type", "application/grpc"),
+                                           *metadata)), t=0.0))
         for i in range(0, len(framed), 16384):  # (DATA frames of 16 KiB)
             msgs, _ = tracker.feed(1, data_event(  # type: ignore[arg-type]
                 framed[i:i + 16384], i + 16384 >= len(framed)))
             said.extend(m.summary() for m in msgs)
+        return said
+
+    message = ld(1, b"upload.bin") + ld(7, b"x" * 200_000)
+    for tracker, named in ((GrpcTracker(protoset), True), (GrpcTracker(), False)):
+        said = said_of(tracker, grpc(message))
         assert len(said) == 1, said
         field = 'name: "upload.bin"' if named else '1: "upload.bin"'
         assert f"message 1: {len(message)} bytes  " in said[0] and field in said[0], said
         assert said[0].endswith("(the fields within its first 64 KiB; the rest not decoded)")
+    # Compressed, and still over 64 KiB (bytes that do not compress): its first 64 KiB
+    # inflated, and the fields within what they give (it had been only counted).
+    import gzip
+    import random
+
+    noise = random.Random(7).randbytes(200_000)
+    zipped = gzip.compress(ld(1, b"upload.bin") + ld(7, noise))
+    assert len(zipped) > GrpcTracker.MAX_MESSAGE
+    said = said_of(GrpcTracker(protoset), b"\x01" + len(zipped).to_bytes(4, "big") + zipped,
+                   ("grpc-encoding", "gzip"))
+    assert len(said) == 1, said
+    assert said[0].startswith(f"message 1: {len(zipped)} bytes (compressed)  "
+                              'demo.v1.HelloRequest {name: "upload.bin"}'), said
+    assert said[0].endswith("(gzip decoded: the fields within the first 64 KiB it inflates "
+                            "to; the rest not decoded)")
 
 
 def test_the_text_log_says_what_a_failed_calls_status_details_hold(tmp_path: Path) -> None:

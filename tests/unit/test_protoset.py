@@ -174,3 +174,17 @@ def test_a_protoset_without_its_imports_says_what_it_lacks(
         said = "the set lacks google/protobuf/timestamp.proto (imported by when.proto)"
         assert (said in err) is lacking, err
         assert ("protoc --include_imports puts them in" in err) is lacking
+
+
+def test_the_start_of_a_message_is_its_whole_fields_and_not_just_any_bytes() -> None:
+    """A message's first bytes (a large message's first 64 KiB) decode to the fields
+    that end within them; bytes that are not protobuf before the cut are not
+    protobuf (zeros had decoded as a message with no fields)."""
+    from proxy.protobuf import decode_raw
+
+    start = b"\x0a\x05world\x12\x08trunc"  # field 2 announces 8 bytes, 5 are here
+    assert decode_raw(start, partial=True) == ['1: "world"']
+    assert decode_raw(start) is None
+    assert decode_raw(b"\x08" + b"\x96", partial=True) == []  # a varint cut short
+    assert decode_raw(bytes(100), partial=True) is None  # field number 0
+    assert decode_raw(b"\x0a\x05world\x0f" + bytes(20), partial=True) is None  # wire type 7
