@@ -104,6 +104,8 @@ class Exchange:
     """(direction, wall clock, payload) of a WebSocket stream's DATA frames."""
     http_version: str = "h2"
     """``h2``, or an HTTP/1.x connection's version (``HTTP/1.1``)."""
+    upgraded_from: str | None = None
+    """Stream 1 of an h2c upgrade: the HTTP/1.x version its request went in."""
     status_text: str = ""
     """HTTP/1.x: the response's reason phrase."""
     request_weight: int | None = None
@@ -180,6 +182,14 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                 http1[c] = _Http1Exchanges(c, meta, out)
             continue
         h1 = http1.get(c)
+        if h1 is not None and rec.type == RecordType.H2C_UPGRADE:
+            # RFC 7540 §3.2: the request that asked for the upgrade is stream 1, answered
+            # in HTTP/2 after the 101; the connection's records are frames from here.
+            del http1[c]
+            first = h1.upgraded()
+            if first is not None:
+                by_key[(c, 1)] = first
+            continue
         if h1 is not None:
             if rec.type == RecordType.RAW:
                 h1.feed(rec.direction, rec.body, rec.wall)
@@ -315,6 +325,29 @@ class _Http1Exchanges:
     def close(self, wall: float | None) -> None:
         for m in self.splitter.close(wall or 0.0):
             self._message(m)
+
+    def upgraded(self) -> Exchange | None:
+        """The exchange whose 101 switched the connection to h2c, made stream 1 of
+        the HTTP/2 connection: the 101 an informational response, the response to
+        come in frames (None when no 101 was seen)."""
+        ex = next((e for e in reversed(self.out.items) if e.conn_id == self.conn_id
+                   and e.response_headers and e.response_headers[0] == (":status", "101")),
+                  None)
+        if ex is None or ex.response_headers is None:
+            return None
+        ex.informational.append(ex.response_headers)
+        ex.response_headers = None
+        ex.stream_id = 1
+        ex.upgraded_from = ex.http_version
+        ex.http_version = "h2"
+        ex.status_text = ""
+        ex.head_sizes[1] = -1
+        ex.response_start = ex.response_end = None
+        ex.response_body = bytearray()
+        ex.response_body_truncated = False
+        ex.response_sent = 0
+        ex.response_trailers = None
+        return ex
 
     def _message(self, m: Message) -> None:
         try:

@@ -223,11 +223,14 @@ def _content(body: bytes, mime: str, truncated: bool, sent: int,
         content["text"] = base64.b64encode(body).decode("ascii")
         content["encoding"] = "base64"
     if truncated:
-        content["comment"] = (f"only {len(body)} of the body's {sent} bytes were kept when "
-                              "recorded (record.max_data_bytes, or imported without the "
-                              "bytes)" + (f"; {encoding}-encoded, so not decoded"
-                                          if encoding else ""))
+        content["comment"] = _kept(len(body), sent) + (f"; {encoding}-encoded, so not decoded"
+                                                        if encoding else "")
     return content
+
+
+def _kept(kept: int, sent: int) -> str:
+    return (f"only {kept} of the body's {sent} bytes were kept when recorded "
+            "(record.max_data_bytes, or imported without the bytes)")
 
 
 _CHROME_WEIGHTS = {256: "VeryHigh", 220: "High", 183: "Medium", 147: "Low", 110: "VeryLow",
@@ -344,7 +347,7 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
     request: dict[str, Any] = {
         "method": ex.header(":method") or "",
         "url": url,
-        "httpVersion": ex.http_version,
+        "httpVersion": ex.upgraded_from or ex.http_version,
         "cookies": _cookies(ex.request_headers, "cookie"),
         "headers": _headers(ex.request_headers),
         "queryString": [{"name": k, "value": v}
@@ -368,6 +371,10 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
             post["_encoding"] = "base64"
             post["comment"] = "base64: " + (f"{req_mime.split(';')[0]} bodies are binary"
                                             if binary else "the request body is not UTF-8")
+        sent = max(len(body), ex.request_sent)
+        if ex.request_body_truncated and len(body) < sent:
+            cut = _kept(len(body), sent)
+            post["comment"] = f"{post['comment']}; {cut}" if "comment" in post else cut
         request["postData"] = post
     _omitted(request, ex.request_headers)
     response: dict[str, Any] = {
@@ -433,6 +440,10 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
     if ip:
         out["serverIPAddress"] = str(ip)
     comments = [f"server push, promised on stream {ex.promised_by}"] if ex.pushed else []
+    if ex.upgraded_from:
+        comments.append(f"h2c upgrade (RFC 7540 §3.2): the request went as {ex.upgraded_from} "
+                        "with Upgrade: h2c; after the server's 101 its response came as HTTP/2 "
+                        "on stream 1")
     if not h1 and not ex.response_ended:
         cut = _cut(ex)
         h2["incomplete"] = cut

@@ -78,6 +78,12 @@ def lost_part(observer: ConnectionObserver | None) -> None:
             stream.content_length = [-1, -1]
 
 
+def upgrade_request(info: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """An H2C_UPGRADE record's request (stream 1 of the connection, RFC 7540 §3.2):
+    the HTTP/1.1 request that asked for the upgrade, as the observer was given it."""
+    return tuple((str(n), str(v)) for n, v in info.get("request_headers", ()))
+
+
 def recorded_ends(info: dict[str, Any]) -> dict[Direction, int] | None:
     """A CLOSE record's ``ends`` (``{"s2c": n}``) as ConnectionObserver.close takes it."""
     ends = info.get("ends")
@@ -177,9 +183,8 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             obs = observers.get(conn)
             if obs is None:
                 obs = observers[conn] = ConnectionObserver()
-            headers = tuple((str(n), str(v)) for n, v in info.get("request_headers", ()))
             events = obs.upgrade_h2c(http2_settings=bytes.fromhex(info.get("http2_settings", "")),
-                                     request_headers=headers, t=rec.t)
+                                     request_headers=upgrade_request(info), t=rec.t)
             yield Replayed(record=rec, events=tuple(events))
         elif rtype == RecordType.CLOSE:
             obs = observers.pop(conn, None)

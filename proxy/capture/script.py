@@ -19,7 +19,7 @@ import yaml
 
 from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
-from proxy.capture.replay import Replayed
+from proxy.capture.replay import Replayed, upgrade_request
 from proxy.observe.enums import Direction, error_name, setting_name
 from proxy.observe.events import FrameObserved, PrefaceObserved
 from proxy.observe.frames import (
@@ -112,6 +112,29 @@ def frame_entry(ev: FrameObserved, *, delay: float, stored: bytes | None = None,
     return entry
 
 
+_NOT_HTTP2 = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                        "upgrade", "http2-settings", "host"})
+"""HTTP/1.1 fields an upgrade request carries that HTTP/2 has no place for (RFC 9113
+§8.2.2), and ``host``, which its ``:authority`` already says."""
+
+
+def upgrade_entry(info: dict[str, Any]) -> dict[str, Any] | None:
+    """Stream 1 of an h2c upgrade as a HEADERS entry: the HTTP/1.1 request that asked
+    for it (RFC 7540 §3.2), in HTTP/2's form, for a replay with prior knowledge to
+    send; None when the request had a body (not in the upgrade record)."""
+    request = upgrade_request(info)
+    named = {n.strip().lower() for k, v in request if k == "connection" for n in v.split(",")}
+    fields = dict(request)
+    if fields.get("content-length", "0").strip() != "0" or "transfer-encoding" in fields:
+        return None
+    headers = [[n, v] for n, v in request if n not in _NOT_HTTP2 and n not in named
+               and not (n == "te" and v.strip().lower() != "trailers")]
+    return {"delay": 0.0, "type": "HEADERS", "stream": 1, "flags": ["END_STREAM", "END_HEADERS"],
+            "headers": headers,
+            "comment": "stream 1: the HTTP/1.1 request that asked for Upgrade: h2c (RFC 7540 "
+                       "§3.2), as HEADERS: the replay uses prior knowledge"}
+
+
 def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[str, Any]:
     """The script of connection ``conn`` (default: the first one with h2 frames).
 
@@ -124,10 +147,15 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
     open_headers: dict[str, Any] | None = None
     preface = False
     found = False
+    upgrades: dict[int, dict[str, Any] | None] = {}
+    """Stream 1 of a connection upgraded from HTTP/1.1, for after its first SETTINGS."""
     for item in replayed:
         rec = item.record
         if rec.type == RecordType.CONNECTION:
             metas[rec.conn_id] = rec.json()
+            continue
+        if rec.type == RecordType.H2C_UPGRADE:
+            upgrades[rec.conn_id] = upgrade_entry(rec.json())
             continue
         if rec.direction is not Direction.C2S or rec.type not in (RecordType.FRAME,
                                                                   RecordType.RAW):
@@ -160,6 +188,9 @@ def build_script(replayed: Iterable[Replayed], conn: int | None = None) -> dict[
                 continue
             frames.append(entry)
             open_headers = entry if isinstance(f, HeadersFrame) and not f.end_headers else None
+            first = upgrades.pop(rec.conn_id, None) if entry["type"] == "SETTINGS" else None
+            if first is not None:  # (the client's SETTINGS come first: RFC 9113 §3.4)
+                frames.append(first)
     if chosen is None or not found:
         if conn is None:
             raise LookupError("the capture has no HTTP/2 connection with frames from the "

@@ -31,7 +31,7 @@ from typing import Any
 
 from proxy.capture.exchanges import request_authority, stored_data
 from proxy.capture.format import RecordType
-from proxy.capture.replay import Replayed
+from proxy.capture.replay import Replayed, upgrade_request
 from proxy.events import CONNECTION_RESET
 from proxy.observe.describe import grpc_status_text
 from proxy.observe.enums import Direction, error_name
@@ -153,6 +153,8 @@ class _Acc:
     server_reset: str | None = None
     answered: bool = False
     started: float | None = None
+    upgraded: bool = False
+    """Stream 1 of an h2c upgrade: its request went in HTTP/1.1."""
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -187,7 +189,10 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
         if conn is not None and rec.conn_id != conn:
             continue
         c, wall = rec.conn_id, rec.wall
-        if rec.type == RecordType.CLOSE:
+        if rec.type == RecordType.H2C_UPGRADE:  # stream 1: the request that asked for it
+            acc = get(1)
+            acc.request, acc.upgraded = upgrade_request(rec.json()), True
+        elif rec.type == RecordType.CLOSE:
             info = rec.json()
             if not info.get("cut"):  # (the capture ended, not the connection)
                 by = info.get("closed_by")
@@ -258,6 +263,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             request_headers=tuple(acc.request or ()) if requests else (),
+            request_left_out=connection_specific(acc.request or ()) if acc.upgraded
+            else frozenset(),
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
             answered=acc.answered, closed=None if acc.ended else _why_closed(
                 acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
@@ -575,7 +582,8 @@ def request_differences(a: StreamOutcome, b: StreamOutcome,
         _PSEUDO_ORDER.index(n) if n in _PSEUDO_ORDER else len(_PSEUDO_ORDER), n))
     out = [f"request header {n}: {shown_values(va.get(n))} → {shown_values(vb.get(n))}"
            for n in names if va.get(n) != vb.get(n)]
-    carried = {n for n, _ in b.request_headers}
+    # (a field b's own Connection header names is for b's hop again, not forwarded)
+    carried = {n for n, _ in b.request_headers} - b.request_left_out
     out += [f"request: forwarded {n} although the client's Connection header named it"
             for n in sorted((connection_named(a.request_headers) - HOP_BY_HOP - volatile)
                             & carried)]

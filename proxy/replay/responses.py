@@ -22,7 +22,7 @@ from typing import Any
 from proxy.capture.exchanges import stored_data
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord
-from proxy.capture.replay import replay
+from proxy.capture.replay import replay, upgrade_request
 from proxy.observe.describe import grpc_code_name
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
@@ -169,6 +169,11 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                         and not s.ended():
                     s.lost_at = len(s.actions)
         if conn is not None and c != conn:
+            continue
+        if rec.type == RecordType.H2C_UPGRADE:  # stream 1: the request that asked for it
+            s = get((c, 1))
+            s.request = upgrade_request(rec.json())
+            s.requested = s.start = rec.t
             continue
         for ev in item.events:
             if not isinstance(ev, FrameObserved):

@@ -30,7 +30,7 @@ import hpack
 from proxy.capture.format import RecordType
 from proxy.capture.reader import BadRecord, CaptureReader
 from proxy.capture.replay import Observers, Replayed, replay_records
-from proxy.capture.script import build_script
+from proxy.capture.script import build_script, upgrade_entry
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, GoAwayFrame, parse_header
@@ -121,7 +121,8 @@ def load_capture(path: str | os.PathLike[str], *, conn: int | None = None,
     for cid, conn_items in items.items():
         meta = metas.get(cid, {})
         protocol = str(meta.get("protocol") or "h2").lower()
-        if protocol in _HTTP1:
+        upgraded = any(i.record.type == RecordType.H2C_UPGRADE for i in conn_items)
+        if protocol in _HTTP1 and not upgraded:
             notes.append(f"connection {cid} is {protocol}, not HTTP/2: not replayed")
             continue
         plan = _plan(cid, meta, conn_items, fields=fields)
@@ -141,14 +142,23 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     sends: list[Send] = []
     notes: list[str] = []
     last_t: float | None = None
+    http1 = any(i.record.type == RecordType.H2C_UPGRADE for i in items)
+    """Still in the HTTP/1.1 part of a connection upgraded to h2c."""
+    upgrade: dict[str, Any] | None = None
     for item in items:
         rec = item.record
         if rec.type == RecordType.H2C_UPGRADE:
-            notes.append("the connection began with an HTTP/1.1 Upgrade: h2c request (stream "
-                         "1): replay uses prior knowledge, so stream 1 is not sent")
+            http1 = False
+            upgrade = upgrade_entry(rec.json())
+            notes.append(
+                "the connection began with an HTTP/1.1 Upgrade: h2c request (stream 1): "
+                "replay uses prior knowledge, " + (
+                    "and sends that request as a HEADERS frame on stream 1" if upgrade else
+                    "so stream 1 is not sent (its request had a body, which the capture "
+                    "keeps in its HTTP/1.1 bytes only)"))
             continue
         if rec.direction is not Direction.C2S or rec.type not in (RecordType.FRAME,
-                                                                  RecordType.RAW):
+                                                                  RecordType.RAW) or http1:
             continue
         delay = 0.0 if last_t is None else max(rec.t - last_t, 0.0)
         last_t = rec.t
@@ -171,6 +181,10 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                          f"(about {max(kept, 0)} of {total} bytes kept): replay sends zeros "
                          "for the rest, so the request body differs from the original")
         sends.append(Send(delay=delay, data=data, stream_id=sid, frame_type=ftype, flow=flow))
+        if upgrade is not None and ftype == 4:  # (after the client's SETTINGS: RFC 9113 §3.4)
+            sends.append(Send(delay=0.0, data=_upgrade_headers(upgrade), stream_id=1,
+                              frame_type=1))
+            upgrade = None
     if not sends:
         return None
     try:
@@ -210,6 +224,15 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                           entries=tuple(script["frames"]), original=tuple(original),
                           notes=tuple(notes), server_goaway=server_goaway,
                           server_goaway_text=goaway_text)
+
+
+def _upgrade_headers(entry: dict[str, Any]) -> bytes:
+    """The HEADERS frame of an upgrade's stream 1 for a verbatim replay: every field a
+    literal never indexed (RFC 7541 §6.2.3), so that the recorded header blocks after
+    it find the dynamic table as they left it."""
+    fields = [hpack.NeverIndexedHeaderTuple(n, v) for n, v in entry["headers"]]
+    block = hpack.Encoder().encode(fields)
+    return len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
 
 
 def goaway_said(f: GoAwayFrame) -> str:

@@ -66,3 +66,18 @@ def test_capped_bodies_keep_their_prefix_and_say_they_were_cut(tmp_path: Path) -
         cut = sorted(index.truncated)
         assert cut and all(index.type[i] == 0 for i in cut)
         assert index.length[cut[-1]] == 16384  # the index keeps the declared length
+
+
+def test_a_cut_request_body_says_so_in_har(tmp_path: Path) -> None:
+    """The response's content said how much of the body was kept; the request's
+    postData said nothing (only _h2scope.request_body_truncated did)."""
+    from proxy.capture.export_har import entry
+
+    path, _ = _capped(tmp_path, 10)
+    exchanges = collect(replay(path))
+    upload = next(ex for ex in exchanges.items if ex.header(":path") == "/upload")
+    post = entry(upload, exchanges.connections[upload.conn_id])["request"]["postData"]
+    assert post["text"] == "hello worl"
+    assert post["comment"] == (f"only 10 of the body's {upload.request_sent} bytes were kept "
+                               "when recorded (record.max_data_bytes, or imported without "
+                               "the bytes)")

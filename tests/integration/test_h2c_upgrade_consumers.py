@@ -1,0 +1,122 @@
+"""A capture of ``Upgrade: h2c`` connections, through every command that pairs
+requests with responses.
+
+curl (``--http2`` on ``http://``) asks the Python h2 origin to upgrade, through
+the proxy's reverse http:// mode, which records. Stream 1 of each connection is
+the HTTP/1.1 request that asked for the upgrade, answered in HTTP/2 after the
+101 (RFC 7540 §3.2) — and Java's HttpClient upgrades every ``http://`` URL so.
+HAR had shown each request answered by its 101 with no body, diff compared 200
+with 101, and replay and serve refused the capture as having no HTTP/2 in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.capture.recorder import CaptureRecorder
+from proxy.capture.writer import CaptureWriter
+from proxy.cli import main
+from tests.helpers import procs
+from tests.helpers.h2server import ServerThread
+from tests.helpers.proxy_thread import ProxyThread
+from tests.integration.conftest import Served
+
+pytestmark = pytest.mark.peer
+
+PATHS = ("/first", "/second")
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
+    from tests.helpers.options import Options
+
+    capture = tmp_path_factory.mktemp("h2c") / "upgraded.h2scope"
+    origin = ServerThread(upgrade=True)
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = ProxyThread(Options(confdir=confdir,
+                                    modes=[f"reverse:http://127.0.0.1:{origin.port}"]),
+                            [recorder])
+        try:
+            for path in PATHS:  # (one connection each: curl upgrades its first request)
+                result = procs.run([procs.require("curl"), "-sS", "--http2",
+                                    f"http://127.0.0.1:{proxy.port('reverse')}{path}"])
+                assert result.stdout == f"hello {path}\n".encode(), result.stderr
+            proxy.wait_closed(len(PATHS))
+        finally:
+            proxy.close()
+    finally:
+        origin.close()
+        recorder.close()
+    return capture
+
+
+def run(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(list(args))
+    return code, out.getvalue()
+
+
+def test_har_has_the_http2_response_of_the_upgrade_request(upgraded: Path,
+                                                            tmp_path: Path) -> None:
+    har = tmp_path / "up.har"
+    assert main(["export", str(upgraded), "--format", "har", "-o", str(har)]) == 0
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert [e["request"]["url"].split("/", 3)[3] for e in entries] == ["first", "second"]
+    for e, path in zip(entries, PATHS, strict=True):
+        assert e["request"]["httpVersion"] == "HTTP/1.1"
+        assert (e["response"]["status"], e["response"]["httpVersion"]) == (200, "h2")
+        assert e["response"]["content"]["text"] == f"hello {path}\n"
+        assert e["_h2scope"]["stream_id"] == 1
+        assert e["_h2scope"]["informational"][0][0] == [":status", "101"]
+        assert "h2c upgrade (RFC 7540 §3.2)" in e["comment"]
+
+
+def test_diff_pairs_the_upgraded_streams(upgraded: Path) -> None:
+    code, out = run("diff", "--requests", str(upgraded), str(upgraded))
+    assert code == 0, out
+    assert "B " in out and "2 same, 0 differ" in out, out
+
+
+def test_the_frame_script_sends_the_upgrade_request_as_headers(upgraded: Path,
+                                                                tmp_path: Path) -> None:
+    script = tmp_path / "up.yaml"
+    assert main(["export", str(upgraded), "--format", "script", "--conn", "1",
+                 "-o", str(script)]) == 0
+    frames = yaml.safe_load(script.read_text())["frames"]
+    assert frames[0]["type"] == "SETTINGS"
+    first = frames[1]
+    assert (first["type"], first["stream"]) == ("HEADERS", 1)
+    assert first["flags"] == ["END_STREAM", "END_HEADERS"]
+    names = [n for n, _ in first["headers"]]
+    assert names[:4] == [":method", ":scheme", ":authority", ":path"]
+    assert not {"connection", "upgrade", "http2-settings", "host"} & set(names)
+
+
+@pytest.mark.parametrize("mode", ["verbatim", "reencode"])
+def test_replay_sends_stream_1_with_prior_knowledge(upgraded: Path, mode: str) -> None:
+    origin = ServerThread(upgrade=True)
+    try:
+        code, out = run("replay", str(upgraded), "--target", f"http://127.0.0.1:{origin.port}",
+                        "--mode", mode, "--speed", "0", "--timeout", "5")
+    finally:
+        origin.close()
+    assert code == 0, out
+    assert "sends that request as a HEADERS frame on stream 1" in out
+    for path in PATHS:
+        assert f"same     stream 1 (GET {path}): 200" in out, out
+
+
+def test_serve_answers_the_upgrade_request(upgraded: Path, serve: Served) -> None:
+    url = serve(str(upgraded), "--h2c")
+    for path in PATHS:
+        result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
+                            f"{url}{path}"])
+        assert result.stdout == f"hello {path}\n".encode(), result.stderr
