@@ -181,6 +181,8 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
                                   publish, idle, pumps)),
     }
     first: PumpResult | None = None
+    lingered = False
+    """The other side stayed silent for HALF_CLOSE_GRACE after the first end."""
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         first = _cause([t.result() for t in done])
@@ -191,7 +193,21 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             first = _cause([t.result() for t in done | more])
         if first.outcome is Outcome.EOF and pending:
             idle.set()
-            await asyncio.wait(pending)
+            # The other pump may be waiting in a read it began before this end: its
+            # own timeout does not cover it, so silence is watched here as well
+            # (a server that keeps its half open after the client left held the
+            # connection until h2scope stopped).
+            other = server if first.direction is Direction.C2S else client
+            while pending:
+                heard = other.bytes_in
+                ended, pending = await asyncio.wait(pending, timeout=HALF_CLOSE_GRACE)
+                lingered |= any(t.result().outcome is Outcome.IDLE for t in ended)
+                if pending and other.bytes_in == heard:
+                    lingered = True
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
         else:
             for task in pending:
                 task.cancel()
@@ -233,6 +249,10 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             await conn.error("server-tls", *explained)
     t = time.time()
     by, reason = _describe(first)
+    if lingered:
+        still = _side(first.direction, source=False).name.lower()
+        reason += (f"; the {still} kept its side open, silent for {HALF_CLOSE_GRACE:g} s: "
+                   "h2scope closed it")
     ends = pumps.ends
     closing = observed.close(t, by.name.lower(), ends)
     if closing:

@@ -76,3 +76,45 @@ def test_streams_the_client_resets_after_the_server_left_are_the_servers_unfinis
     assert "the server's response on stream 1 unfinished" in live[0].message
     assert main(["check", str(capture), "--fail-on", "none"]) == 0
     assert "warning stream-unfinished (RFC 9113 §8.1) ×1" in capsys.readouterr().out
+
+
+def test_a_server_that_keeps_its_half_open_after_the_client_left_is_closed(
+        make_proxy: Callable[..., ProxyThread], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client ends its side; the server (as a Node server after its GOAWAY) never
+    ends its own and stays silent. The relay's wait for it had no timeout when its
+    read began before the client's end: the connection stayed open until h2scope
+    stopped, and was then said to be closed 'because h2scope is stopping'."""
+    import proxy.net.relay
+
+    monkeypatch.setattr(proxy.net.relay, "HALF_CLOSE_GRACE", 0.5)
+    f = FrameFactory()
+    origin = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:  # answers, then keeps its side open, silent
+        conn, _ = origin.accept()
+        with conn:
+            conn.settimeout(10)
+            _read_some(conn, len(CONNECTION_PREFACE) + 9)
+            conn.sendall(f.settings() + f.settings(ack=True))
+            while conn.recv(65536):  # until the client's end comes through
+                pass
+            done.wait(10)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.getsockname()[1]}"])
+    try:
+        client = socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10)
+        with client:
+            client.sendall(CONNECTION_PREFACE + f.settings())
+            _read_some(client, 18)  # the server's SETTINGS and ACK: both pumps now read
+            client.shutdown(socket.SHUT_WR)
+            closed = proxy.wait_closed(timeout=5)[0]
+            assert client.recv(65536) == b""  # the proxy closed the client's side too
+    finally:
+        done.set()
+        origin.close()
+        thread.join(10)
+    assert closed.closed_by.name == "CLIENT"
+    assert closed.reason == ("client closed the connection; the server kept its side open, "
+                             "silent for 0.5 s: h2scope closed it")
