@@ -183,6 +183,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _filter_values(argv: list[str]) -> list[str]:
+    """``--filter -finding:any`` as ``--filter=-finding:any``: a filter may begin with
+    its negation (docs/filters.md), which argparse would take for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--filter" and i + 1 < len(argv) and argv[i + 1][:1] == "-" \
+                and argv[i + 1][:2] != "--" and len(argv[i + 1]) > 1:
+            out.append(f"--filter={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -190,7 +207,7 @@ def _terminated(signum: int, frame: object) -> None:
 def _main(argv: Sequence[str] | None = None) -> int:
     escape_bytes_on_standard_streams()
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _filter_values(list(sys.argv[1:] if argv is None else argv))
     if _without_command(argv):
         argv = [DEFAULT_COMMAND, *argv]
     first = next((a for a in argv if not a.startswith("-")), None)

@@ -80,12 +80,14 @@ _DIRECTIONS = {
 }
 _SEVERITIES = {s.name.lower(): s for s in Severity}
 _LEN_TERM = re.compile(r"len(>=|<=|>|<|=|:)", re.IGNORECASE)
-_KEY_TERM = re.compile(r"([A-Za-z]+):")
+_KEY_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):")
+_DIGITS = re.compile(r"[0-9]+")
+_HOST_PORT = re.compile(r"([^\[\]]+):([0-9]+)")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _STATUS = re.compile(r"[1-5][0-9xX]{2}")
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2 token
-_CODE = re.compile(r"[a-z0-9*?-]+")
+_CODE = re.compile(r"[a-z0-9*?\[\]-]+")
 
 # Cheap terms run first inside an AND: they read one attribute of the frame.
 _COST = {"type": 0, "stream": 0, "dir": 0, "len": 0, "flags": 0, "conn": 1, "finding": 1,
@@ -140,6 +142,9 @@ class _Token:
     """The token as typed."""
     quoted_from: int
     """Index in ``text`` of the first character that came from inside quotes."""
+    inside: frozenset[int] = frozenset()
+    """Indexes in ``text`` of every character that came from inside quotes (a comma
+    there is part of a value, not a separator)."""
 
     @property
     def quoted(self) -> bool:
@@ -225,6 +230,7 @@ def _tokens(text: str) -> list[_Token]:
         start = i
         chars: list[str] = []
         cols: list[int] = []
+        inside: list[int] = []
         quoted_from = -1
         while i < n and not text[i].isspace():
             ch = text[i]
@@ -234,6 +240,7 @@ def _tokens(text: str) -> list[_Token]:
                     raise FilterError(f"unclosed quote {ch} (column {i + 1})", column=i + 1)
                 if quoted_from < 0:
                     quoted_from = len(chars)
+                inside.extend(range(len(chars), len(chars) + end - i - 1))
                 chars.extend(text[i + 1:end])
                 cols.extend(range(i + 2, end + 1))
                 i = end + 1
@@ -242,7 +249,7 @@ def _tokens(text: str) -> list[_Token]:
             cols.append(i + 1)
             i += 1
         out.append(_Token("".join(chars), tuple(cols), start + 1, text[start:i],
-                          len(chars) if quoted_from < 0 else quoted_from))
+                          len(chars) if quoted_from < 0 else quoted_from, frozenset(inside)))
     return out
 
 
@@ -353,10 +360,13 @@ def _positive_term(tok: _Token, body: str, offset: int) -> tuple[str, Predicate]
     if m and unquoted >= m.end():
         key = m.group(1).lower()
         if key not in _BUILDERS:
+            what = f"unknown filter key '{m.group(1)}' in '{tok.raw}' (column {tok.col(offset)})"
+            meant = _key_meant(m.group(1), body[m.end():])
             raise FilterError(
-                f"unknown filter key '{m.group(1)}' in '{tok.raw}' (column {tok.col(offset)}); "
-                f"known: {', '.join(KEYS)}; to search for text containing ':', "
-                f"put it in quotes", column=tok.col(offset))
+                f"{what}: did you mean {meant}? (known keys: {', '.join(KEYS)}; text "
+                "containing ':' goes in quotes)" if meant else
+                f"{what}; known: {', '.join(KEYS)}; to search for text containing ':', "
+                "put it in quotes", column=tok.col(offset))
         start = offset + m.end()
         if start >= len(tok.text):
             raise FilterError(f"'{tok.raw}' needs a value after ':' (column {tok.col(start)})",
@@ -365,16 +375,34 @@ def _positive_term(tok: _Token, body: str, offset: int) -> tuple[str, Predicate]
     return "word", _word(body)
 
 
+def _key_meant(key: str, value: str) -> str:
+    """The term meant by an unknown key, or "": a key it is a typo of (``tpye:``),
+    or for a header's name (``content-type:json``) the ``header:`` term."""
+    import difflib
+
+    close = difflib.get_close_matches(key.lower(), KEYS, n=1, cutoff=0.7)
+    if close:
+        return f"{close[0]}:{value}"
+    if "-" in key or "_" in key:
+        return f"header:{key.lower()}={value}" if value else f"header:{key.lower()}"
+    return ""
+
+
 def _alternatives(tok: _Token, start: int) -> list[tuple[str, int]]:
-    """The comma-separated values from ``tok.text[start:]`` with their columns."""
+    """The comma-separated values from ``tok.text[start:]`` with their columns (a
+    comma typed inside quotes is part of its value)."""
     out = []
-    pos = start
-    for part in tok.text[start:].split(","):
+    pos = begin = start
+    text = tok.text
+    for i in range(start, len(text) + 1):
+        if i < len(text) and (text[i] != "," or i in tok.inside):
+            continue
+        part = text[begin:i]
         if not part:
             raise FilterError(f"empty value in '{tok.raw}' (column {tok.col(pos)})",
                               column=tok.col(pos))
         out.append((part, tok.col(pos)))
-        pos += len(part) + 1
+        pos = begin = i + 1
     return out
 
 
@@ -453,6 +481,12 @@ def _glob(values: Values, *, ignore_case: bool) -> re.Pattern[str]:
 
 
 def _host_term(tok: _Token, values: Values) -> Predicate:
+    for value, col in values:
+        port = _HOST_PORT.fullmatch(value)
+        if port:
+            raise _bad("bad host", value, tok, col,
+                       f"host: matches the host name without its port: write "
+                       f"host:{port.group(1)}")
     match = _glob(values, ignore_case=True).match
 
     def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
@@ -522,7 +556,7 @@ def _len_term(tok: _Token, value: str, op: str, start: int) -> Predicate:
     if op == ":":
         inside = _in_ranges(_ranges(tok, [(value, col)], "length"))
         return lambda ev, c, sh: inside(ev.frame.length)
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):  # (str.isdigit takes '²', which int() refuses)
         raise _bad("bad length", value, tok, col, f"expected a number after 'len{op}'")
     n = int(value)
     match op:
@@ -612,7 +646,7 @@ def _status_term(tok: _Token, values: Values) -> Predicate:
 def _grpc_term(tok: _Token, values: Values) -> Predicate:
     codes: set[int] = set()
     for value, col in values:
-        word = value.upper()
+        word = value.upper().replace("-", "_")  # (DEADLINE-EXCEEDED, as type: takes names)
         span = _RANGE.fullmatch(value)
         if word in ("ANY", "FAILED"):
             codes.update(range(word == "FAILED", len(GRPC_STATUS)))

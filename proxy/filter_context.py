@@ -75,6 +75,11 @@ def reset_grpc_status(headers: StreamHeaders, error_code: int) -> tuple[str, str
     return ("grpc-status", str(GRPC_STATUS.index(grpc_reset_status(error_code))))
 
 
+def _informational(headers: tuple[tuple[str, str], ...]) -> bool:
+    """An interim response's header list (RFC 9110 §15.2: a 1xx status)."""
+    return bool(headers) and headers[0][0] == ":status" and headers[0][1][:1] == "1"
+
+
 class StreamHeadersTracker:
     """The ``stream_headers`` argument for a live view: each stream's request and
     response header lists, folded in frame by frame.
@@ -100,8 +105,10 @@ class StreamHeadersTracker:
             status = reset_grpc_status(known, ev.frame.error_code) if known else None
             if status is not None:
                 streams[key] = (*known, status)  # type: ignore[misc]
-        elif block is not None:
+        elif block is not None and not _informational(block.headers):
             # A PUSH_PROMISE's block is the promised stream's request (RFC 9113 §8.4).
+            # (A 1xx is no answer: the stream's status is its final response's, as in
+            # the UI; the 1xx's own frame matches by its own block.)
             sid = ev.block_stream_id if ev.block_stream_id is not None else ev.frame.stream_id
             key = (conn_id, sid)
             streams[key] = streams.get(key, ()) + block.headers

@@ -173,6 +173,7 @@ def test_finding_selects_by_presence_severity_or_code() -> None:
     assert seqs("finding:window-update-zero") == [14]
     assert seqs("finding:unknown-*") == [13]
     assert seqs("-finding:any") == list(range(13))
+    assert seqs("finding:window-update-[a-z]*") == [14]  # (a glob's [...] as documented)
     assert "expected any, error, warning, info" in str(error("finding:E!"))
 
 
@@ -327,13 +328,45 @@ def test_quotes_keep_spaces_and_colons_in_a_value() -> None:
 
 
 def test_an_unknown_key_is_named_with_the_known_keys_and_how_to_search_for_colons() -> None:
-    exc = error("dir:c2s tpye:DATA")
+    exc = error("dir:c2s stram:1")
     assert exc.column == 9
     assert str(exc) == (
-        "unknown filter key 'tpye' in 'tpye:DATA' (column 9); known: type, stream, conn, "
-        "dir, host, finding, len, flags, header, status, method, path, grpc, stall; to "
+        "unknown filter key 'stram' in 'stram:1' (column 9): did you mean stream:1? (known "
+        "keys: type, stream, conn, dir, host, finding, len, flags, header, status, method, "
+        "path, grpc, stall; text containing ':' goes in quotes)")
+    assert str(error("localhost:8080")) == (
+        "unknown filter key 'localhost' in 'localhost:8080' (column 1); known: type, stream, "
+        "conn, dir, host, finding, len, flags, header, status, method, path, grpc, stall; to "
         "search for text containing ':', put it in quotes")
     assert seqs('"ping:"') == []
+
+
+def test_a_header_written_as_a_key_gets_the_header_term_meant() -> None:
+    """``content-type:text/html`` was a bare word that could never match (a word is
+    searched in names and values apart), silently."""
+    assert "did you mean header:content-type=text/html?" in str(
+        error("content-type:text/html"))
+    assert "did you mean header:x-request-id?" in str(error("x-request-id:"))
+    assert seqs('header:content-type=json') == [5]
+
+
+def test_a_comma_inside_quotes_is_part_of_the_value() -> None:
+    """``header:user-agent="Curl/8, zzz"`` had split into ``user-agent=Curl/8`` or
+    a header named ``zzz``: a literal comma could not be searched for."""
+    assert seqs('header:user-agent="curl/8, zzz"') == []
+    assert seqs('header:user-agent="curl/8",content-type') == [4, 5, 8]
+    assert seqs("'type:DATA,PING'") == []  # (a bare word, quoted whole)
+
+
+def test_numbers_are_ascii_digits_and_a_host_has_no_port() -> None:
+    """``len>²`` passed str.isdigit and crashed int(): the UI's filter bar took the
+    viewer down with it."""
+    exc = error("len>²")
+    assert str(exc) == "bad length '²' in 'len>²' (column 5); expected a number after 'len>'"
+    assert str(error("host:localhost:8443")) == (
+        "bad host 'localhost:8443' in 'host:localhost:8443' (column 6); host: matches the "
+        "host name without its port: write host:localhost")
+    assert seqs("host:api.example.com") == ALL
 
 
 def test_empty_values_are_reported_where_they_are() -> None:
@@ -431,6 +464,7 @@ def test_grpc_selects_calls_by_their_grpc_status() -> None:
     assert streams("grpc:any") == [1, 3, 5, 7]
     assert streams("!grpc:0 grpc:any") == [3, 5, 7]
     assert streams("grpc:UNAVAILABLE") == [5]  # (a code is a grpc-status that came)
+    assert streams("grpc:not-found") == [7]  # (a name with '-', as type: takes them)
     assert compile_filter("grpc:5").needs_stream_headers
     assert "expected a code 0-16" in str(error("grpc:17"))
 
@@ -515,3 +549,44 @@ def test_a_key_written_with_an_equals_sign_gets_the_colon_meant() -> None:
         " ('Path=/a.css' is a search for those characters: did you mean path:/a.css?)")
     assert no_match_hint("token=abc") == ""  # (no key: a word like any other)
     assert no_match_hint("finding:flow-control-exeeded").startswith(" (no finding has")
+
+
+def test_a_streams_status_is_its_final_response_not_a_1xx() -> None:
+    """With a 103 Early Hints before the 200, headless and export had taken the 103 for
+    the stream's status (status:200 missed its request and DATA, status:103 selected
+    them), while the UI took the final one."""
+    from proxy.filter_context import all_stream_headers
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    obs = ConnectionObserver()
+    events: list[FrameObserved] = []
+    client.initiate_connection()
+    server.initiate_connection()
+    client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"),
+                            (":path", "/early")], end_stream=True)
+    for up in (client.data_to_send(),):
+        events += [e for e in obs.feed(Direction.C2S, up, 0.0) if isinstance(e, FrameObserved)]
+        server.receive_data(up)
+    server.send_headers(1, [(":status", "103"), ("link", "</a.css>; rel=preload")])
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"body", end_stream=True)
+    down = server.data_to_send()
+    events += [e for e in obs.feed(Direction.S2C, down, 0.0) if isinstance(e, FrameObserved)]
+    known = all_stream_headers((1, ev) for ev in events)
+    live = StreamHeadersTracker()
+    seen = [live.update(1, ev) for ev in events]
+    on_1 = [i for i, ev in enumerate(events) if ev.frame.stream_id == 1]
+    assert [events[i].frame.type_name for i in on_1] == ["HEADERS", "HEADERS", "HEADERS", "DATA"]
+
+    def picked(text: str, offline: bool) -> list[int]:
+        flt = compile_filter(text)
+        return [i for i in on_1 if flt.matches(
+            events[i], CONN, known.get((1, 1)) if offline else seen[i])]
+
+    request, early, final, data = on_1
+    assert picked("status:200", offline=True) == [request, final, data]
+    assert picked("status:200", offline=False) == [final, data]  # (live: not yet known)
+    for offline in (True, False):
+        assert picked("status:103", offline) == [early]
+        assert picked("status:1xx", offline) == [early]

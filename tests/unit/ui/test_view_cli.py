@@ -53,6 +53,20 @@ def test_an_invalid_filter_is_a_usage_error(capture_path: Path,
     assert "unknown frame type 'DATUM'" in capsys.readouterr().err
 
 
+def test_a_filter_may_begin_with_its_negation_after_a_space(
+        capture_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--filter -type:SETTINGS`` (the docs' own negation) was refused by argparse:
+    'argument --filter: expected one argument'."""
+    args = ["export", str(capture_path), "--format", "text"]
+    assert main([*args, "--filter=-type:DATA"]) == 0
+    glued = capsys.readouterr().out
+    assert main([*args, "--filter", "-type:DATA"]) == 0
+    spaced = capsys.readouterr().out
+    assert spaced == glued and " DATA " not in spaced and " HEADERS " in spaced
+    assert main(["view", str(capture_path), "--filter", "-type:DATUM"]) == 2
+    assert "unknown frame type 'DATUM'" in capsys.readouterr().err
+
+
 def test_following_a_gzip_capture_is_a_usage_error(capture_path: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import gzip
