@@ -53,10 +53,10 @@ from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
 from proxy.net.client_certs import cert_file_for, present
 from proxy.observe.connection import ConnectionObserver
-from proxy.observe.enums import MAX_WINDOW, Direction, FrameType
+from proxy.observe.enums import MAX_WINDOW, Direction, FrameType, SettingCode
 from proxy.observe.events import ConnectionFindingRaised, Event
 from proxy.observe.findings import Finding, Severity
-from proxy.observe.frames import GoAwayFrame, PingFrame, SettingsFrame
+from proxy.observe.frames import DataFrame, GoAwayFrame, PingFrame, SettingsFrame
 from proxy.observe.streams import StreamState
 from proxy.replay.script_frames import (
     data_of,
@@ -69,6 +69,7 @@ from proxy.replay.source import ConnectionPlan, goaway_said
 from proxy.words import count
 
 C2S, S2C = Direction.C2S, Direction.S2C
+_MAX_STREAMS = int(SettingCode.MAX_CONCURRENT_STREAMS)
 MODES = ("verbatim", "reencode")
 LOW_WINDOW = 1 << 15
 """Below this, a verbatim replay past its recording tops the server's window up."""
@@ -216,6 +217,12 @@ class ReplayConnection:
         self._writer: asyncio.StreamWriter | None = None
         # Verbatim: the acknowledgements owed to the live server (RFC 9113 §6.5.3, §6.7).
         self._server_settings = 0
+        self._received: dict[int, int] = {}
+        """Per stream, the response body bytes the server has sent."""
+        self._unanswered: set[int] = set()
+        """Streams whose server sent less than the recording's: not waited for again."""
+        self._preface_seen = False
+        """:meth:`_await_server_preface` has run."""
         """SETTINGS frames (not ACKs) the server has sent."""
         self._acks_reached = 0
         """Recorded SETTINGS ACKs the replay has come to."""
@@ -249,6 +256,9 @@ class ReplayConnection:
                 f = getattr(ev, "frame", None)
                 if isinstance(f, SettingsFrame) and not f.flags & 0x1:
                     self._server_settings += 1
+                elif isinstance(f, DataFrame):
+                    self._received[f.stream_id] = self._received.get(f.stream_id, 0) + \
+                        f.data_length
                 elif isinstance(f, PingFrame) and not f.ack:
                     self._server_pings.append(f.opaque)
         if direction is S2C and self.result.goaway is None:
@@ -265,6 +275,12 @@ class ReplayConnection:
     async def _send(self, data: bytes) -> None:
         assert self._writer is not None
         if not data:
+            return
+        if self._writer.transport.is_closing():
+            # (the server has gone: writing on would only make asyncio log "socket.send()
+            # raised exception." for every frame left)
+            self.eof = True
+            self.changed.set()
             return
         self._writer.write(data)
         self._observe(C2S, data)
@@ -441,6 +457,48 @@ class ReplayConnection:
             if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
                 return
 
+    async def _await_response_bytes(self, sid: int, count: int) -> None:
+        """Wait (bounded) until stream ``sid``'s response body has ``count`` bytes: the
+        recorded client sent its next message after as much of the server's (a
+        WebSocket's echo, a bidirectional gRPC stream's reply); sent at once it could
+        reach the server before what it answered (a close before the echoes: no
+        echoes). A stream whose server sends less is not waited for again."""
+        assert self.observer is not None
+        idle = self.options.idle_timeout
+        while not self.eof and self._received.get(sid, 0) < count:
+            s = self.observer.streams.get(sid)
+            if s is None or s.state in (StreamState.CLOSED, StreamState.HALF_CLOSED_SERVER):
+                return
+            if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
+                self._unanswered.add(sid)
+                return
+
+    def _tunnel(self, sid: int) -> bool:
+        """Whether stream ``sid`` is a CONNECT (a tunnel, or an RFC 8441 WebSocket)
+        still waiting for its response: its DATA is for the tunnel the 2xx opens
+        (RFC 9113 §8.5), which the recorded client had before it sent any; sent at
+        once a server may refuse the tunnel (nghttpx answers 502)."""
+        assert self.observer is not None
+        s = self.observer.streams.get(sid)
+        return s is not None and s.response_headers is None and \
+            dict(s.request_headers or ()).get(":method") == "CONNECT"
+
+    async def _await_server_preface(self) -> None:
+        """Before the first request: wait (bounded) for the server's SETTINGS (its
+        preface, RFC 9113 §3.4). A recorded client may have sent its requests before
+        they came; replayed as fast as possible they would race the server's limits
+        — SETTINGS_MAX_CONCURRENT_STREAMS, ENABLE_CONNECT_PROTOCOL for an extended
+        CONNECT (RFC 8441 §4) — that the recorded client had in hand by the time it
+        needed them."""
+        if self._preface_seen:
+            return
+        self._preface_seen = True
+        idle = self.options.idle_timeout
+        started = time.monotonic()
+        while not self.eof and not self._server_settings:
+            if not await self._wait(0.2) and time.monotonic() - started > idle:
+                return
+
     async def _await_server_settings(self) -> None:
         """Wait (bounded) until a SETTINGS frame of the server's awaits its ACK.
 
@@ -478,6 +536,55 @@ class ReplayConnection:
         frames += SETTINGS_ACK * acks
         if frames and not self.eof:
             await self._send(frames)
+
+    def _opens(self, stream_id: int) -> bool:
+        """Whether a HEADERS on ``stream_id`` opens a stream of the client's."""
+        assert self.observer is not None
+        s = self.observer.streams.get(stream_id)
+        return stream_id % 2 == 1 and (s is None or s.state is StreamState.IDLE)
+
+    def _stream_limit(self) -> int:
+        """The server's SETTINGS_MAX_CONCURRENT_STREAMS, the latest it sent."""
+        assert self.observer is not None
+        side = self.observer.sides[S2C]
+        limit = side.advertised[_MAX_STREAMS]
+        for pending in side.pending:
+            limit = dict(pending.settings).get(_MAX_STREAMS, limit)
+        return limit
+
+    def _verbatim_streams_full(self) -> tuple[int, int] | None:
+        """(open, allowed) when the client's open streams are at the server's limit."""
+        assert self.observer is not None
+        active, limit = self.observer.sides[C2S].active_streams, self._stream_limit()
+        return (active, limit) if active >= limit else None
+
+    def _h2_streams_full(self) -> tuple[int, int] | None:
+        assert self.h2 is not None
+        active = self.h2.open_outbound_streams
+        limit = self.h2.remote_settings.max_concurrent_streams
+        return (active, limit) if active >= limit else None
+
+    async def _stream_slot(self, stream_id: int,
+                           full: Callable[[], tuple[int, int] | None]) -> bool:
+        """Wait until opening ``stream_id`` keeps within the server's limit of
+        concurrent streams (RFC 9113 §5.1.2; ``full`` says when it would not): the
+        recorded client waited for its streams to end, a replay as fast as possible
+        would not. False when the server ends or no stream ends within the idle
+        timeout."""
+        waited = time.monotonic()
+        while (at := full()) is not None:
+            if self.eof:
+                return False
+            if not await self._wait(0.2):
+                if self.h2 is None:
+                    await self._top_up()  # (a response may wait for window we owe it)
+                if time.monotonic() - waited > self.options.idle_timeout:
+                    self.result.error = (
+                        f"stream {stream_id}: no stream of the {at[0]} open ended within "
+                        f"{self.options.idle_timeout:g} s, and the server allows {at[1]} at "
+                        "once; the rest of the recording was not sent")
+                    return False
+        return True
 
     def _window_allows(self, stream_id: int, flow: int) -> bool:
         assert self.observer is not None
@@ -533,6 +640,15 @@ class ReplayConnection:
                 # answered as they arrive (_acknowledge).
                 self._ping_acks_recorded += 1
                 continue
+            elif send.frame_type == FrameType.DATA and self._tunnel(send.stream_id):
+                await self._await_response_headers(send.stream_id)
+            elif send.after and send.stream_id not in self._unanswered:
+                await self._await_response_bytes(send.stream_id, send.after)
+            elif send.frame_type == FrameType.HEADERS and self._opens(send.stream_id):
+                await self._await_server_preface()
+                if not self.plan.overran_streams and not await self._stream_slot(
+                        send.stream_id, self._verbatim_streams_full):
+                    return
             waited = time.monotonic()
             while send.flow and not self._window_allows(send.stream_id, send.flow):
                 if not await self._wait(0.2) and time.monotonic() - waited > idle:
@@ -594,6 +710,10 @@ class ReplayConnection:
             try:
                 conn.local_settings = h2.settings.Settings(client=True, initial_values=values)
                 conn.max_inbound_frame_size = conn.local_settings.max_frame_size
+                # (settings given so are in force at once, not acknowledged later: the
+                # HPACK decoder must allow the table they announce, which the server's
+                # encoder may use as soon as it has read them — Chromium's 65536)
+                conn.decoder.max_allowed_table_size = conn.local_settings.header_table_size
             except (h2.exceptions.InvalidSettingsValueError, ValueError) as exc:
                 self.result.skipped.append(f"recorded SETTINGS not used ({exc}); h2's "
                                            "defaults were sent")
@@ -632,6 +752,16 @@ class ReplayConnection:
         """The entry that reset each script stream (h2 then refuses what follows)."""
         goaway: dict[str, Any] | None = None
         authority = self.options.authority
+        # The recorded DATA frames that answered the server's (:attr:`Send.after`), by
+        # stream and count: the entries are the same frames, in the same order.
+        answers: dict[tuple[int, int], int] = {}
+        nth: dict[int, int] = {}
+        for send in self.plan.sends:
+            if send.frame_type == FrameType.DATA:
+                nth[send.stream_id] = nth.get(send.stream_id, 0) + 1
+                if send.after:
+                    answers[(send.stream_id, nth[send.stream_id])] = send.after
+        nth.clear()
         for i, entry in enumerate(self.plan.entries):
             await self._pause(float(entry.get("delay", 0.0)))
             if self.eof:
@@ -668,6 +798,9 @@ class ReplayConnection:
                                   "priority_depends_on": streams.get(dep, dep),
                                   "priority_exclusive": bool(prio.get("exclusive"))}
                     if sid is None:
+                        await self._await_server_preface()
+                        if not await self._stream_slot(s, self._h2_streams_full):
+                            return
                         sid = s if s % 2 == 1 and s > conn.highest_outbound_stream_id \
                             else conn.get_next_available_stream_id()
                         streams[s] = sid
@@ -675,6 +808,12 @@ class ReplayConnection:
                     else:
                         conn.send_headers(sid, wire, end_stream=bool(flags & 0x1))
                 elif kind == "DATA":
+                    if self._tunnel(streams.get(s, s)):
+                        await self._await_response_headers(streams.get(s, s))
+                    nth[s] = nth.get(s, 0) + 1
+                    after = answers.get((s, nth[s]), 0)
+                    if after and streams.get(s, s) not in self._unanswered:
+                        await self._await_response_bytes(streams.get(s, s), after)
                     pad = entry.get("padding") if flags & 0x8 else None
                     await self._send_data(streams.get(s, s), data_of(entry), bool(flags & 0x1),
                                           int(pad) if pad is not None else None)

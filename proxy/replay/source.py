@@ -54,6 +54,10 @@ class Send:
     """Flow-controlled length (RFC 9113 §6.9.1: a DATA frame's whole payload)."""
     frames: int = 1
     """Frames in ``data``: a script's HEADERS entry goes with its CONTINUATIONs."""
+    after: int = 0
+    """DATA: the bytes of its stream's response body the recorded client had received
+    when it sent this (a message of a bidirectional stream — a WebSocket's, a gRPC
+    stream's — that answered the server's)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +77,9 @@ class ConnectionPlan:
     server_goaway_text: str = ""
     """That GOAWAY as said to the user (``ENHANCE_YOUR_CALM, last stream 1:
     too_many_pings``)."""
+    overran_streams: bool = False
+    """The recorded client opened more streams at once than its server allowed: a
+    verbatim replay does so too (else it keeps within the new server's limit)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,8 +152,15 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     http1 = any(i.record.type == RecordType.H2C_UPGRADE for i in items)
     """Still in the HTTP/1.1 part of a connection upgraded to h2c."""
     upgrade: dict[str, Any] | None = None
+    received: dict[int, int] = {}
+    """Per stream, the response body bytes recorded so far."""
     for item in items:
         rec = item.record
+        if rec.direction is Direction.S2C and rec.type == RecordType.FRAME:
+            for ev in item.events:
+                if isinstance(ev, FrameObserved) and isinstance(ev.frame, DataFrame):
+                    sid = ev.frame.stream_id
+                    received[sid] = received.get(sid, 0) + ev.frame.data_length
         if rec.type == RecordType.H2C_UPGRADE:
             http1 = False
             upgrade = upgrade_entry(rec.json())
@@ -180,7 +194,8 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
             notes.append(f"stream {sid}: a request DATA frame was truncated when recorded "
                          f"(about {max(kept, 0)} of {total} bytes kept): replay sends zeros "
                          "for the rest, so the request body differs from the original")
-        sends.append(Send(delay=delay, data=data, stream_id=sid, frame_type=ftype, flow=flow))
+        sends.append(Send(delay=delay, data=data, stream_id=sid, frame_type=ftype, flow=flow,
+                          after=received.get(sid, 0) if ftype == 0 else 0))
         if upgrade is not None and ftype == 4:  # (after the client's SETTINGS: RFC 9113 §3.4)
             sends.append(Send(delay=0.0, data=_upgrade_headers(upgrade), stream_id=1,
                               frame_type=1))
@@ -220,10 +235,13 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
             notes.append(f"{s.label}: the recorded response body was truncated (max_data_bytes"
                          f"): only its length ({s.body_length} bytes) is compared, not its "
                          "SHA-256")
+    overran = any(f.code == "max-concurrent-streams-exceeded" for item in items
+                  for ev in item.events if isinstance(ev, FrameObserved)
+                  and ev.direction is Direction.C2S for f in ev.findings)
     return ConnectionPlan(conn_id=cid, meta=meta, sends=tuple(sends),
                           entries=tuple(script["frames"]), original=tuple(original),
                           notes=tuple(notes), server_goaway=server_goaway,
-                          server_goaway_text=goaway_text)
+                          server_goaway_text=goaway_text, overran_streams=overran)
 
 
 def _upgrade_headers(entry: dict[str, Any]) -> bytes:

@@ -58,7 +58,8 @@ def page_output(url: str, ca_cert: Path, proxy: ProxyThread | None = None) -> st
 
 def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
         make_proxy: Callable[..., ProxyThread], ws_origin: ServerThread,
-        tmp_path: Path, serve: Served) -> None:
+        tmp_path: Path, serve: Served, origin_cert: CertFiles,
+        capsys: pytest.CaptureFixture[str]) -> None:
     capture = tmp_path / "ws.h2scope"
     recorder = CaptureRecorder(CaptureWriter(capture))
     live, live_jsonl = io.StringIO(), io.StringIO()
@@ -124,6 +125,24 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     assert objects == ws_objects(jsonl.read_text())
     assert [{"type": "text", "opcode": 1, "text": "hello h2scope", "wire_size": 15,
              "compressed": True}] in objects
+    # Replayed as fast as possible: the extended CONNECT waits for the server's
+    # SETTINGS (RFC 8441 §4), the WebSocket's frames for the 200, and Chromium's close
+    # for the echo it answered (sent at once, the close had come before the echo,
+    # and a proxy in front of a WebSocket server had refused the tunnel: 502).
+    ws_conn = connect_conn(capture)
+    from proxy.replay.source import load_capture
+
+    (plan,) = load_capture(capture, conn=ws_conn).plans
+    ws_sends = [x for x in plan.sends if x.frame_type == 0 and x.stream_id == sid]
+    assert ws_sends[0].after == 0 and ws_sends[-1].after > 0  # (the close: after the echo)
+    for mode in ("verbatim", "reencode"):
+        capsys.readouterr()
+        code = main(["replay", str(capture), "--target", f"https://localhost:{ws_origin.port}",
+                     "--upstream-ca", str(origin_cert.cert), "--conn", str(ws_conn),
+                     "--mode", mode, "--speed", "0", "--timeout", "5"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "(CONNECT /chat): 200" in out
     # Served back: `h2scope serve` advertises extended CONNECT for a recording that
     # has one, and a browser gets the recorded page and the recorded echo.
     url = serve(str(capture))
@@ -142,6 +161,14 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
         except AssertionError:
             break
     assert out == "echo: hello h2scope", "\n".join(serve.log(url))
+
+
+def connect_conn(capture: Path) -> int:
+    """The connection that carried the extended CONNECT."""
+    from proxy.capture.replay import replay_observer
+
+    return next(c for c, ev in replay_observer(capture) if isinstance(ev, FrameObserved)
+                and ev.block is not None and is_websocket(ev.block.headers))
 
 
 def recorded_views_show_the_messages(capture: Path) -> None:
