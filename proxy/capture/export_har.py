@@ -448,6 +448,12 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
         cut = _cut(ex)
         h2["incomplete"] = cut
         comments.append(f"INCOMPLETE: {cut}")
+    elif not h1 and ex.missing:
+        # (it ended, but records of it were lost on the way: the body has a hole)
+        cut = ("part of the stream is not in the capture (lost or damaged records while it "
+               f"was open): of its body, {ex.response_sent} bytes are here")
+        h2["incomplete"] = cut
+        comments.append(f"INCOMPLETE: {cut}")
     elif not h1:
         late = _reset_after_response(ex)
         if late:

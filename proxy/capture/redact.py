@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import hpack
 
 from proxy.capture.format import HTTP1_HEAD_LENGTH, RecordFlag, RecordType
-from proxy.capture.reader import CaptureReader, Record
+from proxy.capture.reader import BadRecord, CaptureReader, Record
 from proxy.capture.replay import Observers, replay_records
 from proxy.capture.writer import CaptureWriter
 from proxy.observe.enums import Direction
@@ -96,6 +96,10 @@ class Extracted:
     """The names of those parameters."""
     left_out: dict[int, str] = field(default_factory=dict)
     """Connections not written, and why."""
+    damaged: list[BadRecord] = field(default_factory=list)
+    """Damaged records of the source, skipped (LOST records say where)."""
+    clean_end: bool = True
+    """The source ended with its END record."""
 
 
 def _broken(events: Iterable[Event]) -> str | None:
@@ -197,8 +201,10 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
     pending: dict[tuple[int, int], list[FrameObserved]] = {}
     held: dict[tuple[int, int], tuple[bytes, float, float]] = {}
     h1: set[int] = set()
+    switched: set[int] = set()
+    """HTTP/1.1 connections a 101 switched to another protocol (a WebSocket)."""
     observers = Observers()
-    with CaptureReader(path, on_problem=observers.damaged) as reader:
+    with CaptureReader(path, on_problem=observers.reporter(result.damaged.append)) as reader:
         header = reader.header
         with contextlib.closing(CaptureWriter(out_path, config=header.config,
                                               max_data_bytes=header.max_data_bytes,
@@ -224,8 +230,14 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                     continue
                 if rec.type == RecordType.FRAME:
                     _frame(rec, item.events, redactor, encoders, pending, writer, result)
+                elif rec.type == RecordType.RAW and c in switched:
+                    copy(rec)  # (a WebSocket's frames after the 101: not HTTP/1.x lines)
                 elif rec.type == RecordType.RAW and c in h1:
-                    _raw(rec, redactor, held, writer, result)
+                    out = _raw(rec, redactor, held, writer, result)
+                    if rec.direction is Direction.S2C and _SWITCHED.search(out):
+                        switched.add(c)  # (what either side held back goes out now, in
+                        for d in Direction:  # order, before the frames that follow)
+                            _flush_held(held, (c, int(d)), writer, result)
                 elif rec.type == RecordType.HTTP1:
                     (n,) = HTTP1_HEAD_LENGTH.unpack_from(rec.body, 0)
                     start = HTTP1_HEAD_LENGTH.size
@@ -243,6 +255,7 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                     copy(rec)
             for key in list(held):
                 _flush_held(held, key, writer, result)
+        result.clean_end = reader.clean_end
     if redactor is not None:
         result.redacted = redactor.count
         result.found = sorted(redactor.found)
@@ -299,10 +312,14 @@ def _frame(rec: Record, events: tuple[Event, ...], redactor: _Redactor,
         result.records += 1
 
 
+_SWITCHED = re.compile(rb"(?m)^HTTP/1\.[01] 101 ")
+
+
 def _raw(rec: Record, redactor: _Redactor, held: dict[tuple[int, int], tuple[bytes, float,
-         float]], writer: CaptureWriter, result: Extracted) -> None:
+         float]], writer: CaptureWriter, result: Extracted) -> bytes:
     """HTTP/1.x bytes: header lines redacted; what follows the last line end waits for
-    the next record of that direction (a line split across reads)."""
+    the next record of that direction (a line split across reads). Returns what was
+    written."""
     key = (rec.conn_id, int(rec.direction))
     before, _, _ = held.pop(key, (b"", 0.0, 0.0))
     data = before + rec.body
@@ -315,6 +332,7 @@ def _raw(rec: Record, redactor: _Redactor, held: dict[tuple[int, int], tuple[byt
         result.records += 1
     if rest:
         held[key] = (rest, rec.t, rec.wall)
+    return out
 
 
 def _flush_held(held: dict[tuple[int, int], tuple[bytes, float, float]],

@@ -196,7 +196,10 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             yield Replayed(record=rec, events=tuple(events))
         else:
             if rtype == RecordType.LOST:
-                lost_part(observers.get(conn))
+                # (connection 0: damaged bytes of no one connection — every connection
+                # open then lost part, as when the reader reports the damage itself)
+                for obs in (observers.values() if conn == 0 else (observers.get(conn),)):
+                    lost_part(obs)
             yield Replayed(record=rec)
         last = rec
     if observers.damage:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> int:
     from proxy.capture.format import RecordType
-    from proxy.capture.reader import BadRecord
+    from proxy.capture.reader import BadRecord, Record
     from proxy.capture.replay import Observers, replay_records
     from proxy.cli import UsageError
     from proxy.commands.export import open_capture
@@ -92,6 +92,7 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
     counted_as: dict[int, str] = {}
     """Each open connection's protocol as counted (its CONNECTION record's)."""
     incomplete: list[str] = []
+    damage: list[Record] = []
     rebuilt: list[int] = []
     """Connections a net log without bytes rebuilt (their blocks are h2scope's encoding)."""
     progress = Progress()
@@ -122,11 +123,15 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1
-            elif rec.type == RecordType.LOST and rec.conn_id:  # (0: damage, listed below)
+            elif rec.type == RecordType.LOST and rec.conn_id:
                 incomplete.append(f"#{rec.conn_id}: {rec.json().get('reason')}")
+            elif rec.type == RecordType.LOST:  # (0: damage, listed below; or a record of
+                damage.append(rec)  # it kept by a copy of a damaged capture: export)
             if item.events:
                 summary.handle(Batch(conn_id=rec.conn_id, t=rec.t, events=item.events))
     progress.done()
+    reported = {p.offset for p in problems}
+    incomplete += [str(rec.json().get("reason")) for rec in damage if rec.offset not in reported]
     if not reader.clean_end:
         incomplete.append("the capture has no END record: the recording was killed, or the "
                           "file cut short (or is still being written); connections open at "

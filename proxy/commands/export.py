@@ -349,6 +349,13 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     for line in note_lines(result, redact):
         said = args.output if into is None else "redacted"
         print(f"h2scope export: {said}: {line}", file=sys.stderr)
+    if into is None:  # (else the export of the copy says it, as for any capture)
+        for problem in result.damaged:
+            print(f"h2scope export: {args.file}: {problem} (a LOST record in {args.output} "
+                  "says where)", file=sys.stderr)
+        if not result.clean_end:
+            print(f"h2scope export: {args.file} has no END record: the recording was killed, "
+                  "or the file cut short; neither has the copy", file=sys.stderr)
     if redact and into is None and args.output != "-":
         print(f"h2scope export: before sharing it, look at what is left (bodies are kept as "
               f"they are): h2scope export {shlex.quote(str(args.output))} --format text | "

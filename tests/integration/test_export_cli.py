@@ -391,6 +391,40 @@ def test_redacting_http1_finds_a_header_line_split_across_two_reads(tmp_path: Pa
                         b"\r\nok")
 
 
+def test_redacting_a_websocket_keeps_its_frames_in_order_and_as_they_were(
+        tmp_path: Path) -> None:
+    """After the 101 the bytes are WebSocket frames, not header lines: redaction held
+    each direction's bytes after their last newline back, so the server's echoes came
+    out before the client's messages, at other times (and a frame's payload could
+    have been 'redacted')."""
+    from proxy.capture.reader import CaptureReader
+    from proxy.observe.enums import Direction
+
+    src = tmp_path / "ws.h2scope"
+    chunks = [(Direction.C2S, b"GET /chat HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nCookie: sid=abc\r\n\r\n"),
+              (Direction.S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\n\r\n"),
+              (Direction.C2S, b"\x81\x85abcd" + bytes(b ^ k for b, k in zip(
+                  b"hi\nyo", b"abcda", strict=True))),  # (masked 'hi\nyo': a newline in it)
+              (Direction.S2C, b"\x81\x0becho: hi\nyo"),
+              (Direction.C2S, b"\x88\x80abcd"), (Direction.S2C, b"\x88\x00")]
+    with CaptureWriter(src) as w:
+        w.connection(1, {"client": {"ip": "127.0.0.1", "port": 1}, "mode": "regular",
+                         "protocol": "http/1.1", "target": "a.test:80"}, t=1.0, wall=1000.0)
+        for i, (d, data) in enumerate(chunks):
+            w.raw(1, d, data, t=1.1 + i / 10, wall=1000.1 + i / 10)
+        w.close_connection(1, t=2.0, wall=1001.0, closed_by="client")
+    out = tmp_path / "ws-shared.h2scope"
+    got = _run(str(src), "--format", "capture", "--redact", "-o", str(out))
+    assert "1 header value redacted (cookie)" in got.stderr, got.stderr
+    with CaptureReader(out) as reader:
+        raw = [(r.direction, r.body, round(r.t, 3)) for r in reader.records() if r.type == 3]
+    assert b"sid=abc" not in raw[0][1]
+    assert raw[1:] == [(d, data, round(1.1 + i / 10, 3))
+                       for i, (d, data) in enumerate(chunks) if i]
+
+
 def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path) -> None:
     """Signed URLs and OAuth redirects carry their secrets in the query: --redact
     replaces those parameters' values in :path, location and referer (HTTP/2, real

@@ -334,3 +334,34 @@ def test_an_h2c_upgrade_record_with_null_headers_is_skipped_not_a_crash(
     with CaptureReader(path, on_problem=problems.append) as reader:
         assert [r.type for r in reader.records()] == [RecordType.CONNECTION, RecordType.END]
     assert "its 'http2_settings' is str \"zz\"" in str(problems[0])
+
+
+def test_a_copy_of_a_damaged_capture_keeps_its_damage_said_not_a_violation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --format capture`` of a damaged capture said nothing of the damage, and
+    ``check`` on the copy reported a content-length-mismatch (exit 3) that the
+    original did not: the LOST record the copy keeps (connection 0: damaged bytes)
+    did not make the open connections excerpts, as the damage itself does. And the
+    HAR entry of the stream with a hole was a whole 200 without a word."""
+    import json
+
+    path, bad, copy = tmp_path / "ok.h2scope", tmp_path / "bad.h2scope", tmp_path / "cp.h2scope"
+    write_download(path)
+    offset = damage_second_data_frame(path, bad)
+    capsys.readouterr()
+    assert main(["export", str(bad), "--format", "capture", "-o", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert f"byte offset {offset}: CRC mismatch: the record's bytes are damaged (a LOST " \
+        f"record in {copy} says where)" in err
+    assert _errors(copy) == []
+    assert main(["check", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "content-length" not in out
+    assert f"incomplete: damaged bytes skipped at byte offset {offset}" in out
+    for source in (bad, copy):
+        har = tmp_path / "x.har"
+        assert main(["export", str(source), "--format", "har", "-o", str(har)]) == 0
+        (entry,) = json.loads(har.read_text())["log"]["entries"]
+        assert entry["comment"] == ("INCOMPLETE: part of the stream is not in the capture "
+                                    "(lost or damaged records while it was open): of its "
+                                    "body, 20000 bytes are here")
