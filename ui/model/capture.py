@@ -112,6 +112,9 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
     lock = session.lock
     row = 0
     j = 0
+    damage = sorted(p.offset for p in index.problems)
+    """Where the index skipped damaged bytes: the observers learn of each there."""
+    next_damage = damage.pop(0) if damage else INFINITE
     freezer = heap.Freezer()
     while row < n_frames or j < len(others):
         if stop is not None and stop.is_set():
@@ -120,9 +123,15 @@ def load(session: Session, capture: CaptureFile, *, stop: threading.Event | None
             end = min(n_frames, row + BATCH)
             while row < end or (row >= n_frames and j < len(others)):
                 if j < len(others) and (row >= n_frames or others[j][0] < offsets[row]):
+                    while others[j][0] > next_damage:
+                        lost_everywhere(observers)
+                        next_damage = damage.pop(0) if damage else INFINITE
                     _apply(session, observers, record_at(others[j][0]), None)
                     j += 1
                     continue
+                while offsets[row] > next_damage:
+                    lost_everywhere(observers)
+                    next_damage = damage.pop(0) if damage else INFINITE
                 _apply(session, observers, record_at(offsets[row]), row)
                 row += 1
             session.decoded = row
@@ -161,6 +170,9 @@ def _checkpoint(session: Session, conn: int, obs: ConnectionObserver, d: int) ->
         decoder = obs.sides[d].decoder
         if decoder.table_size == tbl.size:  # (a block that failed to decode would not be)
             tbl.replay.checkpoint(n, decoder.entries, decoder.table_max)
+
+
+INFINITE = 1 << 62
 
 
 class Readers(dict[int, ConnectionObserver | None]):
@@ -220,6 +232,8 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         lost_part(observers.get(conn))
         events.append(RecordedLost(conn_id=conn, t=rec.wall,
                                    reason=str(rec.json().get("reason"))))
+    elif rtype == _LOST:  # (damaged bytes a copy of a damaged capture marks: all open)
+        lost_everywhere(observers)
     elif rtype == _CLOSE:
         if ws is not None:
             ws.closed(conn)
@@ -253,6 +267,14 @@ def _websocket(ws: UpgradedWebSockets, rec: Record, events: list[Any]) -> None:
     if lost is not None:
         events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
                                     head=f"websocket framing lost: {lost}"))
+
+
+def lost_everywhere(observers: dict[int, ConnectionObserver | None]) -> None:
+    """Damaged bytes of the file, of no one connection: every connection open there
+    is an excerpt from here on (as :func:`proxy.capture.replay.replay_records` has
+    it, so that the UI's findings are ``check``'s)."""
+    for obs in observers.values():
+        lost_part(obs)
 
 
 def _apply(session: Session, observers: dict[int, ConnectionObserver | None],

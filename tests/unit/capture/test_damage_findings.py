@@ -365,3 +365,31 @@ def test_a_copy_of_a_damaged_capture_keeps_its_damage_said_not_a_violation(
         assert entry["comment"] == ("INCOMPLETE: part of the stream is not in the capture "
                                     "(lost or damaged records while it was open): of its "
                                     "body, 20000 bytes are here")
+
+
+def test_the_viewer_judges_a_damaged_capture_as_check_does(tmp_path: Path) -> None:
+    """``view`` of a damaged capture showed the content-length-mismatch ``check`` did
+    not report: its loader skipped the damaged record without telling the
+    connections open there."""
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    path, bad, copy = tmp_path / "ok.h2scope", tmp_path / "bad.h2scope", tmp_path / "cp.h2scope"
+    write_download(path)
+    damage_second_data_frame(path, bad)
+    assert main(["export", str(bad), "--format", "capture", "-o", str(copy)]) == 0
+    short = tmp_path / "short.h2scope"  # (the same without the damage: a real violation)
+    data = bytearray(path.read_bytes())
+    frames = [r for r in _records(path) if r.type == RecordType.FRAME and r.body[3] == 0]
+    end = frames[1].offset + RECORD_HEADER_SIZE + len(frames[1].body)
+    short.write_bytes(bytes(data[:frames[1].offset] + data[end:]))
+    counts = {}
+    for name, source in (("bad", bad), ("copy", copy), ("short", short)):
+        capture = CaptureFile(source)
+        session = Session(capture)
+        try:
+            load(session, capture)
+            counts[name] = sum(c.findings for c in session.conns.values())
+        finally:
+            capture.close()
+    assert counts == {"bad": 0, "copy": 0, "short": 1}
