@@ -60,6 +60,7 @@ from proxy.textlog import (
     message_field_lines,
     prefix,
     tls_leg_text,
+    upgrade_text,
 )
 from proxy.websocket import CONNECT_FIELD, UpgradedWebSockets, WsTracker, websocket_object
 
@@ -383,8 +384,7 @@ def _connection_text(ev: ConnectionEvent) -> str | None:
         case RelayStarted():
             return f"relaying {ev.protocol} to {ev.target}"
         case H2cUpgraded():
-            return (f"upgraded to h2c: stream 1 carries {dict(ev.request_headers).get(':path')}, "
-                    f"HTTP2-Settings {len(ev.http2_settings)} bytes")
+            return upgrade_text(ev.request_headers, ev.http2_settings)
         case Http1MessageObserved():
             arrow = ev.direction.arrow
             cut = "" if ev.complete else " INCOMPLETE"

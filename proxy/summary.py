@@ -18,9 +18,16 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from proxy.events import Batch, ConnectionClosed, ConnectionOpened, ProxyErrorRaised, RelayStarted
+from proxy.events import (
+    Batch,
+    ConnectionClosed,
+    ConnectionOpened,
+    H2cUpgraded,
+    ProxyErrorRaised,
+    RelayStarted,
+)
 from proxy.observe.describe import (
     at_deadline,
     block_summary,
@@ -110,6 +117,17 @@ class FindingTally:
         return max((g.severity for g in self._groups.values()), default=None)
 
 
+class Upgrade(NamedTuple):
+    """Stream 1 of an h2c upgrade: the request that asked for it, which came as
+    HTTP/1.1, not in a header block (RFC 7540 §3.2)."""
+
+    headers: tuple[tuple[str, str], ...]
+
+
+Request = HeaderBlock | Upgrade
+"""What the summary keeps of a stream's request: its header list."""
+
+
 class RunSummary:
     """Bus sink: counts for the end-of-run summary (never blocks the relay)."""
 
@@ -153,7 +171,7 @@ class RunSummary:
         self.unresumed: list[tuple[int, int, Direction, float, float, str]] = []
         """Stalls that never resumed: (connection, stream, direction of the data, since,
         until, how they ended)."""
-        self.slowest: list[tuple[float, int, int, HeaderBlock | None]] = []
+        self.slowest: list[tuple[float, int, int, Request | None]] = []
         """The slowest streams: (seconds open, connection, stream, request block),
         longest first."""
         self._open: dict[tuple[int, int], float] = {}
@@ -164,7 +182,7 @@ class RunSummary:
         self._last_closed: dict[int, int] = {}
         """Per connection, in the batch at hand: the stream whose close ended its
         connection window's stall (an RST_STREAM of it may follow)."""
-        self._requests: dict[tuple[int, int], HeaderBlock] = {}
+        self._requests: dict[tuple[int, int], Request] = {}
         """Open streams: the request's header block (the first the client sent)."""
         self._slowest_floor = -1.0
         self._slow_reset: dict[tuple[int, int], str] = {}
@@ -289,6 +307,8 @@ class RunSummary:
                 self.connection_closed(conn, ev.t)
             elif kind is ConnectionOpened:
                 self.connections += 1
+            elif kind is H2cUpgraded:
+                self.upgraded(conn, ev.request_headers)
             elif kind is RelayStarted:
                 # A connection relayed as http/1.1, then h2c or a WebSocket after its
                 # 101: counted once, under what it became.
@@ -303,6 +323,11 @@ class RunSummary:
                 self.errors[ev.stage] += 1
             elif kind is ConnectionFindingRaised or kind is Desynced:
                 self._finding(batch.conn_id, ev.finding, ev.direction)
+
+    def upgraded(self, conn: int, request: tuple[tuple[str, str], ...]) -> None:
+        """Connection ``conn`` switched to h2c: its stream 1 is ``request``."""
+        if len(self._requests) < _MAX_OPEN:
+            self._requests[(conn, 1)] = Upgrade(request)
 
     def _stream_closed(self, conn: int, sid: int) -> None:
         for direction in (_C2S, _S2C):
@@ -321,7 +346,7 @@ class RunSummary:
                     self._closed_stalled[(conn, 0, direction)] = since
                     self._last_closed[conn] = sid
 
-    def _slow(self, took: float, conn: int, sid: int, request: HeaderBlock | None) -> None:
+    def _slow(self, took: float, conn: int, sid: int, request: Request | None) -> None:
         slowest = self.slowest
         slowest.append((took, conn, sid, request))
         slowest.sort(key=lambda s: -s[0])
@@ -401,7 +426,7 @@ class RunSummary:
         self.grpc["no status"] += len(self._grpc_unanswered)
         self._grpc_unanswered.clear()
 
-    def _grpc_closed(self, key: tuple[int, int], request: HeaderBlock,
+    def _grpc_closed(self, key: tuple[int, int], request: Request,
                      began: float | None) -> None:
         """A stream closed: a gRPC call with no grpc-status waits for its reset (next
         in the batch) to say why; without one it counts as 'no status'."""

@@ -29,7 +29,7 @@ from proxy.observe.describe import (
     omitted_line,
     shown_headers,
 )
-from proxy.observe.enums import Direction
+from proxy.observe.enums import Direction, setting_name
 from proxy.observe.events import (
     ConnectionFindingRaised,
     Desynced,
@@ -337,6 +337,20 @@ def tls_leg_text(leg: str, version: str | None, cipher: str | None, alpn: str | 
     if client_cert is not None:
         text += f" client_cert={client_cert[0]} ({client_cert[1]}, sent if asked)"
     return text
+
+
+def upgrade_text(request: tuple[tuple[str, str], ...] | dict[str, str],
+                 http2_settings: bytes) -> str:
+    """``upgraded to h2c: stream 1 carries GET /path, HTTP2-Settings: MAX_…=100, …``:
+    the request stream 1 is, and the client's settings its HTTP2-Settings header
+    carried (RFC 7540 §3.2.1: its first SETTINGS, applied with the 101)."""
+    fields = dict(request)
+    settings = ", ".join(
+        f"{setting_name(int.from_bytes(http2_settings[i:i + 2], 'big'))}="
+        f"{int.from_bytes(http2_settings[i + 2:i + 6], 'big')}"
+        for i in range(0, len(http2_settings) - 5, 6)) or "none"
+    return (f"upgraded to h2c: stream 1 carries {fields.get(':method', '?')} "
+            f"{fields.get(':path')}, HTTP2-Settings: {settings}")
 
 
 def closed_text(closed_by: str | None, reason: str | None, error: str | None,

@@ -56,6 +56,7 @@ from proxy.textlog import (
     message_field_lines,
     prefix,
     tls_leg_text,
+    upgrade_text,
 )
 from proxy.websocket import (
     UpgradedWebSockets,
@@ -160,9 +161,11 @@ def _record_text(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ..
     if rec.type == RecordType.H2C_UPGRADE:
         info = rec.json()
         fields = dict(f for f in info.get("request_headers") or () if len(f) == 2)
-        settings = info.get("http2_settings") or ""
-        return (f"{head} upgraded to h2c: stream 1 carries {fields.get(':path')}, "
-                f"HTTP2-Settings {len(settings) // 2} bytes")
+        try:
+            settings = bytes.fromhex(info.get("http2_settings") or "")
+        except ValueError:
+            settings = b""
+        return f"{head} {upgrade_text(fields, settings)}"
     if rec.type == RecordType.LOST:
         info = rec.json()
         count = info.get("count")  # (0: how much is not known, e.g. the rest of a stream)

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> int:
     from proxy.capture.format import RecordType
     from proxy.capture.reader import BadRecord, Record
-    from proxy.capture.replay import Observers, replay_records
+    from proxy.capture.replay import Observers, replay_records, upgrade_request
     from proxy.cli import UsageError
     from proxy.commands.export import open_capture
     from proxy.commands.progress import Progress, counted
@@ -123,6 +123,8 @@ def _check(args: argparse.Namespace, path: Path, shown: str | None = None) -> in
                 for error in rec.json().get("errors", ()):
                     if isinstance(error, dict):
                         summary.errors[str(error.get("stage") or "?")] += 1
+            elif rec.type == RecordType.H2C_UPGRADE:
+                summary.upgraded(rec.conn_id, upgrade_request(rec.json()))
             elif rec.type == RecordType.LOST and rec.conn_id:
                 incomplete.append(f"#{rec.conn_id}: {rec.json().get('reason')}")
             elif rec.type == RecordType.LOST:  # (0: damage, listed below; or a record of

@@ -120,3 +120,33 @@ def test_serve_answers_the_upgrade_request(upgraded: Path, serve: Served) -> Non
         result = procs.run([procs.require("curl"), "-sS", "--http2-prior-knowledge",
                             f"{url}{path}"])
         assert result.stdout == f"hello {path}\n".encode(), result.stderr
+
+
+def test_logs_summaries_and_the_viewer_name_the_upgrade_request(upgraded: Path) -> None:
+    """Stream 1 had no request in the slowest-streams list nor in the viewer's lanes,
+    the viewer called the connection http/1.1 while check said h2c, and the text log
+    gave the HTTP2-Settings header's length, not its settings."""
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    code, out = run("check", str(upgraded))
+    assert code == 0, out
+    assert "2 connections (2 h2c)" in out
+    slowest = out.split("slowest streams:")[1]
+    for path in PATHS:
+        assert "stream 1  GET 127.0.0.1:" in slowest and f"{path}\n" in slowest, slowest
+    code, text = run("export", str(upgraded), "--format", "text")
+    assert code == 0
+    lines = [ln for ln in text.splitlines() if "upgraded to h2c" in ln]
+    assert len(lines) == 2 and all("HTTP2-Settings: " in ln and "=" in ln for ln in lines)
+    assert "stream 1 carries GET /first" in lines[0]
+    capture = CaptureFile(upgraded)
+    session = Session(capture)
+    try:
+        load(session, capture)
+        for conn in session.conns.values():
+            assert conn.meta["protocol"] == "h2c"
+            request = dict(conn.stream(1).request_headers or ())
+            assert request[":method"] == "GET" and request[":path"] in PATHS
+    finally:
+        capture.close()

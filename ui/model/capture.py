@@ -21,7 +21,7 @@ from typing import Any
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import Record
-from proxy.capture.replay import lost_part, observer_for, recorded_ends
+from proxy.capture.replay import lost_part, observer_for, recorded_ends, upgrade_request
 from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
@@ -34,6 +34,7 @@ from ui.model.session import (
     RecordedConnection,
     RecordedHttp1,
     RecordedLost,
+    RecordedUpgrade,
     Session,
     http1_head,
     recorded_errors,
@@ -218,10 +219,11 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
         obs = observers.get(conn)
         if obs is None:
             obs = observers[conn] = ConnectionObserver()
-        headers = tuple((str(k), str(v)) for k, v in info.get("request_headers", ()))
+        headers = upgrade_request(info)
         events.extend(obs.upgrade_h2c(
             http2_settings=bytes.fromhex(info.get("http2_settings", "")),
             request_headers=headers, t=rec.wall))
+        events.append(RecordedUpgrade(conn_id=conn, t=rec.wall, request_headers=headers))
     elif rtype == _HTTP1:
         head = http1_head(rec.body)
         events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,

@@ -93,6 +93,14 @@ class RecordedClose(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedUpgrade(ConnectionEvent):
+    """A capture's H2C_UPGRADE record: the connection speaks h2c from here, and its
+    stream 1 is the HTTP/1.1 request that asked for it (RFC 7540 §3.2)."""
+
+    request_headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedLost(ConnectionEvent):
     """A capture's LOST record: part of the connection is not in it (an import's
     lost packets, a TLS record it could not decrypt); later frames are missing."""
@@ -224,6 +232,9 @@ class Session:
                     self.capped[c.last_row] = ev.kept
             case RecordedHttp1():
                 c.http1.append((ev.t, ev.direction, ev.head))
+            case RecordedUpgrade():
+                meta["protocol"] = "h2c"
+                self._message(c.stream(1), 0, ev.request_headers)
             case RecordedClose():
                 c.errors.extend(ev.errors)
                 if ev.errors:
