@@ -141,7 +141,7 @@ def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
     windows = ev.windows
     if f.type == 0 and windows is not None and type(f) is DataFrame \
             and f.pad_length is None and f.malformed is None and not truncated \
-            and windows[1] is not None:
+            and windows[1] is not None and f.data_length != 1:
         # Most lines of a bulk transfer: frame_summary's DATA wording, in one
         # f-string (no dispatch, no rstrip: the line ends in a number).
         flags = f.flags
@@ -158,7 +158,7 @@ def _frame_line(head: str, ev: FrameObserved, truncated: bool) -> str:
                 f"  window conn={windows[0]}{stream}")
     block = ev.block
     if f.type == 1 and block is not None and type(f) is HeadersFrame and f.priority is None \
-            and f.malformed is None and not truncated:
+            and f.pad_length is None and f.malformed is None and not truncated:
         # A request or response: its summary is its block's, made once per block.
         return f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {_block_text(block)[1]}"
     line = f"{head} {f.stream_id:>5} {_type_flags(f)} len={f.length}  {frame_summary(ev)}"

@@ -242,13 +242,14 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         if i in findings or ftype in windowed:
             ev = event(i)
         elif headers is not None:
-            if ftype != 5 and not flags & _PRIORITY_FLAG:
+            # (a padded or prioritised HEADERS' summary says so: rebuilt, as a PUSH_PROMISE)
+            if ftype != 5 and not flags & (_PRIORITY_FLAG | _PADDED_FLAG):
                 block.headers = headers
                 row.block = block
                 row.summary_lower = block_summary(headers).lower()
             else:
                 ev = event(i)
-        elif type_ok[ftype] and not (ftype == 1 and flags & _PRIORITY_FLAG):
+        elif type_ok[ftype] and not (ftype == 1 and flags & (_PRIORITY_FLAG | _PADDED_FLAG)):
             row.block = None
             row.summary_lower = ""
         elif ftype == 0 and not flags & _PADDED_FLAG:
@@ -307,9 +308,10 @@ def _window_update_stand_in(wc: int, ws: int) -> str:
 def _data_summary(length: int, wc: int, ws: int) -> str:
     """:func:`frame_summary` of an unpadded DATA frame, lowercased, from the table's
     columns."""
+    size = "1 byte" if length == 1 else f"{length} bytes"
     if wc == NO_WINDOW:
-        return f"{length} bytes"
-    return f"{length} bytes  window conn={wc} stream={'none' if ws == NO_WINDOW else ws}"
+        return size
+    return f"{size}  window conn={wc}" + ("" if ws == NO_WINDOW else f" stream={ws}")
 
 
 def scope_rows(session: Session, conn_id: int | None, stream_id: int | None) -> array[int] | None:

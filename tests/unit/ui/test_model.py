@@ -316,3 +316,64 @@ def test_the_decoded_tab_shows_a_data_payload_as_text_or_as_a_hex_dump(
     assert f"data        {len(data):,} bytes, not text:\n" in text
     assert "  " + hexdump(data)[0] + "\n" in text
     assert not any("b'" in text for _, text in payloads.values())
+
+
+def test_bare_words_see_padded_headers_and_one_byte_data_as_the_export_does(
+        tmp_path: Path) -> None:
+    """The row fast path gave a padded HEADERS its header list's summary (no '+7
+    padding': the word 'padding' found 4 frames in the UI, 7 in the export) and a
+    1-byte DATA '1 bytes'."""
+    import hpack
+
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+    from ui.model.capture import CaptureFile, load
+
+    enc, dec_enc = hpack.Encoder(), hpack.Encoder()
+    request = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                          (":path", "/p")])
+    response = dec_enc.encode([(":status", "200")])
+    c2s, s2c = Direction.C2S, Direction.S2C
+    path = h2c_capture(tmp_path / "pad.h2scope", [
+        (s2c, raw_frame(4, 0, 0, b""), 0.01), (c2s, raw_frame(4, 1, 0, b""), 0.02),
+        (s2c, raw_frame(4, 1, 0, b""), 0.02),
+        (c2s, raw_frame(1, 0x4 | 0x1 | 0x8, 1, bytes([7]) + request + bytes(7)), 0.03),
+        (s2c, raw_frame(1, 0x4 | 0x8, 1, bytes([3]) + response + bytes(3)), 0.04),
+        (s2c, raw_frame(0, 0, 1, b"x"), 0.05), (s2c, raw_frame(0, 1, 1, b"yz"), 0.06)])
+    capture = CaptureFile(path)
+    session = Session(capture)
+    try:
+        load(session, capture)
+        for text in ("padding", "+7", "1 byte", "byte", "2 bytes", "stream=", "200"):
+            flt = compile_filter(text)
+            got = list(run_filter(session, flt) or [])
+            want = [row for row in range(len(session.table))
+                    if flt.matches(session.table.event(row),  # type: ignore[arg-type]
+                                   session.conns[session.table.conn[row]])]
+            assert got == want, text
+            if text in ("padding", "1 byte"):
+                assert got, text
+    finally:
+        capture.close()
+
+
+def test_the_text_log_line_of_a_padded_headers_and_a_one_byte_data_is_their_summary(
+        tmp_path: Path) -> None:
+    """The text log's fast paths printed a padded HEADERS without its padding (a
+    filtered export listed it with no sign of the word that matched) and '1 bytes'."""
+    import io
+
+    import hpack
+
+    from proxy.capture.export_text import write_text
+    from tests.unit.capture.traffic import h2c_capture, raw_frame
+
+    block = hpack.Encoder().encode([(":status", "200")])
+    s2c = Direction.S2C
+    path = h2c_capture(tmp_path / "pad.h2scope", [
+        (s2c, raw_frame(1, 0x4 | 0x8, 2, bytes([3]) + block + bytes(3)), 0.04),
+        (s2c, raw_frame(0, 0, 2, b"x"), 0.05)])
+    out = io.StringIO()
+    write_text(replay(path), out)
+    text = out.getvalue()
+    assert "HEADERS [END_HEADERS,PADDED] len=5  +3 padding  :status 200" in text, text
+    assert "DATA [] len=1  1 byte" in text, text
