@@ -98,7 +98,8 @@ def run_view(path: str | Path, *, keys: Mapping[str, str] | None = None,
 
 
 def live_app(config: Any, *, log_file: Path | None = None,
-             demo: tuple[int | None, float] | None = None) -> H2ScopeApp:
+             demo: tuple[int | None, float] | None = None,
+             initial_filter: str = "") -> H2ScopeApp:
     """An app with the proxy for ``config`` started in a child process, the UI
     following its capture (raises ProxyStartError). ``demo``: (rounds, interval)
     of ``h2scope demo``, whose origin and client run in the child too; its
@@ -121,7 +122,8 @@ def live_app(config: Any, *, log_file: Path | None = None,
     app = H2ScopeApp(session, live=live, feed=feed, frames=frames,
                      keys=dict(config.ui.keymap), listen=addresses_text(addresses),
                      theme_name=config.ui.theme, confirm_quit=demo is None,
-                     empty_hint=_empty_hint(config, addresses, live.ca_cert_path))
+                     empty_hint=_empty_hint(config, addresses, live.ca_cert_path),
+                     initial_filter=initial_filter)
     app.start_notes = [_left_behind_note(path, size, mtime) for path, size, mtime in earlier]
     app.insecure = bool(config.upstream.insecure)
     return app
@@ -201,7 +203,7 @@ def run_app(app: H2ScopeApp, guard: TerminationGuard) -> int:
             app.live.stop()
 
 
-def run_live(config: Any) -> int:
+def run_live(config: Any, *, initial_filter: str = "") -> int:
     """``h2scope run`` with the UI: the proxy in a child process, the UI here."""
     from proxy.server import ProxyStartError
 
@@ -210,7 +212,7 @@ def run_live(config: Any) -> int:
     guard.arm()
     try:
         try:
-            app = live_app(config, log_file=log_file)
+            app = live_app(config, log_file=log_file, initial_filter=initial_filter)
         except ProxyStartError as exc:
             import sys
 

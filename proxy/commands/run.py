@@ -162,7 +162,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--headless", action="store_true",
                      help="print frames to stdout instead of starting the UI")
     out.add_argument("--filter", metavar="EXPR",
-                     help="headless: print only frames matching EXPR (docs/filters.md)")
+                     help="print only frames matching EXPR (docs/filters.md); with the UI, "
+                     "the filter it opens with")
     out.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction,
                      help="headless: print no frames (--no-quiet: print them, when the "
                      "config file says quiet)")
@@ -353,7 +354,9 @@ def run(args: argparse.Namespace) -> int:
             from ui.launch import run_live  # Textual is imported only when the UI runs
 
             use_protosets([*map(Path, config.ui.protosets), *args.protoset])
-            return run_live(config)
+            # (--filter on the command line: the UI opens with it, as view --filter
+            # does; headless.filter in the config file is the printer's)
+            return run_live(config, initial_filter=args.filter or "")
         # Piped or redirected (a script, a service, `| grep`): the UI needs a
         # terminal, the frame log does not.
         _print_err("h2scope: not a terminal: running headless (use --headless to "

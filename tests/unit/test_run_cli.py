@@ -891,3 +891,25 @@ def test_sigterm_ends_a_command_through_its_cleanup_with_status_143(
     finally:
         signal.signal(signal.SIGTERM, previous)
     capsys.readouterr()
+
+
+def test_run_with_the_ui_opens_with_the_filter_given_on_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``h2scope run --filter EXPR`` without --headless started the UI with no filter
+    and said nothing, where ``view --filter`` applies it."""
+    import ui.launch
+    from proxy.cli import main
+
+    given: list[str] = []
+
+    def fake_run_live(config: object, *, initial_filter: str = "") -> int:
+        given.append(initial_filter)
+        return 0
+
+    monkeypatch.setattr(ui.launch, "run_live", fake_run_live)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    confdir = str(tmp_path / "conf")
+    assert main(["run", "--confdir", confdir, "-p", "0", "--filter", "-type:SETTINGS"]) == 0
+    assert main(["run", "--confdir", confdir, "-p", "0"]) == 0
+    assert given == ["-type:SETTINGS", ""]
