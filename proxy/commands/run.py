@@ -520,15 +520,34 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     from proxy.textlog import AFTER_ITS_FRAME
 
     match = FrameMatcher(compile_filter(text))
+    always = (ConnectionEvent, Desynced, ConnectionFindingRaised, *AFTER_ITS_FRAME)
 
     def accept(ev: Any, info: Any) -> bool:
         if isinstance(ev, FrameObserved):
-            return match(info.conn_id, _target_host(info.target, info.sni), ev)
+            if match(info.conn_id, _target_host(info.target, info.sni), ev):
+                matched[0] += 1
+                return True
+            return False
         if isinstance(ev, Http1MessageObserved):
             return False
-        return isinstance(ev, (ConnectionEvent, Desynced, ConnectionFindingRaised,
-                               *AFTER_ITS_FRAME))
+        return isinstance(ev, always)
+    matched = [0]
+    accept.matched = matched  # type: ignore[attr-defined]
     return accept
+
+
+def no_match_note(text: str, accept: Any, frames: int, http1: int) -> str | None:
+    """At the stop of a filtered headless run that printed no frame: what export and
+    the UI say then (the live log had been silent), with their typo hints."""
+    from proxy.filter import no_match_hint
+
+    if getattr(accept, "matched", [1])[0]:
+        return None
+    seen = f"{frames:,} HTTP/2 frame{'s' if frames != 1 else ''} seen"
+    if not frames and http1:
+        seen += ("; the connections were HTTP/1.x: a filter selects HTTP/2 frames, and "
+                 "HTTP/1.x messages show without one")
+    return f"h2scope: no frame matched --filter {text!r} ({seen}){no_match_hint(text)}"
 
 
 def _sinks(config: Config, protoset: Any = None) -> list[Any]:
@@ -650,6 +669,14 @@ async def _serve_async(config: Config, protoset: Any = None,
     summary = next(s for s in sinks if isinstance(s, RunSummary))
     for line in summary.lines():
         _print_err(f"h2scope: {line}")
+    text = config.headless.filter
+    shown = next((s for s in sinks if hasattr(s, "filter")), None)
+    if text.strip() and shown is not None and not config.headless.quiet:
+        note = no_match_note(text, shown.filter, sum(summary.frames),
+                             sum(n for p, n in summary.protocols.items()
+                                 if p.startswith("http/1")))
+        if note:
+            _print_err(note)
     printer = next((s for s in sinks if getattr(s, "lost", None)), None)
     if printer is not None and not failed:
         failed = (f"h2scope: the frame log could not be written to stdout "

@@ -913,3 +913,29 @@ def test_run_with_the_ui_opens_with_the_filter_given_on_the_command_line(
     assert main(["run", "--confdir", confdir, "-p", "0", "--filter", "-type:SETTINGS"]) == 0
     assert main(["run", "--confdir", confdir, "-p", "0"]) == 0
     assert given == ["-type:SETTINGS", ""]
+
+
+def test_a_filtered_headless_run_that_printed_no_frame_says_so_at_the_stop() -> None:
+    """Export and the UI say 'no frame matches' (with their typo hints); the live log
+    had printed nothing for the whole run, and said nothing."""
+    from types import SimpleNamespace
+
+    from proxy.commands.run import event_filter, no_match_note
+    from proxy.observe.connection import ConnectionObserver
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+    from proxy.observe.events import FrameObserved
+
+    settings = [e for e in ConnectionObserver().feed(
+        Direction.C2S, CONNECTION_PREFACE + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]), 0.0)
+        if isinstance(e, FrameObserved)]
+    info = SimpleNamespace(conn_id=1, target="a:443", sni=None)
+    accept = event_filter("status=404")
+    assert not accept(settings[0], info)
+    assert no_match_note("status=404", accept, 12, 0) == (
+        "h2scope: no frame matched --filter 'status=404' (12 HTTP/2 frames seen) "
+        "('status=404' is a search for those characters: did you mean status:404?)")
+    assert "the connections were HTTP/1.x: a filter selects HTTP/2 frames" in \
+        str(no_match_note("method:GET", event_filter("method:GET"), 0, 3))
+    accept = event_filter("type:SETTINGS")
+    assert accept(settings[0], info)
+    assert no_match_note("type:SETTINGS", accept, 1, 0) is None
