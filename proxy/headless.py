@@ -23,7 +23,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from proxy.capture.export_text import jsonl_connection, jsonl_dict, jsonl_event
+from proxy.capture.export_text import (
+    filtered_problem,
+    jsonl_connection,
+    jsonl_dict,
+    jsonl_event,
+)
 from proxy.events import (
     Batch,
     ConnectionClosed,
@@ -104,6 +109,8 @@ class HeadlessPrinter:
         self.caused = CausedShown()
         """With a filter: which stalls, reopenings and the like to show."""
         self.held = HeldLines()
+        self._kept_conns: set[int] = set()
+        """JSON Lines under a filter: connections a frame was printed of."""
         """With a filter: the connections' own lines, until something of one is shown."""
         self._relayed: set[int] = set()
         """JSON Lines: connections whose RelayStarted was written (once, as the
@@ -229,6 +236,9 @@ class HeadlessPrinter:
                 held.append((ev, caused_lines))
                 continue
             elif keep is not None:  # (said with the connection's lines before it)
+                if not filtered_problem(ev, conn_id in self.held.shown) \
+                        and type(ev) is ConnectionFindingRaised:
+                    continue
                 said_now: list[str] = []
                 add_event_lines(said_now, conn_id, ev, ev.t - start, quiet=quiet)
                 if said_now:
@@ -262,6 +272,7 @@ class HeadlessPrinter:
                     if grpc.streams or ev.block is not None:
                         grpc.feed(conn_id, ev)
                     continue
+                self._kept_conns.add(conn_id)
                 lines.append(json_line(jsonl_dict(conn_id, ev, batch.t, websockets=websockets,
                                                   grpc=grpc)))
             elif isinstance(ev, ConnectionEvent):
@@ -281,7 +292,8 @@ class HeadlessPrinter:
                 if obj is not None:
                     lines.append(json_line(obj))
             else:
-                problem = isinstance(ev, (Desynced, ConnectionFindingRaised))
+                problem = isinstance(ev, (Desynced, ConnectionFindingRaised)) and (
+                    keep is None or filtered_problem(ev, conn_id in self._kept_conns))
                 if problem:  # (for a human, on stderr; as JSON on stdout too)
                     self._problem(conn_id, ev.t, f"! {event_line(ev)}")
                 if problem or (not self.quiet and (keep is None or (

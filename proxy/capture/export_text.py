@@ -42,6 +42,7 @@ from proxy.observe.events import (
     Event,
     FrameObserved,
 )
+from proxy.observe.findings import Severity
 from proxy.observe.jsonview import event_dict, frame_dict, json_line
 from proxy.protoset import Protoset
 from proxy.textlog import (
@@ -203,6 +204,8 @@ class _Kept:
         self.hosts: dict[int, str | None] = {}
         self.caused = CausedShown()
         """What kept frames caused (in log order, after them) goes with them."""
+        self.shown: set[int] = set()
+        """Connections a kept frame is of."""
 
     def record(self, item: Replayed) -> None:
         rec = item.record
@@ -212,19 +215,33 @@ class _Kept:
     def frame(self, conn_id: int, ev: FrameObserved) -> bool:
         ok = self.match(conn_id, self.hosts.get(conn_id), ev)
         self.caused.frame(conn_id, ev.frame.stream_id, ok)
+        if ok:
+            self.shown.add(conn_id)
         return ok
 
 
 def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
     """Without a filter every event; with one, the frames it keeps, what those
     frames caused (a stall, settings in force: as in the headless log), and
-    desyncs and connection-level findings (never hidden)."""
+    desyncs and connection-level findings (never hidden; an info one only on a
+    connection the filter shows frames of: :func:`filtered_problem`)."""
     if kept is None:
         return True
     if type(ev) is FrameObserved:
         return kept.frame(conn_id, ev)
     if isinstance(ev, AFTER_ITS_FRAME):
         return kept.caused.shown(conn_id, ev, kept.caused.last.get(conn_id, False))
+    return filtered_problem(ev, conn_id in kept.shown)
+
+
+def filtered_problem(ev: Event, shown: bool) -> bool:
+    """Under a filter: whether ``ev``, not a frame, is shown — a desync or a
+    connection-level finding always, but an info one (a stream a closing
+    connection left unfinished, as a client that hangs up does) only on a
+    connection something was shown of: ``conn:3`` had listed every other
+    connection that ended so."""
+    if type(ev) is ConnectionFindingRaised:
+        return shown or ev.finding.severity >= Severity.WARNING
     return isinstance(ev, _PROBLEMS)
 
 
