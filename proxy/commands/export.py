@@ -127,14 +127,18 @@ def conn_ids(text: str) -> tuple[int, ...]:
 
 def _records(reader: CaptureReader, progress: Progress, size: int,
              seen: set[int], streams: dict[int, set[int]] | None = None,
-             only: frozenset[int] | None = None) -> Iterator[Record]:
+             only: frozenset[int] | None = None,
+             framed: set[int] | None = None) -> Iterator[Record]:
     """The capture's records, with progress; the connection ids go into ``seen``
-    and, given ``streams``, each connection's stream ids into it. ``only``: the
-    records of other connections are left out (file-level ones are kept)."""
+    (and those with HTTP/2 frames into ``framed``) and, given ``streams``, each
+    connection's stream ids into it. ``only``: the records of other connections
+    are left out (file-level ones are kept)."""
     add = seen.add
     for rec in counted(reader.records(), progress, "export", lambda: reader.position, size):
         if rec.type in _PER_CONNECTION:  # (file-level records carry connection id 0)
             add(rec.conn_id)
+            if framed is not None and rec.type == RecordType.FRAME:
+                framed.add(rec.conn_id)
             if only is not None and rec.conn_id not in only:
                 continue
             if streams is not None and rec.type == RecordType.FRAME and len(rec.body) >= 9:
@@ -249,7 +253,8 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
             stack.callback(_close_quietly, out)
         seen: set[int] = set()
         streams: dict[int, set[int]] | None = {} if args.stream is not None else None
-        records = _records(reader, progress, size, seen, streams, args.conns)
+        framed: set[int] = set()
+        records = _records(reader, progress, size, seen, streams, args.conns, framed)
         lookup: str | None = None
         try:
             count = _export(fmt, records, out, args)
@@ -275,12 +280,15 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
         print(f"h2scope export: {source} has no END record: the recording was killed, or "
               "the file cut short (or it is still being written); what its connections did "
               "after that is not in it", file=sys.stderr)
-    if args.keep is not None and count == 0 and lookup is None:
+    missing = _missing(args, seen, count, fmt, streams or {}) or lookup
+    if args.keep is not None and count == 0 and not missing:
         from proxy.filter import no_match_hint
 
+        h2 = bool(framed) or not seen
         print(f"h2scope export: no frame matches --filter {args.filter!r}"
-              f"{no_match_hint(args.filter)}", file=sys.stderr)
-    missing = _missing(args, seen, count, fmt, streams or {}) or lookup
+              f"{no_match_hint(args.filter)}" + ("" if h2 else
+              " (the capture has no HTTP/2 frames: a filter selects HTTP/2 frames; HTTP/1.x "
+              "messages are in the export without one)"), file=sys.stderr)
     if missing:  # (nothing was written to -o: a file that was there is as it was)
         raise UsageError(missing)
     return 0
@@ -407,8 +415,12 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
                     f"exports (connections with a stream {args.stream}: {_ids(set(conns))})")
         listed = "; ".join(f"#{c}: {_ids(ids)}" for c, ids in sorted(streams.items())
                            if ids)
+        if not listed:
+            return ("the capture has no HTTP/2 streams (its connections are not HTTP/2: "
+                    "HTTP/1.x, or tunnels): --stream selects an HTTP/2 stream; --conn ID "
+                    "selects a connection")
         return (f"the capture has nothing on stream {args.stream}; its streams are "
-                f"{listed[:300] or 'none'} (add --conn ID to pick a connection)")
+                f"{listed[:300]} (add --conn ID to pick a connection)")
     return None
 
 

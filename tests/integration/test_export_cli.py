@@ -425,6 +425,31 @@ def test_redacting_a_websocket_keeps_its_frames_in_order_and_as_they_were(
                        for i, (d, data) in enumerate(chunks) if i]
 
 
+def test_stream_and_filter_on_a_capture_of_http1_say_they_select_http2(
+        tmp_path: Path, capture: Path) -> None:
+    """'its streams are none (add --conn ID …)' and a bare 'no frame matches' read as
+    if the requests were not there; and a misleading 'no frame matches' came before
+    the real --stream error."""
+    from proxy.observe.enums import Direction
+
+    src = tmp_path / "h1.h2scope"
+    with CaptureWriter(src) as w:
+        w.connection(1, {"client": {"ip": "127.0.0.1", "port": 1}, "mode": "regular",
+                         "protocol": "http/1.1", "target": "a.test:80"}, t=1.0, wall=1000.0)
+        w.raw(1, Direction.C2S, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", t=1.1, wall=1000.1)
+        w.raw(1, Direction.S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", t=1.2,
+              wall=1000.2)
+        w.close_connection(1, t=1.4, wall=1000.4, closed_by="client")
+    got = _run(str(src), "--format", "jsonl", "--stream", "1", check=False)
+    assert got.returncode == 2
+    assert "the capture has no HTTP/2 streams (its connections are not HTTP/2" in got.stderr
+    got = _run(str(src), "--format", "text", "--filter", "method:GET")
+    assert "(the capture has no HTTP/2 frames: a filter selects HTTP/2 frames" in got.stderr
+    got = _run(str(capture), "--format", "text", "--filter", "type:DATA", "--stream", "99",
+               "--conn", "2", check=False)
+    assert got.returncode == 2 and "no frame matches" not in got.stderr, got.stderr
+
+
 def test_redacting_removes_credential_query_parameters_from_urls(tmp_path: Path) -> None:
     """Signed URLs and OAuth redirects carry their secrets in the query: --redact
     replaces those parameters' values in :path, location and referer (HTTP/2, real
