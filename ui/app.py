@@ -310,7 +310,9 @@ class H2ScopeApp(Navigation):
         """Take what arrived since the last tick and refresh the views once."""
         if not self.screen_stack or not self.main.query("#status"):
             return  # starting up or shutting down
-        if self.timeline.empty_lines and (len(self.session.table) or self.session.conns):
+        if (self.timeline.empty_lines and (len(self.session.table) or self.session.conns)) \
+                or (not len(self.session.table) and self.session.conns):
+            # (also a capture of HTTP/1.x only opened with view: its timeline was blank)
             # Traffic came — frames, or HTTP/1.x and failed connections, which have
             # none: "no frames yet, send traffic" would mislead.
             n = len(self.session.conns)
