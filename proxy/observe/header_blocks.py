@@ -376,6 +376,15 @@ class HeaderBlocks:
             return None, promised
         if data and data[0] & 0xE0 == 0x20:  # (rare: the block opens with a size update)
             size_updates(block, block_sid, seq, findings)
+        late = side.decoder.late_update
+        if late is not None:
+            findings.append(_f(
+                "hpack-error", Severity.ERROR, "RFC 7541 §4.2, RFC 9113 §4.3",
+                f"header block on stream {block_sid}: a dynamic table size update after the "
+                f"first header field (at byte {late} of the header block), which the "
+                f"receiver must treat as a decoding error (COMPRESSION_ERROR); decoded as a "
+                f"receiver that applies it does, and the {side.direction.sender}'s later "
+                "blocks with it", seq, block_sid))
         if block_sid == 0:
             return block, promised  # (on stream 0: decoded, nothing to check it against)
         sid = promised if promised is not None else block_sid

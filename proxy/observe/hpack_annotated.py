@@ -244,9 +244,16 @@ class AnnotatedDecoder:
     """
 
     __slots__ = ("_entries", "_gone", "_max_allowed", "_memo", "_sizes", "_smallest", "_table_max",
-                 "_table_size")
+                 "_table_size", "late_update", "lenient")
 
-    def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE) -> None:
+    def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE, *, lenient: bool = False) -> None:
+        self.lenient = lenient
+        """Apply a dynamic table size update that comes after the first field (RFC 7541
+        §4.2 makes it a decoding error) and go on, as a lenient receiver does (Java's
+        HttpClient took one from a Go server): the observer says what the peer saw,
+        and reports the error itself (:attr:`late_update`)."""
+        self.late_update: int | None = None
+        """Lenient: where the last block decoded had its first late size update."""
         self._max_allowed = _check_table_size(max_table_size)
         # RFC 7541 §4.2: the table starts at the protocol's initial size; the
         # encoder announces anything else with a size update.
@@ -297,6 +304,7 @@ class AnnotatedDecoder:
         Raises HpackDecodeError on any malformed input, and nothing else.
         """
         data = block if type(block) is bytes else bytes(block)
+        self.late_update = None
         # A block that changes nothing in the table (only indexed fields and
         # literals without indexing: a client repeating a request, a gRPC
         # channel repeating its metadata) decodes to the same result for as
@@ -447,10 +455,15 @@ class AnnotatedDecoder:
                 mask = 0x3F
             elif first & 0x20:
                 # §4.2: a size update MUST come at the start of a block.
-                raise HpackDecodeError(
-                    "dynamic table size update after the first header field", offset=start,
-                    section="§4.2",
-                )
+                if not self.lenient:
+                    raise HpackDecodeError(
+                        "dynamic table size update after the first header field",
+                        offset=start, section="§4.2",
+                    )
+                pos = self._late_update(data, start, changes)
+                updates += 1  # (one more representation that is not a field)
+                evicted_count += len(changes[-1][2])
+                continue
             else:
                 # §6.2.2 / §6.2.3: literal without indexing / never indexed, 4-bit index.
                 incremental = False
@@ -544,6 +557,25 @@ class AnnotatedDecoder:
         elif len(memo) < MEMO_BLOCKS:
             memo[data] = result
         return result
+
+    def _late_update(self, data: bytes, start: int,
+                     changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]]) -> int:
+        """Lenient: a size update after the first field, applied (§4.2, §6.3); where
+        the next representation starts."""
+        new_size = data[start] & 0x1F
+        pos = start + 1
+        if new_size == 0x1F:
+            new_size, used = _read_integer(data, start, 5, "table size")
+            pos = start + used
+        if new_size > self._max_allowed:
+            raise HpackDecodeError(
+                f"table size update to {new_size} exceeds the allowed maximum "
+                f"{self._max_allowed}", offset=start, section="§6.3")
+        self._table_max = new_size
+        changes.append((start, False, self._evict(new_size)))
+        if self.late_update is None:
+            self.late_update = start
+        return pos
 
     def _table_max_error(self, data: bytes, pos: int,
                          changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]]) -> None:

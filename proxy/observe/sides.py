@@ -48,7 +48,7 @@ class HeaderBlockInProgress:
 class Side:
     direction: Direction
     """The direction this endpoint sends."""
-    decoder: AnnotatedDecoder = field(default_factory=AnnotatedDecoder)
+    decoder: AnnotatedDecoder = field(default_factory=lambda: AnnotatedDecoder(lenient=True))
     """Decodes the header blocks this endpoint sends (its encoder's mirror)."""
     buffer: bytearray = field(default_factory=bytearray)
     offset: int = 0

@@ -450,6 +450,31 @@ def test_hpack_error_marks_direction_broken(conv):
     assert conv.frames(evs)[0].block is None  # the context is gone (COMPRESSION_ERROR)
 
 
+def test_a_size_update_after_the_first_field_is_flagged_and_decoded_as_applied(conv):
+    """Go's x/net h2 server (0.7.0) put a table size update between two fields when a
+    client's SETTINGS arrived mid-encode; Java's HttpClient applied it and went on
+    for 14 more requests, while h2scope stopped decoding the server's blocks: every
+    later status, header and trailer unread. Still a decoding error by RFC 7541
+    §4.2, and said so; the block and the later ones are decoded as that receiver
+    had them."""
+    conv.send(C2S, conv.f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    late = bytes.fromhex("3fe11f" "88" "3fe11f") + b"\x5f\x0atext/plain"  # (§6.2.1 literal)
+    evs = conv.send(S2C, raw_frame(1, 0x5, 1, late))
+    (frame,) = conv.frames(evs)
+    assert frame.block is not None
+    assert frame.block.headers == ((":status", "200"), ("content-type", "text/plain"))
+    (finding,) = [f for f in frame.findings if f.code == "hpack-error"]
+    assert finding.severity.name == "ERROR" and finding.rfc.startswith("RFC 7541 §4.2")
+    assert "after the first header field (at byte 4 of the header block)" in finding.message
+    assert [a.representation.name for a in frame.block.fields] == [
+        "SIZE_UPDATE", "INDEXED", "SIZE_UPDATE", "LITERAL_INCREMENTAL"]
+    conv.send(C2S, conv.f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    evs = conv.send(S2C, raw_frame(1, 0x5, 3, b"\x88\xbe"))  # (the entry it inserted)
+    (frame,) = conv.frames(evs)
+    assert frame.block is not None and dict(frame.block.headers)["content-type"] == "text/plain"
+    assert not frame.findings
+
+
 def test_max_concurrent_streams_exceeded(make_conv):
     c = make_conv(settings=False)
     c.send(C2S, c.f.settings())

@@ -287,7 +287,7 @@ def test_a_broken_header_block_says_what_decoded_before_the_break(
 
     conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
     broken = hf.HeadersFrame(1, flags=["END_HEADERS"])
-    broken.data = bytes.fromhex("88") + bytes.fromhex("20")  # :status 200, then a size update
+    broken.data = bytes.fromhex("88") + bytes.fromhex("80")  # :status 200, then index 0
     (finding,) = conv.finding_objects(conv.send(S2C, broken.serialize()))
     assert finding.code == "hpack-error"
     assert finding.message.endswith("; decoded before it: :status: 200")
