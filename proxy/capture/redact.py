@@ -126,6 +126,21 @@ def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str
     return out
 
 
+_URLS: _Redactor | None = None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with the values of its credential query parameters (those ``export
+    --redact`` replaces by default) as ``REDACTED``: a request of a recording and the
+    same request of its redacted copy — or of a session with a fresh token — read
+    alike."""
+    global _URLS
+    if _URLS is None:
+        _URLS = _Redactor(frozenset(), SENSITIVE_PARAMS)
+    return _URLS.param.sub(_URLS._param, url) if _URLS.param is not None and "=" in url \
+        else url
+
+
 class _Redactor:
     def __init__(self, names: frozenset[str], params: frozenset[str] = frozenset()) -> None:
         # (and every name CREDENTIAL_WORDS matches, headers and parameters alike)

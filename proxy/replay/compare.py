@@ -31,6 +31,7 @@ from typing import Any
 
 from proxy.capture.exchanges import request_authority, stored_data
 from proxy.capture.format import RecordType
+from proxy.capture.redact import REDACTED, redacted_url
 from proxy.capture.replay import Replayed, upgrade_request
 from proxy.events import CONNECTION_RESET
 from proxy.observe.describe import grpc_status_text
@@ -394,7 +395,8 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     of ``o``, whose client frames — resets included — are the recorded ones, so only
     the server's resets are compared (which side's came first is timing)."""
     out = []
-    if (o.method, o.path) != (r.method, r.path):
+    if o.method != r.method or not _alike(":path", None if o.path is None else [o.path],
+                                          None if r.path is None else [r.path]):
         out.append(f"request: {o.method} {o.path} → {r.method} {r.path}")
     # A stream the recorded client cancelled is cancelled again by the replay: what
     # had come of the response by then is timing, so it is compared as an excerpt;
@@ -515,8 +517,10 @@ def pair_by_request(a: list[StreamOutcome], b: list[StreamOutcome], *, hosts: bo
     False) and path — the n-th of a request in one with its n-th in the other, in
     the order they were opened; what only one has is paired with None."""
     def key(s: StreamOutcome) -> tuple[str | None, str, str | None, bool]:
-        return (s.method, host_of((s.authority or "").lower()) if hosts else "", s.path,
-                s.pushed)
+        # (a credential in the query — a token, a signature — does not tell requests
+        # apart: a recording pairs with its redacted copy, or a later session's)
+        return (s.method, host_of((s.authority or "").lower()) if hosts else "",
+                redacted_url(s.path) if s.path else s.path, s.pushed)
 
     pending: dict[tuple[str | None, str, str | None, bool], list[StreamOutcome]] = {}
     for s in b:
@@ -581,13 +585,25 @@ def request_differences(a: StreamOutcome, b: StreamOutcome,
     names = sorted(va.keys() | vb.keys(), key=lambda n: (
         _PSEUDO_ORDER.index(n) if n in _PSEUDO_ORDER else len(_PSEUDO_ORDER), n))
     out = [f"request header {n}: {shown_values(va.get(n))} → {shown_values(vb.get(n))}"
-           for n in names if va.get(n) != vb.get(n)]
+           for n in names if not _alike(n, va.get(n), vb.get(n))]
     # (a field b's own Connection header names is for b's hop again, not forwarded)
     carried = {n for n, _ in b.request_headers} - b.request_left_out
     out += [f"request: forwarded {n} although the client's Connection header named it"
             for n in sorted((connection_named(a.request_headers) - HOP_BY_HOP - volatile)
                             & carried)]
     return out
+
+
+def _alike(name: str, a: list[str] | None, b: list[str] | None) -> bool:
+    """The same values, or one side redacted (``export --redact``: a value it replaced
+    says nothing of the other's)."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    if a == [REDACTED] or b == [REDACTED]:
+        return True
+    return name == ":path" and list(map(redacted_url, a)) == list(map(redacted_url, b))
 
 
 def _request_values(s: StreamOutcome, skip: frozenset[str]) -> dict[str, list[str]]:

@@ -229,3 +229,27 @@ def _curl_recorded(make_proxy: Callable[..., ProxyThread], path: Path, args: lis
     recorder.close()
     return path
 
+
+
+def test_a_recording_compares_with_its_redacted_copy(
+        make_proxy: Callable[..., ProxyThread], docroot: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The request with ?access_token=… was 'only in A' and its redacted twin 'only in
+    B' (exit 3): a shared, redacted capture could not be compared with one's own."""
+    a = h2_recording(make_proxy, docroot, tmp_path / "a.h2scope", [
+        get("/index.html?access_token=TOK1&x=1", ("authorization", "Bearer SECRET")),
+        get("/index.html?x=2")])
+    shared = tmp_path / "shared.h2scope"
+    assert main(["export", str(a), "--format", "capture", "--redact", "-o", str(shared)]) == 0
+    capsys.readouterr()
+    assert main(["diff", "--requests", str(a), str(shared)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only in" not in out and out.splitlines()[-1].startswith("2 same, 0 differ")
+    # A later session's fresh token pairs too; another value of another parameter not.
+    b = h2_recording(make_proxy, docroot, tmp_path / "b.h2scope", [
+        get("/index.html?access_token=TOK2&x=1", ("authorization", "Bearer SECRET")),
+        get("/index.html?x=3")])
+    assert main(["diff", "--requests", str(a), str(b)]) == 3
+    out = capsys.readouterr().out
+    assert "only in A  #1 stream 3 GET cdn.example/index.html?x=2" in out, out
+    assert "access_token" not in out.split("only in")[0], out
