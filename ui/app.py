@@ -413,6 +413,12 @@ class H2ScopeApp(Navigation):
                 if self._in_scope(t.conn[row], t.stream[row]):
                     tl.view.append(row)
         self._scanned = stop
+        if self._no_match and tl.view and self.message == self._no_match:
+            # (live: a frame that matches came after all; "no frame matches … so far"
+            # stayed beside '1 of 46 frames')
+            self.message = ""
+            self._no_match = ""
+            self._status()
 
     def _in_scope(self, conn: int, stream: int) -> bool:
         if self.scope_conn is not None and conn != self.scope_conn:

@@ -947,6 +947,28 @@ def test_a_filter_that_matches_nothing_says_so(capture_path: Path) -> None:
     drive(capture_path, scenario)
 
 
+def test_no_match_said_so_far_goes_when_a_later_frame_matches(capture_path: Path) -> None:
+    """Live, 'no frame matches … so far' stayed in the status bar beside '1 of 46
+    frames' once a matching frame had come."""
+    from array import array
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        assert app.set_filter("type:DATA")
+        await _filtered(app, pilot)
+        t = app.session.table
+        first = next(r for r in range(len(t)) if t.type[r] == 0)
+        # The filter as it stood before the first DATA frame had arrived (nothing
+        # came since, then):
+        extend = app._extend_view
+        app._extend_view = lambda count: None  # type: ignore[method-assign]
+        app._filter_done(app._filter_gen, array("I"), first)
+        app._extend_view = extend  # type: ignore[method-assign]
+        assert app.message.startswith("no frame matches 'type:DATA'")
+        app._extend_view(len(t))  # (the tick that takes the frames that came since)
+        assert app.timeline.row_count() > 0 and app.message == ""
+    drive(capture_path, scenario)
+
+
 def test_next_finding_with_findings_on_connections_only_says_where_they_are(
         tmp_path: Path) -> None:
     """A download that hung until the client closed: its findings are the
