@@ -655,6 +655,9 @@ def _grpc_term(tok: _Token, values: Values) -> Predicate:
         elif span and int(span.group(1)) <= int(span.group(2) or span.group(1)) < \
                 len(GRPC_STATUS):
             codes.update(range(int(span.group(1)), int(span.group(2) or span.group(1)) + 1))
+        elif span and int(span.group(2) or span.group(1)) < int(span.group(1)):
+            raise _bad("empty gRPC status range", value, tok, col,
+                       "write the smaller number first")
         else:
             raise _bad("bad gRPC status", value, tok, col,
                        "expected a code 0-16 or a range like 1-16, a name like NOT_FOUND, "

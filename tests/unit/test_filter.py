@@ -467,6 +467,8 @@ def test_grpc_selects_calls_by_their_grpc_status() -> None:
     assert streams("grpc:not-found") == [7]  # (a name with '-', as type: takes them)
     assert compile_filter("grpc:5").needs_stream_headers
     assert "expected a code 0-16" in str(error("grpc:17"))
+    assert str(error("grpc:16-1")) == ("empty gRPC status range '16-1' in 'grpc:16-1' "
+                                       "(column 6); write the smaller number first")
 
 
 def test_a_finding_code_no_finding_has_is_named_with_the_code_meant() -> None:
