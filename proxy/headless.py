@@ -236,8 +236,8 @@ class HeadlessPrinter:
                 held.append((ev, caused_lines))
                 continue
             elif keep is not None:  # (said with the connection's lines before it)
-                if not filtered_problem(ev, conn_id in self.held.shown) \
-                        and type(ev) is ConnectionFindingRaised:
+                if type(ev) is ConnectionFindingRaised and not filtered_problem(
+                        ev, conn_id in self.held.shown or getattr(keep, "asks_findings", False)):
                     continue
                 said_now: list[str] = []
                 add_event_lines(said_now, conn_id, ev, ev.t - start, quiet=quiet)
@@ -293,7 +293,8 @@ class HeadlessPrinter:
                     lines.append(json_line(obj))
             else:
                 problem = isinstance(ev, (Desynced, ConnectionFindingRaised)) and (
-                    keep is None or filtered_problem(ev, conn_id in self._kept_conns))
+                    keep is None or filtered_problem(ev, conn_id in self._kept_conns or getattr(
+                        keep, "asks_findings", False)))
                 if problem:  # (for a human, on stderr; as JSON on stdout too)
                     self._problem(conn_id, ev.t, f"! {event_line(ev)}")
                 if problem or (not self.quiet and (keep is None or (

@@ -120,8 +120,10 @@ class Exchange:
 
     def header(self, name: str, response: bool = False) -> str | None:
         headers = self.response_headers if response else self.request_headers
+        # (HTTP/1.x names keep their case: an h2c upgrade's request is one of those)
+        folded = self.http_version != "h2" or (self.upgraded_from is not None and not response)
         for n, v in headers or ():
-            if n == name or (self.http_version != "h2" and n.lower() == name):
+            if n == name or (folded and n.lower() == name):
                 return v
         return None
 

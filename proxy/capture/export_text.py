@@ -206,6 +206,7 @@ class _Kept:
         """What kept frames caused (in log order, after them) goes with them."""
         self.shown: set[int] = set()
         """Connections a kept frame is of."""
+        self.asks_findings = asks_findings(flt.text)
 
     def record(self, item: Replayed) -> None:
         rec = item.record
@@ -231,15 +232,23 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
         return kept.frame(conn_id, ev)
     if isinstance(ev, AFTER_ITS_FRAME):
         return kept.caused.shown(conn_id, ev, kept.caused.last.get(conn_id, False))
-    return filtered_problem(ev, conn_id in kept.shown)
+    return filtered_problem(ev, conn_id in kept.shown or kept.asks_findings)
+
+
+def asks_findings(text: str) -> bool:
+    """Whether a filter has a ``finding:`` term: it asks for findings, the
+    connections' own (on no frame) among them."""
+    from proxy.filter import term_keys
+
+    return any(key == "finding" for key, _ in term_keys(text))
 
 
 def filtered_problem(ev: Event, shown: bool) -> bool:
     """Under a filter: whether ``ev``, not a frame, is shown — a desync or a
     connection-level finding always, but an info one (a stream a closing
     connection left unfinished, as a client that hangs up does) only on a
-    connection something was shown of: ``conn:3`` had listed every other
-    connection that ended so."""
+    connection something was shown of, or when the filter asks for findings
+    (``shown``): ``conn:3`` had listed every other connection that ended so."""
     if type(ev) is ConnectionFindingRaised:
         return shown or ev.finding.severity >= Severity.WARNING
     return isinstance(ev, _PROBLEMS)

@@ -232,7 +232,7 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
             for item in replay_records(reader.records(), observers=observers):
                 rec = item.record
                 c = rec.conn_id
-                if rec.type == RecordType.END or (conn is not None and c != conn) \
+                if rec.type == RecordType.END or (conn is not None and c != conn and c) \
                         or (conns is not None and c not in conns and c) \
                         or c in result.left_out:
                     continue

@@ -513,6 +513,7 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     them until it, and drops them if the filter hides it; other observer events
     (stream states) and HTTP/1.1 messages only without a filter.
     """
+    from proxy.capture.export_text import asks_findings
     from proxy.events import ConnectionEvent, Http1MessageObserved
     from proxy.filter import compile_filter
     from proxy.filter_context import FrameMatcher
@@ -533,6 +534,7 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
         return isinstance(ev, always)
     matched = [0]
     accept.matched = matched  # type: ignore[attr-defined]
+    accept.asks_findings = asks_findings(text)  # type: ignore[attr-defined]
     return accept
 
 

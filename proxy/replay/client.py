@@ -276,7 +276,7 @@ class ReplayConnection:
         assert self._writer is not None
         if not data:
             return
-        if self._writer.transport.is_closing():
+        if self._writer.transport.is_closing() or self.hung_up:
             # (the server has gone: writing on would only make asyncio log "socket.send()
             # raised exception." for every frame left)
             self.eof = True

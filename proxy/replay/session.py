@@ -72,7 +72,16 @@ async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptio
             on_connection(n, len(source.plans))
         conn = ReplayConnection(plan, target, options, conn_id=n, writer=writer,
                                 on_batch=on_batch)
-        results.append(await conn.run())
+        try:
+            results.append(await conn.run())
+        except ReplayError as exc:
+            if not results:
+                raise  # (the target is wrong: said once, as a usage problem)
+            # (it went away during the replay: what the earlier connections did stands,
+            # and this one and the rest say why they were not replayed)
+            results += [ConnectionResult(plan=p, conn_id=n + i, error=f"not replayed: {exc}")
+                        for i, p in enumerate(source.plans[n - 1:])]
+            break
     return results
 
 

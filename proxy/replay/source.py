@@ -152,6 +152,8 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     http1 = any(i.record.type == RecordType.H2C_UPGRADE for i in items)
     """Still in the HTTP/1.1 part of a connection upgraded to h2c."""
     upgrade: dict[str, Any] | None = None
+    unsent_first = False
+    """Stream 1 of an upgrade whose request had a body: not sent, not compared."""
     received: dict[int, int] = {}
     """Per stream, the response body bytes recorded so far."""
     for item in items:
@@ -164,12 +166,13 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
         if rec.type == RecordType.H2C_UPGRADE:
             http1 = False
             upgrade = upgrade_entry(rec.json())
+            unsent_first = upgrade is None
             notes.append(
                 "the connection began with an HTTP/1.1 Upgrade: h2c request (stream 1): "
                 "replay uses prior knowledge, " + (
                     "and sends that request as a HEADERS frame on stream 1" if upgrade else
-                    "so stream 1 is not sent (its request had a body, which the capture "
-                    "keeps in its HTTP/1.1 bytes only)"))
+                    "so stream 1 is neither sent nor compared (its request had a body, "
+                    "which the capture keeps in its HTTP/1.1 bytes only)"))
             continue
         if rec.direction is not Direction.C2S or rec.type not in (RecordType.FRAME,
                                                                   RecordType.RAW) or http1:
@@ -206,7 +209,8 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
         script = build_script(iter(items), cid)
     except LookupError:
         return None
-    original = outcomes(items, cid, fields=fields)
+    original = [o for o in outcomes(items, cid, fields=fields)
+                if not (unsent_first and o.stream_id == 1)]
     recorded_goaway = next((ev.frame for item in items
                             if item.record.direction is Direction.S2C for ev in item.events
                             if isinstance(ev, FrameObserved)

@@ -80,6 +80,8 @@ class H2Origin(asyncio.Protocol):
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
         self.transport: asyncio.Transport | None = None
+        self.upgrade_body_left = 0
+        """Bytes of an upgrade request's body still to come (and to skip)."""
         self.upgrade_buffer: bytearray | None = bytearray() if upgrade else None
         """With ``upgrade``: cleartext HTTP/1.1 ``Upgrade: h2c`` is accepted (RFC 7540 §3.2)."""
         self.bodies: dict[int, bytearray] = {}
@@ -99,6 +101,12 @@ class H2Origin(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        if self.upgrade_body_left:  # (the rest of the upgrade request's body: HTTP/1.1's)
+            skipped = min(self.upgrade_body_left, len(data))
+            self.upgrade_body_left -= skipped
+            data = data[skipped:]
+            if not data:
+                return
         if self.upgrade_buffer is not None:
             self.upgrade_buffer += data
             if self.upgrade_buffer.startswith(b"PRI * HTTP/2.0"[:len(self.upgrade_buffer)]):
@@ -123,6 +131,12 @@ class H2Origin(asyncio.Protocol):
                                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
                     self.transport.close()
                     return
+                # RFC 7540 §3.2: the request's body, if any, comes before the client's
+                # preface, in HTTP/1.1; it is stream 1's request body.
+                length = int(fields.get("content-length") or 0)
+                body, data = data[:length], data[length:]
+                self.upgrade_body_left = length - len(body)
+                self.bodies[1] = bytearray(body)
                 self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n"
                                      b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
                 self.conn.initiate_upgrade_connection(fields["http2-settings"])

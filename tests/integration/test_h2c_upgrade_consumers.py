@@ -150,3 +150,51 @@ def test_logs_summaries_and_the_viewer_name_the_upgrade_request(upgraded: Path) 
             assert request[":method"] == "GET" and request[":path"] in PATHS
     finally:
         capture.close()
+
+
+@pytest.fixture(scope="module")
+def upgraded_post(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
+    """curl --http2 -d: an upgrade request with a body, then a GET on stream 3."""
+    from tests.helpers.options import Options
+
+    capture = tmp_path_factory.mktemp("h2c-post") / "post.h2scope"
+    origin = ServerThread(upgrade=True)
+    recorder = CaptureRecorder(CaptureWriter(capture))
+    try:
+        proxy = ProxyThread(Options(confdir=confdir,
+                                    modes=[f"reverse:http://127.0.0.1:{origin.port}"]),
+                            [recorder])
+        try:
+            url = f"http://127.0.0.1:{proxy.port('reverse')}"
+            result = procs.run([procs.require("curl"), "-sS", "--http2", "-d", "hello=world",
+                                f"{url}/echo", "--next", "--http2", f"{url}/after"])
+            assert result.stdout.startswith(b"hello /echo\n"), result.stderr
+            assert result.stdout.endswith(b"hello /after\n"), result.stderr
+            proxy.wait_closed()
+        finally:
+            proxy.close()
+    finally:
+        origin.close()
+        recorder.close()
+    return capture
+
+
+def test_an_upgrade_request_with_a_body_is_neither_replayed_nor_compared(
+        upgraded_post: Path, tmp_path: Path) -> None:
+    """Its body is in the HTTP/1.1 bytes only, so it is not sent; it had then been
+    compared all the same — stream 1 paired with the replay's stream 3, stream 3 'no
+    such stream': exit 3. And its HAR postData had no mimeType (the HTTP/1.1 name
+    'Content-Type' looked up as HTTP/2's)."""
+    origin = ServerThread(upgrade=True)
+    try:
+        code, out = run("replay", str(upgraded_post), "--target",
+                        f"http://127.0.0.1:{origin.port}", "--speed", "0", "--timeout", "5")
+    finally:
+        origin.close()
+    assert code == 0, out
+    assert "so stream 1 is neither sent nor compared (its request had a body" in out
+    assert "same     stream 3 (GET /after): 200" in out and "stream 1 (POST" not in out
+    har = tmp_path / "post.har"
+    assert main(["export", str(upgraded_post), "--format", "har", "-o", str(har)]) == 0
+    post = json.loads(har.read_text())["log"]["entries"][0]["request"]["postData"]
+    assert post == {"mimeType": "application/x-www-form-urlencoded", "text": "hello=world"}

@@ -393,3 +393,18 @@ def test_the_viewer_judges_a_damaged_capture_as_check_does(tmp_path: Path) -> No
         finally:
             capture.close()
     assert counts == {"bad": 0, "copy": 0, "short": 1}
+
+
+def test_a_one_connection_copy_of_a_damaged_capture_keeps_the_damage_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--conn N`` left out the LOST records of damaged bytes (connection 0) that the
+    whole copy keeps, though it said the copy had them: check failed the copy again."""
+    path, bad, copy = tmp_path / "ok.h2scope", tmp_path / "bad.h2scope", tmp_path / "c1.h2scope"
+    write_download(path)
+    offset = damage_second_data_frame(path, bad)
+    assert main(["export", str(bad), "--format", "capture", "--conn", "1", "-o", str(copy)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "content-length" not in out
+    assert f"incomplete: damaged bytes skipped at byte offset {offset}" in out

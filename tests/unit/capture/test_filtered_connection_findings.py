@@ -65,6 +65,10 @@ def test_an_info_finding_does_not_bring_in_a_connection_the_filter_left_out(
         jsonl = io.StringIO()
         write_jsonl(replay(path), jsonl, keep=compile_filter(text))
         assert {json.loads(ln)["conn"] for ln in jsonl.getvalue().splitlines()} == {1}
+    for text in ("finding:info", "finding:stream-unfinished"):  # (asked for: shown)
+        asked = io.StringIO()
+        write_text(replay(path), asked, keep=compile_filter(text))
+        assert "#2   ← ! INFO stream-unfinished" in asked.getvalue(), text
     shown = io.StringIO()
     write_text(replay(path), shown, keep=compile_filter("conn:2"))
     assert "#2   ← ! INFO stream-unfinished" in shown.getvalue()
