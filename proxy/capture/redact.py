@@ -187,7 +187,12 @@ class _Redactor:
         self.found_params.add(m.group(1).decode("latin-1").lower())
         return m.group(1) + b"=" + REDACTED.encode()
 
-    def text(self, data: bytes) -> bytes:
+    def text(self, data: bytes, *, counted: bool = True) -> bytes:
+        """HTTP/1.x lines redacted; ``counted``: what is redacted counts (not in the
+        HTTP1 records, which repeat the heads the RAW bytes carry)."""
+        count, found, params, found_params = (self.count, set(self.found), self.params,
+                                              set(self.found_params))
+
         def sub(m: re.Match[bytes]) -> bytes:
             self.count += 1
             self.found.add(m.group(1).decode("latin-1").lower())
@@ -196,6 +201,9 @@ class _Redactor:
         param = self.param_b
         if param is not None:
             data = self.url_line.sub(lambda m: param.sub(self._param_b, m.group(0)), data)
+        if not counted:
+            self.count, self.found, self.params, self.found_params = (count, found, params,
+                                                                      found_params)
         return data
 
 
@@ -256,7 +264,7 @@ def extract(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                 elif rec.type == RecordType.HTTP1:
                     (n,) = HTTP1_HEAD_LENGTH.unpack_from(rec.body, 0)
                     start = HTTP1_HEAD_LENGTH.size
-                    head = redactor.text(rec.body[start:start + n])
+                    head = redactor.text(rec.body[start:start + n], counted=False)
                     copy(rec, HTTP1_HEAD_LENGTH.pack(len(head)) + head + rec.body[start + n:])
                 elif rec.type == RecordType.H2C_UPGRADE:
                     info = rec.json()
