@@ -262,7 +262,7 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
 
     out = sys.stdout
     same = differ = 0
-    said: set[str] = set()  # (a note that every connection would repeat is said once)
+    said: dict[str, str] = {}  # (a note every connection repeats: said in full once)
     for c in report.connections:
         r = c.result
         plan = r.plan
@@ -270,8 +270,10 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
         own = f", +{r.extra_frames} of its own: window top-ups, ACKs" if r.extra_frames else ""
         out.write(f"{origin} → {url} ({mode}, {count(r.sent_frames, 'frame')} sent{own})\n")
         for note in (*plan.notes, *r.skipped):
-            if note not in said:
-                said.add(note)
+            if note in said:
+                out.write(f"  note: as for {said[note]} above\n")
+            else:
+                said[note] = origin
                 out.write(f"  note: {note}\n")
         if r.error:
             out.write(f"  error: {r.error}\n")

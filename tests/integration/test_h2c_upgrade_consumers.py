@@ -110,6 +110,8 @@ def test_replay_sends_stream_1_with_prior_knowledge(upgraded: Path, mode: str) -
         origin.close()
     assert code == 0, out
     assert "sends that request as a HEADERS frame on stream 1" in out
+    # (the second connection's note is the first's: said so, not left out)
+    assert out.count("note: as for connection 1 above") == 1, out
     for path in PATHS:
         assert f"same     stream 1 (GET {path}): 200" in out, out
 
