@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -32,11 +33,12 @@ pytestmark = pytest.mark.peer
 PATHS = ("/first", "/second")
 
 
-@pytest.fixture(scope="module")
-def upgraded(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
+def record_upgrades(capture: Path, confdir: Path,
+                    fetch: Callable[[str], int]) -> Path:
+    """``fetch(url)`` (curl asking for h2c upgrades; it returns the connections it
+    made) through the reverse http:// proxy to the Python h2 origin, recorded."""
     from tests.helpers.options import Options
 
-    capture = tmp_path_factory.mktemp("h2c") / "upgraded.h2scope"
     origin = ServerThread(upgrade=True)
     recorder = CaptureRecorder(CaptureWriter(capture))
     try:
@@ -44,17 +46,24 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
                                     modes=[f"reverse:http://127.0.0.1:{origin.port}"]),
                             [recorder])
         try:
-            for path in PATHS:  # (one connection each: curl upgrades its first request)
-                result = procs.run([procs.require("curl"), "-sS", "--http2",
-                                    f"http://127.0.0.1:{proxy.port('reverse')}{path}"])
-                assert result.stdout == f"hello {path}\n".encode(), result.stderr
-            proxy.wait_closed(len(PATHS))
+            proxy.wait_closed(fetch(f"http://127.0.0.1:{proxy.port('reverse')}"))
         finally:
             proxy.close()
     finally:
         origin.close()
         recorder.close()
     return capture
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
+    def fetch(url: str) -> int:
+        for path in PATHS:  # (one connection each: curl upgrades its first request)
+            result = procs.run([procs.require("curl"), "-sS", "--http2", f"{url}{path}"])
+            assert result.stdout == f"hello {path}\n".encode(), result.stderr
+        return len(PATHS)
+
+    return record_upgrades(tmp_path_factory.mktemp("h2c") / "upgraded.h2scope", confdir, fetch)
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -157,28 +166,15 @@ def test_logs_summaries_and_the_viewer_name_the_upgrade_request(upgraded: Path) 
 @pytest.fixture(scope="module")
 def upgraded_post(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Path:
     """curl --http2 -d: an upgrade request with a body, then a GET on stream 3."""
-    from tests.helpers.options import Options
+    def fetch(url: str) -> int:
+        result = procs.run([procs.require("curl"), "-sS", "--http2", "-d", "hello=world",
+                            f"{url}/echo", "--next", "--http2", f"{url}/after"])
+        assert result.stdout.startswith(b"hello /echo\n"), result.stderr
+        assert result.stdout.endswith(b"hello /after\n"), result.stderr
+        return 1
 
-    capture = tmp_path_factory.mktemp("h2c-post") / "post.h2scope"
-    origin = ServerThread(upgrade=True)
-    recorder = CaptureRecorder(CaptureWriter(capture))
-    try:
-        proxy = ProxyThread(Options(confdir=confdir,
-                                    modes=[f"reverse:http://127.0.0.1:{origin.port}"]),
-                            [recorder])
-        try:
-            url = f"http://127.0.0.1:{proxy.port('reverse')}"
-            result = procs.run([procs.require("curl"), "-sS", "--http2", "-d", "hello=world",
-                                f"{url}/echo", "--next", "--http2", f"{url}/after"])
-            assert result.stdout.startswith(b"hello /echo\n"), result.stderr
-            assert result.stdout.endswith(b"hello /after\n"), result.stderr
-            proxy.wait_closed()
-        finally:
-            proxy.close()
-    finally:
-        origin.close()
-        recorder.close()
-    return capture
+    return record_upgrades(tmp_path_factory.mktemp("h2c-post") / "post.h2scope", confdir,
+                           fetch)
 
 
 def test_an_upgrade_request_with_a_body_is_neither_replayed_nor_compared(

@@ -95,7 +95,11 @@ def test_no_frames_but_a_failed_connection_says_where_to_look(tmp_path: Path) ->
     assert "1 failed (c: why)" in seen[1], seen  # (one among many would be lost)
 
 
-def test_an_http1_connection_is_not_called_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("live", [True, False])
+def test_an_http1_connection_is_not_called_failed(tmp_path: Path, live: bool) -> None:
+    """Not failed, and where its messages are, live (the 'no frames yet' hint gives way
+    to it) and in ``h2scope view`` (which had opened on a blank timeline, '0 frames':
+    the hint was the live UI's only)."""
     from proxy.capture.writer import CaptureWriter
     from proxy.observe.enums import Direction
 
@@ -108,7 +112,8 @@ def test_an_http1_connection_is_not_called_failed(tmp_path: Path) -> None:
     seen: list[str] = []
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app.timeline.empty_lines = ["No frames yet. Send traffic through the proxy"]
+        if live:
+            app.timeline.empty_lines = ["No frames yet. Send traffic through the proxy"]
         app.tick()
         await pilot.pause()
         seen.append(app.timeline.render_line(0).text)
@@ -118,30 +123,6 @@ def test_an_http1_connection_is_not_called_failed(tmp_path: Path) -> None:
     assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them; i shows an "
                               "HTTP/1.x connection's messages"), seen
     assert "failed" not in seen[0] + seen[1], seen
-
-
-def test_view_of_a_capture_of_http1_only_says_where_its_messages_are(tmp_path: Path) -> None:
-    """``h2scope view`` of such a capture opened on a blank timeline ('0 frames'): the
-    hint was the live UI's only."""
-    from proxy.capture.writer import CaptureWriter
-    from proxy.observe.enums import Direction
-
-    path = tmp_path / "h1.h2scope"
-    with CaptureWriter(path) as w:
-        w.connection(1, {"mode": "regular", "protocol": "http/1.1",
-                         "client": {"ip": "127.0.0.1", "port": 5}}, t=0.0, wall=1000.0)
-        w.http1(1, Direction.C2S, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", t=0.1, wall=1000.1)
-        w.close_connection(1, t=0.2, wall=1000.2, closed_by="client")
-    seen: list[str] = []
-
-    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
-        app.tick()
-        await pilot.pause()
-        seen.append(app.timeline.render_line(0).text)
-
-    drive(path, scenario)
-    assert seen[0].startswith("No HTTP/2 frames, but 1 connection: c lists them; i shows an "
-                              "HTTP/1.x connection's messages"), seen
 
 
 def test_the_first_hint_wraps_in_a_narrow_terminal(capture_path: Path) -> None:
