@@ -82,6 +82,7 @@ _SEVERITIES = {s.name.lower(): s for s in Severity}
 _LEN_TERM = re.compile(r"len(>=|<=|>|<|=|:)", re.IGNORECASE)
 _KEY_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):")
 _DIGITS = re.compile(r"[0-9]+")
+_COMPARED = re.compile(r"([A-Za-z]+)(!=|>=|<=|>|<)([0-9]+)")
 _HOST_PORT = re.compile(r"([^\[\]]+):([0-9]+)")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
@@ -211,10 +212,21 @@ def no_match_hint(text: str) -> str:
         return ""
     meant = []
     for word in words:
+        said = f"{word!r} is a search for those characters: "
+        compared = _COMPARED.fullmatch(word)
+        if compared and compared.group(1).lower() in KEYS:
+            key, op, value = compared.group(1).lower(), compared.group(2), compared.group(3)
+            if key == "len" and op == "!=":
+                meant.append(f"{said}did you mean -len:{value}?")
+            elif key != "len":
+                meant.append(f"{said}only len compares with < and >; {key}: takes values "
+                             f"and ranges ({key}:1-9)")
+            continue
         name, eq, value = word.partition("=")
         if eq and value and name.lower() in KEYS:
-            meant.append(f"{word!r} is a search for those characters: did you mean "
-                         f"{name.lower()}:{value}?")
+            meant.append(f"{said}did you mean {name.lower()}:{value}?")
+        elif word[:1] in "-!" and _KEY_TERM.match(word[1:]):
+            meant.append(f"{said}one ! or - per term (-{word[1:]} leaves out {word[1:]})")
     if meant:
         hint += f" ({'; '.join(meant)})"
     return hint

@@ -592,3 +592,17 @@ def test_a_streams_status_is_its_final_response_not_a_1xx() -> None:
     for offline in (True, False):
         assert picked("status:103", offline) == [early]
         assert picked("status:1xx", offline) == [early]
+
+
+def test_comparisons_and_double_negations_that_read_as_words_get_a_hint() -> None:
+    """``len!=0``, ``stream>5`` and ``!-type:DATA`` are bare words that can never match,
+    and the no-match message said nothing of why."""
+    from proxy.filter import no_match_hint
+
+    assert no_match_hint("len!=0") == (
+        " ('len!=0' is a search for those characters: did you mean -len:0?)")
+    assert "only len compares with < and >; stream: takes values and ranges" in \
+        no_match_hint("stream>5")
+    assert "one ! or - per term (-type:DATA leaves out type:DATA)" in \
+        no_match_hint("!-type:DATA")
+    assert no_match_hint("len>5 gzip") == ""
