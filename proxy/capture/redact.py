@@ -30,6 +30,7 @@ found (the docs say so).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -126,19 +127,21 @@ def _unreadable(path: str | os.PathLike[str], conn: int | None) -> dict[int, str
     return out
 
 
-_URLS: _Redactor | None = None
-
-
 def redacted_url(url: str) -> str:
     """``url`` with the values of its credential query parameters (those ``export
     --redact`` replaces by default) as ``REDACTED``: a request of a recording and the
     same request of its redacted copy — or of a session with a fresh token — read
     alike."""
-    global _URLS
-    if _URLS is None:
-        _URLS = _Redactor(frozenset(), SENSITIVE_PARAMS)
-    return _URLS.param.sub(_URLS._param, url) if _URLS.param is not None and "=" in url \
-        else url
+    if "=" not in url:
+        return url
+    return _url_params().sub(lambda m: m.group(1) + "=" + REDACTED, url)
+
+
+@functools.cache
+def _url_params() -> re.Pattern[str]:
+    param = _Redactor(frozenset(), SENSITIVE_PARAMS).param
+    assert param is not None
+    return param
 
 
 class _Redactor:
