@@ -193,20 +193,17 @@ class _Redactor:
     def text(self, data: bytes, *, counted: bool = True) -> bytes:
         """HTTP/1.x lines redacted; ``counted``: what is redacted counts (not in the
         HTTP1 records, which repeat the heads the RAW bytes carry)."""
-        count, found, params, found_params = (self.count, set(self.found), self.params,
-                                              set(self.found_params))
-
         def sub(m: re.Match[bytes]) -> bytes:
-            self.count += 1
-            self.found.add(m.group(1).decode("latin-1").lower())
+            if counted:
+                self.count += 1
+                self.found.add(m.group(1).decode("latin-1").lower())
             return m.group(1) + b": " + REDACTED.encode()
         data = self.line.sub(sub, data)
         param = self.param_b
         if param is not None:
-            data = self.url_line.sub(lambda m: param.sub(self._param_b, m.group(0)), data)
-        if not counted:
-            self.count, self.found, self.params, self.found_params = (count, found, params,
-                                                                      found_params)
+            value = self._param_b if counted else \
+                (lambda m: m.group(1) + b"=" + REDACTED.encode())
+            data = self.url_line.sub(lambda m: param.sub(value, m.group(0)), data)
         return data
 
 
