@@ -198,11 +198,15 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             # (a server that keeps its half open after the client left held the
             # connection until h2scope stopped).
             other = server if first.direction is Direction.C2S else client
+            gone = client if other is server else server
             while pending:
                 heard = other.bytes_in
                 ended, pending = await asyncio.wait(pending, timeout=HALF_CLOSE_GRACE)
                 lingered |= any(t.result().outcome is Outcome.IDLE for t in ended)
-                if pending and other.bytes_in == heard:
+                # (silent: nothing read, and not waiting for the side that ended to
+                # read what it was sent — a slow download after the client's half-close
+                # goes on)
+                if pending and other.bytes_in == heard and not gone.writing_paused:
                     lingered = True
                     for task in pending:
                         task.cancel()

@@ -139,6 +139,12 @@ class Stream:
     def write_eof(self) -> None:
         """Half-close: no more bytes will be written."""
 
+    @property
+    def writing_paused(self) -> bool:
+        """Its peer is not reading what was written (the write buffer is full): a
+        pump writing to it waits on it, not on its own peer."""
+        return False
+
     def abort(self) -> None:
         """Close at once (TCP RST where possible)."""
 
@@ -209,6 +215,10 @@ class TcpStream(Stream, asyncio.Protocol):
         self._drain_waiters.clear()
         if not self._closed.done():
             self._closed.set_result(None)
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._writing_paused
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -423,6 +433,10 @@ class TlsStream(Stream):
     @property
     def tcp(self) -> Stream:
         return self.inner
+
+    @property
+    def writing_paused(self) -> bool:
+        return self.inner.writing_paused
 
 
 def connect_failure(exc: BaseException) -> str:

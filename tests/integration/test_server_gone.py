@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,3 +119,42 @@ def test_a_server_that_keeps_its_half_open_after_the_client_left_is_closed(
     assert closed.closed_by.name == "CLIENT"
     assert closed.reason == ("client closed the connection; the server kept its side open, "
                              "silent for 0.5 s: h2scope closed it")
+
+
+def test_a_slow_download_after_the_clients_half_close_is_not_cut(
+        make_proxy: Callable[..., ProxyThread], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The silence watch must not take a sink's back-pressure for silence: the server
+    sends 32 MB after the client ended its side, the client reads them after a pause
+    longer than the grace; nothing read from the server meanwhile (the relay waits
+    for the client to read), and the download completes."""
+    import proxy.net.relay
+
+    monkeypatch.setattr(proxy.net.relay, "HALF_CLOSE_GRACE", 0.5)
+    size = 32 << 20
+    origin = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = origin.accept()
+        with conn:
+            conn.settimeout(20)
+            while conn.recv(65536):  # until the client's end
+                pass
+            conn.sendall(b"\xff" * size)  # (one oversized frame header: desynced at once)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.getsockname()[1]}"])
+    got = 0
+    try:
+        client = socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=20)
+        with client:
+            client.sendall(CONNECTION_PREFACE)
+            client.shutdown(socket.SHUT_WR)
+            time.sleep(1.5)  # (three graces: the relay is stuck writing to us)
+            while chunk := client.recv(1 << 20):
+                got += len(chunk)
+        closed = proxy.wait_closed(timeout=10)[0]
+    finally:
+        origin.close()
+        thread.join(10)
+    assert got == size
+    assert "silent" not in closed.reason, closed.reason
