@@ -225,8 +225,6 @@ def no_match_hint(text: str) -> str:
         name, eq, value = word.partition("=")
         if eq and value and name.lower() in KEYS:
             meant.append(f"{said}did you mean {name.lower()}:{value}?")
-        elif word[:1] in "-!" and _KEY_TERM.match(word[1:]):
-            meant.append(f"{said}one ! or - per term (-{word[1:]} leaves out {word[1:]})")
     if meant:
         hint += f" ({'; '.join(meant)})"
     return hint
@@ -357,6 +355,14 @@ def _check_parentheses(tok: _Token) -> None:
 
 
 def _term(tok: _Token) -> tuple[str, Predicate]:
+    if _negated(tok) and tok.text[1:2] in ("!", "-") and tok.quoted_from > 2 \
+            and _KEY_TERM.match(tok.text[2:]):
+        # (a second sign: the term became a word that can never match, and its
+        # negation matched every frame, silently)
+        rest = tok.text[2:]
+        raise FilterError(f"one ! or - per term: '{tok.raw}' (column {tok.column}); write "
+                          f"-{rest} to leave those frames out, {rest} to keep them",
+                          column=tok.column)
     if _negated(tok):
         kind, inner = _positive_term(tok, tok.text[1:], 1)
         return kind, lambda ev, c, sh: not inner(ev, c, sh)

@@ -16,13 +16,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from proxy.observe.enums import Direction
 from proxy.observe.events import Event, FrameObserved
+from proxy.observe.findings import Finding
 from proxy.observe.frames import RstStreamFrame
 
 if TYPE_CHECKING:
     from proxy.filter import Filter
 
-__all__ = ["ConnMeta", "ConnRef", "FrameMatcher", "StreamHeaders", "StreamHeadersTracker",
+__all__ = ["ConnMeta", "ConnRef", "FindingStandIn", "FrameMatcher", "StreamHeaders",
+           "StreamHeadersTracker",
            "all_stream_headers", "meta_host", "reset_grpc_status"]
 
 
@@ -117,6 +120,10 @@ class StreamHeadersTracker:
                 streams.popitem(last=False)
         return streams.get((conn_id, ev.frame.stream_id))
 
+    def known(self, conn_id: int, stream_id: int) -> StreamHeaders | None:
+        """The headers known for a stream, without folding anything in."""
+        return self._streams.get((conn_id, stream_id))
+
     def forget(self, conn_id: int) -> None:
         """Drop a closed connection's streams."""
         for key in [k for k in self._streams if k[0] == conn_id]:
@@ -145,6 +152,16 @@ class FrameMatcher:
         self.known = known if needed else None
         self.streams = StreamHeadersTracker() if needed and known is None else None
 
+    def finding(self, conn_id: int, host: str | None, finding: Finding,
+                direction: Direction) -> bool:
+        """Whether the filter selects a connection-level finding (read as a frame that
+        is only that finding: :class:`FindingStandIn`)."""
+        ev = FindingStandIn(finding, direction)
+        sid = ev.frame.stream_id
+        sh = self.known.get((conn_id, sid)) if self.known is not None else \
+            self.streams.known(conn_id, sid) if self.streams is not None else None
+        return self.predicate(ev, ConnRef(conn_id, host), sh)  # type: ignore[arg-type]
+
     def __call__(self, conn_id: int, host: str | None, ev: FrameObserved) -> bool:
         if self.known is not None:
             return self.predicate(ev, ConnRef(conn_id, host),
@@ -152,6 +169,36 @@ class FrameMatcher:
         streams = self.streams
         return self.predicate(ev, ConnRef(conn_id, host),
                               streams.update(conn_id, ev) if streams is not None else None)
+
+
+class _NoFrame:
+    """The frame of :class:`FindingStandIn`: no type, flags or length a term matches."""
+
+    __slots__ = ("flags", "length", "stream_id", "type", "type_name")
+
+    def __init__(self, stream_id: int) -> None:
+        self.type = -1
+        self.type_name = ""
+        self.flags = 0
+        self.length = -1
+        self.stream_id = stream_id
+
+
+class FindingStandIn:
+    """A connection-level finding (one on no frame: a stream a closing connection left
+    unfinished, SETTINGS never acknowledged) as a filter reads a frame: its finding
+    and direction, its stream; no type, flags, length or headers; bare words search
+    its message."""
+
+    __slots__ = ("block", "direction", "findings", "frame", "summary_lower", "windows")
+
+    def __init__(self, finding: Finding, direction: Direction) -> None:
+        self.frame = _NoFrame(finding.stream_id or 0)
+        self.direction = direction
+        self.findings = (finding,)
+        self.block = None
+        self.windows = None
+        self.summary_lower = f"{finding.code} {finding.message}".lower()
 
 
 def all_stream_headers(events: Iterable[tuple[int, Event]],

@@ -21,7 +21,8 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from types import SimpleNamespace
+from typing import Any, TextIO
 
 from proxy.capture.export_text import (
     filtered_problem,
@@ -236,8 +237,8 @@ class HeadlessPrinter:
                 held.append((ev, caused_lines))
                 continue
             elif keep is not None:  # (said with the connection's lines before it)
-                if type(ev) is ConnectionFindingRaised and not filtered_problem(
-                        ev, conn_id in self.held.shown or getattr(keep, "asks_findings", False)):
+                if type(ev) is ConnectionFindingRaised and not self._finding_kept(
+                        keep, ev, conn_id, conn_id in self.held.shown):
                     continue
                 said_now: list[str] = []
                 add_event_lines(said_now, conn_id, ev, ev.t - start, quiet=quiet)
@@ -293,8 +294,8 @@ class HeadlessPrinter:
                     lines.append(json_line(obj))
             else:
                 problem = isinstance(ev, (Desynced, ConnectionFindingRaised)) and (
-                    keep is None or filtered_problem(ev, conn_id in self._kept_conns or getattr(
-                        keep, "asks_findings", False)))
+                    keep is None or self._finding_kept(keep, ev, conn_id,
+                                                       conn_id in self._kept_conns))
                 if problem:  # (for a human, on stderr; as JSON on stdout too)
                     self._problem(conn_id, ev.t, f"! {event_line(ev)}")
                 if problem or (not self.quiet and (keep is None or (
@@ -303,6 +304,16 @@ class HeadlessPrinter:
                     obj = jsonl_event(conn_id, ev)
                     if obj is not None:
                         lines.append(json_line(obj))
+
+    def _finding_kept(self, keep: Any, ev: Any, conn_id: int, shown: bool) -> bool:
+        """Under a filter: a desync or connection finding, as the export shows it
+        (:func:`proxy.capture.export_text.filtered_problem`; a filter with a
+        ``finding:`` term decides itself)."""
+        if type(ev) is ConnectionFindingRaised and getattr(keep, "asks_findings", False):
+            info = self.tracker.get(conn_id) or SimpleNamespace(conn_id=conn_id, target=None,
+                                                                sni=None)
+            return bool(keep.finding(ev, info))
+        return filtered_problem(ev, shown)
 
     def _upgrades(self, conn_id: int, ev: ConnectionEvent) -> None:
         """A 101 to a WebSocket starts reading its messages; a close forgets them."""

@@ -362,6 +362,7 @@ class H2ScopeApp(Navigation):
             self.first_rows_at = time.monotonic() - self.started
         if s.loaded and self.loaded_at is None:
             self.loaded_at = time.monotonic() - self.started
+            self._extend_view(len(s.table))  # (all searched: a filter matching none says so)
         if (count, decoded) != self._last_count:
             newly_decoded = count == self._last_count[0]
             self._last_count = (count, decoded)
@@ -403,16 +404,23 @@ class H2ScopeApp(Navigation):
         tl = self.timeline
         if needs_decoding(self.filter.text):
             count = min(count, self.session.decoded)
-        if tl.view is None or self._filtering or self._scanned >= count:
+        if tl.view is None or self._filtering:
             return
-        stop = min(count, self._scanned + 200_000)
-        matched = run_filter(self.session, self.filter, start=self._scanned, stop=stop)
-        if matched is not None:
-            t = self.session.table
-            for row in matched:
-                if self._in_scope(t.conn[row], t.stream[row]):
-                    tl.view.append(row)
-        self._scanned = stop
+        if self._scanned < count:
+            stop = min(count, self._scanned + 200_000)
+            matched = run_filter(self.session, self.filter, start=self._scanned, stop=stop)
+            if matched is not None:
+                t = self.session.table
+                for row in matched:
+                    if self._in_scope(t.conn[row], t.stream[row]):
+                        tl.view.append(row)
+            self._scanned = stop
+        if not tl.view and not self._no_match and self.session.loaded and self._scanned \
+                and self._scanned >= len(self.session.table) \
+                and not self.filter.matches_everything:
+            # (a filter given on the command line ran before the capture had loaded:
+            # said once the whole of it has been searched)
+            self._say_no_match(self._scanned)
         if self._no_match and tl.view and self.message == self._no_match:
             # (live: a frame that matches came after all; "no frame matches … so far"
             # stayed beside '1 of 46 frames')
@@ -612,6 +620,18 @@ class H2ScopeApp(Navigation):
             view = array("I")
         self.call_from_thread(self._filter_done, gen, view, count)
 
+    def _say_no_match(self, scanned: int) -> None:
+        """Nothing matches the filter (not a blank timeline and "No frame selected.",
+        which read as broken): said, with the typo hints."""
+        where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
+        from proxy.filter import no_match_hint
+
+        self._no_match = (f"no frame{where} matches {self.filter.text.strip()!r}"
+                          f"{' so far' if self.live is not None else ''} ({scanned:,} "
+                          f"frames searched){no_match_hint(self.filter.text)}; / edits "
+                          "the filter")
+        self.say(self._no_match)
+
     def _filter_done(self, gen: int, view: array[int], scanned: int) -> None:
         if gen != self._filter_gen:
             return  # a newer filter superseded this one
@@ -621,15 +641,7 @@ class H2ScopeApp(Navigation):
         self._extend_view(len(self.session.table))
         self.timeline.refresh_rows()
         if not self.timeline.row_count() and scanned and not self.filter.matches_everything:
-            # (not a blank timeline and "No frame selected.", which read as broken)
-            where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
-            from proxy.filter import no_match_hint
-
-            self._no_match = (f"no frame{where} matches {self.filter.text.strip()!r}"
-                              f"{' so far' if self.live is not None else ''} ({scanned:,} "
-                              f"frames searched){no_match_hint(self.filter.text)}; / edits "
-                              "the filter")
-            self.say(self._no_match)
+            self._say_no_match(scanned)
         elif self._no_match and self.message == self._no_match:
             self.message = ""  # (another scope has frames that match: it no longer holds)
             self._no_match = ""

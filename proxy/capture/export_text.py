@@ -232,12 +232,15 @@ def _event_kept(kept: _Kept | None, conn_id: int, ev: Event) -> bool:
         return kept.frame(conn_id, ev)
     if isinstance(ev, AFTER_ITS_FRAME):
         return kept.caused.shown(conn_id, ev, kept.caused.last.get(conn_id, False))
-    return filtered_problem(ev, conn_id in kept.shown or kept.asks_findings)
+    if type(ev) is ConnectionFindingRaised and kept.asks_findings:
+        return kept.match.finding(conn_id, kept.hosts.get(conn_id), ev.finding, ev.direction)
+    return filtered_problem(ev, conn_id in kept.shown)
 
 
 def asks_findings(text: str) -> bool:
-    """Whether a filter has a ``finding:`` term: it asks for findings, the
-    connections' own (on no frame) among them."""
+    """Whether a filter has a ``finding:`` term: it decides then which connection-level
+    findings (on no frame) show, as it does for frames (``finding:error``,
+    ``-finding:any``, ``finding:any conn:3``)."""
     from proxy.filter import term_keys
 
     return any(key == "finding" for key, _ in term_keys(text))
@@ -247,8 +250,9 @@ def filtered_problem(ev: Event, shown: bool) -> bool:
     """Under a filter: whether ``ev``, not a frame, is shown — a desync or a
     connection-level finding always, but an info one (a stream a closing
     connection left unfinished, as a client that hangs up does) only on a
-    connection something was shown of, or when the filter asks for findings
-    (``shown``): ``conn:3`` had listed every other connection that ended so."""
+    connection something was shown of (``shown``): ``conn:3`` had listed every other
+    connection that ended so. (A filter with a ``finding:`` term decides itself:
+    :func:`asks_findings`.)"""
     if type(ev) is ConnectionFindingRaised:
         return shown or ev.finding.severity >= Severity.WARNING
     return isinstance(ev, _PROBLEMS)

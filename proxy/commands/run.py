@@ -535,6 +535,11 @@ def event_filter(text: str) -> Callable[[Any, Any], bool]:
     matched = [0]
     accept.matched = matched  # type: ignore[attr-defined]
     accept.asks_findings = asks_findings(text)  # type: ignore[attr-defined]
+
+    def finding(ev: Any, info: Any) -> bool:
+        return match.finding(info.conn_id, _target_host(info.target, info.sni), ev.finding,
+                             ev.direction)
+    accept.finding = finding  # type: ignore[attr-defined]
     return accept
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from proxy.replay.client import (
 )
 from proxy.replay.compare import VOLATILE_HEADERS, StreamDiff, StreamOutcome, compare, outcomes
 from proxy.replay.source import ReplaySource
+
+NOT_REPLAYED = "not replayed: "
+"""The error of a connection a replay never made (the server had gone)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,7 +83,7 @@ async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptio
                 raise  # (the target is wrong: said once, as a usage problem)
             # (it went away during the replay: what the earlier connections did stands,
             # and this one and the rest say why they were not replayed)
-            results += [ConnectionResult(plan=p, conn_id=n + i, error=f"not replayed: {exc}")
+            results += [ConnectionResult(plan=p, conn_id=n + i, error=f"{NOT_REPLAYED}{exc}")
                         for i, p in enumerate(source.plans[n - 1:])]
             break
     return results
@@ -105,16 +109,25 @@ def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
         writer = CaptureWriter(path, config={"replay": {"target": target.url,
                                                         "mode": options.mode,
                                                         "speed": options.speed}})
+        # A server that dies mid-replay leaves writes of its TLS layer to a closed
+        # socket, which asyncio reports one line each ("socket.send() raised
+        # exception."); the replay says once what happened to the connection.
+        quiet = logging.getLogger("asyncio")
+        level = quiet.level
+        quiet.setLevel(max(level, logging.ERROR))
         try:
             results = asyncio.run(_replay_all(source, target, options, writer, on_batch,
                                               on_connection))
         finally:
+            quiet.setLevel(level)
             writer.close(fsync=record is not None)
         items = list(replay(path))
         reports = []
         for result in results:
             got = outcomes(items, result.conn_id, fields=values)
             original = result.plan.original
+            if result.error is not None and result.error.startswith(NOT_REPLAYED):
+                original = None  # (never made: its error says so, once, not per stream)
             diffs = None if original is None else tuple(compare(list(original), got,
                                                                 volatile, values=values))
             if diffs is not None and (result.goaway or result.error):

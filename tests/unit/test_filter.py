@@ -603,6 +603,8 @@ def test_comparisons_and_double_negations_that_read_as_words_get_a_hint() -> Non
         " ('len!=0' is a search for those characters: did you mean -len:0?)")
     assert "only len compares with < and >; stream: takes values and ranges" in \
         no_match_hint("stream>5")
-    assert "one ! or - per term (-type:DATA leaves out type:DATA)" in \
-        no_match_hint("!-type:DATA")
+    assert str(error("!-type:DATA")) == (
+        "one ! or - per term: '!-type:DATA' (column 1); write -type:DATA to leave those "
+        "frames out, type:DATA to keep them")
+    assert seqs('!"-x"') == ALL  # (a quoted word: a search for those characters)
     assert no_match_hint("len>5 gzip") == ""

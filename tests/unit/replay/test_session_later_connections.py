@@ -4,6 +4,7 @@ the whole run said only 'cannot connect … connection refused', results lost.""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ def _plan(n: int) -> ConnectionPlan:
 def test_later_connections_that_cannot_connect_keep_the_earlier_results(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     made: list[int] = []
+    levels: list[int] = []
 
     class Connection:
         def __init__(self, plan: ConnectionPlan, *args: Any, conn_id: int, **kw: Any) -> None:
@@ -28,6 +30,9 @@ def test_later_connections_that_cannot_connect_keep_the_earlier_results(
 
         async def run(self) -> ConnectionResult:
             made.append(self.conn_id)
+            # (a TLS layer writing to a socket the server closed: asyncio's one warning
+            # a write, "socket.send() raised exception.", is not the replay's to print)
+            levels.append(logging.getLogger("asyncio").getEffectiveLevel())
             if self.plan.conn_id and self.plan.conn_id > 1:
                 raise ReplayError("cannot connect to http://127.0.0.1:9: nothing listens")
             return ConnectionResult(plan=self.plan, conn_id=self.conn_id, sent_frames=3)
@@ -37,12 +42,15 @@ def test_later_connections_that_cannot_connect_keep_the_earlier_results(
     report = session.run_replay(source, parse_target("http://127.0.0.1:9"),
                                 ReplayOptions(), record=tmp_path / "r.h2scope")
     assert made == [1, 2]
+    assert levels and all(level >= logging.ERROR for level in levels)
     results = [c.result for c in report.connections]
     assert [(r.conn_id, r.sent_frames, r.error) for r in results] == [
         (1, 3, None),
         (2, 0, "not replayed: cannot connect to http://127.0.0.1:9: nothing listens"),
         (3, 0, "not replayed: cannot connect to http://127.0.0.1:9: nothing listens")]
     assert report.failed
+    # (a connection never made is said once, by its error: its streams are not listed)
+    assert [c.diffs is None for c in report.connections] == [False, True, True]
     # The first connection cannot connect: the target is wrong, said as before.
     source = ReplaySource(plans=(_plan(2),))
     with pytest.raises(ReplayError):

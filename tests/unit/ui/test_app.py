@@ -947,6 +947,24 @@ def test_a_filter_that_matches_nothing_says_so(capture_path: Path) -> None:
     drive(capture_path, scenario)
 
 
+def test_a_filter_given_on_the_command_line_that_matches_nothing_says_so(
+        capture_path: Path) -> None:
+    """``view --filter`` ran before the capture had loaded, and never said that nothing
+    matched (a filter typed after / did, with its hints)."""
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for _ in range(50):
+            if app.message:
+                break
+            await pilot.pause(0.05)
+        seen.append(app.message)
+
+    drive(capture_path, scenario, initial_filter="status=404")
+    assert seen[0].startswith("no frame matches 'status=404' ("), seen
+    assert "did you mean status:404?" in seen[0]
+
+
 def test_no_match_said_so_far_goes_when_a_later_frame_matches(capture_path: Path) -> None:
     """Live, 'no frame matches … so far' stayed in the status bar beside '1 of 46
     frames' once a matching frame had come."""
