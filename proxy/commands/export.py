@@ -268,7 +268,7 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
             progress.done()
         if written is None:
             sys.stdout.flush()
-        elif not (_missing(args, seen, count, fmt, streams or {}) or lookup):
+        elif not (_missing(args, seen, count, fmt, streams or {}, framed) or lookup):
             try:
                 out.close()  # (the last buffered bytes may find the disk full too)
                 written.commit()
@@ -280,7 +280,7 @@ def _export_file(args: argparse.Namespace, fmt: str, source: Path) -> int:
         print(f"h2scope export: {source} has no END record: the recording was killed, or "
               "the file cut short (or it is still being written); what its connections did "
               "after that is not in it", file=sys.stderr)
-    missing = _missing(args, seen, count, fmt, streams or {}) or lookup
+    missing = _missing(args, seen, count, fmt, streams or {}, framed) or lookup
     if args.keep is not None and count == 0 and not missing:
         from proxy.filter import no_match_hint
 
@@ -397,7 +397,7 @@ def _asked(args: argparse.Namespace) -> set[int]:
 
 
 def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
-             streams: dict[int, set[int]]) -> str | None:
+             streams: dict[int, set[int]], framed: set[int] | None = None) -> str | None:
     """What ``--conn``/``--stream`` asked for that the capture lacks, if anything
     (and what it has instead)."""
     asked = _asked(args)
@@ -407,6 +407,9 @@ def _missing(args: argparse.Namespace, seen: set[int], count: int, fmt: str,
     if args.stream is not None and count == 0 and fmt != "pcapng":
         if args.conn is not None:
             have = streams.get(args.conn, set())
+            if not have and framed is not None and args.conn not in framed:
+                return (f"connection {args.conn} is not HTTP/2 (HTTP/1.x, or a tunnel): "
+                        "--stream selects an HTTP/2 stream; --conn alone exports it")
             return (f"the capture has nothing on stream {args.stream} of connection "
                     f"{args.conn}; its streams are {_ids(have) or 'none'}")
         conns = sorted(c for c, ids in streams.items() if args.stream in ids)

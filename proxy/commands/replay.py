@@ -252,8 +252,9 @@ def _nothing_compared(report: Any) -> bool:
     (each skipped: blocks that would not encode, a damaged capture): no proof of
     anything, so no pass."""
     compared = [c for c in report.connections if c.diffs is not None]
-    return bool(compared) and not any(c.diffs for c in compared) and any(
+    return bool(compared) and not any(c.diffs for c in compared) and (any(
         e.get("type") == "HEADERS" for c in compared for e in c.result.plan.entries)
+        or any(c.result.plan.unsent for c in compared))
 
 
 def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = (),
@@ -311,7 +312,8 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
                 reset = f", reset {s.reset}" if s.reset else ""
                 out.write(f"  {s.label}: {s.status or 'no response'}, {body}{reset}\n")
             continue
-        out.write("\n".join(report_lines(list(c.diffs))) + "\n")
+        if c.diffs:
+            out.write("\n".join(report_lines(list(c.diffs))) + "\n")
         for d in c.diffs:
             if d.matches:
                 same += 1

@@ -77,6 +77,8 @@ class ConnectionPlan:
     server_goaway_text: str = ""
     """That GOAWAY as said to the user (``ENHANCE_YOUR_CALM, last stream 1:
     too_many_pings``)."""
+    unsent: int = 0
+    """Recorded requests the replay cannot send (an upgrade's with a body)."""
     overran_streams: bool = False
     """The recorded client opened more streams at once than its server allowed: a
     verbatim replay does so too (else it keeps within the new server's limit)."""
@@ -245,7 +247,8 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     return ConnectionPlan(conn_id=cid, meta=meta, sends=tuple(sends),
                           entries=tuple(script["frames"]), original=tuple(original),
                           notes=tuple(notes), server_goaway=server_goaway,
-                          server_goaway_text=goaway_text, overran_streams=overran)
+                          server_goaway_text=goaway_text, overran_streams=overran,
+                          unsent=int(unsent_first))
 
 
 def _upgrade_headers(entry: dict[str, Any]) -> bytes:

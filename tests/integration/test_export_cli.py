@@ -445,6 +445,8 @@ def test_stream_and_filter_on_a_capture_of_http1_say_they_select_http2(
     assert "the capture has no HTTP/2 streams (its connections are not HTTP/2" in got.stderr
     got = _run(str(src), "--format", "text", "--filter", "method:GET")
     assert "(the capture has no HTTP/2 frames: a filter selects HTTP/2 frames" in got.stderr
+    got = _run(str(src), "--format", "jsonl", "--stream", "1", "--conn", "1", check=False)
+    assert "connection 1 is not HTTP/2 (HTTP/1.x, or a tunnel): --stream selects" in got.stderr
     got = _run(str(capture), "--format", "text", "--filter", "type:DATA", "--stream", "99",
                "--conn", "2", check=False)
     assert got.returncode == 2 and "no frame matches" not in got.stderr, got.stderr

@@ -192,6 +192,28 @@ def test_an_upgrade_request_with_a_body_is_neither_replayed_nor_compared(
     assert code == 0, out
     assert "so stream 1 is neither sent nor compared (its request had a body" in out
     assert "same     stream 3 (GET /after): 200" in out and "stream 1 (POST" not in out
+    # Its only stream that one: nothing compared, said, and no pass (it had been a
+    # blank line and exit 0).
+    only = tmp_path / "only.h2scope"
+    assert main(["export", str(upgraded_post), "--format", "capture", "-o", str(only)]) == 0
+    from proxy.capture.format import RecordType
+    from proxy.capture.reader import CaptureReader
+
+    with CaptureReader(only) as reader, CaptureWriter(tmp_path / "first.h2scope") as w:
+        for rec in reader.records():  # (up to the client's request on stream 3)
+            if rec.type == RecordType.FRAME and rec.direction == 0 and rec.body[3] == 1 \
+                    and rec.body[8] == 3:
+                break
+            if rec.type != RecordType.END:
+                w.copy(rec.type, rec.flags, rec.conn_id, t=rec.t, wall=rec.wall, body=rec.body)
+    origin = ServerThread(upgrade=True)
+    try:
+        code, out = run("replay", str(tmp_path / "first.h2scope"), "--target",
+                        f"http://127.0.0.1:{origin.port}", "--speed", "0", "--timeout", "2")
+    finally:
+        origin.close()
+    assert code == 1 and "\n\n" not in out, out
+    assert "no stream compared" in out
     har = tmp_path / "post.har"
     assert main(["export", str(upgraded_post), "--format", "har", "-o", str(har)]) == 0
     post = json.loads(har.read_text())["log"]["entries"][0]["request"]["postData"]
