@@ -119,7 +119,14 @@ class Browser:
         deadline = time.monotonic() + timeout
         value: Any = None
         while time.monotonic() < deadline:
-            value = self.evaluate(session, expression)
+            try:
+                value = self.evaluate(session, expression)
+            except DevToolsError as exc:
+                # (a page between two documents has no context to evaluate in for a
+                # moment: "Cannot find default execution context"; asked again)
+                if "Cannot find default execution context" not in str(exc):
+                    raise
+                value = None
             if done(value):
                 return value
             time.sleep(0.05)
