@@ -281,6 +281,8 @@ class HeadlessPrinter:
                 tracker.update(ev)
                 if type(ev) is ProxyErrorRaised:
                     self._problem(conn_id, ev.t, connection_line(ev))
+                elif type(ev) is ConnectionClosed:  # (its closing findings came before)
+                    self._kept_conns.discard(conn_id)
                 if keep is not None and type(ev) is not ProxyErrorRaised:
                     continue  # (as the export: a filter keeps frames, and problems)
                 if type(ev) is RelayStarted:

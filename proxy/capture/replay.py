@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from proxy.capture.format import RecordType
@@ -58,6 +58,14 @@ def observer_for(meta: dict[str, object]) -> ConnectionObserver | None:
     return ConnectionObserver(preface=str(opts.get("preface", "required")),
                               max_table_size=int(table) if table is not None else None,
                               partial=bool(opts.get("partial", False)))
+
+
+def lost_everywhere(observers: Mapping[int, ConnectionObserver | None]) -> None:
+    """Damaged bytes of the file, of no one connection (a LOST record of connection
+    0, or damage the reader skipped): every connection open there is an excerpt
+    from here on (:func:`lost_part`)."""
+    for obs in observers.values():
+        lost_part(obs)
 
 
 def lost_part(observer: ConnectionObserver | None) -> None:
@@ -109,8 +117,7 @@ class Observers(dict[int, ConnectionObserver | None]):
         """Damage reported but not yet yielded as a LOST item by :func:`replay_records`."""
 
     def damaged(self, problem: BadRecord) -> None:
-        for obs in self.values():
-            lost_part(obs)
+        lost_everywhere(self)
         self.damage.append(problem)
 
     def reporter(self, then: Callable[[BadRecord], object] | None = None,
@@ -198,8 +205,10 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
             if rtype == RecordType.LOST:
                 # (connection 0: damaged bytes of no one connection — every connection
                 # open then lost part, as when the reader reports the damage itself)
-                for obs in (observers.values() if conn == 0 else (observers.get(conn),)):
-                    lost_part(obs)
+                if conn:
+                    lost_part(observers.get(conn))
+                else:
+                    lost_everywhere(observers)
             yield Replayed(record=rec)
         last = rec
     if observers.damage:

@@ -34,6 +34,7 @@ from proxy.observe.frames import (
     SettingsFrame,
     WindowUpdateFrame,
 )
+from proxy.observe.header_rules import connection_specific
 
 SCRIPT_VERSION = 1
 
@@ -112,23 +113,18 @@ def frame_entry(ev: FrameObserved, *, delay: float, stored: bytes | None = None,
     return entry
 
 
-_NOT_HTTP2 = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                        "upgrade", "http2-settings", "host"})
-"""HTTP/1.1 fields an upgrade request carries that HTTP/2 has no place for (RFC 9113
-§8.2.2), and ``host``, which its ``:authority`` already says."""
-
-
 def upgrade_entry(info: dict[str, Any]) -> dict[str, Any] | None:
     """Stream 1 of an h2c upgrade as a HEADERS entry: the HTTP/1.1 request that asked
-    for it (RFC 7540 §3.2), in HTTP/2's form, for a replay with prior knowledge to
-    send; None when the request had a body (not in the upgrade record)."""
+    for it (RFC 7540 §3.2), in HTTP/2's form — without its connection-specific fields
+    (RFC 9113 §8.2.2), ``HTTP2-Settings`` and ``host``, which ``:authority`` says —
+    for a replay with prior knowledge to send; None when the request had a body (not
+    in the upgrade record)."""
     request = upgrade_request(info)
-    named = {n.strip().lower() for k, v in request if k == "connection" for n in v.split(",")}
     fields = dict(request)
     if fields.get("content-length", "0").strip() != "0" or "transfer-encoding" in fields:
         return None
-    headers = [[n, v] for n, v in request if n not in _NOT_HTTP2 and n not in named
-               and not (n == "te" and v.strip().lower() != "trailers")]
+    dropped = connection_specific(request) | {"http2-settings", "host"}
+    headers = [[n, v] for n, v in request if n not in dropped]
     return {"delay": 0.0, "type": "HEADERS", "stream": 1, "flags": ["END_STREAM", "END_HEADERS"],
             "headers": headers,
             "comment": "stream 1: the HTTP/1.1 request that asked for Upgrade: h2c (RFC 7540 "

@@ -153,6 +153,9 @@ class ConnectionResult:
     goaway_error: str | None = None
     """That GOAWAY's error code name (compared with the recorded server's)."""
 
+    never_made: bool = False
+    """The connection was not replayed at all (the server had gone): its ``error`` says
+    why; nothing of it is compared."""
     goaway_missing: bool = False
     """The recorded server ended the connection with an error GOAWAY (a gRPC server's
     too_many_pings) and this one sent none within the --timeout."""

@@ -38,6 +38,7 @@ from proxy.observe.describe import grpc_status_text
 from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, GoAwayFrame, PushPromiseFrame, RstStreamFrame
+from proxy.observe.header_rules import HOP_BY_HOP, connection_named, connection_specific
 from proxy.replay.responses import host_of
 
 VOLATILE_HEADERS = frozenset({
@@ -271,36 +272,6 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
             started=acc.started))
     return out
-
-
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                        "upgrade"})
-"""HTTP/1.x fields that HTTP/2 has no place for (RFC 9113 §8.2.2): an HTTP/1.1 origin's
-response compared with an HTTP/2 edge's differs by them whatever the edge does. ``te``
-and ``trailer`` are not among them: HTTP/2 carries both (``te`` with ``trailers`` only)."""
-
-
-def connection_specific(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The names among an HTTP/1.x message's ``fields`` (lower case) that belong to its
-    connection, which an intermediary forwarding it over HTTP/2 must remove (RFC 9113
-    §8.2.2): :data:`HOP_BY_HOP`, those its ``Connection`` header names (RFC 9110
-    §7.6.1), and ``te`` when it says more than ``trailers``."""
-    names = set()
-    for n, v in fields:
-        if n in HOP_BY_HOP:
-            names.add(n)
-        if n == "connection":
-            names.update(connection_named([(n, v)]))
-        elif n == "te" and v.strip().lower() != "trailers":
-            names.add(n)
-    return frozenset(names)
-
-
-def connection_named(fields: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The field names a message's ``Connection`` header fields nominate (RFC 9110
-    §7.6.1: they are for the next hop only), lower case."""
-    return frozenset(token.strip().lower() for n, v in fields if n.lower() == "connection"
-                     for token in v.split(",") if token.strip())
 
 
 def _why_closed(acc: _Acc, closed: str | None, goaway: int | None) -> str | None:

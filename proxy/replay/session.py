@@ -30,9 +30,6 @@ from proxy.replay.client import (
 from proxy.replay.compare import VOLATILE_HEADERS, StreamDiff, StreamOutcome, compare, outcomes
 from proxy.replay.source import ReplaySource
 
-NOT_REPLAYED = "not replayed: "
-"""The error of a connection a replay never made (the server had gone)."""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionReport:
@@ -83,7 +80,8 @@ async def _replay_all(source: ReplaySource, target: Target, options: ReplayOptio
                 raise  # (the target is wrong: said once, as a usage problem)
             # (it went away during the replay: what the earlier connections did stands,
             # and this one and the rest say why they were not replayed)
-            results += [ConnectionResult(plan=p, conn_id=n + i, error=f"{NOT_REPLAYED}{exc}")
+            results += [ConnectionResult(plan=p, conn_id=n + i, error=f"not replayed: {exc}",
+                                         never_made=True)
                         for i, p in enumerate(source.plans[n - 1:])]
             break
     return results
@@ -126,8 +124,8 @@ def run_replay(source: ReplaySource, target: Target, options: ReplayOptions, *,
         for result in results:
             got = outcomes(items, result.conn_id, fields=values)
             original = result.plan.original
-            if result.error is not None and result.error.startswith(NOT_REPLAYED):
-                original = None  # (never made: its error says so, once, not per stream)
+            if result.never_made:
+                original = None  # (its error says so, once, not per stream)
             diffs = None if original is None else tuple(compare(list(original), got,
                                                                 volatile, values=values))
             if diffs is not None and (result.goaway or result.error):

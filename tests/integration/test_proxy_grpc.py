@@ -249,6 +249,15 @@ def test_serve_answers_a_grpc_client_in_grpc(
     assert any("grpc-status 12 UNIMPLEMENTED" in ln for ln in serve.wait_log(url, "grpc-status"))
 
 
+def failed_call(proxy: ProxyThread, method: str) -> Any:
+    """A unary call of ``method`` through the proxy's reverse listener that fails: its
+    grpc.RpcError."""
+    with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel, \
+            pytest.raises(grpc.RpcError) as failed:
+        channel.unary_unary(f"/{SERVICE}/{method}")(HELLO, timeout=10)
+    return failed.value
+
+
 def test_a_grpc_response_without_trailers_is_flagged(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """grpcio's client against an origin that ends the response with its DATA (as a
@@ -258,10 +267,7 @@ def test_a_grpc_response_without_trailers_is_flagged(
     origin = ServerThread()  # h2c
     try:
         proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{origin.port}"])
-        with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel, \
-                pytest.raises(grpc.RpcError) as failed:
-            channel.unary_unary(f"/{SERVICE}/NoTrailers")(HELLO, timeout=10)
-        error = failed.value
+        error = failed_call(proxy, "NoTrailers")
         assert error.code() is grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
         assert "Data frame with END_STREAM" in error.details()  # type: ignore[attr-defined]
         flagged = proxy.wait_for(lambda: [f for e in proxy.events(FrameObserved)
@@ -283,10 +289,7 @@ def test_a_grpc_client_hears_why_the_server_cannot_be_reached(
         spare.bind(("127.0.0.1", 0))
         dead = spare.getsockname()[1]
     proxy = make_proxy(modes=[f"reverse:http://127.0.0.1:{dead}"])
-    with grpc.insecure_channel(f"127.0.0.1:{proxy.port('reverse')}") as channel, \
-            pytest.raises(grpc.RpcError) as failed:
-        channel.unary_unary(f"/{SERVICE}/Say")(HELLO, timeout=10)
-    error = failed.value
+    error = failed_call(proxy, "Say")
     assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     assert f"h2scope: cannot connect to 127.0.0.1:{dead}: connection refused" in \
         error.details(), error.details()  # type: ignore[attr-defined]

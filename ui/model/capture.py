@@ -21,7 +21,13 @@ from typing import Any
 from proxy.capture.format import RecordType
 from proxy.capture.index import CaptureIndex
 from proxy.capture.reader import Record
-from proxy.capture.replay import lost_part, observer_for, recorded_ends, upgrade_request
+from proxy.capture.replay import (
+    lost_everywhere,
+    lost_part,
+    observer_for,
+    recorded_ends,
+    upgrade_request,
+)
 from proxy.events import ConnectionEvent
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.events import FrameObserved
@@ -269,14 +275,6 @@ def _websocket(ws: UpgradedWebSockets, rec: Record, events: list[Any]) -> None:
     if lost is not None:
         events.append(RecordedHttp1(conn_id=rec.conn_id, t=rec.wall, direction=rec.flags & 1,
                                     head=f"websocket framing lost: {lost}"))
-
-
-def lost_everywhere(observers: dict[int, ConnectionObserver | None]) -> None:
-    """Damaged bytes of the file, of no one connection: every connection open there
-    is an excerpt from here on (as :func:`proxy.capture.replay.replay_records` has
-    it, so that the UI's findings are ``check``'s)."""
-    for obs in observers.values():
-        lost_part(obs)
 
 
 def _apply(session: Session, observers: dict[int, ConnectionObserver | None],
