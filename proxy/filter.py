@@ -53,6 +53,7 @@ from proxy.observe.describe import GRPC_STATUS, frame_summary
 from proxy.observe.enums import FLAGS_BY_TYPE, Direction, FrameType
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
+from proxy.observe.frames import PushPromiseFrame
 from proxy.observe.header_rules import grpc_call_type
 
 __all__ = [
@@ -472,7 +473,17 @@ def _in_ranges(ranges: list[tuple[int, int]]) -> Callable[[int], bool]:
 
 def _stream_term(tok: _Token, values: Values) -> Predicate:
     inside = _in_ranges(_ranges(tok, values, "stream id"))
-    return lambda ev, c, sh: inside(ev.frame.stream_id)
+
+    def pred(ev: FrameObserved, c: ConnMeta | None, sh: StreamHeaders | None) -> bool:
+        # A PUSH_PROMISE (and the CONTINUATION ending its block) belongs to the
+        # stream it promises as well: that stream's request is in it.
+        f = ev.frame
+        if inside(f.stream_id):
+            return True
+        if ev.block_stream_id is not None:
+            return inside(ev.block_stream_id)
+        return type(f) is PushPromiseFrame and inside(f.promised_stream_id)
+    return pred
 
 
 def _conn_term(tok: _Token, values: Values) -> Predicate:

@@ -190,10 +190,12 @@ class FindingStandIn:
     and direction, its stream; no type, flags, length or headers; bare words search
     its message."""
 
-    __slots__ = ("block", "direction", "findings", "frame", "summary_lower", "windows")
+    __slots__ = ("block", "block_stream_id", "direction", "findings", "frame", "summary_lower",
+                 "windows")
 
     def __init__(self, finding: Finding, direction: Direction) -> None:
         self.frame = _NoFrame(finding.stream_id or 0)
+        self.block_stream_id = None
         self.direction = direction
         self.findings = (finding,)
         self.block = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import h2.config
 import h2.connection
 import pytest
+from hyperframe.frame import ContinuationFrame, Frame, PushPromiseFrame
 
 from proxy.filter import Filter, FilterError, compile_filter, term_keys
 from proxy.filter_context import StreamHeadersTracker
@@ -608,3 +609,67 @@ def test_comparisons_and_double_negations_that_read_as_words_get_a_hint() -> Non
         "frames out, type:DATA to keep them")
     assert seqs('!"-x"') == ALL  # (a quoted word: a search for those characters)
     assert no_match_hint("len>5 gzip") == ""
+
+
+def _split_push_promise(data: bytes) -> bytes:
+    """The server's bytes with its PUSH_PROMISE's block split over a CONTINUATION."""
+    out = b""
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        data = data[9 + length:]
+        if isinstance(frame, PushPromiseFrame):
+            block = frame.data
+            first = PushPromiseFrame(frame.stream_id, promised_stream_id=frame.promised_stream_id,
+                                     data=block[:5])
+            out += first.serialize() + ContinuationFrame(
+                frame.stream_id, data=block[5:], flags=["END_HEADERS"]).serialize()
+        else:
+            out += frame.serialize()
+    return out
+
+
+def test_stream_selects_the_push_promise_of_a_pushed_stream() -> None:
+    # The promised stream's request is in the PUSH_PROMISE sent on its parent
+    # (here split in PUSH_PROMISE + CONTINUATION): stream:2 shows it, stream:1 too.
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    obs = ConnectionObserver()
+    frames: list[FrameObserved] = []
+    client.initiate_connection()
+    server.initiate_connection()
+
+    def pump() -> None:
+        for _ in range(10):
+            up, down = client.data_to_send(), _split_push_promise(server.data_to_send())
+            for d, data, peer in ((Direction.C2S, up, server), (Direction.S2C, down, client)):
+                if data:
+                    frames.extend(e for e in obs.feed(d, data, 0.0)
+                                  if isinstance(e, FrameObserved))
+                    peer.receive_data(data)
+            if not up and not down:
+                return
+
+    pump()
+    req = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com")]
+    client.send_headers(1, [*req, (":path", "/")], end_stream=True)
+    pump()
+    server.push_stream(1, 2, [*req, (":path", "/app.css")])
+    server.send_headers(2, [(":status", "200")], end_stream=True)
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    pump()
+    layout = [(ev.frame.type_name, ev.frame.stream_id) for ev in frames
+              if ev.frame.stream_id]
+    assert layout == [("HEADERS", 1), ("PUSH_PROMISE", 1), ("CONTINUATION", 1),
+                      ("HEADERS", 2), ("HEADERS", 1)]
+    assert not [f for ev in frames for f in ev.findings]
+
+    def picked(text: str) -> list[tuple[str, int]]:
+        flt = compile_filter(text)
+        return [(ev.frame.type_name, ev.frame.stream_id) for ev in frames if flt.matches(ev)]
+
+    assert picked("stream:2") == [("PUSH_PROMISE", 1), ("CONTINUATION", 1), ("HEADERS", 2)]
+    assert picked("stream:1 type:PUSH_PROMISE,CONTINUATION") == [("PUSH_PROMISE", 1),
+                                                                 ("CONTINUATION", 1)]
+    assert picked("stream:4-9") == []
+    assert picked("!stream:2 stream:1-3") == [("HEADERS", 1), ("HEADERS", 1)]

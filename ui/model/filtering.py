@@ -109,10 +109,13 @@ class _Row:
     """Quacks like a FrameObserved for every filter term; for bare words, only where
     :func:`_run_words` knows that no word is in the frame's summary."""
 
-    __slots__ = ("block", "direction", "findings", "frame", "summary_lower", "windows")
+    __slots__ = ("block", "block_stream_id", "direction", "findings", "frame", "summary_lower",
+                 "windows")
 
     def __init__(self) -> None:
         self.frame = _RowFrame()
+        self.block_stream_id: int | None = None
+        """The stream a PUSH_PROMISE's block promised, on the row that ended it."""
         self.windows: tuple[int, int | None] | None = None
         """None: a ``stall:`` term reads the windows of DATA and WINDOW_UPDATE rows
         from their rebuilt events (:func:`run_filter`)."""
@@ -144,7 +147,11 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     need_sh = flt.needs_stream_headers
     # (stall: reads a DATA's windows and a WINDOW_UPDATE's increment: those rows'
     # events are rebuilt, as bare words need some)
-    windowed = _WINDOWED if any(key == "stall" for key, _ in term_keys(flt.text)) else ()
+    keys = {key for key, _ in term_keys(flt.text)}
+    windowed: tuple[int, ...] = _WINDOWED if "stall" in keys else ()
+    if "stream" in keys:
+        # (a PUSH_PROMISE belongs to the stream it promises too: its id is in the bytes)
+        windowed += (5,)
     words = bare_words(flt.text)
     if words:
         return _run_words(session, table, flt, words, candidates, cancel, on_chunk, chunk,
@@ -155,6 +162,7 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
     t_type, t_flags, t_stream, t_len, t_dir, t_conn = (
         table.type, table.flags, table.stream, table.length, table.direction, table.conn)
     blocks_get = table.block_headers.get
+    promised_get = table.block_stream.get
     block = _Block()
     findings_get = table.findings.get
     dirs = DIRECTIONS
@@ -169,9 +177,11 @@ def run_filter(session: Session, flt: Filter, *, rows: array[int] | None = None,
         headers = blocks_get(i)
         if headers is None:
             row.block = None
+            row.block_stream_id = None
         else:
             block.headers = headers
             row.block = block
+            row.block_stream_id = promised_get(i)
         c = conns.get(t_conn[i])
         sh = None
         if need_sh and c is not None and sid:
@@ -223,6 +233,7 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         table.type, table.flags, table.stream, table.length, table.direction, table.conn)
     win_conn, win_stream = table.win_conn, table.win_stream
     blocks_get = table.block_headers.get
+    promised_get = table.block_stream.get
     block = _Block()
     findings = table.findings
     dirs = DIRECTIONS
@@ -272,6 +283,7 @@ def _run_words(session: Session, table: FrameTable, flt: Filter, words: list[str
         if ev is None:
             continue
         if ev is row:
+            row.block_stream_id = promised_get(i) if headers is not None else None
             rf.type = ftype
             rf.flags = flags
             rf.stream_id = sid

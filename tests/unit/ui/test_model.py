@@ -112,6 +112,8 @@ def test_flow_control_series_show_the_stall_and_the_window_updates(session: Sess
     "GET", "example.test/api", '"200 application"', ":status", "grpc-status", "zzz",
     "-gzip", "type:DATA or users", "data", "settings_max", "+16", "n=", "update", "=-",
     "window stream=",
+    # A PUSH_PROMISE belongs to the stream it promises (2) as well as its own (1).
+    "stream:2", "stream:2 promised", "stream:2-9 type:PUSH_PROMISE",
 ])
 def test_filter_over_the_table_equals_the_filter_on_real_events(session: Session,
                                                                 capture_path: Path,
@@ -128,7 +130,7 @@ def test_filter_over_the_table_equals_the_filter_on_real_events(session: Session
         if flt.matches(ev, c, sh):
             want.append(row)
     assert got == want
-    if text in ("stream:3", "type:DATA", "status:200"):
+    if text in ("stream:3", "type:DATA", "status:200", "stream:2-9 type:PUSH_PROMISE"):
         assert got
 
 
