@@ -317,12 +317,40 @@ def _terms(text: str) -> Iterator[tuple[bool, _Token]]:
         if tok.text in ("!", "-") and tok.quoted_from > 0:
             _lone_negation(tok, tokens[i + 1] if i + 1 < len(tokens) else None)
         _check_parentheses(tok)
+        if i + 1 < len(tokens):
+            _spaced_operator(tok, tokens[i + 1], tokens[i + 2] if i + 2 < len(tokens) else None)
         yield after_or, tok
         keyword, after_or = None, False
     if keyword is not None:
         word = keyword.text.lower()
         raise FilterError(f"'{word}' needs a term after it (column {keyword.column})",
                           column=keyword.column)
+
+
+_OPERATOR_START = re.compile(r"(!=|>=|<=|>|<|=|:)(.*)")
+
+
+def _spaced_operator(tok: _Token, following: _Token, then: _Token | None) -> None:
+    """Raise for a key and its operator typed apart (``len >100``, ``len > 100``,
+    ``status :200``): as words they would search every summary for ``len``."""
+    if tok.quoted or following.quoted:
+        return
+    key = tok.text[1:] if _negated(tok) else tok.text
+    op = _OPERATOR_START.fullmatch(following.text)
+    if key.lower() not in KEYS or op is None:
+        return
+    sign = op.group(1)
+    if sign == "=" and key.lower() != "len":
+        sign = ":"  # (status=404 is a word; status:404 is the term)
+    joined = tok.text + sign + op.group(2)
+    typed = f"{tok.raw} {following.raw}"
+    if not op.group(2) and then is not None and not then.quoted and _keyword(then) is None:
+        joined += then.text
+        typed += f" {then.raw}"
+    raise FilterError(
+        f"'{typed}' would search for {len(typed.split())} words; the term is written "
+        f"'{joined}', without spaces (column {tok.column}); to search for the words, put "
+        f"them in quotes", column=tok.column)
 
 
 def _lone_negation(tok: _Token, following: _Token | None) -> None:

@@ -295,6 +295,21 @@ def test_a_bang_or_minus_must_touch_the_term_it_negates() -> None:
     assert seqs("!type:DATA") == [0, 1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 14]
 
 
+def test_a_key_and_its_operator_typed_apart_are_an_error_not_words() -> None:
+    # As words, 'len >100' would search every summary for 'len' and '>100'.
+    exc = error("type:DATA len >100")
+    assert str(exc) == ("'len >100' would search for 2 words; the term is written 'len>100', "
+                        "without spaces (column 11); to search for the words, put them in "
+                        "quotes")
+    assert exc.column == 11
+    assert "the term is written '-len>=10'," in str(error("-len >= 10"))
+    assert "the term is written 'status:404'," in str(error("status = 404"))
+    assert "the term is written 'STREAM:3'," in str(error("STREAM :3"))
+    # Quoted, they are words; a key word before an ordinary word is a word too.
+    assert seqs('"len" ">100"') == []
+    assert seqs("type or data") == sorted({*seqs("type"), *seqs("data")})
+
+
 def test_parentheses_are_rejected_since_terms_cannot_be_grouped() -> None:
     exc = error("(type:DATA)")
     assert str(exc) == (
