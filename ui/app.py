@@ -626,10 +626,15 @@ class H2ScopeApp(Navigation):
         where = "" if self.scope_conn is None else f" on connection #{self.scope_conn}"
         from proxy.filter import no_match_hint
 
+        held = self.session.conn_findings_matching(self.filter, self.scope_conn)
+        key = self.keys.get("findings", "F").split(",")[0]
+        on_conns = (f"; {held:,} connection-level finding{'s' if held != 1 else ''} "
+                    f"(on no frame) match{'es' if held == 1 else ''}: {key} lists them"
+                    if held else "")
         self._no_match = (f"no frame{where} matches {self.filter.text.strip()!r}"
                           f"{' so far' if self.live is not None else ''} ({scanned:,} "
-                          f"frames searched){no_match_hint(self.filter.text)}; / edits "
-                          "the filter")
+                          f"frames searched){no_match_hint(self.filter.text)}{on_conns}; "
+                          "/ edits the filter")
         self.say(self._no_match)
 
     def _filter_done(self, gen: int, view: array[int], scanned: int) -> None:

@@ -254,6 +254,8 @@ class ConnInfo:
     open_streams: int = 0
     findings: int = 0
     conn_findings: list[Finding] = field(default_factory=list)
+    conn_finding_dirs: list[Direction] = field(default_factory=list)
+    """The direction each of ``conn_findings`` was raised in (a ``dir:`` term reads it)."""
     errors: list[str] = field(default_factory=list)
     """What the proxy could not do for it (``stage: message (hint)``)."""
     http1: list[tuple[float, int, str]] = field(default_factory=list)

@@ -25,6 +25,8 @@ from proxy.events import (
     TargetChosen,
     TlsEstablished,
 )
+from proxy.filter import Filter, term_keys
+from proxy.filter_context import FindingStandIn
 from proxy.observe.describe import event_line
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import (
@@ -298,11 +300,9 @@ class Session:
                         sst.stalls = (*sst.stalls[:-1], (sst.stalls[-1][0], ev.t))
             case PrefaceObserved():
                 c.bytes[0] += len(CONNECTION_PREFACE)  # (counted as the proxy counts bytes)
-            case Desynced():
+            case Desynced() | ConnectionFindingRaised():
                 c.conn_findings.append(ev.finding)
-                c.findings += 1
-            case ConnectionFindingRaised():
-                c.conn_findings.append(ev.finding)
+                c.conn_finding_dirs.append(ev.direction)
                 c.findings += 1
 
     def _frame(self, c: ConnInfo, conn_id: int, ev: FrameObserved, ref: int,
@@ -443,6 +443,23 @@ class Session:
         c.window[data_dir] = w[0]
         if w[1] is not None and sid:
             _set_window(c.stream(sid), data_dir, w[1])
+
+    def conn_findings_matching(self, flt: Filter, conn_id: int | None = None) -> int:
+        """How many connection-level findings (on no frame: what a close left
+        unfinished, a desync) ``flt`` selects, of connection ``conn_id`` or of all:
+        a filter the timeline shows no frame for may still select those."""
+        if not any(key == "finding" for key, _ in term_keys(flt.text)):
+            return 0  # (only a finding: term asks for them, as in the text log)
+        n = 0
+        with self.lock:
+            for c in self.conns.values():
+                if conn_id is not None and c.conn_id != conn_id:
+                    continue
+                for f, d in zip(c.conn_findings, c.conn_finding_dirs, strict=True):
+                    s = c.streams.get(f.stream_id or 0)
+                    sh = s.stream_headers if s is not None else None
+                    n += flt.predicate(FindingStandIn(f, d), c, sh)  # type: ignore[arg-type]
+        return n
 
     def touch(self) -> None:
         self.version += 1

@@ -1012,6 +1012,31 @@ def test_next_finding_with_findings_on_connections_only_says_where_they_are(
     drive(path, scenario)
 
 
+def test_a_filter_for_a_connection_level_finding_says_it_matches_one_on_no_frame(
+        tmp_path: Path) -> None:
+    """finding:stream-unfinished showed 'no frame matches', as if the capture had no
+    such finding: it is the connection's (on no frame), and the message says so."""
+    from tests.unit.capture.traffic import hung_download
+
+    path = hung_download(tmp_path / "hung.h2scope")
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        for text, said in (
+                ("finding:stream-unfinished", "; 1 connection-level finding (on no frame) "
+                                              "matches: F lists them; / edits the filter"),
+                ("finding:warning,info", "; 2 connection-level findings (on no frame) "
+                                         "match: F lists them;"),
+                # (the stall is the client's: it never sent the WINDOW_UPDATE)
+                ("finding:warning dir:c2s", "; 1 connection-level finding (on no frame) "),
+                ("finding:stream-unfinished dir:c2s", "frames searched); / edits the filter"),
+                ("finding:stream-unfinished stream:3", "frames searched); / edits the filter")):
+            await _filter(app, pilot, text)
+            assert app.timeline.row_count() == 0, text
+            assert app.message.startswith(f"no frame matches {text!r} ("), app.message
+            assert said in app.message, (text, app.message)
+    drive(path, scenario)
+
+
 def test_the_filter_bar_selects_the_frame_that_stalled_a_download(tmp_path: Path) -> None:
     """stall:start in the UI: the DATA that spent the windows of the hung download
     (its events rebuilt for the windows), and nothing else; with a bare word too."""
