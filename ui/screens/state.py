@@ -352,52 +352,91 @@ def flow_text(conn: ConnInfo, t0: float, cache: ChartCache | None = None,
     stalls = conn.stalls
     resumed = [end - t for t, _sd, _sid, end, _ in stalls if end is not None]
     longest = f", longest resumed {max(resumed) * 1000:.1f} ms" if resumed else ""
-    shown = stalls[-STALLS_SHOWN:]
-    latest = f"; the latest {len(shown)}" if len(shown) < len(stalls) else ""
+    # A stall that never resumed is what a hang is: listed first, however many
+    # resumed stalls came after it (an upload's dozens pushed a 5 s hang out).
+    hung = [i for i, stall in enumerate(stalls)
+            if stall[3] is None and not _harmless(conn, stall)]
+    hung_set = set(hung)
+    rest = [i for i in range(len(stalls)) if i not in hung_set][-STALLS_SHOWN:]
+    latest = f"; the latest {len(rest)} of the others" if len(rest) + len(hung) < len(stalls) \
+        else ""
     # (each window counts apart: one DATA that spends both is two stalls, as a
     # browser's log has a stream's and a session's stall)
     of_conn = sum(1 for s in stalls if s[2] == 0)
     split = f" ({of_conn} of the connection window, {len(stalls) - of_conn} of stream " \
         "windows)" if of_conn and of_conn < len(stalls) else ""
+    unresolved = f", {len(hung)} not resumed" if hung else ""
     out.append(f"stalls (a window at 0 or below while data waits): {len(stalls)}{split}"
-               f"{longest}{latest}\n", "bold")
+               f"{unresolved}{longest}{latest}\n", "bold")
     if not stalls:
         out.append("  none\n")
-    for t, sd, sid, end, conn_blocked in shown:
-        where = "connection" if sid == 0 else f"stream {sid}"
-        st = conn.streams.get(sid) if sid else None
-        if end is not None:
-            dur = f"{(end - t) * 1000:.1f} ms" + (
-                " (the connection window was still 0: still blocked)" if conn_blocked else "")
-        elif st is not None and st.reset is not None:
-            dur = f"never resumed: reset {st.reset} after {(st.last_t - t) * 1000:.1f} ms"
-        elif st is not None and st.state == "closed":
-            # its sender ended it with the window spent exactly: nothing was waiting
-            dur = "window spent by the last DATA; the stream ended"
-        elif sid == 0 and not conn.open_streams:
-            # (the connection's: every stream has ended since, so none waited on it)
-            dur = "window spent; no stream is open to wait on it"
-        else:
-            if conn.closed_t is not None and conn.closed_t >= t:
-                end_t = conn.closed_t
-            elif now is not None and not conn.closed:  # (live: no frame says it goes on)
-                end_t = now
-            else:
-                end_t = conn.last_t
-            waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
-            dur = (f"never resumed: the connection closed after {waited}" if conn.closed
-                   else f"still stalled, {waited} so far")
-        calm = (st is not None and st.state == "closed" and st.reset is None) or (
-            sid == 0 and end is None and not conn.open_streams)
-        out.append(f"  {t - t0:10.6f} s  {Direction(sd).arrow} {where}: {dur}\n",
-                   "bold" if calm else "bold red")
+    if hung and (rest or len(hung) > STALLS_SHOWN):
+        out.append("  not resumed" + (f" (the latest {STALLS_SHOWN})" if len(hung) > STALLS_SHOWN
+                                      else "") + ":\n", "dim")
+    for i in hung[-STALLS_SHOWN:]:
+        out.append(_stall_line(conn, stalls[i], t0, now), "bold red")
+    if hung and rest:
+        out.append("  resumed or harmless:\n", "dim")
+    for i in rest:
+        calm = _harmless(conn, stalls[i])
+        out.append(_stall_line(conn, stalls[i], t0, now), "bold" if calm else "bold red")
     out.append("\nstreams (latest 50): data bytes →/←, stalls\n", "bold")
     streams = conn.streams
     for sid in list(itertools.islice(reversed(streams), 50))[::-1]:
         st = streams[sid]
+        waited = sum(end - t for t, end in st.stalls if end is not None)
+        stalled = f", {waited * 1000:.1f} ms stalled" if waited else ""
+        if st.stalls and st.stalls[-1][1] is None and (st.reset is not None
+                                                      or st.state != "closed"):
+            stalled += ", the last not resumed"
         out.append(f"  stream {st.stream_id:>5}  {st.data_bytes[0]:>10}/{st.data_bytes[1]:<10}"
-                   f"  {len(st.stalls)} stall(s)\n")
+                   f"  {len(st.stalls)} stall(s){stalled}\n",
+                   "bold red" if stalled.endswith("not resumed") else "")
     return out
+
+
+Stall = tuple[float, int, int, "float | None", bool]
+"""A connection's stall: start, direction, stream (0: the connection window), end
+(None: not resumed), whether the connection window was still spent at the end."""
+
+
+def _harmless(conn: ConnInfo, stall: Stall) -> bool:
+    """Whether a stall kept nothing waiting: its stream ended (not reset) with the
+    window spent exactly, or the connection's with no stream left open."""
+    sid = stall[2]
+    st = conn.streams.get(sid) if sid else None
+    return (st is not None and st.state == "closed" and st.reset is None) or (
+        sid == 0 and stall[3] is None and not conn.open_streams)
+
+
+def _stall_line(conn: ConnInfo, stall: Stall, t0: float, now: float | None) -> str:
+    """One stall's line of the flow-control tab."""
+    t, sd, sid, end, conn_blocked = stall
+    where = "connection" if sid == 0 else f"stream {sid}"
+    st = conn.streams.get(sid) if sid else None
+    if end is not None:
+        dur = f"{(end - t) * 1000:.1f} ms" + (
+            " (the connection window was still 0: still blocked)" if conn_blocked else "")
+    elif st is not None and st.reset is not None:
+        dur = f"never resumed: reset {st.reset} after {(st.last_t - t) * 1000:.1f} ms"
+    elif st is not None and st.state == "closed":
+        # its sender ended it with the window spent exactly: nothing was waiting
+        dur = "window spent by the last DATA; the stream ended"
+    elif sid == 0 and not conn.open_streams:
+        # (the connection's: every stream has ended since, so none waited on it)
+        dur = "window spent; no stream is open to wait on it"
+    else:
+        if conn.closed_t is not None and conn.closed_t >= t:
+            end_t = conn.closed_t
+        elif now is not None and not conn.closed:  # (live: no frame says it goes on)
+            end_t = now
+        else:
+            end_t = conn.last_t
+        waited = f"{(end_t - t) * 1000:.1f} ms" if end_t >= t else ""
+        dur = (f"never resumed: the connection closed after {waited}" if conn.closed
+               else f"still stalled, {waited} so far")
+    label = f" ({st.label})" if st is not None and st.request_headers else ""
+    return f"  {t - t0:10.6f} s  {Direction(sd).arrow} {where}{label}: {dur}\n"
 
 
 def _stream_windows(out: Text, windows: list[tuple[int, int]]) -> None:

@@ -69,17 +69,28 @@ def test_each_stall_says_how_it_ended(tmp_path: Path) -> None:
         capture.close()
     head, *stalls = text[text.index("stalls (a window"):text.index("\nstreams (latest")
                          ].splitlines()
-    assert head == ("stalls (a window at 0 or below while data waits): 4, longest resumed "
-                    "340.0 ms")
-    # Each from when it began, on the timeline's clock (seconds since the first
-    # connection opened, not since this one's first frame), and how it ended.
-    assert stalls[0] == "    1.060000 s  ← stream 1: 340.0 ms"  # until the WINDOW_UPDATE
+    assert head == ("stalls (a window at 0 or below while data waits): 4, 2 not resumed, "
+                    "longest resumed 340.0 ms")
+    # Those not resumed first (a hang is what the view is opened for), then the
+    # others; each from when it began, on the timeline's clock (seconds since the
+    # first connection opened, not since this one's first frame), and how it ended.
+    assert stalls == [
+        "  not resumed:",
+        "    1.090000 s  ← stream 3 (GET / → 200): never resumed: reset by client: CANCEL "
+        "after 330.0 ms",
+        "    1.150000 s  ← stream 7 (GET / → 200): still stalled, 280.0 ms so far",
+        "  resumed or harmless:",
+        "    1.060000 s  ← stream 1 (GET / → 200): 340.0 ms",  # until the WINDOW_UPDATE
+        "    1.120000 s  ← stream 5 (GET / → 200): window spent by the last DATA; the "
+        "stream ended"]
     assert timeline_row.split()[0] == "1.060000", timeline_row
-    assert stalls[1] == ("    1.090000 s  ← stream 3: never resumed: reset by client: CANCEL "
-                         "after 330.0 ms")
-    assert stalls[2] == ("    1.120000 s  ← stream 5: window spent by the last DATA; the "
-                         "stream ended")
-    assert stalls[3] == "    1.150000 s  ← stream 7: still stalled, 280.0 ms so far"
+    # The streams' table says how long each waited, and which is waiting still.
+    table = text[text.index("\nstreams (latest"):].splitlines()[2:]
+    assert table == [
+        "  stream     1           0/101         1 stall(s), 340.0 ms stalled",
+        "  stream     3           0/100         1 stall(s), the last not resumed",
+        "  stream     5           0/100         1 stall(s)",
+        "  stream     7           0/100         1 stall(s), the last not resumed"]
 
 
 def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
@@ -90,16 +101,22 @@ def test_a_long_list_of_stalls_says_it_shows_the_latest(tmp_path: Path) -> None:
     try:
         session = Session(capture)
         load(session, capture)
-        old, state.STALLS_SHOWN = state.STALLS_SHOWN, 2
+        old, state.STALLS_SHOWN = state.STALLS_SHOWN, 1
         try:
             text = _flow(session)
         finally:
             state.STALLS_SHOWN = old
     finally:
         capture.close()
-    assert ("stalls (a window at 0 or below while data waits): 4, longest resumed 340.0 ms; "
-            "the latest 2\n") in text
-    assert "stream 7: still stalled" in text and "stream 1: 340.0 ms" not in text
+    # However many resumed stalls came after it, a hang stays listed (an upload's
+    # dozens of short stalls had pushed a 5 s one out of the latest 100).
+    assert ("stalls (a window at 0 or below while data waits): 4, 2 not resumed, longest "
+            "resumed 340.0 ms; the latest 1 of the others\n") in text
+    assert "  not resumed (the latest 1):\n" in text
+    assert "stream 3 (GET / → 200): never resumed" not in text
+    assert "stream 7 (GET / → 200): still stalled" in text
+    assert "stream 5 (GET / → 200): window spent" in text
+    assert "stream 1 (GET / → 200): 340.0 ms" not in text
 
 
 def _one_request(path: Path, *after: tuple[Direction, bytes, float],
@@ -243,7 +260,8 @@ def test_a_stall_that_never_resumed_lasts_until_the_close(tmp_path: Path) -> Non
     path = _one_request(tmp_path / "close.h2scope", (S2C, SPENT, 1.05), window=100,
                         closed=(4.05, "client"))
     text = _loaded(path, _flow)
-    assert "stream 1: never resumed: the connection closed after 3000.0 ms" in text, text
+    assert "stream 1 (GET / → 200): never resumed: the connection closed after 3000.0 ms" \
+        in text, text
 
 
 def test_the_text_export_puts_what_the_close_raised_before_the_close(tmp_path: Path) -> None:
@@ -356,9 +374,9 @@ def test_offline_a_stall_not_resumed_lasts_until_the_capture_ends_live_until_now
         live = flow_text(conn, 0.0, {}, now=conn.last_t + 10).plain
     finally:
         capture.close()
-    assert "stream 7: still stalled, 280.0 ms so far" in offline
-    assert "stream 7: still stalled, 10280.0 ms so far" in live
-    assert "stream 1: 340.0 ms" in live  # (a resumed stall is what it was)
+    assert "stream 7 (GET / → 200): still stalled, 280.0 ms so far" in offline
+    assert "stream 7 (GET / → 200): still stalled, 10280.0 ms so far" in live
+    assert "stream 1 (GET / → 200): 340.0 ms" in live  # (a resumed stall is what it was)
 
 
 def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
@@ -392,10 +410,10 @@ def test_the_live_flow_view_measures_a_hang_to_now(tmp_path: Path) -> None:
             await pilot.pause()
 
     asyncio.run(asyncio.wait_for(main(), 60))
-    (line,) = [ln for ln in seen[0].splitlines() if "stream 7:" in ln]
+    (line,) = [ln for ln in seen[0].splitlines() if "stream 7 (" in ln]
     so_far = re.search(r"still stalled, ([\d.]+) ms so far", line)
     assert so_far and float(so_far[1]) > 1e9, line  # (the frames are from 1970)
-    (later,) = [ln for ln in seen[1].splitlines() if "stream 7:" in ln]
+    (later,) = [ln for ln in seen[1].splitlines() if "stream 7 (" in ln]
     grown = re.search(r"still stalled, ([\d.]+) ms so far", later)
     assert grown and float(grown[1]) >= float(so_far[1]) + 1000, (line, later)
 
@@ -446,7 +464,7 @@ def test_a_stream_reopened_while_the_connection_window_is_spent_says_it_was_stil
                         (C2S, f.window_update(1, 1000), 1.10),
                         (C2S, f.window_update(0, 1000), 1.50))
     text = _loaded(path, _flow)
-    (line,) = [ln for ln in text.splitlines() if "← stream 1:" in ln]
+    (line,) = [ln for ln in text.splitlines() if "← stream 1 (" in ln]
     assert line.endswith("50.0 ms (the connection window was still 0: still blocked)"), line
     (conn,) = [ln for ln in text.splitlines() if "← connection:" in ln]
     assert conn.endswith("450.0 ms"), conn
