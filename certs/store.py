@@ -57,8 +57,9 @@ class CertStore:
     Thread-safe: every method may be called from any thread.
     """
 
-    def __init__(self, confdir: Path, *, cache_size: int = 1024) -> None:
+    def __init__(self, confdir: Path | str, *, cache_size: int = 1024) -> None:
         """Load or create the CA; see :func:`certs.ca.load_or_create_ca` for errors."""
+        confdir = Path(confdir)
         self.confdir = confdir
         self.ca: CertificateAuthority = load_or_create_ca(confdir)
         self.leaf_dir = ensure_private_dir(confdir / LEAF_DIR)

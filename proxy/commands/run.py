@@ -167,10 +167,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction,
                      help="headless: print no frames (--no-quiet: print them, when the "
                      "config file says quiet)")
-    out.add_argument("--annotate", action="store_const", const=True,
+    out.add_argument("--annotate", action=argparse.BooleanOptionalAction,
                      help="headless, text: show how each header field was HPACK-encoded "
-                     "(representation, index, Huffman, inserts, evictions, size updates)")
-    out.add_argument("--format", dest="output_format", metavar="FORMAT",
+                     "(representation, index, Huffman, inserts, evictions, size updates; "
+                     "--no-annotate: not, when the config file says annotate)")
+    out.add_argument("--format", dest="output_format", metavar="{text,jsonl}",
                      help="headless: text (default; a line per frame, like nghttp -v) or "
                      "jsonl (one JSON object per frame and per event, as export --format "
                      "jsonl writes, for jq)")

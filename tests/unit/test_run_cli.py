@@ -204,8 +204,11 @@ def test_flags_reach_the_config(confdir: Path, tmp_path: Path) -> None:
     assert config.sslkeylogfile == Path.cwd() / "keys.log"
     assert config.log.level == "debug"
     assert config.confdir == confdir
-    # ... and a flag turns the file's quiet off again
+    # ... and a flag turns the file's quiet off again, and its annotate
     assert run_cmd.build_config(parse(["--no-quiet"])).headless.quiet is False
+    (confdir / "config.yaml").write_text("headless: {annotate: true}\n")
+    assert run_cmd.build_config(parse([])).headless.annotate is True
+    assert run_cmd.build_config(parse(["--no-annotate"])).headless.annotate is False
 
 
 def test_sslkeylogfile_comes_from_the_environment_unless_the_flag_is_given(

@@ -31,6 +31,11 @@ def test_store_creates_the_ca_and_exposes_its_path(confdir: Path) -> None:
     assert store.ca.created
 
 
+def test_the_confdir_may_be_given_as_a_string(confdir: Path) -> None:
+    store = CertStore(str(confdir))  # (as the documented snippet does)
+    assert store.confdir == confdir and store.ca_cert_path.parent == confdir
+
+
 def test_leaf_cache_directory_is_0700_and_its_files_0600(store: CertStore) -> None:
     leaf = store.leaf("files.example.com")
     assert leaf.chain_path.parent == store.confdir / LEAF_DIR

@@ -12,8 +12,7 @@ import h2.connection
 import pytest
 
 from proxy.cli import main
-
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "hpack-test-case"
+from tests.helpers.corpus import CORPUS, missing
 
 
 def client_bytes() -> bytes:
@@ -144,7 +143,7 @@ def test_reads_file_and_stdin(tmp_path, capsys, monkeypatch):
 
 def _stories() -> list[Path]:
     if not CORPUS.is_dir():
-        pytest.fail(f"the HPACK corpus is missing: expected {CORPUS} beside the repository")
+        pytest.fail(missing(CORPUS))
     return sorted(p for d in CORPUS.iterdir() if d.is_dir() and d.name != "raw-data"
                   for p in d.glob("story_*.json"))
 

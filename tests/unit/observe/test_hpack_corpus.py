@@ -1,9 +1,10 @@
 """Every story of the public hpack-test-case corpus decodes to its headers.
 
-The corpus lives beside the repository (``../shared/hpack-test-case``) and is
-not copied into it. Each directory other than ``raw-data`` holds one encoder's
-output; every case in a story shares one decoding context. A missing corpus is
-a failure, never a skip: these tests are the interoperability evidence.
+The corpus lives beside the repository (``../shared/hpack-test-case``, or
+``$H2SCOPE_HPACK_CORPUS``: tests/helpers/corpus.py) and is not copied into it.
+Each directory other than ``raw-data`` holds one encoder's output; every case
+in a story shares one decoding context. A missing corpus is a failure, never a
+skip: these tests are the interoperability evidence.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from proxy.observe.hpack_annotated import AnnotatedDecoder, HpackDecodeError
+from tests.helpers.corpus import CORPUS, missing
 
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "hpack-test-case"
 ENCODER_DIRECTORIES = (
     "go-hpack",
     "nghttp2",
@@ -29,10 +30,7 @@ ENCODER_DIRECTORIES = (
 def _stories(directory: str) -> list[Path]:
     folder = CORPUS / directory
     if not folder.is_dir():
-        pytest.fail(
-            f"hpack-test-case corpus directory missing: {folder.resolve()} "
-            "(clone https://github.com/http2jp/hpack-test-case beside the repository)"
-        )
+        pytest.fail(missing(folder))
     stories = sorted(folder.glob("story_*.json"))
     assert stories, f"no story_*.json in {folder.resolve()}"
     return stories
@@ -40,7 +38,7 @@ def _stories(directory: str) -> list[Path]:
 
 def test_corpus_lists_every_encoder_directory() -> None:
     if not CORPUS.is_dir():
-        pytest.fail(f"hpack-test-case corpus missing: {CORPUS.resolve()}")
+        pytest.fail(missing(CORPUS))
     present = {p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert present - {"raw-data"} == set(ENCODER_DIRECTORIES)
 
