@@ -44,6 +44,10 @@ class StreamInfo:
     first_t: float = 0.0
     last_t: float = 0.0
     first_response_t: float | None = None
+    """When the final response's HEADERS came (not a 1xx: ``interim_t``; not a
+    server's WINDOW_UPDATE for an upload): the wait for the response ends there."""
+    interim_t: float | None = None
+    """When the first 1xx (100 Continue, 103 Early Hints) came."""
     response_end_t: float | None = None
     """When the server's END_STREAM came: the response complete (frames after it, a
     client's WINDOW_UPDATE or reset, are no part of its duration)."""

@@ -236,7 +236,7 @@ class Session:
                 c.http1.append((ev.t, ev.direction, ev.head))
             case RecordedUpgrade():
                 meta["protocol"] = "h2c"
-                self._message(c.stream(1), 0, ev.request_headers)
+                self._message(c.stream(1), 0, ev.request_headers, ev.t)
             case RecordedClose():
                 c.errors.extend(ev.errors)
                 if ev.errors:
@@ -348,10 +348,14 @@ class Session:
             s.last_t = t
             if ev.findings:
                 s.findings += len(ev.findings)
-            if d == 1:
-                if s.first_response_t is None:
+            if d == 1 and ftype in (_DATA, _HEADERS):
+                if s.first_response_t is None and (
+                        ftype == _DATA or (ev.block is None and f.flags & 0x4)):
+                    # (DATA before any response HEADERS, or a HEADERS whose block did
+                    # not decode: the response began, whatever it says; a decoded
+                    # block sets it below, unless it is a 1xx)
                     s.first_response_t = t
-                if f.flags & 0x1 and ftype in (_DATA, _HEADERS):  # END_STREAM
+                if f.flags & 0x1:  # END_STREAM
                     s.response_end_t = t
         if ftype == _DATA:
             if s is not None and type(f) is DataFrame:
@@ -378,7 +382,7 @@ class Session:
                 if not pushed.first_t:
                     pushed.first_t = t
             elif s is not None:
-                self._message(s, d, block.headers)
+                self._message(s, d, block.headers, t)
         if isinstance(f, HeadersFrame) and f.priority is not None:
             p = f.priority
             c.priority.set(sid, p.depends_on, p.weight, p.exclusive)
@@ -405,7 +409,8 @@ class Session:
             c.stream(f.promised_stream_id).pushed_by = sid
 
     @staticmethod
-    def _message(s: StreamInfo, d: int, headers: tuple[tuple[str, str], ...]) -> None:
+    def _message(s: StreamInfo, d: int, headers: tuple[tuple[str, str], ...], t: float,
+                 ) -> None:
         if d == 0:
             if s.request_headers is None:
                 s.request_headers = headers
@@ -423,8 +428,12 @@ class Session:
             status = next((v for n, v in headers if n == ":status"), None)
         if status is not None and status[:1] == "1":
             s.informational = (*s.informational, headers)
+            if s.interim_t is None:
+                s.interim_t = t
         elif s.response_headers is None:
             s.response_headers = headers
+            if s.first_response_t is None:
+                s.first_response_t = t
         else:
             s.response_trailers = headers
 

@@ -4,9 +4,9 @@ A performance question — which resource took longest, waited longest for its
 first byte, was largest — had no answer but scanning the lanes by eye. One row
 per stream that carried a request (pushed responses too): connection, stream,
 method and path, status (a gRPC call's grpc-status by name beside it), start,
-time to the first response frame, duration to
+time to the final response's HEADERS, duration to
 the response's end (the server's END_STREAM, not a WINDOW_UPDATE after it),
-response body bytes, how it ended. ``d``/``w``/``b``/``t`` sort by duration,
+request and response body bytes, how it ended. ``d``/``w``/``b``/``t`` sort by duration,
 wait, bytes, start; Enter selects the stream's first frame in the timeline
 (``s`` there opens its stream view). The times are the proxy's (docs/ui.md).
 """
@@ -40,11 +40,14 @@ class RequestRow:
     start: float
     """Seconds since the session's first frame."""
     wait: float | None
-    """Seconds to the first response frame."""
+    """Seconds to the final response's HEADERS (a 1xx is not the response)."""
     duration: float
     """Seconds to the response's END_STREAM, else to the stream's last frame."""
     ended: bool
     body: int
+    """Response body bytes (DATA payload)."""
+    sent: int
+    """Request body bytes (an upload's)."""
     reset: str | None
     first_row: int
 
@@ -69,7 +72,8 @@ def request_rows(session: Session) -> list[RequestRow]:
                     start=session.relative(st.first_t),
                     wait=None if st.first_response_t is None else st.first_response_t - st.first_t,
                     duration=end - st.first_t, ended=st.response_end_t is not None,
-                    body=st.data_s2c, reset=st.reset, first_row=st.rows[0]))
+                    body=st.data_s2c, sent=st.data_c2s, reset=st.reset,
+                    first_row=st.rows[0]))
     out.sort(key=lambda r: r.start)
     return out
 
@@ -77,8 +81,8 @@ def request_rows(session: Session) -> list[RequestRow]:
 SORTS = {
     "duration": (lambda r: -r.duration, "slowest first"),
     "wait": (lambda r: -(r.wait if r.wait is not None else float("inf")),
-             "longest wait for the first byte first"),
-    "bytes": (lambda r: -r.body, "largest first"),
+             "longest wait for the response first"),
+    "bytes": (lambda r: -(r.body + r.sent), "largest first (sent and received)"),
     "start": (lambda r: r.start, "in the order they started"),
 }
 
@@ -112,7 +116,7 @@ class RequestsScreen(ModalScreen[int | None]):
     def on_mount(self) -> None:
         table = self.query_one("#requests-table", DataTable)
         for col in ("conn", "stream", "request", "status", "start s", "wait ms", "total ms",
-                    "body bytes", "ended"):
+                    "sent bytes", "received bytes", "ended"):
             table.add_column(col, key=col)
         self._fill()
         table.focus()
@@ -136,7 +140,8 @@ class RequestsScreen(ModalScreen[int | None]):
             ended = "reset " + r.reset if r.reset else "complete" if r.ended else "open"
             table.add_row(f"#{r.conn}", str(r.stream), safe_str(r.label), r.status or "…",
                           f"{r.start:.3f}", "" if r.wait is None else f"{r.wait * 1000:.1f}",
-                          f"{r.duration * 1000:.1f}", f"{r.body:,}", ended, key=str(i))
+                          f"{r.duration * 1000:.1f}", f"{r.sent:,}" if r.sent else "",
+                          f"{r.body:,}", ended, key=str(i))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         table = self.query_one("#requests-table", DataTable)

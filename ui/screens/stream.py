@@ -66,8 +66,12 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     t0 = st.first_t
     rel = session.relative
     timing = [f"started {rel(t0):.6f} s"]
+    if st.interim_t is not None:
+        interim = dict(st.informational[0]).get(":status", "1xx") if st.informational \
+            else "1xx"
+        timing.append(f"interim {interim} +{(st.interim_t - t0) * 1000:.3f} ms")
     if st.first_response_t is not None:
-        timing.append(f"first response byte +{(st.first_response_t - t0) * 1000:.3f} ms")
+        timing.append(f"response headers +{(st.first_response_t - t0) * 1000:.3f} ms")
     if st.response_end_t is not None:
         done = f"response complete +{(st.response_end_t - t0) * 1000:.3f} ms"
         if st.first_response_t is not None:

@@ -175,7 +175,7 @@ def test_stream_view_shows_messages_decoded_body_and_copies_curl(capture_path: P
         assert "request headers" in text and ":path: /api/users" in text
         assert "response headers" in text and "content-encoding: gzip" in text
         assert "; gzip decoded" in text and '"name": "grace"' in text
-        assert "timing: started 0.003000 s, first response byte +1.000 ms" in text
+        assert "timing: started 0.003000 s, response headers +1.000 ms" in text
         await pilot.press("c")
         assert screen.curl.endswith("https://api.example.test/api/users")
         await pilot.press("escape")

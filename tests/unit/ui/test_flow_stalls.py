@@ -604,8 +604,36 @@ def test_the_stream_view_times_the_response_to_its_end_not_to_a_later_window_upd
     text = _loaded(path, lambda session: stream_text(
         session, session.conns[1], session.conns[1].streams[1]).plain)
     timing = text.splitlines()[1]
-    assert "first response byte +60.000 ms, response complete +110.000 ms (receiving " \
+    assert "response headers +60.000 ms, response complete +110.000 ms (receiving " \
         "50.000 ms), last frame +460.000 ms" in timing, timing
+
+
+def test_the_wait_for_a_response_ends_at_the_final_response_not_a_1xx_or_window_update(
+        tmp_path: Path) -> None:
+    """The stream view's "first response byte" was a 100's (or a server's
+    WINDOW_UPDATE for an upload), so "receiving" counted the server's wait for the
+    final response, and the requests list's wait too; the HAR measured to the final
+    response. Now all three agree, and the 1xx has its own time."""
+    from ui.screens.requests import request_rows
+    from ui.screens.stream import stream_text
+
+    f = FrameFactory()
+    f.block(C2S, REQUEST)
+    path = _one_request(tmp_path / "interim.h2scope",
+                        (S2C, f.window_update(1, 1000), 1.06),
+                        (S2C, f.headers(S2C, 1, [(":status", "100")]), 1.08),
+                        (S2C, f.headers(S2C, 1, [(":status", "200")]), 1.30),
+                        (S2C, f.data(1, b"x" * 10, flags=["END_STREAM"]), 1.31))
+
+    def seen(session: Session) -> tuple[str, float | None]:
+        (row,) = request_rows(session)
+        text = stream_text(session, session.conns[1], session.conns[1].streams[1]).plain
+        return text.splitlines()[1], row.wait
+
+    timing, wait = _loaded(path, seen)
+    assert "interim 100 +40.000 ms, response headers +260.000 ms, response complete " \
+        "+270.000 ms (receiving 10.000 ms)" in timing, timing
+    assert wait == pytest.approx(0.26)
 
 
 def test_the_stall_count_says_how_many_were_the_connections() -> None:
