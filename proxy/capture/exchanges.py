@@ -41,7 +41,13 @@ from proxy.observe.events import (
     FrameObserved,
 )
 from proxy.observe.findings import Finding
-from proxy.observe.frames import DataFrame, HeadersFrame, PushPromiseFrame, RstStreamFrame
+from proxy.observe.frames import (
+    DataFrame,
+    HeadersFrame,
+    PriorityFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+)
 from proxy.websocket import is_websocket, upgrade_of
 
 Headers = tuple[tuple[str, str], ...]
@@ -110,6 +116,9 @@ class Exchange:
     """HTTP/1.x: the response's reason phrase."""
     request_weight: int | None = None
     """The RFC 7540 weight (1–256) the request's HEADERS frame carried, if it had one."""
+    weight_now: int | None = None
+    """The weight the client's last PRIORITY frame for the stream gave it (a browser
+    raises a request that became urgent), else ``request_weight``."""
     head_sizes: list[int] = field(default_factory=lambda: [-1, -1])
     """The request's and the response's head, bytes as sent: HTTP/1.x, the start line
     and header lines; HTTP/2, the HPACK header block (-1: not seen)."""
@@ -233,7 +242,9 @@ def collect(replayed: Iterable[Replayed], *, conn: int | None = None,
                     ex.response_end = wall
             if c2s and isinstance(f, HeadersFrame) and f.priority is not None and \
                     ex.request_headers is None and ex.request_weight is None:
-                ex.request_weight = f.priority.weight
+                ex.request_weight = ex.weight_now = f.priority.weight
+            elif c2s and isinstance(f, PriorityFrame) and ex.request_weight is not None:
+                ex.weight_now = f.priority.weight
             if isinstance(f, DataFrame) and f.malformed is None:
                 data = stored_data(rec, f)
                 cut = ex.request_body_truncated if c2s else ex.response_body_truncated

@@ -242,13 +242,16 @@ _URGENCY = ("VeryHigh", "High", "Medium", "Low")
 u=1, …); 4 to 7 are VeryLow."""
 
 
-def _priority(ex: Exchange) -> str | None:
+def _priority(ex: Exchange, initial: bool = False) -> str | None:
     """DevTools' name for the request's priority: from a weight only Chromium sends
     (it can be raised after the request's ``priority`` header was written: the weight
-    is the later word), else from an RFC 9218 ``priority`` header's urgency; None when
-    the request says neither (curl's and h2load's default weight 16 says nothing)."""
-    if ex.request_weight in _CHROME_WEIGHTS:
-        return _CHROME_WEIGHTS[ex.request_weight]
+    is the later word) — the last a PRIORITY frame gave it, as DevTools' Priority
+    column shows, or with ``initial`` its HEADERS' —, else from an RFC 9218
+    ``priority`` header's urgency; None when the request says neither (curl's and
+    h2load's default weight 16 says nothing)."""
+    weight = ex.request_weight if initial or ex.weight_now is None else ex.weight_now
+    if weight in _CHROME_WEIGHTS:
+        return _CHROME_WEIGHTS[weight]
     value = ex.header("priority")
     if value is None:
         return None
@@ -433,6 +436,9 @@ def entry(ex: Exchange, meta: dict[str, Any], *, first: bool = False) -> dict[st
     priority = _priority(ex)
     if priority is not None:
         out["_priority"] = priority
+        initial = _priority(ex, initial=True)
+        if initial != priority:  # (raised or lowered by a PRIORITY frame)
+            h2["initialPriority"] = initial
     del out["pageref"]
     if ex.websocket:
         _websocket(out, ex)

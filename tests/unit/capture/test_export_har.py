@@ -450,3 +450,26 @@ def test_a_cors_preflight_is_typed_preflight() -> None:
         ("access-control-request-method", "PUT"), ("sec-fetch-dest", "empty")),
         response_headers=((":status", "204"),))
     assert entry(ex, {})["_resourceType"] == "preflight"
+
+
+def test_priority_is_the_last_a_priority_frame_gave_and_the_first_is_kept(
+        tmp_path: Path) -> None:
+    """Chromium raises a request that became urgent with a PRIORITY frame (weight 183
+    → 220): DevTools' Priority column shows the current priority, and the HAR said
+    the HEADERS' one."""
+    import hpack
+    from hyperframe.frame import DataFrame, HeadersFrame, PriorityFrame
+
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    req = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM", "PRIORITY"], depends_on=0,
+                       stream_weight=182, exclusive=True)  # (the wire's weight - 1)
+    req.data = enc_c.encode([(":method", "GET"), (":scheme", "https"),
+                             (":authority", "a.test"), (":path", "/img.png")])
+    raised = PriorityFrame(1, depends_on=0, stream_weight=219, exclusive=True)
+    resp = HeadersFrame(1, flags=["END_HEADERS"])
+    resp.data = enc_s.encode([(":status", "200"), ("content-type", "image/png")])
+    entry = _timed(tmp_path, [(1.0, "c", req.serialize()), (1.1, "c", raised.serialize()),
+                              (1.2, "s", resp.serialize()),
+                              (1.3, "s", DataFrame(1, b"x", flags=["END_STREAM"]).serialize())])
+    assert entry["_priority"] == "High"
+    assert entry["_h2scope"]["initialPriority"] == "Medium"
