@@ -76,8 +76,9 @@ def test_benchmarks_lead_with_the_latest_full_runs_figures_copied_from_it() -> N
     text = (DOCS / "benchmarks.md").read_text()
     results = text.split("\n## Results\n", 1)[1]
     assert results.index("### Current figures") < results.index("\n## History\n")
-    sessions = [int(n) for n in re.findall(r"^### Session (\d+):", text, flags=re.MULTILINE)]
-    latest = text.split(f"\n### Session {max(sessions)}:", 1)[1].split("\n## ", 1)[0]
+    sessions = [int(n) for n in re.findall(r"^### Session (\d+) \(\d{4}-\d\d-\d\d\):", text,
+                                            flags=re.MULTILINE)]
+    latest = text.split(f"\n### Session {max(sessions)} (", 1)[1].split("\n## ", 1)[0]
     current = results.split("### Current figures", 1)[1].split("\n## History\n", 1)[0]
     assert f"Session {max(sessions)}" in current
 
