@@ -163,15 +163,7 @@ def frame_summary(ev: FrameObserved) -> str:
                     text += f" stream={ev.windows[1]}"
             return text
         case HeadersFrame() | PushPromiseFrame():
-            parts = []
-            if isinstance(f, PushPromiseFrame):
-                parts.append(f"promised={f.promised_stream_id}")
-            if isinstance(f, HeadersFrame) and f.priority is not None:
-                p = f.priority
-                parts.append(f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} "
-                             f"weight={p.weight}")
-            if f.pad_length is not None:
-                parts.append(f"+{f.pad_length} padding")
+            parts = header_frame_fields(f)
             if ev.block is not None:
                 parts.append(block_summary(ev.block.headers))
             elif not f.end_headers:
@@ -218,6 +210,20 @@ def frame_summary(ev: FrameObserved) -> str:
                 return f"fragment {f.length} bytes, {_not_decoded(ev)}"
             return f"fragment {f.length} bytes"
     return f"{f.length} bytes"
+
+
+def header_frame_fields(f: Frame) -> list[str]:
+    """What a HEADERS or PUSH_PROMISE frame says besides its header block: the
+    promised stream, the RFC 7540 priority, the padding."""
+    parts = []
+    if isinstance(f, PushPromiseFrame):
+        parts.append(f"promised={f.promised_stream_id}")
+    if isinstance(f, HeadersFrame) and f.priority is not None:
+        p = f.priority
+        parts.append(f"dep={p.depends_on}{'(excl)' if p.exclusive else ''} weight={p.weight}")
+    if isinstance(f, HeadersFrame | PushPromiseFrame) and f.pad_length is not None:
+        parts.append(f"+{f.pad_length} padding")
+    return parts
 
 
 def _not_decoded(ev: FrameObserved) -> str:

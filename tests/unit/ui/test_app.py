@@ -65,7 +65,7 @@ def test_view_shows_connections_timeline_rows_and_status(capture_path: Path) -> 
         assert "api.example.test:443" in screen
         assert "TLSv1.3 h2" in screen
         assert "HEADERS" in screen and "SETTINGS" in screen and "PUSH_PROMISE" in screen
-        assert "GET api.example.test/api/users" in screen
+        assert "GET /api/users" in screen  # (its host is the connection's: said there)
         status = app.status.plain
         assert f"{len(app.session.table):,} frames" in status
         assert "(loaded)" in status and "1 connection " in status + " "
@@ -81,6 +81,34 @@ def test_timeline_row_has_time_conn_direction_stream_type_flags_length_summary(
     assert ":status 200" in text
     finding = t.finding_rows[0]
     assert render_frame_row(session, finding).plain.startswith("!")
+
+
+def test_a_request_row_leads_with_its_path_and_names_a_host_not_the_connections() -> None:
+    """At 160 columns with the detail pane open every Chromium request row read
+    'GET localho…': the authority (the connection's own target) and the RFC 7540
+    priority came before the path."""
+    import h2.config
+    import h2.connection
+
+    from proxy.observe.connection import ConnectionObserver
+    from proxy.observe.enums import Direction
+    from proxy.observe.events import FrameObserved
+    from ui.widgets.timeline import _block_row_summary
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    for sid, authority in ((1, "www.example.com"), (3, "cdn.example.com")):
+        client.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
+                                  (":authority", authority), (":path", f"/s{sid}.js")],
+                            end_stream=True, priority_weight=183, priority_depends_on=0,
+                            priority_exclusive=True)
+    events = [ev for ev in ConnectionObserver().feed(Direction.C2S, client.data_to_send(), 0.0)
+              if isinstance(ev, FrameObserved) and ev.block is not None]
+    rows = [_block_row_summary(ev, "www.example.com:443") for ev in events]
+    assert rows == ["GET /s1.js  dep=0(excl) weight=183",
+                    "GET cdn.example.com/s3.js  dep=0(excl) weight=183"]
+    assert _block_row_summary(events[0], "www.example.com:8443").startswith(
+        "GET www.example.com/s1.js")  # (another port: another origin)
 
 
 def test_selecting_a_frame_fills_every_detail_tab(capture_path: Path) -> None:
