@@ -25,6 +25,7 @@ from ui.widgets import style
 from ui.widgets.rowlist import RowList
 
 _BLOCK_TYPES = (1, 5, 9)
+_RST_STREAM = 3
 """HEADERS, PUSH_PROMISE, CONTINUATION: their summary needs the decoded block."""
 _SHORT_FLAGS = {"END_STREAM": "ES", "END_HEADERS": "EH", "PADDED": "PAD", "PRIORITY": "PRI",
                 "ACK": "ACK"}
@@ -169,6 +170,12 @@ def render_frame_row(session: Session, row: int,
         text.append(_block_row_summary(ev, c.target if c is not None else ""))
     else:
         text.append(frame_summary(ev))
+        if ftype == _RST_STREAM:
+            # (which request was reset, without looking up its HEADERS among dozens)
+            c = session.conns.get(t.conn[row])
+            st = c.streams.get(sid) if c is not None else None
+            if st is not None and st.request_headers:
+                text.append(f"  {st.label}", style.TIME)
     return text
 
 

@@ -111,6 +111,13 @@ def test_a_request_row_leads_with_its_path_and_names_a_host_not_the_connections(
         "GET www.example.com/s1.js")  # (another port: another origin)
 
 
+def test_a_reset_row_names_the_request_it_reset(session: Any) -> None:
+    t = session.table
+    (row,) = [r for r in range(len(t)) if t.type[r] == 3]
+    text = render_frame_row(session, row).plain
+    assert text.endswith("CANCEL  GET /slow → …"), text  # (reset before any response)
+
+
 def test_selecting_a_frame_fills_every_detail_tab(capture_path: Path) -> None:
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         row = _row_of(app, 1, 1)  # the request HEADERS of stream 1
