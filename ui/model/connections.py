@@ -62,6 +62,10 @@ class StreamInfo:
     urgency: int | None = None
     """RFC 9218 §4.1 urgency (0-7) from the ``priority`` header or PRIORITY_UPDATE."""
     incremental: bool | None = None
+    dependency: tuple[tuple[float, str, int, int, bool], ...] = ()
+    """RFC 7540 priority signals for this stream, in order: (time, the frame type
+    that carried it — HEADERS or PRIORITY —, stream it depends on, weight,
+    exclusive)."""
     data_c2s: int = 0
     """DATA payload bytes the client sent on this stream (padding excluded)."""
     data_s2c: int = 0

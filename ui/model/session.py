@@ -386,6 +386,9 @@ class Session:
         if isinstance(f, HeadersFrame) and f.priority is not None:
             p = f.priority
             c.priority.set(sid, p.depends_on, p.weight, p.exclusive)
+            if s is not None:
+                s.dependency = (*s.dependency,
+                                (t, "HEADERS", p.depends_on, p.weight, p.exclusive))
         elif isinstance(f, SettingsFrame) and not f.ack:
             c.settings_pending[d].append(f.settings)
         elif isinstance(f, RstStreamFrame) and s is not None:
@@ -398,6 +401,9 @@ class Session:
         elif isinstance(f, PriorityFrame):
             p = f.priority
             c.priority.set(sid, p.depends_on, p.weight, p.exclusive)
+            if s is not None:
+                s.dependency = (*s.dependency,
+                                (t, "PRIORITY", p.depends_on, p.weight, p.exclusive))
         elif isinstance(f, PriorityUpdateFrame):
             u, inc, _ = parse_priority_field(f.field_value.decode("latin-1"))
             target_s = c.stream(f.prioritized_stream_id)

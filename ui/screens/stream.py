@@ -91,6 +91,11 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
         timing.append(f"priority urgency {urgency}{incremental} (RFC 9218)")
     out.append("timing: " + ", ".join(timing) + " (when the frames crossed h2scope: the "
                "client's own times differ by its side of the trip)\n", "dim")
+    if st.dependency:
+        said = [f"{kind}{'' if t == t0 else f' at +{(t - t0) * 1000:.3f} ms'}: depends on "
+                f"{dep}{' exclusively' if excl else ''}, weight {weight}"
+                for t, kind, dep, weight, excl in st.dependency]
+        out.append("RFC 7540 priority: " + "; then ".join(said) + "\n", "dim")
     _headers(out, "request headers", st.request_headers)
     websocket = is_websocket(st.request_headers)
     req = reassemble(session, st, 0)

@@ -646,3 +646,30 @@ def test_the_stall_count_says_how_many_were_the_connections() -> None:
     text = flow_text(conn, 0.0, {}).plain
     assert "stalls (a window at 0 or below while data waits): 3 (1 of the connection " \
         "window, 2 of stream windows), longest resumed 100.0 ms" in text, text
+
+
+def test_the_stream_view_shows_the_rfc7540_priority_and_each_change(tmp_path: Path) -> None:
+    """Chromium sends its priority as a HEADERS weight and raises a request with
+    PRIORITY frames; the stream view showed only an RFC 9218 header."""
+    import hyperframe.frame as hf
+
+    from ui.screens.stream import stream_text
+
+    f = FrameFactory()
+    path = tmp_path / "prio.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM", "PRIORITY"],
+                            depends_on=0, stream_weight=182, exclusive=True), 1.04)
+    tap.feed(C2S, hf.PriorityFrame(1, depends_on=0, stream_weight=219,
+                                   exclusive=True).serialize(), 1.09)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
+             1.10)
+    writer.close(fsync=False)
+    text = _loaded(path, lambda session: stream_text(
+        session, session.conns[1], session.conns[1].streams[1]).plain)
+    assert ("RFC 7540 priority: HEADERS: depends on 0 exclusively, weight 183; then PRIORITY "
+            "at +50.000 ms: depends on 0 exclusively, weight 220\n") in text, text
