@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.observe.enums import Direction
+from proxy.observe.enums import Direction, error_name
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.findings import finding as _f
 from proxy.observe.header_rules import header_value
@@ -28,7 +28,8 @@ _SENDING = {
 
 def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
                seq: int, server_goaway: int | None = None,
-               ended_at: int | None = None, silent: bool = False) -> list[Finding]:
+               ended_at: int | None = None, silent: bool = False,
+               goaway_error: int = 0) -> list[Finding]:
     """The findings for the messages ``direction``'s sender had not finished when
     the connection closed (``closed_by``: ``client``, ``server``, ``proxy``, or
     None when unknown). A stream reset is finished; a short body is reported once
@@ -40,9 +41,13 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     given up on because the sender had gone (a killed server's calls, reset by the
     client as the socket closed): still the sender's unfinished message. ``silent``:
     the sender never sent a byte (no preface SETTINGS either): no HTTP/2 peer broke
-    off, so information, with the likely cause (a TLS port behind reverse:http://)."""
+    off, so information, with the likely cause (a TLS port behind reverse:http://).
+    ``goaway_error``: the error code of the sender's last GOAWAY; a sender that
+    closed after a GOAWAY with an error did what a connection error requires
+    (§5.4.1: close the connection), and abandoned nothing: information, with why."""
     sender = direction.sender
     own = closed_by is None or closed_by == sender
+    errored = own and goaway_error != 0
     sending = _SENDING[direction]
     out: list[Finding] = []
     cut: list[int] = []
@@ -64,7 +69,8 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
             continue
         declared = stream.content_length[direction]
         received = stream.data_bytes[direction]
-        if direction is Direction.S2C and own and declared >= 0 and received < declared:
+        if direction is Direction.S2C and own and not errored and declared >= 0 and \
+                received < declared:
             stream.content_length[direction] = -1
             out.append(_f("content-length-mismatch", Severity.ERROR, "RFC 9113 §8.1.1",
                           f"the response on stream {sid} declares content-length {declared} "
@@ -77,14 +83,15 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
             if declared >= 0:  # how far the body got: an upload cut at 73,000 of 1,000,000
                 amounts[sid] = f" ({received:,} of {declared:,} bytes)"
             tunnel = header_value(stream.request_headers or (), ":method") == "CONNECT"
-            abandoned |= direction is Direction.S2C and own and not tunnel
+            abandoned |= direction is Direction.S2C and own and not tunnel and not errored
     if cut:
         many = len(cut) > 1
         shown = ", ".join(f"{sid}{amounts.get(sid, '')}" for sid in cut[:10]) + (
             f", … ({len(cut)} in all)" if len(cut) > 10 else "")
         what = "response" if direction is Direction.S2C else "request"
         by = f"the {closed_by} closed it" if closed_by else "it closed"
-        said = "" if not silent else (
+        said = f": it had sent GOAWAY {error_name(goaway_error)}, and a connection error " \
+            "ends every open stream (§5.4.1)" if errored else "" if not silent else (
             f": the {sender} sent not a byte, not even its SETTINGS — no HTTP/2 {sender} "
             "there? (a TLS port reached with reverse:http:// ends this way: use "
             "reverse:https://)")

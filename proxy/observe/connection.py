@@ -351,7 +351,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 for finding in unfinished(streams, side.direction, closed_by, self.seq,
                                           self.sides[S2C].goaway_last_stream_id, ended_at,
                                           silent=side.direction is S2C and not side.offset
-                                          and not side.buffer):
+                                          and not side.buffer, goaway_error=side.goaway_error):
                     self._conn_finding(side.direction, t, finding)
                 stall = stalled_at_close(self.streams.values(), side.direction,
                                          side.conn_stalled_since, side.conn_stall_seq, t)

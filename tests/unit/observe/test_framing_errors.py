@@ -118,6 +118,37 @@ def test_a_server_abandoning_a_response_of_unknown_length_is_a_warning(
     assert (code, sev) == ("stream-unfinished", Severity.WARNING)
 
 
+def test_a_server_closing_after_its_error_goaway_abandoned_nothing(
+        make_conv: type[Conversation]) -> None:
+    """The client's connection error (here a frame too large): the server sends
+    GOAWAY FRAME_SIZE_ERROR and closes, as RFC 9113 §5.4.1 requires. Its response
+    was charged as abandoned (a warning; an error when it had a content-length),
+    failing --fail-on warning against the side that did right."""
+    goaway = bytes.fromhex("000008070000000000") + (1).to_bytes(4, "big") + \
+        (6).to_bytes(4, "big")  # FRAME_SIZE_ERROR, last-stream-id 1
+    for length in (True, False):
+        conv = make_conv()
+        conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        head = [(":status", "200")] + ([("content-length", "100000")] if length else [])
+        conv.send(S2C, conv.f.headers(S2C, 1, head))
+        conv.send(S2C, conv.f.data(1, b"q" * 10_000))
+        conv.send(S2C, goaway)
+        conv.events.extend(conv.obs.close(conv.t, "server"))
+        ((code, sev, message),) = _conn_findings(conv)
+        assert (code, sev) == ("stream-unfinished", Severity.INFO), length
+        assert message.endswith("unfinished (no END_STREAM): it had sent GOAWAY "
+                                "FRAME_SIZE_ERROR, and a connection error ends every open "
+                                "stream (§5.4.1)"), message
+    # A graceful GOAWAY (NO_ERROR) excuses nothing: the response was still cut.
+    conv = make_conv()
+    conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+    conv.send(S2C, goaway[:-4] + bytes(4))
+    conv.events.extend(conv.obs.close(conv.t, "server"))
+    ((code, sev, _),) = _conn_findings(conv)
+    assert (code, sev) == ("stream-unfinished", Severity.WARNING)
+
+
 def test_finished_and_reset_streams_are_not_unfinished(conv: Conversation) -> None:
     conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
     conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS",
