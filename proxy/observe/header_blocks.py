@@ -275,13 +275,15 @@ class HeaderBlocks:
 
     @staticmethod
     def _no_content_length(headers: tuple[tuple[str, str], ...], status: int, seq: int,
-                           sid: int, findings: list[Finding]) -> None:
-        """RFC 9110 §8.6: no content-length in a 1xx or 204 response."""
+                           sid: int, findings: list[Finding],
+                           where: str = "a 1xx or 204 response") -> None:
+        """RFC 9110 §8.6: no content-length in a 1xx or 204 response, nor in a 2xx
+        response to CONNECT."""
         value = header_value(headers, "content-length")
         if value is not None:
             findings.append(_f("content-length-forbidden", Severity.WARNING, "RFC 9110 §8.6",
                                f"a {status} response carries content-length: {value}; a server "
-                               "must not send it in a 1xx or 204 response", seq, sid))
+                               f"must not send it in {where}", seq, sid))
 
     def _headers_role(self, stream: Stream, direction: Direction, frame: HeadersFrame, seq: int,
                       findings: list[Finding]) -> BlockRole:
@@ -497,6 +499,12 @@ class HeaderBlocks:
                           if stream.request_headers is not None else None)
                 if method == "HEAD" or status == 304 or status == 204:
                     stream.content_length[S2C] = NO_CONTENT
+                elif method == "CONNECT" and status is not None and 200 <= status < 300:
+                    # A tunnel: its DATA is the tunnelled bytes, whose length no field says.
+                    self._no_content_length(headers, status, seq, sid, findings,
+                                            "a 2xx response to CONNECT (the tunnel that "
+                                            "follows has no length)")
+                    stream.content_length[S2C] = -1
                 else:
                     stream.content_length[S2C] = length
                 ended = promised is None and sender_finished(stream.state, direction)

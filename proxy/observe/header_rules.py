@@ -95,7 +95,8 @@ def check_fields(headers: tuple[tuple[str, str], ...], role: BlockRole, *, seq: 
     pseudo = _quick_scan(headers, allowed, role)
     if pseudo is None:
         pseudo = _full_scan(headers, role, allowed, seq, stream_id, out, true_binary)
-    if not connect_protocol and ":protocol" in pseudo and role is _REQUEST:
+    if not connect_protocol and ":protocol" in pseudo and role is _REQUEST and \
+            pseudo.get(":method") == "CONNECT":  # (elsewhere: pseudo-header-invalid)
         out.append(_finding("extended-connect-not-enabled", Severity.ERROR, "RFC 8441 §4",
                             f"an extended CONNECT (:protocol) on stream {stream_id}, but the "
                             "server has not sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1",
@@ -330,6 +331,13 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             if missing:
                 out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
                                     f"request without {', '.join(missing)}", seq, stream_id))
+            if ":authority" not in pseudo and "host" not in pseudo and \
+                    pseudo.get(":scheme") in ("http", "https") and role is _REQUEST:
+                # (a promised request without :authority is push-request-invalid, below)
+                out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
+                                    f"{pseudo[':scheme']} request with neither :authority nor "
+                                    "host: a request whose scheme has an authority must carry "
+                                    "one (servers reset it: PROTOCOL_ERROR)", seq, stream_id))
             path = pseudo.get(":path")
             if path == "":
                 out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9113 §8.3.1",

@@ -8,6 +8,7 @@ from hyperframe import frame as hf
 
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
+from proxy.observe.events import ConnectionFindingRaised
 from tests.unit.observe.conftest import REQUEST, Conversation
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -119,6 +120,22 @@ def test_content_length_in_an_informational_response_is_flagged(conv: Conversati
     assert found == ["content-length-forbidden"]
 
 
+def test_content_length_in_a_2xx_to_connect_is_flagged_and_no_body_length(
+        conv: Conversation) -> None:
+    """RFC 9110 §8.6 forbids it; the tunnel's bytes were also measured against it
+    ('0 of 0 bytes' unfinished), and its DATA would have been 'more than declared'."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, [(":method", "CONNECT"), (":authority", "example.com:443")]))
+    found = conv.finding_objects(conv.send(S2C, f.headers(S2C, 1, [(":status", "200"),
+                                                                   ("content-length", "0")])))
+    assert [(x.code, x.rfc) for x in found] == [("content-length-forbidden", "RFC 9110 §8.6")]
+    assert "a 2xx response to CONNECT" in found[0].message
+    assert codes(conv, conv.send(S2C, f.data(1, b"tunnelled bytes"))) == []
+    closing = [e.finding for e in conv.obs.close(conv.t, "client")
+               if isinstance(e, ConnectionFindingRaised) and e.finding.code == "stream-unfinished"]
+    assert closing and not any("of 0 bytes" in x.message for x in closing)
+
+
 def _request(conv: Conversation, headers: list[tuple[str, str]], sid: int = 1) -> list[str]:
     return codes(conv, conv.send(C2S, conv.f.headers(C2S, sid, headers, flags=END)))
 
@@ -185,6 +202,26 @@ def test_protocol_outside_connect_and_a_withdrawn_setting_are_flagged() -> None:
     assert [(x.code, x.rfc) for x in found] == [("pseudo-header-invalid", "RFC 8441 §4")]
     found = conv.finding_objects(conv.send(S2C, conv.f.settings(enable_connect_protocol=0)))
     assert [(x.code, x.rfc) for x in found] == [("setting-out-of-range", "RFC 8441 §3")]
+
+
+def test_protocol_on_a_get_is_one_error_not_an_extended_connect_too() -> None:
+    """Where the server never enabled extended CONNECT, a GET with :protocol was also
+    called 'an extended CONNECT' the server had not allowed: two errors for one."""
+    conv = Conversation()
+    get = [(":method", "GET"), *WS_CONNECT[1:]]
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, get, flags=END)))
+    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-invalid", "RFC 8441 §4")]
+
+
+def test_a_request_with_neither_authority_nor_host_is_flagged(conv: Conversation) -> None:
+    """RFC 9113 §8.3.1: an http or https request carries :authority or host; nghttpd
+    resets one that has neither (PROTOCOL_ERROR), and nothing said why."""
+    bare = [(":method", "GET"), (":scheme", "http"), (":path", "/index.html")]
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, bare, flags=END)))
+    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-missing", "RFC 9113 §8.3.1")]
+    assert found[0].message.startswith("http request with neither :authority nor host")
+    assert _request(conv, [*bare, ("host", "example.com")], 3) == []
+    assert _request(conv, [(":method", "GET"), (":scheme", "urn"), (":path", "/x")], 5) == []
 
 
 GRPC_REQUEST = [(":method", "POST"), (":scheme", "https"), (":authority", "example.com"),
