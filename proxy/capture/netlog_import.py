@@ -183,6 +183,8 @@ class _Socket:
     """Server bytes before the client's first."""
     error: str | None = None
     closed_by: str | None = None
+    reason: str | None = None
+    """Why Chromium closed its HTTP/2 session (HTTP2_SESSION_CLOSE's description)."""
     proxy: str = ""
     """The proxy Chrome reached the host through (the socket's address is the proxy's)."""
     http1: Http1Recording | None = None
@@ -226,6 +228,8 @@ class _Importer:
         """The log has the sockets' bytes (capture mode Everything): frames come from
         them. Otherwise they are rebuilt from the HTTP/2 sessions' events."""
         self.sessions: dict[int, tuple[_Socket, SessionFrames]] = {}
+        self.raw_sessions: dict[int, _Socket] = {}
+        """HTTP/2 sessions whose socket's bytes are in the log, by session source id."""
         self.force_rebuild = rebuild
         self.next_id = 1
         self.t = 0.0
@@ -292,6 +296,15 @@ class _Importer:
                     sock.proxy = proxy.strip("[]")
             if sock is not None and not self.raw and sock.tap is None:
                 self.rebuild(sid, sock, t)
+            elif sock is not None and self.raw:
+                self.raw_sessions[sid] = sock  # (its close says why the session ended)
+            return
+        raw_session = self.raw_sessions.get(sid)
+        if raw_session is not None:
+            if name == "HTTP2_SESSION_CLOSE":
+                self.session_closed(raw_session, params)
+            elif name == "HTTP2_SESSION" and e.get("phase") == 2:
+                del self.raw_sessions[sid]
             return
         if name == "QUIC_SESSION" and e.get("phase") == 1:
             self.summary.count("quic")
@@ -430,16 +443,23 @@ class _Importer:
                       params: dict[str, Any], t: float) -> None:
         sock, frames = session
         if name == "HTTP2_SESSION_CLOSE":
-            description = params.get("description") or "closed"
-            sock.error = f"{description} (net error {params.get('net_error', '?')})" \
-                if str(params.get("net_error", "0")) not in ("0", "") else None
-            sock.closed_by = "client"
+            self.session_closed(sock, params)
         if name == "HTTP2_SESSION" and phase == 2:
             frames.finish(t)
             if sock.tap is not None:
-                sock.tap.close(t, closed_by=sock.closed_by, error=sock.error)
+                sock.tap.close(t, closed_by=sock.closed_by, error=sock.error, reason=sock.reason)
             return
         frames.event(name, params, t)
+
+    @staticmethod
+    def session_closed(sock: _Socket, params: dict[str, Any]) -> None:
+        """Chromium closed the HTTP/2 session (HTTP2_SESSION_CLOSE): it is the client
+        that ended it, for the reason the event gives."""
+        description = params.get("description") or "closed"
+        error = str(params.get("net_error", "0"))
+        sock.error = f"net error {error}" if error not in ("0", "") else None
+        sock.reason = str(description)
+        sock.closed_by = "client"
 
     def open_tap(self, sock: _Socket, *, rebuilt: bool = False) -> RecordingObserver:
         sock.kind = "h2" if sock.tls else "h2c"
@@ -519,7 +539,7 @@ class _Importer:
                                                             error=error or sock.error)
             sock.http1 = None
         elif sock.tap is not None:
-            sock.tap.close(t, closed_by=sock.closed_by, error=sock.error)
+            sock.tap.close(t, closed_by=sock.closed_by, error=sock.error, reason=sock.reason)
         elif sock.kind is None and (sock.pending or (
                 not self.raw and sock.tls_meta.get("alpn") not in (None, "h2"))):
             self.summary.count("other")  # (without bytes: told by its ALPN)

@@ -53,6 +53,8 @@ class RecordingObserver:
             options["partial"] = True
         writer.connection(conn_id, {**meta, "observer": options}, t=t, wall=self._wall(t))
         self._closed = False
+        self.bytes = [0, 0]
+        """Bytes fed each way (index: Direction), said in the CLOSE record as the relay's are."""
 
     def _wall(self, t: float) -> float | None:
         return t if self.wall_clock else None
@@ -63,6 +65,7 @@ class RecordingObserver:
         writer = self.writer
         conn = self.conn_id
         wall = self._wall(t)
+        self.bytes[direction] += len(data)
         if side.desynced:
             events = self.observer.feed(direction, data, t)
             if data:
@@ -94,7 +97,8 @@ class RecordingObserver:
                                          request_headers=tuple(request_headers), t=t)
 
     def close(self, t: float, *, closed_by: str | None = None,
-              error: str | None = None, cut: bool = False) -> list[Event]:
+              error: str | None = None, cut: bool = False,
+              reason: str | None = None) -> list[Event]:
         """Record the end of the connection and return the observer's closing events.
 
         ``cut``: the connection did not end, the source did (a packet capture or a
@@ -111,6 +115,11 @@ class RecordingObserver:
                 # An incomplete frame (or preface): keep it so the reader sees the same end.
                 self.writer.raw(self.conn_id, side.direction, bytes(side.buffer), t=t,
                                 wall=self._wall(t))
+        details: dict[str, Any] = {"bytes_c2s": self.bytes[0], "bytes_s2c": self.bytes[1]}
+        if cut:
+            details["cut"] = True
+        if reason is not None:
+            details["reason"] = reason
         self.writer.close_connection(self.conn_id, t=t, closed_by=closed_by, error=error,
-                                     wall=self._wall(t), details={"cut": True} if cut else None)
+                                     wall=self._wall(t), details=details)
         return self.observer.close(t, closed_by)

@@ -125,6 +125,9 @@ def h2_socket(log: Log, source: int = 7, *, raw: bool = True, session: int = 8) 
     bytes_event("RECEIVED", s2c)
     client.receive_data(s2c)
     bytes_event("SENT", client.data_to_send())  # the SETTINGS ACK
+    log.add("HTTP2_SESSION_CLOSE", session, "HTTP2_SESSION", description="Closing all sessions.",
+            net_error=-3)
+    log.add("HTTP2_SESSION", session, "HTTP2_SESSION", phase=2)
     log.add("SOCKET_ALIVE", source, phase=2)
     return frames
 
@@ -276,6 +279,13 @@ def test_a_sockets_raw_bytes_become_its_frames_with_the_connection_described(
     tls = meta["client_tls"]
     assert (tls["version"], tls["cipher"], tls["alpn"]) == \
         ("TLSv1.3", "TLS_AES_128_GCM_SHA256", "h2")
+    # Chrome's reason for closing its session, and the bytes each way, as the proxy
+    # records them (they were null and 0 when the log had the bytes).
+    with CaptureReader(out) as reader:
+        (close,) = [r.json() for r in reader.records() if r.type == RecordType.CLOSE]
+    assert (close["closed_by"], close["reason"], close["error"]) == (
+        "client", "Closing all sessions.", "net error -3")
+    assert close["bytes_c2s"] > 24 and close["bytes_s2c"] > 12
 
 
 def test_a_log_that_ends_early_is_read_to_its_last_whole_event(tmp_path: Path) -> None:
