@@ -147,7 +147,9 @@ def test_incomplete_frame_at_close_replays_the_same_findings(tmp_path: Path) -> 
     assert codes.count("frame-truncated") == 2
     assert [e for _, e in replay_observer(path)] == live
     close = next(r for r in _records(path) if r.type == RecordType.CLOSE)
-    assert close.json() == {"closed_by": "server", "error": "connection reset"}
+    assert close.json() == {"closed_by": "server", "error": "connection reset",
+                            "bytes_c2s": len(CONNECTION_PREFACE + SETTINGS) + 12,
+                            "bytes_s2c": 4}
 
 
 def test_h2c_upgrade_and_http1_records_round_trip(tmp_path: Path) -> None:
