@@ -125,8 +125,10 @@ class ProxyState:
         if self.keylog:  # (OpenSSL would create it with the umask: it holds every key)
             private_append(self.keylog)
         self._auth = _parse_auth(options.proxyauth)
-        self._upstream_contexts: dict[tuple[tuple[str, ...], Path | None],
-                                      ssl.SSLContext] = {}
+        self._upstream_contexts: dict[
+            tuple[tuple[str, ...], Path | None, tuple[ssl.TLSVersion | None,
+                                                      ssl.TLSVersion | None]],
+            ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._next_id = 0
 
@@ -172,15 +174,24 @@ class ProxyState:
             return True
         return hmac.compare_digest(user + b":" + password, self._auth)
 
-    def upstream_context(self, alpn: Sequence[str], cert: Path | None = None
-                         ) -> ssl.SSLContext:
+    def upstream_context(self, alpn: Sequence[str], cert: Path | None = None,
+                         versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]
+                         = (None, None)) -> ssl.SSLContext:
         """A client context for the server leg offering *alpn*, presenting the client
-        certificate in *cert* if the server asks for one (cached per list and file)."""
-        key = (tuple(alpn), cert)
+        certificate in *cert* if the server asks for one, and offering the TLS
+        *versions* (lowest, highest) the client offered, within h2scope's own range:
+        a client and server without a version in common fail through h2scope as they
+        would without it. Cached per list, file and versions."""
+        key = (tuple(alpn), cert, versions)
         with self._lock:
             ctx = self._upstream_contexts.get(key)
             if ctx is None:
                 ctx = ssl.create_default_context()
+                low, high = versions
+                if low is not None and low > ctx.minimum_version:
+                    ctx.minimum_version = low
+                if high is not None and high >= ctx.minimum_version:
+                    ctx.maximum_version = high
                 if self.options.upstream_ca is not None:
                     ctx.load_verify_locations(cafile=str(self.options.upstream_ca))
                 if self.options.insecure:

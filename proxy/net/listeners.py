@@ -158,7 +158,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
             h2 = bytes(client.buffer[:24]) == CONNECTION_PREFACE
             offers = ("h2",) if h2 else ("http/1.1",)
         try:
-            server = await tls.connect_upstream_tls(conn, server_tcp, host, offers, None)
+            server = await tls.connect_upstream_tls(conn, server_tcp, host, offers, None, hello)
         except tls.InterceptFailed as exc:
             if hello is not None:
                 await tls.refuse_client(client)

@@ -148,15 +148,59 @@ def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
                           client_cert=describe(tls.client_cert) if tls.client_cert else None)
 
 
+_TLS_VERSIONS = {0x0301: ssl.TLSVersion.TLSv1, 0x0302: ssl.TLSVersion.TLSv1_1,
+                 0x0303: ssl.TLSVersion.TLSv1_2, 0x0304: ssl.TLSVersion.TLSv1_3}
+_VERSION_ALERTS = ("UNSUPPORTED_PROTOCOL", "ALERT_PROTOCOL_VERSION", "WRONG_VERSION_NUMBER",
+                   "NO_PROTOCOLS_AVAILABLE")
+
+
+def offered_versions(hello: ClientHello | None,
+                     ) -> tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]:
+    """The lowest and highest TLS version a ClientHello offers (supported_versions;
+    without it, legacy_version is the highest and the lowest is not said)."""
+    if hello is None:
+        return None, None
+    real = [v for v in hello.supported_versions if v in _TLS_VERSIONS]
+    if real:
+        return _TLS_VERSIONS[min(real)], _TLS_VERSIONS[max(real)]
+    return None, _TLS_VERSIONS.get(hello.legacy_version)
+
+
+def _versions_text(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]) -> str:
+    low, high = (None if v is None else v.name.replace("TLSv", "TLS ").replace("_", ".")
+                 for v in versions)
+    if low is None:
+        return f"TLS versions up to {high}"
+    return f"{low} to {high}" if low != high else f"{high} only"
+
+
+def _narrow(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]) -> bool:
+    """Whether the client offered less than TLS 1.2 and 1.3 both (a test client pinned
+    to one version, an old library)."""
+    low, high = versions
+    return (high is not None and high < ssl.TLSVersion.TLSv1_3) or (
+        low is not None and low > ssl.TLSVersion.TLSv1_2)
+
+
+def _version_hint(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None],
+                  maybe: bool = False) -> str:
+    said = "may have" if maybe else "have"
+    return (f"the client offered {_versions_text(versions)}, and h2scope offers the server "
+            f"the same versions, so this fails as it would without h2scope: the two {said} "
+            "no TLS version in common")
+
+
 async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[str, ...],
-                               sni: str | None) -> TlsStream:
-    """TLS handshake with the server over *tcp*; publishes TlsEstablished or the error.
+                               sni: str | None, hello: ClientHello | None = None) -> TlsStream:
+    """TLS handshake with the server over *tcp*, offering what the client's *hello*
+    offered (ALPN, TLS versions); publishes TlsEstablished or the error.
 
     Raises InterceptFailed after publishing the reason.
     """
     server_hostname = sni or host
     cert = cert_file_for(conn.state.options.client_certs, server_hostname)
-    ctx = conn.state.upstream_context(alpn, cert)
+    versions = offered_versions(hello)
+    ctx = conn.state.upstream_context(alpn, cert, versions)
     server = TlsStream(tcp, ctx, server_side=False, server_hostname=server_hostname)
     server.client_cert = cert
     try:
@@ -170,10 +214,16 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
             explained = explain_alert(exc.reason or str(exc), conn.target or host, cert)
             if explained:  # TLS 1.2: the server refuses within the handshake
                 message, hint = explained
+            elif any(a in (exc.reason or "") for a in _VERSION_ALERTS) and versions != (
+                    None, None):
+                hint = _version_hint(versions)
             elif (exc.reason or "") in _NOT_TLS:
                 hint = (f"{conn.target or host} does not answer in TLS: if it speaks plain "
                         "HTTP (h2c or HTTP/1.1), use --mode reverse:http://… for it, or an "
                         "http:// URL through the proxy")
+        if hint is None and isinstance(exc, StreamClosed) and _narrow(versions):
+            # (a server without the client's versions may close without an alert)
+            hint = _version_hint(versions, maybe=True)
         await conn.error("server-tls", message, hint)
         raise InterceptFailed(_tls_error(exc)) from exc
     sent_sni = None if is_ip(server_hostname) else server_hostname
@@ -249,7 +299,7 @@ async def intercept(conn: Conn, client: Stream, hello: ClientHello, upstream: St
                                 raw=not hello.sni.isascii())
             raise InterceptFailed(str(exc)) from exc
     try:
-        server = await connect_upstream_tls(conn, upstream, host, hello.alpn, hello.sni)
+        server = await connect_upstream_tls(conn, upstream, host, hello.alpn, hello.sni, hello)
     except InterceptFailed:
         await refuse_client(client)
         raise
