@@ -245,6 +245,7 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             server.abort()
         await _close(client, server)
     assert first is not None
+    explained = None
     if (first.outcome is Outcome.SOURCE_FAILED and first.direction is Direction.S2C
             and isinstance(first.exc, ssl.SSLError)):  # the server's read: its TLS alert
         explained = explain_alert(first.exc.reason or str(first.exc), conn.target or "the server",
@@ -253,6 +254,9 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
             await conn.error("server-tls", *explained)
     t = time.time()
     by, reason = _describe(first)
+    error = first.error or observed.failed
+    if explained:  # (said once, in words, not twice as the SSL library's text)
+        reason, error = "the server refused the TLS connection", explained[0]
     if lingered:
         still = _side(first.direction, source=False).name.lower()
         reason += (f"; the {still} kept its side open, silent for {HALF_CLOSE_GRACE:g} s: "
@@ -261,7 +265,7 @@ async def relay(conn: Conn, client: Stream, server: Stream, *, protocol: str,
     closing = observed.close(t, by.name.lower(), ends)
     if closing:
         await conn.publish_chunk(Direction.C2S, b"", t, closing, protocol)
-    await conn.closed(by, reason, first.error or observed.failed, ends=ends if publish else None)
+    await conn.closed(by, reason, error, ends=ends if publish else None)
 
 
 def _describe(result: PumpResult) -> tuple[Closer, str]:

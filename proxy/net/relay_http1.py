@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -37,12 +38,16 @@ from proxy.events import (
     TargetChosen,
 )
 from proxy.net import http1
+from proxy.net.client_certs import explain_alert
 from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
 from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, connect_failure, open_tcp
 from proxy.net.upstream_proxy import authorization, open_proxy
 from proxy.observe.enums import Direction
+
+ALERT_GRACE = 0.5
+"""Seconds a failed write to the server waits to read the TLS alert that says why."""
 
 log = logging.getLogger("h2scope.http1")
 
@@ -147,11 +152,46 @@ class Http1Relay:
             return
         except _Done as done:
             closer, reason, error = done.closer, done.reason, done.error
+        except ssl.SSLError as exc:
+            closer, reason, error = await self._tls_refused(exc)
         except (ConnectionError, OSError) as exc:
             closer, reason = Closer.PROXY, "connection failed"
             error = str(exc) or type(exc).__name__
         await self._close_all(graceful=error is None)
         await self.conn.closed(closer, reason, error)
+
+    async def _server_alert(self) -> ssl.SSLError | None:
+        """A server that refuses the connection (a TLS 1.3 server wanting a client
+        certificate) sends its alert and resets the connection as the request's
+        bytes arrive: the write fails first, and the alert is still to be read."""
+        if self.server is None:
+            return None
+        try:
+            async with asyncio.timeout(ALERT_GRACE):
+                await self.server.read_some()
+        except ssl.SSLError as exc:
+            return exc
+        except (ConnectionError, OSError, TimeoutError, StreamClosed):
+            pass
+        return None
+
+    async def _tls_refused(self, exc: ssl.SSLError) -> tuple[Closer, str, str]:
+        """A TLS alert ended the relay: a server that wants a client certificate
+        (TLS 1.3 asks after the handshake, so its refusal comes as the response is
+        read) is said with the --client-certs hint, as on the HTTP/2 relay, and a
+        client still waiting for its response gets a 502 that says it."""
+        explained = explain_alert(exc.reason or str(exc), self.conn.target or "the server",
+                                  getattr(self.server, "client_cert", None))
+        if explained is None:
+            return Closer.PROXY, "connection failed", str(exc) or type(exc).__name__
+        await self.conn.error("server-tls", *explained)
+        if not self._response_begun:
+            self.client.write(http1.simple_response(
+                502, "Bad Gateway", f"h2scope: {explained[0]}\n",
+                extra=(("Connection", "close"),)))
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.client.drain()
+        return Closer.SERVER, "the server refused the TLS connection", explained[0]
 
     async def _close_all(self, *, graceful: bool) -> None:
         streams = [s for s in (self.client, self.server) if s is not None]
@@ -251,6 +291,9 @@ class Http1Relay:
         try:
             await server.drain()
         except (ConnectionError, OSError) as exc:
+            alert = await self._server_alert()
+            if alert is not None:  # (why it went: a TLS alert, read before the reset)
+                raise alert from None
             raise _Done(Closer.SERVER, "server went away", str(exc)) from None
 
         self._request_pending = req_framing is not Framing.NONE

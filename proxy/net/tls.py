@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.hostnames import InvalidHostname, validate_host
 from proxy.events import CertSummary, Leg, TlsEstablished
-from proxy.net.client_certs import cert_file_for, describe, explain_alert
+from proxy.net.client_certs import FLAG_HINT, cert_file_for, describe, explain_alert
 from proxy.net.clienthello import ClientHello
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
 from proxy.net.streams import Stream, StreamClosed, TlsStream
@@ -148,10 +148,12 @@ def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
                           client_cert=describe(tls.client_cert) if tls.client_cert else None)
 
 
+_VERSION_NAMES = {ssl.TLSVersion.TLSv1: "TLS 1.0", ssl.TLSVersion.TLSv1_1: "TLS 1.1",
+                  ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}
 _TLS_VERSIONS = {0x0301: ssl.TLSVersion.TLSv1, 0x0302: ssl.TLSVersion.TLSv1_1,
                  0x0303: ssl.TLSVersion.TLSv1_2, 0x0304: ssl.TLSVersion.TLSv1_3}
-_VERSION_ALERTS = ("UNSUPPORTED_PROTOCOL", "ALERT_PROTOCOL_VERSION", "WRONG_VERSION_NUMBER",
-                   "NO_PROTOCOLS_AVAILABLE")
+_VERSION_ALERTS = ("UNSUPPORTED_PROTOCOL", "ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
+"""(WRONG_VERSION_NUMBER is a server that does not speak TLS at all: _NOT_TLS)"""
 
 
 def offered_versions(hello: ClientHello | None,
@@ -167,8 +169,7 @@ def offered_versions(hello: ClientHello | None,
 
 
 def _versions_text(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]) -> str:
-    low, high = (None if v is None else v.name.replace("TLSv", "TLS ").replace("_", ".")
-                 for v in versions)
+    low, high = (None if v is None else _VERSION_NAMES[v] for v in versions)
     if low is None:
         return f"TLS versions up to {high}"
     return f"{low} to {high}" if low != high else f"{high} only"
@@ -214,8 +215,13 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
             explained = explain_alert(exc.reason or str(exc), conn.target or host, cert)
             if explained:  # TLS 1.2: the server refuses within the handshake
                 message, hint = explained
-            elif any(a in (exc.reason or "") for a in _VERSION_ALERTS) and versions != (
-                    None, None):
+            elif "HANDSHAKE_FAILURE" in (exc.reason or "") and cert is None:
+                # (TLS 1.2 asks for the certificate within the handshake: a server that
+                # gets none may answer with this alert)
+                hint = (f"if {conn.target or host} wants a client certificate, h2scope has "
+                        f"none for it: {FLAG_HINT} (a server that shares no cipher suite "
+                        "with h2scope ends the handshake this way too)")
+            elif any(a in (exc.reason or "") for a in _VERSION_ALERTS) and _narrow(versions):
                 hint = _version_hint(versions)
             elif (exc.reason or "") in _NOT_TLS:
                 hint = (f"{conn.target or host} does not answer in TLS: if it speaks plain "

@@ -74,15 +74,18 @@ def test_client_certs_as_one_file_or_per_host_in_a_directory(
 
 
 @contextmanager
-def verifying_server(directory: Path) -> Iterator[int]:
-    """A TLS server (ALPN h2) that requires a client certificate from its own CA."""
+def verifying_server(directory: Path, alpn: str = "h2",
+                     tls: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> Iterator[int]:
+    """A TLS server (ALPN ``alpn``, TLS up to ``tls``) that requires a client
+    certificate from its own CA."""
     server = make_self_signed(directory / "srv")
     trusted = make_self_signed(directory / "trusted", stem="trusted-ca")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(server.cert, server.key)
     ctx.load_verify_locations(cafile=str(trusted.cert))
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.set_alpn_protocols(["h2"])
+    ctx.maximum_version = tls
+    ctx.set_alpn_protocols([alpn])
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
@@ -122,6 +125,32 @@ def test_a_certificate_the_server_refuses_is_named_with_its_alert(
     assert code != 0
     assert error.message == (f"localhost:{sport} rejected the client certificate from {pem} "
                              "(TLS alert unknown_ca)")
+
+
+def test_an_http1_server_or_a_tls12_one_wanting_a_certificate_is_said_with_the_flag(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    """The HTTP/1.1 relay said only 'connection failed [[SSL: TLSV13_ALERT_…]]' and
+    curl got an empty reply; over TLS 1.2 the handshake's alert had no hint."""
+    with verifying_server(tmp_path / "h1", alpn="http/1.1") as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"],
+                           upstream_ca=tmp_path / "h1" / "srv" / "server.crt")
+        result = procs.run([procs.require("curl"), "-sS", "--http1.1", "-w", "%{http_code}",
+                            "--cacert", str(proxy.ca_cert), "--connect-to",
+                            f"localhost:{sport}:127.0.0.1:{proxy.port('reverse')}",
+                            f"https://localhost:{sport}/"])
+        error = errors(proxy)[0]
+    said = (f"localhost:{sport} requires a client certificate (TLS alert certificate_required) "
+            "and h2scope has none for it")
+    assert error.message == said and error.hint is not None and "--client-certs" in error.hint
+    assert result.stdout == f"h2scope: {said}\n502".encode()
+    with verifying_server(tmp_path / "v12", tls=ssl.TLSVersion.TLSv1_2) as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"],
+                           upstream_ca=tmp_path / "v12" / "srv" / "server.crt")
+        code, _ = fetch(proxy, sport)
+        error = errors(proxy)[0]
+    assert code != 0 and error.hint is not None
+    assert error.hint.startswith(f"if localhost:{sport} wants a client certificate, h2scope has "
+                                 "none for it: give h2scope a client certificate"), error.hint
 
 
 def test_the_certificate_held_for_a_server_is_recorded_printed_and_shown(
