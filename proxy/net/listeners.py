@@ -19,6 +19,7 @@ from proxy.net.http1 import Http1Error, RequestHead
 from proxy.net.relay_http1 import Http1Relay
 from proxy.net.streams import TcpStream, connect_failure, open_tcp
 from proxy.net.tunnel import (
+    FIRST_BYTES_TIMEOUT,
     first_bytes,
     open_tunnel,
     peek_client_hello,
@@ -31,6 +32,10 @@ from proxy.observe.enums import CONNECTION_PREFACE
 async def handle_regular(conn: Conn, client: TcpStream) -> None:
     """The explicit proxy: CONNECT tunnels and absolute-form plain HTTP."""
     first = await first_bytes(conn, client, None)
+    if first == "timeout":
+        await conn.closed(Closer.PROXY, f"no request from the client in "
+                          f"{FIRST_BYTES_TIMEOUT:.0f} s")
+        return
     if first != "client":
         await conn.closed(Closer.CLIENT, "client closed without sending a request")
         return
@@ -110,6 +115,9 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
     assert mode.host is not None and mode.port is not None
     host, port = mode.host, mode.port
     first = await first_bytes(conn, client, None)
+    if first == "timeout":
+        await conn.closed(Closer.PROXY, f"nothing from the client in {FIRST_BYTES_TIMEOUT:.0f} s")
+        return
     if first != "client":
         await conn.closed(Closer.CLIENT, "client closed without sending anything")
         return

@@ -37,7 +37,9 @@ def _preface_decided(buf: bytearray) -> bool:
 
 
 async def first_bytes(conn: Conn, client: Stream, server: Stream | None) -> str:
-    """Wait for the first bytes: ``client``, ``server`` (it spoke first) or ``eof``."""
+    """Wait for the first bytes: ``client``, ``server`` (it spoke first), ``eof`` (the
+    client ended first, having sent nothing), ``server-eof`` (the server did) or
+    ``timeout``."""
     waits = {asyncio.create_task(client.peek(bool)): "client"}
     if server is not None:
         waits[asyncio.create_task(server.peek(bool))] = "server"
@@ -54,6 +56,8 @@ async def first_bytes(conn: Conn, client: Stream, server: Stream | None) -> str:
         return "client"
     if server is not None and server.buffer:
         return "server"
+    if server is not None and any(waits[task] == "server" for task in done):
+        return "server-eof"
     return "eof"
 
 
@@ -141,6 +145,13 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
     first = await first_bytes(conn, client, server)
     if first == "eof":
         await conn.closed(Closer.CLIENT, "client closed the tunnel without sending anything")
+        return
+    if first == "server-eof":
+        await conn.error("connect", f"{conn.target or 'the server'} closed the connection as "
+                         "soon as it was made, before either side sent anything",
+                         "a server that accepts and closes at once: its listen backlog, a "
+                         "firewall or a crashing worker")
+        await conn.closed(Closer.SERVER, "the server closed the tunnel before anything was sent")
         return
     if first == "timeout":
         await conn.closed(Closer.PROXY, "no bytes from either side in "

@@ -410,3 +410,47 @@ def test_the_leaf_takes_the_servers_other_names_only_from_a_verified_certificate
     assert "localhost" in dns
     # The origin's certificate names localhost and 127.0.0.1 (tests/helpers/tls_files).
     assert ("127.0.0.1" in ips) is not insecure
+
+
+def test_a_target_that_closes_at_once_is_said_to_have_closed_not_the_client(
+        proxy: ProxyThread) -> None:
+    """A server that accepts and closes while the client has sent nothing yet: the
+    tunnel's close was put down to the client."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept_and_close() -> None:
+        sock, _ = listener.accept()
+        sock.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    target = f"127.0.0.1:{listener.getsockname()[1]}"
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as client:
+        client.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        assert client.recv(4096) == b""  # (the server's close reaches the client)
+        closed = proxy.wait_closed()
+    listener.close()
+    assert (closed[0].closed_by.name, closed[0].reason) == (
+        "SERVER", "the server closed the tunnel before anything was sent")
+    (error,) = proxy.events(ProxyErrorRaised)
+    assert error.message == (f"{target} closed the connection as soon as it was made, before "
+                             "either side sent anything")
+
+
+def test_a_client_silent_past_the_timeout_is_closed_by_the_proxy_and_said_so(
+        proxy: ProxyThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """h2scope's own wait for a request ended the connection; the log said the client
+    had closed it."""
+    import socket
+
+    from proxy.net import tunnel
+
+    monkeypatch.setattr(tunnel, "FIRST_BYTES_TIMEOUT", 0.3)
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as client:
+        assert client.recv(4096) == b""  # (closed by the proxy, the client still there)
+        closed = proxy.wait_closed()
+    assert closed[0].closed_by.name == "PROXY"
+    assert closed[0].reason.startswith("no request from the client in ")
