@@ -187,7 +187,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
             client_tls = await tls.accept_client_tls(conn, client, hello, hello.sni or host,
                                                      alpn, sans)
         except tls.InterceptFailed as exc:
-            await conn.closed(Closer.PROXY, "TLS with the client failed", str(exc))
+            await conn.closed(exc.closer, "TLS with the client failed", str(exc))
             return
         await relay_decrypted(conn, client_tls, server, alpn)
         return
@@ -199,7 +199,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
             client_tls = await tls.accept_client_tls(conn, client, hello, hello.sni or host,
                                                      alpn if hello.alpn else None, ())
         except tls.InterceptFailed as exc:
-            await conn.closed(Closer.PROXY, "TLS with the client failed", str(exc))
+            await conn.closed(exc.closer, "TLS with the client failed", str(exc))
             return
         await relay_plain(conn, client_tls, server_tcp, secure=False)
         return

@@ -322,6 +322,10 @@ class TlsStream(Stream):
         self.outgoing = ssl.MemoryBIO()
         self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
                                     server_hostname=server_hostname)
+        self.flight_sent = False
+        """Our handshake messages went out (the server's: its certificate) before the
+        handshake waited for the peer's: a peer that left before it could not have
+        read them."""
         self._closed_notify = False
         self.client_cert: Path | None = None
         """The client certificate file this (client-side) leg presents, if any."""
@@ -347,8 +351,10 @@ class TlsStream(Stream):
                 self.ssl.do_handshake()
                 break
             except ssl.SSLWantReadError:
+                flight = self.outgoing.pending > 0
                 self._flush()
                 await self.inner.drain()
+                self.flight_sent |= flight
                 if not await self._feed():
                     raise StreamClosed("the peer closed the connection during the TLS "
                                        "handshake") from None

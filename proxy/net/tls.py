@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.hostnames import InvalidHostname, validate_host
-from proxy.events import CertSummary, Leg, TlsEstablished
+from proxy.events import CertSummary, Closer, Leg, TlsEstablished
 from proxy.net.client_certs import FLAG_HINT, cert_file_for, describe, explain_alert
 from proxy.net.clienthello import ClientHello
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
@@ -68,7 +68,12 @@ def verify_hint(exc: ssl.SSLCertVerificationError, host: str, upstream_ca: objec
 
 
 class InterceptFailed(Exception):
-    """The interception could not complete; the event explaining why is published."""
+    """The interception could not complete; the event explaining why is published.
+    ``closer``: who ended it (h2scope, unless the client left mid-handshake)."""
+
+    def __init__(self, message: str, closer: Closer = Closer.PROXY) -> None:
+        super().__init__(message)
+        self.closer = closer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,6 +266,14 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
                         "with the old one: restart h2scope")
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
                              f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
+        elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
+                not tls.flight_sent:
+            # (gone before h2scope's certificate reached it: a browser cancelling a
+            # preconnect or a raced connection, not a verdict on the certificate)
+            await conn.error("client-tls", "the client left during the TLS handshake "
+                             f"({_tls_error(exc)}), before h2scope's certificate for "
+                             f"{leaf_host} reached it", client_hello=hello)
+            raise InterceptFailed(_tls_error(exc), Closer.CLIENT) from exc
         elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionResetError)):
             # (its ClientHello was whole: it read h2scope's certificate and left)
             await conn.error("client-tls", f"TLS handshake with the client failed: "

@@ -174,7 +174,8 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
     try:
         legs = await tls.intercept(conn, client, hello, server, host)
     except tls.InterceptFailed as exc:
-        await conn.closed(Closer.PROXY, "TLS interception failed", str(exc))
+        await conn.closed(exc.closer, "TLS interception failed" if exc.closer is Closer.PROXY
+                          else "the client left during the TLS handshake", str(exc))
         return
     await relay_decrypted(conn, legs.client, legs.server, legs.alpn)
 

@@ -249,6 +249,37 @@ def test_a_client_that_leaves_silently_after_the_certificate_gets_the_ca_hint(
     assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
 
 
+def test_a_client_that_resets_before_the_certificate_is_not_sent_to_the_ca_hint(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    """Browsers cancel preconnects and raced connections: a client gone while h2scope
+    was still connecting upstream was told to trust h2scope's CA, and the close was
+    put down to the proxy."""
+    import socket
+    import struct
+
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        sock.sendall(outgoing.read())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert errors[0].message.startswith("the client left during the TLS handshake ("), errors
+    assert errors[0].message.endswith("before h2scope's certificate for localhost reached it")
+    assert errors[0].hint is None
+    closed = proxy.wait_closed()
+    assert closed[0].closed_by.name == "CLIENT"
+
+
 def test_a_reverse_https_mode_at_a_plain_server_says_to_use_http(
         make_proxy: object, tmp_path: Path) -> None:
     """reverse:https:// at a plain HTTP server gave only OpenSSL's WRONG_VERSION_NUMBER."""
