@@ -290,11 +290,18 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
                              hello.sni if hello else None, leaf.cert.public_bytes(Encoding.DER),
                              hello))
     if hello is not None and hello.alpn and alpn is None and "http/1.1" not in hello.alpn:
-        await conn.error("alpn", f"{conn.target or leaf_host} chose none of the protocols the "
-                         f"client offered ({', '.join(hello.alpn)}) and the client offered no "
-                         "HTTP/1.1: the server does not speak HTTP/2 (over TLS)",
-                         "check the server's HTTP/2 support, or use a client that can fall "
-                         "back to HTTP/1.1 (curl offers h2 and http/1.1)")
+        offered = ", ".join(hello.alpn)
+        if "h2" in hello.alpn:
+            await conn.error("alpn", f"{conn.target or leaf_host} chose none of the protocols "
+                             f"the client offered ({offered}) and the client offered no "
+                             "HTTP/1.1: the server does not speak HTTP/2 (over TLS)",
+                             "check the server's HTTP/2 support, or use a client that can fall "
+                             "back to HTTP/1.1 (curl offers h2 and http/1.1)")
+        else:  # (h3 is never negotiated over TCP; spdy/3 is long gone)
+            await conn.error("alpn", f"the client offered only {offered}, which "
+                             f"{conn.target or leaf_host} does not speak over TLS on TCP, and "
+                             "neither h2 nor http/1.1",
+                             "offer h2 or http/1.1 from the client (ALPN)")
     return tls
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from proxy.events import ProxyErrorRaised
 from tests.helpers import procs
@@ -46,3 +47,20 @@ def test_an_h2_only_client_and_a_server_without_h2_are_explained(
     assert closed[0].reason == ("the client closed the connection without sending anything "
                                 "after the TLS handshake")
     assert ok.returncode == 0 and ok.stdout == b"h1 /x", ok.stderr
+
+
+def test_a_client_offering_neither_h2_nor_http11_is_told_so_not_that_the_server_lacks_h2(
+        make_proxy: Callable[..., ProxyThread], origin_cert: CertFiles, docroot: Path) -> None:
+    import socket
+
+    with procs.nghttpd(docroot, cert=origin_cert.cert, key=origin_cert.key) as sport:
+        proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"])
+        ctx = ssl.create_default_context(cafile=str(proxy.ca_cert))
+        ctx.set_alpn_protocols(["h3", "spdy/3"])
+        with socket.create_connection(("127.0.0.1", proxy.port("reverse")), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() is None
+        (error,) = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                           if e.stage == "alpn"], what="the alpn error")
+    assert error.message == (f"the client offered only h3, spdy/3, which localhost:{sport} does "
+                             "not speak over TLS on TCP, and neither h2 nor http/1.1")
