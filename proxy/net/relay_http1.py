@@ -672,6 +672,10 @@ class Http1Relay:
         if self.conn.via_proxy:
             return _proxy_form(request, drop_auth=state.auth_required,
                                auth=state.options.upstream_auth)
+        if request.method == "OPTIONS" and _no_path(target):
+            # RFC 9112 §3.2.4: OPTIONS http://host:port (no path) asks about the server
+            # as a whole; the last proxy sends it as OPTIONS *
+            path = "*"
         return _origin_form(request, path)
 
     async def _reply(self, status: int, reason: str, body: str, request: RequestHead) -> None:
@@ -734,6 +738,14 @@ def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> b
     if auth:
         lines.insert(1, authorization(auth).rstrip(b"\r\n"))
     return b"\r\n".join(lines)
+
+
+def _no_path(target: str) -> bool:
+    """Whether an absolute-form target has an empty path (``http://host:port``, maybe
+    with a query): for OPTIONS, the asterisk-form's absolute equivalent."""
+    rest = target.split("://", 1)[-1]
+    i = min((rest.find(c) for c in "/?#" if c in rest), default=len(rest))
+    return rest[i:i + 1] != "/"
 
 
 def _origin_form(request: RequestHead, path: str) -> bytes:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """GET /chunked → a chunked body (/chunked-trailers: with two trailer fields); POST
-    echoes the body; anything else → ``h1 <path>``."""
+    echoes the body; anything else (OPTIONS too) → ``h1 <path>``."""
 
     protocol_version = "HTTP/1.1"
 
@@ -35,6 +35,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    do_OPTIONS = do_GET  # (``h1 *`` for the asterisk-form)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))

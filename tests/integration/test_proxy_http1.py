@@ -84,6 +84,24 @@ def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread
         proxy.events())
 
 
+def test_options_for_the_whole_server_is_forwarded_in_asterisk_form(
+        proxy: ProxyThread) -> None:
+    """RFC 9112 §3.2.4: OPTIONS http://host:port (an empty path) reaches the server
+    as OPTIONS *; it went as OPTIONS /."""
+    import socket
+
+    with http_server() as port:
+        for target, path in ((f"http://127.0.0.1:{port}", "*"),
+                             (f"http://127.0.0.1:{port}/", "/")):
+            with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+                sock.sendall(f"OPTIONS {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(f"h1 {path}".encode())
+
+
 def test_plain_http_to_an_ignored_host_is_relayed_unseen(
         make_proxy: Callable[..., ProxyThread]) -> None:
     """ignore_hosts (and allow_hosts) pass plain http:// requests through too: relayed,
