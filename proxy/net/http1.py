@@ -256,8 +256,12 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         if end < 0:
             raise Http1Error(f"invalid authority {authority!r}")
         host, rest = authority[1:end], authority[end + 1:]
-        if not _IPV6.fullmatch(host):
-            raise Http1Error(f"invalid IPv6 address in {authority!r}")
+        if "%25" in host:  # RFC 6874: a zone id in a URI is percent-encoded
+            host = host.replace("%25", "%", 1)
+        if not _IPV6.fullmatch(host) or ":" not in host:
+            raise Http1Error(f"invalid IPv6 address in {authority!r}"
+                             + (" (an IPv4 address goes without brackets)"
+                                if ":" not in host else ""))
         if rest:
             if not rest.startswith(":"):
                 raise Http1Error(f"invalid authority {authority!r}")
@@ -266,7 +270,11 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         host, _, p = authority.partition(":")
         port = _port(p, authority)
     if not host or not (authority.startswith("[") or _HOST.fullmatch(host)):
-        raise Http1Error(f"invalid authority {authority!r}")
+        bare_ipv6 = authority.count(":") > 1 and authority.rsplit(":", 1)[1].isdigit() and \
+            _IPV6.fullmatch(authority.rsplit(":", 1)[0])
+        raise Http1Error(f"invalid authority {authority!r}" + (
+            f": an IPv6 address needs brackets, as in [{authority.rsplit(':', 1)[0]}]:"
+            f"{authority.rsplit(':', 1)[1]}" if bare_ipv6 else ""))
     return host, port
 
 

@@ -64,6 +64,19 @@ def test_absolute_target_gives_origin_form() -> None:
     assert absolute_target("http://h?x") == ("http", "h", 80, "/?x")
 
 
+def test_authorities_with_ipv6_say_what_is_wrong() -> None:
+    from proxy.net.http1 import split_authority
+
+    # openssl s_client -proxy sends CONNECT ::1:PORT: say where the brackets go
+    with pytest.raises(Http1Error, match=r"an IPv6 address needs brackets, as in \[::1\]:8443"):
+        split_authority("::1:8443", 443)
+    with pytest.raises(Http1Error, match="an IPv4 address goes without brackets"):
+        split_authority("[127.0.0.1]:80", 443)
+    # RFC 6874: a zone id in a URI is written %25
+    assert split_authority("[fe80::1%25eth0]:80", 443) == ("fe80::1%eth0", 80)
+    assert split_authority("[::1]", 443) == ("::1", 443)
+
+
 def test_mode_specs_with_listen_ports() -> None:
     assert parse_mode("regular").kind is ModeKind.REGULAR
     socks = parse_mode("socks5@1080")
