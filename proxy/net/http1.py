@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import socket
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -269,6 +270,8 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
     elif authority.count(":") == 1:
         host, _, p = authority.partition(":")
         port = _port(p, authority)
+    if host and not authority.startswith("[") and host[0].isdigit():
+        host = _canonical_ipv4(host)
     if not host or not (authority.startswith("[") or _HOST.fullmatch(host)):
         bare_ipv6 = authority.count(":") > 1 and authority.rsplit(":", 1)[1].isdigit() and \
             _IPV6.fullmatch(authority.rsplit(":", 1)[0])
@@ -276,6 +279,16 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
             f": an IPv6 address needs brackets, as in [{authority.rsplit(':', 1)[0]}]:"
             f"{authority.rsplit(':', 1)[1]}" if bare_ipv6 else ""))
     return host, port
+
+
+def _canonical_ipv4(host: str) -> str:
+    """An IPv4 address in a shorthand form browsers and curl read as one (``127.1``,
+    ``0x7f.1``, ``2130706433``: WHATWG URL, inet_aton) as the dotted quad they mean,
+    so the connection, the certificate and the SNI agree on it; anything else as is."""
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return host
 
 
 def _port(text: str, authority: str) -> int:

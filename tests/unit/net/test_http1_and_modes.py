@@ -77,6 +77,16 @@ def test_authorities_with_ipv6_say_what_is_wrong() -> None:
     assert split_authority("[::1]", 443) == ("::1", 443)
 
 
+def test_a_shorthand_ipv4_address_is_read_as_the_address_it_means() -> None:
+    """CONNECT 127.1:443 reached 127.0.0.1, then '127.1' went upstream as the SNI
+    (RFC 6066 §3 forbids an address there) and got no certificate."""
+    from proxy.net.http1 import split_authority
+
+    for shorthand in ("127.1", "0x7f.1", "2130706433", "017700000001", "127.0.0.1"):
+        assert split_authority(f"{shorthand}:443", -1) == ("127.0.0.1", 443), shorthand
+    assert split_authority("1.example.com:443", -1) == ("1.example.com", 443)
+
+
 def test_mode_specs_with_listen_ports() -> None:
     assert parse_mode("regular").kind is ModeKind.REGULAR
     socks = parse_mode("socks5@1080")
