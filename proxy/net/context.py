@@ -116,8 +116,9 @@ class ProxyState:
         process, whose capture the UI decodes."""
         self.bus = bus
         self.certs = certs
-        self.ignore = [re.compile(p) for p in options.ignore_hosts]
-        self.allow = [re.compile(p) for p in options.allow_hosts]
+        # (host names are case-insensitive: so is the match, as in mitmproxy)
+        self.ignore = [re.compile(p, re.IGNORECASE) for p in options.ignore_hosts]
+        self.allow = [re.compile(p, re.IGNORECASE) for p in options.allow_hosts]
         self.keylog = str(options.sslkeylogfile) if options.sslkeylogfile else None
         self.listening: list[tuple[str, int]] = []
         """The addresses this proxy listens on (the server adds each as it binds): an

@@ -121,6 +121,10 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     where = hostport(host, port)
     conn.target = where
     intercept = not conn.state.ignored(host, port)
+    # allow_hosts that the target misses may still match the name the client asks TLS
+    # for (a client that resolved the name itself tunnels to an address): as mitmproxy,
+    # the SNI decides then
+    sni_decides = not intercept and bool(conn.state.allow)
     await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
                                  intercept=intercept))
     try:
@@ -133,15 +137,22 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
         return
     conn.streams.append(server)
     await accept(server)
-    if not intercept:
-        await started(conn, "passthrough")
-        await relay(conn, client, server, protocol="passthrough", publish=False)
+    if not intercept and not sni_decides:
+        await _pass_through(conn, client, server)
         return
-    await run_tunnel(conn, client, server, host, port)
+    await run_tunnel(conn, client, server, host, port, sni_decides=sni_decides)
 
 
-async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port: int) -> None:
-    """Relay an established tunnel to *host*:*port* (TCP to the server is open)."""
+async def _pass_through(conn: Conn, client: Stream, server: Stream) -> None:
+    await started(conn, "passthrough")
+    await relay(conn, client, server, protocol="passthrough", publish=False)
+
+
+async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port: int, *,
+                     sni_decides: bool = False) -> None:
+    """Relay an established tunnel to *host*:*port* (TCP to the server is open).
+    ``sni_decides``: the target matched no allow_hosts pattern: intercepted only if
+    the TLS SNI does, else passed through."""
     first = await first_bytes(conn, client, server)
     if first == "eof":
         await conn.closed(Closer.CLIENT, "client closed the tunnel without sending anything")
@@ -158,18 +169,27 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
                           f"{FIRST_BYTES_TIMEOUT:.0f} s")
         return
     if first == "server" or not looks_like_tls(bytes(client.buffer[:3])):
+        if sni_decides:  # (no TLS, no name: the target's verdict stands)
+            await _pass_through(conn, client, server)
+            return
         await relay_plain(conn, client, server, secure=False, server_first=first == "server")
         return
     hello = await peek_client_hello(conn, client)
     if hello is None:
         return  # (closed, saying why)
-    if hello.sni and conn.state.ignored(hello.sni, port):
+    if sni_decides:
+        if not hello.sni or conn.state.ignored(hello.sni, port):
+            await _pass_through(conn, client, server)
+            return
+        await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
+                                     target=hostport(hello.sni, port), via="TLS SNI",
+                                     intercept=True))
+    elif hello.sni and conn.state.ignored(hello.sni, port):
         # (the target line said intercept: the name the client asks TLS for decides)
         await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
                                      target=hostport(hello.sni, port), via="TLS SNI",
                                      intercept=False))
-        await started(conn, "passthrough")
-        await relay(conn, client, server, protocol="passthrough", publish=False)
+        await _pass_through(conn, client, server)
         return
     try:
         legs = await tls.intercept(conn, client, hello, server, host)

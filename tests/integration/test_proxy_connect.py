@@ -164,6 +164,24 @@ def test_allow_hosts_intercepts_only_what_it_matches(
     assert proxy.wait_for(lambda: status_headers(proxy, Direction.S2C), what=":status") == ["200"]
 
 
+def test_allow_hosts_matches_the_tls_name_of_a_tunnel_to_an_address_and_ignores_case(
+        make_proxy: object, h2_origin: ServerThread) -> None:
+    """A client that resolves names itself (SOCKS5 with local DNS, --connect-to)
+    tunnels to an address: the SNI it sends decides, as in mitmproxy; it was passed
+    through unseen. Host names match whatever their case."""
+    proxy = make_proxy(allow_hosts=[r"^LOCALHOST:"])  # type: ignore[operator]
+    code, body, status = curl(proxy, f"https://localhost:{h2_origin.port}/by-address",
+                              "--http2", "--connect-to",
+                              f"localhost:{h2_origin.port}:127.0.0.1:{h2_origin.port}")
+    assert code == 0 and body == "hello /by-address\n", status  # (h2scope's CA verified it)
+    chosen = proxy.wait_for(lambda: len(r := proxy.events(TargetChosen)) == 2 and r,
+                            what="the target, then the TLS name")
+    assert [(e.via, e.target, e.intercept) for e in chosen] == [
+        ("CONNECT", f"127.0.0.1:{h2_origin.port}", False),
+        ("TLS SNI", f"localhost:{h2_origin.port}", True)]
+    assert proxy.wait_for(lambda: status_headers(proxy, Direction.S2C), what=":status") == ["200"]
+
+
 def test_upstream_with_untrusted_certificate_fails_clearly(
         make_proxy: object, tmp_path: Path) -> None:
     bad = make_self_signed(tmp_path / "bad", stem="untrusted")
