@@ -316,6 +316,8 @@ def _terms(text: str) -> Iterator[tuple[bool, _Token]]:
             raise FilterError(f"empty quotes (column {tok.column})", column=tok.column)
         if tok.text in ("!", "-") and tok.quoted_from > 0:
             _lone_negation(tok, tokens[i + 1] if i + 1 < len(tokens) else None)
+        if not tok.quoted and (tok.text in _MITMPROXY or tok.text.lstrip("!-") in _MITMPROXY):
+            _mitmproxy_syntax(tok)
         _check_parentheses(tok)
         if i + 1 < len(tokens):
             _spaced_operator(tok, tokens[i + 1], tokens[i + 2] if i + 2 < len(tokens) else None)
@@ -351,6 +353,29 @@ def _spaced_operator(tok: _Token, following: _Token, then: _Token | None) -> Non
         f"'{typed}' would search for {len(typed.split())} words; the term is written "
         f"'{joined}', without spaces (column {tok.column}); to search for the words, put "
         f"them in quotes", column=tok.column)
+
+
+_MITMPROXY = {
+    "~d": "host:GLOB", "~u": "path:GLOB (the path only, a glob, not a regex over the URL)",
+    "~c": "status:CODE", "~m": "method:NAME", "~h": "header:NAME or header:NAME=VALUE",
+    "~hq": "header:NAME=VALUE dir:c2s", "~hs": "header:NAME=VALUE dir:s2c",
+    "~t": "header:content-type=VALUE", "~q": "dir:c2s", "~s": "dir:s2c",
+    "~b": "nothing: bodies are not searched (the stream view, s, shows them)",
+    "~bq": "nothing: bodies are not searched", "~bs": "nothing: bodies are not searched",
+    "~a": "nothing", "~e": "finding:error", "~all": "an empty filter",
+    "&": "a space (terms side by side must all match)", "|": "or",
+}
+"""mitmproxy's filter operators, and what this language has for them."""
+
+
+def _mitmproxy_syntax(tok: _Token) -> None:
+    """Raise for a mitmproxy filter operator (``~d``, ``&``): as words they would
+    search every frame's summary for '~d', and match nothing."""
+    op = tok.text.lstrip("!-") or tok.text
+    raise FilterError(
+        f"'{tok.text}' is mitmproxy's filter syntax (column {tok.column}); in h2scope: "
+        f"{_MITMPROXY[op]} (docs/filters.md lists the terms); to search for '{tok.text}', put "
+        "it in quotes", column=tok.column)
 
 
 def _lone_negation(tok: _Token, following: _Token | None) -> None:

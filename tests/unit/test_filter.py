@@ -310,6 +310,19 @@ def test_a_key_and_its_operator_typed_apart_are_an_error_not_words() -> None:
     assert seqs("type or data") == sorted({*seqs("type"), *seqs("data")})
 
 
+def test_mitmproxy_filter_operators_name_the_term_to_use() -> None:
+    """'~d localhost' searched every summary for '~d' and matched nothing."""
+    exc = error("~d localhost")
+    assert str(exc) == ("'~d' is mitmproxy's filter syntax (column 1); in h2scope: host:GLOB "
+                        "(docs/filters.md lists the terms); to search for '~d', put it in "
+                        "quotes")
+    assert "in h2scope: method:NAME" in str(error("~m POST"))
+    assert error("type:DATA !~c 404").column == 11
+    assert "in h2scope: or" in str(error("type:DATA | type:PING"))
+    assert "bodies are not searched" in str(error("~b secret"))
+    assert seqs('"~d"') == []  # (quoted: a word)
+
+
 def test_parentheses_are_rejected_since_terms_cannot_be_grouped() -> None:
     exc = error("(type:DATA)")
     assert str(exc) == (
