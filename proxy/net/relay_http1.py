@@ -138,8 +138,11 @@ class Http1Relay:
         """The current exchange goes to a host ignore_hosts (or allow_hosts) passes through:
         relayed, but neither its bytes nor its messages are published (not printed, not
         recorded), as a passed-through tunnel's are not."""
-        conn.byte_counts = lambda: (self.client.bytes_in,
-                                    self.server.bytes_in if self.server else 0)
+        self._earlier_servers = 0
+        """Bytes from the servers this connection was relayed to before the current one
+        (a proxy connection kept alive across hosts)."""
+        conn.byte_counts = lambda: (self.client.bytes_in, self._earlier_servers + (
+            self.server.bytes_in if self.server else 0))
 
     # ------------------------------------------------------------------ driving
 
@@ -644,6 +647,7 @@ class Http1Relay:
             if self.server is not None:
                 self.server.write_eof()
                 await self.server.aclose()
+                self._earlier_servers += self.server.bytes_in
                 self.server = None
             self.conn.target = where
             await self.conn.emit(TargetChosen(conn_id=self.conn.id, t=time.time(), target=where,

@@ -64,6 +64,19 @@ def test_plain_http_keep_alive_reuses_one_connection_and_logs_each_message(
     assert [e.via for e in proxy.events(TargetChosen)] == ["HTTP"]
 
 
+def test_a_proxy_connection_kept_alive_across_hosts_counts_every_servers_bytes(
+        proxy: ProxyThread) -> None:
+    """Only the last server's bytes were counted in the close (← 74 B of 455)."""
+    with http_server() as port, http_server() as other:
+        code, out, err = curl("-x", proxy.url, f"http://127.0.0.1:{port}/first",
+                              f"http://localhost:{other}/second")
+        (closed,) = proxy.wait_closed()
+    assert code == 0 and out == b"h1 /firsth1 /second", err
+    responses = messages(proxy, Direction.S2C)
+    assert len(responses) == 2
+    assert closed.bytes_s2c == sum(m.head_size + m.body_size for m in responses)
+
+
 def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread) -> None:
     """A client set up with another proxy's credentials (http_proxy=user:pass@...) and
     pointed at h2scope: without --proxyauth h2scope checks none, and still must not
