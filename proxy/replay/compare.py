@@ -76,6 +76,11 @@ class StreamOutcome:
     """Response DATA bytes (padding excluded), as the frame headers state them."""
     body_sha256: str | None
     """None when part of the body was not recorded (truncated DATA)."""
+    decoded_sha256: str | None = None
+    """For a body with a ``content-encoding``: the SHA-256 of its decoded content
+    (None when it does not decode, or is larger than :data:`DECODED_KEPT`). Two
+    bodies whose bytes differ but whose content is the same (gzip writes its time
+    into its header; servers pick compression levels) do not differ."""
     reset: str | None
     """``CANCEL by client`` when a RST_STREAM ended the stream, else None."""
     conn_id: int = 0
@@ -157,6 +162,10 @@ class _Acc:
     started: float | None = None
     upgraded: bool = False
     """Stream 1 of an h2c upgrade: its request went in HTTP/1.1."""
+    encoding: str | None = None
+    """The response's content-encoding, when it has one."""
+    coded: bytearray | None = None
+    """The encoded body, kept (up to :data:`DECODED_KEPT`) to compare its content."""
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
@@ -223,8 +232,13 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 acc.answered |= acc.reset is None
             if isinstance(f, DataFrame) and s2c:
                 acc.length += f.data_length
-                acc.sha.update(stored_data(rec, f))
+                data = stored_data(rec, f)
+                acc.sha.update(data)
                 acc.truncated |= rec.truncated
+                if acc.coded is not None:
+                    acc.coded += data
+                    if len(acc.coded) > DECODED_KEPT:
+                        acc.coded = None
             elif isinstance(f, RstStreamFrame):
                 acc.ended = True
                 said = f"{error_name(f.error_code)} by {ev.direction.sender}"
@@ -244,6 +258,10 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 trailers = status is None and acc.status is not None
                 if status is not None and acc.status is None:
                     acc.status = status
+                    encoding = next((v for n, v in ev.block.headers
+                                     if n == "content-encoding"), None)
+                    if encoding and encoding.strip().lower() != "identity":
+                        acc.encoding, acc.coded = encoding, bytearray()
                 grpc = grpc_status_text(dict(ev.block.headers))
                 if grpc is not None:
                     acc.grpc = grpc
@@ -263,6 +281,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             header_names=tuple(sorted(acc.names)), trailer_names=tuple(sorted(acc.trailers)),
             body_length=acc.length,
             body_sha256=None if acc.truncated or acc.incomplete else acc.sha.hexdigest(),
+            decoded_sha256=None if acc.truncated or acc.incomplete or acc.coded is None
+            else _decoded_sha256(acc.coded, acc.encoding),
             reset=acc.reset, conn_id=acc.conn_id, response_headers=tuple(acc.fields),
             request_headers=tuple(acc.request or ()) if requests else (),
             request_left_out=connection_specific(acc.request or ()) if acc.upgraded
@@ -272,6 +292,19 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
             started=acc.started))
     return out
+
+
+DECODED_KEPT = 16 * 1024 * 1024
+"""Encoded body bytes a comparison keeps to compare decoded content (larger bodies are
+compared by their bytes only)."""
+
+
+def _decoded_sha256(coded: bytes | bytearray, encoding: str | None) -> str | None:
+    """The SHA-256 of a body's decoded content, or None when it does not decode."""
+    from proxy.content import decode_content
+
+    decoded, note = decode_content(bytes(coded), encoding)
+    return hashlib.sha256(decoded).hexdigest() if note.endswith(" decoded") else None
 
 
 def _why_closed(acc: _Acc, closed: str | None, goaway: int | None) -> str | None:
@@ -303,6 +336,7 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
         request = tuple((n.lower(), v) for n, v in ex.request_headers) if requests else ()
         body = bytes(ex.response_body)
         whole = status is not None and not ex.response_body_truncated
+        encoding = next((v for n, v in fields if n == "content-encoding"), None)
         out.append(StreamOutcome(
             stream_id=ex.stream_id, pushed=False, method=req.get(":method"),
             authority=request_authority(ex.request_headers), path=req.get(":path"),
@@ -312,6 +346,8 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
             body_length=len(body),
             trailer_names=tuple(sorted({n.lower() for n, _ in ex.response_trailers or ()})),
             body_sha256=hashlib.sha256(body).hexdigest() if whole else None,
+            decoded_sha256=_decoded_sha256(body, encoding) if whole and encoding and
+            len(body) <= DECODED_KEPT else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
             incomplete=not whole, answered=whole, request_headers=request, started=ex.started,
             request_left_out=connection_specific(request), left_out=connection_specific(fields)))
@@ -393,9 +429,11 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
         out.append(f"response trailer names: {_name_changes(trailers_o, trailers_r)}")
     # (a side with no response at all: the status line says so, a body line is noise)
     unanswered = any(s.status is None and not s.body_length for s in (o, r))
-    if not gap and not unanswered and (o.body_length != r.body_length or (
-            o.body_sha256 is not None and r.body_sha256 is not None
-            and o.body_sha256 != r.body_sha256)):
+    same_content = o.decoded_sha256 is not None and o.decoded_sha256 == r.decoded_sha256
+    if not gap and not unanswered and not same_content and (
+            o.body_length != r.body_length or (
+                o.body_sha256 is not None and r.body_sha256 is not None
+                and o.body_sha256 != r.body_sha256)):
         out.append(f"body: {_body(o)} → {_body(r)}")
     # A side the capture has only part of may have been reset after its end: its
     # "none" is no evidence (missing parts never are).

@@ -295,3 +295,45 @@ def test_a_stream_not_sent_after_the_server_ended_the_connection_says_so(
     assert not said.matches
     (both,) = compare([page], [page])
     assert _not_sent(both, ended) is both  # type: ignore[arg-type]
+
+
+def test_bodies_whose_content_is_the_same_do_not_differ_by_their_encoding(tmp_path) -> None:
+    """gzip writes its time into its header: the same JSON compressed twice (a replay,
+    a second recording) differed in every byte, and replay exited 3."""
+    import gzip
+
+    import hpack
+    from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+
+    from proxy.observe.enums import CONNECTION_PREFACE, Direction
+
+    body = b'{"users": ["ada", "grace"]}' * 20
+
+    def recording(name: str, encoded: bytes) -> list[StreamOutcome]:
+        c2s, s2c = Direction.C2S, Direction.S2C
+        enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+        req = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+        req.data = enc_c.encode([(":method", "GET"), (":scheme", "https"),
+                                 (":authority", "a"), (":path", "/users")])
+        resp = HeadersFrame(1, flags=["END_HEADERS"])
+        resp.data = enc_s.encode([(":status", "200"), ("content-encoding", "gzip")])
+        path = tmp_path / name
+        with CaptureWriter(path) as writer:
+            writer.connection(1, {"protocol": "h2"}, t=0.0)
+            writer.raw(1, c2s, CONNECTION_PREFACE, t=0.0)
+            for d in (c2s, s2c):
+                writer.frame(1, d, bytes(SettingsFrame(0).serialize()), t=0.0)
+            writer.frame(1, c2s, bytes(req.serialize()), t=0.1)
+            writer.frame(1, s2c, bytes(resp.serialize()), t=0.2)
+            writer.frame(1, s2c, bytes(DataFrame(1, encoded, flags=["END_STREAM"]).serialize()),
+                         t=0.2)
+        return outcomes(replay(path))
+
+    first = recording("a.h2scope", gzip.compress(body, mtime=1))
+    again = recording("b.h2scope", gzip.compress(body, mtime=2))
+    other = recording("c.h2scope", gzip.compress(body + b" ", mtime=1))
+    assert first[0].body_sha256 != again[0].body_sha256
+    (same,) = compare(first, again)
+    assert same.differences == ()
+    (changed,) = compare(first, other)
+    assert [d.split(":")[0] for d in changed.differences] == ["body"]
