@@ -201,6 +201,31 @@ class CAImportError(ValueError):
     """A certificate/key pair that cannot serve as h2scope's CA; the message says why."""
 
 
+def pem_from_pkcs12(data: bytes) -> tuple[bytes, bytes]:
+    """The certificate and key of a PKCS#12 file (``.p12``, ``.pfx``: how organisation
+    CAs and mitmproxy's ``mitmproxy-ca.p12`` come) as PEM, for :func:`import_ca`.
+
+    Raises :class:`CAImportError` when it is not PKCS#12, has a password, or lacks
+    the certificate or its key."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, cert, _ = pkcs12.load_key_and_certificates(data, None)
+    except ValueError as exc:
+        if "password" in str(exc).lower() or "mac" in str(exc).lower():
+            raise CAImportError("the PKCS#12 file has a password; h2scope needs the key "
+                                "unencrypted: openssl pkcs12 -in FILE.p12 -nodes -out ca.pem, "
+                                "then h2scope ca import ca.pem") from None
+        raise CAImportError(f"no PEM certificate could be read, nor PKCS#12 "
+                            f"({_reason(exc)})") from None
+    if cert is None or key is None:
+        raise CAImportError("the PKCS#12 file holds no " + ("certificate" if cert is None
+                                                            else "private key"))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def import_ca(confdir: Path, cert_pem: bytes, key_pem: bytes, *,
               now: datetime.datetime | None = None) -> CertificateAuthority:
     """Make an existing CA h2scope's (an organisation's CA, or mitmproxy's

@@ -29,6 +29,7 @@ from certs.ca import (
     import_ca,
     load_ca,
     load_or_create_ca,
+    pem_from_pkcs12,
     regenerate_ca,
     serial_hex,
 )
@@ -407,6 +408,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             print("Not replaced.")
             return EXIT_FAILURE
     try:
+        if args.key is None and b"-----BEGIN" not in cert_pem:  # (DER: a .p12 or .pfx)
+            cert_pem, key_pem = pem_from_pkcs12(cert_pem)
         ca = import_ca(confdir, cert_pem, key_pem)
     except CAImportError as exc:
         where = args.cert if args.key is None else f"{args.cert} and {args.key}"

@@ -444,6 +444,27 @@ def test_a_ca_out_of_its_validity_on_disk_is_warned_about_when_loaded(
                for r in caplog.records), caplog.text
 
 
+def test_import_takes_a_pkcs12_file_and_says_what_to_do_with_a_password(
+        confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Organisation CAs and mitmproxy's mitmproxy-ca.p12 come as PKCS#12: 'no PEM
+    certificate could be read'."""
+    cert, key = _external_ca(tmp_path / "corp")
+    x509_cert = x509.load_pem_x509_certificate(cert.read_bytes())
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    plain, locked = tmp_path / "ca.p12", tmp_path / "locked.pfx"
+    plain.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"ca", private, x509_cert, None, serialization.NoEncryption()))  # type: ignore[arg-type]
+    locked.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"ca", private, x509_cert, None,  # type: ignore[arg-type]
+        serialization.BestAvailableEncryption(b"secret")))
+    code, _, err = run(capsys, "ca", "import", "--yes", str(locked), "--confdir", str(confdir))
+    assert code == 2 and "the PKCS#12 file has a password" in err
+    assert "openssl pkcs12 -in FILE.p12 -nodes -out ca.pem" in err
+    code, _, err = run(capsys, "ca", "import", "--yes", str(plain), "--confdir", str(confdir))
+    assert code == 0, err
+    assert load_ca(confdir).cert == x509_cert
+
+
 def test_import_of_a_certificate_without_its_key_says_to_give_the_key(
         confdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cert, _key = _external_ca(tmp_path / "x")
