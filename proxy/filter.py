@@ -363,6 +363,10 @@ _MITMPROXY = {
     "~b": "nothing: bodies are not searched (the stream view, s, shows them)",
     "~bq": "nothing: bodies are not searched", "~bs": "nothing: bodies are not searched",
     "~a": "nothing", "~e": "finding:error", "~all": "an empty filter",
+    "~tq": "header:content-type=VALUE dir:c2s", "~ts": "header:content-type=VALUE dir:s2c",
+    "~websocket": "header:upgrade=websocket, or header::protocol=websocket",
+    "~src": "nothing (the connections pane shows each client)", "~dst": "host:GLOB",
+    "~marked": "nothing: frames are not marked",
     "&": "a space (terms side by side must all match)", "|": "or",
 }
 """mitmproxy's filter operators, and what this language has for them."""
