@@ -103,7 +103,10 @@ class Navigation(SessionActions):
         stream's first frame."""
 
         def done(row: int | None) -> None:
-            if row is not None:
+            if row is not None and row < 0:  # (an HTTP/1.x exchange: its connection)
+                self.goto(f"#{-row}")
+                self.timeline.focus()
+            elif row is not None:
                 self._select_row(row)
                 self.timeline.focus()
 

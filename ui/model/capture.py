@@ -233,7 +233,7 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
     elif rtype == _HTTP1:
         head = http1_head(rec.body)
         events.append(RecordedHttp1(conn_id=conn, t=rec.wall, direction=rec.flags & 1,
-                                    head=head))
+                                    head=head, started=rec.t))
         if ws is not None and rec.flags & 1:
             ws.upgraded(conn, *rec.http1_head())
     elif rtype == _LOST and conn:

@@ -268,6 +268,8 @@ class ConnInfo:
     """What the proxy could not do for it (``stage: message (hint)``)."""
     http1: list[tuple[float, int, str]] = field(default_factory=list)
     """HTTP/1.x messages of a connection that is not HTTP/2: (time, direction, head)."""
+    http1_started: list[float] = field(default_factory=list)
+    """When each message of ``http1`` began (its time is when it ended)."""
     first_t: float | None = None
     last_t: float = 0.0
     settings_pending: tuple[list[tuple[tuple[int, int], ...]], ...] = field(

@@ -82,6 +82,8 @@ class RecordedHttp1(ConnectionEvent):
     direction: int
     head: str
     """The start line and header fields, as sent."""
+    started: float | None = None
+    """When the message began (the record's own time; ``t`` is when it ended)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +236,8 @@ class Session:
                     self.capped[c.last_row] = ev.kept
             case RecordedHttp1():
                 c.http1.append((ev.t, ev.direction, ev.head))
+                c.http1_started.append(ev.started if ev.started is not None and
+                                       0 <= ev.t - ev.started < 86_400 else ev.t)
             case RecordedUpgrade():
                 meta["protocol"] = "h2c"
                 self._message(c.stream(1), 0, ev.request_headers, ev.t)

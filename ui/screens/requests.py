@@ -23,6 +23,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from ui.model.connections import ConnInfo
 from ui.model.session import Session
 from ui.widgets.style import safe_str
 
@@ -45,11 +46,13 @@ class RequestRow:
     """Seconds to the response's END_STREAM, else to the stream's last frame."""
     ended: bool
     body: int
-    """Response body bytes (DATA payload)."""
+    """Response body bytes (DATA payload; HTTP/1.x: its content-length, -1 when none)."""
     sent: int
     """Request body bytes (an upload's)."""
     reset: str | None
     first_row: int
+    """The stream's first timeline row; an HTTP/1.x exchange has none: minus its
+    connection's id (Enter scopes the timeline to the connection)."""
 
 
 def request_rows(session: Session) -> list[RequestRow]:
@@ -74,15 +77,45 @@ def request_rows(session: Session) -> list[RequestRow]:
                     duration=end - st.first_t, ended=st.response_end_t is not None,
                     body=st.data_s2c, sent=st.data_c2s, reset=st.reset,
                     first_row=st.rows[0]))
+            out.extend(_http1_rows(session, conn))
     out.sort(key=lambda r: r.start)
     return out
+
+
+def _http1_rows(session: Session, conn: ConnInfo) -> list[RequestRow]:
+    """A connection's HTTP/1.x exchanges (from its message heads: requests paired
+    with the responses that followed, 1xx aside) as rows; they have no frame, so
+    Enter scopes the timeline to their connection."""
+    rows: list[RequestRow] = []
+    waiting: list[tuple[float, str, int]] = []
+    for (end, direction, head), started in zip(conn.http1, conn.http1_started, strict=True):
+        if head.startswith("websocket "):
+            continue
+        first, _, fields = head.partition("\r\n")
+        length = next((v.strip() for n, _, v in (f.partition(":") for f in fields.split("\r\n"))
+                       if n.strip().lower() == "content-length" and v.strip().isdigit()), "-1")
+        if direction == 0:
+            method, _, rest = first.partition(" ")
+            waiting.append((started, f"{method} {rest.rsplit(' ', 1)[0]}", max(0, int(length))))
+            continue
+        parts = first.split(" ", 2)
+        status = parts[1] if len(parts) > 1 else ""
+        if (status.startswith("1") and status != "101") or not waiting:
+            continue
+        t0, label, sent = waiting.pop(0)
+        rows.append(RequestRow(
+            conn=conn.conn_id, stream=0, label=f"{label} (HTTP/1.x)", status=status,
+            start=session.relative(t0), wait=max(0.0, started - t0),
+            duration=max(0.0, end - t0), ended=True, body=int(length), sent=sent,
+            reset=None, first_row=-conn.conn_id))
+    return rows
 
 
 SORTS = {
     "duration": (lambda r: -r.duration, "slowest first"),
     "wait": (lambda r: -(r.wait if r.wait is not None else float("inf")),
              "longest wait for the response first"),
-    "bytes": (lambda r: -(r.body + r.sent), "largest first (sent and received)"),
+    "bytes": (lambda r: -(max(0, r.body) + r.sent), "largest first (sent and received)"),
     "start": (lambda r: r.start, "in the order they started"),
 }
 
@@ -141,7 +174,7 @@ class RequestsScreen(ModalScreen[int | None]):
             table.add_row(f"#{r.conn}", str(r.stream), safe_str(r.label), r.status or "…",
                           f"{r.start:.3f}", "" if r.wait is None else f"{r.wait * 1000:.1f}",
                           f"{r.duration * 1000:.1f}", f"{r.sent:,}" if r.sent else "",
-                          f"{r.body:,}", ended, key=str(i))
+                          f"{r.body:,}" if r.body >= 0 else "?", ended, key=str(i))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         table = self.query_one("#requests-table", DataTable)

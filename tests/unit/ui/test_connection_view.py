@@ -94,6 +94,49 @@ def test_an_http1_connection_lists_its_messages_live_and_offline(tmp_path: Path)
         assert "← HTTP/1.1 200 OK" in text and "content-length: 2" in text
 
 
+def test_http1_exchanges_are_in_the_requests_list(tmp_path: Path) -> None:
+    """The requests list (R) had only HTTP/2 streams: a browser's HTTP/1.1 requests
+    (an h1-only origin, a plain-http redirect) were missing, though the HAR has them."""
+    from proxy.observe.enums import Direction
+    from tests.unit.ui.test_follow import both_readers
+    from ui.screens.requests import request_rows
+
+    path = tmp_path / "h1.h2scope"
+    with CaptureWriter(path, autoflush=False) as writer:
+        writer.connection(5, {"client": {"ip": "127.0.0.1", "port": 40000}, "mode": "regular",
+                              "target": "example.test:80", "protocol": "http/1.1"}, t=1.0)
+        writer.http1(5, Direction.C2S, b"POST /up HTTP/1.1\r\ncontent-length: 7\r\n\r\n",
+                     t=1.0, wall=1.05)
+        writer.http1(5, Direction.S2C, b"HTTP/1.1 100 Continue\r\n\r\n", t=1.02, wall=1.02)
+        writer.http1(5, Direction.S2C, b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n",
+                     t=1.1, wall=1.25)
+        writer.http1(5, Direction.C2S, b"GET /next HTTP/1.1\r\n\r\n", t=2.0, wall=2.0)
+        writer.http1(5, Direction.S2C, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
+                     b"\r\n", t=2.5, wall=3.0)
+        writer.close_connection(5, t=3.1, closed_by="client")
+    for session in both_readers(path):
+        rows = [(r.label, r.status, round(r.wait or 0, 3), round(r.duration, 3), r.sent, r.body,
+                 r.first_row) for r in request_rows(session)]
+        assert rows == [("POST /up (HTTP/1.x)", "201", 0.1, 0.25, 7, 2, -5),
+                        ("GET /next (HTTP/1.x)", "200", 0.5, 1.0, 0, -1, -5)]
+
+    # Enter on one (it has no frame): the timeline is scoped to its connection.
+    from typing import Any
+
+    from tests.unit.ui.conftest import drive
+    from ui.app import H2ScopeApp
+    from ui.screens.requests import RequestsScreen
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, RequestsScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, RequestsScreen) and app.scope_conn == 5
+    drive(path, scenario)
+
+
 def test_a_capture_cut_short_says_its_connection_and_body_did_not_end(tmp_path: Path) -> None:
     """A connection with no CLOSE in a capture with no END record (the recording
     killed, the file cut) was not plainly "open": the capture ends; a body shorter
