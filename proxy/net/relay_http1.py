@@ -450,6 +450,16 @@ class Http1Relay:
             await self._request_said(direction)
             raise _Done(who, f"{who.name.lower()} closed in the middle of a message body",
                         str(exc)) from None
+        except asyncio.CancelledError:
+            # A request body given up on (the response came first: a 413, a refused
+            # Expect): its message is said as far as it went, not left out of the log.
+            if framing is Framing.CHUNKED:
+                size = self._chunked_sent[direction]
+            with contextlib.suppress(Exception):
+                await self._publish(direction, b"", (self._message(
+                    direction, head, len(head.raw), size, started, time.time(),
+                    complete=False),))
+            raise
         except Http1Error as exc:
             # The message as far as it went (its head was passed on: the peer has it),
             # then the error that cut it.

@@ -3,6 +3,7 @@ WebSocket upgrades, the CA page, proxy authentication, SOCKS5 and several modes 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 from collections.abc import Callable
@@ -75,6 +76,44 @@ def test_a_proxy_connection_kept_alive_across_hosts_counts_every_servers_bytes(
     responses = messages(proxy, Direction.S2C)
     assert len(responses) == 2
     assert closed.bytes_s2c == sum(m.head_size + m.body_size for m in responses)
+
+
+def test_a_request_answered_before_its_body_is_still_logged_as_far_as_it_went(
+        proxy: ProxyThread, tmp_path: Path) -> None:
+    """A server that refuses an Expect: 100-continue upload with a 413 at once: the
+    request's message never came (it is published at its body's end), so the log
+    showed a 413 answering nothing."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            sock.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
+                         b"Connection: close\r\n\r\ntoo big!\n")
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                while sock.recv(65536):
+                    pass
+
+    threading.Thread(target=refuse, daemon=True).start()
+    port = listener.getsockname()[1]
+    upload = tmp_path / "big"
+    upload.write_bytes(bytes(3_000_000))
+    _, out, err = curl("-x", proxy.url, "--data-binary", f"@{upload}", "-w", "%{http_code}",
+                          f"http://127.0.0.1:{port}/up")
+    proxy.wait_closed()
+    listener.close()
+    assert out.endswith(b"413"), err
+    (request,) = messages(proxy, Direction.C2S)
+    assert request.start_line == f"POST http://127.0.0.1:{port}/up HTTP/1.1"
+    assert not request.complete
+    assert [m.start_line for m in messages(proxy, Direction.S2C)] == [
+        "HTTP/1.1 413 Payload Too Large"]
 
 
 def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread) -> None:
