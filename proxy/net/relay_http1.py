@@ -39,7 +39,7 @@ from proxy.events import (
 )
 from proxy.net import http1
 from proxy.net.client_certs import explain_alert
-from proxy.net.context import CONNECT_TIMEOUT, Conn, hostport
+from proxy.net.context import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
 from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, connect_failure, open_tcp
@@ -236,8 +236,10 @@ class Http1Relay:
     async def _wait_request(self) -> bytes | None:
         """The next request head; None when the client closes between requests."""
         if self.forward_proxy or self.server is None or self.client.buffer:
-            async with asyncio.timeout(IDLE_TIMEOUT):
-                return await self._read_head(self.client, Closer.CLIENT)
+            if not self.client.buffer:
+                async with asyncio.timeout(IDLE_TIMEOUT):  # (a kept-alive connection, idle)
+                    await self.client.peek(bool)
+            return await self._head_in_time()
         # Fixed upstream: watch the server too, it may close the idle connection.
         server = self.server
         client_wait = asyncio.create_task(self.client.peek(bool))
@@ -258,7 +260,19 @@ class Http1Relay:
                 self.client.write(data)
                 await self.client.drain()
             raise _Done(Closer.SERVER, "server closed the idle connection")
-        return await self._read_head(self.client, Closer.CLIENT)
+        return await self._head_in_time()
+
+    async def _head_in_time(self) -> bytes | None:
+        """A request head that has begun must end within REQUEST_TIMEOUT (a client that
+        sends half a head and stops held the connection for the idle timeout): else a
+        408, as RFC 9110 §15.5.9 has it."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await self._read_head(self.client, Closer.CLIENT)
+        except TimeoutError:
+            await self._reject_request(f"the request head did not end within "
+                                       f"{REQUEST_TIMEOUT:.0f} s", status=408,
+                                       reason="Request Timeout")
 
     # ---------------------------------------------------------------- exchange
 

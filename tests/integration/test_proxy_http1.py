@@ -116,6 +116,23 @@ def test_a_request_answered_before_its_body_is_still_logged_as_far_as_it_went(
         "HTTP/1.1 413 Payload Too Large"]
 
 
+def test_a_request_head_that_stops_halfway_gets_a_408_not_the_idle_timeout(
+        proxy: ProxyThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half a head, then silence, held the connection for the 300 s idle timeout."""
+    from proxy.net import relay_http1
+
+    monkeypatch.setattr(relay_http1, "REQUEST_TIMEOUT", 0.3)
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(b"GET http://127.0.0.1:9/ HT")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    assert b"the request head did not end within" in answer
+    (closed,) = proxy.wait_closed()
+    assert closed.closed_by.name == "PROXY"
+
+
 def test_credentials_for_a_proxy_never_reach_an_origin_server(proxy: ProxyThread) -> None:
     """A client set up with another proxy's credentials (http_proxy=user:pass@...) and
     pointed at h2scope: without --proxyauth h2scope checks none, and still must not
