@@ -147,13 +147,21 @@ def _endpoint(host: object, port: object) -> str:
     return f"{text}:{port if port is not None else '?'}"
 
 
+_STAND_IN = {4: ("192.0.2.1", "192.0.2.2"), 6: ("2001:db8::1", "2001:db8::2")}
+"""Addresses for a flow whose metadata lacks them, by IP version: (client, server)."""
+
+
 def _flow_for(conn_id: int, meta: dict[str, Any]) -> _Flow:
     client = meta.get("client") or {}
     server = meta.get("server") or {}
-    client_ip = _address(client.get("ip"), "10.0.0.1")
-    server_ip = _address(server.get("ip"), "10.0.0.2" if client_ip.version == 4 else "fd00::2")
+    # Stand-ins for what the metadata lacks (or a server of the other IP version than
+    # its client: one TCP flow has one) come from the documentation ranges (RFC 5737,
+    # RFC 3849): never a real host's address.
+    client_ip = _address(client.get("ip"), _STAND_IN[4][0])
+    server_ip = _address(server.get("ip"), _STAND_IN[client_ip.version][1])
+    stand_in = server.get("ip") is None or server_ip.version != client_ip.version
     if server_ip.version != client_ip.version:
-        server_ip = _address("10.0.0.2" if client_ip.version == 4 else "fd00::2", "10.0.0.2")
+        server_ip = _address(_STAND_IN[client_ip.version][1], _STAND_IN[4][1])
     port = client.get("port")
     client_port = port if isinstance(port, int) and 0 < port < 65536 else 40000 + conn_id % 20000
     host, ip = server.get("host"), server.get("ip")
@@ -161,9 +169,12 @@ def _flow_for(conn_id: int, meta: dict[str, Any]) -> _Flow:
     where = _endpoint(ip or host, server.get("port"))
     if host and ip and str(host).strip("[]") != str(ip):
         where = f"{host} ({where})"
+    protocol = str(meta.get("protocol") or "h2")
+    what = "HTTP" if protocol.lower().startswith("http/1") else "HTTP/2"
     comment = (f"h2scope connection {conn_id}: client "
                f"{_endpoint(client.get('ip'), client.get('port'))} -> server {where} "
-               f"(server port rewritten to {HTTP_PORT} so Wireshark dissects HTTP/2)")
+               f"(server port rewritten to {HTTP_PORT} so Wireshark dissects {what}"
+               + (f"; server address {server_ip} stands in for it" if stand_in else "") + ")")
     isn = (conn_id * 2_654_435_761) & 0xFFFF_FFFF
     return _Flow(client_ip, server_ip, client_port, comment, [isn, isn ^ 0x5A5A_5A5A])
 

@@ -24,3 +24,19 @@ def test_a_server_reached_by_name_is_named_with_its_address() -> None:
     assert "-> server [::1]:443 (" in _flow_for(3, ipv6).comment
     unknown = {"client": {}, "server": {"host": "example.test", "port": 443}}
     assert "client ?:? -> server example.test:443 (" in _flow_for(4, unknown).comment
+
+
+def test_an_http1_flow_says_http_and_a_stand_in_address_says_so() -> None:
+    """Every flow's comment said 'dissects HTTP/2'; a v6 client's v4 server became
+    fd00::2, a real ULA (this host's own address, once)."""
+    h1 = {"protocol": "http/1.1", "client": {"ip": "127.0.0.1", "port": 5},
+          "server": {"host": "127.0.0.1", "ip": "127.0.0.1", "port": 80}}
+    assert _flow_for(1, h1).comment.endswith("so Wireshark dissects HTTP)")
+    mixed = {"client": {"ip": "::1", "port": 5},
+             "server": {"host": "localhost", "ip": "127.0.0.1", "port": 443}}
+    flow = _flow_for(2, mixed)
+    assert str(flow.server_ip) == "2001:db8::2"
+    assert flow.comment.endswith("dissects HTTP/2; server address 2001:db8::2 stands in "
+                                 "for it)")
+    none = _flow_for(3, {"client": {}, "server": {"host": "example.test", "port": 443}})
+    assert (str(none.client_ip), str(none.server_ip)) == ("192.0.2.1", "192.0.2.2")
