@@ -47,6 +47,7 @@ from proxy.events import (
     TlsEstablished,
 )
 from proxy.grpc_log import GrpcTracker
+from proxy.net.streams import hostport
 from proxy.observe.describe import event_line, shown
 from proxy.observe.enums import Direction
 from proxy.observe.events import ConnectionFindingRaised, Desynced, FrameObserved
@@ -391,7 +392,7 @@ def connection_line(ev: ConnectionEvent) -> str | None:
 def _connection_text(ev: ConnectionEvent) -> str | None:
     match ev:
         case ConnectionOpened():
-            return f"opened from {ev.client[0]}:{ev.client[1]} ({ev.mode})"
+            return f"opened from {hostport(ev.client[0], ev.client[1])} ({ev.mode})"
         case TargetChosen():
             how = "intercept" if ev.intercept else "pass through (ignore_hosts/allow_hosts)"
             return f"{ev.via} {ev.target} → {how}"

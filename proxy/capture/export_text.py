@@ -34,6 +34,7 @@ from proxy.filter import Filter
 from proxy.filter_context import FrameMatcher, StreamHeaders, meta_host
 from proxy.grpc_log import GrpcTracker
 from proxy.net.clienthello import hello_summary
+from proxy.net.streams import hostport
 from proxy.observe.describe import shown
 from proxy.observe.enums import Direction
 from proxy.observe.events import (
@@ -115,10 +116,11 @@ def _record_text(item: Replayed, rel: float, trailers: tuple[tuple[str, str], ..
 
         # (a connection that failed before relaying has no server or protocol yet)
         host = server.get("host") or server.get("ip")
-        where = f" to {host}:{server.get('port', '?')}" if host else ""
+        where = f" to {hostport(str(host), server.get('port', '?'))}" if host else ""
         protocol = meta.get("protocol")
-        lines = [f"{at(meta.get('opened'))} opened from {client.get('ip', '?')}:"
-                 f"{client.get('port', '?')} ({meta.get('mode', '?')}){where}"
+        lines = [f"{at(meta.get('opened'))} opened from "
+                 f"{hostport(str(client.get('ip', '?')), client.get('port', '?'))} "
+                 f"({meta.get('mode', '?')}){where}"
                  f"{' ' + protocol if protocol else ''}"]
         for leg in ("server", "client"):  # (the live order: upstream first)
             tls = meta.get(f"{leg}_tls")

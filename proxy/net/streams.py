@@ -462,7 +462,7 @@ def connect_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def hostport(host: str, port: int) -> str:
+def hostport(host: str, port: int | str) -> str:
     """``host:port``, an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -324,3 +324,25 @@ def test_with_a_filter_only_connections_with_something_shown_get_their_lines() -
     assert len(errs) == 3 and "opened" in errs[0] and "cannot connect" in errs[1], errs
     # Without a filter, every connection as before.
     assert " #1 " in _one_by_one(batches)
+
+
+def test_an_ipv6_client_address_is_written_in_brackets(tmp_path: Path) -> None:
+    """'opened from ::1:59436' could not be told from a port of its own; the target
+    was already written [::1]:443."""
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from proxy.headless import connection_line
+    from ui.model.connections import ConnInfo
+
+    opened = ConnectionOpened(conn_id=1, t=0.0, client=("::1", 59436), mode="regular",
+                              target=None)
+    assert connection_line(opened) == "opened from [::1]:59436 (regular)"
+    path = tmp_path / "v6.h2scope"
+    with CaptureWriter(path) as writer:
+        writer.connection(1, {"client": {"ip": "::1", "port": 59436}, "mode": "regular",
+                              "server": {"host": "::1", "port": 443}, "opened": 0.0}, t=0.0)
+    out = io.StringIO()
+    write_text(replay(path), out)
+    assert "opened from [::1]:59436 (regular) to [::1]:443" in out.getvalue()
+    assert ConnInfo(1, meta={"client": {"ip": "::1", "port": 59436}}).client == "[::1]:59436"

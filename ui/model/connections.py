@@ -306,7 +306,8 @@ class ConnInfo:
     @property
     def client(self) -> str:
         c = self.meta.get("client") or {}
-        return f"{c.get('ip', '?')}:{c.get('port', '?')}" if c else "?"
+        ip = str(c.get("ip", "?"))
+        return f"{f'[{ip}]' if ':' in ip else ip}:{c.get('port', '?')}" if c else "?"
 
     @property
     def target(self) -> str:
