@@ -125,8 +125,9 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     # for (a client that resolved the name itself tunnels to an address): as mitmproxy,
     # the SNI decides then
     sni_decides = not intercept and bool(conn.state.allow)
-    await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
-                                 intercept=intercept))
+    if not sni_decides:  # (else said once decided: one line, not "pass through", then not)
+        await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
+                                     intercept=intercept))
     try:
         server = await conn.open_server(host, port)
     except (OSError, TimeoutError) as exc:
@@ -140,7 +141,7 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     if not intercept and not sni_decides:
         await _pass_through(conn, client, server)
         return
-    await run_tunnel(conn, client, server, host, port, sni_decides=sni_decides)
+    await run_tunnel(conn, client, server, host, port, undecided=via if sni_decides else None)
 
 
 async def _pass_through(conn: Conn, client: Stream, server: Stream) -> None:
@@ -149,11 +150,26 @@ async def _pass_through(conn: Conn, client: Stream, server: Stream) -> None:
 
 
 async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port: int, *,
-                     sni_decides: bool = False) -> None:
+                     undecided: str | None = None) -> None:
     """Relay an established tunnel to *host*:*port* (TCP to the server is open).
-    ``sni_decides``: the target matched no allow_hosts pattern: intercepted only if
-    the TLS SNI does, else passed through."""
+    ``undecided``: the target matched no allow_hosts pattern, so the TLS SNI decides
+    (intercepted if it matches, else passed through, as any tunnel without TLS); the
+    target line, not said yet, is said with the decision (``undecided`` is how the
+    target came: ``CONNECT``, ``SOCKS5``)."""
+
+    async def decided(intercept: bool) -> None:
+        if undecided is not None:
+            await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
+                                         target=hostport(host, port), via=undecided,
+                                         intercept=intercept))
+
     first = await first_bytes(conn, client, server)
+    if undecided is not None and first != "client":
+        # (nothing to decide by: passed through, as the target's verdict says; an idle
+        # tunnel stays open, as one ignore_hosts passes through does)
+        await decided(False)
+        await _pass_through(conn, client, server)
+        return
     if first == "eof":
         await conn.closed(Closer.CLIENT, "client closed the tunnel without sending anything")
         return
@@ -169,7 +185,8 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
                           f"{FIRST_BYTES_TIMEOUT:.0f} s")
         return
     if first == "server" or not looks_like_tls(bytes(client.buffer[:3])):
-        if sni_decides:  # (no TLS, no name: the target's verdict stands)
+        if undecided is not None:  # (no TLS, no name: the target's verdict stands)
+            await decided(False)
             await _pass_through(conn, client, server)
             return
         await relay_plain(conn, client, server, secure=False, server_first=first == "server")
@@ -177,15 +194,18 @@ async def run_tunnel(conn: Conn, client: Stream, server: Stream, host: str, port
     hello = await peek_client_hello(conn, client)
     if hello is None:
         return  # (closed, saying why)
-    if sni_decides:
-        if not hello.sni or conn.state.ignored(hello.sni, port):
+    if undecided is not None:
+        allowed = bool(hello.sni) and not conn.state.ignored(hello.sni or "", port)
+        await decided(allowed)
+        if not allowed:
             await _pass_through(conn, client, server)
             return
         await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
-                                     target=hostport(hello.sni, port), via="TLS SNI",
+                                     target=hostport(hello.sni or "", port), via="TLS SNI",
                                      intercept=True))
-    elif hello.sni and conn.state.ignored(hello.sni, port):
-        # (the target line said intercept: the name the client asks TLS for decides)
+    elif hello.sni and not conn.state.allow and conn.state.ignored(hello.sni, port):
+        # (the target line said intercept: the name the client asks TLS for decides; with
+        # allow_hosts, a target that matched is intercepted whatever its SNI)
         await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(),
                                      target=hostport(hello.sni, port), via="TLS SNI",
                                      intercept=False))

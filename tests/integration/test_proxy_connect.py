@@ -176,10 +176,45 @@ def test_allow_hosts_matches_the_tls_name_of_a_tunnel_to_an_address_and_ignores_
     assert code == 0 and body == "hello /by-address\n", status  # (h2scope's CA verified it)
     chosen = proxy.wait_for(lambda: len(r := proxy.events(TargetChosen)) == 2 and r,
                             what="the target, then the TLS name")
+    # (said once decided: not "pass through", then "intercept")
     assert [(e.via, e.target, e.intercept) for e in chosen] == [
-        ("CONNECT", f"127.0.0.1:{h2_origin.port}", False),
+        ("CONNECT", f"127.0.0.1:{h2_origin.port}", True),
         ("TLS SNI", f"localhost:{h2_origin.port}", True)]
     assert proxy.wait_for(lambda: status_headers(proxy, Direction.S2C), what=":status") == ["200"]
+
+
+def test_allow_hosts_intercepts_a_target_it_matches_whatever_its_sni(
+        make_proxy: object, h2_origin: ServerThread) -> None:
+    """A target that matched allow_hosts was passed through when its SNI did not:
+    the docs say a matching target is intercepted."""
+    proxy = make_proxy(allow_hosts=[r"^127\.0\.0\.1:"])  # type: ignore[operator]
+    code, body, status = curl(proxy, f"https://localhost:{h2_origin.port}/by-name",
+                              "--http2", "--connect-to",
+                              f"localhost:{h2_origin.port}:127.0.0.1:{h2_origin.port}")
+    assert code == 0 and body == "hello /by-name\n", status  # (h2scope's CA verified it)
+    chosen = proxy.wait_for(lambda: proxy.events(TargetChosen), what="the target")
+    assert [(e.via, e.intercept) for e in chosen] == [("CONNECT", True)]
+
+
+def test_an_idle_tunnel_allow_hosts_misses_stays_open_as_a_passed_through_one(
+        make_proxy: object, h2_origin: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While its first bytes were awaited (the SNI decides), a silent tunnel was closed
+    after the wait; passed through by ignore_hosts, it stays open."""
+    import socket
+
+    from proxy.net import tunnel
+
+    monkeypatch.setattr(tunnel, "FIRST_BYTES_TIMEOUT", 0.3)
+    proxy = make_proxy(allow_hosts=[r"^elsewhere\.example:"])  # type: ignore[operator]
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        sock.sendall(f"CONNECT 127.0.0.1:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        chosen = proxy.wait_for(lambda: proxy.events(TargetChosen), what="the target")
+        assert [(e.via, e.intercept) for e in chosen] == [("CONNECT", False)]
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # (open, and nothing from the proxy)
+            sock.recv(4096)
+        assert not proxy.events(ConnectionClosed)
 
 
 def test_upstream_with_untrusted_certificate_fails_clearly(
