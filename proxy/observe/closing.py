@@ -26,6 +26,14 @@ _SENDING = {
 """The states in which each direction's sender may still send on a stream (§5.1)."""
 
 
+_PEER_ERRORS = frozenset({1, 3, 4, 5, 6, 9, 11, 12, 13})
+"""GOAWAY error codes that blame the peer (PROTOCOL_ERROR, FLOW_CONTROL_ERROR,
+SETTINGS_TIMEOUT, STREAM_CLOSED, FRAME_SIZE_ERROR, COMPRESSION_ERROR,
+ENHANCE_YOUR_CALM, INADEQUATE_SECURITY, HTTP_1_1_REQUIRED): a sender closing after
+one did what the peer's connection error requires. INTERNAL_ERROR, CONNECT_ERROR and
+the others are the sender's own trouble: its unfinished responses are still its own."""
+
+
 def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str | None,
                seq: int, server_goaway: int | None = None,
                ended_at: int | None = None, silent: bool = False,
@@ -43,11 +51,12 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
     the sender never sent a byte (no preface SETTINGS either): no HTTP/2 peer broke
     off, so information, with the likely cause (a TLS port behind reverse:http://).
     ``goaway_error``: the error code of the sender's last GOAWAY; a sender that
-    closed after a GOAWAY with an error did what a connection error requires
-    (§5.4.1: close the connection), and abandoned nothing: information, with why."""
+    closed after a GOAWAY whose error blames its peer did what a connection error
+    requires (§5.4.1: close the connection), and abandoned nothing: information,
+    with why."""
     sender = direction.sender
     own = closed_by is None or closed_by == sender
-    errored = own and goaway_error != 0
+    errored = own and goaway_error in _PEER_ERRORS
     sending = _SENDING[direction]
     out: list[Finding] = []
     cut: list[int] = []

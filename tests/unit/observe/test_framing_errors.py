@@ -139,14 +139,24 @@ def test_a_server_closing_after_its_error_goaway_abandoned_nothing(
         assert message.endswith("unfinished (no END_STREAM): it had sent GOAWAY "
                                 "FRAME_SIZE_ERROR, and a connection error ends every open "
                                 "stream (§5.4.1)"), message
-    # A graceful GOAWAY (NO_ERROR) excuses nothing: the response was still cut.
+    # A graceful GOAWAY (NO_ERROR) excuses nothing: the response was still cut; nor
+    # does the server's own INTERNAL_ERROR (its trouble, not the client's).
+    for code_bytes in (bytes(4), (2).to_bytes(4, "big")):
+        conv = make_conv()
+        conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
+        conv.send(S2C, goaway[:-4] + code_bytes)
+        conv.events.extend(conv.obs.close(conv.t, "server"))
+        ((code, sev, _),) = _conn_findings(conv)
+        assert (code, sev) == ("stream-unfinished", Severity.WARNING), code_bytes
     conv = make_conv()
     conv.send(C2S, conv.f.headers(C2S, 1, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
-    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")]))
-    conv.send(S2C, goaway[:-4] + bytes(4))
+    conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200"), ("content-length", "100")]))
+    conv.send(S2C, conv.f.data(1, b"q" * 10))
+    conv.send(S2C, goaway[:-4] + (2).to_bytes(4, "big"))
     conv.events.extend(conv.obs.close(conv.t, "server"))
     ((code, sev, _),) = _conn_findings(conv)
-    assert (code, sev) == ("stream-unfinished", Severity.WARNING)
+    assert (code, sev) == ("content-length-mismatch", Severity.ERROR)
 
 
 def test_finished_and_reset_streams_are_not_unfinished(conv: Conversation) -> None:
