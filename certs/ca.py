@@ -218,9 +218,12 @@ def pem_from_pkcs12(data: bytes) -> tuple[bytes, bytes]:
                                 "then h2scope ca import ca.pem") from None
         raise CAImportError(f"no PEM certificate could be read, nor PKCS#12 "
                             f"({_reason(exc)})") from None
-    if cert is None or key is None:
-        raise CAImportError("the PKCS#12 file holds no " + ("certificate" if cert is None
-                                                            else "private key"))
+    if key is None:  # (a certificate alone: what clients install, not what signs)
+        raise CAImportError("the PKCS#12 file holds no private key, only certificates to "
+                            "install in clients (mitmproxy-ca-cert.p12 is one): import the "
+                            "file with the key (mitmproxy-ca.pem)")
+    if cert is None:
+        raise CAImportError("the PKCS#12 file holds a private key but no certificate")
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))

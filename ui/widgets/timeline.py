@@ -193,6 +193,7 @@ def _block_row_summary(ev: FrameObserved, target: str) -> str:
 
 
 def _same_host(authority: str, target: str) -> bool:
+    authority, target = authority.lower(), target.lower()  # (host names ignore case)
     if authority == target:
         return True
     host, _, port = target.rpartition(":")

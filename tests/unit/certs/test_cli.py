@@ -463,6 +463,13 @@ def test_import_takes_a_pkcs12_file_and_says_what_to_do_with_a_password(
     code, _, err = run(capsys, "ca", "import", "--yes", str(plain), "--confdir", str(confdir))
     assert code == 0, err
     assert load_ca(confdir).cert == x509_cert
+    # mitmproxy-ca-cert.p12: the certificate only, for clients
+    cert_only = tmp_path / "mitmproxy-ca-cert.p12"
+    cert_only.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"ca", None, None, [x509_cert], serialization.NoEncryption()))
+    code, _, err = run(capsys, "ca", "import", "--yes", str(cert_only), "--confdir",
+                       str(confdir))
+    assert code == 2 and "the PKCS#12 file holds no private key, only certificates" in err
 
 
 def test_import_of_a_certificate_without_its_key_says_to_give_the_key(

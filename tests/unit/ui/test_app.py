@@ -109,6 +109,7 @@ def test_a_request_row_leads_with_its_path_and_names_a_host_not_the_connections(
                     "GET cdn.example.com/s3.js  dep=0(excl) weight=183"]
     assert _block_row_summary(events[0], "www.example.com:8443").startswith(
         "GET www.example.com/s1.js")  # (another port: another origin)
+    assert _block_row_summary(events[0], "WWW.Example.com:443").startswith("GET /s1.js")
 
 
 def test_a_reset_row_names_the_request_it_reset(session: Any) -> None:
