@@ -48,6 +48,8 @@ class StreamInfo:
     server's WINDOW_UPDATE for an upload): the wait for the response ends there."""
     interim_t: float | None = None
     """When the first 1xx (100 Continue, 103 Early Hints) came."""
+    request_end_t: float | None = None
+    """When the client's END_STREAM came: the request sent (an upload's body too)."""
     response_end_t: float | None = None
     """When the server's END_STREAM came: the response complete (frames after it, a
     client's WINDOW_UPDATE or reset, are no part of its duration)."""

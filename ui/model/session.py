@@ -361,6 +361,9 @@ class Session:
                     s.first_response_t = t
                 if f.flags & 0x1:  # END_STREAM
                     s.response_end_t = t
+            elif d == 0 and ftype in (_DATA, _HEADERS) and f.flags & 0x1 and \
+                    s.request_end_t is None:
+                s.request_end_t = t
         if ftype == _DATA:
             if s is not None and type(f) is DataFrame:
                 if d:

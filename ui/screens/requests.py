@@ -23,7 +23,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from ui.model.connections import ConnInfo
+from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.session import Session
 from ui.widgets.style import safe_str
 
@@ -41,7 +41,8 @@ class RequestRow:
     start: float
     """Seconds since the session's first frame."""
     wait: float | None
-    """Seconds to the final response's HEADERS (a 1xx is not the response)."""
+    """Seconds from the request sent to the final response's HEADERS (a 1xx is not
+    the response), as HAR's wait."""
     duration: float
     """Seconds to the response's END_STREAM, else to the stream's last frame."""
     ended: bool
@@ -73,13 +74,25 @@ def request_rows(session: Session) -> list[RequestRow]:
                 out.append(RequestRow(
                     conn=conn.conn_id, stream=st.stream_id, label=request, status=status,
                     start=session.relative(st.first_t),
-                    wait=None if st.first_response_t is None else st.first_response_t - st.first_t,
+                    wait=_wait(st),
                     duration=end - st.first_t, ended=st.response_end_t is not None,
                     body=st.data_s2c, sent=st.data_c2s, reset=st.reset,
                     first_row=st.rows[0]))
             out.extend(_http1_rows(session, conn))
     out.sort(key=lambda r: r.start)
     return out
+
+
+def _wait(st: StreamInfo) -> float | None:
+    """Seconds from the request sent (its END_STREAM: an upload's last byte) to its
+    response, as HAR's wait; from the stream's start while the request was still
+    being sent when the response came (a bidirectional call)."""
+    if st.first_response_t is None:
+        return None
+    sent = st.request_end_t
+    if sent is None or sent > st.first_response_t:
+        sent = st.first_t
+    return st.first_response_t - sent
 
 
 def _http1_rows(session: Session, conn: ConnInfo) -> list[RequestRow]:

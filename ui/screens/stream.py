@@ -66,6 +66,8 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     t0 = st.first_t
     rel = session.relative
     timing = [f"started {rel(t0):.6f} s"]
+    if st.request_end_t is not None and st.request_end_t > t0 and st.data_c2s:
+        timing.append(f"request sent +{(st.request_end_t - t0) * 1000:.3f} ms")
     if st.interim_t is not None:
         interim = dict(st.informational[0]).get(":status", "1xx") if st.informational \
             else "1xx"

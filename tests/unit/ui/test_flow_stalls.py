@@ -673,3 +673,35 @@ def test_the_stream_view_shows_the_rfc7540_priority_and_each_change(tmp_path: Pa
         session, session.conns[1], session.conns[1].streams[1]).plain)
     assert ("RFC 7540 priority: HEADERS: depends on 0 exclusively, weight 183; then PRIORITY "
             "at +50.000 ms: depends on 0 exclusively, weight 220\n") in text, text
+
+
+def test_an_uploads_wait_counts_from_its_last_byte_as_the_hars(tmp_path: Path) -> None:
+    """The requests list's wait for a 5 MB upload was 4.87 s, the time spent sending;
+    the HAR's was 6.7 ms, from the request's end to the response."""
+    from ui.screens.requests import request_rows
+    from ui.screens.stream import stream_text
+
+    f = FrameFactory()
+    post = [(":method", "POST"), (":scheme", "https"), (":authority", "example.com"),
+            (":path", "/upload")]
+    path = tmp_path / "upload.h2scope"
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, META, t=1.0, wall_clock=True)
+    tap.feed(C2S, CONNECTION_PREFACE + f.settings(), 1.01)
+    tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
+    tap.feed(C2S, f.settings(ack=True), 1.03)
+    tap.feed(C2S, f.headers(C2S, 1, post), 1.04)
+    tap.feed(C2S, f.data(1, b"x" * 1000), 2.00)
+    tap.feed(C2S, f.data(1, b"x" * 1000, flags=["END_STREAM"]), 5.00)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
+             5.01)
+    writer.close(fsync=False)
+
+    def seen(session: Session) -> tuple[str, float | None]:
+        (row,) = request_rows(session)
+        text = stream_text(session, session.conns[1], session.conns[1].streams[1]).plain
+        return text.splitlines()[1], row.wait
+
+    timing, wait = _loaded(path, seen)
+    assert wait == pytest.approx(0.01)
+    assert "request sent +3960.000 ms, response headers +3970.000 ms" in timing, timing
