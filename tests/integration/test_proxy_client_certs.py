@@ -5,9 +5,7 @@ named with the server's alert."""
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +14,7 @@ from proxy.events import ProxyErrorRaised
 from tests.helpers import procs
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import CertFiles, make_self_signed
+from tests.helpers.tls_server import tls_server
 
 
 def client_pem(directory: Path, name: str = "client") -> Path:
@@ -86,32 +85,8 @@ def verifying_server(directory: Path, alpn: str = "h2",
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.maximum_version = tls
     ctx.set_alpn_protocols([alpn])
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                sock, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with sock:
-                sock.settimeout(5)
-                try:
-                    with ctx.wrap_socket(sock, server_side=True) as tls:
-                        tls.recv(1)
-                except (ssl.SSLError, OSError):
-                    pass  # the refusal is the point
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with tls_server(ctx, lambda tls: tls.recv(1)) as port:  # (the refusal is the point)
+        yield port
 
 
 def test_a_certificate_the_server_refuses_is_named_with_its_alert(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,17 @@ def curl(proxy: ProxyThread, url: str, *args: str) -> tuple[int, str, str]:
     out = result.stdout.decode(errors="replace")
     body, _, status = out.rpartition("\n")
     return result.returncode, body, status + " " + result.stderr.decode(errors="replace")
+
+
+def connect_tunnel(sock: Any, target: str) -> bytes:
+    """Send ``CONNECT target`` on a raw socket; the proxy's answer head."""
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, head
+        head += chunk
+    return head
 
 
 def status_headers(proxy: ProxyThread, direction: Direction) -> list[str]:
@@ -283,13 +295,7 @@ def test_a_client_that_leaves_silently_after_the_certificate_gets_the_ca_hint(
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
-        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            assert chunk, head
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 200")
+        assert connect_tunnel(sock, f"localhost:{h2_origin.port}").startswith(b"HTTP/1.1 200")
         with pytest.raises(ssl.SSLWantReadError):
             tls.do_handshake()
         sock.sendall(outgoing.read())
@@ -316,12 +322,7 @@ def test_a_client_that_resets_before_the_certificate_is_not_sent_to_the_ca_hint(
     with pytest.raises(ssl.SSLWantReadError):
         tls.do_handshake()
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
-        sock.sendall(f"CONNECT localhost:{h2_origin.port} HTTP/1.1\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            assert chunk, head
-            head += chunk
+        connect_tunnel(sock, f"localhost:{h2_origin.port}")
         sock.sendall(outgoing.read())
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)

@@ -5,9 +5,7 @@ debugged), and the failure says why; clients with a version in common go through
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +14,7 @@ from proxy.events import Leg, ProxyErrorRaised, TlsEstablished
 from tests.helpers import procs
 from tests.helpers.proxy_thread import ProxyThread
 from tests.helpers.tls_files import make_self_signed
+from tests.helpers.tls_server import tls_server
 
 
 @contextmanager
@@ -26,39 +25,18 @@ def tls12_server(directory: Path) -> Iterator[tuple[int, Path]]:
     ctx.load_cert_chain(files.cert, files.key)
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                sock, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with sock:
-                sock.settimeout(5)
-                try:
-                    with ctx.wrap_socket(sock, server_side=True) as tls:
-                        head = b""
-                        while b"\r\n\r\n" not in head:
-                            chunk = tls.recv(4096)
-                            if not chunk:
-                                break
-                            head += chunk
-                        tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n"
-                                     b"connection: close\r\n\r\nok\n")
-                except (ssl.SSLError, OSError):
-                    pass  # (a client it shares no version with: the refusal is the point)
+    def answer(tls: ssl.SSLSocket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1]), files.cert
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with tls_server(ctx, answer) as port:
+        yield port, files.cert
 
 
 def curl(proxy: ProxyThread, sport: int, *flags: str) -> tuple[int, bytes, bytes]:
