@@ -131,6 +131,9 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
     try:
         server = await conn.open_server(host, port)
     except (OSError, TimeoutError) as exc:
+        if sni_decides:  # (nothing left to decide: the target's line, as it stands)
+            await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where,
+                                         via=via, intercept=False))
         reason = connect_failure(exc)
         await refuse(reason, exc)
         await conn.error("connect", f"cannot connect to {where}: {reason}")

@@ -208,6 +208,19 @@ def test_allow_hosts_intercepts_a_target_it_matches_whatever_its_sni(
     assert [(e.via, e.intercept) for e in chosen] == [("CONNECT", True)]
 
 
+def test_an_unreachable_target_allow_hosts_misses_still_has_its_target_line(
+        make_proxy: object) -> None:
+    import socket
+
+    proxy = make_proxy(allow_hosts=[r"^elsewhere\.example:"])  # type: ignore[operator]
+    port = procs.free_port()
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        assert connect_tunnel(sock, f"127.0.0.1:{port}").startswith(b"HTTP/1.1 502")
+    proxy.wait_closed()
+    assert [(e.target, e.intercept) for e in proxy.events(TargetChosen)] == [
+        (f"127.0.0.1:{port}", False)]
+
+
 def test_an_idle_tunnel_allow_hosts_misses_stays_open_as_a_passed_through_one(
         make_proxy: object, h2_origin: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
     """While its first bytes were awaited (the SNI decides), a silent tunnel was closed

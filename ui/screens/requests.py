@@ -96,11 +96,13 @@ def _wait(st: StreamInfo) -> float | None:
 
 
 def _http1_rows(session: Session, conn: ConnInfo) -> list[RequestRow]:
-    """A connection's HTTP/1.x exchanges (from its message heads: requests paired
-    with the responses that followed, 1xx aside) as rows; they have no frame, so
-    Enter scopes the timeline to their connection."""
-    rows: list[RequestRow] = []
-    waiting: list[tuple[float, str, int]] = []
+    """A connection's HTTP/1.x exchanges (from its message heads: the n-th request
+    with the n-th final response, 1xx aside — a request answered before its body
+    ended is recorded after its response) as rows; they have no frame, so Enter
+    scopes the timeline to their connection. The wait is not known (a response's
+    record says when its exchange began and when it ended)."""
+    requests: list[tuple[float, str, int]] = []
+    responses: list[tuple[float, str, int]] = []
     for (end, direction, head), started in zip(conn.http1, conn.http1_started, strict=True):
         if head.startswith("websocket "):
             continue
@@ -109,18 +111,20 @@ def _http1_rows(session: Session, conn: ConnInfo) -> list[RequestRow]:
                        if n.strip().lower() == "content-length" and v.strip().isdigit()), "-1")
         if direction == 0:
             method, _, rest = first.partition(" ")
-            waiting.append((started, f"{method} {rest.rsplit(' ', 1)[0]}", max(0, int(length))))
+            requests.append((started, f"{method} {rest.rsplit(' ', 1)[0]}", max(0, int(length))))
             continue
         parts = first.split(" ", 2)
         status = parts[1] if len(parts) > 1 else ""
-        if (status.startswith("1") and status != "101") or not waiting:
-            continue
-        t0, label, sent = waiting.pop(0)
+        if not (status.startswith("1") and status != "101"):
+            responses.append((end, status, int(length)))
+    rows = []
+    for n, (t0, label, sent) in enumerate(requests):
+        end, status, body = responses[n] if n < len(responses) else (t0, "", -1)
         rows.append(RequestRow(
             conn=conn.conn_id, stream=0, label=f"{label} (HTTP/1.x)", status=status,
-            start=session.relative(t0), wait=max(0.0, started - t0),
-            duration=max(0.0, end - t0), ended=True, body=int(length), sent=sent,
-            reset=None, first_row=-conn.conn_id))
+            start=session.relative(t0), wait=None, duration=max(0.0, end - t0),
+            ended=n < len(responses), body=body, sent=sent, reset=None,
+            first_row=-conn.conn_id))
     return rows
 
 

@@ -66,23 +66,27 @@ def stream_text(session: Session, conn: ConnInfo, st: StreamInfo) -> Text:
     t0 = st.first_t
     rel = session.relative
     timing = [f"started {rel(t0):.6f} s"]
+    moments: list[tuple[float, str]] = []  # (said in the order they happened)
     if st.request_end_t is not None and st.request_end_t > t0 and st.data_c2s:
-        timing.append(f"request sent +{(st.request_end_t - t0) * 1000:.3f} ms")
+        moments.append((st.request_end_t,
+                        f"request sent +{(st.request_end_t - t0) * 1000:.3f} ms"))
     if st.interim_t is not None:
         interim = dict(st.informational[0]).get(":status", "1xx") if st.informational \
             else "1xx"
-        timing.append(f"interim {interim} +{(st.interim_t - t0) * 1000:.3f} ms")
+        moments.append((st.interim_t, f"interim {interim} +{(st.interim_t - t0) * 1000:.3f} ms"))
     if st.first_response_t is not None:
-        timing.append(f"response headers +{(st.first_response_t - t0) * 1000:.3f} ms")
+        moments.append((st.first_response_t,
+                        f"response headers +{(st.first_response_t - t0) * 1000:.3f} ms"))
     if st.response_end_t is not None:
         done = f"response complete +{(st.response_end_t - t0) * 1000:.3f} ms"
         if st.first_response_t is not None:
             done += f" (receiving {(st.response_end_t - st.first_response_t) * 1000:.3f} ms)"
-        timing.append(done)
+        moments.append((st.response_end_t, done))
     if st.reset_t is not None:
-        timing.append(f"reset +{(st.reset_t - t0) * 1000:.3f} ms{_deadline(st)}")
+        moments.append((st.reset_t, f"reset +{(st.reset_t - t0) * 1000:.3f} ms{_deadline(st)}"))
     if st.last_t != st.response_end_t and st.last_t != st.reset_t:
-        timing.append(f"last frame +{(st.last_t - t0) * 1000:.3f} ms")
+        moments.append((st.last_t, f"last frame +{(st.last_t - t0) * 1000:.3f} ms"))
+    timing.extend(text for _, text in sorted(moments, key=lambda m: m[0]))
     if st.stalls:
         total = sum((end - start) for start, end in st.stalls if end is not None)
         timing.append(f"{len(st.stalls)} flow-control stall(s), {total * 1000:.1f} ms")

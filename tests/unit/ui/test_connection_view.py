@@ -112,13 +112,19 @@ def test_http1_exchanges_are_in_the_requests_list(tmp_path: Path) -> None:
                      t=1.1, wall=1.25)
         writer.http1(5, Direction.C2S, b"GET /next HTTP/1.1\r\n\r\n", t=2.0, wall=2.0)
         writer.http1(5, Direction.S2C, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
-                     b"\r\n", t=2.5, wall=3.0)
-        writer.close_connection(5, t=3.1, closed_by="client")
+                     b"\r\n", t=2.0, wall=3.0)
+        # answered before its body ended: the request is recorded after its response
+        writer.http1(5, Direction.S2C, b"HTTP/1.1 413 Payload Too Large\r\n"
+                     b"content-length: 9\r\n\r\n", t=4.0, wall=4.01)
+        writer.http1(5, Direction.C2S, b"POST /big HTTP/1.1\r\ncontent-length: 9000\r\n\r\n",
+                     t=4.0, wall=4.02, body_truncated=True)
+        writer.close_connection(5, t=4.1, closed_by="proxy")
     for session in both_readers(path):
-        rows = [(r.label, r.status, round(r.wait or 0, 3), round(r.duration, 3), r.sent, r.body,
-                 r.first_row) for r in request_rows(session)]
-        assert rows == [("POST /up (HTTP/1.x)", "201", 0.1, 0.25, 7, 2, -5),
-                        ("GET /next (HTTP/1.x)", "200", 0.5, 1.0, 0, -1, -5)]
+        rows = [(r.label, r.status, r.wait, round(r.duration, 3), r.sent, r.body, r.first_row)
+                for r in request_rows(session)]
+        assert rows == [("POST /up (HTTP/1.x)", "201", None, 0.25, 7, 2, -5),
+                        ("GET /next (HTTP/1.x)", "200", None, 1.0, 0, -1, -5),
+                        ("POST /big (HTTP/1.x)", "413", None, 0.01, 9000, 9, -5)]
 
     # Enter on one (it has no frame): the timeline is scoped to its connection.
     from typing import Any

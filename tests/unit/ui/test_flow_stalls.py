@@ -691,6 +691,7 @@ def test_an_uploads_wait_counts_from_its_last_byte_as_the_hars(tmp_path: Path) -
     tap.feed(S2C, f.settings() + f.settings(ack=True), 1.02)
     tap.feed(C2S, f.settings(ack=True), 1.03)
     tap.feed(C2S, f.headers(C2S, 1, post), 1.04)
+    tap.feed(S2C, f.headers(S2C, 1, [(":status", "100")]), 1.05)
     tap.feed(C2S, f.data(1, b"x" * 1000), 2.00)
     tap.feed(C2S, f.data(1, b"x" * 1000, flags=["END_STREAM"]), 5.00)
     tap.feed(S2C, f.headers(S2C, 1, [(":status", "200")], flags=["END_HEADERS", "END_STREAM"]),
@@ -704,4 +705,6 @@ def test_an_uploads_wait_counts_from_its_last_byte_as_the_hars(tmp_path: Path) -
 
     timing, wait = _loaded(path, seen)
     assert wait == pytest.approx(0.01)
-    assert "request sent +3960.000 ms, response headers +3970.000 ms" in timing, timing
+    # (in the order they happened: the 100 came while the body was being sent)
+    assert ("interim 100 +10.000 ms, request sent +3960.000 ms, response headers +3970.000 ms"
+            in timing), timing
