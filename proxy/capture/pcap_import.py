@@ -215,6 +215,9 @@ class ImportSummary:
     """TLS secrets the file itself carried (pcapng Decryption Secrets Blocks)."""
     torn: list[str] = field(default_factory=list)
     """The file ends inside a packet (a capture cut short): where."""
+    tunnels: list[str] = field(default_factory=list)
+    """HTTP/1.x connections that became tunnels (a CONNECT's 2xx, a 101) whose bytes
+    were recorded as they are, not decoded: which, and what that means."""
     linktypes: set[int] = field(default_factory=set)
 
 
@@ -624,6 +627,12 @@ def _finish(conn: _Connection, writer: CaptureWriter, t: float, summary: ImportS
     elif conn.h1 is not None:
         summary.http1_messages += conn.h1.close(
             t, closed_by=conn.closed_by if ended else None, error=error)
+        if conn.h1.splitter.tunnel:
+            summary.tunnels.append(
+                f"{address_text(conn.client)} → {address_text(conn.server)}: the bytes after "
+                "its CONNECT's 2xx (or its 101) are kept as they are, not decoded — TLS inside "
+                "a proxy's tunnel is not decrypted; capture between the proxy and the server, "
+                "or record with h2scope as the proxy, to see it")
 
 
 def address_text(addr: tuple[str, int]) -> str:

@@ -233,6 +233,7 @@ def report(summary: Any, src: Path, out: Path, keys: bool) -> list[str]:
         lines.append(f"{summary.skipped_packets:,} packets are not TCP over IP{note}")
     lines.extend(f"gap: {g}" for g in summary.gaps)
     lines.extend(f"tls: {p}" for p in summary.problems)
+    lines.extend(f"tunnel: {p}" for p in summary.tunnels)
     lines.extend(f"cut: {p}" for p in summary.torn)
     return lines
 

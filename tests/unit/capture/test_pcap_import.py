@@ -321,6 +321,28 @@ def test_tls_and_late_connections_are_counted_and_http1_recorded(tmp_path: Path)
     assert not (tmp_path / "none.h2scope").exists()
 
 
+def test_a_connect_tunnels_bytes_are_said_to_be_kept_undecoded(tmp_path: Path) -> None:
+    """A capture on a proxy's port: the TLS inside its CONNECT tunnels was dropped
+    from the report without a word, though tshark with the key log decodes it."""
+    from proxy.commands.pcap import report
+
+    client = ("10.0.0.6", 4)
+    connect = b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
+    ok = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    hello = b"\x16\x03\x01\x00\x05hello"
+    flow = [_tcp(client, SERVER, 0, SYN), _tcp(SERVER, client, 0, SYN | ACK),
+            _tcp(client, SERVER, 1, ACK, connect), _tcp(SERVER, client, 1, ACK, ok),
+            _tcp(client, SERVER, 1 + len(connect), ACK, hello)]
+    pcap = _pcap(tmp_path / "proxy.pcap", [(1.0, _ethernet(p)) for p in flow])
+    out = tmp_path / "proxy.h2scope"
+    summary = _import(pcap, out)
+    (said,) = summary.tunnels  # type: ignore[attr-defined]
+    assert said.startswith(f"10.0.0.6:4 → {SERVER[0]}:{SERVER[1]}: the bytes after its "
+                           "CONNECT's 2xx")
+    assert "TLS inside a proxy's tunnel is not decrypted" in said
+    assert any(line.startswith("tunnel: ") for line in report(summary, pcap, out, False))
+
+
 def test_the_readers_refuse_what_is_not_a_packet_capture(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"GIF89a not a pcap")
