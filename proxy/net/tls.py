@@ -235,6 +235,10 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
         if hint is None and isinstance(exc, StreamClosed) and _narrow(versions):
             # (a server without the client's versions may close without an alert)
             hint = _version_hint(versions, maybe=True)
+        elif hint is None and isinstance(exc, StreamClosed) and cert is None:
+            # (as may a TLS 1.2 server that asked for a client certificate and got none)
+            hint = (f"if {conn.target or host} wants a client certificate, h2scope has none "
+                    f"for it: {FLAG_HINT}")
         await conn.error("server-tls", message, hint)
         raise InterceptFailed(_tls_error(exc)) from exc
     sent_sni = None if is_ip(server_hostname) else server_hostname

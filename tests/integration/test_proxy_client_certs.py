@@ -128,6 +128,33 @@ def test_an_http1_server_or_a_tls12_one_wanting_a_certificate_is_said_with_the_f
                                  "none for it: give h2scope a client certificate"), error.hint
 
 
+def test_a_server_that_closes_during_the_handshake_names_the_flag_as_a_maybe(
+        make_proxy: Callable[..., ProxyThread], tmp_path: Path) -> None:
+    """A TLS 1.2 server that wants a client certificate may close without an alert
+    ('the peer closed the connection during the TLS handshake', no hint)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def close_after_hello() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            sock.recv(4096)  # (the ClientHello; then nothing, as such a server may)
+
+    threading.Thread(target=close_after_hello, daemon=True).start()
+    sport = listener.getsockname()[1]
+    proxy = make_proxy(modes=[f"reverse:https://localhost:{sport}"])
+    code, _ = fetch(proxy, sport)
+    error = errors(proxy)[0]
+    listener.close()
+    assert code != 0
+    assert error.message.endswith("the peer closed the connection during the TLS handshake")
+    assert error.hint is not None and error.hint.startswith(
+        f"if localhost:{sport} wants a client certificate, h2scope has none for it: give "
+        "h2scope a client certificate")
+
+
 def test_the_certificate_held_for_a_server_is_recorded_printed_and_shown(
         make_proxy: Callable[..., ProxyThread], docroot: Path, origin_cert: CertFiles,
         tmp_path: Path) -> None:
