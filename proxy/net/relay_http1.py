@@ -427,8 +427,12 @@ class Http1Relay:
                     await self._publish(Direction.S2C, raw, (interim,))
                 continue
             if response.status == 101 or framing[0] is Framing.NONE:
-                await self._publish(Direction.S2C, raw, (self._message(
-                    Direction.S2C, response, len(raw), 0, t, t),))
+                message = self._message(Direction.S2C, response, len(raw), 0, t, t)
+                if self._request_pending and response.status != 101:
+                    await self._publish(Direction.S2C, raw, ())  # (said after the request)
+                    self._interim.append(message)
+                else:
+                    await self._publish(Direction.S2C, raw, (message,))
                 return response, (Framing.NONE, 0) if response.status == 101 else framing
             await self._publish(Direction.S2C, raw, ())
             return response, framing
@@ -473,6 +477,7 @@ class Http1Relay:
                 await self._publish(direction, b"", (self._message(
                     direction, head, len(head.raw), size, started, time.time(),
                     complete=False),))
+                await self._request_said(direction)
             raise
         except Http1Error as exc:
             # The message as far as it went (its head was passed on: the peer has it),
@@ -484,9 +489,14 @@ class Http1Relay:
             await self.conn.error("http1", f"{who.name.lower()} sent invalid chunked framing: "
                                   f"{exc}")
             raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None
-        await self._publish(direction, b"", (self._message(
-            direction, head, len(head.raw), size, started, time.time(),
-            trailers=tuple(self._trailers[direction])),))
+        message = self._message(direction, head, len(head.raw), size, started, time.time(),
+                                trailers=tuple(self._trailers[direction]))
+        if direction is Direction.S2C and self._request_pending and not self._unseen:
+            # A response complete before its request's body (a 413, a refused Expect):
+            # said after the request, as the interim ones are, so the log reads in order.
+            self._interim.append(message)
+        else:
+            await self._publish(direction, b"", (message,))
         await self._request_said(direction)
         return size
 

@@ -114,6 +114,9 @@ def test_a_request_answered_before_its_body_is_still_logged_as_far_as_it_went(
     assert not request.complete
     assert [m.start_line for m in messages(proxy, Direction.S2C)] == [
         "HTTP/1.1 413 Payload Too Large"]
+    # Said in order: the request, then the response that answered it early.
+    said = [e.start_line.split()[0] for e in proxy.events(Http1MessageObserved)]
+    assert said == ["POST", "HTTP/1.1"]
 
 
 def test_a_request_head_that_stops_halfway_gets_a_408_not_the_idle_timeout(
