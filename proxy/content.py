@@ -3,8 +3,8 @@
 Shared by the UI's stream view and the HAR export: gzip and deflate (zlib, or
 raw deflate as some servers send it), ``br`` and ``zstd`` (their packages are
 dependencies; without them, said so). Every decoder is bounded: a small body
-that claims gigabytes is refused, not decoded. A body that does not decode is returned as received,
-with a note saying why: nothing is lost.
+that claims gigabytes is refused, not decoded. A body that does not decode is
+returned as received, with a note saying why: nothing is lost.
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
 def _unbrotli(brotli: Any, raw: bytes, limit: int) -> bytes:
     # (brotli 1.2 bounds the output: a few bytes can claim gigabytes, as with gzip)
     d = brotli.Decompressor()
-    try:
-        out = d.process(raw, output_buffer_limit=limit + 1)
-    except TypeError:  # (an older brotli: no bound; decoded whole)
-        out = brotli.decompress(raw)
+    out = d.process(raw, output_buffer_limit=limit + 1)
     if len(out) > limit:
         raise ValueError(f"it decodes to more than {limit:,} bytes")
     if not d.is_finished():

@@ -491,7 +491,7 @@ class Http1Relay:
             raise _Done(Closer.PROXY, "invalid HTTP/1.1 body framing", str(exc)) from None
         message = self._message(direction, head, len(head.raw), size, started, time.time(),
                                 trailers=tuple(self._trailers[direction]))
-        if direction is Direction.S2C and self._request_pending and not self._unseen:
+        if direction is Direction.S2C and self._request_pending:
             # A response complete before its request's body (a 413, a refused Expect):
             # said after the request, as the interim ones are, so the log reads in order.
             self._interim.append(message)

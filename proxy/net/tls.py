@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certs.hostnames import InvalidHostname, validate_host
 from proxy.events import CertSummary, Closer, Leg, TlsEstablished
 from proxy.net.client_certs import FLAG_HINT, cert_file_for, describe, explain_alert
-from proxy.net.clienthello import ClientHello
+from proxy.net.clienthello import ClientHello, version_name
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
 from proxy.net.streams import Stream, StreamClosed, TlsStream
 
@@ -153,10 +153,8 @@ def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
                           client_cert=describe(tls.client_cert) if tls.client_cert else None)
 
 
-_VERSION_NAMES = {ssl.TLSVersion.TLSv1: "TLS 1.0", ssl.TLSVersion.TLSv1_1: "TLS 1.1",
-                  ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}
-_TLS_VERSIONS = {0x0301: ssl.TLSVersion.TLSv1, 0x0302: ssl.TLSVersion.TLSv1_1,
-                 0x0303: ssl.TLSVersion.TLSv1_2, 0x0304: ssl.TLSVersion.TLSv1_3}
+_TLS_VERSIONS = range(0x0301, 0x0305)
+"""TLS 1.0 to 1.3 as a ClientHello writes them (ssl.TLSVersion's values are the same)."""
 _VERSION_ALERTS = ("UNSUPPORTED_PROTOCOL", "ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
 """(WRONG_VERSION_NUMBER is a server that does not speak TLS at all: _NOT_TLS)"""
 
@@ -169,12 +167,13 @@ def offered_versions(hello: ClientHello | None,
         return None, None
     real = [v for v in hello.supported_versions if v in _TLS_VERSIONS]
     if real:
-        return _TLS_VERSIONS[min(real)], _TLS_VERSIONS[max(real)]
-    return None, _TLS_VERSIONS.get(hello.legacy_version)
+        return ssl.TLSVersion(min(real)), ssl.TLSVersion(max(real))
+    legacy = hello.legacy_version
+    return None, ssl.TLSVersion(legacy) if legacy in _TLS_VERSIONS else None
 
 
 def _versions_text(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]) -> str:
-    low, high = (None if v is None else _VERSION_NAMES[v] for v in versions)
+    low, high = (None if v is None else version_name(v) for v in versions)
     if low is None:
         return f"TLS versions up to {high}"
     return f"{low} to {high}" if low != high else f"{high} only"
@@ -194,6 +193,10 @@ def _version_hint(versions: tuple[ssl.TLSVersion | None, ssl.TLSVersion | None],
     return (f"the client offered {_versions_text(versions)}, and h2scope offers the server "
             f"the same versions, so this fails as it would without h2scope: the two {said} "
             "no TLS version in common")
+
+
+def _certificate_maybe(where: str) -> str:
+    return f"if {where} wants a client certificate, h2scope has none for it: {FLAG_HINT}"
 
 
 async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[str, ...],
@@ -223,9 +226,9 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
             elif "HANDSHAKE_FAILURE" in (exc.reason or "") and cert is None:
                 # (TLS 1.2 asks for the certificate within the handshake: a server that
                 # gets none may answer with this alert)
-                hint = (f"if {conn.target or host} wants a client certificate, h2scope has "
-                        f"none for it: {FLAG_HINT} (a server that shares no cipher suite "
-                        "with h2scope ends the handshake this way too)")
+                hint = _certificate_maybe(conn.target or host) + (
+                    " (a server that shares no cipher suite with h2scope ends the handshake "
+                    "this way too)")
             elif any(a in (exc.reason or "") for a in _VERSION_ALERTS) and _narrow(versions):
                 hint = _version_hint(versions)
             elif (exc.reason or "") in _NOT_TLS:
@@ -237,8 +240,7 @@ async def connect_upstream_tls(conn: Conn, tcp: Stream, host: str, alpn: tuple[s
             hint = _version_hint(versions, maybe=True)
         elif hint is None and isinstance(exc, StreamClosed) and cert is None:
             # (as may a TLS 1.2 server that asked for a client certificate and got none)
-            hint = (f"if {conn.target or host} wants a client certificate, h2scope has none "
-                    f"for it: {FLAG_HINT}")
+            hint = _certificate_maybe(conn.target or host)
         await conn.error("server-tls", message, hint)
         raise InterceptFailed(_tls_error(exc)) from exc
     sent_sni = None if is_ip(server_hostname) else server_hostname

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.filter_context import meta_host, reset_grpc_status
+from proxy.net.streams import hostport
 from proxy.observe.describe import grpc_code_name
 from proxy.observe.enums import DEFAULT_SETTINGS, Direction, FrameType
 from proxy.observe.findings import Finding
@@ -308,8 +309,7 @@ class ConnInfo:
     @property
     def client(self) -> str:
         c = self.meta.get("client") or {}
-        ip = str(c.get("ip", "?"))
-        return f"{f'[{ip}]' if ':' in ip else ip}:{c.get('port', '?')}" if c else "?"
+        return hostport(str(c.get("ip", "?")), c.get("port", "?")) if c else "?"
 
     @property
     def target(self) -> str:
