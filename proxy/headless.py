@@ -57,8 +57,10 @@ from proxy.textlog import (
     AFTER_ITS_FRAME,
     AFTER_ITS_FRAME_TYPES,
     HEADER_INDENT,
+    RST_STREAM,
     CausedShown,
     HeldLines,
+    RequestLabels,
     add_event_lines,
     byte_count,
     closed_text,
@@ -110,6 +112,8 @@ class HeadlessPrinter:
         self.start: float | None = None
         self.caused = CausedShown()
         """With a filter: which stalls, reopenings and the like to show."""
+        self.requests = RequestLabels()
+        """Each stream's request, named on its RST_STREAM line."""
         self.held = HeldLines()
         self._kept_conns: set[int] = set()
         """JSON Lines under a filter: connections a frame was printed of."""
@@ -177,6 +181,8 @@ class HeadlessPrinter:
                     and ev.block is None and not ev.findings:
                 # Most events of a transfer (DATA, WINDOW_UPDATE): one line each.
                 lines.append(frame_line(conn_id, ev, ev.t - start))
+                if ev.frame.type == RST_STREAM:
+                    lines[-1] += self.requests.reset(conn_id, ev.frame.stream_id)
                 if held:
                     for _, said in held:
                         lines.extend(said)
@@ -186,7 +192,12 @@ class HeadlessPrinter:
                 if grpc_streams:
                     lines.extend(grpc.lines(conn_id, ev, HEADER_INDENT))
                 continue
-            block = ev.block if type(ev) is FrameObserved else None
+            if type(ev) is FrameObserved:
+                block = ev.block
+                if block is not None:
+                    self.requests.block(conn_id, ev)
+            else:
+                block = None
             extra = ws.lines(conn_id, ev, HEADER_INDENT) if type(ev) is FrameObserved and (
                 ws_streams or (block is not None and CONNECT_FIELD in block.headers)) else None
             if type(ev) is FrameObserved and (grpc_streams or (
@@ -225,7 +236,7 @@ class HeadlessPrinter:
                 if keep is not None:
                     lines.extend(self.held.show(conn_id))
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
-                                quiet=quiet)
+                                quiet=quiet, requests=self.requests)
                 if keep is not None:
                     self.caused.frame(conn_id, ev.frame.stream_id, True)
                 if held:
@@ -325,6 +336,7 @@ class HeadlessPrinter:
         elif type(ev) is ConnectionClosed:
             self.upgraded.closed(conn_id)
             self.caused.closed(conn_id)
+            self.requests.closed(conn_id)
 
     def _websocket(self, batch: Batch, lines: list[str]) -> None:
         """The WebSocket messages (HTTP/1.1 Upgrade) this relayed chunk completes: a

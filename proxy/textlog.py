@@ -27,6 +27,7 @@ from proxy.observe.describe import (
     flags_text,
     frame_summary,
     omitted_line,
+    shown,
     shown_headers,
 )
 from proxy.observe.enums import Direction, setting_name
@@ -42,7 +43,13 @@ from proxy.observe.events import (
     SettingsAcknowledged,
     StreamStateChanged,
 )
-from proxy.observe.frames import DataFrame, Frame, HeadersFrame, WindowUpdateFrame
+from proxy.observe.frames import (
+    DataFrame,
+    Frame,
+    HeadersFrame,
+    PushPromiseFrame,
+    WindowUpdateFrame,
+)
 from proxy.observe.hpack_annotated import HeaderBlock
 
 HEADER_INDENT = " " * 22
@@ -175,16 +182,100 @@ def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool =
 
 def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
                 annotate: bool = False, quiet: bool = False,
-                truncated: bool = False) -> list[str]:
+                truncated: bool = False, requests: RequestLabels | None = None) -> list[str]:
     """The log lines for one observer event (none for unremarkable ones).
 
     ``headers`` lists each decoded header block under its frame (``annotate``
-    adds every field's HPACK representation); ``quiet`` keeps only findings.
+    adds every field's HPACK representation); ``quiet`` keeps only findings;
+    ``requests`` (fed every header block, shown or not) names the request a
+    RST_STREAM line reset.
     """
     lines: list[str] = []
     add_event_lines(lines, conn_id, ev, rel, headers=headers, annotate=annotate, quiet=quiet,
-                    truncated=truncated)
+                    truncated=truncated, requests=requests)
     return lines
+
+
+RST_STREAM = 3
+_LABELS: dict[int, tuple[HeaderBlock, tuple[str, str] | None, str | None]] = {}
+"""A block's request label (with the status "…") or final status, by ``id``, made
+once per block as :data:`_BLOCK_TEXT` is (a repeated block is the same record)."""
+
+
+def _block_label(block: HeaderBlock) -> tuple[HeaderBlock, tuple[str, str] | None, str | None]:
+    method = path = status = None
+    for name, value in block.headers:
+        if name[:1] != ":":
+            break
+        if name == ":method":
+            method = value
+        elif name == ":path":
+            path = value
+        elif name == ":status":
+            status = value
+    request = None
+    if method is not None:
+        label = f"{method} {path or ''}".rstrip()
+        if len(label) > 80:
+            label = label[:79] + "…"
+        request = (shown(label), "…")
+        status = None
+    elif status is not None and status[:1] == "1":
+        status = None  # (an interim response: the status so far stays "…")
+    elif status is not None:
+        status = shown(status)
+    if len(_LABELS) >= _BLOCK_TEXT_MAX:
+        _LABELS.clear()
+    known = _LABELS[id(block)] = (block, request, status)
+    return known
+
+
+class RequestLabels:
+    """Each stream's request and its status so far, per connection, from the header
+    blocks: a RST_STREAM line names what it reset (``CANCEL  GET /big → 200``), as
+    the UI's timeline row does, so a reset among many streams needs no search for
+    its HEADERS (which a filter such as ``type:RST_STREAM`` may have hidden).
+
+    Feed it every decoded block (:meth:`block`), shown or not; forget a closed
+    connection (:meth:`closed`). At most :attr:`MAX_STREAMS` streams are kept per
+    connection, the oldest forgotten first.
+    """
+
+    MAX_STREAMS = 4096
+
+    def __init__(self) -> None:
+        self.conns: dict[int, dict[int, tuple[str, str]]] = {}
+        """conn id → stream id → (method and path, status: "…" until the final
+        response)."""
+
+    def block(self, conn_id: int, ev: FrameObserved) -> None:
+        block = ev.block
+        if block is None:
+            return
+        known = _LABELS.get(id(block))
+        if known is None or known[0] is not block:
+            known = _block_label(block)
+        request = known[1]
+        streams = self.conns.get(conn_id)
+        f = ev.frame
+        if request is not None:
+            if streams is None:
+                streams = self.conns[conn_id] = {}
+            elif len(streams) >= self.MAX_STREAMS:
+                del streams[next(iter(streams))]
+            streams[f.promised_stream_id if type(f) is PushPromiseFrame else f.stream_id] = request
+        elif known[2] is not None and streams is not None:
+            said = streams.get(f.stream_id)
+            if said is not None:
+                streams[f.stream_id] = (said[0], known[2])
+
+    def reset(self, conn_id: int, stream_id: int) -> str:
+        """What to add to the RST_STREAM line of ``stream_id``: its request, or ""."""
+        said = self.conns.get(conn_id, {}).get(stream_id)
+        return f"  {said[0]} → {said[1]}" if said is not None else ""
+
+    def closed(self, conn_id: int) -> None:
+        self.conns.pop(conn_id, None)
 
 
 _E = TypeVar("_E")
@@ -289,12 +380,15 @@ def in_log_order(events: Iterable[_E]) -> Iterator[_E]:
 
 def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
                     headers: bool = True, annotate: bool = False, quiet: bool = False,
-                    truncated: bool = False) -> None:
+                    truncated: bool = False, requests: RequestLabels | None = None) -> None:
     """:func:`event_lines`, appended to ``lines`` (no list per event)."""
     if type(ev) is FrameObserved:
         head = prefix(conn_id, rel, _ARROW[ev.direction])
         if not quiet:
-            lines.append(_frame_line(head, ev, truncated))
+            line = _frame_line(head, ev, truncated)
+            if requests is not None and ev.frame.type == RST_STREAM:
+                line += requests.reset(conn_id, ev.frame.stream_id)
+            lines.append(line)
             block = ev.block
             if headers and block is not None:
                 if annotate:

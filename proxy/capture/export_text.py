@@ -51,6 +51,7 @@ from proxy.textlog import (
     HEADER_INDENT,
     CausedShown,
     HeldLines,
+    RequestLabels,
     closed_text,
     event_lines,
     frame_line,
@@ -278,6 +279,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     trailers = _Trailers() if stream is None and kept is None else _NO_TRAILERS
     held = HeldLines()
     """With a filter: the connections' own lines, until something of one is written."""
+    requests = RequestLabels()
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -308,12 +310,15 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
         for ev in in_log_order(item.events):
             extra = websockets.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated) \
                 if type(ev) is FrameObserved else []
+            if type(ev) is FrameObserved and ev.block is not None:
+                requests.block(rec.conn_id, ev)
             if grpc is not None and type(ev) is FrameObserved:
                 extra = [*extra, *grpc.lines(rec.conn_id, ev, HEADER_INDENT, rec.truncated)]
             if not _stream_ok(ev, stream) or not _event_kept(kept, rec.conn_id, ev):
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
-                                    annotate=annotate, truncated=rec.truncated):
+                                    annotate=annotate, truncated=rec.truncated,
+                                    requests=requests):
                 if kept is not None:
                     for first in held.show(rec.conn_id):
                         out.write(first + "\n")
@@ -322,6 +327,8 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 for line in extra:
                     out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)
+        if closing:
+            requests.closed(rec.conn_id)
         if record_line and closing:
             before = [] if kept is None else \
                 held.close(rec.conn_id, failed=bool(rec.json().get("errors")))

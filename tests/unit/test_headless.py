@@ -12,7 +12,7 @@ from proxy.headless import HeadlessPrinter
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import CONNECTION_PREFACE, Direction
 from proxy.observe.events import FrameObserved
-from proxy.textlog import event_lines, in_log_order, prefix
+from proxy.textlog import RequestLabels, event_lines, in_log_order, prefix
 from tests.unit.capture.traffic import record_session
 from tests.unit.observe.conftest import FrameFactory
 
@@ -68,10 +68,13 @@ def test_every_frame_line_is_the_text_log_line_with_its_own_connection() -> None
     text = _one_by_one(batches)
     start = batches[0].t
     expected: list[str] = []
+    requests = RequestLabels()
     for b in batches:
         for ev in in_log_order(b.events):
+            if type(ev) is FrameObserved and ev.block is not None:
+                requests.block(b.conn_id, ev)
             if b.direction is not None:
-                expected += event_lines(b.conn_id, ev, ev.t - start)
+                expected += event_lines(b.conn_id, ev, ev.t - start, requests=requests)
     frame_lines = [ln for ln in text.splitlines() if " * " not in ln]
     assert frame_lines == expected
     # What a frame caused comes after it: the ACK, then the settings in force.
@@ -346,3 +349,52 @@ def test_an_ipv6_client_address_is_written_in_brackets(tmp_path: Path) -> None:
     write_text(replay(path), out)
     assert "opened from [::1]:59436 (regular) to [::1]:443" in out.getvalue()
     assert ConnInfo(1, meta={"client": {"ip": "::1", "port": 59436}}).client == "[::1]:59436"
+
+
+def test_a_reset_line_names_the_request_it_reset() -> None:
+    """Live, as exported: the RST_STREAM line names the request (and its status so
+    far), also when a filter hides that request's HEADERS."""
+    from proxy.commands.run import event_filter
+
+    batches = _batches()
+    resets_only = event_filter("type:RST_STREAM")
+    for text in (_one_by_one(batches), _one_by_one(batches, filter=resets_only)):
+        resets = [ln for ln in text.splitlines() if "RST_STREAM" in ln]
+        assert len(resets) == 2, resets
+        assert all(ln.endswith("CANCEL  GET /slow → 200") for ln in resets), resets
+
+
+def test_request_labels_name_pushed_streams_and_forget_the_oldest() -> None:
+    from proxy.observe.frames import HeadersFrame, PushPromiseFrame
+    from proxy.textlog import RequestLabels
+
+    class _Block:
+        def __init__(self, *headers: tuple[str, str]) -> None:
+            self.headers = headers
+
+    def ev(frame: object, *headers: tuple[str, str]) -> FrameObserved:
+        return type("Ev", (), {"frame": frame, "block": _Block(*headers)})()  # type: ignore[return-value]
+
+    labels = RequestLabels()
+    push = PushPromiseFrame.__new__(PushPromiseFrame)
+    object.__setattr__(push, "stream_id", 1)
+    object.__setattr__(push, "promised_stream_id", 2)
+    labels.block(1, ev(push, (":method", "GET"), (":path", "/style.css")))
+    assert labels.reset(1, 2) == "  GET /style.css → …"
+    head = HeadersFrame.__new__(HeadersFrame)
+    object.__setattr__(head, "stream_id", 2)
+    labels.block(1, ev(head, (":status", "103")))
+    assert labels.reset(1, 2) == "  GET /style.css → …"  # (an interim response)
+    labels.block(1, ev(head, (":status", "200"), ("server", "x")))
+    assert labels.reset(1, 2) == "  GET /style.css → 200"
+    assert labels.reset(1, 4) == "" and labels.reset(2, 2) == ""
+    labels.MAX_STREAMS = 3
+    for sid in (3, 5, 7):
+        object.__setattr__(head, "stream_id", sid)
+        labels.block(1, ev(head, (":method", "GET"), (":path", "/" + "x" * 100)))
+    assert labels.reset(1, 2) == ""  # (the oldest, forgotten)
+    assert labels.reset(1, 7) == "  GET /" + "x" * 74 + "… → …"
+    labels.block(1, ev(head, (":method", "GET"), (":path", "/\x1b[2J")))
+    assert labels.reset(1, 7) == "  GET /\\x1b[2J → …"  # (a peer's bytes, escaped)
+    labels.closed(1)
+    assert labels.reset(1, 7) == ""

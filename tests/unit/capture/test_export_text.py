@@ -28,3 +28,23 @@ def test_stream_keeps_the_connection_findings_about_that_stream(tmp_path: Path) 
     out = io.StringIO()
     write_jsonl(replay(path), out, stream=3)
     assert "ConnectionFindingRaised" not in out.getvalue()
+
+
+def test_a_reset_line_names_the_request_it_reset(recorded) -> None:  # type: ignore[no-untyped-def]
+    """Each connection's client cancels GET /slow after its 200: the RST_STREAM
+    line says so, with every frame shown and with a filter that hides the
+    request's HEADERS; a second connection's stream 7 is its own request."""
+    import io
+
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.filter import compile_filter
+
+    path, _ = recorded
+    for keep in (None, compile_filter("type:RST_STREAM")):
+        out = io.StringIO()
+        write_text(replay(path), out, keep=keep)
+        resets = [ln for ln in out.getvalue().splitlines() if "RST_STREAM" in ln]
+        assert len(resets) == 2, resets
+        assert all(ln.endswith("CANCEL  GET /slow → 200") for ln in resets), resets
+        assert {ln.split()[1] for ln in resets} == {"#1", "#2"}
