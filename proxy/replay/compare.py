@@ -45,10 +45,15 @@ VOLATILE_HEADERS = frozenset({
     "date", "age", "expires", "last-modified", "etag", "server-timing", "set-cookie",
     "x-request-id", "x-amzn-trace-id", "cf-ray", "x-cache", "via", "alt-svc", "report-to",
     "nel", "traceparent", "tracestate", "grpc-timeout",
+    # CDNs' per-request and per-cache fields (Fastly, Cloudflare, CloudFront, RFC 9211)
+    "x-served-by", "x-cache-hits", "x-timer", "x-fastly-request-id", "cf-cache-status",
+    "cache-status", "x-amz-cf-id", "x-amz-cf-pop",
 })
 """Header names excluded from the name comparison of responses, and from the
 request comparison of ``diff --requests`` (docs/replay.md): ``grpc-timeout`` is
-the time a call had left, different on every call; ``traceparent`` a new trace."""
+the time a call had left, different on every call; ``traceparent`` a new trace;
+a CDN's ``x-served-by``/``x-timer``/``cf-cache-status`` name the cache node, the
+time and whether it hit, which differ from one request to the next."""
 
 
 def volatile_names(strict: bool, ignore: str) -> frozenset[str]:

@@ -79,6 +79,20 @@ def test_volatile_header_names_and_renumbered_streams_do_not_count(
     assert page.stream_id == 1
 
 
+def test_a_cdns_cache_and_timing_fields_are_volatile_but_strict_keeps_them(
+        streams: list[StreamOutcome]) -> None:
+    """Fastly's x-served-by/x-timer and Cloudflare's cf-cache-status come (or
+    change) per request: left out unless --strict."""
+    from proxy.replay.compare import volatile_names
+
+    cdn = ("x-served-by", "x-timer", "x-cache-hits", "cf-cache-status", "cache-status")
+    replayed = [dataclasses.replace(s, header_names=tuple(sorted({*s.header_names, *cdn})))
+                for s in streams]
+    assert all(d.matches for d in compare(streams, replayed))
+    strict = compare(streams, replayed, volatile_names(True, ""))
+    assert not all(d.matches for d in strict)
+
+
 def test_a_missing_push_and_an_extra_request_are_differences(
         streams: list[StreamOutcome]) -> None:
     extra = dataclasses.replace(by_path(streams, "/upload"), stream_id=99, path="/extra")
