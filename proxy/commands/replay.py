@@ -97,6 +97,28 @@ class _Progress(Progress):
             self.show(f"replay: connection {n} of {total}", now=True)
 
 
+def _authority_note(source: Any, target_host: str, mode: str) -> str | None:
+    """When the recorded requests name another host than ``--target``'s: a server
+    that routes by ``:authority`` answers for the recorded one (a CDN, a virtual
+    host), so "all match" may have tested the recorded site again."""
+    hosts: dict[str, str] = {}
+    for plan in source.plans:
+        for o in plan.original or ():
+            if o.authority:
+                host = urlsplit(f"//{o.authority}").hostname or ""
+                hosts.setdefault(host.lower(), o.authority)
+    target_host = target_host.lower().rstrip(".")
+    other = sorted(a for h, a in hosts.items() if h.rstrip(".") != target_host)
+    if not other:
+        return None
+    said = ", ".join(other[:3]) + (f" (+{len(other) - 3} more)" if len(other) > 3 else "")
+    how = ("--authority HOST sends the target's instead" if mode == "reencode" else
+           "--mode reencode --authority HOST sends the target's instead")
+    return (f"the recorded requests say :authority {said}, not {target_host}: they go to "
+            f"the target as recorded, and a server that routes by :authority (a CDN, a "
+            f"virtual host) answers for {other[0]}; {how}")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -188,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
         progress.done()
     for note in source.notes:
         print(f"h2scope replay: note: {note}", file=sys.stderr)
+    if not args.authority:
+        other = _authority_note(source, extra.hostname or "", args.mode)
+        if other:
+            print(f"h2scope replay: note: {other}", file=sys.stderr)
 
     from proxy.observe import huffman
 
