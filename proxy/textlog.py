@@ -427,7 +427,7 @@ def tls_leg_text(leg: str, version: str | None, cipher: str | None, alpn: str | 
     if cert is not None:
         subject, issuer, sans, not_after = cert
         text += (f" cert subject={subject} issuer={issuer} sans={','.join(sans[:4]) or '-'}"
-                 f"{'…' if len(sans) > 4 else ''} not_after={not_after}")
+                 f"{f' (+{len(sans) - 4} more)' if len(sans) > 4 else ''} not_after={not_after}")
     if client_cert is not None:
         text += f" client_cert={client_cert[0]} ({client_cert[1]}, sent if asked)"
     return text

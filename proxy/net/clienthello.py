@@ -130,6 +130,28 @@ def cipher_name(value: int) -> str:
     return _CIPHER_NAMES.get(value, f"0x{value:04x}")
 
 
+_IANA_BY_OPENSSL: dict[str, str] | None = None
+
+
+def iana_cipher(openssl_name: str) -> str:
+    """The IANA name of a negotiated suite that ``SSLObject.cipher()`` gives by its
+    OpenSSL name (``ECDHE-RSA-AES128-GCM-SHA256`` → ``TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256``),
+    as TLS 1.3's suites, the ClientHello lists, Wireshark and Chrome name them; a
+    suite not in :data:`_CIPHER_NAMES` keeps its OpenSSL name."""
+    global _IANA_BY_OPENSSL
+    if _IANA_BY_OPENSSL is None:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+        except ssl.SSLError:  # (an OpenSSL without those keywords: its defaults)
+            pass
+        _IANA_BY_OPENSSL = {c["name"]: _CIPHER_NAMES[c["id"] & 0xFFFF]
+                            for c in ctx.get_ciphers() if c["id"] & 0xFFFF in _CIPHER_NAMES}
+    return _IANA_BY_OPENSSL.get(openssl_name, openssl_name)
+
+
 def group_name(value: int) -> str:
     if is_grease(value):
         return f"GREASE(0x{value:04x})"

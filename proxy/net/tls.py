@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certs.hostnames import InvalidHostname, validate_host
 from proxy.events import CertSummary, Closer, Leg, TlsEstablished
 from proxy.net.client_certs import FLAG_HINT, cert_file_for, describe, explain_alert
-from proxy.net.clienthello import ClientHello, version_name
+from proxy.net.clienthello import ClientHello, iana_cipher, version_name
 from proxy.net.context import HANDSHAKE_TIMEOUT, Conn, is_ip
 from proxy.net.streams import Stream, StreamClosed, TlsStream
 
@@ -147,7 +147,8 @@ def _summary(tls: TlsStream, leg: Leg, conn: Conn, offered: tuple[str, ...],
     cipher = tls.ssl.cipher()
     summary, _ = cert_summary(der)
     return TlsEstablished(conn_id=conn.id, t=time.time(), leg=leg,
-                          version=tls.ssl.version() or "?", cipher=cipher[0] if cipher else "?",
+                          version=tls.ssl.version() or "?",
+                          cipher=iana_cipher(cipher[0]) if cipher else "?",
                           alpn_offered=offered, alpn=tls.ssl.selected_alpn_protocol(), sni=sni,
                           cert=summary, client_hello=hello,
                           client_cert=describe(tls.client_cert) if tls.client_cert else None)

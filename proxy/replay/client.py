@@ -52,6 +52,7 @@ from proxy.capture.tap import RecordingObserver
 from proxy.capture.writer import CaptureWriter
 from proxy.events import Batch
 from proxy.net.client_certs import cert_file_for, present
+from proxy.net.clienthello import iana_cipher
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import MAX_WINDOW, Direction, FrameType, SettingCode
 from proxy.observe.events import ConnectionFindingRaised, Event
@@ -331,7 +332,7 @@ class ReplayConnection:
                                   f"{alpn or 'nothing'}): h2scope replays HTTP/2 only")
             cipher = sslobj.cipher()
             tls = {"alpn_offered": ["h2"], "alpn": alpn, "version": sslobj.version(),
-                   "cipher": cipher[0] if cipher else None}
+                   "cipher": iana_cipher(cipher[0]) if cipher else None}
         local = writer.get_extra_info("sockname") or ("?", 0)
         peer = writer.get_extra_info("peername") or (t.host, t.port)
         now = time.monotonic()

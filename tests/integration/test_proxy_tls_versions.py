@@ -65,3 +65,5 @@ def test_a_client_and_server_without_a_common_version_fail_as_they_would_directl
         legs = proxy.wait_for(lambda: [e for e in proxy.events(TlsEstablished)
                                        if e.leg is Leg.SERVER], what="the server leg")
         assert [e.version for e in legs] == ["TLSv1.2"]
+        # (its suite by the IANA name TLS 1.3's and the ClientHello's have, not OpenSSL's)
+        assert legs[0].cipher.startswith("TLS_ECDHE_") and "_WITH_" in legs[0].cipher, legs

@@ -398,3 +398,25 @@ def test_request_labels_name_pushed_streams_and_forget_the_oldest() -> None:
     assert labels.reset(1, 7) == "  GET /\\x1b[2J → …"  # (a peer's bytes, escaped)
     labels.closed(1)
     assert labels.reset(1, 7) == ""
+
+
+def test_a_certificate_with_many_names_says_how_many_were_left_out() -> None:
+    from proxy.textlog import tls_leg_text
+
+    sans = tuple(f"n{i}.example" for i in range(10))
+    text = tls_leg_text("server", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "h2", ("h2",),
+                        "n0.example", ("CN=n0", "CN=CA", sans, "2030-01-01"))
+    assert "sans=n0.example,n1.example,n2.example,n3.example (+6 more) not_after" in text
+    four = tls_leg_text("server", "TLSv1.3", None, None, (), None,
+                        ("CN=n0", "CN=CA", sans[:4], "2030-01-01"))
+    assert "n3.example not_after" in four
+
+
+def test_a_tls12_suite_is_named_as_iana_names_it() -> None:
+    from proxy.net.clienthello import iana_cipher
+
+    assert iana_cipher("ECDHE-RSA-AES128-GCM-SHA256") == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert iana_cipher("ECDHE-ECDSA-CHACHA20-POLY1305") == \
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+    assert iana_cipher("TLS_AES_128_GCM_SHA256") == "TLS_AES_128_GCM_SHA256"
+    assert iana_cipher("NOT-A-SUITE") == "NOT-A-SUITE"
