@@ -449,8 +449,9 @@ def upgrade_text(request: tuple[tuple[str, str], ...] | dict[str, str],
 
 def closed_text(closed_by: str | None, reason: str | None, error: str | None,
                 bytes_c2s: int, bytes_s2c: int) -> str:
-    """``closed by client: client closed the connection (→ 189 B, ← 279 B)``."""
-    err = f" [{error}]" if error else ""
+    """``closed by client: client closed the connection (→ 189 B, ← 279 B)``; the
+    error in brackets unless the reason already says it."""
+    err = f" [{error}]" if error and (not reason or error not in reason) else ""
     counts = (f" (→ {byte_count(bytes_c2s)}, ← {byte_count(bytes_s2c)})"
               if bytes_c2s or bytes_s2c else "")
     who = f" by {closed_by}" if closed_by else ""

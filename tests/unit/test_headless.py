@@ -420,3 +420,14 @@ def test_a_tls12_suite_is_named_as_iana_names_it() -> None:
         "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
     assert iana_cipher("TLS_AES_128_GCM_SHA256") == "TLS_AES_128_GCM_SHA256"
     assert iana_cipher("NOT-A-SUITE") == "NOT-A-SUITE"
+
+
+def test_a_close_says_its_error_once() -> None:
+    from proxy.textlog import closed_text
+
+    error = "SSLEOFError: EOF occurred in violation of protocol (_ssl.c:2427)"
+    said = closed_text("client", f"client went away while data was sent to it ({error})",
+                       error, 10, 0)
+    assert said.count("SSLEOFError") == 1 and said.endswith("(→ 10 B)")
+    assert closed_text("server", "server closed", "reset", 0, 0) == \
+        "closed by server: server closed [reset]"
