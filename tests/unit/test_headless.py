@@ -428,6 +428,6 @@ def test_a_close_says_its_error_once() -> None:
     error = "SSLEOFError: EOF occurred in violation of protocol (_ssl.c:2427)"
     said = closed_text("client", f"client went away while data was sent to it ({error})",
                        error, 10, 0)
-    assert said.count("SSLEOFError") == 1 and said.endswith("(→ 10 B)")
+    assert said.count("SSLEOFError") == 1 and said.endswith("(→ 10 B, ← 0 B)")
     assert closed_text("server", "server closed", "reset", 0, 0) == \
         "closed by server: server closed [reset]"
