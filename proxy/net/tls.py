@@ -44,8 +44,10 @@ _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LE
 """OpenSSL's reasons for a peer that answered a ClientHello with something not TLS."""
 CA_HINT = "trust the h2scope CA in the client: `h2scope ca install-hints` says how"
 """(Short: it ends the connection's note in the UI's one-line status bar.)"""
-VERIFY_HINT = ("if this server is yours, pass its CA with --upstream-ca FILE, "
-               "or use --insecure to skip upstream verification")
+VERIFY_HINT = ("pass the CA that issued the server's certificate with --upstream-ca FILE "
+               "(the server's own CA if it is yours; on a network whose TLS-inspecting "
+               "proxy, a corporate or sandbox egress, re-signs every site, that proxy's "
+               "CA), or use --insecure to skip upstream verification")
 
 
 def verify_hint(exc: ssl.SSLCertVerificationError, host: str, upstream_ca: object) -> str:
