@@ -431,3 +431,17 @@ def test_a_close_says_its_error_once() -> None:
     assert said.count("SSLEOFError") == 1 and said.endswith("(→ 10 B, ← 0 B)")
     assert closed_text("server", "server closed", "reset", 0, 0) == \
         "closed by server: server closed [reset]"
+
+
+def test_an_untrusted_server_chain_hint_names_a_tls_inspecting_proxy_too() -> None:
+    """Without --upstream-ca, a chain the trust store does not know is not only
+    'your own server's': a corporate or sandbox egress proxy re-signs every site."""
+    import ssl
+
+    from proxy.net.tls import verify_hint
+
+    exc = ssl.SSLCertVerificationError(1, "self-signed certificate in certificate chain")
+    exc.verify_code = 19  # type: ignore[attr-defined]
+    hint = verify_hint(exc, "pypi.org", None)
+    assert "TLS-inspecting proxy" in hint and "--upstream-ca FILE" in hint
+    assert "did not issue this chain" in verify_hint(exc, "pypi.org", "ca.pem")
