@@ -34,7 +34,7 @@ from proxy.events import (
 )
 from proxy.net.client_certs import present
 from proxy.net.modes import Mode, ModeKind
-from proxy.net.streams import Stream, TcpStream, hostport, open_tcp
+from proxy.net.streams import OwnListener, Stream, TcpStream, hostport, open_tcp
 from proxy.observe.connection import ConnectionObserver
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
@@ -253,15 +253,27 @@ class Conn:
         """Connections go out through an upstream proxy (``upstream:`` mode)."""
         return self.mode.kind is ModeKind.UPSTREAM
 
-    async def open_server(self, host: str, port: int) -> TcpStream:
+    async def open_server(self, host: str, port: int, client: Stream | None = None
+                          ) -> TcpStream:
         """TCP to the server at ``host:port``: direct, or tunnelled through the
-        upstream proxy of an ``upstream:`` mode. Raises OSError or TimeoutError."""
+        upstream proxy of an ``upstream:`` mode (given up on if *client* leaves while
+        the upstream proxy has not answered). Raises OSError or TimeoutError."""
         if self.via_proxy:
             from proxy.net.upstream_proxy import connect_via
 
             return await connect_via(self.mode, self.state.options.upstream_auth, host, port,
-                                     timeout=CONNECT_TIMEOUT, own=self.state.listening)
+                                     timeout=CONNECT_TIMEOUT, own=self.state.listening,
+                                     client=client)
         return await open_tcp(host, port, timeout=CONNECT_TIMEOUT, own=self.state.listening)
+
+    def connect_hint(self, exc: BaseException) -> str | None:
+        """For a direct connection that failed while ``$HTTPS_PROXY`` names another
+        proxy: h2scope does not use it, and how to go through it."""
+        if self.via_proxy or isinstance(exc, OwnListener):
+            return None
+        from proxy.net.upstream_proxy import env_proxy_hint
+
+        return env_proxy_hint(self.state.listening)
 
     def server_ip(self) -> str | None:
         """The address the latest upstream TCP connection reached (None through an

@@ -26,6 +26,7 @@ from proxy.net.tunnel import (
     relay_decrypted,
     relay_plain,
 )
+from proxy.net.upstream_proxy import UpstreamProxyTimeout
 from proxy.observe.enums import CONNECTION_PREFACE
 
 
@@ -85,8 +86,11 @@ async def handle_connect(conn: Conn, client: TcpStream, request: RequestHead) ->
     where = hostport(host, port)
 
     async def refuse(reason: str, exc: BaseException) -> None:
-        await _answer(client, 502, "Bad Gateway",
-                      f"h2scope: cannot connect to {where}: {reason}\n")
+        status, phrase = ((504, "Gateway Timeout") if isinstance(exc, UpstreamProxyTimeout)
+                          else (502, "Bad Gateway"))
+        with contextlib.suppress(ConnectionError, OSError):
+            await _answer(client, status, phrase,
+                          f"h2scope: cannot connect to {where}: {reason}\n")
 
     async def accept(server: TcpStream) -> None:
         client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -145,7 +149,8 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
                                     own=conn.state.listening)
     except (OSError, TimeoutError) as exc:
         reason = connect_failure(exc)
-        await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}")
+        await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}",
+                         conn.connect_hint(exc))
         if hello is not None:
             await tls.refuse_client(client)
         elif is_h2_preface(bytes(client.buffer[:24])):

@@ -12,10 +12,13 @@ RFC 7540 §3.2), anything else (WebSocket, ...) is piped as opaque bytes.
 
 As an explicit proxy (``forward_proxy``) requests arrive in absolute form
 (``GET http://host/path HTTP/1.1``): the target picks the upstream connection
-and the request line is sent in origin form (RFC 9112 §3.2.1); that line —
-and ``Proxy-Authorization`` when h2scope checks it — are the only bytes
-changed. ``http://h2scope/`` is answered with the CA page, CONNECT is handed
-to the tunnel code.
+and the request line is sent in origin form (RFC 9112 §3.2.1); that line and
+``Proxy-Authorization`` (removed) are the only bytes changed. Through an
+upstream proxy (``upstream:`` mode) the absolute form stays, the client's
+``Proxy-Authorization`` is removed and ``upstream.auth``'s added; what is
+recorded is the head as the client sent it, credentials cut to their scheme.
+``http://h2scope/`` is answered with the CA page, CONNECT is handed to the
+tunnel code.
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ from proxy.events import (
     RelayStarted,
     TargetChosen,
 )
-from proxy.net import http1
+from proxy.net import http1, upstream_proxy
 from proxy.net.client_certs import explain_alert
 from proxy.net.context import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Conn, hostport
 from proxy.net.http1 import Framing, Head, Http1Error, RequestHead, ResponseHead
 from proxy.net.relay import relay
 from proxy.net.streams import HeadTooLarge, Stream, StreamClosed, connect_failure, open_tcp
-from proxy.net.upstream_proxy import authorization, open_proxy
+from proxy.net.upstream_proxy import authorization, open_proxy, refusal
 from proxy.observe.enums import Direction
 
 ALERT_GRACE = 0.5
@@ -296,15 +299,17 @@ class Http1Relay:
             await self._reject_request(str(exc))
         self.requests += 1
         self._response_begun = False
-        forwarded = raw
+        forwarded = recorded = raw
         if self.forward_proxy:
-            forwarded = await self._route(request)
+            forwarded = recorded = await self._route(request)
             if not forwarded:
                 return
+            if self.conn.via_proxy:  # (upstream.auth's header is for the wire only)
+                recorded = _cut_credentials(raw)
         assert self.server is not None
         server = self.server
         server.write(forwarded)
-        await self._publish(Direction.C2S, forwarded, ())
+        await self._publish(Direction.C2S, recorded, ())
         try:
             await server.drain()
         except (ConnectionError, OSError) as exc:
@@ -392,9 +397,20 @@ class Http1Relay:
         assert self.server is not None
         while True:
             try:
-                raw = await self._read_head(self.server, Closer.SERVER)
+                if self.conn.via_proxy and self._fresh_server and not self._request_pending:
+                    # (a proxy that took the connection and never answers: bounded, as
+                    # CONNECT's answer is; a request with a body may wait for its upload)
+                    async with asyncio.timeout(upstream_proxy.REPLY_TIMEOUT):
+                        raw = await self._read_head(self.server, Closer.SERVER)
+                else:
+                    raw = await self._read_head(self.server, Closer.SERVER)
             except Http1Error as exc:
                 await self._bad_gateway(f"the server sent an oversized response head: {exc}")
+            except TimeoutError:
+                await self._proxy_failed(
+                    f"the upstream proxy {self.conn.mode.address} did not answer "
+                    f"{_request_line(request)} within {upstream_proxy.REPLY_TIMEOUT:g} s",
+                    504, "Gateway Timeout")
             if raw is None:
                 if self.forward_proxy and self._fresh_server and not self._response_begun:
                     # (a new connection's first request, unanswered: no keep-alive race
@@ -414,6 +430,12 @@ class Http1Relay:
                 framing = http1.response_framing(response, request.method)
             except Http1Error as exc:
                 await self._bad_gateway(f"the server sent an invalid response: {exc}")
+            if response.status == 407 and self.forward_proxy and self.conn.via_proxy:
+                # The upstream proxy wants credentials the client cannot give: h2scope
+                # never passes a client's Proxy-Authorization on (as for CONNECT).
+                await self._proxy_failed(refusal(
+                    self.conn.mode.address, _request_line(request), response,
+                    self.conn.state.options.upstream_auth), 502, "Bad Gateway")
             self._response_begun = True
             self.client.write(raw)
             await self.client.drain()
@@ -613,6 +635,16 @@ class Http1Relay:
             await self.client.drain()
         raise _Done(Closer.PROXY, "invalid response from the server", why)
 
+    async def _proxy_failed(self, why: str, status: int, reason: str) -> NoReturn:
+        """The upstream proxy refused the request (a 407) or did not answer: said as the
+        CONNECT path says it, and the client gets *status* with that line."""
+        await self.conn.error("connect", why)
+        self.client.write(http1.simple_response(status, reason, f"h2scope: {why}\n",
+                                                extra=(("Connection", "close"),)))
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.client.drain()
+        raise _Done(Closer.PROXY, "the upstream proxy failed the request", why)
+
     # ---------------------------------------------------------------- upgrades
 
     async def _upgrade(self, request: RequestHead, response: ResponseHead) -> None:
@@ -701,15 +733,15 @@ class Http1Relay:
                         server_ip=self.conn.server_ip()))
             except (OSError, TimeoutError) as exc:
                 reason = connect_failure(exc)
-                await self.conn.error("connect", f"cannot connect to {where}: {reason}")
+                await self.conn.error("connect", f"cannot connect to {where}: {reason}",
+                                      self.conn.connect_hint(exc))
                 await self._reply(502, "Bad Gateway",
                                   f"h2scope: cannot connect to {where}: {reason}\n", request)
                 return b""
             self.server_target = where
             self._fresh_server = True
         if self.conn.via_proxy:
-            return _proxy_form(request, drop_auth=state.auth_required,
-                               auth=state.options.upstream_auth)
+            return _proxy_form(request, auth=state.options.upstream_auth)
         if request.method == "OPTIONS" and _no_path(target):
             # RFC 9112 §3.2.4: OPTIONS http://host:port (no path) asks about the server
             # as a whole; the last proxy sends it as OPTIONS *
@@ -767,15 +799,34 @@ def without_proxy_credentials(
                  for name, value in headers)
 
 
-def _proxy_form(request: RequestHead, *, drop_auth: bool, auth: str | None) -> bytes:
+def _proxy_form(request: RequestHead, *, auth: str | None) -> bytes:
     """The request as the upstream proxy takes it: absolute form, with h2scope's own
-    credentials for it (the client's for h2scope, if any, removed)."""
-    lines = request.raw.split(b"\r\n")
-    if drop_auth or auth:
-        lines = [ln for ln in lines if not ln.lower().startswith(b"proxy-authorization:")]
+    credentials for it (``upstream.auth``) and never the client's, whether they were
+    for h2scope or meant for the upstream proxy (a tunnel's CONNECT carries only
+    h2scope's too)."""
+    lines = [ln for ln in request.raw.split(b"\r\n")
+             if not ln.lower().startswith(b"proxy-authorization:")]
     if auth:
         lines.insert(1, authorization(auth).rstrip(b"\r\n"))
     return b"\r\n".join(lines)
+
+
+def _cut_credentials(raw: bytes) -> bytes:
+    """A request head as recorded: each ``Proxy-Authorization`` value cut to its
+    scheme, as :func:`without_proxy_credentials` does for the message event."""
+    lines = raw.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if line.lower().startswith(b"proxy-authorization:"):
+            name, _, value = line.partition(b":")
+            scheme = value.strip().partition(b" ")[0]
+            lines[i] = name + b": " + scheme + b" " + UNRECORDED_CREDENTIALS.encode("ascii")
+    return b"\r\n".join(lines)
+
+
+def _request_line(request: RequestHead) -> str:
+    """``GET http://host/path`` for an error line (the query left out: it may hold a
+    token)."""
+    return f"{request.method} {request.target.partition('?')[0]}"
 
 
 def _no_path(target: str) -> bool:

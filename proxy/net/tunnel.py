@@ -21,6 +21,7 @@ from proxy.net.http1 import looks_like_http1_request
 from proxy.net.relay import relay
 from proxy.net.relay_http1 import Http1Relay
 from proxy.net.streams import HeadTooLarge, Stream, TcpStream, connect_failure
+from proxy.net.upstream_proxy import ClientLeftWaiting
 from proxy.observe.enums import CONNECTION_PREFACE
 
 FIRST_BYTES_TIMEOUT = 60.0
@@ -129,14 +130,19 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
         await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where, via=via,
                                      intercept=intercept))
     try:
-        server = await conn.open_server(host, port)
+        server = await conn.open_server(host, port, client)
+    except ClientLeftWaiting:
+        await conn.closed(Closer.CLIENT, "client went away", f"before the upstream proxy "
+                          f"{conn.mode.address} answered CONNECT {where}")
+        return
     except (OSError, TimeoutError) as exc:
         if sni_decides:  # (nothing left to decide: the target's line, as it stands)
             await conn.emit(TargetChosen(conn_id=conn.id, t=time.time(), target=where,
                                          via=via, intercept=False))
         reason = connect_failure(exc)
         await refuse(reason, exc)
-        await conn.error("connect", f"cannot connect to {where}: {reason}")
+        await conn.error("connect", f"cannot connect to {where}: {reason}",
+                         conn.connect_hint(exc))
         await conn.closed(Closer.PROXY, "upstream connection failed", reason)
         return
     conn.streams.append(server)

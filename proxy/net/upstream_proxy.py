@@ -5,23 +5,51 @@ differs (mitmproxy's upstream mode). A tunnel (``CONNECT``, then TLS
 interception as usual) becomes a ``CONNECT`` to the upstream proxy; a plain
 ``http://`` request goes to the upstream proxy in absolute form. With
 ``upstream.auth`` (``--upstream-auth USER:PASS``) both carry
-``Proxy-Authorization: Basic``; the client's own credentials for h2scope
-(``proxyauth``) never leave h2scope.
+``Proxy-Authorization: Basic``, added on the wire only (never recorded). A
+client's own ``Proxy-Authorization`` (for h2scope's ``proxyauth``, or one it
+meant for the upstream proxy) never leaves h2scope: the upstream proxy gets
+``upstream.auth``'s credentials or none, for tunnels and plain requests alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from proxy.net import http1
-from proxy.net.http1 import Http1Error
-from proxy.net.modes import Mode
-from proxy.net.streams import HeadTooLarge, StreamClosed, TcpStream, hostport, open_tcp
+from proxy.net.http1 import Http1Error, ResponseHead
+from proxy.net.modes import Mode, is_loopback
+from proxy.net.streams import (
+    HeadTooLarge,
+    Stream,
+    StreamClosed,
+    TcpStream,
+    connect_failure,
+    hostport,
+    open_tcp,
+)
+
+REPLY_TIMEOUT = 75.0
+"""Seconds the upstream proxy has to answer a CONNECT (or a plain request on a
+connection just opened to it): longer than squid's own 60 s ``connect_timeout``,
+so a proxy still trying the server says so itself; a proxy that took the TCP
+connection and never answers (frozen, overloaded) is given up on."""
 
 
 class UpstreamProxyError(OSError):
     """The upstream proxy refused the tunnel or could not be used; says which and why."""
+
+
+class UpstreamProxyTimeout(UpstreamProxyError):
+    """The upstream proxy did not answer within :data:`REPLY_TIMEOUT` (a 504 for the client)."""
+
+
+class ClientLeftWaiting(ConnectionError):
+    """The client closed while h2scope waited for the upstream proxy's answer."""
 
 
 def authorization(auth: str | None) -> bytes:
@@ -40,18 +68,93 @@ async def open_proxy(mode: Mode, *, timeout: float,
     try:
         return await open_tcp(mode.host, mode.port, timeout=timeout, own=own)
     except (OSError, TimeoutError) as exc:
-        why = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
-               str(exc) or type(exc).__name__)
         raise UpstreamProxyError(f"cannot reach the upstream proxy {mode.address}: "
-                                 f"{why}") from None
+                                 f"{connect_failure(exc)}") from None
+
+
+_CHALLENGE = re.compile(r"(?:^|,)\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?=\s|,|$)")
+"""An auth-scheme at the start of a challenge (RFC 9110 §11.6.1); an auth-param
+(``realm="x"``) is followed by ``=``, so it is not one."""
+
+
+def offered_schemes(response: ResponseHead) -> list[str]:
+    """The auth schemes a 407's ``Proxy-Authenticate`` fields offer, in order."""
+    schemes: list[str] = []
+    for value in response.get_all("proxy-authenticate"):
+        for name in _CHALLENGE.findall(value):
+            if name.lower() not in (s.lower() for s in schemes):
+                schemes.append(name)
+    return schemes
+
+
+def auth_hint(response: ResponseHead, auth: str | None) -> str:
+    """What a 407 from the upstream proxy means for the user, in parentheses."""
+    schemes = offered_schemes(response)
+    if schemes and not any(s.lower() == "basic" for s in schemes):
+        return (f" (it wants {'/'.join(schemes)}, which h2scope does not speak: "
+                "--upstream-auth is Basic only; chain through a local relay that does, "
+                "such as cntlm or px, and point upstream: at it)")
+    if auth:
+        return " (it refused the credentials of --upstream-auth)"
+    return (" (it wants credentials: --upstream-auth USER:PASS; h2scope never passes a "
+            "client's own Proxy-Authorization on)")
+
+
+def refusal(proxy: str | None, what: str, response: ResponseHead, auth: str | None) -> str:
+    """``the upstream proxy P refused WHAT: 407 ... (hint)``."""
+    hint = auth_hint(response, auth) if response.status == 407 else ""
+    return f"the upstream proxy {proxy} refused {what}: {response.status} {response.reason}{hint}"
+
+
+async def _client_left(client: Stream) -> bool:
+    """Wait until *client* closes (True), or sends more than a tunnel's early bytes
+    (False: it is there, and will be answered in time)."""
+    try:
+        return not await client.peek(lambda b: len(b) > 16384, limit=1 << 20)
+    except (ConnectionError, OSError):
+        return True
+    except HeadTooLarge:
+        return False
+
+
+async def reply_or_gone(stream: Stream, client: Stream | None, timeout: float) -> bytes:
+    """The upstream proxy's response head on *stream*, within *timeout*, unless *client*
+    leaves first. Raises :class:`TimeoutError`, :class:`ClientLeftWaiting`, or what
+    ``read_until`` raises."""
+    reply = asyncio.ensure_future(stream.read_until(b"\r\n\r\n"))
+    gone = asyncio.ensure_future(_client_left(client)) if client is not None else None
+    waits = {reply} if gone is None else {reply, gone}
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait(waits, timeout=max(0.0, left),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if reply in done:
+                return reply.result()
+            if not done:
+                raise TimeoutError()
+            assert gone is not None
+            if gone.result():
+                raise ClientLeftWaiting()
+            waits = {reply}  # (the client is there: wait for the answer alone)
+    finally:
+        for task in (reply, gone):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (reply, gone) if t is not None),
+                             return_exceptions=True)
 
 
 async def connect_via(mode: Mode, auth: str | None, host: str, port: int, *,
-                      timeout: float, own: Sequence[tuple[str, int]] = ()) -> TcpStream:
+                      timeout: float, own: Sequence[tuple[str, int]] = (),
+                      client: Stream | None = None) -> TcpStream:
     """A TCP stream to ``host:port`` through the upstream proxy of ``mode``.
 
     Raises :class:`UpstreamProxyError` (an ``OSError``) with the proxy's answer
-    when it refuses, and ``OSError``/``TimeoutError`` when it cannot be reached.
+    when it refuses or cannot be reached, :class:`UpstreamProxyTimeout` when it
+    does not answer within :data:`REPLY_TIMEOUT`, and :class:`ClientLeftWaiting`
+    when *client* closes while it is waited for.
     """
     proxy = mode.address
     stream = await open_proxy(mode, timeout=timeout, own=own)
@@ -60,18 +163,44 @@ async def connect_via(mode: Mode, auth: str | None, host: str, port: int, *,
                  + authorization(auth) + b"\r\n")
     try:
         await stream.drain()
-        head = await stream.read_until(b"\r\n\r\n")
+        head = await reply_or_gone(stream, client, REPLY_TIMEOUT)
         response = http1.parse_response_head(head)
+    except ClientLeftWaiting:
+        stream.abort()
+        raise
+    except TimeoutError:
+        stream.abort()
+        raise UpstreamProxyTimeout(f"the upstream proxy {proxy} did not answer CONNECT "
+                                   f"{where} within {REPLY_TIMEOUT:g} s") from None
     except (StreamClosed, HeadTooLarge, Http1Error, OSError) as exc:
         stream.abort()
         raise UpstreamProxyError(f"the upstream proxy {proxy} did not answer CONNECT {where} "
                                  f"with an HTTP response ({exc})") from None
     if not 200 <= response.status < 300:
         stream.abort()
-        hint = ""
-        if response.status == 407:
-            hint = (" (it wants credentials: --upstream-auth USER:PASS)" if not auth else
-                    " (it refused the credentials of --upstream-auth)")
-        raise UpstreamProxyError(f"the upstream proxy {proxy} refused CONNECT {where}: "
-                                 f"{response.status} {response.reason}{hint}")
+        raise UpstreamProxyError(refusal(proxy, f"CONNECT {where}", response, auth))
     return stream  # bytes after the head stay in its buffer: the tunnel's first bytes
+
+
+_ENV_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def env_proxy_hint(own: Sequence[tuple[str, int]] = ()) -> str | None:
+    """When ``$HTTPS_PROXY``/``$HTTP_PROXY`` names a proxy other than h2scope itself
+    (one of ``own``): the hint that h2scope does not use it. h2scope ignores them on
+    purpose: they are often set to h2scope's own address, for its clients."""
+    for name in _ENV_PROXIES:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            url = urlsplit(value if "://" in value else f"http://{value}")
+            address = (url.hostname or "", url.port or 80)
+        except ValueError:
+            address = ("", 0)
+        if any(address[1] == port and (address[0] == host or is_loopback(address[0]))
+               for host, port in own):  # (h2scope itself: meant for its clients)
+            continue
+        return (f"h2scope does not use ${name.upper()} for its own connections: to go "
+                "through that proxy, use --mode upstream:http://HOST:PORT")
+    return None

@@ -77,7 +77,8 @@ def test_an_upstream_proxy_that_refuses_says_why_and_what_to_do(
     assert error.message == (
         f"cannot connect to localhost:{sport}: the upstream proxy 127.0.0.1:{corp.port()} "
         f"refused CONNECT localhost:{sport}: 407 Proxy Authentication Required (it wants "
-        "credentials: --upstream-auth USER:PASS)")
+        "credentials: --upstream-auth USER:PASS; h2scope never passes a client's own "
+        "Proxy-Authorization on)")
     gone = procs.free_port()
     lost = make_proxy(modes=[f"upstream:http://127.0.0.1:{gone}"])
     code, _, err = curl(lost, "https://localhost:1/")  # a tunnel: the CONNECT gets a 502
