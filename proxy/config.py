@@ -148,6 +148,17 @@ def _check_proxyauth(value: str | None) -> str | None:
     return value
 
 
+def _check_upstream_auth(value: str | None) -> str | None:
+    # (credentials h2scope sends, not checks: an empty password is the upstream
+    # proxy's business, and some accept one)
+    if value is not None:
+        user, colon, _ = value.partition(":")
+        if not colon or not user:
+            raise ValueError("expected USER:PASS, e.g. alice:secret (USER: for an empty "
+                             "password)")
+    return value
+
+
 def _check_max_data(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise ValueError(f"{value} is negative; accepted: an integer >= 0 or null (no cap)")
@@ -195,7 +206,7 @@ class UpstreamConfig:
     """A client certificate for upstream servers that ask for one (mutual TLS): a PEM
     file with the certificate (chain) and its private key, used for every server,
     or a directory of ``HOST.pem`` files, one per upstream host name."""
-    auth: str | None = field(default=None, metadata=_meta(_check_proxyauth))
+    auth: str | None = field(default=None, metadata=_meta(_check_upstream_auth))
     """USER:PASS for the upstream proxy of an ``upstream:`` mode (Basic)."""
 
 

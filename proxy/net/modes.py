@@ -9,6 +9,7 @@ end with ``@port`` (or ``@host:port``) to listen on its own address.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -63,9 +64,62 @@ class Mode:
         return f"{host}:{self.port}"
 
 
+_USERINFO = re.compile(r"([^:/@\[\]]*):([^/@]+)")
+"""``user:pass`` before the ``@`` of a URL (a port would be digits)."""
+
+
+def _credentials_in_url(text: str) -> str | None:
+    """The mode's prefix (``upstream:http://``) when its URL carries ``user:pass@``,
+    the ``$HTTPS_PROXY`` form, which the ``@`` of a listening address would misread:
+    two ``@``, or ``user:pass`` before the one ``@`` that is no ``host:port``. (A
+    numeric password, ``user:1234@host:port``, reads as a proxy ``user:1234``
+    listening on ``host:port``: the same text.)"""
+    for prefix in ("reverse:", "upstream:"):
+        scheme, sep, rest = text[len(prefix):].partition("://")
+        if not text.startswith(prefix) or not sep:
+            continue
+        authority = rest.split("/", 1)[0] if rest.count("@") < 2 else rest
+        before = authority.split("@", 1)[0]
+        if "@" in authority and (rest.count("@") >= 2 or (
+                (m := _USERINFO.fullmatch(before)) is not None and not m.group(2).isdigit())):
+            return f"{prefix}{scheme}://"
+    return None
+
+
+def _ambiguous(text: str) -> bool:
+    """``upstream:http://alice:1234@10.1.2.3:3128``: a single-label proxy host and a
+    listening ``host:port`` — or a user name, a numeric password and the proxy. The
+    second is the ``$HTTPS_PROXY`` form: refused, with the way to say the first."""
+    if not text.startswith("upstream:") or text.count("@") != 1:
+        return False
+    base, listen = text.split("@")
+    authority = base.partition("://")[2]
+    m = _USERINFO.fullmatch(authority)
+    if m is None or not m.group(2).isdigit() or ":" not in listen or listen.endswith("]"):
+        return False
+    name = m.group(1)
+    return "." not in name and name.lower() != "localhost" and not name.isdigit()
+
+
 def parse_mode(spec: str) -> Mode:
-    """Parse one mode spec; raises :class:`ModeError` naming the problem."""
+    """Parse one mode spec; raises :class:`ModeError` naming the problem (never
+    repeating a password written into the URL)."""
     text = spec.strip()
+    prefix = _credentials_in_url(text)
+    if prefix is not None:
+        if prefix.startswith("upstream:"):
+            raise ModeError(f"mode '{prefix}USER:PASS@...': credentials in the proxy URL are "
+                            "not accepted: use --upstream-auth USER:PASS (upstream.auth in the "
+                            "config file) and write upstream:http://proxyhost:port")
+        raise ModeError(f"mode '{prefix}USER:PASS@...': credentials in the target URL are not "
+                        "accepted: the client sends its own Authorization to the server; "
+                        "write reverse:https://host:port")
+    if _ambiguous(text):
+        scheme = text.partition("://")[0]
+        raise ModeError(f"mode '{scheme}://NAME:NUMBER@HOST:PORT' is ambiguous: credentials in "
+                        "the URL are not accepted (use --upstream-auth USER:PASS, upstream.auth "
+                        "in the config file); for a proxy NAME:NUMBER listening on HOST:PORT, "
+                        f"end its URL with a slash: {scheme}://NAME:NUMBER/@HOST:PORT")
     listen_host: str | None = None
     listen_port: int | None = None
     base = text
