@@ -138,7 +138,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           help="PEM file of extra CAs to trust for upstream servers")
     upstream.add_argument("--upstream-auth", metavar="USER:PASS",
                           help="credentials (Basic) for the upstream proxy of an "
-                          "upstream:http://HOST:PORT mode")
+                          "upstream:http://HOST:PORT mode (not in its URL; the config "
+                          "file keeps them out of ps)")
     upstream.add_argument("--client-certs", metavar="PATH",
                           help="client certificate for upstream servers that ask for one "
                           "(mutual TLS): a PEM file with the certificate and its unencrypted "
