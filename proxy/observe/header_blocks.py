@@ -9,6 +9,7 @@ HPACK decoder, checked (RFC 9113 §8.2, §8.3) and applied to its stream.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from proxy.observe.describe import SHOWN_LIST_SIZE, shown
@@ -141,6 +142,7 @@ class HeaderBlocks:
     # Provided by ConnectionObserver.
     sides: tuple[Side, Side]
     streams: dict[int, Stream]
+    closed: OrderedDict[int, Stream]
     priority: PriorityTree
 
     if TYPE_CHECKING:
@@ -323,7 +325,15 @@ class HeaderBlocks:
                                "PUSH_PROMISE after the client set SETTINGS_ENABLE_PUSH to 0",
                                seq, sid))
         assoc = self.streams.get(sid)
-        if side.direction is S2C and (assoc is None or sender_finished(assoc.state, S2C)):
+        reset = self.closed.get(sid) if assoc is None else None
+        if side.direction is S2C and reset is not None and reset.reset_by is C2S:
+            # RFC 9113 §6.6: a client that reset the stream must handle the
+            # PUSH_PROMISEs sent before its RST_STREAM arrived (in flight: info), and
+            # §5.1 has the promised stream reserved all the same.
+            said = self._state_finding(reset, S2C, "PUSH_PROMISE on a closed stream", seq)
+            if said is not None:
+                findings.append(said)
+        elif side.direction is S2C and (assoc is None or sender_finished(assoc.state, S2C)):
             # (a client's is push-from-client: whether its stream is open for the
             # server says nothing more)
             findings.append(_f("push-on-closed-stream", Severity.ERROR, "RFC 9113 §6.6",

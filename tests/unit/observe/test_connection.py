@@ -406,6 +406,28 @@ def test_server_push_links_promised_stream(conv):
     assert conv.findings() == []
 
 
+def test_a_push_promise_in_flight_when_the_client_reset_its_stream_is_a_race(conv):
+    """RFC 9113 §6.6: a client that reset the associated stream must handle the
+    PUSH_PROMISEs sent before its RST_STREAM arrived: info, as for the DATA in flight
+    (it was push-on-closed-stream, an error), and the promised stream is reserved;
+    once the server provably read the reset, a warning."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 1, RESP))
+    conv.send(C2S, f.rst(1, 8))
+    pp = raw_frame(5, 0x4, 1, struct.pack(">I", 2) + f.block(S2C, REQ[:3] + [(":path", "/a")]))
+    (race,) = conv.finding_objects(conv.send(S2C, pp))
+    assert (race.code, race.severity.name) == ("frame-after-reset", "INFO")
+    assert race.message.startswith("PUSH_PROMISE on a closed stream (the client had reset it")
+    pushed = conv.obs.stream(2)
+    assert pushed is not None and pushed.state.name == "RESERVED"
+    conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.headers(S2C, 3, RESP, flags=["END_HEADERS", "END_STREAM"]))
+    pp = raw_frame(5, 0x4, 1, struct.pack(">I", 4) + f.block(S2C, REQ[:3] + [(":path", "/b")]))
+    (late,) = conv.finding_objects(conv.send(S2C, pp))
+    assert (late.code, late.severity.name) == ("frame-after-reset", "WARNING")
+
+
 def test_push_from_client_and_push_disabled(make_conv):
     c = make_conv(settings=False)
     c.send(C2S, c.f.settings(enable_push=0))
