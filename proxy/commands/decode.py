@@ -42,7 +42,9 @@ examples:
 Frames: one direction's bytes, optionally starting with the client preface.
 Without --from, a stream that starts with the preface is decoded as the
 client's; otherwise as the server's if its first header block has :status or
-it has a PUSH_PROMISE before any header block.
+it has a PUSH_PROMISE before any header block. The other direction is not
+in the input, so nothing that needs it is judged (the SETTINGS an ACK
+answers, a PING ACK's PING, the peer's streams and the windows it grants).
 
 exit status: 0 decoded (findings do not change it); 1 the input is not whole:
 bad hex, a header block that does not decode (--hpack), input that stops
@@ -313,7 +315,11 @@ def _decode_protobuf(lines: list[str], out: TextIO,
 def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
     from proxy.observe.enums import CONNECTION_PREFACE
 
-    obs = ConnectionObserver(preface=preface, partial=not data.startswith(CONNECTION_PREFACE))
+    # One direction only: what the other side sent (the SETTINGS an ACK answers, the
+    # PING a PING ACK answers, the streams it opened, the windows it granted) is not
+    # in the input, so no rule that needs it is applied (``unseen``).
+    obs = ConnectionObserver(preface=preface, partial=not data.startswith(CONNECTION_PREFACE),
+                             unseen=sender.peer)
     if sender is Direction.S2C:
         # A lone server stream: pretend the client's preface and SETTINGS went by
         # so the server's frames are judged as a reply, not as a first contact.
@@ -323,7 +329,8 @@ def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
     # short.
     for ev in obs.close(0.0):
         if isinstance(ev, ConnectionFindingRaised):
-            if ev.finding.code in ("settings-not-acknowledged", "stream-unfinished"):
+            if ev.finding.code in ("settings-not-acknowledged", "stream-unfinished",
+                                   "flow-control-stalled"):  # (windows granted unseen)
                 continue
             # (there is no connection here, only the input)
             ev = replace(ev, finding=replace(ev.finding, message=ev.finding.message.replace(

@@ -164,10 +164,15 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     include it) or ``"none"`` (starts with frames, e.g. after the caller
     consumed the preface itself). ``partial`` marks an excerpt (a paste from
     a log): rules about how a connection starts and ends are not applied.
+    ``unseen`` names a direction whose bytes will never be fed (``h2scope
+    decode`` reads one side): it is held as a side whose frames were lost
+    (desynced) from the start, so no rule that needs them is applied — the ACKs
+    and PING answers it awaits, the streams it opened, the windows it grants,
+    the settings it sent.
     """
 
     def __init__(self, *, preface: str = "required", max_table_size: int | None = None,
-                 partial: bool = False) -> None:
+                 partial: bool = False, unseen: Direction | None = None) -> None:
         self.partial = partial
         self.sides = (Side(C2S), Side(S2C))
         self.sides[C2S].peer = self.sides[S2C]
@@ -177,6 +182,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if max_table_size is not None:
             for side in self.sides:
                 side.decoder.max_allowed_table_size = max_table_size
+        if unseen is not None:
+            self.sides[unseen].desynced = True
+            # (its SETTINGS_HEADER_TABLE_SIZE, which bounds the seen side's encoder,
+            # is unknown: any size update up to the 32-bit maximum may be allowed)
+            self.sides[1 - unseen].decoder.max_allowed_table_size = 2**32 - 1
         self.streams: dict[int, Stream] = {}
         self.closed: OrderedDict[int, Stream] = OrderedDict()
         self.priority = PriorityTree()
@@ -242,7 +252,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 return events
             end = pos + 9 + length
             if end > n:
-                if length > receiver.accepts_frame_size \
+                if length > receiver.accepts_frame_size and not receiver.desynced \
                         and side.oversize_end != side.offset + 9 + length:
                     # Said at the header: a receiver fails the connection there
                     # (FRAME_SIZE_ERROR) and the payload may never come.
@@ -502,8 +512,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                f"the {direction.sender}'s first frame is "
                                f"{'a SETTINGS ACK' if ftype == _SETTINGS else type_name(ftype)}"
                                ", not its own SETTINGS", seq, sid))
-        max_size = self.sides[1 - direction].accepts_frame_size
-        if frame.length > max_size and side.oversize_end != side.offset:
+        receiver = self.sides[1 - direction]
+        max_size = receiver.accepts_frame_size
+        if frame.length > max_size and side.oversize_end != side.offset \
+                and not receiver.desynced:  # (its SETTINGS may have raised the limit)
             findings.append(_f("frame-too-large", Severity.ERROR, "RFC 9113 §4.2",
                                f"{type_name(ftype)} of {frame.length} bytes exceeds the "
                                f"receiver's SETTINGS_MAX_FRAME_SIZE {max_size}", seq, sid))

@@ -73,7 +73,10 @@ class StreamFrames:
         length = frame.length  # RFC 9113 §6.9.1: padding counts against the windows
         side.conn_window -= length
         conn_window = side.conn_window
-        if conn_window < 0 and not self.partial:
+        if conn_window < 0 and not self.partial and not self.sides[_PEER[direction]].desynced \
+                and (length or not frame.flags & 1):
+            # (a receiver whose frames are unknown may have granted more; an empty DATA
+            # that ends the stream may be sent with no window left, RFC 9113 §6.9.1)
             findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                                f"DATA of {length} bytes exceeds the connection window by "
                                f"{-conn_window}", seq, sid))
@@ -106,13 +109,12 @@ class StreamFrames:
         window = stream.send_window[direction] - length
         stream.send_window[direction] = window
         if window < 0 and state is not _CLOSED and state is not _IDLE and not self.partial \
-                and window + self.sides[_PEER[direction]].pending_window_increase() < 0:
+                and window + self.sides[_PEER[direction]].pending_window_increase() < 0 \
+                and (length or not end) and not self.sides[_PEER[direction]].desynced:
             # (within a larger INITIAL_WINDOW_SIZE the receiver sent and the sender
-            # may have processed, its ACK not yet seen: RFC 9113 §6.9.2 allows it)
-            stream.exceeded = True
-            findings.append(_f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
-                               f"DATA of {length} bytes exceeds stream {sid}'s window by "
-                               f"{-window}", seq, sid))
+            # may have processed, its ACK not yet seen: RFC 9113 §6.9.2 allows it; an
+            # empty DATA that ends the stream may be sent with no window, §6.9.1)
+            findings.append(self._window_exceeded(stream, direction, length, window, seq))
         if end and stream.grpc_pending and direction is S2C:
             stream.grpc_pending = False
             response = stream.response_headers or ()
@@ -136,6 +138,26 @@ class StreamFrames:
         # A stream the observer does not track (closed long ago, or skipped: §5.1.1)
         # has no window to show; its DATA is flagged (frame-on-closed-stream).
         return conn_window, None if stream.presumed_closed or state is _IDLE else window
+
+    @staticmethod
+    def _window_exceeded(stream: Stream, direction: Direction, length: int, window: int,
+                         seq: int) -> Finding:
+        """DATA that took ``stream``'s window for ``direction`` to ``window`` < 0: past
+        the window (§6.9.1), or sent while a SETTINGS change held it below 0 (§6.9.2:
+        the sender waits for WINDOW_UPDATEs to make it positive)."""
+        sid = stream.stream_id
+        before = window + length
+        below = before < 0 and not stream.exceeded  # (only SETTINGS take it below 0 else)
+        stream.exceeded = True
+        if below:
+            return _f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.2",
+                      f"DATA of {length} bytes sent while stream {sid}'s window was {before}, "
+                      "below 0 after a SETTINGS change lowered INITIAL_WINDOW_SIZE: the "
+                      f"{direction.sender} must wait for WINDOW_UPDATEs to make it positive",
+                      seq, sid)
+        return _f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
+                  f"DATA of {length} bytes exceeds stream {sid}'s window by {-window}",
+                  seq, sid)
 
     def _stall(self, stream: Stream, direction: Direction, t: float, seq: int,
                window: int = 0) -> None:
@@ -233,7 +255,9 @@ class StreamFrames:
         if sid == 0:
             before = data_side.conn_window
             data_side.conn_window = after = before + inc
-            if after > MAX_WINDOW and not self.partial:  # (an excerpt: the start is unknown)
+            if after > MAX_WINDOW and not self.partial and not data_side.desynced:
+                # (an excerpt: the start is unknown; a sender whose DATA is unknown may
+                # have spent what this gives back)
                 findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
                                    f"connection window would reach {after}, above 2^31-1: "
                                    "a connection error of type FLOW_CONTROL_ERROR", seq, 0))
@@ -268,7 +292,7 @@ class StreamFrames:
         # before processing them is still held to the window before: control.py.)
         delta = side.pending_window_delta() if side.last_window is not None else 0
         seen = after + delta
-        if seen > MAX_WINDOW and not self.partial:
+        if seen > MAX_WINDOW and not self.partial and not data_side.desynced:
             stream.exceeded = True
             with_settings = (f" (with the INITIAL_WINDOW_SIZE = "
                              f"{side.advertised[SettingCode.INITIAL_WINDOW_SIZE] + delta} the "
@@ -302,12 +326,14 @@ class StreamFrames:
             if stream.state is _IDLE:
                 return  # (a connection error, §5.1: no stream came of it)
         elif (side.direction is C2S and stream.opened_by is C2S
-              and stream.response_headers is None and stream.state is not _CLOSED):
+              and stream.response_headers is None and stream.state is not _CLOSED
+              and not self.sides[S2C].desynced):  # (else its response may have come)
             self._cancelled(stream.stream_id, seq, t, findings)
+        peer = self.sides[_PEER[side.direction]]
         if frame.error_code == _FLOW_CONTROL_ERROR and not problem \
                 and stream.state is not _CLOSED and not stream.exceeded \
-                and self.sides[_PEER[side.direction]].conn_window >= 0:
-            self._reset_unexplained(stream, side.direction, seq, findings)
+                and peer.conn_window >= 0 and not peer.desynced:  # (its DATA unknown)
+            self._reset_unexplained(stream, side, seq, findings)
         if stream.state is not _CLOSED:
             stream.reset_by = side.direction
             stream.reset_code = frame.error_code
@@ -316,20 +342,24 @@ class StreamFrames:
             stream.reset_from = stream.state
         self._set_state(stream, new, side.direction, seq, t)
 
-    def _reset_unexplained(self, stream: Stream, by: Direction, seq: int,
+    def _reset_unexplained(self, stream: Stream, side: Side, seq: int,
                            findings: list[Finding]) -> None:
         """A FLOW_CONTROL_ERROR reset for a stream whose sender, by the observer's
         count, never went past a window: the two peers' accounting differs (a
-        bug, or a SETTINGS change one of them applied differently, §6.9.2)."""
+        bug, or a SETTINGS change one of them applied differently, §6.9.2) —
+        unless the resetting side's own lower INITIAL_WINDOW_SIZE put the window
+        below 0, acknowledged or still pending: RFC 9113 §6.9.3 lets it reset the
+        streams that then exceed it."""
+        by = side.direction
         sender = _PEER[by]
         window = stream.send_window[sender]
-        why = (f"its window for the {sender.sender}'s data is {window} now, below 0 only "
-               "through a SETTINGS change, which RFC 9113 §6.9.2 allows") if window < 0 else \
-            f"its window for the {sender.sender}'s data is {window} now"
+        if window + (side.pending_window_delta() if side.last_window is not None else 0) < 0:
+            return
         findings.append(_f("flow-control-error-unexplained", Severity.WARNING, "RFC 9113 §6.9",
                            f"the {by.sender} reset stream {stream.stream_id} with "
                            f"FLOW_CONTROL_ERROR, but the {sender.sender} never sent more than a "
-                           f"window allowed by the observer's count ({why}): the {by.sender}'s "
+                           f"window allowed by the observer's count (its window for the "
+                           f"{sender.sender}'s data is {window} now): the {by.sender}'s "
                            "flow-control accounting differs from what crossed the wire",
                            seq, stream.stream_id))
 

@@ -309,3 +309,34 @@ def test_a_file_that_is_not_there_is_a_usage_error(tmp_path, capsys):
     assert main(["decode", "-f", str(tmp_path / "nope.hex")]) == 2
     assert "decode: cannot read" in capsys.readouterr().err
 
+
+
+def test_a_client_dump_from_its_preface_is_not_judged_on_what_the_server_sent(capsys):
+    """decode sees one direction: a client's SETTINGS ACK and PING ACK answer the
+    server's frames (RFC 9113 §3.4, §6.7), its frames on the server's stream 2 follow
+    the server's PUSH_PROMISE, its DATA past 65,535 bytes the server's WINDOW_UPDATEs,
+    and its FLOW_CONTROL_ERROR reset the server's DATA; none of that is in the input
+    (they were settings-ack-unexpected, ping-ack-unmatched, frame-on-idle-stream,
+    flow-control-exceeded and flow-control-error-unexplained)."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":path", "/"), (":scheme", "https"),
+                       (":authority", "example.com")])
+    data = c.data_to_send()
+    frame = bytes.fromhex
+    data += frame("000000040100000000")  # SETTINGS ACK
+    data += frame("000008060100000000") + b"12345678"  # PING ACK
+    data += frame("000004030000000002") + (8).to_bytes(4, "big")  # RST_STREAM(2, CANCEL)
+    data += frame("000004080000000004") + (100).to_bytes(4, "big")  # WINDOW_UPDATE(4)
+    for _ in range(5):
+        data += frame("004000000000000001") + b"x" * 16384  # 81,920 bytes on stream 1
+    data += frame("000004030000000003") + (3).to_bytes(4, "big")  # (opens nothing)
+    c.send_headers(5, [(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                       (":authority", "example.com")])
+    data += c.data_to_send()
+    data += frame("000004030000000005") + (3).to_bytes(4, "big")  # FLOW_CONTROL_ERROR
+    assert main(["decode", "--from", "client", data.hex()]) == 0
+    out = capsys.readouterr().out
+    found = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("!")]
+    assert found == ["! ERROR frame-on-idle-stream (RFC 9113 §5.1): stream 3: RST_STREAM "
+                     "on an idle stream"]  # (the client's own id: that rule still holds)

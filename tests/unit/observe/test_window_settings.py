@@ -582,3 +582,57 @@ def test_settings_in_force_name_a_repeated_setting_once_with_its_last_value(
     (acked,) = [e for e in conv.send(S2C, conv.f.settings(ack=True))
                 if isinstance(e, SettingsAcknowledged)]
     assert event_line(acked) == "settings in force for the server: INITIAL_WINDOW_SIZE=1000"
+
+
+def _upload_behind_a_lowered_window(conv: Conversation, sid: int) -> None:
+    """The client sends 49,152 bytes on ``sid``; the server lowers its
+    INITIAL_WINDOW_SIZE to 16,384 and the client acknowledges: the window is -32,768."""
+    conv.send(C2S, conv.f.window_update(0, 1 << 20))
+    conv.send(S2C, conv.f.window_update(0, 1 << 20))
+    conv.send(C2S, conv.f.headers(C2S, sid, REQUEST, flags=["END_HEADERS"]))
+    for _ in range(3):
+        conv.send(C2S, conv.f.data(sid, b"x" * 16384))
+    conv.send(S2C, conv.f.settings(initial_window_size=16384))
+    conv.send(C2S, conv.f.settings(ack=True))
+
+
+def test_an_empty_data_that_ends_a_stream_needs_no_window(conv: Conversation) -> None:
+    """RFC 9113 §6.9.1: an empty DATA frame with END_STREAM may be sent with no space in
+    either window: it was flow-control-exceeded ('DATA of 0 bytes exceeds stream 1's
+    window by 32768')."""
+    _upload_behind_a_lowered_window(conv, 1)
+    assert conv.findings(conv.send(C2S, conv.f.data(1, b"", flags=["END_STREAM"]))) == []
+
+
+def test_data_sent_on_a_window_a_settings_change_made_negative_cites_6_9_2(
+        conv: Conversation) -> None:
+    """DATA with bytes on a window below 0 after a SETTINGS change: the sender had to
+    wait for WINDOW_UPDATEs (§6.9.2), said so, not 'exceeds the window by'."""
+    _upload_behind_a_lowered_window(conv, 1)
+    (found,) = conv.finding_objects(conv.send(C2S, conv.f.data(1, b"y" * 10)))
+    assert (found.code, found.rfc) == ("flow-control-exceeded", "RFC 9113 §6.9.2")
+    assert found.message == (
+        "DATA of 10 bytes sent while stream 1's window was -32768, below 0 after a SETTINGS "
+        "change lowered INITIAL_WINDOW_SIZE: the client must wait for WINDOW_UPDATEs to make "
+        "it positive")
+    # Once past it, the next DATA is over a window it exceeded itself: §6.9.1.
+    (again,) = conv.finding_objects(conv.send(C2S, conv.f.data(1, b"z" * 10)))
+    assert again.rfc == "RFC 9113 §6.9.1"
+
+
+def test_a_flow_control_reset_after_lowering_its_own_window_is_allowed(
+        conv: Conversation) -> None:
+    """RFC 9113 §6.9.3: after lowering INITIAL_WINDOW_SIZE a receiver may reset the
+    streams that now exceed it with FLOW_CONTROL_ERROR: no flow-control-error-unexplained
+    (it said the accounting differed), whether its SETTINGS were acknowledged or not."""
+    _upload_behind_a_lowered_window(conv, 1)
+    assert conv.findings(conv.send(S2C, conv.f.rst(1, 0x3))) == []
+    conv.send(C2S, conv.f.headers(C2S, 3, REQUEST, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.data(3, b"x" * 10000))
+    conv.send(S2C, conv.f.settings(initial_window_size=1000))  # not acknowledged yet
+    assert conv.findings(conv.send(S2C, conv.f.rst(3, 0x3))) == []
+    # Within the window even after the change: still unexplained.
+    conv.send(C2S, conv.f.headers(C2S, 5, REQUEST, flags=["END_HEADERS"]))
+    conv.send(C2S, conv.f.data(5, b"x" * 10))
+    assert conv.findings(conv.send(S2C, conv.f.rst(5, 0x3))) == [
+        "flow-control-error-unexplained"]
