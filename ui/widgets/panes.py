@@ -70,8 +70,18 @@ class ConnectionsPane(DataTable[str | Text]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "cursor_up", "Up", show=False),
         Binding("j", "cursor_down", "Down", show=False),
+        # (DataTable's Home/End scroll sideways: here they go to "all" and the last
+        # connection, as in the timeline)
+        Binding("home", "first_row", "All connections", show=False),
+        Binding("end,G", "last_row", "Last connection", show=False),
         Binding("escape", "app.focus_timeline", "Back to the timeline", show=False),
     ]
+
+    def action_first_row(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        self.move_cursor(row=max(0, len(self._rows) - 1))
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)

@@ -445,6 +445,14 @@ def test_choosing_a_connection_scopes_the_views(capture_path: Path) -> None:
         await pilot.press("a")
         await pilot.pause(0.2)
         assert app.scope_conn is None
+        # Home in the pane goes back to "all", End to the last connection.
+        pane.focus()
+        await pilot.press("end")
+        await _filtered(app, pilot)
+        assert app.scope_conn == 2
+        await pilot.press("home")
+        await _filtered(app, pilot)
+        assert app.scope_conn is None
     path = capture_path.with_name("two.h2c")
     from tests.unit.ui.traffic import record
 
