@@ -689,9 +689,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         direction = side.direction
         said = len(findings)
         if direction is S2C:
-            findings.append(_f("server-opened-stream", Severity.ERROR, "RFC 9113 §8.4",
-                               f"the server sent HEADERS on idle stream {sid}; servers open "
-                               "streams only with PUSH_PROMISE", seq, sid))
+            findings.append(_f("server-opened-stream", Severity.ERROR, "RFC 9113 §5.1, §5.1.1",
+                               f"the server sent HEADERS on idle stream {sid}; a server's "
+                               "HEADERS may only start a stream it reserved earlier with "
+                               "PUSH_PROMISE", seq, sid))
         elif sid % 2 == 0:
             findings.append(_f("stream-id-parity", Severity.ERROR, "RFC 9113 §5.1.1",
                                f"the client opened even-numbered stream {sid}", seq, sid))

@@ -36,13 +36,21 @@ _IDLE, _CLOSED = StreamState.IDLE, StreamState.CLOSED
 _INITIAL_WINDOW_SIZE = int(SettingCode.INITIAL_WINDOW_SIZE)
 _ENABLE_CONNECT_PROTOCOL = int(SettingCode.ENABLE_CONNECT_PROTOCOL)
 _SETTING_RANGES = {
-    SettingCode.ENABLE_PUSH: (0, 1),
-    SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW),
-    SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215),
-    SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1),
-    SettingCode.NO_RFC7540_PRIORITIES: (0, 1),
-    SettingCode.GRPC_ALLOW_TRUE_BINARY_METADATA: (0, 1),
+    # setting: (lowest, highest, where the range is defined, what a receiver does)
+    SettingCode.ENABLE_PUSH: (0, 1, "RFC 9113 §6.5.2",
+                              ": a connection error of type PROTOCOL_ERROR"),
+    SettingCode.INITIAL_WINDOW_SIZE: (0, MAX_WINDOW, "RFC 9113 §6.5.2",
+                                      ": a connection error of type FLOW_CONTROL_ERROR"),
+    SettingCode.MAX_FRAME_SIZE: (16_384, 16_777_215, "RFC 9113 §6.5.2",
+                                 ": a connection error of type PROTOCOL_ERROR"),
+    SettingCode.ENABLE_CONNECT_PROTOCOL: (0, 1, "RFC 8441 §3", " (it must be 0 or 1)"),
+    SettingCode.NO_RFC7540_PRIORITIES: (0, 1, "RFC 9218 §2.1",
+                                        ": a connection error of type PROTOCOL_ERROR"),
+    # (gRPC's own setting, not registered with IANA: it defines 0 and 1, and no error)
+    SettingCode.GRPC_ALLOW_TRUE_BINARY_METADATA: (0, 1, "gRPC (grpc-core)",
+                                                  " (gRPC defines 0 and 1)"),
 }
+_NO_RFC7540_PRIORITIES = int(SettingCode.NO_RFC7540_PRIORITIES)
 _TRUE_BINARY = int(SettingCode.GRPC_ALLOW_TRUE_BINARY_METADATA)
 
 
@@ -71,8 +79,12 @@ class ControlFrames:
             if not owner.pending:
                 if self.partial or owner.desynced:  # (its SETTINGS may be in what was lost)
                     return
-                findings.append(_f("settings-ack-unexpected", Severity.ERROR, "RFC 9113 §6.5.3",
-                                   "SETTINGS ACK with no SETTINGS waiting for one", seq, 0))
+                # (no RFC rule makes it an error: a warning, for the peers that do)
+                findings.append(_f("settings-ack-unexpected", Severity.WARNING,
+                                   "RFC 9113 §6.5.3",
+                                   "SETTINGS ACK with no SETTINGS waiting for one: no RFC rule "
+                                   "forbids it, but nghttp2 treats it as a connection error "
+                                   "of type PROTOCOL_ERROR", seq, 0))
                 return
             acked = owner.ack_pending()
             side.read_up_to = max(side.read_up_to, acked.seq)
@@ -88,12 +100,11 @@ class ControlFrames:
         for ident, value in frame.settings:
             bounds = _SETTING_RANGES.get(ident)  # type: ignore[call-overload]
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                code = "FLOW_CONTROL_ERROR" if ident == SettingCode.INITIAL_WINDOW_SIZE \
-                    else "PROTOCOL_ERROR"
-                findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
+                low, high, rfc, outcome = bounds
+                findings.append(_f("setting-out-of-range", Severity.WARNING
+                                   if ident == _TRUE_BINARY else Severity.ERROR, rfc,
                                    f"{setting_name(ident)} = {value} is outside "
-                                   f"{bounds[0]}..{bounds[1]}: a connection error of type "
-                                   f"{code}", seq, 0))
+                                   f"{low}..{high}{outcome}", seq, 0))
             elif ident == SettingCode.ENABLE_PUSH and value == 1 and side.direction is S2C:
                 findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9113 §6.5.2",
                                    "the server set SETTINGS_ENABLE_PUSH to 1: a connection "
@@ -110,6 +121,17 @@ class ControlFrames:
                                        f"the {side.direction.sender} set "
                                        "SETTINGS_ENABLE_CONNECT_PROTOCOL to 0 after sending 1",
                                        seq, 0))
+            elif ident == _NO_RFC7540_PRIORITIES:
+                first = side.no_rfc7540_priorities
+                if not side.sent_settings:
+                    side.no_rfc7540_priorities = value
+                elif first >= 0 and value != first:
+                    findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9218 §2.1",
+                                       f"the {side.direction.sender} changed "
+                                       f"SETTINGS_NO_RFC7540_PRIORITIES from {first} (its "
+                                       f"first SETTINGS) to {value}, which a sender must not "
+                                       "do (a receiver may treat it as a connection error "
+                                       "of type PROTOCOL_ERROR)", seq, 0))
         if unknown:  # (one finding a frame: a hostile one may carry thousands)
             said = ", ".join(f"0x{ident:x} = {value}" for ident, value in unknown[:4])
             more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
@@ -231,14 +253,19 @@ class ControlFrames:
     def _apply_priority(self, sid: int, depends_on: int, weight: int, exclusive: bool,
                         seq: int, findings: list[Finding]) -> None:
         if depends_on == sid:
-            findings.append(_f("self-dependency", Severity.ERROR, "RFC 9113 §5.3.1",
-                               f"stream {sid} depends on itself", seq, sid))
+            # (RFC 7540's rule: RFC 9113 §5.3.2 deprecated these signals, but nghttp2,
+            # Go and ATS still reset such a stream)
+            findings.append(_f("self-dependency", Severity.ERROR, "RFC 7540 §5.3.1",
+                               f"stream {sid} depends on itself: a stream error of type "
+                               "PROTOCOL_ERROR (RFC 9113 deprecated these priority signals, "
+                               "so a peer may ignore them instead)", seq, sid))
             return
         tree = self.priority
         forgotten = tree.forgotten
         tree.set(sid, depends_on, weight, exclusive)
         if tree.forgotten and not forgotten:  # (once per connection)
-            findings.append(_f("priority-tree-limit", Severity.WARNING, "RFC 9113 §5.3.2",
+            findings.append(_f("priority-tree-limit", Severity.WARNING,
+                               "RFC 7540 §5.3.4, RFC 9113 §10.5",
                                f"more than {MAX_NODES:,} streams in the priority tree "
                                "(PRIORITY frames naming streams that are never opened): "
                                "h2scope forgets the oldest, as a server bounds this state; "

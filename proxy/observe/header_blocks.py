@@ -251,7 +251,7 @@ class HeaderBlocks:
             # The pushed response starts: reserved streams do not count, an open one does.
             self._check_concurrency(side, sid, seq, findings, pushed=True)
         if not (opens and direction is S2C):
-            # (a server opens no stream with HEADERS, §8.4: its block is decoded, as
+            # (a server's HEADERS start no stream it did not reserve, §5.1: its block is decoded, as
             # the client's decoder reads it, but no stream comes of it, so the
             # client's own request on that id later is a request, not trailers)
             new, problem = transition(stream.state, _HEADERS, bool(frame.flags & 0x1),

@@ -14,7 +14,8 @@ from proxy.observe.records import record
 DEFAULT_WEIGHT = 16
 MAX_NODES = 10_000
 """Streams the tree keeps at most. PRIORITY frames may name idle streams that are
-never opened nor closed (RFC 9113 §5.3.2 lets a receiver bound that state): past
+never opened nor closed (RFC 7540 §5.3.4 lets a receiver bound that state, and
+RFC 9113 §10.5 counts such frames among the costs a peer can impose): past
 this, the oldest node is forgotten, so a peer cannot grow the observer's memory."""
 
 

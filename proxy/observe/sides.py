@@ -118,6 +118,9 @@ class Side:
     connect_protocol: bool = False
     """This endpoint sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3): its peer
     may use extended CONNECT from receipt on, no ACK needed."""
+    no_rfc7540_priorities: int = -1
+    """SETTINGS_NO_RFC7540_PRIORITIES as this endpoint's first SETTINGS set it (-1: not
+    set there); RFC 9218 §2.1 forbids changing it later."""
     true_binary: bool = False
     """This endpoint sent gRPC's GRPC_ALLOW_TRUE_BINARY_METADATA = 1: its peer may
     send ``-bin`` values as raw bytes (NUL included)."""

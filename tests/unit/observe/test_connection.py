@@ -199,13 +199,18 @@ def test_a_stream_opened_against_the_id_rules_is_one_finding_and_owes_nothing(co
 
 
 def test_a_servers_headers_on_an_idle_stream_open_nothing(conv):
-    """§8.4: one server-opened-stream finding; the client's own request on that id
+    """§5.1: one server-opened-stream finding; the client's own request on that id
     afterwards is a request, not trailers with pseudo-headers (four errors, two of
     them charged to the server for answering it)."""
     f = conv.f
     conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
-    assert conv.findings(conv.send(S2C, f.headers(S2C, 3, [(":status", "200")], flags=[
-        "END_HEADERS", "END_STREAM"]))) == ["server-opened-stream"]
+    (found,) = conv.finding_objects(conv.send(S2C, f.headers(S2C, 3, [(":status", "200")],
+                                                             flags=["END_HEADERS",
+                                                                    "END_STREAM"])))
+    # (RFC 9113 §5.1's rule, not §8.4's; and PUSH_PROMISE reserves a stream, it opens none)
+    assert (found.code, found.rfc) == ("server-opened-stream", "RFC 9113 §5.1, §5.1.1")
+    assert found.message.endswith("a server's HEADERS may only start a stream it reserved "
+                                  "earlier with PUSH_PROMISE")
     assert conv.findings(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
         "END_HEADERS", "END_STREAM"]))) == []
     assert conv.findings(conv.send(S2C, f.headers(S2C, 3, [(":status", "200")], flags=[
@@ -292,8 +297,40 @@ def test_settings_out_of_range_and_unknown(conv):
     assert codes.count("setting-out-of-range") == 2 and "unknown-setting" in codes
 
 
+def test_a_setting_out_of_range_cites_the_rfc_that_defines_it(conv):
+    """Every out-of-range value cited RFC 9113 §6.5.2 and a PROTOCOL_ERROR, also for
+    settings RFC 9113 does not define; gRPC's own one has no RFC and no error."""
+    payload = struct.pack(">HIHIHIHI", 2, 5, 8, 2, 9, 3, 0xFE03, 7)
+    found = conv.finding_objects(conv.send(C2S, raw_frame(4, 0, 0, payload)))
+    assert [(x.rfc, x.severity.name) for x in found] == [
+        ("RFC 9113 §6.5.2", "ERROR"), ("RFC 8441 §3", "ERROR"), ("RFC 9218 §2.1", "ERROR"),
+        ("gRPC (grpc-core)", "WARNING")]
+    assert [x.message for x in found] == [
+        "ENABLE_PUSH = 5 is outside 0..1: a connection error of type PROTOCOL_ERROR",
+        "ENABLE_CONNECT_PROTOCOL = 2 is outside 0..1 (it must be 0 or 1)",
+        "NO_RFC7540_PRIORITIES = 3 is outside 0..1: a connection error of type PROTOCOL_ERROR",
+        "GRPC_ALLOW_TRUE_BINARY_METADATA = 7 is outside 0..1 (gRPC defines 0 and 1)"]
+
+
+def test_no_rfc7540_priorities_changed_after_the_first_settings_is_flagged(make_conv):
+    """RFC 9218 §2.1: a sender must not change SETTINGS_NO_RFC7540_PRIORITIES after its
+    first SETTINGS frame (the same value again is no change)."""
+    c = make_conv(settings=False)
+    c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 1)))
+    assert c.findings(c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 1)))) == []
+    (found,) = c.finding_objects(c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 0))))
+    assert (found.code, found.rfc, found.severity.name) == (
+        "setting-out-of-range", "RFC 9218 §2.1", "ERROR")
+    assert "changed SETTINGS_NO_RFC7540_PRIORITIES from 1 (its first SETTINGS) to 0" in \
+        found.message
+
+
 def test_unexpected_settings_ack(conv):
-    assert "settings-ack-unexpected" in conv.findings(conv.send(S2C, conv.f.settings(ack=True)))
+    """No RFC rule forbids it (RFC 9113 §6.5.3 has none): a warning, naming the peer
+    that fails the connection over it."""
+    (found,) = conv.finding_objects(conv.send(S2C, conv.f.settings(ack=True)))
+    assert (found.code, found.severity.name) == ("settings-ack-unexpected", "WARNING")
+    assert "nghttp2 treats it as a connection error of type PROTOCOL_ERROR" in found.message
 
 
 def test_settings_never_acknowledged_is_reported_at_close(make_conv):
@@ -450,8 +487,9 @@ def test_priority_tree_and_self_dependency(conv):
     assert tree.children(1) == [5] and tree.node(5).weight == 32  # type: ignore[union-attr]
     conv.send(C2S, raw_frame(2, 0, 7, struct.pack(">IB", 0x8000_0000 | 0, 0)))
     assert tree.children(7) == [1, 3]  # exclusive: adopts stream 0's other children
-    assert "self-dependency" in conv.findings(
-        conv.send(C2S, raw_frame(2, 0, 9, struct.pack(">IB", 9, 0))))
+    (found,) = conv.finding_objects(conv.send(C2S, raw_frame(2, 0, 9, struct.pack(">IB", 9, 0))))
+    # (RFC 7540's rule: RFC 9113 §5.3.1 is only background and has none)
+    assert (found.code, found.rfc) == ("self-dependency", "RFC 7540 §5.3.1")
 
 
 def test_rfc9218_priority_header_and_update(conv):

@@ -55,8 +55,11 @@ def test_priority_frames_for_idle_streams_stay_bounded_and_are_flagged_once() ->
                       for i in range(MAX_NODES + 500))
     events = obs.feed(C2S, frames, 0.1)
     assert len(obs.priority) <= MAX_NODES
-    codes = [f.code for e in events if isinstance(e, FrameObserved) for f in e.findings]
-    assert codes.count("priority-tree-limit") == 1
+    found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
+    assert [f.code for f in found].count("priority-tree-limit") == 1
+    # (RFC 9113 §5.3.2 only deprecates the tree: bounding it is RFC 7540 §5.3.4's)
+    assert {f.rfc for f in found if f.code == "priority-tree-limit"} == {
+        "RFC 7540 §5.3.4, RFC 9113 §10.5"}
 
 
 def test_extension_frames_carrying_control_characters_do_not_reach_the_terminal() -> None:
