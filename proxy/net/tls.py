@@ -276,6 +276,16 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
                              f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
         elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
+                conn.state.client_trusts(conn.client[0], leaf_host):
+            # (the same client finished a handshake with h2scope's certificate for this
+            # host moments ago: this one it abandoned — a browser races connections and
+            # cancels the spare ones once one works —, no verdict on the certificate)
+            raise InterceptFailed(
+                f"the client abandoned this connection during the TLS handshake "
+                f"({_tls_error(exc)}); it has finished another to {leaf_host} with "
+                "h2scope's certificate (a browser's raced or spare connection)",
+                Closer.CLIENT) from exc
+        elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
                 not tls.flight_sent:
             # (gone before h2scope's certificate reached it: a browser cancelling a
             # preconnect or a raced connection, not a verdict on the certificate)
@@ -294,6 +304,7 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
             await conn.error("client-tls", f"TLS handshake with the client failed: "
                              f"{_tls_error(exc)}", client_hello=hello)
         raise InterceptFailed(_tls_error(exc)) from exc
+    conn.state.client_tls_done(conn.client[0], leaf_host)
     leaf = conn.state.certs.leaf(leaf_host, extra_sans)
     await conn.emit(_summary(tls, Leg.CLIENT, conn, hello.alpn if hello else (),
                              hello.sni if hello else None, leaf.cert.public_bytes(Encoding.DER),
