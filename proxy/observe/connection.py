@@ -585,6 +585,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                 # (an illegal raise does not count: the limit stays the lowest sent)
                 side.goaway_last_stream_id = frame.last_stream_id if before is None \
                     else min(before, frame.last_stream_id)
+                if side.goaway_seq < 0:
+                    side.goaway_seq = seq
                 side.goaway_error = frame.error_code
             elif ftype == int(FrameType.PRIORITY_UPDATE):
                 assert isinstance(frame, PriorityUpdateFrame)
@@ -708,7 +710,19 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         else:
             self._check_concurrency(side, sid, seq, findings)
         goaway = peer.goaway_last_stream_id
-        if goaway is not None and sid > goaway:
+        if goaway is None:
+            pass
+        elif side.read_up_to > peer.goaway_seq:
+            # It answered a frame sent after the GOAWAY, so it had read the GOAWAY
+            # (frames are read in order): whatever the id, no new stream (§6.8).
+            findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
+                               f"stream {sid} opened after the {direction.sender} had read the "
+                               f"{direction.peer.sender}'s GOAWAY (frame #{peer.goaway_seq}; "
+                               f"it answered frame #{side.read_up_to}, sent after it): the "
+                               "receiver of a GOAWAY must not open new streams"
+                               + ("; it will not be processed" if sid > goaway else ""),
+                               seq, sid))
+        elif sid > goaway:
             findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
                                f"stream {sid} opened after the {direction.peer.sender}'s GOAWAY "
                                f"with last stream id {goaway}; it will not be processed",

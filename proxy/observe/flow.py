@@ -319,6 +319,13 @@ class StreamFrames:
         stream = self.streams.get(frame.stream_id) or self._lookup(
             frame.stream_id, side.direction, not_opening=True)
         new, problem = transition(stream.state, _RST, False, side.direction)
+        if stream.reset_by is side.direction and stream.state is _CLOSED and not self.partial:
+            # (the other side's reset, answered by one of its own, is no repeat)
+            findings.append(_f("frame-on-closed-stream", Severity.INFO, "RFC 9113 §5.4.2",
+                               f"the {side.direction.sender} reset stream {stream.stream_id} "
+                               f"again (it reset it in frame #{stream.reset_seq}): an endpoint "
+                               "should not send more than one RST_STREAM for a stream",
+                               seq, stream.stream_id))
         if problem:
             said = self._state_finding(stream, side.direction, problem, seq)
             if said is not None:

@@ -136,6 +136,27 @@ def _stray_continuation(side: Side, sid: int, pending: HeaderBlockInProgress | N
             "lacking END_HEADERS")
 
 
+def _header_list_size(receiver: Side, size: int, limit: int, seq: int, sid: int,
+                      findings: list[Finding]) -> None:
+    """A header list of ``size`` bytes against the receiver's SETTINGS_MAX_HEADER_LIST_SIZE:
+    the last value it *sent*, acknowledged (``limit``) or not. The limit is the
+    receiver's own and advisory (RFC 9113 §6.5.2): it enforces it from when it sends
+    it (a server answers 431 to a request sent before the client's ACK)."""
+    sent = next((value for p in reversed(receiver.pending) for code, value
+                 in reversed(p.settings) if code == _MAX_HEADER_LIST_SIZE), None)
+    at = next((p.seq for p in reversed(receiver.pending)
+               if any(code == _MAX_HEADER_LIST_SIZE for code, _ in p.settings)), -1)
+    if sent is not None:
+        limit = sent
+    if size > limit:
+        pending = f" (sent in the {receiver.direction.sender}'s SETTINGS frame #{at}, not yet " \
+            "acknowledged: the limit is its own, in force from when it sent it)" \
+            if sent is not None else ""
+        findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
+                           f"header list of {size} bytes exceeds the receiver's "
+                           f"SETTINGS_MAX_HEADER_LIST_SIZE {limit}{pending}", seq, sid))
+
+
 class HeaderBlocks:
     """HEADERS, PUSH_PROMISE and CONTINUATION handling of the connection model."""
 
@@ -451,11 +472,10 @@ class HeaderBlocks:
                 if len(checked) >= _CHECKED_MAX:
                     checked.clear()
                 checked[id(block)] = (block, role, length, status, grpc)
-        limit = self.sides[1 - side.direction].advertised[_MAX_HEADER_LIST_SIZE]
-        if block.decoded_size > limit:
-            findings.append(_f("header-list-too-large", Severity.WARNING, "RFC 9113 §6.5.2",
-                               f"header list of {block.decoded_size} bytes exceeds the "
-                               f"receiver's SETTINGS_MAX_HEADER_LIST_SIZE {limit}", seq, sid))
+        receiver = self.sides[1 - side.direction]
+        limit = receiver.advertised[_MAX_HEADER_LIST_SIZE]
+        if block.decoded_size > limit or receiver.pending:
+            _header_list_size(receiver, block.decoded_size, limit, seq, sid, findings)
         if block.decoded_size > SHOWN_LIST_SIZE and \
                 block.decoded_size > _AMPLIFIED * block.wire_length:
             findings.append(_f("header-list-amplified", Severity.WARNING,

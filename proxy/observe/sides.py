@@ -109,6 +109,8 @@ class Side:
     """How many of the oldest :attr:`pending` SETTINGS a finding already said went
     unacknowledged (they are a prefix: reported in order)."""
     goaway_last_stream_id: int | None = None
+    goaway_seq: int = -1
+    """The frame number of this endpoint's first GOAWAY (-1: none sent)."""
     read_up_to: int = -1
     """The highest frame number of the peer's that this endpoint provably read: the
     request it answered, the PING or SETTINGS it acknowledged."""

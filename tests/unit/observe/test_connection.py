@@ -727,3 +727,64 @@ def test_a_server_that_sent_not_a_byte_is_no_http2_peer_breaking_off() -> None:
     assert [(x.code, x.severity.name) for x in closing] == [("stream-unfinished", "INFO")]
     assert "the server sent not a byte" in closing[0].message
     assert "reverse:https://" in closing[0].message
+
+
+def test_a_stream_opened_after_the_client_read_the_goaway_is_flagged_whatever_its_id(conv):
+    """RFC 9113 §6.8: the receiver of a GOAWAY must not open new streams. An id at or
+    below last-stream-id passed unflagged; once the client provably read the GOAWAY
+    (it answered a PING sent after it), any new stream is flagged."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    goaway = raw_frame(7, 0, 0, (99).to_bytes(4, "big") + bytes(4))
+    conv.send(S2C, goaway)
+    # (in flight: the client may not have read it yet)
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+    conv.send(S2C, f.ping(b"abcdefgh"))
+    conv.send(C2S, f.ping(b"abcdefgh", ack=True))
+    (found,) = conv.finding_objects(conv.send(C2S, f.headers(C2S, 5, REQ, flags=[
+        "END_HEADERS", "END_STREAM"])))
+    assert (found.code, found.severity.name, found.rfc) == (
+        "stream-after-goaway", "WARNING", "RFC 9113 §6.8")
+    assert found.message.startswith("stream 5 opened after the client had read the server's "
+                                    "GOAWAY (frame #")
+    assert "the receiver of a GOAWAY must not open new streams" in found.message
+
+
+def test_a_header_list_over_a_limit_sent_but_not_yet_acknowledged_is_flagged(make_conv):
+    """The server's SETTINGS_MAX_HEADER_LIST_SIZE is its own advisory limit, in force from
+    when it sends it: a request sent before the client's ACK and over it (python-hyper's
+    h2 acknowledges lazily) got a 431 with no finding to explain it."""
+    c = make_conv(settings=False)
+    c.send(C2S, c.f.settings())
+    c.send(S2C, c.f.settings(ack=True))
+    c.send(S2C, c.f.settings(max_header_list_size=1000))
+    big = [*REQ, ("x-big", "a" * 2000)]
+    (found,) = c.finding_objects(c.send(C2S, c.f.headers(C2S, 1, big, flags=[
+        "END_HEADERS", "END_STREAM"])))
+    assert found.code == "header-list-too-large"
+    assert "SETTINGS_MAX_HEADER_LIST_SIZE 1000 (sent in the server's SETTINGS frame #" in \
+        found.message and "not yet acknowledged" in found.message
+    c.send(C2S, c.f.settings(ack=True))
+    (found,) = c.finding_objects(c.send(C2S, c.f.headers(C2S, 3, big, flags=[
+        "END_HEADERS", "END_STREAM"])))
+    assert found.message.endswith("SETTINGS_MAX_HEADER_LIST_SIZE 1000")
+    # A raised limit, sent and not yet acknowledged, is the one in force.
+    c.send(S2C, c.f.settings(max_header_list_size=100_000))
+    assert c.findings(c.send(C2S, c.f.headers(C2S, 5, big, flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+
+
+def test_a_second_reset_of_a_stream_by_the_side_that_reset_it_is_said(conv):
+    """RFC 9113 §5.4.2: an endpoint should not send more than one RST_STREAM for a
+    stream (info); the other side's reset answered by one of its own is no repeat."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(C2S, f.rst(1, 8))
+    (found,) = conv.finding_objects(conv.send(C2S, f.rst(1, 5)))
+    assert (found.code, found.severity.name, found.rfc) == (
+        "frame-on-closed-stream", "INFO", "RFC 9113 §5.4.2")
+    assert "the client reset stream 1 again (it reset it in frame #" in found.message
+    conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.rst(3, 8))
+    assert conv.findings(conv.send(C2S, f.rst(3, 5))) == []
