@@ -112,9 +112,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "gRPC method path /pkg.Service/Method (its request type; add :response "
                    "for the response's)")
     p.add_argument("--table-size", type=int, default=4096, metavar="N",
-                   help="with --hpack: the maximum table size the decoder allows, as if "
-                   "acknowledged in SETTINGS_HEADER_TABLE_SIZE (default 4096); a line "
-                   "'table-size N' between blocks changes it from there on")
+                   help="with --hpack: the dynamic table's maximum from the start, as in "
+                   "RFC 7541 Appendix C (default 4096): the first block needs no size "
+                   "update for it; a setting lowered mid-way is a line 'table-size N' "
+                   "between blocks, from there on")
     p.add_argument("--from", dest="sender", choices=("auto", "client", "server"),
                    default="auto", help="which endpoint sent the frames (default auto)")
     p.add_argument("--json", action="store_true",
@@ -210,7 +211,8 @@ def _decode_hpack(lines: list[str], args: argparse.Namespace, out: TextIO) -> in
             else:
                 out.write(f"table-size {size} (line {at}): the decoder now allows a dynamic "
                           "table of at most this; the next block must start with a size "
-                          "update if the table is larger\n")
+                          f"update if the table's maximum ({decoder.table_max}) is above it "
+                          "(RFC 9113 §4.3.1)\n")
         try:
             block = decoder.decode(data)
         except HpackDecodeError as exc:

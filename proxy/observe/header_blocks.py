@@ -104,6 +104,12 @@ def _fields_said(what: str, fields: tuple[tuple[str, str], ...]) -> str:
     return f"; {what}: {shown_fields[:300]}{more}"
 
 
+def _hpack_rfc(exc: HpackDecodeError) -> str:
+    """The sections of an HPACK error, with RFC 9113 §4.3 (a COMPRESSION_ERROR)."""
+    rfc = exc.rfc
+    return f"{rfc}, §4.3" if "RFC 9113" in rfc else f"{rfc}, RFC 9113 §4.3"
+
+
 def fields_before_cut(side: Side) -> str:
     """``; fields that came: name: value, ...`` — what the fragments of a header block
     that never completed carry (a request half sent when its client died). Decoding
@@ -392,7 +398,7 @@ class HeaderBlocks:
         except HpackDecodeError as exc:
             side.hpack_broken = True
             if side.lost_above is not None:  # (a lost block may have changed the table)
-                findings.append(_f("hpack-error", Severity.INFO, f"{exc.rfc}, RFC 9113 §4.3",
+                findings.append(_f("hpack-error", Severity.INFO, _hpack_rfc(exc),
                                    f"header block on stream {block_sid} does not decode: "
                                    f"{exc.reason}; part of the connection was lost before "
                                    f"it (damaged or missing bytes), and with it the "
@@ -400,7 +406,7 @@ class HeaderBlocks:
                                    "evidence of an encoder bug; later blocks from the "
                                    f"{side.direction.sender} cannot be decoded", seq, block_sid))
                 return None, promised
-            findings.append(_f("hpack-error", Severity.ERROR, f"{exc.rfc}, RFC 9113 §4.3",
+            findings.append(_f("hpack-error", Severity.ERROR, _hpack_rfc(exc),
                                f"header block on stream {block_sid} does not decode: "
                                f"{exc.reason} (at byte {exc.offset} of the header block); "
                                f"later blocks from the {side.direction.sender} cannot be "

@@ -88,7 +88,8 @@ class HpackDecodeError(Exception):
         self.reason = message
         """The message without the offset."""
         self.section = section
-        """The RFC 7541 section of the rule broken, e.g. ``§4.2``."""
+        """The RFC 7541 section of the rule broken, e.g. ``§4.2`` (with RFC 9113's
+        where HTTP/2 states the rule too: ``§4.2, RFC 9113 §4.3.1``)."""
         self.partial: tuple[tuple[str, str], ...] = ()
         """The fields decoded before the error (set by :meth:`AnnotatedDecoder.decode`)."""
         self.partial_block: HeaderBlock | None = None
@@ -243,8 +244,8 @@ class AnnotatedDecoder:
     time a new value is acknowledged.
     """
 
-    __slots__ = ("_entries", "_gone", "_max_allowed", "_memo", "_sizes", "_smallest", "_table_max",
-                 "_table_size", "late_update", "lenient")
+    __slots__ = ("_entries", "_gone", "_gone_by", "_max_allowed", "_memo", "_sizes", "_smallest",
+                 "_table_max", "_table_size", "late_update", "lenient")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE, *, lenient: bool = False) -> None:
         self.lenient = lenient
@@ -265,6 +266,9 @@ class AnnotatedDecoder:
         self._gone: deque[tuple[str, str]] = deque(maxlen=GONE_KEPT)
         """The entries evicted last, the latest first (from this block and the
         ones before): an index past the table that one of them held is named."""
+        self._gone_by: deque[int] = deque(maxlen=GONE_KEPT)
+        """For each of :attr:`_gone`: the size update that evicted it (its new
+        maximum), or -1 for an entry inserted after it (§4.3 or §4.4)."""
         self._memo: dict[bytes, HeaderBlock] = {}
         """Blocks that left the table as it is, by their bytes, while it stays so."""
         self._smallest: int | None = None
@@ -339,10 +343,10 @@ class AnnotatedDecoder:
 
     def _index_error(self, index: int, offset: int,
                      changes: list[tuple[int, bool, tuple[tuple[str, str], ...]]],
-                     ) -> HpackDecodeError:
+                     data: bytes) -> HpackDecodeError:
         """Index past the table (§2.3.3); when an entry this block evicted was at that
         index, which and by what: an encoder that did not evict as the decoder does
-        (§4.4) refers to it still."""
+        (§4.4), or that forgot its own size update (§4.3), refers to it still."""
         entries = len(self._entries)
         message = (f"index {index} out of range: {STATIC_TABLE_LENGTH} static + {entries} "
                    "dynamic entries")
@@ -350,14 +354,26 @@ class AnnotatedDecoder:
         k = index - STATIC_TABLE_LENGTH - 1 - entries
         if 0 <= k < len(gone):
             (name, value), at = gone[k]
-            message += (f"; index {index} was {_short(name)}: {_short(value)} until the "
-                        f"representation at byte {at} of this block evicted it (RFC 7541 "
-                        "§4.4: the encoder must evict as the decoder does)")
+            if data[at] & 0xE0 == 0x20:  # (a size update)
+                size = _read_integer(data, at, 5, "table size")[0]
+                message += (f"; index {index} was {_short(name)}: {_short(value)} until "
+                            f"the encoder's own size update to {size} at byte {at} of this "
+                            f"block {_evicted_by_update(size)}")
+            else:
+                message += (f"; index {index} was {_short(name)}: {_short(value)} until "
+                            f"the representation at byte {at} of this block evicted it "
+                            "(RFC 7541 §4.4: the encoder must evict as the decoder does)")
         elif 0 <= k < len(self._gone):
             name, value = self._gone[k]
-            message += (f"; index {index} was {_short(name)}: {_short(value)} until an "
-                        "earlier header block evicted it (RFC 7541 §4.4: the encoder must "
-                        "evict as the decoder does)")
+            size = self._gone_by[k]
+            if size >= 0:
+                message += (f"; index {index} was {_short(name)}: {_short(value)} until the "
+                            f"encoder's own size update to {size} in an earlier header block "
+                            f"{_evicted_by_update(size)}")
+            else:
+                message += (f"; index {index} was {_short(name)}: {_short(value)} until an "
+                            "earlier header block evicted it (RFC 7541 §4.4: the encoder "
+                            "must evict as the decoder does)")
         return HpackDecodeError(message, offset=offset, section="§2.3.3")
 
     def _decode(self, data: bytes, headers: list[tuple[str, str]],
@@ -397,7 +413,7 @@ class AnnotatedDecoder:
             self._table_max = new_size
             if new_size < lowest:
                 lowest = new_size
-            evicted = self._evict(new_size)
+            evicted = self._evict(new_size, new_size)
             evicted_count += len(evicted)
             changes.append((start, False, evicted))
         updates = len(changes)
@@ -414,7 +430,7 @@ class AnnotatedDecoder:
                     "block, and " + ("no size update signals it" if not updates else
                                      f"its size updates go no lower than {lowest}") +
                     " (the smallest maximum of the interval must be signalled)",
-                    offset=0, section="§4.2")
+                    offset=0, section="§4.2, RFC 9113 §4.3.1")
             self._smallest = None
 
         while pos < end:
@@ -436,7 +452,7 @@ class AnnotatedDecoder:
                 if index > STATIC_TABLE_LENGTH:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
-                        raise self._index_error(index, start, changes)
+                        raise self._index_error(index, start, changes, data)
                     append_header(entries[position])
                     decoded_size += sizes[position]
                 elif index:
@@ -482,7 +498,7 @@ class AnnotatedDecoder:
                 else:
                     position = index - STATIC_TABLE_LENGTH - 1
                     if position >= len(entries):
-                        raise self._index_error(index, start, changes)
+                        raise self._index_error(index, start, changes, data)
                     name = entries[position][0]
                     name_bytes = _byte_length(name)
             else:
@@ -572,7 +588,7 @@ class AnnotatedDecoder:
                 f"table size update to {new_size} exceeds the allowed maximum "
                 f"{self._max_allowed}", offset=start, section="§6.3")
         self._table_max = new_size
-        changes.append((start, False, self._evict(new_size)))
+        changes.append((start, False, self._evict(new_size, new_size)))
         if self.late_update is None:
             self.late_update = start
         return pos
@@ -591,11 +607,12 @@ class AnnotatedDecoder:
                 raise HpackDecodeError("index 0 in an indexed field", offset=pos,
                                        section="§6.1")
             if index - STATIC_TABLE_LENGTH - 1 >= len(self._entries):
-                raise self._index_error(index, pos, changes)
+                raise self._index_error(index, pos, changes, data)
         self._check_table_max(pos)
 
-    def _evict(self, limit: int) -> tuple[tuple[str, str], ...]:
-        """Evict oldest entries until the table size is at most ``limit`` (§4.3, §4.4)."""
+    def _evict(self, limit: int, update: int = -1) -> tuple[tuple[str, str], ...]:
+        """Evict oldest entries until the table size is at most ``limit`` (§4.3, §4.4);
+        ``update``: the new maximum of the size update that evicts them, if one does."""
         entries = self._entries
         sizes = self._sizes
         size = self._table_size
@@ -604,7 +621,9 @@ class AnnotatedDecoder:
             evicted.append(entries.pop())
             size -= sizes.pop()
         self._table_size = size
-        self._gone.extendleft(evicted)  # (the oldest goes first, so ends up last)
+        if evicted:
+            self._gone.extendleft(evicted)  # (the oldest goes first, so ends up last)
+            self._gone_by.extendleft((update,) * len(evicted))
         return tuple(evicted)
 
     def _check_table_max(self, offset: int) -> None:
@@ -616,7 +635,7 @@ class AnnotatedDecoder:
                 f"dynamic table maximum {self._table_max} exceeds the acknowledged "
                 f"SETTINGS_HEADER_TABLE_SIZE {self._max_allowed} and no size update "
                 "at the start of the block lowered it",
-                offset=offset, section="§4.2",
+                offset=offset, section="§4.2, RFC 9113 §4.3.1",
             )
 
 
@@ -625,6 +644,12 @@ class AnnotatedDecoder:
 GONE_KEPT = 64
 """Evicted entries an AnnotatedDecoder remembers, to name the one an index past
 the table refers to (an encoder that did not evict as the decoder did)."""
+
+
+def _evicted_by_update(size: int) -> str:
+    """How a size update to ``size`` lost an entry, with its rule."""
+    return (f"{'emptied the table' if size == 0 else 'evicted it'} (RFC 7541 §4.3: a "
+            "lower maximum evicts entries, from the encoder's table as from the decoder's)")
 
 
 def _short(text: str) -> str:

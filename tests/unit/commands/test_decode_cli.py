@@ -224,10 +224,15 @@ def test_a_table_size_line_changes_the_acknowledged_setting_between_blocks(capsy
     (RFC 7541 §4.2), which the first input does and the second does not."""
     assert main(["decode", "--hpack", "82\ntable-size 256\n3f e1 01 82\n82"]) == 0
     out = capsys.readouterr().out
-    assert "table-size 256 (line 2): the decoder now allows" in out
+    # (the table's maximum, not its size — it holds nothing here — and HTTP/2's rule)
+    assert ("table-size 256 (line 2): the decoder now allows a dynamic table of at most "
+            "this; the next block must start with a size update if the table's maximum "
+            "(4096) is above it (RFC 9113 §4.3.1)") in out
     assert "<size-update 256 (" in out and "block 2 (line 4)" in out
     assert main(["decode", "--hpack", "82\ntable-size 256\n82"]) == 1
-    assert "exceeds the acknowledged SETTINGS_HEADER_TABLE_SIZE 256" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exceeds the acknowledged SETTINGS_HEADER_TABLE_SIZE 256" in err
+    assert "(RFC 7541 §4.2, RFC 9113 §4.3.1; at byte 0" in err
     assert main(["decode", "--hpack", "--json", "82\ntable-size 256\n3fe10182"]) == 0
     objs = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert objs[1] == {"line": 2, "table_size": 256}
@@ -340,3 +345,29 @@ def test_a_client_dump_from_its_preface_is_not_judged_on_what_the_server_sent(ca
     found = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("!")]
     assert found == ["! ERROR frame-on-idle-stream (RFC 9113 §5.1): stream 3: RST_STREAM "
                      "on an idle stream"]  # (the client's own id: that rule still holds)
+
+
+def test_an_entry_the_encoders_own_size_update_removed_cites_4_3_not_4_4(capsys):
+    """An index to an entry a size update evicted: the encoder forgot its own update
+    (RFC 7541 §4.3), not an eviction on insert (§4.4, 'evict as the decoder does')."""
+    first = bytes([0x41, 15]) + b"www.example.com"  # :authority, inserted at 62
+    updates = bytes([0x20, 0x3f, 0xe1, 0x01])  # size updates to 0, then 256
+    assert main(["decode", "--hpack", "\n".join(b.hex() for b in (first, updates, b"\xbe"))]) \
+        == 1
+    assert ("index 62 was :authority: www.example.com until the encoder's own size update "
+            "to 0 in an earlier header block emptied the table (RFC 7541 §4.3: a lower "
+            "maximum evicts entries") in capsys.readouterr().err
+    assert main(["decode", "--hpack", "\n".join(b.hex() for b in (first, b"\x20\xbe"))]) == 1
+    assert "until the encoder's own size update to 0 at byte 0 of this block emptied the " \
+        "table (RFC 7541 §4.3" in capsys.readouterr().err
+
+
+def test_table_size_help_says_it_is_the_maximum_from_the_start(capsys):
+    """--table-size sets the table's maximum from the start (RFC 7541 Appendix C), which
+    an acknowledged SETTINGS_HEADER_TABLE_SIZE would not (its first block needs a size
+    update, RFC 9113 §4.3.1): the help said 'as if acknowledged'."""
+    with pytest.raises(SystemExit):
+        main(["decode", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the dynamic table's maximum from the start, as in RFC 7541 Appendix C" in out
+    assert "as if acknowledged" not in out

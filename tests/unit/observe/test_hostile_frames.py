@@ -131,7 +131,8 @@ def test_a_table_size_lowered_and_raised_again_must_be_signalled_at_its_lowest()
     events = obs.feed(S2C, raw_frame(0x4, 1, 0, b"") + raw_frame(0x4, 1, 0, b"")
                       + raw_frame(0x1, 0x5, 3, skipped), 0.3)
     found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
-    assert [(f.code, f.rfc) for f in found] == [("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3")]
+    assert [(f.code, f.rfc) for f in found] == [
+        ("hpack-error", "RFC 7541 §4.2, RFC 9113 §4.3.1, §4.3")]  # (§4.3.1: HTTP/2's MUST)
     assert "lowered to 0 since the last block" in found[0].message
     assert "go no lower than 4096" in found[0].message
 
