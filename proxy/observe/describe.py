@@ -502,7 +502,10 @@ def event_line(ev: Event) -> str | None:
         case SettingsAcknowledged():
             # (in force: a setting a frame repeats is its last value, RFC 9113 §6.5.3)
             named = ", ".join(f"{setting_name(k)}={v}" for k, v in dict(ev.settings).items())
-            line = f"settings in force for the {ev.direction.sender}: {named or '(defaults)'}"
+            # (whose: the ACK's sender is bound by its peer's settings, RFC 9113 §6.5.3)
+            bound = ev.direction.sender
+            line = (f"settings in force for the {bound} (the {ev.direction.peer.sender}'s "
+                    f"settings, now binding the {bound}): {named or '(defaults)'}")
             if ev.streams_adjusted:
                 n = ev.streams_adjusted
                 which = "1 open stream's window" if n == 1 else f"{n} open streams' windows"

@@ -47,7 +47,8 @@ def test_a_larger_initial_window_resumes_a_stalled_stream(conv: Conversation) ->
     assert 0.5 <= resumed.stalled_for < 0.6
     (acked,) = [e for e in new if isinstance(e, SettingsAcknowledged)]
     assert (acked.window_delta, acked.streams_adjusted) == (16384, 1)
-    assert event_line(acked) == ("settings in force for the server: INITIAL_WINDOW_SIZE=81919;"
+    assert event_line(acked) == ("settings in force for the server (the client's settings, "
+                                 "now binding the server): INITIAL_WINDOW_SIZE=81919;"
                                  " 1 open stream's window +16384 (RFC 9113 §6.9.2): stream 1"
                                  " now 16384")
     # The server may send 16,384 more bytes on the stream, and no more.
@@ -71,7 +72,8 @@ def test_a_lowered_initial_window_that_leaves_a_body_unable_to_go_on_is_a_stall(
     acked, stalled = [e for e in new if isinstance(e, (SettingsAcknowledged,
                                                        FlowControlStalled))]
     assert isinstance(acked, SettingsAcknowledged) and acked.windows == ((1, -13616),)
-    assert event_line(acked) == ("settings in force for the server: INITIAL_WINDOW_SIZE=16384;"
+    assert event_line(acked) == ("settings in force for the server (the client's settings, "
+                                 "now binding the server): INITIAL_WINDOW_SIZE=16384;"
                                  " 1 open stream's window -49151 (RFC 9113 §6.9.2): stream 1"
                                  " now -13616")
     assert isinstance(stalled, FlowControlStalled)
@@ -581,7 +583,8 @@ def test_settings_in_force_name_a_repeated_setting_once_with_its_last_value(
     conv.send(S2C, conv.f.settings(ack=True))
     (acked,) = [e for e in conv.send(S2C, conv.f.settings(ack=True))
                 if isinstance(e, SettingsAcknowledged)]
-    assert event_line(acked) == "settings in force for the server: INITIAL_WINDOW_SIZE=1000"
+    assert event_line(acked) == ("settings in force for the server (the client's settings, "
+                                 "now binding the server): INITIAL_WINDOW_SIZE=1000")
 
 
 def _upload_behind_a_lowered_window(conv: Conversation, sid: int) -> None:

@@ -492,7 +492,8 @@ def test_the_frame_that_caused_a_stall_says_so_in_its_detail(tmp_path: Path) -> 
         text = detail.decoded(session, ack, session.table.event(ack)).plain
     finally:
         capture.close()
-    assert ("then        settings in force for the server: INITIAL_WINDOW_SIZE=10; 1 open "
+    assert ("then        settings in force for the server (the client's settings, "
+            "now binding the server): INITIAL_WINDOW_SIZE=10; 1 open "
             "stream's window -65525 (RFC 9113 §6.9.2): stream 1 now -50") in text, text
     assert ("            flow control: server blocked, stream 1 window is -50 after the "
             "SETTINGS change (RFC 9113 §6.9.2)") in text, text
