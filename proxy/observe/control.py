@@ -281,7 +281,9 @@ class ControlFrames:
         urgency, incremental, problem = parse_priority_field(value)
         if problem:
             findings.append(_f("priority-field-invalid", Severity.WARNING, "RFC 9218 §4",
-                               f"priority {value!r}: {problem}", seq, stream.stream_id))
+                               f"priority {value!r}: {problem}; ignored, as RFC 9218 requires "
+                               "(the parameter keeps its default or earlier value)", seq,
+                               stream.stream_id))
         if urgency is not None:
             stream.urgency = urgency
         if incremental is not None:

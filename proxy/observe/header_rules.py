@@ -334,7 +334,10 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
             if ":authority" not in pseudo and "host" not in pseudo and \
                     pseudo.get(":scheme") in ("http", "https") and role is _REQUEST:
                 # (a promised request without :authority is push-request-invalid, below)
-                out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
+                # (§8.3.1 lets :authority be left out; that an http(s) target has an
+                # authority, so one of the two must carry it, is RFC 9110's)
+                out.append(_finding("pseudo-header-missing", Severity.ERROR,
+                                    "RFC 9113 §8.3.1, RFC 9110 §4.2.1, §4.2.2, §7.2",
                                     f"{pseudo[':scheme']} request with neither :authority nor "
                                     "host: a request whose scheme has an authority must carry "
                                     "one (servers reset it: PROTOCOL_ERROR)", seq, stream_id))
@@ -376,8 +379,9 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
                                 f":status {status!r} is not a three-digit code", seq, stream_id))
         elif not "100" <= status <= "599":
             out.append(_finding("pseudo-header-invalid", Severity.ERROR, "RFC 9110 §15",
-                                f":status {status} is outside 100..599 (\"values outside the "
-                                "range 100..599 are invalid\")", seq, stream_id))
+                                f":status {status} is outside 100..599 (\"All valid status "
+                                "codes are within the range of 100 to 599, inclusive.\")", seq,
+                                stream_id))
     return out
 
 

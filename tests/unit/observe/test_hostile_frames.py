@@ -158,7 +158,9 @@ def test_a_status_outside_100_to_599_is_invalid() -> None:
                       + raw_frame(0x1, 0x5, 3, enc.encode([(":status", "600")])), 0.1)
     found = [f for e in events if isinstance(e, FrameObserved) for f in e.findings]
     assert [f.code for f in found] == ["pseudo-header-invalid"] * 2
-    assert ":status 600 is outside 100..599" in found[1].message
+    # (RFC 9110 §15's own words, not a paraphrase in quotation marks)
+    assert found[1].message == (':status 600 is outside 100..599 ("All valid status codes are '
+                                'within the range of 100 to 599, inclusive.")')
 
 
 def test_a_settings_ack_first_says_so_and_a_raised_goaway_keeps_the_lower_limit() -> None:

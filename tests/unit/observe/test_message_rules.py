@@ -218,7 +218,9 @@ def test_a_request_with_neither_authority_nor_host_is_flagged(conv: Conversation
     resets one that has neither (PROTOCOL_ERROR), and nothing said why."""
     bare = [(":method", "GET"), (":scheme", "http"), (":path", "/index.html")]
     found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, bare, flags=END)))
-    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-missing", "RFC 9113 §8.3.1")]
+    # (that an http(s) target URI has an authority is RFC 9110's rule, not §8.3.1's)
+    assert [(x.code, x.rfc) for x in found] == [
+        ("pseudo-header-missing", "RFC 9113 §8.3.1, RFC 9110 §4.2.1, §4.2.2, §7.2")]
     assert found[0].message.startswith("http request with neither :authority nor host")
     assert _request(conv, [*bare, ("host", "example.com")], 3) == []
     assert _request(conv, [(":method", "GET"), (":scheme", "urn"), (":path", "/x")], 5) == []
@@ -277,3 +279,17 @@ def test_a_grpc_web_response_carries_its_status_in_the_body(conv: Conversation) 
     trailers = b"grpc-status: 0\r\n"
     body = MESSAGE + b"\x80" + len(trailers).to_bytes(4, "big") + trailers
     assert codes(conv, conv.send(S2C, f.data(1, body, flags=["END_STREAM"]))) == []
+
+
+def test_an_invalid_priority_field_says_it_is_ignored(conv: Conversation) -> None:
+    """RFC 9218 §4: a value out of range is ignored (a MUST), not an error: the warning
+    says so, and the stream keeps the default urgency."""
+    req = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"),
+           ("priority", "u=9")]
+    (found,) = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, req, flags=END)))
+    assert found.code == "priority-field-invalid"
+    assert found.message == ("priority 'u=9': urgency '9' is not an integer 0-7; ignored, as "
+                             "RFC 9218 requires (the parameter keeps its default or earlier "
+                             "value)")
+    stream = conv.obs.stream(1)
+    assert stream is not None and stream.urgency == 3
