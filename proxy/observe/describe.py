@@ -270,11 +270,20 @@ def field_annotation(fa: FieldAnnotation, *, wire: bool = True) -> str:
     return " ".join(bits)
 
 
+_EVICTED_VALUE = 24
+"""Characters of an evicted entry's value a text annotation shows."""
+
+
 def _evicted(bits: list[str], fa: FieldAnnotation) -> None:
     if fa.evicted:
-        names = ", ".join(shown(n) for n, _ in fa.evicted[:3])
+        # name=value: the name alone is ambiguous (:status 302 evicted, 307 still in)
+        names = ", ".join(f"{shown(n)}={_clipped(shown(v))}" for n, v in fa.evicted[:3])
         more = f", … ({len(fa.evicted)})" if len(fa.evicted) > 3 else ""
         bits.append(f"evicted {names}{more}")
+
+
+def _clipped(value: str) -> str:
+    return value if len(value) <= _EVICTED_VALUE else value[:_EVICTED_VALUE] + "…"
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")
