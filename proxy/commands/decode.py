@@ -42,9 +42,10 @@ examples:
 Frames: one direction's bytes, optionally starting with the client preface.
 Without --from, a stream that starts with the preface is decoded as the
 client's; otherwise as the server's if its first header block has :status or
-it has a PUSH_PROMISE before any header block. The other direction is not
-in the input, so nothing that needs it is judged (the SETTINGS an ACK
-answers, a PING ACK's PING, the peer's streams and the windows it grants).
+it has a PUSH_PROMISE, ALTSVC or ORIGIN frame before any header block. The
+other direction is not in the input, so nothing that needs it is judged (the
+SETTINGS an ACK answers, a PING ACK's PING, the peer's streams and the
+windows it grants).
 
 exit status: 0 decoded (findings do not change it); 1 the input is not whole:
 bad hex, a header block that does not decode (--hpack), input that stops
@@ -341,14 +342,19 @@ def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
     return events
 
 
+_SERVER_ONLY = frozenset({5, 0xA, 0xC})
+"""PUSH_PROMISE (RFC 9113 §8.4), ALTSVC (RFC 7838 §4: a client's is ignored) and
+ORIGIN (RFC 8336 §2.1: only a server's has meaning)."""
+
+
 def _guess_sender(data: bytes) -> Direction:
     from proxy.observe.enums import CONNECTION_PREFACE
 
     if data.startswith(CONNECTION_PREFACE):
         return Direction.C2S
     for ev in _run_observer(data, Direction.C2S, "optional"):
-        if isinstance(ev, FrameObserved) and ev.frame.type == 5:
-            return Direction.S2C  # only a server sends PUSH_PROMISE
+        if isinstance(ev, FrameObserved) and ev.frame.type in _SERVER_ONLY:
+            return Direction.S2C  # (frames only a server sends)
         if isinstance(ev, FrameObserved) and ev.block is not None:
             return Direction.S2C if any(n == ":status" for n, _ in ev.block.headers) \
                 else Direction.C2S

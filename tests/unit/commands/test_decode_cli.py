@@ -55,6 +55,20 @@ def test_server_frames_detected_without_preface(capsys):
     assert ":status: 404" in out and "!" not in out  # no findings: judged as the server
 
 
+def test_altsvc_and_origin_frames_mark_the_input_as_the_servers(capsys):
+    """Frames only a server sends (RFC 7838 §4, RFC 8336 §2.1) decide --from auto
+    as PUSH_PROMISE does: they read as 'from the client: a server ignores it'."""
+    origin = b"https://a.example"
+    altsvc_value = b'h3=":443"; ma=86400'
+    altsvc = len(origin).to_bytes(2, "big") + origin + altsvc_value
+    frames = (len(altsvc).to_bytes(3, "big") + b"\x0a\x00" + bytes(4) + altsvc)
+    entry = len(origin).to_bytes(2, "big") + origin
+    frames += len(entry).to_bytes(3, "big") + b"\x0c\x00" + bytes(4) + entry
+    assert main(["decode", frames.hex()]) == 0
+    out = capsys.readouterr().out
+    assert "ALTSVC" in out and "ORIGIN" in out and "from the client" not in out, out
+
+
 def test_bad_hex_names_line_and_column(capsys):
     assert main(["decode", "000004080000000000\n00000fzz01"]) == 1
     err = capsys.readouterr().err
