@@ -292,14 +292,15 @@ class Conn:
                                      client=client)
         return await open_tcp(host, port, timeout=CONNECT_TIMEOUT, own=self.state.listening)
 
-    def connect_hint(self, exc: BaseException) -> str | None:
-        """For a direct connection that failed while ``$HTTPS_PROXY`` names another
-        proxy: h2scope does not use it, and how to go through it."""
+    def connect_hint(self, exc: BaseException, host: str | None = None) -> str | None:
+        """For a direct connection to *host* that failed while ``$HTTPS_PROXY`` names
+        another proxy (and ``$NO_PROXY`` does not exempt *host*): h2scope does not use
+        it, and how to go through it."""
         if self.via_proxy or isinstance(exc, OwnListener):
             return None
         from proxy.net.upstream_proxy import env_proxy_hint
 
-        return env_proxy_hint(self.state.listening)
+        return env_proxy_hint(self.state.listening, host)
 
     def server_ip(self) -> str | None:
         """The address the latest upstream TCP connection reached (None through an

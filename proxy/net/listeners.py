@@ -150,7 +150,7 @@ async def handle_reverse(conn: Conn, client: TcpStream) -> None:
     except (OSError, TimeoutError) as exc:
         reason = connect_failure(exc)
         await conn.error("connect", f"cannot connect to {hostport(host, port)}: {reason}",
-                         conn.connect_hint(exc))
+                         conn.connect_hint(exc, host))
         if hello is not None:
             await tls.refuse_client(client)
         elif is_h2_preface(bytes(client.buffer[:24])):

@@ -734,7 +734,7 @@ class Http1Relay:
             except (OSError, TimeoutError) as exc:
                 reason = connect_failure(exc)
                 await self.conn.error("connect", f"cannot connect to {where}: {reason}",
-                                      self.conn.connect_hint(exc))
+                                      self.conn.connect_hint(exc, host))
                 await self._reply(502, "Bad Gateway",
                                   f"h2scope: cannot connect to {where}: {reason}\n", request)
                 return b""

@@ -142,7 +142,7 @@ async def open_tunnel(conn: Conn, client: Stream, host: str, port: int, *, via: 
         reason = connect_failure(exc)
         await refuse(reason, exc)
         await conn.error("connect", f"cannot connect to {where}: {reason}",
-                         conn.connect_hint(exc))
+                         conn.connect_hint(exc, host))
         await conn.closed(Closer.PROXY, "upstream connection failed", reason)
         return
     conn.streams.append(server)

@@ -185,10 +185,14 @@ async def connect_via(mode: Mode, auth: str | None, host: str, port: int, *,
 _ENV_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
-def env_proxy_hint(own: Sequence[tuple[str, int]] = ()) -> str | None:
+def env_proxy_hint(own: Sequence[tuple[str, int]] = (), host: str | None = None) -> str | None:
     """When ``$HTTPS_PROXY``/``$HTTP_PROXY`` names a proxy other than h2scope itself
-    (one of ``own``): the hint that h2scope does not use it. h2scope ignores them on
-    purpose: they are often set to h2scope's own address, for its clients."""
+    (one of ``own``), and ``$NO_PROXY`` does not exempt ``host`` (which a client
+    using them would reach directly too): the hint that h2scope does not use it,
+    naming the variable as it is set. h2scope ignores them on purpose: they are
+    often set to h2scope's own address, for its clients."""
+    if host is not None and _no_proxy(host):
+        return None
     for name in _ENV_PROXIES:
         value = os.environ.get(name, "").strip()
         if not value:
@@ -198,9 +202,24 @@ def env_proxy_hint(own: Sequence[tuple[str, int]] = ()) -> str | None:
             address = (url.hostname or "", url.port or 80)
         except ValueError:
             address = ("", 0)
-        if any(address[1] == port and (address[0] == host or is_loopback(address[0]))
-               for host, port in own):  # (h2scope itself: meant for its clients)
+        if any(address[1] == own_port and (address[0] == own_host or is_loopback(address[0]))
+               for own_host, own_port in own):  # (h2scope itself: meant for its clients)
             continue
-        return (f"h2scope does not use ${name.upper()} for its own connections: to go "
+        return (f"h2scope does not use ${name} for its own connections: to go "
                 "through that proxy, use --mode upstream:http://HOST:PORT")
     return None
+
+
+def _no_proxy(host: str) -> bool:
+    """Whether ``$NO_PROXY`` (or ``$no_proxy``) exempts *host*, as curl reads it: ``*``,
+    the host itself, or a domain it is in (``example.com`` and ``.example.com`` both
+    cover ``a.example.com``)."""
+    value = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    host = host.lower().strip("[]").rstrip(".")
+    for entry in value.split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if not entry:
+            continue
+        if entry == "*" or host == entry or host.endswith("." + entry):
+            return True
+    return False

@@ -104,3 +104,24 @@ def test_the_https_proxy_hint_is_given_unless_it_names_h2scope_itself(
     hint = env_proxy_hint([("127.0.0.1", 8080)])
     assert hint == ("h2scope does not use $HTTP_PROXY for its own connections: to go through "
                     "that proxy, use --mode upstream:http://HOST:PORT")
+
+
+def test_the_proxy_hint_names_the_variable_set_and_respects_no_proxy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """$no_proxy exempts a host a client would reach directly anyway; a lower-case
+    variable is named as it is set."""
+    from proxy.net.upstream_proxy import env_proxy_hint
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://proxy.corp.example:3128")
+    hint = env_proxy_hint([], "intranet.corp.example")
+    assert hint is not None and hint.startswith("h2scope does not use $https_proxy ")
+    monkeypatch.setenv("no_proxy", "localhost, .corp.example")
+    assert env_proxy_hint([], "intranet.corp.example") is None
+    assert env_proxy_hint([], "corp.example") is None
+    assert env_proxy_hint([], "pypi.org") is not None
+    monkeypatch.setenv("no_proxy", "*")
+    assert env_proxy_hint([], "pypi.org") is None
+    assert env_proxy_hint([]) is not None  # (no host said: the hint)
