@@ -130,6 +130,9 @@ def cipher_name(value: int) -> str:
     return _CIPHER_NAMES.get(value, f"0x{value:04x}")
 
 
+_PER_CONNECTION = frozenset({21, 41, 42})
+"""padding, pre_shared_key, early_data: present or not by connection, not by client."""
+
 _IANA_BY_OPENSSL: dict[str, str] | None = None
 
 
@@ -238,6 +241,19 @@ class ClientHello:
         """True if the client sends GREASE values (Chromium does, OpenSSL does not)."""
         return any(is_grease(v) for v in self.cipher_suites) or any(
             is_grease(e.type) for e in self.extensions)
+
+    @property
+    def stack(self) -> tuple[object, ...]:
+        """What tells one TLS client library apart from another, and not one connection
+        of it from the next: its suites, groups and signature algorithms in order, its
+        ALPN list and the set of its extensions (Chromium shuffles their order), all
+        without GREASE values and without the extensions that come and go with
+        resumption or the hello's length (padding, pre_shared_key, early_data)."""
+        return (tuple(c for c in self.cipher_suites if not is_grease(c)),
+                frozenset(e.type for e in self.extensions
+                          if not is_grease(e.type) and e.type not in _PER_CONNECTION),
+                tuple(g for g in self.supported_groups if not is_grease(g)),
+                self.signature_algorithms, self.alpn)
 
     def as_json(self) -> dict[str, object]:
         """What a capture keeps of it (``client_tls.client_hello``): every list in the

@@ -132,16 +132,17 @@ class ProxyState:
             ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._next_id = 0
-        self._client_tls: dict[tuple[str, str], float] = {}
-        """(client address, host) → when a client there last finished a handshake with
-        h2scope's certificate for that host (:meth:`client_trusts`)."""
+        self._client_tls: dict[tuple[str, str, object], float] = {}
+        """(client address, host, TLS stack) → when a client there last finished a
+        handshake with h2scope's certificate for that host (:meth:`client_trusts`)."""
 
     CLIENT_TLS_REMEMBERED = 30.0
     """Seconds a finished client handshake vouches for the client's trust in
     h2scope's certificate for its host."""
 
-    def client_tls_done(self, client_ip: str, host: str) -> None:
-        """A client at *client_ip* finished a handshake with h2scope's leaf for *host*."""
+    def client_tls_done(self, client_ip: str, host: str, stack: object) -> None:
+        """A client at *client_ip* with the TLS *stack* (:attr:`ClientHello.stack`)
+        finished a handshake with h2scope's leaf for *host*."""
         known = self._client_tls
         if len(known) >= 4096:
             now = time.monotonic()
@@ -149,14 +150,16 @@ class ProxyState:
                 del known[key]
             if len(known) >= 4096:
                 known.clear()
-        known[(client_ip, host.lower())] = time.monotonic()
+        known[(client_ip, host.lower(), stack)] = time.monotonic()
 
-    def client_trusts(self, client_ip: str, host: str) -> bool:
-        """Whether a client at *client_ip* finished a handshake with h2scope's leaf for
-        *host* within the last :attr:`CLIENT_TLS_REMEMBERED` seconds: it trusts the
-        certificate, so another of its connections that ends silently mid-handshake
-        was abandoned (a browser's raced or spare connection), not a rejection."""
-        t = self._client_tls.get((client_ip, host.lower()))
+    def client_trusts(self, client_ip: str, host: str, stack: object) -> bool:
+        """Whether a client at *client_ip* with the same TLS *stack* (the same
+        library: on one machine every client is 127.0.0.1) finished a handshake with
+        h2scope's leaf for *host* within the last :attr:`CLIENT_TLS_REMEMBERED`
+        seconds: it trusts the certificate, so another of its connections that ends
+        silently mid-handshake was abandoned (a browser's raced or spare
+        connection), not a rejection."""
+        t = self._client_tls.get((client_ip, host.lower(), stack))
         return t is not None and time.monotonic() - t <= self.CLIENT_TLS_REMEMBERED
 
     def new_observer(self) -> Observer:

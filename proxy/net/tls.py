@@ -276,7 +276,8 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
             await conn.error("client-tls", f"the client rejected h2scope's certificate for "
                              f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
         elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
-                conn.state.client_trusts(conn.client[0], leaf_host):
+                hello is not None and \
+                conn.state.client_trusts(conn.client[0], leaf_host, hello.stack):
             # (the same client finished a handshake with h2scope's certificate for this
             # host moments ago: this one it abandoned — a browser races connections and
             # cancels the spare ones once one works —, no verdict on the certificate)
@@ -304,7 +305,8 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
             await conn.error("client-tls", f"TLS handshake with the client failed: "
                              f"{_tls_error(exc)}", client_hello=hello)
         raise InterceptFailed(_tls_error(exc)) from exc
-    conn.state.client_tls_done(conn.client[0], leaf_host)
+    if hello is not None:
+        conn.state.client_tls_done(conn.client[0], leaf_host, hello.stack)
     leaf = conn.state.certs.leaf(leaf_host, extra_sans)
     await conn.emit(_summary(tls, Leg.CLIENT, conn, hello.alpn if hello else (),
                              hello.sni if hello else None, leaf.cert.public_bytes(Encoding.DER),
