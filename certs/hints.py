@@ -7,6 +7,7 @@ name and SPKI hash filled in; ``h2scope ca install-hints`` prints it and the
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 
@@ -35,12 +36,14 @@ def install_hints(
     *cert_file* replaces the CA certificate's path in the commands — the
     download page uses the name of the downloaded file.
     """
-    pem = shlex.quote(cert_file if cert_file is not None else str(ca.cert_path))
+    raw_pem = cert_file if cert_file is not None else str(ca.cert_path)
+    pem = shlex.quote(raw_pem)
     name = shlex.quote(_nickname(ca))
     proxy = shlex.quote(proxy_url)
     return (
         Hint(
-            title="Debian / Ubuntu system store (OpenSSL, curl, wget, Go, ...)",
+            title="Debian / Ubuntu system store (OpenSSL, curl, wget, Go, ...; "
+                  "not Firefox or Chromium, which use NSS: below)",
             steps=(
                 f"sudo cp {pem} /usr/local/share/ca-certificates/h2scope-ca.crt\n"
                 "sudo update-ca-certificates\n"
@@ -60,14 +63,26 @@ def install_hints(
         Hint(
             title="Firefox (NSS certutil: libnss3-tools / nss-tools), every profile",
             steps=(
-                "for db in ~/.mozilla/firefox/*/cert9.db "
-                "~/snap/firefox/common/.mozilla/firefox/*/cert9.db; do\n"
+                "# Firefox reads neither the system store nor Chromium's: its profiles'\n"
+                "# own NSS databases. Close Firefox first (it holds them open).\n"
+                "found=0; for db in ~/.mozilla/firefox/*/cert9.db "
+                "~/.config/mozilla/firefox/*/cert9.db \\\n"
+                "    ~/snap/firefox/common/.mozilla/firefox/*/cert9.db; do\n"
                 f'  [ -f "$db" ] && certutil -A -d "sql:$(dirname "$db")" -n {name} '
-                f"-t C,, -i {pem}\n"
-                "done\n"
+                f"-t C,, -i {pem} && found=1\n"
+                "done; [ $found = 1 ] || echo 'no Firefox profile found: start Firefox once'\n"
                 "# or: Settings > Privacy & Security > Certificates > View Certificates >\n"
                 "#     Authorities > Import..., tick 'Trust this CA to identify websites'\n"
                 f"# undo: certutil -D -d sql:PROFILE_DIR -n {name}"
+            ),
+        ),
+        Hint(
+            title="Firefox, every profile of an installation (enterprise policy)",
+            steps=(
+                "# /etc/firefox/policies/policies.json (or the installation's\n"
+                "# distribution/policies.json, e.g. /usr/lib/firefox-esr/distribution/):\n"
+                + json.dumps({"policies": {"Certificates": {"Install": [raw_pem]}}}) + "\n"
+                "# restart Firefox; about:policies lists it. undo: remove that entry"
             ),
         ),
         Hint(

@@ -55,3 +55,40 @@ def test_each_hint_has_a_title_and_steps(shared_store: CertStore) -> None:
     hints = install_hints(shared_store.ca)
     assert len(hints) >= 12
     assert all(h.title and h.steps.strip() for h in hints)
+
+
+def test_the_firefox_steps_trust_the_ca_in_every_profile_where_firefox_keeps_them(
+        shared_store: CertStore, tmp_path: object) -> None:
+    """Run as printed (bash, NSS certutil): a profile under ~/.mozilla and one under
+    ~/.config/mozilla (where Firefox 153 puts new ones) both get the CA; with no
+    profile at all the steps say so instead of doing nothing silently."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from tests.helpers import procs
+
+    certutil = procs.require("certutil")
+    ca = shared_store.ca
+    (hint,) = [h for h in install_hints(ca) if h.title.startswith("Firefox (NSS")]
+    home = Path(str(tmp_path)) / "home"
+    profiles = [home / ".mozilla/firefox/a.default", home / ".config/mozilla/firefox/b.esr"]
+    for p in profiles:
+        p.mkdir(parents=True)
+        subprocess.run([certutil, "-N", "-d", f"sql:{p}", "--empty-password"], check=True)
+    env = {**os.environ, "HOME": str(home)}
+    done = subprocess.run(["bash", "-c", hint.steps], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for p in profiles:
+        listed = subprocess.run([certutil, "-L", "-d", f"sql:{p}"], capture_output=True,
+                                text=True, check=True).stdout
+        assert "h2scope CA" in listed, (p, listed)
+    empty = Path(str(tmp_path)) / "empty"
+    empty.mkdir()
+    said = subprocess.run(["bash", "-c", hint.steps], env={**env, "HOME": str(empty)},
+                          capture_output=True, text=True)
+    assert "no Firefox profile found" in said.stdout
+    (policy,) = [h for h in install_hints(ca) if "enterprise policy" in h.title]
+    line = next(ln for ln in policy.steps.splitlines() if ln.startswith("{"))
+    assert json.loads(line) == {"policies": {"Certificates": {"Install": [str(ca.cert_path)]}}}
