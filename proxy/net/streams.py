@@ -478,8 +478,11 @@ async def open_tcp(host: str, port: int, *, timeout: float,
     """Connect to *host*:*port*; raises OSError or TimeoutError — OwnListener when
     it reached one of ``own``, the addresses h2scope listens on."""
     loop = asyncio.get_running_loop()
+    # (RFC 6761 §6.3: names under .localhost are loopback; browsers and curl map them
+    # themselves, and a resolver need not know them)
+    address = "localhost" if host.lower().rstrip(".").endswith(".localhost") else host
     async with asyncio.timeout(timeout):
-        _, stream = await loop.create_connection(TcpStream, host, port)
+        _, stream = await loop.create_connection(TcpStream, address, port)
     if own and _reaches(stream, own):
         stream.abort()
         raise OwnListener(errno.ECONNREFUSED, f"{hostport(host, port)} is h2scope's own "

@@ -65,6 +65,14 @@ def test_plain_http_keep_alive_reuses_one_connection_and_logs_each_message(
     assert [e.via for e in proxy.events(TargetChosen)] == ["HTTP"]
 
 
+def test_a_name_under_localhost_reaches_this_machine(proxy: ProxyThread) -> None:
+    """RFC 6761 §6.3: app.localhost is loopback, as browsers and curl resolve it
+    themselves; through h2scope it was 'cannot resolve the name'."""
+    with http_server() as port:
+        code, out, err = curl("-x", proxy.url, f"http://app.localhost:{port}/x")
+    assert code == 0 and out == b"h1 /x", (out, err)
+
+
 def test_a_proxy_connection_kept_alive_across_hosts_counts_every_servers_bytes(
         proxy: ProxyThread) -> None:
     """Only the last server's bytes were counted in the close (← 74 B of 455)."""
