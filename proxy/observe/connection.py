@@ -723,9 +723,14 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                + ("; it will not be processed" if sid > goaway else ""),
                                seq, sid))
         elif sid > goaway:
-            findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
+            # (nothing shows the opener had read the GOAWAY: the stream crossed it in
+            # flight, as a busy client's do when a server ends a connection after N
+            # requests — no fault, but the stream will not be processed)
+            findings.append(_f("stream-after-goaway", Severity.INFO, "RFC 9113 §6.8",
                                f"stream {sid} opened after the {direction.peer.sender}'s GOAWAY "
-                               f"with last stream id {goaway}; it will not be processed",
+                               f"with last stream id {goaway}, which the {direction.sender} "
+                               "may not have read yet (in flight): it will not be processed, "
+                               "and may be retried on a new connection (§8.7)",
                                seq, sid))
         stream.opened_by = direction
         self._init_windows(stream)

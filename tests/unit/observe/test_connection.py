@@ -751,6 +751,19 @@ def test_a_stream_opened_after_the_client_read_the_goaway_is_flagged_whatever_it
     assert "the receiver of a GOAWAY must not open new streams" in found.message
 
 
+def test_a_stream_above_last_stream_id_in_flight_with_the_goaway_is_info(conv):
+    """nginx ends a connection after keepalive_requests with GOAWAY; a busy client's
+    next requests cross it in flight. That was a warning charged to the client
+    (--fail-on warning failed) though nothing shows it had read the GOAWAY."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, raw_frame(7, 0, 0, (1).to_bytes(4, "big") + bytes(4)))
+    (found,) = conv.finding_objects(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
+        "END_HEADERS", "END_STREAM"])))
+    assert (found.code, found.severity.name) == ("stream-after-goaway", "INFO")
+    assert "may not have read yet (in flight): it will not be processed" in found.message
+
+
 def test_a_header_list_over_a_limit_sent_but_not_yet_acknowledged_is_flagged(make_conv):
     """The server's SETTINGS_MAX_HEADER_LIST_SIZE is its own advisory limit, in force from
     when it sends it: a request sent before the client's ACK and over it (python-hyper's
