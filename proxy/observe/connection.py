@@ -192,6 +192,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         self.priority = PriorityTree()
         self.seq = 0
         self.findings_count = 0
+        self.upgraded_h2c = False
+        """An HTTP/1.1 ``Upgrade: h2c`` made this connection HTTP/2 (:meth:`upgrade_h2c`)."""
         self._events: list[Event] = []
         self._cancels: deque[float] = deque(maxlen=RAPID_RESET_COUNT)
         """When the client's last streams were reset by it before a response."""
@@ -321,6 +323,15 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         read then (streams the other side reset after that were left by the one
         that went, see :func:`unfinished`)."""
         events = self._events = []
+        client = self.sides[C2S]
+        if self.upgraded_h2c and client.preface != "done" and not client.desynced \
+                and not self.partial:
+            self._conn_finding(C2S, t, _f(
+                "preface-missing", Severity.WARNING, "RFC 7540 §3.2, RFC 9113 §3.4",
+                "the client sent no connection preface after the 101 Switching Protocols "
+                "of its Upgrade: h2c: a client must send one (the PRI line and its "
+                "SETTINGS) at once, and the connection ended without it; what the server "
+                "sent on stream 1 went unread", stream_id=1))
         for side in self.sides:
             # A peer that closed with an error GOAWAY (it may be rejecting these very
             # SETTINGS) owes no ACK.
@@ -363,8 +374,13 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                           silent=side.direction is S2C and not side.offset
                                           and not side.buffer, goaway_error=side.goaway_error):
                     self._conn_finding(side.direction, t, finding)
+                owing = self.sides[1 - side.direction]
+                # (a peer that sent no frame at all never became an HTTP/2 endpoint: it
+                # owed no window — a client that left after the 101 of an h2c upgrade
+                # without its preface, said below)
                 stall = stalled_at_close(self.streams.values(), side.direction,
-                                         side.conn_stalled_since, side.conn_stall_seq, t)
+                                         side.conn_stalled_since, side.conn_stall_seq,
+                                         t) if owing.frames else None
                 if stall is not None:  # (the peer's: it owed the window)
                     self._conn_finding(side.direction.peer, t, stall)
             if side.buffer and not side.desynced:
@@ -395,6 +411,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         HTTP/1.1 request and is half-closed by the client.
         """
         events = self._events = []
+        self.upgraded_h2c = True
         client = self.sides[C2S]
         if len(http2_settings) % 6:
             # RFC 7540 §3.2.1: the payload is a SETTINGS frame's; §6.5: a length that

@@ -639,3 +639,36 @@ def test_a_flow_control_reset_after_lowering_its_own_window_is_allowed(
     conv.send(C2S, conv.f.data(5, b"x" * 10))
     assert conv.findings(conv.send(S2C, conv.f.rst(5, 0x3))) == [
         "flow-control-error-unexplained"]
+
+
+def test_a_client_that_sends_no_preface_after_an_h2c_101_is_not_charged_a_window() -> None:
+    """Apache and h2o send SETTINGS, the response HEADERS and 64 KiB of DATA right after
+    the 101; a client that then leaves without its preface was charged a
+    flow-control hang ('the client never sent the WINDOW_UPDATE'). The fault is the
+    missing preface (RFC 7540 §3.2)."""
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from proxy.observe.events import ConnectionFindingRaised
+    from tests.unit.capture.traffic import raw_frame
+
+    server = raw_frame(4, 0, 0, b"") + raw_frame(1, 4, 1, bytes.fromhex("88"))
+    server += b"".join(raw_frame(0, 0, 1, bytes(16383)) for _ in range(4))
+    server += raw_frame(0, 0, 1, bytes(3))  # (65,535 bytes: every window spent)
+
+    def closed(client: bytes) -> list[tuple[str, str]]:
+        obs = ConnectionObserver()
+        obs.upgrade_h2c(http2_settings=b"", request_headers=(
+            (":method", "GET"), (":path", "/big"), (":scheme", "http"),
+            (":authority", "a")), t=0.0)
+        if client:
+            obs.feed(Direction.C2S, client, 0.01)
+        obs.feed(Direction.S2C, server, 0.01)
+        return [(e.finding.code, e.finding.severity.name) for e in obs.close(0.02, "client")
+                if isinstance(e, ConnectionFindingRaised)]
+
+    said = closed(b"")
+    assert ("preface-missing", "WARNING") in said, said
+    assert all(code != "flow-control-stalled" for code, _ in said), said
+    # A client that sent its preface and then owed the window still owes it.
+    said = closed(CONNECTION_PREFACE + raw_frame(4, 0, 0, b""))
+    assert ("flow-control-stalled", "WARNING") in said and \
+        all(code != "preface-missing" for code, _ in said), said
