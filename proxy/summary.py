@@ -190,6 +190,9 @@ class RunSummary:
         self.last_t = 0.0
         self.missed = 0
         """Batches an internal error kept from being counted (see :meth:`handle`)."""
+        self._ended_by_reset: dict[tuple[int, int, Direction], tuple[Direction, str]] = {}
+        """Stalls a RST_STREAM of their own stream ended: who reset it, with what code
+        (NO_ERROR from the receiver of the stalled data is no hang)."""
         self._updates_while_stalled: dict[tuple[int, int, Direction], int] = {}
         """WINDOW_UPDATEs that came for a stalled window and left it at 0 or below."""
 
@@ -364,6 +367,7 @@ class RunSummary:
             if since is not None:
                 self.unresumed.append((conn, sid, direction, since, t,
                                        f"until the {by.sender} reset the stream ({code})"))
+                self._ended_by_reset[(conn, sid, direction)] = (by, code)
             if self._last_closed.get(conn) == sid:  # (the connection window's wait too)
                 since = self._closed_stalled.pop((conn, 0, direction), None)
                 if since is not None:
@@ -600,6 +604,12 @@ class RunSummary:
             why = f"the {peer} sent no WINDOW_UPDATE that reopened it" if not updates else \
                 (f"the {peer}'s {updates:,} WINDOW_UPDATE{'s' * (updates != 1)} since left "
                  "the window at 0 or below")
+            if self._ended_by_reset.get((conn, sid, direction)) == (direction.peer, "NO_ERROR"):
+                # (the receiver wants no more: the early response of RFC 9113 §8.1, no
+                # WINDOW_UPDATE was owed)
+                why = (f"no hang: the {peer} asked the {direction.sender} to stop sending "
+                       "(RFC 9113 §8.1: a server that sent its complete response may end "
+                       "the request's upload with RST_STREAM NO_ERROR)")
             began = self._stall_began.get((conn, sid, direction))
             began_at = f" from frame #{began}" if began is not None and began >= 0 else ""
             out.append(f"  never resumed: {_where(conn, sid, direction)}, stalled{waited}"

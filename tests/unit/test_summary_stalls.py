@@ -452,3 +452,22 @@ def test_the_summary_lists_goaways_by_sender_code_and_debug_data() -> None:
          "first_conn": 4, "last_stream_id": 1},
         {"by": "client", "error": "NO_ERROR", "debug": None, "count": 1, "first_conn": 6,
          "last_stream_id": 0}]
+
+
+def test_an_upload_a_server_stops_after_its_complete_response_is_no_hang() -> None:
+    """nginx answers an oversized POST with 413 and RST_STREAM NO_ERROR (RFC 9113 §8.1):
+    the upload's stall was listed as a hang, 'the server sent no WINDOW_UPDATE'."""
+    summary = RunSummary()
+    fed = Fed(summary)
+    fed.send(S2C, fed.conv.f.settings(initial_window_size=100))
+    fed.send(C2S, fed.conv.f.settings(ack=True))
+    fed.send(C2S, fed.conv.f.headers(C2S, 1, [(":method", "POST"), *REQUEST[1:]],
+                                     flags=["END_HEADERS"]))
+    fed.send(C2S, fed.conv.f.data(1, b"x" * 100))  # the upload's window is spent
+    fed.send(S2C, fed.conv.f.headers(S2C, 1, [(":status", "413")], flags=END))
+    fed.send(S2C, fed.conv.f.rst(1, 0))
+    (line,) = [ln for ln in stall_lines(summary) if ln.startswith("never resumed")]
+    assert line.endswith("until the server reset the stream (NO_ERROR): no hang: the server "
+                         "asked the client to stop sending (RFC 9113 §8.1: a server that sent "
+                         "its complete response may end the request's upload with "
+                         "RST_STREAM NO_ERROR)"), line
