@@ -156,6 +156,7 @@ def test_chromes_newer_codepoints_have_names() -> None:
     from proxy.net.clienthello import extension_name, group_name, signature_name
 
     assert extension_name(0x44CD) == "application_settings"
+    assert extension_name(34) == "delegated_credentials"  # (RFC 9345: Firefox sends it)
     assert extension_name(0x4469) == "application_settings_old"
     assert [signature_name(v) for v in (0x0904, 0x0905, 0x0906)] == [
         "mldsa44", "mldsa65", "mldsa87"]
