@@ -487,6 +487,8 @@ def priority_text(conn: ConnInfo) -> Text:
         # silent streams are u=3, not incremental (RFC 9218 §4), and listed as such.
         for st in streams:
             said = st.urgency is not None or st.incremental is not None
+            if not said and not st.request_headers and not st.response_headers:
+                continue  # (no request: an RFC 7540 placeholder, Firefox's idle groups)
             u = st.urgency if st.urgency is not None else 3  # RFC 9218 §4.1 default
             out.append(f"  stream {st.stream_id:>5}  u={u} i={'1' if st.incremental else '0'}"
                        f"  {st.label}")
@@ -516,7 +518,9 @@ def priority_text(conn: ConnInfo) -> Text:
             node = tree.node(child)
             weight = node.weight if node is not None else 16
             st = conn.streams.get(child)
-            label = f"  {st.label}" if st is not None and st.request_headers else ""
+            label = f"  {st.label}" if st is not None and st.request_headers else \
+                "  (no request: a placeholder, PRIORITY frames only)" \
+                if st is None or not st.response_headers else ""
             out.append(f"  {prefix}{'└─' if last else '├─'} stream {child} weight {weight}")
             out.append(f"{label}\n", "dim")
             walk(child, prefix + ("   " if last else "│  "))

@@ -14,16 +14,26 @@ def test_the_tree_draws_siblings_and_depth_as_a_tree() -> None:
     tree.set(7, 3, 16, False)
     tree.set(9, 3, 32, False)
     tree.set(11, 7, 8, False)
+    from ui.model.connections import StreamInfo
+
+    for sid in (7, 9, 11):  # (requests; 3 and 5 are PRIORITY-only placeholders)
+        conn.streams[sid] = StreamInfo(conn_id=1, stream_id=sid, request_headers=(
+            (":method", "GET"), (":path", f"/{sid}")), response_headers=((":status", "200"),))
     text = priority_text(conn).plain
     tree_part = text[text.index("0 (root)"):].splitlines()
+    placeholder = "  (no request: a placeholder, PRIORITY frames only)"
     assert tree_part == [
         "0 (root)",
-        "  ├─ stream 3 weight 201",
-        "  │  ├─ stream 7 weight 16",
-        "  │  │  └─ stream 11 weight 8",
-        "  │  └─ stream 9 weight 32",
-        "  └─ stream 5 weight 101",
+        "  ├─ stream 3 weight 201" + placeholder,
+        "  │  ├─ stream 7 weight 16  GET /7 → 200",
+        "  │  │  └─ stream 11 weight 8  GET /11 → 200",
+        "  │  └─ stream 9 weight 32  GET /9 → 200",
+        "  └─ stream 5 weight 101" + placeholder,
     ]
+    # Firefox's placeholders carry no request: no line in the RFC 9218 list either.
+    conn.streams[7].urgency = 1
+    listed = priority_text(conn).plain
+    assert "stream     7  u=1" in listed and "stream     3  u=" not in listed
 
 
 def test_a_tree_too_large_to_draw_says_how_many_streams_it_left_out() -> None:
@@ -96,7 +106,7 @@ def test_streams_silent_on_priority_are_listed_at_the_default_beside_those_that_
 
     conn = ConnInfo(conn_id=1)
     conn.streams[1] = StreamInfo(conn_id=1, stream_id=1, urgency=0, incremental=False)
-    conn.streams[3] = StreamInfo(conn_id=1, stream_id=3)
+    conn.streams[3] = StreamInfo(conn_id=1, stream_id=3, request_headers=((":method", "GET"),))
     lines = priority_text(conn).plain.splitlines()
     assert lines[1].startswith("  stream     1  u=0 i=0")
     assert lines[2].startswith("  stream     3  u=3 i=0") and \
