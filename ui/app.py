@@ -551,6 +551,8 @@ class H2ScopeApp(Navigation):
         info = self.session.conns.get(conn) if conn is not None else None
         if info is not None and info.note:
             self.say(f"#{conn} {info.state}: {info.note}")  # the row's note, whole
+        elif self.message.startswith("#"):  # (another row's note: not this row's)
+            self.say("")
         if conn != self.scope_conn or self.scope_stream is not None:
             self.scope_conn, self.scope_stream = conn, None
             self.lanes.set_scope(conn)
