@@ -88,17 +88,21 @@ def _credentials_in_url(text: str) -> str | None:
 
 def _ambiguous(text: str) -> bool:
     """``upstream:http://alice:1234@10.1.2.3:3128``: a single-label proxy host and a
-    listening ``host:port`` — or a user name, a numeric password and the proxy. The
+    listening ``host:port`` — or a user name, a numeric password and the proxy (and
+    ``upstream:http://alice@10.1.2.3:3128``: a proxy host, or a user name alone). The
     second is the ``$HTTPS_PROXY`` form: refused, with the way to say the first."""
     if not text.startswith("upstream:") or text.count("@") != 1:
         return False
     base, listen = text.split("@")
     authority = base.partition("://")[2]
-    m = _USERINFO.fullmatch(authority)
-    if m is None or not m.group(2).isdigit() or ":" not in listen or listen.endswith("]"):
+    if ":" not in listen or listen.endswith("]"):
         return False
-    name = m.group(1)
-    return "." not in name and name.lower() != "localhost" and not name.isdigit()
+    m = _USERINFO.fullmatch(authority)
+    if m is not None and not m.group(2).isdigit():
+        return False
+    name = m.group(1) if m is not None else authority  # (``user@``: a user name alone)
+    return bool(name) and "." not in name and ":" not in name and "/" not in name \
+        and name.lower() != "localhost" and not name.isdigit()
 
 
 def parse_mode(spec: str) -> Mode:
@@ -116,10 +120,11 @@ def parse_mode(spec: str) -> Mode:
                         "write reverse:https://host:port")
     if _ambiguous(text):
         scheme = text.partition("://")[0]
-        raise ModeError(f"mode '{scheme}://NAME:NUMBER@HOST:PORT' is ambiguous: credentials in "
-                        "the URL are not accepted (use --upstream-auth USER:PASS, upstream.auth "
-                        "in the config file); for a proxy NAME:NUMBER listening on HOST:PORT, "
-                        f"end its URL with a slash: {scheme}://NAME:NUMBER/@HOST:PORT")
+        raise ModeError(f"mode '{scheme}://NAME[:NUMBER]@HOST:PORT' is ambiguous: credentials "
+                        "in the URL are not accepted (use --upstream-auth USER:PASS, "
+                        "upstream.auth in the config file); for h2scope to listen on HOST:PORT "
+                        "and go out through the proxy NAME:NUMBER, end the proxy's URL with a "
+                        f"slash: {scheme}://NAME:NUMBER/@HOST:PORT")
     listen_host: str | None = None
     listen_port: int | None = None
     base = text

@@ -21,6 +21,7 @@ PASSWORDS = ("Secr3t", "1234", "p@ss:w0rd!")
     "upstream:http://corpuser:p@ss:w0rd!@proxy.corp.example:8080",
     "upstream:http://corpuser:Secr3t@proxy.corp.example:8080@9000",
     "upstream:http://alice:1234@10.1.2.3:3128",  # (or a proxy alice:1234 at @10.1.2.3:3128)
+    "upstream:http://alice@10.1.2.3:3128",  # (or a proxy alice:80 at @10.1.2.3:3128)
     "reverse:https://corpuser:Secr3t@example.com",
 ])
 def test_a_mode_url_with_credentials_is_refused_without_its_password(spec: str) -> None:
@@ -38,6 +39,8 @@ def test_a_listening_address_after_a_proxy_url_still_reads_as_one() -> None:
                          ("upstream:http://proxy.corp.example:3128@127.0.0.1:9000",
                           ("127.0.0.1", 9000)),
                          ("upstream:http://proxy:3128/@127.0.0.1:9000", ("127.0.0.1", 9000)),
+                         ("upstream:http://proxy/@127.0.0.1:9000", ("127.0.0.1", 9000)),
+                         ("upstream:http://localhost@127.0.0.1:9000", ("127.0.0.1", 9000)),
                          ("upstream:http://10.1.2.3:3128@127.0.0.1:9000", ("127.0.0.1", 9000)),
                          ("reverse:https://example.com@8443", (None, 8443))):
         mode = parse_mode(spec)
