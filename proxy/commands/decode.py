@@ -45,7 +45,9 @@ client's; otherwise as the server's if its first header block has :status or
 it has a PUSH_PROMISE, ALTSVC or ORIGIN frame before any header block. The
 other direction is not in the input, so nothing that needs it is judged (the
 SETTINGS an ACK answers, a PING ACK's PING, the peer's streams and the
-windows it grants).
+windows it grants). Until the sender's first SETTINGS ACK the peer's settings
+have not been applied, so the RFC defaults are: frame size 16,384, windows of
+65,535, an HPACK table of 4,096 bytes (RFC 9113 §4.2, §6.9.2, §4.3.1).
 
 exit status: 0 decoded (findings do not change it); 1 the input is not whole:
 bad hex, a header block that does not decode (--hpack), input that stops
@@ -320,7 +322,8 @@ def _run_observer(data: bytes, sender: Direction, preface: str) -> list[Event]:
 
     # One direction only: what the other side sent (the SETTINGS an ACK answers, the
     # PING a PING ACK answers, the streams it opened, the windows it granted) is not
-    # in the input, so no rule that needs it is applied (``unseen``).
+    # in the input, so no rule that needs it is applied (``unseen``); its settings and
+    # windows bind the sender only from the sender's first SETTINGS ACK on.
     obs = ConnectionObserver(preface=preface, partial=not data.startswith(CONNECTION_PREFACE),
                              unseen=sender.peer)
     if sender is Direction.S2C:

@@ -165,10 +165,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     consumed the preface itself). ``partial`` marks an excerpt (a paste from
     a log): rules about how a connection starts and ends are not applied.
     ``unseen`` names a direction whose bytes will never be fed (``h2scope
-    decode`` reads one side): it is held as a side whose frames were lost
-    (desynced) from the start, so no rule that needs them is applied — the ACKs
-    and PING answers it awaits, the streams it opened, the windows it grants,
-    the settings it sent.
+    decode`` reads one side): no rule that needs its frames is applied — the
+    ACKs and PING answers it awaits, the streams it opened, the DATA it sent.
+    The settings and windows it grants bind the seen side only from the seen
+    side's first SETTINGS ACK on (RFC 9113 §6.5.3); until then the RFC defaults
+    bind it and are judged (frame size, flow-control windows, the HPACK table).
     """
 
     def __init__(self, *, preface: str = "required", max_table_size: int | None = None,
@@ -183,10 +184,10 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             for side in self.sides:
                 side.decoder.max_allowed_table_size = max_table_size
         if unseen is not None:
-            self.sides[unseen].desynced = True
-            # (its SETTINGS_HEADER_TABLE_SIZE, which bounds the seen side's encoder,
-            # is unknown: any size update up to the 32-bit maximum may be allowed)
-            self.sides[1 - unseen].decoder.max_allowed_table_size = 2**32 - 1
+            # Its ACKs, PINGs and streams are unknown from the start; its settings and
+            # windows bind the seen side only once that side acknowledged its SETTINGS
+            # (``Side.settings_unknown``): before, the RFC defaults do.
+            self.sides[unseen].unseen = True
         self.streams: dict[int, Stream] = {}
         self.closed: OrderedDict[int, Stream] = OrderedDict()
         self.priority = PriorityTree()
@@ -341,7 +342,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             # (a browser's spare, preconnected tunnel that was never used).
             peer = self.sides[1 - side.direction]
             rejected = self.partial or peer.goaway_error != 0 or peer.desynced \
-                or not peer.frames
+                or peer.unseen or not peer.frames
             owed = [] if rejected else [
                 p for p in side.pending
                 if not (t - p.t < SETTINGS_ACK_GRACE and peer.read_up_to <= p.seq)]
@@ -363,7 +364,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                     f"{side.block.stream_id} (no END_HEADERS){fields_before_cut(side)}",
                     side.block.first_seq,
                     side.block.stream_id))
-            if not self.partial and not side.desynced:  # (desynced: its frames are unknown)
+            if not self.partial and not side.desynced and not side.unseen:
+                # (desynced or unseen: its frames are unknown)
                 ended_at = ends.get(side.direction) if ends else None
                 streams: Iterable[Stream] = self.streams.values()
                 if ended_at is not None:  # (and those reset since, closed meanwhile)
@@ -530,6 +532,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                f"{'a SETTINGS ACK' if ftype == _SETTINGS else type_name(ftype)}"
                                ", not its own SETTINGS", seq, sid))
         receiver = self.sides[1 - direction]
+        if first and receiver.unseen and self.partial and not receiver.desynced \
+                and not (ftype == _SETTINGS and not frame.flags & 1):
+            # An excerpt that does not open with the sender's SETTINGS (its first frame,
+            # RFC 9113 §3.4) may start after it acknowledged the peer's: unknown settings.
+            receiver.settings_unknown()
         max_size = receiver.accepts_frame_size
         if frame.length > max_size and side.oversize_end != side.offset \
                 and not receiver.desynced:  # (its SETTINGS may have raised the limit)
@@ -630,7 +637,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         return self.streams.get(sid) or self.closed.get(sid)
 
     def _lookup(self, sid: int, sender: Direction | None = None, *,
-                not_opening: bool = False) -> Stream:
+                not_opening: bool = False, data: bool = False) -> Stream:
         stream = self.streams.get(sid)
         if stream is not None:
             return stream
@@ -639,12 +646,17 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
             return stream
         opener = self.sides[C2S if sid % 2 else S2C]
         lost = opener.lost_above
-        if sender is not None and (self.partial or opener.desynced) \
+        if sender is not None and (self.partial or opener.desynced or opener.unseen) \
                 and (sender is not opener.direction or (self.partial and not_opening)) \
-                and (sid > opener.highest_stream_id or (lost is not None and sid > lost)):
-            # An excerpt, or an opener whose bytes stopped being frames: the frames
-            # that opened this stream were not seen (in an excerpt, nor were they for
-            # the opener's own DATA, WINDOW_UPDATE or RST_STREAM: ``not_opening``).
+                and (sid > opener.highest_stream_id or (lost is not None and sid > lost)) \
+                and not (sender is C2S and not sid % 2 and (data or not not_opening)):
+            # An excerpt, or an opener whose bytes stopped being frames or are not in the
+            # input: the frames that opened this stream were not seen (in an excerpt,
+            # nor were they for the opener's own DATA, WINDOW_UPDATE or RST_STREAM:
+            # ``not_opening``). Not for a client's HEADERS or DATA on a server's stream:
+            # a client never sends those there, whatever the server sent (RFC 9113 §5.1:
+            # reserved (remote) and half-closed (local) allow it only WINDOW_UPDATE,
+            # PRIORITY and RST_STREAM), so the stream is idle to it.
             stream = Stream(sid, state=_OPEN, opened_by=opener.direction,
                             content_length=[-1, -1])  # its response may be outside too
             self._init_windows(stream)

@@ -76,6 +76,8 @@ class ControlFrames:
                 findings.append(_f("settings-ack-with-payload", Severity.ERROR, "RFC 9113 §6.5",
                                    "SETTINGS with ACK carries a payload", seq, 0))
             owner = self.sides[_PEER[side.direction]]
+            if owner.unseen and not owner.desynced:
+                owner.settings_unknown()  # (they bind the sender of this ACK from now)
             if not owner.pending:
                 if self.partial or owner.desynced:  # (its SETTINGS may be in what was lost)
                     return
@@ -222,7 +224,7 @@ class ControlFrames:
         pinger = self.sides[1 - side.direction]
         sent = pinger.pings.pop(frame.opaque, None)
         if sent is None:
-            if self.partial or pinger.desynced:
+            if self.partial or pinger.desynced or pinger.unseen:
                 return
             if pinger.pings_forgotten:  # (the answer to one the bound let go)
                 pinger.pings_forgotten -= 1

@@ -61,7 +61,7 @@ class StreamFrames:
 
     if TYPE_CHECKING:
         def _lookup(self, sid: int, sender: Direction | None = None, *,
-                    not_opening: bool = False) -> Stream: ...
+                    not_opening: bool = False, data: bool = False) -> Stream: ...
 
         def _set_state(self, stream: Stream, new: StreamState, direction: Direction, seq: int,
                        t: float) -> None: ...
@@ -82,7 +82,7 @@ class StreamFrames:
                                f"{-conn_window}", seq, sid))
         stream = self.streams.get(sid)
         if stream is None:
-            stream = self._lookup(sid, direction, not_opening=True)
+            stream = self._lookup(sid, direction, not_opening=True, data=True)
         state: StreamState = stream.state
         end = frame.flags & 1
         if not end and (state is _OPEN or state is (
@@ -158,6 +158,12 @@ class StreamFrames:
         return _f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.1",
                   f"DATA of {length} bytes exceeds stream {sid}'s window by {-window}",
                   seq, sid)
+
+    def _may_have_sent_data(self, data_side: Side) -> bool:
+        """Whether an :attr:`~Side.unseen` side may have sent DATA (spent window the
+        seen side's WINDOW_UPDATE gives back): the client any time (its streams are
+        unseen), the server once the client opened a stream (a push needs one too)."""
+        return data_side.direction is C2S or self.sides[C2S].highest_stream_id > 0
 
     def _stall(self, stream: Stream, direction: Direction, t: float, seq: int,
                window: int = 0) -> None:
@@ -255,7 +261,8 @@ class StreamFrames:
         if sid == 0:
             before = data_side.conn_window
             data_side.conn_window = after = before + inc
-            if after > MAX_WINDOW and not self.partial and not data_side.desynced:
+            if after > MAX_WINDOW and not self.partial and not data_side.desynced \
+                    and not (data_side.unseen and self._may_have_sent_data(data_side)):
                 # (an excerpt: the start is unknown; a sender whose DATA is unknown may
                 # have spent what this gives back)
                 findings.append(_f("window-overflow", Severity.ERROR, "RFC 9113 §6.9.1",
@@ -292,7 +299,8 @@ class StreamFrames:
         # before processing them is still held to the window before: control.py.)
         delta = side.pending_window_delta() if side.last_window is not None else 0
         seen = after + delta
-        if seen > MAX_WINDOW and not self.partial and not data_side.desynced:
+        if seen > MAX_WINDOW and not self.partial and not data_side.desynced \
+                and not data_side.unseen:  # (its DATA on the stream is unknown)
             stream.exceeded = True
             with_settings = (f" (with the INITIAL_WINDOW_SIZE = "
                              f"{side.advertised[SettingCode.INITIAL_WINDOW_SIZE] + delta} the "
@@ -333,13 +341,21 @@ class StreamFrames:
             if stream.state is _IDLE:
                 return  # (a connection error, §5.1: no stream came of it)
         elif (side.direction is C2S and stream.opened_by is C2S
-              and stream.response_headers is None and stream.state is not _CLOSED
-              and not self.sides[S2C].desynced):  # (else its response may have come)
-            self._cancelled(stream.stream_id, seq, t, findings)
+              and stream.response_headers is None and stream.state is not _CLOSED):
+            server = self.sides[S2C]
+            if not server.unseen:
+                if not server.desynced:  # (else its response may have come)
+                    self._cancelled(stream.stream_id, seq, t, findings)
+            elif seq == stream.request_seq + 1:
+                # Only the client's bytes (decode): no response can be seen, but one
+                # reset as the very next frame after its request had no time to wait
+                # for one — the pattern is in the client's bytes alone.
+                self._cancelled(stream.stream_id, seq, t, findings, unseen=True)
         peer = self.sides[_PEER[side.direction]]
         if frame.error_code == _FLOW_CONTROL_ERROR and not problem \
                 and stream.state is not _CLOSED and not stream.exceeded \
-                and peer.conn_window >= 0 and not peer.desynced:  # (its DATA unknown)
+                and peer.conn_window >= 0 and not peer.desynced \
+                and not peer.unseen:  # (its DATA unknown)
             self._reset_unexplained(stream, side, seq, findings)
         if stream.state is not _CLOSED:
             stream.reset_by = side.direction
@@ -370,16 +386,22 @@ class StreamFrames:
                            "flow-control accounting differs from what crossed the wire",
                            seq, stream.stream_id))
 
-    def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding]) -> None:
+    def _cancelled(self, sid: int, seq: int, t: float, findings: list[Finding],
+                   unseen: bool = False) -> None:
         """The client reset a stream of its own before any response: one is normal (a
         navigation away); :data:`RAPID_RESET_COUNT` within :data:`RAPID_RESET_WINDOW`
-        seconds is the HTTP/2 Rapid Reset attack (CVE-2023-44487)."""
+        seconds is the HTTP/2 Rapid Reset attack (CVE-2023-44487). ``unseen``: the
+        server's bytes are not in the input, and each reset came right after its
+        request."""
         cancels = self._cancels
         cancels.append(t)
         if (len(cancels) == RAPID_RESET_COUNT and not self._rapid_reset_reported
                 and t - cancels[0] <= RAPID_RESET_WINDOW):
             self._rapid_reset_reported = True
             findings.append(_f("rapid-reset", Severity.WARNING, "RFC 9113 §10.5",
-                               f"the client reset {RAPID_RESET_COUNT} of its streams before "
-                               f"any response within {t - cancels[0]:.3f} s: the pattern of the "
-                               "HTTP/2 Rapid Reset attack (CVE-2023-44487)", seq, sid))
+                               f"the client reset {RAPID_RESET_COUNT} of its streams "
+                               + ("as the next frame after each request (the server's "
+                                  "responses are not in the input)" if unseen else
+                                  f"before any response within {t - cancels[0]:.3f} s")
+                               + ": the pattern of the HTTP/2 Rapid Reset attack "
+                               "(CVE-2023-44487)", seq, sid))

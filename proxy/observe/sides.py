@@ -59,6 +59,10 @@ class Side:
     preface: str = "required"
     """"required", "optional" (decode tool) or "done"."""
     desynced: bool = False
+    unseen: bool = False
+    """This side's bytes are never fed (``h2scope decode`` reads the other side): its
+    ACKs, PINGs and the streams it opened are unknown from the start; what binds its
+    peer (its settings, WINDOW_UPDATEs) is unknown from :meth:`settings_unknown` on."""
     skipped_bytes: int = 0
     frames: int = 0
     hpack_broken: bool = False
@@ -137,6 +141,17 @@ class Side:
     bursts: dict[str, deque[float]] = field(default_factory=dict)
     """Times of this endpoint's recent frames of each flood kind (:mod:`floods`)."""
     floods_reported: set[str] = field(default_factory=set)
+
+    def settings_unknown(self) -> None:
+        """(An :attr:`unseen` side.) Its peer acknowledged its SETTINGS, so from here
+        on they bind the peer, and they are not in the input: held as a side whose
+        frames were lost (desynced). Until then the RFC defaults bound the peer
+        (RFC 9113 §4.2, §6.9.2; RFC 7541 §4.2 with RFC 9113 §4.3.1): judged by them."""
+        self.desynced = True
+        assert self.peer is not None
+        # (its SETTINGS_HEADER_TABLE_SIZE, which bounds the peer's encoder, is
+        # unknown: any size update up to the 32-bit maximum may be allowed)
+        self.peer.decoder.max_allowed_table_size = 2**32 - 1
 
     def setting(self, code: SettingCode) -> int:
         return self.advertised[code]

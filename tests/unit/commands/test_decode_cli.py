@@ -385,3 +385,106 @@ def test_table_size_help_says_it_is_the_maximum_from_the_start(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "the dynamic table's maximum from the start, as in RFC 7541 Appendix C" in out
     assert "as if acknowledged" not in out
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_GET = bytes.fromhex("828784418aa0e41d139d09b8f01e07")  # GET https://www.example.com/
+
+
+def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
+        sid.to_bytes(4, "big") + payload
+
+
+def _decode_findings(data: bytes, capsys) -> list[str]:
+    assert main(["decode", data.hex()]) == 0
+    out = capsys.readouterr().out
+    return [ln.strip() for ln in out.splitlines() if ln.strip().startswith("!")]
+
+
+def test_a_client_dump_with_headers_or_data_on_a_server_stream_is_flagged(capsys):
+    """RFC 9113 §5.1: a client never sends HEADERS or DATA on a server's (even) stream,
+    whatever the server sent, so one direction proves it. With the server's side
+    unseen the stream was taken as opened there: the HEADERS read as trailers
+    (pseudo-header-in-trailers), and DATA or HEADERS without pseudo-headers passed."""
+    start = _PREFACE + _frame(4, 0, 0)
+    assert _decode_findings(start + _frame(1, 5, 2, _GET), capsys) == [
+        "! ERROR stream-id-parity (RFC 9113 §5.1.1): the client opened even-numbered "
+        "stream 2"]
+    found = _decode_findings(start + _frame(0, 1, 2, b"hello"), capsys)
+    assert found == ["! ERROR frame-on-idle-stream (RFC 9113 §5.1): stream 2: DATA on an "
+                     "idle stream"]
+    # (its RST_STREAM and WINDOW_UPDATE there may follow a PUSH_PROMISE: not flagged)
+    assert _decode_findings(start + _frame(3, 0, 2, bytes(4))
+                            + _frame(8, 0, 4, (100).to_bytes(4, "big")), capsys) == []
+
+
+def test_a_client_dump_is_held_to_the_defaults_until_its_first_settings_ack(capsys):
+    """Until the client acknowledged the server's SETTINGS it had applied none of them,
+    nor any WINDOW_UPDATE (RFC 9113 §3.4, §6.5.3): the defaults bound it (§4.2,
+    §6.9.2; RFC 7541 §4.2 with RFC 9113 §4.3.1). All of this passed in decode since
+    the server's side was taken as unknown from the start."""
+    start = _PREFACE + _frame(4, 0, 0)
+    post = _frame(1, 4, 1, bytes.fromhex("838784418aa0e41d139d09b8f01e07"))
+    codes = [ln.split()[2] for ln in _decode_findings(
+        start + post + _frame(0, 0, 1, b"x" * 20000), capsys)]
+    assert codes == ["frame-too-large"]
+    upload = start + post + b"".join(_frame(0, 0, 1, b"x" * 16384) for _ in range(4))
+    found = _decode_findings(upload, capsys)
+    assert found == [
+        "! ERROR flow-control-exceeded (RFC 9113 §6.9.1): DATA of 16384 bytes exceeds the "
+        "connection window by 1",
+        "! ERROR flow-control-exceeded (RFC 9113 §6.9.1): DATA of 16384 bytes exceeds "
+        "stream 1's window by 1"]
+    resized = start + _frame(1, 5, 1, bytes.fromhex("3fe13f") + _GET)  # size update 8192
+    (found_hpack,) = _decode_findings(resized, capsys)
+    assert "table size update to 8192 exceeds the allowed maximum 4096" in found_hpack
+    (overflow,) = _decode_findings(start + _frame(8, 0, 0, (2**31 - 1).to_bytes(4, "big")),
+                                   capsys)
+    assert overflow.startswith("! ERROR window-overflow (RFC 9113 §6.9.1): connection "
+                               "window would reach 2147549182")
+    # After its ACK the server's SETTINGS and WINDOW_UPDATEs bind it, and are unseen.
+    ack = _frame(4, 1, 0)
+    assert _decode_findings(start + ack + post + _frame(0, 0, 1, b"x" * 20000), capsys) == []
+    assert _decode_findings(start + ack + post + b"".join(
+        _frame(0, 0, 1, b"x" * 16384) for _ in range(4)), capsys) == []
+    assert _decode_findings(start + ack + _frame(1, 5, 1, bytes.fromhex("3fe13f") + _GET),
+                            capsys) == []
+    # (a WINDOW_UPDATE once a stream is open: the server may have spent its window)
+    assert _decode_findings(start + post + _frame(8, 0, 0, (2**31 - 1).to_bytes(4, "big")),
+                            capsys) == []
+
+
+def test_a_client_dump_with_the_rapid_reset_pattern_is_flagged(capsys):
+    """CVE-2023-44487: streams the client opens and resets at once are visible in its
+    bytes alone; decode said nothing once the server's side was taken as unknown (a
+    response might have come). Each reset must follow its request directly."""
+    data = _PREFACE + _frame(4, 0, 0)
+    for i in range(150):
+        sid = 1 + 2 * i
+        data += _frame(1, 5, sid, _GET) + _frame(3, 0, sid, (8).to_bytes(4, "big"))
+    (found,) = _decode_findings(data, capsys)
+    assert found.startswith("! WARNING rapid-reset (RFC 9113 §10.5): the client reset 100 "
+                            "of its streams as the next frame after each request (the "
+                            "server's responses are not in the input)")
+    later = _PREFACE + _frame(4, 0, 0)
+    for i in range(150):  # (a PING between: a response may have come meanwhile)
+        sid = 1 + 2 * i
+        later += _frame(1, 5, sid, _GET) + _frame(6, 0, 0, bytes(8)) + \
+            _frame(3, 0, sid, (8).to_bytes(4, "big"))
+    assert not [x for x in _decode_findings(later, capsys) if "rapid-reset" in x]
+
+
+def test_a_server_dump_from_its_settings_is_held_to_the_defaults_until_its_ack(capsys):
+    """A server's bytes have no preface: one that opens with the server's SETTINGS (its
+    first frame, RFC 9113 §3.4) is taken from the start, so its frames before its ACK
+    are held to the client's defaults (§4.2); an excerpt that opens otherwise may
+    start after the ACK, and is not."""
+    response = _frame(1, 4, 1, bytes.fromhex("88")) + _frame(0, 1, 1, b"x" * 20000)
+    for data, codes in ((_frame(4, 0, 0) + response, ["frame-too-large"]),
+                        (_frame(4, 0, 0) + _frame(4, 1, 0) + response, []),
+                        (response, [])):
+        assert main(["decode", "--from", "server", data.hex()]) == 0
+        out = capsys.readouterr().out
+        assert [ln.split()[2] for ln in out.splitlines() if ln.strip().startswith("!")] \
+            == codes
