@@ -10,6 +10,7 @@ it. Stream states, flow control and header blocks live in ``connection.py``.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from typing import TYPE_CHECKING
 
 from proxy.observe.enums import MAX_WINDOW, Direction, SettingCode, setting_name
@@ -216,13 +217,32 @@ class ControlFrames:
               findings: list[Finding]) -> None:
         if not frame.ack:
             count_flood(side, "ping-flood", t, seq, findings)
-            side.pings[frame.opaque] = (t, seq)
-            if len(side.pings) > 64:  # bounded: a peer may never answer
-                side.pings.pop(next(iter(side.pings)))
-                side.pings_forgotten += 1
+            pings = side.pings
+            if frame.opaque in pings:
+                # (the same opaque data again: its ACK answers the older one first)
+                repeated = side.pings_repeated.setdefault(frame.opaque, deque())
+                repeated.append((t, seq))
+                if len(repeated) > 64:  # bounded, as below
+                    repeated.popleft()
+                    side.pings_forgotten += 1
+                return
+            pings[frame.opaque] = (t, seq)
+            if len(pings) > 64:  # bounded: a peer may never answer
+                gone = next(iter(pings))
+                pings.pop(gone)
+                side.pings_forgotten += 1 + len(side.pings_repeated.pop(gone, ()))
             return
         pinger = self.sides[1 - side.direction]
         sent = pinger.pings.pop(frame.opaque, None)
+        if sent is not None and pinger.pings_repeated:
+            later = pinger.pings_repeated.get(frame.opaque)
+            if later:
+                # The ACK answers the oldest PING with this opaque data (it is read
+                # first): proof of reading that one only, not of a later one — the
+                # next ACK with it answers the next (RFC 9113 §6.7).
+                pinger.pings[frame.opaque] = later.popleft()
+                if not later:
+                    del pinger.pings_repeated[frame.opaque]
         if sent is None:
             if self.partial or pinger.desynced or pinger.unseen:
                 return

@@ -105,7 +105,12 @@ class Side:
     conn_stall_seq: int = -1
     """The frame that spent the connection window when it stalled last."""
     pings: dict[bytes, tuple[float, int]] = field(default_factory=dict)
-    """Outstanding PINGs this endpoint sent: opaque → (time, seq)."""
+    """Outstanding PINGs this endpoint sent: opaque → (time, seq) of the oldest
+    with that opaque data."""
+    pings_repeated: dict[bytes, deque[tuple[float, int]]] = field(default_factory=dict)
+    """Later outstanding PINGs whose opaque data an older one in :attr:`pings` has
+    (RFC 9113 §6.7 allows any value: all-zero keepalives are common), oldest first.
+    An ACK answers the oldest: it proves no more than that one was read."""
     pings_forgotten: int = 0
     """Outstanding PINGs let go to keep :attr:`pings` bounded (a flood): as many
     ACKs that match nothing are their answers, not strays."""

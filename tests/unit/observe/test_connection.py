@@ -801,3 +801,23 @@ def test_a_second_reset_of_a_stream_by_the_side_that_reset_it_is_said(conv):
     conv.send(C2S, f.headers(C2S, 3, REQ, flags=["END_HEADERS", "END_STREAM"]))
     conv.send(S2C, f.rst(3, 8))
     assert conv.findings(conv.send(C2S, f.rst(3, 5))) == []
+
+
+def test_a_ping_ack_answering_a_ping_sent_before_the_goaway_proves_nothing(conv):
+    """RFC 9113 §6.7 allows the same opaque data twice (all-zero keepalives). PING(0),
+    GOAWAY, PING(0): the client's first ACK answers the PING before the GOAWAY (it is
+    read first), so a stream it opens next crossed the GOAWAY in flight. Opaques were
+    kept in a dict and the later PING took the first's place: stream-after-goaway
+    WARNING, 'it answered frame #8, sent after it'. The second ACK proves it."""
+    f = conv.f
+    conv.send(C2S, f.headers(C2S, 1, REQ, flags=["END_HEADERS", "END_STREAM"]))
+    conv.send(S2C, f.ping(bytes(8)))
+    conv.send(S2C, raw_frame(7, 0, 0, (0x7FFFFFFF).to_bytes(4, "big") + bytes(4)))
+    conv.send(S2C, f.ping(bytes(8)))
+    assert conv.findings(conv.send(C2S, f.ping(bytes(8), ack=True))) == []
+    assert conv.findings(conv.send(C2S, f.headers(C2S, 3, REQ, flags=[
+        "END_HEADERS", "END_STREAM"]))) == []
+    assert conv.findings(conv.send(C2S, f.ping(bytes(8), ack=True))) == []  # (matched)
+    (found,) = conv.finding_objects(conv.send(C2S, f.headers(C2S, 5, REQ, flags=[
+        "END_HEADERS", "END_STREAM"])))
+    assert (found.code, found.severity.name) == ("stream-after-goaway", "WARNING")
