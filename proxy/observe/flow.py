@@ -147,9 +147,10 @@ class StreamFrames:
         the sender waits for WINDOW_UPDATEs to make it positive)."""
         sid = stream.stream_id
         before = window + length
-        below = before < 0 and not stream.exceeded  # (only SETTINGS take it below 0 else)
+        if before < 0 and not stream.exceeded:  # (only SETTINGS take it below 0 else)
+            stream.below_by_settings = True
         stream.exceeded = True
-        if below:
+        if before < 0 and stream.below_by_settings:
             return _f("flow-control-exceeded", Severity.ERROR, "RFC 9113 §6.9.2",
                       f"DATA of {length} bytes sent while stream {sid}'s window was {before}, "
                       "below 0 after a SETTINGS change lowered INITIAL_WINDOW_SIZE: the "

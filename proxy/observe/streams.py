@@ -174,3 +174,6 @@ class Stream:
     exceeded: bool = False
     """A flow-control error was flagged on this stream (DATA over a window, a window
     pushed past 2^31-1): a FLOW_CONTROL_ERROR reset of it is explained."""
+    below_by_settings: bool = False
+    """The first DATA past its window found it already below 0, where only a SETTINGS
+    change takes it (RFC 9113 §6.9.2): the later DATA on it are said the same way."""

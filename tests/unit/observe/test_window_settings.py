@@ -618,9 +618,13 @@ def test_data_sent_on_a_window_a_settings_change_made_negative_cites_6_9_2(
         "DATA of 10 bytes sent while stream 1's window was -32768, below 0 after a SETTINGS "
         "change lowered INITIAL_WINDOW_SIZE: the client must wait for WINDOW_UPDATEs to make "
         "it positive")
-    # Once past it, the next DATA is over a window it exceeded itself: §6.9.1.
+    # The next DATA on it is said the same way: 10 bytes 'exceeding the window by
+    # 32,788' (§6.9.1) read as if they had.
     (again,) = conv.finding_objects(conv.send(C2S, conv.f.data(1, b"z" * 10)))
-    assert again.rfc == "RFC 9113 §6.9.1"
+    assert (again.rfc, again.message) == ("RFC 9113 §6.9.2", (
+        "DATA of 10 bytes sent while stream 1's window was -32778, below 0 after a "
+        "SETTINGS change lowered INITIAL_WINDOW_SIZE: the client must wait for "
+        "WINDOW_UPDATEs to make it positive"))
 
 
 def test_a_flow_control_reset_after_lowering_its_own_window_is_allowed(
