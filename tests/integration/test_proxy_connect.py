@@ -297,30 +297,6 @@ def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Pa
     assert body == "hello /ok\n"
 
 
-def test_a_client_that_leaves_silently_after_the_certificate_gets_the_ca_hint(
-        proxy: ProxyThread, h2_origin: ServerThread) -> None:
-    """grpc-core does not trust the certificate and closes without a TLS alert: the
-    error said only 'the peer closed the connection during the TLS handshake'."""
-    import socket
-
-    ctx = ssl.create_default_context()  # (h2scope's CA not in it: it would refuse)
-    ctx.set_alpn_protocols(["h2"])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
-        assert connect_tunnel(sock, f"localhost:{h2_origin.port}").startswith(b"HTTP/1.1 200")
-        with pytest.raises(ssl.SSLWantReadError):
-            tls.do_handshake()
-        sock.sendall(outgoing.read())
-        got = sock.recv(65536)  # (the server's flight, its certificate in it)
-        assert got[:1] == b"\x16"
-        sock.shutdown(socket.SHUT_RDWR)  # (no alert: grpc-core's way)
-    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
-                                     if e.stage == "client-tls"], what="client-tls error")
-    assert "after h2scope's certificate for localhost" in errors[0].message, errors[0]
-    assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
-
-
 def _leave_after_the_certificate(proxy: ProxyThread, port: int,
                                  ctx: ssl.SSLContext) -> None:
     """A TLS client through the proxy that reads the server's flight (h2scope's
@@ -336,6 +312,19 @@ def _leave_after_the_certificate(proxy: ProxyThread, port: int,
         sock.sendall(outgoing.read())
         assert sock.recv(65536)[:1] == b"\x16"  # (the server's flight, its certificate in it)
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_client_that_leaves_silently_after_the_certificate_gets_the_ca_hint(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    """grpc-core does not trust the certificate and closes without a TLS alert: the
+    error said only 'the peer closed the connection during the TLS handshake'."""
+    ctx = ssl.create_default_context()  # (h2scope's CA not in it: it would refuse)
+    ctx.set_alpn_protocols(["h2"])
+    _leave_after_the_certificate(proxy, h2_origin.port, ctx)  # (no alert: grpc-core's way)
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert "after h2scope's certificate for localhost" in errors[0].message, errors[0]
+    assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint
 
 
 def test_a_spare_connection_a_client_abandons_after_a_working_one_is_no_failure(
