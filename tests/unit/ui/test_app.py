@@ -1237,16 +1237,9 @@ def test_the_requests_table_sorts_and_goes_to_a_streams_first_frame(
 
 def test_back_on_the_all_row_a_connections_note_is_not_left_in_the_status_bar(
         tmp_path: Path) -> None:
-    from proxy.capture.writer import CaptureWriter
+    from tests.unit.ui.traffic import failed_connection
 
-    path = tmp_path / "failed.h2scope"
-    with CaptureWriter(path, autoflush=False) as writer:
-        writer.connection(7, {"client": {"ip": "127.0.0.1", "port": 50000}, "mode": "regular",
-                              "target": "example.test:443"}, t=1.0)
-        writer.close_connection(7, t=1.1, closed_by="proxy", details={
-            "reason": "TLS handshake with the client failed",
-            "errors": [{"stage": "client-tls", "message": "the client rejected h2scope's "
-                        "certificate (TLSV1_ALERT_UNKNOWN_CA)", "hint": None}]})
+    path = failed_connection(tmp_path / "failed.h2scope")
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         pane = app.query_one(ConnectionsPane)

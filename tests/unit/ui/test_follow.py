@@ -283,17 +283,10 @@ def test_a_paused_view_holds_still_and_shows_what_came_meanwhile_on_resume(
 def test_a_connection_the_proxy_failed_shows_why_live_and_offline(tmp_path: Path) -> None:
     """A client that rejected h2scope's certificate: the recorder keeps the proxy's
     error (with its hint) in the CLOSE record; both readers show it in the row."""
+    from tests.unit.ui.traffic import failed_connection
     from ui.widgets.panes import COLUMNS, conn_cells
 
-    path = tmp_path / "failed.h2scope"
-    with CaptureWriter(path, autoflush=False) as writer:
-        writer.connection(7, {"client": {"ip": "127.0.0.1", "port": 50000}, "mode": "regular",
-                              "target": "example.test:443"}, t=1.0)
-        writer.close_connection(7, t=1.1, closed_by="proxy", details={
-            "reason": "TLS handshake with the client failed",
-            "errors": [{"stage": "client-tls", "message": "the client rejected h2scope's "
-                        "certificate (TLSV1_ALERT_UNKNOWN_CA)",
-                        "hint": "run `h2scope ca install-hints`"}]})
+    path = failed_connection(tmp_path / "failed.h2scope")
     for session in both_readers(path):
         c = session.conns[7]
         assert c.state == "failed"

@@ -185,3 +185,17 @@ def _play(tap: RecordingObserver, writer: CaptureWriter, conn_id: int, tick: obj
 
     client.close_connection()
     pump()
+
+
+def failed_connection(path: Path) -> Path:
+    """A capture of one connection (#7) the proxy failed: the client rejected h2scope's
+    certificate, as the recorder keeps it in the CLOSE record."""
+    with CaptureWriter(path, autoflush=False) as writer:
+        writer.connection(7, {"client": {"ip": "127.0.0.1", "port": 50000}, "mode": "regular",
+                              "target": "example.test:443"}, t=1.0)
+        writer.close_connection(7, t=1.1, closed_by="proxy", details={
+            "reason": "TLS handshake with the client failed",
+            "errors": [{"stage": "client-tls", "message": "the client rejected h2scope's "
+                        "certificate (TLSV1_ALERT_UNKNOWN_CA)",
+                        "hint": "run `h2scope ca install-hints`"}]})
+    return path
