@@ -254,7 +254,7 @@ class ClientHello:
                 frozenset(e.type for e in self.extensions
                           if not is_grease(e.type) and e.type not in _PER_CONNECTION),
                 tuple(g for g in self.supported_groups if not is_grease(g)),
-                self.signature_algorithms, self.alpn)
+                tuple(a for a in self.signature_algorithms if not is_grease(a)), self.alpn)
 
     def as_json(self) -> dict[str, object]:
         """What a capture keeps of it (``client_tls.client_hello``): every list in the

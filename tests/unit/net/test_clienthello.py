@@ -173,3 +173,29 @@ def test_a_capture_made_before_a_name_was_known_reads_with_it() -> None:
     assert named_again("signature_algorithms", ["0x0904", "0xca34"]) == ["mldsa44",
                                                                          "0xca34"]
     assert named_again("alpn", ["0x44cd"]) == ["0x44cd"]  # (no numbers there)
+
+
+def test_a_tls_stack_is_the_same_whatever_chromium_randomises_per_connection() -> None:
+    """Chromium varies GREASE values (in the suites, groups, extensions and its
+    signature algorithms) and shuffles its extensions per connection: its raced
+    connections to one host are one stack; curl's is another."""
+    import dataclasses
+    import random
+
+    hello = parse_client_hello(fixture("clienthello-chromium-156.hex"))
+    assert hello is not None
+
+    def regrease(values: tuple[int, ...], g: int) -> tuple[int, ...]:
+        return tuple(g if is_grease(v) else v for v in values)
+
+    g = 0x3A3A
+    extensions = [dataclasses.replace(e, type=g) if is_grease(e.type) else e
+                  for e in hello.extensions]
+    random.Random(1).shuffle(extensions)
+    other = dataclasses.replace(
+        hello, cipher_suites=regrease(hello.cipher_suites, g),
+        supported_groups=regrease(hello.supported_groups, g),
+        signature_algorithms=(g, *hello.signature_algorithms), extensions=tuple(extensions))
+    assert other.stack == hello.stack
+    curl = parse_client_hello(fixture("clienthello-curl-7.88.hex"))
+    assert curl is not None and curl.stack != hello.stack
