@@ -62,6 +62,12 @@ class Stream:
     async def _recv(self) -> bytes:
         raise NotImplementedError
 
+    @property
+    def peer_ended(self) -> bool:
+        """Whether the peer has ended its bytes (EOF), as far as is known without
+        reading: a client that left while h2scope was busy elsewhere."""
+        return self.at_eof
+
     async def fill(self) -> bool:
         """Append one read to :attr:`buffer`; False at end of stream."""
         if self.at_eof:
@@ -194,6 +200,10 @@ class TcpStream(Stream, asyncio.Protocol):
         if self._queued > CHUNK_SIZE and not self._reading_paused and self.transport:
             self._reading_paused = True
             self.transport.pause_reading()
+
+    @property
+    def peer_ended(self) -> bool:
+        return self.at_eof or self._eof_received
 
     def eof_received(self) -> bool:
         self._eof_received = True

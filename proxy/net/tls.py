@@ -263,6 +263,9 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
         await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
         raise InterceptFailed(str(exc)) from exc
     tls = TlsStream(client, ctx, server_side=True)
+    # (a client that closed while h2scope connected upstream: a flight written to its
+    # closed socket does not reach it)
+    gone = client.peer_ended
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             await tls.handshake()
@@ -287,7 +290,7 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
                 "h2scope's certificate (a browser's raced or spare connection)",
                 Closer.CLIENT) from exc
         elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
-                not tls.flight_sent:
+                (gone or not tls.flight_sent):
             # (gone before h2scope's certificate reached it: a browser cancelling a
             # preconnect or a raced connection, not a verdict on the certificate)
             await conn.error("client-tls", "the client left during the TLS handshake "

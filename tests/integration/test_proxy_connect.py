@@ -358,6 +358,27 @@ def test_a_spare_connection_a_client_abandons_after_a_working_one_is_no_failure(
     assert errors[0].hint and "h2scope ca install-hints" in errors[0].hint, errors
 
 
+def test_a_client_that_closed_while_h2scope_went_upstream_gets_no_ca_hint(
+        proxy: ProxyThread, h2_origin: ServerThread) -> None:
+    """A client that sends its ClientHello and closes at once (a cancelled preconnect)
+    has left before h2scope's certificate was written: the write to its closed
+    socket succeeded, so it was told it distrusted that certificate."""
+    import socket
+
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
+        assert connect_tunnel(sock, f"localhost:{h2_origin.port}").startswith(b"HTTP/1.1 200")
+        sock.sendall(outgoing.read())
+    errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
+                                     if e.stage == "client-tls"], what="client-tls error")
+    assert errors[0].message.endswith("before h2scope's certificate for localhost reached it")
+    assert errors[0].hint is None
+
+
 def test_a_client_that_resets_before_the_certificate_is_not_sent_to_the_ca_hint(
         proxy: ProxyThread, h2_origin: ServerThread) -> None:
     """Browsers cancel preconnects and raced connections: a client gone while h2scope
