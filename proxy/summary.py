@@ -190,6 +190,9 @@ class RunSummary:
         self.last_t = 0.0
         self.missed = 0
         """Batches an internal error kept from being counted (see :meth:`handle`)."""
+        self._no_preface: set[int] = set()
+        """Connections whose client sent no preface after an h2c upgrade's 101: no
+        HTTP/2 endpoint there owed a window."""
         self._ended_by_reset: dict[tuple[int, int, Direction], tuple[Direction, str]] = {}
         """Stalls a RST_STREAM of their own stream ended: who reset it, with what code
         (NO_ERROR from the receiver of the stalled data is no hang)."""
@@ -326,6 +329,8 @@ class RunSummary:
                 self.errors[ev.stage] += 1
             elif kind is ConnectionFindingRaised or kind is Desynced:
                 self._finding(batch.conn_id, ev.finding, ev.direction)
+                if ev.finding.code == "preface-missing" and len(self._no_preface) < _MAX_OPEN:
+                    self._no_preface.add(batch.conn_id)
 
     def upgraded(self, conn: int, request: tuple[tuple[str, str], ...]) -> None:
         """Connection ``conn`` switched to h2c: its stream 1 is ``request``."""
@@ -604,7 +609,10 @@ class RunSummary:
             why = f"the {peer} sent no WINDOW_UPDATE that reopened it" if not updates else \
                 (f"the {peer}'s {updates:,} WINDOW_UPDATE{'s' * (updates != 1)} since left "
                  "the window at 0 or below")
-            if self._ended_by_reset.get((conn, sid, direction)) == (direction.peer, "NO_ERROR"):
+            if conn in self._no_preface and direction is Direction.S2C:
+                why = ("the client never became an HTTP/2 endpoint: it sent no connection "
+                       "preface after the 101 of its Upgrade: h2c (preface-missing)")
+            elif self._ended_by_reset.get((conn, sid, direction)) == (direction.peer, "NO_ERROR"):
                 # (the receiver wants no more: the early response of RFC 9113 §8.1, no
                 # WINDOW_UPDATE was owed)
                 why = (f"no hang: the {peer} asked the {direction.sender} to stop sending "

@@ -471,3 +471,28 @@ def test_an_upload_a_server_stops_after_its_complete_response_is_no_hang() -> No
                          "asked the client to stop sending (RFC 9113 §8.1: a server that sent "
                          "its complete response may end the request's upload with "
                          "RST_STREAM NO_ERROR)"), line
+
+
+def test_a_stall_on_an_h2c_connection_whose_client_sent_no_preface_says_so() -> None:
+    """Apache and h2o fill the window right after the 101; a client that then leaves
+    without its preface owed no WINDOW_UPDATE: the summary said it never sent one."""
+    from proxy.observe.connection import ConnectionObserver
+    from tests.unit.capture.traffic import raw_frame
+
+    obs = ConnectionObserver()
+    events = list(obs.upgrade_h2c(http2_settings=b"", request_headers=(
+        (":method", "GET"), (":path", "/big"), (":scheme", "http"), (":authority", "a")), t=0.0))
+    server = raw_frame(4, 0, 0, b"") + raw_frame(1, 4, 1, bytes.fromhex("88"))
+    server += b"".join(raw_frame(0, 0, 1, bytes(16383)) for _ in range(4))
+    server += raw_frame(0, 0, 1, bytes(3))
+    events += obs.feed(S2C, server, 0.01)
+    events += obs.close(0.02, "client")
+    summary = RunSummary()
+    summary.handle(Batch(conn_id=1, t=0.01, events=tuple(events)))
+    summary.handle(Batch(conn_id=1, t=0.02, events=(ConnectionClosed(
+        conn_id=1, t=0.02, closed_by="CLIENT", reason="client closed"),)))  # type: ignore[arg-type]
+    lines = [ln for ln in stall_lines(summary) if ln.startswith("never resumed")]
+    assert len(lines) == 2, lines  # (the connection window and stream 1)
+    assert all(ln.endswith("the client never became an HTTP/2 endpoint: it sent no connection "
+                           "preface after the 101 of its Upgrade: h2c (preface-missing)")
+               for ln in lines), lines
