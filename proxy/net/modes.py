@@ -64,8 +64,9 @@ class Mode:
         return f"{host}:{self.port}"
 
 
-_USERINFO = re.compile(r"([^:/@\[\]]*):([^/@]+)")
-"""``user:pass`` before the ``@`` of a URL (a port would be digits)."""
+_USERINFO = re.compile(r"([^:/@\[\]]*):([^/@]*)")
+"""``user:pass`` (or ``user:``, an empty password) before the ``@`` of a URL (a port
+would be digits)."""
 
 
 def _credentials_in_url(text: str) -> str | None:

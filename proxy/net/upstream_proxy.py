@@ -191,8 +191,9 @@ def env_proxy_hint(own: Sequence[tuple[str, int]] = (), host: str | None = None)
     using them would reach directly too): the hint that h2scope does not use it,
     naming the variable as it is set. h2scope ignores them on purpose: they are
     often set to h2scope's own address, for its clients."""
-    if host is not None and _no_proxy(host):
-        return None
+    if host is not None and (_no_proxy(host) or is_loopback(host.strip("[]")) or
+                             host.lower().rstrip(".").split(".")[-1] == "localhost"):
+        return None  # (clients go to this machine directly whatever the variables say)
     for name in _ENV_PROXIES:
         value = os.environ.get(name, "").strip()
         if not value:

@@ -264,10 +264,11 @@ def test_a_failed_direct_connection_says_https_proxy_is_not_used(
         monkeypatch.delenv(name, raising=False)
     # (pointing at h2scope itself, for its clients: no hint)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port()}")
-    gone = procs.free_port()
-    procs.run([procs.require("curl"), "-sS", "-x", proxy.url, f"http://127.0.0.1:{gone}/"])
+    # (a name that never resolves, RFC 6761 §6.4: a loopback target gets no hint, clients
+    # go there directly whatever the variables say)
+    procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "http://intranet.invalid/"])
     monkeypatch.setenv("HTTPS_PROXY", "http://corpproxy.example:3128")
-    procs.run([procs.require("curl"), "-sS", "-x", proxy.url, f"https://127.0.0.1:{gone}/"])
+    procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "https://intranet.invalid/"])
     errors = proxy.wait_for(lambda: len(r := proxy.events(ProxyErrorRaised)) >= 2 and r,
                             what="two errors")
     assert [e.hint for e in errors] == [None, (

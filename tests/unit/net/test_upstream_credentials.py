@@ -22,6 +22,7 @@ PASSWORDS = ("Secr3t", "1234", "p@ss:w0rd!")
     "upstream:http://corpuser:Secr3t@proxy.corp.example:8080@9000",
     "upstream:http://alice:1234@10.1.2.3:3128",  # (or a proxy alice:1234 at @10.1.2.3:3128)
     "upstream:http://alice@10.1.2.3:3128",  # (or a proxy alice:80 at @10.1.2.3:3128)
+    "upstream:http://corpuser:@proxy.corp.example:3128",  # (an empty password)
     "reverse:https://corpuser:Secr3t@example.com",
 ])
 def test_a_mode_url_with_credentials_is_refused_without_its_password(spec: str) -> None:
@@ -125,6 +126,8 @@ def test_the_proxy_hint_names_the_variable_set_and_respects_no_proxy(
     assert env_proxy_hint([], "intranet.corp.example") is None
     assert env_proxy_hint([], "corp.example") is None
     assert env_proxy_hint([], "pypi.org") is not None
+    assert env_proxy_hint([], "127.0.0.1") is None and env_proxy_hint([], "[::1]") is None
+    assert env_proxy_hint([], "app.localhost") is None  # (loopback: never through a proxy)
     monkeypatch.setenv("no_proxy", "*")
     assert env_proxy_hint([], "pypi.org") is None
     assert env_proxy_hint([]) is not None  # (no host said: the hint)
