@@ -126,15 +126,20 @@ class ControlFrames:
                                        seq, 0))
             elif ident == _NO_RFC7540_PRIORITIES:
                 first = side.no_rfc7540_priorities
+                said = "its first SETTINGS"
+                if first < 0 and side.sent_settings and not self.partial:
+                    # (left out of the first SETTINGS: the value is the initial one, 0;
+                    # an excerpt's first SETTINGS seen need not be the first sent)
+                    first, said = 0, "its initial value: the first SETTINGS left it out"
                 if not side.sent_settings:
                     side.no_rfc7540_priorities = value
                 elif first >= 0 and value != first:
                     findings.append(_f("setting-out-of-range", Severity.ERROR, "RFC 9218 §2.1",
                                        f"the {side.direction.sender} changed "
-                                       f"SETTINGS_NO_RFC7540_PRIORITIES from {first} (its "
-                                       f"first SETTINGS) to {value}, which a sender must not "
-                                       "do (a receiver may treat it as a connection error "
-                                       "of type PROTOCOL_ERROR)", seq, 0))
+                                       f"SETTINGS_NO_RFC7540_PRIORITIES from {first} ({said}) "
+                                       f"to {value}, which a sender must not do after its "
+                                       "first SETTINGS (a receiver may treat it as a "
+                                       "connection error of type PROTOCOL_ERROR)", seq, 0))
         if unknown:  # (one finding a frame: a hostile one may carry thousands)
             said = ", ".join(f"0x{ident:x} = {value}" for ident, value in unknown[:4])
             more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""

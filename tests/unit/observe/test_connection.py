@@ -325,6 +325,23 @@ def test_no_rfc7540_priorities_changed_after_the_first_settings_is_flagged(make_
         found.message
 
 
+def test_no_rfc7540_priorities_left_out_of_the_first_settings_is_0_then(make_conv):
+    """A first SETTINGS without it leaves the initial value, 0: a later 1 is a change
+    (RFC 9218 §2.1), a later 0 is not; an excerpt's first SETTINGS seen proves nothing."""
+    c = make_conv(settings=False)
+    c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 3, 100)))
+    assert c.findings(c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 0)))) == []
+    (found,) = c.finding_objects(c.send(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 1))))
+    assert "from 0 (its initial value: the first SETTINGS left it out) to 1" in found.message
+    from proxy.observe.connection import ConnectionObserver
+
+    excerpt = ConnectionObserver(partial=True)
+    excerpt.feed(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 3, 100)), 0.0)
+    events = excerpt.feed(C2S, raw_frame(4, 0, 0, struct.pack(">HI", 9, 1)), 0.1)
+    assert not [f for e in events for f in getattr(e, "findings", ())
+                if f.code == "setting-out-of-range"]
+
+
 def test_unexpected_settings_ack(conv):
     """No RFC rule forbids it (RFC 9113 §6.5.3 has none): a warning, naming the peer
     that fails the connection over it."""
