@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import os
 import re
 from collections.abc import Sequence
@@ -212,15 +213,26 @@ def env_proxy_hint(own: Sequence[tuple[str, int]] = (), host: str | None = None)
 
 
 def _no_proxy(host: str) -> bool:
-    """Whether ``$NO_PROXY`` (or ``$no_proxy``) exempts *host*, as curl reads it: ``*``,
-    the host itself, or a domain it is in (``example.com`` and ``.example.com`` both
-    cover ``a.example.com``)."""
+    """Whether ``$NO_PROXY`` (or ``$no_proxy``) exempts *host*, as curl and Go read it:
+    ``*``, the host itself, a domain it is in (``example.com`` and ``.example.com``
+    both cover ``a.example.com``), or a network an address is in (``10.0.0.0/8``)."""
     value = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
     host = host.lower().strip("[]").rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = \
+            ipaddress.ip_address(host)
+    except ValueError:
+        address = None
     for entry in value.split(","):
         entry = entry.strip().lower().lstrip(".")
         if not entry:
             continue
         if entry == "*" or host == entry or host.endswith("." + entry):
             return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+            except ValueError:  # (not a network, or another family: no match)
+                continue
     return False

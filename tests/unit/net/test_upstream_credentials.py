@@ -128,6 +128,9 @@ def test_the_proxy_hint_names_the_variable_set_and_respects_no_proxy(
     assert env_proxy_hint([], "pypi.org") is not None
     assert env_proxy_hint([], "127.0.0.1") is None and env_proxy_hint([], "[::1]") is None
     assert env_proxy_hint([], "app.localhost") is None  # (loopback: never through a proxy)
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8, fd00::/8")
+    assert env_proxy_hint([], "10.1.2.3") is None and env_proxy_hint([], "[fd00::5]") is None
+    assert env_proxy_hint([], "192.0.2.1") is not None
     monkeypatch.setenv("no_proxy", "*")
     assert env_proxy_hint([], "pypi.org") is None
     assert env_proxy_hint([]) is not None  # (no host said: the hint)
