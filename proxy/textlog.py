@@ -22,6 +22,7 @@ from typing import TypeVar
 from proxy.observe.describe import (
     block_lines,
     block_summary,
+    clip,
     event_line,
     field_lines,
     flags_text,
@@ -215,10 +216,7 @@ def _block_label(block: HeaderBlock) -> tuple[HeaderBlock, tuple[str, str] | Non
             status = value
     request = None
     if method is not None:
-        label = f"{method} {path or ''}".rstrip()
-        if len(label) > 80:
-            label = label[:79] + "…"
-        request = (shown(label), "…")
+        request = (shown(clip(f"{method} {path or ''}".rstrip(), 80)), "…")
         status = None
     elif status is not None and status[:1] == "1":
         status = None  # (an interim response: the status so far stays "…")

@@ -739,9 +739,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         else:
             self._check_concurrency(side, sid, seq, findings)
         goaway = peer.goaway_last_stream_id
-        if goaway is None:
-            pass
-        elif side.read_up_to > peer.goaway_seq:
+        if goaway is not None and side.read_up_to > peer.goaway_seq:
             # It answered a frame sent after the GOAWAY, so it had read the GOAWAY
             # (frames are read in order): whatever the id, no new stream (§6.8).
             findings.append(_f("stream-after-goaway", Severity.WARNING, "RFC 9113 §6.8",
@@ -751,7 +749,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                                "receiver of a GOAWAY must not open new streams"
                                + ("; it will not be processed" if sid > goaway else ""),
                                seq, sid))
-        elif sid > goaway:
+        elif goaway is not None and sid > goaway:
             # (nothing shows the opener had read the GOAWAY: the stream crossed it in
             # flight, as a busy client's do when a server ends a connection after N
             # requests — no fault, but the stream will not be processed)

@@ -49,7 +49,8 @@ _REPR_SHORT = {
 }
 
 
-def _clip(text: str, width: int = 60) -> str:
+def clip(text: str, width: int = 60) -> str:
+    """*text*, cut to *width* characters with an ellipsis when longer."""
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -123,7 +124,7 @@ def grpc_status_text(headers: dict[str, str]) -> str | None:
     text = f"grpc-status {code} {name}"
     message = unquote(headers.get("grpc-message") or "")
     if message and message.upper() != name:
-        text += f" {_clip(message, 60)!r}"
+        text += f" {clip(message, 60)!r}"
     return text
 
 
@@ -143,7 +144,7 @@ def _summary(headers: tuple[tuple[str, str], ...]) -> str:
         text = f":status {h[':status']}" + (f" {ctype}" if ctype else "")
         return f"{text}  {grpc}" if grpc else text
     if ":method" in h:
-        return _clip(f"{h[':method']} {h.get(':authority', '')}{h.get(':path', '')}", 80)
+        return clip(f"{h[':method']} {h.get(':authority', '')}{h.get(':path', '')}", 80)
     return grpc or (f"{len(headers)} fields" if len(headers) != 1 else "1 field")
 
 

@@ -297,19 +297,24 @@ def test_insecure_accepts_an_untrusted_upstream(make_proxy: object, tmp_path: Pa
     assert body == "hello /ok\n"
 
 
+def _client_hello(ctx: ssl.SSLContext) -> bytes:
+    """The ClientHello a client with *ctx* sends to localhost (the flight never read)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
 def _leave_after_the_certificate(proxy: ProxyThread, port: int,
                                  ctx: ssl.SSLContext) -> None:
     """A TLS client through the proxy that reads the server's flight (h2scope's
     certificate in it) and closes without an alert."""
     import socket
 
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
         assert connect_tunnel(sock, f"localhost:{port}").startswith(b"HTTP/1.1 200")
-        with pytest.raises(ssl.SSLWantReadError):
-            tls.do_handshake()
-        sock.sendall(outgoing.read())
+        sock.sendall(_client_hello(ctx))
         assert sock.recv(65536)[:1] == b"\x16"  # (the server's flight, its certificate in it)
         sock.shutdown(socket.SHUT_RDWR)
 
@@ -365,14 +370,10 @@ def test_a_client_that_closed_while_h2scope_went_upstream_gets_no_ca_hint(
     socket succeeded, so it was told it distrusted that certificate."""
     import socket
 
-    ctx = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
+    hello = _client_hello(ssl.create_default_context())
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
         assert connect_tunnel(sock, f"localhost:{h2_origin.port}").startswith(b"HTTP/1.1 200")
-        sock.sendall(outgoing.read())
+        sock.sendall(hello)
     errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
                                      if e.stage == "client-tls"], what="client-tls error")
     assert errors[0].message.endswith("before h2scope's certificate for localhost reached it")
@@ -387,14 +388,10 @@ def test_a_client_that_resets_before_the_certificate_is_not_sent_to_the_ca_hint(
     import socket
     import struct
 
-    ctx = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
+    hello = _client_hello(ssl.create_default_context())
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=10) as sock:
         connect_tunnel(sock, f"localhost:{h2_origin.port}")
-        sock.sendall(outgoing.read())
+        sock.sendall(hello)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     errors = proxy.wait_for(lambda: [e for e in proxy.events(ProxyErrorRaised)
                                      if e.stage == "client-tls"], what="client-tls error")
