@@ -659,9 +659,17 @@ async def _serve_async(config: Config, protoset: Any = None,
         # loop's would run only between the steps of the stop, and go with the loop
         # (a signal after it: KeyboardInterrupt again) — until the process ends.
         stopping = stopping or _Stopping()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-            stopping.take(sig)
+        # (blocked while the handlers change hands: removing the loop's restores the
+        # default handler, and a signal in between raised KeyboardInterrupt; blocked,
+        # it waits in the kernel for the plain handler)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, installed) if installed else None
+        try:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+                stopping.take(sig)
+        finally:
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         await server.stop()  # closes every connection, then lets the sinks drain
         for rec in recorders:
             try:
