@@ -1,9 +1,11 @@
 """Every finding of the session at a glance: what went wrong, how often, where first.
 
-One line per (severity, code, RFC section), most severe first, then most
-frequent, with the first frame that raised it (connection, stream, frame
-number) and its message; connection-level findings (a desync, SETTINGS
-never acknowledged) are counted with their connection. Enter on a line
+One line per (severity, code, RFC section, sender), most severe first, then
+most frequent, with whose bytes it is about (the client's or the server's: the
+same rule broken by both peers is two lines, as ``check`` counts it), the first
+frame that raised it (connection, stream, frame number) and its message;
+connection-level findings (a desync, SETTINGS never acknowledged) are counted
+with their connection. Enter on a line
 filters the timeline to ``finding:CODE`` (a connection-level one: scopes it to
 the connection, and says the finding); ``g`` jumps to its first frame.
 """
@@ -22,6 +24,7 @@ from textual.widgets import DataTable, Static
 from proxy.observe.findings import Severity
 from proxy.summary import FindingGroup, FindingTally
 from ui.model.session import Session
+from ui.model.table import DIRECTIONS
 from ui.widgets.style import safe_str
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
@@ -37,10 +40,11 @@ def finding_groups(session: Session) -> list[FindingGroup]:
             for f in table.findings.get(row, ()):
                 sid = table.stream[row]
                 tally.add(f, f"#{table.conn[row]}" + (f" stream {sid}" if sid else "")
-                          + f", frame {row + 1}", row)  # (as g and the detail count)
+                          + f", frame {row + 1}", row,  # (as g and the detail count)
+                          sender=DIRECTIONS[table.direction[row]].sender)
         for conn in session.conns.values():
-            for f in conn.conn_findings:
-                tally.add(f, f"#{conn.conn_id} (connection)")
+            for f, d in zip(conn.conn_findings, conn.conn_finding_dirs, strict=True):
+                tally.add(f, f"#{conn.conn_id} (connection)", sender=d.sender)
     return tally.groups()
 
 
@@ -76,11 +80,12 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#findings-table", DataTable)
-        for col in ("severity", "code", "RFC", "count", "first", "message"):
+        for col in ("severity", "code", "RFC", "by", "count", "first", "message"):
             table.add_column(col, key=col)
         for i, g in enumerate(self.groups):
             table.add_row(Text(g.severity.name.lower(), style=_STYLE[g.severity]), g.code,
-                          g.rfc, str(g.count), g.where, safe_str(g.message), key=str(i))
+                          g.rfc, g.sender or "", str(g.count), g.where, safe_str(g.message),
+                          key=str(i))
         table.focus()
 
     def _current(self) -> FindingGroup | None:
@@ -92,8 +97,9 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         group = self._current()
         detail = self.query_one("#findings-detail", Static)
+        by = f" by the {group.sender}" if group is not None and group.sender else ""
         detail.update("" if group is None else safe_str(
-            f"{group.code} ({group.rfc}), first at {group.where}: {group.message}"))
+            f"{group.code} ({group.rfc}){by}, first at {group.where}: {group.message}"))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         group = self._current()

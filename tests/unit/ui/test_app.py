@@ -715,10 +715,11 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
         await pilot.pause()
         seen["selected"] = app.timeline.selected_row
     drive(capture_path, scenario)
-    assert seen["rows"] == [["error", "window-update-zero", "RFC 9113 §6.9", "1",
+    assert seen["rows"] == [["error", "window-update-zero", "RFC 9113 §6.9", "client", "1",
                              "#1, frame 37", "WINDOW_UPDATE with an increment of 0: a "
                              "connection error of type PROTOCOL_ERROR"]]
-    assert seen["detail"] == ("window-update-zero (RFC 9113 §6.9), first at #1, frame 37: "
+    assert seen["detail"] == ("window-update-zero (RFC 9113 §6.9) by the client, first at #1, "
+                              "frame 37: "
                               "WINDOW_UPDATE with an increment of 0: a connection error of "
                               "type PROTOCOL_ERROR")
     assert seen["filter"] == "finding:window-update-zero"
@@ -727,6 +728,7 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
 
 
 def test_connection_level_findings_are_counted_with_their_connection() -> None:
+    from proxy.observe.enums import Direction
     from proxy.observe.findings import Finding, Severity
     from ui.model.session import Session
     from ui.model.table import LiveFrames
@@ -738,9 +740,10 @@ def test_connection_level_findings_are_counted_with_their_connection() -> None:
         session.conn(4).conn_findings.append(Finding(
             code="settings-not-acknowledged", severity=Severity.WARNING, rfc="RFC 9113 §6.5.3",
             message="SETTINGS never acknowledged"))
+        session.conn(4).conn_finding_dirs.append(Direction.S2C)
     [group] = finding_groups(session)
-    assert (group.code, group.count, group.first_row, group.where) == (
-        "settings-not-acknowledged", 2, None, "#4 (connection)")
+    assert (group.code, group.count, group.first_row, group.where, group.sender) == (
+        "settings-not-acknowledged", 2, None, "#4 (connection)", "server")
 
 
 def test_escape_closes_the_save_box_first_and_an_empty_body_is_not_saved(
