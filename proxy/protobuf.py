@@ -15,6 +15,7 @@ message when it parses as one completely, else as bytes.
 
 from __future__ import annotations
 
+import codecs
 import struct
 
 MAX_DEPTH = 12
@@ -30,6 +31,49 @@ class _Malformed(ValueError):
 class _Cut(_Malformed):
     """The data ends inside a field: malformed for a whole message, the cut for
     the start of one."""
+
+
+CUT_PREVIEW = 40
+"""Characters shown of a field that a message's first bytes cut (16 bytes in hex):
+few, for its length to fit on a one-line summary."""
+
+
+class CutBytes(bytes):
+    """The first bytes of a length-delimited field that the start of a message (a
+    large message's first 64 KiB) ends inside; ``size``: the length it announced."""
+
+    size: int
+
+    def __new__(cls, data: bytes, size: int) -> CutBytes:
+        obj = super().__new__(cls, data)
+        obj.size = size
+        return obj
+
+
+def cut_note(value: CutBytes) -> str:
+    return f"({value.size:,} bytes, cut: the first {len(value):,} seen)"
+
+
+def cut_text(value: CutBytes, as_text: bool | None = None) -> str:
+    """A cut field as its first characters (``as_text``: a string field; None: if
+    they are printable UTF-8) or first bytes, and how much of it there was."""
+    head = bytes(value[:CUT_PREVIEW * 4])
+    text: str | None = None
+    if as_text is not False:
+        # (the cut, or the preview's end, may fall inside a character)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace" if as_text else "strict")
+        try:
+            text = decoder.decode(head, final=False)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and not as_text and not all(
+                ch.isprintable() or ch in "\t\r\n" for ch in text):
+            text = None
+    if text is not None:
+        shown = _quote(text[:CUT_PREVIEW])[:-1] + '…"'
+    else:
+        shown = f"bytes [{value[:16].hex(' ')} …]"
+    return f"{shown}  {cut_note(value)}"
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -58,10 +102,27 @@ def _fields(data: bytes, partial: bool = False) -> list[tuple[int, int, object]]
             field, pos = _field(data, pos, n)
         except _Cut:
             if partial:
+                cut = _cut_field(data, pos, n)
+                if cut is not None:
+                    out.append(cut)
                 return out
             raise
         out.append(field)
     return out
+
+
+def _cut_field(data: bytes, pos: int, n: int) -> tuple[int, int, object] | None:
+    """The length-delimited field the data ends inside, with its first bytes (None:
+    another kind of field, or the cut falls in its key or length)."""
+    try:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire != _LEN or number == 0 or number > 536_870_911:
+            return None
+        size, pos = _varint(data, pos)
+    except _Malformed:
+        return None
+    return number, _LEN, CutBytes(data[pos:n], size)
 
 
 def _field(data: bytes, pos: int, n: int) -> tuple[tuple[int, int, object], int]:
@@ -136,6 +197,9 @@ def _lines(fields: list[tuple[int, int, object]], depth: int, out: list[str]) ->
 
 def _length_delimited(number: int, value: bytes, depth: int, out: list[str]) -> None:
     pad = "  " * depth
+    if isinstance(value, CutBytes):
+        out.append(f"{pad}{number}: {cut_text(value)}")
+        return
     text = _printable(value)
     if text is not None:
         out.append(f"{pad}{number}: {_quote(text)}")

@@ -30,11 +30,14 @@ from proxy.protobuf import (
     MAX_BYTES_SHOWN,
     MAX_DEPTH,
     MAX_LINES,
+    CutBytes,
     _fields,
     _lines,
     _Malformed,
     _quote,
     _varint,
+    cut_note,
+    cut_text,
 )
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -202,12 +205,16 @@ class Protoset:
                 continue
             if fd.type == _MESSAGE and wire == _LEN and isinstance(value, bytes):
                 nested = self.messages.get(fd.type_name)
+                cut = isinstance(value, CutBytes)
                 try:
-                    inner = _fields(value) if nested is not None and depth < MAX_DEPTH else None
+                    # (a message the cut falls inside: the fields that end before it)
+                    inner = _fields(value, cut) \
+                        if nested is not None and depth < MAX_DEPTH else None
                 except _Malformed:
                     inner = None
                 if nested is not None and inner is not None:
-                    out.append(f"{pad}{fd.name} {{")
+                    note = f"  {cut_note(value)}" if isinstance(value, CutBytes) else ""
+                    out.append(f"{pad}{fd.name} {{{note}")
                     self._lines(nested, inner, depth + 1, out)
                     out.append(f"{pad}}}")
                     continue
@@ -215,6 +222,8 @@ class Protoset:
 
     def _value(self, fd: Field, wire: int, value: object) -> str:
         t = fd.type
+        if isinstance(value, CutBytes):
+            return cut_text(value, t == _STRING)
         if wire == _LEN and isinstance(value, bytes):
             if t == _STRING:
                 return _quote(value.decode("utf-8", "replace"))

@@ -151,9 +151,12 @@ def test_big_messages_are_counted_and_cut_payloads_stop_the_reading(
     lines = grpc_lines(out.getvalue())
     # (its first 1,000 bytes hold the name and the start of field 15: what ends in them)
     size = len(big_message(GrpcTracker.MAX_MESSAGE + 10))
-    assert f"grpc → message 1: {size} bytes  demo.v1.HelloRequest " \
-        '{name: "world"}  (the fields within its first 1,000 bytes; the rest not decoded)' \
-        in lines, lines
+    # (and field 15 by its first bytes: an unknown one, shown raw)
+    [line] = [line for line in lines if line.startswith(f"grpc → message 1: {size} bytes")]
+    assert line == f"grpc → message 1: {size} bytes  demo.v1.HelloRequest " \
+        '{name: "world" 15: bytes [' + "00 " * 15 + '00 …]  (1,010 bytes, cut: the first ' \
+        '990 seen)  (unknown field)}  (the fields within its first 1,000 bytes; the rest not ' \
+        'decoded)', lines
     cut = tmp_path / "cut.h2scope"
     record_call(cut, max_data_bytes=10)
     out = io.StringIO()
@@ -404,6 +407,16 @@ def test_a_large_messages_leading_fields_are_decoded(schema: tuple[Path, Protose
         field = 'name: "upload.bin"' if named else '1: "upload.bin"'
         assert f"message 1: {len(message)} bytes  " in said[0] and field in said[0], said
         assert said[0].endswith("(the fields within its first 64 KiB; the rest not decoded)")
+        assert 'bytes [78 78 78' in said[0] if named else '7: "xxx' in said[0], said
+    # A message whose first field is the large one: that field's first characters and
+    # how long it is (it had said "{(empty)}": the request looked empty).
+    big_first = ld(1, b"q" * 300_000) + ld(2, b"\x01")
+    for tracker, named in ((GrpcTracker(protoset), True), (GrpcTracker(), False)):
+        [said_big] = said_of(tracker, grpc(big_first))
+        field = "name" if named else "1"
+        assert f'{field}: "{"q" * 40}…"  (300,000 bytes, cut: the first 65,532 seen)' \
+            in said_big, said_big
+        assert "(empty)" not in said_big
     # Compressed, and still over 64 KiB (bytes that do not compress): its first 64 KiB
     # inflated, and the fields within what they give (it had been only counted).
     import gzip
@@ -416,7 +429,8 @@ def test_a_large_messages_leading_fields_are_decoded(schema: tuple[Path, Protose
                    ("grpc-encoding", "gzip"))
     assert len(said) == 1, said
     assert said[0].startswith(f"message 1: {len(zipped)} bytes (compressed)  "
-                              'demo.v1.HelloRequest {name: "upload.bin"}'), said
+                              'demo.v1.HelloRequest {name: "upload.bin" blob: bytes ['), said
+    assert "bytes, cut: the first " in said[0], said
     assert said[0].endswith("(gzip decoded: the fields within the first 64 KiB it inflates "
                             "to; the rest not decoded)")
 

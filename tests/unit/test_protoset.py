@@ -183,7 +183,13 @@ def test_the_start_of_a_message_is_its_whole_fields_and_not_just_any_bytes() -> 
     from proxy.protobuf import decode_raw
 
     start = b"\x0a\x05world\x12\x08trunc"  # field 2 announces 8 bytes, 5 are here
-    assert decode_raw(start, partial=True) == ['1: "world"']
+    assert decode_raw(start, partial=True) == [
+        '1: "world"', '2: "trunc…"  (8 bytes, cut: the first 5 seen)']
+    # (bytes that are not text: in hex; a character the cut splits is not an error)
+    assert decode_raw(b"\x12\x08\x00\xff", partial=True) == [
+        "2: bytes [00 ff …]  (8 bytes, cut: the first 2 seen)"]
+    assert decode_raw(b"\x12\x08ab\xc3", partial=True) == [
+        '2: "ab…"  (8 bytes, cut: the first 3 seen)']
     assert decode_raw(start) is None
     assert decode_raw(b"\x08" + b"\x96", partial=True) == []  # a varint cut short
     assert decode_raw(bytes(100), partial=True) is None  # field number 0
