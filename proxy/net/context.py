@@ -152,15 +152,19 @@ class ProxyState:
                 known.clear()
         known[(client_ip, host.lower(), stack)] = time.monotonic()
 
-    def client_trusts(self, client_ip: str, host: str, stack: object) -> bool:
+    def client_trusts(self, client_ip: str, host: str, stack: object, opened: float) -> bool:
         """Whether a client at *client_ip* with the same TLS *stack* (the same
         library: on one machine every client is 127.0.0.1) finished a handshake with
         h2scope's leaf for *host* within the last :attr:`CLIENT_TLS_REMEMBERED`
-        seconds: it trusts the certificate, so another of its connections that ends
-        silently mid-handshake was abandoned (a browser's raced or spare
-        connection), not a rejection."""
+        seconds, after the connection opened at *opened* (monotonic) had begun: it
+        trusts the certificate, and it opened this connection alongside that one,
+        so this one, ending silently mid-handshake, was abandoned (a browser's
+        raced or spare connection), not a rejection. A connection opened after
+        the other finished is no race: another program with the same library (one
+        Python program after another) may well not trust h2scope's CA."""
         t = self._client_tls.get((client_ip, host.lower(), stack))
-        return t is not None and time.monotonic() - t <= self.CLIENT_TLS_REMEMBERED
+        return t is not None and t >= opened and \
+            time.monotonic() - t <= self.CLIENT_TLS_REMEMBERED
 
     def new_observer(self) -> Observer:
         """The observer of one HTTP/2 connection's bytes (the client sends the preface)."""
@@ -262,6 +266,8 @@ class Conn:
         self.mode = mode
         self.client = client
         self.id = state.new_conn_id()
+        self.opened = time.monotonic()
+        """When h2scope accepted it (:meth:`ProxyState.client_trusts` reads it)."""
         self.target: str | None = mode.target
         self.closed_emitted = False
         self.streams: list[Stream] = []

@@ -280,10 +280,11 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
                              f"{leaf_host} ({_tls_error(exc)})", hint, client_hello=hello)
         elif isinstance(exc, (StreamClosed, ssl.SSLEOFError, ConnectionError)) and \
                 hello is not None and \
-                conn.state.client_trusts(conn.client[0], leaf_host, hello.stack):
+                conn.state.client_trusts(conn.client[0], leaf_host, hello.stack, conn.opened):
             # (the same client finished a handshake with h2scope's certificate for this
-            # host moments ago: this one it abandoned — a browser races connections and
-            # cancels the spare ones once one works —, no verdict on the certificate)
+            # host while this one was under way: this one it abandoned — a browser
+            # races connections and cancels the spare ones once one works —, no
+            # verdict on the certificate)
             raise InterceptFailed(
                 f"the client abandoned this connection during the TLS handshake "
                 f"({_tls_error(exc)}); it has finished another to {leaf_host} with "
