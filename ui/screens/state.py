@@ -269,12 +269,20 @@ def hpack_text(conn: ConnInfo, block_bytes: BlockBytes, cache: ChartCache | None
     return out
 
 
+ENTRY_CHARS = 4096
+"""Characters of an entry's value shown: a default-sized table (4,096 bytes) holds
+no longer one, so only a table a SETTINGS enlarged gets a cut, and it is marked."""
+
+
 def _entries(out: Text, entries: Sequence[tuple[str, str]]) -> None:
-    """The dynamic table's entries by their index (the first 200)."""
+    """The dynamic table's entries by their index (the first 200), values whole (the
+    view wraps them) up to :data:`ENTRY_CHARS`, past which the cut says how much."""
     for i, (n, v) in enumerate(entries[:200]):
         out.append(f"  {62 + i:>4}  ", "dim")
-        out.append(f"{n}: {v[:100]}  ", "")
-        out.append(f"({len(n) + len(v) + 32} B)\n", "dim")
+        out.append(f"{n}: {v[:ENTRY_CHARS]}", "")
+        if len(v) > ENTRY_CHARS:
+            out.append(f"… ({len(v) - ENTRY_CHARS:,} more characters)", "dim")
+        out.append(f"  ({len(n) + len(v) + 32} B)\n", "dim")
     if len(entries) > 200:
         out.append(f"  … {len(entries) - 200} more\n", "dim")
 

@@ -115,3 +115,20 @@ def test_streams_silent_on_priority_are_listed_at_the_default_beside_those_that_
     quiet.streams[3] = StreamInfo(conn_id=1, stream_id=3)
     assert "(no priority header or PRIORITY_UPDATE frame seen)" in priority_text(quiet).plain
     assert "stream     3" not in priority_text(quiet).plain
+
+
+def test_hpack_table_entries_show_a_long_value_whole() -> None:
+    """Chromium's 151-character user-agent read '…HeadlessChrome/156.0.0.0 Safa
+    (151 B)': values were cut at 100 characters with no mark."""
+    from rich.text import Text
+
+    from ui.screens.state import ENTRY_CHARS, _entries
+
+    ua = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "HeadlessChrome/156.0.0.0 Safari/537.36")
+    huge = "x" * (ENTRY_CHARS + 1234)
+    out = Text()
+    _entries(out, [("user-agent", ua), ("cookie", huge)])
+    lines = out.plain.splitlines()
+    assert lines[0] == f"    62  user-agent: {ua}  ({len(ua) + 10 + 32} B)"
+    assert lines[1].startswith("    63  cookie: " + "x" * ENTRY_CHARS + "… (1,234 more characters)")
