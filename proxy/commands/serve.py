@@ -15,7 +15,6 @@ import contextlib
 import math
 import os
 import signal
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,7 +188,7 @@ def _tls_context(args: argparse.Namespace, confdir: Path,
 
 async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
                  count: int) -> int:
-    from proxy.replay.mock_server import recorded_settings_frame, start_mock_server
+    from proxy.replay.mock_server import served_settings, start_mock_server
     from proxy.replay.responses import goaway_text
 
     try:
@@ -209,13 +208,15 @@ async def _serve(args: argparse.Namespace, book: Any, ctx: Any, ca: Path | None,
     if ca is not None:
         print(f"h2scope serve: CA certificate: {ca} (curl --http2 --cacert {ca} "
               f"{scheme}://localhost:{port}/)", file=sys.stderr, flush=True)
-    frame = recorded_settings_frame(book)
-    if frame is not None:
+    pairs, changed = served_settings(book)
+    if pairs is not None:
         from proxy.observe.enums import setting_name
 
-        said = ", ".join(f"{setting_name(k)}={v}" for k, v in (
-            struct.unpack_from(">HL", frame, i) for i in range(9, len(frame), 6)))
-        print(f"h2scope serve: SETTINGS as the recorded server sent them: {said or '(none)'}",
+        said = ", ".join(f"{setting_name(k)}={v}" for k, v in pairs)
+        print(f"h2scope serve: SETTINGS as the recorded server sent them: {said or '(none)'}"
+              + "".join(f"; {note}" for note in changed), file=sys.stderr, flush=True)
+    elif changed:
+        print(f"h2scope serve: SETTINGS: h2's defaults (none recorded) and {changed[0]}",
               file=sys.stderr, flush=True)
     for r in book.responses if book.goaway else ():
         if r.goaway_after is not None:

@@ -113,7 +113,7 @@ class MockConnection:
         """The recorded server's SETTINGS, sent as they were (None: h2's defaults)."""
         if self.settings_frame is not None:
             self.conn.local_settings = _h2_settings(self.settings_frame)
-        elif any(r.method == "CONNECT" for r in book.responses):
+        elif needs_connect_protocol(book):
             # RFC 8441 §3: without this setting a client sends no extended CONNECT
             # (a WebSocket over HTTP/2), and the recorded one could not be served.
             codes = h2.settings.SettingCodes
@@ -385,18 +385,57 @@ class MockConnection:
                 return
 
 
-def recorded_settings_frame(book: ResponseBook) -> bytes | None:
-    """The SETTINGS frame the recorded server sent first (on the connection of the
-    first recorded response), to send as it was: a client's behaviour may hang on
-    a server's settings. None when the capture does not have it."""
-    found = next((r.server_settings for r in book.responses
-                  if r.server_settings is not None), None)
-    if found is None:
-        return None
+ENABLE_CONNECT_PROTOCOL = 0x8
+
+
+def needs_connect_protocol(book: ResponseBook) -> bool:
+    """The recording holds a WebSocket (or another protocol) over HTTP/2: an
+    extended CONNECT (RFC 8441) the server answered 2xx."""
+    return any(r.method == "CONNECT" and r.protocol and r.status[:1] == "2"
+               for r in book.responses)
+
+
+def served_settings(book: ResponseBook) -> tuple[list[tuple[int, int]] | None, list[str]]:
+    """The SETTINGS the mock opens with — the recorded server's first frame (on the
+    connection of the first recorded response), with the values its later SETTINGS
+    frames set before its first response folded in (the values a client met) — and
+    what differs from that first frame, said in words. None: the capture has no
+    SETTINGS from the server (h2's defaults are sent)."""
+    from proxy.observe.enums import setting_name
+
+    first = next((r for r in book.responses if r.server_settings is not None), None)
+    websocket = needs_connect_protocol(book)
+    forced = ("ENABLE_CONNECT_PROTOCOL=1 (the recording holds a WebSocket over HTTP/2, "
+              "an extended CONNECT answered 2xx: RFC 8441 §3, else no client sends one)")
+    if first is None or first.server_settings is None:
+        return None, [forced] if websocket else []
+    pairs = list(first.server_settings)
+    notes = []
+    for k, v in first.later_settings:
+        if [v] == [pv for pk, pv in pairs if pk == k]:
+            continue  # (the same value again: no change)
+        if any(pk == k for pk, _ in pairs):
+            pairs = [(pk, v if pk == k else pv) for pk, pv in pairs]
+        else:
+            pairs.append((k, v))
+        notes.append(f"{setting_name(k)}={v} from a later SETTINGS frame")
     # RFC 9113 §6.5.2: a server must not set ENABLE_PUSH to 1; 0 is its to send.
-    pairs = [(k, v) for k, v in found if k != 0x2 or v == 0]
-    if any(r.method == "CONNECT" for r in book.responses) and 0x8 not in dict(pairs):
-        pairs.append((0x8, 1))  # RFC 8441 §3: else no extended CONNECT comes
+    pairs = [(k, v) for k, v in pairs if k != 0x2 or v == 0]
+    if websocket and [v for k, v in pairs if k == ENABLE_CONNECT_PROTOCOL] != [1]:
+        pairs = [(k, v) for k, v in pairs if k != ENABLE_CONNECT_PROTOCOL]
+        pairs.append((ENABLE_CONNECT_PROTOCOL, 1))
+        notes = [n for n in notes if not n.startswith("ENABLE_CONNECT_PROTOCOL=")]
+        notes.append(forced)
+    return pairs, notes
+
+
+def recorded_settings_frame(book: ResponseBook) -> bytes | None:
+    """The SETTINGS frame to send (:func:`served_settings`), as the recorded server
+    sent its values: a client's behaviour may hang on a server's settings. None
+    when the capture does not have it."""
+    pairs, _ = served_settings(book)
+    if pairs is None:
+        return None
     payload = b"".join(struct.pack(">HL", k, v & 0xFFFF_FFFF) for k, v in pairs)
     return struct.pack(">L", len(payload))[1:] + b"\x04\x00" + bytes(4) + payload
 

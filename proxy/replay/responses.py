@@ -87,6 +87,13 @@ class RecordedResponse:
     server): ``the client reset it (CANCEL)``, or the capture ends first."""
     server_settings: tuple[tuple[int, int], ...] | None = None
     """The recorded server's first SETTINGS on this connection, in wire order."""
+    later_settings: tuple[tuple[int, int], ...] = ()
+    """The values of the server's later SETTINGS frames on this connection that came
+    before its first response, in wire order: a python-hyper h2 server sends its
+    defaults (ENABLE_CONNECT_PROTOCOL=0) first and what it calls
+    ``update_settings()`` with right after, and the values in force are both."""
+    protocol: str = ""
+    """The ``:protocol`` of an extended CONNECT (RFC 8441: ``websocket``)."""
     request_digest: bytes = b""
     """SHA-256 of the request body as recorded (``--match body``; of what the
     recording kept of it: a body cut by record.max_data_bytes matches no request)."""
@@ -155,6 +162,10 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
         return s
 
     settings: dict[int, tuple[tuple[int, int], ...]] = {}
+    later: dict[int, list[tuple[int, int]]] = {}
+    answered: set[int] = set()
+    """Connections whose server has sent a frame on a stream (its settings from then
+    on are changes while serving, not what a client finds on connecting)."""
     goaways: dict[int, tuple[int, int, bytes]] = {}
     """Per connection, the server's first GOAWAY with an error: (seq, code, debug)."""
     closed: set[int] = set()
@@ -183,9 +194,14 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                         ev.direction is Direction.S2C and c not in goaways:
                     goaways[c] = (ev.seq, ev.frame.error_code, bytes(ev.frame.debug_data))
                 if isinstance(ev.frame, SettingsFrame) and not ev.frame.ack and \
-                        ev.direction is Direction.S2C and c not in settings:
-                    settings[c] = ev.frame.settings
+                        ev.direction is Direction.S2C:
+                    if c not in settings:
+                        settings[c] = ev.frame.settings
+                    elif c not in answered:
+                        later.setdefault(c, []).extend(ev.frame.settings)
                 continue
+            if ev.direction is Direction.S2C:
+                answered.add(c)
             f = ev.frame
             if f.malformed is not None:
                 continue
@@ -265,6 +281,8 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     path=req.get(":path", ""), actions=actions,
                                     truncated=s.truncated, pushed_on=pusher, cut=cut,
                                     server_settings=settings.get(key[0]),
+                                    later_settings=tuple(later.get(key[0], ())),
+                                    protocol=req.get(":protocol", ""),
                                     request_digest=s.body.digest()))
     for c, (seq, code, debug) in goaways.items():
         before = [(max((a.seq for a in r.actions if a.seq < seq), default=-1), i)

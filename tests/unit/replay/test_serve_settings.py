@@ -17,7 +17,7 @@ def test_a_recorded_enable_push_0_is_sent_and_a_1_is_not() -> None:
     it); 1 a server must not send (RFC 9113 §6.5.2), whatever a capture holds."""
     def book(settings: list[tuple[int, int]]) -> SimpleNamespace:
         return SimpleNamespace(responses=[SimpleNamespace(server_settings=settings,
-                                                          method="GET")])
+                                                          later_settings=(), method="GET")])
 
     frame = recorded_settings_frame(book([(1, 4096), (2, 0), (4, 65535)]))  # type: ignore[arg-type]
     assert frame is not None and _values(frame) == [(1, 4096), (2, 0), (4, 65535)]
