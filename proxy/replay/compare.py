@@ -128,9 +128,11 @@ class StreamOutcome:
 
     @property
     def cancelled(self) -> bool:
-        """The client reset the stream before the server's response ended: how much
-        of the response had come by then is timing, not the server's answer."""
-        return self.reset is not None and self.server_reset is None and not self.answered
+        """The client reset the stream (its reset came first) before the server's
+        response ended: how much of the response had come by then, and whether the
+        server reset it too, is timing, not the server's answer."""
+        return self.reset is not None and self.reset != self.server_reset \
+            and not self.answered
 
     @property
     def client_left(self) -> bool:
@@ -441,10 +443,12 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
                 and o.body_sha256 != r.body_sha256)):
         out.append(f"body: {_body(o)} → {_body(r)}")
     # A side the capture has only part of may have been reset after its end: its
-    # "none" is no evidence (missing parts never are).
+    # "none" is no evidence (missing parts never are). Nor is a server's reset of a
+    # stream the recorded client had reset first (a call cancelled at its deadline):
+    # whether the server's came before it read the client's is timing.
     if replayed:
-        if o.server_reset != r.server_reset and not _unknown_end(o, o.server_reset, r,
-                                                                 r.server_reset):
+        if o.server_reset != r.server_reset and not o.cancelled and not _unknown_end(
+                o, o.server_reset, r, r.server_reset):
             out.append(f"server reset: {o.server_reset or 'none'} → "
                        f"{r.server_reset or 'none'}")
     elif o.reset != r.reset and not _unknown_end(o, o.reset, r, r.reset):
@@ -516,8 +520,11 @@ def report_lines(diffs: list[StreamDiff]) -> list[str]:
                 if o is not None and o.cancelled else \
                 f"{s.body_length} bytes before the client closed the connection (not " \
                 "compared)" if o is not None and o.client_left else _body(s)
-            # (the server's reset was compared too: a same line says it, as it said none)
-            reset = f", reset {s.server_reset}" if s.server_reset else ""
+            # (the server's reset was compared too: a same line says it, as it said none;
+            # after the client's reset it was not)
+            reset = "" if not s.server_reset else \
+                f", reset {s.server_reset} (not compared)" if o is not None and o.cancelled \
+                else f", reset {s.server_reset}"
             lines.append(f"  same     {s.label}{target}: {status}{grpc}, {body}{reset}")
             continue
         lines.append(f"  DIFFERS  {s.label}{target}:")

@@ -229,8 +229,9 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
     for s in original:
         if s.cancelled and not s.pushed:
             notes.append(f"{s.label}: the client reset it ({s.reset}) before the response "
-                         "ended: how much of the response comes first is timing, so its "
-                         "body is not compared (nor a status that did not come)")
+                         "ended: how much of the response comes first, and whether the "
+                         "server resets it too, is timing, so its body and a server reset "
+                         "are not compared (nor a status that did not come)")
         elif s.incomplete and s.method is not None:  # (not a PRIORITY-only stream)
             if len(missing) > 3:
                 continue
