@@ -129,6 +129,8 @@ class MockConnection:
         self.bodies: dict[int, Any] = {}
         """``--match body``: each open request's body SHA-256 so far."""
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.continued: set[int] = set()
+        """Requests whose 100 Continue was sent on their HEADERS."""
         self.window = asyncio.Event()
         self.closed = False
         self.gone_away = False
@@ -184,6 +186,9 @@ class MockConnection:
                 (_text(n), _text(v)) for n, v in ev.headers or ())
             if "body" in self.book.fields:
                 self.bodies[ev.stream_id] = hashlib.sha256()
+            if ev.stream_ended is None and any(
+                    n == "expect" and v.strip().lower() == "100-continue" for n, v in headers):
+                self._continue(ev.stream_id)
             if ev.stream_ended is not None or (":method", "CONNECT") in headers:
                 # A CONNECT's request stream stays open (a tunnel, a WebSocket): the
                 # response comes first.
@@ -207,6 +212,24 @@ class MockConnection:
                 task.cancel()
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.closed = True
+
+    def _continue(self, sid: int) -> None:
+        """RFC 9110 §10.1.1: a client that sent ``expect: 100-continue`` may wait for
+        a 100 before its body (curl waits 1 s; one without a timeout, forever),
+        and the mock answers only once the body has come: the 100 goes now, on
+        the request's HEADERS — the recorded one of the response the request
+        matches so far (with ``--match body``, the first that matches but for
+        the body), else a bare 100 — and is not sent again with the response."""
+        req = dict(self.requests.get(sid, ()))
+        method, path = req.get(":method", ""), req.get(":path", "")
+        found = self.book.find(method, req.get(":authority", req.get("host", "")), path,
+                               peek=True)
+        interim = _continue_of(found.actions) if found is not None else None
+        self.continued.add(sid)
+        self.conn.send_headers(sid, _wire(interim.headers if interim is not None
+                                          else ((":status", "100"),)))
+        self.log(f"{method} {path}: 100 Continue on its HEADERS (expect: 100-continue; "
+                 f"{'as recorded' if interim is not None else 'none recorded'})")
 
     def _respond(self, sid: int) -> None:
         req = dict(self.requests.get(sid, ()))
@@ -252,6 +275,10 @@ class MockConnection:
             if found.cut is not None:  # (never leave the client waiting on the rest)
                 last = actions[-1].at if actions else 0.0
                 actions = (*actions, Action(kind="cut", error_code=0x8, at=last, seq=1 << 62))
+        if sid in self.continued:  # (its 100 went on the request's HEADERS)
+            self.continued.discard(sid)
+            interim = _continue_of(actions)
+            actions = tuple(a for a in actions if a is not interim)
         goaway = found.goaway_after if found is not None and self.book.goaway else None
         self._start(sid, actions, asyncio.get_running_loop().time(), goaway)
 
@@ -470,6 +497,18 @@ def _merged(actions: tuple[Action, ...]) -> list[tuple[int, Action]]:
     if k and all(seq >= 0 for seq, _, _ in items):
         items.sort(key=lambda item: item[0])  # (stable: a push's own frames keep their order)
     return [(slot, a) for _, slot, a in items]
+
+
+def _continue_of(actions: tuple[Action, ...]) -> Action | None:
+    """A response's recorded ``100 Continue``: an interim HEADERS before the final."""
+    for a in actions:
+        if a.kind == "headers":
+            status = dict(a.headers).get(":status", "")
+            if status == "100":
+                return a
+            if not status.startswith("1"):
+                return None
+    return None
 
 
 def _text(value: bytes | str) -> str:

@@ -347,9 +347,11 @@ class ResponseBook:
             or host_of(r.authority) == host_of(authority)
 
     def find(self, method: str, authority: str, path: str,
-             digest: bytes | None = None) -> RecordedResponse | None:
+             digest: bytes | None = None, *, peek: bool = False) -> RecordedResponse | None:
         """The recorded response to this request (``digest``: its body's SHA-256, for
-        ``--match body``); a pushed response only when no requested one matches."""
+        ``--match body``; None: the body is not compared); a pushed response only
+        when no requested one matches. ``peek``: the one it would be, not counted
+        as served (a ``100 Continue`` is chosen before the body has come)."""
         matching = [r for r in self.responses
                     if self._matches(r, method, authority, path, digest)]
         found = [r for r in matching if r.pushed_on is None] or matching
@@ -364,7 +366,8 @@ class ResponseBook:
                _route(path) if "route" in self.fields else "",
                digest.hex() if "body" in self.fields and digest is not None else "")
         n = self._used.get(key, 0)
-        self._used[key] = n + 1
+        if not peek:
+            self._used[key] = n + 1
         return found[min(n, len(found) - 1)]
 
     def other_bodies(self, method: str, authority: str, path: str) -> int:
