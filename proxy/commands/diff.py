@@ -42,7 +42,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "diff", allow_abbrev=False, parents=[common],
         help="compare the responses (and requests) of two recordings, request by request",
         description="Pair the streams of two captures by request (method, host, path) and "
-        "say what differs: status, response header names (and values with --values), "
+        "say what differs: status, 1xx informational responses (a 103's Early Hints), "
+        "response header names (and values with --values), "
         "trailer names, body length and SHA-256, resets; with --requests the request "
         "header fields too.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

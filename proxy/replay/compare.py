@@ -2,7 +2,8 @@
 
 :func:`outcomes` folds one connection's replayed records into a
 :class:`StreamOutcome` per stream: the request line, the response status,
-response header names (and apart, the trailer section's names), body length and
+the 1xx informational responses before it (a 103's Early Hints), response header
+names (and apart, the trailer section's names), body length and
 SHA-256, and whether the stream was reset. :func:`compare` pairs the original's
 streams with the replay's (client streams by the order they were opened — stream
 ids may differ after re-encoding — and pushed streams by their promised request)
@@ -25,6 +26,7 @@ fields (:func:`request_differences`).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +127,9 @@ class StreamOutcome:
     """An HTTP/1.x response's names that belong to its connection
     (:func:`connection_specific`): left out of the comparison on both sides, so a
     field both sides carry never differs."""
+    informational: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """The 1xx responses before the final one, in order: each its status and fields
+    (``103`` and its ``link`` fields: Early Hints, RFC 8297)."""
 
     @property
     def cancelled(self) -> bool:
@@ -169,6 +174,7 @@ class _Acc:
     started: float | None = None
     upgraded: bool = False
     """Stream 1 of an h2c upgrade: its request went in HTTP/1.1."""
+    informational: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
     encoding: str | None = None
     """The response's content-encoding, when it has one."""
     coded: bytearray | None = None
@@ -260,6 +266,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                     continue
                 status = next((v for n, v in ev.block.headers if n == ":status"), None)
                 if status is not None and status.startswith("1"):
+                    acc.informational.append((status, tuple(
+                        h for h in ev.block.headers if not h[0].startswith(":"))))
                     continue
                 # (a block without :status after the final response's is its trailers)
                 trailers = status is None and acc.status is not None
@@ -297,7 +305,7 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
             answered=acc.answered, closed=None if acc.ended else _why_closed(
                 acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
-            started=acc.started))
+            started=acc.started, informational=tuple(acc.informational)))
     return out
 
 
@@ -357,7 +365,11 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
             len(body) <= DECODED_KEPT else None,
             reset=None, conn_id=ex.conn_id, response_headers=fields,
             incomplete=not whole, answered=whole, request_headers=request, started=ex.started,
-            request_left_out=connection_specific(request), left_out=connection_specific(fields)))
+            request_left_out=connection_specific(request), left_out=connection_specific(fields),
+            informational=tuple(
+                (dict(h).get(":status", "1xx"), tuple((n.lower(), v) for n, v in h
+                                                      if not n.startswith(":")))
+                for h in ex.informational)))
     return out
 
 
@@ -430,6 +442,10 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     if names_o != names_r and not (gap and None in (o.status, r.status)):
         # (a side with no response yet, in an excerpt: nothing to compare names with)
         out.append(f"response header names: {_name_changes(names_o, names_r)}")
+    hints_o, hints_r = _hints(o, volatile), _hints(r, volatile)
+    if [(st, set(c)) for st, c in hints_o] != [(st, set(c)) for st, c in hints_r] and not (
+            gap and None in (o.status, r.status)):
+        out.append(f"informational: {_hints_text(hints_o)} → {_hints_text(hints_r)}")
     trailers_o = set(o.trailer_names) - volatile
     trailers_r = set(r.trailer_names) - volatile
     if trailers_o != trailers_r and not gap:  # (an excerpt ends before its trailers)
@@ -454,6 +470,28 @@ def diff_streams(o: StreamOutcome, r: StreamOutcome,
     elif o.reset != r.reset and not _unknown_end(o, o.reset, r, r.reset):
         out.append(f"reset: {o.reset or _closed('none', o)} → {r.reset or _closed('none', r)}")
     return tuple(out)
+
+
+UNCOMPARED_1XX = ("100", "101")
+"""Informational statuses left out: whether a ``100 Continue`` comes depends on the
+client's ``Expect: 100-continue`` and the server's choice (RFC 9110 §10.1.1), and
+``101`` is an HTTP/1.1 upgrade's, of the connection (RFC 9113 §8.6)."""
+
+
+def _hints(s: StreamOutcome, volatile: frozenset[str]) -> list[tuple[str, Counter[str]]]:
+    """The compared 1xx responses (a 103's Early Hints): status and field names counted,
+    volatile names left out."""
+    return [(status, Counter(n for n, _ in fields if n not in volatile))
+            for status, fields in s.informational if status not in UNCOMPARED_1XX]
+
+
+def _hints_text(hints: list[tuple[str, Counter[str]]]) -> str:
+    """``103 (2 link)``, ``103 (link, x-hint), 103``, ``none``."""
+    if not hints:
+        return "none"
+    return ", ".join(status + (" (" + ", ".join(
+        f"{n} {name}" if n > 1 else name for name, n in sorted(names.items())) + ")"
+        if names else "") for status, names in hints)
 
 
 def _unknown_end(o: StreamOutcome, o_reset: str | None, r: StreamOutcome,
@@ -558,7 +596,9 @@ def value_differences(a: StreamOutcome, b: StreamOutcome,
                       volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
     """Response fields present in both whose values differ (volatile names excluded),
     as ``header name: a → b`` (:func:`shown_values`), ``trailer name: ...`` for a
-    field both carry in their trailers only."""
+    field both carry in their trailers only; then the fields of the compared 1xx
+    responses (``informational 103 link: ...``), paired in order while their statuses
+    agree."""
     skip = volatile | a.left_out | b.left_out
 
     def values(s: StreamOutcome) -> dict[str, list[str]]:
@@ -573,8 +613,24 @@ def value_differences(a: StreamOutcome, b: StreamOutcome,
         return "trailer" if trailer else "header"
 
     va, vb = values(a), values(b)
-    return [f"{where(n)} {n}: {shown_values(va[n])} → {shown_values(vb[n])}"
-            for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]
+    out = [f"{where(n)} {n}: {shown_values(va[n])} → {shown_values(vb[n])}"
+           for n in sorted(va.keys() & vb.keys()) if va[n] != vb[n]]
+    # The 1xx responses of the same status, in order: their fields' values (a 103's
+    # link targets).
+    hints_a = [h for h in a.informational if h[0] not in UNCOMPARED_1XX]
+    hints_b = [h for h in b.informational if h[0] not in UNCOMPARED_1XX]
+    for (status_a, fields_a), (status_b, fields_b) in zip(hints_a, hints_b, strict=False):
+        if status_a != status_b:
+            break
+        ia: dict[str, list[str]] = {}
+        ib: dict[str, list[str]] = {}
+        for got, fields in ((ia, fields_a), (ib, fields_b)):
+            for n, v in fields:
+                if n not in skip:
+                    got.setdefault(n, []).append(v)
+        out += [f"informational {status_a} {n}: {shown_values(ia[n])} → {shown_values(ib[n])}"
+                for n in sorted(ia.keys() & ib.keys()) if ia[n] != ib[n]]
+    return out
 
 
 def shown_values(values: list[str] | None) -> str:
