@@ -116,7 +116,10 @@ def _pairs(headers: Headers | None) -> list[list[str]]:
 
 
 def _headers(headers: Headers | None) -> list[dict[str, str]]:
-    return [_header(n, v) for n, v in _bounded(headers)[0] if not n.startswith(":")]
+    # (the pseudo-header fields are in the URL, the method and the status, but for an
+    # extended CONNECT's :protocol, RFC 8441 §4, which says what the stream carries)
+    return [_header(n, v) for n, v in _bounded(headers)[0]
+            if not n.startswith(":") or n == ":protocol"]
 
 
 def _bounded(headers: Headers | None) -> tuple[Headers, str | None]:
@@ -300,6 +303,9 @@ def _url(ex: Exchange, meta: dict[str, Any]) -> str:
     scheme = ex.header(":scheme") or "https"
     authority = ex.authority() or _target(meta, scheme)
     path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
+    if (ex.header(":protocol") or "").lower() == "websocket":
+        # (a WebSocket by its ws or wss URL, as DevTools names one, RFC 8441 §5)
+        return f"{'ws' if scheme == 'http' else 'wss'}://{authority}{path}"
     return f"{scheme}://{authority}{path}"
 
 

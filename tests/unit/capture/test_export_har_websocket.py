@@ -84,6 +84,12 @@ def test_websocket_messages_are_exported_as_chromium_does(tmp_path: Path) -> Non
     (entry,) = har(tmp_path / "ws.h2scope")["log"]["entries"]  # type: ignore[index]
     assert entry["_resourceType"] == "websocket"
     assert entry["request"]["method"] == "CONNECT"
+    # (by its wss URL, as DevTools names a WebSocket; the :protocol that made the
+    # CONNECT an extended one kept among the headers: no pseudo-header is, else)
+    assert entry["request"]["url"] == "wss://chat.example.test/chat"
+    names = [h["name"] for h in entry["request"]["headers"]]
+    assert ":protocol" in names and not [n for n in names if n.startswith(":")
+                                         and n != ":protocol"], names
     assert entry["response"]["content"]["size"] == 0
     msgs = entry["_webSocketMessages"]
     assert [(m["type"], m["opcode"], m["data"]) for m in msgs] == [
