@@ -301,6 +301,25 @@ class ConnInfo:
     """Round-trip times of answered PINGs, seconds."""
     priority: PriorityTree = field(default_factory=PriorityTree)
     """RFC 7540 §5.3 dependency tree, as HEADERS and PRIORITY frames built it."""
+    first_authority: str | None = None
+    """The ``:authority`` of the connection's first request (see :meth:`own_authority`)."""
+
+    def own_authority(self, authority: str) -> bool:
+        """Whether a request's ``:authority`` names this connection's own server, so a
+        one-line summary can leave it out (the connection column names it): the
+        target — its host alone for port 443 or 80 —, or, in reverse mode, where
+        clients address h2scope's own listener (``localhost:8080``) and never the
+        target, the authority the connection's first request named."""
+        authority = authority.lower()  # (host names ignore case)
+        target = self.target.lower()
+        if authority == target:
+            return True
+        host, _, port = target.rpartition(":")
+        if port in ("443", "80") and authority == host:
+            return True
+        return (str(self.meta.get("mode", "")).startswith("reverse")
+                and self.first_authority is not None
+                and authority == self.first_authority.lower())
 
     @property
     def host(self) -> str | None:

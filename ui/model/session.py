@@ -390,6 +390,9 @@ class Session:
                     pushed.first_t = t
             elif s is not None:
                 self._message(s, d, block.headers, t)
+                if d == 0 and c.first_authority is None:
+                    c.first_authority = next(
+                        (v for n, v in block.headers if n == ":authority"), None)
         if isinstance(f, HeadersFrame) and f.priority is not None:
             p = f.priority
             c.priority.set(sid, p.depends_on, p.weight, p.exclusive)

@@ -20,6 +20,7 @@ from proxy.observe.describe import block_summary, frame_summary, header_frame_fi
 from proxy.observe.enums import flag_names, type_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.findings import Severity
+from ui.model.connections import ConnInfo
 from ui.model.session import Session
 from ui.widgets import style
 from ui.widgets.rowlist import RowList
@@ -166,8 +167,7 @@ def render_frame_row(session: Session, row: int,
         text.append("(bytes not available)" if session.indexed or session.loaded
                     or session.decoded else "(reading…)", style.TIME)
     elif ev.block is not None and ftype in _BLOCK_TYPES:
-        c = session.conns.get(t.conn[row])
-        text.append(_block_row_summary(ev, c.target if c is not None else ""))
+        text.append(_block_row_summary(ev, session.conns.get(t.conn[row])))
     else:
         text.append(frame_summary(ev))
         if ftype == _RST_STREAM:
@@ -179,22 +179,14 @@ def render_frame_row(session: Session, row: int,
     return text
 
 
-def _block_row_summary(ev: FrameObserved, target: str) -> str:
+def _block_row_summary(ev: FrameObserved, conn: ConnInfo | None) -> str:
     """A header frame's summary with what a narrow timeline must show first: the
-    request's method and path (its ``:authority`` left out when it is the
-    connection's target, which the connection column names), then the priority,
+    request's method and path (its ``:authority`` left out when it names the
+    connection's own server, :meth:`ConnInfo.own_authority`), then the priority,
     promised stream and padding a browser's HEADERS carry before it."""
     assert ev.block is not None
     headers = ev.block.headers
     authority = next((v for n, v in headers if n == ":authority"), None)
-    if authority is not None and _same_host(authority, target):
+    if authority is not None and conn is not None and conn.own_authority(authority):
         headers = tuple((n, v) for n, v in headers if n != ":authority")
     return "  ".join([block_summary(headers), *header_frame_fields(ev.frame)])
-
-
-def _same_host(authority: str, target: str) -> bool:
-    authority, target = authority.lower(), target.lower()  # (host names ignore case)
-    if authority == target:
-        return True
-    host, _, port = target.rpartition(":")
-    return port in ("443", "80") and authority == host

@@ -13,6 +13,7 @@ from proxy.cli import main
 from tests.unit.ui.conftest import drive, screen_text
 from tests.unit.ui.traffic import record
 from ui.app import H2ScopeApp
+from ui.model.connections import ConnInfo
 from ui.screens.help import HelpScreen
 from ui.screens.prompt import ExportPrompt
 from ui.screens.state import StateScreen
@@ -104,12 +105,46 @@ def test_a_request_row_leads_with_its_path_and_names_a_host_not_the_connections(
                             priority_exclusive=True)
     events = [ev for ev in ConnectionObserver().feed(Direction.C2S, client.data_to_send(), 0.0)
               if isinstance(ev, FrameObserved) and ev.block is not None]
-    rows = [_block_row_summary(ev, "www.example.com:443") for ev in events]
+    def conn(target: str, mode: str = "regular") -> ConnInfo:
+        c = ConnInfo(conn_id=1, meta={"target": target, "mode": mode})
+        c.first_authority = "www.example.com"
+        return c
+
+    rows = [_block_row_summary(ev, conn("www.example.com:443")) for ev in events]
     assert rows == ["GET /s1.js  dep=0(excl) weight=183",
                     "GET cdn.example.com/s3.js  dep=0(excl) weight=183"]
-    assert _block_row_summary(events[0], "www.example.com:8443").startswith(
+    assert _block_row_summary(events[0], conn("www.example.com:8443")).startswith(
         "GET www.example.com/s1.js")  # (another port: another origin)
-    assert _block_row_summary(events[0], "WWW.Example.com:443").startswith("GET /s1.js")
+    assert _block_row_summary(events[0], conn("WWW.Example.com:443")).startswith("GET /s1.js")
+
+
+def test_a_reverse_mode_request_row_leaves_out_the_proxys_own_address(
+        tmp_path: Path) -> None:
+    """In reverse mode the client's :authority is h2scope's listener
+    (localhost:65021), never the target, so every row read 'GET localhos…' with the
+    path cut: an authority equal to the connection's first request's is left out
+    there; another host is still named."""
+    from tests.unit.ui.traffic import META, record_requests
+    from ui.model.capture import CaptureFile, load
+    from ui.model.session import Session
+
+    headers = [(":method", "GET"), (":scheme", "https"), (":authority", "localhost:65021")]
+    path = record_requests(tmp_path / "reverse.h2scope", {
+        **META, "mode": "reverse:https://localhost:65010@65021", "target": "localhost:65010",
+        "sni": "localhost"}, [headers + [(":path", "/index.html")],
+                              headers + [(":path", "/app.js")],
+                              headers[:2] + [(":authority", "cdn.test"), (":path", "/x")]])
+    capture = CaptureFile(path)
+    try:
+        session = Session(capture)
+        load(session, capture)
+        t = session.table
+        rows = [render_frame_row(session, r).plain for r in range(len(t))
+                if t.type[r] == 1 and not t.direction[r]]
+    finally:
+        capture.close()
+    assert [r.split(" GET ", 1)[1] for r in rows] == [
+        "/index.html", "/app.js", "cdn.test/x"], rows
 
 
 def test_a_reset_row_names_the_request_it_reset(session: Any) -> None:

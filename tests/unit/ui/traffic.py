@@ -199,3 +199,36 @@ def failed_connection(path: Path) -> Path:
                         "certificate (TLSV1_ALERT_UNKNOWN_CA)",
                         "hint": "run `h2scope ca install-hints`"}]})
     return path
+
+
+def record_requests(path: Path, meta: dict[str, object],
+                    requests: list[list[tuple[str, str]]],
+                    response: list[tuple[str, str]] | None = None) -> Path:
+    """A one-connection capture with ``meta``: settings both ways, then each of
+    ``requests`` on streams 1, 3, 5, … answered with ``response`` (``:status 200``)
+    and a 5-byte body; closed by the client."""
+    from proxy.observe.enums import CONNECTION_PREFACE
+    from tests.unit.observe.conftest import FrameFactory
+
+    f = FrameFactory()
+    writer = CaptureWriter(path, autoflush=False)
+    tap = RecordingObserver(writer, 1, meta, t=1.0, wall_clock=True)
+    t = [1.0]
+
+    def send(direction: Direction, data: bytes) -> None:
+        t[0] += 0.01
+        tap.feed(direction, data, t[0])
+
+    send(Direction.C2S, CONNECTION_PREFACE + f.settings())
+    send(Direction.S2C, f.settings() + f.settings(ack=True))
+    send(Direction.C2S, f.settings(ack=True))
+    for n, headers in enumerate(requests):
+        sid = 2 * n + 1
+        send(Direction.C2S, f.headers(Direction.C2S, sid, headers,
+                                      flags=["END_HEADERS", "END_STREAM"]))
+        send(Direction.S2C, f.headers(Direction.S2C, sid, response or [(":status", "200")]))
+        send(Direction.S2C, f.data(sid, b"hello", flags=["END_STREAM"]))
+    t[0] += 0.01
+    tap.close(t[0], closed_by="client")
+    writer.close(fsync=False)
+    return path
