@@ -162,7 +162,18 @@ def install_hints(
                 "SSL_CERT_FILE)\n"
                 "# both replace the default roots; to keep them as well:\n"
                 f'cat "$(python3 -m certifi)" {pem} > h2scope-bundle.pem  '
-                "# and point the variables at h2scope-bundle.pem"
+                "# and point the variables at h2scope-bundle.pem\n"
+                "# in code (a test, one client): the CA and the proxy for that client only\n"
+                f"#   ctx = ssl.create_default_context(cafile={raw_pem!r})\n"
+                f"#   httpx.Client(verify=ctx, proxy={proxy_url!r})"
+                "    # httpx 0.28+: a context, not a path\n"
+                f"#   requests.get(url, verify={raw_pem!r}, "
+                f"proxies={{'https': {proxy_url!r}}})\n"
+                f"#   aiohttp: session.get(url, ssl=ctx, proxy={proxy_url!r})\n"
+                f"#   urllib3.ProxyManager({proxy_url!r}, ca_certs={raw_pem!r})\n"
+                "# HTTPS_PROXY is read by requests, urllib, httpx (not with trust_env=False,\n"
+                "# which ignores SSL_CERT_FILE too) and aiohttp (with trust_env=True only);\n"
+                "# NO_PROXY or a bypass for localhost keeps local servers away from h2scope"
             ),
         ),
         Hint(

@@ -92,3 +92,21 @@ def test_the_firefox_steps_trust_the_ca_in_every_profile_where_firefox_keeps_the
     (policy,) = [h for h in install_hints(ca) if "enterprise policy" in h.title]
     line = next(ln for ln in policy.steps.splitlines() if ln.startswith("{"))
     assert json.loads(line) == {"policies": {"Certificates": {"Install": [str(ca.cert_path)]}}}
+
+
+def test_the_python_in_code_lines_load_this_ca(tmp_path: object) -> None:
+    """The Python hint's in-code lines are Python: the context line, run as printed
+    (a path with a quote and a space in it), trusts exactly this CA."""
+    import ssl
+    from pathlib import Path
+
+    store = CertStore(Path(str(tmp_path)) / "it's here")
+    [python] = [h for h in install_hints(store.ca) if h.title.startswith("Python")]
+    [line] = [ln.removeprefix("#").strip() for ln in python.steps.splitlines()
+              if "ssl.create_default_context(cafile=" in ln]
+    scope: dict[str, object] = {"ssl": ssl}
+    exec(line, scope)
+    ctx = scope["ctx"]
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.cert_store_stats()["x509_ca"] == 1
+    assert "proxy='http://127.0.0.1:8080'" in python.steps
