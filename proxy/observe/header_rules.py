@@ -328,7 +328,12 @@ def _check_pseudo(pseudo: dict[str, str], role: BlockRole, seq: int | None, stre
                 missing = None
             else:
                 missing = [p for p in (":method", ":scheme", ":path") if p not in pseudo]
-            if missing:
+            if missing and method == "CONNECT":  # (with :protocol: RFC 8441 §4 asks for both)
+                out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 8441 §4",
+                                    f"extended CONNECT (:protocol) without "
+                                    f"{', '.join(missing)}: unlike a plain CONNECT, it must "
+                                    "carry :scheme and :path", seq, stream_id))
+            elif missing:
                 out.append(_finding("pseudo-header-missing", Severity.ERROR, "RFC 9113 §8.3.1",
                                     f"request without {', '.join(missing)}", seq, stream_id))
             if ":authority" not in pseudo and "host" not in pseudo and \

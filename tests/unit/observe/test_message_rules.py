@@ -204,6 +204,18 @@ def test_protocol_outside_connect_and_a_withdrawn_setting_are_flagged() -> None:
     assert [(x.code, x.rfc) for x in found] == [("setting-out-of-range", "RFC 8441 §3")]
 
 
+def test_an_extended_connect_without_scheme_cites_rfc_8441() -> None:
+    """A plain CONNECT must leave :scheme and :path out (RFC 9113 §8.5): citing §8.3.1
+    for an extended one without :scheme read as h2scope contradicting itself."""
+    conv = Conversation(settings=False)
+    conv.send(C2S, conv.f.settings())
+    conv.send(S2C, conv.f.settings(enable_connect_protocol=1))
+    bare = [f for f in WS_CONNECT if f[0] != ":scheme"]
+    found = conv.finding_objects(conv.send(C2S, conv.f.headers(C2S, 1, bare)))
+    assert [(x.code, x.rfc) for x in found] == [("pseudo-header-missing", "RFC 8441 §4")]
+    assert found[0].message.startswith("extended CONNECT (:protocol) without :scheme")
+
+
 def test_protocol_on_a_get_is_one_error_not_an_extended_connect_too() -> None:
     """Where the server never enabled extended CONNECT, a GET with :protocol was also
     called 'an extended CONNECT' the server had not allowed: two errors for one."""
