@@ -1,4 +1,4 @@
-"""``h2scope serve``: a mock HTTP/2 server answering with a capture's recorded responses.
+"""``h2scope serve``: a mock HTTP/2 (and HTTP/1.1) server answering with recorded responses.
 
 For reproducing a client's bug without the real server: each request is
 matched to a recorded one (method, authority, path by default; ``--match``)
@@ -23,6 +23,7 @@ EPILOG = """\
 examples:
   h2scope serve session.h2scope -p 8443
   curl --http2 --cacert "$(h2scope ca path)" https://localhost:8443/index.html
+  curl --http1.1 --cacert "$(h2scope ca path)" https://localhost:8443/index.html
   h2scope serve session.h2scope --h2c -p 8080 --match method,path
   h2scope serve grpc.h2scope --h2c -p 50051 --match method,path,body   # per message
   h2scope serve session.h2scope --speed 1    # as slow as the real server was
@@ -32,8 +33,12 @@ Each request gets the recorded response with the same --match fields (several
 recorded ones: in recorded order, then the last again); a resource recorded
 only as a push is served to a client that asks for it. Pushes are sent only
 to clients that allow them (nghttp does, curl and browsers do not). A request
-nothing matches gets a 404 naming the closest recorded paths. Only HTTP/2 is
-served: an HTTP/1.1 client gets a 505 saying so (also for Upgrade: h2c).
+nothing matches gets a 404 naming the closest recorded paths. A client without
+HTTP/2 (TLS with ALPN http/1.1 or none; cleartext without the h2 preface, an
+Upgrade: h2c too) is served over HTTP/1.1: keep-alive, Content-Length or
+chunked bodies, Expect: 100-continue, the same matching, responses recorded on
+HTTP/2 and on HTTP/1.x alike; a WebSocket upgrade gets a 501 (serve plays
+WebSockets back over HTTP/2 only).
 Runs until Ctrl-C or SIGTERM (exit 0); 1 if it cannot listen, 2 for a usage error.
 See docs/replay.md.
 """
@@ -44,7 +49,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "serve", allow_abbrev=False, parents=[common],
         help="serve a capture's recorded responses (a mock server)",
         description="A mock HTTP/2 server: requests are matched to recorded ones and answered "
-        "with the recorded frames (headers, DATA chunks, trailers, pushes, resets).",
+        "with the recorded frames (headers, DATA chunks, trailers, pushes, resets). A client "
+        "without HTTP/2 gets the same recorded responses over HTTP/1.1.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path, help="the capture file (plain or gzip)")
     p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
@@ -58,9 +64,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "(cookies, tokens, bodies) are then served to anyone who can reach it")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--tls", dest="tls", action="store_true", default=True,
-                     help="HTTP/2 over TLS with a certificate from the h2scope CA (default)")
+                     help="TLS with a certificate from the h2scope CA (default): HTTP/2 (ALPN "
+                     "h2), else HTTP/1.1")
     how.add_argument("--h2c", dest="tls", action="store_false",
-                     help="cleartext HTTP/2 with prior knowledge")
+                     help="cleartext: HTTP/2 with prior knowledge, else HTTP/1.1")
     p.add_argument("--match", default="method,authority,path", metavar="FIELDS",
                    help="what identifies a request: a comma-separated subset of method, "
                    "authority, path or route (the path without its query string), and body "
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             where = (f" on connection {args.conn}; the connections with some are "
                      f"{', '.join(map(str, have))}" if have else
                      f" on connection {args.conn}, nor on any other")
-        raise UsageError(f"{args.file}: no recorded HTTP/2 responses to serve{where}")
+        raise UsageError(f"{args.file}: no recorded responses to serve{where}")
     for r in responses:
         if r.truncated and r.pushed_on is None:  # (a push is its parent's)
             print(f"h2scope serve: note: {r.method} {r.path} (connection {r.conn_id}, stream "

@@ -8,7 +8,8 @@ chunked (and padded) when recorded, as the client's flow-control windows
 allow, trailers, PUSH_PROMISE with the pushed response — only if the client
 allows pushes (RFC 9113 §8.4: SETTINGS_ENABLE_PUSH) — and RST_STREAM. A
 request nothing matches gets a 404 whose body names the closest recorded
-paths.
+paths. A client without HTTP/2 is served over HTTP/1.1 by
+:mod:`proxy.replay.mock_http1`.
 
 By default the mock answers as fast as the windows allow. With a ``speed``
 above 0 it keeps the recorded pace: each action waits until its recorded
@@ -39,19 +40,10 @@ from proxy.observe.header_rules import grpc_call_type
 from proxy.replay.responses import Action, Headers, ResponseBook, goaway_text
 
 READ_SIZE = 1 << 16
-HTTP1_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
-                 b"connection: close\r\ncontent-length: 47\r\n\r\n"
-                 b"h2scope serve answers HTTP/2 only (ALPN h2).\r\n\r\n")
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CUT_GRACE = 1.0
 """Seconds a response recorded only in part waits for the client's reset before
 ending the stream itself."""
-
-
-_H2C_TEXT = (b"h2scope serve --h2c answers HTTP/2 with prior knowledge only (curl "
-             b"--http2-prior-knowledge); it takes no HTTP/1.1 request, nor Upgrade: h2c.\r\n")
-H2C_REFUSAL = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
-               b"connection: close\r\ncontent-length: " + str(len(_H2C_TEXT)).encode()
-               + b"\r\n\r\n" + _H2C_TEXT)
 
 
 CLOSEST = "closest recorded paths (query values not shown):"
@@ -82,6 +74,15 @@ def not_found_body(book: ResponseBook, method: str, authority: str, path: str) -
         lines.append("the capture has no recorded responses")
     # (a path recorded with bytes that are not UTF-8 is written \xNN)
     return ("\n".join(shown(line) for line in lines) + "\n").encode()
+
+
+def not_found_why(book: ResponseBook, method: str, authority: str, path: str) -> str:
+    """Why nothing matched, in a few words for the log."""
+    others = book.authorities_for(method, path)
+    bodies = book.other_bodies(method, authority, path)
+    return f"recorded only for {', '.join(others[:3])}" if others else \
+        f"recorded {bodies} time{'s' * (bodies != 1)}, with other request bodies" \
+        if bodies else "no recorded response"
 
 
 def _query_names(path: str) -> str:
@@ -251,11 +252,7 @@ class MockConnection:
                 ("grpc-status", "12"), ("grpc-message", grpc_message(text)))),)
         elif found is None:
             page = not_found_body(self.book, method, authority, path)
-            others = self.book.authorities_for(method, path)
-            bodies = self.book.other_bodies(method, authority, path)
-            why = f"recorded only for {', '.join(others[:3])}" if others else \
-                f"recorded {bodies} time{'s' * (bodies != 1)}, with other request bodies" \
-                if bodies else "no recorded response"
+            why = not_found_why(self.book, method, authority, path)
             self.log(f"{method} {authority}{path} → 404 ({why})")
             actions = (
                 Action(kind="headers", headers=((":status", "404"),
@@ -269,8 +266,10 @@ class MockConnection:
             how = "" if found.pushed_on is None else f", pushed on stream {found.pushed_on}"
             cut = "" if found.cut is None else \
                 f"; recorded only in part, {found.cut}: the stream is reset (CANCEL) after it"
+            where = f"stream {found.stream_id}" if found.http_version == "h2" else \
+                f"{found.http_version} exchange {found.stream_id}"
             self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
-                     f"{found.conn_id}, stream {found.stream_id}{how}{paced}{cut})")
+                     f"{found.conn_id}, {where}{how}{paced}{cut})")
             actions = found.actions
             if found.cut is not None:  # (never leave the client waiting on the rest)
                 last = actions[-1].at if actions else 0.0
@@ -532,29 +531,28 @@ def _wire(headers: Headers) -> list[tuple[bytes, bytes]]:
 async def serve_connection(book: ResponseBook, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter, log: Callable[[str], None],
                            speed: float = 0.0) -> None:
+    """HTTP/2 to a client that chose h2 (ALPN) or sends its preface (cleartext);
+    HTTP/1.1 (:mod:`proxy.replay.mock_http1`) to any other."""
+    from proxy.replay.mock_http1 import Http1Connection, http1_request_line
+
     sslobj: Any = writer.get_extra_info("ssl_object")
     if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
-        # The client cannot speak h2 here: say so in HTTP/1.1 and hang up.
         chosen = sslobj.selected_alpn_protocol()
-        log(f"a client without HTTP/2 (ALPN {chosen or 'none'}; a browser does this for a "
-            "WebSocket when it has no h2 connection here that allows one): answered 505, "
-            "closed")
-        with contextlib.suppress(OSError, ssl.SSLError):
-            writer.write(HTTP1_REFUSAL)
-            await writer.drain()
-        writer.close()
+        log(f"a client without HTTP/2 (ALPN {chosen or 'none'}): served over HTTP/1.1")
+        await Http1Connection(book, reader, writer, log, speed).run()
         return
     first = b""
-    if sslobj is None:  # h2c: prior knowledge only; an HTTP/1.x client is told so
+    if sslobj is None:  # cleartext: the h2 preface (prior knowledge), else HTTP/1.x
         with contextlib.suppress(OSError):
             first = await reader.read(READ_SIZE)
-        if first and not first.startswith(b"PRI"[:len(first)]):
-            line = first.partition(b"\r\n")[0][:60].decode("utf-8", "surrogateescape")
-            log(f"an HTTP/1.x client ({shown(line)}): answered 505, closed")
-            with contextlib.suppress(OSError):
-                writer.write(H2C_REFUSAL)
-                await writer.drain()
-            writer.close()
+            while first and len(first) < len(PREFACE) and PREFACE.startswith(first):
+                more = await reader.read(READ_SIZE)
+                if not more:
+                    break
+                first += more
+        if first and not first.startswith(PREFACE[:len(first)]):
+            log(f"an HTTP/1.x client ({http1_request_line(first)}): served over HTTP/1.1")
+            await Http1Connection(book, reader, writer, log, speed, first, "http").run()
             return
     await MockConnection(book, reader, writer, log, speed).run(first)
 

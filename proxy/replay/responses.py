@@ -94,6 +94,9 @@ class RecordedResponse:
     ``update_settings()`` with right after, and the values in force are both."""
     protocol: str = ""
     """The ``:protocol`` of an extended CONNECT (RFC 8441: ``websocket``)."""
+    http_version: str = "h2"
+    """``h2``, or ``HTTP/1.1`` for an exchange recorded on an HTTP/1.x connection
+    (``stream_id`` is then its number on the connection, from 1)."""
     request_digest: bytes = b""
     """SHA-256 of the request body as recorded (``--match body``; of what the
     recording kept of it: a body cut by record.max_data_bytes matches no request)."""
@@ -169,9 +172,11 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
     goaways: dict[int, tuple[int, int, bytes]] = {}
     """Per connection, the server's first GOAWAY with an error: (seq, code, debug)."""
     closed: set[int] = set()
+    http1 = False
     for item in replay(path, on_problem=on_problem):
         rec = item.record
         c = rec.conn_id
+        http1 = http1 or (rec.type == RecordType.HTTP1 and conn in (None, c))
         if rec.type == RecordType.CLOSE:
             closed.add(c)
         elif rec.type == RecordType.LOST:  # (connection 0: damaged bytes, any connection)
@@ -284,12 +289,66 @@ def load_responses(path: str | os.PathLike[str], *, conn: int | None = None,
                                     later_settings=tuple(later.get(key[0], ())),
                                     protocol=req.get(":protocol", ""),
                                     request_digest=s.body.digest()))
+    if http1:
+        out += _http1_responses(path, conn)
     for c, (seq, code, debug) in goaways.items():
         before = [(max((a.seq for a in r.actions if a.seq < seq), default=-1), i)
                   for i, r in enumerate(out) if r.conn_id == c and r.pushed_on is None]
         last, i = max(before, default=(-1, -1))
         if last >= 0:
             out[i] = replace(out[i], goaway_after=(code, debug))
+    return out
+
+
+CONNECTION_FIELDS = frozenset({"connection", "keep-alive", "proxy-connection",
+                               "transfer-encoding", "upgrade", "te", "http2-settings"})
+"""RFC 9110 §7.6.1, RFC 9113 §8.2.2: fields of one HTTP/1.x hop, no response's own."""
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """An HTTP/1.x message's fields as HTTP/2 has them: names in lower case, the
+    connection's own fields (and those its ``Connection`` names) left out."""
+    named = {t.strip().lower() for n, v in headers if n.lower() == "connection"
+             for t in v.split(",")}
+    return tuple((n.lower(), v) for n, v in headers
+                 if n.lower() not in CONNECTION_FIELDS and n.lower() not in named)
+
+
+def _http1_responses(path: str | os.PathLike[str], conn: int | None) -> list[RecordedResponse]:
+    """The responses of the capture's HTTP/1.x exchanges (a WebSocket's 101 left out:
+    serve has no way to play its frames back over HTTP/1.1)."""
+    from proxy.capture.exchanges import collect
+
+    out = []
+    for ex in collect(replay(path), conn=conn).items:
+        if ex.http_version == "h2" or ex.websocket or ex.request_headers is None \
+                or ex.response_headers is None:
+            continue
+        t0 = ex.request_end or ex.started or 0.0
+
+        def at(t: float | None, t0: float = t0) -> float:
+            return max(0.0, (t or t0) - t0)
+
+        body, trailers = bytes(ex.response_body), ex.response_trailers
+        actions = [Action(kind="headers", headers=end_to_end(h), at=at(ex.response_start))
+                   for h in ex.informational]
+        actions.append(Action(kind="headers", headers=end_to_end(ex.response_headers),
+                              end_stream=not body and not trailers and
+                              not ex.response_body_truncated, at=at(ex.response_start)))
+        if body:
+            actions.append(Action(kind="data", data=body, at=at(ex.response_end),
+                                  end_stream=not trailers and not ex.response_body_truncated))
+        if trailers and not ex.response_body_truncated:
+            actions.append(Action(kind="headers", headers=end_to_end(trailers),
+                                  end_stream=True, at=at(ex.response_end)))
+        req = dict(ex.request_headers)
+        out.append(RecordedResponse(
+            conn_id=ex.conn_id, stream_id=ex.stream_id, method=req.get(":method", ""),
+            authority=req.get(":authority", ""), path=req.get(":path", ""),
+            actions=tuple(actions), http_version=ex.http_version,
+            cut="the recording has only part of its body"
+            if ex.response_body_truncated else None,
+            request_digest=hashlib.sha256(ex.request_body).digest()))
     return out
 
 
