@@ -4,8 +4,9 @@ Record a client's traffic twice — straight to the origin and through a CDN,
 before and after a deploy, against staging and production, in front of an edge
 and behind it — and ask which responses changed: the status, a response header
 that vanished or appeared (and, with ``--values``, header values), the trailer
-section's names, the body (length and SHA-256), a reset; with ``--requests``,
-what the requests' header fields became too (A the recording nearer the client).
+section's names, the body (length and SHA-256; for text what lines changed, for
+gRPC which messages), a reset; with ``--requests``, what the requests' header
+fields and bodies became too (A the recording nearer the client).
 Streams are paired by request (method, host, path), the n-th of a request in A
 with the n-th in B, whichever connection carried it; requests that only one
 recording made are listed as such. Names that change by themselves (``date``,
@@ -32,6 +33,8 @@ examples:
   h2scope diff before.h2scope after.h2scope --values --ignore x-trace-id
   h2scope diff a.h2scope b.h2scope --any-host        staging vs production host names
   h2scope diff front.h2scope behind.h2scope --requests  what the edge between did
+  h2scope diff v1.h2scope v2.h2scope --requests --protoset api.pb
+      what the new client library sends: gRPC messages field by field
 
 exit status: 0 the recordings agree, 3 something differs, 2 usage error.
 """
@@ -44,8 +47,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Pair the streams of two captures by request (method, host, path) and "
         "say what differs: status, 1xx informational responses (a 103's Early Hints), "
         "response header names (and values with --values), "
-        "trailer names, body length and SHA-256, resets; with --requests the request "
-        "header fields too.",
+        "trailer names, bodies (length and SHA-256; a text body's changed lines, a gRPC "
+        "body's messages), resets; with --requests the request header fields and bodies "
+        "too.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, metavar="A", help="the first capture (plain or gzip)")
     p.add_argument("b", type=Path, metavar="B", help="the second capture")
@@ -53,9 +57,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="compare response header values too (names that change by themselves "
                    "are still left out)")
     p.add_argument("--requests", action="store_true",
-                   help="compare each pair's request header fields too (pseudo-headers "
-                   "included; cookie crumbs as one value; A is the recording nearer the "
-                   "client, whose Connection header's names B must not carry)")
+                   help="compare each pair's request header fields and bodies too "
+                   "(pseudo-headers included; cookie crumbs as one value; A is the recording "
+                   "nearer the client, whose Connection header's names B must not carry)")
     p.add_argument("--ignore", default="", metavar="NAMES",
                    help="more header names to leave out (responses, and requests with "
                    "--requests), comma-separated")
@@ -64,6 +68,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--any-host", action="store_true",
                    help="pair requests by method and path only (the recordings used other "
                    "host names)")
+    p.add_argument("--protoset", type=Path, action="append", default=[], metavar="FILE",
+                   help="name the fields of gRPC messages whose bodies differ with this "
+                   "FileDescriptorSet (protoc --descriptor_set_out, or h2scope protoset); "
+                   "without one they are decoded raw; repeatable")
     p.add_argument("--all", action="store_true", help="list the streams that agree too")
     p.set_defaults(func=run)
 
@@ -98,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                               lambda: reader.position, size)
             got = [s for s in outcomes(replay_records(records, close_open=True,
                                                       observers=observers),
-                                       fields=args.values, requests=args.requests)
+                                       fields=args.values, requests=args.requests,
+                                       bodies=True)
                    if s.method is not None]
         progress.done()
         # HTTP/1.x exchanges (an HTTP/1.1 origin behind an HTTP/2 edge): a second
@@ -111,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"h2scope diff: {path}: damaged record skipped: {problem}\n")
         return got
 
+    from proxy.protoset import protoset_option
+
+    protoset = protoset_option(args.protoset)
     a, b = load(args.a), load(args.b)
     volatile = volatile_names(args.strict, args.ignore)
     out = sys.stdout
@@ -125,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"  only in {where}  {_label(s)}: {response_text(s)}\n")
             only[where] += 1
             continue
-        found = request_differences(sa, sb, volatile) if args.requests else []
-        found += diff_streams(sa, sb, volatile)
+        found = request_differences(sa, sb, volatile, protoset=protoset) \
+            if args.requests else []
+        found += _body_detail(diff_streams(sa, sb, volatile), sa, sb, protoset)
         if args.values:
             found += value_differences(sa, sb, volatile)
         if found:
@@ -152,6 +165,25 @@ def run(args: argparse.Namespace) -> int:
                   "replay of one connection, export that connection first: h2scope export "
                   "A --format capture --conn ID -o A1.h2scope)\n")
     return EXIT_DIFFERS if differing or unpaired else 0
+
+
+def _body_detail(found: tuple[str, ...], a: Any, b: Any, protoset: Any) -> list[str]:
+    """The comparison's ``body:`` line with what changed inside the bodies: a gRPC
+    body's messages instead of it, a text body's diff after it."""
+    from proxy.replay.body_diff import body_changes, is_grpc
+
+    out = []
+    for line in found:
+        out.append(line)
+        if not line.startswith("body: ") or a.response_body is None or b.response_body is None:
+            continue
+        changes = body_changes("response", a.response_body, b.response_body, path=a.path,
+                               protoset=protoset)
+        if changes and is_grpc(a.response_body.content_type):
+            out[-1:] = changes
+        elif changes:
+            out += changes
+    return out
 
 
 def _label(s: Any) -> str:

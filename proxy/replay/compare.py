@@ -41,6 +41,13 @@ from proxy.observe.enums import Direction, error_name
 from proxy.observe.events import FrameObserved
 from proxy.observe.frames import DataFrame, GoAwayFrame, PushPromiseFrame, RstStreamFrame
 from proxy.observe.header_rules import HOP_BY_HOP, connection_named, connection_specific
+from proxy.replay.body_diff import (
+    DETAIL_KEPT,
+    Body,
+    body_differences,
+    make_body,
+    readable,
+)
 from proxy.replay.responses import host_of
 
 VOLATILE_HEADERS = frozenset({
@@ -130,6 +137,11 @@ class StreamOutcome:
     informational: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """The 1xx responses before the final one, in order: each its status and fields
     (``103`` and its ``link`` fields: Early Hints, RFC 8297)."""
+    request_body: Body | None = None
+    """The request's body, kept by ``outcomes(requests=True)`` (``diff --requests``)."""
+    response_body: Body | None = None
+    """The response's body with its bytes (up to :data:`~proxy.replay.body_diff.
+    DETAIL_KEPT`), kept by ``outcomes(bodies=True)``: ``diff`` shows what changed in it."""
 
     @property
     def cancelled(self) -> bool:
@@ -175,6 +187,15 @@ class _Acc:
     upgraded: bool = False
     """Stream 1 of an h2c upgrade: its request went in HTTP/1.1."""
     informational: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
+    req_length: int = 0
+    req_sha: hashlib._Hash = field(default_factory=hashlib.sha256)
+    req_truncated: bool = False
+    req_data: bytearray | None = None
+    """The request body's bytes, kept (up to ``DETAIL_KEPT``) for ``diff --requests``."""
+    data: bytearray | None = None
+    """The response body's bytes, kept likewise with ``bodies``."""
+    response: tuple[tuple[str, str], ...] = ()
+    """The final response's header fields (content-type, the encodings)."""
     encoding: str | None = None
     """The response's content-encoding, when it has one."""
     coded: bytearray | None = None
@@ -182,14 +203,16 @@ class _Acc:
 
 
 def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
-             fields: bool = False, requests: bool = False) -> list[StreamOutcome]:
+             fields: bool = False, requests: bool = False,
+             bodies: bool = False) -> list[StreamOutcome]:
     """Every stream of connection ``conn`` (default: all records) in opening order.
 
     Streams are told apart by connection and id, so with ``conn=None`` the
     streams of every connection are there, in the order they were opened.
     ``fields`` keeps each response's header fields (``response_headers``), which
     only a comparison of values needs: without it a large capture's outcomes stay
-    small; ``requests`` keeps each request's (``request_headers``) likewise."""
+    small; ``requests`` keeps each request's (``request_headers``, ``request_body``)
+    likewise, and ``bodies`` the response bodies' bytes (``response_body``)."""
     accs: dict[tuple[int, int], _Acc] = {}
     closes: dict[int, str] = {}
     goaways: dict[int, int] = {}
@@ -200,7 +223,9 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
     def get(sid: int) -> _Acc:
         acc = accs.get((c, sid))
         if acc is None:
-            acc = accs[(c, sid)] = _Acc(sid, conn_id=c, started=wall)
+            acc = accs[(c, sid)] = _Acc(sid, conn_id=c, started=wall,
+                                        req_data=bytearray() if requests else None,
+                                        data=bytearray() if bodies else None)
         return acc
 
     for item in replayed:
@@ -243,11 +268,18 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             if s2c and f.flags & 0x1 and f.type in (0, 1):  # END_STREAM
                 acc.ended = True
                 acc.answered |= acc.reset is None
-            if isinstance(f, DataFrame) and s2c:
+            if isinstance(f, DataFrame) and not s2c:
+                acc.req_length += f.data_length
+                data = stored_data(rec, f)
+                acc.req_sha.update(data)
+                acc.req_truncated |= rec.truncated
+                acc.req_data = _kept(acc.req_data, data)
+            elif isinstance(f, DataFrame) and s2c:
                 acc.length += f.data_length
                 data = stored_data(rec, f)
                 acc.sha.update(data)
                 acc.truncated |= rec.truncated
+                acc.data = _kept(acc.data, data)
                 if acc.coded is not None:
                     acc.coded += data
                     if len(acc.coded) > DECODED_KEPT:
@@ -263,6 +295,8 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 if not s2c:
                     if acc.request is None:
                         acc.request = ev.block.headers
+                        if not readable(acc.request):  # (its bytes would only be hashed)
+                            acc.req_data = None
                     continue
                 status = next((v for n, v in ev.block.headers if n == ":status"), None)
                 if status is not None and status.startswith("1"):
@@ -273,6 +307,9 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
                 trailers = status is None and acc.status is not None
                 if status is not None and acc.status is None:
                     acc.status = status
+                    acc.response = ev.block.headers
+                    if not readable(acc.response):
+                        acc.data = None
                     encoding = next((v for n, v in ev.block.headers
                                      if n == "content-encoding"), None)
                     if encoding and encoding.strip().lower() != "identity":
@@ -305,8 +342,22 @@ def outcomes(replayed: Iterable[Replayed], conn: int | None = None, *,
             incomplete=acc.incomplete, grpc_status=acc.grpc, server_reset=acc.server_reset,
             answered=acc.answered, closed=None if acc.ended else _why_closed(
                 acc, closes.get(acc.conn_id), goaways.get(acc.conn_id)),
-            started=acc.started, informational=tuple(acc.informational)))
+            started=acc.started, informational=tuple(acc.informational),
+            request_body=make_body(
+                acc.req_data, acc.req_length, None if acc.req_truncated or acc.incomplete
+                else acc.req_sha.hexdigest(), acc.request) if requests else None,
+            response_body=make_body(
+                acc.data, acc.length, None if acc.truncated or acc.incomplete
+                else acc.sha.hexdigest(), acc.response) if bodies else None))
     return out
+
+
+def _kept(kept: bytearray | None, data: bytes) -> bytearray | None:
+    """``kept`` with ``data`` added, or None once it is larger than ``DETAIL_KEPT``."""
+    if kept is None or len(kept) + len(data) > DETAIL_KEPT:
+        return None
+    kept += data
+    return kept
 
 
 DECODED_KEPT = 16 * 1024 * 1024
@@ -369,7 +420,13 @@ def http1_outcomes(exchanges: Iterable[Any], *, requests: bool = False,
             informational=tuple(
                 (dict(h).get(":status", "1xx"), tuple((n.lower(), v) for n, v in h
                                                       if not n.startswith(":")))
-                for h in ex.informational)))
+                for h in ex.informational),
+            request_body=make_body(ex.request_body, len(ex.request_body), None
+                                   if ex.request_body_truncated else
+                                   hashlib.sha256(ex.request_body).hexdigest(),
+                                   request) if requests else None,
+            response_body=make_body(body, len(body), hashlib.sha256(body).hexdigest()
+                                    if whole else None, fields)))
     return out
 
 
@@ -646,7 +703,8 @@ _PSEUDO_ORDER = (":method", ":scheme", ":authority", ":path", ":protocol")
 
 
 def request_differences(a: StreamOutcome, b: StreamOutcome,
-                        volatile: frozenset[str] = VOLATILE_HEADERS) -> list[str]:
+                        volatile: frozenset[str] = VOLATILE_HEADERS, *,
+                        protoset: Any = None) -> list[str]:
     """What differs between the requests of two legs of the same request (kept by
     ``outcomes(requests=True)``), ``a`` the leg nearer the client: each field added,
     removed or with other values, as ``request header name: a → b``
@@ -656,7 +714,9 @@ def request_differences(a: StreamOutcome, b: StreamOutcome,
     compared again); ``cookie`` crumbs are compared as one value, since an
     intermediary may split or merge them (RFC 9113 §8.2.3). Then each field ``a``'s
     Connection header named (RFC 9110 §7.6.1: for that hop only) that ``b`` carries
-    still."""
+    still. Then the request bodies, when both were kept
+    (:func:`~proxy.replay.body_diff.body_differences`; ``protoset`` names a gRPC
+    message's fields)."""
     skip = volatile | a.request_left_out | b.request_left_out
     va, vb = _request_values(a, skip), _request_values(b, skip)
     names = sorted(va.keys() | vb.keys(), key=lambda n: (
@@ -668,6 +728,9 @@ def request_differences(a: StreamOutcome, b: StreamOutcome,
     out += [f"request: forwarded {n} although the client's Connection header named it"
             for n in sorted((connection_named(a.request_headers) - HOP_BY_HOP - volatile)
                             & carried)]
+    if a.request_body is not None and b.request_body is not None:
+        out += body_differences("request", a.request_body, b.request_body, path=a.path,
+                                request=True, protoset=protoset)
     return out
 
 
