@@ -35,6 +35,42 @@ RANK = {3: 6, 5: 5, 1: 4, 9: 3, 0: 2, 8: 1}
 LEGEND = "H HEADERS  ▪ DATA  ▶ END_STREAM  ✕ RST  P PUSH  ↑ WINDOW_UPDATE  ░ stalled"
 
 
+def lane_label(st: StreamInfo) -> str:
+    """``#1    3 GET /path → 200`` in at most :data:`LABEL` characters. What is cut
+    first is a query string's end (``/index.html?q=pp…``), then a path's start
+    (``…bundle.min.js``, ``…Greeter/SayHello``: its end tells a file or a gRPC
+    method from its neighbours); the connection, stream, method and status stay
+    (a gRPC call's is its grpc-status: ``… → UNAVAILABLE``, without the POST and
+    the 200 every call has)."""
+    h = dict(st.request_headers or ())
+    label = f"#{st.conn_id} {st.stream_id:>4} {st.label}"
+    if len(label) <= LABEL or ":method" not in h:
+        return label[:LABEL - 1] + "…" if len(label) > LABEL else label
+    path = h.get(":path", "")
+    head = f"#{st.conn_id} {st.stream_id:>4} {h[':method']} "
+    tail = st.label[len(h[":method"]) + 1 + len(path):]  # (" → 200")
+    grpc = st.grpc_status
+    if grpc is not None:  # (a gRPC call: always a POST, always a 200; its outcome is this)
+        head, tail = f"#{st.conn_id} {st.stream_id:>4} ", f" → {grpc}"
+    room = LABEL - len(head) - len(tail)
+    if room < 8:  # (a long status, "200 UNAVAILABLE": the path keeps 8, the status is cut)
+        room = 8
+        keep = max(1, LABEL - len(head) - room)
+        tail = tail if len(tail) <= keep else tail[:keep - 1] + "…"
+    bare, query, _ = path.partition("?")
+    if len(path) <= room:
+        pass
+    elif query and len(bare) + 2 <= room:
+        path = path[:room - 1] + "…"  # ("/index.html?q=pp…")
+    elif query and len(bare) + 1 <= room:
+        path = bare + "…"
+    elif query:
+        path = "…" + bare[-(room - 2):] + "…"
+    else:
+        path = "…" + bare[-(room - 1):]
+    return head + path + tail
+
+
 def lanes_title(lanes: Lanes) -> str:
     """The legend, and what the horizontal axis is (and the key that changes it)."""
     return f"{LEGEND}   │ x: {'time' if lanes.by_time else 'frame order'} (t: " \
@@ -101,12 +137,7 @@ class Lanes(RowList):
         st = self.lanes[index]
         width = max(10, self.scrollable_content_region.width - LABEL - 1)
         text = Text()
-        label = f"#{st.conn_id} {st.stream_id:>4} {st.label}"
-        if len(label) > LABEL:  # (the end tells a gRPC method from its neighbours)
-            head = label.split(" /", 1)[0] + " " if " /" in label else label[:12]
-            head = head[:LABEL // 2]
-            label = head + "…" + label[-(LABEL - len(head) - 1):]
-        text.append(f"{label:<{LABEL}} ", style.stream_style(st.stream_id))
+        text.append(f"{lane_label(st):<{LABEL}} ", style.stream_style(st.stream_id))
         text.append_text(self.lane(st, width))
         return text
 
