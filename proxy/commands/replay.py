@@ -52,7 +52,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--conn", type=int, metavar="ID",
                    help="replay only connection ID (default: every HTTP/2 connection, in turn)")
     p.add_argument("--speed", type=float, default=1.0, metavar="S",
-                   help="divide the recorded gaps by S (default 1; 0 = as fast as possible)")
+                   help="divide the recorded gaps between client frames by S (default 1: "
+                   "real time; 2 twice as fast; 0: no waiting at all — a frame still waits "
+                   "for what the recorded client had received before it: the server's "
+                   "SETTINGS, response headers, data; the replay ends when every stream "
+                   "has, or has had as much of its response as was recorded)")
     p.add_argument("--mode", choices=("verbatim", "reencode"), default="verbatim",
                    help="verbatim: the recorded bytes exactly (default); reencode: rebuild "
                    "each request with a fresh HPACK encoder (an h2 client endpoint)")
@@ -250,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             recording.discard()
     progress.done()
     nothing = _nothing_compared(report)
-    _print_report(report, target.url, args.mode, source.notes, nothing)
+    _print_report(report, target.url, args.mode, source.notes, nothing, args.timeout)
     if not ran:
         return EXIT_FAILURE
     if nothing:
@@ -284,7 +288,7 @@ def _nothing_compared(report: Any) -> bool:
 
 
 def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...] = (),
-                  nothing_compared: bool = False) -> None:
+                  nothing_compared: bool = False, timeout: float = 10.0) -> None:
     from proxy.replay.compare import report_lines
 
     out = sys.stdout
@@ -317,8 +321,12 @@ def _print_report(report: Any, url: str, mode: str, source_notes: tuple[str, ...
             out.write(f"  same     the server ended the connection with GOAWAY {r.goaway}, as "
                       "recorded\n")
         if r.timed_out:
-            out.write("  note: stopped waiting: the server sent nothing for the --timeout and "
-                      "streams were still open\n")
+            which = "" if not r.still_open else " (" + (
+                f"stream {r.still_open[0]}" if len(r.still_open) == 1 else
+                "streams " + ", ".join(map(str, r.still_open[:5]))
+                + (", …" if len(r.still_open) > 5 else "")) + ")"
+            out.write(f"  note: stopped waiting: the server sent nothing for {timeout:g} s "
+                      f"(--timeout) and had not ended every stream{which}\n")
         for f in r.findings[:5]:  # (what h2scope saw wrong in the exchange; -v shows all)
             where = f" (stream {f.stream_id})" if f.stream_id else ""
             out.write(f"  ! {f.severity.name} {f.code} ({f.rfc}){where}: {f.message}\n")

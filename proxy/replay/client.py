@@ -66,7 +66,7 @@ from proxy.replay.script_frames import (
     headers_of,
     setting_code,
 )
-from proxy.replay.source import ConnectionPlan, goaway_said
+from proxy.replay.source import ConnectionPlan, goaway_said, left_open
 from proxy.words import count
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -148,6 +148,8 @@ class ConnectionResult:
     """Entries reencode could not send, with why."""
     error: str | None = None
     timed_out: bool = False
+    still_open: tuple[int, ...] = ()
+    """The streams the server had not ended when the replay stopped waiting."""
     goaway: str | None = None
     """The server's GOAWAY with an error code, as said to the user (``PROTOCOL_ERROR,
     last stream 1: debug text``); None without one, or for NO_ERROR."""
@@ -237,6 +239,9 @@ class ReplayConnection:
         self._ping_acks_recorded = 0
         self._ping_acks_sent = 0
         self._noted_binary = False
+        self._left_open = {o.stream_id: o for o in plan.original or ()
+                           if not o.pushed and left_open(o)}
+        """Recorded streams whose client did not wait for their response's end."""
         self._last_skip: tuple[tuple[str, str], int, int, list[int]] | None = None
         """The last note of an entry not sent: (kind, why), its first entry, the number
         of notes then, and the streams of the entries it stands for."""
@@ -416,7 +421,18 @@ class ReplayConnection:
         last = self.observer.sides[S2C].goaway_last_stream_id
         return all(s.state in (StreamState.CLOSED, StreamState.IDLE)
                    or (last is not None and s.stream_id > last and s.stream_id % 2 == 1)
+                   or self._had_as_much(s.stream_id, s.response_headers is not None)
                    for s in self.observer.streams.values())
+
+    def _had_as_much(self, sid: int, answered: bool) -> bool:
+        """A stream the recorded client left before its response ended (it closed the
+        connection; or the capture stops while it was open) has had as much of its
+        response as was recorded: the recorded client did not wait for more, and a
+        server that keeps it open (a feed, a long poll) would hold the replay until
+        --timeout of silence."""
+        o = self._left_open.get(sid)
+        return o is not None and (answered or o.status is None) and \
+            self._received.get(sid, 0) >= o.body_length
 
     async def _await_responses(self, top_up: bool) -> None:
         """Wait until every stream closed, the server hung up, or it went quiet."""
@@ -426,6 +442,10 @@ class ReplayConnection:
                 await self._top_up()
             if not await self._wait(0.2) and time.monotonic() - self.last_rx > idle:
                 self.result.timed_out = not self.eof
+                assert self.observer is not None
+                self.result.still_open = tuple(sorted(
+                    sid for sid, st in self.observer.streams.items()
+                    if st.state not in (StreamState.CLOSED, StreamState.IDLE)))
                 return
 
     async def _await_recorded_goaway(self) -> None:

@@ -232,6 +232,10 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                          "ended: how much of the response comes first, and whether the "
                          "server resets it too, is timing, so its body and a server reset "
                          "are not compared (nor a status that did not come)")
+        elif s.client_left and left_open(s):
+            notes.append(f"{s.label}: the recorded client closed the connection before the "
+                         "response ended: the replay waits for as much of it as was "
+                         f"recorded ({s.body_length} bytes), not for its end")
         elif s.incomplete and s.method is not None:  # (not a PRIORITY-only stream)
             if len(missing) > 3:
                 continue
@@ -250,6 +254,13 @@ def _plan(cid: int, meta: dict[str, Any], items: list[Replayed], *,
                           notes=tuple(notes), server_goaway=server_goaway,
                           server_goaway_text=goaway_text, overran_streams=overran,
                           unsent=int(unsent_first))
+
+
+def left_open(o: StreamOutcome) -> bool:
+    """The recorded client left the stream before its response ended without resetting
+    it: it closed the connection, or the capture stops while the stream was open."""
+    return not o.answered and o.reset is None and o.method is not None and (
+        o.client_left or (o.incomplete and o.closed is None))
 
 
 def _upgrade_headers(entry: dict[str, Any]) -> bytes:
