@@ -25,6 +25,7 @@ from proxy.observe.findings import Severity
 from proxy.summary import FindingGroup, FindingTally
 from ui.model.session import Session
 from ui.model.table import DIRECTIONS
+from ui.widgets.rowtable import RowTable
 from ui.widgets.style import safe_str
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
@@ -69,8 +70,8 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
             yield Static(Text(f"Findings: {total} in {kinds} kind{'' if kinds == 1 else 's'}  "
                               "(Enter: filter the timeline to one, g: its first frame, "
                               "Esc: back)", style="bold"), id="findings-title")
-            table: DataTable[str | Text] = DataTable(id="findings-table", cursor_type="row",
-                                                     zebra_stripes=True)
+            table = RowTable(id="findings-table", cursor_type="row", zebra_stripes=True,
+                             fill_last=True)
             yield table
             # The table cuts long messages at its width: the highlighted one, whole.
             yield Static("", id="findings-detail", markup=False)
@@ -79,13 +80,15 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
                              "checks (docs/findings.md lists them).", id="findings-none")
 
     def on_mount(self) -> None:
-        table = self.query_one("#findings-table", DataTable)
+        table = self.query_one("#findings-table", RowTable)
         for col in ("severity", "code", "RFC", "by", "count", "first", "message"):
             table.add_column(col, key=col)
         for i, g in enumerate(self.groups):
             table.add_row(Text(g.severity.name.lower(), style=_STYLE[g.severity]), g.code,
-                          g.rfc, g.sender or "", str(g.count), g.where, safe_str(g.message),
+                          g.rfc, g.sender or "", Text(f"{g.count:,}", justify="right"), g.where,
+                          Text(safe_str(g.message), overflow="ellipsis", no_wrap=True),
                           key=str(i))
+        table.fit_last_column()
         table.focus()
 
     def _current(self) -> FindingGroup | None:

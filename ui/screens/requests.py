@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Static
 
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.session import Session
+from ui.widgets.rowtable import RowTable
 from ui.widgets.style import safe_str
 
 SHOWN = 1000
@@ -128,6 +129,15 @@ def _http1_rows(session: Session, conn: ConnInfo) -> list[RequestRow]:
     return rows
 
 
+NUMERIC = frozenset({"stream", "start s", "wait ms", "total ms", "sent bytes",
+                     "received bytes"})
+"""Columns right-aligned, so that digits of one magnitude line up."""
+
+
+def _right(cell: str) -> Text:
+    return Text(cell, justify="right")
+
+
 SORTS = {
     "duration": (lambda r: -r.duration, "slowest first"),
     "wait": (lambda r: -(r.wait if r.wait is not None else float("inf")),
@@ -146,6 +156,7 @@ class RequestsScreen(ModalScreen[int | None]):
         Binding("w", "sort('wait')", "By wait"),
         Binding("b", "sort('bytes')", "By size"),
         Binding("t", "sort('start')", "By start"),
+        Binding("g", "first_row", "First row", show=False),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -158,7 +169,7 @@ class RequestsScreen(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="requests-box"):
             yield Static("", id="requests-title")
-            yield DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
+            yield RowTable(id="requests-table", cursor_type="row", zebra_stripes=True)
             if not self.rows:
                 yield Static("No request yet: the streams that carry one are listed here.",
                              id="requests-none")
@@ -167,9 +178,12 @@ class RequestsScreen(ModalScreen[int | None]):
         table = self.query_one("#requests-table", DataTable)
         for col in ("conn", "stream", "request", "status", "start s", "wait ms", "total ms",
                     "sent bytes", "received bytes", "ended"):
-            table.add_column(col, key=col)
+            table.add_column(Text(col, justify="right") if col in NUMERIC else col, key=col)
         self._fill()
         table.focus()
+
+    def action_first_row(self) -> None:
+        self.query_one("#requests-table", DataTable).action_scroll_top()
 
     def action_sort(self, order: str) -> None:
         self.order = order
@@ -188,10 +202,12 @@ class RequestsScreen(ModalScreen[int | None]):
         table.clear()
         for i, r in enumerate(self.shown):
             ended = "reset " + r.reset if r.reset else "complete" if r.ended else "open"
-            table.add_row(f"#{r.conn}", str(r.stream), safe_str(r.label), r.status or "…",
-                          f"{r.start:.3f}", "" if r.wait is None else f"{r.wait * 1000:.1f}",
-                          f"{r.duration * 1000:.1f}", f"{r.sent:,}" if r.sent else "",
-                          f"{r.body:,}" if r.body >= 0 else "?", ended, key=str(i))
+            table.add_row(f"#{r.conn}", _right(str(r.stream)), safe_str(r.label),
+                          r.status or "…", _right(f"{r.start:.3f}"),
+                          _right("" if r.wait is None else f"{r.wait * 1000:,.1f}"),
+                          _right(f"{r.duration * 1000:,.1f}"),
+                          _right(f"{r.sent:,}" if r.sent else ""),
+                          _right(f"{r.body:,}" if r.body >= 0 else "?"), ended, key=str(i))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         table = self.query_one("#requests-table", DataTable)

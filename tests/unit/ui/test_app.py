@@ -1289,3 +1289,62 @@ def test_back_on_the_all_row_a_connections_note_is_not_left_in_the_status_bar(
         await _filtered(app, pilot)
         assert app.scope_conn is None and app.message == ""
     drive(path, scenario)
+
+
+def test_the_requests_table_goes_to_its_last_and_first_row_and_aligns_numbers(
+        capture_path: Path) -> None:
+    """End and G scrolled the requests table sideways and left the cursor on row 1,
+    so Enter then opened the first request."""
+    from ui.screens.requests import RequestsScreen
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("R")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RequestsScreen)
+        table = screen.query_one("#requests-table", DataTable)
+        last = table.row_count - 1
+        seen["rows"] = last + 1
+        for key, row in (("end", last), ("home", 0), ("G", last), ("g", 0)):
+            await pilot.press(key)
+            await pilot.pause()
+            seen[key] = (table.cursor_row == row, table.scroll_x)
+        seen["justify"] = [getattr(c, "justify", None) for c in table.get_row_at(0)[4:9]]
+        target = screen.shown[last]
+        await pilot.press("end", "enter")
+        await pilot.pause()
+        seen["selected"] = app.timeline.selected_row == target.first_row
+
+    drive(capture_path, scenario, size=(80, 24))
+    assert seen["rows"] > 2
+    for key in ("end", "home", "G", "g"):
+        assert seen[key] == (True, 0), (key, seen[key])
+    assert seen["justify"] == ["right"] * 5
+    assert seen["selected"]
+
+
+def test_the_findings_message_column_takes_the_width_left_and_the_detail_shows_it_whole(
+        capture_path: Path) -> None:
+    """At 110 columns the message column ran off the screen, cut with no mark; the
+    detail line under the table shows it whole."""
+    from ui.screens.findings import FindingsScreen
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await pilot.press("F")
+        await pilot.pause()
+        assert isinstance(app.screen, FindingsScreen)
+        table = app.screen.query_one("#findings-table", DataTable)
+        seen["fits"] = table.virtual_size.width <= table.scrollable_content_region.width
+        seen["screen"] = _screen_text(app)
+
+    drive(capture_path, scenario, size=(110, 24))
+    assert seen["fits"]
+    lines = seen["screen"].splitlines()
+    row = next(line for line in lines if "window-update-zero" in line and "error" in line)
+    assert "WINDOW_UPDATE with" in row and "…" in row, row
+    detail = " ".join(line.strip(" │╰╯") for line in lines[lines.index(row) + 1:])
+    assert "a connection error of type PROTOCOL_ERROR" in " ".join(detail.split()), detail
