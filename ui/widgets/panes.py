@@ -50,18 +50,28 @@ def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
     findings = Text(str(c.findings), style="bold red") if c.findings else Text("0")
     state: str | Text = Text(c.state, style="bold red") if c.errors else c.state
     note = c.note
-    return (f"#{c.conn_id}", c.client, safe_str(c.target), str(c.meta.get("mode", "-")),
-            c.protocol, safe_str(c.tls("client")), safe_str(c.tls("server")), state,
-            f"{_count(c.frames[0])}/{_count(c.frames[1])}",
-            f"{_bytes(c.bytes[0])}/{_bytes(c.bytes[1])}",
-            f"{c.open_streams}/{total}", findings,
+    return (f"#{c.conn_id}", c.client, safe_str(c.target), safe_str(mode_kind(c.meta)),
+            c.protocol, state, findings, f"{_count(c.frames[0])}/{_count(c.frames[1])}",
+            f"{_bytes(c.bytes[0])}/{_bytes(c.bytes[1])}", f"{c.open_streams}/{total}",
+            safe_str(c.tls("client")), safe_str(c.tls("server")),
             safe_str(note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…"))
+
+
+def mode_kind(meta: dict[str, object]) -> str:
+    """The mode's kind — ``regular``, ``socks5``, ``reverse``, ``upstream`` (or
+    ``pcap``, ``netlog`` when imported) — without its target and listening port:
+    ``reverse:https://localhost:65010@65021`` took 38 columns and pushed the state,
+    the counts and the note off the screen (the connection tab ``i`` says it whole)."""
+    spec = str(meta.get("mode") or "-")
+    return spec.split(":", 1)[0].split("@", 1)[0] or spec
 
 
 NOTE_WIDTH = 90
 """Characters of a connection's note in its row (highlighting the row shows it whole)."""
-COLUMNS = ("conn", "client", "target", "mode", "proto", "TLS client", "TLS server",
-           "state", "frames →/←", "bytes →/←", "streams open/all", "findings", "note")
+COLUMNS = ("conn", "client", "target", "mode", "proto", "state", "findings", "frames →/←",
+           "bytes →/←", "streams open/all", "TLS client", "TLS server", "note")
+"""What tells connections apart and what went wrong first: a narrow terminal cuts the
+TLS legs (the same on most rows) before the state and the counts."""
 
 
 class ConnectionsPane(DataTable[str | Text]):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from ui.app import H2ScopeApp
 from ui.model.live import LiveFeed
@@ -89,3 +91,35 @@ def test_frame_counts_are_shortened_in_thousands_bytes_in_kib() -> None:
             seen["bytes"] = pane.get_cell("1", "bytes →/←")
     asyncio.run(scenario())
     assert seen == {"all": "45k", "frames": "23k/23k", "bytes": "44K/11M"}
+
+
+def test_a_reverse_mode_connection_shows_its_mode_short_and_its_state_on_screen(
+        tmp_path: Path) -> None:
+    """The mode column was 38 characters wide in reverse mode
+    (reverse:https://localhost:65010@65021), pushing the state, the frames, the
+    findings and the note off a 120-column screen; the connection tab keeps it whole."""
+    from tests.unit.ui.conftest import drive, screen_text
+    from tests.unit.ui.traffic import META, record_requests
+    from ui.widgets.panes import mode_kind
+
+    spec = "reverse:https://localhost:65010@65021"
+    path = record_requests(tmp_path / "reverse.h2scope", {
+        **META, "mode": spec, "target": "localhost:65010"},
+        [[(":method", "GET"), (":scheme", "https"), (":authority", "localhost:65021"),
+          (":path", "/")]])
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        seen.append(screen_text(app))
+        await pilot.press("i")
+        await pilot.pause()
+        seen.append(screen_text(app))
+
+    drive(path, scenario, size=(120, 30))
+    row = next(line for line in seen[0].splitlines() if line.lstrip().startswith("#1 "))
+    assert " reverse " in row and spec not in row
+    assert " closed " in row and " 3/4 " in row, row  # (state and frames)
+    assert spec in seen[1]
+    assert [mode_kind({"mode": m}) for m in (
+        "regular", "socks5@1080", "upstream:http://p:3128", "pcap", None)] == [
+        "regular", "socks5", "upstream", "pcap", "-"]
