@@ -60,6 +60,7 @@ from proxy.textlog import (
     RST_STREAM,
     CausedShown,
     HeldLines,
+    RepeatedFindings,
     RequestLabels,
     add_event_lines,
     byte_count,
@@ -114,6 +115,8 @@ class HeadlessPrinter:
         """With a filter: which stalls, reopenings and the like to show."""
         self.requests = RequestLabels()
         """Each stream's request, named on its RST_STREAM line."""
+        self.repeats = RepeatedFindings()
+        """Findings a connection raises again and again: counted, not each shown."""
         self.held = HeldLines()
         self._kept_conns: set[int] = set()
         """JSON Lines under a filter: connections a frame was printed of."""
@@ -215,6 +218,9 @@ class HeadlessPrinter:
                     continue  # (a message line, like a frame's: -q prints neither)
                 text = connection_line(ev)
                 said = [f"{prefix(conn_id, ev.t - start, '*')} {text}"] if text else []
+                if type(ev) is ConnectionClosed:  # (what was counted, before the close)
+                    said[:0] = self.repeats.closed(prefix(conn_id, ev.t - start, "*"),
+                                                   conn_id)
                 if text and type(ev) is Http1MessageObserved:
                     said.extend(message_field_lines(ev.headers, ev.trailers))
                 if keep is None:
@@ -236,7 +242,7 @@ class HeadlessPrinter:
                 if keep is not None:
                     lines.extend(self.held.show(conn_id))
                 add_event_lines(lines, conn_id, ev, ev.t - start, annotate=self.annotate,
-                                quiet=quiet, requests=self.requests)
+                                quiet=quiet, requests=self.requests, repeats=self.repeats)
                 if keep is not None:
                     self.caused.frame(conn_id, ev.frame.stream_id, True)
                 if held:

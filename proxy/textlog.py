@@ -44,6 +44,7 @@ from proxy.observe.events import (
     SettingsAcknowledged,
     StreamStateChanged,
 )
+from proxy.observe.findings import Finding
 from proxy.observe.frames import (
     DataFrame,
     Frame,
@@ -183,17 +184,19 @@ def frame_line(conn_id: int, ev: FrameObserved, rel: float, *, truncated: bool =
 
 def event_lines(conn_id: int, ev: Event, rel: float, *, headers: bool = True,
                 annotate: bool = False, quiet: bool = False,
-                truncated: bool = False, requests: RequestLabels | None = None) -> list[str]:
+                truncated: bool = False, requests: RequestLabels | None = None,
+                repeats: RepeatedFindings | None = None) -> list[str]:
     """The log lines for one observer event (none for unremarkable ones).
 
     ``headers`` lists each decoded header block under its frame (``annotate``
     adds every field's HPACK representation); ``quiet`` keeps only findings;
     ``requests`` (fed every header block, shown or not) names the request a
-    RST_STREAM line reset.
+    RST_STREAM line reset; ``repeats`` counts a finding a connection raises again
+    and again instead of showing it each time.
     """
     lines: list[str] = []
     add_event_lines(lines, conn_id, ev, rel, headers=headers, annotate=annotate, quiet=quiet,
-                    truncated=truncated, requests=requests)
+                    truncated=truncated, requests=requests, repeats=repeats)
     return lines
 
 
@@ -226,6 +229,45 @@ def _block_label(block: HeaderBlock) -> tuple[HeaderBlock, tuple[str, str] | Non
         _LABELS.clear()
     known = _LABELS[id(block)] = (block, request, status)
     return known
+
+
+class RepeatedFindings:
+    """The text log's finding lines of one code on one connection: the first
+    :attr:`SHOWN`, then a line saying the rest are counted, then, at the
+    connection's close, how many there were. A flood of bad frames (23,043
+    CONTINUATIONs after a cut header block, one error each) buried everything
+    else; ``check``, the summary, the UI and JSON Lines still have each one."""
+
+    SHOWN = 20
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, str], int] = {}
+
+    def lines(self, head: str, conn_id: int, findings: Sequence[Finding]) -> list[str]:
+        out: list[str] = []
+        counts = self._counts
+        for finding in findings:
+            key = (conn_id, finding.code)
+            n = counts.get(key, 0) + 1
+            counts[key] = n
+            if n <= self.SHOWN:
+                out.append(f"{head} ! {finding}")
+            elif n == self.SHOWN + 1:
+                out.append(f"{head} ! {finding.code}: {self.SHOWN} shown on #{conn_id}; the "
+                           "rest are counted, and their number said when it closes")
+        return out
+
+    def closed(self, head: str, conn_id: int) -> list[str]:
+        """The counts of connection ``conn_id``'s findings not shown (it closed)."""
+        out: list[str] = []
+        for key in [k for k in self._counts if k[0] == conn_id]:
+            n = self._counts.pop(key)
+            if n > self.SHOWN:
+                out.append(f"{head} ! {key[1]} ×{n:,} in all on #{conn_id} ({n - self.SHOWN:,} "
+                           "not shown: h2scope check and export --format jsonl list each)")
+        return out
 
 
 class RequestLabels:
@@ -378,7 +420,8 @@ def in_log_order(events: Iterable[_E]) -> Iterator[_E]:
 
 def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
                     headers: bool = True, annotate: bool = False, quiet: bool = False,
-                    truncated: bool = False, requests: RequestLabels | None = None) -> None:
+                    truncated: bool = False, requests: RequestLabels | None = None,
+                    repeats: RepeatedFindings | None = None) -> None:
     """:func:`event_lines`, appended to ``lines`` (no list per event)."""
     if type(ev) is FrameObserved:
         head = prefix(conn_id, rel, _ARROW[ev.direction])
@@ -394,7 +437,10 @@ def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
                 else:
                     lines.extend(_block_text(block)[2])
         if ev.findings:
-            lines.extend([f"{head} ! {finding}" for finding in ev.findings])
+            if repeats is not None:
+                lines.extend(repeats.lines(head, conn_id, ev.findings))
+            else:
+                lines.extend([f"{head} ! {finding}" for finding in ev.findings])
         return
     if isinstance(ev, (Desynced, ConnectionFindingRaised)):
         lines.append(f"{prefix(conn_id, rel, _ARROW[ev.direction])} ! {event_line(ev)}")

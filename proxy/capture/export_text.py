@@ -51,6 +51,7 @@ from proxy.textlog import (
     HEADER_INDENT,
     CausedShown,
     HeldLines,
+    RepeatedFindings,
     RequestLabels,
     closed_text,
     event_lines,
@@ -280,6 +281,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
     held = HeldLines()
     """With a filter: the connections' own lines, until something of one is written."""
     requests = RequestLabels()
+    repeats = RepeatedFindings()
     for item in replayed:
         if not _selected(item, conn):
             continue
@@ -318,7 +320,7 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 continue
             for line in event_lines(rec.conn_id, ev, rel, headers=headers,
                                     annotate=annotate, truncated=rec.truncated,
-                                    requests=requests):
+                                    requests=requests, repeats=repeats):
                 if kept is not None:
                     for first in held.show(rec.conn_id):
                         out.write(first + "\n")
@@ -327,13 +329,15 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                 for line in extra:
                     out.write(line + "\n")
             frames += isinstance(ev, FrameObserved)
+        counted: list[str] = []
         if closing:
             requests.closed(rec.conn_id)
+            counted = repeats.closed(prefix(rec.conn_id, rel, "*"), rec.conn_id)
         if record_line and closing:
             before = [] if kept is None else \
                 held.close(rec.conn_id, failed=bool(rec.json().get("errors")))
             if before is not None:
-                for line in (*before, record_line):
+                for line in (*before, *counted, record_line):
                     out.write(line + "\n")
     return frames
 

@@ -138,3 +138,56 @@ def test_decode_lists_fields_as_the_text_log_does():
     (ev,) = [e for e in obs.feed(C2S, req.serialize(), 1.1) if isinstance(e, FrameObserved)]
     assert ev.block is not None
     assert block_lines(ev.block, indent="") == [":method: GET", '"x:y": 1', "x-ws: v\\x20"]
+
+
+def test_a_finding_raised_again_and_again_is_counted_not_printed_each_time(
+        tmp_path: object) -> None:
+    """A flood of bad frames (23,043 CONTINUATIONs after a cut block, an error each)
+    buried the rest of the log: the first 20 of a code on a connection are shown,
+    then one line says the rest are counted, and the close says how many. The live
+    log and the text export say the same."""
+    import io
+    from pathlib import Path
+
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from proxy.events import Batch, Closer, ConnectionClosed
+    from proxy.headless import HeadlessPrinter
+    from tests.unit.capture.traffic import raw_frame
+
+    zero = raw_frame(8, 0, 0, bytes(4))  # WINDOW_UPDATE 0: window-update-zero
+    frames = [raw_frame(4, 0, 0, b"")] + [zero] * 30
+    path = Path(str(tmp_path)) / "flood.h2scope"
+    obs = ConnectionObserver(preface="required")
+    batches = [Batch(conn_id=1, t=1000.0, events=tuple(obs.feed(
+        Direction.C2S, CONNECTION_PREFACE, 1000.0)), direction=Direction.C2S,
+        data=CONNECTION_PREFACE, protocol="h2c")]
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c"}, t=0.0, wall=1000.0)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=1000.0)
+        for i, data in enumerate(frames):
+            w.frame(1, Direction.C2S, data, t=0.001 * i, wall=1000.0 + 0.001 * i)
+            batches.append(Batch(conn_id=1, t=1000.0 + 0.001 * i, events=tuple(obs.feed(
+                Direction.C2S, data, 1000.0 + 0.001 * i)), direction=Direction.C2S,
+                data=data, protocol="h2c"))
+        w.close_connection(1, t=1.0, wall=1001.0, closed_by="client")
+    batches.append(Batch(conn_id=1, t=1001.0, events=(ConnectionClosed(
+        conn_id=1, t=1001.0, closed_by=Closer.CLIENT, reason="client closed"),)))
+    live = io.StringIO()
+    printer = HeadlessPrinter(live)
+    for b in batches:
+        printer.handle(b)
+    exported = io.StringIO()
+    write_text(replay(path), exported)
+    for text in (live.getvalue(), exported.getvalue()):
+        said = [ln for ln in text.splitlines() if "window-update-zero" in ln]
+        assert len([ln for ln in said if "! ERROR window-update-zero" in ln]) == 20, text
+        assert said[20].endswith("! window-update-zero: 20 shown on #1; the rest are "
+                                 "counted, and their number said when it closes"), said
+        assert said[21].endswith("! window-update-zero ×30 in all on #1 (10 not shown: "
+                                 "h2scope check and export --format jsonl list each)"), said
+        assert len(said) == 22
+        lines = text.splitlines()
+        assert lines.index(said[21]) == len(lines) - 2  # (just before the close line)
+        assert len([ln for ln in lines if "WINDOW_UPDATE" in ln]) >= 30  # every frame
