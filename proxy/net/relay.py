@@ -26,7 +26,7 @@ from enum import IntEnum
 from proxy.events import CONNECTION_RESET, Closer
 from proxy.net.client_certs import explain_alert
 from proxy.net.context import Conn, Observer
-from proxy.net.streams import Stream
+from proxy.net.streams import CHUNK_SIZE, Stream
 from proxy.observe.enums import Direction
 from proxy.observe.events import Event
 
@@ -36,6 +36,14 @@ HALF_CLOSE_GRACE = 10.0
 """Seconds the still-open direction may stay silent after the other one ended."""
 CAUSE_GRACE = 0.5
 """Seconds a failed write waits for the other direction's read to say why."""
+TURN = 0.02
+"""Seconds of observing one connection's bytes before the others get a turn: a
+read of 256 KiB of 13-byte frames (a rapid-reset or CONTINUATION flood) took most
+of a second to observe, and every other connection through h2scope waited for it
+(docs/performance.md, "Fairness")."""
+MIN_TURN_BYTES = 4096
+FIRST_TURN_BYTES = 16384
+"""Where a connection starts (its cost per byte unknown): at 1,200 frames of a flood."""
 
 
 class Outcome(IntEnum):
@@ -108,6 +116,11 @@ class Observed:
 async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
                 observed: Observed, protocol: str, publish: bool,
                 idle: asyncio.Event, pumps: _Pumps) -> PumpResult:
+    turn = FIRST_TURN_BYTES
+    """Most bytes observed in one turn of the loop: smaller while this direction's
+    bytes cost more than :data:`TURN` to observe (a flood of tiny frames), so the
+    other connections are served meanwhile; doubled up to a whole read while they
+    cost less than a quarter of it."""
     while not pumps.stopping:
         try:
             if idle.is_set():
@@ -126,20 +139,35 @@ async def _pump(conn: Conn, src: Stream, dst: Stream, direction: Direction,
             with contextlib.suppress(Exception):
                 await dst.drain()
             return PumpResult(direction, Outcome.EOF)
-        if publish:
-            # Back-pressure from the sinks first: from the write to the hand-over there
-            # is no await, so the other direction's pump cannot observe (or record) a
-            # response to these bytes before they are observed themselves. (Observed
-            # after the drain, a request was recorded after its response, under load:
-            # the server "opened" the stream, on a clock that ran backwards.)
-            await conn.room()
-        try:
-            dst.write(data)
-        except Exception as exc:
-            return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
-        if publish:
-            t = time.time()
-            conn.put_chunk(direction, data, t, observed.feed(direction, data, t), protocol)
+        while True:
+            piece = data if len(data) <= turn else data[:turn]
+            if publish:
+                # Back-pressure from the sinks first: from the write to the hand-over
+                # there is no await, so the other direction's pump cannot observe (or
+                # record) a response to these bytes before they are observed
+                # themselves. (Observed after the drain, a request was recorded after
+                # its response, under load: the server "opened" the stream, on a clock
+                # that ran backwards.)
+                await conn.room()
+            try:
+                dst.write(piece)
+            except Exception as exc:
+                return PumpResult(direction, Outcome.SINK_FAILED, _err(exc), exc)
+            if publish:
+                t = time.time()
+                began = time.perf_counter()
+                conn.put_chunk(direction, piece, t, observed.feed(direction, piece, t),
+                               protocol)
+                took = time.perf_counter() - began
+                if took > TURN:
+                    turn = max(MIN_TURN_BYTES, int(len(piece) * TURN / took))
+                elif turn < CHUNK_SIZE and took < TURN / 4 and len(piece) == turn:
+                    turn *= 2
+            if len(piece) == len(data):
+                break
+            data = data[len(piece):]
+            # (the rest of the read after the other connections' turn)
+            await asyncio.sleep(0)
         try:
             await dst.drain()
         except Exception as exc:

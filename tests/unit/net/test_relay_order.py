@@ -113,3 +113,96 @@ def test_a_request_is_observed_before_the_response_that_overtook_its_drain() -> 
     findings = [fd.code for b in batches for ev in b.events if isinstance(ev, FrameObserved)
                 for fd in ev.findings]
     assert findings == []
+
+
+class _Clock:
+    """time for relay(): the observer's cost is whatever the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Costly:
+    """An observer whose every byte costs ``per_byte`` seconds of the clock."""
+
+    def __init__(self, clock: _Clock, per_byte: float, turns: list[str]) -> None:
+        self.clock = clock
+        self.per_byte = per_byte
+        self.fed: list[int] = []
+        self.turns = turns
+
+    def feed(self, direction: Direction, data: bytes, t: float) -> list[Any]:
+        self.fed.append(len(data))
+        self.turns.append("observed")
+        self.clock.now += len(data) * self.per_byte
+        return []
+
+    def close(self, *args: Any) -> list[Any]:
+        return []
+
+
+def _relay_reads(monkeypatch: Any, reads: list[bytes], per_byte: float
+                 ) -> tuple[_Costly, list[str], _Scripted, _Conn]:
+    import proxy.net.relay as relay_module
+
+    clock = _Clock()
+    monkeypatch.setattr(relay_module, "time", clock)
+    turns: list[str] = []
+    observer = _Costly(clock, per_byte, turns)
+
+    async def scenario() -> tuple[_Scripted, _Conn]:
+        done = asyncio.Event()
+        client = _Scripted([*reads, done], on_write=asyncio.Event())
+        server = _Scripted([done], on_write=asyncio.Event())
+        conn = _Conn()
+
+        async def bystander() -> None:  # another connection, ready all along
+            while not done.is_set():
+                turns.append("other")
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(bystander())
+        task = asyncio.create_task(relay(conn, client, server, protocol="h2",  # type: ignore[arg-type]
+                                         observer=observer))  # type: ignore[arg-type]
+        while sum(observer.fed) < sum(map(len, reads)):
+            await asyncio.sleep(0)
+        done.set()
+        await asyncio.wait_for(task, 5)
+        await other
+        return server, conn
+
+    server, conn = asyncio.run(scenario())
+    return observer, turns, server, conn
+
+
+def test_a_flood_of_tiny_frames_is_observed_in_turns_with_the_other_connections(
+        monkeypatch: Any) -> None:
+    """One read of 256 KiB of 13-byte frames (a rapid reset) took most of a second to
+    observe, and every other connection through h2scope waited: a well-behaved
+    client's request took 3 s. The read is observed a few KiB at a time, each piece
+    costing about 20 ms, with the other connections' turns in between; nothing is
+    lost or reordered."""
+    read = bytes(range(256)) * 1024  # 256 KiB
+    observer, turns, server, conn = _relay_reads(monkeypatch, [read], per_byte=5e-6)
+    assert observer.fed[0] == 16384  # (the cost of a connection's bytes is not known yet)
+    assert max(observer.fed[1:]) <= 4096 and len(observer.fed) > 50, observer.fed
+    # Between two pieces, the other connection had a turn.
+    assert all(turns[i + 1] == "other" for i, what in enumerate(turns[:-1])
+               if what == "observed"), turns[:20]
+    assert bytes(server.written) == read
+    assert b"".join(b.data for b in conn.batches) == read
+
+
+def test_bulk_data_is_observed_in_whole_reads(monkeypatch: Any) -> None:
+    """DATA frames cost little per byte: after a few pieces a read is observed at once
+    (slicing a bulk transfer would cost throughput for nothing)."""
+    read = bytes(256 * 1024)
+    observer, _, server, _ = _relay_reads(monkeypatch, [read, read], per_byte=1e-9)
+    assert observer.fed == [16384, 32768, 65536, 131072, 16384, 262144], observer.fed
+    assert bytes(server.written) == read * 2
