@@ -20,11 +20,13 @@ from functools import lru_cache
 from typing import TypeVar
 
 from proxy.observe.describe import (
+    SHOWN_LIST_SIZE,
     block_lines,
     block_summary,
     clip,
     event_line,
     field_lines,
+    field_size,
     flags_text,
     frame_summary,
     omitted_line,
@@ -83,7 +85,12 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
     if len(_BLOCK_TEXT) >= _BLOCK_TEXT_MAX:
         _BLOCK_TEXT.clear()
     headers, omitted, omitted_size = shown_headers(block.headers, block.decoded_size)
-    lines = field_lines(headers, HEADER_INDENT, _raw_note)
+    if omitted:
+        # (a list too long to show whole, an HPACK bomb's one field ×16,000: the same
+        # field again and again is said once with its count, not 256 KiB a block)
+        lines, omitted, omitted_size = _runs_text(block.headers)
+    else:
+        lines = field_lines(headers, HEADER_INDENT, _raw_note)
     if omitted:
         lines.append(f"{HEADER_INDENT}{omitted_line(omitted, omitted_size, block)}")
     summary = block_summary(headers).rstrip()
@@ -95,6 +102,29 @@ def _block_text(block: HeaderBlock) -> tuple[HeaderBlock, str, list[str]]:
                     lines.insert(i + 1, f"{HEADER_INDENT}  ; {said}")
     text = _BLOCK_TEXT[id(block)] = (block, summary, lines)
     return text
+
+
+def _runs_text(headers: tuple[tuple[str, str], ...]) -> tuple[list[str], int, int]:
+    """The lines of a long header list with each run of one field repeated
+    (``x: AAAA…  ×15,983 in a row``) said once, up to
+    :data:`~proxy.observe.describe.SHOWN_LIST_SIZE` of distinct text; then the
+    fields left out and their RFC 7541 size."""
+    lines: list[str] = []
+    used = 0
+    i, n = 0, len(headers)
+    while i < n:
+        field = headers[i]
+        j = i + 1
+        while j < n and headers[j] == field:
+            j += 1
+        size = field_size(*field)
+        if used + size > SHOWN_LIST_SIZE:
+            return lines, n - i, sum(field_size(*f) for f in headers[i:])
+        used += size
+        [line] = field_lines((field,), HEADER_INDENT, _raw_note)
+        lines.append(line if j - i == 1 else f"{line}  ×{j - i:,} in a row")
+        i = j
+    return lines, 0, 0
 
 
 _DETAILS = "grpc-status-details-bin"

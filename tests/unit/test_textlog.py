@@ -191,3 +191,26 @@ def test_a_finding_raised_again_and_again_is_counted_not_printed_each_time(
         lines = text.splitlines()
         assert lines.index(said[21]) == len(lines) - 2  # (just before the close line)
         assert len([ln for ln in lines if "WINDOW_UPDATE" in ln]) >= 30  # every frame
+
+
+def test_an_hpack_bomb_prints_its_repeated_field_once_with_its_count() -> None:
+    """A 15 KB block that references one 4,000-byte entry 12,000 times decodes to
+    48 MB; the log printed 256 KiB of it a block (300 such blocks: 77 MB of log).
+    A run of one field is one line with its count; a distinct field still its own."""
+    import hpack
+
+    from tests.unit.capture.traffic import raw_frame
+
+    enc = hpack.Encoder()
+    block = enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"),
+                        (":authority", "a"), ("x", "A" * 4000)])
+    block += bytes([0xBE]) * 12_000 + enc.encode([("y", "1")])  # (0xbe: entry 62, x)
+    obs = ConnectionObserver(preface="required")
+    obs.feed(Direction.C2S, CONNECTION_PREFACE + raw_frame(4, 0, 0, b""), 0.0)
+    [ev] = [e for e in obs.feed(Direction.C2S, raw_frame(1, 5, 1, block), 0.0)
+            if type(e) is FrameObserved]
+    lines = event_lines(1, ev, 0.0)
+    assert lines[5] == f"{HEADER_INDENT}x: {'A' * 4000}  ×12,001 in a row"
+    assert lines[6] == f"{HEADER_INDENT}y: 1"
+    assert sum(map(len, lines)) < 6000
+    assert any("header-list-amplified" in line for line in lines)
