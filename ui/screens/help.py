@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ui.keymap import help_rows
+from ui.widgets.jumps import JumpScroll
 from ui.widgets.lanes import LEGEND
 
 FILTER_HELP = "\n".join((
@@ -59,7 +60,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("id (ui.keymap)", style="dim")
         for keys, desc, bid in help_rows(self.overrides):
             table.add_row(keys, desc, bid)
-        with VerticalScroll(id="help"):
+        with JumpScroll(id="help"):
             yield Static(table, id="help-keys")
             yield Static(Text("Filter language (docs/filters.md)\n", style="bold")
                          + Text(FILTER_HELP), id="help-filter")

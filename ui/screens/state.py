@@ -28,6 +28,7 @@ from proxy.observe.enums import Direction
 from ui.model.connections import ConnInfo, FlowSeries, HpackTable, settings_view
 from ui.model.hpack_replay import BlockBytes
 from ui.model.session import Session
+from ui.widgets.jumps import JumpScroll
 from ui.widgets.style import safe
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -726,7 +727,7 @@ class StateScreen(ModalScreen[None]):
         self._drawn: set[str] = set()
         with TabbedContent(initial=self.tab, id="state-tabs"):
             for tab, title in TITLES.items():
-                with TabPane(title, id=tab), VerticalScroll():
+                with TabPane(title, id=tab), JumpScroll():
                     yield Static(self._make(tab) if tab == self.tab else "", id=f"state-{tab}",
                                  markup=False)
         yield Footer()
@@ -797,7 +798,8 @@ class StateScreen(ModalScreen[None]):
         if pane is None:
             return
         view = pane.query_one(VerticalScroll)
-        {"page_down": view.scroll_page_down, "page_up": view.scroll_page_up,
+        {"page_down": lambda: view.scroll_page_down(animate=False),
+         "page_up": lambda: view.scroll_page_up(animate=False),
          "down": view.scroll_down, "up": view.scroll_up,
          "home": lambda: view.scroll_home(animate=False),
          "end": lambda: view.scroll_end(animate=False)}[how]()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -37,6 +38,7 @@ from ui.model.body import (
 from ui.model.connections import ConnInfo, Headers, StreamInfo
 from ui.model.export import replaced_note
 from ui.model.session import Session
+from ui.widgets.jumps import JumpScroll
 from ui.widgets.style import safe
 
 
@@ -214,9 +216,36 @@ def _more(out: Text, total: int, how: str) -> None:
         out.append(f"  … {total - MAX_LINES:,} more lines of the {how}\n", "yellow")
 
 
+def match_line(text: Text, offset: int, width: int, console: Console) -> int:
+    """The line (of ``text`` wrapped to ``width`` columns) that character ``offset``
+    is on: where to scroll to show a match."""
+    y = 0
+    start = 0
+    for line in text.split("\n", allow_blank=True):
+        end = start + len(line.plain)
+        if offset <= end:
+            pieces = line.wrap(console, max(1, width)) if line.cell_len > width else [line]
+            col = offset - start
+            for piece in pieces:
+                col -= len(piece.plain)
+                if col < 0:
+                    break
+                y += 1
+            return y if col < 0 else max(0, y - 1)
+        y += len(line.wrap(console, max(1, width))) if line.cell_len > width else 1
+        start = end + 1
+    return y
+
+
 class StreamScreen(ModalScreen[None]):
+    matches: list[int]
+    """Where the search's ``term`` starts in :attr:`text` (character offsets), in order."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q,escape", "dismiss", "Back"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "search_next(1)", "Next match", show=False),
+        Binding("N", "search_next(-1)", "Previous match", show=False),
         Binding("c", "copy_curl", "Copy as curl"),
         Binding("b", "save_body", "Save response body"),
         Binding("B", "save_body(0)", "Save request body"),
@@ -232,6 +261,68 @@ class StreamScreen(ModalScreen[None]):
         else:
             view.scroll_home(animate=False)
 
+    def action_search(self) -> None:
+        box = self.query_one("#stream-search", Input)
+        self.query_one("#save-path", Input).add_class("hidden")
+        self._note("search: type a text and Enter (any case; n next, N previous; Esc cancels)")
+        box.remove_class("hidden")
+        box.focus()
+
+    def _search(self, term: str) -> None:
+        """Mark every match of ``term`` (any case) and go to the first one after the
+        top of the view."""
+        self.term = term
+        self.matches = []
+        plain = self.text.plain.lower()
+        if term:
+            i = plain.find(term.lower())
+            while i >= 0:
+                self.matches.append(i)
+                i = plain.find(term.lower(), i + len(term))
+        view = self.query_one("#stream-view", VerticalScroll)
+        top = view.scroll_y
+        self.current = 0
+        for n, offset in enumerate(self.matches):
+            if self._line_of(offset) >= top:
+                self.current = n
+                break
+        self._show_match()
+
+    def action_search_next(self, step: int) -> None:
+        if not self.term:
+            self._note("press / to search the stream's text; n and N then go from match "
+                       "to match")
+            return
+        if self.matches:
+            self.current = (self.current + step) % len(self.matches)
+        self._show_match()
+
+    def _line_of(self, offset: int) -> int:
+        body = self.query_one("#stream-body", Static)
+        return match_line(self.text, offset, body.content_region.width or self.size.width,
+                          self.app.console)
+
+    def _show_match(self) -> None:
+        body = self.query_one("#stream-body", Static)
+        if not self.matches:
+            body.update(self.text)
+            self._note(f"no match for {self.term!r} in the stream's text" if self.term else "")
+            return
+        marked = self.text.copy()
+        size = len(self.term)
+        for n, offset in enumerate(self.matches):
+            marked.stylize("bold reverse" if n == self.current else "reverse",
+                           offset, offset + size)
+        body.update(marked)
+        y = self._line_of(self.matches[self.current])
+        view = self.query_one("#stream-view", VerticalScroll)
+        view.scroll_to(y=max(0, y - 2), animate=False)
+        self._note(f"match {self.current + 1:,} of {len(self.matches):,} for {self.term!r} "
+                   "(n next, N previous, / another search)")
+
+    def _note(self, text: str) -> None:
+        self.query_one("#stream-note", Static).update(Text(text))
+
     def __init__(self, session: Session, conn: ConnInfo, stream: StreamInfo) -> None:
         super().__init__()
         self.session = session
@@ -239,12 +330,18 @@ class StreamScreen(ModalScreen[None]):
         self.stream = stream
         self.curl = ""
         self._save_direction = 1
+        self.text = safe(stream_text(session, conn, stream))
+        """The stream's text as drawn, without the search's marks."""
+        self.term = ""
+        self.matches = []
+        self.current = 0
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="stream-view"):
-            yield Static(safe(stream_text(self.session, self.conn, self.stream)), id="stream-body",
-                         markup=False)
+        with JumpScroll(id="stream-view"):
+            yield Static(self.text, id="stream-body", markup=False)
         yield Input(placeholder="save to file…", id="save-path", classes="hidden")
+        yield Input(placeholder="search the stream's text…", id="stream-search",
+                    classes="hidden")
         yield Static("", id="stream-note")
         yield Footer()
 
@@ -256,10 +353,12 @@ class StreamScreen(ModalScreen[None]):
         self.stream = stream
         self.curl = ""
         self._save_direction = 1
-        self.query_one("#stream-body", Static).update(safe(stream_text(self.session, conn,
-                                                                           stream)))
+        self.text = safe(stream_text(self.session, conn, stream))
+        self.term, self.matches, self.current = "", [], 0
+        self.query_one("#stream-body", Static).update(self.text)
         self.query_one("#stream-note", Static).update("")
         self.query_one("#save-path", Input).add_class("hidden")
+        self.query_one("#stream-search", Input).add_class("hidden")
         self.query_one("#stream-view", VerticalScroll).scroll_home(animate=False)
 
     def action_copy_curl(self) -> None:
@@ -278,12 +377,14 @@ class StreamScreen(ModalScreen[None]):
         box.focus()
 
     async def action_dismiss(self, result: None = None) -> None:
-        """Escape closes the save box first, the view only when no box is open."""
-        box = self.query_one("#save-path", Input)
-        if not box.has_class("hidden"):
-            box.add_class("hidden")
-            self.query_one("#stream-view", VerticalScroll).focus()
-            return
+        """Escape closes the save or search box first, the view only when no box is
+        open."""
+        for box in self.query(Input):
+            if not box.has_class("hidden"):
+                box.add_class("hidden")
+                self._note("")
+                self.query_one("#stream-view", VerticalScroll).focus()
+                return
         await super().action_dismiss(result)
 
     def action_save_body(self, direction: int = 1) -> None:
@@ -296,6 +397,11 @@ class StreamScreen(ModalScreen[None]):
         self._open_save_box(direction)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "stream-search":
+            event.input.add_class("hidden")
+            self.query_one("#stream-view", VerticalScroll).focus()
+            self._search(event.value)
+            return
         body = reassemble(self.session, self.stream, self._save_direction).raw
         path = Path(event.value).expanduser()
         note = self.query_one("#stream-note", Static)

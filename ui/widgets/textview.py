@@ -26,6 +26,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ui.widgets.jumps import JumpKeys
 from ui.widgets.style import safe, styled
 
 MAX_WIDTH = 400
@@ -59,7 +60,7 @@ def wrap_hanging(line: Text, width: int, console: Console) -> list[Text]:
     return out
 
 
-class TextView(ScrollView, can_focus=True):
+class TextView(ScrollView, JumpKeys, can_focus=True):
     def __init__(self, *, id: str | None = None, classes: str | None = None,
                  wrap: bool = False) -> None:
         super().__init__(id=id, classes=classes)

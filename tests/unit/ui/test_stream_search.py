@@ -1,0 +1,116 @@
+"""The stream view's search (/, n, N) and its keys that jump."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.containers import VerticalScroll
+from textual.widgets import Input, Static
+
+from tests.unit.ui.conftest import drive
+from ui.app import H2ScopeApp
+from ui.screens.stream import StreamScreen
+
+
+async def _open(app: H2ScopeApp, pilot: Any, stream: int) -> StreamScreen:
+    t = app.session.table
+    app._select_row(next(r for r in range(len(t)) if t.stream[r] == stream))
+    await pilot.press("s")
+    await pilot.pause()
+    assert isinstance(app.screen, StreamScreen)
+    return app.screen
+
+
+def _note(screen: StreamScreen) -> str:
+    return str(screen.query_one("#stream-note", Static).content)
+
+
+def test_slash_searches_the_stream_view_and_n_goes_from_match_to_match(
+        capture_path: Path) -> None:
+    """'/' in the stream view did nothing there: the filter bar behind it (a
+    priority key) was where a search went, and the keys typed after it with it."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = await _open(app, pilot, 5)  # /big.bin: a long body
+        await pilot.press("slash")
+        await pilot.pause()
+        box = screen.query_one("#stream-search", Input)
+        seen["focused"] = app.focused is box and not box.has_class("hidden")
+        await pilot.press(*"CDEF", "enter")  # (any case)
+        await pilot.pause()
+        seen["filter"] = app.main.query_one("#filter", Input).value
+        seen["first"] = _note(screen)
+        body = screen.query_one("#stream-body", Static).content
+        seen["marked"] = [body.plain[s.start:s.end] for s in body.spans  # type: ignore[union-attr]
+                          if "reverse" in str(s.style)][:2]
+        view = screen.query_one("#stream-view", VerticalScroll)
+        tops = [view.scroll_y]
+        for _ in range(20):  # (16 characters apart: several matches a line)
+            await pilot.press("n")
+            await pilot.pause()
+            tops.append(view.scroll_y)
+        seen["tops"] = tops
+        seen["third"] = _note(screen)
+        await pilot.press("N")
+        await pilot.pause()
+        seen["back"] = _note(screen)
+        await pilot.press("slash", *"no such text", "enter")
+        await pilot.pause()
+        seen["none"] = _note(screen)
+        await pilot.press("escape")
+        await pilot.pause()
+        seen["closed"] = not isinstance(app.screen, StreamScreen)
+
+    drive(capture_path, scenario)
+    assert seen["focused"] and seen["filter"] == ""
+    assert seen["first"].startswith("match 1 of ") and "for 'CDEF'" in seen["first"]
+    assert seen["marked"] == ["cdef", "cdef"]
+    tops = seen["tops"]
+    assert tops == sorted(tops) and tops[-1] > tops[0], tops  # (down the body)
+    assert seen["third"].startswith("match 21 of ") and seen["back"].startswith("match 20 of ")
+    assert seen["none"] == "no match for 'no such text' in the stream's text"
+    assert seen["closed"]
+
+
+def test_n_without_a_search_says_how_to_search(capture_path: Path) -> None:
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = await _open(app, pilot, 1)
+        await pilot.press("n")
+        await pilot.pause()
+        seen.append(_note(screen))
+
+    drive(capture_path, scenario)
+    assert seen[0].startswith("press / to search the stream's text")
+
+
+def test_page_and_end_keys_jump_at_once_in_the_stream_view(capture_path: Path) -> None:
+    """PgDn, PgUp, Home and End animated for about 0.7 s (a test run animates
+    nothing, so what is checked is that no scroll asks for an animation)."""
+    seen: list[tuple[float, float]] = []
+    animated: list[object] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = await _open(app, pilot, 5)
+        view = screen.query_one("#stream-view", VerticalScroll)
+        scroll_to = view.scroll_to
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            animated.append(kwargs.get("animate", True))
+            return scroll_to(*args, **kwargs)
+
+        view.scroll_to = spy  # type: ignore[method-assign]
+        page = view.scrollable_content_region.height
+        for key, target in (("pagedown", page), ("pagedown", 2 * page),
+                            ("pageup", page), ("end", view.max_scroll_y), ("home", 0)):
+            await pilot.press(key)
+            await pilot.pause()
+            seen.append((view.scroll_y, target))
+
+    drive(capture_path, scenario, size=(100, 30))
+    for y, target in seen:
+        assert y == target, seen
+    assert animated and not any(animated), animated
