@@ -74,7 +74,8 @@ def unfinished(streams: Iterable[Stream], direction: Direction, closed_by: str |
             continue
         sid = stream.stream_id
         if server_goaway is not None and sid > server_goaway and sid % 2:
-            declined.append(sid)
+            if stream.reset_by is None:  # (one the client reset, it gave up itself)
+                declined.append(sid)
             continue
         declared = stream.content_length[direction]
         received = stream.data_bytes[direction]

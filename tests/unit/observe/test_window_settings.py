@@ -360,6 +360,27 @@ def test_streams_above_a_graceful_goaway_were_not_processed_not_abandoned(
     assert "streams 3, 5 got no response" in closing[0].message
 
 
+def test_streams_the_client_reset_above_a_goaway_are_not_said_safe_to_retry(
+        conv: Conversation) -> None:
+    """A rapid-reset client goes on resetting streams after the server's GOAWAY and
+    close: those it cancelled itself were listed as 'not processed and safe to retry'."""
+    goaway = bytes.fromhex("000008070000000000") + (1).to_bytes(4, "big") + bytes(4)
+    for sid in (1, 3, 5):
+        conv.send(C2S, conv.f.headers(C2S, sid, REQUEST, flags=["END_HEADERS", "END_STREAM"]))
+        if sid == 1:
+            conv.send(S2C, goaway)
+            conv.send(S2C, conv.f.headers(S2C, 1, [(":status", "200")],
+                                          flags=["END_HEADERS", "END_STREAM"]))
+    # The server had closed its side before the client's reset came (the client had
+    # sent this many bytes by then).
+    ended = conv.obs.sides[C2S].offset
+    conv.send(C2S, conv.f.rst(5))  # (CANCEL)
+    closing = [e.finding for e in conv.obs.close(conv.t + 0.1, "server", {S2C: ended})
+               if isinstance(e, ConnectionFindingRaised)]
+    assert [f.code for f in closing] == ["stream-not-processed"]
+    assert "stream 3 got no response" in closing[0].message, closing[0].message
+
+
 def test_a_malformed_block_is_summarised_by_its_first_pseudo_header_and_values() -> None:
     from proxy.observe.describe import block_summary
 
