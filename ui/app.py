@@ -41,7 +41,7 @@ from ui.model.live import FrameSource, LiveFeed, ingest, rate
 from ui.model.session import Session
 from ui.navigation import Navigation
 from ui.screens.help import HelpScreen
-from ui.terminal import TerminationGuard, pick_theme, termination_signals
+from ui.terminal import PlainContent, TerminationGuard, pick_theme, termination_signals
 from ui.widgets.lanes import LEGEND, Lanes, lanes_title
 from ui.widgets.panes import ConnectionsPane, DetailPane, StatusBar
 from ui.widgets.rowlist import RowList
@@ -184,6 +184,8 @@ class H2ScopeApp(Navigation):
         self.started = time.monotonic()
         self._repaint_mark = (self.started, time.thread_time())
         self.theme = pick_theme(theme_name)
+        if self.no_color:  # (Textual's own monochrome made coloured content grey on grey)
+            self._filters.insert(0, PlainContent())
         if self.keys:
             self.set_keymap(self.keys)
         if self.live is None:  # a capture: its live-only keys stay (they say so) but

@@ -1,11 +1,18 @@
 """What the UI needs from the terminal it runs in: a theme that suits its
-colours, and the signals that end it (SIGTERM, SIGHUP)."""
+colours, monochrome that reads (NO_COLOR), and the signals that end it
+(SIGTERM, SIGHUP)."""
 
 from __future__ import annotations
 
 import os
 import signal
 from typing import Any
+
+from rich.color import ColorType
+from rich.segment import Segment
+from rich.style import Style
+from textual.color import Color
+from textual.filter import LineFilter
 
 
 def pick_theme(name: str) -> str:
@@ -21,6 +28,36 @@ def pick_theme(name: str) -> str:
         "256" in os.environ.get("TERM", "")
     return "textual-dark" if rich else "ansi-dark"
 
+
+
+class PlainContent(LineFilter):
+    """Under ``NO_COLOR`` Textual draws every colour as the grey of its brightness,
+    so a blue stream id or lane label came out 238 on a 234 background: nearly
+    invisible. Run before that filter, this one draws the content's colours — the
+    16 ANSI colour names the views use (:mod:`ui.widgets.style`), never the
+    theme's — in the text colour that stands out on the background, so content
+    reads as plain text told apart by bold, dim and reverse, as monochrome should."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plain: dict[tuple[Style, Color], Style] = {}
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        out = []
+        plain = self._plain
+        for text, style, control in segments:
+            if style is not None and style.color is not None \
+                    and style.color.type is ColorType.STANDARD:
+                key = (style, background)
+                new = plain.get(key)
+                if new is None:
+                    if len(plain) > 4096:
+                        plain.clear()
+                    new = plain[key] = style + Style(
+                        color=background.get_contrast_text(1.0).rich_color)
+                style = new
+            out.append(Segment(text, style, control))
+        return out
 
 
 def termination_signals() -> list[int]:

@@ -477,3 +477,42 @@ def test_the_status_bar_says_which_pane_has_the_keys(capture_path: Path) -> None
     drive(capture_path, scenario, size=(80, 24))
     assert "keys → lanes (Esc: timeline)" in seen[0], seen[0]
     assert "keys →" not in seen[1] and seen[2] == "True", seen
+
+
+def test_with_no_color_stream_ids_and_lane_labels_stand_out_from_the_background(
+        capture_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's monochrome drew each colour as the grey of its brightness: blue
+    stream ids and lane labels came out 238 on 234, nearly invisible. They are
+    drawn in the text colour now (bold tells them apart)."""
+    import io
+
+    from rich.console import Console
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    found: list[tuple[str, float, float, bool]] = []
+
+    def luminance(r: int, g: int, b: int) -> float:
+        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        await loaded(app, pilot)
+        await pilot.pause()
+        console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(),
+                          force_terminal=True, color_system="256", legacy_windows=False)
+        update = app.screen._compositor.render_update(full=True,
+                                                      screen_stack=app._background_screens)
+        screen = app.screen.styles.background
+        for seg in console.render(update):
+            style = seg.style
+            if style is not None and style.color is not None \
+                    and ("/big.bin → 200" in seg.text or seg.text.strip() == "5"):
+                bg = style.bgcolor.get_truecolor() if style.bgcolor is not None else \
+                    (screen.r, screen.g, screen.b)
+                found.append((seg.text, luminance(*style.color.get_truecolor()),
+                              luminance(*bg), bool(style.bold)))
+
+    drive(capture_path, scenario)
+    assert any("/big.bin" in text for text, *_ in found), found  # the lane's label
+    assert any(text.strip() == "5" for text, *_ in found), found  # a timeline stream id
+    for text, fg, bg, bold in found:
+        assert abs(fg - bg) > 0.5 and bold, (text, fg, bg)
