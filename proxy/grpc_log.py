@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -56,6 +56,10 @@ class GrpcMessage:
     note: str = ""
     trailers: bool = False
     """A gRPC-Web trailers frame (flag 0x80): ``note`` holds its text."""
+    source: tuple[Protoset, bytes, bool] | None = field(default=None, repr=False,
+                                                        compare=False)
+    """With a protoset: what the JSON mapping of :meth:`as_dict` is made from, when
+    asked (the schema, the message's bytes, whether they are only its start)."""
 
     def summary(self) -> str:
         if self.trailers:
@@ -82,6 +86,11 @@ class GrpcMessage:
             d["type"] = self.type_name
         if self.fields is not None:
             d["fields"] = self.fields
+        if self.source is not None and self.type_name:
+            schema, data, partial = self.source
+            mapped = schema.decode_json(data, self.type_name, partial)
+            if mapped is not None:  # (the proto3 JSON mapping, as grpcurl prints it)
+                d["json"] = mapped
         if self.note:
             d["note"] = self.note
         return d
@@ -335,7 +344,8 @@ class GrpcTracker:
             fields = decode_raw(data, partial=True)
         if fields is None:
             return GrpcMessage(d, index, size, compressed, None, None, _not_protobuf(data))
-        return GrpcMessage(d, index, size, compressed, type_name, fields, note)
+        return GrpcMessage(d, index, size, compressed, type_name, fields, note,
+                           source=(schema, data, True) if type_name and schema else None)
 
     def _decoded(self, state: _Stream, d: int, size: int, compressed: bool,
                  payload: bytes) -> GrpcMessage:
@@ -356,7 +366,8 @@ class GrpcTracker:
         if type_name is not None and schema is not None:
             fields = schema.decode(payload, type_name)
             if fields is not None:
-                return GrpcMessage(d, index, size, compressed, type_name, fields)
+                return GrpcMessage(d, index, size, compressed, type_name, fields,
+                                   source=(schema, payload, False))
         fields = decode_raw(payload)
         if fields is None:
             return GrpcMessage(d, index, size, compressed, None, None, _not_protobuf(payload))

@@ -21,10 +21,12 @@ Fields the schema does not know (a newer sender) are shown by number, as
 
 from __future__ import annotations
 
+import base64
 import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from proxy.protobuf import (
     MAX_BYTES_SHOWN,
@@ -61,12 +63,16 @@ class Field:
     type_name: str = ""
     """For messages and enums: the full name, without the leading dot."""
     repeated: bool = False
+    json_name: str = ""
+    """Its name in the proto3 JSON mapping (protoc fills it in: lowerCamelCase)."""
 
 
 @dataclass(slots=True)
 class Message:
     name: str
     fields: dict[int, Field] = field(default_factory=dict)
+    map_entry: bool = False
+    """The entry type protoc makes for a ``map<K, V>`` field (key 1, value 2)."""
 
 
 def _one(fields: list[tuple[int, int, object]], number: int) -> object | None:
@@ -146,13 +152,17 @@ class Protoset:
 
     def _message(self, prefix: str, m: list[tuple[int, int, object]]) -> None:
         full = prefix + _text(_one(m, 1))
-        msg = self.messages[full] = Message(full)
+        options = _one(m, 7)
+        msg = self.messages[full] = Message(full, map_entry=isinstance(options, bytes) and (
+            _one(_fields(options), 7) == 1))
         for raw in _all(m, 2):
             fd = _fields(raw)
             number, ftype, label = _one(fd, 3), _one(fd, 5), _one(fd, 4)
             if isinstance(number, int) and isinstance(ftype, int):
-                msg.fields[number] = Field(_text(_one(fd, 1)), number, ftype,
-                                           _text(_one(fd, 6)).lstrip("."), label == 3)
+                name = _text(_one(fd, 1))
+                msg.fields[number] = Field(name, number, ftype,
+                                           _text(_one(fd, 6)).lstrip("."), label == 3,
+                                           _text(_one(fd, 10)) or _camel(name))
         for nested in _all(m, 3):
             self._message(full + ".", _fields(nested))
         for e in _all(m, 4):
@@ -186,6 +196,109 @@ class Protoset:
         out: list[str] = []
         self._lines(msg, fields, 0, out)
         return out
+
+    def decode_json(self, data: bytes, type_name: str, partial: bool = False
+                    ) -> dict[str, Any] | None:
+        """The message in the proto3 JSON mapping (what grpcurl prints, what
+        ``google.protobuf.json_format.MessageToDict`` gives): JSON names, 64-bit
+        integers as strings, enums by name, bytes in base64, maps as objects; None
+        as :meth:`decode`. Unknown fields are left out, as is a field the start
+        of a message (``partial``) cuts."""
+        msg = self.messages.get(type_name)
+        if msg is None:
+            return None
+        try:
+            return self._json(msg, _fields(data, partial), 0)
+        except _Malformed:
+            return None
+
+    def _json(self, msg: Message, fields: list[tuple[int, int, object]], depth: int
+              ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for number, wire, value in fields:
+            fd = msg.fields.get(number)
+            if fd is None or not _fits(fd, wire) or isinstance(value, CutBytes):
+                continue
+            if fd.type == _MESSAGE:
+                nested = self.messages.get(fd.type_name)
+                if nested is None or depth >= MAX_DEPTH or not isinstance(value, bytes):
+                    continue
+                item = self._json(nested, _fields(value), depth + 1)
+                if nested.map_entry and 1 in nested.fields and 2 in nested.fields:
+                    k, v = nested.fields[1], nested.fields[2]
+                    key = item[k.json_name] if k.json_name in item else self._default(k)
+                    out.setdefault(fd.json_name, {})[json_key(key)] = \
+                        item[v.json_name] if v.json_name in item else self._default(v)
+                elif fd.repeated:
+                    out.setdefault(fd.json_name, []).append(item)
+                else:
+                    out[fd.json_name] = item
+                continue
+            if wire == _LEN and fd.type not in (_STRING, _BYTES):  # packed numbers
+                assert isinstance(value, bytes)
+                out.setdefault(fd.json_name, []).extend(self._packed_json(fd, value))
+                continue
+            item = self._json_value(fd, wire, value)
+            if fd.repeated:
+                out.setdefault(fd.json_name, []).append(item)
+            else:
+                out[fd.json_name] = item
+        return out
+
+    def _default(self, fd: Field) -> Any:
+        """A map entry's key or value left out on the wire: its type's default."""
+        t = fd.type
+        if t == _MESSAGE:
+            return {}
+        if t == _ENUM:
+            return self.enums.get(fd.type_name, {}).get(0, 0)
+        if t in (_STRING, _BYTES):
+            return ""
+        if t == _BOOL:
+            return False
+        return "0" if t in (_INT64, _UINT64, _SINT64, _FIXED64, _SFIXED64) else 0
+
+    def _packed_json(self, fd: Field, data: bytes) -> list[Any]:
+        out: list[Any] = []
+        pos = 0
+        while pos < len(data):
+            if fd.type in _PACKABLE_VARINT:
+                value, pos = _varint(data, pos)
+                out.append(self._json_value(fd, _VARINT, value))
+            else:
+                size = 8 if fd.type in _PACKABLE_I64 else 4
+                if pos + size > len(data):
+                    raise _Malformed
+                out.append(self._json_value(fd, _I64 if size == 8 else _I32,
+                                            data[pos:pos + size]))
+                pos += size
+        return out
+
+    def _json_value(self, fd: Field, wire: int, value: object) -> Any:
+        t = fd.type
+        if isinstance(value, int):
+            if t == _BOOL:
+                return bool(value)
+            if t == _ENUM:
+                number = _signed32(value)
+                return self.enums.get(fd.type_name, {}).get(number, number)
+            if t in (_SINT32, _SINT64):
+                value = (value >> 1) ^ -(value & 1)
+            elif t in (_INT32, _INT64):
+                value = value - (1 << 64) if value >= 1 << 63 else value
+            return str(value) if t in (_INT64, _UINT64, _SINT64) else value
+        assert isinstance(value, bytes)
+        if wire == _LEN:
+            return value.decode("utf-8", "replace") if t == _STRING \
+                else base64.b64encode(value).decode("ascii")
+        if wire == _I64:
+            if t == _DOUBLE:
+                return _json_float(struct.unpack("<d", value)[0])
+            return str(struct.unpack("<q" if t == _SFIXED64 else "<Q", value)[0])
+        if t == _FLOAT:
+            x = struct.unpack("<f", value)[0]
+            return _json_float(float(_float32(x)) if x == x and abs(x) != float("inf") else x)
+        return struct.unpack("<i" if t == _SFIXED32 else "<I", value)[0]
 
     def _lines(self, msg: Message, fields: list[tuple[int, int, object]], depth: int,
                out: list[str]) -> None:
@@ -334,3 +447,23 @@ def _float32(x: float) -> str:
 def _signed32(value: int) -> int:
     value &= (1 << 64) - 1
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _camel(name: str) -> str:
+    """protoc's JSON name for a field without one: ``user_id`` → ``userId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def json_key(value: object) -> str:
+    """A map key as the JSON mapping writes it: always a string."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _json_float(x: float) -> float | str:
+    """JSON has no NaN or infinities: the mapping writes them as strings."""
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x

@@ -194,3 +194,29 @@ def test_the_start_of_a_message_is_its_whole_fields_and_not_just_any_bytes() -> 
     assert decode_raw(b"\x08" + b"\x96", partial=True) == []  # a varint cut short
     assert decode_raw(bytes(100), partial=True) is None  # field number 0
     assert decode_raw(b"\x0a\x05world\x0f" + bytes(20), partial=True) is None  # wire type 7
+
+
+def test_the_json_mapping_matches_protobufs_own(compiled: tuple[Path, Path]) -> None:
+    """`export --format jsonl` gave gRPC fields as text lines ('msg: "hi"'), which a
+    script has to parse again: the messages also come in the proto3 JSON mapping,
+    checked against the protobuf library's own MessageToDict."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+    _, pb = compiled
+    schema = Protoset.load([pb])
+    pool = descriptor_pool.DescriptorPool()
+    for f in descriptor_pb2.FileDescriptorSet.FromString(pb.read_bytes()).file:
+        pool.Add(f)
+    inner = ld(2, key(1, 0) + varint(1 << 40)) + ld(2, b"")  # (an empty Inner too)
+    packed = ld(3, varint(1) + varint(300) + varint((1 << 64) - 2))  # (tags: -2 too)
+    blob = ld(7, bytes([0, 255, 10]))
+    doubles = ld(13, struct.pack("<dd", float("inf"), -0.5))
+    for type_name, message in (("demo.v1.HelloRequest", MESSAGE + packed + blob + doubles),
+                               ("demo.v1.HelloReply", ld(1, "héllo".encode()) + inner)):
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(type_name))
+        expected = json_format.MessageToDict(cls.FromString(message))
+        assert schema.decode_json(message, type_name) == expected, type_name
+    assert schema.decode_json(b"\xff", "demo.v1.HelloRequest") is None
+    # The start of a message: the fields that end in it, none of the one it cuts.
+    assert schema.decode_json(ld(1, b"world") + b"\x3a\x08abc", "demo.v1.HelloRequest",
+                              partial=True) == {"name": "world"}
