@@ -94,13 +94,17 @@ class FilterInput(Input):
         self.post_message(self.Cancelled(self))
 
 
-class H2ScopeApp(Navigation):
+class H2ScopeApp(Navigation, inherit_bindings=False):
     """The UI over one :class:`Session` (a capture being read, or live traffic)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "h2scope"
+    # Textual's own ctrl+q binding is not inherited: listed before ours, it put
+    # "^q Quit" in the footer while the docs and dialogs say q (the keymap has
+    # ctrl+q too). Its ctrl+c is kept.
     BINDINGS = [*keymap.bindings(),
-                Binding("escape", "cancel_quit", "Keep running", show=False)]
+                Binding("escape", "cancel_quit", "Keep running", show=False),
+                Binding("ctrl+c", "help_quit", show=False, system=True)]
 
     def __init__(self, session: Session, *, capture: CaptureFile | None = None,
                  live: ChildProxy | FileFollow | None = None, feed: LiveFeed | None = None,

@@ -658,6 +658,21 @@ def test_q_quits_cleanly(capture_path: Path) -> None:
     assert app.return_code == 0
 
 
+def test_the_footer_offers_q_to_quit_and_ctrl_q_quits_too(capture_path: Path) -> None:
+    """The footer said '^q Quit' (Textual's own binding, listed first) while the docs
+    and the dialogs say q."""
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        seen.append(_screen_text(app).splitlines()[-1])
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    app = drive(capture_path, scenario)
+    assert seen[0].startswith(" q Quit  ? Help  / Filter"), seen
+    assert "^q" not in seen[0]
+    assert app.return_code == 0 and not app.is_running
+
+
 def test_light_and_ansi_themes_render(capture_path: Path) -> None:
     for theme in ("light", "ansi"):
         async def scenario(app: H2ScopeApp, pilot: Any) -> None:
