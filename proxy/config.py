@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -581,6 +582,7 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
         raw, lines = _read_file(path)
         if raw is None:
             raw = {}
+        _warn_if_secrets_readable(path, raw)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     names = dict(flag_names or {})
     flags = {k: names.get(k, "the command line") for k in given}
@@ -602,6 +604,27 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None, *
     _check_values(config, loader)
     _check_whole(config, loader)
     return config
+
+
+def _warn_if_secrets_readable(path: Path, raw: Any) -> None:
+    """A config file that holds a password (``proxyauth``, ``upstream.auth``) and that
+    others may read: said on stderr, as ssh does for its keys (the CA key gets the
+    same warning)."""
+    if not isinstance(raw, dict):
+        return
+    upstream = raw.get("upstream")
+    keys = [k for k, v in (("proxyauth", raw.get("proxyauth")),
+                           ("upstream.auth", upstream.get("auth")
+                            if isinstance(upstream, dict) else None)) if v]
+    if not keys:
+        return
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        print(f"h2scope: warning: {path} holds {' and '.join(keys)} (a password) and others "
+              f"may read it (mode {mode:04o}): chmod 600 {path}", file=sys.stderr)
 
 
 def _check_values(config: Config, loader: _Loader) -> None:

@@ -516,3 +516,25 @@ def test_yaml_nested_too_deep_is_a_message_not_a_recursion_error(
         tmp_path: Path, text: str) -> None:
     exc = error(tmp_path, text)
     assert "nested" in str(exc) and "three levels deep at most" in str(exc)
+
+
+def test_a_config_file_with_a_password_that_others_may_read_is_warned_about(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/proxy.md says to keep proxyauth in the config file (mode 0600) to keep it
+    out of ps: a 0644 one loaded without a word."""
+    path = tmp_path / "auth.yaml"
+    path.write_text('proxyauth: "ops:s3cret-pass"\nupstream:\n  auth: "u:p"\n')
+    path.chmod(0o644)
+    load_config(path)
+    err = capsys.readouterr().err
+    assert f"h2scope: warning: {path} holds proxyauth and upstream.auth (a password) and " \
+        f"others may read it (mode 0644): chmod 600 {path}" in err
+    assert "s3cret" not in err
+    path.chmod(0o600)
+    load_config(path)
+    assert capsys.readouterr().err == ""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("listen:\n  port: 9000\n")
+    plain.chmod(0o644)
+    load_config(plain)
+    assert capsys.readouterr().err == ""
