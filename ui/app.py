@@ -691,6 +691,7 @@ class H2ScopeApp(Navigation, inherit_bindings=False):
         self.screen.set_focus(self.main.query_one("#filter", Input))
 
     def action_help(self) -> None:
+        self.acted()
         self.push_screen(HelpScreen(self.keys))
 
     def action_toggle_follow(self) -> None:
@@ -702,7 +703,7 @@ class H2ScopeApp(Navigation, inherit_bindings=False):
 
     def action_toggle_pause(self) -> None:
         if self.live is None:
-            self.say("pause applies to live capture")
+            self.refuse("pause applies to live capture")
             return
         self.paused = not self.paused
         self.live.pause(self.paused)

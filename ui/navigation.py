@@ -49,6 +49,8 @@ class Navigation(SessionActions):
     count)."""
     select_when_filtered: int | None
     keys: dict[str, str]
+    _refusal = ""
+    """The last reason a key could not act (:meth:`refuse`), while it is said."""
 
     if TYPE_CHECKING:
         @property
@@ -110,6 +112,7 @@ class Navigation(SessionActions):
                 self._select_row(row)
                 self.timeline.focus()
 
+        self.acted()
         self.push_screen(RequestsScreen(self.session), done)
 
     def action_findings(self) -> None:
@@ -134,6 +137,7 @@ class Navigation(SessionActions):
                 assert isinstance(value, int)
                 self._select_row(value)
 
+        self.acted()
         self.push_screen(FindingsScreen(self.session), done)
 
     def _select_row(self, row: int) -> None:
@@ -280,11 +284,11 @@ class Navigation(SessionActions):
         row = self.timeline.selected_row
         if found is None and row is not None and row >= self.session.decoded \
                 and self.session.table.stream[row]:
-            self.say(f"frame {row + 1}'s stream is not decoded yet (the capture is being "
+            self.refuse(f"frame {row + 1}'s stream is not decoded yet (the capture is being "
                      "decoded in order): try again in a moment")
             return
         if found is None:
-            self.say("select a frame of a stream (not stream 0) first")
+            self.refuse("select a frame of a stream (not stream 0) first")
             return
         self._push_kept("stream", lambda: StreamScreen(self.session, *found),
                         lambda screen: screen.show(*found))
@@ -292,7 +296,7 @@ class Navigation(SessionActions):
     def action_scope_stream(self) -> None:
         found = self._selected_stream()
         if found is None:
-            self.say("select a frame of a stream first")
+            self.refuse("select a frame of a stream first")
             return
         self.scope_conn, self.scope_stream = found[0].conn_id, found[1].stream_id
         self.apply_filter()
@@ -320,7 +324,7 @@ class Navigation(SessionActions):
             conn_id = s.table.conn[row] if row is not None else next(iter(s.conns), None)
         c = s.conns.get(conn_id) if conn_id is not None else None
         if c is None:
-            self.say("no connection yet")
+            self.refuse("no connection yet")
             return
         live = self.live is not None
         row = self.timeline.selected_row
@@ -331,11 +335,25 @@ class Navigation(SessionActions):
                                                      row=row),
                         lambda screen: screen.show(c, tab, stream, row))
 
+    def refuse(self, message: str) -> None:
+        """Say why a key could not act; the next key that does (a view opened)
+        takes the message away: 'select a frame of a stream first' stayed beside the
+        stream view then opened."""
+        self._refusal = message
+        self.say(message)
+
+    def acted(self) -> None:
+        """A key did what it is for: a refusal said before no longer holds."""
+        if self._refusal and self.message == self._refusal:
+            self.say("")
+        self._refusal = ""
+
     def _push_kept(self, name: str, make: Callable[[], Any], show: Callable[[Any], None]) -> None:
         """Show the view installed as ``name``: made and composed the first time,
         then kept when closed and shown again with ``show``. Composing it anew
         (the state view's tabs) was most of what a key press cost, and tearing
         it down most of what closing it cost under live traffic."""
+        self.acted()
         if self.is_screen_installed(name):
             screen = self.get_screen(name)
             show(screen)

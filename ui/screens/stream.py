@@ -264,7 +264,8 @@ class StreamScreen(ModalScreen[None]):
     def action_search(self) -> None:
         box = self.query_one("#stream-search", Input)
         self.query_one("#save-path", Input).add_class("hidden")
-        self._note("search: type a text and Enter (any case; n next, N previous; Esc cancels)")
+        box.border_title = "search the stream's text: (Enter searches, Esc cancels)"
+        self._note("")
         box.remove_class("hidden")
         box.focus()
 
@@ -373,6 +374,9 @@ class StreamScreen(ModalScreen[None]):
         path = self.stream.request_headers and dict(self.stream.request_headers).get(":path")
         name = Path((path or "/body").split("?")[0]).name or "body"
         box.value = f"{name}.stream{self.stream.stream_id}.{'resp' if direction else 'req'}"
+        box.border_title = (f"save the {'response' if direction else 'request'} body to: "
+                            "(Enter saves, Esc cancels)")
+        self.query_one("#stream-search", Input).add_class("hidden")
         box.remove_class("hidden")
         box.focus()
 
@@ -416,6 +420,6 @@ class StreamScreen(ModalScreen[None]):
             note.update(Text(f"cannot save: {exc.strerror or exc}", "bold red"))
         else:
             how = f" (as received: still {encoding}-encoded)" if encoding else ""
-            note.update(Text(f"saved {len(body)} bytes{how} to {path}{replaced}"))
+            note.update(Text(f"saved {len(body):,} bytes{how} to {path.absolute()}{replaced}"))
         event.input.add_class("hidden")
         self.query_one("#stream-view", VerticalScroll).focus()

@@ -114,3 +114,49 @@ def test_page_and_end_keys_jump_at_once_in_the_stream_view(capture_path: Path) -
     for y, target in seen:
         assert y == target, seen
     assert animated and not any(animated), animated
+
+
+def test_a_refusal_goes_once_the_stream_view_opens(capture_path: Path) -> None:
+    """'select a frame of a stream (not stream 0) first' stayed in the status bar
+    after the stream view had then been opened."""
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        t = app.session.table
+        app._select_row(next(r for r in range(len(t)) if t.stream[r] == 0))
+        await pilot.press("s")
+        await pilot.pause()
+        seen.append(app.message)
+        await _open(app, pilot, 1)
+        await pilot.press("q")
+        await pilot.pause()
+        seen.append(app.message)
+
+    drive(capture_path, scenario)
+    assert seen == ["select a frame of a stream (not stream 0) first", ""]
+
+
+def test_the_save_box_says_what_it_saves_and_the_result_where(
+        capture_path: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """The b prompt had no label (a file name, pre-filled, and nothing saying what
+    Enter would do), and the result named the file as typed, relative."""
+    from tests.unit.ui.conftest import screen_text
+
+    monkeypatch.chdir(tmp_path)
+    seen: list[str] = []
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        screen = await _open(app, pilot, 1)
+        await pilot.press("b")
+        await pilot.pause()
+        seen.append(screen_text(app))
+        screen.query_one("#save-path", Input).value = "users.json.gz"
+        await pilot.press("enter")
+        await pilot.pause()
+        seen.append(_note(screen))
+
+    drive(capture_path, scenario)
+    assert "save the response body to: (Enter saves, Esc cancels)" in seen[0]
+    saved = tmp_path / "users.json.gz"
+    assert seen[1] == (f"saved {saved.stat().st_size:,} bytes (as received: still "
+                       f"gzip-encoded) to {saved}")
