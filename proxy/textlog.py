@@ -483,9 +483,9 @@ def add_event_lines(lines: list[str], conn_id: int, ev: Event, rel: float, *,
 
 
 def byte_count(n: int) -> str:
-    """``189 B``, ``12.3 KiB``, ``4.5 MiB``."""
-    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 10_000_000 \
-        else f"{n / 1048576:.1f} MiB"
+    """``189 B``, ``12.3 KiB``, ``4.5 MiB``, ``1.2 GiB`` (``9157.0 KiB`` read badly)."""
+    return f"{n} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 1_048_576 \
+        else f"{n / 1048576:.1f} MiB" if n < 1 << 30 else f"{n / (1 << 30):.1f} GiB"
 
 
 def tls_leg_text(leg: str, version: str | None, cipher: str | None, alpn: str | None,

@@ -214,3 +214,11 @@ def test_an_hpack_bomb_prints_its_repeated_field_once_with_its_count() -> None:
     assert lines[6] == f"{HEADER_INDENT}y: 1"
     assert sum(map(len, lines)) < 6000
     assert any("header-list-amplified" in line for line in lines)
+
+
+def test_byte_counts_use_the_unit_that_reads() -> None:
+    """'9157.0 KiB' on a close line and '5120.0 KiB were there': MiB from 1 MiB on."""
+    from proxy.textlog import byte_count
+
+    assert [byte_count(n) for n in (189, 12_595, 1_048_575, 5 << 20, 9_376_768, 3 << 30)] \
+        == ["189 B", "12.3 KiB", "1024.0 KiB", "5.0 MiB", "8.9 MiB", "3.0 GiB"]
