@@ -486,10 +486,10 @@ class H2ScopeApp(Navigation, inherit_bindings=False):
             scope += f" stream {self.scope_stream}"
         parts.append((f"scope {scope}", ""))
         n = len(s.conns)
-        parts.append((f"{n} connection{'' if n == 1 else 's'}", ""))
+        parts.append((f"{n:,} connection{'' if n == 1 else 's'}", ""))
         if s.failed:  # (a browser's one refused certificate among dozens: said here)
             key = self.keys.get("connections", "c").split(",")[0]
-            parts.append((f"{len(s.failed)} failed ({key}: why)", "bold red"))
+            parts.append((f"{len(s.failed):,} failed ({key}: why)", "bold red"))
         if self.timeline.follow:
             parts.append(("FOLLOW", "bold green"))
         if live is not None:
@@ -502,7 +502,7 @@ class H2ScopeApp(Navigation, inherit_bindings=False):
                 parts.append(("the disk slows the proxy down (recording)", "bold yellow"))
             # (the view's intake: while it is behind, less than the proxy relays)
             taken = " shown" if behind >= BEHIND_SHOWN else ""
-            parts.append((f"{rate(self._rates, len(s.table)):.0f} frames/s{taken}", ""))
+            parts.append((f"{rate(self._rates, len(s.table)):,.0f} frames/s{taken}", ""))
         if live is not None and not isinstance(live, FileFollow):
             save = self.keys.get("save_session", "ctrl+s")
             backing = live.backing
@@ -522,9 +522,9 @@ class H2ScopeApp(Navigation, inherit_bindings=False):
             if not self._problem_shown:  # (a proxy that stopped listens no more)
                 parts.append((f"listening {self.listen}", "bold"))
         if self.live_frames is not None and self.live_frames.forgotten:
-            parts.append((f"{self.live_frames.forgotten} old payloads freed", "yellow"))
+            parts.append((f"{self.live_frames.forgotten:,} old payloads freed", "yellow"))
         if s.problems:
-            parts.append((f"{len(s.problems)} damaged records skipped", "yellow"))
+            parts.append((f"{len(s.problems):,} damaged records skipped", "yellow"))
         self.status.set_parts(parts, self.message)
 
     # -------------------------------------------------------------- selection

@@ -181,12 +181,12 @@ def _body(out: Text, title: str, body: Body, headers: Headers | None,
     (``ended``: incomplete; else, so far)."""
     raw = body.raw
     if body.truncated and body.sent > len(raw):
-        out.append(f"\n{title}: {body.sent} bytes in {body.frames} DATA frame(s), "
-                   f"{len(raw)} of them kept", "bold underline")
+        out.append(f"\n{title}: {body.sent:,} bytes in {body.frames:,} DATA frame(s), "
+                   f"{len(raw):,} of them kept", "bold underline")
         out.append("  (the capture did not keep the rest: record.max_data_bytes, or "
                    "imported without the bytes)", "yellow")
     else:
-        out.append(f"\n{title}: {len(raw)} bytes in {body.frames} DATA frame(s)",
+        out.append(f"\n{title}: {len(raw):,} bytes in {body.frames:,} DATA frame(s)",
                    "bold underline")
         if body.truncated:
             out.append("  (some payloads were not kept)", "yellow")

@@ -28,31 +28,31 @@ ALL = "all"
 
 
 def _bytes(x: int) -> str:
-    """A byte count short: ``9999``, ``44K`` (KiB), ``12M`` (MiB)."""
+    """A byte count short: ``9,999``, ``44K`` (KiB), ``12M`` (MiB)."""
     if x >= 10_000_000:
         return f"{x / 1_048_576:.0f}M"
     if x >= 10_000:
         return f"{x / 1024:.0f}K"
-    return str(x)
+    return f"{x:,}"
 
 
 def _count(x: int) -> str:
-    """A count (of frames) short, in thousands, not KiB: ``9999``, ``45k``, ``12M``."""
+    """A count (of frames) short, in thousands, not KiB: ``9,999``, ``45k``, ``12M``."""
     if x >= 10_000_000:
         return f"{x / 1_000_000:.0f}M"
     if x >= 10_000:
         return f"{x / 1000:.0f}k"
-    return str(x)
+    return f"{x:,}"
 
 
 def conn_cells(c: ConnInfo) -> tuple[str | Text, ...]:
     total = len(c.streams)
-    findings = Text(str(c.findings), style="bold red") if c.findings else Text("0")
+    findings = Text(f"{c.findings:,}", style="bold red") if c.findings else Text("0")
     state: str | Text = Text(c.state, style="bold red") if c.errors else c.state
     note = c.note
     return (f"#{c.conn_id}", c.client, safe_str(c.target), safe_str(mode_kind(c.meta)),
             c.protocol, state, findings, f"{_count(c.frames[0])}/{_count(c.frames[1])}",
-            f"{_bytes(c.bytes[0])}/{_bytes(c.bytes[1])}", f"{c.open_streams}/{total}",
+            f"{_bytes(c.bytes[0])}/{_bytes(c.bytes[1])}", f"{c.open_streams:,}/{total:,}",
             safe_str(c.tls("client")), safe_str(c.tls("server")),
             safe_str(note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 1] + "…"))
 
@@ -100,7 +100,7 @@ class ConnectionsPane(DataTable[str | Text]):
         self._rows: list[str] = []
         self._shown: dict[str, tuple[str | Text, ...]] = {}
         """Cells as last drawn, per row key."""
-        self._totals: tuple[str, str, str] = ("", "", "")
+        self._totals: tuple[str, ...] = ()
         self.room = 7
         """The most lines the pane may take (the app sets it from the terminal's size)."""
         self._fitted_rows = 0
@@ -143,12 +143,17 @@ class ConnectionsPane(DataTable[str | Text]):
             # could be drawn with its columns at their headers' widths)
             self._fitted_rows = len(self._rows)
             self.call_after_refresh(self.fit_height)
-        totals = (_count(sum(sum(c.frames) for c in conns)), str(sum(c.findings for c in conns)),
-                  str(len(conns)))
+        totals = (
+            f"{_count(sum(c.frames[0] for c in conns))}/{_count(sum(c.frames[1] for c in conns))}",
+            f"{sum(c.findings for c in conns):,}", f"{len(conns):,}",
+            f"{_bytes(sum(c.bytes[0] for c in conns))}/{_bytes(sum(c.bytes[1] for c in conns))}",
+            f"{sum(c.open_streams for c in conns):,}/{sum(len(c.streams) for c in conns):,}")
         if totals != self._totals:
             self._totals = totals
             self.update_cell(ALL, "frames →/←", totals[0], update_width=True)
             self.update_cell(ALL, "findings", totals[1], update_width=True)
+            self.update_cell(ALL, "bytes →/←", totals[3], update_width=True)
+            self.update_cell(ALL, "streams open/all", totals[4], update_width=True)
             # (how many rows there are: a small terminal shows only a few of them)
             self.update_cell(ALL, "target", f"every connection ({totals[2]}), interleaved",
                              update_width=True)

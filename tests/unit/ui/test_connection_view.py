@@ -185,7 +185,7 @@ def test_a_capture_cut_short_says_its_connection_and_body_did_not_end(tmp_path: 
 
     conn, stream = shown()
     assert "  state     open at the end of the capture (no close recorded)\n" in conn
-    assert "response body: 1200 bytes in 1 DATA frame(s)  (incomplete: 1,200 of " \
+    assert "response body: 1,200 bytes in 1 DATA frame(s)  (incomplete: 1,200 of " \
         "content-length 5,000)\n" in stream
     os.truncate(path, path.stat().st_size - 3)  # the END record torn off
     conn, _ = shown()

@@ -72,8 +72,9 @@ def test_connections_that_start_relaying_out_of_order_are_listed_by_id() -> None
 
 
 def test_frame_counts_are_shortened_in_thousands_bytes_in_kib() -> None:
-    """45,248 frames read "45k" in the "all" row and the connection's (it was
-    "44K": a count divided by 1024); bytes stay in KiB."""
+    """45,248 frames read "23k/23k" (each way, as the column's head says) in the "all"
+    row and the connection's (it was "44K": a count divided by 1024); bytes stay in
+    KiB."""
     session, app = _live_app()
     seen: dict[str, object] = {}
 
@@ -90,7 +91,7 @@ def test_frame_counts_are_shortened_in_thousands_bytes_in_kib() -> None:
             seen["frames"] = pane.get_cell("1", "frames →/←")
             seen["bytes"] = pane.get_cell("1", "bytes →/←")
     asyncio.run(scenario())
-    assert seen == {"all": "45k", "frames": "23k/23k", "bytes": "44K/11M"}
+    assert seen == {"all": "23k/23k", "frames": "23k/23k", "bytes": "44K/11M"}
 
 
 def test_a_reverse_mode_connection_shows_its_mode_short_and_its_state_on_screen(
@@ -123,3 +124,24 @@ def test_a_reverse_mode_connection_shows_its_mode_short_and_its_state_on_screen(
     assert [mode_kind({"mode": m}) for m in (
         "regular", "socks5@1080", "upstream:http://p:3128", "pcap", None)] == [
         "regular", "socks5", "upstream", "pcap", "-"]
+
+
+def test_the_all_row_totals_bytes_and_streams_and_counts_have_separators(
+        capture_path: Path) -> None:
+    """The "all" row's bytes and streams were empty, and counts read '4506' beside
+    the status bar's '4,506 frames'."""
+    from tests.unit.ui.conftest import drive
+    from ui.widgets.panes import ALL, COLUMNS, _bytes, _count
+
+    seen: dict[str, Any] = {}
+
+    async def scenario(app: H2ScopeApp, pilot: Any) -> None:
+        pane = app.main.query_one(ConnectionsPane)
+        seen["all"] = dict(zip(COLUMNS, (str(c) for c in pane.get_row(ALL)), strict=True))
+        seen["conn"] = dict(zip(COLUMNS, (str(c) for c in pane.get_row("1")), strict=True))
+
+    drive(capture_path, scenario)
+    for col in ("frames →/←", "bytes →/←", "streams open/all", "findings"):
+        assert seen["all"][col] == seen["conn"][col] != "", (col, seen)
+    assert (_count(4506), _bytes(4506), _count(45_657), _bytes(45_657)) == (
+        "4,506", "4,506", "46k", "45K")
