@@ -35,7 +35,7 @@ from proxy.observe.frames import (
 from proxy.observe.hpack_annotated import HeaderBlock, HpackDecodeError, Representation
 from proxy.websocket import is_websocket
 from ui.model.body import hexdump, looks_textual, websocket_by_row
-from ui.model.session import Session
+from ui.model.session import Session, wall_clock
 from ui.widgets import style
 
 _SKIP = {"raw", "type", "flags", "stream_id", "length", "fragment"}
@@ -65,7 +65,7 @@ def decoded(session: Session, row: int, ev: FrameObserved | None, width: int = 8
                "jsonl and --json output)\n")
     out.append(f"direction   {ev.direction.arrow} {ev.direction.name} "
                f"(sent by the {ev.direction.sender})\n")
-    out.append(f"time        {session.relative(ev.t):.6f} s\n")
+    out.append(f"time        {session.relative(ev.t):.6f} s  ({wall_clock(ev.t)})\n")
     if conn is not None:
         out.append(f"connection  #{conn.conn_id} {conn.client} → {conn.target}\n")
     out.append(f"stream      {f.stream_id}\n", style.stream_style(f.stream_id))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from proxy.capture.format import HTTP1_HEAD_LENGTH
@@ -202,6 +203,7 @@ class Session:
             case ConnectionOpened():
                 if self.t0 is None:
                     self.t0 = ev.t
+                meta["opened"] = ev.t
                 meta["client"] = {"ip": ev.client[0], "port": ev.client[1]}
                 meta["mode"] = ev.mode
                 if ev.target:
@@ -563,6 +565,12 @@ class Session:
 
     def relative(self, t: float) -> float:
         return t - (self.t0 if self.t0 is not None else t)
+
+
+def wall_clock(t: float) -> str:
+    """``t`` (seconds since the epoch, as the capture's records keep them) as local
+    time with its UTC offset: ``2026-12-07 23:56:40.123456+01:00``."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(sep=" ", timespec="microseconds")
 
 
 def _set_window(st: StreamInfo, data_dir: int, window: int) -> None:

@@ -27,7 +27,7 @@ from proxy.net.clienthello import named_again
 from proxy.observe.enums import Direction
 from ui.model.connections import ConnInfo, FlowSeries, HpackTable, settings_view
 from ui.model.hpack_replay import BlockBytes
-from ui.model.session import Session
+from ui.model.session import Session, wall_clock
 from ui.widgets.jumps import JumpScroll
 from ui.widgets.style import safe
 
@@ -610,7 +610,27 @@ def _leg(out: Text, title: str, info: dict[str, object] | None) -> None:
             _wrapped(out, f"{label} ({len(items)})", items)
 
 
-def connection_text(conn: ConnInfo, session: Session | None = None) -> Text:
+def _times(out: Text, conn: ConnInfo, now: float | None) -> None:
+    """When the connection opened and closed, on the wall clock, and how long it
+    lasted (live and still open: so far)."""
+    opened = conn.meta.get("opened")
+    if not isinstance(opened, (int, float)):
+        opened = conn.first_t
+    if opened is None:
+        return
+    out.append(f"  opened    {wall_clock(opened)}\n")
+    if conn.closed_t is not None:
+        out.append(f"  closed    {wall_clock(conn.closed_t)}, after "
+                   f"{conn.closed_t - opened:,.3f} s\n")
+    elif now is not None:
+        out.append(f"  open for  {now - opened:,.3f} s so far\n")
+    elif conn.last_t:
+        out.append(f"  last seen {wall_clock(conn.last_t)}, "
+                   f"{conn.last_t - opened:,.3f} s after it opened\n")
+
+
+def connection_text(conn: ConnInfo, session: Session | None = None,
+                    now: float | None = None) -> Text:
     """The connection tab: who, where, how (TLS on both legs, the client's
     ClientHello as offered), and how it ended — or, with the ``session`` of a
     capture read to its end, that it did not in the capture."""
@@ -619,8 +639,9 @@ def connection_text(conn: ConnInfo, session: Session | None = None) -> Text:
     out.append(f"connection #{conn.conn_id}  {conn.client} → {conn.target}\n", "bold")
     via = f" via {meta['via']}" if meta.get("via") else ""
     out.append(f"  mode      {meta.get('mode', '-')}{via}, {conn.protocol}\n")
-    out.append(f"  frames    {conn.frames[0]} → / {conn.frames[1]} ←, bytes "
-               f"{conn.bytes[0]} → / {conn.bytes[1]} ←, streams {len(conn.streams)}\n")
+    out.append(f"  frames    {conn.frames[0]:,} → / {conn.frames[1]:,} ←, bytes "
+               f"{conn.bytes[0]:,} → / {conn.bytes[1]:,} ←, streams {len(conn.streams):,}\n")
+    _times(out, conn, now)
     why = conn.closed if conn.closed and conn.closed != conn.state else ""
     if conn.closed is None and session is not None and session.loaded:
         out.append("  state     open at the end of the capture (no close recorded"
@@ -668,7 +689,7 @@ _TEXTS: dict[str, Callable[[ConnInfo, Session, ChartCache, int, float | None, in
         c, s.t0 or 0.0, cache, columns, now, stream),
     "settings": lambda c, s, *_: settings_text(c),
     "priority": lambda c, s, *_: priority_text(c),
-    "connection": lambda c, s, *_: connection_text(c, s),
+    "connection": lambda c, s, _cache, _columns, now, *_: connection_text(c, s, now),
 }
 """Each tab's text from (connection, session, chart cache, columns, live: the wall
 clock now, else None, the selected frame's stream and row or None)."""

@@ -4,7 +4,11 @@ offered, the certificate h2scope showed, and what went wrong."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from proxy.capture.writer import CaptureWriter
 from proxy.net.clienthello import parse_client_hello
@@ -127,7 +131,6 @@ def test_http1_exchanges_are_in_the_requests_list(tmp_path: Path) -> None:
                         ("POST /big (HTTP/1.x)", "413", None, 0.01, 9000, 9, -5)]
 
     # Enter on one (it has no frame): the timeline is scoped to its connection.
-    from typing import Any
 
     from tests.unit.ui.conftest import drive
     from ui.app import H2ScopeApp
@@ -191,3 +194,42 @@ def test_a_capture_cut_short_says_its_connection_and_body_did_not_end(tmp_path: 
     conn, _ = shown()
     assert ("  state     open at the end of the capture (no close recorded; the capture has "
             "no END record: the recording was killed or the file cut short)\n") in conn
+
+
+@pytest.fixture
+def tz_plus_two(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time 2 hours ahead of UTC (a POSIX TZ rule: no zone database needed)."""
+    import time
+
+    monkeypatch.setenv("TZ", "XYZ-2")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_connection_tab_gives_open_and_close_on_the_wall_clock_and_the_duration(
+        tz_plus_two: None) -> None:
+    """No wall-clock time anywhere: which connection of the afternoon was this?"""
+    from ui.model.connections import ConnInfo
+    from ui.screens.state import connection_text
+
+    c = ConnInfo(conn_id=1, meta={"opened": 1_796_680_800.25, "mode": "regular"})
+    c.closed_t, c.closed = 1_796_680_861.5, "by client: done"
+    text = connection_text(c).plain
+    assert "  opened    2026-12-08 00:00:00.250000+02:00\n" in text
+    assert "  closed    2026-12-08 00:01:01.500000+02:00, after 61.250 s\n" in text
+    c.closed_t = c.closed = None
+    assert "  open for  10.000 s so far\n" in connection_text(c, now=1_796_680_810.25).plain
+
+
+def test_the_frame_detail_gives_the_frames_wall_clock_time(
+        session: Any, tz_plus_two: None) -> None:
+    from ui.model.detail import decoded
+    from ui.model.session import wall_clock
+
+    t = session.table
+    ev = t.event(0)
+    text = decoded(session, 0, ev).plain
+    line = next(x for x in text.splitlines() if x.startswith("time "))
+    assert line.endswith(f"s  ({wall_clock(ev.t)})") and "+02:00)" in line, line

@@ -22,6 +22,18 @@ from ui.widgets.panes import ConnectionsPane
 SIZE = (150, 44)
 
 
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Wall-clock times (the frame detail's) in UTC, whatever the machine's zone."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 @pytest.fixture
 def app(capture_path: Path) -> Any:
     made: list[H2ScopeApp] = []
