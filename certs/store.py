@@ -48,6 +48,20 @@ LEAF_KEY_FILE = "leaf-key.pem"
 STALE_CHAIN_AGE = datetime.timedelta(days=1)
 
 _LeafKey = tuple[Host, frozenset[Host]]
+
+
+class LeafWriteError(Exception):
+    """A leaf's chain file could not be written under ``leaves/`` (a full disk, a
+    confdir made read-only): its host cannot be intercepted until it can. The
+    message names the host, the directory and the reason; :attr:`hint` what to do."""
+
+    def __init__(self, host: str, leaf_dir: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write the certificate for {host} to {leaf_dir}: "
+                         f"{exc.strerror or exc}")
+        self.errno = exc.errno
+        self.hint = ("Python's ssl module loads a certificate only from a file: free some "
+                     "space there, or start h2scope with --confdir (H2SCOPE_HOME) on a disk "
+                     "with room; hosts already intercepted go on working")
 _ContextKey = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
@@ -71,6 +85,8 @@ class CertStore:
         self._leaf_ski = x509.SubjectKeyIdentifier.from_public_key(self._leaf_public_key)
         self._leaves: OnceLRU[_LeafKey, Leaf] = OnceLRU(cache_size, on_evict=_delete_chain)
         self._contexts: OnceLRU[_ContextKey, ssl.SSLContext] = OnceLRU(cache_size)
+        self._write_failed = False
+        """A chain file could not be written (said once in the log)."""
         _prune_stale_chains(self.leaf_dir, keep=self.leaf_key_path)
 
     def ca_replaced(self) -> bool:
@@ -150,9 +166,18 @@ class CertStore:
         return leaf
 
     def _write_chain(self, leaf: Leaf) -> None:
+        """Raises :class:`LeafWriteError` (logged once per store)."""
         # Serve the CA too: Chromium's --ignore-certificate-errors-spki-list
         # matches the certificates the server sends, not the ones it builds.
-        write_atomic(leaf.chain_path, leaf.cert_pem + self.ca.cert_pem, mode=SECRET_FILE_MODE)
+        try:
+            write_atomic(leaf.chain_path, leaf.cert_pem + self.ca.cert_pem,
+                         mode=SECRET_FILE_MODE)
+        except OSError as exc:
+            error = LeafWriteError(str(leaf.host), self.leaf_dir, exc)
+            if not self._write_failed:
+                self._write_failed = True
+                log.warning("%s (%s)", error, error.hint)
+            raise error from exc
 
     def _make_context(
         self, host: str, alpn: tuple[str, ...], extra_sans: tuple[str, ...]

@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.hostnames import InvalidHostname, validate_host
+from certs.store import LeafWriteError
 from proxy.events import CertSummary, Closer, Leg, TlsEstablished
 from proxy.net.client_certs import FLAG_HINT, cert_file_for, describe, explain_alert
 from proxy.net.clienthello import ClientHello, iana_cipher, version_name
@@ -261,6 +262,10 @@ async def accept_client_tls(conn: Conn, client: Stream, hello: ClientHello | Non
     except InvalidHostname as exc:
         await conn.error("client-tls", f"no certificate for {leaf_host!r}: {exc}")
         await refuse_client(client, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+        raise InterceptFailed(str(exc)) from exc
+    except LeafWriteError as exc:  # (a full disk under the confdir)
+        await conn.error("client-tls", str(exc), exc.hint)
+        await refuse_client(client, ssl.ALERT_DESCRIPTION_INTERNAL_ERROR)
         raise InterceptFailed(str(exc)) from exc
     tls = TlsStream(client, ctx, server_side=True)
     # (a client that closed while h2scope connected upstream: a flight written to its

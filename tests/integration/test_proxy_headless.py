@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from proxy.capture.export_text import write_text
 from proxy.capture.recorder import CaptureRecorder
 from proxy.capture.replay import replay
@@ -144,3 +146,36 @@ def test_the_text_export_of_a_failed_connection_says_what_the_live_log_said(
     assert live_errors and live_errors[0].startswith("! connect: ")
     assert [ln.split("* ", 1)[1] for ln in text.splitlines() if "* ! " in ln] == live_errors
     assert "relaying" not in text and " h2\n" not in text, text
+
+
+def test_a_full_disk_under_the_leaves_is_a_client_tls_error_that_names_it(
+        make_proxy: Callable[..., ProxyThread], h2_origin: ServerThread,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leaf is written under <confdir>/leaves before its host can be intercepted;
+    with the disk full the client got a bare close and the log said only
+    'connection failed [[Errno 28] No space left on device]'. Now a client-tls
+    error names the host, the directory and what to do, and the client gets an
+    alert; once there is room again the host is intercepted."""
+    import errno
+
+    import certs.store
+
+    out = io.StringIO()
+    proxy = make_proxy(sinks=(HeadlessPrinter(out),))
+    write = certs.store.write_atomic
+
+    def full(*args: object, **kwargs: object) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(certs.store, "write_atomic", full)
+    result = procs.run([procs.require("curl"), "-sS", "-x", proxy.url, "--cacert",
+                        str(proxy.ca_cert), "--http2", f"https://localhost:{h2_origin.port}/"])
+    assert result.returncode != 0
+    proxy.wait_closed()
+    text = out.getvalue()
+    leaves = Path(proxy.ca_cert).parent / "leaves"
+    assert f"! client-tls: cannot write the certificate for localhost to {leaves}: No space " \
+           "left on device — hint: Python's ssl module loads a certificate only from a file: " \
+           "free some space there" in text, text
+    assert "Errno 28" not in text
+    monkeypatch.setattr(certs.store, "write_atomic", write)
+    fetch(proxy, h2_origin.port)
