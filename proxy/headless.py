@@ -147,18 +147,42 @@ class HeadlessPrinter:
                 self.out.write("\n".join(lines))
                 self.out.flush()
             except (BrokenPipeError, ValueError, OSError) as exc:
-                # The proxy keeps running: said once, on stderr.
-                self.broken = True
-                if isinstance(exc, BrokenPipeError):
-                    said = "stdout was closed (its reader went away)"
-                else:
-                    self.lost = getattr(exc, "strerror", None) or str(exc)
-                    said = f"cannot write to stdout: {self.lost}"
-                with contextlib.suppress(OSError, ValueError):
-                    self.err.write(f"h2scope: {said}: the frame log stops here; the proxy "
-                                   "goes on relaying (ctrl+c stops it)\n")
-                    self.err.flush()
+                self._failed(exc)
             self.lines += len(lines) - 1
+
+    def finish(self) -> None:
+        """At the stop: what is still queued for stdout goes out (a
+        :class:`~proxy.background_output.BackgroundOutput` waits for its reader a
+        bounded time, then counts the rest in :attr:`not_printed`)."""
+        if self.broken:
+            return
+        close = getattr(self.out, "close", None) if hasattr(self.out, "dropped_lines") \
+            else None
+        try:
+            if close is not None:
+                close()
+            else:
+                self.out.flush()
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            self._failed(exc)
+
+    @property
+    def not_printed(self) -> int:
+        """Lines dropped because stdout was not read fast enough."""
+        return int(getattr(self.out, "dropped_lines", 0))
+
+    def _failed(self, exc: Exception) -> None:
+        """stdout refused the log: the proxy keeps running, and says so once, on stderr."""
+        self.broken = True
+        if isinstance(exc, BrokenPipeError):
+            said = "stdout was closed (its reader went away)"
+        else:
+            self.lost = getattr(exc, "strerror", None) or str(exc)
+            said = f"cannot write to stdout: {self.lost}"
+        with contextlib.suppress(OSError, ValueError):
+            self.err.write(f"h2scope: {said}: the frame log stops here; the proxy "
+                           "goes on relaying (SIGINT or SIGTERM stops it)\n")
+            self.err.flush()
 
     def _add(self, batch: Batch, lines: list[str]) -> None:
         if batch.protocol == "websocket" and self.upgraded.conns:

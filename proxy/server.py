@@ -118,6 +118,23 @@ class ProxyStartError(Exception):
     """The proxy cannot start (bad mode, port in use, remote bind refused); a user message."""
 
 
+class ProxyBindError(ProxyStartError):
+    """A listener could not bind; ``__cause__`` is the OSError (the command adds the fix)."""
+
+
+def confdir_error(confdir: Path, exc: OSError) -> str:
+    """What failed when the CA of ``confdir`` could not be created or written (an
+    unwritable HOME, a full disk), and what to do."""
+    import errno
+
+    fix = "set --confdir or H2SCOPE_HOME to a writable directory"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free some space, or {fix}"
+    if not confdir.is_dir():
+        return f"cannot create the CA directory {confdir}: {exc.strerror or exc} ({fix})"
+    return f"cannot write {exc.filename or confdir}: {exc.strerror or exc} ({fix})"
+
+
 class ProxyServer:
     """Every listener of one run, sharing one CertStore and one EventBus."""
 
@@ -181,6 +198,8 @@ class ProxyServer:
         try:
             certs = await asyncio.to_thread(CertStore, Path(opts.confdir))
             self._in_use = hold_in_use(Path(opts.confdir))  # (ca regenerate sees it)
+        except OSError as exc:
+            raise ProxyStartError(confdir_error(Path(opts.confdir), exc)) from exc
         except Exception as exc:
             raise ProxyStartError(f"cannot open the CA in {opts.confdir}: {exc}") from exc
         self.bus = EventBus(maxsize=self.bus_size)
@@ -202,7 +221,7 @@ class ProxyServer:
                 log.info("mode %s listening on %s:%d", mode.spec, sockname[0], sockname[1])
         except OSError as exc:
             await self.stop()
-            raise ProxyStartError(f"cannot listen on {host}:{port} for mode {mode.spec!r}: "
+            raise ProxyBindError(f"cannot listen on {host}:{port} for mode {mode.spec!r}: "
                                   f"{exc.strerror or exc}") from exc
 
     def _accept(self, mode: Mode, client: TcpStream) -> None:

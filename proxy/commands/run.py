@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -332,7 +333,11 @@ def _print_err(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    closed = _reopen_closed_stdout()
     config = build_config(args)
+    if closed:
+        _print_err("h2scope: stdout is closed: the frame log is not printed (the proxy "
+                   "relays and records as usual)")
     if config.sslkeylogfile is not None:
         from certs.files import key_log_problem
 
@@ -367,6 +372,27 @@ def run(args: argparse.Namespace) -> int:
 
     # The protosets name gRPC messages' fields in the headless log too.
     return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]))
+
+
+def _reopen_closed_stdout() -> bool:
+    """Started with stdout closed (``>&-``, a service manager's choice): fd 1 is
+    opened on /dev/null before a socket or the recording can take it, and
+    ``sys.stdout`` writes there (it was None: the stop's flush raised). True if so."""
+    if sys.stdout is not None:
+        with contextlib.suppress(OSError, ValueError):
+            os.fstat(sys.stdout.fileno())
+            return False
+        if sys.stdout is not sys.__stdout__:
+            return False  # (replaced in-process, as a test runner's capture: left alone)
+    try:
+        os.fstat(1)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    return True
 
 
 def replacing_note(path: Path | None) -> str | None:
@@ -435,7 +461,7 @@ def _configure_logging(config: Config) -> None:
             from certs.files import private_append
 
             private_append(config.log.file)  # (hosts, errors: 0600, as captures are)
-            handler = logging.FileHandler(config.log.file, encoding="utf-8")
+            handler = _LogFile(config.log.file)
         except OSError as exc:
             raise ConfigError(f"cannot open {config.log.file}: {exc.strerror or exc}",
                               key="log.file") from None
@@ -479,6 +505,29 @@ class _LineOnly(logging.Formatter):
                    f"(the traceback is in {self.details})"
         line.args = ()
         return super().format(line)
+
+
+class _LogFile(logging.FileHandler):
+    """``log.file``: a record the file refuses (a full disk) is said once on stderr,
+    not with logging's traceback of some 40 lines for every record."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.said = False
+
+    def handleError(self, record: Any) -> None:
+        if self.said:
+            return
+        self.said = True
+        exc = sys.exc_info()[1]
+        why = getattr(exc, "strerror", None) or exc
+        with contextlib.suppress(OSError, ValueError):
+            _print_err(f"h2scope: cannot write the log file {self.baseFilename}: {why}: "
+                       "log records are lost until it can be written (the proxy goes on)")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # (what the full disk kept)
+            super().close()
 
 
 class _PrivateLog(logging.FileHandler):
@@ -560,22 +609,28 @@ def no_match_note(text: str, accept: Any, frames: int, http1: int) -> str | None
 
 
 def _sinks(config: Config, protoset: Any = None) -> list[Any]:
-    """The event-bus sinks of this run: the headless printer and, with ``--record``,
-    the capture recorder (a blocking sink: a slow disk slows the relay, nothing is lost)."""
+    """The event-bus sinks of this run but the recorder (:func:`open_recorder`, once
+    the listeners are bound): the headless printer and the run's summary.
+
+    The printer writes to stdout through a thread (:mod:`proxy.background_output`):
+    a reader that stops reading costs frame log lines, counted, never the traffic
+    or the signals."""
+    from proxy.background_output import background
     from proxy.headless import HeadlessPrinter
 
+    def dropping() -> None:
+        _print_err("h2scope: stdout is not read fast enough: frame log lines are dropped "
+                   "(counted in the summary); the proxy goes on relaying")
+
     text = config.headless.filter
-    printer = HeadlessPrinter(sys.stdout, filter=event_filter(text) if text.strip() else None,
+    out: Any = background(sys.stdout, on_drop=dropping)
+    printer = HeadlessPrinter(out, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet,
                               annotate=config.headless.annotate,
                               jsonl=config.headless.format == "jsonl", protoset=protoset)
     from proxy.summary import RunSummary
 
-    sinks: list[Any] = [printer, RunSummary()]
-    recorder = open_recorder(config)
-    if recorder is not None:
-        sinks.append(recorder)
-    return sinks
+    return [printer, RunSummary()]
 
 
 def capture_config(config: Config) -> dict[str, Any]:
@@ -617,6 +672,40 @@ def open_recorder(config: Config) -> Any:
     return CaptureRecorder(writer)
 
 
+def held_recording(config: Config) -> str | None:
+    """Why ``record.file`` is refused before the proxy binds anything (another
+    recorder holds it), or None: the recorder itself opens it once listening."""
+    from certs.files import held_by_another_writer
+
+    path = config.record.file
+    if path is None or not held_by_another_writer(path):
+        return None
+    return (f"run: {path}: cannot record to it: another program is writing it (another "
+            "h2scope recording to the same file?): choose another file")
+
+
+def _log_to_stderr_if_recording_to_stdout(recorder: Any, sinks: list[Any]) -> None:
+    """``--record /dev/stdout`` (or ``--record -``'s like: the file fd 1 is): the
+    frame log would be mixed into the capture's bytes, so it goes to stderr."""
+    printer = next((s for s in sinks if hasattr(s, "not_printed")), None)
+    fd = getattr(getattr(recorder, "writer", None), "_fd", None)
+    if printer is None or fd is None:
+        return
+    try:
+        ours, stdout = os.fstat(fd), os.fstat(1)
+    except (OSError, ValueError):
+        return
+    if (ours.st_dev, ours.st_ino) != (stdout.st_dev, stdout.st_ino):
+        return
+    from proxy.background_output import BackgroundOutput, background
+
+    if isinstance(printer.out, BackgroundOutput):
+        with contextlib.suppress(OSError, ValueError):
+            printer.out.close()  # (nothing written yet: its thread ends)
+    printer.out = background(sys.stderr)
+    _print_err("h2scope: the recording goes to stdout: the frame log goes to stderr instead")
+
+
 async def _serve_async(config: Config, protoset: Any = None,
                        stopping: _Stopping | None = None) -> int:
     import asyncio
@@ -627,21 +716,38 @@ async def _serve_async(config: Config, protoset: Any = None,
     from proxy.server import ProxyServer, ProxyStartError
     from proxy.summary import EXIT_FINDINGS, RunSummary
 
+    held = held_recording(config)
+    if held is not None:  # (refused before anything is bound or touched)
+        _print_err(f"h2scope: {held}")
+        return 1
     sinks = _sinks(config, protoset)
-    recorders = [s for s in sinks if hasattr(s, "writer")]
     failed = ""
     server = ProxyServer(config, sinks)
     try:
         await server.start()
     except ProxyStartError as exc:
         _print_err(f"h2scope: {start_error(config, server, exc)}")
-        for rec in recorders:
-            rec.close()
         return 1
+    # Only now, listening, is the recording opened: a start that failed (a port in
+    # use) had truncated the capture --record names. (No await since the bind: no
+    # connection is handled before the recorder is subscribed.)
+    try:
+        recorder = open_recorder(config)
+    except BaseException:
+        await server.stop()
+        raise
+    recorders = [] if recorder is None else [recorder]
+    if recorder is not None:
+        assert server.bus is not None
+        server.bus.subscribe(recorder)
+        sinks.append(recorder)
+        _log_to_stderr_if_recording_to_stdout(recorder, sinks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the terminal (an ssh session, a tmux pane) went away; a service
+    # stops as cleanly as on SIGTERM (its summary, its recording's end).
+    for sig in (signal.SIGINT, signal.SIGTERM, *_HANGUP):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
@@ -671,6 +777,9 @@ async def _serve_async(config: Config, protoset: Any = None,
             if blocked is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         await server.stop()  # closes every connection, then lets the sinks drain
+        printer = next((s for s in sinks if hasattr(s, "not_printed")), None)
+        if printer is not None:
+            await asyncio.to_thread(printer.finish)  # (what is queued for stdout)
         for rec in recorders:
             try:
                 rec.close()  # flushes and fsyncs the capture
@@ -694,8 +803,12 @@ async def _serve_async(config: Config, protoset: Any = None,
                                  if p.startswith("http/1")))
         if note:
             _print_err(note)
-    printer = next((s for s in sinks if getattr(s, "lost", None)), None)
-    if printer is not None and not failed:
+    if printer is not None and printer.not_printed:
+        _print_err(f"h2scope: {printer.not_printed:,} frame log line"
+                   f"{'s' if printer.not_printed != 1 else ''} not printed: stdout was not "
+                   "read fast enough" + ("" if recorders else " (--record FILE keeps "
+                                                               "every frame)"))
+    if printer is not None and printer.lost and not failed:
         failed = (f"h2scope: the frame log could not be written to stdout "
                   f"({printer.lost}): what was not printed is not shown anywhere"
                   + ("" if recorders else " (--record FILE keeps it)"))
@@ -713,6 +826,10 @@ async def _serve_async(config: Config, protoset: Any = None,
                    "cannot pass")
         return 1
     return 0
+
+
+_HANGUP = [signal.SIGHUP] if hasattr(signal, "SIGHUP") else []
+"""SIGHUP where there is one (POSIX)."""
 
 
 class _Stopping:
@@ -762,9 +879,13 @@ def _hostport(host: str, port: int) -> str:
 
 
 def start_error(config: Config, server: Any, exc: Exception) -> str:
-    """The proxy core's start error, with the address and the fix when a bind failed."""
+    """The proxy core's start error, with the address and the fix when a bind failed
+    (only then: an unwritable confdir is said as it is, not as a port's refusal)."""
+    from proxy.server import ProxyBindError
+
     cause = exc.__cause__
-    if isinstance(cause, OSError) and cause.errno is not None:
+    if isinstance(exc, ProxyBindError) and isinstance(cause, OSError) \
+            and cause.errno is not None:
         for mode in config.mode_specs:
             if mode.spec not in server.addresses:  # the first listener that did not bind
                 host, port = config.listen_address_of(mode)
