@@ -2,8 +2,8 @@
 
 Flags follow mitmproxy's where the concept is the same. They override the
 config file (``--config FILE`` or ``<confdir>/config.yaml``); see
-docs/configuration.md. Exit status: 0 after a clean shutdown (SIGINT or
-SIGTERM), 1 when the proxy cannot run (a port in use, ...), 2 for a usage or
+docs/configuration.md. Exit status: 0 after a clean shutdown (SIGINT, SIGTERM
+or SIGHUP), 1 when the proxy cannot run (a port in use, ...), 2 for a usage or
 configuration error.
 """
 
@@ -49,7 +49,7 @@ trusting the CA:
   curl, Python, Node, Java and the OS. Browsers can also fetch it at http://h2scope/
   through the proxy.
 
-exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 if the proxy cannot start
+exit status: 0 after a clean stop (SIGINT/SIGTERM/SIGHUP), 1 if the proxy cannot start
 (its port is taken, the --record file is being written by another h2scope, the disk
 is full), 2 for a usage or config error, 3 with --fail-on when findings of that severity
 were seen (the summary printed on stderr at the end lists them).
