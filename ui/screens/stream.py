@@ -377,6 +377,7 @@ class StreamScreen(ModalScreen[None]):
         box.border_title = (f"save the {'response' if direction else 'request'} body to: "
                             "(Enter saves, Esc cancels)")
         self.query_one("#stream-search", Input).add_class("hidden")
+        self._note("")  # (a search's "match 1 of 2" is not about the box)
         box.remove_class("hidden")
         box.focus()
 

@@ -147,9 +147,12 @@ def test_the_save_box_says_what_it_saves_and_the_result_where(
 
     async def scenario(app: H2ScopeApp, pilot: Any) -> None:
         screen = await _open(app, pilot, 1)
+        await pilot.press("slash", *"users", "enter")  # (its "match 1 of …" then goes)
+        await pilot.pause()
         await pilot.press("b")
         await pilot.pause()
         seen.append(screen_text(app))
+        seen.append(_note(screen))
         screen.query_one("#save-path", Input).value = "users.json.gz"
         await pilot.press("enter")
         await pilot.pause()
@@ -157,6 +160,7 @@ def test_the_save_box_says_what_it_saves_and_the_result_where(
 
     drive(capture_path, scenario)
     assert "save the response body to: (Enter saves, Esc cancels)" in seen[0]
+    assert seen[1] == ""
     saved = tmp_path / "users.json.gz"
-    assert seen[1] == (f"saved {saved.stat().st_size:,} bytes (as received: still "
+    assert seen[2] == (f"saved {saved.stat().st_size:,} bytes (as received: still "
                        f"gzip-encoded) to {saved}")
