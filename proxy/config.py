@@ -167,6 +167,8 @@ def _check_max_data(value: int | None) -> int | None:
 
 
 FAIL_ON = ("error", "warning", "info")
+TIME_FORMATS = ("relative", "wall", "utc")
+"""proxy.textlog.TIME_FORMATS (a test keeps them the same; config imports no printer)."""
 
 
 def _check_fail_on(value: str | None) -> str | None:
@@ -234,6 +236,9 @@ class HeadlessConfig:
     fail_on: str | None = field(default=None, metadata=_meta(_check_fail_on))
     """Exit with status 3 at the end if a finding of this severity (error, warning,
     info) or worse was seen; None: findings never change the exit status."""
+    time: str = field(default="relative", metadata=_meta(_check_choice(TIME_FORMATS)))
+    """The text log's time column: ``relative`` seconds since the first event,
+    ``wall`` (local date and time) or ``utc``."""
 
 
 def _check_keymap(value: Mapping[str, str]) -> Mapping[str, str]:

@@ -69,6 +69,7 @@ from proxy.textlog import (
     in_log_order,
     message_field_lines,
     prefix,
+    set_time_format,
     tls_leg_text,
     upgrade_text,
 )
@@ -91,7 +92,8 @@ class HeadlessPrinter:
 
     def __init__(self, out: TextIO, *, filter: EventFilter | None = None,
                  quiet: bool = False, annotate: bool = False, jsonl: bool = False,
-                 err: TextIO | None = None, protoset: Protoset | None = None) -> None:
+                 err: TextIO | None = None, protoset: Protoset | None = None,
+                 time: str = "relative") -> None:
         self.out = out
         self.err = err if err is not None else sys.stderr
         """With ``jsonl``: where what went wrong goes (proxy errors, desyncs,
@@ -110,7 +112,9 @@ class HeadlessPrinter:
         self.grpc = GrpcTracker(protoset)
         """With a protoset: gRPC streams, whose messages print under their DATA (off
         otherwise: nothing on the printer's path to pay for)."""
-        self.start: float | None = None
+        set_time_format(time)
+        self.start: float | None = None if time == "relative" else 0.0
+        """When the first event came (times are seconds since); 0 for a wall clock."""
         self.caused = CausedShown()
         """With a filter: which stalls, reopenings and the like to show."""
         self.requests = RequestLabels()

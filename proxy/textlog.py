@@ -15,6 +15,7 @@ column (a handful of distinct type and flag combinations) are cached.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import TypeVar
@@ -160,11 +161,60 @@ def _message_fields(fields: tuple[tuple[str, str], ...]) -> list[str]:
     return lines
 
 
+TIME_FORMATS = ("relative", "wall", "utc")
+"""The time column: seconds since the first event (``0.110``), or the wall clock,
+local (``2026-12-08 00:32:27.110``) or in UTC (``2026-12-08T00:32:27.110Z``)."""
+
+
+class _Clock:
+    """How :func:`prefix` writes its time: one column format per process (the
+    printer's or the export's, set by :func:`set_time_format`)."""
+
+    __slots__ = ("_second", "_text", "fmt")
+
+    def __init__(self) -> None:
+        self.fmt = "relative"
+        self._second = -1
+        self._text = ""
+
+    def text(self, t: float) -> str:
+        second = int(t)
+        if second != self._second:  # (the date and time of one second, once)
+            if self.fmt == "utc":
+                self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            else:
+                self._text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        ms = min(999, int((t - second) * 1000))
+        return f"{self._text}.{ms:03d}{'Z' if self.fmt == 'utc' else ''}"
+
+
+_CLOCK = _Clock()
+
+
+def set_time_format(fmt: str) -> None:
+    """``relative`` (the default), ``wall`` or ``utc`` for the lines :func:`prefix`
+    starts from now on; the callers pass the wall-clock time as ``rel`` for the
+    last two (their start is 0)."""
+    if fmt not in TIME_FORMATS:
+        raise ValueError(f"unknown time format {fmt!r}; known: {', '.join(TIME_FORMATS)}")
+    _CLOCK.fmt = fmt
+    _CLOCK._second = -1
+    prefix.cache_clear()
+
+
+def time_format() -> str:
+    return _CLOCK.fmt
+
+
 @lru_cache(maxsize=64)
 def prefix(conn_id: int, rel: float, arrow: str) -> str:
-    """The columns every line starts with: seconds since the first event, the
-    connection and a direction arrow (``*`` for connection lines)."""
-    return f"{rel:9.3f} #{conn_id:<3} {arrow}"
+    """The columns every line starts with: seconds since the first event (or the
+    wall clock: :func:`set_time_format`), the connection and a direction arrow
+    (``*`` for connection lines)."""
+    if _CLOCK.fmt == "relative":
+        return f"{rel:9.3f} #{conn_id:<3} {arrow}"
+    return f"{_CLOCK.text(rel)} #{conn_id:<3} {arrow}"
 
 
 def _type_flags(f: Frame) -> str:

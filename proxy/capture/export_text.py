@@ -59,6 +59,7 @@ from proxy.textlog import (
     in_log_order,
     message_field_lines,
     prefix,
+    set_time_format,
     tls_leg_text,
     upgrade_text,
 )
@@ -266,13 +267,15 @@ def write_text(replayed: Iterable[Replayed], out: TextIO, *, conn: int | None = 
                stream: int | None = None, headers: bool = True,
                keep: Filter | None = None, protoset: Protoset | None = None,
                stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None,
-               annotate: bool = False) -> int:
+               annotate: bool = False, time: str = "relative") -> int:
     """Write the log; return the number of frames written. With ``keep`` (a
     compiled ``--filter``), only the frames it matches, connection lines, desyncs
     and connection-level findings; ``stream_headers``, when given, is each
-    stream's whole header lists for it (see :class:`FrameMatcher`)."""
+    stream's whole header lists for it (see :class:`FrameMatcher`); ``time``: the
+    time column (:data:`~proxy.textlog.TIME_FORMATS`)."""
     frames = 0
-    start: float | None = None
+    set_time_format(time)
+    start: float | None = None if time == "relative" else 0.0
     kept = _Kept(keep, stream_headers) if keep is not None else None
     websockets = WsTracker()
     upgrades = _Upgrades()

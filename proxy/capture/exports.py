@@ -44,14 +44,14 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
                  stream: int | None = None, keep: Filter | None = None,
                  protoset: Any = None, observers: Observers | None = None,
                  stream_headers: Mapping[tuple[int, int], StreamHeaders] | None = None,
-                 annotate: bool = False) -> int:
+                 annotate: bool = False, time: str = "relative") -> int:
     """Write ``records`` as ``fmt`` to ``out`` (binary for pcapng, text otherwise);
     returns what the exporter counted (frames, entries, packets). ``stream`` is
     ignored by pcapng and script, ``keep`` and ``protoset`` (gRPC messages named
     under their DATA frames) by every format but text and jsonl; ``observers``
     is what the reader of ``records`` reports damage to; ``stream_headers`` the
     whole capture's stream headers for ``keep`` (:func:`filter_context`); ``annotate``
-    (text) each header field's HPACK encoding.
+    (text) each header field's HPACK encoding; ``time`` (text) the time column.
     Raises ValueError for an unknown format, LookupError when ``script`` finds
     no such connection."""
     if fmt == "pcapng":
@@ -76,7 +76,8 @@ def write_export(fmt: str, records: Iterator[Record], out: Any, *, conn: int | N
         from proxy.capture.export_text import write_text
 
         return write_text(replayed, out, conn=conn, stream=stream, keep=keep,
-                          protoset=protoset, stream_headers=stream_headers, annotate=annotate)
+                          protoset=protoset, stream_headers=stream_headers, annotate=annotate,
+                          time=time)
     raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
 
 

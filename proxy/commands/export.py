@@ -32,6 +32,7 @@ from proxy.capture.reader import BadRecord, CaptureFormatError, CaptureReader, R
 from proxy.capture.replay import Observers
 from proxy.commands.progress import Progress, counted
 from proxy.filter import Filter
+from proxy.textlog import TIME_FORMATS
 
 _PER_CONNECTION = frozenset(int(t) for t in (RecordType.CONNECTION, RecordType.FRAME,
                                               RecordType.RAW, RecordType.HTTP1,
@@ -104,6 +105,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="text, jsonl: name the fields of gRPC messages with this "
                    "FileDescriptorSet (protoc --descriptor_set_out, or h2scope protoset); "
                    "repeatable")
+    p.add_argument("--time", choices=TIME_FORMATS, default="relative", metavar="FORMAT",
+                   help="text: the time column: relative (seconds since the first record, "
+                   "the default), wall (local date and time, 2026-12-08 00:32:27.110) or "
+                   "utc (2026-12-08T00:32:27.110Z), to line frames up with other logs")
     p.set_defaults(func=run)
 
 
@@ -203,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
                          "(or send stdout to a file or a pipe: > FILE, | tshark -r -)")
     if args.stream is not None and fmt in ("pcapng", "script"):
         raise UsageError(f"--stream does not apply to --format {fmt} (use --conn)")
+    if args.time != "relative" and fmt != "text":
+        raise UsageError(f"--time does not apply to --format {fmt} (text only; jsonl has "
+                         "each frame's wall clock in 'wall')")
     args.keep = _filter(args.filter, fmt)
     args.schema = _protoset(args.protoset, fmt)
     source = args.file
@@ -324,7 +332,8 @@ def _capture(args: argparse.Namespace, into: Path | None = None) -> int:
     if not args.file.is_file():
         raise UsageError(f"no such capture file: {args.file}")
     for flag, given in (("--stream", args.stream is not None), ("--filter", args.filter),
-                        ("--protoset", args.protoset), ("--annotate", args.annotate)):
+                        ("--protoset", args.protoset), ("--annotate", args.annotate),
+                        ("--time", args.time != "relative")):
         if given and into is None:
             raise UsageError(f"{flag} does not apply to --format capture (it keeps whole "
                              "connections: choose them with --conn)")
@@ -438,4 +447,4 @@ def _export(fmt: str, records: Iterator[Record], out: Any, args: argparse.Namesp
     return write_export(fmt, records, out, conn=args.conn, stream=args.stream, keep=args.keep,
                         protoset=args.schema, observers=args.observers,
                         stream_headers=filter_context(args.file, args.keep),
-                        annotate=args.annotate)
+                        annotate=args.annotate, time=args.time)

@@ -79,6 +79,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "annotate": ("headless.annotate", "--annotate"),
     "output_format": ("headless.format", "--format"),
     "fail_on": ("headless.fail_on", "--fail-on"),
+    "time": ("headless.time", "--time"),
     "log_file": ("log.file", "--log-file"),
     "log_level": ("log.level", "--log-level"),
 }
@@ -182,6 +183,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "of SEVERITY (error, warning or info) or worse was seen (none: never, "
                      "the default); a summary of what was seen is printed on stderr either "
                      "way")
+    out.add_argument("--time", metavar="FORMAT",
+                     help="headless, text: the time column: relative (seconds since the "
+                     "first event, the default), wall (local date and time, 2026-12-08 "
+                     "00:32:27.110) or utc (2026-12-08T00:32:27.110Z), to line frames up "
+                     "with a server's log over a long run")
     record = out.add_mutually_exclusive_group()
     record.add_argument("--record", metavar="FILE",
                         help="record every connection to FILE (an existing FILE is replaced)")
@@ -627,7 +633,8 @@ def _sinks(config: Config, protoset: Any = None) -> list[Any]:
     printer = HeadlessPrinter(out, filter=event_filter(text) if text.strip() else None,
                               quiet=config.headless.quiet,
                               annotate=config.headless.annotate,
-                              jsonl=config.headless.format == "jsonl", protoset=protoset)
+                              jsonl=config.headless.format == "jsonl", protoset=protoset,
+                              time=config.headless.time)
     from proxy.summary import RunSummary
 
     return [printer, RunSummary()]

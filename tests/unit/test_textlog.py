@@ -222,3 +222,57 @@ def test_byte_counts_use_the_unit_that_reads() -> None:
 
     assert [byte_count(n) for n in (189, 12_595, 1_048_575, 5 << 20, 9_376_768, 3 << 30)] \
         == ["189 B", "12.3 KiB", "1024.0 KiB", "5.0 MiB", "8.9 MiB", "3.0 GiB"]
+
+
+def test_the_time_column_can_be_the_wall_clock(tmp_path: object) -> None:
+    """After two days a relative time reads 172800.110: an operator could not line a
+    frame up with a server's log. --time wall (or utc) writes the date and time,
+    live and in the export alike; relative stays the default."""
+    import io
+    import os
+    import time
+    from pathlib import Path
+
+    from proxy.capture.export_text import write_text
+    from proxy.capture.replay import replay
+    from proxy.capture.writer import CaptureWriter
+    from proxy.config import TIME_FORMATS as CONFIG_TIME_FORMATS
+    from proxy.events import Batch
+    from proxy.headless import HeadlessPrinter
+    from proxy.textlog import TIME_FORMATS, set_time_format
+    from tests.unit.capture.traffic import raw_frame
+
+    assert CONFIG_TIME_FORMATS == TIME_FORMATS
+    wall = 1_796_688_747.25  # 2026-12-08 00:12:27.250 UTC
+    settings = raw_frame(4, 0, 0, b"")
+    path = Path(str(tmp_path)) / "t.h2scope"
+    with CaptureWriter(path) as w:
+        w.connection(1, {"protocol": "h2c"}, t=0.0, wall=wall)
+        w.raw(1, Direction.C2S, CONNECTION_PREFACE, t=0.0, wall=wall)
+        w.frame(1, Direction.C2S, settings, t=0.5, wall=wall + 0.5)
+    obs = ConnectionObserver(preface="required")
+    batches = [Batch(conn_id=1, t=t, events=tuple(obs.feed(Direction.C2S, data, t)),
+                     direction=Direction.C2S, data=data, protocol="h2c")
+               for t, data in ((wall, CONNECTION_PREFACE), (wall + 0.5, settings))]
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        for fmt, stamp in (("utc", "2026-12-08T00:12:27.750Z"),
+                           ("wall", "2026-12-08 00:12:27.750"), ("relative", "    0.500")):
+            live = io.StringIO()
+            printer = HeadlessPrinter(live, time=fmt)
+            for b in batches:
+                printer.handle(b)
+            exported = io.StringIO()
+            write_text(replay(path), exported, time=fmt)
+            for text in (live.getvalue(), exported.getvalue()):
+                [line] = [ln for ln in text.splitlines() if " SETTINGS " in ln]
+                assert line.startswith(f"{stamp} #1   →     0 SETTINGS"), (fmt, line)
+    finally:
+        set_time_format("relative")
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
