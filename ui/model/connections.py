@@ -371,10 +371,17 @@ class ConnInfo:
         if self.errors:
             return "; ".join(self.errors)
         if self.http1:
-            requests = sum(1 for _, d, _ in self.http1 if d == 0)
+            # (after a 101 to a WebSocket, its messages are listed here too: counted
+            # as what they are, not as requests and responses)
+            ws = sum(1 for _, _, head in self.http1 if head.startswith("websocket "))
+            requests = sum(1 for _, d, head in self.http1
+                           if d == 0 and not head.startswith("websocket "))
+            responses = len(self.http1) - requests - ws
             last = self.http1[-1][2].split("\r\n", 1)[0]
             text = (f"HTTP/1.x: {requests} request{'s' if requests != 1 else ''}, "
-                    f"{len(self.http1) - requests} response(s), last '{last}'")
+                    f"{responses} response(s)"
+                    + (f", {ws} WebSocket message{'s' if ws != 1 else ''}" if ws else "")
+                    + f", last '{last}'")
             return f"{text}; {self.closed}" if self.closed else text
         return self.closed or ""
 

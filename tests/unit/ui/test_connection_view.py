@@ -233,3 +233,20 @@ def test_the_frame_detail_gives_the_frames_wall_clock_time(
     text = decoded(session, 0, ev).plain
     line = next(x for x in text.splitlines() if x.startswith("time "))
     assert line.endswith(f"s  ({wall_clock(ev.t)})") and "+02:00)" in line, line
+
+
+def test_websocket_messages_after_an_upgrade_are_not_counted_as_requests() -> None:
+    """An HTTP/1.1 WebSocket's connection said '4 requests, 4 response(s)' for one
+    Upgrade, its 101 and six messages."""
+    from proxy.observe.enums import Direction
+    from ui.model.session import Session
+    from ui.model.table import LiveFrames
+
+    c = Session(LiveFrames()).conn(4)
+    c.http1.extend([(1.0, Direction.C2S, "GET /chat HTTP/1.1\r\nupgrade: websocket"),
+                    (1.1, Direction.S2C, "HTTP/1.1 101 Switching Protocols"),
+                    *[(1.2 + i / 10, Direction(i % 2), f"websocket text 'm{i}'")
+                      for i in range(5)],
+                    (2.0, Direction.C2S, "websocket close 1000 normal closure")])
+    assert c.note == ("HTTP/1.x: 1 request, 1 response(s), 6 WebSocket messages, "
+                      "last 'websocket close 1000 normal closure'")
