@@ -16,6 +16,7 @@ import base64
 import json
 import shlex
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.content import decode_content
@@ -324,6 +325,10 @@ def curl_command(conn: ConnInfo, stream: StreamInfo, body: bytes = b"") -> str:
     authority = pseudo.get(":authority") or conn.host or "localhost"
     url = f"{scheme}://{authority}{pseudo.get(':path', '/')}"
     method = pseudo.get(":method", "GET")
+    protocol = pseudo.get(":protocol")
+    if method == "CONNECT" and protocol is not None:
+        return _extended_connect_command(protocol, scheme, authority,
+                                         pseudo.get(":path", "/"), h)
     args = ["curl", "--http2-prior-knowledge" if scheme == "http" else "--http2"]
     if method != "GET" or body:
         args += ["-X", method]
@@ -338,6 +343,27 @@ def curl_command(conn: ConnInfo, stream: StreamInfo, body: bytes = b"") -> str:
             args += ["--data-binary", "@body.bin"]
     args.append(url)
     return " ".join(_quoted(a) for a in args)
+
+
+_WS_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
+"""Fields curl makes itself for a WebSocket (its key, version and extensions)."""
+
+
+def _extended_connect_command(protocol: str, scheme: str, authority: str, path: str,
+                              headers: Sequence[tuple[str, str]]) -> str:
+    """An RFC 8441 extended CONNECT: curl cannot send one (no ``:protocol``). A
+    WebSocket is opened the way curl can, over HTTP/1.1 (RFC 6455 Upgrade) at its
+    ws(s):// URL, with the recorded fields; another protocol gets a comment."""
+    if protocol.lower() != "websocket":
+        return (f"# an extended CONNECT (:protocol {protocol}, RFC 8441) to "
+                f"{authority}{path}: curl cannot send one")
+    args = ["curl", "--no-buffer", "--include"]
+    for n, v in headers:
+        if not n.startswith(":") and n not in _WS_OWN and n != "content-length":
+            args += ["-H", f"{n}: {v}"]
+    args.append(f"{'ws' if scheme == 'http' else 'wss'}://{authority}{path}")
+    return " ".join(_quoted(a) for a in args) + \
+        "  # a WebSocket over HTTP/1.1 (curl 8.11+): curl has no RFC 8441 extended CONNECT"
 
 
 def _quoted(arg: str) -> str:

@@ -189,6 +189,29 @@ def test_copy_as_curl_of_raw_binary_metadata_is_text_that_sends_the_bytes(
     assert echoed == b"x-trace-bin: \xff\x01ok"
 
 
+def test_copy_as_curl_of_a_websocket_over_h2_opens_it_as_curl_can(session: Session) -> None:
+    """An RFC 8441 WebSocket was copied as 'curl --http2 -X CONNECT … --data-binary
+    @body.bin': a plain CONNECT with :scheme and :path (malformed) and the masked
+    frames as a body. curl opens a WebSocket over HTTP/1.1 at its wss:// URL."""
+    import dataclasses
+    import shlex
+
+    c = session.conns[1]
+    ws = (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), \
+        (":authority", "chat.test"), (":path", "/chat?room=1"), \
+        ("sec-websocket-version", "13"), ("sec-websocket-protocol", "chat"), \
+        ("origin", "https://chat.test")
+    cmd = curl_command(c, dataclasses.replace(c.streams[1], request_headers=ws), b"\x81\x85")
+    words = shlex.split(cmd, comments=True)
+    assert words == ["curl", "--no-buffer", "--include", "-H", "sec-websocket-protocol: chat",
+                     "-H", "origin: https://chat.test", "wss://chat.test/chat?room=1"]
+    assert "RFC 8441" in cmd
+    udp = ((":method", "CONNECT"), (":protocol", "connect-udp"), (":scheme", "https"),
+           (":authority", "proxy.test"), (":path", "/.well-known/masque/udp/h/443/"))
+    cmd = curl_command(c, dataclasses.replace(c.streams[1], request_headers=udp))
+    assert cmd.startswith("# an extended CONNECT (:protocol connect-udp, RFC 8441)")
+
+
 def test_render_body_says_why_it_cannot_decode() -> None:
     assert render_body(b"not gzip", "text/plain", "gzip")[0].startswith("; gzip: cannot decode")
     assert render_body(b"", None, None) == ["(no body)"]
