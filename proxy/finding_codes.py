@@ -37,5 +37,7 @@ FINDING_CODES: frozenset[str] = frozenset((
     "stream-after-goaway", "stream-id-not-zero", "stream-id-order", "stream-id-parity",
     "stream-id-zero", "stream-not-processed", "stream-unfinished",
     "trailers-without-end-stream", "unknown-frame-type", "unknown-setting", "window-overflow",
-    "window-update-zero",
+    "websocket-close-code", "websocket-control-frame", "websocket-deflate-invalid",
+    "websocket-frame-invalid", "websocket-invalid-utf8", "websocket-masked-by-server",
+    "websocket-reserved-bits", "websocket-unmasked", "window-update-zero",
 ))

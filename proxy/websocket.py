@@ -12,6 +12,7 @@ says so once and counts the rest.
 
 from __future__ import annotations
 
+import codecs
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,21 @@ CONNECT_FIELD = (":method", "CONNECT")
 
 
 @dataclass(frozen=True, slots=True)
+class Violation:
+    """A rule of RFC 6455 (or RFC 7692) a WebSocket frame or message breaks: what the
+    HTTP/2 observer makes a finding of (``proxy/observe/websockets.py``)."""
+
+    code: str
+    """The finding code (``websocket-unmasked``; docs/findings.md)."""
+    rfc: str
+    text: str
+    """What is wrong, without the section: ``a client frame must be masked``."""
+
+    def __str__(self) -> str:
+        return f"{self.text} ({self.rfc})"
+
+
+@dataclass(frozen=True, slots=True)
 class WsMessage:
     """One WebSocket message (or control frame) as its receiver sees it."""
 
@@ -51,7 +67,17 @@ class WsMessage:
     frames: int
     compressed: bool = False
     problems: tuple[str, ...] = ()
-    """What RFC 6455/7692 says is wrong with it (masking, reserved bits, sizes)."""
+    """What RFC 6455/7692 says is wrong with it (masking, reserved bits), and what
+    h2scope could not keep of it (sizes)."""
+    violations: tuple[Violation, ...] = ()
+    """Those of :attr:`problems` that break a rule (each also among them, as text)."""
+
+    def notes(self) -> tuple[str, ...]:
+        """:attr:`problems` less the :attr:`violations`: what only h2scope has to say."""
+        if not self.violations:
+            return self.problems
+        broken = {str(v) for v in self.violations}
+        return tuple(p for p in self.problems if p not in broken)
 
     @property
     def kind(self) -> str:
@@ -117,8 +143,12 @@ class WsReader:
     """WebSocket frames of one direction of one stream, fed DATA payloads in order."""
 
     def __init__(self, direction: int, deflate: Deflate | None = None, *,
-                 max_message: int = MAX_MESSAGE) -> None:
+                 max_message: int = MAX_MESSAGE, report: bool = False) -> None:
         self.direction = direction
+        self.found: list[Violation] | None = [] if report else None
+        """With ``report``: the violations of the frames read so far, as each frame
+        completes (a data frame's before its message does), for the caller to take
+        and clear; None without."""
         self.max_message = max_message
         """Bytes of a frame (and of a message) kept; a larger frame is counted as it
         passes, so a reader never holds more than about this much."""
@@ -134,9 +164,12 @@ class WsReader:
         self._first: tuple[int, bool] | None = None  # (opcode, compressed) of a fragmented one
         self._frames = 0
         self._wire = 0
-        self._problems: list[str] = []
+        self._problems: list[str | Violation] = []
+        self._cut = False  # (the message being read is not kept whole)
         self.lost: str | None = None
         """Why framing was lost (after which bytes are only counted)."""
+        self.lost_by: Violation | None = None
+        """The rule whose breaking lost it, if one did."""
         self.unread = 0
         """Bytes not turned into messages: after a loss, or a frame cut off at the end."""
 
@@ -183,11 +216,17 @@ class WsReader:
                 return None
             length, pos = int.from_bytes(buf[2:10], "big"), 10
             if length >> 63:
-                self.lost = "a 64-bit payload length with its top bit set (RFC 6455 §5.2)"
+                broken = Violation("websocket-frame-invalid", "RFC 6455 §5.2",
+                                   "a 64-bit payload length with its top bit set")
+                self.lost = str(broken)
+                self.lost_by = broken
+                if self.found is not None:
+                    self.found.append(broken)
                 return None
         if masked:
             pos += 4
-        problems: list[str] = []
+        problems: list[str | Violation] = []
+        found = self.found
         limit = self.max_message
         if length > limit:
             # Never buffered whole: the frame is counted as it passes, not kept.
@@ -205,6 +244,8 @@ class WsReader:
             b0 &= ~0x40
             rsv &= ~0x40
             key, payload = b"", b""
+            if opcode < 8:
+                self._cut = True
         else:
             if len(buf) < pos + length:
                 return None
@@ -214,41 +255,56 @@ class WsReader:
         if key:
             payload = _unmask(payload, key)
         if self.direction == 0 and not masked:
-            problems.append("a client frame must be masked (RFC 6455 §5.1)")
+            problems.append(Violation("websocket-unmasked", "RFC 6455 §5.1",
+                                      "a client frame must be masked"))
         elif self.direction == 1 and masked:
-            problems.append("a server frame must not be masked (RFC 6455 §5.1)")
+            problems.append(Violation("websocket-masked-by-server", "RFC 6455 §5.1",
+                                      "a server frame must not be masked"))
         compressed = bool(rsv & 0x40) and self.deflate is not None
         if rsv & ~(0x40 if self.deflate is not None else 0) & 0x70:
-            problems.append(f"reserved bits {rsv >> 4:03b} set with no extension that "
-                            "defines them (RFC 6455 §5.2)")
+            problems.append(Violation("websocket-reserved-bits", "RFC 6455 §5.2",
+                                      f"reserved bits {rsv >> 4:03b} set with no extension "
+                                      "that defines them"))
         if opcode >= 8:  # control frames: §5.5
             if not fin or length > 125:
-                problems.append("a control frame must be one frame of at most 125 bytes "
-                                "(RFC 6455 §5.5)")
+                problems.append(Violation("websocket-control-frame", "RFC 6455 §5.5",
+                                          "a control frame must be one frame of at most "
+                                          "125 bytes"))
             if opcode == 8:
                 problems.extend(_close_problems(payload))
-            return WsMessage(self.direction, t, opcode, payload, length, 1, False,
-                             tuple(problems))
-        self._problems.extend(problems)
-        problems = self._problems
+            if opcode not in OPCODES:
+                problems.append(Violation("websocket-frame-invalid", "RFC 6455 §5.2",
+                                          f"opcode {opcode} is reserved"))
+            if found is not None:
+                found.extend(p for p in problems if type(p) is Violation)
+            return _message(self.direction, t, opcode, payload, length, 1, False, problems)
         if opcode == 0:
             if self._first is None:
-                problems.append("a continuation frame with no message to continue "
-                                "(RFC 6455 §5.4)")
+                problems.append(Violation("websocket-frame-invalid", "RFC 6455 §5.4",
+                                          "a continuation frame with no message to continue"))
                 self._first = (2, False)
         else:
             if self._first is not None:
-                problems.append("a new message began before the previous one's final "
-                                "fragment (RFC 6455 §5.4)")
+                problems.append(Violation("websocket-frame-invalid", "RFC 6455 §5.4",
+                                          "a new message began before the previous one's "
+                                          "final fragment"))
                 self._parts.clear()
                 self._frames = self._wire = 0
+                self._cut = False
             self._first = (opcode, compressed)
             if opcode not in OPCODES:
-                problems.append(f"opcode {opcode} is reserved (RFC 6455 §5.2)")
+                problems.append(Violation("websocket-frame-invalid", "RFC 6455 §5.2",
+                                          f"opcode {opcode} is reserved"))
+        if found is not None:
+            found.extend(p for p in problems if type(p) is Violation)
+        self._problems.extend(problems)
+        problems = self._problems
         self._frames += 1
         self._wire += length
         if sum(map(len, self._parts)) < self.max_message:
             self._parts.append(payload)
+        elif payload:
+            self._cut = True
         if not fin:
             return True
         first_opcode, first_compressed = self._first
@@ -257,43 +313,76 @@ class WsReader:
         self._first = None
         if first_compressed:
             data = self._inflate(data)
-        if first_opcode == 1:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.append("a text message that is not UTF-8 (RFC 6455 §8.1)")
-        msg = WsMessage(self.direction, t, first_opcode, data, self._wire, self._frames,
-                        first_compressed, tuple(problems))
+        if first_opcode == 1 and not _utf8(data, whole=not self._cut):
+            broken = Violation("websocket-invalid-utf8", "RFC 6455 §8.1",
+                               "a text message that is not UTF-8")
+            problems.append(broken)
+            if found is not None:
+                found.append(broken)
+        msg = _message(self.direction, t, first_opcode, data, self._wire, self._frames,
+                       first_compressed, problems)
         problems.clear()
         self._frames = self._wire = 0
+        self._cut = False
         return msg
 
     def _inflate(self, data: bytes) -> bytes:
         if self._inflater is None or self._no_takeover:
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        inflater = self._inflater
         try:
-            return self._inflater.decompress(data + _TAIL, self.max_message)
+            out = inflater.decompress(data + _TAIL, self.max_message)
+            if inflater.unconsumed_tail:
+                # Inflated on and dropped, not kept: the later messages depend on it
+                # (context takeover), and memory stays bounded.
+                self._cut = True
+                while inflater.unconsumed_tail:
+                    inflater.decompress(inflater.unconsumed_tail, 1 << 16)
+            return out
         except zlib.error as exc:
-            self._problems.append(f"does not inflate ({exc}; RFC 7692 §7.2.2)")
+            broken = Violation("websocket-deflate-invalid", "RFC 7692 §7.2.2",
+                               f"does not inflate ({exc})")
+            self._problems.append(broken)
+            if self.found is not None:
+                self.found.append(broken)
             self._inflater = None
+            self._cut = True  # (what is kept is not the message's text)
             return data
 
 
-def _close_problems(payload: bytes) -> list[str]:
+def _message(direction: int, t: float, opcode: int, payload: bytes, wire: int, frames: int,
+             compressed: bool, problems: list[str | Violation]) -> WsMessage:
+    return WsMessage(direction, t, opcode, payload, wire, frames, compressed,
+                     tuple(map(str, problems)),
+                     tuple(p for p in problems if type(p) is Violation))
+
+
+def _utf8(data: bytes, *, whole: bool) -> bool:
+    """Whether ``data`` is UTF-8; of a message not kept ``whole`` (a prefix), whether
+    it is so far (a character it cuts in two is not held against it)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=whole)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _close_problems(payload: bytes) -> list[str | Violation]:
     """What RFC 6455 says is wrong with a close frame's body (§5.5.1, §7.4)."""
     if len(payload) == 1:
-        return ["a close frame's body is a 2-byte status code and a reason, not 1 byte "
-                "(RFC 6455 §5.5.1)"]
+        return [Violation("websocket-close-code", "RFC 6455 §5.5.1",
+                          "a close frame's body is a 2-byte status code and a reason, "
+                          "not 1 byte")]
     if len(payload) < 2:
         return []
     code = int.from_bytes(payload[:2], "big")
-    out = []
+    out: list[str | Violation] = []
     if code < 1000 or code in (1004, 1005, 1006, 1015) or 1016 <= code < 3000 or code > 4999:
-        out.append(f"close status {code} must not be sent in a close frame (RFC 6455 §7.4)")
-    try:
-        payload[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        out.append("a close reason that is not UTF-8 (RFC 6455 §5.5.1)")
+        out.append(Violation("websocket-close-code", "RFC 6455 §7.4",
+                             f"close status {code} must not be sent in a close frame"))
+    if not _utf8(payload[2:], whole=True):
+        out.append(Violation("websocket-invalid-utf8", "RFC 6455 §5.5.1",
+                             "a close reason that is not UTF-8"))
     return out
 
 
@@ -356,11 +445,16 @@ class WsTracker:
                 if len(self.streams) >= self.MAX_STREAMS:
                     self.streams.pop(next(iter(self.streams)))
                 self.streams[key] = [None, None, 0]
-            elif key in self.streams and self.streams[key][1] is None:
-                ext = dict(headers).get("sec-websocket-extensions")
-                deflate = Deflate.from_header(ext)
-                self.streams[key][:2] = [WsReader(0, deflate, max_message=self.MAX_MESSAGE),
-                                         WsReader(1, deflate, max_message=self.MAX_MESSAGE)]
+            elif ev.direction == 1 and key in self.streams and self.streams[key][1] is None:
+                fields = dict(headers)
+                status = fields.get(":status", "")
+                if status[:1] == "2":  # (only a 2xx opens the WebSocket, RFC 8441 §5)
+                    deflate = Deflate.from_header(fields.get("sec-websocket-extensions"))
+                    self.streams[key][:2] = [
+                        WsReader(0, deflate, max_message=self.MAX_MESSAGE),
+                        WsReader(1, deflate, max_message=self.MAX_MESSAGE)]
+                elif status[:1] != "1":  # (refused: its DATA is an HTTP body)
+                    del self.streams[key]
             return [], None
         state = self.streams.get(key)
         if state is None:
@@ -380,7 +474,8 @@ class WsTracker:
             bit = 4 << ev.direction
             if reader.lost is not None and not state[2] & bit:
                 state[2] |= bit
-                lost = reader.lost
+                lost = reader.lost if reader.lost_by is None else \
+                    f"the rest is not read ({reader.lost_by.code}: the finding says why)"
         if f.type in (0, 1) and f.flags & 0x1:
             state[2] |= 1 << ev.direction
             if state[2] & 3 == 3:
@@ -389,21 +484,26 @@ class WsTracker:
 
     def lines(self, conn_id: int, ev: FrameObserved, indent: str,
               truncated: bool = False) -> list[str]:
-        """:meth:`feed`'s result as the lines to print under the frame's."""
+        """:meth:`feed`'s result as the lines to print under the frame's. What a
+        message breaks of RFC 6455 is not among them: the observer's findings on
+        the DATA frames (printed with the frame's) say it."""
         msgs, lost = self.feed(conn_id, ev, truncated)
         if not msgs and lost is None:
             return []
         arrow = "→" if ev.direction == 0 else "←"
-        return said(msgs, lost, f"{indent}websocket {arrow} ", f"{indent}  ! ")
+        return said(msgs, lost, f"{indent}websocket {arrow} ", f"{indent}  ! ",
+                    violations=False)
 
 
-def said(msgs: list[WsMessage], lost: str | None, lead: str, problem_lead: str) -> list[str]:
+def said(msgs: list[WsMessage], lost: str | None, lead: str, problem_lead: str, *,
+         violations: bool = True) -> list[str]:
     """Log lines for messages (each after ``lead``, its problems after
-    ``problem_lead``) and a framing loss."""
+    ``problem_lead``: without ``violations``, only :meth:`WsMessage.notes`) and a
+    framing loss."""
     out: list[str] = []
     for msg in msgs:
         out.append(f"{lead}{msg.summary(120)}")
-        out.extend(f"{problem_lead}{p}" for p in msg.problems)
+        out.extend(f"{problem_lead}{p}" for p in (msg.problems if violations else msg.notes()))
     if lost is not None:
         out.append(f"{lead}framing lost: {lost}")
     return out

@@ -181,7 +181,8 @@ def replay_records(records: Iterator[Record], *, close_open: bool = False,
                 last = rec
                 continue
             data = rec.frame_bytes() if rtype == _FRAME else rec.body
-            yield _replayed(rec, tuple(obs.feed(rec.direction, data, rec.t)))
+            yield _replayed(rec, tuple(obs.feed(rec.direction, data, rec.t,
+                                                cut=rtype == _FRAME and rec.truncated)))
         elif rtype == RecordType.CONNECTION:
             observers[conn] = observer_for(rec.json())
             yield Replayed(record=rec)

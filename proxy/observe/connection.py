@@ -193,6 +193,8 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         self.priority = PriorityTree()
         self.seq = 0
         self.findings_count = 0
+        self.payload_cut = False
+        """The bytes being fed are a DATA frame the capture cut (see :meth:`feed`)."""
         self.upgraded_h2c = False
         """An HTTP/1.1 ``Upgrade: h2c`` made this connection HTTP/2 (:meth:`upgrade_h2c`)."""
         self._events: list[Event] = []
@@ -203,11 +205,21 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
     # ---------------------------------------------------------------- input
 
     def feed(self, direction: Direction, data: bytes | bytearray | memoryview,
-             t: float) -> list[Event]:
+             t: float, cut: bool = False) -> list[Event]:
         """Observe ``data`` sent in ``direction`` at time ``t``; return the new events.
 
-        Bytes may be split anywhere; incomplete frames wait for more data.
+        Bytes may be split anywhere; incomplete frames wait for more data. ``cut``:
+        ``data`` is a recorded DATA frame whose payload the capture kept only the
+        start of (``max_data_bytes``; the rest is zeros): its content is not read
+        (a WebSocket's frames, :mod:`proxy.observe.websockets`).
         """
+        # (Not keyword-only: a keyword-only default costs every call a dict lookup.)
+        if cut:  # (rare: not an attribute store per call)
+            self.payload_cut = True
+            try:
+                return self.feed(direction, data, t)
+            finally:
+                self.payload_cut = False
         side = self.sides[direction]
         events = self._events = []
         if side.desynced:
@@ -292,7 +304,11 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
                         received = stream.data_bytes
                         total = received[sender] + length
                         declared = stream.content_length[sender]
-                        if conn_window > 0 and window > 0 and (declared == -1 or total <= declared):
+                        # (A WebSocket's DATA is read by _data. Tested last: a stream
+                        # that is not one pays one attribute test per DATA frame, here
+                        # or in _data, never both.)
+                        if conn_window > 0 and window > 0 and (
+                                declared == -1 or total <= declared) and stream.websocket is None:
                             side.conn_window = conn_window
                             send_window[sender] = window
                             received[sender] = total
@@ -687,6 +703,7 @@ class ConnectionObserver(HeaderBlocks, ControlFrames, StreamFrames):
         if was is not now:
             self.sides[stream.opened_by].active_streams += 1 if now else -1
         if new is _CLOSED:
+            stream.websocket = None  # (its readers' buffers go with it)
             self.streams.pop(sid, None)
             self.priority.remove(sid)
             closed = self.closed

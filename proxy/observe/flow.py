@@ -29,6 +29,7 @@ from proxy.observe.streams import (
     check_frame_allowed,
     transition,
 )
+from proxy.observe.websockets import check_data
 
 if TYPE_CHECKING:
     from proxy.observe.frames import DataFrame, RstStreamFrame, WindowUpdateFrame
@@ -58,6 +59,7 @@ class StreamFrames:
     _cancels: deque[float]
     _rapid_reset_reported: bool
     partial: bool
+    payload_cut: bool
 
     if TYPE_CHECKING:
         def _lookup(self, sid: int, sender: Direction | None = None, *,
@@ -100,6 +102,9 @@ class StreamFrames:
         if not end and not frame.data_length:
             count_flood(side, "empty-frames-flood", t, seq, findings)
         received = stream.data_bytes[direction] = stream.data_bytes[direction] + frame.data_length
+        if stream.websocket is not None:  # (RFC 8441 §5: WebSocket frames, both ways)
+            check_data(stream.websocket, direction, frame.data, t, seq, sid, self.payload_cut,
+                       findings)
         declared = stream.content_length[direction]
         if declared >= 0:
             if end or received > declared:

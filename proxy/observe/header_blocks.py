@@ -33,6 +33,7 @@ from proxy.observe.hpack_fields import Representation
 from proxy.observe.priority import PriorityTree
 from proxy.observe.sides import MAX_BLOCK_BYTES, HeaderBlockInProgress, Side
 from proxy.observe.streams import NO_CONTENT, Stream, StreamState, sender_finished, transition
+from proxy.observe.websockets import accepted
 
 C2S, S2C = Direction.C2S, Direction.S2C
 _IDLE, _RESERVED, _CLOSED = StreamState.IDLE, StreamState.RESERVED, StreamState.CLOSED
@@ -541,6 +542,7 @@ class HeaderBlocks:
                                             "a 2xx response to CONNECT (the tunnel that "
                                             "follows has no length)")
                     stream.content_length[S2C] = -1
+                    stream.websocket = accepted(stream.request_headers, headers)
                 else:
                     stream.content_length[S2C] = length
                 ended = promised is None and sender_finished(stream.state, direction)

@@ -24,8 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from proxy.observe.enums import Direction, FrameType
+
+if TYPE_CHECKING:
+    from proxy.observe.websockets import WebSocketStream
 
 
 class StreamState(Enum):
@@ -177,3 +181,6 @@ class Stream:
     below_by_settings: bool = False
     """The first DATA past its window found it already below 0, where only a SETTINGS
     change takes it (RFC 9113 §6.9.2): the later DATA on it are said the same way."""
+    websocket: WebSocketStream | None = None
+    """An RFC 8441 WebSocket (an extended CONNECT answered 2xx) while it is open: its
+    DATA is read as WebSocket frames and checked (:mod:`proxy.observe.websockets`)."""

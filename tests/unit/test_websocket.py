@@ -197,3 +197,39 @@ def test_the_log_tracker_holds_little_per_stream() -> None:
     assert lines[0] == "websocket ← binary 1,048,576 bytes (0 kept)"
     assert "at most 65,536 are kept" in lines[1]
     assert lines[2] == "websocket ← text 'after'"
+
+
+def test_the_log_tracker_leaves_rule_breaking_to_the_findings_and_skips_refusals() -> None:
+    """Under a DATA frame the text log names the messages; what they break of RFC
+    6455 is the observer's findings on that frame, printed once, not again here.
+    A WebSocket refused (not 2xx) has an HTTP body, not WebSocket frames."""
+    from proxy.observe.enums import Direction
+    from proxy.observe.events import FrameObserved
+    from proxy.observe.frames import parse_frame
+    from proxy.websocket import UpgradedWebSockets, WsTracker
+
+    class Block:
+        def __init__(self, headers: list[tuple[str, str]]) -> None:
+            self.headers = tuple(headers)
+
+    def event(direction: Direction, sid: int, raw: bytes,
+              block: Block | None = None) -> FrameObserved:
+        head = len(raw).to_bytes(3, "big") + bytes([1 if block else 0, 4 if block else 0])
+        frame = parse_frame(head + sid.to_bytes(4, "big") + raw)
+        return FrameObserved(t=0.0, direction=direction, seq=0, frame=frame,
+                             block=block)  # type: ignore[arg-type]
+
+    connect = Block([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                     (":path", "/"), (":authority", "a")])
+    unmasked = peer(ConnectionType.SERVER).send(TextMessage(data="hi"))
+    tracker = WsTracker()
+    for sid, status in ((1, "200"), (3, "403")):
+        tracker.feed(1, event(Direction.C2S, sid, b"", connect))
+        tracker.feed(1, event(Direction.S2C, sid, b"", Block([(":status", status)])))
+    assert tracker.lines(1, event(Direction.C2S, 1, unmasked), "") == ["websocket → text 'hi'"]
+    assert tracker.lines(1, event(Direction.S2C, 3, b"\x81\x02hi"), "") == []
+    # Over HTTP/1.1 there are no findings: the log names the problem itself.
+    upgraded = UpgradedWebSockets()
+    upgraded.upgraded(7, "HTTP/1.1 101 Switching Protocols", [("Upgrade", "websocket")])
+    assert upgraded.lines(7, 0, unmasked, 0.0, "") == [
+        " websocket text 'hi'", "   ! a client frame must be masked (RFC 6455 §5.1)"]

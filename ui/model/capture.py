@@ -212,7 +212,8 @@ def record_events(observers: dict[int, ConnectionObserver | None], rec: Record,
                 return
             obs = observers[conn] = ConnectionObserver()
         data = rec.frame_bytes() if rtype == _FRAME else rec.body
-        events.extend(obs.feed(rec.direction, data, rec.wall))
+        events.extend(obs.feed(rec.direction, data, rec.wall,
+                               cut=rtype == _FRAME and rec.truncated))
         if rtype == _FRAME and rec.truncated:  # follows its frame: marks that row
             events.append(RecordedCap(conn_id=conn, t=rec.wall,
                                       kept=max(0, len(rec.body) - 9)))
