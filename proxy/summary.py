@@ -5,7 +5,9 @@ counts connections by protocol, frames by direction, streams, resets by error
 code, the observer's findings by (severity, code, RFC section) with where each
 was first seen, and the proxy's own errors by stage; for a stall hunt, the
 flow-control stalls (the longest, and those never resumed: the classic hang)
-and the slowest streams, with their requests. When the proxy stops,
+and the slowest streams, with their requests (tunnels — CONNECT streams, a
+WebSocket over HTTP/2 among them — are counted apart: a tunnel's lifetime is not
+latency), and WebSockets over HTTP/2 and HTTP/1.1. When the proxy stops,
 ``h2scope run --headless`` prints :meth:`RunSummary.lines` on stderr, and with
 ``--fail-on SEVERITY`` exits with status 3 if a finding of that severity or
 worse was seen: a proxy in front of a server in CI fails the job on a
@@ -48,6 +50,7 @@ from proxy.observe.events import (
 from proxy.observe.findings import Finding, Severity
 from proxy.observe.frames import GoAwayFrame, RstStreamFrame
 from proxy.observe.hpack_annotated import HeaderBlock
+from proxy.websocket import is_websocket
 from proxy.words import count
 
 log = logging.getLogger("h2scope.summary")
@@ -66,6 +69,7 @@ that never close must not grow a long run's memory)."""
 _REFUSED = frozenset({"stream-id-order", "stream-id-parity", "server-opened-stream"})
 """Findings of a stream opened against RFC 9113 §5.1.1 or §8.4: not among the slowest."""
 _POST = (":method", "POST")
+_CONNECT = (":method", "CONNECT")
 
 
 @dataclass(slots=True)
@@ -185,6 +189,15 @@ class RunSummary:
         self._requests: dict[tuple[int, int], Request] = {}
         """Open streams: the request's header block (the first the client sent)."""
         self._slowest_floor = -1.0
+        self.tunnels = 0
+        """CONNECT streams, plain and extended (RFC 9113 §8.5, RFC 8441): not among the
+        slowest streams (a tunnel's lifetime is not latency), counted apart."""
+        self.websockets = 0
+        """Extended CONNECTs for a WebSocket answered 2xx (RFC 8441)."""
+        self.longest_tunnel: tuple[float, int, int, Request | None] | None = None
+        """(seconds open, connection, stream, request) of the longest tunnel that ended."""
+        self._tunnels: dict[tuple[int, int], bool] = {}
+        """Open tunnels: whether each asked for a WebSocket (until its response)."""
         self._slow_reset: dict[tuple[int, int], str] = {}
         """Of the slowest streams, those a reset ended, and how."""
         self.last_t = 0.0
@@ -264,6 +277,16 @@ class RunSummary:
                         key = (conn, ev.frame.stream_id)
                         if key not in self._requests and len(self._requests) < _MAX_OPEN:
                             self._requests[key] = ev.block
+                            if _CONNECT in block.headers:  # (C speed)
+                                self.tunnels += 1
+                                self._tunnels[key] = is_websocket(block.headers)
+                    elif self._tunnels and (conn, ev.frame.stream_id) in self._tunnels:
+                        websocket = self._tunnels.pop((conn, ev.frame.stream_id))
+                        status = next((v for n, v in block.headers if n == ":status"), "")
+                        if status[:1] == "1":  # (an informational response: wait on)
+                            self._tunnels[(conn, ev.frame.stream_id)] = websocket
+                        elif websocket and status[:1] == "2":
+                            self.websockets += 1
                     elif (conn, ev.frame.stream_id) in self._grpc_settled:
                         pass  # (a status after the call's reset: its client had given up)
                     elif self._grpc_outcome(ev.block, (conn, ev.frame.stream_id)):
@@ -294,7 +317,11 @@ class RunSummary:
                         self._grpc_closed(key, request, start)  # gRPC calls are POSTs)
                     if self._stalled:
                         self._stream_closed(conn, ev.stream_id)
-                    if start is not None and ev.t - start > self._slowest_floor:
+                    if request is not None and _CONNECT in request.headers:
+                        self._tunnels.pop(key, None)
+                        if start is not None:
+                            self._tunnel_ended(ev.t - start, conn, ev.stream_id, request)
+                    elif start is not None and ev.t - start > self._slowest_floor:
                         self._slow(ev.t - start, conn, ev.stream_id, request)
             elif kind is FlowControlStalled:
                 self.stalls += 1
@@ -353,6 +380,11 @@ class RunSummary:
                 if since is not None:
                     self._closed_stalled[(conn, 0, direction)] = since
                     self._last_closed[conn] = sid
+
+    def _tunnel_ended(self, took: float, conn: int, sid: int, request: Request | None) -> None:
+        longest = self.longest_tunnel
+        if longest is None or took > longest[0]:
+            self.longest_tunnel = (took, conn, sid, request)
 
     def _slow(self, took: float, conn: int, sid: int, request: Request | None) -> None:
         slowest = self.slowest
@@ -478,7 +510,12 @@ class RunSummary:
             self.unresumed.append((*stalled, since, t, "until the connection closed"))
         for opened in [k for k in self._open if k[0] == conn]:
             start = self._open.pop(opened)
-            if not excerpt and t - start > self._slowest_floor:
+            request = self._requests.get(opened)
+            if request is not None and _CONNECT in request.headers:
+                self._tunnels.pop(opened, None)
+                if not excerpt:
+                    self._tunnel_ended(t - start, conn, opened[1], request)
+            elif not excerpt and t - start > self._slowest_floor:
                 self._slow(t - start, conn, opened[1], self._requests.get(opened))
                 self._slow_reset[opened] = "unfinished when the connection closed"
         for requested in [k for k in self._requests if k[0] == conn]:
@@ -543,6 +580,18 @@ class RunSummary:
                 out.append(f"  {_seconds(took):>9}  #{conn} stream {sid}"
                            + (f"  {block_summary(request.headers)}" if request else "")
                            + (f"  ({reset})" if reset else ""))
+        if self.tunnels:
+            text = f"tunnels: {self.tunnels:,} (websocket {self.websockets:,})"
+            if self.longest_tunnel is not None:
+                took, conn, sid, request = self.longest_tunnel
+                text += (f", longest {_seconds(took)} #{conn} stream {sid}"
+                         + (f"  {block_summary(request.headers)}" if request else ""))
+            out.append(text)
+        upgraded = self.protocols.get("websocket", 0)
+        if self.websockets or upgraded:
+            out.append("websockets: " + ", ".join(
+                f"{n:,} over {how}" for n, how in ((self.websockets, "HTTP/2 (RFC 8441)"),
+                                                  (upgraded, "HTTP/1.1")) if n))
         if self.errors:
             out.append("proxy errors: " + ", ".join(f"{stage} ×{n}"
                                                     for stage, n in self.errors.most_common()))
@@ -589,6 +638,15 @@ class RunSummary:
                                 for took, c, s, b in self.slowest],
             "proxy_errors": dict(self.errors),
             "grpc_statuses": dict(self.grpc),
+            "tunnels": {
+                "count": self.tunnels, "websocket": self.websockets,
+                "longest": None if self.longest_tunnel is None else {
+                    "seconds": self.longest_tunnel[0], "conn": self.longest_tunnel[1],
+                    "stream": self.longest_tunnel[2],
+                    "request": block_summary(self.longest_tunnel[3].headers)
+                    if self.longest_tunnel[3] else None}},
+            "websockets": {"http2": self.websockets,
+                           "http1": self.protocols.get("websocket", 0)},
         }
 
     def _stall_lines(self) -> list[str]:
