@@ -114,6 +114,13 @@ def test_chromium_websocket_over_h2_is_relayed_and_its_messages_read(
     exported = [ln.strip() for ln in (tmp_path / "ws.txt").read_text().splitlines()
                 if "websocket " in ln]
     assert exported == printed
+    # check: the WebSocket is a tunnel, not a slow stream, and breaks no RFC 6455 rule.
+    capsys.readouterr()
+    main(["check", str(capture), "--json", "--fail-on", "none"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["websockets"]["http2"] == 1 and summary["tunnels"]["websocket"] == 1
+    assert not [s for s in summary["slowest_streams"] if s["stream"] == sid]
+    assert not [f for f in summary["findings"] if f["code"].startswith("websocket-")]
     # And in JSON Lines, live and exported alike: the messages under "websocket".
     jsonl = tmp_path / "ws.jsonl"
     assert main(["export", str(capture), "--format", "jsonl", "-o", str(jsonl)]) == 0
