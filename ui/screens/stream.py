@@ -3,9 +3,11 @@ bodies (reassembled, decompressed, pretty), timing; copy as curl, save a body.""
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
@@ -216,30 +218,55 @@ def _more(out: Text, total: int, how: str) -> None:
         out.append(f"  … {total - MAX_LINES:,} more lines of the {how}\n", "yellow")
 
 
+class LineIndex:
+    """Where each line of a text starts once wrapped to a width: the line a
+    character offset is on, by bisection (a search's ``n`` split and wrapped the
+    whole body at each press: seconds on a long one)."""
+
+    def __init__(self, text: Text, width: int, console: Console) -> None:
+        self.width = max(1, width)
+        self.starts: list[int] = []
+        """Each logical line's first character offset."""
+        self.ys: list[int] = []
+        """The wrapped line each logical line begins on."""
+        self._lines = text.plain.split("\n")
+        self._console = console
+        y = start = 0
+        for line in self._lines:
+            self.starts.append(start)
+            self.ys.append(y)
+            y += self._wrapped(line) if cell_len(line) > self.width else 1
+            start += len(line) + 1
+
+    def _wrapped(self, line: str) -> int:
+        return len(Text(line).wrap(self._console, self.width))
+
+    def line_of(self, offset: int) -> int:
+        i = max(0, bisect.bisect_right(self.starts, offset) - 1)
+        line = self._lines[i]
+        col = offset - self.starts[i]
+        if cell_len(line) <= self.width:
+            return self.ys[i]
+        y = self.ys[i]
+        for piece in Text(line).wrap(self._console, self.width):
+            col -= len(piece.plain)
+            if col < 0:
+                return y
+            y += 1
+        return max(self.ys[i], y - 1)
+
+
 def match_line(text: Text, offset: int, width: int, console: Console) -> int:
     """The line (of ``text`` wrapped to ``width`` columns) that character ``offset``
     is on: where to scroll to show a match."""
-    y = 0
-    start = 0
-    for line in text.split("\n", allow_blank=True):
-        end = start + len(line.plain)
-        if offset <= end:
-            pieces = line.wrap(console, max(1, width)) if line.cell_len > width else [line]
-            col = offset - start
-            for piece in pieces:
-                col -= len(piece.plain)
-                if col < 0:
-                    break
-                y += 1
-            return y if col < 0 else max(0, y - 1)
-        y += len(line.wrap(console, max(1, width))) if line.cell_len > width else 1
-        start = end + 1
-    return y
+    return LineIndex(text, width, console).line_of(offset)
 
 
 class StreamScreen(ModalScreen[None]):
     matches: list[int]
     """Where the search's ``term`` starts in :attr:`text` (character offsets), in order."""
+    _lines: LineIndex | None
+    """Where :attr:`text`'s lines fall at the view's width (made on a search)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q,escape", "dismiss", "Back"),
@@ -300,8 +327,10 @@ class StreamScreen(ModalScreen[None]):
 
     def _line_of(self, offset: int) -> int:
         body = self.query_one("#stream-body", Static)
-        return match_line(self.text, offset, body.content_region.width or self.size.width,
-                          self.app.console)
+        width = max(1, body.content_region.width or self.size.width)
+        if self._lines is None or self._lines.width != width:
+            self._lines = LineIndex(self.text, width, self.app.console)
+        return self._lines.line_of(offset)
 
     def _show_match(self) -> None:
         body = self.query_one("#stream-body", Static)
@@ -314,7 +343,9 @@ class StreamScreen(ModalScreen[None]):
         for n, offset in enumerate(self.matches):
             marked.stylize("bold reverse" if n == self.current else "reverse",
                            offset, offset + size)
-        body.update(marked)
+        # (styles only: the text and its wrapping are the same, so its layout too —
+        # laying a long body out again took a second a press)
+        body.update(marked, layout=False)
         y = self._line_of(self.matches[self.current])
         view = self.query_one("#stream-view", VerticalScroll)
         view.scroll_to(y=max(0, y - 2), animate=False)
@@ -336,6 +367,7 @@ class StreamScreen(ModalScreen[None]):
         self.term = ""
         self.matches = []
         self.current = 0
+        self._lines = None
 
     def compose(self) -> ComposeResult:
         with JumpScroll(id="stream-view"):

@@ -502,7 +502,7 @@ def test_the_ui_says_what_a_rebuilt_connection_does_not_have(tmp_path: Path) -> 
         tab = hpack_tab(session, row, table.event(row)).plain
     finally:
         cap.close()
-    assert "response body: 1000 bytes in 1 DATA frame(s), 0 of them kept" in text
+    assert "response body: 1,000 bytes in 1 DATA frame(s), 0 of them kept" in text
     assert "imported without the bytes" in text
     assert tab.startswith("Rebuilt, not as sent") and ":method: GET" in tab
 

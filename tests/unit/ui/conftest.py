@@ -60,8 +60,10 @@ async def loaded(app: H2ScopeApp, pilot: Any, timeout: float = 20.0) -> None:
 
 
 def drive(path: Path, scenario: Callable[[H2ScopeApp, Any], Awaitable[None]],
-          size: tuple[int, int] = (160, 48), **kwargs: Any) -> H2ScopeApp:
-    """Run ``scenario(app, pilot)`` against ``h2scope view path`` in a headless terminal."""
+          size: tuple[int, int] = (160, 48), timeout: float = 60, **kwargs: Any
+          ) -> H2ScopeApp:
+    """Run ``scenario(app, pilot)`` against ``h2scope view path`` in a headless terminal
+    (at most ``timeout`` seconds)."""
     app = view_app(path, **kwargs)
 
     async def main() -> None:
@@ -70,7 +72,7 @@ def drive(path: Path, scenario: Callable[[H2ScopeApp, Any], Awaitable[None]],
             await scenario(app, pilot)
 
     try:
-        asyncio.run(asyncio.wait_for(main(), 60))
+        asyncio.run(asyncio.wait_for(main(), timeout))
     finally:
         if app.capture is not None:
             app.capture.close()

@@ -63,7 +63,9 @@ def test_slash_searches_the_stream_view_and_n_goes_from_match_to_match(
         await pilot.pause()
         seen["closed"] = not isinstance(app.screen, StreamScreen)
 
-    drive(capture_path, scenario)
+    # (each press draws the long body again, its marks moved: about a second on a
+    # loaded 2-core machine, so this scenario gets more than the usual minute)
+    drive(capture_path, scenario, timeout=180)
     assert seen["focused"] and seen["filter"] == ""
     assert seen["first"].startswith("match 1 of ") and "for 'CDEF'" in seen["first"]
     assert seen["marked"] == ["cdef", "cdef"]
