@@ -170,6 +170,7 @@ def install_hints(
                 f"#   requests.get(url, verify={raw_pem!r}, "
                 f"proxies={{'https': {proxy_url!r}}})\n"
                 f"#   aiohttp: session.get(url, ssl=ctx, proxy={proxy_url!r})\n"
+                "#   (a context each, if httpx has http2=True: it offers h2 on its context)\n"
                 f"#   urllib3.ProxyManager({proxy_url!r}, ca_certs={raw_pem!r})\n"
                 "# HTTPS_PROXY is read by requests, urllib, httpx (not with trust_env=False,\n"
                 "# which ignores SSL_CERT_FILE too) and aiohttp (with trust_env=True only);\n"

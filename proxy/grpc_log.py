@@ -91,6 +91,8 @@ class GrpcMessage:
             mapped = schema.decode_json(data, self.type_name, partial)
             if mapped is not None:  # (the proto3 JSON mapping, as grpcurl prints it)
                 d["json"] = mapped
+                if partial:  # (its first 64 KiB: a field cut there has its start only)
+                    d["json_partial"] = True
         if self.note:
             d["note"] = self.note
         return d

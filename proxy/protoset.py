@@ -202,8 +202,8 @@ class Protoset:
         """The message in the proto3 JSON mapping (what grpcurl prints, what
         ``google.protobuf.json_format.MessageToDict`` gives): JSON names, 64-bit
         integers as strings, enums by name, bytes in base64, maps as objects; None
-        as :meth:`decode`. Unknown fields are left out, as is a field the start
-        of a message (``partial``) cuts."""
+        as :meth:`decode`. Unknown fields are left out; a string or bytes field the
+        start of a message (``partial``) ends in has its first bytes only."""
         msg = self.messages.get(type_name)
         if msg is None:
             return None
@@ -217,7 +217,19 @@ class Protoset:
         out: dict[str, Any] = {}
         for number, wire, value in fields:
             fd = msg.fields.get(number)
-            if fd is None or not _fits(fd, wire) or isinstance(value, CutBytes):
+            if fd is None or not _fits(fd, wire):
+                continue
+            if isinstance(value, CutBytes):
+                # (the field the start of a message ends in: a string or bytes by its
+                # first bytes, a message by the fields that end in them)
+                if fd.type == _STRING:
+                    out[fd.json_name] = value.decode("utf-8", "ignore")
+                elif fd.type == _BYTES:
+                    out[fd.json_name] = base64.b64encode(value).decode("ascii")
+                elif fd.type == _MESSAGE and fd.type_name in self.messages \
+                        and depth < MAX_DEPTH:
+                    out[fd.json_name] = self._json(self.messages[fd.type_name],
+                                                   _fields(value, True), depth + 1)
                 continue
             if fd.type == _MESSAGE:
                 nested = self.messages.get(fd.type_name)

@@ -303,7 +303,8 @@ def _url(ex: Exchange, meta: dict[str, Any]) -> str:
     scheme = ex.header(":scheme") or "https"
     authority = ex.authority() or _target(meta, scheme)
     path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
-    if (ex.header(":protocol") or "").lower() == "websocket":
+    if (ex.header(":protocol") or "").lower() == "websocket" and \
+            ex.header(":method") == "CONNECT":
         # (a WebSocket by its ws or wss URL, as DevTools names one, RFC 8441 §5)
         return f"{'ws' if scheme == 'http' else 'wss'}://{authority}{path}"
     return f"{scheme}://{authority}{path}"

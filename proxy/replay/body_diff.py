@@ -30,6 +30,9 @@ DETAIL_KEPT = 256 * 1024
 """Body bytes a comparison keeps to show what changed inside a body (a larger one is
 compared by its length and SHA-256 only)."""
 DIFF_LINES = 20
+LINE_CHARS = 160
+"""Most characters of one line of a body diff: a long line or value is cut around
+where the two sides first differ (two 100 KB strings printed 400 KB in full)."""
 """Lines of a text body's diff shown (the rest counted)."""
 
 
@@ -119,10 +122,30 @@ def body_changes(what: str, a: Body, b: Body, *, path: str | None = None,
         return None
     lines = list(difflib.unified_diff(_lines(ta, a.content_type), _lines(tb, b.content_type),
                                       lineterm="", n=1))[2:]  # (not the ---/+++ names)
-    shown = lines[:DIFF_LINES]
+    shown = [_clip(line) for line in lines[:DIFF_LINES]]
     if len(lines) > DIFF_LINES:
         shown.append(f"… {len(lines) - DIFF_LINES} more lines")
     return [f"  {line}" for line in shown]
+
+
+def _clip(text: str, at: int = 0) -> str:
+    """``text`` cut to :data:`LINE_CHARS` characters, keeping the part from a little
+    before ``at`` (where it differs from the other side), with how long it was."""
+    if len(text) <= LINE_CHARS:
+        return text
+    start = max(0, min(at - 40, len(text) - LINE_CHARS))
+    head = "…" if start else ""
+    tail = "…" if start + LINE_CHARS < len(text) else ""
+    return f"{head}{text[start:start + LINE_CHARS]}{tail} ({len(text):,} characters)"
+
+
+def _clip_pair(a: str, b: str) -> tuple[str, str]:
+    """Two long values cut around their first difference (:func:`_clip`)."""
+    if len(a) <= LINE_CHARS and len(b) <= LINE_CHARS:
+        return a, b
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+              min(len(a), len(b)))
+    return _clip(a, at), _clip(b, at)
 
 
 def readable(headers: tuple[tuple[str, str], ...] | None) -> bool:
@@ -239,12 +262,16 @@ def _field_changes(la: list[str], lb: list[str]) -> list[str]:
                 continue
             kx, sep_x, vx = x.strip().partition(": ")
             ky, sep_y, vy = y.strip().partition(": ")
-            out.append(f"{kx}: {vx} → {vy}" if sep_x and sep_y and kx == ky else
-                       f"{x.strip()} → {y.strip()}")
+            if sep_x and sep_y and kx == ky:
+                vx, vy = _clip_pair(vx, vy)
+                out.append(f"{kx}: {vx} → {vy}")
+            else:
+                cx, cy = _clip_pair(x.strip(), y.strip())
+                out.append(f"{cx} → {cy}")
         return out
     diff = [line for line in list(difflib.unified_diff(la, lb, lineterm="", n=0))[2:]
             if not line.startswith("@@")]
-    shown = [f"{line[0]}{line[1:].strip()}" for line in diff[:DIFF_LINES]]
+    shown = [_clip(f"{line[0]}{line[1:].strip()}") for line in diff[:DIFF_LINES]]
     if len(diff) > DIFF_LINES:
         shown.append(f"… {len(diff) - DIFF_LINES} more lines")
     return shown

@@ -105,3 +105,19 @@ def test_a_cut_payload_keeps_the_messages_before_it_and_says_so(tmp_path: Path) 
     msgs = [(m["type"], m["data"]) for m in entry["_webSocketMessages"]]
     assert msgs == [("send", "first"), ("receive", "AP8=")]  # not a garbled "third"
     assert any("not kept" in p for p in entry["_h2scope"]["websocket_problems"])
+
+
+def test_only_an_extended_connect_is_named_by_a_ws_url() -> None:
+    """A malformed GET that carries :protocol websocket is no WebSocket (RFC 8441 §4:
+    :protocol belongs to CONNECT): its URL stays https."""
+    from types import SimpleNamespace
+
+    from proxy.capture.export_har import _url
+
+    def ex(method: str) -> object:
+        fields = {":method": method, ":protocol": "websocket", ":scheme": "https",
+                  ":authority": "chat.test", ":path": "/chat"}
+        return SimpleNamespace(header=fields.get, authority=lambda: "chat.test")
+
+    assert _url(ex("CONNECT"), {}) == "wss://chat.test/chat"  # type: ignore[arg-type]
+    assert _url(ex("GET"), {}) == "https://chat.test/chat"  # type: ignore[arg-type]
