@@ -50,7 +50,7 @@ def finding_groups(session: Session) -> list[FindingGroup]:
 
 
 class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
-    """Dismissed with ("filter", code), ("goto", row), ("conn", "#N code: message")
+    """Dismissed with ("filter", "code[ dir:DIR]"), ("goto", row), ("conn", "#N code: message")
     or None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -113,7 +113,10 @@ class FindingsScreen(ModalScreen[tuple[str, str | int] | None]):
             # the timeline is scoped to the connection it was raised on instead.
             self.dismiss(("conn", f"{group.where.split()[0]} {group.code}: {group.message}"))
         else:
-            self.dismiss(("filter", group.code))
+            # (the line's sender too: the same rule broken by the other peer is a line
+            # of its own)
+            side = {"client": " dir:c2s", "server": " dir:s2c"}.get(group.sender or "", "")
+            self.dismiss(("filter", group.code + side))
 
     def action_goto_first(self) -> None:
         group = self._current()

@@ -202,7 +202,7 @@ class RequestsScreen(ModalScreen[int | None]):
         table.clear()
         for i, r in enumerate(self.shown):
             ended = "reset " + r.reset if r.reset else "complete" if r.ended else "open"
-            table.add_row(f"#{r.conn}", _right(str(r.stream)), safe_str(r.label),
+            table.add_row(f"#{r.conn}", _right(str(r.stream)), _request(safe_str(r.label)),
                           r.status or "…", _right(f"{r.start:.3f}"),
                           _right("" if r.wait is None else f"{r.wait * 1000:,.1f}"),
                           _right(f"{r.duration * 1000:,.1f}"),
@@ -213,3 +213,22 @@ class RequestsScreen(ModalScreen[int | None]):
         table = self.query_one("#requests-table", DataTable)
         if self.shown and table.cursor_row < len(self.shown):
             self.dismiss(self.shown[table.cursor_row].first_row)
+
+
+REQUEST_WIDTH = 72
+"""Most characters of a request's column: one long URL (a signed URL, tracking
+parameters) made it as wide as itself and pushed the status, times and sizes of
+every row off the screen. Enter opens the request whole."""
+
+
+def _request(label: str) -> str:
+    """``GET host/path?query`` in at most :data:`REQUEST_WIDTH` characters: the query
+    string's end cut first, then the path's start."""
+    if len(label) <= REQUEST_WIDTH:
+        return label
+    method, _, target = label.partition(" ")
+    bare, q, _ = target.partition("?")
+    room = REQUEST_WIDTH - len(method) - 1
+    if q and len(bare) + 2 <= room:
+        return f"{method} {target[:room - 1]}…"
+    return f"{method} …{bare[-(room - 1):]}" if room > 1 else label[:REQUEST_WIDTH - 1] + "…"

@@ -4,6 +4,7 @@ bodies (reassembled, decompressed, pretty), timing; copy as curl, save a body.""
 from __future__ import annotations
 
 import bisect
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -218,6 +219,17 @@ def _more(out: Text, total: int, how: str) -> None:
         out.append(f"  … {total - MAX_LINES:,} more lines of the {how}\n", "yellow")
 
 
+def find_matches(text: str, term: str) -> list[int]:
+    """Where ``term`` starts in ``text``, any case, in order, not overlapping."""
+    if not term:
+        return []
+    return [m.start() for m in re.finditer(re.escape(term), text, re.IGNORECASE)]
+
+
+MARKED = 400
+"""Matches of a search marked at once, around the current one."""
+
+
 class LineIndex:
     """Where each line of a text starts once wrapped to a width: the line a
     character offset is on, by bisection (a search's ``n`` split and wrapped the
@@ -300,13 +312,9 @@ class StreamScreen(ModalScreen[None]):
         """Mark every match of ``term`` (any case) and go to the first one after the
         top of the view."""
         self.term = term
-        self.matches = []
-        plain = self.text.plain.lower()
-        if term:
-            i = plain.find(term.lower())
-            while i >= 0:
-                self.matches.append(i)
-                i = plain.find(term.lower(), i + len(term))
+        # (found in the text itself, any case: in a lowercased copy an 'İ' becomes two
+        # characters, and every mark after it fell one character to the right)
+        self.matches = find_matches(self.text.plain, term)
         view = self.query_one("#stream-view", VerticalScroll)
         top = view.scroll_y
         self.current = 0
@@ -336,11 +344,19 @@ class StreamScreen(ModalScreen[None]):
         body = self.query_one("#stream-body", Static)
         if not self.matches:
             body.update(self.text)
-            self._note(f"no match for {self.term!r} in the stream's text" if self.term else "")
+            cut = " (the lines shown: a long body is cut, b or B saves it whole)" \
+                if any(said in self.text.plain[-400:]
+                       for said in ("lines shown here", "more lines of the")) else ""
+            self._note(f"no match for {self.term!r} in the stream's text{cut}"
+                       if self.term else "")
             return
         marked = self.text.copy()
         size = len(self.term)
-        for n, offset in enumerate(self.matches):
+        # The matches around the current one are marked (a one-character term in a
+        # hex dump has 20,000: marking them all took seconds at each n).
+        low = max(0, self.current - MARKED // 2)
+        for n in range(low, min(len(self.matches), low + MARKED)):
+            offset = self.matches[n]
             marked.stylize("bold reverse" if n == self.current else "reverse",
                            offset, offset + size)
         # (styles only: the text and its wrapping are the same, so its layout too —

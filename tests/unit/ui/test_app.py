@@ -772,7 +772,7 @@ def test_findings_summary_groups_them_and_filters_or_jumps(capture_path: Path) -
                               "frame 37: "
                               "WINDOW_UPDATE with an increment of 0: a connection error of "
                               "type PROTOCOL_ERROR")
-    assert seen["filter"] == "finding:window-update-zero"
+    assert seen["filter"] == "finding:window-update-zero dir:c2s"  # (its line: the client)
     # (row 36 is frame 37: frames count from 1, as `g 37` and the detail pane say)
     assert seen["shown"] == [36] and seen["selected"] == 36
 

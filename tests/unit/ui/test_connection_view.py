@@ -250,3 +250,16 @@ def test_websocket_messages_after_an_upgrade_are_not_counted_as_requests() -> No
                     (2.0, Direction.C2S, "websocket close 1000 normal closure")])
     assert c.note == ("HTTP/1.x: 1 request, 1 response(s), 6 WebSocket messages, "
                       "last 'websocket close 1000 normal closure'")
+
+
+def test_a_long_url_does_not_widen_the_requests_table_past_its_other_columns() -> None:
+    """One 300-character query string made the request column as wide as itself: the
+    status, times and sizes of every row were off the screen."""
+    from ui.screens.requests import REQUEST_WIDTH, _request
+
+    long = "GET localhost:58021/index.html?q=" + "p" * 300
+    assert _request(long) == f"GET {long[4:REQUEST_WIDTH - 1]}…"
+    assert len(_request(long)) == REQUEST_WIDTH
+    deep = "POST api.test/" + "a" * 100 + "/pkg.Svc/Call"
+    assert _request(deep).endswith("/pkg.Svc/Call") and len(_request(deep)) == REQUEST_WIDTH
+    assert _request("GET a.test/x") == "GET a.test/x"

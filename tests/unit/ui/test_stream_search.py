@@ -166,3 +166,45 @@ def test_the_save_box_says_what_it_saves_and_the_result_where(
     saved = tmp_path / "users.json.gz"
     assert seen[2] == (f"saved {saved.stat().st_size:,} bytes (as received: still "
                        f"gzip-encoded) to {saved}")
+
+
+def test_the_line_index_finds_each_offsets_wrapped_line() -> None:
+    """The line of a match was found by splitting and wrapping the whole body from
+    its start for each match: a one-character search near the end of a 3 MB hex dump
+    froze the UI for minutes. The index gives the same lines, by bisection."""
+    import random
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from ui.screens.stream import LineIndex
+
+    rng = random.Random(5)
+    # (no spaces: a long line folds at the width, no blank is dropped where it breaks)
+    lines = ["".join(rng.choice("abcd") for _ in range(rng.choice((0, 5, 30, 95, 200))))
+             for _ in range(300)]
+    text = Text("\n".join(lines))
+    console = Console(width=200)
+    for width in (40, 80):
+        index = LineIndex(text, width, console)
+        y = 0
+        offset = 0
+        for line in lines:  # (what the body shows: each line wrapped at the width)
+            pieces = Text(line).wrap(console, width) if len(line) > width else [Text(line)]
+            for piece in pieces:
+                if piece.plain:
+                    assert index.line_of(offset) == y, (width, offset)
+                offset += len(piece.plain)
+                y += 1
+            offset += 1  # (the newline)
+
+
+def test_a_match_after_a_dotted_capital_i_is_marked_where_it_is() -> None:
+    """Matches were found in a lowercased copy, where 'İ' is two characters: each one
+    before a match moved its mark a character to the right."""
+    from ui.screens.stream import find_matches
+
+    text = "İ" * 10 + ' "NEEDLE" and needle'
+    starts = find_matches(text, "needle")
+    assert [text[i:i + 6] for i in starts] == ["NEEDLE", "needle"]
+    assert find_matches("aaaa", "aa") == [0, 2] and find_matches("x", "") == []
