@@ -309,3 +309,17 @@ def test_a_header_block_that_never_completes_says_the_fields_that_came(
     assert missing.code == "continuation-missing"
     assert missing.message.endswith("; fields that came: :method: GET, :scheme: https"), \
         missing.message
+
+
+def test_a_flood_of_tiny_continuations_is_said_by_its_first_fields_only(
+        make_conv: type[Conversation]) -> None:
+    """A CONTINUATION flood leaves megabytes of one-field fragments: decoding them all
+    at the close took seconds, and every other connection through h2scope waited."""
+    conv = make_conv()
+    conv.send(C2S, b"\x00\x00\x00\x01\x00\x00\x00\x00\x01")  # HEADERS, no END_HEADERS
+    tiny = b"\x00\x00\x05\x09\x00\x00\x00\x00\x01" + b"\x40\x01a\x01b"
+    conv.send(C2S, tiny * 100_000)  # (500 KB of fields: literal a: b, indexed)
+    conv.events.extend(conv.obs.close(conv.t, closed_by="client"))
+    (truncated,) = [m for code, _, m in _conn_findings(conv) if code == "header-block-truncated"]
+    assert truncated.endswith("(in its first 64 KiB of 500,000 bytes)"), truncated[-200:]
+    assert "a: b, a: b" in truncated
