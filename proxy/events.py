@@ -326,12 +326,16 @@ class Subscription:
         wrong in a user's words (``failure_message``: a recorder whose disk is full)
         is logged with that line; anything else with its traceback (a bug)."""
         self.failed = True
-        explain = getattr(getattr(handler, "__self__", None), "failure_message", None)
+        owner = getattr(handler, "__self__", None)
+        explain = getattr(owner, "failure_message", None)
         said = explain(exc) if explain is not None else None
         if said:
             log.error("%s", said)
         else:
             log.exception("sink %r failed; it receives no more events", handler)
+        release = getattr(owner, "failed_with", None)
+        if release is not None:  # (a recorder lets its file go: deleting it frees space)
+            release(exc)
 
     async def _run(self) -> None:
         if self.many_handler is not None:

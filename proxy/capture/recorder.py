@@ -114,6 +114,15 @@ class CaptureRecorder:
         Raises OSError when the file could not be written to the end."""
         self.writer.close()
 
+    def failed_with(self, exc: Exception) -> None:
+        """The bus stopped this sink (:meth:`failure_message` said why): a write error
+        lets the file go, so deleting it frees the disk while h2scope runs on."""
+        if isinstance(exc, OSError):
+            try:
+                self.writer.abandon(exc)
+            except OSError:  # (closing a file whose disk is full: nothing more to do)
+                pass
+
     def failure_message(self, exc: Exception) -> str | None:
         """The line the bus logs when this sink fails: for a write error, what
         happened to the recording (None: a bug, logged with its traceback)."""

@@ -118,6 +118,8 @@ class CaptureWriter:
         self._counts = [0] * 256
         self._truncated_frames = 0
         self._closed = False
+        self._abandoned: OSError | None = None
+        """What :meth:`abandon` let the file go for."""
         self._failed: OSError | None = None
         """What the background flush failed with: every later append raises it."""
         self.waited = 0.0
@@ -317,10 +319,30 @@ class CaptureWriter:
             await asyncio.get_running_loop().run_in_executor(None, self.flush)
             self.waited += time.monotonic() - start
 
+    def abandon(self, exc: OSError) -> None:
+        """After a write failed (a full disk): let the file go now — what is buffered
+        cannot be written — so that deleting it frees its space at once (the open
+        file kept the disk full until h2scope stopped). :meth:`close` then raises
+        ``exc``: the recording is incomplete. What was written stays readable."""
+        with self._io_lock:  # (after a flush under way: it fails or finishes first)
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                self._abandoned = exc
+                self._parts = []
+                self._pending = 0
+            self._stop.set()
+            self._wake.set()
+            os.close(self._fd)
+
     def close(self, *, fsync: bool = True) -> None:
         """Write an END record, flush, and close the file. Idempotent."""
         with self._lock:
             if self._closed:
+                if self._abandoned is not None:
+                    raise OSError(self._abandoned.errno, self._abandoned.strerror or
+                                  str(self._abandoned), str(self.path))
                 return
         error: OSError | None = None
         try:

@@ -4,6 +4,7 @@ in front of a server in CI fails the job). The real command, real peers."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -212,6 +213,19 @@ def test_a_disk_that_refuses_the_recording_is_said_once_and_the_relay_goes_on(
                                     f"http://127.0.0.1:{proxy.port}/big.bin"])
                 assert result.returncode == 0, result.stderr
                 assert (tmp_path / "big").read_bytes() == (docroot / "big.bin").read_bytes()
+            # The file is let go at once: deleting it frees the disk while h2scope runs
+            # on (it stayed open, and the disk full, until the stop).
+            rec = str(tmp_path / "rec.h2scope")
+
+            def holds() -> bool:
+                fds = Path(f"/proc/{proxy.pid}/fd")
+                return any(os.readlink(fd) == rec for fd in fds.iterdir()
+                           if fd.is_symlink())
+
+            deadline = time.monotonic() + 10
+            while holds():
+                assert time.monotonic() < deadline, "the proxy still holds the recording"
+                time.sleep(0.05)
         finally:
             status = proxy.stop()
     lines = list(proxy.stderr_lines)
