@@ -359,8 +359,8 @@ def run(args: argparse.Namespace) -> int:
     if warning is not None:
         _print_err(warning)
     note = replacing_note(config.record.file)
-    if note is not None:
-        _print_err(note)
+    if note is not None and not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
+        _print_err(note)  # (the UI: said before it takes the screen)
     if not args.headless:
         if sys.stdin.isatty() and sys.stdout.isatty():
             from proxy.commands.view import use_protosets
@@ -377,7 +377,8 @@ def run(args: argparse.Namespace) -> int:
     from proxy.protoset import protoset_option
 
     # The protosets name gRPC messages' fields in the headless log too.
-    return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]))
+    return _serve(config, protoset_option([*map(Path, config.ui.protosets), *args.protoset]),
+                  replacing=note)
 
 
 def _reopen_closed_stdout() -> bool:
@@ -447,7 +448,7 @@ def remote_warning(config: Config) -> str | None:
     return text
 
 
-def _serve(config: Config, protoset: Any = None) -> int:
+def _serve(config: Config, protoset: Any = None, replacing: str | None = None) -> int:
     """Run the proxy until SIGINT/SIGTERM: 0 after a clean stop, 1 if it cannot start."""
     import asyncio
 
@@ -457,7 +458,7 @@ def _serve(config: Config, protoset: Any = None) -> int:
     huffman.prepare()  # (else the first connection's first header block waits for it)
     # (the signal handlers _serve_async leaves stay: a signal after the stop, while
     # the process ends, is ignored, not an exit 130 that hides the verdict)
-    return asyncio.run(_serve_async(config, protoset, _Stopping()))
+    return asyncio.run(_serve_async(config, protoset, _Stopping(), replacing))
 
 
 def _configure_logging(config: Config) -> None:
@@ -714,7 +715,9 @@ def _log_to_stderr_if_recording_to_stdout(recorder: Any, sinks: list[Any]) -> No
 
 
 async def _serve_async(config: Config, protoset: Any = None,
-                       stopping: _Stopping | None = None) -> int:
+                       stopping: _Stopping | None = None, replacing: str | None = None) -> int:
+    """``replacing``: the line that says the recording replaces a file, said once
+    the proxy is listening (a start that fails leaves the file as it was)."""
     import asyncio
     import contextlib
     import signal
@@ -738,6 +741,8 @@ async def _serve_async(config: Config, protoset: Any = None,
     # Only now, listening, is the recording opened: a start that failed (a port in
     # use) had truncated the capture --record names. (No await since the bind: no
     # connection is handled before the recorder is subscribed.)
+    if replacing is not None:
+        _print_err(replacing)
     try:
         recorder = open_recorder(config)
     except BaseException:
@@ -873,7 +878,7 @@ class _Stopping:
         self.presses += 1
         if self.presses == 1:
             _print_err("h2scope: still stopping (closing connections, flushing the "
-                       "recording); press Ctrl-C again to abandon")
+                       "recording); another Ctrl-C (or signal) abandons it")
         else:
             _print_err("h2scope: abandoned: the recording keeps what was flushed "
                        "(h2scope check reads it)")

@@ -119,11 +119,13 @@ def test_a_start_that_fails_leaves_the_existing_capture_as_it_was(tmp_path: Path
     assert result.returncode == 1, err
     assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in err
     assert capture.read_bytes() == b"x" * 100_000
+    assert "recording replaces" not in err  # (it does not: nothing is replaced)
 
 
 def test_sighup_stops_the_proxy_cleanly(tmp_path: Path, docroot: Path) -> None:
     """The ssh session or tmux pane closes: SIGHUP killed the proxy with no
     summary and a recording without its end. Now it stops as on SIGTERM."""
+    (tmp_path / "rec.h2scope").write_bytes(b"y" * 2048)  # (last session's: replaced)
     with procs.nghttpd(docroot) as sport:
         proxy = ProxyProcess(confdir=tmp_path / "conf", mode=f"reverse:http://127.0.0.1:{sport}",
                              extra=["-q", "--record", "rec.h2scope"], cwd=tmp_path).start()
@@ -139,6 +141,9 @@ def test_sighup_stops_the_proxy_cleanly(tmp_path: Path, docroot: Path) -> None:
     lines = list(proxy.stderr_lines)
     assert status == 0, lines
     assert f"h2scope: recorded to {tmp_path / 'rec.h2scope'}" in lines, lines
+    # (said once listening: a start that fails replaces nothing, and says nothing)
+    assert f"h2scope: note: recording replaces {tmp_path / 'rec.h2scope'} (2048 B were " \
+        "there)" in lines, lines
     assert any(ln.startswith("h2scope: 1 connection (1 h2c)") for ln in lines), lines
     assert main(["check", str(tmp_path / "rec.h2scope")]) == 0
 
