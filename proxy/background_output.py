@@ -32,7 +32,8 @@ QUEUE_LIMIT = 2 << 20
 """Bytes of frame log waiting for the reader before new lines are dropped."""
 WRITE_SLICE = 4096
 """Bytes per write: PIPE_BUF, which a pipe takes whole or not at all, so what the
-stop counts as not printed is exact."""
+stop counts as not printed is off by one slice's lines at most (the slice under
+way), and never short."""
 STALLED_AFTER = 1.0
 """At the stop: seconds the reader may take nothing before the rest is given up."""
 CLOSE_AT_MOST = 10.0
@@ -145,9 +146,12 @@ class BackgroundOutput:
                     with cond:
                         if self._abandoned:
                             return
-                        # (what comes after this slice: the one being written is
-                        # taken whole by a pipe once its reader reads again)
-                        self._inflight = view[WRITE_SLICE:]
+                        # (this slice too: blocked in its write when the stop gives
+                        # the reader up, it is printed only if the reader reads
+                        # before h2scope exits, so it counts as not printed — at
+                        # worst one slice's lines counted that did get out, never
+                        # lines lost uncounted)
+                        self._inflight = view
                     n = os.write(self.fd, view[:WRITE_SLICE])
                     view = view[n:]
                     with cond:

@@ -145,7 +145,7 @@ def test_frames_come_from_the_private_capture_and_the_session_saves(
             text = screen.query_one("#stream-body", Static).content.plain  # type: ignore[union-attr]
             tag = dict(screen.stream.request_headers or ())[":path"].strip("/")
             seen["body"] = f"hello /{tag}\n".encode() + uploads[tag]
-            assert f"response body: {len(seen['body'])} bytes" in text
+            assert f"response body: {len(seen['body']):,} bytes" in text
             assert "not kept" not in text and f"{tag} line 002998" in text
             await pilot.press("b")
             await pilot.pause()

@@ -73,7 +73,9 @@ def test_the_background_writer_drops_and_counts_what_a_stalled_reader_leaves() -
         pass
     os.close(w)
     os.close(r)
-    assert got.count(b"\n") + out.dropped_lines == 50_000
+    # (every line printed or counted; the slice under way when the reader was given up
+    # on is counted, and may still get out if the reader reads again: 41 lines or 42)
+    assert 50_000 <= got.count(b"\n") + out.dropped_lines <= 50_000 + 4096 // 100 + 1
     assert set(got.split(b"\n")[:-1]) == {b"x" * 99}
 
 
