@@ -271,20 +271,7 @@ class Protoset:
         return "0" if t in (_INT64, _UINT64, _SINT64, _FIXED64, _SFIXED64) else 0
 
     def _packed_json(self, fd: Field, data: bytes) -> list[Any]:
-        out: list[Any] = []
-        pos = 0
-        while pos < len(data):
-            if fd.type in _PACKABLE_VARINT:
-                value, pos = _varint(data, pos)
-                out.append(self._json_value(fd, _VARINT, value))
-            else:
-                size = 8 if fd.type in _PACKABLE_I64 else 4
-                if pos + size > len(data):
-                    raise _Malformed
-                out.append(self._json_value(fd, _I64 if size == 8 else _I32,
-                                            data[pos:pos + size]))
-                pos += size
-        return out
+        return [self._json_value(fd, wire, value) for wire, value in _packed_values(fd, data)]
 
     def _json_value(self, fd: Field, wire: int, value: object) -> Any:
         t = fd.type
@@ -386,20 +373,8 @@ class Protoset:
         return str(value)
 
     def _packed(self, fd: Field, data: bytes) -> list[str]:
-        out: list[str] = []
-        pos = 0
-        while pos < len(data):
-            if fd.type in _PACKABLE_VARINT:
-                value, pos = _varint(data, pos)
-                out.append(self._varint_value(fd, value))
-            else:
-                size = 8 if fd.type in _PACKABLE_I64 else 4
-                if pos + size > len(data):
-                    raise _Malformed
-                out.append(self._value(fd, _I64 if size == 8 else _I32, data[pos:pos + size]))
-                pos += size
-        return out
-
+        return [self._varint_value(fd, value) if isinstance(value, int) else
+                self._value(fd, wire, value) for wire, value in _packed_values(fd, data)]
 
 def protoset_option(paths: list[Path]) -> Protoset | None:
     """The ``--protoset`` files loaded (None without any); one that cannot be read, or
@@ -459,6 +434,24 @@ def _float32(x: float) -> str:
 def _signed32(value: int) -> int:
     value &= (1 << 64) - 1
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _packed_values(fd: Field, data: bytes) -> list[tuple[int, int | bytes]]:
+    """A packed repeated field's values, each with the wire type it would have alone
+    (a varint, or 8 or 4 bytes); raises _Malformed."""
+    out: list[tuple[int, int | bytes]] = []
+    pos = 0
+    while pos < len(data):
+        if fd.type in _PACKABLE_VARINT:
+            value, pos = _varint(data, pos)
+            out.append((_VARINT, value))
+        else:
+            size = 8 if fd.type in _PACKABLE_I64 else 4
+            if pos + size > len(data):
+                raise _Malformed
+            out.append((_I64 if size == 8 else _I32, data[pos:pos + size]))
+            pos += size
+    return out
 
 
 def _camel(name: str) -> str:
