@@ -4,13 +4,9 @@ the differences are named, the same recording twice agrees, exit 3 and 0."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 
 from proxy.capture.recorder import CaptureRecorder
@@ -18,6 +14,7 @@ from proxy.capture.writer import CaptureWriter
 from proxy.cli import main
 from tests.helpers import procs
 from tests.helpers.proxy_thread import ProxyThread
+from tests.integration.replay_peers import fetch
 
 
 def recording(make_proxy: Callable[..., ProxyThread], docroot: Path, path: Path,
@@ -42,26 +39,7 @@ def h2_fetch(port: int, requests: Sequence[Fields]) -> None:
     """A python-h2 client on one h2c connection sends each request's fields exactly as
     given (an edge's outbound request: ``host`` instead of ``:authority``, cookie
     crumbs, fields it added) and reads each response to its end."""
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
-                                                                header_encoding="utf-8"))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        conn.initiate_connection()
-        for fields in requests:
-            sid = conn.get_next_available_stream_id()
-            conn.send_headers(sid, list(fields), end_stream=True)
-            sock.sendall(conn.data_to_send())
-            ended = False
-            while not ended:
-                data = sock.recv(65536)
-                assert data, "the connection closed before the response ended"
-                for ev in conn.receive_data(data):
-                    if isinstance(ev, h2.events.DataReceived):
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    ended |= isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) \
-                        and ev.stream_id == sid
-                sock.sendall(conn.data_to_send())
-        conn.close_connection()
-        sock.sendall(conn.data_to_send())
+    fetch(port, [(list(fields), b"") for fields in requests])
 
 
 def h2_recording(make_proxy: Callable[..., ProxyThread], docroot: Path, path: Path,
