@@ -266,7 +266,9 @@ class Http1Connection:
                     if trailers:
                         names = {n for t in trailers for n, _ in t.headers}
                         fields.append(("trailer", ", ".join(sorted(names))))
-                elif not no_body and whole:
+                elif whole and (not no_body or (method == "HEAD" and body_len and not any(
+                        n == "content-length" for n, _ in fields))):
+                    # (a HEAD: the length the GET's content has, RFC 9110 §8.6)
                     fields.append(("content-length", str(body_len)))
                 if close:
                     fields.append(("connection", "close"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import ssl
 import struct
@@ -271,7 +272,9 @@ class MockConnection:
             self.log(f"{method} {authority}{path} → {found.status} (recorded connection "
                      f"{found.conn_id}, {where}{how}{paced}{cut})")
             actions = found.actions
-            if found.cut is not None:  # (never leave the client waiting on the rest)
+            if method == "HEAD" and found.method != "HEAD":
+                actions = head_only(actions)
+            if found.cut is not None and method != "HEAD":  # (never leave the client waiting)
                 last = actions[-1].at if actions else 0.0
                 actions = (*actions, Action(kind="cut", error_code=0x8, at=last, seq=1 << 62))
         if sid in self.continued:  # (its 100 went on the request's HEADERS)
@@ -566,3 +569,25 @@ async def start_mock_server(book: ResponseBook, host: str, port: int,
         await serve_connection(book, reader, writer, log, speed)
 
     return await asyncio.start_server(handle, host, port, ssl=ssl_context, limit=READ_SIZE)
+
+
+def head_only(actions: tuple[Action, ...]) -> tuple[Action, ...]:
+    """A recorded GET's response as the answer to a HEAD (RFC 9110 §9.3.2): its
+    header blocks up to the final one, which ends the stream; no content, no
+    trailers, no pushes."""
+    out: list[Action] = []
+    length = sum(len(a.data) for a in actions if a.kind == "data")
+    whole = any(a.end_stream for a in actions)
+    for a in actions:
+        if a.kind != "headers":
+            continue
+        final = not dict(a.headers).get(":status", "").startswith("1")
+        if not final:
+            out.append(a)
+            continue
+        fields = a.headers
+        if whole and length and not any(n.lower() == "content-length" for n, _ in fields):
+            fields = (*fields, ("content-length", str(length)))  # (the GET's, §8.6)
+        out.append(dataclasses.replace(a, headers=fields, end_stream=True))
+        break
+    return tuple(out)

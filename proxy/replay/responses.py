@@ -409,10 +409,15 @@ class ResponseBook:
              digest: bytes | None = None, *, peek: bool = False) -> RecordedResponse | None:
         """The recorded response to this request (``digest``: its body's SHA-256, for
         ``--match body``; None: the body is not compared); a pushed response only
-        when no requested one matches. ``peek``: the one it would be, not counted
-        as served (a ``100 Continue`` is chosen before the body has come)."""
+        when no requested one matches; a HEAD that nothing recorded matches gets
+        the GET's. ``peek``: the one it would be, not counted as served (a ``100
+        Continue`` is chosen before the body has come)."""
         matching = [r for r in self.responses
                     if self._matches(r, method, authority, path, digest)]
+        if not matching and method == "HEAD" and "method" in self.fields:
+            # (RFC 9110 §9.3.2: a HEAD is answered with the head a GET would get;
+            # the caller sends it without the body)
+            return self.find("GET", authority, path, digest, peek=peek)
         found = [r for r in matching if r.pushed_on is None] or matching
         # A response recorded whole before one the recording cut short (a client that
         # cancelled a download, a capture that stops in the middle).

@@ -166,3 +166,21 @@ def test_a_websocket_upgrade_over_http1_gets_a_501_that_says_why(
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"HTTP/1.1 501"), result.stdout[:200]
     assert b"plays WebSockets back over HTTP/2 only" in result.stdout
+
+
+def test_a_head_request_gets_the_recorded_gets_head_and_no_body(
+        h1_capture: Path, pushed_capture: Path, serve: Served, confdir: Path,  # noqa: F811
+        ) -> None:
+    """curl -I of a recorded GET got a 404 (nothing recorded was a HEAD): it gets the
+    GET's status and fields and no body (RFC 9110 §9.3.2), over HTTP/1.1 and h2."""
+    ca = str(confdir / "h2scope-ca-cert.pem")
+    url = serve(str(h1_capture), "--match", "method,path")
+    for version in ("--http1.1", "--http2"):
+        result = procs.run([procs.require("curl"), "-sS", version, "--cacert", ca, "-I",
+                            "--max-time", "10", f"{url}/h1.txt"])
+        assert result.returncode == 0, result.stderr
+        heads = result.stdout.decode().lower()
+        assert heads.startswith(("http/1.1 200", "http/2 200")), heads
+        assert f"content-length: {len(H1_BODY)}" in heads, heads
+        assert "x-origin: http.server" in heads
+        assert result.stdout.endswith(b"\r\n\r\n"), result.stdout[-80:]  # (no body)
