@@ -27,7 +27,7 @@ from proxy.content import decode_content
 from proxy.observe.describe import escape_undecoded, shown_field, shown_headers, shown_name
 from proxy.observe.enums import error_name
 from proxy.observe.jsonview import finding_dict, raw_bytes
-from proxy.websocket import Deflate
+from proxy.websocket import Deflate, is_websocket
 from proxy.websocket import messages as ws_messages
 
 _BINARY_TYPES = ("application/grpc", "application/octet-stream", "application/x-protobuf",
@@ -303,8 +303,7 @@ def _url(ex: Exchange, meta: dict[str, Any]) -> str:
     scheme = ex.header(":scheme") or "https"
     authority = ex.authority() or _target(meta, scheme)
     path = ex.header(":path") or ("" if ex.header(":method") == "CONNECT" else "/")
-    if (ex.header(":protocol") or "").lower() == "websocket" and \
-            ex.header(":method") == "CONNECT":
+    if is_websocket(ex.request_headers):
         # (a WebSocket by its ws or wss URL, as DevTools names one, RFC 8441 §5)
         return f"{'ws' if scheme == 'http' else 'wss'}://{authority}{path}"
     return f"{scheme}://{authority}{path}"

@@ -119,18 +119,22 @@ def fields_before_cut(side: Side) -> str:
     block = side.block
     if block is None or block.size < 0 or not block.fragments:
         return ""
-    data = b"".join(block.fragments)
+    # (its start only: a CONTINUATION flood leaves megabytes of one-byte fields, and
+    # decoding them all at the close held every other connection for seconds)
+    head = bytearray()
+    for fragment in block.fragments:
+        head += fragment
+        if len(head) >= CUT_BLOCK_SHOWN:
+            break
     try:
-        # (its start only: a CONTINUATION flood leaves megabytes of one-byte fields,
-        # and decoding them all at the close held every other connection for seconds)
-        fields = side.decoder.decode(data[:CUT_BLOCK_SHOWN]).headers
+        fields = side.decoder.decode(bytes(head[:CUT_BLOCK_SHOWN])).headers
     except HpackDecodeError as exc:
         fields = exc.partial
     except Exception:  # (a display aid: never the observer's failure)
         return ""
     said = _fields_said("fields that came", fields)
-    if said and len(data) > CUT_BLOCK_SHOWN:
-        said += f" (in its first {CUT_BLOCK_SHOWN // 1024} KiB of {len(data):,} bytes)"
+    if said and block.size > CUT_BLOCK_SHOWN:
+        said += f" (in its first {CUT_BLOCK_SHOWN // 1024} KiB of {block.size:,} bytes)"
     return said
 
 

@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Static
 
 from ui.model.connections import ConnInfo, StreamInfo
 from ui.model.session import Session
+from ui.widgets.lanes import shortened
 from ui.widgets.rowtable import RowTable
 from ui.widgets.style import safe_str
 
@@ -222,13 +223,9 @@ every row off the screen. Enter opens the request whole."""
 
 
 def _request(label: str) -> str:
-    """``GET host/path?query`` in at most :data:`REQUEST_WIDTH` characters: the query
-    string's end cut first, then the path's start."""
+    """``GET host/path?query`` in at most :data:`REQUEST_WIDTH` characters, cut as a
+    lane's label is (:func:`~ui.widgets.lanes.shortened`)."""
     if len(label) <= REQUEST_WIDTH:
         return label
     method, _, target = label.partition(" ")
-    bare, q, _ = target.partition("?")
-    room = REQUEST_WIDTH - len(method) - 1
-    if q and len(bare) + 2 <= room:
-        return f"{method} {target[:room - 1]}…"
-    return f"{method} …{bare[-(room - 1):]}" if room > 1 else label[:REQUEST_WIDTH - 1] + "…"
+    return f"{method} {shortened(target, REQUEST_WIDTH - len(method) - 1)}"

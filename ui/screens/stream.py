@@ -268,12 +268,6 @@ class LineIndex:
         return max(self.ys[i], y - 1)
 
 
-def match_line(text: Text, offset: int, width: int, console: Console) -> int:
-    """The line (of ``text`` wrapped to ``width`` columns) that character ``offset``
-    is on: where to scroll to show a match."""
-    return LineIndex(text, width, console).line_of(offset)
-
-
 class StreamScreen(ModalScreen[None]):
     matches: list[int]
     """Where the search's ``term`` starts in :attr:`text` (character offsets), in order."""

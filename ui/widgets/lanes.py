@@ -57,18 +57,23 @@ def lane_label(st: StreamInfo) -> str:
         room = 8
         keep = max(1, LABEL - len(head) - room)
         tail = tail if len(tail) <= keep else tail[:keep - 1] + "…"
+    return head + shortened(path, room) + tail
+
+
+def shortened(path: str, room: int) -> str:
+    """``path`` in at most ``room`` characters: a query string's end cut first
+    (``/index.html?q=pp…``), then the path's start (``…bundle.min.js``: its end
+    tells a file or a gRPC method from its neighbours)."""
     bare, query, _ = path.partition("?")
     if len(path) <= room:
-        pass
-    elif query and len(bare) + 2 <= room:
-        path = path[:room - 1] + "…"  # ("/index.html?q=pp…")
-    elif query and len(bare) + 1 <= room:
-        path = bare + "…"
-    elif query:
-        path = "…" + bare[-(room - 2):] + "…"
-    else:
-        path = "…" + bare[-(room - 1):]
-    return head + path + tail
+        return path
+    if query and len(bare) + 2 <= room:
+        return path[:room - 1] + "…"
+    if query and len(bare) + 1 <= room:
+        return bare + "…"
+    if query:
+        return "…" + bare[-(room - 2):] + "…"
+    return "…" + bare[-(room - 1):]
 
 
 def lanes_title(lanes: Lanes) -> str:

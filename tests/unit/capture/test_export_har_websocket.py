@@ -117,7 +117,8 @@ def test_only_an_extended_connect_is_named_by_a_ws_url() -> None:
     def ex(method: str) -> object:
         fields = {":method": method, ":protocol": "websocket", ":scheme": "https",
                   ":authority": "chat.test", ":path": "/chat"}
-        return SimpleNamespace(header=fields.get, authority=lambda: "chat.test")
+        return SimpleNamespace(header=fields.get, authority=lambda: "chat.test",
+                               request_headers=tuple(fields.items()))
 
     assert _url(ex("CONNECT"), {}) == "wss://chat.test/chat"  # type: ignore[arg-type]
     assert _url(ex("GET"), {}) == "https://chat.test/chat"  # type: ignore[arg-type]
